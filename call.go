@@ -1,0 +1,38 @@
+package pypool
+
+import "context"
+
+// Kwargs holds Python keyword arguments. Passed as the last argument of a
+// call, it becomes the function's **kwargs:
+//
+//	pool.Call(ctx, "greet", "Ada", pypool.Kwargs{"greeting": "Hello"})
+type Kwargs map[string]any
+
+// splitKwargs separates a trailing Kwargs from the positional arguments.
+func splitKwargs(args []any) ([]any, Kwargs) {
+	if n := len(args); n > 0 {
+		if kw, ok := args[n-1].(Kwargs); ok {
+			return args[:n-1], kw
+		}
+	}
+	return args, nil
+}
+
+// Caller is what CallAs calls through: a *Pool, or a *Worker inside a
+// transaction.
+type Caller interface {
+	call(ctx context.Context, fn string, args []any, into func([]byte) error) error
+}
+
+// CallAs is Call with the result decoded straight into a T: a struct (fields
+// matched by their `msgpack:"name"` tags, else by name), a slice, a map or a
+// scalar. A result that does not fit T gives an error wrapping
+// ErrResultNotDecodable.
+//
+//	type Point struct{ X, Y float64 }
+//	pt, err := pypool.CallAs[Point](ctx, pool, "centroid", points)
+func CallAs[T any](ctx context.Context, c Caller, fn string, args ...any) (T, error) {
+	var out T
+	err := c.call(ctx, fn, args, func(b []byte) error { return decodeValueInto(b, &out) })
+	return out, err
+}

@@ -1,0 +1,185 @@
+package pypool
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Strategy says which idle worker a checkout gets.
+type Strategy int
+
+const (
+	// LIFO hands out the most recently returned worker: a few workers stay
+	// hot (caches, branch predictors) while the others idle. The default,
+	// as in poolboy.
+	LIFO Strategy = iota
+	// FIFO hands out the worker that has been idle longest, spreading calls
+	// evenly across the workers.
+	FIFO
+)
+
+// String returns "lifo" or "fifo".
+func (s Strategy) String() string {
+	switch s {
+	case LIFO:
+		return "lifo"
+	case FIFO:
+		return "fifo"
+	}
+	return "Strategy(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Config configures a Pool. The zero value of every field except Module means
+// its documented default.
+type Config struct {
+	// Module is the Python module whose public functions can be called, as
+	// in an import statement: "my_module" or "package.module". Required.
+	Module string
+
+	// PythonPath lists directories put first on the worker's sys.path.
+	// Relative entries are relative to Dir (or, when Dir is empty, to the Go
+	// program's working directory). The worker's working directory is always
+	// on sys.path after them, as with "python -c".
+	PythonPath []string
+
+	// Python is the interpreter to run: a name looked up in PATH or a path.
+	// Default "python3". It is resolved once, by New, to the real executable
+	// (sys.executable), so that launcher shims such as pyenv's are not paid
+	// for at every worker start.
+	Python string
+
+	// Size is the number of workers kept running. Default: the number of
+	// CPUs.
+	Size int
+
+	// MaxOverflow is how many workers may be started beyond Size while all
+	// are busy. An overflow worker is stopped when it is returned and Size
+	// workers are idle. Default 0.
+	MaxOverflow int
+
+	// Strategy chooses among idle workers: LIFO (default) or FIFO.
+	Strategy Strategy
+
+	// Env holds "KEY=value" entries added to the Go program's environment
+	// for the workers. The interpreter runs with -E: PYTHONPATH,
+	// PYTHONSTARTUP and the other PYTHON* variables are ignored (use
+	// PythonPath), so that the caller's environment can not break the
+	// runtime.
+	Env []string
+
+	// Dir is the workers' working directory. Default: the Go program's.
+	Dir string
+
+	// StartTimeout bounds a worker's start, including the import of Module.
+	// Default 60s.
+	StartTimeout time.Duration
+
+	// InterruptGrace is how long a worker whose call's context ended may
+	// take to answer the KeyboardInterrupt it is sent. A worker that answers
+	// in time goes back to the pool; otherwise it is killed and replaced.
+	// The caller does not wait for it. Default 1s.
+	InterruptGrace time.Duration
+
+	// StopTimeout is how long a stopping worker may take to exit after its
+	// input is closed before it is killed. Default 5s.
+	StopTimeout time.Duration
+
+	// MaxMessageSize limits the size of one encoded call or reply. Default
+	// 64 MiB (DefaultMaxMessageSize).
+	MaxMessageSize int
+
+	// Logger receives what the workers write to stdout (level Info) and
+	// stderr (level Warn), line by line, tagged with the worker's pid, and
+	// the pool's own events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Config's durations.
+const (
+	DefaultStartTimeout   = 60 * time.Second
+	DefaultInterruptGrace = time.Second
+	DefaultStopTimeout    = 5 * time.Second
+)
+
+var moduleName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+
+// withDefaults validates c and fills in the defaults.
+func (c Config) withDefaults() (Config, error) {
+	switch {
+	case c.Module == "":
+		return c, fmt.Errorf("pypool: Config.Module is empty: name the Python module whose functions you call, e.g. \"my_module\"")
+	case !moduleName.MatchString(c.Module):
+		return c, fmt.Errorf("pypool: Config.Module %q is not a Python module name such as \"my_module\" or \"package.module\"", c.Module)
+	case c.Size < 0:
+		return c, fmt.Errorf("pypool: Config.Size is %d: it must be positive (0 means the number of CPUs)", c.Size)
+	case c.MaxOverflow < 0:
+		return c, fmt.Errorf("pypool: Config.MaxOverflow is %d: it can not be negative", c.MaxOverflow)
+	case c.Strategy != LIFO && c.Strategy != FIFO:
+		return c, fmt.Errorf("pypool: Config.Strategy is %v: use pypool.LIFO or pypool.FIFO", c.Strategy)
+	case c.StartTimeout < 0, c.InterruptGrace < 0, c.StopTimeout < 0:
+		return c, fmt.Errorf("pypool: Config.StartTimeout, InterruptGrace and StopTimeout can not be negative")
+	case c.MaxMessageSize < 0 || c.MaxMessageSize > 1<<32-1:
+		return c, fmt.Errorf("pypool: Config.MaxMessageSize is %d: it must be between 0 (the default, 64 MiB) and 4 GiB", c.MaxMessageSize)
+	}
+	for _, kv := range c.Env {
+		if i := strings.IndexByte(kv, '='); i <= 0 {
+			return c, fmt.Errorf("pypool: Config.Env entry %q is not of the form KEY=value", kv)
+		}
+	}
+	c.Python = orDefault(c.Python, "python3")
+	c.Size = orDefault(c.Size, runtime.NumCPU())
+	c.StartTimeout = orDefault(c.StartTimeout, DefaultStartTimeout)
+	c.InterruptGrace = orDefault(c.InterruptGrace, DefaultInterruptGrace)
+	c.StopTimeout = orDefault(c.StopTimeout, DefaultStopTimeout)
+	c.MaxMessageSize = orDefault(c.MaxMessageSize, DefaultMaxMessageSize)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// orDefault returns v, or def when v is the zero value.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// spec builds the worker specification from a validated Config.
+func (c Config) spec(python, runtimeDir string) (*workerSpec, error) {
+	base := c.Dir
+	if base == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, fmt.Errorf("pypool: resolving Config.PythonPath: %w", err)
+		}
+		base = wd
+	}
+	args := []string{"-E", "-c", bootstrap, runtimeDir, "--module", c.Module,
+		"--max-message", strconv.Itoa(c.MaxMessageSize)}
+	for _, dir := range c.PythonPath {
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(base, dir)
+		}
+		args = append(args, "--path", dir)
+	}
+	return &workerSpec{
+		python:         python,
+		args:           args,
+		env:            append(os.Environ(), c.Env...),
+		dir:            c.Dir,
+		module:         c.Module,
+		maxMessageSize: c.MaxMessageSize,
+		startTimeout:   c.StartTimeout,
+		logger:         c.Logger,
+	}, nil
+}

@@ -1,0 +1,136 @@
+package pypool
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors. Test for them with errors.Is; the errors returned by this
+// package wrap them with the details of the case.
+var (
+	// ErrPoolClosed is returned by calls made after Close began, and by calls
+	// whose worker Close had to stop.
+	ErrPoolClosed = errors.New("pypool: pool closed")
+
+	// ErrWorkerCrashed is returned when the worker process died during the
+	// call. The error is a *WorkerExitError with the exit status and the last
+	// lines the worker wrote to stderr.
+	ErrWorkerCrashed = errors.New("pypool: worker crashed")
+
+	// ErrWorkerStart is returned when a worker could not be started: the
+	// interpreter is missing, the module failed to import (the error then
+	// also wraps a *PythonError with the traceback), or the worker died or
+	// timed out during the handshake.
+	ErrWorkerStart = errors.New("pypool: worker failed to start")
+
+	// ErrArgNotEncodable is returned when an argument can not be encoded as
+	// msgpack (channels, functions, complex numbers, ...). Nothing was sent;
+	// the worker is unaffected.
+	ErrArgNotEncodable = errors.New("pypool: argument not encodable")
+
+	// ErrResultNotDecodable is returned when the result can not be decoded
+	// into the requested Go type.
+	ErrResultNotDecodable = errors.New("pypool: result not decodable")
+
+	// ErrResultNotEncodable is returned (inside a *PythonError) when Python
+	// can not encode the function's result, for example a set or an instance
+	// of a custom class. The message names the type.
+	ErrResultNotEncodable = errors.New("pypool: result not encodable by Python")
+
+	// ErrFunctionNotFound is returned (inside a *PythonError) when the name
+	// is not a public function of the configured module: it does not exist,
+	// starts with an underscore, is dotted, or belongs to another module.
+	ErrFunctionNotFound = errors.New("pypool: function not found")
+
+	// ErrBadArguments is returned (inside a *PythonError) when Python could
+	// not decode the arguments, for example a Go string that is not valid
+	// UTF-8.
+	ErrBadArguments = errors.New("pypool: arguments not decodable by Python")
+
+	// ErrMessageTooLarge is returned when a call or its reply is larger than
+	// Config.MaxMessageSize.
+	ErrMessageTooLarge = errors.New("pypool: message too large")
+
+	// ErrProtocol is returned when a worker sent something that does not
+	// follow the protocol. The worker is replaced.
+	ErrProtocol = errors.New("pypool: protocol violation")
+
+	// ErrWorkerReleased is returned when a Worker is used after its
+	// transaction ended, or after one of its calls was cut off.
+	ErrWorkerReleased = errors.New("pypool: worker used outside its transaction")
+)
+
+// PythonError is an exception raised in Python, or a refusal of the Python
+// runtime (unknown function, unencodable result, ...). The worker that
+// reported it stays in the pool.
+type PythonError struct {
+	// Code says who raised the error: "exception" for the user's code,
+	// otherwise the runtime's reason ("function_not_found",
+	// "bad_arguments", "result_not_encodable", "message_too_large",
+	// "import_failed", "interrupted").
+	Code string
+	// Type is the exception class: "ValueError", or "package.module.Class".
+	Type string
+	// Message is str(exception).
+	Message string
+	// Traceback is the formatted Python traceback, without the runtime's own
+	// frames.
+	Traceback string
+}
+
+// Error returns the exception type and message; the traceback is in the
+// Traceback field.
+func (e *PythonError) Error() string {
+	return fmt.Sprintf("python %s: %s", e.Type, e.Message)
+}
+
+// Unwrap lets errors.Is match the runtime's refusals against the sentinels
+// ErrFunctionNotFound, ErrBadArguments, ErrResultNotEncodable and
+// ErrMessageTooLarge.
+func (e *PythonError) Unwrap() error {
+	switch e.Code {
+	case "function_not_found":
+		return ErrFunctionNotFound
+	case "bad_arguments":
+		return ErrBadArguments
+	case "result_not_encodable":
+		return ErrResultNotEncodable
+	case "message_too_large":
+		return ErrMessageTooLarge
+	}
+	return nil
+}
+
+// WorkerExitError describes a worker process that exited. It wraps
+// ErrWorkerCrashed (or ErrWorkerStart when it died during its handshake).
+type WorkerExitError struct {
+	Pid int
+	// ExitCode is the process's exit status, or -1 when a signal ended it.
+	ExitCode int
+	// Signal names the signal that ended the process, if one did.
+	Signal string
+	// Stderr holds the last lines the worker wrote to stderr.
+	Stderr []string
+
+	cause error
+}
+
+// Error describes the exit and quotes the end of the worker's stderr.
+func (e *WorkerExitError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v: python worker %d ", e.cause, e.Pid)
+	if e.Signal != "" {
+		fmt.Fprintf(&b, "was killed by signal %s", e.Signal)
+	} else {
+		fmt.Fprintf(&b, "exited with status %d", e.ExitCode)
+	}
+	if len(e.Stderr) > 0 {
+		b.WriteString("; its stderr ended with:\n")
+		b.WriteString(strings.Join(e.Stderr, "\n"))
+	}
+	return b.String()
+}
+
+// Unwrap returns ErrWorkerCrashed or ErrWorkerStart.
+func (e *WorkerExitError) Unwrap() error { return e.cause }

@@ -1,0 +1,59 @@
+package pypool
+
+import (
+	"bufio"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// prSetChildSubreaper makes orphaned descendants children of this process,
+// so that the test can wait for them.
+const prSetChildSubreaper = 36
+
+// TestHostDeathLeavesNoWorker kills a Go program that runs a pool (one worker
+// idle, one in a call) with SIGKILL and checks its python3 workers die too.
+func TestHostDeathLeavesNoWorker(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "hostdeath")
+	build := exec.Command("go", "build", "-o", bin, "./testdata/hostdeath")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "building the host program: %s", out)
+
+	_, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
+	require.Zero(t, errno, "prctl(PR_SET_CHILD_SUBREAPER)")
+
+	host := exec.Command(bin, "testdata/pymod")
+	stdout, err := host.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, host.Start())
+	var pids [2]int
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err)
+	_, err = fmt.Sscan(line, &pids[0], &pids[1])
+	require.NoError(t, err)
+
+	require.NoError(t, host.Process.Kill())
+	_ = host.Wait()
+	// The workers are now orphans reparented to this test process: wait
+	// for their exit, with a bound in case they survived.
+	for _, pid := range pids {
+		exited := make(chan error, 1)
+		go func() {
+			var status syscall.WaitStatus
+			_, err := syscall.Wait4(pid, &status, 0, nil)
+			exited <- err
+		}()
+		select {
+		case err := <-exited:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("worker %d outlived its Go program by 10s", pid)
+		}
+	}
+}

@@ -1,0 +1,222 @@
+package pypool
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestMain runs the tests, then fails if any goroutine of this package or
+// any child process of the test binary is left behind.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if err := checkLeaks(); err != nil {
+			fmt.Fprintln(os.Stderr, "leak check:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// checkLeaks reports goroutines still running pypool code and live child
+// processes. Goroutines that are ending are given a moment to finish: a
+// goroutine leaves the stack dump only after its last deferred call.
+func checkLeaks() error {
+	var leaked string
+	for range 100 {
+		leaked = pypoolGoroutines()
+		if leaked == "" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // goroutines unwinding have no event to await
+	}
+	if leaked != "" {
+		return fmt.Errorf("goroutines leaked:\n%s", leaked)
+	}
+	if kids := childProcesses(); len(kids) > 0 {
+		return fmt.Errorf("child processes left behind: %v", kids)
+	}
+	return nil
+}
+
+func pypoolGoroutines() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var leaked []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "pypool.(*") && !strings.Contains(g, "TestMain") {
+			leaked = append(leaked, g)
+		}
+	}
+	return strings.Join(leaked, "\n\n")
+}
+
+// childProcesses lists the pids whose parent is this process.
+func childProcesses() []int {
+	entries, _ := os.ReadDir("/proc")
+	var kids []int
+	me := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if parentPid(pid) == me {
+			kids = append(kids, pid)
+		}
+	}
+	return kids
+}
+
+func parentPid(pid int) int {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return -1
+	}
+	// The command name is in parentheses and may contain spaces.
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 2 {
+		return -1
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	return ppid
+}
+
+// testConfig is a pool of the test module with one worker.
+func testConfig(t testing.TB) Config {
+	return Config{
+		Module:     "pypool_testmod",
+		PythonPath: []string{"testdata/pymod"},
+		Size:       1,
+		Logger:     testLogger(t),
+	}
+}
+
+// newTestPool starts a pool and closes it when the test ends.
+func newTestPool(t testing.TB, cfg Config) *Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := New(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		require.NoError(t, pool.Close(ctx))
+	})
+	return pool
+}
+
+// testCtx is a context for one test step: generous, so that a hang fails the
+// test instead of the whole run.
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// awaitPool waits until cond holds for the pool, without polling: it
+// re-checks at every change of the pool's workers or waiters. It may run in
+// a goroutine of the test: a timeout is reported with Errorf.
+func awaitPool(t testing.TB, p *Pool, what string, cond func(Stats) bool) {
+	t.Helper()
+	ctx := testCtx(t)
+	for {
+		changed := p.awaitChange()
+		if cond(p.Stats()) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Errorf("pool never reached: %s (last stats %+v)", what, p.Stats())
+			return
+		}
+	}
+}
+
+// workerPids returns the pids of the pool's live processes.
+func workerPids(p *Pool) []int {
+	var pids []int
+	for _, proc := range p.snapshot() {
+		pids = append(pids, proc.pid)
+	}
+	return pids
+}
+
+// logRecorder is a slog.Handler that keeps the records it receives.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+	added   chan struct{}
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler            { return r }
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.records = append(r.records, rec)
+	select {
+	case r.added <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func newLogRecorder() *logRecorder { return &logRecorder{added: make(chan struct{}, 1)} }
+
+// await waits for a record whose message is msg and returns its attributes.
+func (r *logRecorder) await(t testing.TB, msg string) map[string]string {
+	t.Helper()
+	ctx := testCtx(t)
+	for {
+		r.mu.Lock()
+		for _, rec := range r.records {
+			if rec.Message == msg {
+				attrs := map[string]string{"level": rec.Level.String()}
+				rec.Attrs(func(a slog.Attr) bool {
+					attrs[a.Key] = a.Value.String()
+					return true
+				})
+				r.mu.Unlock()
+				return attrs
+			}
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.added:
+		case <-ctx.Done():
+			t.Fatalf("no log record %q", msg)
+		}
+	}
+}
+
+// testLogger sends the workers' output to the test log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func slogNew(h slog.Handler) *slog.Logger { return slog.New(h) }
+
+func itoa(n int) string { return strconv.Itoa(n) }

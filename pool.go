@@ -1,0 +1,667 @@
+// Package pypool calls Python functions from Go through a supervised pool of
+// long-lived python3 worker processes.
+//
+// A Pool keeps Config.Size workers running, starts up to Config.MaxOverflow
+// more under load, and replaces any worker that crashes. Each worker imports
+// Config.Module once; Call runs one of its public functions:
+//
+//	pool, err := pypool.New(ctx, pypool.Config{Module: "my_module"})
+//	...
+//	defer pool.Close(context.Background())
+//	out, err := pool.Call(ctx, "duplicate_text", "testing") // "testingtesting"
+//
+// Arguments and results cross as msgpack; the README has the table of types.
+// The Python side needs nothing but the standard library: the worker runtime
+// ships inside this package.
+package pypool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gcp "github.com/jolestar/go-commons-pool/v2"
+)
+
+// A worker's life, each transition a compare-and-swap on process.state:
+//
+//	starting --registered--> idle <--checkout/checkin--> busy
+//	idle --exit watcher sees it die--> dead (and InvalidateObject)
+//	busy --checkin of a crashed, broken or undrained worker--> dead
+//	any  --DestroyObject (Close, overflow return, invalidation)--> dead
+//
+// A dead worker is never handed out again. go-commons-pool keeps the idle
+// list and the waiters; it never learns of a death by itself, so the exit
+// watcher (onExit) and the keeper goroutine (keep) do that part.
+
+// Backoff of worker starts after failures: a crash loop sleeps instead of
+// burning CPU.
+const (
+	backoffMin = 50 * time.Millisecond
+	backoffMax = 5 * time.Second
+	// quickDeath: a worker that dies by itself this soon after its start
+	// counts as a failed start for the backoff.
+	quickDeath = 2 * time.Second
+)
+
+// Pool is a supervised pool of Python worker processes. It is safe for
+// concurrent use. Create it with New and end it with Close.
+type Pool struct {
+	cfg     Config
+	spec    *workerSpec
+	log     *slog.Logger
+	objects *gcp.ObjectPool
+
+	lifetime context.Context // cancelled when Close begins
+	endLife  context.CancelFunc
+	kick     chan struct{} // wakes the keeper; capacity 1
+	wg       sync.WaitGroup
+
+	mu          sync.Mutex
+	changed     chan struct{} // closed and replaced at a change of workers or waiters
+	watched     bool          // someone waits on changed
+	closed      bool
+	closeDone   chan struct{}
+	procs       map[*process]struct{} // every started process not yet reaped
+	waiters     map[*waiter]struct{}
+	checkedOut  int
+	allIn       chan struct{} // closed when Close waits and checkedOut reaches 0
+	failStreak  int
+	lastFailure error
+	retryAt     time.Time
+
+	ready      atomic.Bool // New has returned the pool
+	streak     atomic.Int32
+	waiting    atomic.Int64
+	calls      atomic.Uint64
+	crashes    atomic.Uint64
+	restarts   atomic.Uint64
+	startFails atomic.Uint64
+}
+
+// waiter is a caller blocked in checkout; a failed worker start wakes it.
+type waiter struct {
+	cancel context.CancelCauseFunc
+}
+
+// keeperKey marks the keeper's context: its starts ignore the backoff it
+// applies itself.
+type keeperKey struct{}
+
+// New starts a pool of cfg.Size workers and returns when all of them have
+// imported cfg.Module. If a worker can not start, New stops the others and
+// returns an error wrapping ErrWorkerStart; when the module failed to import,
+// the error also wraps the *PythonError with its traceback.
+func New(ctx context.Context, cfg Config) (*Pool, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := runtimeDir()
+	if err != nil {
+		return nil, err
+	}
+	python, err := resolvePython(ctx, cfg.Python, append([]string(nil), cfg.Env...), cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := cfg.spec(python, dir)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{
+		cfg:       cfg,
+		spec:      spec,
+		log:       cfg.Logger,
+		kick:      make(chan struct{}, 1),
+		closeDone: make(chan struct{}),
+		procs:     make(map[*process]struct{}),
+		waiters:   make(map[*waiter]struct{}),
+		changed:   make(chan struct{}),
+	}
+	p.lifetime, p.endLife = context.WithCancel(context.Background())
+	p.objects = gcp.NewObjectPool(p.lifetime, factory{p}, p.objectPoolConfig())
+	if err := p.fill(ctx); err != nil {
+		p.Close(context.Background())
+		return nil, err
+	}
+	p.ready.Store(true)
+	p.wg.Add(1)
+	go p.keep()
+	return p, nil
+}
+
+func (p *Pool) objectPoolConfig() *gcp.ObjectPoolConfig {
+	c := gcp.NewDefaultPoolConfig() // a zero ObjectPoolConfig is not the defaults
+	c.MaxTotal = p.cfg.Size + p.cfg.MaxOverflow
+	c.MaxIdle = p.cfg.Size // a worker returned beyond Size idle ones is stopped
+	c.MinIdle = 0          // keeping Size workers is the keeper's job
+	c.LIFO = p.cfg.Strategy == LIFO
+	c.BlockWhenExhausted = true
+	c.TestOnBorrow, c.TestOnReturn, c.TestWhileIdle = false, false, false
+	c.TimeBetweenEvictionRuns = 0 // no evictor
+	return c
+}
+
+// fill starts Size workers in parallel and returns the first error.
+func (p *Pool) fill(ctx context.Context) error {
+	errs := make(chan error, p.cfg.Size)
+	for range p.cfg.Size {
+		go func() { errs <- p.objects.AddObject(ctx) }()
+	}
+	var first error
+	for range p.cfg.Size {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Call runs the public function fn of the pool's module with args and returns
+// its result, decoded as the README's type table says. A Kwargs value as the
+// last argument becomes Python keyword arguments.
+//
+// Call waits for a free worker until ctx ends. If ctx ends while Python runs
+// the function, Call returns ctx's error at once; the worker is interrupted
+// (KeyboardInterrupt) and goes back to the pool if it answers within
+// Config.InterruptGrace, otherwise it is replaced.
+func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
+	var result any
+	err := p.call(ctx, fn, args, func(b []byte) (err error) {
+		result, err = decodeValue(b)
+		return err
+	})
+	return result, err
+}
+
+func (p *Pool) call(ctx context.Context, fn string, args []any, into func([]byte) error) error {
+	proc, err := p.checkout(ctx)
+	if err != nil {
+		return err
+	}
+	defer p.checkin(proc)
+	return p.callOn(ctx, proc, fn, args, into)
+}
+
+func (p *Pool) callOn(ctx context.Context, proc *process, fn string, args []any, into func([]byte) error) error {
+	args, kwargs := splitKwargs(args)
+	err := proc.call(ctx, fn, args, kwargs, into)
+	p.calls.Add(1)
+	switch {
+	case err == nil:
+		if p.streak.Load() != 0 {
+			p.resetBackoff()
+		}
+	case errors.Is(err, ErrWorkerCrashed) && proc.stopping.Load() && p.isClosed():
+		return fmt.Errorf("%w: the worker was stopped while the call ran: %w", ErrPoolClosed, err)
+	}
+	return err
+}
+
+// Transaction checks a worker out, runs fn with it and checks it back in,
+// also when fn returns an error or panics (the panic goes on after the
+// check-in). All calls made through the Worker run in the same Python process,
+// one after the other. The Worker must not be used after fn returns.
+func (p *Pool) Transaction(ctx context.Context, fn func(w *Worker) error) error {
+	proc, err := p.checkout(ctx)
+	if err != nil {
+		return err
+	}
+	w := &Worker{pool: p, proc: proc}
+	defer func() {
+		w.released.Store(true)
+		p.checkin(proc)
+	}()
+	return fn(w)
+}
+
+// Stats is a snapshot of a pool's state and counters.
+type Stats struct {
+	Size        int // configured number of workers kept running
+	MaxOverflow int // configured limit of extra workers
+
+	Workers  int // workers running now (idle and in use)
+	Idle     int // workers waiting for a call
+	InUse    int // workers checked out by callers
+	Overflow int // workers running beyond Size
+	Waiting  int // callers waiting to check a worker out
+
+	Calls         uint64 // calls made, whatever their outcome
+	Crashes       uint64 // workers that died without being asked to
+	Restarts      uint64 // workers started after New to replace or add to the first ones
+	StartFailures uint64 // worker starts that failed
+}
+
+// Stats returns a snapshot of the pool's state and counters.
+func (p *Pool) Stats() Stats {
+	idle, active := p.objects.GetNumIdle(), p.objects.GetNumActive()
+	return Stats{
+		Size:          p.cfg.Size,
+		MaxOverflow:   p.cfg.MaxOverflow,
+		Workers:       idle + active,
+		Idle:          idle,
+		InUse:         active,
+		Overflow:      max(0, idle+active-p.cfg.Size),
+		Waiting:       int(p.waiting.Load()),
+		Calls:         p.calls.Load(),
+		Crashes:       p.crashes.Load(),
+		Restarts:      p.restarts.Load(),
+		StartFailures: p.startFails.Load(),
+	}
+}
+
+// Close stops the pool. New calls fail with ErrPoolClosed at once, and so do
+// callers waiting for a worker. Calls in flight may finish until ctx ends;
+// then every worker is stopped, gracefully (end of input, Config.StopTimeout)
+// or by force, and Close returns when all have exited. Close returns ctx's
+// error if it had to cut calls off. Calling Close again waits for the first.
+func (p *Pool) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.closeDone
+		return nil
+	}
+	p.closed = true
+	allIn := make(chan struct{})
+	if p.checkedOut == 0 {
+		close(allIn)
+	} else {
+		p.allIn = allIn
+	}
+	waiters := p.takeWaiters()
+	p.mu.Unlock()
+	defer close(p.closeDone)
+
+	for w := range waiters {
+		w.cancel(ErrPoolClosed)
+	}
+	p.endLife() // stops the keeper and aborts starts in progress
+	var err error
+	select {
+	case <-allIn:
+	case <-ctx.Done():
+		err = fmt.Errorf("pypool: Close: calls still running were stopped: %w", ctx.Err())
+	}
+	p.stopIdle()
+	p.objects.Close(context.Background()) // destroys idle workers, wakes waiters
+	for _, proc := range p.snapshot() {
+		proc.stopping.Store(true)
+		proc.kill()
+	}
+	p.wg.Wait()
+	return err
+}
+
+// stopIdle closes the input of every idle worker at once, so that they exit
+// in parallel rather than one after the other in the object pool's Close.
+func (p *Pool) stopIdle() {
+	for _, proc := range p.snapshot() {
+		if procState(proc.state.Load()) == stateIdle {
+			proc.stopping.Store(true)
+			proc.toWorker.Close()
+		}
+	}
+}
+
+func (p *Pool) snapshot() []*process {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	procs := make([]*process, 0, len(p.procs))
+	for proc := range p.procs {
+		procs = append(procs, proc)
+	}
+	return procs
+}
+
+func (p *Pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// checkout hands a live worker to the caller.
+func (p *Pool) checkout(ctx context.Context) (*process, error) {
+	for {
+		if p.isClosed() {
+			return nil, ErrPoolClosed
+		}
+		obj, err := p.borrow(ctx)
+		if err != nil {
+			return nil, err
+		}
+		proc := obj.(*process)
+		if !proc.state.CompareAndSwap(int32(stateIdle), int32(stateBusy)) {
+			continue // it died while idle; its exit watcher removes it
+		}
+		p.mu.Lock()
+		closed := p.closed
+		if !closed {
+			p.checkedOut++
+		}
+		p.mu.Unlock()
+		if closed {
+			proc.state.Store(int32(stateDead))
+			_ = p.objects.InvalidateObject(context.Background(), proc)
+			return nil, ErrPoolClosed
+		}
+		return proc, nil
+	}
+}
+
+// borrow takes a worker from the object pool, waiting until ctx ends. A
+// failed worker start wakes every waiter with its error: the object pool
+// itself would leave them blocked (go-commons-pool issue #50).
+func (p *Pool) borrow(ctx context.Context) (any, error) {
+	bctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w := &waiter{cancel: cancel}
+	p.waiting.Add(1)
+	p.mu.Lock()
+	p.waiters[w] = struct{}{}
+	p.notifyLocked()
+	p.mu.Unlock()
+	obj, err := p.objects.BorrowObject(bctx)
+	p.waiting.Add(-1)
+	p.mu.Lock()
+	delete(p.waiters, w)
+	p.notifyLocked()
+	p.mu.Unlock()
+	switch {
+	case err == nil:
+		return obj, nil
+	case p.isClosed():
+		return nil, ErrPoolClosed
+	case ctx.Err() != nil:
+		// The object pool returns its own error type for a wait that timed
+		// out; callers want the context's.
+		return nil, fmt.Errorf("pypool: waiting for a worker: %w", ctx.Err())
+	case bctx.Err() != nil:
+		return nil, context.Cause(bctx) // a worker start failed
+	}
+	return nil, err
+}
+
+func (p *Pool) takeWaiters() map[*waiter]struct{} {
+	waiters := p.waiters
+	p.waiters = make(map[*waiter]struct{})
+	return waiters
+}
+
+// checkin takes a worker back from a caller.
+func (p *Pool) checkin(proc *process) {
+	if proc.needsDrain() && !p.isClosed() {
+		p.wg.Add(1)
+		go p.drain(proc)
+		return
+	}
+	p.release(proc, proc.healthy())
+}
+
+// drain waits for an interrupted worker's answer, then releases it.
+func (p *Pool) drain(proc *process) {
+	defer p.wg.Done()
+	ok := proc.awaitInterrupted(p.cfg.InterruptGrace)
+	if !ok {
+		p.log.Warn("pypool: worker did not answer its interrupt in time; replacing it",
+			"worker", proc.pid, "grace", p.cfg.InterruptGrace)
+	}
+	p.release(proc, ok && proc.healthy())
+}
+
+// release returns a checked-out worker to the pool, or destroys it.
+func (p *Pool) release(proc *process, healthy bool) {
+	ctx := context.Background()
+	if healthy && proc.state.CompareAndSwap(int32(stateBusy), int32(stateIdle)) {
+		_ = p.objects.ReturnObject(ctx, proc) // destroys it beyond MaxIdle or when closed
+	} else {
+		proc.state.Store(int32(stateDead))
+		proc.retire()
+		_ = p.objects.InvalidateObject(ctx, proc)
+	}
+	p.mu.Lock()
+	p.checkedOut--
+	if p.checkedOut == 0 && p.allIn != nil {
+		close(p.allIn)
+		p.allIn = nil
+	}
+	p.notifyLocked()
+	p.mu.Unlock()
+}
+
+// factory adapts the pool to go-commons-pool's PooledObjectFactory.
+type factory struct{ pool *Pool }
+
+func (f factory) MakeObject(ctx context.Context) (*gcp.PooledObject, error) {
+	proc, err := f.pool.startWorker(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return gcp.NewPooledObject(proc), nil
+}
+
+func (f factory) DestroyObject(_ context.Context, o *gcp.PooledObject) error {
+	f.pool.destroy(o.Object.(*process))
+	return nil
+}
+
+func (factory) ValidateObject(context.Context, *gcp.PooledObject) bool   { return true }
+func (factory) ActivateObject(context.Context, *gcp.PooledObject) error  { return nil }
+func (factory) PassivateObject(context.Context, *gcp.PooledObject) error { return nil }
+
+// startWorker starts one worker, honouring the crash-loop backoff: while it
+// lasts, a start asked for by a caller fails at once with the last failure.
+func (p *Pool) startWorker(ctx context.Context) (*process, error) {
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		p.mu.Unlock()
+		return nil, ErrPoolClosed
+	case ctx.Value(keeperKey{}) == nil && p.lastFailure != nil && time.Now().Before(p.retryAt):
+		err := p.lastFailure
+		p.mu.Unlock()
+		return nil, err
+	}
+	p.wg.Add(1) // for the process's exit watcher, which ends in onExit
+	p.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(p.lifetime, cancel)
+	defer stop()
+	proc, err := startProcess(ctx, p.spec, p.onExit)
+	switch {
+	case err != nil && p.lifetime.Err() != nil:
+		return nil, ErrPoolClosed
+	case err != nil && ctx.Err() != nil:
+		return nil, err // the caller gave up: not the worker's failure
+	case err != nil:
+		p.startFailed(err)
+		return nil, err
+	}
+	return proc, p.register(proc)
+}
+
+// register adds a started process to the pool's set, or stops it if the
+// pool closed meanwhile.
+func (p *Pool) register(proc *process) error {
+	p.mu.Lock()
+	closed := p.closed
+	if !closed {
+		p.procs[proc] = struct{}{}
+		p.lastFailure = nil
+		p.notifyLocked()
+	}
+	p.mu.Unlock()
+	if closed {
+		proc.stopping.Store(true)
+		proc.kill()
+		return ErrPoolClosed
+	}
+	if p.ready.Load() {
+		p.restarts.Add(1)
+	}
+	return nil
+}
+
+// destroy stops a worker the object pool is done with.
+func (p *Pool) destroy(proc *process) {
+	proc.state.Store(int32(stateDead))
+	proc.stop(p.cfg.StopTimeout)
+	p.kickKeeper()
+}
+
+// onExit runs in a worker's exit watcher once the process has been reaped.
+func (p *Pool) onExit(proc *process) {
+	defer p.wg.Done()
+	p.mu.Lock()
+	_, registered := p.procs[proc]
+	delete(p.procs, proc)
+	p.notifyLocked()
+	p.mu.Unlock()
+	if !registered {
+		return // it never joined the pool: startWorker reports why
+	}
+	if !proc.stopping.Load() {
+		p.crashes.Add(1)
+		p.log.Warn("pypool: worker crashed; replacing it", "worker", proc.pid, "error", proc.exitErr)
+		if time.Since(proc.started) < quickDeath {
+			p.noteFailure(proc.exitErr)
+		}
+	}
+	if proc.state.CompareAndSwap(int32(stateIdle), int32(stateDead)) {
+		// It died while idle: take it out of the pool. A caller that polled
+		// it meanwhile sees it dead in checkout and takes another.
+		_ = p.objects.InvalidateObject(context.Background(), proc)
+	}
+	p.notify()
+	p.kickKeeper()
+}
+
+// startFailed records a failed start and wakes every waiting caller with it.
+func (p *Pool) startFailed(err error) {
+	p.startFails.Add(1)
+	p.log.Error("pypool: a worker failed to start", "error", err)
+	p.noteFailure(err)
+	p.mu.Lock()
+	waiters := p.takeWaiters()
+	p.mu.Unlock()
+	for w := range waiters {
+		w.cancel(err)
+	}
+}
+
+// noteFailure lengthens the backoff of worker starts.
+func (p *Pool) noteFailure(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failStreak++
+	p.streak.Store(int32(p.failStreak))
+	p.lastFailure = err
+	delay := backoffMin << min(p.failStreak-1, 10)
+	p.retryAt = time.Now().Add(min(delay, backoffMax))
+	p.kickKeeper()
+}
+
+// resetBackoff ends the backoff after a call succeeded.
+func (p *Pool) resetBackoff() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failStreak = 0
+	p.streak.Store(0)
+	p.retryAt = time.Time{}
+}
+
+// notify wakes everyone waiting in awaitChange.
+func (p *Pool) notify() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.notifyLocked()
+}
+
+// notifyLocked wakes everyone waiting in awaitChange. p.mu must be held.
+func (p *Pool) notifyLocked() {
+	if p.watched {
+		close(p.changed)
+		p.changed = make(chan struct{})
+		p.watched = false
+	}
+}
+
+// awaitChange returns a channel closed at the next change of the pool's
+// workers or waiters (used by tests to await a state without polling).
+func (p *Pool) awaitChange() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.watched = true
+	return p.changed
+}
+
+func (p *Pool) kickKeeper() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// keep brings the pool back to Size workers whenever it is kicked: after a
+// crash, a destroyed worker or a failed start.
+func (p *Pool) keep() {
+	defer p.wg.Done()
+	ctx := context.WithValue(p.lifetime, keeperKey{}, true)
+	for {
+		select {
+		case <-p.lifetime.Done():
+			return
+		case <-p.kick:
+		}
+		p.refill(ctx)
+	}
+}
+
+func (p *Pool) refill(ctx context.Context) {
+	for p.liveWorkers() < p.cfg.Size {
+		if !p.sleepBackoff() {
+			return
+		}
+		before := p.liveWorkers()
+		err := p.objects.AddObject(ctx)
+		p.notify()
+		if err != nil {
+			if p.lifetime.Err() != nil {
+				return
+			}
+			continue // recorded by startWorker; the next round waits longer
+		}
+		if p.liveWorkers() <= before {
+			return // at MaxTotal: a caller is starting one; we are kicked again
+		}
+	}
+}
+
+// sleepBackoff waits until starts may be retried; false if the pool closed.
+func (p *Pool) sleepBackoff() bool {
+	p.mu.Lock()
+	wait := time.Until(p.retryAt)
+	p.mu.Unlock()
+	if wait <= 0 {
+		return true
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-p.lifetime.Done():
+		return false
+	}
+}
+
+func (p *Pool) liveWorkers() int {
+	return p.objects.GetNumIdle() + p.objects.GetNumActive()
+}

@@ -1,0 +1,29 @@
+package pypool
+
+import (
+	"os"
+	"syscall"
+)
+
+// workerSysProcAttr returns the process attributes of a worker. The worker
+// gets its own process group, so that a terminal's Ctrl-C reaches only the Go
+// program (which decides what happens) and a kill reaches the worker's own
+// children too; and it dies when the thread that started it exits (see
+// startLocked).
+func workerSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// setPipeSize asks Linux for a larger pipe buffer (F_SETPIPE_SZ). It is an
+// optimisation only: failure (for example above /proc/sys/fs/pipe-max-size)
+// leaves the default size.
+func setPipeSize(f *os.File, size int) {
+	const fSetPipeSz = 1031
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = conn.Control(func(fd uintptr) {
+		_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, fd, fSetPipeSz, uintptr(size))
+	})
+}

@@ -1,0 +1,111 @@
+"""Functions the Go tests call. Each one exercises one behaviour."""
+
+import os
+import sys
+import time
+from os import getpid  # imported, not defined here: must not be callable
+
+_state = {}
+
+
+def echo(value):
+    return value
+
+
+def duplicate_text(text):
+    return text * 2
+
+
+def add(a, b):
+    return a + b
+
+
+def describe(a, b=2, *rest, **options):
+    return {"a": a, "b": b, "rest": list(rest), "options": options}
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return "slept"
+
+
+def swallow_interrupt(seconds):
+    """Ignore KeyboardInterrupt: the pool must kill this worker."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(deadline - time.monotonic())
+        except KeyboardInterrupt:
+            pass
+    return "ignored"
+
+
+def crash(status):
+    sys.stderr.write("about to crash\n")
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def exit_call(status):
+    sys.exit(status)
+
+
+def chatty():
+    print("line from print")
+    os.write(1, b"line from os.write\n")
+    sys.stderr.write("line to stderr\n")
+    try:
+        input()
+    except EOFError:
+        eof = True
+    else:
+        eof = False
+    return {"eof": eof}
+
+
+def unencodable():
+    return {1, 2, 3}
+
+
+def pid():
+    return getpid()
+
+
+def set_value(key, value):
+    _state[key] = value
+
+
+def get_value(key):
+    return _state.get(key)
+
+
+def big(n):
+    return b"x" * n
+
+
+def python_types():
+    """Values as Python makes them, for the decoding table."""
+    import datetime
+
+    return {
+        "none": None,
+        "true": True,
+        "int": 42,
+        "neg": -7,
+        "big": 2**64 - 1,
+        "float": 1.5,
+        "str": "héllo",
+        "bytes": b"\x00\xff",
+        "list": [1, "a"],
+        "tuple": (1, 2),
+        "int_keys": {1: "one", 2: "two"},
+        "time": datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.timezone.utc),
+    }
+
+
+def _private():
+    return "secret"

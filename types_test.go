@@ -1,0 +1,126 @@
+package pypool
+
+import (
+	"math"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// interpreters returns the Python interpreters to run the type tests on: the
+// default python3 and, where it has the msgpack C extension, Debian's
+// /usr/bin/python3 (which .ci/run installs python3-msgpack for), so that both
+// codecs of the runtime are checked against the Go side.
+func interpreters(t *testing.T) map[string]string {
+	found := map[string]string{"python3": "python3"}
+	const debian = "/usr/bin/python3"
+	if err := exec.Command(debian, "-c", "import msgpack._cmsgpack").Run(); err == nil {
+		found["debian-msgpack-c"] = debian
+	} else {
+		t.Logf("not testing the msgpack C codec: %s can not import msgpack._cmsgpack (apt-get install python3-msgpack)", debian)
+	}
+	return found
+}
+
+func TestTypesCrossBothWays(t *testing.T) {
+	when := time.Date(2024, 5, 6, 7, 8, 9, 123456000, time.UTC)
+	cases := []struct {
+		name string
+		in   any
+		want any
+	}{
+		{"nil", nil, nil},
+		{"true", true, true},
+		{"false", false, false},
+		{"zero", 0, int64(0)},
+		{"small int", 42, int64(42)},
+		{"negative", -33, int64(-33)},
+		{"int8", int8(-128), int64(-128)},
+		{"uint16", uint16(65535), int64(65535)},
+		{"max int64", int64(math.MaxInt64), int64(math.MaxInt64)},
+		{"min int64", int64(math.MinInt64), int64(math.MinInt64)},
+		{"max uint64", uint64(math.MaxUint64), uint64(math.MaxUint64)},
+		{"float64", 3.25, 3.25},
+		{"float32", float32(1.5), 1.5},
+		{"inf", math.Inf(1), math.Inf(1)},
+		{"string", "héllo wörld", "héllo wörld"},
+		{"empty string", "", ""},
+		{"bytes", []byte{0, 1, 0xff}, []byte{0, 1, 0xff}},
+		{"empty bytes", []byte{}, []byte{}},
+		{"list", []any{1, "a", nil, 2.5}, []any{int64(1), "a", nil, 2.5}},
+		{"typed slice", []int{1, 2}, []any{int64(1), int64(2)}},
+		{"string map", map[string]any{"a": 1}, map[string]any{"a": int64(1)}},
+		{"int keys", map[int]string{1: "one", 2: "two"}, map[any]any{int64(1): "one", int64(2): "two"}},
+		{"mixed keys", map[any]any{"s": 1, int64(2): "x"}, map[any]any{"s": int64(1), int64(2): "x"}},
+		{"nested", map[string]any{"l": []any{map[string]any{"b": []byte("x")}}},
+			map[string]any{"l": []any{map[string]any{"b": []byte("x")}}}},
+		{"time", when, when},
+		{"time before 1970", time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"time in a zone", when.In(time.FixedZone("X", 3600)), when},
+		{"struct", struct {
+			Name string `msgpack:"name"`
+			Age  int    `msgpack:"age"`
+		}{"Ada", 36}, map[string]any{"name": "Ada", "age": int64(36)}},
+	}
+	for name, python := range interpreters(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Python = python
+			pool := newTestPool(t, cfg)
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					out, err := pool.Call(testCtx(t), "echo", tc.in)
+					require.NoError(t, err)
+					assert.Equal(t, tc.want, out)
+				})
+			}
+		})
+	}
+}
+
+func TestPythonValuesDecode(t *testing.T) {
+	for name, python := range interpreters(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Python = python
+			pool := newTestPool(t, cfg)
+			out, err := pool.Call(testCtx(t), "python_types")
+			require.NoError(t, err)
+			assert.Equal(t, map[string]any{
+				"none":     nil,
+				"true":     true,
+				"int":      int64(42),
+				"neg":      int64(-7),
+				"big":      uint64(math.MaxUint64),
+				"float":    1.5,
+				"str":      "héllo",
+				"bytes":    []byte{0, 0xff},
+				"list":     []any{int64(1), "a"},
+				"tuple":    []any{int64(1), int64(2)},
+				"int_keys": map[any]any{int64(1): "one", int64(2): "two"},
+				"time":     time.Date(2024, 5, 6, 7, 8, 9, 123456000, time.UTC),
+			}, out)
+		})
+	}
+}
+
+func TestCodecReported(t *testing.T) {
+	for name, python := range interpreters(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Python = python
+			pool := newTestPool(t, cfg)
+			want := "pure"
+			if exec.Command(python, "-c", "import msgpack._cmsgpack").Run() == nil {
+				want = "msgpack-c"
+			}
+			require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+				assert.Equal(t, want, w.Codec())
+				return nil
+			}))
+		})
+	}
+}
