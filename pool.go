@@ -38,16 +38,6 @@ import (
 // list and the waiters; it never learns of a death by itself, so the exit
 // watcher (onExit) and the keeper goroutine (keep) do that part.
 
-// Backoff of worker starts after failures: a crash loop sleeps instead of
-// burning CPU.
-const (
-	backoffMin = 50 * time.Millisecond
-	backoffMax = 5 * time.Second
-	// quickDeath: a worker that dies by itself this soon after its start
-	// counts as a failed start for the backoff.
-	quickDeath = 2 * time.Second
-)
-
 // Pool is a supervised pool of Python worker processes. It is safe for
 // concurrent use. Create it with New and end it with Close.
 type Pool struct {
@@ -61,21 +51,18 @@ type Pool struct {
 	kick     chan struct{} // wakes the keeper; capacity 1
 	wg       sync.WaitGroup
 
-	mu          sync.Mutex
-	changed     chan struct{} // closed and replaced at a change of workers or waiters
-	watched     bool          // someone waits on changed
-	closed      bool
-	closeDone   chan struct{}
-	procs       map[*process]struct{} // every started process not yet reaped
-	waiters     map[*waiter]struct{}
-	checkedOut  int
-	allIn       chan struct{} // closed when Close waits and checkedOut reaches 0
-	failStreak  int
-	lastFailure error
-	retryAt     time.Time
+	mu         sync.Mutex
+	changed    chan struct{} // closed and replaced at a change of workers or waiters
+	watched    bool          // someone waits on changed
+	closed     bool
+	closeDone  chan struct{}
+	procs      map[*process]struct{} // every started process not yet reaped
+	waiters    map[*waiter]struct{}
+	checkedOut int
+	allIn      chan struct{} // closed when Close waits and checkedOut reaches 0
 
+	backoff    startBackoff
 	ready      atomic.Bool // New has returned the pool
-	streak     atomic.Int32
 	waiting    atomic.Int64
 	calls      atomic.Uint64
 	crashes    atomic.Uint64
@@ -194,9 +181,7 @@ func (p *Pool) callOn(ctx context.Context, proc *process, fn string, args []any,
 	p.calls.Add(1)
 	switch {
 	case err == nil:
-		if p.streak.Load() != 0 {
-			p.resetBackoff()
-		}
+		p.backoff.callSucceeded()
 	case errors.Is(err, ErrWorkerCrashed) && proc.stopping.Load() && p.isClosed():
 		return fmt.Errorf("%w: the worker was stopped while the call ran: %w", ErrPoolClosed, err)
 	}
@@ -355,9 +340,19 @@ func (p *Pool) checkout(ctx context.Context) (*process, error) {
 }
 
 // borrow takes a worker from the object pool, waiting until ctx ends. A
-// failed worker start wakes every waiter with its error: the object pool
-// itself would leave them blocked (go-commons-pool issue #50).
+// failed worker start wakes every waiter: the object pool itself would leave
+// them blocked (go-commons-pool issue #50). They get the error if it is fatal
+// and borrow again otherwise.
 func (p *Pool) borrow(ctx context.Context) (any, error) {
+	for {
+		obj, err := p.borrowOnce(ctx)
+		if !errors.Is(err, errRetryBorrow) {
+			return obj, err
+		}
+	}
+}
+
+func (p *Pool) borrowOnce(ctx context.Context) (any, error) {
 	bctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	w := &waiter{cancel: cancel}
@@ -382,7 +377,7 @@ func (p *Pool) borrow(ctx context.Context) (any, error) {
 		// out; callers want the context's.
 		return nil, fmt.Errorf("pypool: waiting for a worker: %w", ctx.Err())
 	case bctx.Err() != nil:
-		return nil, context.Cause(bctx) // a worker start failed
+		return nil, context.Cause(bctx) // a worker start failed: errRetryBorrow or fatal
 	}
 	return nil, err
 }
@@ -462,10 +457,15 @@ func (p *Pool) startWorker(ctx context.Context) (*process, error) {
 	case p.closed:
 		p.mu.Unlock()
 		return nil, ErrPoolClosed
-	case ctx.Value(keeperKey{}) == nil && p.lastFailure != nil && time.Now().Before(p.retryAt):
-		err := p.lastFailure
+	case ctx.Err() != nil:
 		p.mu.Unlock()
-		return nil, err
+		return nil, ctx.Err()
+	}
+	if ctx.Value(keeperKey{}) == nil {
+		if err := p.backoff.refusal(); err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
 	}
 	p.wg.Add(1) // for the process's exit watcher, which ends in onExit
 	p.mu.Unlock()
@@ -494,7 +494,6 @@ func (p *Pool) register(proc *process) error {
 	closed := p.closed
 	if !closed {
 		p.procs[proc] = struct{}{}
-		p.lastFailure = nil
 		p.notifyLocked()
 	}
 	p.mu.Unlock()
@@ -503,6 +502,7 @@ func (p *Pool) register(proc *process) error {
 		proc.kill()
 		return ErrPoolClosed
 	}
+	p.backoff.started()
 	if p.ready.Load() {
 		p.restarts.Add(1)
 	}
@@ -527,11 +527,11 @@ func (p *Pool) onExit(proc *process) {
 	if !registered {
 		return // it never joined the pool: startWorker reports why
 	}
-	if !proc.stopping.Load() {
+	if proc.crashed {
 		p.crashes.Add(1)
 		p.log.Warn("pypool: worker crashed; replacing it", "worker", proc.pid, "error", proc.exitErr)
-		if time.Since(proc.started) < quickDeath {
-			p.noteFailure(proc.exitErr)
+		if time.Since(proc.started) < quickDeath && proc.served.Load() == 0 {
+			p.backoff.diedYoung()
 		}
 	}
 	if proc.state.CompareAndSwap(int32(stateIdle), int32(stateDead)) {
@@ -543,38 +543,22 @@ func (p *Pool) onExit(proc *process) {
 	p.kickKeeper()
 }
 
-// startFailed records a failed start and wakes every waiting caller with it.
+// startFailed records a failed start and wakes every waiting caller: with
+// the error if it is fatal, to borrow again otherwise.
 func (p *Pool) startFailed(err error) {
 	p.startFails.Add(1)
 	p.log.Error("pypool: a worker failed to start", "error", err)
-	p.noteFailure(err)
+	cause := errRetryBorrow
+	if p.backoff.failedStart(err) {
+		cause = err
+	}
 	p.mu.Lock()
 	waiters := p.takeWaiters()
 	p.mu.Unlock()
 	for w := range waiters {
-		w.cancel(err)
+		w.cancel(cause)
 	}
-}
-
-// noteFailure lengthens the backoff of worker starts.
-func (p *Pool) noteFailure(err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.failStreak++
-	p.streak.Store(int32(p.failStreak))
-	p.lastFailure = err
-	delay := backoffMin << min(p.failStreak-1, 10)
-	p.retryAt = time.Now().Add(min(delay, backoffMax))
 	p.kickKeeper()
-}
-
-// resetBackoff ends the backoff after a call succeeded.
-func (p *Pool) resetBackoff() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.failStreak = 0
-	p.streak.Store(0)
-	p.retryAt = time.Time{}
 }
 
 // notify wakes everyone waiting in awaitChange.
@@ -646,9 +630,7 @@ func (p *Pool) refill(ctx context.Context) {
 
 // sleepBackoff waits until starts may be retried; false if the pool closed.
 func (p *Pool) sleepBackoff() bool {
-	p.mu.Lock()
-	wait := time.Until(p.retryAt)
-	p.mu.Unlock()
+	wait := p.backoff.delay()
 	if wait <= 0 {
 		return true
 	}

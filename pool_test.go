@@ -214,8 +214,9 @@ func TestCrashMidCallIsReplaced(t *testing.T) {
 	assert.Equal(t, 3, exitErr.ExitCode)
 	assert.Contains(t, exitErr.Stderr, "about to crash")
 
-	awaitPool(t, pool, "back at Size", func(s Stats) bool { return s.Workers == 2 && s.Restarts == 1 })
-	assert.Equal(t, uint64(1), pool.Stats().Crashes)
+	awaitPool(t, pool, "back at Size, the crash counted", func(s Stats) bool {
+		return s.Workers == 2 && s.Restarts == 1 && s.Crashes == 1
+	})
 	out, err := pool.Call(ctx, "echo", "after")
 	require.NoError(t, err)
 	assert.Equal(t, "after", out)
@@ -300,8 +301,9 @@ func TestOverflowIsCappedAndStoppedOnReturn(t *testing.T) {
 
 	close(release)
 	holders.Wait()
-	awaitPool(t, pool, "overflow stopped", func(s Stats) bool { return s.Workers == 1 && s.Idle == 1 })
-	assert.Len(t, workerPids(pool), 1)
+	awaitPool(t, pool, "overflow stopped", func(s Stats) bool {
+		return s.Workers == 1 && s.Idle == 1 && len(workerPids(pool)) == 1
+	})
 }
 
 func TestWaitingCallerGetsContextErrors(t *testing.T) {
@@ -448,13 +450,15 @@ func TestDeadlineInterruptsAndKeepsWorker(t *testing.T) {
 }
 
 func TestWorkerIgnoringInterruptIsReplaced(t *testing.T) {
+	rec := newLogRecorder()
 	cfg := testConfig(t)
 	cfg.InterruptGrace = 100 * time.Millisecond
+	cfg.Logger = slogNew(rec)
 	pool := newTestPool(t, cfg)
 	before := workerPids(pool)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	go func() {
-		awaitPool(t, pool, "call running", func(s Stats) bool { return s.InUse == 1 })
+		rec.await(t, "swallowing interrupts")
 		cancel()
 	}()
 	_, err := pool.Call(ctx, "swallow_interrupt", 30)
@@ -470,12 +474,16 @@ func TestCloseWaitsForCallsInFlight(t *testing.T) {
 	pool, err := New(testCtx(t), testConfig(t))
 	require.NoError(t, err)
 	pids := workerPids(pool)
+	started := make(chan struct{})
 	result := make(chan error)
 	go func() {
-		_, err := pool.Call(testCtx(t), "sleep", 0.2)
-		result <- err
+		result <- pool.Transaction(testCtx(t), func(w *Worker) error {
+			close(started)
+			_, err := w.Call(testCtx(t), "sleep", 0.2)
+			return err
+		})
 	}()
-	awaitPool(t, pool, "call running", func(s Stats) bool { return s.InUse == 1 })
+	<-started
 	require.NoError(t, pool.Close(testCtx(t)))
 	require.NoError(t, <-result)
 	assertGone(t, pids)
@@ -486,7 +494,10 @@ func TestCloseWaitsForCallsInFlight(t *testing.T) {
 }
 
 func TestCloseStopsCallsWhenItsContextEnds(t *testing.T) {
-	pool, err := New(testCtx(t), testConfig(t))
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Logger = slogNew(rec)
+	pool, err := New(testCtx(t), cfg)
 	require.NoError(t, err)
 	pids := workerPids(pool)
 	result := make(chan error)
@@ -494,7 +505,7 @@ func TestCloseStopsCallsWhenItsContextEnds(t *testing.T) {
 		_, err := pool.Call(testCtx(t), "swallow_interrupt", 60)
 		result <- err
 	}()
-	awaitPool(t, pool, "call running", func(s Stats) bool { return s.InUse == 1 })
+	rec.await(t, "swallowing interrupts")
 	ctx, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
 	defer cancel()
 	assert.ErrorIs(t, pool.Close(ctx), context.DeadlineExceeded)

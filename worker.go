@@ -117,13 +117,15 @@ type process struct {
 	stopping atomic.Bool  // the pool asked it to end: its exit is no crash
 	exited   chan struct{}
 	exitErr  *WorkerExitError // set before exited is closed
+	crashed  bool             // it exited without being asked to; set before exited is closed
 	stderr   tail
 
 	mu         sync.Mutex // held for the whole of a call
 	nextID     uint64
-	interruptd uint64 // id of a call cut off by its context, 0 if none
-	broken     error  // set when the stream is in an unknown state
-	calls      uint64
+	interruptd uint64        // id of a call cut off by its context, 0 if none
+	broken     error         // set when the stream is in an unknown state
+	calls      uint64        // calls sent
+	served     atomic.Int64  // calls answered
 	afterFired chan struct{} // see watchContext
 }
 
@@ -226,8 +228,8 @@ func (p *process) handshake(ctx context.Context) error {
 	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
 		return fmt.Errorf("pypool: starting a worker: %w", ctx.Err())
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("%w: worker %d did not finish importing %q within %v (Config.StartTimeout)",
-			ErrWorkerStart, p.pid, p.spec.module, p.spec.startTimeout)
+		return fmt.Errorf("%w: worker %d did not finish importing %q within %v (Config.StartTimeout): %w",
+			ErrWorkerStart, p.pid, p.spec.module, p.spec.startTimeout, context.DeadlineExceeded)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		<-p.exited
 		exitErr := *p.exitErr
@@ -285,6 +287,7 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 	if err != nil {
 		return p.failed(ctx, fn, err, true)
 	}
+	p.served.Add(1)
 	if r.err != nil {
 		return r.err
 	}
@@ -425,7 +428,7 @@ func (p *process) retire() {
 func (p *process) diedByItself() bool {
 	select {
 	case <-p.exited:
-		return !p.stopping.Load()
+		return p.crashed
 	default:
 	}
 	p.mu.Lock()
@@ -465,6 +468,7 @@ func (p *process) stop(grace time.Duration) {
 // watchExit reaps the process, records how it ended and calls onExit.
 func (p *process) watchExit(onExit func(*process)) {
 	waitErr := p.cmd.Wait()
+	p.crashed = !p.stopping.Load()
 	p.stderr.drained(outputDrainTimeout)
 	p.exitErr = newExitError(p.pid, p.cmd.ProcessState, waitErr, p.stderr.last())
 	p.toWorker.Close()

@@ -34,11 +34,17 @@ def sleep(seconds):
 
 
 def swallow_interrupt(seconds):
-    """Ignore KeyboardInterrupt: the pool must kill this worker."""
+    """Ignore KeyboardInterrupt: the pool must kill this worker. The line on
+    stderr tells the test that the interrupt can come: it is written inside
+    the try block."""
     deadline = time.monotonic() + seconds
+    announced = False
     while time.monotonic() < deadline:
         try:
-            time.sleep(deadline - time.monotonic())
+            if not announced:
+                announced = True
+                print("swallowing interrupts", file=sys.stderr, flush=True)
+            time.sleep(max(deadline - time.monotonic(), 0))
         except KeyboardInterrupt:
             pass
     return "ignored"
