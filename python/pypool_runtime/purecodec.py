@@ -1,0 +1,763 @@
+"""A pure-Python msgpack codec, used when the msgpack C extension is missing.
+
+It reproduces msgpack-python's C extension (``msgpack._cmsgpack`` 1.0.x) used as
+``packb(obj, use_bin_type=True, datetime=True)`` and
+``unpackb(data, raw=False, strict_map_key=False, timestamp=3, use_list=True)``:
+the same bytes out, the same values in, and the same exception classes for the
+same failures (error messages match where that is cheap). The tests compare
+the two over a broad corpus whenever the C extension is importable.
+
+Speed matters, since most workers run this codec: packing dispatches on the
+exact type through a dict and appends to one bytearray; unpacking tests the
+first byte for the frequent fix* formats and uses a table for the others.
+Both recurse as deep as the data nests; data that the C extension accepts but
+that is too deep for the interpreter's recursion limit at the point of the
+call is retried with more headroom (see _with_headroom).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import struct
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
+    from typing import Any, Callable, Dict, List, Tuple, Union
+
+    Buffer = Union[bytes, bytearray, memoryview]
+    Packer = Callable[[Any, bytearray, int], None]
+    # See _unpack for what decoders take and return.
+    Decoder = Callable[[bytes, int, int], Tuple[Any, int]]
+
+NAME = "pure"
+
+
+# -- Exceptions: the names and bases of msgpack.exceptions -------------------
+
+
+class UnpackException(Exception):
+    """Base class of some of the exceptions raised while unpacking."""
+
+
+class OutOfData(UnpackException):
+    """The Unpacker needs more data to return the next object."""
+
+
+class FormatError(ValueError, UnpackException):
+    """Invalid msgpack format (the byte 0xc1)."""
+
+
+class StackError(ValueError, UnpackException):
+    """The data nests deeper than the C extension allows."""
+
+
+class ExtraData(ValueError):
+    """unpackb() found bytes after the object."""
+
+    def __init__(self, unpacked: Any, extra: bytes) -> None:
+        super().__init__(unpacked, extra)
+        self.unpacked = unpacked
+        self.extra = extra
+
+    def __str__(self) -> str:
+        return "unpack(b) received extra data."
+
+
+class ExtType(collections.namedtuple("ExtType", "code data")):
+    """An ext value with an application-defined code (0..127), as msgpack.ExtType."""
+
+    def __new__(cls, code: int, data: bytes) -> "ExtType":
+        if not isinstance(code, int):
+            raise TypeError("code must be int")
+        if not isinstance(data, bytes):
+            raise TypeError("data must be bytes")
+        if not 0 <= code <= 127:
+            raise ValueError("code must be 0~127")
+        return super().__new__(cls, code, data)
+
+
+# -- Limits of the C extension ------------------------------------------------
+
+# Packer: the top-level object may contain containers nested this deep.
+_PACK_NEST_LIMIT = 511
+# Unpacker: at most this many containers may be open at once.
+_UNPACK_STACK_SIZE = 1024
+# Largest length msgpack can express.
+_ITEM_LIMIT = 0xFFFFFFFF
+
+_UTC = datetime.timezone.utc
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
+_timedelta = datetime.timedelta
+
+# -- Packing ------------------------------------------------------------------
+
+_pack_B_B = struct.Struct(">BB").pack
+_pack_B_H = struct.Struct(">BH").pack
+_pack_B_I = struct.Struct(">BI").pack
+_pack_B_Q = struct.Struct(">BQ").pack
+_pack_B_b = struct.Struct(">Bb").pack
+_pack_B_h = struct.Struct(">Bh").pack
+_pack_B_i = struct.Struct(">Bi").pack
+_pack_B_q = struct.Struct(">Bq").pack
+_pack_B_d = struct.Struct(">Bd").pack
+_pack_B_B_b = struct.Struct(">BBb").pack
+_pack_B_H_b = struct.Struct(">BHb").pack
+_pack_B_I_b = struct.Struct(">BIb").pack
+_pack_ts32 = struct.Struct(">BbI").pack
+_pack_ts64 = struct.Struct(">BbQ").pack
+_pack_ts96 = struct.Struct(">BBbIq").pack
+
+
+def _tp_name(cls: type) -> str:
+    """The C-level name of a type (tp_name), as msgpack's messages show it:
+    the bare name for classes made by a class statement (heap types that are
+    not immutable) and for builtins, "module.name" for other C types."""
+    if cls.__flags__ & (1 << 9) and not cls.__flags__ & (1 << 8):
+        return cls.__name__
+    if cls.__module__ == "builtins":
+        return cls.__name__
+    return cls.__module__ + "." + cls.__name__
+
+
+def _recursion_limit_exceeded() -> ValueError:
+    return ValueError("recursion limit exceeded.")
+
+
+def _pack_nil(obj: None, buf: bytearray, limit: int) -> None:
+    buf.append(0xC0)
+
+
+def _pack_bool(obj: bool, buf: bytearray, limit: int) -> None:
+    buf.append(0xC3 if obj else 0xC2)
+
+
+def _pack_int(obj: int, buf: bytearray, limit: int) -> None:
+    # Like the C extension, non-negative values use the unsigned formats.
+    if obj >= 0:
+        if obj < 0x80:
+            buf.append(obj)
+        elif obj <= 0xFF:
+            buf += _pack_B_B(0xCC, obj)
+        elif obj <= 0xFFFF:
+            buf += _pack_B_H(0xCD, obj)
+        elif obj <= 0xFFFFFFFF:
+            buf += _pack_B_I(0xCE, obj)
+        elif obj <= 0xFFFFFFFFFFFFFFFF:
+            buf += _pack_B_Q(0xCF, obj)
+        else:
+            raise OverflowError("Integer value out of range")
+    elif obj >= -0x20:
+        buf.append(obj + 0x100)
+    elif obj >= -0x80:
+        buf += _pack_B_b(0xD0, obj)
+    elif obj >= -0x8000:
+        buf += _pack_B_h(0xD1, obj)
+    elif obj >= -0x80000000:
+        buf += _pack_B_i(0xD2, obj)
+    elif obj >= -0x8000000000000000:
+        buf += _pack_B_q(0xD3, obj)
+    else:
+        raise OverflowError("Integer value out of range")
+
+
+def _pack_float(obj: float, buf: bytearray, limit: int) -> None:
+    buf += _pack_B_d(0xCB, obj)
+
+
+def _pack_str(obj: str, buf: bytearray, limit: int) -> None:
+    data = obj.encode()  # UTF-8; lone surrogates raise UnicodeEncodeError like the C extension
+    n = len(data)
+    if n < 0x20:
+        buf.append(0xA0 | n)
+    elif n <= 0xFF:
+        buf += _pack_B_B(0xD9, n)
+    elif n <= 0xFFFF:
+        buf += _pack_B_H(0xDA, n)
+    elif n <= _ITEM_LIMIT:
+        buf += _pack_B_I(0xDB, n)
+    else:
+        raise ValueError("unicode string is too large")
+    buf += data
+
+
+def _pack_bin(obj: Union[bytes, bytearray, memoryview], n: int, buf: bytearray) -> None:
+    if n <= 0xFF:
+        buf += _pack_B_B(0xC4, n)
+    elif n <= 0xFFFF:
+        buf += _pack_B_H(0xC5, n)
+    elif n <= _ITEM_LIMIT:
+        buf += _pack_B_I(0xC6, n)
+    else:
+        raise ValueError("%.200s object is too large" % _tp_name(type(obj)))
+    buf += obj
+
+
+def _pack_bytes(obj: Union[bytes, bytearray], buf: bytearray, limit: int) -> None:
+    _pack_bin(obj, len(obj), buf)
+
+
+def _pack_memoryview(obj: memoryview, buf: bytearray, limit: int) -> None:
+    # The C extension packs the raw bytes of a C-contiguous view of any format.
+    if not obj.c_contiguous:
+        raise BufferError("memoryview: underlying buffer is not C-contiguous")
+    _pack_bin(obj.cast("B"), obj.nbytes, buf)
+
+
+def _pack_array(obj: Union[list, tuple], buf: bytearray, limit: int) -> None:
+    n = len(obj)
+    if n < 0x10:
+        buf.append(0x90 | n)
+    elif n <= 0xFFFF:
+        buf += _pack_B_H(0xDC, n)
+    elif n <= _ITEM_LIMIT:
+        buf += _pack_B_I(0xDD, n)
+    else:
+        raise ValueError("list is too large")
+    if n:
+        if not limit:
+            raise _recursion_limit_exceeded()
+        limit -= 1
+        packers = _PACKERS
+        for item in obj:
+            try:
+                pack = packers[type(item)]
+            except KeyError:
+                pack = _packer_for_subclass(item)
+            pack(item, buf, limit)
+
+
+def _pack_map(obj: dict, buf: bytearray, limit: int) -> None:
+    n = len(obj)
+    if n < 0x10:
+        buf.append(0x80 | n)
+    elif n <= 0xFFFF:
+        buf += _pack_B_H(0xDE, n)
+    elif n <= _ITEM_LIMIT:
+        buf += _pack_B_I(0xDF, n)
+    else:
+        raise ValueError("dict is too large")
+    if n:
+        if not limit:
+            raise _recursion_limit_exceeded()
+        limit -= 1
+        packers = _PACKERS
+        for key, value in obj.items():
+            try:
+                pack = packers[type(key)]
+            except KeyError:
+                pack = _packer_for_subclass(key)
+            pack(key, buf, limit)
+            try:
+                pack = packers[type(value)]
+            except KeyError:
+                pack = _packer_for_subclass(value)
+            pack(value, buf, limit)
+
+
+def _pack_ext_header(code: int, n: int, buf: bytearray) -> None:
+    if n == 1:
+        buf += _pack_B_b(0xD4, code)
+    elif n == 2:
+        buf += _pack_B_b(0xD5, code)
+    elif n == 4:
+        buf += _pack_B_b(0xD6, code)
+    elif n == 8:
+        buf += _pack_B_b(0xD7, code)
+    elif n == 16:
+        buf += _pack_B_b(0xD8, code)
+    elif n <= 0xFF:
+        buf += _pack_B_B_b(0xC7, n, code)
+    elif n <= 0xFFFF:
+        buf += _pack_B_H_b(0xC8, n, code)
+    elif n <= _ITEM_LIMIT:
+        buf += _pack_B_I_b(0xC9, n, code)
+    else:
+        raise ValueError("EXT data is too large")
+
+
+def _pack_ext(obj: ExtType, buf: bytearray, limit: int) -> None:
+    data = obj.data
+    _pack_ext_header(obj.code, len(data), buf)
+    buf += data
+
+
+def _pack_datetime(obj: datetime.datetime, buf: bytearray, limit: int) -> None:
+    if obj.tzinfo is None:
+        raise ValueError("can not serialize 'datetime.datetime' object where tzinfo=None")
+    # Exact integer arithmetic, as the C extension does (not via float seconds).
+    delta = obj - _EPOCH
+    seconds = delta.days * 86400 + delta.seconds
+    nanoseconds = delta.microseconds * 1000
+    # The smallest of the three timestamp formats that holds the value.
+    if seconds >> 34 == 0:
+        data64 = nanoseconds << 34 | seconds
+        if data64 >> 32 == 0:
+            buf += _pack_ts32(0xD6, -1, data64)
+        else:
+            buf += _pack_ts64(0xD7, -1, data64)
+    else:
+        buf += _pack_ts96(0xC7, 12, -1, nanoseconds, seconds)
+
+
+# Exact types. datetime.datetime is exact-only: the C extension refuses subclasses.
+_PACKERS: Dict[type, Packer] = {
+    type(None): _pack_nil,
+    bool: _pack_bool,
+    int: _pack_int,
+    float: _pack_float,
+    str: _pack_str,
+    bytes: _pack_bytes,
+    bytearray: _pack_bytes,
+    memoryview: _pack_memoryview,
+    list: _pack_array,
+    tuple: _pack_array,
+    dict: _pack_map,
+    ExtType: _pack_ext,
+    datetime.datetime: _pack_datetime,
+}
+
+# Subclasses are tested in the order of the C extension's checks: ExtType, a
+# namedtuple, must come before tuple.
+_SUBCLASS_PACKERS: Tuple[Tuple[Any, Packer], ...] = (
+    (int, _pack_int),
+    (float, _pack_float),
+    ((bytes, bytearray), _pack_bytes),
+    (str, _pack_str),
+    (dict, _pack_map),
+    (ExtType, _pack_ext),
+    ((list, tuple), _pack_array),
+    (memoryview, _pack_memoryview),
+)
+
+
+def _packer_for_subclass(obj: Any) -> Packer:
+    for types, pack in _SUBCLASS_PACKERS:
+        if isinstance(obj, types):
+            return pack
+    raise TypeError("can not serialize '%.200s' object" % _tp_name(type(obj)))
+
+
+def _pack(obj: Any) -> bytes:
+    buf = bytearray()
+    try:
+        pack = _PACKERS[type(obj)]
+    except KeyError:
+        pack = _packer_for_subclass(obj)
+    pack(obj, buf, _PACK_NEST_LIMIT)
+    return bytes(buf)
+
+
+def packb(obj: Any) -> bytes:
+    """Encode obj as msgpack, exactly as the C extension's packb(obj, use_bin_type=True, datetime=True)."""
+    try:
+        return _pack(obj)
+    except RecursionError:
+        return _with_headroom(_pack, obj)
+
+
+# -- Unpacking ----------------------------------------------------------------
+
+
+class _Incomplete(Exception):
+    """Internal: the data ends inside an object."""
+
+
+class _TooLong(_Incomplete):
+    """Internal: a container declares more items than the data could hold.
+    unpackb() reports it as the C extension does (its default max_array_len
+    and max_map_len derive from the input's size); for the Unpacker it only
+    means that more data is needed."""
+
+
+_unpack_H = struct.Struct(">H").unpack_from
+_unpack_I = struct.Struct(">I").unpack_from
+_unpack_Q = struct.Struct(">Q").unpack_from
+_unpack_b = struct.Struct(">b").unpack_from
+_unpack_h = struct.Struct(">h").unpack_from
+_unpack_i = struct.Struct(">i").unpack_from
+_unpack_q = struct.Struct(">q").unpack_from
+_unpack_f = struct.Struct(">f").unpack_from
+_unpack_d = struct.Struct(">d").unpack_from
+_unpack_ts96 = struct.Struct(">Iq").unpack_from
+
+
+def _unpack(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    """Decode the value at data[pos]: return (value, offset after it).
+
+    depth is the number of enclosing containers. The decoders of _DECODERS
+    take the same arguments, pos being the offset just after the first byte.
+    Short data raises _Incomplete, IndexError or struct.error; the public
+    entry points turn those into msgpack's errors."""
+    b = data[pos]
+    pos += 1
+    if b < 0x80:  # positive fixint
+        return b, pos
+    if b >= 0xE0:  # negative fixint
+        return b - 0x100, pos
+    if b >= 0xC0:
+        return _DECODERS[b - 0xC0](data, pos, depth)
+    if b >= 0xA0:  # fixstr
+        end = pos + (b & 0x1F)
+        if end > len(data):
+            raise _Incomplete
+        return data[pos:end].decode(), end
+    if b >= 0x90:
+        return _unpack_array(data, pos, b & 0x0F, depth)
+    return _unpack_map(data, pos, b & 0x0F, depth)
+
+
+def _unpack_array(data: bytes, pos: int, n: int, depth: int) -> Tuple[List[Any], int]:
+    if depth >= _UNPACK_STACK_SIZE:
+        raise StackError
+    if n > len(data):
+        raise _TooLong("%d exceeds max_array_len(%d)", n, len(data))
+    depth += 1
+    items: List[Any] = []
+    append = items.append
+    unpack = _unpack
+    for _ in range(n):
+        item, pos = unpack(data, pos, depth)
+        append(item)
+    return items, pos
+
+
+def _unpack_map(data: bytes, pos: int, n: int, depth: int) -> Tuple[Dict[Any, Any], int]:
+    if depth >= _UNPACK_STACK_SIZE:
+        raise StackError
+    if n > len(data) // 2:
+        raise _TooLong("%d exceeds max_map_len(%d)", n, len(data) // 2)
+    depth += 1
+    result: Dict[Any, Any] = {}
+    unpack = _unpack
+    for _ in range(n):
+        key, pos = unpack(data, pos, depth)
+        value, pos = unpack(data, pos, depth)
+        result[key] = value
+    return result, pos
+
+
+def _take(data: bytes, pos: int, n: int) -> Tuple[bytes, int]:
+    end = pos + n
+    if end > len(data):
+        raise _Incomplete
+    return data[pos:end], end
+
+
+def _ext_value(code: int, payload: bytes) -> Any:
+    if code != -1:
+        return ExtType(code, payload)
+    # A timestamp, converted as the C extension does with timestamp=3:
+    # epoch + timedelta(days, seconds, microseconds), with C's truncating
+    # division and the day count passed through a C int.
+    n = len(payload)
+    if n == 4:
+        (seconds,) = _unpack_I(payload)
+        nanoseconds = 0
+    elif n == 8:
+        (data64,) = _unpack_Q(payload)
+        seconds = data64 & 0x00000003FFFFFFFF
+        nanoseconds = data64 >> 34
+    elif n == 12:
+        nanoseconds, seconds = _unpack_ts96(payload)
+    else:
+        raise ValueError("Unpack failed: error = -1")
+    days = abs(seconds) // 86400
+    if seconds < 0:
+        days = -days
+    rest = seconds - days * 86400
+    days = (days + 0x80000000 & 0xFFFFFFFF) - 0x80000000
+    return _EPOCH + _timedelta(days, rest, nanoseconds // 1000)
+
+
+def _d_nil(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return None, pos
+
+
+def _d_never_used(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    raise FormatError
+
+
+def _d_false(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return False, pos
+
+
+def _d_true(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return True, pos
+
+
+def _d_bin8(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _take(data, pos + 1, data[pos])
+
+
+def _d_bin16(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _take(data, pos + 2, _unpack_H(data, pos)[0])
+
+
+def _d_bin32(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _take(data, pos + 4, _unpack_I(data, pos)[0])
+
+
+def _d_ext8(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    payload, end = _take(data, pos + 2, data[pos])
+    return _ext_value(_unpack_b(data, pos + 1)[0], payload), end
+
+
+def _d_ext16(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    payload, end = _take(data, pos + 3, _unpack_H(data, pos)[0])
+    return _ext_value(_unpack_b(data, pos + 2)[0], payload), end
+
+
+def _d_ext32(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    payload, end = _take(data, pos + 5, _unpack_I(data, pos)[0])
+    return _ext_value(_unpack_b(data, pos + 4)[0], payload), end
+
+
+def _d_float32(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_f(data, pos)[0], pos + 4
+
+
+def _d_float64(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_d(data, pos)[0], pos + 8
+
+
+def _d_uint8(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return data[pos], pos + 1
+
+
+def _d_uint16(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_H(data, pos)[0], pos + 2
+
+
+def _d_uint32(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_I(data, pos)[0], pos + 4
+
+
+def _d_uint64(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_Q(data, pos)[0], pos + 8
+
+
+def _d_int8(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_b(data, pos)[0], pos + 1
+
+
+def _d_int16(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_h(data, pos)[0], pos + 2
+
+
+def _d_int32(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_i(data, pos)[0], pos + 4
+
+
+def _d_int64(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_q(data, pos)[0], pos + 8
+
+
+def _fixext(size: int) -> Decoder:
+    def decode(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+        payload, end = _take(data, pos + 1, size)
+        return _ext_value(_unpack_b(data, pos)[0], payload), end
+
+    return decode
+
+
+def _d_str8(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    raw, end = _take(data, pos + 1, data[pos])
+    return raw.decode(), end
+
+
+def _d_str16(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    raw, end = _take(data, pos + 2, _unpack_H(data, pos)[0])
+    return raw.decode(), end
+
+
+def _d_str32(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    raw, end = _take(data, pos + 4, _unpack_I(data, pos)[0])
+    return raw.decode(), end
+
+
+def _d_array16(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_array(data, pos + 2, _unpack_H(data, pos)[0], depth)
+
+
+def _d_array32(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_array(data, pos + 4, _unpack_I(data, pos)[0], depth)
+
+
+def _d_map16(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_map(data, pos + 2, _unpack_H(data, pos)[0], depth)
+
+
+def _d_map32(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+    return _unpack_map(data, pos + 4, _unpack_I(data, pos)[0], depth)
+
+
+# Decoders for the first bytes 0xc0..0xdf, in order.
+_DECODERS: Tuple[Decoder, ...] = (
+    _d_nil, _d_never_used, _d_false, _d_true,
+    _d_bin8, _d_bin16, _d_bin32,
+    _d_ext8, _d_ext16, _d_ext32,
+    _d_float32, _d_float64,
+    _d_uint8, _d_uint16, _d_uint32, _d_uint64,
+    _d_int8, _d_int16, _d_int32, _d_int64,
+    _fixext(1), _fixext(2), _fixext(4), _fixext(8), _fixext(16),
+    _d_str8, _d_str16, _d_str32,
+    _d_array16, _d_array32,
+    _d_map16, _d_map32,
+)  # fmt: skip
+
+_SHORT_DATA = (_Incomplete, IndexError, struct.error)
+
+
+def _as_bytes(data: Buffer) -> bytes:
+    return data if type(data) is bytes else memoryview(data).tobytes()
+
+
+def _unpack_all(data: bytes) -> Any:
+    try:
+        obj, pos = _unpack(data, 0, 0)
+    except _TooLong as exc:
+        raise ValueError(exc.args[0] % exc.args[1:]) from None
+    except _SHORT_DATA:
+        raise ValueError("Unpack failed: incomplete input") from None
+    if pos < len(data):
+        raise ExtraData(obj, data[pos:])
+    return obj
+
+
+def unpackb(data: Buffer) -> Any:
+    """Decode one msgpack value, exactly as the C extension's
+    unpackb(data, raw=False, strict_map_key=False, timestamp=3, use_list=True)."""
+    if type(data) is not bytes:
+        data = memoryview(data).tobytes()
+    try:
+        return _unpack_all(data)
+    except RecursionError:
+        return _with_headroom(_unpack_all, data)
+
+
+def _with_headroom(func: Callable[[Any], Any], arg: Any) -> Any:
+    """Run func(arg) with room for the deepest nesting the C extension accepts.
+
+    The codec uses at most three frames per nesting level (1024 levels when
+    unpacking, 512 when packing). A RecursionError means the caller's stack
+    left too little room below the interpreter's limit: raise the limit for
+    this one call (Python frames are cheap on the C stack) and try again."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(old + 3 * _UNPACK_STACK_SIZE + 100)
+    try:
+        return func(arg)
+    finally:
+        sys.setrecursionlimit(old)
+
+
+# -- Skipping (structure only, as the C extension's skip) ---------------------
+
+# Bytes that follow the first byte of fixed-size values, for 0xc0..0xdf;
+# None for the variable-size formats handled in _skip.
+_FIXED_SIZES = (
+    0, None, 0, 0,  # nil, never used, false, true
+    None, None, None, None, None, None,  # bin 8/16/32, ext 8/16/32
+    4, 8, 1, 2, 4, 8, 1, 2, 4, 8,  # float 32/64, uint 8..64, int 8..64
+    2, 3, 5, 9, 17,  # fixext 1/2/4/8/16 (code byte + data)
+    None, None, None, None, None, None, None,  # str 8/16/32, array 16/32, map 16/32
+)  # fmt: skip
+
+
+def _skip(data: bytes, pos: int, depth: int) -> int:
+    """Return the offset after the value at data[pos], decoding no string or ext."""
+    b = data[pos]
+    pos += 1
+    if b < 0x80 or b >= 0xE0:
+        return pos
+    if 0xA0 <= b < 0xC0:
+        length = b & 0x1F
+    elif b < 0xA0:
+        count = b & 0x0F if b >= 0x90 else (b & 0x0F) * 2
+        return _skip_items(data, pos, count, depth)
+    else:
+        fixed = _FIXED_SIZES[b - 0xC0]
+        if fixed is not None:
+            length = fixed
+        elif b == 0xC1:
+            raise FormatError
+        elif b in (0xC4, 0xC7, 0xD9):  # 8-bit length
+            length = data[pos] + (b == 0xC7)
+            pos += 1
+        elif b in (0xC5, 0xC8, 0xDA):  # 16-bit length
+            length = _unpack_H(data, pos)[0] + (b == 0xC8)
+            pos += 2
+        elif b in (0xC6, 0xC9, 0xDB):  # 32-bit length
+            length = _unpack_I(data, pos)[0] + (b == 0xC9)
+            pos += 4
+        else:  # array 16/32, map 16/32
+            if b in (0xDC, 0xDE):
+                count = _unpack_H(data, pos)[0]
+                pos += 2
+            else:
+                count = _unpack_I(data, pos)[0]
+                pos += 4
+            return _skip_items(data, pos, count * 2 if b >= 0xDE else count, depth)
+    pos += length
+    if pos > len(data):
+        raise _Incomplete
+    return pos
+
+
+def _skip_items(data: bytes, pos: int, count: int, depth: int) -> int:
+    if depth >= _UNPACK_STACK_SIZE:
+        raise StackError
+    for _ in range(count):
+        pos = _skip(data, pos, depth + 1)
+    return pos
+
+
+# -- Unpacker -----------------------------------------------------------------
+
+
+class Unpacker:
+    """The part of msgpack.Unpacker the runtime uses: feed() bytes, then read
+    values one at a time. A read that needs more data raises OutOfData and
+    consumes nothing, so it can be retried after the next feed()."""
+
+    def __init__(self) -> None:
+        self._data = b""
+        self._pos = 0
+
+    def feed(self, data: Buffer) -> None:
+        self._data = self._data[self._pos :] + _as_bytes(data)
+        self._pos = 0
+
+    def _run(self, step: Callable[[bytes, int, int], Any]) -> Any:
+        data = self._data
+        if self._pos >= len(data):
+            raise OutOfData("No more data to unpack.")
+        try:
+            try:
+                return step(data, self._pos, 0)
+            except RecursionError:
+                return _with_headroom(lambda pos: step(data, pos, 0), self._pos)
+        except _SHORT_DATA:
+            raise OutOfData("No more data to unpack.") from None
+
+    def unpack(self) -> Any:
+        obj, self._pos = self._run(_unpack)
+        return obj
+
+    def skip(self) -> None:
+        self._pos = self._run(_skip)
+
+    def read_array_header(self) -> int:
+        def header(data: bytes, pos: int, depth: int) -> Tuple[int, int]:
+            b = data[pos]
+            if 0x90 <= b <= 0x9F:
+                return b & 0x0F, pos + 1
+            if b == 0xDC:
+                return _unpack_H(data, pos + 1)[0], pos + 3
+            if b == 0xDD:
+                return _unpack_I(data, pos + 1)[0], pos + 5
+            raise ValueError("Unexpected type header on stream")
+
+        n, self._pos = self._run(header)
+        return n

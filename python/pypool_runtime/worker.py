@@ -1,0 +1,533 @@
+"""The worker process: runs the public functions of one module for Go.
+
+Go starts it as::
+
+    python3 -E -c "import sys;sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])" \\
+        RUNTIME_DIR --module MODULE [--path DIR]... [--max-message BYTES] [--codec auto|pure]
+
+and talks to it over the original stdin/stdout with frames: a 4-byte
+big-endian length, then a msgpack array whose first element is the kind:
+
+    HELLO  (to Go, first)  [1, protocol_version, pid, python_version, codec, error|nil]
+    CALL   (from Go)       [2, id, function, args, kwargs|nil]
+    RESULT (to Go)         [3, id, value]
+    ERROR  (to Go)         [4, id, code, type, message, traceback]
+
+where the HELLO error is nil or [code, type, message, traceback]. Kinds 5..15
+are reserved. Anything else Go sends is a protocol violation: the worker
+explains it in one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import signal
+import struct
+import sys
+import time
+
+from . import PROTOCOL_VERSION
+from . import codec as codecs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
+    from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, Union
+
+HELLO, CALL, RESULT, ERROR = 1, 2, 3, 4
+
+DEFAULT_MAX_MESSAGE = 64 << 20
+
+# Exit statuses besides 0 (end of input).
+EXIT_IMPORT_FAILED = 1
+EXIT_PROTOCOL = 2
+
+_HEADER = struct.Struct(">I")
+# Frames up to this size are read through one buffer, normally with one read
+# per frame; larger bodies are read straight into a buffer of their own.
+_READ_BUFFER_SIZE = 64 << 10
+# Replies up to this size are joined to their header and written with one
+# write(); larger ones are written with writev() to avoid copying them.
+_JOIN_LIMIT = 64 << 10
+# After the end of input, how long the interpreter's normal exit may wait for
+# the user's non-daemon threads and atexit handlers.
+_EXIT_GRACE_SECONDS = 10.0
+
+_USAGE = "usage: main(['--module', NAME, ('--path', DIR)..., ('--max-message', BYTES), ('--codec', 'auto'|'pure')])"
+
+
+class ProtocolViolation(Exception):
+    """Go sent something this protocol does not allow."""
+
+
+# The command line: module (str), paths (list of str), max_message (int), codec (str).
+Options = collections.namedtuple("Options", "module paths max_message codec")
+
+
+def parse_args(argv: List[str]) -> Options:
+    """Parse the worker's command line; ValueError explains a bad one."""
+    module: Optional[str] = None
+    paths: List[str] = []
+    max_message = DEFAULT_MAX_MESSAGE
+    codec_name = "auto"
+    args = iter(argv)
+    for flag in args:
+        value = next(args, None)
+        if value is None or flag not in ("--module", "--path", "--max-message", "--codec"):
+            raise ValueError("bad argument %r; %s" % (flag, _USAGE))
+        if flag == "--module":
+            module = value
+        elif flag == "--path":
+            paths.append(value)
+        elif flag == "--max-message":
+            try:
+                max_message = int(value)
+            except ValueError:
+                raise ValueError("--max-message %r is not an integer" % value) from None
+            if max_message <= 0:
+                raise ValueError("--max-message must be positive, not %d" % max_message)
+        elif value in ("auto", codecs.PURE_NAME):
+            codec_name = value
+        else:
+            raise ValueError("--codec must be auto or %s, not %r" % (codecs.PURE_NAME, value))
+    if not module:
+        raise ValueError("--module is required; " + _USAGE)
+    return Options(module, paths, max_message, codec_name)
+
+
+# -- Process set-up -----------------------------------------------------------
+
+
+def _fd_is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _text_stream(fd: int, write: bool) -> io.TextIOWrapper:
+    # UTF-8 and, for output, line-buffered, whatever the locale and the
+    # (ignored, -E) PYTHON* variables say. closefd=False keeps fds 0-2 open
+    # for C code even if user code closes sys.stdout.
+    if write:
+        return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    return open(fd, "r", encoding="utf-8", errors="backslashreplace", closefd=False)
+
+
+def isolate_stdio() -> Tuple[int, int]:
+    """Move the protocol pipes away from fds 0 and 1, so that user code (print,
+    os.write(1, ...) in Python or C, input()) cannot touch them. Returns the
+    protocol's (input fd, output fd), which child processes do not inherit."""
+    log_fd_open = _fd_is_open(3)  # tested first: the dups below may take fd 3
+    proto_in = os.dup(0)  # os.dup makes non-inheritable descriptors
+    proto_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    if log_fd_open:  # Go's pipe for the worker's stdout log stream
+        os.dup2(3, 1)
+        os.close(3)
+    else:
+        os.dup2(2, 1)
+    sys.stdin = sys.__stdin__ = _text_stream(0, write=False)
+    sys.stdout = sys.__stdout__ = _text_stream(1, write=True)
+    sys.stderr = sys.__stderr__ = _text_stream(2, write=True)
+    return proto_in, proto_out
+
+
+def fix_sys_path(paths: List[str]) -> None:
+    """sys.path = the --path entries, the working directory, then the rest,
+    without the runtime's directory and the '' that -c added."""
+    runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rest = [p for p in sys.path if p != "" and os.path.abspath(p) != runtime_dir]
+    sys.path[:] = [os.path.abspath(p) for p in paths] + [os.getcwd()] + rest
+
+
+# True while a user function runs: only then does SIGINT interrupt it.
+_in_user_code = False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    if _in_user_code:
+        raise KeyboardInterrupt
+    # Otherwise ignored: between calls there is nothing to interrupt.
+
+
+def _invoke(function: Callable[..., Any], args: List[Any], kwargs: Dict[str, Any]) -> Any:
+    global _in_user_code
+    try:
+        _in_user_code = True
+        return function(*args, **kwargs)
+    finally:
+        _in_user_code = False
+
+
+# -- Errors as Go sees them ---------------------------------------------------
+
+
+def type_name(exc: BaseException) -> str:
+    """'ValueError' for builtins, 'module.QualName' otherwise."""
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return "%s.%s" % (cls.__module__, cls.__qualname__)
+
+
+def exception_message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback as Python prints it, starting below the runtime's frames."""
+    import traceback  # only errors need it, and it takes a few ms to import
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_globals is _GLOBALS:
+        tb = tb.tb_next
+    # An interrupt's traceback ends in the SIGINT handler: cut it off.
+    node = tb
+    while node is not None and node.tb_next is not None:
+        if node.tb_next.tb_frame.f_code is _on_sigint.__code__:
+            node.tb_next = None
+        else:
+            node = node.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+_GLOBALS = globals()
+
+
+def _utf8_safe(text: str) -> str:
+    # Exception messages may hold lone surrogates (from os.fsdecode, say),
+    # which msgpack cannot encode.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# -- Frames -------------------------------------------------------------------
+
+
+class FrameReader:
+    """Reads frames from a pipe without losing their boundaries."""
+
+    def __init__(self, fd: int, max_message: int) -> None:
+        # FileIO.readinto is one read(2), retried on EINTR (PEP 475).
+        self._file = io.FileIO(fd, "rb", closefd=False)
+        self._buf = bytearray(_READ_BUFFER_SIZE)
+        self._view = memoryview(self._buf)
+        self._start = 0  # unread bytes are _buf[_start:_end]
+        self._end = 0
+        self._max_message = max_message
+
+    def _fill(self, need: int) -> bool:
+        """Make need <= len(_buf) bytes available at _start; False at end of input."""
+        if self._start + need > len(self._buf):
+            # Move the unread bytes to the front (through a copy: they may overlap).
+            unread = self._buf[self._start : self._end]
+            self._buf[: len(unread)] = unread
+            self._start, self._end = 0, len(unread)
+        while self._end - self._start < need:
+            got = self._file.readinto(self._view[self._end :])
+            if not got:
+                return False
+            self._end += got
+        return True
+
+    def read(self) -> Union[bytes, bytearray, None]:
+        """The next frame's body, or None at the end of input between frames."""
+        if self._start == self._end:
+            self._start = self._end = 0
+        if not self._fill(_HEADER.size):
+            if self._start == self._end:
+                return None
+            raise ProtocolViolation("the input ended inside a frame header")
+        (size,) = _HEADER.unpack_from(self._buf, self._start)
+        if size > self._max_message:
+            raise ProtocolViolation("a %d-byte frame exceeds --max-message %d" % (size, self._max_message))
+        self._start += _HEADER.size
+        if size <= len(self._buf):
+            if not self._fill(size):
+                raise ProtocolViolation("the input ended inside a %d-byte frame" % size)
+            start = self._start
+            self._start = start + size
+            return self._view[start : start + size].tobytes()
+        body = bytearray(size)
+        view = memoryview(body)
+        have = self._end - self._start
+        view[:have] = self._view[self._start : self._end]
+        self._start = self._end = 0
+        while have < size:
+            got = self._file.readinto(view[have:])
+            if not got:
+                raise ProtocolViolation("the input ended inside a %d-byte frame" % size)
+            have += got
+        return body
+
+
+def write_frame(fd: int, body: bytes) -> None:
+    """Write one frame, looping over partial writes (a signal may cut a long one)."""
+    header = _HEADER.pack(len(body))
+    if len(body) <= _JOIN_LIMIT:
+        data = header + body
+        written = os.write(fd, data)
+        if written < len(data):
+            _write_all(fd, [memoryview(data)[written:]])
+    else:
+        _write_all(fd, [memoryview(header), memoryview(body)])
+
+
+def _write_all(fd: int, parts: List[memoryview]) -> None:
+    while parts:
+        written = os.writev(fd, parts)
+        while parts and written >= len(parts[0]):
+            written -= len(parts[0])
+            parts.pop(0)
+        if parts:
+            parts[0] = parts[0][written:]
+
+
+# -- The worker ---------------------------------------------------------------
+
+
+def public_functions(module: Any) -> Dict[str, Callable[..., Any]]:
+    """What Go may call: the callables named in __all__ if the module has one,
+    else its callables whose names do not start with '_' and that the module
+    itself defines (so `from os import system` exposes nothing)."""
+    names = getattr(module, "__all__", None)
+    if names is not None:
+        candidates = {name: getattr(module, name, None) for name in names if isinstance(name, str)}
+    else:
+        candidates = {
+            name: value for name, value in vars(module).items() if getattr(value, "__module__", None) == module.__name__
+        }
+    return {name: value for name, value in candidates.items() if not name.startswith("_") and callable(value)}
+
+
+class Worker:
+    def __init__(
+        self,
+        module_name: str,
+        functions: Dict[str, Callable[..., Any]],
+        codec: codecs.Codec,
+        reader: FrameReader,
+        out_fd: int,
+        max_message: int,
+    ) -> None:
+        self._module_name = module_name
+        self._functions = functions
+        self._packb = codec.packb
+        self._unpackb = codec.unpackb
+        self._unpacker = codec.Unpacker
+        self._reader = reader
+        self._out_fd = out_fd
+        self._max_message = max_message
+
+    def serve(self) -> None:
+        """Answer calls until the end of input."""
+        while True:
+            body = self._reader.read()
+            if body is None:
+                return
+            self._handle(body)
+
+    def _handle(self, body: Union[bytes, bytearray]) -> None:
+        try:
+            message = self._unpackb(body)
+        except Exception as exc:
+            self._answer_undecodable(body, exc)
+            return
+        if type(message) is not list or not message or type(message[0]) is not int:
+            raise ProtocolViolation("a frame is not an array that starts with an integer kind")
+        _check_call_head(message[0], len(message), message[1:3])
+        _, call_id, name, args, kwargs = message
+        if type(args) is not list:
+            self._send_error(call_id, "bad_arguments", "TypeError", "the arguments of %s() are not an array" % name)
+        elif kwargs is not None and type(kwargs) is not dict:
+            self._send_error(
+                call_id, "bad_arguments", "TypeError", "the keyword arguments of %s() are not a map" % name
+            )
+        elif kwargs and not all(type(key) is str for key in kwargs):
+            bad = next(key for key in kwargs if type(key) is not str)
+            self._send_error(
+                call_id,
+                "bad_arguments",
+                "TypeError",
+                "keyword argument names of %s() must be strings, not %s" % (name, type(bad).__name__),
+            )
+        else:
+            self._call(call_id, name, args, kwargs or {})
+
+    def _answer_undecodable(self, body: Union[bytes, bytearray], exc: Exception) -> None:
+        """The frame did not decode: answer bad_arguments if its head [kind,
+        id, name] still does (invalid UTF-8 in an argument, say)."""
+        unpacker = self._unpacker()
+        unpacker.feed(body)
+        try:
+            length = unpacker.read_array_header()
+            head = [unpacker.unpack() for _ in range(min(length, 3))]
+        except Exception:
+            raise ProtocolViolation("undecodable frame (%s: %s)" % (type_name(exc), exception_message(exc))) from None
+        if not head or type(head[0]) is not int:
+            raise ProtocolViolation("a frame is not an array that starts with an integer kind")
+        _check_call_head(head[0], length, head[1:])
+        call_id, name = head[1], head[2]
+        self._send_error(
+            call_id,
+            "bad_arguments",
+            type_name(exc),
+            "cannot decode the arguments of %s(): %s" % (name, exception_message(exc)),
+        )
+
+    def _call(self, call_id: int, name: str, args: List[Any], kwargs: Dict[str, Any]) -> None:
+        function = self._functions.get(name)
+        if function is None:
+            self._send_error(call_id, "function_not_found", "AttributeError", self._not_found(name))
+            return
+        try:
+            result = _invoke(function, args, kwargs)
+        except BaseException as exc:  # SystemExit too: the worker stays alive
+            code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
+            self._send_error(call_id, code, type_name(exc), exception_message(exc), format_traceback(exc))
+            return
+        try:
+            reply = self._packb([RESULT, call_id, result])
+        except Exception as exc:
+            self._send_error(
+                call_id,
+                "result_not_encodable",
+                type_name(exc),
+                "cannot encode the result of %s() for Go: %s" % (name, exception_message(exc)),
+            )
+            return
+        if len(reply) > self._max_message:
+            self._send_error(
+                call_id,
+                "message_too_large",
+                "ValueError",
+                "the result of %s() encodes to %d bytes, more than --max-message %d"
+                % (name, len(reply), self._max_message),
+            )
+            return
+        write_frame(self._out_fd, reply)
+
+    def _not_found(self, name: str) -> str:
+        if name.startswith("_"):
+            return "%r is private: names starting with '_' cannot be called" % name
+        if "." in name:
+            return "%r: dotted names are not allowed; only functions of module %r can be called" % (
+                name,
+                self._module_name,
+            )
+        available = ", ".join(sorted(self._functions)) or "(none)"
+        return "%s has no public function %r; available: %s" % (self._module_name, name, available)
+
+    def _send_error(self, call_id: int, code: str, type_: str, message: str, tb: str = "") -> None:
+        message, tb = _utf8_safe(message), _utf8_safe(tb)
+        reply = self._packb([ERROR, call_id, code, type_, message, tb])
+        if len(reply) > self._max_message:
+            # Cut the reply to fit, keeping the start of the message and the
+            # end of the traceback; the 8 is for the two str headers, which
+            # may grow by up to 4 bytes each.
+            room = self._max_message - len(self._packb([ERROR, call_id, code, type_, "", ""])) - 8
+            half = max(room // 2, 0)
+            message, tb = _clip_utf8(message, half, False), _clip_utf8(tb, half, True)
+            reply = self._packb([ERROR, call_id, code, type_, message, tb])
+        write_frame(self._out_fd, reply)
+
+
+def _clip_utf8(text: str, size: int, keep_end: bool) -> str:
+    """At most size bytes of text's UTF-8, from its start or its end."""
+    data = text.encode("utf-8")
+    if len(data) <= size:
+        return text
+    data = data[len(data) - size :] if keep_end else data[:size]
+    return data.decode("utf-8", "ignore")  # drops a character cut in two
+
+
+def _check_call_head(kind: int, length: int, rest: List[Any]) -> None:
+    """Raise ProtocolViolation unless kind, length and [id, name] start a CALL."""
+    if kind != CALL:
+        raise ProtocolViolation("unexpected message kind %d (this worker accepts only CALL, kind %d)" % (kind, CALL))
+    if length != 5:
+        raise ProtocolViolation("a CALL frame has %d fields, not 5" % length)
+    call_id, name = rest
+    if type(call_id) is not int or call_id < 0 or type(name) is not str:
+        raise ProtocolViolation("a CALL frame's id is not an unsigned integer or its function name is not a string")
+
+
+# -- Entry point --------------------------------------------------------------
+
+
+def _exit(status: int, line: str = "") -> NoReturn:
+    """Leave at once (without waiting for user threads), after flushing output."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    if line:
+        os.write(2, ("pypool worker: %s\n" % line).encode("utf-8", "backslashreplace"))
+    os._exit(status)
+
+
+def _exit_soon() -> None:
+    """Arrange for the process to end even if the interpreter's normal exit
+    waits on the user's non-daemon threads: the pool is gone."""
+    import threading  # imported late: nothing else needs it
+
+    def force() -> None:
+        time.sleep(_EXIT_GRACE_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=force, name="pypool-exit", daemon=True).start()
+
+
+def _import_error(module_name: str, exc: BaseException) -> List[str]:
+    message = exception_message(exc)
+    missing = getattr(exc, "name", None)
+    if (
+        isinstance(exc, ModuleNotFoundError)
+        and missing
+        and (module_name == missing or module_name.startswith(missing + "."))
+    ):
+        message += "; looked in sys.path: " + ", ".join(repr(p) for p in sys.path)
+    return ["import_failed", type_name(exc), _utf8_safe(message), _utf8_safe(format_traceback(exc))]
+
+
+def main(argv: List[str]) -> None:
+    """Run the worker; returns (exit status 0) at the end of input."""
+    try:
+        options = parse_args(argv)
+    except ValueError as exc:
+        _exit(EXIT_PROTOCOL, str(exc))
+    proto_in, proto_out = isolate_stdio()
+    fix_sys_path(options.paths)
+    del sys.argv[1:]  # the runtime's arguments are not the user module's
+    signal.signal(signal.SIGINT, _on_sigint)
+    codec = codecs.load(options.codec)
+
+    def hello(error: Optional[List[str]]) -> None:
+        python_version = sys.version.split()[0]
+        write_frame(proto_out, codec.packb([HELLO, PROTOCOL_VERSION, os.getpid(), python_version, codec.name, error]))
+
+    try:
+        try:
+            __import__(options.module)  # the import statement's machinery trims importlib's frames
+            module = sys.modules[options.module]
+        except BaseException as exc:
+            try:
+                hello(_import_error(options.module, exc))
+            finally:
+                _exit(EXIT_IMPORT_FAILED)
+        hello(None)
+        reader = FrameReader(proto_in, options.max_message)
+        Worker(options.module, public_functions(module), codec, reader, proto_out, options.max_message).serve()
+    except ProtocolViolation as exc:
+        _exit(EXIT_PROTOCOL, "protocol violation: %s" % exc)
+    except BrokenPipeError:
+        pass  # Go closed its end: as good as the end of input
+    _exit_soon()

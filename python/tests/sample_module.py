@@ -1,0 +1,89 @@
+"""The module the worker tests load: each function exercises one behaviour."""
+
+import os
+import sys
+import time
+from os import getpid  # imported, not defined here: must not be callable
+
+
+class CustomError(Exception):
+    pass
+
+
+def duplicate_text(text):
+    return text * 2
+
+
+def echo(value):
+    return value
+
+
+def describe(a, b=2, *rest, **options):
+    return {"a": a, "b": b, "rest": list(rest), "options": options}
+
+
+def fail(message, times=1):
+    raise ValueError(message * times)
+
+
+def fail_custom():
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        raise CustomError("wrapped") from exc
+
+
+def exit_call(status):
+    sys.exit(status)
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return "slept"
+
+
+def chatty():
+    print("line from print")
+    os.write(1, b"line from os.write\n")
+    sys.stderr.write("line to stderr\n")
+    try:
+        input()
+    except EOFError:
+        return {"eof": True}
+    return {"eof": False}
+
+
+def unencodable():
+    return {1, 2, 3}
+
+
+def naive_time():
+    import datetime
+
+    return datetime.datetime(2024, 1, 2, 3, 4, 5)
+
+
+def big(n):
+    return b"x" * n
+
+
+def path():
+    return list(sys.path)
+
+
+def argv():
+    return list(sys.argv)
+
+
+def surrogate_error():
+    raise OSError(os.fsdecode(b"bad name \xff"))
+
+
+def start_lingering_thread():
+    import threading
+
+    threading.Thread(target=time.sleep, args=(3600,), daemon=False).start()
+
+
+def _private():
+    return "secret"

@@ -1,0 +1,479 @@
+"""Tests of the codecs: the pure codec on its own, then against the C extension."""
+
+import array
+import collections
+import datetime
+import enum
+import math
+import random
+import struct
+import sys
+import unittest
+from typing import Any, Callable, List, Tuple
+
+from pypool_runtime import codec, purecodec
+
+UTC = datetime.timezone.utc
+
+
+def load_c_or_skip(test: unittest.TestCase) -> codec.Codec:
+    try:
+        return codec.load(codec.C_NAME)
+    except ImportError:
+        test.skipTest("msgpack C extension not importable in " + sys.executable)
+        raise  # not reached: skipTest raises
+
+
+def nested_lists(depth: int, leaf: Any = None) -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def edge_ints() -> List[int]:
+    return [0, 1, 127, 128, 255, 256, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63,
+            2**64 - 1, -1, -31, -32, -33, -127, -128, -129, -32767, -32768, -32769, -2**31 + 1, -2**31,
+            -2**31 - 1, -2**63 + 1, -2**63]  # fmt: skip
+
+
+def edge_datetimes() -> List[datetime.datetime]:
+    plus5 = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+    return [
+        datetime.datetime(1970, 1, 1, tzinfo=UTC),
+        datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC),
+        datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+        datetime.datetime(2024, 5, 6, 7, 8, 9, 5, tzinfo=UTC),
+        datetime.datetime(2024, 5, 6, 7, 8, 9, 999999, tzinfo=plus5),
+        datetime.datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC),  # 2**32 - 1 seconds: timestamp 32
+        datetime.datetime(2106, 2, 7, 6, 28, 16, tzinfo=UTC),  # 2**32 seconds: timestamp 64
+        datetime.datetime(2514, 5, 30, 1, 53, 3, 999999, tzinfo=UTC),  # 2**34 - 1 seconds: timestamp 64
+        datetime.datetime(2514, 5, 30, 1, 53, 4, tzinfo=UTC),  # 2**34 seconds: timestamp 96
+        datetime.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime.datetime(1900, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime.datetime(1, 1, 1, tzinfo=UTC),
+        datetime.datetime(1, 1, 1, 5, 30, tzinfo=plus5),
+    ]
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class Text(str):
+    pass
+
+
+class Number(int):
+    pass
+
+
+class Real(float):
+    pass
+
+
+class Blob(bytes):
+    pass
+
+
+class Items(list):
+    pass
+
+
+class Mapping(dict):
+    pass
+
+
+Pair = collections.namedtuple("Pair", "left right")
+
+
+def value_corpus(ext_type: type) -> List[Any]:
+    """Values both codecs must pack identically."""
+    corpus: List[Any] = [None, True, False, 0.0, -0.0, 1.5, -2.25, 1e308, 5e-324, math.inf, -math.inf, math.nan]
+    corpus += edge_ints()
+    for n in (0, 1, 31, 32, 255, 256, 65535, 65536):
+        corpus += ["a" * n, b"b" * n, bytearray(b"c" * n)]
+    corpus += ["é" * 20, "漢字" * 100, "\U0001f600", "nul\x00byte"]
+    for n in (0, 1, 15, 16, 65535, 65536):
+        corpus.append(list(range(n)))
+        corpus.append(tuple(["x"] * n))
+        corpus.append({i: i for i in range(n)})
+    corpus += edge_datetimes()
+    corpus += [
+        {"a": 1, 2: "b", None: [], 1.5: {}, True: False, b"k": b"v"},
+        [[[[[]]]]], [{}, [{}], {"x": [{"y": None}]}],
+        nested_lists(511),
+        memoryview(b"view"), memoryview(array.array("i", [1, 2, 3])), memoryview(b"abcdef")[1:4],
+        Color.RED, Text("sub"), Number(300), Real(2.5), Blob(b"blob"), Items([1, 2]), Mapping(k=1),
+        collections.OrderedDict([("z", 1), ("a", 2)]), Pair(1, "two"),
+        [datetime.datetime(2000, 1, 1, tzinfo=UTC), {"when": datetime.datetime(1950, 6, 1, tzinfo=UTC)}],
+    ]  # fmt: skip
+    for code, n in [
+        (0, 1),
+        (1, 2),
+        (5, 4),
+        (127, 8),
+        (3, 16),
+        (4, 0),
+        (6, 3),
+        (7, 17),
+        (8, 255),
+        (9, 256),
+        (10, 65536),
+    ]:
+        corpus.append(ext_type(code, bytes(range(256)) * (n // 256) + bytes(range(n % 256))))
+    return corpus
+
+
+def encoded_corpus() -> List[bytes]:
+    """Encodings both codecs must decode identically, including forms the
+    packers never produce (float32, non-minimal ints and lengths)."""
+    blobs = [
+        b"\xca\x3f\xc0\x00\x00", b"\xca\x7f\x80\x00\x00", b"\xca\x7f\xc0\x00\x00",
+        b"\xcc\x01", b"\xcd\x00\x01", b"\xce\x00\x00\x00\x01", b"\xcf" + b"\x00" * 7 + b"\x01",
+        b"\xd0\x01", b"\xd0\xff", b"\xd1\x80\x00", b"\xd2\x80\x00\x00\x00", b"\xd3\x80" + b"\x00" * 7,
+        b"\xd9\x01a", b"\xda\x00\x01a", b"\xdb\x00\x00\x00\x01a",
+        b"\xc4\x00", b"\xc5\x00\x01a", b"\xc6\x00\x00\x00\x01a",
+        b"\xdc\x00\x01\xc0", b"\xdd\x00\x00\x00\x01\xc0", b"\xde\x00\x01\x01\x02", b"\xdf\x00\x00\x00\x01\x01\x02",
+        b"\xc7\x00\x05", b"\xc8\x00\x01\x05a", b"\xc9\x00\x00\x00\x01\x05a",
+        b"\x82\x01\x02\x01\x03",  # duplicate key: the last wins
+        b"\x81\x92\x01\x02\x03",  # unhashable key
+        b"\xd6\xff\x00\x00\x00\x00", b"\xd6\xff\xff\xff\xff\xff",
+        b"\xd7\xff" + b"\xff" * 8,  # nanoseconds above 10**9: accepted as is
+        b"\xc7\x0c\xff" + struct.pack(">Iq", 2**32 - 1, 0),
+        b"\xd4\xff\x00", b"\xd8\xff" + b"\x00" * 16,  # timestamps of the wrong length
+        b"\xd4\x80\x00", b"\xd4\xfb\x00",  # negative ext codes other than -1
+        b"\xa1\xff", b"\xa2\xc3\x28", b"\xa3\xed\xa0\x80",  # invalid UTF-8 (a surrogate)
+        b"", b"\x92\x01", b"\xa5ab", b"\xc4\x05ab", b"\xcd\x01", b"\xd9", b"\xc7\x05\x01ab", b"\xd6\xff\x00",
+        b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff", b"\x9f\x01", b"\x8f\x01",
+        b"\xc1", b"\x92\x01\xc1", b"\x01\x02", b"\x90\x90",
+        b"\x91" * 1024 + b"\xc0", b"\x91" * 1025 + b"\xc0", b"\x91" * 1024 + b"\x90", b"\x91" * 1023 + b"\x80",
+        b"\x81\x01" * 1024 + b"\xc0", b"\x81\x01" * 1025 + b"\xc0", b"\x91" * 3000,
+    ]  # fmt: skip
+    for seconds in [0, 1, -1, -86399, -86400, -86401, 2**34, -62135596800, -62135596801, 253402300799,
+                    253402300800, 86400 * 999999999, 86400 * 1000000000, 2**40 * 86400, 2**63 - 1, -2**63,
+                    -(2**40) * 86400 - 1]:  # fmt: skip
+        for nanoseconds in (0, 999, 1000, 999999999):
+            blobs.append(b"\xc7\x0c\xff" + struct.pack(">Iq", nanoseconds, seconds))
+    return blobs
+
+
+def outcome(func: Callable[[Any], Any], arg: Any) -> Tuple[str, Any]:
+    """('ok', value) or ('error', exception class name, message)."""
+    try:
+        return ("ok", func(arg))
+    except Exception as exc:
+        return ("error", type(exc).__name__, str(exc))
+
+
+class SameValue:
+    """Strict equality: same types all the way down, NaN equal to NaN.
+    Iterative, since decoded values may nest 1024 levels deep."""
+
+    @staticmethod
+    def check(test: unittest.TestCase, a: Any, b: Any) -> None:
+        stack = [(a, b, "value")]
+        while stack:
+            a, b, where = stack.pop()
+            if type(a).__name__ == type(b).__name__ == "ExtType":  # one class per codec
+                test.assertEqual(tuple(a), tuple(b), where)
+                continue
+            test.assertIs(type(a), type(b), "%s: %r vs %r" % (where, type(a), type(b)))
+            if isinstance(a, list):
+                test.assertEqual(len(a), len(b), where)
+                stack.extend((x, y, "%s[%d]" % (where, i)) for i, (x, y) in enumerate(zip(a, b)))
+            elif isinstance(a, dict):
+                test.assertEqual(len(a), len(b), where)
+                for (ka, va), (kb, vb) in zip(a.items(), b.items()):
+                    stack.append((ka, kb, "%s key" % where))
+                    stack.append((va, vb, "%s[%r]" % (where, ka)))
+            elif isinstance(a, float) and math.isnan(a):
+                test.assertTrue(math.isnan(b), where)
+            elif isinstance(a, datetime.datetime):
+                test.assertEqual((a, a.tzinfo), (b, b.tzinfo), where)
+            else:
+                test.assertEqual(a, b, where)
+
+
+class PureCodecTest(unittest.TestCase):
+    """The pure codec against known encodings: runs on every interpreter."""
+
+    def test_known_encodings(self) -> None:
+        cases = [
+            (None, "c0"), (False, "c2"), (True, "c3"), (0, "00"), (127, "7f"), (128, "cc80"), (255, "ccff"),
+            (256, "cd0100"), (65535, "cdffff"), (65536, "ce00010000"), (2**32 - 1, "ceffffffff"),
+            (2**32, "cf0000000100000000"), (2**63 - 1, "cf7fffffffffffffff"), (2**64 - 1, "cfffffffffffffffff"),
+            (-1, "ff"), (-32, "e0"), (-33, "d0df"), (-128, "d080"), (-129, "d1ff7f"), (-2**31, "d280000000"),
+            (-2**63, "d38000000000000000"), (1.5, "cb3ff8000000000000"), ("", "a0"), ("a" * 31, "bf" + "61" * 31),
+            ("a" * 32, "d920" + "61" * 32), ("a" * 256, "da0100" + "61" * 256), (b"", "c400"),
+            (b"ab", "c4026162"), (bytearray(b"a"), "c40161"), ([], "90"), ((1, 2), "920102"), ({}, "80"),
+            ({"a": 1}, "81a16101"), ({1: 2}, "810102"), (purecodec.ExtType(5, b"ab"), "d5056162"),
+            (purecodec.ExtType(1, b"abc"), "c703016162 63".replace(" ", "")),
+            (datetime.datetime(2020, 1, 1, tzinfo=UTC), "d6ff5e0be100"),
+            (datetime.datetime(2020, 1, 1, 0, 0, 0, 5, tzinfo=UTC), "d7ff00004e205e0be100"),
+            (datetime.datetime(1960, 1, 1, 0, 0, 0, 5, tzinfo=UTC), "c70cff00001388ffffffffed300880"),
+            (datetime.datetime(2600, 1, 1, tzinfo=UTC), "c70cff0000000000000004a0fe7280"),
+        ]  # fmt: skip
+        for value, expected in cases:
+            with self.subTest(value=value):
+                self.assertEqual(purecodec.packb(value).hex(), expected)
+                decoded = purecodec.unpackb(bytes.fromhex(expected))
+                if type(value) in (tuple, bytearray):
+                    value = list(value) if type(value) is tuple else bytes(value)
+                SameValue.check(self, decoded, value)
+
+    def test_round_trip(self) -> None:
+        for value in value_corpus(purecodec.ExtType):
+            with self.subTest(value=repr(value)[:60]):
+                decoded = purecodec.unpackb(purecodec.packb(value))
+                if isinstance(value, float) and math.isnan(value):
+                    self.assertTrue(math.isnan(decoded))
+                elif isinstance(value, (list, tuple, dict, memoryview, bytearray)):
+                    self.assertEqual(purecodec.packb(decoded), purecodec.packb(value))
+                else:
+                    self.assertEqual(decoded, value)
+
+    def test_decoded_types(self) -> None:
+        value = purecodec.unpackb(purecodec.packb([(1,), b"b", bytearray(b"c"), memoryview(b"d"), "s", {1: 2}]))
+        SameValue.check(self, value, [[1], b"b", b"c", b"d", "s", {1: 2}])
+        when = purecodec.unpackb(
+            purecodec.packb(datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.timezone(datetime.timedelta(hours=2))))
+        )
+        SameValue.check(self, when, datetime.datetime(2024, 1, 1, 10, tzinfo=UTC))
+        self.assertEqual(purecodec.unpackb(b"\xd4\x05a"), purecodec.ExtType(5, b"a"))
+        self.assertEqual(purecodec.unpackb(bytearray(b"\x01")), 1)
+        self.assertEqual(purecodec.unpackb(memoryview(b"\x02")), 2)
+
+    def test_pack_errors(self) -> None:
+        cases = [
+            ({1, 2}, TypeError, "can not serialize 'set' object"),
+            (object(), TypeError, "can not serialize 'object' object"),
+            (datetime.date(2020, 1, 1), TypeError, "can not serialize 'datetime.date' object"),
+            (array.array("i"), TypeError, "can not serialize 'array.array' object"),
+            ([1, Pair], TypeError, "can not serialize 'type' object"),
+            (datetime.datetime(2020, 1, 1), ValueError, "can not serialize 'datetime.datetime' object where tzinfo=None"),
+            (2**64, OverflowError, "Integer value out of range"),
+            (-2**63 - 1, OverflowError, "Integer value out of range"),
+            ("\ud800", UnicodeEncodeError, None),
+            (memoryview(b"abcdef")[::2], BufferError, "memoryview: underlying buffer is not C-contiguous"),
+            (nested_lists(512), ValueError, "recursion limit exceeded."),
+            ({"k": nested_lists(511)}, ValueError, "recursion limit exceeded."),
+        ]  # fmt: skip
+        for value, error, message in cases:
+            with self.subTest(value=repr(value)[:40]):
+                with self.assertRaises(error) as caught:
+                    purecodec.packb(value)
+                self.assertIs(type(caught.exception), error)
+                if message is not None:
+                    self.assertEqual(str(caught.exception), message)
+        cyclic: List[Any] = []
+        cyclic.append(cyclic)
+        self.assertRaisesRegex(ValueError, "recursion limit", purecodec.packb, cyclic)
+
+    def test_unpack_errors(self) -> None:
+        cases = [
+            (b"", ValueError, "Unpack failed: incomplete input"),
+            (b"\x92\x01", ValueError, "Unpack failed: incomplete input"),
+            (b"\xa5ab", ValueError, "Unpack failed: incomplete input"),
+            (b"\xcd\x01", ValueError, "Unpack failed: incomplete input"),
+            (b"\xc1", purecodec.FormatError, ""),
+            (b"\x01\x02", purecodec.ExtraData, "unpack(b) received extra data."),
+            (b"\xa1\xff", UnicodeDecodeError, "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+            (b"\x81\x90\x01", TypeError, "unhashable type: 'list'"),
+            (b"\xd4\xff\x00", ValueError, "Unpack failed: error = -1"),
+            (b"\xd4\x80\x00", ValueError, "code must be 0~127"),
+            (b"\xc7\x0c\xff" + struct.pack(">Iq", 0, 2**63 - 1), OverflowError, "date value out of range"),
+            (b"\x91" * 1025 + b"\xc0", purecodec.StackError, ""),
+            (b"\x91" * 1024 + b"\x90", purecodec.StackError, ""),
+            (b"\x91" * 100000, purecodec.StackError, ""),
+            (b"\xdd\xff\xff\xff\xff", ValueError, "4294967295 exceeds max_array_len(5)"),
+            (b"\x8f\x01", ValueError, "15 exceeds max_map_len(1)"),
+        ]  # fmt: skip
+        for data, error, message in cases:
+            with self.subTest(data=data[:12]):
+                with self.assertRaises(error) as caught:
+                    purecodec.unpackb(data)
+                self.assertIs(type(caught.exception), error)
+                self.assertEqual(str(caught.exception), message)
+        for error in (purecodec.FormatError, purecodec.StackError, purecodec.ExtraData):
+            self.assertTrue(issubclass(error, ValueError))
+
+    def test_deep_nesting_is_accepted_up_to_the_c_limits(self) -> None:
+        SameValue.check(self, purecodec.unpackb(b"\x91" * 1024 + b"\xc0"), nested_lists(1024))
+        SameValue.check(self, purecodec.unpackb(b"\xdc\x00\x01" * 1023 + b"\x90"), nested_lists(1023, []))
+        self.assertEqual(len(purecodec.packb(nested_lists(511))), 512)
+        # Also from deep inside a call stack, where the recursion limit is near.
+        limit = sys.getrecursionlimit()
+
+        def deep(levels: int) -> Any:
+            return deep(levels - 1) if levels else purecodec.unpackb(b"\x91" * 1024 + b"\xc0")
+
+        SameValue.check(self, deep(limit - 100), nested_lists(1024))
+        self.assertEqual(sys.getrecursionlimit(), limit)
+
+    def test_unpacker(self) -> None:
+        unpacker = purecodec.Unpacker()
+        self.assertRaises(purecodec.OutOfData, unpacker.unpack)
+        unpacker.feed(b"\x94\x01")
+        self.assertEqual(unpacker.read_array_header(), 4)
+        self.assertEqual(unpacker.unpack(), 1)
+        self.assertRaises(purecodec.OutOfData, unpacker.unpack)
+        unpacker.feed(b"\xa2x")
+        self.assertRaises(purecodec.OutOfData, unpacker.unpack)
+        self.assertRaises(purecodec.OutOfData, unpacker.skip)
+        unpacker.feed(bytearray(b"y\xa1\xff"))
+        self.assertEqual(unpacker.unpack(), "xy")
+        self.assertRaises(UnicodeDecodeError, unpacker.unpack)
+        self.assertRaises(UnicodeDecodeError, unpacker.unpack)  # nothing consumed
+        unpacker.skip()  # skipping decodes no string
+        unpacker.feed(b"\x01\xdc\x00\x02\xd4\xff\x00\x92")
+        self.assertRaisesRegex(ValueError, "Unexpected type header", unpacker.read_array_header)
+        self.assertEqual(unpacker.unpack(), 1)
+        self.assertEqual(unpacker.read_array_header(), 2)
+        unpacker.skip()  # a timestamp of the wrong length: skipped unchecked
+        self.assertEqual(unpacker.read_array_header(), 2)
+        self.assertRaises(purecodec.OutOfData, unpacker.read_array_header)
+        for data in (b"\xc1", b"\x91" * 1025 + b"\xc0"):
+            unpacker = purecodec.Unpacker()
+            unpacker.feed(data)
+            self.assertRaises(ValueError, unpacker.skip)
+
+    def test_codec_selection(self) -> None:
+        self.assertIs(codec.load("pure"), codec.PURE)
+        self.assertEqual(codec.load("pure").name, "pure")
+        self.assertRaises(ValueError, codec.load, "fast")
+        self.assertIn(codec.NAME, ("pure", "msgpack-c"))
+        self.assertEqual(codec.unpackb(codec.packb([3, 7, "testingtesting"])), [3, 7, "testingtesting"])
+
+
+class CompareWithCExtensionTest(unittest.TestCase):
+    """The pure codec must be indistinguishable from the C extension."""
+
+    def setUp(self) -> None:
+        self.c = load_c_or_skip(self)
+        self.assertEqual(self.c.name, "msgpack-c")
+
+    def test_auto_selects_the_c_extension(self) -> None:
+        self.assertEqual(codec.NAME, "msgpack-c")
+        self.assertEqual(codec.load("auto").name, "msgpack-c")
+
+    def test_identical_packing(self) -> None:
+        for value in value_corpus(self.c.ExtType):
+            with self.subTest(value=repr(value)[:60]):
+                expected = self.c.packb(value)
+                if isinstance(value, self.c.ExtType):
+                    value = purecodec.ExtType(*value)
+                self.assertEqual(purecodec.packb(value), expected)
+
+    def test_identical_pack_errors(self) -> None:
+        class Unknown:
+            pass
+
+        class Moment(datetime.datetime):
+            pass
+
+        class NoOffset(datetime.tzinfo):
+            def utcoffset(self, dt: Any) -> None:
+                return None
+
+        cyclic: List[Any] = []
+        cyclic.append(cyclic)
+        bad = [{1}, frozenset(), Unknown(), Unknown, object(), 1j, datetime.date(2020, 1, 1), datetime.time(1),
+               datetime.timedelta(1), datetime.datetime(2020, 1, 1), Moment(2020, 1, 1, tzinfo=UTC), Moment(2020, 1, 1),
+               datetime.datetime(2020, 1, 1, tzinfo=NoOffset()), 2**64, -2**63 - 1, 10**30, "\ud800", ["ok", "\udfff"],
+               memoryview(b"abcdef")[::2], array.array("b"), nested_lists(512), nested_lists(600), cyclic,
+               {"a": nested_lists(511)}, {(1,): {2}}, range(3), iter([]), None.__class__,
+               {(1, 2): "tuple key"}, memoryview(bytearray(8)).cast("i", (1, 2)), memoryview(b"")]  # fmt: skip
+        for value in bad:
+            with self.subTest(value=repr(value)[:60]):
+                self.assertEqual(outcome(purecodec.packb, value), outcome(self.c.packb, value))
+
+    def test_identical_unpacking(self) -> None:
+        blobs = encoded_corpus() + [self.c.packb(value) for value in value_corpus(self.c.ExtType)]
+        for data in blobs:
+            with self.subTest(data=data[:16]):
+                pure, c = outcome(purecodec.unpackb, data), outcome(self.c.unpackb, data)
+                self.assertEqual(pure[0], c[0], (pure[1:], c[1:]))
+                if c[0] == "error":
+                    self.assertEqual(pure, c)
+                else:
+                    SameValue.check(self, pure[1], c[1])
+
+    def test_random_values(self) -> None:
+        rng = random.Random(1234)
+
+        def scalar() -> Any:
+            return rng.choice([
+                None, True, False, rng.randint(-2**63, 2**64 - 1), rng.randint(-200, 300), rng.random() * 10**rng.randint(-5, 300),
+                "".join(chr(rng.choice([rng.randint(32, 126), rng.randint(0x80, 0xD7FF), rng.randint(0xE000, 0x10FFFF)])) for _ in range(rng.randint(0, 40))),
+                bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 40))),
+                datetime.datetime(1970, 1, 1, tzinfo=UTC) + datetime.timedelta(microseconds=rng.randint(-6 * 10**16, 2 * 10**17)),
+            ])  # fmt: skip
+
+        def value(depth: int) -> Any:
+            kind = rng.random()
+            if depth > 3 or kind < 0.4:
+                return scalar()
+            if kind < 0.75:
+                return [value(depth + 1) for _ in range(rng.randint(0, 8))]
+            return {
+                scalar() if rng.random() < 0.3 else str(rng.random()): value(depth + 1)
+                for _ in range(rng.randint(0, 8))
+            }
+
+        for _ in range(300):
+            item = value(0)
+            packed = self.c.packb(item)
+            self.assertEqual(purecodec.packb(item), packed)
+            SameValue.check(self, purecodec.unpackb(packed), self.c.unpackb(packed))
+
+    def test_random_corruption(self) -> None:
+        rng = random.Random(99)
+        base = self.c.packb(
+            [
+                1,
+                -5,
+                "text",
+                b"\x00\x01",
+                {"k": [1.5, None, True]},
+                datetime.datetime(2020, 1, 1, 0, 0, 0, 7, tzinfo=UTC),
+                2**40,
+                "é" * 40,
+            ]
+        )
+        for _ in range(2000):
+            data = bytearray(base)
+            for _ in range(rng.randint(1, 3)):
+                data[rng.randrange(len(data))] = rng.getrandbits(8)
+            data = bytes(data[: rng.randint(1, len(data))] if rng.random() < 0.3 else data)
+            pure, c = outcome(purecodec.unpackb, data), outcome(self.c.unpackb, data)
+            with self.subTest(data=data.hex()):
+                if c[0] == "error":
+                    self.assertEqual(pure, c)
+                else:
+                    self.assertEqual(pure[0], "ok", pure)
+                    SameValue.check(self, pure[1], c[1])
+
+    def test_identical_unpacker(self) -> None:
+        script = [
+            ("unpack", None), ("feed", b"\x94\x01"), ("read_array_header", None), ("unpack", None), ("unpack", None),
+            ("feed", b"\xa2x"), ("unpack", None), ("skip", None), ("feed", b"y\xa1\xff"), ("unpack", None),
+            ("unpack", None), ("unpack", None), ("skip", None), ("feed", b"\x01\xdc\x00\x02\xd4\xff\x00\x92"),
+            ("read_array_header", None), ("unpack", None), ("read_array_header", None), ("skip", None),
+            ("read_array_header", None), ("read_array_header", None), ("feed", b"\xc1"), ("skip", None),
+        ]  # fmt: skip
+        pure, c = purecodec.Unpacker(), self.c.Unpacker()
+        for step, arg in script:
+            with self.subTest(step=step, arg=arg):
+                if step == "feed":
+                    pure.feed(arg)
+                    c.feed(arg)
+                else:
+                    self.assertEqual(
+                        outcome(lambda u: getattr(u, step)(), pure), outcome(lambda u: getattr(u, step)(), c)
+                    )
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,442 @@
+"""End-to-end tests of the worker: each starts python3 exactly as Go does and
+speaks the protocol over its pipes. Every test runs with the automatic codec
+and with the pure one."""
+
+import datetime
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from typing import Any, List, Optional
+
+from pypool_runtime import codec, purecodec
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+RUNTIME_DIR = os.path.dirname(TESTS_DIR)
+BOOTSTRAP = "import sys;sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])"
+TIMEOUT = 20.0
+
+HELLO, CALL, RESULT, ERROR = 1, 2, 3, 4
+
+
+def frame(body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + body
+
+
+def call_frame(call_id: int, name: str, args: List[Any], kwargs: Optional[dict] = None) -> bytes:
+    return frame(purecodec.packb([CALL, call_id, name, args, kwargs]))
+
+
+class WorkerProcess:
+    """A worker started as Go starts it, with fd 3 as its stdout log pipe."""
+
+    def __init__(self, module: str, *extra: str, codec_name: str = "auto", log_fd: bool = True,
+                 paths: Optional[List[str]] = None, cwd: Optional[str] = None) -> None:  # fmt: skip
+        args = [sys.executable, "-E", "-c", BOOTSTRAP, RUNTIME_DIR, "--module", module]
+        for path in [TESTS_DIR] if paths is None else paths:
+            args += ["--path", path]
+        args += ["--codec", codec_name, *extra]
+        self.log_r: Optional[int] = None
+        log_w: Optional[int] = None
+        if log_fd:
+            self.log_r, log_w = os.pipe()
+
+        def put_log_on_fd3() -> None:
+            if log_w is not None:
+                os.dup2(log_w, 3)  # dup2 makes fd 3 inheritable
+
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     bufsize=0, close_fds=False, preexec_fn=put_log_on_fd3, cwd=cwd)  # fmt: skip
+        if log_w is not None:
+            os.close(log_w)
+
+    def send(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+
+    def _read_exactly(self, n: int) -> bytes:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        chunks, have = [], 0
+        deadline = time.monotonic() + TIMEOUT
+        while have < n:
+            ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                raise AssertionError("no reply from the worker within %ss" % TIMEOUT)
+            chunk = os.read(fd, n - have)
+            if not chunk:
+                raise EOFError("the worker closed its output; stderr: %r" % self.stderr_now())
+            chunks.append(chunk)
+            have += len(chunk)
+        return b"".join(chunks)
+
+    def read(self) -> Any:
+        (size,) = struct.unpack(">I", self._read_exactly(4))
+        return purecodec.unpackb(self._read_exactly(size))
+
+    def call(self, name: str, *args: Any, call_id: int = 1, **kwargs: Any) -> Any:
+        self.send(call_frame(call_id, name, list(args), kwargs or None))
+        return self.read()
+
+    def stderr_now(self) -> bytes:
+        assert self.proc.stderr is not None
+        return _read_available(self.proc.stderr.fileno())
+
+    def close(self) -> "tuple[int, str, str]":
+        """Close stdin; return (exit status, stderr, log)."""
+        assert self.proc.stdin is not None and self.proc.stderr is not None
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            status = self.proc.wait(TIMEOUT)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        stderr = self.proc.stderr.read().decode()
+        log = ""
+        if self.log_r is not None:
+            log = _read_available(self.log_r).decode()
+            os.close(self.log_r)
+            self.log_r = None
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return status, stderr, log
+
+
+def _read_available(fd: int) -> bytes:
+    chunks = []
+    while select.select([fd], [], [], 0.05)[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class WorkerTestBase(unittest.TestCase):
+    codec_name = "auto"
+
+    def start(self, module: str = "sample_module", *extra: str, **options: Any) -> WorkerProcess:
+        worker = WorkerProcess(module, *extra, codec_name=self.codec_name, **options)
+        self.addCleanup(self._stop, worker)
+        return worker
+
+    def start_ready(self, module: str = "sample_module", *extra: str, **options: Any) -> WorkerProcess:
+        worker = self.start(module, *extra, **options)
+        hello = worker.read()
+        self.assertIsNone(hello[5], hello)
+        return worker
+
+    @staticmethod
+    def _stop(worker: WorkerProcess) -> None:
+        if worker.proc.returncode is None:
+            worker.close()
+
+    def assertError(self, reply: Any, call_id: int, code: str, type_: str, message: Optional[str] = None) -> None:
+        self.assertEqual(reply[:4], [ERROR, call_id, code, type_], reply)
+        self.assertEqual(len(reply), 6)
+        self.assertIsInstance(reply[5], str)
+        if message is not None:
+            self.assertEqual(reply[4], message)
+
+    def assertAlive(self, worker: WorkerProcess) -> None:
+        self.assertEqual(worker.call("echo", "still here", call_id=99), [RESULT, 99, "still here"])
+
+
+class WorkerTest(WorkerTestBase):
+    def expected_codec(self) -> str:
+        return codec.NAME if self.codec_name == "auto" else self.codec_name
+
+    def test_hello(self) -> None:
+        worker = self.start()
+        hello = worker.read()
+        self.assertEqual(hello, [HELLO, 1, worker.proc.pid, sys.version.split()[0], self.expected_codec(), None])
+        self.assertEqual(worker.close(), (0, "", ""))
+
+    def test_call(self) -> None:
+        worker = self.start_ready()
+        self.assertEqual(worker.call("duplicate_text", "testing", call_id=7), [RESULT, 7, "testingtesting"])
+        self.assertEqual(worker.call("describe", 1, 2, 3, call_id=8, flag=True),
+                         [RESULT, 8, {"a": 1, "b": 2, "rest": [3], "options": {"flag": True}}])  # fmt: skip
+        worker.send(frame(purecodec.packb([CALL, 2**64 - 1, "describe", [], {"a": "kw"}])))
+        self.assertEqual(worker.read(), [RESULT, 2**64 - 1, {"a": "kw", "b": 2, "rest": [], "options": {}}])
+
+    def test_values_cross_unchanged(self) -> None:
+        worker = self.start_ready()
+        when = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.timezone.utc)
+        value = [None, True, -(2**63), 2**64 - 1, 1.5, "héllo", b"\x00\xff", [1, [2]], {1: "one", "k": {}}, when]
+        self.assertEqual(worker.call("echo", value), [RESULT, 1, value])
+
+    def test_pipelined_and_split_frames(self) -> None:
+        worker = self.start_ready()
+        worker.send(b"".join(call_frame(i, "echo", [i]) for i in range(50)))
+        self.assertEqual([worker.read() for _ in range(50)], [[RESULT, i, i] for i in range(50)])
+        # Frames that straddle the end of the worker's 64 KiB read buffer.
+        calls = [call_frame(i, "echo", ["%05d" % i * 5000]) for i in range(20)]
+        sender = threading.Thread(target=worker.send, args=(b"".join(calls),))
+        sender.start()
+        self.assertEqual([worker.read() for _ in range(20)], [[RESULT, i, "%05d" % i * 5000] for i in range(20)])
+        sender.join()
+        for byte in call_frame(1000, "echo", ["split"]):
+            worker.send(bytes([byte]))
+            time.sleep(0.001)
+        self.assertEqual(worker.read(), [RESULT, 1000, "split"])
+
+    def test_large_messages(self) -> None:
+        worker = self.start_ready()
+        for size in (65531, 65532, 65536, 3 << 20):
+            payload = os.urandom(size)
+            self.assertEqual(worker.call("echo", payload), [RESULT, 1, payload])
+        text = "ü" * (1 << 20)
+        small = call_frame(2, "echo", [1])
+        worker.send(small + call_frame(3, "echo", [text]) + small)  # a large frame between small ones
+        self.assertEqual([worker.read() for _ in range(3)], [[RESULT, 2, 1], [RESULT, 3, text], [RESULT, 2, 1]])
+        self.assertEqual(len(worker.call("big", 10 << 20)[2]), 10 << 20)
+
+    def test_exception(self) -> None:
+        worker = self.start_ready()
+        reply = worker.call("fail", "boom", call_id=3)
+        self.assertError(reply, 3, "exception", "ValueError", "boom")
+        traceback = reply[5]
+        self.assertTrue(traceback.startswith("Traceback (most recent call last):\n"), traceback)
+        self.assertIn("sample_module.py", traceback)
+        self.assertIn("in fail\n", traceback)
+        self.assertTrue(traceback.endswith("ValueError: boom\n"), traceback)
+        self.assertNotIn("pypool_runtime", traceback)
+        reply = worker.call("fail_custom", call_id=4)
+        self.assertError(reply, 4, "exception", "sample_module.CustomError", "wrapped")
+        self.assertIn("KeyError: 'missing'", reply[5])
+        self.assertIn("direct cause", reply[5])
+        self.assertNotIn("pypool_runtime", reply[5])
+        reply = worker.call("describe", call_id=5)  # missing argument: raised by the call itself
+        self.assertError(reply, 5, "exception", "TypeError")
+        self.assertIn("missing 1 required positional argument", reply[4])
+        self.assertAlive(worker)
+
+    def test_system_exit_does_not_end_the_worker(self) -> None:
+        worker = self.start_ready()
+        self.assertError(worker.call("exit_call", 3), 1, "exception", "SystemExit", "3")
+        self.assertAlive(worker)
+
+    def test_function_not_found(self) -> None:
+        worker = self.start_ready()
+        public = ["CustomError", "argv", "big", "chatty", "describe", "duplicate_text", "echo", "exit_call", "fail",
+                  "fail_custom", "naive_time", "path", "sleep", "start_lingering_thread", "surrogate_error", "unencodable"]  # fmt: skip
+        available = "; available: " + ", ".join(public)
+        cases = {
+            "_private": "'_private' is private: names starting with '_' cannot be called",
+            "__import__": "'__import__' is private: names starting with '_' cannot be called",
+            "os.system": "'os.system': dotted names are not allowed; only functions of module 'sample_module' can be called",
+            "nope": "sample_module has no public function 'nope'" + available,
+            "getpid": "sample_module has no public function 'getpid'" + available,  # imported, not defined here
+            "time": "sample_module has no public function 'time'" + available,  # a module, not a function
+            "": "sample_module has no public function ''" + available,
+        }  # fmt: skip
+        for i, (name, message) in enumerate(cases.items()):
+            with self.subTest(name=name):
+                self.assertError(worker.call(name, call_id=i), i, "function_not_found", "AttributeError", message)
+        self.assertAlive(worker)
+
+    def test_dunder_all(self) -> None:
+        worker = self.start_ready("sample_all")
+        self.assertEqual(worker.call("listed"), [RESULT, 1, "listed"])
+        self.assertEqual(worker.call("basename", "/a/b.txt"), [RESULT, 1, "b.txt"])  # re-exported through __all__
+        self.assertError(worker.call("not_listed"), 1, "function_not_found", "AttributeError",
+                         "sample_all has no public function 'not_listed'; available: basename, listed")  # fmt: skip
+        self.assertError(worker.call("CONSTANT"), 1, "function_not_found", "AttributeError")
+        self.assertError(worker.call("_hidden_but_listed"), 1, "function_not_found", "AttributeError")
+
+    def test_bad_arguments(self) -> None:
+        worker = self.start_ready()
+        # A call whose argument is not valid UTF-8: the head still decodes.
+        body = purecodec.packb([CALL, 41, "echo", ["PLACEHOLDER"], None]).replace(b"\xabPLACEHOLDER", b"\xa2\xff\xfe")
+        worker.send(frame(body))
+        reply = worker.read()
+        self.assertError(reply, 41, "bad_arguments", "UnicodeDecodeError")
+        self.assertTrue(reply[4].startswith("cannot decode the arguments of echo(): 'utf-8' codec can't decode"), reply)
+        worker.send(frame(purecodec.packb([CALL, 42, "describe", [1], {1: "x"}])))
+        self.assertError(worker.read(), 42, "bad_arguments", "TypeError",
+                         "keyword argument names of describe() must be strings, not int")  # fmt: skip
+        worker.send(frame(purecodec.packb([CALL, 43, "echo", "not a list", None])))
+        self.assertError(worker.read(), 43, "bad_arguments", "TypeError", "the arguments of echo() are not an array")
+        worker.send(frame(purecodec.packb([CALL, 44, "echo", [], [1]])))
+        self.assertError(
+            worker.read(), 44, "bad_arguments", "TypeError", "the keyword arguments of echo() are not a map"
+        )
+        # A timestamp beyond year 9999.
+        worker.send(
+            frame(
+                purecodec.packb([CALL, 45, "echo", ["X"], None]).replace(
+                    b"\xa1X", b"\xc7\x0c\xff" + struct.pack(">Iq", 0, 2**40)
+                )
+            )
+        )
+        self.assertError(worker.read(), 45, "bad_arguments", "OverflowError")
+        self.assertAlive(worker)
+
+    def test_result_not_encodable(self) -> None:
+        worker = self.start_ready()
+        self.assertError(worker.call("unencodable", call_id=5), 5, "result_not_encodable", "TypeError",
+                         "cannot encode the result of unencodable() for Go: can not serialize 'set' object")  # fmt: skip
+        self.assertError(worker.call("naive_time", call_id=6), 6, "result_not_encodable", "ValueError")
+        self.assertAlive(worker)
+
+    def test_unencodable_error_message(self) -> None:
+        worker = self.start_ready()
+        reply = worker.call("surrogate_error")
+        self.assertError(reply, 1, "exception", "OSError", "bad name \\udcff")
+        self.assertAlive(worker)
+
+    def test_message_too_large(self) -> None:
+        worker = self.start_ready("sample_module", "--max-message", "1000")
+        self.assertEqual(len(worker.call("big", 900)[2]), 900)
+        reply = worker.call("big", 2000, call_id=9)
+        self.assertError(reply, 9, "message_too_large", "ValueError")
+        self.assertIn("big()", reply[4])
+        self.assertIn("1000", reply[4])
+        reply = worker.call("fail", "x", 5000, call_id=10)  # an error reply is cut to fit
+        self.assertError(reply, 10, "exception", "ValueError")
+        self.assertTrue(reply[4].startswith("xxx"))
+        self.assertLessEqual(len(purecodec.packb(reply)), 1000)
+        self.assertAlive(worker)
+        worker.send(call_frame(11, "echo", ["y" * 1000]))  # Go must never send this
+        status, stderr, _ = worker.close()
+        self.assertEqual(status, 2)
+        self.assertIn("exceeds --max-message 1000", stderr)
+
+    def test_output_is_kept_off_the_protocol(self) -> None:
+        worker = self.start_ready()
+        self.assertEqual(worker.call("chatty"), [RESULT, 1, {"eof": True}])
+        self.assertAlive(worker)
+        status, stderr, log = worker.close()
+        self.assertEqual(status, 0)
+        self.assertEqual(log, "line from print\nline from os.write\n")
+        self.assertEqual(stderr, "line to stderr\n")
+
+    def test_without_fd3_output_goes_to_stderr(self) -> None:
+        worker = self.start_ready(log_fd=False)
+        self.assertEqual(worker.call("chatty"), [RESULT, 1, {"eof": True}])
+        status, stderr, _ = worker.close()
+        self.assertEqual(status, 0)
+        self.assertEqual(sorted(stderr.splitlines()), ["line from os.write", "line from print", "line to stderr"])
+
+    def test_sigint_interrupts_only_calls(self) -> None:
+        worker = self.start_ready()
+        worker.proc.send_signal(signal.SIGINT)  # idle: ignored
+        self.assertAlive(worker)
+        worker.send(call_frame(12, "sleep", [30]))
+        time.sleep(0.3)
+        worker.proc.send_signal(signal.SIGINT)
+        reply = worker.read()
+        self.assertError(reply, 12, "interrupted", "KeyboardInterrupt")
+        self.assertIn("in sleep\n", reply[5])
+        self.assertNotIn("pypool_runtime", reply[5])
+        self.assertAlive(worker)
+
+    def test_sys_path_and_argv(self) -> None:
+        with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as cwd:
+            worker = self.start_ready(paths=[first, TESTS_DIR], cwd=cwd)
+            path = worker.call("path")[2]
+            self.assertEqual(path[:3], [first, TESTS_DIR, cwd])
+            self.assertNotIn("", path)
+            self.assertNotIn(RUNTIME_DIR, path)
+            self.assertEqual(worker.call("argv")[2], ["-c"])
+
+    def test_end_of_input(self) -> None:
+        worker = self.start_ready()
+        self.assertEqual(worker.close(), (0, "", ""))
+
+    def test_user_threads_do_not_outlive_the_input(self) -> None:
+        if self.codec_name != "auto":
+            self.skipTest("codec-independent; run once")
+        worker = self.start_ready()
+        self.assertEqual(worker.call("start_lingering_thread"), [RESULT, 1, None])
+        started = time.monotonic()
+        self.assertEqual(worker.close(), (0, "", ""))
+        self.assertLess(time.monotonic() - started, 15)
+
+    def test_protocol_violations(self) -> None:
+        bodies = {
+            "unexpected message kind 9": purecodec.packb([9, 1]),
+            "unexpected message kind 3": purecodec.packb([RESULT, 1, "x"]),
+            "not an array": purecodec.packb({"kind": 2}),
+            "starts with an integer kind": purecodec.packb(["2", 1, "echo", [], None]),
+            "has 4 fields": purecodec.packb([CALL, 1, "echo", []]),
+            "not an unsigned integer": purecodec.packb([CALL, -1, "echo", [], None]),
+            "undecodable frame": b"\xc1",
+            "inside a frame header": None,
+        }
+        for explanation, body in bodies.items():
+            with self.subTest(explanation=explanation):
+                worker = self.start_ready()
+                worker.send(b"\x00\x00" if body is None else frame(body))
+                status, stderr, _ = worker.close()
+                self.assertEqual(status, 2)
+                self.assertIn(explanation, stderr)
+                self.assertTrue(stderr.startswith("pypool worker: protocol violation: "), stderr)
+                self.assertEqual(stderr.count("\n"), 1, stderr)
+
+
+class ImportFailureTest(WorkerTestBase):
+    def failed_hello(self, module: str) -> "tuple[list, str]":
+        worker = self.start(module)
+        hello = worker.read()
+        self.assertEqual(hello[:5], [HELLO, 1, worker.proc.pid, sys.version.split()[0], hello[4]])
+        status, stderr, _ = worker.close()
+        self.assertEqual(status, 1, stderr)
+        self.assertEqual(hello[5][0], "import_failed")
+        return hello[5], stderr
+
+    def test_missing_module(self) -> None:
+        error, _ = self.failed_hello("no_such_module_here")
+        self.assertEqual(error[1], "ModuleNotFoundError")
+        self.assertIn("No module named 'no_such_module_here'", error[2])
+        self.assertIn(repr(TESTS_DIR), error[2])  # where it looked
+        self.assertNotIn("pypool_runtime", error[3])
+
+    def test_missing_dependency(self) -> None:
+        error, _ = self.failed_hello("sample_missing_dependency")
+        self.assertEqual(error[1], "ModuleNotFoundError")
+        self.assertEqual(error[2], "No module named 'pypool_no_such_dependency'")
+        self.assertIn("sample_missing_dependency.py", error[3])
+
+    def test_module_raising(self) -> None:
+        error, _ = self.failed_hello("sample_broken")
+        self.assertEqual(error[1:3], ["RuntimeError", "sample_broken is broken on purpose"])
+        self.assertIn("sample_broken.py", error[3])
+        self.assertIn("in _helper", error[3])
+        self.assertNotIn("pypool_runtime", error[3])
+        self.assertNotIn("importlib", error[3])
+
+
+class BadCommandLineTest(unittest.TestCase):
+    def test_bad_command_lines_exit_2(self) -> None:
+        for args in ([], ["--module"], ["--module", "m", "--codec", "fast"], ["--module", "m", "--max-message", "x"],
+                     ["--module", "m", "--bogus", "1"]):  # fmt: skip
+            with self.subTest(args=args):
+                result = subprocess.run([sys.executable, "-E", "-c", BOOTSTRAP, RUNTIME_DIR, *args],
+                                        stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT)  # fmt: skip
+                self.assertEqual(result.returncode, 2)
+                self.assertEqual(result.stdout, b"")
+                self.assertTrue(result.stderr.startswith(b"pypool worker: "), result.stderr)
+
+
+class PureCodecWorkerTest(WorkerTest):
+    codec_name = "pure"
+
+
+class PureCodecImportFailureTest(ImportFailureTest):
+    codec_name = "pure"
+
+
+if __name__ == "__main__":
+    unittest.main()
