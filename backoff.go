@@ -24,6 +24,9 @@ const (
 // failure: capacity may have freed up, so they borrow again.
 var errRetryBorrow = errors.New("pypool: a worker start failed; borrow again")
 
+// errNoWait cancels the borrow of a caller that does not wait (TryCall).
+var errNoWait = errors.New("pypool: not waiting for a worker")
+
 // startBackoff tracks failed worker starts and workers that die young, and
 // says how long the next start must wait.
 //

@@ -21,7 +21,7 @@ func splitKwargs(args []any) ([]any, Kwargs) {
 // Caller is what CallAs calls through: a *Pool, or a *Worker inside a
 // transaction.
 type Caller interface {
-	call(ctx context.Context, fn string, args []any, into func([]byte) error) error
+	callInto(ctx context.Context, fn string, args []any, into func([]byte) error) error
 }
 
 // CallAs is Call with the result decoded straight into a T: a struct (fields
@@ -33,6 +33,6 @@ type Caller interface {
 //	pt, err := pypool.CallAs[Point](ctx, pool, "centroid", points)
 func CallAs[T any](ctx context.Context, c Caller, fn string, args ...any) (T, error) {
 	var out T
-	err := c.call(ctx, fn, args, func(b []byte) error { return decodeValueInto(b, &out) })
+	err := c.callInto(ctx, fn, args, func(b []byte) error { return decodeValueInto(b, &out) })
 	return out, err
 }

@@ -91,6 +91,43 @@ type Config struct {
 	// input is closed before it is killed. Default 5s.
 	StopTimeout time.Duration
 
+	// CallTimeout bounds calls whose context has no deadline, waiting for a
+	// worker included. Default 0: no bound.
+	CallTimeout time.Duration
+
+	// CrashRetries is how many times Call and CallAs try a call again on
+	// another worker when its worker crashed (or failed to start for a
+	// reason that may not repeat). Only for pools of idempotent functions:
+	// the crashed call may have had effects. Python exceptions and ended
+	// contexts are never retried. Default 0.
+	CrashRetries int
+
+	// MaxWaiting limits the callers waiting for a worker: beyond it, calls
+	// fail at once with ErrPoolExhausted. Default 0: no limit.
+	MaxWaiting int
+
+	// MaxCallsPerWorker replaces a worker after it served this many calls
+	// plus a random 0..MaxCallsJitter more (like gunicorn's max_requests),
+	// to contain leaks in Python code. Default 0: never.
+	MaxCallsPerWorker int
+	MaxCallsJitter    int
+
+	// MaxWorkerLifetime replaces a worker after it ran this long (plus up
+	// to 10% jitter). Default 0: never.
+	MaxWorkerLifetime time.Duration
+
+	// MaxWorkerMemory replaces a worker whose resident memory exceeds this
+	// many bytes. It is read every second; a worker over the limit is
+	// replaced when it is idle or after its current call, never during it.
+	// Default 0: no limit.
+	MaxWorkerMemory int64
+
+	// OverflowIdleTimeout keeps overflow workers idle this long before they
+	// are stopped, so that bursts do not start and stop Python processes on
+	// every call. Default 0: an overflow worker is stopped as soon as it is
+	// returned while Size workers are idle (poolboy's behaviour).
+	OverflowIdleTimeout time.Duration
+
 	// MaxMessageSize limits the size of one encoded call or reply. Default
 	// 64 MiB (DefaultMaxMessageSize).
 	MaxMessageSize int
@@ -123,8 +160,11 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("pypool: Config.MaxOverflow is %d: it can not be negative", c.MaxOverflow)
 	case c.Strategy != LIFO && c.Strategy != FIFO:
 		return c, fmt.Errorf("pypool: Config.Strategy is %v: use pypool.LIFO or pypool.FIFO", c.Strategy)
-	case c.StartTimeout < 0, c.InterruptGrace < 0, c.StopTimeout < 0:
-		return c, fmt.Errorf("pypool: Config.StartTimeout, InterruptGrace and StopTimeout can not be negative")
+	case c.StartTimeout < 0, c.InterruptGrace < 0, c.StopTimeout < 0, c.CallTimeout < 0,
+		c.MaxWorkerLifetime < 0, c.OverflowIdleTimeout < 0:
+		return c, fmt.Errorf("pypool: Config.StartTimeout, InterruptGrace, StopTimeout, CallTimeout, MaxWorkerLifetime and OverflowIdleTimeout can not be negative")
+	case c.CrashRetries < 0, c.MaxWaiting < 0, c.MaxCallsPerWorker < 0, c.MaxCallsJitter < 0, c.MaxWorkerMemory < 0:
+		return c, fmt.Errorf("pypool: Config.CrashRetries, MaxWaiting, MaxCallsPerWorker, MaxCallsJitter and MaxWorkerMemory can not be negative")
 	case c.MaxMessageSize < 0 || c.MaxMessageSize > 1<<32-1:
 		return c, fmt.Errorf("pypool: Config.MaxMessageSize is %d: it must be between 0 (the default, 64 MiB) and 4 GiB", c.MaxMessageSize)
 	}

@@ -68,6 +68,7 @@ type Pool struct {
 	crashes    atomic.Uint64
 	restarts   atomic.Uint64
 	startFails atomic.Uint64
+	recycled   atomic.Uint64
 }
 
 // waiter is a caller blocked in checkout; a failed worker start wakes it.
@@ -119,14 +120,24 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	p.ready.Store(true)
 	p.wg.Add(1)
 	go p.keep()
+	if p.sweeping() {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.sweep()
+		}()
+	}
 	return p, nil
 }
 
 func (p *Pool) objectPoolConfig() *gcp.ObjectPoolConfig {
 	c := gcp.NewDefaultPoolConfig() // a zero ObjectPoolConfig is not the defaults
 	c.MaxTotal = p.cfg.Size + p.cfg.MaxOverflow
-	c.MaxIdle = p.cfg.Size // a worker returned beyond Size idle ones is stopped
-	c.MinIdle = 0          // keeping Size workers is the keeper's job
+	c.MaxIdle = p.cfg.Size // a worker returned beyond Size idle ones is stopped...
+	if p.cfg.OverflowIdleTimeout > 0 {
+		c.MaxIdle = c.MaxTotal // ...unless overflow workers linger (recycle.go)
+	}
+	c.MinIdle = 0 // keeping Size workers is the keeper's job
 	c.LIFO = p.cfg.Strategy == LIFO
 	c.BlockWhenExhausted = true
 	c.TestOnBorrow, c.TestOnReturn, c.TestWhileIdle = false, false, false
@@ -153,26 +164,103 @@ func (p *Pool) fill(ctx context.Context) error {
 // its result, decoded as the README's type table says. A Kwargs value as the
 // last argument becomes Python keyword arguments.
 //
-// Call waits for a free worker until ctx ends. If ctx ends while Python runs
-// the function, Call returns ctx's error at once; the worker is interrupted
-// (KeyboardInterrupt) and goes back to the pool if it answers within
-// Config.InterruptGrace, otherwise it is replaced.
+// Call waits for a free worker until ctx ends (or Config.CallTimeout, when
+// ctx has no deadline). If ctx ends while Python runs the function, Call
+// returns ctx's error at once; the worker is interrupted (KeyboardInterrupt)
+// and goes back to the pool if it answers within Config.InterruptGrace,
+// otherwise it is replaced. With Config.CrashRetries, a call whose worker
+// crashed is tried again on another worker.
 func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
 	var result any
 	err := p.call(ctx, fn, args, func(b []byte) (err error) {
 		result, err = decodeValue(b)
 		return err
-	})
+	}, true)
 	return result, err
 }
 
-func (p *Pool) call(ctx context.Context, fn string, args []any, into func([]byte) error) error {
-	proc, err := p.checkout(ctx)
+// TryCall is Call without waiting: when no worker is idle it fails at once
+// with ErrPoolExhausted (it does not start an overflow worker either), so
+// that a saturated service can shed load.
+func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error) {
+	var result any
+	err := p.call(ctx, fn, args, func(b []byte) (err error) {
+		result, err = decodeValue(b)
+		return err
+	}, false)
+	return result, err
+}
+
+func (p *Pool) call(ctx context.Context, fn string, args []any, into func([]byte) error, wait bool) error {
+	ctx, cancel := p.withCallTimeout(ctx)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		err := p.callOnce(ctx, fn, args, into, wait)
+		if err == nil || attempt >= p.cfg.CrashRetries || !retryable(err) || !p.awaitRetry(ctx) {
+			return err
+		}
+		p.log.Debug("pypool: retrying a call whose worker failed", "function", fn, "attempt", attempt+1, "error", err)
+	}
+}
+
+// awaitRetry waits out the start backoff before a retry, so that retries
+// do not spin through a crash loop; false if ctx ended or the pool closed.
+func (p *Pool) awaitRetry(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	wait := p.backoff.delay()
+	if wait <= 0 {
+		return true
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-p.lifetime.Done():
+		return false
+	}
+}
+
+func (p *Pool) callInto(ctx context.Context, fn string, args []any, into func([]byte) error) error {
+	return p.call(ctx, fn, args, into, true)
+}
+
+func (p *Pool) callOnce(ctx context.Context, fn string, args []any, into func([]byte) error, wait bool) error {
+	proc, err := p.checkout(ctx, wait)
 	if err != nil {
 		return err
 	}
 	defer p.checkin(proc)
 	return p.callOn(ctx, proc, fn, args, into)
+}
+
+// retryable reports whether a call may be tried again on another worker
+// (Config.CrashRetries): its worker crashed or failed to start for a reason
+// that may not repeat. Python exceptions and ended contexts never are.
+func retryable(err error) bool {
+	switch {
+	case errors.Is(err, ErrPoolClosed):
+		return false
+	case errors.Is(err, ErrWorkerCrashed):
+		return true
+	case errors.Is(err, ErrWorkerStart):
+		return !isFatalStart(err)
+	}
+	return false
+}
+
+// withCallTimeout applies Config.CallTimeout to a context without deadline.
+func (p *Pool) withCallTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if p.cfg.CallTimeout > 0 {
+		if _, ok := ctx.Deadline(); !ok {
+			return context.WithTimeout(ctx, p.cfg.CallTimeout)
+		}
+	}
+	return ctx, func() {}
 }
 
 func (p *Pool) callOn(ctx context.Context, proc *process, fn string, args []any, into func([]byte) error) error {
@@ -193,7 +281,7 @@ func (p *Pool) callOn(ctx context.Context, proc *process, fn string, args []any,
 // check-in). All calls made through the Worker run in the same Python process,
 // one after the other. The Worker must not be used after fn returns.
 func (p *Pool) Transaction(ctx context.Context, fn func(w *Worker) error) error {
-	proc, err := p.checkout(ctx)
+	proc, err := p.checkout(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -220,6 +308,7 @@ type Stats struct {
 	Crashes       uint64 // workers that died without being asked to
 	Restarts      uint64 // workers started after New to replace or add to the first ones
 	StartFailures uint64 // worker starts that failed
+	Recycled      uint64 // healthy workers replaced on purpose (call, age, memory and idle limits)
 }
 
 // Stats returns a snapshot of the pool's state and counters.
@@ -237,6 +326,7 @@ func (p *Pool) Stats() Stats {
 		Crashes:       p.crashes.Load(),
 		Restarts:      p.restarts.Load(),
 		StartFailures: p.startFails.Load(),
+		Recycled:      p.recycled.Load(),
 	}
 }
 
@@ -311,12 +401,15 @@ func (p *Pool) isClosed() bool {
 }
 
 // checkout hands a live worker to the caller.
-func (p *Pool) checkout(ctx context.Context) (*process, error) {
+func (p *Pool) checkout(ctx context.Context, wait bool) (*process, error) {
 	for {
 		if p.isClosed() {
 			return nil, ErrPoolClosed
 		}
-		obj, err := p.borrow(ctx)
+		if err := p.admit(wait); err != nil {
+			return nil, err
+		}
+		obj, err := p.borrow(ctx, wait)
 		if err != nil {
 			return nil, err
 		}
@@ -343,18 +436,28 @@ func (p *Pool) checkout(ctx context.Context) (*process, error) {
 // failed worker start wakes every waiter: the object pool itself would leave
 // them blocked (go-commons-pool issue #50). They get the error if it is fatal
 // and borrow again otherwise.
-func (p *Pool) borrow(ctx context.Context) (any, error) {
+func (p *Pool) borrow(ctx context.Context, wait bool) (any, error) {
 	for {
-		obj, err := p.borrowOnce(ctx)
+		obj, err := p.borrowOnce(ctx, wait)
 		if !errors.Is(err, errRetryBorrow) {
 			return obj, err
 		}
 	}
 }
 
-func (p *Pool) borrowOnce(ctx context.Context) (any, error) {
+func (p *Pool) borrowOnce(ctx context.Context, wait bool) (any, error) {
 	bctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if !wait {
+		// The object pool hands out an idle worker before it looks at the
+		// context; with none idle, it fails at once.
+		cancel(errNoWait)
+		obj, err := p.objects.BorrowObject(bctx)
+		if err != nil && !p.isClosed() {
+			return nil, fmt.Errorf("%w: no idle worker (TryCall does not wait)", ErrPoolExhausted)
+		}
+		return obj, p.borrowError(ctx, bctx, err)
+	}
 	w := &waiter{cancel: cancel}
 	p.waiting.Add(1)
 	p.mu.Lock()
@@ -367,19 +470,37 @@ func (p *Pool) borrowOnce(ctx context.Context) (any, error) {
 	delete(p.waiters, w)
 	p.notifyLocked()
 	p.mu.Unlock()
+	return obj, p.borrowError(ctx, bctx, err)
+}
+
+// admit refuses a caller at once when Config.MaxWaiting callers already
+// wait and no worker is idle.
+func (p *Pool) admit(wait bool) error {
+	limit := p.cfg.MaxWaiting
+	if !wait || limit == 0 || p.objects.GetNumIdle() > 0 {
+		return nil
+	}
+	if n := p.waiting.Load(); n >= int64(limit) {
+		return fmt.Errorf("%w: %d callers are already waiting for a worker (Config.MaxWaiting)", ErrPoolExhausted, n)
+	}
+	return nil
+}
+
+// borrowError turns the object pool's answer into ours.
+func (p *Pool) borrowError(ctx, bctx context.Context, err error) error {
 	switch {
 	case err == nil:
-		return obj, nil
+		return nil
 	case p.isClosed():
-		return nil, ErrPoolClosed
+		return ErrPoolClosed
 	case ctx.Err() != nil:
 		// The object pool returns its own error type for a wait that timed
 		// out; callers want the context's.
-		return nil, fmt.Errorf("pypool: waiting for a worker: %w", ctx.Err())
-	case bctx.Err() != nil:
-		return nil, context.Cause(bctx) // a worker start failed: errRetryBorrow or fatal
+		return fmt.Errorf("pypool: waiting for a worker: %w", ctx.Err())
+	case bctx.Err() != nil && context.Cause(bctx) != errNoWait:
+		return context.Cause(bctx) // a worker start failed: errRetryBorrow or fatal
 	}
-	return nil, err
+	return err
 }
 
 func (p *Pool) takeWaiters() map[*waiter]struct{} {
@@ -390,17 +511,30 @@ func (p *Pool) takeWaiters() map[*waiter]struct{} {
 
 // checkin takes a worker back from a caller.
 func (p *Pool) checkin(proc *process) {
-	if proc.needsDrain() && !p.isClosed() {
-		p.wg.Add(1)
-		go p.drain(proc)
+	if proc.needsDrain() && p.goTracked(func() { p.drain(proc) }) {
 		return
 	}
 	p.release(proc, proc.healthy())
 }
 
+// goTracked runs f in a goroutine that Close waits for, unless the pool is
+// closed; it reports whether f was started.
+func (p *Pool) goTracked(f func()) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+	return true
+}
+
 // drain waits for an interrupted worker's answer, then releases it.
 func (p *Pool) drain(proc *process) {
-	defer p.wg.Done()
 	ok := proc.awaitInterrupted(p.cfg.InterruptGrace)
 	if !ok {
 		p.log.Warn("pypool: worker did not answer its interrupt in time; replacing it",
@@ -412,9 +546,18 @@ func (p *Pool) drain(proc *process) {
 // release returns a checked-out worker to the pool, or destroys it.
 func (p *Pool) release(proc *process, healthy bool) {
 	ctx := context.Background()
-	if healthy && proc.state.CompareAndSwap(int32(stateBusy), int32(stateIdle)) {
+	reason := ""
+	if healthy {
+		reason = p.recycleReason(proc)
+	}
+	switch {
+	case healthy && reason != "":
+		proc.state.Store(int32(stateDead))
+		p.recycle(proc, reason)
+	case healthy && proc.state.CompareAndSwap(int32(stateBusy), int32(stateIdle)):
+		proc.idleSince.Store(time.Now().UnixNano())
 		_ = p.objects.ReturnObject(ctx, proc) // destroys it beyond MaxIdle or when closed
-	} else {
+	default:
 		proc.state.Store(int32(stateDead))
 		proc.retire()
 		_ = p.objects.InvalidateObject(ctx, proc)
@@ -493,6 +636,7 @@ func (p *Pool) register(proc *process) error {
 	p.mu.Lock()
 	closed := p.closed
 	if !closed {
+		p.limits(proc)
 		p.procs[proc] = struct{}{}
 		p.notifyLocked()
 	}

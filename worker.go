@@ -35,17 +35,19 @@ type Worker struct {
 // ErrWorkerReleased: end the transaction and start another.
 func (w *Worker) Call(ctx context.Context, fn string, args ...any) (any, error) {
 	var result any
-	err := w.call(ctx, fn, args, func(b []byte) (err error) {
+	err := w.callInto(ctx, fn, args, func(b []byte) (err error) {
 		result, err = decodeValue(b)
 		return err
 	})
 	return result, err
 }
 
-func (w *Worker) call(ctx context.Context, fn string, args []any, into func([]byte) error) error {
+func (w *Worker) callInto(ctx context.Context, fn string, args []any, into func([]byte) error) error {
 	if w.released.Load() {
 		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.proc.pid)
 	}
+	ctx, cancel := w.pool.withCallTimeout(ctx)
+	defer cancel()
 	return w.pool.callOn(ctx, w.proc, fn, args, into)
 }
 
@@ -113,12 +115,18 @@ type process struct {
 	reader     *frameReader
 	encoder    *callEncoder
 
-	state    atomic.Int32 // a procState
-	stopping atomic.Bool  // the pool asked it to end: its exit is no crash
-	exited   chan struct{}
-	exitErr  *WorkerExitError // set before exited is closed
-	crashed  bool             // it exited without being asked to; set before exited is closed
-	stderr   tail
+	state atomic.Int32 // a procState
+
+	// Recycling (recycle.go): this worker's own limits, set at its start.
+	maxCalls   int64
+	lifetime   time.Duration
+	idleSince  atomic.Int64 // unix nanoseconds of its last check-in
+	overMemory atomic.Bool
+	stopping   atomic.Bool // the pool asked it to end: its exit is no crash
+	exited     chan struct{}
+	exitErr    *WorkerExitError // set before exited is closed
+	crashed    bool             // it exited without being asked to; set before exited is closed
+	stderr     tail
 
 	mu         sync.Mutex // held for the whole of a call
 	nextID     uint64

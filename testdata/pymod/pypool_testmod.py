@@ -115,3 +115,44 @@ def python_types():
 
 def _private():
     return "secret"
+
+
+def crash_once(flag):
+    """Crash the worker the first time (the flag file does not exist yet)."""
+    if not os.path.exists(flag):
+        open(flag, "w").close()
+        os._exit(9)
+    return "survived"
+
+
+_hoard = []
+
+
+def hog(megabytes):
+    """Keep megabytes of memory resident."""
+    _hoard.append(bytearray(megabytes << 20))
+    return len(_hoard)
+
+
+def deep(n):
+    """A list nested n levels deep."""
+    value = []
+    for _ in range(n):
+        value = [value]
+    return value
+
+
+def recurse(n):
+    return recurse(n + 1)
+
+
+def bad_str():
+    return "\udcff"
+
+
+class Custom:
+    pass
+
+
+def custom_objects():
+    return {Custom(), Custom()}
