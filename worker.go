@@ -444,8 +444,11 @@ func (p *process) diedByItself() bool {
 	return isEOF(p.broken)
 }
 
+// isEOF reports whether err means the worker's end of a pipe is gone. The
+// pipes are closed only once the process has exited (watchExit).
 func isEOF(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.EPIPE)
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed)
 }
 
 // kill ends the worker and its process group at once.

@@ -1,0 +1,178 @@
+package pypool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// chaosCalls and chaosConcurrency size the chaos test.
+const (
+	chaosCalls       = 20000
+	chaosConcurrency = 32
+	chaosKillEvery   = 20 * time.Millisecond
+)
+
+// TestChaos makes calls of every kind through a pool with overflow and
+// retries while another goroutine SIGKILLs a random worker every 20 ms. Every
+// call must end with its expected result or a typed error, none may hang, and
+// afterwards the pool is back at Size with no stray process.
+func TestChaos(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Size, cfg.MaxOverflow = 4, 4
+	cfg.OverflowIdleTimeout = 200 * time.Millisecond
+	cfg.CrashRetries = 50
+	cfg.InterruptGrace = 200 * time.Millisecond
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	pool := newTestPool(t, cfg)
+
+	var next, kills atomic.Int64
+	outcomes := newTally()
+	start := time.Now()
+	stopKiller := make(chan struct{})
+	killerDone := make(chan struct{})
+	go func() {
+		defer close(killerDone)
+		ticker := time.NewTicker(chaosKillEvery)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-stopKiller:
+				return
+			case <-ticker.C:
+				if pids := workerPids(pool); len(pids) > 0 {
+					if syscall.Kill(pids[rand.IntN(len(pids))], syscall.SIGKILL) == nil {
+						kills.Add(1)
+					}
+				}
+			}
+		}
+	}()
+
+	var callers sync.WaitGroup
+	for range chaosConcurrency {
+		callers.Add(1)
+		go func() {
+			defer callers.Done()
+			for i := next.Add(1); i <= chaosCalls; i = next.Add(1) {
+				kind, err := chaosCall(pool, int(i))
+				outcomes.add(kind, err)
+			}
+		}()
+	}
+	callers.Wait()
+	close(stopKiller)
+	<-killerDone
+	elapsed := time.Since(start)
+
+	t.Logf("chaos: %d calls at concurrency %d in %v, %d workers killed; stats %+v",
+		chaosCalls, chaosConcurrency, elapsed.Round(time.Millisecond), kills.Load(), pool.Stats())
+	t.Logf("chaos outcomes:\n%s", outcomes)
+	assert.Empty(t, outcomes.unexpected, "calls that ended in an unexpected way")
+	assert.Equal(t, int64(chaosCalls), outcomes.total())
+	assert.Positive(t, kills.Load())
+
+	awaitPool(t, pool, "back at Size", func(s Stats) bool {
+		return s.Workers == cfg.Size && s.Idle == cfg.Size && len(workerPids(pool)) == cfg.Size
+	})
+	kids := childProcesses()
+	assert.ElementsMatch(t, workerPids(pool), kids, "no zombie or orphan: the only children are the workers")
+}
+
+// chaosCall makes call i and checks its outcome; it returns the kind of call
+// and nil, or an error describing what was wrong.
+func chaosCall(pool *Pool, i int) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang fails the call
+	defer cancel()
+	switch kind := i % 100; {
+	case kind < 10:
+		_, err := pool.Call(ctx, "fail", "boom")
+		var pyErr *PythonError
+		if errors.As(err, &pyErr) && pyErr.Type == "ValueError" {
+			return "raises", nil
+		}
+		return "raises", fmt.Errorf("want a ValueError, got %v", err)
+	case kind < 15:
+		short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+		defer cancel()
+		_, err := pool.Call(short, "sleep", 5)
+		// Killed before its deadline, its retry may find the deadline gone.
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrWorkerCrashed) {
+			return "sleeps past its deadline", nil
+		}
+		return "sleeps past its deadline", fmt.Errorf("want DeadlineExceeded, got %v", err)
+	case kind < 20:
+		out, err := pool.Call(ctx, "chatty")
+		if err == nil && fmt.Sprint(out) == "map[eof:true]" {
+			return "prints to fd 1", nil
+		}
+		return "prints to fd 1", fmt.Errorf("want map[eof:true], got %v, %v", out, err)
+	case kind == 20:
+		// Exiting is not idempotent: no retries inside a transaction.
+		err := pool.Transaction(ctx, func(w *Worker) error {
+			_, err := w.Call(ctx, "crash", 3)
+			return err
+		})
+		if errors.Is(err, ErrWorkerCrashed) || errors.Is(err, ErrWorkerStart) {
+			return "exits the interpreter", nil
+		}
+		return "exits the interpreter", fmt.Errorf("want ErrWorkerCrashed, got %v", err)
+	default:
+		out, err := pool.Call(ctx, "echo", i)
+		if err == nil && out == int64(i) {
+			return "idempotent echo", nil
+		}
+		return "idempotent echo", fmt.Errorf("want %d, got %v, %v", i, out, err)
+	}
+}
+
+// tally counts outcomes by kind of call.
+type tally struct {
+	mu         sync.Mutex
+	counts     map[string]int64
+	unexpected []string
+}
+
+func newTally() *tally { return &tally{counts: make(map[string]int64)} }
+
+func (t *tally) add(kind string, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.counts[kind]++
+	if err != nil && len(t.unexpected) < 20 {
+		t.unexpected = append(t.unexpected, kind+": "+err.Error())
+	}
+}
+
+func (t *tally) total() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var n int64
+	for _, c := range t.counts {
+		n += c
+	}
+	return n
+}
+
+func (t *tally) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var lines []string
+	for kind, n := range t.counts {
+		lines = append(lines, fmt.Sprintf("  %-26s %6d", kind, n))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
