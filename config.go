@@ -194,6 +194,11 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
+// env is the workers' environment: the Go program's plus Config.Env.
+func (c Config) env() []string {
+	return append(os.Environ(), c.Env...)
+}
+
 // spec builds the worker specification from a validated Config.
 func (c Config) spec(python, runtimeDir string) (*workerSpec, error) {
 	base := c.Dir
@@ -215,7 +220,7 @@ func (c Config) spec(python, runtimeDir string) (*workerSpec, error) {
 	return &workerSpec{
 		python:         python,
 		args:           args,
-		env:            append(os.Environ(), c.Env...),
+		env:            c.env(),
 		dir:            c.Dir,
 		module:         c.Module,
 		maxMessageSize: c.MaxMessageSize,

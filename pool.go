@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	python, err := resolvePython(ctx, cfg.Python, append([]string(nil), cfg.Env...), cfg.Dir)
+	python, err := resolvePython(ctx, cfg.Python, cfg.env(), cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +101,11 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	return start(ctx, cfg, spec)
+}
+
+// start starts a pool whose workers run spec.
+func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 	p := &Pool{
 		cfg:       cfg,
 		spec:      spec,

@@ -296,6 +296,11 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 		return p.failed(ctx, fn, err, true)
 	}
 	p.served.Add(1)
+	if p.reader.r.Buffered() > 0 {
+		// Only one message answers a call: more bytes mean a frame longer
+		// than it declared, and the stream can no longer be trusted.
+		return p.failed(ctx, fn, fmt.Errorf("%w: worker %d sent more bytes than its reply declared", ErrProtocol, p.pid), true)
+	}
 	if r.err != nil {
 		return r.err
 	}
