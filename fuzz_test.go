@@ -1,0 +1,93 @@
+package pypool
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// FuzzFrameReader feeds arbitrary bytes to the frame reader: it must return
+// frames no larger than the limit, or an error, and never panic or allocate
+// a declared length above the limit.
+func FuzzFrameReader(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 3, 0x93, 0x03, 0x01})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0, 0, 0, 10, 1, 2})
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0xc0})
+	const limit = 1 << 16
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr := newFrameReader(bytes.NewReader(data), limit)
+		read := 0
+		for {
+			body, err := fr.next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrMessageTooLarge) {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+			if len(body) > limit {
+				t.Fatalf("frame of %d bytes above the limit", len(body))
+			}
+			read += frameHeaderSize + len(body)
+			if read > len(data) {
+				t.Fatalf("read %d bytes from %d", read, len(data))
+			}
+		}
+	})
+}
+
+// FuzzDecodeReply decodes arbitrary message bodies: a reply or an error,
+// never a panic; a decoded value re-encodes.
+func FuzzDecodeReply(f *testing.F) {
+	for _, msg := range [][]any{
+		{kindResult, 1, "testingtesting"},
+		{kindResult, 2, map[string]any{"a": []any{1, 2.5, nil, true}}},
+		{kindResult, 3, map[int]string{1: "x"}},
+		{kindError, 4, "exception", "ValueError", "bad", "Traceback..."},
+		{kindHello, 1, 42, "3.11.7", "pure", nil},
+		{9, 1, "x"},
+	} {
+		b, err := msgpack.Marshal(msg)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{0x93, 0x03, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0x93, 0x03, 0x01, 0xc6, 0x7f, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, _ = decodeHello(body)
+		r, err := decodeReply(body)
+		if err != nil || r.err != nil {
+			return
+		}
+		v, err := decodeValue(r.value)
+		if err != nil {
+			return
+		}
+		if _, err := msgpack.Marshal(v); err != nil {
+			t.Fatalf("decoded value %#v does not re-encode: %v", v, err)
+		}
+	})
+}
+
+// FuzzEncodeCall checks that any string arguments encode into a frame whose
+// length prefix matches.
+func FuzzEncodeCall(f *testing.F) {
+	f.Add("duplicate_text", "testing", []byte("bytes"))
+	f.Fuzz(func(t *testing.T, fn, s string, b []byte) {
+		enc := newCallEncoder(1 << 20)
+		frame, err := enc.encode(1, fn, []any{s, b}, Kwargs{s: b})
+		if err != nil {
+			return
+		}
+		if int(binary.BigEndian.Uint32(frame)) != len(frame)-frameHeaderSize {
+			t.Fatal("length prefix does not match the body")
+		}
+	})
+}
