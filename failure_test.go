@@ -29,6 +29,29 @@ func TestCallTimeoutAppliesWithoutDeadline(t *testing.T) {
 	assert.Equal(t, "slept", out)
 }
 
+// TestWorkerStuckInCIsKilled: C code that never checks for signals cannot
+// take the KeyboardInterrupt; after InterruptGrace the worker is killed.
+func TestWorkerStuckInCIsKilled(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.InterruptGrace = 100 * time.Millisecond
+	cfg.Logger = slogNew(rec)
+	pool := newTestPool(t, cfg)
+	before := workerPids(pool)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	go func() {
+		rec.await(t, "entering C")
+		cancel()
+	}()
+	_, err := pool.Call(ctx, "stuck_in_c")
+	require.ErrorIs(t, err, context.Canceled)
+	rec.await(t, "pypool: worker did not answer its interrupt in time; replacing it")
+	out, err := pool.Call(testCtx(t), "echo", 1)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), out)
+	assert.NotEqual(t, before, workerPids(pool))
+}
+
 // holdWorkers checks out n workers until the returned function is called.
 func holdWorkers(t *testing.T, pool *Pool, n int) (release func()) {
 	t.Helper()

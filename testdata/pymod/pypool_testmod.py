@@ -156,3 +156,15 @@ class Custom:
 
 def custom_objects():
     return {Custom(), Custom()}
+
+
+def stuck_in_c():
+    """Spend minutes in OpenSSL's PBKDF2 loop, which never looks at signals.
+    SIGINT is blocked before the line that tells the test the interrupt can
+    come, so that it cannot land in Python code before the loop starts."""
+    import hashlib
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    print("entering C", file=sys.stderr, flush=True)
+    return hashlib.pbkdf2_hmac("sha256", b"password", b"salt", 2**31 - 1)
