@@ -18,10 +18,14 @@ func splitKwargs(args []any) ([]any, Kwargs) {
 	return args, nil
 }
 
+// decodeFunc decodes a RESULT's value before the read buffer is reused;
+// owned says the value may keep b (see frameReader.next).
+type decodeFunc func(b []byte, owned bool) error
+
 // Caller is what CallAs calls through: a *Pool, or a *Worker inside a
 // transaction.
 type Caller interface {
-	callInto(ctx context.Context, fn string, args []any, into func([]byte) error) error
+	callInto(ctx context.Context, fn string, args []any, into decodeFunc) error
 }
 
 // CallAs is Call with the result decoded straight into a T: a struct (fields
@@ -33,6 +37,6 @@ type Caller interface {
 //	pt, err := pypool.CallAs[Point](ctx, pool, "centroid", points)
 func CallAs[T any](ctx context.Context, c Caller, fn string, args ...any) (T, error) {
 	var out T
-	err := c.callInto(ctx, fn, args, func(b []byte) error { return decodeValueInto(b, &out) })
+	err := c.callInto(ctx, fn, args, func(b []byte, _ bool) error { return decodeValueInto(b, &out) })
 	return out, err
 }

@@ -23,7 +23,7 @@ func FuzzFrameReader(f *testing.F) {
 		fr := newFrameReader(bytes.NewReader(data), limit)
 		read := 0
 		for {
-			body, err := fr.next()
+			body, _, err := fr.next()
 			if err != nil {
 				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrMessageTooLarge) {
 					t.Fatalf("unexpected error %v", err)
@@ -66,7 +66,7 @@ func FuzzDecodeReply(f *testing.F) {
 		if err != nil || r.err != nil {
 			return
 		}
-		v, err := decodeValue(r.value)
+		v, err := decodeValue(r.value, false)
 		if err != nil {
 			return
 		}

@@ -177,8 +177,8 @@ func (p *Pool) fill(ctx context.Context) error {
 // crashed is tried again on another worker.
 func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
 	var result any
-	err := p.call(ctx, fn, args, func(b []byte) (err error) {
-		result, err = decodeValue(b)
+	err := p.call(ctx, fn, args, func(b []byte, owned bool) (err error) {
+		result, err = decodeValue(b, owned)
 		return err
 	}, true)
 	return result, err
@@ -189,14 +189,14 @@ func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
 // that a saturated service can shed load.
 func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error) {
 	var result any
-	err := p.call(ctx, fn, args, func(b []byte) (err error) {
-		result, err = decodeValue(b)
+	err := p.call(ctx, fn, args, func(b []byte, owned bool) (err error) {
+		result, err = decodeValue(b, owned)
 		return err
 	}, false)
 	return result, err
 }
 
-func (p *Pool) call(ctx context.Context, fn string, args []any, into func([]byte) error, wait bool) error {
+func (p *Pool) call(ctx context.Context, fn string, args []any, into decodeFunc, wait bool) error {
 	ctx, cancel := p.withCallTimeout(ctx)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -230,11 +230,11 @@ func (p *Pool) awaitRetry(ctx context.Context) bool {
 	}
 }
 
-func (p *Pool) callInto(ctx context.Context, fn string, args []any, into func([]byte) error) error {
+func (p *Pool) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
 	return p.call(ctx, fn, args, into, true)
 }
 
-func (p *Pool) callOnce(ctx context.Context, fn string, args []any, into func([]byte) error, wait bool) error {
+func (p *Pool) callOnce(ctx context.Context, fn string, args []any, into decodeFunc, wait bool) error {
 	proc, err := p.checkout(ctx, wait)
 	if err != nil {
 		return err
@@ -268,7 +268,7 @@ func (p *Pool) withCallTimeout(ctx context.Context) (context.Context, context.Ca
 	return ctx, func() {}
 }
 
-func (p *Pool) callOn(ctx context.Context, proc *process, fn string, args []any, into func([]byte) error) error {
+func (p *Pool) callOn(ctx context.Context, proc *process, fn string, args []any, into decodeFunc) error {
 	args, kwargs := splitKwargs(args)
 	err := proc.call(ctx, fn, args, kwargs, into)
 	p.calls.Add(1)

@@ -69,7 +69,11 @@ func newCallEncoder(maxSize int) *callEncoder {
 // encode returns the complete frame (length prefix included) for a call. The
 // returned slice is valid until the next call of encode.
 func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([]byte, error) {
+	if e.buf.Cap() > largeFrame {
+		e.buf = bytes.Buffer{} // do not pin the last large call's buffer
+	}
 	e.buf.Reset()
+	e.buf.Grow(sizeHint(args))
 	e.buf.Write([]byte{0, 0, 0, 0}) // the length, patched below
 	enc := e.enc
 	if err := errors.Join(
@@ -98,6 +102,25 @@ func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([
 	return frame, nil
 }
 
+// largeFrame is the size above which buffers are not kept for reuse: a
+// large frame's body is handed over to the decoded value instead of copied.
+const largeFrame = 1 << 20
+
+// sizeHint guesses the encoded size of args from their strings and byte
+// slices, so that the buffer for a large payload is allocated once.
+func sizeHint(args []any) int {
+	n := 64
+	for _, arg := range args {
+		switch v := arg.(type) {
+		case []byte:
+			n += len(v) + 5
+		case string:
+			n += len(v) + 5
+		}
+	}
+	return n
+}
+
 // frameReader reads frames from the worker. A read cut off by a deadline can
 // be resumed: the reader remembers how much of the current frame it has, so
 // the stream never loses its framing. It is not safe for concurrent use.
@@ -116,8 +139,9 @@ func newFrameReader(r io.Reader, maxSize int) *frameReader {
 }
 
 // next returns the body of the next frame. The slice is valid until the next
-// call. An error other than a timeout leaves the reader unusable.
-func (f *frameReader) next() ([]byte, error) {
+// call, unless owned is true: then the reader dropped it and the caller may
+// keep it. An error other than a timeout leaves the reader unusable.
+func (f *frameReader) next() (body []byte, owned bool, err error) {
 	for f.headerN < frameHeaderSize {
 		n, err := f.r.Read(f.header[f.headerN:])
 		f.headerN += n
@@ -125,13 +149,13 @@ func (f *frameReader) next() ([]byte, error) {
 			if err == io.EOF && f.headerN > 0 {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, err
+			return nil, false, err
 		}
 	}
 	if f.bodyLen < 0 {
 		size := binary.BigEndian.Uint32(f.header[:])
 		if uint64(size) > uint64(f.maxSize) {
-			return nil, fmt.Errorf("%w: the worker sent a %d-byte message, the limit is %d (Config.MaxMessageSize)",
+			return nil, false, fmt.Errorf("%w: the worker sent a %d-byte message, the limit is %d (Config.MaxMessageSize)",
 				ErrMessageTooLarge, size, f.maxSize)
 		}
 		f.bodyLen = int(size)
@@ -147,15 +171,15 @@ func (f *frameReader) next() ([]byte, error) {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, err
+			return nil, false, err
 		}
 	}
-	body := f.body
+	body = f.body
 	f.headerN, f.bodyLen, f.bodyN = 0, -1, 0
-	if cap(f.body) > 1<<20 {
-		f.body = nil // do not pin a large buffer to an idle worker
+	if cap(f.body) > largeFrame {
+		f.body, owned = nil, true // do not pin a large buffer to an idle worker
 	}
-	return body, nil
+	return body, owned, nil
 }
 
 // hello is the worker's handshake.
@@ -168,11 +192,13 @@ type hello struct {
 }
 
 // reply is a RESULT or ERROR message. For a RESULT, value holds the msgpack
-// encoding of the returned value, still to be decoded.
+// encoding of the returned value, still to be decoded; owned says whether
+// the decoded value may alias it (see frameReader.next).
 type reply struct {
 	kind  int64
 	id    uint64
 	value []byte
+	owned bool
 	err   *PythonError
 }
 
@@ -235,8 +261,10 @@ func decodeReply(body []byte) (reply, error) {
 // README: nil, bool, int64 (uint64 above math.MaxInt64), float64, string,
 // []byte, []any, map[string]any (map[any]any when a key is not a string) and
 // time.Time in UTC.
-func decodeValue(b []byte) (any, error) {
-	d := wireDecoder{b: b}
+//
+// When owned is true, byte strings alias b instead of copying it.
+func decodeValue(b []byte, owned bool) (any, error) {
+	d := wireDecoder{b: b, owned: owned}
 	v := d.value(0)
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes after the value", len(d.b))
@@ -261,8 +289,9 @@ func decodeValueInto(b []byte, v any) error {
 // message can not make it allocate more than the message itself. The first
 // error sticks; later reads return zero values.
 type wireDecoder struct {
-	b   []byte
-	err error
+	b     []byte
+	err   error
+	owned bool // byte strings may alias b
 }
 
 func (d *wireDecoder) fail(format string, args ...any) {
@@ -397,7 +426,11 @@ func (d *wireDecoder) value(depth int) any {
 	case 0xc3:
 		return true
 	case 0xc4, 0xc5, 0xc6: // bin 8/16/32
-		return bytes.Clone(d.take(d.size(1 << (c - 0xc4))))
+		p := d.take(d.size(1 << (c - 0xc4)))
+		if d.owned {
+			return p[:len(p):len(p)]
+		}
+		return bytes.Clone(p)
 	case 0xc7, 0xc8, 0xc9: // ext 8/16/32
 		n := d.size(1 << (c - 0xc7))
 		return d.ext(n)

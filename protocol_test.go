@@ -38,7 +38,7 @@ func TestDecodeValueRejectsBadInput(t *testing.T) {
 	}
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := decodeValue(b)
+			_, err := decodeValue(b, false)
 			assert.ErrorIs(t, err, ErrResultNotDecodable)
 		})
 	}
@@ -55,7 +55,7 @@ func TestDecodeValueMatchesMsgpackEncoding(t *testing.T) {
 	for _, v := range values {
 		b, err := msgpack.Marshal(v)
 		require.NoError(t, err)
-		got, err := decodeValue(b)
+		got, err := decodeValue(b, false)
 		require.NoError(t, err)
 		assert.Equal(t, v, got)
 	}
@@ -73,26 +73,40 @@ func TestFrameReaderResumesAfterTimeout(t *testing.T) {
 	_, err = w.Write(msg[:2]) // half a header
 	require.NoError(t, err)
 	r.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	_, err = fr.next()
+	_, _, err = fr.next()
 	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 
 	_, err = w.Write(msg[2:9]) // the rest of the header and part of the body
 	require.NoError(t, err)
 	r.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	_, err = fr.next()
+	_, _, err = fr.next()
 	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 
 	_, err = w.Write(msg[9:])
 	require.NoError(t, err)
 	r.SetReadDeadline(time.Time{})
-	got, err := fr.next()
+	got, _, err := fr.next()
 	require.NoError(t, err)
 	assert.Equal(t, body, got)
 }
 
+func TestLargeFramesAreHandedOver(t *testing.T) {
+	payload := bytes.Repeat([]byte{7}, largeFrame+1)
+	body, err := msgpack.Marshal(payload)
+	require.NoError(t, err)
+	fr := newFrameReader(bytes.NewReader(append(frameHeader(body), body...)), 4*largeFrame)
+	got, owned, err := fr.next()
+	require.NoError(t, err)
+	assert.True(t, owned, "the reader keeps no large buffer")
+	v, err := decodeValue(got, owned)
+	require.NoError(t, err)
+	assert.Equal(t, payload, v)
+	assert.Nil(t, fr.body)
+}
+
 func TestFrameReaderChecksLengthBeforeAllocating(t *testing.T) {
 	fr := newFrameReader(bytes.NewReader([]byte{0xff, 0xff, 0xff, 0xff}), 1<<20)
-	_, err := fr.next()
+	_, _, err := fr.next()
 	assert.ErrorIs(t, err, ErrMessageTooLarge)
 	assert.Nil(t, fr.body, "nothing was allocated for the declared length")
 }
@@ -100,11 +114,11 @@ func TestFrameReaderChecksLengthBeforeAllocating(t *testing.T) {
 func TestFrameReaderTruncatedFrame(t *testing.T) {
 	body := []byte("abc")
 	fr := newFrameReader(bytes.NewReader(append(frameHeader([]byte("abcdef")), body...)), 1<<20)
-	_, err := fr.next()
+	_, _, err := fr.next()
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
 
 	fr = newFrameReader(bytes.NewReader(nil), 1<<20)
-	_, err = fr.next()
+	_, _, err = fr.next()
 	assert.ErrorIs(t, err, io.EOF)
 }
 

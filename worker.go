@@ -35,14 +35,14 @@ type Worker struct {
 // ErrWorkerReleased: end the transaction and start another.
 func (w *Worker) Call(ctx context.Context, fn string, args ...any) (any, error) {
 	var result any
-	err := w.callInto(ctx, fn, args, func(b []byte) (err error) {
-		result, err = decodeValue(b)
+	err := w.callInto(ctx, fn, args, func(b []byte, owned bool) (err error) {
+		result, err = decodeValue(b, owned)
 		return err
 	})
 	return result, err
 }
 
-func (w *Worker) callInto(ctx context.Context, fn string, args []any, into func([]byte) error) error {
+func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
 	if w.released.Load() {
 		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.proc.pid)
 	}
@@ -230,7 +230,7 @@ func (p *process) handshake(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { p.fromWorker.SetReadDeadline(time.Now()) })
 	defer stop()
 
-	body, err := p.reader.next()
+	body, _, err := p.reader.next()
 	switch {
 	case err == nil:
 	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
@@ -263,7 +263,7 @@ func (p *process) handshake(ctx context.Context) error {
 // it runs before the read buffer is reused. A *PythonError is returned for
 // an ERROR reply. Any other error from a call that reached the worker leaves
 // the process interrupted (p.interruptd) or broken (p.broken).
-func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into func([]byte) error) error {
+func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.broken != nil || p.interruptd != 0 {
@@ -284,7 +284,7 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 		return p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
 	}
 	p.calls++
-	body, err := p.reader.next()
+	body, owned, err := p.reader.next()
 	if err != nil {
 		return p.failed(ctx, fn, err, true)
 	}
@@ -304,7 +304,7 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 	if r.err != nil {
 		return r.err
 	}
-	return into(r.value)
+	return into(r.value, owned)
 }
 
 // watchContext makes the pipes' deadlines follow ctx. The returned function
@@ -383,7 +383,7 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 	}
 	p.fromWorker.SetReadDeadline(time.Now().Add(grace))
 	for p.interruptd != 0 {
-		body, err := p.reader.next()
+		body, _, err := p.reader.next()
 		if err != nil {
 			p.broken = err
 			return false
