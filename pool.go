@@ -47,6 +47,7 @@ type Pool struct {
 	objects *gcp.ObjectPool
 
 	lifetime context.Context // cancelled when Close begins
+	noWait   context.Context // always done: borrows that must not wait
 	endLife  context.CancelFunc
 	kick     chan struct{} // wakes the keeper; capacity 1
 	wg       sync.WaitGroup
@@ -117,6 +118,9 @@ func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 		changed:   make(chan struct{}),
 	}
 	p.lifetime, p.endLife = context.WithCancel(context.Background())
+	noWait, cancel := context.WithCancelCause(context.Background())
+	cancel(errNoWait)
+	p.noWait = noWait
 	p.objects = gcp.NewObjectPool(p.lifetime, factory{p}, p.objectPoolConfig())
 	if err := p.fill(ctx); err != nil {
 		p.Close(context.Background())
@@ -451,6 +455,14 @@ func (p *Pool) borrow(ctx context.Context, wait bool) (any, error) {
 }
 
 func (p *Pool) borrowOnce(ctx context.Context, wait bool) (any, error) {
+	if p.objects.GetNumIdle() > 0 {
+		// Fast path: take an idle worker without registering as a waiter.
+		// The context is already done, so the object pool starts nothing
+		// and waits for nothing.
+		if obj, err := p.objects.BorrowObject(p.noWait); err == nil {
+			return obj, nil
+		}
+	}
 	bctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	if !wait {

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+
+	"github.com/pypool/pypool"
+)
+
+//go:embed floor.py
+var floorScript string
+
+//go:embed httpserver.py
+var httpScript string
+
+// contender is one way of calling Python from Go.
+type contender interface {
+	// call runs bench_module.fn(arg) and returns the result's size.
+	call(ctx context.Context, fn string, arg []byte) (int, error)
+	close()
+}
+
+// floor is a Go program and a minimal Python loop echoing 4-byte-length-
+// prefixed frames over pipes: no codec, no pool. Several callers share it
+// under a mutex.
+type floor struct {
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  *bufio.Reader
+	hdr  [4]byte
+	send []byte
+	buf  []byte
+}
+
+func startFloor(python string) (*floor, error) {
+	cmd := exec.Command(python, "-E", "-c", floorScript)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &floor{cmd: cmd, in: in, out: bufio.NewReaderSize(out, 64<<10)}, nil
+}
+
+func (f *floor) call(_ context.Context, _ string, arg []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.send = binary.BigEndian.AppendUint32(f.send[:0], uint32(len(arg)))
+	f.send = append(f.send, arg...)
+	if _, err := f.in.Write(f.send); err != nil {
+		return 0, err
+	}
+	if _, err := io.ReadFull(f.out, f.hdr[:]); err != nil {
+		return 0, err
+	}
+	n := int(binary.BigEndian.Uint32(f.hdr[:]))
+	if cap(f.buf) < n {
+		f.buf = make([]byte, n)
+	}
+	_, err := io.ReadFull(f.out, f.buf[:n])
+	return n, err
+}
+
+func (f *floor) close() {
+	f.in.Close()
+	_ = f.cmd.Wait()
+}
+
+// pool is pypool as a user calls it.
+type pool struct{ p *pypool.Pool }
+
+func startPool(ctx context.Context, python, dir string, workers int) (*pool, error) {
+	p, err := pypool.New(ctx, pypool.Config{
+		Module: "bench_module", PythonPath: []string{dir}, Python: python,
+		Size: workers, MaxMessageSize: 64 << 20,
+	})
+	return &pool{p}, err
+}
+
+// startPoolOverflow starts a pool of one worker that may start one more.
+func startPoolOverflow(ctx context.Context, python, dir string) (*pool, error) {
+	p, err := pypool.New(ctx, pypool.Config{
+		Module: "bench_module", PythonPath: []string{dir}, Python: python, Size: 1, MaxOverflow: 1,
+	})
+	return &pool{p}, err
+}
+
+func (p *pool) call(ctx context.Context, fn string, arg []byte) (int, error) {
+	var in any = arg
+	if fn == "duplicate_text" {
+		in = string(arg)
+	}
+	out, err := p.p.Call(ctx, fn, in)
+	switch v := out.(type) {
+	case string:
+		return len(v), err
+	case []byte:
+		return len(v), err
+	}
+	return 0, err
+}
+
+func (p *pool) close() { _ = p.p.Close(context.Background()) }
+
+// execPerCall starts the interpreter for every call.
+type execPerCall struct{ python, dir string }
+
+func (e execPerCall) call(ctx context.Context, fn string, arg []byte) (int, error) {
+	script := fmt.Sprintf("import sys;sys.path.insert(0,%q);import bench_module;sys.stdout.write(bench_module.%s(sys.argv[1]))", e.dir, fn)
+	out, err := exec.CommandContext(ctx, e.python, "-E", "-c", script, string(arg)).Output()
+	return len(out), err
+}
+
+func (execPerCall) close() {}
+
+// httpService is a Python standard-library HTTP server called through Go's
+// keep-alive client with JSON bodies.
+type httpService struct {
+	cmd    *exec.Cmd
+	url    string
+	client *http.Client
+}
+
+func startHTTP(python, dir string, conns int) (*httpService, error) {
+	cmd := exec.Command(python, "-E", "-c", httpScript, dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	port, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("http server did not start: %w", err)
+	}
+	transport := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
+	return &httpService{
+		cmd:    cmd,
+		url:    "http://127.0.0.1:" + strings.TrimSpace(port) + "/",
+		client: &http.Client{Transport: transport},
+	}, nil
+}
+
+func (h *httpService) call(ctx context.Context, fn string, arg []byte) (int, error) {
+	body, _ := json.Marshal(map[string]any{"fn": fn, "args": []string{string(arg)}})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var reply struct{ Result string }
+	err = json.NewDecoder(resp.Body).Decode(&reply)
+	return len(reply.Result), err
+}
+
+func (h *httpService) close() {
+	h.client.CloseIdleConnections()
+	_ = h.cmd.Process.Kill()
+	_ = h.cmd.Wait()
+}

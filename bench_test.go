@@ -1,0 +1,67 @@
+package pypool
+
+import (
+	"context"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// The Go side of a call's hot path, without Python: go test -bench . -benchmem
+
+func BenchmarkEncodeCall(b *testing.B) {
+	enc := newCallEncoder(DefaultMaxMessageSize)
+	args := []any{"testing"}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := enc.encode(uint64(i), "duplicate_text", args, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeReply(b *testing.B) {
+	body, err := msgpack.Marshal([]any{kindResult, 12345, "testingtesting"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		r, err := decodeReply(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := decodeValue(r.value, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCheckoutCheckin(b *testing.B) {
+	pool := newTestPool(b, testConfig(b))
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		proc, err := pool.checkout(ctx, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pool.checkin(proc)
+	}
+}
+
+// BenchmarkCall is a whole trivial call, Python included.
+func BenchmarkCall(b *testing.B) {
+	cfg := testConfig(b)
+	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	pool := newTestPool(b, cfg)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := pool.Call(ctx, "duplicate_text", "testing"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
