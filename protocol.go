@@ -69,9 +69,8 @@ func newCallEncoder(maxSize int) *callEncoder {
 // encode returns the complete frame (length prefix included) for a call. The
 // returned slice is valid until the next call of encode.
 func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([]byte, error) {
-	if e.buf.Cap() > largeFrame {
-		e.buf = bytes.Buffer{} // do not pin the last large call's buffer
-	}
+	// The buffer is kept between calls, also after a large one: allocating
+	// (and faulting in) a fresh one costs more than the copy it serves.
 	e.buf.Reset()
 	e.buf.Grow(sizeHint(args))
 	e.buf.Write([]byte{0, 0, 0, 0}) // the length, patched below

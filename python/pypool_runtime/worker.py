@@ -222,6 +222,7 @@ class FrameReader:
         self._start = 0  # unread bytes are _buf[_start:_end]
         self._end = 0
         self._max_message = max_message
+        self._big = bytearray()
 
     def _fill(self, need: int) -> bool:
         """Make need <= len(_buf) bytes available at _start; False at end of input."""
@@ -237,7 +238,7 @@ class FrameReader:
             self._end += got
         return True
 
-    def read(self) -> Union[bytes, bytearray, None]:
+    def read(self) -> Union[bytes, memoryview, None]:
         """The next frame's body, or None at the end of input between frames."""
         if self._start == self._end:
             self._start = self._end = 0
@@ -255,8 +256,12 @@ class FrameReader:
             start = self._start
             self._start = start + size
             return self._view[start : start + size].tobytes()
-        body = bytearray(size)
-        view = memoryview(body)
+        # Large bodies are read into one buffer kept for the next large frame:
+        # a fresh one would cost its zeroing and page faults every time. The
+        # codec copies what it keeps out of it.
+        if len(self._big) < size:
+            self._big = bytearray(size)
+        view = memoryview(self._big)[:size]
         have = self._end - self._start
         view[:have] = self._view[self._start : self._end]
         self._start = self._end = 0
@@ -265,7 +270,7 @@ class FrameReader:
             if not got:
                 raise ProtocolViolation("the input ended inside a %d-byte frame" % size)
             have += got
-        return body
+        return view
 
 
 def write_frame(fd: int, body: bytes) -> None:
@@ -393,6 +398,9 @@ class Worker:
             code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
             self._send_error(call_id, code, type_name(exc), exception_message(exc), format_traceback(exc))
             return
+        if type(result) in (bytes, bytearray) and len(result) > _JOIN_LIMIT:
+            self._send_bytes(call_id, name, result)
+            return
         try:
             reply = self._packb([RESULT, call_id, result])
         except Exception as exc:
@@ -413,6 +421,21 @@ class Worker:
             )
             return
         write_frame(self._out_fd, reply)
+
+    def _send_bytes(self, call_id: int, name: str, data: Union[bytes, bytearray]) -> None:
+        """Send a large bytes result without copying it: the RESULT's head is
+        encoded on its own and the payload written after it (writev). The
+        bytes on the wire are exactly what packb would produce."""
+        head = self._packb([RESULT, call_id, b""])[:-2]  # without the empty bin8
+        size = len(data)
+        bin_header = b"\xc5" + struct.pack(">H", size) if size <= 0xFFFF else b"\xc6" + struct.pack(">I", size)
+        total = len(head) + len(bin_header) + size
+        if total > self._max_message:
+            self._send_error(call_id, "message_too_large", "ValueError",
+                             "the result of %s() encodes to %d bytes, more than --max-message %d"
+                             % (name, total, self._max_message))
+            return
+        _write_all(self._out_fd, [memoryview(_HEADER.pack(total) + head + bin_header), memoryview(data)])
 
     def _not_found(self, name: str) -> str:
         if name.startswith("_"):
