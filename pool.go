@@ -205,16 +205,16 @@ func (p *Pool) call(ctx context.Context, fn string, args []any, into decodeFunc,
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		err := p.callOnce(ctx, fn, args, into, wait)
-		if err == nil || attempt >= p.cfg.CrashRetries || !retryable(err) || !p.awaitRetry(ctx) {
+		if err == nil || attempt >= p.cfg.CrashRetries || !retryable(err) || !p.awaitBackoff(ctx) {
 			return err
 		}
 		p.log.Debug("pypool: retrying a call whose worker failed", "function", fn, "attempt", attempt+1, "error", err)
 	}
 }
 
-// awaitRetry waits out the start backoff before a retry, so that retries
-// do not spin through a crash loop; false if ctx ended or the pool closed.
-func (p *Pool) awaitRetry(ctx context.Context) bool {
+// awaitBackoff waits out the start backoff, so that restarts and retries do
+// not spin through a crash loop; false if ctx ended or the pool closed.
+func (p *Pool) awaitBackoff(ctx context.Context) bool {
 	if ctx.Err() != nil {
 		return false
 	}
@@ -771,7 +771,7 @@ func (p *Pool) keep() {
 
 func (p *Pool) refill(ctx context.Context) {
 	for p.liveWorkers() < p.cfg.Size {
-		if !p.sleepBackoff() {
+		if !p.awaitBackoff(ctx) {
 			return
 		}
 		before := p.liveWorkers()
@@ -786,22 +786,6 @@ func (p *Pool) refill(ctx context.Context) {
 		if p.liveWorkers() <= before {
 			return // at MaxTotal: a caller is starting one; we are kicked again
 		}
-	}
-}
-
-// sleepBackoff waits until starts may be retried; false if the pool closed.
-func (p *Pool) sleepBackoff() bool {
-	wait := p.backoff.delay()
-	if wait <= 0 {
-		return true
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-p.lifetime.Done():
-		return false
 	}
 }
 

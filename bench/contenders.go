@@ -88,18 +88,10 @@ func (f *floor) close() {
 // pool is pypool as a user calls it.
 type pool struct{ p *pypool.Pool }
 
-func startPool(ctx context.Context, python, dir string, workers int) (*pool, error) {
+func startPool(ctx context.Context, python, dir string, workers, overflow int) (*pool, error) {
 	p, err := pypool.New(ctx, pypool.Config{
 		Module: "bench_module", PythonPath: []string{dir}, Python: python,
-		Size: workers, MaxMessageSize: 64 << 20,
-	})
-	return &pool{p}, err
-}
-
-// startPoolOverflow starts a pool of one worker that may start one more.
-func startPoolOverflow(ctx context.Context, python, dir string) (*pool, error) {
-	p, err := pypool.New(ctx, pypool.Config{
-		Module: "bench_module", PythonPath: []string{dir}, Python: python, Size: 1, MaxOverflow: 1,
+		Size: workers, MaxOverflow: overflow, MaxMessageSize: 64 << 20,
 	})
 	return &pool{p}, err
 }

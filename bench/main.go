@@ -106,7 +106,7 @@ type machine struct {
 func describe(python string, ctx context.Context) machine {
 	m := machine{CPU: cpuModel(), CPUs: runtime.NumCPU(), Go: runtime.Version(), PythonPath: python,
 		GoCodec: "github.com/vmihailenco/msgpack/v5 (encode), pypool's decoder"}
-	p := must(startPool(ctx, python, sourceDir(), 1))
+	p := must(startPool(ctx, python, sourceDir(), 1, 0))
 	defer p.close()
 	_ = p.p.Transaction(ctx, func(w *pypool.Worker) error {
 		m.Python, m.PyCodec = w.PythonVersion(), w.Codec()

@@ -76,7 +76,7 @@ func (b *bench) latency(ctx context.Context) {
 		calls int
 	}{
 		{"floor", must(startFloor(b.python)), b.sizes.latencyCalls},
-		{"pypool", must(startPool(ctx, b.python, b.dir, 1)), b.sizes.latencyCalls},
+		{"pypool", must(startPool(ctx, b.python, b.dir, 1, 0)), b.sizes.latencyCalls},
 		{"http", must(startHTTP(b.python, b.dir, 1)), b.sizes.latencyCalls},
 		{"exec-per-call", execPerCall{b.python, b.dir}, b.sizes.execCalls},
 	}
@@ -117,7 +117,7 @@ func (b *bench) throughput(ctx context.Context) {
 		}
 		floorRate := b.rate(ctx, floors, 4*w)
 		b.add(result{Scenario: "throughput", Contender: "floor", Metric: fmt.Sprintf("%d workers", w), Value: floorRate, Unit: "calls/s", VsFloor: 1})
-		pool := must(startPool(ctx, b.python, b.dir, w))
+		pool := must(startPool(ctx, b.python, b.dir, w, 0))
 		rate := b.rate(ctx, []contender{pool}, 4*w)
 		b.add(result{Scenario: "throughput", Contender: "pypool", Metric: fmt.Sprintf("%d workers", w), Value: rate, Unit: "calls/s", VsFloor: rate / floorRate})
 		h := must(startHTTP(b.python, b.dir, 4*w))
@@ -153,7 +153,7 @@ func (b *bench) rate(ctx context.Context, cs []contender, callers int) float64 {
 // payload: echo of bytes, MB/s as payload size over the median round trip.
 func (b *bench) payload(ctx context.Context) {
 	floor := must(startFloor(b.python))
-	pool := must(startPool(ctx, b.python, b.dir, 1))
+	pool := must(startPool(ctx, b.python, b.dir, 1, 0))
 	defer floor.close()
 	defer pool.close()
 	for _, size := range []int{1 << 10, 1 << 20, 16 << 20} {
@@ -194,7 +194,7 @@ func sizeName(n int) string {
 // (an overflow worker started by a call while the pool's one worker is
 // busy), against the same interpreter importing the module.
 func (b *bench) start(ctx context.Context) {
-	p := must(startPoolOverflow(ctx, b.python, b.dir))
+	p := must(startPool(ctx, b.python, b.dir, 1, 1))
 	defer p.close()
 	var bare, pool []time.Duration
 	script := fmt.Sprintf("import sys;sys.path.insert(0,%q);import bench_module", b.dir)
@@ -220,7 +220,7 @@ func (b *bench) start(ctx context.Context) {
 // worker that dies before serving any call counts towards the crash-loop
 // backoff, which is not what this measures.
 func (b *bench) recovery(ctx context.Context) {
-	p := must(startPool(ctx, b.python, b.dir, 2))
+	p := must(startPool(ctx, b.python, b.dir, 2, 0))
 	defer p.close()
 	var times []time.Duration
 	for range b.sizes.startRounds {
