@@ -339,7 +339,22 @@ class Worker:
                 return
             self._handle(body)
 
-    def _handle(self, body: Union[bytes, bytearray]) -> None:
+    def _handle(self, body: Union[bytes, memoryview]) -> None:
+        head = _call_head(body)
+        if head is not None:
+            # Fast path for the common frame: decode only the arguments.
+            # Anything unusual goes the general way below.
+            call_id, name, start = head
+            try:
+                args = self._unpackb(body[start:-1])
+            except Exception:
+                args = None
+            if type(args) is list:
+                self._call(call_id, name, args, {})
+                return
+        self._handle_general(body)
+
+    def _handle_general(self, body: Union[bytes, memoryview]) -> None:
         try:
             message = self._unpackb(body)
         except Exception as exc:
@@ -469,6 +484,47 @@ def _clip_utf8(text: str, size: int, keep_end: bool) -> str:
         return text
     data = data[len(data) - size :] if keep_end else data[:size]
     return data.decode("utf-8", "ignore")  # drops a character cut in two
+
+
+_UINT_WIDTHS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
+def _call_head(body: Union[bytes, memoryview]) -> "Optional[Tuple[int, str, int]]":
+    """(id, function name, offset of the arguments) of a CALL frame as the Go
+    side writes it when there are no keyword arguments: fixarray 5, kind 2,
+    an unsigned id, a str name, the arguments, then nil. None for any other
+    shape; such frames take the general path. If the last byte is the end of
+    a map rather than a nil kwargs, the arguments fail to decode alone
+    (extra data) and the frame takes the general path too."""
+    try:
+        return _parse_call_head(body)
+    except IndexError:  # a frame shorter than its head claims
+        return None
+
+
+def _parse_call_head(body: Union[bytes, memoryview]) -> "Optional[Tuple[int, str, int]]":
+    if len(body) < 5 or body[0] != 0x95 or body[1] != CALL or body[-1] != 0xC0:
+        return None
+    code = body[2]
+    if code < 0x80:
+        call_id, pos = code, 3
+    else:
+        width = _UINT_WIDTHS.get(code)
+        if width is None:
+            return None
+        call_id, pos = int.from_bytes(body[3 : 3 + width], "big"), 3 + width
+    code = body[pos]
+    if 0xA0 <= code <= 0xBF:
+        size, pos = code & 0x1F, pos + 1
+    elif code == 0xD9:
+        size, pos = body[pos + 1], pos + 2
+    else:
+        return None
+    try:
+        name = bytes(body[pos : pos + size]).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return call_id, name, pos + size
 
 
 def _check_call_head(kind: int, length: int, rest: List[Any]) -> None:
