@@ -132,6 +132,9 @@ func (b *bench) throughput(ctx context.Context) {
 // rate runs throughputCalls trivial calls from callers goroutines spread
 // over the contenders and returns calls per second.
 func (b *bench) rate(ctx context.Context, cs []contender, callers int) float64 {
+	for _, c := range cs { // warm-up: no start-up cost inside the timing
+		must(c.call(ctx, "duplicate_text", testing))
+	}
 	var next atomic.Int64
 	total := int64(b.sizes.throughputCalls)
 	var wg sync.WaitGroup
