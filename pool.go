@@ -180,23 +180,23 @@ func (p *Pool) fill(ctx context.Context) error {
 // otherwise it is replaced. With Config.CrashRetries, a call whose worker
 // crashed is tried again on another worker.
 func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
-	var result any
-	err := p.call(ctx, fn, args, func(b []byte, owned bool) (err error) {
-		result, err = decodeValue(b, owned)
-		return err
-	}, true)
-	return result, err
+	return p.callValue(ctx, fn, args, true)
 }
 
 // TryCall is Call without waiting: when no worker is idle it fails at once
 // with ErrPoolExhausted (it does not start an overflow worker either), so
 // that a saturated service can shed load.
 func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error) {
+	return p.callValue(ctx, fn, args, false)
+}
+
+// callValue makes a call whose result is decoded as Call documents.
+func (p *Pool) callValue(ctx context.Context, fn string, args []any, wait bool) (any, error) {
 	var result any
 	err := p.call(ctx, fn, args, func(b []byte, owned bool) (err error) {
 		result, err = decodeValue(b, owned)
 		return err
-	}, false)
+	}, wait)
 	return result, err
 }
 
