@@ -24,6 +24,9 @@ const (
 // failure: capacity may have freed up, so they borrow again.
 var errRetryBorrow = errors.New("pypool: a worker start failed; borrow again")
 
+// errDeadWorker refuses a dead worker to the object pool.
+var errDeadWorker = errors.New("pypool: worker died before it joined the pool")
+
 // errNoWait cancels the borrow of a caller that does not wait (TryCall).
 var errNoWait = errors.New("pypool: not waiting for a worker")
 

@@ -52,6 +52,7 @@ type Pool struct {
 	kick     chan struct{} // wakes the keeper; capacity 1
 	wg       sync.WaitGroup
 
+	returnMu   sync.Mutex // serialises ReturnObject (see release)
 	mu         sync.Mutex
 	changed    chan struct{} // closed and replaced at a change of workers or waiters
 	watched    bool          // someone waits on changed
@@ -424,7 +425,8 @@ func (p *Pool) checkout(ctx context.Context, wait bool) (*process, error) {
 		}
 		proc := obj.(*process)
 		if !proc.state.CompareAndSwap(int32(stateIdle), int32(stateBusy)) {
-			continue // it died while idle; its exit watcher removes it
+			p.discard(proc) // it died while idle
+			continue
 		}
 		p.mu.Lock()
 		closed := p.closed
@@ -438,6 +440,17 @@ func (p *Pool) checkout(ctx context.Context, wait bool) (*process, error) {
 			return nil, ErrPoolClosed
 		}
 		return proc, nil
+	}
+}
+
+// discard drops a worker that was found dead on its way out of the pool. Its
+// exit watcher or the sweeper normally took it out of the object pool
+// already; but a worker that died in the instant between its start and the
+// object pool recording it was not found there, and would stay counted as
+// in use forever. InvalidateObject does nothing for one already destroyed.
+func (p *Pool) discard(proc *process) {
+	if !proc.destroyed.Load() {
+		_ = p.objects.InvalidateObject(context.Background(), proc)
 	}
 }
 
@@ -573,7 +586,12 @@ func (p *Pool) release(proc *process, healthy bool) {
 		p.recycle(proc, reason)
 	case healthy && proc.state.CompareAndSwap(int32(stateBusy), int32(stateIdle)):
 		proc.idleSince.Store(time.Now().UnixNano())
+		// ReturnObject counts the idle workers, then adds this one: two
+		// returns at once could both pass the MaxIdle check and keep an
+		// overflow worker that should stop.
+		p.returnMu.Lock()
 		_ = p.objects.ReturnObject(ctx, proc) // destroys it beyond MaxIdle or when closed
+		p.returnMu.Unlock()
 	default:
 		proc.state.Store(int32(stateDead))
 		proc.retire()
@@ -605,9 +623,18 @@ func (f factory) DestroyObject(_ context.Context, o *gcp.PooledObject) error {
 	return nil
 }
 
-func (factory) ValidateObject(context.Context, *gcp.PooledObject) bool   { return true }
-func (factory) ActivateObject(context.Context, *gcp.PooledObject) error  { return nil }
-func (factory) PassivateObject(context.Context, *gcp.PooledObject) error { return nil }
+func (factory) ValidateObject(context.Context, *gcp.PooledObject) bool  { return true }
+func (factory) ActivateObject(context.Context, *gcp.PooledObject) error { return nil }
+
+// PassivateObject refuses a worker that died before the object pool recorded
+// it (see discard), so that AddObject destroys it instead of listing it idle.
+func (factory) PassivateObject(_ context.Context, o *gcp.PooledObject) error {
+	proc := o.Object.(*process)
+	if procState(proc.state.Load()) == stateDead && !proc.destroyed.Load() {
+		return errDeadWorker
+	}
+	return nil
+}
 
 // startWorker starts one worker, honouring the crash-loop backoff: while it
 // lasts, a start asked for by a caller fails at once with the last failure.
@@ -672,6 +699,7 @@ func (p *Pool) register(proc *process) error {
 
 // destroy stops a worker the object pool is done with.
 func (p *Pool) destroy(proc *process) {
+	proc.destroyed.Store(true)
 	proc.state.Store(int32(stateDead))
 	proc.stop(p.cfg.StopTimeout)
 	p.kickKeeper()

@@ -122,6 +122,7 @@ type process struct {
 	lifetime   time.Duration
 	idleSince  atomic.Int64 // unix nanoseconds of its last check-in
 	overMemory atomic.Bool
+	destroyed  atomic.Bool // the object pool destroyed it (DestroyObject ran)
 	stopping   atomic.Bool // the pool asked it to end: its exit is no crash
 	exited     chan struct{}
 	exitErr    *WorkerExitError // set before exited is closed
