@@ -44,18 +44,28 @@ type floor struct {
 	buf  []byte
 }
 
-func startFloor(python string) (*floor, error) {
-	cmd := exec.Command(python, "-E", "-c", floorScript)
+// startScript runs an embedded Python program with pipes to its stdin and
+// stdout; its stderr goes to ours.
+func startScript(python, script string, args ...string) (*exec.Cmd, io.WriteCloser, io.ReadCloser, error) {
+	cmd := exec.Command(python, append([]string{"-E", "-c", script}, args...)...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, err
+	}
+	return cmd, in, out, nil
+}
+
+func startFloor(python string) (*floor, error) {
+	cmd, in, out, err := startScript(python, floorScript)
+	if err != nil {
 		return nil, err
 	}
 	return &floor{cmd: cmd, in: in, out: bufio.NewReaderSize(out, 64<<10)}, nil
@@ -133,13 +143,8 @@ type httpService struct {
 }
 
 func startHTTP(python, dir string, conns int) (*httpService, error) {
-	cmd := exec.Command(python, "-E", "-c", httpScript, dir)
-	out, err := cmd.StdoutPipe()
+	cmd, _, out, err := startScript(python, httpScript, dir)
 	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	port, err := bufio.NewReader(out).ReadString('\n')
