@@ -1,6 +1,6 @@
 module github.com/pypool/pypool
 
-go 1.22
+go 1.23
 
 require (
 	github.com/jolestar/go-commons-pool/v2 v2.1.2
@@ -11,4 +11,5 @@ require (
 require (
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	pgregory.net/rapid v1.3.0 // indirect
 )
