@@ -1,0 +1,591 @@
+package pypool
+
+// TestPoolModel is poolboy's QuickCheck state machine (test/poolboy_eqc.erl
+// in devinus/poolboy) ported to pgregory.net/rapid. The model is poolboy's:
+// the list of workers checked out. From it alone follow, once the pool has
+// settled after each command, every number of Stats, poolboy's status/1
+// answer and the set of live worker processes.
+//
+// Commands and how they map onto pypool:
+//
+//	start_poolboy       New with Size 1..3 and MaxOverflow 0..2 (drawn).
+//	stop_poolboy        the held transactions are ended, then Close; no child
+//	                    process of the test binary may be left.
+//	checkout_block      Transaction with a deadline drawn from {0, 1ms, 20ms,
+//	                    200ms, 2s}; the worker is held in a goroutine inside
+//	                    the transaction until a checkin command.
+//	checkout_nonblock   poolboy's checkout(Pool, false). pypool has no
+//	                    non-blocking Transaction, so the command is two steps:
+//	                    TryCall("echo") checks the admission (ErrPoolExhausted
+//	                    at once when the model is full; success otherwise,
+//	                    starting an overflow worker if none is idle), then,
+//	                    only when there is room, a Transaction with a generous
+//	                    deadline holds a worker, which with room behaves as
+//	                    TryCall's admission does (idle worker, or wait only
+//	                    for the overflow start).
+//	checkin             the held transaction's function returns after
+//	                    checking with w.Call("pid") that its worker still
+//	                    serves it.
+//	kill_worker         SIGKILL of a held worker (w.Pid()): it leaves the
+//	                    model at once; its transaction stays open until the
+//	                    pool stops, then must see ErrWorkerCrashed from w.Call.
+//	kill_idle_worker    SIGKILL of an idle worker (precondition as poolboy's:
+//	                    fewer than Size workers checked out).
+//	(pypool only)       Call("echo") with a deadline of 0..100µs: succeeds or
+//	                    fails with context.DeadlineExceeded, never costs a
+//	                    worker.
+//
+// poolboy's spurious_exit (a process linked to the pool dies) has no pypool
+// counterpart.
+//
+// Run long with: go test -run TestPoolModel -rapid.checks=1000 (and
+// -rapid.steps=N to lift the per-sequence cap of modelSteps commands).
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+const (
+	// modelChecks is the number of command sequences tried when
+	// -rapid.checks is not given: every sequence starts Python processes,
+	// so rapid's default of 100 would not fit a short test run.
+	modelChecks = 25
+	// modelSteps caps the commands per sequence when -rapid.steps is not
+	// given (rapid draws 30 on average); the commands past the cap do
+	// nothing.
+	modelSteps = 12
+	// modelGrace is Config.InterruptGrace: generous, so that a loaded
+	// machine does not turn an interrupted tiny call into a restart.
+	modelGrace = 5 * time.Second
+	// holdTimeout bounds the waits for the test's own goroutines.
+	holdTimeout = time.Minute
+)
+
+// checkoutDeadlines are the deadlines of the blocking checkouts.
+var checkoutDeadlines = []time.Duration{0, time.Millisecond, 20 * time.Millisecond, 200 * time.Millisecond, 2 * time.Second}
+
+func TestPoolModel(t *testing.T) {
+	if !flagGiven("rapid.checks") {
+		setFlag(t, "rapid.checks", fmt.Sprint(modelChecks))
+	}
+	maxSteps := modelSteps
+	if flagGiven("rapid.steps") {
+		maxSteps = -1
+	}
+	rapid.Check(t, func(rt *rapid.T) {
+		m := &poolModel{t: rapidTB{TB: t, rt: rt}, rt: rt, maxSteps: maxSteps}
+		rt.Cleanup(m.teardown)
+		rt.Repeat(map[string]func(*rapid.T){
+			"":                 m.check,
+			"start":            m.start,
+			"stop":             m.stop,
+			"checkoutBlock":    m.checkoutBlock,
+			"checkoutNonblock": m.checkoutNonblock,
+			"checkin":          m.checkin,
+			"killHeld":         m.killHeld,
+			"killIdle":         m.killIdle,
+			"tinyCall":         m.tinyCall,
+		})
+	})
+}
+
+// poolModel is the state of one command sequence: the pool under test and
+// poolboy's model of it.
+type poolModel struct {
+	t        testing.TB // awaitPool and testConfig want a testing.TB
+	rt       *rapid.T
+	maxSteps int // -1: no cap
+	steps    int
+
+	pool        *Pool
+	size, over  int
+	held        []*heldWorker // poolboy's checked_out
+	dead        []*heldWorker // killed while held; their transactions are still open
+	vanished    []int         // pids killed in this command: must leave the pool
+	restartsMin uint64        // starts the model requires (replacements and overflow)
+	restartsMax uint64        // plus starts that may have happened (checkouts that gave up)
+	kills       int
+	pids        map[int]bool // every worker pid seen in this pool
+}
+
+// heldWorker is a transaction held open in its own goroutine.
+type heldWorker struct {
+	pid     int
+	release chan struct{} // closed to end the transaction
+	done    chan error    // the Transaction's result
+}
+
+// busy reports whether a command may run: there is a pool and the sequence
+// is not past its cap. Commands that need a pool are skipped (as poolboy's
+// preconditions) before they draw anything.
+func (m *poolModel) busy(rt *rapid.T) bool {
+	if m.pool == nil {
+		rt.Skip("no pool")
+	}
+	if m.maxSteps >= 0 && m.steps >= m.maxSteps {
+		return false
+	}
+	m.steps++
+	return true
+}
+
+func (m *poolModel) k() int       { return len(m.held) }
+func (m *poolModel) limit() int   { return m.size + m.over }
+func (m *poolModel) full() bool   { return m.k() >= m.limit() }
+func (m *poolModel) noIdle() bool { return m.k() >= m.size }
+
+func (m *poolModel) start(rt *rapid.T) {
+	if m.pool != nil {
+		rt.Skip("pool running")
+	}
+	size := rapid.IntRange(1, 3).Draw(rt, "size")
+	over := rapid.IntRange(0, 2).Draw(rt, "maxOverflow")
+	cfg := testConfig(m.t)
+	cfg.Size, cfg.MaxOverflow, cfg.InterruptGrace = size, over, modelGrace
+	ctx, cancel := context.WithTimeout(context.Background(), holdTimeout)
+	defer cancel()
+	pool, err := New(ctx, cfg)
+	if err != nil {
+		rt.Fatalf("New(Size %d, MaxOverflow %d): %v", size, over, err)
+	}
+	*m = poolModel{t: m.t, rt: m.rt, maxSteps: m.maxSteps, steps: m.steps,
+		pool: pool, size: size, over: over, pids: map[int]bool{}}
+}
+
+func (m *poolModel) stop(rt *rapid.T) {
+	if m.pool == nil {
+		rt.Skip("no pool")
+	}
+	pids := m.pids
+	if err := m.shutdown(); err != nil {
+		rt.Fatal(err)
+	}
+	var left []int
+	for _, pid := range childProcesses() {
+		left = append(left, pid)
+	}
+	if len(left) > 0 {
+		rt.Fatalf("after Close, child processes %v are alive (pool's workers were %v)", left, sortedKeys(pids))
+	}
+}
+
+// shutdown ends every held transaction, then closes the pool.
+func (m *poolModel) shutdown() error {
+	var errs []error
+	for _, h := range m.held {
+		if err := h.end(); err != nil {
+			errs = append(errs, fmt.Errorf("checkin of worker %d at stop: %w", h.pid, err))
+		}
+	}
+	for _, h := range m.dead {
+		if err := h.end(); !errors.Is(err, ErrWorkerCrashed) {
+			errs = append(errs, fmt.Errorf("the transaction of killed worker %d: w.Call returned %v, want ErrWorkerCrashed", h.pid, err))
+		}
+	}
+	m.held, m.dead = nil, nil
+	ctx, cancel := context.WithTimeout(context.Background(), holdTimeout)
+	defer cancel()
+	if err := m.pool.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("Close: %w", err))
+	}
+	m.pool = nil
+	return errors.Join(errs...)
+}
+
+// teardown runs when the sequence ends, passed or failed.
+func (m *poolModel) teardown() {
+	if m.pool == nil {
+		return
+	}
+	if err := m.shutdown(); err != nil && !m.rt.Failed() {
+		m.rt.Error("teardown: ", err)
+	}
+}
+
+// hold checks a worker out in a goroutine and keeps it until end. It
+// returns nil and the Transaction's error if the checkout failed.
+func (m *poolModel) hold(ctx context.Context) (*heldWorker, error) {
+	h := &heldWorker{release: make(chan struct{}), done: make(chan error, 1)}
+	pids := make(chan int, 1)
+	go func() {
+		h.done <- m.pool.Transaction(ctx, func(w *Worker) error {
+			pids <- w.Pid()
+			<-h.release
+			ctx, cancel := context.WithTimeout(context.Background(), holdTimeout)
+			defer cancel()
+			got, err := w.Call(ctx, "pid")
+			if err != nil {
+				return err
+			}
+			if got != int64(w.Pid()) {
+				return fmt.Errorf("w.Call(pid) = %v in the transaction of worker %d", got, w.Pid())
+			}
+			return nil
+		})
+	}()
+	select {
+	case h.pid = <-pids:
+		m.pids[h.pid] = true
+		return h, nil
+	case err := <-h.done:
+		return nil, err
+	}
+}
+
+// end checks the worker in and returns the Transaction's result.
+func (h *heldWorker) end() error {
+	close(h.release)
+	select {
+	case err := <-h.done:
+		return err
+	case <-time.After(holdTimeout):
+		return fmt.Errorf("the transaction of worker %d did not end within %v", h.pid, holdTimeout)
+	}
+}
+
+func (m *poolModel) checkoutBlock(rt *rapid.T) {
+	if !m.busy(rt) {
+		return
+	}
+	d := rapid.SampledFrom(checkoutDeadlines).Draw(rt, "deadline")
+	full, noIdle := m.full(), m.noIdle()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	h, err := m.hold(ctx)
+	if h != nil {
+		m.held = append(m.held, h) // before any verdict: teardown must end it
+	}
+	rt.Logf("checkout (blocking, deadline %v) with %d of %d+%d out: worker %v, err %v", d, m.k()-btoi(h != nil), m.size, m.over, pidOf(h), err)
+	switch {
+	case err != nil && !errors.Is(err, context.DeadlineExceeded):
+		rt.Fatalf("blocking checkout failed with %v, want success or context.DeadlineExceeded", err)
+	case full && err == nil:
+		rt.Fatalf("blocking checkout got worker %d although %d+%d workers are checked out", h.pid, m.size, m.over)
+	case d == 0 && err == nil:
+		rt.Fatalf("a Transaction whose context is already done ran (worker %d)", h.pid)
+	case !full && d >= 200*time.Millisecond && err != nil:
+		rt.Fatalf("blocking checkout with room (%d of %d+%d out) and deadline %v failed: %v", m.k(), m.size, m.over, d, err)
+	}
+	switch {
+	case err == nil && noIdle:
+		m.restartsMin++ // an overflow worker was started for it
+		m.restartsMax++
+	case err != nil && noIdle && !full && d > 0:
+		m.restartsMax++ // it may have asked for an overflow worker before giving up
+	}
+}
+
+func (m *poolModel) checkoutNonblock(rt *rapid.T) {
+	if !m.busy(rt) {
+		return
+	}
+	full, noIdle := m.full(), m.noIdle()
+	ctx, cancel := context.WithTimeout(context.Background(), holdTimeout)
+	defer cancel()
+	out, err := m.pool.TryCall(ctx, "echo", "try")
+	rt.Logf("TryCall with %d of %d+%d out: %v, %v", m.k(), m.size, m.over, out, err)
+	if full {
+		if !errors.Is(err, ErrPoolExhausted) {
+			rt.Fatalf("TryCall on a full pool (%d+%d out) returned (%v, %v), want ErrPoolExhausted", m.size, m.over, out, err)
+		}
+		return
+	}
+	if err != nil || out != "try" {
+		rt.Fatalf("TryCall with room (%d of %d+%d out) returned (%v, %v), want \"try\"", m.k(), m.size, m.over, out, err)
+	}
+	if noIdle {
+		m.restartsMin++ // TryCall's overflow worker, stopped at its return
+		m.restartsMax++
+	}
+	// The overflow worker TryCall used has been checked in and stopped;
+	// the transaction needs another one.
+	h, err := m.hold(ctx)
+	if h != nil {
+		m.held = append(m.held, h)
+	}
+	rt.Logf("checkout (non-blocking) with %d of %d+%d out: worker %v, err %v", m.k()-btoi(h != nil), m.size, m.over, pidOf(h), err)
+	if err != nil {
+		rt.Fatalf("checkout with room (%d of %d+%d out) failed: %v", m.k(), m.size, m.over, err)
+	}
+	if noIdle {
+		m.restartsMin++
+		m.restartsMax++
+	}
+}
+
+func (m *poolModel) checkin(rt *rapid.T) {
+	if len(m.held) == 0 {
+		rt.Skip("nothing checked out")
+	}
+	if !m.busy(rt) {
+		return
+	}
+	i := rapid.IntRange(0, len(m.held)-1).Draw(rt, "worker")
+	h := m.held[i]
+	m.held = slices.Delete(m.held, i, i+1)
+	err := h.end()
+	rt.Logf("checkin of worker %d: %v", h.pid, err)
+	if err != nil {
+		rt.Fatalf("checkin of worker %d: %v", h.pid, err)
+	}
+}
+
+func (m *poolModel) killHeld(rt *rapid.T) {
+	if len(m.held) == 0 {
+		rt.Skip("nothing checked out")
+	}
+	if !m.busy(rt) {
+		return
+	}
+	i := rapid.IntRange(0, len(m.held)-1).Draw(rt, "worker")
+	h := m.held[i]
+	if m.k() <= m.size { // without it fewer than Size workers would be left
+		m.restartsMin++
+		m.restartsMax++
+	}
+	m.held = slices.Delete(m.held, i, i+1)
+	m.dead = append(m.dead, h)
+	m.kill(h.pid)
+	rt.Logf("killed held worker %d", h.pid)
+}
+
+func (m *poolModel) killIdle(rt *rapid.T) {
+	if m.pool != nil && m.k() >= m.size {
+		rt.Skip("no idle worker") // poolboy's precondition
+	}
+	if !m.busy(rt) {
+		return
+	}
+	var idle []int
+	for _, pid := range workerPids(m.pool) {
+		if !slices.ContainsFunc(m.held, func(h *heldWorker) bool { return h.pid == pid }) {
+			idle = append(idle, pid)
+		}
+	}
+	slices.Sort(idle)
+	if len(idle) == 0 {
+		rt.Fatalf("no idle worker although %d of Size %d are checked out (stats %+v)", m.k(), m.size, m.pool.Stats())
+	}
+	pid := idle[rapid.IntRange(0, len(idle)-1).Draw(rt, "idle worker")]
+	m.restartsMin++
+	m.restartsMax++
+	m.kill(pid)
+	rt.Logf("killed idle worker %d", pid)
+}
+
+func (m *poolModel) kill(pid int) {
+	m.kills++
+	m.vanished = append(m.vanished, pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		m.rt.Fatalf("kill %d: %v", pid, err)
+	}
+}
+
+func (m *poolModel) tinyCall(rt *rapid.T) {
+	if !m.busy(rt) {
+		return
+	}
+	d := time.Duration(rapid.IntRange(0, 100_000).Draw(rt, "deadline ns"))
+	full, noIdle := m.full(), m.noIdle()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	out, err := m.pool.Call(ctx, "echo", "tiny")
+	rt.Logf("Call(echo) with deadline %v, %d of %d+%d out: %v, %v", d, m.k(), m.size, m.over, out, err)
+	switch {
+	case err == nil && out != "tiny":
+		rt.Fatalf("echo returned %v", out)
+	case err != nil && !errors.Is(err, context.DeadlineExceeded):
+		rt.Fatalf("tiny-deadline call failed with %v, want success or context.DeadlineExceeded", err)
+	case err == nil && full:
+		rt.Fatalf("a call ran although %d+%d workers are checked out", m.size, m.over)
+	}
+	switch {
+	case err == nil && noIdle:
+		m.restartsMin++
+		m.restartsMax++
+	case err != nil && noIdle && !full:
+		m.restartsMax++ // it may have asked for an overflow worker before giving up
+	}
+}
+
+// settled is the pool at rest for the model: no start, stop or waiter in
+// flight, the model's workers checked out and every killed worker gone.
+func (m *poolModel) settled(s Stats) bool {
+	if s.Starting != 0 || s.Stopping != 0 || s.Waiting != 0 || s.InUse != m.k() {
+		return false
+	}
+	pids := workerPids(m.pool)
+	for _, pid := range m.vanished {
+		if slices.Contains(pids, pid) {
+			return false
+		}
+	}
+	return true
+}
+
+// check is the invariant, run after every command: once the pool settles,
+// Stats, status/1, the worker processes and Restarts are what the model says.
+func (m *poolModel) check(rt *rapid.T) {
+	if m.pool == nil {
+		return
+	}
+	awaitPool(m.t, m.pool, fmt.Sprintf("settled with %d checked out, killed %v gone", m.k(), m.vanished), m.settled)
+	if rt.Failed() {
+		rt.FailNow()
+	}
+	m.vanished = nil
+	if problems, seen := m.compare(); len(problems) > 0 {
+		rt.Fatalf("model: %d of Size %d + MaxOverflow %d checked out, %d kills, Restarts %d..%d\npool:  %s\n%s\n%s",
+			m.k(), m.size, m.over, m.kills, m.restartsMin, m.restartsMax, seen, strings.Join(problems, "\n"), m.awaitModel(2*time.Second))
+	}
+	for _, pid := range workerPids(m.pool) {
+		m.pids[pid] = true
+	}
+}
+
+// compare lists the differences between the pool and the model, and what
+// it saw of the pool.
+func (m *poolModel) compare() (problems []string, seen string) {
+	s := m.pool.Stats()
+	k := m.k()
+	status := "ready"
+	switch {
+	case k == m.limit():
+		status = "full"
+	case k >= m.size:
+		status = "overflow"
+	}
+	want := map[string]int{
+		"Workers":  max(m.size, k),
+		"Idle":     max(0, m.size-k),
+		"Overflow": max(0, k-m.size),
+		"InUse":    k,
+	}
+	got := map[string]int{"Workers": s.Workers, "Idle": s.Idle, "Overflow": s.Overflow, "InUse": s.InUse}
+	for _, name := range []string{"Workers", "Idle", "Overflow", "InUse"} {
+		if got[name] != want[name] {
+			problems = append(problems, fmt.Sprintf("%s = %d, model says %d", name, got[name], want[name]))
+		}
+	}
+	if s.Status() != status {
+		problems = append(problems, fmt.Sprintf("Status() = %q, model says %q", s.Status(), status))
+	}
+	pids := workerPids(m.pool)
+	slices.Sort(pids)
+	kids := childProcesses()
+	slices.Sort(kids)
+	if len(pids) != s.Workers {
+		problems = append(problems, fmt.Sprintf("workerPids = %v: %d processes for %d Workers", pids, len(pids), s.Workers))
+	}
+	if !slices.Equal(pids, kids) {
+		problems = append(problems, fmt.Sprintf("child processes %v differ from workerPids %v", kids, pids))
+	}
+	if s.Restarts < m.restartsMin || s.Restarts > m.restartsMax {
+		problems = append(problems, fmt.Sprintf("Restarts = %d, model says %d..%d (%d kills)", s.Restarts, m.restartsMin, m.restartsMax, m.kills))
+	}
+	if s.Crashes != uint64(m.kills) {
+		problems = append(problems, fmt.Sprintf("Crashes = %d after %d kills", s.Crashes, m.kills))
+	}
+	if s.StartFailures != 0 {
+		problems = append(problems, fmt.Sprintf("StartFailures = %d", s.StartFailures))
+	}
+	return problems, fmt.Sprintf("%+v status %q, workers %v, child processes %v", s, s.Status(), pids, kids)
+}
+
+// awaitModel tells a transient difference from a lasting one, for the
+// failure message: it waits up to bound for the pool to agree with the model.
+func (m *poolModel) awaitModel(bound time.Duration) string {
+	start := time.Now()
+	timeout := time.After(bound)
+	for {
+		changed := m.pool.awaitChange()
+		if problems, _ := m.compare(); len(problems) == 0 {
+			return fmt.Sprintf("(transient: the pool agreed with the model %v later, stats %+v)", time.Since(start), m.pool.Stats())
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			return fmt.Sprintf("(lasting: still different %v later, stats %+v)", bound, m.pool.Stats())
+		}
+	}
+}
+
+// rapidTB lets the package's test helpers (awaitPool, testConfig's logger)
+// report to the rapid.T of the current sequence: the methods rapid.T has go
+// to it; the embedded testing.TB of the enclosing test supplies the rest.
+type rapidTB struct {
+	testing.TB
+	rt *rapid.T
+}
+
+func (r rapidTB) Helper()                           {}
+func (r rapidTB) Cleanup(f func())                  { r.rt.Cleanup(f) }
+func (r rapidTB) Context() context.Context          { return r.rt.Context() }
+func (r rapidTB) Error(args ...any)                 { r.rt.Error(args...) }
+func (r rapidTB) Errorf(format string, args ...any) { r.rt.Errorf(format, args...) }
+func (r rapidTB) Fail()                             { r.rt.Fail() }
+func (r rapidTB) FailNow()                          { r.rt.FailNow() }
+func (r rapidTB) Failed() bool                      { return r.rt.Failed() }
+func (r rapidTB) Fatal(args ...any)                 { r.rt.Fatal(args...) }
+func (r rapidTB) Fatalf(format string, args ...any) { r.rt.Fatalf(format, args...) }
+func (r rapidTB) Log(args ...any)                   { r.rt.Log(args...) }
+func (r rapidTB) Logf(format string, args ...any)   { r.rt.Logf(format, args...) }
+func (r rapidTB) Skip(args ...any)                  { r.rt.Skip(args...) }
+func (r rapidTB) SkipNow()                          { r.rt.SkipNow() }
+func (r rapidTB) Skipf(format string, args ...any)  { r.rt.Skipf(format, args...) }
+
+// flagGiven reports whether the flag was set on the command line or by
+// rapid's environment variable (rapid.checks: RAPID_CHECKS).
+func flagGiven(name string) bool {
+	given := os.Getenv(strings.ToUpper(strings.ReplaceAll(name, ".", "_"))) != ""
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
+// setFlag sets a flag for the test and restores it afterwards.
+func setFlag(t *testing.T, name, value string) {
+	f := flag.Lookup(name)
+	if f == nil {
+		t.Fatalf("no flag %s", name)
+	}
+	old := f.Value.String()
+	// Value.Set, not flag.Set: the flag must not count as given next time.
+	if err := f.Value.Set(value); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Value.Set(old) })
+}
+
+func pidOf(h *heldWorker) any {
+	if h == nil {
+		return "none"
+	}
+	return h.pid
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func sortedKeys(m map[int]bool) []int {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
