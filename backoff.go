@@ -16,28 +16,17 @@ const (
 	// quickDeath: a worker that dies by itself this soon after its start,
 	// before it served a call, counts as a failed start for the backoff.
 	quickDeath = 2 * time.Second
-	// loopStreak failures in a row make any failure fatal: it is a loop.
-	loopStreak = 3
 )
-
-// errRetryBorrow wakes callers waiting for a worker after a transient start
-// failure: capacity may have freed up, so they borrow again.
-var errRetryBorrow = errors.New("pypool: a worker start failed; borrow again")
-
-// errDeadWorker refuses a dead worker to the object pool.
-var errDeadWorker = errors.New("pypool: worker died before it joined the pool")
-
-// errNoWait cancels the borrow of a caller that does not wait (TryCall).
-var errNoWait = errors.New("pypool: not waiting for a worker")
 
 // startBackoff tracks failed worker starts and workers that die young, and
 // says how long the next start must wait.
 //
 // A failure is fatal when it will happen again if retried at once: the module
-// failed to import, the interpreter is missing, or failures keep coming
-// (loopStreak in a row). Callers then get the error at once instead of
-// starting a worker themselves; the keeper goes on retrying after the delay,
-// so the pool heals when the cause goes away.
+// failed to import, or the interpreter is missing. Callers then get the
+// error at once instead of waiting for a start; the supervisor goes on
+// retrying after the delay, so the pool heals when the cause goes away. Any
+// other failure (a signal, a timeout) says nothing about the module: it only
+// lengthens the delay.
 type startBackoff struct {
 	mu      sync.Mutex
 	streak  int       // failures since the last successful call
@@ -54,7 +43,7 @@ func (b *startBackoff) failedStart(err error) (fatal bool) {
 	defer b.mu.Unlock()
 	b.bump()
 	b.last = err
-	b.fatal = isFatalStart(err) || b.streak >= loopStreak
+	b.fatal = isFatalStart(err)
 	return b.fatal
 }
 
@@ -101,7 +90,7 @@ func (b *startBackoff) refusal() error {
 	return nil
 }
 
-// delay returns how long the keeper must wait before its next start.
+// delay returns how long the next start must wait.
 func (b *startBackoff) delay() time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()

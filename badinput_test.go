@@ -20,7 +20,10 @@ func fakePool(t *testing.T, hello string, size int) (*Pool, error) {
 	cfg, err := testConfig(t).withDefaults()
 	require.NoError(t, err)
 	cfg.Size = size
-	cfg.StartTimeout = 2 * time.Second
+	cfg.StartTimeout = 20 * time.Second // generous: the machine may be busy
+	if hello == "silent" {
+		cfg.StartTimeout = time.Second // the case that waits for it
+	}
 	cfg.Env = []string{"FAKE_HELLO=" + hello}
 	spec, err := cfg.spec("python3", "unused")
 	require.NoError(t, err)

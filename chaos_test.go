@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -18,9 +19,13 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-// chaosCalls and chaosConcurrency size the chaos test.
+// chaosCalls, chaosDuration and chaosConcurrency size the chaos test: it
+// stops at chaosCalls calls or after chaosDuration, whichever comes first,
+// so that a busy machine does not stretch it. -pypool.soak=10m runs it that
+// long with no call limit.
 const (
 	chaosCalls       = 20000
+	chaosDuration    = 20 * time.Second
 	chaosConcurrency = 32
 	chaosKillEvery   = 20 * time.Millisecond
 )
@@ -61,12 +66,16 @@ func TestChaos(t *testing.T) {
 		}
 	}()
 
+	limit, until := int64(chaosCalls), start.Add(chaosDuration)
+	if *soak > 0 {
+		limit, until = math.MaxInt64, start.Add(*soak)
+	}
 	var callers sync.WaitGroup
 	for range chaosConcurrency {
 		callers.Add(1)
 		go func() {
 			defer callers.Done()
-			for i := next.Add(1); i <= chaosCalls; i = next.Add(1) {
+			for i := next.Add(1); i <= limit && time.Now().Before(until); i = next.Add(1) {
 				kind, err := chaosCall(pool, int(i))
 				outcomes.add(kind, err)
 			}
@@ -78,15 +87,13 @@ func TestChaos(t *testing.T) {
 	elapsed := time.Since(start)
 
 	t.Logf("chaos: %d calls at concurrency %d in %v, %d workers killed; stats %+v",
-		chaosCalls, chaosConcurrency, elapsed.Round(time.Millisecond), kills.Load(), pool.Stats())
+		outcomes.total(), chaosConcurrency, elapsed.Round(time.Millisecond), kills.Load(), pool.Stats())
 	t.Logf("chaos outcomes:\n%s", outcomes)
 	assert.Empty(t, outcomes.unexpected, "calls that ended in an unexpected way")
-	assert.Equal(t, int64(chaosCalls), outcomes.total())
+	assert.Positive(t, outcomes.total())
 	assert.Positive(t, kills.Load())
 
-	awaitPool(t, pool, "back at Size", func(s Stats) bool {
-		return s.Workers == cfg.Size && s.Idle == cfg.Size && len(workerPids(pool)) == cfg.Size
-	})
+	awaitPool(t, pool, "back at Size, at rest", func(s Stats) bool { return atRest(s, cfg.Size) })
 	kids := childProcesses()
 	assert.ElementsMatch(t, workerPids(pool), kids, "no zombie or orphan: the only children are the workers")
 }

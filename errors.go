@@ -3,7 +3,6 @@ package pypool
 import (
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // Sentinel errors. Test for them with errors.Is; the errors returned by this
@@ -120,20 +119,13 @@ type WorkerExitError struct {
 	cause error
 }
 
-// Error describes the exit and quotes the end of the worker's stderr.
+// Error describes the exit in one line, as os/exec's ExitError does; the
+// last lines of the worker's stderr are in the Stderr field.
 func (e *WorkerExitError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%v: python worker %d ", e.cause, e.Pid)
 	if e.Signal != "" {
-		fmt.Fprintf(&b, "was killed by signal %s", e.Signal)
-	} else {
-		fmt.Fprintf(&b, "exited with status %d", e.ExitCode)
+		return fmt.Sprintf("%v: python worker %d was killed by signal %s", e.cause, e.Pid, e.Signal)
 	}
-	if len(e.Stderr) > 0 {
-		b.WriteString("; its stderr ended with:\n")
-		b.WriteString(strings.Join(e.Stderr, "\n"))
-	}
-	return b.String()
+	return fmt.Sprintf("%v: python worker %d exited with status %d", e.cause, e.Pid, e.ExitCode)
 }
 
 // Unwrap returns ErrWorkerCrashed or ErrWorkerStart.

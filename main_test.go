@@ -2,6 +2,7 @@ package pypool
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 )
+
+// soak makes the long-running tests run this long instead of their
+// default bound: go test -run TestChaos -pypool.soak=10m
+var soak = flag.Duration("pypool.soak", 0, "run TestChaos for this long instead of its default bound")
 
 // TestMain runs the tests, then fails if any goroutine of this package or
 // any child process of the test binary is left behind.
@@ -147,13 +152,29 @@ func awaitPool(t testing.TB, p *Pool, what string, cond func(Stats) bool) {
 	}
 }
 
-// workerPids returns the pids of the pool's live processes.
+// awaitChange returns a channel closed at the next change of the pool's
+// state (see notifyLocked).
+func (p *Pool) awaitChange() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.watched = true
+	return p.changed
+}
+
+// workerPids returns the pids of the pool's serving workers: idle, checked
+// out or draining.
 func workerPids(p *Pool) []int {
 	var pids []int
-	for _, proc := range p.snapshot() {
-		pids = append(pids, proc.pid)
+	for _, pw := range p.serving() {
+		pids = append(pids, pw.proc.pid)
 	}
 	return pids
+}
+
+// atRest reports whether a pool is at rest with want workers: nothing
+// starting, stopping, waiting or checked out, and want idle workers.
+func atRest(s Stats, want int) bool {
+	return s.Workers == want && s.Idle == want && s.Starting == 0 && s.Stopping == 0 && s.Waiting == 0
 }
 
 // logRecorder is a slog.Handler that keeps the records it receives.

@@ -6,11 +6,9 @@ package pypool
 // is checked in, never during a call.
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -23,39 +21,27 @@ const sweepInterval = time.Second
 
 // limits sets a new worker's own limits: the configured ones plus jitter, so
 // that workers started together are not all replaced together.
-func (p *Pool) limits(proc *process) {
+func (p *Pool) limits(pw *pooledWorker) {
 	if n := p.cfg.MaxCallsPerWorker; n > 0 {
-		proc.maxCalls = int64(n + rand.IntN(p.cfg.MaxCallsJitter+1))
+		pw.maxCalls = int64(n + rand.IntN(p.cfg.MaxCallsJitter+1))
 	}
 	if d := p.cfg.MaxWorkerLifetime; d > 0 {
-		proc.lifetime = d + time.Duration(rand.Int64N(int64(d)/10+1))
+		pw.lifetime = d + time.Duration(rand.Int64N(int64(d)/10+1))
 	}
-	proc.idleSince.Store(time.Now().UnixNano())
 }
 
-// recycleReason says why a worker being checked in must be replaced, or "".
-func (p *Pool) recycleReason(proc *process) string {
+// recycleReason says why a healthy worker must be replaced, or "".
+func (p *Pool) recycleReason(pw *pooledWorker) string {
+	proc := pw.proc
 	switch {
-	case proc.maxCalls > 0 && proc.served.Load() >= proc.maxCalls:
+	case pw.maxCalls > 0 && proc.served.Load() >= pw.maxCalls:
 		return fmt.Sprintf("served %d calls (Config.MaxCallsPerWorker)", proc.served.Load())
-	case proc.lifetime > 0 && time.Since(proc.started) >= proc.lifetime:
+	case pw.lifetime > 0 && time.Since(proc.started) >= pw.lifetime:
 		return fmt.Sprintf("ran for %v (Config.MaxWorkerLifetime)", time.Since(proc.started).Round(time.Millisecond))
-	case proc.overMemory.Load():
+	case pw.overMemory.Load():
 		return fmt.Sprintf("uses more than %d bytes (Config.MaxWorkerMemory)", p.cfg.MaxWorkerMemory)
 	}
 	return ""
-}
-
-// recycle stops a healthy worker (already marked dead) gracefully in the
-// background; the keeper starts its replacement at once.
-func (p *Pool) recycle(proc *process, reason string) {
-	p.recycled.Add(1)
-	p.log.Info("pypool: replacing worker", "worker", proc.pid, "reason", reason)
-	proc.stopping.Store(true)
-	invalidate := func() { _ = p.objects.InvalidateObject(context.Background(), proc) }
-	if !p.goTracked(invalidate) {
-		invalidate()
-	}
 }
 
 // sweeping reports whether any limit needs the periodic sweep.
@@ -83,49 +69,52 @@ func (p *Pool) sweep() {
 	}
 }
 
+// sweepOnce marks the workers over MaxWorkerMemory, then replaces the idle
+// workers that have a reason to go (busy ones go at their check-in) and
+// stops the overflow workers idle for OverflowIdleTimeout.
 func (p *Pool) sweepOnce() {
-	procs := p.snapshot()
 	if p.cfg.MaxWorkerMemory > 0 {
-		for _, proc := range procs {
-			if rss, err := residentBytes(proc.pid); err == nil && rss > p.cfg.MaxWorkerMemory {
-				proc.overMemory.Store(true)
+		for _, pw := range p.serving() {
+			if rss, err := residentBytes(pw.proc.pid); err == nil && rss > p.cfg.MaxWorkerMemory {
+				pw.overMemory.Store(true)
 			}
 		}
 	}
-	// Idle workers with a reason go now; busy ones at their check-in.
-	for _, proc := range procs {
-		if reason := p.recycleReason(proc); reason != "" && p.takeIdle(proc) {
-			p.recycle(proc, reason)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pw := range p.idle.all() {
+		if reason := p.recycleReason(pw); reason != "" {
+			p.recycleLocked(pw, reason)
 		}
 	}
-	p.stopIdleOverflow(procs)
+	p.stopIdleOverflowLocked()
+	p.reconcileLocked()
 }
 
-// stopIdleOverflow stops the workers beyond Size that have been idle for
-// OverflowIdleTimeout, longest idle first.
-func (p *Pool) stopIdleOverflow(procs []*process) {
+// stopIdleOverflowLocked stops the workers beyond Size that have been idle
+// for OverflowIdleTimeout, longest idle first.
+func (p *Pool) stopIdleOverflowLocked() {
 	timeout := p.cfg.OverflowIdleTimeout
-	excess := p.liveWorkers() - p.cfg.Size
-	if timeout <= 0 || excess <= 0 {
+	excess := p.readyLocked() - p.cfg.Size
+	if timeout <= 0 {
 		return
 	}
-	sort.Slice(procs, func(i, j int) bool { return procs[i].idleSince.Load() < procs[j].idleSince.Load() })
-	cutoff := time.Now().Add(-timeout).UnixNano()
-	for _, proc := range procs {
-		if excess == 0 || proc.idleSince.Load() > cutoff {
+	cutoff := time.Now().Add(-timeout)
+	for _, pw := range p.idle.all() { // longest idle first
+		if excess <= 0 || pw.idleSince.After(cutoff) {
 			return
 		}
-		if p.takeIdle(proc) {
-			excess--
-			p.recycle(proc, fmt.Sprintf("overflow worker idle for %v (Config.OverflowIdleTimeout)", timeout))
-		}
+		excess--
+		p.recycleLocked(pw, fmt.Sprintf("overflow worker idle for %v (Config.OverflowIdleTimeout)", timeout))
 	}
 }
 
-// takeIdle claims an idle worker for destruction. A caller that polled it
-// from the object pool meanwhile finds it dead in checkout and takes another.
-func (p *Pool) takeIdle(proc *process) bool {
-	return proc.state.CompareAndSwap(int32(stateIdle), int32(stateDead))
+// recycleLocked stops a healthy worker on purpose; reconcileLocked starts
+// its replacement if the pool needs one.
+func (p *Pool) recycleLocked(pw *pooledWorker, reason string) {
+	p.recycled.Add(1)
+	p.log.Info("pypool: replacing worker", "worker", pw.proc.pid, "reason", reason)
+	p.stopLocked(pw)
 }
 
 // residentBytes reads a process's resident set size from /proc.

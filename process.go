@@ -1,0 +1,573 @@
+package pypool
+
+// process.go is one python3 worker process: its start and handshake, calls,
+// interruption, stop and kill, the watch on its exit, and the forwarding of
+// what it writes to stdout and stderr. It knows frames, not pooling: the
+// pool's record of a worker is a pooledWorker (state.go).
+//
+// Life of a process, each step in one function:
+//
+//	startProcess: start (fork, pipes, forwarders) -> handshake (HELLO frame)
+//	call ... call            (one at a time, p.mu held for each)
+//	stop (end of input, then kill after a grace) or kill (SIGKILL)
+//	watchExit: reap, record how it ended, close the pipes, call onExit
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// stderrTailLines is how many of the last stderr lines a crash error quotes.
+const stderrTailLines = 20
+
+// maxLogLine is the longest line forwarded to the logger in one record;
+// longer lines are split.
+const maxLogLine = 64 << 10
+
+// pipeSize is the capacity asked for the protocol pipes: larger than Linux's
+// 64 KiB default, so that large payloads cross in fewer wake-ups.
+const pipeSize = 1 << 20
+
+// outputDrainTimeout bounds the wait for a dead worker's stdout and stderr to
+// reach their end: a grandchild process can hold them open.
+const outputDrainTimeout = 200 * time.Millisecond
+
+// exitWaitTimeout bounds the wait for a worker whose output pipe closed to
+// exit by itself before it is killed.
+const exitWaitTimeout = time.Second
+
+// workerSpec is everything needed to start a worker. It is built once by New.
+type workerSpec struct {
+	python         string // resolved path of the interpreter
+	args           []string
+	env            []string
+	dir            string
+	module         string
+	maxMessageSize int
+	startTimeout   time.Duration
+	logger         *slog.Logger
+}
+
+// process is one running python3 worker.
+type process struct {
+	spec    *workerSpec
+	cmd     *exec.Cmd
+	pid     int
+	hello   hello
+	started time.Time
+
+	toWorker   *os.File // frames to Python (its stdin)
+	fromWorker *os.File // frames from Python (its stdout)
+	reader     *frameReader
+	encoder    *callEncoder
+
+	stopping atomic.Bool      // the pool asked it to end: its exit is no crash
+	exited   chan struct{}    // closed once the process is reaped
+	exitErr  *WorkerExitError // set before exited is closed
+	crashed  bool             // it exited without being asked to; set before exited is closed
+	stderr   tail
+
+	// Guarded by mu, which is held for the whole of a call.
+	mu         sync.Mutex
+	nextID     uint64
+	interruptd uint64        // id of a call cut off by its context, 0 if none
+	broken     error         // set when the stream is in an unknown state
+	afterFired chan struct{} // see watchContext
+
+	served atomic.Int64 // calls answered
+}
+
+// startProcess starts a worker and waits for its handshake. onExit is called
+// once, from the goroutine that reaps the process, after it has exited (or
+// at once if it could not be started at all).
+func startProcess(ctx context.Context, spec *workerSpec, onExit func(*process)) (*process, error) {
+	p := &process{
+		spec:       spec,
+		exited:     make(chan struct{}),
+		afterFired: make(chan struct{}, 1),
+		encoder:    newCallEncoder(spec.maxMessageSize),
+	}
+	if err := p.start(); err != nil {
+		onExit(p)
+		return nil, err
+	}
+	go p.watchExit(onExit)
+	if err := p.handshake(ctx); err != nil {
+		p.kill()
+		<-p.exited
+		return nil, err
+	}
+	return p, nil
+}
+
+// pipes opens the four pipes a worker needs; on failure all are closed.
+func openPipes() (files [8]*os.File, err error) {
+	for i := 0; i < 8; i += 2 {
+		if files[i], files[i+1], err = os.Pipe(); err != nil {
+			closeFiles(files[:i]...)
+			return files, fmt.Errorf("%w: creating pipes: %v", ErrWorkerStart, err)
+		}
+	}
+	return files, nil
+}
+
+func closeFiles(files ...*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// start launches the process with its pipes and output forwarders.
+func (p *process) start() error {
+	pipes, err := openPipes()
+	if err != nil {
+		return err
+	}
+	inR, inW, outR, outW := pipes[0], pipes[1], pipes[2], pipes[3]
+	errR, errW, logR, logW := pipes[4], pipes[5], pipes[6], pipes[7]
+	setPipeSize(inW, pipeSize)
+	setPipeSize(outR, pipeSize)
+
+	cmd := exec.Command(p.spec.python, p.spec.args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	cmd.ExtraFiles = []*os.File{logW} // fd 3: the worker's own stdout
+	cmd.Env = p.spec.env
+	cmd.Dir = p.spec.dir
+	cmd.SysProcAttr = workerSysProcAttr()
+	err = startLocked(cmd)
+	closeFiles(inR, outW, errW, logW) // the child's ends
+	if err != nil {
+		closeFiles(inW, outR, errR, logR)
+		return fmt.Errorf("%w: running %s: %v", ErrWorkerStart, p.spec.python, err)
+	}
+	p.cmd, p.pid, p.started = cmd, cmd.Process.Pid, time.Now()
+	p.toWorker, p.fromWorker = inW, outR
+	p.reader = newFrameReader(outR, p.spec.maxMessageSize)
+	p.stderr.lines = make([]string, 0, stderrTailLines)
+	p.startForwarders(errR, logR)
+	return nil
+}
+
+// startLocked starts cmd from a goroutine locked to its OS thread. Linux
+// sends the parent-death signal when the thread that forked the child exits,
+// not the process (golang/go#27505); the Go runtime only ends a thread when
+// a goroutine exits while locked to it, which this function never does.
+func startLocked(cmd *exec.Cmd) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return cmd.Start()
+}
+
+// handshake reads the HELLO frame within StartTimeout.
+func (p *process) handshake(ctx context.Context) error {
+	deadline := time.Now().Add(p.spec.startTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	p.fromWorker.SetReadDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { p.fromWorker.SetReadDeadline(time.Now()) })
+	defer stop()
+
+	body, _, err := p.reader.next()
+	switch {
+	case err == nil:
+	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+		return fmt.Errorf("pypool: starting a worker: %w", ctx.Err())
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%w: worker %d did not finish importing %q within %v (Config.StartTimeout): %w",
+			ErrWorkerStart, p.pid, p.spec.module, p.spec.startTimeout, context.DeadlineExceeded)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		<-p.exited
+		exitErr := *p.exitErr
+		exitErr.cause = ErrWorkerStart
+		return &exitErr
+	default:
+		return fmt.Errorf("%w: reading the handshake of worker %d: %w", ErrWorkerStart, p.pid, err)
+	}
+	h, err := decodeHello(body)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrWorkerStart, err)
+	}
+	if h.err != nil {
+		return fmt.Errorf("%w: importing module %q failed: %w (the traceback is in the *PythonError)",
+			ErrWorkerStart, p.spec.module, h.err)
+	}
+	p.hello = h
+	p.fromWorker.SetReadDeadline(time.Time{})
+	return nil
+}
+
+// call sends one call and waits for its reply. into decodes a RESULT's value;
+// it runs before the read buffer is reused. A *PythonError is returned for
+// an ERROR reply. Any other error from a call that reached the worker leaves
+// the process interrupted (p.interruptd) or broken (p.broken).
+func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.broken != nil || p.interruptd != 0 {
+		return fmt.Errorf("%w: an earlier call on worker %d was cut off", ErrWorkerReleased, p.pid)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pypool: call to %s: %w", fn, err)
+	}
+	p.nextID++
+	id := p.nextID
+	frame, err := p.encoder.encode(id, fn, args, kwargs)
+	if err != nil {
+		return err // nothing was sent: the worker is fine
+	}
+	stop := p.watchContext(ctx)
+	defer stop()
+	if n, err := p.toWorker.Write(frame); err != nil {
+		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			// Nothing reached the worker: it is as healthy as before.
+			return fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx))
+		}
+		return p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
+	}
+	body, owned, err := p.reader.next()
+	if err != nil {
+		return p.failed(ctx, fn, err, true)
+	}
+	r, err := decodeReply(body)
+	if err == nil && r.id != id {
+		err = fmt.Errorf("%w: reply to call %d while waiting for %d", ErrProtocol, r.id, id)
+	}
+	if err != nil {
+		return p.failed(ctx, fn, err, true)
+	}
+	p.served.Add(1)
+	if p.reader.r.Buffered() > 0 {
+		// Only one message answers a call: more bytes mean a frame longer
+		// than it declared, and the stream can no longer be trusted.
+		return p.failed(ctx, fn, fmt.Errorf("%w: worker %d sent more bytes than its reply declared", ErrProtocol, p.pid), true)
+	}
+	if r.err != nil {
+		return r.err
+	}
+	return into(r.value, owned)
+}
+
+// watchContext makes the pipes' deadlines follow ctx. The returned function
+// stops the watch; after it returns no deadline change is pending.
+func (p *process) watchContext(ctx context.Context) (stop func()) {
+	deadline, _ := ctx.Deadline() // zero: no deadline
+	p.toWorker.SetWriteDeadline(deadline)
+	p.fromWorker.SetReadDeadline(deadline)
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	stopAfter := context.AfterFunc(ctx, func() {
+		p.toWorker.SetWriteDeadline(time.Now())
+		p.fromWorker.SetReadDeadline(time.Now())
+		p.afterFired <- struct{}{}
+	})
+	return func() {
+		if !stopAfter() {
+			<-p.afterFired // the deadline change has happened
+		}
+	}
+}
+
+// failed turns an I/O or protocol error of a call into the caller's error
+// and records the process's new condition. sent tells whether the whole call
+// frame reached the worker.
+func (p *process) failed(ctx context.Context, fn string, err error, sent bool) error {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		cause := contextCause(ctx)
+		if sent {
+			// Python is still running the call: interrupt it. The pool
+			// decides, after a grace period, whether the worker is usable.
+			p.interruptd = p.nextID
+			p.signal(syscall.SIGINT)
+		} else {
+			p.broken = cause // a frame was cut in half: the stream is lost
+		}
+		return fmt.Errorf("pypool: call to %s: %w", fn, cause)
+	case isEOF(err):
+		p.broken = err
+		return p.exitError(ctx)
+	default:
+		p.broken = err
+		p.stopping.Store(true)
+		p.sigkill()
+		return fmt.Errorf("pypool: call to %s on worker %d: %w", fn, p.pid, err)
+	}
+}
+
+// exitError waits (briefly, and never past ctx) for the process to be
+// reaped and returns its exit as an error.
+func (p *process) exitError(ctx context.Context) error {
+	timer := time.NewTimer(exitWaitTimeout)
+	defer timer.Stop()
+	select {
+	case <-p.exited:
+		return p.exitErr
+	case <-timer.C:
+		// The pipe closed but the process lives on: it closed its
+		// own stdout. It is of no use any more.
+	case <-ctx.Done():
+	}
+	p.sigkill()
+	return &WorkerExitError{Pid: p.pid, ExitCode: -1, Signal: "SIGKILL (it closed its output)", cause: ErrWorkerCrashed}
+}
+
+// contextCause is ctx's error, or DeadlineExceeded when a pipe deadline set
+// from ctx fired a moment before ctx itself ended.
+func contextCause(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return context.DeadlineExceeded
+}
+
+// awaitInterrupted waits up to grace for the reply to the call that was cut
+// off and reports whether the worker is usable again. The reply itself is
+// dropped: its caller has already been given the context's error.
+func (p *process) awaitInterrupted(grace time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.broken != nil {
+		return false
+	}
+	p.fromWorker.SetReadDeadline(time.Now().Add(grace))
+	for p.interruptd != 0 {
+		body, _, err := p.reader.next()
+		if err != nil {
+			p.broken = err
+			return false
+		}
+		r, err := decodeReply(body)
+		if err != nil || r.id != p.interruptd {
+			p.broken = fmt.Errorf("%w: unexpected reply while draining", ErrProtocol)
+			return false
+		}
+		p.interruptd = 0
+	}
+	p.fromWorker.SetReadDeadline(time.Time{})
+	return true
+}
+
+// condition is what a process is fit for after a call, as its pool sees it
+// at check-in.
+type condition int
+
+const (
+	healthy      condition = iota // ready for another call
+	interrupted                   // a call was cut off; its reply is pending
+	broken                        // the stream is in an unknown state: kill it
+	diedByItself                  // it exited, or closed its end, unasked
+)
+
+// condition says what the process is fit for. It must not be called while
+// a call runs.
+func (p *process) condition() condition {
+	switch {
+	case p.diedByItself():
+		return diedByItself
+	case p.hasExited():
+		return broken
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.broken != nil:
+		return broken
+	case p.interruptd != 0:
+		return interrupted
+	}
+	return healthy
+}
+
+// signal sends sig to the worker (not to its process group).
+func (p *process) signal(sig syscall.Signal) {
+	select {
+	case <-p.exited:
+	default:
+		_ = syscall.Kill(p.pid, sig)
+	}
+}
+
+
+// diedByItself reports whether the process exited, or closed its end of the
+// protocol, without being asked to.
+func (p *process) diedByItself() bool {
+	select {
+	case <-p.exited:
+		return p.crashed
+	default:
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return isEOF(p.broken)
+}
+
+// isEOF reports whether err means the worker's end of a pipe is gone. The
+// pipes are closed only once the process has exited (watchExit).
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed)
+}
+
+// kill ends the worker and its process group at once. Unless it had
+// already died by itself, its exit does not count as a crash.
+func (p *process) kill() {
+	if !p.diedByItself() {
+		p.stopping.Store(true)
+	}
+	p.sigkill()
+}
+
+// sigkill sends SIGKILL to the worker's process group.
+func (p *process) sigkill() {
+	select {
+	case <-p.exited:
+	default:
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		_ = p.cmd.Process.Kill() // in case it left its group
+	}
+}
+
+// stop ends the worker gracefully: end of input makes the runtime exit; after
+// grace it is killed. stop returns once the process is reaped.
+func (p *process) stop(grace time.Duration) {
+	p.stopping.Store(true)
+	p.toWorker.Close()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-p.exited:
+	case <-timer.C:
+		p.sigkill()
+		<-p.exited
+	}
+}
+
+// watchExit reaps the process, records how it ended and calls onExit.
+func (p *process) watchExit(onExit func(*process)) {
+	waitErr := p.cmd.Wait()
+	p.crashed = !p.stopping.Load()
+	p.stderr.drained(outputDrainTimeout)
+	p.exitErr = newExitError(p.pid, p.cmd.ProcessState, waitErr, p.stderr.last())
+	p.toWorker.Close()
+	p.fromWorker.Close()
+	close(p.exited)
+	onExit(p)
+}
+
+func newExitError(pid int, state *os.ProcessState, waitErr error, stderr []string) *WorkerExitError {
+	e := &WorkerExitError{Pid: pid, ExitCode: -1, Stderr: stderr, cause: ErrWorkerCrashed}
+	if state == nil {
+		e.Signal = fmt.Sprint(waitErr)
+		return e
+	}
+	e.ExitCode = state.ExitCode()
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		e.Signal = ws.Signal().String()
+	}
+	return e
+}
+
+// startForwarders copies the worker's stderr and stdout to the logger, line
+// by line, and keeps the last stderr lines for crash errors.
+func (p *process) startForwarders(stderr, stdout *os.File) {
+	p.stderr.done = make(chan struct{}, 2)
+	p.stderr.files = []*os.File{stderr, stdout}
+	go p.forward(stderr, "stderr", slog.LevelWarn, true)
+	go p.forward(stdout, "stdout", slog.LevelInfo, false)
+}
+
+func (p *process) forward(f *os.File, stream string, level slog.Level, keep bool) {
+	defer func() { p.stderr.done <- struct{}{} }()
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 4096)
+	attrs := []slog.Attr{slog.Int("worker", p.pid), slog.String("stream", stream)}
+	var line []byte
+	for {
+		chunk, isPrefix, err := r.ReadLine()
+		line = append(line, chunk...)
+		if err != nil {
+			if len(line) > 0 {
+				p.logLine(level, string(line), attrs, keep)
+			}
+			return
+		}
+		if isPrefix && len(line) < maxLogLine {
+			continue
+		}
+		p.logLine(level, string(line), attrs, keep)
+		line = line[:0]
+	}
+}
+
+func (p *process) logLine(level slog.Level, line string, attrs []slog.Attr, keep bool) {
+	line = strings.TrimRight(line, "\r")
+	if keep {
+		p.stderr.add(line)
+	}
+	p.spec.logger.LogAttrs(context.Background(), level, line, attrs...)
+}
+
+// tail keeps the last lines of a worker's stderr.
+type tail struct {
+	mu    sync.Mutex
+	lines []string
+	done  chan struct{} // one token per finished forwarder
+	files []*os.File
+}
+
+func (t *tail) add(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.lines) == stderrTailLines {
+		copy(t.lines, t.lines[1:])
+		t.lines = t.lines[:stderrTailLines-1]
+	}
+	t.lines = append(t.lines, line)
+}
+
+func (t *tail) last() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.lines...)
+}
+
+// drained waits until both forwarders reached the end of their stream, or
+// closes the streams after timeout so that the forwarders end anyway.
+func (t *tail) drained(timeout time.Duration) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for range len(t.files) {
+		select {
+		case <-t.done:
+		case <-timer.C:
+			closeFiles(t.files...)
+			<-t.done
+		}
+	}
+}
+
+// hasExited reports whether the process has been reaped.
+func (p *process) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}

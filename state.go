@@ -1,0 +1,227 @@
+package pypool
+
+// state.go is the pool's accounting: the states of a pooled worker, the
+// callers waiting for one, and every transition between them. Each function
+// here runs with Pool.mu held (its name ends in Locked) and decides; the
+// slow work it decides (a start, a stop, a drain) runs in a goroutine of the
+// supervisor (supervise.go), never on the caller's.
+//
+// A worker's life:
+//
+//	(start in flight: counted in Pool.starting, no record yet)
+//	   |
+//	   v  offerLocked: to the waiter its start was for, else the longest
+//	   |  waiting caller, else idle, else (an overflow worker nobody wants) stopping
+//	idle <---------------------> checkedOut ----> draining (its call was cut off)
+//	   takeIdleLocked / offerLocked    |  checkinLocked   |  drainedLocked: offerLocked or kill
+//	   |                               v                  v
+//	   +-------------------------> stopping (stopLocked, killLocked) --+
+//	   |                               |                              |
+//	   +--------- exitedLocked (the process was reaped, from any state) ---> exited
+//
+// A worker in stopping or exited is never handed out again, and frees its
+// slot (Size+MaxOverflow) at once.
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// workerState is where a pooled worker is in its life.
+type workerState int
+
+const (
+	stateStarting   workerState = iota // started, not yet placed by offerLocked
+	stateIdle                          // in the idle set, waiting for a caller
+	stateCheckedOut                    // held by exactly one caller
+	stateDraining                      // its caller gave up mid-call: the pool awaits the interrupted reply
+	stateStopping                      // being stopped or killed: never handed out again
+	stateExited                        // reaped: out of the pool
+	numStates
+)
+
+// serving reports whether a worker in state s holds a slot of the pool.
+func (s workerState) serving() bool { return s >= stateIdle && s <= stateDraining }
+
+// pooledWorker is the pool's record of one worker process, as database/sql's
+// driverConn is of a driver connection.
+type pooledWorker struct {
+	proc *process
+
+	// Set when the worker joins the pool, read-only afterwards: its own
+	// recycling limits (recycle.go).
+	maxCalls int64
+	lifetime time.Duration
+
+	// Guarded by Pool.mu.
+	state     workerState
+	idleSince time.Time
+
+	// Set by the sweeper, read at check-in.
+	overMemory atomic.Bool
+}
+
+// waiter is a caller blocked in checkout.
+type waiter struct {
+	granted chan grant // capacity 1: receives the one grant once decided
+	decided bool       // guarded by Pool.mu: granted, or gave up
+}
+
+// grant is what a waiter receives: a checked-out worker or an error.
+type grant struct {
+	pw  *pooledWorker
+	err error
+}
+
+func newWaiter() *waiter { return &waiter{granted: make(chan grant, 1)} }
+
+// setStateLocked moves pw to state s. It is the one place where the
+// counts and the idle set change.
+func (p *Pool) setStateLocked(pw *pooledWorker, s workerState) {
+	from := pw.state
+	if from == s {
+		return
+	}
+	if from == stateIdle {
+		p.idle.drop(pw)
+	}
+	if s == stateIdle {
+		pw.idleSince = time.Now()
+		p.idle.put(pw)
+	}
+	p.counts[from]--
+	p.counts[s]++
+	pw.state = s
+	if from == stateCheckedOut && p.counts[stateCheckedOut] == 0 && p.allIn != nil {
+		close(p.allIn) // Close waits for this
+		p.allIn = nil
+	}
+	p.notifyLocked()
+}
+
+// readyLocked is the number of workers that hold a slot and are ready:
+// idle, checked out or draining.
+func (p *Pool) readyLocked() int {
+	return p.counts[stateIdle] + p.counts[stateCheckedOut] + p.counts[stateDraining]
+}
+
+// roomLocked is how many more workers may be started now without exceeding
+// Size+MaxOverflow.
+func (p *Pool) roomLocked() int {
+	return max(0, p.cfg.Size+p.cfg.MaxOverflow-p.readyLocked()-p.starting)
+}
+
+// takeIdleLocked checks out an idle worker, or returns nil.
+func (p *Pool) takeIdleLocked() *pooledWorker {
+	pw := p.idle.peek()
+	if pw != nil {
+		p.setStateLocked(pw, stateCheckedOut)
+	}
+	return pw
+}
+
+// grantLocked gives wt its grant unless it gave up already, and reports
+// whether it did. A granted worker must already be checked out.
+func (p *Pool) grantLocked(wt *waiter, g grant) bool {
+	if wt == nil || wt.decided {
+		return false
+	}
+	wt.decided = true
+	p.waiters.drop(wt) // a no-op when it was taken with next
+	wt.granted <- g
+	p.notifyLocked()
+	return true
+}
+
+// offerLocked finds a use for a ready worker that is new or back from a
+// caller: the waiter its start was for (if still waiting), else the caller
+// waiting longest, else the idle set; but an overflow worker nobody waits
+// for is stopped (poolboy's rule), unless Config.OverflowIdleTimeout keeps
+// it idle a while.
+func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
+	if p.closed {
+		p.stopLocked(pw)
+		return
+	}
+	wt := startedFor
+	if wt == nil || wt.decided {
+		wt = p.waiters.next()
+	}
+	if wt != nil {
+		p.setStateLocked(pw, stateCheckedOut)
+		p.grantLocked(wt, grant{pw: pw})
+		return
+	}
+	others := p.readyLocked()
+	if pw.state.serving() {
+		others--
+	}
+	if others >= p.cfg.Size && p.cfg.OverflowIdleTimeout == 0 {
+		p.stopLocked(pw)
+		return
+	}
+	p.setStateLocked(pw, stateIdle)
+}
+
+// checkinLocked takes a worker back from its caller. cond is the process's
+// condition, read before the lock was taken.
+func (p *Pool) checkinLocked(pw *pooledWorker, cond condition, recycle string) {
+	if pw.state != stateCheckedOut {
+		return // it died meanwhile, and its slot was freed then
+	}
+	switch {
+	case cond == interrupted && !p.closed:
+		p.setStateLocked(pw, stateDraining)
+		p.goDrain(pw)
+	case cond != healthy:
+		p.killLocked(pw, cond == diedByItself)
+	case recycle != "":
+		p.recycleLocked(pw, recycle)
+	default:
+		p.offerLocked(pw, nil)
+	}
+	p.reconcileLocked()
+}
+
+// drainedLocked ends a drain: the worker answered its interrupt in time
+// (ok), or it did not and is killed.
+func (p *Pool) drainedLocked(pw *pooledWorker, ok bool) {
+	if pw.state != stateDraining {
+		return // it died, or Close killed it
+	}
+	if ok {
+		p.offerLocked(pw, nil)
+	} else {
+		p.killLocked(pw, false)
+	}
+	p.reconcileLocked()
+}
+
+// abandonLocked takes back a waiter whose caller gave up. It returns false
+// when a grant was already sent, which the caller must then take and undo.
+func (p *Pool) abandonLocked(wt *waiter) bool {
+	if wt.decided {
+		return false
+	}
+	wt.decided = true
+	p.waiters.drop(wt)
+	p.notifyLocked()
+	return true
+}
+
+// failWaitersLocked gives err to every waiting caller.
+func (p *Pool) failWaitersLocked(err error) {
+	for wt := p.waiters.next(); wt != nil; wt = p.waiters.next() {
+		p.grantLocked(wt, grant{err: err})
+	}
+}
+
+// notifyLocked wakes everyone waiting for the next change of the pool's
+// state (tests await states this way instead of polling).
+func (p *Pool) notifyLocked() {
+	if p.watched {
+		close(p.changed)
+		p.changed = make(chan struct{})
+		p.watched = false
+	}
+}

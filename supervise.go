@@ -1,0 +1,224 @@
+package pypool
+
+// supervise.go is the one owner of worker starts and stops. Whether a worker
+// starts or stops is decided under Pool.mu (state.go, and reconcileLocked
+// here); the start or stop itself runs in a goroutine of its own, on the
+// pool's lifetime context, tracked by Pool.wg. No caller's goroutine and no
+// caller's context ever starts, waits for, or stops a process: callers only
+// take a ready worker or wait for one.
+
+import (
+	"context"
+	"time"
+)
+
+// reconcileLocked starts the workers the pool needs: as many as it takes to
+// be back at Size, and one for every waiting caller that no start in flight
+// will serve, within Size+MaxOverflow. It is the one place that decides
+// starts, but for TryCall's own (checkout).
+func (p *Pool) reconcileLocked() {
+	if p.closed {
+		return
+	}
+	live := p.readyLocked() + p.starting
+	n := max(p.cfg.Size-live, p.waiters.len()-p.starting)
+	for range min(n, p.roomLocked()) {
+		p.startLocked(nil)
+	}
+}
+
+// startLocked has a worker started, for the waiter startedFor if not nil.
+func (p *Pool) startLocked(startedFor *waiter) {
+	p.starting++
+	p.wg.Add(1)
+	go p.start(startedFor)
+	p.notifyLocked()
+}
+
+// start starts one worker, after the crash-loop backoff, and hands it on.
+func (p *Pool) start(startedFor *waiter) {
+	defer p.wg.Done()
+	if !p.awaitBackoff(p.lifetime) {
+		p.started(startedFor, nil, ErrPoolClosed)
+		return
+	}
+	p.wg.Add(1) // for the exit watcher, which ends in processExited
+	proc, err := startProcess(p.lifetime, p.spec, p.processExited)
+	p.started(startedFor, proc, err)
+}
+
+// started takes the result of a start.
+func (p *Pool) started(startedFor *waiter, proc *process, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starting--
+	p.notifyLocked()
+	if err == nil {
+		err = p.joinLocked(proc)
+	}
+	switch {
+	case err == nil:
+		p.restarts.Add(1)
+		p.offerLocked(p.workers[proc], startedFor)
+		return
+	case p.closed:
+		p.grantLocked(startedFor, grant{err: ErrPoolClosed})
+		return
+	}
+	p.startFailedLocked(startedFor, err)
+	p.reconcileLocked() // try again, after the backoff
+}
+
+// joinLocked records a started process as a pooled worker (state new, for
+// offerLocked to place), or stops it when the pool closed or the process
+// died since its handshake.
+func (p *Pool) joinLocked(proc *process) error {
+	if p.closed {
+		proc.kill()
+		return ErrPoolClosed
+	}
+	if proc.hasExited() {
+		// It died between its handshake and now: its exit watcher found no
+		// record and left it to us.
+		exitErr := *proc.exitErr
+		exitErr.cause = ErrWorkerStart
+		return &exitErr
+	}
+	pw := &pooledWorker{proc: proc, state: stateStarting}
+	p.limits(pw)
+	p.counts[stateStarting]++
+	p.workers[proc] = pw
+	p.backoff.started()
+	return nil
+}
+
+// startFailedLocked records a failed start. A fatal failure (the module
+// failed to import, the interpreter cannot run) fails every waiting caller
+// at once: waiting would only repeat it. Any other (a signal, a timeout)
+// says nothing about the module: it goes to at most one waiter, the one the
+// start was for or else the longest waiting, and the start is retried.
+func (p *Pool) startFailedLocked(startedFor *waiter, err error) {
+	p.startFails.Add(1)
+	fatal := p.backoff.failedStart(err)
+	p.log.Error("pypool: a worker failed to start", "error", err, "fatal", fatal)
+	if fatal {
+		p.grantLocked(startedFor, grant{err: err})
+		p.failWaitersLocked(err)
+		return
+	}
+	if !p.grantLocked(startedFor, grant{err: err}) {
+		p.grantLocked(p.waiters.next(), grant{err: err})
+	}
+}
+
+// processExited runs in a worker's exit watcher once the process has been
+// reaped (or could not be started at all). A worker that dies frees its
+// slot at once, whatever its state, and is replaced.
+func (p *Pool) processExited(proc *process) {
+	defer p.wg.Done()
+	p.mu.Lock()
+	pw := p.workers[proc]
+	if pw == nil {
+		p.mu.Unlock()
+		return // it never joined the pool: its start reports why
+	}
+	delete(p.workers, proc)
+	p.setStateLocked(pw, stateExited)
+	p.reconcileLocked()
+	p.mu.Unlock()
+	if proc.crashed {
+		p.crashes.Add(1)
+		p.log.Warn("pypool: worker crashed; replacing it", "worker", proc.pid, "error", proc.exitErr)
+		if time.Since(proc.started) < quickDeath && proc.served.Load() == 0 {
+			p.backoff.diedYoung()
+		}
+	}
+}
+
+// stopLocked stops a worker gracefully in the background: end of input,
+// then SIGKILL after Config.StopTimeout. Its exit is not a crash.
+func (p *Pool) stopLocked(pw *pooledWorker) {
+	p.setStateLocked(pw, stateStopping)
+	pw.proc.stopping.Store(true)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		pw.proc.stop(p.cfg.StopTimeout)
+	}()
+}
+
+// killLocked kills a worker whose state is unknown. Its exit counts as a
+// crash only if it died by itself.
+func (p *Pool) killLocked(pw *pooledWorker, byItself bool) {
+	p.setStateLocked(pw, stateStopping)
+	if !byItself {
+		pw.proc.stopping.Store(true)
+	}
+	pw.proc.sigkill()
+}
+
+// goDrain waits in the background for the reply to a call that was cut
+// off, then puts the worker back or kills it.
+func (p *Pool) goDrain(pw *pooledWorker) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		ok := pw.proc.awaitInterrupted(p.cfg.InterruptGrace) && pw.proc.condition() == healthy
+		if !ok {
+			p.log.Warn("pypool: worker did not answer its interrupt in time; replacing it",
+				"worker", pw.proc.pid, "grace", p.cfg.InterruptGrace)
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.drainedLocked(pw, ok)
+	}()
+}
+
+// awaitBackoff waits out the start backoff, so that restarts and retries do
+// not spin through a crash loop; false if ctx ended or the pool closed.
+func (p *Pool) awaitBackoff(ctx context.Context) bool {
+	if ctx.Err() != nil || p.lifetime.Err() != nil {
+		return false
+	}
+	wait := p.backoff.delay()
+	if wait <= 0 {
+		return true
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-p.lifetime.Done():
+		return false
+	}
+}
+
+// fill starts the first Size workers for New, in parallel, on New's
+// context, and returns the first error.
+func (p *Pool) fill(ctx context.Context) error {
+	errs := make(chan error, p.cfg.Size)
+	for range p.cfg.Size {
+		p.wg.Add(1) // for the exit watcher
+		go func() {
+			proc, err := startProcess(ctx, p.spec, p.processExited)
+			if err == nil {
+				p.mu.Lock()
+				if err = p.joinLocked(proc); err == nil {
+					p.offerLocked(p.workers[proc], nil)
+				}
+				p.mu.Unlock()
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range p.cfg.Size {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
