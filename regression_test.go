@@ -9,8 +9,8 @@ package pypool
 import (
 	"context"
 	"errors"
-	"os"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
