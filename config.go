@@ -60,8 +60,9 @@ type Config struct {
 	Size int
 
 	// MaxOverflow is how many workers may be started beyond Size while all
-	// are busy. An overflow worker is stopped when it is returned and Size
-	// workers are idle. Default 0.
+	// are busy. A worker checked in while overflow workers exist and no
+	// caller waits is stopped (poolboy's rule), unless OverflowIdleTimeout
+	// keeps it. Default 0.
 	MaxOverflow int
 
 	// Strategy chooses among idle workers: LIFO (default) or FIFO.
@@ -124,8 +125,8 @@ type Config struct {
 
 	// OverflowIdleTimeout keeps overflow workers idle this long before they
 	// are stopped, so that bursts do not start and stop Python processes on
-	// every call. Default 0: an overflow worker is stopped as soon as it is
-	// returned while Size workers are idle (poolboy's behaviour).
+	// every call. Default 0: a worker checked in while overflow workers
+	// exist and no caller waits is stopped at once (poolboy's behaviour).
 	OverflowIdleTimeout time.Duration
 
 	// MaxMessageSize limits the size of one encoded call or reply. Default

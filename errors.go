@@ -51,8 +51,9 @@ var (
 	// Config.MaxMessageSize.
 	ErrMessageTooLarge = errors.New("pypool: message too large")
 
-	// ErrPoolExhausted is returned by TryCall when no worker is idle, and
-	// by any call when Config.MaxWaiting callers already wait.
+	// ErrPoolExhausted is returned by TryCall when no worker is idle and
+	// Size+MaxOverflow workers run, and by any call when Config.MaxWaiting
+	// callers already wait.
 	ErrPoolExhausted = errors.New("pypool: pool exhausted")
 
 	// ErrProtocol is returned when a worker sent something that does not

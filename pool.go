@@ -399,15 +399,31 @@ func (p *Pool) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("pypool: Close: calls still running were stopped: %w", ctx.Err())
 	}
+	p.killAll(func(s workerState) bool { return s.serving() })
+	stopped := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		// Workers still stopping gracefully are cut short too.
+		p.killAll(func(s workerState) bool { return s == stateStopping })
+		<-stopped
+	}
+	return err
+}
+
+// killAll kills the workers whose state matches.
+func (p *Pool) killAll(match func(workerState) bool) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, pw := range p.workers {
-		if pw.state.serving() {
+		if match(pw.state) {
 			p.killLocked(pw, false)
 		}
 	}
-	p.mu.Unlock()
-	p.wg.Wait()
-	return err
 }
 
 func (p *Pool) isClosed() bool {

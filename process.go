@@ -403,7 +403,6 @@ func (p *process) signal(sig syscall.Signal) {
 	}
 }
 
-
 // diedByItself reports whether the process exited, or closed its end of the
 // protocol, without being asked to.
 func (p *process) diedByItself() bool {

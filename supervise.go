@@ -9,6 +9,7 @@ package pypool
 
 import (
 	"context"
+	"syscall"
 	"time"
 )
 
@@ -129,7 +130,7 @@ func (p *Pool) processExited(proc *process) {
 	if proc.crashed {
 		p.crashes.Add(1)
 		p.log.Warn("pypool: worker crashed; replacing it", "worker", proc.pid, "error", proc.exitErr)
-		if time.Since(proc.started) < quickDeath && proc.served.Load() == 0 {
+		if time.Since(proc.started) < quickDeath && proc.served.Load() == 0 && !killedFromOutside(proc.exitErr) {
 			p.backoff.diedYoung()
 		}
 	}
@@ -175,25 +176,34 @@ func (p *Pool) goDrain(pw *pooledWorker) {
 }
 
 // awaitBackoff waits out the start backoff, so that restarts and retries do
-// not spin through a crash loop; false if ctx ended or the pool closed.
+// not spin through a crash loop; false if ctx ended or the pool closed. The
+// delay is read again at least every backoffMin, so that a successful call
+// that ends the backoff also ends the wait.
 func (p *Pool) awaitBackoff(ctx context.Context) bool {
-	if ctx.Err() != nil || p.lifetime.Err() != nil {
-		return false
+	for {
+		if ctx.Err() != nil || p.lifetime.Err() != nil {
+			return false
+		}
+		wait := p.backoff.delay()
+		if wait <= 0 {
+			return true
+		}
+		timer := time.NewTimer(min(wait, backoffMin))
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+		case <-p.lifetime.Done():
+		}
+		timer.Stop()
 	}
-	wait := p.backoff.delay()
-	if wait <= 0 {
-		return true
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-p.lifetime.Done():
-		return false
-	}
+}
+
+// killedFromOutside reports whether a worker was ended by SIGKILL, which
+// its own code cannot send itself by accident: an operator or the OOM
+// killer. Such a death says nothing about the module, so it does not
+// lengthen the crash-loop backoff.
+func killedFromOutside(exit *WorkerExitError) bool {
+	return exit != nil && exit.Signal == syscall.SIGKILL.String()
 }
 
 // fill starts the first Size workers for New, in parallel, on New's

@@ -8,3 +8,6 @@ __version__ = "0.1.0"
 
 # The wire protocol version announced in the HELLO frame; Go refuses others.
 PROTOCOL_VERSION = 1
+
+# Message kinds: the first element of every frame's msgpack array.
+HELLO, CALL, RESULT, ERROR = 1, 2, 3, 4

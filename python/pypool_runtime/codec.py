@@ -4,18 +4,24 @@ identically; the C extension is just faster.
 
 The module-level names are the automatic choice; load() gives a codec by name,
 so the worker can be forced to the pure codec (``--codec pure``).
+
+Below them are the byte-level shortcuts the worker takes on its hot paths,
+the same whichever codec is chosen: parse_call_head reads the head of a CALL
+frame without decoding it, and bytes_result_head (with bin_header) encodes a
+RESULT around a bytes value that is then written without being copied.
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+import struct
 
-from . import purecodec
+from . import CALL, RESULT, purecodec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
-    from typing import Any
+    from typing import Any, Optional, Tuple, Union
 
 C_NAME = "msgpack-c"
 PURE_NAME = purecodec.NAME
@@ -78,3 +84,69 @@ packb = _default.packb
 unpackb = _default.unpackb
 Unpacker = _default.Unpacker
 ExtType = _default.ExtType
+
+
+# -- Byte-level shortcuts -----------------------------------------------------
+
+_UINT_WIDTHS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
+def parse_call_head(body: Union[bytes, memoryview]) -> Optional[Tuple[int, str, int]]:
+    """(id, function name, offset of the arguments) of a CALL frame as the Go
+    side writes it when there are no keyword arguments: fixarray 5, kind 2,
+    an unsigned id, a str name, the arguments, then nil. None for any other
+    shape; such frames take the general path. If the last byte is the end of
+    a map rather than a nil kwargs, the arguments fail to decode alone
+    (extra data) and the frame takes the general path too."""
+    try:
+        return _parse_call_head(body)
+    except IndexError:  # a frame shorter than its head claims
+        return None
+
+
+def _parse_call_head(body: Union[bytes, memoryview]) -> Optional[Tuple[int, str, int]]:
+    if len(body) < 5 or body[0] != 0x95 or body[1] != CALL or body[-1] != 0xC0:
+        return None
+    code = body[2]
+    if code < 0x80:
+        call_id, pos = code, 3
+    else:
+        width = _UINT_WIDTHS.get(code)
+        if width is None:
+            return None
+        call_id, pos = int.from_bytes(body[3 : 3 + width], "big"), 3 + width
+    code = body[pos]
+    if 0xA0 <= code <= 0xBF:
+        size, pos = code & 0x1F, pos + 1
+    elif code == 0xD9:
+        size, pos = body[pos + 1], pos + 2
+    else:
+        return None
+    try:
+        name = bytes(body[pos : pos + size]).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return call_id, name, pos + size
+
+
+_pack_B_B = struct.Struct(">BB").pack
+_pack_B_H = struct.Struct(">BH").pack
+_pack_B_I = struct.Struct(">BI").pack
+
+
+def bin_header(size: int) -> bytes:
+    """The msgpack header of a bin value of size bytes, as packb writes it
+    (bin 8, 16 or 32); struct.error above 2**32 - 1 bytes."""
+    if size <= 0xFF:
+        return _pack_B_B(0xC4, size)
+    if size <= 0xFFFF:
+        return _pack_B_H(0xC5, size)
+    return _pack_B_I(0xC6, size)
+
+
+def bytes_result_head(call_id: int, size: int) -> bytes:
+    """The encoding of [RESULT, call_id, data] up to the bytes of data, a
+    bytes value of size bytes: followed by data, it is exactly what packb
+    writes for the whole message, so data can be sent without a copy."""
+    # Both codecs encode alike; the pure one is always loaded.
+    return purecodec.packb([RESULT, call_id, b""])[:-2] + bin_header(size)  # without the empty bin 8

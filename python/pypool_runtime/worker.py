@@ -28,14 +28,12 @@ import struct
 import sys
 import time
 
-from . import PROTOCOL_VERSION
+from . import CALL, ERROR, HELLO, PROTOCOL_VERSION, RESULT
 from . import codec as codecs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
     from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, Union
-
-HELLO, CALL, RESULT, ERROR = 1, 2, 3, 4
 
 DEFAULT_MAX_MESSAGE = 64 << 20
 
@@ -340,7 +338,7 @@ class Worker:
             self._handle(body)
 
     def _handle(self, body: Union[bytes, memoryview]) -> None:
-        head = _call_head(body)
+        head = codecs.parse_call_head(body)
         if head is not None:
             # Fast path for the common frame: decode only the arguments.
             # Anything unusual goes the general way below.
@@ -441,16 +439,14 @@ class Worker:
         """Send a large bytes result without copying it: the RESULT's head is
         encoded on its own and the payload written after it (writev). The
         bytes on the wire are exactly what packb would produce."""
-        head = self._packb([RESULT, call_id, b""])[:-2]  # without the empty bin8
-        size = len(data)
-        bin_header = b"\xc5" + struct.pack(">H", size) if size <= 0xFFFF else b"\xc6" + struct.pack(">I", size)
-        total = len(head) + len(bin_header) + size
+        head = codecs.bytes_result_head(call_id, len(data))
+        total = len(head) + len(data)
         if total > self._max_message:
             self._send_error(call_id, "message_too_large", "ValueError",
                              "the result of %s() encodes to %d bytes, more than --max-message %d"
                              % (name, total, self._max_message))
             return
-        _write_all(self._out_fd, [memoryview(_HEADER.pack(total) + head + bin_header), memoryview(data)])
+        _write_all(self._out_fd, [memoryview(_HEADER.pack(total) + head), memoryview(data)])
 
     def _not_found(self, name: str) -> str:
         if name.startswith("_"):
@@ -484,47 +480,6 @@ def _clip_utf8(text: str, size: int, keep_end: bool) -> str:
         return text
     data = data[len(data) - size :] if keep_end else data[:size]
     return data.decode("utf-8", "ignore")  # drops a character cut in two
-
-
-_UINT_WIDTHS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
-
-
-def _call_head(body: Union[bytes, memoryview]) -> "Optional[Tuple[int, str, int]]":
-    """(id, function name, offset of the arguments) of a CALL frame as the Go
-    side writes it when there are no keyword arguments: fixarray 5, kind 2,
-    an unsigned id, a str name, the arguments, then nil. None for any other
-    shape; such frames take the general path. If the last byte is the end of
-    a map rather than a nil kwargs, the arguments fail to decode alone
-    (extra data) and the frame takes the general path too."""
-    try:
-        return _parse_call_head(body)
-    except IndexError:  # a frame shorter than its head claims
-        return None
-
-
-def _parse_call_head(body: Union[bytes, memoryview]) -> "Optional[Tuple[int, str, int]]":
-    if len(body) < 5 or body[0] != 0x95 or body[1] != CALL or body[-1] != 0xC0:
-        return None
-    code = body[2]
-    if code < 0x80:
-        call_id, pos = code, 3
-    else:
-        width = _UINT_WIDTHS.get(code)
-        if width is None:
-            return None
-        call_id, pos = int.from_bytes(body[3 : 3 + width], "big"), 3 + width
-    code = body[pos]
-    if 0xA0 <= code <= 0xBF:
-        size, pos = code & 0x1F, pos + 1
-    elif code == 0xD9:
-        size, pos = body[pos + 1], pos + 2
-    else:
-        return None
-    try:
-        name = bytes(body[pos : pos + size]).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return call_id, name, pos + size
 
 
 def _check_call_head(kind: int, length: int, rest: List[Any]) -> None:

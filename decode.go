@@ -1,0 +1,331 @@
+package pypool
+
+// decode.go turns msgpack values sent by the worker into Go values, the
+// "Call gives Go" column of the README's type table: nil, bool, int64
+// (uint64 above math.MaxInt64), float64, string, []byte, []any,
+// map[string]any (map[any]any when a key is not a string) and time.Time in
+// UTC. wireDecoder, the reader underneath, also parses the fields of the
+// HELLO, RESULT and ERROR messages for protocol.go. CallAs targets go through
+// msgpack's own rules instead (decodeValueInto).
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// maxDecodeDepth bounds the nesting of decoded values, so that a hostile or
+// broken peer cannot exhaust the goroutine stack.
+const maxDecodeDepth = 10000
+
+// decodeValue decodes a msgpack value into the Go types documented in the
+// README: nil, bool, int64 (uint64 above math.MaxInt64), float64, string,
+// []byte, []any, map[string]any (map[any]any when a key is not a string) and
+// time.Time in UTC.
+//
+// When owned is true, byte strings alias b instead of copying it.
+func decodeValue(b []byte, owned bool) (any, error) {
+	d := wireDecoder{b: b, owned: owned}
+	v := d.value(0)
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d trailing bytes after the value", len(d.b))
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrResultNotDecodable, d.err)
+	}
+	return v, nil
+}
+
+// decodeValueInto decodes a msgpack value into the value v points to, with
+// msgpack's rules for typed targets (struct fields by their msgpack tags).
+func decodeValueInto(b []byte, v any) error {
+	if err := msgpack.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: into %T: %v", ErrResultNotDecodable, v, err)
+	}
+	return nil
+}
+
+// wireDecoder is a small msgpack reader over a complete message. Every length
+// it reads is checked against the bytes that remain, so a corrupt or hostile
+// message can not make it allocate more than the message itself. The first
+// error sticks; later reads return zero values.
+type wireDecoder struct {
+	b     []byte
+	err   error
+	owned bool // byte strings may alias b
+}
+
+func (d *wireDecoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf(format, args...)
+	}
+	d.b = nil
+}
+
+// take returns the next n bytes.
+func (d *wireDecoder) take(n int) []byte {
+	if n < 0 || n > len(d.b) {
+		d.fail("message truncated: need %d bytes, have %d", n, len(d.b))
+		return nil
+	}
+	p := d.b[:n]
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *wireDecoder) byte1() byte {
+	p := d.take(1)
+	if p == nil {
+		return 0
+	}
+	return p[0]
+}
+
+// size reads a big-endian unsigned length of width 1, 2 or 4 bytes.
+func (d *wireDecoder) size(width int) int {
+	p := d.take(width)
+	switch {
+	case p == nil:
+		return 0
+	case width == 1:
+		return int(p[0])
+	case width == 2:
+		return int(binary.BigEndian.Uint16(p))
+	default:
+		return int(binary.BigEndian.Uint32(p))
+	}
+}
+
+func (d *wireDecoder) rest() []byte {
+	p := d.b
+	d.b = nil
+	return p
+}
+
+func (d *wireDecoder) peekNil() bool { return len(d.b) > 0 && d.b[0] == 0xc0 }
+func (d *wireDecoder) skipNil()      { d.take(1) }
+
+func (d *wireDecoder) arrayLen() int {
+	c := d.byte1()
+	switch {
+	case c >= 0x90 && c <= 0x9f:
+		return int(c & 0x0f)
+	case c == 0xdc:
+		return d.size(2)
+	case c == 0xdd:
+		return d.size(4)
+	}
+	d.fail("expected an array, got code 0x%02x", c)
+	return 0
+}
+
+func (d *wireDecoder) int() int64 {
+	switch v := d.value(0).(type) {
+	case int64:
+		return v
+	case nil:
+		return 0 // d.err is set
+	default:
+		d.fail("expected an integer, got %T", v)
+		return 0
+	}
+}
+
+func (d *wireDecoder) uint() uint64 {
+	switch v := d.value(0).(type) {
+	case int64:
+		if v >= 0 {
+			return uint64(v)
+		}
+	case uint64:
+		return v
+	}
+	d.fail("expected an unsigned integer")
+	return 0
+}
+
+func (d *wireDecoder) str() string {
+	s, ok := d.value(0).(string)
+	if !ok {
+		d.fail("expected a string")
+	}
+	return s
+}
+
+// pythonError reads the four fields code, type, message and traceback.
+func (d *wireDecoder) pythonError() *PythonError {
+	return &PythonError{Code: d.str(), Type: d.str(), Message: d.str(), Traceback: d.str()}
+}
+
+// value decodes one value of any type.
+func (d *wireDecoder) value(depth int) any {
+	if depth > maxDecodeDepth {
+		d.fail("values nested more than %d levels deep", maxDecodeDepth)
+		return nil
+	}
+	c := d.byte1()
+	if d.err != nil {
+		return nil
+	}
+	switch {
+	case c <= 0x7f:
+		return int64(c)
+	case c >= 0xe0:
+		return int64(int8(c))
+	case c >= 0x80 && c <= 0x8f:
+		return d.mapBody(int(c&0x0f), depth)
+	case c >= 0x90 && c <= 0x9f:
+		return d.arrayBody(int(c&0x0f), depth)
+	case c >= 0xa0 && c <= 0xbf:
+		return string(d.take(int(c & 0x1f)))
+	}
+	switch c {
+	case 0xc0:
+		return nil
+	case 0xc2:
+		return false
+	case 0xc3:
+		return true
+	case 0xc4, 0xc5, 0xc6: // bin 8/16/32
+		p := d.take(d.size(1 << (c - 0xc4)))
+		if d.owned {
+			return p[:len(p):len(p)]
+		}
+		return bytes.Clone(p)
+	case 0xc7, 0xc8, 0xc9: // ext 8/16/32
+		n := d.size(1 << (c - 0xc7))
+		return d.ext(n)
+	case 0xca:
+		p := d.take(4)
+		if p == nil {
+			return nil
+		}
+		return float64(math.Float32frombits(binary.BigEndian.Uint32(p)))
+	case 0xcb:
+		p := d.take(8)
+		if p == nil {
+			return nil
+		}
+		return math.Float64frombits(binary.BigEndian.Uint64(p))
+	case 0xcc, 0xcd, 0xce:
+		return int64(d.size(1 << (c - 0xcc)))
+	case 0xcf:
+		p := d.take(8)
+		if p == nil {
+			return nil
+		}
+		u := binary.BigEndian.Uint64(p)
+		if u > math.MaxInt64 {
+			return u
+		}
+		return int64(u)
+	case 0xd0:
+		return int64(int8(d.byte1()))
+	case 0xd1:
+		p := d.take(2)
+		if p == nil {
+			return nil
+		}
+		return int64(int16(binary.BigEndian.Uint16(p)))
+	case 0xd2:
+		p := d.take(4)
+		if p == nil {
+			return nil
+		}
+		return int64(int32(binary.BigEndian.Uint32(p)))
+	case 0xd3:
+		p := d.take(8)
+		if p == nil {
+			return nil
+		}
+		return int64(binary.BigEndian.Uint64(p))
+	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1/2/4/8/16
+		return d.ext(1 << (c - 0xd4))
+	case 0xd9, 0xda, 0xdb: // str 8/16/32
+		return string(d.take(d.size(1 << (c - 0xd9))))
+	case 0xdc, 0xdd:
+		return d.arrayBody(d.size(2<<(c-0xdc)), depth)
+	case 0xde, 0xdf:
+		return d.mapBody(d.size(2<<(c-0xde)), depth)
+	}
+	d.fail("unknown msgpack code 0x%02x", c)
+	return nil
+}
+
+func (d *wireDecoder) arrayBody(n, depth int) any {
+	if n > len(d.b) { // every element takes at least one byte
+		d.fail("array of %d elements in %d bytes", n, len(d.b))
+		return nil
+	}
+	list := make([]any, n)
+	for i := range list {
+		list[i] = d.value(depth + 1)
+	}
+	return list
+}
+
+func (d *wireDecoder) mapBody(n, depth int) any {
+	if n > len(d.b)/2 { // every entry takes at least two bytes
+		d.fail("map of %d entries in %d bytes", n, len(d.b))
+		return nil
+	}
+	keys := make([]any, n)
+	values := make([]any, n)
+	allStrings := true
+	for i := range keys {
+		keys[i] = d.value(depth + 1)
+		values[i] = d.value(depth + 1)
+		_, isString := keys[i].(string)
+		allStrings = allStrings && isString
+	}
+	if d.err != nil {
+		return nil
+	}
+	if allStrings {
+		m := make(map[string]any, n)
+		for i, k := range keys {
+			m[k.(string)] = values[i]
+		}
+		return m
+	}
+	m := make(map[any]any, n)
+	for i, k := range keys {
+		switch k.(type) {
+		case []byte, []any, map[string]any, map[any]any:
+			d.fail("a map key of Go type %T can not be a key of a Go map; decode into a typed target with CallAs", k)
+			return nil
+		}
+		m[k] = values[i]
+	}
+	return m
+}
+
+// ext decodes an extension value; only timestamps (type -1) are known.
+func (d *wireDecoder) ext(n int) any {
+	typ := int8(d.byte1())
+	data := d.take(n)
+	if d.err != nil {
+		return nil
+	}
+	if typ != -1 {
+		d.fail("unsupported msgpack extension type %d", typ)
+		return nil
+	}
+	switch n {
+	case 4:
+		return time.Unix(int64(binary.BigEndian.Uint32(data)), 0).UTC()
+	case 8:
+		v := binary.BigEndian.Uint64(data)
+		return time.Unix(int64(v&(1<<34-1)), int64(v>>34)).UTC()
+	case 12:
+		nsec := binary.BigEndian.Uint32(data)
+		sec := int64(binary.BigEndian.Uint64(data[4:]))
+		return time.Unix(sec, int64(nsec)).UTC()
+	}
+	d.fail("bad timestamp length %d", n)
+	return nil
+}
