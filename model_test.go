@@ -38,8 +38,31 @@ package pypool
 // poolboy's spurious_exit (a process linked to the pool dies) has no pypool
 // counterpart.
 //
-// Run long with: go test -run TestPoolModel -rapid.checks=1000 (and
-// -rapid.steps=N to lift the per-sequence cap of modelSteps commands).
+// Postconditions, as poolboy's: with k workers checked out, a checkout
+// succeeds iff k < Size+MaxOverflow; a blocking one on a full pool fails with
+// context.DeadlineExceeded, and so does one with deadline 0 (a Transaction
+// whose context has ended runs nothing). With an idle worker, a deadline of
+// 200ms or more must get it; without one, the overflow start may outlast a
+// deadline (python3 can take seconds to start on a loaded machine), so
+// either outcome is accepted and the model follows the actual one.
+//
+// Invariant, after every command: the pool is first awaited (awaitPool, no
+// polling) until nothing starts, stops or waits, InUse is k and the killed
+// workers are gone; then, exactly: Workers = max(Size, k), Idle =
+// max(0, Size-k), Overflow = max(0, k-Size), InUse = k, Status() as
+// poolboy's model, workerPids has Workers pids and equals the child
+// processes of the test binary; Restarts lies between the starts the model
+// requires (a replacement per kill that left fewer than Size workers, an
+// overflow start per checkout that succeeded without an idle worker) and
+// those that may have happened (plus one per checkout or call that gave up
+// while it may have asked for an overflow worker): no restart without a
+// cause. Crashes <= kills at every step (the pool counts a crash just after
+// the worker left its state) and == kills after Close; StartFailures == 0.
+//
+// By default at most modelChecks sequences of at most modelSteps commands
+// run, within modelBudget. Run long with: go test -run TestPoolModel
+// -rapid.checks=1000 (no time budget), and -rapid.steps=N to lift the cap
+// of modelSteps commands per sequence (N on average, as rapid draws them).
 
 import (
 	"context"
