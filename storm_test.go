@@ -26,10 +26,12 @@ const (
 	stormMaxDeadline = 50 * time.Millisecond
 	stormMaxSleep    = 100 * time.Millisecond
 	// stormTimers is the number of goroutines measuring bare timers. The
-	// bound compares the maximum lateness of thousands of calls with the
-	// maximum lateness of the bare timers: one goroutine (about 400 timers
-	// in 10s) would sample the same scheduler too sparsely.
-	stormTimers = 4
+	// bound compares the maximum lateness of ~25000 calls with the maximum
+	// lateness of the bare timers, so they must sample the scheduler as
+	// densely as the callers do: with 4 timer goroutines (~1500 timers) a
+	// loaded machine once gave calls 216ms against timers 163ms, the
+	// stall that delayed the calls falling between the sparser timers.
+	stormTimers = stormCallers
 	// stormSlack is what a call may add to the lateness of a bare timer
 	// that fires at the same time in the same process. A call cut off by
 	// its deadline is one timer (the context's) plus, at most, one hand-off
@@ -89,6 +91,9 @@ func TestDeadlineStorm(t *testing.T) {
 
 	t.Logf("%d calls: %d ok, %d timed out, %d other errors; max lateness of a call %v (after its deadline), of %d bare timers %v; slack %v",
 		total.calls, total.ok, total.timedOut, len(total.bad), total.maxLate, bare.n, bare.max, stormSlack)
+	w := total.worst
+	t.Logf("latest call: deadline %v, sleep %v, error %v, returned %v after its deadline; bare timers due from 100ms before its deadline to its return were at most %v late",
+		w.d, w.sleep, w.err, total.maxLate, bare.maxBetween(w.deadline.Add(-100*time.Millisecond), w.deadline.Add(total.maxLate)))
 	for _, err := range total.bad {
 		t.Errorf("a call failed with %v: want success or context.DeadlineExceeded", err)
 	}
@@ -160,7 +165,15 @@ func TestDeadlineStormSize1(t *testing.T) {
 type stormResult struct {
 	calls, ok, timedOut int
 	maxLate             time.Duration // return time minus deadline, the largest
+	worst               stormCall     // the call that returned maxLate after its deadline
 	bad                 []error       // neither success nor DeadlineExceeded
+}
+
+// stormCall describes one call.
+type stormCall struct {
+	deadline time.Time
+	d, sleep time.Duration
+	err      error
 }
 
 func (r *stormResult) call(pool *Pool) {
@@ -172,7 +185,10 @@ func (r *stormResult) call(pool *Pool) {
 	late := time.Since(deadline)
 	cancel()
 	r.calls++
-	r.maxLate = max(r.maxLate, late)
+	if late > r.maxLate {
+		r.maxLate = late
+		r.worst = stormCall{deadline: deadline, d: d, sleep: sleep, err: err}
+	}
 	switch {
 	case err == nil && out == "slept":
 		r.ok++
@@ -189,19 +205,39 @@ func (r *stormResult) merge(o stormResult) {
 	r.calls += o.calls
 	r.ok += o.ok
 	r.timedOut += o.timedOut
-	r.maxLate = max(r.maxLate, o.maxLate)
+	if o.maxLate > r.maxLate {
+		r.maxLate, r.worst = o.maxLate, o.worst
+	}
 	r.bad = append(r.bad, o.bad...)
 }
 
 // timerLateness is how late bare timers fired.
 type timerLateness struct {
-	n   int
-	max time.Duration
+	n       int
+	max     time.Duration
+	samples []timerSample
+}
+
+type timerSample struct {
+	due  time.Time
+	late time.Duration
 }
 
 func (l *timerLateness) merge(o timerLateness) {
 	l.n += o.n
 	l.max = max(l.max, o.max)
+	l.samples = append(l.samples, o.samples...)
+}
+
+// maxBetween is the largest lateness of the timers due from since to until.
+func (l *timerLateness) maxBetween(since, until time.Time) time.Duration {
+	var late time.Duration
+	for _, s := range l.samples {
+		if !s.due.Before(since) && !s.due.After(until) {
+			late = max(late, s.late)
+		}
+	}
+	return late
 }
 
 // measureTimers sets timers of 0..stormMaxDeadline one after the other until
@@ -214,8 +250,10 @@ func measureTimers(stop <-chan struct{}) timerLateness {
 		timer := time.NewTimer(d)
 		select {
 		case <-timer.C:
+			late := time.Since(due)
 			l.n++
-			l.max = max(l.max, time.Since(due))
+			l.max = max(l.max, late)
+			l.samples = append(l.samples, timerSample{due, late})
 		case <-stop:
 			timer.Stop()
 			return l
