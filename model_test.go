@@ -86,7 +86,7 @@ const (
 	modelChecks = 25
 	// modelBudget is the time after which, without -rapid.checks, further
 	// sequences are skipped.
-	modelBudget = 25 * time.Second
+	modelBudget = 20 * time.Second
 	// modelSteps caps the commands per sequence when -rapid.steps is not
 	// given (rapid draws 30 on average); the commands past the cap do
 	// nothing.
