@@ -56,8 +56,7 @@ package pypool
 // overflow start per checkout that succeeded without an idle worker) and
 // those that may have happened (plus one per checkout or call that gave up
 // while it may have asked for an overflow worker): no restart without a
-// cause. Crashes <= kills at every step (the pool counts a crash just after
-// the worker left its state) and == kills after Close; StartFailures == 0.
+// cause. Crashes == kills at every step and after Close; StartFailures == 0.
 //
 // By default at most modelChecks sequences of at most modelSteps commands
 // run, within modelBudget. Run long with: go test -run TestPoolModel
@@ -548,10 +547,9 @@ func (m *poolModel) compare() (problems []string, seen string) {
 	if s.Restarts < m.restartsMin || s.Restarts > m.restartsMax {
 		problems = append(problems, fmt.Sprintf("Restarts = %d, model says %d..%d (%d kills)", s.Restarts, m.restartsMin, m.restartsMax, m.kills))
 	}
-	// The pool counts a crash after the dead worker has left its state
-	// (and its replacement may have started): between the two, a
-	// snapshot shows fewer crashes than kills. stop checks the sum.
-	if s.Crashes > uint64(m.kills) {
+	// The pool counts a crash in the same step that takes the dead worker
+	// out: once the kill shows, so does the crash.
+	if s.Crashes != uint64(m.kills) {
 		problems = append(problems, fmt.Sprintf("Crashes = %d after %d kills", s.Crashes, m.kills))
 	}
 	if s.StartFailures != 0 {

@@ -124,11 +124,13 @@ func (p *Pool) processExited(proc *process) {
 		return // it never joined the pool: its start reports why
 	}
 	delete(p.workers, proc)
+	if proc.crashed {
+		p.crashes.Add(1) // before anyone can see the worker gone
+	}
 	p.setStateLocked(pw, stateExited)
 	p.reconcileLocked()
 	p.mu.Unlock()
 	if proc.crashed {
-		p.crashes.Add(1)
 		p.log.Warn("pypool: worker crashed; replacing it", "worker", proc.pid, "error", proc.exitErr)
 		if time.Since(proc.started) < quickDeath && proc.served.Load() == 0 && !killedFromOutside(proc.exitErr) {
 			p.backoff.diedYoung()
