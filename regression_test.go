@@ -225,6 +225,7 @@ func TestNoExtraWorkerAfterKillsUnderLoad(t *testing.T) {
 	cfg.CrashRetries = 10
 	pool := newTestPool(t, cfg)
 	stop := make(chan struct{})
+	ctx := testCtx(t)
 	var callers sync.WaitGroup
 	for range 6 {
 		callers.Add(1)
@@ -236,7 +237,7 @@ func TestNoExtraWorkerAfterKillsUnderLoad(t *testing.T) {
 					return
 				default:
 				}
-				_, err := pool.Call(testCtx(t), "echo", i)
+				_, err := pool.Call(ctx, "echo", i)
 				if err != nil && !errors.Is(err, ErrWorkerCrashed) && !errors.Is(err, ErrWorkerStart) {
 					t.Errorf("call: %v", err)
 				}

@@ -6,18 +6,18 @@ package pypool
 // slow work it decides (a start, a stop, a drain) runs in a goroutine of the
 // supervisor (supervise.go), never on the caller's.
 //
-// A worker's life:
+// A worker's life (the function that makes each move in brackets):
 //
-//	(start in flight: counted in Pool.starting, no record yet)
-//	   |
-//	   v  offerLocked: to the waiter its start was for, else the longest
-//	   |  waiting caller, else idle, else (an overflow worker nobody wants) stopping
-//	idle <---------------------> checkedOut ----> draining (its call was cut off)
-//	   takeIdleLocked / offerLocked    |  checkinLocked   |  drainedLocked: offerLocked or kill
-//	   |                               v                  v
-//	   +-------------------------> stopping (stopLocked, killLocked) --+
-//	   |                               |                              |
-//	   +--------- exitedLocked (the process was reaped, from any state) ---> exited
+//	start in flight (Pool.starting) --joins [started, fill]--> starting
+//	starting, or back from a caller --[offerLocked]--> checkedOut (to a waiter)
+//	                                                 | idle (nobody waits)
+//	                                                 | stopping (an overflow worker nobody waits for)
+//	idle       --[takeIdleLocked]--> checkedOut
+//	checkedOut --[checkinLocked]-->  offerLocked, draining (its call was cut off),
+//	                                 or stopping (broken, or due for recycling)
+//	draining   --[drainedLocked]-->  offerLocked, or stopping (no answer in time)
+//	idle       --[sweepOnce, Close]--> stopping
+//	any        --[processExited: the process was reaped]--> exited
 //
 // A worker in stopping or exited is never handed out again, and frees its
 // slot (Size+MaxOverflow) at once.
@@ -184,15 +184,18 @@ func (p *Pool) checkinLocked(pw *pooledWorker, cond condition, recycle string) {
 }
 
 // drainedLocked ends a drain: the worker answered its interrupt in time
-// (ok), or it did not and is killed.
-func (p *Pool) drainedLocked(pw *pooledWorker, ok bool) {
-	if pw.state != stateDraining {
+// (ok) and is placed or recycled like any checked-in worker, or it did not
+// and is killed.
+func (p *Pool) drainedLocked(pw *pooledWorker, ok bool, recycle string) {
+	switch {
+	case pw.state != stateDraining:
 		return // it died, or Close killed it
-	}
-	if ok {
-		p.offerLocked(pw, nil)
-	} else {
+	case !ok:
 		p.killLocked(pw, false)
+	case recycle != "":
+		p.recycleLocked(pw, recycle)
+	default:
+		p.offerLocked(pw, nil)
 	}
 	p.reconcileLocked()
 }

@@ -167,13 +167,16 @@ func (p *Pool) goDrain(pw *pooledWorker) {
 	go func() {
 		defer p.wg.Done()
 		ok := pw.proc.awaitInterrupted(p.cfg.InterruptGrace) && pw.proc.condition() == healthy
-		if !ok {
+		recycle := ""
+		if ok {
+			recycle = p.recycleReason(pw)
+		} else {
 			p.log.Warn("pypool: worker did not answer its interrupt in time; replacing it",
 				"worker", pw.proc.pid, "grace", p.cfg.InterruptGrace)
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		p.drainedLocked(pw, ok)
+		p.drainedLocked(pw, ok, recycle)
 	}()
 }
 
