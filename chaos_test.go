@@ -42,6 +42,7 @@ func TestChaos(t *testing.T) {
 	cfg.InterruptGrace = 200 * time.Millisecond
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	pool := newTestPool(t, cfg)
+	defer watchInvariants(t, pool)()
 
 	var next, kills atomic.Int64
 	outcomes := newTally()

@@ -241,3 +241,37 @@ func (w testWriter) Write(p []byte) (int, error) {
 func slogNew(h slog.Handler) *slog.Logger { return slog.New(h) }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// watchInvariants checks the pool's invariants on a snapshot taken at every
+// change of its state (changes that come faster than the checks coalesce,
+// but each snapshot is a real state, taken under the pool's lock) until the
+// returned function is called:
+//   - no more than Size+MaxOverflow workers serve or start;
+//   - no caller waits while a worker is idle;
+//   - the counts add up.
+func watchInvariants(t testing.TB, p *Pool) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			changed := p.awaitChange()
+			s := p.Stats()
+			if s.Workers+s.Starting > s.Size+s.MaxOverflow {
+				t.Errorf("more workers than Size+MaxOverflow: %+v", s)
+			}
+			if s.Waiting > 0 && s.Idle > 0 {
+				t.Errorf("a caller waits while a worker is idle: %+v", s)
+			}
+			if s.Workers != s.Idle+s.InUse || s.Overflow != max(0, s.Workers-s.Size) {
+				t.Errorf("counts do not add up: %+v", s)
+			}
+			select {
+			case <-changed:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}

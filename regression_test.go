@@ -224,6 +224,7 @@ func TestNoExtraWorkerAfterKillsUnderLoad(t *testing.T) {
 	cfg.Size, cfg.MaxOverflow = 3, 3
 	cfg.CrashRetries = 10
 	pool := newTestPool(t, cfg)
+	defer watchInvariants(t, pool)()
 	stop := make(chan struct{})
 	ctx := testCtx(t)
 	var callers sync.WaitGroup

@@ -63,6 +63,7 @@ func TestDeadlineStorm(t *testing.T) {
 	cfg.InterruptGrace = stormGrace
 	cfg.Logger = slogNew(rec)
 	pool := newTestPool(t, cfg)
+	defer watchInvariants(t, pool)()
 	defer dumpLogOnFailure(t, rec)
 
 	stop := make(chan struct{})
