@@ -25,7 +25,9 @@ func fakePool(t *testing.T, hello string, size int) (*Pool, error) {
 		cfg.StartTimeout = time.Second // the case that waits for it
 	}
 	cfg.Env = []string{"FAKE_HELLO=" + hello}
-	spec, err := cfg.spec("python3", "unused")
+	python, err := newInterpreter("python3", cfg.env(), cfg.Dir)
+	require.NoError(t, err)
+	spec, err := cfg.spec(python, "unused")
 	require.NoError(t, err)
 	script, err := filepath.Abs("testdata/fakeworker.py")
 	require.NoError(t, err)

@@ -201,7 +201,7 @@ func (c Config) env() []string {
 }
 
 // spec builds the worker specification from a validated Config.
-func (c Config) spec(python, runtimeDir string) (*workerSpec, error) {
+func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error) {
 	base := c.Dir
 	if base == "" {
 		wd, err := os.Getwd()

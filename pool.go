@@ -75,7 +75,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	python, err := resolvePython(ctx, cfg.Python, cfg.env(), cfg.Dir)
+	python, err := newInterpreter(cfg.Python, cfg.env(), cfg.Dir)
 	if err != nil {
 		return nil, err
 	}

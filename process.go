@@ -50,7 +50,7 @@ const exitWaitTimeout = time.Second
 
 // workerSpec is everything needed to start a worker. It is built once by New.
 type workerSpec struct {
-	python         string // resolved path of the interpreter
+	python         *interpreter
 	args           []string
 	env            []string
 	dir            string
@@ -142,7 +142,7 @@ func (p *process) start() error {
 	setPipeSize(inW, pipeSize)
 	setPipeSize(outR, pipeSize)
 
-	cmd := exec.Command(p.spec.python, p.spec.args...)
+	cmd := exec.Command(p.spec.python.path(), p.spec.args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	cmd.ExtraFiles = []*os.File{logW} // fd 3: the worker's own stdout
 	cmd.Env = p.spec.env
@@ -152,7 +152,7 @@ func (p *process) start() error {
 	closeFiles(inR, outW, errW, logW) // the child's ends
 	if err != nil {
 		closeFiles(inW, outR, errR, logR)
-		return fmt.Errorf("%w: running %s: %v", ErrWorkerStart, p.spec.python, err)
+		return fmt.Errorf("%w: running %s: %v", ErrWorkerStart, cmd.Path, err)
 	}
 	p.cmd, p.pid, p.started = cmd, cmd.Process.Pid, time.Now()
 	p.toWorker, p.fromWorker = inW, outR
@@ -194,6 +194,10 @@ func (p *process) handshake(ctx context.Context) error {
 		<-p.exited
 		exitErr := *p.exitErr
 		exitErr.cause = ErrWorkerStart
+		if exitErr.ExitCode == exitUnsupportedPython && len(exitErr.Stderr) > 0 {
+			// Not a *WorkerExitError: it is fatal, a restart cannot help.
+			return fmt.Errorf("%w: %s: %s (set Config.Python)", ErrWorkerStart, p.cmd.Path, exitErr.Stderr[len(exitErr.Stderr)-1])
+		}
 		return &exitErr
 	default:
 		return fmt.Errorf("%w: reading the handshake of worker %d: %w", ErrWorkerStart, p.pid, err)
@@ -207,6 +211,7 @@ func (p *process) handshake(ctx context.Context) error {
 			ErrWorkerStart, p.spec.module, h.err)
 	}
 	p.hello = h
+	p.spec.python.learn(h.executable)
 	p.fromWorker.SetReadDeadline(time.Time{})
 	return nil
 }

@@ -9,10 +9,12 @@ package pypool
 // A frame is a 4-byte big-endian length followed by a msgpack body. Every body
 // is a msgpack array whose first element is the message kind:
 //
-//	HELLO  (Python->Go, first frame) [1, version, pid, python_version, codec, error|nil]
+//	HELLO  (Python->Go, first frame) [1, version, pid, python_version, codec, error|nil, executable]
 //	CALL   (Go->Python)              [2, id, function, args, kwargs|nil]
 //	RESULT (Python->Go)              [3, id, value]
 //	ERROR  (Python->Go)              [4, id, code, type, message, traceback]
+//
+// HELLO's executable (sys.executable, "" when unknown) may be missing.
 //
 // Kinds 5 to 15 are reserved for messages that flow while a call runs
 // (callbacks, streamed items); a worker that sends one today is broken.
@@ -184,6 +186,7 @@ type hello struct {
 	pythonVersion string
 	codec         string
 	err           *PythonError // the module failed to import
+	executable    string       // sys.executable; "" when unknown
 }
 
 // reply is a RESULT or ERROR message. For a RESULT, value holds the msgpack
@@ -203,7 +206,7 @@ func decodeHello(body []byte) (hello, error) {
 	d := wireDecoder{b: body}
 	n := d.arrayLen()
 	kind := d.int()
-	if d.err != nil || n != 6 || kind != kindHello {
+	if d.err != nil || (n != 6 && n != 7) || kind != kindHello {
 		return h, fmt.Errorf("%w: the first message is not a handshake (%d fields, kind %d): is the interpreter running the pypool runtime?",
 			ErrProtocol, n, kind)
 	}
@@ -218,6 +221,9 @@ func decodeHello(body []byte) (hello, error) {
 			d.fail("the handshake error does not have 4 fields")
 		}
 		h.err = d.pythonError()
+	}
+	if n == 7 {
+		h.executable = d.str()
 	}
 	if d.err != nil {
 		return h, fmt.Errorf("%w: bad handshake: %v", ErrProtocol, d.err)

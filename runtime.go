@@ -4,8 +4,6 @@ package pypool
 // the interpreter that runs it.
 
 import (
-	"bytes"
-	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -14,17 +12,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 //go:embed python/pypool_runtime/*.py
 var runtimeFiles embed.FS
 
 // bootstrap is the -c program that imports the runtime from the directory
-// given as its first argument.
-const bootstrap = "import sys;sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])"
+// given as its first argument. Its first line, which even Python 2 parses,
+// refuses interpreters too old for the runtime.
+const bootstrap = "import sys\n" +
+	"if sys.version_info<(3,8):sys.stderr.write('pypool needs Python 3.8 or newer, this is Python '+sys.version.split()[0]+'\\n');sys.exit(86)\n" +
+	"sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])"
 
 var (
 	installOnce sync.Once
@@ -103,39 +104,50 @@ func writeRuntime(dir string, contents map[string][]byte) error {
 	return nil
 }
 
-// minPythonVersion is the oldest Python the runtime supports, as major*100+minor.
-const minPythonVersion = 308
+// exitUnsupportedPython is the exit status of the bootstrap on a Python
+// older than 3.8, which cannot even parse the runtime.
+const exitUnsupportedPython = 86
 
-// resolvePython finds the interpreter and returns the real executable behind
-// it (sys.executable). Shims such as pyenv's cost about 90 ms per launch;
-// resolving once means workers start the interpreter directly.
-func resolvePython(ctx context.Context, python string, env []string, dir string) (string, error) {
+// interpreter is the Python a pool's workers run: the command as
+// configured, until a worker's handshake has told the real executable behind
+// it (sys.executable), which later starts run directly. Launcher shims such
+// as pyenv's cost about 90 ms per launch; this way New pays for the shim
+// once, in its first workers, instead of running an extra interpreter to ask.
+type interpreter struct {
+	key     string                 // the command, working directory and environment
+	command atomic.Pointer[string] // what a worker start runs
+}
+
+// knownExecutables holds, for the life of the process, the real executable
+// learned for each interpreter key, so that later pools start it directly.
+var knownExecutables sync.Map
+
+// newInterpreter finds the interpreter named python (a name looked up in
+// PATH, or a path). Nothing is run: the first worker's handshake says
+// which Python it is.
+func newInterpreter(python string, env []string, dir string) (*interpreter, error) {
 	path, err := exec.LookPath(python)
 	if err != nil {
-		return "", fmt.Errorf("%w: Python interpreter %q not found: install Python 3 or set Config.Python to its path (%v)",
+		return nil, fmt.Errorf("%w: Python interpreter %q not found: install Python 3 or set Config.Python to its path (%v)",
 			ErrWorkerStart, python, err)
 	}
-	cmd := exec.CommandContext(ctx, path, "-E", "-c",
-		"import sys;print(sys.executable);print(sys.version_info[0]*100+sys.version_info[1])")
-	cmd.Env, cmd.Dir = env, dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("%w: running %s failed: %v: %s", ErrWorkerStart, path, err, strings.TrimSpace(stderr.String()))
+	in := &interpreter{key: path + "\x00" + dir + "\x00" + strings.Join(env, "\x00")}
+	if exe, ok := knownExecutables.Load(in.key); ok {
+		path = exe.(string)
 	}
-	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
-	version, convErr := strconv.Atoi(lines[len(lines)-1])
-	if len(lines) != 2 || convErr != nil {
-		return "", fmt.Errorf("%w: %s does not look like Python: it printed %q", ErrWorkerStart, path, out)
+	in.command.Store(&path)
+	return in, nil
+}
+
+// path returns what a worker start runs.
+func (in *interpreter) path() string { return *in.command.Load() }
+
+// learn records the real executable a worker reported. Embedded
+// interpreters may not know theirs ("").
+func (in *interpreter) learn(executable string) {
+	if executable == "" || executable == in.path() {
+		return
 	}
-	executable := lines[0]
-	if version < minPythonVersion {
-		return "", fmt.Errorf("%w: %s is Python %d.%d; pypool needs Python 3.8 or newer",
-			ErrWorkerStart, path, version/100, version%100)
-	}
-	if executable == "" {
-		return path, nil // embedded interpreters may not know their path
-	}
-	return executable, nil
+	in.command.Store(&executable)
+	knownExecutables.Store(in.key, executable)
 }

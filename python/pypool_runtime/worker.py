@@ -546,7 +546,8 @@ def main(argv: List[str]) -> None:
 
     def hello(error: Optional[List[str]]) -> None:
         python_version = sys.version.split()[0]
-        write_frame(proto_out, codec.packb([HELLO, PROTOCOL_VERSION, os.getpid(), python_version, codec.name, error]))
+        hello_fields = [HELLO, PROTOCOL_VERSION, os.getpid(), python_version, codec.name, error, sys.executable or ""]
+        write_frame(proto_out, codec.packb(hello_fields))
 
     try:
         try:

@@ -159,7 +159,9 @@ class WorkerTest(WorkerTestBase):
     def test_hello(self) -> None:
         worker = self.start()
         hello = worker.read()
-        self.assertEqual(hello, [HELLO, 1, worker.proc.pid, sys.version.split()[0], self.expected_codec(), None])
+        self.assertEqual(
+            hello, [HELLO, 1, worker.proc.pid, sys.version.split()[0], self.expected_codec(), None, sys.executable]
+        )
         self.assertEqual(worker.close(), (0, "", ""))
 
     def test_call(self) -> None:
