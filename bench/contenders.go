@@ -31,6 +31,12 @@ type contender interface {
 	close()
 }
 
+// measured is a contender whose Python processes' CPU time the bench reads.
+type measured interface {
+	contender
+	pythonPids(ctx context.Context) []int
+}
+
 // floor is a Go program and a minimal Python loop echoing 4-byte-length-
 // prefixed frames over pipes: no codec, no pool. Several callers share it
 // under a mutex.
@@ -90,20 +96,25 @@ func (f *floor) call(_ context.Context, _ string, arg []byte) (int, error) {
 	return n, err
 }
 
+func (f *floor) pythonPids(context.Context) []int { return []int{f.cmd.Process.Pid} }
+
 func (f *floor) close() {
 	f.in.Close()
 	_ = f.cmd.Wait()
 }
 
 // pool is pypool as a user calls it.
-type pool struct{ p *pypool.Pool }
+type pool struct {
+	p    *pypool.Pool
+	size int
+}
 
 func startPool(ctx context.Context, python, dir string, workers, overflow int) (*pool, error) {
 	p, err := pypool.New(ctx, pypool.Config{
 		Module: "bench_module", PythonPath: []string{dir}, Python: python,
 		Size: workers, MaxOverflow: overflow, MaxMessageSize: 64 << 20,
 	})
-	return &pool{p}, err
+	return &pool{p, workers}, err
 }
 
 func (p *pool) call(ctx context.Context, fn string, arg []byte) (int, error) {
@@ -119,6 +130,24 @@ func (p *pool) call(ctx context.Context, fn string, arg []byte) (int, error) {
 		return len(v), err
 	}
 	return 0, err
+}
+
+// pythonPids checks out all the pool's workers at once, in nested
+// transactions, and returns their pids.
+func (p *pool) pythonPids(ctx context.Context) []int {
+	var pids []int
+	var checkout func() error
+	checkout = func() error {
+		if len(pids) == p.size {
+			return nil
+		}
+		return p.p.Transaction(ctx, func(w *pypool.Worker) error {
+			pids = append(pids, w.Pid())
+			return checkout()
+		})
+	}
+	must(0, checkout())
+	return pids
 }
 
 func (p *pool) close() { _ = p.p.Close(context.Background()) }
@@ -175,6 +204,8 @@ func (h *httpService) call(ctx context.Context, fn string, arg []byte) (int, err
 	err = json.NewDecoder(resp.Body).Decode(&reply)
 	return len(reply.Result), err
 }
+
+func (h *httpService) pythonPids(context.Context) []int { return []int{h.cmd.Process.Pid} }
 
 func (h *httpService) close() {
 	h.client.CloseIdleConnections()

@@ -6,6 +6,11 @@
 //	go run ./bench            # the full run, a few minutes
 //	go run ./bench -quick     # every scenario, small counts (CI)
 //	go run ./bench -json      # machine-readable
+//
+// Each scenario runs its contenders interleaved, round by round, and prints
+// every figure's median and its min–max over the rounds, the per-round
+// ratios to the floor, the CPU time per call on the Go and the Python side,
+// and a warning for every ratio whose spread is wider than its effect.
 package main
 
 import (
@@ -18,7 +23,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/pypool/pypool"
 )
@@ -28,16 +32,22 @@ func main() {
 	asJSON := flag.Bool("json", false, "print JSON instead of a table")
 	python := flag.String("python", "python3", "Python interpreter")
 	n := flag.Int("n", 10000, "sequential calls in the latency scenario")
-	only := flag.String("scenario", "latency,throughput,payload,start,recovery", "scenarios to run, comma-separated")
+	only := flag.String("scenario", "latency,throughput,payload,start,new,recovery", "scenarios to run, comma-separated")
 	pinned := flag.Bool("pinned", false, "internal: this run is already pinned to one CPU")
+	newOnce := flag.Bool("new-once", false, "internal: print the nanoseconds from pypool.New until its first result")
 	noPin := flag.Bool("no-pin", false, "skip the runs pinned to one CPU")
 	flag.Parse()
 
-	b := &bench{python: resolve(*python), dir: sourceDir(), pinned: *pinned, sizes: runSizes(*quick, *n)}
 	ctx := context.Background()
+	if *newOnce {
+		fmt.Println(timeNew(ctx, *python, sourceDir()).Nanoseconds())
+		return
+	}
+	loadStart := loadAvg()
+	b := &bench{python: resolve(*python), given: *python, dir: sourceDir(), pinned: *pinned, sizes: runSizes(*quick, *n)}
 	scenarios := map[string]func(context.Context){
 		"latency": b.latency, "throughput": b.throughput, "payload": b.payload,
-		"start": b.start, "recovery": b.recovery,
+		"start": b.start, "new": b.newPool, "recovery": b.recovery,
 	}
 	selected := strings.Split(*only, ",")
 	for _, name := range selected {
@@ -50,11 +60,12 @@ func main() {
 	if !*pinned && !*noPin {
 		b.results = append(b.results, pinnedRun(selected)...)
 	}
+	r := report{Machine: describe(b.python, ctx), LoadStart: loadStart, LoadEnd: loadAvg(), Results: b.results}
 	if *asJSON {
-		must(0, json.NewEncoder(os.Stdout).Encode(map[string]any{"machine": describe(b.python, ctx), "results": b.results}))
+		must(0, json.NewEncoder(os.Stdout).Encode(r))
 		return
 	}
-	printTable(describe(b.python, ctx), b.results)
+	printTable(r)
 }
 
 // pinnedRun re-runs the latency, throughput and payload scenarios under
@@ -113,23 +124,6 @@ func describe(python string, ctx context.Context) machine {
 		return nil
 	})
 	return m
-}
-
-func printTable(m machine, results []result) {
-	fmt.Printf("machine: %s (%d CPUs), %s; Python %s at %s, codec %s; Go codec %s\n\n",
-		m.CPU, m.CPUs, m.Go, m.Python, m.PythonPath, m.PyCodec, m.GoCodec)
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "scenario\tcontender\tpinned\tmetric\tvalue\tunit\tvs floor\t")
-	for _, r := range results {
-		ratio := ""
-		if r.VsFloor != 0 {
-			ratio = fmt.Sprintf("%.2f×", r.VsFloor)
-		}
-		fmt.Fprintf(w, "%s\t%s\t%v\t%s\t%.1f\t%s\t%s\t\n", r.Scenario, r.Contender, r.Pinned, r.Metric, r.Value, r.Unit, ratio)
-	}
-	w.Flush()
-	fmt.Println("\nvs floor: latency and start are ratios of times (lower is better), throughput and payload of rates (higher is better);")
-	fmt.Println("start compares the time from a call that needs a new worker until it returns with the interpreter importing the module.")
 }
 
 func cpuModel() string {

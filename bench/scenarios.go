@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,37 +17,35 @@ import (
 	"github.com/pypool/pypool"
 )
 
-// result is one measured figure.
-type result struct {
-	Scenario  string  `json:"scenario"`
-	Contender string  `json:"contender"`
-	Pinned    bool    `json:"pinned"`
-	Metric    string  `json:"metric"`
-	Value     float64 `json:"value"`
-	Unit      string  `json:"unit"`
-	VsFloor   float64 `json:"vs_floor,omitempty"` // Value / the floor's Value, where one exists
-}
-
-// sizes of the run.
+// sizes of the run. Every scenario runs its contenders interleaved, one
+// after the other within a round, for rounds rounds (startRounds for the
+// scenarios that start processes), so that a change of the machine's load
+// shows as spread instead of as a difference between contenders.
 type sizes struct {
-	latencyCalls, execCalls, throughputCalls, startRounds int
-	payloadRounds                                         map[int]int
+	rounds       int           // rounds of latency, throughput and payload
+	window       time.Duration // one throughput measurement
+	latencyCalls int           // sequential calls per round
+	execCalls    int           // the same for python per call
+	startRounds  int           // rounds of start, new and recovery
+	payloadCalls map[int]int   // calls per round, by payload size
 }
 
 func runSizes(quick bool, n int) sizes {
 	if quick {
-		return sizes{latencyCalls: 300, execCalls: 5, throughputCalls: 500, startRounds: 3,
-			payloadRounds: map[int]int{1 << 10: 50, 1 << 20: 5, 16 << 20: 2}}
+		return sizes{rounds: 3, window: 150 * time.Millisecond, latencyCalls: 300, execCalls: 5, startRounds: 3,
+			payloadCalls: map[int]int{1 << 10: 50, 1 << 20: 5, 16 << 20: 1}}
 	}
-	return sizes{latencyCalls: n, execCalls: 40, throughputCalls: 4000, startRounds: 10,
-		payloadRounds: map[int]int{1 << 10: 2000, 1 << 20: 100, 16 << 20: 10}}
+	return sizes{rounds: 5, window: time.Second, latencyCalls: n, execCalls: 20, startRounds: 10,
+		payloadCalls: map[int]int{1 << 10: 1000, 1 << 20: 40, 16 << 20: 4}}
 }
 
 type bench struct {
-	python, dir string
-	pinned      bool
-	sizes       sizes
-	results     []result
+	python  string // the real interpreter behind given, which most contenders run
+	given   string // the -python flag as given, for the new scenario
+	dir     string
+	pinned  bool
+	sizes   sizes
+	results []result
 }
 
 func (b *bench) add(r result) {
@@ -68,121 +65,213 @@ func must[T any](v T, err error) T {
 
 var testing = []byte("testing")
 
-// latency: sequential trivial calls, p50 and p99.
+// entrant is one contender of a scenario and what it measured, round by
+// round.
+type entrant struct {
+	name     string
+	cs       []contender   // several floors share the callers in throughput
+	calls    int           // calls per round, where the scenario counts calls
+	atLeast  time.Duration // and for at least this long
+	xs, more []float64     // the scenario's figures, one per round
+	cpu      cpuRounds
+}
+
+func (e *entrant) close() {
+	for _, c := range e.cs {
+		c.close()
+	}
+}
+
+// metered runs fn, which makes calls and returns how many, and records the
+// CPU time per call on both sides in e.cpu when e's Python processes are
+// known.
+func (e *entrant) metered(ctx context.Context, fn func() int) {
+	var pids []int
+	for _, c := range e.cs {
+		if m, ok := c.(measured); ok {
+			pids = append(pids, m.pythonPids(ctx)...)
+		}
+	}
+	if len(pids) == 0 {
+		fn()
+		return
+	}
+	before := sampleCPU(pids)
+	calls := fn()
+	e.cpu.add(before, sampleCPU(pids), calls)
+}
+
+// latency measures sequential trivial calls (duplicate_text of 7 bytes), p50
+// and p99 of each round, and the CPU time per call, of pypool (one worker),
+// a Python HTTP service and python3 started per call, against the floor.
+// A round makes at least -n calls and, but for python per call, lasts at
+// least one throughput window, long enough to read the Python side's CPU
+// time in clock ticks.
 func (b *bench) latency(ctx context.Context) {
-	contenders := []struct {
-		name  string
-		c     contender
-		calls int
-	}{
-		{"floor", must(startFloor(b.python)), b.sizes.latencyCalls},
-		{"pypool", must(startPool(ctx, b.python, b.dir, 1, 0)), b.sizes.latencyCalls},
-		{"http", must(startHTTP(b.python, b.dir, 1)), b.sizes.latencyCalls},
-		{"exec-per-call", execPerCall{b.python, b.dir}, b.sizes.execCalls},
+	n, w := b.sizes.latencyCalls, b.sizes.window
+	es := []*entrant{
+		{name: "floor", cs: []contender{must(startFloor(b.python))}, calls: n, atLeast: w},
+		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, 1, 0))}, calls: n, atLeast: w},
+		{name: "http", cs: []contender{must(startHTTP(b.python, b.dir, 1))}, calls: n, atLeast: w},
+		{name: "exec-per-call", cs: []contender{execPerCall{b.python, b.dir}}, calls: b.sizes.execCalls},
 	}
-	var floorP50 float64
-	for _, k := range contenders {
-		for range min(k.calls/10, 200) { // warm-up
-			must(k.c.call(ctx, "duplicate_text", testing))
+	for _, e := range es {
+		defer e.close()
+		for range min(e.calls/10, 200) { // warm-up
+			must(e.cs[0].call(ctx, "duplicate_text", testing))
 		}
-		times := make([]time.Duration, k.calls)
-		for i := range times {
+	}
+	for range b.sizes.rounds {
+		for _, e := range es {
+			b.latencyRound(ctx, e)
+		}
+	}
+	floor := es[0]
+	for _, e := range es {
+		p50 := figure("latency", e.name, "p50", "µs", e.xs, floor.xs)
+		if e.cpu.goSide != nil {
+			p50.CPU = e.cpu.cost(&floor.cpu)
+		}
+		b.add(p50)
+		b.add(figure("latency", e.name, "p99", "µs", e.more, floor.more))
+	}
+}
+
+// latencyRound times e.calls sequential calls, or more for e.atLeast, and
+// records their p50 and p99.
+func (b *bench) latencyRound(ctx context.Context, e *entrant) {
+	times := make([]time.Duration, 0, e.calls)
+	e.metered(ctx, func() int {
+		for begin := time.Now(); len(times) < e.calls || time.Since(begin) < e.atLeast; {
 			start := time.Now()
-			must(k.c.call(ctx, "duplicate_text", testing))
-			times[i] = time.Since(start)
+			must(e.cs[0].call(ctx, "duplicate_text", testing))
+			times = append(times, time.Since(start))
 		}
-		k.c.close()
-		sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-		p50, p99 := micros(times[len(times)/2]), micros(times[len(times)*99/100])
-		if k.name == "floor" {
-			floorP50 = p50
-		}
-		b.add(result{Scenario: "latency", Contender: k.name, Metric: "p50", Value: p50, Unit: "µs", VsFloor: p50 / floorP50})
-		b.add(result{Scenario: "latency", Contender: k.name, Metric: "p99", Value: p99, Unit: "µs"})
-	}
+		return len(times)
+	})
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	e.xs = append(e.xs, micros(times[len(times)/2]))
+	e.more = append(e.more, micros(times[len(times)*99/100]))
 }
 
 func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 
-// throughput: calls/s with w workers and 4 callers per worker.
+// throughput measures calls/s of trivial calls from 4 callers per worker,
+// each round a window of sizes.window, with 1, 2 and (when more) NumCPU
+// workers: pypool with that many workers and the HTTP service (one
+// threading server process, as many connections as callers) against as many
+// floors, the callers spread over them. It also reports the CPU time per
+// call.
 func (b *bench) throughput(ctx context.Context) {
 	counts := []int{1, 2}
 	if n := numCPU(); n > 2 {
 		counts = append(counts, n)
 	}
 	for _, w := range counts {
-		floors := make([]contender, w)
-		for i := range floors {
-			floors[i] = must(startFloor(b.python))
-		}
-		floorRate := b.rate(ctx, floors, 4*w)
-		b.add(result{Scenario: "throughput", Contender: "floor", Metric: fmt.Sprintf("%d workers", w), Value: floorRate, Unit: "calls/s", VsFloor: 1})
-		pool := must(startPool(ctx, b.python, b.dir, w, 0))
-		rate := b.rate(ctx, []contender{pool}, 4*w)
-		b.add(result{Scenario: "throughput", Contender: "pypool", Metric: fmt.Sprintf("%d workers", w), Value: rate, Unit: "calls/s", VsFloor: rate / floorRate})
-		h := must(startHTTP(b.python, b.dir, 4*w))
-		rate = b.rate(ctx, []contender{h}, 4*w)
-		b.add(result{Scenario: "throughput", Contender: "http", Metric: fmt.Sprintf("%d workers", w), Value: rate, Unit: "calls/s", VsFloor: rate / floorRate})
-		for _, c := range append(floors, pool, h) {
-			c.close()
-		}
+		b.throughputWith(ctx, w)
 	}
 }
 
-// rate runs throughputCalls trivial calls from callers goroutines spread
-// over the contenders and returns calls per second.
-func (b *bench) rate(ctx context.Context, cs []contender, callers int) float64 {
-	for _, c := range cs { // warm-up: no start-up cost inside the timing
-		must(c.call(ctx, "duplicate_text", testing))
+func (b *bench) throughputWith(ctx context.Context, w int) {
+	floors := make([]contender, w)
+	for i := range floors {
+		floors[i] = must(startFloor(b.python))
 	}
-	var next atomic.Int64
-	total := int64(b.sizes.throughputCalls)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := cs[i%len(cs)]
-			for next.Add(1) <= total {
-				must(c.call(ctx, "duplicate_text", testing))
-			}
-		}()
+	es := []*entrant{
+		{name: "floor", cs: floors},
+		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, w, 0))}},
+		{name: "http", cs: []contender{must(startHTTP(b.python, b.dir, 4*w))}},
 	}
-	wg.Wait()
-	return float64(total) / time.Since(start).Seconds()
+	for _, e := range es {
+		defer e.close()
+		for _, c := range e.cs { // warm-up: no start-up cost inside the timing
+			must(c.call(ctx, "duplicate_text", testing))
+		}
+	}
+	for range b.sizes.rounds {
+		for _, e := range es {
+			e.xs = append(e.xs, b.window(ctx, e, 4*w))
+		}
+	}
+	for _, e := range es {
+		r := figure("throughput", e.name, fmt.Sprintf("%d workers", w), "calls/s", e.xs, es[0].xs)
+		r.CPU = e.cpu.cost(&es[0].cpu)
+		b.add(r)
+	}
 }
 
-// payload: echo of bytes, MB/s as payload size over the median round trip.
+// window runs trivial calls from callers goroutines spread over e's
+// contenders for sizes.window and returns calls per second.
+func (b *bench) window(ctx context.Context, e *entrant, callers int) float64 {
+	var rate float64
+	e.metered(ctx, func() int {
+		var stop atomic.Bool
+		var total atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		timer := time.AfterFunc(b.sizes.window, func() { stop.Store(true) })
+		defer timer.Stop()
+		for i := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, n := e.cs[i%len(e.cs)], int64(0)
+				for ; !stop.Load(); n++ {
+					must(c.call(ctx, "duplicate_text", testing))
+				}
+				total.Add(n)
+			}()
+		}
+		wg.Wait()
+		rate = float64(total.Load()) / time.Since(start).Seconds()
+		return int(total.Load())
+	})
+	return rate
+}
+
+// payload measures the echo of 1 KiB, 1 MiB and 16 MiB of bytes through one
+// process, pypool against the floor: MB/s as the payload's size over the
+// median round trip of each round.
 func (b *bench) payload(ctx context.Context) {
-	floor := must(startFloor(b.python))
-	pool := must(startPool(ctx, b.python, b.dir, 1, 0))
-	defer floor.close()
-	defer pool.close()
+	es := []*entrant{
+		{name: "floor", cs: []contender{must(startFloor(b.python))}},
+		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, 1, 0))}},
+	}
+	for _, e := range es {
+		defer e.close()
+	}
 	for _, size := range []int{1 << 10, 1 << 20, 16 << 20} {
 		data := make([]byte, size)
-		var floorRate float64
-		for _, k := range []struct {
-			name string
-			c    contender
-		}{{"floor", floor}, {"pypool", pool}} {
-			rounds := b.sizes.payloadRounds[size]
-			times := make([]time.Duration, rounds)
-			must(k.c.call(ctx, "echo", data)) // warm-up
-			for i := range times {
-				start := time.Now()
-				if n := must(k.c.call(ctx, "echo", data)); n != size {
-					must(0, fmt.Errorf("%s echoed %d bytes of %d", k.name, n, size))
-				}
-				times[i] = time.Since(start)
-			}
-			sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-			rate := float64(size) / times[len(times)/2].Seconds() / 1e6
-			if k.name == "floor" {
-				floorRate = rate
-			}
-			b.add(result{Scenario: "payload", Contender: k.name, Metric: sizeName(size), Value: rate, Unit: "MB/s", VsFloor: rate / floorRate})
+		for _, e := range es {
+			e.xs = nil
+			echo(ctx, e, data) // warm-up
 		}
+		for range b.sizes.rounds {
+			for _, e := range es {
+				e.xs = append(e.xs, b.payloadRound(ctx, e, data))
+			}
+		}
+		for _, e := range es {
+			b.add(figure("payload", e.name, sizeName(size), "MB/s", e.xs, es[0].xs))
+		}
+	}
+}
+
+// payloadRound echoes data sizes.payloadCalls times and returns MB/s over
+// the median round trip.
+func (b *bench) payloadRound(ctx context.Context, e *entrant, data []byte) float64 {
+	times := make([]time.Duration, b.sizes.payloadCalls[len(data)])
+	for i := range times {
+		start := time.Now()
+		echo(ctx, e, data)
+		times[i] = time.Since(start)
+	}
+	return float64(len(data)) / median(times).Seconds() / 1e6
+}
+
+func echo(ctx context.Context, e *entrant, data []byte) {
+	if n := must(e.cs[0].call(ctx, "echo", data)); n != len(data) {
+		must(0, fmt.Errorf("%s echoed %d bytes of %d", e.name, n, len(data)))
 	}
 }
 
@@ -193,54 +282,100 @@ func sizeName(n int) string {
 	return strconv.Itoa(n>>10) + " KiB"
 }
 
-// start: the time from asking for a worker until its first call returns
-// (an overflow worker started by a call while the pool's one worker is
-// busy), against the same interpreter importing the module.
+// importScript is what python -c runs to import the benchmark's module.
+func (b *bench) importScript() string {
+	return fmt.Sprintf("import sys;sys.path.insert(0,%q);import bench_module", b.dir)
+}
+
+// timeImport runs python -E -c 'import bench_module' and returns its wall time.
+func (b *bench) timeImport(python string) time.Duration {
+	t := time.Now()
+	must(0, exec.Command(python, "-E", "-c", b.importScript()).Run())
+	return time.Since(t)
+}
+
+// start measures the time from a call that needs a new worker (an overflow
+// worker, started while the pool's one worker is busy) until it returns,
+// against the real interpreter (as pypool runs it) importing the module.
 func (b *bench) start(ctx context.Context) {
 	p := must(startPool(ctx, b.python, b.dir, 1, 1))
 	defer p.close()
-	var bare, pool []time.Duration
-	script := fmt.Sprintf("import sys;sys.path.insert(0,%q);import bench_module", b.dir)
+	var bare, pool []float64
 	for range b.sizes.startRounds {
-		t := time.Now()
-		must(0, exec.Command(b.python, "-E", "-c", script).Run())
-		bare = append(bare, time.Since(t))
-
+		bare = append(bare, millis(b.timeImport(b.python)))
 		must(0, p.p.Transaction(ctx, func(*pypool.Worker) error {
-			t = time.Now()
+			t := time.Now()
 			_, err := p.call(ctx, "duplicate_text", testing) // starts the overflow worker
-			pool = append(pool, time.Since(t))
+			pool = append(pool, millis(time.Since(t)))
 			return err
 		}))
 	}
-	bareMs, poolMs := millis(median(bare)), millis(median(pool))
-	b.add(result{Scenario: "start", Contender: "python -c import", Metric: "median", Value: bareMs, Unit: "ms"})
-	b.add(result{Scenario: "start", Contender: "pypool", Metric: "median", Value: poolMs, Unit: "ms", VsFloor: poolMs / bareMs})
+	b.add(figure("start", "python -c import", "median", "ms", bare, bare))
+	b.add(figure("start", "pypool", "median", "ms", pool, bare))
 }
 
-// recovery: SIGKILL one worker of two, time until the pool is full again,
-// against the time of one worker start. Both workers serve a call first: a
-// worker that dies before serving any call counts towards the crash-loop
-// backoff, which is not what this measures.
+// newPool ("New to first result") measures the wall time from calling
+// pypool.New with Size 1 until the first Call returns, against the command
+// the user gave with -python (through the same PATH lookup: a shim such as
+// pyenv's included) importing the module. pypool.New runs in a fresh
+// process of this program each round, as at a program's start, and again
+// in this process, where the pool may reuse what an earlier New learned.
+func (b *bench) newPool(ctx context.Context) {
+	var bare, fresh, again []float64
+	b.timeImport(b.given) // warm-up: page cache, .pyc files
+	newInChild(b.given)
+	timeNew(ctx, b.given, b.dir)
+	for range b.sizes.startRounds {
+		bare = append(bare, millis(b.timeImport(b.given)))
+		fresh = append(fresh, millis(newInChild(b.given)))
+		again = append(again, millis(timeNew(ctx, b.given, b.dir)))
+	}
+	b.add(figure("new", "python -c import", "median", "ms", bare, bare))
+	b.add(figure("new", "pypool", "fresh process", "ms", fresh, bare))
+	b.add(figure("new", "pypool", "same process", "ms", again, bare))
+}
+
+// timeNew returns the time from pypool.New (Size 1) until its first Call
+// returns. Closing the pool is not timed.
+func timeNew(ctx context.Context, python, dir string) time.Duration {
+	t := time.Now()
+	p := must(pypool.New(ctx, pypool.Config{Module: "bench_module", PythonPath: []string{dir}, Python: python, Size: 1}))
+	_, err := p.Call(ctx, "duplicate_text", "x")
+	d := time.Since(t)
+	must(0, err)
+	_ = p.Close(ctx)
+	return d
+}
+
+// newInChild runs timeNew in a new process of this program (-new-once) and
+// returns the time it reports.
+func newInChild(python string) time.Duration {
+	cmd := exec.Command(os.Args[0], "-new-once", "-python", python)
+	cmd.Stderr = os.Stderr
+	ns := must(strconv.ParseInt(strings.TrimSpace(string(must(cmd.Output()))), 10, 64))
+	return time.Duration(ns)
+}
+
+// recovery measures the time from a SIGKILL of one worker of two until the
+// pool is full again. Both workers serve a call first: a worker that dies
+// before serving any call counts towards the crash-loop backoff, which is
+// not what this measures.
 func (b *bench) recovery(ctx context.Context) {
 	p := must(startPool(ctx, b.python, b.dir, 2, 0))
 	defer p.close()
-	var times []time.Duration
+	var times []float64
 	for range b.sizes.startRounds {
 		serveBoth(ctx, p)
 		restarts := p.p.Stats().Restarts
-		pids := workerPids()
-		if len(pids) == 0 {
-			must(0, fmt.Errorf("no worker process found"))
-		}
+		pids := p.pythonPids(ctx)
 		t := time.Now()
 		must(0, syscall.Kill(pids[0], syscall.SIGKILL))
 		for s := p.p.Stats(); s.Restarts == restarts || s.Workers < 2; s = p.p.Stats() {
 			time.Sleep(50 * time.Microsecond)
 		}
-		times = append(times, time.Since(t))
+		times = append(times, millis(time.Since(t)))
 	}
-	b.add(result{Scenario: "recovery", Contender: "pypool", Metric: "median", Value: millis(median(times)), Unit: "ms"})
+	b.add(figure("recovery", "pypool", "median", "ms", times, nil))
 }
 
 // serveBoth makes one call on each of the pool's two workers.
@@ -259,24 +394,4 @@ func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
 func median(ds []time.Duration) time.Duration {
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 	return ds[len(ds)/2]
-}
-
-// workerPids finds this program's pypool workers in /proc.
-func workerPids() []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	me := strconv.Itoa(os.Getpid())
-	for _, e := range entries {
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if len(fields) > 1 && fields[1] == me && strings.Contains(string(cmdline), "pypool_runtime") {
-			pid, _ := strconv.Atoi(e.Name())
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }

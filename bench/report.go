@@ -1,0 +1,212 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// spread summarises one figure measured once per round: the median and the
+// min–max over the rounds.
+type spread struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	Rounds int     `json:"rounds"`
+}
+
+func summarize(xs []float64) spread {
+	if len(xs) == 0 {
+		return spread{}
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return spread{Median: m, Min: s[0], Max: s[len(s)-1], Rounds: len(s)}
+}
+
+// ratios divides each round's figure by the same round's floor figure: the
+// contenders run in the same rounds, so a round's load affects both sides.
+// Rounds where the floor measured zero (a CPU time below one tick) are left
+// out.
+func ratios(xs, floor []float64) []float64 {
+	var r []float64
+	for i := range xs {
+		if floor[i] != 0 {
+			r = append(r, xs[i]/floor[i])
+		}
+	}
+	return r
+}
+
+// vsFloor summarises ratios, or is nil when there is none.
+func vsFloor(xs, floor []float64) *spread {
+	if floor == nil {
+		return nil
+	}
+	r := summarize(ratios(xs, floor))
+	if r.Rounds == 0 {
+		return nil
+	}
+	return &r
+}
+
+// unsure says whether a ratio's spread is wider than the effect it reports:
+// its min–max range is wider than the distance of its median from 1.0
+// (which also covers a range that crosses 1.0).
+func unsure(r spread) bool {
+	return r.Rounds > 0 && r.Max-r.Min > math.Abs(r.Median-1)
+}
+
+// result is one measured figure.
+type result struct {
+	Scenario  string `json:"scenario"`
+	Contender string `json:"contender"`
+	Pinned    bool   `json:"pinned"`
+	Metric    string `json:"metric"`
+	spread
+	Value   float64  `json:"value"` // = Median, kept for older readers
+	Unit    string   `json:"unit"`
+	VsFloor *spread  `json:"vs_floor,omitempty"` // per-round Value / the floor's Value
+	CPU     *cpuCost `json:"cpu,omitempty"`
+}
+
+// figure makes a result from one value per round and, when floor is not
+// nil, the per-round ratios to the floor's values.
+func figure(scenario, contender, metric, unit string, xs, floor []float64) result {
+	r := result{Scenario: scenario, Contender: contender, Metric: metric, Unit: unit, spread: summarize(xs)}
+	r.Value = r.Median
+	r.VsFloor = vsFloor(xs, floor)
+	return r
+}
+
+// loadAvg is /proc/loadavg's first three fields.
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+type report struct {
+	Machine   machine  `json:"machine"`
+	LoadStart string   `json:"loadavg_start"`
+	LoadEnd   string   `json:"loadavg_end"`
+	Results   []result `json:"results"`
+}
+
+func printTable(r report) {
+	m := r.Machine
+	fmt.Printf("machine: %s (%d CPUs), %s; Python %s at %s, codec %s; Go codec %s\n",
+		m.CPU, m.CPUs, m.Go, m.Python, m.PythonPath, m.PyCodec, m.GoCodec)
+	fmt.Printf("load average (1, 5, 15 min): %s at start, %s at end\n\n", r.LoadStart, r.LoadEnd)
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "scenario\tcontender\tpinned\tmetric\tmedian\tmin–max\tunit\trounds\tvs floor\tmin–max\t")
+	for _, x := range r.Results {
+		vs, vsRange := "", ""
+		if x.VsFloor != nil {
+			vs, vsRange = fmt.Sprintf("%.2f×", x.VsFloor.Median), fmt.Sprintf("%.2f–%.2f", x.VsFloor.Min, x.VsFloor.Max)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%v\t%s\t%s\t%s–%s\t%s\t%d\t%s\t%s\t\n", x.Scenario, x.Contender, x.Pinned, x.Metric,
+			num(x.Median), num(x.Min), num(x.Max), x.Unit, x.Rounds, vs, vsRange)
+	}
+	w.Flush()
+	printCPU(r.Results)
+	printWarnings(r.Results)
+	fmt.Println("\nmedian and min–max over the rounds; vs floor: the median and min–max of the per-round ratios to the floor")
+	fmt.Println("(the contenders run interleaved, round by round). latency, start and new are ratios of times (lower is better),")
+	fmt.Println("throughput and payload of rates (higher is better). start: a call that needs a new (overflow) worker against")
+	fmt.Println("python importing the module; new: pypool.New (Size 1) until the first Call returns, against the same command")
+	fmt.Println("importing the module.")
+}
+
+// num prints a figure with about three significant digits.
+func num(x float64) string {
+	switch a := math.Abs(x); {
+	case a >= 100:
+		return fmt.Sprintf("%.0f", x)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", x)
+	}
+	return fmt.Sprintf("%.2f", x)
+}
+
+func printCPU(results []result) {
+	var rows []result
+	for _, x := range results {
+		if x.CPU != nil {
+			rows = append(rows, x)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Println("\nCPU time per call (median over the rounds, min–max), Go side from getrusage, Python side from /proc/<pid>/stat:")
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "scenario\tcontender\tpinned\tmetric\tGo µs/call\tvs floor\tPython µs/call\tvs floor\tPython ticks/round\t")
+	for _, x := range rows {
+		c := x.CPU
+		fmt.Fprintf(w, "%s\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t≥%d\t\n", x.Scenario, x.Contender, x.Pinned, x.Metric,
+			spreadText(c.Go), ratioText(c.GoVsFloor), spreadText(c.Python), ratioText(c.PythonVsFloor), c.PythonTicks)
+	}
+	w.Flush()
+}
+
+func spreadText(s spread) string {
+	return fmt.Sprintf("%s (%s–%s)", num(s.Median), num(s.Min), num(s.Max))
+}
+
+func ratioText(s *spread) string {
+	if s == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f× (%.2f–%.2f)", s.Median, s.Min, s.Max)
+}
+
+// printWarnings names every ratio whose spread is wider than its effect.
+func printWarnings(results []result) {
+	for _, x := range results {
+		if x.Contender == "floor" {
+			continue // its ratio to itself is 1 by construction
+		}
+		name := fmt.Sprintf("%s %s %s (pinned %v)", x.Scenario, x.Contender, x.Metric, x.Pinned)
+		warn(name+" vs floor", x.VsFloor)
+		if x.CPU != nil {
+			warn(name+" Go CPU/call vs floor", x.CPU.GoVsFloor)
+			warn(name+" Python CPU/call vs floor", x.CPU.PythonVsFloor)
+		}
+	}
+	warnCoarse(results)
+}
+
+// warnCoarse names the Python CPU times read from too few clock ticks.
+func warnCoarse(results []result) {
+	var coarse []string
+	for _, x := range results {
+		if x.CPU != nil && x.CPU.PythonTicks < wellTicks {
+			coarse = append(coarse, fmt.Sprintf("%s %s %s (pinned %v, %d)", x.Scenario, x.Contender, x.Metric, x.Pinned, x.CPU.PythonTicks))
+		}
+	}
+	if len(coarse) > 0 {
+		fmt.Printf("WARNING: Python CPU times resting on fewer than %d ticks of 10 ms a round are coarse (below %d, no ratio): %s\n",
+			wellTicks, minTicks, strings.Join(coarse, "; "))
+	}
+}
+
+func warn(name string, r *spread) {
+	if r != nil && unsure(*r) {
+		fmt.Printf("WARNING: %s: the spread %.2f–%.2f is wider than the effect (median %.2f×, %.2f from 1.0): not a reproducible difference\n",
+			name, r.Min, r.Max, r.Median, math.Abs(r.Median-1))
+	}
+}
