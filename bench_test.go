@@ -3,6 +3,7 @@ package pypool
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -63,5 +64,22 @@ func BenchmarkCall(b *testing.B) {
 		if _, err := pool.Call(ctx, "duplicate_text", "testing"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkCallWithDeadline is BenchmarkCall with a deadline on every call,
+// as a service's request context has.
+func BenchmarkCallWithDeadline(b *testing.B) {
+	cfg := testConfig(b)
+	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	pool := newTestPool(b, cfg)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if _, err := pool.Call(ctx, "duplicate_text", "testing"); err != nil {
+			b.Fatal(err)
+		}
+		cancel()
 	}
 }
