@@ -124,28 +124,64 @@ func (d *wireDecoder) arrayLen() int {
 }
 
 func (d *wireDecoder) int() int64 {
-	switch v := d.value(0).(type) {
-	case int64:
-		return v
-	case nil:
-		return 0 // d.err is set
-	default:
-		d.fail("expected an integer, got %T", v)
+	v, big, ok := d.integer()
+	if !ok || big {
+		d.fail("expected an integer of 64 bits")
 		return 0
 	}
+	return int64(v)
 }
 
 func (d *wireDecoder) uint() uint64 {
-	switch v := d.value(0).(type) {
-	case int64:
-		if v >= 0 {
-			return uint64(v)
-		}
-	case uint64:
-		return v
+	v, big, ok := d.integer()
+	if !ok || (!big && int64(v) < 0) {
+		d.fail("expected an unsigned integer")
+		return 0
 	}
-	d.fail("expected an unsigned integer")
-	return 0
+	return v
+}
+
+// integer reads an integer field without boxing it (message ids are read
+// on every call). v holds an int64's bits, or a uint64 above MaxInt64 when
+// big is true; ok is false when the next value is not an integer.
+func (d *wireDecoder) integer() (v uint64, big, ok bool) {
+	if len(d.b) == 0 {
+		d.fail("message truncated: need an integer")
+		return 0, false, false
+	}
+	c := d.b[0]
+	switch {
+	case c <= 0x7f:
+		d.b = d.b[1:]
+		return uint64(c), false, true
+	case c >= 0xe0:
+		d.b = d.b[1:]
+		return uint64(int64(int8(c))), false, true
+	case c >= 0xcc && c <= 0xce: // uint 8/16/32
+		d.b = d.b[1:]
+		return uint64(d.size(1 << (c - 0xcc))), false, d.err == nil
+	case c == 0xcf, c == 0xd3: // uint 64, int 64
+		d.b = d.b[1:]
+		p := d.take(8)
+		if p == nil {
+			return 0, false, false
+		}
+		u := binary.BigEndian.Uint64(p)
+		return u, c == 0xcf && u > math.MaxInt64, true
+	case c >= 0xd0 && c <= 0xd2: // int 8/16/32
+		d.b = d.b[1:]
+		p := d.take(1 << (c - 0xd0))
+		switch len(p) {
+		case 1:
+			return uint64(int64(int8(p[0]))), false, true
+		case 2:
+			return uint64(int64(int16(binary.BigEndian.Uint16(p)))), false, true
+		case 4:
+			return uint64(int64(int32(binary.BigEndian.Uint32(p)))), false, true
+		}
+		return 0, false, false
+	}
+	return 0, false, false
 }
 
 func (d *wireDecoder) str() string {

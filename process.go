@@ -80,11 +80,13 @@ type process struct {
 	stderr   tail
 
 	// Guarded by mu, which is held for the whole of a call.
-	mu         sync.Mutex
-	nextID     uint64
-	interruptd uint64        // id of a call cut off by its context, 0 if none
-	broken     error         // set when the stream is in an unknown state
-	afterFired chan struct{} // see watchContext
+	mu          sync.Mutex
+	nextID      uint64
+	interruptd  uint64        // id of a call cut off by its context, 0 if none
+	broken      error         // set when the stream is in an unknown state
+	afterFired  chan struct{} // see watchContext
+	deadline    time.Time     // both pipes' deadline, when deadlineSet
+	deadlineSet bool          // false: the pipes' deadlines are not known
 
 	served atomic.Int64 // calls answered
 }
@@ -268,24 +270,37 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 }
 
 // watchContext makes the pipes' deadlines follow ctx. The returned function
-// stops the watch; after it returns no deadline change is pending.
+// stops the watch; after it returns no deadline change is pending. A
+// context without a deadline or a Done channel (context.Background) costs
+// nothing once the pipes have no deadline.
 func (p *process) watchContext(ctx context.Context) (stop func()) {
 	deadline, _ := ctx.Deadline() // zero: no deadline
-	p.toWorker.SetWriteDeadline(deadline)
-	p.fromWorker.SetReadDeadline(deadline)
+	p.setDeadline(deadline)
 	if ctx.Done() == nil {
 		return func() {}
 	}
 	stopAfter := context.AfterFunc(ctx, func() {
-		p.toWorker.SetWriteDeadline(time.Now())
-		p.fromWorker.SetReadDeadline(time.Now())
+		now := time.Now()
+		p.toWorker.SetWriteDeadline(now)
+		p.fromWorker.SetReadDeadline(now)
 		p.afterFired <- struct{}{}
 	})
 	return func() {
 		if !stopAfter() {
 			<-p.afterFired // the deadline change has happened
+			p.deadlineSet = false
 		}
 	}
+}
+
+// setDeadline sets both pipes' deadline to t, unless they have it already.
+func (p *process) setDeadline(t time.Time) {
+	if p.deadlineSet && t.Equal(p.deadline) {
+		return
+	}
+	p.toWorker.SetWriteDeadline(t)
+	p.fromWorker.SetReadDeadline(t)
+	p.deadline, p.deadlineSet = t, true
 }
 
 // failed turns an I/O or protocol error of a call into the caller's error
@@ -350,6 +365,7 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 	if p.broken != nil {
 		return false
 	}
+	p.deadlineSet = false
 	p.fromWorker.SetReadDeadline(time.Now().Add(grace))
 	for p.interruptd != 0 {
 		body, _, err := p.reader.next()
