@@ -21,24 +21,97 @@ from . import CALL, RESULT, purecodec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
-    from typing import Any, Optional, Tuple, Union
+    from typing import Any, Callable, List, Optional, Tuple, Union
 
 C_NAME = "msgpack-c"
 PURE_NAME = purecodec.NAME
 
 
-class Codec(collections.namedtuple("Codec", "name packb unpackb Unpacker ExtType")):
+class Codec(collections.namedtuple("Codec", "name packb unpackb Unpacker ExtType decode_call result_frame")):
     """A codec's entry points.
 
     name is "msgpack-c" or "pure"; packb(obj) -> bytes and unpackb(data) ->
     obj use the options fixed by the protocol; Unpacker() makes an incremental
     decoder with the same options (feed, read_array_header, unpack, skip);
-    ExtType is the class of ext values other than timestamps."""
+    ExtType is the class of ext values other than timestamps.
+
+    The worker's hot paths: decode_call(body) -> (id, name, args) of an
+    ordinary CALL frame (no keyword arguments), or None for any other frame,
+    which then takes the general path (see _call_decoder);
+    result_frame(id, value) -> the whole frame of [RESULT, id, value],
+    length included, as bytes or, when large, as two parts to write in turn
+    (see purecodec.result_frame)."""
 
     __slots__ = ()
 
 
-PURE = Codec(PURE_NAME, purecodec.packb, purecodec.unpackb, purecodec.Unpacker, purecodec.ExtType)
+JOIN_LIMIT = purecodec.JOIN_LIMIT
+_unpack_I = struct.Struct(">I").unpack_from
+_unpack_Q = struct.Struct(">Q").unpack_from
+_pack_I = struct.Struct(">I").pack
+
+
+def _call_decoder(unpack_args: Callable[[bytes, int], Any], unpack_args_view: Callable[[memoryview, int], Any]) -> Callable[[Union[bytes, memoryview]], Optional[Tuple[int, str, List[Any]]]]:
+    """decode_call for a codec whose unpack_args(body, offset) decodes the
+    arguments at offset in a bytes body, which must end just before the
+    body's last byte (else it returns None or raises), and unpack_args_view
+    the same in a memoryview (large frames)."""
+
+    def decode_call(body: Union[bytes, memoryview]) -> Optional[Tuple[int, str, List[Any]]]:
+        # The head as parse_call_head reads it, inline for bytes.
+        if type(body) is not bytes:
+            head = parse_call_head(body)
+            if head is None:
+                return None
+            call_id, name, pos = head
+            try:
+                args = unpack_args_view(body, pos)
+            except Exception:
+                return None
+            return (call_id, name, args) if type(args) is list else None
+        try:
+            if body[0] != 0x95 or body[1] != CALL or body[-1] != 0xC0:
+                return None
+            code = body[2]
+            if code < 0x80:
+                call_id, pos = code, 3
+            elif code == 0xCD:
+                call_id, pos = body[3] << 8 | body[4], 5
+            elif code == 0xCE:
+                call_id, pos = _unpack_I(body, 3)[0], 7
+            elif code == 0xCC:
+                call_id, pos = body[3], 4
+            elif code == 0xCF:
+                call_id, pos = _unpack_Q(body, 3)[0], 11
+            else:
+                return None
+            code = body[pos]
+            if 0xA0 <= code < 0xC0:
+                start = pos + 1
+                pos = start + (code & 0x1F)
+            elif code == 0xD9:
+                start = pos + 2
+                pos = start + body[pos + 1]
+            else:
+                return None
+            name = body[start:pos].decode()
+            args = unpack_args(body, pos)
+        except Exception:  # short, undecodable: the general path tells what is wrong
+            return None
+        return (call_id, name, args) if type(args) is list else None
+
+    return decode_call
+
+
+PURE = Codec(
+    PURE_NAME,
+    purecodec.packb,
+    purecodec.unpackb,
+    purecodec.Unpacker,
+    purecodec.ExtType,
+    _call_decoder(purecodec.unpack_args, purecodec.unpack_args_view),
+    purecodec.result_frame,
+)
 
 
 def _load_c() -> Codec:
@@ -60,7 +133,24 @@ def _load_c() -> Codec:
     unpackb = functools.partial(_cmsgpack.unpackb, **unpack_options)
     # max_buffer_size=0 lifts the 100 MiB default: a frame is bounded by --max-message.
     unpacker = functools.partial(_cmsgpack.Unpacker, max_buffer_size=0, **unpack_options)
-    return Codec(C_NAME, packb, unpackb, unpacker, msgpack.ExtType)
+
+    def unpack_args(body: Union[bytes, memoryview], pos: int) -> Any:
+        return unpackb(body[pos:-1])
+
+    # One Packer for the replies: only the worker's main thread uses it.
+    # Packer.pack resets the Packer's buffer on errors too.
+    pack_reply = _cmsgpack.Packer(use_bin_type=True, datetime=True).pack
+
+    def result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Any]]:
+        cls = type(value)
+        if (cls is bytes or cls is bytearray) and len(value) > JOIN_LIMIT:
+            return _bytes_result_parts(call_id, value)
+        body = pack_reply([RESULT, call_id, value])
+        if len(body) <= JOIN_LIMIT:
+            return _pack_I(len(body)) + body
+        return _pack_I(len(body)), body
+
+    return Codec(C_NAME, packb, unpackb, unpacker, msgpack.ExtType, _call_decoder(unpack_args, unpack_args), result_frame)
 
 
 def load(name: str = "auto") -> Codec:
@@ -142,6 +232,14 @@ def bin_header(size: int) -> bytes:
     if size <= 0xFFFF:
         return _pack_B_H(0xC5, size)
     return _pack_B_I(0xC6, size)
+
+
+def _bytes_result_parts(call_id: int, data: Union[bytes, bytearray]) -> Tuple[bytes, Union[bytes, bytearray]]:
+    # A large bytes RESULT's frame in two parts: up to the data, and the data.
+    if len(data) > 0xFFFFFFFF:  # as packb says it
+        raise ValueError("%s object is too large" % type(data).__name__)
+    head = bytes_result_head(call_id, len(data))
+    return _pack_I(len(head) + len(data)) + head, data
 
 
 def bytes_result_head(call_id: int, size: int) -> bytes:

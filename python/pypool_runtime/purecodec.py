@@ -171,15 +171,20 @@ def _pack_str(obj: str, buf: bytearray, limit: int) -> None:
     n = len(data)
     if n < 0x20:
         buf.append(0xA0 | n)
-    elif n <= 0xFF:
-        buf += _pack_B_B(0xD9, n)
-    elif n <= 0xFFFF:
-        buf += _pack_B_H(0xDA, n)
-    elif n <= _ITEM_LIMIT:
-        buf += _pack_B_I(0xDB, n)
     else:
-        raise ValueError("unicode string is too large")
+        buf += _str_header(n)
     buf += data
+
+
+def _str_header(n: int) -> bytes:
+    """The header of a str of n >= 32 bytes (see _pack_str)."""
+    if n <= 0xFF:
+        return _pack_B_B(0xD9, n)
+    if n <= 0xFFFF:
+        return _pack_B_H(0xDA, n)
+    if n <= _ITEM_LIMIT:
+        return _pack_B_I(0xDB, n)
+    raise ValueError("unicode string is too large")
 
 
 def _pack_bin(obj: Union[bytes, bytearray, memoryview], n: int, buf: bytearray) -> None:
@@ -221,8 +226,21 @@ def _pack_array(obj: Union[list, tuple], buf: bytearray, limit: int) -> None:
         limit -= 1
         packers = _PACKERS
         for item in obj:
+            cls = type(item)
+            # Short strs and small ints inline: the common items of a flat list.
+            if cls is str:
+                data = item.encode()
+                if len(data) < 0x20:
+                    buf.append(0xA0 | len(data))
+                else:
+                    buf += _str_header(len(data))
+                buf += data
+                continue
+            if cls is int and 0 <= item < 0x80:
+                buf.append(item)
+                continue
             try:
-                pack = packers[type(item)]
+                pack = packers[cls]
             except KeyError:
                 pack = _packer_for_subclass(item)
             pack(item, buf, limit)
@@ -244,11 +262,19 @@ def _pack_map(obj: dict, buf: bytearray, limit: int) -> None:
         limit -= 1
         packers = _PACKERS
         for key, value in obj.items():
-            try:
-                pack = packers[type(key)]
-            except KeyError:
-                pack = _packer_for_subclass(key)
-            pack(key, buf, limit)
+            if type(key) is str:  # the common key, inline
+                data = key.encode()
+                if len(data) < 0x20:
+                    buf.append(0xA0 | len(data))
+                else:
+                    buf += _str_header(len(data))
+                buf += data
+            else:
+                try:
+                    pack = packers[type(key)]
+                except KeyError:
+                    pack = _packer_for_subclass(key)
+                pack(key, buf, limit)
             try:
                 pack = packers[type(value)]
             except KeyError:
@@ -761,3 +787,168 @@ class Unpacker:
 
         n, self._pos = self._run(header)
         return n
+
+
+# -- The worker's hot paths ---------------------------------------------------
+#
+# A call's arguments and a reply's value are usually a few short strs, small
+# ints, floats and the like: these functions go straight at those shapes and
+# fall back on the general code for the rest, with the same results.
+
+_pack_I_into = struct.Struct(">I").pack_into
+_pack_frame_fixint = struct.Struct(">IBBB").pack  # frame length, fixarray 3, RESULT, id < 0x80
+_pack_frame_u8 = struct.Struct(">IBBBB").pack  # ... 0xcc, id
+_pack_frame_u16 = struct.Struct(">IBBBH").pack  # ... 0xcd, id
+_pack_frame_u32 = struct.Struct(">IBBBI").pack  # ... 0xce, id
+
+# Encodings of the values that fit in one byte's header, by size or value.
+_FIXSTR_HEADS = tuple(bytes([0xA0 | n]) for n in range(0x20))
+_FIXINTS = tuple(bytes([n]) for n in range(0x80))
+
+
+# Frames above this size are returned in two parts, so that the large part
+# is written without being copied.
+JOIN_LIMIT = 64 << 10
+
+
+def result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Buffer]]:
+    """The frame (4-byte big-endian length, then body) of the RESULT
+    [3, call_id, value], whose body is exactly packb([3, call_id, value]);
+    the same exceptions when value cannot be encoded. A large frame may come
+    as a pair of parts to be written one after the other. call_id must be in
+    0..2**64 - 1."""
+    cls = type(value)
+    if cls is str:
+        data = value.encode()
+        n = len(data)
+        if n < 0x20:
+            encoded = _FIXSTR_HEADS[n] + data
+        elif n <= JOIN_LIMIT:
+            encoded = _str_header(n) + data
+        else:
+            return _result_frame_parts(call_id, _str_header(n), data)
+    elif cls is int and 0 <= value < 0x80:
+        encoded = _FIXINTS[value]
+    elif value is None:
+        encoded = b"\xc0"
+    elif cls is bool:
+        encoded = b"\xc3" if value else b"\xc2"
+    elif cls is float:
+        encoded = _pack_B_d(0xCB, value)
+    elif cls is bytes and len(value) <= 0xFF:
+        encoded = _pack_B_B(0xC4, len(value)) + value
+    else:
+        try:
+            return _result_frame(call_id, value)
+        except RecursionError:
+            return _with_headroom(lambda v: _result_frame(call_id, v), value)
+    n = len(encoded)
+    if call_id < 0x80:
+        return _pack_frame_fixint(n + 3, 0x93, 3, call_id) + encoded
+    if call_id <= 0xFFFF:
+        if call_id <= 0xFF:
+            return _pack_frame_u8(n + 4, 0x93, 3, 0xCC, call_id) + encoded
+        return _pack_frame_u16(n + 5, 0x93, 3, 0xCD, call_id) + encoded
+    if call_id <= 0xFFFFFFFF:
+        return _pack_frame_u32(n + 7, 0x93, 3, 0xCE, call_id) + encoded
+    buf = bytearray(b"\0\0\0\0\x93\x03")
+    _pack_int(call_id, buf, 0)
+    buf += encoded
+    _pack_I_into(buf, 0, len(buf) - 4)
+    return bytes(buf)
+
+
+def _result_frame_parts(call_id: int, value_head: bytes, payload: Buffer) -> Tuple[bytes, Buffer]:
+    # The frame up to the payload of a large str or bin value, and that payload.
+    buf = bytearray(b"\0\0\0\0\x93\x03")
+    _pack_int(call_id, buf, 0)
+    buf += value_head
+    _pack_I_into(buf, 0, len(buf) - 4 + len(payload))
+    return bytes(buf), payload
+
+
+def _result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Buffer]]:
+    # What packb([3, call_id, value]) does, behind the frame's length.
+    cls = type(value)
+    if (cls is bytes or cls is bytearray) and len(value) > JOIN_LIMIT:
+        n = len(value)
+        if n > _ITEM_LIMIT:
+            raise ValueError("%.200s object is too large" % _tp_name(cls))
+        return _result_frame_parts(call_id, _pack_B_I(0xC6, n) if n > 0xFFFF else _pack_B_H(0xC5, n), value)
+    buf = bytearray(b"\0\0\0\0\x93\x03")
+    _pack_int(call_id, buf, 0)
+    try:
+        pack = _PACKERS[type(value)]
+    except KeyError:
+        pack = _packer_for_subclass(value)
+    pack(value, buf, _PACK_NEST_LIMIT - 1)  # one level is the reply's array
+    _pack_I_into(buf, 0, len(buf) - 4)
+    return bytes(buf)
+
+
+def unpack_args(data: bytes, pos: int) -> Any:
+    """The arguments of a CALL frame, an array at data[pos] that must end
+    where the last byte of data (the nil of no keyword arguments) begins:
+    what unpackb(data) would give as the message's fourth element, or None
+    when the array does not end there or is not a fixarray. Data that does
+    not decode raises; the caller then takes the general path, which
+    reproduces the C extension's errors."""
+    b = data[pos]
+    if b & 0xF0 != 0x90:
+        return None
+    end = len(data) - 1
+    pos += 1
+    args: List[Any] = []
+    append = args.append
+    for _ in range(b & 0x0F):
+        b = data[pos]
+        if 0xA0 <= b < 0xC0:  # fixstr
+            stop = pos + (b - 0x9F)
+            if stop > end:
+                return None
+            append(data[pos + 1 : stop].decode())
+            pos = stop
+        elif b < 0x80:  # positive fixint
+            append(b)
+            pos += 1
+        elif b == 0xD9:  # str 8
+            stop = pos + 2 + data[pos + 1]
+            if stop > end:
+                return None
+            append(data[pos + 2 : stop].decode())
+            pos = stop
+        else:  # depth 2: inside the message's array and the arguments' array
+            value, pos = _unpack(data, pos, 2)
+            append(value)
+    return args if pos == end else None
+
+
+def unpack_args_view(data: memoryview, pos: int) -> Any:
+    """unpack_args for a frame read into a memoryview (a large one): only
+    strs and bins are decoded here, copying each payload once; None for
+    anything else (the caller takes the general path)."""
+    b = data[pos]
+    if b & 0xF0 != 0x90:
+        return None
+    end = len(data) - 1
+    pos += 1
+    args: List[Any] = []
+    for _ in range(b & 0x0F):
+        b = data[pos]
+        if 0xA0 <= b < 0xC0:
+            start, size = pos + 1, b & 0x1F
+        else:
+            width = _VIEW_WIDTHS.get(b)
+            if width is None:
+                return None
+            start = pos + 1 + width
+            size = int.from_bytes(data[pos + 1 : start], "big")
+        pos = start + size
+        if pos > end:
+            return None
+        args.append(bytes(data[start:pos]) if 0xC4 <= b <= 0xC6 else str(data[start:pos], "utf-8"))
+    return args if pos == end else None
+
+
+# bin 8/16/32 and str 8/16/32: the width of their length.
+_VIEW_WIDTHS = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}

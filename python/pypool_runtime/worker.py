@@ -42,12 +42,13 @@ EXIT_IMPORT_FAILED = 1
 EXIT_PROTOCOL = 2
 
 _HEADER = struct.Struct(">I")
+_unpack_header = _HEADER.unpack_from
 # Frames up to this size are read through one buffer, normally with one read
 # per frame; larger bodies are read straight into a buffer of their own.
 _READ_BUFFER_SIZE = 64 << 10
 # Replies up to this size are joined to their header and written with one
 # write(); larger ones are written with writev() to avoid copying them.
-_JOIN_LIMIT = 64 << 10
+_JOIN_LIMIT = codecs.JOIN_LIMIT
 # After the end of input, how long the interpreter's normal exit may wait for
 # the user's non-daemon threads and atexit handlers.
 _EXIT_GRACE_SECONDS = 10.0
@@ -215,6 +216,7 @@ class FrameReader:
     def __init__(self, fd: int, max_message: int) -> None:
         # FileIO.readinto is one read(2), retried on EINTR (PEP 475).
         self._file = io.FileIO(fd, "rb", closefd=False)
+        self._readinto = self._file.readinto
         self._buf = bytearray(_READ_BUFFER_SIZE)
         self._view = memoryview(self._buf)
         self._start = 0  # unread bytes are _buf[_start:_end]
@@ -238,6 +240,27 @@ class FrameReader:
 
     def read(self) -> Union[bytes, memoryview, None]:
         """The next frame's body, or None at the end of input between frames."""
+        # The usual case first: a small frame that is already in the buffer
+        # or, when the buffer is empty, arrives with a single read.
+        start = self._start
+        end = self._end
+        if start == end:
+            end = self._readinto(self._view)
+            if not end:
+                self._start = self._end = 0
+                return None
+            start = 0
+        if end - start >= 4:
+            stop = start + 4 + _unpack_header(self._buf, start)[0]
+            if stop <= end and stop - start - 4 <= self._max_message:
+                self._start = stop
+                self._end = end
+                return self._view[start + 4 : stop].tobytes()
+        self._start = start
+        self._end = end
+        return self._read_slow()
+
+    def _read_slow(self) -> Union[bytes, memoryview, None]:
         if self._start == self._end:
             self._start = self._end = 0
         if not self._fill(_HEADER.size):
@@ -325,32 +348,71 @@ class Worker:
         self._packb = codec.packb
         self._unpackb = codec.unpackb
         self._unpacker = codec.Unpacker
+        self._decode_call = codec.decode_call
+        self._result_frame = codec.result_frame
         self._reader = reader
         self._out_fd = out_fd
         self._max_message = max_message
 
     def serve(self) -> None:
-        """Answer calls until the end of input."""
+        """Answer calls until the end of input.
+
+        The common call (no keyword arguments, a function that exists and
+        returns an encodable value of ordinary size) is handled inline with
+        local names; everything else goes through the methods below."""
+        global _in_user_code
+        read = self._reader.read
+        decode_call = self._decode_call
+        result_frame = self._result_frame
+        functions = self._functions
+        out_fd = self._out_fd
+        max_frame = self._max_message + _HEADER.size
+        write = os.write
         while True:
-            body = self._reader.read()
+            # Let go of the last call's values before the next call's arrive:
+            # large ones could otherwise not reuse their memory.
+            body = call = args = result = frame = None
+            body = read()
             if body is None:
                 return
-            self._handle(body)
+            call = decode_call(body)
+            if call is None:
+                self._handle_general(body)
+                continue
+            call_id, name, args = call
+            function = functions.get(name)
+            if function is None:
+                self._call(call_id, name, args, {})
+                continue
+            # As _invoke does.
+            try:
+                try:
+                    _in_user_code = True
+                    result = function(*args)
+                finally:
+                    _in_user_code = False
+            except BaseException as exc:  # SystemExit too: the worker stays alive
+                self._send_exception(call_id, exc)
+                continue
+            try:
+                frame = result_frame(call_id, result)
+            except Exception as exc:
+                self._send_not_encodable(call_id, name, exc)
+                continue
+            if type(frame) is not bytes or len(frame) > max_frame:
+                self._send_frame(call_id, name, frame)
+                continue
+            written = write(out_fd, frame)
+            if written < len(frame):  # a signal cut the write short
+                _write_all(out_fd, [memoryview(frame)[written:]])
 
     def _handle(self, body: Union[bytes, memoryview]) -> None:
-        head = codecs.parse_call_head(body)
-        if head is not None:
-            # Fast path for the common frame: decode only the arguments.
-            # Anything unusual goes the general way below.
-            call_id, name, start = head
-            try:
-                args = self._unpackb(body[start:-1])
-            except Exception:
-                args = None
-            if type(args) is list:
-                self._call(call_id, name, args, {})
-                return
-        self._handle_general(body)
+        """Answer one frame, as serve does."""
+        call = self._decode_call(body)
+        if call is None:
+            self._handle_general(body)
+        else:
+            self._call(call[0], call[1], call[2], {})
 
     def _handle_general(self, body: Union[bytes, memoryview]) -> None:
         try:
@@ -408,45 +470,49 @@ class Worker:
         try:
             result = _invoke(function, args, kwargs)
         except BaseException as exc:  # SystemExit too: the worker stays alive
-            code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
-            self._send_error(call_id, code, type_name(exc), exception_message(exc), format_traceback(exc))
-            return
-        if type(result) in (bytes, bytearray) and len(result) > _JOIN_LIMIT:
-            self._send_bytes(call_id, name, result)
+            self._send_exception(call_id, exc)
             return
         try:
-            reply = self._packb([RESULT, call_id, result])
+            frame = self._result_frame(call_id, result)
         except Exception as exc:
-            self._send_error(
-                call_id,
-                "result_not_encodable",
-                type_name(exc),
-                "cannot encode the result of %s() for Go: %s" % (name, exception_message(exc)),
-            )
+            self._send_not_encodable(call_id, name, exc)
             return
-        if len(reply) > self._max_message:
+        self._send_frame(call_id, name, frame)
+
+    def _send_exception(self, call_id: int, exc: BaseException) -> None:
+        code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
+        self._send_error(call_id, code, type_name(exc), exception_message(exc), format_traceback(exc))
+
+    def _send_not_encodable(self, call_id: int, name: str, exc: Exception) -> None:
+        self._send_error(
+            call_id,
+            "result_not_encodable",
+            type_name(exc),
+            "cannot encode the result of %s() for Go: %s" % (name, exception_message(exc)),
+        )
+
+    def _send_frame(self, call_id: int, name: str, frame: Union[bytes, Tuple[bytes, Any]]) -> None:
+        """Send a RESULT frame from the codec's result_frame, unless it is too
+        large. A frame in two parts (a large one) is written with writev, so
+        that its payload (a large bytes result, say) is not copied; the bytes
+        on the wire are exactly those of packb's encoding behind the length."""
+        if type(frame) is bytes:
+            size = len(frame) - _HEADER.size
+            parts = [memoryview(frame)]
+        else:
+            head, payload = frame
+            size = len(head) - _HEADER.size + len(payload)
+            parts = [memoryview(head), memoryview(payload)]
+        if size > self._max_message:
             self._send_error(
                 call_id,
                 "message_too_large",
                 "ValueError",
                 "the result of %s() encodes to %d bytes, more than --max-message %d"
-                % (name, len(reply), self._max_message),
+                % (name, size, self._max_message),
             )
             return
-        write_frame(self._out_fd, reply)
-
-    def _send_bytes(self, call_id: int, name: str, data: Union[bytes, bytearray]) -> None:
-        """Send a large bytes result without copying it: the RESULT's head is
-        encoded on its own and the payload written after it (writev). The
-        bytes on the wire are exactly what packb would produce."""
-        head = codecs.bytes_result_head(call_id, len(data))
-        total = len(head) + len(data)
-        if total > self._max_message:
-            self._send_error(call_id, "message_too_large", "ValueError",
-                             "the result of %s() encodes to %d bytes, more than --max-message %d"
-                             % (name, total, self._max_message))
-            return
-        _write_all(self._out_fd, [memoryview(_HEADER.pack(total) + head), memoryview(data)])
+        _write_all(self._out_fd, parts)
 
     def _not_found(self, name: str) -> str:
         if name.startswith("_"):

@@ -414,6 +414,123 @@ class ByteShortcutsTest(unittest.TestCase):
                     )
 
 
+def joined(frame: Any) -> bytes:
+    """A result_frame's frame as one bytes object."""
+    return frame if type(frame) is bytes else frame[0] + bytes(frame[1])
+
+
+def call_ids() -> List[int]:
+    return [i for i in edge_ints() if i >= 0]
+
+
+def call_bodies(rng: random.Random, values: List[Any]) -> List[bytes]:
+    """CALL frames without keyword arguments, of assorted ids, names and arguments."""
+    names = ["echo", "", "f" * 31, "g" * 32, "h" * 255, "héllo"]
+    bodies = []
+    for i, value in enumerate(values):
+        args = [value] if i % 3 else [value, "s", 1, None]
+        try:
+            bodies.append(purecodec.packb([2, rng.choice(call_ids()), names[i % len(names)], args, None]))
+        except ValueError:  # nested too deep to be an argument
+            pass
+    return bodies
+
+
+class HotPathsTest(unittest.TestCase):
+    """The worker's hot paths (Codec.decode_call, Codec.result_frame) must
+    agree with the codecs' general entry points: runs on every interpreter,
+    for the pure codec and for the C extension when it is importable."""
+
+    def codecs(self) -> List[codec.Codec]:
+        try:
+            return [codec.PURE, codec.load(codec.C_NAME)]
+        except ImportError:
+            return [codec.PURE]
+
+    def test_result_frame_is_packb_behind_the_length(self) -> None:
+        values = value_corpus(purecodec.ExtType) + [b"x" * 70000, bytearray(b"y" * 70000), "z" * 70000, "é" * 40000,
+                                                    b"w" * (1 << 20), ["a", "b" * 40, 1, 200, -1, None, True, 1.5],
+                                                    {"k": "v", "long" * 10: 1, 2: b"x"}, Blob(b"b" * 70000)]  # fmt: skip
+        for c in self.codecs():
+            for value in values:
+                if c.name != codec.PURE_NAME and isinstance(value, purecodec.ExtType):
+                    value = c.ExtType(*value)
+                for call_id in call_ids():
+                    with self.subTest(codec=c.name, value=repr(value)[:60], call_id=call_id):
+                        expected = outcome(lambda v: c.packb([3, call_id, v]), value)
+                        if expected[0] == "ok":
+                            expected = ("ok", struct.pack(">I", len(expected[1])) + expected[1])
+                        self.assertEqual(outcome(lambda v: joined(c.result_frame(call_id, v)), value), expected)
+
+    def test_result_frame_errors_are_packb_errors(self) -> None:
+        cyclic: List[Any] = []
+        cyclic.append(cyclic)
+        bad = [{1}, object(), datetime.datetime(2020, 1, 1), 2**64, -2**63 - 1, "\ud800", ["ok", "\udfff"],
+               {"\ud800": 1}, nested_lists(511), nested_lists(510), ["x", {2}], {"a": object()}, cyclic]  # fmt: skip
+        for c in self.codecs():
+            for value in bad:
+                with self.subTest(codec=c.name, value=repr(value)[:60]):
+                    self.assertEqual(outcome(lambda v: joined(c.result_frame(7, v))[4:], value),
+                                     outcome(lambda v: c.packb([3, 7, v]), value))  # fmt: skip
+
+    def check_decode_call(self, c: codec.Codec, body: bytes) -> None:
+        """decode_call(body) is None, or what unpackb(body) gives for a
+        CALL without keyword arguments; the same for a memoryview body."""
+        general = outcome(c.unpackb, body)
+        for data in (body, memoryview(bytearray(body))):
+            call = c.decode_call(data)
+            if call is not None:
+                self.assertEqual(general[0], "ok", general)
+                message = general[1]
+                self.assertEqual(len(message), 5)
+                self.assertEqual(message[0], 2)
+                self.assertIsNone(message[4])
+                self.assertIs(type(call[2]), list)
+                SameValue.check(self, list(call), message[1:4])
+
+    def test_decode_call(self) -> None:
+        rng = random.Random(5)
+        args_values = [v for v in value_corpus(purecodec.ExtType) if not isinstance(v, purecodec.ExtType)]
+        args_values += ["s" * 70000, b"b" * 70000, "é" * 40000]
+        for c in self.codecs():
+            for body in call_bodies(rng, args_values):
+                with self.subTest(codec=c.name, body=body[:20]):
+                    call = c.decode_call(body)
+                    self.assertIsNotNone(call)
+                    self.check_decode_call(c, body)
+            bodies = call_bodies(rng, ["x", b"", [1], "é" * 40, 2**40, -1, 1.5, None, True, {"a": 1}, b"b" * 70000])
+            for _ in range(3000):  # corrupted and cut frames
+                data = bytearray(rng.choice(bodies))
+                for _ in range(rng.randint(1, 3)):
+                    data[rng.randrange(len(data))] = rng.getrandbits(8)
+                data = bytes(data[: rng.randint(1, len(data))] if rng.random() < 0.3 else data)
+                with self.subTest(codec=c.name, data=data[:40].hex()):
+                    self.check_decode_call(c, data)
+
+    def test_decode_call_leaves_other_frames_to_the_general_path(self) -> None:
+        for c in self.codecs():
+            for body in [
+                purecodec.packb([2, 1, "echo", [], {"a": None}]),
+                purecodec.packb([2, 1, "echo", [1], {}]),
+                purecodec.packb([2, 1, "echo", "not a list", None]),
+                purecodec.packb([3, 1, "echo", [], None]),
+                purecodec.packb([2, 1, b"echo", [], None]),
+                purecodec.packb([2, -1, "echo", [], None]),
+                b"\x95\x02\x01\xa4echo\x91\xa1x",  # no nil at the end
+                b"\x95\x02\x01\xa4echo\x91\xa2x\xc0",  # the str runs into the nil
+                b"\x95\x02\x01\xa4echo\x91\xa1\xff\xc0",  # invalid UTF-8
+                b"\x95\x02\x01\xa4echo\x91\xc4\x05ab\xc0",  # a bin cut short
+            ]:
+                for data in (body, memoryview(bytearray(body))):
+                    with self.subTest(codec=c.name, body=body[:20], view=type(data) is memoryview):
+                        self.assertIsNone(c.decode_call(data))
+            # Valid, if less usual: the general path or the hot one, with the same result.
+            for args in ([b"x" * 70000, 1], list(range(16)), [[1, 2], {"a": b"b"}], ["é" * 40000, b"", ""]):
+                body = purecodec.packb([2, 300, "echo", args, None])
+                with self.subTest(codec=c.name, args=repr(args)[:20]):
+                    self.check_decode_call(c, body)
+
+
 class CompareWithCExtensionTest(unittest.TestCase):
     """The pure codec must be indistinguishable from the C extension."""
 
