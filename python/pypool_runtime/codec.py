@@ -13,8 +13,6 @@ RESULT around a bytes value that is then written without being copied.
 
 from __future__ import annotations
 
-import collections
-import functools
 import struct
 
 from . import CALL, RESULT, purecodec
@@ -27,7 +25,7 @@ C_NAME = "msgpack-c"
 PURE_NAME = purecodec.NAME
 
 
-class Codec(collections.namedtuple("Codec", "name packb unpackb Unpacker ExtType decode_call result_frame")):
+class Codec:
     """A codec's entry points.
 
     name is "msgpack-c" or "pure"; packb(obj) -> bytes and unpackb(data) ->
@@ -40,9 +38,30 @@ class Codec(collections.namedtuple("Codec", "name packb unpackb Unpacker ExtType
     which then takes the general path (see _call_decoder);
     result_frame(id, value) -> the whole frame of [RESULT, id, value],
     length included, as bytes or, when large, as two parts to write in turn
-    (see purecodec.result_frame)."""
+    (see purecodec.result_frame).
 
-    __slots__ = ()
+    A plain class: collections.namedtuple would cost a few ms of import at
+    every worker start."""
+
+    __slots__ = ("name", "packb", "unpackb", "Unpacker", "ExtType", "decode_call", "result_frame")
+
+    def __init__(
+        self,
+        name: str,
+        packb: Callable[[Any], bytes],
+        unpackb: Callable[..., Any],
+        Unpacker: Callable[..., Any],
+        ExtType: Any,
+        decode_call: Callable[[Any], Any],
+        result_frame: Callable[[int, Any], Any],
+    ) -> None:
+        self.name = name
+        self.packb = packb
+        self.unpackb = unpackb
+        self.Unpacker = Unpacker
+        self.ExtType = ExtType
+        self.decode_call = decode_call
+        self.result_frame = result_frame
 
 
 JOIN_LIMIT = purecodec.JOIN_LIMIT
@@ -130,9 +149,14 @@ def _load_c() -> Codec:
         return _cmsgpack.Packer(use_bin_type=True, datetime=True).pack(obj)
 
     unpack_options = dict(raw=False, strict_map_key=False, timestamp=3, use_list=True)
-    unpackb = functools.partial(_cmsgpack.unpackb, **unpack_options)
-    # max_buffer_size=0 lifts the 100 MiB default: a frame is bounded by --max-message.
-    unpacker = functools.partial(_cmsgpack.Unpacker, max_buffer_size=0, **unpack_options)
+    c_unpackb, c_unpacker = _cmsgpack.unpackb, _cmsgpack.Unpacker
+
+    def unpackb(data: Any) -> Any:
+        return c_unpackb(data, **unpack_options)
+
+    def unpacker(**options: Any) -> Any:
+        # max_buffer_size=0 lifts the 100 MiB default: a frame is bounded by --max-message.
+        return c_unpacker(max_buffer_size=0, **unpack_options, **options)
 
     def unpack_args(body: Union[bytes, memoryview], pos: int) -> Any:
         return unpackb(body[pos:-1])

@@ -17,7 +17,6 @@ call is retried with more headroom (see _with_headroom).
 
 from __future__ import annotations
 
-import collections
 import datetime
 import struct
 import sys
@@ -65,8 +64,12 @@ class ExtraData(ValueError):
         return "unpack(b) received extra data."
 
 
-class ExtType(collections.namedtuple("ExtType", "code data")):
-    """An ext value with an application-defined code (0..127), as msgpack.ExtType."""
+class ExtType(tuple):
+    """An ext value with an application-defined code (0..127), as msgpack.ExtType:
+    a (code, data) tuple. Written out rather than made with
+    collections.namedtuple, whose import costs a few ms at every worker start."""
+
+    __slots__ = ()
 
     def __new__(cls, code: int, data: bytes) -> "ExtType":
         if not isinstance(code, int):
@@ -75,7 +78,21 @@ class ExtType(collections.namedtuple("ExtType", "code data")):
             raise TypeError("data must be bytes")
         if not 0 <= code <= 127:
             raise ValueError("code must be 0~127")
-        return super().__new__(cls, code, data)
+        return tuple.__new__(cls, (code, data))
+
+    def __getnewargs__(self) -> "Tuple[int, bytes]":
+        return (self[0], self[1])
+
+    def __repr__(self) -> str:
+        return "ExtType(code=%r, data=%r)" % (self[0], self[1])
+
+    @property
+    def code(self) -> int:
+        return self[0]
+
+    @property
+    def data(self) -> bytes:
+        return self[1]
 
 
 # -- Limits of the C extension ------------------------------------------------

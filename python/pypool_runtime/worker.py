@@ -20,13 +20,16 @@ explains it in one line on stderr and exits with status 2.
 
 from __future__ import annotations
 
-import collections
 import io
 import os
-import signal
 import struct
 import sys
 import time
+
+try:  # _signal is signal without its enum wrappers, a few ms cheaper to import
+    import _signal as signal
+except ImportError:  # pragma: no cover - not CPython
+    import signal  # type: ignore[no-redef]
 
 from . import CALL, ERROR, HELLO, PROTOCOL_VERSION, RESULT
 from . import codec as codecs
@@ -60,8 +63,17 @@ class ProtocolViolation(Exception):
     """Go sent something this protocol does not allow."""
 
 
-# The command line: module (str), paths (list of str), max_message (int), codec (str).
-Options = collections.namedtuple("Options", "module paths max_message codec")
+class Options:
+    """The command line. A plain class: collections.namedtuple would cost
+    a few ms of import at every worker start."""
+
+    __slots__ = ("module", "paths", "max_message", "codec")
+
+    def __init__(self, module: str, paths: List[str], max_message: int, codec: str) -> None:
+        self.module = module
+        self.paths = paths
+        self.max_message = max_message
+        self.codec = codec
 
 
 def parse_args(argv: List[str]) -> Options:
