@@ -81,16 +81,28 @@ func newWaitQueue() waitQueue {
 const maxQueued = 1<<31 - 1
 
 // add puts a waiter at the end of the queue.
-func (q waitQueue) add(wt *waiter) { _ = q.deque.AddLast(wt) }
+func (q waitQueue) add(wt *waiter) {
+	_ = q.deque.AddLast(wt)
+	wt.queued = true
+}
 
 // next removes and returns the longest waiting caller, or nil.
 func (q waitQueue) next() *waiter {
 	wt, _ := q.deque.PollFirst().(*waiter)
+	if wt != nil {
+		wt.queued = false
+	}
 	return wt
 }
 
-// drop removes a waiter that gave up and reports whether it was queued.
-func (q waitQueue) drop(wt *waiter) bool { return q.deque.RemoveFirstOccurrence(wt) }
+// drop removes a waiter from the queue if it is still there (a search, so
+// only when it is: a long queue must not make every hand-off slow).
+func (q waitQueue) drop(wt *waiter) {
+	if wt.queued {
+		q.deque.RemoveFirstOccurrence(wt)
+		wt.queued = false
+	}
+}
 
 // len returns the number of waiting callers.
 func (q waitQueue) len() int { return q.deque.Size() }

@@ -64,7 +64,10 @@ type pooledWorker struct {
 // waiter is a caller blocked in checkout.
 type waiter struct {
 	granted chan grant // capacity 1: receives the one grant once decided
-	decided bool       // guarded by Pool.mu: granted, or gave up
+
+	// Guarded by Pool.mu.
+	decided bool // granted, or gave up
+	queued  bool // in Pool.waiters
 }
 
 // grant is what a waiter receives: a checked-out worker or an error.
