@@ -110,3 +110,46 @@ func ExamplePool_Stats() {
 	fmt.Println(s.Size, s.Workers, s.Idle, s.InUse)
 	// Output: 2 2 2 0
 }
+
+// Stats.Status answers poolboy's status/1: its tuple
+// {StateName, Workers, Overflow, InUse} is {s.Status(), s.Idle, s.Overflow, s.InUse}.
+func ExampleStats_Status() {
+	ctx := context.Background()
+	pool := newExamplePool(ctx) // Size 2, no overflow
+	defer pool.Close(ctx)
+
+	s := pool.Stats()
+	fmt.Println(s.Status(), s.Idle, s.Overflow, s.InUse)
+	_ = pool.Transaction(ctx, func(*pypool.Worker) error {
+		_ = pool.Transaction(ctx, func(*pypool.Worker) error {
+			s := pool.Stats()
+			fmt.Println(s.Status(), s.Idle, s.Overflow, s.InUse)
+			return nil
+		})
+		return nil
+	})
+	// Output:
+	// ready 2 0 0
+	// full 0 0 2
+}
+
+// TryCall sheds load instead of queueing: with every worker busy (and no
+// room for an overflow worker) it fails at once with ErrPoolExhausted.
+func ExamplePool_TryCall() {
+	ctx := context.Background()
+	pool := newExamplePool(ctx) // Size 2, no overflow
+	defer pool.Close(ctx)
+
+	_ = pool.Transaction(ctx, func(*pypool.Worker) error {
+		return pool.Transaction(ctx, func(*pypool.Worker) error {
+			_, err := pool.TryCall(ctx, "duplicate_text", "busy")
+			fmt.Println(errors.Is(err, pypool.ErrPoolExhausted))
+			return nil
+		})
+	})
+	out, err := pool.TryCall(ctx, "duplicate_text", "idle")
+	fmt.Println(out, err)
+	// Output:
+	// true
+	// idleidle <nil>
+}

@@ -213,8 +213,12 @@ func (p *Pool) callOn(ctx context.Context, pw *pooledWorker, fn string, args []a
 // Transaction checks a worker out, runs fn with it and checks it back in,
 // also when fn returns an error or panics (the panic goes on after the
 // check-in). All calls made through the Worker run in the same Python process,
-// one after the other. The Worker must not be used after fn returns. When
-// ctx has already ended, fn does not run and ctx's error is returned.
+// one after the other. The Worker must not be used after fn returns.
+//
+// ctx bounds the checkout only, as with database/sql's DB.Conn and pgx's
+// AcquireFunc: when it ends before a worker is free, fn does not run and
+// ctx's error is returned. The calls inside use the contexts given to
+// Worker.Call, and fn decides how long it holds the worker.
 func (p *Pool) Transaction(ctx context.Context, fn func(w *Worker) error) error {
 	pw, err := p.checkout(ctx, true)
 	if err != nil {
