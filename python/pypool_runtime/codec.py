@@ -133,6 +133,16 @@ PURE = Codec(
 )
 
 
+def numpy_default(obj: Any) -> Any:
+    """The C Packer's default= hook, which it calls only for values it cannot
+    encode: a numpy scalar becomes its Python number, as in the pure codec
+    (purecodec.numpy_scalar_value); anything else comes back unchanged, and
+    the Packer, having used its hook once, raises the error it raises
+    without one."""
+    value = purecodec.numpy_scalar_value(obj)
+    return obj if value is None else value
+
+
 def _load_c() -> Codec:
     """The msgpack C extension, or ImportError when it is missing or too old."""
     import msgpack
@@ -146,7 +156,7 @@ def _load_c() -> Codec:
     def packb(obj: Any) -> bytes:
         # A Packer per call, as msgpack.packb does: Packers hold a buffer and
         # are not safe to share between threads.
-        return _cmsgpack.Packer(use_bin_type=True, datetime=True).pack(obj)
+        return _cmsgpack.Packer(use_bin_type=True, datetime=True, default=numpy_default).pack(obj)
 
     unpack_options = dict(raw=False, strict_map_key=False, timestamp=3, use_list=True)
     c_unpackb, c_unpacker = _cmsgpack.unpackb, _cmsgpack.Unpacker
@@ -163,7 +173,7 @@ def _load_c() -> Codec:
 
     # One Packer for the replies: only the worker's main thread uses it.
     # Packer.pack resets the Packer's buffer on errors too.
-    pack_reply = _cmsgpack.Packer(use_bin_type=True, datetime=True).pack
+    pack_reply = _cmsgpack.Packer(use_bin_type=True, datetime=True, default=numpy_default).pack
 
     def result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Any]]:
         cls = type(value)
@@ -272,3 +282,62 @@ def bytes_result_head(call_id: int, size: int) -> bytes:
     writes for the whole message, so data can be sent without a copy."""
     # Both codecs encode alike; the pure one is always loaded.
     return purecodec.packb([RESULT, call_id, b""])[:-2] + bin_header(size)  # without the empty bin 8
+
+
+# -- Where a value cannot be encoded (error path only) ---------------------------
+
+
+def find_unencodable(value: Any) -> Optional[Tuple[str, Any, Exception]]:
+    """(path, element, error) of the first element of value, in the order the
+    codecs encode (items in order, a key before its value), that the codecs
+    refuse on its own: path is a Python expression from "result", as
+    "result['items'][1]['score']" ("a key of result[2]" for a dict key),
+    and error what packing the element alone raises. None when every element
+    is encodable on its own (the value is then too deep, or cyclic: depth
+    limits are not looked at). For the error path: it walks the whole value."""
+    ext_type = purecodec.ExtType
+    seen = set()
+    stack = [iter((("result", value),))]
+    while stack:
+        for path, item in stack[-1]:
+            break
+        else:
+            stack.pop()
+            continue
+        cls = type(item)
+        # Subclasses as the codecs see them: a dict's are maps, a list's or
+        # a tuple's arrays, except ExtType (a tuple).
+        if isinstance(item, dict):
+            children = _map_children(item, path)
+        elif isinstance(item, (list, tuple)) and not isinstance(item, ext_type):
+            children = _array_children(item, path)
+        else:
+            if (cls is bytes or cls is bytearray) and len(item) <= 0xFFFFFFFF:
+                continue  # no need to copy it to know
+            try:
+                purecodec.packb(item)
+            except Exception as exc:
+                return path, item, exc
+            continue
+        if id(item) not in seen:  # a container met again (a cycle, or shared) was checked already
+            seen.add(id(item))
+            stack.append(children)
+    return None
+
+
+def _array_children(items: Any, path: str) -> Any:
+    if path.startswith("a key of "):  # inside a tuple key: the key is the place
+        for item in items:
+            yield path, item
+        return
+    for i, item in enumerate(items):
+        yield "%s[%d]" % (path, i), item
+
+
+def _map_children(mapping: Any, path: str) -> Any:
+    for key, item in mapping.items():
+        yield "a key of " + path, key
+        text = repr(key)
+        if len(text) > 60:
+            text = text[:57] + "..."
+        yield "%s[%s]" % (path, text), item

@@ -1,7 +1,8 @@
 """A pure-Python msgpack codec, used when the msgpack C extension is missing.
 
 It reproduces msgpack-python's C extension (``msgpack._cmsgpack`` 1.0.x) used as
-``packb(obj, use_bin_type=True, datetime=True)`` and
+``packb(obj, use_bin_type=True, datetime=True, default=codec.numpy_default)``
+(numpy's bool, integer and float scalars become Python numbers) and
 ``unpackb(data, raw=False, strict_map_key=False, timestamp=3, use_list=True)``:
 the same bytes out, the same values in, and the same exception classes for the
 same failures (error messages match where that is cheap). The tests compare
@@ -379,7 +380,45 @@ def _packer_for_subclass(obj: Any) -> Packer:
     for types, pack in _SUBCLASS_PACKERS:
         if isinstance(obj, types):
             return pack
+    if type(obj).__module__ == "numpy" and numpy_scalar_value(obj) is not None:
+        return _pack_numpy_scalar
     raise TypeError("can not serialize '%.200s' object" % _tp_name(type(obj)))
+
+
+# -- numpy scalars --------------------------------------------------------------
+#
+# Only reached for types that nothing above accepts, so the common types pay
+# nothing for it, and numpy is never imported here: a numpy scalar can only
+# exist once its user imported numpy. The C extension gets the same through
+# its Packer's default= hook (see codec.numpy_default), byte for byte.
+
+_numpy_scalar_types: Any = None  # numpy's bool, integer and float scalar types of <= 64 bits, once numpy is seen
+
+
+def numpy_scalar_value(obj: Any) -> Any:
+    """obj.item(), the Python bool, int or float that stands for obj, when obj
+    is a numpy scalar of an exact type among bool_, int8..int64 (and their C
+    aliases), uint8..uint64, float16, float32 and float64; None otherwise
+    (ndarrays, longdouble, complex, datetime64, timedelta64, strs...)."""
+    global _numpy_scalar_types
+    cls = type(obj)
+    if cls.__module__ != "numpy":
+        return None
+    types = _numpy_scalar_types
+    if types is None:
+        numpy = sys.modules.get("numpy")
+        if numpy is None:
+            return None
+        # Type codes: bool, the signed and unsigned C integers, half, single, double.
+        types = _numpy_scalar_types = frozenset(numpy.dtype(code).type for code in "?bhilqBHILQefd")
+    if cls not in types:
+        return None
+    return obj.item()
+
+
+def _pack_numpy_scalar(obj: Any, buf: bytearray, limit: int) -> None:
+    value = obj.item()
+    _PACKERS[type(value)](value, buf, limit)
 
 
 def _pack(obj: Any) -> bytes:
@@ -393,7 +432,8 @@ def _pack(obj: Any) -> bytes:
 
 
 def packb(obj: Any) -> bytes:
-    """Encode obj as msgpack, exactly as the C extension's packb(obj, use_bin_type=True, datetime=True)."""
+    """Encode obj as msgpack, exactly as the C extension's packb(obj,
+    use_bin_type=True, datetime=True, default=codec.numpy_default)."""
     try:
         return _pack(obj)
     except RecursionError:

@@ -409,7 +409,7 @@ class Worker:
             try:
                 frame = result_frame(call_id, result)
             except Exception as exc:
-                self._send_not_encodable(call_id, name, exc)
+                self._send_not_encodable(call_id, name, result, exc)
                 continue
             if type(frame) is not bytes or len(frame) > max_frame:
                 self._send_frame(call_id, name, frame)
@@ -487,7 +487,7 @@ class Worker:
         try:
             frame = self._result_frame(call_id, result)
         except Exception as exc:
-            self._send_not_encodable(call_id, name, exc)
+            self._send_not_encodable(call_id, name, result, exc)
             return
         self._send_frame(call_id, name, frame)
 
@@ -495,12 +495,12 @@ class Worker:
         code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
         self._send_error(call_id, code, type_name(exc), exception_message(exc), format_traceback(exc))
 
-    def _send_not_encodable(self, call_id: int, name: str, exc: Exception) -> None:
+    def _send_not_encodable(self, call_id: int, name: str, result: Any, exc: Exception) -> None:
         self._send_error(
             call_id,
             "result_not_encodable",
             type_name(exc),
-            "cannot encode the result of %s() for Go: %s" % (name, exception_message(exc)),
+            "cannot encode the result of %s() for Go: %s" % (name, not_encodable_detail(result, exc)),
         )
 
     def _send_frame(self, call_id: int, name: str, frame: Union[bytes, Tuple[bytes, Any]]) -> None:
@@ -549,6 +549,28 @@ class Worker:
             message, tb = _clip_utf8(message, half, False), _clip_utf8(tb, half, True)
             reply = self._packb([ERROR, call_id, code, type_, message, tb])
         write_frame(self._out_fd, reply)
+
+
+def not_encodable_detail(result: Any, exc: Exception) -> str:
+    """What the encoder's exc says about result, led by where in result the
+    value it refused is and that value's type: "result['items'][1]['score']:
+    set (can not serialize 'set' object)". Just exc's message when the place
+    cannot be told: the value is too deep or cyclic, or the first element
+    refused on its own is not what the encoder raised for."""
+    message = exception_message(exc)
+    try:
+        found = codecs.find_unencodable(result)
+    except Exception:  # a container whose items() or repr() of a key raise
+        return message
+    if found is None:
+        return message
+    path, item, item_exc = found
+    if type(item_exc) is not type(exc) or exception_message(item_exc) != message:
+        return message
+    cls = type(item)
+    module = getattr(cls, "__module__", None)
+    label = cls.__name__ if module in (None, "builtins") else "%s.%s" % (module, cls.__name__)
+    return "%s: %s (%s)" % (path, label, message)
 
 
 def _clip_utf8(text: str, size: int, keep_end: bool) -> str:

@@ -57,6 +57,27 @@ def unencodable():
     return {1, 2, 3}
 
 
+def nested_unencodable():
+    return {"items": [1, {"score": {1, 2}}]}
+
+
+def numpy_scalars():
+    import numpy
+
+    return {"int8": numpy.int8(-8), "uint64": numpy.uint64(2**64 - 1), "float32": numpy.float32(0.5),
+            "bool": numpy.bool_(True), "list": [numpy.int16(3), (numpy.float16(1.5),)]}  # fmt: skip
+
+
+def numpy_array():
+    import numpy
+
+    return {"a": [numpy.zeros(())]}
+
+
+def numpy_loaded():
+    return "numpy" in sys.modules
+
+
 def naive_time():
     import datetime
 

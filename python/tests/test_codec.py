@@ -6,7 +6,9 @@ import datetime
 import enum
 import math
 import random
+import os
 import struct
+import subprocess
 import sys
 import unittest
 from typing import Any, Callable, List, Tuple
@@ -22,6 +24,31 @@ def load_c_or_skip(test: unittest.TestCase) -> codec.Codec:
     except ImportError:
         test.skipTest("msgpack C extension not importable in " + sys.executable)
         raise  # not reached: skipTest raises
+
+
+def import_numpy_or_skip(test: unittest.TestCase) -> Any:
+    try:
+        import numpy
+    except ImportError:
+        test.skipTest("numpy not importable in %s (Debian: apt-get install python3-numpy)" % sys.executable)
+        raise  # not reached: skipTest raises
+    return numpy
+
+
+def numpy_scalars(np: Any) -> List[Any]:
+    """One numpy scalar of each type the codecs turn into a Python number,
+    at edge values, and the C aliases (intc, longlong...)."""
+    return [np.bool_(True), np.bool_(False), np.int8(-128), np.int8(127), np.int16(-32768), np.int32(-2**31),
+            np.int64(-2**63), np.int64(2**63 - 1), np.uint8(255), np.uint16(65535), np.uint32(2**32 - 1),
+            np.uint64(2**64 - 1), np.uint64(0), np.float16(1.5), np.float16(-np.inf), np.float32(0.1),
+            np.float32(np.nan), np.float64(0.1), np.intc(-3), np.uintc(3), np.longlong(-4), np.ulonglong(4),
+            np.int_(5), np.short(-6), np.ubyte(7)]  # fmt: skip
+
+
+def numpy_unencodables(np: Any) -> List[Any]:
+    """numpy values that stay unencodable, and no others are."""
+    return [np.zeros(()), np.zeros(3), np.longdouble(1), np.complex64(1), np.complex128(2),
+            np.datetime64("2020-01-01"), np.timedelta64(5, "s"), np.void(b"x"), [1, {"a": np.zeros(())}]]  # fmt: skip
 
 
 def nested_lists(depth: int, leaf: Any = None) -> Any:
@@ -347,6 +374,124 @@ class PureCodecTest(unittest.TestCase):
         self.assertEqual(codec.unpackb(codec.packb([3, 7, "testingtesting"])), [3, 7, "testingtesting"])
 
 
+class NumpyScalarTest(unittest.TestCase):
+    """numpy's bool, integer and float scalars encode as the Python numbers
+    they stand for (obj.item()), wherever they are; nothing else of numpy
+    encodes. For the pure codec, and the C extension when it is importable."""
+
+    def setUp(self) -> None:
+        self.np = import_numpy_or_skip(self)
+
+    def codecs(self) -> List[codec.Codec]:
+        try:
+            return [codec.PURE, codec.load(codec.C_NAME)]
+        except ImportError:
+            return [codec.PURE]
+
+    def test_scalars_encode_as_python_numbers(self) -> None:
+        for c in self.codecs():
+            for value in numpy_scalars(self.np):
+                with self.subTest(codec=c.name, value=repr(value)):
+                    number = value.item()
+                    self.assertIn(type(number), (bool, int, float))
+                    self.assertEqual(c.packb(value), purecodec.packb(number))
+                    self.assertEqual(joined(c.result_frame(9, value)), joined(codec.PURE.result_frame(9, number)))
+                    decoded = c.unpackb(c.packb(value))
+                    self.assertIs(type(decoded), type(number))
+
+    def test_scalars_inside_containers(self) -> None:
+        np = self.np
+        value = {"n": [np.int8(1), (np.uint64(2**64 - 1), {"f": np.float32(0.5)})], np.int16(3): np.bool_(True),
+                 "t": (np.float16(2), [np.float64(0.25)])}  # fmt: skip
+        plain = {"n": [1, (2**64 - 1, {"f": 0.5})], 3: True, "t": (2.0, [0.25])}
+        for c in self.codecs():
+            with self.subTest(codec=c.name):
+                self.assertEqual(c.packb(value), purecodec.packb(plain))
+                self.assertEqual(joined(c.result_frame(300, value)), joined(codec.PURE.result_frame(300, plain)))
+
+    def test_other_numpy_values_stay_unencodable(self) -> None:
+        for c in self.codecs():
+            for value in numpy_unencodables(self.np):
+                with self.subTest(codec=c.name, value=repr(value)[:60]):
+                    self.assertRaises(TypeError, c.packb, value)
+                    self.assertRaises(TypeError, c.result_frame, 1, value)
+                    self.assertEqual(outcome(lambda v: joined(c.result_frame(7, v))[4:], value),
+                                     outcome(lambda v: c.packb([3, 7, v]), value))  # fmt: skip
+        self.assertEqual(outcome(purecodec.packb, self.np.zeros(())),
+                         ("error", "TypeError", "can not serialize 'numpy.ndarray' object"))  # fmt: skip
+
+
+class NumpyNotImportedTest(unittest.TestCase):
+    def test_the_runtime_does_not_import_numpy(self) -> None:
+        # Neither loading the runtime nor encoding every common type and
+        # failing on unknown ones may import numpy (about 100 ms).
+        script = ("import sys; sys.path.insert(0, sys.argv[1]); from pypool_runtime import worker, codec, purecodec\n"
+                  "for c in [codec.PURE] + ([codec.load('msgpack-c')] if codec.NAME != 'pure' else []):\n"
+                  "    c.result_frame(1, [1, 'a', {'b': 2.5}, None, True, b'x'])\n"
+                  "    for bad in ({1}, object(), 2**64):\n"
+                  "        try: c.result_frame(1, [bad])\n"
+                  "        except Exception as exc: worker.not_encodable_detail([bad], exc)\n"
+                  "print('numpy' in sys.modules)")  # fmt: skip
+        result = subprocess.run([sys.executable, "-E", "-c", script, os.path.dirname(os.path.dirname(__file__))],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "False\n", ""))
+
+
+class FindUnencodableTest(unittest.TestCase):
+    """codec.find_unencodable: where in a result the value the codecs refuse is."""
+
+    def test_paths(self) -> None:
+        class Unknown:
+            pass
+
+        odd = Unknown()
+        cyclic: List[Any] = [1]
+        cyclic.append(cyclic)
+        cases = [
+            ({1}, "result", set),
+            ({"items": [1, {"score": {1, 2}}]}, "result['items'][1]['score']", set),
+            ([0, 1, 2, {"score": odd}], "result[3]['score']", Unknown),
+            ((1, [2, (3, frozenset())]), "result[1][1][1]", frozenset),
+            ({1: "a", 2.5: [b"x", 2**64]}, "result[2.5][1]", int),
+            ({"a": 1, frozenset(): 2}, "a key of result", frozenset),
+            ([{(1, (2, odd)): 1}], "a key of result[0]", Unknown),
+            ({b"k": ["ok", "\udfff"]}, "result[b'k'][1]", str),
+            ([datetime.datetime(2020, 1, 1, tzinfo=UTC), datetime.datetime(2020, 1, 1)], "result[1]", datetime.datetime),
+            (Items([Mapping(k=[odd])]), "result[0]['k'][0]", Unknown),
+            ({"x" * 100: odd}, "result['" + "x" * 56 + "...]", Unknown),
+            ([{2}, cyclic, cyclic], "result[0]", set),
+        ]  # fmt: skip
+        for value, path, cls in cases:
+            with self.subTest(path=path):
+                found = codec.find_unencodable(value)
+                self.assertIsNotNone(found)
+                assert found is not None
+                self.assertEqual(found[0], path)
+                self.assertIs(type(found[1]), cls)
+                # The error of the element alone is the codecs' error for the whole.
+                self.assertEqual(outcome(purecodec.packb, value)[1:], (type(found[2]).__name__, str(found[2])))
+        # Depth limits are not looked at: past a cycle, the first element
+        # refused on its own is not where the codecs fail.
+        self.assertEqual(codec.find_unencodable([cyclic, {2}])[:2], ("result[1]", {2}))  # type: ignore[index]
+
+    def test_nothing_found(self) -> None:
+        cyclic: List[Any] = []
+        cyclic.append(cyclic)
+        for value in [1, "a", [1, {"a": b"b"}], purecodec.ExtType(1, b"x"), nested_lists(600), cyclic,
+                      {"a": cyclic}, Pair(1, 2), memoryview(b"x"), bytearray(10)]:  # fmt: skip
+            with self.subTest(value=repr(value)[:40]):
+                self.assertIsNone(codec.find_unencodable(value))
+
+    def test_numpy(self) -> None:
+        np = import_numpy_or_skip(self)
+        found = codec.find_unencodable([np.int8(1), {"a": np.float32(1), "b": (np.bool_(True), np.zeros(()))}])
+        self.assertIsNotNone(found)
+        assert found is not None
+        self.assertEqual(found[:2], ("result[1]['b'][1]", found[1]))
+        self.assertIs(type(found[1]), np.ndarray)
+        self.assertIsNone(codec.find_unencodable(numpy_scalars(np)))
+
+
 class ByteShortcutsTest(unittest.TestCase):
     """The byte-level helpers the worker uses instead of the codec on its hot
     paths: runs on every interpreter."""
@@ -569,9 +714,36 @@ class CompareWithCExtensionTest(unittest.TestCase):
                memoryview(b"abcdef")[::2], array.array("b"), nested_lists(512), nested_lists(600), cyclic,
                {"a": nested_lists(511)}, {(1,): {2}}, range(3), iter([]), None.__class__,
                {(1, 2): "tuple key"}, memoryview(bytearray(8)).cast("i", (1, 2)), memoryview(b"")]  # fmt: skip
+        # The numpy values that stay unencodable, when numpy is importable.
+        try:
+            import numpy
+        except ImportError:
+            print("\nnumpy not importable in %s: no numpy values among the pack errors" % sys.executable)
+        else:
+            bad += numpy_unencodables(numpy)
+        from msgpack import _cmsgpack
+
         for value in bad:
             with self.subTest(value=repr(value)[:60]):
                 self.assertEqual(outcome(purecodec.packb, value), outcome(self.c.packb, value))
+                # The default= hook for numpy changes no error.
+                self.assertEqual(
+                    outcome(self.c.packb, value),
+                    outcome(_cmsgpack.Packer(use_bin_type=True, datetime=True).pack, value),
+                )
+
+    def test_identical_numpy_scalars(self) -> None:
+        np = import_numpy_or_skip(self)
+        scalars = numpy_scalars(np)
+        values = scalars + [scalars, tuple(scalars), {"k%d" % i: v for i, v in enumerate(scalars)},
+                            {np.int64(1): np.uint8(2)}]  # fmt: skip
+        for value in values:
+            with self.subTest(value=repr(value)[:60]):
+                expected = self.c.packb(value)
+                self.assertEqual(purecodec.packb(value), expected)
+                for call_id in (1, 2**40):
+                    self.assertEqual(joined(codec.PURE.result_frame(call_id, value)),
+                                     joined(self.c.result_frame(call_id, value)))  # fmt: skip
 
     def test_identical_unpacking(self) -> None:
         blobs = encoded_corpus() + [self.c.packb(value) for value in value_corpus(self.c.ExtType)]

@@ -232,7 +232,8 @@ class WorkerTest(WorkerTestBase):
     def test_function_not_found(self) -> None:
         worker = self.start_ready()
         public = ["CustomError", "argv", "big", "chatty", "describe", "duplicate_text", "echo", "exit_call", "fail",
-                  "fail_custom", "naive_time", "path", "sleep", "start_lingering_thread", "surrogate_error", "unencodable"]  # fmt: skip
+                  "fail_custom", "naive_time", "nested_unencodable", "numpy_array", "numpy_loaded", "numpy_scalars",
+                  "path", "sleep", "start_lingering_thread", "surrogate_error", "unencodable"]  # fmt: skip
         available = "; available: " + ", ".join(public)
         cases = {
             "_private": "'_private' is private: names starting with '_' cannot be called",
@@ -288,8 +289,31 @@ class WorkerTest(WorkerTestBase):
     def test_result_not_encodable(self) -> None:
         worker = self.start_ready()
         self.assertError(worker.call("unencodable", call_id=5), 5, "result_not_encodable", "TypeError",
-                         "cannot encode the result of unencodable() for Go: can not serialize 'set' object")  # fmt: skip
-        self.assertError(worker.call("naive_time", call_id=6), 6, "result_not_encodable", "ValueError")
+                         "cannot encode the result of unencodable() for Go: result: set (can not serialize 'set' object)")  # fmt: skip
+        self.assertError(worker.call("naive_time", call_id=6), 6, "result_not_encodable", "ValueError",
+                         "cannot encode the result of naive_time() for Go: result: datetime.datetime "
+                         "(can not serialize 'datetime.datetime' object where tzinfo=None)")  # fmt: skip
+        self.assertError(worker.call("nested_unencodable", call_id=7), 7, "result_not_encodable", "TypeError",
+                         "cannot encode the result of nested_unencodable() for Go: "
+                         "result['items'][1]['score']: set (can not serialize 'set' object)")  # fmt: skip
+        # Too deep: the codecs' own message, without a place.
+        worker.send(frame(purecodec.packb([CALL, 9, "echo", ["X"], None]).replace(b"\xa1X", b"\x91" * 600 + b"\xc0")))
+        self.assertError(worker.read(), 9, "result_not_encodable", "ValueError",
+                         "cannot encode the result of echo() for Go: recursion limit exceeded.")  # fmt: skip
+        self.assertAlive(worker)
+
+    def test_numpy_scalars(self) -> None:
+        worker = self.start_ready()
+        self.assertEqual(worker.call("numpy_loaded"), [RESULT, 1, False])  # not at start
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            self.skipTest("numpy not importable in %s (Debian: apt-get install python3-numpy)" % sys.executable)
+        self.assertEqual(worker.call("numpy_scalars", call_id=2), [RESULT, 2, {
+            "int8": -8, "uint64": 2**64 - 1, "float32": 0.5, "bool": True, "list": [3, [1.5]]}])  # fmt: skip
+        self.assertError(worker.call("numpy_array", call_id=3), 3, "result_not_encodable", "TypeError",
+                         "cannot encode the result of numpy_array() for Go: "
+                         "result['a'][0]: numpy.ndarray (can not serialize 'numpy.ndarray' object)")  # fmt: skip
         self.assertAlive(worker)
 
     def test_unencodable_error_message(self) -> None:
@@ -418,6 +442,32 @@ class ImportFailureTest(WorkerTestBase):
         self.assertIn("in _helper", error[3])
         self.assertNotIn("pypool_runtime", error[3])
         self.assertNotIn("importlib", error[3])
+
+
+class NotEncodableDetailTest(unittest.TestCase):
+    """worker.not_encodable_detail, with each codec's own error."""
+
+    def test_detail(self) -> None:
+        from pypool_runtime import worker
+
+        class Point:
+            pass
+
+        cyclic: List[Any] = []
+        cyclic.append(cyclic)
+        cases = [
+            ([1, {"a": 2**64}], "result[1]['a']: int (Integer value out of range)"),
+            ({"p": [Point()]}, "result['p'][0]: test_worker.Point (can not serialize 'Point' object)"),
+            ({frozenset(): 1}, "a key of result: frozenset (can not serialize 'frozenset' object)"),
+            ([cyclic, {2}], "recursion limit exceeded."),  # the codecs fail on the cycle first
+        ]
+        codecs = [codec.PURE] + ([codec.load(codec.C_NAME)] if codec.NAME == codec.C_NAME else [])
+        for c in codecs:
+            for value, detail in cases:
+                with self.subTest(codec=c.name, detail=detail):
+                    with self.assertRaises(Exception) as caught:
+                        c.result_frame(1, value)
+                    self.assertEqual(worker.not_encodable_detail(value, caught.exception), detail)
 
 
 class BadCommandLineTest(unittest.TestCase):
