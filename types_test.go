@@ -1,6 +1,7 @@
 package pypool
 
 import (
+	"bytes"
 	"math"
 	"os/exec"
 	"testing"
@@ -121,6 +122,58 @@ func TestCodecReported(t *testing.T) {
 				assert.Equal(t, want, w.Codec())
 				return nil
 			}))
+		})
+	}
+}
+
+// TestTypesNumpyScalars checks that numpy's scalars come to Go as the Python
+// numbers they stand for, on each interpreter that has numpy (Debian's
+// /usr/bin/python3 with python3-numpy, which .ci/run installs).
+func TestTypesNumpyScalars(t *testing.T) {
+	for name, python := range interpreters(t) {
+		t.Run(name, func(t *testing.T) {
+			if out, err := exec.Command(python, "-c", "import numpy").CombinedOutput(); err != nil {
+				lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+				t.Skipf("%s can not import numpy (Debian: apt-get install python3-numpy): %v: %s", python, err, lines[len(lines)-1])
+			}
+			cfg := testConfig(t)
+			cfg.Python = python
+			pool := newTestPool(t, cfg)
+			out, err := pool.Call(testCtx(t), "numpy_scalars")
+			require.NoError(t, err)
+			assert.Equal(t, map[string]any{
+				"bool_":   true,
+				"int8":    int64(-128),
+				"int16":   int64(-32768),
+				"int32":   int64(math.MinInt32),
+				"int64":   int64(math.MinInt64),
+				"uint8":   int64(255),
+				"uint16":  int64(65535),
+				"uint32":  int64(math.MaxUint32),
+				"uint64":  uint64(math.MaxUint64),
+				"float16": 1.5,
+				"float32": 0.25,
+				"float64": 0.1,
+				"nested":  []any{int64(1), map[string]any{"x": 2.5}, []any{int64(3)}},
+			}, out)
+		})
+	}
+}
+
+// TestResultNotEncodableNamesThePath checks that the error for a result
+// Python cannot encode says where in the result the value is, and its type.
+func TestResultNotEncodableNamesThePath(t *testing.T) {
+	for name, python := range interpreters(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Python = python
+			pool := newTestPool(t, cfg)
+			_, err := pool.Call(testCtx(t), "nested_unencodable")
+			require.ErrorIs(t, err, ErrResultNotEncodable)
+			assert.Contains(t, err.Error(), "result['items'][1]['score']: set")
+			out, err := pool.Call(testCtx(t), "echo", 1)
+			require.NoError(t, err)
+			assert.Equal(t, int64(1), out)
 		})
 	}
 }

@@ -77,6 +77,31 @@ def unencodable():
     return {1, 2, 3}
 
 
+def nested_unencodable():
+    return {"items": [1, {"score": {1, 2}}]}
+
+
+def numpy_scalars():
+    # numpy only here, so that the module imports without it.
+    import numpy
+
+    return {
+        "bool_": numpy.bool_(True),
+        "int8": numpy.int8(-128),
+        "int16": numpy.int16(-32768),
+        "int32": numpy.int32(-(2**31)),
+        "int64": numpy.int64(-(2**63)),
+        "uint8": numpy.uint8(255),
+        "uint16": numpy.uint16(65535),
+        "uint32": numpy.uint32(2**32 - 1),
+        "uint64": numpy.uint64(2**64 - 1),
+        "float16": numpy.float16(1.5),
+        "float32": numpy.float32(0.25),
+        "float64": numpy.float64(0.1),
+        "nested": [numpy.int8(1), {"x": numpy.float32(2.5)}, (numpy.uint64(3),)],
+    }
+
+
 def pid():
     return getpid()
 
