@@ -3,7 +3,8 @@ package pypool
 import "context"
 
 // Kwargs holds Python keyword arguments. Passed as the last argument of a
-// call, it becomes the function's **kwargs:
+// call, it becomes the function's **kwargs (anywhere else it is an error
+// wrapping ErrArgNotEncodable):
 //
 //	pool.Call(ctx, "greet", "Ada", pypool.Kwargs{"greeting": "Hello"})
 type Kwargs map[string]any
@@ -26,6 +27,7 @@ type decodeFunc func(b []byte, owned bool) error
 // transaction.
 type Caller interface {
 	callInto(ctx context.Context, fn string, args []any, into decodeFunc) error
+	config() *Config
 }
 
 // CallAs is Call with the result decoded straight into a T: a struct (fields
@@ -37,6 +39,7 @@ type Caller interface {
 //	pt, err := pypool.CallAs[Point](ctx, pool, "centroid", points)
 func CallAs[T any](ctx context.Context, c Caller, fn string, args ...any) (T, error) {
 	var out T
-	err := c.callInto(ctx, fn, args, func(b []byte, _ bool) error { return decodeValueInto(b, &out) })
+	tag := c.config().StructTag
+	err := c.callInto(ctx, fn, args, func(b []byte, _ bool) error { return decodeValueInto(b, &out, tag) })
 	return out, err
 }

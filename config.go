@@ -133,6 +133,13 @@ type Config struct {
 	// 64 MiB (DefaultMaxMessageSize).
 	MaxMessageSize int
 
+	// StructTag names a struct tag that struct fields without a `msgpack`
+	// tag are matched by, both for struct arguments and for CallAs
+	// results: "json" lets types written for encoding/json cross without a
+	// second set of tags. Default "": the `msgpack` tag, else the field
+	// name.
+	StructTag string
+
 	// Logger receives what the workers write to stdout (level Info) and
 	// stderr (level Warn), line by line, tagged with the worker's pid, and
 	// the pool's own events. Default slog.Default().
@@ -225,6 +232,7 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 		dir:            c.Dir,
 		module:         c.Module,
 		maxMessageSize: c.MaxMessageSize,
+		structTag:      c.StructTag,
 		startTimeout:   c.StartTimeout,
 		logger:         c.Logger,
 	}, nil

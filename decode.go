@@ -42,8 +42,18 @@ func decodeValue(b []byte, owned bool) (any, error) {
 
 // decodeValueInto decodes a msgpack value into the value v points to, with
 // msgpack's rules for typed targets (struct fields by their msgpack tags).
-func decodeValueInto(b []byte, v any) error {
-	if err := msgpack.Unmarshal(b, v); err != nil {
+// structTag, when not "", names the tag that fields without a msgpack tag
+// are matched by (Config.StructTag).
+func decodeValueInto(b []byte, v any, structTag string) error {
+	var err error
+	if structTag == "" {
+		err = msgpack.Unmarshal(b, v)
+	} else {
+		dec := msgpack.NewDecoder(bytes.NewReader(b))
+		dec.SetCustomStructTag(structTag)
+		err = dec.Decode(v)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: into %T: %v", ErrResultNotDecodable, v, err)
 	}
 	return nil

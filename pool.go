@@ -150,6 +150,8 @@ func (p *Pool) callInto(ctx context.Context, fn string, args []any, into decodeF
 	return p.call(ctx, fn, args, into, true)
 }
 
+func (p *Pool) config() *Config { return &p.cfg }
+
 func (p *Pool) call(ctx context.Context, fn string, args []any, into decodeFunc, wait bool) error {
 	ctx, cancel := p.withCallTimeout(ctx)
 	defer cancel()

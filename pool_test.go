@@ -573,3 +573,49 @@ func TestEnvironmentCannotBreakTheRuntime(t *testing.T) {
 	require.NoError(t, err)
 	rec.await(t, "line from print") // line-buffered without PYTHONUNBUFFERED
 }
+
+// TestStructTagJSON: with Config.StructTag "json", struct fields that have
+// only json tags cross in both directions; without it they are matched by
+// field name, and a Python key in lower case does not fill them.
+func TestStructTagJSON(t *testing.T) {
+	type prediction struct {
+		Label string  `json:"label"`
+		Score float64 `json:"score,omitempty"`
+	}
+	in := map[string]any{"label": "cat", "score": 0.9}
+
+	plain := newTestPool(t, testConfig(t))
+	got, err := CallAs[prediction](testCtx(t), plain, "echo", in)
+	require.NoError(t, err)
+	assert.Equal(t, prediction{}, got, "json tags are not msgpack tags by default")
+
+	cfg := testConfig(t)
+	cfg.StructTag = "json"
+	pool := newTestPool(t, cfg)
+	got, err = CallAs[prediction](testCtx(t), pool, "echo", in)
+	require.NoError(t, err)
+	assert.Equal(t, prediction{Label: "cat", Score: 0.9}, got)
+
+	out, err := pool.Call(testCtx(t), "echo", prediction{Label: "dog"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"label": "dog"}, out, "arguments use the json names too, omitempty included")
+
+	err = pool.Transaction(testCtx(t), func(w *Worker) error {
+		got, err := CallAs[prediction](testCtx(t), w, "echo", in)
+		assert.Equal(t, prediction{Label: "cat", Score: 0.9}, got)
+		return err
+	})
+	require.NoError(t, err)
+}
+
+// TestKwargsMustBeLast: a Kwargs anywhere but last is an error, not a dict
+// passed as a positional argument.
+func TestKwargsMustBeLast(t *testing.T) {
+	pool := newTestPool(t, testConfig(t))
+	_, err := pool.Call(testCtx(t), "describe", Kwargs{"b": 1}, "a")
+	require.ErrorIs(t, err, ErrArgNotEncodable)
+	assert.Contains(t, err.Error(), "keyword arguments go last")
+	out, err := pool.Call(testCtx(t), "describe", "a", Kwargs{"b": 1})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), out.(map[string]any)["b"])
+}

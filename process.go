@@ -56,6 +56,7 @@ type workerSpec struct {
 	dir            string
 	module         string
 	maxMessageSize int
+	structTag      string
 	startTimeout   time.Duration
 	logger         *slog.Logger
 }
@@ -99,7 +100,7 @@ func startProcess(ctx context.Context, spec *workerSpec, onExit func(*process)) 
 		spec:       spec,
 		exited:     make(chan struct{}),
 		afterFired: make(chan struct{}, 1),
-		encoder:    newCallEncoder(spec.maxMessageSize),
+		encoder:    newCallEncoder(spec.maxMessageSize, spec.structTag),
 	}
 	if err := p.start(); err != nil {
 		onExit(p)

@@ -57,10 +57,13 @@ type callEncoder struct {
 	maxSize int
 }
 
-func newCallEncoder(maxSize int) *callEncoder {
+func newCallEncoder(maxSize int, structTag string) *callEncoder {
 	e := &callEncoder{maxSize: maxSize}
 	e.enc = msgpack.NewEncoder(&e.buf)
 	e.enc.UseCompactInts(true)
+	if structTag != "" {
+		e.enc.SetCustomStructTag(structTag)
+	}
 	return e
 }
 
@@ -80,6 +83,9 @@ func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([
 		return nil, err
 	}
 	for i, arg := range args {
+		if _, ok := arg.(Kwargs); ok {
+			return nil, fmt.Errorf("%w: argument %d is a Kwargs: keyword arguments go last", ErrArgNotEncodable, i)
+		}
 		if err := enc.Encode(arg); err != nil {
 			return nil, fmt.Errorf("%w: argument %d (%T): %v", ErrArgNotEncodable, i, arg, err)
 		}

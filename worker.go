@@ -41,6 +41,8 @@ func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decod
 	return w.pool.callOn(ctx, w.pw, fn, args, into)
 }
 
+func (w *Worker) config() *Config { return &w.pool.cfg }
+
 // Pid returns the worker's process id.
 func (w *Worker) Pid() int { return w.pw.proc.pid }
 
