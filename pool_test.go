@@ -619,3 +619,26 @@ func TestKwargsMustBeLast(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), out.(map[string]any)["b"])
 }
+
+// TestNestingLimit pins the README's limit: a result nested 511 levels deep
+// crosses, one nested 512 levels deep is ErrResultNotEncodable (the reply's
+// own array is the 512th level the msgpack C extension allows).
+func TestNestingLimit(t *testing.T) {
+	pool := newTestPool(t, testConfig(t))
+	_, err := pool.Call(testCtx(t), "deep", 510) // 511 nested lists
+	require.NoError(t, err)
+	_, err = pool.Call(testCtx(t), "deep", 511) // 512
+	require.ErrorIs(t, err, ErrResultNotEncodable)
+}
+
+// TestMapKeysPythonMerges documents that keys Python's dict holds equal
+// (1, true, 1.0) merge into one; which value survives follows Go's map
+// order, which is random.
+func TestMapKeysPythonMerges(t *testing.T) {
+	pool := newTestPool(t, testConfig(t))
+	out, err := pool.Call(testCtx(t), "echo", map[any]any{int64(1): "int", true: "bool", 1.0: "float"})
+	require.NoError(t, err)
+	m, ok := out.(map[any]any)
+	require.True(t, ok, "%T", out)
+	assert.Len(t, m, 1, "one key survives: %v", m)
+}
