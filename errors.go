@@ -3,6 +3,8 @@ package pypool
 import (
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 )
 
 // Sentinel errors. Test for them with errors.Is; the errors returned by this
@@ -83,10 +85,24 @@ type PythonError struct {
 	Traceback string
 }
 
-// Error returns the exception type and message; the traceback is in the
-// Traceback field.
+// Error returns the exception type and message in one line, with the
+// package's prefix; the traceback is in the Traceback field, and %+v
+// prints it too.
 func (e *PythonError) Error() string {
-	return fmt.Sprintf("python %s: %s", e.Type, e.Message)
+	return fmt.Sprintf("pypool: python %s: %s", e.Type, e.Message)
+}
+
+// Format prints Error() for %v and %s, and Error() followed by the Python
+// traceback for %+v.
+func (e *PythonError) Format(s fmt.State, verb rune) {
+	switch {
+	case verb == 'v' && s.Flag('+') && e.Traceback != "":
+		fmt.Fprintf(s, "%s\n%s", e.Error(), strings.TrimRight(e.Traceback, "\n"))
+	case verb == 'q':
+		fmt.Fprintf(s, "%q", e.Error())
+	default:
+		io.WriteString(s, e.Error())
+	}
 }
 
 // Unwrap lets errors.Is match the runtime's refusals against the sentinels
@@ -131,3 +147,18 @@ func (e *WorkerExitError) Error() string {
 
 // Unwrap returns ErrWorkerCrashed or ErrWorkerStart.
 func (e *WorkerExitError) Unwrap() error { return e.cause }
+
+// importError is the start error of a worker whose module failed to import:
+// one line that says so once, wrapping ErrWorkerStart and the *PythonError
+// that holds the traceback.
+type importError struct {
+	module string
+	err    *PythonError
+}
+
+func (e *importError) Error() string {
+	return fmt.Sprintf("%v: importing module %q failed: python %s: %s (the traceback is in the *PythonError)",
+		ErrWorkerStart, e.module, e.err.Type, e.err.Message)
+}
+
+func (e *importError) Unwrap() []error { return []error{ErrWorkerStart, e.err} }

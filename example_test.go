@@ -93,11 +93,14 @@ func ExamplePythonError() {
 	var pyErr *pypool.PythonError
 	if errors.As(err, &pyErr) {
 		fmt.Println(pyErr.Type)
+		fmt.Println(err)
+		// fmt.Printf("%+v\n", pyErr) would print the Python traceback too.
 	}
 	_, err = pool.Call(ctx, "_private_helper")
 	fmt.Println(errors.Is(err, pypool.ErrFunctionNotFound))
 	// Output:
 	// TypeError
+	// pypool: python TypeError: duplicate_text() missing 1 required positional argument: 'text'
 	// true
 }
 

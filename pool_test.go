@@ -3,8 +3,10 @@ package pypool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -111,6 +113,11 @@ func TestPythonExceptionKeepsWorker(t *testing.T) {
 	assert.Contains(t, pyErr.Traceback, "in fail")
 	assert.Contains(t, pyErr.Traceback, "ValueError: bad input")
 	assert.NotContains(t, pyErr.Traceback, "pypool_runtime", "the runtime's frames are hidden")
+	assert.Equal(t, "pypool: python ValueError: bad input", err.Error())
+	verbose := fmt.Sprintf("%+v", pyErr)
+	assert.True(t, strings.HasPrefix(verbose, "pypool: python ValueError: bad input\nTraceback"), "%%+v adds the traceback: %q", verbose)
+	assert.Contains(t, verbose, "in fail")
+	assert.Equal(t, err.Error(), fmt.Sprintf("%v", pyErr))
 
 	_, err = pool.Call(ctx, "exit_call", 4)
 	require.ErrorAs(t, err, &pyErr)
@@ -251,6 +258,7 @@ func TestImportFailureCarriesTraceback(t *testing.T) {
 	assert.Contains(t, pyErr.Traceback, "pypool_broken is broken on purpose")
 	assert.Contains(t, pyErr.Traceback, "pypool_broken.py")
 	assert.NotContains(t, err.Error(), "\n", "the error is one line; the traceback is in the field")
+	assert.Equal(t, 1, strings.Count(err.Error(), "pypool:"), "the text does not repeat itself: %s", err)
 }
 
 func TestModuleNotFoundSaysWhereItLooked(t *testing.T) {

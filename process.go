@@ -210,8 +210,7 @@ func (p *process) handshake(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrWorkerStart, err)
 	}
 	if h.err != nil {
-		return fmt.Errorf("%w: importing module %q failed: %w (the traceback is in the *PythonError)",
-			ErrWorkerStart, p.spec.module, h.err)
+		return &importError{module: p.spec.module, err: h.err}
 	}
 	p.hello = h
 	p.spec.python.learn(h.executable)
