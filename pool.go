@@ -212,6 +212,19 @@ func (p *Pool) callOn(ctx context.Context, pw *pooledWorker, fn string, args []a
 	return err
 }
 
+// Ping checks that the pool serves: it takes a worker as Call does and
+// makes a round trip through the Python runtime (a no-op of the runtime's
+// own; the module's code does not run). For readiness probes: it fails with
+// ctx's error when no worker is free in time, with ErrPoolClosed after
+// Close, and with the start error while the module cannot be imported.
+func (p *Pool) Ping(ctx context.Context) error {
+	_, err := p.Call(ctx, pingFunction)
+	return err
+}
+
+// pingFunction is the runtime's no-op (PING_FUNCTION in worker.py).
+const pingFunction = "_pypool_ping"
+
 // Transaction checks a worker out, runs fn with it and checks it back in,
 // also when fn returns an error or panics (the panic goes on after the
 // check-in). All calls made through the Worker run in the same Python process,

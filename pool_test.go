@@ -650,3 +650,21 @@ func TestMapKeysPythonMerges(t *testing.T) {
 	require.True(t, ok, "%T", out)
 	assert.Len(t, m, 1, "one key survives: %v", m)
 }
+
+// TestPing: a round trip through the runtime that waits for a worker like
+// Call and ends with ctx's error when none is free, and ErrPoolClosed after
+// Close.
+func TestPing(t *testing.T) {
+	pool, err := New(testCtx(t), testConfig(t))
+	require.NoError(t, err)
+	require.NoError(t, pool.Ping(testCtx(t)))
+
+	release := holdWorkers(t, pool, 1)
+	short, cancel := context.WithTimeout(testCtx(t), 20*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, pool.Ping(short), context.DeadlineExceeded)
+	release()
+
+	require.NoError(t, pool.Close(testCtx(t)))
+	assert.ErrorIs(t, pool.Ping(testCtx(t)), ErrPoolClosed)
+}

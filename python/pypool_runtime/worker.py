@@ -345,6 +345,15 @@ def public_functions(module: Any) -> Dict[str, Callable[..., Any]]:
     return {name: value for name, value in candidates.items() if not name.startswith("_") and callable(value)}
 
 
+# PING_FUNCTION is the runtime's own no-op, which Go's Pool.Ping calls. Its
+# name is private, so no function of the user's module can take it.
+PING_FUNCTION = "_pypool_ping"
+
+
+def _ping() -> None:
+    return None
+
+
 class Worker:
     def __init__(
         self,
@@ -534,7 +543,7 @@ class Worker:
                 name,
                 self._module_name,
             )
-        available = ", ".join(sorted(self._functions)) or "(none)"
+        available = ", ".join(sorted(n for n in self._functions if n != PING_FUNCTION)) or "(none)"
         return "%s has no public function %r; available: %s" % (self._module_name, name, available)
 
     def _send_error(self, call_id: int, code: str, type_: str, message: str, tb: str = "") -> None:
@@ -660,7 +669,9 @@ def main(argv: List[str]) -> None:
                 _exit(EXIT_IMPORT_FAILED)
         hello(None)
         reader = FrameReader(proto_in, options.max_message)
-        Worker(options.module, public_functions(module), codec, reader, proto_out, options.max_message).serve()
+        functions = public_functions(module)
+        functions[PING_FUNCTION] = _ping
+        Worker(options.module, functions, codec, reader, proto_out, options.max_message).serve()
     except ProtocolViolation as exc:
         _exit(EXIT_PROTOCOL, "protocol violation: %s" % exc)
     except BrokenPipeError:

@@ -229,6 +229,12 @@ class WorkerTest(WorkerTestBase):
         self.assertError(worker.call("exit_call", 3), 1, "exception", "SystemExit", "3")
         self.assertAlive(worker)
 
+    def test_ping(self) -> None:
+        """The runtime's own no-op answers without the module: Pool.Ping calls it."""
+        worker = self.start_ready()
+        self.assertEqual(worker.call("_pypool_ping", call_id=5), [RESULT, 5, None])
+        self.assertAlive(worker)
+
     def test_function_not_found(self) -> None:
         worker = self.start_ready()
         public = ["CustomError", "argv", "big", "chatty", "describe", "duplicate_text", "echo", "exit_call", "fail",
