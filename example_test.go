@@ -156,3 +156,15 @@ func ExamplePool_TryCall() {
 	// true
 	// idleidle <nil>
 }
+
+// Ping is a readiness probe: a round trip through a worker's Python runtime.
+func ExamplePool_Ping() {
+	ctx := context.Background()
+	pool := newExamplePool(ctx)
+	fmt.Println(pool.Ping(ctx))
+	pool.Close(ctx)
+	fmt.Println(errors.Is(pool.Ping(ctx), pypool.ErrPoolClosed))
+	// Output:
+	// <nil>
+	// true
+}
