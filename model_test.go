@@ -377,14 +377,23 @@ func (m *poolModel) checkoutNonblock(rt *rapid.T) {
 	}
 }
 
-func (m *poolModel) checkin(rt *rapid.T) {
+// drawHeld picks one of the held workers, for checkin or killHeld; false
+// when the step does not apply.
+func (m *poolModel) drawHeld(rt *rapid.T) (int, bool) {
 	if len(m.held) == 0 {
 		rt.Skip("nothing checked out")
 	}
 	if !m.busy(rt) {
+		return 0, false
+	}
+	return rapid.IntRange(0, len(m.held)-1).Draw(rt, "worker"), true
+}
+
+func (m *poolModel) checkin(rt *rapid.T) {
+	i, ok := m.drawHeld(rt)
+	if !ok {
 		return
 	}
-	i := rapid.IntRange(0, len(m.held)-1).Draw(rt, "worker")
 	h := m.held[i]
 	m.held = slices.Delete(m.held, i, i+1)
 	err := h.end()
@@ -395,13 +404,10 @@ func (m *poolModel) checkin(rt *rapid.T) {
 }
 
 func (m *poolModel) killHeld(rt *rapid.T) {
-	if len(m.held) == 0 {
-		rt.Skip("nothing checked out")
-	}
-	if !m.busy(rt) {
+	i, ok := m.drawHeld(rt)
+	if !ok {
 		return
 	}
-	i := rapid.IntRange(0, len(m.held)-1).Draw(rt, "worker")
 	h := m.held[i]
 	if m.k() <= m.size { // without it fewer than Size workers would be left
 		m.restartsMin++

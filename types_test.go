@@ -26,6 +26,13 @@ func interpreters(t *testing.T) map[string]string {
 	return found
 }
 
+// interpreterPool starts a test pool whose workers run python.
+func interpreterPool(t *testing.T, python string) *Pool {
+	cfg := testConfig(t)
+	cfg.Python = python
+	return newTestPool(t, cfg)
+}
+
 func TestTypesCrossBothWays(t *testing.T) {
 	when := time.Date(2024, 5, 6, 7, 8, 9, 123456000, time.UTC)
 	cases := []struct {
@@ -68,9 +75,7 @@ func TestTypesCrossBothWays(t *testing.T) {
 	}
 	for name, python := range interpreters(t) {
 		t.Run(name, func(t *testing.T) {
-			cfg := testConfig(t)
-			cfg.Python = python
-			pool := newTestPool(t, cfg)
+			pool := interpreterPool(t, python)
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
 					out, err := pool.Call(testCtx(t), "echo", tc.in)
@@ -85,9 +90,7 @@ func TestTypesCrossBothWays(t *testing.T) {
 func TestPythonValuesDecode(t *testing.T) {
 	for name, python := range interpreters(t) {
 		t.Run(name, func(t *testing.T) {
-			cfg := testConfig(t)
-			cfg.Python = python
-			pool := newTestPool(t, cfg)
+			pool := interpreterPool(t, python)
 			out, err := pool.Call(testCtx(t), "python_types")
 			require.NoError(t, err)
 			assert.Equal(t, map[string]any{
@@ -111,9 +114,7 @@ func TestPythonValuesDecode(t *testing.T) {
 func TestCodecReported(t *testing.T) {
 	for name, python := range interpreters(t) {
 		t.Run(name, func(t *testing.T) {
-			cfg := testConfig(t)
-			cfg.Python = python
-			pool := newTestPool(t, cfg)
+			pool := interpreterPool(t, python)
 			want := "pure"
 			if exec.Command(python, "-c", "import msgpack._cmsgpack").Run() == nil {
 				want = "msgpack-c"
@@ -136,9 +137,7 @@ func TestTypesNumpyScalars(t *testing.T) {
 				lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
 				t.Skipf("%s can not import numpy (Debian: apt-get install python3-numpy): %v: %s", python, err, lines[len(lines)-1])
 			}
-			cfg := testConfig(t)
-			cfg.Python = python
-			pool := newTestPool(t, cfg)
+			pool := interpreterPool(t, python)
 			out, err := pool.Call(testCtx(t), "numpy_scalars")
 			require.NoError(t, err)
 			assert.Equal(t, map[string]any{
@@ -165,9 +164,7 @@ func TestTypesNumpyScalars(t *testing.T) {
 func TestResultNotEncodableNamesThePath(t *testing.T) {
 	for name, python := range interpreters(t) {
 		t.Run(name, func(t *testing.T) {
-			cfg := testConfig(t)
-			cfg.Python = python
-			pool := newTestPool(t, cfg)
+			pool := interpreterPool(t, python)
 			_, err := pool.Call(testCtx(t), "nested_unencodable")
 			require.ErrorIs(t, err, ErrResultNotEncodable)
 			assert.Contains(t, err.Error(), "result['items'][1]['score']: set")
