@@ -3,7 +3,7 @@ package pypool
 // objects.go is the only file that touches go-commons-pool. It keeps two
 // collections for the pool: the idle workers and the queue of callers
 // waiting for one, each in one of the library's deques, behind the pool's own
-// verbs (put, take, drop, add, next, len).
+// verbs (put, peek, drop, all; add, next, drop, len).
 //
 // Only the deques are used, and only their non-blocking operations, always
 // under Pool.mu: the pool decides every transition itself (state.go). The
@@ -53,9 +53,6 @@ func (s idleSet) drop(w *pooledWorker) bool {
 	}
 	return s.deque.RemoveFirstOccurrence(w)
 }
-
-// len returns the number of idle workers.
-func (s idleSet) len() int { return s.deque.Size() }
 
 // all returns the idle workers, longest idle first.
 func (s idleSet) all() []*pooledWorker {

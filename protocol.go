@@ -196,13 +196,12 @@ type hello struct {
 }
 
 // reply is a RESULT or ERROR message. For a RESULT, value holds the msgpack
-// encoding of the returned value, still to be decoded; owned says whether
-// the decoded value may alias it (see frameReader.next).
+// encoding of the returned value, still to be decoded (whether the decoded
+// value may alias it is frameReader.next's owned).
 type reply struct {
 	kind  int64
 	id    uint64
 	value []byte
-	owned bool
 	err   *PythonError
 }
 
