@@ -398,21 +398,22 @@ const (
 // condition says what the process is fit for. It must not be called while
 // a call runs.
 func (p *process) condition() condition {
+	p.mu.Lock()
+	streamErr, cutOff := p.broken, p.interruptd != 0
+	p.mu.Unlock()
 	switch {
-	case p.diedByItself():
+	case p.hasExited() && p.crashed:
 		return diedByItself
 	case p.hasExited():
 		return broken
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch {
-	case p.broken != nil:
-		return broken
-	case p.interruptd != 0:
+	case streamErr == nil && cutOff:
 		return interrupted
+	case streamErr == nil:
+		return healthy
+	case isEOF(streamErr):
+		return diedByItself
 	}
-	return healthy
+	return broken
 }
 
 // signal sends sig to the worker (not to its process group).
