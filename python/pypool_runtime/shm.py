@@ -1,0 +1,116 @@
+"""The memory shared with Go for large payloads (Go's side: shm.go).
+
+Go passes an anonymous memory file (a memfd, sealed against shrinking) as
+file descriptor --shm-fd. A large bytes value or array then crosses as a
+reference to it instead of through the pipes:
+
+    ext 126 SHM_BYTES  [offset, length]                 -> bytes
+    ext 125 SHM_ARRAY  [dtype, shape, offset, length]   -> an array (see ext.py)
+
+Within a call, Go's values start at offset 0; this side writes the reply's
+values after the end of the call's (aligned to 64 bytes), so that a result
+made from an argument never overwrites it. What a function receives is a
+copy (bytes, or an array that owns its data), never a view of this memory,
+so nothing the user keeps changes under it at the next call.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
+    from typing import Optional, Union
+
+    Buffer = Union[bytes, bytearray, memoryview]
+
+EXT_SHM_ARRAY = 125
+EXT_SHM_BYTES = 126
+
+ALIGN = 64
+GROW_STEP = 1 << 20
+
+
+def _align(n: int, to: int) -> int:
+    return (n + to - 1) & ~(to - 1)
+
+
+class SharedMemory:
+    """One worker's end of the shared memory. threshold is the size from
+    which a reply's bytes and arrays go through it; limit bounds the file's
+    size (as on the Go side: twice --max-message, plus slack)."""
+
+    def __init__(self, fd: int, threshold: int, limit: int) -> None:
+        self.fd = fd
+        self.threshold = threshold
+        self.limit = limit
+        self._map: Optional[mmap.mmap] = None
+        self._view: Optional[memoryview] = None
+        self._size = 0
+        self._args_end = 0  # end of the current call's values from Go
+        self._used = 0  # end of the reply's values written so far
+
+    def begin_call(self) -> None:
+        """Forget the last call's values: a new call's frame arrived."""
+        self._args_end = 0
+        self._used = 0
+
+    def view(self, offset: int, length: int) -> memoryview:
+        """The bytes a reference from Go points to, checked against the limit
+        and the file's size. The view is only valid until the next remap:
+        callers copy it at once."""
+        end = offset + length
+        if offset < 0 or length < 0 or end > self.limit:
+            raise ValueError("a shared-memory reference [%d, +%d) beyond the limit of %d bytes" % (offset, length, self.limit))
+        if end > self._size:
+            size = os.fstat(self.fd).st_size
+            if end > size:
+                raise ValueError("a shared-memory reference ends at %d, beyond the memory's %d bytes" % (end, size))
+            self._remap(size)
+        if end > self._args_end:
+            self._args_end = end
+        assert self._view is not None
+        return self._view[offset:end]
+
+    def read_bytes(self, offset: int, length: int) -> bytes:
+        """A copy of the bytes at [offset, offset+length)."""
+        return self.view(offset, length).tobytes()
+
+    def put(self, data: Buffer) -> int:
+        """Copy data after the call's and the reply's values so far; return
+        its offset. ValueError when it would take the file past the limit."""
+        start = _align(max(self._used, self._args_end), ALIGN)
+        n = memoryview(data).nbytes
+        end = start + n
+        if end > self.limit:
+            raise ValueError(
+                "the reply needs %d bytes of shared memory, more than its limit of %d (twice --max-message)" % (end, self.limit)
+            )
+        if end > self._size:
+            self._grow(end)
+        assert self._view is not None
+        self._view[start:end] = memoryview(data).cast("B")
+        self._used = end
+        return start
+
+    def _grow(self, need: int) -> None:
+        size = max(_align(need, GROW_STEP), min(2 * self._size, self.limit))
+        current = os.fstat(self.fd).st_size
+        if current < size:
+            os.ftruncate(self.fd, size)
+        else:
+            size = current  # Go grew it already: map all of it
+        self._remap(size)
+
+    def _remap(self, size: int) -> None:
+        # The old mapping is dropped, not closed: a view of it may still be
+        # referenced, and closing an exported mmap raises BufferError.
+        self._view = None
+        self._map = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        self._view = memoryview(self._map)
+        self._size = size
+
+
+# The worker's shared memory, when Go gave it one (set by worker.main).
+ACTIVE: Optional[SharedMemory] = None

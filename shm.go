@@ -1,0 +1,200 @@
+package pypool
+
+// shm.go is the memory a worker shares with the Go process for large
+// payloads: an anonymous memory file (memfd) that both map, passed to the
+// worker as its file descriptor 4 (see process.start). A large bytes value or
+// array is copied into it and the msgpack frame carries only a reference
+// (extShmBytes, extShmArray: offset and length), instead of the value
+// crossing two pipes and several buffers.
+//
+// Within a call, Go writes the call's values from offset 0 up; the worker
+// writes its reply's values after the end of the call's (see
+// python/pypool_runtime/shm.py), so that a result computed from an argument
+// never overwrites it. Values are copied in and out: nothing that a caller or
+// a Python function keeps after the call points into the shared memory.
+//
+// The file is sealed against shrinking, so a mapping never reaches past its
+// end; every reference from the worker is checked against the file's size
+// and Config.MaxMessageSize before it is read.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+)
+
+// sharedAlign aligns every value in the shared memory, so that arrays can be
+// viewed in place by numpy on the other side.
+const sharedAlign = 64
+
+// sharedGrowStep is the granularity of the file's growth.
+const sharedGrowStep = 1 << 20
+
+// errSharedClosed is returned for a reference read after the shared memory
+// was released.
+var errSharedClosed = errors.New("the worker's shared memory is released")
+
+// sharedMem is one worker's shared memory. Its methods are safe for
+// concurrent use, but one call at a time uses it (process.mu).
+type sharedMem struct {
+	mu      sync.Mutex
+	file    *os.File
+	mem     []byte // the mapping of [0, len(mem)) of the file
+	used    int    // end of the current call's values
+	limit   int    // the file never grows beyond this
+	busy    bool   // a call is using it: release waits for its end
+	retired bool   // release was asked while busy
+}
+
+// newSharedMem creates a worker's shared memory, empty until a call needs
+// it. maxMessage is Config.MaxMessageSize: a call and its reply each carry
+// at most that much, so the file never needs more than twice it.
+func newSharedMem(maxMessage int) (*sharedMem, error) {
+	f, err := createSharedFile()
+	if err != nil {
+		return nil, err
+	}
+	return &sharedMem{file: f, limit: 2*maxMessage + 2*sharedGrowStep}, nil
+}
+
+// acquire marks the start of a call's use: values go from offset 0 again.
+func (s *sharedMem) acquire() {
+	s.mu.Lock()
+	s.busy, s.used = true, 0
+	s.mu.Unlock()
+}
+
+// releaseCall marks the end of a call's use. If the worker exited during
+// the call, the shared memory is closed now.
+func (s *sharedMem) releaseCall() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.busy = false
+	if s.retired {
+		s.closeLocked()
+	}
+}
+
+// retire closes the shared memory once no call uses it: at once, or at the
+// end of the current call (whose reply may still be read from it).
+func (s *sharedMem) retire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy {
+		s.retired = true
+		return
+	}
+	s.closeLocked()
+}
+
+func (s *sharedMem) closeLocked() {
+	if s.file == nil {
+		return
+	}
+	if s.mem != nil {
+		_ = unmapShared(s.mem)
+		s.mem = nil
+	}
+	s.file.Close()
+	s.file = nil
+}
+
+// put copies p into the shared memory after the current call's other
+// values and returns its offset.
+func (s *sharedMem) put(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.file == nil {
+		return 0, errSharedClosed
+	}
+	offset := alignUp(s.used, sharedAlign)
+	end := offset + len(p)
+	if end > len(s.mem) {
+		if err := s.growLocked(end); err != nil {
+			return 0, err
+		}
+	}
+	copy(s.mem[offset:end], p)
+	s.used = end
+	return offset, nil
+}
+
+// growLocked makes the file and the mapping at least need bytes long.
+func (s *sharedMem) growLocked(need int) error {
+	if need > s.limit {
+		return fmt.Errorf("%w: %d bytes of shared memory needed, the limit is %d (twice Config.MaxMessageSize)",
+			ErrMessageTooLarge, need, s.limit)
+	}
+	size := max(alignUp(need, sharedGrowStep), min(2*len(s.mem), s.limit))
+	current, err := sharedFileSize(s.file)
+	if err != nil {
+		return fmt.Errorf("pypool: shared memory: %w", err)
+	}
+	switch {
+	case current > int64(s.limit):
+		return fmt.Errorf("%w: the worker grew the shared memory to %d bytes, beyond the limit of %d", ErrProtocol, current, s.limit)
+	case current < int64(size):
+		if err := growSharedFile(s.file, int64(size)); err != nil {
+			return fmt.Errorf("pypool: growing the shared memory to %d bytes: %w", size, err)
+		}
+	default:
+		size = int(current) // the worker grew it already: map all of it
+	}
+	return s.remapLocked(size)
+}
+
+func (s *sharedMem) remapLocked(size int) error {
+	if s.mem != nil {
+		_ = unmapShared(s.mem)
+		s.mem = nil
+	}
+	mem, err := mapShared(s.file, size)
+	if err != nil {
+		return fmt.Errorf("pypool: mapping %d bytes of shared memory: %w", size, err)
+	}
+	s.mem = mem
+	return nil
+}
+
+// read copies length bytes at offset, as the worker's reference says, into
+// the slice that alloc returns for length bytes. Offsets and lengths come
+// from the worker and are checked against the file's size and the message
+// limit before anything is read.
+func (s *sharedMem) read(offset, length uint64, alloc func(n int) []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.file == nil {
+		return nil, errSharedClosed
+	}
+	if length > uint64(s.limit) || offset > uint64(s.limit)-length {
+		return nil, fmt.Errorf("a shared-memory reference [%d, +%d) beyond the limit of %d bytes", offset, length, s.limit)
+	}
+	end := int(offset + length)
+	if end > len(s.mem) {
+		if err := s.mapFileLocked(end); err != nil {
+			return nil, err
+		}
+	}
+	dst := alloc(int(length))
+	copy(dst, s.mem[offset:end])
+	return dst, nil
+}
+
+// mapFileLocked maps the whole file, which the worker grew, if it reaches
+// end.
+func (s *sharedMem) mapFileLocked(end int) error {
+	size, err := sharedFileSize(s.file)
+	switch {
+	case err != nil:
+		return fmt.Errorf("shared memory: %w", err)
+	case size > int64(s.limit):
+		return fmt.Errorf("the worker grew the shared memory to %d bytes, beyond the limit of %d", size, s.limit)
+	case int64(end) > size:
+		return fmt.Errorf("a shared-memory reference ends at %d, beyond the memory's %d bytes", end, size)
+	}
+	return s.remapLocked(int(size))
+}
+
+// alignUp rounds n up to a multiple of align, a power of two.
+func alignUp(n, align int) int { return (n + align - 1) &^ (align - 1) }

@@ -1,0 +1,4 @@
+package pypool
+
+// sysMemfdCreate is memfd_create's system call number.
+const sysMemfdCreate = 279
