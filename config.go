@@ -133,6 +133,14 @@ type Config struct {
 	// 64 MiB (DefaultMaxMessageSize).
 	MaxMessageSize int
 
+	// SharedMemoryThreshold is the size from which a bytes value or an
+	// array travels through memory shared with the worker instead of through
+	// the pipes: the message carries only a reference to it. Each worker's
+	// shared memory grows to the largest call's values and is released with
+	// the worker. Default 0: DefaultSharedMemoryThreshold; negative: never.
+	// Shared memory needs Linux (amd64 or arm64); elsewhere it is never used.
+	SharedMemoryThreshold int
+
 	// StructTag names a struct tag that struct fields without a `msgpack`
 	// tag are matched by, both for struct arguments and for CallAs
 	// results: "json" lets types written for encoding/json cross without a
@@ -152,6 +160,11 @@ const (
 	DefaultInterruptGrace = time.Second
 	DefaultStopTimeout    = 5 * time.Second
 )
+
+// DefaultSharedMemoryThreshold is the default of
+// Config.SharedMemoryThreshold, chosen by measurement (go run ./bench
+// -scenario sweep): below it the pipes are as fast.
+const DefaultSharedMemoryThreshold = 256 << 10
 
 var moduleName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 
@@ -187,6 +200,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.InterruptGrace = orDefault(c.InterruptGrace, DefaultInterruptGrace)
 	c.StopTimeout = orDefault(c.StopTimeout, DefaultStopTimeout)
 	c.MaxMessageSize = orDefault(c.MaxMessageSize, DefaultMaxMessageSize)
+	c.SharedMemoryThreshold = orDefault(c.SharedMemoryThreshold, DefaultSharedMemoryThreshold)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -219,6 +233,12 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 	}
 	args := []string{"-E", "-c", bootstrap, runtimeDir, "--module", c.Module,
 		"--max-message", strconv.Itoa(c.MaxMessageSize)}
+	sharedThreshold := 0
+	if c.SharedMemoryThreshold > 0 && sharedMemorySupported() {
+		sharedThreshold = c.SharedMemoryThreshold
+		args = append(args, "--shm-fd", strconv.Itoa(sharedMemoryFd), "--shm-threshold", strconv.Itoa(sharedThreshold),
+			"--shm-limit", strconv.Itoa(sharedLimit(c.MaxMessageSize)))
+	}
 	for _, dir := range c.PythonPath {
 		if !filepath.IsAbs(dir) {
 			dir = filepath.Join(base, dir)
@@ -226,14 +246,15 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 		args = append(args, "--path", dir)
 	}
 	return &workerSpec{
-		python:         python,
-		args:           args,
-		env:            c.env(),
-		dir:            c.Dir,
-		module:         c.Module,
-		maxMessageSize: c.MaxMessageSize,
-		structTag:      c.StructTag,
-		startTimeout:   c.StartTimeout,
-		logger:         c.Logger,
+		python:          python,
+		args:            args,
+		env:             c.env(),
+		dir:             c.Dir,
+		module:          c.Module,
+		maxMessageSize:  c.MaxMessageSize,
+		structTag:       c.StructTag,
+		sharedThreshold: sharedThreshold,
+		startTimeout:    c.StartTimeout,
+		logger:          c.Logger,
 	}, nil
 }

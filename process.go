@@ -57,8 +57,11 @@ type workerSpec struct {
 	module         string
 	maxMessageSize int
 	structTag      string
-	startTimeout   time.Duration
-	logger         *slog.Logger
+	// sharedThreshold is the size from which values go through shared
+	// memory (Config.SharedMemoryThreshold); 0: never.
+	sharedThreshold int
+	startTimeout    time.Duration
+	logger          *slog.Logger
 }
 
 // process is one running python3 worker.
@@ -73,6 +76,7 @@ type process struct {
 	fromWorker *os.File // frames from Python (its stdout)
 	reader     *frameReader
 	encoder    *callEncoder
+	shm        *sharedMem // nil when values always cross the pipes
 
 	stopping atomic.Bool      // the pool asked it to end: its exit is no crash
 	exited   chan struct{}    // closed once the process is reaped
@@ -148,6 +152,13 @@ func (p *process) start() error {
 	cmd := exec.Command(p.spec.python.path(), p.spec.args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	cmd.ExtraFiles = []*os.File{logW} // fd 3: the worker's own stdout
+	if p.spec.sharedThreshold > 0 {
+		if p.shm, err = newSharedMem(p.spec.maxMessageSize); err != nil {
+			closeFiles(pipes[:]...)
+			return fmt.Errorf("%w: creating its shared memory: %v", ErrWorkerStart, err)
+		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, p.shm.file) // fd 4 (sharedMemoryFd)
+	}
 	cmd.Env = p.spec.env
 	cmd.Dir = p.spec.dir
 	cmd.SysProcAttr = workerSysProcAttr()
@@ -155,6 +166,9 @@ func (p *process) start() error {
 	closeFiles(inR, outW, errW, logW) // the child's ends
 	if err != nil {
 		closeFiles(inW, outR, errR, logR)
+		if p.shm != nil {
+			p.shm.retire()
+		}
 		return fmt.Errorf("%w: running %s: %v", ErrWorkerStart, cmd.Path, err)
 	}
 	p.cmd, p.pid, p.started = cmd, cmd.Process.Pid, time.Now()
@@ -233,6 +247,10 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 	}
 	p.nextID++
 	id := p.nextID
+	if p.shm != nil {
+		p.shm.acquire()
+		defer p.shm.releaseCall()
+	}
 	frame, err := p.encoder.encode(id, fn, args, kwargs)
 	if err != nil {
 		return err // nothing was sent: the worker is fine
@@ -487,6 +505,9 @@ func (p *process) watchExit(onExit func(*process)) {
 	p.exitErr = newExitError(p.pid, p.cmd.ProcessState, waitErr, p.stderr.last())
 	p.toWorker.Close()
 	p.fromWorker.Close()
+	if p.shm != nil {
+		p.shm.retire()
+	}
 	close(p.exited)
 	onExit(p)
 }

@@ -31,6 +31,25 @@ const sharedAlign = 64
 // sharedGrowStep is the granularity of the file's growth.
 const sharedGrowStep = 1 << 20
 
+// sharedMemoryFd is the worker's file descriptor for the shared memory
+// (0-2 are stdio, 3 the worker's stdout log stream).
+const sharedMemoryFd = 4
+
+// sharedLimit is the most a worker's shared memory may grow to: a call and
+// its reply each carry at most maxMessage bytes, plus alignment.
+func sharedLimit(maxMessage int) int { return 2*maxMessage + 2*sharedGrowStep }
+
+// sharedMemorySupported tells whether this system can share memory with
+// workers; it is asked once per pool.
+func sharedMemorySupported() bool {
+	f, err := createSharedFile()
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
 // errSharedClosed is returned for a reference read after the shared memory
 // was released.
 var errSharedClosed = errors.New("the worker's shared memory is released")
@@ -55,7 +74,7 @@ func newSharedMem(maxMessage int) (*sharedMem, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sharedMem{file: f, limit: 2*maxMessage + 2*sharedGrowStep}, nil
+	return &sharedMem{file: f, limit: sharedLimit(maxMessage)}, nil
 }
 
 // acquire marks the start of a call's use: values go from offset 0 again.

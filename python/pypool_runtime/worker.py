@@ -3,7 +3,8 @@
 Go starts it as::
 
     python3 -E -c "import sys;sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])" \\
-        RUNTIME_DIR --module MODULE [--path DIR]... [--max-message BYTES] [--codec auto|pure]
+        RUNTIME_DIR --module MODULE [--path DIR]... [--max-message BYTES] [--codec auto|pure] \\
+        [--shm-fd FD --shm-threshold BYTES --shm-limit BYTES]
 
 and talks to it over the original stdin/stdout with frames: a 4-byte
 big-endian length, then a msgpack array whose first element is the kind:
@@ -56,7 +57,10 @@ _JOIN_LIMIT = codecs.JOIN_LIMIT
 # the user's non-daemon threads and atexit handlers.
 _EXIT_GRACE_SECONDS = 10.0
 
-_USAGE = "usage: main(['--module', NAME, ('--path', DIR)..., ('--max-message', BYTES), ('--codec', 'auto'|'pure')])"
+_USAGE = (
+    "usage: main(['--module', NAME, ('--path', DIR)..., ('--max-message', BYTES), ('--codec', 'auto'|'pure'),"
+    " ('--shm-fd', FD, '--shm-threshold', BYTES, '--shm-limit', BYTES)])"
+)
 
 
 class ProtocolViolation(Exception):
@@ -67,13 +71,18 @@ class Options:
     """The command line. A plain class: collections.namedtuple would cost
     a few ms of import at every worker start."""
 
-    __slots__ = ("module", "paths", "max_message", "codec")
+    __slots__ = ("module", "paths", "max_message", "codec", "shm_fd", "shm_threshold", "shm_limit")
 
     def __init__(self, module: str, paths: List[str], max_message: int, codec: str) -> None:
         self.module = module
         self.paths = paths
         self.max_message = max_message
         self.codec = codec
+        # The shared memory's descriptor (-1: none), the size from which a
+        # reply's values go through it, and the most it may grow to.
+        self.shm_fd = -1
+        self.shm_threshold = 0
+        self.shm_limit = 0
 
 
 def parse_args(argv: List[str]) -> Options:
@@ -82,12 +91,15 @@ def parse_args(argv: List[str]) -> Options:
     paths: List[str] = []
     max_message = DEFAULT_MAX_MESSAGE
     codec_name = "auto"
+    shm_options: Dict[str, int] = {}
     args = iter(argv)
     for flag in args:
         value = next(args, None)
-        if value is None or flag not in ("--module", "--path", "--max-message", "--codec"):
+        if value is None or flag not in ("--module", "--path", "--max-message", "--codec") + _SHM_FLAGS:
             raise ValueError("bad argument %r; %s" % (flag, _USAGE))
-        if flag == "--module":
+        if flag in _SHM_FLAGS:
+            shm_options[flag] = _non_negative(flag, value)
+        elif flag == "--module":
             module = value
         elif flag == "--path":
             paths.append(value)
@@ -104,7 +116,27 @@ def parse_args(argv: List[str]) -> Options:
             raise ValueError("--codec must be auto or %s, not %r" % (codecs.PURE_NAME, value))
     if not module:
         raise ValueError("--module is required; " + _USAGE)
-    return Options(module, paths, max_message, codec_name)
+    options = Options(module, paths, max_message, codec_name)
+    if shm_options:
+        if len(shm_options) != len(_SHM_FLAGS):
+            raise ValueError("%s go together" % ", ".join(_SHM_FLAGS))
+        options.shm_fd = shm_options["--shm-fd"]
+        options.shm_threshold = shm_options["--shm-threshold"]
+        options.shm_limit = shm_options["--shm-limit"]
+    return options
+
+
+_SHM_FLAGS = ("--shm-fd", "--shm-threshold", "--shm-limit")
+
+
+def _non_negative(flag: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ValueError("%s %r is not a non-negative integer" % (flag, value))
+    return number
 
 
 # -- Process set-up -----------------------------------------------------------
@@ -641,12 +673,25 @@ def _import_error(module_name: str, exc: BaseException) -> List[str]:
     return ["import_failed", type_name(exc), _utf8_safe(message), _utf8_safe(format_traceback(exc))]
 
 
+def _open_shared_memory(options: Options) -> None:
+    """Take the shared memory Go passed: child processes must not inherit it."""
+    from . import shm
+
+    try:
+        os.set_inheritable(options.shm_fd, False)
+    except OSError as exc:
+        _exit(EXIT_PROTOCOL, "--shm-fd %d: %s" % (options.shm_fd, exc))
+    shm.ACTIVE = shm.SharedMemory(options.shm_fd, options.shm_threshold, options.shm_limit)
+
+
 def main(argv: List[str]) -> None:
     """Run the worker; returns (exit status 0) at the end of input."""
     try:
         options = parse_args(argv)
     except ValueError as exc:
         _exit(EXIT_PROTOCOL, str(exc))
+    if options.shm_fd >= 0:
+        _open_shared_memory(options)
     proto_in, proto_out = isolate_stdio()
     fix_sys_path(options.paths)
     del sys.argv[1:]  # the runtime's arguments are not the user module's
