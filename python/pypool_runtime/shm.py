@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import mmap
 import os
+import struct
+
+from . import RESULT, purecodec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -30,6 +33,9 @@ EXT_SHM_BYTES = 126
 
 ALIGN = 64
 GROW_STEP = 1 << 20
+
+
+_pack_I = struct.Struct(">I").pack
 
 
 def _align(n: int, to: int) -> int:
@@ -110,6 +116,22 @@ class SharedMemory:
         self._map = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         self._view = memoryview(self._map)
         self._size = size
+
+
+    def bytes_ref(self, data: Buffer) -> bytes:
+        """The ext payload of SHM_BYTES for data, copied in with put."""
+        return purecodec.packb([self.put(data), memoryview(data).nbytes])
+
+    def reply_bytes(self) -> int:
+        """How many bytes of shared memory the reply uses so far."""
+        return max(self._used - _align(self._args_end, ALIGN), 0)
+
+
+def bytes_result_frame(mem: SharedMemory, call_id: int, data: Buffer) -> bytes:
+    """The whole frame (length included) of a RESULT whose value is the
+    large bytes-like data, which goes into the shared memory."""
+    body = purecodec.packb([RESULT, call_id, purecodec.ExtType(EXT_SHM_BYTES, mem.bytes_ref(data))])
+    return _pack_I(len(body)) + body
 
 
 # The worker's shared memory, when Go gave it one (set by worker.main).

@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - not CPython
 
 from . import CALL, ERROR, HELLO, PROTOCOL_VERSION, RESULT
 from . import codec as codecs
+from . import shm
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -350,6 +351,13 @@ def write_frame(fd: int, body: bytes) -> None:
         _write_all(fd, [memoryview(header), memoryview(body)])
 
 
+def write_frame_bytes(fd: int, frame: bytes) -> None:
+    """Write a whole frame, length included."""
+    written = os.write(fd, frame)
+    if written < len(frame):  # a signal cut the write short
+        _write_all(fd, [memoryview(frame)[written:]])
+
+
 def _write_all(fd: int, parts: List[memoryview]) -> None:
     while parts:
         written = os.writev(fd, parts)
@@ -421,6 +429,8 @@ class Worker:
         out_fd = self._out_fd
         max_frame = self._max_message + _HEADER.size
         write = os.write
+        shared = shm.ACTIVE
+        shared_from = shared.threshold if shared is not None else 1 << 64
         while True:
             # Let go of the last call's values before the next call's arrive:
             # large ones could otherwise not reuse their memory.
@@ -428,6 +438,8 @@ class Worker:
             body = read()
             if body is None:
                 return
+            if shared is not None:
+                shared.begin_call()
             call = decode_call(body)
             if call is None:
                 self._handle_general(body)
@@ -446,6 +458,10 @@ class Worker:
                     _in_user_code = False
             except BaseException as exc:  # SystemExit too: the worker stays alive
                 self._send_exception(call_id, exc)
+                continue
+            cls = type(result)
+            if (cls is bytes or cls is bytearray) and len(result) >= shared_from:
+                self._send_shared_bytes(call_id, name, result)
                 continue
             try:
                 frame = result_frame(call_id, result)
@@ -525,12 +541,38 @@ class Worker:
         except BaseException as exc:  # SystemExit too: the worker stays alive
             self._send_exception(call_id, exc)
             return
+        shared = shm.ACTIVE
+        cls = type(result)
+        if shared is not None and (cls is bytes or cls is bytearray) and len(result) >= shared.threshold:
+            self._send_shared_bytes(call_id, name, result)
+            return
         try:
             frame = self._result_frame(call_id, result)
         except Exception as exc:
             self._send_not_encodable(call_id, name, result, exc)
             return
         self._send_frame(call_id, name, frame)
+
+    def _send_shared_bytes(self, call_id: int, name: str, data: Union[bytes, bytearray]) -> None:
+        """Send a large bytes result through the shared memory."""
+        if len(data) > self._max_message:
+            self._send_too_large(call_id, name, len(data))
+            return
+        assert shm.ACTIVE is not None
+        try:
+            frame = shm.bytes_result_frame(shm.ACTIVE, call_id, data)
+        except ValueError as exc:  # beyond the shared memory's limit
+            self._send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc))
+            return
+        write_frame_bytes(self._out_fd, frame)
+
+    def _send_too_large(self, call_id: int, name: str, size: int) -> None:
+        self._send_error(
+            call_id,
+            "message_too_large",
+            "ValueError",
+            "the result of %s() encodes to %d bytes, more than --max-message %d" % (name, size, self._max_message),
+        )
 
     def _send_exception(self, call_id: int, exc: BaseException) -> None:
         code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
@@ -556,14 +598,10 @@ class Worker:
             head, payload = frame
             size = len(head) - _HEADER.size + len(payload)
             parts = [memoryview(head), memoryview(payload)]
+        if shm.ACTIVE is not None:
+            size += shm.ACTIVE.reply_bytes()  # arrays the encoder put in shared memory
         if size > self._max_message:
-            self._send_error(
-                call_id,
-                "message_too_large",
-                "ValueError",
-                "the result of %s() encodes to %d bytes, more than --max-message %d"
-                % (name, size, self._max_message),
-            )
+            self._send_too_large(call_id, name, size)
             return
         _write_all(self._out_fd, parts)
 
