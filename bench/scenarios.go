@@ -63,7 +63,8 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-var testing = []byte("testing")
+// trivialArg is the argument of the trivial call, duplicate_text.
+var trivialArg = []byte("testing")
 
 // entrant is one contender of a scenario and what it measured, round by
 // round.
@@ -118,7 +119,7 @@ func (b *bench) latency(ctx context.Context) {
 	for _, e := range es {
 		defer e.close()
 		for range min(e.calls/10, 200) { // warm-up
-			must(e.cs[0].call(ctx, "duplicate_text", testing))
+			must(e.cs[0].call(ctx, "duplicate_text", trivialArg))
 		}
 	}
 	for range b.sizes.rounds {
@@ -144,7 +145,7 @@ func (b *bench) latencyRound(ctx context.Context, e *entrant) {
 	e.metered(ctx, func() int {
 		for begin := time.Now(); len(times) < e.calls || time.Since(begin) < e.atLeast; {
 			start := time.Now()
-			must(e.cs[0].call(ctx, "duplicate_text", testing))
+			must(e.cs[0].call(ctx, "duplicate_text", trivialArg))
 			times = append(times, time.Since(start))
 		}
 		return len(times)
@@ -185,7 +186,7 @@ func (b *bench) throughputWith(ctx context.Context, w int) {
 	for _, e := range es {
 		defer e.close()
 		for _, c := range e.cs { // warm-up: no start-up cost inside the timing
-			must(c.call(ctx, "duplicate_text", testing))
+			must(c.call(ctx, "duplicate_text", trivialArg))
 		}
 	}
 	for range b.sizes.rounds {
@@ -217,7 +218,7 @@ func (b *bench) window(ctx context.Context, e *entrant, callers int) float64 {
 				defer wg.Done()
 				c, n := e.cs[i%len(e.cs)], int64(0)
 				for ; !stop.Load(); n++ {
-					must(c.call(ctx, "duplicate_text", testing))
+					must(c.call(ctx, "duplicate_text", trivialArg))
 				}
 				total.Add(n)
 			}()
@@ -305,7 +306,7 @@ func (b *bench) start(ctx context.Context) {
 		bare = append(bare, millis(b.timeImport(b.python)))
 		must(0, p.p.Transaction(ctx, func(*pypool.Worker) error {
 			t := time.Now()
-			_, err := p.call(ctx, "duplicate_text", testing) // starts the overflow worker
+			_, err := p.call(ctx, "duplicate_text", trivialArg) // starts the overflow worker
 			pool = append(pool, millis(time.Since(t)))
 			return err
 		}))
