@@ -109,10 +109,16 @@ type pool struct {
 	size int
 }
 
+// startPool starts pypool with the default message limit, 64 MiB.
 func startPool(ctx context.Context, python, dir string, workers, overflow int) (*pool, error) {
+	return startPoolLimit(ctx, python, dir, workers, overflow, pypool.DefaultMaxMessageSize)
+}
+
+// startPoolLimit starts pypool with Config.MaxMessageSize set to maxMessage.
+func startPoolLimit(ctx context.Context, python, dir string, workers, overflow, maxMessage int) (*pool, error) {
 	p, err := pypool.New(ctx, pypool.Config{
 		Module: "bench_module", PythonPath: []string{dir}, Python: python,
-		Size: workers, MaxOverflow: overflow, MaxMessageSize: 64 << 20,
+		Size: workers, MaxOverflow: overflow, MaxMessageSize: maxMessage,
 	})
 	return &pool{p, workers}, err
 }

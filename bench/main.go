@@ -47,7 +47,7 @@ func main() {
 	b := &bench{python: resolve(*python), given: *python, dir: sourceDir(), pinned: *pinned, sizes: runSizes(*quick, *n)}
 	scenarios := map[string]func(context.Context){
 		"latency": b.latency, "throughput": b.throughput, "payload": b.payload,
-		"start": b.start, "new": b.newPool, "recovery": b.recovery,
+		"start": b.start, "new": b.newPool, "recovery": b.recovery, "sweep": b.sweep,
 	}
 	selected := strings.Split(*only, ",")
 	for _, name := range selected {
@@ -68,13 +68,13 @@ func main() {
 	printTable(r)
 }
 
-// pinnedRun re-runs the latency, throughput and payload scenarios under
-// taskset -c 0 and returns their results: on a small virtual machine,
-// cross-CPU wake-ups dominate a pipe round trip.
+// pinnedRun re-runs the latency, throughput, payload and sweep scenarios
+// under taskset -c 0 and returns their results: on a small virtual
+// machine, cross-CPU wake-ups dominate a pipe round trip.
 func pinnedRun(selected []string) []result {
 	var pinnable []string
 	for _, s := range selected {
-		if s == "latency" || s == "throughput" || s == "payload" {
+		if s == "latency" || s == "throughput" || s == "payload" || s == "sweep" {
 			pinnable = append(pinnable, s)
 		}
 	}

@@ -28,15 +28,18 @@ type sizes struct {
 	execCalls    int           // the same for python per call
 	startRounds  int           // rounds of start, new and recovery
 	payloadCalls map[int]int   // calls per round, by payload size
+	sweep        sweepPlan     // rounds and calls of the sweep
 }
 
 func runSizes(quick bool, n int) sizes {
 	if quick {
 		return sizes{rounds: 3, window: 150 * time.Millisecond, latencyCalls: 300, execCalls: 5, startRounds: 3,
-			payloadCalls: map[int]int{1 << 10: 50, 1 << 20: 5, 16 << 20: 1}}
+			payloadCalls: map[int]int{1 << 10: 50, 1 << 20: 5, 16 << 20: 1},
+			sweep:        sweepPlan{rounds: 3, divisor: 10, largest: 16 << 20, warmCalls: 0}}
 	}
 	return sizes{rounds: 5, window: time.Second, latencyCalls: n, execCalls: 20, startRounds: 10,
-		payloadCalls: map[int]int{1 << 10: 1000, 1 << 20: 40, 16 << 20: 4}}
+		payloadCalls: map[int]int{1 << 10: 1000, 1 << 20: 40, 16 << 20: 4},
+		sweep:        sweepPlan{rounds: 7, divisor: 1, largest: 64 << 20, warmCalls: 4}}
 }
 
 type bench struct {
@@ -249,7 +252,7 @@ func (b *bench) payload(ctx context.Context) {
 		}
 		for range b.sizes.rounds {
 			for _, e := range es {
-				e.xs = append(e.xs, b.payloadRound(ctx, e, data))
+				e.xs = append(e.xs, payloadRound(ctx, e, data, b.sizes.payloadCalls[size]))
 			}
 		}
 		for _, e := range es {
@@ -258,10 +261,10 @@ func (b *bench) payload(ctx context.Context) {
 	}
 }
 
-// payloadRound echoes data sizes.payloadCalls times and returns MB/s over
-// the median round trip.
-func (b *bench) payloadRound(ctx context.Context, e *entrant, data []byte) float64 {
-	times := make([]time.Duration, b.sizes.payloadCalls[len(data)])
+// payloadRound echoes data calls times and returns MB/s over the median
+// round trip.
+func payloadRound(ctx context.Context, e *entrant, data []byte, calls int) float64 {
+	times := make([]time.Duration, calls)
 	for i := range times {
 		start := time.Now()
 		echo(ctx, e, data)
