@@ -3,14 +3,19 @@
 // alternatives a Go team would use instead (python3 per call, a Python HTTP
 // service), side by side in one run, unpinned and pinned to one CPU.
 //
-//	go run ./bench            # the full run, a few minutes
-//	go run ./bench -quick     # every scenario, small counts (CI)
-//	go run ./bench -json      # machine-readable
+//	go run ./bench                                     # the full run, a few minutes
+//	go run ./bench -quick                              # every scenario, small counts (CI)
+//	go run ./bench -json                               # machine-readable
+//	go run ./bench -scenario sweep -plot sweep.svg     # MB/s by payload size, and its plot
 //
 // Each scenario runs its contenders interleaved, round by round, and prints
 // every figure's median and its min–max over the rounds, the per-round
 // ratios to the floor, the CPU time per call on the Go and the Python side,
 // and a warning for every ratio whose spread is wider than its effect.
+//
+// The sweep scenario echoes bytes of 1 KiB to 64 MiB (powers of 4; -quick
+// stops at 16 MiB) through pypool and the floor; -plot FILE.svg draws its
+// MB/s by payload size, pinned and unpinned, as an SVG.
 package main
 
 import (
@@ -22,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/pypool/pypool"
@@ -33,9 +39,11 @@ func main() {
 	python := flag.String("python", "python3", "Python interpreter")
 	n := flag.Int("n", 10000, "sequential calls in the latency scenario")
 	only := flag.String("scenario", "latency,throughput,payload,start,new,recovery", "scenarios to run, comma-separated")
+	plot := flag.String("plot", "", "write the sweep's MB/s by payload size to this SVG file (needs the sweep scenario)")
 	pinned := flag.Bool("pinned", false, "internal: this run is already pinned to one CPU")
 	newOnce := flag.Bool("new-once", false, "internal: print the nanoseconds from pypool.New until its first result")
 	noPin := flag.Bool("no-pin", false, "skip the runs pinned to one CPU")
+	flag.Usage = usage
 	flag.Parse()
 
 	ctx := context.Background()
@@ -50,6 +58,9 @@ func main() {
 		"start": b.start, "new": b.newPool, "recovery": b.recovery, "sweep": b.sweep,
 	}
 	selected := strings.Split(*only, ",")
+	if *plot != "" && !slices.Contains(selected, "sweep") {
+		must(0, fmt.Errorf("-plot draws the sweep: add sweep to -scenario"))
+	}
 	for _, name := range selected {
 		run, ok := scenarios[name]
 		if !ok {
@@ -61,11 +72,27 @@ func main() {
 		b.results = append(b.results, pinnedRun(selected)...)
 	}
 	r := report{Machine: describe(b.python, ctx), LoadStart: loadStart, LoadEnd: loadAvg(), Results: b.results}
+	if *plot != "" {
+		must(0, writePlot(*plot, r))
+	}
 	if *asJSON {
 		must(0, json.NewEncoder(os.Stdout).Encode(r))
 		return
 	}
 	printTable(r)
+}
+
+// usage prints how to run the bench and its flags.
+func usage() {
+	out := flag.CommandLine.Output()
+	fmt.Fprintln(out, `usage: go run ./bench [flags]
+
+  go run ./bench                                    every scenario, unpinned and pinned to one CPU
+  go run ./bench -quick                             the same with small counts
+  go run ./bench -scenario sweep -plot sweep.svg    MB/s by payload size (1 KiB to 64 MiB), and its plot
+
+flags:`)
+	flag.PrintDefaults()
 }
 
 // pinnedRun re-runs the latency, throughput, payload and sweep scenarios
