@@ -38,7 +38,7 @@ func main() {
 	asJSON := flag.Bool("json", false, "print JSON instead of a table")
 	python := flag.String("python", "python3", "Python interpreter")
 	n := flag.Int("n", 10000, "sequential calls in the latency scenario")
-	only := flag.String("scenario", "latency,throughput,payload,start,new,recovery", "scenarios to run, comma-separated")
+	only := flag.String("scenario", "latency,throughput,payload,start,new,recovery,sweep", "scenarios to run, comma-separated")
 	plot := flag.String("plot", "", "write the sweep's MB/s by payload size to this SVG file (needs the sweep scenario)")
 	pinned := flag.Bool("pinned", false, "internal: this run is already pinned to one CPU")
 	newOnce := flag.Bool("new-once", false, "internal: print the nanoseconds from pypool.New until its first result")
