@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -69,8 +70,14 @@ func startScript(python, script string, args ...string) (*exec.Cmd, io.WriteClos
 	return cmd, in, out, nil
 }
 
-func startFloor(python string) (*floor, error) {
-	cmd, in, out, err := startScript(python, floorScript)
+// startFloor starts the floor's Python loop on pipes of pipeSize bytes, or
+// of Linux's default size (64 KiB) when pipeSize is 0.
+func startFloor(python string, pipeSize int) (*floor, error) {
+	var args []string
+	if pipeSize > 0 {
+		args = append(args, strconv.Itoa(pipeSize))
+	}
+	cmd, in, out, err := startScript(python, floorScript, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,7 @@ func main() {
 	pinned := flag.Bool("pinned", false, "internal: this run is already pinned to one CPU")
 	newOnce := flag.Bool("new-once", false, "internal: print the nanoseconds from pypool.New until its first result")
 	noPin := flag.Bool("no-pin", false, "skip the runs pinned to one CPU")
+	floorPipe := flag.Int("floor-pipe", 0, "the floor's pipe size in bytes (F_SETPIPE_SZ; pypool asks for 1048576); 0: Linux's default, 64 KiB")
 	flag.Usage = usage
 	flag.Parse()
 
@@ -52,7 +53,7 @@ func main() {
 		return
 	}
 	loadStart := loadAvg()
-	b := &bench{python: resolve(*python), given: *python, dir: sourceDir(), pinned: *pinned, sizes: runSizes(*quick, *n)}
+	b := &bench{python: resolve(*python), given: *python, dir: sourceDir(), pinned: *pinned, sizes: runSizes(*quick, *n), floorPipe: *floorPipe}
 	scenarios := map[string]func(context.Context){
 		"latency": b.latency, "throughput": b.throughput, "payload": b.payload,
 		"start": b.start, "new": b.newPool, "recovery": b.recovery, "sweep": b.sweep,
@@ -71,7 +72,9 @@ func main() {
 	if !*pinned && !*noPin {
 		b.results = append(b.results, pinnedRun(selected)...)
 	}
-	r := report{Machine: describe(b.python, ctx), LoadStart: loadStart, LoadEnd: loadAvg(), Results: b.results}
+	m := describe(b.python, ctx)
+	m.FloorPipe = *floorPipe
+	r := report{Machine: m, LoadStart: loadStart, LoadEnd: loadAvg(), Results: b.results}
 	if *plot != "" {
 		must(0, writePlot(*plot, r))
 	}
@@ -124,7 +127,7 @@ func passThrough() []string {
 	var args []string
 	flag.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "quick", "python", "n":
+		case "quick", "python", "n", "floor-pipe":
 			args = append(args, "-"+f.Name+"="+f.Value.String())
 		}
 	})
@@ -139,6 +142,7 @@ type machine struct {
 	PythonPath string `json:"python_path"`
 	PyCodec    string `json:"python_codec"`
 	GoCodec    string `json:"go_codec"`
+	FloorPipe  int    `json:"floor_pipe_size,omitempty"` // -floor-pipe, when set
 }
 
 func describe(python string, ctx context.Context) machine {

@@ -82,7 +82,7 @@ func sweepChart(r report) chart {
 	m := r.Machine
 	c := chart{
 		title:    "Bytes echo: MB/s by payload size, pypool against the floor",
-		subtitle: fmt.Sprintf("%s, %d CPUs; Python %s (codec %s); %s", m.CPU, m.CPUs, m.Python, m.PyCodec, m.Go),
+		subtitle: fmt.Sprintf("%s, %d CPUs; Python %s (codec %s); %s%s", m.CPU, m.CPUs, m.Python, m.PyCodec, m.Go, floorPipeNote(m)),
 		xLabel:   "payload size (log scale)",
 		yLabel:   "MB/s: size / median round trip (log scale)",
 	}

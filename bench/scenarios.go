@@ -43,12 +43,13 @@ func runSizes(quick bool, n int) sizes {
 }
 
 type bench struct {
-	python  string // the real interpreter behind given, which most contenders run
-	given   string // the -python flag as given, for the new scenario
-	dir     string
-	pinned  bool
-	sizes   sizes
-	results []result
+	python    string // the real interpreter behind given, which most contenders run
+	given     string // the -python flag as given, for the new scenario
+	dir       string
+	pinned    bool
+	sizes     sizes
+	floorPipe int // the floor's pipe size (-floor-pipe), 0 for Linux's default
+	results   []result
 }
 
 func (b *bench) add(r result) {
@@ -114,7 +115,7 @@ func (e *entrant) metered(ctx context.Context, fn func() int) {
 func (b *bench) latency(ctx context.Context) {
 	n, w := b.sizes.latencyCalls, b.sizes.window
 	es := []*entrant{
-		{name: "floor", cs: []contender{must(startFloor(b.python))}, calls: n, atLeast: w},
+		{name: "floor", cs: []contender{must(startFloor(b.python, b.floorPipe))}, calls: n, atLeast: w},
 		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, 1, 0))}, calls: n, atLeast: w},
 		{name: "http", cs: []contender{must(startHTTP(b.python, b.dir, 1))}, calls: n, atLeast: w},
 		{name: "exec-per-call", cs: []contender{execPerCall{b.python, b.dir}}, calls: b.sizes.execCalls},
@@ -179,7 +180,7 @@ func (b *bench) throughput(ctx context.Context) {
 func (b *bench) throughputWith(ctx context.Context, w int) {
 	floors := make([]contender, w)
 	for i := range floors {
-		floors[i] = must(startFloor(b.python))
+		floors[i] = must(startFloor(b.python, b.floorPipe))
 	}
 	es := []*entrant{
 		{name: "floor", cs: floors},
@@ -238,7 +239,7 @@ func (b *bench) window(ctx context.Context, e *entrant, callers int) float64 {
 // median round trip of each round.
 func (b *bench) payload(ctx context.Context) {
 	es := []*entrant{
-		{name: "floor", cs: []contender{must(startFloor(b.python))}},
+		{name: "floor", cs: []contender{must(startFloor(b.python, b.floorPipe))}},
 		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, 1, 0))}},
 	}
 	for _, e := range es {

@@ -58,7 +58,7 @@ func (p sweepPlan) warmUp(s sweepStep) int {
 // every size, smallest first, as a long-running program's worker would.
 func (b *bench) sweep(ctx context.Context) {
 	es := []*entrant{
-		{name: "floor", cs: []contender{must(startFloor(b.python))}},
+		{name: "floor", cs: []contender{must(startFloor(b.python, b.floorPipe))}},
 		{name: "pypool", cs: []contender{must(startPoolLimit(ctx, b.python, b.dir, 1, 0, sweepMaxMessage))}},
 	}
 	for _, e := range es {
