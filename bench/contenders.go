@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -69,8 +70,14 @@ func startScript(python, script string, args ...string) (*exec.Cmd, io.WriteClos
 	return cmd, in, out, nil
 }
 
-func startFloor(python string) (*floor, error) {
-	cmd, in, out, err := startScript(python, floorScript)
+// startFloor starts the floor's Python loop on pipes of pipeSize bytes, or
+// of Linux's default size (64 KiB) when pipeSize is 0.
+func startFloor(python string, pipeSize int) (*floor, error) {
+	var args []string
+	if pipeSize > 0 {
+		args = append(args, strconv.Itoa(pipeSize))
+	}
+	cmd, in, out, err := startScript(python, floorScript, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -109,10 +116,16 @@ type pool struct {
 	size int
 }
 
+// startPool starts pypool with the default message limit, 64 MiB.
 func startPool(ctx context.Context, python, dir string, workers, overflow int) (*pool, error) {
+	return startPoolLimit(ctx, python, dir, workers, overflow, pypool.DefaultMaxMessageSize)
+}
+
+// startPoolLimit starts pypool with Config.MaxMessageSize set to maxMessage.
+func startPoolLimit(ctx context.Context, python, dir string, workers, overflow, maxMessage int) (*pool, error) {
 	p, err := pypool.New(ctx, pypool.Config{
 		Module: "bench_module", PythonPath: []string{dir}, Python: python,
-		Size: workers, MaxOverflow: overflow, MaxMessageSize: 64 << 20,
+		Size: workers, MaxOverflow: overflow, MaxMessageSize: maxMessage,
 	})
 	return &pool{p, workers}, err
 }

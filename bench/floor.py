@@ -1,9 +1,18 @@
 # The floor: echo 4-byte-length-prefixed frames on stdin/stdout, no codec.
+# An optional argument asks Linux for pipes of that many bytes
+# (F_SETPIPE_SZ), as pypool does for its workers' pipes.
 import os
 import struct
+import sys
 
 inp, out = 0, 1
 hdr = struct.Struct(">I")
+
+if len(sys.argv) > 1:
+    import fcntl
+
+    for fd in (inp, out):
+        fcntl.fcntl(fd, 1031, int(sys.argv[1]))  # F_SETPIPE_SZ
 
 
 def read_exactly(n):

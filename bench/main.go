@@ -3,14 +3,19 @@
 // alternatives a Go team would use instead (python3 per call, a Python HTTP
 // service), side by side in one run, unpinned and pinned to one CPU.
 //
-//	go run ./bench            # the full run, a few minutes
-//	go run ./bench -quick     # every scenario, small counts (CI)
-//	go run ./bench -json      # machine-readable
+//	go run ./bench                                     # the full run, a few minutes
+//	go run ./bench -quick                              # every scenario, small counts (CI)
+//	go run ./bench -json                               # machine-readable
+//	go run ./bench -scenario sweep -plot sweep.svg     # MB/s by payload size, and its plot
 //
 // Each scenario runs its contenders interleaved, round by round, and prints
 // every figure's median and its min–max over the rounds, the per-round
 // ratios to the floor, the CPU time per call on the Go and the Python side,
 // and a warning for every ratio whose spread is wider than its effect.
+//
+// The sweep scenario echoes bytes of 1 KiB to 64 MiB (powers of 4; -quick
+// stops at 16 MiB) through pypool and the floor; -plot FILE.svg draws its
+// MB/s by payload size, pinned and unpinned, as an SVG.
 package main
 
 import (
@@ -22,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/pypool/pypool"
@@ -32,10 +38,13 @@ func main() {
 	asJSON := flag.Bool("json", false, "print JSON instead of a table")
 	python := flag.String("python", "python3", "Python interpreter")
 	n := flag.Int("n", 10000, "sequential calls in the latency scenario")
-	only := flag.String("scenario", "latency,throughput,payload,start,new,recovery", "scenarios to run, comma-separated")
+	only := flag.String("scenario", "latency,throughput,payload,start,new,recovery,sweep", "scenarios to run, comma-separated")
+	plot := flag.String("plot", "", "write the sweep's MB/s by payload size to this SVG file (needs the sweep scenario)")
 	pinned := flag.Bool("pinned", false, "internal: this run is already pinned to one CPU")
 	newOnce := flag.Bool("new-once", false, "internal: print the nanoseconds from pypool.New until its first result")
 	noPin := flag.Bool("no-pin", false, "skip the runs pinned to one CPU")
+	floorPipe := flag.Int("floor-pipe", 0, "the floor's pipe size in bytes (F_SETPIPE_SZ; pypool asks for 1048576); 0: Linux's default, 64 KiB")
+	flag.Usage = usage
 	flag.Parse()
 
 	ctx := context.Background()
@@ -44,12 +53,15 @@ func main() {
 		return
 	}
 	loadStart := loadAvg()
-	b := &bench{python: resolve(*python), given: *python, dir: sourceDir(), pinned: *pinned, sizes: runSizes(*quick, *n)}
+	b := &bench{python: resolve(*python), given: *python, dir: sourceDir(), pinned: *pinned, sizes: runSizes(*quick, *n), floorPipe: *floorPipe}
 	scenarios := map[string]func(context.Context){
 		"latency": b.latency, "throughput": b.throughput, "payload": b.payload,
-		"start": b.start, "new": b.newPool, "recovery": b.recovery,
+		"start": b.start, "new": b.newPool, "recovery": b.recovery, "sweep": b.sweep,
 	}
 	selected := strings.Split(*only, ",")
+	if *plot != "" && !slices.Contains(selected, "sweep") {
+		must(0, fmt.Errorf("-plot draws the sweep: add sweep to -scenario"))
+	}
 	for _, name := range selected {
 		run, ok := scenarios[name]
 		if !ok {
@@ -60,7 +72,12 @@ func main() {
 	if !*pinned && !*noPin {
 		b.results = append(b.results, pinnedRun(selected)...)
 	}
-	r := report{Machine: describe(b.python, ctx), LoadStart: loadStart, LoadEnd: loadAvg(), Results: b.results}
+	m := describe(b.python, ctx)
+	m.FloorPipe = *floorPipe
+	r := report{Machine: m, LoadStart: loadStart, LoadEnd: loadAvg(), Results: b.results}
+	if *plot != "" {
+		must(0, writePlot(*plot, r))
+	}
 	if *asJSON {
 		must(0, json.NewEncoder(os.Stdout).Encode(r))
 		return
@@ -68,13 +85,26 @@ func main() {
 	printTable(r)
 }
 
-// pinnedRun re-runs the latency, throughput and payload scenarios under
-// taskset -c 0 and returns their results: on a small virtual machine,
-// cross-CPU wake-ups dominate a pipe round trip.
+// usage prints how to run the bench and its flags.
+func usage() {
+	out := flag.CommandLine.Output()
+	fmt.Fprintln(out, `usage: go run ./bench [flags]
+
+  go run ./bench                                    every scenario, unpinned and pinned to one CPU
+  go run ./bench -quick                             the same with small counts
+  go run ./bench -scenario sweep -plot sweep.svg    MB/s by payload size (1 KiB to 64 MiB), and its plot
+
+flags:`)
+	flag.PrintDefaults()
+}
+
+// pinnedRun re-runs the latency, throughput, payload and sweep scenarios
+// under taskset -c 0 and returns their results: on a small virtual
+// machine, cross-CPU wake-ups dominate a pipe round trip.
 func pinnedRun(selected []string) []result {
 	var pinnable []string
 	for _, s := range selected {
-		if s == "latency" || s == "throughput" || s == "payload" {
+		if s == "latency" || s == "throughput" || s == "payload" || s == "sweep" {
 			pinnable = append(pinnable, s)
 		}
 	}
@@ -97,7 +127,7 @@ func passThrough() []string {
 	var args []string
 	flag.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "quick", "python", "n":
+		case "quick", "python", "n", "floor-pipe":
 			args = append(args, "-"+f.Name+"="+f.Value.String())
 		}
 	})
@@ -112,6 +142,7 @@ type machine struct {
 	PythonPath string `json:"python_path"`
 	PyCodec    string `json:"python_codec"`
 	GoCodec    string `json:"go_codec"`
+	FloorPipe  int    `json:"floor_pipe_size,omitempty"` // -floor-pipe, when set
 }
 
 func describe(python string, ctx context.Context) machine {

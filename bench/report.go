@@ -73,6 +73,7 @@ type result struct {
 	spread
 	Value   float64  `json:"value"` // = Median, kept for older readers
 	Unit    string   `json:"unit"`
+	Bytes   int      `json:"bytes,omitempty"`    // the payload's size, in the sweep
 	VsFloor *spread  `json:"vs_floor,omitempty"` // per-round Value / the floor's Value
 	CPU     *cpuCost `json:"cpu,omitempty"`
 }
@@ -108,8 +109,8 @@ type report struct {
 
 func printTable(r report) {
 	m := r.Machine
-	fmt.Printf("machine: %s (%d CPUs), %s; Python %s at %s, codec %s; Go codec %s\n",
-		m.CPU, m.CPUs, m.Go, m.Python, m.PythonPath, m.PyCodec, m.GoCodec)
+	fmt.Printf("machine: %s (%d CPUs), %s; Python %s at %s, codec %s; Go codec %s%s\n",
+		m.CPU, m.CPUs, m.Go, m.Python, m.PythonPath, m.PyCodec, m.GoCodec, floorPipeNote(m))
 	fmt.Printf("load average (1, 5, 15 min): %s at start, %s at end\n\n", r.LoadStart, r.LoadEnd)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "scenario\tcontender\tpinned\tmetric\tmedian\tmin–max\tunit\trounds\tvs floor\tmin–max\t")
@@ -129,6 +130,28 @@ func printTable(r report) {
 	fmt.Println("throughput and payload of rates (higher is better). start: a call that needs a new (overflow) worker against")
 	fmt.Println("python importing the module; new: pypool.New (Size 1) until the first Call returns, against the same command")
 	fmt.Println("importing the module.")
+	if hasScenario(r.Results, "sweep") {
+		fmt.Println("sweep: MB/s of a bytes echo (higher is better), the payload's size over a round's median round trip, by size;")
+		fmt.Println("the same floor and pypool serve every size, each size after a warm-up.")
+	}
+}
+
+// floorPipeNote names the floor's pipe size when -floor-pipe set it.
+func floorPipeNote(m machine) string {
+	if m.FloorPipe == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; floor pipes of %d bytes", m.FloorPipe)
+}
+
+// hasScenario says whether results hold a figure of the scenario.
+func hasScenario(results []result, scenario string) bool {
+	for _, x := range results {
+		if x.Scenario == scenario {
+			return true
+		}
+	}
+	return false
 }
 
 // num prints a figure with about three significant digits.

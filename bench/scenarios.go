@@ -28,24 +28,28 @@ type sizes struct {
 	execCalls    int           // the same for python per call
 	startRounds  int           // rounds of start, new and recovery
 	payloadCalls map[int]int   // calls per round, by payload size
+	sweep        sweepPlan     // rounds and calls of the sweep
 }
 
 func runSizes(quick bool, n int) sizes {
 	if quick {
 		return sizes{rounds: 3, window: 150 * time.Millisecond, latencyCalls: 300, execCalls: 5, startRounds: 3,
-			payloadCalls: map[int]int{1 << 10: 50, 1 << 20: 5, 16 << 20: 1}}
+			payloadCalls: map[int]int{1 << 10: 50, 1 << 20: 5, 16 << 20: 1},
+			sweep:        sweepPlan{rounds: 3, divisor: 10, largest: 16 << 20, warmCalls: 0}}
 	}
 	return sizes{rounds: 5, window: time.Second, latencyCalls: n, execCalls: 20, startRounds: 10,
-		payloadCalls: map[int]int{1 << 10: 1000, 1 << 20: 40, 16 << 20: 4}}
+		payloadCalls: map[int]int{1 << 10: 1000, 1 << 20: 40, 16 << 20: 4},
+		sweep:        sweepPlan{rounds: 7, divisor: 1, largest: 64 << 20, warmCalls: 4}}
 }
 
 type bench struct {
-	python  string // the real interpreter behind given, which most contenders run
-	given   string // the -python flag as given, for the new scenario
-	dir     string
-	pinned  bool
-	sizes   sizes
-	results []result
+	python    string // the real interpreter behind given, which most contenders run
+	given     string // the -python flag as given, for the new scenario
+	dir       string
+	pinned    bool
+	sizes     sizes
+	floorPipe int // the floor's pipe size (-floor-pipe), 0 for Linux's default
+	results   []result
 }
 
 func (b *bench) add(r result) {
@@ -63,7 +67,8 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-var testing = []byte("testing")
+// trivialArg is the argument of the trivial call, duplicate_text.
+var trivialArg = []byte("testing")
 
 // entrant is one contender of a scenario and what it measured, round by
 // round.
@@ -110,7 +115,7 @@ func (e *entrant) metered(ctx context.Context, fn func() int) {
 func (b *bench) latency(ctx context.Context) {
 	n, w := b.sizes.latencyCalls, b.sizes.window
 	es := []*entrant{
-		{name: "floor", cs: []contender{must(startFloor(b.python))}, calls: n, atLeast: w},
+		{name: "floor", cs: []contender{must(startFloor(b.python, b.floorPipe))}, calls: n, atLeast: w},
 		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, 1, 0))}, calls: n, atLeast: w},
 		{name: "http", cs: []contender{must(startHTTP(b.python, b.dir, 1))}, calls: n, atLeast: w},
 		{name: "exec-per-call", cs: []contender{execPerCall{b.python, b.dir}}, calls: b.sizes.execCalls},
@@ -118,7 +123,7 @@ func (b *bench) latency(ctx context.Context) {
 	for _, e := range es {
 		defer e.close()
 		for range min(e.calls/10, 200) { // warm-up
-			must(e.cs[0].call(ctx, "duplicate_text", testing))
+			must(e.cs[0].call(ctx, "duplicate_text", trivialArg))
 		}
 	}
 	for range b.sizes.rounds {
@@ -144,7 +149,7 @@ func (b *bench) latencyRound(ctx context.Context, e *entrant) {
 	e.metered(ctx, func() int {
 		for begin := time.Now(); len(times) < e.calls || time.Since(begin) < e.atLeast; {
 			start := time.Now()
-			must(e.cs[0].call(ctx, "duplicate_text", testing))
+			must(e.cs[0].call(ctx, "duplicate_text", trivialArg))
 			times = append(times, time.Since(start))
 		}
 		return len(times)
@@ -175,7 +180,7 @@ func (b *bench) throughput(ctx context.Context) {
 func (b *bench) throughputWith(ctx context.Context, w int) {
 	floors := make([]contender, w)
 	for i := range floors {
-		floors[i] = must(startFloor(b.python))
+		floors[i] = must(startFloor(b.python, b.floorPipe))
 	}
 	es := []*entrant{
 		{name: "floor", cs: floors},
@@ -185,7 +190,7 @@ func (b *bench) throughputWith(ctx context.Context, w int) {
 	for _, e := range es {
 		defer e.close()
 		for _, c := range e.cs { // warm-up: no start-up cost inside the timing
-			must(c.call(ctx, "duplicate_text", testing))
+			must(c.call(ctx, "duplicate_text", trivialArg))
 		}
 	}
 	for range b.sizes.rounds {
@@ -217,7 +222,7 @@ func (b *bench) window(ctx context.Context, e *entrant, callers int) float64 {
 				defer wg.Done()
 				c, n := e.cs[i%len(e.cs)], int64(0)
 				for ; !stop.Load(); n++ {
-					must(c.call(ctx, "duplicate_text", testing))
+					must(c.call(ctx, "duplicate_text", trivialArg))
 				}
 				total.Add(n)
 			}()
@@ -234,7 +239,7 @@ func (b *bench) window(ctx context.Context, e *entrant, callers int) float64 {
 // median round trip of each round.
 func (b *bench) payload(ctx context.Context) {
 	es := []*entrant{
-		{name: "floor", cs: []contender{must(startFloor(b.python))}},
+		{name: "floor", cs: []contender{must(startFloor(b.python, b.floorPipe))}},
 		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, 1, 0))}},
 	}
 	for _, e := range es {
@@ -248,7 +253,7 @@ func (b *bench) payload(ctx context.Context) {
 		}
 		for range b.sizes.rounds {
 			for _, e := range es {
-				e.xs = append(e.xs, b.payloadRound(ctx, e, data))
+				e.xs = append(e.xs, payloadRound(ctx, e, data, b.sizes.payloadCalls[size]))
 			}
 		}
 		for _, e := range es {
@@ -257,10 +262,10 @@ func (b *bench) payload(ctx context.Context) {
 	}
 }
 
-// payloadRound echoes data sizes.payloadCalls times and returns MB/s over
-// the median round trip.
-func (b *bench) payloadRound(ctx context.Context, e *entrant, data []byte) float64 {
-	times := make([]time.Duration, b.sizes.payloadCalls[len(data)])
+// payloadRound echoes data calls times and returns MB/s over the median
+// round trip.
+func payloadRound(ctx context.Context, e *entrant, data []byte, calls int) float64 {
+	times := make([]time.Duration, calls)
 	for i := range times {
 		start := time.Now()
 		echo(ctx, e, data)
@@ -305,7 +310,7 @@ func (b *bench) start(ctx context.Context) {
 		bare = append(bare, millis(b.timeImport(b.python)))
 		must(0, p.p.Transaction(ctx, func(*pypool.Worker) error {
 			t := time.Now()
-			_, err := p.call(ctx, "duplicate_text", testing) // starts the overflow worker
+			_, err := p.call(ctx, "duplicate_text", trivialArg) // starts the overflow worker
 			pool = append(pool, millis(time.Since(t)))
 			return err
 		}))
