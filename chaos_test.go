@@ -1,6 +1,7 @@
 package pypool
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -97,6 +98,12 @@ func TestChaos(t *testing.T) {
 	awaitPool(t, pool, "back at Size, at rest", func(s Stats) bool { return atRest(s, cfg.Size) })
 	kids := childProcesses()
 	assert.ElementsMatch(t, workerPids(pool), kids, "no zombie or orphan: the only children are the workers")
+	files, mappings := sharedMemoryInUse(t)
+	assert.Equal(t, len(kids), files, "one shared memory per live worker, none from killed ones")
+	assert.LessOrEqual(t, mappings, files, "no mapping outlives its shared memory")
+	assert.NoError(t, pool.Close(context.Background()))
+	files, mappings = sharedMemoryInUse(t)
+	assert.Zero(t, files+mappings, "no shared memory left after Close")
 }
 
 // chaosCall makes call i and checks its outcome; it returns the kind of call
@@ -127,6 +134,17 @@ func chaosCall(pool *Pool, i int) (string, error) {
 			return "prints to fd 1", nil
 		}
 		return "prints to fd 1", fmt.Errorf("want map[eof:true], got %v, %v", out, err)
+	case kind >= 21 && kind < 25:
+		// Large enough for the shared memory, both ways, while workers die.
+		data := bytes.Repeat([]byte{byte(i)}, 300<<10+i%4096)
+		out, err := pool.Call(ctx, "echo", data)
+		if err == nil && bytes.Equal(out.([]byte), data) {
+			return "large echo", nil
+		}
+		if err != nil {
+			return "large echo", fmt.Errorf("want the bytes back, got %v", err)
+		}
+		return "large echo", fmt.Errorf("want %d bytes of %d, got %d bytes", len(data), i%256, len(out.([]byte)))
 	case kind == 20:
 		// Exiting is not idempotent: no retries inside a transaction.
 		err := pool.Transaction(ctx, func(w *Worker) error {

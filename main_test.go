@@ -275,3 +275,29 @@ func watchInvariants(t testing.TB, p *Pool) (stop func()) {
 	}()
 	return func() { close(done); <-finished }
 }
+
+// sharedMemoryInUse counts this process's open shared-memory files and
+// their mappings (see shm.go), to show that none outlives its worker.
+func sharedMemoryInUse(t *testing.T) (files, mappings int) {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd to count shared memory in: %v", err)
+	}
+	for _, e := range entries {
+		target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if strings.HasPrefix(target, "/memfd:pypool ") {
+			files++
+		}
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Skipf("no /proc/self/maps to count shared memory in: %v", err)
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		if strings.Contains(line, "/memfd:pypool ") {
+			mappings++
+		}
+	}
+	return files, mappings
+}

@@ -43,7 +43,7 @@ func main() {
 	pinned := flag.Bool("pinned", false, "internal: this run is already pinned to one CPU")
 	newOnce := flag.Bool("new-once", false, "internal: print the nanoseconds from pypool.New until its first result")
 	noPin := flag.Bool("no-pin", false, "skip the runs pinned to one CPU")
-	floorPipe := flag.Int("floor-pipe", 0, "the floor's pipe size in bytes (F_SETPIPE_SZ; pypool asks for 1048576); 0: Linux's default, 64 KiB")
+	floorPipe := flag.Int("floor-pipe", 1<<20, "the floor's pipe size in bytes (F_SETPIPE_SZ): by default pypool's own, so that the floor uses the same pipes (DESIGN.md); 0: Linux's default, 64 KiB")
 	flag.Usage = usage
 	flag.Parse()
 

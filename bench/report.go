@@ -136,7 +136,7 @@ func printTable(r report) {
 	}
 }
 
-// floorPipeNote names the floor's pipe size when -floor-pipe set it.
+// floorPipeNote names the floor's pipe size (-floor-pipe), "" for Linux's default.
 func floorPipeNote(m machine) string {
 	if m.FloorPipe == 0 {
 		return ""
