@@ -20,14 +20,14 @@ func splitKwargs(args []any) ([]any, Kwargs) {
 }
 
 // decodeFunc decodes a RESULT's value before the read buffer is reused;
-// owned says the value may keep b (see frameReader.next).
-type decodeFunc func(b []byte, owned bool) error
+// owned says the value may keep b (see frameReader.next), codec holds the
+// pool's settings for values.
+type decodeFunc func(b []byte, owned bool, codec *valueCodec) error
 
 // Caller is what CallAs calls through: a *Pool, or a *Worker inside a
 // transaction.
 type Caller interface {
 	callInto(ctx context.Context, fn string, args []any, into decodeFunc) error
-	config() *Config
 }
 
 // CallAs is Call with the result decoded straight into a T: a struct (fields
@@ -39,7 +39,8 @@ type Caller interface {
 //	pt, err := pypool.CallAs[Point](ctx, pool, "centroid", points)
 func CallAs[T any](ctx context.Context, c Caller, fn string, args ...any) (T, error) {
 	var out T
-	tag := c.config().StructTag
-	err := c.callInto(ctx, fn, args, func(b []byte, _ bool) error { return decodeValueInto(b, &out, tag) })
+	err := c.callInto(ctx, fn, args, func(b []byte, _ bool, codec *valueCodec) error {
+		return decodeValueInto(b, &out, codec)
+	})
 	return out, err
 }

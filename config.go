@@ -232,7 +232,7 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 		dir:            c.Dir,
 		module:         c.Module,
 		maxMessageSize: c.MaxMessageSize,
-		structTag:      c.StructTag,
+		codec:          valueCodec{structTag: c.StructTag},
 		startTimeout:   c.StartTimeout,
 		logger:         c.Logger,
 	}, nil

@@ -42,10 +42,11 @@ func decodeValue(b []byte, owned bool) (any, error) {
 
 // decodeValueInto decodes a msgpack value into the value v points to, with
 // msgpack's rules for typed targets (struct fields by their msgpack tags).
-// structTag, when not "", names the tag that fields without a msgpack tag
-// are matched by (Config.StructTag).
-func decodeValueInto(b []byte, v any, structTag string) error {
+// Fields without a msgpack tag are matched by codec's struct tag
+// (Config.StructTag) when it has one.
+func decodeValueInto(b []byte, v any, codec *valueCodec) error {
 	var err error
+	structTag := codec.structTag
 	if structTag == "" {
 		err = msgpack.Unmarshal(b, v)
 	} else {

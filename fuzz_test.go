@@ -81,7 +81,7 @@ func FuzzDecodeReply(f *testing.F) {
 func FuzzEncodeCall(f *testing.F) {
 	f.Add("duplicate_text", "testing", []byte("bytes"))
 	f.Fuzz(func(t *testing.T, fn, s string, b []byte) {
-		enc := newCallEncoder(1<<20, "")
+		enc := newCallEncoder(1<<20, nil)
 		frame, err := enc.encode(1, fn, []any{s, b}, Kwargs{s: b})
 		if err != nil {
 			return

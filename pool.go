@@ -139,7 +139,7 @@ func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error)
 // callValue makes a call whose result is decoded as Call documents.
 func (p *Pool) callValue(ctx context.Context, fn string, args []any, wait bool) (any, error) {
 	var result any
-	err := p.call(ctx, fn, args, func(b []byte, owned bool) (err error) {
+	err := p.call(ctx, fn, args, func(b []byte, owned bool, _ *valueCodec) (err error) {
 		result, err = decodeValue(b, owned)
 		return err
 	}, wait)
@@ -149,8 +149,6 @@ func (p *Pool) callValue(ctx context.Context, fn string, args []any, wait bool) 
 func (p *Pool) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
 	return p.call(ctx, fn, args, into, true)
 }
-
-func (p *Pool) config() *Config { return &p.cfg }
 
 func (p *Pool) call(ctx context.Context, fn string, args []any, into decodeFunc, wait bool) error {
 	ctx, cancel := p.withCallTimeout(ctx)

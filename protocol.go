@@ -49,6 +49,13 @@ const frameHeaderSize = 4
 // direction (64 MiB).
 const DefaultMaxMessageSize = 64 << 20
 
+// valueCodec is what encoding and decoding values takes from a pool's
+// Config. It lives in the workerSpec, is never changed after New, and is
+// shared by the pool's workers.
+type valueCodec struct {
+	structTag string // Config.StructTag
+}
+
 // callEncoder encodes CALL frames into a buffer it reuses from call to call.
 // It is owned by one worker and is not safe for concurrent use.
 type callEncoder struct {
@@ -57,12 +64,14 @@ type callEncoder struct {
 	maxSize int
 }
 
-func newCallEncoder(maxSize int, structTag string) *callEncoder {
+// newCallEncoder returns an encoder of calls of at most maxSize bytes with
+// the codec's settings (nil: the defaults).
+func newCallEncoder(maxSize int, codec *valueCodec) *callEncoder {
 	e := &callEncoder{maxSize: maxSize}
 	e.enc = msgpack.NewEncoder(&e.buf)
 	e.enc.UseCompactInts(true)
-	if structTag != "" {
-		e.enc.SetCustomStructTag(structTag)
+	if codec != nil && codec.structTag != "" {
+		e.enc.SetCustomStructTag(codec.structTag)
 	}
 	return e
 }

@@ -154,7 +154,7 @@ func TestDecodeHelloChecksVersion(t *testing.T) {
 }
 
 func TestEncodeCallLayout(t *testing.T) {
-	enc := newCallEncoder(1<<20, "")
+	enc := newCallEncoder(1<<20, nil)
 	b, err := enc.encode(7, "f", []any{"a", []byte("b")}, Kwargs{"k": 1})
 	require.NoError(t, err)
 	assert.Equal(t, uint32(len(b)-4), binary.BigEndian.Uint32(b))
