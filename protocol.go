@@ -118,8 +118,8 @@ func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([
 // large frame's body is handed over to the decoded value instead of copied.
 const largeFrame = 1 << 20
 
-// sizeHint guesses the encoded size of args from their strings and byte
-// slices, so that the buffer for a large payload is allocated once.
+// sizeHint guesses the encoded size of args from their strings, byte slices
+// and Arrays, so that the buffer for a large payload is allocated once.
 func sizeHint(args []any) int {
 	n := 64
 	for _, arg := range args {
@@ -128,6 +128,8 @@ func sizeHint(args []any) int {
 			n += len(v) + 5
 		case string:
 			n += len(v) + 5
+		case Array:
+			n += len(v.Data) + 64
 		}
 	}
 	return n
