@@ -39,7 +39,7 @@ func ndarrayExt(t testing.TB, dtype string, shape []int, data []byte) []byte {
 // decodeArray decodes an ext value through Call's decoder.
 func decodeArray(t *testing.T, b []byte) Array {
 	t.Helper()
-	v, err := decodeValue(b, false)
+	v, err := decodeValue(b, false, nil)
 	require.NoError(t, err)
 	a, ok := v.(Array)
 	require.True(t, ok, "decoded %T", v)
@@ -148,7 +148,7 @@ func TestDecodedArrayDataIsAligned(t *testing.T) {
 		require.NoError(t, err)
 		b[0]++ // the list has one more element: the ndarray
 		b = append(b, ndarrayExt(t, "<f8", []int{2}, make([]byte, 16))...)
-		v, err := decodeValue(b, true)
+		v, err := decodeValue(b, true, nil)
 		require.NoError(t, err)
 		a := v.([]any)[1].(Array)
 		assert.Zero(t, uintptr(unsafe.Pointer(&a.Data[0]))%8)
@@ -345,7 +345,7 @@ func TestMalformedNDArrays(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), c.want)
 
-			_, err = decodeValue(extValue(t, extNDArray, c.payload), false)
+			_, err = decodeValue(extValue(t, extNDArray, c.payload), false, nil)
 			require.ErrorIs(t, err, ErrResultNotDecodable)
 			assert.Contains(t, err.Error(), "ndarray: ")
 
@@ -467,7 +467,7 @@ func TestNDArrayHeaderHoldsNoValues(t *testing.T) {
 	for range 3 {
 		inner = extValue(t, extNDArray, append([]byte{0x92}, append(inner, 0x90)...))
 	}
-	_, err := decodeValue(inner, false)
+	_, err := decodeValue(inner, false, nil)
 	require.ErrorIs(t, err, ErrResultNotDecodable)
 	assert.Contains(t, err.Error(), "expected a string")
 }

@@ -32,7 +32,7 @@ func BenchmarkDecodeReply(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := decodeValue(r.value, false); err != nil {
+		if _, err := decodeValue(r.value, false, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

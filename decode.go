@@ -4,7 +4,7 @@ package pypool
 // "Call gives Go" column of the README's type table: nil, bool, int64
 // (uint64 above math.MaxInt64), float64, string, []byte, []any,
 // map[string]any (map[any]any when a key is not a string), time.Time in
-// UTC and Array for an ndarray.
+// UTC, Array for an ndarray and the Go value of a registered extension.
 // wireDecoder, the reader underneath, also parses the fields of the HELLO,
 // RESULT and ERROR messages for protocol.go. CallAs targets go through
 // msgpack's own rules instead (decodeValueInto).
@@ -27,11 +27,12 @@ const maxDecodeDepth = 10000
 // decodeValue decodes a msgpack value into the Go types documented in the
 // README: nil, bool, int64 (uint64 above math.MaxInt64), float64, string,
 // []byte, []any, map[string]any (map[any]any when a key is not a string),
-// time.Time in UTC and Array.
+// time.Time in UTC, Array and the values of codec's extensions (codec may be
+// nil: none).
 //
 // When owned is true, byte strings alias b instead of copying it.
-func decodeValue(b []byte, owned bool) (any, error) {
-	d := wireDecoder{b: b, owned: owned}
+func decodeValue(b []byte, owned bool, codec *valueCodec) (any, error) {
+	d := wireDecoder{b: b, owned: owned, codec: codec}
 	v := d.value(0)
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes after the value", len(d.b))
@@ -69,7 +70,8 @@ func decodeValueInto(b []byte, v any, codec *valueCodec) error {
 type wireDecoder struct {
 	b     []byte
 	err   error
-	owned bool // byte strings may alias b
+	owned bool        // byte strings may alias b
+	codec *valueCodec // the registered extensions; nil: none
 
 	// shm resolves the shared-memory references SHM_BYTES and SHM_NDARRAY
 	// (extension codes 126 and 125) against the worker's shared memory.
@@ -391,7 +393,7 @@ func (d *wireDecoder) ext(n int) any {
 }
 
 // extValue decodes the payload of an extension value: a timestamp, an
-// ndarray or a shared-memory reference.
+// ndarray, a shared-memory reference or a registered extension.
 func (d *wireDecoder) extValue(code int8, data []byte) (any, error) {
 	switch code {
 	case -1:
@@ -412,6 +414,14 @@ func (d *wireDecoder) extValue(code int8, data []byte) (any, error) {
 		}
 		return d.shm(code, data)
 	}
+	if d.codec != nil {
+		if x := d.codec.exts.forCode(code); x != nil {
+			if !d.owned {
+				data = bytes.Clone(data) // decode may keep it; the buffer is reused
+			}
+			return x.decodeValue(data[:len(data):len(data)])
+		}
+	}
 	return nil, unknownExt(code)
 }
 
@@ -423,7 +433,7 @@ func unknownExt(code int8) error {
 	case code > maxUserExt:
 		return fmt.Errorf("extension type %d is reserved by pypool and unknown to this version", code)
 	}
-	return fmt.Errorf("msgpack extension type %d is unknown to pypool", code)
+	return fmt.Errorf("msgpack extension type %d is not registered: add a pypool.Ext for it to Config.Extensions", code)
 }
 
 // decodeTimestamp reads msgpack's timestamp extension (type -1).

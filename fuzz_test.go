@@ -66,7 +66,7 @@ func FuzzDecodeReply(f *testing.F) {
 		if err != nil || r.err != nil {
 			return
 		}
-		v, err := decodeValue(r.value, false)
+		v, err := decodeValue(r.value, false, nil)
 		if err != nil {
 			return
 		}

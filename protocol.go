@@ -50,10 +50,11 @@ const frameHeaderSize = 4
 const DefaultMaxMessageSize = 64 << 20
 
 // valueCodec is what encoding and decoding values takes from a pool's
-// Config. It lives in the workerSpec, is never changed after New, and is
-// shared by the pool's workers.
+// Config: the struct tag and the extensions. It lives in the workerSpec,
+// is never changed after New, and is shared by the pool's workers.
 type valueCodec struct {
-	structTag string // Config.StructTag
+	structTag string      // Config.StructTag
+	exts      extRegistry // Config.Extensions
 }
 
 // callEncoder encodes CALL frames into a buffer it reuses from call to call.
@@ -62,6 +63,7 @@ type callEncoder struct {
 	buf     bytes.Buffer
 	enc     *msgpack.Encoder
 	maxSize int
+	exts    *extRegistry // nil when no extension is registered
 }
 
 // newCallEncoder returns an encoder of calls of at most maxSize bytes with
@@ -72,6 +74,9 @@ func newCallEncoder(maxSize int, codec *valueCodec) *callEncoder {
 	e.enc.UseCompactInts(true)
 	if codec != nil && codec.structTag != "" {
 		e.enc.SetCustomStructTag(codec.structTag)
+	}
+	if codec != nil && codec.exts.byType != nil {
+		e.exts = &codec.exts
 	}
 	return e
 }
@@ -95,14 +100,14 @@ func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([
 		if _, ok := arg.(Kwargs); ok {
 			return nil, fmt.Errorf("%w: argument %d is a Kwargs: keyword arguments go last", ErrArgNotEncodable, i)
 		}
-		if err := enc.Encode(arg); err != nil {
-			return nil, fmt.Errorf("%w: argument %d (%T): %v", ErrArgNotEncodable, i, arg, err)
+		if err := e.value(arg); err != nil {
+			return nil, fmt.Errorf("%w: argument %d (%T): %w", ErrArgNotEncodable, i, arg, err)
 		}
 	}
 	if kwargs == nil {
 		_ = enc.EncodeNil()
-	} else if err := enc.Encode(map[string]any(kwargs)); err != nil {
-		return nil, fmt.Errorf("%w: keyword arguments: %v", ErrArgNotEncodable, err)
+	} else if err := e.value(map[string]any(kwargs)); err != nil {
+		return nil, fmt.Errorf("%w: keyword arguments: %w", ErrArgNotEncodable, err)
 	}
 	frame := e.buf.Bytes()
 	bodySize := len(frame) - frameHeaderSize
@@ -112,6 +117,83 @@ func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([
 	}
 	binary.BigEndian.PutUint32(frame, uint32(bodySize))
 	return frame, nil
+}
+
+// value encodes one argument. Without extensions it is msgpack's Encode;
+// with them, a walk that writes values of registered types as their
+// extension (see Ext for where it looks).
+func (e *callEncoder) value(v any) error {
+	if e.exts == nil {
+		return e.enc.Encode(v)
+	}
+	return e.walk(v, 0)
+}
+
+func (e *callEncoder) walk(v any, depth int) error {
+	if depth > maxDecodeDepth {
+		return fmt.Errorf("values nested more than %d levels deep", maxDecodeDepth)
+	}
+	switch v := v.(type) {
+	case []any:
+		if v != nil {
+			return e.walkList(v, depth)
+		}
+	case map[string]any:
+		if v != nil {
+			return e.walkStringMap(v, depth)
+		}
+	case map[any]any:
+		if v != nil {
+			return e.walkMap(v, depth)
+		}
+	default:
+		if x := e.exts.forValue(v); x != nil {
+			return x.encodeValue(e.enc, v)
+		}
+	}
+	return e.enc.Encode(v) // nil slices and maps too: msgpack writes nil
+}
+
+func (e *callEncoder) walkList(list []any, depth int) error {
+	if err := e.enc.EncodeArrayLen(len(list)); err != nil {
+		return err
+	}
+	for _, item := range list {
+		if err := e.walk(item, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *callEncoder) walkStringMap(m map[string]any, depth int) error {
+	if err := e.enc.EncodeMapLen(len(m)); err != nil {
+		return err
+	}
+	for k, item := range m {
+		if err := e.enc.EncodeString(k); err != nil {
+			return err
+		}
+		if err := e.walk(item, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *callEncoder) walkMap(m map[any]any, depth int) error {
+	if err := e.enc.EncodeMapLen(len(m)); err != nil {
+		return err
+	}
+	for k, item := range m {
+		if err := e.walk(k, depth+1); err != nil {
+			return err
+		}
+		if err := e.walk(item, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // largeFrame is the size above which buffers are not kept for reuse: a

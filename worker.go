@@ -25,8 +25,8 @@ type Worker struct {
 // ErrWorkerCrashed; the pool has already replaced it.
 func (w *Worker) Call(ctx context.Context, fn string, args ...any) (any, error) {
 	var result any
-	err := w.callInto(ctx, fn, args, func(b []byte, owned bool, _ *valueCodec) (err error) {
-		result, err = decodeValue(b, owned)
+	err := w.callInto(ctx, fn, args, func(b []byte, owned bool, codec *valueCodec) (err error) {
+		result, err = decodeValue(b, owned, codec)
 		return err
 	})
 	return result, err
