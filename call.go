@@ -31,9 +31,19 @@ type Caller interface {
 }
 
 // CallAs is Call with the result decoded straight into a T: a struct (fields
-// matched by their `msgpack:"name"` tags, else by name), a slice, a map or a
-// scalar. A result that does not fit T gives an error wrapping
-// ErrResultNotDecodable.
+// matched by their `msgpack:"name"` tags, else by Config.StructTag, else by
+// name), a slice, a map or a scalar. A result that does not fit T gives an
+// error wrapping ErrResultNotDecodable.
+//
+// numpy arrays: an ndarray returned as a whole decodes into an Array as it
+// is, and a 1-d one into a []E of its own element type (a []float64 for
+// float64, ...) without an element-by-element copy; another dtype is an
+// error wrapping ErrDType. Inside T, an Array (field, element or map value)
+// takes an ndarray as it is; where a part of T needs numbers (a
+// [][]float64, an int64 field), ndarrays are decoded as nested lists of
+// their elements instead, in all of T (an Array field then holds the
+// elements with the dtype inferred from the list). Values of
+// Config.Extensions fill the parts of T of their Go type.
 //
 //	type Point struct{ X, Y float64 }
 //	pt, err := pypool.CallAs[Point](ctx, pool, "centroid", points)

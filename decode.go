@@ -7,7 +7,7 @@ package pypool
 // UTC, Array for an ndarray and the Go value of a registered extension.
 // wireDecoder, the reader underneath, also parses the fields of the HELLO,
 // RESULT and ERROR messages for protocol.go. CallAs targets go through
-// msgpack's own rules instead (decodeValueInto).
+// msgpack's own rules instead (decodeValueInto, in decode_into.go).
 
 import (
 	"bytes"
@@ -16,8 +16,6 @@ import (
 	"math"
 	"reflect"
 	"time"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // maxDecodeDepth bounds the nesting of decoded values, so that a hostile or
@@ -41,26 +39,6 @@ func decodeValue(b []byte, owned bool, codec *valueCodec) (any, error) {
 		return nil, fmt.Errorf("%w: %w", ErrResultNotDecodable, d.err)
 	}
 	return v, nil
-}
-
-// decodeValueInto decodes a msgpack value into the value v points to, with
-// msgpack's rules for typed targets (struct fields by their msgpack tags).
-// Fields without a msgpack tag are matched by codec's struct tag
-// (Config.StructTag) when it has one.
-func decodeValueInto(b []byte, v any, codec *valueCodec) error {
-	var err error
-	structTag := codec.structTag
-	if structTag == "" {
-		err = msgpack.Unmarshal(b, v)
-	} else {
-		dec := msgpack.NewDecoder(bytes.NewReader(b))
-		dec.SetCustomStructTag(structTag)
-		err = dec.Decode(v)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: into %T: %v", ErrResultNotDecodable, v, err)
-	}
-	return nil
 }
 
 // wireDecoder is a small msgpack reader over a complete message. Every length

@@ -34,7 +34,9 @@ type Extension struct {
 // Inside structs and typed slices msgpack's own rules apply: give T an
 // EncodeMsgpack method (msgpack.CustomEncoder) to reach those.
 //
-// Call returns the T that decode returns.
+// Call returns the T that decode returns. CallAs gives a T wherever the
+// target has a field (or element) of type T: the value decode returns is
+// re-encoded with msgpack (and Config.StructTag) and decoded into the target.
 //
 // decode gets a payload that it may keep. Both functions may be called by
 // several of the pool's workers at once.

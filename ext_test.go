@@ -185,6 +185,39 @@ func TestExtensionMapKeys(t *testing.T) {
 	assert.Contains(t, err.Error(), "a map key of Go type pypool.Array")
 }
 
+// TestExtensionCallAs: CallAs fills fields of the registered type, also
+// through Config.StructTag, in slices and maps of them.
+func TestExtensionCallAs(t *testing.T) {
+	type shape struct {
+		Name   string           `json:"name"`
+		Center point            `json:"center"`
+		Path   []point          `json:"path"`
+		Named  map[string]point `json:"named"`
+		Any    any              `json:"any"`
+	}
+	value := map[string]any{
+		"name":   "s",
+		"center": msgpack.RawMessage(pointValue(t, point{1, 2})),
+		"path":   []any{msgpack.RawMessage(pointValue(t, point{3, 4}))},
+		"named":  map[string]any{"o": msgpack.RawMessage(pointValue(t, point{0, 0}))},
+		"any":    msgpack.RawMessage(pointValue(t, point{5, 6})),
+	}
+	b, err := msgpack.Marshal(value)
+	require.NoError(t, err)
+	var got shape
+	require.NoError(t, decodeValueInto(b, &got, pointCodec("json")))
+	assert.Equal(t, shape{Name: "s", Center: point{1, 2}, Path: []point{{3, 4}}, Named: map[string]point{"o": {}},
+		Any: map[string]any{"x": int8(5), "y": int8(6)}}, got)
+
+	var p point
+	require.NoError(t, decodeValueInto(pointValue(t, point{9, 9}), &p, pointCodec("")))
+	assert.Equal(t, point{9, 9}, p)
+
+	err = decodeValueInto(extValue(t, pointCode, []byte{1}), &p, pointCodec(""))
+	require.ErrorIs(t, err, ErrResultNotDecodable)
+	require.ErrorIs(t, err, errBadPoint)
+}
+
 // TestExtensionsThroughThePool: a pool's extensions reach its workers'
 // encoder and decoders (the fake worker echoes extension values as they
 // came).
@@ -199,6 +232,18 @@ func TestExtensionsThroughThePool(t *testing.T) {
 	list := out.([]any)
 	assert.Equal(t, point{1, 2}, list[0])
 	assertSameArray(t, ArrayOf([]int16{1, 2, 3}), list[1].(Array))
+
+	type holder struct {
+		P point   `msgpack:"p"`
+		V []int16 `msgpack:"v"`
+	}
+	got, err := CallAs[holder](testCtx(t), pool, "echo", map[string]any{"p": point{3, 4}, "v": ArrayOf([]int16{5})})
+	require.NoError(t, err)
+	assert.Equal(t, holder{P: point{3, 4}, V: []int16{5}}, got)
+
+	floats, err := CallAs[[]float64](testCtx(t), pool, "echo", ArrayOf([]float64{0.5, 1.5}))
+	require.NoError(t, err)
+	assert.Equal(t, []float64{0.5, 1.5}, floats)
 
 	plain, err := fakePool(t, "ok", 1)
 	require.NoError(t, err)
