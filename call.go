@@ -21,7 +21,7 @@ func splitKwargs(args []any) ([]any, Kwargs) {
 
 // decodeFunc decodes a RESULT's value before the read buffer is reused;
 // owned says the value may keep b (see frameReader.next), codec holds the
-// pool's settings for values.
+// pool's struct tag and extensions.
 type decodeFunc func(b []byte, owned bool, codec *valueCodec) error
 
 // Caller is what CallAs calls through: a *Pool, or a *Worker inside a
@@ -33,7 +33,9 @@ type Caller interface {
 // CallAs is Call with the result decoded straight into a T: a struct (fields
 // matched by their `msgpack:"name"` tags, else by Config.StructTag, else by
 // name), a slice, a map or a scalar. A result that does not fit T gives an
-// error wrapping ErrResultNotDecodable.
+// error wrapping ErrResultNotDecodable that says where and what:
+//
+//	result["items"][3]["score"]: a Python float does not fit Go int64 (field Item.Score)
 //
 // numpy arrays: an ndarray returned as a whole decodes into an Array as it
 // is, and a 1-d one into a []E of its own element type (a []float64 for

@@ -51,6 +51,10 @@ type wireDecoder struct {
 	owned bool        // byte strings may alias b
 	codec *valueCodec // the registered extensions; nil: none
 
+	// lenient turns an extension value that can not be decoded into a
+	// badExt instead of an error (for describing a value msgpack failed on).
+	lenient bool
+
 	// shm resolves the shared-memory references SHM_BYTES and SHM_NDARRAY
 	// (extension codes 126 and 125) against the worker's shared memory.
 	// nil, as long as shared memory is not wired: they are an error.
@@ -363,11 +367,14 @@ func (d *wireDecoder) ext(n int) any {
 		return nil
 	}
 	v, err := d.extValue(code, data)
-	if err != nil {
-		d.fail("%w", err)
-		return nil
+	switch {
+	case err == nil:
+		return v
+	case d.lenient:
+		return badExt{code: code, err: err}
 	}
-	return v
+	d.fail("%w", err)
+	return nil
 }
 
 // extValue decodes the payload of an extension value: a timestamp, an
@@ -414,6 +421,13 @@ func unknownExt(code int8) error {
 	return fmt.Errorf("msgpack extension type %d is not registered: add a pypool.Ext for it to Config.Extensions", code)
 }
 
+// badExt stands for an extension value that could not be decoded, in a
+// value decoded leniently.
+type badExt struct {
+	code int8
+	err  error
+}
+
 // decodeTimestamp reads msgpack's timestamp extension (type -1).
 func decodeTimestamp(data []byte) (time.Time, error) {
 	switch len(data) {
@@ -453,6 +467,8 @@ func pythonType(v any) string {
 		return "datetime"
 	case Array:
 		return "ndarray of " + string(v.DType)
+	case badExt:
+		return fmt.Sprintf("ext code %d", v.code)
 	}
 	return fmt.Sprintf("%T", v)
 }

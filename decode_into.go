@@ -10,6 +10,8 @@ package pypool
 //  3. msgpack decodes; Array fields read ndarrays with Array.DecodeMsgpack;
 //  4. if that fails and the value holds ndarrays, they are rewritten as
 //     nested lists of numbers and msgpack tries again;
+//  5. if that fails too, typeerr.go finds where the value and the target
+//     part ways, for the error.
 //
 // Rewriting never touches a container's header: msgpack counts elements, not
 // bytes, so an extension value is replaced in place by another value.
@@ -47,7 +49,7 @@ func decodeValueInto(b []byte, v any, codec *valueCodec) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("%w: into %T: %v", ErrResultNotDecodable, v, err)
+		return describeMismatch(b, v, codec, err)
 	}
 	return nil
 }
@@ -71,6 +73,20 @@ func marshal(v any, structTag string) ([]byte, error) {
 	enc.UseCompactInts(true)
 	err := enc.Encode(v)
 	return buf.Bytes(), err
+}
+
+// describeMismatch is the error for a value msgpack could not decode into
+// v: where the value and v's type part ways when that can be found, else
+// msgpack's own error.
+func describeMismatch(b []byte, v any, codec *valueCodec, cause error) error {
+	d := wireDecoder{b: b, codec: codec, lenient: true}
+	value := d.value(0)
+	if d.err == nil {
+		if m := findMismatch(value, reflect.TypeOf(v).Elem(), codec.structTag); m != nil {
+			return fmt.Errorf("%w: %s", ErrResultNotDecodable, m)
+		}
+	}
+	return fmt.Errorf("%w: into %T: %v", ErrResultNotDecodable, v, cause)
 }
 
 // decodeArrayInto decodes a value that is one ndarray into an *Array or a
