@@ -17,7 +17,12 @@ import (
 // fakePool starts a pool of testdata/fakeworker.py processes, which break
 // the protocol on request, instead of the real runtime.
 func fakePool(t *testing.T, hello string, size int) (*Pool, error) {
-	cfg, err := testConfig(t).withDefaults()
+	return fakePoolConfig(t, testConfig(t), hello, size)
+}
+
+// fakePoolConfig is fakePool with the settings of cfg.
+func fakePoolConfig(t *testing.T, cfg Config, hello string, size int) (*Pool, error) {
+	cfg, err := cfg.withDefaults()
 	require.NoError(t, err)
 	cfg.Size = size
 	cfg.StartTimeout = 20 * time.Second // generous: the machine may be busy

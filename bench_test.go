@@ -11,7 +11,7 @@ import (
 // The Go side of a call's hot path, without Python: go test -bench . -benchmem
 
 func BenchmarkEncodeCall(b *testing.B) {
-	enc := newCallEncoder(DefaultMaxMessageSize, "")
+	enc := newCallEncoder(DefaultMaxMessageSize, nil)
 	args := []any{"testing"}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
@@ -32,7 +32,7 @@ func BenchmarkDecodeReply(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := decodeValue(r.value, false); err != nil {
+		if _, err := decodeValue(r.value, false, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -20,26 +20,39 @@ func splitKwargs(args []any) ([]any, Kwargs) {
 }
 
 // decodeFunc decodes a RESULT's value before the read buffer is reused;
-// owned says the value may keep b (see frameReader.next).
-type decodeFunc func(b []byte, owned bool) error
+// owned says the value may keep b (see frameReader.next), codec holds the
+// pool's struct tag and extensions.
+type decodeFunc func(b []byte, owned bool, codec *valueCodec) error
 
 // Caller is what CallAs calls through: a *Pool, or a *Worker inside a
 // transaction.
 type Caller interface {
 	callInto(ctx context.Context, fn string, args []any, into decodeFunc) error
-	config() *Config
 }
 
 // CallAs is Call with the result decoded straight into a T: a struct (fields
-// matched by their `msgpack:"name"` tags, else by name), a slice, a map or a
-// scalar. A result that does not fit T gives an error wrapping
-// ErrResultNotDecodable.
+// matched by their `msgpack:"name"` tags, else by Config.StructTag, else by
+// name), a slice, a map or a scalar. A result that does not fit T gives an
+// error wrapping ErrResultNotDecodable that says where and what:
+//
+//	result["items"][3]["score"]: a Python float does not fit Go int64 (field Item.Score)
+//
+// numpy arrays: an ndarray returned as a whole decodes into an Array as it
+// is, and a 1-d one into a []E of its own element type (a []float64 for
+// float64, ...) without an element-by-element copy; another dtype is an
+// error wrapping ErrDType. Inside T, an Array (field, element or map value)
+// takes an ndarray as it is; where a part of T needs numbers (a
+// [][]float64, an int64 field), ndarrays are decoded as nested lists of
+// their elements instead, in all of T (an Array field then holds the
+// elements with the dtype inferred from the list). Values of
+// Config.Extensions fill the parts of T of their Go type.
 //
 //	type Point struct{ X, Y float64 }
 //	pt, err := pypool.CallAs[Point](ctx, pool, "centroid", points)
 func CallAs[T any](ctx context.Context, c Caller, fn string, args ...any) (T, error) {
 	var out T
-	tag := c.config().StructTag
-	err := c.callInto(ctx, fn, args, func(b []byte, _ bool) error { return decodeValueInto(b, &out, tag) })
+	err := c.callInto(ctx, fn, args, func(b []byte, _ bool, codec *valueCodec) error {
+		return decodeValueInto(b, &out, codec)
+	})
 	return out, err
 }

@@ -148,6 +148,15 @@ type Config struct {
 	// name.
 	StructTag string
 
+	// Extensions lists Go types of your own that cross as msgpack extension
+	// types, both ways: build each with Ext and register the same code on
+	// the Python side (pypool_runtime.register_ext). Codes are 0..119
+	// (120..127 are pypool's); no two may share a code or a Go type. Ext
+	// says where a value is written as its extension. Default: none; a
+	// result holding an extension type not listed here is an error wrapping
+	// ErrResultNotDecodable.
+	Extensions []Extension
+
 	// Logger receives what the workers write to stdout (level Info) and
 	// stderr (level Warn), line by line, tagged with the worker's pid, and
 	// the pool's own events. Default slog.Default().
@@ -193,6 +202,9 @@ func (c Config) withDefaults() (Config, error) {
 		if i := strings.IndexByte(kv, '='); i <= 0 {
 			return c, fmt.Errorf("pypool: Config.Env entry %q is not of the form KEY=value", kv)
 		}
+	}
+	if err := validateExtensions(c.Extensions); err != nil {
+		return c, err
 	}
 	c.Python = orDefault(c.Python, "python3")
 	c.Size = orDefault(c.Size, runtime.NumCPU())
@@ -252,7 +264,7 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 		dir:             c.Dir,
 		module:          c.Module,
 		maxMessageSize:  c.MaxMessageSize,
-		structTag:       c.StructTag,
+		codec:           valueCodec{structTag: c.StructTag, exts: newExtRegistry(c.Extensions)},
 		sharedThreshold: sharedThreshold,
 		startTimeout:    c.StartTimeout,
 		logger:          c.Logger,

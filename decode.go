@@ -3,19 +3,19 @@ package pypool
 // decode.go turns msgpack values sent by the worker into Go values, the
 // "Call gives Go" column of the README's type table: nil, bool, int64
 // (uint64 above math.MaxInt64), float64, string, []byte, []any,
-// map[string]any (map[any]any when a key is not a string) and time.Time in
-// UTC. wireDecoder, the reader underneath, also parses the fields of the
-// HELLO, RESULT and ERROR messages for protocol.go. CallAs targets go through
-// msgpack's own rules instead (decodeValueInto).
+// map[string]any (map[any]any when a key is not a string), time.Time in
+// UTC, Array for an ndarray and the Go value of a registered extension.
+// wireDecoder, the reader underneath, also parses the fields of the HELLO,
+// RESULT and ERROR messages for protocol.go. CallAs targets go through
+// msgpack's own rules instead (decodeValueInto, in decode_into.go).
 
 import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
+	"reflect"
 	"time"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // maxDecodeDepth bounds the nesting of decoded values, so that a hostile or
@@ -24,39 +24,21 @@ const maxDecodeDepth = 10000
 
 // decodeValue decodes a msgpack value into the Go types documented in the
 // README: nil, bool, int64 (uint64 above math.MaxInt64), float64, string,
-// []byte, []any, map[string]any (map[any]any when a key is not a string) and
-// time.Time in UTC.
+// []byte, []any, map[string]any (map[any]any when a key is not a string),
+// time.Time in UTC, Array and the values of codec's extensions (codec may be
+// nil: none).
 //
 // When owned is true, byte strings alias b instead of copying it.
-func decodeValue(b []byte, owned bool) (any, error) {
-	d := wireDecoder{b: b, owned: owned}
+func decodeValue(b []byte, owned bool, codec *valueCodec) (any, error) {
+	d := wireDecoder{b: b, owned: owned, codec: codec}
 	v := d.value(0)
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes after the value", len(d.b))
 	}
 	if d.err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrResultNotDecodable, d.err)
+		return nil, fmt.Errorf("%w: %w", ErrResultNotDecodable, d.err)
 	}
 	return v, nil
-}
-
-// decodeValueInto decodes a msgpack value into the value v points to, with
-// msgpack's rules for typed targets (struct fields by their msgpack tags).
-// structTag, when not "", names the tag that fields without a msgpack tag
-// are matched by (Config.StructTag).
-func decodeValueInto(b []byte, v any, structTag string) error {
-	var err error
-	if structTag == "" {
-		err = msgpack.Unmarshal(b, v)
-	} else {
-		dec := msgpack.NewDecoder(bytes.NewReader(b))
-		dec.SetCustomStructTag(structTag)
-		err = dec.Decode(v)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: into %T: %v", ErrResultNotDecodable, v, err)
-	}
-	return nil
 }
 
 // wireDecoder is a small msgpack reader over a complete message. Every length
@@ -66,7 +48,17 @@ func decodeValueInto(b []byte, v any, structTag string) error {
 type wireDecoder struct {
 	b     []byte
 	err   error
-	owned bool // byte strings may alias b
+	owned bool        // byte strings may alias b
+	codec *valueCodec // the registered extensions; nil: none
+
+	// lenient turns an extension value that can not be decoded into a
+	// badExt instead of an error (for describing a value msgpack failed on).
+	lenient bool
+
+	// shm resolves the shared-memory references SHM_BYTES and SHM_NDARRAY
+	// (extension codes 126 and 125) against the worker's shared memory.
+	// nil, as long as shared memory is not wired: they are an error.
+	shm func(code int8, payload []byte) (any, error)
 }
 
 func (d *wireDecoder) fail(format string, args ...any) {
@@ -194,12 +186,19 @@ func (d *wireDecoder) integer() (v uint64, big, ok bool) {
 	return 0, false, false
 }
 
+// str reads a string field. It reads nothing but strings: decoding any
+// value there would let an ndarray's header hold another ndarray, and so on,
+// each in a decoder of its own that the nesting limit does not see.
 func (d *wireDecoder) str() string {
-	s, ok := d.value(0).(string)
-	if !ok {
-		d.fail("expected a string")
+	c := d.byte1()
+	switch {
+	case c >= 0xa0 && c <= 0xbf:
+		return string(d.take(int(c & 0x1f)))
+	case c >= 0xd9 && c <= 0xdb:
+		return string(d.take(d.size(1 << (c - 0xd9))))
 	}
-	return s
+	d.fail("expected a string")
+	return ""
 }
 
 // pythonError reads the four fields code, type, message and traceback.
@@ -340,8 +339,7 @@ func (d *wireDecoder) mapBody(n, depth int) any {
 	}
 	m := make(map[any]any, n)
 	for i, k := range keys {
-		switch k.(type) {
-		case []byte, []any, map[string]any, map[any]any:
+		if !hashable(k) {
 			d.fail("a map key of Go type %T can not be a key of a Go map; decode into a typed target with CallAs", k)
 			return nil
 		}
@@ -350,28 +348,127 @@ func (d *wireDecoder) mapBody(n, depth int) any {
 	return m
 }
 
-// ext decodes an extension value; only timestamps (type -1) are known.
+// hashable reports whether a decoded value can be a key of a Go map.
+func hashable(k any) bool {
+	switch k.(type) {
+	case nil, bool, int64, uint64, float64, string, time.Time:
+		return true
+	case []byte, []any, map[string]any, map[any]any, Array:
+		return false
+	}
+	return reflect.ValueOf(k).Comparable()
+}
+
+// ext decodes an extension value of n bytes.
 func (d *wireDecoder) ext(n int) any {
-	typ := int8(d.byte1())
+	code := int8(d.byte1())
 	data := d.take(n)
 	if d.err != nil {
 		return nil
 	}
-	if typ != -1 {
-		d.fail("unsupported msgpack extension type %d", typ)
-		return nil
+	v, err := d.extValue(code, data)
+	switch {
+	case err == nil:
+		return v
+	case d.lenient:
+		return badExt{code: code, err: err}
 	}
-	switch n {
+	d.fail("%w", err)
+	return nil
+}
+
+// extValue decodes the payload of an extension value: a timestamp, an
+// ndarray, a shared-memory reference or a registered extension.
+func (d *wireDecoder) extValue(code int8, data []byte) (any, error) {
+	switch code {
+	case -1:
+		t, err := decodeTimestamp(data)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	case extNDArray:
+		a, err := decodeNDArray(data)
+		if err != nil {
+			return nil, fmt.Errorf("ndarray: %w", err)
+		}
+		return a, nil
+	case extShmBytes, extShmNDArray:
+		if d.shm == nil {
+			return nil, fmt.Errorf("extension %d: shared-memory reference with no shared memory", code)
+		}
+		return d.shm(code, data)
+	}
+	if d.codec != nil {
+		if x := d.codec.exts.forCode(code); x != nil {
+			if !d.owned {
+				data = bytes.Clone(data) // decode may keep it; the buffer is reused
+			}
+			return x.decodeValue(data[:len(data):len(data)])
+		}
+	}
+	return nil, unknownExt(code)
+}
+
+// unknownExt is the error for an extension code nothing decodes.
+func unknownExt(code int8) error {
+	switch {
+	case code < 0:
+		return fmt.Errorf("msgpack extension type %d is reserved by msgpack and unknown to pypool", code)
+	case code > maxUserExt:
+		return fmt.Errorf("extension type %d is reserved by pypool and unknown to this version", code)
+	}
+	return fmt.Errorf("msgpack extension type %d is not registered: add a pypool.Ext for it to Config.Extensions", code)
+}
+
+// badExt stands for an extension value that could not be decoded, in a
+// value decoded leniently.
+type badExt struct {
+	code int8
+	err  error
+}
+
+// decodeTimestamp reads msgpack's timestamp extension (type -1).
+func decodeTimestamp(data []byte) (time.Time, error) {
+	switch len(data) {
 	case 4:
-		return time.Unix(int64(binary.BigEndian.Uint32(data)), 0).UTC()
+		return time.Unix(int64(binary.BigEndian.Uint32(data)), 0).UTC(), nil
 	case 8:
 		v := binary.BigEndian.Uint64(data)
-		return time.Unix(int64(v&(1<<34-1)), int64(v>>34)).UTC()
+		return time.Unix(int64(v&(1<<34-1)), int64(v>>34)).UTC(), nil
 	case 12:
 		nsec := binary.BigEndian.Uint32(data)
 		sec := int64(binary.BigEndian.Uint64(data[4:]))
-		return time.Unix(sec, int64(nsec)).UTC()
+		return time.Unix(sec, int64(nsec)).UTC(), nil
 	}
-	d.fail("bad timestamp length %d", n)
-	return nil
+	return time.Time{}, fmt.Errorf("bad timestamp length %d", len(data))
+}
+
+// pythonType names the Python type of a decoded value.
+func pythonType(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "None"
+	case bool:
+		return "bool"
+	case int8, int16, int32, int64, uint8, uint16, uint32, uint64:
+		return "int"
+	case float32, float64:
+		return "float"
+	case string:
+		return "str"
+	case []byte:
+		return "bytes"
+	case []any:
+		return "list"
+	case map[string]any, map[any]any:
+		return "dict"
+	case time.Time:
+		return "datetime"
+	case Array:
+		return "ndarray of " + string(v.DType)
+	case badExt:
+		return fmt.Sprintf("ext code %d", v.code)
+	}
+	return fmt.Sprintf("%T", v)
 }

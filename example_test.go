@@ -168,3 +168,102 @@ func ExamplePool_Ping() {
 	// <nil>
 	// true
 }
+
+// An Array shares the memory of the slice it is made of; its views read it
+// back without copying.
+func ExampleArrayOf() {
+	pixels := []uint8{0, 64, 128, 255, 32, 16}
+	img := pypool.ArrayOf(pixels, 2, 3) // 2 rows of 3, numpy's shape (2, 3)
+	fmt.Println(img.DType, img.Shape, img.Len())
+
+	view, err := img.Uint8s()
+	if err != nil {
+		log.Fatal(err)
+	}
+	view[0] = 1
+	fmt.Println(pixels[0])
+
+	_, err = img.Float64s()
+	fmt.Println(errors.Is(err, pypool.ErrDType))
+	// Output:
+	// uint8 [2 3] 6
+	// 1
+	// true
+}
+
+// Elements are in C order: element [i][j] of a 2-d array is at
+// i*Shape[1]+j.
+func ExampleArray_Float64s() {
+	a := pypool.ArrayOf([]float64{1, 2, 3, 4, 5, 6}, 2, 3)
+	values, err := a.Float64s()
+	if err != nil {
+		log.Fatal(err)
+	}
+	i, j := 1, 0
+	fmt.Println(values[i*a.Shape[1]+j])
+	// Output: 4
+}
+
+// numpy arrays cross both ways. With a module that defines
+//
+//	def normalize(v):
+//	    return v / numpy.linalg.norm(v)
+//
+// an Array argument arrives as a numpy.ndarray, and the ndarray returned
+// decodes straight into a []float64.
+func ExampleCallAs_ndarray() {
+	ctx := context.Background()
+	pool, err := pypool.New(ctx, pypool.Config{Module: "vectors"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close(ctx)
+
+	unit, err := pypool.CallAs[[]float64](ctx, pool, "normalize", pypool.ArrayOf([]float64{3, 4}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(unit) // [0.6 0.8]
+
+	// Call gives a pypool.Array for an ndarray, of any dtype and shape.
+	out, err := pool.Call(ctx, "normalize", pypool.ArrayOf([]float32{1, 1, 1, 1}, 2, 2))
+	if err != nil {
+		log.Fatal(err)
+	}
+	m := out.(pypool.Array)
+	fmt.Println(m.DType, m.Shape) // float32 [2 2]
+}
+
+// Decimal is Python's decimal.Decimal on the Go side, as its text.
+type Decimal string
+
+// A Go type of your own crosses as a msgpack extension type. The Python
+// module registers the same code for its own type:
+//
+//	import decimal, pypool_runtime
+//	pypool_runtime.register_ext(decimal.Decimal, 1,
+//	    lambda d: str(d).encode(), lambda b: decimal.Decimal(b.decode()))
+//
+//	def total(prices):
+//	    return sum(prices, decimal.Decimal(0))
+func ExampleExt() {
+	decimals := pypool.Ext(1,
+		func(d Decimal) ([]byte, error) { return []byte(d), nil },
+		func(b []byte) (Decimal, error) { return Decimal(b), nil })
+
+	ctx := context.Background()
+	pool, err := pypool.New(ctx, pypool.Config{
+		Module:     "billing",
+		Extensions: []pypool.Extension{decimals},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close(ctx)
+
+	sum, err := pypool.CallAs[Decimal](ctx, pool, "total", []any{Decimal("0.10"), Decimal("0.20")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(sum) // 0.30, not 0.30000000000000004
+}

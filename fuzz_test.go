@@ -66,7 +66,7 @@ func FuzzDecodeReply(f *testing.F) {
 		if err != nil || r.err != nil {
 			return
 		}
-		v, err := decodeValue(r.value, false)
+		v, err := decodeValue(r.value, false, nil)
 		if err != nil {
 			return
 		}
@@ -81,7 +81,7 @@ func FuzzDecodeReply(f *testing.F) {
 func FuzzEncodeCall(f *testing.F) {
 	f.Add("duplicate_text", "testing", []byte("bytes"))
 	f.Fuzz(func(t *testing.T, fn, s string, b []byte) {
-		enc := newCallEncoder(1<<20, "")
+		enc := newCallEncoder(1<<20, nil)
 		frame, err := enc.encode(1, fn, []any{s, b}, Kwargs{s: b})
 		if err != nil {
 			return
@@ -89,5 +89,47 @@ func FuzzEncodeCall(f *testing.F) {
 		if int(binary.BigEndian.Uint32(frame)) != len(frame)-frameHeaderSize {
 			t.Fatal("length prefix does not match the body")
 		}
+	})
+}
+
+// FuzzDecodeArray decodes arbitrary NDARRAY payloads: an error, or an
+// Array that is consistent, holds no more bytes than the payload and
+// survives a round trip; never a panic. The same bytes as an ext value go
+// through Call's decoder and CallAs's fast paths.
+func FuzzDecodeArray(f *testing.F) {
+	f.Add([]byte("\x92\xa3<f8\x91\x01\x00\x00\x00\x00\x00\x00\xf0?"))
+	f.Add([]byte("\x92\xa3>i2\x92\x02\x01\x00\x01\x00\x02"))
+	f.Add([]byte("\x92\xa3|b1\x90\x02"))
+	f.Add([]byte("\x92\xa3<u4\x93\x00\xcf\xff\xff\xff\xff\xff\xff\xff\xff\x01"))
+	f.Add([]byte("\x92\xa3<f8\x92\xce\x80\x00\x00\x00\xce\x80\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		a, err := decodeNDArray(payload)
+		if err == nil {
+			if err := a.validate(); err != nil {
+				t.Fatalf("decoded an inconsistent array: %v", err)
+			}
+			if len(a.Data) > len(payload) {
+				t.Fatalf("%d bytes of data from a %d-byte payload", len(a.Data), len(payload))
+			}
+			b, err := msgpack.Marshal(a)
+			if err != nil {
+				t.Fatalf("a decoded array does not encode: %v", err)
+			}
+			back, err := decodeValue(b, false, nil)
+			if err != nil || !bytes.Equal(back.(Array).Data, a.Data) {
+				t.Fatalf("round trip: %v", err)
+			}
+		}
+		var ext bytes.Buffer
+		enc := msgpack.NewEncoder(&ext)
+		if err := enc.EncodeExtHeader(extNDArray, len(payload)); err != nil {
+			t.Fatal(err)
+		}
+		ext.Write(payload)
+		_, _ = decodeValue(ext.Bytes(), false, nil)
+		var floats []float64
+		_ = decodeValueInto(ext.Bytes(), &floats, nil)
+		var into struct{ A []int64 }
+		_ = decodeValueInto(append([]byte{0x81, 0xa1, 'A'}, ext.Bytes()...), &into, nil)
 	})
 }

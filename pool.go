@@ -114,8 +114,9 @@ func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 }
 
 // Call runs the public function fn of the pool's module with args and returns
-// its result, decoded as the README's type table says. A Kwargs value as the
-// last argument becomes Python keyword arguments.
+// its result, decoded as the README's type table says: a numpy.ndarray
+// becomes an Array, a value of Config.Extensions its Go type. A Kwargs
+// value as the last argument becomes Python keyword arguments.
 //
 // Call waits for a free worker until ctx ends (or Config.CallTimeout, when
 // ctx has no deadline). If ctx ends while Python runs the function, Call
@@ -139,8 +140,8 @@ func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error)
 // callValue makes a call whose result is decoded as Call documents.
 func (p *Pool) callValue(ctx context.Context, fn string, args []any, wait bool) (any, error) {
 	var result any
-	err := p.call(ctx, fn, args, func(b []byte, owned bool) (err error) {
-		result, err = decodeValue(b, owned)
+	err := p.call(ctx, fn, args, func(b []byte, owned bool, codec *valueCodec) (err error) {
+		result, err = decodeValue(b, owned, codec)
 		return err
 	}, wait)
 	return result, err
@@ -149,8 +150,6 @@ func (p *Pool) callValue(ctx context.Context, fn string, args []any, wait bool) 
 func (p *Pool) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
 	return p.call(ctx, fn, args, into, true)
 }
-
-func (p *Pool) config() *Config { return &p.cfg }
 
 func (p *Pool) call(ctx context.Context, fn string, args []any, into decodeFunc, wait bool) error {
 	ctx, cancel := p.withCallTimeout(ctx)

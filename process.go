@@ -56,7 +56,7 @@ type workerSpec struct {
 	dir            string
 	module         string
 	maxMessageSize int
-	structTag      string
+	codec          valueCodec // how values are encoded and decoded
 	// sharedThreshold is the size from which values go through shared
 	// memory (Config.SharedMemoryThreshold); 0: never.
 	sharedThreshold int
@@ -104,7 +104,7 @@ func startProcess(ctx context.Context, spec *workerSpec, onExit func(*process)) 
 		spec:       spec,
 		exited:     make(chan struct{}),
 		afterFired: make(chan struct{}, 1),
-		encoder:    newCallEncoder(spec.maxMessageSize, spec.structTag),
+		encoder:    newCallEncoder(spec.maxMessageSize, &spec.codec),
 	}
 	if err := p.start(); err != nil {
 		onExit(p)
@@ -284,7 +284,7 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 	if r.err != nil {
 		return r.err
 	}
-	return into(r.value, owned)
+	return into(r.value, owned, &p.spec.codec)
 }
 
 // watchContext makes the pipes' deadlines follow ctx. The returned function

@@ -49,20 +49,34 @@ const frameHeaderSize = 4
 // direction (64 MiB).
 const DefaultMaxMessageSize = 64 << 20
 
+// valueCodec is what encoding and decoding values takes from a pool's
+// Config: the struct tag and the extensions. It lives in the workerSpec,
+// is never changed after New, and is shared by the pool's workers.
+type valueCodec struct {
+	structTag string      // Config.StructTag
+	exts      extRegistry // Config.Extensions
+}
+
 // callEncoder encodes CALL frames into a buffer it reuses from call to call.
 // It is owned by one worker and is not safe for concurrent use.
 type callEncoder struct {
 	buf     bytes.Buffer
 	enc     *msgpack.Encoder
 	maxSize int
+	exts    *extRegistry // nil when no extension is registered
 }
 
-func newCallEncoder(maxSize int, structTag string) *callEncoder {
+// newCallEncoder returns an encoder of calls of at most maxSize bytes with
+// the codec's settings (nil: the defaults).
+func newCallEncoder(maxSize int, codec *valueCodec) *callEncoder {
 	e := &callEncoder{maxSize: maxSize}
 	e.enc = msgpack.NewEncoder(&e.buf)
 	e.enc.UseCompactInts(true)
-	if structTag != "" {
-		e.enc.SetCustomStructTag(structTag)
+	if codec != nil && codec.structTag != "" {
+		e.enc.SetCustomStructTag(codec.structTag)
+	}
+	if codec != nil && codec.exts.byType != nil {
+		e.exts = &codec.exts
 	}
 	return e
 }
@@ -86,14 +100,14 @@ func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([
 		if _, ok := arg.(Kwargs); ok {
 			return nil, fmt.Errorf("%w: argument %d is a Kwargs: keyword arguments go last", ErrArgNotEncodable, i)
 		}
-		if err := enc.Encode(arg); err != nil {
-			return nil, fmt.Errorf("%w: argument %d (%T): %v", ErrArgNotEncodable, i, arg, err)
+		if err := e.value(arg); err != nil {
+			return nil, fmt.Errorf("%w: argument %d (%T): %w", ErrArgNotEncodable, i, arg, err)
 		}
 	}
 	if kwargs == nil {
 		_ = enc.EncodeNil()
-	} else if err := enc.Encode(map[string]any(kwargs)); err != nil {
-		return nil, fmt.Errorf("%w: keyword arguments: %v", ErrArgNotEncodable, err)
+	} else if err := e.value(map[string]any(kwargs)); err != nil {
+		return nil, fmt.Errorf("%w: keyword arguments: %w", ErrArgNotEncodable, err)
 	}
 	frame := e.buf.Bytes()
 	bodySize := len(frame) - frameHeaderSize
@@ -105,12 +119,89 @@ func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([
 	return frame, nil
 }
 
+// value encodes one argument. Without extensions it is msgpack's Encode;
+// with them, a walk that writes values of registered types as their
+// extension (see Ext for where it looks).
+func (e *callEncoder) value(v any) error {
+	if e.exts == nil {
+		return e.enc.Encode(v)
+	}
+	return e.walk(v, 0)
+}
+
+func (e *callEncoder) walk(v any, depth int) error {
+	if depth > maxDecodeDepth {
+		return fmt.Errorf("values nested more than %d levels deep", maxDecodeDepth)
+	}
+	switch v := v.(type) {
+	case []any:
+		if v != nil {
+			return e.walkList(v, depth)
+		}
+	case map[string]any:
+		if v != nil {
+			return e.walkStringMap(v, depth)
+		}
+	case map[any]any:
+		if v != nil {
+			return e.walkMap(v, depth)
+		}
+	default:
+		if x := e.exts.forValue(v); x != nil {
+			return x.encodeValue(e.enc, v)
+		}
+	}
+	return e.enc.Encode(v) // nil slices and maps too: msgpack writes nil
+}
+
+func (e *callEncoder) walkList(list []any, depth int) error {
+	if err := e.enc.EncodeArrayLen(len(list)); err != nil {
+		return err
+	}
+	for _, item := range list {
+		if err := e.walk(item, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *callEncoder) walkStringMap(m map[string]any, depth int) error {
+	if err := e.enc.EncodeMapLen(len(m)); err != nil {
+		return err
+	}
+	for k, item := range m {
+		if err := e.enc.EncodeString(k); err != nil {
+			return err
+		}
+		if err := e.walk(item, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *callEncoder) walkMap(m map[any]any, depth int) error {
+	if err := e.enc.EncodeMapLen(len(m)); err != nil {
+		return err
+	}
+	for k, item := range m {
+		if err := e.walk(k, depth+1); err != nil {
+			return err
+		}
+		if err := e.walk(item, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // largeFrame is the size above which buffers are not kept for reuse: a
 // large frame's body is handed over to the decoded value instead of copied.
 const largeFrame = 1 << 20
 
-// sizeHint guesses the encoded size of args from their strings and byte
-// slices, so that the buffer for a large payload is allocated once.
+// sizeHint guesses the encoded size of args from their strings, byte slices
+// and Arrays, so that the buffer for a large payload is allocated once.
 func sizeHint(args []any) int {
 	n := 64
 	for _, arg := range args {
@@ -119,6 +210,8 @@ func sizeHint(args []any) int {
 			n += len(v) + 5
 		case string:
 			n += len(v) + 5
+		case Array:
+			n += len(v.Data) + 64
 		}
 	}
 	return n

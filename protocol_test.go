@@ -38,7 +38,7 @@ func TestDecodeValueRejectsBadInput(t *testing.T) {
 	}
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := decodeValue(b, false)
+			_, err := decodeValue(b, false, nil)
 			assert.ErrorIs(t, err, ErrResultNotDecodable)
 		})
 	}
@@ -55,7 +55,7 @@ func TestDecodeValueMatchesMsgpackEncoding(t *testing.T) {
 	for _, v := range values {
 		b, err := msgpack.Marshal(v)
 		require.NoError(t, err)
-		got, err := decodeValue(b, false)
+		got, err := decodeValue(b, false, nil)
 		require.NoError(t, err)
 		assert.Equal(t, v, got)
 	}
@@ -98,7 +98,7 @@ func TestLargeFramesAreHandedOver(t *testing.T) {
 	got, owned, err := fr.next()
 	require.NoError(t, err)
 	assert.True(t, owned, "the reader keeps no large buffer")
-	v, err := decodeValue(got, owned)
+	v, err := decodeValue(got, owned, nil)
 	require.NoError(t, err)
 	assert.Equal(t, payload, v)
 	assert.Nil(t, fr.body)
@@ -154,7 +154,7 @@ func TestDecodeHelloChecksVersion(t *testing.T) {
 }
 
 func TestEncodeCallLayout(t *testing.T) {
-	enc := newCallEncoder(1<<20, "")
+	enc := newCallEncoder(1<<20, nil)
 	b, err := enc.encode(7, "f", []any{"a", []byte("b")}, Kwargs{"k": 1})
 	require.NoError(t, err)
 	assert.Equal(t, uint32(len(b)-4), binary.BigEndian.Uint32(b))

@@ -25,8 +25,8 @@ type Worker struct {
 // ErrWorkerCrashed; the pool has already replaced it.
 func (w *Worker) Call(ctx context.Context, fn string, args ...any) (any, error) {
 	var result any
-	err := w.callInto(ctx, fn, args, func(b []byte, owned bool) (err error) {
-		result, err = decodeValue(b, owned)
+	err := w.callInto(ctx, fn, args, func(b []byte, owned bool, codec *valueCodec) (err error) {
+		result, err = decodeValue(b, owned, codec)
 		return err
 	})
 	return result, err
@@ -40,8 +40,6 @@ func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decod
 	defer cancel()
 	return w.pool.callOn(ctx, w.pw, fn, args, into)
 }
-
-func (w *Worker) config() *Config { return &w.pool.cfg }
 
 // Pid returns the worker's process id.
 func (w *Worker) Pid() int { return w.pw.proc.pid }

@@ -1,0 +1,306 @@
+package pypool
+
+// decode_into.go decodes a result into a CallAs target: msgpack's rules for
+// typed targets, with pypool's own values fitted in around them. In order:
+//
+//  1. one ndarray into *Array or *[]E (E an Element type): directly, without
+//     msgpack;
+//  2. values of registered extensions are rewritten as the msgpack encoding
+//     of the Go value their decode function returns;
+//  3. msgpack decodes; Array fields read ndarrays with Array.DecodeMsgpack;
+//  4. if that fails and the value holds ndarrays, they are rewritten as
+//     nested lists of numbers and msgpack tries again;
+//  5. if that fails too, typeerr.go finds where the value and the target
+//     part ways, for the error.
+//
+// Rewriting never touches a container's header: msgpack counts elements, not
+// bytes, so an extension value is replaced in place by another value.
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// decodeValueInto decodes a msgpack value into the value v points to, with
+// msgpack's rules for typed targets (struct fields by their msgpack tags,
+// else by codec's struct tag, else by name) and the steps above.
+func decodeValueInto(b []byte, v any, codec *valueCodec) error {
+	if codec == nil {
+		codec = &valueCodec{}
+	}
+	if done, err := decodeArrayInto(b, v); done {
+		return err
+	}
+	b, err := rewriteRegistered(b, codec)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrResultNotDecodable, err)
+	}
+	err = unmarshal(b, v, codec.structTag)
+	if err != nil && containsExt(b, extNDArray) {
+		lists, rerr := rewriteNDArrays(b)
+		if rerr != nil {
+			err = rerr // the reason there was no retry
+		} else {
+			reflect.ValueOf(v).Elem().SetZero()
+			err = unmarshal(lists, v, codec.structTag)
+		}
+	}
+	if err != nil {
+		return describeMismatch(b, v, codec, err)
+	}
+	return nil
+}
+
+// unmarshal is msgpack's decoding with Config.StructTag.
+func unmarshal(b []byte, v any, structTag string) error {
+	if structTag == "" {
+		return msgpack.Unmarshal(b, v)
+	}
+	dec := msgpack.NewDecoder(bytes.NewReader(b))
+	dec.SetCustomStructTag(structTag)
+	return dec.Decode(v)
+}
+
+// marshal is msgpack's encoding with Config.StructTag, and ints as small as
+// they fit, as Python writes them.
+func marshal(v any, structTag string) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetCustomStructTag(structTag)
+	enc.UseCompactInts(true)
+	err := enc.Encode(v)
+	return buf.Bytes(), err
+}
+
+// describeMismatch is the error for a value msgpack could not decode into
+// v: where the value and v's type part ways when that can be found, else
+// msgpack's own error.
+func describeMismatch(b []byte, v any, codec *valueCodec, cause error) error {
+	d := wireDecoder{b: b, codec: codec, lenient: true}
+	value := d.value(0)
+	if d.err == nil {
+		if m := findMismatch(value, reflect.TypeOf(v).Elem(), codec.structTag); m != nil {
+			return fmt.Errorf("%w: %s", ErrResultNotDecodable, m)
+		}
+	}
+	return fmt.Errorf("%w: into %T: %v", ErrResultNotDecodable, v, cause)
+}
+
+// decodeArrayInto decodes a value that is one ndarray into an *Array or a
+// *[]E of an Element type, without msgpack. done is false for other targets
+// and other values.
+func decodeArrayInto(b []byte, v any) (done bool, err error) {
+	switch out := v.(type) {
+	case *Array:
+		return arrayInto(b, out)
+	case *[]float64:
+		return sliceInto(b, out, Float64)
+	case *[]float32:
+		return sliceInto(b, out, Float32)
+	case *[]int64:
+		return sliceInto(b, out, Int64)
+	case *[]int32:
+		return sliceInto(b, out, Int32)
+	case *[]int16:
+		return sliceInto(b, out, Int16)
+	case *[]int8:
+		return sliceInto(b, out, Int8)
+	case *[]uint8:
+		return sliceInto(b, out, Uint8)
+	case *[]uint16:
+		return sliceInto(b, out, Uint16)
+	case *[]uint32:
+		return sliceInto(b, out, Uint32)
+	case *[]uint64:
+		return sliceInto(b, out, Uint64)
+	case *[]bool:
+		return sliceInto(b, out, Bool)
+	}
+	return false, nil
+}
+
+func arrayInto(b []byte, out *Array) (bool, error) {
+	payload, ok := singleNDArray(b)
+	if !ok {
+		return false, nil
+	}
+	a, err := decodeNDArray(payload)
+	if err != nil {
+		return true, fmt.Errorf("%w: result: ndarray: %w", ErrResultNotDecodable, err)
+	}
+	*out = a
+	return true, nil
+}
+
+// sliceInto decodes a 1-d ndarray of dtype into out, which shares the
+// decoded data.
+func sliceInto[E Element](b []byte, out *[]E, dtype DType) (bool, error) {
+	payload, ok := singleNDArray(b)
+	if !ok {
+		return false, nil
+	}
+	a, err := decodeNDArray(payload)
+	switch {
+	case err != nil:
+		return true, fmt.Errorf("%w: result: ndarray: %w", ErrResultNotDecodable, err)
+	case len(a.Shape) != 1:
+		return true, fmt.Errorf("%w: result: a %d-d ndarray (shape %v) does not fit Go %T, which takes a 1-d one: decode into a pypool.Array",
+			ErrResultNotDecodable, len(a.Shape), a.Shape, *out)
+	case a.DType != dtype:
+		return true, fmt.Errorf("%w: result: %w: an ndarray of %s does not fit Go %T, which takes %s",
+			ErrResultNotDecodable, ErrDType, a.DType, *out, dtype)
+	}
+	*out, err = view[E](a, dtype)
+	return true, err
+}
+
+// singleNDArray returns the payload of b when b is one NDARRAY value.
+func singleNDArray(b []byte) (payload []byte, ok bool) {
+	d := wireDecoder{b: b}
+	c := d.byte1()
+	if !isExtCode(c) {
+		return nil, false
+	}
+	code, payload := scanExt(&d, c)
+	if d.err != nil || code != extNDArray || len(d.b) != 0 {
+		return nil, false
+	}
+	return payload, true
+}
+
+// isExtCode reports whether c starts an extension value.
+func isExtCode(c byte) bool {
+	return c >= 0xc7 && c <= 0xc9 || c >= 0xd4 && c <= 0xd8
+}
+
+// rewriteRegistered replaces the values of registered extensions in b with
+// the msgpack encoding of what their decode function returns.
+func rewriteRegistered(b []byte, codec *valueCodec) ([]byte, error) {
+	if codec.exts.byCode == nil {
+		return b, nil
+	}
+	return rewriteExts(b, func(code int8, payload []byte) ([]byte, bool, error) {
+		x := codec.exts.forCode(code)
+		if x == nil {
+			return nil, false, nil
+		}
+		v, err := x.decodeValue(bytes.Clone(payload))
+		if err != nil {
+			return nil, false, err
+		}
+		out, err := marshal(v, codec.structTag)
+		if err != nil {
+			return nil, false, fmt.Errorf("extension %d: re-encoding its %T for msgpack: %w", code, v, err)
+		}
+		return out, true, nil
+	})
+}
+
+// rewriteNDArrays replaces the ndarrays in b with nested lists of numbers.
+func rewriteNDArrays(b []byte) ([]byte, error) {
+	return rewriteExts(b, func(code int8, payload []byte) ([]byte, bool, error) {
+		if code != extNDArray {
+			return nil, false, nil
+		}
+		a, err := decodeNDArray(payload)
+		if err != nil {
+			return nil, false, err
+		}
+		var buf bytes.Buffer
+		if err := encodeAsLists(msgpack.NewEncoder(&buf), a); err != nil {
+			return nil, false, err
+		}
+		return buf.Bytes(), true, nil
+	})
+}
+
+// rewriteExts returns b with each extension value for which replace returns
+// ok replaced by the bytes it returns; b itself when none is.
+func rewriteExts(b []byte, replace func(code int8, payload []byte) (out []byte, ok bool, err error)) ([]byte, error) {
+	var out []byte
+	last := 0
+	err := scanExts(b, func(start, end int, code int8, payload []byte) error {
+		rep, ok, err := replace(code, payload)
+		if err != nil || !ok {
+			return err
+		}
+		out = append(append(out, b[last:start]...), rep...)
+		last = end
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case out == nil:
+		return b, nil
+	}
+	return append(out, b[last:]...), nil
+}
+
+// containsExt reports whether b holds an extension value of the code.
+func containsExt(b []byte, code int8) bool {
+	found := false
+	_ = scanExts(b, func(_, _ int, c int8, _ []byte) error {
+		found = found || c == code
+		return nil
+	})
+	return found
+}
+
+// scalarSizes holds the bytes after the code of the msgpack formats 0xca
+// (float 32) to 0xd3 (int 64).
+var scalarSizes = [...]int{4, 8, 1, 2, 4, 8, 1, 2, 4, 8}
+
+// scanExts calls fn for each extension value in the msgpack data b, with its
+// start and end in b, its code and its payload. It reads b as a flat
+// sequence of items (container headers hold counts, not sizes) and does not
+// look into extension payloads.
+func scanExts(b []byte, fn func(start, end int, code int8, payload []byte) error) error {
+	d := wireDecoder{b: b}
+	for len(d.b) > 0 && d.err == nil {
+		start := len(b) - len(d.b)
+		c := d.byte1()
+		switch {
+		case c <= 0x9f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
+			// fixint, fixmap, fixarray, nil, bool: the code is the item
+		case c <= 0xbf: // fixstr
+			d.take(int(c & 0x1f))
+		case c >= 0xc4 && c <= 0xc6: // bin 8/16/32
+			d.take(d.size(1 << (c - 0xc4)))
+		case c >= 0xd9 && c <= 0xdb: // str 8/16/32
+			d.take(d.size(1 << (c - 0xd9)))
+		case c >= 0xca && c <= 0xd3:
+			d.take(scalarSizes[c-0xca])
+		case c == 0xdc || c == 0xde: // array 16, map 16
+			d.take(2)
+		case c == 0xdd || c == 0xdf: // array 32, map 32
+			d.take(4)
+		case isExtCode(c):
+			code, payload := scanExt(&d, c)
+			if d.err != nil {
+				break
+			}
+			if err := fn(start, len(b)-len(d.b), code, payload); err != nil {
+				return err
+			}
+		default:
+			d.fail("unknown msgpack code 0x%02x", c)
+		}
+	}
+	return d.err
+}
+
+// scanExt reads the rest of an extension value whose first byte was c.
+func scanExt(d *wireDecoder, c byte) (code int8, payload []byte) {
+	var n int
+	if c >= 0xd4 { // fixext 1/2/4/8/16
+		n = 1 << (c - 0xd4)
+	} else { // ext 8/16/32
+		n = d.size(1 << (c - 0xc7))
+	}
+	code = int8(d.byte1())
+	return code, d.take(n)
+}
