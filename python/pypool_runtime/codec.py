@@ -1,6 +1,9 @@
 """Chooses the msgpack codec: the msgpack C extension when it is importable
 (msgpack >= 1.0), the pure-Python codec otherwise. Both encode and decode
-identically; the C extension is just faster.
+identically; the C extension is just faster. Both accept values nested as
+deep as msgpack >= 1.2 does: with msgpack 1.0, whose C packer stops at 511
+levels, values nested deeper are packed by the pure codec (on that error
+path only).
 
 The module-level names are the automatic choice; load() gives a codec by name,
 so the worker can be forced to the pure codec (``--codec pure``).
@@ -143,6 +146,14 @@ def numpy_default(obj: Any) -> Any:
     return obj if value is None else value
 
 
+# What the C packer raises for values nested deeper than its limit.
+_TOO_DEEP = "recursion limit exceeded."
+
+
+def _too_deep(exc: ValueError) -> bool:
+    return exc.args == (_TOO_DEEP,)
+
+
 def _load_c() -> Codec:
     """The msgpack C extension, or ImportError when it is missing or too old."""
     import msgpack
@@ -153,10 +164,19 @@ def _load_c() -> Codec:
     # or a build without the extension) never passes for the C one.
     from msgpack import _cmsgpack
 
+    # The pure packer, which takes the values too deep for msgpack 1.0, must
+    # encode msgpack's own ext classes as the C packer does.
+    purecodec.pack_msgpack_types(msgpack.ExtType, msgpack.Timestamp)
+
     def packb(obj: Any) -> bytes:
         # A Packer per call, as msgpack.packb does: Packers hold a buffer and
         # are not safe to share between threads.
-        return _cmsgpack.Packer(use_bin_type=True, datetime=True, default=numpy_default).pack(obj)
+        try:
+            return _cmsgpack.Packer(use_bin_type=True, datetime=True, default=numpy_default).pack(obj)
+        except ValueError as exc:
+            if not _too_deep(exc):
+                raise
+        return purecodec.packb(obj)
 
     unpack_options = dict(raw=False, strict_map_key=False, timestamp=3, use_list=True)
     c_unpackb, c_unpacker = _cmsgpack.unpackb, _cmsgpack.Unpacker
@@ -179,7 +199,12 @@ def _load_c() -> Codec:
         cls = type(value)
         if (cls is bytes or cls is bytearray) and len(value) > JOIN_LIMIT:
             return _bytes_result_parts(call_id, value)
-        body = pack_reply([RESULT, call_id, value])
+        try:
+            body = pack_reply([RESULT, call_id, value])
+        except ValueError as exc:
+            if not _too_deep(exc):
+                raise
+            return purecodec.result_frame(call_id, value)
         if len(body) <= JOIN_LIMIT:
             return _pack_I(len(body)) + body
         return _pack_I(len(body)), body

@@ -8,6 +8,10 @@ the same bytes out, the same values in, and the same exception classes for the
 same failures (error messages match where that is cheap). The tests compare
 the two over a broad corpus whenever the C extension is importable.
 
+The packer accepts containers nested as deep as msgpack >= 1.2's C packer
+does (1024 levels below the top-level object), deeper than msgpack 1.0's
+(511): the C codec hands values between the two limits to this packer.
+
 Speed matters, since most workers run this codec: packing dispatches on the
 exact type through a dict and appends to one bytearray; unpacking tests the
 first byte for the frequent fix* formats and uses a table for the others.
@@ -98,8 +102,9 @@ class ExtType(tuple):
 
 # -- Limits of the C extension ------------------------------------------------
 
-# Packer: the top-level object may contain containers nested this deep.
-_PACK_NEST_LIMIT = 511
+# Packer: the top-level object may contain containers nested this deep, as in
+# msgpack >= 1.2's C packer (DEFAULT_RECURSE_LIMIT; msgpack 1.0's is 511).
+_PACK_NEST_LIMIT = 1024
 # Unpacker: at most this many containers may be open at once.
 _UNPACK_STACK_SIZE = 1024
 # Largest length msgpack can express.
@@ -332,8 +337,10 @@ def _pack_datetime(obj: datetime.datetime, buf: bytearray, limit: int) -> None:
         raise ValueError("can not serialize 'datetime.datetime' object where tzinfo=None")
     # Exact integer arithmetic, as the C extension does (not via float seconds).
     delta = obj - _EPOCH
-    seconds = delta.days * 86400 + delta.seconds
-    nanoseconds = delta.microseconds * 1000
+    _pack_timestamp(delta.days * 86400 + delta.seconds, delta.microseconds * 1000, buf)
+
+
+def _pack_timestamp(seconds: int, nanoseconds: int, buf: bytearray) -> None:
     # The smallest of the three timestamp formats that holds the value.
     if seconds >> 34 == 0:
         data64 = nanoseconds << 34 | seconds
@@ -374,6 +381,22 @@ _SUBCLASS_PACKERS: Tuple[Tuple[Any, Packer], ...] = (
     ((list, tuple), _pack_array),
     (memoryview, _pack_memoryview),
 )
+
+
+def pack_msgpack_types(ext_type: type, timestamp: type) -> None:
+    """Encode the msgpack package's own ExtType and Timestamp classes as its
+    C packer does: the C codec hands this packer the values nested deeper
+    than msgpack 1.0 allows, and those may hold them."""
+    global _SUBCLASS_PACKERS
+    _PACKERS[ext_type] = _pack_ext
+    _PACKERS[timestamp] = _pack_msgpack_timestamp  # the exact class only, as in the C packer
+    _SUBCLASS_PACKERS = tuple(
+        ((ExtType, ext_type), pack) if pack is _pack_ext else (types, pack) for types, pack in _SUBCLASS_PACKERS
+    )
+
+
+def _pack_msgpack_timestamp(obj: Any, buf: bytearray, limit: int) -> None:
+    _pack_timestamp(obj.seconds, obj.nanoseconds, buf)
 
 
 def _packer_for_subclass(obj: Any) -> Packer:
@@ -433,7 +456,8 @@ def _pack(obj: Any) -> bytes:
 
 def packb(obj: Any) -> bytes:
     """Encode obj as msgpack, exactly as the C extension's packb(obj,
-    use_bin_type=True, datetime=True, default=codec.numpy_default)."""
+    use_bin_type=True, datetime=True, default=codec.numpy_default), but to
+    msgpack >= 1.2's nesting limit."""
     try:
         return _pack(obj)
     except RecursionError:
@@ -723,8 +747,8 @@ def unpackb(data: Buffer) -> Any:
 def _with_headroom(func: Callable[[Any], Any], arg: Any) -> Any:
     """Run func(arg) with room for the deepest nesting the C extension accepts.
 
-    The codec uses at most three frames per nesting level (1024 levels when
-    unpacking, 512 when packing). A RecursionError means the caller's stack
+    The codec uses at most three frames per nesting level (1024 levels,
+    packing or unpacking). A RecursionError means the caller's stack
     left too little room below the interpreter's limit: raise the limit for
     this one call (Python frames are cheap on the C stack) and try again."""
     old = sys.getrecursionlimit()

@@ -74,6 +74,14 @@ def numpy_array():
     return {"a": [numpy.zeros(())]}
 
 
+def deep(levels):
+    """levels nested lists around None."""
+    value = None
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 def numpy_loaded():
     return "numpy" in sys.modules
 

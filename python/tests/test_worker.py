@@ -76,9 +76,13 @@ class WorkerProcess:
             have += len(chunk)
         return b"".join(chunks)
 
-    def read(self) -> Any:
+    def read_body(self) -> bytes:
+        """The next frame's body, undecoded."""
         (size,) = struct.unpack(">I", self._read_exactly(4))
-        return purecodec.unpackb(self._read_exactly(size))
+        return self._read_exactly(size)
+
+    def read(self) -> Any:
+        return purecodec.unpackb(self.read_body())
 
     def call(self, name: str, *args: Any, call_id: int = 1, **kwargs: Any) -> Any:
         self.send(call_frame(call_id, name, list(args), kwargs or None))
@@ -237,9 +241,9 @@ class WorkerTest(WorkerTestBase):
 
     def test_function_not_found(self) -> None:
         worker = self.start_ready()
-        public = ["CustomError", "argv", "big", "chatty", "describe", "duplicate_text", "echo", "exit_call", "fail",
-                  "fail_custom", "naive_time", "nested_unencodable", "numpy_array", "numpy_loaded", "numpy_scalars",
-                  "path", "sleep", "start_lingering_thread", "surrogate_error", "unencodable"]  # fmt: skip
+        public = ["CustomError", "argv", "big", "chatty", "deep", "describe", "duplicate_text", "echo", "exit_call",
+                  "fail", "fail_custom", "naive_time", "nested_unencodable", "numpy_array", "numpy_loaded",
+                  "numpy_scalars", "path", "sleep", "start_lingering_thread", "surrogate_error", "unencodable"]  # fmt: skip
         available = "; available: " + ", ".join(public)
         cases = {
             "_private": "'_private' is private: names starting with '_' cannot be called",
@@ -303,9 +307,21 @@ class WorkerTest(WorkerTestBase):
                          "cannot encode the result of nested_unencodable() for Go: "
                          "result['items'][1]['score']: set (can not serialize 'set' object)")  # fmt: skip
         # Too deep: the codecs' own message, without a place.
-        worker.send(frame(purecodec.packb([CALL, 9, "echo", ["X"], None]).replace(b"\xa1X", b"\x91" * 600 + b"\xc0")))
-        self.assertError(worker.read(), 9, "result_not_encodable", "ValueError",
-                         "cannot encode the result of echo() for Go: recursion limit exceeded.")  # fmt: skip
+        self.assertError(worker.call("deep", 1024, call_id=9), 9, "result_not_encodable", "ValueError",
+                         "cannot encode the result of deep() for Go: recursion limit exceeded.")  # fmt: skip
+        self.assertAlive(worker)
+
+    def test_nesting_limit(self) -> None:
+        """The reply [RESULT, id, value] may nest 1024 levels below its own
+        array, as msgpack >= 1.2 allows, whatever msgpack is installed: the
+        value itself 1023; arguments as deep as the decoder takes (1024
+        containers open, the CALL's two included) cross back unchanged."""
+        worker = self.start_ready()
+        worker.send(call_frame(4, "deep", [1023]))
+        self.assertEqual(worker.read_body(), b"\x93\x03\x04" + b"\x91" * 1023 + b"\xc0")
+        self.assertEqual(worker.call("deep", 1024, call_id=5)[:3], [ERROR, 5, "result_not_encodable"])
+        worker.send(frame(purecodec.packb([CALL, 6, "echo", ["X"], None]).replace(b"\xa1X", b"\x91" * 1022 + b"\xc0")))
+        self.assertEqual(worker.read_body(), b"\x93\x03\x06" + b"\x91" * 1022 + b"\xc0")
         self.assertAlive(worker)
 
     def test_numpy_scalars(self) -> None:
