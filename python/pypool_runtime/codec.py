@@ -17,6 +17,7 @@ RESULT around a bytes value that is then written without being copied.
 from __future__ import annotations
 
 import struct
+import sys
 
 from . import CALL, RESULT, purecodec
 
@@ -136,14 +137,46 @@ PURE = Codec(
 )
 
 
+# -- numpy scalars --------------------------------------------------------------
+#
+# Only reached for values the packers do not encode themselves, so the common
+# types pay nothing for it, and numpy is never imported here: a numpy scalar
+# can only exist once its user imported numpy.
+
+_numpy_scalar_types: Any = None  # numpy's bool, integer and float scalar types of <= 64 bits, once numpy is seen
+
+
+def numpy_scalar_value(obj: Any) -> Any:
+    """obj.item(), the Python bool, int or float that stands for obj, when obj
+    is a numpy scalar of an exact type among bool_, int8..int64 (and their C
+    aliases), uint8..uint64, float16, float32 and float64; None otherwise
+    (ndarrays, longdouble, complex, datetime64, timedelta64, strs...)."""
+    global _numpy_scalar_types
+    cls = type(obj)
+    if cls.__module__ != "numpy":
+        return None
+    types = _numpy_scalar_types
+    if types is None:
+        numpy = sys.modules.get("numpy")
+        if numpy is None:
+            return None
+        # Type codes: bool, the signed and unsigned C integers, half, single, double.
+        types = _numpy_scalar_types = frozenset(numpy.dtype(code).type for code in "?bhilqBHILQefd")
+    if cls not in types:
+        return None
+    return obj.item()
+
+
 def numpy_default(obj: Any) -> Any:
-    """The C Packer's default= hook, which it calls only for values it cannot
-    encode: a numpy scalar becomes its Python number, as in the pure codec
-    (purecodec.numpy_scalar_value); anything else comes back unchanged, and
-    the Packer, having used its hook once, raises the error it raises
-    without one."""
-    value = purecodec.numpy_scalar_value(obj)
+    """The codecs' default= hook, which they call only for values they cannot
+    encode: a numpy scalar becomes its Python number; anything else comes
+    back unchanged, and the packer, having used its hook once, raises the
+    error it raises without one."""
+    value = numpy_scalar_value(obj)
     return obj if value is None else value
+
+
+purecodec.set_hooks(numpy_default, None)
 
 
 # What the C packer raises for values nested deeper than its limit.
