@@ -1,9 +1,10 @@
 """Chooses the msgpack codec: the msgpack C extension when it is importable
 (msgpack >= 1.0), the pure-Python codec otherwise. Both encode and decode
-identically; the C extension is just faster. Both accept values nested as
-deep as msgpack >= 1.2 does: with msgpack 1.0, whose C packer stops at 511
-levels, values nested deeper are packed by the pure codec (on that error
-path only).
+identically; the C extension is just faster. Both take the hooks of ext.py
+(numpy arrays and scalars, pypool_runtime.Array, user extensions, the
+user's default hook), and both accept values nested as deep as msgpack
+>= 1.2 does: with msgpack 1.0, whose C packer stops at 511 levels, values
+nested deeper are packed by the pure codec (on that error path only).
 
 The module-level names are the automatic choice; load() gives a codec by name,
 so the worker can be forced to the pure codec (``--codec pure``).
@@ -17,9 +18,8 @@ RESULT around a bytes value that is then written without being copied.
 from __future__ import annotations
 
 import struct
-import sys
 
-from . import CALL, RESULT, purecodec
+from . import CALL, RESULT, ext, purecodec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -126,6 +126,9 @@ def _call_decoder(unpack_args: Callable[[bytes, int], Any], unpack_args_view: Ca
     return decode_call
 
 
+# The pure codec takes the hooks the C one takes in _load_c, built for its own ExtType.
+purecodec.set_hooks(ext.default_for(purecodec.ExtType), ext.ext_hook_for(purecodec.ExtType))
+
 PURE = Codec(
     PURE_NAME,
     purecodec.packb,
@@ -135,48 +138,6 @@ PURE = Codec(
     _call_decoder(purecodec.unpack_args, purecodec.unpack_args_view),
     purecodec.result_frame,
 )
-
-
-# -- numpy scalars --------------------------------------------------------------
-#
-# Only reached for values the packers do not encode themselves, so the common
-# types pay nothing for it, and numpy is never imported here: a numpy scalar
-# can only exist once its user imported numpy.
-
-_numpy_scalar_types: Any = None  # numpy's bool, integer and float scalar types of <= 64 bits, once numpy is seen
-
-
-def numpy_scalar_value(obj: Any) -> Any:
-    """obj.item(), the Python bool, int or float that stands for obj, when obj
-    is a numpy scalar of an exact type among bool_, int8..int64 (and their C
-    aliases), uint8..uint64, float16, float32 and float64; None otherwise
-    (ndarrays, longdouble, complex, datetime64, timedelta64, strs...)."""
-    global _numpy_scalar_types
-    cls = type(obj)
-    if cls.__module__ != "numpy":
-        return None
-    types = _numpy_scalar_types
-    if types is None:
-        numpy = sys.modules.get("numpy")
-        if numpy is None:
-            return None
-        # Type codes: bool, the signed and unsigned C integers, half, single, double.
-        types = _numpy_scalar_types = frozenset(numpy.dtype(code).type for code in "?bhilqBHILQefd")
-    if cls not in types:
-        return None
-    return obj.item()
-
-
-def numpy_default(obj: Any) -> Any:
-    """The codecs' default= hook, which they call only for values they cannot
-    encode: a numpy scalar becomes its Python number; anything else comes
-    back unchanged, and the packer, having used its hook once, raises the
-    error it raises without one."""
-    value = numpy_scalar_value(obj)
-    return obj if value is None else value
-
-
-purecodec.set_hooks(numpy_default, None)
 
 
 # What the C packer raises for values nested deeper than its limit.
@@ -197,6 +158,7 @@ def _load_c() -> Codec:
     # or a build without the extension) never passes for the C one.
     from msgpack import _cmsgpack
 
+    default = ext.default_for(msgpack.ExtType)
     # The pure packer, which takes the values too deep for msgpack 1.0, must
     # encode msgpack's own ext classes as the C packer does.
     purecodec.pack_msgpack_types(msgpack.ExtType, msgpack.Timestamp)
@@ -205,13 +167,15 @@ def _load_c() -> Codec:
         # A Packer per call, as msgpack.packb does: Packers hold a buffer and
         # are not safe to share between threads.
         try:
-            return _cmsgpack.Packer(use_bin_type=True, datetime=True, default=numpy_default).pack(obj)
+            return _cmsgpack.Packer(use_bin_type=True, datetime=True, default=default).pack(obj)
         except ValueError as exc:
             if not _too_deep(exc):
                 raise
         return purecodec.packb(obj)
 
-    unpack_options = dict(raw=False, strict_map_key=False, timestamp=3, use_list=True)
+    unpack_options = dict(
+        raw=False, strict_map_key=False, timestamp=3, use_list=True, ext_hook=ext.ext_hook_for(msgpack.ExtType)
+    )
     c_unpackb, c_unpacker = _cmsgpack.unpackb, _cmsgpack.Unpacker
 
     def unpackb(data: Any) -> Any:
@@ -226,7 +190,7 @@ def _load_c() -> Codec:
 
     # One Packer for the replies: only the worker's main thread uses it.
     # Packer.pack resets the Packer's buffer on errors too.
-    pack_reply = _cmsgpack.Packer(use_bin_type=True, datetime=True, default=numpy_default).pack
+    pack_reply = _cmsgpack.Packer(use_bin_type=True, datetime=True, default=default).pack
 
     def result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Any]]:
         cls = type(value)
@@ -348,7 +312,8 @@ def bytes_result_head(call_id: int, size: int) -> bytes:
 def find_unencodable(value: Any) -> Optional[Tuple[str, Any, Exception]]:
     """(path, element, error) of the first element of value, in the order the
     codecs encode (items in order, a key before its value), that the codecs
-    refuse on its own: path is a Python expression from "result", as
+    refuse on its own, hooks included (an element a hook encodes is not the
+    one; an ndarray of an unsupported dtype is): path is a Python expression from "result", as
     "result['items'][1]['score']" ("a key of result[2]" for a dict key),
     and error what packing the element alone raises. None when every element
     is encodable on its own (the value is then too deep, or cyclic: depth

@@ -7,7 +7,7 @@ ext_hook=H)``: the same bytes out, the same values in, and the same exception
 classes for the same failures (error messages match where that is cheap). The
 tests compare the two over a broad corpus whenever the C extension is
 importable. The hooks D and H are set with set_hooks (codec.py gives both
-codecs the same); without them, values the packer does not know are
+codecs those of ext.py); without them, values the packer does not know are
 errors and ext values other than timestamps decode as ExtType.
 
 The packer accepts containers nested as deep as msgpack >= 1.2's C packer
@@ -770,6 +770,17 @@ def unpackb(data: Buffer) -> Any:
         return _unpack_all(data)
     except RecursionError:
         return _with_headroom(_unpack_all, data)
+
+
+def unpack_head(data: bytes) -> Tuple[Any, int]:
+    """The msgpack value data starts with, and the offset just after it;
+    ValueError when data does not start with a whole value."""
+    try:
+        return _unpack(data, 0, 0)
+    except _SHORT_DATA:
+        raise ValueError("incomplete msgpack value") from None
+    except _HookFailed as exc:
+        raise exc.args[0] from None
 
 
 def _with_headroom(func: Callable[[Any], Any], arg: Any) -> Any:

@@ -71,7 +71,13 @@ def numpy_scalars():
 def numpy_array():
     import numpy
 
-    return {"a": [numpy.zeros(())]}
+    return {"a": [numpy.arange(6, dtype="<i4").reshape(2, 3)]}
+
+
+def numpy_unsupported():
+    import numpy
+
+    return {"a": [numpy.zeros(2, dtype=complex)]}
 
 
 def deep(levels):

@@ -243,7 +243,8 @@ class WorkerTest(WorkerTestBase):
         worker = self.start_ready()
         public = ["CustomError", "argv", "big", "chatty", "deep", "describe", "duplicate_text", "echo", "exit_call",
                   "fail", "fail_custom", "naive_time", "nested_unencodable", "numpy_array", "numpy_loaded",
-                  "numpy_scalars", "path", "sleep", "start_lingering_thread", "surrogate_error", "unencodable"]  # fmt: skip
+                  "numpy_scalars", "numpy_unsupported", "path", "sleep", "start_lingering_thread", "surrogate_error",
+                  "unencodable"]  # fmt: skip
         available = "; available: " + ", ".join(public)
         cases = {
             "_private": "'_private' is private: names starting with '_' cannot be called",
@@ -333,9 +334,10 @@ class WorkerTest(WorkerTestBase):
             self.skipTest("numpy not importable in %s (Debian: apt-get install python3-numpy)" % sys.executable)
         self.assertEqual(worker.call("numpy_scalars", call_id=2), [RESULT, 2, {
             "int8": -8, "uint64": 2**64 - 1, "float32": 0.5, "bool": True, "list": [3, [1.5]]}])  # fmt: skip
-        self.assertError(worker.call("numpy_array", call_id=3), 3, "result_not_encodable", "TypeError",
-                         "cannot encode the result of numpy_array() for Go: "
-                         "result['a'][0]: numpy.ndarray (can not serialize 'numpy.ndarray' object)")  # fmt: skip
+        self.assertError(worker.call("numpy_unsupported", call_id=3), 3, "result_not_encodable", "TypeError",
+                         "cannot encode the result of numpy_unsupported() for Go: result['a'][0]: numpy.ndarray "
+                         "(can not serialize numpy array of dtype complex128 (supported: bool, int8, int16, int32, "
+                         "int64, uint8, uint16, uint32, uint64, float32, float64))")  # fmt: skip
         self.assertAlive(worker)
 
     def test_unencodable_error_message(self) -> None:
