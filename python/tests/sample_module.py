@@ -80,6 +80,13 @@ def numpy_unsupported():
     return {"a": [numpy.zeros(2, dtype=complex)]}
 
 
+def describe_array(array, *, scale=1):
+    """What arrived (a numpy.ndarray), sent back as it came and scaled."""
+    return {"type": type(array).__name__, "dtype": array.dtype.str, "shape": list(array.shape),
+            "owns": bool(array.flags.owndata), "writeable": bool(array.flags.writeable), "array": array,
+            "scaled": array * scale}  # fmt: skip
+
+
 def deep(levels):
     """levels nested lists around None."""
     value = None
