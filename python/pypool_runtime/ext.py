@@ -287,7 +287,7 @@ def numpy_scalar_value(obj: Any) -> Any:
 
 # Registered classes: class -> (code, encode). Decoders by code, pypool's own included.
 _encoders: Dict[type, Tuple[int, Encoder]] = {}
-decoders: Dict[int, Decoder] = {NDARRAY: _decode_ndarray, SHM_BYTES: _shared_memory, SHM_NDARRAY: _shared_memory}
+_decoders: Dict[int, Decoder] = {NDARRAY: _decode_ndarray, SHM_BYTES: _shared_memory, SHM_NDARRAY: _shared_memory}
 _user_default: Optional[Callable[[Any], Any]] = None
 
 # Classes whose instances the packers encode without a hook: a registered
@@ -313,12 +313,12 @@ def register_ext(cls: type, code: int, encode: Callable[[Any], bytes], decode: C
         raise ValueError("register_ext: code %r is not in 0..119%s" % (code, reserved))
     if not callable(encode) or not callable(decode):
         raise TypeError("register_ext: encode and decode must be callable")
-    if code in decoders:
+    if code in _decoders:
         raise ValueError("register_ext: code %d is already registered" % code)
     if cls in _encoders:
         raise ValueError("register_ext: %s is already registered with code %d" % (cls.__name__, _encoders[cls][0]))
     _encoders[cls] = (code, encode)
-    decoders[code] = decode
+    _decoders[code] = decode
 
 
 def ext_type(code: int, *, encode: Callable[[Any], bytes], decode: Callable[[bytes], Any]) -> Callable[[type], type]:
@@ -337,9 +337,9 @@ def ext_type(code: int, *, encode: Callable[[Any], bytes], decode: Callable[[byt
 def unregister_ext(code: int) -> None:
     """Forget the user extension of this code (for tests, and modules that
     register again when reloaded); KeyError if none is registered."""
-    if code not in USER_CODES or code not in decoders:
+    if code not in USER_CODES or code not in _decoders:
         raise KeyError(code)
-    del decoders[code]
+    del _decoders[code]
     for cls, (registered, _) in list(_encoders.items()):
         if registered == code:
             del _encoders[cls]
@@ -421,7 +421,7 @@ def ext_hook_for(ext_type: type) -> Callable[[int, bytes], Any]:
     ext_type: registered codes (and NDARRAY) decode, others stay ext_type."""
 
     def ext_hook(code: int, data: bytes) -> Any:
-        decode = decoders.get(code)
+        decode = _decoders.get(code)
         if decode is None:
             return ext_type(code, data)
         return decode(data)

@@ -521,7 +521,9 @@ class RegisterExtTest(SameBytesMixin):
         for args, error, message in cases:
             with self.subTest(args=args[:2]):
                 self.assertRaisesRegex(error, message, pypool_runtime.register_ext, *args)
-        self.assertEqual(sorted(ext.decoders), [5, 125, 126, 127])  # nothing half-registered
+        # Nothing half-registered: code 6 still decodes as an ExtType, Point still does not encode.
+        self.assertEqual(tuple(codec.PURE.unpackb(b"\xd4\x06\x00")), (6, b"\x00"))
+        self.assertSameOnEveryCodec(Point(1, 2), ("error", "TypeError", "can not serialize 'Point' object"))
         self.assertRaises(ValueError, pypool_runtime.ext_type(121, encode=bytes, decode=bytes), Point)
         self.assertRaises(KeyError, ext.unregister_ext, 127)
         self.assertRaises(KeyError, ext.unregister_ext, 6)
