@@ -1,6 +1,10 @@
 """Chooses the msgpack codec: the msgpack C extension when it is importable
 (msgpack >= 1.0), the pure-Python codec otherwise. Both encode and decode
-identically; the C extension is just faster.
+identically; the C extension is just faster. Both take the hooks of ext.py
+(numpy arrays and scalars, pypool_runtime.Array, user extensions, the
+user's default hook), and both accept values nested as deep as msgpack
+>= 1.2 does: with msgpack 1.0, whose C packer stops at 511 levels, values
+nested deeper are packed by the pure codec (on that error path only).
 
 The module-level names are the automatic choice; load() gives a codec by name,
 so the worker can be forced to the pure codec (``--codec pure``).
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import struct
 
-from . import CALL, RESULT, purecodec
+from . import CALL, RESULT, ext, purecodec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -122,6 +126,9 @@ def _call_decoder(unpack_args: Callable[[bytes, int], Any], unpack_args_view: Ca
     return decode_call
 
 
+# The pure codec takes the hooks the C one takes in _load_c, built for its own ExtType.
+purecodec.set_hooks(ext.default_for(purecodec.ExtType), ext.ext_hook_for(purecodec.ExtType))
+
 PURE = Codec(
     PURE_NAME,
     purecodec.packb,
@@ -133,14 +140,12 @@ PURE = Codec(
 )
 
 
-def numpy_default(obj: Any) -> Any:
-    """The C Packer's default= hook, which it calls only for values it cannot
-    encode: a numpy scalar becomes its Python number, as in the pure codec
-    (purecodec.numpy_scalar_value); anything else comes back unchanged, and
-    the Packer, having used its hook once, raises the error it raises
-    without one."""
-    value = purecodec.numpy_scalar_value(obj)
-    return obj if value is None else value
+# What the C packer raises for values nested deeper than its limit.
+_TOO_DEEP = "recursion limit exceeded."
+
+
+def _too_deep(exc: ValueError) -> bool:
+    return exc.args == (_TOO_DEEP,)
 
 
 def _load_c() -> Codec:
@@ -153,12 +158,24 @@ def _load_c() -> Codec:
     # or a build without the extension) never passes for the C one.
     from msgpack import _cmsgpack
 
+    default = ext.default_for(msgpack.ExtType)
+    # The pure packer, which takes the values too deep for msgpack 1.0, must
+    # encode msgpack's own ext classes as the C packer does.
+    purecodec.pack_msgpack_types(msgpack.ExtType, msgpack.Timestamp)
+
     def packb(obj: Any) -> bytes:
         # A Packer per call, as msgpack.packb does: Packers hold a buffer and
         # are not safe to share between threads.
-        return _cmsgpack.Packer(use_bin_type=True, datetime=True, default=numpy_default).pack(obj)
+        try:
+            return _cmsgpack.Packer(use_bin_type=True, datetime=True, default=default).pack(obj)
+        except ValueError as exc:
+            if not _too_deep(exc):
+                raise
+        return purecodec.packb(obj)
 
-    unpack_options = dict(raw=False, strict_map_key=False, timestamp=3, use_list=True)
+    unpack_options = dict(
+        raw=False, strict_map_key=False, timestamp=3, use_list=True, ext_hook=ext.ext_hook_for(msgpack.ExtType)
+    )
     c_unpackb, c_unpacker = _cmsgpack.unpackb, _cmsgpack.Unpacker
 
     def unpackb(data: Any) -> Any:
@@ -173,13 +190,18 @@ def _load_c() -> Codec:
 
     # One Packer for the replies: only the worker's main thread uses it.
     # Packer.pack resets the Packer's buffer on errors too.
-    pack_reply = _cmsgpack.Packer(use_bin_type=True, datetime=True, default=numpy_default).pack
+    pack_reply = _cmsgpack.Packer(use_bin_type=True, datetime=True, default=default).pack
 
     def result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Any]]:
         cls = type(value)
         if (cls is bytes or cls is bytearray) and len(value) > JOIN_LIMIT:
             return _bytes_result_parts(call_id, value)
-        body = pack_reply([RESULT, call_id, value])
+        try:
+            body = pack_reply([RESULT, call_id, value])
+        except ValueError as exc:
+            if not _too_deep(exc):
+                raise
+            return purecodec.result_frame(call_id, value)
         if len(body) <= JOIN_LIMIT:
             return _pack_I(len(body)) + body
         return _pack_I(len(body)), body
@@ -290,7 +312,8 @@ def bytes_result_head(call_id: int, size: int) -> bytes:
 def find_unencodable(value: Any) -> Optional[Tuple[str, Any, Exception]]:
     """(path, element, error) of the first element of value, in the order the
     codecs encode (items in order, a key before its value), that the codecs
-    refuse on its own: path is a Python expression from "result", as
+    refuse on its own, hooks included (an element a hook encodes is not the
+    one; an ndarray of an unsupported dtype is): path is a Python expression from "result", as
     "result['items'][1]['score']" ("a key of result[2]" for a dict key),
     and error what packing the element alone raises. None when every element
     is encodable on its own (the value is then too deep, or cyclic: depth

@@ -1,12 +1,18 @@
 """A pure-Python msgpack codec, used when the msgpack C extension is missing.
 
-It reproduces msgpack-python's C extension (``msgpack._cmsgpack`` 1.0.x) used as
-``packb(obj, use_bin_type=True, datetime=True, default=codec.numpy_default)``
-(numpy's bool, integer and float scalars become Python numbers) and
-``unpackb(data, raw=False, strict_map_key=False, timestamp=3, use_list=True)``:
-the same bytes out, the same values in, and the same exception classes for the
-same failures (error messages match where that is cheap). The tests compare
-the two over a broad corpus whenever the C extension is importable.
+It reproduces msgpack-python's C extension (``msgpack._cmsgpack``) used as
+``packb(obj, use_bin_type=True, datetime=True, default=D)`` and
+``unpackb(data, raw=False, strict_map_key=False, timestamp=3, use_list=True,
+ext_hook=H)``: the same bytes out, the same values in, and the same exception
+classes for the same failures (error messages match where that is cheap). The
+tests compare the two over a broad corpus whenever the C extension is
+importable. The hooks D and H are set with set_hooks (codec.py gives both
+codecs those of ext.py); without them, values the packer does not know are
+errors and ext values other than timestamps decode as ExtType.
+
+The packer accepts containers nested as deep as msgpack >= 1.2's C packer
+does (1024 levels below the top-level object), deeper than msgpack 1.0's
+(511): the C codec hands values between the two limits to this packer.
 
 Speed matters, since most workers run this codec: packing dispatches on the
 exact type through a dict and appends to one bytearray; unpacking tests the
@@ -24,7 +30,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
-    from typing import Any, Callable, Dict, List, Tuple, Union
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
     Buffer = Union[bytes, bytearray, memoryview]
     Packer = Callable[[Any, bytearray, int], None]
@@ -98,8 +104,9 @@ class ExtType(tuple):
 
 # -- Limits of the C extension ------------------------------------------------
 
-# Packer: the top-level object may contain containers nested this deep.
-_PACK_NEST_LIMIT = 511
+# Packer: the top-level object may contain containers nested this deep, as in
+# msgpack >= 1.2's C packer (DEFAULT_RECURSE_LIMIT; msgpack 1.0's is 511).
+_PACK_NEST_LIMIT = 1024
 # Unpacker: at most this many containers may be open at once.
 _UNPACK_STACK_SIZE = 1024
 # Largest length msgpack can express.
@@ -165,7 +172,7 @@ def _pack_int(obj: int, buf: bytearray, limit: int) -> None:
         elif obj <= 0xFFFFFFFFFFFFFFFF:
             buf += _pack_B_Q(0xCF, obj)
         else:
-            raise OverflowError("Integer value out of range")
+            _pack_default(obj, buf, limit)  # beyond 64 bits: the C packer calls its default= hook
     elif obj >= -0x20:
         buf.append(obj + 0x100)
     elif obj >= -0x80:
@@ -177,7 +184,7 @@ def _pack_int(obj: int, buf: bytearray, limit: int) -> None:
     elif obj >= -0x8000000000000000:
         buf += _pack_B_q(0xD3, obj)
     else:
-        raise OverflowError("Integer value out of range")
+        _pack_default(obj, buf, limit)
 
 
 def _pack_float(obj: float, buf: bytearray, limit: int) -> None:
@@ -329,11 +336,14 @@ def _pack_ext(obj: ExtType, buf: bytearray, limit: int) -> None:
 
 def _pack_datetime(obj: datetime.datetime, buf: bytearray, limit: int) -> None:
     if obj.tzinfo is None:
-        raise ValueError("can not serialize 'datetime.datetime' object where tzinfo=None")
+        _pack_default(obj, buf, limit)  # naive: the C packer calls its default= hook
+        return
     # Exact integer arithmetic, as the C extension does (not via float seconds).
     delta = obj - _EPOCH
-    seconds = delta.days * 86400 + delta.seconds
-    nanoseconds = delta.microseconds * 1000
+    _pack_timestamp(delta.days * 86400 + delta.seconds, delta.microseconds * 1000, buf)
+
+
+def _pack_timestamp(seconds: int, nanoseconds: int, buf: bytearray) -> None:
     # The smallest of the three timestamp formats that holds the value.
     if seconds >> 34 == 0:
         data64 = nanoseconds << 34 | seconds
@@ -376,49 +386,76 @@ _SUBCLASS_PACKERS: Tuple[Tuple[Any, Packer], ...] = (
 )
 
 
-def _packer_for_subclass(obj: Any) -> Packer:
+def _subclass_packer(obj: Any) -> Optional[Packer]:
     for types, pack in _SUBCLASS_PACKERS:
         if isinstance(obj, types):
             return pack
-    if type(obj).__module__ == "numpy" and numpy_scalar_value(obj) is not None:
-        return _pack_numpy_scalar
-    raise TypeError("can not serialize '%.200s' object" % _tp_name(type(obj)))
+    return None
 
 
-# -- numpy scalars --------------------------------------------------------------
+def _packer_for_subclass(obj: Any) -> Packer:
+    """The packer of a value whose exact type _PACKERS does not hold: that of
+    the builtin it derives from, else the default hook's."""
+    return _subclass_packer(obj) or _pack_default
+
+
+# -- The hooks ------------------------------------------------------------------
 #
-# Only reached for types that nothing above accepts, so the common types pay
-# nothing for it, and numpy is never imported here: a numpy scalar can only
-# exist once its user imported numpy. The C extension gets the same through
-# its Packer's default= hook (see codec.numpy_default), byte for byte.
+# Only reached for values the packer does not encode itself and for ext
+# values, so the common types pay nothing for them.
 
-_numpy_scalar_types: Any = None  # numpy's bool, integer and float scalar types of <= 64 bits, once numpy is seen
+_default: Optional[Callable[[Any], Any]] = None
+_ext_hook: Optional[Callable[[int, bytes], Any]] = None
 
 
-def numpy_scalar_value(obj: Any) -> Any:
-    """obj.item(), the Python bool, int or float that stands for obj, when obj
-    is a numpy scalar of an exact type among bool_, int8..int64 (and their C
-    aliases), uint8..uint64, float16, float32 and float64; None otherwise
-    (ndarrays, longdouble, complex, datetime64, timedelta64, strs...)."""
-    global _numpy_scalar_types
+def set_hooks(default: Optional[Callable[[Any], Any]], ext_hook: Optional[Callable[[int, bytes], Any]]) -> None:
+    """Give the codec msgpack's default= and ext_hook= (None: none): default
+    is called with each value the packer cannot encode itself (an unknown
+    type, an int beyond 64 bits, a naive datetime) and its return value is
+    encoded instead, without calling it again for that value; ext_hook is
+    called with (code, data) of each ext value other than a timestamp, and
+    its return value is the decoded value."""
+    global _default, _ext_hook
+    _default, _ext_hook = default, ext_hook
+
+
+def pack_msgpack_types(ext_type: type, timestamp: type) -> None:
+    """Encode the msgpack package's own ExtType and Timestamp classes as its
+    C packer does: the C codec hands this packer the values nested deeper
+    than msgpack 1.0 allows, and those may hold them."""
+    global _SUBCLASS_PACKERS
+    _PACKERS[ext_type] = _pack_ext
+    _PACKERS[timestamp] = _pack_msgpack_timestamp  # the exact class only, as in the C packer
+    _SUBCLASS_PACKERS = tuple(
+        ((ExtType, ext_type), pack) if pack is _pack_ext else (types, pack) for types, pack in _SUBCLASS_PACKERS
+    )
+
+
+def _pack_msgpack_timestamp(obj: Any, buf: bytearray, limit: int) -> None:
+    _pack_timestamp(obj.seconds, obj.nanoseconds, buf)
+
+
+def _pack_default(obj: Any, buf: bytearray, limit: int) -> None:
+    """Pack a value the packer cannot encode itself, as the C Packer does:
+    through its default hook, once."""
+    default = _default
+    if default is not None:
+        obj = default(obj)
+    _pack_converted(obj, buf, limit)
+
+
+def _pack_converted(obj: Any, buf: bytearray, limit: int) -> None:
+    """Pack what the default hook returned: with no second call to the hook,
+    so what the packer still cannot encode fails with the C Packer's error."""
     cls = type(obj)
-    if cls.__module__ != "numpy":
-        return None
-    types = _numpy_scalar_types
-    if types is None:
-        numpy = sys.modules.get("numpy")
-        if numpy is None:
-            return None
-        # Type codes: bool, the signed and unsigned C integers, half, single, double.
-        types = _numpy_scalar_types = frozenset(numpy.dtype(code).type for code in "?bhilqBHILQefd")
-    if cls not in types:
-        return None
-    return obj.item()
-
-
-def _pack_numpy_scalar(obj: Any, buf: bytearray, limit: int) -> None:
-    value = obj.item()
-    _PACKERS[type(value)](value, buf, limit)
+    pack = _PACKERS.get(cls) or _subclass_packer(obj)
+    if pack is None:
+        raise TypeError("can not serialize '%.200s' object" % _tp_name(cls))
+    if pack is _pack_int and not -0x8000000000000000 <= obj <= 0xFFFFFFFFFFFFFFFF:
+        raise OverflowError("Integer value out of range")
+    if pack is _pack_datetime and obj.tzinfo is None:
+        raise ValueError("can not serialize 'datetime.datetime' object where tzinfo=None")
+    pack(obj, buf, limit)
 
 
 def _pack(obj: Any) -> bytes:
@@ -433,7 +470,8 @@ def _pack(obj: Any) -> bytes:
 
 def packb(obj: Any) -> bytes:
     """Encode obj as msgpack, exactly as the C extension's packb(obj,
-    use_bin_type=True, datetime=True, default=codec.numpy_default)."""
+    use_bin_type=True, datetime=True, default=D) with the hook D of
+    set_hooks, but to msgpack >= 1.2's nesting limit."""
     try:
         return _pack(obj)
     except RecursionError:
@@ -528,9 +566,21 @@ def _take(data: bytes, pos: int, n: int) -> Tuple[bytes, int]:
     return data[pos:end], end
 
 
+class _HookFailed(Exception):
+    """Internal: the ext hook raised IndexError or struct.error, which mean
+    short data inside the decoder. The entry points raise the hook's own
+    exception again, as the C extension lets it through."""
+
+
 def _ext_value(code: int, payload: bytes) -> Any:
     if code != -1:
-        return ExtType(code, payload)
+        hook = _ext_hook
+        if hook is None:
+            return ExtType(code, payload)
+        try:
+            return hook(code, payload)
+        except (IndexError, struct.error) as exc:
+            raise _HookFailed(exc) from None
     # A timestamp, converted as the C extension does with timestamp=3:
     # epoch + timedelta(days, seconds, microseconds), with C's truncating
     # division and the day count passed through a C int.
@@ -704,6 +754,8 @@ def _unpack_all(data: bytes) -> Any:
         raise ValueError(exc.args[0] % exc.args[1:]) from None
     except _SHORT_DATA:
         raise ValueError("Unpack failed: incomplete input") from None
+    except _HookFailed as exc:
+        raise exc.args[0] from None
     if pos < len(data):
         raise ExtraData(obj, data[pos:])
     return obj
@@ -720,15 +772,27 @@ def unpackb(data: Buffer) -> Any:
         return _with_headroom(_unpack_all, data)
 
 
+def unpack_head(data: bytes) -> Tuple[Any, int]:
+    """The msgpack value data starts with, and the offset just after it;
+    ValueError when data does not start with a whole value."""
+    try:
+        return _unpack(data, 0, 0)
+    except _SHORT_DATA:
+        raise ValueError("incomplete msgpack value") from None
+    except _HookFailed as exc:
+        raise exc.args[0] from None
+
+
 def _with_headroom(func: Callable[[Any], Any], arg: Any) -> Any:
     """Run func(arg) with room for the deepest nesting the C extension accepts.
 
-    The codec uses at most three frames per nesting level (1024 levels when
-    unpacking, 512 when packing). A RecursionError means the caller's stack
-    left too little room below the interpreter's limit: raise the limit for
-    this one call (Python frames are cheap on the C stack) and try again."""
+    The codec uses at most three frames per nesting level (1024 levels), and
+    the hooks a few more where they are called. A RecursionError means the
+    caller's stack left too little room below the interpreter's limit: raise
+    the limit for this one call (Python frames are cheap on the C stack) and
+    try again."""
     old = sys.getrecursionlimit()
-    sys.setrecursionlimit(old + 3 * _UNPACK_STACK_SIZE + 100)
+    sys.setrecursionlimit(old + 8 * max(_UNPACK_STACK_SIZE, _PACK_NEST_LIMIT) + 100)
     try:
         return func(arg)
     finally:
@@ -823,6 +887,8 @@ class Unpacker:
                 return _with_headroom(lambda pos: step(data, pos, 0), self._pos)
         except _SHORT_DATA:
             raise OutOfData("No more data to unpack.") from None
+        except _HookFailed as exc:
+            raise exc.args[0] from None
 
     def unpack(self) -> Any:
         obj, self._pos = self._run(_unpack)

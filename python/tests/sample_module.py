@@ -71,7 +71,28 @@ def numpy_scalars():
 def numpy_array():
     import numpy
 
-    return {"a": [numpy.zeros(())]}
+    return {"a": [numpy.arange(6, dtype="<i4").reshape(2, 3)]}
+
+
+def numpy_unsupported():
+    import numpy
+
+    return {"a": [numpy.zeros(2, dtype=complex)]}
+
+
+def describe_array(array, *, scale=1):
+    """What arrived (a numpy.ndarray), sent back as it came and scaled."""
+    return {"type": type(array).__name__, "dtype": array.dtype.str, "shape": list(array.shape),
+            "owns": bool(array.flags.owndata), "writeable": bool(array.flags.writeable), "array": array,
+            "scaled": array * scale}  # fmt: skip
+
+
+def deep(levels):
+    """levels nested lists around None."""
+    value = None
+    for _ in range(levels):
+        value = [value]
+    return value
 
 
 def numpy_loaded():

@@ -25,6 +25,15 @@ TIMEOUT = 20.0
 HELLO, CALL, RESULT, ERROR = 1, 2, 3, 4
 
 
+def ndarray_ext(dtype: str, shape: List[int], values: Any) -> purecodec.ExtType:
+    """The NDARRAY Go would send for these values, built without numpy."""
+    chars = {"b1": "?", "i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "i8": "q", "u8": "Q",
+             "f4": "f", "f8": "d"}  # fmt: skip
+    values = list(values)
+    data = struct.pack("%s%d%s" % ("<" if dtype[0] == "|" else dtype[0], len(values), chars[dtype[1:]]), *values)
+    return purecodec.ExtType(127, purecodec.packb([dtype, shape]) + data)
+
+
 def frame(body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + body
 
@@ -76,9 +85,13 @@ class WorkerProcess:
             have += len(chunk)
         return b"".join(chunks)
 
-    def read(self) -> Any:
+    def read_body(self) -> bytes:
+        """The next frame's body, undecoded."""
         (size,) = struct.unpack(">I", self._read_exactly(4))
-        return purecodec.unpackb(self._read_exactly(size))
+        return self._read_exactly(size)
+
+    def read(self) -> Any:
+        return purecodec.unpackb(self.read_body())
 
     def call(self, name: str, *args: Any, call_id: int = 1, **kwargs: Any) -> Any:
         self.send(call_frame(call_id, name, list(args), kwargs or None))
@@ -237,9 +250,10 @@ class WorkerTest(WorkerTestBase):
 
     def test_function_not_found(self) -> None:
         worker = self.start_ready()
-        public = ["CustomError", "argv", "big", "chatty", "describe", "duplicate_text", "echo", "exit_call", "fail",
-                  "fail_custom", "naive_time", "nested_unencodable", "numpy_array", "numpy_loaded", "numpy_scalars",
-                  "path", "sleep", "start_lingering_thread", "surrogate_error", "unencodable"]  # fmt: skip
+        public = ["CustomError", "argv", "big", "chatty", "deep", "describe", "describe_array", "duplicate_text", "echo",
+                  "exit_call", "fail", "fail_custom", "naive_time", "nested_unencodable", "numpy_array", "numpy_loaded",
+                  "numpy_scalars", "numpy_unsupported", "path", "sleep", "start_lingering_thread", "surrogate_error",
+                  "unencodable"]  # fmt: skip
         available = "; available: " + ", ".join(public)
         cases = {
             "_private": "'_private' is private: names starting with '_' cannot be called",
@@ -303,9 +317,21 @@ class WorkerTest(WorkerTestBase):
                          "cannot encode the result of nested_unencodable() for Go: "
                          "result['items'][1]['score']: set (can not serialize 'set' object)")  # fmt: skip
         # Too deep: the codecs' own message, without a place.
-        worker.send(frame(purecodec.packb([CALL, 9, "echo", ["X"], None]).replace(b"\xa1X", b"\x91" * 600 + b"\xc0")))
-        self.assertError(worker.read(), 9, "result_not_encodable", "ValueError",
-                         "cannot encode the result of echo() for Go: recursion limit exceeded.")  # fmt: skip
+        self.assertError(worker.call("deep", 1024, call_id=9), 9, "result_not_encodable", "ValueError",
+                         "cannot encode the result of deep() for Go: recursion limit exceeded.")  # fmt: skip
+        self.assertAlive(worker)
+
+    def test_nesting_limit(self) -> None:
+        """The reply [RESULT, id, value] may nest 1024 levels below its own
+        array, as msgpack >= 1.2 allows, whatever msgpack is installed: the
+        value itself 1023; arguments as deep as the decoder takes (1024
+        containers open, the CALL's two included) cross back unchanged."""
+        worker = self.start_ready()
+        worker.send(call_frame(4, "deep", [1023]))
+        self.assertEqual(worker.read_body(), b"\x93\x03\x04" + b"\x91" * 1023 + b"\xc0")
+        self.assertEqual(worker.call("deep", 1024, call_id=5)[:3], [ERROR, 5, "result_not_encodable"])
+        worker.send(frame(purecodec.packb([CALL, 6, "echo", ["X"], None]).replace(b"\xa1X", b"\x91" * 1022 + b"\xc0")))
+        self.assertEqual(worker.read_body(), b"\x93\x03\x06" + b"\x91" * 1022 + b"\xc0")
         self.assertAlive(worker)
 
     def test_numpy_scalars(self) -> None:
@@ -317,9 +343,35 @@ class WorkerTest(WorkerTestBase):
             self.skipTest("numpy not importable in %s (Debian: apt-get install python3-numpy)" % sys.executable)
         self.assertEqual(worker.call("numpy_scalars", call_id=2), [RESULT, 2, {
             "int8": -8, "uint64": 2**64 - 1, "float32": 0.5, "bool": True, "list": [3, [1.5]]}])  # fmt: skip
-        self.assertError(worker.call("numpy_array", call_id=3), 3, "result_not_encodable", "TypeError",
-                         "cannot encode the result of numpy_array() for Go: "
-                         "result['a'][0]: numpy.ndarray (can not serialize 'numpy.ndarray' object)")  # fmt: skip
+        self.assertError(worker.call("numpy_unsupported", call_id=3), 3, "result_not_encodable", "TypeError",
+                         "cannot encode the result of numpy_unsupported() for Go: result['a'][0]: numpy.ndarray "
+                         "(can not serialize numpy array of dtype complex128 (supported: bool, int8, int16, int32, "
+                         "int64, uint8, uint16, uint32, uint64, float32, float64))")  # fmt: skip
+        self.assertAlive(worker)
+
+    def test_numpy_arrays(self) -> None:
+        """NDARRAYs cross both ways, as positional and keyword arguments;
+        numpy is imported at the first one, not before."""
+        worker = self.start_ready()
+        self.assertEqual(worker.call("numpy_loaded"), [RESULT, 1, False])
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            self.skipTest("numpy not importable in %s (Debian: apt-get install python3-numpy)" % sys.executable)
+        worker.send(call_frame(2, "numpy_array", []))
+        self.assertEqual(worker.read_body(), purecodec.packb([RESULT, 2, {"a": [ndarray_ext("<i4", [2, 3], range(6))]}]))
+        array = ndarray_ext(">f8", [3], [1.5, -2.0, 0.25])
+        worker.send(call_frame(3, "describe_array", [array], {"scale": 2}))
+        self.assertEqual(worker.read_body(), purecodec.packb([RESULT, 3, {
+            "type": "ndarray", "dtype": ">f8", "shape": [3], "owns": True, "writeable": True, "array": array,
+            "scaled": ndarray_ext("<f8", [3], [3.0, -4.0, 0.5])}]))  # numpy computes in the host's order  # fmt: skip
+        worker.send(call_frame(4, "describe_array", [], {"array": ndarray_ext("|u1", [2, 0, 2], []), "scale": 3}))
+        reply = purecodec.unpackb(worker.read_body())
+        self.assertEqual(reply[2]["shape"], [2, 0, 2])
+        self.assertEqual(worker.call("numpy_loaded", call_id=5), [RESULT, 5, True])
+        # A bad NDARRAY is a bad argument, named.
+        worker.send(call_frame(6, "echo", [purecodec.ExtType(127, purecodec.packb(["<c16", [1]]) + bytes(16))]))
+        self.assertError(worker.read(), 6, "bad_arguments", "ValueError")
         self.assertAlive(worker)
 
     def test_unencodable_error_message(self) -> None:
@@ -418,6 +470,62 @@ class WorkerTest(WorkerTestBase):
                 self.assertEqual(stderr.count("\n"), 1, stderr)
 
 
+class ExtensionsWorkerTest(WorkerTestBase):
+    """A user module that registers ext types and a default hook (sample_ext)."""
+
+    def test_registered_types_cross_both_ways(self) -> None:
+        worker = self.start_ready("sample_ext")
+        Ext = purecodec.ExtType
+        worker.send(call_frame(1, "total", [[Ext(5, b"1.25"), Ext(5, b"2.75")]]))
+        self.assertEqual(worker.read_body(), purecodec.packb([RESULT, 1, {"types": ["Decimal"], "total": Ext(5, b"4.00")}]))
+        # Keyword arguments too; a code nobody registered stays an ExtType, and crosses back as it came.
+        value = {"d": Ext(5, b"-0.5"), "other": Ext(7, b"x")}
+        worker.send(call_frame(2, "echo", [], {"value": value}))
+        self.assertEqual(worker.read_body(), purecodec.packb([RESULT, 2, value]))
+        # The decorator's class: a Fraction subclass, so not a native type.
+        self.assertEqual(worker.call("half", purecodec.ExtType(6, b"3/4"), call_id=3),
+                         [RESULT, 3, {"type": "Ratio", "half": purecodec.ExtType(6, b"3/8")}])  # fmt: skip
+        # A payload the decoder refuses: the decoder's own error.
+        worker.send(call_frame(4, "echo", [purecodec.ExtType(5, b"not a number")]))
+        self.assertError(worker.read(), 4, "bad_arguments", "decimal.InvalidOperation")
+
+    def test_default_hook(self) -> None:
+        worker = self.start_ready("sample_ext")
+        item = {"name": "tea", "price": purecodec.ExtType(5, b"2.50"), "when": "2024-05-06"}
+        self.assertEqual(worker.call("items", call_id=1), [RESULT, 1, [item, {"on": "2024-01-02"}]])
+        self.assertError(worker.call("refused", call_id=2), 2, "result_not_encodable", "TypeError",
+                         "cannot encode the result of refused() for Go: "
+                         "result['bad'][0]: object (sample_ext cannot encode object)")  # fmt: skip
+        self.assertAlive(worker)
+
+
+class ArrayWithoutNumpyWorkerTest(WorkerTestBase):
+    """NDARRAYs reach a worker without numpy (sample_no_numpy hides it) as
+    pypool_runtime.Array, which goes back to Go as the same NDARRAY."""
+
+    def test_array_arguments(self) -> None:
+        worker = self.start_ready("sample_no_numpy")
+        cases = [
+            (ndarray_ext("<f8", [2, 2], [1.5, 2.5, -3.0, 0.0]), "float64", [[1.5, 2.5], [-3.0, 0.0]]),
+            (ndarray_ext(">i4", [3], [1, -2, 3]), "int32", [1, -2, 3]),
+            (ndarray_ext("|b1", [], [True]), "bool", True),
+            (ndarray_ext("<u2", [0, 4], []), "uint16", []),
+        ]
+        for i, (array, dtype, values) in enumerate(cases):
+            with self.subTest(dtype=dtype):
+                worker.send(call_frame(i, "describe", [], {"array": array}))
+                body = worker.read_body()
+                self.assertEqual(body, purecodec.packb([RESULT, i, {
+                    "type": "Array", "is_array": True, "dtype": dtype, "shape": _shape_of(array), "values": values,
+                    "array": array}]))  # fmt: skip
+        worker.send(call_frame(9, "make", ["int16", [2], b"\x01\x00\x02\x00"]))
+        self.assertEqual(worker.read_body(), purecodec.packb([RESULT, 9, ndarray_ext("<i2", [2], [1, 2])]))
+
+
+def _shape_of(array: purecodec.ExtType) -> List[int]:
+    return purecodec.unpack_head(array.data)[0][1]
+
+
 class ImportFailureTest(WorkerTestBase):
     def failed_hello(self, module: str) -> "tuple[list, str]":
         worker = self.start(module)
@@ -493,6 +601,14 @@ class PureCodecWorkerTest(WorkerTest):
 
 
 class PureCodecImportFailureTest(ImportFailureTest):
+    codec_name = "pure"
+
+
+class PureCodecExtensionsWorkerTest(ExtensionsWorkerTest):
+    codec_name = "pure"
+
+
+class PureCodecArrayWithoutNumpyWorkerTest(ArrayWithoutNumpyWorkerTest):
     codec_name = "pure"
 
 
