@@ -132,17 +132,24 @@ func arrayFromWire(dtype DType, shape []int, data []byte, swap bool) (Array, err
 	}
 	a := Array{DType: dtype, Shape: shape, Data: alignedBytes(len(data))}
 	copy(a.Data, data)
+	normalizeFromWire(a, swap)
+	return a, nil
+}
+
+// normalizeFromWire puts the data of an array just read from the wire in
+// the host's byte order (swap: it is in the other one), and its bools in
+// Go's 0 or 1.
+func normalizeFromWire(a Array, swap bool) {
 	switch {
 	case swap:
-		swapBytes(a.Data, dtype.Size())
-	case dtype == Bool:
+		swapBytes(a.Data, a.DType.Size())
+	case a.DType == Bool:
 		for i, b := range a.Data { // numpy's bool is any non-zero byte
 			if b > 1 {
 				a.Data[i] = 1
 			}
 		}
 	}
-	return a, nil
 }
 
 // swapBytes reverses the bytes of each element of an aligned buffer.

@@ -31,6 +31,9 @@ const maxDecodeDepth = 10000
 // When owned is true, byte strings alias b instead of copying it.
 func decodeValue(b []byte, owned bool, codec *valueCodec) (any, error) {
 	d := wireDecoder{b: b, owned: owned, codec: codec}
+	if codec != nil && codec.shared != nil {
+		d.shm = newSharedReader(codec.shared).resolve
+	}
 	v := d.value(0)
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes after the value", len(d.b))

@@ -31,8 +31,14 @@ func decodeValueInto(b []byte, v any, codec *valueCodec) error {
 	if codec == nil {
 		codec = &valueCodec{}
 	}
-	if done, err := decodeArrayInto(b, v); done {
+	if done, err := decodeArrayInto(b, v, codec.shared); done {
 		return err
+	}
+	if codec.shared != nil {
+		var err error
+		if b, err = rewriteShared(b, codec.shared); err != nil {
+			return fmt.Errorf("%w: %w", ErrResultNotDecodable, err)
+		}
 	}
 	b, err := rewriteRegistered(b, codec)
 	if err != nil {
@@ -92,83 +98,84 @@ func describeMismatch(b []byte, v any, codec *valueCodec, cause error) error {
 // decodeArrayInto decodes a value that is one ndarray into an *Array or a
 // *[]E of an Element type, without msgpack. done is false for other targets
 // and other values.
-func decodeArrayInto(b []byte, v any) (done bool, err error) {
+func decodeArrayInto(b []byte, v any, shared *sharedMem) (done bool, err error) {
+	switch v.(type) {
+	case *Array, *[]float64, *[]float32, *[]int64, *[]int32, *[]int16, *[]int8, *[]uint8, *[]uint16, *[]uint32, *[]uint64, *[]bool:
+	default:
+		return false, nil
+	}
+	a, ok, err := singleArray(b, shared)
+	if !ok || err != nil {
+		return ok, err
+	}
 	switch out := v.(type) {
 	case *Array:
-		return arrayInto(b, out)
+		*out = a
+		return true, nil
 	case *[]float64:
-		return sliceInto(b, out, Float64)
+		return true, sliceInto(a, out, Float64)
 	case *[]float32:
-		return sliceInto(b, out, Float32)
+		return true, sliceInto(a, out, Float32)
 	case *[]int64:
-		return sliceInto(b, out, Int64)
+		return true, sliceInto(a, out, Int64)
 	case *[]int32:
-		return sliceInto(b, out, Int32)
+		return true, sliceInto(a, out, Int32)
 	case *[]int16:
-		return sliceInto(b, out, Int16)
+		return true, sliceInto(a, out, Int16)
 	case *[]int8:
-		return sliceInto(b, out, Int8)
+		return true, sliceInto(a, out, Int8)
 	case *[]uint8:
-		return sliceInto(b, out, Uint8)
+		return true, sliceInto(a, out, Uint8)
 	case *[]uint16:
-		return sliceInto(b, out, Uint16)
+		return true, sliceInto(a, out, Uint16)
 	case *[]uint32:
-		return sliceInto(b, out, Uint32)
+		return true, sliceInto(a, out, Uint32)
 	case *[]uint64:
-		return sliceInto(b, out, Uint64)
+		return true, sliceInto(a, out, Uint64)
 	case *[]bool:
-		return sliceInto(b, out, Bool)
+		return true, sliceInto(a, out, Bool)
 	}
 	return false, nil
 }
 
-func arrayInto(b []byte, out *Array) (bool, error) {
-	payload, ok := singleNDArray(b)
-	if !ok {
-		return false, nil
-	}
-	a, err := decodeNDArray(payload)
-	if err != nil {
-		return true, fmt.Errorf("%w: result: ndarray: %w", ErrResultNotDecodable, err)
-	}
-	*out = a
-	return true, nil
-}
-
-// sliceInto decodes a 1-d ndarray of dtype into out, which shares the
-// decoded data.
-func sliceInto[E Element](b []byte, out *[]E, dtype DType) (bool, error) {
-	payload, ok := singleNDArray(b)
-	if !ok {
-		return false, nil
-	}
-	a, err := decodeNDArray(payload)
-	switch {
-	case err != nil:
-		return true, fmt.Errorf("%w: result: ndarray: %w", ErrResultNotDecodable, err)
-	case len(a.Shape) != 1:
-		return true, fmt.Errorf("%w: result: a %d-d ndarray (shape %v) does not fit Go %T, which takes a 1-d one: decode into a pypool.Array",
-			ErrResultNotDecodable, len(a.Shape), a.Shape, *out)
-	case a.DType != dtype:
-		return true, fmt.Errorf("%w: result: %w: an ndarray of %s does not fit Go %T, which takes %s",
-			ErrResultNotDecodable, ErrDType, a.DType, *out, dtype)
-	}
-	*out, err = view[E](a, dtype)
-	return true, err
-}
-
-// singleNDArray returns the payload of b when b is one NDARRAY value.
-func singleNDArray(b []byte) (payload []byte, ok bool) {
+// singleArray decodes b when it is one ndarray, inline or in the shared
+// memory; ok is false for any other value.
+func singleArray(b []byte, shared *sharedMem) (a Array, ok bool, err error) {
 	d := wireDecoder{b: b}
 	c := d.byte1()
 	if !isExtCode(c) {
-		return nil, false
+		return Array{}, false, nil
 	}
 	code, payload := scanExt(&d, c)
-	if d.err != nil || code != extNDArray || len(d.b) != 0 {
-		return nil, false
+	switch {
+	case d.err != nil || len(d.b) != 0:
+		return Array{}, false, nil
+	case code == extNDArray:
+		a, err = decodeNDArray(payload)
+	case code == extShmNDArray && shared != nil:
+		a, err = newSharedReader(shared).array(payload)
+	default:
+		return Array{}, false, nil
 	}
-	return payload, true
+	if err != nil {
+		return Array{}, true, fmt.Errorf("%w: result: ndarray: %w", ErrResultNotDecodable, err)
+	}
+	return a, true, nil
+}
+
+// sliceInto sets out to a view of a, a 1-d array of dtype.
+func sliceInto[E Element](a Array, out *[]E, dtype DType) error {
+	switch {
+	case len(a.Shape) != 1:
+		return fmt.Errorf("%w: result: a %d-d ndarray (shape %v) does not fit Go %T, which takes a 1-d one: decode into a pypool.Array",
+			ErrResultNotDecodable, len(a.Shape), a.Shape, *out)
+	case a.DType != dtype:
+		return fmt.Errorf("%w: result: %w: an ndarray of %s does not fit Go %T, which takes %s",
+			ErrResultNotDecodable, ErrDType, a.DType, *out, dtype)
+	}
+	var err error
+	*out, err = view[E](a, dtype)
+	return err
 }
 
 // isExtCode reports whether c starts an extension value.

@@ -77,6 +77,7 @@ type process struct {
 	reader     *frameReader
 	encoder    *callEncoder
 	shm        *sharedMem // nil when values always cross the pipes
+	codec      valueCodec // the spec's, with shm
 
 	stopping atomic.Bool      // the pool asked it to end: its exit is no crash
 	exited   chan struct{}    // closed once the process is reaped
@@ -158,7 +159,10 @@ func (p *process) start() error {
 			return fmt.Errorf("%w: creating its shared memory: %v", ErrWorkerStart, err)
 		}
 		cmd.ExtraFiles = append(cmd.ExtraFiles, p.shm.file) // fd 4 (sharedMemoryFd)
+		p.encoder.shared, p.encoder.sharedFrom = p.shm, p.spec.sharedThreshold
 	}
+	p.codec = p.spec.codec
+	p.codec.shared = p.shm
 	cmd.Env = p.spec.env
 	cmd.Dir = p.spec.dir
 	cmd.SysProcAttr = workerSysProcAttr()
@@ -284,7 +288,7 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 	if r.err != nil {
 		return r.err
 	}
-	return into(r.value, owned, &p.spec.codec)
+	return into(r.value, owned, &p.codec)
 }
 
 // watchContext makes the pipes' deadlines follow ctx. The returned function

@@ -55,6 +55,7 @@ const DefaultMaxMessageSize = 64 << 20
 type valueCodec struct {
 	structTag string      // Config.StructTag
 	exts      extRegistry // Config.Extensions
+	shared    *sharedMem  // one worker's shared memory (in its process's copy); nil: none
 }
 
 // callEncoder encodes CALL frames into a buffer it reuses from call to call.
@@ -64,6 +65,12 @@ type callEncoder struct {
 	enc     *msgpack.Encoder
 	maxSize int
 	exts    *extRegistry // nil when no extension is registered
+
+	// shared receives byte slices and Arrays of sharedFrom bytes or more
+	// (nil: none does); sharedBytes counts what the current call put there.
+	shared      *sharedMem
+	sharedFrom  int
+	sharedBytes int
 }
 
 // newCallEncoder returns an encoder of calls of at most maxSize bytes with
@@ -87,7 +94,8 @@ func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([
 	// The buffer is kept between calls, also after a large one: allocating
 	// (and faulting in) a fresh one costs more than the copy it serves.
 	e.buf.Reset()
-	e.buf.Grow(sizeHint(args))
+	e.buf.Grow(e.sizeHint(args))
+	e.sharedBytes = 0
 	e.buf.Write([]byte{0, 0, 0, 0}) // the length, patched below
 	enc := e.enc
 	if err := errors.Join(
@@ -111,19 +119,20 @@ func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([
 	}
 	frame := e.buf.Bytes()
 	bodySize := len(frame) - frameHeaderSize
-	if bodySize > e.maxSize {
+	if bodySize+e.sharedBytes > e.maxSize {
 		return nil, fmt.Errorf("%w: the call to %s encodes to %d bytes, the limit is %d (Config.MaxMessageSize)",
-			ErrMessageTooLarge, fn, bodySize, e.maxSize)
+			ErrMessageTooLarge, fn, bodySize+e.sharedBytes, e.maxSize)
 	}
 	binary.BigEndian.PutUint32(frame, uint32(bodySize))
 	return frame, nil
 }
 
-// value encodes one argument. Without extensions it is msgpack's Encode;
-// with them, a walk that writes values of registered types as their
-// extension (see Ext for where it looks).
+// value encodes one argument. Without extensions or shared memory it is
+// msgpack's Encode; with them, a walk that writes values of registered types
+// as their extension (see Ext for where it looks) and large byte slices and
+// Arrays into the shared memory.
 func (e *callEncoder) value(v any) error {
-	if e.exts == nil {
+	if e.exts == nil && e.shared == nil {
 		return e.enc.Encode(v)
 	}
 	return e.walk(v, 0)
@@ -146,7 +155,18 @@ func (e *callEncoder) walk(v any, depth int) error {
 		if v != nil {
 			return e.walkMap(v, depth)
 		}
+	case []byte:
+		if e.shared != nil && len(v) >= e.sharedFrom {
+			return e.sharedSlice(v)
+		}
+	case Array:
+		if e.shared != nil && len(v.Data) >= e.sharedFrom {
+			return e.sharedArray(v)
+		}
 	default:
+		if e.exts == nil {
+			break
+		}
 		if x := e.exts.forValue(v); x != nil {
 			return x.encodeValue(e.enc, v)
 		}
@@ -202,19 +222,28 @@ const largeFrame = 1 << 20
 
 // sizeHint guesses the encoded size of args from their strings, byte slices
 // and Arrays, so that the buffer for a large payload is allocated once.
-func sizeHint(args []any) int {
+// Values bound for the shared memory take no room in it.
+func (e *callEncoder) sizeHint(args []any) int {
 	n := 64
 	for _, arg := range args {
 		switch v := arg.(type) {
 		case []byte:
-			n += len(v) + 5
+			n += e.inlineSize(len(v)) + 5
 		case string:
 			n += len(v) + 5
 		case Array:
-			n += len(v.Data) + 64
+			n += e.inlineSize(len(v.Data)) + 64
 		}
 	}
 	return n
+}
+
+// inlineSize is how many of size bytes go into the frame itself.
+func (e *callEncoder) inlineSize(size int) int {
+	if e.shared != nil && size >= e.sharedFrom {
+		return 0
+	}
+	return size
 }
 
 // frameReader reads frames from the worker. A read cut off by a deadline can

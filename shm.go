@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"unsafe"
 )
 
 // sharedAlign aligns every value in the shared memory, so that arrays can be
@@ -57,13 +58,16 @@ var errSharedClosed = errors.New("the worker's shared memory is released")
 // sharedMem is one worker's shared memory. Its methods are safe for
 // concurrent use, but one call at a time uses it (process.mu).
 type sharedMem struct {
-	mu      sync.Mutex
-	file    *os.File
-	mem     []byte // the mapping of [0, len(mem)) of the file
-	used    int    // end of the current call's values
-	limit   int    // the file never grows beyond this
-	busy    bool   // a call is using it: release waits for its end
-	retired bool   // release was asked while busy
+	mu    sync.Mutex
+	file  *os.File
+	mem   []byte // the mapping of [0, len(mem)) of the file
+	used  int    // end of the current call's values
+	limit int    // the file never grows beyond this
+	// maxMessage is Config.MaxMessageSize: the most one call or one reply
+	// may carry in it.
+	maxMessage int
+	busy       bool // a call is using it: release waits for its end
+	retired    bool // release was asked while busy
 }
 
 // newSharedMem creates a worker's shared memory, empty until a call needs
@@ -74,7 +78,7 @@ func newSharedMem(maxMessage int) (*sharedMem, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sharedMem{file: f, limit: sharedLimit(maxMessage)}, nil
+	return &sharedMem{file: f, limit: sharedLimit(maxMessage), maxMessage: maxMessage}, nil
 }
 
 // acquire marks the start of a call's use: values go from offset 0 again.
@@ -176,11 +180,11 @@ func (s *sharedMem) remapLocked(size int) error {
 	return nil
 }
 
-// read copies length bytes at offset, as the worker's reference says, into
-// the slice that alloc returns for length bytes. Offsets and lengths come
-// from the worker and are checked against the file's size and the message
-// limit before anything is read.
-func (s *sharedMem) read(offset, length uint64, alloc func(n int) []byte) ([]byte, error) {
+// read returns a copy of the length bytes at offset, as the worker's
+// reference says; aligned asks for a copy aligned to 8 bytes (for arrays).
+// Offsets and lengths come from the worker and are checked against the
+// file's size and the limit before anything is read.
+func (s *sharedMem) read(offset, length uint64, aligned bool) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.file == nil {
@@ -195,9 +199,7 @@ func (s *sharedMem) read(offset, length uint64, alloc func(n int) []byte) ([]byt
 			return nil, err
 		}
 	}
-	dst := alloc(int(length))
-	copy(dst, s.mem[offset:end])
-	return dst, nil
+	return cloneShared(s.mem[offset:end], aligned), nil
 }
 
 // mapFileLocked maps the whole file, which the worker grew, if it reaches
@@ -217,3 +219,26 @@ func (s *sharedMem) mapFileLocked(end int) error {
 
 // alignUp rounds n up to a multiple of align, a power of two.
 func alignUp(n, align int) int { return (n + align - 1) &^ (align - 1) }
+
+// cloneShared copies p out of the shared memory into memory of Go's own,
+// aligned to 8 bytes if asked. It appends to a nil slice rather than copy
+// into a made one: the runtime then does not clear memory that the copy
+// overwrites at once, which for large values costs as much as the copy.
+func cloneShared(p []byte, aligned bool) []byte {
+	if !aligned {
+		return append([]byte(nil), p...)
+	}
+	if len(p) == 0 {
+		return []byte{}
+	}
+	if uintptr(unsafe.Pointer(unsafe.SliceData(p)))%8 != 0 {
+		q := alignedBytes(len(p))
+		copy(q, p)
+		return q
+	}
+	// Whole words, then the bytes left over, into a []uint64's memory.
+	words := append(make([]uint64, 0, (len(p)+7)/8), unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(p))), len(p)/8)...)
+	q := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words[:cap(words)]))), len(p))
+	copy(q[len(p)/8*8:], p[len(p)/8*8:])
+	return q
+}

@@ -30,10 +30,10 @@ func TestSharedMemPutRead(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 0, offA)
 	assert.Equal(t, alignUp(len(a), sharedAlign), offB, "values are aligned, one after the other")
-	got, err := s.read(uint64(offA), uint64(len(a)), func(n int) []byte { return make([]byte, n) })
+	got, err := s.read(uint64(offA), uint64(len(a)), false)
 	require.NoError(t, err)
 	assert.Equal(t, a, got)
-	got, err = s.read(uint64(offB), uint64(len(b)), func(n int) []byte { return make([]byte, n) })
+	got, err = s.read(uint64(offB), uint64(len(b)), false)
 	require.NoError(t, err)
 	assert.Equal(t, b, got)
 	s.releaseCall()
@@ -51,15 +51,14 @@ func TestSharedMemRefusesBadReferences(t *testing.T) {
 	defer s.releaseCall()
 	_, err := s.put([]byte("data"))
 	require.NoError(t, err)
-	alloc := func(n int) []byte { return make([]byte, n) }
-	for _, ref := range [][2]uint64{
+		for _, ref := range [][2]uint64{
 		{0, 1 << 62},             // longer than the limit
 		{1 << 63, 8},             // offset beyond the limit
 		{^uint64(0) - 2, 8},      // offset + length overflows
 		{uint64(s.limit) - 4, 8}, // ends past the limit
 		{2 << 20, 16},            // within the limit, past the file's end
 	} {
-		_, err := s.read(ref[0], ref[1], alloc)
+		_, err := s.read(ref[0], ref[1], false)
 		assert.Error(t, err, "reference %v", ref)
 	}
 }
@@ -80,7 +79,7 @@ func TestSharedMemReadsWhatTheWorkerGrew(t *testing.T) {
 	copy(other[4<<20:], "grown")
 	require.NoError(t, unmapShared(other))
 
-	got, err := s.read(4<<20, 5, func(n int) []byte { return make([]byte, n) })
+	got, err := s.read(4<<20, 5, false)
 	require.NoError(t, err)
 	assert.Equal(t, "grown", string(got))
 }
@@ -100,7 +99,7 @@ func TestSharedMemRetireWaitsForTheCall(t *testing.T) {
 	off, err := s.put([]byte("reply"))
 	require.NoError(t, err)
 	s.retire() // the worker exited, its reply not yet read
-	got, err := s.read(uint64(off), 5, func(n int) []byte { return make([]byte, n) })
+	got, err := s.read(uint64(off), 5, false)
 	require.NoError(t, err)
 	assert.Equal(t, "reply", string(got))
 	fd := int(s.file.Fd())
@@ -108,6 +107,6 @@ func TestSharedMemRetireWaitsForTheCall(t *testing.T) {
 	assert.Nil(t, s.file)
 	_, err = os.Stat("/proc/self/fd/" + itoa(fd))
 	assert.True(t, os.IsNotExist(err), "the memfd is closed")
-	_, err = s.read(uint64(off), 5, func(n int) []byte { return make([]byte, n) })
+	_, err = s.read(uint64(off), 5, false)
 	assert.ErrorIs(t, err, errSharedClosed)
 }

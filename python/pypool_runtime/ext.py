@@ -31,7 +31,7 @@ from __future__ import annotations
 import struct
 import sys
 
-from . import purecodec
+from . import purecodec, shm
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -42,8 +42,8 @@ if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds t
 
 # Ext codes: -1 is msgpack's timestamp; 120..127 are pypool's own.
 NDARRAY = 127
-SHM_BYTES = 126  # a bytes value in the worker's shared memory (not wired here)
-SHM_NDARRAY = 125  # an NDARRAY whose data is in shared memory (not wired here)
+SHM_BYTES = 126  # a bytes value in the worker's shared memory (see shm.py)
+SHM_NDARRAY = 125  # an NDARRAY whose data is in shared memory
 RESERVED_CODES = range(120, 128)
 USER_CODES = range(0, 120)
 
@@ -238,8 +238,55 @@ def _parse_ndarray(payload: bytes) -> Tuple[str, Tuple[int, ...], int]:
     return code, shape, start
 
 
-def _shared_memory(payload: bytes) -> Any:
-    raise ValueError("shared-memory reference with no shared memory")
+def _shared_bytes(payload: bytes) -> bytes:
+    """A SHM_BYTES value: a copy of the bytes it refers to."""
+    memory = _active_shared_memory()
+    ref = _unpack_ref(payload, 2, "[offset, length]")
+    return memory.read_bytes(ref[0], ref[1])
+
+
+def _shared_ndarray(payload: bytes) -> Any:
+    """A SHM_NDARRAY value: an array (as _decode_ndarray makes) that owns a
+    copy of the data it refers to."""
+    memory = _active_shared_memory()
+    code, shape, offset, length = _unpack_ref(payload, 4, "[dtype, shape, offset, length]")
+    if type(code) is not str or code not in _DTYPES:
+        raise ValueError("SHM_NDARRAY of unsupported dtype %r (supported: %s)" % (code, ", ".join(_DTYPES)))
+    if type(shape) is not list or any(type(n) is not int or n < 0 for n in shape):
+        raise ValueError("bad SHM_NDARRAY: shape %r is not an array of non-negative ints" % (shape,))
+    shape = tuple(shape)
+    if _count(shape) * _DTYPES[code][1] != length:
+        raise ValueError("bad SHM_NDARRAY: %d bytes for dtype %s and shape %r" % (length, code, shape))
+    view = memory.view(offset, length)
+    numpy = _numpy()
+    if numpy is None:
+        return Array(code, shape, view.tobytes())
+    return numpy.frombuffer(view, numpy.dtype(code), _count(shape)).reshape(shape).copy()
+
+
+def _active_shared_memory() -> Any:
+    memory = shm.ACTIVE
+    if memory is None:
+        raise ValueError("shared-memory reference with no shared memory")
+    return memory
+
+
+def _unpack_ref(payload: bytes, fields: int, shape: str) -> List[Any]:
+    try:
+        ref = purecodec.unpackb(payload)
+    except Exception as exc:
+        raise ValueError("bad shared-memory reference: %s" % exc) from None
+    if type(ref) is not list or len(ref) != fields or any(type(n) is not int or n < 0 for n in ref[-2:]):
+        raise ValueError("bad shared-memory reference: not %s" % shape)
+    return ref
+
+
+def _shared_ndarray_ref(ext_type: type, memory: Any, numpy: Any, array: Any) -> Any:
+    """The SHM_NDARRAY value of a large array of a supported dtype, whose
+    data is copied into the shared memory."""
+    data = numpy.ascontiguousarray(array)
+    offset = memory.put(data)
+    return ext_type(SHM_NDARRAY, purecodec.packb([array.dtype.str, list(array.shape), offset, data.nbytes]))
 
 
 _numpy_module: Any = None  # None: not tried yet; False: not importable; else numpy
@@ -287,7 +334,7 @@ def numpy_scalar_value(obj: Any) -> Any:
 
 # Registered classes: class -> (code, encode). Decoders by code, pypool's own included.
 _encoders: Dict[type, Tuple[int, Encoder]] = {}
-_decoders: Dict[int, Decoder] = {NDARRAY: _decode_ndarray, SHM_BYTES: _shared_memory, SHM_NDARRAY: _shared_memory}
+_decoders: Dict[int, Decoder] = {NDARRAY: _decode_ndarray, SHM_BYTES: _shared_bytes, SHM_NDARRAY: _shared_ndarray}
 _user_default: Optional[Callable[[Any], Any]] = None
 
 # Classes whose instances the packers encode without a hook: a registered
@@ -376,6 +423,9 @@ def default_for(ext_type: type) -> Callable[[Any], Any]:
                 if value is not None:
                     return value
             if isinstance(obj, numpy.ndarray):
+                memory = shm.ACTIVE
+                if memory is not None and obj.nbytes >= memory.threshold and obj.dtype.str in _DTYPES:
+                    return _shared_ndarray_ref(ext_type, memory, numpy, obj)
                 payload = _ndarray_payload(numpy, obj)
                 return obj if payload is None else ext_type(NDARRAY, payload)
         if isinstance(obj, Array):

@@ -24,7 +24,7 @@ from . import RESULT, purecodec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
-    from typing import Optional, Union
+    from typing import Dict, Optional, Tuple, Union
 
     Buffer = Union[bytes, bytearray, memoryview]
 
@@ -45,22 +45,31 @@ def _align(n: int, to: int) -> int:
 class SharedMemory:
     """One worker's end of the shared memory. threshold is the size from
     which a reply's bytes and arrays go through it; limit bounds the file's
-    size (as on the Go side: twice --max-message, plus slack)."""
+    size (as on the Go side: twice --max-message, plus slack); max_message
+    bounds one reply's values in it."""
 
-    def __init__(self, fd: int, threshold: int, limit: int) -> None:
+    def __init__(self, fd: int, threshold: int, limit: int, max_message: int = 0) -> None:
         self.fd = fd
         self.threshold = threshold
         self.limit = limit
+        # The most one reply may carry in it, as in its frame (--max-message).
+        self.max_message = max_message or limit
         self._map: Optional[mmap.mmap] = None
         self._view: Optional[memoryview] = None
         self._size = 0
         self._args_end = 0  # end of the current call's values from Go
         self._used = 0  # end of the reply's values written so far
+        # The bytes objects read for the current call, by id: (object,
+        # offset, length). A result that is one of them is sent back as a
+        # reference to where it already is (see bytes_ref).
+        self._received: Dict[int, Tuple[bytes, int, int]] = {}
 
     def begin_call(self) -> None:
         """Forget the last call's values: a new call's frame arrived."""
         self._args_end = 0
         self._used = 0
+        if self._received:
+            self._received = {}
 
     def view(self, offset: int, length: int) -> memoryview:
         """The bytes a reference from Go points to, checked against the limit
@@ -81,7 +90,9 @@ class SharedMemory:
 
     def read_bytes(self, offset: int, length: int) -> bytes:
         """A copy of the bytes at [offset, offset+length)."""
-        return self.view(offset, length).tobytes()
+        data = self.view(offset, length).tobytes()
+        self._received[id(data)] = (data, offset, length)
+        return data
 
     def put(self, data: Buffer) -> int:
         """Copy data after the call's and the reply's values so far; return
@@ -89,6 +100,8 @@ class SharedMemory:
         start = _align(max(self._used, self._args_end), ALIGN)
         n = memoryview(data).nbytes
         end = start + n
+        if end - _align(self._args_end, ALIGN) > self.max_message:
+            raise ValueError("the reply's values take more than --max-message %d bytes" % self.max_message)
         if end > self.limit:
             raise ValueError(
                 "the reply needs %d bytes of shared memory, more than its limit of %d (twice --max-message)" % (end, self.limit)
@@ -119,7 +132,13 @@ class SharedMemory:
 
 
     def bytes_ref(self, data: Buffer) -> bytes:
-        """The ext payload of SHM_BYTES for data, copied in with put."""
+        """The ext payload of SHM_BYTES for data: where it already is when
+        it is a bytes object this call received (bytes do not change, and
+        nothing is written over the call's values before Go reads the
+        reply), else where put copies it."""
+        received = self._received.get(id(data))
+        if received is not None and received[0] is data:
+            return purecodec.packb([received[1], received[2]])
         return purecodec.packb([self.put(data), memoryview(data).nbytes])
 
     def reply_bytes(self) -> int:

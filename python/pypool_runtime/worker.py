@@ -713,13 +713,11 @@ def _import_error(module_name: str, exc: BaseException) -> List[str]:
 
 def _open_shared_memory(options: Options) -> None:
     """Take the shared memory Go passed: child processes must not inherit it."""
-    from . import shm
-
     try:
         os.set_inheritable(options.shm_fd, False)
     except OSError as exc:
         _exit(EXIT_PROTOCOL, "--shm-fd %d: %s" % (options.shm_fd, exc))
-    shm.ACTIVE = shm.SharedMemory(options.shm_fd, options.shm_threshold, options.shm_limit)
+    shm.ACTIVE = shm.SharedMemory(options.shm_fd, options.shm_threshold, options.shm_limit, options.max_message)
 
 
 def main(argv: List[str]) -> None:

@@ -54,6 +54,17 @@ class SharedMemoryTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             small.put(bytes(2 << 20))
 
+    def test_a_received_bytes_result_is_not_copied_again(self) -> None:
+        os.ftruncate(self.fd, 1 << 20)
+        os.pwrite(self.fd, b"payload", 0)
+        self.mem.begin_call()
+        data = self.mem.read_bytes(0, 7)
+        self.assertEqual(self.mem.bytes_ref(data), shm.purecodec.packb([0, 7]), "where it already is")
+        equal = bytes(bytearray(data))  # the same bytes, another object: copied
+        self.assertEqual(self.mem.bytes_ref(equal), shm.purecodec.packb([64, 7]))
+        self.mem.begin_call()
+        self.assertEqual(self.mem.bytes_ref(data), shm.purecodec.packb([0, 7]), "a new call copies it again")
+
     def test_accepts_arrays(self) -> None:
         import array
 

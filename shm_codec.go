@@ -1,0 +1,180 @@
+package pypool
+
+// shm_codec.go writes and reads the references to the shared memory (see
+// shm.go) inside msgpack values:
+//
+//	ext 126 SHM_BYTES  [offset, length]                -> []byte
+//	ext 125 SHM_ARRAY  [dtype, shape, offset, length]  -> Array
+//
+// Go writes them for byte slices and Arrays of Config.SharedMemoryThreshold
+// bytes or more found where the call encoder walks (arguments, Kwargs
+// values, []any and maps); the worker for large bytes results and arrays.
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// sharedSlice puts p into the shared memory and writes a SHM_BYTES
+// reference to it.
+func (e *callEncoder) sharedSlice(p []byte) error {
+	offset, err := e.putShared(p)
+	if err != nil {
+		return err
+	}
+	var buf [32]byte
+	payload := appendUint(appendUint(append(buf[:0], 0x92), uint64(offset)), uint64(len(p)))
+	return e.writeExt(extShmBytes, payload)
+}
+
+// sharedArray puts a's data into the shared memory and writes a SHM_ARRAY
+// reference to it.
+func (e *callEncoder) sharedArray(a Array) error {
+	if err := a.validate(); err != nil {
+		return err
+	}
+	offset, err := e.putShared(a.Data)
+	if err != nil {
+		return err
+	}
+	var buf [96]byte
+	payload := appendNDArrayHeader(buf[:0], a)
+	payload[0] = 0x94 // [dtype, shape, offset, length]
+	payload = appendUint(appendUint(payload, uint64(offset)), uint64(len(a.Data)))
+	return e.writeExt(extShmNDArray, payload)
+}
+
+// putShared copies p into the shared memory, within Config.MaxMessageSize
+// for the whole call.
+func (e *callEncoder) putShared(p []byte) (int, error) {
+	if e.sharedBytes+len(p) > e.maxSize {
+		return 0, fmt.Errorf("%w: the call's values take more than %d bytes (Config.MaxMessageSize)",
+			ErrMessageTooLarge, e.maxSize)
+	}
+	offset, err := e.shared.put(p)
+	if err != nil {
+		return 0, err
+	}
+	e.sharedBytes += len(p)
+	return offset, nil
+}
+
+func (e *callEncoder) writeExt(code int8, payload []byte) error {
+	if err := e.enc.EncodeExtHeader(code, len(payload)); err != nil {
+		return err
+	}
+	_, err := e.enc.Writer().Write(payload)
+	return err
+}
+
+// sharedReader resolves the shared-memory references of one reply. It
+// copies what they point to out of the shared memory, never more than
+// Config.MaxMessageSize in all, however often a hostile reply repeats a
+// reference.
+type sharedReader struct {
+	mem  *sharedMem
+	left int // bytes the reply may still read
+}
+
+func newSharedReader(mem *sharedMem) *sharedReader {
+	return &sharedReader{mem: mem, left: mem.maxMessage}
+}
+
+// resolve decodes the payload of a SHM_BYTES or SHM_ARRAY value.
+func (r *sharedReader) resolve(code int8, payload []byte) (any, error) {
+	if code == extShmBytes {
+		return r.bytes(payload)
+	}
+	return r.array(payload)
+}
+
+func (r *sharedReader) bytes(payload []byte) ([]byte, error) {
+	d := wireDecoder{b: payload}
+	if n := d.arrayLen(); d.err == nil && n != 2 {
+		d.fail("%d fields, not [offset, length]", n)
+	}
+	offset, length := d.uint(), d.uint()
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d bytes after [offset, length]", len(d.b))
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("shared bytes: %v", d.err)
+	}
+	return r.read(offset, length, false)
+}
+
+func (r *sharedReader) array(payload []byte) (Array, error) {
+	d := wireDecoder{b: payload}
+	if n := d.arrayLen(); d.err == nil && n != 4 {
+		d.fail("%d fields, not [dtype, shape, offset, length]", n)
+	}
+	wire := d.str()
+	ndim := d.arrayLen()
+	if d.err != nil {
+		return Array{}, fmt.Errorf("shared ndarray: bad header: %v", d.err)
+	}
+	dtype, swap, err := parseWireDType(wire)
+	if err != nil {
+		return Array{}, fmt.Errorf("shared ndarray: %w", err)
+	}
+	shape, err := readShape(&d, ndim)
+	if err != nil {
+		return Array{}, fmt.Errorf("shared ndarray: %w", err)
+	}
+	offset, length := d.uint(), d.uint()
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d bytes after the reference", len(d.b))
+	}
+	if d.err != nil {
+		return Array{}, fmt.Errorf("shared ndarray: %v", d.err)
+	}
+	n, err := elementCount(shape)
+	if err != nil || n > math.MaxInt/dtype.Size() || uint64(n*dtype.Size()) != length {
+		return Array{}, fmt.Errorf("shared ndarray: shape %v of %s does not take the %d bytes referenced", shape, dtype, length)
+	}
+	data, err := r.read(offset, length, true)
+	if err != nil {
+		return Array{}, err
+	}
+	a := Array{DType: dtype, Shape: shape, Data: data}
+	normalizeFromWire(a, swap)
+	return a, nil
+}
+
+func (r *sharedReader) read(offset, length uint64, aligned bool) ([]byte, error) {
+	if length > uint64(r.left) {
+		return nil, fmt.Errorf("shared-memory references add up to more than the message limit of %d bytes (Config.MaxMessageSize)",
+			r.mem.maxMessage)
+	}
+	p, err := r.mem.read(offset, length, aligned)
+	if err != nil {
+		return nil, err
+	}
+	r.left -= int(length)
+	return p, nil
+}
+
+// rewriteShared returns b with its shared-memory references replaced by
+// the values they point to, inline (bin, NDARRAY), for msgpack's decoding
+// of CallAs targets; b itself when it holds none.
+func rewriteShared(b []byte, mem *sharedMem) ([]byte, error) {
+	if !containsExt(b, extShmBytes) && !containsExt(b, extShmNDArray) {
+		return b, nil
+	}
+	r := newSharedReader(mem)
+	return rewriteExts(b, func(code int8, payload []byte) ([]byte, bool, error) {
+		if code != extShmBytes && code != extShmNDArray {
+			return nil, false, nil
+		}
+		v, err := r.resolve(code, payload)
+		if err != nil {
+			return nil, false, err
+		}
+		var buf bytes.Buffer
+		err = msgpack.NewEncoder(&buf).Encode(v) // []byte as bin, Array as NDARRAY
+		return buf.Bytes(), true, err
+	})
+}
