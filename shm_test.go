@@ -51,7 +51,7 @@ func TestSharedMemRefusesBadReferences(t *testing.T) {
 	defer s.releaseCall()
 	_, err := s.put([]byte("data"))
 	require.NoError(t, err)
-		for _, ref := range [][2]uint64{
+	for _, ref := range [][2]uint64{
 		{0, 1 << 62},             // longer than the limit
 		{1 << 63, 8},             // offset beyond the limit
 		{^uint64(0) - 2, 8},      // offset + length overflows
