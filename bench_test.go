@@ -87,16 +87,17 @@ func BenchmarkCallWithDeadline(b *testing.B) {
 }
 
 // BenchmarkEcho echoes bytes of a few sizes through the pipes and through
-// the shared memory; MB/s counts the payload once per round trip, as the
+// the shared memory, the result in a new slice (Call) or in one reused
+// buffer (CallBytes); MB/s counts the payload once per round trip, as the
 // bench program does.
 func BenchmarkEcho(b *testing.B) {
-	for _, size := range []int{1 << 10, 64 << 10, 1 << 20, 16 << 20} {
-		for _, transport := range []string{"pipes", "shm"} {
+	for _, size := range []int{1 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 16 << 20} {
+		for _, transport := range []string{"pipes", "shm", "shm-reused-buffer"} {
 			b.Run(fmt.Sprintf("%s/%dKiB", transport, size>>10), func(b *testing.B) {
 				cfg := testConfig(b)
 				cfg.Size = 1
 				cfg.SharedMemoryThreshold = -1
-				if transport == "shm" {
+				if transport != "pipes" {
 					cfg.SharedMemoryThreshold = 1
 				}
 				pool := newTestPool(b, cfg)
@@ -104,8 +105,15 @@ func BenchmarkEcho(b *testing.B) {
 				ctx := context.Background()
 				b.SetBytes(int64(size))
 				b.ResetTimer()
+				var buf []byte
 				for i := 0; i < b.N; i++ {
-					if _, err := pool.Call(ctx, "echo", data); err != nil {
+					var err error
+					if transport == "shm-reused-buffer" {
+						buf, err = CallBytes(ctx, pool, buf[:0], "echo", data)
+					} else {
+						_, err = pool.Call(ctx, "echo", data)
+					}
+					if err != nil {
 						b.Fatal(err)
 					}
 				}

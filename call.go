@@ -1,6 +1,9 @@
 package pypool
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // Kwargs holds Python keyword arguments. Passed as the last argument of a
 // call, it becomes the function's **kwargs (anywhere else it is an error
@@ -55,4 +58,46 @@ func CallAs[T any](ctx context.Context, c Caller, fn string, args ...any) (T, er
 		return decodeValueInto(b, &out, codec)
 	})
 	return out, err
+}
+
+// CallBytes calls fn, whose result must be bytes (or a bytearray), and
+// appends the result to buf, returning the extended slice: like
+// strconv.AppendInt, it lets a loop of calls with large results reuse one
+// buffer (pass buf[:0]) instead of allocating one per call, which for
+// results of a MiB or more costs Go's allocator and collector more than the
+// call itself. A result of another type gives an error wrapping
+// ErrResultNotDecodable.
+//
+//	buf, err = pypool.CallBytes(ctx, pool, buf[:0], "render_png", scene)
+func CallBytes(ctx context.Context, c Caller, buf []byte, fn string, args ...any) ([]byte, error) {
+	err := c.callInto(ctx, fn, args, func(b []byte, _ bool, codec *valueCodec) error {
+		var err error
+		buf, err = appendBytesResult(buf, b, codec)
+		return err
+	})
+	return buf, err
+}
+
+// appendBytesResult appends the bytes that the msgpack value b holds (a
+// bin, or a reference to the shared memory) to buf.
+func appendBytesResult(buf, b []byte, codec *valueCodec) ([]byte, error) {
+	d := wireDecoder{b: b}
+	c := d.byte1()
+	switch {
+	case c >= 0xc4 && c <= 0xc6: // bin 8/16/32
+		p := d.take(d.size(1 << (c - 0xc4)))
+		if d.err == nil && len(d.b) == 0 {
+			return append(buf, p...), nil
+		}
+	case isExtCode(c):
+		code, payload := scanExt(&d, c)
+		if d.err == nil && len(d.b) == 0 && code == extShmBytes && codec != nil && codec.shared != nil {
+			return newSharedReader(codec.shared).appendBytes(buf, payload)
+		}
+	}
+	got, err := decodeValue(b, false, codec)
+	if err != nil {
+		return buf, err
+	}
+	return buf, fmt.Errorf("%w: the result is a Python %s, not bytes", ErrResultNotDecodable, pythonType(got))
 }

@@ -173,7 +173,7 @@ const (
 // DefaultSharedMemoryThreshold is the default of
 // Config.SharedMemoryThreshold, chosen by measurement (go run ./bench
 // -scenario sweep): below it the pipes are as fast.
-const DefaultSharedMemoryThreshold = 256 << 10
+const DefaultSharedMemoryThreshold = 64 << 10
 
 var moduleName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 

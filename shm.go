@@ -182,11 +182,30 @@ func (s *sharedMem) remapLocked(size int) error {
 
 // read returns a copy of the length bytes at offset, as the worker's
 // reference says; aligned asks for a copy aligned to 8 bytes (for arrays).
-// Offsets and lengths come from the worker and are checked against the
-// file's size and the limit before anything is read.
 func (s *sharedMem) read(offset, length uint64, aligned bool) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	p, err := s.sliceLocked(offset, length)
+	if err != nil {
+		return nil, err
+	}
+	return cloneShared(p, aligned), nil
+}
+
+// appendTo appends the length bytes at offset to buf.
+func (s *sharedMem) appendTo(buf []byte, offset, length uint64) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.sliceLocked(offset, length)
+	if err != nil {
+		return buf, err
+	}
+	return append(buf, p...), nil
+}
+
+// sliceLocked returns the mapped bytes a reference from the worker points
+// to, after checking it against the file's size and the limit.
+func (s *sharedMem) sliceLocked(offset, length uint64) ([]byte, error) {
 	if s.file == nil {
 		return nil, errSharedClosed
 	}
@@ -199,7 +218,7 @@ func (s *sharedMem) read(offset, length uint64, aligned bool) ([]byte, error) {
 			return nil, err
 		}
 	}
-	return cloneShared(s.mem[offset:end], aligned), nil
+	return s.mem[offset:end], nil
 }
 
 // mapFileLocked maps the whole file, which the worker grew, if it reaches

@@ -92,18 +92,39 @@ func (r *sharedReader) resolve(code int8, payload []byte) (any, error) {
 }
 
 func (r *sharedReader) bytes(payload []byte) ([]byte, error) {
+	offset, length, err := bytesRef(payload)
+	if err != nil {
+		return nil, err
+	}
+	return r.read(offset, length, false)
+}
+
+// appendBytes appends the bytes a SHM_BYTES payload refers to to buf.
+func (r *sharedReader) appendBytes(buf, payload []byte) ([]byte, error) {
+	offset, length, err := bytesRef(payload)
+	if err != nil {
+		return buf, err
+	}
+	if length > uint64(r.left) {
+		return buf, r.overBudget()
+	}
+	return r.mem.appendTo(buf, offset, length)
+}
+
+// bytesRef parses a SHM_BYTES payload.
+func bytesRef(payload []byte) (offset, length uint64, err error) {
 	d := wireDecoder{b: payload}
 	if n := d.arrayLen(); d.err == nil && n != 2 {
 		d.fail("%d fields, not [offset, length]", n)
 	}
-	offset, length := d.uint(), d.uint()
+	offset, length = d.uint(), d.uint()
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("%d bytes after [offset, length]", len(d.b))
 	}
 	if d.err != nil {
-		return nil, fmt.Errorf("shared bytes: %v", d.err)
+		return 0, 0, fmt.Errorf("shared bytes: %v", d.err)
 	}
-	return r.read(offset, length, false)
+	return offset, length, nil
 }
 
 func (r *sharedReader) array(payload []byte) (Array, error) {
@@ -146,8 +167,7 @@ func (r *sharedReader) array(payload []byte) (Array, error) {
 
 func (r *sharedReader) read(offset, length uint64, aligned bool) ([]byte, error) {
 	if length > uint64(r.left) {
-		return nil, fmt.Errorf("shared-memory references add up to more than the message limit of %d bytes (Config.MaxMessageSize)",
-			r.mem.maxMessage)
+		return nil, r.overBudget()
 	}
 	p, err := r.mem.read(offset, length, aligned)
 	if err != nil {
@@ -155,6 +175,11 @@ func (r *sharedReader) read(offset, length uint64, aligned bool) ([]byte, error)
 	}
 	r.left -= int(length)
 	return p, nil
+}
+
+func (r *sharedReader) overBudget() error {
+	return fmt.Errorf("shared-memory references add up to more than the message limit of %d bytes (Config.MaxMessageSize)",
+		r.mem.maxMessage)
 }
 
 // rewriteShared returns b with its shared-memory references replaced by

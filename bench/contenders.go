@@ -165,6 +165,25 @@ func (p *pool) pythonPids(ctx context.Context) []int {
 
 func (p *pool) close() { _ = p.p.Close(context.Background()) }
 
+// pooledBuffer is pypool called with CallBytes into one reused buffer, as
+// a program that handles large bytes results in a loop does (and as the
+// floor does): the results cost Go's allocator and collector nothing.
+type pooledBuffer struct {
+	*pool
+	buf []byte
+}
+
+func startPooledBuffer(ctx context.Context, python, dir string, maxMessage int) (*pooledBuffer, error) {
+	p, err := startPoolLimit(ctx, python, dir, 1, 0, maxMessage)
+	return &pooledBuffer{pool: p}, err
+}
+
+func (p *pooledBuffer) call(ctx context.Context, fn string, arg []byte) (int, error) {
+	var err error
+	p.buf, err = pypool.CallBytes(ctx, p.p, p.buf[:0], fn, arg)
+	return len(p.buf), err
+}
+
 // execPerCall starts the interpreter for every call.
 type execPerCall struct{ python, dir string }
 

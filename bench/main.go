@@ -14,8 +14,11 @@
 // and a warning for every ratio whose spread is wider than its effect.
 //
 // The sweep scenario echoes bytes of 1 KiB to 64 MiB (powers of 4; -quick
-// stops at 16 MiB) through pypool and the floor; -plot FILE.svg draws its
-// MB/s by payload size, pinned and unpinned, as an SVG.
+// stops at 16 MiB) through pypool (Call, and CallBytes into one reused
+// buffer) and the floor; -plot FILE.svg draws its MB/s by payload size,
+// pinned and unpinned, as an SVG. The array scenario sends a 64 MiB float64
+// pypool.Array to numpy and back (it needs numpy: -python's, else
+// /usr/bin/python3's).
 package main
 
 import (
@@ -38,7 +41,7 @@ func main() {
 	asJSON := flag.Bool("json", false, "print JSON instead of a table")
 	python := flag.String("python", "python3", "Python interpreter")
 	n := flag.Int("n", 10000, "sequential calls in the latency scenario")
-	only := flag.String("scenario", "latency,throughput,payload,start,new,recovery,sweep", "scenarios to run, comma-separated")
+	only := flag.String("scenario", "latency,throughput,payload,start,new,recovery,sweep,array", "scenarios to run, comma-separated")
 	plot := flag.String("plot", "", "write the sweep's MB/s by payload size to this SVG file (needs the sweep scenario)")
 	pinned := flag.Bool("pinned", false, "internal: this run is already pinned to one CPU")
 	newOnce := flag.Bool("new-once", false, "internal: print the nanoseconds from pypool.New until its first result")
@@ -57,6 +60,7 @@ func main() {
 	scenarios := map[string]func(context.Context){
 		"latency": b.latency, "throughput": b.throughput, "payload": b.payload,
 		"start": b.start, "new": b.newPool, "recovery": b.recovery, "sweep": b.sweep,
+		"array": b.array,
 	}
 	selected := strings.Split(*only, ",")
 	if *plot != "" && !slices.Contains(selected, "sweep") {
@@ -104,7 +108,7 @@ flags:`)
 func pinnedRun(selected []string) []result {
 	var pinnable []string
 	for _, s := range selected {
-		if s == "latency" || s == "throughput" || s == "payload" || s == "sweep" {
+		if s == "latency" || s == "throughput" || s == "payload" || s == "sweep" || s == "array" {
 			pinnable = append(pinnable, s)
 		}
 	}

@@ -132,7 +132,11 @@ func printTable(r report) {
 	fmt.Println("importing the module.")
 	if hasScenario(r.Results, "sweep") {
 		fmt.Println("sweep: MB/s of a bytes echo (higher is better), the payload's size over a round's median round trip, by size;")
-		fmt.Println("the same floor and pypool serve every size, each size after a warm-up.")
+		fmt.Println("the same floor and pypool serve every size, each size after a warm-up; pypool CallBytes appends")
+		fmt.Println("each result to one reused buffer, as the floor does, instead of returning a new slice (Call).")
+	}
+	if hasScenario(r.Results, "array") {
+		fmt.Println("array: MB/s of a 64 MiB float64 pypool.Array sent to numpy and back, its size over a round's median round trip.")
 	}
 }
 

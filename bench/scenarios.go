@@ -29,17 +29,18 @@ type sizes struct {
 	startRounds  int           // rounds of start, new and recovery
 	payloadCalls map[int]int   // calls per round, by payload size
 	sweep        sweepPlan     // rounds and calls of the sweep
+	arrayCalls   int           // round trips per round of the array scenario
 }
 
 func runSizes(quick bool, n int) sizes {
 	if quick {
 		return sizes{rounds: 3, window: 150 * time.Millisecond, latencyCalls: 300, execCalls: 5, startRounds: 3,
 			payloadCalls: map[int]int{1 << 10: 50, 1 << 20: 5, 16 << 20: 1},
-			sweep:        sweepPlan{rounds: 3, divisor: 10, largest: 16 << 20, warmCalls: 0}}
+			sweep:        sweepPlan{rounds: 3, divisor: 10, largest: 16 << 20, warmCalls: 0}, arrayCalls: 1}
 	}
 	return sizes{rounds: 5, window: time.Second, latencyCalls: n, execCalls: 20, startRounds: 10,
 		payloadCalls: map[int]int{1 << 10: 1000, 1 << 20: 40, 16 << 20: 4},
-		sweep:        sweepPlan{rounds: 7, divisor: 1, largest: 64 << 20, warmCalls: 4}}
+		sweep:        sweepPlan{rounds: 7, divisor: 1, largest: 64 << 20, warmCalls: 4}, arrayCalls: 4}
 }
 
 type bench struct {
@@ -241,6 +242,7 @@ func (b *bench) payload(ctx context.Context) {
 	es := []*entrant{
 		{name: "floor", cs: []contender{must(startFloor(b.python, b.floorPipe))}},
 		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, 1, 0))}},
+		{name: "pypool CallBytes", cs: []contender{must(startPooledBuffer(ctx, b.python, b.dir, pypool.DefaultMaxMessageSize))}},
 	}
 	for _, e := range es {
 		defer e.close()

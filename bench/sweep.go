@@ -60,6 +60,7 @@ func (b *bench) sweep(ctx context.Context) {
 	es := []*entrant{
 		{name: "floor", cs: []contender{must(startFloor(b.python, b.floorPipe))}},
 		{name: "pypool", cs: []contender{must(startPoolLimit(ctx, b.python, b.dir, 1, 0, sweepMaxMessage))}},
+		{name: "pypool CallBytes", cs: []contender{must(startPooledBuffer(ctx, b.python, b.dir, sweepMaxMessage))}},
 	}
 	for _, e := range es {
 		defer e.close()
