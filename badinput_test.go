@@ -140,7 +140,7 @@ func TestBadCallInput(t *testing.T) {
 	stop := make(chan struct{})
 	wait := steadyCalls(pool, "echo", stop)
 	nested := any(nil)
-	for range 1000 {
+	for range 1100 {
 		nested = []any{nested}
 	}
 	pyErr := func(typ string) func(*testing.T, error) {
@@ -164,7 +164,7 @@ func TestBadCallInput(t *testing.T) {
 		{"complex argument", "echo", []any{complex(1, 2)}, is(ErrArgNotEncodable)},
 		{"non-UTF-8 string", "echo", []any{"\xc3\x28"}, is(ErrBadArguments)},
 		{"non-UTF-8 map key", "echo", []any{map[string]int{"\xff": 1}}, is(ErrBadArguments)},
-		{"1000 levels deep", "echo", []any{nested}, is(ErrResultNotEncodable)},
+		{"1100 levels deep: deeper than Python's unpacker goes", "echo", []any{nested}, is(ErrBadArguments)},
 		{"set result", "unencodable", nil, is(ErrResultNotEncodable)},
 		{"set of custom objects", "custom_objects", nil, is(ErrResultNotEncodable)},
 		{"lone surrogate", "bad_str", nil, is(ErrResultNotEncodable)},

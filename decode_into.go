@@ -40,6 +40,9 @@ func decodeValueInto(b []byte, v any, codec *valueCodec) error {
 			return fmt.Errorf("%w: %w", ErrResultNotDecodable, err)
 		}
 	}
+	if err := checkDeclaredSizes(b); err != nil {
+		return fmt.Errorf("%w: %w", ErrResultNotDecodable, err)
+	}
 	b, err := rewriteRegistered(b, codec)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrResultNotDecodable, err)
@@ -298,6 +301,66 @@ func scanExts(b []byte, fn func(start, end int, code int8, payload []byte) error
 		}
 	}
 	return d.err
+}
+
+// checkDeclaredSizes checks, before msgpack decodes b, that no array or map
+// in it declares more items than the bytes after its header could hold:
+// msgpack's decoder makes a map of the declared size at once, so that a
+// 9-byte message could otherwise make it allocate gigabytes.
+func checkDeclaredSizes(b []byte) error {
+	d := wireDecoder{b: b}
+	for len(d.b) > 0 && d.err == nil {
+		count, perItem, ok := containerHeader(&d)
+		if !ok {
+			skipScalar(&d)
+			continue
+		}
+		if count > len(d.b)/perItem {
+			return fmt.Errorf("a container declares %d items in the %d bytes that follow it", count, len(d.b))
+		}
+	}
+	return d.err
+}
+
+// containerHeader reads the header of an array or a map (perItem 1 or 2
+// msgpack values per item); ok is false, and nothing is read, for any
+// other value.
+func containerHeader(d *wireDecoder) (count, perItem int, ok bool) {
+	switch c := d.b[0]; {
+	case c >= 0x80 && c <= 0x8f: // fixmap
+		d.take(1)
+		return int(c & 0x0f), 2, true
+	case c >= 0x90 && c <= 0x9f: // fixarray
+		d.take(1)
+		return int(c & 0x0f), 1, true
+	case c == 0xdc || c == 0xdd: // array 16/32
+		d.take(1)
+		return d.size(2 << (c - 0xdc)), 1, true
+	case c == 0xde || c == 0xdf: // map 16/32
+		d.take(1)
+		return d.size(2 << (c - 0xde)), 2, true
+	}
+	return 0, 0, false
+}
+
+// skipScalar skips one value that is not an array or a map.
+func skipScalar(d *wireDecoder) {
+	c := d.byte1()
+	switch {
+	case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
+	case c >= 0xa0 && c <= 0xbf: // fixstr
+		d.take(int(c & 0x1f))
+	case c >= 0xc4 && c <= 0xc6: // bin 8/16/32
+		d.take(d.size(1 << (c - 0xc4)))
+	case c >= 0xd9 && c <= 0xdb: // str 8/16/32
+		d.take(d.size(1 << (c - 0xd9)))
+	case c >= 0xca && c <= 0xd3:
+		d.take(scalarSizes[c-0xca])
+	case isExtCode(c):
+		scanExt(d, c)
+	default:
+		d.fail("unknown msgpack code 0x%02x", c)
+	}
 }
 
 // scanExt reads the rest of an extension value whose first byte was c.

@@ -133,3 +133,74 @@ func FuzzDecodeArray(f *testing.F) {
 		_ = decodeValueInto(append([]byte{0x81, 0xa1, 'A'}, ext.Bytes()...), &into, nil)
 	})
 }
+
+// FuzzSharedReference decodes arbitrary values, shared-memory references
+// (ext 126 and 125) among them, against a real shared memory of 1 MiB with
+// a message limit of 256 KiB: a reference out of bounds, or references
+// adding up to more than the limit, must be errors, never a panic, a fault
+// or a copy beyond the limit; CallAs's rewriting must agree.
+func FuzzSharedReference(f *testing.F) {
+	mem, err := newSharedMem(256 << 10)
+	if err != nil {
+		f.Skipf("no shared memory on this platform: %v", err)
+	}
+	defer mem.retire()
+	mem.acquire()
+	if _, err := mem.put(bytes.Repeat([]byte{0xab}, 1<<20)); err != nil {
+		f.Fatal(err)
+	}
+	ref := func(code int8, fields ...any) []byte {
+		payload, _ := msgpack.Marshal(fields)
+		b, _ := msgpack.Marshal(&msgpack.RawMessage{})
+		b = b[:0]
+		buf := bytes.Buffer{}
+		enc := msgpack.NewEncoder(&buf)
+		_ = enc.EncodeExtHeader(code, len(payload))
+		buf.Write(payload)
+		return append(b, buf.Bytes()...)
+	}
+	f.Add(ref(extShmBytes, 0, 16))
+	f.Add(ref(extShmBytes, 1<<20-8, 16))      // past the file's end
+	f.Add(ref(extShmBytes, uint64(1)<<63, 1)) // beyond the limit
+	f.Add(ref(extShmNDArray, "<f8", []int{4}, 64, 32))
+	f.Add(ref(extShmNDArray, "<f8", []int{1 << 40}, 0, 8))                        // shape and length disagree
+	f.Add(append([]byte{0x94}, bytes.Repeat(ref(extShmBytes, 0, 200<<10), 4)...)) // 800 KiB in all
+	codec := &valueCodec{shared: mem}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := decodeValue(b, false, codec)
+		if err == nil && sharedBytesIn(v) > mem.maxMessage {
+			t.Fatalf("decoded %d bytes of shared memory, the limit is %d", sharedBytesIn(v), mem.maxMessage)
+		}
+		var out any
+		_ = decodeValueInto(b, &out, codec)
+	})
+}
+
+// sharedBytesIn adds up the sizes of the byte slices and arrays in v.
+func sharedBytesIn(v any) int {
+	switch v := v.(type) {
+	case []byte:
+		return len(v)
+	case Array:
+		return len(v.Data)
+	case []any:
+		n := 0
+		for _, x := range v {
+			n += sharedBytesIn(x)
+		}
+		return n
+	case map[string]any:
+		n := 0
+		for _, x := range v {
+			n += sharedBytesIn(x)
+		}
+		return n
+	case map[any]any:
+		n := 0
+		for _, x := range v {
+			n += sharedBytesIn(x)
+		}
+		return n
+	}
+	return 0
+}
