@@ -169,6 +169,26 @@ func ExamplePool_Ping() {
 	// true
 }
 
+// CallBytes appends each bytes result to one buffer, reused from call to
+// call: a loop over large results allocates nothing for them.
+func ExampleCallBytes() {
+	ctx := context.Background()
+	pool := newExamplePool(ctx)
+	defer pool.Close(ctx)
+	var buf []byte
+	for _, chunk := range []string{"ab", "xyz"} {
+		var err error
+		buf, err = pypool.CallBytes(ctx, pool, buf[:0], "duplicate_text", []byte(chunk))
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(string(buf))
+	}
+	// Output:
+	// abab
+	// xyzxyz
+}
+
 // An Array shares the memory of the slice it is made of; its views read it
 // back without copying.
 func ExampleArrayOf() {
