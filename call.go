@@ -92,7 +92,7 @@ func appendBytesResult(buf, b []byte, codec *valueCodec) ([]byte, error) {
 	case isExtCode(c):
 		code, payload := scanExt(&d, c)
 		if d.err == nil && len(d.b) == 0 && code == extShmBytes && codec != nil && codec.shared != nil {
-			return newSharedReader(codec.shared).appendBytes(buf, payload)
+			return newSharedReader(codec.shared, len(b)).appendBytes(buf, payload)
 		}
 	}
 	got, err := decodeValue(b, false, codec)

@@ -32,7 +32,7 @@ const maxDecodeDepth = 10000
 func decodeValue(b []byte, owned bool, codec *valueCodec) (any, error) {
 	d := wireDecoder{b: b, owned: owned, codec: codec}
 	if codec != nil && codec.shared != nil {
-		d.shm = newSharedReader(codec.shared).resolve
+		d.shm = newSharedReader(codec.shared, len(b)).resolve
 	}
 	v := d.value(0)
 	if d.err == nil && len(d.b) != 0 {

@@ -156,7 +156,7 @@ func singleArray(b []byte, shared *sharedMem) (a Array, ok bool, err error) {
 	case code == extNDArray:
 		a, err = decodeNDArray(payload)
 	case code == extShmNDArray && shared != nil:
-		a, err = newSharedReader(shared).array(payload)
+		a, err = newSharedReader(shared, len(b)).array(payload)
 	default:
 		return Array{}, false, nil
 	}

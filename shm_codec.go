@@ -72,15 +72,17 @@ func (e *callEncoder) writeExt(code int8, payload []byte) error {
 
 // sharedReader resolves the shared-memory references of one reply. It
 // copies what they point to out of the shared memory, never more than
-// Config.MaxMessageSize in all, however often a hostile reply repeats a
-// reference.
+// Config.MaxMessageSize for the reply in all (its inline bytes included),
+// however often a hostile reply repeats a reference.
 type sharedReader struct {
 	mem  *sharedMem
 	left int // bytes the reply may still read
 }
 
-func newSharedReader(mem *sharedMem) *sharedReader {
-	return &sharedReader{mem: mem, left: mem.maxMessage}
+// newSharedReader returns the reader of a reply whose msgpack value takes
+// inline bytes.
+func newSharedReader(mem *sharedMem, inline int) *sharedReader {
+	return &sharedReader{mem: mem, left: max(mem.maxMessage-inline, 0)}
 }
 
 // resolve decodes the payload of a SHM_BYTES or SHM_ARRAY value.
@@ -189,7 +191,7 @@ func rewriteShared(b []byte, mem *sharedMem) ([]byte, error) {
 	if !containsExt(b, extShmBytes) && !containsExt(b, extShmNDArray) {
 		return b, nil
 	}
-	r := newSharedReader(mem)
+	r := newSharedReader(mem, len(b))
 	return rewriteExts(b, func(code int8, payload []byte) ([]byte, bool, error) {
 		if code != extShmBytes && code != extShmNDArray {
 			return nil, false, nil

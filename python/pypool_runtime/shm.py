@@ -38,6 +38,11 @@ GROW_STEP = 1 << 20
 _pack_I = struct.Struct(">I").pack
 
 
+class ReplyTooLarge(ValueError):
+    """A reply's values do not fit: more than --max-message, or beyond the
+    shared memory's limit. The worker answers message_too_large."""
+
+
 def _align(n: int, to: int) -> int:
     return (n + to - 1) & ~(to - 1)
 
@@ -101,9 +106,9 @@ class SharedMemory:
         n = memoryview(data).nbytes
         end = start + n
         if end - _align(self._args_end, ALIGN) > self.max_message:
-            raise ValueError("the reply's values take more than --max-message %d bytes" % self.max_message)
+            raise ReplyTooLarge("the reply's values take more than --max-message %d bytes" % self.max_message)
         if end > self.limit:
-            raise ValueError(
+            raise ReplyTooLarge(
                 "the reply needs %d bytes of shared memory, more than its limit of %d (twice --max-message)" % (end, self.limit)
             )
         if end > self._size:

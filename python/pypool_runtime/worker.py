@@ -468,7 +468,7 @@ class Worker:
             except Exception as exc:
                 self._send_not_encodable(call_id, name, result, exc)
                 continue
-            if type(frame) is not bytes or len(frame) > max_frame:
+            if type(frame) is not bytes or len(frame) > max_frame or (shared is not None and shared.reply_bytes()):
                 self._send_frame(call_id, name, frame)
                 continue
             written = write(out_fd, frame)
@@ -561,7 +561,7 @@ class Worker:
         assert shm.ACTIVE is not None
         try:
             frame = shm.bytes_result_frame(shm.ACTIVE, call_id, data)
-        except ValueError as exc:  # beyond the shared memory's limit
+        except shm.ReplyTooLarge as exc:
             self._send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc))
             return
         write_frame_bytes(self._out_fd, frame)
@@ -579,6 +579,9 @@ class Worker:
         self._send_error(call_id, code, type_name(exc), exception_message(exc), format_traceback(exc))
 
     def _send_not_encodable(self, call_id: int, name: str, result: Any, exc: Exception) -> None:
+        if isinstance(exc, shm.ReplyTooLarge):  # arrays put in the shared memory did not fit
+            self._send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc))
+            return
         self._send_error(
             call_id,
             "result_not_encodable",
