@@ -256,7 +256,13 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 		defer p.shm.releaseCall()
 	}
 	frame, err := p.encoder.encode(id, fn, args, kwargs)
-	if err != nil {
+	switch {
+	case errors.Is(err, errSharedClosed):
+		// The worker exited before the call: its shared memory went
+		// with it. A crash, as if the call had been sent.
+		p.broken = err
+		return p.exitError(ctx)
+	case err != nil:
 		return err // nothing was sent: the worker is fine
 	}
 	stop := p.watchContext(ctx)

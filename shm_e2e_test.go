@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -330,4 +331,24 @@ func TestSharedMemoryNoLeaksAfterClose(t *testing.T) {
 			assert.Equal(t, maps, nowMaps, "mappings left after Close")
 		})
 	}
+}
+
+// TestSharedMemoryCallOnAWorkerThatDied: a large argument for a worker that
+// died before the call (its shared memory released with it) is a crash,
+// which Call retries, not an argument error.
+func TestSharedMemoryCallOnAWorkerThatDied(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Size = 1
+	pool := newTestPool(t, cfg)
+	large := bytes.Repeat([]byte("x"), 1<<20)
+	err := pool.Transaction(testCtx(t), func(w *Worker) error {
+		require.NoError(t, syscall.Kill(w.Pid(), syscall.SIGKILL))
+		<-w.pw.proc.exited
+		_, err := w.Call(testCtx(t), "echo", large)
+		return err
+	})
+	require.ErrorIs(t, err, ErrWorkerCrashed)
+	out, err := pool.Call(testCtx(t), "echo", large)
+	require.NoError(t, err, "the pool replaced the worker")
+	assert.Equal(t, len(large), len(out.([]byte)))
 }
