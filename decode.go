@@ -30,10 +30,7 @@ const maxDecodeDepth = 10000
 //
 // When owned is true, byte strings alias b instead of copying it.
 func decodeValue(b []byte, owned bool, codec *valueCodec) (any, error) {
-	d := wireDecoder{b: b, owned: owned, codec: codec}
-	if codec != nil && codec.shared != nil {
-		d.shm = newSharedReader(codec.shared, len(b)).resolve
-	}
+	d := wireDecoder{b: b, owned: owned, codec: codec, size0: len(b)}
 	v := d.value(0)
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes after the value", len(d.b))
@@ -52,16 +49,18 @@ type wireDecoder struct {
 	b     []byte
 	err   error
 	owned bool        // byte strings may alias b
-	codec *valueCodec // the registered extensions; nil: none
+	codec *valueCodec // the registered extensions and shared memory; nil: none
+	size0 int         // the value's size in the message, for the shared memory's budget
 
 	// lenient turns an extension value that can not be decoded into a
 	// badExt instead of an error (for describing a value msgpack failed on).
 	lenient bool
 
 	// shm resolves the shared-memory references SHM_BYTES and SHM_NDARRAY
-	// (extension codes 126 and 125) against the worker's shared memory.
-	// nil, as long as shared memory is not wired: they are an error.
-	shm func(code int8, payload []byte) (any, error)
+	// (extension codes 126 and 125) against codec.shared, made at the
+	// first reference (most replies have none). Without shared memory they
+	// are an error.
+	shm *sharedReader
 }
 
 func (d *wireDecoder) fail(format string, args ...any) {
@@ -397,10 +396,13 @@ func (d *wireDecoder) extValue(code int8, data []byte) (any, error) {
 		}
 		return a, nil
 	case extShmBytes, extShmNDArray:
-		if d.shm == nil {
+		if d.codec == nil || d.codec.shared == nil {
 			return nil, fmt.Errorf("extension %d: shared-memory reference with no shared memory", code)
 		}
-		return d.shm(code, data)
+		if d.shm == nil {
+			d.shm = newSharedReader(d.codec.shared, d.size0)
+		}
+		return d.shm.resolve(code, data)
 	}
 	if d.codec != nil {
 		if x := d.codec.exts.forCode(code); x != nil {

@@ -63,7 +63,7 @@ class SharedMemory:
         self._view: Optional[memoryview] = None
         self._size = 0
         self._args_end = 0  # end of the current call's values from Go
-        self._used = 0  # end of the reply's values written so far
+        self.used = 0  # end of the reply's values written so far; 0 while the reply has put none
         # The bytes objects read for the current call, by id: (object,
         # offset, length). A result that is one of them is sent back as a
         # reference to where it already is (see bytes_ref).
@@ -72,7 +72,7 @@ class SharedMemory:
     def begin_call(self) -> None:
         """Forget the last call's values: a new call's frame arrived."""
         self._args_end = 0
-        self._used = 0
+        self.used = 0
         if self._received:
             self._received = {}
 
@@ -102,7 +102,7 @@ class SharedMemory:
     def put(self, data: Buffer) -> int:
         """Copy data after the call's and the reply's values so far; return
         its offset. ValueError when it would take the file past the limit."""
-        start = _align(max(self._used, self._args_end), ALIGN)
+        start = _align(max(self.used, self._args_end), ALIGN)
         n = memoryview(data).nbytes
         end = start + n
         if end - _align(self._args_end, ALIGN) > self.max_message:
@@ -115,7 +115,7 @@ class SharedMemory:
             self._grow(end)
         assert self._view is not None
         self._view[start:end] = memoryview(data).cast("B")
-        self._used = end
+        self.used = end
         return start
 
     def _grow(self, need: int) -> None:
@@ -148,7 +148,7 @@ class SharedMemory:
 
     def reply_bytes(self) -> int:
         """How many bytes of shared memory the reply uses so far."""
-        return max(self._used - _align(self._args_end, ALIGN), 0)
+        return max(self.used - _align(self._args_end, ALIGN), 0)
 
 
 def bytes_result_frame(mem: SharedMemory, call_id: int, data: Buffer) -> bytes:

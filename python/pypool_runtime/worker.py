@@ -468,7 +468,7 @@ class Worker:
             except Exception as exc:
                 self._send_not_encodable(call_id, name, result, exc)
                 continue
-            if type(frame) is not bytes or len(frame) > max_frame or (shared is not None and shared.reply_bytes()):
+            if type(frame) is not bytes or len(frame) > max_frame or (shared is not None and shared.used):
                 self._send_frame(call_id, name, frame)
                 continue
             written = write(out_fd, frame)
