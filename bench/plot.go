@@ -49,7 +49,7 @@ type chart struct {
 // (the legend is in the right one).
 const (
 	plotWidth, plotHeight    = 640, 400
-	marginLeft, marginRight  = 80, 190
+	marginLeft, marginRight  = 80, 230
 	marginTop, marginBottom  = 70, 60
 	svgWidth, svgHeight      = marginLeft + plotWidth + marginRight, marginTop + plotHeight + marginBottom
 	dodge                    = 5 // horizontal offset between series, so that whiskers do not hide each other
