@@ -1,6 +1,8 @@
 package pypool
 
 import (
+	"bytes"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Strategy says which idle worker a checkout gets.
@@ -42,6 +46,17 @@ type Config struct {
 	// Module is the Python module whose public functions can be called, as
 	// in an import statement: "my_module" or "package.module". Required.
 	Module string
+
+	// SetUp names a function of Module that each new worker runs once,
+	// after importing Module and before serving calls: load a model, open a
+	// file. SetUpArgs are its arguments (a trailing Kwargs gives keyword
+	// arguments), encoded as a call's. An exception in it is a start
+	// failure, as an import error is: New returns it (a *PythonError with
+	// the traceback, wrapped with ErrWorkerStart), and later starts back
+	// off. The set-up's duration is logged when a worker starts. Default
+	// "": none.
+	SetUp     string
+	SetUpArgs []any
 
 	// PythonPath lists directories put first on the worker's sys.path.
 	// Relative entries are relative to Dir (or, when Dir is empty, to the Go
@@ -175,6 +190,8 @@ const (
 // -scenario sweep): below it the pipes are as fast.
 const DefaultSharedMemoryThreshold = 64 << 10
 
+var pythonName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 var moduleName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 
 // withDefaults validates c and fills in the defaults.
@@ -197,6 +214,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("pypool: Config.CrashRetries, MaxWaiting, MaxCallsPerWorker, MaxCallsJitter and MaxWorkerMemory can not be negative")
 	case c.MaxMessageSize < 0 || c.MaxMessageSize > 1<<32-1:
 		return c, fmt.Errorf("pypool: Config.MaxMessageSize is %d: it must be between 0 (the default, 64 MiB) and 4 GiB", c.MaxMessageSize)
+	}
+	if c.SetUp != "" && !pythonName.MatchString(c.SetUp) {
+		return c, fmt.Errorf("pypool: Config.SetUp %q is not the name of a function of the module, such as \"load_model\"", c.SetUp)
+	}
+	if c.SetUp == "" && len(c.SetUpArgs) > 0 {
+		return c, fmt.Errorf("pypool: Config.SetUpArgs is set but Config.SetUp is empty: name the function they are for")
 	}
 	for _, kv := range c.Env {
 		if i := strings.IndexByte(kv, '='); i <= 0 {
@@ -245,6 +268,16 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 	}
 	args := []string{"-E", "-c", bootstrap, runtimeDir, "--module", c.Module,
 		"--max-message", strconv.Itoa(c.MaxMessageSize)}
+	if c.SetUp != "" {
+		setUp, err := setUpArgs(c)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--setup", c.SetUp)
+		if setUp != "" {
+			args = append(args, "--setup-args", setUp)
+		}
+	}
 	sharedThreshold := 0
 	if c.SharedMemoryThreshold > 0 && sharedMemorySupported() {
 		sharedThreshold = c.SharedMemoryThreshold
@@ -263,10 +296,32 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 		env:             c.env(),
 		dir:             c.Dir,
 		module:          c.Module,
+		setUp:           c.SetUp,
 		maxMessageSize:  c.MaxMessageSize,
 		codec:           valueCodec{structTag: c.StructTag, exts: newExtRegistry(c.Extensions)},
 		sharedThreshold: sharedThreshold,
 		startTimeout:    c.StartTimeout,
 		logger:          c.Logger,
 	}, nil
+}
+
+// setUpArgs encodes Config.SetUpArgs for the worker's command line: base64
+// of msgpack [args, kwargs|nil], "" when there are none.
+func setUpArgs(c Config) (string, error) {
+	if len(c.SetUpArgs) == 0 {
+		return "", nil
+	}
+	args, kwargs := splitKwargs(c.SetUpArgs)
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	enc.SetCustomStructTag(c.StructTag)
+	var kw any
+	if kwargs != nil {
+		kw = map[string]any(kwargs)
+	}
+	if err := enc.Encode([]any{args, kw}); err != nil {
+		return "", fmt.Errorf("pypool: Config.SetUpArgs: %w: %v", ErrArgNotEncodable, err)
+	}
+	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
 }

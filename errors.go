@@ -148,15 +148,21 @@ func (e *WorkerExitError) Error() string {
 // Unwrap returns ErrWorkerCrashed or ErrWorkerStart.
 func (e *WorkerExitError) Unwrap() error { return e.cause }
 
-// importError is the start error of a worker whose module failed to import:
+// importError is the start error of a worker whose module failed to import,
+// or whose set-up function (Config.SetUp) raised:
 // one line that says so once, wrapping ErrWorkerStart and the *PythonError
 // that holds the traceback.
 type importError struct {
 	module string
+	setUp  string // Config.SetUp
 	err    *PythonError
 }
 
 func (e *importError) Error() string {
+	if e.err.Code == "setup_failed" {
+		return fmt.Sprintf("%v: the set-up %s.%s failed (Config.SetUp): python %s: %s (the traceback is in the *PythonError)",
+			ErrWorkerStart, e.module, e.setUp, e.err.Type, e.err.Message)
+	}
 	return fmt.Sprintf("%v: importing module %q failed: python %s: %s (the traceback is in the *PythonError)",
 		ErrWorkerStart, e.module, e.err.Type, e.err.Message)
 }

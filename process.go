@@ -55,6 +55,7 @@ type workerSpec struct {
 	env            []string
 	dir            string
 	module         string
+	setUp          string // Config.SetUp
 	maxMessageSize int
 	codec          valueCodec // how values are encoded and decoded
 	// sharedThreshold is the size from which values go through shared
@@ -228,7 +229,11 @@ func (p *process) handshake(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrWorkerStart, err)
 	}
 	if h.err != nil {
-		return &importError{module: p.spec.module, err: h.err}
+		return &importError{module: p.spec.module, setUp: p.spec.setUp, err: h.err}
+	}
+	if p.spec.setUp != "" {
+		p.spec.logger.Info("pypool: worker ran its set-up", slog.Int("worker", p.pid),
+			slog.String("function", p.spec.setUp), slog.Duration("duration", h.setUp))
 	}
 	p.hello = h
 	p.spec.python.learn(h.executable)

@@ -9,12 +9,13 @@ package pypool
 // A frame is a 4-byte big-endian length followed by a msgpack body. Every body
 // is a msgpack array whose first element is the message kind:
 //
-//	HELLO  (Python->Go, first frame) [1, version, pid, python_version, codec, error|nil, executable]
+//	HELLO  (Python->Go, first frame) [1, version, pid, python_version, codec, error|nil, executable, setup_seconds]
 //	CALL   (Go->Python)              [2, id, function, args, kwargs|nil]
 //	RESULT (Python->Go)              [3, id, value]
 //	ERROR  (Python->Go)              [4, id, code, type, message, traceback]
 //
-// HELLO's executable (sys.executable, "" when unknown) may be missing.
+// HELLO's executable (sys.executable, "" when unknown) and setup_seconds
+// (how long Config.SetUp took, a float) may be missing.
 //
 // Kinds 5 to 15 are reserved for messages that flow while a call runs
 // (callbacks, streamed items); a worker that sends one today is broken.
@@ -26,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -313,8 +315,9 @@ type hello struct {
 	pid           int
 	pythonVersion string
 	codec         string
-	err           *PythonError // the module failed to import
-	executable    string       // sys.executable; "" when unknown
+	err           *PythonError  // the module failed to import
+	executable    string        // sys.executable; "" when unknown
+	setUp         time.Duration // how long Config.SetUp ran
 }
 
 // reply is a RESULT or ERROR message. For a RESULT, value holds the msgpack
@@ -333,7 +336,7 @@ func decodeHello(body []byte) (hello, error) {
 	d := wireDecoder{b: body}
 	n := d.arrayLen()
 	kind := d.int()
-	if d.err != nil || (n != 6 && n != 7) || kind != kindHello {
+	if d.err != nil || n < 6 || n > 8 || kind != kindHello {
 		return h, fmt.Errorf("%w: the first message is not a handshake (%d fields, kind %d): is the interpreter running the pypool runtime?",
 			ErrProtocol, n, kind)
 	}
@@ -349,8 +352,15 @@ func decodeHello(body []byte) (hello, error) {
 		}
 		h.err = d.pythonError()
 	}
-	if n == 7 {
+	if n >= 7 {
 		h.executable = d.str()
+	}
+	if n == 8 {
+		seconds, ok := d.value(0).(float64)
+		if !ok || seconds < 0 || seconds > 1e9 {
+			d.fail("the set-up's duration is not a number of seconds")
+		}
+		h.setUp = time.Duration(seconds * float64(time.Second))
 	}
 	if d.err != nil {
 		return h, fmt.Errorf("%w: bad handshake: %v", ErrProtocol, d.err)

@@ -60,7 +60,7 @@ _EXIT_GRACE_SECONDS = 10.0
 
 _USAGE = (
     "usage: main(['--module', NAME, ('--path', DIR)..., ('--max-message', BYTES), ('--codec', 'auto'|'pure'),"
-    " ('--shm-fd', FD, '--shm-threshold', BYTES, '--shm-limit', BYTES)])"
+    " ('--shm-fd', FD, '--shm-threshold', BYTES, '--shm-limit', BYTES), ('--setup', FUNCTION, ('--setup-args', BASE64))])"
 )
 
 
@@ -72,7 +72,7 @@ class Options:
     """The command line. A plain class: collections.namedtuple would cost
     a few ms of import at every worker start."""
 
-    __slots__ = ("module", "paths", "max_message", "codec", "shm_fd", "shm_threshold", "shm_limit")
+    __slots__ = ("module", "paths", "max_message", "codec", "shm_fd", "shm_threshold", "shm_limit", "setup", "setup_args")
 
     def __init__(self, module: str, paths: List[str], max_message: int, codec: str) -> None:
         self.module = module
@@ -84,6 +84,10 @@ class Options:
         self.shm_fd = -1
         self.shm_threshold = 0
         self.shm_limit = 0
+        # The module's set-up function, run once before serving calls, and
+        # its arguments: base64 of msgpack [args, kwargs|nil] ("" for none).
+        self.setup = ""
+        self.setup_args = ""
 
 
 def parse_args(argv: List[str]) -> Options:
@@ -93,12 +97,15 @@ def parse_args(argv: List[str]) -> Options:
     max_message = DEFAULT_MAX_MESSAGE
     codec_name = "auto"
     shm_options: Dict[str, int] = {}
+    setup = {"--setup": "", "--setup-args": ""}
     args = iter(argv)
     for flag in args:
         value = next(args, None)
-        if value is None or flag not in ("--module", "--path", "--max-message", "--codec") + _SHM_FLAGS:
+        if value is None or flag not in ("--module", "--path", "--max-message", "--codec") + _SHM_FLAGS + tuple(setup):
             raise ValueError("bad argument %r; %s" % (flag, _USAGE))
-        if flag in _SHM_FLAGS:
+        if flag in setup:
+            setup[flag] = value
+        elif flag in _SHM_FLAGS:
             shm_options[flag] = _non_negative(flag, value)
         elif flag == "--module":
             module = value
@@ -118,6 +125,9 @@ def parse_args(argv: List[str]) -> Options:
     if not module:
         raise ValueError("--module is required; " + _USAGE)
     options = Options(module, paths, max_message, codec_name)
+    options.setup, options.setup_args = setup["--setup"], setup["--setup-args"]
+    if options.setup_args and not options.setup:
+        raise ValueError("--setup-args needs --setup")
     if shm_options:
         if len(shm_options) != len(_SHM_FLAGS):
             raise ValueError("%s go together" % ", ".join(_SHM_FLAGS))
@@ -702,6 +712,26 @@ def _exit_soon() -> None:
     threading.Thread(target=force, name="pypool-exit", daemon=True).start()
 
 
+def _run_setup(module: Any, options: Options, codec: codecs.Codec) -> None:
+    """Call the module's set-up function with its arguments from Go."""
+    function = getattr(module, options.setup, None)
+    if not callable(function):
+        raise AttributeError("%s has no function %r to run as its set-up (Config.SetUp)" % (options.module, options.setup))
+    args: List[Any] = []
+    kwargs: Dict[str, Any] = {}
+    if options.setup_args:
+        import binascii  # only for a set-up with arguments
+
+        args, given = codec.unpackb(binascii.a2b_base64(options.setup_args))
+        kwargs = given or {}
+    function(*args, **kwargs)
+
+
+def _setup_error(module_name: str, setup: str, exc: BaseException) -> List[str]:
+    message = "%s.%s(): %s" % (module_name, setup, exception_message(exc))
+    return ["setup_failed", type_name(exc), _utf8_safe(message), _utf8_safe(format_traceback(exc))]
+
+
 def _import_error(module_name: str, exc: BaseException) -> List[str]:
     message = exception_message(exc)
     missing = getattr(exc, "name", None)
@@ -737,9 +767,11 @@ def main(argv: List[str]) -> None:
     signal.signal(signal.SIGINT, _on_sigint)
     codec = codecs.load(options.codec)
 
-    def hello(error: Optional[List[str]]) -> None:
+    def hello(error: Optional[List[str]], setup_seconds: float = 0.0) -> None:
         python_version = sys.version.split()[0]
-        hello_fields = [HELLO, PROTOCOL_VERSION, os.getpid(), python_version, codec.name, error, sys.executable or ""]
+        hello_fields = [
+            HELLO, PROTOCOL_VERSION, os.getpid(), python_version, codec.name, error, sys.executable or "", setup_seconds,
+        ]  # fmt: skip
         write_frame(proto_out, codec.packb(hello_fields))
 
     try:
@@ -751,7 +783,18 @@ def main(argv: List[str]) -> None:
                 hello(_import_error(options.module, exc))
             finally:
                 _exit(EXIT_IMPORT_FAILED)
-        hello(None)
+        setup_seconds = 0.0
+        if options.setup:
+            started = time.monotonic()
+            try:
+                _run_setup(module, options, codec)
+            except BaseException as exc:
+                try:
+                    hello(_setup_error(options.module, options.setup, exc))
+                finally:
+                    _exit(EXIT_IMPORT_FAILED)
+            setup_seconds = time.monotonic() - started
+        hello(None, setup_seconds)
         reader = FrameReader(proto_in, options.max_message)
         functions = public_functions(module)
         functions[PING_FUNCTION] = _ping

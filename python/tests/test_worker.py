@@ -8,6 +8,7 @@ import select
 import signal
 import struct
 import subprocess
+import base64
 import sys
 import tempfile
 import threading
@@ -173,9 +174,37 @@ class WorkerTest(WorkerTestBase):
         worker = self.start()
         hello = worker.read()
         self.assertEqual(
-            hello, [HELLO, 1, worker.proc.pid, sys.version.split()[0], self.expected_codec(), None, sys.executable]
+            hello, [HELLO, 1, worker.proc.pid, sys.version.split()[0], self.expected_codec(), None, sys.executable, 0.0]
         )
         self.assertEqual(worker.close(), (0, "", ""))
+
+    def test_setup_runs_before_the_hello(self) -> None:
+        args = base64.b64encode(purecodec.packb([["greeting"], {"value": "hello"}])).decode()
+        worker = self.start("sample_setup", "--setup", "set_up", "--setup-args", args)
+        hello = worker.read()
+        self.assertIsNone(hello[5], hello)
+        self.assertGreaterEqual(hello[7], 0.0, "the set-up's duration in seconds")
+        self.assertEqual(worker.call("set_up_value", "greeting", call_id=1), [RESULT, 1, "hello"])
+
+    def test_setup_without_arguments(self) -> None:
+        worker = self.start("sample_setup", "--setup", "set_up")
+        self.assertIsNone(worker.read()[5])
+        self.assertEqual(worker.call("set_up_value", "default", call_id=1), [RESULT, 1, True])
+
+    def test_a_failing_setup_is_a_start_failure(self) -> None:
+        worker = self.start("sample_setup", "--setup", "set_up_fails")
+        hello = worker.read()
+        code, type_, message, tb = hello[5]
+        self.assertEqual((code, type_), ("setup_failed", "ValueError"))
+        self.assertEqual(message, "sample_setup.set_up_fails(): no model file")
+        self.assertIn('raise ValueError("no model file")', tb)
+        self.assertEqual(worker.close()[0], 1)
+
+    def test_a_missing_setup_function_is_a_start_failure(self) -> None:
+        worker = self.start("sample_setup", "--setup", "no_such_function")
+        code, type_, message, _ = worker.read()[5]
+        self.assertEqual((code, type_), ("setup_failed", "AttributeError"))
+        self.assertIn("no function 'no_such_function'", message)
 
     def test_call(self) -> None:
         worker = self.start_ready()
