@@ -287,3 +287,17 @@ func ExampleExt() {
 	}
 	fmt.Println(sum) // 0.30, not 0.30000000000000004
 }
+
+// Resize changes the pool's size while it runs: growing starts workers at
+// once, shrinking stops idle ones at once and busy ones as they come back.
+func ExamplePool_Resize() {
+	ctx := context.Background()
+	pool := newExamplePool(ctx) // Size 2
+	defer pool.Close(ctx)
+	if err := pool.Resize(4, 2); err != nil {
+		log.Fatal(err)
+	}
+	s := pool.Stats()
+	fmt.Println(s.Size, s.MaxOverflow)
+	// Output: 4 2
+}

@@ -159,7 +159,9 @@ func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 	if pw.state.serving() {
 		others--
 	}
-	if others >= p.cfg.Size && p.cfg.OverflowIdleTimeout == 0 {
+	// Beyond Size+MaxOverflow only after Resize shrank the pool: it goes
+	// whatever OverflowIdleTimeout says.
+	if others >= p.cfg.Size && (p.cfg.OverflowIdleTimeout == 0 || others >= p.cfg.Size+p.cfg.MaxOverflow) {
 		p.stopLocked(pw)
 		return
 	}

@@ -1,0 +1,100 @@
+package pypool
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestResizeUnderLoad grows and shrinks a pool while callers keep it busy:
+// no call fails, and each time the pool settles at the new size.
+func TestResizeUnderLoad(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Size, cfg.MaxOverflow = 2, 1
+	pool := newTestPool(t, cfg)
+
+	stop := make(chan struct{})
+	var calls atomic.Int64
+	var failures []error
+	var mu sync.Mutex
+	var callers sync.WaitGroup
+	for i := range 6 {
+		callers.Add(1)
+		go func() {
+			defer callers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				out, err := pool.Call(testCtx(t), "echo", i)
+				if err != nil || out != int64(i) {
+					mu.Lock()
+					failures = append(failures, err)
+					mu.Unlock()
+				}
+				calls.Add(1)
+			}
+		}()
+	}
+	for _, size := range []struct{ size, overflow int }{{5, 2}, {1, 0}, {3, 1}, {1, 1}} {
+		before := calls.Load()
+		require.NoError(t, pool.Resize(size.size, size.overflow))
+		s := pool.Stats()
+		assert.Equal(t, size.size, s.Size)
+		assert.Equal(t, size.overflow, s.MaxOverflow)
+		// Calls go on while the pool changes size.
+		awaitPool(t, pool, "calls made after the resize", func(Stats) bool { return calls.Load() > before+20 })
+	}
+	close(stop)
+	callers.Wait()
+	assert.Empty(t, failures, "no call failed while the pool was resized")
+	awaitPool(t, pool, "at rest at the last size", func(s Stats) bool { return atRest(s, 1) })
+	assert.Len(t, childProcesses(), 1, "the workers beyond the new size were stopped")
+}
+
+// TestResizeGrowsAtOnce: growing starts the new workers without a call
+// asking for them; shrinking stops idle workers at once.
+func TestResizeGrowsAtOnce(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Size = 1
+	pool := newTestPool(t, cfg)
+	require.NoError(t, pool.Resize(3, 0))
+	awaitPool(t, pool, "3 idle workers", func(s Stats) bool { return atRest(s, 3) })
+	require.NoError(t, pool.Resize(1, 0))
+	awaitPool(t, pool, "1 idle worker", func(s Stats) bool { return atRest(s, 1) })
+}
+
+// TestResizeWaitsForBusyWorkers: shrinking never interrupts a call; the
+// busy worker beyond the new size stops when it is checked in.
+func TestResizeWaitsForBusyWorkers(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Size = 2
+	pool := newTestPool(t, cfg)
+	err := pool.Transaction(testCtx(t), func(a *Worker) error {
+		return pool.Transaction(testCtx(t), func(b *Worker) error {
+			require.NoError(t, pool.Resize(1, 0))
+			assert.Equal(t, 2, pool.Stats().InUse, "both calls' workers keep running")
+			for _, w := range []*Worker{a, b} {
+				_, err := w.Call(testCtx(t), "echo", 1)
+				require.NoError(t, err)
+			}
+			return nil
+		})
+	})
+	require.NoError(t, err)
+	awaitPool(t, pool, "1 idle worker", func(s Stats) bool { return atRest(s, 1) })
+}
+
+func TestResizeRefusesBadSizesAndClosedPools(t *testing.T) {
+	pool := newTestPool(t, testConfig(t))
+	assert.Error(t, pool.Resize(0, 0))
+	assert.Error(t, pool.Resize(1, -1))
+	require.NoError(t, pool.Close(context.Background()))
+	assert.ErrorIs(t, pool.Resize(2, 0), ErrPoolClosed)
+}
