@@ -48,8 +48,9 @@ type Tracer interface {
 	// the call is sent to it.
 	TraceCallWorker(ctx context.Context, pool *Pool, data TraceCallWorkerData)
 
-	// TraceCallEnd is called when the attempt ended, whatever the outcome,
-	// after its worker (if any) went back to the pool.
+	// TraceCallEnd is called when the attempt ended, whatever the outcome;
+	// outside a Transaction, after its worker (if any) went back to the
+	// pool.
 	TraceCallEnd(ctx context.Context, pool *Pool, data TraceCallEndData)
 }
 
@@ -75,8 +76,8 @@ type TraceCallStartData struct {
 type TraceCallWorkerData struct {
 	// Pid is the worker process's id.
 	Pid int
-	// Wait is how long the attempt waited for the worker: from
-	// TraceCallStart to the checkout (including the start of a worker it
+	// Wait is how long the attempt waited for the worker: from the return
+	// of TraceCallStart to the checkout (including the start of a worker it
 	// waited for). 0 inside a Transaction, whose worker is already checked
 	// out.
 	Wait time.Duration
@@ -89,8 +90,9 @@ type TraceCallEndData struct {
 	// Err is the error the attempt ended with, as the caller gets it (for
 	// an attempt that is retried, the caller gets the last attempt's).
 	Err error
-	// Duration is the attempt's duration from TraceCallStart: waiting for
-	// a worker, the round trip to Python and decoding the result.
+	// Duration is the attempt's duration from the return of
+	// TraceCallStart: waiting for a worker, the round trip to Python and
+	// decoding the result (TraceCallStart itself is not counted).
 	Duration time.Duration
 	// Wait is the time spent waiting for a worker, also when none came
 	// (the whole Duration then); 0 inside a Transaction.
@@ -159,7 +161,6 @@ func (o Outcome) String() string {
 // OutcomeOK. A Worker.Call whose worker was stopped by Close is
 // OutcomeClosed, not OutcomeCrashed.
 func OutcomeOf(err error) Outcome {
-	var pyErr *PythonError
 	switch {
 	case err == nil:
 		return OutcomeOK
@@ -175,10 +176,17 @@ func OutcomeOf(err error) Outcome {
 		return OutcomeStartFailed
 	case errors.Is(err, ErrWorkerCrashed):
 		return OutcomeCrashed
-	case errors.As(err, &pyErr):
+	case isPythonError(err):
 		return OutcomePythonError
 	}
 	return OutcomeError
+}
+
+// isPythonError reports whether err holds a *PythonError. (Apart from
+// OutcomeOf, so that a call without error does not allocate its target.)
+func isPythonError(err error) bool {
+	var pyErr *PythonError
+	return errors.As(err, &pyErr)
 }
 
 // callSizes receives the encoded sizes of a traced call from process.call.
