@@ -176,6 +176,11 @@ type Config struct {
 	// stderr (level Warn), line by line, tagged with the worker's pid, and
 	// the pool's own events. Default slog.Default().
 	Logger *slog.Logger
+
+	// Tracer, when set, is told when each call starts, gets a worker and
+	// ends (see Tracer); github.com/pypool/pypool/otel adapts it to
+	// OpenTelemetry. Default nil: no tracing, at no cost.
+	Tracer Tracer
 }
 
 // Defaults of Config's durations.

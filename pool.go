@@ -155,8 +155,13 @@ func (p *Pool) call(ctx context.Context, fn string, args []any, into decodeFunc,
 	ctx, cancel := p.withCallTimeout(ctx)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		err := p.callOnce(ctx, fn, args, into, wait)
-		if err == nil || attempt >= p.cfg.CrashRetries || !retryable(err) || !p.awaitBackoff(ctx) {
+		var err error
+		if p.cfg.Tracer == nil {
+			err = p.callOnce(ctx, fn, args, into, wait)
+		} else {
+			err = p.tracedCallOnce(ctx, fn, args, into, wait, attempt)
+		}
+		if err == nil || !p.mayRetry(err, attempt) || !p.awaitBackoff(ctx) {
 			return err
 		}
 		p.log.Debug("pypool: retrying a call whose worker failed", "function", fn, "attempt", attempt+1, "error", err)
@@ -169,7 +174,13 @@ func (p *Pool) callOnce(ctx context.Context, fn string, args []any, into decodeF
 		return err
 	}
 	defer p.checkin(pw)
-	return p.callOn(ctx, pw, fn, args, into)
+	return p.callOn(ctx, pw, fn, args, into, nil)
+}
+
+// mayRetry reports whether attempt, which failed with err, is tried again
+// (Config.CrashRetries).
+func (p *Pool) mayRetry(err error, attempt int) bool {
+	return attempt < p.cfg.CrashRetries && retryable(err)
 }
 
 // retryable reports whether a call may be tried again on another worker
@@ -197,10 +208,11 @@ func (p *Pool) withCallTimeout(ctx context.Context) (context.Context, context.Ca
 	return ctx, func() {}
 }
 
-// callOn makes one call on a checked-out worker.
-func (p *Pool) callOn(ctx context.Context, pw *pooledWorker, fn string, args []any, into decodeFunc) error {
+// callOn makes one call on a checked-out worker; sizes (nil: not traced)
+// receives its encoded sizes.
+func (p *Pool) callOn(ctx context.Context, pw *pooledWorker, fn string, args []any, into decodeFunc, sizes *callSizes) error {
 	args, kwargs := splitKwargs(args)
-	err := pw.proc.call(ctx, fn, args, kwargs, into)
+	err := pw.proc.call(ctx, fn, args, kwargs, into, sizes)
 	p.calls.Add(1)
 	switch {
 	case err == nil:

@@ -245,7 +245,7 @@ func (p *process) handshake(ctx context.Context) error {
 // it runs before the read buffer is reused. A *PythonError is returned for
 // an ERROR reply. Any other error from a call that reached the worker leaves
 // the process interrupted (p.interruptd) or broken (p.broken).
-func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc) error {
+func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.broken != nil || p.interruptd != 0 {
@@ -270,6 +270,9 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 	case err != nil:
 		return err // nothing was sent: the worker is fine
 	}
+	if sizes != nil {
+		sizes.request = len(frame) - frameHeaderSize + p.encoder.sharedBytes
+	}
 	stop := p.watchContext(ctx)
 	defer stop()
 	if n, err := p.toWorker.Write(frame); err != nil {
@@ -282,6 +285,9 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 	body, owned, err := p.reader.next()
 	if err != nil {
 		return p.failed(ctx, fn, err, true)
+	}
+	if sizes != nil {
+		sizes.reply = len(body)
 	}
 	r, err := decodeReply(body)
 	if err == nil && r.id != id {

@@ -33,12 +33,19 @@ func (w *Worker) Call(ctx context.Context, fn string, args ...any) (any, error) 
 }
 
 func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
+	if w.pool.cfg.Tracer != nil {
+		return w.tracedCallInto(ctx, fn, args, into)
+	}
+	return w.call(ctx, fn, args, into, nil)
+}
+
+func (w *Worker) call(ctx context.Context, fn string, args []any, into decodeFunc, sizes *callSizes) error {
 	if w.released.Load() {
 		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
 	}
 	ctx, cancel := w.pool.withCallTimeout(ctx)
 	defer cancel()
-	return w.pool.callOn(ctx, w.pw, fn, args, into)
+	return w.pool.callOn(ctx, w.pw, fn, args, into, sizes)
 }
 
 // Pid returns the worker's process id.

@@ -1,0 +1,268 @@
+package pypool
+
+// tracer.go is the tracing hook of Config.Tracer: what a Tracer is told and
+// when, and the traced variants of a call's attempt. With a nil Tracer none
+// of this runs: the pool's call path tests the field once per attempt.
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+)
+
+// Tracer is told about every call a pool makes, in the style of pgx's
+// QueryTracer, so that spans (see the subpackage
+// github.com/pypool/pypool/otel for OpenTelemetry), logs or metrics can be
+// attached. Set it in Config.Tracer; nil (the default) costs nothing.
+//
+// Every call is traced: Pool.Call, Pool.TryCall, Pool.Ping (as a call of the
+// runtime's no-op "_pypool_ping"), CallAs and CallBytes on a *Pool or a
+// *Worker, and Worker.Call inside Pool.Transaction. The checkout of a
+// Transaction itself is not a call and is not traced.
+//
+// For one attempt of a call, the hooks run in the caller's goroutine in this
+// order: TraceCallStart, then TraceCallWorker once a worker is checked out
+// (not when none was: a rejection, a closed pool, a context that ended while
+// waiting), then TraceCallEnd, exactly once. Hooks of different calls run
+// concurrently: a Tracer must be safe for concurrent use. The hooks run on
+// the call's path: they should be quick and must not call the pool.
+//
+// Retries (Config.CrashRetries): each attempt is traced on its own, from
+// TraceCallStart to TraceCallEnd, with TraceCallStartData.Attempt counting
+// from 0, so that every attempt has its own worker, wait and outcome (as
+// Stats counts attempts as calls). An attempt after which the pool tries
+// again ends with TraceCallEndData.Retry set. The later attempts start from
+// the caller's context, not from the context an earlier attempt's
+// TraceCallStart returned: their spans are siblings.
+type Tracer interface {
+	// TraceCallStart is called when an attempt of a call starts, before
+	// the pool looks for a worker. The context it returns is the one that
+	// TraceCallWorker and TraceCallEnd of this attempt receive, so that a
+	// span started here can be ended there; the call itself keeps running
+	// on the caller's context (a Tracer can not change its deadline). It
+	// must not return nil.
+	TraceCallStart(ctx context.Context, pool *Pool, data TraceCallStartData) context.Context
+
+	// TraceCallWorker is called when the attempt has a worker, just before
+	// the call is sent to it.
+	TraceCallWorker(ctx context.Context, pool *Pool, data TraceCallWorkerData)
+
+	// TraceCallEnd is called when the attempt ended, whatever the outcome;
+	// outside a Transaction, after its worker (if any) went back to the
+	// pool.
+	TraceCallEnd(ctx context.Context, pool *Pool, data TraceCallEndData)
+}
+
+// TraceCallStartData is what Tracer.TraceCallStart is told.
+type TraceCallStartData struct {
+	// Function is the name of the Python function called ("_pypool_ping"
+	// for Pool.Ping).
+	Function string
+	// Args is the number of positional arguments, and Kwargs the number of
+	// keyword arguments (the entries of a trailing Kwargs). Their encoded
+	// size is known only once the call is encoded for its worker: it is in
+	// TraceCallEndData.RequestBytes.
+	Args, Kwargs int
+	// Attempt is 0 for a call's first attempt and n for its n-th retry
+	// under Config.CrashRetries.
+	Attempt int
+	// Transaction says the call is made through the Worker of a
+	// Pool.Transaction: it waits for no worker and is never retried.
+	Transaction bool
+}
+
+// TraceCallWorkerData is what Tracer.TraceCallWorker is told.
+type TraceCallWorkerData struct {
+	// Pid is the worker process's id.
+	Pid int
+	// Wait is how long the attempt waited for the worker: from the return
+	// of TraceCallStart to the checkout (including the start of a worker it
+	// waited for). 0 inside a Transaction, whose worker is already checked
+	// out.
+	Wait time.Duration
+}
+
+// TraceCallEndData is what Tracer.TraceCallEnd is told.
+type TraceCallEndData struct {
+	// Outcome classifies Err; OutcomeOK when Err is nil.
+	Outcome Outcome
+	// Err is the error the attempt ended with, as the caller gets it (for
+	// an attempt that is retried, the caller gets the last attempt's).
+	Err error
+	// Duration is the attempt's duration from the return of
+	// TraceCallStart: waiting for a worker, the round trip to Python and
+	// decoding the result (TraceCallStart itself is not counted).
+	Duration time.Duration
+	// Wait is the time spent waiting for a worker, also when none came
+	// (the whole Duration then); 0 inside a Transaction.
+	Wait time.Duration
+	// Pid is the worker's process id, 0 when the attempt got no worker.
+	Pid int
+	// RequestBytes is the size of the encoded call (the message as
+	// Config.MaxMessageSize counts it: the pipe's bytes plus the values
+	// passed through shared memory), and ReplyBytes the size of the reply
+	// message read from the pipe (a value passed through shared memory
+	// counts by its reference only). Either is 0 when the call did not get
+	// that far (no worker, an argument not encodable, a crash before the
+	// reply).
+	RequestBytes, ReplyBytes int
+	// Retry says the pool tries the call again on another worker
+	// (Config.CrashRetries) after its start backoff, unless the caller's
+	// context ends first; Err is then not (yet) what the caller gets.
+	Retry bool
+}
+
+// Outcome classifies how a call ended, for tracing and metrics.
+type Outcome int
+
+const (
+	// OutcomeOK: the call returned a result.
+	OutcomeOK Outcome = iota
+	// OutcomePythonError: the function raised, or the Python runtime
+	// refused the call; Err holds a *PythonError whose Code says which.
+	OutcomePythonError
+	// OutcomeCrashed: the worker died during the call (ErrWorkerCrashed).
+	OutcomeCrashed
+	// OutcomeDeadline: the context's deadline (or Config.CallTimeout)
+	// passed, while waiting for a worker or while Python ran.
+	OutcomeDeadline
+	// OutcomeCanceled: the context was canceled.
+	OutcomeCanceled
+	// OutcomeRejected: the pool refused the call at once
+	// (ErrPoolExhausted: TryCall with all workers busy, or
+	// Config.MaxWaiting callers already waiting).
+	OutcomeRejected
+	// OutcomeClosed: the pool was closed before or during the call
+	// (ErrPoolClosed).
+	OutcomeClosed
+	// OutcomeStartFailed: no worker could be started for the call
+	// (ErrWorkerStart; an import failure also holds a *PythonError).
+	OutcomeStartFailed
+	// OutcomeError: any other error: an argument not encodable, a result
+	// not decodable, a message too large for Go, a protocol violation, a
+	// Worker used after its transaction.
+	OutcomeError
+)
+
+var outcomeNames = [...]string{"ok", "python_error", "crashed", "deadline", "canceled", "rejected", "closed", "start_failed", "error"}
+
+// String returns the outcome's name in snake case ("ok", "python_error",
+// "crashed", "deadline", "canceled", "rejected", "closed", "start_failed",
+// "error"): a bounded set, fit for metric labels and span attributes.
+func (o Outcome) String() string {
+	if o >= 0 && int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// OutcomeOf classifies an error returned by a call of this package: nil is
+// OutcomeOK. A Worker.Call whose worker was stopped by Close is
+// OutcomeClosed, not OutcomeCrashed.
+func OutcomeOf(err error) Outcome {
+	switch {
+	case err == nil:
+		return OutcomeOK
+	case errors.Is(err, ErrPoolClosed):
+		return OutcomeClosed
+	case errors.Is(err, ErrPoolExhausted):
+		return OutcomeRejected
+	case errors.Is(err, context.DeadlineExceeded):
+		return OutcomeDeadline
+	case errors.Is(err, context.Canceled):
+		return OutcomeCanceled
+	case errors.Is(err, ErrWorkerStart):
+		return OutcomeStartFailed
+	case errors.Is(err, ErrWorkerCrashed):
+		return OutcomeCrashed
+	case isPythonError(err):
+		return OutcomePythonError
+	}
+	return OutcomeError
+}
+
+// isPythonError reports whether err holds a *PythonError. (Apart from
+// OutcomeOf, so that a call without error does not allocate its target.)
+func isPythonError(err error) bool {
+	var pyErr *PythonError
+	return errors.As(err, &pyErr)
+}
+
+// callSizes receives the encoded sizes of a traced call from process.call.
+type callSizes struct {
+	request, reply int
+}
+
+// callTrace follows one traced attempt from its start to its end.
+type callTrace struct {
+	pool   *Pool
+	ctx    context.Context // what TraceCallStart returned
+	start  time.Time
+	wait   time.Duration
+	pid    int
+	sizes  callSizes
+	waited bool // wait is set
+}
+
+// startTrace tells the tracer that an attempt starts.
+func (p *Pool) startTrace(ctx context.Context, fn string, args []any, attempt int, tx bool) callTrace {
+	pos, kwargs := splitKwargs(args)
+	tctx := p.cfg.Tracer.TraceCallStart(ctx, p, TraceCallStartData{
+		Function: fn, Args: len(pos), Kwargs: len(kwargs), Attempt: attempt, Transaction: tx,
+	})
+	if tctx == nil {
+		tctx = ctx
+	}
+	return callTrace{pool: p, ctx: tctx, start: time.Now(), waited: tx}
+}
+
+// gotWorker tells the tracer that the attempt has its worker.
+func (ct *callTrace) gotWorker(pw *pooledWorker) {
+	if !ct.waited {
+		ct.wait, ct.waited = time.Since(ct.start), true
+	}
+	ct.pid = pw.proc.pid
+	ct.pool.cfg.Tracer.TraceCallWorker(ct.ctx, ct.pool, TraceCallWorkerData{Pid: ct.pid, Wait: ct.wait})
+}
+
+// end tells the tracer that the attempt ended with err.
+func (ct *callTrace) end(err error, retry bool) {
+	d := time.Since(ct.start)
+	if !ct.waited {
+		ct.wait = d // no worker came
+	}
+	ct.pool.cfg.Tracer.TraceCallEnd(ct.ctx, ct.pool, TraceCallEndData{
+		Outcome: OutcomeOf(err), Err: err, Duration: d, Wait: ct.wait, Pid: ct.pid,
+		RequestBytes: ct.sizes.request, ReplyBytes: ct.sizes.reply, Retry: retry,
+	})
+}
+
+// tracedCallOnce is callOnce between the tracer's hooks.
+func (p *Pool) tracedCallOnce(ctx context.Context, fn string, args []any, into decodeFunc, wait bool, attempt int) error {
+	ct := p.startTrace(ctx, fn, args, attempt, false)
+	err := p.tracedAttempt(ctx, &ct, fn, args, into, wait)
+	ct.end(err, err != nil && p.mayRetry(err, attempt))
+	return err
+}
+
+func (p *Pool) tracedAttempt(ctx context.Context, ct *callTrace, fn string, args []any, into decodeFunc, wait bool) error {
+	pw, err := p.checkout(ctx, wait)
+	if err != nil {
+		return err
+	}
+	defer p.checkin(pw)
+	ct.gotWorker(pw)
+	return p.callOn(ctx, pw, fn, args, into, &ct.sizes)
+}
+
+// tracedCallInto is Worker.callInto between the tracer's hooks.
+func (w *Worker) tracedCallInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
+	ct := w.pool.startTrace(ctx, fn, args, 0, true)
+	if !w.released.Load() {
+		ct.gotWorker(w.pw)
+	}
+	err := w.call(ctx, fn, args, into, &ct.sizes)
+	ct.end(err, false)
+	return err
+}
