@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
+	"log/slog"
+	"time"
 
 	"github.com/pypool/pypool"
 )
@@ -300,4 +303,78 @@ func ExamplePool_Resize() {
 	s := pool.Stats()
 	fmt.Println(s.Size, s.MaxOverflow)
 	// Output: 4 2
+}
+
+// New returns when Size workers have imported the module. A module that
+// fails to import makes New fail with an error wrapping ErrWorkerStart and
+// the *PythonError that carries the import's traceback.
+func ExampleNew() {
+	ctx := context.Background()
+	_, err := pypool.New(ctx, pypool.Config{
+		Module:     "pypool_broken", // raises RuntimeError while it is imported
+		PythonPath: []string{"testdata/pymod"},
+		Size:       1,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	fmt.Println(errors.Is(err, pypool.ErrWorkerStart))
+	var pyErr *pypool.PythonError
+	if errors.As(err, &pyErr) {
+		fmt.Println(pyErr.Code, pyErr.Type, pyErr.Message)
+		// pyErr.Traceback (or fmt.Printf("%+v", pyErr)) shows the line that raised.
+	}
+	// Output:
+	// true
+	// import_failed RuntimeError pypool_broken is broken on purpose
+}
+
+// Close lets calls in flight finish until its context ends, then stops
+// every worker; calls made afterwards fail with ErrPoolClosed.
+func ExamplePool_Close() {
+	ctx := context.Background()
+	pool := newExamplePool(ctx)
+
+	// In a service: on SIGTERM, give calls in flight 10 seconds.
+	closeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	fmt.Println(pool.Close(closeCtx))
+
+	_, err := pool.Call(ctx, "duplicate_text", "late")
+	fmt.Println(errors.Is(err, pypool.ErrPoolClosed))
+	fmt.Println(pool.Stats().Workers)
+	// Output:
+	// <nil>
+	// true
+	// 0
+}
+
+// A worker that dies during a call (os._exit, a segfault, the OOM killer)
+// gives an error wrapping ErrWorkerCrashed; errors.As finds the
+// *WorkerExitError with its exit status and last stderr lines. The pool has
+// already started a replacement.
+func ExampleWorkerExitError() {
+	ctx := context.Background()
+	pool, err := pypool.New(ctx, pypool.Config{
+		Module:     "pypool_testmod", // crash(status) writes to stderr, then os._exit(status)
+		PythonPath: []string{"testdata/pymod"},
+		Size:       1,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close(ctx)
+
+	_, err = pool.Call(ctx, "crash", 3)
+	fmt.Println(errors.Is(err, pypool.ErrWorkerCrashed))
+	var exit *pypool.WorkerExitError
+	if errors.As(err, &exit) {
+		fmt.Println(exit.ExitCode, exit.Signal == "")
+	}
+
+	out, err := pool.Call(ctx, "duplicate_text", "again") // on the replacement
+	fmt.Println(out, err)
+	// Output:
+	// true
+	// 3 true
+	// againagain <nil>
 }

@@ -1,18 +1,6 @@
-// Package pypool calls Python functions from Go through a supervised pool of
-// long-lived python3 worker processes.
-//
-// A Pool keeps Config.Size workers running, starts up to Config.MaxOverflow
-// more under load, and replaces any worker that crashes. Each worker imports
-// Config.Module once; Call runs one of its public functions:
-//
-//	pool, err := pypool.New(ctx, pypool.Config{Module: "my_module"})
-//	...
-//	defer pool.Close(context.Background())
-//	out, err := pool.Call(ctx, "duplicate_text", "testing") // "testingtesting"
-//
-// Arguments and results cross as msgpack; the README has the table of types.
-// The Python side needs nothing but the standard library: the worker runtime
-// ships inside this package.
+// pool.go is the Pool's public API: New, the calls, Transaction, Stats and
+// Close. The package overview is in doc.go.
+
 package pypool
 
 import (
@@ -241,10 +229,12 @@ const pingFunction = "_pypool_ping"
 // check-in). All calls made through the Worker run in the same Python process,
 // one after the other. The Worker must not be used after fn returns.
 //
-// ctx bounds the checkout only, as with database/sql's DB.Conn and pgx's
-// AcquireFunc: when it ends before a worker is free, fn does not run and
-// ctx's error is returned. The calls inside use the contexts given to
-// Worker.Call, and fn decides how long it holds the worker.
+// ctx bounds the checkout only, as with pgx's AcquireFunc and database/sql's
+// DB.Conn: when it ends before a worker is free, fn does not run and
+// Transaction returns ctx's error; once fn runs, ctx no longer matters, and
+// each call inside is bounded by the context passed to that Worker.Call or
+// CallAs (with Config.CallTimeout when that context has no deadline), so fn
+// alone decides how long the worker stays checked out.
 func (p *Pool) Transaction(ctx context.Context, fn func(w *Worker) error) error {
 	pw, err := p.checkout(ctx, true)
 	if err != nil {
