@@ -59,6 +59,9 @@ type pooledWorker struct {
 
 	// Set by the sweeper, read at check-in.
 	overMemory atomic.Bool
+
+	// Why the pool stopped it, for its log record; guarded by Pool.mu.
+	stopCause string
 }
 
 // waiter is a caller blocked in checkout.
@@ -160,6 +163,7 @@ func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 		others--
 	}
 	if others >= p.cfg.Size && p.cfg.OverflowIdleTimeout == 0 {
+		pw.stopCause = "overflow worker no longer needed"
 		p.stopLocked(pw)
 		return
 	}
