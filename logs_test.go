@@ -95,6 +95,7 @@ func TestFailedNewLogsOnce(t *testing.T) {
 
 	var errs []logged
 	for _, r := range rec.all() {
+		t.Logf("%s %s %v", r.level, r.msg, r.attrs)
 		if r.level >= slog.LevelError {
 			errs = append(errs, r)
 		}

@@ -741,8 +741,11 @@ DUMP_SIGNAL = signal.SIGUSR1
 def enable_stack_dumps(fd: int) -> None:
     """Dump the stacks of all threads to fd at DUMP_SIGNAL. faulthandler is
     built into CPython: importing it and registering cost microseconds."""
-    import faulthandler
-
+    try:
+        import faulthandler
+    except ImportError:  # pragma: no cover - an interpreter without it
+        signal.signal(DUMP_SIGNAL, signal.SIG_IGN)  # no dump, but no death either
+        return
     try:
         os.set_inheritable(fd, False)  # child processes must not hold it open
         faulthandler.register(DUMP_SIGNAL, file=fd, all_threads=True, chain=False)
