@@ -161,6 +161,9 @@ type outputCalls struct {
 	probe   func(fd uintptr)
 }
 
+// maxEndedCalls bounds the calls whose output an outputCalls remembers.
+const maxEndedCalls = 64
+
 // endedCall is a call whose output ends at byte end of the stream.
 type endedCall struct {
 	end int64
@@ -185,6 +188,11 @@ func (o *outputCalls) callEnded(fn *string) {
 		o.ended = o.ended[1:]
 	}
 	if end > o.logged {
+		if len(o.ended) == maxEndedCalls {
+			// A line that never ends (a write without newline) holds
+			// them back: forget the oldest.
+			o.ended = append(o.ended[:0], o.ended[1:]...)
+		}
 		o.ended = append(o.ended, endedCall{end, fn})
 	}
 }

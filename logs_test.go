@@ -276,3 +276,24 @@ func workerProcess(p *Pool) *process {
 	}
 	return ws[0].proc
 }
+
+// TestOutputCallsBounded: output that never ends its line does not make
+// the record of ended calls grow without bound, and lines name the call
+// that wrote them.
+func TestOutputCallsBounded(t *testing.T) {
+	var o outputCalls
+	a, b := "a", "b"
+	o.read.Store(10)
+	o.callEnded(&a) // bytes 0..10 are a's
+	o.read.Store(20)
+	o.callEnded(&b) // 10..20 are b's
+	assert.Equal(t, &a, o.lineFunction(5, nil))
+	assert.Equal(t, &a, o.lineFunction(10, nil))
+	assert.Equal(t, &b, o.lineFunction(15, nil))
+	assert.Nil(t, o.lineFunction(25, nil), "written after both calls")
+	for i := range 1000 {
+		o.read.Store(int64(30 + i))
+		o.callEnded(&a)
+	}
+	assert.LessOrEqual(t, len(o.ended), maxEndedCalls)
+}
