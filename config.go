@@ -173,8 +173,11 @@ type Config struct {
 	Extensions []Extension
 
 	// Logger receives what the workers write to stdout (level Info) and
-	// stderr (level Warn), line by line, tagged with the worker's pid, and
-	// the pool's own events. Default slog.Default().
+	// stderr (level Warn), line by line, tagged with the worker's pid and
+	// the function of the call that wrote it, and the pool's own events:
+	// each worker's start, stop, recycling and crash, interrupted calls,
+	// and the Python stack of a call cut off or a worker killed (the
+	// README's "Logs" table). Default slog.Default().
 	Logger *slog.Logger
 
 	// Tracer, when set, is told when each call starts, gets a worker and

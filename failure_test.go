@@ -44,7 +44,13 @@ func TestWorkerStuckInCIsKilled(t *testing.T) {
 	}()
 	_, err := pool.Call(ctx, "stuck_in_c")
 	require.ErrorIs(t, err, context.Canceled)
-	rec.await(t, "pypool: worker did not answer its interrupt in time; replacing it")
+	killed := rec.await(t, msgWorkerKilled)
+	assert.Equal(t, "stuck_in_c", killed["function"])
+	// Where it was stuck, taken before the kill: the Python frame that
+	// called into C.
+	stack := rec.awaitMatch(t, msgPythonStack, "event", dumpKilled)
+	assert.Equal(t, "stuck_in_c", stack["function"])
+	assert.Contains(t, stack["stack"], testmodLine(t, "stuck_in_c", "hashlib.pbkdf2_hmac("))
 	out, err := pool.Call(testCtx(t), "echo", 1)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), out)
@@ -181,6 +187,7 @@ func TestMaxWorkerLifetimeRecyclesIdleWorkers(t *testing.T) {
 }
 
 func TestMaxWorkerMemoryRecyclesAfterTheCall(t *testing.T) {
+	rec := newLogRecorder()
 	cfg := testConfig(t)
 	pid := 0
 	{
@@ -190,6 +197,7 @@ func TestMaxWorkerMemoryRecyclesAfterTheCall(t *testing.T) {
 		require.NoError(t, err)
 		cfg.MaxWorkerMemory = rss + 64<<20
 	}
+	cfg.Logger = slogNew(rec)
 	pool := newTestPool(t, cfg)
 	first := workerPids(pool)
 	out, err := pool.Call(testCtx(t), "hog", 128)
@@ -199,6 +207,13 @@ func TestMaxWorkerMemoryRecyclesAfterTheCall(t *testing.T) {
 		return s.Recycled == 1 && s.Restarts == 1 && s.Workers == 1 && len(workerPids(pool)) == 1
 	})
 	assert.NotEqual(t, first, workerPids(pool))
+	// Its stack as it was recycled (idle, between calls), tagged with the
+	// call that went over the limit.
+	stack := rec.awaitMatch(t, msgPythonStack, "event", dumpRecycled)
+	assert.Equal(t, "hog", stack["function"])
+	assert.Equal(t, itoa(first[0]), stack["worker"])
+	assert.Contains(t, stack["stack"], "in serve")
+	assert.Contains(t, rec.await(t, msgWorkerStopped)["cause"], "MaxWorkerMemory")
 }
 
 func TestOverflowIdleTimeoutAvoidsChurn(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,6 +97,15 @@ type process struct {
 	deadlineSet bool          // false: the pipes' deadlines are not known
 
 	served atomic.Int64 // calls answered
+
+	// The function of the call in progress (nil between calls; it stays
+	// set while an interrupted call drains), and of the last call. Read
+	// by the output forwarders and the life-cycle log records.
+	current atomic.Pointer[string]
+	last    atomic.Pointer[string]
+	cutOff  error          // why the interrupted call was cut off; guarded by mu
+	dumps   stackDumper    // the Python stack dumps (stackdump.go)
+	output  [2]outputCalls // which call wrote the lines of stderr, stdout
 }
 
 // startProcess starts a worker and waits for its handshake. onExit is called
@@ -118,6 +128,7 @@ func startProcess(ctx context.Context, spec *workerSpec, onExit func(*process)) 
 		<-p.exited
 		return nil, err
 	}
+	p.logStarted()
 	return p, nil
 }
 
@@ -162,15 +173,25 @@ func (p *process) start() error {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, p.shm.file) // fd 4 (sharedMemoryFd)
 		p.encoder.shared, p.encoder.sharedFrom = p.shm, p.spec.sharedThreshold
 	}
+	dumpR, dumpW, err := os.Pipe()
+	if err != nil {
+		closeFiles(pipes[:]...)
+		if p.shm != nil {
+			p.shm.retire()
+		}
+		return fmt.Errorf("%w: creating pipes: %v", ErrWorkerStart, err)
+	}
+	cmd.Args = append(cmd.Args, "--dump-fd", strconv.Itoa(3+len(cmd.ExtraFiles)))
+	cmd.ExtraFiles = append(cmd.ExtraFiles, dumpW) // the Python stack dumps
 	p.codec = p.spec.codec
 	p.codec.shared = p.shm
 	cmd.Env = p.spec.env
 	cmd.Dir = p.spec.dir
 	cmd.SysProcAttr = workerSysProcAttr()
 	err = startLocked(cmd)
-	closeFiles(inR, outW, errW, logW) // the child's ends
+	closeFiles(inR, outW, errW, logW, dumpW) // the child's ends
 	if err != nil {
-		closeFiles(inW, outR, errR, logR)
+		closeFiles(inW, outR, errR, logR, dumpR)
 		if p.shm != nil {
 			p.shm.retire()
 		}
@@ -180,7 +201,7 @@ func (p *process) start() error {
 	p.toWorker, p.fromWorker = inW, outR
 	p.reader = newFrameReader(outR, p.spec.maxMessageSize)
 	p.stderr.lines = make([]string, 0, stderrTailLines)
-	p.startForwarders(errR, logR)
+	p.startForwarders(errR, logR, dumpR)
 	return nil
 }
 
@@ -256,6 +277,8 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 	}
 	p.nextID++
 	id := p.nextID
+	p.setCurrent(fn)
+	defer p.endCall()
 	if p.shm != nil {
 		p.shm.acquire()
 		defer p.shm.releaseCall()
@@ -353,6 +376,8 @@ func (p *process) failed(ctx context.Context, fn string, err error, sent bool) e
 			// Python is still running the call: interrupt it. The pool
 			// decides, after a grace period, whether the worker is usable.
 			p.interruptd = p.nextID
+			p.cutOff = cause
+			p.dumps.request(p, fn, dumpInterrupted) // before the interrupt changes the stack
 			p.signal(syscall.SIGINT)
 		} else {
 			p.broken = cause // a frame was cut in half: the stream is lost
@@ -419,6 +444,7 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 		}
 		p.interruptd = 0
 	}
+	p.callOver()
 	p.fromWorker.SetReadDeadline(time.Time{})
 	return true
 }
@@ -548,40 +574,51 @@ func newExitError(pid int, state *os.ProcessState, waitErr error, stderr []strin
 
 // startForwarders copies the worker's stderr and stdout to the logger, line
 // by line, and keeps the last stderr lines for crash errors.
-func (p *process) startForwarders(stderr, stdout *os.File) {
-	p.stderr.done = make(chan struct{}, 2)
-	p.stderr.files = []*os.File{stderr, stdout}
-	go p.forward(stderr, "stderr", slog.LevelWarn, true)
-	go p.forward(stdout, "stdout", slog.LevelInfo, false)
+func (p *process) startForwarders(stderr, stdout, dumps *os.File) {
+	p.stderr.done = make(chan struct{}, 3)
+	p.stderr.files = []*os.File{stderr, stdout, dumps}
+	p.output[0].init(stderr)
+	p.output[1].init(stdout)
+	go p.forward(stderr, &p.output[0], "stderr", slog.LevelWarn, true)
+	go p.forward(stdout, &p.output[1], "stdout", slog.LevelInfo, false)
+	go p.dumps.forward(p, dumps)
 }
 
-func (p *process) forward(f *os.File, stream string, level slog.Level, keep bool) {
+func (p *process) forward(f *os.File, calls *outputCalls, stream string, level slog.Level, keep bool) {
 	defer func() { p.stderr.done <- struct{}{} }()
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 4096)
-	attrs := []slog.Attr{slog.Int("worker", p.pid), slog.String("stream", stream)}
+	r := bufio.NewReaderSize(countingReader{f, &calls.read}, 4096)
+	attrs := []slog.Attr{slog.Int("worker", p.pid), slog.String("stream", stream), {}}
 	var line []byte
 	for {
 		chunk, isPrefix, err := r.ReadLine()
 		line = append(line, chunk...)
 		if err != nil {
 			if len(line) > 0 {
-				p.logLine(level, string(line), attrs, keep)
+				p.logLine(level, string(line), attrs, calls.lineFunction(calls.read.Load(), p.current.Load()), keep)
 			}
 			return
 		}
 		if isPrefix && len(line) < maxLogLine {
 			continue
 		}
-		p.logLine(level, string(line), attrs, keep)
+		end := calls.read.Load() - int64(r.Buffered())
+		p.logLine(level, string(line), attrs, calls.lineFunction(end, p.current.Load()), keep)
 		line = line[:0]
 	}
 }
 
-func (p *process) logLine(level slog.Level, line string, attrs []slog.Attr, keep bool) {
+func (p *process) logLine(level slog.Level, line string, attrs []slog.Attr, fn *string, keep bool) {
 	line = strings.TrimRight(line, "\r")
 	if keep {
 		p.stderr.add(line)
+	}
+	// The last slot of attrs is the function of the call that wrote the
+	// line: output between calls has none.
+	if fn != nil {
+		attrs[len(attrs)-1] = slog.String("function", *fn)
+	} else {
+		attrs = attrs[:len(attrs)-1]
 	}
 	p.spec.logger.LogAttrs(context.Background(), level, line, attrs...)
 }

@@ -113,7 +113,13 @@ func (p *Pool) stopIdleOverflowLocked() {
 // its replacement if the pool needs one.
 func (p *Pool) recycleLocked(pw *pooledWorker, reason string) {
 	p.recycled.Add(1)
-	p.log.Info("pypool: replacing worker", "worker", pw.proc.pid, "reason", reason)
+	p.log.Info(msgWorkerRecycled, "worker", pw.proc.pid, "reason", reason)
+	pw.stopCause = "recycled: " + reason
+	if pw.overMemory.Load() {
+		// What holds the memory may show in its stack. The dump arrives
+		// before the end of input the stop sends.
+		pw.proc.dumps.request(pw.proc, pw.proc.lastFunction(), dumpRecycled)
+	}
 	p.stopLocked(pw)
 }
 

@@ -59,6 +59,9 @@ type pooledWorker struct {
 
 	// Set by the sweeper, read at check-in.
 	overMemory atomic.Bool
+
+	// Why the pool stopped it, for its log record; guarded by Pool.mu.
+	stopCause string
 }
 
 // waiter is a caller blocked in checkout.
@@ -162,6 +165,7 @@ func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 	// Beyond Size+MaxOverflow only after Resize shrank the pool: it goes
 	// whatever OverflowIdleTimeout says.
 	if others >= p.cfg.Size && (p.cfg.OverflowIdleTimeout == 0 || others >= p.cfg.Size+p.cfg.MaxOverflow) {
+		pw.stopCause = "overflow worker no longer needed"
 		p.stopLocked(pw)
 		return
 	}

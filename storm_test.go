@@ -282,6 +282,9 @@ func poolWarnings(rec *logRecorder) []string {
 	defer rec.mu.Unlock()
 	var msgs []string
 	for _, r := range rec.records {
+		if r.Message == msgCallInterrupted || r.Message == msgPythonStack {
+			continue // expected in a storm of deadlines; a kill logs msgWorkerKilled
+		}
 		if r.Level >= slog.LevelWarn && strings.HasPrefix(r.Message, "pypool:") {
 			msgs = append(msgs, r.Message)
 		}

@@ -101,7 +101,7 @@ func (p *Pool) joinLocked(proc *process) error {
 func (p *Pool) startFailedLocked(startedFor *waiter, err error) {
 	p.startFails.Add(1)
 	fatal := p.backoff.failedStart(err)
-	p.log.Error("pypool: a worker failed to start", "error", err, "fatal", fatal)
+	p.log.Error(msgStartFailed, "error", err, "fatal", fatal)
 	if fatal {
 		p.grantLocked(startedFor, grant{err: err})
 		p.failWaitersLocked(err)
@@ -129,9 +129,10 @@ func (p *Pool) processExited(proc *process) {
 	}
 	p.setStateLocked(pw, stateExited)
 	p.reconcileLocked()
+	cause := p.stopCauseLocked(pw)
 	p.mu.Unlock()
+	proc.logExit(cause)
 	if proc.crashed {
-		p.log.Warn("pypool: worker crashed; replacing it", "worker", proc.pid, "error", proc.exitErr)
 		if time.Since(proc.started) < quickDeath && proc.served.Load() == 0 && !killedFromOutside(proc.exitErr) {
 			p.backoff.diedYoung()
 		}
@@ -166,15 +167,23 @@ func (p *Pool) goDrain(pw *pooledWorker) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		ok := pw.proc.awaitInterrupted(p.cfg.InterruptGrace) && pw.proc.condition() == healthy
+		proc := pw.proc
+		fn := proc.function(false)
+		p.log.Warn(msgCallInterrupted, "worker", proc.pid, fn, "cause", proc.interruptCause())
+		ok := proc.awaitInterrupted(p.cfg.InterruptGrace) && proc.condition() == healthy
 		recycle := ""
 		if ok {
 			recycle = p.recycleReason(pw)
-		} else {
-			p.log.Warn("pypool: worker did not answer its interrupt in time; replacing it",
-				"worker", pw.proc.pid, "grace", p.cfg.InterruptGrace)
+		} else if !proc.hasExited() {
+			p.log.Warn(msgWorkerKilled, "worker", proc.pid, fn, "grace", p.cfg.InterruptGrace)
+			// Where it is stuck, before the kill ends it; bounded, and no
+			// caller waits for it.
+			proc.dumps.await(proc, proc.dumps.request(proc, proc.currentFunction(), dumpKilled), dumpKillWait)
 		}
 		p.mu.Lock()
+		if !ok {
+			pw.stopCause = "did not answer its interrupt within Config.InterruptGrace"
+		}
 		defer p.mu.Unlock()
 		p.drainedLocked(pw, ok, recycle)
 	}()

@@ -4,7 +4,7 @@ Go starts it as::
 
     python3 -E -c "import sys;sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])" \\
         RUNTIME_DIR --module MODULE [--path DIR]... [--max-message BYTES] [--codec auto|pure] \\
-        [--shm-fd FD --shm-threshold BYTES --shm-limit BYTES]
+        [--shm-fd FD --shm-threshold BYTES --shm-limit BYTES] [--dump-fd FD]
 
 and talks to it over the original stdin/stdout with frames: a 4-byte
 big-endian length, then a msgpack array whose first element is the kind:
@@ -17,6 +17,11 @@ big-endian length, then a msgpack array whose first element is the kind:
 where the HELLO error is nil or [code, type, message, traceback]. Kinds 5..15
 are reserved. Anything else Go sends is a protocol violation: the worker
 explains it in one line on stderr and exits with status 2.
+
+With --dump-fd, SIGUSR1 makes the worker write the stacks of all its threads
+to that descriptor (faulthandler: C code in the signal handler, so that it
+works while the main thread is stuck in C code too); Go sends it before it
+interrupts or kills a worker and logs the stacks.
 """
 
 from __future__ import annotations
@@ -60,7 +65,8 @@ _EXIT_GRACE_SECONDS = 10.0
 
 _USAGE = (
     "usage: main(['--module', NAME, ('--path', DIR)..., ('--max-message', BYTES), ('--codec', 'auto'|'pure'),"
-    " ('--shm-fd', FD, '--shm-threshold', BYTES, '--shm-limit', BYTES), ('--setup', FUNCTION, ('--setup-args', BASE64))])"
+    " ('--shm-fd', FD, '--shm-threshold', BYTES, '--shm-limit', BYTES), ('--dump-fd', FD),"
+    " ('--setup', FUNCTION, ('--setup-args', BASE64))])"
 )
 
 
@@ -72,7 +78,9 @@ class Options:
     """The command line. A plain class: collections.namedtuple would cost
     a few ms of import at every worker start."""
 
-    __slots__ = ("module", "paths", "max_message", "codec", "shm_fd", "shm_threshold", "shm_limit", "setup", "setup_args")
+    __slots__ = (
+        "module", "paths", "max_message", "codec", "shm_fd", "shm_threshold", "shm_limit", "dump_fd", "setup", "setup_args",
+    )  # fmt: skip
 
     def __init__(self, module: str, paths: List[str], max_message: int, codec: str) -> None:
         self.module = module
@@ -84,6 +92,8 @@ class Options:
         self.shm_fd = -1
         self.shm_threshold = 0
         self.shm_limit = 0
+        # Where SIGUSR1 dumps the threads' stacks (-1: it does not).
+        self.dump_fd = -1
         # The module's set-up function, run once before serving calls, and
         # its arguments: base64 of msgpack [args, kwargs|nil] ("" for none).
         self.setup = ""
@@ -97,13 +107,16 @@ def parse_args(argv: List[str]) -> Options:
     max_message = DEFAULT_MAX_MESSAGE
     codec_name = "auto"
     shm_options: Dict[str, int] = {}
+    dump_fd = -1
     setup = {"--setup": "", "--setup-args": ""}
     args = iter(argv)
     for flag in args:
         value = next(args, None)
-        if value is None or flag not in ("--module", "--path", "--max-message", "--codec") + _SHM_FLAGS + tuple(setup):
+        if value is None or flag not in ("--module", "--path", "--max-message", "--codec", "--dump-fd") + _SHM_FLAGS + tuple(setup):
             raise ValueError("bad argument %r; %s" % (flag, _USAGE))
-        if flag in setup:
+        if flag == "--dump-fd":
+            dump_fd = _non_negative(flag, value)
+        elif flag in setup:
             setup[flag] = value
         elif flag in _SHM_FLAGS:
             shm_options[flag] = _non_negative(flag, value)
@@ -125,6 +138,7 @@ def parse_args(argv: List[str]) -> Options:
     if not module:
         raise ValueError("--module is required; " + _USAGE)
     options = Options(module, paths, max_message, codec_name)
+    options.dump_fd = dump_fd
     options.setup, options.setup_args = setup["--setup"], setup["--setup-args"]
     if options.setup_args and not options.setup:
         raise ValueError("--setup-args needs --setup")
@@ -753,6 +767,25 @@ def _open_shared_memory(options: Options) -> None:
     shm.ACTIVE = shm.SharedMemory(options.shm_fd, options.shm_threshold, options.shm_limit, options.max_message)
 
 
+# The signal that makes the worker dump its threads' stacks to --dump-fd.
+DUMP_SIGNAL = signal.SIGUSR1
+
+
+def enable_stack_dumps(fd: int) -> None:
+    """Dump the stacks of all threads to fd at DUMP_SIGNAL. faulthandler is
+    built into CPython: importing it and registering cost microseconds."""
+    try:
+        import faulthandler
+    except ImportError:  # pragma: no cover - an interpreter without it
+        signal.signal(DUMP_SIGNAL, signal.SIG_IGN)  # no dump, but no death either
+        return
+    try:
+        os.set_inheritable(fd, False)  # child processes must not hold it open
+        faulthandler.register(DUMP_SIGNAL, file=fd, all_threads=True, chain=False)
+    except (OSError, ValueError, RuntimeError) as exc:
+        _exit(EXIT_PROTOCOL, "--dump-fd %d: %s" % (fd, exc))
+
+
 def main(argv: List[str]) -> None:
     """Run the worker; returns (exit status 0) at the end of input."""
     try:
@@ -762,6 +795,8 @@ def main(argv: List[str]) -> None:
     if options.shm_fd >= 0:
         _open_shared_memory(options)
     proto_in, proto_out = isolate_stdio()
+    if options.dump_fd >= 0:
+        enable_stack_dumps(options.dump_fd)
     fix_sys_path(options.paths)
     del sys.argv[1:]  # the runtime's arguments are not the user module's
     signal.signal(signal.SIGINT, _on_sigint)

@@ -193,3 +193,18 @@ def stuck_in_c():
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     print("entering C", file=sys.stderr, flush=True)
     return hashlib.pbkdf2_hmac("sha256", b"password", b"salt", 2**31 - 1)
+
+
+def _sleeper(seconds):
+    time.sleep(seconds)
+
+
+def sleep_in_threads(count, seconds):
+    """Sleep in count daemon threads and in the calling thread: a stack dump
+    shows them all."""
+    import threading
+
+    for _ in range(count):
+        threading.Thread(target=_sleeper, args=(seconds,), daemon=True).start()
+    time.sleep(seconds)
+    return "slept"

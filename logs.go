@@ -1,0 +1,225 @@
+package pypool
+
+// logs.go holds the pool's log records: the messages of the worker
+// life-cycle events (the README's "Logs" table lists them with their
+// levels and attributes) and the helpers that build their attributes.
+// Records that concern a call carry its function ("function").
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The messages of the pool's own records. Each record also carries the
+// worker's pid ("worker"), but for the start failures.
+const (
+	msgWorkerStarted   = "pypool: worker started"         // Info: pid, start duration, python, codec
+	msgWorkerStopped   = "pypool: worker stopped"         // Info: cause, calls served, uptime
+	msgWorkerRecycled  = "pypool: worker recycled"        // Info: reason; a "stopped" record follows
+	msgWorkerCrashed   = "pypool: worker crashed"         // Warn: exit status or signal, stderr tail, function
+	msgCallInterrupted = "pypool: call interrupted"       // Warn: function, cause (the context's error)
+	msgWorkerKilled    = "pypool: worker killed"          // Warn: function, grace: it ignored its interrupt
+	msgPythonStack     = "pypool: python stack"           // Warn: function, event, stack (all threads)
+	msgStartFailed     = "pypool: worker failed to start" // Error: error, fatal
+	msgNewFailed       = "pypool: pool failed to start"   // Error: module, size, error; once per failed New
+)
+
+// setCurrent records fn as the function of the call in progress.
+func (p *process) setCurrent(fn string) {
+	f := &fn
+	p.current.Store(f)
+	p.last.Store(f)
+}
+
+// endCall ends the call in progress, with p.mu held. The function stays
+// recorded while an interrupted call drains, and when the call broke the
+// worker: its crash record names it.
+func (p *process) endCall() {
+	if p.interruptd == 0 && p.broken == nil {
+		p.callOver()
+	}
+}
+
+// callOver clears the call in progress; the output it wrote keeps its
+// function (outputCalls).
+func (p *process) callOver() {
+	fn := p.current.Swap(nil)
+	for i := range p.output {
+		p.output[i].callEnded(fn)
+	}
+}
+
+// function is the attribute naming the call in progress, or the last call
+// when last is true; an empty Attr (dropped by slog) when there is none.
+func (p *process) function(last bool) slog.Attr {
+	fn := p.current.Load()
+	if fn == nil && last {
+		fn = p.last.Load()
+	}
+	if fn == nil {
+		return slog.Attr{}
+	}
+	return slog.String("function", *fn)
+}
+
+// logStarted logs a worker's successful start.
+func (p *process) logStarted() {
+	p.spec.logger.Info(msgWorkerStarted, "worker", p.pid, "start", time.Since(p.started).Round(time.Microsecond),
+		"python", p.hello.pythonVersion, "codec", p.hello.codec)
+}
+
+// logExit logs how a pooled worker ended: crashed (it exited unasked) or
+// stopped (for cause, from stopCauseLocked).
+func (p *process) logExit(cause string) {
+	uptime := time.Since(p.started).Round(time.Millisecond)
+	if !p.crashed {
+		p.spec.logger.Info(msgWorkerStopped, "worker", p.pid, "cause", p.stopCause(cause), "served", p.served.Load(), "uptime", uptime)
+		return
+	}
+	e := p.exitErr
+	attrs := []any{"worker", p.pid, p.function(false), "exit_code", e.ExitCode}
+	if e.Signal != "" {
+		attrs = append(attrs, "signal", e.Signal)
+	}
+	attrs = append(attrs, "stderr", strings.Join(e.Stderr, "\n"), "served", p.served.Load(), "uptime", uptime)
+	p.spec.logger.Warn(msgWorkerCrashed, attrs...)
+}
+
+// interruptCause is why the cut-off call was cut off.
+func (p *process) interruptCause() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cutOff
+}
+
+// currentFunction is the function of the call in progress, or "".
+func (p *process) currentFunction() string {
+	if fn := p.current.Load(); fn != nil {
+		return *fn
+	}
+	return ""
+}
+
+// lastFunction is the function of the last call, or "".
+func (p *process) lastFunction() string {
+	if fn := p.last.Load(); fn != nil {
+		return *fn
+	}
+	return ""
+}
+
+// stopCauseLocked says why the pool stopped pw, for its "stopped" record;
+// "" when it was killed because its stream broke (see stopCause).
+func (p *Pool) stopCauseLocked(pw *pooledWorker) string {
+	switch {
+	case pw.stopCause != "":
+		return pw.stopCause
+	case p.closed:
+		return "pool closed"
+	}
+	return ""
+}
+
+// stopCause completes a cause from stopCauseLocked, without Pool.mu: a
+// call may hold the process's lock for a while yet.
+func (p *process) stopCause(cause string) string {
+	if cause != "" || p.crashed {
+		return cause
+	}
+	if err := p.streamError(); err != nil {
+		return "its call left it unusable: " + err.Error()
+	}
+	return "stopped by the pool"
+}
+
+// streamError is the error that left the stream in an unknown state, or nil.
+func (p *process) streamError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.broken
+}
+
+// outputCalls tells which call wrote each line of one output stream
+// (stdout or stderr). A line can be read after the reply of the call that
+// wrote it: the reply travels on another pipe. So when a call ends, the
+// bytes written so far (read, plus still in the pipe) are marked as its
+// own; lines that end within them name its function, later lines the
+// call in progress, if any.
+type outputCalls struct {
+	raw  syscall.RawConn
+	read atomic.Int64 // bytes read from the pipe
+
+	mu      sync.Mutex
+	ended   []endedCall // calls with output not yet logged, oldest first
+	logged  int64       // bytes of the stream logged (up to a line's end)
+	pending int64       // pendingBytes' answer, set inside raw.Control
+	probe   func(fd uintptr)
+}
+
+// maxEndedCalls bounds the calls whose output an outputCalls remembers.
+const maxEndedCalls = 64
+
+// endedCall is a call whose output ends at byte end of the stream.
+type endedCall struct {
+	end int64
+	fn  *string
+}
+
+func (o *outputCalls) init(f *os.File) {
+	o.raw, _ = f.SyscallConn()
+	o.probe = func(fd uintptr) { o.pending = pendingBytes(fd) }
+}
+
+// callEnded marks the stream's bytes so far as fn's.
+func (o *outputCalls) callEnded(fn *string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pending = 0
+	if o.raw != nil {
+		_ = o.raw.Control(o.probe)
+	}
+	end := o.read.Load() + o.pending
+	for len(o.ended) > 0 && o.ended[0].end <= o.logged {
+		o.ended = o.ended[1:]
+	}
+	if end > o.logged {
+		if len(o.ended) == maxEndedCalls {
+			// A line that never ends (a write without newline) holds
+			// them back: forget the oldest.
+			o.ended = append(o.ended[:0], o.ended[1:]...)
+		}
+		o.ended = append(o.ended, endedCall{end, fn})
+	}
+}
+
+// lineFunction returns the function of the call that wrote the line
+// ending at byte end of the stream, or nil.
+func (o *outputCalls) lineFunction(end int64, current *string) *string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.logged = end
+	for len(o.ended) > 0 && o.ended[0].end < end {
+		o.ended = o.ended[1:]
+	}
+	if len(o.ended) > 0 {
+		return o.ended[0].fn
+	}
+	return current
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	f *os.File
+	n *atomic.Int64
+}
+
+func (r countingReader) Read(b []byte) (int, error) {
+	n, err := r.f.Read(b)
+	r.n.Add(int64(n))
+	return n, err
+}
