@@ -36,9 +36,12 @@ func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decod
 	if w.released.Load() {
 		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
 	}
+	rec := w.pool.callBegin(fn)
 	ctx, cancel := w.pool.withCallTimeout(ctx)
 	defer cancel()
-	return w.pool.callOn(ctx, w.pw, fn, args, into)
+	err := w.pool.callOn(ctx, w.pw, fn, args, into)
+	w.pool.callEnd(&rec, err)
+	return err
 }
 
 // Pid returns the worker's process id.
