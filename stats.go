@@ -203,8 +203,8 @@ type CallInfo struct {
 }
 
 // CallObserver is told about every call that ends. ObserveCall runs on the
-// caller's goroutine after the call ended, before Call returns: it must be
-// quick and must not call the pool.
+// caller's goroutine after the call ended, before Call returns, with no
+// lock of the pool held: it must be quick, and may read Stats.
 type CallObserver interface {
 	ObserveCall(CallInfo)
 }

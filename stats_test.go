@@ -262,3 +262,38 @@ func TestOutcomeOf(t *testing.T) {
 		assert.Equal(t, want, OutcomeOf(err), "%v", err)
 	}
 }
+
+// TestStatsCountsTransactionCalls: calls through a Worker count as calls
+// (with no wait of their own), also one made after the transaction ended.
+func TestStatsCountsTransactionCalls(t *testing.T) {
+	pool := newTestPool(t, testConfig(t))
+	obs := &observed{}
+	pool.Observe(obs)
+	ctx := testCtx(t)
+	var kept *Worker
+	require.NoError(t, pool.Transaction(ctx, func(w *Worker) error {
+		kept = w
+		if _, err := w.Call(ctx, "echo", 1); err != nil {
+			return err
+		}
+		_, err := w.Call(ctx, "fail", "inside")
+		var pyErr *PythonError
+		require.ErrorAs(t, err, &pyErr)
+		return nil
+	}))
+	_, err := kept.Call(ctx, "echo", 2)
+	require.ErrorIs(t, err, ErrWorkerReleased)
+
+	s := pool.Stats()
+	assert.Equal(t, uint64(3), s.CallsStarted)
+	assert.Equal(t, uint64(3), s.CallsFinished)
+	assert.Equal(t, uint64(2), s.Calls, "the released worker was not called")
+	assert.Equal(t, uint64(1), s.PythonExceptions)
+	assert.Zero(t, s.WaitCount, "a worker was idle")
+	assert.Equal(t, map[Outcome]int{OutcomeOK: 1, OutcomePythonError: 1, OutcomeError: 1}, obs.outcomes())
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	for _, c := range obs.calls {
+		assert.Zero(t, c.Wait, "%+v", c)
+	}
+}

@@ -32,16 +32,15 @@ func (w *Worker) Call(ctx context.Context, fn string, args ...any) (any, error) 
 	return result, err
 }
 
-func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
+func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decodeFunc) (err error) {
+	rec := w.pool.callBegin(fn)
+	defer func() { w.pool.callEnd(&rec, err) }()
 	if w.released.Load() {
 		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
 	}
-	rec := w.pool.callBegin(fn)
 	ctx, cancel := w.pool.withCallTimeout(ctx)
 	defer cancel()
-	err := w.pool.callOn(ctx, w.pw, fn, args, into)
-	w.pool.callEnd(&rec, err)
-	return err
+	return w.pool.callOn(ctx, w.pw, fn, args, into)
 }
 
 // Pid returns the worker's process id.
