@@ -130,6 +130,18 @@ func (p *Pool) leftLocked(pw *pooledWorker, c cause) {
 	}
 }
 
+// endCauseLocked is why a worker that was not stopped on purpose leaves:
+// it crashed, Close killed it, or it was killed in an unknown state.
+func (p *Pool) endCauseLocked(crashed bool) cause {
+	switch {
+	case crashed:
+		return causeCrash
+	case p.closed:
+		return causeClose
+	}
+	return causeKilled
+}
+
 // startCauseLocked is the cause of a start decided now: a replacement when
 // the pool is below Size (of what left it there), else overflow.
 func (p *Pool) startCauseLocked() cause {

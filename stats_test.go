@@ -297,3 +297,21 @@ func TestStatsCountsTransactionCalls(t *testing.T) {
 		assert.Zero(t, c.Wait, "%+v", c)
 	}
 }
+
+// TestStatsCountsKilledWorker: a worker that does not answer its interrupt
+// within InterruptGrace is killed (not a crash) and replaced.
+func TestStatsCountsKilledWorker(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.InterruptGrace = 100 * time.Millisecond
+	pool := newTestPool(t, cfg)
+	short, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(short, "swallow_interrupt", 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	awaitPool(t, pool, "the killed worker replaced", func(s Stats) bool { return atRest(s, 1) && s.StopsKilled == 1 })
+	s := pool.Stats()
+	assert.Equal(t, uint64(1), s.Interrupts)
+	assert.Equal(t, uint64(1), s.StartsCrash, "a killed worker is replaced as a crashed one")
+	assert.Zero(t, s.Crashes, "the pool killed it: not a crash")
+	assert.Equal(t, uint64(1), s.DeadlineExceeded)
+}

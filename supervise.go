@@ -129,14 +129,7 @@ func (p *Pool) processExited(proc *process) {
 	if proc.crashed {
 		p.crashes++ // before anyone can see the worker gone
 	}
-	switch {
-	case proc.crashed:
-		p.leftLocked(pw, causeCrash)
-	case p.closed:
-		p.leftLocked(pw, causeClose)
-	default:
-		p.leftLocked(pw, causeKilled)
-	}
+	p.leftLocked(pw, p.endCauseLocked(proc.crashed))
 	p.setStateLocked(pw, stateExited)
 	p.reconcileLocked()
 	p.mu.Unlock()
@@ -165,14 +158,7 @@ func (p *Pool) stopLocked(pw *pooledWorker, why cause) {
 // killLocked kills a worker whose state is unknown. Its exit counts as a
 // crash only if it died by itself.
 func (p *Pool) killLocked(pw *pooledWorker, byItself bool) {
-	switch {
-	case byItself:
-		p.leftLocked(pw, causeCrash)
-	case p.closed:
-		p.leftLocked(pw, causeClose)
-	default:
-		p.leftLocked(pw, causeKilled)
-	}
+	p.leftLocked(pw, p.endCauseLocked(byItself))
 	p.setStateLocked(pw, stateStopping)
 	if !byItself {
 		pw.proc.stopping.Store(true)
