@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Pool is a supervised pool of Python worker processes. It is safe for
@@ -42,12 +43,18 @@ type Pool struct {
 	watched   bool                       // someone waits on changed
 	closeDone chan struct{}              // closed when the first Close returns
 
-	backoff    startBackoff
-	calls      atomic.Uint64
-	crashes    atomic.Uint64
-	restarts   atomic.Uint64
-	startFails atomic.Uint64
-	recycled   atomic.Uint64
+	// Also guarded by mu: the counters of worker starts and stops (stats.go).
+	starts     [numCauses]uint64 // successful starts by cause
+	stops      [numCauses]uint64 // workers that left their slot, by cause
+	owed       [numCauses]uint64 // replacements due, by the class of what left
+	crashes    uint64
+	startFails uint64
+	recycled   uint64
+
+	backoff   startBackoff
+	calls     atomic.Uint64 // calls sent to a worker
+	callStats callCounters
+	observers atomic.Pointer[[]CallObserver] // Pool.Observe
 }
 
 // New starts a pool of cfg.Size workers and returns when all of them have
@@ -140,15 +147,17 @@ func (p *Pool) callInto(ctx context.Context, fn string, args []any, into decodeF
 	return p.call(ctx, fn, args, into, true)
 }
 
-func (p *Pool) call(ctx context.Context, fn string, args []any, into decodeFunc, wait bool) error {
+func (p *Pool) call(ctx context.Context, fn string, args []any, into decodeFunc, wait bool) (err error) {
+	rec := p.callBegin(fn)
+	defer func() { p.callEnd(&rec, err) }()
 	ctx, cancel := p.withCallTimeout(ctx)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		var err error
 		if p.cfg.Tracer == nil {
-			err = p.callOnce(ctx, fn, args, into, wait)
+			err = p.callOnce(ctx, &rec, args, into, wait)
 		} else {
-			err = p.tracedCallOnce(ctx, fn, args, into, wait, attempt)
+			err = p.tracedCallOnce(ctx, &rec, args, into, wait, attempt)
 		}
 		if err == nil || !p.mayRetry(err, attempt) || !p.awaitBackoff(ctx) {
 			return err
@@ -157,13 +166,14 @@ func (p *Pool) call(ctx context.Context, fn string, args []any, into decodeFunc,
 	}
 }
 
-func (p *Pool) callOnce(ctx context.Context, fn string, args []any, into decodeFunc, wait bool) error {
-	pw, err := p.checkout(ctx, wait)
+func (p *Pool) callOnce(ctx context.Context, rec *callRecord, args []any, into decodeFunc, wait bool) error {
+	pw, waited, err := p.checkout(ctx, wait)
+	rec.wait += waited
 	if err != nil {
 		return err
 	}
 	defer p.checkin(pw)
-	return p.callOn(ctx, pw, fn, args, into, nil)
+	return p.callOn(ctx, pw, rec.fn, args, into, nil)
 }
 
 // mayRetry reports whether attempt, which failed with err, is tried again
@@ -237,7 +247,7 @@ const pingFunction = "_pypool_ping"
 // CallAs (with Config.CallTimeout when that context has no deadline), so fn
 // alone decides how long the worker stays checked out.
 func (p *Pool) Transaction(ctx context.Context, fn func(w *Worker) error) error {
-	pw, err := p.checkout(ctx, true)
+	pw, _, err := p.checkout(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -252,22 +262,27 @@ func (p *Pool) Transaction(ctx context.Context, fn func(w *Worker) error) error 
 // checkout hands a worker to the caller: an idle one at once, else the first
 // one that is checked in or started while the caller waits (wait), or the
 // one started for it (TryCall). It never starts or stops a process itself.
-func (p *Pool) checkout(ctx context.Context, wait bool) (*pooledWorker, error) {
+// It returns how long the caller waited (0 when a worker was idle).
+func (p *Pool) checkout(ctx context.Context, wait bool) (*pooledWorker, time.Duration, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("pypool: waiting for a worker: %w", err)
+		return nil, 0, fmt.Errorf("pypool: waiting for a worker: %w", err)
 	}
 	p.mu.Lock()
 	wt, pw, err := p.checkoutLocked(wait)
 	p.mu.Unlock()
 	if wt == nil {
-		return pw, err
+		return pw, 0, err
 	}
+	start := time.Now()
 	select {
 	case g := <-wt.granted:
-		return g.pw, g.err
+		pw, err = g.pw, g.err
 	case <-ctx.Done():
-		return nil, p.abandon(ctx, wt)
+		err = p.abandon(ctx, wt)
 	}
+	waited := time.Since(start)
+	p.waited(waited)
+	return pw, waited, err
 }
 
 // checkoutLocked takes an idle worker, or queues the caller as a waiter
@@ -319,33 +334,16 @@ func (p *Pool) abandon(ctx context.Context, wt *waiter) error {
 // checkin takes a worker back from a caller.
 func (p *Pool) checkin(pw *pooledWorker) {
 	cond := pw.proc.condition()
-	recycle := ""
-	if cond == healthy {
+	var recycle recycling
+	switch cond {
+	case healthy:
 		recycle = p.recycleReason(pw)
+	case interrupted:
+		p.callStats.interrupts.Add(1)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.checkinLocked(pw, cond, recycle)
-}
-
-// Stats is a snapshot of a pool's state and counters.
-type Stats struct {
-	Size        int // configured number of workers kept running
-	MaxOverflow int // configured limit of extra workers
-
-	Workers  int // workers ready to serve: idle and in use
-	Idle     int // workers waiting for a call
-	InUse    int // workers checked out by callers (or finishing a call whose caller gave up)
-	Overflow int // workers running beyond Size
-	Waiting  int // callers waiting to check a worker out
-	Starting int // worker starts in flight
-	Stopping int // workers being stopped: no longer serving, not yet exited
-
-	Calls         uint64 // calls made, whatever their outcome
-	Crashes       uint64 // workers that died without being asked to
-	Restarts      uint64 // workers started after New, to replace or add to the first ones
-	StartFailures uint64 // worker starts that failed
-	Recycled      uint64 // healthy workers replaced on purpose (call, age, memory and idle limits)
 }
 
 // Status names the pool's state as poolboy's status/1 does: "full" when
@@ -360,31 +358,6 @@ func (s Stats) Status() string {
 		return "overflow"
 	}
 	return "ready"
-}
-
-// Stats returns a snapshot of the pool's state and counters.
-func (p *Pool) Stats() Stats {
-	p.mu.Lock()
-	idle := p.counts[stateIdle]
-	inUse := p.counts[stateCheckedOut] + p.counts[stateDraining]
-	s := Stats{
-		Size:        p.cfg.Size,
-		MaxOverflow: p.cfg.MaxOverflow,
-		Workers:     idle + inUse,
-		Idle:        idle,
-		InUse:       inUse,
-		Overflow:    max(0, idle+inUse-p.cfg.Size),
-		Waiting:     p.waiters.len(),
-		Starting:    p.starting,
-		Stopping:    p.counts[stateStopping],
-	}
-	p.mu.Unlock()
-	s.Calls = p.calls.Load()
-	s.Crashes = p.crashes.Load()
-	s.Restarts = p.restarts.Load()
-	s.StartFailures = p.startFails.Load()
-	s.Recycled = p.recycled.Load()
-	return s
 }
 
 // Close stops the pool. New calls fail with ErrPoolClosed at once, and so do
@@ -402,7 +375,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	p.closed = true
 	p.failWaitersLocked(ErrPoolClosed)
 	for _, pw := range p.idle.all() {
-		p.stopLocked(pw)
+		p.stopLocked(pw, causeClose)
 	}
 	allIn := make(chan struct{})
 	if p.counts[stateCheckedOut] == 0 {

@@ -30,18 +30,19 @@ func (p *Pool) limits(pw *pooledWorker) {
 	}
 }
 
-// recycleReason says why a healthy worker must be replaced, or "".
-func (p *Pool) recycleReason(pw *pooledWorker) string {
+// recycleReason says why a healthy worker must be replaced; the zero
+// recycling if it need not.
+func (p *Pool) recycleReason(pw *pooledWorker) recycling {
 	proc := pw.proc
 	switch {
 	case pw.maxCalls > 0 && proc.served.Load() >= pw.maxCalls:
-		return fmt.Sprintf("served %d calls (Config.MaxCallsPerWorker)", proc.served.Load())
+		return recycling{causeMaxCalls, fmt.Sprintf("served %d calls (Config.MaxCallsPerWorker)", proc.served.Load())}
 	case pw.lifetime > 0 && time.Since(proc.started) >= pw.lifetime:
-		return fmt.Sprintf("ran for %v (Config.MaxWorkerLifetime)", time.Since(proc.started).Round(time.Millisecond))
+		return recycling{causeMaxLifetime, fmt.Sprintf("ran for %v (Config.MaxWorkerLifetime)", time.Since(proc.started).Round(time.Millisecond))}
 	case pw.overMemory.Load():
-		return fmt.Sprintf("uses more than %d bytes (Config.MaxWorkerMemory)", p.cfg.MaxWorkerMemory)
+		return recycling{causeMaxMemory, fmt.Sprintf("uses more than %d bytes (Config.MaxWorkerMemory)", p.cfg.MaxWorkerMemory)}
 	}
-	return ""
+	return recycling{}
 }
 
 // sweeping reports whether any limit needs the periodic sweep.
@@ -83,7 +84,7 @@ func (p *Pool) sweepOnce() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, pw := range p.idle.all() {
-		if reason := p.recycleReason(pw); reason != "" {
+		if reason := p.recycleReason(pw); reason.cause != causeNone {
 			p.recycleLocked(pw, reason)
 		}
 	}
@@ -105,22 +106,22 @@ func (p *Pool) stopIdleOverflowLocked() {
 			return
 		}
 		excess--
-		p.recycleLocked(pw, fmt.Sprintf("overflow worker idle for %v (Config.OverflowIdleTimeout)", timeout))
+		p.recycleLocked(pw, recycling{causeOverflow, fmt.Sprintf("overflow worker idle for %v (Config.OverflowIdleTimeout)", timeout)})
 	}
 }
 
 // recycleLocked stops a healthy worker on purpose; reconcileLocked starts
 // its replacement if the pool needs one.
-func (p *Pool) recycleLocked(pw *pooledWorker, reason string) {
-	p.recycled.Add(1)
-	p.log.Info(msgWorkerRecycled, "worker", pw.proc.pid, "reason", reason)
-	pw.stopCause = "recycled: " + reason
+func (p *Pool) recycleLocked(pw *pooledWorker, why recycling) {
+	p.recycled++
+	p.log.Info(msgWorkerRecycled, "worker", pw.proc.pid, "reason", why.reason)
+	pw.stopCause = "recycled: " + why.reason
 	if pw.overMemory.Load() {
 		// What holds the memory may show in its stack. The dump arrives
 		// before the end of input the stop sends.
 		pw.proc.dumps.request(pw.proc, pw.proc.lastFunction(), dumpRecycled)
 	}
-	p.stopLocked(pw)
+	p.stopLocked(pw, why.cause)
 }
 
 // residentBytes reads a process's resident set size from /proc.

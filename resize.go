@@ -22,6 +22,9 @@ func (p *Pool) Resize(size, maxOverflow int) error {
 	if p.closed {
 		return ErrPoolClosed
 	}
+	if grown := size - p.cfg.Size; grown > 0 {
+		p.owed[causeResize] += uint64(grown) // the starts reconcileLocked makes for it
+	}
 	p.cfg.Size, p.cfg.MaxOverflow = size, maxOverflow
 	p.log.Info("pypool: resized", "size", size, "max_overflow", maxOverflow)
 	p.shrinkIdleLocked()
@@ -39,6 +42,7 @@ func (p *Pool) shrinkIdleLocked() {
 		}
 		excess--
 		p.log.Info("pypool: stopping a worker the resized pool does not need", "worker", pw.proc.pid, "size", p.cfg.Size)
-		p.stopLocked(pw)
+		pw.stopCause = "the pool was resized"
+		p.stopLocked(pw, causeResize)
 	}
 }

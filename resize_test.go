@@ -66,8 +66,10 @@ func TestResizeGrowsAtOnce(t *testing.T) {
 	pool := newTestPool(t, cfg)
 	require.NoError(t, pool.Resize(3, 0))
 	awaitPool(t, pool, "3 idle workers", func(s Stats) bool { return atRest(s, 3) })
+	assert.Equal(t, uint64(2), pool.Stats().StartsResize, "the two new workers count as started by Resize")
 	require.NoError(t, pool.Resize(1, 0))
 	awaitPool(t, pool, "1 idle worker", func(s Stats) bool { return atRest(s, 1) })
+	assert.Equal(t, uint64(2), pool.Stats().StopsResize, "the two idle workers count as stopped by Resize")
 }
 
 // TestResizeWaitsForBusyWorkers: shrinking never interrupts a call; the

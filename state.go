@@ -146,7 +146,7 @@ func (p *Pool) grantLocked(wt *waiter, g grant) bool {
 // it idle a while.
 func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 	if p.closed {
-		p.stopLocked(pw)
+		p.stopLocked(pw, causeClose)
 		return
 	}
 	wt := startedFor
@@ -166,7 +166,7 @@ func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 	// whatever OverflowIdleTimeout says.
 	if others >= p.cfg.Size && (p.cfg.OverflowIdleTimeout == 0 || others >= p.cfg.Size+p.cfg.MaxOverflow) {
 		pw.stopCause = "overflow worker no longer needed"
-		p.stopLocked(pw)
+		p.stopLocked(pw, causeOverflow)
 		return
 	}
 	p.setStateLocked(pw, stateIdle)
@@ -174,7 +174,7 @@ func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 
 // checkinLocked takes a worker back from its caller. cond is the process's
 // condition, read before the lock was taken.
-func (p *Pool) checkinLocked(pw *pooledWorker, cond condition, recycle string) {
+func (p *Pool) checkinLocked(pw *pooledWorker, cond condition, recycle recycling) {
 	if pw.state != stateCheckedOut {
 		return // it died meanwhile, and its slot was freed then
 	}
@@ -184,7 +184,7 @@ func (p *Pool) checkinLocked(pw *pooledWorker, cond condition, recycle string) {
 		p.goDrain(pw)
 	case cond != healthy:
 		p.killLocked(pw, cond == diedByItself)
-	case recycle != "":
+	case recycle.cause != causeNone:
 		p.recycleLocked(pw, recycle)
 	default:
 		p.offerLocked(pw, nil)
@@ -195,13 +195,13 @@ func (p *Pool) checkinLocked(pw *pooledWorker, cond condition, recycle string) {
 // drainedLocked ends a drain: the worker answered its interrupt in time
 // (ok) and is placed or recycled like any checked-in worker, or it did not
 // and is killed.
-func (p *Pool) drainedLocked(pw *pooledWorker, ok bool, recycle string) {
+func (p *Pool) drainedLocked(pw *pooledWorker, ok bool, recycle recycling) {
 	switch {
 	case pw.state != stateDraining:
 		return // it died, or Close killed it
 	case !ok:
 		p.killLocked(pw, false)
-	case recycle != "":
+	case recycle.cause != causeNone:
 		p.recycleLocked(pw, recycle)
 	default:
 		p.offerLocked(pw, nil)

@@ -30,26 +30,27 @@ func (p *Pool) reconcileLocked() {
 
 // startLocked has a worker started, for the waiter startedFor if not nil.
 func (p *Pool) startLocked(startedFor *waiter) {
+	why := p.startCauseLocked()
 	p.starting++
 	p.wg.Add(1)
-	go p.start(startedFor)
+	go p.start(startedFor, why)
 	p.notifyLocked()
 }
 
 // start starts one worker, after the crash-loop backoff, and hands it on.
-func (p *Pool) start(startedFor *waiter) {
+func (p *Pool) start(startedFor *waiter, why cause) {
 	defer p.wg.Done()
 	if !p.awaitBackoff(p.lifetime) {
-		p.started(startedFor, nil, ErrPoolClosed)
+		p.started(startedFor, why, nil, ErrPoolClosed)
 		return
 	}
 	p.wg.Add(1) // for the exit watcher, which ends in processExited
 	proc, err := startProcess(p.lifetime, p.spec, p.processExited)
-	p.started(startedFor, proc, err)
+	p.started(startedFor, why, proc, err)
 }
 
-// started takes the result of a start.
-func (p *Pool) started(startedFor *waiter, proc *process, err error) {
+// started takes the result of a start made for why.
+func (p *Pool) started(startedFor *waiter, why cause, proc *process, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.starting--
@@ -59,13 +60,14 @@ func (p *Pool) started(startedFor *waiter, proc *process, err error) {
 	}
 	switch {
 	case err == nil:
-		p.restarts.Add(1)
+		p.starts[why]++
 		p.offerLocked(p.workers[proc], startedFor)
 		return
 	case p.closed:
 		p.grantLocked(startedFor, grant{err: ErrPoolClosed})
 		return
 	}
+	p.startFailedCauseLocked(why)
 	p.startFailedLocked(startedFor, err)
 	p.reconcileLocked() // try again, after the backoff
 }
@@ -99,7 +101,7 @@ func (p *Pool) joinLocked(proc *process) error {
 // says nothing about the module: it goes to at most one waiter, the one the
 // start was for or else the longest waiting, and the start is retried.
 func (p *Pool) startFailedLocked(startedFor *waiter, err error) {
-	p.startFails.Add(1)
+	p.startFails++
 	fatal := p.backoff.failedStart(err)
 	p.log.Error(msgStartFailed, "error", err, "fatal", fatal)
 	if fatal {
@@ -125,8 +127,9 @@ func (p *Pool) processExited(proc *process) {
 	}
 	delete(p.workers, proc)
 	if proc.crashed {
-		p.crashes.Add(1) // before anyone can see the worker gone
+		p.crashes++ // before anyone can see the worker gone
 	}
+	p.leftLocked(pw, p.endCauseLocked(proc.crashed))
 	p.setStateLocked(pw, stateExited)
 	p.reconcileLocked()
 	cause := p.stopCauseLocked(pw)
@@ -140,8 +143,10 @@ func (p *Pool) processExited(proc *process) {
 }
 
 // stopLocked stops a worker gracefully in the background: end of input,
-// then SIGKILL after Config.StopTimeout. Its exit is not a crash.
-func (p *Pool) stopLocked(pw *pooledWorker) {
+// then SIGKILL after Config.StopTimeout. Its exit is not a crash; why is
+// counted in Stats.
+func (p *Pool) stopLocked(pw *pooledWorker, why cause) {
+	p.leftLocked(pw, why)
 	p.setStateLocked(pw, stateStopping)
 	pw.proc.stopping.Store(true)
 	p.wg.Add(1)
@@ -154,6 +159,7 @@ func (p *Pool) stopLocked(pw *pooledWorker) {
 // killLocked kills a worker whose state is unknown. Its exit counts as a
 // crash only if it died by itself.
 func (p *Pool) killLocked(pw *pooledWorker, byItself bool) {
+	p.leftLocked(pw, p.endCauseLocked(byItself))
 	p.setStateLocked(pw, stateStopping)
 	if !byItself {
 		pw.proc.stopping.Store(true)
@@ -171,7 +177,7 @@ func (p *Pool) goDrain(pw *pooledWorker) {
 		fn := proc.function(false)
 		p.log.Warn(msgCallInterrupted, "worker", proc.pid, fn, "cause", proc.interruptCause())
 		ok := proc.awaitInterrupted(p.cfg.InterruptGrace) && proc.condition() == healthy
-		recycle := ""
+		var recycle recycling
 		if ok {
 			recycle = p.recycleReason(pw)
 		} else if !proc.hasExited() {
@@ -231,6 +237,7 @@ func (p *Pool) fill(ctx context.Context) error {
 			if err == nil {
 				p.mu.Lock()
 				if err = p.joinLocked(proc); err == nil {
+					p.starts[causeInitial]++
 					p.offerLocked(p.workers[proc], nil)
 				}
 				p.mu.Unlock()

@@ -239,21 +239,22 @@ func (ct *callTrace) end(err error, retry bool) {
 }
 
 // tracedCallOnce is callOnce between the tracer's hooks.
-func (p *Pool) tracedCallOnce(ctx context.Context, fn string, args []any, into decodeFunc, wait bool, attempt int) error {
-	ct := p.startTrace(ctx, fn, args, attempt, false)
-	err := p.tracedAttempt(ctx, &ct, fn, args, into, wait)
+func (p *Pool) tracedCallOnce(ctx context.Context, rec *callRecord, args []any, into decodeFunc, wait bool, attempt int) error {
+	ct := p.startTrace(ctx, rec.fn, args, attempt, false)
+	err := p.tracedAttempt(ctx, &ct, rec, args, into, wait)
 	ct.end(err, err != nil && p.mayRetry(err, attempt))
 	return err
 }
 
-func (p *Pool) tracedAttempt(ctx context.Context, ct *callTrace, fn string, args []any, into decodeFunc, wait bool) error {
-	pw, err := p.checkout(ctx, wait)
+func (p *Pool) tracedAttempt(ctx context.Context, ct *callTrace, rec *callRecord, args []any, into decodeFunc, wait bool) error {
+	pw, waited, err := p.checkout(ctx, wait)
+	rec.wait += waited
 	if err != nil {
 		return err
 	}
 	defer p.checkin(pw)
 	ct.gotWorker(pw)
-	return p.callOn(ctx, pw, fn, args, into, &ct.sizes)
+	return p.callOn(ctx, pw, rec.fn, args, into, &ct.sizes)
 }
 
 // tracedCallInto is Worker.callInto between the tracer's hooks.

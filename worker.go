@@ -32,7 +32,9 @@ func (w *Worker) Call(ctx context.Context, fn string, args ...any) (any, error) 
 	return result, err
 }
 
-func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
+func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decodeFunc) (err error) {
+	rec := w.pool.callBegin(fn)
+	defer func() { w.pool.callEnd(&rec, err) }()
 	if w.pool.cfg.Tracer != nil {
 		return w.tracedCallInto(ctx, fn, args, into)
 	}

@@ -1,0 +1,249 @@
+// Package prometheus exports a pypool.Pool's Stats and per-call latencies
+// as Prometheus metrics. It is a module of its own, so that the pypool
+// package does not depend on client_golang:
+//
+//	pool, err := pypool.New(ctx, cfg)
+//	...
+//	prometheus.MustRegister(pypoolprom.NewCollector(pool, pypoolprom.Opts{Pool: "numpy"}))
+//
+// (with pypoolprom "github.com/pypool/pypool/prometheus"). Every metric has
+// the label pool; the per-call ones also function (the first
+// Opts.MaxFunctions function names seen, then "other") and outcome
+// (pypool.Outcome: ok, python_error, crashed, deadline, canceled, rejected, closed, start_failed, error).
+//
+// The counters read from Stats count from the pool's New; the per-call
+// histograms and pypool_calls_total count from NewCollector.
+package prometheus
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/pypool/pypool"
+)
+
+// Opts configures a Collector.
+type Opts struct {
+	// Pool is the value of the pool label: which pool of the program the
+	// metrics are about. Default "default".
+	Pool string
+	// MaxFunctions bounds the function label: the first MaxFunctions
+	// distinct function names called keep their name, later ones are
+	// counted as "other". Default 50.
+	MaxFunctions int
+	// CallBuckets are the buckets of pypool_call_duration_seconds, in
+	// seconds. Default DefaultCallBuckets.
+	CallBuckets []float64
+	// WaitBuckets are the buckets of pypool_wait_duration_seconds, in
+	// seconds. Default DefaultWaitBuckets.
+	WaitBuckets []float64
+}
+
+// Default buckets: calls go through a pipe round trip of tens of
+// microseconds up to Python work of many seconds; waits are 0 while a
+// worker is idle and up to a worker start (hundreds of ms) or a deadline.
+var (
+	DefaultCallBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	DefaultWaitBuckets = []float64{.0001, .001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+)
+
+// OtherFunction is the function label of the calls to functions beyond
+// Opts.MaxFunctions.
+const OtherFunction = "other"
+
+// Collector is a prometheus.Collector for one pool. Create it with
+// NewCollector and register it; it observes every call of the pool from
+// then on.
+type Collector struct {
+	pool  *pypool.Pool
+	descs descs
+
+	callDuration *prometheus.HistogramVec // pool, function, outcome
+	waitDuration prometheus.Histogram     // pool
+	calls        *prometheus.CounterVec   // pool, function, outcome
+
+	maxFunctions int
+	mu           sync.RWMutex
+	functions    map[string]struct{} // names that keep their label
+}
+
+// NewCollector returns a collector of pool's metrics, and has pool report
+// each call's function, wait, duration and outcome to it
+// (pypool.Pool.Observe).
+func NewCollector(pool *pypool.Pool, opts Opts) *Collector {
+	if opts.Pool == "" {
+		opts.Pool = "default"
+	}
+	if opts.MaxFunctions <= 0 {
+		opts.MaxFunctions = 50
+	}
+	if opts.CallBuckets == nil {
+		opts.CallBuckets = DefaultCallBuckets
+	}
+	if opts.WaitBuckets == nil {
+		opts.WaitBuckets = DefaultWaitBuckets
+	}
+	poolLabel := prometheus.Labels{"pool": opts.Pool}
+	c := &Collector{
+		pool:  pool,
+		descs: newDescs(opts.Pool),
+		callDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:        "pypool_call_duration_seconds",
+			Help:        "Duration of calls, as the caller saw it: waiting for a worker, then Python.",
+			Buckets:     opts.CallBuckets,
+			ConstLabels: poolLabel,
+		}, []string{"function", "outcome"}),
+		waitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:        "pypool_wait_duration_seconds",
+			Help:        "Time each call waited for a worker (0 when one was idle).",
+			Buckets:     opts.WaitBuckets,
+			ConstLabels: poolLabel,
+		}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "pypool_calls_total",
+			Help:        "Calls that ended, by function and outcome.",
+			ConstLabels: poolLabel,
+		}, []string{"function", "outcome"}),
+		maxFunctions: opts.MaxFunctions,
+		functions:    make(map[string]struct{}),
+	}
+	pool.Observe(c)
+	return c
+}
+
+// ObserveCall implements pypool.CallObserver.
+func (c *Collector) ObserveCall(info pypool.CallInfo) {
+	fn := c.functionLabel(info.Function)
+	outcome := info.Outcome.String()
+	c.callDuration.WithLabelValues(fn, outcome).Observe(info.Duration.Seconds())
+	c.calls.WithLabelValues(fn, outcome).Inc()
+	c.waitDuration.Observe(info.Wait.Seconds())
+}
+
+// functionLabel is fn, or OtherFunction once MaxFunctions other names
+// have been seen.
+func (c *Collector) functionLabel(fn string) string {
+	c.mu.RLock()
+	_, ok := c.functions[fn]
+	full := len(c.functions) >= c.maxFunctions
+	c.mu.RUnlock()
+	switch {
+	case ok:
+		return fn
+	case full:
+		return OtherFunction
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.functions[fn]; !ok {
+		if len(c.functions) >= c.maxFunctions {
+			return OtherFunction
+		}
+		c.functions[fn] = struct{}{}
+	}
+	return fn
+}
+
+// descs are the metrics read from Stats at each scrape. They carry the
+// pool label as a constant label, so that the collectors of several pools
+// can be registered together.
+type descs struct {
+	size, maxOverflow, workers, overflow, overflowInUse, waiting                    *prometheus.Desc
+	callsStarted, callsFinished, callsSent, python, rejections, deadlines, canceled *prometheus.Desc
+	interrupts, waits, waitSeconds, crashes, startFailures, starts, stops           *prometheus.Desc
+}
+
+func newDescs(pool string) descs {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, prometheus.Labels{"pool": pool})
+	}
+	return descs{
+		size:          desc("pypool_size", "Configured number of workers kept running (Config.Size)."),
+		maxOverflow:   desc("pypool_max_overflow", "Configured limit of workers beyond the size (Config.MaxOverflow)."),
+		workers:       desc("pypool_workers", "Workers by state: idle, in_use (checked out, or finishing an interrupted call), starting, stopping.", "state"),
+		overflow:      desc("pypool_overflow_workers", "Workers running beyond the size, idle or in use."),
+		overflowInUse: desc("pypool_overflow_in_use", "Callers served beyond the size."),
+		waiting:       desc("pypool_waiting_callers", "Callers waiting for a worker."),
+
+		callsStarted:  desc("pypool_calls_started_total", "Calls begun (a retried call counts once)."),
+		callsFinished: desc("pypool_calls_finished_total", "Calls returned, whatever their outcome."),
+		callsSent:     desc("pypool_calls_sent_total", "Calls sent to a worker, every attempt of a retried call."),
+		python:        desc("pypool_python_exceptions_total", "Calls that ended with a Python exception or a refusal of the Python runtime."),
+		rejections:    desc("pypool_rejections_total", "Calls refused with ErrPoolExhausted."),
+		deadlines:     desc("pypool_deadline_exceeded_total", "Calls ended by their context's deadline."),
+		canceled:      desc("pypool_canceled_total", "Calls ended by the cancellation of their context."),
+		interrupts:    desc("pypool_interrupts_total", "Calls cut off while Python ran them (KeyboardInterrupt sent)."),
+		waits:         desc("pypool_waits_total", "Checkouts that waited for a worker."),
+		waitSeconds:   desc("pypool_wait_seconds_total", "Total time checkouts waited for a worker."),
+		crashes:       desc("pypool_crashes_total", "Workers that died without being asked to."),
+		startFailures: desc("pypool_start_failures_total", "Worker starts that failed."),
+		starts:        desc("pypool_worker_starts_total", "Workers started, by cause: initial, crash (replacing a crashed or killed worker), recycle (replacing a recycled one), overflow, resize.", "cause"),
+		stops:         desc("pypool_worker_stops_total", "Workers stopped, by cause: overflow, max_calls, max_memory, max_lifetime, killed (unknown state), close, resize. Crashes are pypool_crashes_total.", "cause"),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	d := &c.descs
+	for _, d := range []*prometheus.Desc{
+		d.size, d.maxOverflow, d.workers, d.overflow, d.overflowInUse, d.waiting,
+		d.callsStarted, d.callsFinished, d.callsSent, d.python, d.rejections,
+		d.deadlines, d.canceled, d.interrupts, d.waits, d.waitSeconds,
+		d.crashes, d.startFailures, d.starts, d.stops,
+	} {
+		ch <- d
+	}
+	c.callDuration.Describe(ch)
+	c.waitDuration.Describe(ch)
+	c.calls.Describe(ch)
+}
+
+// Collect implements prometheus.Collector: one Stats snapshot per scrape.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.pool.Stats()
+	d := &c.descs
+	gauge := func(d *prometheus.Desc, v int, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(d.size, s.Size)
+	gauge(d.maxOverflow, s.MaxOverflow)
+	gauge(d.workers, s.Idle, "idle")
+	gauge(d.workers, s.InUse, "in_use")
+	gauge(d.workers, s.Starting, "starting")
+	gauge(d.workers, s.Stopping, "stopping")
+	gauge(d.overflow, s.Overflow)
+	gauge(d.overflowInUse, s.OverflowInUse)
+	gauge(d.waiting, s.Waiting)
+
+	counter(d.callsStarted, s.CallsStarted)
+	counter(d.callsFinished, s.CallsFinished)
+	counter(d.callsSent, s.Calls)
+	counter(d.python, s.PythonExceptions)
+	counter(d.rejections, s.Rejections)
+	counter(d.deadlines, s.DeadlineExceeded)
+	counter(d.canceled, s.Canceled)
+	counter(d.interrupts, s.Interrupts)
+	counter(d.waits, s.WaitCount)
+	ch <- prometheus.MustNewConstMetric(d.waitSeconds, prometheus.CounterValue, s.WaitDuration.Seconds())
+	counter(d.crashes, s.Crashes)
+	counter(d.startFailures, s.StartFailures)
+	counter(d.starts, s.StartsInitial, "initial")
+	counter(d.starts, s.StartsCrash, "crash")
+	counter(d.starts, s.StartsRecycle, "recycle")
+	counter(d.starts, s.StartsOverflow, "overflow")
+	counter(d.starts, s.StartsResize, "resize")
+	counter(d.stops, s.StopsOverflow, "overflow")
+	counter(d.stops, s.StopsMaxCalls, "max_calls")
+	counter(d.stops, s.StopsMaxMemory, "max_memory")
+	counter(d.stops, s.StopsMaxLifetime, "max_lifetime")
+	counter(d.stops, s.StopsKilled, "killed")
+	counter(d.stops, s.StopsClose, "close")
+	counter(d.stops, s.StopsResize, "resize")
+
+	c.callDuration.Collect(ch)
+	c.waitDuration.Collect(ch)
+	c.calls.Collect(ch)
+}
