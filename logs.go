@@ -18,8 +18,8 @@ import (
 // The messages of the pool's own records. Each record also carries the
 // worker's pid ("worker"), but for the start failures.
 const (
-	msgWorkerStarted   = "pypool: worker started"         // Info: pid, start duration, python, codec
-	msgWorkerStopped   = "pypool: worker stopped"         // Info: cause, calls served, uptime
+	msgWorkerStarted   = "pypool: worker started"         // Debug: pid, start duration, python, codec
+	msgWorkerStopped   = "pypool: worker stopped"         // Debug: cause, calls served, uptime
 	msgWorkerRecycled  = "pypool: worker recycled"        // Info: reason; a "stopped" record follows
 	msgWorkerCrashed   = "pypool: worker crashed"         // Warn: exit status or signal, stderr tail, function
 	msgCallInterrupted = "pypool: call interrupted"       // Warn: function, cause (the context's error)
@@ -69,7 +69,7 @@ func (p *process) function(last bool) slog.Attr {
 
 // logStarted logs a worker's successful start.
 func (p *process) logStarted() {
-	p.spec.logger.Info(msgWorkerStarted, "worker", p.pid, "start", time.Since(p.started).Round(time.Microsecond),
+	p.spec.logger.Debug(msgWorkerStarted, "worker", p.pid, "start", time.Since(p.started).Round(time.Microsecond),
 		"python", p.hello.pythonVersion, "codec", p.hello.codec)
 }
 
@@ -78,7 +78,7 @@ func (p *process) logStarted() {
 func (p *process) logExit(cause string) {
 	uptime := time.Since(p.started).Round(time.Millisecond)
 	if !p.crashed {
-		p.spec.logger.Info(msgWorkerStopped, "worker", p.pid, "cause", p.stopCause(cause), "served", p.served.Load(), "uptime", uptime)
+		p.spec.logger.Debug(msgWorkerStopped, "worker", p.pid, "cause", p.stopCause(cause), "served", p.served.Load(), "uptime", uptime)
 		return
 	}
 	e := p.exitErr

@@ -27,7 +27,7 @@ func TestLifecycleLogs(t *testing.T) {
 	first := itoa(workerPids(pool)[0])
 
 	started := rec.await(t, msgWorkerStarted)
-	assert.Equal(t, "INFO", started["level"])
+	assert.Equal(t, "DEBUG", started["level"], "routine: not in a service's default log")
 	assert.Equal(t, first, started["worker"])
 	d, err := time.ParseDuration(started["start"])
 	require.NoError(t, err, "start is a duration")
@@ -62,7 +62,7 @@ func TestLifecycleLogs(t *testing.T) {
 	assert.Equal(t, "INFO", recycled["level"])
 	assert.Contains(t, recycled["reason"], "MaxCallsPerWorker")
 	stopped := rec.awaitMatch(t, msgWorkerStopped, "worker", second)
-	assert.Equal(t, "INFO", stopped["level"])
+	assert.Equal(t, "DEBUG", stopped["level"])
 	assert.Contains(t, stopped["cause"], "recycled: served 2 calls")
 	assert.Equal(t, "2", stopped["served"])
 
