@@ -122,14 +122,14 @@ func TestSpanOfASuccessfulCall(t *testing.T) {
 		pypoolotel.OutcomeKey:     attribute.StringValue("ok"),
 	} {
 		if a[key] != want {
-			t.Errorf("%s = %v, want %v", key, a[key].Emit(), want.Emit())
+			t.Errorf("%s = %v, want %v", key, a[key].String(), want.String())
 		}
 	}
 	if a[pypoolotel.RequestSizeKey].AsInt64() <= 0 || a[pypoolotel.ReplySizeKey].AsInt64() <= 0 {
-		t.Errorf("sizes %v and %v", a[pypoolotel.RequestSizeKey].Emit(), a[pypoolotel.ReplySizeKey].Emit())
+		t.Errorf("sizes %v and %v", a[pypoolotel.RequestSizeKey].String(), a[pypoolotel.ReplySizeKey].String())
 	}
 	if w := a[pypoolotel.WaitDurationKey]; w.Type() != attribute.FLOAT64 || w.AsFloat64() < 0 || w.AsFloat64() > 10 {
-		t.Errorf("wait %v", w.Emit())
+		t.Errorf("wait %v", w.String())
 	}
 	for _, key := range []attribute.Key{pypoolotel.TransactionKey, pypoolotel.RetryKey, "error.type"} {
 		if _, ok := a[key]; ok {
@@ -166,7 +166,7 @@ func TestSpanOfAPythonException(t *testing.T) {
 	}
 	a := attrs(s)
 	if a[pypoolotel.OutcomeKey].AsString() != "python_error" || a["error.type"].AsString() != "ValueError" {
-		t.Errorf("outcome %v, error.type %v", a[pypoolotel.OutcomeKey].Emit(), a["error.type"].Emit())
+		t.Errorf("outcome %v, error.type %v", a[pypoolotel.OutcomeKey].String(), a["error.type"].String())
 	}
 	e, ok := event(s, "exception")
 	if !ok {
