@@ -216,11 +216,7 @@ func (m *poolModel) stop(rt *rapid.T) {
 	if s := pool.Stats(); s.Crashes != uint64(kills) {
 		rt.Fatalf("after Close, Crashes = %d after %d kills", s.Crashes, kills)
 	}
-	var left []int
-	for _, pid := range childProcesses() {
-		left = append(left, pid)
-	}
-	if len(left) > 0 {
+	if left := childProcesses(); len(left) > 0 {
 		rt.Fatalf("after Close, child processes %v are alive (pool's workers were %v)", left, sortedKeys(pids))
 	}
 }
