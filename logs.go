@@ -49,8 +49,11 @@ func (p *process) endCall() {
 // function (outputCalls).
 func (p *process) callOver() {
 	fn := p.current.Swap(nil)
+	// One poll tells which streams have bytes in their pipe: the others
+	// need no probe (most calls write nothing).
+	waiting := readable([2]uintptr{p.output[0].fd, p.output[1].fd})
 	for i := range p.output {
-		p.output[i].callEnded(fn)
+		p.output[i].callEnded(fn, waiting[i])
 	}
 }
 
@@ -159,6 +162,7 @@ type outputCalls struct {
 	logged  int64       // bytes of the stream logged (up to a line's end)
 	pending int64       // pendingBytes' answer, set inside raw.Control
 	probe   func(fd uintptr)
+	fd      uintptr // the pipe's descriptor, for the poll before probes
 }
 
 // maxEndedCalls bounds the calls whose output an outputCalls remembers.
@@ -173,16 +177,19 @@ type endedCall struct {
 func (o *outputCalls) init(f *os.File) {
 	o.raw, _ = f.SyscallConn()
 	o.probe = func(fd uintptr) { o.pending = pendingBytes(fd) }
+	if o.raw != nil {
+		_ = o.raw.Control(func(fd uintptr) { o.fd = fd })
+	}
 }
 
-// callEnded marks the stream's bytes so far as fn's.
-func (o *outputCalls) callEnded(fn *string) {
+// callEnded marks the stream's bytes so far as fn's; waiting says the
+// pipe may hold bytes not read yet.
+func (o *outputCalls) callEnded(fn *string, waiting bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.pending = 0
-	// A system call per stream and call (about 1.5 µs each here): what
-	// makes output still in the pipe at the call's end its own.
-	if o.raw != nil {
+	// What makes output still in the pipe at the call's end its own.
+	if o.raw != nil && waiting {
 		_ = o.raw.Control(o.probe)
 	}
 	end := o.read.Load() + o.pending

@@ -284,16 +284,16 @@ func TestOutputCallsBounded(t *testing.T) {
 	var o outputCalls
 	a, b := "a", "b"
 	o.read.Store(10)
-	o.callEnded(&a) // bytes 0..10 are a's
+	o.callEnded(&a, true) // bytes 0..10 are a's
 	o.read.Store(20)
-	o.callEnded(&b) // 10..20 are b's
+	o.callEnded(&b, true) // 10..20 are b's
 	assert.Equal(t, &a, o.lineFunction(5, nil))
 	assert.Equal(t, &a, o.lineFunction(10, nil))
 	assert.Equal(t, &b, o.lineFunction(15, nil))
 	assert.Nil(t, o.lineFunction(25, nil), "written after both calls")
 	for i := range 1000 {
 		o.read.Store(int64(30 + i))
-		o.callEnded(&a)
+		o.callEnded(&a, true)
 	}
 	assert.LessOrEqual(t, len(o.ended), maxEndedCalls)
 }
