@@ -265,42 +265,9 @@ func containsExt(b []byte, code int8) bool {
 var scalarSizes = [...]int{4, 8, 1, 2, 4, 8, 1, 2, 4, 8}
 
 // scanExts calls fn for each extension value in the msgpack data b, with its
-// start and end in b, its code and its payload. It reads b as a flat
-// sequence of items (container headers hold counts, not sizes) and does not
-// look into extension payloads.
+// start and end in b, its code and its payload.
 func scanExts(b []byte, fn func(start, end int, code int8, payload []byte) error) error {
-	d := wireDecoder{b: b}
-	for len(d.b) > 0 && d.err == nil {
-		start := len(b) - len(d.b)
-		c := d.byte1()
-		switch {
-		case c <= 0x9f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
-			// fixint, fixmap, fixarray, nil, bool: the code is the item
-		case c <= 0xbf: // fixstr
-			d.take(int(c & 0x1f))
-		case c >= 0xc4 && c <= 0xc6: // bin 8/16/32
-			d.take(d.size(1 << (c - 0xc4)))
-		case c >= 0xd9 && c <= 0xdb: // str 8/16/32
-			d.take(d.size(1 << (c - 0xd9)))
-		case c >= 0xca && c <= 0xd3:
-			d.take(scalarSizes[c-0xca])
-		case c == 0xdc || c == 0xde: // array 16, map 16
-			d.take(2)
-		case c == 0xdd || c == 0xdf: // array 32, map 32
-			d.take(4)
-		case isExtCode(c):
-			code, payload := scanExt(&d, c)
-			if d.err != nil {
-				break
-			}
-			if err := fn(start, len(b)-len(d.b), code, payload); err != nil {
-				return err
-			}
-		default:
-			d.fail("unknown msgpack code 0x%02x", c)
-		}
-	}
-	return d.err
+	return scanItems(b, nil, fn)
 }
 
 // checkDeclaredSizes checks, before msgpack decodes b, that no array or map
@@ -308,15 +275,42 @@ func scanExts(b []byte, fn func(start, end int, code int8, payload []byte) error
 // msgpack's decoder makes a map of the declared size at once, so that a
 // 9-byte message could otherwise make it allocate gigabytes.
 func checkDeclaredSizes(b []byte) error {
+	return scanItems(b, func(count, perItem, rest int) error {
+		if count > rest/perItem {
+			return fmt.Errorf("a container declares %d items in the %d bytes that follow it", count, rest)
+		}
+		return nil
+	}, nil)
+}
+
+// scanItems reads the msgpack data b as a flat sequence of items (container
+// headers hold counts, not sizes), not looking into extension payloads. It
+// calls container, if not nil, for each array or map header with its item
+// count, the msgpack values per item (1 or 2) and the bytes after the
+// header; and ext, if not nil, for each extension value with its start and
+// end in b, its code and its payload.
+func scanItems(b []byte, container func(count, perItem, rest int) error, ext func(start, end int, code int8, payload []byte) error) error {
 	d := wireDecoder{b: b}
 	for len(d.b) > 0 && d.err == nil {
-		count, perItem, ok := containerHeader(&d)
-		if !ok {
-			skipScalar(&d)
+		start := len(b) - len(d.b)
+		if count, perItem, ok := containerHeader(&d); ok {
+			if container != nil && d.err == nil {
+				if err := container(count, perItem, len(d.b)); err != nil {
+					return err
+				}
+			}
 			continue
 		}
-		if count > len(d.b)/perItem {
-			return fmt.Errorf("a container declares %d items in the %d bytes that follow it", count, len(d.b))
+		c := d.byte1()
+		if !isExtCode(c) {
+			skipScalar(&d, c)
+			continue
+		}
+		code, payload := scanExt(&d, c)
+		if ext != nil && d.err == nil {
+			if err := ext(start, len(b)-len(d.b), code, payload); err != nil {
+				return err
+			}
 		}
 	}
 	return d.err
@@ -343,11 +337,12 @@ func containerHeader(d *wireDecoder) (count, perItem int, ok bool) {
 	return 0, 0, false
 }
 
-// skipScalar skips one value that is not an array or a map.
-func skipScalar(d *wireDecoder) {
-	c := d.byte1()
+// skipScalar skips the rest of a value that is neither a container nor an
+// extension, whose first byte c was read.
+func skipScalar(d *wireDecoder, c byte) {
 	switch {
 	case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
+		// fixint, nil, bool: the code is the value
 	case c >= 0xa0 && c <= 0xbf: // fixstr
 		d.take(int(c & 0x1f))
 	case c >= 0xc4 && c <= 0xc6: // bin 8/16/32
@@ -356,8 +351,6 @@ func skipScalar(d *wireDecoder) {
 		d.take(d.size(1 << (c - 0xd9)))
 	case c >= 0xca && c <= 0xd3:
 		d.take(scalarSizes[c-0xca])
-	case isExtCode(c):
-		scanExt(d, c)
 	default:
 		d.fail("unknown msgpack code 0x%02x", c)
 	}
