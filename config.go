@@ -58,10 +58,15 @@ type Config struct {
 	SetUp     string
 	SetUpArgs []any
 
-	// PythonPath lists directories put first on the worker's sys.path.
+	// PythonPath lists directories put first on the worker's sys.path,
+	// ahead of the interpreter's standard library and site-packages.
 	// Relative entries are relative to Dir (or, when Dir is empty, to the Go
-	// program's working directory). The worker's working directory is always
-	// on sys.path after them, as with "python -c".
+	// program's working directory). The working directory itself is not on
+	// sys.path unless listed here ("."): a file in it named like a standard
+	// module (traceback.py) can not replace that module. Nor is the user's
+	// site-packages (~/.local/lib/python3.X/site-packages; -I implies -s):
+	// list it here if the module needs packages installed with
+	// "pip install --user".
 	PythonPath []string
 
 	// Python is the interpreter to run: a name looked up in PATH or a path.
@@ -83,12 +88,35 @@ type Config struct {
 	// Strategy chooses among idle workers: LIFO (default) or FIFO.
 	Strategy Strategy
 
-	// Env holds "KEY=value" entries added to the Go program's environment
-	// for the workers. The interpreter runs with -E: PYTHONPATH,
-	// PYTHONSTARTUP and the other PYTHON* variables are ignored (use
-	// PythonPath), so that the caller's environment can not break the
-	// runtime.
+	// Env holds "KEY=value" entries added to the workers' environment
+	// (what InheritEnv lets through of the Go program's). The interpreter
+	// runs isolated (-I, which implies -E): PYTHONPATH, PYTHONSTARTUP and
+	// the other PYTHON* variables are ignored (use PythonPath), so that the
+	// caller's environment can not break the runtime.
 	Env []string
+
+	// InheritEnv, when not nil, is the allow-list of the Go program's
+	// environment variables that the workers inherit: names ("PATH") and
+	// prefixes ending in "*" ("LC_*"); Env is added to them. An empty,
+	// non-nil list inherits nothing. Default nil: the whole environment,
+	// as os/exec does. PATH, HOME, LANG, LC_* and TZ are not special: a
+	// worker without PATH finds programs in /bin and /usr/bin only, without
+	// HOME Python takes the home directory from the password database,
+	// without locale variables it runs in UTF-8 mode, without TZ local time
+	// is /etc/localtime's. A launcher shim such as pyenv's runs with this
+	// environment too (it needs PATH and HOME or PYENV_ROOT): set Python to
+	// the real interpreter instead. See the README's "Security".
+	InheritEnv []string
+
+	// Limits are resource limits (address space, CPU seconds, open files)
+	// applied in each worker before it imports Module. Default: none.
+	Limits Limits
+
+	// Credential, when not nil, runs the workers as this user and group;
+	// the Go program must run as root. The Python runtime pypool installs
+	// and the directories of Module must be readable by that user: New
+	// checks the runtime's. Default nil: the Go program's user.
+	Credential *Credential
 
 	// Dir is the workers' working directory. Default: the Go program's.
 	Dir string
@@ -237,6 +265,9 @@ func (c Config) withDefaults() (Config, error) {
 	if err := validateExtensions(c.Extensions); err != nil {
 		return c, err
 	}
+	if err := c.validateSecurity(); err != nil {
+		return c, err
+	}
 	c.Python = orDefault(c.Python, "python3")
 	c.Size = orDefault(c.Size, runtime.NumCPU())
 	c.StartTimeout = orDefault(c.StartTimeout, DefaultStartTimeout)
@@ -259,9 +290,13 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
-// env is the workers' environment: the Go program's plus Config.Env.
+// env is the workers' environment: what Config.InheritEnv lets through of
+// the Go program's (all of it when nil), plus Config.Env.
 func (c Config) env() []string {
-	return append(os.Environ(), c.Env...)
+	if c.InheritEnv == nil {
+		return append(os.Environ(), c.Env...)
+	}
+	return append(inheritedEnv(os.Environ(), c.InheritEnv), c.Env...)
 }
 
 // spec builds the worker specification from a validated Config.
@@ -274,7 +309,7 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 		}
 		base = wd
 	}
-	args := []string{"-E", "-c", bootstrap, runtimeDir, "--module", c.Module,
+	args := []string{"-I", "-c", bootstrap, runtimeDir, "--module", c.Module,
 		"--max-message", strconv.Itoa(c.MaxMessageSize)}
 	if c.SetUp != "" {
 		setUp, err := setUpArgs(c)
@@ -292,6 +327,7 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 		args = append(args, "--shm-fd", strconv.Itoa(sharedMemoryFd), "--shm-threshold", strconv.Itoa(sharedThreshold),
 			"--shm-limit", strconv.Itoa(sharedLimit(c.MaxMessageSize)))
 	}
+	args = append(args, c.Limits.args()...)
 	for _, dir := range c.PythonPath {
 		if !filepath.IsAbs(dir) {
 			dir = filepath.Join(base, dir)
@@ -303,6 +339,7 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 		args:            args,
 		env:             c.env(),
 		dir:             c.Dir,
+		credential:      c.Credential,
 		module:          c.Module,
 		setUp:           c.SetUp,
 		maxMessageSize:  c.MaxMessageSize,

@@ -74,6 +74,11 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Credential != nil {
+		if err := checkCredential(cfg.Credential, python.path(), dir); err != nil {
+			return nil, err
+		}
+	}
 	spec, err := cfg.spec(python, dir)
 	if err != nil {
 		return nil, err

@@ -55,6 +55,7 @@ type workerSpec struct {
 	args           []string
 	env            []string
 	dir            string
+	credential     *Credential // Config.Credential
 	module         string
 	setUp          string // Config.SetUp
 	maxMessageSize int
@@ -187,7 +188,7 @@ func (p *process) start() error {
 	p.codec.shared = p.shm
 	cmd.Env = p.spec.env
 	cmd.Dir = p.spec.dir
-	cmd.SysProcAttr = workerSysProcAttr()
+	cmd.SysProcAttr = workerSysProcAttr(p.spec.credential.sysProcCredential())
 	err = startLocked(cmd)
 	closeFiles(inR, outW, errW, logW, dumpW) // the child's ends
 	if err != nil {

@@ -22,9 +22,15 @@ var runtimeFiles embed.FS
 
 // bootstrap is the -c program that imports the runtime from the directory
 // given as its first argument. Its first line, which even Python 2 parses,
-// refuses interpreters too old for the runtime.
+// refuses interpreters too old for the runtime. The interpreter runs it with
+// -I (isolated mode), which keeps the working directory off sys.path from
+// the interpreter's start on every version (-c would put it first, as "",
+// and Python 3.13 imports linecache from there before running the command);
+// should an interpreter put it there anyway, the bootstrap removes it before
+// it imports anything that is not built in (sys is).
 const bootstrap = "import sys\n" +
 	"if sys.version_info<(3,8):sys.stderr.write('pypool needs Python 3.8 or newer, this is Python '+sys.version.split()[0]+'\\n');sys.exit(86)\n" +
+	"sys.path[:]=[p for p in sys.path if p]\n" +
 	"sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])"
 
 var (

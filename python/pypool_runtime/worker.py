@@ -2,9 +2,11 @@
 
 Go starts it as::
 
-    python3 -E -c "import sys;sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])" \\
+    python3 -I -c "import sys;sys.path[:]=[p for p in sys.path if p];sys.path.insert(0,sys.argv[1]);
+                        from pypool_runtime.worker import main;main(sys.argv[2:])" \\
         RUNTIME_DIR --module MODULE [--path DIR]... [--max-message BYTES] [--codec auto|pure] \\
-        [--shm-fd FD --shm-threshold BYTES --shm-limit BYTES] [--dump-fd FD]
+        [--shm-fd FD --shm-threshold BYTES --shm-limit BYTES] [--dump-fd FD] \\
+        [--limit-as BYTES] [--limit-cpu SECONDS] [--limit-nofile COUNT]
 
 and talks to it over the original stdin/stdout with frames: a 4-byte
 big-endian length, then a msgpack array whose first element is the kind:
@@ -22,10 +24,19 @@ With --dump-fd, SIGUSR1 makes the worker write the stacks of all its threads
 to that descriptor (faulthandler: C code in the signal handler, so that it
 works while the main thread is stuck in C code too); Go sends it before it
 interrupts or kills a worker and logs the stacks.
+
+The import path cannot be shadowed: -I (isolated mode) keeps the working
+directory ('') off sys.path (the bootstrap would drop it before it imports
+anything that is not built in), and every module the runtime uses is imported before
+fix_sys_path puts the --path entries ahead of the standard library (the
+lazy ones by preload_stdlib). sys.path is then the --path entries, then the
+interpreter's own entries; the working directory only if it is a --path.
 """
 
 from __future__ import annotations
 
+import _thread  # built in: _exit_soon's timer, without importing threading
+import binascii  # for --setup-args: imported here, before the user's paths
 import io
 import os
 import struct
@@ -66,7 +77,7 @@ _EXIT_GRACE_SECONDS = 10.0
 _USAGE = (
     "usage: main(['--module', NAME, ('--path', DIR)..., ('--max-message', BYTES), ('--codec', 'auto'|'pure'),"
     " ('--shm-fd', FD, '--shm-threshold', BYTES, '--shm-limit', BYTES), ('--dump-fd', FD),"
-    " ('--setup', FUNCTION, ('--setup-args', BASE64))])"
+    " ('--setup', FUNCTION, ('--setup-args', BASE64)), ('--limit-as'|'--limit-cpu'|'--limit-nofile', N)...])"
 )
 
 
@@ -80,6 +91,7 @@ class Options:
 
     __slots__ = (
         "module", "paths", "max_message", "codec", "shm_fd", "shm_threshold", "shm_limit", "dump_fd", "setup", "setup_args",
+        "limits",
     )  # fmt: skip
 
     def __init__(self, module: str, paths: List[str], max_message: int, codec: str) -> None:
@@ -98,6 +110,8 @@ class Options:
         # its arguments: base64 of msgpack [args, kwargs|nil] ("" for none).
         self.setup = ""
         self.setup_args = ""
+        # Resource limits to apply (apply_limits): resource's RLIMIT_* name -> value.
+        self.limits: Dict[str, int] = {}
 
 
 def parse_args(argv: List[str]) -> Options:
@@ -109,12 +123,17 @@ def parse_args(argv: List[str]) -> Options:
     shm_options: Dict[str, int] = {}
     dump_fd = -1
     setup = {"--setup": "", "--setup-args": ""}
+    limits: Dict[str, int] = {}
     args = iter(argv)
     for flag in args:
         value = next(args, None)
-        if value is None or flag not in ("--module", "--path", "--max-message", "--codec", "--dump-fd") + _SHM_FLAGS + tuple(setup):
+        if value is None or flag not in ("--module", "--path", "--max-message", "--codec", "--dump-fd") + _SHM_FLAGS + tuple(
+            setup
+        ) + tuple(_LIMIT_FLAGS):
             raise ValueError("bad argument %r; %s" % (flag, _USAGE))
-        if flag == "--dump-fd":
+        if flag in _LIMIT_FLAGS:
+            limits[_LIMIT_FLAGS[flag]] = _non_negative(flag, value)
+        elif flag == "--dump-fd":
             dump_fd = _non_negative(flag, value)
         elif flag in setup:
             setup[flag] = value
@@ -139,6 +158,7 @@ def parse_args(argv: List[str]) -> Options:
         raise ValueError("--module is required; " + _USAGE)
     options = Options(module, paths, max_message, codec_name)
     options.dump_fd = dump_fd
+    options.limits = limits
     options.setup, options.setup_args = setup["--setup"], setup["--setup-args"]
     if options.setup_args and not options.setup:
         raise ValueError("--setup-args needs --setup")
@@ -152,6 +172,9 @@ def parse_args(argv: List[str]) -> Options:
 
 
 _SHM_FLAGS = ("--shm-fd", "--shm-threshold", "--shm-limit")
+
+# Config.Limits: the flag of each limit and the resource module's name for it.
+_LIMIT_FLAGS = {"--limit-as": "RLIMIT_AS", "--limit-cpu": "RLIMIT_CPU", "--limit-nofile": "RLIMIT_NOFILE"}
 
 
 def _non_negative(flag: str, value: str) -> int:
@@ -177,7 +200,7 @@ def _fd_is_open(fd: int) -> bool:
 
 def _text_stream(fd: int, write: bool) -> io.TextIOWrapper:
     # UTF-8 and, for output, line-buffered, whatever the locale and the
-    # (ignored, -E) PYTHON* variables say. closefd=False keeps fds 0-2 open
+    # (ignored, -I) PYTHON* variables say. closefd=False keeps fds 0-2 open
     # for C code even if user code closes sys.stdout.
     if write:
         return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
@@ -206,11 +229,67 @@ def isolate_stdio() -> Tuple[int, int]:
 
 
 def fix_sys_path(paths: List[str]) -> None:
-    """sys.path = the --path entries, the working directory, then the rest,
-    without the runtime's directory and the '' that -c added."""
+    """sys.path = the --path entries, then the interpreter's own entries
+    (standard library, site-packages), without the runtime's directory and
+    without '' (the working directory, which -c puts first): the working
+    directory is on it only if it is one of the --path entries. Every module
+    the runtime uses must be imported before this (preload_stdlib): after it,
+    a module of the same name in a --path directory would win."""
     runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rest = [p for p in sys.path if p != "" and os.path.abspath(p) != runtime_dir]
-    sys.path[:] = [os.path.abspath(p) for p in paths] + [os.getcwd()] + rest
+    sys.path[:] = [os.path.abspath(p) for p in paths] + rest
+
+
+def apply_limits(limits: Dict[str, int]) -> None:
+    """Set the resource limits of Config.Limits (RLIMIT_* name -> value),
+    before the user's module is imported. The hard limit is set too, so that
+    code in the worker cannot raise the limit again; for CPU time it is one
+    second above, so that a process that ignores SIGXCPU is killed then. A
+    hard limit already lower is kept."""
+    if not limits:
+        return
+    import resource  # not built in everywhere: imported before the user's paths
+
+    for name, value in sorted(limits.items()):
+        which = getattr(resource, name)
+        soft, hard = value, value + 1 if name == "RLIMIT_CPU" else value
+        _, old_hard = resource.getrlimit(which)
+        if old_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, old_hard), min(hard, old_hard)
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (OSError, ValueError) as exc:
+            _exit(EXIT_PROTOCOL, "cannot set %s to %d (Config.Limits): %s" % (name, value, exc))
+
+
+# The traceback module, imported by preload_stdlib before the user's paths
+# are on sys.path.
+_traceback: Any = None
+
+
+def preload_stdlib() -> None:
+    """Import the standard modules that the runtime would otherwise import
+    lazily, while sys.path holds only the interpreter's own entries: the
+    traceback module and, by formatting one exception, what it imports on
+    its first use (linecache, tokenize, ast for the carets of 3.11+). A module
+    of the same name in a --path directory can then neither replace them for
+    the runtime nor break its error replies."""
+    global _traceback
+    import traceback
+
+    _traceback = traceback
+    try:
+        _warm_up_traceback()
+    except Exception as exc:  # formatted whole: format_traceback would skip the runtime's frames
+        traceback.format_exception(type(exc), exc, exc.__traceback__)
+
+
+def _warm_up_traceback() -> None:
+    table: Dict[str, int] = {}
+    try:
+        table["key"] + 1  # a subscript and an operator: the carets' code runs
+    except KeyError:
+        table.no_such_name  # type: ignore[attr-defined]  # chained, with a suggestion (3.10+)
 
 
 # True while a user function runs: only then does SIGINT interrupt it.
@@ -251,9 +330,9 @@ def exception_message(exc: BaseException) -> str:
 
 
 def format_traceback(exc: BaseException) -> str:
-    """The traceback as Python prints it, starting below the runtime's frames."""
-    import traceback  # only errors need it, and it takes a few ms to import
-
+    """The traceback as Python prints it, starting below the runtime's frames.
+    Should the traceback module fail (a user replaced what it imports), a
+    plain one, so that the error still reaches Go."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_globals is _GLOBALS:
         tb = tb.tb_next
@@ -264,7 +343,23 @@ def format_traceback(exc: BaseException) -> str:
             node.tb_next = None
         else:
             node = node.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    try:
+        traceback = _traceback
+        if traceback is None:  # the runtime's functions used on their own, as in its tests
+            import traceback
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:
+        return _plain_traceback(exc, tb)
+
+
+def _plain_traceback(exc: BaseException, tb: Any) -> str:
+    lines = ["Traceback (most recent call last):\n"]
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        lines.append('  File "%s", line %d, in %s\n' % (code.co_filename, tb.tb_lineno, code.co_name))
+        tb = tb.tb_next
+    lines.append("%s: %s\n" % (type_name(exc), exception_message(exc)))
+    return "".join(lines)
 
 
 _GLOBALS = globals()
@@ -717,13 +812,14 @@ def _exit(status: int, line: str = "") -> NoReturn:
 def _exit_soon() -> None:
     """Arrange for the process to end even if the interpreter's normal exit
     waits on the user's non-daemon threads: the pool is gone."""
-    import threading  # imported late: nothing else needs it
 
     def force() -> None:
         time.sleep(_EXIT_GRACE_SECONDS)
         os._exit(0)
 
-    threading.Thread(target=force, name="pypool-exit", daemon=True).start()
+    # A bare thread, which the interpreter's exit does not wait for (as a
+    # daemon thread); threading would be imported from the user's paths.
+    _thread.start_new_thread(force, ())
 
 
 def _run_setup(module: Any, options: Options, codec: codecs.Codec) -> None:
@@ -734,8 +830,6 @@ def _run_setup(module: Any, options: Options, codec: codecs.Codec) -> None:
     args: List[Any] = []
     kwargs: Dict[str, Any] = {}
     if options.setup_args:
-        import binascii  # only for a set-up with arguments
-
         args, given = codec.unpackb(binascii.a2b_base64(options.setup_args))
         kwargs = given or {}
     function(*args, **kwargs)
@@ -797,10 +891,12 @@ def main(argv: List[str]) -> None:
     proto_in, proto_out = isolate_stdio()
     if options.dump_fd >= 0:
         enable_stack_dumps(options.dump_fd)
+    apply_limits(options.limits)  # after the runtime's own descriptors, before the user's module
+    preload_stdlib()
+    codec = codecs.load(options.codec)  # msgpack from site-packages, not from a --path
     fix_sys_path(options.paths)
     del sys.argv[1:]  # the runtime's arguments are not the user module's
     signal.signal(signal.SIGINT, _on_sigint)
-    codec = codecs.load(options.codec)
 
     def hello(error: Optional[List[str]], setup_seconds: float = 0.0) -> None:
         python_version = sys.version.split()[0]

@@ -20,7 +20,9 @@ from pypool_runtime import codec, purecodec
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_DIR = os.path.dirname(TESTS_DIR)
-BOOTSTRAP = "import sys;sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])"
+# As runtime.go's bootstrap: it drops the working directory ('') from sys.path first.
+BOOTSTRAP = ("import sys;sys.path[:]=[p for p in sys.path if p];sys.path.insert(0,sys.argv[1]);"
+             "from pypool_runtime.worker import main;main(sys.argv[2:])")  # fmt: skip
 TIMEOUT = 20.0
 
 HELLO, CALL, RESULT, ERROR = 1, 2, 3, 4
@@ -48,7 +50,7 @@ class WorkerProcess:
 
     def __init__(self, module: str, *extra: str, codec_name: str = "auto", log_fd: bool = True,
                  paths: Optional[List[str]] = None, cwd: Optional[str] = None) -> None:  # fmt: skip
-        args = [sys.executable, "-E", "-c", BOOTSTRAP, RUNTIME_DIR, "--module", module]
+        args = [sys.executable, "-I", "-c", BOOTSTRAP, RUNTIME_DIR, "--module", module]
         for path in [TESTS_DIR] if paths is None else paths:
             args += ["--path", path]
         args += ["--codec", codec_name, *extra]
@@ -459,7 +461,8 @@ class WorkerTest(WorkerTestBase):
         with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as cwd:
             worker = self.start_ready(paths=[first, TESTS_DIR], cwd=cwd)
             path = worker.call("path")[2]
-            self.assertEqual(path[:3], [first, TESTS_DIR, cwd])
+            self.assertEqual(path[:2], [first, TESTS_DIR])
+            self.assertNotIn(cwd, path)  # the working directory only when it is a --path
             self.assertNotIn("", path)
             self.assertNotIn(RUNTIME_DIR, path)
             self.assertEqual(worker.call("argv")[2], ["-c"])

@@ -1,0 +1,457 @@
+package pypool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// shadowNames are standard modules (and msgpack) that the runtime imports,
+// some of them lazily, plus sitecustomize, which the interpreter's start
+// looks for: none of them may ever come from the working directory or from
+// a PythonPath directory.
+var shadowNames = []string{
+	"traceback", "linecache", "tokenize", "token", "ast", "struct", "datetime", "binascii",
+	"threading", "resource", "faulthandler", "msgpack", "sitecustomize", "signal", "mmap",
+}
+
+// plantShadows writes a module for each of shadowNames into dir: importing
+// it leaves a file "imported-<name>" in dir and raises.
+func plantShadows(t *testing.T, dir string) {
+	t.Helper()
+	for _, name := range shadowNames {
+		src := "import os\n" +
+			"open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'imported-' + __name__), 'w').close()\n" +
+			"raise ImportError('the shadow ' + __name__ + ' was imported')\n"
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name+".py"), []byte(src), 0o644))
+	}
+}
+
+// importedShadows lists the shadows of dir that were imported.
+func importedShadows(t *testing.T, dir string) []string {
+	t.Helper()
+	found, err := filepath.Glob(filepath.Join(dir, "imported-*"))
+	require.NoError(t, err)
+	for i, f := range found {
+		found[i] = strings.TrimPrefix(filepath.Base(f), "imported-")
+	}
+	return found
+}
+
+// TestShadowedStdlibIsNotImported plants files named like the standard
+// modules the runtime uses in the workers' working directory and in a
+// PythonPath directory (issue 13's reproduction: a traceback.py there was
+// imported at the first exception and broke the worker). None may be
+// imported, whether HOME is set or not; an exception reaches Go with its
+// traceback and the worker keeps serving; the working directory is not on
+// sys.path.
+func TestShadowedStdlibIsNotImported(t *testing.T) {
+	modules, err := filepath.Abs("testdata/pymod")
+	require.NoError(t, err)
+	for _, where := range []string{"working directory", "PythonPath"} {
+		for _, home := range []string{"set", "unset"} {
+			t.Run(where+"/HOME "+home, func(t *testing.T) {
+				if home == "unset" {
+					t.Setenv("HOME", "") // restored after the test
+					require.NoError(t, os.Unsetenv("HOME"))
+				}
+				shadows := t.TempDir()
+				plantShadows(t, shadows)
+				cfg := testConfig(t)
+				cfg.Module = "pypool_secmod"
+				cfg.SetUp, cfg.SetUpArgs = "set_up", []any{"ready"} // decoded with binascii
+				cfg.Limits.OpenFiles = 4096                         // applied with resource
+				if where == "working directory" {
+					cfg.Dir, cfg.PythonPath = shadows, []string{modules}
+				} else {
+					cfg.PythonPath = []string{shadows, modules}
+				}
+				pool := newTestPool(t, cfg)
+				ctx := testCtx(t)
+
+				_, err := pool.Call(ctx, "fail", "on purpose")
+				var pyErr *PythonError
+				require.ErrorAs(t, err, &pyErr)
+				require.Equal(t, "ValueError", pyErr.Type)
+				require.Contains(t, pyErr.Traceback, "in fail\n")
+				out, err := pool.Call(ctx, "setup_value")
+				require.NoError(t, err, "the worker must serve on after the exception")
+				require.Equal(t, []any{"ready"}, out)
+
+				out, err = pool.Call(ctx, "path")
+				require.NoError(t, err)
+				path := out.([]any)
+				if where == "working directory" {
+					require.Equal(t, modules, path[0])
+					require.NotContains(t, path, shadows, "the working directory must not be on sys.path")
+				} else {
+					require.Equal(t, []any{shadows, modules}, path[:2])
+				}
+				require.NotContains(t, path, "")
+				require.Zero(t, pool.Stats().Crashes)
+
+				require.NoError(t, pool.Close(ctx)) // the worker's exit path runs too
+				require.Empty(t, importedShadows(t, shadows), "modules imported from %s", shadows)
+			})
+		}
+	}
+}
+
+// TestWorkingDirectoryWhenListed: the working directory is on sys.path when
+// PythonPath lists it, and then a module there can be imported.
+func TestWorkingDirectoryWhenListed(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pypool_cwdmod.py"), []byte("def where():\n    return __file__\n"), 0o644))
+	cfg := testConfig(t)
+	cfg.Module, cfg.Dir, cfg.PythonPath = "pypool_cwdmod", dir, []string{"."}
+	out, err := newTestPool(t, cfg).Call(testCtx(t), "where")
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(dir, "pypool_cwdmod.py"), out)
+}
+
+// TestModuleInWorkingDirectoryNeedsPythonPath: a module found only in the
+// working directory no longer imports; the error says where it looked.
+func TestModuleInWorkingDirectoryNeedsPythonPath(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pypool_cwdmod.py"), []byte("x = 1\n"), 0o644))
+	cfg := testConfig(t)
+	cfg.Module, cfg.Dir, cfg.PythonPath = "pypool_cwdmod", dir, nil
+	_, err := New(testCtx(t), cfg)
+	require.ErrorIs(t, err, ErrWorkerStart)
+	var pyErr *PythonError
+	require.ErrorAs(t, err, &pyErr)
+	require.Equal(t, "ModuleNotFoundError", pyErr.Type)
+	require.Contains(t, pyErr.Message, "looked in sys.path")
+}
+
+// TestBootstrapRemovesWorkingDirectory runs the bootstrap on every Python
+// 3.8+ this machine has, from a directory holding a struct.py that would
+// break the runtime, and a linecache.py, which Python 3.13 imports at the
+// start of "python -c" unless it runs isolated (-I).
+func TestBootstrapRemovesWorkingDirectory(t *testing.T) {
+	pythons := otherPythons(t)
+	if len(pythons) == 0 {
+		t.Skip("no other Python 3.8+ found under ~/.pyenv/versions: only the default one is tested (TestShadowedStdlibIsNotImported)")
+	}
+	modules, err := filepath.Abs("testdata/pymod")
+	require.NoError(t, err)
+	for _, python := range pythons {
+		t.Run(filepath.Base(filepath.Dir(filepath.Dir(python))), func(t *testing.T) {
+			shadows := t.TempDir()
+			plantShadows(t, shadows)
+			cfg := testConfig(t)
+			cfg.Module, cfg.Python, cfg.Dir, cfg.PythonPath = "pypool_secmod", python, shadows, []string{modules}
+			cfg.Size = 1
+			pool := newTestPool(t, cfg)
+			ctx := testCtx(t)
+			_, err := pool.Call(ctx, "fail", "x")
+			var pyErr *PythonError
+			require.ErrorAs(t, err, &pyErr)
+			// A second worker starts with the real executable the first
+			// one's handshake told.
+			require.NoError(t, pool.Resize(2, 0))
+			awaitPool(t, pool, "two idle workers", func(s Stats) bool { return s.Idle == 2 })
+			fail := func(w *Worker) error {
+				if _, err := w.Call(ctx, "fail", "x"); !errors.As(err, &pyErr) {
+					return fmt.Errorf("want a *PythonError, got %v", err)
+				}
+				return nil
+			}
+			require.NoError(t, pool.Transaction(ctx, func(first *Worker) error {
+				return errors.Join(fail(first), pool.Transaction(ctx, fail))
+			}))
+			require.NoError(t, pool.Close(ctx))
+			require.Empty(t, importedShadows(t, shadows))
+		})
+	}
+}
+
+// otherPythons lists pyenv's Python 3.8+ interpreters, if any.
+func otherPythons(t *testing.T) []string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return nil
+	}
+	found, _ := filepath.Glob(filepath.Join(home, ".pyenv", "versions", "3.*", "bin", "python3"))
+	var pythons []string
+	for _, p := range found {
+		v := filepath.Base(filepath.Dir(filepath.Dir(p)))
+		if !strings.HasPrefix(v, "3.6") && !strings.HasPrefix(v, "3.7") {
+			pythons = append(pythons, p)
+		}
+	}
+	return pythons
+}
+
+// realPython is the real executable behind python3 (a pyenv shim needs
+// variables that the environment tests leave out).
+var realPython = sync.OnceValues(func() (string, error) {
+	out, err := exec.Command("python3", "-E", "-c", "import sys; print(sys.executable)").Output()
+	return string(bytes.TrimSpace(out)), err
+})
+
+func envMap(t *testing.T, entries []any) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for _, e := range entries {
+		k, v, _ := strings.Cut(e.(string), "=")
+		m[k] = v
+	}
+	return m
+}
+
+// TestInheritEnv: nil inherits the Go program's environment; an allow-list
+// lets through only the names and prefixes listed, plus Config.Env; an
+// empty list nothing but Config.Env.
+func TestInheritEnv(t *testing.T) {
+	if _, err := os.Stat("/proc/self/environ"); err != nil {
+		t.Skip("needs /proc/self/environ (Linux) to read a worker's initial environment")
+	}
+	python, err := realPython()
+	require.NoError(t, err)
+	t.Setenv("PYPOOL_TEST_SECRET", "s3cret")
+	t.Setenv("LC_PYPOOL_TEST", "fr_FR.UTF-8")
+	t.Setenv("TZ", "Europe/Paris")
+	for _, tc := range []struct {
+		name    string
+		inherit []string
+		want    func(env map[string]string)
+	}{
+		{"nil inherits all", nil, func(env map[string]string) {
+			require.Equal(t, "s3cret", env["PYPOOL_TEST_SECRET"])
+			require.Equal(t, os.Getenv("PATH"), env["PATH"])
+			require.Equal(t, "1", env["ADDED"])
+		}},
+		{"allow-list", []string{"PATH", "LC_*", "TZ"}, func(env map[string]string) {
+			want := map[string]string{"PATH": os.Getenv("PATH"), "TZ": "Europe/Paris", "ADDED": "1"}
+			for _, kv := range os.Environ() {
+				if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "LC_") {
+					want[k] = v
+				}
+			}
+			require.Equal(t, want, env)
+		}},
+		{"empty", []string{}, func(env map[string]string) {
+			require.Equal(t, map[string]string{"ADDED": "1"}, env)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Module, cfg.Python, cfg.InheritEnv, cfg.Env = "pypool_secmod", python, tc.inherit, []string{"ADDED=1"}
+			out, err := newTestPool(t, cfg).Call(testCtx(t), "initial_env")
+			require.NoError(t, err)
+			tc.want(envMap(t, out.([]any)))
+		})
+	}
+}
+
+func TestInheritedEnv(t *testing.T) {
+	environ := []string{"PATH=/bin", "HOME=/root", "LC_ALL=C", "LC_TIME=fr", "LANG=C.UTF-8", "LCX=1", "SECRET=x", "PATHS=y"}
+	require.Equal(t, []string{"PATH=/bin", "LC_ALL=C", "LC_TIME=fr"}, inheritedEnv(environ, []string{"PATH", "LC_*"}))
+	require.Equal(t, environ, inheritedEnv(environ, []string{"*"}))
+	require.Empty(t, inheritedEnv(environ, []string{}))
+}
+
+func TestSecurityConfigIsChecked(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{InheritEnv: []string{"PATH="}}, `InheritEnv entry "PATH="`},
+		{Config{InheritEnv: []string{""}}, `InheritEnv entry ""`},
+		{Config{InheritEnv: []string{"L*C"}}, `InheritEnv entry "L*C"`},
+		{Config{Limits: Limits{AddressSpace: -1}}, "Config.Limits can not be negative"},
+		{Config{Limits: Limits{CPUTime: -time.Second}}, "Config.Limits can not be negative"},
+		{Config{Limits: Limits{OpenFiles: -1}}, "Config.Limits can not be negative"},
+	} {
+		tc.cfg.Module = "m"
+		_, err := tc.cfg.withDefaults()
+		require.ErrorContains(t, err, tc.want)
+	}
+}
+
+// TestCredentialNeedsRoot: a Go program that does not run as root is told
+// so, with what to do instead.
+func TestCredentialNeedsRoot(t *testing.T) {
+	defer func(f func() int) { geteuid = f }(geteuid)
+	geteuid = func() int { return 1000 }
+	_, err := Config{Module: "m", Credential: &Credential{UID: 65534, GID: 65534}}.withDefaults()
+	require.ErrorContains(t, err, "Config.Credential needs the Go program to run as root")
+	require.ErrorContains(t, err, "runs as uid 1000")
+}
+
+func TestCheckAccess(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it makes directories owned by root with modes other users may or may not enter")
+	}
+	nobody := &Credential{UID: 65534, GID: 65534}
+	base, err := os.MkdirTemp("", "pypool-perm-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(base) })
+	require.NoError(t, os.Chmod(base, 0o755))
+	open := filepath.Join(base, "open", "runtime")
+	require.NoError(t, os.MkdirAll(open, 0o755))
+	require.NoError(t, checkAccess(open, nobody, "the Python runtime", 5))
+
+	closed := filepath.Join(base, "closed", "runtime")
+	require.NoError(t, os.MkdirAll(closed, 0o755))
+	require.NoError(t, os.Chmod(filepath.Dir(closed), 0o700))
+	err = checkAccess(closed, nobody, "the Python runtime", 5)
+	require.ErrorContains(t, err, "is out of reach of uid 65534")
+	require.ErrorContains(t, err, filepath.Dir(closed)+" is mode -rwx------")
+
+	require.Error(t, checkAccess(closed, &Credential{UID: 65534, GID: 0}, "x", 5)) // the group does not help: 0700
+	require.NoError(t, os.Chmod(filepath.Dir(closed), 0o750))
+	require.NoError(t, checkAccess(closed, &Credential{UID: 65534, GID: 1, Groups: []uint32{0}}, "x", 5))
+}
+
+// TestLimitAddressSpace: an allocation above Limits.AddressSpace is a
+// MemoryError in Python, a *PythonError for the caller, and the worker
+// serves on.
+func TestLimitAddressSpace(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Module, cfg.Limits.AddressSpace = "pypool_secmod", 1<<30
+	pool := newTestPool(t, cfg)
+	ctx := testCtx(t)
+	_, err := pool.Call(ctx, "allocate", 2<<30)
+	var pyErr *PythonError
+	require.ErrorAs(t, err, &pyErr)
+	require.Equal(t, "MemoryError", pyErr.Type)
+	out, err := pool.Call(ctx, "allocate", 16<<20) // below the limit
+	require.NoError(t, err)
+	require.EqualValues(t, 16<<20, out)
+	require.Zero(t, pool.Stats().Crashes)
+}
+
+// TestLimitCPUTime: a worker that exceeds Limits.CPUTime is killed by the
+// kernel (SIGXCPU), its call fails as a crash, and the pool replaces it.
+func TestLimitCPUTime(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Module, cfg.Limits.CPUTime = "pypool_secmod", time.Second
+	pool := newTestPool(t, cfg)
+	ctx := testCtx(t)
+	_, err := pool.Call(ctx, "spin") // ends when the kernel kills it
+	require.ErrorIs(t, err, ErrWorkerCrashed)
+	var exit *WorkerExitError
+	require.ErrorAs(t, err, &exit)
+	require.Contains(t, []string{"CPU time limit exceeded", "killed"}, exit.Signal) // SIGXCPU, or SIGKILL at the hard limit
+	awaitPool(t, pool, "the worker replaced", func(s Stats) bool { return s.Idle == 1 && s.StartsCrash == 1 })
+	out, err := pool.Call(ctx, "echo", "again")
+	require.NoError(t, err)
+	require.Equal(t, "again", out)
+}
+
+// TestLimitOpenFiles: opening more descriptors than Limits.OpenFiles is an
+// OSError (EMFILE), and the worker serves on.
+func TestLimitOpenFiles(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Module, cfg.Limits.OpenFiles = "pypool_secmod", 64
+	pool := newTestPool(t, cfg)
+	ctx := testCtx(t)
+	_, err := pool.Call(ctx, "open_files", 100)
+	var pyErr *PythonError
+	require.ErrorAs(t, err, &pyErr)
+	require.Equal(t, "OSError", pyErr.Type)
+	require.Contains(t, pyErr.Message, "Too many open files")
+	out, err := pool.Call(ctx, "open_files", 10)
+	require.NoError(t, err)
+	require.EqualValues(t, 10, out)
+	require.Zero(t, pool.Stats().Crashes)
+}
+
+// TestLimitsArgs: the limits' flags, CPU time rounded up to seconds.
+func TestLimitsArgs(t *testing.T) {
+	require.Empty(t, Limits{}.args())
+	require.Equal(t, []string{"--limit-as", "1073741824", "--limit-cpu", "2", "--limit-nofile", "64"},
+		Limits{AddressSpace: 1 << 30, CPUTime: 1500 * time.Millisecond, OpenFiles: 64}.args())
+}
+
+// credentialChildEnv marks the test binary run by TestCredential and names
+// the directory of the module; credentialPythonEnv names the interpreter.
+const (
+	credentialChildEnv  = "PYPOOL_TEST_CREDENTIAL_CHILD"
+	credentialPythonEnv = "PYPOOL_TEST_CREDENTIAL_PYTHON"
+)
+
+// TestCredential runs workers as nobody (65534:65534). The runtime pypool
+// installs must be readable by that user, which the default cache directory
+// under /root (0700) is not: the pool runs in a child process of the test
+// binary whose XDG_CACHE_HOME is a 0755 directory; and so must the
+// interpreter be (pyenv's are under /root too: /usr/bin/python3 then).
+func TestCredential(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start workers as another user (TestCredentialNeedsRoot tests the refusal)")
+	}
+	python, err := realPython()
+	require.NoError(t, err)
+	if checkAccess(python, &Credential{UID: 65534, GID: 65534}, "", 1) != nil {
+		python = "/usr/bin/python3" // pyenv's interpreters live under /root
+	}
+	if err := checkAccess(python, &Credential{UID: 65534, GID: 65534}, "", 1); err != nil {
+		t.Skipf("no Python that nobody can run: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "pypool-credential-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	for _, name := range []string{"cache", "modules"} {
+		require.NoError(t, os.Mkdir(filepath.Join(dir, name), 0o755))
+	}
+	src, err := os.ReadFile("testdata/pymod/pypool_secmod.py")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "modules", "pypool_secmod.py"), src, 0o644))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCredentialChild$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), credentialChildEnv+"="+filepath.Join(dir, "modules"),
+		credentialPythonEnv+"="+python, "XDG_CACHE_HOME="+filepath.Join(dir, "cache"))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "--- PASS: TestCredentialChild")
+}
+
+// TestCredentialChild is TestCredential's pool, in its own process.
+func TestCredentialChild(t *testing.T) {
+	modules := os.Getenv(credentialChildEnv)
+	if modules == "" {
+		t.Skip("run by TestCredential, in a process of its own")
+	}
+	cfg := testConfig(t)
+	cfg.Module, cfg.PythonPath = "pypool_secmod", []string{modules}
+	cfg.Python = os.Getenv(credentialPythonEnv)
+	cfg.Credential = &Credential{UID: 65534, GID: 65534}
+	pool := newTestPool(t, cfg)
+	out, err := pool.Call(testCtx(t), "ids")
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(65534), int64(65534), []any{}}, out)
+}
+
+// TestCredentialUnreadableRuntime: with the runtime in a directory the
+// worker's user cannot read, New says so instead of starting workers that
+// cannot import it.
+func TestCredentialUnreadableRuntime(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to configure a Credential")
+	}
+	dir, err := runtimeDir()
+	require.NoError(t, err)
+	nobody := &Credential{UID: 65534, GID: 65534}
+	if checkAccess(dir, nobody, "", 5) == nil {
+		t.Skipf("the runtime at %s is readable by nobody here: TestCheckAccess covers the refusal", dir)
+	}
+	cfg := testConfig(t)
+	cfg.Credential = nobody
+	_, err = New(testCtx(t), cfg)
+	require.ErrorContains(t, err, " is out of reach of uid 65534")
+}
