@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -203,4 +205,71 @@ func sharedBytesIn(v any) int {
 		return n
 	}
 	return 0
+}
+
+// helloSeeds are handshakes as workers send them (every length from 6 to 8
+// fields, with and without an import error) and near misses.
+func helloSeeds(f *testing.F) [][]byte {
+	var seeds [][]byte
+	for _, msg := range [][]any{
+		{kindHello, protocolVersion, 4242, "3.11.7", "pure", nil},
+		{kindHello, protocolVersion, 4242, "3.11.7", "msgpack-c", nil, "/usr/bin/python3.11"},
+		{kindHello, protocolVersion, 4242, "3.13.0", "pure", nil, "", 0.25},
+		{kindHello, protocolVersion, 1, "3.8.18", "pure", []any{"import_failed", "ModuleNotFoundError", "No module named 'm'", "Traceback ..."}, "/x/python3", 0.0},
+		{kindHello, protocolVersion, 1, "3.12.1", "pure", []any{"setup_failed", "ValueError", "m.load(): bad", ""}, "", 1.5},
+		{kindHello, protocolVersion + 1, 1, "3.11.7", "pure", nil},
+		{kindHello, protocolVersion, 1, "3.11.7", "pure", []any{"import_failed", "E"}},
+		{kindHello, protocolVersion, 1, "3.11.7", "pure", nil, "", -1.0},
+		{kindHello, protocolVersion, 1, "3.11.7", "pure", nil, "", 1e10},
+		{kindHello, protocolVersion, 1, "3.11.7", "pure", nil, "", "1s"},
+		{kindResult, 1, "x"},
+	} {
+		b, err := msgpack.Marshal(msg)
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, b)
+	}
+	return append(seeds, []byte{0x96, 0x01, 0x01, 0xce, 0xff, 0xff, 0xff, 0xff}, []byte{0x98, 0x01, 0x01, 0x01, 0xdb, 0x7f, 0xff, 0xff, 0xff})
+}
+
+// FuzzDecodeHello decodes arbitrary first frames of a worker: a handshake
+// or an error wrapping ErrProtocol, never a panic. A handshake accepted is
+// of this protocol version with a sane set-up duration, and encoding it
+// again gives the same handshake.
+func FuzzDecodeHello(f *testing.F) {
+	for _, seed := range helloSeeds(f) {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h, err := decodeHello(body)
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("error %v does not wrap ErrProtocol", err)
+			}
+			return
+		}
+		if h.version != protocolVersion || h.setUp < 0 || h.setUp > 1e9*time.Second {
+			t.Fatalf("accepted a bad handshake: %+v", h)
+		}
+		var herr any
+		if h.err != nil {
+			herr = []any{h.err.Code, h.err.Type, h.err.Message, h.err.Traceback}
+		}
+		again, err := msgpack.Marshal([]any{kindHello, h.version, h.pid, h.pythonVersion, h.codec, herr, h.executable, h.setUp.Seconds()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h2, err := decodeHello(again)
+		if err != nil {
+			t.Fatalf("re-encoded handshake %+v refused: %v", h, err)
+		}
+		if d := h2.setUp - h.setUp; d < -time.Microsecond || d > time.Microsecond {
+			t.Fatalf("set-up duration %v became %v", h.setUp, h2.setUp)
+		}
+		h2.setUp = h.setUp
+		if !reflect.DeepEqual(h, h2) {
+			t.Fatalf("handshake %+v re-decoded as %+v", h, h2)
+		}
+	})
 }

@@ -357,7 +357,7 @@ func decodeHello(body []byte) (hello, error) {
 	}
 	if n == 8 {
 		seconds, ok := d.value(0).(float64)
-		if !ok || seconds < 0 || seconds > 1e9 {
+		if !ok || !(seconds >= 0 && seconds <= 1e9) { // NaN too
 			d.fail("the set-up's duration is not a number of seconds")
 		}
 		h.setUp = time.Duration(seconds * float64(time.Second))
