@@ -128,4 +128,17 @@
 // caller having to ask. No process outlives the pool: Close reaps every
 // worker, and workers die with the Go process (parent-death signal on
 // Linux, end of input elsewhere).
+//
+// # Security
+//
+// Arguments from callers are untrusted input: only the module's public
+// functions can be called, and every decoder bounds what it reads. The
+// Python code is trusted code, with the privileges you give the workers:
+// their sys.path is [Config.PythonPath], then the interpreter's standard
+// library and site-packages (the working directory is not on it unless
+// listed, and nothing of the runtime can be shadowed); [Config.InheritEnv]
+// restricts the environment they inherit, [Config.Limits] bounds their
+// memory, CPU time and open files, and [Config.Credential] runs them as
+// another user. pypool is no sandbox; the README's "Security" section says
+// how to build one from these and a container.
 package pypool
