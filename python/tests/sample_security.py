@@ -1,0 +1,38 @@
+"""A module for the security tests: what a worker sees of its process."""
+
+import os
+import sys
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+def echo(value):
+    return value
+
+
+def path():
+    return list(sys.path)
+
+
+def open_files(count):
+    files = []
+    try:
+        for _ in range(count):
+            files.append(os.open(os.devnull, os.O_RDONLY))
+    finally:
+        for fd in files:
+            os.close(fd)
+    return count
+
+
+def limits():
+    import resource
+
+    return {name: list(resource.getrlimit(getattr(resource, name))) for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_NOFILE")}
+
+
+def shadow_modules_loaded():
+    """The loaded modules that come from the test's shadow directories."""
+    return sorted(name for name, m in list(sys.modules.items()) if "pypool-shadow" in (getattr(m, "__file__", None) or ""))

@@ -1,0 +1,123 @@
+"""The worker's import path cannot be shadowed, and Config.Limits apply:
+each test starts python3 as Go does (test_worker.WorkerProcess)."""
+
+import os
+import shutil
+import tempfile
+import unittest
+from typing import Any, List
+
+from pypool_runtime import worker
+from test_worker import ERROR, RESULT, TESTS_DIR, WorkerTestBase
+
+# Standard modules the runtime uses, some lazily, and msgpack and
+# sitecustomize: a file of that name must never be imported.
+SHADOWED = [
+    "traceback", "linecache", "tokenize", "token", "ast", "struct", "datetime", "binascii", "threading",
+    "resource", "faulthandler", "msgpack", "sitecustomize", "signal", "mmap",
+]  # fmt: skip
+
+SHADOW_SOURCE = (
+    "import os\n"
+    "open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'imported-' + __name__), 'w').close()\n"
+    "raise ImportError('the shadow ' + __name__ + ' was imported')\n"
+)
+
+
+def shadow_dir() -> str:
+    """A directory holding a shadow of each of SHADOWED."""
+    path = tempfile.mkdtemp(prefix="pypool-shadow-")
+    for name in SHADOWED:
+        with open(os.path.join(path, name + ".py"), "w") as f:
+            f.write(SHADOW_SOURCE)
+    return path
+
+
+def imported(path: str) -> List[str]:
+    return sorted(name[len("imported-") :] for name in os.listdir(path) if name.startswith("imported-"))
+
+
+class ShadowingTest(WorkerTestBase):
+    def setUp(self) -> None:
+        self.shadows = shadow_dir()
+        self.addCleanup(shutil.rmtree, self.shadows)
+
+    def check_worker(self, **options: Any) -> None:
+        w = self.start_ready("sample_security", "--limit-nofile", "1024", **options)
+        reply = w.call("fail", "on purpose", call_id=1)
+        self.assertError(reply, 1, "exception", "ValueError", "on purpose")
+        self.assertIn("in fail\n", reply[5])
+        self.assertAlive(w)
+        self.assertEqual(w.call("shadow_modules_loaded", call_id=2), [RESULT, 2, []])
+        status, stderr, _ = w.close()
+        self.assertEqual((status, stderr), (0, ""))
+        self.assertEqual(imported(self.shadows), [])
+
+    def test_working_directory(self) -> None:
+        self.check_worker(cwd=self.shadows)
+
+    def test_python_path(self) -> None:
+        self.check_worker(paths=[self.shadows, TESTS_DIR])
+
+    def test_without_home(self) -> None:
+        home = os.environ.pop("HOME", None)
+        try:
+            self.check_worker(cwd=self.shadows, paths=[self.shadows, TESTS_DIR])
+        finally:
+            if home is not None:
+                os.environ["HOME"] = home
+
+    def test_working_directory_is_off_the_path(self) -> None:
+        w = self.start_ready("sample_security", cwd=self.shadows)
+        path = w.call("path")[2]
+        self.assertEqual(path[0], TESTS_DIR)
+        self.assertNotIn(self.shadows, path)
+        self.assertNotIn("", path)
+
+
+class LimitsTest(WorkerTestBase):
+    def test_limits_are_set_soft_and_hard(self) -> None:
+        w = self.start_ready("sample_security", "--limit-as", str(4 << 30), "--limit-cpu", "600", "--limit-nofile", "64")
+        limits = w.call("limits")[2]
+        self.assertEqual(limits["RLIMIT_AS"], [4 << 30, 4 << 30])
+        self.assertEqual(limits["RLIMIT_CPU"], [600, 601])  # SIGKILL a second after SIGXCPU
+        self.assertEqual(limits["RLIMIT_NOFILE"], [64, 64])
+
+    def test_open_files(self) -> None:
+        w = self.start_ready("sample_security", "--limit-nofile", "64")
+        reply = w.call("open_files", 100, call_id=3)
+        self.assertError(reply, 3, "exception", "OSError")
+        self.assertIn("Too many open files", reply[4])
+        self.assertEqual(w.call("open_files", 10, call_id=4), [RESULT, 4, 10])
+
+    def test_parse_args(self) -> None:
+        options = worker.parse_args(["--module", "m", "--limit-as", "100", "--limit-cpu", "2", "--limit-nofile", "9"])
+        self.assertEqual(options.limits, {"RLIMIT_AS": 100, "RLIMIT_CPU": 2, "RLIMIT_NOFILE": 9})
+        self.assertEqual(worker.parse_args(["--module", "m"]).limits, {})
+        with self.assertRaisesRegex(ValueError, "--limit-as '-1' is not a non-negative integer"):
+            worker.parse_args(["--module", "m", "--limit-as", "-1"])
+
+
+class TracebackFallbackTest(unittest.TestCase):
+    def test_a_broken_traceback_module_gives_a_plain_traceback(self) -> None:
+        class Broken:
+            @staticmethod
+            def format_exception(*args: Any) -> List[str]:
+                raise AttributeError("no format_exception")
+
+        saved = worker._traceback
+        worker._traceback = Broken
+        try:
+            try:
+                raise KeyError("k")
+            except KeyError as exc:
+                text = worker.format_traceback(exc)
+        finally:
+            worker._traceback = saved
+        self.assertTrue(text.startswith("Traceback (most recent call last):\n"), text)
+        self.assertIn("in test_a_broken_traceback_module_gives_a_plain_traceback\n", text)
+        self.assertTrue(text.endswith("KeyError: 'k'\n"), text)
+
+
+if __name__ == "__main__":
+    unittest.main()
