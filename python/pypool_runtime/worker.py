@@ -27,10 +27,11 @@ interrupts or kills a worker and logs the stacks.
 
 The import path cannot be shadowed: -I (isolated mode) keeps the working
 directory ('') off sys.path (the bootstrap would drop it before it imports
-anything that is not built in), and every module the runtime uses is imported before
-fix_sys_path puts the --path entries ahead of the standard library (the
-lazy ones by preload_stdlib). sys.path is then the --path entries, then the
-interpreter's own entries; the working directory only if it is a --path.
+anything that is not built in), and every module the runtime uses is
+imported before fix_sys_path puts the --path entries ahead of the standard
+library (the lazy ones by preload_stdlib). sys.path is then the --path
+entries, then the interpreter's own entries; the working directory only if
+it is a --path. --limit-* are Config.Limits (apply_limits).
 """
 
 from __future__ import annotations
