@@ -113,9 +113,11 @@ type Config struct {
 	Limits Limits
 
 	// Credential, when not nil, runs the workers as this user and group;
-	// the Go program must run as root. The Python runtime pypool installs
-	// and the directories of Module must be readable by that user: New
-	// checks the runtime's. Default nil: the Go program's user.
+	// the Go program must run as root. The interpreter, the Python runtime
+	// pypool installs, PythonPath and Dir must be within that user's reach:
+	// New checks the interpreter and the runtime (by permission bits; the
+	// default install under root's home is not). Default nil: the Go
+	// program's user.
 	Credential *Credential
 
 	// Dir is the workers' working directory. Default: the Go program's.
