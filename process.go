@@ -569,6 +569,9 @@ func newExitError(pid int, state *os.ProcessState, waitErr error, stderr []strin
 	e.ExitCode = state.ExitCode()
 	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		e.Signal = ws.Signal().String()
+		if ws.Signal() == syscall.SIGXCPU {
+			e.Signal += " (SIGXCPU: it used up its CPU time limit, Config.Limits.CPUTime)"
+		}
 	}
 	return e
 }
