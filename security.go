@@ -17,9 +17,10 @@ import (
 
 // Limits are resource limits applied in each worker, with Python's resource
 // module, before it imports Config.Module. Each is both the soft and the
-// hard limit, so that code in the worker cannot raise it again; a hard limit
-// the Go program already has that is lower is kept. Zero fields mean no
-// limit. They are Linux's (setrlimit(2)); other systems may ignore some.
+// hard limit (CPU time's hard limit is a second above), so that code in the
+// worker cannot raise it again; a hard limit the Go program already has
+// that is lower is kept. Zero fields mean no limit. They are Linux's
+// (setrlimit(2)); other systems may ignore some.
 type Limits struct {
 	// AddressSpace limits a worker's virtual memory, in bytes
 	// (RLIMIT_AS): an allocation beyond it raises MemoryError in Python,

@@ -132,6 +132,7 @@ func TestModuleInWorkingDirectoryNeedsPythonPath(t *testing.T) {
 	require.ErrorAs(t, err, &pyErr)
 	require.Equal(t, "ModuleNotFoundError", pyErr.Type)
 	require.Contains(t, pyErr.Message, "looked in sys.path")
+	require.Contains(t, pyErr.Message, "'pypool_cwdmod' is in the working directory "+dir+", which is not on the workers' sys.path: list it in Config.PythonPath")
 }
 
 // TestBootstrapRemovesWorkingDirectory runs the bootstrap on every Python

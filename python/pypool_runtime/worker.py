@@ -850,7 +850,30 @@ def _import_error(module_name: str, exc: BaseException) -> List[str]:
         and (module_name == missing or module_name.startswith(missing + "."))
     ):
         message += "; looked in sys.path: " + ", ".join(repr(p) for p in sys.path)
+    if isinstance(exc, ModuleNotFoundError) and missing:
+        message += _off_path_hint(missing)
     return ["import_failed", type_name(exc), _utf8_safe(message), _utf8_safe(format_traceback(exc))]
+
+
+def _off_path_hint(missing: str) -> str:
+    """Where a module that did not import is, if it is in one of the places
+    that are not on sys.path any more: the working directory, the user's
+    site-packages (python -I)."""
+    top = missing.partition(".")[0]
+    site = sys.modules.get("site")  # imported at the interpreter's start, unless -S
+    places = [("the working directory", os.getcwd(), "list it in Config.PythonPath (\".\" is Config.Dir)")]
+    if site is not None:
+        try:
+            places.append(("the user's site-packages", site.getusersitepackages(), "add it to Config.PythonPath"))
+        except Exception:
+            pass
+    for label, place, fix in places:
+        if place in sys.path:
+            continue
+        for name in (top, top + ".py"):
+            if os.path.exists(os.path.join(place, name)):
+                return "; %r is in %s %s, which is not on the workers' sys.path: %s" % (top, label, place, fix)
+    return ""
 
 
 def _open_shared_memory(options: Options) -> None:

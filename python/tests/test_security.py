@@ -3,6 +3,7 @@ each test starts python3 as Go does (test_worker.WorkerProcess)."""
 
 import os
 import shutil
+import sys
 import tempfile
 import unittest
 from typing import Any, List
@@ -73,6 +74,44 @@ class ShadowingTest(WorkerTestBase):
         self.assertEqual(path[0], TESTS_DIR)
         self.assertNotIn(self.shadows, path)
         self.assertNotIn("", path)
+
+
+class OffPathHintTest(WorkerTestBase):
+    """A module that is found only where workers no longer look (the working
+    directory, the user's site-packages) fails to import with a hint."""
+
+    def failed_hello_message(self, **options: Any) -> str:
+        w = self.start("sample_missing_dependency", **options)
+        hello = w.read()
+        self.assertEqual(hello[5][1], "ModuleNotFoundError", hello)
+        return hello[5][2]
+
+    def test_in_the_working_directory(self) -> None:
+        with tempfile.TemporaryDirectory() as cwd:
+            open(os.path.join(cwd, "pypool_no_such_dependency.py"), "w").close()
+            message = self.failed_hello_message(cwd=cwd)
+        self.assertIn("'pypool_no_such_dependency' is in the working directory %s, which is not on" % cwd, message)
+        self.assertIn("list it in Config.PythonPath", message)
+
+    @unittest.skipUnless(sys.platform.startswith("linux"), "the user's site-packages is ~/.local/lib/pythonX.Y/site-packages on Linux only")
+    def test_in_the_user_site_packages(self) -> None:
+        with tempfile.TemporaryDirectory() as home:
+            version = "python%d.%d" % sys.version_info[:2]
+            user_site = os.path.join(home, ".local", "lib", version, "site-packages")
+            os.makedirs(os.path.join(user_site, "pypool_no_such_dependency"))
+            saved = os.environ.get("HOME")
+            os.environ["HOME"] = home
+            try:
+                message = self.failed_hello_message()
+            finally:
+                if saved is None:
+                    del os.environ["HOME"]
+                else:
+                    os.environ["HOME"] = saved
+        self.assertIn("is in the user's site-packages %s, which is not on" % user_site, message)
+
+    def test_nowhere(self) -> None:
+        self.assertEqual(self.failed_hello_message(), "No module named 'pypool_no_such_dependency'")
 
 
 class LimitsTest(WorkerTestBase):
