@@ -9,8 +9,9 @@ import (
 // gets its own process group, so that a terminal's Ctrl-C reaches only the Go
 // program (which decides what happens) and a kill reaches the worker's own
 // children too; and it dies when the thread that started it exits (see
-// startLocked). cred, when not nil, is the user and groups it runs as: Go
-// sets the parent-death signal after changing them, which would clear it.
+// startLocked). cred, when not nil, is the user and groups it runs as; the
+// parent-death signal holds for it too (Go sets it after the change of
+// user, which would clear it).
 func workerSysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 }
