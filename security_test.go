@@ -455,6 +455,11 @@ func TestCredentialUnreadableRuntime(t *testing.T) {
 	}
 	cfg := testConfig(t)
 	cfg.Credential = nobody
+	cfg.Python = "/usr/bin/python3" // not pyenv's, under /root: the runtime is what is out of reach
+	if checkAccess(cfg.Python, nobody, "", 1) != nil {
+		t.Skipf("%s is out of reach of nobody too", cfg.Python)
+	}
 	_, err = New(testCtx(t), cfg)
-	require.ErrorContains(t, err, " is out of reach of uid 65534")
+	require.ErrorContains(t, err, "pypool: Config.Credential: the Python runtime "+dir+" is out of reach of uid 65534 gid 65534: ")
+	require.ErrorContains(t, err, "put it where that user can read it")
 }
