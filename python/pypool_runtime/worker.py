@@ -861,12 +861,12 @@ def _off_path_hint(missing: str) -> str:
     site-packages (python -I)."""
     top = missing.partition(".")[0]
     site = sys.modules.get("site")  # imported at the interpreter's start, unless -S
-    places = [("the working directory", os.getcwd(), "list it in Config.PythonPath (\".\" is Config.Dir)")]
-    if site is not None:
-        try:
+    try:  # a hint only: the working directory may be gone, HOME unknown
+        places = [("the working directory", os.getcwd(), "list it in Config.PythonPath (\".\" is Config.Dir)")]
+        if site is not None:
             places.append(("the user's site-packages", site.getusersitepackages(), "add it to Config.PythonPath"))
-        except Exception:
-            pass
+    except Exception:
+        return ""
     for label, place, fix in places:
         if place in sys.path:
             continue
