@@ -82,9 +82,10 @@ func (c Config) validateSecurity() error {
 
 // inheritedEnv is the part of environ (KEY=value entries) that
 // Config.InheritEnv lets through: the names listed, and those that start
-// with an entry's prefix before its trailing "*".
+// with an entry's prefix before its trailing "*". It is never nil: a nil
+// exec.Cmd.Env would inherit everything.
 func inheritedEnv(environ, allow []string) []string {
-	var env []string
+	env := []string{}
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		for _, pattern := range allow {

@@ -245,10 +245,16 @@ func TestInheritEnv(t *testing.T) {
 		{"empty", []string{}, func(env map[string]string) {
 			require.Equal(t, map[string]string{"ADDED": "1"}, env)
 		}},
+		{"empty, and no Env", []string{}, func(env map[string]string) {
+			require.Empty(t, env)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.Module, cfg.Python, cfg.InheritEnv, cfg.Env = "pypool_secmod", python, tc.inherit, []string{"ADDED=1"}
+			if strings.HasSuffix(tc.name, "no Env") {
+				cfg.Env = nil
+			}
 			out, err := newTestPool(t, cfg).Call(testCtx(t), "initial_env")
 			require.NoError(t, err)
 			tc.want(envMap(t, out.([]any)))
@@ -260,7 +266,11 @@ func TestInheritedEnv(t *testing.T) {
 	environ := []string{"PATH=/bin", "HOME=/root", "LC_ALL=C", "LC_TIME=fr", "LANG=C.UTF-8", "LCX=1", "SECRET=x", "PATHS=y"}
 	require.Equal(t, []string{"PATH=/bin", "LC_ALL=C", "LC_TIME=fr"}, inheritedEnv(environ, []string{"PATH", "LC_*"}))
 	require.Equal(t, environ, inheritedEnv(environ, []string{"*"}))
-	require.Empty(t, inheritedEnv(environ, []string{}))
+	for _, allow := range [][]string{{}, {"NOT_SET_ANYWHERE"}} {
+		env := inheritedEnv(environ, allow)
+		require.Empty(t, env)
+		require.NotNil(t, env, "a nil exec.Cmd.Env inherits the whole environment")
+	}
 }
 
 func TestSecurityConfigIsChecked(t *testing.T) {
