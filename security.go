@@ -134,13 +134,26 @@ func checkCredential(cred *Credential, python, runtime string) error {
 }
 
 // checkAccess returns an error unless the user cred has the access need
-// (a mask of r=4, w=2, x=1) to path, and can search every directory from
-// the root down to it. Only the permission bits are looked at, not ACLs.
+// (a mask of r=4, w=2, x=1) to leaf, and can search every directory from
+// the root down to it, both along the path given and along the one its
+// symbolic links resolve to. Only the permission bits are looked at, not
+// ACLs.
 func checkAccess(leaf string, cred *Credential, what string, leafNeed os.FileMode) error {
 	leaf, err := filepath.Abs(leaf)
 	if err != nil {
 		return err
 	}
+	if err := checkPath(leaf, cred, what, leafNeed); err != nil {
+		return err
+	}
+	if resolved, err := filepath.EvalSymlinks(leaf); err == nil && resolved != leaf {
+		return checkPath(resolved, cred, what, leafNeed)
+	}
+	return nil
+}
+
+// checkPath is checkAccess for one absolute path.
+func checkPath(leaf string, cred *Credential, what string, leafNeed os.FileMode) error {
 	for path := leaf; ; path = filepath.Dir(path) {
 		need := os.FileMode(1) // search
 		if path == leaf {

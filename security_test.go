@@ -324,6 +324,12 @@ func TestCheckAccess(t *testing.T) {
 	require.Error(t, checkAccess(closed, &Credential{UID: 65534, GID: 0}, "x", 5)) // the group does not help: 0700
 	require.NoError(t, os.Chmod(filepath.Dir(closed), 0o750))
 	require.NoError(t, checkAccess(closed, &Credential{UID: 65534, GID: 1, Groups: []uint32{0}}, "x", 5))
+
+	// A link from an open directory into a closed one is out of reach too.
+	require.NoError(t, os.Chmod(filepath.Dir(closed), 0o700))
+	link := filepath.Join(open, "link")
+	require.NoError(t, os.Symlink(closed, link))
+	require.ErrorContains(t, checkAccess(link, nobody, "the Python runtime", 5), filepath.Dir(closed)+" is mode -rwx------")
 }
 
 // TestLimitAddressSpace: an allocation above Limits.AddressSpace is a
