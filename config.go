@@ -104,8 +104,8 @@ type Config struct {
 	// HOME Python takes the home directory from the password database,
 	// without locale variables it runs in UTF-8 mode, without TZ local time
 	// is /etc/localtime's. A launcher shim such as pyenv's runs with this
-	// environment too (it needs PATH and HOME or PYENV_ROOT): set Python to
-	// the real interpreter instead. See the README's "Security".
+	// environment too (PYENV_VERSION counts only if listed): set Python to
+	// the real interpreter to be sure. See the README's "Security".
 	InheritEnv []string
 
 	// Limits are resource limits (address space, CPU seconds, open files)

@@ -51,7 +51,7 @@ func ExampleConfig_inheritEnv() {
 		Module:     "pypool_secmod",
 		PythonPath: []string{"testdata/pymod"},
 		Size:       1,
-		InheritEnv: []string{"PATH", "HOME", "LANG", "LC_*", "TZ"}, // not the service's secrets
+		InheritEnv: []string{"PATH", "LANG", "LC_*", "TZ"}, // not the service's secrets
 		Env:        []string{"MODEL_DIR=/srv/models"},
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -194,8 +194,8 @@ func otherPythons(t *testing.T) []string {
 	return pythons
 }
 
-// realPython is the real executable behind python3 (a pyenv shim needs
-// variables that the environment tests leave out).
+// realPython is the real executable behind python3: the environment tests
+// do not depend on what a pyenv shim needs of the environment.
 var realPython = sync.OnceValues(func() (string, error) {
 	out, err := exec.Command("python3", "-E", "-c", "import sys; print(sys.executable)").Output()
 	return string(bytes.TrimSpace(out)), err
