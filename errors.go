@@ -163,6 +163,10 @@ func (e *importError) Error() string {
 		return fmt.Sprintf("%v: the set-up %s.%s failed (Config.SetUp): python %s: %s (the traceback is in the *PythonError)",
 			ErrWorkerStart, e.module, e.setUp, e.err.Type, e.err.Message)
 	}
+	if strings.Contains(e.module, ", ") { // Config.Modules: the message names the module that failed
+		return fmt.Sprintf("%v: importing modules %s failed: python %s: %s (the traceback is in the *PythonError)",
+			ErrWorkerStart, e.module, e.err.Type, e.err.Message)
+	}
 	return fmt.Sprintf("%v: importing module %q failed: python %s: %s (the traceback is in the *PythonError)",
 		ErrWorkerStart, e.module, e.err.Type, e.err.Message)
 }

@@ -66,7 +66,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := runtimeDir()
+	dir, err := runtimeDir(cfg.InstallDir)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +74,11 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := cfg.spec(python, dir)
+	codeDir, err := cfg.installPythonFS()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := cfg.spec(python, dir, codeDir)
 	if err != nil {
 		return nil, err
 	}
