@@ -1,0 +1,369 @@
+package pypool
+
+import (
+	"embed"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+//go:embed all:testdata/embedded
+var embeddedPython embed.FS
+
+// otherUID is a uid no test runs as: files chowned to it stand for files
+// another user planted.
+const otherUID = 12345
+
+// embeddedConfig is a pool of the embedded test package, installed in a
+// directory of the test's own.
+func embeddedConfig(t *testing.T) Config {
+	return Config{
+		Module:       "embpkg",
+		PythonFS:     embeddedPython,
+		PythonFSRoot: "testdata/embedded",
+		InstallDir:   filepath.Join(t.TempDir(), "install"),
+		Size:         1,
+		Logger:       testLogger(t),
+	}
+}
+
+// TestPythonFSPackageWithSubpackagesAndData: an embedded package is
+// importable with its subpackages, and its data files are readable both
+// relative to __file__ and through importlib.resources; the files are
+// written under InstallDir, readable by other users.
+func TestPythonFSPackageWithSubpackagesAndData(t *testing.T) {
+	cfg := embeddedConfig(t)
+	pool := newTestPool(t, cfg)
+	ctx := testCtx(t)
+	words := []any{"alpha", "beta", "gamma"}
+	for _, fn := range []string{"words_by_file", "words_by_resources"} {
+		got, err := pool.Call(ctx, fn)
+		require.NoError(t, err, fn)
+		assert.Equal(t, words, got, fn)
+	}
+	got, err := pool.Call(ctx, "deep_name")
+	require.NoError(t, err)
+	assert.Equal(t, "embpkg.sub.deep", got)
+
+	file, err := CallAs[string](ctx, pool, "where")
+	require.NoError(t, err)
+	base, err := filepath.EvalSymlinks(cfg.InstallDir)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(file, filepath.Join(base, "python-")), "imported from the install: %s", file)
+	tree := filepath.Dir(filepath.Dir(file))
+	require.NoError(t, filepath.WalkDir(tree, func(name string, d fs.DirEntry, err error) error {
+		require.NoError(t, err)
+		info, err := d.Info()
+		require.NoError(t, err)
+		want := fs.FileMode(0o644)
+		if d.IsDir() {
+			want = 0o755 | fs.ModeDir
+		}
+		if filepath.Base(filepath.Dir(name)) != "__pycache__" { // Python's own, with its source's mode
+			assert.Equal(t, want, info.Mode(), name)
+		}
+		return nil
+	}))
+}
+
+// TestPythonFSContentChangeIsANewTree: other content is another directory;
+// the same content started by two pools at once is one.
+func TestPythonFSContentChangeIsANewTree(t *testing.T) {
+	install := filepath.Join(t.TempDir(), "install")
+	config := func(version string) Config {
+		return Config{
+			Module:     "versioned",
+			PythonFS:   fstest.MapFS{"versioned.py": {Data: []byte("def version():\n    return " + version + "\n")}},
+			InstallDir: install,
+			Size:       1,
+			Logger:     testLogger(t),
+		}
+	}
+	var wg sync.WaitGroup
+	pools := make([]*Pool, 2)
+	for i := range pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pools[i] = newTestPool(t, config("1"))
+		}()
+	}
+	wg.Wait()
+	changed := newTestPool(t, config("2"))
+	ctx := testCtx(t)
+	for i, want := range map[*Pool]int64{pools[0]: 1, pools[1]: 1, changed: 2} {
+		got, err := i.Call(ctx, "version")
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	}
+	trees, err := filepath.Glob(filepath.Join(install, "python-*"))
+	require.NoError(t, err)
+	assert.Len(t, trees, 2, "one tree per content: %v", trees)
+}
+
+// TestSeveralModules: Config.Modules exposes more modules as
+// "module.function"; a plain name is Module's; private names, modules not
+// configured and attributes beyond a function are refused; Ping and SetUp
+// keep working.
+func TestSeveralModules(t *testing.T) {
+	cfg := embeddedConfig(t)
+	cfg.Modules = []string{"embpkg.sub.deep", "pypool_testmod"}
+	cfg.PythonPath = []string{"testdata/pymod"}
+	cfg.SetUp = "words_by_file"
+	pool := newTestPool(t, cfg)
+	ctx := testCtx(t)
+	for fn, want := range map[string]any{
+		"embpkg.sub.deep.where":         "embpkg.sub.deep",
+		"pypool_testmod.duplicate_text": "abab",
+		"embpkg.deep_name":              "embpkg.sub.deep",
+		"deep_name":                     "embpkg.sub.deep", // plain: Module's
+	} {
+		args := []any{}
+		if strings.HasSuffix(fn, "duplicate_text") {
+			args = append(args, "ab")
+		}
+		got, err := pool.Call(ctx, fn, args...)
+		require.NoError(t, err, fn)
+		assert.Equal(t, want, got, fn)
+	}
+	for fn, message := range map[string]string{
+		"duplicate_text":                 "embpkg has no public function 'duplicate_text'",
+		"os.system":                      "'os' is not a configured module",
+		"embpkg.sub.where":               "'embpkg.sub' is not a configured module",
+		"embpkg._private":                "is private",
+		"pypool_testmod._private":        "is private",
+		"embpkg.sub.deep.where.__code__": "is private",
+		"embpkg.os.path":                 "'embpkg.os' is not a configured module",
+	} {
+		_, err := pool.Call(ctx, fn)
+		require.ErrorIs(t, err, ErrFunctionNotFound, fn)
+		assert.Contains(t, err.Error(), message, fn)
+	}
+	require.NoError(t, pool.Ping(ctx))
+}
+
+// TestSeveralModulesImportFailureNamesTheModule: a configured module that
+// does not import is a start failure that says which.
+func TestSeveralModulesImportFailureNamesTheModule(t *testing.T) {
+	for _, bad := range []string{"pypool_broken", "pypool_no_such_module"} {
+		cfg := testConfig(t)
+		cfg.Modules = []string{bad}
+		_, err := New(testCtx(t), cfg)
+		require.ErrorIs(t, err, ErrWorkerStart)
+		assert.Contains(t, err.Error(), "module '"+bad+"'")
+	}
+}
+
+// TestModulesValidation: module names are checked and listed once.
+func TestModulesValidation(t *testing.T) {
+	for _, c := range []struct {
+		module  string
+		modules []string
+		message string
+	}{
+		{"", nil, "Config.Module is empty"},
+		{"a", []string{"a"}, "listed twice"},
+		{"a", []string{"b.c", "os.system()"}, "Config.Modules[1]"},
+		{"", []string{"b", ""}, "Config.Modules[1]"},
+	} {
+		_, err := Config{Module: c.module, Modules: c.modules}.withDefaults()
+		require.Error(t, err, c)
+		assert.Contains(t, err.Error(), c.message)
+	}
+	cfg, err := Config{Modules: []string{"b", "c"}}.withDefaults()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b", "c"}, cfg.modules(), "without Module, plain names are Modules[0]'s")
+}
+
+// testTree is a small tree to install.
+func testTree() *tree {
+	return newTree("python", map[string][]byte{"pkg/__init__.py": []byte("X = 1\n"), "pkg/data.txt": []byte("data\n")})
+}
+
+// materialiseOnce installs t in base and releases the process's hold.
+func materialiseOnce(t *testing.T, base string, tr *tree) string {
+	dir, lock, err := materialise(base, tr)
+	require.NoError(t, err)
+	require.NoError(t, lock.Close())
+	return dir
+}
+
+// TestInstallRewritesBadTrees: an existing tree is used only if it is
+// exactly what the binary holds, as this user wrote it; otherwise it is
+// replaced by a fresh copy.
+func TestInstallRewritesBadTrees(t *testing.T) {
+	damage := map[string]func(dir string) error{
+		"truncated": func(dir string) error { return os.Truncate(filepath.Join(dir, "pkg/__init__.py"), 2) },
+		"same size, other bytes": func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "pkg/__init__.py"), []byte("X = 2\n"), 0o644)
+		},
+		"missing file":         func(dir string) error { return os.Remove(filepath.Join(dir, "pkg/data.txt")) },
+		"extra module":         func(dir string) error { return os.WriteFile(filepath.Join(dir, "pkg/evil.py"), nil, 0o644) },
+		"symlink":              func(dir string) error { return os.Symlink("/etc/passwd", filepath.Join(dir, "pkg/link.txt")) },
+		"file of another user": func(dir string) error { return os.Chown(filepath.Join(dir, "pkg/data.txt"), otherUID, otherUID) },
+		"pyc of another user": func(dir string) error {
+			pyc := filepath.Join(dir, "pkg/__pycache__/__init__.cpython-311.pyc")
+			if err := os.WriteFile(pyc, []byte("planted"), 0o644); err != nil {
+				return err
+			}
+			return os.Chown(pyc, otherUID, otherUID)
+		},
+		"group-writable pyc": func(dir string) error {
+			pyc := filepath.Join(dir, "pkg/__pycache__/__init__.cpython-311.pyc")
+			if err := os.WriteFile(pyc, []byte("planted"), 0o644); err != nil {
+				return err
+			}
+			return os.Chmod(pyc, 0o664)
+		},
+		"world-writable directory": func(dir string) error { return os.Chmod(filepath.Join(dir, "pkg"), 0o777) },
+	}
+	tr := testTree()
+	for name, harm := range damage {
+		t.Run(name, func(t *testing.T) {
+			base := t.TempDir()
+			dir := materialiseOnce(t, base, tr)
+			require.NoError(t, harm(dir))
+			require.Error(t, verifyTree(dir, tr), "the damage is seen")
+			again := materialiseOnce(t, base, tr)
+			assert.Equal(t, dir, again)
+			require.NoError(t, verifyTree(again, tr), "rewritten")
+		})
+	}
+	t.Run("Python's own bytecode is kept", func(t *testing.T) {
+		base := t.TempDir()
+		dir := materialiseOnce(t, base, tr)
+		pyc := filepath.Join(dir, "pkg/__pycache__/__init__.cpython-311.pyc")
+		require.NoError(t, os.WriteFile(pyc, []byte("compiled"), 0o644))
+		materialiseOnce(t, base, tr)
+		_, err := os.Stat(pyc)
+		assert.NoError(t, err, "a pyc this user wrote survives: workers need not recompile")
+	})
+}
+
+// TestInstallBaseRefusedWhenOthersCanWrite: Config.InstallDir (or any of
+// its parents) owned by another user or writable by others is refused; a
+// sticky world-writable parent (like /tmp) is accepted.
+func TestInstallBaseRefusedWhenOthersCanWrite(t *testing.T) {
+	setUp := map[string]func(root string) (string, error){
+		"owned by another user": func(root string) (string, error) {
+			dir := filepath.Join(root, "install")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				return "", err
+			}
+			return dir, os.Chown(dir, otherUID, otherUID)
+		},
+		"group-writable": func(root string) (string, error) {
+			dir := filepath.Join(root, "install")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				return "", err
+			}
+			return dir, os.Chmod(dir, 0o775)
+		},
+		"parent world-writable, not sticky": func(root string) (string, error) {
+			return filepath.Join(root, "shared", "install"), mkdirMode(filepath.Join(root, "shared"), 0o777)
+		},
+		"parent of another user": func(root string) (string, error) {
+			parent := filepath.Join(root, "theirs")
+			if err := os.Mkdir(parent, 0o755); err != nil {
+				return "", err
+			}
+			if err := os.Mkdir(filepath.Join(parent, "install"), 0o755); err != nil {
+				return "", err
+			}
+			return filepath.Join(parent, "install"), os.Chown(parent, otherUID, otherUID)
+		},
+		"symlink to a directory of another user": func(root string) (string, error) {
+			target := filepath.Join(root, "target")
+			if err := os.Mkdir(target, 0o755); err != nil {
+				return "", err
+			}
+			link := filepath.Join(root, "link")
+			if err := os.Symlink(target, link); err != nil {
+				return "", err
+			}
+			return link, os.Chown(target, otherUID, otherUID)
+		},
+	}
+	for name, prepare := range setUp {
+		t.Run(name, func(t *testing.T) {
+			dir, err := prepare(t.TempDir())
+			require.NoError(t, err)
+			cfg := testConfig(t)
+			cfg.InstallDir = dir
+			_, err = New(testCtx(t), cfg)
+			require.ErrorIs(t, err, errUnsafeInstallDir)
+			assert.Contains(t, err.Error(), "Config.InstallDir")
+			entries, _ := os.ReadDir(dir)
+			assert.Empty(t, entries, "nothing is written there")
+		})
+	}
+	t.Run("sticky world-writable parent", func(t *testing.T) {
+		shared := filepath.Join(t.TempDir(), "shared")
+		require.NoError(t, mkdirMode(shared, 0o777|fs.ModeSticky))
+		cfg := testConfig(t)
+		cfg.InstallDir = filepath.Join(shared, "mine")
+		pool := newTestPool(t, cfg)
+		require.NoError(t, pool.Ping(testCtx(t)))
+	})
+}
+
+// mkdirMode creates dir with exactly mode.
+func mkdirMode(dir string, mode fs.FileMode) error {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(dir, mode)
+}
+
+// TestInstallSweepsTreesNoProcessHolds: installing a tree removes the trees
+// of its kind no process holds (a flock), and keeps those one holds.
+func TestInstallSweepsTreesNoProcessHolds(t *testing.T) {
+	base := t.TempDir()
+	old := newTree("python", map[string][]byte{"old.py": []byte("")})
+	held := newTree("python", map[string][]byte{"held.py": []byte("")})
+	runtimeTree := newTree("runtime", map[string][]byte{"r.py": []byte("")})
+	oldDir := materialiseOnce(t, base, old)
+	runtimeDir := materialiseOnce(t, base, runtimeTree)
+	heldDir, lock, err := materialise(base, held)
+	require.NoError(t, err)
+	defer lock.Close() // another process's hold: flocks belong to open files
+	current := testTree()
+	dir, lock2, err := materialise(base, current)
+	require.NoError(t, err)
+	defer lock2.Close()
+	sweep(base, current)
+	assert.NoDirExists(t, oldDir, "not held: removed")
+	assert.DirExists(t, heldDir, "held: kept")
+	assert.DirExists(t, runtimeDir, "another kind: not this sweep's")
+	assert.DirExists(t, dir)
+}
+
+// TestInstallDefaultBaseIsPerUser: without a cache directory the base is
+// pypool-<uid> in the temp directory, created 0755; one owned by another
+// user there is refused, not used.
+func TestInstallDefaultBaseIsPerUser(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	t.Setenv("HOME", "")
+	t.Setenv("XDG_CACHE_HOME", "")
+	base, err := installBase("")
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(tmp, "pypool-"+strconv.Itoa(os.Geteuid())), base)
+	info, err := os.Stat(base)
+	require.NoError(t, err)
+	assert.Equal(t, 0o755|fs.ModeDir, info.Mode())
+
+	require.NoError(t, os.Chown(base, otherUID, otherUID))
+	_, err = installBase("")
+	require.ErrorIs(t, err, errUnsafeInstallDir)
+	assert.Contains(t, err.Error(), "owned by uid 12345")
+	assert.Contains(t, err.Error(), "Config.InstallDir")
+}
