@@ -140,8 +140,13 @@ func install(configured string, t *tree) (string, error) {
 	return dir, nil
 }
 
-// errUnsafeInstallDir marks an install base that others could write in.
-var errUnsafeInstallDir = errors.New("pypool: unsafe install directory")
+// ErrUnsafeInstallDir is returned by New when the directory where pypool
+// would write its Python runtime and Config.PythonFS (Config.InstallDir or
+// its default) could be written by another user: it, or one of its
+// parents, is owned by someone else (root excepted) or writable by group
+// or others (a sticky parent such as /tmp excepted). Nothing is written
+// there; choose another Config.InstallDir or fix the modes.
+var ErrUnsafeInstallDir = errors.New("pypool: unsafe install directory")
 
 // installBase chooses and checks the install base: configured when set,
 // else the user cache directory's pypool, else (no home, or a read-only
@@ -157,7 +162,7 @@ func installBase(configured string) (string, error) {
 		}
 		checked, err := checkBase(dir)
 		if err != nil {
-			return "", fmt.Errorf("%w (Config.InstallDir): %v", errUnsafeInstallDir, err)
+			return "", fmt.Errorf("%w (Config.InstallDir): %v", ErrUnsafeInstallDir, err)
 		}
 		return checked, nil
 	}
@@ -176,7 +181,7 @@ func installBase(configured string) (string, error) {
 		return checked, nil
 	}
 	tried = append(tried, err.Error())
-	return "", fmt.Errorf("%w: %s; set Config.InstallDir to a directory only this user can write", errUnsafeInstallDir, strings.Join(tried, "; "))
+	return "", fmt.Errorf("%w: %s; set Config.InstallDir to a directory only this user can write", ErrUnsafeInstallDir, strings.Join(tried, "; "))
 }
 
 // usableBase creates dir if needed, checks it and that this process can
@@ -493,7 +498,9 @@ func sweep(base string, t *tree) {
 		name := e.Name()
 		switch {
 		case name == t.dirName() || !e.IsDir():
-		case strings.HasPrefix(name, t.kind+"-"):
+		case strings.HasPrefix(name, t.kind+"-") && len(name) == len(t.dirName()):
+			// Only names of this scheme: the 16-digit ones of pypool
+			// versions that took no flock may be in use.
 			sweepTree(base, filepath.Join(base, name))
 		case strings.HasPrefix(name, ".tmp-") || strings.HasPrefix(name, ".trash-"):
 			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleAge {

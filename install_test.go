@@ -299,7 +299,7 @@ func TestInstallBaseRefusedWhenOthersCanWrite(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.InstallDir = dir
 			_, err = New(testCtx(t), cfg)
-			require.ErrorIs(t, err, errUnsafeInstallDir)
+			require.ErrorIs(t, err, ErrUnsafeInstallDir)
 			assert.Contains(t, err.Error(), "Config.InstallDir")
 			entries, _ := os.ReadDir(dir)
 			assert.Empty(t, entries, "nothing is written there")
@@ -363,7 +363,24 @@ func TestInstallDefaultBaseIsPerUser(t *testing.T) {
 
 	require.NoError(t, os.Chown(base, otherUID, otherUID))
 	_, err = installBase("")
-	require.ErrorIs(t, err, errUnsafeInstallDir)
+	require.ErrorIs(t, err, ErrUnsafeInstallDir)
 	assert.Contains(t, err.Error(), "owned by uid 12345")
 	assert.Contains(t, err.Error(), "Config.InstallDir")
+}
+
+// BenchmarkVerifyRuntime is what each process pays once per install base to
+// check the installed runtime: read and compare its files.
+func BenchmarkVerifyRuntime(b *testing.B) {
+	tr, err := runtimeTree()
+	require.NoError(b, err)
+	base := b.TempDir()
+	dir, lock, err := materialise(base, tr)
+	require.NoError(b, err)
+	defer lock.Close()
+	b.ResetTimer()
+	for range b.N {
+		if err := verifyTree(dir, tr); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
