@@ -70,9 +70,15 @@ func (t *tree) dirName() string { return t.kind + "-" + t.hash }
 // treeFromFS reads every regular file of fsys under root, but Python's
 // bytecode caches (__pycache__ directories, .pyc files).
 func treeFromFS(kind string, fsys fs.FS, root string) (*tree, error) {
-	root = orDefault(root, ".")
+	if root != "" {
+		sub, err := fs.Sub(fsys, path.Clean(root))
+		if err != nil {
+			return nil, err
+		}
+		fsys = sub
+	}
 	files := make(map[string][]byte)
-	err := fs.WalkDir(fsys, root, func(name string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(fsys, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -89,18 +95,14 @@ func treeFromFS(kind string, fsys fs.FS, root string) (*tree, error) {
 		if err != nil {
 			return err
 		}
-		rel := strings.TrimPrefix(strings.TrimPrefix(name, root), "/")
-		if root == "." {
-			rel = name
-		}
-		files[rel] = data
+		files[name] = data
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("no files under %q", root)
+		return nil, fmt.Errorf("no files under %q (Config.PythonFSRoot)", orDefault(root, "."))
 	}
 	return newTree(kind, files), nil
 }
@@ -293,6 +295,11 @@ func materialise(base string, t *tree) (string, *os.File, error) {
 			if err := discard(base, final); err != nil {
 				return "", nil, err
 			}
+		case errors.Is(err, errNotTree):
+			lastErr = err
+			if err := discard(base, final); err != nil {
+				return "", nil, err
+			}
 		case !errors.Is(err, fs.ErrNotExist):
 			return "", nil, err
 		}
@@ -310,10 +317,13 @@ func materialise(base string, t *tree) (string, *os.File, error) {
 	return "", nil, fmt.Errorf("%s could not be verified or replaced: %v", final, lastErr)
 }
 
+// errNotTree marks a tree's name that is not a directory (a symlink, say).
+var errNotTree = errors.New("not a directory")
+
 // lockTree opens dir and takes a shared flock on it, then checks that dir
 // still names the directory locked (a sweep may have moved it away).
 func lockTree(dir string) (*os.File, error) {
-	f, err := os.Open(dir)
+	f, err := openDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -326,6 +336,15 @@ func lockTree(dir string) (*os.File, error) {
 		return nil, fs.ErrNotExist
 	}
 	return f, nil
+}
+
+// openDir opens dir, refusing a symlink or anything but a directory.
+func openDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_DIRECTORY, 0)
+	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, fmt.Errorf("%s: %w", dir, errNotTree)
+	}
+	return f, err
 }
 
 // sameFile reports whether the open f is still what name names.
@@ -366,8 +385,8 @@ func verifyTree(dir string, t *tree) error {
 		switch {
 		case d.IsDir() && (dirs[rel] || path.Base(rel) == "__pycache__" && dirs[path.Dir(rel)]):
 			return nil
-		case inCache && info.Mode().IsRegular():
-			return nil
+		case inCache && info.Mode().IsRegular() && strings.Contains(d.Name(), ".pyc"):
+			return nil // Python's, or its temporary file while writing one
 		case !info.Mode().IsRegular():
 			return fmt.Errorf("%s is not expected here", name)
 		}
@@ -468,18 +487,29 @@ func mkdirAll(root, dir string) error {
 	return os.Chmod(dir, 0o755)
 }
 
-// discard moves a tree that failed verification out of the way and removes
-// it.
+// discard moves a tree that failed verification out of the way, onto a
+// fresh empty directory of base (rename replaces an empty directory; in the
+// same parent, so that a directory of another user moves too), and removes
+// it. What cannot be removed (files of another user, for a process that is
+// not root) stays in the .trash- directory, for a later sweep.
 func discard(base, dir string) error {
+	if info, err := os.Lstat(dir); err == nil && !info.IsDir() { // a symlink, say
+		return os.Remove(dir)
+	}
 	trash, err := os.MkdirTemp(base, ".trash-")
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(dir, filepath.Join(trash, "tree")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		_ = os.RemoveAll(trash)
+	// syscall.Rename: os.Rename refuses an existing directory as target.
+	if err := syscall.Rename(dir, trash); err != nil {
+		_ = os.Remove(trash)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // another process moved it first
+		}
 		return err
 	}
-	return os.RemoveAll(trash)
+	_ = os.RemoveAll(trash)
+	return nil
 }
 
 // staleAge is how old a leftover temporary directory (of a process that
@@ -512,7 +542,7 @@ func sweep(base string, t *tree) {
 
 // sweepTree removes dir if no process holds its flock.
 func sweepTree(base, dir string) {
-	f, err := os.Open(dir)
+	f, err := openDir(dir)
 	if err != nil {
 		return
 	}

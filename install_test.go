@@ -224,6 +224,16 @@ func TestInstallRewritesBadTrees(t *testing.T) {
 			return os.Chmod(pyc, 0o664)
 		},
 		"world-writable directory": func(dir string) error { return os.Chmod(filepath.Join(dir, "pkg"), 0o777) },
+		"file in __pycache__ that is no bytecode": func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "pkg/__pycache__/evil.py"), nil, 0o644)
+		},
+		"tree replaced by a symlink": func(dir string) error {
+			copied := dir + "-copy"
+			if err := os.Rename(dir, copied); err != nil {
+				return err
+			}
+			return os.Symlink(copied, dir)
+		},
 	}
 	tr := testTree()
 	for name, harm := range damage {
@@ -231,8 +241,14 @@ func TestInstallRewritesBadTrees(t *testing.T) {
 			base := t.TempDir()
 			dir := materialiseOnce(t, base, tr)
 			require.NoError(t, harm(dir))
-			require.Error(t, verifyTree(dir, tr), "the damage is seen")
+			if lock, err := lockTree(dir); err == nil {
+				require.Error(t, verifyTree(dir, tr), "the damage is seen")
+				lock.Close()
+			}
 			again := materialiseOnce(t, base, tr)
+			info, err := os.Lstat(again)
+			require.NoError(t, err)
+			assert.True(t, info.IsDir(), "a real directory")
 			assert.Equal(t, dir, again)
 			require.NoError(t, verifyTree(again, tr), "rewritten")
 		})

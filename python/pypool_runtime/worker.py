@@ -416,7 +416,7 @@ def callable_functions(modules: List[Any]) -> Dict[str, Callable[..., Any]]:
     every configured module, and the plain "function" for those of the
     first. One dict lookup per call, whatever the number of modules."""
     functions: Dict[str, Callable[..., Any]] = {}
-    for module in reversed(modules):
+    for module in modules:
         for name, function in public_functions(module).items():
             functions[module.__name__ + "." + name] = function
     functions.update(public_functions(modules[0]))
