@@ -73,13 +73,15 @@ type Config struct {
 	// before each process uses it (see the README's "Deploying your Python
 	// code"). It must be owned by this user, writable by no one else, and
 	// so must be its parents (a sticky directory such as /tmp excepted).
+	// A relative path is relative to the Go program's working directory.
 	// Default: the user cache directory's pypool (~/.cache/pypool), or,
 	// when there is none or it is read-only, pypool-<uid> in the temp
 	// directory.
 	InstallDir string
 
-	// SetUp names a function of Module that each new worker runs once,
-	// after importing Module and before serving calls: load a model, open a
+	// SetUp names a function of Module (of Modules[0] when Module is
+	// empty) that each new worker runs once, after importing the modules
+	// and before serving calls: load a model, open a
 	// file. SetUpArgs are its arguments (a trailing Kwargs gives keyword
 	// arguments), encoded as a call's. An exception in it is a start
 	// failure, as an import error is: New returns it (a *PythonError with

@@ -40,8 +40,9 @@ var (
 	ErrResultNotEncodable = errors.New("pypool: result not encodable by Python")
 
 	// ErrFunctionNotFound is returned (inside a *PythonError) when the name
-	// is not a public function of the configured module: it does not exist,
-	// starts with an underscore, is dotted, or belongs to another module.
+	// is not a public function of the configured module(s): it does not
+	// exist, starts with an underscore, is dotted beyond a configured module
+	// ("os.system"), or belongs to a module not configured.
 	ErrFunctionNotFound = errors.New("pypool: function not found")
 
 	// ErrBadArguments is returned (inside a *PythonError) when Python could
