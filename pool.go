@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,7 +100,7 @@ func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 	}
 	p.lifetime, p.endLife = context.WithCancel(context.Background())
 	if err := p.fill(ctx); err != nil {
-		p.log.Error(msgNewFailed, "module", cfg.Module, "size", cfg.Size, "error", err)
+		p.log.Error(msgNewFailed, "module", strings.Join(cfg.modules(), ", "), "size", cfg.Size, "error", err)
 		p.Close(context.Background())
 		return nil, err
 	}
