@@ -64,7 +64,9 @@ type Config struct {
 	// deploys as one Go binary plus an interpreter. Data files beside the
 	// code are written too, so that open() relative to __file__ and
 	// importlib.resources work. __pycache__ directories and .pyc files in
-	// it are left out. Default nil: nothing is written; use PythonPath.
+	// it are left out. Meant for code and its small data files: they are
+	// read into memory, hashed and compared at each New. Default nil:
+	// nothing is written; use PythonPath.
 	PythonFS     fs.FS
 	PythonFSRoot string
 
@@ -258,6 +260,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SetUp != "" && !pythonName.MatchString(c.SetUp) {
 		return c, fmt.Errorf("pypool: Config.SetUp %q is not the name of a function of the module, such as \"load_model\"", c.SetUp)
+	}
+	if c.PythonFS == nil && c.PythonFSRoot != "" {
+		return c, fmt.Errorf("pypool: Config.PythonFSRoot is set but Config.PythonFS is nil: give the fs.FS (an embed.FS) it is a directory of")
 	}
 	if c.SetUp == "" && len(c.SetUpArgs) > 0 {
 		return c, fmt.Errorf("pypool: Config.SetUpArgs is set but Config.SetUp is empty: name the function they are for")

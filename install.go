@@ -71,11 +71,16 @@ func (t *tree) dirName() string { return t.kind + "-" + t.hash }
 // bytecode caches (__pycache__ directories, .pyc files).
 func treeFromFS(kind string, fsys fs.FS, root string) (*tree, error) {
 	if root != "" {
-		sub, err := fs.Sub(fsys, path.Clean(root))
+		info, err := fs.Stat(fsys, path.Clean(root))
+		if err == nil && !info.IsDir() {
+			err = errNotTree
+		}
 		if err != nil {
+			return nil, fmt.Errorf("Config.PythonFSRoot %q: %w", root, err)
+		}
+		if fsys, err = fs.Sub(fsys, path.Clean(root)); err != nil {
 			return nil, err
 		}
-		fsys = sub
 	}
 	files := make(map[string][]byte)
 	err := fs.WalkDir(fsys, ".", func(name string, d fs.DirEntry, err error) error {

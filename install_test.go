@@ -162,6 +162,27 @@ func TestSeveralModulesImportFailureNamesTheModule(t *testing.T) {
 	}
 }
 
+// TestPythonFSErrors: a missing root, an empty FS and a root without an FS
+// are errors that name the field.
+func TestPythonFSErrors(t *testing.T) {
+	for _, c := range []struct {
+		fsys    fs.FS
+		root    string
+		message string
+	}{
+		{embeddedPython, "testdata/nowhere", `Config.PythonFSRoot "testdata/nowhere"`},
+		{embeddedPython, "testdata/embedded/embpkg/__init__.py", "not a directory"},
+		{fstest.MapFS{}, "", "no files"},
+		{nil, "python", "Config.PythonFS is nil"},
+	} {
+		cfg := testConfig(t)
+		cfg.PythonFS, cfg.PythonFSRoot, cfg.InstallDir = c.fsys, c.root, t.TempDir()
+		_, err := New(testCtx(t), cfg)
+		require.Error(t, err, c.root)
+		assert.Contains(t, err.Error(), c.message)
+	}
+}
+
 // TestModulesValidation: module names are checked and listed once.
 func TestModulesValidation(t *testing.T) {
 	for _, c := range []struct {
