@@ -64,7 +64,7 @@ _JOIN_LIMIT = codecs.JOIN_LIMIT
 _EXIT_GRACE_SECONDS = 10.0
 
 _USAGE = (
-    "usage: main(['--module', NAME, ('--path', DIR)..., ('--max-message', BYTES), ('--codec', 'auto'|'pure'),"
+    "usage: main(['--module', NAME, ('--module', NAME)..., ('--path', DIR)..., ('--max-message', BYTES), ('--codec', 'auto'|'pure'),"
     " ('--shm-fd', FD, '--shm-threshold', BYTES, '--shm-limit', BYTES), ('--dump-fd', FD),"
     " ('--setup', FUNCTION, ('--setup-args', BASE64))])"
 )
@@ -665,7 +665,8 @@ class Worker:
             )
         module = module or self._module_name
         prefix = module + "."
-        available = ", ".join(sorted(n[len(prefix) :] for n in self._functions if n.startswith(prefix))) or "(none)"
+        names = (n[len(prefix) :] for n in self._functions if n.startswith(prefix))
+        available = ", ".join(sorted(n for n in names if "." not in n)) or "(none)"  # not a submodule's
         return "%s has no public function %r; available: %s" % (module, function, available)
 
     def _send_error(self, call_id: int, code: str, type_: str, message: str, tb: str = "") -> None:
