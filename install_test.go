@@ -431,3 +431,34 @@ func BenchmarkVerifyRuntime(b *testing.B) {
 		}
 	}
 }
+
+// TestInstallConcurrentWriters: writers racing for the same tree (as
+// processes would: materialise takes no in-process lock, and flocks belong
+// to open files) all get the one verified directory, and leave nothing
+// else behind.
+func TestInstallConcurrentWriters(t *testing.T) {
+	base, tr := t.TempDir(), testTree()
+	const writers = 8
+	dirs, errs := make([]string, writers), make([]error, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lock *os.File
+			dirs[i], lock, errs[i] = materialise(base, tr)
+			if lock != nil {
+				defer lock.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range writers {
+		require.NoError(t, errs[i])
+		assert.Equal(t, filepath.Join(base, tr.dirName()), dirs[i])
+	}
+	require.NoError(t, verifyTree(dirs[0], tr))
+	entries, err := os.ReadDir(base)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "only the tree: %v", entries)
+}
