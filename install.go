@@ -136,7 +136,13 @@ func install(configured string, t *tree) (string, error) {
 	}
 	key := base + "\x00" + t.dirName()
 	if dir, ok := installs.dirs[key]; ok {
-		return dir, nil
+		if sameFile(installs.locks[key], dir) {
+			return dir, nil
+		}
+		// Moved away or replaced since (by another process that found it
+		// damaged): verify what is there now.
+		installs.locks[key].Close()
+		delete(installs.dirs, key)
 	}
 	dir, lock, err := materialise(base, t)
 	if err != nil {

@@ -462,3 +462,19 @@ func TestInstallConcurrentWriters(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, entries, 1, "only the tree: %v", entries)
 }
+
+// TestInstallNoticesAReplacedTree: a tree this process installed that was
+// since removed (or replaced) is verified or written again at the next New.
+func TestInstallNoticesAReplacedTree(t *testing.T) {
+	cfg := embeddedConfig(t)
+	first := newTestPool(t, cfg)
+	file, err := CallAs[string](testCtx(t), first, "where")
+	require.NoError(t, err)
+	tree := filepath.Dir(filepath.Dir(file))
+	require.NoError(t, os.RemoveAll(tree))
+	second := newTestPool(t, cfg)
+	again, err := CallAs[string](testCtx(t), second, "where")
+	require.NoError(t, err)
+	assert.Equal(t, file, again)
+	assert.FileExists(t, again)
+}
