@@ -124,13 +124,20 @@ func (cred *Credential) sysProcCredential() *syscall.Credential {
 }
 
 // checkCredential returns an error unless the user cred can run the
-// interpreter and read the runtime: New's check, so that a worker that
-// could not start says why.
-func checkCredential(cred *Credential, python, runtime string) error {
+// interpreter and read the runtime and Config.PythonFS's directory (code,
+// "" when there is none): New's check, so that a worker that could not
+// start says why.
+func checkCredential(cred *Credential, python, runtime, code string) error {
 	if err := checkAccess(python, cred, "the Python interpreter", 1); err != nil {
 		return err
 	}
-	return checkAccess(runtime, cred, "the Python runtime", 5)
+	if err := checkAccess(runtime, cred, "the Python runtime", 5); err != nil {
+		return err
+	}
+	if code == "" {
+		return nil
+	}
+	return checkAccess(code, cred, "Config.PythonFS's directory", 5)
 }
 
 // checkAccess returns an error unless the user cred has the access need

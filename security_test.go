@@ -2,7 +2,6 @@ package pypool
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -395,61 +394,38 @@ func TestLimitsArgs(t *testing.T) {
 		Limits{AddressSpace: 1 << 30, CPUTime: 1500 * time.Millisecond, OpenFiles: 64}.args())
 }
 
-// credentialChildEnv marks the test binary run by TestCredential and names
-// the directory of the module; credentialPythonEnv names the interpreter.
-const (
-	credentialChildEnv  = "PYPOOL_TEST_CREDENTIAL_CHILD"
-	credentialPythonEnv = "PYPOOL_TEST_CREDENTIAL_PYTHON"
-)
-
 // TestCredential runs workers as nobody (65534:65534). The runtime pypool
-// installs must be readable by that user, which the default cache directory
-// under /root (0700) is not: the pool runs in a child process of the test
-// binary whose XDG_CACHE_HOME is a 0755 directory; and so must the
-// interpreter be (pyenv's are under /root too: /usr/bin/python3 then).
+// installs must be readable by that user, which the default install
+// directory under /root (0700) is not: Config.InstallDir is a 0755
+// directory; and so must the interpreter be (pyenv's are under /root too:
+// /usr/bin/python3 then).
 func TestCredential(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start workers as another user (TestCredentialNeedsRoot tests the refusal)")
 	}
+	nobody := &Credential{UID: 65534, GID: 65534}
 	python, err := realPython()
 	require.NoError(t, err)
-	if checkAccess(python, &Credential{UID: 65534, GID: 65534}, "", 1) != nil {
+	if checkAccess(python, nobody, "", 1) != nil {
 		python = "/usr/bin/python3" // pyenv's interpreters live under /root
 	}
-	if err := checkAccess(python, &Credential{UID: 65534, GID: 65534}, "", 1); err != nil {
+	if err := checkAccess(python, nobody, "", 1); err != nil {
 		t.Skipf("no Python that nobody can run: %v", err)
 	}
 	dir, err := os.MkdirTemp("", "pypool-credential-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	require.NoError(t, os.Chmod(dir, 0o755))
-	for _, name := range []string{"cache", "modules"} {
+	for _, name := range []string{"install", "modules"} {
 		require.NoError(t, os.Mkdir(filepath.Join(dir, name), 0o755))
 	}
 	src, err := os.ReadFile("testdata/pymod/pypool_secmod.py")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "modules", "pypool_secmod.py"), src, 0o644))
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCredentialChild$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), credentialChildEnv+"="+filepath.Join(dir, "modules"),
-		credentialPythonEnv+"="+python, "XDG_CACHE_HOME="+filepath.Join(dir, "cache"))
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	require.Contains(t, string(out), "--- PASS: TestCredentialChild")
-}
-
-// TestCredentialChild is TestCredential's pool, in its own process.
-func TestCredentialChild(t *testing.T) {
-	modules := os.Getenv(credentialChildEnv)
-	if modules == "" {
-		t.Skip("run by TestCredential, in a process of its own")
-	}
 	cfg := testConfig(t)
-	cfg.Module, cfg.PythonPath = "pypool_secmod", []string{modules}
-	cfg.Python = os.Getenv(credentialPythonEnv)
-	cfg.Credential = &Credential{UID: 65534, GID: 65534}
+	cfg.Module, cfg.PythonPath, cfg.Python = "pypool_secmod", []string{filepath.Join(dir, "modules")}, python
+	cfg.InstallDir, cfg.Credential = filepath.Join(dir, "install"), nobody
 	pool := newTestPool(t, cfg)
 	out, err := pool.Call(testCtx(t), "ids")
 	require.NoError(t, err)
@@ -463,7 +439,7 @@ func TestCredentialUnreadableRuntime(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to configure a Credential")
 	}
-	dir, err := runtimeDir()
+	dir, err := runtimeDir("")
 	require.NoError(t, err)
 	nobody := &Credential{UID: 65534, GID: 65534}
 	if checkAccess(dir, nobody, "", 5) == nil {
