@@ -21,6 +21,19 @@ import (
 // default bound: go test -run TestChaos -pypool.soak=10m
 var soak = flag.Duration("pypool.soak", 0, "run TestChaos for this long instead of its default bound")
 
+// startMethod makes the tests' pools (testConfig, newTestPool) start their
+// workers this way: CI runs the key scenarios again with
+// -pypool.start=forkserver.
+var startMethod = flag.String("pypool.start", "exec", "start method of the tests' pools: exec or forkserver")
+
+// testStartMethod is the start method -pypool.start names.
+func testStartMethod() StartMethod {
+	if *startMethod == "forkserver" {
+		return StartForkServer
+	}
+	return StartExec
+}
+
 // TestMain runs the tests, then fails if any goroutine of this package or
 // any child process of the test binary is left behind.
 func TestMain(m *testing.M) {
@@ -52,7 +65,47 @@ func checkLeaks() error {
 	if kids := childProcesses(); len(kids) > 0 {
 		return fmt.Errorf("child processes left behind: %v", kids)
 	}
+	if forked := forkServerProcesses(); len(forked) > 0 {
+		return fmt.Errorf("fork server templates or forked workers left behind: %v", forked)
+	}
 	return nil
+}
+
+// forkServerProcesses lists the live fork server templates of this process
+// and the workers they forked, which are not its children (and, once their
+// template died, not even its descendants): they are found by the
+// template's command line, which its forked children share, naming this
+// process as the host.
+func forkServerProcesses() []int {
+	entries, _ := os.ReadDir("/proc")
+	var found []int
+	mark := "pypool_runtime.forkserver"
+	host := "\x00--host-pid\x00" + strconv.Itoa(os.Getpid()) + "\x00"
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmdline), mark) || !strings.Contains(string(cmdline), host) {
+			continue
+		}
+		if !isZombie(pid) {
+			found = append(found, pid)
+		}
+	}
+	return found
+}
+
+// isZombie reports whether pid has exited and awaits its reaping.
+func isZombie(pid int) bool {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(fields) > 0 && fields[0] == "Z"
 }
 
 func pypoolGoroutines() string {
@@ -104,8 +157,9 @@ func testConfig(t testing.TB) Config {
 	return Config{
 		Module:     "pypool_testmod",
 		PythonPath: []string{"testdata/pymod"},
-		Size:       1,
-		Logger:     testLogger(t),
+		Size:        1,
+		Logger:      testLogger(t),
+		StartMethod: testStartMethod(),
 	}
 }
 
@@ -114,6 +168,9 @@ func newTestPool(t testing.TB, cfg Config) *Pool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if cfg.StartMethod == StartExec {
+		cfg.StartMethod = testStartMethod()
+	}
 	pool, err := New(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {

@@ -786,50 +786,72 @@ def enable_stack_dumps(fd: int) -> None:
         _exit(EXIT_PROTOCOL, "--dump-fd %d: %s" % (fd, exc))
 
 
-def main(argv: List[str]) -> None:
-    """Run the worker; returns (exit status 0) at the end of input."""
+def startup(argv: List[str]) -> Options:
+    """Phase 1 of a worker (and of the fork server's template): the command
+    line, sys.path and sys.argv. Exits with status 2 on a bad command line."""
     try:
         options = parse_args(argv)
     except ValueError as exc:
         _exit(EXIT_PROTOCOL, str(exc))
-    if options.shm_fd >= 0:
-        _open_shared_memory(options)
-    proto_in, proto_out = isolate_stdio()
-    if options.dump_fd >= 0:
-        enable_stack_dumps(options.dump_fd)
     fix_sys_path(options.paths)
     del sys.argv[1:]  # the runtime's arguments are not the user module's
-    signal.signal(signal.SIGINT, _on_sigint)
-    codec = codecs.load(options.codec)
+    return options
 
-    def hello(error: Optional[List[str]], setup_seconds: float = 0.0) -> None:
-        python_version = sys.version.split()[0]
-        hello_fields = [
-            HELLO, PROTOCOL_VERSION, os.getpid(), python_version, codec.name, error, sys.executable or "", setup_seconds,
-        ]  # fmt: skip
-        write_frame(proto_out, codec.packb(hello_fields))
 
+def hello_frame(codec: codecs.Codec, error: Optional[List[str]], setup_seconds: float = 0.0) -> bytes:
+    """The HELLO message's body (without its length), for this process."""
+    python_version = sys.version.split()[0]
+    hello_fields = [
+        HELLO, PROTOCOL_VERSION, os.getpid(), python_version, codec.name, error, sys.executable or "", setup_seconds,
+    ]  # fmt: skip
+    return codec.packb(hello_fields)
+
+
+def load_module(name: str) -> Tuple[Any, Optional[List[str]]]:
+    """Phase 2: import the user's module; (module, None), or (None, the
+    HELLO error that says why it failed)."""
     try:
-        try:
-            __import__(options.module)  # the import statement's machinery trims importlib's frames
-            module = sys.modules[options.module]
-        except BaseException as exc:
+        __import__(name)  # the import statement's machinery trims importlib's frames
+        return sys.modules[name], None
+    except BaseException as exc:
+        return None, _import_error(name, exc)
+
+
+def run_setup(module: Any, options: Options, codec: codecs.Codec) -> Tuple[float, Optional[List[str]]]:
+    """Run the module's set-up function (Config.SetUp), if any: (its
+    duration in seconds, None), or (0, the HELLO error that says why it failed)."""
+    if not options.setup:
+        return 0.0, None
+    started = time.monotonic()
+    try:
+        _run_setup(module, options, codec)
+    except BaseException as exc:
+        return 0.0, _setup_error(options.module, options.setup, exc)
+    return time.monotonic() - started, None
+
+
+def serve_process(
+    options: Options, codec: codecs.Codec, module: Any, proto: Tuple[int, int], setup: bool = True
+) -> None:
+    """Phase 3, what each worker process does for itself once its module is
+    imported (and its stdio isolated, proto being the protocol's fds): its
+    shared memory, its stack dumps, its SIGINT handler, the set-up (unless
+    setup is False: a fork server ran it once for all), HELLO, then calls
+    until the end of input."""
+    proto_in, proto_out = proto
+    if options.shm_fd >= 0:
+        _open_shared_memory(options)
+    if options.dump_fd >= 0:
+        enable_stack_dumps(options.dump_fd)
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        setup_seconds, error = run_setup(module, options, codec) if setup else (0.0, None)
+        if error is not None:
             try:
-                hello(_import_error(options.module, exc))
+                write_frame(proto_out, hello_frame(codec, error))
             finally:
                 _exit(EXIT_IMPORT_FAILED)
-        setup_seconds = 0.0
-        if options.setup:
-            started = time.monotonic()
-            try:
-                _run_setup(module, options, codec)
-            except BaseException as exc:
-                try:
-                    hello(_setup_error(options.module, options.setup, exc))
-                finally:
-                    _exit(EXIT_IMPORT_FAILED)
-            setup_seconds = time.monotonic() - started
-        hello(None, setup_seconds)
+        write_frame(proto_out, hello_frame(codec, None, setup_seconds))
         reader = FrameReader(proto_in, options.max_message)
         functions = public_functions(module)
         functions[PING_FUNCTION] = _ping
@@ -839,3 +861,19 @@ def main(argv: List[str]) -> None:
     except BrokenPipeError:
         pass  # Go closed its end: as good as the end of input
     _exit_soon()
+
+
+def main(argv: List[str]) -> None:
+    """Run the worker; returns (exit status 0) at the end of input."""
+    options = startup(argv)
+    # Before the import: what the module prints while it imports must not
+    # reach the protocol.
+    proto = isolate_stdio()
+    codec = codecs.load(options.codec)
+    module, error = load_module(options.module)
+    if error is not None:
+        try:
+            write_frame(proto[1], hello_frame(codec, error))
+        finally:
+            _exit(EXIT_IMPORT_FAILED)
+    serve_process(options, codec, module, proto)

@@ -1,0 +1,128 @@
+//go:build linux
+
+package pypool
+
+import (
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// forkConfig is testConfig with the fork server.
+func forkConfig(t testing.TB) Config {
+	cfg := testConfig(t)
+	cfg.StartMethod = StartForkServer
+	return cfg
+}
+
+func TestForkServerForksWorkers(t *testing.T) {
+	cfg := forkConfig(t)
+	cfg.Size = 2
+	pool := newTestPool(t, cfg)
+	fs := pool.forks.Load()
+	require.NotNil(t, fs, "the fork server did not start")
+	require.Equal(t, pidsOf(pool), pidsOf(pool))
+	for _, pid := range workerPids(pool) {
+		require.Equal(t, fs.pid, parentPid(pid), "worker %d was not forked by the template", pid)
+		pgid, err := syscall.Getpgid(pid)
+		require.NoError(t, err)
+		require.Equal(t, pid, pgid, "a forked worker leads its own process group")
+	}
+	got, err := pool.Call(testCtx(t), "duplicate_text", "fork")
+	require.NoError(t, err)
+	require.Equal(t, "forkfork", got)
+}
+
+func pidsOf(p *Pool) int { return len(workerPids(p)) }
+
+func TestForkServerCrashIsSeenAndReplaced(t *testing.T) {
+	cfg := forkConfig(t)
+	cfg.Size = 2
+	pool := newTestPool(t, cfg)
+	victim := workerPids(pool)[0]
+	require.NoError(t, syscall.Kill(victim, syscall.SIGKILL))
+	awaitPool(t, pool, "replaced the killed worker", func(s Stats) bool {
+		return s.Crashes == 1 && s.Restarts == 1 && s.Workers == 2
+	})
+	require.NotContains(t, workerPids(pool), victim)
+	fs := pool.forks.Load()
+	for _, pid := range workerPids(pool) {
+		require.Equal(t, fs.pid, parentPid(pid), "the replacement was forked too")
+	}
+
+	_, err := pool.Call(testCtx(t), "crash", 3)
+	var exitErr *WorkerExitError
+	require.ErrorAs(t, err, &exitErr)
+	require.ErrorIs(t, err, ErrWorkerCrashed)
+	require.Equal(t, 3, exitErr.ExitCode, "the template reports the exit status")
+	require.Contains(t, exitErr.Stderr, "about to crash")
+}
+
+func TestForkServerDeathKeepsWorkersAndRestarts(t *testing.T) {
+	cfg := forkConfig(t)
+	cfg.Size = 2
+	logs := newLogRecorder()
+	cfg.Logger = slogNew(logs)
+	pool := newTestPool(t, cfg)
+	old := pool.forks.Load()
+	before := workerPids(pool)
+	require.NoError(t, syscall.Kill(old.pid, syscall.SIGKILL))
+	logs.await(t, msgForkServerExited)
+
+	// Its workers serve on, as many calls as there are workers.
+	for range 4 {
+		_, err := pool.Call(testCtx(t), "echo", 1)
+		require.NoError(t, err)
+	}
+	require.ElementsMatch(t, before, workerPids(pool))
+
+	// A new template comes, and forks the next replacement.
+	awaitForkServer(t, pool, old)
+	require.NoError(t, syscall.Kill(before[0], syscall.SIGKILL))
+	awaitPool(t, pool, "replaced the killed worker", func(s Stats) bool {
+		return s.Crashes == 1 && s.Workers == 2 && !contains(workerPids(pool), before[0])
+	})
+}
+
+// awaitForkServer waits until the pool runs a template other than old.
+func awaitForkServer(t *testing.T, pool *Pool, old *forkServer) *forkServer {
+	t.Helper()
+	ctx := testCtx(t)
+	for {
+		if fs := pool.forks.Load(); fs != nil && fs != old {
+			return fs
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the fork server was not restarted")
+		case <-time.After(5 * time.Millisecond): // the restart has no event of its own to await
+		}
+	}
+}
+
+func contains(pids []int, pid int) bool {
+	for _, p := range pids {
+		if p == pid {
+			return true
+		}
+	}
+	return false
+}
+
+func TestForkServerFallsBackToExec(t *testing.T) {
+	cfg := forkConfig(t)
+	cfg.Preload = []string{"pypool_no_such_module"}
+	logs := newLogRecorder()
+	cfg.Logger = slogNew(logs)
+	pool := newTestPool(t, cfg)
+	attrs := logs.await(t, msgForkServerFallback)
+	require.Contains(t, attrs["error"], "pypool_no_such_module")
+	require.Nil(t, pool.forks.Load())
+	pid := workerPids(pool)[0]
+	require.Equal(t, os.Getpid(), parentPid(pid), "the worker was started by exec")
+	_, err := pool.Call(testCtx(t), "echo", 1)
+	require.NoError(t, err)
+}
