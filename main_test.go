@@ -155,8 +155,8 @@ func parentPid(pid int) int {
 // testConfig is a pool of the test module with one worker.
 func testConfig(t testing.TB) Config {
 	return Config{
-		Module:     "pypool_testmod",
-		PythonPath: []string{"testdata/pymod"},
+		Module:      "pypool_testmod",
+		PythonPath:  []string{"testdata/pymod"},
 		Size:        1,
 		Logger:      testLogger(t),
 		StartMethod: testStartMethod(),
