@@ -63,38 +63,12 @@ func checkLeaks() error {
 		return fmt.Errorf("goroutines leaked:\n%s", leaked)
 	}
 	if kids := childProcesses(); len(kids) > 0 {
-		return fmt.Errorf("child processes left behind: %v", kids)
+		return fmt.Errorf("worker processes left behind: %v", kids)
 	}
-	if forked := forkServerProcesses(); len(forked) > 0 {
-		return fmt.Errorf("fork server templates or forked workers left behind: %v", forked)
+	if templates := forkServerTemplates(); len(templates) > 0 {
+		return fmt.Errorf("fork server templates left behind: %v", templates)
 	}
 	return nil
-}
-
-// forkServerProcesses lists the live fork server templates of this process
-// and the workers they forked, which are not its children (and, once their
-// template died, not even its descendants): they are found by the
-// template's command line, which its forked children share, naming this
-// process as the host.
-func forkServerProcesses() []int {
-	entries, _ := os.ReadDir("/proc")
-	var found []int
-	mark := "pypool_runtime.forkserver"
-	host := "\x00--host-pid\x00" + strconv.Itoa(os.Getpid()) + "\x00"
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !strings.Contains(string(cmdline), mark) || !strings.Contains(string(cmdline), host) {
-			continue
-		}
-		if !isZombie(pid) {
-			found = append(found, pid)
-		}
-	}
-	return found
 }
 
 // isZombie reports whether pid has exited and awaits its reaping.
@@ -120,21 +94,54 @@ func pypoolGoroutines() string {
 	return strings.Join(leaked, "\n\n")
 }
 
-// childProcesses lists the pids whose parent is this process.
+// childProcesses lists the live worker processes of this test binary: its
+// children, but for fork server templates, and the workers its templates
+// forked, which are not its children (and, once their template died, not
+// even its descendants).
 func childProcesses() []int {
-	entries, _ := os.ReadDir("/proc")
 	var kids []int
 	me := os.Getpid()
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if parentPid(pid) == me {
+	for _, pid := range allPids() {
+		forked := isForkServerProcess(pid)
+		switch parent := parentPid(pid); {
+		case parent == me && !forked:
+			kids = append(kids, pid)
+		case parent != me && forked && !isZombie(pid):
 			kids = append(kids, pid)
 		}
 	}
 	return kids
+}
+
+// forkServerTemplates lists the fork server templates this process runs.
+func forkServerTemplates() []int {
+	var found []int
+	for _, pid := range allPids() {
+		if isForkServerProcess(pid) && parentPid(pid) == os.Getpid() {
+			found = append(found, pid)
+		}
+	}
+	return found
+}
+
+func allPids() []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// isForkServerProcess reports whether pid is a fork server template of this
+// process or a worker one forked: a forked worker shares its template's
+// command line, which names this process as the host.
+func isForkServerProcess(pid int) bool {
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	host := "\x00--host-pid\x00" + strconv.Itoa(os.Getpid()) + "\x00"
+	return err == nil && strings.Contains(string(cmdline), "pypool_runtime.forkserver") && strings.Contains(string(cmdline), host)
 }
 
 func parentPid(pid int) int {
