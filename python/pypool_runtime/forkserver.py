@@ -340,6 +340,17 @@ def main(argv: List[str]) -> None:
         setup_seconds, error = worker.run_setup(module, options, codec)
     if error is not None:
         _fail(control, codec, error)
+    # What the import built goes to the collector's permanent generation:
+    # a child's collections then never walk (and so never copy) the
+    # template's objects, which stay shared.
+    import gc
+
+    try:  # each child registers its stack dumps: import it once, here
+        import faulthandler  # noqa: F401
+    except ImportError:  # pragma: no cover - an interpreter without it
+        pass
+    gc.collect()
+    gc.freeze()
     control.send(worker.hello_frame(codec, None, setup_seconds))
     template = Template(control, host_fd, server.worker_fds)
     try:
