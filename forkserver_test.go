@@ -126,3 +126,68 @@ func TestForkServerFallsBackToExec(t *testing.T) {
 	_, err := pool.Call(testCtx(t), "echo", 1)
 	require.NoError(t, err)
 }
+
+// TestForkServerSetUpRunsInEachChild: Config.SetUp runs in every forked
+// worker, not in the template, unless Config.PreloadSetUp.
+func TestForkServerSetUpRunsInEachChild(t *testing.T) {
+	for _, preload := range []bool{false, true} {
+		cfg := forkConfig(t)
+		cfg.Size = 2
+		cfg.SetUp = "note_setup_pid"
+		cfg.PreloadSetUp = preload
+		pool := newTestPool(t, cfg)
+		template := pool.forks.Load().pid
+		err := pool.Transaction(testCtx(t), func(a *Worker) error {
+			return pool.Transaction(testCtx(t), func(b *Worker) error {
+				for _, w := range []*Worker{a, b} {
+					out, err := w.Call(testCtx(t), "get_value", "setup_pid")
+					require.NoError(t, err)
+					want := int64(w.Pid())
+					if preload {
+						want = int64(template)
+					}
+					require.Equal(t, want, out, "PreloadSetUp %v: the process that ran the set-up", preload)
+				}
+				return nil
+			})
+		})
+		require.NoError(t, err)
+	}
+}
+
+// TestForkServerReseedsRandom: forked workers do not share the template's
+// random state.
+func TestForkServerReseedsRandom(t *testing.T) {
+	cfg := forkConfig(t)
+	cfg.Size = 2
+	cfg.Preload = []string{"random"} // the template's generator is seeded before the forks
+	pool := newTestPool(t, cfg)
+	var values []any
+	err := pool.Transaction(testCtx(t), func(a *Worker) error {
+		return pool.Transaction(testCtx(t), func(b *Worker) error {
+			for _, w := range []*Worker{a, b} {
+				out, err := w.Call(testCtx(t), "random_value")
+				require.NoError(t, err)
+				values = append(values, out)
+			}
+			return nil
+		})
+	})
+	require.NoError(t, err)
+	require.NotEqual(t, values[0], values[1], "two forked workers drew the same random number")
+}
+
+// TestForkServerConfigIsChecked: PreloadSetUp needs a SetUp, Preload module
+// names, StartMethod a known method.
+func TestForkServerConfigIsChecked(t *testing.T) {
+	for _, tune := range []func(*Config){
+		func(c *Config) { c.PreloadSetUp = true },
+		func(c *Config) { c.Preload = []string{"not a module"} },
+		func(c *Config) { c.StartMethod = StartMethod(7) },
+	} {
+		cfg := forkConfig(t)
+		tune(&cfg)
+		_, err := New(testCtx(t), cfg)
+		require.Error(t, err)
+	}
+}
