@@ -28,6 +28,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // errForkServerDown is a fork request's error when the template is gone:
@@ -400,17 +401,22 @@ func (f *forkedProcess) wait() exitStatus {
 }
 
 // awaitPidfd waits until the pidfd is readable, which it becomes when the
-// process exits; false if the runtime's poller cannot wait on it.
+// process exits; false if the runtime's poller cannot wait on it. Each
+// round checks the pidfd itself (ppoll): the poller reports edges, and one
+// that came before the wait began is forgotten when it begins.
 func (f *forkedProcess) awaitPidfd() bool {
 	conn, err := f.pidfd.SyscallConn()
 	if err != nil {
 		return false
 	}
-	calls := 0
-	err = conn.Read(func(uintptr) bool {
-		// Called again only once the poller saw the pidfd readable.
-		calls++
-		return calls > 1
-	})
-	return err == nil
+	return conn.Read(exited) == nil
+}
+
+// exited reports whether the pidfd is readable now (the process exited),
+// without waiting.
+func exited(pidfd uintptr) bool {
+	poll := pollFd{fd: int32(pidfd), events: 0x1} // POLLIN
+	var zero syscall.Timespec
+	n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&poll)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+	return errno == 0 && n == 1
 }

@@ -191,3 +191,34 @@ func TestForkServerConfigIsChecked(t *testing.T) {
 		require.Error(t, err)
 	}
 }
+
+// TestForkedExitBeforeTheWatchIsSeen: a forked worker that died before its
+// exit watch began (killed at once) is still seen to exit: the pidfd's
+// readiness came before the wait.
+func TestForkedExitBeforeTheWatchIsSeen(t *testing.T) {
+	pool := newTestPool(t, forkConfig(t))
+	fs := pool.forks.Load()
+	var child, ours []*os.File
+	for range fs.nfds {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		child, ours = append(child, r), append(ours, w)
+	}
+	proc, err := fs.fork(child)
+	closeFiles(child...)
+	defer closeFiles(ours...)
+	require.NoError(t, err)
+	forked := proc.(*forkedProcess)
+	proc.signal(syscall.SIGKILL)
+	st := <-forked.status // the template reaped it: it is gone
+	forked.status <- st
+
+	done := make(chan exitStatus, 1)
+	go func() { done <- proc.wait() }()
+	select {
+	case got := <-done:
+		require.Equal(t, "killed", got.signal)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the exit of a worker that died before its watch was never seen")
+	}
+}
