@@ -6,6 +6,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -26,6 +28,7 @@ func (b *bench) methodPool(ctx context.Context, module string, method pypool.Sta
 	p := must(pypool.New(ctx, pypool.Config{
 		Module: module, PythonPath: []string{b.dir}, Python: b.python,
 		Size: size, MaxOverflow: overflow, StartMethod: method,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), // the chaos scenario's crashes
 	}))
 	return &pool{p, size}
 }
