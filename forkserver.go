@@ -420,3 +420,18 @@ func exited(pidfd uintptr) bool {
 	n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&poll)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
 	return errno == 0 && n == 1
 }
+
+// orphaned reports whether proc was forked by a template that has exited
+// since: its parent-death signal no longer ties it to the Go process.
+func orphaned(proc osProcess) bool {
+	f, ok := proc.(*forkedProcess)
+	if !ok {
+		return false
+	}
+	select {
+	case <-f.server.done:
+		return true
+	default:
+		return false
+	}
+}

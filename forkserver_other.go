@@ -25,3 +25,6 @@ func startForkServer(context.Context, *workerSpec, func(*forkServer)) (*forkServ
 
 func (*forkServer) fork([]*os.File) (osProcess, error) { return nil, errForkServerDown }
 func (*forkServer) stop(time.Duration)                 {}
+
+// orphaned is false: there are no forked workers outside Linux.
+func orphaned(osProcess) bool { return false }

@@ -311,7 +311,9 @@ func (p *Pool) restartForkServer() {
 			p.forkServerStarted(fs)
 			if p.lifetime.Err() != nil {
 				p.stopForkServer() // Close began meanwhile
+				return
 			}
+			p.recycleOrphans()
 			return
 		}
 		p.forkBackoff.failedStart(err)
@@ -341,4 +343,18 @@ func (p *Pool) awaitDelay(b *startBackoff) bool {
 	case <-p.lifetime.Done():
 		return false
 	}
+}
+
+// recycleOrphans replaces the idle workers of a template that died, now
+// that a new one runs; busy ones are replaced at their check-in
+// (recycleReason).
+func (p *Pool) recycleOrphans() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pw := range p.idle.all() {
+		if reason := p.recycleReason(pw); reason.cause != causeNone {
+			p.recycleLocked(pw, reason)
+		}
+	}
+	p.reconcileLocked()
 }
