@@ -39,6 +39,10 @@ var errForkServerDown = errors.New("pypool: the fork server is not running")
 // status once its pidfd said it exited.
 const forkStatusWait = time.Second
 
+// forkTimeout bounds the template's answer to a fork request, which takes
+// about a millisecond. A variable for the tests.
+var forkTimeout = 5 * time.Second
+
 // forkServer is one running template.
 type forkServer struct {
 	cmd     *exec.Cmd
@@ -289,8 +293,11 @@ func receivedFile(oob []byte) *os.File {
 }
 
 // fork has the template fork a worker whose descriptors are child. It fails
-// with errForkServerDown when the template is gone.
-func (fs *forkServer) fork(child []*os.File) (osProcess, error) {
+// with errForkServerDown when the template is gone, or when it does not
+// answer within forkTimeout: then it is killed (its answers could no longer
+// be matched to requests) and restarted by the pool. ctx ending fails the
+// fork the same way.
+func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, error) {
 	if len(child) != fs.nfds {
 		return nil, fmt.Errorf("%w: fork server: %d descriptors for a worker, want %d", ErrWorkerStart, len(child), fs.nfds)
 	}
@@ -309,7 +316,16 @@ func (fs *forkServer) fork(child []*os.File) (osProcess, error) {
 		return nil, errForkServerDown
 	}
 	runtime.KeepAlive(child)
+	timer := time.NewTimer(forkTimeout)
+	defer timer.Stop()
 	select {
+	case <-timer.C:
+		fs.logger.Warn(msgForkServerStuck, "forkserver", fs.pid, "timeout", forkTimeout)
+		fs.kill()
+		return nil, errForkServerDown
+	case <-ctx.Done():
+		fs.kill()
+		return nil, errForkServerDown
 	case r := <-fs.replies:
 		if r.err != nil {
 			return nil, r.err

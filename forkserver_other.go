@@ -23,8 +23,10 @@ func startForkServer(context.Context, *workerSpec, func(*forkServer)) (*forkServ
 	return nil, errors.New("pypool: Config.StartForkServer needs Linux (pidfds and SCM_RIGHTS); using StartExec")
 }
 
-func (*forkServer) fork([]*os.File) (osProcess, error) { return nil, errForkServerDown }
-func (*forkServer) stop(time.Duration)                 {}
+func (*forkServer) fork(context.Context, []*os.File) (osProcess, error) {
+	return nil, errForkServerDown
+}
+func (*forkServer) stop(time.Duration) {}
 
 // orphaned is false: there are no forked workers outside Linux.
 func orphaned(osProcess) bool { return false }

@@ -205,7 +205,7 @@ func TestForkedExitBeforeTheWatchIsSeen(t *testing.T) {
 		require.NoError(t, err)
 		child, ours = append(child, r), append(ours, w)
 	}
-	proc, err := fs.fork(child)
+	proc, err := fs.fork(testCtx(t), child)
 	closeFiles(child...)
 	defer closeFiles(ours...)
 	require.NoError(t, err)
@@ -222,4 +222,28 @@ func TestForkedExitBeforeTheWatchIsSeen(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the exit of a worker that died before its watch was never seen")
 	}
+}
+
+// TestForkServerStuckFallsBack: a template that does not answer a fork
+// request (stopped) is killed after forkTimeout, the worker is started by
+// exec instead, and a new template comes.
+func TestForkServerStuckFallsBack(t *testing.T) {
+	saved := forkTimeout
+	forkTimeout = 200 * time.Millisecond
+	t.Cleanup(func() { forkTimeout = saved })
+	cfg := forkConfig(t)
+	logs := newLogRecorder()
+	cfg.Logger = slogNew(logs)
+	pool := newTestPool(t, cfg)
+	old := pool.forks.Load()
+	require.NoError(t, syscall.Kill(old.pid, syscall.SIGSTOP))
+	victim := workerPids(pool)[0]
+	require.NoError(t, syscall.Kill(victim, syscall.SIGKILL))
+
+	logs.await(t, msgForkServerStuck)
+	awaitPool(t, pool, "replaced the killed worker", func(s Stats) bool {
+		return atRest(s, 1) && !contains(workerPids(pool), victim)
+	})
+	require.Equal(t, os.Getpid(), parentPid(workerPids(pool)[0]), "the replacement was started by exec")
+	awaitForkServer(t, pool, old)
 }

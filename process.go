@@ -125,7 +125,7 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 		afterFired: make(chan struct{}, 1),
 		encoder:    newCallEncoder(spec.maxMessageSize, &spec.codec),
 	}
-	if err := p.start(); err != nil {
+	if err := p.start(ctx); err != nil {
 		onExit(p)
 		return nil, err
 	}
@@ -159,7 +159,7 @@ func closeFiles(files ...*os.File) {
 }
 
 // start launches the process with its pipes and output forwarders.
-func (p *process) start() error {
+func (p *process) start(ctx context.Context) error {
 	pipes, err := openPipes()
 	if err != nil {
 		return err
@@ -192,7 +192,7 @@ func (p *process) start() error {
 	child = append(child, dumpW)
 	p.codec = p.spec.codec
 	p.codec.shared = p.shm
-	proc, err := p.launch(child)
+	proc, err := p.launch(ctx, child)
 	closeFiles(inR, outW, errW, logW, dumpW) // the child's ends
 	if err != nil {
 		closeFiles(inW, outR, errR, logR, dumpR)
@@ -212,9 +212,9 @@ func (p *process) start() error {
 // launch starts the OS process with the descriptors child (0, 1, 2, then
 // the extra files in order): forked by the pool's fork server, or, without
 // one or when its template is gone, as its own python3.
-func (p *process) launch(child []*os.File) (osProcess, error) {
+func (p *process) launch(ctx context.Context, child []*os.File) (osProcess, error) {
 	if p.forks != nil {
-		proc, err := p.forks.fork(child)
+		proc, err := p.forks.fork(ctx, child)
 		if !errors.Is(err, errForkServerDown) {
 			return proc, err
 		}
