@@ -53,11 +53,19 @@ func (b *bench) forkStart(ctx context.Context) {
 				times[i] = append(times[i], millis(time.Since(t)))
 				return err
 			}))
+			atRest(p) // the overflow worker's exit does not overlap the next round
 		}
 	}
 	b.add(figure("forkstart", "python -c import (300 ms module)", "median", "ms", bare, bare))
 	for i, m := range startMethods {
 		b.add(figure("forkstart", "pypool "+m.String(), "median", "ms", times[i], bare))
+	}
+}
+
+// atRest waits until p runs Size workers and stops none.
+func atRest(p *pool) {
+	for s := p.p.Stats(); s.Workers != p.size || s.Stopping > 0 || s.Starting > 0; s = p.p.Stats() {
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -89,6 +97,7 @@ func (b *bench) forkRecovery(ctx context.Context) {
 				time.Sleep(50 * time.Microsecond)
 			}
 			times[i] = append(times[i], millis(time.Since(t)))
+			atRest(p)
 		}
 	}
 	for i, m := range startMethods {

@@ -247,6 +247,8 @@ class Template:
 
 
 _LIBC: Any = None
+# The template's sys.stdin, sys.stdout and sys.stderr.
+_STREAMS: List[Any] = [None, None, None]
 
 
 def _set_parent_death_signal(host_fd: int) -> None:
@@ -321,6 +323,7 @@ def main(argv: List[str]) -> None:
     sys.stdin = sys.__stdin__ = worker._text_stream(0, write=False)
     sys.stdout = sys.__stdout__ = worker._text_stream(1, write=True)
     sys.stderr = sys.__stderr__ = worker._text_stream(2, write=True)
+    _STREAMS[:] = [sys.stdin, sys.stdout, sys.stderr]
     codec = codecs.load(options.codec)
     if not hasattr(os, "pidfd_open") or not sys.platform.startswith("linux"):
         _fail(control, codec, _unsupported("the fork server needs Linux 5.3+ and Python 3.9+ (os.pidfd_open); this is Python %s on %s" % (sys.version.split()[0], sys.platform)))
@@ -357,7 +360,10 @@ def main(argv: List[str]) -> None:
         template.serve()
     except _BecomeWorker as child:
         template.become_worker(child.fds)
-        proto = worker.isolate_stdio()
+        # The template's sys.std* are text streams of fds 0-2 already, and
+        # were flushed before the fork: keeping them saves their opening.
+        kept = all(s is t for s, t in zip(_STREAMS, (sys.stdin, sys.stdout, sys.stderr)))
+        proto = worker.isolate_stdio(new_streams=not kept)
         worker.serve_process(options, codec, module, proto, setup=not server.preload_setup)
         return
     worker._exit(0)

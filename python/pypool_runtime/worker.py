@@ -184,10 +184,13 @@ def _text_stream(fd: int, write: bool) -> io.TextIOWrapper:
     return open(fd, "r", encoding="utf-8", errors="backslashreplace", closefd=False)
 
 
-def isolate_stdio() -> Tuple[int, int]:
+def isolate_stdio(new_streams: bool = True) -> Tuple[int, int]:
     """Move the protocol pipes away from fds 0 and 1, so that user code (print,
     os.write(1, ...) in Python or C, input()) cannot touch them. Returns the
-    protocol's (input fd, output fd), which child processes do not inherit."""
+    protocol's (input fd, output fd), which child processes do not inherit.
+    With new_streams False, sys.stdin, sys.stdout and sys.stderr are kept:
+    they already are _text_stream()s of fds 0, 1 and 2 (a fork server's
+    child inherits its template's)."""
     log_fd_open = _fd_is_open(3)  # tested first: the dups below may take fd 3
     proto_in = os.dup(0)  # os.dup makes non-inheritable descriptors
     proto_out = os.dup(1)
@@ -199,9 +202,10 @@ def isolate_stdio() -> Tuple[int, int]:
         os.close(3)
     else:
         os.dup2(2, 1)
-    sys.stdin = sys.__stdin__ = _text_stream(0, write=False)
-    sys.stdout = sys.__stdout__ = _text_stream(1, write=True)
-    sys.stderr = sys.__stderr__ = _text_stream(2, write=True)
+    if new_streams:
+        sys.stdin = sys.__stdin__ = _text_stream(0, write=False)
+        sys.stdout = sys.__stdout__ = _text_stream(1, write=True)
+        sys.stderr = sys.__stderr__ = _text_stream(2, write=True)
     return proto_in, proto_out
 
 
