@@ -359,11 +359,13 @@ def main(argv: List[str]) -> None:
     try:
         template.serve()
     except _BecomeWorker as child:
-        template.become_worker(child.fds)
-        # The template's sys.std* are text streams of fds 0-2 already, and
-        # were flushed before the fork: keeping them saves their opening.
-        kept = all(s is t for s, t in zip(_STREAMS, (sys.stdin, sys.stdout, sys.stderr)))
-        proto = worker.isolate_stdio(new_streams=not kept)
-        worker.serve_process(options, codec, module, proto, setup=not server.preload_setup)
-        return
-    worker._exit(0)
+        fds = child.fds  # outside this block, so that no exception of the
+        # worker's has the fork as its context
+    else:
+        worker._exit(0)
+    template.become_worker(fds)
+    # The template's sys.std* are text streams of fds 0-2 already, and
+    # were flushed before the fork: keeping them saves their opening.
+    kept = all(s is t for s, t in zip(_STREAMS, (sys.stdin, sys.stdout, sys.stderr)))
+    proto = worker.isolate_stdio(new_streams=not kept)
+    worker.serve_process(options, codec, module, proto, setup=not server.preload_setup)

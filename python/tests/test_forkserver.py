@@ -119,6 +119,12 @@ class TemplateTest(unittest.TestCase):
         os.write(to_worker, struct.pack(">I", len(body)) + body)
         self.assertEqual(self._read_frame(from_worker), [RESULT, 1, "abab"])
 
+        body = purecodec.packb([CALL, 2, "fail", ["boom"], None])
+        os.write(to_worker, struct.pack(">I", len(body)) + body)
+        reply = self._read_frame(from_worker)
+        self.assertEqual(reply[:5], [4, 2, "exception", "ValueError", "boom"])
+        self.assertNotIn("pypool_runtime", reply[5], "no frame of the runtime (nor of the fork) in the traceback")
+
         os.close(to_worker)  # end of input: the worker exits with 0
         os.close(from_worker)
         data, _ = self._recv()
