@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -75,7 +76,8 @@ type forkReply struct {
 // fork server's entry point and its own flags first.
 func (spec *workerSpec) forkServerArgs(nfds int) []string {
 	args := append([]string(nil), spec.args...)
-	args[2] = forkBootstrap // "-E", "-c", bootstrap, runtimeDir, ...
+	at := slices.Index(args, bootstrap) // python's options, "-c", bootstrap, runtimeDir, the worker's
+	args[at] = forkBootstrap
 	own := []string{"--host-pid", strconv.Itoa(os.Getpid()), "--worker-fds", strconv.Itoa(nfds)}
 	for _, m := range spec.preload {
 		own = append(own, "--preload", m)
@@ -83,7 +85,7 @@ func (spec *workerSpec) forkServerArgs(nfds int) []string {
 	if spec.preloadSetUp {
 		own = append(own, "--preload-setup")
 	}
-	args = append(args[:4], append(own, args[4:]...)...)
+	args = slices.Insert(args, at+2, own...)
 	return append(args, "--dump-fd", strconv.Itoa(nfds-1))
 }
 
