@@ -74,9 +74,12 @@ type forkReply struct {
 
 // forkServerArgs are the template's command line: the worker's, with the
 // fork server's entry point and its own flags first.
-func (spec *workerSpec) forkServerArgs(nfds int) []string {
+func (spec *workerSpec) forkServerArgs(nfds int) ([]string, error) {
 	args := append([]string(nil), spec.args...)
 	at := slices.Index(args, bootstrap) // python's options, "-c", bootstrap, runtimeDir, the worker's
+	if at < 0 || at+1 >= len(args) {
+		return nil, fmt.Errorf("%w: fork server: the workers do not run pypool's runtime bootstrap", ErrWorkerStart)
+	}
 	args[at] = forkBootstrap
 	own := []string{"--host-pid", strconv.Itoa(os.Getpid()), "--worker-fds", strconv.Itoa(nfds)}
 	for _, m := range spec.preload {
@@ -86,7 +89,7 @@ func (spec *workerSpec) forkServerArgs(nfds int) []string {
 		own = append(own, "--preload-setup")
 	}
 	args = slices.Insert(args, at+2, own...)
-	return append(args, "--dump-fd", strconv.Itoa(nfds-1))
+	return append(args, "--dump-fd", strconv.Itoa(nfds-1)), nil
 }
 
 // startForkServer starts a template and waits until it has imported the
@@ -96,6 +99,10 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 	nfds := 5 // 0, 1, 2, the log stream, the dump fd
 	if spec.sharedThreshold > 0 {
 		nfds++
+	}
+	args, err := spec.forkServerArgs(nfds)
+	if err != nil {
+		return nil, err
 	}
 	pair, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -124,7 +131,7 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 		fs.conn.Close()
 		return nil, fmt.Errorf("%w: fork server: creating pipes: %v", ErrWorkerStart, err)
 	}
-	cmd := exec.Command(spec.python.path(), spec.forkServerArgs(nfds)...)
+	cmd := exec.Command(spec.python.path(), args...)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3: the control socket
 	cmd.Env, cmd.Dir = spec.env, spec.dir

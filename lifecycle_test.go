@@ -47,7 +47,9 @@ func hostDeath(t *testing.T, bin string, method StartMethod) {
 	procs := pids[:]
 	if parent := parentPid(pids[0]); parent != host.Process.Pid {
 		require.Equal(t, StartForkServer, method, "only forked workers have another parent")
-		procs = append(procs, parent) // the template
+		// The template first: its workers are reparented to this process
+		// only once it has exited.
+		procs = append([]int{parent}, procs...)
 	}
 
 	require.NoError(t, host.Process.Kill())
