@@ -109,10 +109,10 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 		return nil, fmt.Errorf("%w: fork server: creating its control socket: %v", ErrWorkerStart, err)
 	}
 	ours, theirs := os.NewFile(uintptr(pair[0]), "fork server control"), os.NewFile(uintptr(pair[1]), "fork server control")
-	defer theirs.Close()
 	fc, err := net.FileConn(ours)
 	ours.Close()
 	if err != nil {
+		theirs.Close()
 		return nil, fmt.Errorf("%w: fork server: %v", ErrWorkerStart, err)
 	}
 	fs := &forkServer{
@@ -122,12 +122,13 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
+		closeFiles(theirs)
 		fs.conn.Close()
 		return nil, fmt.Errorf("%w: fork server: creating pipes: %v", ErrWorkerStart, err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		closeFiles(outR, outW)
+		closeFiles(outR, outW, theirs)
 		fs.conn.Close()
 		return nil, fmt.Errorf("%w: fork server: creating pipes: %v", ErrWorkerStart, err)
 	}
@@ -137,7 +138,7 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 	cmd.Env, cmd.Dir = spec.env, spec.dir
 	cmd.SysProcAttr = workerSysProcAttr()
 	err = startLocked(cmd)
-	closeFiles(outW, errW)
+	closeFiles(outW, errW, theirs) // so that the template's exit ends the handshake's read
 	if err != nil {
 		closeFiles(outR, errR)
 		fs.conn.Close()
@@ -190,6 +191,7 @@ func (fs *forkServer) handshake(ctx context.Context, spec *workerSpec) error {
 	if h.err != nil {
 		return &importError{module: spec.module, setUp: spec.setUp, err: h.err}
 	}
+	spec.python.learn(h.executable)
 	if spec.setUp != "" && spec.preloadSetUp {
 		spec.logger.Info("pypool: fork server ran the set-up", slog.Int("forkserver", fs.pid),
 			slog.String("function", spec.setUp), slog.Duration("duration", h.setUp))
