@@ -38,6 +38,7 @@ func testStartMethod() StartMethod {
 // any child process of the test binary is left behind.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	removeExampleBinary()
 	if code == 0 {
 		if err := checkLeaks(); err != nil {
 			fmt.Fprintln(os.Stderr, "leak check:", err)

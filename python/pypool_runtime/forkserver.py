@@ -334,13 +334,13 @@ def main(argv: List[str]) -> None:
         _LIBC = ctypes.CDLL(None, use_errno=True)
     except (OSError, ImportError) as exc:
         _fail(control, codec, _unsupported("the fork server cannot watch the Go process: %s" % exc))
-    module, error = worker.load_module(options.module)
+    modules, error = worker.load_modules(options)
     for name in server.preload:
         if error is None:
-            _, error = worker.load_module(name)
+            _, error = worker.load_module(name, True)
     setup_seconds = 0.0
     if error is None and server.preload_setup:
-        setup_seconds, error = worker.run_setup(module, options, codec)
+        setup_seconds, error = worker.run_setup(modules[0], options, codec)
     if error is not None:
         _fail(control, codec, error)
     # What the import built goes to the collector's permanent generation:
@@ -368,4 +368,4 @@ def main(argv: List[str]) -> None:
     # were flushed before the fork: keeping them saves their opening.
     kept = all(s is t for s, t in zip(_STREAMS, (sys.stdin, sys.stdout, sys.stderr)))
     proto = worker.isolate_stdio(new_streams=not kept)
-    worker.serve_process(options, codec, module, proto, setup=not server.preload_setup)
+    worker.serve_process(options, codec, modules, proto, setup=not server.preload_setup)
