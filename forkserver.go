@@ -58,8 +58,7 @@ type forkServer struct {
 	done    chan struct{}  // closed once the template exited and was reaped
 	exited  exitStatus     // how it ended; set before done is closed
 	output  sync.WaitGroup // its stdout and stderr forwarders
-	stopped chan struct{}  // closed by stop
-	stopOne sync.Once
+	stopOne sync.Once      // the end of the control socket is sent once
 
 	exitsMu sync.Mutex
 	exits   map[int]chan exitStatus // children's exit statuses, by pid
@@ -117,7 +116,7 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 	}
 	fs := &forkServer{
 		conn: fc.(*net.UnixConn), logger: spec.logger, nfds: nfds,
-		replies: make(chan forkReply, 1), done: make(chan struct{}), stopped: make(chan struct{}),
+		replies: make(chan forkReply, 1), done: make(chan struct{}),
 		exits: make(map[int]chan exitStatus),
 	}
 	outR, outW, err := os.Pipe()
@@ -354,10 +353,7 @@ func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, er
 // is killed if it has not after grace. Its children live on. stop returns
 // once it was reaped.
 func (fs *forkServer) stop(grace time.Duration) {
-	fs.stopOne.Do(func() {
-		close(fs.stopped)
-		fs.conn.CloseWrite()
-	})
+	fs.stopOne.Do(func() { fs.conn.CloseWrite() })
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	select {
