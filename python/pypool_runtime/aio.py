@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - not CPython
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds.
     import asyncio
-    from typing import Any, AsyncIterable, Awaitable, Iterator, Optional
+    from typing import Any, AsyncIterable, Awaitable, Dict, Iterator, Optional
 
 # co_flags of a generator decorated with types.coroutine (inspect.CO_ITERABLE_COROUTINE).
 _CO_ITERABLE_COROUTINE = 0x100
@@ -218,6 +218,20 @@ def _shutdown() -> None:
         return
     import asyncio
 
+    previous = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: Dict[str, Any]) -> None:
+        # A callback that asks a task it watches for its exception gets
+        # CancelledError here (asyncio.start_server's before 3.12): a
+        # consequence of this shutdown, not an error of the module.
+        if isinstance(context.get("exception"), asyncio.CancelledError):
+            return
+        if previous is None:
+            loop.default_exception_handler(context)
+        else:
+            previous(loop, context)
+
+    loop.set_exception_handler(handle)
     try:
         pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
         for task in pending:

@@ -172,3 +172,19 @@ def install_str_default():
     from pypool_runtime import set_default
 
     set_default(str)
+
+
+async def serve_and_connect():
+    """A server on the loop with one connection open, left so at the end of
+    input: its handler task is cancelled then."""
+
+    accepted = asyncio.Event()
+
+    async def handle(reader, writer):
+        accepted.set()
+        await reader.readline()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    _state["server"] = server
+    _state["client"] = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    await accepted.wait()

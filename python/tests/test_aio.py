@@ -386,6 +386,11 @@ class AsyncWorkerTest(WorkerTestBase):
         status, stderr, log = worker.close()
         self.assertEqual((status, stderr, log), (0, "background task finished\n", ""))
 
+    def test_a_server_left_open_ends_quietly(self) -> None:
+        worker = self.start_async()
+        self.assertEqual(worker.call("serve_and_connect", call_id=1), [RESULT, 1, None])
+        self.assertEqual(worker.close(), (0, "", ""))
+
     def test_the_default_hook_does_not_take_awaitables(self) -> None:
         worker = self.start_async()
         self.assertEqual(worker.call("install_str_default", call_id=1), [RESULT, 1, None])
