@@ -163,3 +163,21 @@ func TestAsyncSetUpFailure(t *testing.T) {
 	assert.NotContains(t, pyErr.Traceback, "pypool_runtime")
 	assert.NotContains(t, pyErr.Traceback, "asyncio")
 }
+
+// BenchmarkCallAsync is BenchmarkCall for an async function that awaits
+// nothing: the cost of awaiting on the worker's loop (compare BenchmarkCall,
+// whose function is sync). The sync call's path is unchanged by async
+// support: an awaitable is looked for only once the codec refused a result.
+func BenchmarkCallAsync(b *testing.B) {
+	cfg := testConfig(b)
+	cfg.Module = "pypool_asyncmod"
+	pool := newTestPool(b, cfg)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := pool.Call(ctx, "echo", "testing"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -25,7 +25,11 @@ worker answers as an interrupted call, as for a sync function. A task that
 swallows the cancellation and goes on is, like a sync function that ignores
 KeyboardInterrupt, killed by Go after Config.InterruptGrace. Synchronous
 code inside a coroutine (time.sleep, a blocking client) is not interrupted:
-the cancellation reaches the coroutine at its next await.
+the cancellation reaches the coroutine at its next await. SIGINT during the
+making of the loop (asyncio's import, at the first awaitable) cancels the
+task before its coroutine starts. One that comes in the microseconds
+between the function's return and run() is ignored, as between calls: the
+call then runs on until Go kills the worker after the grace.
 
 Nothing here imports asyncio until an awaitable is run; importing this module
 costs no more than its own code.

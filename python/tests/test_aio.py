@@ -11,6 +11,7 @@ import subprocess
 import sys
 import unittest
 import warnings
+from unittest import mock
 from typing import Any, List
 
 from pypool_runtime import aio, purecodec
@@ -159,6 +160,26 @@ class RunTest(NoUnawaitedWarnings):
         with self.assertRaises(KeyboardInterrupt):
             aio.run(Interrupting())
         self.assertEqual(seen, ["finally"])
+
+    def test_sigint_before_the_task_exists(self) -> None:
+        """SIGINT while the loop is being made (asyncio's import, at the first
+        call): the task is cancelled before its coroutine starts, and Python
+        does not warn that the coroutine was never awaited."""
+        seen: List[str] = []
+
+        async def never_started() -> None:
+            seen.append("started")
+
+        real = aio.get_loop
+
+        def get_loop_interrupted() -> asyncio.AbstractEventLoop:
+            os.kill(os.getpid(), signal.SIGINT)
+            return real()
+
+        with mock.patch.object(aio, "get_loop", get_loop_interrupted):
+            with self.assertRaises(KeyboardInterrupt):
+                aio.run(never_started())
+        self.assertEqual(seen, [])
 
     def test_an_interrupt_in_the_last_step_cancels(self) -> None:
         """asyncio's rule: a task cancelled while it runs ends cancelled, even
@@ -413,6 +434,11 @@ class AsyncWorkerTest(WorkerTestBase):
         self.assertNotIn("asyncio", tb)
         status, stderr, _ = worker.close()
         self.assertEqual((status, stderr), (1, ""))
+
+    def test_a_loop_the_module_made_current_is_adopted(self) -> None:
+        worker = self.start_ready("sample_async_import_loop")
+        self.assertEqual(worker.call("uses_the_import_loop", call_id=1), [RESULT, 1, [True, "resolved"]])
+        self.assertEqual(worker.close(), (0, "", ""))
 
     def test_a_sync_module_never_imports_asyncio(self) -> None:
         worker = self.start_ready("sample_no_asyncio")

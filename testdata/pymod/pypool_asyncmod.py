@@ -88,3 +88,8 @@ async def send_line(text):
 
 def connections():
     return _state.get("connections", 0)
+
+
+async def echo(value):
+    """Awaits nothing: what awaiting on the loop costs (BenchmarkCallAsync)."""
+    return value
