@@ -97,6 +97,26 @@ func TestAsyncDeadlineCancelsTheTask(t *testing.T) {
 	assert.Zero(t, s.StopsKilled)
 }
 
+// TestAsyncDeadlineInterruptsSyncCode: a coroutine blocked in synchronous
+// code (time.sleep) when its deadline passes gets KeyboardInterrupt there,
+// as a sync function would, rather than a cancellation that would wait for
+// its next await: the worker answers within InterruptGrace and is kept.
+func TestAsyncDeadlineInterruptsSyncCode(t *testing.T) {
+	pool := asyncPool(t, newLogRecorder(), nil)
+	pid, err := CallAs[int](testCtx(t), pool, "pid")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancel()
+	_, err = pool.Call(ctx, "blocking_sleep", 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	state, err := pool.Call(testCtx(t), "state")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"blocking finally ran": true}, state)
+	assert.Equal(t, []int{pid}, workerPids(pool), "the worker answered the interrupt and was kept")
+	assert.Zero(t, pool.Stats().StopsKilled)
+}
+
 // TestAsyncSwallowedCancellationIsKilled: a coroutine that ignores its
 // cancellation is handled as a sync function that ignores KeyboardInterrupt:
 // killed after InterruptGrace and replaced.

@@ -23,9 +23,10 @@ coroutine gets CancelledError where it awaits, its ``except CancelledError``
 and ``finally`` blocks run, and run() raises KeyboardInterrupt, which the
 worker answers as an interrupted call, as for a sync function. A task that
 swallows the cancellation and goes on is, like a sync function that ignores
-KeyboardInterrupt, killed by Go after Config.InterruptGrace. Synchronous
-code inside a coroutine (time.sleep, a blocking client) is not interrupted:
-the cancellation reaches the coroutine at its next await. SIGINT during the
+KeyboardInterrupt, killed by Go after Config.InterruptGrace. A coroutine
+that runs synchronous code when SIGINT comes (time.sleep, a blocking client)
+gets KeyboardInterrupt there instead, as a sync function would, since a
+cancellation would wait for its next await. SIGINT during the
 making of the loop (asyncio's import, at the first awaitable) cancels the
 task before its coroutine starts. One that comes in the microseconds
 between the function's return and run() is ignored, as between calls: the
@@ -173,11 +174,19 @@ def _on_sigint(signum: int, frame: Any) -> None:
     global _interrupted
     _interrupted = True
     task, loop = _task, _loop
-    if task is not None and not task.done() and loop is not None:
-        # As asyncio.Runner does on Ctrl-C: cancel the task, and wake the
-        # loop in case it sleeps in its selector.
-        task.cancel()
-        loop.call_soon_threadsafe(_wake)
+    if task is None or task.done() or loop is None:
+        return
+    import asyncio
+
+    if asyncio.current_task(loop) is task:
+        # The coroutine runs synchronous code (time.sleep, a blocking
+        # client): a cancellation would wait for its next await. Interrupt it
+        # as a sync function is; asyncio lets KeyboardInterrupt through.
+        raise KeyboardInterrupt
+    # As asyncio.Runner does on Ctrl-C: cancel the task, and wake the loop
+    # in case it sleeps in its selector.
+    task.cancel()
+    loop.call_soon_threadsafe(_wake)
 
 
 def _wake() -> None:

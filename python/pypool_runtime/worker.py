@@ -260,7 +260,8 @@ def format_traceback(exc: BaseException) -> str:
     # An interrupt's traceback ends in the SIGINT handler: cut it off.
     node = tb
     while node is not None and node.tb_next is not None:
-        if node.tb_next.tb_frame.f_code is _on_sigint.__code__:
+        following = node.tb_next.tb_frame
+        if following.f_code is _on_sigint.__code__ or following.f_globals.get("__name__") == "pypool_runtime.aio":
             node.tb_next = None
         else:
             node = node.tb_next

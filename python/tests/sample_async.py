@@ -66,10 +66,17 @@ async def unencodable():
     return {1, 2}
 
 
+def _announce_at_the_next_await(line):
+    """Write line on stderr once the running task waits at its next await
+    (a callback runs only then): a SIGINT the line makes the test send
+    finds the task awaiting, not in the synchronous code before."""
+    asyncio.get_running_loop().call_soon(lambda: print(line, file=sys.stderr, flush=True))
+
+
 async def sleep_until_cancelled(seconds):
     """Announce on stderr, then sleep; a cancellation is recorded."""
     try:
-        print("awaiting", file=sys.stderr, flush=True)
+        _announce_at_the_next_await("awaiting")
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
         _state["cancelled"] = True
@@ -82,7 +89,7 @@ async def sleep_until_cancelled(seconds):
 async def swallow_cancellation(seconds):
     """Ignore the cancellation and sleep on: the worker must be killed."""
     try:
-        print("awaiting", file=sys.stderr, flush=True)
+        _announce_at_the_next_await("awaiting")
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
         print("swallowed", file=sys.stderr, flush=True)
@@ -188,3 +195,15 @@ async def serve_and_connect():
     _state["server"] = server
     _state["client"] = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
     await accepted.wait()
+
+
+async def blocking_sleep(seconds):
+    """Sync code in a coroutine: SIGINT interrupts it as a sync function."""
+    import time
+
+    await asyncio.sleep(0)
+    try:
+        print("blocking", file=sys.stderr, flush=True)
+        time.sleep(seconds)
+    finally:
+        _state["finally"] = True

@@ -9,6 +9,8 @@ import select
 import signal
 import subprocess
 import sys
+import threading
+import time
 import unittest
 import warnings
 from unittest import mock
@@ -145,14 +147,36 @@ class RunTest(NoUnawaitedWarnings):
         self.assertEqual(seen, ["cancelled", "finally"])
         self.assertIs(signal.getsignal(signal.SIGINT), handler, "the handler is restored")
 
+    def test_sigint_interrupts_sync_code_in_a_coroutine(self) -> None:
+        """A coroutine blocked in time.sleep gets KeyboardInterrupt there, as
+        a sync function would: a cancellation would wait for its next await."""
+        seen: List[str] = []
+
+        async def blocks() -> None:
+            await asyncio.sleep(0)
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+            timer.start()
+            try:
+                time.sleep(5)
+                seen.append("slept through")
+                await asyncio.sleep(0)
+            finally:
+                seen.append("finally")
+                timer.join()
+
+        with self.assertRaises(KeyboardInterrupt):
+            aio.run(blocks())
+        self.assertEqual(seen, ["finally"])
+        self.assertEqual(aio.run(asyncio.sleep(0, "the loop still works")), "the loop still works")
+
     def test_sigint_before_the_first_await(self) -> None:
         """A custom awaitable interrupted while it starts: the task's first step."""
         seen: List[str] = []
 
         class Interrupting:
             def __await__(self):  # type: ignore[no-untyped-def]
-                os.kill(os.getpid(), signal.SIGINT)
                 try:
+                    os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt here: the task runs
                     yield from asyncio.sleep(30).__await__()
                 finally:
                     seen.append("finally")
@@ -384,6 +408,19 @@ class AsyncWorkerTest(WorkerTestBase):
         self.assertEqual(worker.call("double", 2, call_id=9), [RESULT, 9, 4])
         status, stderr, log = worker.close()
         self.assertEqual((status, stderr, log), (0, "", ""))
+
+    def test_sigint_interrupts_sync_code_of_a_coroutine(self) -> None:
+        worker = self.start_async()
+        worker.send(call_frame(5, "blocking_sleep", [30]))
+        read_stderr_until(worker, "blocking")
+        worker.proc.send_signal(signal.SIGINT)
+        reply = worker.read()
+        self.assertError(reply, 5, "interrupted", "KeyboardInterrupt")
+        self.assertIn("in blocking_sleep\n", reply[5])  # in time.sleep, or in the print before
+        self.assertNotIn("pypool_runtime", reply[5])
+        self.assertNotIn("asyncio", reply[5])
+        self.assertEqual(worker.call("state", call_id=6), [RESULT, 6, {"finally": True}])
+        self.assertEqual(worker.call("double", 1, call_id=7), [RESULT, 7, 2])
 
     def test_a_task_cancelling_itself_is_an_exception(self) -> None:
         worker = self.start_async()

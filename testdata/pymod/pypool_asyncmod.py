@@ -3,6 +3,7 @@
 import asyncio
 import os
 import sys
+import time
 
 _state = {}
 
@@ -42,11 +43,22 @@ async def swallow_cancellation(seconds):
     """Announce on stderr, then ignore the cancellation and sleep on: the
     pool must kill this worker."""
     try:
-        print("awaiting", file=sys.stderr, flush=True)
+        # Written once the task awaits: the test's cancellation must find it
+        # there, not in the print (where it would get KeyboardInterrupt).
+        asyncio.get_running_loop().call_soon(lambda: print("awaiting", file=sys.stderr, flush=True))
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
         await asyncio.sleep(seconds)
     return "ignored"
+
+
+async def blocking_sleep(seconds):
+    """Synchronous code in a coroutine: interrupted as a sync function is."""
+    try:
+        await asyncio.sleep(0)
+        time.sleep(seconds)
+    finally:
+        _state["blocking finally ran"] = True
 
 
 def state():
