@@ -1,6 +1,7 @@
 package pypool
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -42,6 +43,11 @@ func TestAsyncFunctionIsAwaited(t *testing.T) {
 	n, err := CallAs[int](testCtx(t), pool, "double", 4)
 	require.NoError(t, err)
 	assert.Equal(t, 8, n)
+	// An awaited result takes the paths of others: a large one goes
+	// through the shared memory.
+	big, err := CallBytes(testCtx(t), pool, nil, "big_bytes", 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, bytes.Repeat([]byte("x"), 1<<20), big)
 }
 
 func TestPlainFunctionReturningCoroutineIsAwaited(t *testing.T) {

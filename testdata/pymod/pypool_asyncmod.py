@@ -105,3 +105,9 @@ def connections():
 async def echo(value):
     """Awaits nothing: what awaiting on the loop costs (BenchmarkCallAsync)."""
     return value
+
+
+async def big_bytes(size):
+    """A result large enough for the shared memory (Config.SharedMemoryThreshold)."""
+    await asyncio.sleep(0)
+    return b"x" * size
