@@ -46,7 +46,6 @@ class IsAwaitableTest(unittest.TestCase):
         async def coroutine() -> None:
             pass
 
-        @asyncio.coroutine if hasattr(asyncio, "coroutine") else (lambda f: f)  # type: ignore[attr-defined]
         def generator_based():  # type: ignore[no-untyped-def]
             yield
 
@@ -396,7 +395,8 @@ class AsyncWorkerTest(WorkerTestBase):
         worker.proc.send_signal(signal.SIGINT)
         reply = worker.read()
         self.assertError(reply, 5, "interrupted", "KeyboardInterrupt")
-        self.assertIn("in sleep_until_cancelled\n", reply[5])
+        if sys.version_info >= (3, 11):  # before, the task's CancelledError does not keep the coroutine's frames
+            self.assertIn("in sleep_until_cancelled\n", reply[5])
         self.assertEqual(worker.call("state", call_id=6), [RESULT, 6, {"cancelled": True, "finally": True}])
         # The handler is the worker's again: idle SIGINTs are ignored, sync calls interrupted.
         worker.proc.send_signal(signal.SIGINT)
