@@ -208,7 +208,9 @@ def sync_iter(iterable: AsyncIterable[Any]) -> Iterator[Any]:
     on the worker's loop through run() (so SIGINT cancels it and raises
     KeyboardInterrupt, as for a call), and closing the generator (or its end,
     or an exception) runs the async iterator's aclose() on the loop, so that
-    an async generator's finally blocks run."""
+    an async generator's finally blocks run. Close it explicitly, outside a
+    run (a generator left to the garbage collector closes whenever that
+    happens, perhaps while the loop runs, where aclose() cannot run)."""
     iterator = iterable.__aiter__()
     try:
         while True:
