@@ -72,17 +72,16 @@ def is_awaitable(value: Any) -> bool:
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
-    """The worker's event loop, made at the first call: the thread's current
-    loop if the module set or made one (asyncio.get_event_loop() at import,
-    say), else a new one, made current."""
+    """The worker's event loop, made (and made the thread's current loop) at
+    the first call. Always a new one, even if the module made a loop current
+    at import: that loop may have been made in another process, one the
+    worker was forked from, whose selector the worker must not share."""
     global _loop
     loop = _loop
     if loop is None or loop.is_closed():
         import asyncio
 
-        loop = _current_loop(asyncio)
-        if loop is None or loop.is_closed() or loop.is_running():
-            loop = asyncio.new_event_loop()
+        loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         if _loop is None:
             import atexit
@@ -90,20 +89,6 @@ def get_loop() -> asyncio.AbstractEventLoop:
             atexit.register(_shutdown)
         _loop = loop
     return loop
-
-
-def _current_loop(asyncio: Any) -> Optional[asyncio.AbstractEventLoop]:
-    """The thread's current loop without a warning: None if there is none.
-    The policy makes one if none was ever set (deprecated since 3.12, with a
-    DeprecationWarning; a RuntimeError from 3.14): a new loop either way."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            return asyncio.get_event_loop_policy().get_event_loop()
-        except RuntimeError:
-            return None
 
 
 def run(awaitable: Awaitable[Any]) -> Any:

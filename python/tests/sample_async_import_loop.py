@@ -1,5 +1,6 @@
 """A module that makes an event loop current at import, as older asyncio
-code does (and binds an object to it): the worker adopts that loop."""
+code does: the worker's loop is another one (the import's may have been made
+in a process the worker was forked from)."""
 
 import asyncio
 
@@ -8,6 +9,9 @@ asyncio.set_event_loop(_loop)
 _future = _loop.create_future()  # bound to _loop
 
 
-async def uses_the_import_loop():
-    _loop.call_soon(_future.set_result, "resolved")
-    return [asyncio.get_running_loop() is _loop, await _future]
+async def runs_on_the_import_loop():
+    return asyncio.get_running_loop() is _loop
+
+
+async def awaits_a_future_of_the_import_loop():
+    await _future

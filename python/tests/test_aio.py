@@ -472,9 +472,12 @@ class AsyncWorkerTest(WorkerTestBase):
         status, stderr, _ = worker.close()
         self.assertEqual((status, stderr), (1, ""))
 
-    def test_a_loop_the_module_made_current_is_adopted(self) -> None:
+    def test_a_loop_the_module_made_current_is_not_the_workers(self) -> None:
         worker = self.start_ready("sample_async_import_loop")
-        self.assertEqual(worker.call("uses_the_import_loop", call_id=1), [RESULT, 1, [True, "resolved"]])
+        self.assertEqual(worker.call("runs_on_the_import_loop", call_id=1), [RESULT, 1, False])
+        reply = worker.call("awaits_a_future_of_the_import_loop", call_id=2)
+        self.assertError(reply, 2, "exception", "RuntimeError")
+        self.assertIn("attached to a different loop", reply[4])
         self.assertEqual(worker.close(), (0, "", ""))
 
     def test_a_sync_module_never_imports_asyncio(self) -> None:
