@@ -93,11 +93,20 @@ def get_loop() -> asyncio.AbstractEventLoop:
 
 def run(awaitable: Awaitable[Any]) -> Any:
     """Await awaitable on the worker's loop and return its result, or raise
-    its exception; SIGINT meanwhile cancels it and makes run raise
-    KeyboardInterrupt once it has ended. A coroutine that cannot be started
-    (the loop is already running: an async call nested in another) is closed,
-    so that Python does not warn that it was never awaited."""
+    its exception. SIGINT meanwhile cancels it, or raises KeyboardInterrupt
+    in it if it runs synchronous code then; run raises KeyboardInterrupt once
+    it has ended. A coroutine that cannot be started (a loop is already
+    running: an async call nested in another) is closed, so that Python does
+    not warn that it was never awaited."""
     global _task, _interrupted
+    loaded = sys.modules.get("asyncio")
+    if loaded is not None and loaded._get_running_loop() is not None:
+        # Checked before the state of the run in progress is touched.
+        _close(awaitable)
+        raise RuntimeError(
+            "cannot await %r: an event loop is already running in this thread (an async function called"
+            " from Go while another call on the same worker awaits)" % (awaitable,)
+        )
     _interrupted = False
     previous = _catch_sigint()
     try:
@@ -119,11 +128,6 @@ def _start(awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
     loop = get_loop()
     import asyncio
 
-    if asyncio._get_running_loop() is not None:
-        raise RuntimeError(
-            "cannot await %r: an event loop is already running in this thread (an async function called"
-            " from Go while another call on the same worker awaits)" % (awaitable,)
-        )
     task = asyncio.ensure_future(awaitable, loop=loop)
     _task = task
     if _interrupted:  # SIGINT came while the loop was being made
@@ -134,9 +138,8 @@ def _start(awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
 def _await(task: asyncio.Future[Any]) -> Any:
     import asyncio
 
-    loop = get_loop()
     try:
-        return loop.run_until_complete(task)
+        return get_loop().run_until_complete(task)
     except asyncio.CancelledError as exc:
         if not _interrupted:
             raise  # cancelled by the module's own code: an exception like another

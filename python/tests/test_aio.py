@@ -236,6 +236,26 @@ class RunTest(NoUnawaitedWarnings):
 
         self.assertIn("an event loop is already running", aio.run(outer()))
 
+    def test_a_refused_nested_run_leaves_the_outer_one_interruptible(self) -> None:
+        seen: List[str] = []
+
+        async def inner() -> None:
+            raise AssertionError("must not run")
+
+        async def outer() -> None:
+            with self.assertRaises(RuntimeError):
+                aio.run(inner())
+            interrupt_soon()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+
+        with self.assertRaises(KeyboardInterrupt):
+            aio.run(outer())
+        self.assertEqual(seen, ["cancelled"])
+
     def test_no_never_retrieved_log(self) -> None:
         """A task that ended with SystemExit (which asyncio re-raises rather
         than keeping) is marked retrieved: asyncio logs nothing."""
