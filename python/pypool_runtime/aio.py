@@ -58,6 +58,8 @@ _CO_ITERABLE_COROUTINE = 0x100
 _loop: Optional[asyncio.AbstractEventLoop] = None
 _task: Optional[asyncio.Future[Any]] = None
 _interrupted = False
+# The SIGINT handler run() replaced (the worker's), while it runs.
+_outer_handler: Any = None
 
 
 def is_awaitable(value: Any) -> bool:
@@ -107,8 +109,9 @@ def run(awaitable: Awaitable[Any]) -> Any:
             "cannot await %r: an event loop is already running in this thread (an async function called"
             " from Go while another call on the same worker awaits)" % (awaitable,)
         )
+    global _outer_handler
     _interrupted = False
-    previous = _catch_sigint()
+    previous = _outer_handler = _catch_sigint()
     try:
         try:
             task = _start(awaitable)
@@ -118,7 +121,7 @@ def run(awaitable: Awaitable[Any]) -> Any:
         del awaitable  # the task holds it
         return _await(task)
     finally:
-        _task = None
+        _task = _outer_handler = None
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 
@@ -166,6 +169,16 @@ def _on_sigint(signum: int, frame: Any) -> None:
         return
     import asyncio
 
+    if asyncio.current_task(loop) is task and _runtime_busy():
+        # The coroutine called into the runtime (call_go waits for Go): the
+        # worker's handler knows where in its code an interrupt is safe, and
+        # the cancellation (a flag while the task runs) takes effect at the
+        # coroutine's next await if that handler only defers the interrupt.
+        task.cancel()
+        outer = _outer_handler
+        if callable(outer):
+            outer(signum, frame)
+        return
     if asyncio.current_task(loop) is task:
         # The coroutine runs synchronous code (time.sleep, a blocking
         # client): a cancellation would wait for its next await. Interrupt it
@@ -179,6 +192,13 @@ def _on_sigint(signum: int, frame: Any) -> None:
 
 def _wake() -> None:
     pass
+
+
+def _runtime_busy() -> bool:
+    """Whether the worker's own code runs for the call in progress, as its
+    _runtime_busy counter says (0, or absent, when it does not)."""
+    worker = sys.modules.get(__package__ + ".worker")
+    return bool(getattr(worker, "_runtime_busy", 0))
 
 
 def _close(awaitable: Any) -> None:

@@ -168,6 +168,32 @@ class RunTest(NoUnawaitedWarnings):
         self.assertEqual(seen, ["finally"])
         self.assertEqual(aio.run(asyncio.sleep(0, "the loop still works")), "the loop still works")
 
+    def test_sigint_while_the_runtime_is_busy_goes_to_its_handler(self) -> None:
+        """While the coroutine waits in the runtime's own code (call_go), the
+        handler run() replaced decides (here it defers the interrupt), and the
+        task is cancelled at its next await."""
+        from pypool_runtime import worker
+
+        seen: List[str] = []
+
+        def runtime_handler(signum: int, frame: Any) -> None:
+            seen.append("runtime's handler")
+
+        async def in_runtime_code() -> None:
+            worker._runtime_busy = 1  # type: ignore[attr-defined]
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+            finally:
+                worker._runtime_busy = 0  # type: ignore[attr-defined]
+            seen.append("back in the coroutine")
+            await asyncio.sleep(30)
+
+        previous = signal.signal(signal.SIGINT, runtime_handler)
+        self.addCleanup(signal.signal, signal.SIGINT, previous)
+        with self.assertRaises(KeyboardInterrupt):
+            aio.run(in_runtime_code())
+        self.assertEqual(seen, ["runtime's handler", "back in the coroutine"])
+
     def test_sigint_before_the_first_await(self) -> None:
         """A custom awaitable interrupted while it starts: the task's first step."""
         seen: List[str] = []
