@@ -38,6 +38,7 @@ costs no more than its own code.
 
 from __future__ import annotations
 
+import os
 import sys
 
 try:  # as in worker.py
@@ -60,6 +61,11 @@ _task: Optional[asyncio.Future[Any]] = None
 _interrupted = False
 # The SIGINT handler run() replaced (the worker's), while it runs.
 _outer_handler: Any = None
+# The process that made _loop: a process forked from it (by a fork server
+# whose template ran an async set-up) makes its own, and leaves the
+# inherited one and its tasks alone (their descriptors and selector are
+# shared with the parent).
+_loop_pid = 0
 
 
 def is_awaitable(value: Any) -> bool:
@@ -75,21 +81,22 @@ def is_awaitable(value: Any) -> bool:
 
 def get_loop() -> asyncio.AbstractEventLoop:
     """The worker's event loop, made (and made the thread's current loop) at
-    the first call. Always a new one, even if the module made a loop current
-    at import: that loop may have been made in another process, one the
-    worker was forked from, whose selector the worker must not share."""
-    global _loop
+    the first call, and again in a process forked from one that had made
+    it. Always a new one, even if the module made a loop current at import:
+    a loop made in another process, one the worker was forked from, shares
+    its selector with that process."""
+    global _loop, _loop_pid
     loop = _loop
-    if loop is None or loop.is_closed():
+    if loop is None or loop.is_closed() or _loop_pid != os.getpid():
         import asyncio
 
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        if _loop is None:
+        if _loop_pid == 0:
             import atexit
 
-            atexit.register(_shutdown)
-        _loop = loop
+            atexit.register(_shutdown)  # inherited by forks too: _shutdown checks the pid
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        _loop, _loop_pid = loop, os.getpid()
     return loop
 
 
@@ -237,8 +244,8 @@ def _shutdown() -> None:
     """At the interpreter's exit: cancel the module's background tasks, let
     them finish, and close the loop, as asyncio.run does."""
     loop = _loop
-    if loop is None or loop.is_closed() or loop.is_running():
-        return
+    if loop is None or loop.is_closed() or loop.is_running() or _loop_pid != os.getpid():
+        return  # no loop of this process's own
     import asyncio
 
     previous = loop.get_exception_handler()

@@ -299,6 +299,49 @@ class RunTest(NoUnawaitedWarnings):
         self.assertEqual([r.getMessage() for r in logs.records], ["end"])
 
 
+class ForkTest(unittest.TestCase):
+    def test_a_forked_child_makes_its_own_loop_and_leaves_the_parents(self) -> None:
+        """A fork server's template that ran async code: its children make
+        their own loops, and their exit leaves the template's working (its
+        selector is shared with them)."""
+        parent_loop = aio.get_loop()
+        background = aio.run(self._start_background())
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report, then end as a worker does (atexit runs _shutdown)
+            try:
+                os.close(read_end)
+                aio._shutdown()  # a child that ran no async code: the inherited loop is not its own
+                untouched = not background.done() and not parent_loop.is_closed()
+                fresh = aio.get_loop() is not parent_loop and aio.run(asyncio.sleep(0, "ran")) == "ran"
+                aio._shutdown()
+                untouched = untouched and not background.done()
+                os.write(write_end, b"ok" if fresh and untouched else b"bad")
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        try:
+            self.assertEqual(os.read(read_end, 10), b"ok")
+        finally:
+            os.close(read_end)
+            os.waitpid(pid, 0)
+        self.assertIs(aio.get_loop(), parent_loop)
+
+        async def woken_from_a_thread() -> str:
+            event = asyncio.Event()
+            threading.Timer(0.01, parent_loop.call_soon_threadsafe, (event.set,)).start()
+            await asyncio.wait_for(event.wait(), TIMEOUT)  # needs the loop's self-pipe in its selector
+            return "woken"
+
+        self.assertEqual(aio.run(woken_from_a_thread()), "woken")
+        background.cancel()
+        aio.run(asyncio.sleep(0))
+
+    @staticmethod
+    async def _start_background() -> "asyncio.Task[None]":
+        return asyncio.get_running_loop().create_task(asyncio.Event().wait())
+
+
 class SyncIterTest(NoUnawaitedWarnings):
     def test_items_then_the_end(self) -> None:
         async def numbers(n: int):  # type: ignore[no-untyped-def]
