@@ -35,6 +35,10 @@
 //   - [Pool.Transaction] pins one worker for several calls that must run in
 //     the same Python process, through the [Worker] it passes to its
 //     function.
+//   - [Config.PythonFS] ships the Python code inside the Go binary (an
+//     embed.FS), written once per content under [Config.InstallDir] and
+//     verified before use; [Config.Modules] exposes more modules, called
+//     as "module.function".
 //   - [Pool.Ping] makes a round trip through a worker for readiness probes;
 //     [Pool.Stats] is a cheap snapshot of the pool's state and counters, and
 //     [Stats.Status] names it as poolboy's status/1 does.
