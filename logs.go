@@ -27,6 +27,11 @@ const (
 	msgPythonStack     = "pypool: python stack"           // Warn: function, event, stack (all threads)
 	msgStartFailed     = "pypool: worker failed to start" // Error: error, fatal
 	msgNewFailed       = "pypool: pool failed to start"   // Error: module, size, error; once per failed New
+
+	msgForkServerStarted  = "pypool: fork server started"                                   // Debug: forkserver (pid), module
+	msgForkServerExited   = "pypool: fork server exited"                                    // Warn: exit status; it is restarted after retry_in
+	msgForkServerFallback = "pypool: fork server failed to start; starting workers by exec" // Warn: error, retry_in when restarting
+	msgForkServerStuck    = "pypool: fork server did not answer; killing it"                // Warn: timeout
 )
 
 // setCurrent records fn as the function of the call in progress.
