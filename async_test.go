@@ -207,3 +207,36 @@ func BenchmarkCallAsync(b *testing.B) {
 		}
 	}
 }
+
+// TestAsyncForkServer: forked workers await as others do, deadlines
+// included, and a worker forked from a template whose (preloaded, async)
+// set-up made an event loop runs its own loop, not the template's, whose
+// selector it would share with the template and its siblings.
+func TestAsyncForkServer(t *testing.T) {
+	pool := asyncPool(t, newLogRecorder(), func(cfg *Config) {
+		cfg.StartMethod = StartForkServer
+		cfg.Size = 2
+		cfg.SetUp = "remember_setup_loop"
+		cfg.PreloadSetUp = true
+	})
+	err := pool.Transaction(testCtx(t), func(a *Worker) error {
+		return pool.Transaction(testCtx(t), func(b *Worker) error {
+			for _, w := range []*Worker{a, b} {
+				out, err := w.Call(testCtx(t), "own_loop")
+				require.NoError(t, err)
+				assert.Equal(t, []any{true, true}, out, "worker %d: forked from the set-up's process, on a loop of its own", w.Pid())
+			}
+			return nil
+		})
+	})
+	require.NoError(t, err)
+
+	pids := workerPids(pool)
+	ctx, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancel()
+	_, err = pool.Call(ctx, "sleep_until_cancelled", 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	awaitPool(t, pool, "the interrupted worker back in the pool", func(s Stats) bool { return atRest(s, 2) })
+	assert.ElementsMatch(t, pids, workerPids(pool), "the interrupted worker answered and was kept")
+	assert.Zero(t, pool.Stats().StopsKilled)
+}

@@ -111,3 +111,17 @@ async def big_bytes(size):
     """A result large enough for the shared memory (Config.SharedMemoryThreshold)."""
     await asyncio.sleep(0)
     return b"x" * size
+
+
+async def remember_setup_loop():
+    """A set-up (Config.SetUp) that makes the loop: in the fork server's
+    template with Config.PreloadSetUp."""
+    await asyncio.sleep(0)
+    _state["setup loop"] = asyncio.get_running_loop()
+    _state["setup pid"] = os.getpid()
+
+
+async def own_loop():
+    """[whether another process ran the set-up, whether this call's loop is
+    another than the set-up's]."""
+    return [_state["setup pid"] != os.getpid(), asyncio.get_running_loop() is not _state["setup loop"]]
