@@ -47,8 +47,10 @@
 //
 // A call's context bounds the whole call: the wait for a worker and the
 // Python function. When it ends while Python runs, the call returns ctx's
-// error at once and the worker is sent a KeyboardInterrupt; a worker that
-// does not answer within [Config.InterruptGrace] is killed and replaced.
+// error at once and the worker is sent a KeyboardInterrupt (an async
+// function's task is cancelled instead: it gets CancelledError where it
+// awaits); a worker that does not answer within [Config.InterruptGrace] is
+// killed and replaced.
 // [Config.CallTimeout] bounds calls whose context has no deadline.
 //
 // The context of [Pool.Transaction] bounds the checkout only, as with pgx's
@@ -84,6 +86,8 @@
 //	Array, ArrayOf(slice)    numpy.ndarray          numpy.ndarray (bool,       Array
 //	                                                (u)int8…64, float32/64)
 //	a Config.Extensions type its registered class   a registered class         the Go type
+//	                                                an awaitable (what an      what its result gives
+//	                                                async def returns)
 //
 // Bytes stay bytes and strings stay strings both ways. Python ints beyond 64
 // bits, naive datetimes, sets and other objects can not be encoded: the call

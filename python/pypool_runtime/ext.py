@@ -442,7 +442,7 @@ def default_for(ext_type: type) -> Callable[[Any], Any]:
         if value is not obj:
             return value
         hook = _user_default
-        if hook is not None:
+        if hook is not None and not _awaitable(obj):
             value = hook(obj)
             if value is not obj:  # not given to the hook again, as with msgpack
                 obj = value
@@ -455,6 +455,15 @@ def default_for(ext_type: type) -> Callable[[Any], Any]:
         return obj
 
     return default
+
+
+def _awaitable(obj: Any) -> bool:
+    """Awaitables are not the user's default hook's: the worker awaits a
+    result that is one (see aio.py), and one nested in a result is not
+    encodable."""
+    from .aio import is_awaitable
+
+    return is_awaitable(obj)
 
 
 def _encoded(encode: Callable[[Any], Any], obj: Any) -> bytes:

@@ -341,12 +341,13 @@ def format_traceback(exc: BaseException) -> str:
     Should the traceback module fail (a user replaced what it imports), a
     plain one, so that the error still reaches Go."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_globals is _GLOBALS:
+    while tb is not None and (tb.tb_frame.f_globals is _GLOBALS or _awaiting_frame(tb.tb_frame)):
         tb = tb.tb_next
     # An interrupt's traceback ends in the SIGINT handler: cut it off.
     node = tb
     while node is not None and node.tb_next is not None:
-        if node.tb_next.tb_frame.f_code is _on_sigint.__code__:
+        following = node.tb_next.tb_frame
+        if following.f_code is _on_sigint.__code__ or following.f_globals.get("__name__") == "pypool_runtime.aio":
             node.tb_next = None
         else:
             node = node.tb_next
@@ -370,6 +371,13 @@ def _plain_traceback(exc: BaseException, tb: Any) -> str:
 
 
 _GLOBALS = globals()
+
+
+def _awaiting_frame(frame: Any) -> bool:
+    """Whether frame is of the machinery that awaits an async function: aio.py
+    or asyncio's own (above the user's coroutine in a traceback)."""
+    module = frame.f_globals.get("__name__", "")
+    return module == "pypool_runtime.aio" or module.startswith("asyncio.")
 
 
 def _utf8_safe(text: str) -> str:
@@ -606,10 +614,12 @@ class Worker:
             try:
                 frame = result_frame(call_id, result)
             except Exception as exc:
-                self._send_not_encodable(call_id, name, result, exc)
-                continue
+                frame = exc  # sent below, outside the except block: it may be an awaitable's
             if type(frame) is not bytes or len(frame) > max_frame or (shared is not None and shared.used):
-                self._send_frame(call_id, name, frame)
+                if isinstance(frame, Exception):
+                    self._send_refused(call_id, name, result, frame)
+                else:
+                    self._send_frame(call_id, name, frame)
                 continue
             written = write(out_fd, frame)
             if written < len(frame):  # a signal cut the write short
@@ -681,6 +691,10 @@ class Worker:
         except BaseException as exc:  # SystemExit too: the worker stays alive
             self._send_exception(call_id, exc)
             return
+        self._send_result(call_id, name, result)
+
+    def _send_result(self, call_id: int, name: str, result: Any) -> None:
+        """Send what function name returned, as serve does inline."""
         shared = shm.ACTIVE
         cls = type(result)
         if shared is not None and (cls is bytes or cls is bytearray) and len(result) >= shared.threshold:
@@ -689,9 +703,11 @@ class Worker:
         try:
             frame = self._result_frame(call_id, result)
         except Exception as exc:
-            self._send_not_encodable(call_id, name, result, exc)
-            return
-        self._send_frame(call_id, name, frame)
+            frame = exc  # sent below, outside the except block, as in serve
+        if isinstance(frame, Exception):
+            self._send_refused(call_id, name, result, frame)
+        else:
+            self._send_frame(call_id, name, frame)
 
     def _send_shared_bytes(self, call_id: int, name: str, data: Union[bytes, bytearray]) -> None:
         """Send a large bytes result through the shared memory."""
@@ -717,6 +733,25 @@ class Worker:
     def _send_exception(self, call_id: int, exc: BaseException) -> None:
         code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
         self._send_error(call_id, code, type_name(exc), exception_message(exc), format_traceback(exc))
+
+    def _send_refused(self, call_id: int, name: str, result: Any, exc: Exception) -> None:
+        """Answer for a result the codec refused with exc. An awaitable (what
+        an async function returns) is refused too: it is awaited here, off the
+        hot path, which tries to encode every result first, and outside the
+        except block, so that the coroutine does not see exc as the
+        exception being handled."""
+        from . import aio
+
+        if not aio.is_awaitable(result):
+            self._send_not_encodable(call_id, name, result, exc)
+            return
+        del exc
+        try:
+            result = aio.run(result)
+        except BaseException as error:  # the interrupt (cancellation) too, as in _call
+            self._send_exception(call_id, error)
+            return
+        self._send_result(call_id, name, result)
 
     def _send_not_encodable(self, call_id: int, name: str, result: Any, exc: Exception) -> None:
         if isinstance(exc, shm.ReplyTooLarge):  # arrays put in the shared memory did not fit
@@ -863,7 +898,12 @@ def _run_setup(module: Any, options: Options, codec: codecs.Codec) -> None:
     if options.setup_args:
         args, given = codec.unpackb(binascii.a2b_base64(options.setup_args))
         kwargs = given or {}
-    function(*args, **kwargs)
+    result = function(*args, **kwargs)
+    if result is not None:
+        from . import aio
+
+        if aio.is_awaitable(result):  # an async set-up runs on the loop the calls will use
+            aio.run(result)
 
 
 def _setup_error(module_name: str, setup: str, exc: BaseException) -> List[str]:
