@@ -1,0 +1,236 @@
+package pypool
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func streamConfig(t testing.TB) Config {
+	cfg := testConfig(t)
+	cfg.Module = "pypool_streammod"
+	return cfg
+}
+
+// collect runs a stream to its end.
+func collect(t testing.TB, seq func(func(any, error) bool)) ([]any, error) {
+	t.Helper()
+	var items []any
+	for item, err := range seq {
+		if err != nil {
+			return items, err
+		}
+		items = append(items, item)
+	}
+	return items, nil
+}
+
+func TestStreamItems(t *testing.T) {
+	pool := newTestPool(t, streamConfig(t))
+	ctx := testCtx(t)
+	items, err := collect(t, pool.Stream(ctx, "numbers", 1000))
+	require.NoError(t, err)
+	require.Len(t, items, 1000)
+	for i, item := range items {
+		require.Equal(t, int64(i), item)
+	}
+	// An iterator that is not a generator streams too; an empty one ends at once.
+	items, err = collect(t, pool.Stream(ctx, "iterator", 3))
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(0), int64(1), int64(2)}, items)
+	items, err = collect(t, pool.Stream(ctx, "numbers", 0))
+	require.NoError(t, err)
+	require.Empty(t, items)
+	// The worker serves calls as before.
+	v, err := pool.Call(ctx, "events_seen")
+	require.NoError(t, err)
+	require.Equal(t, []any{}, v)
+}
+
+func TestStreamNotIterator(t *testing.T) {
+	pool := newTestPool(t, streamConfig(t))
+	ctx := testCtx(t)
+	_, err := collect(t, pool.Stream(ctx, "not_iterator"))
+	var pyErr *PythonError
+	require.ErrorAs(t, err, &pyErr)
+	require.Equal(t, "TypeError", pyErr.Type)
+	require.Contains(t, pyErr.Message, "not an iterator")
+	_, err = collect(t, pool.Stream(ctx, "no_such_function"))
+	require.ErrorIs(t, err, ErrFunctionNotFound)
+	// A generator called with Call says to stream it.
+	_, err = pool.Call(ctx, "numbers", 3)
+	require.ErrorIs(t, err, ErrResultNotEncodable)
+	require.Contains(t, err.Error(), "Pool.Stream")
+}
+
+func TestStreamBreakRunsFinally(t *testing.T) {
+	pool := newTestPool(t, streamConfig(t))
+	ctx := testCtx(t)
+	pid := workerPids(pool)[0]
+	n := 0
+	for item, err := range pool.Stream(ctx, "tracked", 100000) {
+		require.NoError(t, err)
+		require.Equal(t, int64(n), item)
+		if n++; n == 10 {
+			break
+		}
+	}
+	// Back in the pool, healthy, the generator closed: its finally ran.
+	require.True(t, atRest(pool.Stats(), 1), "%+v", pool.Stats())
+	v, err := pool.Call(ctx, "events_seen")
+	require.NoError(t, err)
+	require.Equal(t, []any{"finally"}, v)
+	require.Equal(t, []int{pid}, workerPids(pool))
+	require.Zero(t, pool.Stats().Crashes)
+}
+
+func TestStreamPanicInLoop(t *testing.T) {
+	pool := newTestPool(t, streamConfig(t))
+	ctx := testCtx(t)
+	func() {
+		defer func() { require.Equal(t, "boom", recover()) }()
+		for range pool.Stream(ctx, "tracked", 100000) {
+			panic("boom")
+		}
+	}()
+	require.True(t, atRest(pool.Stats(), 1), "%+v", pool.Stats())
+	v, err := pool.Call(ctx, "events_seen")
+	require.NoError(t, err)
+	require.Equal(t, []any{"finally"}, v)
+}
+
+func TestStreamRaisesMidway(t *testing.T) {
+	pool := newTestPool(t, streamConfig(t))
+	ctx := testCtx(t)
+	items, err := collect(t, pool.Stream(ctx, "raises_after", 5))
+	require.Equal(t, []any{int64(0), int64(1), int64(2), int64(3), int64(4)}, items)
+	var pyErr *PythonError
+	require.ErrorAs(t, err, &pyErr)
+	require.Equal(t, "ValueError", pyErr.Type)
+	require.Equal(t, "broke after 5", pyErr.Message)
+	require.Contains(t, pyErr.Traceback, "raises_after")
+	// An item that does not encode: the items before it, then the error.
+	items, err = collect(t, pool.Stream(ctx, "unencodable_at", 3))
+	require.Equal(t, []any{int64(0), int64(1), int64(2)}, items)
+	require.ErrorIs(t, err, ErrResultNotEncodable)
+	require.Contains(t, err.Error(), "item 3")
+	_, err = pool.Call(ctx, "pid")
+	require.NoError(t, err)
+}
+
+func TestStreamDeadline(t *testing.T) {
+	pool := newTestPool(t, streamConfig(t))
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	items, err := collect(t, pool.Stream(ctx, "slow", 1000, 0.05))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NotEmpty(t, items, "the items before the deadline arrive as they are produced")
+	require.Less(t, len(items), 1000)
+	// The interrupted worker drains and comes back.
+	awaitPool(t, pool, "the worker back after its interrupt", func(s Stats) bool { return atRest(s, 1) })
+	_, err = pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Zero(t, pool.Stats().Crashes)
+
+	// Canceled by the loop's own context while the body runs.
+	ctx2, cancel2 := context.WithCancel(testCtx(t))
+	defer cancel2()
+	n := 0
+	for _, err := range pool.Stream(ctx2, "numbers", 100000) {
+		if err != nil {
+			require.ErrorIs(t, err, context.Canceled)
+			break
+		}
+		if n++; n == 3 {
+			cancel2()
+		}
+	}
+	awaitPool(t, pool, "the worker back after the cancellation", func(s Stats) bool { return atRest(s, 1) })
+}
+
+func TestStreamAs(t *testing.T) {
+	pool := newTestPool(t, streamConfig(t))
+	ctx := testCtx(t)
+	type record struct {
+		ID   int    `msgpack:"id"`
+		Name string `msgpack:"name"`
+	}
+	var got []record
+	for r, err := range StreamAs[record](ctx, pool, "records", 3) {
+		require.NoError(t, err)
+		got = append(got, r)
+	}
+	require.Equal(t, []record{{0, "item 0"}, {1, "item 1"}, {2, "item 2"}}, got)
+	// An item that does not fit T ends the loop with the decoding error.
+	var errs []error
+	for _, err := range StreamAs[string](ctx, pool, "numbers", 5) {
+		errs = append(errs, err)
+	}
+	require.Len(t, errs, 1)
+	require.ErrorIs(t, errs[0], ErrResultNotDecodable)
+	require.True(t, atRest(pool.Stats(), 1))
+}
+
+func TestWorkerStream(t *testing.T) {
+	pool := newTestPool(t, streamConfig(t))
+	ctx := testCtx(t)
+	err := pool.Transaction(ctx, func(w *Worker) error {
+		var sum int64
+		for item, err := range w.Stream(ctx, "numbers", 10) {
+			if err != nil {
+				return err
+			}
+			sum += item.(int64)
+			if item == int64(5) {
+				_, err := w.Call(ctx, "pid")
+				require.ErrorIs(t, err, ErrWorkerBusy)
+			}
+		}
+		require.Equal(t, int64(45), sum)
+		v, err := w.Call(ctx, "pid")
+		require.NoError(t, err)
+		require.Equal(t, int64(w.Pid()), v)
+		for n, err := range StreamAs[int](ctx, w, "numbers", 3) {
+			require.NoError(t, err)
+			_ = n
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	var released *Worker
+	_ = pool.Transaction(ctx, func(w *Worker) error { released = w; return nil })
+	_, err = collect(t, released.Stream(ctx, "numbers", 3))
+	require.ErrorIs(t, err, ErrWorkerReleased)
+}
+
+func TestStreamWorkerKilled(t *testing.T) {
+	pool := newTestPool(t, streamConfig(t))
+	ctx := testCtx(t)
+	n := 0
+	var last error
+	for item, err := range pool.Stream(ctx, "pid_then_numbers", 5) {
+		if err != nil {
+			last = err
+			break
+		}
+		if n == 0 {
+			require.NoError(t, syscall.Kill(int(item.(int64)), syscall.SIGKILL))
+		}
+		n++
+	}
+	require.ErrorIs(t, last, ErrWorkerCrashed)
+	awaitPool(t, pool, "a replacement", func(s Stats) bool { return atRest(s, 1) })
+	_, err := pool.Call(ctx, "pid")
+	require.NoError(t, err)
+}
+
+func TestStreamClosedPool(t *testing.T) {
+	pool := newTestPool(t, streamConfig(t))
+	require.NoError(t, pool.Close(testCtx(t)))
+	_, err := collect(t, pool.Stream(testCtx(t), "numbers", 3))
+	require.True(t, errors.Is(err, ErrPoolClosed), "%v", err)
+}
