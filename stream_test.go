@@ -3,6 +3,11 @@ package pypool
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -233,4 +238,61 @@ func TestStreamClosedPool(t *testing.T) {
 	require.NoError(t, pool.Close(testCtx(t)))
 	_, err := collect(t, pool.Stream(testCtx(t), "numbers", 3))
 	require.True(t, errors.Is(err, ErrPoolClosed), "%v", err)
+}
+
+// procStatusKB reads a "Vm...:" field of /proc/<pid>/status, in KiB.
+func procStatusKB(t *testing.T, pid int, field string) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc/%d/status (%v): memory cannot be measured here", pid, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+			require.NoError(t, err)
+			return kb
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// streamMemoryItems is how many items TestStreamBoundedMemory streams
+// (about 2 s under -race).
+const streamMemoryItems = 1_000_000
+
+// TestStreamBoundedMemory streams a million small items through a loop
+// that checks each (slower than the generator produces them, under -race
+// by far): neither the worker's peak memory nor the Go heap may grow by
+// more than a few MiB. Buffering the sequence would take over 100 MiB.
+func TestStreamBoundedMemory(t *testing.T) {
+	pool := newTestPool(t, streamConfig(t))
+	ctx := testCtx(t)
+	pid := workerPids(pool)[0]
+	_, err := collect(t, pool.Stream(ctx, "small_items", 1000)) // warm up the code paths
+	require.NoError(t, err)
+	pyBefore := procStatusKB(t, pid, "VmRSS")
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	goBefore, goPeak := ms.HeapInuse, ms.HeapInuse
+	n := 0
+	for item, err := range pool.Stream(ctx, "small_items", streamMemoryItems) {
+		require.NoError(t, err)
+		if pair := item.([]any); pair[0] != int64(n) || len(pair[1].([]byte)) != 16 {
+			t.Fatalf("item %d is %v", n, item)
+		}
+		if n++; n%(streamMemoryItems/10) == 0 {
+			runtime.ReadMemStats(&ms)
+			goPeak = max(goPeak, ms.HeapInuse)
+		}
+	}
+	require.Equal(t, streamMemoryItems, n)
+	pyPeak := procStatusKB(t, pid, "VmHWM")
+	t.Logf("%d items: worker RSS %d KiB before, peak %d KiB; Go heap in use %d KiB before, peak %d KiB",
+		n, pyBefore, pyPeak, goBefore>>10, goPeak>>10)
+	const boundMiB = 32
+	require.Less(t, pyPeak-pyBefore, int64(boundMiB<<10), "the worker's memory grew with the stream")
+	require.Less(t, int64(goPeak)-int64(goBefore), int64(boundMiB<<20), "the Go heap grew with the stream")
 }
