@@ -106,6 +106,8 @@ def run(worker: Any, call_id: int, name: str, args: List[Any], kwargs: Dict[str,
     try:
         _pump(worker, state, iterator, name, timer)
     finally:
+        if timer is not None:
+            timer(_w.signal.ITIMER_REAL, 0)  # no late alarm after the stream
         _w._runtime_busy -= 1
         if not _w._runtime_busy:
             _w._interrupt_pending = False
@@ -159,7 +161,14 @@ def _on_alarm(signum: int, frame: Any) -> None:
     if len(body) > worker._max_message:
         state.flush_due = True
         return
-    _w.write_frame(worker._out_fd, body)
+    # Not interruptible while it writes: a SIGINT now is kept for the loop.
+    _w._in_user_code = False
+    _w._runtime_busy += 1
+    try:
+        _w.write_frame(worker._out_fd, body)
+    finally:
+        _w._runtime_busy -= 1
+        _w._in_user_code = True
     state.credit -= 1
     state.sent += len(state.batch)
     state.batch = []
