@@ -296,3 +296,28 @@ func TestStreamBoundedMemory(t *testing.T) {
 	require.Less(t, pyPeak-pyBefore, int64(boundMiB<<10), "the worker's memory grew with the stream")
 	require.Less(t, int64(goPeak)-int64(goBefore), int64(boundMiB<<20), "the Go heap grew with the stream")
 }
+
+// TestStreamAsyncGenerator streams an async generator: on the worker's
+// event loop when the runtime has pypool_runtime/aio.py (sync_iter), else
+// the documented TypeError.
+func TestStreamAsyncGenerator(t *testing.T) {
+	pool := newTestPool(t, streamConfig(t))
+	ctx := testCtx(t)
+	if _, err := runtimeFiles.Open("python/pypool_runtime/aio.py"); err != nil {
+		_, err := collect(t, pool.Stream(ctx, "async_numbers", 3))
+		var pyErr *PythonError
+		require.ErrorAs(t, err, &pyErr)
+		require.Equal(t, "TypeError", pyErr.Type)
+		require.Contains(t, pyErr.Message, "pypool_runtime.aio module is missing")
+		return
+	}
+	items, err := collect(t, pool.Stream(ctx, "async_numbers", 3))
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(0), int64(1), int64(2)}, items)
+	for range pool.Stream(ctx, "async_numbers", 100) {
+		break // aclose() runs the async generator's finally
+	}
+	v, err := pool.Call(ctx, "events_seen")
+	require.NoError(t, err)
+	require.Equal(t, []any{"async finally", "async finally"}, v)
+}

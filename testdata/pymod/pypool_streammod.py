@@ -153,3 +153,12 @@ def outside_call():
     t.start()
     t.join()
     return result[0]
+
+
+async def async_numbers(n):
+    """An async generator: streamed on the worker's event loop."""
+    try:
+        for i in range(n):
+            yield i
+    finally:
+        events.append("async finally")
