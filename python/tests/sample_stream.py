@@ -88,3 +88,8 @@ def at_import():
 
 def echo(value):
     return value
+
+
+async def async_numbers(n):
+    for i in range(n):
+        yield i
