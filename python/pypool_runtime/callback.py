@@ -68,6 +68,10 @@ def call_go(name: str, *args: Any) -> Any:
 
 
 def _wait(worker: Any, name: str, args: List[Any]) -> Any:
+    if worker.streams and worker.streams[-1].batch:
+        from .stream import send_pending
+
+        send_pending(worker)  # the items a generator made before it calls Go
     worker.callback_seq += 1
     seq = worker.callback_seq
     shared, shm.ACTIVE = shm.ACTIVE, None  # arguments and nested calls' values cross inline

@@ -148,31 +148,41 @@ def _on_alarm(signum: int, frame: Any) -> None:
     if worker is None or not worker.streams:
         return
     state = worker.streams[-1]
-    if not state.batch:
-        return
-    if not (state.in_next and _w._in_user_code) or worker.callbacks_waiting != state.callbacks or state.credit <= 0:
+    if state.batch and not (state.in_next and _w._in_user_code and send_pending(worker)):
         state.flush_due = True
-        return
+
+
+def send_pending(worker: Any) -> bool:
+    """Send the innermost stream's batch at once, from the generator's code
+    (the linger's alarm, or call_go before it waits: the items made before
+    the callback need not wait for it). False when it cannot be sent now
+    (no credit, a call_go of an enclosing call waits, an item that needs the
+    loop's care); the loop then sends it after the item in progress."""
+    state = worker.streams[-1] if worker.streams else None
+    if state is None or not state.batch:
+        return True
+    if worker.callbacks_waiting != state.callbacks or state.credit <= 0 or state.closing:
+        return False
     try:
         body = worker._packb([ITEMS, state.call_id, state.batch])
     except Exception:
-        state.flush_due = True  # the loop finds the item and reports it
-        return
+        return False  # the loop finds the item and reports it
     if len(body) > worker._max_message:
-        state.flush_due = True
-        return
+        return False
     # Not interruptible while it writes: a SIGINT now is kept for the loop.
+    in_user_code = _w._in_user_code
     _w._in_user_code = False
     _w._runtime_busy += 1
     try:
         _w.write_frame(worker._out_fd, body)
     finally:
         _w._runtime_busy -= 1
-        _w._in_user_code = True
+        _w._in_user_code = in_user_code
     state.credit -= 1
     state.sent += len(state.batch)
     state.batch = []
     state.size = 0
+    return True
 
 
 def _pump(worker: Any, state: StreamState, iterator: Iterator[Any], name: str, timer: Any) -> None:

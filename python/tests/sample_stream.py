@@ -93,3 +93,8 @@ def echo(value):
 async def async_numbers(n):
     for i in range(n):
         yield i
+
+
+def item_then_callback():
+    yield "before"
+    yield call_go("answer")

@@ -180,6 +180,15 @@ class CallbackTest(WorkerTestBase):
         self.assertEqual(items, [0, 2, 4])
         self.assertEqual(message, [RESULT, 1, None])
 
+    def test_items_before_a_callback_go_first(self) -> None:
+        worker = self.start_ready("sample_stream")
+        worker.send(stream_frame(1, "item_then_callback", []))
+        self.assertEqual(worker.read(), [ITEMS, 1, ["before"]])
+        self.assertEqual(worker.read(), [CALLBACK, 1, "answer", []])
+        worker.send(control(CB_RESULT, 1, "after"))
+        self.assertEqual(worker.read(), [ITEMS, 1, ["after"]])
+        self.assertEqual(worker.read(), [RESULT, 1, None])
+
     def test_interrupt_while_waiting(self) -> None:
         worker = self.start_ready("sample_stream")
         worker.send(call_frame(1, "ask", ["slow"]))
