@@ -212,3 +212,29 @@ func TestCallbackWorkerKilled(t *testing.T) {
 	_, err = pool.Call(testCtx(t), "pid")
 	require.NoError(t, err)
 }
+
+// TestCallbackNestedDeadline: a nested call cut off by its own, shorter
+// deadline cuts off the outer call too; the worker is drained and comes back.
+func TestCallbackNestedDeadline(t *testing.T) {
+	var pool *Pool
+	nestedErr := make(chan error, 1)
+	pool = callbackPool(t, map[string]Callback{
+		"echo": func(ctx context.Context, args []any) (any, error) {
+			ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			defer cancel()
+			_, err := pool.Call(ctx, "sleep", 30)
+			nestedErr <- err
+			return nil, err
+		},
+	})
+	pid := workerPids(pool)[0]
+	_, err := pool.Call(testCtx(t), "asks_go", "echo")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Contains(t, err.Error(), "inside Go callback echo was cut off")
+	require.ErrorIs(t, <-nestedErr, context.DeadlineExceeded)
+	awaitPool(t, pool, "the worker back after its drain", func(s Stats) bool { return atRest(s, 1) })
+	v, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Equal(t, int64(pid), v, "the same worker, drained, not replaced")
+	require.Zero(t, pool.Stats().Crashes)
+}

@@ -50,6 +50,9 @@ func TestStreamItems(t *testing.T) {
 	items, err = collect(t, pool.Stream(ctx, "numbers", 0))
 	require.NoError(t, err)
 	require.Empty(t, items)
+	items, err = collect(t, pool.Stream(ctx, "numbers", Kwargs{"n": 2}))
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(0), int64(1)}, items)
 	// The worker serves calls as before.
 	v, err := pool.Call(ctx, "events_seen")
 	require.NoError(t, err)

@@ -162,3 +162,8 @@ async def async_numbers(n):
             yield i
     finally:
         events.append("async finally")
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
