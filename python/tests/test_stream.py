@@ -73,12 +73,10 @@ class StreamTest(WorkerTestBase):
         worker.send(stream_frame(1, "numbers", [10**6], window=2))
         for _ in range(2):
             self.assertEqual(worker.read()[0], ITEMS)
-        # Without credit the worker waits: a CLOSE is what it reads next.
+        # Without credit the worker sends nothing more and waits: the CLOSE
+        # is what it reads next, and its answer is the stream's end.
         worker.send(control(CLOSE, 1))
-        end = worker.read()
-        while end[0] == ITEMS:
-            end = worker.read()
-        self.assertEqual(end, [RESULT, 1, None])
+        self.assertEqual(worker.read(), [RESULT, 1, None])
         self.assertAlive(worker)
 
     def test_close_runs_finally(self) -> None:
