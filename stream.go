@@ -124,11 +124,17 @@ func (p *Pool) streamInto(ctx context.Context, fn string, args []any, each itemF
 	defer func() { p.callEnd(&rec, err) }()
 	ctx, cancel := p.withCallTimeout(ctx)
 	defer cancel()
-	args, kwargs := splitKwargs(args)
+	pos, kwargs := splitKwargs(args)
 	if p.spec.callbacks != nil {
 		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec {
-			return s.proc.stream(ctx, fn, args, kwargs, each)
+			return s.proc.stream(ctx, fn, pos, kwargs, each)
 		}
+	}
+	var trace *callTrace
+	if p.cfg.Tracer != nil {
+		ct := p.startTrace(ctx, fn, args, 0, false)
+		trace = &ct
+		defer func() { trace.end(err, false) }() // after the check-in
 	}
 	pw, waited, err := p.checkout(ctx, true)
 	rec.wait += waited
@@ -136,7 +142,10 @@ func (p *Pool) streamInto(ctx context.Context, fn string, args []any, each itemF
 		return err
 	}
 	defer p.checkin(pw)
-	err = pw.proc.stream(ctx, fn, args, kwargs, each)
+	if trace != nil {
+		trace.gotWorker(pw)
+	}
+	err = pw.proc.stream(ctx, fn, pos, kwargs, each)
 	p.calls.Add(1)
 	if errors.Is(err, ErrWorkerCrashed) && pw.proc.stopping.Load() && p.isClosed() {
 		return fmt.Errorf("%w: the worker was stopped while the stream ran: %w", ErrPoolClosed, err)
@@ -156,8 +165,13 @@ func (w *Worker) streamInto(ctx context.Context, fn string, args []any, each ite
 	defer w.streaming.Store(false)
 	ctx, cancel := w.pool.withCallTimeout(ctx)
 	defer cancel()
-	args, kwargs := splitKwargs(args)
-	err = w.pw.proc.stream(ctx, fn, args, kwargs, each)
+	if w.pool.cfg.Tracer != nil {
+		ct := w.pool.startTrace(ctx, fn, args, 0, true)
+		ct.gotWorker(w.pw)
+		defer func() { ct.end(err, false) }()
+	}
+	pos, kwargs := splitKwargs(args)
+	err = w.pw.proc.stream(ctx, fn, pos, kwargs, each)
 	w.pool.calls.Add(1)
 	return err
 }

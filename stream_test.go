@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -323,4 +324,30 @@ func TestStreamAsyncGenerator(t *testing.T) {
 	v, err := pool.Call(ctx, "events_seen")
 	require.NoError(t, err)
 	require.Equal(t, []any{"async finally", "async finally"}, v)
+}
+
+// TestStreamTraced: a stream is one traced call, from the loop's start to
+// its end, in a transaction too.
+func TestStreamTraced(t *testing.T) {
+	pool, rec := tracedPool(t, streamConfig(t))
+	ctx := testCtx(t)
+	pid := workerPids(pool)[0]
+	for range pool.Stream(ctx, "numbers", 10, Kwargs{}) {
+		break
+	}
+	_, err := collect(t, pool.Stream(ctx, "raises_after", 1))
+	require.Error(t, err)
+	require.NoError(t, pool.Transaction(ctx, func(w *Worker) error {
+		_, err := collect(t, w.Stream(ctx, "numbers", 3))
+		return err
+	}))
+	ev := rec.take()
+	require.Equal(t, []string{"start:1", "worker:1", "end:1", "start:2", "worker:2", "end:2", "start:3", "worker:3", "end:3"}, hooks(ev))
+	assert.Equal(t, TraceCallStartData{Function: "numbers", Args: 1, Kwargs: 0}, ev[0].start)
+	assert.Equal(t, pid, ev[1].worker.Pid)
+	checkEnd(t, ev[2])
+	assert.Equal(t, OutcomeOK, ev[2].end.Outcome)
+	assert.Equal(t, OutcomePythonError, ev[5].end.Outcome)
+	assert.True(t, ev[6].start.Transaction)
+	assert.Equal(t, OutcomeOK, ev[8].end.Outcome)
 }
