@@ -64,7 +64,7 @@ func TestCallbackError(t *testing.T) {
 	_, err = pool.Call(ctx, "asks_go", "fails", 8)
 	var pyErr *PythonError
 	require.ErrorAs(t, err, &pyErr)
-	require.Equal(t, "pypool_runtime.callback.GoError", pyErr.Type)
+	require.Equal(t, "pypool.GoError", pyErr.Type)
 	require.Contains(t, pyErr.Message, "user 8 not found")
 }
 

@@ -111,7 +111,7 @@ func ExampleCallback() {
 	fmt.Println(err)
 	// Output:
 	// 5 <nil>
-	// pypool: python pypool_runtime.callback.GoError: not today (Go *errors.errorString)
+	// pypool: python pypool.GoError: not today (Go *errors.errorString)
 }
 
 // CallbackFunc gives a callback a typed argument and result.

@@ -52,6 +52,11 @@ class GoError(Exception):
         return self.message
 
 
+# Named as user code imports it (from pypool import GoError): tracebacks and
+# the Type of the *PythonError Go gets say pypool.GoError.
+GoError.__module__ = "pypool"
+
+
 def call_go(name: str, *args: Any) -> Any:
     """Call the Go function registered as name in Config.Callbacks with args
     and return its result; GoError when it fails."""

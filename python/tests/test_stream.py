@@ -152,7 +152,7 @@ class CallbackTest(WorkerTestBase):
         worker.send(call_frame(2, "ask", ["fails"]))
         seq = worker.read()[1]
         worker.send(control(CB_ERROR, seq, "panic", "string", "boom"))
-        self.assertError(worker.read(), 2, "exception", "pypool_runtime.callback.GoError", "boom (Go string)")
+        self.assertError(worker.read(), 2, "exception", "pypool.GoError", "boom (Go string)")
 
     def test_nested_call_while_waiting(self) -> None:
         worker = self.start_ready("sample_stream")
