@@ -186,7 +186,7 @@ func (p *process) runCallback(ctx context.Context, r reply) (result any, cbErr *
 	}()
 	defer func() {
 		if v := recover(); v != nil {
-			p.spec.logger.Error("pypool: Go callback panicked", slog.Int("worker", p.pid),
+			p.spec.logger.Error(msgCallbackPanic, slog.Int("worker", p.pid), p.function(false),
 				slog.String("callback", r.name), slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
 			result, cbErr = nil, &callbackError{callbackPanicked, fmt.Sprintf("%T", v),
 				fmt.Sprintf("Go callback %s panicked: %v", r.name, v)}
