@@ -324,6 +324,10 @@ func TestStreamAsyncGenerator(t *testing.T) {
 	v, err := pool.Call(ctx, "events_seen")
 	require.NoError(t, err)
 	require.Equal(t, []any{"async finally", "async finally"}, v)
+	// An async function's value is awaited, then streamed.
+	items, err = collect(t, pool.Stream(ctx, "awaited_numbers", 2))
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(0), int64(1)}, items)
 }
 
 // TestStreamTraced: a stream is one traced call, from the loop's start to

@@ -63,8 +63,18 @@ class StreamState:
 
 
 def iterator_of(result: Any, name: str) -> Any:
-    """The iterator a STREAM call's result gives, by the module's rule."""
+    """The iterator a STREAM call's result gives, by the module's rule. An
+    awaitable (an async def function's coroutine) is awaited first, on the
+    worker's event loop, as a call's is: its value is what streams."""
     cls = type(result)
+    if not hasattr(cls, "__next__") and not hasattr(cls, "__aiter__") and hasattr(cls, "__await__"):
+        try:
+            from . import aio  # type: ignore[attr-defined]
+        except ImportError:
+            aio = None
+        if aio is not None and aio.is_awaitable(result):
+            result = aio.run(result)
+            cls = type(result)
     if hasattr(cls, "__next__"):
         return result
     if hasattr(cls, "__aiter__"):

@@ -167,3 +167,8 @@ async def async_numbers(n):
 def sleep(seconds):
     time.sleep(seconds)
     return seconds
+
+
+async def awaited_numbers(n):
+    """An async function whose value is an async generator."""
+    return async_numbers(n)
