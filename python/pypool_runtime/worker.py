@@ -921,8 +921,10 @@ def main(argv: List[str]) -> None:
         write_frame(proto_out, codec.packb(hello_fields))
 
     # User code imports the runtime's public API as "pypool" (from pypool
-    # import call_go): the package itself under a second name, no import.
-    sys.modules.setdefault("pypool", sys.modules[__package__])
+    # import call_go): the package itself under a second name, no import;
+    # not when the user's own module is a "pypool".
+    if options.module.partition(".")[0] != "pypool":
+        sys.modules.setdefault("pypool", sys.modules[__package__])
     try:
         try:
             __import__(options.module)  # the import statement's machinery trims importlib's frames
