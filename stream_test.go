@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -354,4 +355,102 @@ func TestStreamTraced(t *testing.T) {
 	assert.Equal(t, OutcomePythonError, ev[5].end.Outcome)
 	assert.True(t, ev[6].start.Transaction)
 	assert.Equal(t, OutcomeOK, ev[8].end.Outcome)
+}
+
+// TestStreamMix runs streams and callbacks side by side on two workers,
+// each ending its own way (to the end, a break, an exception, a deadline,
+// a cancellation from the loop, a callback per item), and checks that each
+// ends as it should and that the pool ends at rest, without a crash.
+func TestStreamMix(t *testing.T) {
+	cfg := streamConfig(t)
+	cfg.Size = 2
+	cfg.Callbacks = map[string]Callback{
+		"double": func(ctx context.Context, args []any) (any, error) { return args[0].(int64) * 2, nil },
+	}
+	pool := newTestPool(t, cfg)
+	const rounds = 12
+	var wg sync.WaitGroup
+	errs := make(chan error, 6*rounds)
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				if err := mixRound(pool, (g+r)%6); err != nil {
+					errs <- fmt.Errorf("goroutine %d round %d: %w", g, r, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	awaitPool(t, pool, "the pool at rest", func(s Stats) bool { return atRest(s, 2) })
+	require.Zero(t, pool.Stats().Crashes)
+}
+
+func mixRound(pool *Pool, kind int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	switch kind {
+	case 0: // to the end
+		n := 0
+		for _, err := range pool.Stream(ctx, "numbers", 5000) {
+			if err != nil {
+				return err
+			}
+			n++
+		}
+		if n != 5000 {
+			return fmt.Errorf("%d items", n)
+		}
+	case 1: // a break
+		for range pool.Stream(ctx, "tracked", 1_000_000) {
+			break
+		}
+	case 2: // an exception half-way
+		_, err := collectItems(pool.Stream(ctx, "raises_after", 100))
+		var pyErr *PythonError
+		if !errors.As(err, &pyErr) {
+			return fmt.Errorf("raises_after: %v", err)
+		}
+	case 3: // a deadline
+		short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer stop()
+		_, err := collectItems(pool.Stream(short, "slow", 100, 0.01))
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("slow: %v", err)
+		}
+	case 4: // canceled from the loop's body
+		own, stop := context.WithCancel(ctx)
+		n := 0
+		for _, err := range pool.Stream(own, "numbers", 1_000_000) {
+			if err != nil {
+				break
+			}
+			if n++; n == 100 {
+				stop()
+			}
+		}
+		stop()
+	case 5: // a callback per item
+		items, err := collectItems(pool.Stream(ctx, "streams_callbacks", 20))
+		if err != nil || len(items) != 20 || items[19] != int64(38) {
+			return fmt.Errorf("streams_callbacks: %v %v", items, err)
+		}
+	}
+	return nil
+}
+
+func collectItems(seq func(func(any, error) bool)) ([]any, error) {
+	var items []any
+	for item, err := range seq {
+		if err != nil {
+			return items, err
+		}
+		items = append(items, item)
+	}
+	return items, nil
 }
