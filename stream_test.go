@@ -454,3 +454,23 @@ func collectItems(seq func(func(any, error) bool)) ([]any, error) {
 	}
 	return items, nil
 }
+
+// TestStreamBreakSlowGenerator: a break while the generator takes long to
+// make its next item: after InterruptGrace the generator is interrupted,
+// and the same worker comes back from its drain.
+func TestStreamBreakSlowGenerator(t *testing.T) {
+	cfg := streamConfig(t)
+	cfg.InterruptGrace = 200 * time.Millisecond
+	pool := newTestPool(t, cfg)
+	pid := workerPids(pool)[0]
+	for item, err := range pool.Stream(testCtx(t), "first_then_stuck", 30) {
+		require.NoError(t, err)
+		require.Equal(t, int64(0), item)
+		break
+	}
+	awaitPool(t, pool, "the worker back after its drain", func(s Stats) bool { return atRest(s, 1) })
+	require.Equal(t, []int{pid}, workerPids(pool))
+	_, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Zero(t, pool.Stats().Crashes)
+}

@@ -172,3 +172,10 @@ def sleep(seconds):
 async def awaited_numbers(n):
     """An async function whose value is an async generator."""
     return async_numbers(n)
+
+
+def first_then_stuck(seconds):
+    """Yields 0, then takes seconds to make the next item."""
+    yield 0
+    time.sleep(seconds)
+    yield 1
