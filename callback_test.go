@@ -238,3 +238,17 @@ func TestCallbackNestedDeadline(t *testing.T) {
 	require.Equal(t, int64(pid), v, "the same worker, drained, not replaced")
 	require.Zero(t, pool.Stats().Crashes)
 }
+
+// TestCallbackFromAsync: an async def function calls Go (when the runtime
+// awaits async functions: pypool_runtime/aio.py).
+func TestCallbackFromAsync(t *testing.T) {
+	if _, err := runtimeFiles.Open("python/pypool_runtime/aio.py"); err != nil {
+		t.Skip("this runtime does not await async functions (no pypool_runtime/aio.py)")
+	}
+	pool := callbackPool(t, map[string]Callback{
+		"echo": func(ctx context.Context, args []any) (any, error) { return args, nil },
+	})
+	v, err := pool.Call(testCtx(t), "async_asks_go", "echo", "from a coroutine")
+	require.NoError(t, err)
+	require.Equal(t, []any{"from a coroutine"}, v)
+}

@@ -28,6 +28,8 @@ RuntimeError: there is no Go caller to run the function for.
 
 from __future__ import annotations
 
+import sys
+
 from . import CALLBACK, CB_ERROR, CB_RESULT, CALL, STREAM, shm
 from . import worker as _w
 
@@ -67,12 +69,20 @@ def call_go(name: str, *args: Any) -> Any:
     worker = _w._WORKER
     if _thread.get_ident() != _w._MAIN_THREAD:
         raise RuntimeError("call_go(%r) from a thread other than the worker's main thread: only the call Go made can call back" % name)
-    if worker is None or not _w._in_user_code:
+    if worker is None or not (_w._in_user_code or _awaiting()):
         raise RuntimeError("call_go(%r) outside a call from Go: Go functions can only be called while Go waits for a call" % name)
     return _wait(worker, name, list(args))
 
 
+def _awaiting() -> bool:
+    """Whether an async call runs: its coroutine runs on the worker's loop
+    (aio.run) outside the runtime's marker of user code."""
+    aio = sys.modules.get(__package__ + ".aio")
+    return aio is not None and getattr(aio, "_task", None) is not None
+
+
 def _wait(worker: Any, name: str, args: List[Any]) -> Any:
+    in_user_code = _w._in_user_code
     if worker.streams and worker.streams[-1].batch:
         from .stream import send_pending
 
@@ -100,7 +110,7 @@ def _wait(worker: Any, name: str, args: List[Any]) -> Any:
                 _w._interrupt_pending = False
     finally:
         shm.ACTIVE = shared
-        _w._in_user_code = True  # back in the user's code that called call_go
+        _w._in_user_code = in_user_code  # back in the user's code that called call_go
 
 
 def _answer(worker: Any, seq: int) -> Any:

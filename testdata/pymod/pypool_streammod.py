@@ -179,3 +179,8 @@ def first_then_stuck(seconds):
     yield 0
     time.sleep(seconds)
     yield 1
+
+
+async def async_asks_go(name, *args):
+    """An async function that calls Go."""
+    return call_go(name, *args)
