@@ -252,3 +252,17 @@ func TestCallbackFromAsync(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []any{"from a coroutine"}, v)
 }
+
+func TestCallbacksConfig(t *testing.T) {
+	cfg := streamConfig(t)
+	cfg.Callbacks = map[string]Callback{"nil": nil}
+	_, err := New(testCtx(t), cfg)
+	require.ErrorContains(t, err, "Config.Callbacks")
+	// The pool keeps its own copy: changing the map later changes nothing.
+	callbacks := map[string]Callback{"echo": func(ctx context.Context, args []any) (any, error) { return args, nil }}
+	pool := callbackPool(t, callbacks)
+	delete(callbacks, "echo")
+	v, err := pool.Call(testCtx(t), "asks_go", "echo", 1)
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(1)}, v)
+}
