@@ -55,9 +55,14 @@ func TestCallbackError(t *testing.T) {
 		"fails": func(ctx context.Context, args []any) (any, error) {
 			return nil, &lookupError{id: args[0].(int64)}
 		},
+		"channel": func(ctx context.Context, args []any) (any, error) { return make(chan int), nil },
 	})
 	ctx := testCtx(t)
-	v, err := pool.Call(ctx, "go_error", "fails", 7)
+	v, err := pool.Call(ctx, "go_error", "channel")
+	require.NoError(t, err)
+	require.Equal(t, callbackNotEncoded, v.([]any)[0])
+	require.Contains(t, v.([]any)[2], "chan int")
+	v, err = pool.Call(ctx, "go_error", "fails", 7)
 	require.NoError(t, err)
 	require.Equal(t, []any{"error", "*pypool.lookupError", "user 7 not found", "user 7 not found (Go *pypool.lookupError)"}, v)
 	// Uncaught, it is the call's *PythonError.
