@@ -32,10 +32,11 @@ type itemFunc func(b []byte, codec *valueCodec) bool
 // Stream calls fn, a Python generator function (or any function that
 // returns an iterator: an object with __next__, or an async iterator), and
 // returns an iterator over the items it yields, decoded as Call decodes a
-// result. Each item reaches the loop as Python produces it; items produced
-// faster than about a millisecond apart travel in batches, and Python runs
-// at most a few batches ahead of the loop (it waits for the loop
-// otherwise), so a slow loop never makes either side buffer the sequence.
+// result. Each item reaches the loop as Python produces it, at most 2 ms
+// later (items produced within that time travel in one batch, of up to 256),
+// and Python runs at most 8 batches ahead of the loop (it waits for the
+// loop otherwise), so a slow loop never makes either side buffer the
+// sequence.
 // A result that is not an iterator is a *PythonError (TypeError).
 //
 //	for item, err := range pool.Stream(ctx, "read_rows", path) {
