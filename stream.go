@@ -32,8 +32,8 @@ type itemFunc func(b []byte, codec *valueCodec) bool
 // Stream calls fn, a Python generator function (or any function that
 // returns an iterator: an object with __next__, or an async iterator), and
 // returns an iterator over the items it yields, decoded as Call decodes a
-// result. Each item reaches the loop as Python produces it, at most 2 ms
-// later (items produced within that time travel in one batch, of up to 256),
+// result. Each item reaches the loop as Python produces it, normally within
+// 2 ms (items produced within that time travel in one batch, of up to 256),
 // and Python runs at most 8 batches ahead of the loop (it waits for the
 // loop otherwise), so a slow loop never makes either side buffer the
 // sequence.
