@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -44,11 +45,45 @@ func (s Strategy) String() string {
 // its documented default.
 type Config struct {
 	// Module is the Python module whose public functions can be called, as
-	// in an import statement: "my_module" or "package.module". Required.
+	// in an import statement: "my_module" or "package.module". A call names
+	// one of its functions plainly ("fn") or as "module.fn". Required unless
+	// Modules is set.
 	Module string
 
-	// SetUp names a function of Module that each new worker runs once,
-	// after importing Module and before serving calls: load a model, open a
+	// Modules lists more modules whose public functions can be called,
+	// named as "module.fn" (a dotted module: "package.module.fn"). A plain
+	// name ("fn") always means a function of Module, or of Modules[0] when
+	// Module is empty. Every module is imported when a worker starts; one
+	// that fails to import is a start failure naming it. Default: none.
+	Modules []string
+
+	// PythonFS holds Python code to import, typically an embed.FS: the
+	// pool writes its files (below PythonFSRoot, "" meaning all of it) to
+	// a directory under InstallDir named by their content, and puts that
+	// directory first on the workers' sys.path, so that the application
+	// deploys as one Go binary plus an interpreter. Data files beside the
+	// code are written too, so that open() relative to __file__ and
+	// importlib.resources work. __pycache__ directories and .pyc files in
+	// it are left out. Meant for code and its small data files: they are
+	// read into memory, hashed and compared at each New. Default nil:
+	// nothing is written; use PythonPath.
+	PythonFS     fs.FS
+	PythonFSRoot string
+
+	// InstallDir is where pypool writes its Python runtime and PythonFS's
+	// files, each in a directory named by its content's hash, verified
+	// before each process uses it (see the README's "Deploying your Python
+	// code"). It must be owned by this user, writable by no one else, and
+	// so must be its parents (a sticky directory such as /tmp excepted).
+	// A relative path is relative to the Go program's working directory.
+	// Default: the user cache directory's pypool (~/.cache/pypool), or,
+	// when there is none or it is read-only, pypool-<uid> in the temp
+	// directory.
+	InstallDir string
+
+	// SetUp names a function of Module (of Modules[0] when Module is
+	// empty) that each new worker runs once, after importing the modules
+	// and before serving calls: load a model, open a
 	// file. SetUpArgs are its arguments (a trailing Kwargs gives keyword
 	// arguments), encoded as a call's. An exception in it is a start
 	// failure, as an import error is: New returns it (a *PythonError with
@@ -58,7 +93,8 @@ type Config struct {
 	SetUp     string
 	SetUpArgs []any
 
-	// PythonPath lists directories put first on the worker's sys.path.
+	// PythonPath lists directories put first on the worker's sys.path
+	// (after PythonFS's directory).
 	// Relative entries are relative to Dir (or, when Dir is empty, to the Go
 	// program's working directory). The worker's working directory is always
 	// on sys.path after them, as with "python -c".
@@ -212,11 +248,10 @@ var moduleName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0
 
 // withDefaults validates c and fills in the defaults.
 func (c Config) withDefaults() (Config, error) {
+	if err := validateModules(c.Module, c.Modules); err != nil {
+		return c, err
+	}
 	switch {
-	case c.Module == "":
-		return c, fmt.Errorf("pypool: Config.Module is empty: name the Python module whose functions you call, e.g. \"my_module\"")
-	case !moduleName.MatchString(c.Module):
-		return c, fmt.Errorf("pypool: Config.Module %q is not a Python module name such as \"my_module\" or \"package.module\"", c.Module)
 	case c.Size < 0:
 		return c, fmt.Errorf("pypool: Config.Size is %d: it must be positive (0 means the number of CPUs)", c.Size)
 	case c.MaxOverflow < 0:
@@ -233,6 +268,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SetUp != "" && !pythonName.MatchString(c.SetUp) {
 		return c, fmt.Errorf("pypool: Config.SetUp %q is not the name of a function of the module, such as \"load_model\"", c.SetUp)
+	}
+	if c.PythonFS == nil && c.PythonFSRoot != "" {
+		return c, fmt.Errorf("pypool: Config.PythonFSRoot is set but Config.PythonFS is nil: give the fs.FS (an embed.FS) it is a directory of")
 	}
 	if c.SetUp == "" && len(c.SetUpArgs) > 0 {
 		return c, fmt.Errorf("pypool: Config.SetUpArgs is set but Config.SetUp is empty: name the function they are for")
@@ -263,6 +301,39 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// validateModules checks Config.Module and Config.Modules.
+func validateModules(module string, modules []string) error {
+	if module == "" && len(modules) == 0 {
+		return fmt.Errorf("pypool: Config.Module is empty: name the Python module whose functions you call, e.g. \"my_module\"")
+	}
+	seen := make(map[string]bool, len(modules)+1)
+	for i, name := range append([]string{module}, modules...) {
+		field := "Config.Module"
+		if i > 0 {
+			field = fmt.Sprintf("Config.Modules[%d]", i-1)
+		} else if name == "" {
+			continue
+		}
+		if !moduleName.MatchString(name) {
+			return fmt.Errorf("pypool: %s %q is not a Python module name such as \"my_module\" or \"package.module\"", field, name)
+		}
+		if seen[name] {
+			return fmt.Errorf("pypool: %s %q is listed twice in Config.Module and Config.Modules", field, name)
+		}
+		seen[name] = true
+	}
+	return nil
+}
+
+// modules returns the modules whose functions can be called, the one that
+// plain names resolve in (Module, else Modules[0]) first.
+func (c Config) modules() []string {
+	if c.Module == "" {
+		return c.Modules
+	}
+	return append([]string{c.Module}, c.Modules...)
+}
+
 // orDefault returns v, or def when v is the zero value.
 func orDefault[T comparable](v, def T) T {
 	var zero T
@@ -278,7 +349,7 @@ func (c Config) env() []string {
 }
 
 // spec builds the worker specification from a validated Config.
-func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error) {
+func (c Config) spec(python *interpreter, runtimeDir, codeDir string) (*workerSpec, error) {
 	base := c.Dir
 	if base == "" {
 		wd, err := os.Getwd()
@@ -287,8 +358,12 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 		}
 		base = wd
 	}
-	args := []string{"-E", "-c", bootstrap, runtimeDir, "--module", c.Module,
-		"--max-message", strconv.Itoa(c.MaxMessageSize)}
+	modules := c.modules()
+	args := []string{"-E", "-c", bootstrap, runtimeDir}
+	for _, module := range modules {
+		args = append(args, "--module", module)
+	}
+	args = append(args, "--max-message", strconv.Itoa(c.MaxMessageSize))
 	if c.SetUp != "" {
 		setUp, err := setUpArgs(c)
 		if err != nil {
@@ -305,6 +380,9 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 		args = append(args, "--shm-fd", strconv.Itoa(sharedMemoryFd), "--shm-threshold", strconv.Itoa(sharedThreshold),
 			"--shm-limit", strconv.Itoa(sharedLimit(c.MaxMessageSize)))
 	}
+	if codeDir != "" {
+		args = append(args, "--path", codeDir)
+	}
 	for _, dir := range c.PythonPath {
 		if !filepath.IsAbs(dir) {
 			dir = filepath.Join(base, dir)
@@ -316,7 +394,7 @@ func (c Config) spec(python *interpreter, runtimeDir string) (*workerSpec, error
 		args:            args,
 		env:             c.env(),
 		dir:             c.Dir,
-		module:          c.Module,
+		module:          strings.Join(modules, ", "),
 		setUp:           c.SetUp,
 		maxMessageSize:  c.MaxMessageSize,
 		codec:           valueCodec{structTag: c.StructTag, exts: newExtRegistry(c.Extensions)},
@@ -360,4 +438,17 @@ func setUpArgs(c Config) (string, error) {
 		return "", fmt.Errorf("pypool: Config.SetUpArgs: %w: %v", ErrArgNotEncodable, err)
 	}
 	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+}
+
+// installPythonFS writes Config.PythonFS's files under the install base and
+// returns their directory, "" when there is no PythonFS.
+func (c Config) installPythonFS() (string, error) {
+	if c.PythonFS == nil {
+		return "", nil
+	}
+	t, err := treeFromFS("python", c.PythonFS, c.PythonFSRoot)
+	if err != nil {
+		return "", fmt.Errorf("pypool: reading Config.PythonFS: %w", err)
+	}
+	return install(c.InstallDir, t)
 }

@@ -41,6 +41,10 @@
 //   - [Config.Callbacks] registers Go functions that Python code calls
 //     during a call with call_go (from pypool import call_go); calls made
 //     with a callback's context run on the waiting worker, so they nest.
+//   - [Config.PythonFS] ships the Python code inside the Go binary (an
+//     embed.FS), written once per content under [Config.InstallDir] and
+//     verified before use; [Config.Modules] exposes more modules, called
+//     as "module.function".
 //   - [Pool.Ping] makes a round trip through a worker for readiness probes;
 //     [Pool.Stats] is a cheap snapshot of the pool's state and counters, and
 //     [Stats.Status] names it as poolboy's status/1 does.

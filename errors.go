@@ -40,8 +40,9 @@ var (
 	ErrResultNotEncodable = errors.New("pypool: result not encodable by Python")
 
 	// ErrFunctionNotFound is returned (inside a *PythonError) when the name
-	// is not a public function of the configured module: it does not exist,
-	// starts with an underscore, is dotted, or belongs to another module.
+	// is not a public function of the configured module(s): it does not
+	// exist, starts with an underscore, is dotted beyond a configured module
+	// ("os.system"), or belongs to a module not configured.
 	ErrFunctionNotFound = errors.New("pypool: function not found")
 
 	// ErrBadArguments is returned (inside a *PythonError) when Python could
@@ -169,6 +170,10 @@ func (e *importError) Error() string {
 	if e.err.Code == "setup_failed" {
 		return fmt.Sprintf("%v: the set-up %s.%s failed (Config.SetUp): python %s: %s (the traceback is in the *PythonError)",
 			ErrWorkerStart, e.module, e.setUp, e.err.Type, e.err.Message)
+	}
+	if strings.Contains(e.module, ", ") { // Config.Modules: the message names the module that failed
+		return fmt.Sprintf("%v: importing modules %s failed: python %s: %s (the traceback is in the *PythonError)",
+			ErrWorkerStart, e.module, e.err.Type, e.err.Message)
 	}
 	return fmt.Sprintf("%v: importing module %q failed: python %s: %s (the traceback is in the *PythonError)",
 		ErrWorkerStart, e.module, e.err.Type, e.err.Message)

@@ -25,6 +25,7 @@ var soak = flag.Duration("pypool.soak", 0, "run TestChaos for this long instead 
 // any child process of the test binary is left behind.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	removeExampleBinary()
 	if code == 0 {
 		if err := checkLeaks(); err != nil {
 			fmt.Fprintln(os.Stderr, "leak check:", err)

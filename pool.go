@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,7 +67,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := runtimeDir()
+	dir, err := runtimeDir(cfg.InstallDir)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +75,11 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := cfg.spec(python, dir)
+	codeDir, err := cfg.installPythonFS()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := cfg.spec(python, dir, codeDir)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +100,7 @@ func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 	}
 	p.lifetime, p.endLife = context.WithCancel(context.Background())
 	if err := p.fill(ctx); err != nil {
-		p.log.Error(msgNewFailed, "module", cfg.Module, "size", cfg.Size, "error", err)
+		p.log.Error(msgNewFailed, "module", strings.Join(cfg.modules(), ", "), "size", cfg.Size, "error", err)
 		p.Close(context.Background())
 		return nil, err
 	}

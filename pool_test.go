@@ -134,7 +134,8 @@ func TestOnlyPublicFunctionsOfTheModule(t *testing.T) {
 	pool := newTestPool(t, testConfig(t))
 	ctx := testCtx(t)
 	before := workerPids(pool)
-	for _, name := range []string{"_private", "getpid", "os.system", "pypool_testmod.echo", "nope", "", "__import__"} {
+	for _, name := range []string{"_private", "getpid", "os.system", "pypool_testmod._private", "pypool_testmod.os.getpid",
+		"pypool_testmod.getpid", "nope", "", "__import__"} {
 		t.Run(name, func(t *testing.T) {
 			_, err := pool.Call(ctx, name)
 			require.ErrorIs(t, err, ErrFunctionNotFound)
@@ -146,6 +147,9 @@ func TestOnlyPublicFunctionsOfTheModule(t *testing.T) {
 	out, err := pool.Call(ctx, "echo", "still alive")
 	require.NoError(t, err)
 	assert.Equal(t, "still alive", out)
+	out, err = pool.Call(ctx, "pypool_testmod.echo", "qualified") // the configured module's own name
+	require.NoError(t, err)
+	assert.Equal(t, "qualified", out)
 	assert.Equal(t, before, workerPids(pool))
 }
 

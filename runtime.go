@@ -4,14 +4,11 @@ package pypool
 // the interpreter that runs it.
 
 import (
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"fmt"
 	"io/fs"
-	"os"
 	"os/exec"
-	"path/filepath"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,81 +24,33 @@ const bootstrap = "import sys\n" +
 	"if sys.version_info<(3,8):sys.stderr.write('pypool needs Python 3.8 or newer, this is Python '+sys.version.split()[0]+'\\n');sys.exit(86)\n" +
 	"sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])"
 
-var (
-	installOnce sync.Once
-	installDir  string
-	installErr  error
-)
+// runtimeTree is the embedded runtime as files to install, read once.
+var runtimeTree = sync.OnceValues(func() (*tree, error) {
+	names, err := fs.Glob(runtimeFiles, "python/pypool_runtime/*.py")
+	if err != nil {
+		return nil, err
+	}
+	files := make(map[string][]byte, len(names))
+	for _, name := range names {
+		data, err := runtimeFiles.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		files["pypool_runtime/"+path.Base(name)] = data
+	}
+	return newTree("runtime", files), nil
+})
 
 // runtimeDir returns a directory that holds the pypool_runtime package,
-// writing it on first use. The directory is named by the hash of the files,
-// so that every version of this package has its own and processes share it.
-func runtimeDir() (string, error) {
-	installOnce.Do(func() { installDir, installErr = installRuntime() })
-	return installDir, installErr
-}
-
-func installRuntime() (string, error) {
-	files, err := fs.Glob(runtimeFiles, "python/pypool_runtime/*.py")
+// exactly as embedded, under the install base chosen for installDir
+// (Config.InstallDir): see install.go for how it is verified, written and
+// cleaned up.
+func runtimeDir(installDir string) (string, error) {
+	t, err := runtimeTree()
 	if err != nil {
 		return "", err
 	}
-	hash := sha256.New()
-	contents := make(map[string][]byte, len(files))
-	for _, name := range files {
-		data, err := runtimeFiles.ReadFile(name)
-		if err != nil {
-			return "", err
-		}
-		contents[filepath.Base(name)] = data
-		fmt.Fprintf(hash, "%s\x00%d\x00", filepath.Base(name), len(data))
-		hash.Write(data)
-	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		base = os.TempDir()
-	}
-	dir := filepath.Join(base, "pypool", "runtime-"+hex.EncodeToString(hash.Sum(nil))[:16])
-	if _, err := os.Stat(filepath.Join(dir, "pypool_runtime", "worker.py")); err == nil {
-		return dir, nil
-	}
-	if err := writeRuntime(dir, contents); err != nil {
-		return "", fmt.Errorf("pypool: installing the Python runtime in %s: %w", dir, err)
-	}
-	return dir, nil
-}
-
-// writeRuntime writes the files into a temporary directory beside dir and
-// renames it into place, so that no process ever sees half a runtime.
-func writeRuntime(dir string, contents map[string][]byte) error {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-runtime-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp) // a no-op once renamed
-	pkg := filepath.Join(tmp, "pypool_runtime")
-	if err := os.Mkdir(pkg, 0o755); err != nil {
-		return err
-	}
-	for name, data := range contents {
-		if err := os.WriteFile(filepath.Join(pkg, name), data, 0o644); err != nil {
-			return err
-		}
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		// Another process may have installed the same runtime meanwhile.
-		if _, statErr := os.Stat(filepath.Join(dir, "pypool_runtime", "worker.py")); statErr == nil {
-			return nil
-		}
-		return err
-	}
-	return nil
+	return install(installDir, t)
 }
 
 // exitUnsupportedPython is the exit status of the bootstrap on a Python

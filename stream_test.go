@@ -474,3 +474,16 @@ func TestStreamBreakSlowGenerator(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, pool.Stats().Crashes)
 }
+
+// TestStreamModules: a generator of another configured module, named
+// "module.function", streams as a call of it would run.
+func TestStreamModules(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Modules = []string{"pypool_streammod"}
+	pool := newTestPool(t, cfg)
+	items, err := collect(t, pool.Stream(testCtx(t), "pypool_streammod.numbers", 3))
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(0), int64(1), int64(2)}, items)
+	_, err = collect(t, pool.Stream(testCtx(t), "os.walk", "."))
+	require.ErrorIs(t, err, ErrFunctionNotFound)
+}

@@ -1,29 +1,34 @@
 // Command duplicate is pypool's first example: it starts a pool of Python
-// workers that import my_module.py (beside this file) and calls
-// duplicate_text("testing").
+// workers that import my_module.py and calls duplicate_text("testing").
+//
+// my_module.py is embedded in the binary (Config.PythonFS), so the built
+// program runs from any directory, with no Python file beside it:
 //
 //	go run ./examples/duplicate
+//	go build -o /tmp/duplicate ./examples/duplicate && cd / && /tmp/duplicate
 package main
 
 import (
 	"context"
+	"embed"
 	"fmt"
 	"log"
-	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/pypool/pypool"
 )
+
+//go:embed my_module.py
+var python embed.FS
 
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
 	pool, err := pypool.New(ctx, pypool.Config{
-		Module:     "my_module",
-		PythonPath: []string{sourceDir()},
-		Size:       2,
+		Module:   "my_module",
+		PythonFS: python,
+		Size:     2,
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -35,14 +40,4 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Println(out)
-}
-
-// sourceDir returns the directory of this file, where my_module.py is, so
-// that the example runs from any working directory.
-func sourceDir() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "."
-	}
-	return filepath.Dir(file)
 }

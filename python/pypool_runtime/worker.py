@@ -3,7 +3,7 @@
 Go starts it as::
 
     python3 -E -c "import sys;sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])" \\
-        RUNTIME_DIR --module MODULE [--path DIR]... [--max-message BYTES] [--codec auto|pure] \\
+        RUNTIME_DIR --module MODULE [--module MODULE]... [--path DIR]... [--max-message BYTES] [--codec auto|pure] \\
         [--shm-fd FD --shm-threshold BYTES --shm-limit BYTES] [--dump-fd FD]
 
 and talks to it over the original stdin/stdout with frames: a 4-byte
@@ -81,7 +81,7 @@ _JOIN_LIMIT = codecs.JOIN_LIMIT
 _EXIT_GRACE_SECONDS = 10.0
 
 _USAGE = (
-    "usage: main(['--module', NAME, ('--path', DIR)..., ('--max-message', BYTES), ('--codec', 'auto'|'pure'),"
+    "usage: main(['--module', NAME, ('--module', NAME)..., ('--path', DIR)..., ('--max-message', BYTES), ('--codec', 'auto'|'pure'),"
     " ('--shm-fd', FD, '--shm-threshold', BYTES, '--shm-limit', BYTES), ('--dump-fd', FD),"
     " ('--setup', FUNCTION, ('--setup-args', BASE64))])"
 )
@@ -96,11 +96,12 @@ class Options:
     a few ms of import at every worker start."""
 
     __slots__ = (
-        "module", "paths", "max_message", "codec", "shm_fd", "shm_threshold", "shm_limit", "dump_fd", "setup", "setup_args",
+        "module", "modules", "paths", "max_message", "codec", "shm_fd", "shm_threshold", "shm_limit", "dump_fd", "setup", "setup_args",
     )  # fmt: skip
 
     def __init__(self, module: str, paths: List[str], max_message: int, codec: str) -> None:
-        self.module = module
+        self.module = module  # the first --module: plain names and --setup resolve in it
+        self.modules = [module]
         self.paths = paths
         self.max_message = max_message
         self.codec = codec
@@ -119,7 +120,7 @@ class Options:
 
 def parse_args(argv: List[str]) -> Options:
     """Parse the worker's command line; ValueError explains a bad one."""
-    module: Optional[str] = None
+    modules: List[str] = []
     paths: List[str] = []
     max_message = DEFAULT_MAX_MESSAGE
     codec_name = "auto"
@@ -138,7 +139,7 @@ def parse_args(argv: List[str]) -> Options:
         elif flag in _SHM_FLAGS:
             shm_options[flag] = _non_negative(flag, value)
         elif flag == "--module":
-            module = value
+            modules.append(value)
         elif flag == "--path":
             paths.append(value)
         elif flag == "--max-message":
@@ -152,9 +153,10 @@ def parse_args(argv: List[str]) -> Options:
             codec_name = value
         else:
             raise ValueError("--codec must be auto or %s, not %r" % (codecs.PURE_NAME, value))
-    if not module:
+    if not modules or not all(modules):
         raise ValueError("--module is required; " + _USAGE)
-    options = Options(module, paths, max_message, codec_name)
+    options = Options(modules[0], paths, max_message, codec_name)
+    options.modules = modules
     options.dump_fd = dump_fd
     options.setup, options.setup_args = setup["--setup"], setup["--setup-args"]
     if options.setup_args and not options.setup:
@@ -445,6 +447,18 @@ def public_functions(module: Any) -> Dict[str, Callable[..., Any]]:
     return {name: value for name, value in candidates.items() if not name.startswith("_") and callable(value)}
 
 
+def callable_functions(modules: List[Any]) -> Dict[str, Callable[..., Any]]:
+    """The names Go may call: "module.function" for the public functions of
+    every configured module, and the plain "function" for those of the
+    first. One dict lookup per call, whatever the number of modules."""
+    functions: Dict[str, Callable[..., Any]] = {}
+    for module in modules:
+        for name, function in public_functions(module).items():
+            functions[module.__name__ + "." + name] = function
+    functions.update(public_functions(modules[0]))
+    return functions
+
+
 # PING_FUNCTION is the runtime's own no-op, which Go's Pool.Ping calls. Its
 # name is private, so no function of the user's module can take it.
 PING_FUNCTION = "_pypool_ping"
@@ -463,8 +477,10 @@ class Worker:
         reader: FrameReader,
         out_fd: int,
         max_message: int,
+        modules: Optional[List[str]] = None,
     ) -> None:
         self._module_name = module_name
+        self._modules = modules or [module_name]
         self._functions = functions
         self._packb = codec.packb
         self._unpackb = codec.unpackb
@@ -741,15 +757,25 @@ class Worker:
         _write_all(self._out_fd, parts)
 
     def _not_found(self, name: str) -> str:
-        if name.startswith("_"):
+        module, _, function = name.rpartition(".")
+        if function.startswith("_"):
             return "%r is private: names starting with '_' cannot be called" % name
-        if "." in name:
-            return "%r: dotted names are not allowed; only functions of module %r can be called" % (
+        if module and module not in self._modules:
+            if len(self._modules) == 1:
+                return "%r: dotted names are not allowed; only functions of module %r can be called" % (
+                    name,
+                    self._module_name,
+                )
+            return "%r: %r is not a configured module; only functions of modules %s can be called" % (
                 name,
-                self._module_name,
+                module,
+                ", ".join(repr(m) for m in self._modules),
             )
-        available = ", ".join(sorted(n for n in self._functions if n != PING_FUNCTION)) or "(none)"
-        return "%s has no public function %r; available: %s" % (self._module_name, name, available)
+        module = module or self._module_name
+        prefix = module + "."
+        names = (n[len(prefix) :] for n in self._functions if n.startswith(prefix))
+        available = ", ".join(sorted(n for n in names if "." not in n)) or "(none)"  # not a submodule's
+        return "%s has no public function %r; available: %s" % (module, function, available)
 
     def _send_error(self, call_id: int, code: str, type_: str, message: str, tb: str = "") -> None:
         message, tb = _utf8_safe(message), _utf8_safe(tb)
@@ -857,8 +883,10 @@ def _setup_error(module_name: str, setup: str, exc: BaseException) -> List[str]:
     return ["setup_failed", type_name(exc), _utf8_safe(message), _utf8_safe(format_traceback(exc))]
 
 
-def _import_error(module_name: str, exc: BaseException) -> List[str]:
+def _import_error(module_name: str, exc: BaseException, several: bool = False) -> List[str]:
     message = exception_message(exc)
+    if several:  # say which of the configured modules failed
+        message = "module %r: %s" % (module_name, message)
     missing = getattr(exc, "name", None)
     if (
         isinstance(exc, ModuleNotFoundError)
@@ -922,18 +950,21 @@ def main(argv: List[str]) -> None:
 
     # User code imports the runtime's public API as "pypool" (from pypool
     # import call_go): the package itself under a second name, no import;
-    # not when the user's own module is a "pypool".
-    if options.module.partition(".")[0] != "pypool":
+    # not when one of the user's own modules is a "pypool".
+    if all(name.partition(".")[0] != "pypool" for name in options.modules):
         sys.modules.setdefault("pypool", sys.modules[__package__])
     try:
-        try:
-            __import__(options.module)  # the import statement's machinery trims importlib's frames
-            module = sys.modules[options.module]
-        except BaseException as exc:
+        modules = []
+        for name in options.modules:
             try:
-                hello(_import_error(options.module, exc))
-            finally:
-                _exit(EXIT_IMPORT_FAILED)
+                __import__(name)  # the import statement's machinery trims importlib's frames
+                modules.append(sys.modules[name])
+            except BaseException as exc:
+                try:
+                    hello(_import_error(name, exc, len(options.modules) > 1))
+                finally:
+                    _exit(EXIT_IMPORT_FAILED)
+        module = modules[0]
         setup_seconds = 0.0
         if options.setup:
             started = time.monotonic()
@@ -947,9 +978,9 @@ def main(argv: List[str]) -> None:
             setup_seconds = time.monotonic() - started
         hello(None, setup_seconds)
         reader = FrameReader(proto_in, options.max_message)
-        functions = public_functions(module)
+        functions = callable_functions(modules)
         functions[PING_FUNCTION] = _ping
-        Worker(options.module, functions, codec, reader, proto_out, options.max_message).serve()
+        Worker(options.module, functions, codec, reader, proto_out, options.max_message, options.modules).serve()
     except ProtocolViolation as exc:
         _exit(EXIT_PROTOCOL, "protocol violation: %s" % exc)
     except BrokenPipeError:

@@ -307,6 +307,38 @@ class WorkerTest(WorkerTestBase):
         self.assertError(worker.call("CONSTANT"), 1, "function_not_found", "AttributeError")
         self.assertError(worker.call("_hidden_but_listed"), 1, "function_not_found", "AttributeError")
 
+    def test_several_modules(self) -> None:
+        """With --module given twice, "module.function" reaches either module's
+        public functions, a plain name the first module's, and nothing else."""
+        worker = self.start_ready("sample_module", "--module", "sample_all")
+        self.assertEqual(worker.call("echo", 1), [RESULT, 1, 1])
+        self.assertEqual(worker.call("sample_module.echo", 2), [RESULT, 1, 2])
+        self.assertEqual(worker.call("sample_all.listed"), [RESULT, 1, "listed"])
+        self.assertEqual(worker.call("sample_all.basename", "/a/b.txt"), [RESULT, 1, "b.txt"])
+        cases = {
+            "listed": "sample_module has no public function 'listed'",  # plain names: the first module's
+            "sample_all.not_listed": "sample_all has no public function 'not_listed'; available: basename, listed",
+            "sample_all._hidden_but_listed": "'sample_all._hidden_but_listed' is private: names starting with '_' cannot be called",
+            "sample_module._private": "'sample_module._private' is private: names starting with '_' cannot be called",
+            "os.system": "'os.system': 'os' is not a configured module; only functions of modules 'sample_module', 'sample_all' can be called",
+            "sample_all.basename.__globals__": "'sample_all.basename.__globals__' is private: names starting with '_' cannot be called",
+            "sample_module.os.system": "'sample_module.os.system': 'sample_module.os' is not a configured module; only functions of modules 'sample_module', 'sample_all' can be called",
+            "sample_all.CONSTANT": "sample_all has no public function 'CONSTANT'",
+        }  # fmt: skip
+        for i, (name, message) in enumerate(cases.items()):
+            with self.subTest(name=name):
+                reply = worker.call(name, call_id=i)
+                self.assertError(reply, i, "function_not_found", "AttributeError")
+                self.assertTrue(reply[4].startswith(message), reply[4])
+        self.assertAlive(worker)
+
+    def test_import_failure_of_a_second_module_names_it(self) -> None:
+        worker = self.start("sample_module", "--module", "sample_broken")
+        hello = worker.read()
+        worker.close()
+        self.assertEqual(hello[5][:2], ["import_failed", "RuntimeError"])
+        self.assertEqual(hello[5][2], "module 'sample_broken': sample_broken is broken on purpose")
+
     def test_bad_arguments(self) -> None:
         worker = self.start_ready()
         # A call whose argument is not valid UTF-8: the head still decodes.

@@ -1,0 +1,5 @@
+"""A module two levels down."""
+
+
+def where():
+    return __name__
