@@ -8,12 +8,11 @@ package main
 
 import (
 	"context"
+	"embed"
 	"fmt"
 	"io"
 	"log"
 	"os"
-	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/pypool/pypool"
@@ -26,6 +25,12 @@ type User struct {
 }
 
 var users = map[int64]User{1: {"Ada", "admin"}, 2: {"Grace", "operator"}}
+
+// The module is embedded in the binary (Config.PythonFS): the built
+// program runs from any directory.
+//
+//go:embed callback_module.py
+var python embed.FS
 
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -52,10 +57,10 @@ func run(ctx context.Context, out io.Writer) error {
 		},
 	}
 	pool, err := pypool.New(ctx, pypool.Config{
-		Module:     "callback_module",
-		PythonPath: []string{sourceDir()},
-		Size:       1, // nested callbacks need no second worker
-		Callbacks:  callbacks,
+		Module:    "callback_module",
+		PythonFS:  python,
+		Size:      1, // nested callbacks need no second worker
+		Callbacks: callbacks,
 	})
 	if err != nil {
 		return err
@@ -75,13 +80,4 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintln(out, steps)
 	return nil
-}
-
-// sourceDir returns the directory of this file, where callback_module.py is.
-func sourceDir() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "."
-	}
-	return filepath.Dir(file)
 }

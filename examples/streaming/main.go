@@ -8,12 +8,11 @@ package main
 
 import (
 	"context"
+	"embed"
 	"fmt"
 	"io"
 	"log"
 	"os"
-	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/pypool/pypool"
@@ -25,6 +24,12 @@ type Square struct {
 	Square int `msgpack:"square"`
 }
 
+// The module is embedded in the binary (Config.PythonFS): the built
+// program runs from any directory.
+//
+//go:embed stream_module.py
+var python embed.FS
+
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -35,9 +40,9 @@ func main() {
 
 func run(ctx context.Context, out io.Writer) error {
 	pool, err := pypool.New(ctx, pypool.Config{
-		Module:     "stream_module",
-		PythonPath: []string{sourceDir()},
-		Size:       1,
+		Module:   "stream_module",
+		PythonFS: python,
+		Size:     1,
 	})
 	if err != nil {
 		return err
@@ -70,13 +75,4 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "streamed %d records\n", n)
 	return nil
-}
-
-// sourceDir returns the directory of this file, where stream_module.py is.
-func sourceDir() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "."
-	}
-	return filepath.Dir(file)
 }
