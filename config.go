@@ -41,6 +41,35 @@ func (s Strategy) String() string {
 	return "Strategy(" + strconv.Itoa(int(s)) + ")"
 }
 
+// StartMethod says how a pool starts its workers.
+type StartMethod int
+
+const (
+	// StartExec starts each worker as its own python3 process, which
+	// imports the runtime and Module: a start costs an interpreter's start
+	// plus the module's import. The default.
+	StartExec StartMethod = iota
+	// StartForkServer starts one template process per pool that imports
+	// the runtime, Module and Config.Preload once; each worker is then
+	// forked from it, ready in about a millisecond and sharing the
+	// template's memory until it writes to it. Linux only (5.3 or newer,
+	// Python 3.9 or newer); elsewhere, and when the template cannot start,
+	// the pool logs why and uses StartExec. See the README's "Fork server"
+	// section for what a module must not do at import time.
+	StartForkServer
+)
+
+// String returns "exec" or "forkserver".
+func (m StartMethod) String() string {
+	switch m {
+	case StartExec:
+		return "exec"
+	case StartForkServer:
+		return "forkserver"
+	}
+	return "StartMethod(" + strconv.Itoa(int(m)) + ")"
+}
+
 // Config configures a Pool. The zero value of every field except Module means
 // its documented default.
 type Config struct {
@@ -92,6 +121,23 @@ type Config struct {
 	// "": none.
 	SetUp     string
 	SetUpArgs []any
+
+	// StartMethod says how workers start: StartExec (the default) or
+	// StartForkServer.
+	StartMethod StartMethod
+
+	// Preload lists modules, besides Module, that the fork server's
+	// template imports before it forks any worker (StartForkServer only):
+	// heavy dependencies such as "numpy" whose import every worker would
+	// otherwise pay for. Default: none.
+	Preload []string
+
+	// PreloadSetUp runs SetUp once, in the fork server's template, instead
+	// of in each worker (StartForkServer only): for a set-up that only
+	// builds memory (a model loaded into Python objects), which the
+	// workers then share. Leave it false for a set-up that opens files,
+	// sockets or threads: those must be each worker's own. Default false.
+	PreloadSetUp bool
 
 	// PythonPath lists directories put first on the worker's sys.path
 	// (after PythonFS's directory).
@@ -269,6 +315,17 @@ func (c Config) withDefaults() (Config, error) {
 	if c.SetUp != "" && !pythonName.MatchString(c.SetUp) {
 		return c, fmt.Errorf("pypool: Config.SetUp %q is not the name of a function of the module, such as \"load_model\"", c.SetUp)
 	}
+	if c.StartMethod != StartExec && c.StartMethod != StartForkServer {
+		return c, fmt.Errorf("pypool: Config.StartMethod is %v: use pypool.StartExec or pypool.StartForkServer", c.StartMethod)
+	}
+	for _, m := range c.Preload {
+		if !moduleName.MatchString(m) {
+			return c, fmt.Errorf("pypool: Config.Preload entry %q is not a Python module name such as \"numpy\"", m)
+		}
+	}
+	if c.PreloadSetUp && c.SetUp == "" {
+		return c, fmt.Errorf("pypool: Config.PreloadSetUp is set but Config.SetUp is empty: name the function to preload")
+	}
 	if c.PythonFS == nil && c.PythonFSRoot != "" {
 		return c, fmt.Errorf("pypool: Config.PythonFSRoot is set but Config.PythonFS is nil: give the fs.FS (an embed.FS) it is a directory of")
 	}
@@ -403,6 +460,8 @@ func (c Config) spec(python *interpreter, runtimeDir, codeDir string) (*workerSp
 		logger:          c.Logger,
 		callbacks:       c.callbacks(),
 		interruptGrace:  c.InterruptGrace,
+		preload:         c.Preload,
+		preloadSetUp:    c.PreloadSetUp,
 	}, nil
 }
 

@@ -248,6 +248,9 @@ func TestCrashLoopBacksOffAndHeals(t *testing.T) {
 	require.NoError(t, os.WriteFile(goFlag, nil, 0o644)) // failing starts fail at once
 	cfg := testConfig(t)
 	cfg.Module = "pypool_gated"
+	if testStartMethod() == StartForkServer {
+		cfg.SetUp = "gate" // forked workers do not import the module: they run its set-up
+	}
 	cfg.Size = 2
 	cfg.Env = []string{"PYPOOL_FAIL_FLAG=" + failFlag, "PYPOOL_GO_FLAG=" + goFlag}
 	pool := newTestPool(t, cfg)

@@ -28,6 +28,11 @@ const (
 	msgStartFailed     = "pypool: worker failed to start" // Error: error, fatal
 	msgNewFailed       = "pypool: pool failed to start"   // Error: module, size, error; once per failed New
 	msgCallbackPanic   = "pypool: Go callback panicked"   // Error: callback, panic, stack; Python gets a GoError
+
+	msgForkServerStarted  = "pypool: fork server started"                                   // Debug: forkserver (pid), module
+	msgForkServerExited   = "pypool: fork server exited"                                    // Warn: exit status; it is restarted after retry_in
+	msgForkServerFallback = "pypool: fork server failed to start; starting workers by exec" // Warn: error, retry_in when restarting
+	msgForkServerStuck    = "pypool: fork server did not answer; killing it"                // Warn: timeout
 )
 
 // setCurrent records fn as the function of the call in progress.

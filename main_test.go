@@ -21,6 +21,19 @@ import (
 // default bound: go test -run TestChaos -pypool.soak=10m
 var soak = flag.Duration("pypool.soak", 0, "run TestChaos for this long instead of its default bound")
 
+// startMethod makes the tests' pools (testConfig, newTestPool) start their
+// workers this way: CI runs the key scenarios again with
+// -pypool.start=forkserver.
+var startMethod = flag.String("pypool.start", "exec", "start method of the tests' pools: exec or forkserver")
+
+// testStartMethod is the start method -pypool.start names.
+func testStartMethod() StartMethod {
+	if *startMethod == "forkserver" {
+		return StartForkServer
+	}
+	return StartExec
+}
+
 // TestMain runs the tests, then fails if any goroutine of this package or
 // any child process of the test binary is left behind.
 func TestMain(m *testing.M) {
@@ -51,9 +64,23 @@ func checkLeaks() error {
 		return fmt.Errorf("goroutines leaked:\n%s", leaked)
 	}
 	if kids := childProcesses(); len(kids) > 0 {
-		return fmt.Errorf("child processes left behind: %v", kids)
+		return fmt.Errorf("worker processes left behind: %v", kids)
+	}
+	if templates := forkServerTemplates(); len(templates) > 0 {
+		return fmt.Errorf("fork server templates left behind: %v", templates)
 	}
 	return nil
+}
+
+// isZombie reports whether pid has exited and awaits its reaping.
+func isZombie(pid int) bool {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(fields) > 0 && fields[0] == "Z"
 }
 
 func pypoolGoroutines() string {
@@ -68,21 +95,54 @@ func pypoolGoroutines() string {
 	return strings.Join(leaked, "\n\n")
 }
 
-// childProcesses lists the pids whose parent is this process.
+// childProcesses lists the live worker processes of this test binary: its
+// children, but for fork server templates, and the workers its templates
+// forked, which are not its children (and, once their template died, not
+// even its descendants).
 func childProcesses() []int {
-	entries, _ := os.ReadDir("/proc")
 	var kids []int
 	me := os.Getpid()
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if parentPid(pid) == me {
+	for _, pid := range allPids() {
+		forked := isForkServerProcess(pid)
+		switch parent := parentPid(pid); {
+		case parent == me && !forked:
+			kids = append(kids, pid)
+		case parent != me && forked && !isZombie(pid):
 			kids = append(kids, pid)
 		}
 	}
 	return kids
+}
+
+// forkServerTemplates lists the fork server templates this process runs.
+func forkServerTemplates() []int {
+	var found []int
+	for _, pid := range allPids() {
+		if isForkServerProcess(pid) && parentPid(pid) == os.Getpid() {
+			found = append(found, pid)
+		}
+	}
+	return found
+}
+
+func allPids() []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// isForkServerProcess reports whether pid is a fork server template of this
+// process or a worker one forked: a forked worker shares its template's
+// command line, which names this process as the host.
+func isForkServerProcess(pid int) bool {
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	host := "\x00--host-pid\x00" + strconv.Itoa(os.Getpid()) + "\x00"
+	return err == nil && strings.Contains(string(cmdline), "pypool_runtime.forkserver") && strings.Contains(string(cmdline), host)
 }
 
 func parentPid(pid int) int {
@@ -103,10 +163,11 @@ func parentPid(pid int) int {
 // testConfig is a pool of the test module with one worker.
 func testConfig(t testing.TB) Config {
 	return Config{
-		Module:     "pypool_testmod",
-		PythonPath: []string{"testdata/pymod"},
-		Size:       1,
-		Logger:     testLogger(t),
+		Module:      "pypool_testmod",
+		PythonPath:  []string{"testdata/pymod"},
+		Size:        1,
+		Logger:      testLogger(t),
+		StartMethod: testStartMethod(),
 	}
 }
 
@@ -115,6 +176,9 @@ func newTestPool(t testing.TB, cfg Config) *Pool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if cfg.StartMethod == StartExec {
+		cfg.StartMethod = testStartMethod()
+	}
 	pool, err := New(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {

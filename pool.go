@@ -52,10 +52,14 @@ type Pool struct {
 	startFails uint64
 	recycled   uint64
 
-	backoff   startBackoff
-	calls     atomic.Uint64 // calls sent to a worker
-	callStats callCounters
-	observers atomic.Pointer[[]CallObserver] // Pool.Observe
+	backoff startBackoff
+	// The fork server (Config.StartForkServer): the running template, nil
+	// when there is none, and its own backoff.
+	forks       atomic.Pointer[forkServer]
+	forkBackoff startBackoff
+	calls       atomic.Uint64 // calls sent to a worker
+	callStats   callCounters
+	observers   atomic.Pointer[[]CallObserver] // Pool.Observe
 }
 
 // New starts a pool of cfg.Size workers and returns when all of them have
@@ -99,6 +103,9 @@ func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 		closeDone: make(chan struct{}),
 	}
 	p.lifetime, p.endLife = context.WithCancel(context.Background())
+	if cfg.StartMethod == StartForkServer {
+		p.startForkServer(ctx)
+	}
 	if err := p.fill(ctx); err != nil {
 		p.log.Error(msgNewFailed, "module", strings.Join(cfg.modules(), ", "), "size", cfg.Size, "error", err)
 		p.Close(context.Background())
@@ -416,6 +423,8 @@ func (p *Pool) Close(ctx context.Context) error {
 		p.killAll(func(s workerState) bool { return s == stateStopping })
 		<-stopped
 	}
+	// After the workers, so that their exit statuses were still reported.
+	p.stopForkServer()
 	return err
 }
 

@@ -359,6 +359,9 @@ func TestFailedStartWakesWaiters(t *testing.T) {
 	failFlag, goFlag := filepath.Join(dir, "fail"), filepath.Join(dir, "go")
 	cfg := testConfig(t)
 	cfg.Module = "pypool_gated"
+	if testStartMethod() == StartForkServer {
+		cfg.SetUp = "gate" // forked workers do not import the module: they run its set-up
+	}
 	cfg.MaxOverflow = 1
 	cfg.Env = []string{"PYPOOL_FAIL_FLAG=" + failFlag, "PYPOOL_GO_FLAG=" + goFlag}
 	pool := newTestPool(t, cfg)

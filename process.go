@@ -66,12 +66,15 @@ type workerSpec struct {
 	logger          *slog.Logger
 	callbacks       map[string]Callback // Config.Callbacks; nil: none
 	interruptGrace  time.Duration       // Config.InterruptGrace
+	preload         []string            // Config.Preload, for the fork server
+	preloadSetUp    bool                // Config.PreloadSetUp
 }
 
 // process is one running python3 worker.
 type process struct {
 	spec    *workerSpec
-	cmd     *exec.Cmd
+	forks   *forkServer // the template that forks it; nil: it is started as its own python3
+	os      osProcess
 	pid     int
 	hello   hello
 	started time.Time
@@ -116,14 +119,18 @@ type process struct {
 // startProcess starts a worker and waits for its handshake. onExit is called
 // once, from the goroutine that reaps the process, after it has exited (or
 // at once if it could not be started at all).
-func startProcess(ctx context.Context, spec *workerSpec, onExit func(*process)) (*process, error) {
+//
+// With forks not nil, the worker is forked by that fork server's template;
+// if the template is gone, it is started as its own python3 instead.
+func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onExit func(*process)) (*process, error) {
 	p := &process{
 		spec:       spec,
+		forks:      forks,
 		exited:     make(chan struct{}),
 		afterFired: make(chan struct{}, 1),
 		encoder:    newCallEncoder(spec.maxMessageSize, &spec.codec),
 	}
-	if err := p.start(); err != nil {
+	if err := p.start(ctx); err != nil {
 		onExit(p)
 		return nil, err
 	}
@@ -157,7 +164,7 @@ func closeFiles(files ...*os.File) {
 }
 
 // start launches the process with its pipes and output forwarders.
-func (p *process) start() error {
+func (p *process) start(ctx context.Context) error {
 	pipes, err := openPipes()
 	if err != nil {
 		return err
@@ -167,15 +174,16 @@ func (p *process) start() error {
 	setPipeSize(inW, pipeSize)
 	setPipeSize(outR, pipeSize)
 
-	cmd := exec.Command(p.spec.python.path(), p.spec.args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
-	cmd.ExtraFiles = []*os.File{logW} // fd 3: the worker's own stdout
+	// The child's descriptors, from 0: stdin, stdout, stderr, its own
+	// stdout (the log stream), the shared memory (sharedMemoryFd), the
+	// Python stack dumps (dumpFd).
+	child := []*os.File{inR, outW, errW, logW}
 	if p.spec.sharedThreshold > 0 {
 		if p.shm, err = newSharedMem(p.spec.maxMessageSize); err != nil {
 			closeFiles(pipes[:]...)
 			return fmt.Errorf("%w: creating its shared memory: %v", ErrWorkerStart, err)
 		}
-		cmd.ExtraFiles = append(cmd.ExtraFiles, p.shm.file) // fd 4 (sharedMemoryFd)
+		child = append(child, p.shm.file)
 		p.encoder.shared, p.encoder.sharedFrom = p.shm, p.spec.sharedThreshold
 	}
 	dumpR, dumpW, err := os.Pipe()
@@ -186,28 +194,102 @@ func (p *process) start() error {
 		}
 		return fmt.Errorf("%w: creating pipes: %v", ErrWorkerStart, err)
 	}
-	cmd.Args = append(cmd.Args, "--dump-fd", strconv.Itoa(3+len(cmd.ExtraFiles)))
-	cmd.ExtraFiles = append(cmd.ExtraFiles, dumpW) // the Python stack dumps
+	child = append(child, dumpW)
 	p.codec = p.spec.codec
 	p.codec.shared = p.shm
-	cmd.Env = p.spec.env
-	cmd.Dir = p.spec.dir
-	cmd.SysProcAttr = workerSysProcAttr()
-	err = startLocked(cmd)
+	proc, err := p.launch(ctx, child)
 	closeFiles(inR, outW, errW, logW, dumpW) // the child's ends
 	if err != nil {
 		closeFiles(inW, outR, errR, logR, dumpR)
 		if p.shm != nil {
 			p.shm.retire()
 		}
-		return fmt.Errorf("%w: running %s: %v", ErrWorkerStart, cmd.Path, err)
+		return err
 	}
-	p.cmd, p.pid, p.started = cmd, cmd.Process.Pid, time.Now()
+	p.os, p.pid, p.started = proc, proc.pid(), time.Now()
 	p.toWorker, p.fromWorker = inW, outR
 	p.reader = newFrameReader(outR, p.spec.maxMessageSize)
 	p.stderr.lines = make([]string, 0, stderrTailLines)
 	p.startForwarders(errR, logR, dumpR)
 	return nil
+}
+
+// launch starts the OS process with the descriptors child (0, 1, 2, then
+// the extra files in order): forked by the pool's fork server, or, without
+// one or when its template is gone, as its own python3.
+func (p *process) launch(ctx context.Context, child []*os.File) (osProcess, error) {
+	if p.forks != nil {
+		proc, err := p.forks.fork(ctx, child)
+		if !errors.Is(err, errForkServerDown) {
+			return proc, err
+		}
+	}
+	return p.spec.execWorker(child)
+}
+
+// execWorker starts a worker as its own python3 process.
+func (spec *workerSpec) execWorker(child []*os.File) (osProcess, error) {
+	cmd := exec.Command(spec.python.path(), spec.args...)
+	cmd.Args = append(cmd.Args, "--dump-fd", strconv.Itoa(len(child)-1))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = child[0], child[1], child[2]
+	cmd.ExtraFiles = child[3:]
+	cmd.Env = spec.env
+	cmd.Dir = spec.dir
+	cmd.SysProcAttr = workerSysProcAttr()
+	if err := startLocked(cmd); err != nil {
+		return nil, fmt.Errorf("%w: running %s: %v", ErrWorkerStart, cmd.Path, err)
+	}
+	return execProcess{cmd}, nil
+}
+
+// osProcess is the operating system's process behind a worker: one that
+// the Go process started (execProcess), or one that a fork server's
+// template forked (forkedProcess, forkserver.go).
+type osProcess interface {
+	pid() int
+	// wait blocks until the process has exited and says how it ended.
+	wait() exitStatus
+	// signal sends sig to the process (not to its group); a no-op once it
+	// exited.
+	signal(sig syscall.Signal)
+	// path names what runs, for error messages.
+	path() string
+}
+
+// exitStatus is how a process ended: its exit code (-1 when killed by a
+// signal or unknown) and, if a signal ended it, the signal's name (or why
+// the status is unknown).
+type exitStatus struct {
+	code   int
+	signal string
+}
+
+// waitStatus reads a wait(2) status.
+func waitStatus(ws syscall.WaitStatus) exitStatus {
+	st := exitStatus{code: ws.ExitStatus()}
+	if ws.Signaled() {
+		st.signal = ws.Signal().String()
+	}
+	return st
+}
+
+// execProcess is a worker started as its own python3.
+type execProcess struct{ cmd *exec.Cmd }
+
+func (e execProcess) pid() int     { return e.cmd.Process.Pid }
+func (e execProcess) path() string { return e.cmd.Path }
+
+func (e execProcess) signal(sig syscall.Signal) { _ = e.cmd.Process.Signal(sig) }
+
+func (e execProcess) wait() exitStatus {
+	err := e.cmd.Wait()
+	if e.cmd.ProcessState == nil {
+		return exitStatus{code: -1, signal: fmt.Sprint(err)}
+	}
+	if ws, ok := e.cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+		return waitStatus(ws)
+	}
+	return exitStatus{code: e.cmd.ProcessState.ExitCode()}
 }
 
 // startLocked starts cmd from a goroutine locked to its OS thread. Linux
@@ -244,7 +326,7 @@ func (p *process) handshake(ctx context.Context) error {
 		exitErr.cause = ErrWorkerStart
 		if exitErr.ExitCode == exitUnsupportedPython && len(exitErr.Stderr) > 0 {
 			// Not a *WorkerExitError: it is fatal, a restart cannot help.
-			return fmt.Errorf("%w: %s: %s (set Config.Python)", ErrWorkerStart, p.cmd.Path, exitErr.Stderr[len(exitErr.Stderr)-1])
+			return fmt.Errorf("%w: %s: %s (set Config.Python)", ErrWorkerStart, p.os.path(), exitErr.Stderr[len(exitErr.Stderr)-1])
 		}
 		return &exitErr
 	default:
@@ -623,7 +705,7 @@ func (p *process) signal(sig syscall.Signal) {
 	select {
 	case <-p.exited:
 	default:
-		_ = syscall.Kill(p.pid, sig)
+		p.os.signal(sig)
 	}
 }
 
@@ -662,7 +744,7 @@ func (p *process) sigkill() {
 	case <-p.exited:
 	default:
 		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
-		_ = p.cmd.Process.Kill() // in case it left its group
+		p.os.signal(syscall.SIGKILL) // in case it left its group
 	}
 }
 
@@ -683,10 +765,10 @@ func (p *process) stop(grace time.Duration) {
 
 // watchExit reaps the process, records how it ended and calls onExit.
 func (p *process) watchExit(onExit func(*process)) {
-	waitErr := p.cmd.Wait()
+	status := p.os.wait()
 	p.crashed = !p.stopping.Load()
 	p.stderr.drained(outputDrainTimeout)
-	p.exitErr = newExitError(p.pid, p.cmd.ProcessState, waitErr, p.stderr.last())
+	p.exitErr = &WorkerExitError{Pid: p.pid, ExitCode: status.code, Signal: status.signal, Stderr: p.stderr.last(), cause: ErrWorkerCrashed}
 	p.toWorker.Close()
 	p.fromWorker.Close()
 	if p.shm != nil {
@@ -694,19 +776,6 @@ func (p *process) watchExit(onExit func(*process)) {
 	}
 	close(p.exited)
 	onExit(p)
-}
-
-func newExitError(pid int, state *os.ProcessState, waitErr error, stderr []string) *WorkerExitError {
-	e := &WorkerExitError{Pid: pid, ExitCode: -1, Stderr: stderr, cause: ErrWorkerCrashed}
-	if state == nil {
-		e.Signal = fmt.Sprint(waitErr)
-		return e
-	}
-	e.ExitCode = state.ExitCode()
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		e.Signal = ws.Signal().String()
-	}
-	return e
 }
 
 // startForwarders copies the worker's stderr and stdout to the logger, line

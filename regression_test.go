@@ -36,6 +36,9 @@ func newHeldStarts(t *testing.T, size, overflow int, tune func(*Config)) *heldSt
 	h := &heldStarts{rec: newLogRecorder(), flag: filepath.Join(t.TempDir(), "hold"), seen: map[int]bool{}}
 	cfg := testConfig(t)
 	cfg.Module = "pypool_slowstart"
+	if testStartMethod() == StartForkServer {
+		cfg.SetUp = "hold" // forked workers do not import the module: they run its set-up
+	}
 	cfg.Size, cfg.MaxOverflow = size, overflow
 	cfg.Env = []string{"PYPOOL_HOLD_FLAG=" + h.flag}
 	cfg.Logger = slogNew(h.rec)

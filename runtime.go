@@ -100,3 +100,7 @@ func (in *interpreter) learn(executable string) {
 	in.command.Store(&executable)
 	knownExecutables.Store(in.key, executable)
 }
+
+// forkBootstrap is bootstrap for the fork server's template
+// (python/pypool_runtime/forkserver.py).
+var forkBootstrap = strings.Replace(bootstrap, "pypool_runtime.worker import", "pypool_runtime.forkserver import", 1)

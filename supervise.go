@@ -45,7 +45,7 @@ func (p *Pool) start(startedFor *waiter, why cause) {
 		return
 	}
 	p.wg.Add(1) // for the exit watcher, which ends in processExited
-	proc, err := startProcess(p.lifetime, p.spec, p.processExited)
+	proc, err := startProcess(p.lifetime, p.spec, p.forks.Load(), p.processExited)
 	p.started(startedFor, why, proc, err)
 }
 
@@ -233,7 +233,7 @@ func (p *Pool) fill(ctx context.Context) error {
 	for range p.cfg.Size {
 		p.wg.Add(1) // for the exit watcher
 		go func() {
-			proc, err := startProcess(ctx, p.spec, p.processExited)
+			proc, err := startProcess(ctx, p.spec, p.forks.Load(), p.processExited)
 			if err == nil {
 				p.mu.Lock()
 				if err = p.joinLocked(proc); err == nil {
@@ -252,4 +252,109 @@ func (p *Pool) fill(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// The fork server (Config.StartForkServer, forkserver.go) is supervised
+// here too: started by New, restarted with its own backoff when it dies,
+// stopped by Close once every worker has exited. While it is down, workers
+// are started as their own python3 (process.go's launch), and the workers
+// it forked keep serving.
+
+// startForkServer starts the pool's template for New. If it cannot start,
+// the pool logs why and starts its workers as their own python3.
+func (p *Pool) startForkServer(ctx context.Context) {
+	fs, err := startForkServer(ctx, p.spec, p.forkServerExited)
+	if err != nil {
+		p.log.Warn(msgForkServerFallback, "module", p.cfg.Module, "error", err)
+		return
+	}
+	p.forkServerStarted(fs)
+}
+
+// forkServerStarted makes fs the pool's template.
+func (p *Pool) forkServerStarted(fs *forkServer) {
+	p.forks.Store(fs)
+	p.log.Debug(msgForkServerStarted, "forkserver", fs.pid, "module", p.cfg.Module)
+}
+
+// forkServerExited runs in the template's watcher once it was reaped. Unless
+// the pool is closing, it has the template restarted after the backoff.
+func (p *Pool) forkServerExited(fs *forkServer) {
+	if !p.forks.CompareAndSwap(fs, nil) {
+		return // stopped by Close
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	if time.Since(fs.started) >= quickDeath {
+		p.forkBackoff.callSucceeded() // it lived: start the delays over
+	}
+	p.forkBackoff.diedYoung()
+	p.log.Warn(msgForkServerExited, "forkserver", fs.pid, "exit_code", fs.exited.code, "signal", fs.exited.signal,
+		"retry_in", p.forkBackoff.delay().Round(time.Millisecond))
+	p.wg.Add(1)
+	go p.restartForkServer()
+}
+
+// restartForkServer starts a new template after the backoff, again and
+// again until one starts or the pool closes.
+func (p *Pool) restartForkServer() {
+	defer p.wg.Done()
+	for {
+		if !p.awaitDelay(&p.forkBackoff) {
+			return
+		}
+		fs, err := startForkServer(p.lifetime, p.spec, p.forkServerExited)
+		if err == nil {
+			p.forkServerStarted(fs)
+			if p.lifetime.Err() != nil {
+				p.stopForkServer() // Close began meanwhile
+				return
+			}
+			p.recycleOrphans()
+			return
+		}
+		p.forkBackoff.failedStart(err)
+		p.log.Warn(msgForkServerFallback, "module", p.cfg.Module, "error", err,
+			"retry_in", p.forkBackoff.delay().Round(time.Millisecond))
+	}
+}
+
+// stopForkServer stops the template, if one runs.
+func (p *Pool) stopForkServer() {
+	if fs := p.forks.Swap(nil); fs != nil {
+		fs.stop(p.cfg.StopTimeout)
+	}
+}
+
+// awaitDelay waits out b's delay; false if the pool closed.
+func (p *Pool) awaitDelay(b *startBackoff) bool {
+	wait := b.delay()
+	if wait <= 0 {
+		return p.lifetime.Err() == nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-p.lifetime.Done():
+		return false
+	}
+}
+
+// recycleOrphans replaces the idle workers of a template that died, now
+// that a new one runs; busy ones are replaced at their check-in
+// (recycleReason).
+func (p *Pool) recycleOrphans() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pw := range p.idle.all() {
+		if reason := p.recycleReason(pw); reason.cause != causeNone {
+			p.recycleLocked(pw, reason)
+		}
+	}
+	p.reconcileLocked()
 }

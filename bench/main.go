@@ -61,7 +61,8 @@ func main() {
 	scenarios := map[string]func(context.Context){
 		"latency": b.latency, "throughput": b.throughput, "payload": b.payload,
 		"start": b.start, "new": b.newPool, "recovery": b.recovery, "sweep": b.sweep,
-		"array": b.array, "stream": b.stream,
+		"array": b.array, "stream": b.stream, "forkstart": b.forkStart, "forkrecovery": b.forkRecovery,
+		"forkmemory": b.forkMemory, "forkchaos": b.forkChaos,
 	}
 	selected := strings.Split(*only, ",")
 	if *plot != "" && !slices.Contains(selected, "sweep") {

@@ -203,10 +203,13 @@ def _text_stream(fd: int, write: bool) -> io.TextIOWrapper:
     return open(fd, "r", encoding="utf-8", errors="backslashreplace", closefd=False)
 
 
-def isolate_stdio() -> Tuple[int, int]:
+def isolate_stdio(new_streams: bool = True) -> Tuple[int, int]:
     """Move the protocol pipes away from fds 0 and 1, so that user code (print,
     os.write(1, ...) in Python or C, input()) cannot touch them. Returns the
-    protocol's (input fd, output fd), which child processes do not inherit."""
+    protocol's (input fd, output fd), which child processes do not inherit.
+    With new_streams False, sys.stdin, sys.stdout and sys.stderr are kept:
+    they already are _text_stream()s of fds 0, 1 and 2 (a fork server's
+    child inherits its template's)."""
     log_fd_open = _fd_is_open(3)  # tested first: the dups below may take fd 3
     proto_in = os.dup(0)  # os.dup makes non-inheritable descriptors
     proto_out = os.dup(1)
@@ -218,9 +221,10 @@ def isolate_stdio() -> Tuple[int, int]:
         os.close(3)
     else:
         os.dup2(2, 1)
-    sys.stdin = sys.__stdin__ = _text_stream(0, write=False)
-    sys.stdout = sys.__stdout__ = _text_stream(1, write=True)
-    sys.stderr = sys.__stderr__ = _text_stream(2, write=True)
+    if new_streams:
+        sys.stdin = sys.__stdin__ = _text_stream(0, write=False)
+        sys.stdout = sys.__stdout__ = _text_stream(1, write=True)
+        sys.stderr = sys.__stderr__ = _text_stream(2, write=True)
     return proto_in, proto_out
 
 
@@ -925,58 +929,89 @@ def enable_stack_dumps(fd: int) -> None:
         _exit(EXIT_PROTOCOL, "--dump-fd %d: %s" % (fd, exc))
 
 
-def main(argv: List[str]) -> None:
-    """Run the worker; returns (exit status 0) at the end of input."""
+def startup(argv: List[str]) -> Options:
+    """Phase 1 of a worker (and of the fork server's template): the command
+    line, sys.path and sys.argv. Exits with status 2 on a bad command line."""
     try:
         options = parse_args(argv)
     except ValueError as exc:
         _exit(EXIT_PROTOCOL, str(exc))
-    if options.shm_fd >= 0:
-        _open_shared_memory(options)
-    proto_in, proto_out = isolate_stdio()
-    if options.dump_fd >= 0:
-        enable_stack_dumps(options.dump_fd)
     fix_sys_path(options.paths)
     del sys.argv[1:]  # the runtime's arguments are not the user module's
-    signal.signal(signal.SIGINT, _on_sigint)
-    codec = codecs.load(options.codec)
-
-    def hello(error: Optional[List[str]], setup_seconds: float = 0.0) -> None:
-        python_version = sys.version.split()[0]
-        hello_fields = [
-            HELLO, PROTOCOL_VERSION, os.getpid(), python_version, codec.name, error, sys.executable or "", setup_seconds,
-        ]  # fmt: skip
-        write_frame(proto_out, codec.packb(hello_fields))
-
     # User code imports the runtime's public API as "pypool" (from pypool
     # import call_go): the package itself under a second name, no import;
     # not when one of the user's own modules is a "pypool".
     if all(name.partition(".")[0] != "pypool" for name in options.modules):
         sys.modules.setdefault("pypool", sys.modules[__package__])
+    return options
+
+
+def hello_frame(codec: codecs.Codec, error: Optional[List[str]], setup_seconds: float = 0.0) -> bytes:
+    """The HELLO message's body (without its length), for this process."""
+    python_version = sys.version.split()[0]
+    hello_fields = [
+        HELLO, PROTOCOL_VERSION, os.getpid(), python_version, codec.name, error, sys.executable or "", setup_seconds,
+    ]  # fmt: skip
+    return codec.packb(hello_fields)
+
+
+def load_module(name: str, several: bool = False) -> Tuple[Any, Optional[List[str]]]:
+    """Phase 2: import one module; (module, None), or (None, the HELLO
+    error that says why it failed, naming it when several are configured)."""
     try:
-        modules = []
-        for name in options.modules:
+        __import__(name)  # the import statement's machinery trims importlib's frames
+        return sys.modules[name], None
+    except BaseException as exc:
+        return None, _import_error(name, exc, several)
+
+
+def load_modules(options: Options) -> Tuple[List[Any], Optional[List[str]]]:
+    """Phase 2: import the configured modules (--module, in order); (the
+    modules, None), or ([], the HELLO error of the first that failed)."""
+    modules = []
+    for name in options.modules:
+        module, error = load_module(name, len(options.modules) > 1)
+        if error is not None:
+            return [], error
+        modules.append(module)
+    return modules, None
+
+
+def run_setup(module: Any, options: Options, codec: codecs.Codec) -> Tuple[float, Optional[List[str]]]:
+    """Run the module's set-up function (Config.SetUp), if any: (its
+    duration in seconds, None), or (0, the HELLO error that says why it failed)."""
+    if not options.setup:
+        return 0.0, None
+    started = time.monotonic()
+    try:
+        _run_setup(module, options, codec)
+    except BaseException as exc:
+        return 0.0, _setup_error(options.module, options.setup, exc)
+    return time.monotonic() - started, None
+
+
+def serve_process(
+    options: Options, codec: codecs.Codec, modules: List[Any], proto: Tuple[int, int], setup: bool = True
+) -> None:
+    """Phase 3, what each worker process does for itself once its modules
+    are imported (and its stdio isolated, proto being the protocol's fds):
+    its shared memory, its stack dumps, its SIGINT handler, the set-up
+    (unless setup is False: a fork server ran it once for all), HELLO, then
+    calls until the end of input."""
+    proto_in, proto_out = proto
+    if options.shm_fd >= 0:
+        _open_shared_memory(options)
+    if options.dump_fd >= 0:
+        enable_stack_dumps(options.dump_fd)
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        setup_seconds, error = run_setup(modules[0], options, codec) if setup else (0.0, None)
+        if error is not None:
             try:
-                __import__(name)  # the import statement's machinery trims importlib's frames
-                modules.append(sys.modules[name])
-            except BaseException as exc:
-                try:
-                    hello(_import_error(name, exc, len(options.modules) > 1))
-                finally:
-                    _exit(EXIT_IMPORT_FAILED)
-        module = modules[0]
-        setup_seconds = 0.0
-        if options.setup:
-            started = time.monotonic()
-            try:
-                _run_setup(module, options, codec)
-            except BaseException as exc:
-                try:
-                    hello(_setup_error(options.module, options.setup, exc))
-                finally:
-                    _exit(EXIT_IMPORT_FAILED)
-            setup_seconds = time.monotonic() - started
-        hello(None, setup_seconds)
+                write_frame(proto_out, hello_frame(codec, error))
+            finally:
+                _exit(EXIT_IMPORT_FAILED)
+        write_frame(proto_out, hello_frame(codec, None, setup_seconds))
         reader = FrameReader(proto_in, options.max_message)
         functions = callable_functions(modules)
         functions[PING_FUNCTION] = _ping
@@ -986,3 +1021,19 @@ def main(argv: List[str]) -> None:
     except BrokenPipeError:
         pass  # Go closed its end: as good as the end of input
     _exit_soon()
+
+
+def main(argv: List[str]) -> None:
+    """Run the worker; returns (exit status 0) at the end of input."""
+    options = startup(argv)
+    # Before the import: what the module prints while it imports must not
+    # reach the protocol.
+    proto = isolate_stdio()
+    codec = codecs.load(options.codec)
+    modules, error = load_modules(options)
+    if error is not None:
+        try:
+            write_frame(proto[1], hello_frame(codec, error))
+        finally:
+            _exit(EXIT_IMPORT_FAILED)
+    serve_process(options, codec, modules, proto)

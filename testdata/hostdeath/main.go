@@ -1,5 +1,6 @@
 // Command hostdeath starts a pool, prints its workers' pids and waits to be
-// killed: TestHostDeathLeavesNoWorker checks the workers die with it.
+// killed: TestHostDeathLeavesNoWorker checks the workers die with it. Its
+// arguments: the test module's directory, then "exec" or "forkserver".
 package main
 
 import (
@@ -12,10 +13,15 @@ import (
 
 func main() {
 	ctx := context.Background()
+	method := pypool.StartExec
+	if len(os.Args) > 2 && os.Args[2] == "forkserver" {
+		method = pypool.StartForkServer
+	}
 	pool, err := pypool.New(ctx, pypool.Config{
-		Module:     "pypool_testmod",
-		PythonPath: []string{os.Args[1]},
-		Size:       2,
+		Module:      "pypool_testmod",
+		PythonPath:  []string{os.Args[1]},
+		Size:        2,
+		StartMethod: method,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

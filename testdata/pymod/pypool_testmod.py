@@ -114,6 +114,17 @@ def get_value(key):
     return _state.get(key)
 
 
+def note_setup_pid():
+    """A set-up that records which process ran it."""
+    _state["setup_pid"] = os.getpid()
+
+
+def random_value():
+    import random
+
+    return random.random()
+
+
 def big(n):
     return b"x" * n
 

@@ -1,0 +1,460 @@
+//go:build linux
+
+package pypool
+
+// forkserver.go is the Go side of the fork server (Config.StartMethod =
+// StartForkServer): one template process per pool that has imported the
+// runtime and the module once, and forks a new worker on request
+// (python/pypool_runtime/forkserver.py describes the template and its
+// control socket). A forked worker is a process like a started one: the
+// same descriptors, protocol, process group and pid; only its parent is the
+// template, so its exit is watched through a pidfd and its exit status comes
+// from the template, which reaps it. The pool's supervisor (supervise.go)
+// starts, restarts and stops the template.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// errForkServerDown is a fork request's error when the template is gone:
+// the worker is started as its own python3 instead.
+var errForkServerDown = errors.New("pypool: the fork server is not running")
+
+// forkStatusWait bounds the wait for the template's report of a child's exit
+// status once its pidfd said it exited.
+const forkStatusWait = time.Second
+
+// forkTimeout bounds the template's answer to a fork request, which takes
+// about a millisecond. A variable for the tests.
+var forkTimeout = 5 * time.Second
+
+// forkServer is one running template.
+type forkServer struct {
+	cmd     *exec.Cmd
+	pid     int
+	started time.Time
+	conn    *net.UnixConn
+	logger  *slog.Logger
+	nfds    int // descriptors per fork request
+
+	mu      sync.Mutex     // one fork request at a time
+	replies chan forkReply // the template's answers to requests, in order
+	done    chan struct{}  // closed once the template exited and was reaped
+	exited  exitStatus     // how it ended; set before done is closed
+	output  sync.WaitGroup // its stdout and stderr forwarders
+	stopOne sync.Once      // the end of the control socket is sent once
+
+	exitsMu sync.Mutex
+	exits   map[int]chan exitStatus // children's exit statuses, by pid
+}
+
+// forkReply answers one fork request.
+type forkReply struct {
+	pid   int
+	pidfd *os.File
+	err   error
+}
+
+// forkServerArgs are the template's command line: the worker's, with the
+// fork server's entry point and its own flags first.
+func (spec *workerSpec) forkServerArgs(nfds int) ([]string, error) {
+	args := append([]string(nil), spec.args...)
+	at := slices.Index(args, bootstrap) // python's options, "-c", bootstrap, runtimeDir, the worker's
+	if at < 0 || at+1 >= len(args) {
+		return nil, fmt.Errorf("%w: fork server: the workers do not run pypool's runtime bootstrap", ErrWorkerStart)
+	}
+	args[at] = forkBootstrap
+	own := []string{"--host-pid", strconv.Itoa(os.Getpid()), "--worker-fds", strconv.Itoa(nfds)}
+	for _, m := range spec.preload {
+		own = append(own, "--preload", m)
+	}
+	if spec.preloadSetUp {
+		own = append(own, "--preload-setup")
+	}
+	args = slices.Insert(args, at+2, own...)
+	return append(args, "--dump-fd", strconv.Itoa(nfds-1)), nil
+}
+
+// startForkServer starts a template and waits until it has imported the
+// module (within StartTimeout and ctx). onExit is called once, from the
+// template's watcher, after it exited; not when startForkServer fails.
+func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkServer)) (*forkServer, error) {
+	nfds := 5 // 0, 1, 2, the log stream, the dump fd
+	if spec.sharedThreshold > 0 {
+		nfds++
+	}
+	args, err := spec.forkServerArgs(nfds)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: fork server: creating its control socket: %v", ErrWorkerStart, err)
+	}
+	ours, theirs := os.NewFile(uintptr(pair[0]), "fork server control"), os.NewFile(uintptr(pair[1]), "fork server control")
+	fc, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		theirs.Close()
+		return nil, fmt.Errorf("%w: fork server: %v", ErrWorkerStart, err)
+	}
+	fs := &forkServer{
+		conn: fc.(*net.UnixConn), logger: spec.logger, nfds: nfds,
+		replies: make(chan forkReply, 1), done: make(chan struct{}),
+		exits: make(map[int]chan exitStatus),
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		closeFiles(theirs)
+		fs.conn.Close()
+		return nil, fmt.Errorf("%w: fork server: creating pipes: %v", ErrWorkerStart, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeFiles(outR, outW, theirs)
+		fs.conn.Close()
+		return nil, fmt.Errorf("%w: fork server: creating pipes: %v", ErrWorkerStart, err)
+	}
+	cmd := exec.Command(spec.python.path(), args...)
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.ExtraFiles = []*os.File{theirs} // fd 3: the control socket
+	cmd.Env, cmd.Dir = spec.env, spec.dir
+	cmd.SysProcAttr = workerSysProcAttr()
+	err = startLocked(cmd)
+	closeFiles(outW, errW, theirs) // so that the template's exit ends the handshake's read
+	if err != nil {
+		closeFiles(outR, errR)
+		fs.conn.Close()
+		return nil, fmt.Errorf("%w: fork server: running %s: %v", ErrWorkerStart, cmd.Path, err)
+	}
+	fs.cmd, fs.pid, fs.started = cmd, cmd.Process.Pid, time.Now()
+	fs.output.Add(2)
+	go fs.forward(outR, "stdout", slog.LevelInfo)
+	go fs.forward(errR, "stderr", slog.LevelWarn)
+	if err := fs.handshake(ctx, spec); err != nil {
+		fs.kill()
+		fs.conn.Close()
+		fs.output.Wait()
+		_ = cmd.Wait()
+		return nil, err
+	}
+	go fs.watch(onExit)
+	return fs, nil
+}
+
+// handshake reads the template's HELLO: it has imported the module.
+func (fs *forkServer) handshake(ctx context.Context, spec *workerSpec) error {
+	deadline := time.Now().Add(spec.startTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	fs.conn.SetReadDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { fs.conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	buf := make([]byte, 64<<10)
+	n, err := fs.conn.Read(buf)
+	switch {
+	case err == nil && n == 0:
+		err = io.EOF
+	case err == nil:
+	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+		return fmt.Errorf("pypool: starting the fork server: %w", ctx.Err())
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%w: the fork server %d did not finish importing %q within %v (Config.StartTimeout): %w",
+			ErrWorkerStart, fs.pid, spec.module, spec.startTimeout, context.DeadlineExceeded)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: the fork server %d exited before its handshake: %v", ErrWorkerStart, fs.pid, err)
+	}
+	fs.conn.SetReadDeadline(time.Time{})
+	h, err := decodeHello(buf[:n])
+	if err != nil {
+		return fmt.Errorf("%w: fork server: %w", ErrWorkerStart, err)
+	}
+	if h.err != nil {
+		return &importError{module: spec.module, setUp: spec.setUp, err: h.err}
+	}
+	spec.python.learn(h.executable)
+	if spec.setUp != "" && spec.preloadSetUp {
+		spec.logger.Info("pypool: fork server ran the set-up", slog.Int("forkserver", fs.pid),
+			slog.String("function", spec.setUp), slog.Duration("duration", h.setUp))
+	}
+	return nil
+}
+
+// forward logs what the template writes (what the module prints at import).
+func (fs *forkServer) forward(f *os.File, stream string, level slog.Level) {
+	defer fs.output.Done()
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 4096), maxLogLine)
+	for s.Scan() {
+		fs.logger.Log(context.Background(), level, string(bytes.TrimRight(s.Bytes(), "\r")),
+			slog.Int("forkserver", fs.pid), slog.String("stream", stream))
+	}
+}
+
+// watch reads the control socket until the template ends, then reaps it.
+func (fs *forkServer) watch(onExit func(*forkServer)) {
+	buf := make([]byte, 256)
+	oob := make([]byte, syscall.CmsgSpace(4*4))
+	for {
+		n, oobn, _, _, err := fs.conn.ReadMsgUnix(buf, oob)
+		if err != nil || n == 0 {
+			break
+		}
+		fs.message(buf[:n], oob[:oobn])
+	}
+	fs.kill() // it closed its end: of no use any more
+	fs.conn.Close()
+	fs.output.Wait()
+	fs.exited = execProcess{fs.cmd}.wait()
+	close(fs.done)
+	fs.exitsMu.Lock()
+	for pid, ch := range fs.exits {
+		close(ch) // their statuses will never come
+		delete(fs.exits, pid)
+	}
+	fs.exitsMu.Unlock()
+	select {
+	case r := <-fs.replies: // an answer nobody took
+		if r.pidfd != nil {
+			r.pidfd.Close()
+		}
+	default:
+	}
+	onExit(fs)
+}
+
+// message handles one message from the template.
+func (fs *forkServer) message(msg, oob []byte) {
+	kind, rest, _ := bytes.Cut(msg, []byte(" "))
+	switch string(kind) {
+	case "P":
+		pid, err := strconv.Atoi(string(rest))
+		pidfd := receivedFile(oob)
+		if err != nil || pidfd == nil {
+			if pidfd != nil {
+				pidfd.Close()
+			}
+			fs.replies <- forkReply{err: fmt.Errorf("%w: fork server: bad reply %q", ErrWorkerStart, msg)}
+			return
+		}
+		fs.exitsMu.Lock()
+		fs.exits[pid] = make(chan exitStatus, 1) // before any X for it can be read
+		fs.exitsMu.Unlock()
+		fs.replies <- forkReply{pid: pid, pidfd: pidfd}
+	case "E":
+		fs.replies <- forkReply{err: fmt.Errorf("%w: fork server %d: %s", ErrWorkerStart, fs.pid, rest)}
+	case "X":
+		pidText, statusText, _ := bytes.Cut(rest, []byte(" "))
+		pid, _ := strconv.Atoi(string(pidText))
+		status, _ := strconv.Atoi(string(statusText))
+		fs.exitsMu.Lock()
+		if ch := fs.exits[pid]; ch != nil {
+			ch <- waitStatus(syscall.WaitStatus(status)) // buffered: never blocks
+			delete(fs.exits, pid)
+		}
+		fs.exitsMu.Unlock()
+	}
+}
+
+// receivedFile is the one descriptor passed in oob (SCM_RIGHTS), non-blocking
+// so that the runtime's poller can wait on it.
+func receivedFile(oob []byte) *os.File {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, m := range msgs {
+		if got, err := syscall.ParseUnixRights(&m); err == nil {
+			fds = append(fds, got...)
+		}
+	}
+	if len(fds) != 1 {
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+		return nil
+	}
+	syscall.CloseOnExec(fds[0])
+	if err := syscall.SetNonblock(fds[0], true); err != nil {
+		syscall.Close(fds[0])
+		return nil
+	}
+	return os.NewFile(uintptr(fds[0]), "pidfd")
+}
+
+// fork has the template fork a worker whose descriptors are child. It fails
+// with errForkServerDown when the template is gone, or when it does not
+// answer within forkTimeout: then it is killed (its answers could no longer
+// be matched to requests) and restarted by the pool. ctx ending fails the
+// fork the same way.
+func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, error) {
+	if len(child) != fs.nfds {
+		return nil, fmt.Errorf("%w: fork server: %d descriptors for a worker, want %d", ErrWorkerStart, len(child), fs.nfds)
+	}
+	fds := make([]int, len(child))
+	for i, f := range child {
+		fds[i] = int(f.Fd())
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	select {
+	case <-fs.done:
+		return nil, errForkServerDown
+	default:
+	}
+	if _, _, err := fs.conn.WriteMsgUnix([]byte("F"), syscall.UnixRights(fds...), nil); err != nil {
+		return nil, errForkServerDown
+	}
+	runtime.KeepAlive(child)
+	timer := time.NewTimer(forkTimeout)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		fs.logger.Warn(msgForkServerStuck, "forkserver", fs.pid, "timeout", forkTimeout)
+		fs.kill()
+		return nil, errForkServerDown
+	case <-ctx.Done():
+		fs.kill()
+		return nil, errForkServerDown
+	case r := <-fs.replies:
+		if r.err != nil {
+			return nil, r.err
+		}
+		fs.exitsMu.Lock()
+		status := fs.exits[r.pid] // registered before the reply was sent
+		fs.exitsMu.Unlock()
+		return &forkedProcess{server: fs, id: r.pid, pidfd: r.pidfd, status: status}, nil
+	case <-fs.done:
+		return nil, errForkServerDown
+	}
+}
+
+// stop ends the template: the end of its control socket makes it exit; it
+// is killed if it has not after grace. Its children live on. stop returns
+// once it was reaped.
+func (fs *forkServer) stop(grace time.Duration) {
+	fs.stopOne.Do(func() { fs.conn.CloseWrite() })
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-fs.done:
+	case <-timer.C:
+		fs.kill()
+		<-fs.done
+	}
+}
+
+// kill ends the template at once (not its children, which have their own
+// process groups).
+func (fs *forkServer) kill() { _ = fs.cmd.Process.Kill() }
+
+// forkedProcess is a worker forked by a template: not the Go process's
+// child, so it is watched through its pidfd.
+type forkedProcess struct {
+	server *forkServer
+	id     int
+	pidfd  *os.File
+	status chan exitStatus // the template's report; closed if it died first
+}
+
+func (f *forkedProcess) pid() int { return f.id }
+
+func (f *forkedProcess) path() string {
+	return "the fork server " + strconv.Itoa(f.server.pid) + " (" + f.server.cmd.Path + ")"
+}
+
+// signal sends sig through the pidfd: the pid may already name another
+// process once the template has reaped this one.
+func (f *forkedProcess) signal(sig syscall.Signal) {
+	conn, err := f.pidfd.SyscallConn()
+	if err != nil {
+		return // closed: it exited
+	}
+	_ = conn.Control(func(fd uintptr) {
+		_, _, _ = syscall.Syscall6(sysPidfdSendSignal, fd, uintptr(sig), 0, 0, 0, 0)
+	})
+}
+
+// sysPidfdSendSignal is pidfd_send_signal(2)'s number, the same on every
+// Linux architecture (it came after the numbering was unified).
+const sysPidfdSendSignal = 424
+
+// wait waits for the pidfd to become readable (the process exited), then
+// for the template's report of its status.
+func (f *forkedProcess) wait() exitStatus {
+	defer f.pidfd.Close()
+	unknown := exitStatus{code: -1, signal: "unknown (its fork server had exited)"}
+	if !f.awaitPidfd() {
+		// No poller for the pidfd: the template's report is the watch.
+		if st, ok := <-f.status; ok {
+			return st
+		}
+		return unknown
+	}
+	timer := time.NewTimer(forkStatusWait)
+	defer timer.Stop()
+	select {
+	case st, ok := <-f.status:
+		if ok {
+			return st
+		}
+	case <-timer.C:
+	}
+	return unknown
+}
+
+// awaitPidfd waits until the pidfd is readable, which it becomes when the
+// process exits; false if the runtime's poller cannot wait on it. Each
+// round checks the pidfd itself (ppoll): the poller reports edges, and one
+// that came before the wait began is forgotten when it begins.
+func (f *forkedProcess) awaitPidfd() bool {
+	conn, err := f.pidfd.SyscallConn()
+	if err != nil {
+		return false
+	}
+	return conn.Read(exited) == nil
+}
+
+// exited reports whether the pidfd is readable now (the process exited),
+// without waiting.
+func exited(pidfd uintptr) bool {
+	poll := pollFd{fd: int32(pidfd), events: 0x1} // POLLIN
+	var zero syscall.Timespec
+	n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&poll)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+	return errno == 0 && n == 1
+}
+
+// orphaned reports whether proc was forked by a template that has exited
+// since: its parent-death signal no longer ties it to the Go process.
+func orphaned(proc osProcess) bool {
+	f, ok := proc.(*forkedProcess)
+	if !ok {
+		return false
+	}
+	select {
+	case <-f.server.done:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,371 @@
+"""The fork server: a template process that imports the user's module once,
+then forks a new worker whenever Go asks (Config.StartMethod = StartForkServer).
+
+Go starts it as a worker is started (worker.py's command line), with this
+module's main instead of the worker's and these arguments first::
+
+    --host-pid PID [--preload MODULE]... [--preload-setup] [--worker-fds N]
+
+Its descriptors: 0 /dev/null, 1 and 2 pipes that Go logs (what the module
+prints while it imports), 3 the control socket (AF_UNIX, SOCK_SEQPACKET:
+one message per datagram). On the control socket:
+
+    to Go, first   the body of a HELLO frame (worker.py), its error field
+                   set when the module (or a preloaded one, or a preloaded
+                   set-up) failed; the template then exits with status 1
+    from Go        b"F" with N descriptors (SCM_RIGHTS): the new worker's
+                   fds 0, 1, 2, 3, [4 the shared memory], then its dump fd
+    to Go          b"P <pid>" with the child's pidfd (SCM_RIGHTS), or
+                   b"E <message>" when the fork failed; one per b"F", in order
+    to Go          b"X <pid> <wait status>" when a child exited (the
+                   template reaps its children)
+
+The end of the control socket ends the template; its children live on.
+
+Each child is a worker in every way Go can see: the same descriptors, its
+own process group, the same HELLO and protocol. Its parent-death signal is
+SIGUSR2 (the template is its parent): if the template died because the Go
+process did, the child exits; otherwise it keeps serving (Go restarts the
+template and replaces the orphans).
+
+Fork safety: the template runs no thread of its own and forks from its one
+thread; the random module is reseeded in each child (numpy's global
+generator too, when numpy was imported). User modules must not start
+threads, open sockets or files that the workers would then share, at
+import time: do that in Config.SetUp, which runs in each child.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import sys
+
+try:
+    import _signal as signal
+except ImportError:  # pragma: no cover - not CPython
+    import signal  # type: ignore[no-redef]
+
+from . import codec as codecs
+from . import worker
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, NoReturn, Optional, Tuple
+
+# The control socket's descriptor in the template.
+CONTROL_FD = 3
+# Descriptors the template keeps across a child's fd shuffle are moved here
+# or above, out of the way of the worker's 0..5.
+_HIGH_FD = 64
+# The child's parent-death signal: catchable, so that a template that dies
+# alone does not take its workers with it; its default action (terminate) is
+# what happens if a user module replaces the handler.
+TEMPLATE_DEATH_SIGNAL = signal.SIGUSR2
+# How long a child whose template died waits for the Go process's exit to
+# show before deciding that Go lives on.
+_HOST_DEATH_WAIT = 0.2
+_PR_SET_PDEATHSIG = 1
+
+_USAGE = "usage: main(['--host-pid', PID, ('--preload', MODULE)..., ('--preload-setup'), ('--worker-fds', N), WORKER ARGS...])"
+
+
+class ServerOptions:
+    __slots__ = ("host_pid", "preload", "preload_setup", "worker_fds")
+
+    def __init__(self) -> None:
+        self.host_pid = 0
+        self.preload: List[str] = []
+        self.preload_setup = False
+        self.worker_fds = 5
+
+
+def parse_server_args(argv: List[str]) -> Tuple[ServerOptions, List[str]]:
+    """Split the template's own leading flags from the worker's command line."""
+    options = ServerOptions()
+    i = 0
+    while i < len(argv) and argv[i] in ("--host-pid", "--preload", "--preload-setup", "--worker-fds"):
+        flag = argv[i]
+        if flag == "--preload-setup":
+            options.preload_setup = True
+            i += 1
+            continue
+        if i + 1 >= len(argv):
+            raise ValueError("%s needs a value; %s" % (flag, _USAGE))
+        value = argv[i + 1]
+        if flag == "--preload":
+            options.preload.append(value)
+        else:
+            try:
+                number = int(value)
+            except ValueError:
+                number = -1
+            if number <= 0:
+                raise ValueError("%s %r is not a positive integer" % (flag, value))
+            if flag == "--host-pid":
+                options.host_pid = number
+            else:
+                options.worker_fds = number
+        i += 2
+    if not options.host_pid:
+        raise ValueError("--host-pid is required; " + _USAGE)
+    return options, argv[i:]
+
+
+class _BecomeWorker(BaseException):
+    """Raised in a new child to leave the fork loop's frames for good."""
+
+    def __init__(self, fds: List[int]) -> None:
+        super().__init__()
+        self.fds = fds
+
+
+def _noop(signum: int, frame: Any) -> None:
+    pass  # SIGCHLD: set_wakeup_fd does the work
+
+
+def _high(fd: int) -> int:
+    """fd moved to _HIGH_FD or above (the original is closed)."""
+    import fcntl
+
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
+    os.close(fd)
+    return moved
+
+
+class Template:
+    """The fork loop: no threads, one select over the control socket and the
+    SIGCHLD wake-up pipe."""
+
+    def __init__(self, control: socket.socket, host_fd: int, worker_fds: int) -> None:
+        self.control = control
+        self.host_fd = host_fd
+        self.worker_fds = worker_fds
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+
+    def serve(self) -> None:
+        """Fork on request until the control socket ends. In a child it
+        raises _BecomeWorker instead of returning."""
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, _noop)
+        self._reap()  # children that exited before the handler was set
+        while True:
+            ready, _, _ = select.select([self.control, self.wake_r], [], [])
+            if self.wake_r in ready:
+                try:
+                    while os.read(self.wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                self._reap()
+            if self.control in ready and not self._request():
+                return
+
+    def _request(self) -> bool:
+        """Serve one request; False at the end of the control socket."""
+        space = socket.CMSG_SPACE(self.worker_fds * struct.calcsize("i"))
+        try:
+            data, ancdata, flags, _ = self.control.recvmsg(16, space)
+        except ConnectionResetError:
+            return False
+        fds = _received_fds(ancdata)
+        if not data:
+            _close_all(fds)
+            return False
+        if data != b"F" or len(fds) != self.worker_fds or flags & socket.MSG_CTRUNC:
+            _close_all(fds)
+            self._send(b"E bad request: %d bytes, %d descriptors (want b'F' and %d)" % (len(data), len(fds), self.worker_fds))
+            return True
+        self._fork(fds)
+        return True
+
+    def _fork(self, fds: List[int]) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()  # or the child would write the template's buffered text again
+            except Exception:
+                pass
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _close_all(fds)
+            self._send(("E fork: %s" % exc).encode("utf-8", "backslashreplace"))
+            return
+        if pid == 0:
+            raise _BecomeWorker(fds)
+        _close_all(fds)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError as exc:
+            os.kill(pid, signal.SIGKILL)
+            self._send(("E pidfd_open: %s" % exc).encode("utf-8", "backslashreplace"))
+            return
+        try:
+            self.control.sendmsg([b"P %d" % pid], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", pidfd))])
+        finally:
+            os.close(pidfd)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._send(b"X %d %d" % (pid, status))
+
+    def _send(self, message: bytes) -> None:
+        try:
+            self.control.send(message)
+        except OSError:
+            pass  # Go is gone: the next recvmsg ends the loop
+
+    def become_worker(self, fds: List[int]) -> None:
+        """In a new child: drop the template's state, put the worker's
+        descriptors at 0..N-1, take its own process group and parent-death
+        signal, reseed the random generators."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self.control.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        template = os.getppid()
+        high = [_high(fd) for fd in fds]  # out of the way of the targets
+        for target, fd in enumerate(high):
+            os.dup2(fd, target)  # inheritable, as a started worker's are
+            os.close(fd)
+        os.setpgid(0, 0)
+        _set_parent_death_signal(self.host_fd)
+        if os.getppid() != template:  # it died before the signal was set
+            _on_template_death(self.host_fd)
+        _reseed()
+
+
+_LIBC: Any = None
+# The template's sys.stdin, sys.stdout and sys.stderr.
+_STREAMS: List[Any] = [None, None, None]
+
+
+def _set_parent_death_signal(host_fd: int) -> None:
+    signal.signal(TEMPLATE_DEATH_SIGNAL, lambda signum, frame: _on_template_death(host_fd))
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(TEMPLATE_DEATH_SIGNAL), 0, 0, 0)
+
+
+def _on_template_death(host_fd: int) -> None:
+    """The template died. If the Go process died too (it takes the template
+    with it), end this worker now; otherwise keep serving."""
+    try:
+        ready, _, _ = select.select([host_fd], [], [], _HOST_DEATH_WAIT)
+    except OSError:
+        ready = [host_fd]
+    if ready:
+        os._exit(1)
+
+
+def _reseed() -> None:
+    # random reseeds itself after fork (os.register_at_fork), but only the
+    # module-level generator: do it here too, whatever Python does.
+    rnd = sys.modules.get("random")
+    if rnd is not None:
+        rnd.seed()
+    np_random = sys.modules.get("numpy.random")
+    if np_random is not None:
+        try:
+            np_random.seed()
+        except Exception:
+            pass
+
+
+def _received_fds(ancdata: List[Tuple[int, int, bytes]]) -> List[int]:
+    fds: List[int] = []
+    size = struct.calcsize("i")
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            count = len(data) // size
+            fds.extend(struct.unpack("%di" % count, data[: count * size]))
+    return fds
+
+
+def _close_all(fds: List[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _fail(control: socket.socket, codec: codecs.Codec, error: List[str]) -> NoReturn:
+    try:
+        control.send(worker.hello_frame(codec, error))
+    finally:
+        worker._exit(worker.EXIT_IMPORT_FAILED)
+
+
+def _unsupported(message: str) -> List[str]:
+    return ["fork_server_unsupported", "OSError", message, ""]
+
+
+def main(argv: List[str]) -> None:
+    """Run the template; in each child, run the worker until its end of input."""
+    global _LIBC
+    try:
+        server, worker_argv = parse_server_args(argv)
+    except ValueError as exc:
+        worker._exit(worker.EXIT_PROTOCOL, str(exc))
+    options = worker.startup(worker_argv)
+    control = socket.socket(fileno=_high(CONTROL_FD))
+    sys.stdin = sys.__stdin__ = worker._text_stream(0, write=False)
+    sys.stdout = sys.__stdout__ = worker._text_stream(1, write=True)
+    sys.stderr = sys.__stderr__ = worker._text_stream(2, write=True)
+    _STREAMS[:] = [sys.stdin, sys.stdout, sys.stderr]
+    codec = codecs.load(options.codec)
+    if not hasattr(os, "pidfd_open") or not sys.platform.startswith("linux"):
+        _fail(control, codec, _unsupported("the fork server needs Linux 5.3+ and Python 3.9+ (os.pidfd_open); this is Python %s on %s" % (sys.version.split()[0], sys.platform)))
+    try:
+        host_fd = _high(os.pidfd_open(server.host_pid))
+        import ctypes
+
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    except (OSError, ImportError) as exc:
+        _fail(control, codec, _unsupported("the fork server cannot watch the Go process: %s" % exc))
+    modules, error = worker.load_modules(options)
+    for name in server.preload:
+        if error is None:
+            _, error = worker.load_module(name, True)
+    setup_seconds = 0.0
+    if error is None and server.preload_setup:
+        setup_seconds, error = worker.run_setup(modules[0], options, codec)
+    if error is not None:
+        _fail(control, codec, error)
+    # What the import built goes to the collector's permanent generation:
+    # a child's collections then never walk (and so never copy) the
+    # template's objects, which stay shared.
+    import gc
+
+    try:  # each child registers its stack dumps: import it once, here
+        import faulthandler  # noqa: F401
+    except ImportError:  # pragma: no cover - an interpreter without it
+        pass
+    gc.collect()
+    gc.freeze()
+    control.send(worker.hello_frame(codec, None, setup_seconds))
+    template = Template(control, host_fd, server.worker_fds)
+    try:
+        template.serve()
+    except _BecomeWorker as child:
+        fds = child.fds  # outside this block, so that no exception of the
+        # worker's has the fork as its context
+    else:
+        worker._exit(0)
+    template.become_worker(fds)
+    # The template's sys.std* are text streams of fds 0-2 already, and
+    # were flushed before the fork: keeping them saves their opening.
+    kept = all(s is t for s, t in zip(_STREAMS, (sys.stdin, sys.stdout, sys.stderr)))
+    proto = worker.isolate_stdio(new_streams=not kept)
+    worker.serve_process(options, codec, modules, proto, setup=not server.preload_setup)

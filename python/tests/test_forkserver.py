@@ -1,0 +1,148 @@
+"""Tests of the fork server's template (pypool_runtime.forkserver), driven as
+Go drives it: a SOCK_SEQPACKET control socket on fd 3, pipes passed with
+SCM_RIGHTS, pids, pidfds and exit statuses back."""
+
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import unittest
+from typing import Any, List, Tuple
+
+from pypool_runtime import forkserver, purecodec
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+RUNTIME_DIR = os.path.dirname(TESTS_DIR)
+BOOTSTRAP = "import sys;sys.path.insert(0,sys.argv[1]);from pypool_runtime.forkserver import main;main(sys.argv[2:])"
+TIMEOUT = 20.0
+HELLO, CALL, RESULT = 1, 2, 3
+SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "pidfd_open")
+
+
+class ParseArgsTest(unittest.TestCase):
+    def test_splits_its_flags_from_the_workers(self) -> None:
+        server, rest = forkserver.parse_server_args(
+            ["--host-pid", "12", "--preload", "json", "--preload", "csv", "--preload-setup", "--worker-fds", "6",
+             "--module", "m"]
+        )  # fmt: skip
+        self.assertEqual(server.host_pid, 12)
+        self.assertEqual(server.preload, ["json", "csv"])
+        self.assertTrue(server.preload_setup)
+        self.assertEqual(server.worker_fds, 6)
+        self.assertEqual(rest, ["--module", "m"])
+
+    def test_refuses_bad_flags(self) -> None:
+        for argv in (["--module", "m"], ["--host-pid", "x", "--module", "m"], ["--host-pid"], ["--host-pid", "0"]):
+            with self.assertRaises(ValueError, msg=argv):
+                forkserver.parse_server_args(argv)
+
+
+@unittest.skipUnless(SUPPORTED, "the fork server needs Linux and os.pidfd_open (Python 3.9+)")
+class TemplateTest(unittest.TestCase):
+    def setUp(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.control = ours
+        args = [sys.executable, "-E", "-c", BOOTSTRAP, RUNTIME_DIR, "--host-pid", str(os.getpid()),
+                "--worker-fds", "5", "--module", "sample_module", "--path", TESTS_DIR, "--codec", "pure",
+                "--dump-fd", "4"]  # fmt: skip
+        fd = theirs.fileno()
+
+        def control_on_fd3() -> None:
+            os.dup2(fd, 3)
+
+        self.template = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=False,
+                                         preexec_fn=control_on_fd3)  # fmt: skip
+        theirs.close()
+        self.addCleanup(self._stop)
+
+    def _stop(self) -> None:
+        self.control.close()  # the end of its control socket ends the template
+        try:
+            self.template.wait(TIMEOUT)
+        finally:
+            if self.template.poll() is None:
+                self.template.kill()
+                self.template.wait()
+            if self.template.stderr is not None:
+                self.template.stderr.close()
+
+    def _recv(self) -> Tuple[bytes, List[int]]:
+        ready, _, _ = select.select([self.control], [], [], TIMEOUT)
+        self.assertTrue(ready, "no message from the template within %ss" % TIMEOUT)
+        data, ancdata, _, _ = self.control.recvmsg(256, socket.CMSG_SPACE(4))
+        return data, forkserver._received_fds(ancdata)
+
+    def _fork(self) -> Tuple[int, int, int, int]:
+        """Fork a worker: (pid, pidfd, its stdin's write end, its stdout's read end)."""
+        pipes = [os.pipe() for _ in range(5)]
+        child = [pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1], pipes[4][1]]
+        self.control.sendmsg([b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("5i", *child))])
+        for fd in child:
+            os.close(fd)
+        for r, _ in pipes[2:]:
+            self.addCleanup(os.close, r)
+        data, fds = self._recv()
+        kind, pid = data.split()
+        self.assertEqual(kind, b"P", data)
+        self.assertEqual(len(fds), 1, "one pidfd with the pid")
+        self.addCleanup(os.close, fds[0])
+        return int(pid), fds[0], pipes[0][1], pipes[1][0]
+
+    def _read_frame(self, fd: int) -> Any:
+        def exactly(n: int) -> bytes:
+            data = b""
+            while len(data) < n:
+                ready, _, _ = select.select([fd], [], [], TIMEOUT)
+                self.assertTrue(ready, "no frame from the worker within %ss" % TIMEOUT)
+                chunk = os.read(fd, n - len(data))
+                self.assertTrue(chunk, "the worker closed its output")
+                data += chunk
+            return data
+
+        (size,) = struct.unpack(">I", exactly(4))
+        return purecodec.unpackb(exactly(size))
+
+    def test_forks_workers_that_serve_and_reports_their_exit(self) -> None:
+        hello = purecodec.unpackb(self._recv()[0])
+        self.assertEqual(hello[0], HELLO)
+        self.assertIsNone(hello[5], "the module imported")
+        self.assertEqual(hello[2], self.template.pid)
+
+        pid, pidfd, to_worker, from_worker = self._fork()
+        worker_hello = self._read_frame(from_worker)
+        self.assertEqual(worker_hello[0], HELLO)
+        self.assertEqual(worker_hello[2], pid, "the child says its own pid")
+        self.assertEqual(os.getpgid(pid), pid, "the child leads its own process group")
+        body = purecodec.packb([CALL, 1, "duplicate_text", ["ab"], None])
+        os.write(to_worker, struct.pack(">I", len(body)) + body)
+        self.assertEqual(self._read_frame(from_worker), [RESULT, 1, "abab"])
+
+        body = purecodec.packb([CALL, 2, "fail", ["boom"], None])
+        os.write(to_worker, struct.pack(">I", len(body)) + body)
+        reply = self._read_frame(from_worker)
+        self.assertEqual(reply[:5], [4, 2, "exception", "ValueError", "boom"])
+        self.assertNotIn("pypool_runtime", reply[5], "no frame of the runtime (nor of the fork) in the traceback")
+
+        os.close(to_worker)  # end of input: the worker exits with 0
+        os.close(from_worker)
+        data, _ = self._recv()
+        kind, exited, status = data.split()
+        self.assertEqual((kind, int(exited)), (b"X", pid))
+        self.assertTrue(os.WIFEXITED(int(status)) and os.WEXITSTATUS(int(status)) == 0, data)
+        ready, _, _ = select.select([pidfd], [], [], TIMEOUT)
+        self.assertTrue(ready, "the pidfd says the worker exited")
+
+    def test_refuses_a_request_with_the_wrong_descriptors(self) -> None:
+        self._recv()  # HELLO
+        r, w = os.pipe()
+        self.control.sendmsg([b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", r))])
+        os.close(r)
+        os.close(w)
+        data, _ = self._recv()
+        self.assertTrue(data.startswith(b"E bad request"), data)
+
+
+if __name__ == "__main__":
+    unittest.main()
