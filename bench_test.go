@@ -121,3 +121,26 @@ func BenchmarkEcho(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStream streams small items ([i, 16 bytes]) from a generator; one
+// op is one item, and items/s is reported.
+func BenchmarkStream(b *testing.B) {
+	cfg := testConfig(b)
+	cfg.Module = "pypool_streammod"
+	pool := newTestPool(b, cfg)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	n := 0
+	for _, err := range pool.Stream(ctx, "small_items", b.N) {
+		if err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	if n != b.N {
+		b.Fatalf("%d items, want %d", n, b.N)
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "items/s")
+}

@@ -27,10 +27,11 @@ func splitKwargs(args []any) ([]any, Kwargs) {
 // pool's struct tag and extensions.
 type decodeFunc func(b []byte, owned bool, codec *valueCodec) error
 
-// Caller is what CallAs calls through: a *Pool, or a *Worker inside a
+// Caller is what CallAs and StreamAs call through: a *Pool, or a *Worker inside a
 // transaction.
 type Caller interface {
 	callInto(ctx context.Context, fn string, args []any, into decodeFunc) error
+	streamInto(ctx context.Context, fn string, args []any, each itemFunc) error
 }
 
 // CallAs is Call with the result decoded straight into a T: a struct (fields

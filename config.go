@@ -296,6 +296,14 @@ type Config struct {
 	// ends (see Tracer); github.com/pypool/pypool/otel adapts it to
 	// OpenTelemetry. Default nil: no tracing, at no cost.
 	Tracer Tracer
+
+	// Callbacks are the Go functions that Python code may call while a
+	// call from Go runs, by name: call_go("lookup_user", 42) after
+	// "from pypool import call_go" (README "Callbacks into Go"). Build one
+	// from a typed function with CallbackFunc. A callback's context ends
+	// with the call's; calls made with it on this pool run on the worker
+	// that waits for the callback, so callbacks may nest. Default: none.
+	Callbacks map[string]Callback
 }
 
 // Defaults of Config's durations.
@@ -353,6 +361,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SetUp == "" && len(c.SetUpArgs) > 0 {
 		return c, fmt.Errorf("pypool: Config.SetUpArgs is set but Config.SetUp is empty: name the function they are for")
+	}
+	for name, cb := range c.Callbacks {
+		if name == "" || cb == nil {
+			return c, fmt.Errorf("pypool: Config.Callbacks has an empty name or a nil function (%q): register each Go function under its name", name)
+		}
 	}
 	for _, kv := range c.Env {
 		if i := strings.IndexByte(kv, '='); i <= 0 {
@@ -484,9 +497,24 @@ func (c Config) spec(python *interpreter, runtimeDir, codeDir string) (*workerSp
 		sharedThreshold: sharedThreshold,
 		startTimeout:    c.StartTimeout,
 		logger:          c.Logger,
+		callbacks:       c.callbacks(),
+		interruptGrace:  c.InterruptGrace,
 		preload:         c.Preload,
 		preloadSetUp:    c.PreloadSetUp,
 	}, nil
+}
+
+// callbacks copies Config.Callbacks (nil when there are none), so that
+// the map the caller keeps may change without a race.
+func (c Config) callbacks() map[string]Callback {
+	if len(c.Callbacks) == 0 {
+		return nil
+	}
+	m := make(map[string]Callback, len(c.Callbacks))
+	for name, cb := range c.Callbacks {
+		m[name] = cb
+	}
+	return m
 }
 
 // setUpArgs encodes Config.SetUpArgs for the worker's command line: base64

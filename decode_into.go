@@ -367,3 +367,23 @@ func scanExt(d *wireDecoder, c byte) (code int8, payload []byte) {
 	code = int8(d.byte1())
 	return code, d.take(n)
 }
+
+// skipValue skips one msgpack value, the items of containers included.
+func skipValue(d *wireDecoder) {
+	for pending := 1; pending > 0 && d.err == nil; pending-- {
+		if len(d.b) == 0 {
+			d.fail("the data ends inside a value")
+			return
+		}
+		if count, perItem, ok := containerHeader(d); ok {
+			pending += count * perItem
+			continue
+		}
+		c := d.byte1()
+		if isExtCode(c) {
+			scanExt(d, c)
+		} else {
+			skipScalar(d, c)
+		}
+	}
+}

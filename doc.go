@@ -35,6 +35,12 @@
 //   - [Pool.Transaction] pins one worker for several calls that must run in
 //     the same Python process, through the [Worker] it passes to its
 //     function.
+//   - [Pool.Stream] (and [StreamAs], [Worker.Stream]) iterates a Python
+//     generator from a Go range loop, item by item as Python produces them,
+//     with flow control; breaking out closes the generator.
+//   - [Config.Callbacks] registers Go functions that Python code calls
+//     during a call with call_go (from pypool import call_go); calls made
+//     with a callback's context run on the waiting worker, so they nest.
 //   - [Config.PythonFS] ships the Python code inside the Go binary (an
 //     embed.FS), written once per content under [Config.InstallDir] and
 //     verified before use; [Config.Modules] exposes more modules, called

@@ -66,6 +66,13 @@ var (
 	// ErrWorkerReleased is returned when a Worker is used after its
 	// transaction ended, or after one of its calls was cut off.
 	ErrWorkerReleased = errors.New("pypool: worker used outside its transaction")
+
+	// ErrWorkerBusy is returned by a call that would need a worker which is
+	// busy on the caller's own behalf: a Worker's call from the body of a
+	// loop over its Stream, or a call made with a callback's context while
+	// another call made with that context is in flight (they run one at a
+	// time on the worker that waits for the callback). Nothing was sent.
+	ErrWorkerBusy = errors.New("pypool: worker busy with the caller's own stream or call")
 )
 
 // PythonError is an exception raised in Python, or a refusal of the Python

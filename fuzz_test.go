@@ -52,7 +52,13 @@ func FuzzDecodeReply(f *testing.F) {
 		{kindResult, 3, map[int]string{1: "x"}},
 		{kindError, 4, "exception", "ValueError", "bad", "Traceback..."},
 		{kindHello, 1, 42, "3.11.7", "pure", nil},
-		{9, 1, "x"},
+		{kindItems, 5, []any{1, "two", []byte{3}, map[string]any{"four": 4.0}}},
+		{kindItems, 6, []any{}},
+		{kindItems, 7, "not a list"},
+		{kindCallback, 1, "lookup_user", []any{42}},
+		{kindCallback, 2, "echo", []any{}},
+		{kindCallback, 3, "x", "not a list"},
+		{12, 1, "x"},
 	} {
 		b, err := msgpack.Marshal(msg)
 		if err != nil {
@@ -66,6 +72,29 @@ func FuzzDecodeReply(f *testing.F) {
 		_, _ = decodeHello(body)
 		r, err := decodeReply(body)
 		if err != nil || r.err != nil {
+			return
+		}
+		switch r.kind {
+		case kindItems:
+			// Each item's bytes lie inside the frame and decode on their own
+			// (or fail), whatever the frame holds.
+			total := 0
+			_, err := eachItem(r.value, nil, func(b []byte, codec *valueCodec) bool {
+				total += len(b)
+				_, _ = decodeValue(b, false, codec)
+				var out any
+				_ = decodeValueInto(b, &out, codec)
+				return true
+			})
+			if err == nil && total > len(r.value) {
+				t.Fatalf("items of %d bytes in all from %d bytes", total, len(r.value))
+			}
+			return
+		case kindCallback:
+			v, err := decodeValue(r.value, false, nil)
+			if _, isList := v.([]any); err == nil && !isList {
+				t.Fatalf("callback arguments decoded as %T", v)
+			}
 			return
 		}
 		v, err := decodeValue(r.value, false, nil)

@@ -27,6 +27,7 @@ const (
 	msgPythonStack     = "pypool: python stack"           // Warn: function, event, stack (all threads)
 	msgStartFailed     = "pypool: worker failed to start" // Error: error, fatal
 	msgNewFailed       = "pypool: pool failed to start"   // Error: module, size, error; once per failed New
+	msgCallbackPanic   = "pypool: Go callback panicked"   // Error: callback, panic, stack; Python gets a GoError
 
 	msgForkServerStarted  = "pypool: fork server started"                                   // Debug: forkserver (pid), module
 	msgForkServerExited   = "pypool: fork server exited"                                    // Warn: exit status; it is restarted after retry_in

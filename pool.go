@@ -169,6 +169,11 @@ func (p *Pool) call(ctx context.Context, fn string, args []any, into decodeFunc,
 	defer func() { p.callEnd(&rec, err) }()
 	ctx, cancel := p.withCallTimeout(ctx)
 	defer cancel()
+	if p.spec.callbacks != nil {
+		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec {
+			return p.nestedCall(ctx, s, fn, args, into)
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		var err error
 		if p.cfg.Tracer == nil {

@@ -65,8 +65,10 @@ type workerSpec struct {
 	sharedThreshold int
 	startTimeout    time.Duration
 	logger          *slog.Logger
-	preload         []string // Config.Preload, for the fork server
-	preloadSetUp    bool     // Config.PreloadSetUp
+	callbacks       map[string]Callback // Config.Callbacks; nil: none
+	interruptGrace  time.Duration       // Config.InterruptGrace
+	preload         []string            // Config.Preload, for the fork server
+	preloadSetUp    bool                // Config.PreloadSetUp
 }
 
 // process is one running python3 worker.
@@ -92,13 +94,16 @@ type process struct {
 	stderr   tail
 
 	// Guarded by mu, which is held for the whole of a call.
-	mu          sync.Mutex
-	nextID      uint64
-	interruptd  uint64        // id of a call cut off by its context, 0 if none
-	broken      error         // set when the stream is in an unknown state
-	afterFired  chan struct{} // see watchContext
-	deadline    time.Time     // both pipes' deadline, when deadlineSet
-	deadlineSet bool          // false: the pipes' deadlines are not known
+	mu      sync.Mutex
+	nextID  uint64
+	outerID uint64 // id of the call that holds mu (the outermost of nested ones)
+	// The callbacks read and not yet answered, innermost last (callback.go).
+	pendingCallbacks []uint64
+	interruptd       uint64        // id of a call cut off by its context, 0 if none
+	broken           error         // set when the stream is in an unknown state
+	afterFired       chan struct{} // see watchContext
+	deadline         time.Time     // both pipes' deadline, when deadlineSet
+	deadlineSet      bool          // false: the pipes' deadlines are not known
 
 	served atomic.Int64 // calls answered
 
@@ -351,24 +356,28 @@ func (p *process) handshake(ctx context.Context) error {
 // call sends one call and waits for its reply. into decodes a RESULT's value;
 // it runs before the read buffer is reused. A *PythonError is returned for
 // an ERROR reply. Any other error from a call that reached the worker leaves
-// the process interrupted (p.interruptd) or broken (p.broken).
+// the process interrupted (p.interruptd) or broken (p.broken). A call made
+// with the context of one of this process's callbacks is sent on the
+// stream of the call that waits for the callback (callback.go).
 func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes) error {
+	if p.spec.callbacks != nil {
+		if s := scopeOf(ctx); s != nil && s.proc == p {
+			return s.call(ctx, fn, args, kwargs, into, sizes)
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.broken != nil || p.interruptd != 0 {
-		return fmt.Errorf("%w: an earlier call on worker %d was cut off", ErrWorkerReleased, p.pid)
+	return p.callLocked(ctx, fn, args, kwargs, into, sizes, false)
+}
+
+// callLocked is call with p.mu held by this call, or (nested) by the call
+// whose callback makes this one.
+func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes, nested bool) error {
+	id, cf, err := p.begin(ctx, fn, nested)
+	if err != nil {
+		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("pypool: call to %s: %w", fn, err)
-	}
-	p.nextID++
-	id := p.nextID
-	p.setCurrent(fn)
-	defer p.endCall()
-	if p.shm != nil {
-		p.shm.acquire()
-		defer p.shm.releaseCall()
-	}
+	defer p.end(cf)
 	frame, err := p.encoder.encode(id, fn, args, kwargs)
 	switch {
 	case errors.Is(err, errSharedClosed):
@@ -382,7 +391,7 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 	if sizes != nil {
 		sizes.request = len(frame) - frameHeaderSize + p.encoder.sharedBytes
 	}
-	stop := p.watchContext(ctx)
+	stop := p.watch(ctx, nested)
 	defer stop()
 	if n, err := p.toWorker.Write(frame); err != nil {
 		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -391,20 +400,113 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 		}
 		return p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
 	}
-	body, owned, err := p.reader.next()
-	if err != nil {
-		return p.failed(ctx, fn, err, true)
+	for {
+		body, owned, err := p.reader.next()
+		if err != nil {
+			return p.failed(ctx, fn, err, true)
+		}
+		if sizes != nil {
+			sizes.reply = len(body)
+		}
+		r, err := decodeReply(body)
+		if err == nil && r.kind == kindCallback {
+			if err := p.serveCallback(ctx, fn, r); err != nil {
+				return err
+			}
+			continue
+		}
+		if err == nil && (r.id != id || r.kind == kindItems) {
+			err = fmt.Errorf("%w: message of kind %d for call %d while waiting for the reply to %d", ErrProtocol, r.kind, r.id, id)
+		}
+		if err != nil {
+			return p.failed(ctx, fn, err, true)
+		}
+		return p.replied(ctx, fn, r, owned, into)
 	}
-	if sizes != nil {
-		sizes.reply = len(body)
+}
+
+// callFrame is what begin set up for one call, for end to undo.
+type callFrame struct {
+	nested bool
+	outer  *string    // nested: the outer call's function
+	shared *sharedMem // nested: the encoder's shared memory, off meanwhile
+}
+
+// begin starts a call or a stream on the process: it checks that the
+// process can take one, gives it its id and records its function. end
+// undoes it once the call is over. A nested call (made inside a callback)
+// keeps the outer call's record and leaves the shared memory to it: its
+// values cross inline.
+func (p *process) begin(ctx context.Context, fn string, nested bool) (uint64, callFrame, error) {
+	if p.broken != nil || p.interruptd != 0 {
+		return 0, callFrame{}, fmt.Errorf("%w: an earlier call on worker %d was cut off", ErrWorkerReleased, p.pid)
 	}
-	r, err := decodeReply(body)
-	if err == nil && r.id != id {
-		err = fmt.Errorf("%w: reply to call %d while waiting for %d", ErrProtocol, r.id, id)
+	if err := ctx.Err(); err != nil {
+		return 0, callFrame{}, fmt.Errorf("pypool: call to %s: %w", fn, err)
 	}
-	if err != nil {
-		return p.failed(ctx, fn, err, true)
+	p.nextID++
+	id := p.nextID
+	if nested {
+		cf := callFrame{nested: true, outer: p.current.Load(), shared: p.encoder.shared}
+		p.encoder.shared = nil
+		p.setCurrent(fn)
+		return id, cf, nil
 	}
+	p.outerID = id
+	p.setCurrent(fn)
+	if p.shm != nil {
+		p.shm.acquire()
+	}
+	return id, callFrame{}, nil
+}
+
+// end undoes begin.
+func (p *process) end(cf callFrame) {
+	if cf.nested {
+		p.encoder.shared = cf.shared
+		p.current.Store(cf.outer)
+		return
+	}
+	if p.shm != nil {
+		p.shm.releaseCall()
+	}
+	p.endCall()
+}
+
+// watch makes the pipes' deadlines follow ctx (watchContext); a nested
+// call's watch gives the pipes back the outer call's deadline when it
+// stops.
+func (p *process) watch(ctx context.Context, nested bool) (stop func()) {
+	if !nested {
+		return p.watchContext(ctx)
+	}
+	outer, hadDeadline := p.deadline, p.deadlineSet
+	deadline, _ := ctx.Deadline()
+	p.toWorker.SetWriteDeadline(deadline)
+	p.fromWorker.SetReadDeadline(deadline)
+	fired := make(chan struct{}, 1)
+	stopAfter := context.AfterFunc(ctx, func() {
+		now := time.Now()
+		p.toWorker.SetWriteDeadline(now)
+		p.fromWorker.SetReadDeadline(now)
+		fired <- struct{}{}
+	})
+	return func() {
+		if !stopAfter() {
+			<-fired
+		}
+		if p.interruptd == 0 && p.broken == nil && hadDeadline {
+			p.toWorker.SetWriteDeadline(outer)
+			p.fromWorker.SetReadDeadline(outer)
+		} else {
+			p.deadlineSet = false
+		}
+	}
+}
+
+// replied ends a call with its reply r: the reply's value decoded by into,
+// or its *PythonError.
+func (p *process) replied(ctx context.Context, fn string, r reply, owned bool, into decodeFunc) error {
 	p.served.Add(1)
 	if p.reader.r.Buffered() > 0 {
 		// Only one message answers a call: more bytes mean a frame longer
@@ -414,7 +516,24 @@ func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs
 	if r.err != nil {
 		return r.err
 	}
+	if into == nil {
+		return nil
+	}
 	return into(r.value, owned, &p.codec)
+}
+
+// send writes a frame that flows while a call runs (a callback's answer,
+// stream credit). A write cut off by the call's context before it began
+// leaves the call interrupted; one cut in the middle loses the stream.
+func (p *process) send(ctx context.Context, fn string, frame []byte) error {
+	n, err := p.toWorker.Write(frame)
+	switch {
+	case err == nil:
+		return nil
+	case n == 0 && errors.Is(err, os.ErrDeadlineExceeded):
+		return p.failed(ctx, fn, err, true)
+	}
+	return p.failed(ctx, fn, fmt.Errorf("sending a message: %w", err), false)
 }
 
 // watchContext makes the pipes' deadlines follow ctx. The returned function
@@ -461,7 +580,7 @@ func (p *process) failed(ctx context.Context, fn string, err error, sent bool) e
 		if sent {
 			// Python is still running the call: interrupt it. The pool
 			// decides, after a grace period, whether the worker is usable.
-			p.interruptd = p.nextID
+			p.interruptd = p.outerID
 			p.cutOff = cause
 			p.dumps.request(p, fn, dumpInterrupted) // before the interrupt changes the stack
 			p.signal(syscall.SIGINT)
@@ -517,6 +636,12 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 	}
 	p.deadlineSet = false
 	p.fromWorker.SetReadDeadline(time.Now().Add(grace))
+	p.toWorker.SetWriteDeadline(time.Now().Add(grace))
+	defer p.toWorker.SetWriteDeadline(time.Time{})
+	if err := p.answerPending(); err != nil {
+		p.broken = err
+		return false
+	}
 	for p.interruptd != 0 {
 		body, _, err := p.reader.next()
 		if err != nil {
@@ -524,11 +649,23 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 			return false
 		}
 		r, err := decodeReply(body)
-		if err != nil || r.id != p.interruptd {
-			p.broken = fmt.Errorf("%w: unexpected reply while draining", ErrProtocol)
+		switch {
+		case err != nil:
+		case r.kind == kindCallback:
+			// The cut-off call's Python code asks for a callback: it gets
+			// an error, not an answer from Go code whose caller has gone.
+			err = p.refuseCallback(r, "the call's context ended")
+		case r.kind == kindItems || r.id > p.interruptd:
+			// Items of a stream being cut off, the reply of a nested call.
+		case r.id == p.interruptd:
+			p.interruptd = 0
+		default:
+			err = fmt.Errorf("%w: unexpected reply while draining", ErrProtocol)
+		}
+		if err != nil {
+			p.broken = err
 			return false
 		}
-		p.interruptd = 0
 	}
 	p.callOver()
 	p.fromWorker.SetReadDeadline(time.Time{})

@@ -17,8 +17,20 @@ package pypool
 // HELLO's executable (sys.executable, "" when unknown) and setup_seconds
 // (how long Config.SetUp took, a float) may be missing.
 //
-// Kinds 5 to 15 are reserved for messages that flow while a call runs
-// (callbacks, streamed items); a worker that sends one today is broken.
+// Messages that flow while a call runs (stream.go, callback.go):
+//
+//	STREAM   (Go->Python) [5, id, function, args, kwargs|nil, window]  a call whose result is iterated
+//	ITEMS    (Python->Go) [6, id, [item, ...]]                         the next items of stream id
+//	CREDIT   (Go->Python) [7, id, n]                                   n more ITEMS frames may be sent
+//	CLOSE    (Go->Python) [8, id]                                      stop stream id (generator.close())
+//	CALLBACK (Python->Go) [9, seq, name, args]                         call_go(name, *args) in the innermost call
+//	CB_RESULT (Go->Python) [10, seq, value]                            the Go function's result
+//	CB_ERROR (Go->Python) [11, seq, code, type, message]               its error, panic, or a refusal
+//
+// A stream ends with the RESULT (value nil) or ERROR of its id. While
+// Python waits for a callback's answer, Go may send a CALL or STREAM (a
+// nested call made with the callback's context): its reply comes first.
+// Kinds 12 to 15 are reserved.
 
 import (
 	"bufio"
@@ -42,6 +54,14 @@ const (
 	kindCall   = 2
 	kindResult = 3
 	kindError  = 4
+
+	kindStream         = 5
+	kindItems          = 6
+	kindCredit         = 7
+	kindClose          = 8
+	kindCallback       = 9
+	kindCallbackResult = 10
+	kindCallbackError  = 11
 )
 
 // frameHeaderSize is the size of the length prefix of every frame.
@@ -93,6 +113,12 @@ func newCallEncoder(maxSize int, codec *valueCodec) *callEncoder {
 // encode returns the complete frame (length prefix included) for a call. The
 // returned slice is valid until the next call of encode.
 func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([]byte, error) {
+	return e.encodeCall(id, fn, args, kwargs, 0)
+}
+
+// encodeCall is encode for a CALL (window 0) or a STREAM frame (window > 0,
+// the ITEMS frames Python may send before it waits for CREDIT).
+func (e *callEncoder) encodeCall(id uint64, fn string, args []any, kwargs Kwargs, window int) ([]byte, error) {
 	// The buffer is kept between calls, also after a large one: allocating
 	// (and faulting in) a fresh one costs more than the copy it serves.
 	e.buf.Reset()
@@ -100,8 +126,12 @@ func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([
 	e.sharedBytes = 0
 	e.buf.Write([]byte{0, 0, 0, 0}) // the length, patched below
 	enc := e.enc
+	fields, kind := 5, uint64(kindCall)
+	if window > 0 {
+		fields, kind = 6, kindStream
+	}
 	if err := errors.Join(
-		enc.EncodeArrayLen(5), enc.EncodeUint(kindCall), enc.EncodeUint(id),
+		enc.EncodeArrayLen(fields), enc.EncodeUint(kind), enc.EncodeUint(id),
 		enc.EncodeString(fn), enc.EncodeArrayLen(len(args)),
 	); err != nil {
 		return nil, err
@@ -119,11 +149,41 @@ func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([
 	} else if err := e.value(map[string]any(kwargs)); err != nil {
 		return nil, fmt.Errorf("%w: keyword arguments: %w", ErrArgNotEncodable, err)
 	}
+	if window > 0 {
+		_ = enc.EncodeUint(uint64(window))
+	}
 	frame := e.buf.Bytes()
 	bodySize := len(frame) - frameHeaderSize
 	if bodySize+e.sharedBytes > e.maxSize {
 		return nil, fmt.Errorf("%w: the call to %s encodes to %d bytes, the limit is %d (Config.MaxMessageSize)",
 			ErrMessageTooLarge, fn, bodySize+e.sharedBytes, e.maxSize)
+	}
+	binary.BigEndian.PutUint32(frame, uint32(bodySize))
+	return frame, nil
+}
+
+// encodeControl returns the frame of a message that flows while a call
+// runs (CREDIT, CLOSE, CB_RESULT, CB_ERROR): an array of fields elements,
+// the first one kind, the others written by rest. Values in it never go
+// through the shared memory. Like encode's, the frame is valid until the
+// next use of the encoder.
+func (e *callEncoder) encodeControl(kind uint64, fields int, rest func(e *callEncoder) error) ([]byte, error) {
+	shared := e.shared
+	e.shared = nil
+	defer func() { e.shared = shared }()
+	e.buf.Reset()
+	e.buf.Write([]byte{0, 0, 0, 0})
+	if err := errors.Join(e.enc.EncodeArrayLen(fields), e.enc.EncodeUint(kind)); err != nil {
+		return nil, err
+	}
+	if err := rest(e); err != nil {
+		return nil, err
+	}
+	frame := e.buf.Bytes()
+	bodySize := len(frame) - frameHeaderSize
+	if bodySize > e.maxSize {
+		return nil, fmt.Errorf("%w: the message encodes to %d bytes, the limit is %d (Config.MaxMessageSize)",
+			ErrMessageTooLarge, bodySize, e.maxSize)
 	}
 	binary.BigEndian.PutUint32(frame, uint32(bodySize))
 	return frame, nil
@@ -323,11 +383,16 @@ type hello struct {
 // reply is a RESULT or ERROR message. For a RESULT, value holds the msgpack
 // encoding of the returned value, still to be decoded (whether the decoded
 // value may alias it is frameReader.next's owned).
+//
+// decodeReply also parses the messages Python sends while a call runs: an
+// ITEMS frame (value holds the msgpack array of the items) and a CALLBACK
+// (id is its seq, name the Go function, value the msgpack array of args).
 type reply struct {
 	kind  int64
 	id    uint64
 	value []byte
 	err   *PythonError
+	name  string
 }
 
 // decodeHello parses a HELLO frame.
@@ -386,6 +451,20 @@ func decodeReply(body []byte) (reply, error) {
 		return r, nil
 	case r.kind == kindError && n == 6:
 		r.err = d.pythonError()
+	case r.kind == kindItems && n == 3:
+		if c := d.byte1(); d.err == nil && !(c >= 0x90 && c <= 0x9f || c == 0xdc || c == 0xdd) {
+			d.fail("the items are not an array")
+		}
+		if d.err == nil {
+			r.value = body[len(body)-len(d.b)-1:]
+			return r, nil
+		}
+	case r.kind == kindCallback && n == 4:
+		r.name = d.str()
+		r.value = d.rest()
+		if d.err == nil && (len(r.value) == 0 || !(r.value[0] >= 0x90 && r.value[0] <= 0x9f || r.value[0] == 0xdc || r.value[0] == 0xdd)) {
+			d.fail("the callback's arguments are not an array")
+		}
 	default:
 		return r, fmt.Errorf("%w: unexpected message kind %d with %d fields", ErrProtocol, r.kind, n)
 	}

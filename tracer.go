@@ -18,8 +18,11 @@ import (
 //
 // Every call is traced: Pool.Call, Pool.TryCall, Pool.Ping (as a call of the
 // runtime's no-op "_pypool_ping"), CallAs and CallBytes on a *Pool or a
-// *Worker, and Worker.Call inside Pool.Transaction. The checkout of a
-// Transaction itself is not a call and is not traced.
+// *Worker, and Worker.Call inside Pool.Transaction; Pool.Stream, StreamAs
+// and Worker.Stream as one call that lasts the whole loop (its sizes are
+// not counted). The checkout of a Transaction itself is not a call and is
+// not traced, nor are the calls made with a callback's context (they run
+// inside the traced call that waits for the callback).
 //
 // For one attempt of a call, the hooks run in the caller's goroutine in this
 // order: TraceCallStart, then TraceCallWorker once a worker is checked out

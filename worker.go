@@ -13,9 +13,10 @@ import (
 // the same Python process, one at a time. It is valid only inside its
 // transaction: afterwards every method that calls returns ErrWorkerReleased.
 type Worker struct {
-	pool     *Pool
-	pw       *pooledWorker
-	released atomic.Bool
+	pool      *Pool
+	pw        *pooledWorker
+	released  atomic.Bool
+	streaming atomic.Bool // a loop over its Stream runs
 }
 
 // Call runs fn in this worker, like Pool.Call. After a call cut off by its
@@ -44,6 +45,9 @@ func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decod
 func (w *Worker) call(ctx context.Context, fn string, args []any, into decodeFunc, sizes *callSizes) error {
 	if w.released.Load() {
 		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
+	}
+	if w.streaming.Load() {
+		return fmt.Errorf("%w: worker %d: a call from the body of a loop over its Stream", ErrWorkerBusy, w.Pid())
 	}
 	ctx, cancel := w.pool.withCallTimeout(ctx)
 	defer cancel()

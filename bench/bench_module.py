@@ -13,3 +13,10 @@ def duplicate_text(text):
 def echo(data):
     """Return data unchanged: the call of the payload scenario."""
     return data
+
+
+def small_items(n):
+    """n small items, [i, 16 bytes], as a generator: the stream scenario."""
+    item = b"x" * 16
+    for i in range(n):
+        yield [i, item]

@@ -18,7 +18,8 @@
 // buffer) and the floor; -plot FILE.svg draws its MB/s by payload size,
 // pinned and unpinned, as an SVG. The array scenario sends a 64 MiB float64
 // pypool.Array to numpy and back (it needs numpy: -python's, else
-// /usr/bin/python3's).
+// /usr/bin/python3's). The stream scenario streams a million small items
+// from a Python generator into a Go loop (Pool.Stream), in items/s.
 package main
 
 import (
@@ -41,7 +42,7 @@ func main() {
 	asJSON := flag.Bool("json", false, "print JSON instead of a table")
 	python := flag.String("python", "python3", "Python interpreter")
 	n := flag.Int("n", 10000, "sequential calls in the latency scenario")
-	only := flag.String("scenario", "latency,throughput,payload,start,new,recovery,sweep,array", "scenarios to run, comma-separated")
+	only := flag.String("scenario", "latency,throughput,payload,start,new,recovery,sweep,array,stream", "scenarios to run, comma-separated")
 	plot := flag.String("plot", "", "write the sweep's MB/s by payload size to this SVG file (needs the sweep scenario)")
 	pinned := flag.Bool("pinned", false, "internal: this run is already pinned to one CPU")
 	newOnce := flag.Bool("new-once", false, "internal: print the nanoseconds from pypool.New until its first result")
@@ -60,7 +61,7 @@ func main() {
 	scenarios := map[string]func(context.Context){
 		"latency": b.latency, "throughput": b.throughput, "payload": b.payload,
 		"start": b.start, "new": b.newPool, "recovery": b.recovery, "sweep": b.sweep,
-		"array": b.array, "forkstart": b.forkStart, "forkrecovery": b.forkRecovery,
+		"array": b.array, "stream": b.stream, "forkstart": b.forkStart, "forkrecovery": b.forkRecovery,
 		"forkmemory": b.forkMemory, "forkchaos": b.forkChaos,
 	}
 	selected := strings.Split(*only, ",")

@@ -16,9 +16,25 @@ big-endian length, then a msgpack array whose first element is the kind:
     RESULT (to Go)         [3, id, value]
     ERROR  (to Go)         [4, id, code, type, message, traceback]
 
-where the HELLO error is nil or [code, type, message, traceback]. Kinds 5..15
-are reserved. Anything else Go sends is a protocol violation: the worker
-explains it in one line on stderr and exits with status 2.
+where the HELLO error is nil or [code, type, message, traceback]. While a
+call runs (stream.py, callback.py):
+
+    STREAM    (from Go)    [5, id, function, args, kwargs|nil, window]
+    ITEMS     (to Go)      [6, id, [item, ...]]
+    CREDIT    (from Go)    [7, id, n]
+    CLOSE     (from Go)    [8, id]
+    CALLBACK  (to Go)      [9, seq, name, args]
+    CB_RESULT (from Go)    [10, seq, value]
+    CB_ERROR  (from Go)    [11, seq, code, go_type, message]
+
+A STREAM is a call whose result is iterated: its items go in ITEMS frames,
+at most `window` of them ahead of Go's CREDIT, and RESULT nil (or ERROR)
+ends it; CLOSE asks for its end (generator.close()). While Python waits in
+call_go for CB_RESULT or CB_ERROR, Go may send a CALL or STREAM (a nested
+call), answered first. CREDIT, CLOSE, CB_RESULT and CB_ERROR for a stream
+or callback that is over are late and ignored. Kinds 12..15 are reserved.
+Anything else Go sends is a protocol violation: the worker explains it in
+one line on stderr and exits with status 2.
 
 With --dump-fd, SIGUSR1 makes the worker write the stacks of all its threads
 to that descriptor (faulthandler: C code in the signal handler, so that it
@@ -36,7 +52,7 @@ it is a --path. --limit-* are Config.Limits (apply_limits).
 
 from __future__ import annotations
 
-import _thread  # built in: _exit_soon's timer, without importing threading
+import _thread  # built in: _exit_soon's timer and call_go's thread check, without importing threading
 import binascii  # for --setup-args: imported here, before the user's paths
 import io
 import os
@@ -49,7 +65,7 @@ try:  # _signal is signal without its enum wrappers, a few ms cheaper to import
 except ImportError:  # pragma: no cover - not CPython
     import signal  # type: ignore[no-redef]
 
-from . import CALL, ERROR, HELLO, PROTOCOL_VERSION, RESULT
+from . import CALL, CB_ERROR, CB_RESULT, CLOSE, CREDIT, ERROR, HELLO, PROTOCOL_VERSION, RESULT, STREAM
 from . import codec as codecs
 from . import shm
 
@@ -301,11 +317,23 @@ def _warm_up_traceback() -> None:
 
 # True while a user function runs: only then does SIGINT interrupt it.
 _in_user_code = False
+# Above 0 while the runtime works for a call in progress (streams its items,
+# waits in call_go): a SIGINT that arrives in its own code is kept in
+# _interrupt_pending, for it to act on at the next safe point.
+_runtime_busy = 0
+_interrupt_pending = False
+# The main thread, the only one that may call_go.
+_MAIN_THREAD = _thread.get_ident()
+# The Worker that serves calls, for call_go and the streams.
+_WORKER: Optional["Worker"] = None
 
 
 def _on_sigint(signum: int, frame: Any) -> None:
+    global _interrupt_pending
     if _in_user_code:
         raise KeyboardInterrupt
+    if _runtime_busy:
+        _interrupt_pending = True
     # Otherwise ignored: between calls there is nothing to interrupt.
 
 
@@ -416,6 +444,13 @@ class FrameReader:
                 return False
             self._end += got
         return True
+
+    def buffered(self) -> bool:
+        """Whether bytes of a next frame have been read already."""
+        return self._end > self._start
+
+    def fileno(self) -> int:
+        return self._file.fileno()
 
     def read(self) -> Union[bytes, memoryview, None]:
         """The next frame's body, or None at the end of input between frames."""
@@ -562,6 +597,9 @@ class Worker:
         self._reader = reader
         self._out_fd = out_fd
         self._max_message = max_message
+        self.streams: List[Any] = []  # the streams in progress, innermost last (stream.py)
+        self.callback_seq = 0  # the last call_go's sequence number (callback.py)
+        self.callbacks_waiting = 0  # call_go calls waiting for Go's answer
 
     def serve(self) -> None:
         """Answer calls until the end of input.
@@ -569,7 +607,8 @@ class Worker:
         The common call (no keyword arguments, a function that exists and
         returns an encodable value of ordinary size) is handled inline with
         local names; everything else goes through the methods below."""
-        global _in_user_code
+        global _in_user_code, _WORKER
+        _WORKER = self
         read = self._reader.read
         decode_call = self._decode_call
         result_frame = self._result_frame
@@ -641,8 +680,11 @@ class Worker:
             return
         if type(message) is not list or not message or type(message[0]) is not int:
             raise ProtocolViolation("a frame is not an array that starts with an integer kind")
+        if message[0] != CALL and message[0] != STREAM:
+            self.control(message)
+            return
         _check_call_head(message[0], len(message), message[1:3])
-        _, call_id, name, args, kwargs = message
+        call_id, name, args, kwargs = message[1:5]
         if type(args) is not list:
             self._send_error(call_id, "bad_arguments", "TypeError", "the arguments of %s() are not an array" % name)
         elif kwargs is not None and type(kwargs) is not dict:
@@ -657,8 +699,69 @@ class Worker:
                 "TypeError",
                 "keyword argument names of %s() must be strings, not %s" % (name, type(bad).__name__),
             )
+        elif message[0] == STREAM:
+            from . import stream  # only a worker that streams needs it
+
+            stream.run(self, call_id, name, args, kwargs or {}, message[5])
         else:
             self._call(call_id, name, args, kwargs or {})
+
+    def control(self, message: List[Any]) -> None:
+        """Take a message that flows while a call runs, outside of the wait
+        that expects it: credit or a close for a stream in progress, else a
+        late answer (its stream or callback is over), which is dropped."""
+        kind = message[0]
+        if kind == CREDIT or kind == CLOSE:
+            if len(message) != (3 if kind == CREDIT else 2):
+                raise ProtocolViolation("a CREDIT or CLOSE frame has %d fields" % len(message))
+            for state in self.streams:
+                if state.call_id == message[1]:
+                    if kind == CLOSE:
+                        state.closing = True
+                    elif type(message[2]) is int and message[2] > 0:
+                        state.credit += message[2]
+                    else:
+                        raise ProtocolViolation("a CREDIT frame's count is not a positive integer")
+            return
+        if kind == CB_RESULT or kind == CB_ERROR:
+            return
+        raise ProtocolViolation("unexpected message kind %d" % kind)
+
+    def send_message(self, message: List[Any]) -> None:
+        """Send one message of the runtime's own (no user values in it)."""
+        write_frame(self._out_fd, self._packb(message))
+
+    def wait_input(self) -> None:
+        """Wait until a frame can be read; SIGINT interrupts the wait
+        (KeyboardInterrupt), also one that came while the runtime was busy."""
+        global _in_user_code, _interrupt_pending
+        if self._reader.buffered():
+            return
+        import select  # only streams and callbacks wait here
+
+        try:
+            _in_user_code = True
+            if _interrupt_pending:
+                _interrupt_pending = False
+                raise KeyboardInterrupt
+            select.select([self._reader.fileno()], [], [])
+        finally:
+            _in_user_code = False
+
+    def input_waiting(self) -> bool:
+        """Whether a frame from Go waits to be read, without blocking."""
+        if self._reader.buffered():
+            return True
+        import select
+
+        return bool(select.select([self._reader.fileno()], [], [], 0)[0])
+
+    def read_message(self) -> Union[bytes, memoryview]:
+        """The next frame's body; BrokenPipeError at the end of input."""
+        body = self._reader.read()
+        if body is None:
+            raise BrokenPipeError("Go closed the worker's input during a call")
+        return body
 
     def _answer_undecodable(self, body: Union[bytes, bytearray], exc: Exception) -> None:
         """The frame did not decode: answer bad_arguments if its head [kind,
@@ -757,11 +860,15 @@ class Worker:
         if isinstance(exc, shm.ReplyTooLarge):  # arrays put in the shared memory did not fit
             self._send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc))
             return
+        hint = ""
+        cls = type(result)
+        if hasattr(cls, "__next__") or hasattr(cls, "__aiter__"):
+            hint = "; %s() returned an iterator: iterate it from Go with Pool.Stream" % name
         self._send_error(
             call_id,
             "result_not_encodable",
             type_name(exc),
-            "cannot encode the result of %s() for Go: %s" % (name, not_encodable_detail(result, exc)),
+            "cannot encode the result of %s() for Go: %s%s" % (name, not_encodable_detail(result, exc), hint),
         )
 
     def _send_frame(self, call_id: int, name: str, frame: Union[bytes, Tuple[bytes, Any]]) -> None:
@@ -850,11 +957,14 @@ def _clip_utf8(text: str, size: int, keep_end: bool) -> str:
 
 
 def _check_call_head(kind: int, length: int, rest: List[Any]) -> None:
-    """Raise ProtocolViolation unless kind, length and [id, name] start a CALL."""
-    if kind != CALL:
-        raise ProtocolViolation("unexpected message kind %d (this worker accepts only CALL, kind %d)" % (kind, CALL))
-    if length != 5:
-        raise ProtocolViolation("a CALL frame has %d fields, not 5" % length)
+    """Raise ProtocolViolation unless kind, length and [id, name] start a CALL
+    or a STREAM."""
+    if kind != CALL and kind != STREAM:
+        raise ProtocolViolation(
+            "unexpected message kind %d (a call starts with CALL, kind %d, or STREAM, kind %d)" % (kind, CALL, STREAM)
+        )
+    if length != (5 if kind == CALL else 6):
+        raise ProtocolViolation("a %s frame has %d fields, not %d" % ("CALL" if kind == CALL else "STREAM", length, 5 if kind == CALL else 6))
     call_id, name = rest
     if type(call_id) is not int or call_id < 0 or type(name) is not str:
         raise ProtocolViolation("a CALL frame's id is not an unsigned integer or its function name is not a string")
@@ -989,6 +1099,11 @@ def startup(argv: List[str]) -> Options:
     _CODEC = codecs.load(options.codec)  # msgpack from site-packages, not from a --path
     fix_sys_path(options.paths)
     del sys.argv[1:]  # the runtime's arguments are not the user module's
+    # User code imports the runtime's public API as "pypool" (from pypool
+    # import call_go): the package itself under a second name, no import;
+    # not when one of the user's own modules is a "pypool".
+    if all(name.partition(".")[0] != "pypool" for name in options.modules):
+        sys.modules.setdefault("pypool", sys.modules[__package__])
     return options
 
 

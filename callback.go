@@ -1,0 +1,286 @@
+package pypool
+
+// callback.go is Python calling Go during a call: the Go functions of
+// Config.Callbacks, run when the worker sends a CALLBACK frame
+// (call_go(name, *args) in Python), and the calls made back into the same
+// worker with a callback's context (nested calls).
+//
+// The goroutine that waits for a call's reply runs the callback itself,
+// with the process's lock held: the worker is waiting in call_go, so the
+// stream is the callback's. A call made with the callback's context is
+// recognised by the callbackScope that context carries and is sent on the
+// same stream without taking the lock again: Python handles it while it
+// waits in call_go, and its reply comes before the callback's answer.
+// That is how Go calls Python calls Go calls Python on one worker (Size 1
+// included) without deadlock.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Callback is a Go function that Python code can call during a call, with
+// call_go(name, *args) (see Config.Callbacks). args are the Python
+// arguments, decoded as a call's result is (README's type table); the
+// result is encoded as a call's argument. ctx ends when the call that runs
+// the Python code ends (its deadline or cancellation) and when the callback
+// returns; calls made with ctx (Pool.Call, Pool.Stream, CallAs, ...) on the
+// same pool run on the worker that waits for this callback. A returned
+// error, or a panic, is raised in Python as pypool.GoError.
+type Callback func(ctx context.Context, args []any) (any, error)
+
+// CallbackFunc adapts a function of one typed argument to a Callback:
+// Python passes exactly one argument, which is decoded into A as CallAs
+// decodes a result (a struct from a dict, a []float64 from a list, ...),
+// and the R it returns is sent back. Another number of arguments, or an
+// argument that does not fit A, is a GoError in Python.
+//
+//	Callbacks: map[string]pypool.Callback{
+//		"lookup_user": pypool.CallbackFunc(func(ctx context.Context, id int64) (User, error) {
+//			return users.Get(ctx, id)
+//		}),
+//	}
+func CallbackFunc[A, R any](fn func(ctx context.Context, arg A) (R, error)) Callback {
+	return func(ctx context.Context, args []any) (any, error) {
+		if len(args) != 1 {
+			return nil, fmt.Errorf("pypool: this Go callback takes exactly one argument, not %d", len(args))
+		}
+		var a A
+		if err := convertValue(args[0], &a, callbackCodec(ctx)); err != nil {
+			return nil, err
+		}
+		return fn(ctx, a)
+	}
+}
+
+// convertValue decodes the decoded value v into *out, through msgpack.
+func convertValue(v any, out any, codec *valueCodec) error {
+	e := newCallEncoder(DefaultMaxMessageSize, codec)
+	if err := e.value(v); err != nil {
+		return fmt.Errorf("pypool: the argument (%T) does not encode: %w", v, err)
+	}
+	if err := decodeValueInto(e.buf.Bytes(), out, codec); err != nil {
+		return fmt.Errorf("the argument of the callback: %w", err)
+	}
+	return nil
+}
+
+// callbackScope is what a callback's context carries: the process whose
+// call runs the callback. Calls made with the context go to that process.
+type callbackScope struct {
+	proc  *process
+	mu    sync.Mutex // held by the one nested call in flight (TryLock)
+	ended bool       // the callback returned; guarded by mu
+}
+
+type scopeKey struct{}
+
+// scopeOf returns the callback scope ctx carries, if any.
+func scopeOf(ctx context.Context) *callbackScope {
+	s, _ := ctx.Value(scopeKey{}).(*callbackScope)
+	return s
+}
+
+// callbackCodec is the codec of the pool whose callback ctx belongs to.
+func callbackCodec(ctx context.Context) *valueCodec {
+	if s := scopeOf(ctx); s != nil {
+		return &s.proc.spec.codec
+	}
+	return nil
+}
+
+// enter takes the scope for one nested call or stream; leave gives it back.
+func (s *callbackScope) enter() error {
+	if !s.mu.TryLock() {
+		return fmt.Errorf("%w: a call with a callback's context while another call with it is in flight", ErrWorkerBusy)
+	}
+	if s.ended {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: the callback whose context this is has returned", ErrWorkerReleased)
+	}
+	return nil
+}
+
+func (s *callbackScope) leave() { s.mu.Unlock() }
+
+// nestedCall makes a call with a callback's context on the process that
+// waits for the callback.
+func (s *callbackScope) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.proc.callLocked(ctx, fn, args, kwargs, into, sizes, true)
+}
+
+// Callback error codes, the GoError.code seen in Python.
+const (
+	callbackFailed      = "error"                // the Go function returned an error
+	callbackPanicked    = "panic"                // it panicked
+	callbackNotFound    = "not_found"            // no such name in Config.Callbacks
+	callbackBadArgs     = "bad_arguments"        // the arguments did not decode
+	callbackNotEncoded  = "result_not_encodable" // its result did not encode
+	callbackCallEnded   = "call_ended"           // the call's context ended, or the stream was closed
+	callbackNotAnswered = "not_answered"         // the worker was cut off while the callback ran
+)
+
+// callbackError is a callback's failure, as sent to Python.
+type callbackError struct {
+	code, goType, message string
+}
+
+// serveCallback runs the callback r asked for and sends its answer. fn is
+// the Python function whose code made it. An error return means the call
+// cannot go on (the stream is lost or the worker was cut off); the
+// process's condition says which.
+func (p *process) serveCallback(ctx context.Context, fn string, r reply) error {
+	p.pendingCallbacks = append(p.pendingCallbacks, r.id)
+	value, cbErr := p.runCallback(ctx, r)
+	if p.broken != nil || p.interruptd != 0 {
+		// A call made inside the callback was cut off: the worker is in
+		// an unknown state, the pool drains or kills it.
+		return p.cutOffInside(ctx, fn, r.name)
+	}
+	frame, err := p.callbackAnswer(r.id, value, cbErr)
+	if err != nil {
+		frame, _ = p.callbackAnswer(r.id, nil, &callbackError{callbackNotEncoded, fmt.Sprintf("%T", err), err.Error()})
+	}
+	if err := p.send(ctx, fn, frame); err != nil {
+		return err
+	}
+	p.pendingCallbacks = p.pendingCallbacks[:len(p.pendingCallbacks)-1]
+	return nil
+}
+
+// runCallback finds and runs the Go function of a CALLBACK.
+func (p *process) runCallback(ctx context.Context, r reply) (result any, cbErr *callbackError) {
+	if err := ctx.Err(); err != nil {
+		return nil, &callbackError{callbackCallEnded, fmt.Sprintf("%T", err),
+			fmt.Sprintf("Go callback %s: the call's context ended: %v", r.name, err)}
+	}
+	cb, ok := p.spec.callbacks[r.name]
+	if !ok {
+		return nil, &callbackError{callbackNotFound, "", p.unknownCallback(r.name)}
+	}
+	codec := p.codec
+	codec.shared = nil // Python sends call_go's arguments inline
+	decoded, err := decodeValue(r.value, false, &codec)
+	args, _ := decoded.([]any)
+	if err != nil {
+		return nil, &callbackError{callbackBadArgs, fmt.Sprintf("%T", err),
+			fmt.Sprintf("Go callback %s: its arguments do not decode: %v", r.name, err)}
+	}
+	scope := &callbackScope{proc: p}
+	cctx, cancel := context.WithCancel(context.WithValue(ctx, scopeKey{}, scope))
+	defer func() {
+		cancel()
+		scope.mu.Lock() // waits for a nested call still in flight (its context just ended)
+		scope.ended = true
+		scope.mu.Unlock()
+	}()
+	defer func() {
+		if v := recover(); v != nil {
+			p.spec.logger.Error(msgCallbackPanic, slog.Int("worker", p.pid), p.function(false),
+				slog.String("callback", r.name), slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+			result, cbErr = nil, &callbackError{callbackPanicked, fmt.Sprintf("%T", v),
+				fmt.Sprintf("Go callback %s panicked: %v", r.name, v)}
+		}
+	}()
+	result, err = cb(cctx, args)
+	if err != nil {
+		return nil, &callbackError{callbackFailed, fmt.Sprintf("%T", err), err.Error()}
+	}
+	return result, nil
+}
+
+// unknownCallback says that name is not registered, and what is.
+func (p *process) unknownCallback(name string) string {
+	names := make([]string, 0, len(p.spec.callbacks))
+	for n := range p.spec.callbacks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	registered := strings.Join(names, ", ")
+	if registered == "" {
+		registered = "(none)"
+	}
+	return fmt.Sprintf("no Go callback named %q; registered (Config.Callbacks): %s", name, registered)
+}
+
+// callbackAnswer encodes the CB_RESULT or CB_ERROR frame for seq.
+func (p *process) callbackAnswer(seq uint64, value any, cbErr *callbackError) ([]byte, error) {
+	if cbErr != nil {
+		return p.encoder.encodeControl(kindCallbackError, 5, func(e *callEncoder) error {
+			return errors.Join(e.enc.EncodeUint(seq), e.enc.EncodeString(cbErr.code),
+				e.enc.EncodeString(cbErr.goType), e.enc.EncodeString(cbErr.message))
+		})
+	}
+	return p.encoder.encodeControl(kindCallbackResult, 3, func(e *callEncoder) error {
+		if err := e.enc.EncodeUint(seq); err != nil {
+			return err
+		}
+		if err := e.value(value); err != nil {
+			return fmt.Errorf("%w: the result (%T) of a Go callback: %w", ErrArgNotEncodable, value, err)
+		}
+		return nil
+	})
+}
+
+// answerPending answers the callbacks that were read but not answered
+// (the call was cut off while they ran) with an error, so that Python,
+// waiting in call_go, does not wait for them any more. It is part of a
+// drain: the caller has set the write deadline.
+func (p *process) answerPending() error {
+	for _, seq := range p.pendingCallbacks {
+		frame, err := p.callbackAnswer(seq, nil, &callbackError{callbackNotAnswered, "",
+			"the Go callback was not answered: the call was cut off while it ran"})
+		if err == nil {
+			_, err = p.toWorker.Write(frame)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	p.pendingCallbacks = p.pendingCallbacks[:0]
+	return nil
+}
+
+// refuseCallback answers a callback that arrives while the call it belongs
+// to is being closed or drained.
+func (p *process) refuseCallback(r reply, why string) error {
+	frame, err := p.callbackAnswer(r.id, nil, &callbackError{callbackCallEnded, "",
+		fmt.Sprintf("Go callback %s: %s", r.name, why)})
+	if err == nil {
+		_, err = p.toWorker.Write(frame)
+	}
+	return err
+}
+
+// cutOffInside is the error of a call whose worker was cut off by a call
+// made inside one of its callbacks.
+func (p *process) cutOffInside(ctx context.Context, fn, callback string) error {
+	if p.broken != nil && isEOF(p.broken) {
+		return p.exitError(ctx)
+	}
+	cause := p.cutOff
+	if cause == nil {
+		cause = p.broken
+	}
+	return fmt.Errorf("pypool: call to %s: a call made inside Go callback %s was cut off: %w", fn, callback, cause)
+}
+
+// nestedCall is a Pool call made with the context of one of its workers'
+// callbacks: it runs on that worker, which waits for the callback, without
+// a checkout (and without retries: the worker is the outer call's).
+func (p *Pool) nestedCall(ctx context.Context, s *callbackScope, fn string, args []any, into decodeFunc) error {
+	args, kwargs := splitKwargs(args)
+	err := s.call(ctx, fn, args, kwargs, into, nil)
+	p.calls.Add(1)
+	return err
+}

@@ -1,0 +1,136 @@
+"""call_go: Python code calls a Go function of Config.Callbacks during a call.
+
+    from pypool import call_go, GoError
+
+    def greet(user_id):
+        user = call_go("lookup_user", user_id)   # runs the Go function, returns its result
+        return "Hello, %s" % user["name"]
+
+call_go sends a CALLBACK frame and waits for Go's answer: CB_RESULT gives
+the Go function's result, CB_ERROR raises GoError with the Go error's
+message, its Go type (go_type, such as "*errors.errorString") and a code:
+"error" (the function returned an error), "panic" (it panicked),
+"not_found" (no such name; the message lists the registered ones),
+"bad_arguments", "result_not_encodable", "call_ended" (the call's context
+ended first, or the stream was closed) or "not_answered" (the call was cut
+off while the Go function ran).
+
+While it waits, Go may send a CALL or a STREAM: a call that the Go function
+makes with its context (nested callbacks), which runs here and is answered
+before call_go returns. SIGINT (the call cut off) interrupts the wait with
+KeyboardInterrupt.
+
+call_go works in the worker's main thread while a call from Go runs (the
+function Go called, a generator it streams, or code they call); elsewhere
+(at import, in Config.SetUp, in another thread, between calls) it raises
+RuntimeError: there is no Go caller to run the function for.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import CALLBACK, CB_ERROR, CB_RESULT, CALL, STREAM, shm
+from . import worker as _w
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List
+
+
+class GoError(Exception):
+    """A Go callback failed: message is the Go error's text, go_type its Go
+    type, code what happened (see the module's docstring)."""
+
+    def __init__(self, message: str, code: str = "error", go_type: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.go_type = go_type
+
+    def __str__(self) -> str:
+        if self.go_type:
+            return "%s (Go %s)" % (self.message, self.go_type)
+        return self.message
+
+
+# Named as user code imports it (from pypool import GoError): tracebacks and
+# the Type of the *PythonError Go gets say pypool.GoError.
+GoError.__module__ = "pypool"
+
+
+def call_go(name: str, *args: Any) -> Any:
+    """Call the Go function registered as name in Config.Callbacks with args
+    and return its result; GoError when it fails."""
+    import _thread
+
+    if type(name) is not str:
+        raise TypeError("call_go() takes the Go callback's name as a str first, not %s" % type(name).__name__)
+    worker = _w._WORKER
+    if _thread.get_ident() != _w._MAIN_THREAD:
+        raise RuntimeError("call_go(%r) from a thread other than the worker's main thread: only the call Go made can call back" % name)
+    if worker is None or not (_w._in_user_code or _awaiting()):
+        raise RuntimeError("call_go(%r) outside a call from Go: Go functions can only be called while Go waits for a call" % name)
+    return _wait(worker, name, list(args))
+
+
+def _awaiting() -> bool:
+    """Whether an async call runs: its coroutine runs on the worker's loop
+    (aio.run) outside the runtime's marker of user code."""
+    aio = sys.modules.get(__package__ + ".aio")
+    return aio is not None and getattr(aio, "_task", None) is not None
+
+
+def _wait(worker: Any, name: str, args: List[Any]) -> Any:
+    in_user_code = _w._in_user_code
+    if worker.streams and worker.streams[-1].batch:
+        from .stream import send_pending
+
+        send_pending(worker)  # the items a generator made before it calls Go
+    worker.callback_seq += 1
+    seq = worker.callback_seq
+    shared, shm.ACTIVE = shm.ACTIVE, None  # arguments and nested calls' values cross inline
+    try:
+        try:
+            body = worker._packb([CALLBACK, seq, name, args])
+        except Exception as exc:
+            raise TypeError("call_go(%r): an argument cannot be encoded for Go: %s" % (name, exc)) from None
+        if len(body) > worker._max_message:
+            raise ValueError("call_go(%r): the arguments encode to %d bytes, more than --max-message %d" % (name, len(body), worker._max_message))
+        _w._in_user_code = False
+        _w._runtime_busy += 1
+        worker.callbacks_waiting += 1
+        try:
+            _w.write_frame(worker._out_fd, body)
+            return _answer(worker, seq)
+        finally:
+            worker.callbacks_waiting -= 1
+            _w._runtime_busy -= 1
+            if not _w._runtime_busy:
+                _w._interrupt_pending = False
+    finally:
+        shm.ACTIVE = shared
+        _w._in_user_code = in_user_code  # back in the user's code that called call_go
+
+
+def _answer(worker: Any, seq: int) -> Any:
+    """Wait for the answer to callback seq, serving nested calls meanwhile."""
+    while True:
+        worker.wait_input()
+        body = worker.read_message()
+        kind = body[1] if len(body) > 1 and 0x90 <= body[0] <= 0x9F else -1
+        if kind == CALL or kind == STREAM:
+            worker._handle(body)  # a call made inside the Go callback
+            continue
+        message = worker._unpackb(body)
+        if type(message) is not list or not message or type(message[0]) is not int:
+            raise _w.ProtocolViolation("a frame is not an array that starts with an integer kind")
+        kind = message[0]
+        if (kind == CB_RESULT or kind == CB_ERROR) and len(message) >= 2 and message[1] == seq:
+            if kind == CB_RESULT and len(message) == 3:
+                return message[2]
+            if kind == CB_ERROR and len(message) == 5:
+                _, _, code, go_type, text = message
+                raise GoError(text, code, go_type)
+            raise _w.ProtocolViolation("a callback answer has %d fields" % len(message))
+        worker.control(message)  # credit for a stream in progress, or a late answer

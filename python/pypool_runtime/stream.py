@@ -1,0 +1,335 @@
+"""Streams: a STREAM call's result iterated, its items sent to Go as they come.
+
+The rule for what streams: a result whose type has ``__next__`` (a
+generator, any iterator) is iterated; one whose type has ``__aiter__`` (an
+async generator or iterator) is iterated on the worker's event loop
+(aio.sync_iter); any other result is a TypeError: a list is not streamed,
+use Call for it.
+
+Items travel in ITEMS frames. A frame goes when it holds BATCH_ITEMS items
+or about BATCH_BYTES, or LINGER_SECONDS after its first item: a fast
+generator costs one frame per few hundred items, and no item waits more
+than the linger for the ones after it. The linger is a SIGALRM timer
+(setitimer), armed once per frame, whose handler sends the frame while the
+generator's code runs (sleeps, waits for I/O); when the module's code
+installed a SIGALRM handler of its own, the runtime leaves SIGALRM alone and
+sends each item in a frame of its own. Python sends at most `window`
+frames beyond the CREDIT Go gave back, then waits: a slow Go loop makes the
+generator wait, not the worker's memory grow. Before each frame it looks
+for a CLOSE from Go (the loop ended early): then it closes the generator
+(GeneratorExit runs its finally blocks) and ends the stream with RESULT nil.
+
+An exception in the generator ends the stream with its ERROR after the
+items before it; SIGINT (Go's interrupt of a cut-off stream) raises
+KeyboardInterrupt in the generator, or, when it comes while the runtime
+sends or waits, ends the stream at the next safe point the same way.
+"""
+
+from __future__ import annotations
+
+from . import ITEMS, RESULT, shm
+from . import worker as _w
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterator, List
+
+# A frame is sent when it holds this many items, or about this many bytes
+# (estimated from the lengths of str and bytes items), or when its first
+# item waited this long.
+BATCH_ITEMS = 256
+BATCH_BYTES = 64 << 10
+LINGER_SECONDS = 0.002
+
+
+class StreamState:
+    """A stream in progress: its credit (frames it may still send) and
+    whether Go asked for its end. Worker.control updates both."""
+
+    __slots__ = ("call_id", "credit", "closing", "batch", "size", "sent", "in_next", "flush_due", "callbacks", "worker", "name")
+
+    def __init__(self, call_id: int, credit: int) -> None:
+        self.call_id = call_id
+        self.credit = credit
+        self.closing = False
+        self.batch: List[Any] = []  # items produced, not yet sent
+        self.size = 0  # the batch's estimated size in bytes
+        self.sent = 0  # items sent so far
+        self.in_next = False  # the generator's code runs
+        self.flush_due = False  # the batch's linger passed while it could not be sent
+        self.callbacks = 0  # call_go waits below this stream (Worker.callbacks_waiting at its start)
+        self.worker: Any = None
+        self.name = ""
+
+
+def iterator_of(result: Any, name: str) -> Any:
+    """The iterator a STREAM call's result gives, by the module's rule. An
+    awaitable (an async def function's coroutine) is awaited first, on the
+    worker's event loop, as a call's is: its value is what streams."""
+    cls = type(result)
+    if not hasattr(cls, "__next__") and not hasattr(cls, "__aiter__") and hasattr(cls, "__await__"):
+        try:
+            from . import aio  # type: ignore[attr-defined]
+        except ImportError:
+            aio = None
+        if aio is not None and aio.is_awaitable(result):
+            result = aio.run(result)
+            cls = type(result)
+    if hasattr(cls, "__next__"):
+        return result
+    if hasattr(cls, "__aiter__"):
+        try:
+            from .aio import sync_iter  # type: ignore[attr-defined]
+        except ImportError:
+            raise TypeError(
+                "%s() returned an async iterator (%s), which this pypool runtime cannot stream: "
+                "its pypool_runtime.aio module is missing" % (name, cls.__name__)
+            ) from None
+        return sync_iter(result)
+    raise TypeError(
+        "%s() returned %s, not an iterator: Stream needs a generator function (one that uses yield) "
+        "or a function that returns an iterator; use Call for other results" % (name, cls.__name__)
+    )
+
+
+def run(worker: Any, call_id: int, name: str, args: List[Any], kwargs: Dict[str, Any], window: Any) -> None:
+    """Answer a STREAM frame: call the function, stream what it returns."""
+    if type(window) is not int or window <= 0:
+        raise _w.ProtocolViolation("a STREAM frame's window is not a positive integer")
+    function = worker._functions.get(name)
+    if function is None:
+        worker._send_error(call_id, "function_not_found", "AttributeError", worker._not_found(name))
+        return
+    try:
+        result = _w._invoke(function, args, kwargs)
+        iterator = iterator_of(result, name)
+    except BaseException as exc:
+        worker._send_exception(call_id, exc)
+        return
+    state = StreamState(call_id, window)
+    state.worker, state.name = worker, name
+    state.callbacks = worker.callbacks_waiting
+    worker.streams.append(state)
+    shared, shm.ACTIVE = shm.ACTIVE, None  # items cross inline
+    _w._runtime_busy += 1
+    timer = _arm_timer()
+    try:
+        _pump(worker, state, iterator, name, timer)
+    finally:
+        if timer is not None:
+            timer(_w.signal.ITIMER_REAL, 0)  # no late alarm after the stream
+        _w._runtime_busy -= 1
+        if not _w._runtime_busy:
+            _w._interrupt_pending = False
+        shm.ACTIVE = shared
+        worker.streams.remove(state)
+
+
+def _next_item(step: Callable[[], Any]) -> Any:
+    try:
+        _w._in_user_code = True
+        return step()
+    finally:
+        _w._in_user_code = False
+
+
+def _arm_timer() -> Any:
+    """setitimer, when the stream may use SIGALRM for its linger; else None
+    (the user's code handles SIGALRM: a batch then waits for its next item
+    or its size)."""
+    signal = _w.signal
+    setitimer = getattr(signal, "setitimer", None)
+    if setitimer is None:  # pragma: no cover - not Unix
+        return None
+    current = signal.getsignal(signal.SIGALRM)
+    if current is not _on_alarm:
+        if current != signal.SIG_DFL:
+            return None
+        signal.signal(signal.SIGALRM, _on_alarm)
+    return setitimer
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    """A batch's first item has waited LINGER_SECONDS: send the batch now if
+    the main thread is in the generator's code (not in the runtime's, not
+    waiting in call_go) and the stream has credit; else the loop sends it
+    after the item in progress."""
+    worker = _w._WORKER
+    if worker is None or not worker.streams:
+        return
+    state = worker.streams[-1]
+    if state.batch and not (state.in_next and _w._in_user_code and send_pending(worker)):
+        state.flush_due = True
+
+
+def send_pending(worker: Any) -> bool:
+    """Send the innermost stream's batch at once, from the generator's code
+    (the linger's alarm, or call_go before it waits: the items made before
+    the callback need not wait for it). False when it cannot be sent now
+    (no credit, a call_go of an enclosing call waits, an item that needs the
+    loop's care); the loop then sends it after the item in progress."""
+    state = worker.streams[-1] if worker.streams else None
+    if state is None or not state.batch:
+        return True
+    if worker.callbacks_waiting != state.callbacks or state.credit <= 0 or state.closing:
+        return False
+    try:
+        body = worker._packb([ITEMS, state.call_id, state.batch])
+    except Exception:
+        return False  # the loop finds the item and reports it
+    if len(body) > worker._max_message:
+        return False
+    # Not interruptible while it writes: a SIGINT now is kept for the loop.
+    in_user_code = _w._in_user_code
+    _w._in_user_code = False
+    _w._runtime_busy += 1
+    try:
+        _w.write_frame(worker._out_fd, body)
+    finally:
+        _w._runtime_busy -= 1
+        _w._in_user_code = in_user_code
+    state.credit -= 1
+    state.sent += len(state.batch)
+    state.batch = []
+    state.size = 0
+    return True
+
+
+def _pump(worker: Any, state: StreamState, iterator: Iterator[Any], name: str, timer: Any) -> None:
+    step = iterator.__next__
+    real = _w.signal.ITIMER_REAL if timer is not None else 0
+    while True:
+        try:
+            state.in_next = True
+            try:
+                item = _next_item(step)
+            finally:
+                state.in_next = False
+            if _w._interrupt_pending:
+                _w._interrupt_pending = False
+                raise KeyboardInterrupt
+        except StopIteration:
+            if not state.batch or _flush(worker, state, iterator):
+                worker.send_message([RESULT, state.call_id, None])
+            return
+        except BaseException as exc:
+            # The items before the exception, then the exception.
+            if isinstance(exc, KeyboardInterrupt) or not state.batch or _flush(worker, state, iterator):
+                _close_quietly(iterator)
+                worker._send_exception(state.call_id, exc)
+            return
+        batch = state.batch
+        if not batch and timer is not None:
+            timer(real, LINGER_SECONDS)
+        batch.append(item)
+        cls = type(item)
+        state.size += len(item) if (cls is str or cls is bytes or cls is bytearray) else 9
+        if len(batch) >= BATCH_ITEMS or state.size >= BATCH_BYTES or state.flush_due or timer is None:
+            if not _flush(worker, state, iterator):
+                return
+
+
+def _flush(worker: Any, state: StreamState, iterator: Any) -> bool:
+    """Send the batch; False when the stream is over instead (Go closed it,
+    an item does not encode, an interrupt), its end sent."""
+    batch = state.batch
+    state.batch = []
+    state.size = 0
+    state.flush_due = False
+    try:
+        if _send(worker, state, batch, state.name, state.sent):
+            state.sent += len(batch)
+            return True
+    except KeyboardInterrupt as exc:
+        _close_quietly(iterator)
+        worker._send_exception(state.call_id, exc)
+        return False
+    except _NotEncodable as exc:
+        _close_quietly(iterator)
+        worker._send_error(state.call_id, exc.code, exc.type_name, exc.message)
+        return False
+    _closed(worker, state, iterator)
+    return False
+
+
+class _NotEncodable(Exception):
+    def __init__(self, code: str, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.type_name, self.message = code, type_name, message
+
+
+def _send(worker: Any, state: StreamState, batch: List[Any], name: str, sent: int) -> bool:
+    """Send batch in one ITEMS frame (or more, when it is too large for
+    one), after waiting for credit; False when Go closed the stream."""
+    if state.credit <= 0 or worker.input_waiting():
+        _take_control(worker, state)
+    if state.closing:
+        return False
+    try:
+        body = worker._packb([ITEMS, state.call_id, batch])
+    except Exception as exc:
+        # Send the items before the one that does not encode, then say which.
+        for index, item in enumerate(batch):
+            try:
+                worker._packb(item)
+            except Exception as item_exc:
+                if index:
+                    _send(worker, state, batch[:index], name, sent)
+                detail = _w.not_encodable_detail(item, item_exc)
+                raise _NotEncodable(
+                    "result_not_encodable", _w.type_name(item_exc),
+                    "cannot encode item %d of %s() for Go: %s" % (sent + index, name, detail),
+                ) from None  # fmt: skip
+        raise _NotEncodable("result_not_encodable", _w.type_name(exc), "cannot encode items of %s(): %s" % (name, exc)) from None
+    if len(body) > worker._max_message:
+        if len(batch) == 1:
+            raise _NotEncodable(
+                "message_too_large", "ValueError",
+                "item %d of %s() encodes to %d bytes, more than --max-message %d" % (sent, name, len(body), worker._max_message),
+            )  # fmt: skip
+        half = len(batch) // 2
+        return _send(worker, state, batch[:half], name, sent) and _send(worker, state, batch[half:], name, sent + half)
+    _w.write_frame(worker._out_fd, body)
+    state.credit -= 1
+    return True
+
+
+def _take_control(worker: Any, state: StreamState) -> None:
+    """Read what Go sent (credit, a close) and, while the stream has no
+    credit and is not closing, wait for more."""
+    while True:
+        if state.closing:
+            return
+        if state.credit <= 0:
+            worker.wait_input()
+        elif not worker.input_waiting():
+            return
+        body = worker.read_message()
+        message = worker._unpackb(body)
+        if type(message) is not list or not message or type(message[0]) is not int:
+            raise _w.ProtocolViolation("a frame is not an array that starts with an integer kind")
+        worker.control(message)
+
+
+def _closed(worker: Any, state: StreamState, iterator: Any) -> None:
+    """Go closed the stream: close the generator, then end the stream."""
+    try:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            _next_item(close)
+    except BaseException as exc:
+        worker._send_exception(state.call_id, exc)
+        return
+    worker.send_message([RESULT, state.call_id, None])
+
+
+def _close_quietly(iterator: Any) -> None:
+    """Close the iterator after an error of its own or an interrupt: what
+    its clean-up raises adds nothing to the error already being sent."""
+    close = getattr(iterator, "close", None)
+    if close is None:
+        return
+    try:
+        _next_item(close)
+    except BaseException:
+        pass

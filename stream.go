@@ -1,0 +1,363 @@
+package pypool
+
+// stream.go is a Python generator (or any iterator) become a Go iterator:
+// Pool.Stream, Worker.Stream and StreamAs. On the wire (protocol.go) a
+// STREAM frame starts the call; Python sends the items in ITEMS frames of
+// one or more items, at most streamWindow frames ahead of what Go has
+// consumed, and Go gives credit back as its loop consumes them. Breaking
+// out of the loop sends CLOSE (Python closes the generator: its finally
+// blocks run) and waits for the stream's end within InterruptGrace. The
+// iteration runs on the goroutine of the range loop: nothing is read ahead
+// beyond the frame being consumed, so neither side holds more than the
+// window whatever the pace of the loop.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"syscall"
+	"time"
+)
+
+// streamWindow is how many ITEMS frames Python may send before it waits
+// for credit; Go gives back half of it at a time.
+const streamWindow = 8
+
+// itemFunc receives each streamed item's msgpack encoding (valid during
+// the call only) and the codec to decode it with; false stops the stream.
+type itemFunc func(b []byte, codec *valueCodec) bool
+
+// Stream calls fn, a Python generator function (or any function that
+// returns an iterator: an object with __next__, or an async iterator), and
+// returns an iterator over the items it yields, decoded as Call decodes a
+// result. Each item reaches the loop as Python produces it, normally within
+// 2 ms (items produced within that time travel in one batch, of up to 256),
+// and Python runs at most 8 batches ahead of the loop (it waits for the
+// loop otherwise), so a slow loop never makes either side buffer the
+// sequence.
+// A result that is not an iterator is a *PythonError (TypeError).
+//
+//	for item, err := range pool.Stream(ctx, "read_rows", path) {
+//		if err != nil {
+//			return err
+//		}
+//		...
+//	}
+//
+// A worker is checked out when the loop starts and checked in when it ends.
+// Breaking out of the loop (or a panic in its body) closes the generator in
+// Python (GeneratorExit: its finally blocks run) before the worker goes
+// back to the pool. An exception in the generator ends the loop with a
+// *PythonError after the items before it. ctx bounds the whole loop as it
+// bounds a call (Config.CallTimeout when it has no deadline): when it ends,
+// the loop ends with ctx's error and the worker is interrupted as a cut-off
+// call's. A worker that dies gives an error wrapping ErrWorkerCrashed.
+//
+// The body of the loop must not wait for the same pool's workers when all
+// are busy (the stream holds one). With a callback's context (Callback),
+// the stream runs on the worker that waits for the callback.
+func (p *Pool) Stream(ctx context.Context, fn string, args ...any) iter.Seq2[any, error] {
+	return streamValues(ctx, p, fn, args)
+}
+
+// Stream is Pool.Stream on this worker, inside its transaction. The body of
+// the loop must not call the Worker: such calls return an error wrapping
+// ErrWorkerBusy.
+func (w *Worker) Stream(ctx context.Context, fn string, args ...any) iter.Seq2[any, error] {
+	return streamValues(ctx, w, fn, args)
+}
+
+// StreamAs is Stream with each item decoded into a T, as CallAs decodes a
+// result. An item that does not fit T ends the loop with an error wrapping
+// ErrResultNotDecodable (and closes the generator).
+//
+//	for row, err := range pypool.StreamAs[Row](ctx, pool, "read_rows", path) {
+func StreamAs[T any](ctx context.Context, c Caller, fn string, args ...any) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		stopped := false
+		err := c.streamInto(ctx, fn, args, func(b []byte, codec *valueCodec) bool {
+			var item T
+			if err := decodeValueInto(b, &item, codec); err != nil {
+				stopped = true
+				yield(item, err)
+				return false
+			}
+			if !yield(item, nil) {
+				stopped = true
+				return false
+			}
+			return true
+		})
+		if err != nil && !stopped {
+			var zero T
+			yield(zero, err)
+		}
+	}
+}
+
+// streamValues is Stream for a *Pool or a *Worker.
+func streamValues(ctx context.Context, c Caller, fn string, args []any) iter.Seq2[any, error] {
+	return func(yield func(any, error) bool) {
+		stopped := false
+		err := c.streamInto(ctx, fn, args, func(b []byte, codec *valueCodec) bool {
+			item, err := decodeValue(b, false, codec)
+			if err != nil {
+				stopped = true
+				yield(nil, err)
+				return false
+			}
+			if !yield(item, nil) {
+				stopped = true
+				return false
+			}
+			return true
+		})
+		if err != nil && !stopped {
+			yield(nil, err)
+		}
+	}
+}
+
+func (p *Pool) streamInto(ctx context.Context, fn string, args []any, each itemFunc) (err error) {
+	rec := p.callBegin(fn)
+	defer func() { p.callEnd(&rec, err) }()
+	ctx, cancel := p.withCallTimeout(ctx)
+	defer cancel()
+	pos, kwargs := splitKwargs(args)
+	if p.spec.callbacks != nil {
+		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec {
+			return s.proc.stream(ctx, fn, pos, kwargs, each)
+		}
+	}
+	var trace *callTrace
+	if p.cfg.Tracer != nil {
+		ct := p.startTrace(ctx, fn, args, 0, false)
+		trace = &ct
+		defer func() { trace.end(err, false) }() // after the check-in
+	}
+	pw, waited, err := p.checkout(ctx, true)
+	rec.wait += waited
+	if err != nil {
+		return err
+	}
+	defer p.checkin(pw)
+	if trace != nil {
+		trace.gotWorker(pw)
+	}
+	err = pw.proc.stream(ctx, fn, pos, kwargs, each)
+	p.calls.Add(1)
+	if errors.Is(err, ErrWorkerCrashed) && pw.proc.stopping.Load() && p.isClosed() {
+		return fmt.Errorf("%w: the worker was stopped while the stream ran: %w", ErrPoolClosed, err)
+	}
+	return err
+}
+
+func (w *Worker) streamInto(ctx context.Context, fn string, args []any, each itemFunc) (err error) {
+	rec := w.pool.callBegin(fn)
+	defer func() { w.pool.callEnd(&rec, err) }()
+	if w.released.Load() {
+		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
+	}
+	if !w.streaming.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: worker %d: a Stream from the body of a loop over its Stream", ErrWorkerBusy, w.Pid())
+	}
+	defer w.streaming.Store(false)
+	ctx, cancel := w.pool.withCallTimeout(ctx)
+	defer cancel()
+	if w.pool.cfg.Tracer != nil {
+		ct := w.pool.startTrace(ctx, fn, args, 0, true)
+		ct.gotWorker(w.pw)
+		defer func() { ct.end(err, false) }()
+	}
+	pos, kwargs := splitKwargs(args)
+	err = w.pw.proc.stream(ctx, fn, pos, kwargs, each)
+	w.pool.calls.Add(1)
+	return err
+}
+
+// stream runs the stream call fn and gives each item to each, on this
+// goroutine, until the stream ends or each returns false. As with call, a
+// callback's context sends it on the stream of the call that waits for the
+// callback.
+func (p *process) stream(ctx context.Context, fn string, args []any, kwargs Kwargs, each itemFunc) error {
+	if p.spec.callbacks != nil {
+		if s := scopeOf(ctx); s != nil && s.proc == p {
+			if err := s.enter(); err != nil {
+				return err
+			}
+			defer s.leave()
+			return p.streamLocked(ctx, fn, args, kwargs, each, true)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.streamLocked(ctx, fn, args, kwargs, each, false)
+}
+
+func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwargs Kwargs, each itemFunc, nested bool) error {
+	id, cf, err := p.begin(ctx, fn, nested)
+	if err != nil {
+		return err
+	}
+	defer p.end(cf)
+	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, streamWindow)
+	switch {
+	case errors.Is(err, errSharedClosed):
+		p.broken = err
+		return p.exitError(ctx)
+	case err != nil:
+		return err
+	}
+	stop := p.watch(ctx, nested)
+	defer stop()
+	if n, err := p.toWorker.Write(frame); err != nil {
+		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("pypool: stream of %s: %w", fn, contextCause(ctx))
+		}
+		return p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
+	}
+	codec := p.codec
+	codec.shared = nil // items cross inline
+	running := true    // Python is still iterating: leaving the loop closes the stream
+	defer func() {
+		if running {
+			p.closeStream(ctx, fn, id)
+		}
+	}()
+	consumed := 0
+	for {
+		if ctx.Err() != nil {
+			running = false
+			return p.failed(ctx, fn, os.ErrDeadlineExceeded, true)
+		}
+		body, owned, err := p.reader.next()
+		if err != nil {
+			running = false
+			return p.failed(ctx, fn, err, true)
+		}
+		r, err := decodeReply(body)
+		switch {
+		case err != nil:
+		case r.kind == kindCallback:
+			if err := p.serveCallback(ctx, fn, r); err != nil {
+				running = false
+				return err
+			}
+			continue
+		case r.id != id:
+			err = fmt.Errorf("%w: message of kind %d for call %d during the stream %d", ErrProtocol, r.kind, r.id, id)
+		case r.kind == kindItems:
+			var more bool
+			if more, err = eachItem(r.value, &codec, each); err != nil || !more {
+				break
+			}
+			if consumed++; consumed == streamWindow/2 {
+				consumed = 0
+				if err := p.send(ctx, fn, p.creditFrame(id, streamWindow/2)); err != nil {
+					running = false
+					return err
+				}
+			}
+			continue
+		default: // the RESULT or ERROR that ends the stream
+			running = false
+			return p.replied(ctx, fn, r, owned, nil)
+		}
+		if err == nil {
+			return nil // the loop stopped: the deferred close ends the stream
+		}
+		running = false
+		return p.failed(ctx, fn, err, true)
+	}
+}
+
+// eachItem gives the items of an ITEMS frame to each; false when each
+// stopped.
+func eachItem(items []byte, codec *valueCodec, each itemFunc) (bool, error) {
+	d := wireDecoder{b: items}
+	n := d.arrayLen()
+	for range n {
+		start := d.b
+		skipValue(&d)
+		if d.err != nil {
+			break
+		}
+		if !each(start[:len(start)-len(d.b)], codec) {
+			return false, nil
+		}
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d bytes after the items", len(d.b))
+	}
+	if d.err != nil {
+		return false, fmt.Errorf("%w: bad ITEMS frame: %v", ErrProtocol, d.err)
+	}
+	return true, nil
+}
+
+// creditFrame encodes a CREDIT of n frames for stream id.
+func (p *process) creditFrame(id uint64, n int) []byte {
+	frame, _ := p.encoder.encodeControl(kindCredit, 3, func(e *callEncoder) error {
+		return errors.Join(e.enc.EncodeUint(id), e.enc.EncodeUint(uint64(n)))
+	})
+	return frame
+}
+
+// closeStream ends a stream that its loop left early: CLOSE, then the
+// items still coming are dropped until Python's reply, which must come
+// within InterruptGrace (and ctx). A generator that takes longer is
+// interrupted, as a cut-off call, and the pool drains the worker.
+func (p *process) closeStream(ctx context.Context, fn string, id uint64) {
+	if p.broken != nil || p.interruptd != 0 {
+		return
+	}
+	if ctx.Err() != nil {
+		p.failed(ctx, fn, os.ErrDeadlineExceeded, true)
+		return
+	}
+	frame, err := p.encoder.encodeControl(kindClose, 2, func(e *callEncoder) error { return e.enc.EncodeUint(id) })
+	if err != nil || p.send(ctx, fn, frame) != nil {
+		return
+	}
+	limit := time.Now().Add(p.spec.interruptGrace)
+	if d, ok := ctx.Deadline(); ok && d.Before(limit) {
+		limit = d
+	}
+	p.fromWorker.SetReadDeadline(limit)
+	p.deadlineSet = false
+	for {
+		body, _, err := p.reader.next()
+		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+			// The generator did not close in time: interrupt it.
+			p.interruptd = p.outerID
+			p.cutOff = fmt.Errorf("the generator did not close within Config.InterruptGrace (%v) after the loop ended", p.spec.interruptGrace)
+			p.signal(syscall.SIGINT)
+			return
+		}
+		if err != nil {
+			p.failed(ctx, fn, err, true)
+			return
+		}
+		r, err := decodeReply(body)
+		switch {
+		case err != nil:
+		case r.kind == kindCallback:
+			err = p.refuseCallback(r, "the stream was closed")
+		case r.id != id:
+			err = fmt.Errorf("%w: message of kind %d for call %d while closing the stream %d", ErrProtocol, r.kind, r.id, id)
+		case r.kind == kindItems:
+			continue
+		default:
+			// Closed: an exception raised by the generator's clean-up
+			// has no one to go to any more.
+			p.replied(ctx, fn, r, false, nil)
+			return
+		}
+		if err != nil {
+			p.failed(ctx, fn, err, true)
+			return
+		}
+	}
+}
