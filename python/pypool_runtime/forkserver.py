@@ -37,6 +37,14 @@ import time: do that in Config.SetUp, which runs in each child.
 
 from __future__ import annotations
 
+# Imported here, before worker.startup() puts the user's paths ahead of the
+# standard library, so that no module on those paths can stand in for them.
+import fcntl
+
+try:
+    import ctypes
+except ImportError:  # pragma: no cover - an interpreter built without it
+    ctypes = None  # type: ignore[assignment]
 import os
 import select
 import socket
@@ -128,8 +136,6 @@ def _noop(signum: int, frame: Any) -> None:
 
 def _high(fd: int) -> int:
     """fd moved to _HIGH_FD or above (the original is closed)."""
-    import fcntl
-
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
     os.close(fd)
     return moved
@@ -329,8 +335,8 @@ def main(argv: List[str]) -> None:
         _fail(control, codec, _unsupported("the fork server needs Linux 5.3+ and Python 3.9+ (os.pidfd_open); this is Python %s on %s" % (sys.version.split()[0], sys.platform)))
     try:
         host_fd = _high(os.pidfd_open(server.host_pid))
-        import ctypes
-
+        if ctypes is None:
+            raise ImportError("ctypes is not available")
         _LIBC = ctypes.CDLL(None, use_errno=True)
     except (OSError, ImportError) as exc:
         _fail(control, codec, _unsupported("the fork server cannot watch the Go process: %s" % exc))
