@@ -244,12 +244,8 @@ func TestCallbackNestedDeadline(t *testing.T) {
 	require.Zero(t, pool.Stats().Crashes)
 }
 
-// TestCallbackFromAsync: an async def function calls Go (when the runtime
-// awaits async functions: pypool_runtime/aio.py).
+// TestCallbackFromAsync: an async def function calls Go.
 func TestCallbackFromAsync(t *testing.T) {
-	if _, err := runtimeFiles.Open("python/pypool_runtime/aio.py"); err != nil {
-		t.Skip("this runtime does not await async functions (no pypool_runtime/aio.py)")
-	}
 	pool := callbackPool(t, map[string]Callback{
 		"echo": func(ctx context.Context, args []any) (any, error) { return args, nil },
 	})

@@ -308,14 +308,6 @@ func TestStreamBoundedMemory(t *testing.T) {
 func TestStreamAsyncGenerator(t *testing.T) {
 	pool := newTestPool(t, streamConfig(t))
 	ctx := testCtx(t)
-	if _, err := runtimeFiles.Open("python/pypool_runtime/aio.py"); err != nil {
-		_, err := collect(t, pool.Stream(ctx, "async_numbers", 3))
-		var pyErr *PythonError
-		require.ErrorAs(t, err, &pyErr)
-		require.Equal(t, "TypeError", pyErr.Type)
-		require.Contains(t, pyErr.Message, "pypool_runtime.aio module is missing")
-		return
-	}
 	items, err := collect(t, pool.Stream(ctx, "async_numbers", 3))
 	require.NoError(t, err)
 	require.Equal(t, []any{int64(0), int64(1), int64(2)}, items)

@@ -68,23 +68,16 @@ def iterator_of(result: Any, name: str) -> Any:
     worker's event loop, as a call's is: its value is what streams."""
     cls = type(result)
     if not hasattr(cls, "__next__") and not hasattr(cls, "__aiter__") and hasattr(cls, "__await__"):
-        try:
-            from . import aio  # type: ignore[attr-defined]
-        except ImportError:
-            aio = None
-        if aio is not None and aio.is_awaitable(result):
+        from . import aio
+
+        if aio.is_awaitable(result):
             result = aio.run(result)
             cls = type(result)
     if hasattr(cls, "__next__"):
         return result
     if hasattr(cls, "__aiter__"):
-        try:
-            from .aio import sync_iter  # type: ignore[attr-defined]
-        except ImportError:
-            raise TypeError(
-                "%s() returned an async iterator (%s), which this pypool runtime cannot stream: "
-                "its pypool_runtime.aio module is missing" % (name, cls.__name__)
-            ) from None
+        from .aio import sync_iter
+
         return sync_iter(result)
     raise TypeError(
         "%s() returned %s, not an iterator: Stream needs a generator function (one that uses yield) "

@@ -120,11 +120,7 @@ class StreamTest(WorkerTestBase):
         worker = self.start_ready("sample_stream")
         worker.send(stream_frame(1, "async_numbers", [3]))
         items, end = self.read_stream(worker, 1)
-        if os.path.exists(os.path.join(os.path.dirname(stream.__file__), "aio.py")):
-            self.assertEqual((items, end), ([0, 1, 2], [RESULT, 1, None]))
-        else:
-            self.assertError(end, 1, "exception", "TypeError")
-            self.assertIn("pypool_runtime.aio module is missing", end[4])
+        self.assertEqual((items, end), ([0, 1, 2], [RESULT, 1, None]))
 
     def test_bad_window_is_a_protocol_violation(self) -> None:
         worker = self.start_ready("sample_stream")
