@@ -56,6 +56,7 @@ import _thread  # built in: _exit_soon's timer and call_go's thread check, witho
 import binascii  # for --setup-args: imported here, before the user's paths
 import io
 import os
+import select  # streams and callbacks wait for input: imported before the user's paths
 import struct
 import sys
 import time
@@ -324,6 +325,9 @@ _runtime_busy = 0
 _interrupt_pending = False
 # The main thread, the only one that may call_go.
 _MAIN_THREAD = _thread.get_ident()
+# How long wait_input blocks in select() before it looks again: the bound on
+# how late an interrupt that raced the call to select() is handled.
+_WAIT_SLICE_SECONDS = 0.05
 # The Worker that serves calls, for call_go and the streams.
 _WORKER: Optional["Worker"] = None
 
@@ -737,14 +741,17 @@ class Worker:
         global _in_user_code, _interrupt_pending
         if self._reader.buffered():
             return
-        import select  # only streams and callbacks wait here
-
+        fd = self._reader.fileno()
         try:
             _in_user_code = True
             if _interrupt_pending:
                 _interrupt_pending = False
                 raise KeyboardInterrupt
-            select.select([self._reader.fileno()], [], [])
+            # In slices: a SIGINT that lands after the check above but before
+            # select() enters the kernel does not interrupt select(); its
+            # handler runs (and raises) when the slice ends.
+            while not select.select([fd], [], [], _WAIT_SLICE_SECONDS)[0]:
+                pass
         finally:
             _in_user_code = False
 
@@ -752,8 +759,6 @@ class Worker:
         """Whether a frame from Go waits to be read, without blocking."""
         if self._reader.buffered():
             return True
-        import select
-
         return bool(select.select([self._reader.fileno()], [], [], 0)[0])
 
     def read_message(self) -> Union[bytes, memoryview]:
