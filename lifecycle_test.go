@@ -3,29 +3,30 @@ package pypool
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
 // prSetChildSubreaper makes orphaned descendants children of this process,
-// so that the test can wait for them.
+// so that the tests can wait for them (TestMain sets it).
 const prSetChildSubreaper = 36
 
 // TestHostDeathLeavesNoWorker kills a Go program that runs a pool (one worker
-// idle, one in a call) with SIGKILL and checks its python3 workers die too.
+// with a child of its own, one in a call in C code) with SIGKILL and checks
+// that its python3 workers, the child, the fork server's template and the
+// pool's guardian die too (issue 18, findings 1 and 2), on both start
+// methods.
 func TestHostDeathLeavesNoWorker(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "hostdeath")
 	build := exec.Command("go", "build", "-o", bin, "./testdata/hostdeath")
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "building the host program: %s", out)
-
-	_, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
-	require.Zero(t, errno, "prctl(PR_SET_CHILD_SUBREAPER)")
 
 	for _, method := range []StartMethod{StartExec, StartForkServer} {
 		t.Run(method.String(), func(t *testing.T) { hostDeath(t, bin, method) })
@@ -33,42 +34,52 @@ func TestHostDeathLeavesNoWorker(t *testing.T) {
 }
 
 // hostDeath kills a host program whose pool starts its workers by method,
-// and waits for its workers (and its fork server's template) to exit.
+// once one worker has a child and the other is in C code, and waits for
+// all of its processes to exit.
 func hostDeath(t *testing.T, bin string, method StartMethod) {
 	host := exec.Command(bin, "testdata/pymod", method.String())
 	stdout, err := host.StdoutPipe()
 	require.NoError(t, err)
+	stderr, err := host.StderrPipe()
+	require.NoError(t, err)
 	require.NoError(t, host.Start())
-	var pids [2]int
+	killed := false
+	defer func() {
+		if !killed {
+			_ = host.Process.Kill()
+			_ = host.Wait()
+		}
+	}()
+	var pids [3]int // the workers a and b, a's child
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	require.NoError(t, err)
-	_, err = fmt.Sscan(line, &pids[0], &pids[1])
+	_, err = fmt.Sscan(line, &pids[0], &pids[1], &pids[2])
 	require.NoError(t, err)
+	// Worker b is in C code once its line reached the host's log.
+	logs := bufio.NewScanner(stderr)
+	for logs.Scan() && !strings.Contains(logs.Text(), "entering C") {
+	}
+	require.NoError(t, logs.Err())
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+
 	procs := pids[:]
 	if parent := parentPid(pids[0]); parent != host.Process.Pid {
 		require.Equal(t, StartForkServer, method, "only forked workers have another parent")
-		// The template first: its workers are reparented to this process
-		// only once it has exited.
-		procs = append([]int{parent}, procs...)
+		procs = append(procs, parent) // the template
+	}
+	for _, pid := range allPids() {
+		if parentPid(pid) == host.Process.Pid && isGuardian(pid) {
+			procs = append(procs, pid)
+		}
+	}
+	pidfds := make(map[int]*os.File, len(procs))
+	for _, pid := range procs {
+		pidfds[pid] = openPidfd(t, pid)
+		require.False(t, pidfdExited(pidfds[pid], 0), "process %d runs before the host dies", pid)
 	}
 
 	require.NoError(t, host.Process.Kill())
 	_ = host.Wait()
-	// The workers (and the template) are now orphans reparented to this
-	// test process: wait for their exit, with a bound in case they survived.
-	for _, pid := range procs {
-		exited := make(chan error, 1)
-		go func() {
-			var status syscall.WaitStatus
-			_, err := syscall.Wait4(pid, &status, 0, nil)
-			exited <- err
-		}()
-		select {
-		case err := <-exited:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("process %d outlived its Go program by 10s", pid)
-		}
-	}
+	killed = true
+	requireExited(t, pidfds, "the processes of a Go program killed with SIGKILL")
 }

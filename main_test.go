@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,8 +36,15 @@ func testStartMethod() StartMethod {
 }
 
 // TestMain runs the tests, then fails if any goroutine of this package or
-// any child process of the test binary is left behind.
+// any process started by the test binary, its workers or their children is
+// left behind. The test binary is a child subreaper (issue 18, finding 1):
+// processes orphaned by a worker's exit become its children instead of
+// init's, so that the leak check and the tests see them.
 func TestMain(m *testing.M) {
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		fmt.Fprintln(os.Stderr, "prctl(PR_SET_CHILD_SUBREAPER):", errno)
+		os.Exit(1)
+	}
 	code := m.Run()
 	removeExampleBinary()
 	if code == 0 {
@@ -64,10 +72,13 @@ func checkLeaks() error {
 		return fmt.Errorf("goroutines leaked:\n%s", leaked)
 	}
 	if kids := childProcesses(); len(kids) > 0 {
-		return fmt.Errorf("worker processes left behind: %v", kids)
+		return fmt.Errorf("worker processes (or their children) left behind: %v", kids)
 	}
 	if templates := forkServerTemplates(); len(templates) > 0 {
 		return fmt.Errorf("fork server templates left behind: %v", templates)
+	}
+	if guards := guardians(); len(guards) > 0 {
+		return fmt.Errorf("guardians left behind: %v", guards)
 	}
 	return nil
 }
@@ -95,19 +106,20 @@ func pypoolGoroutines() string {
 	return strings.Join(leaked, "\n\n")
 }
 
-// childProcesses lists the live worker processes of this test binary: its
-// children, but for fork server templates, and the workers its templates
-// forked, which are not its children (and, once their template died, not
-// even its descendants).
+// childProcesses lists the live (not zombie) processes of this test binary
+// but for fork server templates and guardians: its children, the workers its
+// templates forked, and every live descendant of those (what the workers'
+// Python code started). Orphans count too: the test binary is a subreaper,
+// so they become its children. Zombies are ignored: nobody reaps orphans
+// (a waitpid(-1) here would steal exit statuses from os/exec).
 func childProcesses() []int {
 	var kids []int
-	me := os.Getpid()
+	parents := parentPids()
 	for _, pid := range allPids() {
-		forked := isForkServerProcess(pid)
-		switch parent := parentPid(pid); {
-		case parent == me && !forked:
-			kids = append(kids, pid)
-		case parent != me && forked && !isZombie(pid):
+		if isZombie(pid) || isGuardian(pid) || isForkServerTemplate(pid) {
+			continue
+		}
+		if isForkServerProcess(pid) || descendsFromUs(pid, parents) {
 			kids = append(kids, pid)
 		}
 	}
@@ -118,11 +130,74 @@ func childProcesses() []int {
 func forkServerTemplates() []int {
 	var found []int
 	for _, pid := range allPids() {
-		if isForkServerProcess(pid) && parentPid(pid) == os.Getpid() {
+		if isForkServerTemplate(pid) && !isZombie(pid) {
 			found = append(found, pid)
 		}
 	}
 	return found
+}
+
+// guardians lists the live guardians (guardian.go) of this process's pools.
+func guardians() []int {
+	var found []int
+	for _, pid := range allPids() {
+		if isGuardian(pid) && parentPid(pid) == os.Getpid() && !isZombie(pid) {
+			found = append(found, pid)
+		}
+	}
+	return found
+}
+
+// isGuardian reports whether pid runs a pool's guardian.
+func isGuardian(pid int) bool {
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	return err == nil && strings.Contains(string(cmdline), "pypool_runtime/guardian.py")
+}
+
+// isForkServerTemplate reports whether pid is a template of this process (a
+// child with the fork server's command line that serves: it catches SIGCHLD,
+// which the workers it forks do not). An orphaned forked worker is a child
+// of this process too, with the same command line.
+func isForkServerTemplate(pid int) bool {
+	if !isForkServerProcess(pid) || parentPid(pid) != os.Getpid() {
+		return false
+	}
+	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if mask, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+			bits, _ := strconv.ParseUint(strings.TrimSpace(mask), 16, 64)
+			return bits&(1<<(uint(syscall.SIGCHLD)-1)) != 0
+		}
+	}
+	return false
+}
+
+// parentPids maps every process to its parent.
+func parentPids() map[int]int {
+	parents := make(map[int]int)
+	for _, pid := range allPids() {
+		parents[pid] = parentPid(pid)
+	}
+	return parents
+}
+
+// descendsFromUs reports whether this process is an ancestor of pid.
+func descendsFromUs(pid int, parents map[int]int) bool {
+	me := os.Getpid()
+	for range 64 { // deeper than any tree a test builds
+		parent, ok := parents[pid]
+		if !ok || parent <= 1 {
+			return false
+		}
+		if parent == me {
+			return true
+		}
+		pid = parent
+	}
+	return false
 }
 
 func allPids() []int {

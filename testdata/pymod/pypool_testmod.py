@@ -219,3 +219,56 @@ def sleep_in_threads(count, seconds):
         threading.Thread(target=_sleeper, args=(seconds,), daemon=True).start()
     time.sleep(seconds)
     return "slept"
+
+
+# Issue 18, finding 1: processes that a worker's Python code starts. Each
+# returns the pid of a child that sleeps a minute in the worker's process
+# group; the tests check that it does not outlive the worker.
+_children = []
+
+
+def spawn_sleeping_child():
+    """Start a sleeping python with subprocess and return its pid."""
+    import subprocess
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    _children.append(child)  # never collected, never waited for
+    return child.pid
+
+
+def fork_sleeping_child():
+    """os.fork() a child that sleeps (holding every descriptor of the
+    worker, the protocol pipes included) and return its pid."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    return pid
+
+
+def sleeping_child_then_exit(how, delay):
+    """Start a sleeping child ("spawn" or "fork"), return its pid, and make
+    the worker exit by itself (status 0) delay seconds later, between
+    calls."""
+    import threading
+
+    pid = spawn_sleeping_child() if how == "spawn" else fork_sleeping_child()
+
+    def leave():
+        time.sleep(delay)
+        os._exit(0)
+
+    threading.Thread(target=leave, daemon=True).start()
+    return pid
+
+
+def busy_in_c():
+    """Spend minutes in one C call (sum over a range never runs a Python
+    signal handler). The line on stdout tells the test that it has begun."""
+    print("entering C", flush=True)
+    return sum(range(10**11))

@@ -1,0 +1,141 @@
+package pypool
+
+// Issue 18, finding 1: every process a worker's Python code makes is owned
+// (DESIGN invariant 10): after the worker ends, however it ends, nothing of
+// its process group is left. The host's death is tested in
+// lifecycle_test.go (TestHostDeathLeavesNoWorker).
+
+import (
+	"errors"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+)
+
+// ownedExitBound bounds the wait for a process to exit once its owner
+// ended: generous for a busy 2-vCPU machine, since a leak never ends.
+const ownedExitBound = 10 * time.Second
+
+// TestOwnedChildDiesWithItsWorker starts a sleeping child from a worker's
+// Python code (subprocess.Popen, or os.fork) and checks that it is gone
+// once the worker ended: by a crash, by Close, by a graceful stop (a
+// recycle), or by exiting by itself between calls.
+func TestOwnedChildDiesWithItsWorker(t *testing.T) {
+	ends := []struct {
+		name string
+		cfg  func(*Config)
+		// end makes the worker end after fn started the child.
+		end func(t *testing.T, pool *Pool)
+	}{
+		{"crash", nil, func(t *testing.T, pool *Pool) {
+			_, err := pool.Call(testCtx(t), "crash", 3)
+			var exit *WorkerExitError
+			require.ErrorAs(t, err, &exit)
+		}},
+		{"close", nil, func(t *testing.T, pool *Pool) {
+			require.NoError(t, pool.Close(testCtx(t)))
+		}},
+		{"recycle", func(cfg *Config) { cfg.MaxCallsPerWorker = 1 }, func(t *testing.T, pool *Pool) {
+			awaitPool(t, pool, "the worker recycled", func(s Stats) bool { return s.Recycled == 1 })
+		}},
+		{"exit_by_itself", nil, func(t *testing.T, pool *Pool) {
+			awaitPool(t, pool, "the worker's exit seen", func(s Stats) bool { return s.Crashes == 1 })
+		}},
+	}
+	for _, how := range []string{"spawn", "fork"} {
+		for _, end := range ends {
+			t.Run(how+"/"+end.name, func(t *testing.T) {
+				cfg := testConfig(t)
+				if end.cfg != nil {
+					end.cfg(&cfg)
+				}
+				pool := newTestPool(t, cfg)
+				fn, args := how+"_sleeping_child", []any{}
+				if end.name == "exit_by_itself" {
+					fn, args = "sleeping_child_then_exit", []any{how, 0.1}
+				}
+				res, err := pool.Call(testCtx(t), fn, args...)
+				require.NoError(t, err)
+				child := int(res.(int64))
+				exited := openPidfd(t, child)
+				require.False(t, pidfdExited(exited, 0), "the child %d runs", child)
+				end.end(t, pool)
+				requireExited(t, map[int]*os.File{child: exited}, "the child of a worker that ended")
+			})
+		}
+	}
+}
+
+// openPidfd opens a pidfd for pid (pidfd_open(2)), which becomes readable
+// when pid exits: an event to await for a process that is not our child.
+// It is closed when the test ends.
+func openPidfd(t testing.TB, pid int) *os.File {
+	t.Helper()
+	const sysPidfdOpen = 434 // the same on every Linux architecture
+	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), 0, 0)
+	if errno == syscall.ESRCH {
+		return nil // gone already
+	}
+	require.Zero(t, errno, "pidfd_open(%d)", pid)
+	f := os.NewFile(fd, "pidfd")
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// pidfdExited waits up to timeout for the process of pidfd (nil: gone
+// already) to exit and reports whether it did.
+func pidfdExited(pidfd *os.File, timeout time.Duration) bool {
+	if pidfd == nil {
+		return true
+	}
+	poll := pollFd{fd: int32(pidfd.Fd()), events: 0x1} // POLLIN: it exited
+	ts := syscall.NsecToTimespec(int64(timeout))
+	for {
+		n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&poll)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+		if errno == syscall.EINTR {
+			continue // the timeout is only an upper bound: a retry may wait longer, never shorter
+		}
+		return errno == 0 && n == 1
+	}
+}
+
+// requireExited waits for every process of pidfds (by pid) to exit, within
+// ownedExitBound in all, and reaps those that became zombie children of
+// this process (orphans reparented to the subreaper: no os/exec Cmd waits
+// for them). A survivor is killed, and the test fails naming it.
+func requireExited(t testing.TB, pidfds map[int]*os.File, what string) {
+	t.Helper()
+	deadline := time.Now().Add(ownedExitBound)
+	var survivors []int
+	for pid, fd := range pidfds {
+		if !pidfdExited(fd, max(time.Until(deadline), 0)) {
+			survivors = append(survivors, pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	for pid := range pidfds {
+		reapOrphan(pid)
+	}
+	if len(survivors) > 0 {
+		t.Fatalf("%s: processes %v still ran %v after their owner ended", what, survivors, ownedExitBound)
+	}
+}
+
+// reapOrphan reaps pid if it is a zombie child of this process. Only for
+// pids the test knows to be orphans: an os/exec child is its Cmd's to reap.
+func reapOrphan(pid int) {
+	if parentPid(pid) != os.Getpid() || !isZombie(pid) {
+		return
+	}
+	var status syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &status, syscall.WNOHANG, nil)
+		if !errors.Is(err, syscall.EINTR) {
+			return
+		}
+	}
+}
