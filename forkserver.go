@@ -51,7 +51,8 @@ type forkServer struct {
 	started time.Time
 	conn    *net.UnixConn
 	logger  *slog.Logger
-	nfds    int // descriptors per fork request
+	guard   *guardian // owns the groups of the template and its workers
+	nfds    int       // descriptors per fork request
 
 	mu      sync.Mutex     // one fork request at a time
 	replies chan forkReply // the template's answers to requests, in order
@@ -115,7 +116,7 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 		return nil, fmt.Errorf("%w: fork server: %v", ErrWorkerStart, err)
 	}
 	fs := &forkServer{
-		conn: fc.(*net.UnixConn), logger: spec.logger, nfds: nfds,
+		conn: fc.(*net.UnixConn), logger: spec.logger, guard: spec.guard, nfds: nfds,
 		replies: make(chan forkReply, 1), done: make(chan struct{}),
 		exits: make(map[int]chan exitStatus),
 	}
@@ -144,6 +145,7 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 		return nil, fmt.Errorf("%w: fork server: running %s: %v", ErrWorkerStart, cmd.Path, err)
 	}
 	fs.cmd, fs.pid, fs.started = cmd, cmd.Process.Pid, time.Now()
+	fs.guard.own(fs.pid) // a worker forked before it left the template's group is in it
 	fs.output.Add(2)
 	go fs.forward(outR, "stdout", slog.LevelInfo)
 	go fs.forward(errR, "stderr", slog.LevelWarn)
@@ -151,7 +153,7 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 		fs.kill()
 		fs.conn.Close()
 		fs.output.Wait()
-		_ = cmd.Wait()
+		_ = execProcess{cmd: cmd, guard: fs.guard}.wait()
 		return nil, err
 	}
 	go fs.watch(onExit)
@@ -224,7 +226,7 @@ func (fs *forkServer) watch(onExit func(*forkServer)) {
 	fs.kill() // it closed its end: of no use any more
 	fs.conn.Close()
 	fs.output.Wait()
-	fs.exited = execProcess{fs.cmd}.wait()
+	fs.exited = execProcess{cmd: fs.cmd, guard: fs.guard}.wait()
 	close(fs.done)
 	fs.exitsMu.Lock()
 	for pid, ch := range fs.exits {
@@ -343,6 +345,7 @@ func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, er
 		fs.exitsMu.Lock()
 		status := fs.exits[r.pid] // registered before the reply was sent
 		fs.exitsMu.Unlock()
+		fs.guard.own(r.pid)
 		return &forkedProcess{server: fs, id: r.pid, pidfd: r.pidfd, status: status}, nil
 	case <-fs.done:
 		return nil, errForkServerDown
@@ -400,9 +403,15 @@ func (f *forkedProcess) signal(sig syscall.Signal) {
 const sysPidfdSendSignal = 424
 
 // wait waits for the pidfd to become readable (the process exited), then
-// for the template's report of its status.
+// for the template's report of its status. The template killed its
+// process group before reaping it (forkserver.py); the guardian is told
+// once the report came. A worker whose template died was reaped by
+// someone else: its group can no longer be killed safely (its number may
+// name another group by now), so the pool kills it before it exits
+// whenever it can (process.stop).
 func (f *forkedProcess) wait() exitStatus {
 	defer f.pidfd.Close()
+	defer f.server.guard.release(f.id)
 	unknown := exitStatus{code: -1, signal: "unknown (its fork server had exited)"}
 	if !f.awaitPidfd() {
 		// No poller for the pidfd: the template's report is the watch.

@@ -57,9 +57,11 @@ type Pool struct {
 	// when there is none, and its own backoff.
 	forks       atomic.Pointer[forkServer]
 	forkBackoff startBackoff
-	calls       atomic.Uint64 // calls sent to a worker
-	callStats   callCounters
-	observers   atomic.Pointer[[]CallObserver] // Pool.Observe
+	// The guardian's backoff (its restarts, supervise.go).
+	guardBackoff startBackoff
+	calls        atomic.Uint64 // calls sent to a worker
+	callStats    callCounters
+	observers    atomic.Pointer[[]CallObserver] // Pool.Observe
 }
 
 // New starts a pool of cfg.Size workers and returns when all of them have
@@ -92,6 +94,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	spec.guard = newGuardian(spec, dir)
 	return start(ctx, cfg, spec)
 }
 
@@ -108,6 +111,10 @@ func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 		closeDone: make(chan struct{}),
 	}
 	p.lifetime, p.endLife = context.WithCancel(context.Background())
+	if err := p.spec.guard.start(p.guardianExited); err != nil {
+		p.endLife()
+		return nil, fmt.Errorf("%w: %w", ErrWorkerStart, err)
+	}
 	if cfg.StartMethod == StartForkServer {
 		p.startForkServer(ctx)
 	}
@@ -430,6 +437,8 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 	// After the workers, so that their exit statuses were still reported.
 	p.stopForkServer()
+	// Last: it owns the groups of all of the above until they are reaped.
+	p.spec.guard.stop(p.cfg.StopTimeout)
 	return err
 }
 

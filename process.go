@@ -69,6 +69,9 @@ type workerSpec struct {
 	interruptGrace  time.Duration       // Config.InterruptGrace
 	preload         []string            // Config.Preload, for the fork server
 	preloadSetUp    bool                // Config.PreloadSetUp
+	// guard owns the workers' process groups should the Go process die
+	// (guardian.go); nil outside a pool.
+	guard *guardian
 }
 
 // process is one running python3 worker.
@@ -240,7 +243,8 @@ func (spec *workerSpec) execWorker(child []*os.File) (osProcess, error) {
 	if err := startLocked(cmd); err != nil {
 		return nil, fmt.Errorf("%w: running %s: %v", ErrWorkerStart, cmd.Path, err)
 	}
-	return execProcess{cmd}, nil
+	spec.guard.own(cmd.Process.Pid)
+	return execProcess{cmd: cmd, guard: spec.guard}, nil
 }
 
 // osProcess is the operating system's process behind a worker: one that
@@ -248,7 +252,8 @@ func (spec *workerSpec) execWorker(child []*os.File) (osProcess, error) {
 // template forked (forkedProcess, forkserver.go).
 type osProcess interface {
 	pid() int
-	// wait blocks until the process has exited and says how it ended.
+	// wait blocks until the process has exited, kills what is left of its
+	// process group (its children), and says how it ended.
 	wait() exitStatus
 	// signal sends sig to the process (not to its group); a no-op once it
 	// exited.
@@ -277,15 +282,28 @@ func waitStatus(ws syscall.WaitStatus) exitStatus {
 	return st
 }
 
-// execProcess is a worker started as its own python3.
-type execProcess struct{ cmd *exec.Cmd }
+// execProcess is a process started as its own python3: a worker, a fork
+// server's template, a guardian. Its process group is its pid.
+type execProcess struct {
+	cmd   *exec.Cmd
+	guard *guardian // told once its group was killed; nil: none
+}
 
 func (e execProcess) pid() int     { return e.cmd.Process.Pid }
 func (e execProcess) path() string { return e.cmd.Path }
 
 func (e execProcess) signal(sig syscall.Signal) { _ = e.cmd.Process.Signal(sig) }
 
+// wait waits for the exit without reaping it, so that the zombie keeps the
+// pid and the group's number from being reused; then it kills the group
+// (the process's children, which would outlive it), tells the guardian,
+// and reaps.
 func (e execProcess) wait() exitStatus {
+	pid := e.cmd.Process.Pid
+	if awaitExitKeepZombie(pid) {
+		killGroup(pid)
+	}
+	e.guard.release(pid)
 	err := e.cmd.Wait()
 	if e.cmd.ProcessState == nil {
 		return exitStatus{code: -1, signal: fmt.Sprint(err)}
@@ -753,9 +771,15 @@ func (p *process) sigkill() {
 }
 
 // stop ends the worker gracefully: end of input makes the runtime exit; after
-// grace it is killed. stop returns once the process is reaped.
+// grace it is killed. Its process group is killed once it exited (wait). A
+// forked worker whose template died is killed at once, group and all: once
+// it exited, nobody could kill its group safely. stop returns once the
+// process is reaped.
 func (p *process) stop(grace time.Duration) {
 	p.stopping.Store(true)
+	if orphaned(p.os) {
+		p.sigkill()
+	}
 	p.toWorker.Close()
 	timer := time.NewTimer(grace)
 	defer timer.Stop()

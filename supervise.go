@@ -358,3 +358,43 @@ func (p *Pool) recycleOrphans() {
 	}
 	p.reconcileLocked()
 }
+
+// The guardian (guardian.go) is supervised here too: started by New before
+// the first worker, restarted with its own backoff when it dies while the
+// pool runs (the new one is handed every live group), stopped by Close
+// after everything else.
+
+// guardianExited runs in the guardian's watcher once it was reaped. Unless
+// the pool is closing, it has a new one started after the backoff.
+func (p *Pool) guardianExited(gp *guardianProcess) {
+	if !p.spec.guard.exited(gp) {
+		return // stopped by Close
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	if time.Since(gp.started) >= quickDeath {
+		p.guardBackoff.callSucceeded() // it lived: start the delays over
+	}
+	p.guardBackoff.diedYoung()
+	p.log.Warn(msgGuardianExited, "guardian", gp.pid, "exit_code", gp.exited.code, "signal", gp.exited.signal,
+		"retry_in", p.guardBackoff.delay().Round(time.Millisecond))
+	p.wg.Add(1)
+	go p.restartGuardian()
+}
+
+// restartGuardian starts a new guardian after the backoff, again and again
+// until one starts or the pool closes. Close stops one started meanwhile.
+func (p *Pool) restartGuardian() {
+	defer p.wg.Done()
+	for p.awaitDelay(&p.guardBackoff) {
+		err := p.spec.guard.start(p.guardianExited)
+		if err == nil {
+			return
+		}
+		p.guardBackoff.failedStart(err)
+		p.log.Warn(msgGuardianFailed, "error", err, "retry_in", p.guardBackoff.delay().Round(time.Millisecond))
+	}
+}

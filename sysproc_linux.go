@@ -3,6 +3,7 @@ package pypool
 import (
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 // workerSysProcAttr returns the process attributes of a worker. The worker
@@ -29,3 +30,29 @@ func setPipeSize(f *os.File, size int) {
 		_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, fd, fSetPipeSz, uintptr(size))
 	})
 }
+
+// awaitExitKeepZombie waits until the child pid has exited without reaping
+// it (waitid with WNOWAIT): its pid, and the number of the process group it
+// leads, stay reserved until it is reaped. false if the wait failed.
+func awaitExitKeepZombie(pid int) bool {
+	const (
+		pPid    = 1         // P_PID
+		wExited = 4         // WEXITED
+		wNoWait = 0x1000000 // WNOWAIT
+	)
+	var info [128]byte // siginfo_t
+	for {
+		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPid, uintptr(pid), uintptr(unsafe.Pointer(&info)), wExited|wNoWait, 0, 0)
+		switch errno {
+		case 0:
+			return true
+		case syscall.EINTR:
+			continue
+		}
+		return false
+	}
+}
+
+// killGroup sends SIGKILL to the process group pgid; one that is gone
+// already (ESRCH) or empty is fine.
+func killGroup(pgid int) { _ = syscall.Kill(-pgid, syscall.SIGKILL) }

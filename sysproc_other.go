@@ -17,3 +17,11 @@ func workerSysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 
 // setPipeSize is a no-op outside Linux.
 func setPipeSize(*os.File, int) {}
+
+// awaitExitKeepZombie is false outside Linux (no waitid with WNOWAIT here):
+// a worker's group is then not killed after its own exit, only by the kill
+// paths while it runs.
+func awaitExitKeepZombie(int) bool { return false }
+
+// killGroup sends SIGKILL to the process group pgid.
+func killGroup(pgid int) { _ = syscall.Kill(-pgid, syscall.SIGKILL) }

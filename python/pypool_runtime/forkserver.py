@@ -18,7 +18,7 @@ one message per datagram). On the control socket:
     to Go          b"P <pid>" with the child's pidfd (SCM_RIGHTS), or
                    b"E <message>" when the fork failed; one per b"F", in order
     to Go          b"X <pid> <wait status>" when a child exited (the
-                   template reaps its children)
+                   template kills the child's process group, then reaps it)
 
 The end of the control socket ends the template; its children live on.
 
@@ -216,13 +216,25 @@ class Template:
             os.close(pidfd)
 
     def _reap(self) -> None:
+        """Reap the children that exited, each after killing what is left
+        of its process group (its own children): the zombie keeps the
+        group's number from naming another group until it is reaped."""
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 return
-            if pid == 0:
+            if info is None or not info.si_pid:
                 return
+            pid = info.si_pid
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass  # no group of its own yet, or nothing left in it
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:  # pragma: no cover - reaped already
+                continue
             self._send(b"X %d %d" % (pid, status))
 
     def _send(self, message: bytes) -> None:

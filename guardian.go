@@ -1,0 +1,229 @@
+package pypool
+
+// guardian.go is the Go side of a pool's guardian
+// (python/pypool_runtime/guardian.py): a small python3 process, one per
+// pool, that owns the process groups of the pool's workers and of its fork
+// server's template, and SIGKILLs them all when the Go process is gone. It
+// covers what a worker's own parent-death signal cannot: a worker's
+// children (its process group), and a forked worker whose parent is its
+// template and whose Python-level handler cannot run while it is in C
+// code. It needs nothing from a worker, so a worker busy in C code dies.
+//
+// The host tells it each group: "+PGID" once a worker (or template) was
+// started, "-PGID" once it exited and its group was killed (before it is
+// reaped, so that the number cannot name another group meanwhile). The end
+// of its stdin, whose write end only the Go process holds, ends it: when
+// the Go process dies, or when Close has ended every worker. It has no
+// parent-death signal, so it outlives the Go process for as long as it
+// takes to read that end and kill. The pool's supervisor (supervise.go)
+// starts it in New, restarts it when it dies, and stops it last in Close.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// guardianWriteTimeout bounds a write to the guardian: one that does not
+// read its input is of no use and is killed (and restarted).
+const guardianWriteTimeout = time.Second
+
+// guardian is a pool's guardian: the groups it must own and the process
+// that owns them now. Its methods are safe for concurrent use, and a nil
+// *guardian (a spec built without a pool, in tests) does nothing.
+type guardian struct {
+	python *interpreter
+	script string // guardian.py in the installed runtime
+	env    []string
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	groups map[int]struct{} // the process groups to kill if the Go process dies
+	proc   *guardianProcess // the running guardian; nil while none runs
+	closed bool             // stop was called: no guardian starts any more
+	lines  bytes.Buffer     // scratch for writes
+}
+
+// guardianProcess is one running guardian.
+type guardianProcess struct {
+	cmd     *exec.Cmd
+	pid     int
+	started time.Time
+	stdin   *os.File      // the write end of its input; only this process holds it
+	done    chan struct{} // closed once it was reaped
+	exited  exitStatus    // how it ended; set before done is closed
+}
+
+// newGuardian returns the guardian of a pool whose workers run spec; it
+// starts no process (start does).
+func newGuardian(spec *workerSpec, runtimeDir string) *guardian {
+	return &guardian{
+		python: spec.python,
+		script: filepath.Join(runtimeDir, "pypool_runtime", "guardian.py"),
+		env:    spec.env,
+		logger: spec.logger,
+		groups: make(map[int]struct{}),
+	}
+}
+
+// start starts a guardian process and hands it every group owned so far.
+// onExit is called once, from its watcher, after it exited.
+func (g *guardian) start(onExit func(*guardianProcess)) error {
+	inR, inW, err := os.Pipe() // both ends close-on-exec: no other child inherits the write end
+	if err != nil {
+		return fmt.Errorf("pypool: starting the pool's guardian: creating pipes: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeFiles(inR, inW)
+		return fmt.Errorf("pypool: starting the pool's guardian: creating pipes: %w", err)
+	}
+	// Isolated (-I) and without site (-S): it imports only os, signal, sys.
+	cmd := exec.Command(g.python.path(), "-I", "-S", g.script)
+	cmd.Stdin, cmd.Stderr = inR, errW
+	cmd.Env, cmd.Dir = g.env, "/"
+	// Its own group, so that a terminal's Ctrl-C does not reach it; no
+	// parent-death signal: it must outlive the Go process to do its job.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	closeFiles(inR, errW)
+	if err != nil {
+		closeFiles(inW, errR)
+		return fmt.Errorf("pypool: starting the pool's guardian: running %s: %w", cmd.Path, err)
+	}
+	gp := &guardianProcess{cmd: cmd, pid: cmd.Process.Pid, started: time.Now(), stdin: inW, done: make(chan struct{})}
+	go gp.watch(errR, g.logger, onExit)
+
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		gp.end(0)
+		return fmt.Errorf("pypool: starting the pool's guardian: %w", ErrPoolClosed)
+	}
+	g.proc = gp
+	g.lines.Reset()
+	for pgid := range g.groups {
+		fmt.Fprintf(&g.lines, "+%d\n", pgid)
+	}
+	g.flushLocked()
+	return nil
+}
+
+// own adds the process group pgid to those the guardian kills if the Go
+// process dies.
+func (g *guardian) own(pgid int) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.groups[pgid] = struct{}{}
+	g.lines.Reset()
+	fmt.Fprintf(&g.lines, "+%d\n", pgid)
+	g.flushLocked()
+}
+
+// release removes pgid from the guardian's groups: its leader exited and
+// the group was killed (or can no longer be killed safely). It must be
+// called before the leader is reaped.
+func (g *guardian) release(pgid int) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.groups, pgid)
+	g.lines.Reset()
+	fmt.Fprintf(&g.lines, "-%d\n", pgid)
+	g.flushLocked()
+}
+
+// flushLocked writes g.lines to the running guardian. A guardian that does
+// not take them within guardianWriteTimeout is killed: its restart hands
+// the new one every group.
+func (g *guardian) flushLocked() {
+	if g.proc == nil {
+		return // none runs: the next one is handed every group
+	}
+	g.proc.stdin.SetWriteDeadline(time.Now().Add(guardianWriteTimeout))
+	if _, err := g.proc.stdin.Write(g.lines.Bytes()); err != nil && !g.proc.hasExited() {
+		g.logger.Warn(msgGuardianStuck, "guardian", g.proc.pid, "error", err)
+		_ = g.proc.cmd.Process.Kill()
+	}
+}
+
+// exited reports whether gp was the running guardian (and forgets it);
+// false when stop or a newer start replaced it.
+func (g *guardian) exited(gp *guardianProcess) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.proc != gp {
+		return false
+	}
+	g.proc = nil
+	gp.stdin.Close()
+	return true
+}
+
+// stop ends the guardian for good: the end of its input makes it kill the
+// groups it still owns (none, once every worker was reaped) and exit; it is
+// killed if it has not exited after grace. stop returns once it was reaped.
+func (g *guardian) stop(grace time.Duration) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	g.closed = true
+	gp := g.proc
+	g.proc = nil
+	g.mu.Unlock()
+	if gp != nil {
+		gp.end(grace)
+	}
+}
+
+// end closes gp's input and waits for it to exit, killing it after grace.
+func (gp *guardianProcess) end(grace time.Duration) {
+	gp.stdin.Close()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-gp.done:
+	case <-timer.C:
+		_ = gp.cmd.Process.Kill()
+		<-gp.done
+	}
+}
+
+// watch logs what the guardian writes on stderr until it exits, reaps it
+// and calls onExit.
+func (gp *guardianProcess) watch(stderr *os.File, logger *slog.Logger, onExit func(*guardianProcess)) {
+	s := bufio.NewScanner(stderr)
+	s.Buffer(make([]byte, 4096), maxLogLine)
+	for s.Scan() {
+		logger.Log(context.Background(), slog.LevelWarn, string(bytes.TrimRight(s.Bytes(), "\r")),
+			slog.Int("guardian", gp.pid), slog.String("stream", "stderr"))
+	}
+	stderr.Close()
+	gp.exited = execProcess{cmd: gp.cmd}.wait()
+	close(gp.done)
+	onExit(gp)
+}
+
+// hasExited reports whether gp has been reaped.
+func (gp *guardianProcess) hasExited() bool {
+	select {
+	case <-gp.done:
+		return true
+	default:
+		return false
+	}
+}
