@@ -109,6 +109,7 @@ func (g *guardian) start(onExit func(*guardianProcess)) error {
 		return fmt.Errorf("pypool: starting the pool's guardian: %w", ErrPoolClosed)
 	}
 	g.proc = gp
+	g.logger.Debug(msgGuardianStarted, "guardian", gp.pid)
 	g.lines.Reset()
 	for pgid := range g.groups {
 		fmt.Fprintf(&g.lines, "+%d\n", pgid)

@@ -34,9 +34,10 @@ const (
 	msgForkServerFallback = "pypool: fork server failed to start; starting workers by exec" // Warn: error, retry_in when restarting
 	msgForkServerStuck    = "pypool: fork server did not answer; killing it"                // Warn: timeout
 
-	msgGuardianExited = "pypool: guardian exited"                    // Warn: guardian (pid), exit status; it is restarted after retry_in
-	msgGuardianFailed = "pypool: guardian failed to start"           // Warn: error, retry_in
-	msgGuardianStuck  = "pypool: guardian does not read; killing it" // Warn: guardian (pid), error; it is restarted
+	msgGuardianStarted = "pypool: guardian started"                   // Debug: guardian (pid)
+	msgGuardianExited  = "pypool: guardian exited"                    // Warn: guardian (pid), exit status; it is restarted after retry_in
+	msgGuardianFailed  = "pypool: guardian failed to start"           // Warn: error, retry_in
+	msgGuardianStuck   = "pypool: guardian does not read; killing it" // Warn: guardian (pid), error; it is restarted
 )
 
 // setCurrent records fn as the function of the call in progress.

@@ -139,3 +139,67 @@ func reapOrphan(pid int) {
 		}
 	}
 }
+
+// TestGuardianRestartOwnsLiveWorkers kills a pool's guardian: the pool
+// starts another one and hands it the live worker's group, so that the end
+// of the new guardian's input (as when the Go process dies) kills the
+// worker and its child (issue 18, findings 1 and 2).
+func TestGuardianRestartOwnsLiveWorkers(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Logger = slogNew(rec)
+	pool := newTestPool(t, cfg)
+	res, err := pool.Call(testCtx(t), "spawn_sleeping_child")
+	require.NoError(t, err)
+	child := int(res.(int64))
+	worker := workerPids(pool)[0]
+	pidfds := map[int]*os.File{worker: openPidfd(t, worker), child: openPidfd(t, child)}
+
+	first := runningGuardian(pool)
+	require.NotNil(t, first)
+	require.NoError(t, first.cmd.Process.Kill())
+	rec.await(t, msgGuardianExited)
+	rec.awaitCount(t, msgGuardianStarted, 2)
+	second := runningGuardian(pool)
+	require.NotNil(t, second)
+	require.NotEqual(t, first.pid, second.pid)
+	for pid, fd := range pidfds {
+		require.False(t, pidfdExited(fd, 0), "process %d lives on", pid)
+	}
+
+	second.stdin.Close() // what the Go process's death does
+	requireExited(t, pidfds, "the worker and its child, owned by the restarted guardian")
+	awaitPool(t, pool, "the worker replaced", func(s Stats) bool { return s.Crashes == 1 && atRest(s, 1) })
+}
+
+// runningGuardian is the pool's running guardian process, nil if none.
+func runningGuardian(p *Pool) *guardianProcess {
+	g := p.spec.guard
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.proc
+}
+
+// awaitCount waits until n records whose message is msg were logged.
+func (r *logRecorder) awaitCount(t testing.TB, msg string, n int) {
+	t.Helper()
+	ctx := testCtx(t)
+	for {
+		r.mu.Lock()
+		count := 0
+		for _, rec := range r.records {
+			if rec.Message == msg {
+				count++
+			}
+		}
+		r.mu.Unlock()
+		if count >= n {
+			return
+		}
+		select {
+		case <-r.added:
+		case <-ctx.Done():
+			t.Fatalf("%d log records %q, want %d", count, msg, n)
+		}
+	}
+}
