@@ -140,8 +140,11 @@
 // [Config.OverflowIdleTimeout] keeps it; no caller waits while a worker is
 // idle; a worker that dies frees its slot at once and is replaced without a
 // caller having to ask. No process outlives the pool: Close reaps every
-// worker, and workers die with the Go process (parent-death signal on
-// Linux, end of input elsewhere).
+// worker; on Linux a worker's process group (what its Python code started)
+// is killed after each of its exits; and the workers and their groups die
+// with the Go process, even by SIGKILL: a small guardian process per pool
+// kills them (and a parent-death signal on Linux, end of input elsewhere).
+// A process that leaves its group (setsid) is not reached.
 //
 // # Security
 //
