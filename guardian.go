@@ -175,8 +175,9 @@ func (g *guardian) exited(gp *guardianProcess) bool {
 }
 
 // stop ends the guardian for good: the end of its input makes it kill the
-// groups it still owns (none, once every worker was reaped) and exit; it is
-// killed if it has not exited after grace. stop returns once it was reaped.
+// groups it still owns and exit; it is killed if it has not exited after
+// grace. When it owns none (every worker was reaped), there is nothing to
+// wait for: it is killed at once. stop returns once it was reaped.
 func (g *guardian) stop(grace time.Duration) {
 	if g == nil {
 		return
@@ -185,6 +186,9 @@ func (g *guardian) stop(grace time.Duration) {
 	g.closed = true
 	gp := g.proc
 	g.proc = nil
+	if len(g.groups) == 0 {
+		grace = 0
+	}
 	g.mu.Unlock()
 	if gp != nil {
 		gp.end(grace)
@@ -194,6 +198,9 @@ func (g *guardian) stop(grace time.Duration) {
 // end closes gp's input and waits for it to exit, killing it after grace.
 func (gp *guardianProcess) end(grace time.Duration) {
 	gp.stdin.Close()
+	if grace <= 0 {
+		_ = gp.cmd.Process.Kill()
+	}
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	select {
