@@ -33,8 +33,31 @@ import (
 )
 
 // errForkServerDown is a fork request's error when the template is gone:
-// the worker is started as its own python3 instead.
+// the worker is started as its own python3 instead. fork returns it as a
+// *forkDownError, which says whether the request reached the template.
 var errForkServerDown = errors.New("pypool: the fork server is not running")
+
+// forkDownError is a fork request's error when the template is gone, or
+// stuck and killed. Sent tells whether the request reached the template
+// (its WriteMsgUnix succeeded): then the template may have forked a child
+// that holds the request's descriptors before it died, and those
+// descriptors must never be given to another process (fork has killed
+// every process that held them; the worker is started on new ones). It
+// matches errForkServerDown.
+type forkDownError struct{ sent bool }
+
+func (e *forkDownError) Error() string {
+	if e.sent {
+		return errForkServerDown.Error() + " (it ended after a fork request was sent)"
+	}
+	return errForkServerDown.Error()
+}
+
+func (e *forkDownError) Is(target error) bool { return target == errForkServerDown }
+
+// orphanWait bounds the wait for the processes that held the descriptors
+// of a lost fork request to exit once they were killed.
+const orphanWait = time.Second
 
 // forkStatusWait bounds the wait for the template's report of a child's exit
 // status once its pidfd said it exited.
@@ -55,6 +78,7 @@ type forkServer struct {
 	nfds    int       // descriptors per fork request
 
 	mu      sync.Mutex     // one fork request at a time
+	lost    bool           // a request went unanswered: it was killed; guarded by mu
 	replies chan forkReply // the template's answers to requests, in order
 	done    chan struct{}  // closed once the template exited and was reaped
 	exited  exitStatus     // how it ended; set before done is closed
@@ -305,10 +329,12 @@ func receivedFile(oob []byte) *os.File {
 }
 
 // fork has the template fork a worker whose descriptors are child. It fails
-// with errForkServerDown when the template is gone, or when it does not
+// with a *forkDownError when the template is gone, or when it does not
 // answer within forkTimeout: then it is killed (its answers could no longer
 // be matched to requests) and restarted by the pool. ctx ending fails the
-// fork the same way.
+// fork the same way. Once the request was sent, such a failure first kills
+// the child the template may have forked (abandon): child must then not be
+// given to another process.
 func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, error) {
 	if len(child) != fs.nfds {
 		return nil, fmt.Errorf("%w: fork server: %d descriptors for a worker, want %d", ErrWorkerStart, len(child), fs.nfds)
@@ -321,11 +347,14 @@ func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, er
 	defer fs.mu.Unlock()
 	select {
 	case <-fs.done:
-		return nil, errForkServerDown
+		return nil, &forkDownError{}
 	default:
 	}
+	if fs.lost {
+		return nil, &forkDownError{}
+	}
 	if _, _, err := fs.conn.WriteMsgUnix([]byte("F"), syscall.UnixRights(fds...), nil); err != nil {
-		return nil, errForkServerDown
+		return nil, &forkDownError{}
 	}
 	runtime.KeepAlive(child)
 	timer := time.NewTimer(forkTimeout)
@@ -333,11 +362,9 @@ func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, er
 	select {
 	case <-timer.C:
 		fs.logger.Warn(msgForkServerStuck, "forkserver", fs.pid, "timeout", forkTimeout)
-		fs.kill()
-		return nil, errForkServerDown
+		return nil, fs.abandon(child)
 	case <-ctx.Done():
-		fs.kill()
-		return nil, errForkServerDown
+		return nil, fs.abandon(child)
 	case r := <-fs.replies:
 		if r.err != nil {
 			return nil, r.err
@@ -348,9 +375,124 @@ func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, er
 		fs.guard.own(r.pid)
 		return &forkedProcess{server: fs, id: r.pid, pidfd: r.pidfd, status: status}, nil
 	case <-fs.done:
-		return nil, errForkServerDown
+		return nil, fs.abandon(child)
 	}
 }
+
+// abandon gives up a fork request that was sent and not answered, with
+// fs.mu held. The template is killed, and no later request is sent to it.
+// A killed process forks no more: a child it forked already exists and is
+// found by what it holds, the request's descriptors (a child holds them
+// from the fork on, through the move to its own fds 0..N-1); it is killed
+// with its process group, and so is any other process that holds them
+// (what the child started), and abandon waits (up to orphanWait) for them
+// to exit.
+func (fs *forkServer) abandon(child []*os.File) error {
+	fs.lost = true
+	fs.kill()
+	if n, err := killHolders(child, orphanWait); err != nil || n > 0 {
+		fs.logger.Warn(msgForkOrphanKilled, "forkserver", fs.pid, "killed", n, "error", err)
+	}
+	return &forkDownError{sent: true}
+}
+
+// killHolders SIGKILLs every process other than this one that has one of
+// files open (found in /proc/*/fd), with its process group when it leads
+// one, and waits up to wait for them to exit. It returns how many it
+// killed. A process is signalled through a pidfd opened after it was seen
+// to hold a file and checked again once opened, so that a pid reused
+// meanwhile is never hit.
+func killHolders(files []*os.File, wait time.Duration) (int, error) {
+	want := make(map[openFile]bool, len(files))
+	for _, f := range files {
+		var st syscall.Stat_t
+		if err := syscall.Fstat(int(f.Fd()), &st); err == nil {
+			want[openFile{st.Dev, st.Ino}] = true
+		}
+	}
+	runtime.KeepAlive(files)
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("finding the processes that hold a worker's descriptors: %w", err)
+	}
+	var pidfds []pollFd
+	defer func() {
+		for _, p := range pidfds {
+			syscall.Close(int(p.fd))
+		}
+	}()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() || !holds(pid, want) {
+			continue
+		}
+		r, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), 0, 0)
+		if errno != 0 {
+			continue // it exited
+		}
+		if !holds(pid, want) {
+			syscall.Close(int(r))
+			continue
+		}
+		if pgid, err := syscall.Getpgid(pid); err == nil && pgid == pid {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		_, _, _ = syscall.Syscall6(sysPidfdSendSignal, r, uintptr(syscall.SIGKILL), 0, 0, 0, 0)
+		pidfds = append(pidfds, pollFd{fd: int32(r), events: 0x1}) // POLLIN: it exited
+	}
+	awaitAll(pidfds, wait)
+	return len(pidfds), nil
+}
+
+// openFile names an open file: its device and inode.
+type openFile struct{ dev, ino uint64 }
+
+// holds reports whether pid has one of the files in want open.
+func holds(pid int, want map[openFile]bool) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false // gone, or not ours to look at
+	}
+	for _, e := range entries {
+		var st syscall.Stat_t
+		if syscall.Stat(dir+e.Name(), &st) == nil && want[openFile{st.Dev, st.Ino}] {
+			return true
+		}
+	}
+	return false
+}
+
+// awaitAll waits up to wait until every pidfd in polls is readable (its
+// process exited).
+func awaitAll(polls []pollFd, wait time.Duration) {
+	deadline := time.Now().Add(wait)
+	for len(polls) > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		ts := syscall.NsecToTimespec(left.Nanoseconds())
+		n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&polls[0])), uintptr(len(polls)), uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+		if errno != 0 && errno != syscall.EINTR {
+			return
+		}
+		if n == 0 && errno == 0 {
+			return // timed out
+		}
+		pending := polls[:0]
+		for _, p := range polls {
+			if p.revents == 0 {
+				pending = append(pending, p)
+			}
+		}
+		polls = pending
+	}
+}
+
+// sysPidfdOpen is pidfd_open(2)'s number, the same on every Linux
+// architecture.
+const sysPidfdOpen = 434
 
 // stop ends the template: the end of its control socket makes it exit; it
 // is killed if it has not after grace. Its children live on. stop returns

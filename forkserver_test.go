@@ -247,3 +247,24 @@ func TestForkServerStuckFallsBack(t *testing.T) {
 	require.Equal(t, os.Getpid(), parentPid(workerPids(pool)[0]), "the replacement was started by exec")
 	awaitForkServer(t, pool, old)
 }
+
+// TestForkServerUnderLowOpenFilesLimit (issue 18, finding 4): the template
+// starts, and forks working workers, under an RLIMIT_NOFILE far below 64
+// (here set by Config.Limits.OpenFiles, which the template applies to itself
+// before it arranges its descriptors, as an inherited limit would be).
+func TestForkServerUnderLowOpenFilesLimit(t *testing.T) {
+	for _, limit := range []int{16, 32} {
+		cfg := forkConfig(t)
+		cfg.Size = 2
+		cfg.Limits.OpenFiles = limit
+		pool := newTestPool(t, cfg)
+		fs := pool.forks.Load()
+		require.NotNil(t, fs, "RLIMIT_NOFILE %d: the fork server did not start", limit)
+		for _, pid := range workerPids(pool) {
+			require.Equal(t, fs.pid, parentPid(pid), "RLIMIT_NOFILE %d: worker %d was not forked by the template", limit, pid)
+		}
+		got, err := pool.Call(testCtx(t), "duplicate_text", "low")
+		require.NoError(t, err)
+		require.Equal(t, "lowlow", got)
+	}
+}

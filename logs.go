@@ -33,6 +33,7 @@ const (
 	msgForkServerExited   = "pypool: fork server exited"                                    // Warn: exit status; it is restarted after retry_in
 	msgForkServerFallback = "pypool: fork server failed to start; starting workers by exec" // Warn: error, retry_in when restarting
 	msgForkServerStuck    = "pypool: fork server did not answer; killing it"                // Warn: timeout
+	msgForkOrphanKilled   = "pypool: killed what a lost fork request forked"                // Warn: forkserver (pid), killed (count), error
 
 	msgGuardianStarted = "pypool: guardian started"                   // Debug: guardian (pid)
 	msgGuardianExited  = "pypool: guardian exited"                    // Warn: guardian (pid), exit status; it is restarted after retry_in

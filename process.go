@@ -167,8 +167,25 @@ func closeFiles(files ...*os.File) {
 	}
 }
 
-// start launches the process with its pipes and output forwarders.
+// start launches the process with its pipes and output forwarders: forked
+// by the pool's fork server, or, without one or when its template is gone
+// (errForkServerDown), as its own python3. That fallback is the one retry,
+// on new pipes and new shared memory: a fork request that reached the
+// template may have given the first ones to a child (see forkDownError).
 func (p *process) start(ctx context.Context) error {
+	err := p.startOn(ctx, p.forks)
+	switch {
+	case !errors.Is(err, errForkServerDown):
+		return err
+	case ctx.Err() != nil:
+		return fmt.Errorf("pypool: starting a worker: %w", ctx.Err())
+	}
+	return p.startOn(ctx, nil)
+}
+
+// startOn launches the process on descriptors of its own: forked by forks,
+// or, when forks is nil, as its own python3.
+func (p *process) startOn(ctx context.Context, forks *forkServer) error {
 	pipes, err := openPipes()
 	if err != nil {
 		return err
@@ -201,7 +218,7 @@ func (p *process) start(ctx context.Context) error {
 	child = append(child, dumpW)
 	p.codec = p.spec.codec
 	p.codec.shared = p.shm
-	proc, err := p.launch(ctx, child)
+	proc, err := p.launch(ctx, forks, child)
 	closeFiles(inR, outW, errW, logW, dumpW) // the child's ends
 	if err != nil {
 		closeFiles(inW, outR, errR, logR, dumpR)
@@ -219,14 +236,11 @@ func (p *process) start(ctx context.Context) error {
 }
 
 // launch starts the OS process with the descriptors child (0, 1, 2, then
-// the extra files in order): forked by the pool's fork server, or, without
-// one or when its template is gone, as its own python3.
-func (p *process) launch(ctx context.Context, child []*os.File) (osProcess, error) {
-	if p.forks != nil {
-		proc, err := p.forks.fork(ctx, child)
-		if !errors.Is(err, errForkServerDown) {
-			return proc, err
-		}
+// the extra files in order): forked by forks, or, when forks is nil, as its
+// own python3.
+func (p *process) launch(ctx context.Context, forks *forkServer, child []*os.File) (osProcess, error) {
+	if forks != nil {
+		return forks.fork(ctx, child)
 	}
 	return p.spec.execWorker(child)
 }

@@ -45,6 +45,10 @@ try:
     import ctypes
 except ImportError:  # pragma: no cover - an interpreter built without it
     ctypes = None  # type: ignore[assignment]
+try:
+    import resource  # names the descriptor limit when it is too low
+except ImportError:  # pragma: no cover - not on this platform
+    resource = None  # type: ignore[assignment]
 import os
 import select
 import socket
@@ -65,9 +69,6 @@ if TYPE_CHECKING:
 
 # The control socket's descriptor in the template.
 CONTROL_FD = 3
-# Descriptors the template keeps across a child's fd shuffle are moved here
-# or above, out of the way of the worker's 0..5.
-_HIGH_FD = 64
 # The child's parent-death signal: catchable, so that a template that dies
 # alone does not take its workers with it; its default action (terminate) is
 # what happens if a user module replaces the handler.
@@ -134,11 +135,23 @@ def _noop(signum: int, frame: Any) -> None:
     pass  # SIGCHLD: set_wakeup_fd does the work
 
 
-def _high(fd: int) -> int:
-    """fd moved to _HIGH_FD or above (the original is closed)."""
-    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
+def _high(fd: int, floor: int) -> int:
+    """fd moved to the lowest free descriptor from floor up (the original is
+    closed): floor is the worker's descriptor count, so that the moved fd is
+    out of the way of the worker's 0..floor-1, under any RLIMIT_NOFILE that
+    leaves room for the worker's descriptors and these."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
     os.close(fd)
     return moved
+
+
+def _nofile_message(exc: OSError) -> str:
+    """Why the descriptors could not be arranged, naming the limit."""
+    soft = "unknown"
+    if resource is not None:
+        soft = str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    return ("the fork server cannot arrange its descriptors under RLIMIT_NOFILE %s: %s; "
+            "raise the limit (ulimit -n, Config.Limits.OpenFiles) or use StartExec" % (soft, exc))
 
 
 class Template:
@@ -182,7 +195,11 @@ class Template:
         if not data:
             _close_all(fds)
             return False
-        if data != b"F" or len(fds) != self.worker_fds or flags & socket.MSG_CTRUNC:
+        if flags & socket.MSG_CTRUNC:  # the kernel could not give it every descriptor
+            _close_all(fds)
+            self._send(b"E " + _nofile_message(OSError("%d of %d descriptors received" % (len(fds), self.worker_fds))).encode())
+            return True
+        if data != b"F" or len(fds) != self.worker_fds:
             _close_all(fds)
             self._send(b"E bad request: %d bytes, %d descriptors (want b'F' and %d)" % (len(data), len(fds), self.worker_fds))
             return True
@@ -253,7 +270,7 @@ class Template:
         os.close(self.wake_r)
         os.close(self.wake_w)
         template = os.getppid()
-        high = [_high(fd) for fd in fds]  # out of the way of the targets
+        high = [_high(fd, self.worker_fds) for fd in fds]  # out of the way of the targets
         for target, fd in enumerate(high):
             os.dup2(fd, target)  # inheritable, as a started worker's are
             os.close(fd)
@@ -337,7 +354,10 @@ def main(argv: List[str]) -> None:
     except ValueError as exc:
         worker._exit(worker.EXIT_PROTOCOL, str(exc))
     options = worker.startup(worker_argv)
-    control = socket.socket(fileno=_high(CONTROL_FD))
+    try:
+        control = socket.socket(fileno=_high(CONTROL_FD, server.worker_fds))
+    except OSError as exc:
+        _fail(socket.socket(fileno=CONTROL_FD), worker.startup_codec(options), _unsupported(_nofile_message(exc)))
     sys.stdin = sys.__stdin__ = worker._text_stream(0, write=False)
     sys.stdout = sys.__stdout__ = worker._text_stream(1, write=True)
     sys.stderr = sys.__stderr__ = worker._text_stream(2, write=True)
@@ -346,7 +366,14 @@ def main(argv: List[str]) -> None:
     if not hasattr(os, "pidfd_open") or not sys.platform.startswith("linux"):
         _fail(control, codec, _unsupported("the fork server needs Linux 5.3+ and Python 3.9+ (os.pidfd_open); this is Python %s on %s" % (sys.version.split()[0], sys.platform)))
     try:
-        host_fd = _high(os.pidfd_open(server.host_pid))
+        host_fd = os.pidfd_open(server.host_pid)
+    except OSError as exc:
+        _fail(control, codec, _unsupported("the fork server cannot watch the Go process: %s" % exc))
+    try:
+        host_fd = _high(host_fd, server.worker_fds)
+    except OSError as exc:
+        _fail(control, codec, _unsupported(_nofile_message(exc)))
+    try:
         if ctypes is None:
             raise ImportError("ctypes is not available")
         _LIBC = ctypes.CDLL(None, use_errno=True)
