@@ -324,7 +324,10 @@ func (p *process) handshake(ctx context.Context) error {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("%w: worker %d did not finish importing %q within %v (Config.StartTimeout): %w",
 			ErrWorkerStart, p.pid, p.spec.module, p.spec.startTimeout, context.DeadlineExceeded)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case isEOF(err):
+		// The worker exited: its end of the pipe is gone (EOF), or its exit
+		// watcher has already closed ours (os.ErrClosed). Either way, the
+		// exit tells why.
 		<-p.exited
 		exitErr := *p.exitErr
 		exitErr.cause = ErrWorkerStart
