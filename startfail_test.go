@@ -200,3 +200,46 @@ func TestBackoffCountsAWaveOnceAndKeepsCallersForTheRetry(t *testing.T) {
 	assert.False(t, b.retryBefore(time.Time{}), "at the maximum delay, a failure goes to a caller")
 	assert.Nil(t, b.refusal(), "but the pool never turns fail-fast for it")
 }
+
+// Issue 18, findings 5 and 14: in a running pool, workers that exit at once
+// during their start are a transient failure: the pool backs off and the
+// waiting callers wait for a start that works instead of all failing at
+// once. (New, by contrast, returns the first such exit: see
+// TestEarlyExitIsAWorkerExitError.)
+func TestWorkersThatExitAtStartBackOff(t *testing.T) {
+	flag := filepath.Join(t.TempDir(), "exit")
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Module = "pypool_exitstart"
+	if testStartMethod() == StartForkServer {
+		cfg.SetUp = "gate" // forked workers do not import the module: they run its set-up
+	}
+	cfg.Env = []string{"PYPOOL_EXIT_FLAG=" + flag}
+	cfg.Logger = slogNew(rec)
+	pool := newTestPool(t, cfg)
+
+	require.NoError(t, os.WriteFile(flag, nil, 0o644))
+	require.NoError(t, syscall.Kill(workerPids(pool)[0], syscall.SIGKILL))
+	awaitPool(t, pool, "the replacements exiting", func(s Stats) bool { return s.StartFailures >= 2 })
+	const callers = 3
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			_, err := pool.Call(testCtx(t), "echo", 1)
+			errs <- err
+		}()
+	}
+	awaitPool(t, pool, "the callers waiting", func(s Stats) bool { return s.Waiting == callers })
+	failed := pool.Stats().StartFailures
+	awaitPool(t, pool, "two more failed starts", func(s Stats) bool { return s.StartFailures >= failed+2 })
+	assert.Equal(t, callers, pool.Stats().Waiting, "no caller failed")
+
+	require.NoError(t, os.Remove(flag))
+	for range callers {
+		require.NoError(t, <-errs)
+	}
+	attrs := rec.awaitMatch(t, msgStartFailed, "fatal", "false")
+	assert.Equal(t, "WARN", attrs["level"])
+	assert.Contains(t, attrs["error"], "exited with status 3")
+	assert.Empty(t, rec.matching(msgStartKilled))
+}
