@@ -120,8 +120,13 @@
 //     worker.
 //   - A worker that can not start gives [ErrWorkerStart], from [New] or
 //     from a call waiting for a start; when the module failed to import,
-//     the chain also holds the [*PythonError] with the traceback. Restarts
-//     back off, and the pool heals by itself once the cause is fixed.
+//     the chain also holds the [*PythonError] with the traceback, and a
+//     worker that exited during its start gives a [*WorkerExitError].
+//     Restarts back off, and the pool heals by itself once the cause is
+//     fixed. A waiting call gets a transient failure (no descriptors for
+//     the moment, a worker killed while it started) only when the retry
+//     would come after its deadline, or when the failures have gone on
+//     until the backoff reached its maximum.
 //   - An ended context gives [context.DeadlineExceeded] or
 //     [context.Canceled] (errors.Is), whether it ended while waiting for a
 //     worker or while Python ran.

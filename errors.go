@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 )
 
 // Sentinel errors. Test for them with errors.Is; the errors returned by this
@@ -21,8 +22,11 @@ var (
 
 	// ErrWorkerStart is returned when a worker could not be started: the
 	// interpreter is missing, the module failed to import (the error then
-	// also wraps a *PythonError with the traceback), or the worker died or
-	// timed out during the handshake.
+	// also wraps a *PythonError with the traceback), the host ran out of
+	// descriptors, processes or memory, or the worker died (a
+	// *WorkerExitError) or timed out during the handshake. A running pool
+	// gives only the first two to every waiting caller; the others are
+	// retried (see the README's "Start failures").
 	ErrWorkerStart = errors.New("pypool: worker failed to start")
 
 	// ErrArgNotEncodable is returned when an argument can not be encoded as
@@ -141,6 +145,7 @@ type WorkerExitError struct {
 	// Stderr holds the last lines the worker wrote to stderr.
 	Stderr []string
 
+	sig   syscall.Signal // the signal Signal names; 0: none, or unknown
 	cause error
 }
 

@@ -280,7 +280,7 @@ func TestBackoffGrowsAndResets(t *testing.T) {
 	importErr := &PythonError{Code: "import_failed", Type: "ImportError"}
 	var delays []time.Duration
 	for range 12 {
-		assert.True(t, b.failedStart(importErr), "an import error is fatal")
+		assert.True(t, b.failedStart(importErr, time.Now()), "an import error is fatal")
 		delays = append(delays, b.delay())
 	}
 	for i := 1; i < len(delays); i++ {
@@ -298,7 +298,7 @@ func TestBackoffGrowsAndResets(t *testing.T) {
 	// however often it happens, the pool never turns fail-fast for it.
 	died := &WorkerExitError{Signal: "killed", cause: ErrWorkerStart}
 	for i := range 5 {
-		assert.False(t, b.failedStart(died), "death %d during the handshake is transient", i+1)
+		assert.False(t, b.failedStart(died, time.Now()), "death %d during the handshake is transient", i+1)
 	}
 	assert.Nil(t, b.refusal())
 	assert.Positive(t, b.delay(), "but it lengthens the backoff")

@@ -8,6 +8,7 @@ package pypool
 import (
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,8 @@ const (
 	msgCallInterrupted = "pypool: call interrupted"       // Warn: function, cause (the context's error)
 	msgWorkerKilled    = "pypool: worker killed"          // Warn: function, grace: it ignored its interrupt
 	msgPythonStack     = "pypool: python stack"           // Warn: function, event, stack (all threads)
-	msgStartFailed     = "pypool: worker failed to start" // Error: error, fatal
+	msgStartFailed     = "pypool: worker failed to start" // Error if fatal, else Warn: error, fatal, retry_in
+	msgStartKilled     = "pypool: worker start killed"    // Warn: signal, stderr, retry_in: it is retried
 	msgNewFailed       = "pypool: pool failed to start"   // Error: module, size, error; once per failed New
 	msgCallbackPanic   = "pypool: Go callback panicked"   // Error: callback, panic, stack; Python gets a GoError
 
@@ -243,4 +245,21 @@ func (r countingReader) Read(b []byte) (int, error) {
 	n, err := r.f.Read(b)
 	r.n.Add(int64(n))
 	return n, err
+}
+
+// signalNames are the C names of the signals that end workers most often.
+var signalNames = map[syscall.Signal]string{
+	syscall.SIGKILL: "SIGKILL", syscall.SIGTERM: "SIGTERM", syscall.SIGINT: "SIGINT",
+	syscall.SIGSEGV: "SIGSEGV", syscall.SIGABRT: "SIGABRT", syscall.SIGBUS: "SIGBUS",
+	syscall.SIGILL: "SIGILL", syscall.SIGFPE: "SIGFPE", syscall.SIGHUP: "SIGHUP",
+	syscall.SIGQUIT: "SIGQUIT", syscall.SIGPIPE: "SIGPIPE", syscall.SIGXCPU: "SIGXCPU",
+	syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2", syscall.SIGALRM: "SIGALRM",
+}
+
+// signalName names sig as C does ("SIGKILL"), or by its number.
+func signalName(sig syscall.Signal) string {
+	if name, ok := signalNames[sig]; ok {
+		return name
+	}
+	return "signal " + strconv.Itoa(int(sig))
 }

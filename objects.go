@@ -92,6 +92,12 @@ func (q waitQueue) next() *waiter {
 	return wt
 }
 
+// first returns the longest waiting caller, leaving it in the queue, or nil.
+func (q waitQueue) first() *waiter {
+	wt, _ := q.deque.PeekFirst().(*waiter)
+	return wt
+}
+
 // drop removes a waiter from the queue if it is still there (a search, so
 // only when it is: a long queue must not make every hand-off slow).
 func (q waitQueue) drop(wt *waiter) {

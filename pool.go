@@ -66,8 +66,10 @@ type Pool struct {
 
 // New starts a pool of cfg.Size workers and returns when all of them have
 // imported cfg.Module. If a worker can not start, New stops the others and
-// returns an error wrapping ErrWorkerStart; when the module failed to import,
-// the error also wraps the *PythonError with its traceback.
+// returns the first start error, transient or not, wrapping ErrWorkerStart;
+// when the module failed to import, the error also wraps the *PythonError
+// with its traceback, and a worker that exited (or was killed) before its
+// handshake gives a *WorkerExitError.
 func New(ctx context.Context, cfg Config) (*Pool, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -298,6 +300,9 @@ func (p *Pool) checkout(ctx context.Context, wait bool) (*pooledWorker, time.Dur
 	}
 	p.mu.Lock()
 	wt, pw, err := p.checkoutLocked(wait)
+	if wt != nil {
+		wt.deadline, _ = ctx.Deadline() // before a failed start can read it
+	}
 	p.mu.Unlock()
 	if wt == nil {
 		return pw, 0, err

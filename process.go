@@ -148,10 +148,14 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 	return p, nil
 }
 
+// osPipe is os.Pipe, for openPipes. Tests replace it (while no pool runs)
+// to make starts fail as they do on a host out of descriptors.
+var osPipe = os.Pipe
+
 // pipes opens the four pipes a worker needs; on failure all are closed.
 func openPipes() (files [8]*os.File, err error) {
 	for i := 0; i < 8; i += 2 {
-		if files[i], files[i+1], err = os.Pipe(); err != nil {
+		if files[i], files[i+1], err = osPipe(); err != nil {
 			closeFiles(files[:i]...)
 			return files, fmt.Errorf("%w: creating pipes: %v", ErrWorkerStart, err)
 		}
@@ -255,10 +259,36 @@ func (spec *workerSpec) execWorker(child []*os.File) (osProcess, error) {
 	cmd.Dir = spec.dir
 	cmd.SysProcAttr = workerSysProcAttr(spec.credential.sysProcCredential())
 	if err := startLocked(cmd); err != nil {
-		return nil, fmt.Errorf("%w: running %s: %v", ErrWorkerStart, cmd.Path, err)
+		return nil, execFailed(cmd.Path, err)
 	}
 	spec.guard.own(cmd.Process.Pid)
 	return execProcess{cmd: cmd, guard: spec.guard}, nil
+}
+
+// execFailed is the start error of a worker whose interpreter, path, could
+// not be run. It is fatal when the cause will not go away by itself: the
+// interpreter or the working directory is missing or not executable, or
+// the credential or limits asked for are refused. Out of processes,
+// memory or descriptors (EAGAIN, ENOMEM, EMFILE, ENFILE) is transient.
+func execFailed(path string, err error) error {
+	var errno syscall.Errno
+	fatal := errors.As(err, &errno) && fatalExecErrno(errno)
+	err = fmt.Errorf("%w: running %s: %v", ErrWorkerStart, path, err)
+	if fatal {
+		return &fatalStart{err}
+	}
+	return err
+}
+
+// fatalExecErrno reports whether a failed exec's errno says that the
+// interpreter cannot run, whatever the moment.
+func fatalExecErrno(errno syscall.Errno) bool {
+	switch errno {
+	case syscall.ENOENT, syscall.ENOTDIR, syscall.EACCES, syscall.EPERM, syscall.ENOEXEC,
+		syscall.ELOOP, syscall.ENAMETOOLONG, syscall.EISDIR, syscall.EINVAL, syscall.E2BIG:
+		return true
+	}
+	return false
 }
 
 // osProcess is the operating system's process behind a worker: one that
@@ -282,13 +312,14 @@ type osProcess interface {
 type exitStatus struct {
 	code   int
 	signal string
+	sig    syscall.Signal // the signal that ended it; 0: none, or unknown
 }
 
 // waitStatus reads a wait(2) status.
 func waitStatus(ws syscall.WaitStatus) exitStatus {
 	st := exitStatus{code: ws.ExitStatus()}
 	if ws.Signaled() {
-		st.signal = ws.Signal().String()
+		st.sig, st.signal = ws.Signal(), ws.Signal().String()
 		if ws.Signal() == syscall.SIGXCPU {
 			st.signal += " (SIGXCPU: it used up its CPU time limit, Config.Limits.CPUTime)"
 		}
@@ -356,13 +387,16 @@ func (p *process) handshake(ctx context.Context) error {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("%w: worker %d did not finish importing %q within %v (Config.StartTimeout): %w",
 			ErrWorkerStart, p.pid, p.spec.module, p.spec.startTimeout, context.DeadlineExceeded)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case isEOF(err):
+		// The worker exited: its end of the pipe is gone (EOF), or its exit
+		// watcher has already closed ours (os.ErrClosed). Either way, the
+		// exit tells why.
 		<-p.exited
 		exitErr := *p.exitErr
 		exitErr.cause = ErrWorkerStart
 		if exitErr.ExitCode == exitUnsupportedPython && len(exitErr.Stderr) > 0 {
 			// Not a *WorkerExitError: it is fatal, a restart cannot help.
-			return fmt.Errorf("%w: %s: %s (set Config.Python)", ErrWorkerStart, p.os.path(), exitErr.Stderr[len(exitErr.Stderr)-1])
+			return &fatalStart{fmt.Errorf("%w: %s: %s (set Config.Python)", ErrWorkerStart, p.os.path(), exitErr.Stderr[len(exitErr.Stderr)-1])}
 		}
 		return &exitErr
 	default:
@@ -810,7 +844,8 @@ func (p *process) watchExit(onExit func(*process)) {
 	status := p.os.wait()
 	p.crashed = !p.stopping.Load()
 	p.stderr.drained(outputDrainTimeout)
-	p.exitErr = &WorkerExitError{Pid: p.pid, ExitCode: status.code, Signal: status.signal, Stderr: p.stderr.last(), cause: ErrWorkerCrashed}
+	p.exitErr = &WorkerExitError{Pid: p.pid, ExitCode: status.code, Signal: status.signal, Stderr: p.stderr.last(),
+		sig: status.sig, cause: ErrWorkerCrashed}
 	p.toWorker.Close()
 	p.fromWorker.Close()
 	if p.shm != nil {

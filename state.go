@@ -69,8 +69,9 @@ type waiter struct {
 	granted chan grant // capacity 1: receives the one grant once decided
 
 	// Guarded by Pool.mu.
-	decided bool // granted, or gave up
-	queued  bool // in Pool.waiters
+	decided  bool      // granted, or gave up
+	queued   bool      // in Pool.waiters
+	deadline time.Time // its caller's deadline; zero: none
 }
 
 // grant is what a waiter receives: a checked-out worker or an error.

@@ -9,6 +9,8 @@ package pypool
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -41,16 +43,17 @@ func (p *Pool) startLocked(startedFor *waiter) {
 func (p *Pool) start(startedFor *waiter, why cause) {
 	defer p.wg.Done()
 	if !p.awaitBackoff(p.lifetime) {
-		p.started(startedFor, why, nil, ErrPoolClosed)
+		p.started(startedFor, why, nil, ErrPoolClosed, time.Now())
 		return
 	}
+	begun := time.Now()
 	p.wg.Add(1) // for the exit watcher, which ends in processExited
 	proc, err := startProcess(p.lifetime, p.spec, p.forks.Load(), p.processExited)
-	p.started(startedFor, why, proc, err)
+	p.started(startedFor, why, proc, err, begun)
 }
 
-// started takes the result of a start made for why.
-func (p *Pool) started(startedFor *waiter, why cause, proc *process, err error) {
+// started takes the result of a start made for why, which began at begun.
+func (p *Pool) started(startedFor *waiter, why cause, proc *process, err error, begun time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.starting--
@@ -68,7 +71,7 @@ func (p *Pool) started(startedFor *waiter, why cause, proc *process, err error) 
 		return
 	}
 	p.startFailedCauseLocked(why)
-	p.startFailedLocked(startedFor, err)
+	p.startFailedLocked(startedFor, err, begun)
 	p.reconcileLocked() // try again, after the backoff
 }
 
@@ -95,22 +98,46 @@ func (p *Pool) joinLocked(proc *process) error {
 	return nil
 }
 
-// startFailedLocked records a failed start. A fatal failure (the module
-// failed to import, the interpreter cannot run) fails every waiting caller
-// at once: waiting would only repeat it. Any other (a signal, a timeout)
-// says nothing about the module: it goes to at most one waiter, the one the
-// start was for or else the longest waiting, and the start is retried.
-func (p *Pool) startFailedLocked(startedFor *waiter, err error) {
+// startFailedLocked records a failed start that began at begun. A fatal
+// failure (isFatalStart: the module failed to import, the interpreter
+// cannot run) fails every waiting caller at once: waiting would only repeat
+// it. Any other says nothing about the module and is retried after the
+// backoff. It costs at most one waiter, the one the start was for or else
+// the longest waiting, and that one only when the retry cannot serve it
+// (retryBefore): its deadline comes first, or the failures have gone on
+// until the backoff reached its maximum. Otherwise it waits for the retry.
+func (p *Pool) startFailedLocked(startedFor *waiter, err error, begun time.Time) {
 	p.startFails++
-	fatal := p.backoff.failedStart(err)
-	p.log.Error(msgStartFailed, "error", err, "fatal", fatal)
+	fatal := p.backoff.failedStart(err, begun)
+	p.logStartFailed(err, fatal)
 	if fatal {
 		p.grantLocked(startedFor, grant{err: err})
 		p.failWaitersLocked(err)
 		return
 	}
-	if !p.grantLocked(startedFor, grant{err: err}) {
-		p.grantLocked(p.waiters.next(), grant{err: err})
+	wt := startedFor
+	if wt == nil || wt.decided {
+		wt = p.waiters.first()
+	}
+	if wt != nil && !p.backoff.retryBefore(wt.deadline) {
+		p.grantLocked(wt, grant{err: err})
+	}
+}
+
+// logStartFailed logs a failed start: a fatal one as an Error, a worker
+// killed by a signal during its start as a killed start, any other as a
+// transient failure; both of these are retried, after retry_in.
+func (p *Pool) logStartFailed(err error, fatal bool) {
+	retryIn := max(0, p.backoff.delay()).Round(time.Millisecond)
+	var exitErr *WorkerExitError
+	switch {
+	case fatal:
+		p.log.Error(msgStartFailed, "error", err, "fatal", true, "retry_in", retryIn)
+	case errors.As(err, &exitErr) && exitErr.sig != 0:
+		p.log.Warn(msgStartKilled, "worker", exitErr.Pid, "signal", signalName(exitErr.sig),
+			"stderr", strings.Join(exitErr.Stderr, "\n"), "retry_in", retryIn)
+	default:
+		p.log.Warn(msgStartFailed, "error", err, "fatal", false, "retry_in", retryIn)
 	}
 }
 
@@ -316,7 +343,7 @@ func (p *Pool) restartForkServer() {
 			p.recycleOrphans()
 			return
 		}
-		p.forkBackoff.failedStart(err)
+		p.forkBackoff.failedStart(err, time.Now())
 		p.log.Warn(msgForkServerFallback, "module", p.cfg.Module, "error", err,
 			"retry_in", p.forkBackoff.delay().Round(time.Millisecond))
 	}
