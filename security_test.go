@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -400,8 +401,23 @@ func TestLimitsArgs(t *testing.T) {
 // directory; and so must the interpreter be (pyenv's are under /root too:
 // /usr/bin/python3 then).
 func TestCredential(t *testing.T) {
+	cfg := testConfig(t)
+	if whyNot := runAsNobody(t, &cfg); whyNot != "" {
+		t.Skip(whyNot)
+	}
+	pool := newTestPool(t, cfg)
+	out, err := pool.Call(testCtx(t), "ids")
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(65534), int64(65534), []any{}}, out)
+}
+
+// runAsNobody makes cfg a pool of pypool_secmod whose workers run as nobody
+// (65534:65534), as TestCredential describes, or says why it cannot ("" when
+// it did).
+func runAsNobody(t *testing.T, cfg *Config) (whyNot string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to start workers as another user (TestCredentialNeedsRoot tests the refusal)")
+		return "needs root to start workers as another user (TestCredentialNeedsRoot tests the refusal)"
 	}
 	nobody := &Credential{UID: 65534, GID: 65534}
 	python, err := realPython()
@@ -410,7 +426,7 @@ func TestCredential(t *testing.T) {
 		python = "/usr/bin/python3" // pyenv's interpreters live under /root
 	}
 	if err := checkAccess(python, nobody, "", 1); err != nil {
-		t.Skipf("no Python that nobody can run: %v", err)
+		return fmt.Sprintf("no Python that nobody can run: %v", err)
 	}
 	dir, err := os.MkdirTemp("", "pypool-credential-")
 	require.NoError(t, err)
@@ -423,13 +439,9 @@ func TestCredential(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "modules", "pypool_secmod.py"), src, 0o644))
 
-	cfg := testConfig(t)
 	cfg.Module, cfg.PythonPath, cfg.Python = "pypool_secmod", []string{filepath.Join(dir, "modules")}, python
 	cfg.InstallDir, cfg.Credential = filepath.Join(dir, "install"), nobody
-	pool := newTestPool(t, cfg)
-	out, err := pool.Call(testCtx(t), "ids")
-	require.NoError(t, err)
-	require.Equal(t, []any{int64(65534), int64(65534), []any{}}, out)
+	return ""
 }
 
 // TestCredentialUnreadableRuntime: with the runtime in a directory the
@@ -454,4 +466,54 @@ func TestCredentialUnreadableRuntime(t *testing.T) {
 	_, err = New(testCtx(t), cfg)
 	require.ErrorContains(t, err, "pypool: Config.Credential: the Python runtime "+dir+" is out of reach of uid 65534 gid 65534: ")
 	require.ErrorContains(t, err, "put it where that user can read it")
+}
+
+// TestWorkerHoldsOnlyItsDescriptors: issue 18, finding 6. A file only root
+// may read, open in the Go process without close-on-exec (as a supervisor
+// or a wrapper script passes descriptors), must not reach the workers, on
+// either start method; they run as nobody when the test runs as root (else
+// as the test's user, with the same expectation: the descriptor is not
+// theirs). Every descriptor a worker holds is one of its own: pipes,
+// /dev/null, its shared memory, the fork server's pidfd of the Go process.
+func TestWorkerHoldsOnlyItsDescriptors(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	require.NoError(t, os.WriteFile(secret, []byte("root only"), 0o600))
+	f, err := os.Open(secret)
+	require.NoError(t, err)
+	defer f.Close()
+	// A copy above the workers' own numbers, without close-on-exec
+	// (F_DUPFD): inherited through exec from now on.
+	fd, _, errno := syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), syscall.F_DUPFD, 40)
+	require.Zero(t, errno)
+	defer syscall.Close(int(fd))
+
+	for _, method := range []StartMethod{StartExec, StartForkServer} {
+		t.Run(method.String(), func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Module, cfg.PythonPath, cfg.StartMethod = "pypool_secmod", []string{"testdata/pymod"}, method
+			if whyNot := runAsNobody(t, &cfg); whyNot != "" {
+				t.Logf("workers run as the test's user: %s", whyNot)
+			}
+			pool, err := New(testCtx(t), cfg)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, pool.Close(testCtx(t))) }()
+			if method == StartForkServer {
+				fs := pool.forks.Load()
+				require.NotNil(t, fs, "the fork server did not start")
+				for _, pid := range workerPids(pool) {
+					require.Equal(t, fs.pid, parentPid(pid), "worker %d was not forked by the template", pid)
+				}
+			}
+
+			out, err := pool.Call(testCtx(t), "descriptors", int(fd))
+			require.NoError(t, err)
+			held, read := out.([]any)[0].(map[any]any), out.([]any)[1]
+			require.NotEqual(t, []byte("root only"), read, "the worker read the host's descriptor %d", fd)
+			for n, target := range held {
+				require.NotEqual(t, secret, target, "the worker holds the host's descriptor as its %v", n)
+				require.Regexp(t, `^(pipe:|socket:|anon_inode:|/dev/null$|/memfd:)`, target, "descriptor %v of the worker", n)
+			}
+			t.Logf("the worker's descriptors: %v", held)
+		})
+	}
 }

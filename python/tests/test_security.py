@@ -1,6 +1,7 @@
 """The worker's import path cannot be shadowed, and Config.Limits apply:
 each test starts python3 as Go does (test_worker.WorkerProcess)."""
 
+import fcntl
 import os
 import shutil
 import sys
@@ -112,6 +113,31 @@ class OffPathHintTest(WorkerTestBase):
 
     def test_nowhere(self) -> None:
         self.assertEqual(self.failed_hello_message(), "No module named 'pypool_no_such_dependency'")
+
+
+@unittest.skipUnless(os.path.isdir("/proc/self/fd"), "needs /proc/self/fd to list a worker's descriptors")
+class InheritedDescriptorsTest(WorkerTestBase):
+    """Issue 18, finding 6: a descriptor the starting process holds without
+    close-on-exec does not reach the worker; those Go gives it do."""
+
+    def test_only_given_descriptors_stay(self) -> None:
+        with tempfile.NamedTemporaryFile() as secret:
+            secret.write(b"not for the worker")
+            secret.flush()
+            # Above the worker's own numbers, without close-on-exec (F_DUPFD):
+            # inherited through exec, as a supervisor's descriptor would be.
+            held = fcntl.fcntl(secret.fileno(), fcntl.F_DUPFD, 40)
+            self.addCleanup(os.close, held)
+            shm_r, shm_w = os.pipe()  # stands for the shared memory: only its number matters here
+            self.addCleanup(os.close, shm_r)
+            self.addCleanup(os.close, shm_w)
+            os.set_inheritable(shm_r, True)
+            w = self.start_ready("sample_security", "--dump-fd", str(shm_r))
+            fds, read = w.call("descriptors", held)[2]
+        self.assertNotEqual(read, b"not for the worker")
+        self.assertNotIn(secret.name, fds.values())
+        self.assertEqual(fds.get(shm_r), "pipe:[%d]" % os.fstat(shm_r).st_ino, "the --dump-fd Go gives is kept")
+        self.assertEqual(fds[0], os.devnull)
 
 
 class LimitsTest(WorkerTestBase):

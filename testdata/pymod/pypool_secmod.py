@@ -61,3 +61,20 @@ def open_files(count):
 
 def ids():
     return [os.getuid(), os.getgid(), sorted(os.getgroups())]
+
+
+def descriptors(probe):
+    """The worker's descriptors, number -> what /proc/self/fd says it refers
+    to, and what reading descriptor probe gives: its first bytes, or the
+    error's text."""
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(name)] = os.readlink("/proc/self/fd/" + name)
+        except OSError:
+            pass  # the listing's own descriptor, closed since
+    try:
+        read = os.pread(probe, 100, 0)
+    except OSError as exc:
+        read = str(exc)
+    return [fds, read]
