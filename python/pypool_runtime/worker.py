@@ -45,7 +45,9 @@ The import path cannot be shadowed: -I (isolated mode) keeps the working
 directory ('') off sys.path (the bootstrap would drop it before it imports
 anything that is not built in), and every module the runtime uses is
 imported before fix_sys_path puts the --path entries ahead of the standard
-library (the lazy ones by preload_stdlib). sys.path is then the --path
+library (the lazy ones by preload_stdlib), or, when that would slow every
+start down (asyncio), later by stdlib.import_module, from the
+interpreter's own entries only. sys.path is then the --path
 entries, then the interpreter's own entries; the working directory only if
 it is a --path. --limit-* are Config.Limits (apply_limits).
 """
@@ -68,7 +70,7 @@ except ImportError:  # pragma: no cover - not CPython
 
 from . import CALL, CB_ERROR, CB_RESULT, CLOSE, CREDIT, ERROR, HELLO, PROTOCOL_VERSION, RESULT, STREAM
 from . import codec as codecs
-from . import shm
+from . import shm, stdlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -257,10 +259,12 @@ def fix_sys_path(paths: List[str]) -> None:
     (standard library, site-packages), without the runtime's directory and
     without '' (the working directory, which -c puts first): the working
     directory is on it only if it is one of the --path entries. Every module
-    the runtime uses must be imported before this (preload_stdlib): after it,
-    a module of the same name in a --path directory would win."""
+    the runtime uses must be imported before this (preload_stdlib), or
+    later through stdlib.import_module: otherwise a module of the same name
+    in a --path directory would win."""
     runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rest = [p for p in sys.path if p != "" and os.path.abspath(p) != runtime_dir]
+    stdlib.protect(rest)
     sys.path[:] = [os.path.abspath(p) for p in paths] + rest
 
 

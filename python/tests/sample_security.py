@@ -52,3 +52,20 @@ def descriptors(probe):
     except OSError as exc:
         read = str(exc)
     return [fds, read]
+
+
+async def async_echo(value):
+    """An async function of a module that never imports asyncio."""
+    return value
+
+
+def loaded_from(name):
+    """Where the module name that is loaded now comes from."""
+    module = sys.modules.get(name)
+    return getattr(module, "__file__", None)
+
+
+def import_shadow(name):
+    """Import name as the user's code would (from a PythonPath directory first)."""
+    __import__(name)
+    return sys.modules[name].__file__

@@ -13,10 +13,14 @@ from pypool_runtime import worker
 from test_worker import ERROR, RESULT, TESTS_DIR, WorkerTestBase
 
 # Standard modules the runtime uses, some lazily, and msgpack and
-# sitecustomize: a file of that name must never be imported.
+# sitecustomize: a file of that name must never be imported. From "asyncio"
+# on (issue 18, finding 10): asyncio, imported at the first awaitable, and
+# the top-level modules it imports.
 SHADOWED = [
     "traceback", "linecache", "tokenize", "token", "ast", "struct", "datetime", "binascii", "threading",
     "resource", "faulthandler", "msgpack", "sitecustomize", "signal", "mmap",
+    "asyncio", "selectors", "socket", "ssl", "subprocess", "concurrent", "logging", "inspect", "contextvars",
+    "heapq", "base64", "dis", "opcode", "locale", "string", "textwrap", "array", "select", "weakref", "typing",
 ]  # fmt: skip
 
 SHADOW_SOURCE = (
@@ -50,6 +54,7 @@ class ShadowingTest(WorkerTestBase):
         self.assertError(reply, 1, "exception", "ValueError", "on purpose")
         self.assertIn("in fail\n", reply[5])
         self.assertAlive(w)
+        self.assertEqual(w.call("async_echo", "awaited", call_id=3), [RESULT, 3, "awaited"])
         self.assertEqual(w.call("shadow_modules_loaded", call_id=2), [RESULT, 2, []])
         status, stderr, _ = w.close()
         self.assertEqual((status, stderr), (0, ""))
@@ -75,6 +80,25 @@ class ShadowingTest(WorkerTestBase):
         self.assertEqual(path[0], TESTS_DIR)
         self.assertNotIn(self.shadows, path)
         self.assertNotIn("", path)
+
+
+class ShadowedByUserCodeTest(WorkerTestBase):
+    """Issue 18, finding 10: an asyncio.py that the user's code imported
+    itself is not used by the runtime: the async call fails with an error
+    that names the file."""
+
+    def test_async_call_names_the_shadow(self) -> None:
+        with tempfile.TemporaryDirectory() as shadows:
+            with open(os.path.join(shadows, "asyncio.py"), "w") as f:
+                f.write("# the user's own asyncio\n")
+            w = self.start_ready("sample_security", paths=[shadows, TESTS_DIR])
+            shadow = os.path.join(shadows, "asyncio.py")
+            self.assertEqual(w.call("import_shadow", "asyncio", call_id=1), [RESULT, 1, shadow])
+            reply = w.call("async_echo", "x", call_id=2)
+            self.assertError(reply, 2, "exception", "ImportError")
+            self.assertIn("needs the standard module 'asyncio', but %s was imported" % shadow, reply[4])
+            self.assertIn("rename it", reply[4])
+            self.assertAlive(w)
 
 
 class OffPathHintTest(WorkerTestBase):

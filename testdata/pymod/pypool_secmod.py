@@ -78,3 +78,32 @@ def descriptors(probe):
     except OSError as exc:
         read = str(exc)
     return [fds, read]
+
+
+# What the shadowing test runs of each runtime feature. The module imports
+# no asyncio itself: the runtime imports it at the first awaitable.
+
+
+async def async_echo(value):
+    return value
+
+
+def numbers(n):
+    yield from range(n)
+
+
+async def async_numbers(n):
+    for i in range(n):
+        yield i
+
+
+def ask_go(value):
+    from pypool import call_go
+
+    return call_go("double", value)
+
+
+def size_of(data):
+    """The length of data (a large one comes through the shared memory),
+    and as much back."""
+    return [len(data), bytes(len(data))]
