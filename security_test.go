@@ -2,6 +2,7 @@ package pypool
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,21 +20,35 @@ import (
 // shadowNames are standard modules (and msgpack) that the runtime imports,
 // some of them lazily, plus sitecustomize, which the interpreter's start
 // looks for: none of them may ever come from the working directory or from
-// a PythonPath directory.
+// a PythonPath directory. From "asyncio" on (issue 18, finding 10): asyncio,
+// which the runtime imports at the first awaitable, the top-level modules it
+// imports (concurrent, logging and ctypes as packages), and the fork
+// server's.
 var shadowNames = []string{
 	"traceback", "linecache", "tokenize", "token", "ast", "struct", "datetime", "binascii",
 	"threading", "resource", "faulthandler", "msgpack", "sitecustomize", "signal", "mmap",
+	"asyncio", "selectors", "socket", "ssl", "subprocess", "concurrent/", "logging/", "inspect", "contextvars",
+	"heapq", "base64", "dis", "opcode", "locale", "string", "textwrap", "array", "select", "fcntl", "ctypes/",
+	"atexit", "gc", "weakref", "warnings", "enum", "reprlib", "typing", "contextlib", "collections/",
 }
 
-// plantShadows writes a module for each of shadowNames into dir: importing
-// it leaves a file "imported-<name>" in dir and raises.
+// plantShadows writes a module for each of shadowNames into dir (a package
+// for a name ending in "/"): importing it leaves a file "imported-<name>"
+// in dir and raises.
 func plantShadows(t *testing.T, dir string) {
 	t.Helper()
 	for _, name := range shadowNames {
+		file := filepath.Join(dir, name+".py")
+		if pkg, ok := strings.CutSuffix(name, "/"); ok {
+			require.NoError(t, os.Mkdir(filepath.Join(dir, pkg), 0o755))
+			file = filepath.Join(dir, pkg, "__init__.py")
+		}
 		src := "import os\n" +
-			"open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'imported-' + __name__), 'w').close()\n" +
+			"open(os.path.join(" + strings.Repeat("os.path.dirname(", strings.Count(name, "/")) +
+			"os.path.dirname(os.path.abspath(__file__))" + strings.Repeat(")", strings.Count(name, "/")) +
+			", 'imported-' + __name__), 'w').close()\n" +
 			"raise ImportError('the shadow ' + __name__ + ' was imported')\n"
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name+".py"), []byte(src), 0o644))
+		require.NoError(t, os.WriteFile(file, []byte(src), 0o644))
 	}
 }
 
@@ -51,59 +67,96 @@ func importedShadows(t *testing.T, dir string) []string {
 // modules the runtime uses in the workers' working directory and in a
 // PythonPath directory (issue 13's reproduction: a traceback.py there was
 // imported at the first exception and broke the worker). None may be
-// imported, whether HOME is set or not; an exception reaches Go with its
-// traceback and the worker keeps serving; the working directory is not on
-// sys.path.
+// imported, whether HOME is set or not, on either start method, whatever
+// runtime feature runs (issue 18, finding 10: asyncio.py was imported at
+// the first async call of a module that does not import asyncio): an
+// exception, async functions and generators, streams, callbacks, shared
+// memory. The exception reaches Go with its traceback and the worker keeps
+// serving; the working directory is not on sys.path.
 func TestShadowedStdlibIsNotImported(t *testing.T) {
 	modules, err := filepath.Abs("testdata/pymod")
 	require.NoError(t, err)
-	for _, where := range []string{"working directory", "PythonPath"} {
-		for _, home := range []string{"set", "unset"} {
-			t.Run(where+"/HOME "+home, func(t *testing.T) {
-				if home == "unset" {
-					t.Setenv("HOME", "") // restored after the test
-					require.NoError(t, os.Unsetenv("HOME"))
+	for _, method := range []StartMethod{StartExec, StartForkServer} {
+		for _, where := range []string{"working directory", "PythonPath"} {
+			for _, home := range []string{"set", "unset"} {
+				if home == "unset" && method == StartForkServer {
+					continue // HOME matters to the interpreter's start, which the exec'd template's is
 				}
-				shadows := t.TempDir()
-				plantShadows(t, shadows)
-				cfg := testConfig(t)
-				cfg.Module = "pypool_secmod"
-				cfg.SetUp, cfg.SetUpArgs = "set_up", []any{"ready"} // decoded with binascii
-				cfg.Limits.OpenFiles = 4096                         // applied with resource
-				if where == "working directory" {
-					cfg.Dir, cfg.PythonPath = shadows, []string{modules}
-				} else {
-					cfg.PythonPath = []string{shadows, modules}
-				}
-				pool := newTestPool(t, cfg)
-				ctx := testCtx(t)
+				t.Run(method.String()+"/"+where+"/HOME "+home, func(t *testing.T) {
+					if home == "unset" {
+						t.Setenv("HOME", "") // restored after the test
+						require.NoError(t, os.Unsetenv("HOME"))
+					}
+					shadows := t.TempDir()
+					plantShadows(t, shadows)
+					cfg := testConfig(t)
+					cfg.Module, cfg.StartMethod = "pypool_secmod", method
+					cfg.SetUp, cfg.SetUpArgs = "set_up", []any{"ready"} // decoded with binascii
+					cfg.Limits.OpenFiles = 4096                         // applied with resource
+					cfg.Callbacks = map[string]Callback{"double": CallbackFunc(func(_ context.Context, n int64) (int64, error) {
+						return 2 * n, nil
+					})}
+					if where == "working directory" {
+						cfg.Dir, cfg.PythonPath = shadows, []string{modules}
+					} else {
+						cfg.PythonPath = []string{shadows, modules}
+					}
+					pool, err := New(testCtx(t), cfg)
+					require.NoError(t, err)
+					defer func() { require.NoError(t, pool.Close(testCtx(t))) }()
+					ctx := testCtx(t)
 
-				_, err := pool.Call(ctx, "fail", "on purpose")
-				var pyErr *PythonError
-				require.ErrorAs(t, err, &pyErr)
-				require.Equal(t, "ValueError", pyErr.Type)
-				require.Contains(t, pyErr.Traceback, "in fail\n")
-				out, err := pool.Call(ctx, "setup_value")
-				require.NoError(t, err, "the worker must serve on after the exception")
-				require.Equal(t, []any{"ready"}, out)
+					_, err = pool.Call(ctx, "fail", "on purpose")
+					var pyErr *PythonError
+					require.ErrorAs(t, err, &pyErr)
+					require.Equal(t, "ValueError", pyErr.Type)
+					require.Contains(t, pyErr.Traceback, "in fail\n")
+					out, err := pool.Call(ctx, "setup_value")
+					require.NoError(t, err, "the worker must serve on after the exception")
+					require.Equal(t, []any{"ready"}, out)
 
-				out, err = pool.Call(ctx, "path")
-				require.NoError(t, err)
-				path := out.([]any)
-				if where == "working directory" {
-					require.Equal(t, modules, path[0])
-					require.NotContains(t, path, shadows, "the working directory must not be on sys.path")
-				} else {
-					require.Equal(t, []any{shadows, modules}, path[:2])
-				}
-				require.NotContains(t, path, "")
-				require.Zero(t, pool.Stats().Crashes)
+					out, err = pool.Call(ctx, "path")
+					require.NoError(t, err)
+					path := out.([]any)
+					if where == "working directory" {
+						require.Equal(t, modules, path[0])
+						require.NotContains(t, path, shadows, "the working directory must not be on sys.path")
+					} else {
+						require.Equal(t, []any{shadows, modules}, path[:2])
+					}
+					require.NotContains(t, path, "")
 
-				require.NoError(t, pool.Close(ctx)) // the worker's exit path runs too
-				require.Empty(t, importedShadows(t, shadows), "modules imported from %s", shadows)
-			})
+					runEveryFeature(t, pool)
+					require.Zero(t, pool.Stats().Crashes)
+					require.NoError(t, pool.Close(ctx)) // the worker's exit path runs too
+					require.Empty(t, importedShadows(t, shadows), "modules imported from %s", shadows)
+				})
+			}
 		}
 	}
+}
+
+// runEveryFeature calls pypool_secmod's functions for each feature of the
+// runtime that imports something lazily: async functions and generators,
+// streams, callbacks, shared memory.
+func runEveryFeature(t *testing.T, pool *Pool) {
+	t.Helper()
+	ctx := testCtx(t)
+	out, err := pool.Call(ctx, "async_echo", "awaited")
+	require.NoError(t, err)
+	require.Equal(t, "awaited", out)
+	for _, fn := range []string{"numbers", "async_numbers"} {
+		items, err := collect(t, pool.Stream(ctx, fn, 3))
+		require.NoError(t, err, fn)
+		require.Equal(t, []any{int64(0), int64(1), int64(2)}, items, fn)
+	}
+	out, err = pool.Call(ctx, "ask_go", 21)
+	require.NoError(t, err)
+	require.Equal(t, int64(42), out)
+	big := make([]byte, 1<<20) // above SharedMemoryThreshold: through the shared memory both ways
+	out, err = pool.Call(ctx, "size_of", big)
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(len(big)), big}, out)
 }
 
 // TestWorkingDirectoryWhenListed: the working directory is on sys.path when
@@ -400,8 +453,23 @@ func TestLimitsArgs(t *testing.T) {
 // directory; and so must the interpreter be (pyenv's are under /root too:
 // /usr/bin/python3 then).
 func TestCredential(t *testing.T) {
+	cfg := testConfig(t)
+	if whyNot := runAsNobody(t, &cfg); whyNot != "" {
+		t.Skip(whyNot)
+	}
+	pool := newTestPool(t, cfg)
+	out, err := pool.Call(testCtx(t), "ids")
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(65534), int64(65534), []any{}}, out)
+}
+
+// runAsNobody makes cfg a pool of pypool_secmod whose workers run as nobody
+// (65534:65534), as TestCredential describes, or says why it cannot ("" when
+// it did).
+func runAsNobody(t *testing.T, cfg *Config) (whyNot string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to start workers as another user (TestCredentialNeedsRoot tests the refusal)")
+		return "needs root to start workers as another user (TestCredentialNeedsRoot tests the refusal)"
 	}
 	nobody := &Credential{UID: 65534, GID: 65534}
 	python, err := realPython()
@@ -410,7 +478,7 @@ func TestCredential(t *testing.T) {
 		python = "/usr/bin/python3" // pyenv's interpreters live under /root
 	}
 	if err := checkAccess(python, nobody, "", 1); err != nil {
-		t.Skipf("no Python that nobody can run: %v", err)
+		return fmt.Sprintf("no Python that nobody can run: %v", err)
 	}
 	dir, err := os.MkdirTemp("", "pypool-credential-")
 	require.NoError(t, err)
@@ -423,13 +491,9 @@ func TestCredential(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "modules", "pypool_secmod.py"), src, 0o644))
 
-	cfg := testConfig(t)
 	cfg.Module, cfg.PythonPath, cfg.Python = "pypool_secmod", []string{filepath.Join(dir, "modules")}, python
 	cfg.InstallDir, cfg.Credential = filepath.Join(dir, "install"), nobody
-	pool := newTestPool(t, cfg)
-	out, err := pool.Call(testCtx(t), "ids")
-	require.NoError(t, err)
-	require.Equal(t, []any{int64(65534), int64(65534), []any{}}, out)
+	return ""
 }
 
 // TestCredentialUnreadableRuntime: with the runtime in a directory the
@@ -454,4 +518,54 @@ func TestCredentialUnreadableRuntime(t *testing.T) {
 	_, err = New(testCtx(t), cfg)
 	require.ErrorContains(t, err, "pypool: Config.Credential: the Python runtime "+dir+" is out of reach of uid 65534 gid 65534: ")
 	require.ErrorContains(t, err, "put it where that user can read it")
+}
+
+// TestWorkerHoldsOnlyItsDescriptors: issue 18, finding 6. A file only root
+// may read, open in the Go process without close-on-exec (as a supervisor
+// or a wrapper script passes descriptors), must not reach the workers, on
+// either start method; they run as nobody when the test runs as root (else
+// as the test's user, with the same expectation: the descriptor is not
+// theirs). Every descriptor a worker holds is one of its own: pipes,
+// /dev/null, its shared memory, the fork server's pidfd of the Go process.
+func TestWorkerHoldsOnlyItsDescriptors(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	require.NoError(t, os.WriteFile(secret, []byte("root only"), 0o600))
+	f, err := os.Open(secret)
+	require.NoError(t, err)
+	defer f.Close()
+	// A copy above the workers' own numbers, without close-on-exec
+	// (F_DUPFD): inherited through exec from now on.
+	fd, _, errno := syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), syscall.F_DUPFD, 40)
+	require.Zero(t, errno)
+	defer syscall.Close(int(fd))
+
+	for _, method := range []StartMethod{StartExec, StartForkServer} {
+		t.Run(method.String(), func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Module, cfg.PythonPath, cfg.StartMethod = "pypool_secmod", []string{"testdata/pymod"}, method
+			if whyNot := runAsNobody(t, &cfg); whyNot != "" {
+				t.Logf("workers run as the test's user: %s", whyNot)
+			}
+			pool, err := New(testCtx(t), cfg)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, pool.Close(testCtx(t))) }()
+			if method == StartForkServer {
+				fs := pool.forks.Load()
+				require.NotNil(t, fs, "the fork server did not start")
+				for _, pid := range workerPids(pool) {
+					require.Equal(t, fs.pid, parentPid(pid), "worker %d was not forked by the template", pid)
+				}
+			}
+
+			out, err := pool.Call(testCtx(t), "descriptors", int(fd))
+			require.NoError(t, err)
+			held, read := out.([]any)[0].(map[any]any), out.([]any)[1]
+			require.NotEqual(t, []byte("root only"), read, "the worker read the host's descriptor %d", fd)
+			for n, target := range held {
+				require.NotEqual(t, secret, target, "the worker holds the host's descriptor as its %v", n)
+				require.Regexp(t, `^(pipe:|socket:|anon_inode:|/dev/null$|/memfd:)`, target, "descriptor %v of the worker", n)
+			}
+			t.Logf("the worker's descriptors: %v", held)
+		})
+	}
 }

@@ -33,7 +33,9 @@ between the function's return and run() is ignored, as between calls: the
 call then runs on until Go kills the worker after the grace.
 
 Nothing here imports asyncio until an awaitable is run; importing this module
-costs no more than its own code.
+costs no more than its own code. get_loop imports it through
+stdlib.import_module, so that neither it nor the modules it imports come
+from the user's paths; the other functions run after it and find it loaded.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ try:  # as in worker.py
     import _signal as signal
 except ImportError:  # pragma: no cover - not CPython
     import signal  # type: ignore[no-redef]
+
+from . import stdlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds.
@@ -88,7 +92,8 @@ def get_loop() -> asyncio.AbstractEventLoop:
     global _loop, _loop_pid
     loop = _loop
     if loop is None or loop.is_closed() or _loop_pid != os.getpid():
-        import asyncio
+        # Never from the user's paths, nor what it imports (stdlib.py).
+        asyncio = stdlib.import_module("asyncio")
 
         if _loop_pid == 0:
             import atexit
@@ -108,7 +113,7 @@ def run(awaitable: Awaitable[Any]) -> Any:
     running: an async call nested in another) is closed, so that Python does
     not warn that it was never awaited."""
     global _task, _interrupted
-    loaded = sys.modules.get("asyncio")
+    loaded = stdlib.import_module("asyncio") if "asyncio" in sys.modules else None  # the standard one, if any
     if loaded is not None and loaded._get_running_loop() is not None:
         # Checked before the state of the run in progress is touched.
         _close(awaitable)

@@ -353,7 +353,9 @@ def main(argv: List[str]) -> None:
         server, worker_argv = parse_server_args(argv)
     except ValueError as exc:
         worker._exit(worker.EXIT_PROTOCOL, str(exc))
-    options = worker.startup(worker_argv)
+    # The worker's --shm-fd and --dump-fd are its children's, not the
+    # template's: it keeps only what it was given.
+    options = worker.startup(worker_argv, keep=[0, 1, 2, CONTROL_FD])
     try:
         control = socket.socket(fileno=_high(CONTROL_FD, server.worker_fds))
     except OSError as exc:

@@ -45,7 +45,9 @@ The import path cannot be shadowed: -I (isolated mode) keeps the working
 directory ('') off sys.path (the bootstrap would drop it before it imports
 anything that is not built in), and every module the runtime uses is
 imported before fix_sys_path puts the --path entries ahead of the standard
-library (the lazy ones by preload_stdlib). sys.path is then the --path
+library (the lazy ones by preload_stdlib), or, when that would slow every
+start down (asyncio), later by stdlib.import_module, from the
+interpreter's own entries only. sys.path is then the --path
 entries, then the interpreter's own entries; the working directory only if
 it is a --path. --limit-* are Config.Limits (apply_limits).
 """
@@ -68,7 +70,7 @@ except ImportError:  # pragma: no cover - not CPython
 
 from . import CALL, CB_ERROR, CB_RESULT, CLOSE, CREDIT, ERROR, HELLO, PROTOCOL_VERSION, RESULT, STREAM
 from . import codec as codecs
-from . import shm
+from . import shm, stdlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -257,10 +259,12 @@ def fix_sys_path(paths: List[str]) -> None:
     (standard library, site-packages), without the runtime's directory and
     without '' (the working directory, which -c puts first): the working
     directory is on it only if it is one of the --path entries. Every module
-    the runtime uses must be imported before this (preload_stdlib): after it,
-    a module of the same name in a --path directory would win."""
+    the runtime uses must be imported before this (preload_stdlib), or
+    later through stdlib.import_module: otherwise a module of the same name
+    in a --path directory would win."""
     runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rest = [p for p in sys.path if p != "" and os.path.abspath(p) != runtime_dir]
+    stdlib.protect(rest)
     sys.path[:] = [os.path.abspath(p) for p in paths] + rest
 
 
@@ -1091,13 +1095,51 @@ def enable_stack_dumps(fd: int) -> None:
         _exit(EXIT_PROTOCOL, "--dump-fd %d: %s" % (fd, exc))
 
 
-def startup(argv: List[str]) -> Options:
+def given_fds(options: Options) -> List[int]:
+    """The descriptors Go gives a worker: stdin, stdout, stderr, the log
+    stream (3), and --shm-fd and --dump-fd when set."""
+    return [0, 1, 2, 3] + [fd for fd in (options.shm_fd, options.dump_fd) if fd >= 0]
+
+
+def close_inherited_fds(keep: List[int]) -> None:
+    """Close every descriptor this process inherited but was not given (not
+    in keep): those the Go process, or whatever started it, held without
+    close-on-exec, which user code must not reach (a root-only file, a
+    listening socket), as subprocess's close_fds=True would. The
+    interpreter's own descriptors are close-on-exec (PEP 446), so none of
+    them was inherited: they stay."""
+    for fd in _open_fds():
+        if fd in keep:
+            continue
+        try:
+            if os.get_inheritable(fd):
+                os.close(fd)
+        except OSError:
+            pass  # the listing's own descriptor, closed since
+
+
+def _open_fds() -> List[int]:
+    for listing in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return [int(name) for name in os.listdir(listing)]
+        except (OSError, ValueError):
+            pass
+    try:  # no listing: every possible descriptor
+        return list(range(os.sysconf("SC_OPEN_MAX")))
+    except (OSError, ValueError):
+        return list(range(1 << 16))
+
+
+def startup(argv: List[str], keep: Optional[List[int]] = None) -> Options:
     """Phase 1 of a worker (and of the fork server's template): the command
-    line, sys.path and sys.argv. Exits with status 2 on a bad command line."""
+    line, the descriptors (those not in keep, by default given_fds, are
+    closed), sys.path and sys.argv. Exits with status 2 on a bad command
+    line."""
     try:
         options = parse_args(argv)
     except ValueError as exc:
         _exit(EXIT_PROTOCOL, str(exc))
+    close_inherited_fds(given_fds(options) if keep is None else keep)  # before any code that is not the runtime's
     apply_limits(options.limits)  # before the user's module (a fork server's children inherit them)
     preload_stdlib()
     global _CODEC

@@ -36,3 +36,36 @@ def limits():
 def shadow_modules_loaded():
     """The loaded modules that come from the test's shadow directories."""
     return sorted(name for name, m in list(sys.modules.items()) if "pypool-shadow" in (getattr(m, "__file__", None) or ""))
+
+
+def descriptors(probe):
+    """The worker's descriptors (number -> what /proc/self/fd says), and
+    what reading descriptor probe gives: its first bytes, or the error."""
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(name)] = os.readlink("/proc/self/fd/" + name)
+        except OSError:
+            pass  # the listing's own descriptor, closed since
+    try:
+        read = os.pread(probe, 100, 0)
+    except OSError as exc:
+        read = str(exc)
+    return [fds, read]
+
+
+async def async_echo(value):
+    """An async function of a module that never imports asyncio."""
+    return value
+
+
+def loaded_from(name):
+    """Where the module name that is loaded now comes from."""
+    module = sys.modules.get(name)
+    return getattr(module, "__file__", None)
+
+
+def import_shadow(name):
+    """Import name as the user's code would (from a PythonPath directory first)."""
+    __import__(name)
+    return sys.modules[name].__file__

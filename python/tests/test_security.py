@@ -1,6 +1,7 @@
 """The worker's import path cannot be shadowed, and Config.Limits apply:
 each test starts python3 as Go does (test_worker.WorkerProcess)."""
 
+import fcntl
 import os
 import shutil
 import sys
@@ -12,10 +13,14 @@ from pypool_runtime import worker
 from test_worker import ERROR, RESULT, TESTS_DIR, WorkerTestBase
 
 # Standard modules the runtime uses, some lazily, and msgpack and
-# sitecustomize: a file of that name must never be imported.
+# sitecustomize: a file of that name must never be imported. From "asyncio"
+# on (issue 18, finding 10): asyncio, imported at the first awaitable, and
+# the top-level modules it imports.
 SHADOWED = [
     "traceback", "linecache", "tokenize", "token", "ast", "struct", "datetime", "binascii", "threading",
     "resource", "faulthandler", "msgpack", "sitecustomize", "signal", "mmap",
+    "asyncio", "selectors", "socket", "ssl", "subprocess", "concurrent", "logging", "inspect", "contextvars",
+    "heapq", "base64", "dis", "opcode", "locale", "string", "textwrap", "array", "select", "weakref", "typing",
 ]  # fmt: skip
 
 SHADOW_SOURCE = (
@@ -49,6 +54,7 @@ class ShadowingTest(WorkerTestBase):
         self.assertError(reply, 1, "exception", "ValueError", "on purpose")
         self.assertIn("in fail\n", reply[5])
         self.assertAlive(w)
+        self.assertEqual(w.call("async_echo", "awaited", call_id=3), [RESULT, 3, "awaited"])
         self.assertEqual(w.call("shadow_modules_loaded", call_id=2), [RESULT, 2, []])
         status, stderr, _ = w.close()
         self.assertEqual((status, stderr), (0, ""))
@@ -74,6 +80,25 @@ class ShadowingTest(WorkerTestBase):
         self.assertEqual(path[0], TESTS_DIR)
         self.assertNotIn(self.shadows, path)
         self.assertNotIn("", path)
+
+
+class ShadowedByUserCodeTest(WorkerTestBase):
+    """Issue 18, finding 10: an asyncio.py that the user's code imported
+    itself is not used by the runtime: the async call fails with an error
+    that names the file."""
+
+    def test_async_call_names_the_shadow(self) -> None:
+        with tempfile.TemporaryDirectory() as shadows:
+            with open(os.path.join(shadows, "asyncio.py"), "w") as f:
+                f.write("# the user's own asyncio\n")
+            w = self.start_ready("sample_security", paths=[shadows, TESTS_DIR])
+            shadow = os.path.join(shadows, "asyncio.py")
+            self.assertEqual(w.call("import_shadow", "asyncio", call_id=1), [RESULT, 1, shadow])
+            reply = w.call("async_echo", "x", call_id=2)
+            self.assertError(reply, 2, "exception", "ImportError")
+            self.assertIn("needs the standard module 'asyncio', but %s was imported" % shadow, reply[4])
+            self.assertIn("rename it", reply[4])
+            self.assertAlive(w)
 
 
 class OffPathHintTest(WorkerTestBase):
@@ -112,6 +137,31 @@ class OffPathHintTest(WorkerTestBase):
 
     def test_nowhere(self) -> None:
         self.assertEqual(self.failed_hello_message(), "No module named 'pypool_no_such_dependency'")
+
+
+@unittest.skipUnless(os.path.isdir("/proc/self/fd"), "needs /proc/self/fd to list a worker's descriptors")
+class InheritedDescriptorsTest(WorkerTestBase):
+    """Issue 18, finding 6: a descriptor the starting process holds without
+    close-on-exec does not reach the worker; those Go gives it do."""
+
+    def test_only_given_descriptors_stay(self) -> None:
+        with tempfile.NamedTemporaryFile() as secret:
+            secret.write(b"not for the worker")
+            secret.flush()
+            # Above the worker's own numbers, without close-on-exec (F_DUPFD):
+            # inherited through exec, as a supervisor's descriptor would be.
+            held = fcntl.fcntl(secret.fileno(), fcntl.F_DUPFD, 40)
+            self.addCleanup(os.close, held)
+            shm_r, shm_w = os.pipe()  # stands for the shared memory: only its number matters here
+            self.addCleanup(os.close, shm_r)
+            self.addCleanup(os.close, shm_w)
+            os.set_inheritable(shm_r, True)
+            w = self.start_ready("sample_security", "--dump-fd", str(shm_r))
+            fds, read = w.call("descriptors", held)[2]
+        self.assertNotEqual(read, b"not for the worker")
+        self.assertNotIn(secret.name, fds.values())
+        self.assertEqual(fds.get(shm_r), "pipe:[%d]" % os.fstat(shm_r).st_ino, "the --dump-fd Go gives is kept")
+        self.assertEqual(fds[0], os.devnull)
 
 
 class LimitsTest(WorkerTestBase):

@@ -61,3 +61,49 @@ def open_files(count):
 
 def ids():
     return [os.getuid(), os.getgid(), sorted(os.getgroups())]
+
+
+def descriptors(probe):
+    """The worker's descriptors, number -> what /proc/self/fd says it refers
+    to, and what reading descriptor probe gives: its first bytes, or the
+    error's text."""
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(name)] = os.readlink("/proc/self/fd/" + name)
+        except OSError:
+            pass  # the listing's own descriptor, closed since
+    try:
+        read = os.pread(probe, 100, 0)
+    except OSError as exc:
+        read = str(exc)
+    return [fds, read]
+
+
+# What the shadowing test runs of each runtime feature. The module imports
+# no asyncio itself: the runtime imports it at the first awaitable.
+
+
+async def async_echo(value):
+    return value
+
+
+def numbers(n):
+    yield from range(n)
+
+
+async def async_numbers(n):
+    for i in range(n):
+        yield i
+
+
+def ask_go(value):
+    from pypool import call_go
+
+    return call_go("double", value)
+
+
+def size_of(data):
+    """The length of data (a large one comes through the shared memory),
+    and as much back."""
+    return [len(data), bytes(len(data))]

@@ -1,0 +1,108 @@
+"""Standard modules that the runtime imports lazily, after the user's paths
+are on sys.path (asyncio, at the first awaitable: importing it at every
+start would cost milliseconds), found among the interpreter's own sys.path
+entries only, never in a PythonPath directory.
+
+worker.fix_sys_path calls protect() with the interpreter's own entries
+(standard library, site-packages) before it puts the user's paths first.
+import_module(name) then imports name while, in the importing thread only,
+a finder placed just before Python's PathFinder looks top-level modules up
+in those entries alone: what the module imports in turn, at once, comes
+from there too, and a name found nowhere there is missing (ImportError)
+rather than taken from the user's paths. Submodules are found through their
+package's __path__, as always. Other threads import as usual meanwhile.
+
+A module of that name that the user's code imported first from outside
+those entries is refused with an ImportError that names its file. What
+such a module imports itself, and what the standard module imports later,
+at first use and from the user's code, is out of this module's reach.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
+    from typing import Any, List, Optional
+
+# The interpreter's own sys.path entries (absolute), as protect() got them.
+_OWN_PATH: List[str] = []
+# The idents of the threads inside import_module.
+_protected: set = set()
+
+
+class _OwnPathFinder:
+    """On sys.meta_path just before the PathFinder: in a thread inside
+    import_module, finds top-level modules among _OWN_PATH only, and
+    declares missing those that are not there; elsewhere it finds nothing,
+    and the PathFinder searches sys.path as usual."""
+
+    @classmethod
+    def find_spec(cls, name: str, path: Any = None, target: Any = None) -> Any:
+        if path is not None or _thread.get_ident() not in _protected:
+            return None
+        spec = _path_finder().find_spec(name, _OWN_PATH, target)
+        if spec is None:
+            raise ModuleNotFoundError("No module named %r among the interpreter's own modules" % name, name=name)
+        return spec
+
+    @classmethod
+    def invalidate_caches(cls) -> None:
+        pass
+
+
+def _path_finder() -> Any:
+    for finder in sys.meta_path:
+        if getattr(finder, "__name__", "") == "PathFinder":
+            return finder
+    raise ImportError("no PathFinder on sys.meta_path")
+
+
+def protect(own_path: List[str]) -> None:
+    """Remember own_path, the interpreter's own sys.path entries, and put
+    the finder on sys.meta_path (once)."""
+    _OWN_PATH[:] = [os.path.abspath(p) for p in own_path]
+    if _OwnPathFinder in sys.meta_path:
+        return
+    at = len(sys.meta_path)
+    for i, finder in enumerate(sys.meta_path):
+        if getattr(finder, "__name__", "") == "PathFinder":
+            at = i
+    sys.meta_path.insert(at, _OwnPathFinder)
+
+
+def import_module(name: str) -> Any:
+    """The standard module name, imported from the interpreter's own
+    entries (with what it imports) if it is not imported yet; ImportError
+    if the user's code imported a module of that name from elsewhere."""
+    module = sys.modules.get(name)
+    if module is not None:
+        _check_origin(name, module)
+        return module
+    ident = _thread.get_ident()
+    nested = ident in _protected
+    _protected.add(ident)
+    try:
+        __import__(name)
+    finally:
+        if not nested:
+            _protected.discard(ident)
+    return sys.modules[name]
+
+
+def _check_origin(name: str, module: Any) -> None:
+    path: Optional[str] = getattr(module, "__file__", None)
+    if path is None or not _OWN_PATH:
+        return  # built in, frozen, or not protected (the runtime run from a test)
+    path = os.path.abspath(path)
+    if any(path.startswith(entry + os.sep) for entry in _OWN_PATH):
+        return
+    raise ImportError(
+        "pypool's runtime needs the standard module %r, but %s was imported under that name first: it shadows the"
+        " standard one; rename it (no module in a PythonPath directory may be named like a standard one)" % (name, path),
+        name=name,
+        path=path,
+    )
