@@ -273,14 +273,40 @@ func scanExts(b []byte, fn func(start, end int, code int8, payload []byte) error
 // checkDeclaredSizes checks, before msgpack decodes b, that no array or map
 // in it declares more items than the bytes after its header could hold:
 // msgpack's decoder makes a map of the declared size at once, so that a
-// 9-byte message could otherwise make it allocate gigabytes.
+// 9-byte message could otherwise make it allocate gigabytes. It also
+// checks that no value is nested deeper than maxDecodeDepth, as Call's
+// decoder does (with the same error): msgpack's decoder recurses without
+// a bound, and a deep enough value overflows the goroutine's stack, which
+// kills the Go process. It reads b without recursion.
 func checkDeclaredSizes(b []byte) error {
-	return scanItems(b, func(count, perItem, rest int) error {
-		if count > rest/perItem {
-			return fmt.Errorf("a container declares %d items in the %d bytes that follow it", count, rest)
+	d := wireDecoder{b: b}
+	var open []int // the values still to come in each enclosing container, innermost last
+	for len(d.b) > 0 && d.err == nil {
+		for len(open) > 0 && open[len(open)-1] == 0 {
+			open = open[:len(open)-1]
 		}
-		return nil
-	}, nil)
+		if len(open) > maxDecodeDepth { // a value at the depth Call's decoder refuses
+			return fmt.Errorf("values nested more than %d levels deep", maxDecodeDepth)
+		}
+		if len(open) > 0 {
+			open[len(open)-1]--
+		}
+		count, perItem, ok := containerHeader(&d)
+		switch {
+		case !ok:
+			if c := d.byte1(); isExtCode(c) {
+				scanExt(&d, c)
+			} else {
+				skipScalar(&d, c)
+			}
+		case d.err != nil:
+		case count > len(d.b)/perItem:
+			return fmt.Errorf("a container declares %d items in the %d bytes that follow it", count, len(d.b))
+		case count > 0:
+			open = append(open, count*perItem)
+		}
+	}
+	return d.err
 }
 
 // scanItems reads the msgpack data b as a flat sequence of items (container

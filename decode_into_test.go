@@ -1,8 +1,12 @@
 package pypool
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
@@ -142,4 +146,118 @@ func TestCallAsArrayFieldKeepsItsDType(t *testing.T) {
 	got, err := r.Scores.Float32s()
 	require.NoError(t, err)
 	assert.Equal(t, []float32{0.5}, got)
+}
+
+// nestedLists is a msgpack value of levels nested one-element lists around
+// a nil: the nil is at depth levels.
+func nestedLists(levels int) []byte {
+	return append(bytes.Repeat([]byte{0x91}, levels), 0xc0)
+}
+
+// nestedMaps is nestedLists with one-entry maps, each value under key "a".
+func nestedMaps(levels int) []byte {
+	return append(bytes.Repeat([]byte{0x81, 0xa1, 'a'}, levels), 0xc0)
+}
+
+// TestDecodeIntoDepthBound: issue 18, finding 8. CallAs's decoder bounds
+// the nesting before msgpack recurses, at the same depth as Call's and
+// with the same error: a value deeper than maxDecodeDepth is refused
+// whatever the target, and one at the bound decodes.
+func TestDecodeIntoDepthBound(t *testing.T) {
+	for name, value := range map[string]func(int) []byte{"lists": nestedLists, "maps": nestedMaps} {
+		for _, levels := range []int{maxDecodeDepth - 1, maxDecodeDepth, maxDecodeDepth + 1, 1_000_000} {
+			b := value(levels)
+			_, callErr := decodeValue(b, false, nil)
+			var asAny any
+			var asStruct struct{ A any }
+			var asMap map[string]any
+			for target, out := range map[string]any{"any": &asAny, "struct": &asStruct, "map": &asMap} {
+				err := decodeValueInto(b, out, nil)
+				what := fmt.Sprintf("%s %d levels deep into %s", name, levels, target)
+				if levels > maxDecodeDepth {
+					require.ErrorIs(t, err, ErrResultNotDecodable, what)
+					require.ErrorIs(t, callErr, ErrResultNotDecodable, what)
+					assert.ErrorContains(t, err, fmt.Sprintf("values nested more than %d levels deep", maxDecodeDepth), what)
+					continue
+				}
+				require.NoError(t, callErr, what)
+				if target == "any" || name == "maps" {
+					assert.NoError(t, err, what)
+				}
+			}
+		}
+	}
+}
+
+// TestDeepRepliesEveryDecoder: issue 18, finding 8. A reply nested
+// 8,000,000 levels deep (8 MB, under MaxMessageSize), made by the fake
+// worker, is refused with Call's error by every path that decodes what a
+// worker sends (Call, CallAs into any, a slice and a struct, Stream,
+// StreamAs, a typed callback's argument), instead of a fatal stack
+// overflow of the Go process; the worker stays, and a value at the bound
+// still decodes.
+func TestDeepRepliesEveryDecoder(t *testing.T) {
+	const levels = 8_000_000
+	cfg := testConfig(t)
+	var callbackRan atomic.Bool
+	cfg.Callbacks = map[string]Callback{"cb": CallbackFunc(func(ctx context.Context, arg []any) (any, error) {
+		callbackRan.Store(true)
+		return nil, nil
+	})}
+	pool, err := fakePoolConfig(t, cfg, "ok", 1)
+	require.NoError(t, err)
+	pids := workerPids(pool)
+	tooDeep := func(t *testing.T, err error) {
+		t.Helper()
+		require.ErrorIs(t, err, ErrResultNotDecodable)
+		assert.ErrorContains(t, err, fmt.Sprintf("values nested more than %d levels deep", maxDecodeDepth))
+	}
+	t.Run("Call", func(t *testing.T) {
+		_, err := pool.Call(testCtx(t), "deep", levels)
+		tooDeep(t, err)
+	})
+	t.Run("CallAs any", func(t *testing.T) {
+		_, err := CallAs[any](testCtx(t), pool, "deep", levels)
+		tooDeep(t, err)
+	})
+	t.Run("CallAs slice", func(t *testing.T) {
+		_, err := CallAs[[]any](testCtx(t), pool, "deep", levels)
+		tooDeep(t, err)
+	})
+	t.Run("CallAs struct", func(t *testing.T) {
+		_, err := CallAs[struct{ A []any }](testCtx(t), pool, "deep_in_map", levels)
+		tooDeep(t, err)
+	})
+	t.Run("StreamAs any", func(t *testing.T) {
+		var errs []error
+		for _, err := range StreamAs[any](testCtx(t), pool, "deep", levels) {
+			errs = append(errs, err)
+		}
+		require.Len(t, errs, 1)
+		tooDeep(t, errs[0])
+	})
+	t.Run("Stream", func(t *testing.T) {
+		var errs []error
+		for _, err := range pool.Stream(testCtx(t), "deep", levels) {
+			errs = append(errs, err)
+		}
+		require.Len(t, errs, 1)
+		tooDeep(t, errs[0])
+	})
+	t.Run("typed callback", func(t *testing.T) {
+		answer, err := pool.Call(testCtx(t), "deep_callback", levels)
+		require.NoError(t, err)
+		assert.Equal(t, callbackBadArgs, answer, "Python got the refusal of the arguments")
+		assert.False(t, callbackRan.Load(), "the callback ran")
+	})
+	t.Run("at the bound", func(t *testing.T) {
+		_, err := pool.Call(testCtx(t), "deep", maxDecodeDepth)
+		require.NoError(t, err)
+		_, err = CallAs[any](testCtx(t), pool, "deep", maxDecodeDepth)
+		require.NoError(t, err)
+		answer, err := pool.Call(testCtx(t), "deep_callback", maxDecodeDepth-1)
+		require.NoError(t, err)
+		assert.Equal(t, "ok", answer)
+	})
+	assert.Equal(t, pids, workerPids(pool), "the worker stays")
 }

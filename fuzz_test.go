@@ -2,10 +2,12 @@ package pypool
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -301,4 +303,131 @@ func FuzzDecodeHello(f *testing.F) {
 			t.Fatalf("handshake %+v re-decoded as %+v", h, h2)
 		}
 	})
+}
+
+// bytesCaller is a Caller whose every reply is its bytes: a RESULT's value
+// for CallAs, an ITEMS frame's array for StreamAs. It lets the fuzz targets
+// drive CallAs and StreamAs themselves, without a worker.
+type bytesCaller []byte
+
+func (c bytesCaller) callInto(_ context.Context, _ string, _ []any, into decodeFunc) error {
+	return into(c, false, nil)
+}
+
+func (c bytesCaller) streamInto(_ context.Context, _ string, _ []any, each itemFunc) error {
+	_, err := eachItem(c, nil, each)
+	return err
+}
+
+// fuzzTarget is a struct target of the CallAs and StreamAs fuzz targets.
+type fuzzTarget struct {
+	A any
+	B []int64
+	C map[string]any
+	D Array
+}
+
+// deepAndWideSeeds are values nested beyond maxDecodeDepth (lists, maps,
+// inside a struct's field, after a wide prefix), at the bound, and wide
+// (issue 18, finding 8).
+func deepAndWideSeeds() [][]byte {
+	wide := append([]byte{0xdc, 0x27, 0x10}, bytes.Repeat([]byte{0x90}, 10000)...)
+	shallowMany := []byte{0xdc, 0x03, 0xe8}
+	for range 1000 {
+		shallowMany = append(shallowMany, nestedLists(15)...)
+	}
+	return [][]byte{
+		nestedLists(maxDecodeDepth),
+		nestedLists(maxDecodeDepth + 1),
+		nestedLists(100_000),
+		nestedMaps(maxDecodeDepth + 1),
+		append([]byte{0x81, 0xa1, 'A'}, nestedLists(50_000)...),
+		append([]byte{0x92, 0x01}, nestedLists(maxDecodeDepth)...), // the nil one level too deep
+		wide,
+		shallowMany,
+		append([]byte{0x92}, append(wide[:len(wide):len(wide)], nestedLists(20_000)...)...),
+	}
+}
+
+// checkDepthAgrees fails t when Call's decoder refuses b as nested too
+// deep and err, CallAs's or StreamAs's error for the same value, is nil,
+// or is not a typed error.
+func checkDepthAgrees(t *testing.T, b []byte, err error) {
+	t.Helper()
+	if err != nil && !errors.Is(err, ErrResultNotDecodable) && !errors.Is(err, ErrDType) {
+		t.Fatalf("error %v wraps neither ErrResultNotDecodable nor ErrDType", err)
+	}
+	if _, callErr := decodeValue(b, false, nil); callErr != nil && strings.Contains(callErr.Error(), "levels deep") && err == nil {
+		t.Fatalf("Call refuses the value (%v), CallAs decoded it", callErr)
+	}
+}
+
+// FuzzCallAs decodes arbitrary results with CallAs into an any, a slice,
+// a map, a struct and an Array: a value or a typed error, never a panic or
+// a stack overflow; a value that Call refuses as nested too deep CallAs
+// refuses too.
+func FuzzCallAs(f *testing.F) {
+	for _, seed := range deepAndWideSeeds() {
+		f.Add(seed)
+	}
+	f.Add(marshalSeed(f, map[string]any{"A": []any{1, "x", nil}, "B": []int{1, 2}, "C": map[string]any{"k": 1.5}}))
+	f.Add([]byte{0xde, 0xff, 0xff})
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := bytesCaller(b)
+		_, err := CallAs[any](ctx, c, "f")
+		checkDepthAgrees(t, b, err)
+		_, err = CallAs[[]any](ctx, c, "f")
+		checkDepthAgrees(t, b, err)
+		_, err = CallAs[map[string]any](ctx, c, "f")
+		checkDepthAgrees(t, b, err)
+		_, err = CallAs[fuzzTarget](ctx, c, "f")
+		checkDepthAgrees(t, b, err)
+		_, _ = CallAs[Array](ctx, c, "f")
+	})
+}
+
+// FuzzStreamAs gives arbitrary ITEMS arrays to StreamAs, into an any and a
+// struct: items or a typed error, never a panic or a stack overflow; an
+// item that Call refuses as nested too deep StreamAs refuses too.
+func FuzzStreamAs(f *testing.F) {
+	for _, seed := range deepAndWideSeeds() {
+		f.Add(append([]byte{0x91}, seed...)) // one item
+	}
+	f.Add(marshalSeed(f, []any{1, map[string]any{"A": "x"}, []any{}}))
+	f.Fuzz(func(t *testing.T, items []byte) {
+		var each [][]byte // the bytes of the items StreamAs gets
+		_, _ = eachItem(items, nil, func(b []byte, _ *valueCodec) bool {
+			each = append(each, b)
+			return true
+		})
+		checkStreamAs[any](t, items, each)
+		checkStreamAs[fuzzTarget](t, items, each)
+	})
+}
+
+// checkStreamAs runs StreamAs[T] over the ITEMS array items, whose items
+// are each, and checks each outcome: checkDepthAgrees for an item, an
+// error wrapping ErrProtocol for a malformed frame.
+func checkStreamAs[T any](t *testing.T, items []byte, each [][]byte) {
+	t.Helper()
+	i := 0
+	for _, err := range StreamAs[T](context.Background(), bytesCaller(items), "f") {
+		switch {
+		case i < len(each):
+			checkDepthAgrees(t, each[i], err)
+		case !errors.Is(err, ErrProtocol):
+			t.Fatalf("a malformed ITEMS frame gave %v, not ErrProtocol", err)
+		}
+		i++
+	}
+}
+
+// marshalSeed is msgpack's encoding of v.
+func marshalSeed(f *testing.F, v any) []byte {
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
 }

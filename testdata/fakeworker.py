@@ -2,7 +2,9 @@
 
 It answers the handshake as FAKE_HELLO says (ok, bad-version, garbage,
 exit, silent) and each call by the function's name: "echo" answers
-properly, every other name breaks the protocol in its own way.
+properly, "deep..." sends values nested as deep as asked (a result, a
+stream's item, a callback's argument), every other name breaks the
+protocol in its own way.
 """
 
 import os
@@ -19,7 +21,9 @@ os.dup2(2, 1)
 
 def send(body, declared=None):
     size = len(body) if declared is None else declared
-    os.write(proto_out, struct.pack(">I", size) + body)
+    data = memoryview(struct.pack(">I", size) + body)
+    while data:
+        data = data[os.write(proto_out, data) :]
 
 
 def read_exactly(n):
@@ -44,11 +48,80 @@ else:
     version = 99 if hello == "bad-version" else 1
     send(purecodec.packb([1, version, os.getpid(), "3.fake", "pure", None]))
 
-while True:
+# The worker's shared memory (Go's sharedMemoryFd), when Go gave it one.
+SHM_FD = 4
+
+
+def read_message():
     (size,) = struct.unpack(">I", read_exactly(4))
-    _, call_id, name, args, _ = purecodec.unpackb(read_exactly(size))
+    return purecodec.unpackb(read_exactly(size))
+
+
+def deep(levels):
+    """A msgpack value nested levels deep: lists of one list, then nil."""
+    return b"\x91" * levels + b"\xc0"
+
+
+def shm_ref(code, fields):
+    """A RESULT value that is a shared-memory reference (ext 126 or 125)
+    with fields as its payload, or the payload itself when it is bytes."""
+    payload = fields if isinstance(fields, bytes) else purecodec.packb(fields)
+    return purecodec.packb(purecodec.ExtType(code, payload))
+
+
+def callback_answer():
+    """The code of Go's answer to CALLBACK 1: "ok" or its CB_ERROR code."""
+    while True:
+        msg = read_message()
+        if msg[0] == 10 and msg[1] == 1:
+            return "ok"
+        if msg[0] == 11 and msg[1] == 1:
+            return msg[2]
+
+
+def stream(call_id, name, args):
+    """A STREAM: "deep" sends one item nested args[0] levels deep; the
+    stream then ends (a CLOSE that Go sends meanwhile is ignored)."""
+    if name == "deep":
+        send(b"\x93\x06" + purecodec.packb(call_id) + b"\x91" + deep(args[0]))
+    send(purecodec.packb([3, call_id, None]))
+
+
+def shm_reply(call_id, name):
+    """A RESULT whose shared-memory reference is invalid (issue 18, finding 7)."""
+    if name == "shm_beyond_limit":
+        value = shm_ref(126, [1 << 40, 16])
+    elif name == "shm_beyond_file":
+        value = shm_ref(126, [0, 4096])
+    elif name == "shm_malformed":
+        value = shm_ref(126, b"\xc1")
+    elif name == "shm_array_mismatch":
+        value = shm_ref(125, ["<f8", [4], 0, 8])
+    else:  # shm_grown: the memory grown far beyond its limit
+        os.ftruncate(SHM_FD, 1 << 40)
+        value = shm_ref(126, [0, 16])
+    send(b"\x93\x03" + purecodec.packb(call_id) + value)
+
+
+while True:
+    msg = read_message()
+    if msg[0] in (7, 8):  # CREDIT, CLOSE: streams here end at once
+        continue
+    if msg[0] == 5:
+        stream(msg[1], msg[2], msg[3])
+        continue
+    _, call_id, name, args, _ = msg
     reply = purecodec.packb([3, call_id, args[0] if args else None])
-    if name == "echo":
+    if name.startswith("shm_"):
+        shm_reply(call_id, name)
+    elif name == "deep":
+        send(b"\x93\x03" + purecodec.packb(call_id) + deep(args[0]))
+    elif name == "deep_in_map":
+        send(b"\x93\x03" + purecodec.packb(call_id) + b"\x81\xa1A" + deep(args[0]))
+    elif name == "deep_callback":
+        send(b"\x94\x09\x01" + purecodec.packb("cb") + b"\x91" + deep(args[0]))
+        send(purecodec.packb([3, call_id, callback_answer()]))
+    elif name == "echo":
         send(reply)
     elif name == "garbage":
         send(b"\xc1")
