@@ -224,8 +224,9 @@ func (p *process) awaitCallback(ctx context.Context, fn string, r reply) (any, *
 	scope.ctx = cctx
 	done := make(chan callbackOutcome, 1) // never blocks the callback's goroutine
 	go func() {
-		defer cancel()
-		value, cbErr := p.runCallback(cctx, scope, r.name, cb, args)
+		value, cbErr := p.runCallback(cctx, r.name, cb, args)
+		cancel()    // ends a nested call the function left in flight
+		scope.end() // once it has left the stream
 		done <- callbackOutcome{value, cbErr}
 	}()
 	var gaveUp error
@@ -271,8 +272,7 @@ func (p *process) findCallback(ctx context.Context, r reply) (Callback, []any, *
 
 // runCallback runs the Go function cb with the callback's context ctx. A
 // panic is recovered and becomes a callbackError.
-func (p *process) runCallback(ctx context.Context, scope *callbackScope, name string, cb Callback, args []any) (result any, cbErr *callbackError) {
-	defer scope.end() // after a nested call still in flight (its context ends as the callback returns)
+func (p *process) runCallback(ctx context.Context, name string, cb Callback, args []any) (result any, cbErr *callbackError) {
 	defer func() {
 		if v := recover(); v != nil {
 			p.spec.logger.Error(msgCallbackPanic, slog.Int("worker", p.pid), p.function(false),

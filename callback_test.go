@@ -335,3 +335,31 @@ func TestCallbackDetachedNestedCallDoesNotMakeTheCallerLate(t *testing.T) {
 	_, err = pool.Call(testCtx(t), "pid")
 	require.NoError(t, err)
 }
+
+// TestCloseDoesNotWaitForACallbackPastItsCall (issue 18, finding 9): a Go
+// callback still running after its call was cut off is not waited for by
+// Close, which returns once the worker has exited; the callback goes on
+// until it returns.
+func TestCloseDoesNotWaitForACallbackPastItsCall(t *testing.T) {
+	release, returned := make(chan struct{}), make(chan struct{})
+	pool := callbackPool(t, map[string]Callback{
+		"blocks": func(ctx context.Context, args []any) (any, error) {
+			defer close(returned)
+			<-release // ignores ctx until the test lets it go
+			return nil, nil
+		},
+	})
+	defer func() { <-returned }()
+	defer close(release)
+	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "asks_go", "blocks")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NoError(t, pool.Close(testCtx(t)))
+	require.Empty(t, workerPids(pool))
+	select {
+	case <-returned:
+		t.Fatal("the callback returned before the test let it")
+	default:
+	}
+}
