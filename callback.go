@@ -5,20 +5,31 @@ package pypool
 // (call_go(name, *args) in Python), and the calls made back into the same
 // worker with a callback's context (nested calls).
 //
-// The goroutine that waits for a call's reply runs the callback itself,
-// with the process's lock held: the worker is waiting in call_go, so the
-// stream is the callback's. A call made with the callback's context is
-// recognised by the callbackScope that context carries and is sent on the
-// same stream without taking the lock again: Python handles it while it
-// waits in call_go, and its reply comes before the callback's answer.
-// That is how Go calls Python calls Go calls Python on one worker (Size 1
-// included) without deadlock.
+// The goroutine that waits for a call's reply runs the callback in a
+// goroutine of its own and waits, with the process's lock held, for its
+// answer or for the end of the call's context, whichever comes first: the
+// worker is waiting in call_go, so the stream is the callback's. A call made
+// with the callback's context is recognised by the callbackScope that
+// context carries and is sent on the same stream without taking the lock
+// again: Python handles it while it waits in call_go, and its reply comes
+// before the callback's answer. That is how Go calls Python calls Go calls
+// Python on one worker (Size 1 included) without deadlock.
+//
+// A callback that is still running when the call's context ends does not
+// hold the caller: the call is cut off as any call past its deadline (the
+// worker is interrupted, then drained or killed by the pool, and the drain
+// answers the callback's CALLBACK with "not_answered"). The callback's
+// goroutine runs on until the Go function returns; its result is dropped,
+// its context has ended, and calls made with that context fail. Neither the
+// caller nor Pool.Close waits for it.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -32,7 +43,10 @@ import (
 // the Python code ends (its deadline or cancellation) and when the callback
 // returns; calls made with ctx (Pool.Call, Pool.Stream, CallAs, ...) on the
 // same pool run on the worker that waits for this callback. A returned
-// error, or a panic, is raised in Python as pypool.GoError.
+// error, or a panic, is raised in Python as pypool.GoError. The call does
+// not wait for a callback past its context: one still running then goes on
+// in its own goroutine until it returns, its result dropped (nothing,
+// Pool.Close included, waits for it).
 type Callback func(ctx context.Context, args []any) (any, error)
 
 // CallbackFunc adapts a function of one typed argument to a Callback:
@@ -75,8 +89,9 @@ func convertValue(v any, out any, codec *valueCodec) error {
 // call runs the callback. Calls made with the context go to that process.
 type callbackScope struct {
 	proc  *process
-	mu    sync.Mutex // held by the one nested call in flight (TryLock)
-	ended bool       // the callback returned; guarded by mu
+	ctx   context.Context // the callback's: a nested call ends with it
+	mu    sync.Mutex      // held by the one nested call in flight (TryLock)
+	ended bool            // the callback returned, or its call gave up on it; guarded by mu
 }
 
 type scopeKey struct{}
@@ -95,27 +110,53 @@ func callbackCodec(ctx context.Context) *valueCodec {
 	return nil
 }
 
-// enter takes the scope for one nested call or stream; leave gives it back.
-func (s *callbackScope) enter() error {
+// enter takes the scope for one nested call or stream made with ctx; leave
+// gives it back. The returned context is ctx bounded by the callback's
+// context, even when ctx was detached from it (context.WithoutCancel): the
+// call that waits for the callback may have to wait for the nested call
+// (end), and must not wait past its own deadline.
+func (s *callbackScope) enter(ctx context.Context) (context.Context, func(), error) {
 	if !s.mu.TryLock() {
-		return fmt.Errorf("%w: a call with a callback's context while another call with it is in flight", ErrWorkerBusy)
+		return nil, nil, fmt.Errorf("%w: a call with a callback's context while another call with it is in flight", ErrWorkerBusy)
 	}
 	if s.ended {
 		s.mu.Unlock()
-		return fmt.Errorf("%w: the callback whose context this is has returned", ErrWorkerReleased)
+		return nil, nil, fmt.Errorf("%w: the callback whose context this is has returned", ErrWorkerReleased)
 	}
-	return nil
+	cancelDeadline := context.CancelFunc(func() {})
+	if d, ok := s.ctx.Deadline(); ok {
+		ctx, cancelDeadline = context.WithDeadline(ctx, d)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, func() {
+		if errors.Is(s.ctx.Err(), context.Canceled) {
+			cancel() // the deadline is ctx's own: it ends with DeadlineExceeded
+		}
+	})
+	return ctx, func() {
+		stop()
+		cancel()
+		cancelDeadline()
+		s.mu.Unlock()
+	}, nil
 }
 
-func (s *callbackScope) leave() { s.mu.Unlock() }
+// end marks the scope ended, once the nested call in flight, if any, has
+// left it: later calls with the callback's context are refused.
+func (s *callbackScope) end() {
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+}
 
 // nestedCall makes a call with a callback's context on the process that
 // waits for the callback.
 func (s *callbackScope) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes) error {
-	if err := s.enter(); err != nil {
+	ctx, leave, err := s.enter(ctx)
+	if err != nil {
 		return err
 	}
-	defer s.leave()
+	defer leave()
 	return s.proc.callLocked(ctx, fn, args, kwargs, into, sizes, true)
 }
 
@@ -137,11 +178,14 @@ type callbackError struct {
 
 // serveCallback runs the callback r asked for and sends its answer. fn is
 // the Python function whose code made it. An error return means the call
-// cannot go on (the stream is lost or the worker was cut off); the
-// process's condition says which.
+// cannot go on (the stream is lost, the worker was cut off, or the call's
+// context ended while the callback ran); the process's condition says which.
 func (p *process) serveCallback(ctx context.Context, fn string, r reply) error {
 	p.pendingCallbacks = append(p.pendingCallbacks, r.id)
-	value, cbErr := p.runCallback(ctx, r)
+	value, cbErr, err := p.awaitCallback(ctx, fn, r)
+	if err != nil {
+		return err
+	}
 	if p.broken != nil || p.interruptd != 0 {
 		// A call made inside the callback was cut off: the worker is in
 		// an unknown state, the pool drains or kills it.
@@ -158,41 +202,86 @@ func (p *process) serveCallback(ctx context.Context, fn string, r reply) error {
 	return nil
 }
 
-// runCallback finds and runs the Go function of a CALLBACK.
-func (p *process) runCallback(ctx context.Context, r reply) (result any, cbErr *callbackError) {
+// callbackOutcome is what a callback's goroutine hands to the call that
+// waits for it.
+type callbackOutcome struct {
+	value any
+	cbErr *callbackError
+}
+
+// awaitCallback runs the Go function of a CALLBACK in a goroutine of its
+// own and waits for its outcome, for the end of ctx, or for the worker's
+// exit, whichever comes first. In the last two cases the callback's
+// outcome is dropped and the error is the call's: the worker is
+// interrupted (ctx ended), or the call failed as a crash.
+func (p *process) awaitCallback(ctx context.Context, fn string, r reply) (any, *callbackError, error) {
+	cb, args, cbErr := p.findCallback(ctx, r)
+	if cbErr != nil {
+		return nil, cbErr, nil
+	}
+	scope := &callbackScope{proc: p}
+	cctx, cancel := context.WithCancel(context.WithValue(ctx, scopeKey{}, scope))
+	scope.ctx = cctx
+	done := make(chan callbackOutcome, 1) // never blocks the callback's goroutine
+	go func() {
+		value, cbErr := p.runCallback(cctx, r.name, cb, args)
+		cancel()    // ends a nested call the function left in flight
+		scope.end() // once it has left the stream
+		done <- callbackOutcome{value, cbErr}
+	}()
+	var gaveUp error
+	select {
+	case out := <-done:
+		return out.value, out.cbErr, nil
+	case <-ctx.Done():
+		gaveUp = os.ErrDeadlineExceeded
+	case <-p.exited:
+		gaveUp = io.EOF
+	}
+	cancel()
+	scope.end() // waits for a nested call in flight: its context has just ended
+	if p.broken != nil || p.interruptd != 0 {
+		return nil, nil, p.cutOffInside(ctx, fn, r.name)
+	}
+	// Python waits in call_go: the call is cut off (the pool's drain
+	// answers the callback, see answerPending) or the worker is gone.
+	return nil, nil, p.failed(ctx, fn, gaveUp, true)
+}
+
+// findCallback finds the Go function of a CALLBACK and decodes its
+// arguments; a callbackError says why it cannot run.
+func (p *process) findCallback(ctx context.Context, r reply) (Callback, []any, *callbackError) {
 	if err := ctx.Err(); err != nil {
-		return nil, &callbackError{callbackCallEnded, fmt.Sprintf("%T", err),
+		return nil, nil, &callbackError{callbackCallEnded, fmt.Sprintf("%T", err),
 			fmt.Sprintf("Go callback %s: the call's context ended: %v", r.name, err)}
 	}
 	cb, ok := p.spec.callbacks[r.name]
 	if !ok {
-		return nil, &callbackError{callbackNotFound, "", p.unknownCallback(r.name)}
+		return nil, nil, &callbackError{callbackNotFound, "", p.unknownCallback(r.name)}
 	}
 	codec := p.codec
 	codec.shared = nil // Python sends call_go's arguments inline
 	decoded, err := decodeValue(r.value, false, &codec)
 	args, _ := decoded.([]any)
 	if err != nil {
-		return nil, &callbackError{callbackBadArgs, fmt.Sprintf("%T", err),
+		return nil, nil, &callbackError{callbackBadArgs, fmt.Sprintf("%T", err),
 			fmt.Sprintf("Go callback %s: its arguments do not decode: %v", r.name, err)}
 	}
-	scope := &callbackScope{proc: p}
-	cctx, cancel := context.WithCancel(context.WithValue(ctx, scopeKey{}, scope))
-	defer func() {
-		cancel()
-		scope.mu.Lock() // waits for a nested call still in flight (its context just ended)
-		scope.ended = true
-		scope.mu.Unlock()
-	}()
+	return cb, args, nil
+}
+
+// runCallback runs the Go function cb with the callback's context ctx. A
+// panic is recovered and becomes a callbackError.
+func (p *process) runCallback(ctx context.Context, name string, cb Callback, args []any) (result any, cbErr *callbackError) {
 	defer func() {
 		if v := recover(); v != nil {
 			p.spec.logger.Error(msgCallbackPanic, slog.Int("worker", p.pid), p.function(false),
-				slog.String("callback", r.name), slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+				slog.String("callback", name), slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
 			result, cbErr = nil, &callbackError{callbackPanicked, fmt.Sprintf("%T", v),
-				fmt.Sprintf("Go callback %s panicked: %v", r.name, v)}
+				fmt.Sprintf("Go callback %s panicked: %v", name, v)}
 		}
 	}()
-	result, err = cb(cctx, args)
+	result, err := cb(ctx, args)
 	if err != nil {
 		return nil, &callbackError{callbackFailed, fmt.Sprintf("%T", err), err.Error()}
 	}

@@ -267,3 +267,99 @@ func TestCallbacksConfig(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []any{int64(1)}, v)
 }
+
+// TestCallbackIgnoringContextDoesNotMakeTheCallerLate (issue 18, finding 9):
+// a Go callback that blocks past the call's deadline without looking at its
+// context does not hold the caller: the call returns at its deadline, as
+// late as a bare timer started with it (plus stormSlack), with
+// context.DeadlineExceeded; the worker is drained (or replaced) and serves
+// the next call; the callback runs on until it returns.
+func TestCallbackIgnoringContextDoesNotMakeTheCallerLate(t *testing.T) {
+	const deadline, blocks = 200 * time.Millisecond, 2 * time.Second
+	returned := make(chan struct{})
+	pool := callbackPool(t, map[string]Callback{
+		"stubborn": func(ctx context.Context, args []any) (any, error) {
+			defer close(returned)
+			time.Sleep(blocks) // the behaviour under test: it ignores ctx
+			return "too late", nil
+		},
+	})
+	defer func() { <-returned }() // for the leak check: the goroutine ends
+	ctx, cancel := context.WithTimeout(testCtx(t), deadline)
+	defer cancel()
+	due, _ := ctx.Deadline()
+	bare := bareTimer(due)
+	_, err := pool.Call(ctx, "asks_go", "stubborn")
+	late := time.Since(due)
+	timerLate := bare()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	t.Logf("the call returned %v after its deadline, a bare timer %v", late, timerLate)
+	require.LessOrEqual(t, late, timerLate+stormSlack,
+		"the call returned %v after its deadline; a bare timer due then was %v late", late, timerLate)
+	awaitPool(t, pool, "the worker back after its drain", func(s Stats) bool { return atRest(s, 1) })
+	v, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Contains(t, workerPids(pool), int(v.(int64)))
+}
+
+// TestCallbackDetachedNestedCallDoesNotMakeTheCallerLate (issue 18, finding
+// 9): a nested call made, after the call's deadline, with the callback's
+// context detached from its cancellation (context.WithoutCancel) does not
+// hold the call that waits for the callback: the caller is answered at its
+// deadline, and the nested call fails (refused, or at once cut off).
+func TestCallbackDetachedNestedCallDoesNotMakeTheCallerLate(t *testing.T) {
+	const deadline = 200 * time.Millisecond
+	var pool *Pool
+	nestedErr := make(chan error, 1)
+	pool = callbackPool(t, map[string]Callback{
+		"detached": func(ctx context.Context, args []any) (any, error) {
+			<-ctx.Done()
+			_, err := pool.Call(context.WithoutCancel(ctx), "sleep", 2)
+			nestedErr <- err
+			return nil, err
+		},
+	})
+	ctx, cancel := context.WithTimeout(testCtx(t), deadline)
+	defer cancel()
+	due, _ := ctx.Deadline()
+	bare := bareTimer(due)
+	_, err := pool.Call(ctx, "asks_go", "detached")
+	late, timerLate := time.Since(due), bare()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.LessOrEqual(t, late, timerLate+stormSlack,
+		"the call returned %v after its deadline; a bare timer due then was %v late", late, timerLate)
+	nested := <-nestedErr
+	require.True(t, errors.Is(nested, context.DeadlineExceeded) || errors.Is(nested, ErrWorkerReleased),
+		"the nested call: %v, want DeadlineExceeded or ErrWorkerReleased", nested)
+	awaitPool(t, pool, "the worker back after its drain", func(s Stats) bool { return atRest(s, 1) })
+	_, err = pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+}
+
+// TestCloseDoesNotWaitForACallbackPastItsCall (issue 18, finding 9): a Go
+// callback still running after its call was cut off is not waited for by
+// Close, which returns once the worker has exited; the callback goes on
+// until it returns.
+func TestCloseDoesNotWaitForACallbackPastItsCall(t *testing.T) {
+	release, returned := make(chan struct{}), make(chan struct{})
+	pool := callbackPool(t, map[string]Callback{
+		"blocks": func(ctx context.Context, args []any) (any, error) {
+			defer close(returned)
+			<-release // ignores ctx until the test lets it go
+			return nil, nil
+		},
+	})
+	defer func() { <-returned }()
+	defer close(release)
+	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "asks_go", "blocks")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NoError(t, pool.Close(testCtx(t)))
+	require.Empty(t, workerPids(pool))
+	select {
+	case <-returned:
+		t.Fatal("the callback returned before the test let it")
+	default:
+	}
+}

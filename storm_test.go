@@ -310,3 +310,16 @@ func dumpLogOnFailure(t *testing.T, rec *logRecorder) {
 		t.Log(line)
 	}
 }
+
+// bareTimer starts a timer due at due, and a goroutine that waits for it as
+// a caller waits for its answer; the returned function waits for it and
+// says how late after due that goroutine woke.
+func bareTimer(due time.Time) (lateness func() time.Duration) {
+	woke := make(chan time.Duration, 1)
+	timer := time.NewTimer(time.Until(due))
+	go func() {
+		<-timer.C
+		woke <- time.Since(due)
+	}()
+	return func() time.Duration { return <-woke }
+}

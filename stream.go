@@ -184,10 +184,11 @@ func (w *Worker) streamInto(ctx context.Context, fn string, args []any, each ite
 func (p *process) stream(ctx context.Context, fn string, args []any, kwargs Kwargs, each itemFunc) error {
 	if p.spec.callbacks != nil {
 		if s := scopeOf(ctx); s != nil && s.proc == p {
-			if err := s.enter(); err != nil {
+			ctx, leave, err := s.enter(ctx)
+			if err != nil {
 				return err
 			}
-			defer s.leave()
+			defer leave()
 			return p.streamLocked(ctx, fn, args, kwargs, each, true)
 		}
 	}
