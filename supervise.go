@@ -421,7 +421,7 @@ func (p *Pool) restartGuardian() {
 		if err == nil {
 			return
 		}
-		p.guardBackoff.failedStart(err)
+		p.guardBackoff.failedStart(err, time.Now())
 		p.log.Warn(msgGuardianFailed, "error", err, "retry_in", p.guardBackoff.delay().Round(time.Millisecond))
 	}
 }
