@@ -177,6 +177,7 @@ func TestStartFailureClassification(t *testing.T) {
 	writeScript(t, notOurs, "printf '\\000\\000\\000\\001\\220'\nexec sleep 60\n")
 	cfg := testConfig(t)
 	cfg.Python = notOurs
+	cfg.StartMethod = StartExec // a fork server's template would wait for its own handshake
 	_, err := New(testCtx(t), cfg)
 	require.ErrorIs(t, err, ErrWorkerStart)
 	require.ErrorIs(t, err, ErrProtocol)
