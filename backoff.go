@@ -133,7 +133,8 @@ func isFatalStart(err error) bool {
 
 // fatalStart marks a start error that will repeat whatever the moment: the
 // interpreter is missing, may not be run, or refuses to (an unsupported
-// Python). Its message is err's.
+// Python), or its handshake is not one this package speaks. Its message is
+// err's.
 type fatalStart struct{ err error }
 
 func (e *fatalStart) Error() string { return e.err.Error() }

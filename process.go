@@ -404,7 +404,9 @@ func (p *process) handshake(ctx context.Context) error {
 	}
 	h, err := decodeHello(body)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrWorkerStart, err)
+		// Its first words are not a handshake this package speaks: it does
+		// not run this runtime, and will not next time either.
+		return &fatalStart{fmt.Errorf("%w: %w", ErrWorkerStart, err)}
 	}
 	if h.err != nil {
 		return &importError{module: p.spec.module, setUp: p.spec.setUp, err: h.err}

@@ -171,6 +171,17 @@ func TestStartFailureClassification(t *testing.T) {
 		execFailed("/nowhere/python3", &os.PathError{Op: "fork/exec", Path: "/nowhere/python3", Err: syscall.ENOENT}),
 		execFailed("/etc/passwd", &os.PathError{Op: "fork/exec", Path: "/etc/passwd", Err: syscall.EACCES}),
 	}
+	// An interpreter whose first frame is no HELLO (here an empty msgpack
+	// array) does not run this runtime, and will not next time.
+	notOurs := filepath.Join(t.TempDir(), "python")
+	writeScript(t, notOurs, "printf '\\000\\000\\000\\001\\220'\nexec sleep 60\n")
+	cfg := testConfig(t)
+	cfg.Python = notOurs
+	cfg.StartMethod = StartExec // a fork server's template would wait for its own handshake
+	_, err := New(testCtx(t), cfg)
+	require.ErrorIs(t, err, ErrWorkerStart)
+	require.ErrorIs(t, err, ErrProtocol)
+	fatal = append(fatal, err)
 	for _, err := range fatal {
 		assert.True(t, isFatalStart(err), "%v", err)
 	}
