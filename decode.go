@@ -36,9 +36,20 @@ func decodeValue(b []byte, owned bool, codec *valueCodec) (any, error) {
 		d.err = fmt.Errorf("%d trailing bytes after the value", len(d.b))
 	}
 	if d.err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrResultNotDecodable, d.err)
+		return nil, resultError(d.err)
 	}
 	return v, nil
+}
+
+// resultError is the error of a result that does not decode: it wraps
+// ErrResultNotDecodable, unless the shared memory failed (a sharedFault,
+// which kills the worker): that is the worker's fault, or the system's,
+// not the result's.
+func resultError(err error) error {
+	if isSharedFault(err) {
+		return fmt.Errorf("pypool: reading the result: %w", err)
+	}
+	return fmt.Errorf("%w: %w", ErrResultNotDecodable, err)
 }
 
 // wireDecoder is a small msgpack reader over a complete message. Every length

@@ -37,7 +37,7 @@ func decodeValueInto(b []byte, v any, codec *valueCodec) error {
 	if codec.shared != nil {
 		var err error
 		if b, err = rewriteShared(b, codec.shared); err != nil {
-			return fmt.Errorf("%w: %w", ErrResultNotDecodable, err)
+			return resultError(err)
 		}
 	}
 	if err := checkDeclaredSizes(b); err != nil {
@@ -161,7 +161,7 @@ func singleArray(b []byte, shared *sharedMem) (a Array, ok bool, err error) {
 		return Array{}, false, nil
 	}
 	if err != nil {
-		return Array{}, true, fmt.Errorf("%w: result: ndarray: %w", ErrResultNotDecodable, err)
+		return Array{}, true, resultError(fmt.Errorf("result: ndarray: %w", err))
 	}
 	return a, true, nil
 }

@@ -64,7 +64,9 @@ var (
 	ErrPoolExhausted = errors.New("pypool: pool exhausted")
 
 	// ErrProtocol is returned when a worker sent something that does not
-	// follow the protocol. The worker is replaced.
+	// follow the protocol, or broke the memory it shares with the Go
+	// process (grew it beyond its limit, or sent a reference into it that
+	// is malformed or out of range). The worker is replaced.
 	ErrProtocol = errors.New("pypool: protocol violation")
 
 	// ErrWorkerReleased is returned when a Worker is used after its

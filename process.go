@@ -453,6 +453,9 @@ func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs 
 		// with it. A crash, as if the call had been sent.
 		p.broken = err
 		return p.exitError(ctx)
+	case isSharedFault(err):
+		// Nothing was sent, but the worker's shared memory is broken.
+		return p.failed(ctx, fn, err, false)
 	case err != nil:
 		return err // nothing was sent: the worker is fine
 	}
@@ -587,7 +590,13 @@ func (p *process) replied(ctx context.Context, fn string, r reply, owned bool, i
 	if into == nil {
 		return nil
 	}
-	return into(r.value, owned, &p.codec)
+	err := into(r.value, owned, &p.codec)
+	if isSharedFault(err) {
+		// The reply's references into the shared memory could not be
+		// read: the memory, and the worker, are in an unknown state.
+		return p.failed(ctx, fn, err, true)
+	}
+	return err
 }
 
 // send writes a frame that flows while a call runs (a callback's answer,

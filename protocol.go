@@ -140,13 +140,17 @@ func (e *callEncoder) encodeCall(id uint64, fn string, args []any, kwargs Kwargs
 		if _, ok := arg.(Kwargs); ok {
 			return nil, fmt.Errorf("%w: argument %d is a Kwargs: keyword arguments go last", ErrArgNotEncodable, i)
 		}
-		if err := e.value(arg); err != nil {
+		if err := e.value(arg); isSharedFault(err) {
+			return nil, err // the shared memory failed, not the argument
+		} else if err != nil {
 			return nil, fmt.Errorf("%w: argument %d (%T): %w", ErrArgNotEncodable, i, arg, err)
 		}
 	}
 	if kwargs == nil {
 		_ = enc.EncodeNil()
-	} else if err := e.value(map[string]any(kwargs)); err != nil {
+	} else if err := e.value(map[string]any(kwargs)); isSharedFault(err) {
+		return nil, err
+	} else if err != nil {
 		return nil, fmt.Errorf("%w: keyword arguments: %w", ErrArgNotEncodable, err)
 	}
 	if window > 0 {

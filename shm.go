@@ -55,6 +55,36 @@ func sharedMemorySupported() bool {
 // was released.
 var errSharedClosed = errors.New("the worker's shared memory is released")
 
+// sharedFault is a failure of a worker's shared memory itself, not of a
+// value that does not fit in it: the worker broke it (it grew the file
+// beyond the limit, or sent a reference that is malformed or points
+// outside it; the error then wraps ErrProtocol), or the system could not
+// size or map it. Neither side can trust the memory any more, so the
+// worker that shares it is killed and replaced: its replacement gets
+// memory of its own.
+type sharedFault struct{ err error }
+
+func (e *sharedFault) Error() string { return e.err.Error() }
+func (e *sharedFault) Unwrap() error { return e.err }
+
+// isSharedFault reports whether err is, or wraps, a sharedFault.
+func isSharedFault(err error) bool {
+	var f *sharedFault
+	return errors.As(err, &f)
+}
+
+// brokenByWorker is the sharedFault of a worker that broke the shared
+// memory's protocol, wrapping ErrProtocol.
+func brokenByWorker(format string, args ...any) error {
+	return &sharedFault{fmt.Errorf("%w: "+format, append([]any{ErrProtocol}, args...)...)}
+}
+
+// sharedFailed is the sharedFault of a system call on the shared memory
+// that failed: what it was doing, and err.
+func sharedFailed(err error, format string, args ...any) error {
+	return &sharedFault{fmt.Errorf("pypool: shared memory: "+format+": %w", append(args, err)...)}
+}
+
 // sharedMem is one worker's shared memory. Its methods are safe for
 // concurrent use, but one call at a time uses it (process.mu).
 type sharedMem struct {
@@ -68,6 +98,7 @@ type sharedMem struct {
 	maxMessage int
 	busy       bool // a call is using it: release waits for its end
 	retired    bool // release was asked while busy
+	checked    bool // the file's size was checked during the current call (checkLocked)
 }
 
 // newSharedMem creates a worker's shared memory, empty until a call needs
@@ -84,7 +115,7 @@ func newSharedMem(maxMessage int) (*sharedMem, error) {
 // acquire marks the start of a call's use: values go from offset 0 again.
 func (s *sharedMem) acquire() {
 	s.mu.Lock()
-	s.busy, s.used = true, 0
+	s.busy, s.used, s.checked = true, 0, false
 	s.mu.Unlock()
 }
 
@@ -131,6 +162,9 @@ func (s *sharedMem) put(p []byte) (int, error) {
 	if s.file == nil {
 		return 0, errSharedClosed
 	}
+	if err := s.checkLocked(); err != nil {
+		return 0, err
+	}
 	offset := alignUp(s.used, sharedAlign)
 	end := offset + len(p)
 	if end > len(s.mem) {
@@ -143,6 +177,26 @@ func (s *sharedMem) put(p []byte) (int, error) {
 	return offset, nil
 }
 
+// checkLocked checks, at the first use of the memory in a call, that the
+// worker has not grown the file beyond the limit: whether or not Go's
+// mapping reaches that far, the memory is then no longer what the
+// protocol allows, and the worker that did it is replaced. A call that
+// does not use the memory costs nothing.
+func (s *sharedMem) checkLocked() error {
+	if s.checked {
+		return nil
+	}
+	size, err := sharedFileSize(s.file)
+	switch {
+	case err != nil:
+		return sharedFailed(err, "reading its size")
+	case size > int64(s.limit):
+		return brokenByWorker("the worker grew the shared memory to %d bytes, beyond the limit of %d", size, s.limit)
+	}
+	s.checked = true
+	return nil
+}
+
 // growLocked makes the file and the mapping at least need bytes long.
 func (s *sharedMem) growLocked(need int) error {
 	if need > s.limit {
@@ -152,14 +206,14 @@ func (s *sharedMem) growLocked(need int) error {
 	size := max(alignUp(need, sharedGrowStep), min(2*len(s.mem), s.limit))
 	current, err := sharedFileSize(s.file)
 	if err != nil {
-		return fmt.Errorf("pypool: shared memory: %w", err)
+		return sharedFailed(err, "reading its size")
 	}
 	switch {
 	case current > int64(s.limit):
-		return fmt.Errorf("%w: the worker grew the shared memory to %d bytes, beyond the limit of %d", ErrProtocol, current, s.limit)
+		return brokenByWorker("the worker grew the shared memory to %d bytes, beyond the limit of %d", current, s.limit)
 	case current < int64(size):
 		if err := growSharedFile(s.file, int64(size)); err != nil {
-			return fmt.Errorf("pypool: growing the shared memory to %d bytes: %w", size, err)
+			return sharedFailed(err, "growing it to %d bytes", size)
 		}
 	default:
 		size = int(current) // the worker grew it already: map all of it
@@ -174,7 +228,7 @@ func (s *sharedMem) remapLocked(size int) error {
 	}
 	mem, err := mapShared(s.file, size)
 	if err != nil {
-		return fmt.Errorf("pypool: mapping %d bytes of shared memory: %w", size, err)
+		return sharedFailed(err, "mapping %d bytes", size)
 	}
 	s.mem = mem
 	return nil
@@ -209,8 +263,11 @@ func (s *sharedMem) sliceLocked(offset, length uint64) ([]byte, error) {
 	if s.file == nil {
 		return nil, errSharedClosed
 	}
+	if err := s.checkLocked(); err != nil {
+		return nil, err
+	}
 	if length > uint64(s.limit) || offset > uint64(s.limit)-length {
-		return nil, fmt.Errorf("a shared-memory reference [%d, +%d) beyond the limit of %d bytes", offset, length, s.limit)
+		return nil, brokenByWorker("a shared-memory reference [%d, +%d) beyond the limit of %d bytes", offset, length, s.limit)
 	}
 	end := int(offset + length)
 	if end > len(s.mem) {
@@ -227,11 +284,11 @@ func (s *sharedMem) mapFileLocked(end int) error {
 	size, err := sharedFileSize(s.file)
 	switch {
 	case err != nil:
-		return fmt.Errorf("shared memory: %w", err)
+		return sharedFailed(err, "reading its size")
 	case size > int64(s.limit):
-		return fmt.Errorf("the worker grew the shared memory to %d bytes, beyond the limit of %d", size, s.limit)
+		return brokenByWorker("the worker grew the shared memory to %d bytes, beyond the limit of %d", size, s.limit)
 	case int64(end) > size:
-		return fmt.Errorf("a shared-memory reference ends at %d, beyond the memory's %d bytes", end, size)
+		return brokenByWorker("a shared-memory reference ends at %d, beyond the memory's %d bytes", end, size)
 	}
 	return s.remapLocked(int(size))
 }

@@ -124,7 +124,7 @@ func bytesRef(payload []byte) (offset, length uint64, err error) {
 		d.fail("%d bytes after [offset, length]", len(d.b))
 	}
 	if d.err != nil {
-		return 0, 0, fmt.Errorf("shared bytes: %v", d.err)
+		return 0, 0, brokenByWorker("shared bytes: %v", d.err)
 	}
 	return offset, length, nil
 }
@@ -137,7 +137,7 @@ func (r *sharedReader) array(payload []byte) (Array, error) {
 	wire := d.str()
 	ndim := d.arrayLen()
 	if d.err != nil {
-		return Array{}, fmt.Errorf("shared ndarray: bad header: %v", d.err)
+		return Array{}, brokenByWorker("shared ndarray: bad header: %v", d.err)
 	}
 	dtype, swap, err := parseWireDType(wire)
 	if err != nil {
@@ -152,11 +152,11 @@ func (r *sharedReader) array(payload []byte) (Array, error) {
 		d.fail("%d bytes after the reference", len(d.b))
 	}
 	if d.err != nil {
-		return Array{}, fmt.Errorf("shared ndarray: %v", d.err)
+		return Array{}, brokenByWorker("shared ndarray: %v", d.err)
 	}
 	n, err := elementCount(shape)
 	if err != nil || n > math.MaxInt/dtype.Size() || uint64(n*dtype.Size()) != length {
-		return Array{}, fmt.Errorf("shared ndarray: shape %v of %s does not take the %d bytes referenced", shape, dtype, length)
+		return Array{}, brokenByWorker("shared ndarray: shape %v of %s does not take the %d bytes referenced", shape, dtype, length)
 	}
 	data, err := r.read(offset, length, true)
 	if err != nil {

@@ -352,3 +352,119 @@ func TestSharedMemoryCallOnAWorkerThatDied(t *testing.T) {
 	require.NoError(t, err, "the pool replaced the worker")
 	assert.Equal(t, len(large), len(out.([]byte)))
 }
+
+// TestSharedMemoryGrownByTheWorker: issue 18, finding 7. A Python function
+// grows its worker's shared memory far beyond its limit (os.ftruncate(fd,
+// 1 << 40)). The next call that needs the memory finds it, whether Go
+// writes a large argument (of a call or a stream) or reads a large result,
+// and even when Go's mapping is large enough already: ErrProtocol, neither
+// ErrArgNotEncodable nor ErrResultNotDecodable; the worker is killed and
+// replaced, and large calls succeed on the new one.
+func TestSharedMemoryGrownByTheWorker(t *testing.T) {
+	data := patternBytes(largeBytes)
+	for what, call := range map[string]func(context.Context, *Pool) error{
+		"argument": func(ctx context.Context, pool *Pool) error {
+			_, err := pool.Call(ctx, "lengths", data)
+			return err
+		},
+		"result": func(ctx context.Context, pool *Pool) error {
+			_, err := pool.Call(ctx, "patterned", len(data))
+			return err
+		},
+		"stream argument": func(ctx context.Context, pool *Pool) error {
+			for _, err := range pool.Stream(ctx, "each_length", data) {
+				return err
+			}
+			return nil
+		},
+	} {
+		t.Run(what, func(t *testing.T) {
+			pool := dataPool(t, "python3", smallThreshold)
+			ctx := testCtx(t)
+			before, stats := workerPids(pool), pool.Stats()
+			_, err := pool.Call(ctx, "lengths", data, make(chan int))
+			require.ErrorIs(t, err, ErrArgNotEncodable, "an argument that does not encode")
+			_, err = pool.Call(ctx, "grow_shared_memory", int64(1)<<40)
+			require.NoError(t, err)
+			require.Equal(t, before, workerPids(pool), "a bad argument or the function cost the worker")
+
+			err = call(ctx, pool)
+			require.ErrorIs(t, err, ErrProtocol)
+			assert.NotErrorIs(t, err, ErrArgNotEncodable, "the argument is blamed")
+			assert.NotErrorIs(t, err, ErrResultNotDecodable, "the result is blamed")
+			awaitPool(t, pool, "the worker replaced", func(s Stats) bool {
+				return s.StopsKilled == stats.StopsKilled+1 && s.StartsCrash == stats.StartsCrash+1 && atRest(s, 1)
+			})
+			assert.NotEqual(t, before, workerPids(pool), "the same worker")
+			for range 3 {
+				out, err := pool.Call(ctx, "echo", data)
+				require.NoError(t, err)
+				requireSameBytes(t, data, out, "echo on the new worker")
+				out, err = pool.Call(ctx, "patterned", len(data))
+				require.NoError(t, err)
+				requireSameBytes(t, data, out, "made in Python on the new worker")
+			}
+		})
+	}
+}
+
+// TestSharedMemoryInvalidReference: issue 18, finding 7. A reply whose
+// shared-memory reference is invalid (beyond the limit, beyond the
+// memory's end, malformed, an array whose shape does not take the bytes
+// referenced, into a memory the worker grew beyond its limit), sent by the
+// fake worker, is ErrProtocol, not ErrResultNotDecodable, in each path
+// that reads references (Call's decoder, CallAs's rewriting and its
+// single-array path, CallBytes); the worker is killed and replaced. Each
+// case runs on a worker of its own, pinned by a transaction.
+func TestSharedMemoryInvalidReference(t *testing.T) {
+	cases := []struct {
+		fn   string
+		call func(context.Context, *Worker, string) error
+	}{
+		{"shm_beyond_limit", func(ctx context.Context, w *Worker, fn string) error {
+			_, err := w.Call(ctx, fn)
+			return err
+		}},
+		{"shm_beyond_file", func(ctx context.Context, w *Worker, fn string) error {
+			_, err := CallAs[any](ctx, w, fn)
+			return err
+		}},
+		{"shm_malformed", func(ctx context.Context, w *Worker, fn string) error {
+			_, err := CallBytes(ctx, w, nil, fn)
+			return err
+		}},
+		{"shm_array_mismatch", func(ctx context.Context, w *Worker, fn string) error {
+			_, err := CallAs[Array](ctx, w, fn)
+			return err
+		}},
+		{"shm_grown", func(ctx context.Context, w *Worker, fn string) error {
+			_, err := w.Call(ctx, fn)
+			return err
+		}},
+	}
+	pool, err := fakePool(t, "ok", len(cases))
+	require.NoError(t, err)
+	awaitPool(t, pool, "all workers idle", func(s Stats) bool { return atRest(s, len(cases)) })
+	stats := pool.Stats()
+	var broken []int
+	for _, tc := range cases {
+		t.Run(tc.fn, func(t *testing.T) {
+			err := pool.Transaction(testCtx(t), func(w *Worker) error {
+				broken = append(broken, w.Pid())
+				return tc.call(testCtx(t), w, tc.fn)
+			})
+			require.ErrorIs(t, err, ErrProtocol)
+			assert.NotErrorIs(t, err, ErrResultNotDecodable)
+		})
+	}
+	awaitPool(t, pool, "the workers replaced", func(s Stats) bool {
+		return s.StopsKilled == stats.StopsKilled+uint64(len(cases)) && s.StartsCrash == stats.StartsCrash+uint64(len(cases)) &&
+			atRest(s, len(cases))
+	})
+	for _, pid := range broken {
+		assert.NotContains(t, workerPids(pool), pid, "a worker that sent an invalid reference serves")
+	}
+	out, err := pool.Call(testCtx(t), "echo", "still serving")
+	require.NoError(t, err)
+	assert.Equal(t, "still serving", out)
+}

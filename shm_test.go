@@ -110,3 +110,29 @@ func TestSharedMemRetireWaitsForTheCall(t *testing.T) {
 	_, err = s.read(uint64(off), 5, false)
 	assert.ErrorIs(t, err, errSharedClosed)
 }
+
+// TestSharedMemoryGrownBeyondTheLimit: issue 18, finding 7, in the shared
+// memory itself. Once the worker grew the file beyond the limit, the next
+// call's first write or read is a sharedFault wrapping ErrProtocol, even
+// though Go's mapping is large enough for it; a value too large for the
+// limit is ErrMessageTooLarge and no fault.
+func TestSharedMemoryGrownBeyondTheLimit(t *testing.T) {
+	mem := newTestSharedMem(t, 1<<20)
+	mem.acquire()
+	_, err := mem.put(make([]byte, mem.limit+1))
+	require.ErrorIs(t, err, ErrMessageTooLarge)
+	assert.False(t, isSharedFault(err), "a value too large is a fault of the memory")
+	_, err = mem.put(make([]byte, 4096))
+	require.NoError(t, err)
+	mem.releaseCall()
+
+	require.NoError(t, growSharedFile(mem.file, 1<<40)) // as the worker would
+	mem.acquire()
+	defer mem.releaseCall()
+	_, err = mem.put(make([]byte, 16))
+	require.ErrorIs(t, err, ErrProtocol)
+	assert.True(t, isSharedFault(err))
+	_, err = mem.read(0, 16, false)
+	require.ErrorIs(t, err, ErrProtocol)
+	assert.True(t, isSharedFault(err))
+}

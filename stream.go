@@ -208,6 +208,8 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 	case errors.Is(err, errSharedClosed):
 		p.broken = err
 		return p.exitError(ctx)
+	case isSharedFault(err):
+		return p.failed(ctx, fn, err, false)
 	case err != nil:
 		return err
 	}

@@ -10,6 +10,7 @@ At import it registers, as a user module would:
 import dataclasses
 import datetime
 import decimal
+import os
 import struct
 import sys
 
@@ -261,6 +262,12 @@ def via_shared_memory(data):
     return memory is not None and id(data) in memory._received
 
 
+def grow_shared_memory(size):
+    """Grow the worker's shared memory to size bytes, as code that breaks
+    the shared-memory protocol does (issue 18, finding 7)."""
+    os.ftruncate(_shm.ACTIVE.fd, size)
+
+
 def shared_memory_threshold():
     """The worker's threshold, None without shared memory."""
     memory = _shm.ACTIVE
@@ -304,6 +311,12 @@ def bytes_in_list(data):
 def lengths(*args, **kwargs):
     """len() of each argument and keyword argument."""
     return {"args": [len(a) for a in args], "kwargs": {k: len(v) for k, v in kwargs.items()}}
+
+
+def each_length(*args):
+    """A generator of len() of each argument."""
+    for a in args:
+        yield len(a)
 
 
 def kwargs_echo(**kwargs):
