@@ -18,10 +18,11 @@ import (
 // concurrent use. Create it with New and end it with Close.
 //
 // Its semantics are poolboy's: at rest exactly Config.Size workers run, all
-// idle; under load up to Size+MaxOverflow; a worker checked in while
-// overflow workers exist and nobody waits is stopped; no caller waits while
-// a worker is idle; a worker that dies frees its slot at once and is
-// replaced without a caller having to ask.
+// idle; under load up to Size+MaxOverflow, worker processes being stopped
+// included (a stopped worker holds its slot until it has exited); a worker
+// checked in while overflow workers exist and nobody waits is stopped; no
+// caller waits while a worker is idle; a worker that dies frees its slot at
+// once and is replaced without a caller having to ask.
 type Pool struct {
 	cfg  Config
 	spec *workerSpec
@@ -143,9 +144,11 @@ func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
 
 // TryCall is Call without waiting behind other callers, poolboy's
 // non-blocking checkout: it takes an idle worker; if none is idle and fewer
-// than Size+MaxOverflow workers run, it has one started and waits for that
-// start only (bounded by ctx); otherwise it fails at once with
-// ErrPoolExhausted, so that a saturated service can shed load.
+// than Size+MaxOverflow workers serve or start, it has one started and
+// waits for that start only (bounded by ctx; when the free slot is still
+// held by a worker being stopped, the start waits for its exit, at most
+// Config.StopTimeout); otherwise it fails at once with ErrPoolExhausted, so
+// that a saturated service can shed load.
 func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error) {
 	return p.callValue(ctx, fn, args, false)
 }
@@ -321,12 +324,14 @@ func (p *Pool) checkoutLocked(wait bool) (*waiter, *pooledWorker, error) {
 	}
 	wt := newWaiter()
 	switch limit := p.cfg.MaxWaiting; {
-	case !wait && p.roomLocked() == 0:
+	case !wait && p.slotsUsedLocked()-p.counts[stateStopping] >= p.cfg.Size+p.cfg.MaxOverflow:
 		return nil, nil, fmt.Errorf("%w: all %d workers are busy (Size+MaxOverflow); TryCall does not wait",
 			ErrPoolExhausted, p.cfg.Size+p.cfg.MaxOverflow)
 	case !wait:
 		p.waiters.add(wt) // served by its own start, or by any worker checked in first
-		p.startLocked(wt)
+		if p.roomLocked() > 0 {
+			p.startLocked(wt)
+		} // else a worker being stopped holds the slot: reconcileLocked starts one at its exit
 	case limit > 0 && p.waiters.len() >= limit:
 		return nil, nil, fmt.Errorf("%w: %d callers are already waiting for a worker (Config.MaxWaiting)",
 			ErrPoolExhausted, p.waiters.len())

@@ -19,8 +19,12 @@ package pypool
 //	idle       --[sweepOnce, Close]--> stopping
 //	any        --[processExited: the process was reaped]--> exited
 //
-// A worker in stopping or exited is never handed out again, and frees its
-// slot (Size+MaxOverflow) at once.
+// A worker in stopping or exited is never handed out again. A worker in
+// stopping still holds its slot of Size+MaxOverflow until its process has
+// exited and been reaped (processExited): the start of its replacement waits
+// for that exit, so that no more than Size+MaxOverflow worker processes ever
+// run at once. The wait is bounded: a stop kills after Config.StopTimeout,
+// and a kill is reaped within milliseconds.
 
 import (
 	"sync/atomic"
@@ -111,10 +115,18 @@ func (p *Pool) readyLocked() int {
 	return p.counts[stateIdle] + p.counts[stateCheckedOut] + p.counts[stateDraining]
 }
 
+// slotsUsedLocked is the number of worker processes that hold a slot of
+// Size+MaxOverflow: starts in flight, started workers not yet placed,
+// ready workers, and workers being stopped, which hold their slot until
+// they have exited.
+func (p *Pool) slotsUsedLocked() int {
+	return p.starting + p.counts[stateStarting] + p.readyLocked() + p.counts[stateStopping]
+}
+
 // roomLocked is how many more workers may be started now without exceeding
-// Size+MaxOverflow.
+// Size+MaxOverflow live processes.
 func (p *Pool) roomLocked() int {
-	return max(0, p.cfg.Size+p.cfg.MaxOverflow-p.readyLocked()-p.starting)
+	return max(0, p.cfg.Size+p.cfg.MaxOverflow-p.slotsUsedLocked())
 }
 
 // takeIdleLocked checks out an idle worker, or returns nil.

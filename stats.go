@@ -32,7 +32,7 @@ type Stats struct {
 	OverflowInUse int // callers served beyond Size: max(0, InUse-Size)
 	Waiting       int // callers waiting to check a worker out (Call, Transaction, TryCall awaiting its start)
 	Starting      int // worker starts in flight
-	Stopping      int // workers being stopped: out of their slot, not yet exited
+	Stopping      int // workers being stopped: no longer serving, holding their slot until they have exited (Workers+Starting+Stopping <= Size+MaxOverflow)
 
 	// Calls. A call is one Call, TryCall, CallAs, CallBytes, Ping or
 	// Worker.Call; a call retried after a crash (Config.CrashRetries) is
