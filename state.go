@@ -155,10 +155,24 @@ func (p *Pool) grantLocked(wt *waiter, g grant) bool {
 // caller: the waiter its start was for (if still waiting), else the caller
 // waiting longest, else the idle set; but an overflow worker nobody waits
 // for is stopped (poolboy's rule), unless Config.OverflowIdleTimeout keeps
-// it idle a while.
+// it idle a while, and a worker beyond Size+MaxOverflow (after Resize shrank
+// the pool) is stopped even when callers wait.
 func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 	if p.closed {
 		p.stopLocked(pw, causeClose)
+		return
+	}
+	others := p.readyLocked()
+	if pw.state.serving() {
+		others--
+	}
+	if others >= p.cfg.Size+p.cfg.MaxOverflow {
+		// Beyond Size+MaxOverflow: only after Resize shrank the pool. It
+		// goes even when callers wait (the others serve them), whatever
+		// OverflowIdleTimeout says, as database/sql closes a connection
+		// beyond its limit on return.
+		pw.stopCause = "the pool was resized"
+		p.stopLocked(pw, causeResize)
 		return
 	}
 	wt := startedFor
@@ -170,13 +184,7 @@ func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 		p.grantLocked(wt, grant{pw: pw})
 		return
 	}
-	others := p.readyLocked()
-	if pw.state.serving() {
-		others--
-	}
-	// Beyond Size+MaxOverflow only after Resize shrank the pool: it goes
-	// whatever OverflowIdleTimeout says.
-	if others >= p.cfg.Size && (p.cfg.OverflowIdleTimeout == 0 || others >= p.cfg.Size+p.cfg.MaxOverflow) {
+	if others >= p.cfg.Size && p.cfg.OverflowIdleTimeout == 0 {
 		pw.stopCause = "overflow worker no longer needed"
 		p.stopLocked(pw, causeOverflow)
 		return

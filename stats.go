@@ -74,7 +74,7 @@ type Stats struct {
 	StopsKilled      uint64 // workers killed because their state was unknown: no answer to an interrupt in Config.InterruptGrace, a protocol error, a broken pipe
 	StopsClose       uint64 // workers stopped by Close
 	StartsResize     uint64 // workers started because Resize grew the pool
-	StopsResize      uint64 // workers stopped because Resize shrank the pool
+	StopsResize      uint64 // workers stopped because Resize shrank the pool: idle ones at once, busy ones beyond Size+MaxOverflow at their check-in
 }
 
 // cause is why a worker started or stopped: the index of Pool.starts,
