@@ -391,7 +391,9 @@ func (s Stats) Status() string {
 // callers waiting for a worker. Calls in flight may finish until ctx ends;
 // then every worker is stopped, gracefully (end of input, Config.StopTimeout)
 // or by force, and Close returns when all have exited. Close returns ctx's
-// error if it had to cut calls off. Calling Close again waits for the first.
+// error only if it had to cut off a worker still checked out (a call or a
+// Transaction); a call already cut off by its own caller (being
+// interrupted) does not count. Calling Close again waits for the first.
 func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {
@@ -414,13 +416,16 @@ func (p *Pool) Close(ctx context.Context) error {
 	defer close(p.closeDone)
 	p.endLife() // aborts starts in flight and the sweeper
 
-	var err error
 	select {
 	case <-allIn:
 	case <-ctx.Done():
+	}
+	// Whether something was cut off is decided here, under the lock, not by
+	// which of the two cases above the select picked when both were ready.
+	var err error
+	if cut := p.killAll(func(s workerState) bool { return s.serving() }); cut > 0 {
 		err = fmt.Errorf("pypool: Close: calls still running were stopped: %w", ctx.Err())
 	}
-	p.killAll(func(s workerState) bool { return s.serving() })
 	stopped := make(chan struct{})
 	go func() {
 		p.wg.Wait()
@@ -438,15 +443,20 @@ func (p *Pool) Close(ctx context.Context) error {
 	return err
 }
 
-// killAll kills the workers whose state matches.
-func (p *Pool) killAll(match func(workerState) bool) {
+// killAll kills the workers whose state matches, and returns how many of
+// them were checked out.
+func (p *Pool) killAll(match func(workerState) bool) (checkedOut int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, pw := range p.workers {
 		if match(pw.state) {
+			if pw.state == stateCheckedOut {
+				checkedOut++
+			}
 			p.killLocked(pw, false)
 		}
 	}
+	return checkedOut
 }
 
 func (p *Pool) isClosed() bool {
