@@ -140,10 +140,11 @@
 // # Pool semantics
 //
 // The pool follows poolboy: at rest exactly Size workers run, all idle;
-// under load at most Size+MaxOverflow; a worker checked in while overflow
-// workers exist and nobody waits is stopped, unless
-// [Config.OverflowIdleTimeout] keeps it; no caller waits while a worker is
-// idle; a worker that dies frees its slot at once and is replaced without a
+// under load at most Size+MaxOverflow worker processes, workers being
+// stopped included (one holds its slot until it has exited); a worker
+// checked in while overflow workers exist and nobody waits is stopped,
+// unless [Config.OverflowIdleTimeout] keeps it; no caller waits while a
+// worker is idle; a worker that dies frees its slot at once and is replaced without a
 // caller having to ask. No process outlives the pool: Close reaps every
 // worker; on Linux a worker's process group (what its Python code started)
 // is killed after each of its exits; and the workers and their groups die

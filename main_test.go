@@ -386,7 +386,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // change of its state (changes that come faster than the checks coalesce,
 // but each snapshot is a real state, taken under the pool's lock) until the
 // returned function is called:
-//   - no more than Size+MaxOverflow workers serve or start;
+//   - no more than Size+MaxOverflow workers serve, start or stop;
 //   - no caller waits while a worker is idle;
 //   - the counts add up.
 func watchInvariants(t testing.TB, p *Pool) (stop func()) {
@@ -397,7 +397,7 @@ func watchInvariants(t testing.TB, p *Pool) (stop func()) {
 		for {
 			changed := p.awaitChange()
 			s := p.Stats()
-			if s.Workers+s.Starting > s.Size+s.MaxOverflow {
+			if s.Workers+s.Starting+s.Stopping > s.Size+s.MaxOverflow {
 				t.Errorf("more workers than Size+MaxOverflow: %+v", s)
 			}
 			if s.Waiting > 0 && s.Idle > 0 {

@@ -18,10 +18,11 @@ import (
 // concurrent use. Create it with New and end it with Close.
 //
 // Its semantics are poolboy's: at rest exactly Config.Size workers run, all
-// idle; under load up to Size+MaxOverflow; a worker checked in while
-// overflow workers exist and nobody waits is stopped; no caller waits while
-// a worker is idle; a worker that dies frees its slot at once and is
-// replaced without a caller having to ask.
+// idle; under load up to Size+MaxOverflow, worker processes being stopped
+// included (a stopped worker holds its slot until it has exited); a worker
+// checked in while overflow workers exist and nobody waits is stopped; no
+// caller waits while a worker is idle; a worker that dies frees its slot at
+// once and is replaced without a caller having to ask.
 type Pool struct {
 	cfg  Config
 	spec *workerSpec
@@ -152,9 +153,11 @@ func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
 
 // TryCall is Call without waiting behind other callers, poolboy's
 // non-blocking checkout: it takes an idle worker; if none is idle and fewer
-// than Size+MaxOverflow workers run, it has one started and waits for that
-// start only (bounded by ctx); otherwise it fails at once with
-// ErrPoolExhausted, so that a saturated service can shed load.
+// than Size+MaxOverflow workers serve or start, it has one started and
+// waits for that start only (bounded by ctx; when the free slot is still
+// held by a worker being stopped, the start waits for its exit, at most
+// Config.StopTimeout); otherwise it fails at once with ErrPoolExhausted, so
+// that a saturated service can shed load.
 func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error) {
 	return p.callValue(ctx, fn, args, false)
 }
@@ -333,12 +336,14 @@ func (p *Pool) checkoutLocked(wait bool) (*waiter, *pooledWorker, error) {
 	}
 	wt := newWaiter()
 	switch limit := p.cfg.MaxWaiting; {
-	case !wait && p.roomLocked() == 0:
+	case !wait && p.slotsUsedLocked()-p.counts[stateStopping] >= p.cfg.Size+p.cfg.MaxOverflow:
 		return nil, nil, fmt.Errorf("%w: all %d workers are busy (Size+MaxOverflow); TryCall does not wait",
 			ErrPoolExhausted, p.cfg.Size+p.cfg.MaxOverflow)
 	case !wait:
 		p.waiters.add(wt) // served by its own start, or by any worker checked in first
-		p.startLocked(wt)
+		if p.roomLocked() > 0 {
+			p.startLocked(wt)
+		} // else a worker being stopped holds the slot: reconcileLocked starts one at its exit
 	case limit > 0 && p.waiters.len() >= limit:
 		return nil, nil, fmt.Errorf("%w: %d callers are already waiting for a worker (Config.MaxWaiting)",
 			ErrPoolExhausted, p.waiters.len())
@@ -398,7 +403,9 @@ func (s Stats) Status() string {
 // callers waiting for a worker. Calls in flight may finish until ctx ends;
 // then every worker is stopped, gracefully (end of input, Config.StopTimeout)
 // or by force, and Close returns when all have exited. Close returns ctx's
-// error if it had to cut calls off. Calling Close again waits for the first.
+// error only if it had to cut off a worker still checked out (a call or a
+// Transaction); a call already cut off by its own caller (being
+// interrupted) does not count. Calling Close again waits for the first.
 func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {
@@ -421,13 +428,16 @@ func (p *Pool) Close(ctx context.Context) error {
 	defer close(p.closeDone)
 	p.endLife() // aborts starts in flight and the sweeper
 
-	var err error
 	select {
 	case <-allIn:
 	case <-ctx.Done():
+	}
+	// Whether something was cut off is decided here, under the lock, not by
+	// which of the two cases above the select picked when both were ready.
+	var err error
+	if cut := p.killAll(func(s workerState) bool { return s.serving() }); cut > 0 {
 		err = fmt.Errorf("pypool: Close: calls still running were stopped: %w", ctx.Err())
 	}
-	p.killAll(func(s workerState) bool { return s.serving() })
 	stopped := make(chan struct{})
 	go func() {
 		p.wg.Wait()
@@ -447,15 +457,20 @@ func (p *Pool) Close(ctx context.Context) error {
 	return err
 }
 
-// killAll kills the workers whose state matches.
-func (p *Pool) killAll(match func(workerState) bool) {
+// killAll kills the workers whose state matches, and returns how many of
+// them were checked out.
+func (p *Pool) killAll(match func(workerState) bool) (checkedOut int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, pw := range p.workers {
 		if match(pw.state) {
+			if pw.state == stateCheckedOut {
+				checkedOut++
+			}
 			p.killLocked(pw, false)
 		}
 	}
+	return checkedOut
 }
 
 func (p *Pool) isClosed() bool {

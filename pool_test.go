@@ -529,6 +529,40 @@ func TestCloseStopsCallsWhenItsContextEnds(t *testing.T) {
 	assertGone(t, pids)
 }
 
+// TestCloseWithEndedContextReportsOnlyWhatItCutOff (issue 18, finding 13):
+// Close with a context that has already ended returns nil when no worker
+// was checked out, every time, and ctx's error when it cut a Transaction
+// off.
+func TestCloseWithEndedContextReportsOnlyWhatItCutOff(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for round := range 20 {
+		pool, err := New(testCtx(t), testConfig(t))
+		require.NoError(t, err)
+		_, err = pool.Call(testCtx(t), "echo", round)
+		require.NoError(t, err)
+		require.NoError(t, pool.Close(ended), "round %d: nothing was running", round)
+	}
+
+	pool, err := New(testCtx(t), testConfig(t))
+	require.NoError(t, err)
+	held := make(chan struct{})
+	release := make(chan struct{})
+	result := make(chan error)
+	go func() {
+		result <- pool.Transaction(testCtx(t), func(w *Worker) error {
+			close(held)
+			<-release
+			_, err := w.Call(testCtx(t), "echo", 1)
+			return err
+		})
+	}()
+	<-held
+	assert.ErrorIs(t, pool.Close(ended), context.Canceled, "Close cut the Transaction off")
+	close(release)
+	assert.ErrorIs(t, <-result, ErrPoolClosed, "the Transaction's worker was stopped")
+}
+
 func TestCloseWakesWaitingCallers(t *testing.T) {
 	pool, err := New(testCtx(t), testConfig(t))
 	require.NoError(t, err)

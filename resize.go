@@ -6,10 +6,11 @@ import "fmt"
 //
 // Growing starts the missing workers at once (and serves waiting callers
 // within the new Size+MaxOverflow). Shrinking stops idle workers beyond the
-// new Size at once, longest idle first, and busy ones as their callers
-// check them in: it never interrupts a call, so until they come back the
-// pool may run more workers than the new Size+MaxOverflow. A worker checked
-// in while callers wait goes to a caller first, whatever the size.
+// new Size at once, longest idle first, and busy ones beyond the new
+// Size+MaxOverflow as their callers check them in, even while other callers
+// wait (the remaining workers serve them): it never interrupts a call, so
+// until they come back the pool may run more workers than the new
+// Size+MaxOverflow, and no worker is started until it runs fewer.
 //
 // size must be at least 1 and maxOverflow at least 0. After Close, Resize
 // returns ErrPoolClosed.

@@ -100,3 +100,53 @@ func TestResizeRefusesBadSizesAndClosedPools(t *testing.T) {
 	require.NoError(t, pool.Close(context.Background()))
 	assert.ErrorIs(t, pool.Resize(2, 0), ErrPoolClosed)
 }
+
+// TestResizeShrinksUnderSustainedLoad (issue 18, finding 12): Size 4 → 1
+// (MaxOverflow 0) while 6 callers keep every worker busy and callers
+// waiting. Each worker beyond the new size is stopped at its check-in, even
+// though callers wait: within a few check-ins the pool runs 1 worker, the
+// stops count as Resize's, and every call succeeds.
+func TestResizeShrinksUnderSustainedLoad(t *testing.T) {
+	const callers = 6
+	cfg := testConfig(t)
+	cfg.Size = 4
+	pool := newTestPool(t, cfg)
+
+	stop := make(chan struct{})
+	var failures atomic.Int64
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if out, err := pool.Call(testCtx(t), "echo", i); err != nil || out != int64(i) {
+					t.Errorf("Call(echo, %d) = %v, %v", i, out, err)
+					failures.Add(1)
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	awaitPool(t, pool, "4 workers in use and callers waiting", func(s Stats) bool { return s.InUse == 4 && s.Waiting > 0 })
+
+	before := pool.Stats().Calls
+	require.NoError(t, pool.Resize(1, 0))
+	// Each of the 3 excess workers goes at its next check-in; the calls
+	// that ended meanwhile on the others, and those counted before their
+	// check-in, make up the rest of the bound.
+	const bound = 3 + callers + 4
+	awaitPool(t, pool, "1 worker, or the bound of check-ins passed", func(s Stats) bool {
+		return (s.Workers == 1 && s.StopsResize == 3) || s.Calls > before+bound
+	})
+	s := pool.Stats()
+	assert.Equal(t, 1, s.Workers, "workers after %d check-ins: %+v", s.Calls-before, s)
+	assert.Equal(t, uint64(3), s.StopsResize, "the excess workers count as stopped by Resize")
+	assert.LessOrEqual(t, s.Calls-before, uint64(bound))
+	assert.Zero(t, failures.Load(), "no call failed")
+}

@@ -19,8 +19,12 @@ package pypool
 //	idle       --[sweepOnce, Close]--> stopping
 //	any        --[processExited: the process was reaped]--> exited
 //
-// A worker in stopping or exited is never handed out again, and frees its
-// slot (Size+MaxOverflow) at once.
+// A worker in stopping or exited is never handed out again. A worker in
+// stopping still holds its slot of Size+MaxOverflow until its process has
+// exited and been reaped (processExited): the start of its replacement waits
+// for that exit, so that no more than Size+MaxOverflow worker processes ever
+// run at once. The wait is bounded: a stop kills after Config.StopTimeout,
+// and a kill is reaped within milliseconds.
 
 import (
 	"sync/atomic"
@@ -112,10 +116,18 @@ func (p *Pool) readyLocked() int {
 	return p.counts[stateIdle] + p.counts[stateCheckedOut] + p.counts[stateDraining]
 }
 
+// slotsUsedLocked is the number of worker processes that hold a slot of
+// Size+MaxOverflow: starts in flight, started workers not yet placed,
+// ready workers, and workers being stopped, which hold their slot until
+// they have exited.
+func (p *Pool) slotsUsedLocked() int {
+	return p.starting + p.counts[stateStarting] + p.readyLocked() + p.counts[stateStopping]
+}
+
 // roomLocked is how many more workers may be started now without exceeding
-// Size+MaxOverflow.
+// Size+MaxOverflow live processes.
 func (p *Pool) roomLocked() int {
-	return max(0, p.cfg.Size+p.cfg.MaxOverflow-p.readyLocked()-p.starting)
+	return max(0, p.cfg.Size+p.cfg.MaxOverflow-p.slotsUsedLocked())
 }
 
 // takeIdleLocked checks out an idle worker, or returns nil.
@@ -144,10 +156,24 @@ func (p *Pool) grantLocked(wt *waiter, g grant) bool {
 // caller: the waiter its start was for (if still waiting), else the caller
 // waiting longest, else the idle set; but an overflow worker nobody waits
 // for is stopped (poolboy's rule), unless Config.OverflowIdleTimeout keeps
-// it idle a while.
+// it idle a while, and a worker beyond Size+MaxOverflow (after Resize shrank
+// the pool) is stopped even when callers wait.
 func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 	if p.closed {
 		p.stopLocked(pw, causeClose)
+		return
+	}
+	others := p.readyLocked()
+	if pw.state.serving() {
+		others--
+	}
+	if others >= p.cfg.Size+p.cfg.MaxOverflow {
+		// Beyond Size+MaxOverflow: only after Resize shrank the pool. It
+		// goes even when callers wait (the others serve them), whatever
+		// OverflowIdleTimeout says, as database/sql closes a connection
+		// beyond its limit on return.
+		pw.stopCause = "the pool was resized"
+		p.stopLocked(pw, causeResize)
 		return
 	}
 	wt := startedFor
@@ -159,13 +185,7 @@ func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 		p.grantLocked(wt, grant{pw: pw})
 		return
 	}
-	others := p.readyLocked()
-	if pw.state.serving() {
-		others--
-	}
-	// Beyond Size+MaxOverflow only after Resize shrank the pool: it goes
-	// whatever OverflowIdleTimeout says.
-	if others >= p.cfg.Size && (p.cfg.OverflowIdleTimeout == 0 || others >= p.cfg.Size+p.cfg.MaxOverflow) {
+	if others >= p.cfg.Size && p.cfg.OverflowIdleTimeout == 0 {
 		pw.stopCause = "overflow worker no longer needed"
 		p.stopLocked(pw, causeOverflow)
 		return

@@ -32,7 +32,7 @@ type Stats struct {
 	OverflowInUse int // callers served beyond Size: max(0, InUse-Size)
 	Waiting       int // callers waiting to check a worker out (Call, Transaction, TryCall awaiting its start)
 	Starting      int // worker starts in flight
-	Stopping      int // workers being stopped: out of their slot, not yet exited
+	Stopping      int // workers being stopped: no longer serving, holding their slot until they have exited (Workers+Starting+Stopping <= Size+MaxOverflow)
 
 	// Calls. A call is one Call, TryCall, CallAs, CallBytes, Ping or
 	// Worker.Call; a call retried after a crash (Config.CrashRetries) is
@@ -74,7 +74,7 @@ type Stats struct {
 	StopsKilled      uint64 // workers killed because their state was unknown: no answer to an interrupt in Config.InterruptGrace, a protocol error, a broken pipe
 	StopsClose       uint64 // workers stopped by Close
 	StartsResize     uint64 // workers started because Resize grew the pool
-	StopsResize      uint64 // workers stopped because Resize shrank the pool
+	StopsResize      uint64 // workers stopped because Resize shrank the pool: idle ones at once, busy ones beyond Size+MaxOverflow at their check-in
 }
 
 // cause is why a worker started or stopped: the index of Pool.starts,

@@ -17,8 +17,11 @@ import (
 
 // reconcileLocked starts the workers the pool needs: as many as it takes to
 // be back at Size, and one for every waiting caller that no start in flight
-// will serve, within Size+MaxOverflow. It is the one place that decides
-// starts, but for TryCall's own (checkout).
+// will serve, within Size+MaxOverflow. A worker being stopped does not count
+// towards Size (it is not coming back), but its slot is not free until it
+// has exited: processExited calls reconcileLocked again then, and the
+// replacement starts. It is the one place that decides starts, but for
+// TryCall's own (checkout).
 func (p *Pool) reconcileLocked() {
 	if p.closed {
 		return
@@ -143,7 +146,8 @@ func (p *Pool) logStartFailed(err error, fatal bool) {
 
 // processExited runs in a worker's exit watcher once the process has been
 // reaped (or could not be started at all). A worker that dies frees its
-// slot at once, whatever its state, and is replaced.
+// slot at once, whatever its state, and is replaced; so does a worker that
+// was being stopped, which held its slot until now.
 func (p *Pool) processExited(proc *process) {
 	defer p.wg.Done()
 	p.mu.Lock()
