@@ -202,11 +202,12 @@ func fileHolders(t testing.TB, f *os.File) []int {
 type fileID struct{ dev, ino uint64 }
 
 // pipeHoldersAll maps each file open in a process other than this one to
-// the pids holding it (each pid once).
+// the pids holding it (each pid once). A process running the test binary
+// (a child between its fork and its exec) is not counted.
 func pipeHoldersAll() map[fileID][]int {
 	holders := make(map[fileID][]int)
 	for _, pid := range allPids() {
-		if pid == os.Getpid() {
+		if pid == os.Getpid() || runsThisProgram(pid) {
 			continue
 		}
 		dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
