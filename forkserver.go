@@ -423,7 +423,7 @@ func killHolders(files []*os.File, wait time.Duration) (int, error) {
 	}()
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() || !holds(pid, want) {
+		if err != nil || pid == os.Getpid() || !holds(pid, want) || runsThisProgram(pid) {
 			continue
 		}
 		r, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), 0, 0)
@@ -442,6 +442,19 @@ func killHolders(files []*os.File, wait time.Duration) (int, error) {
 	}
 	awaitAll(pidfds, wait)
 	return len(pidfds), nil
+}
+
+// runsThisProgram reports whether pid runs this process's executable: a
+// child of this process between its fork and its exec, which holds a copy
+// of every descriptor (this process's are close-on-exec: the exec closes
+// them).
+func runsThisProgram(pid int) bool {
+	self, err := os.Stat("/proc/self/exe")
+	if err != nil {
+		return false
+	}
+	exe, err := os.Stat("/proc/" + strconv.Itoa(pid) + "/exe")
+	return err == nil && os.SameFile(self, exe)
 }
 
 // openFile names an open file: its device and inode.

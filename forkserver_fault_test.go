@@ -75,6 +75,10 @@ func TestForkServerFaultInjection(t *testing.T) {
 
 	cfg := forkConfig(t)
 	cfg.Size, cfg.MaxOverflow = 1, callers
+	// Each fork's answer comes 2 ms after the fork, so that the fault's
+	// random moment often falls between a fork and its answer.
+	cfg.Preload = []string{"pypool_forkfault"}
+	cfg.Env = []string{"PYPOOL_FORKFAULT=slow"}
 	pool, err := New(testCtx(t), cfg)
 	require.NoError(t, err)
 	var conts sync.WaitGroup // pending SIGCONTs
@@ -82,10 +86,10 @@ func TestForkServerFaultInjection(t *testing.T) {
 		began := time.Now()
 		fs := awaitForkServer(t, pool, nil) // the one running, or the next one
 		fault := []string{"kill", "stop"}[rng.IntN(2)]
-		delay := time.Duration(rng.Int64N(int64(60 * time.Millisecond)))
+		delay := time.Duration(rng.Int64N(int64(20 * time.Millisecond)))
 		cont := time.Duration(rng.Int64N(int64(600 * time.Millisecond)))
 		errs := burst(t, pool, callers, func() {
-			time.Sleep(delay) // the fault's random point in the burst, not a synchronisation
+			time.Sleep(delay) // the fault's random moment, not a synchronisation
 			if fault == "kill" {
 				_ = fs.cmd.Process.Kill()
 				return
@@ -101,7 +105,7 @@ func TestForkServerFaultInjection(t *testing.T) {
 			require.NoError(t, err, "round %d (%s after %v): caller %d", round, fault, delay, i)
 		}
 		awaitPool(t, pool, "back at rest", func(s Stats) bool { return atRest(s, 1) })
-		t.Logf("round %d: %s after %v (SIGCONT after %v): %v", round, fault, delay.Round(time.Millisecond), cont.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+		t.Logf("round %d: %s after %v (SIGCONT after %v): %v", round, fault, delay.Round(time.Microsecond), cont.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 		// A template killed young lengthens its restart backoff: start each
 		// round with none, so that every round has a template to hit (the
 		// backoff has tests of its own).
@@ -202,11 +206,12 @@ func fileHolders(t testing.TB, f *os.File) []int {
 type fileID struct{ dev, ino uint64 }
 
 // pipeHoldersAll maps each file open in a process other than this one to
-// the pids holding it (each pid once).
+// the pids holding it (each pid once). A process running the test binary
+// (a child between its fork and its exec) is not counted.
 func pipeHoldersAll() map[fileID][]int {
 	holders := make(map[fileID][]int)
 	for _, pid := range allPids() {
-		if pid == os.Getpid() {
+		if pid == os.Getpid() || runsThisProgram(pid) {
 			continue
 		}
 		dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
