@@ -560,10 +560,11 @@ const sysPidfdSendSignal = 424
 // wait waits for the pidfd to become readable (the process exited), then
 // for the template's report of its status. The template killed its
 // process group before reaping it (forkserver.py); the guardian is told
-// once the report came. A worker whose template died was reaped by
-// someone else: its group can no longer be killed safely (its number may
-// name another group by now), so the pool kills it before it exits
-// whenever it can (process.stop).
+// once the report came, after the reap: should the Go process die in that
+// instant, the guardian could kill a group whose number was reused within
+// it. A worker whose template died was reaped by someone else: its group
+// can no longer be killed safely (its number may name another group by
+// now), so the pool kills it before it exits whenever it can (process.stop).
 func (f *forkedProcess) wait() exitStatus {
 	defer f.pidfd.Close()
 	defer f.server.guard.release(f.id)

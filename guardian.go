@@ -43,6 +43,7 @@ type guardian struct {
 	python *interpreter
 	script string // guardian.py in the installed runtime
 	env    []string
+	dir    string // the workers' working directory: a relative Config.Python is found from it
 	logger *slog.Logger
 
 	mu     sync.Mutex
@@ -69,6 +70,7 @@ func newGuardian(spec *workerSpec, runtimeDir string) *guardian {
 		python: spec.python,
 		script: filepath.Join(runtimeDir, "pypool_runtime", "guardian.py"),
 		env:    spec.env,
+		dir:    spec.dir,
 		logger: spec.logger,
 		groups: make(map[int]struct{}),
 	}
@@ -89,7 +91,7 @@ func (g *guardian) start(onExit func(*guardianProcess)) error {
 	// Isolated (-I) and without site (-S): it imports only os, signal, sys.
 	cmd := exec.Command(g.python.path(), "-I", "-S", g.script)
 	cmd.Stdin, cmd.Stderr = inR, errW
-	cmd.Env, cmd.Dir = g.env, "/"
+	cmd.Env, cmd.Dir = g.env, g.dir
 	// Its own group, so that a terminal's Ctrl-C does not reach it; no
 	// parent-death signal: it must outlive the Go process to do its job.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
