@@ -79,6 +79,9 @@ func newGuardian(spec *workerSpec, runtimeDir string) *guardian {
 // start starts a guardian process and hands it every group owned so far.
 // onExit is called once, from its watcher, after it exited.
 func (g *guardian) start(onExit func(*guardianProcess)) error {
+	if g == nil {
+		return nil
+	}
 	inR, inW, err := os.Pipe() // both ends close-on-exec: no other child inherits the write end
 	if err != nil {
 		return fmt.Errorf("pypool: starting the pool's guardian: creating pipes: %w", err)

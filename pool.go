@@ -58,11 +58,11 @@ type Pool struct {
 	// when there is none, and its own backoff.
 	forks       atomic.Pointer[forkServer]
 	forkBackoff startBackoff
-	// The guardian's backoff (its restarts, supervise.go).
-	guardBackoff startBackoff
-	calls        atomic.Uint64 // calls sent to a worker
-	callStats    callCounters
-	observers    atomic.Pointer[[]CallObserver] // Pool.Observe
+	calls       atomic.Uint64 // calls sent to a worker
+	callStats   callCounters
+	observers   atomic.Pointer[[]CallObserver] // Pool.Observe
+
+	guardBackoff startBackoff // the guardian's restarts (supervise.go)
 }
 
 // New starts a pool of cfg.Size workers and returns when all of them have
