@@ -50,6 +50,9 @@ start down (asyncio), later by stdlib.import_module, from the
 interpreter's own entries only. sys.path is then the --path
 entries, then the interpreter's own entries; the working directory only if
 it is a --path. --limit-* are Config.Limits (apply_limits).
+
+The worker holds only the descriptors Go gives it (0-3, --shm-fd,
+--dump-fd): startup closes any other it inherited (close_inherited_fds).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import tempfile
 import unittest
 from typing import Any, List
 
-from pypool_runtime import worker
+from pypool_runtime import stdlib, worker
 from test_worker import ERROR, RESULT, TESTS_DIR, WorkerTestBase
 
 # Standard modules the runtime uses, some lazily, and msgpack and
@@ -99,6 +99,48 @@ class ShadowedByUserCodeTest(WorkerTestBase):
             self.assertIn("needs the standard module 'asyncio', but %s was imported" % shadow, reply[4])
             self.assertIn("rename it", reply[4])
             self.assertAlive(w)
+
+
+class StdlibImportTest(unittest.TestCase):
+    """stdlib.import_module (issue 18, finding 10) finds a module, and what
+    it imports, among the entries protect() was given only; other imports
+    are untouched."""
+
+    def setUp(self) -> None:
+        self.shadows = tempfile.mkdtemp(prefix="pypool-shadow-")
+        self.addCleanup(shutil.rmtree, self.shadows)
+        for name in ("colorsys", "pypool_user_only"):
+            with open(os.path.join(self.shadows, name + ".py"), "w") as f:
+                f.write("SHADOW = True\n")
+        saved_path, saved_own = list(sys.path), list(stdlib._OWN_PATH)
+        stdlib.protect(sys.path)
+        sys.path.insert(0, self.shadows)
+
+        def restore() -> None:
+            sys.path[:] = saved_path
+            stdlib._OWN_PATH[:] = saved_own
+            for name in ("colorsys", "pypool_user_only"):
+                sys.modules.pop(name, None)
+
+        self.addCleanup(restore)
+
+    def test_user_paths_are_not_searched(self) -> None:
+        sys.modules.pop("colorsys", None)
+        module = stdlib.import_module("colorsys")
+        self.assertFalse(hasattr(module, "SHADOW"), module.__file__)
+        with self.assertRaises(ModuleNotFoundError):
+            stdlib.import_module("pypool_user_only")
+        import pypool_user_only  # type: ignore[import-not-found]  # outside import_module: sys.path as usual
+
+        self.assertTrue(pypool_user_only.SHADOW)
+
+    def test_a_shadow_imported_first_is_refused(self) -> None:
+        sys.modules.pop("colorsys", None)
+        import colorsys
+
+        self.assertTrue(colorsys.SHADOW)  # type: ignore[attr-defined]
+        with self.assertRaisesRegex(ImportError, "needs the standard module 'colorsys', but .*colorsys.py was imported"):
+            stdlib.import_module("colorsys")
 
 
 class OffPathHintTest(WorkerTestBase):
