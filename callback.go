@@ -109,8 +109,8 @@ func (s *callbackScope) enter() error {
 
 func (s *callbackScope) leave() { s.mu.Unlock() }
 
-// nestedCall makes a call with a callback's context on the process that
-// waits for the callback.
+// call makes a call with a callback's context on the process that waits
+// for the callback.
 func (s *callbackScope) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes) error {
 	if err := s.enter(); err != nil {
 		return err

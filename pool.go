@@ -53,7 +53,7 @@ type Pool struct {
 	recycled   uint64
 
 	backoff startBackoff
-	// The fork server (Config.StartForkServer): the running template, nil
+	// The fork server (StartMethod StartForkServer): the running template, nil
 	// when there is none, and its own backoff.
 	forks       atomic.Pointer[forkServer]
 	forkBackoff startBackoff
