@@ -27,7 +27,7 @@ import (
 
 // Callback is a Go function that Python code can call during a call, with
 // call_go(name, *args) (see Config.Callbacks). args are the Python
-// arguments, decoded as a call's result is (README's type table); the
+// arguments, decoded as a call's result is (docs/types.md); the
 // result is encoded as a call's argument. ctx ends when the call that runs
 // the Python code ends (its deadline or cancellation) and when the callback
 // returns; calls made with ctx (Pool.Call, Pool.Stream, CallAs, ...) on the

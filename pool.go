@@ -127,7 +127,7 @@ func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 }
 
 // Call runs the public function fn of the pool's module with args and returns
-// its result, decoded as the README's type table says: a numpy.ndarray
+// its result, decoded as the type table of docs/types.md says: a numpy.ndarray
 // becomes an Array, a value of Config.Extensions its Go type. A Kwargs
 // value as the last argument becomes Python keyword arguments.
 //
