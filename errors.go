@@ -88,7 +88,7 @@ type PythonError struct {
 	// Code says who raised the error: "exception" for the user's code,
 	// otherwise the runtime's reason ("function_not_found",
 	// "bad_arguments", "result_not_encodable", "message_too_large",
-	// "import_failed", "interrupted").
+	// "import_failed", "setup_failed", "interrupted").
 	Code string
 	// Type is the exception class: "ValueError", or "package.module.Class".
 	Type string

@@ -195,8 +195,8 @@ func (p *Pool) Observe(o CallObserver) {
 
 // callRecord follows one call through the call path, from callBegin to
 // callEnd (one of each per call). It is the one internal hook of the call
-// path: the counters of Stats, the CallObservers and any other per-call
-// instrument read it.
+// path: the counters of Stats, the observers of Pool.Observe and any
+// other per-call instrument read it.
 type callRecord struct {
 	fn    string
 	start time.Time
