@@ -64,7 +64,7 @@ type Stats struct {
 	StartsRecycle    uint64 // replacements of workers recycled (StopsMaxCalls, StopsMaxMemory, StopsMaxLifetime)
 	StartsOverflow   uint64 // workers started beyond Size for waiting callers or TryCall
 	Restarts         uint64 // workers started after New: StartsCrash + StartsRecycle + StartsOverflow + StartsResize
-	StartFailures    uint64 // worker starts that failed (the interpreter, the module's import, the handshake)
+	StartFailures    uint64 // worker starts that failed, fatal or transient (the interpreter, the module's import, the handshake, no descriptors, processes or memory)
 	Crashes          uint64 // workers that died without being asked to, whatever they were doing
 	Recycled         uint64 // healthy workers stopped on purpose: StopsMaxCalls + StopsMaxMemory + StopsMaxLifetime + overflow workers stopped by Config.OverflowIdleTimeout
 	StopsOverflow    uint64 // overflow workers stopped because no caller needed them: at check-in (poolboy's rule) or after Config.OverflowIdleTimeout
