@@ -38,7 +38,7 @@ import (
 
 // Callback is a Go function that Python code can call during a call, with
 // call_go(name, *args) (see Config.Callbacks). args are the Python
-// arguments, decoded as a call's result is (README's type table); the
+// arguments, decoded as a call's result is (docs/types.md); the
 // result is encoded as a call's argument. ctx ends when the call that runs
 // the Python code ends (its deadline or cancellation) and when the callback
 // returns; calls made with ctx (Pool.Call, Pool.Stream, CallAs, ...) on the
@@ -149,8 +149,8 @@ func (s *callbackScope) end() {
 	s.mu.Unlock()
 }
 
-// nestedCall makes a call with a callback's context on the process that
-// waits for the callback.
+// call makes a call with a callback's context on the process that waits
+// for the callback.
 func (s *callbackScope) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes) error {
 	ctx, leave, err := s.enter(ctx)
 	if err != nil {

@@ -54,8 +54,8 @@ const (
 	// forked from it, ready in about a millisecond and sharing the
 	// template's memory until it writes to it. Linux only (5.3 or newer,
 	// Python 3.9 or newer); elsewhere, and when the template cannot start,
-	// the pool logs why and uses StartExec. See the README's "Fork server"
-	// section for what a module must not do at import time.
+	// the pool logs why and uses StartExec. See docs/forkserver.md for what a
+	// module must not do at import time.
 	StartForkServer
 )
 
@@ -101,8 +101,8 @@ type Config struct {
 
 	// InstallDir is where pypool writes its Python runtime and PythonFS's
 	// files, each in a directory named by its content's hash, verified
-	// before each process uses it (see the README's "Deploying your Python
-	// code"). It must be owned by this user, writable by no one else, and
+	// before each process uses it (see "Deploying your Python code" in
+	// docs/operating.md). It must be owned by this user, writable by no one else, and
 	// so must be its parents (a sticky directory such as /tmp excepted).
 	// A relative path is relative to the Go program's working directory.
 	// Default: the user cache directory's pypool (~/.cache/pypool), or,
@@ -187,7 +187,7 @@ type Config struct {
 	// without locale variables it runs in UTF-8 mode, without TZ local time
 	// is /etc/localtime's. A launcher shim such as pyenv's runs with this
 	// environment too (PYENV_VERSION counts only if listed): set Python to
-	// the real interpreter to be sure. See the README's "Security".
+	// the real interpreter to be sure. See docs/security.md.
 	InheritEnv []string
 
 	// Limits are resource limits (address space, CPU seconds, open files)
@@ -289,7 +289,7 @@ type Config struct {
 	// the function of the call that wrote it, and the pool's own events:
 	// each worker's start, stop, recycling and crash, interrupted calls,
 	// and the Python stack of a call cut off or a worker killed (the
-	// README's "Logs" table). Default slog.Default().
+	// "Logs" table of docs/observability.md). Default slog.Default().
 	Logger *slog.Logger
 
 	// Tracer, when set, is told when each call starts, gets a worker and
@@ -299,7 +299,7 @@ type Config struct {
 
 	// Callbacks are the Go functions that Python code may call while a
 	// call from Go runs, by name: call_go("lookup_user", 42) after
-	// "from pypool import call_go" (README "Callbacks into Go"). Build one
+	// "from pypool import call_go" (docs/streaming-and-callbacks.md). Build one
 	// from a typed function with CallbackFunc. A callback's context ends
 	// with the call's; calls made with it on this pool run on the worker
 	// that waits for the callback, so callbacks may nest. Default: none.

@@ -1,7 +1,7 @@
 package pypool
 
 // decode.go turns msgpack values sent by the worker into Go values, the
-// "Call gives Go" column of the README's type table: nil, bool, int64
+// "Call gives Go" column of the type table (docs/types.md): nil, bool, int64
 // (uint64 above math.MaxInt64), float64, string, []byte, []any,
 // map[string]any (map[any]any when a key is not a string), time.Time in
 // UTC, Array for an ndarray and the Go value of a registered extension.
@@ -22,8 +22,8 @@ import (
 // broken peer cannot exhaust the goroutine stack.
 const maxDecodeDepth = 10000
 
-// decodeValue decodes a msgpack value into the Go types documented in the
-// README: nil, bool, int64 (uint64 above math.MaxInt64), float64, string,
+// decodeValue decodes a msgpack value into the Go types documented in
+// docs/types.md: nil, bool, int64 (uint64 above math.MaxInt64), float64, string,
 // []byte, []any, map[string]any (map[any]any when a key is not a string),
 // time.Time in UTC, Array and the values of codec's extensions (codec may be
 // nil: none).

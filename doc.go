@@ -6,7 +6,10 @@
 // crashes. Each worker imports [Config.Module] once; [Pool.Call] runs one of
 // its public functions in one worker at a time:
 //
-//	pool, err := pypool.New(ctx, pypool.Config{Module: "my_module"})
+//	pool, err := pypool.New(ctx, pypool.Config{
+//		Module:     "my_module",   // import my_module
+//		PythonPath: []string{"."}, // from this directory
+//	})
 //	if err != nil {
 //		return err
 //	}
@@ -16,9 +19,11 @@
 // The Python side needs nothing but the standard library: the worker runtime
 // ships inside this package (it uses the msgpack C extension when it happens
 // to be importable). The README (https://github.com/pypool/pypool#readme) is
-// the manual: set-up, configuration, types, errors, performance, operating
-// a pool in production, scaling out, and a migration table from poolboy and
-// ErlPort.
+// the first read: set-up, a first program, a tour. The manual is in docs/
+// (https://github.com/pypool/pypool/tree/main/docs): configuration, types,
+// streaming and callbacks, errors, operating a pool in production,
+// observability, security, the fork server, scaling out, and a migration
+// table from poolboy and ErlPort; the benchmark report is bench/README.md.
 //
 // # Calling Python
 //
@@ -162,6 +167,6 @@
 // listed, and nothing of the runtime can be shadowed); [Config.InheritEnv]
 // restricts the environment they inherit, [Config.Limits] bounds their
 // memory, CPU time and open files, and [Config.Credential] runs them as
-// another user. pypool is no sandbox; the README's "Security" section says
-// how to build one from these and a container.
+// another user. pypool is no sandbox; docs/security.md says how to
+// build one from these and a container.
 package pypool

@@ -25,8 +25,10 @@ var (
 	// also wraps a *PythonError with the traceback), the host ran out of
 	// descriptors, processes or memory, or the worker died (a
 	// *WorkerExitError) or timed out during the handshake. A running pool
-	// gives only the first two to every waiting caller; the others are
-	// retried (see the README's "Start failures").
+	// gives every waiting caller only the failures known to repeat (the
+	// first two, a set-up that raised, an interpreter that cannot run or
+	// does not speak the handshake); the others are retried (see
+	// docs/errors.md).
 	ErrWorkerStart = errors.New("pypool: worker failed to start")
 
 	// ErrArgNotEncodable is returned when an argument can not be encoded as
@@ -88,7 +90,7 @@ type PythonError struct {
 	// Code says who raised the error: "exception" for the user's code,
 	// otherwise the runtime's reason ("function_not_found",
 	// "bad_arguments", "result_not_encodable", "message_too_large",
-	// "import_failed", "interrupted").
+	// "import_failed", "setup_failed", "interrupted").
 	Code string
 	// Type is the exception class: "ValueError", or "package.module.Class".
 	Type string

@@ -73,7 +73,7 @@ func ExampleConfig_inheritEnv() {
 
 // Credential runs the workers as another user and group; the Go program
 // must run as root, and the interpreter, the runtime pypool installs and the
-// module must be readable by that user (see the README's "Security").
+// module must be readable by that user (see docs/security.md, "Another user").
 func ExampleCredential() {
 	ctx := context.Background()
 	pool, err := pypool.New(ctx, pypool.Config{

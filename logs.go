@@ -1,7 +1,7 @@
 package pypool
 
 // logs.go holds the pool's log records: the messages of the worker
-// life-cycle events (the README's "Logs" table lists them with their
+// life-cycle events (the "Logs" table of docs/observability.md lists them with their
 // levels and attributes) and the helpers that build their attributes.
 // Records that concern a call carry its function ("function").
 

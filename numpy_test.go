@@ -569,7 +569,7 @@ func numpyUnsupportedDType(t *testing.T, pool *Pool) {
 }
 
 // numpyResultTooLarge: an ndarray result larger than Config.MaxMessageSize
-// is ErrMessageTooLarge, with Python's code message_too_large (README:
+// is ErrMessageTooLarge, with Python's code message_too_large (docs/errors.md:
 // "Python sends the error instead of the reply"), whichever way it would
 // have crossed; the worker stays.
 func numpyResultTooLarge(t *testing.T, pool *Pool) {

@@ -19,8 +19,8 @@ import (
 	"github.com/jolestar/go-commons-pool/v2/collections"
 )
 
-// idleSet holds the idle workers. put adds at the back; take removes from
-// the back (LIFO) or the front (FIFO).
+// idleSet holds the idle workers. put adds at the back; peek and drop take
+// from the back (LIFO) or the front (FIFO).
 type idleSet struct {
 	deque *collections.LinkedBlockingDeque
 	lifo  bool

@@ -54,7 +54,7 @@ type Pool struct {
 	recycled   uint64
 
 	backoff startBackoff
-	// The fork server (Config.StartForkServer): the running template, nil
+	// The fork server (StartMethod StartForkServer): the running template, nil
 	// when there is none, and its own backoff.
 	forks       atomic.Pointer[forkServer]
 	forkBackoff startBackoff
@@ -137,7 +137,7 @@ func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 }
 
 // Call runs the public function fn of the pool's module with args and returns
-// its result, decoded as the README's type table says: a numpy.ndarray
+// its result, decoded as the type table of docs/types.md says: a numpy.ndarray
 // becomes an Array, a value of Config.Extensions its Go type. A Kwargs
 // value as the last argument becomes Python keyword arguments.
 //

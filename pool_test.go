@@ -669,10 +669,8 @@ func TestKwargsMustBeLast(t *testing.T) {
 	assert.Equal(t, int64(1), out.(map[string]any)["b"])
 }
 
-// TestNestingLimit pins the README's limit: a result nested 511 levels deep
-// crosses, one nested 512 levels deep is ErrResultNotEncodable (the reply's
-// own array is the 512th level the msgpack C extension allows).
-// TestNestingLimit: a result may nest 1024 containers deep, the reply's
+// TestNestingLimit pins the limit of docs/errors.md (ErrResultNotEncodable's
+// row): a result may nest 1024 containers deep, the reply's
 // own array around them (msgpack >= 1.2's packer starts with a limit of
 // 1024 and refuses a container once it is below 0), whatever codec the
 // worker runs: the pure one, or msgpack 1.0's C extension, whose own limit

@@ -152,7 +152,7 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 // to make starts fail as they do on a host out of descriptors.
 var osPipe = os.Pipe
 
-// pipes opens the four pipes a worker needs; on failure all are closed.
+// openPipes opens the four pipes a worker needs; on failure all are closed.
 func openPipes() (files [8]*os.File, err error) {
 	for i := 0; i < 8; i += 2 {
 		if files[i], files[i+1], err = osPipe(); err != nil {
@@ -201,7 +201,7 @@ func (p *process) startOn(ctx context.Context, forks *forkServer) error {
 
 	// The child's descriptors, from 0: stdin, stdout, stderr, its own
 	// stdout (the log stream), the shared memory (sharedMemoryFd), the
-	// Python stack dumps (dumpFd).
+	// Python stack dumps (--dump-fd).
 	child := []*os.File{inR, outW, errW, logW}
 	if p.spec.sharedThreshold > 0 {
 		if p.shm, err = newSharedMem(p.spec.maxMessageSize); err != nil {

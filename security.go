@@ -2,8 +2,8 @@ package pypool
 
 // security.go holds what restricts a worker beyond the pool's own rules: the
 // environment it inherits (Config.InheritEnv), its resource limits
-// (Config.Limits) and the user it runs as (Config.Credential). See the
-// README's "Security" section for the threat model.
+// (Config.Limits) and the user it runs as (Config.Credential). See
+// docs/security.md for the threat model.
 
 import (
 	"fmt"

@@ -4,7 +4,7 @@ package pypool
 // payloads: an anonymous memory file (memfd) that both map, passed to the
 // worker as its file descriptor 4 (see process.start). A large bytes value or
 // array is copied into it and the msgpack frame carries only a reference
-// (extShmBytes, extShmArray: offset and length), instead of the value
+// (extShmBytes, extShmNDArray: offset and length), instead of the value
 // crossing two pipes and several buffers.
 //
 // Within a call, Go writes the call's values from offset 0 up; the worker

@@ -64,7 +64,7 @@ type Stats struct {
 	StartsRecycle    uint64 // replacements of workers recycled (StopsMaxCalls, StopsMaxMemory, StopsMaxLifetime)
 	StartsOverflow   uint64 // workers started beyond Size for waiting callers or TryCall
 	Restarts         uint64 // workers started after New: StartsCrash + StartsRecycle + StartsOverflow + StartsResize
-	StartFailures    uint64 // worker starts that failed (the interpreter, the module's import, the handshake)
+	StartFailures    uint64 // worker starts that failed, fatal or transient (the interpreter, the module's import, the handshake, no descriptors, processes or memory)
 	Crashes          uint64 // workers that died without being asked to, whatever they were doing
 	Recycled         uint64 // healthy workers stopped on purpose: StopsMaxCalls + StopsMaxMemory + StopsMaxLifetime + overflow workers stopped by Config.OverflowIdleTimeout
 	StopsOverflow    uint64 // overflow workers stopped because no caller needed them: at check-in (poolboy's rule) or after Config.OverflowIdleTimeout
@@ -195,8 +195,8 @@ func (p *Pool) Observe(o CallObserver) {
 
 // callRecord follows one call through the call path, from callBegin to
 // callEnd (one of each per call). It is the one internal hook of the call
-// path: the counters of Stats, the CallObservers and any other per-call
-// instrument read it.
+// path: the counters of Stats, the observers of Pool.Observe and any
+// other per-call instrument read it.
 type callRecord struct {
 	fn    string
 	start time.Time

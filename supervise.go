@@ -285,7 +285,7 @@ func (p *Pool) fill(ctx context.Context) error {
 	return first
 }
 
-// The fork server (Config.StartForkServer, forkserver.go) is supervised
+// The fork server (StartMethod StartForkServer, forkserver.go) is supervised
 // here too: started by New, restarted with its own backoff when it dies,
 // stopped by Close once every worker has exited. While it is down, workers
 // are started as their own python3 (process.go's launch), and the workers

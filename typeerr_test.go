@@ -10,7 +10,8 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Item and Order are the README's example of a typed result.
+// Item and Order are the example of a typed result in docs/types.md
+// (Decoding into Go types).
 type Item struct {
 	Name  string `msgpack:"name"`
 	Score int64  `msgpack:"score"`

@@ -181,7 +181,8 @@ pypool_size{pool="writes"} 2
 }
 
 // TestScrapeSample writes a scrape of a pool that served a little traffic
-// to $PYPOOL_SCRAPE_SAMPLE, for the README. It is skipped without it.
+// to $PYPOOL_SCRAPE_SAMPLE, for the excerpt in docs/observability.md
+// (Prometheus). It is skipped without it.
 func TestScrapeSample(t *testing.T) {
 	path := os.Getenv("PYPOOL_SCRAPE_SAMPLE")
 	if path == "" {

@@ -83,7 +83,7 @@ func main() {
 func run(ctx context.Context, cfg config, started func(addr string)) error {
 	pool, err := pypool.New(ctx, pypool.Config{
 		Module:      "service_module",
-		PythonPath:  []string{sourceDir()}, // the Python code deployed next to the binary; see the README
+		PythonPath:  []string{sourceDir()}, // the Python code deployed next to the binary; see docs/operating.md
 		Size:        cfg.Size,
 		MaxOverflow: cfg.MaxOverflow,
 		// Keep overflow workers through a burst instead of paying a Python

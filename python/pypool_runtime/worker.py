@@ -11,7 +11,7 @@ Go starts it as::
 and talks to it over the original stdin/stdout with frames: a 4-byte
 big-endian length, then a msgpack array whose first element is the kind:
 
-    HELLO  (to Go, first)  [1, protocol_version, pid, python_version, codec, error|nil]
+    HELLO  (to Go, first)  [1, protocol_version, pid, python_version, codec, error|nil, executable, setup_seconds]
     CALL   (from Go)       [2, id, function, args, kwargs|nil]
     RESULT (to Go)         [3, id, value]
     ERROR  (to Go)         [4, id, code, type, message, traceback]
