@@ -126,11 +126,16 @@ func TestInterruptLogsStack(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	ctx, cancel := context.WithTimeout(testCtx(t), timeout)
 	defer cancel()
-	begin := time.Now()
+	due, _ := ctx.Deadline()
+	bare := bareTimer(due)
 	_, err := pool.Call(ctx, "sleep", 30)
-	late := time.Since(begin) - timeout
+	late := time.Since(due)
+	timerLate := bare()
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Less(t, late, 200*time.Millisecond, "the caller is answered at its deadline")
+	// Lateness against a bare timer due at the same time, not a fixed bound:
+	// a loaded machine makes both late.
+	assert.Less(t, late, timerLate+200*time.Millisecond,
+		"the caller is answered at its deadline: %v after it; a bare timer due then was %v late", late, timerLate)
 
 	interrupted := rec.await(t, msgCallInterrupted)
 	assert.Equal(t, "WARN", interrupted["level"])

@@ -311,6 +311,19 @@ func workerPids(p *Pool) []int {
 	return pids
 }
 
+// holdsAny reports whether any of procs is still one of p's workers, in any
+// state: true until the pool has handled its exit (processExited).
+func (p *Pool) holdsAny(procs []*process) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, proc := range procs {
+		if p.workers[proc] != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // atRest reports whether a pool is at rest with want workers: nothing
 // starting, stopping, waiting or checked out, and want idle workers.
 func atRest(s Stats, want int) bool {

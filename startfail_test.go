@@ -201,7 +201,9 @@ func TestBackoffCountsAWaveOnceAndKeepsCallersForTheRetry(t *testing.T) {
 	assert.LessOrEqual(t, first, backoffMin, "five parallel failures are one")
 	assert.True(t, b.retryBefore(time.Time{}), "no deadline: wait for the retry")
 	assert.True(t, b.retryBefore(time.Now().Add(time.Second)))
-	assert.False(t, b.retryBefore(time.Now().Add(time.Millisecond)), "the deadline comes before the retry")
+	// Not time.Now()+1ms: a machine that pauses this goroutine for the
+	// 50 ms delay would pass the retry. The starts began before the delay.
+	assert.False(t, b.retryBefore(begun.Add(time.Millisecond)), "the deadline comes before the retry")
 
 	for range 6 { // waves, one after the other: 100 ms ... 3.2 s
 		b.failedStart(emfile, time.Now())

@@ -15,9 +15,10 @@ import (
 
 // traceEvent is one hook call seen by a recordingTracer.
 type traceEvent struct {
-	hook   string // "start", "worker", "end"
-	id     int    // the attempt's id, from the context TraceCallStart returned
-	parent int    // at "start": the id already in the context (0: none)
+	hook   string    // "start", "worker", "end"
+	at     time.Time // when the hook was called
+	id     int       // the attempt's id, from the context TraceCallStart returned
+	parent int       // at "start": the id already in the context (0: none)
 	start  TraceCallStartData
 	worker TraceCallWorkerData
 	end    TraceCallEndData
@@ -45,20 +46,20 @@ func (r *recordingTracer) TraceCallStart(ctx context.Context, pool *Pool, data T
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.nextID++
-	r.events = append(r.events, traceEvent{hook: "start", id: r.nextID, parent: traceID(ctx), start: data})
+	r.events = append(r.events, traceEvent{hook: "start", at: time.Now(), id: r.nextID, parent: traceID(ctx), start: data})
 	return context.WithValue(ctx, traceIDKey{}, r.nextID)
 }
 
 func (r *recordingTracer) TraceCallWorker(ctx context.Context, pool *Pool, data TraceCallWorkerData) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, traceEvent{hook: "worker", id: traceID(ctx), worker: data})
+	r.events = append(r.events, traceEvent{hook: "worker", at: time.Now(), id: traceID(ctx), worker: data})
 }
 
 func (r *recordingTracer) TraceCallEnd(ctx context.Context, pool *Pool, data TraceCallEndData) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, traceEvent{hook: "end", id: traceID(ctx), end: data})
+	r.events = append(r.events, traceEvent{hook: "end", at: time.Now(), id: traceID(ctx), end: data})
 }
 
 // take returns the events recorded since the last take.
@@ -155,26 +156,54 @@ func TestTracerPythonException(t *testing.T) {
 func TestTracerDeadline(t *testing.T) {
 	pool, rec := tracedPool(t, testConfig(t))
 
-	// The deadline passes while Python runs.
+	// The deadline passes while Python runs. No fixed minimum for the
+	// span (a loaded machine may start the call late in its 100 ms): it
+	// starts before the worker hook and ends after the deadline, so it
+	// lasts at least from that hook to the deadline, and it lies within
+	// the start and end hooks.
 	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
 	defer cancel()
+	due, _ := ctx.Deadline()
 	_, err := pool.Call(ctx, "sleep", 30)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	ev := rec.take()
 	require.Equal(t, []string{"start:1", "worker:1", "end:1"}, hooks(ev))
 	checkEnd(t, ev[2])
 	assert.Equal(t, OutcomeDeadline, ev[2].end.Outcome)
-	assert.GreaterOrEqual(t, ev[2].end.Duration, 90*time.Millisecond)
+	assert.False(t, ev[2].at.Before(due), "the end is traced after the deadline")
+	assert.GreaterOrEqual(t, ev[2].end.Duration, due.Sub(ev[1].at), "the span runs from before the worker came to the deadline")
+	assert.LessOrEqual(t, ev[2].end.Duration, ev[2].at.Sub(ev[0].at), "the span lies within its hooks")
 	assert.Greater(t, ev[2].end.RequestBytes, 0)
 	assert.Zero(t, ev[2].end.ReplyBytes, "no reply came")
 
 	// The deadline passes while waiting for a worker: no TraceCallWorker.
 	awaitPool(t, pool, "the interrupted worker is back", func(s Stats) bool { return s.Idle == 1 })
+	// The wait starts before the pool counts the caller as waiting, which
+	// the test sees at seen, and ends after the deadline: it lasts at least
+	// from seen to the deadline (no fixed minimum, as above).
+	var seen time.Time
 	err = pool.Transaction(testCtx(t), func(*Worker) error {
 		ctx, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
 		defer cancel()
-		_, err := pool.Call(ctx, "echo", 1)
-		return err
+		due, _ = ctx.Deadline()
+		called := make(chan error, 1)
+		go func() {
+			_, err := pool.Call(ctx, "echo", 1)
+			called <- err
+		}()
+		for {
+			changed := pool.awaitChange()
+			if pool.Stats().Waiting == 1 {
+				seen = time.Now()
+				return <-called
+			}
+			select {
+			case <-changed:
+			case err := <-called: // gone before the test saw it wait
+				seen = time.Now()
+				return err
+			}
+		}
 	})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	ev = rec.take()
@@ -183,7 +212,8 @@ func TestTracerDeadline(t *testing.T) {
 	assert.Equal(t, OutcomeDeadline, ev[1].end.Outcome)
 	assert.Zero(t, ev[1].end.Pid)
 	assert.Equal(t, ev[1].end.Duration, ev[1].end.Wait, "all of it was waiting")
-	assert.GreaterOrEqual(t, ev[1].end.Wait, 40*time.Millisecond)
+	assert.GreaterOrEqual(t, ev[1].end.Wait, due.Sub(seen), "the wait runs from before the test saw it to the deadline")
+	assert.LessOrEqual(t, ev[1].end.Wait, ev[1].at.Sub(ev[0].at), "the wait lies within the hooks")
 	assert.Zero(t, ev[1].end.RequestBytes)
 
 	// A canceled context.

@@ -160,32 +160,37 @@ def send_pending(worker: Any) -> bool:
     (the linger's alarm, or call_go before it waits: the items made before
     the callback need not wait for it). False when it cannot be sent now
     (no credit, a call_go of an enclosing call waits, an item that needs the
-    loop's care); the loop then sends it after the item in progress."""
-    state = worker.streams[-1] if worker.streams else None
-    if state is None or not state.batch:
-        return True
-    if worker.callbacks_waiting != state.callbacks or state.credit <= 0 or state.closing:
-        return False
-    try:
-        body = worker._packb([ITEMS, state.call_id, state.batch])
-    except Exception:
-        return False  # the loop finds the item and reports it
-    if len(body) > worker._max_message:
-        return False
-    # Not interruptible while it writes: a SIGINT now is kept for the loop.
+    loop's care); the loop then sends it after the item in progress.
+
+    All of it is the runtime's code, from its first look at the batch to the
+    batch emptied: the alarm's handler sends only from the user's code, so
+    an alarm that lands in the middle of call_go's send cannot send the same
+    items again (Go once got an item twice that way), and a SIGINT is kept
+    for the loop."""
     in_user_code = _w._in_user_code
     _w._in_user_code = False
     _w._runtime_busy += 1
     try:
+        state = worker.streams[-1] if worker.streams else None
+        if state is None or not state.batch:
+            return True
+        if worker.callbacks_waiting != state.callbacks or state.credit <= 0 or state.closing:
+            return False
+        try:
+            body = worker._packb([ITEMS, state.call_id, state.batch])
+        except Exception:
+            return False  # the loop finds the item and reports it
+        if len(body) > worker._max_message:
+            return False
         _w.write_frame(worker._out_fd, body)
+        state.credit -= 1
+        state.sent += len(state.batch)
+        state.batch = []
+        state.size = 0
+        return True
     finally:
         _w._runtime_busy -= 1
         _w._in_user_code = in_user_code
-    state.credit -= 1
-    state.sent += len(state.batch)
-    state.batch = []
-    state.size = 0
-    return True
 
 
 def _pump(worker: Any, state: StreamState, iterator: Iterator[Any], name: str, timer: Any) -> None:

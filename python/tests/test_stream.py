@@ -5,6 +5,7 @@ test runs with the automatic codec and with the pure one."""
 import os
 import signal
 import struct
+import sys
 import time
 import unittest
 from typing import Any, List
@@ -205,6 +206,80 @@ class CallbackTest(WorkerTestBase):
         self.assertTrue(issubclass(pypool_runtime.GoError, Exception))
         with self.assertRaises(AttributeError):
             pypool_runtime.no_such_name
+
+
+class LingerAlarmRaceTest(unittest.TestCase):
+    """The linger's SIGALRM handler (stream._on_alarm) sends the batch when it
+    lands in the generator's code. call_go sends the batch too, first
+    (send_pending): an alarm that lands in the middle of that send must not
+    send the same items a second time. Go once saw a stream of callbacks'
+    answers with an item twice ([0 0 2 4 ...]): the alarm had sent the batch
+    again after call_go's send had written it but before it emptied it.
+
+    In process, without a signal: a trace function runs the handler at
+    each line of send_pending in turn, as a signal would between them."""
+
+    class FakeWorker:
+        def __init__(self) -> None:
+            self.streams: List[Any] = []
+            self.callbacks_waiting = 0
+            self._max_message = 1 << 20
+            self._out_fd = -1
+            self._packb = purecodec.packb
+
+    def send_with_alarm_at(self, line: int) -> "tuple[list, bool]":
+        """send_pending with the alarm's handler run at its line-th line
+        event; the ITEMS frames written and whether the handler ran."""
+        from pypool_runtime import worker as _w
+
+        fake = self.FakeWorker()
+        state = stream.StreamState(1, 8)
+        state.worker, state.name = fake, "gen"
+        state.batch, state.size, state.in_next = [0], 9, True
+        fake.streams.append(state)
+        written: List[Any] = []
+        saved = (_w._WORKER, _w.write_frame, _w._in_user_code, _w._runtime_busy)
+        outer: List[Any] = []
+        seen = [0]
+        fired = [False]
+
+        def trace(frame: Any, event: str, arg: Any) -> Any:
+            if frame.f_code is not stream.send_pending.__code__:
+                return None
+            if not outer:
+                outer.append(frame)
+            if frame is not outer[0]:
+                return None
+            if event == "line":
+                seen[0] += 1
+                if seen[0] == line and not fired[0]:
+                    fired[0] = True
+                    stream._on_alarm(signal.SIGALRM, None)
+            return trace
+
+        _w._WORKER = fake
+        _w.write_frame = lambda fd, body: written.append(purecodec.unpackb(body))
+        _w._in_user_code = True  # the generator's code called call_go
+        _w._runtime_busy = 1  # the stream's pump
+        sys.settrace(trace)
+        try:
+            self.assertTrue(stream.send_pending(fake))
+        finally:
+            sys.settrace(None)
+            _w._WORKER, _w.write_frame, _w._in_user_code, _w._runtime_busy = saved
+        self.assertEqual(state.batch, [])
+        return written, fired[0]
+
+    def test_an_alarm_during_send_pending_sends_nothing_twice(self) -> None:
+        line = 1
+        while True:
+            written, fired = self.send_with_alarm_at(line)
+            if not fired:
+                break  # past send_pending's last line
+            with self.subTest(line=line):
+                self.assertEqual(written, [[ITEMS, 1, [0]]], "each item once, in one frame")
+            line += 1
+        self.assertGreater(line, 5, "the handler ran at each of send_pending's lines")
 
 
 class PureCodecStreamTest(StreamTest):
