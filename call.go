@@ -1,8 +1,19 @@
 package pypool
 
+// call.go is every way to call Python: Pool.Call, TryCall, CallAs,
+// CallBytes, Ping, Worker.Call, Pool.Stream, Worker.Stream, StreamAs and
+// the calls made with a callback's context all go through Pool.call, the
+// one attempt path: it records and observes the call, checks a worker out
+// (or uses the transaction's, or the one that waits for the callback),
+// traces the attempt, runs the exchange (a call or a stream) on the
+// worker's process, retries per Config.CrashRetries and checks the worker
+// back in.
+
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 )
 
 // Kwargs holds Python keyword arguments. Passed as the last argument of a
@@ -26,6 +37,42 @@ func splitKwargs(args []any) ([]any, Kwargs) {
 // owned says the value may keep b (see frameReader.next), codec holds the
 // pool's struct tag and extensions.
 type decodeFunc func(b []byte, owned bool, codec *valueCodec) error
+
+// Call runs the public function fn of the pool's module with args and returns
+// its result, decoded as the type table of docs/types.md says: a numpy.ndarray
+// becomes an Array, a value of Config.Extensions its Go type. A Kwargs
+// value as the last argument becomes Python keyword arguments.
+//
+// Call waits for a free worker until ctx ends (or Config.CallTimeout, when
+// ctx has no deadline). If ctx ends while Python runs the function, Call
+// returns ctx's error at once; the worker is interrupted (KeyboardInterrupt)
+// and goes back to the pool if it answers within Config.InterruptGrace,
+// otherwise it is replaced. With Config.CrashRetries, a call whose worker
+// crashed is tried again on another worker.
+func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
+	return p.callValue(ctx, fn, args, true)
+}
+
+// TryCall is Call without waiting behind other callers, poolboy's
+// non-blocking checkout: it takes an idle worker; if none is idle and fewer
+// than Size+MaxOverflow workers serve or start, it has one started and
+// waits for that start only (bounded by ctx; when the free slot is still
+// held by a worker being stopped, the start waits for its exit, at most
+// Config.StopTimeout); otherwise it fails at once with ErrPoolExhausted, so
+// that a saturated service can shed load.
+func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error) {
+	return p.callValue(ctx, fn, args, false)
+}
+
+// callValue makes a call whose result is decoded as Call documents.
+func (p *Pool) callValue(ctx context.Context, fn string, args []any, wait bool) (any, error) {
+	var result any
+	err := p.call(ctx, nil, &exchange{fn: fn, args: args, into: func(b []byte, owned bool, codec *valueCodec) (err error) {
+		result, err = decodeValue(b, owned, codec)
+		return err
+	}}, wait)
+	return result, err
+}
 
 // Caller is what CallAs and StreamAs call through: a *Pool, or a *Worker inside a
 // transaction.
@@ -101,4 +148,156 @@ func appendBytesResult(buf, b []byte, codec *valueCodec) ([]byte, error) {
 		return buf, err
 	}
 	return buf, fmt.Errorf("%w: the result is a Python %s, not bytes", ErrResultNotDecodable, pythonType(got))
+}
+
+func (p *Pool) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
+	return p.call(ctx, nil, &exchange{fn: fn, args: args, into: into}, true)
+}
+
+func (p *Pool) streamInto(ctx context.Context, fn string, args []any, each itemFunc) error {
+	return p.call(ctx, nil, &exchange{fn: fn, args: args, each: each}, true)
+}
+
+func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
+	return w.pool.call(ctx, w, &exchange{fn: fn, args: args, into: into}, true)
+}
+
+func (w *Worker) streamInto(ctx context.Context, fn string, args []any, each itemFunc) error {
+	return w.pool.call(ctx, w, &exchange{fn: fn, args: args, each: each}, true)
+}
+
+// An exchange is what one attempt runs on a worker's process (see
+// Pool.exchange): a call, whose result goes to into, or a stream (each
+// set), whose items go to each. args may end with Kwargs.
+type exchange struct {
+	fn   string
+	args []any
+	into decodeFunc // a call's
+	each itemFunc   // a stream's
+}
+
+// kind names the exchange in errors.
+func (x *exchange) kind() string {
+	if x.each != nil {
+		return "stream"
+	}
+	return "call"
+}
+
+// call is the one path of every call to Python: it records the call
+// (Stats, Pool.Observe), applies Config.CallTimeout, and runs x in
+// attempts until one succeeds or may not be retried (Config.CrashRetries:
+// calls outside a transaction only; a stream never is, its loop has seen
+// items). w is the transaction's worker, nil for a call on the pool, which
+// checks one out (wait: behind other callers, else as TryCall). A call on
+// the pool made with the context of one of its workers' callbacks runs on
+// that worker, which waits for the callback, without a checkout, a trace
+// or a retry (the worker is the outer call's).
+func (p *Pool) call(ctx context.Context, w *Worker, x *exchange, wait bool) (err error) {
+	rec := p.callBegin(x.fn)
+	defer func() { p.callEnd(&rec, err) }()
+	ctx, cancel := p.withCallTimeout(ctx)
+	defer cancel()
+	if w == nil && p.spec.callbacks != nil {
+		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec {
+			return p.exchange(ctx, s.proc, x, nil)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		err = p.attempt(ctx, &rec, w, x, attempt, wait)
+		if err == nil || !p.mayRetry(w, x, err, attempt) || !p.awaitBackoff(ctx) {
+			return err
+		}
+		p.log.Debug("pypool: retrying a call whose worker failed", "function", x.fn, "attempt", attempt+1, "error", err)
+	}
+}
+
+// attempt is one attempt of a call: it gets a worker (checked out, or the
+// transaction's w), runs x on it between the tracer's hooks (Config.Tracer;
+// without one they do nothing) and checks the worker back in before the
+// attempt's trace ends.
+func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, x *exchange, attempt int, wait bool) (err error) {
+	ct := p.startTrace(ctx, x.fn, x.args, attempt, w != nil)
+	defer func() { ct.end(err, err != nil && p.mayRetry(w, x, err, attempt)) }() // after the check-in
+	var pw *pooledWorker
+	if w == nil {
+		var waited time.Duration
+		pw, waited, err = p.checkout(ctx, wait)
+		rec.wait += waited
+		if err != nil {
+			return err
+		}
+		defer p.checkin(pw)
+		ct.gotWorker(pw)
+	} else {
+		if w.released.Load() {
+			return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
+		}
+		pw = w.pw
+		ct.gotWorker(pw)
+		switch {
+		case x.each == nil && w.streaming.Load():
+			return fmt.Errorf("%w: worker %d: a call from the body of a loop over its Stream", ErrWorkerBusy, w.Pid())
+		case x.each != nil && !w.streaming.CompareAndSwap(false, true):
+			return fmt.Errorf("%w: worker %d: a Stream from the body of a loop over its Stream", ErrWorkerBusy, w.Pid())
+		case x.each != nil:
+			defer w.streaming.Store(false)
+		}
+	}
+	return p.exchange(ctx, pw.proc, x, ct.callSizes())
+}
+
+// exchange runs x on proc (process.call or process.stream, the process
+// side) and counts it as sent (Stats.Calls); sizes (nil: not traced)
+// receives a call's encoded sizes (a stream's are not counted). A success
+// ends the start backoff (the workers work); a crash caused by Close is
+// ErrPoolClosed.
+func (p *Pool) exchange(ctx context.Context, proc *process, x *exchange, sizes *callSizes) error {
+	var err error
+	args, kwargs := splitKwargs(x.args)
+	if x.each != nil {
+		err = proc.stream(ctx, x.fn, args, kwargs, x.each)
+	} else {
+		err = proc.call(ctx, x.fn, args, kwargs, x.into, sizes)
+	}
+	p.calls.Add(1)
+	switch {
+	case err == nil:
+		p.backoff.callSucceeded()
+	case errors.Is(err, ErrWorkerCrashed) && proc.stopping.Load() && p.isClosed():
+		return fmt.Errorf("%w: the worker was stopped while the %s ran: %w", ErrPoolClosed, x.kind(), err)
+	}
+	return err
+}
+
+// mayRetry reports whether attempt of x, which failed with err, is tried
+// again (Config.CrashRetries): only a call on the pool, not a stream nor a
+// call inside a transaction.
+func (p *Pool) mayRetry(w *Worker, x *exchange, err error, attempt int) bool {
+	return w == nil && x.each == nil && attempt < p.cfg.CrashRetries && retryable(err)
+}
+
+// retryable reports whether a call may be tried again on another worker
+// (Config.CrashRetries): its worker crashed or failed to start for a reason
+// that may not repeat. Python exceptions and ended contexts never are.
+func retryable(err error) bool {
+	switch {
+	case errors.Is(err, ErrPoolClosed):
+		return false
+	case errors.Is(err, ErrWorkerCrashed):
+		return true
+	case errors.Is(err, ErrWorkerStart):
+		return !isFatalStart(err)
+	}
+	return false
+}
+
+// withCallTimeout applies Config.CallTimeout to a context without deadline.
+func (p *Pool) withCallTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if p.cfg.CallTimeout > 0 {
+		if _, ok := ctx.Deadline(); !ok {
+			return context.WithTimeout(ctx, p.cfg.CallTimeout)
+		}
+	}
+	return ctx, func() {}
 }

@@ -1,8 +1,9 @@
 package pypool
 
 // tracer.go is the tracing hook of Config.Tracer: what a Tracer is told and
-// when, and the traced variants of a call's attempt. With a nil Tracer none
-// of this runs: the pool's call path tests the field once per attempt.
+// when. The one attempt path (Pool.attempt in call.go) calls the hooks of
+// a callTrace whether a Tracer is set or not: with a nil Tracer they return
+// at once.
 
 import (
 	"context"
@@ -197,7 +198,8 @@ type callSizes struct {
 	request, reply int
 }
 
-// callTrace follows one traced attempt from its start to its end.
+// callTrace follows one traced attempt from its start to its end; its zero
+// value, an attempt without a tracer, does nothing.
 type callTrace struct {
 	pool   *Pool
 	ctx    context.Context // what TraceCallStart returned
@@ -208,8 +210,12 @@ type callTrace struct {
 	waited bool // wait is set
 }
 
-// startTrace tells the tracer that an attempt starts.
+// startTrace tells the tracer that an attempt starts. Without a tracer it
+// returns a zero callTrace, whose hooks do nothing.
 func (p *Pool) startTrace(ctx context.Context, fn string, args []any, attempt int, tx bool) callTrace {
+	if p.cfg.Tracer == nil {
+		return callTrace{}
+	}
 	pos, kwargs := splitKwargs(args)
 	tctx := p.cfg.Tracer.TraceCallStart(ctx, p, TraceCallStartData{
 		Function: fn, Args: len(pos), Kwargs: len(kwargs), Attempt: attempt, Transaction: tx,
@@ -222,6 +228,9 @@ func (p *Pool) startTrace(ctx context.Context, fn string, args []any, attempt in
 
 // gotWorker tells the tracer that the attempt has its worker.
 func (ct *callTrace) gotWorker(pw *pooledWorker) {
+	if ct.pool == nil {
+		return
+	}
 	if !ct.waited {
 		ct.wait, ct.waited = time.Since(ct.start), true
 	}
@@ -231,6 +240,9 @@ func (ct *callTrace) gotWorker(pw *pooledWorker) {
 
 // end tells the tracer that the attempt ended with err.
 func (ct *callTrace) end(err error, retry bool) {
+	if ct.pool == nil {
+		return
+	}
 	d := time.Since(ct.start)
 	if !ct.waited {
 		ct.wait = d // no worker came
@@ -241,32 +253,11 @@ func (ct *callTrace) end(err error, retry bool) {
 	})
 }
 
-// tracedCallOnce is callOnce between the tracer's hooks.
-func (p *Pool) tracedCallOnce(ctx context.Context, rec *callRecord, args []any, into decodeFunc, wait bool, attempt int) error {
-	ct := p.startTrace(ctx, rec.fn, args, attempt, false)
-	err := p.tracedAttempt(ctx, &ct, rec, args, into, wait)
-	ct.end(err, err != nil && p.mayRetry(err, attempt))
-	return err
-}
-
-func (p *Pool) tracedAttempt(ctx context.Context, ct *callTrace, rec *callRecord, args []any, into decodeFunc, wait bool) error {
-	pw, waited, err := p.checkout(ctx, wait)
-	rec.wait += waited
-	if err != nil {
-		return err
+// callSizes is where process.call writes the sizes of a traced attempt;
+// nil when the attempt is not traced (then they are not computed).
+func (ct *callTrace) callSizes() *callSizes {
+	if ct.pool == nil {
+		return nil
 	}
-	defer p.checkin(pw)
-	ct.gotWorker(pw)
-	return p.callOn(ctx, pw, rec.fn, args, into, &ct.sizes)
-}
-
-// tracedCallInto is Worker.callInto between the tracer's hooks.
-func (w *Worker) tracedCallInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
-	ct := w.pool.startTrace(ctx, fn, args, 0, true)
-	if !w.released.Load() {
-		ct.gotWorker(w.pw)
-	}
-	err := w.call(ctx, fn, args, into, &ct.sizes)
-	ct.end(err, false)
-	return err
+	return &ct.sizes
 }
