@@ -270,6 +270,114 @@ func (p *Pool) exchange(ctx context.Context, proc *process, x *exchange, sizes *
 	return err
 }
 
+// callRecord follows one call through the call path, from callBegin to
+// callEnd (one of each per call). It is the one internal hook of the call
+// path: the counters of Stats, the observers of Pool.Observe and any
+// other per-call instrument read it.
+type callRecord struct {
+	fn    string
+	start time.Time
+	wait  time.Duration // summed over the call's checkouts
+}
+
+// callBegin records a call's start.
+func (p *Pool) callBegin(fn string) callRecord {
+	p.callStats.started.Add(1)
+	return callRecord{fn: fn, start: time.Now()}
+}
+
+// callEnd records a call's end with err, its one outcome.
+func (p *Pool) callEnd(rec *callRecord, err error) {
+	c := &p.callStats
+	outcome := OutcomeOf(err)
+	switch outcome {
+	case OutcomePythonError:
+		c.byOutcome[countPython].Add(1)
+	case OutcomeRejected:
+		c.byOutcome[countRejected].Add(1)
+	case OutcomeDeadline:
+		c.byOutcome[countDeadline].Add(1)
+	case OutcomeCanceled:
+		c.byOutcome[countCanceled].Add(1)
+	}
+	c.finished.Add(1)
+	if obs := p.observers.Load(); obs != nil {
+		info := CallInfo{Function: rec.fn, Wait: rec.wait, Duration: time.Since(rec.start), Outcome: outcome, Err: err}
+		for _, o := range *obs {
+			o.ObserveCall(info)
+		}
+	}
+}
+
+// callSizes receives the encoded sizes of a traced call from process.call.
+type callSizes struct {
+	request, reply int
+}
+
+// callTrace follows one traced attempt from its start to its end; its zero
+// value, an attempt without a tracer, does nothing.
+type callTrace struct {
+	pool   *Pool
+	ctx    context.Context // what TraceCallStart returned
+	start  time.Time
+	wait   time.Duration
+	pid    int
+	sizes  callSizes
+	waited bool // wait is set
+}
+
+// startTrace tells the tracer that an attempt starts. Without a tracer it
+// returns a zero callTrace, whose hooks do nothing.
+func (p *Pool) startTrace(ctx context.Context, fn string, args []any, attempt int, tx bool) callTrace {
+	if p.cfg.Tracer == nil {
+		return callTrace{}
+	}
+	pos, kwargs := splitKwargs(args)
+	tctx := p.cfg.Tracer.TraceCallStart(ctx, p, TraceCallStartData{
+		Function: fn, Args: len(pos), Kwargs: len(kwargs), Attempt: attempt, Transaction: tx,
+	})
+	if tctx == nil {
+		tctx = ctx
+	}
+	return callTrace{pool: p, ctx: tctx, start: time.Now(), waited: tx}
+}
+
+// gotWorker tells the tracer that the attempt has its worker.
+func (ct *callTrace) gotWorker(pw *pooledWorker) {
+	if ct.pool == nil {
+		return
+	}
+	if !ct.waited {
+		ct.wait, ct.waited = time.Since(ct.start), true
+	}
+	ct.pid = pw.proc.pid
+	ct.pool.cfg.Tracer.TraceCallWorker(ct.ctx, ct.pool, TraceCallWorkerData{Pid: ct.pid, Wait: ct.wait})
+}
+
+// end tells the tracer that the attempt ended with err.
+func (ct *callTrace) end(err error, retry bool) {
+	if ct.pool == nil {
+		return
+	}
+	d := time.Since(ct.start)
+	if !ct.waited {
+		ct.wait = d // no worker came
+	}
+	ct.pool.cfg.Tracer.TraceCallEnd(ct.ctx, ct.pool, TraceCallEndData{
+		Outcome: OutcomeOf(err), Err: err, Duration: d, Wait: ct.wait, Pid: ct.pid,
+		RequestBytes: ct.sizes.request, ReplyBytes: ct.sizes.reply, Retry: retry,
+	})
+}
+
+// callSizes is where process.call writes the sizes of a traced attempt;
+// nil when the attempt is not traced (then they are not computed).
+func (ct *callTrace) callSizes() *callSizes {
+	if ct.pool == nil {
+		return nil
+	}
+	return &ct.sizes
+}
+
 // mayRetry reports whether attempt of x, which failed with err, is tried
 // again (Config.CrashRetries): only a call on the pool, not a stream nor a
 // call inside a transaction.

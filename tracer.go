@@ -1,9 +1,9 @@
 package pypool
 
 // tracer.go is the tracing hook of Config.Tracer: what a Tracer is told and
-// when. The one attempt path (Pool.attempt in call.go) calls the hooks of
-// a callTrace whether a Tracer is set or not: with a nil Tracer they return
-// at once.
+// when. The one attempt path (Pool.attempt in call.go) tells it through a
+// callTrace, whether a Tracer is set or not: with a nil Tracer its hooks
+// return at once.
 
 import (
 	"context"
@@ -191,73 +191,4 @@ func OutcomeOf(err error) Outcome {
 func isPythonError(err error) bool {
 	var pyErr *PythonError
 	return errors.As(err, &pyErr)
-}
-
-// callSizes receives the encoded sizes of a traced call from process.call.
-type callSizes struct {
-	request, reply int
-}
-
-// callTrace follows one traced attempt from its start to its end; its zero
-// value, an attempt without a tracer, does nothing.
-type callTrace struct {
-	pool   *Pool
-	ctx    context.Context // what TraceCallStart returned
-	start  time.Time
-	wait   time.Duration
-	pid    int
-	sizes  callSizes
-	waited bool // wait is set
-}
-
-// startTrace tells the tracer that an attempt starts. Without a tracer it
-// returns a zero callTrace, whose hooks do nothing.
-func (p *Pool) startTrace(ctx context.Context, fn string, args []any, attempt int, tx bool) callTrace {
-	if p.cfg.Tracer == nil {
-		return callTrace{}
-	}
-	pos, kwargs := splitKwargs(args)
-	tctx := p.cfg.Tracer.TraceCallStart(ctx, p, TraceCallStartData{
-		Function: fn, Args: len(pos), Kwargs: len(kwargs), Attempt: attempt, Transaction: tx,
-	})
-	if tctx == nil {
-		tctx = ctx
-	}
-	return callTrace{pool: p, ctx: tctx, start: time.Now(), waited: tx}
-}
-
-// gotWorker tells the tracer that the attempt has its worker.
-func (ct *callTrace) gotWorker(pw *pooledWorker) {
-	if ct.pool == nil {
-		return
-	}
-	if !ct.waited {
-		ct.wait, ct.waited = time.Since(ct.start), true
-	}
-	ct.pid = pw.proc.pid
-	ct.pool.cfg.Tracer.TraceCallWorker(ct.ctx, ct.pool, TraceCallWorkerData{Pid: ct.pid, Wait: ct.wait})
-}
-
-// end tells the tracer that the attempt ended with err.
-func (ct *callTrace) end(err error, retry bool) {
-	if ct.pool == nil {
-		return
-	}
-	d := time.Since(ct.start)
-	if !ct.waited {
-		ct.wait = d // no worker came
-	}
-	ct.pool.cfg.Tracer.TraceCallEnd(ct.ctx, ct.pool, TraceCallEndData{
-		Outcome: OutcomeOf(err), Err: err, Duration: d, Wait: ct.wait, Pid: ct.pid,
-		RequestBytes: ct.sizes.request, ReplyBytes: ct.sizes.reply, Retry: retry,
-	})
-}
-
-// callSizes is where process.call writes the sizes of a traced attempt;
-// nil when the attempt is not traced (then they are not computed).
-func (ct *callTrace) callSizes() *callSizes {
-	if ct.pool == nil {
-		return nil
-	}
-	return &ct.sizes
 }
