@@ -67,7 +67,7 @@ func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error)
 // callValue makes a call whose result is decoded as Call documents.
 func (p *Pool) callValue(ctx context.Context, fn string, args []any, wait bool) (any, error) {
 	var result any
-	err := p.call(ctx, nil, &exchange{fn: fn, args: args, into: func(b []byte, owned bool, codec *valueCodec) (err error) {
+	err := p.call(ctx, nil, fn, args, exchange{into: func(b []byte, owned bool, codec *valueCodec) (err error) {
 		result, err = decodeValue(b, owned, codec)
 		return err
 	}}, wait)
@@ -151,33 +151,34 @@ func appendBytesResult(buf, b []byte, codec *valueCodec) ([]byte, error) {
 }
 
 func (p *Pool) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
-	return p.call(ctx, nil, &exchange{fn: fn, args: args, into: into}, true)
+	return p.call(ctx, nil, fn, args, exchange{into: into}, true)
 }
 
 func (p *Pool) streamInto(ctx context.Context, fn string, args []any, each itemFunc) error {
-	return p.call(ctx, nil, &exchange{fn: fn, args: args, each: each}, true)
+	return p.call(ctx, nil, fn, args, exchange{each: each}, true)
 }
 
 func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
-	return w.pool.call(ctx, w, &exchange{fn: fn, args: args, into: into}, true)
+	return w.pool.call(ctx, w, fn, args, exchange{into: into}, true)
 }
 
 func (w *Worker) streamInto(ctx context.Context, fn string, args []any, each itemFunc) error {
-	return w.pool.call(ctx, w, &exchange{fn: fn, args: args, each: each}, true)
+	return w.pool.call(ctx, w, fn, args, exchange{each: each}, true)
 }
 
-// An exchange is what one attempt runs on a worker's process (see
+// An exchange says what one attempt runs on a worker's process (see
 // Pool.exchange): a call, whose result goes to into, or a stream (each
-// set), whose items go to each. args may end with Kwargs.
+// set), whose items go to each. It holds only these two functions, which
+// the process side does not keep, so that it costs no allocation: the
+// function's name and arguments travel beside it (escape analysis does
+// not tell a struct's fields apart, and arguments do escape).
 type exchange struct {
-	fn   string
-	args []any
 	into decodeFunc // a call's
 	each itemFunc   // a stream's
 }
 
 // kind names the exchange in errors.
-func (x *exchange) kind() string {
+func (x exchange) kind() string {
 	if x.each != nil {
 		return "stream"
 	}
@@ -185,39 +186,39 @@ func (x *exchange) kind() string {
 }
 
 // call is the one path of every call to Python: it records the call
-// (Stats, Pool.Observe), applies Config.CallTimeout, and runs x in
-// attempts until one succeeds or may not be retried (Config.CrashRetries:
+// (Stats, Pool.Observe), applies Config.CallTimeout, and runs x (fn with
+// args, which may end with Kwargs) in attempts until one succeeds or may not be retried (Config.CrashRetries:
 // calls outside a transaction only; a stream never is, its loop has seen
 // items). w is the transaction's worker, nil for a call on the pool, which
 // checks one out (wait: behind other callers, else as TryCall). A call on
 // the pool made with the context of one of its workers' callbacks runs on
 // that worker, which waits for the callback, without a checkout, a trace
 // or a retry (the worker is the outer call's).
-func (p *Pool) call(ctx context.Context, w *Worker, x *exchange, wait bool) (err error) {
-	rec := p.callBegin(x.fn)
+func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exchange, wait bool) (err error) {
+	rec := p.callBegin(fn)
 	defer func() { p.callEnd(&rec, err) }()
 	ctx, cancel := p.withCallTimeout(ctx)
 	defer cancel()
 	if w == nil && p.spec.callbacks != nil {
 		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec {
-			return p.exchange(ctx, s.proc, x, nil)
+			return p.exchange(ctx, s.proc, fn, args, x, nil)
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		err = p.attempt(ctx, &rec, w, x, attempt, wait)
+		err = p.attempt(ctx, &rec, w, args, x, attempt, wait)
 		if err == nil || !p.mayRetry(w, x, err, attempt) || !p.awaitBackoff(ctx) {
 			return err
 		}
-		p.log.Debug("pypool: retrying a call whose worker failed", "function", x.fn, "attempt", attempt+1, "error", err)
+		p.log.Debug("pypool: retrying a call whose worker failed", "function", fn, "attempt", attempt+1, "error", err)
 	}
 }
 
-// attempt is one attempt of a call: it gets a worker (checked out, or the
+// attempt is one attempt of the call rec: it gets a worker (checked out, or the
 // transaction's w), runs x on it between the tracer's hooks (Config.Tracer;
 // without one they do nothing) and checks the worker back in before the
 // attempt's trace ends.
-func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, x *exchange, attempt int, wait bool) (err error) {
-	ct := p.startTrace(ctx, x.fn, x.args, attempt, w != nil)
+func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []any, x exchange, attempt int, wait bool) (err error) {
+	ct := p.startTrace(ctx, rec.fn, args, attempt, w != nil)
 	defer func() { ct.end(err, err != nil && p.mayRetry(w, x, err, attempt)) }() // after the check-in
 	var pw *pooledWorker
 	if w == nil {
@@ -244,21 +245,21 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, x *excha
 			defer w.streaming.Store(false)
 		}
 	}
-	return p.exchange(ctx, pw.proc, x, ct.callSizes())
+	return p.exchange(ctx, pw.proc, rec.fn, args, x, ct.callSizes())
 }
 
-// exchange runs x on proc (process.call or process.stream, the process
+// exchange runs x, fn with args, on proc (process.call or process.stream, the process
 // side) and counts it as sent (Stats.Calls); sizes (nil: not traced)
 // receives a call's encoded sizes (a stream's are not counted). A success
 // ends the start backoff (the workers work); a crash caused by Close is
 // ErrPoolClosed.
-func (p *Pool) exchange(ctx context.Context, proc *process, x *exchange, sizes *callSizes) error {
+func (p *Pool) exchange(ctx context.Context, proc *process, fn string, args []any, x exchange, sizes *callSizes) error {
 	var err error
-	args, kwargs := splitKwargs(x.args)
+	args, kwargs := splitKwargs(args)
 	if x.each != nil {
-		err = proc.stream(ctx, x.fn, args, kwargs, x.each)
+		err = proc.stream(ctx, fn, args, kwargs, x.each)
 	} else {
-		err = proc.call(ctx, x.fn, args, kwargs, x.into, sizes)
+		err = proc.call(ctx, fn, args, kwargs, x.into, sizes)
 	}
 	p.calls.Add(1)
 	switch {
@@ -381,7 +382,7 @@ func (ct *callTrace) callSizes() *callSizes {
 // mayRetry reports whether attempt of x, which failed with err, is tried
 // again (Config.CrashRetries): only a call on the pool, not a stream nor a
 // call inside a transaction.
-func (p *Pool) mayRetry(w *Worker, x *exchange, err error, attempt int) bool {
+func (p *Pool) mayRetry(w *Worker, x exchange, err error, attempt int) bool {
 	return w == nil && x.each == nil && attempt < p.cfg.CrashRetries && retryable(err)
 }
 
