@@ -1,8 +1,19 @@
 package pypool
 
+// call.go is every way to call Python: Pool.Call, TryCall, CallAs,
+// CallBytes, Ping, Worker.Call, Pool.Stream, Worker.Stream, StreamAs and
+// the calls made with a callback's context all go through Pool.call, the
+// one attempt path: it records and observes the call, checks a worker out
+// (or uses the transaction's, or the one that waits for the callback),
+// traces the attempt, runs the exchange (a call or a stream) on the
+// worker's process, retries per Config.CrashRetries and checks the worker
+// back in.
+
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 )
 
 // Kwargs holds Python keyword arguments. Passed as the last argument of a
@@ -26,6 +37,42 @@ func splitKwargs(args []any) ([]any, Kwargs) {
 // owned says the value may keep b (see frameReader.next), codec holds the
 // pool's struct tag and extensions.
 type decodeFunc func(b []byte, owned bool, codec *valueCodec) error
+
+// Call runs the public function fn of the pool's module with args and returns
+// its result, decoded as the type table of docs/types.md says: a numpy.ndarray
+// becomes an Array, a value of Config.Extensions its Go type. A Kwargs
+// value as the last argument becomes Python keyword arguments.
+//
+// Call waits for a free worker until ctx ends (or Config.CallTimeout, when
+// ctx has no deadline). If ctx ends while Python runs the function, Call
+// returns ctx's error at once; the worker is interrupted (KeyboardInterrupt)
+// and goes back to the pool if it answers within Config.InterruptGrace,
+// otherwise it is replaced. With Config.CrashRetries, a call whose worker
+// crashed is tried again on another worker.
+func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
+	return p.callValue(ctx, fn, args, true)
+}
+
+// TryCall is Call without waiting behind other callers, poolboy's
+// non-blocking checkout: it takes an idle worker; if none is idle and fewer
+// than Size+MaxOverflow workers serve or start, it has one started and
+// waits for that start only (bounded by ctx; when the free slot is still
+// held by a worker being stopped, the start waits for its exit, at most
+// Config.StopTimeout); otherwise it fails at once with ErrPoolExhausted, so
+// that a saturated service can shed load.
+func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error) {
+	return p.callValue(ctx, fn, args, false)
+}
+
+// callValue makes a call whose result is decoded as Call documents.
+func (p *Pool) callValue(ctx context.Context, fn string, args []any, wait bool) (any, error) {
+	var result any
+	err := p.call(ctx, nil, fn, args, exchange{into: func(b []byte, owned bool, codec *valueCodec) (err error) {
+		result, err = decodeValue(b, owned, codec)
+		return err
+	}}, wait)
+	return result, err
+}
 
 // Caller is what CallAs and StreamAs call through: a *Pool, or a *Worker inside a
 // transaction.
@@ -101,4 +148,265 @@ func appendBytesResult(buf, b []byte, codec *valueCodec) ([]byte, error) {
 		return buf, err
 	}
 	return buf, fmt.Errorf("%w: the result is a Python %s, not bytes", ErrResultNotDecodable, pythonType(got))
+}
+
+func (p *Pool) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
+	return p.call(ctx, nil, fn, args, exchange{into: into}, true)
+}
+
+func (p *Pool) streamInto(ctx context.Context, fn string, args []any, each itemFunc) error {
+	return p.call(ctx, nil, fn, args, exchange{each: each}, true)
+}
+
+func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
+	return w.pool.call(ctx, w, fn, args, exchange{into: into}, true)
+}
+
+func (w *Worker) streamInto(ctx context.Context, fn string, args []any, each itemFunc) error {
+	return w.pool.call(ctx, w, fn, args, exchange{each: each}, true)
+}
+
+// An exchange says what one attempt runs on a worker's process (see
+// Pool.exchange): a call, whose result goes to into, or a stream (each
+// set), whose items go to each. It holds only these two functions, which
+// the process side does not keep, so that it costs no allocation: the
+// function's name and arguments travel beside it (escape analysis does
+// not tell a struct's fields apart, and arguments do escape).
+type exchange struct {
+	into decodeFunc // a call's
+	each itemFunc   // a stream's
+}
+
+// kind names the exchange in errors.
+func (x exchange) kind() string {
+	if x.each != nil {
+		return "stream"
+	}
+	return "call"
+}
+
+// call is the one path of every call to Python: it records the call
+// (Stats, Pool.Observe), applies Config.CallTimeout, and runs x (fn with
+// args, which may end with Kwargs) in attempts until one succeeds or may not be retried (Config.CrashRetries:
+// calls outside a transaction only; a stream never is, its loop has seen
+// items). w is the transaction's worker, nil for a call on the pool, which
+// checks one out (wait: behind other callers, else as TryCall). A call on
+// the pool made with the context of one of its workers' callbacks runs on
+// that worker, which waits for the callback, without a checkout, a trace
+// or a retry (the worker is the outer call's).
+func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exchange, wait bool) (err error) {
+	rec := p.callBegin(fn)
+	defer func() { p.callEnd(&rec, err) }()
+	ctx, cancel := p.withCallTimeout(ctx)
+	defer cancel()
+	if w == nil && p.spec.callbacks != nil {
+		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec {
+			return p.exchange(ctx, s.proc, fn, args, x, nil)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		err = p.attempt(ctx, &rec, w, args, x, attempt, wait)
+		if err == nil || !p.mayRetry(w, x, err, attempt) || !p.awaitBackoff(ctx) {
+			return err
+		}
+		p.log.Debug("pypool: retrying a call whose worker failed", "function", fn, "attempt", attempt+1, "error", err)
+	}
+}
+
+// attempt is one attempt of the call rec: it gets a worker (checked out, or the
+// transaction's w), runs x on it between the tracer's hooks (Config.Tracer;
+// without one they do nothing) and checks the worker back in before the
+// attempt's trace ends.
+func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []any, x exchange, attempt int, wait bool) (err error) {
+	ct := p.startTrace(ctx, rec.fn, args, attempt, w != nil)
+	defer func() { ct.end(err, err != nil && p.mayRetry(w, x, err, attempt)) }() // after the check-in
+	var pw *pooledWorker
+	if w == nil {
+		var waited time.Duration
+		pw, waited, err = p.checkout(ctx, wait)
+		rec.wait += waited
+		if err != nil {
+			return err
+		}
+		defer p.checkin(pw)
+		ct.gotWorker(pw)
+	} else {
+		if w.released.Load() {
+			return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
+		}
+		pw = w.pw
+		ct.gotWorker(pw)
+		switch {
+		case x.each == nil && w.streaming.Load():
+			return fmt.Errorf("%w: worker %d: a call from the body of a loop over its Stream", ErrWorkerBusy, w.Pid())
+		case x.each != nil && !w.streaming.CompareAndSwap(false, true):
+			return fmt.Errorf("%w: worker %d: a Stream from the body of a loop over its Stream", ErrWorkerBusy, w.Pid())
+		case x.each != nil:
+			defer w.streaming.Store(false)
+		}
+	}
+	return p.exchange(ctx, pw.proc, rec.fn, args, x, ct.callSizes())
+}
+
+// exchange runs x, fn with args, on proc (process.call or process.stream, the process
+// side) and counts it as sent (Stats.Calls); sizes (nil: not traced)
+// receives a call's encoded sizes (a stream's are not counted). A success
+// ends the start backoff (the workers work); a crash caused by Close is
+// ErrPoolClosed.
+func (p *Pool) exchange(ctx context.Context, proc *process, fn string, args []any, x exchange, sizes *callSizes) error {
+	var err error
+	args, kwargs := splitKwargs(args)
+	if x.each != nil {
+		err = proc.stream(ctx, fn, args, kwargs, x.each)
+	} else {
+		err = proc.call(ctx, fn, args, kwargs, x.into, sizes)
+	}
+	p.calls.Add(1)
+	switch {
+	case err == nil:
+		p.backoff.callSucceeded()
+	case errors.Is(err, ErrWorkerCrashed) && proc.stopping.Load() && p.isClosed():
+		return fmt.Errorf("%w: the worker was stopped while the %s ran: %w", ErrPoolClosed, x.kind(), err)
+	}
+	return err
+}
+
+// callRecord follows one call through the call path, from callBegin to
+// callEnd (one of each per call). It is the one internal hook of the call
+// path: the counters of Stats, the observers of Pool.Observe and any
+// other per-call instrument read it.
+type callRecord struct {
+	fn    string
+	start time.Time
+	wait  time.Duration // summed over the call's checkouts
+}
+
+// callBegin records a call's start.
+func (p *Pool) callBegin(fn string) callRecord {
+	p.callStats.started.Add(1)
+	return callRecord{fn: fn, start: time.Now()}
+}
+
+// callEnd records a call's end with err, its one outcome.
+func (p *Pool) callEnd(rec *callRecord, err error) {
+	c := &p.callStats
+	outcome := OutcomeOf(err)
+	switch outcome {
+	case OutcomePythonError:
+		c.byOutcome[countPython].Add(1)
+	case OutcomeRejected:
+		c.byOutcome[countRejected].Add(1)
+	case OutcomeDeadline:
+		c.byOutcome[countDeadline].Add(1)
+	case OutcomeCanceled:
+		c.byOutcome[countCanceled].Add(1)
+	}
+	c.finished.Add(1)
+	if obs := p.observers.Load(); obs != nil {
+		info := CallInfo{Function: rec.fn, Wait: rec.wait, Duration: time.Since(rec.start), Outcome: outcome, Err: err}
+		for _, o := range *obs {
+			o.ObserveCall(info)
+		}
+	}
+}
+
+// callSizes receives the encoded sizes of a traced call from process.call.
+type callSizes struct {
+	request, reply int
+}
+
+// callTrace follows one traced attempt from its start to its end; its zero
+// value, an attempt without a tracer, does nothing.
+type callTrace struct {
+	pool   *Pool
+	ctx    context.Context // what TraceCallStart returned
+	start  time.Time
+	wait   time.Duration
+	pid    int
+	sizes  callSizes
+	waited bool // wait is set
+}
+
+// startTrace tells the tracer that an attempt starts. Without a tracer it
+// returns a zero callTrace, whose hooks do nothing.
+func (p *Pool) startTrace(ctx context.Context, fn string, args []any, attempt int, tx bool) callTrace {
+	if p.cfg.Tracer == nil {
+		return callTrace{}
+	}
+	pos, kwargs := splitKwargs(args)
+	tctx := p.cfg.Tracer.TraceCallStart(ctx, p, TraceCallStartData{
+		Function: fn, Args: len(pos), Kwargs: len(kwargs), Attempt: attempt, Transaction: tx,
+	})
+	if tctx == nil {
+		tctx = ctx
+	}
+	return callTrace{pool: p, ctx: tctx, start: time.Now(), waited: tx}
+}
+
+// gotWorker tells the tracer that the attempt has its worker.
+func (ct *callTrace) gotWorker(pw *pooledWorker) {
+	if ct.pool == nil {
+		return
+	}
+	if !ct.waited {
+		ct.wait, ct.waited = time.Since(ct.start), true
+	}
+	ct.pid = pw.proc.pid
+	ct.pool.cfg.Tracer.TraceCallWorker(ct.ctx, ct.pool, TraceCallWorkerData{Pid: ct.pid, Wait: ct.wait})
+}
+
+// end tells the tracer that the attempt ended with err.
+func (ct *callTrace) end(err error, retry bool) {
+	if ct.pool == nil {
+		return
+	}
+	d := time.Since(ct.start)
+	if !ct.waited {
+		ct.wait = d // no worker came
+	}
+	ct.pool.cfg.Tracer.TraceCallEnd(ct.ctx, ct.pool, TraceCallEndData{
+		Outcome: OutcomeOf(err), Err: err, Duration: d, Wait: ct.wait, Pid: ct.pid,
+		RequestBytes: ct.sizes.request, ReplyBytes: ct.sizes.reply, Retry: retry,
+	})
+}
+
+// callSizes is where process.call writes the sizes of a traced attempt;
+// nil when the attempt is not traced (then they are not computed).
+func (ct *callTrace) callSizes() *callSizes {
+	if ct.pool == nil {
+		return nil
+	}
+	return &ct.sizes
+}
+
+// mayRetry reports whether attempt of x, which failed with err, is tried
+// again (Config.CrashRetries): only a call on the pool, not a stream nor a
+// call inside a transaction.
+func (p *Pool) mayRetry(w *Worker, x exchange, err error, attempt int) bool {
+	return w == nil && x.each == nil && attempt < p.cfg.CrashRetries && retryable(err)
+}
+
+// retryable reports whether a call may be tried again on another worker
+// (Config.CrashRetries): its worker crashed or failed to start for a reason
+// that may not repeat. Python exceptions and ended contexts never are.
+func retryable(err error) bool {
+	switch {
+	case errors.Is(err, ErrPoolClosed):
+		return false
+	case errors.Is(err, ErrWorkerCrashed):
+		return true
+	case errors.Is(err, ErrWorkerStart):
+		return !isFatalStart(err)
+	}
+	return false
+}
+
+// withCallTimeout applies Config.CallTimeout to a context without deadline.
+func (p *Pool) withCallTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if p.cfg.CallTimeout > 0 {
+		if _, ok := ctx.Deadline(); !ok {
+			return context.WithTimeout(ctx, p.cfg.CallTimeout)
+		}
+	}
+	return ctx, func() {}
 }

@@ -363,13 +363,3 @@ func (p *process) cutOffInside(ctx context.Context, fn, callback string) error {
 	}
 	return fmt.Errorf("pypool: call to %s: a call made inside Go callback %s was cut off: %w", fn, callback, cause)
 }
-
-// nestedCall is a Pool call made with the context of one of its workers'
-// callbacks: it runs on that worker, which waits for the callback, without
-// a checkout (and without retries: the worker is the outer call's).
-func (p *Pool) nestedCall(ctx context.Context, s *callbackScope, fn string, args []any, into decodeFunc) error {
-	args, kwargs := splitKwargs(args)
-	err := s.call(ctx, fn, args, kwargs, into, nil)
-	p.calls.Add(1)
-	return err
-}

@@ -1,11 +1,11 @@
-// pool.go is the Pool's public API: New, the calls, Transaction, Stats and
-// Close. The package overview is in doc.go.
+// pool.go is the Pool: New, Close, Ping, Transaction, the checkout and the
+// check-in. Every way to call is in call.go; the package overview is in
+// doc.go.
 
 package pypool
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -134,126 +134,6 @@ func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 		}()
 	}
 	return p, nil
-}
-
-// Call runs the public function fn of the pool's module with args and returns
-// its result, decoded as the type table of docs/types.md says: a numpy.ndarray
-// becomes an Array, a value of Config.Extensions its Go type. A Kwargs
-// value as the last argument becomes Python keyword arguments.
-//
-// Call waits for a free worker until ctx ends (or Config.CallTimeout, when
-// ctx has no deadline). If ctx ends while Python runs the function, Call
-// returns ctx's error at once; the worker is interrupted (KeyboardInterrupt)
-// and goes back to the pool if it answers within Config.InterruptGrace,
-// otherwise it is replaced. With Config.CrashRetries, a call whose worker
-// crashed is tried again on another worker.
-func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
-	return p.callValue(ctx, fn, args, true)
-}
-
-// TryCall is Call without waiting behind other callers, poolboy's
-// non-blocking checkout: it takes an idle worker; if none is idle and fewer
-// than Size+MaxOverflow workers serve or start, it has one started and
-// waits for that start only (bounded by ctx; when the free slot is still
-// held by a worker being stopped, the start waits for its exit, at most
-// Config.StopTimeout); otherwise it fails at once with ErrPoolExhausted, so
-// that a saturated service can shed load.
-func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error) {
-	return p.callValue(ctx, fn, args, false)
-}
-
-// callValue makes a call whose result is decoded as Call documents.
-func (p *Pool) callValue(ctx context.Context, fn string, args []any, wait bool) (any, error) {
-	var result any
-	err := p.call(ctx, fn, args, func(b []byte, owned bool, codec *valueCodec) (err error) {
-		result, err = decodeValue(b, owned, codec)
-		return err
-	}, wait)
-	return result, err
-}
-
-func (p *Pool) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
-	return p.call(ctx, fn, args, into, true)
-}
-
-func (p *Pool) call(ctx context.Context, fn string, args []any, into decodeFunc, wait bool) (err error) {
-	rec := p.callBegin(fn)
-	defer func() { p.callEnd(&rec, err) }()
-	ctx, cancel := p.withCallTimeout(ctx)
-	defer cancel()
-	if p.spec.callbacks != nil {
-		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec {
-			return p.nestedCall(ctx, s, fn, args, into)
-		}
-	}
-	for attempt := 0; ; attempt++ {
-		var err error
-		if p.cfg.Tracer == nil {
-			err = p.callOnce(ctx, &rec, args, into, wait)
-		} else {
-			err = p.tracedCallOnce(ctx, &rec, args, into, wait, attempt)
-		}
-		if err == nil || !p.mayRetry(err, attempt) || !p.awaitBackoff(ctx) {
-			return err
-		}
-		p.log.Debug("pypool: retrying a call whose worker failed", "function", fn, "attempt", attempt+1, "error", err)
-	}
-}
-
-func (p *Pool) callOnce(ctx context.Context, rec *callRecord, args []any, into decodeFunc, wait bool) error {
-	pw, waited, err := p.checkout(ctx, wait)
-	rec.wait += waited
-	if err != nil {
-		return err
-	}
-	defer p.checkin(pw)
-	return p.callOn(ctx, pw, rec.fn, args, into, nil)
-}
-
-// mayRetry reports whether attempt, which failed with err, is tried again
-// (Config.CrashRetries).
-func (p *Pool) mayRetry(err error, attempt int) bool {
-	return attempt < p.cfg.CrashRetries && retryable(err)
-}
-
-// retryable reports whether a call may be tried again on another worker
-// (Config.CrashRetries): its worker crashed or failed to start for a reason
-// that may not repeat. Python exceptions and ended contexts never are.
-func retryable(err error) bool {
-	switch {
-	case errors.Is(err, ErrPoolClosed):
-		return false
-	case errors.Is(err, ErrWorkerCrashed):
-		return true
-	case errors.Is(err, ErrWorkerStart):
-		return !isFatalStart(err)
-	}
-	return false
-}
-
-// withCallTimeout applies Config.CallTimeout to a context without deadline.
-func (p *Pool) withCallTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if p.cfg.CallTimeout > 0 {
-		if _, ok := ctx.Deadline(); !ok {
-			return context.WithTimeout(ctx, p.cfg.CallTimeout)
-		}
-	}
-	return ctx, func() {}
-}
-
-// callOn makes one call on a checked-out worker; sizes (nil: not traced)
-// receives its encoded sizes.
-func (p *Pool) callOn(ctx context.Context, pw *pooledWorker, fn string, args []any, into decodeFunc, sizes *callSizes) error {
-	args, kwargs := splitKwargs(args)
-	err := pw.proc.call(ctx, fn, args, kwargs, into, sizes)
-	p.calls.Add(1)
-	switch {
-	case err == nil:
-		p.backoff.callSucceeded()
-	case errors.Is(err, ErrWorkerCrashed) && pw.proc.stopping.Load() && p.isClosed():
-		return fmt.Errorf("%w: the worker was stopped while the call ran: %w", ErrPoolClosed, err)
-	}
-	return err
 }
 
 // Ping checks that the pool serves: it takes a worker as Call does and

@@ -193,16 +193,6 @@ func (p *Pool) Observe(o CallObserver) {
 	p.observers.Store(&obs)
 }
 
-// callRecord follows one call through the call path, from callBegin to
-// callEnd (one of each per call). It is the one internal hook of the call
-// path: the counters of Stats, the observers of Pool.Observe and any
-// other per-call instrument read it.
-type callRecord struct {
-	fn    string
-	start time.Time
-	wait  time.Duration // summed over the call's checkouts
-}
-
 // callCounters are the pool's atomic counters of calls.
 type callCounters struct {
 	started, finished atomic.Uint64
@@ -220,35 +210,6 @@ const (
 	countCanceled
 	numOutcomes
 )
-
-// callBegin records a call's start.
-func (p *Pool) callBegin(fn string) callRecord {
-	p.callStats.started.Add(1)
-	return callRecord{fn: fn, start: time.Now()}
-}
-
-// callEnd records a call's end with err, its one outcome.
-func (p *Pool) callEnd(rec *callRecord, err error) {
-	c := &p.callStats
-	outcome := OutcomeOf(err)
-	switch outcome {
-	case OutcomePythonError:
-		c.byOutcome[countPython].Add(1)
-	case OutcomeRejected:
-		c.byOutcome[countRejected].Add(1)
-	case OutcomeDeadline:
-		c.byOutcome[countDeadline].Add(1)
-	case OutcomeCanceled:
-		c.byOutcome[countCanceled].Add(1)
-	}
-	c.finished.Add(1)
-	if obs := p.observers.Load(); obs != nil {
-		info := CallInfo{Function: rec.fn, Wait: rec.wait, Duration: time.Since(rec.start), Outcome: outcome, Err: err}
-		for _, o := range *obs {
-			o.ObserveCall(info)
-		}
-	}
-}
 
 // waited records a checkout that had to wait d.
 func (p *Pool) waited(d time.Duration) {

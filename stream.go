@@ -120,63 +120,6 @@ func streamValues(ctx context.Context, c Caller, fn string, args []any) iter.Seq
 	}
 }
 
-func (p *Pool) streamInto(ctx context.Context, fn string, args []any, each itemFunc) (err error) {
-	rec := p.callBegin(fn)
-	defer func() { p.callEnd(&rec, err) }()
-	ctx, cancel := p.withCallTimeout(ctx)
-	defer cancel()
-	pos, kwargs := splitKwargs(args)
-	if p.spec.callbacks != nil {
-		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec {
-			return s.proc.stream(ctx, fn, pos, kwargs, each)
-		}
-	}
-	var trace *callTrace
-	if p.cfg.Tracer != nil {
-		ct := p.startTrace(ctx, fn, args, 0, false)
-		trace = &ct
-		defer func() { trace.end(err, false) }() // after the check-in
-	}
-	pw, waited, err := p.checkout(ctx, true)
-	rec.wait += waited
-	if err != nil {
-		return err
-	}
-	defer p.checkin(pw)
-	if trace != nil {
-		trace.gotWorker(pw)
-	}
-	err = pw.proc.stream(ctx, fn, pos, kwargs, each)
-	p.calls.Add(1)
-	if errors.Is(err, ErrWorkerCrashed) && pw.proc.stopping.Load() && p.isClosed() {
-		return fmt.Errorf("%w: the worker was stopped while the stream ran: %w", ErrPoolClosed, err)
-	}
-	return err
-}
-
-func (w *Worker) streamInto(ctx context.Context, fn string, args []any, each itemFunc) (err error) {
-	rec := w.pool.callBegin(fn)
-	defer func() { w.pool.callEnd(&rec, err) }()
-	if w.released.Load() {
-		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
-	}
-	if !w.streaming.CompareAndSwap(false, true) {
-		return fmt.Errorf("%w: worker %d: a Stream from the body of a loop over its Stream", ErrWorkerBusy, w.Pid())
-	}
-	defer w.streaming.Store(false)
-	ctx, cancel := w.pool.withCallTimeout(ctx)
-	defer cancel()
-	if w.pool.cfg.Tracer != nil {
-		ct := w.pool.startTrace(ctx, fn, args, 0, true)
-		ct.gotWorker(w.pw)
-		defer func() { ct.end(err, false) }()
-	}
-	pos, kwargs := splitKwargs(args)
-	err = w.pw.proc.stream(ctx, fn, pos, kwargs, each)
-	w.pool.calls.Add(1)
-	return err
-}
-
 // stream runs the stream call fn and gives each item to each, on this
 // goroutine, until the stream ends or each returns false. As with call, a
 // callback's context sends it on the stream of the call that waits for the

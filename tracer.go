@@ -1,8 +1,9 @@
 package pypool
 
 // tracer.go is the tracing hook of Config.Tracer: what a Tracer is told and
-// when, and the traced variants of a call's attempt. With a nil Tracer none
-// of this runs: the pool's call path tests the field once per attempt.
+// when. The one attempt path (Pool.attempt in call.go) tells it through a
+// callTrace, whether a Tracer is set or not: with a nil Tracer its hooks
+// return at once.
 
 import (
 	"context"
@@ -190,83 +191,4 @@ func OutcomeOf(err error) Outcome {
 func isPythonError(err error) bool {
 	var pyErr *PythonError
 	return errors.As(err, &pyErr)
-}
-
-// callSizes receives the encoded sizes of a traced call from process.call.
-type callSizes struct {
-	request, reply int
-}
-
-// callTrace follows one traced attempt from its start to its end.
-type callTrace struct {
-	pool   *Pool
-	ctx    context.Context // what TraceCallStart returned
-	start  time.Time
-	wait   time.Duration
-	pid    int
-	sizes  callSizes
-	waited bool // wait is set
-}
-
-// startTrace tells the tracer that an attempt starts.
-func (p *Pool) startTrace(ctx context.Context, fn string, args []any, attempt int, tx bool) callTrace {
-	pos, kwargs := splitKwargs(args)
-	tctx := p.cfg.Tracer.TraceCallStart(ctx, p, TraceCallStartData{
-		Function: fn, Args: len(pos), Kwargs: len(kwargs), Attempt: attempt, Transaction: tx,
-	})
-	if tctx == nil {
-		tctx = ctx
-	}
-	return callTrace{pool: p, ctx: tctx, start: time.Now(), waited: tx}
-}
-
-// gotWorker tells the tracer that the attempt has its worker.
-func (ct *callTrace) gotWorker(pw *pooledWorker) {
-	if !ct.waited {
-		ct.wait, ct.waited = time.Since(ct.start), true
-	}
-	ct.pid = pw.proc.pid
-	ct.pool.cfg.Tracer.TraceCallWorker(ct.ctx, ct.pool, TraceCallWorkerData{Pid: ct.pid, Wait: ct.wait})
-}
-
-// end tells the tracer that the attempt ended with err.
-func (ct *callTrace) end(err error, retry bool) {
-	d := time.Since(ct.start)
-	if !ct.waited {
-		ct.wait = d // no worker came
-	}
-	ct.pool.cfg.Tracer.TraceCallEnd(ct.ctx, ct.pool, TraceCallEndData{
-		Outcome: OutcomeOf(err), Err: err, Duration: d, Wait: ct.wait, Pid: ct.pid,
-		RequestBytes: ct.sizes.request, ReplyBytes: ct.sizes.reply, Retry: retry,
-	})
-}
-
-// tracedCallOnce is callOnce between the tracer's hooks.
-func (p *Pool) tracedCallOnce(ctx context.Context, rec *callRecord, args []any, into decodeFunc, wait bool, attempt int) error {
-	ct := p.startTrace(ctx, rec.fn, args, attempt, false)
-	err := p.tracedAttempt(ctx, &ct, rec, args, into, wait)
-	ct.end(err, err != nil && p.mayRetry(err, attempt))
-	return err
-}
-
-func (p *Pool) tracedAttempt(ctx context.Context, ct *callTrace, rec *callRecord, args []any, into decodeFunc, wait bool) error {
-	pw, waited, err := p.checkout(ctx, wait)
-	rec.wait += waited
-	if err != nil {
-		return err
-	}
-	defer p.checkin(pw)
-	ct.gotWorker(pw)
-	return p.callOn(ctx, pw, rec.fn, args, into, &ct.sizes)
-}
-
-// tracedCallInto is Worker.callInto between the tracer's hooks.
-func (w *Worker) tracedCallInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
-	ct := w.pool.startTrace(ctx, fn, args, 0, true)
-	if !w.released.Load() {
-		ct.gotWorker(w.pw)
-	}
-	err := w.call(ctx, fn, args, into, &ct.sizes)
-	ct.end(err, false)
-	return err
 }

@@ -5,7 +5,6 @@ package pypool
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 )
 
@@ -31,27 +30,6 @@ func (w *Worker) Call(ctx context.Context, fn string, args ...any) (any, error) 
 		return err
 	})
 	return result, err
-}
-
-func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decodeFunc) (err error) {
-	rec := w.pool.callBegin(fn)
-	defer func() { w.pool.callEnd(&rec, err) }()
-	if w.pool.cfg.Tracer != nil {
-		return w.tracedCallInto(ctx, fn, args, into)
-	}
-	return w.call(ctx, fn, args, into, nil)
-}
-
-func (w *Worker) call(ctx context.Context, fn string, args []any, into decodeFunc, sizes *callSizes) error {
-	if w.released.Load() {
-		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
-	}
-	if w.streaming.Load() {
-		return fmt.Errorf("%w: worker %d: a call from the body of a loop over its Stream", ErrWorkerBusy, w.Pid())
-	}
-	ctx, cancel := w.pool.withCallTimeout(ctx)
-	defer cancel()
-	return w.pool.callOn(ctx, w.pw, fn, args, into, sizes)
 }
 
 // Pid returns the worker's process id.
