@@ -66,7 +66,6 @@ callback.py use), stream.py, callback.py and aio.py.
 
 from __future__ import annotations
 
-import sys
 
 try:  # _signal is signal without its enum wrappers, a few ms cheaper to import
     import _signal as signal
