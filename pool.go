@@ -146,7 +146,7 @@ func (p *Pool) Ping(ctx context.Context) error {
 	return err
 }
 
-// pingFunction is the runtime's no-op (PING_FUNCTION in worker.py).
+// pingFunction is the runtime's no-op (PING_FUNCTION in serve.py).
 const pingFunction = "_pypool_ping"
 
 // Transaction checks a worker out, runs fn with it and checks it back in,

@@ -3,8 +3,9 @@ package pypool
 // protocol.go knows bytes, not processes: frames, message kinds, encoding a
 // call and parsing the worker's messages. Values inside the messages are
 // decoded in decode.go. The same layout is implemented on the Python side in
-// python/pypool_runtime/worker.py (messages, frames) and codec.py (the
-// hand-decoded head of a CALL frame, the head of a large bytes RESULT).
+// python/pypool_runtime/worker.py (messages), frames.py (frames) and
+// codec.py (the hand-decoded head of a CALL frame, the head of a large bytes
+// RESULT).
 //
 // A frame is a 4-byte big-endian length followed by a msgpack body. Every body
 // is a msgpack array whose first element is the message kind:

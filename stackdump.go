@@ -3,7 +3,7 @@ package pypool
 // stackdump.go gets the Python stack of a worker at the moment a call is
 // cut off, a worker is killed, or recycled for memory, into the log.
 //
-// The runtime registers faulthandler (worker.py) on dumpSignal, writing the
+// The runtime registers faulthandler (startup.py) on dumpSignal, writing the
 // stacks of all threads to a pipe of their own (--dump-fd). faulthandler's
 // handler is C code that runs when the signal arrives, without the GIL and
 // without waiting for the interpreter's loop, so a worker stuck in C code

@@ -43,12 +43,13 @@ from __future__ import annotations
 import os
 import sys
 
-try:  # as in worker.py
+try:  # as in startup.py
     import _signal as signal
 except ImportError:  # pragma: no cover - not CPython
     import signal  # type: ignore[no-redef]
 
 from . import stdlib
+from .interrupt import STATE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds.
@@ -207,10 +208,9 @@ def _wake() -> None:
 
 
 def _runtime_busy() -> bool:
-    """Whether the worker's own code runs for the call in progress, as its
-    _runtime_busy counter says (0, or absent, when it does not)."""
-    worker = sys.modules.get(__package__ + ".worker")
-    return bool(getattr(worker, "_runtime_busy", 0))
+    """Whether the runtime's own code runs for the call in progress, as the
+    interrupt state's busy counter says."""
+    return bool(STATE.busy)
 
 
 def _close(awaitable: Any) -> None:

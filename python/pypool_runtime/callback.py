@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import sys
 
-from . import CALLBACK, CB_ERROR, CB_RESULT, CALL, STREAM, shm
-from . import worker as _w
+from . import CALLBACK, CB_ERROR, CB_RESULT, CALL, STREAM, channel, shm
+from .frames import ProtocolViolation
+from .interrupt import MAIN_THREAD, STATE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, List
+
+    from .channel import Channel
 
 
 class GoError(Exception):
@@ -66,10 +69,10 @@ def call_go(name: str, *args: Any) -> Any:
 
     if type(name) is not str:
         raise TypeError("call_go() takes the Go callback's name as a str first, not %s" % type(name).__name__)
-    worker = _w._WORKER
-    if _thread.get_ident() != _w._MAIN_THREAD:
+    worker = channel.CURRENT
+    if _thread.get_ident() != MAIN_THREAD:
         raise RuntimeError("call_go(%r) from a thread other than the worker's main thread: only the call Go made can call back" % name)
-    if worker is None or not (_w._in_user_code or _awaiting()):
+    if worker is None or not (STATE.in_user_code or _awaiting()):
         raise RuntimeError("call_go(%r) outside a call from Go: Go functions can only be called while Go waits for a call" % name)
     return _wait(worker, name, list(args))
 
@@ -81,8 +84,7 @@ def _awaiting() -> bool:
     return aio is not None and getattr(aio, "_task", None) is not None
 
 
-def _wait(worker: Any, name: str, args: List[Any]) -> Any:
-    in_user_code = _w._in_user_code
+def _wait(worker: Channel, name: str, args: List[Any]) -> Any:
     if worker.streams and worker.streams[-1].batch:
         from .stream import send_pending
 
@@ -92,39 +94,35 @@ def _wait(worker: Any, name: str, args: List[Any]) -> Any:
     shared, shm.ACTIVE = shm.ACTIVE, None  # arguments and nested calls' values cross inline
     try:
         try:
-            body = worker._packb([CALLBACK, seq, name, args])
+            body = worker.packb([CALLBACK, seq, name, args])
         except Exception as exc:
             raise TypeError("call_go(%r): an argument cannot be encoded for Go: %s" % (name, exc)) from None
-        if len(body) > worker._max_message:
-            raise ValueError("call_go(%r): the arguments encode to %d bytes, more than --max-message %d" % (name, len(body), worker._max_message))
-        _w._in_user_code = False
-        _w._runtime_busy += 1
+        if len(body) > worker.max_message:
+            raise ValueError("call_go(%r): the arguments encode to %d bytes, more than --max-message %d" % (name, len(body), worker.max_message))
+        # Back in the user's code that called call_go when it returns.
+        was_user = STATE.enter_runtime()
         worker.callbacks_waiting += 1
         try:
-            _w.write_frame(worker._out_fd, body)
+            worker.send(body)
             return _answer(worker, seq)
         finally:
             worker.callbacks_waiting -= 1
-            _w._runtime_busy -= 1
-            if not _w._runtime_busy:
-                _w._interrupt_pending = False
+            shm.ACTIVE = shared  # before the user's code is interruptible again
+            STATE.leave_runtime(was_user)
     finally:
         shm.ACTIVE = shared
-        _w._in_user_code = in_user_code  # back in the user's code that called call_go
 
 
-def _answer(worker: Any, seq: int) -> Any:
+def _answer(worker: Channel, seq: int) -> Any:
     """Wait for the answer to callback seq, serving nested calls meanwhile."""
     while True:
         worker.wait_input()
         body = worker.read_message()
         kind = body[1] if len(body) > 1 and 0x90 <= body[0] <= 0x9F else -1
         if kind == CALL or kind == STREAM:
-            worker._handle(body)  # a call made inside the Go callback
+            worker.handle(body)  # a call made inside the Go callback
             continue
-        message = worker._unpackb(body)
-        if type(message) is not list or not message or type(message[0]) is not int:
-            raise _w.ProtocolViolation("a frame is not an array that starts with an integer kind")
+        message = worker.decode(body)
         kind = message[0]
         if (kind == CB_RESULT or kind == CB_ERROR) and len(message) >= 2 and message[1] == seq:
             if kind == CB_RESULT and len(message) == 3:
@@ -132,5 +130,5 @@ def _answer(worker: Any, seq: int) -> Any:
             if kind == CB_ERROR and len(message) == 5:
                 _, _, code, go_type, text = message
                 raise GoError(text, code, go_type)
-            raise _w.ProtocolViolation("a callback answer has %d fields" % len(message))
+            raise ProtocolViolation("a callback answer has %d fields" % len(message))
         worker.control(message)  # credit for a stream in progress, or a late answer

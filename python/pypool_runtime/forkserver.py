@@ -61,7 +61,7 @@ except ImportError:  # pragma: no cover - not CPython
     import signal  # type: ignore[no-redef]
 
 from . import codec as codecs
-from . import worker
+from . import startup, worker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -337,9 +337,9 @@ def _close_all(fds: List[int]) -> None:
 
 def _fail(control: socket.socket, codec: codecs.Codec, error: List[str]) -> NoReturn:
     try:
-        control.send(worker.hello_frame(codec, error))
+        control.send(startup.hello_frame(codec, error))
     finally:
-        worker._exit(worker.EXIT_IMPORT_FAILED)
+        startup.exit_now(startup.EXIT_IMPORT_FAILED)
 
 
 def _unsupported(message: str) -> List[str]:
@@ -352,19 +352,19 @@ def main(argv: List[str]) -> None:
     try:
         server, worker_argv = parse_server_args(argv)
     except ValueError as exc:
-        worker._exit(worker.EXIT_PROTOCOL, str(exc))
+        startup.exit_now(startup.EXIT_PROTOCOL, str(exc))
     # The worker's --shm-fd and --dump-fd are its children's, not the
     # template's: it keeps only what it was given.
     options = worker.startup(worker_argv, keep=[0, 1, 2, CONTROL_FD])
     try:
         control = socket.socket(fileno=_high(CONTROL_FD, server.worker_fds))
     except OSError as exc:
-        _fail(socket.socket(fileno=CONTROL_FD), worker.startup_codec(options), _unsupported(_nofile_message(exc)))
-    sys.stdin = sys.__stdin__ = worker._text_stream(0, write=False)
-    sys.stdout = sys.__stdout__ = worker._text_stream(1, write=True)
-    sys.stderr = sys.__stderr__ = worker._text_stream(2, write=True)
+        _fail(socket.socket(fileno=CONTROL_FD), startup.startup_codec(options), _unsupported(_nofile_message(exc)))
+    sys.stdin = sys.__stdin__ = startup.text_stream(0, write=False)
+    sys.stdout = sys.__stdout__ = startup.text_stream(1, write=True)
+    sys.stderr = sys.__stderr__ = startup.text_stream(2, write=True)
     _STREAMS[:] = [sys.stdin, sys.stdout, sys.stderr]
-    codec = worker.startup_codec(options)
+    codec = startup.startup_codec(options)
     if not hasattr(os, "pidfd_open") or not sys.platform.startswith("linux"):
         _fail(control, codec, _unsupported("the fork server needs Linux 5.3+ and Python 3.9+ (os.pidfd_open); this is Python %s on %s" % (sys.version.split()[0], sys.platform)))
     try:
@@ -381,13 +381,13 @@ def main(argv: List[str]) -> None:
         _LIBC = ctypes.CDLL(None, use_errno=True)
     except (OSError, ImportError) as exc:
         _fail(control, codec, _unsupported("the fork server cannot watch the Go process: %s" % exc))
-    modules, error = worker.load_modules(options)
+    modules, error = startup.load_modules(options)
     for name in server.preload:
         if error is None:
-            _, error = worker.load_module(name, True)
+            _, error = startup.load_module(name, True)
     setup_seconds = 0.0
     if error is None and server.preload_setup:
-        setup_seconds, error = worker.run_setup(modules[0], options, codec)
+        setup_seconds, error = startup.run_setup(modules[0], options, codec)
     if error is not None:
         _fail(control, codec, error)
     # What the import built goes to the collector's permanent generation:
@@ -401,7 +401,7 @@ def main(argv: List[str]) -> None:
         pass
     gc.collect()
     gc.freeze()
-    control.send(worker.hello_frame(codec, None, setup_seconds))
+    control.send(startup.hello_frame(codec, None, setup_seconds))
     template = Template(control, host_fd, server.worker_fds)
     try:
         template.serve()
@@ -409,10 +409,10 @@ def main(argv: List[str]) -> None:
         fds = child.fds  # outside this block, so that no exception of the
         # worker's has the fork as its context
     else:
-        worker._exit(0)
+        startup.exit_now(0)
     template.become_worker(fds)
     # The template's sys.std* are text streams of fds 0-2 already, and
     # were flushed before the fork: keeping them saves their opening.
     kept = all(s is t for s, t in zip(_STREAMS, (sys.stdin, sys.stdout, sys.stderr)))
-    proto = worker.isolate_stdio(new_streams=not kept)
+    proto = startup.isolate_stdio(new_streams=not kept)
     worker.serve_process(options, codec, modules, proto, setup=not server.preload_setup)

@@ -158,5 +158,5 @@ def bytes_result_frame(mem: SharedMemory, call_id: int, data: Buffer) -> bytes:
     return _pack_I(len(body)) + body
 
 
-# The worker's shared memory, when Go gave it one (set by worker.main).
+# The worker's shared memory, when Go gave it one (set by startup.open_shared_memory).
 ACTIVE: Optional[SharedMemory] = None

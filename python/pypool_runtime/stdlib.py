@@ -3,7 +3,7 @@ are on sys.path (asyncio, at the first awaitable: importing it at every
 start would cost milliseconds), found among the interpreter's own sys.path
 entries only, never in a PythonPath directory.
 
-worker.fix_sys_path calls protect() with the interpreter's own entries
+startup.fix_sys_path calls protect() with the interpreter's own entries
 (standard library, site-packages) before it puts the user's paths first.
 import_module(name) then imports name while, in the importing thread only,
 a finder placed just before Python's PathFinder looks top-level modules up

@@ -27,12 +27,21 @@ sends or waits, ends the stream at the next safe point the same way.
 
 from __future__ import annotations
 
-from . import ITEMS, RESULT, shm
-from . import worker as _w
+try:  # _signal is signal without its enum wrappers (worker.py imported it already)
+    import _signal as signal
+except ImportError:  # pragma: no cover - not CPython
+    import signal  # type: ignore[no-redef]
+
+from . import ITEMS, RESULT, channel, shm
+from .errors import not_encodable_detail, type_name
+from .frames import ProtocolViolation
+from .interrupt import STATE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Iterator, List
+
+    from .channel import Channel
 
 # A frame is sent when it holds this many items, or about this many bytes
 # (estimated from the lengths of str and bytes items), or when its first
@@ -44,7 +53,7 @@ LINGER_SECONDS = 0.002
 
 class StreamState:
     """A stream in progress: its credit (frames it may still send) and
-    whether Go asked for its end. Worker.control updates both."""
+    whether Go asked for its end. Channel.control updates both."""
 
     __slots__ = ("call_id", "credit", "closing", "batch", "size", "sent", "in_next", "flush_due", "callbacks", "worker", "name")
 
@@ -57,8 +66,8 @@ class StreamState:
         self.sent = 0  # items sent so far
         self.in_next = False  # the generator's code runs
         self.flush_due = False  # the batch's linger passed while it could not be sent
-        self.callbacks = 0  # call_go waits below this stream (Worker.callbacks_waiting at its start)
-        self.worker: Any = None
+        self.callbacks = 0  # call_go waits below this stream (Channel.callbacks_waiting at its start)
+        self.worker: Any = None  # the Channel
         self.name = ""
 
 
@@ -85,52 +94,46 @@ def iterator_of(result: Any, name: str) -> Any:
     )
 
 
-def run(worker: Any, call_id: int, name: str, args: List[Any], kwargs: Dict[str, Any], window: Any) -> None:
+def run(worker: Channel, call_id: int, name: str, args: List[Any], kwargs: Dict[str, Any], window: Any) -> None:
     """Answer a STREAM frame: call the function, stream what it returns."""
     if type(window) is not int or window <= 0:
-        raise _w.ProtocolViolation("a STREAM frame's window is not a positive integer")
-    function = worker._functions.get(name)
+        raise ProtocolViolation("a STREAM frame's window is not a positive integer")
+    function = worker.function(name)
     if function is None:
-        worker._send_error(call_id, "function_not_found", "AttributeError", worker._not_found(name))
+        worker.send_error(call_id, "function_not_found", "AttributeError", worker.not_found(name))
         return
     try:
-        result = _w._invoke(function, args, kwargs)
+        result = STATE.call_user(function, args, kwargs)
         iterator = iterator_of(result, name)
     except BaseException as exc:
-        worker._send_exception(call_id, exc)
+        worker.send_exception(call_id, exc)
         return
     state = StreamState(call_id, window)
     state.worker, state.name = worker, name
     state.callbacks = worker.callbacks_waiting
     worker.streams.append(state)
     shared, shm.ACTIVE = shm.ACTIVE, None  # items cross inline
-    _w._runtime_busy += 1
+    was_user = STATE.enter_runtime()
     timer = _arm_timer()
     try:
         _pump(worker, state, iterator, name, timer)
     finally:
         if timer is not None:
-            timer(_w.signal.ITIMER_REAL, 0)  # no late alarm after the stream
-        _w._runtime_busy -= 1
-        if not _w._runtime_busy:
-            _w._interrupt_pending = False
+            timer(signal.ITIMER_REAL, 0)  # no late alarm after the stream
+        STATE.leave_runtime(was_user)
         shm.ACTIVE = shared
         worker.streams.remove(state)
 
 
 def _next_item(step: Callable[[], Any]) -> Any:
-    try:
-        _w._in_user_code = True
-        return step()
-    finally:
-        _w._in_user_code = False
+    """step(), as the user's code: interruptible."""
+    return STATE.call_user(step)
 
 
 def _arm_timer() -> Any:
     """setitimer, when the stream may use SIGALRM for its linger; else None
     (the user's code handles SIGALRM: a batch then waits for its next item
     or its size)."""
-    signal = _w.signal
     setitimer = getattr(signal, "setitimer", None)
     if setitimer is None:  # pragma: no cover - not Unix
         return None
@@ -147,15 +150,15 @@ def _on_alarm(signum: int, frame: Any) -> None:
     the main thread is in the generator's code (not in the runtime's, not
     waiting in call_go) and the stream has credit; else the loop sends it
     after the item in progress."""
-    worker = _w._WORKER
+    worker = channel.CURRENT
     if worker is None or not worker.streams:
         return
     state = worker.streams[-1]
-    if state.batch and not (state.in_next and _w._in_user_code and send_pending(worker)):
+    if state.batch and not (state.in_next and STATE.in_user_code and send_pending(worker)):
         state.flush_due = True
 
 
-def send_pending(worker: Any) -> bool:
+def send_pending(worker: Channel) -> bool:
     """Send the innermost stream's batch at once, from the generator's code
     (the linger's alarm, or call_go before it waits: the items made before
     the callback need not wait for it). False when it cannot be sent now
@@ -167,9 +170,7 @@ def send_pending(worker: Any) -> bool:
     an alarm that lands in the middle of call_go's send cannot send the same
     items again (Go once got an item twice that way), and a SIGINT is kept
     for the loop."""
-    in_user_code = _w._in_user_code
-    _w._in_user_code = False
-    _w._runtime_busy += 1
+    was_user = STATE.enter_runtime()
     try:
         state = worker.streams[-1] if worker.streams else None
         if state is None or not state.batch:
@@ -177,25 +178,25 @@ def send_pending(worker: Any) -> bool:
         if worker.callbacks_waiting != state.callbacks or state.credit <= 0 or state.closing:
             return False
         try:
-            body = worker._packb([ITEMS, state.call_id, state.batch])
+            body = worker.packb([ITEMS, state.call_id, state.batch])
         except Exception:
             return False  # the loop finds the item and reports it
-        if len(body) > worker._max_message:
+        if len(body) > worker.max_message:
             return False
-        _w.write_frame(worker._out_fd, body)
+        worker.send(body)
         state.credit -= 1
         state.sent += len(state.batch)
         state.batch = []
         state.size = 0
         return True
     finally:
-        _w._runtime_busy -= 1
-        _w._in_user_code = in_user_code
+        # A SIGINT meanwhile is kept for the loop: the call goes on.
+        STATE.leave_runtime(was_user, keep_pending=True)
 
 
-def _pump(worker: Any, state: StreamState, iterator: Iterator[Any], name: str, timer: Any) -> None:
+def _pump(worker: Channel, state: StreamState, iterator: Iterator[Any], name: str, timer: Any) -> None:
     step = iterator.__next__
-    real = _w.signal.ITIMER_REAL if timer is not None else 0
+    real = signal.ITIMER_REAL if timer is not None else 0
     while True:
         try:
             state.in_next = True
@@ -203,8 +204,7 @@ def _pump(worker: Any, state: StreamState, iterator: Iterator[Any], name: str, t
                 item = _next_item(step)
             finally:
                 state.in_next = False
-            if _w._interrupt_pending:
-                _w._interrupt_pending = False
+            if STATE.pending and STATE.take_pending():
                 raise KeyboardInterrupt
         except StopIteration:
             if not state.batch or _flush(worker, state, iterator):
@@ -214,7 +214,7 @@ def _pump(worker: Any, state: StreamState, iterator: Iterator[Any], name: str, t
             # The items before the exception, then the exception.
             if isinstance(exc, KeyboardInterrupt) or not state.batch or _flush(worker, state, iterator):
                 _close_quietly(iterator)
-                worker._send_exception(state.call_id, exc)
+                worker.send_exception(state.call_id, exc)
             return
         batch = state.batch
         if not batch and timer is not None:
@@ -227,7 +227,7 @@ def _pump(worker: Any, state: StreamState, iterator: Iterator[Any], name: str, t
                 return
 
 
-def _flush(worker: Any, state: StreamState, iterator: Any) -> bool:
+def _flush(worker: Channel, state: StreamState, iterator: Any) -> bool:
     """Send the batch; False when the stream is over instead (Go closed it,
     an item does not encode, an interrupt), its end sent."""
     batch = state.batch
@@ -240,11 +240,11 @@ def _flush(worker: Any, state: StreamState, iterator: Any) -> bool:
             return True
     except KeyboardInterrupt as exc:
         _close_quietly(iterator)
-        worker._send_exception(state.call_id, exc)
+        worker.send_exception(state.call_id, exc)
         return False
     except _NotEncodable as exc:
         _close_quietly(iterator)
-        worker._send_error(state.call_id, exc.code, exc.type_name, exc.message)
+        worker.send_error(state.call_id, exc.code, exc.type_name, exc.message)
         return False
     _closed(worker, state, iterator)
     return False
@@ -256,7 +256,7 @@ class _NotEncodable(Exception):
         self.code, self.type_name, self.message = code, type_name, message
 
 
-def _send(worker: Any, state: StreamState, batch: List[Any], name: str, sent: int) -> bool:
+def _send(worker: Channel, state: StreamState, batch: List[Any], name: str, sent: int) -> bool:
     """Send batch in one ITEMS frame (or more, when it is too large for
     one), after waiting for credit; False when Go closed the stream."""
     if state.credit <= 0 or worker.input_waiting():
@@ -264,35 +264,35 @@ def _send(worker: Any, state: StreamState, batch: List[Any], name: str, sent: in
     if state.closing:
         return False
     try:
-        body = worker._packb([ITEMS, state.call_id, batch])
+        body = worker.packb([ITEMS, state.call_id, batch])
     except Exception as exc:
         # Send the items before the one that does not encode, then say which.
         for index, item in enumerate(batch):
             try:
-                worker._packb(item)
+                worker.packb(item)
             except Exception as item_exc:
                 if index:
                     _send(worker, state, batch[:index], name, sent)
-                detail = _w.not_encodable_detail(item, item_exc)
+                detail = not_encodable_detail(item, item_exc)
                 raise _NotEncodable(
-                    "result_not_encodable", _w.type_name(item_exc),
+                    "result_not_encodable", type_name(item_exc),
                     "cannot encode item %d of %s() for Go: %s" % (sent + index, name, detail),
                 ) from None  # fmt: skip
-        raise _NotEncodable("result_not_encodable", _w.type_name(exc), "cannot encode items of %s(): %s" % (name, exc)) from None
-    if len(body) > worker._max_message:
+        raise _NotEncodable("result_not_encodable", type_name(exc), "cannot encode items of %s(): %s" % (name, exc)) from None
+    if len(body) > worker.max_message:
         if len(batch) == 1:
             raise _NotEncodable(
                 "message_too_large", "ValueError",
-                "item %d of %s() encodes to %d bytes, more than --max-message %d" % (sent, name, len(body), worker._max_message),
+                "item %d of %s() encodes to %d bytes, more than --max-message %d" % (sent, name, len(body), worker.max_message),
             )  # fmt: skip
         half = len(batch) // 2
         return _send(worker, state, batch[:half], name, sent) and _send(worker, state, batch[half:], name, sent + half)
-    _w.write_frame(worker._out_fd, body)
+    worker.send(body)
     state.credit -= 1
     return True
 
 
-def _take_control(worker: Any, state: StreamState) -> None:
+def _take_control(worker: Channel, state: StreamState) -> None:
     """Read what Go sent (credit, a close) and, while the stream has no
     credit and is not closing, wait for more."""
     while True:
@@ -302,21 +302,17 @@ def _take_control(worker: Any, state: StreamState) -> None:
             worker.wait_input()
         elif not worker.input_waiting():
             return
-        body = worker.read_message()
-        message = worker._unpackb(body)
-        if type(message) is not list or not message or type(message[0]) is not int:
-            raise _w.ProtocolViolation("a frame is not an array that starts with an integer kind")
-        worker.control(message)
+        worker.control(worker.decode(worker.read_message()))
 
 
-def _closed(worker: Any, state: StreamState, iterator: Any) -> None:
+def _closed(worker: Channel, state: StreamState, iterator: Any) -> None:
     """Go closed the stream: close the generator, then end the stream."""
     try:
         close = getattr(iterator, "close", None)
         if close is not None:
             _next_item(close)
     except BaseException as exc:
-        worker._send_exception(state.call_id, exc)
+        worker.send_exception(state.call_id, exc)
         return
     worker.send_message([RESULT, state.call_id, None])
 

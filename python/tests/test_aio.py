@@ -172,7 +172,7 @@ class RunTest(NoUnawaitedWarnings):
         """While the coroutine waits in the runtime's own code (call_go), the
         handler run() replaced decides (here it defers the interrupt), and the
         task is cancelled at its next await."""
-        from pypool_runtime import worker
+        from pypool_runtime.interrupt import STATE
 
         seen: List[str] = []
 
@@ -180,11 +180,11 @@ class RunTest(NoUnawaitedWarnings):
             seen.append("runtime's handler")
 
         async def in_runtime_code() -> None:
-            worker._runtime_busy = 1  # type: ignore[attr-defined]
+            STATE.busy = 1
             try:
                 os.kill(os.getpid(), signal.SIGINT)
             finally:
-                worker._runtime_busy = 0  # type: ignore[attr-defined]
+                STATE.busy = 0
             seen.append("back in the coroutine")
             await asyncio.sleep(30)
 

@@ -9,7 +9,7 @@ import tempfile
 import unittest
 from typing import Any, List
 
-from pypool_runtime import stdlib, worker
+from pypool_runtime import errors, stdlib, worker
 from test_worker import ERROR, RESULT, TESTS_DIR, WorkerTestBase
 
 # Standard modules the runtime uses, some lazily, and msgpack and
@@ -236,15 +236,15 @@ class TracebackFallbackTest(unittest.TestCase):
             def format_exception(*args: Any) -> List[str]:
                 raise AttributeError("no format_exception")
 
-        saved = worker._traceback
-        worker._traceback = Broken
+        saved = errors._traceback
+        errors._traceback = Broken
         try:
             try:
                 raise KeyError("k")
             except KeyError as exc:
                 text = worker.format_traceback(exc)
         finally:
-            worker._traceback = saved
+            errors._traceback = saved
         self.assertTrue(text.startswith("Traceback (most recent call last):\n"), text)
         self.assertIn("in test_a_broken_traceback_module_gives_a_plain_traceback\n", text)
         self.assertTrue(text.endswith("KeyError: 'k'\n"), text)

@@ -220,25 +220,31 @@ class LingerAlarmRaceTest(unittest.TestCase):
     each line of send_pending in turn, as a signal would between them."""
 
     class FakeWorker:
+        """The part of a Channel that send_pending and the alarm use; its
+        frames are kept in written."""
+
         def __init__(self) -> None:
             self.streams: List[Any] = []
             self.callbacks_waiting = 0
-            self._max_message = 1 << 20
-            self._out_fd = -1
-            self._packb = purecodec.packb
+            self.max_message = 1 << 20
+            self.packb = purecodec.packb
+            self.written: List[Any] = []
+
+        def send(self, body: bytes) -> None:
+            self.written.append(purecodec.unpackb(body))
 
     def send_with_alarm_at(self, line: int) -> "tuple[list, bool]":
         """send_pending with the alarm's handler run at its line-th line
         event; the ITEMS frames written and whether the handler ran."""
-        from pypool_runtime import worker as _w
+        from pypool_runtime import channel
+        from pypool_runtime.interrupt import STATE
 
         fake = self.FakeWorker()
         state = stream.StreamState(1, 8)
         state.worker, state.name = fake, "gen"
         state.batch, state.size, state.in_next = [0], 9, True
         fake.streams.append(state)
-        written: List[Any] = []
-        saved = (_w._WORKER, _w.write_frame, _w._in_user_code, _w._runtime_busy)
+        saved = (channel.CURRENT, STATE.in_user_code, STATE.busy)
         outer: List[Any] = []
         seen = [0]
         fired = [False]
@@ -257,18 +263,17 @@ class LingerAlarmRaceTest(unittest.TestCase):
                     stream._on_alarm(signal.SIGALRM, None)
             return trace
 
-        _w._WORKER = fake
-        _w.write_frame = lambda fd, body: written.append(purecodec.unpackb(body))
-        _w._in_user_code = True  # the generator's code called call_go
-        _w._runtime_busy = 1  # the stream's pump
+        channel.CURRENT = fake  # type: ignore[assignment]
+        STATE.in_user_code = True  # the generator's code called call_go
+        STATE.busy = 1  # the stream's pump
         sys.settrace(trace)
         try:
             self.assertTrue(stream.send_pending(fake))
         finally:
             sys.settrace(None)
-            _w._WORKER, _w.write_frame, _w._in_user_code, _w._runtime_busy = saved
+            channel.CURRENT, STATE.in_user_code, STATE.busy = saved
         self.assertEqual(state.batch, [])
-        return written, fired[0]
+        return fake.written, fired[0]
 
     def test_an_alarm_during_send_pending_sends_nothing_twice(self) -> None:
         line = 1

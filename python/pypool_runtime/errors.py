@@ -1,0 +1,145 @@
+"""Errors as Go sees them: an exception's type name, message and traceback,
+and the detail of a value the codec refused.
+
+format_traceback hides the runtime's own frames (those of the modules that
+serve a call: worker, serve, interrupt, startup; aio's and asyncio's above
+an async function) and the SIGINT handler's frame at the end of an
+interrupt's traceback. preload_traceback imports the traceback module (and
+what it imports on first use) before the user's paths are on sys.path.
+"""
+
+from __future__ import annotations
+
+from . import codec as codecs
+from .interrupt import Interrupts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
+    from typing import Any, Dict
+
+# The traceback module, imported by preload_traceback before the user's
+# paths are on sys.path.
+_traceback: Any = None
+
+# The modules whose frames sit between Go's call and the user's function (as
+# worker.py's did before the runtime was split in modules): hidden.
+_RUNTIME_MODULES = frozenset(__package__ + "." + name for name in ("worker", "serve", "interrupt", "startup"))
+_AIO_MODULE = __package__ + ".aio"
+
+
+def preload_traceback() -> None:
+    """Import the traceback module and, by formatting one exception, what it
+    imports on its first use (linecache, tokenize, ast for the carets of
+    3.11+), so that a module of the same name in a --path directory can
+    neither replace them for the runtime nor break its error replies."""
+    global _traceback
+    import traceback
+
+    _traceback = traceback
+    try:
+        _warm_up_traceback()
+    except Exception as exc:  # formatted whole: format_traceback would skip the runtime's frames
+        traceback.format_exception(type(exc), exc, exc.__traceback__)
+
+
+def _warm_up_traceback() -> None:
+    table: Dict[str, int] = {}
+    try:
+        table["key"] + 1  # a subscript and an operator: the carets' code runs
+    except KeyError:
+        table.no_such_name  # type: ignore[attr-defined]  # chained, with a suggestion (3.10+)
+
+
+def type_name(exc: BaseException) -> str:
+    """'ValueError' for builtins, 'module.QualName' otherwise."""
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return "%s.%s" % (cls.__module__, cls.__qualname__)
+
+
+def exception_message(exc: BaseException) -> str:
+    """str(exc), or a placeholder when that raises."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback as Python prints it, starting below the runtime's frames.
+    Should the traceback module fail (a user replaced what it imports), a
+    plain one, so that the error still reaches Go."""
+    tb = exc.__traceback__
+    while tb is not None and (tb.tb_frame.f_globals.get("__name__") in _RUNTIME_MODULES or _awaiting_frame(tb.tb_frame)):
+        tb = tb.tb_next
+    # An interrupt's traceback ends in the SIGINT handler: cut it off.
+    on_sigint = Interrupts.on_sigint.__code__
+    node = tb
+    while node is not None and node.tb_next is not None:
+        following = node.tb_next.tb_frame
+        if following.f_code is on_sigint or following.f_globals.get("__name__") == _AIO_MODULE:
+            node.tb_next = None
+        else:
+            node = node.tb_next
+    try:
+        traceback = _traceback
+        if traceback is None:  # the runtime's functions used on their own, as in its tests
+            import traceback
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:
+        return _plain_traceback(exc, tb)
+
+
+def _plain_traceback(exc: BaseException, tb: Any) -> str:
+    lines = ["Traceback (most recent call last):\n"]
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        lines.append('  File "%s", line %d, in %s\n' % (code.co_filename, tb.tb_lineno, code.co_name))
+        tb = tb.tb_next
+    lines.append("%s: %s\n" % (type_name(exc), exception_message(exc)))
+    return "".join(lines)
+
+
+def _awaiting_frame(frame: Any) -> bool:
+    """Whether frame is of the machinery that awaits an async function: aio.py
+    or asyncio's own (above the user's coroutine in a traceback)."""
+    module = frame.f_globals.get("__name__", "")
+    return module == _AIO_MODULE or module.startswith("asyncio.")
+
+
+def utf8_safe(text: str) -> str:
+    """text with lone surrogates (from os.fsdecode, say), which msgpack
+    cannot encode, escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def clip_utf8(text: str, size: int, keep_end: bool) -> str:
+    """At most size bytes of text's UTF-8, from its start or its end."""
+    data = text.encode("utf-8")
+    if len(data) <= size:
+        return text
+    data = data[len(data) - size :] if keep_end else data[:size]
+    return data.decode("utf-8", "ignore")  # drops a character cut in two
+
+
+def not_encodable_detail(result: Any, exc: Exception) -> str:
+    """What the encoder's exc says about result, led by where in result the
+    value it refused is and that value's type: "result['items'][1]['score']:
+    set (can not serialize 'set' object)". Just exc's message when the place
+    cannot be told: the value is too deep or cyclic, or the first element
+    refused on its own is not what the encoder raised for."""
+    message = exception_message(exc)
+    try:
+        found = codecs.find_unencodable(result)
+    except Exception:  # a container whose items() or repr() of a key raise
+        return message
+    if found is None:
+        return message
+    path, item, item_exc = found
+    if type(item_exc) is not type(exc) or exception_message(item_exc) != message:
+        return message
+    cls = type(item)
+    module = getattr(cls, "__module__", None)
+    label = cls.__name__ if module in (None, "builtins") else "%s.%s" % (module, cls.__name__)
+    return "%s: %s (%s)" % (path, label, message)

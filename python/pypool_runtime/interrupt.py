@@ -1,0 +1,111 @@
+"""Interrupts: what SIGINT (Go's interrupt of a call) does, and when.
+
+Go sends SIGINT when a call's deadline passes or its context ends. Where the
+main thread is then decides what it does:
+
+- in the user's code (a function Go called, a generator's next item, the
+  wait for Go's answer in call_go): KeyboardInterrupt is raised there;
+- in the runtime's own code for a call in progress (it sends a stream's
+  items, it encodes a callback): the interrupt is kept (pending), and the
+  runtime acts on it at its next safe point (take_pending, wait_readable);
+- between calls: it is ignored, there is nothing to interrupt.
+
+STATE, the one Interrupts of the process, holds that state; its methods are
+the only code that changes it, but for the serve loop's inline copy of
+call_user on its hot path (serve.py). aio.py reads STATE.busy to decide
+whether its own SIGINT handler hands an interrupt on to STATE.on_sigint.
+"""
+
+from __future__ import annotations
+
+import _thread  # built in: without importing threading
+import select  # imported before the user's paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
+    from typing import Any, Callable, Mapping, Sequence
+
+# The main thread: the only one that receives signals, and the only one that
+# may call_go.
+MAIN_THREAD = _thread.get_ident()
+# How long wait_readable blocks in select() before it looks again: the bound
+# on how late an interrupt that raced the call to select() is handled.
+WAIT_SLICE_SECONDS = 0.05
+_NO_KWARGS: Mapping[str, Any] = {}  # never changed
+
+
+class Interrupts:
+    """The interrupt state of the worker's main thread.
+
+    in_user_code: True while user code runs; only then does SIGINT raise.
+    busy: above 0 while the runtime works for a call in progress (streams its
+    items, waits in call_go); a SIGINT then sets pending.
+    pending: a SIGINT came while busy, for the runtime to act on."""
+
+    __slots__ = ("in_user_code", "busy", "pending")
+
+    def __init__(self) -> None:
+        self.in_user_code = False
+        self.busy = 0
+        self.pending = False
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        """The SIGINT handler (serve_process installs it)."""
+        if self.in_user_code:
+            raise KeyboardInterrupt
+        if self.busy:
+            self.pending = True
+        # Otherwise ignored: between calls there is nothing to interrupt.
+
+    def call_user(self, function: Callable[..., Any], args: Sequence[Any] = (), kwargs: Mapping[str, Any] = _NO_KWARGS) -> Any:
+        """function(*args, **kwargs), interruptible: the user's code."""
+        try:
+            self.in_user_code = True
+            return function(*args, **kwargs)
+        finally:
+            self.in_user_code = False
+
+    def enter_runtime(self) -> bool:
+        """The runtime starts work for the call in progress (a stream, a
+        call_go) that an interrupt must not cut: a SIGINT is kept pending
+        until leave_runtime. Returns whether user code was running, for
+        leave_runtime to restore."""
+        was_user = self.in_user_code
+        self.in_user_code = False
+        self.busy += 1
+        return was_user
+
+    def leave_runtime(self, was_user: bool, keep_pending: bool = False) -> None:
+        """The end of the work enter_runtime began. When no such work is left,
+        a pending interrupt is dropped (the call it was for is over), unless
+        keep_pending: the call goes on, and its loop acts on it (take_pending)."""
+        self.busy -= 1
+        if not self.busy and not keep_pending:
+            self.pending = False
+        self.in_user_code = was_user
+
+    def take_pending(self) -> bool:
+        """Whether an interrupt is pending; it is not any more."""
+        if self.pending:
+            self.pending = False
+            return True
+        return False
+
+    def wait_readable(self, fd: int) -> None:
+        """Wait until fd can be read, interruptible: KeyboardInterrupt for a
+        SIGINT that comes meanwhile or was pending."""
+        try:
+            self.in_user_code = True
+            if self.take_pending():
+                raise KeyboardInterrupt
+            # In slices: a SIGINT that lands after the check above but before
+            # select() enters the kernel does not interrupt select(); its
+            # handler runs (and raises) when the slice ends.
+            while not select.select([fd], [], [], WAIT_SLICE_SECONDS)[0]:
+                pass
+        finally:
+            self.in_user_code = False
+
+
+# The process's interrupt state.
+STATE = Interrupts()

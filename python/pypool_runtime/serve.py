@@ -1,0 +1,370 @@
+"""The serve loop: answer Go's calls until the end of input.
+
+Worker reads CALL and STREAM frames, calls the function each names among
+the configured modules' public functions, and answers with RESULT or ERROR
+(worker.py's docstring has the messages). The common call (no keyword
+arguments, a function that exists and returns an encodable value of
+ordinary size) is handled inline in serve, with local names; everything
+else goes through its methods. A STREAM goes to stream.py, an awaitable
+result to aio.py; while a call runs, stream.py and callback.py talk to Go
+through the Worker as a channel.Channel.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import CALL, ERROR, STREAM, channel, shm
+from .channel import Channel
+from .errors import clip_utf8, exception_message, format_traceback, not_encodable_detail, type_name, utf8_safe
+from .frames import HEADER, FrameReader, ProtocolViolation, write_all, write_frame, write_frame_bytes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+    from .codec import Codec
+
+
+def public_functions(module: Any) -> Dict[str, Callable[..., Any]]:
+    """What Go may call: the callables named in __all__ if the module has one,
+    else its callables whose names do not start with '_' and that the module
+    itself defines (so `from os import system` exposes nothing)."""
+    names = getattr(module, "__all__", None)
+    if names is not None:
+        candidates = {name: getattr(module, name, None) for name in names if isinstance(name, str)}
+    else:
+        candidates = {
+            name: value for name, value in vars(module).items() if getattr(value, "__module__", None) == module.__name__
+        }
+    return {name: value for name, value in candidates.items() if not name.startswith("_") and callable(value)}
+
+
+def callable_functions(modules: List[Any]) -> Dict[str, Callable[..., Any]]:
+    """The names Go may call: "module.function" for the public functions of
+    every configured module, and the plain "function" for those of the
+    first. One dict lookup per call, whatever the number of modules."""
+    functions: Dict[str, Callable[..., Any]] = {}
+    for module in modules:
+        for name, function in public_functions(module).items():
+            functions[module.__name__ + "." + name] = function
+    functions.update(public_functions(modules[0]))
+    return functions
+
+
+# PING_FUNCTION is the runtime's own no-op, which Go's Pool.Ping calls. Its
+# name is private, so no function of the user's module can take it.
+PING_FUNCTION = "_pypool_ping"
+
+
+def ping() -> None:
+    """The function PING_FUNCTION names."""
+    return None
+
+
+class Worker(Channel):
+    """Serves the functions of the configured modules (functions: the names
+    Go may call, as callable_functions gives them) to Go."""
+
+    def __init__(
+        self,
+        module_name: str,
+        functions: Dict[str, Callable[..., Any]],
+        codec: Codec,
+        reader: FrameReader,
+        out_fd: int,
+        max_message: int,
+        modules: Optional[List[str]] = None,
+    ) -> None:
+        super().__init__(codec, reader, out_fd, max_message)
+        self._module_name = module_name
+        self._modules = modules or [module_name]
+        self._functions = functions
+        self._unpacker = codec.Unpacker
+        self._decode_call = codec.decode_call
+        self._result_frame = codec.result_frame
+
+    def serve(self) -> None:
+        """Answer calls until the end of input.
+
+        The common call (no keyword arguments, a function that exists and
+        returns an encodable value of ordinary size) is handled inline with
+        local names; everything else goes through the methods below."""
+        channel.CURRENT = self
+        interrupts = self.interrupts
+        read = self.reader.read
+        decode_call = self._decode_call
+        result_frame = self._result_frame
+        functions = self._functions
+        out_fd = self.out_fd
+        max_frame = self.max_message + HEADER.size
+        write = os.write
+        shared = shm.ACTIVE
+        shared_from = shared.threshold if shared is not None else 1 << 64
+        while True:
+            # Let go of the last call's values before the next call's arrive:
+            # large ones could otherwise not reuse their memory.
+            body = call = args = result = frame = None
+            body = read()
+            if body is None:
+                return
+            if shared is not None:
+                shared.begin_call()
+            call = decode_call(body)
+            if call is None:
+                self._handle_general(body)
+                continue
+            call_id, name, args = call
+            function = functions.get(name)
+            if function is None:
+                self._call(call_id, name, args, {})
+                continue
+            # As interrupts.call_user does, inline.
+            try:
+                try:
+                    interrupts.in_user_code = True
+                    result = function(*args)
+                finally:
+                    interrupts.in_user_code = False
+            except BaseException as exc:  # SystemExit too: the worker stays alive
+                self.send_exception(call_id, exc)
+                continue
+            cls = type(result)
+            if (cls is bytes or cls is bytearray) and len(result) >= shared_from:
+                self._send_shared_bytes(call_id, name, result)
+                continue
+            try:
+                frame = result_frame(call_id, result)
+            except Exception as exc:
+                frame = exc  # sent below, outside the except block: it may be an awaitable's
+            if type(frame) is not bytes or len(frame) > max_frame or (shared is not None and shared.used):
+                if isinstance(frame, Exception):
+                    self._send_refused(call_id, name, result, frame)
+                else:
+                    self._send_frame(call_id, name, frame)
+                continue
+            written = write(out_fd, frame)
+            if written < len(frame):  # a signal cut the write short
+                write_all(out_fd, [memoryview(frame)[written:]])
+
+    def function(self, name: str) -> Optional[Callable[..., Any]]:
+        """The function Go may call as name, or None."""
+        return self._functions.get(name)
+
+    def handle(self, body: Union[bytes, memoryview]) -> None:
+        """Answer one frame, as serve does."""
+        call = self._decode_call(body)
+        if call is None:
+            self._handle_general(body)
+        else:
+            self._call(call[0], call[1], call[2], {})
+
+    def _handle_general(self, body: Union[bytes, memoryview]) -> None:
+        try:
+            message = self.unpackb(body)
+        except Exception as exc:
+            self._answer_undecodable(body, exc)
+            return
+        if type(message) is not list or not message or type(message[0]) is not int:
+            raise ProtocolViolation("a frame is not an array that starts with an integer kind")
+        if message[0] != CALL and message[0] != STREAM:
+            self.control(message)
+            return
+        check_call_head(message[0], len(message), message[1:3])
+        call_id, name, args, kwargs = message[1:5]
+        if type(args) is not list:
+            self.send_error(call_id, "bad_arguments", "TypeError", "the arguments of %s() are not an array" % name)
+        elif kwargs is not None and type(kwargs) is not dict:
+            self.send_error(
+                call_id, "bad_arguments", "TypeError", "the keyword arguments of %s() are not a map" % name
+            )
+        elif kwargs and not all(type(key) is str for key in kwargs):
+            bad = next(key for key in kwargs if type(key) is not str)
+            self.send_error(
+                call_id,
+                "bad_arguments",
+                "TypeError",
+                "keyword argument names of %s() must be strings, not %s" % (name, type(bad).__name__),
+            )
+        elif message[0] == STREAM:
+            from . import stream  # only a worker that streams needs it
+
+            stream.run(self, call_id, name, args, kwargs or {}, message[5])
+        else:
+            self._call(call_id, name, args, kwargs or {})
+
+    def _answer_undecodable(self, body: Union[bytes, bytearray], exc: Exception) -> None:
+        """The frame did not decode: answer bad_arguments if its head [kind,
+        id, name] still does (invalid UTF-8 in an argument, say)."""
+        unpacker = self._unpacker()
+        unpacker.feed(body)
+        try:
+            length = unpacker.read_array_header()
+            head = [unpacker.unpack() for _ in range(min(length, 3))]
+        except Exception:
+            raise ProtocolViolation("undecodable frame (%s: %s)" % (type_name(exc), exception_message(exc))) from None
+        if not head or type(head[0]) is not int:
+            raise ProtocolViolation("a frame is not an array that starts with an integer kind")
+        check_call_head(head[0], length, head[1:])
+        call_id, name = head[1], head[2]
+        self.send_error(
+            call_id,
+            "bad_arguments",
+            type_name(exc),
+            "cannot decode the arguments of %s(): %s" % (name, exception_message(exc)),
+        )
+
+    def _call(self, call_id: int, name: str, args: List[Any], kwargs: Dict[str, Any]) -> None:
+        function = self._functions.get(name)
+        if function is None:
+            self.send_error(call_id, "function_not_found", "AttributeError", self.not_found(name))
+            return
+        try:
+            result = self.interrupts.call_user(function, args, kwargs)
+        except BaseException as exc:  # SystemExit too: the worker stays alive
+            self.send_exception(call_id, exc)
+            return
+        self._send_result(call_id, name, result)
+
+    def _send_result(self, call_id: int, name: str, result: Any) -> None:
+        """Send what function name returned, as serve does inline."""
+        shared = shm.ACTIVE
+        cls = type(result)
+        if shared is not None and (cls is bytes or cls is bytearray) and len(result) >= shared.threshold:
+            self._send_shared_bytes(call_id, name, result)
+            return
+        try:
+            frame = self._result_frame(call_id, result)
+        except Exception as exc:
+            frame = exc  # sent below, outside the except block, as in serve
+        if isinstance(frame, Exception):
+            self._send_refused(call_id, name, result, frame)
+        else:
+            self._send_frame(call_id, name, frame)
+
+    def _send_shared_bytes(self, call_id: int, name: str, data: Union[bytes, bytearray]) -> None:
+        """Send a large bytes result through the shared memory."""
+        if len(data) > self.max_message:
+            self._send_too_large(call_id, name, len(data))
+            return
+        assert shm.ACTIVE is not None
+        try:
+            frame = shm.bytes_result_frame(shm.ACTIVE, call_id, data)
+        except shm.ReplyTooLarge as exc:
+            self.send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc))
+            return
+        write_frame_bytes(self.out_fd, frame)
+
+    def _send_too_large(self, call_id: int, name: str, size: int) -> None:
+        self.send_error(
+            call_id,
+            "message_too_large",
+            "ValueError",
+            "the result of %s() encodes to %d bytes, more than --max-message %d" % (name, size, self.max_message),
+        )
+
+    def send_exception(self, call_id: int, exc: BaseException) -> None:
+        code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
+        self.send_error(call_id, code, type_name(exc), exception_message(exc), format_traceback(exc))
+
+    def _send_refused(self, call_id: int, name: str, result: Any, exc: Exception) -> None:
+        """Answer for a result the codec refused with exc. An awaitable (what
+        an async function returns) is refused too: it is awaited here, off the
+        hot path, which tries to encode every result first, and outside the
+        except block, so that the coroutine does not see exc as the
+        exception being handled."""
+        from . import aio
+
+        if not aio.is_awaitable(result):
+            self._send_not_encodable(call_id, name, result, exc)
+            return
+        del exc
+        try:
+            result = aio.run(result)
+        except BaseException as error:  # the interrupt (cancellation) too, as in _call
+            self.send_exception(call_id, error)
+            return
+        self._send_result(call_id, name, result)
+
+    def _send_not_encodable(self, call_id: int, name: str, result: Any, exc: Exception) -> None:
+        if isinstance(exc, shm.ReplyTooLarge):  # arrays put in the shared memory did not fit
+            self.send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc))
+            return
+        hint = ""
+        cls = type(result)
+        if hasattr(cls, "__next__") or hasattr(cls, "__aiter__"):
+            hint = "; %s() returned an iterator: iterate it from Go with Pool.Stream" % name
+        self.send_error(
+            call_id,
+            "result_not_encodable",
+            type_name(exc),
+            "cannot encode the result of %s() for Go: %s%s" % (name, not_encodable_detail(result, exc), hint),
+        )
+
+    def _send_frame(self, call_id: int, name: str, frame: Union[bytes, Tuple[bytes, Any]]) -> None:
+        """Send a RESULT frame from the codec's result_frame, unless it is too
+        large. A frame in two parts (a large one) is written with writev, so
+        that its payload (a large bytes result, say) is not copied; the bytes
+        on the wire are exactly those of packb's encoding behind the length."""
+        if type(frame) is bytes:
+            size = len(frame) - HEADER.size
+            parts = [memoryview(frame)]
+        else:
+            head, payload = frame
+            size = len(head) - HEADER.size + len(payload)
+            parts = [memoryview(head), memoryview(payload)]
+        if shm.ACTIVE is not None:
+            size += shm.ACTIVE.reply_bytes()  # arrays the encoder put in shared memory
+        if size > self.max_message:
+            self._send_too_large(call_id, name, size)
+            return
+        write_all(self.out_fd, parts)
+
+    def not_found(self, name: str) -> str:
+        module, _, function = name.rpartition(".")
+        if function.startswith("_"):
+            return "%r is private: names starting with '_' cannot be called" % name
+        if module and module not in self._modules:
+            if len(self._modules) == 1:
+                return "%r: dotted names are not allowed; only functions of module %r can be called" % (
+                    name,
+                    self._module_name,
+                )
+            return "%r: %r is not a configured module; only functions of modules %s can be called" % (
+                name,
+                module,
+                ", ".join(repr(m) for m in self._modules),
+            )
+        module = module or self._module_name
+        prefix = module + "."
+        names = (n[len(prefix) :] for n in self._functions if n.startswith(prefix))
+        available = ", ".join(sorted(n for n in names if "." not in n)) or "(none)"  # not a submodule's
+        return "%s has no public function %r; available: %s" % (module, function, available)
+
+    def send_error(self, call_id: int, code: str, type_: str, message: str, tb: str = "") -> None:
+        message, tb = utf8_safe(message), utf8_safe(tb)
+        reply = self.packb([ERROR, call_id, code, type_, message, tb])
+        if len(reply) > self.max_message:
+            # Cut the reply to fit, keeping the start of the message and the
+            # end of the traceback; the 8 is for the two str headers, which
+            # may grow by up to 4 bytes each.
+            room = self.max_message - len(self.packb([ERROR, call_id, code, type_, "", ""])) - 8
+            half = max(room // 2, 0)
+            message, tb = clip_utf8(message, half, False), clip_utf8(tb, half, True)
+            reply = self.packb([ERROR, call_id, code, type_, message, tb])
+        write_frame(self.out_fd, reply)
+
+
+def check_call_head(kind: int, length: int, rest: List[Any]) -> None:
+    """Raise ProtocolViolation unless kind, length and [id, name] start a CALL
+    or a STREAM."""
+    if kind != CALL and kind != STREAM:
+        raise ProtocolViolation(
+            "unexpected message kind %d (a call starts with CALL, kind %d, or STREAM, kind %d)" % (kind, CALL, STREAM)
+        )
+    if length != (5 if kind == CALL else 6):
+        raise ProtocolViolation("a %s frame has %d fields, not %d" % ("CALL" if kind == CALL else "STREAM", length, 5 if kind == CALL else 6))
+    call_id, name = rest
+    if type(call_id) is not int or call_id < 0 or type(name) is not str:
+        raise ProtocolViolation("a CALL frame's id is not an unsigned integer or its function name is not a string")
+

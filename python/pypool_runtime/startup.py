@@ -1,0 +1,359 @@
+"""Start-up: what a worker process does before it serves calls.
+
+In order (worker.startup, worker.main, worker.serve_process call these):
+close the descriptors it inherited but was not given (close_inherited_fds),
+apply Config.Limits (apply_limits), import what the runtime would otherwise
+import lazily (preload_stdlib), load the codec, put the --path entries
+ahead of the interpreter's own on sys.path (fix_sys_path, with stdlib.py
+guarding the standard modules imported later), move the protocol's pipes
+away from fds 0 and 1 (isolate_stdio), import the configured modules
+(load_modules), open the shared memory and the stack dumps, run the
+set-up (run_setup) and send HELLO (hello_frame). A fork server's template
+does the first part once, each child the rest.
+
+exit_now and exit_soon end the process: at once, or after a grace that
+lets the user's threads and atexit handlers finish.
+"""
+
+from __future__ import annotations
+
+import _thread  # built in: exit_soon's timer, without importing threading
+import binascii  # for --setup-args: imported here, before the user's paths
+import io
+import os
+import sys
+import time
+
+try:  # _signal is signal without its enum wrappers, a few ms cheaper to import
+    import _signal as signal
+except ImportError:  # pragma: no cover - not CPython
+    import signal  # type: ignore[no-redef]
+
+from . import HELLO, PROTOCOL_VERSION, shm, stdlib
+from . import codec as codecs
+from .errors import exception_message, format_traceback, preload_traceback, type_name, utf8_safe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
+    from typing import Any, Dict, List, NoReturn, Optional, Tuple
+
+    from .worker import Options  # never at run time: worker imports this module
+
+# Exit statuses besides 0 (end of input).
+EXIT_IMPORT_FAILED = 1
+EXIT_PROTOCOL = 2
+
+# After the end of input, how long the interpreter's normal exit may wait for
+# the user's non-daemon threads and atexit handlers.
+EXIT_GRACE_SECONDS = 10.0
+
+
+def exit_now(status: int, line: str = "") -> NoReturn:
+    """Leave at once (without waiting for user threads), after flushing
+    output; line, if any, goes to stderr first."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    if line:
+        os.write(2, ("pypool worker: %s\n" % line).encode("utf-8", "backslashreplace"))
+    os._exit(status)
+
+
+def exit_soon() -> None:
+    """Arrange for the process to end even if the interpreter's normal exit
+    waits on the user's non-daemon threads: the pool is gone."""
+
+    def force() -> None:
+        time.sleep(EXIT_GRACE_SECONDS)
+        os._exit(0)
+
+    # A bare thread, which the interpreter's exit does not wait for (as a
+    # daemon thread); threading would be imported from the user's paths.
+    _thread.start_new_thread(force, ())
+
+
+# -- Descriptors, limits, sys.path --------------------------------------------
+
+
+def _fd_is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def text_stream(fd: int, write: bool) -> io.TextIOWrapper:
+    """A text stream of fd: UTF-8 and, for output, line-buffered, whatever
+    the locale and the (ignored, -I) PYTHON* variables say. closefd=False
+    keeps fds 0-2 open for C code even if user code closes sys.stdout."""
+    if write:
+        return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    return open(fd, "r", encoding="utf-8", errors="backslashreplace", closefd=False)
+
+
+def isolate_stdio(new_streams: bool = True) -> Tuple[int, int]:
+    """Move the protocol pipes away from fds 0 and 1, so that user code (print,
+    os.write(1, ...) in Python or C, input()) cannot touch them. Returns the
+    protocol's (input fd, output fd), which child processes do not inherit.
+    With new_streams False, sys.stdin, sys.stdout and sys.stderr are kept:
+    they already are text_stream()s of fds 0, 1 and 2 (a fork server's
+    child inherits its template's)."""
+    log_fd_open = _fd_is_open(3)  # tested first: the dups below may take fd 3
+    proto_in = os.dup(0)  # os.dup makes non-inheritable descriptors
+    proto_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    if log_fd_open:  # Go's pipe for the worker's stdout log stream
+        os.dup2(3, 1)
+        os.close(3)
+    else:
+        os.dup2(2, 1)
+    if new_streams:
+        sys.stdin = sys.__stdin__ = text_stream(0, write=False)
+        sys.stdout = sys.__stdout__ = text_stream(1, write=True)
+        sys.stderr = sys.__stderr__ = text_stream(2, write=True)
+    return proto_in, proto_out
+
+
+def fix_sys_path(paths: List[str]) -> None:
+    """sys.path = the --path entries, then the interpreter's own entries
+    (standard library, site-packages), without the runtime's directory and
+    without '' (the working directory, which -c puts first): the working
+    directory is on it only if it is one of the --path entries. Every module
+    the runtime uses must be imported before this (preload_stdlib), or
+    later through stdlib.import_module: otherwise a module of the same name
+    in a --path directory would win."""
+    runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rest = [p for p in sys.path if p != "" and os.path.abspath(p) != runtime_dir]
+    stdlib.protect(rest)
+    sys.path[:] = [os.path.abspath(p) for p in paths] + rest
+
+
+def apply_limits(limits: Dict[str, int]) -> None:
+    """Set the resource limits of Config.Limits (RLIMIT_* name -> value),
+    before the user's module is imported. The hard limit is set too, so that
+    code in the worker cannot raise the limit again; for CPU time it is one
+    second above, so that a process that ignores SIGXCPU is killed then. A
+    hard limit already lower is kept."""
+    if not limits:
+        return
+    import resource  # not built in everywhere: imported before the user's paths
+
+    for name, value in sorted(limits.items()):
+        which = getattr(resource, name)
+        soft, hard = value, value + 1 if name == "RLIMIT_CPU" else value
+        _, old_hard = resource.getrlimit(which)
+        if old_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, old_hard), min(hard, old_hard)
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (OSError, ValueError) as exc:
+            exit_now(EXIT_PROTOCOL, "cannot set %s to %d (Config.Limits): %s" % (name, value, exc))
+
+
+def preload_stdlib() -> None:
+    """Import the standard modules that the runtime would otherwise import
+    lazily, while sys.path holds only the interpreter's own entries: the
+    traceback module and what it imports on its first use
+    (errors.preload_traceback). A module of the same name in a --path
+    directory can then neither replace them for the runtime nor break its
+    error replies."""
+    preload_traceback()
+
+
+def given_fds(options: Options) -> List[int]:
+    """The descriptors Go gives a worker: stdin, stdout, stderr, the log
+    stream (3), and --shm-fd and --dump-fd when set."""
+    return [0, 1, 2, 3] + [fd for fd in (options.shm_fd, options.dump_fd) if fd >= 0]
+
+
+def close_inherited_fds(keep: List[int]) -> None:
+    """Close every descriptor this process inherited but was not given (not
+    in keep): those the Go process, or whatever started it, held without
+    close-on-exec, which user code must not reach (a root-only file, a
+    listening socket), as subprocess's close_fds=True would. The
+    interpreter's own descriptors are close-on-exec (PEP 446), so none of
+    them was inherited: they stay."""
+    for fd in _open_fds():
+        if fd in keep:
+            continue
+        try:
+            if os.get_inheritable(fd):
+                os.close(fd)
+        except OSError:
+            pass  # the listing's own descriptor, closed since
+
+
+def _open_fds() -> List[int]:
+    for listing in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return [int(name) for name in os.listdir(listing)]
+        except (OSError, ValueError):
+            pass
+    try:  # no listing: every possible descriptor
+        return list(range(os.sysconf("SC_OPEN_MAX")))
+    except (OSError, ValueError):
+        return list(range(1 << 16))
+
+
+def prepare(options: Options, keep: Optional[List[int]] = None) -> None:
+    """Phase 1 of a worker (and of the fork server's template), once its
+    command line is parsed: the descriptors (those not in keep, by default
+    given_fds, are closed), the limits, the codec, sys.path and sys.argv."""
+    close_inherited_fds(given_fds(options) if keep is None else keep)  # before any code that is not the runtime's
+    apply_limits(options.limits)  # before the user's module (a fork server's children inherit them)
+    preload_stdlib()
+    global _CODEC
+    _CODEC = codecs.load(options.codec)  # msgpack from site-packages, not from a --path
+    fix_sys_path(options.paths)
+    del sys.argv[1:]  # the runtime's arguments are not the user module's
+    # User code imports the runtime's public API as "pypool" (from pypool
+    # import call_go): the package itself under a second name, no import;
+    # not when one of the user's own modules is a "pypool".
+    if all(name.partition(".")[0] != "pypool" for name in options.modules):
+        sys.modules.setdefault("pypool", sys.modules[__package__])
+
+
+# The codec prepare loaded, before the user's paths were on sys.path.
+_CODEC: Any = None
+
+
+def startup_codec(options: Options) -> codecs.Codec:
+    """The codec of --codec, as prepare loaded it."""
+    return _CODEC if _CODEC is not None else codecs.load(options.codec)
+
+
+def hello_frame(codec: codecs.Codec, error: Optional[List[str]], setup_seconds: float = 0.0) -> bytes:
+    """The HELLO message's body (without its length), for this process."""
+    python_version = sys.version.split()[0]
+    hello_fields = [
+        HELLO, PROTOCOL_VERSION, os.getpid(), python_version, codec.name, error, sys.executable or "", setup_seconds,
+    ]  # fmt: skip
+    return codec.packb(hello_fields)
+
+
+def load_module(name: str, several: bool = False) -> Tuple[Any, Optional[List[str]]]:
+    """Phase 2: import one module; (module, None), or (None, the HELLO
+    error that says why it failed, naming it when several are configured)."""
+    try:
+        __import__(name)  # the import statement's machinery trims importlib's frames
+        return sys.modules[name], None
+    except BaseException as exc:
+        return None, _import_error(name, exc, several)
+
+
+def load_modules(options: Options) -> Tuple[List[Any], Optional[List[str]]]:
+    """Phase 2: import the configured modules (--module, in order); (the
+    modules, None), or ([], the HELLO error of the first that failed)."""
+    modules = []
+    for name in options.modules:
+        module, error = load_module(name, len(options.modules) > 1)
+        if error is not None:
+            return [], error
+        modules.append(module)
+    return modules, None
+
+
+def run_setup(module: Any, options: Options, codec: codecs.Codec) -> Tuple[float, Optional[List[str]]]:
+    """Run the module's set-up function (Config.SetUp), if any: (its
+    duration in seconds, None), or (0, the HELLO error that says why it failed)."""
+    if not options.setup:
+        return 0.0, None
+    started = time.monotonic()
+    try:
+        _run_setup(module, options, codec)
+    except BaseException as exc:
+        return 0.0, _setup_error(options.module, options.setup, exc)
+    return time.monotonic() - started, None
+
+
+def _run_setup(module: Any, options: Options, codec: codecs.Codec) -> None:
+    """Call the module's set-up function with its arguments from Go."""
+    function = getattr(module, options.setup, None)
+    if not callable(function):
+        raise AttributeError("%s has no function %r to run as its set-up (Config.SetUp)" % (options.module, options.setup))
+    args: List[Any] = []
+    kwargs: Dict[str, Any] = {}
+    if options.setup_args:
+        args, given = codec.unpackb(binascii.a2b_base64(options.setup_args))
+        kwargs = given or {}
+    result = function(*args, **kwargs)
+    if result is not None:
+        from . import aio
+
+        if aio.is_awaitable(result):  # an async set-up runs on the loop the calls will use
+            aio.run(result)
+
+
+def _setup_error(module_name: str, setup: str, exc: BaseException) -> List[str]:
+    message = "%s.%s(): %s" % (module_name, setup, exception_message(exc))
+    return ["setup_failed", type_name(exc), utf8_safe(message), utf8_safe(format_traceback(exc))]
+
+
+def _import_error(module_name: str, exc: BaseException, several: bool = False) -> List[str]:
+    message = exception_message(exc)
+    if several:  # say which of the configured modules failed
+        message = "module %r: %s" % (module_name, message)
+    missing = getattr(exc, "name", None)
+    if (
+        isinstance(exc, ModuleNotFoundError)
+        and missing
+        and (module_name == missing or module_name.startswith(missing + "."))
+    ):
+        message += "; looked in sys.path: " + ", ".join(repr(p) for p in sys.path)
+    if isinstance(exc, ModuleNotFoundError) and missing:
+        message += _off_path_hint(missing)
+    return ["import_failed", type_name(exc), utf8_safe(message), utf8_safe(format_traceback(exc))]
+
+
+def _off_path_hint(missing: str) -> str:
+    """Where a module that did not import is, if it is in one of the places
+    that are not on sys.path any more: the working directory, the user's
+    site-packages (python -I)."""
+    top = missing.partition(".")[0]
+    site = sys.modules.get("site")  # imported at the interpreter's start, unless -S
+    try:  # a hint only: the working directory may be gone, HOME unknown
+        places = [("the working directory", os.getcwd(), "list it in Config.PythonPath (\".\" is Config.Dir)")]
+        if site is not None:
+            places.append(("the user's site-packages", site.getusersitepackages(), "add it to Config.PythonPath"))
+    except Exception:
+        return ""
+    for label, place, fix in places:
+        if place in sys.path:
+            continue
+        for name in (top, top + ".py"):
+            if os.path.exists(os.path.join(place, name)):
+                return "; %r is in %s %s, which is not on the workers' sys.path: %s" % (top, label, place, fix)
+    return ""
+
+
+def open_shared_memory(options: Options) -> None:
+    """Take the shared memory Go passed: child processes must not inherit it."""
+    try:
+        os.set_inheritable(options.shm_fd, False)
+    except OSError as exc:
+        exit_now(EXIT_PROTOCOL, "--shm-fd %d: %s" % (options.shm_fd, exc))
+    shm.ACTIVE = shm.SharedMemory(options.shm_fd, options.shm_threshold, options.shm_limit, options.max_message)
+
+
+# The signal that makes the worker dump its threads' stacks to --dump-fd.
+DUMP_SIGNAL = signal.SIGUSR1
+
+
+def enable_stack_dumps(fd: int) -> None:
+    """Dump the stacks of all threads to fd at DUMP_SIGNAL. faulthandler is
+    built into CPython: importing it and registering cost microseconds."""
+    try:
+        import faulthandler
+    except ImportError:  # pragma: no cover - an interpreter without it
+        signal.signal(DUMP_SIGNAL, signal.SIG_IGN)  # no dump, but no death either
+        return
+    try:
+        os.set_inheritable(fd, False)  # child processes must not hold it open
+        faulthandler.register(DUMP_SIGNAL, file=fd, all_threads=True, chain=False)
+    except (OSError, ValueError, RuntimeError) as exc:
+        exit_now(EXIT_PROTOCOL, "--dump-fd %d: %s" % (fd, exc))
