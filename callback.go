@@ -186,7 +186,7 @@ func (p *process) serveCallback(ctx context.Context, fn string, r reply) error {
 	if err != nil {
 		return err
 	}
-	if p.broken != nil || p.interruptd != 0 {
+	if p.broken != nil || p.interruptedID != 0 {
 		// A call made inside the callback was cut off: the worker is in
 		// an unknown state, the pool drains or kills it.
 		return p.cutOffInside(ctx, fn, r.name)
@@ -240,7 +240,7 @@ func (p *process) awaitCallback(ctx context.Context, fn string, r reply) (any, *
 	}
 	cancel()
 	scope.end() // waits for a nested call in flight: its context has just ended
-	if p.broken != nil || p.interruptd != 0 {
+	if p.broken != nil || p.interruptedID != 0 {
 		return nil, nil, p.cutOffInside(ctx, fn, r.name)
 	}
 	// Python waits in call_go: the call is cut off (the pool's drain

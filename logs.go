@@ -54,7 +54,7 @@ func (p *process) setCurrent(fn string) {
 // recorded while an interrupted call drains, and when the call broke the
 // worker: its crash record names it.
 func (p *process) endCall() {
-	if p.interruptd == 0 && p.broken == nil {
+	if p.interruptedID == 0 && p.broken == nil {
 		p.callOver()
 	}
 }

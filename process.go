@@ -102,7 +102,7 @@ type process struct {
 	outerID uint64 // id of the call that holds mu (the outermost of nested ones)
 	// The callbacks read and not yet answered, innermost last (callback.go).
 	pendingCallbacks []uint64
-	interruptd       uint64        // id of a call cut off by its context, 0 if none
+	interruptedID    uint64        // id of a call cut off by its context, 0 if none
 	broken           error         // set when the stream is in an unknown state
 	afterFired       chan struct{} // see watchContext
 	deadline         time.Time     // both pipes' deadline, when deadlineSet
@@ -258,7 +258,7 @@ func (spec *workerSpec) execWorker(child []*os.File) (osProcess, error) {
 	cmd.Env = spec.env
 	cmd.Dir = spec.dir
 	cmd.SysProcAttr = workerSysProcAttr(spec.credential.sysProcCredential())
-	if err := startLocked(cmd); err != nil {
+	if err := startOnLockedThread(cmd); err != nil {
 		return nil, execFailed(cmd.Path, err)
 	}
 	spec.guard.own(cmd.Process.Pid)
@@ -359,11 +359,11 @@ func (e execProcess) wait() exitStatus {
 	return exitStatus{code: e.cmd.ProcessState.ExitCode()}
 }
 
-// startLocked starts cmd from a goroutine locked to its OS thread. Linux
+// startOnLockedThread starts cmd from a goroutine locked to its OS thread. Linux
 // sends the parent-death signal when the thread that forked the child exits,
 // not the process (golang/go#27505); the Go runtime only ends a thread when
 // a goroutine exits while locked to it, which this function never does.
-func startLocked(cmd *exec.Cmd) error {
+func startOnLockedThread(cmd *exec.Cmd) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	return cmd.Start()
@@ -424,7 +424,7 @@ func (p *process) handshake(ctx context.Context) error {
 // call sends one call and waits for its reply. into decodes a RESULT's value;
 // it runs before the read buffer is reused. A *PythonError is returned for
 // an ERROR reply. Any other error from a call that reached the worker leaves
-// the process interrupted (p.interruptd) or broken (p.broken). A call made
+// the process interrupted (p.interruptedID) or broken (p.broken). A call made
 // with the context of one of this process's callbacks is sent on the
 // stream of the call that waits for the callback (callback.go).
 func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes) error {
@@ -509,7 +509,7 @@ type callFrame struct {
 // keeps the outer call's record and leaves the shared memory to it: its
 // values cross inline.
 func (p *process) begin(ctx context.Context, fn string, nested bool) (uint64, callFrame, error) {
-	if p.broken != nil || p.interruptd != 0 {
+	if p.broken != nil || p.interruptedID != 0 {
 		return 0, callFrame{}, fmt.Errorf("%w: an earlier call on worker %d was cut off", ErrWorkerReleased, p.pid)
 	}
 	if err := ctx.Err(); err != nil {
@@ -566,7 +566,7 @@ func (p *process) watch(ctx context.Context, nested bool) (stop func()) {
 		if !stopAfter() {
 			<-fired
 		}
-		if p.interruptd == 0 && p.broken == nil && hadDeadline {
+		if p.interruptedID == 0 && p.broken == nil && hadDeadline {
 			p.toWorker.SetWriteDeadline(outer)
 			p.fromWorker.SetReadDeadline(outer)
 		} else {
@@ -657,7 +657,7 @@ func (p *process) failed(ctx context.Context, fn string, err error, sent bool) e
 		if sent {
 			// Python is still running the call: interrupt it. The pool
 			// decides, after a grace period, whether the worker is usable.
-			p.interruptd = p.outerID
+			p.interruptedID = p.outerID
 			p.cutOff = cause
 			p.dumps.request(p, fn, dumpInterrupted) // before the interrupt changes the stack
 			p.signal(syscall.SIGINT)
@@ -719,7 +719,7 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 		p.broken = err
 		return false
 	}
-	for p.interruptd != 0 {
+	for p.interruptedID != 0 {
 		body, _, err := p.reader.next()
 		if err != nil {
 			p.broken = err
@@ -732,10 +732,10 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 			// The cut-off call's Python code asks for a callback: it gets
 			// an error, not an answer from Go code whose caller has gone.
 			err = p.refuseCallback(r, "the call's context ended")
-		case r.kind == kindItems || r.id > p.interruptd:
+		case r.kind == kindItems || r.id > p.interruptedID:
 			// Items of a stream being cut off, the reply of a nested call.
-		case r.id == p.interruptd:
-			p.interruptd = 0
+		case r.id == p.interruptedID:
+			p.interruptedID = 0
 		default:
 			err = fmt.Errorf("%w: unexpected reply while draining", ErrProtocol)
 		}
@@ -754,31 +754,31 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 type condition int
 
 const (
-	healthy      condition = iota // ready for another call
-	interrupted                   // a call was cut off; its reply is pending
-	broken                        // the stream is in an unknown state: kill it
-	diedByItself                  // it exited, or closed its end, unasked
+	condHealthy      condition = iota // ready for another call
+	condInterrupted                   // a call was cut off; its reply is pending
+	condBroken                        // the stream is in an unknown state: kill it
+	condDiedByItself                  // it exited, or closed its end, unasked
 )
 
 // condition says what the process is fit for. It must not be called while
 // a call runs.
 func (p *process) condition() condition {
 	p.mu.Lock()
-	streamErr, cutOff := p.broken, p.interruptd != 0
+	streamErr, cutOff := p.broken, p.interruptedID != 0
 	p.mu.Unlock()
 	switch {
 	case p.hasExited() && p.crashed:
-		return diedByItself
+		return condDiedByItself
 	case p.hasExited():
-		return broken
+		return condBroken
 	case streamErr == nil && cutOff:
-		return interrupted
+		return condInterrupted
 	case streamErr == nil:
-		return healthy
+		return condHealthy
 	case isEOF(streamErr):
-		return diedByItself
+		return condDiedByItself
 	}
-	return broken
+	return condBroken
 }
 
 // signal sends sig to the worker (not to its process group).

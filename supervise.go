@@ -207,7 +207,7 @@ func (p *Pool) goDrain(pw *pooledWorker) {
 		proc := pw.proc
 		fn := proc.function(false)
 		p.log.Warn(msgCallInterrupted, "worker", proc.pid, fn, "cause", proc.interruptCause())
-		ok := proc.awaitInterrupted(p.cfg.InterruptGrace) && proc.condition() == healthy
+		ok := proc.awaitInterrupted(p.cfg.InterruptGrace) && proc.condition() == condHealthy
 		var recycle recycling
 		if ok {
 			recycle = p.recycleReason(pw)
