@@ -102,8 +102,8 @@ type process struct {
 	outerID uint64 // id of the call that holds mu (the outermost of nested ones)
 	// The callbacks read and not yet answered, innermost last (callback.go).
 	pendingCallbacks []uint64
-	interruptedID    uint64        // id of a call cut off by its context, 0 if none
-	broken           error         // set when the stream is in an unknown state
+	state            procState     // set by setStateLocked only
+	streamErr        error         // why the stream broke (procBroken)
 	afterFired       chan struct{} // see watchContext
 	deadline         time.Time     // both pipes' deadline, when deadlineSet
 	deadlineSet      bool          // false: the pipes' deadlines are not known
@@ -115,7 +115,7 @@ type process struct {
 	// by the output forwarders and the life-cycle log records.
 	current atomic.Pointer[string]
 	last    atomic.Pointer[string]
-	cutOff  error          // why the interrupted call was cut off; guarded by mu
+	cutOff  error          // why the interrupted call was cut off (procInterrupted); guarded by mu
 	dumps   stackDumper    // the Python stack dumps (stackdump.go)
 	output  [2]outputCalls // which call wrote the lines of stderr, stdout
 }
@@ -424,7 +424,7 @@ func (p *process) handshake(ctx context.Context) error {
 // call sends one call and waits for its reply. into decodes a RESULT's value;
 // it runs before the read buffer is reused. A *PythonError is returned for
 // an ERROR reply. Any other error from a call that reached the worker leaves
-// the process interrupted (p.interruptedID) or broken (p.broken). A call made
+// the process interrupted or broken (procState). A call made
 // with the context of one of this process's callbacks is sent on the
 // stream of the call that waits for the callback (callback.go).
 func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes) error {
@@ -451,7 +451,7 @@ func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs 
 	case errors.Is(err, errSharedClosed):
 		// The worker exited before the call: its shared memory went
 		// with it. A crash, as if the call had been sent.
-		p.broken = err
+		p.setStateLocked(procBroken, err)
 		return p.exitError(ctx)
 	case isSharedFault(err):
 		// Nothing was sent, but the worker's shared memory is broken.
@@ -509,7 +509,7 @@ type callFrame struct {
 // keeps the outer call's record and leaves the shared memory to it: its
 // values cross inline.
 func (p *process) begin(ctx context.Context, fn string, nested bool) (uint64, callFrame, error) {
-	if p.broken != nil || p.interruptedID != 0 {
+	if p.state != procRunning {
 		return 0, callFrame{}, fmt.Errorf("%w: an earlier call on worker %d was cut off", ErrWorkerReleased, p.pid)
 	}
 	if err := ctx.Err(); err != nil {
@@ -566,7 +566,7 @@ func (p *process) watch(ctx context.Context, nested bool) (stop func()) {
 		if !stopAfter() {
 			<-fired
 		}
-		if p.interruptedID == 0 && p.broken == nil && hadDeadline {
+		if p.state == procRunning && hadDeadline {
 			p.toWorker.SetWriteDeadline(outer)
 			p.fromWorker.SetReadDeadline(outer)
 		} else {
@@ -657,19 +657,18 @@ func (p *process) failed(ctx context.Context, fn string, err error, sent bool) e
 		if sent {
 			// Python is still running the call: interrupt it. The pool
 			// decides, after a grace period, whether the worker is usable.
-			p.interruptedID = p.outerID
-			p.cutOff = cause
+			p.setStateLocked(procInterrupted, cause)
 			p.dumps.request(p, fn, dumpInterrupted) // before the interrupt changes the stack
 			p.signal(syscall.SIGINT)
 		} else {
-			p.broken = cause // a frame was cut in half: the stream is lost
+			p.setStateLocked(procBroken, cause) // a frame was cut in half: the stream is lost
 		}
 		return fmt.Errorf("pypool: call to %s: %w", fn, cause)
 	case isEOF(err):
-		p.broken = err
+		p.setStateLocked(procBroken, err)
 		return p.exitError(ctx)
 	default:
-		p.broken = err
+		p.setStateLocked(procBroken, err)
 		p.stopping.Store(true)
 		p.sigkill()
 		return fmt.Errorf("pypool: call to %s on worker %d: %w", fn, p.pid, err)
@@ -708,7 +707,7 @@ func contextCause(ctx context.Context) error {
 func (p *process) awaitInterrupted(grace time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.broken != nil {
+	if p.state == procBroken {
 		return false
 	}
 	p.deadlineSet = false
@@ -716,13 +715,13 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 	p.toWorker.SetWriteDeadline(time.Now().Add(grace))
 	defer p.toWorker.SetWriteDeadline(time.Time{})
 	if err := p.answerPending(); err != nil {
-		p.broken = err
+		p.setStateLocked(procBroken, err)
 		return false
 	}
-	for p.interruptedID != 0 {
+	for p.state == procInterrupted {
 		body, _, err := p.reader.next()
 		if err != nil {
-			p.broken = err
+			p.setStateLocked(procBroken, err)
 			return false
 		}
 		r, err := decodeReply(body)
@@ -732,21 +731,57 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 			// The cut-off call's Python code asks for a callback: it gets
 			// an error, not an answer from Go code whose caller has gone.
 			err = p.refuseCallback(r, "the call's context ended")
-		case r.kind == kindItems || r.id > p.interruptedID:
+		case r.kind == kindItems || r.id > p.outerID:
 			// Items of a stream being cut off, the reply of a nested call.
-		case r.id == p.interruptedID:
-			p.interruptedID = 0
+		case r.id == p.outerID:
+			p.setStateLocked(procRunning, nil)
 		default:
 			err = fmt.Errorf("%w: unexpected reply while draining", ErrProtocol)
 		}
 		if err != nil {
-			p.broken = err
+			p.setStateLocked(procBroken, err)
 			return false
 		}
 	}
 	p.callOver()
 	p.fromWorker.SetReadDeadline(time.Time{})
 	return true
+}
+
+// procState is the state of a process's stream: what the calls made on it
+// left it fit for. Its transitions, all made by setStateLocked with p.mu
+// held:
+//
+//	procRunning -> procInterrupted   a call was cut off after it was sent (failed, closeStream)
+//	procInterrupted -> procRunning   the drain read its reply (awaitInterrupted)
+//	procRunning, procInterrupted -> procBroken   the stream is lost
+//	procBroken -> procBroken         a later error replaces the cause
+//
+// procBroken is final. How the process ends (asked to, or by itself) is
+// recorded apart: stopping, exited and crashed.
+type procState uint8
+
+const (
+	procRunning     procState = iota // serving calls, or ready for one
+	procInterrupted                  // the call p.outerID was cut off (p.cutOff says why): its reply is pending
+	procBroken                       // the stream is in an unknown state (p.streamErr says why)
+)
+
+// setStateLocked moves the stream to state to, with p.mu held; why is the
+// cause that goes with it: why the call was cut off (procInterrupted), or
+// why the stream broke (procBroken). A broken stream stays broken: a call
+// cut off then keeps the cut's cause, not the state.
+func (p *process) setStateLocked(to procState, why error) {
+	switch to {
+	case procInterrupted:
+		p.cutOff = why
+		if p.state == procBroken {
+			return
+		}
+	case procBroken:
+		p.streamErr = why
+	}
+	p.state = to
 }
 
 // condition is what a process is fit for after a call, as its pool sees it
@@ -764,16 +799,16 @@ const (
 // a call runs.
 func (p *process) condition() condition {
 	p.mu.Lock()
-	streamErr, cutOff := p.broken, p.interruptedID != 0
+	state, streamErr := p.state, p.streamErr
 	p.mu.Unlock()
 	switch {
 	case p.hasExited() && p.crashed:
 		return condDiedByItself
 	case p.hasExited():
 		return condBroken
-	case streamErr == nil && cutOff:
+	case state == procInterrupted:
 		return condInterrupted
-	case streamErr == nil:
+	case state == procRunning:
 		return condHealthy
 	case isEOF(streamErr):
 		return condDiedByItself
@@ -800,7 +835,7 @@ func (p *process) diedByItself() bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return isEOF(p.broken)
+	return p.state == procBroken && isEOF(p.streamErr)
 }
 
 // isEOF reports whether err means the worker's end of a pipe is gone. The

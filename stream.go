@@ -206,7 +206,7 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, streamWindow)
 	switch {
 	case errors.Is(err, errSharedClosed):
-		p.broken = err
+		p.setStateLocked(procBroken, err)
 		return p.exitError(ctx)
 	case isSharedFault(err):
 		return p.failed(ctx, fn, err, false)
@@ -313,7 +313,7 @@ func (p *process) creditFrame(id uint64, n int) []byte {
 // within InterruptGrace (and ctx). A generator that takes longer is
 // interrupted, as a cut-off call, and the pool drains the worker.
 func (p *process) closeStream(ctx context.Context, fn string, id uint64) {
-	if p.broken != nil || p.interruptedID != 0 {
+	if p.state != procRunning {
 		return
 	}
 	if ctx.Err() != nil {
@@ -334,8 +334,7 @@ func (p *process) closeStream(ctx context.Context, fn string, id uint64) {
 		body, _, err := p.reader.next()
 		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 			// The generator did not close in time: interrupt it.
-			p.interruptedID = p.outerID
-			p.cutOff = fmt.Errorf("the generator did not close within Config.InterruptGrace (%v) after the loop ended", p.spec.interruptGrace)
+			p.setStateLocked(procInterrupted, fmt.Errorf("the generator did not close within Config.InterruptGrace (%v) after the loop ended", p.spec.interruptGrace))
 			p.signal(syscall.SIGINT)
 			return
 		}
