@@ -90,7 +90,7 @@ type process struct {
 	shm        *sharedMem // nil when values always cross the pipes
 	codec      valueCodec // the spec's, with shm
 
-	stopping atomic.Bool      // the pool asked it to end: its exit is no crash
+	stopping atomic.Bool      // it was asked to end (askToEnd): its exit is no crash
 	exited   chan struct{}    // closed once the process is reaped
 	exitErr  *WorkerExitError // set before exited is closed
 	crashed  bool             // it exited without being asked to; set before exited is closed
@@ -669,8 +669,7 @@ func (p *process) failed(ctx context.Context, fn string, err error, sent bool) e
 		return p.exitError(ctx)
 	default:
 		p.setStateLocked(procBroken, err)
-		p.stopping.Store(true)
-		p.sigkill()
+		p.killNow(true)
 		return fmt.Errorf("pypool: call to %s on worker %d: %w", fn, p.pid, err)
 	}
 }
@@ -688,7 +687,7 @@ func (p *process) exitError(ctx context.Context) error {
 		// own stdout. It is of no use any more.
 	case <-ctx.Done():
 	}
-	p.sigkill()
+	p.killNow(false)
 	return &WorkerExitError{Pid: p.pid, ExitCode: -1, Signal: "SIGKILL (it closed its output)", cause: ErrWorkerCrashed}
 }
 
@@ -849,7 +848,29 @@ func isEOF(err error) bool {
 // already died by itself, its exit does not count as a crash.
 func (p *process) kill() {
 	if !p.diedByItself() {
-		p.stopping.Store(true)
+		p.askToEnd()
+	}
+	p.sigkill()
+}
+
+// askToEnd records that the process was asked to end (stopped or killed by
+// its supervisor, or by its start): its exit is then no crash. It is the
+// only writer of stopping.
+func (p *process) askToEnd() {
+	p.stopping.Store(true)
+}
+
+// killNow is the one kill the process layer makes on its own, during a
+// call, instead of leaving it to the pool's check-in: asked tells whether
+// its exit is no crash (askToEnd). Two cases need it. A protocol error
+// (failed) leaves the stream lost, and the kill is what ends the wait of
+// an outer call for a callback whose nested call hit it (awaitCallback
+// watches exited), and what ends a worker held by a Transaction. A worker
+// whose output closed but that lives on (exitError) is of no use, and its
+// caller's error names the kill.
+func (p *process) killNow(asked bool) {
+	if asked {
+		p.askToEnd()
 	}
 	p.sigkill()
 }
@@ -870,7 +891,7 @@ func (p *process) sigkill() {
 // it exited, nobody could kill its group safely. stop returns once the
 // process is reaped.
 func (p *process) stop(grace time.Duration) {
-	p.stopping.Store(true)
+	p.askToEnd()
 	if orphaned(p.os) {
 		p.sigkill()
 	}

@@ -179,7 +179,7 @@ func (p *Pool) processExited(proc *process) {
 func (p *Pool) stopLocked(pw *pooledWorker, why cause) {
 	p.leftLocked(pw, why)
 	p.setStateLocked(pw, stateStopping)
-	pw.proc.stopping.Store(true)
+	pw.proc.askToEnd()
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -193,7 +193,7 @@ func (p *Pool) killLocked(pw *pooledWorker, byItself bool) {
 	p.leftLocked(pw, p.endCauseLocked(byItself))
 	p.setStateLocked(pw, stateStopping)
 	if !byItself {
-		pw.proc.stopping.Store(true)
+		pw.proc.askToEnd()
 	}
 	pw.proc.sigkill()
 }
