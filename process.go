@@ -471,29 +471,8 @@ func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs 
 		}
 		return p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
 	}
-	for {
-		body, owned, err := p.reader.next()
-		if err != nil {
-			return p.failed(ctx, fn, err, true)
-		}
-		if sizes != nil {
-			sizes.reply = len(body)
-		}
-		r, err := decodeReply(body)
-		if err == nil && r.kind == kindCallback {
-			if err := p.serveCallback(ctx, fn, r); err != nil {
-				return err
-			}
-			continue
-		}
-		if err == nil && (r.id != id || r.kind == kindItems) {
-			err = fmt.Errorf("%w: message of kind %d for call %d while waiting for the reply to %d", ErrProtocol, r.kind, r.id, id)
-		}
-		if err != nil {
-			return p.failed(ctx, fn, err, true)
-		}
-		return p.replied(ctx, fn, r, owned, into)
-	}
+	l := replyLoop{wait: waitCall, id: id, fn: fn, into: into, sizes: sizes}
+	return p.readReplies(ctx, &l)
 }
 
 // callFrame is what begin set up for one call, for end to undo.
@@ -717,28 +696,9 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 		p.setStateLocked(procBroken, err)
 		return false
 	}
-	for p.state == procInterrupted {
-		body, _, err := p.reader.next()
-		if err != nil {
-			p.setStateLocked(procBroken, err)
-			return false
-		}
-		r, err := decodeReply(body)
-		switch {
-		case err != nil:
-		case r.kind == kindCallback:
-			// The cut-off call's Python code asks for a callback: it gets
-			// an error, not an answer from Go code whose caller has gone.
-			err = p.refuseCallback(r, "the call's context ended")
-		case r.kind == kindItems || r.id > p.outerID:
-			// Items of a stream being cut off, the reply of a nested call.
-		case r.id == p.outerID:
-			p.setStateLocked(procRunning, nil)
-		default:
-			err = fmt.Errorf("%w: unexpected reply while draining", ErrProtocol)
-		}
-		if err != nil {
-			p.setStateLocked(procBroken, err)
+	if p.state == procInterrupted {
+		l := replyLoop{wait: waitDrain, id: p.outerID}
+		if p.readReplies(context.Background(), &l) != nil {
 			return false
 		}
 	}
