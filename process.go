@@ -471,8 +471,8 @@ func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs 
 		}
 		return p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
 	}
-	l := replyLoop{wait: waitCall, id: id, fn: fn, into: into, sizes: sizes}
-	return p.readReplies(ctx, &l)
+	l := replyLoop{wait: waitCall, id: id, into: into, sizes: sizes}
+	return p.readReplies(ctx, fn, &l, nil)
 }
 
 // callFrame is what begin set up for one call, for end to undo.
@@ -698,7 +698,7 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 	}
 	if p.state == procInterrupted {
 		l := replyLoop{wait: waitDrain, id: p.outerID}
-		if p.readReplies(context.Background(), &l) != nil {
+		if p.readReplies(context.Background(), "", &l, nil) != nil {
 			return false
 		}
 	}

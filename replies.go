@@ -24,48 +24,53 @@ const (
 )
 
 // replyLoop is one run of readReplies: the call id whose reply ends it, and
-// what the caller gave it.
+// what the caller gave it. It holds nothing that escapes (the function's
+// name and a stream's items are passed apart), so that a call's into and
+// sizes stay on their caller's stack.
 type replyLoop struct {
-	wait     replyWait
-	id       uint64
-	fn       string
-	into     decodeFunc  // waitCall: decodes the RESULT's value
-	sizes    *callSizes  // waitCall: receives the reply's size; nil: not traced
-	each     itemFunc    // waitStream: takes each item
-	codec    *valueCodec // waitStream: the items' codec
-	consumed int         // waitStream: items taken since the last credit
-	stopped  bool        // waitStream: each stopped the loop; Python still iterates
+	wait  replyWait
+	id    uint64
+	into  decodeFunc // waitCall: decodes the RESULT's value
+	sizes *callSizes // waitCall: receives the reply's size; nil: not traced
+}
+
+// streamItems is what a stream's reply loop does with its items.
+type streamItems struct {
+	each     itemFunc    // takes each item
+	codec    *valueCodec // the items' codec
+	consumed int         // items taken since the last credit
+	stopped  bool        // each stopped the loop; Python still iterates
 }
 
 // readReplies reads frames from the worker until the reply that ends l
-// and dispatches each message by its kind: CALLBACK (onCallback), ITEMS
+// (of a call to fn; st: a stream's items, else nil) and dispatches each message by its kind: CALLBACK (onCallback), ITEMS
 // (onItems), and the RESULT or ERROR of a call (onReply). It returns the
 // call's outcome, or the first error, which has already recorded the
 // process's new state (lost).
-func (p *process) readReplies(ctx context.Context, l *replyLoop) error {
+func (p *process) readReplies(ctx context.Context, fn string, l *replyLoop, st *streamItems) error {
 	for {
 		if l.wait == waitStream && ctx.Err() != nil {
-			return p.failed(ctx, l.fn, os.ErrDeadlineExceeded, true)
+			return p.failed(ctx, fn, os.ErrDeadlineExceeded, true)
 		}
 		body, owned, err := p.reader.next()
 		if err != nil {
-			return p.readFailed(ctx, l, err)
+			return p.readFailed(ctx, fn, l, err)
 		}
 		if l.sizes != nil {
 			l.sizes.reply = len(body)
 		}
 		r, err := decodeReply(body)
 		if err != nil {
-			return p.lost(ctx, l, err)
+			return p.lost(ctx, fn, l, err)
 		}
 		var done bool
 		switch r.kind {
 		case kindCallback:
-			err = p.onCallback(ctx, l, r)
+			err = p.onCallback(ctx, fn, l, r)
 		case kindItems:
-			done, err = p.onItems(ctx, l, r)
+			done, err = p.onItems(ctx, fn, l, st, r)
 		default:
-			done, err = p.onReply(ctx, l, r, owned)
+			done, err = p.onReply(ctx, fn, l, r, owned)
 		}
 		if done || err != nil {
 			return err
@@ -76,11 +81,11 @@ func (p *process) readReplies(ctx context.Context, l *replyLoop) error {
 // onCallback handles a CALLBACK: a call or a stream runs it (serveCallback);
 // while a stream closes or a cut-off call drains, its caller has gone and
 // it is refused.
-func (p *process) onCallback(ctx context.Context, l *replyLoop, r reply) error {
+func (p *process) onCallback(ctx context.Context, fn string, l *replyLoop, r reply) error {
 	var err error
 	switch l.wait {
 	case waitCall, waitStream:
-		return p.serveCallback(ctx, l.fn, r)
+		return p.serveCallback(ctx, fn, r)
 	case waitClose:
 		err = p.refuseCallback(r, "the stream was closed")
 	default:
@@ -89,7 +94,7 @@ func (p *process) onCallback(ctx context.Context, l *replyLoop, r reply) error {
 		err = p.refuseCallback(r, "the call's context ended")
 	}
 	if err != nil {
-		return p.lost(ctx, l, err)
+		return p.lost(ctx, fn, l, err)
 	}
 	return nil
 }
@@ -97,30 +102,30 @@ func (p *process) onCallback(ctx context.Context, l *replyLoop, r reply) error {
 // onItems handles an ITEMS frame: a stream gives its items to each and
 // sends credit for more; a closing stream or a drain drops them; a call
 // expects none. done: the loop ends (each stopped it).
-func (p *process) onItems(ctx context.Context, l *replyLoop, r reply) (done bool, err error) {
+func (p *process) onItems(ctx context.Context, fn string, l *replyLoop, st *streamItems, r reply) (done bool, err error) {
 	switch l.wait {
 	case waitDrain:
 		return false, nil // items of a stream being cut off
 	case waitCall:
-		return false, p.unexpected(ctx, l, r)
+		return false, p.unexpected(ctx, fn, l, r)
 	}
 	if r.id != l.id {
-		return false, p.unexpected(ctx, l, r)
+		return false, p.unexpected(ctx, fn, l, r)
 	}
 	if l.wait == waitClose {
 		return false, nil
 	}
-	more, err := eachItem(r.value, l.codec, l.each)
+	more, err := eachItem(r.value, st.codec, st.each)
 	if err != nil {
-		return false, p.lost(ctx, l, err)
+		return false, p.lost(ctx, fn, l, err)
 	}
 	if !more {
-		l.stopped = true
+		st.stopped = true
 		return true, nil // the caller closes the stream
 	}
-	if l.consumed++; l.consumed == streamWindow/2 {
-		l.consumed = 0
-		if err := p.send(ctx, l.fn, p.creditFrame(l.id, streamWindow/2)); err != nil {
+	if st.consumed++; st.consumed == streamWindow/2 {
+		st.consumed = 0
+		if err := p.send(ctx, fn, p.creditFrame(l.id, streamWindow/2)); err != nil {
 			return true, err
 		}
 	}
@@ -129,22 +134,22 @@ func (p *process) onItems(ctx context.Context, l *replyLoop, r reply) (done bool
 
 // onReply handles the RESULT or ERROR that ends a call, which ends the loop.
 // While draining, the reply of a nested call of the cut-off one is dropped.
-func (p *process) onReply(ctx context.Context, l *replyLoop, r reply, owned bool) (done bool, err error) {
+func (p *process) onReply(ctx context.Context, fn string, l *replyLoop, r reply, owned bool) (done bool, err error) {
 	if r.id != l.id {
 		if l.wait == waitDrain && r.id > l.id {
 			return false, nil // the reply of a nested call
 		}
-		return false, p.unexpected(ctx, l, r)
+		return false, p.unexpected(ctx, fn, l, r)
 	}
 	switch l.wait {
 	case waitCall:
-		return true, p.replied(ctx, l.fn, r, owned, l.into)
+		return true, p.replied(ctx, fn, r, owned, l.into)
 	case waitStream:
-		return true, p.replied(ctx, l.fn, r, owned, nil)
+		return true, p.replied(ctx, fn, r, owned, nil)
 	case waitClose:
 		// Closed: an exception raised by the generator's clean-up has no
 		// one to go to any more.
-		p.replied(ctx, l.fn, r, false, nil)
+		p.replied(ctx, fn, r, false, nil)
 		return true, nil
 	}
 	p.setStateLocked(procRunning, nil) // drained
@@ -152,7 +157,7 @@ func (p *process) onReply(ctx context.Context, l *replyLoop, r reply, owned bool
 }
 
 // unexpected is the protocol error of a message l does not wait for.
-func (p *process) unexpected(ctx context.Context, l *replyLoop, r reply) error {
+func (p *process) unexpected(ctx context.Context, fn string, l *replyLoop, r reply) error {
 	var err error
 	switch l.wait {
 	case waitCall:
@@ -164,29 +169,29 @@ func (p *process) unexpected(ctx context.Context, l *replyLoop, r reply) error {
 	default:
 		err = fmt.Errorf("%w: unexpected reply while draining", ErrProtocol)
 	}
-	return p.lost(ctx, l, err)
+	return p.lost(ctx, fn, l, err)
 }
 
 // readFailed handles a failed read. A closing stream whose generator did
 // not close in time (its limit, not ctx, ended the read) is interrupted,
 // as a cut-off call, and the pool drains the worker.
-func (p *process) readFailed(ctx context.Context, l *replyLoop, err error) error {
+func (p *process) readFailed(ctx context.Context, fn string, l *replyLoop, err error) error {
 	if l.wait == waitClose && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 		cause := fmt.Errorf("the generator did not close within Config.InterruptGrace (%v) after the loop ended", p.spec.interruptGrace)
 		p.setStateLocked(procInterrupted, cause)
 		p.signal(syscall.SIGINT)
 		return cause
 	}
-	return p.lost(ctx, l, err)
+	return p.lost(ctx, fn, l, err)
 }
 
 // lost records that the exchange broke with err and returns the caller's
 // error: a call's, stream's or closing stream's through failed; a drain's
 // leaves the stream broken, for the pool to kill the worker.
-func (p *process) lost(ctx context.Context, l *replyLoop, err error) error {
+func (p *process) lost(ctx context.Context, fn string, l *replyLoop, err error) error {
 	if l.wait == waitDrain {
 		p.setStateLocked(procBroken, err)
 		return err
 	}
-	return p.failed(ctx, l.fn, err, true)
+	return p.failed(ctx, fn, err, true)
 }

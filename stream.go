@@ -228,9 +228,10 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 			p.closeStream(ctx, fn, id)
 		}
 	}()
-	l := replyLoop{wait: waitStream, id: id, fn: fn, each: each, codec: &codec}
-	err = p.readReplies(ctx, &l)
-	running = l.stopped // each stopped the loop: the deferred close ends the stream
+	l := replyLoop{wait: waitStream, id: id}
+	st := streamItems{each: each, codec: &codec}
+	err = p.readReplies(ctx, fn, &l, &st)
+	running = st.stopped // each stopped the loop: the deferred close ends the stream
 	return err
 }
 
@@ -288,6 +289,6 @@ func (p *process) closeStream(ctx context.Context, fn string, id uint64) {
 	}
 	p.fromWorker.SetReadDeadline(limit)
 	p.deadlineSet = false
-	l := replyLoop{wait: waitClose, id: id, fn: fn}
-	p.readReplies(ctx, &l)
+	l := replyLoop{wait: waitClose, id: id}
+	p.readReplies(ctx, fn, &l, nil)
 }
