@@ -186,7 +186,7 @@ func (p *process) serveCallback(ctx context.Context, fn string, r reply) error {
 	if err != nil {
 		return err
 	}
-	if p.broken != nil || p.interruptd != 0 {
+	if p.state != procRunning {
 		// A call made inside the callback was cut off: the worker is in
 		// an unknown state, the pool drains or kills it.
 		return p.cutOffInside(ctx, fn, r.name)
@@ -240,7 +240,7 @@ func (p *process) awaitCallback(ctx context.Context, fn string, r reply) (any, *
 	}
 	cancel()
 	scope.end() // waits for a nested call in flight: its context has just ended
-	if p.broken != nil || p.interruptd != 0 {
+	if p.state != procRunning {
 		return nil, nil, p.cutOffInside(ctx, fn, r.name)
 	}
 	// Python waits in call_go: the call is cut off (the pool's drain
@@ -354,12 +354,12 @@ func (p *process) refuseCallback(r reply, why string) error {
 // cutOffInside is the error of a call whose worker was cut off by a call
 // made inside one of its callbacks.
 func (p *process) cutOffInside(ctx context.Context, fn, callback string) error {
-	if p.broken != nil && isEOF(p.broken) {
+	if p.state == procBroken && isEOF(p.streamErr) {
 		return p.exitError(ctx)
 	}
 	cause := p.cutOff
 	if cause == nil {
-		cause = p.broken
+		cause = p.streamErr
 	}
 	return fmt.Errorf("pypool: call to %s: a call made inside Go callback %s was cut off: %w", fn, callback, cause)
 }

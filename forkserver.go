@@ -161,7 +161,7 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3: the control socket
 	cmd.Env, cmd.Dir = spec.env, spec.dir
 	cmd.SysProcAttr = workerSysProcAttr(spec.credential.sysProcCredential()) // its forks run as that user too
-	err = startLocked(cmd)
+	err = startOnLockedThread(cmd)
 	closeFiles(outW, errW, theirs) // so that the template's exit ends the handshake's read
 	if err != nil {
 		closeFiles(outR, errR)

@@ -54,7 +54,7 @@ func (p *process) setCurrent(fn string) {
 // recorded while an interrupted call drains, and when the call broke the
 // worker: its crash record names it.
 func (p *process) endCall() {
-	if p.interruptd == 0 && p.broken == nil {
+	if p.state == procRunning {
 		p.callOver()
 	}
 }
@@ -158,7 +158,7 @@ func (p *process) stopCause(cause string) string {
 func (p *process) streamError() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.broken
+	return p.streamErr
 }
 
 // outputCalls tells which call wrote each line of one output stream

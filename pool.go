@@ -255,9 +255,9 @@ func (p *Pool) checkin(pw *pooledWorker) {
 	cond := pw.proc.condition()
 	var recycle recycling
 	switch cond {
-	case healthy:
+	case condHealthy:
 		recycle = p.recycleReason(pw)
-	case interrupted:
+	case condInterrupted:
 		p.callStats.interrupts.Add(1)
 	}
 	p.mu.Lock()

@@ -90,7 +90,7 @@ type process struct {
 	shm        *sharedMem // nil when values always cross the pipes
 	codec      valueCodec // the spec's, with shm
 
-	stopping atomic.Bool      // the pool asked it to end: its exit is no crash
+	stopping atomic.Bool      // it was asked to end (askToEnd): its exit is no crash
 	exited   chan struct{}    // closed once the process is reaped
 	exitErr  *WorkerExitError // set before exited is closed
 	crashed  bool             // it exited without being asked to; set before exited is closed
@@ -102,8 +102,8 @@ type process struct {
 	outerID uint64 // id of the call that holds mu (the outermost of nested ones)
 	// The callbacks read and not yet answered, innermost last (callback.go).
 	pendingCallbacks []uint64
-	interruptd       uint64        // id of a call cut off by its context, 0 if none
-	broken           error         // set when the stream is in an unknown state
+	state            procState     // set by setStateLocked only
+	streamErr        error         // why the stream broke (procBroken)
 	afterFired       chan struct{} // see watchContext
 	deadline         time.Time     // both pipes' deadline, when deadlineSet
 	deadlineSet      bool          // false: the pipes' deadlines are not known
@@ -115,7 +115,7 @@ type process struct {
 	// by the output forwarders and the life-cycle log records.
 	current atomic.Pointer[string]
 	last    atomic.Pointer[string]
-	cutOff  error          // why the interrupted call was cut off; guarded by mu
+	cutOff  error          // why the interrupted call was cut off (procInterrupted); guarded by mu
 	dumps   stackDumper    // the Python stack dumps (stackdump.go)
 	output  [2]outputCalls // which call wrote the lines of stderr, stdout
 }
@@ -258,7 +258,7 @@ func (spec *workerSpec) execWorker(child []*os.File) (osProcess, error) {
 	cmd.Env = spec.env
 	cmd.Dir = spec.dir
 	cmd.SysProcAttr = workerSysProcAttr(spec.credential.sysProcCredential())
-	if err := startLocked(cmd); err != nil {
+	if err := startOnLockedThread(cmd); err != nil {
 		return nil, execFailed(cmd.Path, err)
 	}
 	spec.guard.own(cmd.Process.Pid)
@@ -359,11 +359,11 @@ func (e execProcess) wait() exitStatus {
 	return exitStatus{code: e.cmd.ProcessState.ExitCode()}
 }
 
-// startLocked starts cmd from a goroutine locked to its OS thread. Linux
+// startOnLockedThread starts cmd from a goroutine locked to its OS thread. Linux
 // sends the parent-death signal when the thread that forked the child exits,
 // not the process (golang/go#27505); the Go runtime only ends a thread when
 // a goroutine exits while locked to it, which this function never does.
-func startLocked(cmd *exec.Cmd) error {
+func startOnLockedThread(cmd *exec.Cmd) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	return cmd.Start()
@@ -424,7 +424,7 @@ func (p *process) handshake(ctx context.Context) error {
 // call sends one call and waits for its reply. into decodes a RESULT's value;
 // it runs before the read buffer is reused. A *PythonError is returned for
 // an ERROR reply. Any other error from a call that reached the worker leaves
-// the process interrupted (p.interruptd) or broken (p.broken). A call made
+// the process interrupted or broken (procState). A call made
 // with the context of one of this process's callbacks is sent on the
 // stream of the call that waits for the callback (callback.go).
 func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes) error {
@@ -451,7 +451,7 @@ func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs 
 	case errors.Is(err, errSharedClosed):
 		// The worker exited before the call: its shared memory went
 		// with it. A crash, as if the call had been sent.
-		p.broken = err
+		p.setStateLocked(procBroken, err)
 		return p.exitError(ctx)
 	case isSharedFault(err):
 		// Nothing was sent, but the worker's shared memory is broken.
@@ -471,29 +471,8 @@ func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs 
 		}
 		return p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
 	}
-	for {
-		body, owned, err := p.reader.next()
-		if err != nil {
-			return p.failed(ctx, fn, err, true)
-		}
-		if sizes != nil {
-			sizes.reply = len(body)
-		}
-		r, err := decodeReply(body)
-		if err == nil && r.kind == kindCallback {
-			if err := p.serveCallback(ctx, fn, r); err != nil {
-				return err
-			}
-			continue
-		}
-		if err == nil && (r.id != id || r.kind == kindItems) {
-			err = fmt.Errorf("%w: message of kind %d for call %d while waiting for the reply to %d", ErrProtocol, r.kind, r.id, id)
-		}
-		if err != nil {
-			return p.failed(ctx, fn, err, true)
-		}
-		return p.replied(ctx, fn, r, owned, into)
-	}
+	l := replyLoop{wait: waitCall, id: id, into: into, sizes: sizes}
+	return p.readReplies(ctx, fn, &l, nil)
 }
 
 // callFrame is what begin set up for one call, for end to undo.
@@ -509,7 +488,7 @@ type callFrame struct {
 // keeps the outer call's record and leaves the shared memory to it: its
 // values cross inline.
 func (p *process) begin(ctx context.Context, fn string, nested bool) (uint64, callFrame, error) {
-	if p.broken != nil || p.interruptd != 0 {
+	if p.state != procRunning {
 		return 0, callFrame{}, fmt.Errorf("%w: an earlier call on worker %d was cut off", ErrWorkerReleased, p.pid)
 	}
 	if err := ctx.Err(); err != nil {
@@ -566,7 +545,7 @@ func (p *process) watch(ctx context.Context, nested bool) (stop func()) {
 		if !stopAfter() {
 			<-fired
 		}
-		if p.interruptd == 0 && p.broken == nil && hadDeadline {
+		if p.state == procRunning && hadDeadline {
 			p.toWorker.SetWriteDeadline(outer)
 			p.fromWorker.SetReadDeadline(outer)
 		} else {
@@ -657,21 +636,19 @@ func (p *process) failed(ctx context.Context, fn string, err error, sent bool) e
 		if sent {
 			// Python is still running the call: interrupt it. The pool
 			// decides, after a grace period, whether the worker is usable.
-			p.interruptd = p.outerID
-			p.cutOff = cause
+			p.setStateLocked(procInterrupted, cause)
 			p.dumps.request(p, fn, dumpInterrupted) // before the interrupt changes the stack
 			p.signal(syscall.SIGINT)
 		} else {
-			p.broken = cause // a frame was cut in half: the stream is lost
+			p.setStateLocked(procBroken, cause) // a frame was cut in half: the stream is lost
 		}
 		return fmt.Errorf("pypool: call to %s: %w", fn, cause)
 	case isEOF(err):
-		p.broken = err
+		p.setStateLocked(procBroken, err)
 		return p.exitError(ctx)
 	default:
-		p.broken = err
-		p.stopping.Store(true)
-		p.sigkill()
+		p.setStateLocked(procBroken, err)
+		p.killNow(true)
 		return fmt.Errorf("pypool: call to %s on worker %d: %w", fn, p.pid, err)
 	}
 }
@@ -689,7 +666,7 @@ func (p *process) exitError(ctx context.Context) error {
 		// own stdout. It is of no use any more.
 	case <-ctx.Done():
 	}
-	p.sigkill()
+	p.killNow(false)
 	return &WorkerExitError{Pid: p.pid, ExitCode: -1, Signal: "SIGKILL (it closed its output)", cause: ErrWorkerCrashed}
 }
 
@@ -708,7 +685,7 @@ func contextCause(ctx context.Context) error {
 func (p *process) awaitInterrupted(grace time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.broken != nil {
+	if p.state == procBroken {
 		return false
 	}
 	p.deadlineSet = false
@@ -716,31 +693,12 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 	p.toWorker.SetWriteDeadline(time.Now().Add(grace))
 	defer p.toWorker.SetWriteDeadline(time.Time{})
 	if err := p.answerPending(); err != nil {
-		p.broken = err
+		p.setStateLocked(procBroken, err)
 		return false
 	}
-	for p.interruptd != 0 {
-		body, _, err := p.reader.next()
-		if err != nil {
-			p.broken = err
-			return false
-		}
-		r, err := decodeReply(body)
-		switch {
-		case err != nil:
-		case r.kind == kindCallback:
-			// The cut-off call's Python code asks for a callback: it gets
-			// an error, not an answer from Go code whose caller has gone.
-			err = p.refuseCallback(r, "the call's context ended")
-		case r.kind == kindItems || r.id > p.interruptd:
-			// Items of a stream being cut off, the reply of a nested call.
-		case r.id == p.interruptd:
-			p.interruptd = 0
-		default:
-			err = fmt.Errorf("%w: unexpected reply while draining", ErrProtocol)
-		}
-		if err != nil {
-			p.broken = err
+	if p.state == procInterrupted {
+		l := replyLoop{wait: waitDrain, id: p.outerID}
+		if p.readReplies(context.Background(), "", &l, nil) != nil {
 			return false
 		}
 	}
@@ -749,36 +707,72 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 	return true
 }
 
+// procState is the state of a process's stream: what the calls made on it
+// left it fit for. Its transitions, all made by setStateLocked with p.mu
+// held:
+//
+//	procRunning -> procInterrupted   a call was cut off after it was sent (failed, closeStream)
+//	procInterrupted -> procRunning   the drain read its reply (awaitInterrupted)
+//	procRunning, procInterrupted -> procBroken   the stream is lost
+//	procBroken -> procBroken         a later error replaces the cause
+//
+// procBroken is final. How the process ends (asked to, or by itself) is
+// recorded apart: stopping, exited and crashed.
+type procState uint8
+
+const (
+	procRunning     procState = iota // serving calls, or ready for one
+	procInterrupted                  // the call p.outerID was cut off (p.cutOff says why): its reply is pending
+	procBroken                       // the stream is in an unknown state (p.streamErr says why)
+)
+
+// setStateLocked moves the stream to state to, with p.mu held; why is the
+// cause that goes with it: why the call was cut off (procInterrupted), or
+// why the stream broke (procBroken). A broken stream stays broken: a call
+// cut off then keeps the cut's cause, not the state.
+func (p *process) setStateLocked(to procState, why error) {
+	switch to {
+	case procInterrupted:
+		p.cutOff = why
+		if p.state == procBroken {
+			return
+		}
+	case procBroken:
+		p.streamErr = why
+	}
+	p.state = to
+}
+
 // condition is what a process is fit for after a call, as its pool sees it
 // at check-in.
 type condition int
 
 const (
-	healthy      condition = iota // ready for another call
-	interrupted                   // a call was cut off; its reply is pending
-	broken                        // the stream is in an unknown state: kill it
-	diedByItself                  // it exited, or closed its end, unasked
+	condHealthy      condition = iota // ready for another call
+	condInterrupted                   // a call was cut off; its reply is pending
+	condBroken                        // the stream is in an unknown state: kill it
+	condDiedByItself                  // it exited, or closed its end, unasked
 )
 
 // condition says what the process is fit for. It must not be called while
 // a call runs.
 func (p *process) condition() condition {
 	p.mu.Lock()
-	streamErr, cutOff := p.broken, p.interruptd != 0
+	state, streamErr := p.state, p.streamErr
 	p.mu.Unlock()
 	switch {
 	case p.hasExited() && p.crashed:
-		return diedByItself
+		return condDiedByItself
 	case p.hasExited():
-		return broken
-	case streamErr == nil && cutOff:
-		return interrupted
-	case streamErr == nil:
-		return healthy
+		return condBroken
+	case state == procInterrupted:
+		return condInterrupted
+	case state == procRunning:
+		return condHealthy
 	case isEOF(streamErr):
-		return diedByItself
+		return condDiedByItself
 	}
-	return broken
+	return condBroken
 }
 
 // signal sends sig to the worker (not to its process group).
@@ -800,7 +794,7 @@ func (p *process) diedByItself() bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return isEOF(p.broken)
+	return p.state == procBroken && isEOF(p.streamErr)
 }
 
 // isEOF reports whether err means the worker's end of a pipe is gone. The
@@ -814,7 +808,29 @@ func isEOF(err error) bool {
 // already died by itself, its exit does not count as a crash.
 func (p *process) kill() {
 	if !p.diedByItself() {
-		p.stopping.Store(true)
+		p.askToEnd()
+	}
+	p.sigkill()
+}
+
+// askToEnd records that the process was asked to end (stopped or killed by
+// its supervisor, or by its start): its exit is then no crash. It is the
+// only writer of stopping.
+func (p *process) askToEnd() {
+	p.stopping.Store(true)
+}
+
+// killNow is the one kill the process layer makes on its own, during a
+// call, instead of leaving it to the pool's check-in: asked tells whether
+// its exit is no crash (askToEnd). Two cases need it. A protocol error
+// (failed) leaves the stream lost, and the kill is what ends the wait of
+// an outer call for a callback whose nested call hit it (awaitCallback
+// watches exited), and what ends a worker held by a Transaction. A worker
+// whose output closed but that lives on (exitError) is of no use, and its
+// caller's error names the kill.
+func (p *process) killNow(asked bool) {
+	if asked {
+		p.askToEnd()
 	}
 	p.sigkill()
 }
@@ -835,7 +851,7 @@ func (p *process) sigkill() {
 // it exited, nobody could kill its group safely. stop returns once the
 // process is reaped.
 func (p *process) stop(grace time.Duration) {
-	p.stopping.Store(true)
+	p.askToEnd()
 	if orphaned(p.os) {
 		p.sigkill()
 	}

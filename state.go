@@ -200,11 +200,11 @@ func (p *Pool) checkinLocked(pw *pooledWorker, cond condition, recycle recycling
 		return // it died meanwhile, and its slot was freed then
 	}
 	switch {
-	case cond == interrupted && !p.closed:
+	case cond == condInterrupted && !p.closed:
 		p.setStateLocked(pw, stateDraining)
 		p.goDrain(pw)
-	case cond != healthy:
-		p.killLocked(pw, cond == diedByItself)
+	case cond != condHealthy:
+		p.killLocked(pw, cond == condDiedByItself)
 	case recycle.cause != causeNone:
 		p.recycleLocked(pw, recycle)
 	default:

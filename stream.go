@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"iter"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -149,7 +148,7 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, streamWindow)
 	switch {
 	case errors.Is(err, errSharedClosed):
-		p.broken = err
+		p.setStateLocked(procBroken, err)
 		return p.exitError(ctx)
 	case isSharedFault(err):
 		return p.failed(ctx, fn, err, false)
@@ -172,51 +171,11 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 			p.closeStream(ctx, fn, id)
 		}
 	}()
-	consumed := 0
-	for {
-		if ctx.Err() != nil {
-			running = false
-			return p.failed(ctx, fn, os.ErrDeadlineExceeded, true)
-		}
-		body, owned, err := p.reader.next()
-		if err != nil {
-			running = false
-			return p.failed(ctx, fn, err, true)
-		}
-		r, err := decodeReply(body)
-		switch {
-		case err != nil:
-		case r.kind == kindCallback:
-			if err := p.serveCallback(ctx, fn, r); err != nil {
-				running = false
-				return err
-			}
-			continue
-		case r.id != id:
-			err = fmt.Errorf("%w: message of kind %d for call %d during the stream %d", ErrProtocol, r.kind, r.id, id)
-		case r.kind == kindItems:
-			var more bool
-			if more, err = eachItem(r.value, &codec, each); err != nil || !more {
-				break
-			}
-			if consumed++; consumed == streamWindow/2 {
-				consumed = 0
-				if err := p.send(ctx, fn, p.creditFrame(id, streamWindow/2)); err != nil {
-					running = false
-					return err
-				}
-			}
-			continue
-		default: // the RESULT or ERROR that ends the stream
-			running = false
-			return p.replied(ctx, fn, r, owned, nil)
-		}
-		if err == nil {
-			return nil // the loop stopped: the deferred close ends the stream
-		}
-		running = false
-		return p.failed(ctx, fn, err, true)
-	}
+	l := replyLoop{wait: waitStream, id: id}
+	st := streamItems{each: each, codec: &codec}
+	err = p.readReplies(ctx, fn, &l, &st)
+	running = st.stopped // each stopped the loop: the deferred close ends the stream
+	return err
 }
 
 // eachItem gives the items of an ITEMS frame to each; false when each
@@ -256,7 +215,7 @@ func (p *process) creditFrame(id uint64, n int) []byte {
 // within InterruptGrace (and ctx). A generator that takes longer is
 // interrupted, as a cut-off call, and the pool drains the worker.
 func (p *process) closeStream(ctx context.Context, fn string, id uint64) {
-	if p.broken != nil || p.interruptd != 0 {
+	if p.state != procRunning {
 		return
 	}
 	if ctx.Err() != nil {
@@ -273,37 +232,6 @@ func (p *process) closeStream(ctx context.Context, fn string, id uint64) {
 	}
 	p.fromWorker.SetReadDeadline(limit)
 	p.deadlineSet = false
-	for {
-		body, _, err := p.reader.next()
-		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
-			// The generator did not close in time: interrupt it.
-			p.interruptd = p.outerID
-			p.cutOff = fmt.Errorf("the generator did not close within Config.InterruptGrace (%v) after the loop ended", p.spec.interruptGrace)
-			p.signal(syscall.SIGINT)
-			return
-		}
-		if err != nil {
-			p.failed(ctx, fn, err, true)
-			return
-		}
-		r, err := decodeReply(body)
-		switch {
-		case err != nil:
-		case r.kind == kindCallback:
-			err = p.refuseCallback(r, "the stream was closed")
-		case r.id != id:
-			err = fmt.Errorf("%w: message of kind %d for call %d while closing the stream %d", ErrProtocol, r.kind, r.id, id)
-		case r.kind == kindItems:
-			continue
-		default:
-			// Closed: an exception raised by the generator's clean-up
-			// has no one to go to any more.
-			p.replied(ctx, fn, r, false, nil)
-			return
-		}
-		if err != nil {
-			p.failed(ctx, fn, err, true)
-			return
-		}
-	}
+	l := replyLoop{wait: waitClose, id: id}
+	p.readReplies(ctx, fn, &l, nil)
 }

@@ -179,7 +179,7 @@ func (p *Pool) processExited(proc *process) {
 func (p *Pool) stopLocked(pw *pooledWorker, why cause) {
 	p.leftLocked(pw, why)
 	p.setStateLocked(pw, stateStopping)
-	pw.proc.stopping.Store(true)
+	pw.proc.askToEnd()
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -193,7 +193,7 @@ func (p *Pool) killLocked(pw *pooledWorker, byItself bool) {
 	p.leftLocked(pw, p.endCauseLocked(byItself))
 	p.setStateLocked(pw, stateStopping)
 	if !byItself {
-		pw.proc.stopping.Store(true)
+		pw.proc.askToEnd()
 	}
 	pw.proc.sigkill()
 }
@@ -207,7 +207,7 @@ func (p *Pool) goDrain(pw *pooledWorker) {
 		proc := pw.proc
 		fn := proc.function(false)
 		p.log.Warn(msgCallInterrupted, "worker", proc.pid, fn, "cause", proc.interruptCause())
-		ok := proc.awaitInterrupted(p.cfg.InterruptGrace) && proc.condition() == healthy
+		ok := proc.awaitInterrupted(p.cfg.InterruptGrace) && proc.condition() == condHealthy
 		var recycle recycling
 		if ok {
 			recycle = p.recycleReason(pw)

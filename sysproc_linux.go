@@ -10,7 +10,7 @@ import (
 // gets its own process group, so that a terminal's Ctrl-C reaches only the Go
 // program (which decides what happens) and a kill reaches the worker's own
 // children too; and it dies when the thread that started it exits (see
-// startLocked). cred, when not nil, is the user and groups it runs as; the
+// startOnLockedThread). cred, when not nil, is the user and groups it runs as; the
 // parent-death signal holds for it too (Go sets it after the change of
 // user, which would clear it).
 func workerSysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
