@@ -9,12 +9,12 @@ import (
 	"time"
 )
 
-// TestPrioritiesOutput runs the example for three seconds (a second a phase:
-// under the rest of the suite's load a shorter phase served no read at all)
-// and checks the shape of
-// what it prints: the three phases, each with writes measured and five
-// latency figures, reads served while they flood, and the crash summary.
-// Timings are printed, not judged: they depend on the machine.
+// TestPrioritiesOutput runs the example for three seconds, a second a phase
+// (under the load of the rest of the suite, a shorter phase once served no
+// read at all), and checks the shape of what it prints: the three phases,
+// each with writes measured and five latency figures, reads served while
+// they flood, and the crash summary. Timings are printed, not judged: they
+// depend on the machine.
 func TestPrioritiesOutput(t *testing.T) {
 	o, err := parseFlags([]string{"-duration", "3s", "-readers", "8", "-read-ms", "10", "-crash-rate", "0.02"})
 	if err != nil {
