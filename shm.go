@@ -186,15 +186,24 @@ func (s *sharedMem) checkLocked() error {
 	if s.checked {
 		return nil
 	}
-	size, err := sharedFileSize(s.file)
-	switch {
-	case err != nil:
-		return sharedFailed(err, "reading its size")
-	case size > int64(s.limit):
-		return brokenByWorker("the worker grew the shared memory to %d bytes, beyond the limit of %d", size, s.limit)
+	if _, err := s.fileSizeLocked(); err != nil {
+		return err
 	}
 	s.checked = true
 	return nil
+}
+
+// fileSizeLocked reads the file's size; the size is an error of the worker
+// when it is beyond the limit.
+func (s *sharedMem) fileSizeLocked() (int64, error) {
+	size, err := sharedFileSize(s.file)
+	switch {
+	case err != nil:
+		return 0, sharedFailed(err, "reading its size")
+	case size > int64(s.limit):
+		return 0, brokenByWorker("the worker grew the shared memory to %d bytes, beyond the limit of %d", size, s.limit)
+	}
+	return size, nil
 }
 
 // growLocked makes the file and the mapping at least need bytes long.
@@ -204,13 +213,10 @@ func (s *sharedMem) growLocked(need int) error {
 			ErrMessageTooLarge, need, s.limit)
 	}
 	size := max(alignUp(need, sharedGrowStep), min(2*len(s.mem), s.limit))
-	current, err := sharedFileSize(s.file)
-	if err != nil {
-		return sharedFailed(err, "reading its size")
-	}
+	current, err := s.fileSizeLocked()
 	switch {
-	case current > int64(s.limit):
-		return brokenByWorker("the worker grew the shared memory to %d bytes, beyond the limit of %d", current, s.limit)
+	case err != nil:
+		return err
 	case current < int64(size):
 		if err := growSharedFile(s.file, int64(size)); err != nil {
 			return sharedFailed(err, "growing it to %d bytes", size)
@@ -281,12 +287,10 @@ func (s *sharedMem) sliceLocked(offset, length uint64) ([]byte, error) {
 // mapFileLocked maps the whole file, which the worker grew, if it reaches
 // end.
 func (s *sharedMem) mapFileLocked(end int) error {
-	size, err := sharedFileSize(s.file)
+	size, err := s.fileSizeLocked()
 	switch {
 	case err != nil:
-		return sharedFailed(err, "reading its size")
-	case size > int64(s.limit):
-		return brokenByWorker("the worker grew the shared memory to %d bytes, beyond the limit of %d", size, s.limit)
+		return err
 	case int64(end) > size:
 		return brokenByWorker("a shared-memory reference ends at %d, beyond the memory's %d bytes", end, size)
 	}
