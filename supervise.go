@@ -319,14 +319,23 @@ func (p *Pool) forkServerExited(fs *forkServer) {
 	if p.closed {
 		return
 	}
-	if time.Since(fs.started) >= quickDeath {
-		p.forkBackoff.callSucceeded() // it lived: start the delays over
+	p.restartAfterLocked(&p.forkBackoff, fs.started, p.restartForkServer,
+		msgForkServerExited, "forkserver", fs.pid, "exit_code", fs.exited.code, "signal", fs.exited.signal)
+}
+
+// restartAfterLocked has restart run in a goroutine of the pool for a
+// helper process (the fork server's template, the guardian) that began at
+// started and exited while the pool runs: its backoff b grows (and starts
+// over if it lived), and the exit is logged as msg with attrs and the
+// delay before restart tries again.
+func (p *Pool) restartAfterLocked(b *startBackoff, started time.Time, restart func(), msg string, attrs ...any) {
+	if time.Since(started) >= quickDeath {
+		b.callSucceeded() // it lived: start the delays over
 	}
-	p.forkBackoff.diedYoung()
-	p.log.Warn(msgForkServerExited, "forkserver", fs.pid, "exit_code", fs.exited.code, "signal", fs.exited.signal,
-		"retry_in", p.forkBackoff.delay().Round(time.Millisecond))
+	b.diedYoung()
+	p.log.Warn(msg, append(attrs, "retry_in", b.delay().Round(time.Millisecond))...)
 	p.wg.Add(1)
-	go p.restartForkServer()
+	go restart()
 }
 
 // restartForkServer starts a new template after the backoff, again and
@@ -406,14 +415,8 @@ func (p *Pool) guardianExited(gp *guardianProcess) {
 	if p.closed {
 		return
 	}
-	if time.Since(gp.started) >= quickDeath {
-		p.guardBackoff.callSucceeded() // it lived: start the delays over
-	}
-	p.guardBackoff.diedYoung()
-	p.log.Warn(msgGuardianExited, "guardian", gp.pid, "exit_code", gp.exited.code, "signal", gp.exited.signal,
-		"retry_in", p.guardBackoff.delay().Round(time.Millisecond))
-	p.wg.Add(1)
-	go p.restartGuardian()
+	p.restartAfterLocked(&p.guardBackoff, gp.started, p.restartGuardian,
+		msgGuardianExited, "guardian", gp.pid, "exit_code", gp.exited.code, "signal", gp.exited.signal)
 }
 
 // restartGuardian starts a new guardian after the backoff, again and again
