@@ -77,13 +77,7 @@ func TestSharedMemoryBytesAroundTheThreshold(t *testing.T) {
 					require.NoError(t, err, what)
 					assert.Equal(t, size >= tc.effective, via, "%s: the argument came through the shared memory", what)
 
-					out, err := pool.Call(ctx, "echo", data)
-					require.NoError(t, err, what)
-					requireSameBytes(t, data, out, what+" echoed")
-
-					out, err = pool.Call(ctx, "patterned", size)
-					require.NoError(t, err, what)
-					requireSameBytes(t, data, out, what+" made in Python")
+					requireEchoAndPatterned(t, ctx, pool, data, what)
 					typed, err := CallAs[[]byte](ctx, pool, "patterned", size)
 					require.NoError(t, err, what)
 					requireSameBytes(t, data, typed, what+" made in Python, CallAs")
@@ -271,12 +265,7 @@ func TestSharedMemoryDisabled(t *testing.T) {
 			via, err := pool.Call(ctx, "via_shared_memory", data)
 			require.NoError(t, err)
 			assert.Equal(t, false, via)
-			out, err := pool.Call(ctx, "echo", data)
-			require.NoError(t, err)
-			requireSameBytes(t, data, out, "echo")
-			out, err = pool.Call(ctx, "patterned", len(data))
-			require.NoError(t, err)
-			requireSameBytes(t, data, out, "made in Python")
+			requireEchoAndPatterned(t, ctx, pool, data, "without shared memory")
 			nowFiles, nowMaps := sharedMemoryInUse(t)
 			assert.Equal(t, files, nowFiles, "no memfd")
 			assert.Equal(t, maps, nowMaps, "no mapping")
@@ -397,12 +386,7 @@ func TestSharedMemoryGrownByTheWorker(t *testing.T) {
 			})
 			assert.NotEqual(t, before, workerPids(pool), "the same worker")
 			for range 3 {
-				out, err := pool.Call(ctx, "echo", data)
-				require.NoError(t, err)
-				requireSameBytes(t, data, out, "echo on the new worker")
-				out, err = pool.Call(ctx, "patterned", len(data))
-				require.NoError(t, err)
-				requireSameBytes(t, data, out, "made in Python on the new worker")
+				requireEchoAndPatterned(t, ctx, pool, data, "on the new worker")
 			}
 		})
 	}
@@ -467,4 +451,17 @@ func TestSharedMemoryInvalidReference(t *testing.T) {
 	out, err := pool.Call(testCtx(t), "echo", "still serving")
 	require.NoError(t, err)
 	assert.Equal(t, "still serving", out)
+}
+
+// requireEchoAndPatterned checks that data crosses to Python and back
+// (echo), and that Python makes the same bytes (patterned, the pattern of
+// patternBytes); what names the case in failures.
+func requireEchoAndPatterned(t *testing.T, ctx context.Context, pool *Pool, data []byte, what string) {
+	t.Helper()
+	out, err := pool.Call(ctx, "echo", data)
+	require.NoError(t, err, what)
+	requireSameBytes(t, data, out, what+" echoed")
+	out, err = pool.Call(ctx, "patterned", len(data))
+	require.NoError(t, err, what)
+	requireSameBytes(t, data, out, what+" made in Python")
 }
