@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pypool/pypool/internal/install"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -544,9 +545,9 @@ func (c Config) installPythonFS() (string, error) {
 	if c.PythonFS == nil {
 		return "", nil
 	}
-	t, err := treeFromFS("python", c.PythonFS, c.PythonFSRoot)
+	t, err := install.FromFS("python", c.PythonFS, c.PythonFSRoot)
 	if err != nil {
 		return "", fmt.Errorf("pypool: reading Config.PythonFS: %w", err)
 	}
-	return install(c.InstallDir, t)
+	return install.Install(c.InstallDir, t)
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/pypool/pypool/internal/install"
 )
 
 //go:embed python/pypool_runtime/*.py
@@ -31,7 +33,7 @@ const bootstrap = "import sys\n" +
 	"sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])"
 
 // runtimeTree is the embedded runtime as files to install, read once.
-var runtimeTree = sync.OnceValues(func() (*tree, error) {
+var runtimeTree = sync.OnceValues(func() (*install.Tree, error) {
 	names, err := fs.Glob(runtimeFiles, "python/pypool_runtime/*.py")
 	if err != nil {
 		return nil, err
@@ -44,19 +46,19 @@ var runtimeTree = sync.OnceValues(func() (*tree, error) {
 		}
 		files["pypool_runtime/"+path.Base(name)] = data
 	}
-	return newTree("runtime", files), nil
+	return install.NewTree("runtime", files), nil
 })
 
 // runtimeDir returns a directory that holds the pypool_runtime package,
 // exactly as embedded, under the install base chosen for installDir
-// (Config.InstallDir): see install.go for how it is verified, written and
+// (Config.InstallDir): see internal/install for how it is verified, written and
 // cleaned up.
 func runtimeDir(installDir string) (string, error) {
 	t, err := runtimeTree()
 	if err != nil {
 		return "", err
 	}
-	return install(installDir, t)
+	return install.Install(installDir, t)
 }
 
 // exitUnsupportedPython is the exit status of the bootstrap on a Python

@@ -1,0 +1,564 @@
+// Package install materialises files that live in the Go binary (the Python
+// runtime, Config.PythonFS) as directories the workers import from, so that
+// what the workers run is exactly what the binary holds:
+//
+//   - The install base (Config.InstallDir, else the user cache directory,
+//     else a per-user directory in the temp directory) is resolved to a
+//     path without symlinks, and every component of it is checked: owned by
+//     root or by this process's user, and writable by no one else unless it
+//     is a sticky directory (such as /tmp); the base itself must be owned by
+//     this user and not writable by group or others.
+//   - Each tree is named by the SHA-256 of its files (content-addressed),
+//     so processes of the same content share it. An existing tree is used
+//     only once every file in it has been compared with the binary's copy,
+//     every entry is owned by this user, writable by no one else and not a
+//     symlink, and it holds nothing else (but Python's __pycache__
+//     directories, under the same ownership rules). Otherwise it is moved
+//     aside and written again.
+//   - A tree is written in a temporary directory beside its final name and
+//     renamed into place: no process ever sees half of one.
+//   - A process holds a shared flock on each tree it uses for its life;
+//     trees of the same kind that no live process holds are removed when a
+//     process installs another one.
+package install
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Tree is a set of files to materialise: slash-separated relative paths and
+// their contents.
+type Tree struct {
+	kind  string // the directory name's prefix: "runtime" or "python"
+	files map[string][]byte
+	hash  string // hex SHA-256 of the names and contents
+}
+
+// NewTree names files by their content; kind is the prefix of the tree's
+// directory name ("runtime" or "python"), which a sweep goes by.
+func NewTree(kind string, files map[string][]byte) *Tree {
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, name := range names {
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(files[name]))
+		h.Write(files[name])
+	}
+	return &Tree{kind: kind, files: files, hash: hex.EncodeToString(h.Sum(nil))[:32]}
+}
+
+// dirName is the tree's directory name inside the install base.
+func (t *Tree) dirName() string { return t.kind + "-" + t.hash }
+
+// FromFS reads every regular file of fsys under root, but Python's
+// bytecode caches (__pycache__ directories, .pyc files), as a tree of kind.
+func FromFS(kind string, fsys fs.FS, root string) (*Tree, error) {
+	if root != "" {
+		info, err := fs.Stat(fsys, path.Clean(root))
+		if err == nil && !info.IsDir() {
+			err = errNotTree
+		}
+		if err != nil {
+			return nil, fmt.Errorf("Config.PythonFSRoot %q: %w", root, err)
+		}
+		if fsys, err = fs.Sub(fsys, path.Clean(root)); err != nil {
+			return nil, err
+		}
+	}
+	files := make(map[string][]byte)
+	err := fs.WalkDir(fsys, ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if d.Name() == "__pycache__" {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(name, ".pyc") {
+			return nil
+		}
+		data, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return err
+		}
+		files[name] = data
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no files under %q (Config.PythonFSRoot)", cmp.Or(root, "."))
+	}
+	return NewTree(kind, files), nil
+}
+
+// installs remembers, for the life of the process, the trees it verified or
+// wrote and holds (their flocks), by base and content.
+var installs = struct {
+	sync.Mutex
+	dirs  map[string]string   // base + "\x00" + dirName → tree directory
+	locks map[string]*os.File // the same key → the tree's flock, held until exit
+	bases map[string]string   // Config.InstallDir → the checked base
+}{dirs: map[string]string{}, locks: map[string]*os.File{}, bases: map[string]string{}}
+
+// Install returns the directory that holds t, under the base chosen for
+// configured (Config.InstallDir), verifying or writing it once per process.
+func Install(configured string, t *Tree) (string, error) {
+	installs.Lock()
+	defer installs.Unlock()
+	base, ok := installs.bases[configured]
+	if !ok {
+		var err error
+		if base, err = installBase(configured); err != nil {
+			return "", err
+		}
+		installs.bases[configured] = base
+	}
+	key := base + "\x00" + t.dirName()
+	if dir, ok := installs.dirs[key]; ok {
+		if sameFile(installs.locks[key], dir) {
+			return dir, nil
+		}
+		// Moved away or replaced since (by another process that found it
+		// damaged): verify what is there now.
+		installs.locks[key].Close()
+		delete(installs.dirs, key)
+	}
+	dir, lock, err := materialise(base, t)
+	if err != nil {
+		return "", fmt.Errorf("pypool: installing the %s files in %s: %w", t.kind, base, err)
+	}
+	installs.dirs[key], installs.locks[key] = dir, lock
+	sweep(base, t)
+	return dir, nil
+}
+
+// ErrUnsafeDir is returned by Install when the install base could be
+// written by another user: it, or one of its parents, is owned by someone
+// else (root excepted) or writable by group or others (a sticky parent such
+// as /tmp excepted). The root package exports it as ErrUnsafeDir.
+var ErrUnsafeDir = errors.New("pypool: unsafe install directory")
+
+// installBase chooses and checks the install base: configured when set,
+// else the user cache directory's pypool, else (no home, or a read-only
+// one) the temp directory's pypool-<uid>.
+func installBase(configured string) (string, error) {
+	if configured != "" {
+		dir, err := filepath.Abs(configured)
+		if err == nil {
+			err = makeDir(dir)
+		}
+		if err != nil {
+			return "", fmt.Errorf("pypool: Config.InstallDir %q: %w", configured, err)
+		}
+		checked, err := checkBase(dir)
+		if err != nil {
+			return "", fmt.Errorf("%w (Config.InstallDir): %v", ErrUnsafeDir, err)
+		}
+		return checked, nil
+	}
+	var tried []string
+	if cache, err := os.UserCacheDir(); err == nil {
+		dir := filepath.Join(cache, "pypool")
+		checked, err := usableBase(dir)
+		if err == nil {
+			return checked, nil
+		}
+		tried = append(tried, err.Error())
+	}
+	dir := filepath.Join(os.TempDir(), "pypool-"+strconv.Itoa(os.Geteuid()))
+	checked, err := usableBase(dir)
+	if err == nil {
+		return checked, nil
+	}
+	tried = append(tried, err.Error())
+	return "", fmt.Errorf("%w: %s; set Config.InstallDir to a directory only this user can write", ErrUnsafeDir, strings.Join(tried, "; "))
+}
+
+// usableBase creates dir if needed, checks it and that this process can
+// write in it (a read-only home cannot hold new installs).
+func usableBase(dir string) (string, error) {
+	if err := makeDir(dir); err != nil {
+		return "", err
+	}
+	checked, err := checkBase(dir)
+	if err != nil {
+		return "", err
+	}
+	probe, err := os.MkdirTemp(checked, ".probe-")
+	if err != nil {
+		return "", fmt.Errorf("%s is not writable: %w", checked, err)
+	}
+	_ = os.Remove(probe)
+	return checked, nil
+}
+
+// makeDir creates dir (and its parents) unless it exists; dir itself gets
+// mode 0755 whatever the umask.
+func makeDir(dir string) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o755)
+}
+
+// checkBase resolves dir's symlinks and checks the result: dir owned by this
+// user and writable by no one else; each parent owned by root or this user,
+// and writable by others only when sticky. It returns the resolved path,
+// which is what later uses must name.
+func checkBase(dir string) (string, error) {
+	resolved, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", err
+	}
+	uid := uint32(os.Geteuid())
+	info, err := os.Lstat(resolved)
+	if err != nil {
+		return "", err
+	}
+	if err := privateEntry(resolved, info, uid); err != nil {
+		return "", err
+	}
+	for parent := filepath.Dir(resolved); ; parent = filepath.Dir(parent) {
+		info, err := os.Lstat(parent)
+		if err != nil {
+			return "", err
+		}
+		owner := ownerOf(info)
+		switch {
+		case !info.IsDir():
+			return "", fmt.Errorf("%s is not a directory", parent)
+		case owner != 0 && owner != uid:
+			return "", fmt.Errorf("%s is owned by uid %d, neither root nor this user (uid %d)", parent, owner, uid)
+		case info.Mode().Perm()&0o022 != 0 && info.Mode()&fs.ModeSticky == 0:
+			return "", fmt.Errorf("%s is writable by group or others (mode %v) and not sticky", parent, info.Mode())
+		}
+		if parent == filepath.Dir(parent) {
+			return resolved, nil
+		}
+	}
+}
+
+// privateEntry checks that an entry of an install is what this user wrote:
+// not a symlink, owned by uid, writable by no one else.
+func privateEntry(name string, info fs.FileInfo, uid uint32) error {
+	switch owner := ownerOf(info); {
+	case info.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symlink", name)
+	case owner != uid:
+		return fmt.Errorf("%s is owned by uid %d, not by this user (uid %d)", name, owner, uid)
+	case info.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%s is writable by group or others (mode %v)", name, info.Mode())
+	}
+	return nil
+}
+
+// ownerOf returns the owner's uid of a file.
+func ownerOf(info fs.FileInfo) uint32 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Uid
+	}
+	return ^uint32(0)
+}
+
+// materialise returns t's directory in base, locked for this process: the
+// existing one if it verifies, else a fresh copy.
+func materialise(base string, t *Tree) (string, *os.File, error) {
+	final := filepath.Join(base, t.dirName())
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		lock, err := lockTree(final)
+		switch {
+		case err == nil:
+			if lastErr = verifyTree(final, t); lastErr == nil {
+				return final, lock, nil
+			}
+			lock.Close()
+			if err := discard(base, final); err != nil {
+				return "", nil, err
+			}
+		case errors.Is(err, errNotTree):
+			lastErr = err
+			if err := discard(base, final); err != nil {
+				return "", nil, err
+			}
+		case !errors.Is(err, fs.ErrNotExist):
+			return "", nil, err
+		}
+		tmp, tmpLock, err := writeTree(base, t)
+		if err != nil {
+			return "", nil, err
+		}
+		if err := os.Rename(tmp, final); err == nil {
+			return final, tmpLock, nil // the lock follows the directory
+		}
+		// Another process renamed its copy first: verify that one.
+		tmpLock.Close()
+		_ = os.RemoveAll(tmp)
+	}
+	return "", nil, fmt.Errorf("%s could not be verified or replaced: %v", final, lastErr)
+}
+
+// errNotTree marks a tree's name that is not a directory (a symlink, say).
+var errNotTree = errors.New("not a directory")
+
+// lockTree opens dir and takes a shared flock on it, then checks that dir
+// still names the directory locked (a sweep may have moved it away).
+func lockTree(dir string) (*os.File, error) {
+	f, err := openDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !sameFile(f, dir) {
+		f.Close()
+		return nil, fs.ErrNotExist
+	}
+	return f, nil
+}
+
+// openDir opens dir, refusing a symlink or anything but a directory.
+func openDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_DIRECTORY, 0)
+	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, fmt.Errorf("%s: %w", dir, errNotTree)
+	}
+	return f, err
+}
+
+// sameFile reports whether the open f is still what name names.
+func sameFile(f *os.File, name string) bool {
+	held, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	now, err := os.Lstat(name)
+	return err == nil && os.SameFile(held, now)
+}
+
+// verifyTree checks that dir holds exactly t's files, as this user wrote
+// them, plus Python's __pycache__ directories.
+func verifyTree(dir string, t *Tree) error {
+	uid := uint32(os.Geteuid())
+	dirs := map[string]bool{".": true}
+	for name := range t.files {
+		for d := path.Dir(name); d != "."; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	seen := 0
+	err := filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info() // Lstat: a symlink is reported as one
+		if err != nil {
+			return err
+		}
+		if err := privateEntry(name, info, uid); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, name)
+		rel = filepath.ToSlash(rel)
+		inCache := path.Base(path.Dir(rel)) == "__pycache__"
+		switch {
+		case d.IsDir() && (dirs[rel] || path.Base(rel) == "__pycache__" && dirs[path.Dir(rel)]):
+			return nil
+		case inCache && info.Mode().IsRegular() && strings.Contains(d.Name(), ".pyc"):
+			return nil // Python's, or its temporary file while writing one
+		case !info.Mode().IsRegular():
+			return fmt.Errorf("%s is not expected here", name)
+		}
+		want, ok := t.files[rel]
+		if !ok {
+			return fmt.Errorf("%s is not one of the files installed", name)
+		}
+		if info.Size() != int64(len(want)) {
+			return fmt.Errorf("%s has %d bytes instead of %d", name, info.Size(), len(want))
+		}
+		got, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("%s differs from the copy in the Go binary", name)
+		}
+		seen++
+		return nil
+	})
+	if err == nil && seen != len(t.files) {
+		err = fmt.Errorf("%s lacks %d of its files", dir, len(t.files)-seen)
+	}
+	return err
+}
+
+// writeTree writes t into a new temporary directory of base, locked, with
+// directories 0755 and files 0644 whatever the umask (workers run as
+// another user must read them), and an empty __pycache__ (0755) beside
+// each Python file, so that Python does not create one with the umask's
+// mode.
+func writeTree(base string, t *Tree) (string, *os.File, error) {
+	tmp, err := os.MkdirTemp(base, ".tmp-"+t.kind+"-")
+	if err != nil {
+		return "", nil, err
+	}
+	lock, err := lockTree(tmp)
+	if err == nil {
+		err = writeFiles(tmp, t)
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o755)
+	}
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		_ = os.RemoveAll(tmp)
+		return "", nil, err
+	}
+	return tmp, lock, nil
+}
+
+func writeFiles(dir string, t *Tree) error {
+	for name, data := range t.files {
+		file := filepath.Join(dir, filepath.FromSlash(name))
+		parent := filepath.Dir(file)
+		if err := mkdirAll(dir, parent); err != nil {
+			return err
+		}
+		if strings.HasSuffix(name, ".py") {
+			if err := mkdirAll(dir, filepath.Join(parent, "__pycache__")); err != nil {
+				return err
+			}
+		}
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(data)
+		if err == nil {
+			err = f.Chmod(0o644)
+		}
+		if closeErr := f.Close(); err == nil {
+			err = closeErr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mkdirAll creates dir and its parents up to root with mode 0755.
+func mkdirAll(root, dir string) error {
+	if dir == root {
+		return nil
+	}
+	if info, err := os.Lstat(dir); err == nil && info.IsDir() {
+		return nil
+	}
+	if err := mkdirAll(root, filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o755)
+}
+
+// discard moves a tree that failed verification out of the way, onto a
+// fresh empty directory of base (rename replaces an empty directory; in the
+// same parent, so that a directory of another user moves too), and removes
+// it. What cannot be removed (files of another user, for a process that is
+// not root) stays in the .trash- directory, for a later sweep.
+func discard(base, dir string) error {
+	if info, err := os.Lstat(dir); err == nil && !info.IsDir() { // a symlink, say
+		return os.Remove(dir)
+	}
+	trash, err := os.MkdirTemp(base, ".trash-")
+	if err != nil {
+		return err
+	}
+	// syscall.Rename: os.Rename refuses an existing directory as target.
+	if err := syscall.Rename(dir, trash); err != nil {
+		_ = os.Remove(trash)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // another process moved it first
+		}
+		return err
+	}
+	_ = os.RemoveAll(trash)
+	return nil
+}
+
+// staleAge is how old a leftover temporary directory (of a process that
+// died while installing) must be before a sweep removes it.
+const staleAge = 10 * time.Minute
+
+// sweep removes the trees of t's kind in base that no live process holds,
+// and leftovers of interrupted installs. Failures are ignored: a tree left
+// behind is removed by a later sweep.
+func sweep(base string, t *Tree) {
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case name == t.dirName() || !e.IsDir():
+		case strings.HasPrefix(name, t.kind+"-") && len(name) == len(t.dirName()):
+			// Only names of this scheme: the 16-digit ones of pypool
+			// versions that took no flock may be in use.
+			sweepTree(base, filepath.Join(base, name))
+		case strings.HasPrefix(name, ".tmp-") || strings.HasPrefix(name, ".trash-"):
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleAge {
+				sweepTree(base, filepath.Join(base, name))
+			}
+		}
+	}
+}
+
+// sweepTree removes dir if no process holds its flock.
+func sweepTree(base, dir string) {
+	f, err := openDir(dir)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil || !sameFile(f, dir) {
+		return // in use, or already gone
+	}
+	_ = discard(base, dir)
+}
