@@ -39,13 +39,9 @@ func sharedFileSizes(t *testing.T, p *Pool) int64 {
 		if s == nil {
 			continue
 		}
-		s.mu.Lock()
-		if s.file != nil {
-			n, err := sharedFileSize(s.file)
-			require.NoError(t, err)
-			total += n
-		}
-		s.mu.Unlock()
+		n, err := s.mem.Size()
+		require.NoError(t, err)
+		total += n
 	}
 	return total
 }

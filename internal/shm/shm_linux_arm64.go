@@ -1,4 +1,4 @@
-package pypool
+package shm
 
 // sysMemfdCreate is memfd_create's system call number.
-const sysMemfdCreate = 319
+const sysMemfdCreate = 279

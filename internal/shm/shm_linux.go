@@ -1,6 +1,6 @@
 //go:build linux && (amd64 || arm64)
 
-package pypool
+package shm
 
 import (
 	"fmt"
@@ -18,10 +18,10 @@ const (
 	fSealShrink     = 0x2
 )
 
-// createSharedFile makes the anonymous memory file shared with one worker.
+// createFile makes the anonymous memory file shared with one worker.
 // It is sealed against shrinking: the worker can grow it but never cut it
 // under a mapping, which would make reading it fault (SIGBUS).
-func createSharedFile() (*os.File, error) {
+func createFile() (*os.File, error) {
 	name := []byte("pypool\x00")
 	fd, _, errno := syscall.Syscall(sysMemfdCreate, uintptr(unsafe.Pointer(&name[0])), mfdCloexec|mfdAllowSealing, 0)
 	if errno != 0 {
@@ -34,15 +34,15 @@ func createSharedFile() (*os.File, error) {
 	return os.NewFile(fd, "pypool-shm"), nil
 }
 
-// mapShared maps size bytes of f, shared with the worker.
-func mapShared(f *os.File, size int) ([]byte, error) {
+// mapFile maps size bytes of f, shared with the worker.
+func mapFile(f *os.File, size int) ([]byte, error) {
 	return syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 }
 
-func unmapShared(mem []byte) error { return syscall.Munmap(mem) }
+func unmap(mem []byte) error { return syscall.Munmap(mem) }
 
-// sharedFileSize is f's current size.
-func sharedFileSize(f *os.File) (int64, error) {
+// fileSize is f's current size.
+func fileSize(f *os.File) (int64, error) {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
 		return 0, err
@@ -50,5 +50,5 @@ func sharedFileSize(f *os.File) (int64, error) {
 	return st.Size, nil
 }
 
-// growSharedFile makes f size bytes long.
-func growSharedFile(f *os.File, size int64) error { return syscall.Ftruncate(int(f.Fd()), size) }
+// growFile makes f size bytes long.
+func growFile(f *os.File, size int64) error { return syscall.Ftruncate(int(f.Fd()), size) }

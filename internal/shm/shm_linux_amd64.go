@@ -1,4 +1,4 @@
-package pypool
+package shm
 
 // sysMemfdCreate is memfd_create's system call number.
-const sysMemfdCreate = 279
+const sysMemfdCreate = 319
