@@ -23,13 +23,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
+
+	"github.com/pypool/pypool/internal/osproc"
 )
 
 // errForkServerDown is a fork request's error when the template is gone:
@@ -146,13 +146,13 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		closeFiles(theirs)
+		osproc.CloseFiles(theirs)
 		fs.conn.Close()
 		return nil, fmt.Errorf("%w: fork server: creating pipes: %v", ErrWorkerStart, err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		closeFiles(outR, outW, theirs)
+		osproc.CloseFiles(outR, outW, theirs)
 		fs.conn.Close()
 		return nil, fmt.Errorf("%w: fork server: creating pipes: %v", ErrWorkerStart, err)
 	}
@@ -160,11 +160,11 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3: the control socket
 	cmd.Env, cmd.Dir = spec.env, spec.dir
-	cmd.SysProcAttr = workerSysProcAttr(spec.credential.sysProcCredential()) // its forks run as that user too
-	err = startOnLockedThread(cmd)
-	closeFiles(outW, errW, theirs) // so that the template's exit ends the handshake's read
+	cmd.SysProcAttr = osproc.SysProcAttr(spec.credential.sysProcCredential()) // its forks run as that user too
+	err = osproc.StartOnLockedThread(cmd)
+	osproc.CloseFiles(outW, errW, theirs) // so that the template's exit ends the handshake's read
 	if err != nil {
-		closeFiles(outR, errR)
+		osproc.CloseFiles(outR, errR)
 		fs.conn.Close()
 		return nil, fmt.Errorf("%w: fork server: running %s: %v", ErrWorkerStart, cmd.Path, err)
 	}
@@ -274,7 +274,7 @@ func (fs *forkServer) message(msg, oob []byte) {
 	switch string(kind) {
 	case "P":
 		pid, err := strconv.Atoi(string(rest))
-		pidfd := receivedFile(oob)
+		pidfd := osproc.ReceivedFile(oob)
 		if err != nil || pidfd == nil {
 			if pidfd != nil {
 				pidfd.Close()
@@ -301,33 +301,6 @@ func (fs *forkServer) message(msg, oob []byte) {
 	}
 }
 
-// receivedFile is the one descriptor passed in oob (SCM_RIGHTS), non-blocking
-// so that the runtime's poller can wait on it.
-func receivedFile(oob []byte) *os.File {
-	msgs, err := syscall.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil
-	}
-	var fds []int
-	for _, m := range msgs {
-		if got, err := syscall.ParseUnixRights(&m); err == nil {
-			fds = append(fds, got...)
-		}
-	}
-	if len(fds) != 1 {
-		for _, fd := range fds {
-			syscall.Close(fd)
-		}
-		return nil
-	}
-	syscall.CloseOnExec(fds[0])
-	if err := syscall.SetNonblock(fds[0], true); err != nil {
-		syscall.Close(fds[0])
-		return nil
-	}
-	return os.NewFile(uintptr(fds[0]), "pidfd")
-}
-
 // fork has the template fork a worker whose descriptors are child. It fails
 // with a *forkDownError when the template is gone, or when it does not
 // answer within forkTimeout: then it is killed (its answers could no longer
@@ -339,10 +312,6 @@ func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, er
 	if len(child) != fs.nfds {
 		return nil, fmt.Errorf("%w: fork server: %d descriptors for a worker, want %d", ErrWorkerStart, len(child), fs.nfds)
 	}
-	fds := make([]int, len(child))
-	for i, f := range child {
-		fds[i] = int(f.Fd())
-	}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	select {
@@ -353,10 +322,9 @@ func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, er
 	if fs.lost {
 		return nil, &forkDownError{}
 	}
-	if _, _, err := fs.conn.WriteMsgUnix([]byte("F"), syscall.UnixRights(fds...), nil); err != nil {
+	if err := osproc.SendFiles(fs.conn, []byte("F"), child); err != nil {
 		return nil, &forkDownError{}
 	}
-	runtime.KeepAlive(child)
 	timer := time.NewTimer(forkTimeout)
 	defer timer.Stop()
 	select {
@@ -390,122 +358,11 @@ func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, er
 func (fs *forkServer) abandon(child []*os.File) error {
 	fs.lost = true
 	fs.kill()
-	if n, err := killHolders(child, orphanWait); err != nil || n > 0 {
+	if n, err := osproc.KillHolders(child, orphanWait); err != nil || n > 0 {
 		fs.logger.Warn(msgForkOrphanKilled, "forkserver", fs.pid, "killed", n, "error", err)
 	}
 	return &forkDownError{sent: true}
 }
-
-// killHolders SIGKILLs every process other than this one that has one of
-// files open (found in /proc/*/fd), with its process group when it leads
-// one, and waits up to wait for them to exit. It returns how many it
-// killed. A process is signalled through a pidfd opened after it was seen
-// to hold a file and checked again once opened, so that a pid reused
-// meanwhile is never hit.
-func killHolders(files []*os.File, wait time.Duration) (int, error) {
-	want := make(map[openFile]bool, len(files))
-	for _, f := range files {
-		var st syscall.Stat_t
-		if err := syscall.Fstat(int(f.Fd()), &st); err == nil {
-			want[openFile{st.Dev, st.Ino}] = true
-		}
-	}
-	runtime.KeepAlive(files)
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, fmt.Errorf("finding the processes that hold a worker's descriptors: %w", err)
-	}
-	var pidfds []pollFd
-	defer func() {
-		for _, p := range pidfds {
-			syscall.Close(int(p.fd))
-		}
-	}()
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() || !holds(pid, want) || runsThisProgram(pid) {
-			continue
-		}
-		r, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), 0, 0)
-		if errno != 0 {
-			continue // it exited
-		}
-		if !holds(pid, want) {
-			syscall.Close(int(r))
-			continue
-		}
-		if pgid, err := syscall.Getpgid(pid); err == nil && pgid == pid {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-		}
-		_, _, _ = syscall.Syscall6(sysPidfdSendSignal, r, uintptr(syscall.SIGKILL), 0, 0, 0, 0)
-		pidfds = append(pidfds, pollFd{fd: int32(r), events: 0x1}) // POLLIN: it exited
-	}
-	awaitAll(pidfds, wait)
-	return len(pidfds), nil
-}
-
-// runsThisProgram reports whether pid runs this process's executable: a
-// child of this process between its fork and its exec, which holds a copy
-// of every descriptor (this process's are close-on-exec: the exec closes
-// them).
-func runsThisProgram(pid int) bool {
-	self, err := os.Stat("/proc/self/exe")
-	if err != nil {
-		return false
-	}
-	exe, err := os.Stat("/proc/" + strconv.Itoa(pid) + "/exe")
-	return err == nil && os.SameFile(self, exe)
-}
-
-// openFile names an open file: its device and inode.
-type openFile struct{ dev, ino uint64 }
-
-// holds reports whether pid has one of the files in want open.
-func holds(pid int, want map[openFile]bool) bool {
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return false // gone, or not ours to look at
-	}
-	for _, e := range entries {
-		var st syscall.Stat_t
-		if syscall.Stat(dir+e.Name(), &st) == nil && want[openFile{st.Dev, st.Ino}] {
-			return true
-		}
-	}
-	return false
-}
-
-// awaitAll waits up to wait until every pidfd in polls is readable (its
-// process exited).
-func awaitAll(polls []pollFd, wait time.Duration) {
-	deadline := time.Now().Add(wait)
-	for len(polls) > 0 {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return
-		}
-		ts := syscall.NsecToTimespec(left.Nanoseconds())
-		n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&polls[0])), uintptr(len(polls)), uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
-		if errno != 0 && errno != syscall.EINTR {
-			return
-		}
-		if n == 0 && errno == 0 {
-			return // timed out
-		}
-		pending := polls[:0]
-		for _, p := range polls {
-			if p.revents == 0 {
-				pending = append(pending, p)
-			}
-		}
-		polls = pending
-	}
-}
-
-// sysPidfdOpen is pidfd_open(2)'s number, the same on every Linux
-// architecture.
-const sysPidfdOpen = 434
 
 // stop ends the template: the end of its control socket makes it exit; it
 // is killed if it has not after grace. Its children live on. stop returns
@@ -544,18 +401,8 @@ func (f *forkedProcess) path() string {
 // signal sends sig through the pidfd: the pid may already name another
 // process once the template has reaped this one.
 func (f *forkedProcess) signal(sig syscall.Signal) {
-	conn, err := f.pidfd.SyscallConn()
-	if err != nil {
-		return // closed: it exited
-	}
-	_ = conn.Control(func(fd uintptr) {
-		_, _, _ = syscall.Syscall6(sysPidfdSendSignal, fd, uintptr(sig), 0, 0, 0, 0)
-	})
+	osproc.SignalPidfd(f.pidfd, sig)
 }
-
-// sysPidfdSendSignal is pidfd_send_signal(2)'s number, the same on every
-// Linux architecture (it came after the numbering was unified).
-const sysPidfdSendSignal = 424
 
 // wait waits for the pidfd to become readable (the process exited), then
 // for the template's report of its status. The template killed its
@@ -569,7 +416,7 @@ func (f *forkedProcess) wait() exitStatus {
 	defer f.pidfd.Close()
 	defer f.server.guard.release(f.id)
 	unknown := exitStatus{code: -1, signal: "unknown (its fork server had exited)"}
-	if !f.awaitPidfd() {
+	if !osproc.AwaitPidfd(f.pidfd) {
 		// No poller for the pidfd: the template's report is the watch.
 		if st, ok := <-f.status; ok {
 			return st
@@ -586,27 +433,6 @@ func (f *forkedProcess) wait() exitStatus {
 	case <-timer.C:
 	}
 	return unknown
-}
-
-// awaitPidfd waits until the pidfd is readable, which it becomes when the
-// process exits; false if the runtime's poller cannot wait on it. Each
-// round checks the pidfd itself (ppoll): the poller reports edges, and one
-// that came before the wait began is forgotten when it begins.
-func (f *forkedProcess) awaitPidfd() bool {
-	conn, err := f.pidfd.SyscallConn()
-	if err != nil {
-		return false
-	}
-	return conn.Read(exited) == nil
-}
-
-// exited reports whether the pidfd is readable now (the process exited),
-// without waiting.
-func exited(pidfd uintptr) bool {
-	poll := pollFd{fd: int32(pidfd), events: 0x1} // POLLIN
-	var zero syscall.Timespec
-	n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&poll)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
-	return errno == 0 && n == 1
 }
 
 // orphaned reports whether proc was forked by a template that has exited

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pypool/pypool/internal/osproc"
 	"github.com/stretchr/testify/require"
 )
 
@@ -211,7 +212,7 @@ type fileID struct{ dev, ino uint64 }
 func pipeHoldersAll() map[fileID][]int {
 	holders := make(map[fileID][]int)
 	for _, pid := range allPids() {
-		if pid == os.Getpid() || runsThisProgram(pid) {
+		if pid == os.Getpid() || osproc.RunsThisProgram(pid) {
 			continue
 		}
 		dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")

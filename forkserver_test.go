@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pypool/pypool/internal/osproc"
 	"github.com/stretchr/testify/require"
 )
 
@@ -206,8 +207,8 @@ func TestForkedExitBeforeTheWatchIsSeen(t *testing.T) {
 		child, ours = append(child, r), append(ours, w)
 	}
 	proc, err := fs.fork(testCtx(t), child)
-	closeFiles(child...)
-	defer closeFiles(ours...)
+	osproc.CloseFiles(child...)
+	defer osproc.CloseFiles(ours...)
 	require.NoError(t, err)
 	forked := proc.(*forkedProcess)
 	proc.signal(syscall.SIGKILL)

@@ -30,6 +30,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pypool/pypool/internal/osproc"
 )
 
 // guardianWriteTimeout bounds a write to the guardian: one that does not
@@ -88,7 +90,7 @@ func (g *guardian) start(onExit func(*guardianProcess)) error {
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		closeFiles(inR, inW)
+		osproc.CloseFiles(inR, inW)
 		return fmt.Errorf("pypool: starting the pool's guardian: creating pipes: %w", err)
 	}
 	// Isolated (-I) and without site (-S): it imports only os, signal, sys.
@@ -99,9 +101,9 @@ func (g *guardian) start(onExit func(*guardianProcess)) error {
 	// parent-death signal: it must outlive the Go process to do its job.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
-	closeFiles(inR, errW)
+	osproc.CloseFiles(inR, errW)
 	if err != nil {
-		closeFiles(inW, errR)
+		osproc.CloseFiles(inW, errR)
 		return fmt.Errorf("pypool: starting the pool's guardian: running %s: %w", cmd.Path, err)
 	}
 	gp := &guardianProcess{cmd: cmd, pid: cmd.Process.Pid, started: time.Now(), stdin: inW, done: make(chan struct{})}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pypool/pypool/internal/osproc"
 )
 
 // The messages of the pool's own records. Each record also carries the
@@ -65,7 +67,7 @@ func (p *process) callOver() {
 	fn := p.current.Swap(nil)
 	// One poll tells which streams have bytes in their pipe: the others
 	// need no probe (most calls write nothing).
-	waiting := readable([2]uintptr{p.output[0].fd, p.output[1].fd})
+	waiting := osproc.Readable([2]uintptr{p.output[0].fd, p.output[1].fd})
 	for i := range p.output {
 		p.output[i].callEnded(fn, waiting[i])
 	}
@@ -174,7 +176,7 @@ type outputCalls struct {
 	mu      sync.Mutex
 	ended   []endedCall // calls with output not yet logged, oldest first
 	logged  int64       // bytes of the stream logged (up to a line's end)
-	pending int64       // pendingBytes' answer, set inside raw.Control
+	pending int64       // osproc.PendingBytes' answer, set inside raw.Control
 	probe   func(fd uintptr)
 	fd      uintptr // the pipe's descriptor, for the poll before probes
 }
@@ -190,7 +192,7 @@ type endedCall struct {
 
 func (o *outputCalls) init(f *os.File) {
 	o.raw, _ = f.SyscallConn()
-	o.probe = func(fd uintptr) { o.pending = pendingBytes(fd) }
+	o.probe = func(fd uintptr) { o.pending = osproc.PendingBytes(fd) }
 	if o.raw != nil {
 		_ = o.raw.Control(func(fd uintptr) { o.fd = fd })
 	}

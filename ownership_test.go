@@ -86,6 +86,13 @@ func openPidfd(t testing.TB, pid int) *os.File {
 	return f
 }
 
+// pollFd is struct pollfd.
+type pollFd struct {
+	fd      int32
+	events  int16
+	revents int16
+}
+
 // pidfdExited waits up to timeout for the process of pidfd (nil: gone
 // already) to exit and reports whether it did.
 func pidfdExited(pidfd *os.File, timeout time.Duration) bool {

@@ -21,13 +21,14 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pypool/pypool/internal/osproc"
 )
 
 // stderrTailLines is how many of the last stderr lines a crash error quotes.
@@ -148,29 +149,6 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 	return p, nil
 }
 
-// osPipe is os.Pipe, for openPipes. Tests replace it (while no pool runs)
-// to make starts fail as they do on a host out of descriptors.
-var osPipe = os.Pipe
-
-// openPipes opens the four pipes a worker needs; on failure all are closed.
-func openPipes() (files [8]*os.File, err error) {
-	for i := 0; i < 8; i += 2 {
-		if files[i], files[i+1], err = osPipe(); err != nil {
-			closeFiles(files[:i]...)
-			return files, fmt.Errorf("%w: creating pipes: %v", ErrWorkerStart, err)
-		}
-	}
-	return files, nil
-}
-
-func closeFiles(files ...*os.File) {
-	for _, f := range files {
-		if f != nil {
-			f.Close()
-		}
-	}
-}
-
 // start launches the process with its pipes and output forwarders: forked
 // by the pool's fork server, or, without one or when its template is gone
 // (errForkServerDown), as its own python3. That fallback is the one retry,
@@ -190,14 +168,14 @@ func (p *process) start(ctx context.Context) error {
 // startOn launches the process on descriptors of its own: forked by forks,
 // or, when forks is nil, as its own python3.
 func (p *process) startOn(ctx context.Context, forks *forkServer) error {
-	pipes, err := openPipes()
+	pipes, err := osproc.OpenPipes()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: creating pipes: %v", ErrWorkerStart, err)
 	}
 	inR, inW, outR, outW := pipes[0], pipes[1], pipes[2], pipes[3]
 	errR, errW, logR, logW := pipes[4], pipes[5], pipes[6], pipes[7]
-	setPipeSize(inW, pipeSize)
-	setPipeSize(outR, pipeSize)
+	osproc.SetPipeSize(inW, pipeSize)
+	osproc.SetPipeSize(outR, pipeSize)
 
 	// The child's descriptors, from 0: stdin, stdout, stderr, its own
 	// stdout (the log stream), the shared memory (sharedMemoryFd), the
@@ -205,7 +183,7 @@ func (p *process) startOn(ctx context.Context, forks *forkServer) error {
 	child := []*os.File{inR, outW, errW, logW}
 	if p.spec.sharedThreshold > 0 {
 		if p.shm, err = newSharedMem(p.spec.maxMessageSize); err != nil {
-			closeFiles(pipes[:]...)
+			osproc.CloseFiles(pipes[:]...)
 			return fmt.Errorf("%w: creating its shared memory: %v", ErrWorkerStart, err)
 		}
 		child = append(child, p.shm.file)
@@ -213,7 +191,7 @@ func (p *process) startOn(ctx context.Context, forks *forkServer) error {
 	}
 	dumpR, dumpW, err := os.Pipe()
 	if err != nil {
-		closeFiles(pipes[:]...)
+		osproc.CloseFiles(pipes[:]...)
 		if p.shm != nil {
 			p.shm.retire()
 		}
@@ -223,9 +201,9 @@ func (p *process) startOn(ctx context.Context, forks *forkServer) error {
 	p.codec = p.spec.codec
 	p.codec.shared = p.shm
 	proc, err := p.launch(ctx, forks, child)
-	closeFiles(inR, outW, errW, logW, dumpW) // the child's ends
+	osproc.CloseFiles(inR, outW, errW, logW, dumpW) // the child's ends
 	if err != nil {
-		closeFiles(inW, outR, errR, logR, dumpR)
+		osproc.CloseFiles(inW, outR, errR, logR, dumpR)
 		if p.shm != nil {
 			p.shm.retire()
 		}
@@ -257,8 +235,8 @@ func (spec *workerSpec) execWorker(child []*os.File) (osProcess, error) {
 	cmd.ExtraFiles = child[3:]
 	cmd.Env = spec.env
 	cmd.Dir = spec.dir
-	cmd.SysProcAttr = workerSysProcAttr(spec.credential.sysProcCredential())
-	if err := startOnLockedThread(cmd); err != nil {
+	cmd.SysProcAttr = osproc.SysProcAttr(spec.credential.sysProcCredential())
+	if err := osproc.StartOnLockedThread(cmd); err != nil {
 		return nil, execFailed(cmd.Path, err)
 	}
 	spec.guard.own(cmd.Process.Pid)
@@ -345,8 +323,8 @@ func (e execProcess) signal(sig syscall.Signal) { _ = e.cmd.Process.Signal(sig) 
 // and reaps.
 func (e execProcess) wait() exitStatus {
 	pid := e.cmd.Process.Pid
-	if awaitExitKeepZombie(pid) {
-		killGroup(pid)
+	if osproc.AwaitExitKeepZombie(pid) {
+		osproc.KillGroup(pid)
 	}
 	e.guard.release(pid)
 	err := e.cmd.Wait()
@@ -357,16 +335,6 @@ func (e execProcess) wait() exitStatus {
 		return waitStatus(ws)
 	}
 	return exitStatus{code: e.cmd.ProcessState.ExitCode()}
-}
-
-// startOnLockedThread starts cmd from a goroutine locked to its OS thread. Linux
-// sends the parent-death signal when the thread that forked the child exits,
-// not the process (golang/go#27505); the Go runtime only ends a thread when
-// a goroutine exits while locked to it, which this function never does.
-func startOnLockedThread(cmd *exec.Cmd) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	return cmd.Start()
 }
 
 // handshake reads the HELLO frame within StartTimeout.
@@ -966,7 +934,7 @@ func (t *tail) drained(timeout time.Duration) {
 		select {
 		case <-t.done:
 		case <-timer.C:
-			closeFiles(t.files...)
+			osproc.CloseFiles(t.files...)
 			<-t.done
 		}
 	}

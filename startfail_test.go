@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pypool/pypool/internal/osproc"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -55,14 +56,14 @@ func TestEarlyExitIsAWorkerExitError(t *testing.T) {
 // ends. Set it up before the pool and close the pool first: t.Cleanup runs
 // last in, first out.
 func failPipes(t *testing.T, fault *atomic.Bool) {
-	realPipe := osPipe
-	osPipe = func() (*os.File, *os.File, error) {
+	realPipe := osproc.Pipe
+	osproc.Pipe = func() (*os.File, *os.File, error) {
 		if fault.Load() {
 			return nil, nil, os.NewSyscallError("pipe2", syscall.EMFILE)
 		}
 		return realPipe()
 	}
-	t.Cleanup(func() { osPipe = realPipe })
+	t.Cleanup(func() { osproc.Pipe = realPipe })
 }
 
 // Issue 18, finding 5: a moment of descriptor exhaustion is weather, not a

@@ -1,12 +1,12 @@
-package pypool
+package osproc
 
 import (
 	"syscall"
 	"unsafe"
 )
 
-// pendingBytes returns how many bytes wait in the pipe behind fd to be read.
-func pendingBytes(fd uintptr) int64 {
+// PendingBytes returns how many bytes wait in the pipe behind fd to be read.
+func PendingBytes(fd uintptr) int64 {
 	var n int32
 	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n))); errno != 0 {
 		return 0
@@ -21,10 +21,10 @@ type pollFd struct {
 	revents int16
 }
 
-// readable reports, with one system call, which of the two pipes behind fds
-// have bytes waiting (or are closed): only those need pendingBytes. When
+// Readable reports, with one system call, which of the two pipes behind fds
+// have bytes waiting (or are closed): only those need PendingBytes. When
 // the poll fails, both are reported readable, so that nothing is missed.
-func readable(fds [2]uintptr) [2]bool {
+func Readable(fds [2]uintptr) [2]bool {
 	const pollIn = 0x1
 	polls := [2]pollFd{{fd: int32(fds[0]), events: pollIn}, {fd: int32(fds[1]), events: pollIn}}
 	var zero syscall.Timespec

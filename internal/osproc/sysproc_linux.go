@@ -1,4 +1,4 @@
-package pypool
+package osproc
 
 import (
 	"os"
@@ -6,21 +6,21 @@ import (
 	"unsafe"
 )
 
-// workerSysProcAttr returns the process attributes of a worker. The worker
+// SysProcAttr returns the process attributes of a worker. The worker
 // gets its own process group, so that a terminal's Ctrl-C reaches only the Go
 // program (which decides what happens) and a kill reaches the worker's own
 // children too; and it dies when the thread that started it exits (see
-// startOnLockedThread). cred, when not nil, is the user and groups it runs as; the
-// parent-death signal holds for it too (Go sets it after the change of
-// user, which would clear it).
-func workerSysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
+// StartOnLockedThread). cred, when not nil, is the user and groups it runs
+// as; the parent-death signal holds for it too (Go sets it after the change
+// of user, which would clear it).
+func SysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 }
 
-// setPipeSize asks Linux for a larger pipe buffer (F_SETPIPE_SZ). It is an
+// SetPipeSize asks Linux for a larger pipe buffer (F_SETPIPE_SZ). It is an
 // optimisation only: failure (for example above /proc/sys/fs/pipe-max-size)
 // leaves the default size.
-func setPipeSize(f *os.File, size int) {
+func SetPipeSize(f *os.File, size int) {
 	const fSetPipeSz = 1031
 	conn, err := f.SyscallConn()
 	if err != nil {
@@ -31,10 +31,10 @@ func setPipeSize(f *os.File, size int) {
 	})
 }
 
-// awaitExitKeepZombie waits until the child pid has exited without reaping
+// AwaitExitKeepZombie waits until the child pid has exited without reaping
 // it (waitid with WNOWAIT): its pid, and the number of the process group it
 // leads, stay reserved until it is reaped. false if the wait failed.
-func awaitExitKeepZombie(pid int) bool {
+func AwaitExitKeepZombie(pid int) bool {
 	const (
 		pPid    = 1         // P_PID
 		wExited = 4         // WEXITED
@@ -53,6 +53,6 @@ func awaitExitKeepZombie(pid int) bool {
 	}
 }
 
-// killGroup sends SIGKILL to the process group pgid; one that is gone
+// KillGroup sends SIGKILL to the process group pgid; one that is gone
 // already (ESRCH) or empty is fine.
-func killGroup(pgid int) { _ = syscall.Kill(-pgid, syscall.SIGKILL) }
+func KillGroup(pgid int) { _ = syscall.Kill(-pgid, syscall.SIGKILL) }
