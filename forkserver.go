@@ -39,7 +39,7 @@ var errForkServerDown = errors.New("pypool: the fork server is not running")
 
 // forkDownError is a fork request's error when the template is gone, or
 // stuck and killed. Sent tells whether the request reached the template
-// (its WriteMsgUnix succeeded): then the template may have forked a child
+// (osproc.SendFiles succeeded): then the template may have forked a child
 // that holds the request's descriptors before it died, and those
 // descriptors must never be given to another process (fork has killed
 // every process that held them; the worker is started on new ones). It

@@ -59,6 +59,7 @@ type Error struct {
 	Err    error
 }
 
+// Error says what failed, and the system's error if any.
 func (e *Error) Error() string {
 	if e.Err == nil {
 		return e.Op
@@ -66,6 +67,7 @@ func (e *Error) Error() string {
 	return e.Op + ": " + e.Err.Error()
 }
 
+// Unwrap returns the system's error; nil when the worker broke the memory.
 func (e *Error) Unwrap() error { return e.Err }
 
 // brokenByWorker is the Error of a worker that broke the shared memory's
@@ -84,6 +86,7 @@ func failed(err error, format string, args ...any) error {
 // beyond its limit: Need bytes were needed.
 type TooLargeError struct{ Need, Limit int }
 
+// Error says how much was needed and the limit.
 func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("%d bytes of shared memory needed, the limit is %d", e.Need, e.Limit)
 }
