@@ -249,7 +249,7 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 }
 
 // exchange runs x, fn with args, on proc (process.call or process.stream, the process
-// side) and counts it as sent (Stats.Calls); sizes (nil: not traced)
+// side) and counts it as sent (Stats.CallsSent); sizes (nil: not traced)
 // receives a call's encoded sizes (a stream's are not counted). A success
 // ends the start backoff (the workers work); a crash caused by Close is
 // ErrPoolClosed.

@@ -122,7 +122,7 @@ func TestStatsCountsWhatHappened(t *testing.T) {
 		Size: 1, MaxOverflow: 1, Workers: 1, Idle: 1,
 		CallsStarted:     3 + 1 + 3 + 1 + 2,
 		CallsFinished:    3 + 1 + 3 + 1 + 2,
-		Calls:            3 + 1 + 1 + 2, // not the rejections
+		CallsSent:        3 + 1 + 1 + 2, // not the rejections
 		PythonExceptions: 1,
 		Rejections:       3,
 		DeadlineExceeded: 1,
@@ -225,8 +225,8 @@ func TestStatsExactUnderConcurrency(t *testing.T) {
 	assert.Equal(t, uint64(pyErrs), s.PythonExceptions)
 	assert.Equal(t, uint64(rejected), s.Rejections)
 	assert.Equal(t, uint64(ended), s.DeadlineExceeded)
-	assert.LessOrEqual(t, s.Calls, total-uint64(rejected), "rejected calls reached no worker")
-	assert.GreaterOrEqual(t, s.Calls, total-uint64(rejected+ended), "every call that did not end early reached a worker")
+	assert.LessOrEqual(t, s.CallsSent, total-uint64(rejected), "rejected calls reached no worker")
+	assert.GreaterOrEqual(t, s.CallsSent, total-uint64(rejected+ended), "every call that did not end early reached a worker")
 	assert.Zero(t, s.Crashes)
 	assert.Zero(t, s.StartFailures)
 	assert.Equal(t, s.Restarts, s.StartsCrash+s.StartsRecycle+s.StartsOverflow)
@@ -287,7 +287,7 @@ func TestStatsCountsTransactionCalls(t *testing.T) {
 	s := pool.Stats()
 	assert.Equal(t, uint64(3), s.CallsStarted)
 	assert.Equal(t, uint64(3), s.CallsFinished)
-	assert.Equal(t, uint64(2), s.Calls, "the released worker was not called")
+	assert.Equal(t, uint64(2), s.CallsSent, "the released worker was not called")
 	assert.Equal(t, uint64(1), s.PythonExceptions)
 	assert.Zero(t, s.WaitCount, "a worker was idle")
 	assert.Equal(t, map[Outcome]int{OutcomeOK: 1, OutcomePythonError: 1, OutcomeError: 1}, obs.outcomes())

@@ -220,7 +220,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 	counter(d.callsStarted, s.CallsStarted)
 	counter(d.callsFinished, s.CallsFinished)
-	counter(d.callsSent, s.Calls)
+	counter(d.callsSent, s.CallsSent)
 	counter(d.python, s.PythonExceptions)
 	counter(d.rejections, s.Rejections)
 	counter(d.deadlines, s.DeadlineExceeded)
