@@ -1,8 +1,8 @@
 package pypool
 
-// stats.go holds the pool's counters (Stats), the causes of worker starts
-// and stops, and the per-call observation hook (Pool.Observe) that metrics
-// libraries such as the prometheus subpackage use for latency histograms.
+// stats.go holds the pool's counters (Stats) and the causes of worker
+// starts and stops. Per-call latencies are the Tracer's (tracer.go), which
+// the prometheus subpackage uses for its histograms.
 //
 // Counters of worker starts and stops change under Pool.mu, where the
 // transition is decided (state.go, supervise.go, recycle.go); counters of
@@ -170,35 +170,6 @@ func (p *Pool) startFailedCauseLocked(c cause) {
 	if c != causeOverflow && c != causeInitial {
 		p.owed[c]++
 	}
-}
-
-// CallInfo describes one call that ended, for a CallObserver.
-type CallInfo struct {
-	Function string        // the Python function's name
-	Wait     time.Duration // time spent waiting for a worker, over all attempts; 0 for a Worker.Call (the Transaction waited)
-	Duration time.Duration // from the call's start to its return, Wait included
-	Outcome  Outcome       // how it ended: OutcomeOf(Err)
-	Err      error         // what the call returned
-}
-
-// CallObserver is told about every call that ends. ObserveCall runs on the
-// caller's goroutine after the call ended, before Call returns, with no
-// lock of the pool held: it must be quick, and may read Stats.
-type CallObserver interface {
-	ObserveCall(CallInfo)
-}
-
-// Observe adds o to the observers told about every call that ends from now
-// on. Observers cannot be removed; they live as long as the pool.
-func (p *Pool) Observe(o CallObserver) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var obs []CallObserver
-	if old := p.observers.Load(); old != nil {
-		obs = append(obs, *old...)
-	}
-	obs = append(obs, o)
-	p.observers.Store(&obs)
 }
 
 // callCounters are the pool's atomic counters of calls.

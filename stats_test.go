@@ -12,13 +12,20 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// observed records what a CallObserver is told.
+// observed records the ends of calls a Tracer added with Pool.AddTracer is
+// told (one attempt per call: these tests set no CrashRetries).
 type observed struct {
 	mu    sync.Mutex
-	calls []CallInfo
+	calls []TraceCallEndData
 }
 
-func (o *observed) ObserveCall(c CallInfo) {
+func (o *observed) TraceCallStart(ctx context.Context, _ *Pool, _ TraceCallStartData) context.Context {
+	return ctx
+}
+
+func (o *observed) TraceCallWorker(context.Context, *Pool, TraceCallWorkerData) {}
+
+func (o *observed) TraceCallEnd(_ context.Context, _ *Pool, c TraceCallEndData) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.calls = append(o.calls, c)
@@ -46,7 +53,7 @@ func TestStatsCountsWhatHappened(t *testing.T) {
 	pool, err := New(testCtx(t), cfg)
 	require.NoError(t, err)
 	obs := &observed{}
-	pool.Observe(obs)
+	pool.AddTracer(obs)
 	ctx := testCtx(t)
 	rest := func(what string) {
 		t.Helper()
@@ -170,7 +177,7 @@ func TestStatsExactUnderConcurrency(t *testing.T) {
 	cfg.MaxCallsPerWorker, cfg.MaxCallsJitter = 7, 3
 	pool := newTestPool(t, cfg)
 	obs := &observed{}
-	pool.Observe(obs)
+	pool.AddTracer(obs)
 	ctx := testCtx(t)
 
 	const callers, each = 8, 12
@@ -268,7 +275,7 @@ func TestOutcomeOfStats(t *testing.T) {
 func TestStatsCountsTransactionCalls(t *testing.T) {
 	pool := newTestPool(t, testConfig(t))
 	obs := &observed{}
-	pool.Observe(obs)
+	pool.AddTracer(obs)
 	ctx := testCtx(t)
 	var kept *Worker
 	require.NoError(t, pool.Transaction(ctx, func(w *Worker) error {
