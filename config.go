@@ -305,7 +305,9 @@ type Config struct {
 
 	// Tracer, when set, is told when each call starts, gets a worker and
 	// ends (see Tracer); github.com/pypool/pypool/otel adapts it to
-	// OpenTelemetry. Default nil: no tracing, at no cost.
+	// OpenTelemetry. Pool.AddTracer adds more to a running pool (the
+	// prometheus subpackage's collector). Default nil: no tracing, at no
+	// cost.
 	Tracer Tracer
 
 	// Fork server (docs/forkserver.md).
