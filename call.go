@@ -215,8 +215,8 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 
 // attempt is one attempt of the call rec: it gets a worker (checked out, or the
 // transaction's w), runs x on it between the tracer's hooks (Config.Tracer
-// and Pool.AddTracer's; without one they do nothing) and checks the worker back in before the
-// attempt's trace ends.
+// and Pool.AddTracer's; without one they do nothing) and checks the worker
+// back in before the attempt's trace ends.
 func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []any, x exchange, attempt int, wait bool) (err error) {
 	ct := p.startTrace(ctx, rec.fn, args, attempt, w != nil)
 	defer func() { ct.end(err, err != nil && p.mayRetry(w, x, err, attempt)) }() // after the check-in

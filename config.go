@@ -75,12 +75,14 @@ func (m StartMethod) String() string {
 //
 // The first fields are those most pools set: the module to call, where its
 // code is (PythonPath or PythonFS), the number of workers (Size,
-// MaxOverflow) and the interpreter. The others come in groups, each headed by
-// a comment: sizing and waiting; deadlines, retries and recycling; the Python
+// MaxOverflow) and the interpreter. The others come in groups, each headed
+// by its name between dashes: sizing and waiting; deadlines, retries and recycling; the Python
 // environment and deployment; values, callbacks and shared memory; security;
 // observability; the fork server. docs/configuration.md has them all in one
 // table.
 type Config struct {
+	// --- What most pools set ---
+	//
 	// Module is the Python module whose public functions can be called, as
 	// in an import statement: "my_module" or "package.module". A call names
 	// one of its functions plainly ("fn") or as "module.fn". Required unless
@@ -135,8 +137,8 @@ type Config struct {
 	// for at every worker start.
 	Python string
 
-	// Sizing and waiting: which worker a call gets, and how many callers may wait.
-
+	// --- Sizing and waiting ---
+	//
 	// Strategy chooses among idle workers: LIFO (default) or FIFO.
 	Strategy Strategy
 
@@ -150,8 +152,8 @@ type Config struct {
 	// exist and no caller waits is stopped at once (poolboy's behaviour).
 	OverflowIdleTimeout time.Duration
 
-	// Deadlines, retries and recycling: how long things may take, and when a worker is replaced.
-
+	// --- Deadlines, retries and recycling ---
+	//
 	// CallTimeout bounds calls whose context has no deadline, waiting for a
 	// worker included. Default 0: no bound.
 	CallTimeout time.Duration
@@ -193,8 +195,8 @@ type Config struct {
 	// Default 0: no limit.
 	MaxWorkerMemory int64
 
-	// Python environment and deployment: where the code comes from, how each worker is set up.
-
+	// --- Python environment and deployment ---
+	//
 	// InstallDir is where pypool writes its Python runtime and PythonFS's
 	// files, each in a directory named by its content's hash, verified
 	// before each process uses it (see "Deploying your Python code" in
@@ -228,8 +230,8 @@ type Config struct {
 	// caller's environment can not break the runtime.
 	Env []string
 
-	// Values, callbacks and shared memory: what crosses between Go and Python, and how.
-
+	// --- Values, callbacks and shared memory ---
+	//
 	// MaxMessageSize limits the size of one encoded call or reply. Default
 	// 64 MiB (DefaultMaxMessageSize).
 	MaxMessageSize int
@@ -266,8 +268,8 @@ type Config struct {
 	// that waits for the callback, so callbacks may nest. Default: none.
 	Callbacks map[string]Callback
 
-	// Security: what a worker inherits and may use (docs/security.md).
-
+	// --- Security (docs/security.md) ---
+	//
 	// InheritEnv, when not nil, is the allow-list of the Go program's
 	// environment variables that the workers inherit: names ("PATH") and
 	// prefixes ending in "*" ("LC_*"); Env is added to them. An empty,
@@ -293,8 +295,8 @@ type Config struct {
 	// program's user.
 	Credential *Credential
 
-	// Observability (docs/observability.md).
-
+	// --- Observability (docs/observability.md) ---
+	//
 	// Logger receives what the workers write to stdout (level Info) and
 	// stderr (level Warn), line by line, tagged with the worker's pid and
 	// the function of the call that wrote it, and the pool's own events:
@@ -310,8 +312,8 @@ type Config struct {
 	// cost.
 	Tracer Tracer
 
-	// Fork server (docs/forkserver.md).
-
+	// --- Fork server (docs/forkserver.md) ---
+	//
 	// StartMethod says how workers start: StartExec (the default) or
 	// StartForkServer.
 	StartMethod StartMethod

@@ -24,7 +24,6 @@ type Stats struct {
 
 	// Workers by state, and callers waiting (gauges).
 	// Workers+Starting+Stopping never exceeds Size+MaxOverflow.
-
 	Workers       int // workers that hold a slot and serve: Idle + InUse
 	Idle          int // workers waiting for a call
 	InUse         int // workers checked out by callers, or finishing a call whose caller gave up (being interrupted)
@@ -37,7 +36,6 @@ type Stats struct {
 	// Waits for a worker (counters), as DBStats: every checkout that could
 	// not take an idle worker at once (a call's attempt or a Transaction),
 	// whether it was served in the end or gave up.
-
 	WaitCount    uint64        // checkouts that waited
 	WaitDuration time.Duration // total time they waited
 
@@ -47,7 +45,6 @@ type Stats struct {
 	// with exactly one outcome, and is counted in CallsFinished and in at
 	// most one of the outcome counters below (successes and other errors are
 	// in none of them).
-
 	CallsStarted     uint64 // calls begun
 	CallsFinished    uint64 // calls returned, whatever their outcome; CallsStarted-CallsFinished are in progress
 	CallsSent        uint64 // calls sent to a worker: every attempt of a retried call, not rejections or calls that never got a worker
@@ -61,7 +58,6 @@ type Stats struct {
 	// succeeded; one that failed is counted in StartFailures only. A start
 	// while the pool is below Size replaces what left it there; above Size
 	// it is overflow.
-
 	StartsInitial  uint64 // the Size workers started by New
 	StartsCrash    uint64 // replacements of workers that crashed or were killed in an unknown state (Crashes, StopsKilled)
 	StartsRecycle  uint64 // replacements of workers recycled (StopsMaxCalls, StopsMaxMemory, StopsMaxLifetime)
@@ -73,7 +69,6 @@ type Stats struct {
 	// Worker ends by cause (counters): a crash, or a stop the pool decided
 	// and why. At rest, the starts above less these ends (Recycled aside,
 	// a total of some of them) are Workers.
-
 	Crashes          uint64 // workers that died without being asked to, whatever they were doing
 	StopsKilled      uint64 // workers killed because their state was unknown: no answer to an interrupt in Config.InterruptGrace, a protocol error, a broken pipe
 	StopsMaxCalls    uint64 // workers recycled after Config.MaxCallsPerWorker calls
