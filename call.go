@@ -186,7 +186,7 @@ func (x exchange) kind() string {
 }
 
 // call is the one path of every call to Python: it records the call
-// (Stats, Pool.Observe), applies Config.CallTimeout, and runs x (fn with
+// (Stats), applies Config.CallTimeout, and runs x (fn with
 // args, which may end with Kwargs) in attempts until one succeeds or may not be retried (Config.CrashRetries:
 // calls outside a transaction only; a stream never is, its loop has seen
 // items). w is the transaction's worker, nil for a call on the pool, which
@@ -214,17 +214,15 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 }
 
 // attempt is one attempt of the call rec: it gets a worker (checked out, or the
-// transaction's w), runs x on it between the tracer's hooks (Config.Tracer;
-// without one they do nothing) and checks the worker back in before the
-// attempt's trace ends.
+// transaction's w), runs x on it between the tracer's hooks (Config.Tracer
+// and Pool.AddTracer's; without one they do nothing) and checks the worker
+// back in before the attempt's trace ends.
 func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []any, x exchange, attempt int, wait bool) (err error) {
 	ct := p.startTrace(ctx, rec.fn, args, attempt, w != nil)
 	defer func() { ct.end(err, err != nil && p.mayRetry(w, x, err, attempt)) }() // after the check-in
 	var pw *pooledWorker
 	if w == nil {
-		var waited time.Duration
-		pw, waited, err = p.checkout(ctx, wait)
-		rec.wait += waited
+		pw, _, err = p.checkout(ctx, wait)
 		if err != nil {
 			return err
 		}
@@ -249,7 +247,7 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 }
 
 // exchange runs x, fn with args, on proc (process.call or process.stream, the process
-// side) and counts it as sent (Stats.Calls); sizes (nil: not traced)
+// side) and counts it as sent (Stats.CallsSent); sizes (nil: not traced)
 // receives a call's encoded sizes (a stream's are not counted). A success
 // ends the start backoff (the workers work); a crash caused by Close is
 // ErrPoolClosed.
@@ -273,18 +271,15 @@ func (p *Pool) exchange(ctx context.Context, proc *process, fn string, args []an
 
 // callRecord follows one call through the call path, from callBegin to
 // callEnd (one of each per call). It is the one internal hook of the call
-// path: the counters of Stats, the observers of Pool.Observe and any
-// other per-call instrument read it.
+// path: the counters of Stats and any other per-call instrument read it.
 type callRecord struct {
-	fn    string
-	start time.Time
-	wait  time.Duration // summed over the call's checkouts
+	fn string
 }
 
 // callBegin records a call's start.
 func (p *Pool) callBegin(fn string) callRecord {
 	p.callStats.started.Add(1)
-	return callRecord{fn: fn, start: time.Now()}
+	return callRecord{fn: fn}
 }
 
 // callEnd records a call's end with err, its one outcome.
@@ -302,12 +297,6 @@ func (p *Pool) callEnd(rec *callRecord, err error) {
 		c.byOutcome[countCanceled].Add(1)
 	}
 	c.finished.Add(1)
-	if obs := p.observers.Load(); obs != nil {
-		info := CallInfo{Function: rec.fn, Wait: rec.wait, Duration: time.Since(rec.start), Outcome: outcome, Err: err}
-		for _, o := range *obs {
-			o.ObserveCall(info)
-		}
-	}
 }
 
 // callSizes receives the encoded sizes of a traced call from process.call.
@@ -319,6 +308,8 @@ type callSizes struct {
 // value, an attempt without a tracer, does nothing.
 type callTrace struct {
 	pool   *Pool
+	tracer Tracer          // the pool's when the attempt started
+	fn     string          // the function called
 	ctx    context.Context // what TraceCallStart returned
 	start  time.Time
 	wait   time.Duration
@@ -330,17 +321,18 @@ type callTrace struct {
 // startTrace tells the tracer that an attempt starts. Without a tracer it
 // returns a zero callTrace, whose hooks do nothing.
 func (p *Pool) startTrace(ctx context.Context, fn string, args []any, attempt int, tx bool) callTrace {
-	if p.cfg.Tracer == nil {
+	tracer := p.tracer()
+	if tracer == nil {
 		return callTrace{}
 	}
 	pos, kwargs := splitKwargs(args)
-	tctx := p.cfg.Tracer.TraceCallStart(ctx, p, TraceCallStartData{
+	tctx := tracer.TraceCallStart(ctx, p, TraceCallStartData{
 		Function: fn, Args: len(pos), Kwargs: len(kwargs), Attempt: attempt, Transaction: tx,
 	})
 	if tctx == nil {
 		tctx = ctx
 	}
-	return callTrace{pool: p, ctx: tctx, start: time.Now(), waited: tx}
+	return callTrace{pool: p, tracer: tracer, fn: fn, ctx: tctx, start: time.Now(), waited: tx}
 }
 
 // gotWorker tells the tracer that the attempt has its worker.
@@ -352,7 +344,7 @@ func (ct *callTrace) gotWorker(pw *pooledWorker) {
 		ct.wait, ct.waited = time.Since(ct.start), true
 	}
 	ct.pid = pw.proc.pid
-	ct.pool.cfg.Tracer.TraceCallWorker(ct.ctx, ct.pool, TraceCallWorkerData{Pid: ct.pid, Wait: ct.wait})
+	ct.tracer.TraceCallWorker(ct.ctx, ct.pool, TraceCallWorkerData{Pid: ct.pid, Wait: ct.wait})
 }
 
 // end tells the tracer that the attempt ended with err.
@@ -364,8 +356,8 @@ func (ct *callTrace) end(err error, retry bool) {
 	if !ct.waited {
 		ct.wait = d // no worker came
 	}
-	ct.pool.cfg.Tracer.TraceCallEnd(ct.ctx, ct.pool, TraceCallEndData{
-		Outcome: OutcomeOf(err), Err: err, Duration: d, Wait: ct.wait, Pid: ct.pid,
+	ct.tracer.TraceCallEnd(ct.ctx, ct.pool, TraceCallEndData{
+		Function: ct.fn, Outcome: OutcomeOf(err), Err: err, Duration: d, Wait: ct.wait, Pid: ct.pid,
 		RequestBytes: ct.sizes.request, ReplyBytes: ct.sizes.reply, Retry: retry,
 	})
 }

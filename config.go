@@ -73,7 +73,17 @@ func (m StartMethod) String() string {
 
 // Config configures a Pool. The zero value of every field except Module means
 // its documented default.
+//
+// The first fields are those most pools set: the module to call, where its
+// code is (PythonPath or PythonFS), the number of workers (Size,
+// MaxOverflow) and the interpreter. The others come in groups, each headed
+// by its name between dashes: sizing and waiting; deadlines, retries and recycling; the Python
+// environment and deployment; values, callbacks and shared memory; security;
+// observability; the fork server. docs/configuration.md has them all in one
+// table.
 type Config struct {
+	// --- What most pools set ---
+	//
 	// Module is the Python module whose public functions can be called, as
 	// in an import statement: "my_module" or "package.module". A call names
 	// one of its functions plainly ("fn") or as "module.fn". Required unless
@@ -86,6 +96,18 @@ type Config struct {
 	// Module is empty. Every module is imported when a worker starts; one
 	// that fails to import is a start failure naming it. Default: none.
 	Modules []string
+
+	// PythonPath lists directories put first on the worker's sys.path
+	// (after PythonFS's directory), ahead of the interpreter's standard
+	// library and site-packages.
+	// Relative entries are relative to Dir (or, when Dir is empty, to the Go
+	// program's working directory). The working directory itself is not on
+	// sys.path unless listed here ("."): a file in it named like a standard
+	// module (traceback.py) can not replace that module. Nor is the user's
+	// site-packages (~/.local/lib/python3.X/site-packages; -I implies -s):
+	// list it here if the module needs packages installed with
+	// "pip install --user".
+	PythonPath []string
 
 	// PythonFS holds Python code to import, typically an embed.FS: the
 	// pool writes its files (below PythonFSRoot, "" meaning all of it) to
@@ -100,6 +122,82 @@ type Config struct {
 	PythonFS     fs.FS
 	PythonFSRoot string
 
+	// Size is the number of workers kept running. Default: the number of
+	// CPUs.
+	Size int
+
+	// MaxOverflow is how many workers may be started beyond Size while all
+	// are busy. A worker checked in while overflow workers exist and no
+	// caller waits is stopped (poolboy's rule), unless OverflowIdleTimeout
+	// keeps it. Default 0.
+	MaxOverflow int
+
+	// Python is the interpreter to run: a name looked up in PATH or a path.
+	// Default "python3". It is resolved once, by New, to the real executable
+	// (sys.executable), so that launcher shims such as pyenv's are not paid
+	// for at every worker start.
+	Python string
+
+	// --- Sizing and waiting ---
+	//
+	// Strategy chooses among idle workers: LIFO (default) or FIFO.
+	Strategy Strategy
+
+	// MaxWaiting limits the callers waiting for a worker: beyond it, calls
+	// fail at once with ErrPoolExhausted. Default 0: no limit.
+	MaxWaiting int
+
+	// OverflowIdleTimeout keeps overflow workers idle this long before they
+	// are stopped, so that bursts do not start and stop Python processes on
+	// every call. Default 0: a worker checked in while overflow workers
+	// exist and no caller waits is stopped at once (poolboy's behaviour).
+	OverflowIdleTimeout time.Duration
+
+	// --- Deadlines, retries and recycling ---
+	//
+	// CallTimeout bounds calls whose context has no deadline, waiting for a
+	// worker included. Default 0: no bound.
+	CallTimeout time.Duration
+
+	// StartTimeout bounds a worker's start, including the import of Module.
+	// Default 60s.
+	StartTimeout time.Duration
+
+	// InterruptGrace is how long a worker whose call's context ended may
+	// take to answer the KeyboardInterrupt it is sent. A worker that answers
+	// in time goes back to the pool; otherwise it is killed and replaced.
+	// The caller does not wait for it. Default 1s.
+	InterruptGrace time.Duration
+
+	// StopTimeout is how long a stopping worker may take to exit after its
+	// input is closed before it is killed. Default 5s.
+	StopTimeout time.Duration
+
+	// CrashRetries is how many times Call and CallAs try a call again on
+	// another worker when its worker crashed (or failed to start for a
+	// reason that may not repeat). Only for pools of idempotent functions:
+	// the crashed call may have had effects. Python exceptions and ended
+	// contexts are never retried. Default 0.
+	CrashRetries int
+
+	// MaxCallsPerWorker replaces a worker after it served this many calls
+	// plus a random 0..MaxCallsJitter more (like gunicorn's max_requests),
+	// to contain leaks in Python code. Default 0: never.
+	MaxCallsPerWorker int
+	MaxCallsJitter    int
+
+	// MaxWorkerLifetime replaces a worker after it ran this long (plus up
+	// to 10% jitter). Default 0: never.
+	MaxWorkerLifetime time.Duration
+
+	// MaxWorkerMemory replaces a worker whose resident memory exceeds this
+	// many bytes. It is read every second; a worker over the limit is
+	// replaced when it is idle or after its current call, never during it.
+	// Default 0: no limit.
+	MaxWorkerMemory int64
+
+	// --- Python environment and deployment ---
+	//
 	// InstallDir is where pypool writes its Python runtime and PythonFS's
 	// files, each in a directory named by its content's hash, verified
 	// before each process uses it (see "Deploying your Python code" in
@@ -123,53 +221,8 @@ type Config struct {
 	SetUp     string
 	SetUpArgs []any
 
-	// StartMethod says how workers start: StartExec (the default) or
-	// StartForkServer.
-	StartMethod StartMethod
-
-	// Preload lists modules, besides Module, that the fork server's
-	// template imports before it forks any worker (StartForkServer only):
-	// heavy dependencies such as "numpy" whose import every worker would
-	// otherwise pay for. Default: none.
-	Preload []string
-
-	// PreloadSetUp runs SetUp once, in the fork server's template, instead
-	// of in each worker (StartForkServer only): for a set-up that only
-	// builds memory (a model loaded into Python objects), which the
-	// workers then share. Leave it false for a set-up that opens files,
-	// sockets or threads: those must be each worker's own. Default false.
-	PreloadSetUp bool
-
-	// PythonPath lists directories put first on the worker's sys.path
-	// (after PythonFS's directory), ahead of the interpreter's standard
-	// library and site-packages.
-	// Relative entries are relative to Dir (or, when Dir is empty, to the Go
-	// program's working directory). The working directory itself is not on
-	// sys.path unless listed here ("."): a file in it named like a standard
-	// module (traceback.py) can not replace that module. Nor is the user's
-	// site-packages (~/.local/lib/python3.X/site-packages; -I implies -s):
-	// list it here if the module needs packages installed with
-	// "pip install --user".
-	PythonPath []string
-
-	// Python is the interpreter to run: a name looked up in PATH or a path.
-	// Default "python3". It is resolved once, by New, to the real executable
-	// (sys.executable), so that launcher shims such as pyenv's are not paid
-	// for at every worker start.
-	Python string
-
-	// Size is the number of workers kept running. Default: the number of
-	// CPUs.
-	Size int
-
-	// MaxOverflow is how many workers may be started beyond Size while all
-	// are busy. A worker checked in while overflow workers exist and no
-	// caller waits is stopped (poolboy's rule), unless OverflowIdleTimeout
-	// keeps it. Default 0.
-	MaxOverflow int
-
-	// Strategy chooses among idle workers: LIFO (default) or FIFO.
-	Strategy Strategy
+	// Dir is the workers' working directory. Default: the Go program's.
+	Dir string
 
 	// Env holds "KEY=value" entries added to the workers' environment
 	// (what InheritEnv lets through of the Go program's). The interpreter
@@ -178,85 +231,8 @@ type Config struct {
 	// caller's environment can not break the runtime.
 	Env []string
 
-	// InheritEnv, when not nil, is the allow-list of the Go program's
-	// environment variables that the workers inherit: names ("PATH") and
-	// prefixes ending in "*" ("LC_*"); Env is added to them. An empty,
-	// non-nil list inherits nothing. Default nil: the whole environment,
-	// as os/exec does. PATH, HOME, LANG, LC_* and TZ are not special: a
-	// worker without PATH finds programs in /bin and /usr/bin only, without
-	// HOME Python takes the home directory from the password database,
-	// without locale variables it runs in UTF-8 mode, without TZ local time
-	// is /etc/localtime's. A launcher shim such as pyenv's runs with this
-	// environment too (PYENV_VERSION counts only if listed): set Python to
-	// the real interpreter to be sure. See docs/security.md.
-	InheritEnv []string
-
-	// Limits are resource limits (address space, CPU seconds, open files)
-	// applied in each worker before it imports Module. Default: none.
-	Limits Limits
-
-	// Credential, when not nil, runs the workers as this user and group;
-	// the Go program must run as root. The interpreter, the Python runtime
-	// pypool installs, PythonPath and Dir must be within that user's reach:
-	// New checks the interpreter and the runtime (by permission bits; the
-	// default install under root's home is not). Default nil: the Go
-	// program's user.
-	Credential *Credential
-
-	// Dir is the workers' working directory. Default: the Go program's.
-	Dir string
-
-	// StartTimeout bounds a worker's start, including the import of Module.
-	// Default 60s.
-	StartTimeout time.Duration
-
-	// InterruptGrace is how long a worker whose call's context ended may
-	// take to answer the KeyboardInterrupt it is sent. A worker that answers
-	// in time goes back to the pool; otherwise it is killed and replaced.
-	// The caller does not wait for it. Default 1s.
-	InterruptGrace time.Duration
-
-	// StopTimeout is how long a stopping worker may take to exit after its
-	// input is closed before it is killed. Default 5s.
-	StopTimeout time.Duration
-
-	// CallTimeout bounds calls whose context has no deadline, waiting for a
-	// worker included. Default 0: no bound.
-	CallTimeout time.Duration
-
-	// CrashRetries is how many times Call and CallAs try a call again on
-	// another worker when its worker crashed (or failed to start for a
-	// reason that may not repeat). Only for pools of idempotent functions:
-	// the crashed call may have had effects. Python exceptions and ended
-	// contexts are never retried. Default 0.
-	CrashRetries int
-
-	// MaxWaiting limits the callers waiting for a worker: beyond it, calls
-	// fail at once with ErrPoolExhausted. Default 0: no limit.
-	MaxWaiting int
-
-	// MaxCallsPerWorker replaces a worker after it served this many calls
-	// plus a random 0..MaxCallsJitter more (like gunicorn's max_requests),
-	// to contain leaks in Python code. Default 0: never.
-	MaxCallsPerWorker int
-	MaxCallsJitter    int
-
-	// MaxWorkerLifetime replaces a worker after it ran this long (plus up
-	// to 10% jitter). Default 0: never.
-	MaxWorkerLifetime time.Duration
-
-	// MaxWorkerMemory replaces a worker whose resident memory exceeds this
-	// many bytes. It is read every second; a worker over the limit is
-	// replaced when it is idle or after its current call, never during it.
-	// Default 0: no limit.
-	MaxWorkerMemory int64
-
-	// OverflowIdleTimeout keeps overflow workers idle this long before they
-	// are stopped, so that bursts do not start and stop Python processes on
-	// every call. Default 0: a worker checked in while overflow workers
-	// exist and no caller waits is stopped at once (poolboy's behaviour).
-	OverflowIdleTimeout time.Duration
-
+	// --- Values, callbacks and shared memory ---
+	//
 	// MaxMessageSize limits the size of one encoded call or reply. Default
 	// 64 MiB (DefaultMaxMessageSize).
 	MaxMessageSize int
@@ -285,6 +261,43 @@ type Config struct {
 	// ErrResultNotDecodable.
 	Extensions []Extension
 
+	// Callbacks are the Go functions that Python code may call while a
+	// call from Go runs, by name: call_go("lookup_user", 42) after
+	// "from pypool import call_go" (docs/streaming-and-callbacks.md). Build one
+	// from a typed function with CallbackFunc. A callback's context ends
+	// with the call's; calls made with it on this pool run on the worker
+	// that waits for the callback, so callbacks may nest. Default: none.
+	Callbacks map[string]Callback
+
+	// --- Security (docs/security.md) ---
+	//
+	// InheritEnv, when not nil, is the allow-list of the Go program's
+	// environment variables that the workers inherit: names ("PATH") and
+	// prefixes ending in "*" ("LC_*"); Env is added to them. An empty,
+	// non-nil list inherits nothing. Default nil: the whole environment,
+	// as os/exec does. PATH, HOME, LANG, LC_* and TZ are not special: a
+	// worker without PATH finds programs in /bin and /usr/bin only, without
+	// HOME Python takes the home directory from the password database,
+	// without locale variables it runs in UTF-8 mode, without TZ local time
+	// is /etc/localtime's. A launcher shim such as pyenv's runs with this
+	// environment too (PYENV_VERSION counts only if listed): set Python to
+	// the real interpreter to be sure. See docs/security.md.
+	InheritEnv []string
+
+	// Limits are resource limits (address space, CPU seconds, open files)
+	// applied in each worker before it imports Module. Default: none.
+	Limits Limits
+
+	// Credential, when not nil, runs the workers as this user and group;
+	// the Go program must run as root. The interpreter, the Python runtime
+	// pypool installs, PythonPath and Dir must be within that user's reach:
+	// New checks the interpreter and the runtime (by permission bits; the
+	// default install under root's home is not). Default nil: the Go
+	// program's user.
+	Credential *Credential
+
+	// --- Observability (docs/observability.md) ---
+	//
 	// Logger receives what the workers write to stdout (level Info) and
 	// stderr (level Warn), line by line, tagged with the worker's pid and
 	// the function of the call that wrote it, and the pool's own events:
@@ -295,16 +308,29 @@ type Config struct {
 
 	// Tracer, when set, is told when each call starts, gets a worker and
 	// ends (see Tracer); github.com/pypool/pypool/otel adapts it to
-	// OpenTelemetry. Default nil: no tracing, at no cost.
+	// OpenTelemetry. Pool.AddTracer adds more to a running pool (the
+	// prometheus subpackage's collector). Default nil: no tracing, at no
+	// cost.
 	Tracer Tracer
 
-	// Callbacks are the Go functions that Python code may call while a
-	// call from Go runs, by name: call_go("lookup_user", 42) after
-	// "from pypool import call_go" (docs/streaming-and-callbacks.md). Build one
-	// from a typed function with CallbackFunc. A callback's context ends
-	// with the call's; calls made with it on this pool run on the worker
-	// that waits for the callback, so callbacks may nest. Default: none.
-	Callbacks map[string]Callback
+	// --- Fork server (docs/forkserver.md) ---
+	//
+	// StartMethod says how workers start: StartExec (the default) or
+	// StartForkServer.
+	StartMethod StartMethod
+
+	// Preload lists modules, besides Module, that the fork server's
+	// template imports before it forks any worker (StartForkServer only):
+	// heavy dependencies such as "numpy" whose import every worker would
+	// otherwise pay for. Default: none.
+	Preload []string
+
+	// PreloadSetUp runs SetUp once, in the fork server's template, instead
+	// of in each worker (StartForkServer only): for a set-up that only
+	// builds memory (a model loaded into Python objects), which the
+	// workers then share. Leave it false for a set-up that opens files,
+	// sockets or threads: those must be each worker's own. Default false.
+	PreloadSetUp bool
 }
 
 // Defaults of Config's durations.

@@ -136,18 +136,18 @@ func TestCrashRetries(t *testing.T) {
 	out, err := pool.Call(testCtx(t), "crash_once", flag)
 	require.NoError(t, err, "the retry ran on a new worker")
 	assert.Equal(t, "survived", out)
-	assert.Equal(t, uint64(2), pool.Stats().Calls)
+	assert.Equal(t, uint64(2), pool.Stats().CallsSent)
 
 	_, err = pool.Call(testCtx(t), "fail", "no retry")
 	var pyErr *PythonError
 	require.ErrorAs(t, err, &pyErr)
-	assert.Equal(t, uint64(3), pool.Stats().Calls, "Python exceptions are not retried")
+	assert.Equal(t, uint64(3), pool.Stats().CallsSent, "Python exceptions are not retried")
 
 	ctx, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
 	defer cancel()
 	_, err = pool.Call(ctx, "sleep", 30)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Equal(t, uint64(4), pool.Stats().Calls, "ended contexts are not retried")
+	assert.Equal(t, uint64(4), pool.Stats().CallsSent, "ended contexts are not retried")
 
 	noRetry := newTestPool(t, testConfig(t))
 	flag2 := filepath.Join(t.TempDir(), "crashed")

@@ -60,7 +60,7 @@ type Pool struct {
 	forkBackoff startBackoff
 	calls       atomic.Uint64 // calls sent to a worker
 	callStats   callCounters
-	observers   atomic.Pointer[[]CallObserver] // Pool.Observe
+	tracers     atomic.Pointer[Tracer] // set by Pool.AddTracer: Config.Tracer and the added ones; nil: Config.Tracer alone
 
 	guardBackoff startBackoff // the guardian's restarts (supervise.go)
 }

@@ -409,5 +409,5 @@ func TestTransactionWithEndedContextRunsNothing(t *testing.T) {
 	assert.False(t, ran)
 	_, err = pool.Call(ctx, "echo", 1)
 	require.ErrorIs(t, err, context.Canceled)
-	assert.Zero(t, pool.Stats().Calls)
+	assert.Zero(t, pool.Stats().CallsSent)
 }

@@ -12,13 +12,20 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// observed records what a CallObserver is told.
+// observed records the ends of calls a Tracer added with Pool.AddTracer is
+// told (one attempt per call: these tests set no CrashRetries).
 type observed struct {
 	mu    sync.Mutex
-	calls []CallInfo
+	calls []TraceCallEndData
 }
 
-func (o *observed) ObserveCall(c CallInfo) {
+func (o *observed) TraceCallStart(ctx context.Context, _ *Pool, _ TraceCallStartData) context.Context {
+	return ctx
+}
+
+func (o *observed) TraceCallWorker(context.Context, *Pool, TraceCallWorkerData) {}
+
+func (o *observed) TraceCallEnd(_ context.Context, _ *Pool, c TraceCallEndData) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.calls = append(o.calls, c)
@@ -46,7 +53,7 @@ func TestStatsCountsWhatHappened(t *testing.T) {
 	pool, err := New(testCtx(t), cfg)
 	require.NoError(t, err)
 	obs := &observed{}
-	pool.Observe(obs)
+	pool.AddTracer(obs)
 	ctx := testCtx(t)
 	rest := func(what string) {
 		t.Helper()
@@ -122,7 +129,7 @@ func TestStatsCountsWhatHappened(t *testing.T) {
 		Size: 1, MaxOverflow: 1, Workers: 1, Idle: 1,
 		CallsStarted:     3 + 1 + 3 + 1 + 2,
 		CallsFinished:    3 + 1 + 3 + 1 + 2,
-		Calls:            3 + 1 + 1 + 2, // not the rejections
+		CallsSent:        3 + 1 + 1 + 2, // not the rejections
 		PythonExceptions: 1,
 		Rejections:       3,
 		DeadlineExceeded: 1,
@@ -170,7 +177,7 @@ func TestStatsExactUnderConcurrency(t *testing.T) {
 	cfg.MaxCallsPerWorker, cfg.MaxCallsJitter = 7, 3
 	pool := newTestPool(t, cfg)
 	obs := &observed{}
-	pool.Observe(obs)
+	pool.AddTracer(obs)
 	ctx := testCtx(t)
 
 	const callers, each = 8, 12
@@ -225,8 +232,8 @@ func TestStatsExactUnderConcurrency(t *testing.T) {
 	assert.Equal(t, uint64(pyErrs), s.PythonExceptions)
 	assert.Equal(t, uint64(rejected), s.Rejections)
 	assert.Equal(t, uint64(ended), s.DeadlineExceeded)
-	assert.LessOrEqual(t, s.Calls, total-uint64(rejected), "rejected calls reached no worker")
-	assert.GreaterOrEqual(t, s.Calls, total-uint64(rejected+ended), "every call that did not end early reached a worker")
+	assert.LessOrEqual(t, s.CallsSent, total-uint64(rejected), "rejected calls reached no worker")
+	assert.GreaterOrEqual(t, s.CallsSent, total-uint64(rejected+ended), "every call that did not end early reached a worker")
 	assert.Zero(t, s.Crashes)
 	assert.Zero(t, s.StartFailures)
 	assert.Equal(t, s.Restarts, s.StartsCrash+s.StartsRecycle+s.StartsOverflow)
@@ -268,7 +275,7 @@ func TestOutcomeOfStats(t *testing.T) {
 func TestStatsCountsTransactionCalls(t *testing.T) {
 	pool := newTestPool(t, testConfig(t))
 	obs := &observed{}
-	pool.Observe(obs)
+	pool.AddTracer(obs)
 	ctx := testCtx(t)
 	var kept *Worker
 	require.NoError(t, pool.Transaction(ctx, func(w *Worker) error {
@@ -287,7 +294,7 @@ func TestStatsCountsTransactionCalls(t *testing.T) {
 	s := pool.Stats()
 	assert.Equal(t, uint64(3), s.CallsStarted)
 	assert.Equal(t, uint64(3), s.CallsFinished)
-	assert.Equal(t, uint64(2), s.Calls, "the released worker was not called")
+	assert.Equal(t, uint64(2), s.CallsSent, "the released worker was not called")
 	assert.Equal(t, uint64(1), s.PythonExceptions)
 	assert.Zero(t, s.WaitCount, "a worker was idle")
 	assert.Equal(t, map[Outcome]int{OutcomeOK: 1, OutcomePythonError: 1, OutcomeError: 1}, obs.outcomes())

@@ -1,9 +1,11 @@
 package pypool
 
-// tracer.go is the tracing hook of Config.Tracer: what a Tracer is told and
-// when. The one attempt path (Pool.attempt in call.go) tells it through a
-// callTrace, whether a Tracer is set or not: with a nil Tracer its hooks
-// return at once.
+// tracer.go is the pool's one hook into its calls, the Tracer (set in
+// Config.Tracer, or added to a running pool with Pool.AddTracer): what it is
+// told and when. Spans (the otel subpackage) and metrics (the prometheus
+// subpackage) both use it. The one attempt path (Pool.attempt in call.go)
+// tells it through a callTrace, whether a Tracer is set or not: without one
+// its hooks return at once.
 
 import (
 	"context"
@@ -14,8 +16,11 @@ import (
 
 // Tracer is told about every call a pool makes, in the style of pgx's
 // QueryTracer, so that spans (see the subpackage
-// github.com/pypool/pypool/otel for OpenTelemetry), logs or metrics can be
-// attached. Set it in Config.Tracer; nil (the default) costs nothing.
+// github.com/pypool/pypool/otel for OpenTelemetry), logs or metrics (the
+// subpackage github.com/pypool/pypool/prometheus) can be attached. It is the
+// pool's one hook into its calls: set it in Config.Tracer, or add one to a
+// running pool with Pool.AddTracer (as a metrics collector built from a pool
+// does). None (the default) costs nothing.
 //
 // Every call is traced: Pool.Call, Pool.TryCall, Pool.Ping (as a call of the
 // runtime's no-op "_pypool_ping"), CallAs and CallBytes on a *Pool or a
@@ -89,6 +94,10 @@ type TraceCallWorkerData struct {
 
 // TraceCallEndData is what Tracer.TraceCallEnd is told.
 type TraceCallEndData struct {
+	// Function is the name of the Python function called, as in
+	// TraceCallStartData, so that a Tracer that only counts (a metrics
+	// collector) needs no state between the hooks.
+	Function string
 	// Outcome classifies Err; OutcomeOK when Err is nil.
 	Outcome Outcome
 	// Err is the error the attempt ended with, as the caller gets it (for
@@ -115,6 +124,77 @@ type TraceCallEndData struct {
 	// (Config.CrashRetries) after its start backoff, unless the caller's
 	// context ends first; Err is then not (yet) what the caller gets.
 	Retry bool
+}
+
+// AddTracer adds t to the tracers told about every attempt of a call that
+// starts from now on, after Config.Tracer and those added before it, each
+// with the context its own TraceCallStart returned. It is for what is built
+// from a running pool, such as the prometheus subpackage's collector;
+// tracers cannot be removed, they live as long as the pool. A nil t is
+// ignored.
+func (p *Pool) AddTracer(t Tracer) {
+	if t == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var list tracerList
+	switch cur := p.tracer().(type) {
+	case nil:
+	case tracerList:
+		list = append(list, cur...)
+	default:
+		list = append(list, cur)
+	}
+	var next Tracer = append(list, t)
+	if len(list) == 0 {
+		next = t
+	}
+	p.tracers.Store(&next)
+}
+
+// tracer is the Tracer an attempt that starts now tells: Config.Tracer, or
+// once AddTracer ran, the tracers it left; nil when there is none.
+func (p *Pool) tracer() Tracer {
+	if t := p.tracers.Load(); t != nil {
+		return *t
+	}
+	return p.cfg.Tracer
+}
+
+// tracerList is several tracers told as one, in order. Each hook after
+// TraceCallStart gives each tracer the context its own TraceCallStart
+// returned, kept in the context the list returns.
+type tracerList []Tracer
+
+// tracerContexts is the key of the contexts of a tracerList's tracers.
+type tracerContexts struct{}
+
+// TraceCallStart implements Tracer.
+func (l tracerList) TraceCallStart(ctx context.Context, pool *Pool, data TraceCallStartData) context.Context {
+	ctxs := make([]context.Context, len(l))
+	for i, t := range l {
+		if ctxs[i] = t.TraceCallStart(ctx, pool, data); ctxs[i] == nil {
+			ctxs[i] = ctx
+		}
+	}
+	return context.WithValue(ctx, tracerContexts{}, ctxs)
+}
+
+// TraceCallWorker implements Tracer.
+func (l tracerList) TraceCallWorker(ctx context.Context, pool *Pool, data TraceCallWorkerData) {
+	ctxs := ctx.Value(tracerContexts{}).([]context.Context)
+	for i, t := range l {
+		t.TraceCallWorker(ctxs[i], pool, data)
+	}
+}
+
+// TraceCallEnd implements Tracer.
+func (l tracerList) TraceCallEnd(ctx context.Context, pool *Pool, data TraceCallEndData) {
+	ctxs := ctx.Value(tracerContexts{}).([]context.Context)
+	for i, t := range l {
+		t.TraceCallEnd(ctxs[i], pool, data)
+	}
 }
 
 // Outcome classifies how a call ended, for tracing and metrics.

@@ -1,5 +1,6 @@
 // Package pypoolotel traces pypool calls with OpenTelemetry: set the Tracer
-// it returns as pypool.Config.Tracer and every call gets a client span.
+// it returns as pypool.Config.Tracer (or add it to a running pool with
+// pypool.Pool.AddTracer) and every call gets a client span.
 //
 //	pool, err := pypool.New(ctx, pypool.Config{
 //		Module: "my_module",

@@ -12,10 +12,15 @@
 // (pypool.Outcome: ok, python_error, crashed, deadline, canceled, rejected, closed, start_failed, error).
 //
 // The counters read from Stats count from the pool's New; the per-call
-// histograms and pypool_calls_total count from NewCollector.
+// histograms and pypool_calls_total count from NewCollector, through the
+// pool's one hook into its calls, a pypool.Tracer (pypool.Pool.AddTracer):
+// like the spans of the otel subpackage, they count each attempt of a call
+// (one per call unless Config.CrashRetries retried it after a crash) and not
+// the calls a Go callback makes inside the call that waits for it.
 package prometheus
 
 import (
+	"context"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,8 +57,8 @@ var (
 const OtherFunction = "other"
 
 // Collector is a prometheus.Collector for one pool. Create it with
-// NewCollector and register it; it observes every call of the pool from
-// then on.
+// NewCollector and register it; it is told about every call of the pool
+// from then on, as a pypool.Tracer.
 type Collector struct {
 	pool  *pypool.Pool
 	descs descs
@@ -67,9 +72,9 @@ type Collector struct {
 	functions    map[string]struct{} // names that keep their label
 }
 
-// NewCollector returns a collector of pool's metrics, and has pool report
-// each call's function, wait, duration and outcome to it
-// (pypool.Pool.Observe).
+// NewCollector returns a collector of pool's metrics, and adds it to pool's
+// tracers (pypool.Pool.AddTracer), which tell it each call's function, wait,
+// duration and outcome.
 func NewCollector(pool *pypool.Pool, opts Opts) *Collector {
 	if opts.Pool == "" {
 		opts.Pool = "default"
@@ -89,7 +94,7 @@ func NewCollector(pool *pypool.Pool, opts Opts) *Collector {
 		descs: newDescs(opts.Pool),
 		callDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:        "pypool_call_duration_seconds",
-			Help:        "Duration of calls, as the caller saw it: waiting for a worker, then Python.",
+			Help:        "Duration of calls (each attempt of a retried call), as the caller saw it: waiting for a worker, then Python.",
 			Buckets:     opts.CallBuckets,
 			ConstLabels: poolLabel,
 		}, []string{"function", "outcome"}),
@@ -101,23 +106,35 @@ func NewCollector(pool *pypool.Pool, opts Opts) *Collector {
 		}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name:        "pypool_calls_total",
-			Help:        "Calls that ended, by function and outcome.",
+			Help:        "Calls that ended (each attempt of a retried call), by function and outcome.",
 			ConstLabels: poolLabel,
 		}, []string{"function", "outcome"}),
 		maxFunctions: opts.MaxFunctions,
 		functions:    make(map[string]struct{}),
 	}
-	pool.Observe(c)
+	pool.AddTracer(c)
 	return c
 }
 
-// ObserveCall implements pypool.CallObserver.
-func (c *Collector) ObserveCall(info pypool.CallInfo) {
-	fn := c.functionLabel(info.Function)
-	outcome := info.Outcome.String()
-	c.callDuration.WithLabelValues(fn, outcome).Observe(info.Duration.Seconds())
+var _ pypool.Tracer = (*Collector)(nil)
+
+// TraceCallStart implements pypool.Tracer: the collector keeps nothing
+// between the hooks.
+func (c *Collector) TraceCallStart(ctx context.Context, _ *pypool.Pool, _ pypool.TraceCallStartData) context.Context {
+	return ctx
+}
+
+// TraceCallWorker implements pypool.Tracer; the wait is counted at the end.
+func (c *Collector) TraceCallWorker(context.Context, *pypool.Pool, pypool.TraceCallWorkerData) {}
+
+// TraceCallEnd implements pypool.Tracer: it counts the call, its duration
+// and its wait for a worker.
+func (c *Collector) TraceCallEnd(_ context.Context, _ *pypool.Pool, data pypool.TraceCallEndData) {
+	fn := c.functionLabel(data.Function)
+	outcome := data.Outcome.String()
+	c.callDuration.WithLabelValues(fn, outcome).Observe(data.Duration.Seconds())
 	c.calls.WithLabelValues(fn, outcome).Inc()
-	c.waitDuration.Observe(info.Wait.Seconds())
+	c.waitDuration.Observe(data.Wait.Seconds())
 }
 
 // functionLabel is fn, or OtherFunction once MaxFunctions other names
@@ -167,7 +184,7 @@ func newDescs(pool string) descs {
 
 		callsStarted:  desc("pypool_calls_started_total", "Calls begun (a retried call counts once)."),
 		callsFinished: desc("pypool_calls_finished_total", "Calls returned, whatever their outcome."),
-		callsSent:     desc("pypool_calls_sent_total", "Calls sent to a worker, every attempt of a retried call."),
+		callsSent:     desc("pypool_calls_sent_total", "Calls sent to a worker, every attempt of a retried call (Stats.CallsSent)."),
 		python:        desc("pypool_python_exceptions_total", "Calls that ended with a Python exception or a refusal of the Python runtime."),
 		rejections:    desc("pypool_rejections_total", "Calls refused with ErrPoolExhausted."),
 		deadlines:     desc("pypool_deadline_exceeded_total", "Calls ended by their context's deadline."),
@@ -220,7 +237,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 	counter(d.callsStarted, s.CallsStarted)
 	counter(d.callsFinished, s.CallsFinished)
-	counter(d.callsSent, s.Calls)
+	counter(d.callsSent, s.CallsSent)
 	counter(d.python, s.PythonExceptions)
 	counter(d.rejections, s.Rejections)
 	counter(d.deadlines, s.DeadlineExceeded)

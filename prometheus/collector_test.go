@@ -64,7 +64,7 @@ func TestCollectorCounts(t *testing.T) {
 	}
 
 	expected := `
-# HELP pypool_calls_total Calls that ended, by function and outcome.
+# HELP pypool_calls_total Calls that ended (each attempt of a retried call), by function and outcome.
 # TYPE pypool_calls_total counter
 pypool_calls_total{function="echo",outcome="ok",pool="test"} 3
 pypool_calls_total{function="echo",outcome="rejected",pool="test"} 1

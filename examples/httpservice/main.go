@@ -11,9 +11,9 @@
 //     Python runs gives 504, a Python exception 500.
 //   - GET /readyz answers from Pool.Ping: 200 when a worker answers a round
 //     trip in time, 503 otherwise (and from the start of shutdown on).
-//   - GET /metrics serves Pool.Stats as JSON. A Prometheus collector for
-//     pypool is being built in its own module; with it, this handler
-//     becomes promhttp.Handler() over a registry holding the collector.
+//   - GET /metrics serves Pool.Stats as JSON. With the Prometheus collector
+//     (github.com/pypool/pypool/prometheus, a module of its own), this
+//     handler becomes promhttp.HandlerFor over a registry holding it.
 //   - On SIGTERM (or Ctrl-C) it stops accepting connections, lets requests
 //     in flight finish (-shutdown-timeout), then closes the pool, which
 //     stops every Python worker.
@@ -192,9 +192,11 @@ func (s *service) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
-// metrics serves the pool's Stats as JSON, with poolboy's status name. To
-// be replaced by the Prometheus collector (its own module, being built):
-// promhttp.HandlerFor(registry, promhttp.HandlerOpts{}).
+// metrics serves the pool's Stats as JSON, with poolboy's status name. A
+// service that runs Prometheus registers the collector of
+// github.com/pypool/pypool/prometheus (a module of its own, so that this
+// example needs no client_golang) and serves
+// promhttp.HandlerFor(registry, promhttp.HandlerOpts{}) instead.
 func (s *service) metrics(w http.ResponseWriter, r *http.Request) {
 	st := s.pool.Stats()
 	w.Header().Set("Content-Type", "application/json")

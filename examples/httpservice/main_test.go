@@ -118,7 +118,7 @@ func TestService(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &m); err != nil {
 		t.Fatalf("/metrics is not JSON: %v: %s", err, body)
 	}
-	if m["Status"] != "ready" || m["Size"] != 2.0 || m["Calls"] == 0.0 {
+	if m["Status"] != "ready" || m["Size"] != 2.0 || m["CallsSent"] == 0.0 {
 		t.Errorf("/metrics: %s", body)
 	}
 
