@@ -57,7 +57,7 @@ type pooledWorker struct {
 	proc *process
 
 	// Set when the worker joins the pool, read-only afterwards: its own
-	// recycling limits (recycle.go).
+	// recycling limits (supervise.go).
 	maxCalls int64
 	lifetime time.Duration
 

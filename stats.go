@@ -5,7 +5,7 @@ package pypool
 // libraries such as the prometheus subpackage use for latency histograms.
 //
 // Counters of worker starts and stops change under Pool.mu, where the
-// transition is decided (state.go, supervise.go, recycle.go); counters of
+// transition is decided (state.go, supervise.go); counters of
 // calls are atomics updated on the caller's goroutine at the call's start
 // and end. Either way each event is counted exactly once.
 

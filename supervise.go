@@ -6,11 +6,21 @@ package pypool
 // pool's lifetime context, tracked by Pool.wg. No caller's goroutine and no
 // caller's context ever starts, waits for, or stops a process: callers only
 // take a ready worker or wait for one.
+//
+// In order: starts (New's first workers included) and their failures;
+// exits, stops, kills and drains; recycling (the sweeper); the backoff of
+// starts; the fork server's template and the guardian, supervised here too.
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -284,6 +294,275 @@ func (p *Pool) fill(ctx context.Context) error {
 	}
 	return first
 }
+
+// Recycling: the supervisor replaces healthy workers on purpose after
+// MaxCallsPerWorker calls, past MaxWorkerLifetime, above MaxWorkerMemory,
+// and stops overflow workers idle for OverflowIdleTimeout. A busy worker is
+// only ever replaced when it is checked in, never during a call.
+
+// sweepInterval is how often idle workers are checked for age, memory and
+// overflow idleness (more often when OverflowIdleTimeout or
+// MaxWorkerLifetime are short).
+const sweepInterval = time.Second
+
+// limits sets a new worker's own limits: the configured ones plus jitter, so
+// that workers started together are not all replaced together.
+func (p *Pool) limits(pw *pooledWorker) {
+	if n := p.cfg.MaxCallsPerWorker; n > 0 {
+		pw.maxCalls = int64(n + rand.IntN(p.cfg.MaxCallsJitter+1))
+	}
+	if d := p.cfg.MaxWorkerLifetime; d > 0 {
+		pw.lifetime = d + time.Duration(rand.Int64N(int64(d)/10+1))
+	}
+}
+
+// recycleReason says why a healthy worker must be replaced; the zero
+// recycling if it need not.
+func (p *Pool) recycleReason(pw *pooledWorker) recycling {
+	proc := pw.proc
+	switch {
+	case pw.maxCalls > 0 && proc.served.Load() >= pw.maxCalls:
+		return recycling{causeMaxCalls, fmt.Sprintf("served %d calls (Config.MaxCallsPerWorker)", proc.served.Load())}
+	case pw.lifetime > 0 && time.Since(proc.started) >= pw.lifetime:
+		return recycling{causeMaxLifetime, fmt.Sprintf("ran for %v (Config.MaxWorkerLifetime)", time.Since(proc.started).Round(time.Millisecond))}
+	case pw.overMemory.Load():
+		return recycling{causeMaxMemory, fmt.Sprintf("uses more than %d bytes (Config.MaxWorkerMemory)", p.cfg.MaxWorkerMemory)}
+	case orphaned(proc.os) && p.forks.Load() != nil:
+		// Its parent-death signal died with its template: a worker of the
+		// new template dies with the Go process again. Counted as a
+		// lifetime's end.
+		return recycling{causeMaxLifetime, "its fork server exited and a new one runs (Config.StartForkServer)"}
+	}
+	return recycling{}
+}
+
+// sweeping reports whether any limit needs the periodic sweep.
+func (p *Pool) sweeping() bool {
+	return p.cfg.OverflowIdleTimeout > 0 || p.cfg.MaxWorkerLifetime > 0 || p.cfg.MaxWorkerMemory > 0
+}
+
+// sweep runs until Close, checking the workers every interval.
+func (p *Pool) sweep() {
+	interval := sweepInterval
+	for _, d := range []time.Duration{p.cfg.OverflowIdleTimeout / 4, p.cfg.MaxWorkerLifetime / 4} {
+		if d > 0 && d < interval {
+			interval = max(d, 10*time.Millisecond)
+		}
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-p.lifetime.Done():
+			return
+		case <-ticker.C:
+			p.sweepOnce()
+		}
+	}
+}
+
+// sweepOnce marks the workers over MaxWorkerMemory, then replaces the idle
+// workers that have a reason to go (busy ones go at their check-in) and
+// stops the overflow workers idle for OverflowIdleTimeout.
+func (p *Pool) sweepOnce() {
+	if p.cfg.MaxWorkerMemory > 0 {
+		for _, pw := range p.serving() {
+			if rss, err := residentBytes(pw.proc.pid); err == nil && rss > p.cfg.MaxWorkerMemory {
+				pw.overMemory.Store(true)
+			}
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pw := range p.idle.all() {
+		if reason := p.recycleReason(pw); reason.cause != causeNone {
+			p.recycleLocked(pw, reason)
+		}
+	}
+	p.stopIdleOverflowLocked()
+	p.reconcileLocked()
+}
+
+// stopIdleOverflowLocked stops the workers beyond Size that have been idle
+// for OverflowIdleTimeout, longest idle first.
+func (p *Pool) stopIdleOverflowLocked() {
+	timeout := p.cfg.OverflowIdleTimeout
+	excess := p.readyLocked() - p.cfg.Size
+	if timeout <= 0 {
+		return
+	}
+	cutoff := time.Now().Add(-timeout)
+	for _, pw := range p.idle.all() { // longest idle first
+		if excess <= 0 || pw.idleSince.After(cutoff) {
+			return
+		}
+		excess--
+		p.recycleLocked(pw, recycling{causeOverflow, fmt.Sprintf("overflow worker idle for %v (Config.OverflowIdleTimeout)", timeout)})
+	}
+}
+
+// recycleLocked stops a healthy worker on purpose; reconcileLocked starts
+// its replacement if the pool needs one.
+func (p *Pool) recycleLocked(pw *pooledWorker, why recycling) {
+	p.recycled++
+	p.log.Info(msgWorkerRecycled, "worker", pw.proc.pid, "reason", why.reason)
+	pw.stopCause = "recycled: " + why.reason
+	if pw.overMemory.Load() {
+		// What holds the memory may show in its stack. The dump arrives
+		// before the end of input the stop sends.
+		pw.proc.dumps.request(pw.proc, pw.proc.lastFunction(), dumpRecycled)
+	}
+	p.stopLocked(pw, why.cause)
+}
+
+// residentBytes reads a process's resident set size from /proc.
+func residentBytes(pid int) (int64, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0, err
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 2 {
+		return 0, fmt.Errorf("unexpected /proc/%d/statm: %q", pid, data)
+	}
+	pages, err := strconv.ParseInt(fields[1], 10, 64)
+	return pages * int64(os.Getpagesize()), err
+}
+
+// Backoff: the supervisor delays worker starts after failures, so that a
+// crash loop sleeps instead of burning CPU.
+const (
+	backoffMin = 50 * time.Millisecond
+	backoffMax = 5 * time.Second
+	// quickDeath: a worker that dies by itself this soon after its start,
+	// before it served a call, counts as a failed start for the backoff.
+	quickDeath = 2 * time.Second
+)
+
+// startBackoff tracks failed worker starts and workers that die young, and
+// says how long the next start must wait.
+//
+// A failure is fatal only on positive knowledge that it will happen again if
+// retried at once (isFatalStart): the module failed to import, its set-up
+// raised, the interpreter is missing or refuses to run. Callers then get the
+// error at once instead of waiting for a start; the supervisor goes on
+// retrying after the delay, so the pool heals when the cause goes away. Any
+// other failure (out of descriptors, processes or memory, a signal, a
+// timeout) says nothing about the module: it only lengthens the delay, once
+// per wave of starts that fail together.
+type startBackoff struct {
+	mu       sync.Mutex
+	streak   int       // failures since the last successful call
+	last     error     // the last failed start; nil after a successful start
+	fatal    bool      // last is fatal
+	retryAt  time.Time // no start before this time
+	bumpedAt time.Time // when streak last grew
+
+	failing atomic.Bool // streak > 0: read on every call
+}
+
+// failedStart records a start that began at begun and failed, and reports
+// whether the failure is fatal. Starts that began before the last recorded
+// failure (they ran side by side with it) do not lengthen the delay again:
+// a moment of weather that fails five parallel starts is one failure.
+func (b *startBackoff) failedStart(err error, begun time.Time) (fatal bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !begun.Before(b.bumpedAt) {
+		b.bump()
+	}
+	b.last = err
+	b.fatal = isFatalStart(err)
+	return b.fatal
+}
+
+// diedYoung records a worker that died by itself soon after its start.
+func (b *startBackoff) diedYoung() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.bump()
+}
+
+func (b *startBackoff) bump() {
+	b.streak++
+	b.failing.Store(true)
+	delay := backoffMin << min(b.streak-1, 10)
+	b.bumpedAt = time.Now()
+	b.retryAt = b.bumpedAt.Add(min(delay, backoffMax))
+}
+
+// retryBefore reports whether a start retried after the delay may still
+// serve a caller whose deadline is deadline (zero: none): the retry begins
+// before it, and the failures have not yet gone on for so long that the
+// delay reached backoffMax (then a caller without a deadline would wait
+// for a cause that does not go away).
+func (b *startBackoff) retryBefore(deadline time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.streak > 0 && backoffMin<<min(b.streak-1, 10) >= backoffMax {
+		return false
+	}
+	return deadline.IsZero() || b.retryAt.Before(deadline)
+}
+
+// started records a successful start.
+func (b *startBackoff) started() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.last, b.fatal = nil, false
+}
+
+// callSucceeded ends the backoff: the workers work.
+func (b *startBackoff) callSucceeded() {
+	if !b.failing.Load() {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.streak, b.retryAt = 0, time.Time{}
+	b.failing.Store(false)
+}
+
+// refusal returns the error a caller gets instead of starting a worker: the
+// last failure while it is fatal and the delay runs. nil: start one.
+func (b *startBackoff) refusal() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fatal && time.Now().Before(b.retryAt) {
+		return b.last
+	}
+	return nil
+}
+
+// delay returns how long the next start must wait.
+func (b *startBackoff) delay() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return time.Until(b.retryAt)
+}
+
+// isFatalStart reports whether a start error is known to repeat if retried
+// at once: the module failed to import or its set-up raised (a
+// *PythonError), or the interpreter cannot run (fatalStart). Anything else
+// is transient: no descriptors, processes or memory for the moment, a
+// fork server's fork error, a worker that died, was killed or timed out
+// during its handshake.
+func isFatalStart(err error) bool {
+	var pyErr *PythonError
+	var fatal *fatalStart
+	return errors.As(err, &pyErr) || errors.As(err, &fatal)
+}
+
+// fatalStart marks a start error that will repeat whatever the moment: the
+// interpreter is missing, may not be run, or refuses to (an unsupported
+// Python), or its handshake is not one this package speaks. Its message is
+// err's.
+type fatalStart struct{ err error }
+
+func (e *fatalStart) Error() string { return e.err.Error() }
+
+// Unwrap returns the error it marks.
+func (e *fatalStart) Unwrap() error { return e.err }
 
 // The fork server (StartMethod StartForkServer, forkserver.go) is supervised
 // here too: started by New, restarted with its own backoff when it dies,
