@@ -121,7 +121,7 @@ func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 	if cfg.StartMethod == StartForkServer {
 		p.startForkServer(ctx)
 	}
-	if err := p.fill(ctx); err != nil {
+	if err := p.startFirst(ctx); err != nil {
 		p.log.Error(msgNewFailed, "module", strings.Join(cfg.modules(), ", "), "size", cfg.Size, "error", err)
 		p.Close(context.Background())
 		return nil, err

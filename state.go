@@ -10,7 +10,7 @@ package pypool
 //
 // A worker's life (the function that makes each move in brackets):
 //
-//	start in flight (Pool.starting) --joins [started, fill]--> starting
+//	start in flight (Pool.starting) --joins [started]--> starting
 //	starting, or back from a caller --[offerLocked]--> checkedOut (to a waiter)
 //	                                                 | idle (nobody waits)
 //	                                                 | stopping (an overflow worker nobody waits for)

@@ -3,9 +3,10 @@ package pypool
 // supervise.go is the one owner of worker starts and stops. Whether a worker
 // starts or stops is decided under Pool.mu (state.go, and reconcileLocked
 // here); the start or stop itself runs in a goroutine of its own, on the
-// pool's lifetime context, tracked by Pool.wg. No caller's goroutine and no
-// caller's context ever starts, waits for, or stops a process: callers only
-// take a ready worker or wait for one.
+// pool's lifetime context (New's first starts: on New's, which New waits
+// for), tracked by Pool.wg. No caller's goroutine and no caller's context
+// ever starts, waits for, or stops a process: callers only take a ready
+// worker or wait for one.
 //
 // In order: starts (New's first workers included) and their failures;
 // exits, stops, kills and drains; recycling (the sweeper); the backoff of
@@ -43,30 +44,64 @@ func (p *Pool) reconcileLocked() {
 	}
 }
 
+// startOrder is one worker start the supervisor decided: why, for whom,
+// what bounds it and, for New's first workers, where its result goes.
+type startOrder struct {
+	why        cause
+	startedFor *waiter         // the waiter it is for; nil: for the pool
+	ctx        context.Context // bounds the start: the pool's lifetime, or New's ctx
+	report     chan<- error    // New's first workers only: receives the start's error, nil on success
+}
+
 // startLocked has a worker started, for the waiter startedFor if not nil.
 func (p *Pool) startLocked(startedFor *waiter) {
-	why := p.startCauseLocked()
+	p.orderLocked(startOrder{why: p.startCauseLocked(), startedFor: startedFor, ctx: p.lifetime})
+}
+
+// orderLocked runs the start o in a goroutine of the supervisor. It counts
+// as in flight (Pool.starting) until started takes its result.
+func (p *Pool) orderLocked(o startOrder) {
 	p.starting++
 	p.wg.Add(1)
-	go p.start(startedFor, why)
+	go p.start(o)
 	p.notifyLocked()
 }
 
+// startFirst has New's first Size workers started, in parallel and bounded
+// by New's ctx, and waits for them. It returns the first start's error.
+func (p *Pool) startFirst(ctx context.Context) error {
+	report := make(chan error, p.cfg.Size)
+	p.mu.Lock()
+	for range p.cfg.Size {
+		p.orderLocked(startOrder{why: causeInitial, ctx: ctx, report: report})
+	}
+	p.mu.Unlock()
+	var first error
+	for range p.cfg.Size {
+		if err := <-report; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // start starts one worker, after the crash-loop backoff, and hands it on.
-func (p *Pool) start(startedFor *waiter, why cause) {
+func (p *Pool) start(o startOrder) {
 	defer p.wg.Done()
 	if !p.awaitBackoff(p.lifetime) {
-		p.started(startedFor, why, nil, ErrPoolClosed, time.Now())
+		p.started(o, nil, ErrPoolClosed, time.Now())
 		return
 	}
 	begun := time.Now()
 	p.wg.Add(1) // for the exit watcher, which ends in processExited
-	proc, err := startProcess(p.lifetime, p.spec, p.forks.Load(), p.processExited)
-	p.started(startedFor, why, proc, err, begun)
+	proc, err := startProcess(o.ctx, p.spec, p.forks.Load(), p.processExited)
+	p.started(o, proc, err, begun)
 }
 
-// started takes the result of a start made for why, which began at begun.
-func (p *Pool) started(startedFor *waiter, why cause, proc *process, err error, begun time.Time) {
+// started takes the result of the start o, which began at begun. A failed
+// start is retried after the backoff, but for one of New's first workers:
+// New reports it and closes the pool.
+func (p *Pool) started(o startOrder, proc *process, err error, begun time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.starting--
@@ -76,16 +111,21 @@ func (p *Pool) started(startedFor *waiter, why cause, proc *process, err error, 
 	}
 	switch {
 	case err == nil:
-		p.starts[why]++
-		p.offerLocked(p.workers[proc], startedFor)
-		return
+		p.starts[o.why]++
+		p.offerLocked(p.workers[proc], o.startedFor)
+	case o.report != nil:
+		// One of New's first workers: New logs the failure and closes
+		// the pool, so no retry.
 	case p.closed:
-		p.grantLocked(startedFor, grant{err: ErrPoolClosed})
-		return
+		p.grantLocked(o.startedFor, grant{err: ErrPoolClosed})
+	default:
+		p.startFailedCauseLocked(o.why)
+		p.startFailedLocked(o.startedFor, err, begun)
+		p.reconcileLocked() // try again, after the backoff
 	}
-	p.startFailedCauseLocked(why)
-	p.startFailedLocked(startedFor, err, begun)
-	p.reconcileLocked() // try again, after the backoff
+	if o.report != nil {
+		o.report <- err
+	}
 }
 
 // joinLocked records a started process as a pooled worker (state new, for
@@ -265,34 +305,6 @@ func (p *Pool) awaitBackoff(ctx context.Context) bool {
 // lengthen the crash-loop backoff.
 func killedFromOutside(exit *WorkerExitError) bool {
 	return exit != nil && exit.Signal == syscall.SIGKILL.String()
-}
-
-// fill starts the first Size workers for New, in parallel, on New's
-// context, and returns the first error.
-func (p *Pool) fill(ctx context.Context) error {
-	errs := make(chan error, p.cfg.Size)
-	for range p.cfg.Size {
-		p.wg.Add(1) // for the exit watcher
-		go func() {
-			proc, err := startProcess(ctx, p.spec, p.forks.Load(), p.processExited)
-			if err == nil {
-				p.mu.Lock()
-				if err = p.joinLocked(proc); err == nil {
-					p.starts[causeInitial]++
-					p.offerLocked(p.workers[proc], nil)
-				}
-				p.mu.Unlock()
-			}
-			errs <- err
-		}()
-	}
-	var first error
-	for range p.cfg.Size {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }
 
 // Recycling: the supervisor replaces healthy workers on purpose after
