@@ -202,39 +202,6 @@ func (p *Pool) checkout(ctx context.Context, wait bool) (*pooledWorker, time.Dur
 	return pw, waited, err
 }
 
-// checkoutLocked takes an idle worker, or queues the caller as a waiter
-// (and has a worker started for it when there is room), or refuses it.
-func (p *Pool) checkoutLocked(wait bool) (*waiter, *pooledWorker, error) {
-	if p.closed {
-		return nil, nil, ErrPoolClosed
-	}
-	if pw := p.takeIdleLocked(); pw != nil {
-		return nil, pw, nil
-	}
-	if err := p.backoff.refusal(); err != nil {
-		return nil, nil, err // a fatal start failure: a start would fail again
-	}
-	wt := newWaiter()
-	switch limit := p.cfg.MaxWaiting; {
-	case !wait && p.slotsUsedLocked()-p.counts[stateStopping] >= p.cfg.Size+p.cfg.MaxOverflow:
-		return nil, nil, fmt.Errorf("%w: all %d workers are busy (Size+MaxOverflow); TryCall does not wait",
-			ErrPoolExhausted, p.cfg.Size+p.cfg.MaxOverflow)
-	case !wait:
-		p.waiters.add(wt) // served by its own start, or by any worker checked in first
-		if p.roomLocked() > 0 {
-			p.startLocked(wt)
-		} // else a worker being stopped holds the slot: reconcileLocked starts one at its exit
-	case limit > 0 && p.waiters.len() >= limit:
-		return nil, nil, fmt.Errorf("%w: %d callers are already waiting for a worker (Config.MaxWaiting)",
-			ErrPoolExhausted, p.waiters.len())
-	default:
-		p.waiters.add(wt)
-		p.reconcileLocked()
-	}
-	p.notifyLocked()
-	return wt, nil, nil
-}
-
 // abandon takes a waiter whose context ended out of the queue. A worker
 // granted to it in the meantime goes back, untouched.
 func (p *Pool) abandon(ctx context.Context, wt *waiter) error {

@@ -14,7 +14,7 @@ package pypool
 //	starting, or back from a caller --[offerLocked]--> checkedOut (to a waiter)
 //	                                                 | idle (nobody waits)
 //	                                                 | stopping (an overflow worker nobody waits for)
-//	idle       --[takeIdleLocked]--> checkedOut
+//	idle       --[checkoutLocked]--> checkedOut
 //	checkedOut --[checkinLocked]-->  offerLocked, draining (its call was cut off),
 //	                                 or stopping (broken, or due for recycling)
 //	draining   --[drainedLocked]-->  offerLocked, or stopping (no answer in time)
@@ -29,6 +29,7 @@ package pypool
 // and a kill is reaped within milliseconds.
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -134,13 +135,38 @@ func (p *Pool) roomLocked() int {
 	return max(0, p.cfg.Size+p.cfg.MaxOverflow-p.slotsUsedLocked())
 }
 
-// takeIdleLocked checks out an idle worker, or returns nil.
-func (p *Pool) takeIdleLocked() *pooledWorker {
-	pw := p.idle.peek()
-	if pw != nil {
-		p.setStateLocked(pw, stateCheckedOut)
+// checkoutLocked takes an idle worker, or queues the caller as a waiter
+// (and has a worker started for it when there is room), or refuses it.
+func (p *Pool) checkoutLocked(wait bool) (*waiter, *pooledWorker, error) {
+	if p.closed {
+		return nil, nil, ErrPoolClosed
 	}
-	return pw
+	if pw := p.idle.peek(); pw != nil {
+		p.setStateLocked(pw, stateCheckedOut)
+		return nil, pw, nil
+	}
+	if err := p.backoff.refusal(); err != nil {
+		return nil, nil, err // a fatal start failure: a start would fail again
+	}
+	wt := newWaiter()
+	switch limit := p.cfg.MaxWaiting; {
+	case !wait && p.slotsUsedLocked()-p.counts[stateStopping] >= p.cfg.Size+p.cfg.MaxOverflow:
+		return nil, nil, fmt.Errorf("%w: all %d workers are busy (Size+MaxOverflow); TryCall does not wait",
+			ErrPoolExhausted, p.cfg.Size+p.cfg.MaxOverflow)
+	case !wait:
+		p.waiters.add(wt) // served by its own start, or by any worker checked in first
+		if p.roomLocked() > 0 {
+			p.startLocked(wt)
+		} // else a worker being stopped holds the slot: reconcileLocked starts one at its exit
+	case limit > 0 && p.waiters.len() >= limit:
+		return nil, nil, fmt.Errorf("%w: %d callers are already waiting for a worker (Config.MaxWaiting)",
+			ErrPoolExhausted, p.waiters.len())
+	default:
+		p.waiters.add(wt)
+		p.reconcileLocked()
+	}
+	p.notifyLocked()
+	return wt, nil, nil
 }
 
 // grantLocked gives wt its grant unless it gave up already, and reports

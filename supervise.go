@@ -339,7 +339,7 @@ func (p *Pool) recycleReason(pw *pooledWorker) recycling {
 		return recycling{causeMaxLifetime, fmt.Sprintf("ran for %v (Config.MaxWorkerLifetime)", time.Since(proc.started).Round(time.Millisecond))}
 	case pw.overMemory.Load():
 		return recycling{causeMaxMemory, fmt.Sprintf("uses more than %d bytes (Config.MaxWorkerMemory)", p.cfg.MaxWorkerMemory)}
-	case orphaned(proc.os) && p.forks.Load() != nil:
+	case p.forks.Load() != nil && orphaned(proc.os):
 		// Its parent-death signal died with its template: a worker of the
 		// new template dies with the Go process again. Counted as a
 		// lifetime's end.
