@@ -210,7 +210,7 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 	}
 	for attempt := 0; ; attempt++ {
 		err = p.attempt(ctx, &rec, w, args, x, attempt, wait)
-		if err == nil || !p.mayRetry(w, x, err, attempt) || !p.awaitBackoff(ctx) {
+		if err == nil || !p.mayRetry(w, x, err, attempt) || !p.awaitBackoff(ctx, &p.backoff) {
 			return err
 		}
 		p.log.Debug("pypool: retrying a call whose worker failed", "function", fn, "attempt", attempt+1, "error", err)

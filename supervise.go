@@ -88,7 +88,7 @@ func (p *Pool) startFirst(ctx context.Context) error {
 // start starts one worker, after the crash-loop backoff, and hands it on.
 func (p *Pool) start(o startOrder) {
 	defer p.wg.Done()
-	if !p.awaitBackoff(p.lifetime) {
+	if !p.awaitBackoff(p.lifetime, &p.backoff) {
 		p.started(o, nil, ErrPoolClosed, time.Now())
 		return
 	}
@@ -274,29 +274,6 @@ func (p *Pool) goDrain(pw *pooledWorker) {
 		defer p.mu.Unlock()
 		p.drainedLocked(pw, ok, recycle)
 	}()
-}
-
-// awaitBackoff waits out the start backoff, so that restarts and retries do
-// not spin through a crash loop; false if ctx ended or the pool closed. The
-// delay is read again at least every backoffMin, so that a successful call
-// that ends the backoff also ends the wait.
-func (p *Pool) awaitBackoff(ctx context.Context) bool {
-	for {
-		if ctx.Err() != nil || p.lifetime.Err() != nil {
-			return false
-		}
-		wait := p.backoff.delay()
-		if wait <= 0 {
-			return true
-		}
-		timer := time.NewTimer(min(wait, backoffMin))
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-		case <-p.lifetime.Done():
-		}
-		timer.Stop()
-	}
 }
 
 // killedFromOutside reports whether a worker was ended by SIGKILL, which
@@ -553,6 +530,29 @@ func (b *startBackoff) delay() time.Duration {
 	return time.Until(b.retryAt)
 }
 
+// awaitBackoff waits out b's delay, so that restarts and retries do not
+// spin through a crash loop; false if ctx ended or the pool closed. The
+// delay is read again at least every backoffMin, so that a successful call
+// that ends the workers' backoff also ends the wait.
+func (p *Pool) awaitBackoff(ctx context.Context, b *startBackoff) bool {
+	for {
+		if ctx.Err() != nil || p.lifetime.Err() != nil {
+			return false
+		}
+		wait := b.delay()
+		if wait <= 0 {
+			return true
+		}
+		timer := time.NewTimer(min(wait, backoffMin))
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+		case <-p.lifetime.Done():
+		}
+		timer.Stop()
+	}
+}
+
 // isFatalStart reports whether a start error is known to repeat if retried
 // at once: the module failed to import or its set-up raised (a
 // *PythonError), or the interpreter cannot run (fatalStart). Anything else
@@ -634,7 +634,7 @@ func (p *Pool) restartAfterLocked(b *startBackoff, started time.Time, restart fu
 func (p *Pool) restartForkServer() {
 	defer p.wg.Done()
 	for {
-		if !p.awaitDelay(&p.forkBackoff) {
+		if !p.awaitBackoff(p.lifetime, &p.forkBackoff) {
 			return
 		}
 		fs, err := startForkServer(p.lifetime, p.spec, p.forkServerExited)
@@ -657,22 +657,6 @@ func (p *Pool) restartForkServer() {
 func (p *Pool) stopForkServer() {
 	if fs := p.forks.Swap(nil); fs != nil {
 		fs.stop(p.cfg.StopTimeout)
-	}
-}
-
-// awaitDelay waits out b's delay; false if the pool closed.
-func (p *Pool) awaitDelay(b *startBackoff) bool {
-	wait := b.delay()
-	if wait <= 0 {
-		return p.lifetime.Err() == nil
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-p.lifetime.Done():
-		return false
 	}
 }
 
@@ -714,7 +698,7 @@ func (p *Pool) guardianExited(gp *guardianProcess) {
 // until one starts or the pool closes. Close stops one started meanwhile.
 func (p *Pool) restartGuardian() {
 	defer p.wg.Done()
-	for p.awaitDelay(&p.guardBackoff) {
+	for p.awaitBackoff(p.lifetime, &p.guardBackoff) {
 		err := p.spec.guard.start(p.guardianExited)
 		if err == nil {
 			return
