@@ -363,13 +363,19 @@ func (p *Pool) sweepOnce() {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.recycleIdleLocked()
+	p.stopIdleOverflowLocked()
+	p.reconcileLocked()
+}
+
+// recycleIdleLocked replaces the idle workers that have a reason to go
+// (recycleReason); busy ones go at their check-in.
+func (p *Pool) recycleIdleLocked() {
 	for _, pw := range p.idle.all() {
 		if reason := p.recycleReason(pw); reason.cause != causeNone {
 			p.recycleLocked(pw, reason)
 		}
 	}
-	p.stopIdleOverflowLocked()
-	p.reconcileLocked()
 }
 
 // stopIdleOverflowLocked stops the workers beyond Size that have been idle
@@ -666,11 +672,7 @@ func (p *Pool) stopForkServer() {
 func (p *Pool) recycleOrphans() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, pw := range p.idle.all() {
-		if reason := p.recycleReason(pw); reason.cause != causeNone {
-			p.recycleLocked(pw, reason)
-		}
-	}
+	p.recycleIdleLocked()
 	p.reconcileLocked()
 }
 
