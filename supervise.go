@@ -32,7 +32,7 @@ import (
 // towards Size (it is not coming back), but its slot is not free until it
 // has exited: processExited calls reconcileLocked again then, and the
 // replacement starts. It is the one place that decides starts, but for
-// TryCall's own (checkout).
+// TryCall's own (checkoutLocked) and New's first workers (startFirst).
 func (p *Pool) reconcileLocked() {
 	if p.closed {
 		return
