@@ -50,7 +50,9 @@ type decodeFunc func(b []byte, owned bool, codec *valueCodec) error
 // otherwise it is replaced. With Config.CrashRetries, a call whose worker
 // crashed is tried again on another worker.
 func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
-	return p.callValue(ctx, fn, args, true)
+	var r valueResult
+	err := p.call(ctx, nil, fn, args, exchange{into: r.decode}, true)
+	return r.v, err
 }
 
 // TryCall is Call without waiting behind other callers, poolboy's
@@ -61,17 +63,19 @@ func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
 // Config.StopTimeout); otherwise it fails at once with ErrPoolExhausted, so
 // that a saturated service can shed load.
 func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error) {
-	return p.callValue(ctx, fn, args, false)
+	var r valueResult
+	err := p.call(ctx, nil, fn, args, exchange{into: r.decode}, false)
+	return r.v, err
 }
 
-// callValue makes a call whose result is decoded as Call documents.
-func (p *Pool) callValue(ctx context.Context, fn string, args []any, wait bool) (any, error) {
-	var result any
-	err := p.call(ctx, nil, fn, args, exchange{into: func(b []byte, owned bool, codec *valueCodec) (err error) {
-		result, err = decodeValue(b, owned, codec)
-		return err
-	}}, wait)
-	return result, err
+// valueResult receives the result of a Call, TryCall or Worker.Call,
+// decoded as Call documents.
+type valueResult struct{ v any }
+
+// decode is valueResult's decodeFunc.
+func (r *valueResult) decode(b []byte, owned bool, codec *valueCodec) (err error) {
+	r.v, err = decodeValue(b, owned, codec)
+	return err
 }
 
 // Caller is what CallAs and StreamAs call through: a *Pool, or a *Worker inside a
@@ -206,7 +210,7 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 	}
 	for attempt := 0; ; attempt++ {
 		err = p.attempt(ctx, &rec, w, args, x, attempt, wait)
-		if err == nil || !p.mayRetry(w, x, err, attempt) || !p.awaitBackoff(ctx) {
+		if err == nil || !p.mayRetry(w, x, err, attempt) || !p.awaitBackoff(ctx, &p.backoff) {
 			return err
 		}
 		p.log.Debug("pypool: retrying a call whose worker failed", "function", fn, "attempt", attempt+1, "error", err)

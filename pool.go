@@ -1,5 +1,5 @@
-// pool.go is the Pool: New, Close, Ping, Transaction, the checkout and the
-// check-in. Every way to call is in call.go; the package overview is in
+// pool.go is the Pool: New, Close, Resize, Ping, Transaction, the checkout
+// and the check-in. Every way to call is in call.go; the package overview is in
 // doc.go.
 
 package pypool
@@ -121,7 +121,7 @@ func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 	if cfg.StartMethod == StartForkServer {
 		p.startForkServer(ctx)
 	}
-	if err := p.fill(ctx); err != nil {
+	if err := p.startFirst(ctx); err != nil {
 		p.log.Error(msgNewFailed, "module", strings.Join(cfg.modules(), ", "), "size", cfg.Size, "error", err)
 		p.Close(context.Background())
 		return nil, err
@@ -200,39 +200,6 @@ func (p *Pool) checkout(ctx context.Context, wait bool) (*pooledWorker, time.Dur
 	waited := time.Since(start)
 	p.waited(waited)
 	return pw, waited, err
-}
-
-// checkoutLocked takes an idle worker, or queues the caller as a waiter
-// (and has a worker started for it when there is room), or refuses it.
-func (p *Pool) checkoutLocked(wait bool) (*waiter, *pooledWorker, error) {
-	if p.closed {
-		return nil, nil, ErrPoolClosed
-	}
-	if pw := p.takeIdleLocked(); pw != nil {
-		return nil, pw, nil
-	}
-	if err := p.backoff.refusal(); err != nil {
-		return nil, nil, err // a fatal start failure: a start would fail again
-	}
-	wt := newWaiter()
-	switch limit := p.cfg.MaxWaiting; {
-	case !wait && p.slotsUsedLocked()-p.counts[stateStopping] >= p.cfg.Size+p.cfg.MaxOverflow:
-		return nil, nil, fmt.Errorf("%w: all %d workers are busy (Size+MaxOverflow); TryCall does not wait",
-			ErrPoolExhausted, p.cfg.Size+p.cfg.MaxOverflow)
-	case !wait:
-		p.waiters.add(wt) // served by its own start, or by any worker checked in first
-		if p.roomLocked() > 0 {
-			p.startLocked(wt)
-		} // else a worker being stopped holds the slot: reconcileLocked starts one at its exit
-	case limit > 0 && p.waiters.len() >= limit:
-		return nil, nil, fmt.Errorf("%w: %d callers are already waiting for a worker (Config.MaxWaiting)",
-			ErrPoolExhausted, p.waiters.len())
-	default:
-		p.waiters.add(wt)
-		p.reconcileLocked()
-	}
-	p.notifyLocked()
-	return wt, nil, nil
 }
 
 // abandon takes a waiter whose context ended out of the queue. A worker
@@ -371,4 +338,50 @@ func (p *Pool) serving() []*pooledWorker {
 		}
 	}
 	return ws
+}
+
+// Resize changes the pool's Size and MaxOverflow while it runs.
+//
+// Growing starts the missing workers at once (and serves waiting callers
+// within the new Size+MaxOverflow). Shrinking stops idle workers beyond the
+// new Size at once, longest idle first, and busy ones beyond the new
+// Size+MaxOverflow as their callers check them in, even while other callers
+// wait (the remaining workers serve them): it never interrupts a call, so
+// until they come back the pool may run more workers than the new
+// Size+MaxOverflow, and no worker is started until it runs fewer.
+//
+// size must be at least 1 and maxOverflow at least 0. After Close, Resize
+// returns ErrPoolClosed.
+func (p *Pool) Resize(size, maxOverflow int) error {
+	if size < 1 || maxOverflow < 0 {
+		return fmt.Errorf("pypool: Resize(%d, %d): the size must be at least 1 and the overflow at least 0", size, maxOverflow)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrPoolClosed
+	}
+	if grown := size - p.cfg.Size; grown > 0 {
+		p.owed[causeResize] += uint64(grown) // the starts reconcileLocked makes for it
+	}
+	p.cfg.Size, p.cfg.MaxOverflow = size, maxOverflow
+	p.log.Info("pypool: resized", "size", size, "max_overflow", maxOverflow)
+	p.shrinkIdleLocked()
+	p.reconcileLocked()
+	p.notifyLocked()
+	return nil
+}
+
+// shrinkIdleLocked stops the idle workers beyond Size, longest idle first.
+func (p *Pool) shrinkIdleLocked() {
+	excess := p.readyLocked() - p.cfg.Size
+	for _, pw := range p.idle.all() { // longest idle first
+		if excess <= 0 {
+			return
+		}
+		excess--
+		p.log.Info("pypool: stopping a worker the resized pool does not need", "worker", pw.proc.pid, "size", p.cfg.Size)
+		pw.stopCause = "the pool was resized"
+		p.stopLocked(pw, causeResize)
+	}
 }

@@ -1,18 +1,20 @@
 package pypool
 
 // state.go is the pool's accounting: the states of a pooled worker, the
-// callers waiting for one, and every transition between them. Each function
-// here runs with Pool.mu held (its name ends in Locked) and decides; the
-// slow work it decides (a start, a stop, a drain) runs in a goroutine of the
-// supervisor (supervise.go), never on the caller's.
+// callers waiting for one, every transition between them, and the two
+// collections that hold the idle workers and the waiting callers (the only
+// use of go-commons-pool). Everything here runs with Pool.mu held (a
+// method of Pool's name ends in Locked) and decides; the slow work it
+// decides (a start, a stop, a drain) runs in a goroutine of the supervisor
+// (supervise.go), never on the caller's.
 //
 // A worker's life (the function that makes each move in brackets):
 //
-//	start in flight (Pool.starting) --joins [started, fill]--> starting
+//	start in flight (Pool.starting) --joins [started]--> starting
 //	starting, or back from a caller --[offerLocked]--> checkedOut (to a waiter)
 //	                                                 | idle (nobody waits)
 //	                                                 | stopping (an overflow worker nobody waits for)
-//	idle       --[takeIdleLocked]--> checkedOut
+//	idle       --[checkoutLocked]--> checkedOut
 //	checkedOut --[checkinLocked]-->  offerLocked, draining (its call was cut off),
 //	                                 or stopping (broken, or due for recycling)
 //	draining   --[drainedLocked]-->  offerLocked, or stopping (no answer in time)
@@ -27,8 +29,11 @@ package pypool
 // and a kill is reaped within milliseconds.
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/jolestar/go-commons-pool/v2/collections"
 )
 
 // workerState is where a pooled worker is in its life.
@@ -53,7 +58,7 @@ type pooledWorker struct {
 	proc *process
 
 	// Set when the worker joins the pool, read-only afterwards: its own
-	// recycling limits (recycle.go).
+	// recycling limits (supervise.go).
 	maxCalls int64
 	lifetime time.Duration
 
@@ -130,13 +135,38 @@ func (p *Pool) roomLocked() int {
 	return max(0, p.cfg.Size+p.cfg.MaxOverflow-p.slotsUsedLocked())
 }
 
-// takeIdleLocked checks out an idle worker, or returns nil.
-func (p *Pool) takeIdleLocked() *pooledWorker {
-	pw := p.idle.peek()
-	if pw != nil {
-		p.setStateLocked(pw, stateCheckedOut)
+// checkoutLocked takes an idle worker, or queues the caller as a waiter
+// (and has a worker started for it when there is room), or refuses it.
+func (p *Pool) checkoutLocked(wait bool) (*waiter, *pooledWorker, error) {
+	if p.closed {
+		return nil, nil, ErrPoolClosed
 	}
-	return pw
+	if pw := p.idle.peek(); pw != nil {
+		p.setStateLocked(pw, stateCheckedOut)
+		return nil, pw, nil
+	}
+	if err := p.backoff.refusal(); err != nil {
+		return nil, nil, err // a fatal start failure: a start would fail again
+	}
+	wt := newWaiter()
+	switch limit := p.cfg.MaxWaiting; {
+	case !wait && p.slotsUsedLocked()-p.counts[stateStopping] >= p.cfg.Size+p.cfg.MaxOverflow:
+		return nil, nil, fmt.Errorf("%w: all %d workers are busy (Size+MaxOverflow); TryCall does not wait",
+			ErrPoolExhausted, p.cfg.Size+p.cfg.MaxOverflow)
+	case !wait:
+		p.waiters.add(wt) // served by its own start, or by any worker checked in first
+		if p.roomLocked() > 0 {
+			p.startLocked(wt)
+		} // else a worker being stopped holds the slot: reconcileLocked starts one at its exit
+	case limit > 0 && p.waiters.len() >= limit:
+		return nil, nil, fmt.Errorf("%w: %d callers are already waiting for a worker (Config.MaxWaiting)",
+			ErrPoolExhausted, p.waiters.len())
+	default:
+		p.waiters.add(wt)
+		p.reconcileLocked()
+	}
+	p.notifyLocked()
+	return wt, nil, nil
 }
 
 // grantLocked gives wt its grant unless it gave up already, and reports
@@ -258,3 +288,109 @@ func (p *Pool) notifyLocked() {
 		p.watched = false
 	}
 }
+
+// The accounting's two collections: the idle workers and the queue of
+// callers waiting for one, each in one of go-commons-pool's deques, behind
+// the pool's own verbs (put, peek, drop, all; add, next, first, drop, len).
+// This is the only place that touches go-commons-pool.
+//
+// Only the deques are used, and only their non-blocking operations, always
+// under Pool.mu: the pool decides every transition itself (above). The
+// library's ObjectPool is not used because it decides things on callers'
+// goroutines: BorrowObject calls MakeObject (a worker start) whenever fewer
+// than MaxTotal objects exist, InvalidateObject may start a replacement and
+// ReturnObject may destroy (stop) a worker while the caller waits. Its
+// blocking waits are not used either: TimeoutCond.Signal drops a wake-up
+// when its one-slot channel is full, so a waiter could sleep while an object
+// is idle.
+
+// idleSet holds the idle workers. put adds at the back; peek and drop take
+// from the back (LIFO) or the front (FIFO).
+type idleSet struct {
+	deque *collections.LinkedBlockingDeque
+	lifo  bool
+}
+
+func newIdleSet(strategy Strategy) idleSet {
+	return idleSet{deque: collections.NewDeque(maxQueued), lifo: strategy == LIFO}
+}
+
+// put adds an idle worker.
+func (s idleSet) put(w *pooledWorker) { _ = s.deque.AddLast(w) }
+
+// peek returns the worker the Strategy picks, or nil; drop takes it out.
+func (s idleSet) peek() *pooledWorker {
+	var item any
+	if s.lifo {
+		item = s.deque.PeekLast()
+	} else {
+		item = s.deque.PeekFirst()
+	}
+	w, _ := item.(*pooledWorker)
+	return w
+}
+
+// drop removes w and reports whether it was idle. It searches from the end
+// peek takes from, so that dropping the worker peek returned is O(1).
+func (s idleSet) drop(w *pooledWorker) bool {
+	if s.lifo {
+		return s.deque.RemoveLastOccurrence(w)
+	}
+	return s.deque.RemoveFirstOccurrence(w)
+}
+
+// all returns the idle workers, longest idle first.
+func (s idleSet) all() []*pooledWorker {
+	items := s.deque.ToSlice()
+	ws := make([]*pooledWorker, len(items))
+	for i, item := range items {
+		ws[i] = item.(*pooledWorker)
+	}
+	return ws
+}
+
+// waitQueue holds the callers waiting for a worker, first come first served.
+type waitQueue struct {
+	deque *collections.LinkedBlockingDeque
+}
+
+func newWaitQueue() waitQueue {
+	return waitQueue{deque: collections.NewDeque(maxQueued)}
+}
+
+// maxQueued is the wait queue's capacity: in practice unbounded
+// (Config.MaxWaiting is the limit users set).
+const maxQueued = 1<<31 - 1
+
+// add puts a waiter at the end of the queue.
+func (q waitQueue) add(wt *waiter) {
+	_ = q.deque.AddLast(wt)
+	wt.queued = true
+}
+
+// next removes and returns the longest waiting caller, or nil.
+func (q waitQueue) next() *waiter {
+	wt, _ := q.deque.PollFirst().(*waiter)
+	if wt != nil {
+		wt.queued = false
+	}
+	return wt
+}
+
+// first returns the longest waiting caller, leaving it in the queue, or nil.
+func (q waitQueue) first() *waiter {
+	wt, _ := q.deque.PeekFirst().(*waiter)
+	return wt
+}
+
+// drop removes a waiter from the queue if it is still there (a search, so
+// only when it is: a long queue must not make every hand-off slow).
+func (q waitQueue) drop(wt *waiter) {
+	if wt.queued {
+		q.deque.RemoveFirstOccurrence(wt)
+		wt.queued = false
+	}
+}
+
+// len returns the number of waiting callers.
+func (q waitQueue) len() int { return q.deque.Size() }

@@ -5,7 +5,7 @@ package pypool
 // the prometheus subpackage uses for its histograms.
 //
 // Counters of worker starts and stops change under Pool.mu, where the
-// transition is decided (state.go, supervise.go, recycle.go); counters of
+// transition is decided (state.go, supervise.go); counters of
 // calls are atomics updated on the caller's goroutine at the call's start
 // and end. Either way each event is counted exactly once.
 

@@ -3,14 +3,25 @@ package pypool
 // supervise.go is the one owner of worker starts and stops. Whether a worker
 // starts or stops is decided under Pool.mu (state.go, and reconcileLocked
 // here); the start or stop itself runs in a goroutine of its own, on the
-// pool's lifetime context, tracked by Pool.wg. No caller's goroutine and no
-// caller's context ever starts, waits for, or stops a process: callers only
-// take a ready worker or wait for one.
+// pool's lifetime context (New's first starts: on New's, which New waits
+// for), tracked by Pool.wg. No caller's goroutine and no caller's context
+// ever starts, waits for, or stops a process: callers only take a ready
+// worker or wait for one.
+//
+// In order: starts (New's first workers included) and their failures;
+// exits, stops, kills and drains; recycling (the sweeper); the backoff of
+// starts; the fork server's template and the guardian, supervised here too.
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -21,7 +32,7 @@ import (
 // towards Size (it is not coming back), but its slot is not free until it
 // has exited: processExited calls reconcileLocked again then, and the
 // replacement starts. It is the one place that decides starts, but for
-// TryCall's own (checkout).
+// TryCall's own (checkoutLocked) and New's first workers (startFirst).
 func (p *Pool) reconcileLocked() {
 	if p.closed {
 		return
@@ -33,30 +44,64 @@ func (p *Pool) reconcileLocked() {
 	}
 }
 
+// startOrder is one worker start the supervisor decided: why, for whom,
+// what bounds it and, for New's first workers, where its result goes.
+type startOrder struct {
+	why        cause
+	startedFor *waiter         // the waiter it is for; nil: for the pool
+	ctx        context.Context // bounds the start: the pool's lifetime, or New's ctx
+	report     chan<- error    // New's first workers only: receives the start's error, nil on success
+}
+
 // startLocked has a worker started, for the waiter startedFor if not nil.
 func (p *Pool) startLocked(startedFor *waiter) {
-	why := p.startCauseLocked()
+	p.orderLocked(startOrder{why: p.startCauseLocked(), startedFor: startedFor, ctx: p.lifetime})
+}
+
+// orderLocked runs the start o in a goroutine of the supervisor. It counts
+// as in flight (Pool.starting) until started takes its result.
+func (p *Pool) orderLocked(o startOrder) {
 	p.starting++
 	p.wg.Add(1)
-	go p.start(startedFor, why)
+	go p.start(o)
 	p.notifyLocked()
 }
 
+// startFirst has New's first Size workers started, in parallel and bounded
+// by New's ctx, and waits for them. It returns the first start's error.
+func (p *Pool) startFirst(ctx context.Context) error {
+	report := make(chan error, p.cfg.Size)
+	p.mu.Lock()
+	for range p.cfg.Size {
+		p.orderLocked(startOrder{why: causeInitial, ctx: ctx, report: report})
+	}
+	p.mu.Unlock()
+	var first error
+	for range p.cfg.Size {
+		if err := <-report; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // start starts one worker, after the crash-loop backoff, and hands it on.
-func (p *Pool) start(startedFor *waiter, why cause) {
+func (p *Pool) start(o startOrder) {
 	defer p.wg.Done()
-	if !p.awaitBackoff(p.lifetime) {
-		p.started(startedFor, why, nil, ErrPoolClosed, time.Now())
+	if !p.awaitBackoff(p.lifetime, &p.backoff) {
+		p.started(o, nil, ErrPoolClosed, time.Now())
 		return
 	}
 	begun := time.Now()
 	p.wg.Add(1) // for the exit watcher, which ends in processExited
-	proc, err := startProcess(p.lifetime, p.spec, p.forks.Load(), p.processExited)
-	p.started(startedFor, why, proc, err, begun)
+	proc, err := startProcess(o.ctx, p.spec, p.forks.Load(), p.processExited)
+	p.started(o, proc, err, begun)
 }
 
-// started takes the result of a start made for why, which began at begun.
-func (p *Pool) started(startedFor *waiter, why cause, proc *process, err error, begun time.Time) {
+// started takes the result of the start o, which began at begun. A failed
+// start is retried after the backoff, but for one of New's first workers:
+// New reports it and closes the pool.
+func (p *Pool) started(o startOrder, proc *process, err error, begun time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.starting--
@@ -66,16 +111,21 @@ func (p *Pool) started(startedFor *waiter, why cause, proc *process, err error, 
 	}
 	switch {
 	case err == nil:
-		p.starts[why]++
-		p.offerLocked(p.workers[proc], startedFor)
-		return
+		p.starts[o.why]++
+		p.offerLocked(p.workers[proc], o.startedFor)
+	case o.report != nil:
+		// One of New's first workers: New logs the failure and closes
+		// the pool, so no retry.
 	case p.closed:
-		p.grantLocked(startedFor, grant{err: ErrPoolClosed})
-		return
+		p.grantLocked(o.startedFor, grant{err: ErrPoolClosed})
+	default:
+		p.startFailedCauseLocked(o.why)
+		p.startFailedLocked(o.startedFor, err, begun)
+		p.reconcileLocked() // try again, after the backoff
 	}
-	p.startFailedCauseLocked(why)
-	p.startFailedLocked(startedFor, err, begun)
-	p.reconcileLocked() // try again, after the backoff
+	if o.report != nil {
+		o.report <- err
+	}
 }
 
 // joinLocked records a started process as a pooled worker (state new, for
@@ -226,16 +276,276 @@ func (p *Pool) goDrain(pw *pooledWorker) {
 	}()
 }
 
-// awaitBackoff waits out the start backoff, so that restarts and retries do
-// not spin through a crash loop; false if ctx ended or the pool closed. The
+// killedFromOutside reports whether a worker was ended by SIGKILL, which
+// its own code cannot send itself by accident: an operator or the OOM
+// killer. Such a death says nothing about the module, so it does not
+// lengthen the crash-loop backoff.
+func killedFromOutside(exit *WorkerExitError) bool {
+	return exit != nil && exit.Signal == syscall.SIGKILL.String()
+}
+
+// Recycling: the supervisor replaces healthy workers on purpose after
+// MaxCallsPerWorker calls, past MaxWorkerLifetime, above MaxWorkerMemory,
+// and stops overflow workers idle for OverflowIdleTimeout. A busy worker is
+// only ever replaced when it is checked in, never during a call.
+
+// sweepInterval is how often idle workers are checked for age, memory and
+// overflow idleness (more often when OverflowIdleTimeout or
+// MaxWorkerLifetime are short).
+const sweepInterval = time.Second
+
+// limits sets a new worker's own limits: the configured ones plus jitter, so
+// that workers started together are not all replaced together.
+func (p *Pool) limits(pw *pooledWorker) {
+	if n := p.cfg.MaxCallsPerWorker; n > 0 {
+		pw.maxCalls = int64(n + rand.IntN(p.cfg.MaxCallsJitter+1))
+	}
+	if d := p.cfg.MaxWorkerLifetime; d > 0 {
+		pw.lifetime = d + time.Duration(rand.Int64N(int64(d)/10+1))
+	}
+}
+
+// recycleReason says why a healthy worker must be replaced; the zero
+// recycling if it need not.
+func (p *Pool) recycleReason(pw *pooledWorker) recycling {
+	proc := pw.proc
+	switch {
+	case pw.maxCalls > 0 && proc.served.Load() >= pw.maxCalls:
+		return recycling{causeMaxCalls, fmt.Sprintf("served %d calls (Config.MaxCallsPerWorker)", proc.served.Load())}
+	case pw.lifetime > 0 && time.Since(proc.started) >= pw.lifetime:
+		return recycling{causeMaxLifetime, fmt.Sprintf("ran for %v (Config.MaxWorkerLifetime)", time.Since(proc.started).Round(time.Millisecond))}
+	case pw.overMemory.Load():
+		return recycling{causeMaxMemory, fmt.Sprintf("uses more than %d bytes (Config.MaxWorkerMemory)", p.cfg.MaxWorkerMemory)}
+	case p.forks.Load() != nil && orphaned(proc.os):
+		// Its parent-death signal died with its template: a worker of the
+		// new template dies with the Go process again. Counted as a
+		// lifetime's end.
+		return recycling{causeMaxLifetime, "its fork server exited and a new one runs (Config.StartForkServer)"}
+	}
+	return recycling{}
+}
+
+// sweeping reports whether any limit needs the periodic sweep.
+func (p *Pool) sweeping() bool {
+	return p.cfg.OverflowIdleTimeout > 0 || p.cfg.MaxWorkerLifetime > 0 || p.cfg.MaxWorkerMemory > 0
+}
+
+// sweep runs until Close, checking the workers every interval.
+func (p *Pool) sweep() {
+	interval := sweepInterval
+	for _, d := range []time.Duration{p.cfg.OverflowIdleTimeout / 4, p.cfg.MaxWorkerLifetime / 4} {
+		if d > 0 && d < interval {
+			interval = max(d, 10*time.Millisecond)
+		}
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-p.lifetime.Done():
+			return
+		case <-ticker.C:
+			p.sweepOnce()
+		}
+	}
+}
+
+// sweepOnce marks the workers over MaxWorkerMemory, then replaces the idle
+// workers that have a reason to go (busy ones go at their check-in) and
+// stops the overflow workers idle for OverflowIdleTimeout.
+func (p *Pool) sweepOnce() {
+	if p.cfg.MaxWorkerMemory > 0 {
+		for _, pw := range p.serving() {
+			if rss, err := residentBytes(pw.proc.pid); err == nil && rss > p.cfg.MaxWorkerMemory {
+				pw.overMemory.Store(true)
+			}
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.recycleIdleLocked()
+	p.stopIdleOverflowLocked()
+	p.reconcileLocked()
+}
+
+// recycleIdleLocked replaces the idle workers that have a reason to go
+// (recycleReason); busy ones go at their check-in.
+func (p *Pool) recycleIdleLocked() {
+	for _, pw := range p.idle.all() {
+		if reason := p.recycleReason(pw); reason.cause != causeNone {
+			p.recycleLocked(pw, reason)
+		}
+	}
+}
+
+// stopIdleOverflowLocked stops the workers beyond Size that have been idle
+// for OverflowIdleTimeout, longest idle first.
+func (p *Pool) stopIdleOverflowLocked() {
+	timeout := p.cfg.OverflowIdleTimeout
+	excess := p.readyLocked() - p.cfg.Size
+	if timeout <= 0 {
+		return
+	}
+	cutoff := time.Now().Add(-timeout)
+	for _, pw := range p.idle.all() { // longest idle first
+		if excess <= 0 || pw.idleSince.After(cutoff) {
+			return
+		}
+		excess--
+		p.recycleLocked(pw, recycling{causeOverflow, fmt.Sprintf("overflow worker idle for %v (Config.OverflowIdleTimeout)", timeout)})
+	}
+}
+
+// recycleLocked stops a healthy worker on purpose; reconcileLocked starts
+// its replacement if the pool needs one.
+func (p *Pool) recycleLocked(pw *pooledWorker, why recycling) {
+	p.recycled++
+	p.log.Info(msgWorkerRecycled, "worker", pw.proc.pid, "reason", why.reason)
+	pw.stopCause = "recycled: " + why.reason
+	if pw.overMemory.Load() {
+		// What holds the memory may show in its stack. The dump arrives
+		// before the end of input the stop sends.
+		pw.proc.dumps.request(pw.proc, pw.proc.lastFunction(), dumpRecycled)
+	}
+	p.stopLocked(pw, why.cause)
+}
+
+// residentBytes reads a process's resident set size from /proc.
+func residentBytes(pid int) (int64, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0, err
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 2 {
+		return 0, fmt.Errorf("unexpected /proc/%d/statm: %q", pid, data)
+	}
+	pages, err := strconv.ParseInt(fields[1], 10, 64)
+	return pages * int64(os.Getpagesize()), err
+}
+
+// Backoff: the supervisor delays worker starts after failures, so that a
+// crash loop sleeps instead of burning CPU.
+const (
+	backoffMin = 50 * time.Millisecond
+	backoffMax = 5 * time.Second
+	// quickDeath: a worker that dies by itself this soon after its start,
+	// before it served a call, counts as a failed start for the backoff.
+	quickDeath = 2 * time.Second
+)
+
+// startBackoff tracks failed worker starts and workers that die young, and
+// says how long the next start must wait.
+//
+// A failure is fatal only on positive knowledge that it will happen again if
+// retried at once (isFatalStart): the module failed to import, its set-up
+// raised, the interpreter is missing or refuses to run. Callers then get the
+// error at once instead of waiting for a start; the supervisor goes on
+// retrying after the delay, so the pool heals when the cause goes away. Any
+// other failure (out of descriptors, processes or memory, a signal, a
+// timeout) says nothing about the module: it only lengthens the delay, once
+// per wave of starts that fail together.
+type startBackoff struct {
+	mu       sync.Mutex
+	streak   int       // failures since the last successful call
+	last     error     // the last failed start; nil after a successful start
+	fatal    bool      // last is fatal
+	retryAt  time.Time // no start before this time
+	bumpedAt time.Time // when streak last grew
+
+	failing atomic.Bool // streak > 0: read on every call
+}
+
+// failedStart records a start that began at begun and failed, and reports
+// whether the failure is fatal. Starts that began before the last recorded
+// failure (they ran side by side with it) do not lengthen the delay again:
+// a moment of weather that fails five parallel starts is one failure.
+func (b *startBackoff) failedStart(err error, begun time.Time) (fatal bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !begun.Before(b.bumpedAt) {
+		b.bump()
+	}
+	b.last = err
+	b.fatal = isFatalStart(err)
+	return b.fatal
+}
+
+// diedYoung records a worker that died by itself soon after its start.
+func (b *startBackoff) diedYoung() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.bump()
+}
+
+func (b *startBackoff) bump() {
+	b.streak++
+	b.failing.Store(true)
+	delay := backoffMin << min(b.streak-1, 10)
+	b.bumpedAt = time.Now()
+	b.retryAt = b.bumpedAt.Add(min(delay, backoffMax))
+}
+
+// retryBefore reports whether a start retried after the delay may still
+// serve a caller whose deadline is deadline (zero: none): the retry begins
+// before it, and the failures have not yet gone on for so long that the
+// delay reached backoffMax (then a caller without a deadline would wait
+// for a cause that does not go away).
+func (b *startBackoff) retryBefore(deadline time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.streak > 0 && backoffMin<<min(b.streak-1, 10) >= backoffMax {
+		return false
+	}
+	return deadline.IsZero() || b.retryAt.Before(deadline)
+}
+
+// started records a successful start.
+func (b *startBackoff) started() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.last, b.fatal = nil, false
+}
+
+// callSucceeded ends the backoff: the workers work.
+func (b *startBackoff) callSucceeded() {
+	if !b.failing.Load() {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.streak, b.retryAt = 0, time.Time{}
+	b.failing.Store(false)
+}
+
+// refusal returns the error a caller gets instead of starting a worker: the
+// last failure while it is fatal and the delay runs. nil: start one.
+func (b *startBackoff) refusal() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fatal && time.Now().Before(b.retryAt) {
+		return b.last
+	}
+	return nil
+}
+
+// delay returns how long the next start must wait.
+func (b *startBackoff) delay() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return time.Until(b.retryAt)
+}
+
+// awaitBackoff waits out b's delay, so that restarts and retries do not
+// spin through a crash loop; false if ctx ended or the pool closed. The
 // delay is read again at least every backoffMin, so that a successful call
-// that ends the backoff also ends the wait.
-func (p *Pool) awaitBackoff(ctx context.Context) bool {
+// that ends the workers' backoff also ends the wait.
+func (p *Pool) awaitBackoff(ctx context.Context, b *startBackoff) bool {
 	for {
 		if ctx.Err() != nil || p.lifetime.Err() != nil {
 			return false
 		}
-		wait := p.backoff.delay()
+		wait := b.delay()
 		if wait <= 0 {
 			return true
 		}
@@ -249,41 +559,28 @@ func (p *Pool) awaitBackoff(ctx context.Context) bool {
 	}
 }
 
-// killedFromOutside reports whether a worker was ended by SIGKILL, which
-// its own code cannot send itself by accident: an operator or the OOM
-// killer. Such a death says nothing about the module, so it does not
-// lengthen the crash-loop backoff.
-func killedFromOutside(exit *WorkerExitError) bool {
-	return exit != nil && exit.Signal == syscall.SIGKILL.String()
+// isFatalStart reports whether a start error is known to repeat if retried
+// at once: the module failed to import or its set-up raised (a
+// *PythonError), or the interpreter cannot run (fatalStart). Anything else
+// is transient: no descriptors, processes or memory for the moment, a
+// fork server's fork error, a worker that died, was killed or timed out
+// during its handshake.
+func isFatalStart(err error) bool {
+	var pyErr *PythonError
+	var fatal *fatalStart
+	return errors.As(err, &pyErr) || errors.As(err, &fatal)
 }
 
-// fill starts the first Size workers for New, in parallel, on New's
-// context, and returns the first error.
-func (p *Pool) fill(ctx context.Context) error {
-	errs := make(chan error, p.cfg.Size)
-	for range p.cfg.Size {
-		p.wg.Add(1) // for the exit watcher
-		go func() {
-			proc, err := startProcess(ctx, p.spec, p.forks.Load(), p.processExited)
-			if err == nil {
-				p.mu.Lock()
-				if err = p.joinLocked(proc); err == nil {
-					p.starts[causeInitial]++
-					p.offerLocked(p.workers[proc], nil)
-				}
-				p.mu.Unlock()
-			}
-			errs <- err
-		}()
-	}
-	var first error
-	for range p.cfg.Size {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
+// fatalStart marks a start error that will repeat whatever the moment: the
+// interpreter is missing, may not be run, or refuses to (an unsupported
+// Python), or its handshake is not one this package speaks. Its message is
+// err's.
+type fatalStart struct{ err error }
+
+func (e *fatalStart) Error() string { return e.err.Error() }
+
+// Unwrap returns the error it marks.
+func (e *fatalStart) Unwrap() error { return e.err }
 
 // The fork server (StartMethod StartForkServer, forkserver.go) is supervised
 // here too: started by New, restarted with its own backoff when it dies,
@@ -343,7 +640,7 @@ func (p *Pool) restartAfterLocked(b *startBackoff, started time.Time, restart fu
 func (p *Pool) restartForkServer() {
 	defer p.wg.Done()
 	for {
-		if !p.awaitDelay(&p.forkBackoff) {
+		if !p.awaitBackoff(p.lifetime, &p.forkBackoff) {
 			return
 		}
 		fs, err := startForkServer(p.lifetime, p.spec, p.forkServerExited)
@@ -369,33 +666,13 @@ func (p *Pool) stopForkServer() {
 	}
 }
 
-// awaitDelay waits out b's delay; false if the pool closed.
-func (p *Pool) awaitDelay(b *startBackoff) bool {
-	wait := b.delay()
-	if wait <= 0 {
-		return p.lifetime.Err() == nil
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-p.lifetime.Done():
-		return false
-	}
-}
-
 // recycleOrphans replaces the idle workers of a template that died, now
 // that a new one runs; busy ones are replaced at their check-in
 // (recycleReason).
 func (p *Pool) recycleOrphans() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, pw := range p.idle.all() {
-		if reason := p.recycleReason(pw); reason.cause != causeNone {
-			p.recycleLocked(pw, reason)
-		}
-	}
+	p.recycleIdleLocked()
 	p.reconcileLocked()
 }
 
@@ -423,7 +700,7 @@ func (p *Pool) guardianExited(gp *guardianProcess) {
 // until one starts or the pool closes. Close stops one started meanwhile.
 func (p *Pool) restartGuardian() {
 	defer p.wg.Done()
-	for p.awaitDelay(&p.guardBackoff) {
+	for p.awaitBackoff(p.lifetime, &p.guardBackoff) {
 		err := p.spec.guard.start(p.guardianExited)
 		if err == nil {
 			return

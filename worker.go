@@ -24,12 +24,9 @@ type Worker struct {
 // died (even between calls), Call returns an error wrapping
 // ErrWorkerCrashed; the pool has already replaced it.
 func (w *Worker) Call(ctx context.Context, fn string, args ...any) (any, error) {
-	var result any
-	err := w.callInto(ctx, fn, args, func(b []byte, owned bool, codec *valueCodec) (err error) {
-		result, err = decodeValue(b, owned, codec)
-		return err
-	})
-	return result, err
+	var r valueResult
+	err := w.pool.call(ctx, w, fn, args, exchange{into: r.decode}, true)
+	return r.v, err
 }
 
 // Pid returns the worker's process id.
