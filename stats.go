@@ -54,6 +54,11 @@ type Stats struct {
 	Canceled         uint64 // calls that ended because their context was canceled, waiting or in Python
 	Interrupts       uint64 // calls cut off while Python ran them: their worker was sent KeyboardInterrupt (StopsKilled counts those that did not answer in Config.InterruptGrace)
 
+	// Calls is the same count as CallsSent, under its earlier name.
+	//
+	// Deprecated: use CallsSent.
+	Calls uint64
+
 	// Worker starts by cause (counters). A start is counted once it
 	// succeeded; one that failed is counted in StartFailures only. A start
 	// while the pool is below Size replaces what left it there; above Size
@@ -233,6 +238,7 @@ func (p *Pool) Stats() Stats {
 	s.CallsFinished = c.finished.Load()
 	s.CallsStarted = c.started.Load()
 	s.CallsSent = p.calls.Load()
+	s.Calls = s.CallsSent
 	s.PythonExceptions = c.byOutcome[countPython].Load()
 	s.Rejections = c.byOutcome[countRejected].Load()
 	s.DeadlineExceeded = c.byOutcome[countDeadline].Load()
