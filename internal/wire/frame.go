@@ -29,6 +29,7 @@ type SizeError struct {
 	Limit int    // the reader's limit
 }
 
+// Error says how large the frame was and what the limit is.
 func (e *SizeError) Error() string {
 	return fmt.Sprintf("a %d-byte frame, the limit is %d", e.Size, e.Limit)
 }
@@ -53,8 +54,8 @@ func NewFrameReader(r io.Reader, maxSize int) *FrameReader {
 	return &FrameReader{r: bufio.NewReaderSize(r, 64<<10), maxSize: maxSize, bodyLen: -1}
 }
 
-// Buffered returns how many bytes the reader holds beyond the frames it
-// returned and the part of the next one it has.
+// Buffered returns how many bytes the reader has read from its source but
+// not yet put into a frame.
 func (f *FrameReader) Buffered() int { return f.r.Buffered() }
 
 // Next returns the body of the next frame. The slice is valid until the
