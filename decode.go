@@ -32,7 +32,8 @@ const maxDecodeDepth = wire.MaxDepth
 //
 // When owned is true, byte strings alias b instead of copying it.
 func decodeValue(b []byte, owned bool, codec *valueCodec) (any, error) {
-	d := valueDecoder{Reader: wire.NewReader(b), owned: owned, codec: codec, size0: len(b)}
+	d := valueDecoder{owned: owned, codec: codec, size0: len(b)}
+	d.Reset(b)
 	v := d.value(0)
 	if d.Err() == nil && d.Len() != 0 {
 		d.Fail("%d trailing bytes after the value", d.Len())

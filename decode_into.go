@@ -89,7 +89,8 @@ func marshal(v any, structTag string) ([]byte, error) {
 // v: where the value and v's type part ways when that can be found, else
 // msgpack's own error.
 func describeMismatch(b []byte, v any, codec *valueCodec, cause error) error {
-	d := valueDecoder{Reader: wire.NewReader(b), codec: codec, lenient: true}
+	d := valueDecoder{codec: codec, lenient: true}
+	d.Reset(b)
 	value := d.value(0)
 	if d.Err() == nil {
 		if m := findMismatch(value, reflect.TypeOf(v).Elem(), codec.structTag); m != nil {

@@ -33,6 +33,10 @@ type Reader struct {
 // NewReader returns a Reader of the message b.
 func NewReader(b []byte) Reader { return Reader{b: b} }
 
+// Reset makes d a Reader of the message b, as NewReader(b) does, in place
+// (a Reader embedded in a larger decoder is then not copied).
+func (d *Reader) Reset(b []byte) { d.b, d.err = b, nil }
+
 // Err returns the first error of the reads so far.
 func (d *Reader) Err() error { return d.err }
 
