@@ -16,6 +16,7 @@ import (
 	"slices"
 	"unsafe"
 
+	"github.com/pypool/pypool/internal/wire"
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
@@ -79,16 +80,16 @@ var wireDTypes = func() map[DType]string {
 // decodeNDArray parses an NDARRAY payload into an Array whose Data is a
 // fresh buffer aligned to 8 bytes, in the host's byte order.
 func decodeNDArray(payload []byte) (Array, error) {
-	d := wireDecoder{b: payload}
-	if n := d.arrayLen(); d.err == nil && n != 2 {
-		d.fail("the header has %d fields, not [dtype, shape]", n)
+	d := wire.NewReader(payload)
+	if n := d.ArrayLen(); d.Err() == nil && n != 2 {
+		d.Fail("the header has %d fields, not [dtype, shape]", n)
 	}
-	wire := d.str()
-	ndim := d.arrayLen()
-	if d.err != nil {
-		return Array{}, fmt.Errorf("bad header: %v", d.err)
+	wireDType := d.Str()
+	ndim := d.ArrayLen()
+	if d.Err() != nil {
+		return Array{}, fmt.Errorf("bad header: %v", d.Err())
 	}
-	dtype, swap, err := parseWireDType(wire)
+	dtype, swap, err := parseWireDType(wireDType)
 	if err != nil {
 		return Array{}, err
 	}
@@ -96,19 +97,19 @@ func decodeNDArray(payload []byte) (Array, error) {
 	if err != nil {
 		return Array{}, err
 	}
-	return arrayFromWire(dtype, shape, d.rest(), swap)
+	return arrayFromWire(dtype, shape, d.Rest(), swap)
 }
 
 // readShape reads the ndim dimensions of an ndarray header.
-func readShape(d *wireDecoder, ndim int) ([]int, error) {
+func readShape(d *wire.Reader, ndim int) ([]int, error) {
 	if ndim > maxDims {
 		return nil, fmt.Errorf("%d dimensions (at most %d)", ndim, maxDims)
 	}
 	shape := make([]int, ndim)
 	for i := range shape {
-		v, big, ok := d.integer()
+		v, big, ok := d.Integer()
 		switch {
-		case d.err != nil || !ok:
+		case d.Err() != nil || !ok:
 			return nil, fmt.Errorf("bad shape: dimension %d is not an integer", i)
 		case !big && int64(v) < 0:
 			return nil, fmt.Errorf("negative dimension %d in the shape", int64(v))
@@ -180,38 +181,14 @@ func swapBytes(data []byte, size int) {
 // appendNDArrayHeader appends the msgpack [dtype, shape] that starts an
 // NDARRAY payload.
 func appendNDArrayHeader(b []byte, a Array) []byte {
-	wire := wireDTypes[a.DType]
-	b = append(b, 0x92, 0xa0|byte(len(wire)))
-	b = append(b, wire...)
-	b = appendArrayHeader(b, len(a.Shape))
+	dtype := wireDTypes[a.DType]
+	b = append(b, 0x92, 0xa0|byte(len(dtype)))
+	b = append(b, dtype...)
+	b = wire.AppendArrayHeader(b, len(a.Shape))
 	for _, d := range a.Shape {
-		b = appendUint(b, uint64(d))
+		b = wire.AppendUint(b, uint64(d))
 	}
 	return b
-}
-
-func appendArrayHeader(b []byte, n int) []byte {
-	switch {
-	case n < 16:
-		return append(b, 0x90|byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, 0xdc), uint16(n))
-	}
-	return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
-}
-
-func appendUint(b []byte, v uint64) []byte {
-	switch {
-	case v <= 0x7f:
-		return append(b, byte(v))
-	case v <= math.MaxUint8:
-		return append(b, 0xcc, byte(v))
-	case v <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(v))
-	case v <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(v))
-	}
-	return binary.BigEndian.AppendUint64(append(b, 0xcf), v)
 }
 
 // EncodeMsgpack writes the array as an NDARRAY extension (msgpack ext type

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/pypool/pypool/internal/wire"
 )
 
 // Kwargs holds Python keyword arguments. Passed as the last argument of a
@@ -133,17 +135,17 @@ func CallBytes(ctx context.Context, c Caller, buf []byte, fn string, args ...any
 // appendBytesResult appends the bytes that the msgpack value b holds (a
 // bin, or a reference to the shared memory) to buf.
 func appendBytesResult(buf, b []byte, codec *valueCodec) ([]byte, error) {
-	d := wireDecoder{b: b}
-	c := d.byte1()
+	d := wire.NewReader(b)
+	c := d.Byte()
 	switch {
 	case c >= 0xc4 && c <= 0xc6: // bin 8/16/32
-		p := d.take(d.size(1 << (c - 0xc4)))
-		if d.err == nil && len(d.b) == 0 {
+		p := d.Take(d.Size(1 << (c - 0xc4)))
+		if d.Err() == nil && d.Len() == 0 {
 			return append(buf, p...), nil
 		}
-	case isExtCode(c):
-		code, payload := scanExt(&d, c)
-		if d.err == nil && len(d.b) == 0 && code == extShmBytes && codec != nil && codec.shared != nil {
+	case wire.IsExt(c):
+		code, payload := d.ExtBody(c)
+		if d.Err() == nil && d.Len() == 0 && code == extShmBytes && codec != nil && codec.shared != nil {
 			return newSharedReader(codec.shared, len(b)).appendBytes(buf, payload)
 		}
 	}

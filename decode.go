@@ -5,9 +5,9 @@ package pypool
 // (uint64 above math.MaxInt64), float64, string, []byte, []any,
 // map[string]any (map[any]any when a key is not a string), time.Time in
 // UTC, Array for an ndarray and the Go value of a registered extension.
-// wireDecoder, the reader underneath, also parses the fields of the HELLO,
-// RESULT and ERROR messages for protocol.go. CallAs targets go through
-// msgpack's own rules instead (decodeValueInto, in decode_into.go).
+// valueDecoder reads them with internal/wire's msgpack reader, which also
+// parses the fields of the messages for protocol.go. CallAs targets go
+// through msgpack's own rules instead (decodeValueInto, in decode_into.go).
 
 import (
 	"bytes"
@@ -16,11 +16,13 @@ import (
 	"math"
 	"reflect"
 	"time"
+
+	"github.com/pypool/pypool/internal/wire"
 )
 
 // maxDecodeDepth bounds the nesting of decoded values, so that a hostile or
 // broken peer cannot exhaust the goroutine stack.
-const maxDecodeDepth = 10000
+const maxDecodeDepth = wire.MaxDepth
 
 // decodeValue decodes a msgpack value into the Go types documented in
 // docs/types.md: nil, bool, int64 (uint64 above math.MaxInt64), float64, string,
@@ -30,13 +32,14 @@ const maxDecodeDepth = 10000
 //
 // When owned is true, byte strings alias b instead of copying it.
 func decodeValue(b []byte, owned bool, codec *valueCodec) (any, error) {
-	d := wireDecoder{b: b, owned: owned, codec: codec, size0: len(b)}
+	d := valueDecoder{owned: owned, codec: codec, size0: len(b)}
+	d.Reset(b)
 	v := d.value(0)
-	if d.err == nil && len(d.b) != 0 {
-		d.err = fmt.Errorf("%d trailing bytes after the value", len(d.b))
+	if d.Err() == nil && d.Len() != 0 {
+		d.Fail("%d trailing bytes after the value", d.Len())
 	}
-	if d.err != nil {
-		return nil, resultError(d.err)
+	if d.Err() != nil {
+		return nil, resultError(d.Err())
 	}
 	return v, nil
 }
@@ -52,14 +55,12 @@ func resultError(err error) error {
 	return fmt.Errorf("%w: %w", ErrResultNotDecodable, err)
 }
 
-// wireDecoder is a small msgpack reader over a complete message. Every length
-// it reads is checked against the bytes that remain, so a corrupt or hostile
-// message can not make it allocate more than the message itself. The first
-// error sticks; later reads return zero values.
-type wireDecoder struct {
-	b     []byte
-	err   error
-	owned bool        // byte strings may alias b
+// valueDecoder decodes a complete msgpack value into the Go values Call
+// gives, with wire.Reader's checks: no length is trusted beyond the bytes
+// that remain, and the first error sticks.
+type valueDecoder struct {
+	wire.Reader
+	owned bool        // byte strings may alias the message
 	codec *valueCodec // the registered extensions and shared memory; nil: none
 	size0 int         // the value's size in the message, for the shared memory's budget
 
@@ -74,159 +75,14 @@ type wireDecoder struct {
 	shm *sharedReader
 }
 
-func (d *wireDecoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf(format, args...)
-	}
-	d.b = nil
-}
-
-// take returns the next n bytes.
-func (d *wireDecoder) take(n int) []byte {
-	if n < 0 || n > len(d.b) {
-		d.fail("message truncated: need %d bytes, have %d", n, len(d.b))
-		return nil
-	}
-	p := d.b[:n]
-	d.b = d.b[n:]
-	return p
-}
-
-func (d *wireDecoder) byte1() byte {
-	p := d.take(1)
-	if p == nil {
-		return 0
-	}
-	return p[0]
-}
-
-// size reads a big-endian unsigned length of width 1, 2 or 4 bytes.
-func (d *wireDecoder) size(width int) int {
-	p := d.take(width)
-	switch {
-	case p == nil:
-		return 0
-	case width == 1:
-		return int(p[0])
-	case width == 2:
-		return int(binary.BigEndian.Uint16(p))
-	default:
-		return int(binary.BigEndian.Uint32(p))
-	}
-}
-
-func (d *wireDecoder) rest() []byte {
-	p := d.b
-	d.b = nil
-	return p
-}
-
-func (d *wireDecoder) peekNil() bool { return len(d.b) > 0 && d.b[0] == 0xc0 }
-func (d *wireDecoder) skipNil()      { d.take(1) }
-
-func (d *wireDecoder) arrayLen() int {
-	c := d.byte1()
-	switch {
-	case c >= 0x90 && c <= 0x9f:
-		return int(c & 0x0f)
-	case c == 0xdc:
-		return d.size(2)
-	case c == 0xdd:
-		return d.size(4)
-	}
-	d.fail("expected an array, got code 0x%02x", c)
-	return 0
-}
-
-func (d *wireDecoder) int() int64 {
-	v, big, ok := d.integer()
-	if !ok || big {
-		d.fail("expected an integer of 64 bits")
-		return 0
-	}
-	return int64(v)
-}
-
-func (d *wireDecoder) uint() uint64 {
-	v, big, ok := d.integer()
-	if !ok || (!big && int64(v) < 0) {
-		d.fail("expected an unsigned integer")
-		return 0
-	}
-	return v
-}
-
-// integer reads an integer field without boxing it (message ids are read
-// on every call). v holds an int64's bits, or a uint64 above MaxInt64 when
-// big is true; ok is false when the next value is not an integer.
-func (d *wireDecoder) integer() (v uint64, big, ok bool) {
-	if len(d.b) == 0 {
-		d.fail("message truncated: need an integer")
-		return 0, false, false
-	}
-	c := d.b[0]
-	switch {
-	case c <= 0x7f:
-		d.b = d.b[1:]
-		return uint64(c), false, true
-	case c >= 0xe0:
-		d.b = d.b[1:]
-		return uint64(int64(int8(c))), false, true
-	case c >= 0xcc && c <= 0xce: // uint 8/16/32
-		d.b = d.b[1:]
-		return uint64(d.size(1 << (c - 0xcc))), false, d.err == nil
-	case c == 0xcf, c == 0xd3: // uint 64, int 64
-		d.b = d.b[1:]
-		p := d.take(8)
-		if p == nil {
-			return 0, false, false
-		}
-		u := binary.BigEndian.Uint64(p)
-		return u, c == 0xcf && u > math.MaxInt64, true
-	case c >= 0xd0 && c <= 0xd2: // int 8/16/32
-		d.b = d.b[1:]
-		p := d.take(1 << (c - 0xd0))
-		switch len(p) {
-		case 1:
-			return uint64(int64(int8(p[0]))), false, true
-		case 2:
-			return uint64(int64(int16(binary.BigEndian.Uint16(p)))), false, true
-		case 4:
-			return uint64(int64(int32(binary.BigEndian.Uint32(p)))), false, true
-		}
-		return 0, false, false
-	}
-	return 0, false, false
-}
-
-// str reads a string field. It reads nothing but strings: decoding any
-// value there would let an ndarray's header hold another ndarray, and so on,
-// each in a decoder of its own that the nesting limit does not see.
-func (d *wireDecoder) str() string {
-	c := d.byte1()
-	switch {
-	case c >= 0xa0 && c <= 0xbf:
-		return string(d.take(int(c & 0x1f)))
-	case c >= 0xd9 && c <= 0xdb:
-		return string(d.take(d.size(1 << (c - 0xd9))))
-	}
-	d.fail("expected a string")
-	return ""
-}
-
-// pythonError reads the four fields code, type, message and traceback.
-func (d *wireDecoder) pythonError() *PythonError {
-	return &PythonError{Code: d.str(), Type: d.str(), Message: d.str(), Traceback: d.str()}
-}
-
 // value decodes one value of any type.
-func (d *wireDecoder) value(depth int) any {
+func (d *valueDecoder) value(depth int) any {
 	if depth > maxDecodeDepth {
-		d.fail("values nested more than %d levels deep", maxDecodeDepth)
+		d.Fail("values nested more than %d levels deep", maxDecodeDepth)
 		return nil
 	}
-	c := d.byte1()
-	if d.err != nil {
+	c := d.Byte()
+	if d.Err() != nil {
 		return nil
 	}
 	switch {
@@ -239,7 +95,7 @@ func (d *wireDecoder) value(depth int) any {
 	case c >= 0x90 && c <= 0x9f:
 		return d.arrayBody(int(c&0x0f), depth)
 	case c >= 0xa0 && c <= 0xbf:
-		return string(d.take(int(c & 0x1f)))
+		return string(d.Take(int(c & 0x1f)))
 	}
 	switch c {
 	case 0xc0:
@@ -249,30 +105,30 @@ func (d *wireDecoder) value(depth int) any {
 	case 0xc3:
 		return true
 	case 0xc4, 0xc5, 0xc6: // bin 8/16/32
-		p := d.take(d.size(1 << (c - 0xc4)))
+		p := d.Take(d.Size(1 << (c - 0xc4)))
 		if d.owned {
 			return p[:len(p):len(p)]
 		}
 		return bytes.Clone(p)
 	case 0xc7, 0xc8, 0xc9: // ext 8/16/32
-		n := d.size(1 << (c - 0xc7))
+		n := d.Size(1 << (c - 0xc7))
 		return d.ext(n)
 	case 0xca:
-		p := d.take(4)
+		p := d.Take(4)
 		if p == nil {
 			return nil
 		}
 		return float64(math.Float32frombits(binary.BigEndian.Uint32(p)))
 	case 0xcb:
-		p := d.take(8)
+		p := d.Take(8)
 		if p == nil {
 			return nil
 		}
 		return math.Float64frombits(binary.BigEndian.Uint64(p))
 	case 0xcc, 0xcd, 0xce:
-		return int64(d.size(1 << (c - 0xcc)))
+		return int64(d.Size(1 << (c - 0xcc)))
 	case 0xcf:
-		p := d.take(8)
+		p := d.Take(8)
 		if p == nil {
 			return nil
 		}
@@ -282,21 +138,21 @@ func (d *wireDecoder) value(depth int) any {
 		}
 		return int64(u)
 	case 0xd0:
-		return int64(int8(d.byte1()))
+		return int64(int8(d.Byte()))
 	case 0xd1:
-		p := d.take(2)
+		p := d.Take(2)
 		if p == nil {
 			return nil
 		}
 		return int64(int16(binary.BigEndian.Uint16(p)))
 	case 0xd2:
-		p := d.take(4)
+		p := d.Take(4)
 		if p == nil {
 			return nil
 		}
 		return int64(int32(binary.BigEndian.Uint32(p)))
 	case 0xd3:
-		p := d.take(8)
+		p := d.Take(8)
 		if p == nil {
 			return nil
 		}
@@ -304,19 +160,19 @@ func (d *wireDecoder) value(depth int) any {
 	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1/2/4/8/16
 		return d.ext(1 << (c - 0xd4))
 	case 0xd9, 0xda, 0xdb: // str 8/16/32
-		return string(d.take(d.size(1 << (c - 0xd9))))
+		return string(d.Take(d.Size(1 << (c - 0xd9))))
 	case 0xdc, 0xdd:
-		return d.arrayBody(d.size(2<<(c-0xdc)), depth)
+		return d.arrayBody(d.Size(2<<(c-0xdc)), depth)
 	case 0xde, 0xdf:
-		return d.mapBody(d.size(2<<(c-0xde)), depth)
+		return d.mapBody(d.Size(2<<(c-0xde)), depth)
 	}
-	d.fail("unknown msgpack code 0x%02x", c)
+	d.Fail("unknown msgpack code 0x%02x", c)
 	return nil
 }
 
-func (d *wireDecoder) arrayBody(n, depth int) any {
-	if n > len(d.b) { // every element takes at least one byte
-		d.fail("array of %d elements in %d bytes", n, len(d.b))
+func (d *valueDecoder) arrayBody(n, depth int) any {
+	if n > d.Len() { // every element takes at least one byte
+		d.Fail("array of %d elements in %d bytes", n, d.Len())
 		return nil
 	}
 	list := make([]any, n)
@@ -326,9 +182,9 @@ func (d *wireDecoder) arrayBody(n, depth int) any {
 	return list
 }
 
-func (d *wireDecoder) mapBody(n, depth int) any {
-	if n > len(d.b)/2 { // every entry takes at least two bytes
-		d.fail("map of %d entries in %d bytes", n, len(d.b))
+func (d *valueDecoder) mapBody(n, depth int) any {
+	if n > d.Len()/2 { // every entry takes at least two bytes
+		d.Fail("map of %d entries in %d bytes", n, d.Len())
 		return nil
 	}
 	keys := make([]any, n)
@@ -340,7 +196,7 @@ func (d *wireDecoder) mapBody(n, depth int) any {
 		_, isString := keys[i].(string)
 		allStrings = allStrings && isString
 	}
-	if d.err != nil {
+	if d.Err() != nil {
 		return nil
 	}
 	if allStrings {
@@ -353,7 +209,7 @@ func (d *wireDecoder) mapBody(n, depth int) any {
 	m := make(map[any]any, n)
 	for i, k := range keys {
 		if !hashable(k) {
-			d.fail("a map key of Go type %T can not be a key of a Go map; decode into a typed target with CallAs", k)
+			d.Fail("a map key of Go type %T can not be a key of a Go map; decode into a typed target with CallAs", k)
 			return nil
 		}
 		m[k] = values[i]
@@ -373,10 +229,10 @@ func hashable(k any) bool {
 }
 
 // ext decodes an extension value of n bytes.
-func (d *wireDecoder) ext(n int) any {
-	code := int8(d.byte1())
-	data := d.take(n)
-	if d.err != nil {
+func (d *valueDecoder) ext(n int) any {
+	code := int8(d.Byte())
+	data := d.Take(n)
+	if d.Err() != nil {
 		return nil
 	}
 	v, err := d.extValue(code, data)
@@ -386,13 +242,13 @@ func (d *wireDecoder) ext(n int) any {
 	case d.lenient:
 		return badExt{code: code, err: err}
 	}
-	d.fail("%w", err)
+	d.Fail("%w", err)
 	return nil
 }
 
 // extValue decodes the payload of an extension value: a timestamp, an
 // ndarray, a shared-memory reference or a registered extension.
-func (d *wireDecoder) extValue(code int8, data []byte) (any, error) {
+func (d *valueDecoder) extValue(code int8, data []byte) (any, error) {
 	switch code {
 	case -1:
 		t, err := decodeTimestamp(data)

@@ -5,48 +5,16 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io"
-	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// FuzzFrameReader feeds arbitrary bytes to the frame reader: it must return
-// frames no larger than the limit, or an error, and never panic or allocate
-// a declared length above the limit.
-func FuzzFrameReader(f *testing.F) {
-	f.Add([]byte{0, 0, 0, 3, 0x93, 0x03, 0x01})
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
-	f.Add([]byte{0, 0, 0, 10, 1, 2})
-	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0xc0})
-	const limit = 1 << 16
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fr := newFrameReader(bytes.NewReader(data), limit)
-		read := 0
-		for {
-			body, _, err := fr.next()
-			if err != nil {
-				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrMessageTooLarge) {
-					t.Fatalf("unexpected error %v", err)
-				}
-				return
-			}
-			if len(body) > limit {
-				t.Fatalf("frame of %d bytes above the limit", len(body))
-			}
-			read += frameHeaderSize + len(body)
-			if read > len(data) {
-				t.Fatalf("read %d bytes from %d", read, len(data))
-			}
-		}
-	})
-}
-
 // FuzzDecodeReply decodes arbitrary message bodies: a reply or an error,
-// never a panic; a decoded value re-encodes.
+// never a panic; a decoded value re-encodes. A body that is not a
+// handshake is refused by decodeHello with an error wrapping ErrProtocol
+// (internal/wire's FuzzDecodeHello fuzzes the handshake itself).
 func FuzzDecodeReply(f *testing.F) {
 	for _, msg := range [][]any{
 		{kindResult, 1, "testingtesting"},
@@ -71,7 +39,9 @@ func FuzzDecodeReply(f *testing.F) {
 	f.Add([]byte{0x93, 0x03, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{0x93, 0x03, 0x01, 0xc6, 0x7f, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, body []byte) {
-		_, _ = decodeHello(body)
+		if _, err := decodeHello(body); err != nil && !errors.Is(err, ErrProtocol) {
+			t.Fatalf("handshake error %v does not wrap ErrProtocol", err)
+		}
 		r, err := decodeReply(body)
 		if err != nil || r.err != nil {
 			return
@@ -236,73 +206,6 @@ func sharedBytesIn(v any) int {
 		return n
 	}
 	return 0
-}
-
-// helloSeeds are handshakes as workers send them (every length from 6 to 8
-// fields, with and without an import error) and near misses.
-func helloSeeds(f *testing.F) [][]byte {
-	var seeds [][]byte
-	for _, msg := range [][]any{
-		{kindHello, protocolVersion, 4242, "3.11.7", "pure", nil},
-		{kindHello, protocolVersion, 4242, "3.11.7", "msgpack-c", nil, "/usr/bin/python3.11"},
-		{kindHello, protocolVersion, 4242, "3.13.0", "pure", nil, "", 0.25},
-		{kindHello, protocolVersion, 1, "3.8.18", "pure", []any{"import_failed", "ModuleNotFoundError", "No module named 'm'", "Traceback ..."}, "/x/python3", 0.0},
-		{kindHello, protocolVersion, 1, "3.12.1", "pure", []any{"setup_failed", "ValueError", "m.load(): bad", ""}, "", 1.5},
-		{kindHello, protocolVersion + 1, 1, "3.11.7", "pure", nil},
-		{kindHello, protocolVersion, 1, "3.11.7", "pure", []any{"import_failed", "E"}},
-		{kindHello, protocolVersion, 1, "3.11.7", "pure", nil, "", -1.0},
-		{kindHello, protocolVersion, 1, "3.11.7", "pure", nil, "", 1e10},
-		{kindHello, protocolVersion, 1, "3.11.7", "pure", nil, "", "1s"},
-		{kindResult, 1, "x"},
-	} {
-		b, err := msgpack.Marshal(msg)
-		if err != nil {
-			f.Fatal(err)
-		}
-		seeds = append(seeds, b)
-	}
-	return append(seeds, []byte{0x96, 0x01, 0x01, 0xce, 0xff, 0xff, 0xff, 0xff}, []byte{0x98, 0x01, 0x01, 0x01, 0xdb, 0x7f, 0xff, 0xff, 0xff})
-}
-
-// FuzzDecodeHello decodes arbitrary first frames of a worker: a handshake
-// or an error wrapping ErrProtocol, never a panic. A handshake accepted is
-// of this protocol version with a sane set-up duration, and encoding it
-// again gives the same handshake.
-func FuzzDecodeHello(f *testing.F) {
-	for _, seed := range helloSeeds(f) {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		h, err := decodeHello(body)
-		if err != nil {
-			if !errors.Is(err, ErrProtocol) {
-				t.Fatalf("error %v does not wrap ErrProtocol", err)
-			}
-			return
-		}
-		if h.version != protocolVersion || h.setUp < 0 || h.setUp > 1e9*time.Second {
-			t.Fatalf("accepted a bad handshake: %+v", h)
-		}
-		var herr any
-		if h.err != nil {
-			herr = []any{h.err.Code, h.err.Type, h.err.Message, h.err.Traceback}
-		}
-		again, err := msgpack.Marshal([]any{kindHello, h.version, h.pid, h.pythonVersion, h.codec, herr, h.executable, h.setUp.Seconds()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h2, err := decodeHello(again)
-		if err != nil {
-			t.Fatalf("re-encoded handshake %+v refused: %v", h, err)
-		}
-		if d := h2.setUp - h.setUp; d < -time.Microsecond || d > time.Microsecond {
-			t.Fatalf("set-up duration %v became %v", h.setUp, h2.setUp)
-		}
-		h2.setUp = h.setUp
-		if !reflect.DeepEqual(h, h2) {
-			t.Fatalf("handshake %+v re-decoded as %+v", h, h2)
-		}
-	})
 }
 
 // bytesCaller is a Caller whose every reply is its bytes: a RESULT's value

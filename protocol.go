@@ -1,8 +1,9 @@
 package pypool
 
-// protocol.go knows bytes, not processes: frames, message kinds, encoding a
-// call and parsing the worker's messages. Values inside the messages are
-// decoded in decode.go. The same layout is implemented on the Python side in
+// protocol.go knows messages, not processes: message kinds, encoding a
+// call and parsing the worker's messages, on top of internal/wire (frames,
+// the handshake's fields, the msgpack reader). Values inside the messages
+// are decoded in decode.go. The same layout is implemented on the Python side in
 // python/pypool_runtime/worker.py (messages), frames.py (frames) and
 // codec.py (the hand-decoded head of a CALL frame, the head of a large bytes
 // RESULT).
@@ -34,24 +35,19 @@ package pypool
 // Kinds 12 to 15 are reserved.
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"time"
 
+	"github.com/pypool/pypool/internal/wire"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// protocolVersion is the version of the wire protocol spoken by this package
-// and announced by the Python runtime in its HELLO frame.
-const protocolVersion = 1
-
 // Message kinds.
 const (
-	kindHello  = 1
+	kindHello  = wire.KindHello
 	kindCall   = 2
 	kindResult = 3
 	kindError  = 4
@@ -66,7 +62,7 @@ const (
 )
 
 // frameHeaderSize is the size of the length prefix of every frame.
-const frameHeaderSize = 4
+const frameHeaderSize = wire.HeaderSize
 
 // DefaultMaxMessageSize is the default limit for one encoded message in either
 // direction (64 MiB).
@@ -125,7 +121,7 @@ func (e *callEncoder) encodeCall(id uint64, fn string, args []any, kwargs Kwargs
 	e.buf.Reset()
 	e.buf.Grow(e.sizeHint(args))
 	e.sharedBytes = 0
-	e.buf.Write([]byte{0, 0, 0, 0}) // the length, patched below
+	e.buf.Write(make([]byte, frameHeaderSize)) // the length, written by wire.PutHeader
 	enc := e.enc
 	fields, kind := 5, uint64(kindCall)
 	if window > 0 {
@@ -163,7 +159,7 @@ func (e *callEncoder) encodeCall(id uint64, fn string, args []any, kwargs Kwargs
 		return nil, fmt.Errorf("%w: the call to %s encodes to %d bytes, the limit is %d (Config.MaxMessageSize)",
 			ErrMessageTooLarge, fn, bodySize+e.sharedBytes, e.maxSize)
 	}
-	binary.BigEndian.PutUint32(frame, uint32(bodySize))
+	wire.PutHeader(frame)
 	return frame, nil
 }
 
@@ -177,7 +173,7 @@ func (e *callEncoder) encodeControl(kind uint64, fields int, rest func(e *callEn
 	e.shared = nil
 	defer func() { e.shared = shared }()
 	e.buf.Reset()
-	e.buf.Write([]byte{0, 0, 0, 0})
+	e.buf.Write(make([]byte, frameHeaderSize))
 	if err := errors.Join(e.enc.EncodeArrayLen(fields), e.enc.EncodeUint(kind)); err != nil {
 		return nil, err
 	}
@@ -190,7 +186,7 @@ func (e *callEncoder) encodeControl(kind uint64, fields int, rest func(e *callEn
 		return nil, fmt.Errorf("%w: the message encodes to %d bytes, the limit is %d (Config.MaxMessageSize)",
 			ErrMessageTooLarge, bodySize, e.maxSize)
 	}
-	binary.BigEndian.PutUint32(frame, uint32(bodySize))
+	wire.PutHeader(frame)
 	return frame, nil
 }
 
@@ -283,10 +279,6 @@ func (e *callEncoder) walkMap(m map[any]any, depth int) error {
 	return nil
 }
 
-// largeFrame is the size above which buffers are not kept for reuse: a
-// large frame's body is handed over to the decoded value instead of copied.
-const largeFrame = 1 << 20
-
 // sizeHint guesses the encoded size of args from their strings, byte slices
 // and Arrays, so that the buffer for a large payload is allocated once.
 // Values bound for the shared memory take no room in it.
@@ -313,68 +305,29 @@ func (e *callEncoder) inlineSize(size int) int {
 	return size
 }
 
-// frameReader reads frames from the worker. A read cut off by a deadline can
-// be resumed: the reader remembers how much of the current frame it has, so
-// the stream never loses its framing. It is not safe for concurrent use.
+// frameReader reads the worker's frames (wire.FrameReader); a frame above
+// the limit is ErrMessageTooLarge.
 type frameReader struct {
-	r       *bufio.Reader
-	maxSize int
-	header  [frameHeaderSize]byte
-	headerN int    // bytes of header read so far
-	body    []byte // reused between frames
-	bodyLen int    // -1 while the header is incomplete
-	bodyN   int    // bytes of body read so far
+	r *wire.FrameReader
 }
 
 func newFrameReader(r io.Reader, maxSize int) *frameReader {
-	return &frameReader{r: bufio.NewReaderSize(r, 64<<10), maxSize: maxSize, bodyLen: -1}
+	return &frameReader{wire.NewFrameReader(r, maxSize)}
 }
 
 // next returns the body of the next frame. The slice is valid until the next
 // call, unless owned is true: then the reader dropped it and the caller may
 // keep it. An error other than a timeout leaves the reader unusable.
 func (f *frameReader) next() (body []byte, owned bool, err error) {
-	for f.headerN < frameHeaderSize {
-		n, err := f.r.Read(f.header[f.headerN:])
-		f.headerN += n
-		if err != nil && f.headerN < frameHeaderSize {
-			if err == io.EOF && f.headerN > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, false, err
-		}
+	body, owned, err = f.r.Next()
+	if tooLarge, ok := err.(*wire.SizeError); ok {
+		err = fmt.Errorf("%w: the worker sent a %d-byte message, the limit is %d (Config.MaxMessageSize)",
+			ErrMessageTooLarge, tooLarge.Size, tooLarge.Limit)
 	}
-	if f.bodyLen < 0 {
-		size := binary.BigEndian.Uint32(f.header[:])
-		if uint64(size) > uint64(f.maxSize) {
-			return nil, false, fmt.Errorf("%w: the worker sent a %d-byte message, the limit is %d (Config.MaxMessageSize)",
-				ErrMessageTooLarge, size, f.maxSize)
-		}
-		f.bodyLen = int(size)
-		if cap(f.body) < f.bodyLen {
-			f.body = make([]byte, f.bodyLen)
-		}
-		f.body = f.body[:f.bodyLen]
-	}
-	for f.bodyN < f.bodyLen {
-		n, err := f.r.Read(f.body[f.bodyN:])
-		f.bodyN += n
-		if err != nil && f.bodyN < f.bodyLen {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, false, err
-		}
-	}
-	body = f.body
-	f.headerN, f.bodyLen, f.bodyN = 0, -1, 0
-	if cap(f.body) > largeFrame {
-		f.body, owned = nil, true // do not pin a large buffer to an idle worker
-	}
-	return body, owned, nil
+	return body, owned, err
 }
 
-// hello is the worker's handshake.
+// hello is the worker's handshake (wire.Hello), its error a *PythonError.
 type hello struct {
 	version       int64
 	pid           int
@@ -402,42 +355,14 @@ type reply struct {
 
 // decodeHello parses a HELLO frame.
 func decodeHello(body []byte) (hello, error) {
-	var h hello
-	d := wireDecoder{b: body}
-	n := d.arrayLen()
-	kind := d.int()
-	if d.err != nil || n < 6 || n > 8 || kind != kindHello {
-		return h, fmt.Errorf("%w: the first message is not a handshake (%d fields, kind %d): is the interpreter running the pypool runtime?",
-			ErrProtocol, n, kind)
+	w, err := wire.DecodeHello(body)
+	if err != nil {
+		return hello{}, fmt.Errorf("%w: %w", ErrProtocol, err)
 	}
-	h.version = d.int()
-	h.pid = int(d.int())
-	h.pythonVersion = d.str()
-	h.codec = d.str()
-	if d.peekNil() {
-		d.skipNil()
-	} else {
-		if d.arrayLen() != 4 {
-			d.fail("the handshake error does not have 4 fields")
-		}
-		h.err = d.pythonError()
-	}
-	if n >= 7 {
-		h.executable = d.str()
-	}
-	if n == 8 {
-		seconds, ok := d.value(0).(float64)
-		if !ok || !(seconds >= 0 && seconds <= 1e9) { // NaN too
-			d.fail("the set-up's duration is not a number of seconds")
-		}
-		h.setUp = time.Duration(seconds * float64(time.Second))
-	}
-	if d.err != nil {
-		return h, fmt.Errorf("%w: bad handshake: %v", ErrProtocol, d.err)
-	}
-	if h.version != protocolVersion {
-		return h, fmt.Errorf("%w: the worker speaks protocol version %d, this package speaks %d",
-			ErrProtocol, h.version, protocolVersion)
+	h := hello{version: w.Version, pid: w.PID, pythonVersion: w.PythonVersion, codec: w.Codec,
+		executable: w.Executable, setUp: w.SetUp}
+	if e := w.Error; e != nil {
+		h.err = &PythonError{Code: e.Code, Type: e.Type, Message: e.Message, Traceback: e.Traceback}
 	}
 	return h, nil
 }
@@ -445,36 +370,41 @@ func decodeHello(body []byte) (hello, error) {
 // decodeReply parses a RESULT or ERROR frame.
 func decodeReply(body []byte) (reply, error) {
 	var r reply
-	d := wireDecoder{b: body}
-	n := d.arrayLen()
-	r.kind = d.int()
-	r.id = d.uint()
+	d := wire.NewReader(body)
+	n := d.ArrayLen()
+	r.kind = d.Int()
+	r.id = d.Uint()
 	switch {
-	case d.err != nil:
+	case d.Err() != nil:
 	case r.kind == kindResult && n == 3:
-		r.value = d.rest()
+		r.value = d.Rest()
 		return r, nil
 	case r.kind == kindError && n == 6:
-		r.err = d.pythonError()
+		r.err = pythonError(&d)
 	case r.kind == kindItems && n == 3:
-		if c := d.byte1(); d.err == nil && !(c >= 0x90 && c <= 0x9f || c == 0xdc || c == 0xdd) {
-			d.fail("the items are not an array")
+		if c := d.Byte(); d.Err() == nil && !(c >= 0x90 && c <= 0x9f || c == 0xdc || c == 0xdd) {
+			d.Fail("the items are not an array")
 		}
-		if d.err == nil {
-			r.value = body[len(body)-len(d.b)-1:]
+		if d.Err() == nil {
+			r.value = body[len(body)-d.Len()-1:]
 			return r, nil
 		}
 	case r.kind == kindCallback && n == 4:
-		r.name = d.str()
-		r.value = d.rest()
-		if d.err == nil && (len(r.value) == 0 || !(r.value[0] >= 0x90 && r.value[0] <= 0x9f || r.value[0] == 0xdc || r.value[0] == 0xdd)) {
-			d.fail("the callback's arguments are not an array")
+		r.name = d.Str()
+		r.value = d.Rest()
+		if d.Err() == nil && (len(r.value) == 0 || !(r.value[0] >= 0x90 && r.value[0] <= 0x9f || r.value[0] == 0xdc || r.value[0] == 0xdd)) {
+			d.Fail("the callback's arguments are not an array")
 		}
 	default:
 		return r, fmt.Errorf("%w: unexpected message kind %d with %d fields", ErrProtocol, r.kind, n)
 	}
-	if d.err != nil {
-		return r, fmt.Errorf("%w: bad reply: %v", ErrProtocol, d.err)
+	if d.Err() != nil {
+		return r, fmt.Errorf("%w: bad reply: %v", ErrProtocol, d.Err())
 	}
 	return r, nil
+}
+
+// pythonError reads the four fields code, type, message and traceback.
+func pythonError(d *wire.Reader) *PythonError {
+	return &PythonError{Code: d.Str(), Type: d.Str(), Message: d.Str(), Traceback: d.Str()}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/pypool/pypool/internal/wire"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -26,7 +27,7 @@ func (e *callEncoder) sharedSlice(p []byte) error {
 		return err
 	}
 	var buf [32]byte
-	payload := appendUint(appendUint(append(buf[:0], 0x92), uint64(offset)), uint64(len(p)))
+	payload := wire.AppendUint(wire.AppendUint(append(buf[:0], 0x92), uint64(offset)), uint64(len(p)))
 	return e.writeExt(extShmBytes, payload)
 }
 
@@ -43,7 +44,7 @@ func (e *callEncoder) sharedArray(a Array) error {
 	var buf [96]byte
 	payload := appendNDArrayHeader(buf[:0], a)
 	payload[0] = 0x94 // [dtype, shape, offset, length]
-	payload = appendUint(appendUint(payload, uint64(offset)), uint64(len(a.Data)))
+	payload = wire.AppendUint(wire.AppendUint(payload, uint64(offset)), uint64(len(a.Data)))
 	return e.writeExt(extShmNDArray, payload)
 }
 
@@ -115,31 +116,31 @@ func (r *sharedReader) appendBytes(buf, payload []byte) ([]byte, error) {
 
 // bytesRef parses a SHM_BYTES payload.
 func bytesRef(payload []byte) (offset, length uint64, err error) {
-	d := wireDecoder{b: payload}
-	if n := d.arrayLen(); d.err == nil && n != 2 {
-		d.fail("%d fields, not [offset, length]", n)
+	d := wire.NewReader(payload)
+	if n := d.ArrayLen(); d.Err() == nil && n != 2 {
+		d.Fail("%d fields, not [offset, length]", n)
 	}
-	offset, length = d.uint(), d.uint()
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d bytes after [offset, length]", len(d.b))
+	offset, length = d.Uint(), d.Uint()
+	if d.Err() == nil && d.Len() != 0 {
+		d.Fail("%d bytes after [offset, length]", d.Len())
 	}
-	if d.err != nil {
-		return 0, 0, brokenByWorker("shared bytes: %v", d.err)
+	if d.Err() != nil {
+		return 0, 0, brokenByWorker("shared bytes: %v", d.Err())
 	}
 	return offset, length, nil
 }
 
 func (r *sharedReader) array(payload []byte) (Array, error) {
-	d := wireDecoder{b: payload}
-	if n := d.arrayLen(); d.err == nil && n != 4 {
-		d.fail("%d fields, not [dtype, shape, offset, length]", n)
+	d := wire.NewReader(payload)
+	if n := d.ArrayLen(); d.Err() == nil && n != 4 {
+		d.Fail("%d fields, not [dtype, shape, offset, length]", n)
 	}
-	wire := d.str()
-	ndim := d.arrayLen()
-	if d.err != nil {
-		return Array{}, brokenByWorker("shared ndarray: bad header: %v", d.err)
+	wireDType := d.Str()
+	ndim := d.ArrayLen()
+	if d.Err() != nil {
+		return Array{}, brokenByWorker("shared ndarray: bad header: %v", d.Err())
 	}
-	dtype, swap, err := parseWireDType(wire)
+	dtype, swap, err := parseWireDType(wireDType)
 	if err != nil {
 		return Array{}, fmt.Errorf("shared ndarray: %w", err)
 	}
@@ -147,12 +148,12 @@ func (r *sharedReader) array(payload []byte) (Array, error) {
 	if err != nil {
 		return Array{}, fmt.Errorf("shared ndarray: %w", err)
 	}
-	offset, length := d.uint(), d.uint()
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d bytes after the reference", len(d.b))
+	offset, length := d.Uint(), d.Uint()
+	if d.Err() == nil && d.Len() != 0 {
+		d.Fail("%d bytes after the reference", d.Len())
 	}
-	if d.err != nil {
-		return Array{}, brokenByWorker("shared ndarray: %v", d.err)
+	if d.Err() != nil {
+		return Array{}, brokenByWorker("shared ndarray: %v", d.Err())
 	}
 	n, err := elementCount(shape)
 	if err != nil || n > math.MaxInt/dtype.Size() || uint64(n*dtype.Size()) != length {
@@ -188,11 +189,11 @@ func (r *sharedReader) overBudget() error {
 // the values they point to, inline (bin, NDARRAY), for msgpack's decoding
 // of CallAs targets; b itself when it holds none.
 func rewriteShared(b []byte, mem *sharedMem) ([]byte, error) {
-	if !containsExt(b, extShmBytes) && !containsExt(b, extShmNDArray) {
+	if !wire.ContainsExt(b, extShmBytes) && !wire.ContainsExt(b, extShmNDArray) {
 		return b, nil
 	}
 	r := newSharedReader(mem, len(b))
-	return rewriteExts(b, func(code int8, payload []byte) ([]byte, bool, error) {
+	return wire.RewriteExts(b, func(code int8, payload []byte) ([]byte, bool, error) {
 		if code != extShmBytes && code != extShmNDArray {
 			return nil, false, nil
 		}

@@ -18,6 +18,8 @@ import (
 	"iter"
 	"os"
 	"time"
+
+	"github.com/pypool/pypool/internal/wire"
 )
 
 // streamWindow is how many ITEMS frames Python may send before it waits
@@ -181,23 +183,22 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 // eachItem gives the items of an ITEMS frame to each; false when each
 // stopped.
 func eachItem(items []byte, codec *valueCodec, each itemFunc) (bool, error) {
-	d := wireDecoder{b: items}
-	n := d.arrayLen()
+	d := wire.NewReader(items)
+	n := d.ArrayLen()
 	for range n {
-		start := d.b
-		skipValue(&d)
-		if d.err != nil {
+		item := d.Skip()
+		if d.Err() != nil {
 			break
 		}
-		if !each(start[:len(start)-len(d.b)], codec) {
+		if !each(item, codec) {
 			return false, nil
 		}
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d bytes after the items", len(d.b))
+	if d.Err() == nil && d.Len() != 0 {
+		d.Fail("%d bytes after the items", d.Len())
 	}
-	if d.err != nil {
-		return false, fmt.Errorf("%w: bad ITEMS frame: %v", ErrProtocol, d.err)
+	if d.Err() != nil {
+		return false, fmt.Errorf("%w: bad ITEMS frame: %v", ErrProtocol, d.Err())
 	}
 	return true, nil
 }
