@@ -1,6 +1,6 @@
 package pypool
 
-// replies.go is the one loop that reads what a worker sends while a call
+// exchange.go is the one loop that reads what a worker sends while a call
 // runs (readReplies): a call's reply, a stream's items, callbacks, and the
 // reply that a closed stream or a cut-off call still owes.
 
