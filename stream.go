@@ -148,7 +148,7 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, streamWindow)
 	switch {
 	case errors.Is(err, errSharedClosed):
-		p.setStateLocked(procBroken, err)
+		p.setState(evLost, err)
 		return p.exitError(ctx)
 	case isSharedFault(err):
 		return p.failed(ctx, fn, err, false)
@@ -215,7 +215,7 @@ func (p *process) creditFrame(id uint64, n int) []byte {
 // within InterruptGrace (and ctx). A generator that takes longer is
 // interrupted, as a cut-off call, and the pool drains the worker.
 func (p *process) closeStream(ctx context.Context, fn string, id uint64) {
-	if p.state != procRunning {
+	if p.state.stream != streamRunning {
 		return
 	}
 	if ctx.Err() != nil {
