@@ -378,25 +378,19 @@ func startOnLockedThread(cmd *exec.Cmd) error {
 	return cmd.Start()
 }
 
-// handshake reads the HELLO frame within StartTimeout.
+// handshake reads the worker's HELLO (readHello) and checks it (welcome),
+// whether the worker was started as its own python3 or forked.
 func (p *process) handshake(ctx context.Context) error {
-	deadline := time.Now().Add(p.spec.startTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	p.fromWorker.SetReadDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { p.fromWorker.SetReadDeadline(time.Now()) })
-	defer stop()
-
-	body, _, err := p.reader.next()
+	body, readErr, err := p.spec.readHello(ctx, "a worker", fmt.Sprintf("worker %d", p.pid), p.fromWorker.SetReadDeadline,
+		func() ([]byte, error) {
+			body, _, err := p.reader.next()
+			return body, err
+		})
 	switch {
-	case err == nil:
-	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
-		return fmt.Errorf("pypool: starting a worker: %w", ctx.Err())
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("%w: worker %d did not finish importing %q within %v (Config.StartTimeout): %w",
-			ErrWorkerStart, p.pid, p.spec.module, p.spec.startTimeout, context.DeadlineExceeded)
-	case isEOF(err):
+	case err != nil:
+		return err
+	case readErr == nil:
+	case isEOF(readErr):
 		// The worker exited: its end of the pipe is gone (EOF), or its exit
 		// watcher has already closed ours (os.ErrClosed). Either way, the
 		// exit tells why.
@@ -409,7 +403,7 @@ func (p *process) handshake(ctx context.Context) error {
 		}
 		return &exitErr
 	default:
-		return fmt.Errorf("%w: reading the handshake of worker %d: %w", ErrWorkerStart, p.pid, err)
+		return fmt.Errorf("%w: reading the handshake of worker %d: %w", ErrWorkerStart, p.pid, readErr)
 	}
 	h, err := decodeHello(body)
 	if err != nil {
@@ -417,16 +411,55 @@ func (p *process) handshake(ctx context.Context) error {
 		// not run this runtime, and will not next time either.
 		return &fatalStart{fmt.Errorf("%w: %w", ErrWorkerStart, err)}
 	}
-	if h.err != nil {
-		return &importError{module: p.spec.module, setUp: p.spec.setUp, err: h.err}
+	if err := p.spec.welcome(h); err != nil {
+		return err
 	}
 	if p.spec.setUp != "" {
 		p.spec.logger.Info("pypool: worker ran its set-up", slog.Int("worker", p.pid),
 			slog.String("function", p.spec.setUp), slog.Duration("duration", h.setUp))
 	}
 	p.hello = h
-	p.spec.python.learn(h.executable)
 	p.fromWorker.SetReadDeadline(time.Time{})
+	return nil
+}
+
+// readHello is the one handshake read of a starting python3, a worker's
+// (handshake) or a fork server template's (forkserver.go): it reads the
+// HELLO with read, bounded by Config.StartTimeout and ctx through
+// setDeadline. what names the start in ctx's error ("a worker"), who the
+// process in the time-out's ("worker 12"). It returns the HELLO's body;
+// or err, the handshake's error when ctx or the time-out ended the read;
+// or readErr, the read's own error, for the caller to say what it means.
+func (spec *workerSpec) readHello(ctx context.Context, what, who string, setDeadline func(time.Time) error,
+	read func() ([]byte, error)) (body []byte, readErr, err error) {
+	deadline := time.Now().Add(spec.startTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	setDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { setDeadline(time.Now()) })
+	defer stop()
+	body, readErr = read()
+	switch {
+	case readErr == nil:
+		return body, nil, nil
+	case errors.Is(readErr, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+		return nil, nil, fmt.Errorf("pypool: starting %s: %w", what, ctx.Err())
+	case errors.Is(readErr, os.ErrDeadlineExceeded):
+		return nil, nil, fmt.Errorf("%w: %s did not finish importing %q within %v (Config.StartTimeout): %w",
+			ErrWorkerStart, who, spec.module, spec.startTimeout, context.DeadlineExceeded)
+	}
+	return nil, readErr, nil
+}
+
+// welcome checks a decoded HELLO, a worker's or a fork server template's:
+// a module that did not import, or a set-up that failed, is an
+// *importError; otherwise the interpreter's path it names is learnt.
+func (spec *workerSpec) welcome(h hello) error {
+	if h.err != nil {
+		return &importError{module: spec.module, setUp: spec.setUp, err: h.err}
+	}
+	spec.python.learn(h.executable)
 	return nil
 }
 
