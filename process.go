@@ -149,7 +149,7 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 	}
 	go p.watchExit(onExit)
 	if err := p.handshake(ctx); err != nil {
-		p.kill()
+		p.broke() // its supervisor kills it
 		<-p.exited
 		return nil, err
 	}
@@ -931,8 +931,9 @@ func isEOF(err error) bool {
 }
 
 // broke reports to the process's supervisor (workerSpec.onBroken) that it
-// can no longer serve, during a call: its stream is lost, or it closed its
-// output and lives on (lifeQuit). The supervisor decides (it kills it).
+// can no longer serve: its handshake failed, or, during a call, its stream
+// is lost or it closed its output and lives on (lifeQuit). The supervisor
+// decides (it kills it).
 func (p *process) broke() {
 	p.spec.onBroken(p)
 }

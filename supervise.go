@@ -173,14 +173,15 @@ func (p *Pool) processExited(proc *process) {
 	}
 }
 
-// processBroken is a process's report, during a call, that it can no
-// longer serve (process.broke): its stream is lost (a protocol error), or
-// it closed its output and lives on. The supervisor kills it at once, on
-// the reporting goroutine: the kill ends the wait of an outer call for a
+// processBroken is a process's report that it can no longer serve
+// (process.broke): its handshake failed (startProcess waits for its exit),
+// or, during a call, its stream is lost (a protocol error) or it closed
+// its output and lives on. The supervisor kills it at once, on the
+// reporting goroutine: the kill ends the wait of an outer call for a
 // callback whose nested call broke the stream (awaitCallback watches
 // exited), and ends a worker that a Transaction holds. Its exit counts as
-// a crash only if it quit by itself (process.kill); its slot is settled at
-// check-in, as for any broken worker.
+// a crash only if it quit by itself (process.kill); a pooled worker's slot
+// is settled at check-in, as for any broken worker.
 func (p *Pool) processBroken(proc *process) {
 	proc.kill()
 }
