@@ -669,8 +669,9 @@ func (p *process) setDeadline(t time.Time) {
 }
 
 // failed turns an I/O or protocol error of a call into the caller's error
-// and records the process's new condition. sent tells whether the whole call
-// frame reached the worker.
+// and records the process's new state (setState); a protocol error is
+// reported to its supervisor (broke), which kills it. sent tells whether
+// the whole call frame reached the worker.
 func (p *process) failed(ctx context.Context, fn string, err error, sent bool) error {
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
@@ -696,7 +697,9 @@ func (p *process) failed(ctx context.Context, fn string, err error, sent bool) e
 }
 
 // exitError waits (briefly, and never past ctx) for the process to be
-// reaped and returns its exit as an error.
+// reaped and returns its exit as an error. A process whose output closed
+// but that has not exited by then quit (evQuit): it is reported to its
+// supervisor (broke), which kills it, and the error says so.
 func (p *process) exitError(ctx context.Context) error {
 	timer := time.NewTimer(exitWaitTimeout)
 	defer timer.Stop()
