@@ -488,33 +488,54 @@ func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs 
 		return err
 	}
 	defer p.end(cf)
-	frame, err := p.encoder.encode(id, fn, args, kwargs)
+	stop, err := p.sendCall(ctx, id, fn, args, kwargs, 0, sizes, nested)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	l := replyLoop{wait: waitCall, id: id, into: into, sizes: sizes}
+	return p.readReplies(ctx, fn, &l, nil)
+}
+
+// sendCall encodes the call id of fn (a CALL frame; a STREAM frame when
+// window > 0) and writes it, the pipes' deadlines following ctx (watch):
+// the one send of callLocked and streamLocked. sizes (nil: not traced)
+// receives the request's size. On success the caller defers stop, which
+// ends the watch; a failure returns the call's error, with the process's
+// new state recorded when the worker is not as it was.
+func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any, kwargs Kwargs, window int, sizes *callSizes, nested bool) (stop func(), err error) {
+	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, window)
 	switch {
 	case errors.Is(err, errSharedClosed):
 		// The worker exited before the call: its shared memory went
 		// with it. A crash, as if the call had been sent.
 		p.setState(evLost, err)
-		return p.exitError(ctx)
+		return nil, p.exitError(ctx)
 	case isSharedFault(err):
 		// Nothing was sent, but the worker's shared memory is broken.
-		return p.failed(ctx, fn, err, false)
+		return nil, p.failed(ctx, fn, err, false)
 	case err != nil:
-		return err // nothing was sent: the worker is fine
+		return nil, err // nothing was sent: the worker is fine
 	}
 	if sizes != nil {
 		sizes.request = len(frame) - frameHeaderSize + p.encoder.sharedBytes
 	}
-	stop := p.watch(ctx, nested)
-	defer stop()
+	stop = p.watch(ctx, nested)
 	if n, err := p.toWorker.Write(frame); err != nil {
 		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 			// Nothing reached the worker: it is as healthy as before.
-			return fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx))
+			what := "call to"
+			if window > 0 {
+				what = "stream of"
+			}
+			err = fmt.Errorf("pypool: %s %s: %w", what, fn, contextCause(ctx))
+		} else {
+			err = p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
 		}
-		return p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
+		stop()
+		return nil, err
 	}
-	l := replyLoop{wait: waitCall, id: id, into: into, sizes: sizes}
-	return p.readReplies(ctx, fn, &l, nil)
+	return stop, nil
 }
 
 // callFrame is what begin set up for one call, for end to undo.
