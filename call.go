@@ -269,7 +269,7 @@ func (p *Pool) exchange(ctx context.Context, proc *process, fn string, args []an
 	switch {
 	case err == nil:
 		p.backoff.callSucceeded()
-	case errors.Is(err, ErrWorkerCrashed) && proc.stopping.Load() && p.isClosed():
+	case errors.Is(err, ErrWorkerCrashed) && proc.askedToEnd() && p.isClosed():
 		return fmt.Errorf("%w: the worker was stopped while the %s ran: %w", ErrPoolClosed, x.kind(), err)
 	}
 	return err

@@ -186,7 +186,7 @@ func (p *process) serveCallback(ctx context.Context, fn string, r reply) error {
 	if err != nil {
 		return err
 	}
-	if p.state != procRunning {
+	if p.state.stream != streamRunning {
 		// A call made inside the callback was cut off: the worker is in
 		// an unknown state, the pool drains or kills it.
 		return p.cutOffInside(ctx, fn, r.name)
@@ -240,7 +240,7 @@ func (p *process) awaitCallback(ctx context.Context, fn string, r reply) (any, *
 	}
 	cancel()
 	scope.end() // waits for a nested call in flight: its context has just ended
-	if p.state != procRunning {
+	if p.state.stream != streamRunning {
 		return nil, nil, p.cutOffInside(ctx, fn, r.name)
 	}
 	// Python waits in call_go: the call is cut off (the pool's drain
@@ -354,7 +354,7 @@ func (p *process) refuseCallback(r reply, why string) error {
 // cutOffInside is the error of a call whose worker was cut off by a call
 // made inside one of its callbacks.
 func (p *process) cutOffInside(ctx context.Context, fn, callback string) error {
-	if p.state == procBroken && isEOF(p.streamErr) {
+	if p.state.stream == streamBroken && isEOF(p.streamErr) {
 		return p.exitError(ctx)
 	}
 	cause := p.cutOff

@@ -184,39 +184,32 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 	return fs, nil
 }
 
-// handshake reads the template's HELLO: it has imported the module.
+// handshake reads the template's HELLO (readHello) and checks it
+// (welcome): it has imported the module.
 func (fs *forkServer) handshake(ctx context.Context, spec *workerSpec) error {
-	deadline := time.Now().Add(spec.startTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	fs.conn.SetReadDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { fs.conn.SetReadDeadline(time.Now()) })
-	defer stop()
 	buf := make([]byte, 64<<10)
-	n, err := fs.conn.Read(buf)
+	body, readErr, err := spec.readHello(ctx, "the fork server", fmt.Sprintf("the fork server %d", fs.pid), fs.conn.SetReadDeadline,
+		func() ([]byte, error) {
+			n, err := fs.conn.Read(buf)
+			if err == nil && n == 0 {
+				err = io.EOF
+			}
+			return buf[:n], err
+		})
 	switch {
-	case err == nil && n == 0:
-		err = io.EOF
-	case err == nil:
-	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
-		return fmt.Errorf("pypool: starting the fork server: %w", ctx.Err())
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("%w: the fork server %d did not finish importing %q within %v (Config.StartTimeout): %w",
-			ErrWorkerStart, fs.pid, spec.module, spec.startTimeout, context.DeadlineExceeded)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: the fork server %d exited before its handshake: %v", ErrWorkerStart, fs.pid, err)
+	case err != nil:
+		return err
+	case readErr != nil:
+		return fmt.Errorf("%w: the fork server %d exited before its handshake: %v", ErrWorkerStart, fs.pid, readErr)
 	}
 	fs.conn.SetReadDeadline(time.Time{})
-	h, err := decodeHello(buf[:n])
+	h, err := decodeHello(body)
 	if err != nil {
 		return fmt.Errorf("%w: fork server: %w", ErrWorkerStart, err)
 	}
-	if h.err != nil {
-		return &importError{module: spec.module, setUp: spec.setUp, err: h.err}
+	if err := spec.welcome(h); err != nil {
+		return err
 	}
-	spec.python.learn(h.executable)
 	if spec.setUp != "" && spec.preloadSetUp {
 		spec.logger.Info("pypool: fork server ran the set-up", slog.Int("forkserver", fs.pid),
 			slog.String("function", spec.setUp), slog.Duration("duration", h.setUp))

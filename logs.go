@@ -56,7 +56,7 @@ func (p *process) setCurrent(fn string) {
 // recorded while an interrupted call drains, and when the call broke the
 // worker: its crash record names it.
 func (p *process) endCall() {
-	if p.state == procRunning {
+	if p.state.stream == streamRunning {
 		p.callOver()
 	}
 }
@@ -96,7 +96,7 @@ func (p *process) logStarted() {
 // stopped (for cause, from stopCauseLocked).
 func (p *process) logExit(cause string) {
 	uptime := time.Since(p.started).Round(time.Millisecond)
-	if !p.crashed {
+	if !p.crashed() {
 		p.spec.logger.Debug(msgWorkerStopped, "worker", p.pid, "cause", p.stopCause(cause), "served", p.served.Load(), "uptime", uptime)
 		return
 	}
@@ -147,7 +147,7 @@ func (p *Pool) stopCauseLocked(pw *pooledWorker) string {
 // stopCause completes a cause from stopCauseLocked, without Pool.mu: a
 // call may hold the process's lock for a while yet.
 func (p *process) stopCause(cause string) string {
-	if cause != "" || p.crashed {
+	if cause != "" || p.crashed() {
 		return cause
 	}
 	if err := p.streamError(); err != nil {

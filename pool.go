@@ -114,6 +114,7 @@ func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 		closeDone: make(chan struct{}),
 	}
 	p.lifetime, p.endLife = context.WithCancel(context.Background())
+	p.spec.onBroken = p.processBroken
 	if err := p.spec.guard.start(p.guardianExited); err != nil {
 		p.endLife()
 		return nil, fmt.Errorf("%w: %w", ErrWorkerStart, err)

@@ -1,16 +1,19 @@
 package pypool
 
-// process.go is one python3 worker process: its start and handshake, calls,
-// interruption, stop and kill, the watch on its exit, and the forwarding of
-// what it writes to stdout and stderr. It knows frames, not pooling: the
-// pool's record of a worker is a pooledWorker (state.go).
+// process.go is one python3 worker process: its named states (procState,
+// one transition function), its start and handshake, calls, interruption,
+// the watch on its exit, and the forwarding of what it writes to stdout
+// and stderr. It knows frames, not pooling: the pool's record of a worker
+// is a pooledWorker (state.go). It reports, its supervisor decides: stop
+// and kill are the supervisor's tools (supervise.go), and a process that
+// can no longer serve reports it (broke) instead of killing itself.
 //
 // Life of a process, each step in one function:
 //
 //	startProcess: start (fork, pipes, forwarders) -> handshake (HELLO frame)
 //	call ... call            (one at a time, p.mu held for each)
-//	stop (end of input, then kill after a grace) or kill (SIGKILL)
-//	watchExit: reap, record how it ended, close the pipes, call onExit
+//	stop (end of input, then kill after a grace) or kill (SIGKILL), by its supervisor
+//	watchExit: reap, record how it ended (setState), close the pipes, call onExit
 
 import (
 	"bufio"
@@ -73,6 +76,10 @@ type workerSpec struct {
 	// guard owns the workers' process groups should the Go process die
 	// (guardian.go); nil outside a pool.
 	guard *guardian
+	// onBroken receives a process's report that it can no longer serve
+	// (process.broke): its supervisor decides what to do with it. Set by
+	// the pool (Pool.processBroken) before its first start.
+	onBroken func(*process)
 }
 
 // process is one running python3 worker.
@@ -91,11 +98,14 @@ type process struct {
 	shm        *sharedMem // nil when values always cross the pipes
 	codec      valueCodec // the spec's, with shm
 
-	stopping atomic.Bool      // it was asked to end (askToEnd): its exit is no crash
-	exited   chan struct{}    // closed once the process is reaped
-	exitErr  *WorkerExitError // set before exited is closed
-	crashed  bool             // it exited without being asked to; set before exited is closed
-	stderr   tail
+	// The process's state (procState), written by setState only. stateMu
+	// guards it; its stream part (and cutOff, streamErr) is written with
+	// mu held too, so that a call, which holds mu, reads it without stateMu.
+	stateMu sync.Mutex
+	state   procState
+	exited  chan struct{}    // closed by setState once the process is reaped
+	exitErr *WorkerExitError // how it exited; set by setState before exited is closed
+	stderr  tail
 
 	// Guarded by mu, which is held for the whole of a call.
 	mu      sync.Mutex
@@ -103,8 +113,7 @@ type process struct {
 	outerID uint64 // id of the call that holds mu (the outermost of nested ones)
 	// The callbacks read and not yet answered, innermost last (callback.go).
 	pendingCallbacks []uint64
-	state            procState     // set by setStateLocked only
-	streamErr        error         // why the stream broke (procBroken)
+	streamErr        error         // why the stream broke (streamBroken); written by setState
 	afterFired       chan struct{} // see watchContext
 	deadline         time.Time     // both pipes' deadline, when deadlineSet
 	deadlineSet      bool          // false: the pipes' deadlines are not known
@@ -116,7 +125,7 @@ type process struct {
 	// by the output forwarders and the life-cycle log records.
 	current atomic.Pointer[string]
 	last    atomic.Pointer[string]
-	cutOff  error          // why the interrupted call was cut off (procInterrupted); guarded by mu
+	cutOff  error          // why the interrupted call was cut off (streamInterrupted); guarded by mu, written by setState
 	dumps   stackDumper    // the Python stack dumps (stackdump.go)
 	output  [2]outputCalls // which call wrote the lines of stderr, stdout
 }
@@ -141,7 +150,7 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 	}
 	go p.watchExit(onExit)
 	if err := p.handshake(ctx); err != nil {
-		p.kill()
+		p.broke() // its supervisor kills it
 		<-p.exited
 		return nil, err
 	}
@@ -337,25 +346,19 @@ func (e execProcess) wait() exitStatus {
 	return exitStatus{code: e.cmd.ProcessState.ExitCode()}
 }
 
-// handshake reads the HELLO frame within StartTimeout.
+// handshake reads the worker's HELLO (readHello) and checks it (welcome),
+// whether the worker was started as its own python3 or forked.
 func (p *process) handshake(ctx context.Context) error {
-	deadline := time.Now().Add(p.spec.startTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	p.fromWorker.SetReadDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { p.fromWorker.SetReadDeadline(time.Now()) })
-	defer stop()
-
-	body, _, err := p.reader.next()
+	body, readErr, err := p.spec.readHello(ctx, "a worker", fmt.Sprintf("worker %d", p.pid), p.fromWorker.SetReadDeadline,
+		func() ([]byte, error) {
+			body, _, err := p.reader.next()
+			return body, err
+		})
 	switch {
-	case err == nil:
-	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
-		return fmt.Errorf("pypool: starting a worker: %w", ctx.Err())
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("%w: worker %d did not finish importing %q within %v (Config.StartTimeout): %w",
-			ErrWorkerStart, p.pid, p.spec.module, p.spec.startTimeout, context.DeadlineExceeded)
-	case isEOF(err):
+	case err != nil:
+		return err
+	case readErr == nil:
+	case isEOF(readErr):
 		// The worker exited: its end of the pipe is gone (EOF), or its exit
 		// watcher has already closed ours (os.ErrClosed). Either way, the
 		// exit tells why.
@@ -368,7 +371,7 @@ func (p *process) handshake(ctx context.Context) error {
 		}
 		return &exitErr
 	default:
-		return fmt.Errorf("%w: reading the handshake of worker %d: %w", ErrWorkerStart, p.pid, err)
+		return fmt.Errorf("%w: reading the handshake of worker %d: %w", ErrWorkerStart, p.pid, readErr)
 	}
 	h, err := decodeHello(body)
 	if err != nil {
@@ -376,16 +379,55 @@ func (p *process) handshake(ctx context.Context) error {
 		// not run this runtime, and will not next time either.
 		return &fatalStart{fmt.Errorf("%w: %w", ErrWorkerStart, err)}
 	}
-	if h.err != nil {
-		return &importError{module: p.spec.module, setUp: p.spec.setUp, err: h.err}
+	if err := p.spec.welcome(h); err != nil {
+		return err
 	}
 	if p.spec.setUp != "" {
 		p.spec.logger.Info("pypool: worker ran its set-up", slog.Int("worker", p.pid),
 			slog.String("function", p.spec.setUp), slog.Duration("duration", h.setUp))
 	}
 	p.hello = h
-	p.spec.python.learn(h.executable)
 	p.fromWorker.SetReadDeadline(time.Time{})
+	return nil
+}
+
+// readHello is the one handshake read of a starting python3, a worker's
+// (handshake) or a fork server template's (forkserver.go): it reads the
+// HELLO with read, bounded by Config.StartTimeout and ctx through
+// setDeadline. what names the start in ctx's error ("a worker"), who the
+// process in the time-out's ("worker 12"). It returns the HELLO's body;
+// or err, the handshake's error when ctx or the time-out ended the read;
+// or readErr, the read's own error, for the caller to say what it means.
+func (spec *workerSpec) readHello(ctx context.Context, what, who string, setDeadline func(time.Time) error,
+	read func() ([]byte, error)) (body []byte, readErr, err error) {
+	deadline := time.Now().Add(spec.startTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	setDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { setDeadline(time.Now()) })
+	defer stop()
+	body, readErr = read()
+	switch {
+	case readErr == nil:
+		return body, nil, nil
+	case errors.Is(readErr, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+		return nil, nil, fmt.Errorf("pypool: starting %s: %w", what, ctx.Err())
+	case errors.Is(readErr, os.ErrDeadlineExceeded):
+		return nil, nil, fmt.Errorf("%w: %s did not finish importing %q within %v (Config.StartTimeout): %w",
+			ErrWorkerStart, who, spec.module, spec.startTimeout, context.DeadlineExceeded)
+	}
+	return nil, readErr, nil
+}
+
+// welcome checks a decoded HELLO, a worker's or a fork server template's:
+// a module that did not import, or a set-up that failed, is an
+// *importError; otherwise the interpreter's path it names is learnt.
+func (spec *workerSpec) welcome(h hello) error {
+	if h.err != nil {
+		return &importError{module: spec.module, setUp: spec.setUp, err: h.err}
+	}
+	spec.python.learn(h.executable)
 	return nil
 }
 
@@ -414,33 +456,54 @@ func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs 
 		return err
 	}
 	defer p.end(cf)
-	frame, err := p.encoder.encode(id, fn, args, kwargs)
+	stop, err := p.sendCall(ctx, id, fn, args, kwargs, 0, sizes, nested)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	l := replyLoop{wait: waitCall, id: id, into: into, sizes: sizes}
+	return p.readReplies(ctx, fn, &l, nil)
+}
+
+// sendCall encodes the call id of fn (a CALL frame; a STREAM frame when
+// window > 0) and writes it, the pipes' deadlines following ctx (watch):
+// the one send of callLocked and streamLocked. sizes (nil: not traced)
+// receives the request's size. On success the caller defers stop, which
+// ends the watch; a failure returns the call's error, with the process's
+// new state recorded when the worker is not as it was.
+func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any, kwargs Kwargs, window int, sizes *callSizes, nested bool) (stop func(), err error) {
+	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, window)
 	switch {
 	case errors.Is(err, errSharedClosed):
 		// The worker exited before the call: its shared memory went
 		// with it. A crash, as if the call had been sent.
-		p.setStateLocked(procBroken, err)
-		return p.exitError(ctx)
+		p.setState(evLost, err)
+		return nil, p.exitError(ctx)
 	case isSharedFault(err):
 		// Nothing was sent, but the worker's shared memory is broken.
-		return p.failed(ctx, fn, err, false)
+		return nil, p.failed(ctx, fn, err, false)
 	case err != nil:
-		return err // nothing was sent: the worker is fine
+		return nil, err // nothing was sent: the worker is fine
 	}
 	if sizes != nil {
 		sizes.request = len(frame) - frameHeaderSize + p.encoder.sharedBytes
 	}
-	stop := p.watch(ctx, nested)
-	defer stop()
+	stop = p.watch(ctx, nested)
 	if n, err := p.toWorker.Write(frame); err != nil {
 		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 			// Nothing reached the worker: it is as healthy as before.
-			return fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx))
+			what := "call to"
+			if window > 0 {
+				what = "stream of"
+			}
+			err = fmt.Errorf("pypool: %s %s: %w", what, fn, contextCause(ctx))
+		} else {
+			err = p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
 		}
-		return p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
+		stop()
+		return nil, err
 	}
-	l := replyLoop{wait: waitCall, id: id, into: into, sizes: sizes}
-	return p.readReplies(ctx, fn, &l, nil)
+	return stop, nil
 }
 
 // callFrame is what begin set up for one call, for end to undo.
@@ -456,7 +519,7 @@ type callFrame struct {
 // keeps the outer call's record and leaves the shared memory to it: its
 // values cross inline.
 func (p *process) begin(ctx context.Context, fn string, nested bool) (uint64, callFrame, error) {
-	if p.state != procRunning {
+	if p.state.stream != streamRunning {
 		return 0, callFrame{}, fmt.Errorf("%w: an earlier call on worker %d was cut off", ErrWorkerReleased, p.pid)
 	}
 	if err := ctx.Err(); err != nil {
@@ -513,7 +576,7 @@ func (p *process) watch(ctx context.Context, nested bool) (stop func()) {
 		if !stopAfter() {
 			<-fired
 		}
-		if p.state == procRunning && hadDeadline {
+		if p.state.stream == streamRunning && hadDeadline {
 			p.toWorker.SetWriteDeadline(outer)
 			p.fromWorker.SetReadDeadline(outer)
 		} else {
@@ -595,8 +658,9 @@ func (p *process) setDeadline(t time.Time) {
 }
 
 // failed turns an I/O or protocol error of a call into the caller's error
-// and records the process's new condition. sent tells whether the whole call
-// frame reached the worker.
+// and records the process's new state (setState); a protocol error is
+// reported to its supervisor (broke), which kills it. sent tells whether
+// the whole call frame reached the worker.
 func (p *process) failed(ctx context.Context, fn string, err error, sent bool) error {
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
@@ -604,25 +668,27 @@ func (p *process) failed(ctx context.Context, fn string, err error, sent bool) e
 		if sent {
 			// Python is still running the call: interrupt it. The pool
 			// decides, after a grace period, whether the worker is usable.
-			p.setStateLocked(procInterrupted, cause)
+			p.setState(evCutOff, cause)
 			p.dumps.request(p, fn, dumpInterrupted) // before the interrupt changes the stack
 			p.signal(syscall.SIGINT)
 		} else {
-			p.setStateLocked(procBroken, cause) // a frame was cut in half: the stream is lost
+			p.setState(evLost, cause) // a frame was cut in half: the stream is lost
 		}
 		return fmt.Errorf("pypool: call to %s: %w", fn, cause)
 	case isEOF(err):
-		p.setStateLocked(procBroken, err)
+		p.setState(evLost, err)
 		return p.exitError(ctx)
 	default:
-		p.setStateLocked(procBroken, err)
-		p.killNow(true)
+		p.setState(evLost, err)
+		p.broke() // its supervisor kills it
 		return fmt.Errorf("pypool: call to %s on worker %d: %w", fn, p.pid, err)
 	}
 }
 
 // exitError waits (briefly, and never past ctx) for the process to be
-// reaped and returns its exit as an error.
+// reaped and returns its exit as an error. A process whose output closed
+// but that has not exited by then quit (evQuit): it is reported to its
+// supervisor (broke), which kills it, and the error says so.
 func (p *process) exitError(ctx context.Context) error {
 	timer := time.NewTimer(exitWaitTimeout)
 	defer timer.Stop()
@@ -634,7 +700,8 @@ func (p *process) exitError(ctx context.Context) error {
 		// own stdout. It is of no use any more.
 	case <-ctx.Done():
 	}
-	p.killNow(false)
+	p.setState(evQuit, nil)
+	p.broke() // its supervisor kills it: the error says so
 	return &WorkerExitError{Pid: p.pid, ExitCode: -1, Signal: "SIGKILL (it closed its output)", cause: ErrWorkerCrashed}
 }
 
@@ -653,7 +720,7 @@ func contextCause(ctx context.Context) error {
 func (p *process) awaitInterrupted(grace time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.state == procBroken {
+	if p.state.stream == streamBroken {
 		return false
 	}
 	p.deadlineSet = false
@@ -661,10 +728,10 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 	p.toWorker.SetWriteDeadline(time.Now().Add(grace))
 	defer p.toWorker.SetWriteDeadline(time.Time{})
 	if err := p.answerPending(); err != nil {
-		p.setStateLocked(procBroken, err)
+		p.setState(evLost, err)
 		return false
 	}
-	if p.state == procInterrupted {
+	if p.state.stream == streamInterrupted {
 		l := replyLoop{wait: waitDrain, id: p.outerID}
 		if p.readReplies(context.Background(), "", &l, nil) != nil {
 			return false
@@ -675,40 +742,116 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 	return true
 }
 
-// procState is the state of a process's stream: what the calls made on it
-// left it fit for. Its transitions, all made by setStateLocked with p.mu
-// held:
+// procState is the one state of a process: what the calls made on it left
+// its stream fit for, and where the process is in its life. setState is
+// its only writer. The two parts move apart because they are apart: a
+// worker held by a Transaction that Close kills is stopping while its
+// stream still runs (its next call fails as a crash), and a worker whose
+// stream broke lives on until its supervisor kills it.
 //
-//	procRunning -> procInterrupted   a call was cut off after it was sent (failed, closeStream)
-//	procInterrupted -> procRunning   the drain read its reply (awaitInterrupted)
-//	procRunning, procInterrupted -> procBroken   the stream is lost
-//	procBroken -> procBroken         a later error replaces the cause
+// Its stream, changed by the calls, with p.mu held:
 //
-// procBroken is final. How the process ends (asked to, or by itself) is
-// recorded apart: stopping, exited and crashed.
-type procState uint8
+//	streamRunning     --[evCutOff: a call was cut off after it was sent]--> streamInterrupted
+//	streamInterrupted --[evDrained: the drain read its reply]-------------> streamRunning
+//	streamRunning, streamInterrupted --[evLost]--> streamBroken   (final; a later evLost replaces the cause)
+//
+// Its life, changed from any goroutine:
+//
+//	lifeAlive --[evLost on end of file, evQuit: it closed its end, unasked]--> lifeQuit
+//	lifeAlive, lifeQuit --[evAsked: askToEnd, by its supervisor]-------------> lifeStopping
+//	any --[evCrashed: reaped, and it was not asked to end when it exited]----> lifeCrashed
+//	any --[evExited: reaped, and it was asked to end]------------------------> lifeExited
+//
+// lifeCrashed and lifeExited are final: they close exited. The process
+// reports (workerSpec.onBroken) and its supervisor decides: the process
+// never asks itself to end, and never kills itself.
+type procState struct {
+	stream streamState
+	life   lifeState
+}
+
+// streamState is what the calls made on a process left its stream fit for.
+type streamState uint8
 
 const (
-	procRunning     procState = iota // serving calls, or ready for one
-	procInterrupted                  // the call p.outerID was cut off (p.cutOff says why): its reply is pending
-	procBroken                       // the stream is in an unknown state (p.streamErr says why)
+	streamRunning     streamState = iota // serving calls, or ready for one
+	streamInterrupted                    // the call p.outerID was cut off (p.cutOff says why): its reply is pending
+	streamBroken                         // the stream is in an unknown state (p.streamErr says why)
 )
 
-// setStateLocked moves the stream to state to, with p.mu held; why is the
-// cause that goes with it: why the call was cut off (procInterrupted), or
-// why the stream broke (procBroken). A broken stream stays broken: a call
-// cut off then keeps the cut's cause, not the state.
-func (p *process) setStateLocked(to procState, why error) {
-	switch to {
-	case procInterrupted:
+// lifeState is where a process is in its life.
+type lifeState uint8
+
+const (
+	lifeAlive    lifeState = iota // running, no end known
+	lifeQuit                      // it closed its end of the protocol unasked, and is not reaped yet
+	lifeStopping                  // its supervisor asked it to end (stop, kill): its exit is no crash
+	lifeCrashed                   // reaped: it exited by itself (p.exitErr says how)
+	lifeExited                    // reaped: it exited as asked (p.exitErr says how)
+)
+
+// procEvent is what happens to a process; setState makes it its new state.
+type procEvent uint8
+
+const (
+	evCutOff  procEvent = iota // a call was cut off after it was sent; why: the cause
+	evDrained                  // the cut-off call's reply was read
+	evLost                     // the stream is lost; why: the cause
+	evQuit                     // it closed its output but did not exit (exitError)
+	evAsked                    // its supervisor asked it to end (askToEnd)
+	evCrashed                  // reaped, unasked; why: its *WorkerExitError
+	evExited                   // reaped, as asked; why: its *WorkerExitError
+)
+
+// setState is the one writer of a process's state (procState): it makes
+// ev the new state, with why its cause. The stream's events (evCutOff,
+// evDrained, evLost) and evQuit are made with p.mu held, by the call that
+// met them. A broken stream stays broken: a call cut off then keeps the
+// cut's cause, not the state. The exit events record the exit and close
+// exited, the broadcast of the exit.
+func (p *process) setState(ev procEvent, why error) {
+	p.stateMu.Lock()
+	defer p.stateMu.Unlock()
+	s := &p.state
+	switch ev {
+	case evCutOff:
 		p.cutOff = why
-		if p.state == procBroken {
-			return
+		if s.stream == streamRunning {
+			s.stream = streamInterrupted
 		}
-	case procBroken:
+	case evDrained:
+		if s.stream == streamInterrupted {
+			s.stream = streamRunning
+		}
+	case evLost:
 		p.streamErr = why
+		s.stream = streamBroken
+		if s.life == lifeAlive && isEOF(why) {
+			s.life = lifeQuit
+		}
+	case evQuit:
+		if s.life == lifeAlive {
+			s.life = lifeQuit
+		}
+	case evAsked:
+		if s.life == lifeAlive || s.life == lifeQuit {
+			s.life = lifeStopping
+		}
+	case evCrashed, evExited:
+		s.life = lifeExited
+		if ev == evCrashed {
+			s.life = lifeCrashed
+		}
+		p.exitErr = why.(*WorkerExitError)
+		close(p.exited)
 	}
-	p.state = to
+}
+
+// stateNow is the process's state, read with p.stateMu.
+func (p *process) stateNow() procState {
+	p.stateMu.Lock()
+	defer p.stateMu.Unlock()
+	return p.state
 }
 
 // condition is what a process is fit for after a call, as its pool sees it
@@ -722,25 +865,45 @@ const (
 	condDiedByItself                  // it exited, or closed its end, unasked
 )
 
-// condition says what the process is fit for. It must not be called while
-// a call runs.
+// condition says what the process is fit for, from its state. It must not
+// be called while a call runs.
 func (p *process) condition() condition {
 	p.mu.Lock()
-	state, streamErr := p.state, p.streamErr
-	p.mu.Unlock()
-	switch {
-	case p.hasExited() && p.crashed:
+	defer p.mu.Unlock()
+	s := p.stateNow()
+	switch s.life {
+	case lifeQuit, lifeCrashed:
 		return condDiedByItself
-	case p.hasExited():
+	case lifeExited:
 		return condBroken
-	case state == procInterrupted:
-		return condInterrupted
-	case state == procRunning:
+	}
+	switch s.stream {
+	case streamRunning:
 		return condHealthy
-	case isEOF(streamErr):
-		return condDiedByItself
+	case streamInterrupted:
+		return condInterrupted
 	}
 	return condBroken
+}
+
+// diedByItself reports whether the process exited, or closed its end of the
+// protocol, without being asked to (lifeQuit, lifeCrashed).
+func (p *process) diedByItself() bool {
+	life := p.stateNow().life
+	return life == lifeQuit || life == lifeCrashed
+}
+
+// askedToEnd reports whether its supervisor asked the process to end
+// (lifeStopping, lifeExited).
+func (p *process) askedToEnd() bool {
+	life := p.stateNow().life
+	return life == lifeStopping || life == lifeExited
+}
+
+// crashed reports whether the process exited by itself (lifeCrashed). It is
+// known once exited is closed.
+func (p *process) crashed() bool {
+	return p.stateNow().life == lifeCrashed
 }
 
 // signal sends sig to the worker (not to its process group).
@@ -752,19 +915,6 @@ func (p *process) signal(sig syscall.Signal) {
 	}
 }
 
-// diedByItself reports whether the process exited, or closed its end of the
-// protocol, without being asked to.
-func (p *process) diedByItself() bool {
-	select {
-	case <-p.exited:
-		return p.crashed
-	default:
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.state == procBroken && isEOF(p.streamErr)
-}
-
 // isEOF reports whether err means the worker's end of a pipe is gone. The
 // pipes are closed only once the process has exited (watchExit).
 func isEOF(err error) bool {
@@ -772,8 +922,17 @@ func isEOF(err error) bool {
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed)
 }
 
-// kill ends the worker and its process group at once. Unless it had
-// already died by itself, its exit does not count as a crash.
+// broke reports to the process's supervisor (workerSpec.onBroken) that it
+// can no longer serve: its handshake failed, or, during a call, its stream
+// is lost or it closed its output and lives on (lifeQuit). The supervisor
+// decides (it kills it).
+func (p *process) broke() {
+	p.spec.onBroken(p)
+}
+
+// kill is its supervisor's tool to end the worker and its process group at
+// once. Unless it had already died by itself, its exit does not count as a
+// crash.
 func (p *process) kill() {
 	if !p.diedByItself() {
 		p.askToEnd()
@@ -781,29 +940,15 @@ func (p *process) kill() {
 	p.sigkill()
 }
 
-// askToEnd records that the process was asked to end (stopped or killed by
-// its supervisor, or by its start): its exit is then no crash. It is the
-// only writer of stopping.
+// askToEnd is its supervisor's record that the process was asked to end
+// (stopped or killed by its supervisor, or by its start): its exit is then
+// no crash (evAsked).
 func (p *process) askToEnd() {
-	p.stopping.Store(true)
+	p.setState(evAsked, nil)
 }
 
-// killNow is the one kill the process layer makes on its own, during a
-// call, instead of leaving it to the pool's check-in: asked tells whether
-// its exit is no crash (askToEnd). Two cases need it. A protocol error
-// (failed) leaves the stream lost, and the kill is what ends the wait of
-// an outer call for a callback whose nested call hit it (awaitCallback
-// watches exited), and what ends a worker held by a Transaction. A worker
-// whose output closed but that lives on (exitError) is of no use, and its
-// caller's error names the kill.
-func (p *process) killNow(asked bool) {
-	if asked {
-		p.askToEnd()
-	}
-	p.sigkill()
-}
-
-// sigkill sends SIGKILL to the worker's process group.
+// sigkill is its supervisor's tool to send SIGKILL to the worker's process
+// group; it does not ask it to end (see kill).
 func (p *process) sigkill() {
 	select {
 	case <-p.exited:
@@ -813,11 +958,11 @@ func (p *process) sigkill() {
 	}
 }
 
-// stop ends the worker gracefully: end of input makes the runtime exit; after
-// grace it is killed. Its process group is killed once it exited (wait). A
-// forked worker whose template died is killed at once, group and all: once
-// it exited, nobody could kill its group safely. stop returns once the
-// process is reaped.
+// stop is its supervisor's tool to end the worker gracefully: end of input
+// makes the runtime exit; after grace it is killed. Its process group is
+// killed once it exited (wait). A forked worker whose template died is
+// killed at once, group and all: once it exited, nobody could kill its
+// group safely. stop returns once the process is reaped.
 func (p *process) stop(grace time.Duration) {
 	p.askToEnd()
 	if orphaned(p.os) {
@@ -834,19 +979,23 @@ func (p *process) stop(grace time.Duration) {
 	}
 }
 
-// watchExit reaps the process, records how it ended and calls onExit.
+// watchExit reaps the process, records how it ended (whether it was asked
+// to end is read as it is reaped) and calls onExit.
 func (p *process) watchExit(onExit func(*process)) {
 	status := p.os.wait()
-	p.crashed = !p.stopping.Load()
+	ev := evCrashed
+	if p.askedToEnd() {
+		ev = evExited
+	}
 	p.stderr.drained(outputDrainTimeout)
-	p.exitErr = &WorkerExitError{Pid: p.pid, ExitCode: status.code, Signal: status.signal, Stderr: p.stderr.last(),
+	exitErr := &WorkerExitError{Pid: p.pid, ExitCode: status.code, Signal: status.signal, Stderr: p.stderr.last(),
 		sig: status.sig, cause: ErrWorkerCrashed}
 	p.toWorker.Close()
 	p.fromWorker.Close()
 	if p.shm != nil {
 		p.shm.retire()
 	}
-	close(p.exited)
+	p.setState(ev, exitErr)
 	onExit(p)
 }
 

@@ -147,24 +147,11 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 		return err
 	}
 	defer p.end(cf)
-	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, streamWindow)
-	switch {
-	case errors.Is(err, errSharedClosed):
-		p.setStateLocked(procBroken, err)
-		return p.exitError(ctx)
-	case isSharedFault(err):
-		return p.failed(ctx, fn, err, false)
-	case err != nil:
+	stop, err := p.sendCall(ctx, id, fn, args, kwargs, streamWindow, nil, nested)
+	if err != nil {
 		return err
 	}
-	stop := p.watch(ctx, nested)
 	defer stop()
-	if n, err := p.toWorker.Write(frame); err != nil {
-		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("pypool: stream of %s: %w", fn, contextCause(ctx))
-		}
-		return p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
-	}
 	codec := p.codec
 	codec.shared = nil // items cross inline
 	running := true    // Python is still iterating: leaving the loop closes the stream
@@ -216,7 +203,7 @@ func (p *process) creditFrame(id uint64, n int) []byte {
 // within InterruptGrace (and ctx). A generator that takes longer is
 // interrupted, as a cut-off call, and the pool drains the worker.
 func (p *process) closeStream(ctx context.Context, fn string, id uint64) {
-	if p.state != procRunning {
+	if p.state.stream != streamRunning {
 		return
 	}
 	if ctx.Err() != nil {

@@ -207,20 +207,33 @@ func (p *Pool) processExited(proc *process) {
 		return // it never joined the pool: its start reports why
 	}
 	delete(p.workers, proc)
-	if proc.crashed {
+	if proc.crashed() {
 		p.crashes++ // before anyone can see the worker gone
 	}
-	p.leftLocked(pw, p.endCauseLocked(proc.crashed))
+	p.leftLocked(pw, p.endCauseLocked(proc.crashed()))
 	p.setStateLocked(pw, stateExited)
 	p.reconcileLocked()
 	cause := p.stopCauseLocked(pw)
 	p.mu.Unlock()
 	proc.logExit(cause)
-	if proc.crashed {
+	if proc.crashed() {
 		if time.Since(proc.started) < quickDeath && proc.served.Load() == 0 && !killedFromOutside(proc.exitErr) {
 			p.backoff.diedYoung()
 		}
 	}
+}
+
+// processBroken is a process's report that it can no longer serve
+// (process.broke): its handshake failed (startProcess waits for its exit),
+// or, during a call, its stream is lost (a protocol error) or it closed
+// its output and lives on. The supervisor kills it at once, on the
+// reporting goroutine: the kill ends the wait of an outer call for a
+// callback whose nested call broke the stream (awaitCallback watches
+// exited), and ends a worker that a Transaction holds. Its exit counts as
+// a crash only if it quit by itself (process.kill); a pooled worker's slot
+// is settled at check-in, as for any broken worker.
+func (p *Pool) processBroken(proc *process) {
+	proc.kill()
 }
 
 // stopLocked stops a worker gracefully in the background: end of input,

@@ -1,6 +1,6 @@
 package pypool
 
-// replies.go is the one loop that reads what a worker sends while a call
+// exchange.go is the one loop that reads what a worker sends while a call
 // runs (readReplies): a call's reply, a stream's items, callbacks, and the
 // reply that a closed stream or a cut-off call still owes.
 
@@ -152,7 +152,7 @@ func (p *process) onReply(ctx context.Context, fn string, l *replyLoop, r reply,
 		p.replied(ctx, fn, r, false, nil)
 		return true, nil
 	}
-	p.setStateLocked(procRunning, nil) // drained
+	p.setState(evDrained, nil)
 	return true, nil
 }
 
@@ -178,7 +178,7 @@ func (p *process) unexpected(ctx context.Context, fn string, l *replyLoop, r rep
 func (p *process) readFailed(ctx context.Context, fn string, l *replyLoop, err error) error {
 	if l.wait == waitClose && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 		cause := fmt.Errorf("the generator did not close within Config.InterruptGrace (%v) after the loop ended", p.spec.interruptGrace)
-		p.setStateLocked(procInterrupted, cause)
+		p.setState(evCutOff, cause)
 		p.signal(syscall.SIGINT)
 		return cause
 	}
@@ -190,7 +190,7 @@ func (p *process) readFailed(ctx context.Context, fn string, l *replyLoop, err e
 // leaves the stream broken, for the pool to kill the worker.
 func (p *process) lost(ctx context.Context, fn string, l *replyLoop, err error) error {
 	if l.wait == waitDrain {
-		p.setStateLocked(procBroken, err)
+		p.setState(evLost, err)
 		return err
 	}
 	return p.failed(ctx, fn, err, true)
