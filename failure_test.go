@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,29 +54,6 @@ func TestWorkerStuckInCIsKilled(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), out)
 	assert.NotEqual(t, before, workerPids(pool))
-}
-
-// holdWorkers checks out n workers until the returned function is called.
-func holdWorkers(t *testing.T, pool *Pool, n int) (release func()) {
-	t.Helper()
-	held := make(chan struct{}, n)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			assert.NoError(t, pool.Transaction(testCtx(t), func(*Worker) error {
-				held <- struct{}{}
-				<-done
-				return nil
-			}))
-		}()
-	}
-	for range n {
-		<-held
-	}
-	return func() { close(done); wg.Wait() }
 }
 
 // TestTryCallDoesNotWait: TryCall takes an idle worker, or starts an

@@ -13,10 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// prSetChildSubreaper makes orphaned descendants children of this process,
-// so that the tests can wait for them (TestMain sets it).
-const prSetChildSubreaper = 36
-
 // TestHostDeathLeavesNoWorker kills a Go program that runs a pool (one worker
 // with a child of its own, one in a call in C code) with SIGKILL and checks
 // that its python3 workers, the child, the fork server's template and the

@@ -585,15 +585,6 @@ func TestCloseWakesWaitingCallers(t *testing.T) {
 	require.NoError(t, <-closed)
 }
 
-// assertGone checks that none of pids is a live process. Close reaps its
-// workers before it returns, so they must be gone already.
-func assertGone(t *testing.T, pids []int) {
-	t.Helper()
-	for _, pid := range pids {
-		assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "worker %d still exists", pid)
-	}
-}
-
 // TestEnvironmentCannotBreakTheRuntime sets the PYTHON* variables that would
 // break a naive worker: a PYTHONPATH that shadows the runtime and msgpack, a
 // PYTHONSTARTUP that raises, an ASCII-only PYTHONIOENCODING, and no

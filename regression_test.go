@@ -9,9 +9,6 @@ package pypool
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -21,68 +18,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// heldStarts is a pool of pypool_slowstart whose worker starts can be held
-// in flight: while the hold file exists, a starting worker waits in its
-// import (and says "start held" on stderr, which the recorder sees).
-type heldStarts struct {
-	pool *Pool
-	rec  *logRecorder
-	flag string
-	seen map[int]bool
-}
-
-func newHeldStarts(t *testing.T, size, overflow int, tune func(*Config)) *heldStarts {
-	h := &heldStarts{rec: newLogRecorder(), flag: filepath.Join(t.TempDir(), "hold"), seen: map[int]bool{}}
-	cfg := testConfig(t)
-	cfg.Module = "pypool_slowstart"
-	if testStartMethod() == StartForkServer {
-		cfg.SetUp = "hold" // forked workers do not import the module: they run its set-up
-	}
-	cfg.Size, cfg.MaxOverflow = size, overflow
-	cfg.Env = []string{"PYPOOL_HOLD_FLAG=" + h.flag}
-	cfg.Logger = slogNew(h.rec)
-	if tune != nil {
-		tune(&cfg)
-	}
-	h.pool = newTestPool(t, cfg)
-	return h
-}
-
-func (h *heldStarts) hold(t *testing.T)    { require.NoError(t, os.WriteFile(h.flag, nil, 0o644)) }
-func (h *heldStarts) release(t *testing.T) { require.NoError(t, os.Remove(h.flag)) }
-
-// nextHeld waits for a worker start that is held and returns its pid.
-func (h *heldStarts) nextHeld(t *testing.T) int {
-	t.Helper()
-	ctx := testCtx(t)
-	for {
-		h.rec.mu.Lock()
-		for _, rec := range h.rec.records {
-			if rec.Message != "start held" {
-				continue
-			}
-			pid := 0
-			rec.Attrs(func(a slog.Attr) bool {
-				if a.Key == "worker" {
-					pid = int(a.Value.Int64())
-				}
-				return true
-			})
-			if pid != 0 && !h.seen[pid] {
-				h.seen[pid] = true
-				h.rec.mu.Unlock()
-				return pid
-			}
-		}
-		h.rec.mu.Unlock()
-		select {
-		case <-h.rec.added:
-		case <-ctx.Done():
-			t.Fatal("no held worker start")
-		}
-	}
-}
 
 // Finding 1: poolboy stops a worker checked in while overflow workers exist
 // and nobody waits, whatever the core workers are doing.

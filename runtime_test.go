@@ -14,11 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// writeScript writes an executable shell script.
-func writeScript(t *testing.T, path, body string) {
-	require.NoError(t, os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755))
-}
-
 // launches counts the lines a shim script appended to its log.
 func launches(t *testing.T, log string) int {
 	data, err := os.ReadFile(log)

@@ -11,28 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// interpreters returns the Python interpreters to run the type tests on: the
-// default python3 and, where it has the msgpack C extension, Debian's
-// /usr/bin/python3 (which .ci/run installs python3-msgpack for), so that both
-// codecs of the runtime are checked against the Go side.
-func interpreters(t *testing.T) map[string]string {
-	found := map[string]string{"python3": "python3"}
-	const debian = "/usr/bin/python3"
-	if err := exec.Command(debian, "-c", "import msgpack._cmsgpack").Run(); err == nil {
-		found["debian-msgpack-c"] = debian
-	} else {
-		t.Logf("not testing the msgpack C codec: %s can not import msgpack._cmsgpack (apt-get install python3-msgpack)", debian)
-	}
-	return found
-}
-
-// interpreterPool starts a test pool whose workers run python.
-func interpreterPool(t *testing.T, python string) *Pool {
-	cfg := testConfig(t)
-	cfg.Python = python
-	return newTestPool(t, cfg)
-}
-
 func TestTypesCrossBothWays(t *testing.T) {
 	when := time.Date(2024, 5, 6, 7, 8, 9, 123456000, time.UTC)
 	cases := []struct {
