@@ -224,3 +224,25 @@ func TestOutputCallsBounded(t *testing.T) {
 	}
 	assert.LessOrEqual(t, len(o.ended), maxEndedCalls)
 }
+
+func TestOutputReachesLogger(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Logger = slogNew(rec)
+	pool := newTestPool(t, cfg)
+	pid := workerPids(pool)[0]
+
+	out, err := pool.Call(testCtx(t), "chatty")
+	require.NoError(t, err, "print, os.write(1) and input() must not touch the protocol")
+	assert.Equal(t, map[string]any{"eof": true}, out, "input() sees end of file")
+
+	for msg, stream := range map[string]string{
+		"line from print":    "stdout",
+		"line from os.write": "stdout",
+		"line to stderr":     "stderr",
+	} {
+		attrs := rec.await(t, msg)
+		assert.Equal(t, stream, attrs["stream"], msg)
+		assert.Equal(t, itoa(pid), attrs["worker"], msg)
+	}
+}
