@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
-	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -13,28 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vmihailenco/msgpack/v5"
 )
-
-// ndarrayPayload builds an NDARRAY payload by hand: msgpack [dtype, shape]
-// and the data, as the Python side writes it.
-func ndarrayPayload(t testing.TB, dtype string, shape []int, data []byte) []byte {
-	t.Helper()
-	header, err := msgpack.Marshal([]any{dtype, shape})
-	require.NoError(t, err)
-	return append(header, data...)
-}
-
-// extValue wraps a payload in a msgpack extension value.
-func extValue(t testing.TB, code int8, payload []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	require.NoError(t, msgpack.NewEncoder(&buf).EncodeExtHeader(code, len(payload)))
-	buf.Write(payload)
-	return buf.Bytes()
-}
-
-func ndarrayExt(t testing.TB, dtype string, shape []int, data []byte) []byte {
-	return extValue(t, extNDArray, ndarrayPayload(t, dtype, shape, data))
-}
 
 // decodeArray decodes an ext value through Call's decoder.
 func decodeArray(t *testing.T, b []byte) Array {
@@ -177,21 +154,6 @@ func TestArrayRoundTrip(t *testing.T) {
 		require.NoError(t, msgpack.Unmarshal(b, &into))
 		assert.Equal(t, got, into)
 	}
-}
-
-// assertSameArray compares arrays by value: nil and empty shapes and data
-// are the same.
-func assertSameArray(t *testing.T, want, got Array) {
-	t.Helper()
-	assert.Equal(t, want.DType, got.DType)
-	assert.True(t, slices.Equal(want.Shape, got.Shape), "shape %v, want %v", got.Shape, want.Shape)
-	assert.True(t, bytes.Equal(want.Data, got.Data), "data %v, want %v", got.Data, want.Data)
-}
-
-// scalar makes a 0-d array of a one-element array.
-func scalar(a Array) Array {
-	a.Shape = nil
-	return a
 }
 
 // extHeaderLen is the length of the header of the ext value b starts with.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,36 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// fakePool starts a pool of testdata/fakeworker.py processes, which break
-// the protocol on request, instead of the real runtime.
-func fakePool(t *testing.T, hello string, size int) (*Pool, error) {
-	return fakePoolConfig(t, testConfig(t), hello, size)
-}
-
-// fakePoolConfig is fakePool with the settings of cfg.
-func fakePoolConfig(t *testing.T, cfg Config, hello string, size int) (*Pool, error) {
-	cfg, err := cfg.withDefaults()
-	require.NoError(t, err)
-	cfg.Size = size
-	cfg.StartTimeout = 20 * time.Second // generous: the machine may be busy
-	if hello == "silent" {
-		cfg.StartTimeout = time.Second // the case that waits for it
-	}
-	cfg.Env = []string{"FAKE_HELLO=" + hello}
-	python, err := newInterpreter("python3", cfg.env(), cfg.Dir)
-	require.NoError(t, err)
-	spec, err := cfg.spec(python, "unused", "")
-	require.NoError(t, err)
-	script, err := filepath.Abs("testdata/fakeworker.py")
-	require.NoError(t, err)
-	spec.args = []string{"-E", script}
-	pool, err := start(testCtx(t), cfg, spec)
-	if err == nil {
-		t.Cleanup(func() { require.NoError(t, pool.Close(testCtx(t))) })
-	}
-	return pool, err
-}
 
 // steadyCalls makes echo calls on pool until stop is closed and reports how
 // many failed: the bad inputs must not disturb other calls.

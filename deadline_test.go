@@ -1,9 +1,13 @@
 package pypool
 
-// The deadline guarantee as an invariant (DESIGN invariants 2 and 11; issue
-// 18, "How to prove it"): every call form is answered by its deadline plus
-// the machine's timer lateness, whatever its Python code does past the
-// deadline, while workers are SIGKILLed at random.
+// Deadlines: a call cut off is interrupted and its worker kept, or killed
+// past InterruptGrace; CallTimeout; a deadline that passed before the call
+// reached Python; the pool back at Size after a storm of tiny deadlines.
+// And the deadline guarantee as an invariant (TestDeadlineInvariant; DESIGN
+// invariants 2 and 11; issue 18, "How to prove it"): every call form is
+// answered by its deadline plus the machine's timer lateness, whatever its
+// Python code does past the deadline, while workers are SIGKILLed at random.
+// The storms of deadlines are in storm_test.go.
 
 import (
 	"context"
@@ -12,6 +16,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +24,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const (
@@ -404,5 +410,161 @@ func awaitCallbacksEnded(t *testing.T) {
 			t.Fatal("Go callbacks still run 10 s after their calls ended")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDeadlineInterruptsAndKeepsWorker(t *testing.T) {
+	pool := newTestPool(t, testConfig(t))
+	before := workerPids(pool)
+	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "sleep", 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	out, err := pool.Call(testCtx(t), "echo", "next")
+	require.NoError(t, err)
+	assert.Equal(t, "next", out)
+	assert.Equal(t, before, workerPids(pool), "the interrupted worker answered and was kept")
+}
+
+func TestWorkerIgnoringInterruptIsReplaced(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.InterruptGrace = 100 * time.Millisecond
+	cfg.Logger = slogNew(rec)
+	pool := newTestPool(t, cfg)
+	before := workerPids(pool)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	go func() {
+		rec.await(t, "swallowing interrupts")
+		cancel()
+	}()
+	_, err := pool.Call(ctx, "swallow_interrupt", 30)
+	require.ErrorIs(t, err, context.Canceled)
+
+	out, err := pool.Call(testCtx(t), "echo", "next")
+	require.NoError(t, err)
+	assert.Equal(t, "next", out)
+	assert.NotEqual(t, before, workerPids(pool), "the stuck worker was killed and replaced")
+}
+
+// TestWorkerStuckInCIsKilled: C code that never checks for signals cannot
+// take the KeyboardInterrupt; after InterruptGrace the worker is killed.
+func TestWorkerStuckInCIsKilled(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.InterruptGrace = 100 * time.Millisecond
+	cfg.Logger = slogNew(rec)
+	pool := newTestPool(t, cfg)
+	before := workerPids(pool)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	go func() {
+		rec.await(t, "entering C")
+		cancel()
+	}()
+	_, err := pool.Call(ctx, "stuck_in_c")
+	require.ErrorIs(t, err, context.Canceled)
+	killed := rec.await(t, msgWorkerKilled)
+	assert.Equal(t, "stuck_in_c", killed["function"])
+	// Where it was stuck, taken before the kill: the Python frame that
+	// called into C.
+	stack := rec.awaitMatch(t, msgPythonStack, "event", dumpKilled)
+	assert.Equal(t, "stuck_in_c", stack["function"])
+	assert.Contains(t, stack["stack"], testmodLine(t, "stuck_in_c", "hashlib.pbkdf2_hmac("))
+	out, err := pool.Call(testCtx(t), "echo", 1)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), out)
+	assert.NotEqual(t, before, workerPids(pool))
+}
+
+func TestCallTimeoutAppliesWithoutDeadline(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CallTimeout = 100 * time.Millisecond
+	pool := newTestPool(t, cfg)
+	_, err := pool.Call(context.Background(), "sleep", 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	// A context with its own deadline is left alone.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := pool.Call(ctx, "sleep", 0.2)
+	require.NoError(t, err)
+	assert.Equal(t, "slept", out)
+}
+
+// pastDeadline is a context whose deadline has passed but which has not
+// noticed yet: every deadline context is in this state for an instant, and a
+// call can pass its check of ctx.Err in that instant and fail its write.
+type pastDeadline struct{ context.Context }
+
+func (pastDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+func (pastDeadline) Done() <-chan struct{} { return nil }
+
+func (pastDeadline) Err() error { return nil }
+
+// Issue 7, finding 4: a call whose deadline passed before its frame was
+// written never reached Python, and must not cost the worker.
+func TestCallThatNeverReachedPythonKeepsTheWorker(t *testing.T) {
+	pool := newTestPool(t, testConfig(t))
+	before := workerPids(pool)
+	_, err := pool.Call(pastDeadline{context.Background()}, "echo", 1)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	out, err := pool.Call(testCtx(t), "echo", "same worker")
+	require.NoError(t, err)
+	assert.Equal(t, "same worker", out)
+	assert.Equal(t, before, workerPids(pool))
+	s := pool.Stats()
+	assert.Zero(t, s.Restarts)
+	assert.Zero(t, s.Crashes)
+}
+
+// tinyDeadlineCalls makes n calls of echo from 8 goroutines, each with a
+// deadline of 0 to 59 µs, and returns when all have ended.
+func tinyDeadlineCalls(t *testing.T, pool *Pool, n int) {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%60)*time.Microsecond)
+				_, err := pool.Call(ctx, "echo", i)
+				cancel()
+				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("call %d: want success or DeadlineExceeded, got %v", i, err)
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+// Issue 7, finding 5: after a storm of tiny deadlines, with and without
+// recycling, the pool comes back to Size by itself: no start is left to a
+// caller that gave up.
+func TestPoolReturnsToSizeAfterTinyDeadlines(t *testing.T) {
+	for _, maxCalls := range []int{0, 1} {
+		t.Run("MaxCallsPerWorker="+strconv.Itoa(maxCalls), func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.MaxCallsPerWorker = maxCalls
+			pool := newTestPool(t, cfg)
+			tinyDeadlineCalls(t, pool, 300)
+			awaitPool(t, pool, "back at Size, at rest", func(s Stats) bool { return atRest(s, 1) })
+			s := pool.Stats()
+			assert.Zero(t, s.Crashes)
+			assert.Zero(t, s.StartFailures)
+			if maxCalls == 0 {
+				assert.Zero(t, s.Restarts, "no worker was lost to a deadline")
+			} else {
+				assert.Equal(t, s.Recycled, s.Restarts, "every restart replaced a recycled worker")
+			}
+		})
 	}
 }

@@ -1,50 +1,12 @@
 package pypool
 
 import (
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vmihailenco/msgpack/v5"
 )
-
-// point is a user type that crosses as an extension: 8 bytes, X and Y.
-type point struct {
-	X int32 `json:"x"`
-	Y int32 `json:"y"`
-}
-
-var errBadPoint = errors.New("bad point")
-
-func encodePoint(p point) ([]byte, error) {
-	if p.X < 0 {
-		return nil, fmt.Errorf("%w: negative X", errBadPoint)
-	}
-	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, uint32(p.X)), uint32(p.Y)), nil
-}
-
-func decodePoint(b []byte) (point, error) {
-	if len(b) != 8 {
-		return point{}, fmt.Errorf("%w: %d bytes, not 8", errBadPoint, len(b))
-	}
-	return point{int32(binary.BigEndian.Uint32(b)), int32(binary.BigEndian.Uint32(b[4:]))}, nil
-}
-
-const pointCode = 5
-
-// pointCodec is the codec of a pool with the point extension.
-func pointCodec(structTag string) *valueCodec {
-	return &valueCodec{structTag: structTag, exts: newExtRegistry([]Extension{Ext(pointCode, encodePoint, decodePoint)})}
-}
-
-func pointValue(t testing.TB, p point) []byte {
-	payload, err := encodePoint(p)
-	require.NoError(t, err)
-	return extValue(t, pointCode, payload)
-}
 
 func TestExtensionsAreValidated(t *testing.T) {
 	type other struct{}

@@ -12,13 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// forkConfig is testConfig with the fork server.
-func forkConfig(t testing.TB) Config {
-	cfg := testConfig(t)
-	cfg.StartMethod = StartForkServer
-	return cfg
-}
-
 func TestForkServerForksWorkers(t *testing.T) {
 	cfg := forkConfig(t)
 	cfg.Size = 2
@@ -87,22 +80,6 @@ func TestForkServerDeathKeepsWorkersAndRestarts(t *testing.T) {
 		return atRest(s, 2) && len(pids) == 2 && parentPid(pids[0]) == fs.pid && parentPid(pids[1]) == fs.pid
 	})
 	require.Zero(t, pool.Stats().Crashes)
-}
-
-// awaitForkServer waits until the pool runs a template other than old.
-func awaitForkServer(t *testing.T, pool *Pool, old *forkServer) *forkServer {
-	t.Helper()
-	ctx := testCtx(t)
-	for {
-		if fs := pool.forks.Load(); fs != nil && fs != old {
-			return fs
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the fork server was not restarted")
-		case <-time.After(5 * time.Millisecond): // the restart has no event of its own to await
-		}
-	}
 }
 
 func contains(pids []int, pid int) bool {

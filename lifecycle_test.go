@@ -1,7 +1,13 @@
 package pypool
 
+// The end of a pool: Close under every condition (calls in flight past its
+// context, a context already ended, waiting callers) and the death of the
+// Go process that runs it (DESIGN invariant 4). Close's basic contract is in
+// pool_test.go (TestCloseWaitsForCallsInFlight).
+
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -9,13 +15,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// prSetChildSubreaper makes orphaned descendants children of this process,
-// so that the tests can wait for them (TestMain sets it).
-const prSetChildSubreaper = 36
 
 // TestHostDeathLeavesNoWorker kills a Go program that runs a pool (one worker
 // with a child of its own, one in a call in C code) with SIGKILL and checks
@@ -82,4 +86,80 @@ func hostDeath(t *testing.T, bin string, method StartMethod) {
 	_ = host.Wait()
 	killed = true
 	requireExited(t, pidfds, "the processes of a Go program killed with SIGKILL")
+}
+
+func TestCloseStopsCallsWhenItsContextEnds(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Logger = slogNew(rec)
+	pool, err := New(testCtx(t), cfg)
+	require.NoError(t, err)
+	pids := workerPids(pool)
+	result := make(chan error)
+	go func() {
+		_, err := pool.Call(testCtx(t), "swallow_interrupt", 60)
+		result <- err
+	}()
+	rec.await(t, "swallowing interrupts")
+	ctx, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, pool.Close(ctx), context.DeadlineExceeded)
+	assert.ErrorIs(t, <-result, ErrPoolClosed)
+	assertGone(t, pids)
+}
+
+// TestCloseWithEndedContextReportsOnlyWhatItCutOff (issue 18, finding 13):
+// Close with a context that has already ended returns nil when no worker
+// was checked out, every time, and ctx's error when it cut a Transaction
+// off.
+func TestCloseWithEndedContextReportsOnlyWhatItCutOff(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for round := range 20 {
+		pool, err := New(testCtx(t), testConfig(t))
+		require.NoError(t, err)
+		_, err = pool.Call(testCtx(t), "echo", round)
+		require.NoError(t, err)
+		require.NoError(t, pool.Close(ended), "round %d: nothing was running", round)
+	}
+
+	pool, err := New(testCtx(t), testConfig(t))
+	require.NoError(t, err)
+	held := make(chan struct{})
+	release := make(chan struct{})
+	result := make(chan error)
+	go func() {
+		result <- pool.Transaction(testCtx(t), func(w *Worker) error {
+			close(held)
+			<-release
+			_, err := w.Call(testCtx(t), "echo", 1)
+			return err
+		})
+	}()
+	<-held
+	assert.ErrorIs(t, pool.Close(ended), context.Canceled, "Close cut the Transaction off")
+	close(release)
+	assert.ErrorIs(t, <-result, ErrPoolClosed, "the Transaction's worker was stopped")
+}
+
+func TestCloseWakesWaitingCallers(t *testing.T) {
+	pool, err := New(testCtx(t), testConfig(t))
+	require.NoError(t, err)
+	held := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		_ = pool.Transaction(testCtx(t), func(*Worker) error { close(held); <-done; return nil })
+	}()
+	<-held
+	result := make(chan error)
+	go func() {
+		_, err := pool.Call(context.Background(), "echo", 1)
+		result <- err
+	}()
+	awaitPool(t, pool, "a waiter", func(s Stats) bool { return s.Waiting == 1 })
+	closed := make(chan error)
+	go func() { closed <- pool.Close(testCtx(t)) }()
+	assert.ErrorIs(t, <-result, ErrPoolClosed)
+	close(done)
+	require.NoError(t, <-closed)
 }

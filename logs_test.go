@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -196,83 +195,6 @@ func TestPythonErrorFormat(t *testing.T) {
 	assert.Contains(t, plus, at[len(`pypool_testmod.py"`):])
 }
 
-// logged is a record as the tests read it.
-type logged struct {
-	level slog.Level
-	msg   string
-	attrs map[string]string
-}
-
-func toLogged(rec slog.Record) logged {
-	attrs := map[string]string{"level": rec.Level.String()}
-	rec.Attrs(func(a slog.Attr) bool {
-		attrs[a.Key] = a.Value.String()
-		return true
-	})
-	return logged{rec.Level, rec.Message, attrs}
-}
-
-// all returns the records so far.
-func (r *logRecorder) all() []logged {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]logged, len(r.records))
-	for i, rec := range r.records {
-		out[i] = toLogged(rec)
-	}
-	return out
-}
-
-// matching returns the attributes of the records whose message is msg.
-func (r *logRecorder) matching(msg string) []map[string]string {
-	var out []map[string]string
-	for _, l := range r.all() {
-		if l.msg == msg {
-			out = append(out, l.attrs)
-		}
-	}
-	return out
-}
-
-// awaitMatch waits for a record whose message is msg and whose attribute
-// key is value, and returns its attributes.
-func (r *logRecorder) awaitMatch(t testing.TB, msg, key, value string) map[string]string {
-	t.Helper()
-	ctx := testCtx(t)
-	for {
-		for _, attrs := range r.matching(msg) {
-			if attrs[key] == value {
-				return attrs
-			}
-		}
-		select {
-		case <-r.added:
-		case <-ctx.Done():
-			t.Fatalf("no log record %q with %s=%s", msg, key, value)
-		}
-	}
-}
-
-// testmodLine is how faulthandler and tracebacks name the line of the
-// test module's function fn that holds text: `pypool_testmod.py", line N
-// in fn` (faulthandler's form).
-func testmodLine(t testing.TB, fn, text string) string {
-	t.Helper()
-	src, err := os.ReadFile("testdata/pymod/pypool_testmod.py")
-	require.NoError(t, err)
-	inFn := false
-	for i, line := range strings.Split(string(src), "\n") {
-		if strings.HasPrefix(line, "def ") {
-			inFn = strings.HasPrefix(line, "def "+fn+"(")
-		}
-		if inFn && strings.Contains(line, text) {
-			return fmt.Sprintf(`pypool_testmod.py", line %d in %s`, i+1, fn)
-		}
-	}
-	t.Fatalf("no line %q in %s()", text, fn)
-	return ""
-}
-
 // workerProcess is the process of a pool's only serving worker.
 func workerProcess(p *Pool) *process {
 	ws := p.serving()
@@ -301,4 +223,26 @@ func TestOutputCallsBounded(t *testing.T) {
 		o.callEnded(&a, true)
 	}
 	assert.LessOrEqual(t, len(o.ended), maxEndedCalls)
+}
+
+func TestOutputReachesLogger(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Logger = slogNew(rec)
+	pool := newTestPool(t, cfg)
+	pid := workerPids(pool)[0]
+
+	out, err := pool.Call(testCtx(t), "chatty")
+	require.NoError(t, err, "print, os.write(1) and input() must not touch the protocol")
+	assert.Equal(t, map[string]any{"eof": true}, out, "input() sees end of file")
+
+	for msg, stream := range map[string]string{
+		"line from print":    "stdout",
+		"line from os.write": "stdout",
+		"line to stderr":     "stderr",
+	} {
+		attrs := rec.await(t, msg)
+		assert.Equal(t, stream, attrs["stream"], msg)
+		assert.Equal(t, itoa(pid), attrs["worker"], msg)
+	}
 }

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -67,68 +66,6 @@ func TestOwnedChildDiesWithItsWorker(t *testing.T) {
 				requireExited(t, map[int]*os.File{child: exited}, "the child of a worker that ended")
 			})
 		}
-	}
-}
-
-// openPidfd opens a pidfd for pid (pidfd_open(2)), which becomes readable
-// when pid exits: an event to await for a process that is not our child.
-// It is closed when the test ends.
-func openPidfd(t testing.TB, pid int) *os.File {
-	t.Helper()
-	const sysPidfdOpen = 434 // the same on every Linux architecture
-	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), 0, 0)
-	if errno == syscall.ESRCH {
-		return nil // gone already
-	}
-	require.Zero(t, errno, "pidfd_open(%d)", pid)
-	f := os.NewFile(fd, "pidfd")
-	t.Cleanup(func() { f.Close() })
-	return f
-}
-
-// pollFd is struct pollfd.
-type pollFd struct {
-	fd      int32
-	events  int16
-	revents int16
-}
-
-// pidfdExited waits up to timeout for the process of pidfd (nil: gone
-// already) to exit and reports whether it did.
-func pidfdExited(pidfd *os.File, timeout time.Duration) bool {
-	if pidfd == nil {
-		return true
-	}
-	poll := pollFd{fd: int32(pidfd.Fd()), events: 0x1} // POLLIN: it exited
-	ts := syscall.NsecToTimespec(int64(timeout))
-	for {
-		n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&poll)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
-		if errno == syscall.EINTR {
-			continue // the timeout is only an upper bound: a retry may wait longer, never shorter
-		}
-		return errno == 0 && n == 1
-	}
-}
-
-// requireExited waits for every process of pidfds (by pid) to exit, within
-// ownedExitBound in all, and reaps those that became zombie children of
-// this process (orphans reparented to the subreaper: no os/exec Cmd waits
-// for them). A survivor is killed, and the test fails naming it.
-func requireExited(t testing.TB, pidfds map[int]*os.File, what string) {
-	t.Helper()
-	deadline := time.Now().Add(ownedExitBound)
-	var survivors []int
-	for pid, fd := range pidfds {
-		if !pidfdExited(fd, max(time.Until(deadline), 0)) {
-			survivors = append(survivors, pid)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	for pid := range pidfds {
-		reapOrphan(pid)
-	}
-	if len(survivors) > 0 {
-		t.Fatalf("%s: processes %v still ran %v after their owner ended", what, survivors, ownedExitBound)
 	}
 }
 

@@ -14,11 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// writeScript writes an executable shell script.
-func writeScript(t *testing.T, path, body string) {
-	require.NoError(t, os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755))
-}
-
 // launches counts the lines a shim script appended to its log.
 func launches(t *testing.T, log string) int {
 	data, err := os.ReadFile(log)
@@ -73,4 +68,33 @@ func TestOldPythonIsRefused(t *testing.T) {
 	require.ErrorIs(t, err, ErrWorkerStart)
 	assert.Contains(t, err.Error(), "pypool needs Python 3.8 or newer, this is Python 2.7.18")
 	assert.True(t, isFatalStart(err), "a restart cannot help: %v", err)
+}
+
+// TestEnvironmentCannotBreakTheRuntime sets the PYTHON* variables that would
+// break a naive worker: a PYTHONPATH that shadows the runtime and msgpack, a
+// PYTHONSTARTUP that raises, an ASCII-only PYTHONIOENCODING, and no
+// PYTHONUNBUFFERED (which the development machines export).
+func TestEnvironmentCannotBreakTheRuntime(t *testing.T) {
+	evil := t.TempDir()
+	for _, name := range []string{"msgpack.py", "pypool_runtime.py", "pypool_testmod.py"} {
+		require.NoError(t, os.WriteFile(filepath.Join(evil, name), []byte("raise ImportError('shadowed')\n"), 0o644))
+	}
+	startup := filepath.Join(evil, "startup.py")
+	require.NoError(t, os.WriteFile(startup, []byte("raise SystemExit('startup ran')\n"), 0o644))
+	t.Setenv("PYTHONPATH", evil)
+	t.Setenv("PYTHONSTARTUP", startup)
+	t.Setenv("PYTHONIOENCODING", "ascii")
+	t.Setenv("PYTHONUNBUFFERED", "")
+	os.Unsetenv("PYTHONUNBUFFERED")
+
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Logger = slogNew(rec)
+	pool := newTestPool(t, cfg)
+	out, err := pool.Call(testCtx(t), "echo", "héllo ☃")
+	require.NoError(t, err)
+	assert.Equal(t, "héllo ☃", out)
+	_, err = pool.Call(testCtx(t), "chatty")
+	require.NoError(t, err)
+	rec.await(t, "line from print") // line-buffered without PYTHONUNBUFFERED
 }

@@ -1,10 +1,16 @@
 package pypool
 
+// Worker starts and their failures: errors of New (import failure, module
+// or interpreter not found), start failures that wake or keep waiting
+// callers, transient failures retried, starts that outlive the callers that
+// gave up, and the backoff of a crash loop (DESIGN invariants 3 and 9).
+
 import (
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -256,4 +262,216 @@ func TestWorkersThatExitAtStartBackOff(t *testing.T) {
 	assert.Equal(t, "WARN", attrs["level"])
 	assert.Contains(t, attrs["error"], "exited with status 3")
 	assert.Empty(t, rec.matching(msgStartKilled))
+}
+
+func TestImportFailureCarriesTraceback(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Module = "pypool_broken"
+	cfg.Size = 2
+	_, err := New(testCtx(t), cfg)
+	require.ErrorIs(t, err, ErrWorkerStart)
+	var pyErr *PythonError
+	require.ErrorAs(t, err, &pyErr)
+	assert.Equal(t, "RuntimeError", pyErr.Type)
+	assert.Contains(t, pyErr.Traceback, "pypool_broken is broken on purpose")
+	assert.Contains(t, pyErr.Traceback, "pypool_broken.py")
+	assert.NotContains(t, err.Error(), "\n", "the error is one line; the traceback is in the field")
+	assert.Equal(t, 1, strings.Count(err.Error(), "pypool:"), "the text does not repeat itself: %s", err)
+}
+
+func TestModuleNotFoundSaysWhereItLooked(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Module = "no_such_module_anywhere"
+	_, err := New(testCtx(t), cfg)
+	require.ErrorIs(t, err, ErrWorkerStart)
+	abs, _ := filepath.Abs("testdata/pymod")
+	assert.Contains(t, err.Error(), abs, "the error lists sys.path")
+}
+
+func TestInterpreterNotFound(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Python = "/nonexistent/python3"
+	_, err := New(testCtx(t), cfg)
+	require.ErrorIs(t, err, ErrWorkerStart)
+	assert.Contains(t, err.Error(), "Config.Python")
+}
+
+// TestFailedStartWakesWaiters covers go-commons-pool's issue #50: a caller
+// waiting for a worker while another caller's worker start fails must not
+// stay blocked until its deadline (here: it has none).
+func TestFailedStartWakesWaiters(t *testing.T) {
+	dir := t.TempDir()
+	failFlag, goFlag := filepath.Join(dir, "fail"), filepath.Join(dir, "go")
+	cfg := testConfig(t)
+	cfg.Module = "pypool_gated"
+	if testStartMethod() == StartForkServer {
+		cfg.SetUp = "gate" // forked workers do not import the module: they run its set-up
+	}
+	cfg.MaxOverflow = 1
+	cfg.Env = []string{"PYPOOL_FAIL_FLAG=" + failFlag, "PYPOOL_GO_FLAG=" + goFlag}
+	pool := newTestPool(t, cfg)
+	require.NoError(t, os.WriteFile(failFlag, nil, 0o644))
+
+	ctx := testCtx(t)
+	held := make(chan struct{})
+	release := make(chan struct{})
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		_ = pool.Transaction(ctx, func(*Worker) error { close(held); <-release; return nil })
+	}()
+	<-held
+
+	errs := make(chan error, 2)
+	for range 2 { // one starts the overflow worker, the other waits behind it
+		go func() {
+			_, err := pool.Call(context.Background(), "echo", 1)
+			errs <- err
+		}()
+	}
+	awaitPool(t, pool, "two callers waiting", func(s Stats) bool { return s.Waiting == 2 })
+	require.NoError(t, os.WriteFile(goFlag, nil, 0o644)) // the start now fails
+
+	for range 2 {
+		err := <-errs
+		require.ErrorIs(t, err, ErrWorkerStart)
+		var pyErr *PythonError
+		require.ErrorAs(t, err, &pyErr)
+		assert.Contains(t, pyErr.Message, "start refused by the test")
+	}
+	assert.GreaterOrEqual(t, pool.Stats().StartFailures, uint64(1))
+
+	require.NoError(t, os.Remove(failFlag)) // the cause goes away
+	close(release)
+	<-released
+	out, err := pool.Call(ctx, "echo", "healed")
+	require.NoError(t, err)
+	assert.Equal(t, "healed", out)
+}
+
+// Issue 7, finding 8: worker starts run on the pool's context, not on
+// callers': five callers that give up while a start is in flight cost one
+// start, which still completes, fails nothing, and is stopped as an overflow
+// worker nobody waits for.
+func TestStartOutlivesTheCallersThatGaveUp(t *testing.T) {
+	h := newHeldStarts(t, 1, 1, nil)
+	release := holdWorkers(t, h.pool, 1)
+	defer release()
+	h.hold(t)
+	for range 5 {
+		ctx, cancel := context.WithTimeout(testCtx(t), 20*time.Millisecond)
+		_, err := h.pool.Call(ctx, "echo", 1)
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	}
+	h.nextHeld(t)
+	s := h.pool.Stats()
+	assert.Equal(t, 1, s.Starting, "one start for five callers")
+	h.release(t)
+	awaitPool(t, h.pool, "the start completed and the overflow worker stopped", func(s Stats) bool {
+		return s.Starting == 0 && s.Stopping == 0 && s.Workers == 1
+	})
+	s = h.pool.Stats()
+	assert.Equal(t, uint64(1), s.Restarts)
+	assert.Zero(t, s.StartFailures)
+}
+
+// Issue 7, findings 9 and 12: a start killed from outside is no module
+// failure: however often it happens the pool never turns fail-fast. Since
+// issue 18 (finding 5) it fails no waiter either while the retry can still
+// serve it: both waiters wait on, and are served by the retry.
+func TestKilledStartFailsNoWaiterAndNeverFailFast(t *testing.T) {
+	h := newHeldStarts(t, 1, 0, nil)
+	h.hold(t)
+	require.NoError(t, syscall.Kill(workerPids(h.pool)[0], syscall.SIGKILL))
+	for range 3 { // kill the replacement in its handshake, three times
+		require.NoError(t, syscall.Kill(h.nextHeld(t), syscall.SIGKILL))
+	}
+	awaitPool(t, h.pool, "three failed starts", func(s Stats) bool { return s.StartFailures == 3 })
+
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := h.pool.Call(context.Background(), "echo", "served") // no deadline
+			errs <- err
+		}()
+	}
+	awaitPool(t, h.pool, "two waiters", func(s Stats) bool { return s.Waiting == 2 })
+	require.NoError(t, syscall.Kill(h.nextHeld(t), syscall.SIGKILL))
+	awaitPool(t, h.pool, "four failed starts", func(s Stats) bool { return s.StartFailures == 4 })
+	assert.Equal(t, 2, h.pool.Stats().Waiting, "both wait for the retry")
+
+	h.nextHeld(t)
+	h.release(t)
+	for range 2 {
+		require.NoError(t, <-errs, "the retry serves the waiters")
+	}
+	s := h.pool.Stats()
+	assert.Equal(t, uint64(4), s.StartFailures)
+	assert.Equal(t, uint64(1), s.Crashes, "only the first kill was of a running worker")
+}
+
+// TestCrashLoopBacksOffAndHeals breaks the module under a running pool and
+// kills its workers: restarts fail, callers get the import error at once
+// instead of waiting, and once the module is fixed the pool heals itself.
+func TestCrashLoopBacksOffAndHeals(t *testing.T) {
+	dir := t.TempDir()
+	failFlag, goFlag := filepath.Join(dir, "fail"), filepath.Join(dir, "go")
+	require.NoError(t, os.WriteFile(goFlag, nil, 0o644)) // failing starts fail at once
+	cfg := testConfig(t)
+	cfg.Module = "pypool_gated"
+	if testStartMethod() == StartForkServer {
+		cfg.SetUp = "gate" // forked workers do not import the module: they run its set-up
+	}
+	cfg.Size = 2
+	cfg.Env = []string{"PYPOOL_FAIL_FLAG=" + failFlag, "PYPOOL_GO_FLAG=" + goFlag}
+	pool := newTestPool(t, cfg)
+
+	require.NoError(t, os.WriteFile(failFlag, nil, 0o644))
+	for _, pid := range workerPids(pool) {
+		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	}
+	awaitPool(t, pool, "restarts failing", func(s Stats) bool { return s.StartFailures >= 2 && s.Workers == 0 })
+
+	_, err := pool.Call(context.Background(), "echo", 1) // no deadline: must not hang
+	require.ErrorIs(t, err, ErrWorkerStart)
+	var pyErr *PythonError
+	require.ErrorAs(t, err, &pyErr)
+	assert.Contains(t, pyErr.Traceback, "start refused by the test")
+
+	require.NoError(t, os.Remove(failFlag))
+	awaitPool(t, pool, "healed", func(s Stats) bool { return s.Workers == 2 })
+	out, err := pool.Call(testCtx(t), "echo", "healed")
+	require.NoError(t, err)
+	assert.Equal(t, "healed", out)
+}
+
+func TestBackoffGrowsAndResets(t *testing.T) {
+	var b startBackoff
+	assert.Nil(t, b.refusal())
+	importErr := &PythonError{Code: "import_failed", Type: "ImportError"}
+	var delays []time.Duration
+	for range 12 {
+		assert.True(t, b.failedStart(importErr, time.Now()), "an import error is fatal")
+		delays = append(delays, b.retryAt.Sub(b.bumpedAt)) // the delay as set: no clock read after it
+	}
+	for i := 1; i < len(delays); i++ {
+		assert.GreaterOrEqual(t, delays[i]+time.Millisecond, min(delays[i-1]*2, backoffMax-time.Millisecond), "delay %d", i)
+	}
+	assert.LessOrEqual(t, delays[len(delays)-1], backoffMax)
+	assert.Equal(t, importErr, b.refusal(), "callers get the error at once during the delay")
+
+	b.started()
+	assert.Nil(t, b.refusal(), "a successful start ends the refusals")
+	b.callSucceeded()
+	assert.LessOrEqual(t, b.delay(), time.Duration(0), "a successful call ends the backoff")
+
+	// A worker killed during its handshake says nothing about the module:
+	// however often it happens, the pool never turns fail-fast for it.
+	died := &WorkerExitError{Signal: "killed", cause: ErrWorkerStart}
+	for i := range 5 {
+		assert.False(t, b.failedStart(died, time.Now()), "death %d during the handshake is transient", i+1)
+	}
+	assert.Nil(t, b.refusal())
+	assert.Positive(t, b.retryAt.Sub(b.bumpedAt), "but it lengthens the backoff") // as set: no clock read after it
 }

@@ -32,21 +32,6 @@ const (
 	// loaded machine once gave calls 216ms against timers 163ms, the
 	// stall that delayed the calls falling between the sparser timers.
 	stormTimers = stormCallers
-	// stormSlack is what a call may add to the lateness of a bare timer
-	// that fires at the same time in the same process. A call cut off by
-	// its deadline is one timer (the context's) plus, at most, one hand-off
-	// from the goroutine that notices the deadline to the caller's, and a
-	// call that succeeds just after its deadline has had its reply on the
-	// pipe: one pipe round trip (tens of microseconds) and a few goroutine
-	// wake-ups, each of which can wait a scheduling quantum (10ms of Go's
-	// preemption, more for the OS on a loaded 2-vCPU machine with 64+
-	// goroutines, six Python processes and the race detector).
-	// 100ms covers that, and the OS descheduling the thread that holds the
-	// pool's lock for a moment, while still failing a call that waited
-	// for a worker start (100ms or more for python3 on a quiet machine,
-	// seconds on a busy one) or for a worker stop (up to StopTimeout): the
-	// waits this test was written against were 2.4s and 3.6s.
-	stormSlack = 100 * time.Millisecond
 	// stormGrace is Config.InterruptGrace: generous, so that a loaded
 	// machine does not turn an interrupted call into a restart.
 	stormGrace = 2 * time.Second
@@ -215,56 +200,6 @@ func (r *stormResult) merge(o stormResult) {
 	r.bad = append(r.bad, o.bad...)
 }
 
-// timerLateness is how late bare timers fired.
-type timerLateness struct {
-	n       int
-	max     time.Duration
-	samples []timerSample
-}
-
-type timerSample struct {
-	due  time.Time
-	late time.Duration
-}
-
-func (l *timerLateness) merge(o timerLateness) {
-	l.n += o.n
-	l.max = max(l.max, o.max)
-	l.samples = append(l.samples, o.samples...)
-}
-
-// maxBetween is the largest lateness of the timers due from since to until.
-func (l *timerLateness) maxBetween(since, until time.Time) time.Duration {
-	var late time.Duration
-	for _, s := range l.samples {
-		if !s.due.Before(since) && !s.due.After(until) {
-			late = max(late, s.late)
-		}
-	}
-	return late
-}
-
-// measureTimers sets timers of 0..stormMaxDeadline one after the other until
-// stop is closed, and returns how late they fired at most.
-func measureTimers(stop <-chan struct{}) timerLateness {
-	var l timerLateness
-	for {
-		d := rand.N(stormMaxDeadline + 1)
-		due := time.Now().Add(d)
-		timer := time.NewTimer(d)
-		select {
-		case <-timer.C:
-			late := time.Since(due)
-			l.n++
-			l.max = max(l.max, late)
-			l.samples = append(l.samples, timerSample{due, late})
-		case <-stop:
-			timer.Stop()
-			return l
-		}
-	}
-}
-
 // assertProcessesAreWorkers checks that the child processes of the test
 // binary are exactly the pool's workers.
 func assertProcessesAreWorkers(t *testing.T, pool *Pool) {
@@ -290,36 +225,4 @@ func poolWarnings(rec *logRecorder) []string {
 		}
 	}
 	return msgs
-}
-
-// dumpLogOnFailure writes the pool's log to the test log if the test failed
-// or the pool logged a warning or an error.
-func dumpLogOnFailure(t *testing.T, rec *logRecorder) {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	warned := slices.ContainsFunc(rec.records, func(r slog.Record) bool { return r.Level >= slog.LevelWarn })
-	if !t.Failed() && !warned {
-		return
-	}
-	for _, r := range rec.records {
-		line := r.Time.Format("15:04:05.000000") + " " + r.Level.String() + " " + r.Message
-		r.Attrs(func(a slog.Attr) bool {
-			line += " " + a.String()
-			return true
-		})
-		t.Log(line)
-	}
-}
-
-// bareTimer starts a timer due at due, and a goroutine that waits for it as
-// a caller waits for its answer; the returned function waits for it and
-// says how late after due that goroutine woke.
-func bareTimer(due time.Time) (lateness func() time.Duration) {
-	woke := make(chan time.Duration, 1)
-	timer := time.NewTimer(time.Until(due))
-	go func() {
-		<-timer.C
-		woke <- time.Since(due)
-	}()
-	return func() time.Duration { return <-woke }
 }

@@ -17,25 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func streamConfig(t testing.TB) Config {
-	cfg := testConfig(t)
-	cfg.Module = "pypool_streammod"
-	return cfg
-}
-
-// collect runs a stream to its end.
-func collect(t testing.TB, seq func(func(any, error) bool)) ([]any, error) {
-	t.Helper()
-	var items []any
-	for item, err := range seq {
-		if err != nil {
-			return items, err
-		}
-		items = append(items, item)
-	}
-	return items, nil
-}
-
 func TestStreamItems(t *testing.T) {
 	pool := newTestPool(t, streamConfig(t))
 	ctx := testCtx(t)

@@ -11,28 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// interpreters returns the Python interpreters to run the type tests on: the
-// default python3 and, where it has the msgpack C extension, Debian's
-// /usr/bin/python3 (which .ci/run installs python3-msgpack for), so that both
-// codecs of the runtime are checked against the Go side.
-func interpreters(t *testing.T) map[string]string {
-	found := map[string]string{"python3": "python3"}
-	const debian = "/usr/bin/python3"
-	if err := exec.Command(debian, "-c", "import msgpack._cmsgpack").Run(); err == nil {
-		found["debian-msgpack-c"] = debian
-	} else {
-		t.Logf("not testing the msgpack C codec: %s can not import msgpack._cmsgpack (apt-get install python3-msgpack)", debian)
-	}
-	return found
-}
-
-// interpreterPool starts a test pool whose workers run python.
-func interpreterPool(t *testing.T, python string) *Pool {
-	cfg := testConfig(t)
-	cfg.Python = python
-	return newTestPool(t, cfg)
-}
-
 func TestTypesCrossBothWays(t *testing.T) {
 	when := time.Date(2024, 5, 6, 7, 8, 9, 123456000, time.UTC)
 	cases := []struct {
@@ -173,4 +151,105 @@ func TestResultNotEncodableNamesThePath(t *testing.T) {
 			assert.Equal(t, int64(1), out)
 		})
 	}
+}
+
+func TestResultNotEncodable(t *testing.T) {
+	pool := newTestPool(t, testConfig(t))
+	_, err := pool.Call(testCtx(t), "unencodable")
+	require.ErrorIs(t, err, ErrResultNotEncodable)
+	assert.Contains(t, err.Error(), "set")
+	out, err := pool.Call(testCtx(t), "echo", 1)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), out)
+}
+
+func TestArgumentsNotEncodable(t *testing.T) {
+	pool := newTestPool(t, testConfig(t))
+	for _, arg := range []any{make(chan int), func() {}, complex(1, 2)} {
+		_, err := pool.Call(testCtx(t), "echo", arg)
+		assert.ErrorIs(t, err, ErrArgNotEncodable, "%T", arg)
+	}
+	_, err := pool.Call(testCtx(t), "echo", "bad \xff utf-8")
+	assert.ErrorIs(t, err, ErrBadArguments)
+	out, err := pool.Call(testCtx(t), "echo", "fine")
+	require.NoError(t, err)
+	assert.Equal(t, "fine", out)
+	assert.Zero(t, pool.Stats().Crashes)
+}
+
+func TestMessageTooLarge(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxMessageSize = 1 << 10
+	pool := newTestPool(t, cfg)
+	_, err := pool.Call(testCtx(t), "echo", make([]byte, 2<<10))
+	assert.ErrorIs(t, err, ErrMessageTooLarge)
+	_, err = pool.Call(testCtx(t), "big", 4<<10)
+	assert.ErrorIs(t, err, ErrMessageTooLarge)
+	out, err := pool.Call(testCtx(t), "big", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []byte("xxxxxxxxxx"), out)
+}
+
+// TestNestingLimit pins the limit of docs/errors.md (ErrResultNotEncodable's
+// row): a result may nest 1024 containers deep, the reply's
+// own array around them (msgpack >= 1.2's packer starts with a limit of
+// 1024 and refuses a container once it is below 0), whatever codec the
+// worker runs: the pure one, or msgpack 1.0's C extension, whose own limit
+// of 511 the runtime lifts by packing deeper values with the pure packer.
+func TestNestingLimit(t *testing.T) {
+	for name, python := range interpreters(t) {
+		t.Run(name, func(t *testing.T) {
+			pool := interpreterPool(t, python)
+			_, err := pool.Call(testCtx(t), "deep", 1023) // 1024 nested lists
+			require.NoError(t, err)
+			_, err = pool.Call(testCtx(t), "deep", 1024) // 1025
+			require.ErrorIs(t, err, ErrResultNotEncodable)
+		})
+	}
+}
+
+// TestStructTagJSON: with Config.StructTag "json", struct fields that have
+// only json tags cross in both directions; without it they are matched by
+// field name, and a Python key in lower case does not fill them.
+func TestStructTagJSON(t *testing.T) {
+	type prediction struct {
+		Label string  `json:"label"`
+		Score float64 `json:"score,omitempty"`
+	}
+	in := map[string]any{"label": "cat", "score": 0.9}
+
+	plain := newTestPool(t, testConfig(t))
+	got, err := CallAs[prediction](testCtx(t), plain, "echo", in)
+	require.NoError(t, err)
+	assert.Equal(t, prediction{}, got, "json tags are not msgpack tags by default")
+
+	cfg := testConfig(t)
+	cfg.StructTag = "json"
+	pool := newTestPool(t, cfg)
+	got, err = CallAs[prediction](testCtx(t), pool, "echo", in)
+	require.NoError(t, err)
+	assert.Equal(t, prediction{Label: "cat", Score: 0.9}, got)
+
+	out, err := pool.Call(testCtx(t), "echo", prediction{Label: "dog"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"label": "dog"}, out, "arguments use the json names too, omitempty included")
+
+	err = pool.Transaction(testCtx(t), func(w *Worker) error {
+		got, err := CallAs[prediction](testCtx(t), w, "echo", in)
+		assert.Equal(t, prediction{Label: "cat", Score: 0.9}, got)
+		return err
+	})
+	require.NoError(t, err)
+}
+
+// TestMapKeysPythonMerges documents that keys Python's dict holds equal
+// (1, true, 1.0) merge into one; which value survives follows Go's map
+// order, which is random.
+func TestMapKeysPythonMerges(t *testing.T) {
+	pool := newTestPool(t, testConfig(t))
+	out, err := pool.Call(testCtx(t), "echo", map[any]any{int64(1): "int", true: "bool", 1.0: "float"})
+	require.NoError(t, err)
+	m, ok := out.(map[any]any)
+	require.True(t, ok, "%T", out)
+	assert.Len(t, m, 1, "one key survives: %v", m)
 }
