@@ -130,6 +130,7 @@ func TestStatsCountsWhatHappened(t *testing.T) {
 		CallsStarted:     3 + 1 + 3 + 1 + 2,
 		CallsFinished:    3 + 1 + 3 + 1 + 2,
 		CallsSent:        3 + 1 + 1 + 2, // not the rejections
+		Calls:            3 + 1 + 1 + 2, // deprecated: CallsSent
 		PythonExceptions: 1,
 		Rejections:       3,
 		DeadlineExceeded: 1,
