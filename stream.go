@@ -76,16 +76,32 @@ func (w *Worker) Stream(ctx context.Context, fn string, args ...any) iter.Seq2[a
 //
 //	for row, err := range pypool.StreamAs[Row](ctx, pool, "read_rows", path) {
 func StreamAs[T any](ctx context.Context, c Caller, fn string, args ...any) iter.Seq2[T, error] {
+	return yieldItems(ctx, c, fn, args, func(b []byte, codec *valueCodec) (item T, err error) {
+		err = decodeValueInto(b, &item, codec)
+		return item, err
+	})
+}
+
+// streamValues is Stream for a *Pool or a *Worker.
+func streamValues(ctx context.Context, c Caller, fn string, args []any) iter.Seq2[any, error] {
+	return yieldItems(ctx, c, fn, args, func(b []byte, codec *valueCodec) (any, error) {
+		return decodeValue(b, false, codec)
+	})
+}
+
+// yieldItems is the loop of Stream and StreamAs: each item decoded by
+// decode is yielded; a decoding error is yielded and ends the stream, as
+// does the loop's break; the stream's own error is yielded last, unless
+// the loop ended it.
+func yieldItems[T any](ctx context.Context, c Caller, fn string, args []any, decode func([]byte, *valueCodec) (T, error)) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		stopped := false
 		err := c.streamInto(ctx, fn, args, func(b []byte, codec *valueCodec) bool {
-			var item T
-			if err := decodeValueInto(b, &item, codec); err != nil {
-				stopped = true
-				yield(item, err)
-				return false
-			}
-			if !yield(item, nil) {
+			item, err := decode(b, codec)
+			if err != nil || !yield(item, nil) {
+				if err != nil {
+					yield(item, err)
+				}
 				stopped = true
 				return false
 			}
@@ -94,29 +110,6 @@ func StreamAs[T any](ctx context.Context, c Caller, fn string, args ...any) iter
 		if err != nil && !stopped {
 			var zero T
 			yield(zero, err)
-		}
-	}
-}
-
-// streamValues is Stream for a *Pool or a *Worker.
-func streamValues(ctx context.Context, c Caller, fn string, args []any) iter.Seq2[any, error] {
-	return func(yield func(any, error) bool) {
-		stopped := false
-		err := c.streamInto(ctx, fn, args, func(b []byte, codec *valueCodec) bool {
-			item, err := decodeValue(b, false, codec)
-			if err != nil {
-				stopped = true
-				yield(nil, err)
-				return false
-			}
-			if !yield(item, nil) {
-				stopped = true
-				return false
-			}
-			return true
-		})
-		if err != nil && !stopped {
-			yield(nil, err)
 		}
 	}
 }

@@ -624,21 +624,21 @@ func (p *Pool) forkServerExited(fs *forkServer) {
 	if !p.forks.CompareAndSwap(fs, nil) {
 		return // stopped by Close
 	}
+	p.restartAfter(&p.forkBackoff, fs.started, p.restartForkServer,
+		msgForkServerExited, "forkserver", fs.pid, "exit_code", fs.exited.code, "signal", fs.exited.signal)
+}
+
+// restartAfter has restart run in a goroutine of the pool for a helper
+// process (the fork server's template, the guardian) that began at started
+// and exited, unless the pool is closing: its backoff b grows (and starts
+// over if it lived), and the exit is logged as msg with attrs and the
+// delay before restart tries again.
+func (p *Pool) restartAfter(b *startBackoff, started time.Time, restart func(), msg string, attrs ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return
 	}
-	p.restartAfterLocked(&p.forkBackoff, fs.started, p.restartForkServer,
-		msgForkServerExited, "forkserver", fs.pid, "exit_code", fs.exited.code, "signal", fs.exited.signal)
-}
-
-// restartAfterLocked has restart run in a goroutine of the pool for a
-// helper process (the fork server's template, the guardian) that began at
-// started and exited while the pool runs: its backoff b grows (and starts
-// over if it lived), and the exit is logged as msg with attrs and the
-// delay before restart tries again.
-func (p *Pool) restartAfterLocked(b *startBackoff, started time.Time, restart func(), msg string, attrs ...any) {
 	if time.Since(started) >= quickDeath {
 		b.callSucceeded() // it lived: start the delays over
 	}
@@ -700,12 +700,7 @@ func (p *Pool) guardianExited(gp *guardianProcess) {
 	if !p.spec.guard.exited(gp) {
 		return // stopped by Close
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return
-	}
-	p.restartAfterLocked(&p.guardBackoff, gp.started, p.restartGuardian,
+	p.restartAfter(&p.guardBackoff, gp.started, p.restartGuardian,
 		msgGuardianExited, "guardian", gp.pid, "exit_code", gp.exited.code, "signal", gp.exited.signal)
 }
 
