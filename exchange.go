@@ -1,8 +1,11 @@
 package pypool
 
-// exchange.go is the one loop that reads what a worker sends while a call
-// runs (readReplies): a call's reply, a stream's items, callbacks, and the
-// reply that a closed stream or a cut-off call still owes.
+// exchange.go is one call's exchange with a worker, for every call form:
+// begin, send the CALL or STREAM frame (sendCall), then the one loop that
+// reads what the worker sends while the call runs (readReplies): the
+// call's reply, a stream's items (with the credit given back, and CLOSE
+// when the loop leaves early), callbacks, and the reply that a closed
+// stream or a cut-off call still owes.
 
 import (
 	"context"
@@ -10,7 +13,242 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
+
+	"github.com/pypool/pypool/internal/wire"
 )
+
+// A call's exchange: begin, send, the reply loop, end.
+
+// call sends one call and waits for its reply. into decodes a RESULT's value;
+// it runs before the read buffer is reused. A *PythonError is returned for
+// an ERROR reply. Any other error from a call that reached the worker leaves
+// the process interrupted or broken (procState). A call made
+// with the context of one of this process's callbacks is sent on the
+// stream of the call that waits for the callback (callback.go).
+func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes) error {
+	if p.spec.callbacks != nil {
+		if s := scopeOf(ctx); s != nil && s.proc == p {
+			return s.call(ctx, fn, args, kwargs, into, sizes)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.callLocked(ctx, fn, args, kwargs, into, sizes, false)
+}
+
+// callLocked is call with p.mu held by this call, or (nested) by the call
+// whose callback makes this one.
+func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes, nested bool) error {
+	id, cf, err := p.begin(ctx, fn, nested)
+	if err != nil {
+		return err
+	}
+	defer p.end(cf)
+	stop, err := p.sendCall(ctx, id, fn, args, kwargs, 0, sizes, nested)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	l := replyLoop{wait: waitCall, id: id, into: into, sizes: sizes}
+	return p.readReplies(ctx, fn, &l, nil)
+}
+
+// stream runs the stream call fn and gives each item to each, on this
+// goroutine, until the stream ends or each returns false. As with call, a
+// callback's context sends it on the stream of the call that waits for the
+// callback.
+func (p *process) stream(ctx context.Context, fn string, args []any, kwargs Kwargs, each itemFunc) error {
+	if p.spec.callbacks != nil {
+		if s := scopeOf(ctx); s != nil && s.proc == p {
+			ctx, leave, err := s.enter(ctx)
+			if err != nil {
+				return err
+			}
+			defer leave()
+			return p.streamLocked(ctx, fn, args, kwargs, each, true)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.streamLocked(ctx, fn, args, kwargs, each, false)
+}
+
+func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwargs Kwargs, each itemFunc, nested bool) error {
+	id, cf, err := p.begin(ctx, fn, nested)
+	if err != nil {
+		return err
+	}
+	defer p.end(cf)
+	stop, err := p.sendCall(ctx, id, fn, args, kwargs, streamWindow, nil, nested)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	codec := p.codec
+	codec.shared = nil // items cross inline
+	running := true    // Python is still iterating: leaving the loop closes the stream
+	defer func() {
+		if running {
+			p.closeStream(ctx, fn, id)
+		}
+	}()
+	l := replyLoop{wait: waitStream, id: id}
+	st := streamItems{each: each, codec: &codec}
+	err = p.readReplies(ctx, fn, &l, &st)
+	running = st.stopped // each stopped the loop: the deferred close ends the stream
+	return err
+}
+
+// sendCall encodes the call id of fn (a CALL frame; a STREAM frame when
+// window > 0) and writes it, the pipes' deadlines following ctx (watch):
+// the one send of callLocked and streamLocked. sizes (nil: not traced)
+// receives the request's size. On success the caller defers stop, which
+// ends the watch; a failure returns the call's error, with the process's
+// new state recorded when the worker is not as it was.
+func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any, kwargs Kwargs, window int, sizes *callSizes, nested bool) (stop func(), err error) {
+	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, window)
+	switch {
+	case errors.Is(err, errSharedClosed):
+		// The worker exited before the call: its shared memory went
+		// with it. A crash, as if the call had been sent.
+		p.setState(evLost, err)
+		return nil, p.exitError(ctx)
+	case isSharedFault(err):
+		// Nothing was sent, but the worker's shared memory is broken.
+		return nil, p.failed(ctx, fn, err, false)
+	case err != nil:
+		return nil, err // nothing was sent: the worker is fine
+	}
+	if sizes != nil {
+		sizes.request = len(frame) - frameHeaderSize + p.encoder.sharedBytes
+	}
+	stop = p.watch(ctx, nested)
+	if n, err := p.toWorker.Write(frame); err != nil {
+		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			// Nothing reached the worker: it is as healthy as before.
+			what := "call to"
+			if window > 0 {
+				what = "stream of"
+			}
+			err = fmt.Errorf("pypool: %s %s: %w", what, fn, contextCause(ctx))
+		} else {
+			err = p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
+		}
+		stop()
+		return nil, err
+	}
+	return stop, nil
+}
+
+// callFrame is what begin set up for one call, for end to undo.
+type callFrame struct {
+	nested bool
+	outer  *string    // nested: the outer call's function
+	shared *sharedMem // nested: the encoder's shared memory, off meanwhile
+}
+
+// begin starts a call or a stream on the process: it checks that the
+// process can take one, gives it its id and records its function. end
+// undoes it once the call is over. A nested call (made inside a callback)
+// keeps the outer call's record and leaves the shared memory to it: its
+// values cross inline.
+func (p *process) begin(ctx context.Context, fn string, nested bool) (uint64, callFrame, error) {
+	if p.state.stream != streamRunning {
+		return 0, callFrame{}, fmt.Errorf("%w: an earlier call on worker %d was cut off", ErrWorkerReleased, p.pid)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, callFrame{}, fmt.Errorf("pypool: call to %s: %w", fn, err)
+	}
+	p.nextID++
+	id := p.nextID
+	if nested {
+		cf := callFrame{nested: true, outer: p.current.Load(), shared: p.encoder.shared}
+		p.encoder.shared = nil
+		p.setCurrent(fn)
+		return id, cf, nil
+	}
+	p.outerID = id
+	p.setCurrent(fn)
+	if p.shm != nil {
+		p.shm.acquire()
+	}
+	return id, callFrame{}, nil
+}
+
+// end undoes begin.
+func (p *process) end(cf callFrame) {
+	if cf.nested {
+		p.encoder.shared = cf.shared
+		p.current.Store(cf.outer)
+		return
+	}
+	if p.shm != nil {
+		p.shm.releaseCall()
+	}
+	p.endCall()
+}
+
+// A stream's credit and its close.
+
+// eachItem gives the items of an ITEMS frame to each; false when each
+// stopped.
+func eachItem(items []byte, codec *valueCodec, each itemFunc) (bool, error) {
+	d := wire.NewReader(items)
+	n := d.ArrayLen()
+	for range n {
+		item := d.Skip()
+		if d.Err() != nil {
+			break
+		}
+		if !each(item, codec) {
+			return false, nil
+		}
+	}
+	if d.Err() == nil && d.Len() != 0 {
+		d.Fail("%d bytes after the items", d.Len())
+	}
+	if d.Err() != nil {
+		return false, fmt.Errorf("%w: bad ITEMS frame: %v", ErrProtocol, d.Err())
+	}
+	return true, nil
+}
+
+// creditFrame encodes a CREDIT of n frames for stream id.
+func (p *process) creditFrame(id uint64, n int) []byte {
+	frame, _ := p.encoder.encodeControl(kindCredit, 3, func(e *callEncoder) error {
+		return errors.Join(e.enc.EncodeUint(id), e.enc.EncodeUint(uint64(n)))
+	})
+	return frame
+}
+
+// closeStream ends a stream that its loop left early: CLOSE, then the
+// items still coming are dropped until Python's reply, which must come
+// within InterruptGrace (and ctx). A generator that takes longer is
+// interrupted, as a cut-off call, and the pool drains the worker.
+func (p *process) closeStream(ctx context.Context, fn string, id uint64) {
+	if p.state.stream != streamRunning {
+		return
+	}
+	if ctx.Err() != nil {
+		p.failed(ctx, fn, os.ErrDeadlineExceeded, true)
+		return
+	}
+	frame, err := p.encoder.encodeControl(kindClose, 2, func(e *callEncoder) error { return e.enc.EncodeUint(id) })
+	if err != nil || p.send(ctx, fn, frame) != nil {
+		return
+	}
+	limit := time.Now().Add(p.spec.interruptGrace)
+	if d, ok := ctx.Deadline(); ok && d.Before(limit) {
+		limit = d
+	}
+	p.fromWorker.SetReadDeadline(limit)
+	p.deadlineSet = false
+	l := replyLoop{wait: waitClose, id: id}
+	p.readReplies(ctx, fn, &l, nil)
+}
+
+// The one reply loop.
 
 // replyWait is what a reply loop waits for, and so what it does with the
 // messages on the way.

@@ -7,19 +7,14 @@ package pypool
 // consumed, and Go gives credit back as its loop consumes them. Breaking
 // out of the loop sends CLOSE (Python closes the generator: its finally
 // blocks run) and waits for the stream's end within InterruptGrace. The
-// iteration runs on the goroutine of the range loop: nothing is read ahead
-// beyond the frame being consumed, so neither side holds more than the
-// window whatever the pace of the loop.
+// process's side of all of it is exchange.go's. The iteration runs on the
+// goroutine of the range loop: nothing is read ahead beyond the frame
+// being consumed, so neither side holds more than the window whatever the
+// pace of the loop.
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"iter"
-	"os"
-	"time"
-
-	"github.com/pypool/pypool/internal/wire"
 )
 
 // streamWindow is how many ITEMS frames Python may send before it waits
@@ -112,107 +107,4 @@ func yieldItems[T any](ctx context.Context, c Caller, fn string, args []any, dec
 			yield(zero, err)
 		}
 	}
-}
-
-// stream runs the stream call fn and gives each item to each, on this
-// goroutine, until the stream ends or each returns false. As with call, a
-// callback's context sends it on the stream of the call that waits for the
-// callback.
-func (p *process) stream(ctx context.Context, fn string, args []any, kwargs Kwargs, each itemFunc) error {
-	if p.spec.callbacks != nil {
-		if s := scopeOf(ctx); s != nil && s.proc == p {
-			ctx, leave, err := s.enter(ctx)
-			if err != nil {
-				return err
-			}
-			defer leave()
-			return p.streamLocked(ctx, fn, args, kwargs, each, true)
-		}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.streamLocked(ctx, fn, args, kwargs, each, false)
-}
-
-func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwargs Kwargs, each itemFunc, nested bool) error {
-	id, cf, err := p.begin(ctx, fn, nested)
-	if err != nil {
-		return err
-	}
-	defer p.end(cf)
-	stop, err := p.sendCall(ctx, id, fn, args, kwargs, streamWindow, nil, nested)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	codec := p.codec
-	codec.shared = nil // items cross inline
-	running := true    // Python is still iterating: leaving the loop closes the stream
-	defer func() {
-		if running {
-			p.closeStream(ctx, fn, id)
-		}
-	}()
-	l := replyLoop{wait: waitStream, id: id}
-	st := streamItems{each: each, codec: &codec}
-	err = p.readReplies(ctx, fn, &l, &st)
-	running = st.stopped // each stopped the loop: the deferred close ends the stream
-	return err
-}
-
-// eachItem gives the items of an ITEMS frame to each; false when each
-// stopped.
-func eachItem(items []byte, codec *valueCodec, each itemFunc) (bool, error) {
-	d := wire.NewReader(items)
-	n := d.ArrayLen()
-	for range n {
-		item := d.Skip()
-		if d.Err() != nil {
-			break
-		}
-		if !each(item, codec) {
-			return false, nil
-		}
-	}
-	if d.Err() == nil && d.Len() != 0 {
-		d.Fail("%d bytes after the items", d.Len())
-	}
-	if d.Err() != nil {
-		return false, fmt.Errorf("%w: bad ITEMS frame: %v", ErrProtocol, d.Err())
-	}
-	return true, nil
-}
-
-// creditFrame encodes a CREDIT of n frames for stream id.
-func (p *process) creditFrame(id uint64, n int) []byte {
-	frame, _ := p.encoder.encodeControl(kindCredit, 3, func(e *callEncoder) error {
-		return errors.Join(e.enc.EncodeUint(id), e.enc.EncodeUint(uint64(n)))
-	})
-	return frame
-}
-
-// closeStream ends a stream that its loop left early: CLOSE, then the
-// items still coming are dropped until Python's reply, which must come
-// within InterruptGrace (and ctx). A generator that takes longer is
-// interrupted, as a cut-off call, and the pool drains the worker.
-func (p *process) closeStream(ctx context.Context, fn string, id uint64) {
-	if p.state.stream != streamRunning {
-		return
-	}
-	if ctx.Err() != nil {
-		p.failed(ctx, fn, os.ErrDeadlineExceeded, true)
-		return
-	}
-	frame, err := p.encoder.encodeControl(kindClose, 2, func(e *callEncoder) error { return e.enc.EncodeUint(id) })
-	if err != nil || p.send(ctx, fn, frame) != nil {
-		return
-	}
-	limit := time.Now().Add(p.spec.interruptGrace)
-	if d, ok := ctx.Deadline(); ok && d.Before(limit) {
-		limit = d
-	}
-	p.fromWorker.SetReadDeadline(limit)
-	p.deadlineSet = false
-	l := replyLoop{wait: waitClose, id: id}
-	p.readReplies(ctx, fn, &l, nil)
 }
