@@ -42,12 +42,15 @@ func (p *Pool) Observe(o CallObserver) {
 // observerTracer is the Tracer that Observe adds for a CallObserver.
 type observerTracer struct{ o CallObserver }
 
+// TraceCallStart lets the call run on its own context.
 func (observerTracer) TraceCallStart(ctx context.Context, _ *Pool, _ TraceCallStartData) context.Context {
 	return ctx
 }
 
+// TraceCallWorker does nothing: an observer is told of the end only.
 func (observerTracer) TraceCallWorker(context.Context, *Pool, TraceCallWorkerData) {}
 
+// TraceCallEnd tells the observer of the attempt that ended.
 func (t observerTracer) TraceCallEnd(_ context.Context, _ *Pool, d TraceCallEndData) {
 	t.o.ObserveCall(CallInfo{Function: d.Function, Wait: d.Wait, Duration: d.Duration, Outcome: d.Outcome, Err: d.Err})
 }

@@ -175,6 +175,7 @@ type importError struct {
 	err    *PythonError
 }
 
+// Error is the import failure as the pool reports it.
 func (e *importError) Error() string {
 	if e.err.Code == "setup_failed" {
 		return fmt.Sprintf("%v: the set-up %s.%s failed (Config.SetUp): python %s: %s (the traceback is in the *PythonError)",
@@ -188,4 +189,5 @@ func (e *importError) Error() string {
 		ErrWorkerStart, e.module, e.err.Type, e.err.Message)
 }
 
+// Unwrap gives ErrWorkerStart and the Python error, for errors.Is/As.
 func (e *importError) Unwrap() []error { return []error{ErrWorkerStart, e.err} }

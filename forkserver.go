@@ -46,6 +46,7 @@ var errForkServerDown = errors.New("pypool: the fork server is not running")
 // matches errForkServerDown.
 type forkDownError struct{ sent bool }
 
+// Error says that the template is gone, and whether the request reached it.
 func (e *forkDownError) Error() string {
 	if e.sent {
 		return errForkServerDown.Error() + " (it ended after a fork request was sent)"
@@ -53,6 +54,7 @@ func (e *forkDownError) Error() string {
 	return errForkServerDown.Error()
 }
 
+// Is makes errors.Is(err, errForkServerDown) true.
 func (e *forkDownError) Is(target error) bool { return target == errForkServerDown }
 
 // orphanWait bounds the wait for the processes that held the descriptors

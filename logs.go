@@ -243,6 +243,7 @@ type countingReader struct {
 	n *atomic.Int64
 }
 
+// Read reads from the pipe and counts the bytes read.
 func (r countingReader) Read(b []byte) (int, error) {
 	n, err := r.f.Read(b)
 	r.n.Add(int64(n))

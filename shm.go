@@ -42,7 +42,10 @@ var errSharedClosed = shm.ErrClosed
 // memory of its own.
 type sharedFault struct{ err error }
 
+// Error is the wrapped error's text.
 func (e *sharedFault) Error() string { return e.err.Error() }
+
+// Unwrap gives the wrapped error (ErrProtocol, or a start or size error).
 func (e *sharedFault) Unwrap() error { return e.err }
 
 // isSharedFault reports whether err is, or wraps, a sharedFault.

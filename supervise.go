@@ -590,6 +590,7 @@ func isFatalStart(err error) bool {
 // err's.
 type fatalStart struct{ err error }
 
+// Error is the wrapped start error's text.
 func (e *fatalStart) Error() string { return e.err.Error() }
 
 // Unwrap returns the error it marks.

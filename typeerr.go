@@ -43,6 +43,7 @@ type typeMismatch struct {
 	field   string // Item.Score: the innermost struct field, if any
 }
 
+// String describes the mismatch as the error's text shows it.
 func (m *typeMismatch) String() string {
 	if m.field == "" {
 		return m.path + ": " + m.problem
@@ -113,8 +114,8 @@ func (f *mismatchFinder) byKind(v any, t reflect.Type) *typeMismatch {
 	return f.mismatch(v, t) // chan, func, complex: msgpack decodes none
 }
 
-// anyTarget: msgpack decodes anything into an interface, except dicts
-// whose keys are not all strings.
+// anyTarget checks v against an interface target: msgpack decodes
+// anything into one, except dicts whose keys are not all strings.
 func (f *mismatchFinder) anyTarget(v any) *typeMismatch {
 	switch v := v.(type) {
 	case badExt:
@@ -169,8 +170,9 @@ func (f *mismatchFinder) mapTarget(v any, t reflect.Type) *typeMismatch {
 	return nil
 }
 
-// structTarget: msgpack fills a struct from a dict by field names (unknown
-// keys are skipped), or from a list of exactly one item per field.
+// structTarget checks v against a struct target t: msgpack fills a struct
+// from a dict by field names (unknown keys are skipped), or from a list of
+// exactly one item per field.
 func (f *mismatchFinder) structTarget(v any, t reflect.Type) *typeMismatch {
 	fields := structFields(t, f.structTag, 0)
 	switch v := v.(type) {
@@ -206,7 +208,8 @@ func (f *mismatchFinder) structTarget(v any, t reflect.Type) *typeMismatch {
 	return f.mismatch(v, t)
 }
 
-// arrayTarget: an Array takes an ndarray or an array-like value.
+// arrayTarget checks v against an Array target, which takes an ndarray or
+// an array-like value.
 func (f *mismatchFinder) arrayTarget(v any) *typeMismatch {
 	if _, ok := v.(Array); ok {
 		return nil
@@ -218,9 +221,9 @@ func (f *mismatchFinder) arrayTarget(v any) *typeMismatch {
 	return nil
 }
 
-// arrayValue: an ndarray in a target that is not an Array is rewritten as
-// nested lists of its elements; it fits lists of as many levels (or an
-// interface) whose elements take the dtype.
+// arrayValue checks the ndarray a against a target t that is not an
+// Array: a is rewritten as nested lists of its elements, and fits lists of
+// as many levels (or an interface) whose elements take the dtype.
 func (f *mismatchFinder) arrayValue(a Array, t reflect.Type) *typeMismatch {
 	elem, dims := t, 0
 	for dims < len(a.Shape) && isListType(elem) {
