@@ -83,7 +83,7 @@ type forkServer struct {
 	lost    bool           // a request went unanswered: it was killed; guarded by mu
 	replies chan forkReply // the template's answers to requests, in order
 	done    chan struct{}  // closed once the template exited and was reaped
-	exited  exitStatus     // how it ended; set before done is closed
+	status  exitStatus     // how it ended; set before done is closed
 	output  sync.WaitGroup // its stdout and stderr forwarders
 	stopOne sync.Once      // the end of the control socket is sent once
 
@@ -245,7 +245,7 @@ func (fs *forkServer) watch(onExit func(*forkServer)) {
 	fs.kill() // it closed its end: of no use any more
 	fs.conn.Close()
 	fs.output.Wait()
-	fs.exited = execProcess{cmd: fs.cmd, guard: fs.guard}.wait()
+	fs.status = execProcess{cmd: fs.cmd, guard: fs.guard}.wait()
 	close(fs.done)
 	fs.exitsMu.Lock()
 	for pid, ch := range fs.exits {

@@ -62,7 +62,7 @@ type guardianProcess struct {
 	started time.Time
 	stdin   *os.File      // the write end of its input; only this process holds it
 	done    chan struct{} // closed once it was reaped
-	exited  exitStatus    // how it ended; set before done is closed
+	status  exitStatus    // how it ended; set before done is closed
 }
 
 // newGuardian returns the guardian of a pool whose workers run spec; it
@@ -168,9 +168,9 @@ func (g *guardian) flushLocked() {
 	}
 }
 
-// exited reports whether gp was the running guardian (and forgets it);
+// forget reports whether gp was the running guardian, and forgets it;
 // false when stop or a newer start replaced it.
-func (g *guardian) exited(gp *guardianProcess) bool {
+func (g *guardian) forget(gp *guardianProcess) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.proc != gp {
@@ -228,7 +228,7 @@ func (gp *guardianProcess) watch(stderr *os.File, logger *slog.Logger, onExit fu
 			slog.Int("guardian", gp.pid), slog.String("stream", "stderr"))
 	}
 	stderr.Close()
-	gp.exited = execProcess{cmd: gp.cmd}.wait()
+	gp.status = execProcess{cmd: gp.cmd}.wait()
 	close(gp.done)
 	onExit(gp)
 }

@@ -98,11 +98,12 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	spec.guard = newGuardian(spec, dir)
-	return start(ctx, cfg, spec)
+	return newPool(ctx, cfg, spec)
 }
 
-// start starts a pool whose workers run spec.
-func start(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
+// newPool starts a pool whose workers run spec: its guardian, its fork
+// server if configured, and its first workers.
+func newPool(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 	p := &Pool{
 		cfg:       cfg,
 		spec:      spec,

@@ -63,7 +63,7 @@ func (p *Pool) startLocked(startedFor *waiter) {
 func (p *Pool) orderLocked(o startOrder) {
 	p.starting++
 	p.wg.Add(1)
-	go p.start(o)
+	go p.startWorker(o)
 	p.notifyLocked()
 }
 
@@ -85,8 +85,9 @@ func (p *Pool) startFirst(ctx context.Context) error {
 	return first
 }
 
-// start starts one worker, after the crash-loop backoff, and hands it on.
-func (p *Pool) start(o startOrder) {
+// startWorker starts one worker, after the crash-loop backoff, and hands
+// it on (started).
+func (p *Pool) startWorker(o startOrder) {
 	defer p.wg.Done()
 	if !p.awaitBackoff(p.lifetime, &p.backoff) {
 		p.started(o, nil, ErrPoolClosed, time.Now())
@@ -626,7 +627,7 @@ func (p *Pool) forkServerExited(fs *forkServer) {
 		return // stopped by Close
 	}
 	p.restartAfter(&p.forkBackoff, fs.started, p.restartForkServer,
-		msgForkServerExited, "forkserver", fs.pid, "exit_code", fs.exited.code, "signal", fs.exited.signal)
+		msgForkServerExited, "forkserver", fs.pid, "exit_code", fs.status.code, "signal", fs.status.signal)
 }
 
 // restartAfter has restart run in a goroutine of the pool for a helper
@@ -698,11 +699,11 @@ func (p *Pool) recycleOrphans() {
 // guardianExited runs in the guardian's watcher once it was reaped. Unless
 // the pool is closing, it has a new one started after the backoff.
 func (p *Pool) guardianExited(gp *guardianProcess) {
-	if !p.spec.guard.exited(gp) {
+	if !p.spec.guard.forget(gp) {
 		return // stopped by Close
 	}
 	p.restartAfter(&p.guardBackoff, gp.started, p.restartGuardian,
-		msgGuardianExited, "guardian", gp.pid, "exit_code", gp.exited.code, "signal", gp.exited.signal)
+		msgGuardianExited, "guardian", gp.pid, "exit_code", gp.status.code, "signal", gp.status.signal)
 }
 
 // restartGuardian starts a new guardian after the backoff, again and again
