@@ -782,3 +782,49 @@ func firstWords(text string, n int) string {
 	words := strings.Fields(text)
 	return strings.Join(words[:min(n, len(words))], " ")
 }
+
+// TestDocCommentsOnEveryExportedName: in the root package and in every
+// internal package, every exported function, method and type has a doc
+// comment, and every doc comment starts with its declaration's name.
+func TestDocCommentsOnEveryExportedName(t *testing.T) {
+	dirs, err := filepath.Glob("internal/*")
+	require.NoError(t, err)
+	fset := token.NewFileSet()
+	for _, dir := range append([]string{"."}, dirs...) {
+		pkgs, err := parser.ParseDir(fset, dir, func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, parser.ParseComments)
+		require.NoError(t, err)
+		for _, pkg := range pkgs {
+			for _, f := range pkg.Files {
+				for _, name := range undocumented(f) {
+					t.Errorf("%s: %s has no doc comment", fset.Position(f.Package), name)
+				}
+				for _, d := range docDecls(f) {
+					if !startsWithName(d.doc.Text(), d.name) {
+						t.Errorf("%s: the doc comment of %s does not start with its name: %q", fset.Position(d.doc.Pos()), d.name, firstWords(d.doc.Text(), 6))
+					}
+				}
+			}
+		}
+	}
+}
+
+// undocumented returns the exported functions, methods and types of f
+// that have no doc comment.
+func undocumented(f *ast.File) []string {
+	var out []string
+	for _, d := range f.Decls {
+		switch d := d.(type) {
+		case *ast.FuncDecl:
+			if d.Doc == nil && d.Name.IsExported() {
+				out = append(out, d.Name.Name)
+			}
+		case *ast.GenDecl:
+			for _, s := range d.Specs {
+				if ts, ok := s.(*ast.TypeSpec); ok && ts.Name.IsExported() && ts.Doc == nil && (d.Doc == nil || len(d.Specs) > 1) {
+					out = append(out, ts.Name.Name)
+				}
+			}
+		}
+	}
+	return out
+}
