@@ -1,6 +1,6 @@
 package pypool
 
-// Recycling healthy workers on purpose (recycle.go): MaxCallsPerWorker,
+// Recycling healthy workers on purpose (supervise.go): MaxCallsPerWorker,
 // MaxWorkerLifetime, MaxWorkerMemory, OverflowIdleTimeout.
 
 import (
