@@ -61,12 +61,13 @@ type Stats struct {
 
 	// Worker starts by cause (counters). A start is counted once it
 	// succeeded; one that failed is counted in StartFailures only. A start
-	// while the pool is below Size replaces what left it there; above Size
-	// it is overflow.
+	// that replaces a worker counts as the cause that made it (a crash, a
+	// kill, a recycle), whatever the pool's size at the time; a start
+	// beyond Size for callers, replacing nothing, is overflow.
 	StartsInitial  uint64 // the Size workers started by New
 	StartsCrash    uint64 // replacements of workers that crashed or were killed in an unknown state (Crashes, StopsKilled)
 	StartsRecycle  uint64 // replacements of workers recycled (StopsMaxCalls, StopsMaxMemory, StopsMaxLifetime)
-	StartsOverflow uint64 // workers started beyond Size for waiting callers or TryCall
+	StartsOverflow uint64 // workers started beyond Size for waiting callers or TryCall, replacing no worker
 	StartsResize   uint64 // workers started because Resize grew the pool
 	Restarts       uint64 // workers started after New: StartsCrash + StartsRecycle + StartsOverflow + StartsResize
 	StartFailures  uint64 // worker starts that failed, fatal or transient (the interpreter, the module's import, the handshake, no descriptors, processes or memory)
@@ -111,29 +112,30 @@ type recycling struct {
 }
 
 // replacementClass is the start cause of a worker replacing one that left
-// for c.
+// for c: a crash's for a crash or a kill, a recycle's for a recycle;
+// causeNone when a worker that left for c is not replaced for that reason
+// (an overflow worker stopped, Resize, Close).
 func replacementClass(c cause) cause {
 	switch c {
+	case causeCrash, causeKilled:
+		return causeCrash
 	case causeMaxCalls, causeMaxMemory, causeMaxLifetime:
 		return causeMaxCalls // counted as StartsRecycle
 	}
-	return causeCrash
+	return causeNone
 }
 
 // leftLocked records that pw left its slot (it was serving or just
-// started) for cause c. When that leaves the pool below Size, the
-// replacement reconcileLocked starts is owed to c.
+// started) for cause c. The next start the pool decides while it still
+// needs one (reconcileLocked) is owed to c's class, whatever the pool's
+// size: a replacement counts as the cause that made it.
 func (p *Pool) leftLocked(pw *pooledWorker, c cause) {
 	if pw.state != stateStarting && !pw.state.serving() {
 		return // it left already, and was counted then
 	}
 	p.stops[c]++
-	rest := p.readyLocked() + p.starting
-	if pw.state.serving() {
-		rest--
-	}
-	if rest < p.cfg.Size {
-		p.owed[replacementClass(c)]++
+	if r := replacementClass(c); r != causeNone {
+		p.owed[r]++
 	}
 }
 
@@ -149,19 +151,31 @@ func (p *Pool) endCauseLocked(crashed bool) cause {
 	return causeKilled
 }
 
-// startCauseLocked is the cause of a start decided now: a replacement when
-// the pool is below Size (of what left it there), else overflow.
+// startCauseLocked is the cause of a start decided now: a replacement of
+// what left (a crash, a recycle) or of what Resize added while such a
+// start is owed, whatever the pool's size; else overflow beyond Size, or
+// below Size a start of New's that died.
 func (p *Pool) startCauseLocked() cause {
-	if p.readyLocked()+p.starting >= p.cfg.Size {
-		return causeOverflow
-	}
 	for _, c := range []cause{causeResize, causeCrash, causeMaxCalls} {
 		if p.owed[c] > 0 {
 			p.owed[c]--
 			return c
 		}
 	}
+	if p.readyLocked()+p.starting >= p.cfg.Size {
+		return causeOverflow
+	}
 	return causeCrash // below Size with nothing owed: a start of New's that died
+}
+
+// settleOwedLocked forgets the replacements owed once the pool needs no
+// further start (unmet <= 0): a worker that left and that nobody needs
+// again (an idle overflow worker that crashed) is not replaced, so the
+// next start beyond Size is overflow again.
+func (p *Pool) settleOwedLocked(unmet int) {
+	if unmet <= 0 {
+		p.owed = [numCauses]uint64{}
+	}
 }
 
 // startFailedCauseLocked gives a failed start's cause back, so that the

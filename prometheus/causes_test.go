@@ -1,0 +1,108 @@
+package prometheus
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/pypool/pypool"
+)
+
+// starts reads pypool_worker_starts_total{cause=cause} from c.
+func starts(t *testing.T, c *Collector, cause string) float64 {
+	t.Helper()
+	return counterValue(t, c, "pypool_worker_starts_total", "cause", cause)
+}
+
+// counterValue reads the series of the counter name whose label key is
+// value, from one scrape of c.
+func counterValue(t *testing.T, c *Collector, name, key, value string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == key && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no series %s{%s=%q}", name, key, value)
+	return 0
+}
+
+// TestCrashReplacementsAboveSize: workers killed while the pool runs beyond
+// its size, with callers waiting, are replaced; the replacements are
+// counted under cause="crash", not "overflow" (issue 20: during a crash
+// storm, pypool_worker_starts_total{cause="crash"} stayed at 0).
+func TestCrashReplacementsAboveSize(t *testing.T) {
+	pool := newPool(t, 1, 2)
+	c := NewCollector(pool, Opts{Pool: "storm"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Hold all 3 workers (1 of Size, 2 overflow).
+	pids := make(chan int, 3)
+	done := make(chan struct{})
+	held := make(chan error, 3)
+	for range 3 {
+		go func() {
+			held <- pool.Transaction(ctx, func(w *pypool.Worker) error {
+				pids <- w.Pid()
+				<-done
+				return nil
+			})
+		}()
+	}
+	var holding []int
+	for range 3 {
+		holding = append(holding, <-pids)
+	}
+	overflow := starts(t, c, "overflow")
+	if overflow != 2 {
+		t.Fatalf("overflow starts before the kills: %v, want 2", overflow)
+	}
+	for i, pid := range holding[:2] {
+		served := make(chan error, 1)
+		go func() {
+			_, err := pool.Call(ctx, "echo", i)
+			served <- err
+		}()
+		for pool.Stats().Waiting != 1 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-served; err != nil {
+			t.Fatalf("the waiting caller: %v", err)
+		}
+	}
+	close(done)
+	for range 3 {
+		if err := <-held; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := starts(t, c, "crash"); got != 2 {
+		t.Errorf(`pypool_worker_starts_total{cause="crash"} = %v, want 2`, got)
+	}
+	if got := starts(t, c, "overflow"); got != overflow {
+		t.Errorf(`pypool_worker_starts_total{cause="overflow"} = %v, want %v (no replacement counts as overflow)`, got, overflow)
+	}
+	if got := testutil.ToFloat64(c.calls.WithLabelValues("echo", "ok")); got != 2 {
+		t.Errorf(`pypool_calls_total{function="echo",outcome="ok"} = %v, want 2`, got)
+	}
+}
