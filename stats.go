@@ -75,15 +75,16 @@ type Stats struct {
 	// Worker ends by cause (counters): a crash, or a stop the pool decided
 	// and why. At rest, the starts above less these ends (Recycled aside,
 	// a total of some of them) are Workers.
-	Crashes          uint64 // workers that died without being asked to, whatever they were doing
-	StopsKilled      uint64 // workers killed because their state was unknown: no answer to an interrupt in Config.InterruptGrace, a protocol error, a broken pipe
-	StopsMaxCalls    uint64 // workers recycled after Config.MaxCallsPerWorker calls
-	StopsMaxMemory   uint64 // workers recycled above Config.MaxWorkerMemory
-	StopsMaxLifetime uint64 // workers recycled past Config.MaxWorkerLifetime
-	StopsOverflow    uint64 // overflow workers stopped because no caller needed them: at check-in (poolboy's rule) or after Config.OverflowIdleTimeout
-	StopsResize      uint64 // workers stopped because Resize shrank the pool: idle ones at once, busy ones beyond Size+MaxOverflow at their check-in
-	StopsClose       uint64 // workers stopped by Close
-	Recycled         uint64 // healthy workers stopped on purpose: StopsMaxCalls + StopsMaxMemory + StopsMaxLifetime + overflow workers stopped by Config.OverflowIdleTimeout
+	Crashes           uint64 // workers that died without being asked to, whatever they were doing
+	StopsKilled       uint64 // workers killed because their state was unknown: no answer to an interrupt in Config.InterruptGrace, a protocol error, a broken pipe
+	StopsMaxCalls     uint64 // workers recycled after Config.MaxCallsPerWorker calls
+	StopsMaxMemory    uint64 // workers recycled above Config.MaxWorkerMemory
+	StopsMaxLifetime  uint64 // workers recycled past Config.MaxWorkerLifetime
+	StopsOverflow     uint64 // overflow workers stopped at check-in because no caller waited (poolboy's rule, without Config.OverflowIdleTimeout)
+	StopsOverflowIdle uint64 // overflow workers stopped after Config.OverflowIdleTimeout idle
+	StopsResize       uint64 // workers stopped because Resize shrank the pool: idle ones at once, busy ones beyond Size+MaxOverflow at their check-in
+	StopsClose        uint64 // workers stopped by Close
+	Recycled          uint64 // healthy workers stopped on purpose: StopsMaxCalls + StopsMaxMemory + StopsMaxLifetime + StopsOverflowIdle
 }
 
 // cause is why a worker started or stopped: the index of Pool.starts,
@@ -91,16 +92,17 @@ type Stats struct {
 type cause uint8
 
 const (
-	causeNone        cause = iota
-	causeInitial           // started by New
-	causeCrash             // died by itself: a crash
-	causeKilled            // killed in an unknown state
-	causeMaxCalls          // recycled: Config.MaxCallsPerWorker
-	causeMaxMemory         // recycled: Config.MaxWorkerMemory
-	causeMaxLifetime       // recycled: Config.MaxWorkerLifetime
-	causeOverflow          // an overflow worker: started for a waiter, stopped when idle
-	causeClose             // stopped by Close
-	causeResize            // started or stopped by Resize
+	causeNone         cause = iota
+	causeInitial            // started by New
+	causeCrash              // died by itself: a crash
+	causeKilled             // killed in an unknown state
+	causeMaxCalls           // recycled: Config.MaxCallsPerWorker
+	causeMaxMemory          // recycled: Config.MaxWorkerMemory
+	causeMaxLifetime        // recycled: Config.MaxWorkerLifetime
+	causeOverflow           // an overflow worker: started for a caller, stopped at check-in when nobody waits
+	causeClose              // stopped by Close
+	causeResize             // started or stopped by Resize
+	causeOverflowIdle       // an overflow worker stopped after Config.OverflowIdleTimeout
 	numCauses
 )
 
@@ -234,15 +236,16 @@ func (p *Pool) Stats() Stats {
 		StartsResize:   p.starts[causeResize],
 		StartFailures:  p.startFails,
 
-		Crashes:          p.crashes,
-		StopsKilled:      p.stops[causeKilled],
-		StopsMaxCalls:    p.stops[causeMaxCalls],
-		StopsMaxMemory:   p.stops[causeMaxMemory],
-		StopsMaxLifetime: p.stops[causeMaxLifetime],
-		StopsOverflow:    p.stops[causeOverflow],
-		StopsResize:      p.stops[causeResize],
-		StopsClose:       p.stops[causeClose],
-		Recycled:         p.recycled,
+		Crashes:           p.crashes,
+		StopsKilled:       p.stops[causeKilled],
+		StopsMaxCalls:     p.stops[causeMaxCalls],
+		StopsMaxMemory:    p.stops[causeMaxMemory],
+		StopsMaxLifetime:  p.stops[causeMaxLifetime],
+		StopsOverflow:     p.stops[causeOverflow],
+		StopsOverflowIdle: p.stops[causeOverflowIdle],
+		StopsResize:       p.stops[causeResize],
+		StopsClose:        p.stops[causeClose],
+		Recycled:          p.recycled,
 	}
 	p.mu.Unlock()
 	s.Restarts = s.StartsCrash + s.StartsRecycle + s.StartsOverflow + s.StartsResize

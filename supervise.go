@@ -408,7 +408,7 @@ func (p *Pool) stopIdleOverflowLocked() {
 			return
 		}
 		excess--
-		p.recycleLocked(pw, recycling{causeOverflow, fmt.Sprintf("overflow worker idle for %v (Config.OverflowIdleTimeout)", timeout)})
+		p.recycleLocked(pw, recycling{causeOverflowIdle, fmt.Sprintf("overflow worker idle for %v (Config.OverflowIdleTimeout)", timeout)})
 	}
 }
 

@@ -106,3 +106,49 @@ func TestCrashReplacementsAboveSize(t *testing.T) {
 		t.Errorf(`pypool_calls_total{function="echo",outcome="ok"} = %v, want 2`, got)
 	}
 }
+
+// TestOverflowIdleStops: overflow workers stopped after
+// Config.OverflowIdleTimeout are counted under cause="overflow_idle", apart
+// from those stopped at check-in (cause="overflow").
+func TestOverflowIdleStops(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := pypool.New(ctx, pypool.Config{
+		Module:              "pypool_testmod",
+		PythonPath:          []string{"../testdata/pymod"},
+		Size:                1,
+		MaxOverflow:         1,
+		OverflowIdleTimeout: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close(context.Background())
+	c := NewCollector(pool, Opts{})
+	got, held, first := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		first <- pool.Transaction(ctx, func(*pypool.Worker) error { close(got); <-held; return nil })
+	}()
+	<-got
+	// The second checkout starts an overflow worker.
+	err = pool.Transaction(ctx, func(*pypool.Worker) error { close(held); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for s := pool.Stats(); s.Workers+s.Stopping+s.Starting != 1 || s.Idle != 1; s = pool.Stats() {
+		if ctx.Err() != nil {
+			t.Fatalf("the overflow worker never stopped: %+v", s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stops := func(cause string) float64 { return counterValue(t, c, "pypool_worker_stops_total", "cause", cause) }
+	if got := stops("overflow_idle"); got != 1 {
+		t.Errorf(`pypool_worker_stops_total{cause="overflow_idle"} = %v, want 1`, got)
+	}
+	if got := stops("overflow"); got != 0 {
+		t.Errorf(`pypool_worker_stops_total{cause="overflow"} = %v, want 0`, got)
+	}
+}

@@ -195,7 +195,7 @@ func newDescs(pool string) descs {
 		crashes:       desc("pypool_crashes_total", "Workers that died without being asked to."),
 		startFailures: desc("pypool_start_failures_total", "Worker starts that failed."),
 		starts:        desc("pypool_worker_starts_total", "Workers started, by cause: initial, crash (replacing a crashed or killed worker), recycle (replacing a recycled one), overflow, resize.", "cause"),
-		stops:         desc("pypool_worker_stops_total", "Workers stopped, by cause: overflow, max_calls, max_memory, max_lifetime, killed (unknown state), close, resize. Crashes are pypool_crashes_total.", "cause"),
+		stops:         desc("pypool_worker_stops_total", "Workers stopped, by cause: overflow (at check-in, nobody waiting), overflow_idle (after Config.OverflowIdleTimeout), max_calls, max_memory, max_lifetime, killed (unknown state), close, resize. Crashes are pypool_crashes_total.", "cause"),
 	}
 }
 
@@ -253,6 +253,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.starts, s.StartsOverflow, "overflow")
 	counter(d.starts, s.StartsResize, "resize")
 	counter(d.stops, s.StopsOverflow, "overflow")
+	counter(d.stops, s.StopsOverflowIdle, "overflow_idle")
 	counter(d.stops, s.StopsMaxCalls, "max_calls")
 	counter(d.stops, s.StopsMaxMemory, "max_memory")
 	counter(d.stops, s.StopsMaxLifetime, "max_lifetime")

@@ -3,6 +3,7 @@ package pypool
 import (
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -69,4 +70,32 @@ func (p *Pool) heldPid(t *testing.T) int {
 	}
 	t.Fatal("no worker checked out")
 	return 0
+}
+
+// TestOverflowIdleStopsHaveTheirOwnCause: overflow workers stopped after
+// Config.OverflowIdleTimeout count in StopsOverflowIdle, not in
+// StopsOverflow (stopped at check-in with nobody waiting), and are not
+// replaced (issue 20: they had no cause of their own).
+func TestOverflowIdleStopsHaveTheirOwnCause(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Size, cfg.MaxOverflow = 1, 2
+	cfg.OverflowIdleTimeout = 200 * time.Millisecond
+	pool := newTestPool(t, cfg)
+	holdWorkers(t, pool, 3)()
+	awaitPool(t, pool, "the idle overflow workers stopped", func(s Stats) bool { return atRest(s, 1) })
+	s := pool.Stats()
+	assert.Equal(t, uint64(2), s.StopsOverflowIdle, "%+v", s)
+	assert.Zero(t, s.StopsOverflow, "none stopped at check-in: %+v", s)
+	assert.Equal(t, uint64(2), s.Recycled, "healthy workers stopped on purpose")
+	assert.Equal(t, uint64(2), s.StartsOverflow)
+	assert.Zero(t, s.StartsCrash+s.StartsRecycle, "nothing replaced them: %+v", s)
+
+	// Without the timeout, the same burst ends in StopsOverflow.
+	cfg.OverflowIdleTimeout = 0
+	pool = newTestPool(t, cfg)
+	holdWorkers(t, pool, 3)()
+	awaitPool(t, pool, "the overflow workers stopped at check-in", func(s Stats) bool { return atRest(s, 1) })
+	s = pool.Stats()
+	assert.Equal(t, uint64(2), s.StopsOverflow, "%+v", s)
+	assert.Zero(t, s.StopsOverflowIdle, "%+v", s)
 }
