@@ -40,7 +40,7 @@ type Stats struct {
 	WaitDuration time.Duration // total time they waited
 
 	// Calls and their outcomes (counters). A call is one Call, TryCall,
-	// CallAs, CallBytes, Ping, Stream or Worker.Call; a call retried after a
+	// CallAs, CallBytes, Stream or Worker.Call (not Ping: see Pings); a call retried after a
 	// crash (Config.CrashRetries) is one call. Every call that started ends
 	// with exactly one outcome, and is counted in CallsFinished and in at
 	// most one of the outcome counters below (successes and other errors are
@@ -58,6 +58,12 @@ type Stats struct {
 	//
 	// Deprecated: use CallsSent.
 	Calls uint64
+
+	// Readiness probes (counters): Pool.Ping, which is not a call of the
+	// module and counts in none of the call counters above (its wait for
+	// a worker is in WaitCount and WaitDuration, as a Transaction's).
+	Pings        uint64 // probes made
+	PingFailures uint64 // probes that returned an error
 
 	// Worker starts by cause (counters). A start is counted once it
 	// succeeded; one that failed is counted in StartFailures only. A start
@@ -190,11 +196,12 @@ func (p *Pool) startFailedCauseLocked(c cause) {
 
 // callCounters are the pool's atomic counters of calls.
 type callCounters struct {
-	started, finished atomic.Uint64
-	byOutcome         [numOutcomes]atomic.Uint64
-	interrupts        atomic.Uint64
-	waitCount         atomic.Uint64
-	waitNanos         atomic.Int64
+	started, finished   atomic.Uint64
+	pings, pingFailures atomic.Uint64
+	byOutcome           [numOutcomes]atomic.Uint64
+	interrupts          atomic.Uint64
+	waitCount           atomic.Uint64
+	waitNanos           atomic.Int64
 }
 
 // The outcomes that have a counter in Stats.
@@ -261,6 +268,8 @@ func (p *Pool) Stats() Stats {
 	s.DeadlineExceeded = c.byOutcome[countDeadline].Load()
 	s.Canceled = c.byOutcome[countCanceled].Load()
 	s.Interrupts = c.interrupts.Load()
+	s.PingFailures = c.pingFailures.Load()
+	s.Pings = c.pings.Load()
 	s.WaitCount = c.waitCount.Load()
 	s.WaitDuration = time.Duration(c.waitNanos.Load())
 	return s

@@ -22,13 +22,15 @@ import (
 // running pool with Pool.AddTracer (as a metrics collector built from a pool
 // does). None (the default) costs nothing.
 //
-// Every call is traced: Pool.Call, Pool.TryCall, Pool.Ping (as a call of the
-// runtime's no-op "_pypool_ping"), CallAs and CallBytes on a *Pool or a
-// *Worker, and Worker.Call inside Pool.Transaction; Pool.Stream, StreamAs
+// Every call is traced: Pool.Call, Pool.TryCall, CallAs and CallBytes on a
+// *Pool or a *Worker, Pool.Ping (as a call of the runtime's no-op
+// "_pypool_ping" with TraceCallStartData.Probe set), and Worker.Call inside Pool.Transaction; Pool.Stream, StreamAs
 // and Worker.Stream as one call that lasts the whole loop (its sizes are
 // not counted). The checkout of a Transaction itself is not a call and is
 // not traced, nor are the calls made with a callback's context (they run
-// inside the traced call that waits for the callback).
+// inside the traced call that waits for the callback). A Tracer that
+// counts calls for metrics should leave probes out (TraceCallEndData.Probe),
+// as Stats does (Stats.Pings) and the prometheus subpackage's collector.
 //
 // For one attempt of a call, the hooks run in the caller's goroutine in this
 // order: TraceCallStart, then TraceCallWorker once a worker is checked out
@@ -79,6 +81,10 @@ type TraceCallStartData struct {
 	// Transaction says the call is made through the Worker of a
 	// Pool.Transaction: it waits for no worker and is never retried.
 	Transaction bool
+	// Probe says the call is Pool.Ping's readiness probe, a no-op of the
+	// runtime rather than a call of the module: spans may show it, call
+	// metrics should leave it out (Stats counts it in Pings).
+	Probe bool
 }
 
 // TraceCallWorkerData is what Tracer.TraceCallWorker is told.
@@ -124,6 +130,8 @@ type TraceCallEndData struct {
 	// (Config.CrashRetries) after its start backoff, unless the caller's
 	// context ends first; Err is then not (yet) what the caller gets.
 	Retry bool
+	// Probe is TraceCallStartData.Probe: the call is Pool.Ping's probe.
+	Probe bool
 }
 
 // AddTracer adds t to the tracers told about every attempt of a call that

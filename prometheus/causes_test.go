@@ -152,3 +152,36 @@ func TestOverflowIdleStops(t *testing.T) {
 		t.Errorf(`pypool_worker_stops_total{cause="overflow"} = %v, want 0`, got)
 	}
 }
+
+// TestPingsAreNotCalls: readiness probes count in pypool_pings_total, not
+// in pypool_calls_total, a function label or the histograms (issue 20: they
+// appeared as function="_pypool_ping").
+func TestPingsAreNotCalls(t *testing.T) {
+	pool := newPool(t, 1, 0)
+	c := NewCollector(pool, Opts{Pool: "probed", MaxFunctions: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for range 3 {
+		if err := pool.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := call(t, pool, "echo", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(c.calls.WithLabelValues("echo", "ok")); got != 1 {
+		t.Errorf(`pypool_calls_total{function="echo"} = %v, want 1: the probes took the one function slot`, got)
+	}
+	if n := testutil.CollectAndCount(c, "pypool_calls_total"); n != 1 {
+		t.Errorf("pypool_calls_total has %d series, want 1 (echo)", n)
+	}
+	if n := histogram(t, c, "pypool_wait_duration_seconds").GetSampleCount(); n != 1 {
+		t.Errorf("pypool_wait_duration_seconds has %d samples, want 1 (echo)", n)
+	}
+	if got := counterValue(t, c, "pypool_calls_started_total", "pool", "probed"); got != 1 {
+		t.Errorf("pypool_calls_started_total = %v, want 1", got)
+	}
+	if got := counterValue(t, c, "pypool_pings_total", "pool", "probed"); got != 3 {
+		t.Errorf("pypool_pings_total = %v, want 3", got)
+	}
+}

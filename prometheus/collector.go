@@ -17,6 +17,9 @@
 // like the spans of the otel subpackage, they count each attempt of a call
 // (one per call unless Config.CrashRetries retried it after a crash) and not
 // the calls a Go callback makes inside the call that waits for it.
+// Readiness probes (pypool.Pool.Ping) are not calls: they count in
+// pypool_pings_total and pypool_ping_failures_total only, never in a
+// function label or a histogram.
 package prometheus
 
 import (
@@ -128,8 +131,11 @@ func (c *Collector) TraceCallStart(ctx context.Context, _ *pypool.Pool, _ pypool
 func (c *Collector) TraceCallWorker(context.Context, *pypool.Pool, pypool.TraceCallWorkerData) {}
 
 // TraceCallEnd implements pypool.Tracer: it counts the call, its duration
-// and its wait for a worker.
+// and its wait for a worker; a readiness probe (data.Probe) is not a call.
 func (c *Collector) TraceCallEnd(_ context.Context, _ *pypool.Pool, data pypool.TraceCallEndData) {
+	if data.Probe {
+		return // Pool.Ping: counted in pypool_pings_total, from Stats
+	}
 	fn := c.functionLabel(data.Function)
 	outcome := data.Outcome.String()
 	c.callDuration.WithLabelValues(fn, outcome).Observe(data.Duration.Seconds())
@@ -168,6 +174,7 @@ type descs struct {
 	size, maxOverflow, workers, overflow, overflowInUse, waiting                    *prometheus.Desc
 	callsStarted, callsFinished, callsSent, python, rejections, deadlines, canceled *prometheus.Desc
 	interrupts, waits, waitSeconds, crashes, startFailures, starts, stops           *prometheus.Desc
+	pings, pingFailures                                                             *prometheus.Desc
 }
 
 func newDescs(pool string) descs {
@@ -190,6 +197,8 @@ func newDescs(pool string) descs {
 		deadlines:     desc("pypool_deadline_exceeded_total", "Calls ended by their context's deadline."),
 		canceled:      desc("pypool_canceled_total", "Calls ended by the cancellation of their context."),
 		interrupts:    desc("pypool_interrupts_total", "Calls cut off while Python ran them (KeyboardInterrupt sent)."),
+		pings:         desc("pypool_pings_total", "Readiness probes (Pool.Ping): not calls, in none of the call metrics."),
+		pingFailures:  desc("pypool_ping_failures_total", "Readiness probes that returned an error."),
 		waits:         desc("pypool_waits_total", "Checkouts that waited for a worker."),
 		waitSeconds:   desc("pypool_wait_seconds_total", "Total time checkouts waited for a worker."),
 		crashes:       desc("pypool_crashes_total", "Workers that died without being asked to."),
@@ -206,7 +215,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		d.size, d.maxOverflow, d.workers, d.overflow, d.overflowInUse, d.waiting,
 		d.callsStarted, d.callsFinished, d.callsSent, d.python, d.rejections,
 		d.deadlines, d.canceled, d.interrupts, d.waits, d.waitSeconds,
-		d.crashes, d.startFailures, d.starts, d.stops,
+		d.crashes, d.startFailures, d.starts, d.stops, d.pings, d.pingFailures,
 	} {
 		ch <- d
 	}
@@ -243,6 +252,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.deadlines, s.DeadlineExceeded)
 	counter(d.canceled, s.Canceled)
 	counter(d.interrupts, s.Interrupts)
+	counter(d.pings, s.Pings)
+	counter(d.pingFailures, s.PingFailures)
 	counter(d.waits, s.WaitCount)
 	ch <- prometheus.MustNewConstMetric(d.waitSeconds, prometheus.CounterValue, s.WaitDuration.Seconds())
 	counter(d.crashes, s.Crashes)
