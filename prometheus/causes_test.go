@@ -2,6 +2,7 @@ package prometheus
 
 import (
 	"context"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -183,5 +184,57 @@ func TestPingsAreNotCalls(t *testing.T) {
 	}
 	if got := counterValue(t, c, "pypool_pings_total", "pool", "probed"); got != 3 {
 		t.Errorf("pypool_pings_total = %v, want 3", got)
+	}
+}
+
+// TestCollectorClose: a closed collector is told of no more calls, so a
+// second collector made for the same pool (after the first was
+// unregistered) counts each call once, in one registry (issue 20: the
+// first collector's observer could not be removed and counted forever).
+func TestCollectorClose(t *testing.T) {
+	pool := newPool(t, 1, 0)
+	reg := prometheus.NewPedanticRegistry()
+	first := NewCollector(pool, Opts{Pool: "reloaded"})
+	reg.MustRegister(first)
+	if err := call(t, pool, "echo", 1); err != nil {
+		t.Fatal(err)
+	}
+	// A registration of a second collector for the same pool fails: it is
+	// closed, and counts nothing.
+	rejected := NewCollector(pool, Opts{Pool: "reloaded"})
+	if err := reg.Register(rejected); err == nil {
+		t.Fatal("a second collector of the same pool label registered")
+	}
+	rejected.Close()
+
+	// A reload: the first goes, a new one comes.
+	reg.Unregister(first)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	first.Close() // again: nothing
+	second := NewCollector(pool, Opts{Pool: "reloaded"})
+	reg.MustRegister(second)
+	for range 2 {
+		if err := call(t, pool, "echo", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		c    *Collector
+		want float64
+	}{{"first", first, 1}, {"rejected", rejected, 0}, {"second", second, 2}} {
+		if got := testutil.ToFloat64(tc.c.calls.WithLabelValues("echo", "ok")); got != tc.want {
+			t.Errorf("%s collector: pypool_calls_total{function=\"echo\"} = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	expected := `
+# HELP pypool_calls_total Calls that ended (each attempt of a retried call), by function and outcome.
+# TYPE pypool_calls_total counter
+pypool_calls_total{function="echo",outcome="ok",pool="reloaded"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected), "pypool_calls_total"); err != nil {
+		t.Error(err)
 	}
 }

@@ -61,7 +61,7 @@ const OtherFunction = "other"
 
 // Collector is a prometheus.Collector for one pool. Create it with
 // NewCollector and register it; it is told about every call of the pool
-// from then on, as a pypool.Tracer.
+// from then on, as a pypool.Tracer, until Close.
 type Collector struct {
 	pool  *pypool.Pool
 	descs descs
@@ -73,11 +73,13 @@ type Collector struct {
 	maxFunctions int
 	mu           sync.RWMutex
 	functions    map[string]struct{} // names that keep their label
+
+	detach func() // removes the collector from the pool's tracers
 }
 
 // NewCollector returns a collector of pool's metrics, and adds it to pool's
 // tracers (pypool.Pool.AddTracer), which tell it each call's function, wait,
-// duration and outcome.
+// duration and outcome until Collector.Close removes it.
 func NewCollector(pool *pypool.Pool, opts Opts) *Collector {
 	if opts.Pool == "" {
 		opts.Pool = "default"
@@ -115,8 +117,25 @@ func NewCollector(pool *pypool.Pool, opts Opts) *Collector {
 		maxFunctions: opts.MaxFunctions,
 		functions:    make(map[string]struct{}),
 	}
-	pool.AddTracer(c)
+	c.detach = pool.AddTracer(c)
 	return c
+}
+
+// Close detaches c from its pool: c is told of no more calls, so its
+// per-call metrics (pypool_calls_total and the histograms) stop where they
+// are; a scrape still reads the pool's Stats. Close it when it is no longer
+// registered, so that a collector made again for the same pool (after a
+// reload, or a registration that failed) does not leave the old one
+// counting beside it:
+//
+//	prometheus.Unregister(c)
+//	c.Close()
+//
+// Close returns nil (it implements io.Closer); calling it again does
+// nothing.
+func (c *Collector) Close() error {
+	c.detach()
+	return nil
 }
 
 var _ pypool.Tracer = (*Collector)(nil)
