@@ -1,7 +1,7 @@
 package pypool
 
 // call.go is every way to call Python: Pool.Call, TryCall, CallAs,
-// CallBytes, Ping, Worker.Call, Pool.Stream, Worker.Stream, StreamAs and
+// CallBytes, Ping (a probe, counted apart), Worker.Call, Pool.Stream, Worker.Stream, StreamAs and
 // the calls made with a callback's context all go through Pool.call, the
 // one attempt path: it records and observes the call, checks a worker out
 // (or uses the transaction's, or the one that waits for the callback),
@@ -179,8 +179,9 @@ func (w *Worker) streamInto(ctx context.Context, fn string, args []any, each ite
 // function's name and arguments travel beside it (escape analysis does
 // not tell a struct's fields apart, and arguments do escape).
 type exchange struct {
-	into decodeFunc // a call's
-	each itemFunc   // a stream's
+	into  decodeFunc // a call's
+	each  itemFunc   // a stream's
+	probe bool       // a readiness probe (Pool.Ping), not a call of the module
 }
 
 // kind names the exchange in errors.
@@ -201,7 +202,7 @@ func (x exchange) kind() string {
 // that worker, which waits for the callback, without a checkout, a trace
 // or a retry (the worker is the outer call's).
 func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exchange, wait bool) (err error) {
-	rec := p.callBegin(fn)
+	rec := p.callBegin(fn, x.probe)
 	defer func() { p.callEnd(&rec, err) }()
 	ctx, cancel := p.withCallTimeout(ctx)
 	defer cancel()
@@ -224,7 +225,7 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 // and Pool.AddTracer's; without one they do nothing) and checks the worker
 // back in before the attempt's trace ends.
 func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []any, x exchange, attempt int, wait bool) (err error) {
-	ct := p.startTrace(ctx, rec.fn, args, attempt, w != nil)
+	ct := p.startTrace(ctx, rec, args, attempt, w != nil)
 	defer func() { ct.end(err, err != nil && p.mayRetry(w, x, err, attempt)) }() // after the check-in
 	var pw *pooledWorker
 	if w == nil {
@@ -253,7 +254,7 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 }
 
 // exchange runs x, fn with args, on proc (process.call or process.stream, the process
-// side) and counts it as sent (Stats.CallsSent); sizes (nil: not traced)
+// side) and counts it as sent (Stats.CallsSent; not Ping's probe); sizes (nil: not traced)
 // receives a call's encoded sizes (a stream's are not counted). A success
 // ends the start backoff (the workers work); a crash caused by Close is
 // ErrPoolClosed.
@@ -265,7 +266,9 @@ func (p *Pool) exchange(ctx context.Context, proc *process, fn string, args []an
 	} else {
 		err = proc.call(ctx, fn, args, kwargs, x.into, sizes)
 	}
-	p.calls.Add(1)
+	if !x.probe {
+		p.calls.Add(1)
+	}
 	switch {
 	case err == nil:
 		p.backoff.callSucceeded()
@@ -279,18 +282,30 @@ func (p *Pool) exchange(ctx context.Context, proc *process, fn string, args []an
 // callEnd (one of each per call). It is the one internal hook of the call
 // path: the counters of Stats and any other per-call instrument read it.
 type callRecord struct {
-	fn string
+	fn    string
+	probe bool // Pool.Ping's: counted in Stats.Pings, not as a call
 }
 
-// callBegin records a call's start.
-func (p *Pool) callBegin(fn string) callRecord {
-	p.callStats.started.Add(1)
-	return callRecord{fn: fn}
+// callBegin records a call's start (a probe's in Stats.Pings).
+func (p *Pool) callBegin(fn string, probe bool) callRecord {
+	if probe {
+		p.callStats.pings.Add(1)
+	} else {
+		p.callStats.started.Add(1)
+	}
+	return callRecord{fn: fn, probe: probe}
 }
 
-// callEnd records a call's end with err, its one outcome.
+// callEnd records a call's end with err, its one outcome (a probe's: in
+// Stats.PingFailures when it failed).
 func (p *Pool) callEnd(rec *callRecord, err error) {
 	c := &p.callStats
+	if rec.probe {
+		if err != nil {
+			c.pingFailures.Add(1)
+		}
+		return
+	}
 	outcome := OutcomeOf(err)
 	switch outcome {
 	case OutcomePythonError:
@@ -305,6 +320,16 @@ func (p *Pool) callEnd(rec *callRecord, err error) {
 	c.finished.Add(1)
 }
 
+// ping is Pool.Ping's probe: the runtime's no-op through the one attempt
+// path (checkout, exchange, checkin), counted in Stats.Pings and
+// PingFailures instead of the call counters, and traced with Probe set.
+func (p *Pool) ping(ctx context.Context) error {
+	return p.call(ctx, nil, pingFunction, nil, exchange{into: discardResult, probe: true}, true)
+}
+
+// discardResult is the decodeFunc of a result nobody reads.
+func discardResult([]byte, bool, *valueCodec) error { return nil }
+
 // callSizes receives the encoded sizes of a traced call from process.call.
 type callSizes struct {
 	request, reply int
@@ -316,6 +341,7 @@ type callTrace struct {
 	pool   *Pool
 	tracer Tracer          // the pool's when the attempt started
 	fn     string          // the function called
+	probe  bool            // Pool.Ping's probe
 	ctx    context.Context // what TraceCallStart returned
 	start  time.Time
 	wait   time.Duration
@@ -324,21 +350,21 @@ type callTrace struct {
 	waited bool // wait is set
 }
 
-// startTrace tells the tracer that an attempt starts. Without a tracer it
-// returns a zero callTrace, whose hooks do nothing.
-func (p *Pool) startTrace(ctx context.Context, fn string, args []any, attempt int, tx bool) callTrace {
+// startTrace tells the tracer that an attempt of the call rec starts.
+// Without a tracer it returns a zero callTrace, whose hooks do nothing.
+func (p *Pool) startTrace(ctx context.Context, rec *callRecord, args []any, attempt int, tx bool) callTrace {
 	tracer := p.tracer()
 	if tracer == nil {
 		return callTrace{}
 	}
 	pos, kwargs := splitKwargs(args)
 	tctx := tracer.TraceCallStart(ctx, p, TraceCallStartData{
-		Function: fn, Args: len(pos), Kwargs: len(kwargs), Attempt: attempt, Transaction: tx,
+		Function: rec.fn, Args: len(pos), Kwargs: len(kwargs), Attempt: attempt, Transaction: tx, Probe: rec.probe,
 	})
 	if tctx == nil {
 		tctx = ctx
 	}
-	return callTrace{pool: p, tracer: tracer, fn: fn, ctx: tctx, start: time.Now(), waited: tx}
+	return callTrace{pool: p, tracer: tracer, fn: rec.fn, probe: rec.probe, ctx: tctx, start: time.Now(), waited: tx}
 }
 
 // gotWorker tells the tracer that the attempt has its worker.
@@ -364,7 +390,7 @@ func (ct *callTrace) end(err error, retry bool) {
 	}
 	ct.tracer.TraceCallEnd(ct.ctx, ct.pool, TraceCallEndData{
 		Function: ct.fn, Outcome: OutcomeOf(err), Err: err, Duration: d, Wait: ct.wait, Pid: ct.pid,
-		RequestBytes: ct.sizes.request, ReplyBytes: ct.sizes.reply, Retry: retry,
+		RequestBytes: ct.sizes.request, ReplyBytes: ct.sizes.reply, Retry: retry, Probe: ct.probe,
 	})
 }
 

@@ -31,8 +31,9 @@ type CallObserver interface {
 // Observe adds o to the hooks told about every call attempt that ends from
 // now on, as a Tracer whose TraceCallEnd calls o.ObserveCall. A call
 // retried after a crash (Config.CrashRetries) is told once per attempt.
+// It cannot be undone.
 //
-// Deprecated: use Pool.AddTracer.
+// Deprecated: use Pool.AddTracer, whose returned func removes the tracer.
 func (p *Pool) Observe(o CallObserver) {
 	if o != nil {
 		p.AddTracer(observerTracer{o})

@@ -47,13 +47,15 @@ func ExampleTracer() {
 
 // AddTracer adds a Tracer to a running pool, after Config.Tracer: this is how
 // the prometheus subpackage's collector counts the calls of the pool it is
-// built from.
+// built from. The func it returns removes the tracer.
 func ExamplePool_AddTracer() {
 	ctx := context.Background()
 	pool := newExamplePool(ctx)
 	defer pool.Close(ctx)
 
-	pool.AddTracer(callLog{prefix: "metrics:"})
+	remove := pool.AddTracer(callLog{prefix: "metrics:"})
 	pool.Call(ctx, "duplicate_text", "ab")
+	remove()
+	pool.Call(ctx, "duplicate_text", "cd") // not traced
 	// Output: metrics: duplicate_text ok
 }

@@ -143,9 +143,12 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 // own; the module's code does not run). For readiness probes: it fails with
 // ctx's error when no worker is free in time, with ErrPoolClosed after
 // Close, and with the start error while the module cannot be imported.
+// A probe is not a call of the module: it counts in Stats.Pings and
+// Stats.PingFailures, not in the call counters, and a Tracer is told of it
+// with TraceCallStartData.Probe set (the prometheus subpackage's collector
+// leaves it out of its call metrics).
 func (p *Pool) Ping(ctx context.Context) error {
-	_, err := p.Call(ctx, pingFunction)
-	return err
+	return p.ping(ctx)
 }
 
 // pingFunction is the runtime's no-op (PING_FUNCTION in serve.py).

@@ -40,7 +40,7 @@ type Stats struct {
 	WaitDuration time.Duration // total time they waited
 
 	// Calls and their outcomes (counters). A call is one Call, TryCall,
-	// CallAs, CallBytes, Ping, Stream or Worker.Call; a call retried after a
+	// CallAs, CallBytes, Stream or Worker.Call (not Ping: see Pings); a call retried after a
 	// crash (Config.CrashRetries) is one call. Every call that started ends
 	// with exactly one outcome, and is counted in CallsFinished and in at
 	// most one of the outcome counters below (successes and other errors are
@@ -59,14 +59,21 @@ type Stats struct {
 	// Deprecated: use CallsSent.
 	Calls uint64
 
+	// Readiness probes (counters): Pool.Ping, which is not a call of the
+	// module and counts in none of the call counters above (its wait for
+	// a worker is in WaitCount and WaitDuration, as a Transaction's).
+	Pings        uint64 // probes made
+	PingFailures uint64 // probes that returned an error
+
 	// Worker starts by cause (counters). A start is counted once it
 	// succeeded; one that failed is counted in StartFailures only. A start
-	// while the pool is below Size replaces what left it there; above Size
-	// it is overflow.
+	// that replaces a worker counts as the cause that made it (a crash, a
+	// kill, a recycle), whatever the pool's size at the time; a start
+	// beyond Size for callers, replacing nothing, is overflow.
 	StartsInitial  uint64 // the Size workers started by New
 	StartsCrash    uint64 // replacements of workers that crashed or were killed in an unknown state (Crashes, StopsKilled)
 	StartsRecycle  uint64 // replacements of workers recycled (StopsMaxCalls, StopsMaxMemory, StopsMaxLifetime)
-	StartsOverflow uint64 // workers started beyond Size for waiting callers or TryCall
+	StartsOverflow uint64 // workers started beyond Size for waiting callers or TryCall, replacing no worker
 	StartsResize   uint64 // workers started because Resize grew the pool
 	Restarts       uint64 // workers started after New: StartsCrash + StartsRecycle + StartsOverflow + StartsResize
 	StartFailures  uint64 // worker starts that failed, fatal or transient (the interpreter, the module's import, the handshake, no descriptors, processes or memory)
@@ -74,15 +81,16 @@ type Stats struct {
 	// Worker ends by cause (counters): a crash, or a stop the pool decided
 	// and why. At rest, the starts above less these ends (Recycled aside,
 	// a total of some of them) are Workers.
-	Crashes          uint64 // workers that died without being asked to, whatever they were doing
-	StopsKilled      uint64 // workers killed because their state was unknown: no answer to an interrupt in Config.InterruptGrace, a protocol error, a broken pipe
-	StopsMaxCalls    uint64 // workers recycled after Config.MaxCallsPerWorker calls
-	StopsMaxMemory   uint64 // workers recycled above Config.MaxWorkerMemory
-	StopsMaxLifetime uint64 // workers recycled past Config.MaxWorkerLifetime
-	StopsOverflow    uint64 // overflow workers stopped because no caller needed them: at check-in (poolboy's rule) or after Config.OverflowIdleTimeout
-	StopsResize      uint64 // workers stopped because Resize shrank the pool: idle ones at once, busy ones beyond Size+MaxOverflow at their check-in
-	StopsClose       uint64 // workers stopped by Close
-	Recycled         uint64 // healthy workers stopped on purpose: StopsMaxCalls + StopsMaxMemory + StopsMaxLifetime + overflow workers stopped by Config.OverflowIdleTimeout
+	Crashes           uint64 // workers that died without being asked to, whatever they were doing
+	StopsKilled       uint64 // workers killed because their state was unknown: no answer to an interrupt in Config.InterruptGrace, a protocol error, a broken pipe
+	StopsMaxCalls     uint64 // workers recycled after Config.MaxCallsPerWorker calls
+	StopsMaxMemory    uint64 // workers recycled above Config.MaxWorkerMemory
+	StopsMaxLifetime  uint64 // workers recycled past Config.MaxWorkerLifetime
+	StopsOverflow     uint64 // overflow workers stopped at check-in because no caller waited (poolboy's rule, without Config.OverflowIdleTimeout)
+	StopsOverflowIdle uint64 // overflow workers stopped after Config.OverflowIdleTimeout idle
+	StopsResize       uint64 // workers stopped because Resize shrank the pool: idle ones at once, busy ones beyond Size+MaxOverflow at their check-in
+	StopsClose        uint64 // workers stopped by Close
+	Recycled          uint64 // healthy workers stopped on purpose: StopsMaxCalls + StopsMaxMemory + StopsMaxLifetime + StopsOverflowIdle
 }
 
 // cause is why a worker started or stopped: the index of Pool.starts,
@@ -90,16 +98,17 @@ type Stats struct {
 type cause uint8
 
 const (
-	causeNone        cause = iota
-	causeInitial           // started by New
-	causeCrash             // died by itself: a crash
-	causeKilled            // killed in an unknown state
-	causeMaxCalls          // recycled: Config.MaxCallsPerWorker
-	causeMaxMemory         // recycled: Config.MaxWorkerMemory
-	causeMaxLifetime       // recycled: Config.MaxWorkerLifetime
-	causeOverflow          // an overflow worker: started for a waiter, stopped when idle
-	causeClose             // stopped by Close
-	causeResize            // started or stopped by Resize
+	causeNone         cause = iota
+	causeInitial            // started by New
+	causeCrash              // died by itself: a crash
+	causeKilled             // killed in an unknown state
+	causeMaxCalls           // recycled: Config.MaxCallsPerWorker
+	causeMaxMemory          // recycled: Config.MaxWorkerMemory
+	causeMaxLifetime        // recycled: Config.MaxWorkerLifetime
+	causeOverflow           // an overflow worker: started for a caller, stopped at check-in when nobody waits
+	causeClose              // stopped by Close
+	causeResize             // started or stopped by Resize
+	causeOverflowIdle       // an overflow worker stopped after Config.OverflowIdleTimeout
 	numCauses
 )
 
@@ -111,29 +120,30 @@ type recycling struct {
 }
 
 // replacementClass is the start cause of a worker replacing one that left
-// for c.
+// for c: a crash's for a crash or a kill, a recycle's for a recycle;
+// causeNone when a worker that left for c is not replaced for that reason
+// (an overflow worker stopped, Resize, Close).
 func replacementClass(c cause) cause {
 	switch c {
+	case causeCrash, causeKilled:
+		return causeCrash
 	case causeMaxCalls, causeMaxMemory, causeMaxLifetime:
 		return causeMaxCalls // counted as StartsRecycle
 	}
-	return causeCrash
+	return causeNone
 }
 
 // leftLocked records that pw left its slot (it was serving or just
-// started) for cause c. When that leaves the pool below Size, the
-// replacement reconcileLocked starts is owed to c.
+// started) for cause c. The next start the pool decides while it still
+// needs one (reconcileLocked) is owed to c's class, whatever the pool's
+// size: a replacement counts as the cause that made it.
 func (p *Pool) leftLocked(pw *pooledWorker, c cause) {
 	if pw.state != stateStarting && !pw.state.serving() {
 		return // it left already, and was counted then
 	}
 	p.stops[c]++
-	rest := p.readyLocked() + p.starting
-	if pw.state.serving() {
-		rest--
-	}
-	if rest < p.cfg.Size {
-		p.owed[replacementClass(c)]++
+	if r := replacementClass(c); r != causeNone {
+		p.owed[r]++
 	}
 }
 
@@ -149,19 +159,31 @@ func (p *Pool) endCauseLocked(crashed bool) cause {
 	return causeKilled
 }
 
-// startCauseLocked is the cause of a start decided now: a replacement when
-// the pool is below Size (of what left it there), else overflow.
+// startCauseLocked is the cause of a start decided now: a replacement of
+// what left (a crash, a recycle) or of what Resize added while such a
+// start is owed, whatever the pool's size; else overflow beyond Size, or
+// below Size a start of New's that died.
 func (p *Pool) startCauseLocked() cause {
-	if p.readyLocked()+p.starting >= p.cfg.Size {
-		return causeOverflow
-	}
 	for _, c := range []cause{causeResize, causeCrash, causeMaxCalls} {
 		if p.owed[c] > 0 {
 			p.owed[c]--
 			return c
 		}
 	}
+	if p.readyLocked()+p.starting >= p.cfg.Size {
+		return causeOverflow
+	}
 	return causeCrash // below Size with nothing owed: a start of New's that died
+}
+
+// settleOwedLocked forgets the replacements owed once the pool needs no
+// further start (unmet <= 0): a worker that left and that nobody needs
+// again (an idle overflow worker that crashed) is not replaced, so the
+// next start beyond Size is overflow again.
+func (p *Pool) settleOwedLocked(unmet int) {
+	if unmet <= 0 {
+		p.owed = [numCauses]uint64{}
+	}
 }
 
 // startFailedCauseLocked gives a failed start's cause back, so that the
@@ -174,11 +196,12 @@ func (p *Pool) startFailedCauseLocked(c cause) {
 
 // callCounters are the pool's atomic counters of calls.
 type callCounters struct {
-	started, finished atomic.Uint64
-	byOutcome         [numOutcomes]atomic.Uint64
-	interrupts        atomic.Uint64
-	waitCount         atomic.Uint64
-	waitNanos         atomic.Int64
+	started, finished   atomic.Uint64
+	pings, pingFailures atomic.Uint64
+	byOutcome           [numOutcomes]atomic.Uint64
+	interrupts          atomic.Uint64
+	waitCount           atomic.Uint64
+	waitNanos           atomic.Int64
 }
 
 // The outcomes that have a counter in Stats.
@@ -220,15 +243,16 @@ func (p *Pool) Stats() Stats {
 		StartsResize:   p.starts[causeResize],
 		StartFailures:  p.startFails,
 
-		Crashes:          p.crashes,
-		StopsKilled:      p.stops[causeKilled],
-		StopsMaxCalls:    p.stops[causeMaxCalls],
-		StopsMaxMemory:   p.stops[causeMaxMemory],
-		StopsMaxLifetime: p.stops[causeMaxLifetime],
-		StopsOverflow:    p.stops[causeOverflow],
-		StopsResize:      p.stops[causeResize],
-		StopsClose:       p.stops[causeClose],
-		Recycled:         p.recycled,
+		Crashes:           p.crashes,
+		StopsKilled:       p.stops[causeKilled],
+		StopsMaxCalls:     p.stops[causeMaxCalls],
+		StopsMaxMemory:    p.stops[causeMaxMemory],
+		StopsMaxLifetime:  p.stops[causeMaxLifetime],
+		StopsOverflow:     p.stops[causeOverflow],
+		StopsOverflowIdle: p.stops[causeOverflowIdle],
+		StopsResize:       p.stops[causeResize],
+		StopsClose:        p.stops[causeClose],
+		Recycled:          p.recycled,
 	}
 	p.mu.Unlock()
 	s.Restarts = s.StartsCrash + s.StartsRecycle + s.StartsOverflow + s.StartsResize
@@ -244,6 +268,8 @@ func (p *Pool) Stats() Stats {
 	s.DeadlineExceeded = c.byOutcome[countDeadline].Load()
 	s.Canceled = c.byOutcome[countCanceled].Load()
 	s.Interrupts = c.interrupts.Load()
+	s.PingFailures = c.pingFailures.Load()
+	s.Pings = c.pings.Load()
 	s.WaitCount = c.waitCount.Load()
 	s.WaitDuration = time.Duration(c.waitNanos.Load())
 	return s

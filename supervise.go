@@ -39,9 +39,11 @@ func (p *Pool) reconcileLocked() {
 	}
 	live := p.readyLocked() + p.starting
 	n := max(p.cfg.Size-live, p.waiters.len()-p.starting)
-	for range min(n, p.roomLocked()) {
+	started := max(0, min(n, p.roomLocked()))
+	for range started {
 		p.startLocked(nil)
 	}
+	p.settleOwedLocked(n - started)
 }
 
 // startOrder is one worker start the supervisor decided: why, for whom,
@@ -406,7 +408,7 @@ func (p *Pool) stopIdleOverflowLocked() {
 			return
 		}
 		excess--
-		p.recycleLocked(pw, recycling{causeOverflow, fmt.Sprintf("overflow worker idle for %v (Config.OverflowIdleTimeout)", timeout)})
+		p.recycleLocked(pw, recycling{causeOverflowIdle, fmt.Sprintf("overflow worker idle for %v (Config.OverflowIdleTimeout)", timeout)})
 	}
 }
 

@@ -1,7 +1,8 @@
 package pypool
 
 // tracer.go is the pool's one hook into its calls, the Tracer (set in
-// Config.Tracer, or added to a running pool with Pool.AddTracer): what it is
+// Config.Tracer, or added to a running pool with Pool.AddTracer, which
+// returns its remove func): what it is
 // told and when. Spans (the otel subpackage) and metrics (the prometheus
 // subpackage) both use it. The one attempt path (Pool.attempt in call.go)
 // tells it through a callTrace, whether a Tracer is set or not: without one
@@ -11,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -22,13 +24,15 @@ import (
 // running pool with Pool.AddTracer (as a metrics collector built from a pool
 // does). None (the default) costs nothing.
 //
-// Every call is traced: Pool.Call, Pool.TryCall, Pool.Ping (as a call of the
-// runtime's no-op "_pypool_ping"), CallAs and CallBytes on a *Pool or a
-// *Worker, and Worker.Call inside Pool.Transaction; Pool.Stream, StreamAs
+// Every call is traced: Pool.Call, Pool.TryCall, CallAs and CallBytes on a
+// *Pool or a *Worker, Pool.Ping (as a call of the runtime's no-op
+// "_pypool_ping" with TraceCallStartData.Probe set), and Worker.Call inside Pool.Transaction; Pool.Stream, StreamAs
 // and Worker.Stream as one call that lasts the whole loop (its sizes are
 // not counted). The checkout of a Transaction itself is not a call and is
 // not traced, nor are the calls made with a callback's context (they run
-// inside the traced call that waits for the callback).
+// inside the traced call that waits for the callback). A Tracer that
+// counts calls for metrics should leave probes out (TraceCallEndData.Probe),
+// as Stats does (Stats.Pings) and the prometheus subpackage's collector.
 //
 // For one attempt of a call, the hooks run in the caller's goroutine in this
 // order: TraceCallStart, then TraceCallWorker once a worker is checked out
@@ -79,6 +83,10 @@ type TraceCallStartData struct {
 	// Transaction says the call is made through the Worker of a
 	// Pool.Transaction: it waits for no worker and is never retried.
 	Transaction bool
+	// Probe says the call is Pool.Ping's readiness probe, a no-op of the
+	// runtime rather than a call of the module: spans may show it, call
+	// metrics should leave it out (Stats counts it in Pings).
+	Probe bool
 }
 
 // TraceCallWorkerData is what Tracer.TraceCallWorker is told.
@@ -124,37 +132,83 @@ type TraceCallEndData struct {
 	// (Config.CrashRetries) after its start backoff, unless the caller's
 	// context ends first; Err is then not (yet) what the caller gets.
 	Retry bool
+	// Probe is TraceCallStartData.Probe: the call is Pool.Ping's probe.
+	Probe bool
 }
 
 // AddTracer adds t to the tracers told about every attempt of a call that
 // starts from now on, after Config.Tracer and those added before it, each
 // with the context its own TraceCallStart returned. It is for what is built
-// from a running pool, such as the prometheus subpackage's collector;
-// tracers cannot be removed, they live as long as the pool. A nil t is
-// ignored.
-func (p *Pool) AddTracer(t Tracer) {
+// from a running pool, such as the prometheus subpackage's collector.
+//
+// The func it returns removes t (that addition of it: t added twice is
+// told twice until both are removed); calling it again does nothing. It is
+// safe while calls run: an attempt tells the tracers that were there when
+// it started, from its TraceCallStart to its TraceCallEnd, so a tracer
+// removed (or added) meanwhile still sees (or does not see) the whole of
+// it. A nil t is ignored, and its func does nothing.
+//
+//	remove := pool.AddTracer(t)
+//	defer remove()
+func (p *Pool) AddTracer(t Tracer) (remove func()) {
 	if t == nil {
-		return
+		return func() {}
 	}
+	e := &addedTracer{t}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var list tracerList
+	p.setTracersLocked(append(p.tracerListLocked(), e))
+	var once sync.Once
+	return func() { once.Do(func() { p.removeTracer(e) }) }
+}
+
+// addedTracer is one addition by AddTracer: its identity is what the
+// remove func takes away, whatever t's type (it may not be comparable).
+type addedTracer struct{ Tracer }
+
+// removeTracer removes e from the pool's tracers.
+func (p *Pool) removeTracer(e *addedTracer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var kept tracerList
+	for _, t := range p.tracerListLocked() {
+		if t != Tracer(e) {
+			kept = append(kept, t)
+		}
+	}
+	p.setTracersLocked(kept)
+}
+
+// tracerListLocked is a copy of the tracers attempts tell now, as a list.
+func (p *Pool) tracerListLocked() tracerList {
 	switch cur := p.tracer().(type) {
 	case nil:
+		return nil
 	case tracerList:
-		list = append(list, cur...)
+		return append(tracerList(nil), cur...)
 	default:
-		list = append(list, cur)
+		return tracerList{cur}
 	}
-	var next Tracer = append(list, t)
-	if len(list) == 0 {
-		next = t
+}
+
+// setTracersLocked makes list the tracers of the attempts that start from
+// now on: one Tracer as itself, several as a tracerList, none as nil. The
+// lists are never changed once stored: an attempt keeps the one it loaded.
+func (p *Pool) setTracersLocked(list tracerList) {
+	var next Tracer
+	switch len(list) {
+	case 0:
+	case 1:
+		next = list[0]
+	default:
+		next = list
 	}
 	p.tracers.Store(&next)
 }
 
 // tracer is the Tracer an attempt that starts now tells: Config.Tracer, or
-// once AddTracer ran, the tracers it left; nil when there is none.
+// once AddTracer ran, the tracers it and its remove funcs left; nil when
+// there is none.
 func (p *Pool) tracer() Tracer {
 	if t := p.tracers.Load(); t != nil {
 		return *t

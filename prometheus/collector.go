@@ -17,6 +17,9 @@
 // like the spans of the otel subpackage, they count each attempt of a call
 // (one per call unless Config.CrashRetries retried it after a crash) and not
 // the calls a Go callback makes inside the call that waits for it.
+// Readiness probes (pypool.Pool.Ping) are not calls: they count in
+// pypool_pings_total and pypool_ping_failures_total only, never in a
+// function label or a histogram.
 package prometheus
 
 import (
@@ -58,7 +61,7 @@ const OtherFunction = "other"
 
 // Collector is a prometheus.Collector for one pool. Create it with
 // NewCollector and register it; it is told about every call of the pool
-// from then on, as a pypool.Tracer.
+// from then on, as a pypool.Tracer, until Close.
 type Collector struct {
 	pool  *pypool.Pool
 	descs descs
@@ -70,11 +73,13 @@ type Collector struct {
 	maxFunctions int
 	mu           sync.RWMutex
 	functions    map[string]struct{} // names that keep their label
+
+	detach func() // removes the collector from the pool's tracers
 }
 
 // NewCollector returns a collector of pool's metrics, and adds it to pool's
 // tracers (pypool.Pool.AddTracer), which tell it each call's function, wait,
-// duration and outcome.
+// duration and outcome until Collector.Close removes it.
 func NewCollector(pool *pypool.Pool, opts Opts) *Collector {
 	if opts.Pool == "" {
 		opts.Pool = "default"
@@ -112,8 +117,25 @@ func NewCollector(pool *pypool.Pool, opts Opts) *Collector {
 		maxFunctions: opts.MaxFunctions,
 		functions:    make(map[string]struct{}),
 	}
-	pool.AddTracer(c)
+	c.detach = pool.AddTracer(c)
 	return c
+}
+
+// Close detaches c from its pool: c is told of no more calls, so its
+// per-call metrics (pypool_calls_total and the histograms) stop where they
+// are; a scrape still reads the pool's Stats. Close it when it is no longer
+// registered, so that a collector made again for the same pool (after a
+// reload, or a registration that failed) does not leave the old one
+// counting beside it:
+//
+//	prometheus.Unregister(c)
+//	c.Close()
+//
+// Close returns nil (it implements io.Closer); calling it again does
+// nothing.
+func (c *Collector) Close() error {
+	c.detach()
+	return nil
 }
 
 var _ pypool.Tracer = (*Collector)(nil)
@@ -128,8 +150,11 @@ func (c *Collector) TraceCallStart(ctx context.Context, _ *pypool.Pool, _ pypool
 func (c *Collector) TraceCallWorker(context.Context, *pypool.Pool, pypool.TraceCallWorkerData) {}
 
 // TraceCallEnd implements pypool.Tracer: it counts the call, its duration
-// and its wait for a worker.
+// and its wait for a worker; a readiness probe (data.Probe) is not a call.
 func (c *Collector) TraceCallEnd(_ context.Context, _ *pypool.Pool, data pypool.TraceCallEndData) {
+	if data.Probe {
+		return // Pool.Ping: counted in pypool_pings_total, from Stats
+	}
 	fn := c.functionLabel(data.Function)
 	outcome := data.Outcome.String()
 	c.callDuration.WithLabelValues(fn, outcome).Observe(data.Duration.Seconds())
@@ -168,6 +193,7 @@ type descs struct {
 	size, maxOverflow, workers, overflow, overflowInUse, waiting                    *prometheus.Desc
 	callsStarted, callsFinished, callsSent, python, rejections, deadlines, canceled *prometheus.Desc
 	interrupts, waits, waitSeconds, crashes, startFailures, starts, stops           *prometheus.Desc
+	pings, pingFailures                                                             *prometheus.Desc
 }
 
 func newDescs(pool string) descs {
@@ -190,12 +216,14 @@ func newDescs(pool string) descs {
 		deadlines:     desc("pypool_deadline_exceeded_total", "Calls ended by their context's deadline."),
 		canceled:      desc("pypool_canceled_total", "Calls ended by the cancellation of their context."),
 		interrupts:    desc("pypool_interrupts_total", "Calls cut off while Python ran them (KeyboardInterrupt sent)."),
+		pings:         desc("pypool_pings_total", "Readiness probes (Pool.Ping): not calls, in none of the call metrics."),
+		pingFailures:  desc("pypool_ping_failures_total", "Readiness probes that returned an error."),
 		waits:         desc("pypool_waits_total", "Checkouts that waited for a worker."),
 		waitSeconds:   desc("pypool_wait_seconds_total", "Total time checkouts waited for a worker."),
 		crashes:       desc("pypool_crashes_total", "Workers that died without being asked to."),
 		startFailures: desc("pypool_start_failures_total", "Worker starts that failed."),
 		starts:        desc("pypool_worker_starts_total", "Workers started, by cause: initial, crash (replacing a crashed or killed worker), recycle (replacing a recycled one), overflow, resize.", "cause"),
-		stops:         desc("pypool_worker_stops_total", "Workers stopped, by cause: overflow, max_calls, max_memory, max_lifetime, killed (unknown state), close, resize. Crashes are pypool_crashes_total.", "cause"),
+		stops:         desc("pypool_worker_stops_total", "Workers stopped, by cause: overflow (at check-in, nobody waiting), overflow_idle (after Config.OverflowIdleTimeout), max_calls, max_memory, max_lifetime, killed (unknown state), close, resize. Crashes are pypool_crashes_total.", "cause"),
 	}
 }
 
@@ -206,7 +234,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		d.size, d.maxOverflow, d.workers, d.overflow, d.overflowInUse, d.waiting,
 		d.callsStarted, d.callsFinished, d.callsSent, d.python, d.rejections,
 		d.deadlines, d.canceled, d.interrupts, d.waits, d.waitSeconds,
-		d.crashes, d.startFailures, d.starts, d.stops,
+		d.crashes, d.startFailures, d.starts, d.stops, d.pings, d.pingFailures,
 	} {
 		ch <- d
 	}
@@ -243,6 +271,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.deadlines, s.DeadlineExceeded)
 	counter(d.canceled, s.Canceled)
 	counter(d.interrupts, s.Interrupts)
+	counter(d.pings, s.Pings)
+	counter(d.pingFailures, s.PingFailures)
 	counter(d.waits, s.WaitCount)
 	ch <- prometheus.MustNewConstMetric(d.waitSeconds, prometheus.CounterValue, s.WaitDuration.Seconds())
 	counter(d.crashes, s.Crashes)
@@ -253,6 +283,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.starts, s.StartsOverflow, "overflow")
 	counter(d.starts, s.StartsResize, "resize")
 	counter(d.stops, s.StopsOverflow, "overflow")
+	counter(d.stops, s.StopsOverflowIdle, "overflow_idle")
 	counter(d.stops, s.StopsMaxCalls, "max_calls")
 	counter(d.stops, s.StopsMaxMemory, "max_memory")
 	counter(d.stops, s.StopsMaxLifetime, "max_lifetime")
