@@ -103,7 +103,7 @@ func (p *process) logExit(cause string) {
 	e := p.exitErr
 	attrs := []any{"worker", p.pid, p.function(false), "exit_code", e.ExitCode}
 	if e.Signal != "" {
-		attrs = append(attrs, "signal", e.Signal)
+		attrs = append(attrs, "signal", e.signalText())
 	}
 	attrs = append(attrs, "stderr", strings.Join(e.Stderr, "\n"), "served", p.served.Load(), "uptime", uptime)
 	p.spec.logger.Warn(msgWorkerCrashed, attrs...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,6 +178,37 @@ func TestManyThreadsDumpIsOneRecord(t *testing.T) {
 	assert.Contains(t, stack["stack"], testmodLine(t, "_sleeper", "time.sleep(seconds)"))
 	time.Sleep(2 * dumpQuiet)
 	assert.Len(t, rec.matching(msgPythonStack), 1, "one dump, one record")
+}
+
+// TestSignalNamedAsC (issue 20): a worker killed by a signal is named in
+// its error as C names the signal ("SIGKILL"), and in the crash record;
+// the error keeps its fields and what it wraps.
+func TestSignalNamedAsC(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Logger = slogNew(rec)
+	pool := newTestPool(t, cfg)
+	pid := workerPids(pool)[0]
+	go func() {
+		rec.await(t, "entering C")
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}()
+	_, err := pool.Call(testCtx(t), "stuck_in_c")
+	require.ErrorIs(t, err, ErrWorkerCrashed)
+	var exit *WorkerExitError
+	require.ErrorAs(t, err, &exit)
+	assert.Equal(t, -1, exit.ExitCode)
+	assert.NotEmpty(t, exit.Signal)
+	assert.Contains(t, err.Error(), fmt.Sprintf("python worker %d was killed by SIGKILL", pid))
+	assert.NotContains(t, err.Error(), "signal killed")
+	assert.Equal(t, "SIGKILL", rec.await(t, msgWorkerCrashed)["signal"])
+
+	xcpu := &WorkerExitError{Pid: 7, ExitCode: -1, Signal: "CPU time limit exceeded (SIGXCPU: it used up its CPU time limit, Config.Limits.CPUTime)",
+		sig: syscall.SIGXCPU, cause: ErrWorkerCrashed}
+	assert.Equal(t, "pypool: worker crashed: python worker 7 was killed by SIGXCPU (it used up its CPU time limit, Config.Limits.CPUTime)", xcpu.Error())
+	start := &WorkerExitError{Pid: 8, ExitCode: -1, Signal: "killed", sig: syscall.SIGKILL, cause: ErrWorkerStart}
+	assert.Equal(t, "pypool: worker failed to start: python worker 8 was killed by SIGKILL", start.Error())
+	assert.ErrorIs(t, start, ErrWorkerStart)
 }
 
 // TestPythonErrorFormat: Error() has the package's prefix and no
