@@ -302,8 +302,9 @@ type Config struct {
 	// stderr (level Warn), line by line, tagged with the worker's pid and
 	// the function of the call that wrote it, and the pool's own events:
 	// each worker's start, stop, recycling and crash, interrupted calls,
-	// and the Python stack of a call cut off or a worker killed (the
-	// "Logs" table of docs/observability.md). Default slog.Default().
+	// and the Python stack of a call slow to answer its interrupt or a
+	// worker killed (StackDumps; the "Logs" table of
+	// docs/observability.md). Default slog.Default().
 	Logger *slog.Logger
 
 	// StackDumps says which calls' Python stacks (all threads, taken by
