@@ -426,3 +426,28 @@ func TestOutputReachesLogger(t *testing.T) {
 		assert.Equal(t, itoa(pid), attrs["worker"], msg)
 	}
 }
+
+// TestKilledStartLogsOnceAtWarn (issue 20): a worker killed while it
+// starts is logged once, at Warn, as a start that was killed and is
+// retried, naming the signal as C does; nothing is logged at Error: the
+// failure is not fatal. The idle worker killed before it is a crash,
+// named the same way.
+func TestKilledStartLogsOnceAtWarn(t *testing.T) {
+	h := newHeldStarts(t, 1, 0, nil)
+	h.hold(t)
+	require.NoError(t, syscall.Kill(workerPids(h.pool)[0], syscall.SIGKILL))
+	require.NoError(t, syscall.Kill(h.nextHeld(t), syscall.SIGKILL))
+	h.nextHeld(t) // the retry
+	h.release(t)
+	awaitPool(t, h.pool, "the pool back to its size", func(s Stats) bool { return atRest(s, 1) })
+
+	assert.Equal(t, "SIGKILL", h.rec.await(t, msgWorkerCrashed)["signal"])
+	killed := h.rec.await(t, msgStartKilled)
+	assert.Equal(t, "WARN", killed["level"])
+	assert.Equal(t, "SIGKILL", killed["signal"])
+	assert.Len(t, h.rec.matching(msgStartKilled), 1, "once")
+	for _, r := range h.rec.all() {
+		assert.Less(t, r.level, slog.LevelError, "nothing at Error: %s %v", r.msg, r.attrs)
+		assert.NotContains(t, fmt.Sprint(r.attrs), "signal killed")
+	}
+}
