@@ -302,9 +302,24 @@ type Config struct {
 	// stderr (level Warn), line by line, tagged with the worker's pid and
 	// the function of the call that wrote it, and the pool's own events:
 	// each worker's start, stop, recycling and crash, interrupted calls,
-	// and the Python stack of a call cut off or a worker killed (the
-	// "Logs" table of docs/observability.md). Default slog.Default().
+	// and the Python stack of a call slow to answer its interrupt or a
+	// worker killed (StackDumps; the "Logs" table of
+	// docs/observability.md). Default slog.Default().
 	Logger *slog.Logger
+
+	// StackDumps says which calls' Python stacks (all threads, taken by
+	// faulthandler) the pool logs, at level Warn. Default StackDumpsSlow:
+	// the calls that had to be killed (no answer to their interrupt within
+	// InterruptGrace) and those slow to answer it (no answer within half of
+	// it); a call that answers its interrupt promptly logs no stack. Each
+	// function's stacks are rate-limited: the first, then at most one per
+	// StackDumpInterval, which counts the ones suppressed ("suppressed").
+	StackDumps StackDumpPolicy
+
+	// StackDumpInterval is the least time between two stack records of one
+	// function and event (see StackDumps). Default
+	// DefaultStackDumpInterval.
+	StackDumpInterval time.Duration
 
 	// Tracer, when set, is told when each call starts, gets a worker and
 	// ends (see Tracer); github.com/pypool/pypool/otel adapts it to
@@ -335,10 +350,42 @@ type Config struct {
 
 // Defaults of Config's durations.
 const (
-	DefaultStartTimeout   = 60 * time.Second
-	DefaultInterruptGrace = time.Second
-	DefaultStopTimeout    = 5 * time.Second
+	DefaultStartTimeout      = 60 * time.Second
+	DefaultInterruptGrace    = time.Second
+	DefaultStopTimeout       = 5 * time.Second
+	DefaultStackDumpInterval = time.Minute
 )
+
+// StackDumpPolicy says which Python stacks a pool logs (Config.StackDumps).
+type StackDumpPolicy int
+
+const (
+	// StackDumpsSlow logs the stack of a call whose worker had to be
+	// killed because it did not answer its interrupt within
+	// Config.InterruptGrace, and of one that answered only after half of
+	// it: where the call was stuck. The default.
+	StackDumpsSlow StackDumpPolicy = iota
+	// StackDumpsOff logs no Python stack at all.
+	StackDumpsOff
+	// StackDumpsAll also logs the stack of every call cut off by its
+	// context, taken at that moment (before its KeyboardInterrupt), still
+	// rate-limited per function: for debugging, not for a service's
+	// ordinary day.
+	StackDumpsAll
+)
+
+// String returns "slow", "off" or "all".
+func (s StackDumpPolicy) String() string {
+	switch s {
+	case StackDumpsSlow:
+		return "slow"
+	case StackDumpsOff:
+		return "off"
+	case StackDumpsAll:
+		return "all"
+	}
+	return "StackDumpPolicy(" + strconv.Itoa(int(s)) + ")"
+}
 
 // DefaultSharedMemoryThreshold is the default of
 // Config.SharedMemoryThreshold, chosen by measurement (go run ./bench
@@ -364,6 +411,10 @@ func (c Config) withDefaults() (Config, error) {
 	case c.StartTimeout < 0, c.InterruptGrace < 0, c.StopTimeout < 0, c.CallTimeout < 0,
 		c.MaxWorkerLifetime < 0, c.OverflowIdleTimeout < 0:
 		return c, fmt.Errorf("pypool: Config.StartTimeout, InterruptGrace, StopTimeout, CallTimeout, MaxWorkerLifetime and OverflowIdleTimeout can not be negative")
+	case c.StackDumps < StackDumpsSlow || c.StackDumps > StackDumpsAll:
+		return c, fmt.Errorf("pypool: Config.StackDumps is %v: use pypool.StackDumpsSlow, StackDumpsOff or StackDumpsAll", c.StackDumps)
+	case c.StackDumpInterval < 0:
+		return c, fmt.Errorf("pypool: Config.StackDumpInterval is %v: it can not be negative", c.StackDumpInterval)
 	case c.CrashRetries < 0, c.MaxWaiting < 0, c.MaxCallsPerWorker < 0, c.MaxCallsJitter < 0, c.MaxWorkerMemory < 0:
 		return c, fmt.Errorf("pypool: Config.CrashRetries, MaxWaiting, MaxCallsPerWorker, MaxCallsJitter and MaxWorkerMemory can not be negative")
 	case c.MaxMessageSize < 0 || c.MaxMessageSize > 1<<32-1:
@@ -410,6 +461,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.StartTimeout = orDefault(c.StartTimeout, DefaultStartTimeout)
 	c.InterruptGrace = orDefault(c.InterruptGrace, DefaultInterruptGrace)
 	c.StopTimeout = orDefault(c.StopTimeout, DefaultStopTimeout)
+	c.StackDumpInterval = orDefault(c.StackDumpInterval, DefaultStackDumpInterval)
 	c.MaxMessageSize = orDefault(c.MaxMessageSize, DefaultMaxMessageSize)
 	c.SharedMemoryThreshold = orDefault(c.SharedMemoryThreshold, DefaultSharedMemoryThreshold)
 	if c.Logger == nil {
@@ -526,6 +578,7 @@ func (c Config) spec(python *interpreter, runtimeDir, codeDir string) (*workerSp
 		logger:          c.Logger,
 		callbacks:       c.callbacks(),
 		interruptGrace:  c.InterruptGrace,
+		stacks:          newStackLimiter(c.StackDumps, c.StackDumpInterval),
 		preload:         c.Preload,
 		preloadSetUp:    c.PreloadSetUp,
 	}, nil

@@ -153,13 +153,28 @@ type WorkerExitError struct {
 	cause error
 }
 
-// Error describes the exit in one line, as os/exec's ExitError does; the
-// last lines of the worker's stderr are in the Stderr field.
+// Error describes the exit in one line, as os/exec's ExitError does,
+// naming a signal as C does ("was killed by SIGKILL"); the last lines of
+// the worker's stderr are in the Stderr field.
 func (e *WorkerExitError) Error() string {
 	if e.Signal != "" {
-		return fmt.Sprintf("%v: python worker %d was killed by signal %s", e.cause, e.Pid, e.Signal)
+		return fmt.Sprintf("%v: python worker %d was killed by %s", e.cause, e.Pid, e.signalText())
 	}
 	return fmt.Sprintf("%v: python worker %d exited with status %d", e.cause, e.Pid, e.ExitCode)
+}
+
+// signalText names the signal that ended the process as C does
+// ("SIGKILL"), with what Signal adds in parentheses; Signal itself when
+// the signal is unknown.
+func (e *WorkerExitError) signalText() string {
+	if e.sig == 0 {
+		return e.Signal
+	}
+	name := signalName(e.sig)
+	if _, note, ok := strings.Cut(e.Signal, " ("+name+": "); ok {
+		return name + " (" + note
+	}
+	return name
 }
 
 // Unwrap returns ErrWorkerCrashed or ErrWorkerStart.

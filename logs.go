@@ -25,9 +25,9 @@ const (
 	msgWorkerStopped   = "pypool: worker stopped"         // Debug: cause, calls served, uptime
 	msgWorkerRecycled  = "pypool: worker recycled"        // Info: reason; a "stopped" record follows
 	msgWorkerCrashed   = "pypool: worker crashed"         // Warn: exit status or signal, stderr tail, function
-	msgCallInterrupted = "pypool: call interrupted"       // Warn: function, cause (the context's error)
-	msgWorkerKilled    = "pypool: worker killed"          // Warn: function, grace: it ignored its interrupt
-	msgPythonStack     = "pypool: python stack"           // Warn: function, event, stack (all threads)
+	msgCallInterrupted = "pypool: call interrupted"       // Debug, Warn if answered after half of InterruptGrace (rate-limited): function, cause, answered_in
+	msgWorkerKilled    = "pypool: worker killed"          // Warn (rate-limited, else Debug): function, cause, grace: it ignored its interrupt
+	msgPythonStack     = "pypool: python stack"           // Warn (Config.StackDumps, rate-limited): function, event, stack (all threads), suppressed
 	msgStartFailed     = "pypool: worker failed to start" // Error if fatal, else Warn: error, fatal, retry_in
 	msgStartKilled     = "pypool: worker start killed"    // Warn: signal, stderr, retry_in: it is retried
 	msgNewFailed       = "pypool: pool failed to start"   // Error: module, size, error; once per failed New
@@ -103,7 +103,7 @@ func (p *process) logExit(cause string) {
 	e := p.exitErr
 	attrs := []any{"worker", p.pid, p.function(false), "exit_code", e.ExitCode}
 	if e.Signal != "" {
-		attrs = append(attrs, "signal", e.Signal)
+		attrs = append(attrs, "signal", e.signalText())
 	}
 	attrs = append(attrs, "stderr", strings.Join(e.Stderr, "\n"), "served", p.served.Load(), "uptime", uptime)
 	p.spec.logger.Warn(msgWorkerCrashed, attrs...)

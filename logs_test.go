@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,11 +113,11 @@ func TestFailedNewLogsOnce(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(text, "RuntimeError"), "the type once: %s", text)
 }
 
-// TestInterruptLogsStack: a call cut off by its deadline logs the call's
-// interruption and the worker's Python stack at that moment, naming the
-// function and the line it was stuck on, while the caller got its error
-// at the deadline.
-func TestInterruptLogsStack(t *testing.T) {
+// TestObeyedInterruptIsQuiet (issue 20): a call cut off by its deadline
+// whose Python code obeys the KeyboardInterrupt is routine: one record at
+// Debug, which says how soon it answered, and no Python stack; nothing at
+// Info or above. The caller got its error at the deadline.
+func TestObeyedInterruptIsQuiet(t *testing.T) {
 	rec := newLogRecorder()
 	cfg := testConfig(t)
 	cfg.Logger = slogNew(rec)
@@ -137,10 +139,43 @@ func TestInterruptLogsStack(t *testing.T) {
 		"the caller is answered at its deadline: %v after it; a bare timer due then was %v late", late, timerLate)
 
 	interrupted := rec.await(t, msgCallInterrupted)
-	assert.Equal(t, "WARN", interrupted["level"])
+	assert.Equal(t, "DEBUG", interrupted["level"], "an obeyed interrupt is routine")
 	assert.Equal(t, "sleep", interrupted["function"])
 	assert.Equal(t, pid, interrupted["worker"])
 	assert.Equal(t, context.DeadlineExceeded.Error(), interrupted["cause"])
+	answered, err := time.ParseDuration(interrupted["answered_in"])
+	require.NoError(t, err, "answered_in is a duration")
+	assert.Less(t, answered, DefaultInterruptGrace/2)
+
+	// The worker answered its interrupt and serves on, with no function
+	// left on what it writes between calls.
+	out, err := pool.Call(testCtx(t), "echo", "next")
+	require.NoError(t, err)
+	assert.Equal(t, "next", out)
+	assert.Equal(t, []string{pid}, []string{itoa(workerPids(pool)[0])})
+	assert.Nil(t, workerProcess(pool).current.Load(), "no call in progress")
+	time.Sleep(2 * dumpQuiet)
+	assert.Empty(t, rec.matching(msgPythonStack), "no stack for an obeyed interrupt")
+	for _, r := range rec.all() {
+		assert.Less(t, r.level, slog.LevelInfo, "nothing at Info or above: %s %v", r.msg, r.attrs)
+	}
+}
+
+// TestInterruptLogsStackWithStackDumpsAll: with Config.StackDumps set to
+// StackDumpsAll, a call cut off by its deadline logs the worker's Python
+// stack at that moment, naming the function and the line it was stuck on.
+func TestInterruptLogsStackWithStackDumpsAll(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Logger = slogNew(rec)
+	cfg.StackDumps = StackDumpsAll
+	pool := newTestPool(t, cfg)
+	pid := itoa(workerPids(pool)[0])
+
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "sleep", 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
 
 	stack := rec.awaitMatch(t, msgPythonStack, "event", dumpInterrupted)
 	t.Logf("stack:\n%s", stack["stack"])
@@ -150,13 +185,9 @@ func TestInterruptLogsStack(t *testing.T) {
 	assert.Contains(t, stack["stack"], testmodLine(t, "sleep", "time.sleep(seconds)"))
 	assert.Contains(t, stack["stack"], "most recent call first", "faulthandler's format")
 
-	// The worker answered its interrupt and serves on, with no function
-	// left on what it writes between calls.
 	out, err := pool.Call(testCtx(t), "echo", "next")
 	require.NoError(t, err)
 	assert.Equal(t, "next", out)
-	assert.Equal(t, []string{pid}, []string{itoa(workerPids(pool)[0])})
-	assert.Nil(t, workerProcess(pool).current.Load(), "no call in progress")
 	assert.Len(t, rec.matching(msgPythonStack), 1, "one dump, one record")
 }
 
@@ -166,6 +197,7 @@ func TestManyThreadsDumpIsOneRecord(t *testing.T) {
 	rec := newLogRecorder()
 	cfg := testConfig(t)
 	cfg.Logger = slogNew(rec)
+	cfg.StackDumps = StackDumpsAll
 	pool := newTestPool(t, cfg)
 	ctx, cancel := context.WithTimeout(testCtx(t), 500*time.Millisecond)
 	defer cancel()
@@ -177,6 +209,154 @@ func TestManyThreadsDumpIsOneRecord(t *testing.T) {
 	assert.Contains(t, stack["stack"], testmodLine(t, "_sleeper", "time.sleep(seconds)"))
 	time.Sleep(2 * dumpQuiet)
 	assert.Len(t, rec.matching(msgPythonStack), 1, "one dump, one record")
+}
+
+// TestSlowInterruptLogsStack (issue 20): a call that answers its
+// interrupt, but only after half of InterruptGrace, overran its deadline
+// by a margin: it is logged at Warn, with the stack taken at that half.
+func TestSlowInterruptLogsStack(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Logger = slogNew(rec)
+	cfg.InterruptGrace = 2 * time.Second
+	pool := newTestPool(t, cfg)
+	pid := itoa(workerPids(pool)[0])
+
+	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "swallow_interrupt", 1.3) // returns 1.3 s after it began
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	interrupted := rec.await(t, msgCallInterrupted)
+	assert.Equal(t, "WARN", interrupted["level"], "slow to answer: %v", interrupted)
+	assert.Equal(t, "swallow_interrupt", interrupted["function"])
+	stack := rec.awaitMatch(t, msgPythonStack, "event", dumpSlow)
+	assert.Equal(t, "WARN", stack["level"])
+	assert.Equal(t, "swallow_interrupt", stack["function"])
+	assert.Equal(t, pid, stack["worker"])
+	assert.Contains(t, stack["stack"], testmodLine(t, "swallow_interrupt", "time.sleep(max(deadline - time.monotonic(), 0))"))
+	assert.Empty(t, rec.matching(msgWorkerKilled), "it answered within InterruptGrace")
+	assert.Equal(t, []string{pid}, []string{itoa(workerPids(pool)[0])}, "it serves on")
+}
+
+// TestKilledStacksRateLimited (issue 20): the warning and the stack of a
+// worker killed for not answering its interrupt are logged for the first
+// of its function; the next ones within Config.StackDumpInterval are
+// logged at Debug, without a stack.
+func TestKilledStacksRateLimited(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Logger = slogNew(rec)
+	cfg.InterruptGrace = 100 * time.Millisecond
+	pool := newTestPool(t, cfg)
+	const kills = 3
+	for range kills {
+		before := workerPids(pool)
+		ctx, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+		_, err := pool.Call(ctx, "swallow_interrupt", 30)
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		awaitPool(t, pool, "the killed worker replaced", func(s Stats) bool {
+			return atRest(s, 1) && !slices.Equal(workerPids(pool), before)
+		})
+	}
+	time.Sleep(2 * dumpQuiet)
+	levels := map[string]int{}
+	events := map[string]int{}
+	for _, r := range rec.all() {
+		switch r.msg {
+		case msgWorkerKilled:
+			levels[r.level.String()]++
+		case msgPythonStack:
+			events[r.attrs["event"]]++
+		}
+	}
+	assert.Equal(t, map[string]int{"WARN": 1, "DEBUG": kills - 1}, levels)
+	assert.Equal(t, map[string]int{dumpSlow: 1, dumpKilled: 1}, events, "the first kill's stacks; none for the next")
+}
+
+// TestStackDumpsOff: with Config.StackDumps set to StackDumpsOff, a
+// worker killed for not answering its interrupt is warned of, without a
+// stack.
+func TestStackDumpsOff(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Logger = slogNew(rec)
+	cfg.InterruptGrace = 100 * time.Millisecond
+	cfg.StackDumps = StackDumpsOff
+	pool := newTestPool(t, cfg)
+	ctx, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "swallow_interrupt", 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, "WARN", rec.await(t, msgWorkerKilled)["level"])
+	_, err = pool.Call(testCtx(t), "echo", 1)
+	require.NoError(t, err)
+	time.Sleep(2 * dumpQuiet)
+	assert.Empty(t, rec.matching(msgPythonStack))
+
+	cfg.StackDumps = StackDumpsAll + 1
+	_, err = New(testCtx(t), cfg)
+	require.ErrorContains(t, err, "Config.StackDumps")
+}
+
+// TestStackLimiter: the first record of a function and event passes, the
+// next within the interval are counted, and the first after it passes
+// with their count; functions and events are limited apart.
+func TestStackLimiter(t *testing.T) {
+	l := newStackLimiter(StackDumpsSlow, 50*time.Millisecond)
+	ok, n := l.allow("f", dumpKilled)
+	assert.True(t, ok)
+	assert.Zero(t, n)
+	for range 3 {
+		ok, _ = l.allow("f", dumpKilled)
+		assert.False(t, ok)
+	}
+	ok, _ = l.allow("g", dumpKilled)
+	assert.True(t, ok, "another function")
+	ok, _ = l.allow("f", dumpSlow)
+	assert.True(t, ok, "another event")
+	time.Sleep(60 * time.Millisecond)
+	ok, n = l.allow("f", dumpKilled)
+	assert.True(t, ok)
+	assert.Equal(t, 3, n, "the ones suppressed")
+	ok, _ = l.allow("f", dumpKilled)
+	assert.False(t, ok)
+	for i := range 2 * maxLimited {
+		l.allow(itoa(i), dumpKilled)
+	}
+	assert.LessOrEqual(t, len(l.seen), maxLimited)
+}
+
+// TestSignalNamedAsC (issue 20): a worker killed by a signal is named in
+// its error as C names the signal ("SIGKILL"), and in the crash record;
+// the error keeps its fields and what it wraps.
+func TestSignalNamedAsC(t *testing.T) {
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Logger = slogNew(rec)
+	pool := newTestPool(t, cfg)
+	pid := workerPids(pool)[0]
+	go func() {
+		rec.await(t, "entering C")
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}()
+	_, err := pool.Call(testCtx(t), "stuck_in_c")
+	require.ErrorIs(t, err, ErrWorkerCrashed)
+	var exit *WorkerExitError
+	require.ErrorAs(t, err, &exit)
+	assert.Equal(t, -1, exit.ExitCode)
+	assert.NotEmpty(t, exit.Signal)
+	assert.Contains(t, err.Error(), fmt.Sprintf("python worker %d was killed by SIGKILL", pid))
+	assert.NotContains(t, err.Error(), "signal killed")
+	assert.Equal(t, "SIGKILL", rec.await(t, msgWorkerCrashed)["signal"])
+
+	xcpu := &WorkerExitError{Pid: 7, ExitCode: -1, Signal: "CPU time limit exceeded (SIGXCPU: it used up its CPU time limit, Config.Limits.CPUTime)",
+		sig: syscall.SIGXCPU, cause: ErrWorkerCrashed}
+	assert.Equal(t, "pypool: worker crashed: python worker 7 was killed by SIGXCPU (it used up its CPU time limit, Config.Limits.CPUTime)", xcpu.Error())
+	start := &WorkerExitError{Pid: 8, ExitCode: -1, Signal: "killed", sig: syscall.SIGKILL, cause: ErrWorkerStart}
+	assert.Equal(t, "pypool: worker failed to start: python worker 8 was killed by SIGKILL", start.Error())
+	assert.ErrorIs(t, start, ErrWorkerStart)
 }
 
 // TestPythonErrorFormat: Error() has the package's prefix and no
@@ -244,5 +424,30 @@ func TestOutputReachesLogger(t *testing.T) {
 		attrs := rec.await(t, msg)
 		assert.Equal(t, stream, attrs["stream"], msg)
 		assert.Equal(t, itoa(pid), attrs["worker"], msg)
+	}
+}
+
+// TestKilledStartLogsOnceAtWarn (issue 20): a worker killed while it
+// starts is logged once, at Warn, as a start that was killed and is
+// retried, naming the signal as C does; nothing is logged at Error: the
+// failure is not fatal. The idle worker killed before it is a crash,
+// named the same way.
+func TestKilledStartLogsOnceAtWarn(t *testing.T) {
+	h := newHeldStarts(t, 1, 0, nil)
+	h.hold(t)
+	require.NoError(t, syscall.Kill(workerPids(h.pool)[0], syscall.SIGKILL))
+	require.NoError(t, syscall.Kill(h.nextHeld(t), syscall.SIGKILL))
+	h.nextHeld(t) // the retry
+	h.release(t)
+	awaitPool(t, h.pool, "the pool back to its size", func(s Stats) bool { return atRest(s, 1) })
+
+	assert.Equal(t, "SIGKILL", h.rec.await(t, msgWorkerCrashed)["signal"])
+	killed := h.rec.await(t, msgStartKilled)
+	assert.Equal(t, "WARN", killed["level"])
+	assert.Equal(t, "SIGKILL", killed["signal"])
+	assert.Len(t, h.rec.matching(msgStartKilled), 1, "once")
+	for _, r := range h.rec.all() {
+		assert.Less(t, r.level, slog.LevelError, "nothing at Error: %s %v", r.msg, r.attrs)
+		assert.NotContains(t, fmt.Sprint(r.attrs), "signal killed")
 	}
 }

@@ -71,6 +71,7 @@ type workerSpec struct {
 	logger          *slog.Logger
 	callbacks       map[string]Callback // Config.Callbacks; nil: none
 	interruptGrace  time.Duration       // Config.InterruptGrace
+	stacks          *stackLimiter       // Config.StackDumps: which stacks are logged, rate-limited
 	preload         []string            // Config.Preload, for the fork server
 	preloadSetUp    bool                // Config.PreloadSetUp
 	// guard owns the workers' process groups should the Go process die
@@ -546,7 +547,9 @@ func (p *process) failed(ctx context.Context, fn string, err error, sent bool) e
 			// Python is still running the call: interrupt it. The pool
 			// decides, after a grace period, whether the worker is usable.
 			p.setState(evCutOff, cause)
-			p.dumps.request(p, fn, dumpInterrupted) // before the interrupt changes the stack
+			if p.spec.stacks.policy == StackDumpsAll {
+				p.dumps.requestLimited(p, fn, dumpInterrupted) // before the interrupt changes the stack
+			}
 			p.signal(syscall.SIGINT)
 		} else {
 			p.setState(evLost, cause) // a frame was cut in half: the stream is lost
@@ -589,6 +592,65 @@ func contextCause(ctx context.Context) error {
 		return err
 	}
 	return context.DeadlineExceeded
+}
+
+// drainInterrupted waits up to grace for the reply to the call that was
+// cut off (awaitInterrupted), reports whether the worker is usable again,
+// and logs how the interrupt ended. One answered within half of grace is
+// routine, logged at Debug. One answered later is logged at Warn, with
+// the Python stack taken at that half (Config.StackDumps); one not
+// answered ("worker killed") at Warn, with the stack taken now, before
+// its supervisor kills it (bounded by dumpKillWait). Both warnings are
+// rate-limited per function (stackLimiter); those suppressed are logged
+// at Debug.
+func (p *process) drainInterrupted(grace time.Duration) bool {
+	fn, cause := p.currentFunction(), p.interruptCause()
+	began := time.Now()
+	var slowAllowed atomic.Bool
+	var slowSuppressed atomic.Int64
+	var slowDump atomic.Uint64 // the slow stack's request
+	slow := time.AfterFunc(grace/2, func() {
+		ok, n := p.spec.stacks.allow(fn, dumpSlow)
+		if ok {
+			slowAllowed.Store(true)
+			slowSuppressed.Store(int64(n))
+			slowDump.Store(p.dumps.requestCounted(p, fn, dumpSlow, n))
+		}
+	})
+	ok := p.awaitInterrupted(grace) && p.condition() == condHealthy
+	answered := time.Since(began).Round(time.Millisecond)
+	slow.Stop()
+	attrs := []any{"worker", p.pid, "function", fn, "cause", cause}
+	switch {
+	case ok && (answered < grace/2 || !slowAllowed.Load()):
+		// Routine, or a slow one already warned of this interval.
+		p.spec.logger.Debug(msgCallInterrupted, append(attrs, "answered_in", answered)...)
+	case ok:
+		attrs = append(attrs, "answered_in", answered)
+		if n := slowSuppressed.Load(); n > 0 {
+			attrs = append(attrs, "suppressed", n)
+		}
+		p.spec.logger.Warn(msgCallInterrupted, attrs...)
+	case !p.hasExited():
+		allowed, n := p.spec.stacks.allow(fn, dumpKilled)
+		attrs = append(attrs, "grace", grace)
+		if !allowed {
+			p.spec.logger.Debug(msgWorkerKilled, attrs...)
+			break
+		}
+		if n > 0 {
+			attrs = append(attrs, "suppressed", n)
+		}
+		p.spec.logger.Warn(msgWorkerKilled, attrs...)
+		// Where it is stuck, before the kill ends it; bounded, and no
+		// caller waits for it. The slow stack's request, if one is still
+		// awaited, would hold this one back.
+		if seq := slowDump.Load(); seq != 0 {
+			p.dumps.await(p, seq, dumpKillWait)
+		}
+		p.dumps.await(p, p.dumps.requestCounted(p, fn, dumpKilled, n), dumpKillWait)
+	}
+	return ok
 }
 
 // awaitInterrupted waits up to grace for the reply to the call that was cut

@@ -1,7 +1,10 @@
 package pypool
 
-// stackdump.go gets the Python stack of a worker at the moment a call is
-// cut off, a worker is killed, or recycled for memory, into the log.
+// stackdump.go gets the Python stack of a worker into the log when a call
+// is slow to answer its interrupt, its worker is killed for not answering
+// it, or recycled for memory; with Config.StackDumps set to StackDumpsAll,
+// also at the moment any call is cut off. stackLimiter rate-limits them
+// per function: a storm of deadlines must not flood the log.
 //
 // The runtime registers faulthandler (startup.py) on dumpSignal, writing the
 // stacks of all threads to a pipe of their own (--dump-fd). faulthandler's
@@ -48,7 +51,8 @@ const (
 
 // What a dump was taken for: its record's "event".
 const (
-	dumpInterrupted = "interrupted" // its call's context ended: before the KeyboardInterrupt
+	dumpInterrupted = "interrupted" // its call's context ended: before the KeyboardInterrupt (StackDumpsAll)
+	dumpSlow        = "slow"        // it had not answered its interrupt after half of InterruptGrace
 	dumpKilled      = "killed"      // it did not answer the interrupt within InterruptGrace
 	dumpRecycled    = "recycled"    // it is replaced for using more than MaxWorkerMemory
 )
@@ -61,14 +65,34 @@ type stackDumper struct {
 	fn      string        // the function of the latest request
 	event   string        // what the latest request was for
 	sent    time.Time     // when the latest request was made
+	skipped int           // the latest request's count of records its limiter suppressed
 	logged  uint64        // the latest request whose dump was logged
 	changed chan struct{} // closed when a dump is logged; nil if nobody waits
 }
 
 // request asks the worker for a dump of its stacks, for fn's call, and
 // returns the request's number; 0 when an earlier request's dump is still
-// awaited (none is asked for).
+// awaited, or Config.StackDumps is StackDumpsOff (none is asked for).
 func (d *stackDumper) request(p *process, fn, event string) uint64 {
+	return d.requestCounted(p, fn, event, 0)
+}
+
+// requestLimited asks for a dump, as request, if fn's limiter allows one
+// for event now (stackLimiter.allow).
+func (d *stackDumper) requestLimited(p *process, fn, event string) uint64 {
+	ok, suppressed := p.spec.stacks.allow(fn, event)
+	if !ok {
+		return 0
+	}
+	return d.requestCounted(p, fn, event, suppressed)
+}
+
+// requestCounted is request, whose record says that suppressed earlier
+// ones were not logged.
+func (d *stackDumper) requestCounted(p *process, fn, event string, suppressed int) uint64 {
+	if p.spec.stacks.policy == StackDumpsOff {
+		return 0
+	}
 	d.mu.Lock()
 	now := time.Now()
 	if d.logged < d.seq && now.Sub(d.sent) < dumpKillWait {
@@ -77,7 +101,7 @@ func (d *stackDumper) request(p *process, fn, event string) uint64 {
 	}
 	d.seq++
 	seq := d.seq
-	d.fn, d.event, d.sent = fn, event, now
+	d.fn, d.event, d.sent, d.skipped = fn, event, now, suppressed
 	d.mu.Unlock()
 	p.signal(dumpSignal)
 	return seq
@@ -119,6 +143,7 @@ func (d *stackDumper) forward(p *process, f *os.File) {
 		chunk     = make([]byte, 4096)
 		seq       uint64 // the request the dump in buf answers
 		fn, event string
+		skipped   int
 		truncated bool
 	)
 	flush := func() {
@@ -136,6 +161,9 @@ func (d *stackDumper) forward(p *process, f *os.File) {
 		if truncated {
 			attrs = append(attrs, slog.Bool("truncated", true))
 		}
+		if skipped > 0 {
+			attrs = append(attrs, slog.Int("suppressed", skipped))
+		}
 		p.spec.logger.LogAttrs(context.Background(), slog.LevelWarn, msgPythonStack, attrs...)
 		buf, truncated = buf[:0], false
 		d.mu.Lock()
@@ -150,13 +178,13 @@ func (d *stackDumper) forward(p *process, f *os.File) {
 		n, err := f.Read(chunk)
 		if n > 0 {
 			d.mu.Lock()
-			latest, latestFn, latestEvent := d.seq, d.fn, d.event
+			latest, latestFn, latestEvent, latestSkipped := d.seq, d.fn, d.event, d.skipped
 			d.mu.Unlock()
 			if len(buf) > 0 && latest != seq {
 				flush() // a new request: its dump begins here
 			}
 			if len(buf) == 0 {
-				seq, fn, event = latest, latestFn, latestEvent
+				seq, fn, event, skipped = latest, latestFn, latestEvent, latestSkipped
 			}
 			if room := maxDumpBytes - len(buf); n > room {
 				n, truncated = room, true
@@ -174,4 +202,59 @@ func (d *stackDumper) forward(p *process, f *os.File) {
 			return
 		}
 	}
+}
+
+// maxLimited bounds the (function, event) pairs a stackLimiter remembers.
+const maxLimited = 1024
+
+// stackLimiter rate-limits a pool's stack records and the warnings that
+// go with them, per function and event: the first is logged, then at most
+// one per interval, which counts the ones suppressed since the last.
+// Shared by a pool's workers (workerSpec.stacks).
+type stackLimiter struct {
+	policy   StackDumpPolicy // Config.StackDumps
+	interval time.Duration   // Config.StackDumpInterval
+
+	mu   sync.Mutex
+	seen map[[2]string]*limited
+}
+
+// limited is what a stackLimiter knows of one function and event.
+type limited struct {
+	at         time.Time // when the last one was allowed
+	suppressed int       // not allowed since
+}
+
+func newStackLimiter(policy StackDumpPolicy, interval time.Duration) *stackLimiter {
+	return &stackLimiter{policy: policy, interval: interval, seen: make(map[[2]string]*limited)}
+}
+
+// allow reports whether a record of event for fn may be logged now, and
+// how many were suppressed since the last one that was; one not allowed
+// is counted.
+func (l *stackLimiter) allow(fn, event string) (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	key := [2]string{fn, event}
+	e := l.seen[key]
+	switch {
+	case e == nil:
+		if len(l.seen) >= maxLimited {
+			for k, old := range l.seen {
+				if now.Sub(old.at) >= l.interval {
+					delete(l.seen, k)
+				}
+			}
+		}
+		if len(l.seen) < maxLimited {
+			l.seen[key] = &limited{at: now}
+		}
+		return true, 0
+	case now.Sub(e.at) >= l.interval:
+		suppressed, e.at, e.suppressed = e.suppressed, now, 0
+		return true, suppressed
+	}
+	e.suppressed++
+	return false, 0
 }

@@ -270,18 +270,10 @@ func (p *Pool) goDrain(pw *pooledWorker) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		proc := pw.proc
-		fn := proc.function(false)
-		p.log.Warn(msgCallInterrupted, "worker", proc.pid, fn, "cause", proc.interruptCause())
-		ok := proc.awaitInterrupted(p.cfg.InterruptGrace) && proc.condition() == condHealthy
+		ok := pw.proc.drainInterrupted(p.cfg.InterruptGrace) // logs how it ended
 		var recycle recycling
 		if ok {
 			recycle = p.recycleReason(pw)
-		} else if !proc.hasExited() {
-			p.log.Warn(msgWorkerKilled, "worker", proc.pid, fn, "grace", p.cfg.InterruptGrace)
-			// Where it is stuck, before the kill ends it; bounded, and no
-			// caller waits for it.
-			proc.dumps.await(proc, proc.dumps.request(proc, proc.currentFunction(), dumpKilled), dumpKillWait)
 		}
 		p.mu.Lock()
 		if !ok {
