@@ -34,6 +34,9 @@ func ExampleStackDumpPolicy() {
 		Size:       1,
 		Logger:     logger,
 		StackDumps: pypool.StackDumpsSlow, // the default: stacks of slow or killed calls only
+		// An answer after half of InterruptGrace is slow, and warns with its
+		// stack: a long grace keeps this output stable on a busy machine.
+		InterruptGrace: 10 * time.Second,
 	})
 	if err != nil {
 		log.Fatal(err)
