@@ -16,7 +16,7 @@ var errForkServerDown = errors.New("pypool: the fork server is not running")
 type forkServer struct {
 	pid     int
 	started time.Time
-	exited  exitStatus
+	status  exitStatus
 }
 
 func startForkServer(context.Context, *workerSpec, func(*forkServer)) (*forkServer, error) {

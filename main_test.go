@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"syscall"
 	"testing"
 )
 
@@ -23,8 +22,8 @@ var startMethod = flag.String("pypool.start", "exec", "start method of the tests
 // processes orphaned by a worker's exit become its children instead of
 // init's, so that the leak check and the tests see them.
 func TestMain(m *testing.M) {
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
-		fmt.Fprintln(os.Stderr, "prctl(PR_SET_CHILD_SUBREAPER):", errno)
+	if err := becomeSubreaper(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -147,25 +147,3 @@ func (r *logRecorder) awaitCount(t testing.TB, msg string, n int) {
 		}
 	}
 }
-
-// TestOwnedChildDiesWithAnOrphanedForkedWorker: a forked worker whose
-// template died is reaped by someone else once it exits, so its group
-// cannot be killed after that; the pool kills it, group and all, when it
-// replaces it (issue 18, finding 1).
-func TestOwnedChildDiesWithAnOrphanedForkedWorker(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.StartMethod = StartForkServer
-	pool := newTestPool(t, cfg)
-	template := pool.forks.Load()
-	require.NotNil(t, template, "the fork server runs")
-	res, err := pool.Call(testCtx(t), "spawn_sleeping_child")
-	require.NoError(t, err)
-	child := int(res.(int64))
-	worker := workerPids(pool)[0]
-	pidfds := map[int]*os.File{worker: openPidfd(t, worker), child: openPidfd(t, child)}
-
-	require.NoError(t, template.cmd.Process.Kill())
-	// The new template's start replaces the orphan (recycleOrphans).
-	awaitPool(t, pool, "the orphan replaced", func(s Stats) bool { return s.Recycled == 1 && atRest(s, 1) })
-	requireExited(t, pidfds, "an orphaned forked worker and its child")
-}

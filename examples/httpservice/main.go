@@ -11,16 +11,20 @@
 //     Python runs gives 504, a Python exception 500.
 //   - GET /readyz answers from Pool.Ping: 200 when a worker answers a round
 //     trip in time, 503 otherwise (and from the start of shutdown on).
-//   - GET /metrics serves Pool.Stats as JSON. With the Prometheus collector
-//     (github.com/pypool/pypool/prometheus, a module of its own), this
-//     handler becomes promhttp.HandlerFor over a registry holding it.
+//   - GET /metrics serves the pool's metrics in the Prometheus text format,
+//     through the collector of github.com/pypool/pypool/prometheus
+//     (pypool_size, pypool_workers{state}, pypool_calls_total, ...).
+//   - Its Python module (python/service_module.py) is embedded in the
+//     binary (Config.PythonFS), so the binary runs from any directory:
+//     deploy it as one file plus a python3.
 //   - On SIGTERM (or Ctrl-C) it stops accepting connections, lets requests
 //     in flight finish (-shutdown-timeout), then closes the pool, which
 //     stops every Python worker.
 //
-// Run it and try it:
+// It is a module of its own (go.mod beside this file), so that pypool's
+// root module does not depend on client_golang. Run it and try it:
 //
-//	go run ./examples/httpservice -addr localhost:8080
+//	cd examples/httpservice && go run . -addr localhost:8080
 //	curl 'localhost:8080/duplicate?text=ab'
 //	curl -i localhost:8080/readyz
 //	curl localhost:8080/metrics
@@ -28,7 +32,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,15 +42,24 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/pypool/pypool"
+	pypoolprom "github.com/pypool/pypool/prometheus"
 )
+
+// python holds the service's Python code, written to the install directory
+// at start (Config.PythonFS). all: keeps files whose names start with _ or .
+// (a package's __init__.py) that a plain directory pattern leaves out.
+//
+//go:embed all:python
+var python embed.FS
 
 // config holds the service's settings, set by flags.
 type config struct {
@@ -82,10 +95,11 @@ func main() {
 // server first (requests in flight finish), the pool last.
 func run(ctx context.Context, cfg config, started func(addr string)) error {
 	pool, err := pypool.New(ctx, pypool.Config{
-		Module:      "service_module",
-		PythonPath:  []string{sourceDir()}, // the Python code deployed next to the binary; see docs/operating.md
-		Size:        cfg.Size,
-		MaxOverflow: cfg.MaxOverflow,
+		Module:       "service_module",
+		PythonFS:     python,   // the Python code travels inside the binary
+		PythonFSRoot: "python", // the directory of the FS that goes on sys.path
+		Size:         cfg.Size,
+		MaxOverflow:  cfg.MaxOverflow,
 		// Keep overflow workers through a burst instead of paying a Python
 		// start for each request that needs one.
 		OverflowIdleTimeout: 30 * time.Second,
@@ -100,7 +114,9 @@ func run(ctx context.Context, cfg config, started func(addr string)) error {
 	if err != nil {
 		return err
 	}
-	s := &service{pool: pool, timeout: cfg.RequestTimeout}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(pypoolprom.NewCollector(pool, pypoolprom.Opts{Pool: "service_module"}))
+	s := &service{pool: pool, timeout: cfg.RequestTimeout, metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
 	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -125,6 +141,7 @@ func run(ctx context.Context, cfg config, started func(addr string)) error {
 type service struct {
 	pool     *pypool.Pool
 	timeout  time.Duration
+	metrics  http.Handler // the registry holding the pool's collector, in the Prometheus text format
 	draining atomic.Bool
 }
 
@@ -132,7 +149,7 @@ func (s *service) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /duplicate", s.duplicate)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.HandleFunc("GET /metrics", s.metrics)
+	mux.Handle("GET /metrics", s.metrics)
 	return mux
 }
 
@@ -190,28 +207,4 @@ func (s *service) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ready")
-}
-
-// metrics serves the pool's Stats as JSON, with poolboy's status name. A
-// service that runs Prometheus registers the collector of
-// github.com/pypool/pypool/prometheus (a module of its own, so that this
-// example needs no client_golang) and serves
-// promhttp.HandlerFor(registry, promhttp.HandlerOpts{}) instead.
-func (s *service) metrics(w http.ResponseWriter, r *http.Request) {
-	st := s.pool.Stats()
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(struct {
-		Status string
-		pypool.Stats
-	}{st.Status(), st})
-}
-
-// sourceDir returns the directory of this file, where service_module.py
-// is, so that the example runs from any working directory.
-func sourceDir() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "."
-	}
-	return filepath.Dir(file)
 }

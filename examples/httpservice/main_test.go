@@ -3,12 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,20 +70,30 @@ func get(t *testing.T, url string) (int, string, string) {
 	return resp.StatusCode, string(body), resp.Header.Get("Retry-After")
 }
 
+// metricValue returns the value of the sample of /metrics' Prometheus text
+// whose name and labels (as written, e.g. `{pool="service_module",state="in_use"}`)
+// are series, and whether there is one.
+func metricValue(body, series string) (float64, bool) {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
 // waitInUse polls /metrics until inUse workers are checked out.
 func waitInUse(t *testing.T, base string, inUse int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, body, _ := get(t, base+"/metrics")
-		var m struct {
-			Status string
-			InUse  int
+		n, ok := metricValue(body, `pypool_workers{pool="service_module",state="in_use"}`)
+		if !ok {
+			t.Fatalf("/metrics has no pypool_workers in_use sample: %s", body)
 		}
-		if err := json.Unmarshal([]byte(body), &m); err != nil {
-			t.Fatalf("/metrics is not JSON: %v: %s", err, body)
-		}
-		if m.InUse == inUse {
+		if int(n) == inUse {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -114,12 +125,10 @@ func TestService(t *testing.T) {
 		t.Fatalf("/readyz: %d %q, want 200", code, body)
 	}
 	_, body, _ := get(t, base+"/metrics")
-	var m map[string]any
-	if err := json.Unmarshal([]byte(body), &m); err != nil {
-		t.Fatalf("/metrics is not JSON: %v: %s", err, body)
-	}
-	if m["Status"] != "ready" || m["Size"] != 2.0 || m["CallsSent"] == 0.0 {
-		t.Errorf("/metrics: %s", body)
+	size, _ := metricValue(body, `pypool_size{pool="service_module"}`)
+	calls, _ := metricValue(body, `pypool_calls_total{function="duplicate",outcome="ok",pool="service_module"}`)
+	if size != 2 || calls != 1 {
+		t.Errorf("/metrics: pypool_size %v (want 2), pypool_calls_total of duplicate ok %v (want 1):\n%s", size, calls, body)
 	}
 
 	t.Run("deadline", func(t *testing.T) {
@@ -196,6 +205,84 @@ func TestMain(m *testing.M) {
 func TestSIGTERM(t *testing.T) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "PYPOOL_EXAMPLE_SERVICE=-addr 127.0.0.1:0 -size 1")
+	svc := startProcess(t, cmd)
+	if code, body, _ := get(t, svc.base+"/duplicate?text=ab"); code != 200 || body != "abab\n" {
+		t.Fatalf("/duplicate?text=ab: %d %q", code, body)
+	}
+	svc.terminate(t)
+}
+
+// TestDeployedBinary builds the service as it is deployed (go build
+// -trimpath), copies the binary alone to an empty directory and runs it
+// from there: its Python module travels inside it (Config.PythonFS). It
+// answers a call, serves /metrics in the Prometheus text format, and on
+// SIGTERM exits 0 leaving no process behind (issue 20).
+func TestDeployedBinary(t *testing.T) {
+	build := t.TempDir()
+	out, err := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(build, "httpservice"), ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build -trimpath: %v\n%s", err, out)
+	}
+	deploy := t.TempDir() // empty: no source, no .py file
+	bin, err := os.ReadFile(filepath.Join(build, "httpservice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(deploy, "httpservice"), bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command("./httpservice", "-addr", "127.0.0.1:0", "-size", "2")
+	cmd.Dir = deploy
+	svc := startProcess(t, cmd)
+	if code, body, _ := get(t, svc.base+"/duplicate?text=ab"); code != 200 || body != "abab\n" {
+		t.Fatalf("/duplicate?text=ab from the deployed binary: %d %q, want 200 \"abab\\n\"", code, body)
+	}
+	resp, err := http.Get(svc.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		t.Errorf("/metrics Content-Type %q, want the Prometheus text format (text/plain)", ct)
+	}
+	if n, ok := metricValue(string(text), `pypool_workers{pool="service_module",state="idle"}`); !ok || n != 2 {
+		t.Errorf("/metrics: pypool_workers idle %v (found %v), want 2:\n%s", n, ok, text)
+	}
+	if n, _ := metricValue(string(text), `pypool_calls_total{function="duplicate",outcome="ok",pool="service_module"}`); n != 1 {
+		t.Errorf("/metrics: pypool_calls_total of duplicate %v, want 1:\n%s", n, text)
+	}
+
+	children := childPids(svc.cmd.Process.Pid) // its workers and its guardian
+	if len(children) < 2 {
+		t.Errorf("the service runs %d child processes, want its 2 workers and its guardian", len(children))
+	}
+	svc.terminate(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range children {
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if alive(pid) {
+			t.Errorf("process %d of the service still runs after its exit", pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// serviceProcess is the service running as a process.
+type serviceProcess struct {
+	cmd    *exec.Cmd
+	base   string
+	lines  chan string // its stdout
+	exited chan error  // cmd.Wait's error
+}
+
+// startProcess starts cmd, the service, and waits until it says where it
+// listens. It is killed when the test ends.
+func startProcess(t *testing.T, cmd *exec.Cmd) *serviceProcess {
+	t.Helper()
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -204,40 +291,72 @@ func TestSIGTERM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	lines := make(chan string, 4)
+	svc := &serviceProcess{cmd: cmd, lines: make(chan string, 4), exited: make(chan error, 1)}
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			lines <- sc.Text()
+			svc.lines <- sc.Text()
 		}
-		close(lines)
-		exited <- cmd.Wait()
+		close(svc.lines)
+		svc.exited <- cmd.Wait()
 	}()
 	t.Cleanup(func() { cmd.Process.Kill() })
-
-	var addr string
 	select {
-	case line := <-lines:
-		addr = strings.TrimPrefix(line, "listening on ")
+	case line := <-svc.lines:
+		svc.base = "http://" + strings.TrimPrefix(line, "listening on ")
 	case <-time.After(30 * time.Second):
 		t.Fatal("the service did not say where it listens in 30s")
 	}
-	if code, body, _ := get(t, "http://"+addr+"/duplicate?text=ab"); code != 200 || body != "abab\n" {
-		t.Fatalf("/duplicate?text=ab: %d %q", code, body)
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	return svc
+}
+
+// terminate sends the service SIGTERM: it must print "stopped" and exit 0.
+func (svc *serviceProcess) terminate(t *testing.T) {
+	t.Helper()
+	if err := svc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case line := <-lines:
+	case line := <-svc.lines:
 		if line != "stopped" {
 			t.Errorf("after SIGTERM it printed %q, want \"stopped\"", line)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("no exit 20s after SIGTERM")
 	}
-	if err := <-exited; err != nil {
+	if err := <-svc.exited; err != nil {
 		t.Errorf("exit after SIGTERM: %v, want status 0", err)
 	}
+}
+
+// childPids returns the pids of pid's children (from /proc: Linux).
+func childPids(pid int) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so read after its ')'.
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
+
+// alive reports whether pid runs (a zombie does not).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
 }
