@@ -300,15 +300,8 @@ func TestInterpreterNotFound(t *testing.T) {
 // waiting for a worker while another caller's worker start fails must not
 // stay blocked until its deadline (here: it has none).
 func TestFailedStartWakesWaiters(t *testing.T) {
-	dir := t.TempDir()
-	failFlag, goFlag := filepath.Join(dir, "fail"), filepath.Join(dir, "go")
-	cfg := testConfig(t)
-	cfg.Module = "pypool_gated"
-	if testStartMethod() == StartForkServer {
-		cfg.SetUp = "gate" // forked workers do not import the module: they run its set-up
-	}
+	cfg, failFlag, goFlag := gatedConfig(t)
 	cfg.MaxOverflow = 1
-	cfg.Env = []string{"PYPOOL_FAIL_FLAG=" + failFlag, "PYPOOL_GO_FLAG=" + goFlag}
 	pool := newTestPool(t, cfg)
 	require.NoError(t, os.WriteFile(failFlag, nil, 0o644))
 
@@ -415,16 +408,9 @@ func TestKilledStartFailsNoWaiterAndNeverFailFast(t *testing.T) {
 // kills its workers: restarts fail, callers get the import error at once
 // instead of waiting, and once the module is fixed the pool heals itself.
 func TestCrashLoopBacksOffAndHeals(t *testing.T) {
-	dir := t.TempDir()
-	failFlag, goFlag := filepath.Join(dir, "fail"), filepath.Join(dir, "go")
+	cfg, failFlag, goFlag := gatedConfig(t)
 	require.NoError(t, os.WriteFile(goFlag, nil, 0o644)) // failing starts fail at once
-	cfg := testConfig(t)
-	cfg.Module = "pypool_gated"
-	if testStartMethod() == StartForkServer {
-		cfg.SetUp = "gate" // forked workers do not import the module: they run its set-up
-	}
 	cfg.Size = 2
-	cfg.Env = []string{"PYPOOL_FAIL_FLAG=" + failFlag, "PYPOOL_GO_FLAG=" + goFlag}
 	pool := newTestPool(t, cfg)
 
 	require.NoError(t, os.WriteFile(failFlag, nil, 0o644))
@@ -474,4 +460,20 @@ func TestBackoffGrowsAndResets(t *testing.T) {
 	}
 	assert.Nil(t, b.refusal())
 	assert.Positive(t, b.retryAt.Sub(b.bumpedAt), "but it lengthens the backoff") // as set: no clock read after it
+}
+
+// gatedConfig is the test config for pypool_gated, with the paths of its
+// two flag files (not created): while failFlag exists, a worker start
+// waits for goFlag and then fails. A fork server's workers run the same
+// gate as their set-up, since they do not import the module.
+func gatedConfig(t *testing.T) (cfg Config, failFlag, goFlag string) {
+	dir := t.TempDir()
+	failFlag, goFlag = filepath.Join(dir, "fail"), filepath.Join(dir, "go")
+	cfg = testConfig(t)
+	cfg.Module = "pypool_gated"
+	if testStartMethod() == StartForkServer {
+		cfg.SetUp = "gate" // forked workers do not import the module: they run its set-up
+	}
+	cfg.Env = []string{"PYPOOL_FAIL_FLAG=" + failFlag, "PYPOOL_GO_FLAG=" + goFlag}
+	return cfg, failFlag, goFlag
 }
