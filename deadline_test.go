@@ -428,19 +428,7 @@ func TestDeadlineInterruptsAndKeepsWorker(t *testing.T) {
 }
 
 func TestWorkerIgnoringInterruptIsReplaced(t *testing.T) {
-	rec := newLogRecorder()
-	cfg := testConfig(t)
-	cfg.InterruptGrace = 100 * time.Millisecond
-	cfg.Logger = slogNew(rec)
-	pool := newTestPool(t, cfg)
-	before := workerPids(pool)
-	ctx, cancel := context.WithCancel(testCtx(t))
-	go func() {
-		rec.await(t, "swallowing interrupts")
-		cancel()
-	}()
-	_, err := pool.Call(ctx, "swallow_interrupt", 30)
-	require.ErrorIs(t, err, context.Canceled)
+	pool, _, before := callCanceledOnceLogged(t, "swallowing interrupts", "swallow_interrupt", 30)
 
 	out, err := pool.Call(testCtx(t), "echo", "next")
 	require.NoError(t, err)
@@ -451,19 +439,7 @@ func TestWorkerIgnoringInterruptIsReplaced(t *testing.T) {
 // TestWorkerStuckInCIsKilled: C code that never checks for signals cannot
 // take the KeyboardInterrupt; after InterruptGrace the worker is killed.
 func TestWorkerStuckInCIsKilled(t *testing.T) {
-	rec := newLogRecorder()
-	cfg := testConfig(t)
-	cfg.InterruptGrace = 100 * time.Millisecond
-	cfg.Logger = slogNew(rec)
-	pool := newTestPool(t, cfg)
-	before := workerPids(pool)
-	ctx, cancel := context.WithCancel(testCtx(t))
-	go func() {
-		rec.await(t, "entering C")
-		cancel()
-	}()
-	_, err := pool.Call(ctx, "stuck_in_c")
-	require.ErrorIs(t, err, context.Canceled)
+	pool, rec, before := callCanceledOnceLogged(t, "entering C", "stuck_in_c")
 	killed := rec.await(t, msgWorkerKilled)
 	assert.Equal(t, "stuck_in_c", killed["function"])
 	// Where it was stuck, taken before the kill: the Python frame that
@@ -567,4 +543,27 @@ func TestPoolReturnsToSizeAfterTinyDeadlines(t *testing.T) {
 			}
 		})
 	}
+}
+
+// callCanceledOnceLogged starts a pool whose InterruptGrace is 100 ms and
+// whose log it records, calls fn with args and cancels the call once the
+// log has msg (the worker is then where the test wants it); the call must
+// end with context.Canceled. It returns the pool, its log, and the worker
+// pids from before the call.
+func callCanceledOnceLogged(t *testing.T, msg, fn string, args ...any) (*Pool, *logRecorder, []int) {
+	t.Helper()
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.InterruptGrace = 100 * time.Millisecond
+	cfg.Logger = slogNew(rec)
+	pool := newTestPool(t, cfg)
+	before := workerPids(pool)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	go func() {
+		rec.await(t, msg)
+		cancel()
+	}()
+	_, err := pool.Call(ctx, fn, args...)
+	require.ErrorIs(t, err, context.Canceled)
+	return pool, rec, before
 }
