@@ -46,7 +46,7 @@ func BenchmarkCheckoutCheckin(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		proc, _, err := pool.checkout(ctx, true)
+		proc, _, err := pool.checkout(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}

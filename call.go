@@ -1,6 +1,7 @@
 package pypool
 
-// call.go is every way to call Python: Pool.Call, TryCall, CallAs,
+// call.go is every way to call Python: Pool.Call, TryCall (Call with
+// NoWait, the context option with which any call sheds load), CallAs,
 // CallBytes, Ping (a probe, counted apart), Worker.Call, Pool.Stream, Worker.Stream, StreamAs and
 // the calls made with a callback's context all go through Pool.call, the
 // one attempt path: it records and observes the call, checks a worker out
@@ -53,21 +54,62 @@ type decodeFunc func(b []byte, owned bool, codec *valueCodec) error
 // crashed is tried again on another worker.
 func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
 	var r valueResult
-	err := p.call(ctx, nil, fn, args, exchange{into: r.decode}, true)
+	err := p.call(ctx, nil, fn, args, exchange{into: r.decode})
 	return r.v, err
 }
 
-// TryCall is Call without waiting behind other callers, poolboy's
-// non-blocking checkout: it takes an idle worker; if none is idle and fewer
-// than Size+MaxOverflow workers serve or start, it has one started and
-// waits for that start only (bounded by ctx; when the free slot is still
-// held by a worker being stopped, the start waits for its exit, at most
-// Config.StopTimeout); otherwise it fails at once with ErrPoolExhausted, so
-// that a saturated service can shed load.
+// TryCall is Call with NoWait, poolboy's non-blocking checkout, kept as
+// the shorthand of
+//
+//	pool.Call(pypool.NoWait(ctx), fn, args...)
+//
+// It takes an idle worker; if none is idle and fewer than Size+MaxOverflow
+// workers serve or start, it has one started and waits for that start only
+// (bounded by ctx; when the free slot is still held by a worker being
+// stopped, the start waits for its exit, at most Config.StopTimeout);
+// otherwise it fails at once with ErrPoolExhausted, so that a saturated
+// service can shed load. On a pool shared with callers that wait, they are
+// served first (see NoWait).
 func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error) {
-	var r valueResult
-	err := p.call(ctx, nil, fn, args, exchange{into: r.decode}, false)
-	return r.v, err
+	return p.Call(NoWait(ctx), fn, args...)
+}
+
+// NoWait returns a context with which a call on a Pool sheds load instead
+// of queueing behind other callers, whatever its form: Pool.Call, CallAs,
+// CallBytes, Pool.Stream, StreamAs, Pool.Transaction (its checkout) and
+// Pool.Ping. Such a call takes an idle worker; if none is idle and fewer
+// than Size+MaxOverflow workers serve or start, it has one started and
+// waits for that start only (bounded by ctx); otherwise it fails at once
+// with ErrPoolExhausted. Config.MaxWaiting set to NoWaiting makes every
+// call on the pool behave so.
+//
+// The option is read where a worker is checked out, once per attempt: the
+// calls through a Worker inside a Transaction, and the calls made with a
+// callback's context (they run on the worker that waits for the callback),
+// check nothing out and are not affected. Like a deadline, it passes on to
+// the contexts derived from ctx.
+//
+// A call with NoWait does not go ahead of callers that wait: a worker
+// checked in goes to the caller waiting longest (first come, first
+// served), so on a pool shared with waiting callers, calls with NoWait are
+// refused for as long as a queue exists, which under load is most of the
+// time. Give sheddable calls a pool of their own, or let every caller wait
+// in a bounded queue (Config.MaxWaiting and deadlines): docs/operating.md,
+// "Deadlines and shedding in a service", measures both.
+func NoWait(ctx context.Context) context.Context {
+	if noWait(ctx) {
+		return ctx
+	}
+	return context.WithValue(ctx, noWaitKey{}, true)
+}
+
+// noWaitKey is the context key of NoWait.
+type noWaitKey struct{}
+
+// noWait reports whether ctx carries NoWait.
+func noWait(ctx context.Context) bool {
+	v, _ := ctx.Value(noWaitKey{}).(bool)
+	return v
 }
 
 // valueResult receives the result of a Call, TryCall or Worker.Call,
@@ -157,19 +199,19 @@ func appendBytesResult(buf, b []byte, codec *valueCodec) ([]byte, error) {
 }
 
 func (p *Pool) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
-	return p.call(ctx, nil, fn, args, exchange{into: into}, true)
+	return p.call(ctx, nil, fn, args, exchange{into: into})
 }
 
 func (p *Pool) streamInto(ctx context.Context, fn string, args []any, each itemFunc) error {
-	return p.call(ctx, nil, fn, args, exchange{each: each}, true)
+	return p.call(ctx, nil, fn, args, exchange{each: each})
 }
 
 func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
-	return w.pool.call(ctx, w, fn, args, exchange{into: into}, true)
+	return w.pool.call(ctx, w, fn, args, exchange{into: into})
 }
 
 func (w *Worker) streamInto(ctx context.Context, fn string, args []any, each itemFunc) error {
-	return w.pool.call(ctx, w, fn, args, exchange{each: each}, true)
+	return w.pool.call(ctx, w, fn, args, exchange{each: each})
 }
 
 // An exchange says what one attempt runs on a worker's process (see
@@ -197,11 +239,12 @@ func (x exchange) kind() string {
 // args, which may end with Kwargs) in attempts until one succeeds or may not be retried (Config.CrashRetries:
 // calls outside a transaction only; a stream never is, its loop has seen
 // items). w is the transaction's worker, nil for a call on the pool, which
-// checks one out (wait: behind other callers, else as TryCall). A call on
+// checks one out (waiting behind other callers unless ctx carries NoWait
+// or Config.MaxWaiting is NoWaiting: Pool.checkout). A call on
 // the pool made with the context of one of its workers' callbacks runs on
 // that worker, which waits for the callback, without a checkout, a trace
 // or a retry (the worker is the outer call's).
-func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exchange, wait bool) (err error) {
+func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exchange) (err error) {
 	rec := p.callBegin(fn, x.probe)
 	defer func() { p.callEnd(&rec, err) }()
 	ctx, cancel := p.withCallTimeout(ctx)
@@ -212,7 +255,7 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		err = p.attempt(ctx, &rec, w, args, x, attempt, wait)
+		err = p.attempt(ctx, &rec, w, args, x, attempt)
 		if err == nil || !p.mayRetry(w, x, err, attempt) || !p.awaitBackoff(ctx, &p.backoff) {
 			return err
 		}
@@ -224,12 +267,12 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 // transaction's w), runs x on it between the tracer's hooks (Config.Tracer
 // and Pool.AddTracer's; without one they do nothing) and checks the worker
 // back in before the attempt's trace ends.
-func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []any, x exchange, attempt int, wait bool) (err error) {
+func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []any, x exchange, attempt int) (err error) {
 	ct := p.startTrace(ctx, rec, args, attempt, w != nil)
 	defer func() { ct.end(err, err != nil && p.mayRetry(w, x, err, attempt)) }() // after the check-in
 	var pw *pooledWorker
 	if w == nil {
-		pw, _, err = p.checkout(ctx, wait)
+		pw, _, err = p.checkout(ctx)
 		if err != nil {
 			return err
 		}
@@ -324,7 +367,7 @@ func (p *Pool) callEnd(rec *callRecord, err error) {
 // path (checkout, exchange, checkin), counted in Stats.Pings and
 // PingFailures instead of the call counters, and traced with Probe set.
 func (p *Pool) ping(ctx context.Context) error {
-	return p.call(ctx, nil, pingFunction, nil, exchange{into: discardResult, probe: true}, true)
+	return p.call(ctx, nil, pingFunction, nil, exchange{into: discardResult, probe: true})
 }
 
 // discardResult is the decodeFunc of a result nobody reads.

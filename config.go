@@ -144,7 +144,9 @@ type Config struct {
 	Strategy Strategy
 
 	// MaxWaiting limits the callers waiting for a worker: beyond it, calls
-	// fail at once with ErrPoolExhausted. Default 0: no limit.
+	// fail at once with ErrPoolExhausted. Default 0: no limit. NoWaiting
+	// (-1): no call waits behind others; every call on the pool behaves as
+	// one with NoWait. Other negative values are refused by New.
 	MaxWaiting int
 
 	// OverflowIdleTimeout keeps overflow workers idle this long before they
@@ -356,6 +358,13 @@ const (
 	DefaultStackDumpInterval = time.Minute
 )
 
+// NoWaiting is the value of Config.MaxWaiting with which no call waits
+// behind other callers: every call on the pool (every form, Transaction's
+// checkout and Ping) behaves as one made with NoWait, taking an idle
+// worker, or one started for it while Size+MaxOverflow allows, and
+// failing at once with ErrPoolExhausted otherwise.
+const NoWaiting = -1
+
 // StackDumpPolicy says which Python stacks a pool logs (Config.StackDumps).
 type StackDumpPolicy int
 
@@ -415,8 +424,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("pypool: Config.StackDumps is %v: use pypool.StackDumpsSlow, StackDumpsOff or StackDumpsAll", c.StackDumps)
 	case c.StackDumpInterval < 0:
 		return c, fmt.Errorf("pypool: Config.StackDumpInterval is %v: it can not be negative", c.StackDumpInterval)
-	case c.CrashRetries < 0, c.MaxWaiting < 0, c.MaxCallsPerWorker < 0, c.MaxCallsJitter < 0, c.MaxWorkerMemory < 0:
-		return c, fmt.Errorf("pypool: Config.CrashRetries, MaxWaiting, MaxCallsPerWorker, MaxCallsJitter and MaxWorkerMemory can not be negative")
+	case c.MaxWaiting < NoWaiting:
+		return c, fmt.Errorf("pypool: Config.MaxWaiting is %d: use a limit above 0, 0 (no limit) or pypool.NoWaiting (-1: no call waits)", c.MaxWaiting)
+	case c.CrashRetries < 0, c.MaxCallsPerWorker < 0, c.MaxCallsJitter < 0, c.MaxWorkerMemory < 0:
+		return c, fmt.Errorf("pypool: Config.CrashRetries, MaxCallsPerWorker, MaxCallsJitter and MaxWorkerMemory can not be negative")
 	case c.MaxMessageSize < 0 || c.MaxMessageSize > 1<<32-1:
 		return c, fmt.Errorf("pypool: Config.MaxMessageSize is %d: it must be between 0 (the default, 64 MiB) and 4 GiB", c.MaxMessageSize)
 	}

@@ -34,9 +34,17 @@
 //     result as a Go value; [CallAs] decodes the result straight into a T;
 //     [CallBytes] appends a bytes result to a buffer you reuse. A trailing
 //     [Kwargs] argument becomes Python keyword arguments.
-//   - [Pool.TryCall] does not queue: with all Size+MaxOverflow workers busy
-//     it fails at once with [ErrPoolExhausted], so that a service can shed
-//     load (answer 503) instead of building a queue.
+//   - [NoWait] makes any call (Call, CallAs, CallBytes, Stream, StreamAs,
+//     Transaction, Ping) shed load instead of queueing: with all
+//     Size+MaxOverflow workers busy it fails at once with
+//     [ErrPoolExhausted], so that a service can answer 503 instead of
+//     building a queue. [Pool.TryCall] is Call with NoWait, and
+//     [Config.MaxWaiting] set to [NoWaiting] makes every call on the pool
+//     shed. Callers that wait are served first (a checked-in worker goes
+//     to the caller waiting longest), so on a pool shared with them calls
+//     with NoWait are refused for as long as a queue exists: give
+//     sheddable calls a pool of their own, or let every caller wait in a
+//     queue bounded by MaxWaiting and deadlines (docs/operating.md).
 //   - [Pool.Transaction] pins one worker for several calls that must run in
 //     the same Python process, through the [Worker] it passes to its
 //     function.
@@ -135,8 +143,8 @@
 //   - An ended context gives [context.DeadlineExceeded] or
 //     [context.Canceled] (errors.Is), whether it ended while waiting for a
 //     worker or while Python ran.
-//   - [ErrPoolExhausted] (TryCall with every worker busy, or
-//     [Config.MaxWaiting] callers already waiting), [ErrPoolClosed] (after
+//   - [ErrPoolExhausted] (a call with NoWait, or TryCall, with every
+//     worker busy, or [Config.MaxWaiting] callers already waiting), [ErrPoolClosed] (after
 //     Close), [ErrArgNotEncodable], [ErrResultNotDecodable],
 //     [ErrMessageTooLarge], [ErrProtocol] (the worker is replaced) and
 //     [ErrWorkerReleased] (a Worker used after its transaction) say what

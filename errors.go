@@ -60,9 +60,12 @@ var (
 	// Config.MaxMessageSize.
 	ErrMessageTooLarge = errors.New("pypool: message too large")
 
-	// ErrPoolExhausted is returned by TryCall when no worker is idle and
+	// ErrPoolExhausted is returned at once by a call that sheds load (any
+	// call form, Transaction or Ping with NoWait, TryCall, or any call when
+	// Config.MaxWaiting is NoWaiting) when no worker is idle and
 	// Size+MaxOverflow workers run, and by any call when Config.MaxWaiting
-	// callers already wait.
+	// callers already wait. Its message names the rule that refused the
+	// call and what to change to refuse fewer.
 	ErrPoolExhausted = errors.New("pypool: pool exhausted")
 
 	// ErrProtocol is returned when a worker sent something that does not

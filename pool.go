@@ -164,9 +164,11 @@ const pingFunction = "_pypool_ping"
 // Transaction returns ctx's error; once fn runs, ctx no longer matters, and
 // each call inside is bounded by the context passed to that Worker.Call or
 // CallAs (with Config.CallTimeout when that context has no deadline), so fn
-// alone decides how long the worker stays checked out.
+// alone decides how long the worker stays checked out. With NoWait, or
+// Config.MaxWaiting set to NoWaiting, the checkout sheds load as TryCall
+// does, failing at once with ErrPoolExhausted when no worker can be had.
 func (p *Pool) Transaction(ctx context.Context, fn func(w *Worker) error) error {
-	pw, _, err := p.checkout(ctx, true)
+	pw, _, err := p.checkout(ctx)
 	if err != nil {
 		return err
 	}
@@ -179,15 +181,17 @@ func (p *Pool) Transaction(ctx context.Context, fn func(w *Worker) error) error 
 }
 
 // checkout hands a worker to the caller: an idle one at once, else the first
-// one that is checked in or started while the caller waits (wait), or the
-// one started for it (TryCall). It never starts or stops a process itself.
-// It returns how long the caller waited (0 when a worker was idle).
-func (p *Pool) checkout(ctx context.Context, wait bool) (*pooledWorker, time.Duration, error) {
+// one that is checked in or started while the caller waits. It is where
+// NoWait is read, once per checkout, for every call form and Transaction:
+// checkoutLocked then refuses the caller rather than queue it behind
+// others. It never starts or stops a process itself. It returns how long
+// the caller waited (0 when a worker was idle).
+func (p *Pool) checkout(ctx context.Context) (*pooledWorker, time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, fmt.Errorf("pypool: waiting for a worker: %w", err)
 	}
 	p.mu.Lock()
-	wt, pw, err := p.checkoutLocked(wait)
+	wt, pw, err := p.checkoutLocked(noWait(ctx))
 	if wt != nil {
 		wt.deadline, _ = ctx.Deadline() // before a failed start can read it
 	}

@@ -137,7 +137,11 @@ func (p *Pool) roomLocked() int {
 
 // checkoutLocked takes an idle worker, or queues the caller as a waiter
 // (and has a worker started for it when there is room), or refuses it.
-func (p *Pool) checkoutLocked(wait bool) (*waiter, *pooledWorker, error) {
+// noWait is the caller's NoWait; with it, or with Config.MaxWaiting set to
+// NoWaiting, the caller sheds instead of queueing behind others: it waits
+// only for a start it causes (or for any worker checked in first), and is
+// refused when no start is possible.
+func (p *Pool) checkoutLocked(noWait bool) (*waiter, *pooledWorker, error) {
 	if p.closed {
 		return nil, nil, ErrPoolClosed
 	}
@@ -149,24 +153,44 @@ func (p *Pool) checkoutLocked(wait bool) (*waiter, *pooledWorker, error) {
 		return nil, nil, err // a fatal start failure: a start would fail again
 	}
 	wt := newWaiter()
+	shed := noWait || p.cfg.MaxWaiting == NoWaiting
 	switch limit := p.cfg.MaxWaiting; {
-	case !wait && p.slotsUsedLocked()-p.counts[stateStopping] >= p.cfg.Size+p.cfg.MaxOverflow:
-		return nil, nil, fmt.Errorf("%w: all %d workers are busy (Size+MaxOverflow); TryCall does not wait",
-			ErrPoolExhausted, p.cfg.Size+p.cfg.MaxOverflow)
-	case !wait:
+	case shed && p.slotsUsedLocked()-p.counts[stateStopping] >= p.cfg.Size+p.cfg.MaxOverflow:
+		return nil, nil, p.exhaustedLocked(noWait)
+	case shed:
 		p.waiters.add(wt) // served by its own start, or by any worker checked in first
 		if p.roomLocked() > 0 {
 			p.startLocked(wt)
 		} // else a worker being stopped holds the slot: reconcileLocked starts one at its exit
 	case limit > 0 && p.waiters.len() >= limit:
-		return nil, nil, fmt.Errorf("%w: %d callers are already waiting for a worker (Config.MaxWaiting)",
-			ErrPoolExhausted, p.waiters.len())
+		return nil, nil, p.exhaustedLocked(false)
 	default:
 		p.waiters.add(wt)
 		p.reconcileLocked()
 	}
 	p.notifyLocked()
 	return wt, nil, nil
+}
+
+// exhaustedLocked is checkoutLocked's refusal: ErrPoolExhausted, with the
+// rule that refused (the caller's NoWait, MaxWaiting set to NoWaiting, or
+// MaxWaiting callers already waiting) and what to change for fewer
+// refusals.
+func (p *Pool) exhaustedLocked(noWait bool) error {
+	all := p.cfg.Size + p.cfg.MaxOverflow
+	switch {
+	case noWait:
+		return fmt.Errorf("%w: all %d workers are busy (Size+MaxOverflow) and the call does not wait (NoWait or TryCall); "+
+			"to refuse fewer calls raise Size or MaxOverflow, and give callers that wait a pool of their own: they take checked-in workers first",
+			ErrPoolExhausted, all)
+	case p.cfg.MaxWaiting == NoWaiting:
+		return fmt.Errorf("%w: all %d workers are busy (Size+MaxOverflow) and Config.MaxWaiting is NoWaiting (no call waits); "+
+			"to refuse fewer calls raise Size or MaxOverflow, or let calls wait (MaxWaiting 0 or above) with a deadline",
+			ErrPoolExhausted, all)
+	}
+	return fmt.Errorf("%w: %d callers are already waiting for one of the %d workers (Config.MaxWaiting is %d); "+
+		"to refuse fewer calls raise MaxWaiting, Size or MaxOverflow",
+		ErrPoolExhausted, p.waiters.len(), all, p.cfg.MaxWaiting)
 }
 
 // grantLocked gives wt its grant unless it gave up already, and reports

@@ -31,7 +31,7 @@ type Stats struct {
 	Stopping      int // workers being stopped: no longer serving, holding their slot until they have exited
 	Overflow      int // workers beyond Size, idle or in use: max(0, Workers-Size)
 	OverflowInUse int // callers served beyond Size: max(0, InUse-Size)
-	Waiting       int // callers waiting to check a worker out (Call, Transaction, TryCall awaiting its start)
+	Waiting       int // callers waiting to check a worker out (Call, Transaction; a call with NoWait or TryCall awaiting its start)
 
 	// Waits for a worker (counters), as DBStats: every checkout that could
 	// not take an idle worker at once (a call's attempt or a Transaction),
@@ -49,7 +49,7 @@ type Stats struct {
 	CallsFinished    uint64 // calls returned, whatever their outcome; CallsStarted-CallsFinished are in progress
 	CallsSent        uint64 // calls sent to a worker: every attempt of a retried call, not rejections or calls that never got a worker
 	PythonExceptions uint64 // calls that ended with a *PythonError: an exception of the function, or a refusal of the runtime (unknown function, unencodable result)
-	Rejections       uint64 // calls refused with ErrPoolExhausted (TryCall with every worker busy, or Config.MaxWaiting reached)
+	Rejections       uint64 // calls refused with ErrPoolExhausted (with NoWait, TryCall or MaxWaiting NoWaiting and every worker busy, or Config.MaxWaiting reached); a refused Transaction is not a call
 	DeadlineExceeded uint64 // calls that ended because their context's deadline passed (or Config.CallTimeout), waiting or in Python
 	Canceled         uint64 // calls that ended because their context was canceled, waiting or in Python
 	Interrupts       uint64 // calls cut off while Python ran them: their worker was sent KeyboardInterrupt (StopsKilled counts those that did not answer in Config.InterruptGrace)
@@ -73,7 +73,7 @@ type Stats struct {
 	StartsInitial  uint64 // the Size workers started by New
 	StartsCrash    uint64 // replacements of workers that crashed or were killed in an unknown state (Crashes, StopsKilled)
 	StartsRecycle  uint64 // replacements of workers recycled (StopsMaxCalls, StopsMaxMemory, StopsMaxLifetime)
-	StartsOverflow uint64 // workers started beyond Size for waiting callers or TryCall, replacing no worker
+	StartsOverflow uint64 // workers started beyond Size for waiting callers or calls with NoWait (TryCall), replacing no worker
 	StartsResize   uint64 // workers started because Resize grew the pool
 	Restarts       uint64 // workers started after New: StartsCrash + StartsRecycle + StartsOverflow + StartsResize
 	StartFailures  uint64 // worker starts that failed, fatal or transient (the interpreter, the module's import, the handshake, no descriptors, processes or memory)

@@ -268,8 +268,8 @@ const (
 	// OutcomeCanceled: the context was canceled.
 	OutcomeCanceled
 	// OutcomeRejected: the pool refused the call at once
-	// (ErrPoolExhausted: TryCall with all workers busy, or
-	// Config.MaxWaiting callers already waiting).
+	// (ErrPoolExhausted: a call with NoWait, or TryCall, with all workers
+	// busy, or Config.MaxWaiting callers already waiting).
 	OutcomeRejected
 	// OutcomeClosed: the pool was closed before or during the call
 	// (ErrPoolClosed).

@@ -25,7 +25,7 @@ type Worker struct {
 // ErrWorkerCrashed; the pool has already replaced it.
 func (w *Worker) Call(ctx context.Context, fn string, args ...any) (any, error) {
 	var r valueResult
-	err := w.pool.call(ctx, w, fn, args, exchange{into: r.decode}, true)
+	err := w.pool.call(ctx, w, fn, args, exchange{into: r.decode})
 	return r.v, err
 }
 
