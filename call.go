@@ -47,10 +47,11 @@ type decodeFunc func(b []byte, owned bool, codec *valueCodec) error
 // value as the last argument becomes Python keyword arguments.
 //
 // Call waits for a free worker until ctx ends (or Config.CallTimeout, when
-// ctx has no deadline). If ctx ends while Python runs the function, Call
-// returns ctx's error at once; the worker is interrupted (KeyboardInterrupt)
-// and goes back to the pool if it answers within Config.InterruptGrace,
-// otherwise it is replaced. With Config.CrashRetries, a call whose worker
+// ctx has no deadline), unless ctx carries NoWait or Config.MaxWaiting is
+// NoWaiting: then it sheds load instead of queueing (see NoWait). If ctx
+// ends while Python runs the function, Call returns ctx's error at once;
+// the worker is interrupted (KeyboardInterrupt) and goes back to the pool
+// if it answers within Config.InterruptGrace, otherwise it is replaced. With Config.CrashRetries, a call whose worker
 // crashed is tried again on another worker.
 func (p *Pool) Call(ctx context.Context, fn string, args ...any) (any, error) {
 	var r valueResult
@@ -83,11 +84,12 @@ func (p *Pool) TryCall(ctx context.Context, fn string, args ...any) (any, error)
 // with ErrPoolExhausted. Config.MaxWaiting set to NoWaiting makes every
 // call on the pool behave so.
 //
-// The option is read where a worker is checked out, once per attempt: the
-// calls through a Worker inside a Transaction, and the calls made with a
-// callback's context (they run on the worker that waits for the callback),
-// check nothing out and are not affected. Like a deadline, it passes on to
-// the contexts derived from ctx.
+// The option is read where a worker is checked out, once per attempt (a
+// retry after a crash, Config.CrashRetries, sheds too): the calls through
+// a Worker inside a Transaction, and the calls made with a callback's
+// context (they run on the worker that waits for the callback), check
+// nothing out and are not affected. Like a deadline, it passes on to the
+// contexts derived from ctx.
 //
 // A call with NoWait does not go ahead of callers that wait: a worker
 // checked in goes to the caller waiting longest (first come, first
