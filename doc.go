@@ -144,9 +144,10 @@
 //     [context.Canceled] (errors.Is), whether it ended while waiting for a
 //     worker or while Python ran.
 //   - [ErrPoolExhausted] (a call with NoWait, or TryCall, with every
-//     worker busy, or [Config.MaxWaiting] callers already waiting), [ErrPoolClosed] (after
-//     Close), [ErrArgNotEncodable], [ErrResultNotDecodable],
-//     [ErrMessageTooLarge], [ErrProtocol] (the worker is replaced) and
+//     worker busy, or [Config.MaxWaiting] callers already waiting),
+//     [ErrPoolClosed] (after Close), [ErrArgNotEncodable],
+//     [ErrResultNotDecodable], [ErrMessageTooLarge], [ErrProtocol] (the
+//     worker is replaced) and
 //     [ErrWorkerReleased] (a Worker used after its transaction) say what
 //     their names say.
 //
