@@ -45,7 +45,10 @@ var (
 
 	// ErrResultNotEncodable is returned (inside a *PythonError) when Python
 	// can not encode the function's result, for example a set or an instance
-	// of a custom class. The message names the type.
+	// of a custom class. The message says where the value is and names its
+	// type; the Hint says what to convert it to, or which hook of the
+	// Python runtime (set_default, register_ext with Config.Extensions)
+	// makes it encodable.
 	ErrResultNotEncodable = errors.New("pypool: result not encodable by Python")
 
 	// ErrFunctionNotFound is returned (inside a *PythonError) when the name
