@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // The tests of errors that name their fix: each error says what failed
@@ -224,4 +225,41 @@ func TestPythonFSHintOnlyWhenTheModuleIsMissing(t *testing.T) {
 	assert.Contains(t, ref.hint(&PythonError{Code: "import_failed", Type: "ModuleNotFoundError"}), "has no embpkg/nope.py or embpkg/nope/")
 	assert.Empty(t, ref.hint(&PythonError{Code: "setup_failed", Type: "ModuleNotFoundError"}))
 	assert.Empty(t, (*pythonFSRef)(nil).hint(&PythonError{Code: "import_failed", Type: "ImportError"}))
+}
+
+// TestHintCrossesTheWire: an ERROR and a HELLO's error carry the hint as
+// an optional last field; without it, Hint is empty; more fields are a
+// protocol error.
+func TestHintCrossesTheWire(t *testing.T) {
+	for _, c := range []struct {
+		msg  []any
+		hint string
+	}{
+		{[]any{kindError, 1, "exception", "ValueError", "bad", "Traceback ..."}, ""},
+		{[]any{kindError, 1, "exception", "ModuleNotFoundError", "No module named 'numpy'", "Traceback ...", "install numpy"}, "install numpy"},
+	} {
+		b, err := msgpack.Marshal(c.msg)
+		require.NoError(t, err)
+		r, err := decodeReply(b)
+		require.NoError(t, err)
+		assert.Equal(t, c.hint, r.err.Hint)
+		assert.Equal(t, c.msg[4], r.err.Message)
+	}
+	b, err := msgpack.Marshal([]any{kindError, 1, "exception", "E", "m", "tb", "hint", "more"})
+	require.NoError(t, err)
+	_, err = decodeReply(b)
+	assert.ErrorIs(t, err, ErrProtocol)
+
+	for fields, hint := range map[int]string{4: "", 5: "install numpy"} {
+		herr := []any{"import_failed", "ModuleNotFoundError", "No module named 'numpy'", "tb", "install numpy"}[:fields]
+		b, err := msgpack.Marshal([]any{kindHello, 1, 12, "3.11", "pure", herr})
+		require.NoError(t, err)
+		h, err := decodeHello(b)
+		require.NoError(t, err)
+		assert.Equal(t, hint, h.err.Hint)
+	}
+	b, err = msgpack.Marshal([]any{kindHello, 1, 12, "3.11", "pure", []any{"import_failed", "E", "m", "tb", "h", "more"}})
+	require.NoError(t, err)
+	_, err = decodeHello(b)
+	assert.ErrorIs(t, err, ErrProtocol)
 }
