@@ -236,13 +236,15 @@ def hello_frame(codec: codecs.Codec, error: Optional[List[str]], setup_seconds: 
     return codec.packb(hello_fields)
 
 
-def load_module(name: str, several: bool = False) -> Tuple[Any, Optional[List[str]]]:
+def load_module(name: str, several: bool = False, configured: bool = False) -> Tuple[Any, Optional[List[str]]]:
     """Phase 2: import one module; (module, None), or (None, the HELLO
-    error that says why it failed, naming it when several are configured)."""
+    error that says why it failed, naming it when several are configured).
+    A configured module (one whose functions Go calls, not a fork server's
+    preload) that is a namespace package is refused: it has no functions."""
     try:
         __import__(name)  # the import statement's machinery trims importlib's frames
         module = sys.modules[name]
-        if getattr(module, "__file__", None) is None and hasattr(module, "__path__"):
+        if configured and getattr(module, "__file__", None) is None and hasattr(module, "__path__"):
             raise _namespace_error(name, module)
         return module, None
     except BaseException as exc:
@@ -254,7 +256,7 @@ def load_modules(options: Options) -> Tuple[List[Any], Optional[List[str]]]:
     modules, None), or ([], the HELLO error of the first that failed)."""
     modules = []
     for name in options.modules:
-        module, error = load_module(name, len(options.modules) > 1)
+        module, error = load_module(name, len(options.modules) > 1, configured=True)
         if error is not None:
             return [], error
         modules.append(module)
