@@ -679,6 +679,43 @@ class NotEncodableDetailTest(unittest.TestCase):
                     self.assertEqual(worker.not_encodable_detail(value, caught.exception), detail)
 
 
+class UnsupportedHintTest(unittest.TestCase):
+    """errors.not_encodable's hint: what to convert the value to, then the
+    runtime's hooks; none for a value too deep or cyclic."""
+
+    def test_hints(self) -> None:
+        import dataclasses
+
+        from pypool_runtime import errors
+
+        @dataclasses.dataclass
+        class Pair:
+            left: int
+
+        class Plain:
+            pass
+
+        hooks = "; or have the worker encode it: pypool_runtime.set_default(function)"
+        cases = [
+            ({"s": {1}}, "convert it to sorted(value) or list(value) before returning it" + hooks),
+            ([Pair(1)], "convert it to dataclasses.asdict(value) before returning it" + hooks),
+            ([Plain()], "convert it to a dict (vars(value)) or a tuple of its fields before returning it" + hooks),
+            ([2**64], "convert it: str(value), or float(value) if precision may be lost"),
+            ([datetime.datetime(2024, 1, 2)], "give it a time zone: value.replace(tzinfo=datetime.timezone.utc), "
+                                              "or value.astimezone() for local time"),  # fmt: skip
+        ]
+        for value, hint in cases:
+            with self.subTest(hint=hint):
+                with self.assertRaises(Exception) as caught:
+                    codec.PURE.result_frame(1, value)
+                self.assertTrue(errors.not_encodable(value, caught.exception)[1].startswith(hint))
+        deep: List[Any] = []
+        deep.append(deep)
+        with self.assertRaises(Exception) as caught:
+            codec.PURE.result_frame(1, deep)
+        self.assertEqual(errors.not_encodable(deep, caught.exception)[1], "")
+
+
 class BadCommandLineTest(unittest.TestCase):
     def test_bad_command_lines_exit_2(self) -> None:
         for args in ([], ["--module"], ["--module", "m", "--codec", "fast"], ["--module", "m", "--max-message", "x"],
