@@ -582,6 +582,7 @@ func (c Config) spec(python *interpreter, runtimeDir, codeDir string) (*workerSp
 		credential:      c.Credential,
 		module:          strings.Join(modules, ", "),
 		setUp:           c.SetUp,
+		pythonFS:        c.pythonFSRef(),
 		maxMessageSize:  c.MaxMessageSize,
 		codec:           valueCodec{structTag: c.StructTag, exts: newExtRegistry(c.Extensions)},
 		sharedThreshold: sharedThreshold,
@@ -627,6 +628,15 @@ func setUpArgs(c Config) (string, error) {
 		return "", fmt.Errorf("pypool: Config.SetUpArgs: %w: %v", ErrArgNotEncodable, err)
 	}
 	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+}
+
+// pythonFSRef is Config.PythonFS for the hint of a module that did not
+// import; nil when there is no PythonFS.
+func (c Config) pythonFSRef() *pythonFSRef {
+	if c.PythonFS == nil {
+		return nil
+	}
+	return &pythonFSRef{fsys: c.PythonFS, root: c.PythonFSRoot, modules: c.modules()}
 }
 
 // installPythonFS writes Config.PythonFS's files under the install base and

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 	"syscall"
+
+	"github.com/pypool/pypool/internal/install"
 )
 
 // Sentinel errors. Test for them with errors.Is; the errors returned by this
@@ -42,7 +45,10 @@ var (
 
 	// ErrResultNotEncodable is returned (inside a *PythonError) when Python
 	// can not encode the function's result, for example a set or an instance
-	// of a custom class. The message names the type.
+	// of a custom class. The message says where the value is and names its
+	// type; the Hint says what to convert it to, or which hook of the
+	// Python runtime (set_default, register_ext with Config.Extensions)
+	// makes it encodable.
 	ErrResultNotEncodable = errors.New("pypool: result not encodable by Python")
 
 	// ErrFunctionNotFound is returned (inside a *PythonError) when the name
@@ -92,23 +98,40 @@ var (
 type PythonError struct {
 	// Code says who raised the error: "exception" for the user's code,
 	// otherwise the runtime's reason ("function_not_found",
-	// "bad_arguments", "result_not_encodable", "message_too_large",
-	// "import_failed", "setup_failed", "interrupted").
+	// "bad_arguments", "result_not_encodable", "not_an_iterator",
+	// "message_too_large", "import_failed", "setup_failed",
+	// "interrupted").
 	Code string
 	// Type is the exception class: "ValueError", or "package.module.Class".
 	Type string
-	// Message is str(exception).
+	// Message is str(exception) for an exception of the user's code, of
+	// its import or of its set-up (Codes "exception", "interrupted",
+	// "import_failed", "setup_failed"); for a refusal of the runtime, what
+	// it refused and why.
 	Message string
 	// Traceback is the formatted Python traceback, without the runtime's own
-	// frames.
+	// frames; empty for a refusal of the runtime.
 	Traceback string
+	// Hint is what the runtime adds to say how to fix the error, empty
+	// when it has nothing to add: the interpreter that ran and what to
+	// install for a module not found, where the import looked, how to
+	// return a value of an unsupported type, what Stream needs.
+	Hint string
 }
 
 // Error returns the exception type and message in one line, with the
-// package's prefix; the traceback is in the Traceback field, and %+v
-// prints it too.
+// package's prefix, and the hint after a semicolon; the traceback is in
+// the Traceback field, and %+v prints it too.
 func (e *PythonError) Error() string {
-	return fmt.Sprintf("pypool: python %s: %s", e.Type, e.Message)
+	return fmt.Sprintf("pypool: python %s: %s", e.Type, e.text())
+}
+
+// text is the message, followed by the hint if there is one.
+func (e *PythonError) text() string {
+	if e.Hint == "" {
+		return e.Message
+	}
+	return e.Message + "; " + e.Hint
 }
 
 // Format prints Error() for %v and %s, and Error() followed by the Python
@@ -191,21 +214,91 @@ type importError struct {
 	module string
 	setUp  string // Config.SetUp
 	err    *PythonError
+	// fsHint is what Config.PythonFS holds where the module was looked
+	// for, when that explains the failure (pythonFSRef.hint); "" otherwise.
+	fsHint string
 }
 
-// Error is the import failure as the pool reports it.
+// Error is the import failure as the pool reports it: the module or the
+// set-up once, then the exception's type, message and hints.
 func (e *importError) Error() string {
+	text := e.err.text()
+	if e.fsHint != "" {
+		text += "; " + e.fsHint
+	}
 	if e.err.Code == "setup_failed" {
 		return fmt.Sprintf("%v: the set-up %s.%s failed (Config.SetUp): python %s: %s (the traceback is in the *PythonError)",
-			ErrWorkerStart, e.module, e.setUp, e.err.Type, e.err.Message)
+			ErrWorkerStart, e.module, e.setUp, e.err.Type, text)
 	}
-	if strings.Contains(e.module, ", ") { // Config.Modules: the message names the module that failed
+	if strings.Contains(e.module, ", ") { // Config.Modules: the hint names the module that failed
 		return fmt.Sprintf("%v: importing modules %s failed: python %s: %s (the traceback is in the *PythonError)",
-			ErrWorkerStart, e.module, e.err.Type, e.err.Message)
+			ErrWorkerStart, e.module, e.err.Type, text)
 	}
 	return fmt.Sprintf("%v: importing module %q failed: python %s: %s (the traceback is in the *PythonError)",
-		ErrWorkerStart, e.module, e.err.Type, e.err.Message)
+		ErrWorkerStart, e.module, e.err.Type, text)
 }
 
 // Unwrap gives ErrWorkerStart and the Python error, for errors.Is/As.
 func (e *importError) Unwrap() []error { return []error{ErrWorkerStart, e.err} }
+
+// pythonFSRef is Config.PythonFS as a start error needs it: to say what the
+// FS holds where the worker looked for a module that did not import.
+type pythonFSRef struct {
+	fsys    fs.FS
+	root    string   // Config.PythonFSRoot
+	modules []string // the configured modules
+}
+
+// hint says, for a module that did not import (err), what Config.PythonFS
+// holds where the worker looked for it: a directory without __init__.py
+// (//go:embed without all:), the module below another root
+// (Config.PythonFSRoot), or nothing of that name. "" when r is nil, the
+// error is not an import's, or every module is where it was looked for.
+func (r *pythonFSRef) hint(err *PythonError) string {
+	if r == nil || err.Code != "import_failed" || (err.Type != "ModuleNotFoundError" && err.Type != "ImportError") {
+		return ""
+	}
+	for _, module := range r.modules {
+		if hint := r.moduleHint(module); hint != "" {
+			return hint
+		}
+	}
+	return ""
+}
+
+// moduleHint is hint for one module.
+func (r *pythonFSRef) moduleHint(module string) string {
+	l := install.FindModule(r.fsys, r.root, module)
+	switch {
+	case l.File != "":
+		return ""
+	case l.Initless != "":
+		return initlessHint(l.Initless, r.root)
+	case l.Elsewhere != "":
+		hint := fmt.Sprintf("the module is at %s in Config.PythonFS: set Config.PythonFSRoot to %q", l.Elsewhere, l.ElsewhereRoot)
+		if l.ElsewhereRoot == "." {
+			hint = fmt.Sprintf("the module is at %s in Config.PythonFS: set Config.PythonFSRoot to \"\" (the FS's top)", l.Elsewhere)
+		}
+		if !strings.HasSuffix(l.Elsewhere, ".py") {
+			hint += "; " + initlessHint(l.Elsewhere, l.ElsewhereRoot)
+		}
+		return hint
+	}
+	below := "at its top"
+	if r.root != "" {
+		below = fmt.Sprintf("below Config.PythonFSRoot %q", r.root)
+	}
+	rel := strings.ReplaceAll(module, ".", "/")
+	return fmt.Sprintf("Config.PythonFS has no %s.py or %s/ %s, nor anywhere else", rel, rel, below)
+}
+
+// initlessHint explains a package directory dir without __init__.py in
+// Config.PythonFS, whose root (what //go:embed named) is root.
+func initlessHint(dir, root string) string {
+	pattern := root
+	if pattern == "" || pattern == "." {
+		pattern, _, _ = strings.Cut(dir, "/")
+	}
+	return fmt.Sprintf("Config.PythonFS has %s/ but no %s/__init__.py: //go:embed %s skips files whose names start with _ or .; write //go:embed all:%s",
+		dir, dir, pattern, pattern)
+}

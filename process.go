@@ -61,7 +61,8 @@ type workerSpec struct {
 	dir            string
 	credential     *Credential // Config.Credential
 	module         string
-	setUp          string // Config.SetUp
+	setUp          string       // Config.SetUp
+	pythonFS       *pythonFSRef // Config.PythonFS, for the hint of a module that did not import; nil: none
 	maxMessageSize int
 	codec          valueCodec // how values are encoded and decoded
 	// sharedThreshold is the size from which values go through shared
@@ -426,7 +427,7 @@ func (spec *workerSpec) readHello(ctx context.Context, what, who string, setDead
 // *importError; otherwise the interpreter's path it names is learnt.
 func (spec *workerSpec) welcome(h hello) error {
 	if h.err != nil {
-		return &importError{module: spec.module, setUp: spec.setUp, err: h.err}
+		return &importError{module: spec.module, setUp: spec.setUp, err: h.err, fsHint: spec.pythonFS.hint(h.err)}
 	}
 	spec.python.learn(h.executable)
 	return nil

@@ -14,10 +14,12 @@ package pypool
 //	HELLO  (Python->Go, first frame) [1, version, pid, python_version, codec, error|nil, executable, setup_seconds]
 //	CALL   (Go->Python)              [2, id, function, args, kwargs|nil]
 //	RESULT (Python->Go)              [3, id, value]
-//	ERROR  (Python->Go)              [4, id, code, type, message, traceback]
+//	ERROR  (Python->Go)              [4, id, code, type, message, traceback, hint]
 //
 // HELLO's executable (sys.executable, "" when unknown) and setup_seconds
-// (how long Config.SetUp took, a float) may be missing.
+// (how long Config.SetUp took, a float) may be missing. ERROR's hint (how
+// to fix it, PythonError.Hint) may be missing; so may the fifth field of
+// HELLO's error, its hint.
 //
 // Messages that flow while a call runs (stream.go, callback.go):
 //
@@ -362,7 +364,7 @@ func decodeHello(body []byte) (hello, error) {
 	h := hello{version: w.Version, pid: w.PID, pythonVersion: w.PythonVersion, codec: w.Codec,
 		executable: w.Executable, setUp: w.SetUp}
 	if e := w.Error; e != nil {
-		h.err = &PythonError{Code: e.Code, Type: e.Type, Message: e.Message, Traceback: e.Traceback}
+		h.err = &PythonError{Code: e.Code, Type: e.Type, Message: e.Message, Traceback: e.Traceback, Hint: e.Hint}
 	}
 	return h, nil
 }
@@ -379,8 +381,11 @@ func decodeReply(body []byte) (reply, error) {
 	case r.kind == kindResult && n == 3:
 		r.value = d.Rest()
 		return r, nil
-	case r.kind == kindError && n == 6:
+	case r.kind == kindError && (n == 6 || n == 7):
 		r.err = pythonError(&d)
+		if n == 7 {
+			r.err.Hint = d.Str()
+		}
 	case r.kind == kindItems && n == 3:
 		if c := d.Byte(); d.Err() == nil && !(c >= 0x90 && c <= 0x9f || c == 0xdc || c == 0xdd) {
 			d.Fail("the items are not an array")

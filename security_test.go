@@ -183,8 +183,8 @@ func TestModuleInWorkingDirectoryNeedsPythonPath(t *testing.T) {
 	var pyErr *PythonError
 	require.ErrorAs(t, err, &pyErr)
 	require.Equal(t, "ModuleNotFoundError", pyErr.Type)
-	require.Contains(t, pyErr.Message, "looked in sys.path")
-	require.Contains(t, pyErr.Message, "'pypool_cwdmod' is in the working directory "+dir+", which is not on the workers' sys.path: list it in Config.PythonPath")
+	require.Contains(t, pyErr.Hint, "looked in sys.path")
+	require.Contains(t, pyErr.Hint, "'pypool_cwdmod' is in the working directory "+dir+", which is not on the workers' sys.path: list it in Config.PythonPath")
 }
 
 // TestBootstrapRemovesWorkingDirectory runs the bootstrap on every Python

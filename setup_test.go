@@ -43,7 +43,7 @@ func TestSetUpFailureIsAStartFailure(t *testing.T) {
 	require.True(t, errors.As(err, &pyErr), "%v", err)
 	assert.Equal(t, "ValueError", pyErr.Type)
 	assert.Contains(t, pyErr.Traceback, "no model file")
-	assert.Contains(t, err.Error(), "the set-up pypool_testmod.fail failed (Config.SetUp): python ValueError: pypool_testmod.fail(): no model file")
+	assert.Contains(t, err.Error(), "the set-up pypool_testmod.fail failed (Config.SetUp): python ValueError: no model file")
 
 	cfg.SetUp, cfg.SetUpArgs = "no_such_function", nil
 	_, err = New(testCtx(t), cfg)

@@ -33,7 +33,8 @@ type itemFunc func(b []byte, codec *valueCodec) bool
 // and Python runs at most 8 batches ahead of the loop (it waits for the
 // loop otherwise), so a slow loop never makes either side buffer the
 // sequence.
-// A result that is not an iterator is a *PythonError (TypeError).
+// A result that is not an iterator is a *PythonError with Code
+// "not_an_iterator" (TypeError), whose Hint says to use Call.
 //
 //	for item, err := range pool.Stream(ctx, "read_rows", path) {
 //		if err != nil {

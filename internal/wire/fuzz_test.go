@@ -52,7 +52,8 @@ func helloSeeds(f *testing.F) [][]byte {
 		{KindHello, ProtocolVersion, 4242, "3.11.7", "msgpack-c", nil, "/usr/bin/python3.11"},
 		{KindHello, ProtocolVersion, 4242, "3.13.0", "pure", nil, "", 0.25},
 		{KindHello, ProtocolVersion, 1, "3.8.18", "pure", []any{"import_failed", "ModuleNotFoundError", "No module named 'm'", "Traceback ..."}, "/x/python3", 0.0},
-		{KindHello, ProtocolVersion, 1, "3.12.1", "pure", []any{"setup_failed", "ValueError", "m.load(): bad", ""}, "", 1.5},
+		{KindHello, ProtocolVersion, 1, "3.12.1", "pure", []any{"setup_failed", "ValueError", "bad", ""}, "", 1.5},
+		{KindHello, ProtocolVersion, 1, "3.12.1", "pure", []any{"import_failed", "ModuleNotFoundError", "No module named 'numpy'", "", "install numpy"}, "", 0.0},
 		{KindHello, ProtocolVersion + 1, 1, "3.11.7", "pure", nil},
 		{KindHello, ProtocolVersion, 1, "3.11.7", "pure", []any{"import_failed", "E"}},
 		{KindHello, ProtocolVersion, 1, "3.11.7", "pure", nil, "", -1.0},
@@ -88,7 +89,7 @@ func FuzzDecodeHello(f *testing.F) {
 		}
 		var herr any
 		if h.Error != nil {
-			herr = []any{h.Error.Code, h.Error.Type, h.Error.Message, h.Error.Traceback}
+			herr = []any{h.Error.Code, h.Error.Type, h.Error.Message, h.Error.Traceback, h.Error.Hint}
 		}
 		again, err := msgpack.Marshal([]any{KindHello, h.Version, h.PID, h.PythonVersion, h.Codec, herr, h.Executable, h.SetUp.Seconds()})
 		if err != nil {

@@ -31,9 +31,10 @@ type Hello struct {
 }
 
 // HelloError is the error a handshake carries: the fields of a Python
-// exception, code being why the worker could not start.
+// exception, code being why the worker could not start, and hint what the
+// runtime adds to say how to fix it (a fifth field, which may be missing).
 type HelloError struct {
-	Code, Type, Message, Traceback string
+	Code, Type, Message, Traceback, Hint string
 }
 
 // DecodeHello parses a HELLO frame's body. It refuses a handshake of
@@ -54,10 +55,14 @@ func DecodeHello(body []byte) (Hello, error) {
 	if d.peekNil() {
 		d.skipNil()
 	} else {
-		if d.ArrayLen() != 4 {
-			d.Fail("the handshake error does not have 4 fields")
+		fields := d.ArrayLen()
+		if fields != 4 && fields != 5 {
+			d.Fail("the handshake error does not have 4 or 5 fields")
 		}
 		h.Error = &HelloError{Code: d.Str(), Type: d.Str(), Message: d.Str(), Traceback: d.Str()}
+		if fields == 5 {
+			h.Error.Hint = d.Str()
+		}
 	}
 	if n >= 7 {
 		h.Executable = d.Str()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import sys
 
 from . import CALLBACK, CB_ERROR, CB_RESULT, CALL, STREAM, channel, shm
+from .errors import not_encodable
 from .frames import ProtocolViolation
 from .interrupt import MAIN_THREAD, STATE
 
@@ -96,7 +97,8 @@ def _wait(worker: Channel, name: str, args: List[Any]) -> Any:
         try:
             body = worker.packb([CALLBACK, seq, name, args])
         except Exception as exc:
-            raise TypeError("call_go(%r): an argument cannot be encoded for Go: %s" % (name, exc)) from None
+            detail, hint = not_encodable(args, exc, "args")
+            raise TypeError("call_go(%r): an argument cannot be encoded for Go: %s%s" % (name, detail, "; " + hint if hint else "")) from None
         if len(body) > worker.max_message:
             raise ValueError("call_go(%r): the arguments encode to %d bytes, more than --max-message %d" % (name, len(body), worker.max_message))
         # Back in the user's code that called call_go when it returns.

@@ -127,8 +127,9 @@ class Channel:
         """Serve one CALL or STREAM frame (a nested call) and answer it."""
         raise NotImplementedError
 
-    def send_error(self, call_id: int, code: str, type_: str, message: str, tb: str = "") -> None:
-        """End call call_id with an ERROR frame."""
+    def send_error(self, call_id: int, code: str, type_: str, message: str, tb: str = "", hint: str = "") -> None:
+        """End call call_id with an ERROR frame; hint, if any, says how to
+        fix the error (PythonError.Hint)."""
         raise NotImplementedError
 
     def send_exception(self, call_id: int, exc: BaseException) -> None:

@@ -309,7 +309,7 @@ def bytes_result_head(call_id: int, size: int) -> bytes:
 # -- Where a value cannot be encoded (error path only) ---------------------------
 
 
-def find_unencodable(value: Any) -> Optional[Tuple[str, Any, Exception]]:
+def find_unencodable(value: Any, root: str = "result") -> Optional[Tuple[str, Any, Exception]]:
     """(path, element, error) of the first element of value, in the order the
     codecs encode (items in order, a key before its value), that the codecs
     refuse on its own, hooks included (an element a hook encodes is not the
@@ -317,10 +317,11 @@ def find_unencodable(value: Any) -> Optional[Tuple[str, Any, Exception]]:
     "result['items'][1]['score']" ("a key of result[2]" for a dict key),
     and error what packing the element alone raises. None when every element
     is encodable on its own (the value is then too deep, or cyclic: depth
-    limits are not looked at). For the error path: it walks the whole value."""
+    limits are not looked at). root names value in the path ("args" for
+    call_go's arguments). For the error path: it walks the whole value."""
     ext_type = purecodec.ExtType
     seen = set()
-    stack = [iter((("result", value),))]
+    stack = [iter(((root, value),))]
     while stack:
         for path, item in stack[-1]:
             break

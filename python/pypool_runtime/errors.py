@@ -10,12 +10,14 @@ what it imports on first use) before the user's paths are on sys.path.
 
 from __future__ import annotations
 
+import sys
+
 from . import codec as codecs
 from .interrupt import Interrupts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
-    from typing import Any, Dict
+    from typing import Any, Dict, Tuple
 
 # The traceback module, imported by preload_traceback before the user's
 # paths are on sys.path.
@@ -123,23 +125,83 @@ def clip_utf8(text: str, size: int, keep_end: bool) -> str:
     return data.decode("utf-8", "ignore")  # drops a character cut in two
 
 
-def not_encodable_detail(result: Any, exc: Exception) -> str:
+def not_encodable_detail(result: Any, exc: Exception, root: str = "result") -> str:
     """What the encoder's exc says about result, led by where in result the
     value it refused is and that value's type: "result['items'][1]['score']:
     set (can not serialize 'set' object)". Just exc's message when the place
     cannot be told: the value is too deep or cyclic, or the first element
     refused on its own is not what the encoder raised for."""
+    return not_encodable(result, exc, root)[0]
+
+
+def not_encodable(result: Any, exc: Exception, root: str = "result") -> Tuple[str, str]:
+    """(not_encodable_detail, the hint that says how to make the value
+    encodable: convert it, or register its type; "" when the value is too
+    deep or cyclic). root names result in the detail's path."""
     message = exception_message(exc)
     try:
-        found = codecs.find_unencodable(result)
+        found = codecs.find_unencodable(result, root)
     except Exception:  # a container whose items() or repr() of a key raise
-        return message
+        return message, ""
     if found is None:
-        return message
+        return message, ""
     path, item, item_exc = found
     if type(item_exc) is not type(exc) or exception_message(item_exc) != message:
-        return message
+        return message, ""
     cls = type(item)
     module = getattr(cls, "__module__", None)
     label = cls.__name__ if module in (None, "builtins") else "%s.%s" % (module, cls.__name__)
-    return "%s: %s (%s)" % (path, label, message)
+    return "%s: %s (%s)" % (path, label, message), unsupported_hint(item)
+
+
+def unsupported_hint(value: Any) -> str:
+    """How to send value, of a type the codec does not encode: what to
+    convert it to, and the runtime's hooks (docs/types.md)."""
+    cls = type(value)
+    if cls is int:  # beyond 64 bits: no hook sees an int
+        return "convert it: str(value), or float(value) if precision may be lost"
+    if _is_naive_datetime(value):
+        return "give it a time zone: value.replace(tzinfo=datetime.timezone.utc), or value.astimezone() for local time"
+    if isinstance(value, (set, frozenset)):
+        convert = "sorted(value) or list(value)"
+    elif _is_dataclass_instance(value):
+        convert = "dataclasses.asdict(value)"
+    elif hasattr(value, "_asdict"):  # a namedtuple is a tuple: never here
+        convert = "value._asdict()"
+    elif hasattr(value, "__dict__"):
+        convert = "a dict (vars(value)) or a tuple of its fields"
+    else:
+        convert = "a list, dict, str, bytes or number"
+    return (
+        "convert it to %s before returning it; or have the worker encode it: "
+        "pypool_runtime.set_default(function) converts every value nothing else encodes, "
+        "pypool_runtime.register_ext(%s, code, encode=..., decode=...) sends it as a msgpack extension "
+        "that Go decodes with a pypool.Ext in Config.Extensions (docs/types.md)" % (convert, cls.__name__)
+    )
+
+
+def _is_naive_datetime(value: Any) -> bool:
+    datetime = sys.modules.get("datetime")  # never imported here: it would come from the user's paths
+    return datetime is not None and isinstance(value, datetime.datetime) and value.tzinfo is None
+
+
+def _is_dataclass_instance(value: Any) -> bool:
+    return hasattr(type(value), "__dataclass_fields__")
+
+
+def interpreter() -> str:
+    """The interpreter this process runs, as a hint names it:
+    "/usr/bin/python3 (3.11.2)"."""
+    return "%s (%s)" % (sys.executable or "python3", sys.version.split()[0])
+
+
+def missing_module_hint(exc: BaseException) -> str:
+    """For a ModuleNotFoundError (numpy not installed, say): the interpreter
+    that did not find it and the fix; "" for any other exception."""
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if not missing:
+        return ""
+    return "install %s for %s, or set Config.Python to an interpreter that has it" % (
+        missing.partition(".")[0],
+        interpreter(),
+    )

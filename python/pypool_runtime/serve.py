@@ -16,7 +16,7 @@ import os
 
 from . import CALL, ERROR, STREAM, channel, shm
 from .channel import Channel
-from .errors import clip_utf8, exception_message, format_traceback, not_encodable_detail, type_name, utf8_safe
+from .errors import clip_utf8, exception_message, format_traceback, missing_module_hint, not_encodable, type_name, utf8_safe
 from .frames import HEADER, FrameReader, ProtocolViolation, write_all, write_frame, write_frame_bytes
 
 TYPE_CHECKING = False
@@ -265,7 +265,7 @@ class Worker(Channel):
 
     def send_exception(self, call_id: int, exc: BaseException) -> None:
         code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
-        self.send_error(call_id, code, type_name(exc), exception_message(exc), format_traceback(exc))
+        self.send_error(call_id, code, type_name(exc), exception_message(exc), format_traceback(exc), missing_module_hint(exc))
 
     def _send_refused(self, call_id: int, name: str, result: Any, exc: Exception) -> None:
         """Answer for a result the codec refused with exc. An awaitable (what
@@ -290,15 +290,16 @@ class Worker(Channel):
         if isinstance(exc, shm.ReplyTooLarge):  # arrays put in the shared memory did not fit
             self.send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc))
             return
-        hint = ""
+        detail, hint = not_encodable(result, exc)
         cls = type(result)
         if hasattr(cls, "__next__") or hasattr(cls, "__aiter__"):
-            hint = "; %s() returned an iterator: iterate it from Go with Pool.Stream" % name
+            hint = "it returned an iterator: iterate it from Go with Pool.Stream"
         self.send_error(
             call_id,
             "result_not_encodable",
             type_name(exc),
-            "cannot encode the result of %s() for Go: %s%s" % (name, not_encodable_detail(result, exc), hint),
+            "cannot encode the result of %s() for Go: %s" % (name, detail),
+            hint=hint,
         )
 
     def _send_frame(self, call_id: int, name: str, frame: Union[bytes, Tuple[bytes, Any]]) -> None:
@@ -341,17 +342,19 @@ class Worker(Channel):
         available = ", ".join(sorted(n for n in names if "." not in n)) or "(none)"  # not a submodule's
         return "%s has no public function %r; available: %s" % (module, function, available)
 
-    def send_error(self, call_id: int, code: str, type_: str, message: str, tb: str = "") -> None:
-        message, tb = utf8_safe(message), utf8_safe(tb)
-        reply = self.packb([ERROR, call_id, code, type_, message, tb])
+    def send_error(self, call_id: int, code: str, type_: str, message: str, tb: str = "", hint: str = "") -> None:
+        message, tb, hint = utf8_safe(message), utf8_safe(tb), utf8_safe(hint)
+        tail = [hint] if hint else []  # the hint field only when there is one
+        reply = self.packb([ERROR, call_id, code, type_, message, tb] + tail)
         if len(reply) > self.max_message:
-            # Cut the reply to fit, keeping the start of the message and the
-            # end of the traceback; the 8 is for the two str headers, which
-            # may grow by up to 4 bytes each.
-            room = self.max_message - len(self.packb([ERROR, call_id, code, type_, "", ""])) - 8
-            half = max(room // 2, 0)
-            message, tb = clip_utf8(message, half, False), clip_utf8(tb, half, True)
-            reply = self.packb([ERROR, call_id, code, type_, message, tb])
+            # Cut the reply to fit, keeping the start of the message and of
+            # the hint and the end of the traceback; the 12 is for the three
+            # str headers, which may grow by up to 4 bytes each.
+            room = self.max_message - len(self.packb([ERROR, call_id, code, type_, "", ""] + [""] * len(tail))) - 12
+            third = max(room // 3 if tail else room // 2, 0)
+            message, tb = clip_utf8(message, third, False), clip_utf8(tb, third, True)
+            tail = [clip_utf8(hint, third, False)] if tail else []
+            reply = self.packb([ERROR, call_id, code, type_, message, tb] + tail)
         write_frame(self.out_fd, reply)
 
 

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - not CPython
 
 from . import HELLO, PROTOCOL_VERSION, shm, stdlib
 from . import codec as codecs
-from .errors import exception_message, format_traceback, preload_traceback, type_name, utf8_safe
+from .errors import exception_message, format_traceback, missing_module_hint, preload_traceback, type_name, utf8_safe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -236,12 +236,17 @@ def hello_frame(codec: codecs.Codec, error: Optional[List[str]], setup_seconds: 
     return codec.packb(hello_fields)
 
 
-def load_module(name: str, several: bool = False) -> Tuple[Any, Optional[List[str]]]:
+def load_module(name: str, several: bool = False, configured: bool = False) -> Tuple[Any, Optional[List[str]]]:
     """Phase 2: import one module; (module, None), or (None, the HELLO
-    error that says why it failed, naming it when several are configured)."""
+    error that says why it failed, naming it when several are configured).
+    A configured module (one whose functions Go calls, not a fork server's
+    preload) that is a namespace package is refused: it has no functions."""
     try:
         __import__(name)  # the import statement's machinery trims importlib's frames
-        return sys.modules[name], None
+        module = sys.modules[name]
+        if configured and getattr(module, "__file__", None) is None and hasattr(module, "__path__"):
+            raise _namespace_error(name, module)
+        return module, None
     except BaseException as exc:
         return None, _import_error(name, exc, several)
 
@@ -251,7 +256,7 @@ def load_modules(options: Options) -> Tuple[List[Any], Optional[List[str]]]:
     modules, None), or ([], the HELLO error of the first that failed)."""
     modules = []
     for name in options.modules:
-        module, error = load_module(name, len(options.modules) > 1)
+        module, error = load_module(name, len(options.modules) > 1, configured=True)
         if error is not None:
             return [], error
         modules.append(module)
@@ -275,7 +280,7 @@ def _run_setup(module: Any, options: Options, codec: codecs.Codec) -> None:
     """Call the module's set-up function with its arguments from Go."""
     function = getattr(module, options.setup, None)
     if not callable(function):
-        raise AttributeError("%s has no function %r to run as its set-up (Config.SetUp)" % (options.module, options.setup))
+        raise AttributeError("module %r has no function %r" % (options.module, options.setup))
     args: List[Any] = []
     kwargs: Dict[str, Any] = {}
     if options.setup_args:
@@ -290,24 +295,48 @@ def _run_setup(module: Any, options: Options, codec: codecs.Codec) -> None:
 
 
 def _setup_error(module_name: str, setup: str, exc: BaseException) -> List[str]:
-    message = "%s.%s(): %s" % (module_name, setup, exception_message(exc))
-    return ["setup_failed", type_name(exc), utf8_safe(message), utf8_safe(format_traceback(exc))]
+    """The HELLO error of a set-up that raised: its message is str(exc) (Go
+    names the set-up)."""
+    return _hello_error("setup_failed", exc, [missing_module_hint(exc)])
 
 
 def _import_error(module_name: str, exc: BaseException, several: bool = False) -> List[str]:
-    message = exception_message(exc)
+    """The HELLO error of a module that did not import: its message is
+    str(exc); the hint names the module when several are configured, where
+    the import looked for a module not found and, for a dependency not
+    found, the interpreter that ran."""
+    hints = []
     if several:  # say which of the configured modules failed
-        message = "module %r: %s" % (module_name, message)
-    missing = getattr(exc, "name", None)
-    if (
-        isinstance(exc, ModuleNotFoundError)
-        and missing
-        and (module_name == missing or module_name.startswith(missing + "."))
-    ):
-        message += "; looked in sys.path: " + ", ".join(repr(p) for p in sys.path)
-    if isinstance(exc, ModuleNotFoundError) and missing:
-        message += _off_path_hint(missing)
-    return ["import_failed", type_name(exc), utf8_safe(message), utf8_safe(format_traceback(exc))]
+        hints.append("it is module %r that failed" % module_name)
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if missing and (module_name == missing or module_name.startswith(missing + ".")):
+        hints.append("looked in sys.path: " + ", ".join(repr(p) for p in sys.path))
+    elif missing:  # a module the user's module imports: not installed for this interpreter
+        hints.append(missing_module_hint(exc))
+    if missing:
+        hints.append(_off_path_hint(missing))
+    return _hello_error("import_failed", exc, hints)
+
+
+def _hello_error(code: str, exc: BaseException, hints: List[str]) -> List[str]:
+    """[code, type, str(exc), traceback] and the hints joined, if any."""
+    error = [code, type_name(exc), utf8_safe(exception_message(exc)), utf8_safe(format_traceback(exc))]
+    hint = "; ".join(h for h in hints if h)
+    if hint:
+        error.append(utf8_safe(hint))
+    return error
+
+
+def _namespace_error(name: str, module: Any) -> ImportError:
+    """The error of a configured module that is a namespace package (a
+    directory without __init__.py, such as //go:embed without all: makes):
+    it has no functions to call, so the worker refuses it at start."""
+    places = ", ".join(repr(p) for p in getattr(module, "__path__", []))
+    return ImportError(
+        "module %r is a directory without __init__.py (a namespace package: %s), which has no functions to call"
+        % (name, places),
+        name=name,
+    )
 
 
 def _off_path_hint(missing: str) -> str:
@@ -327,7 +356,7 @@ def _off_path_hint(missing: str) -> str:
             continue
         for name in (top, top + ".py"):
             if os.path.exists(os.path.join(place, name)):
-                return "; %r is in %s %s, which is not on the workers' sys.path: %s" % (top, label, place, fix)
+                return "%r is in %s %s, which is not on the workers' sys.path: %s" % (top, label, place, fix)
     return ""
 
 

@@ -3,8 +3,9 @@
 The rule for what streams: a result whose type has ``__next__`` (a
 generator, any iterator) is iterated; one whose type has ``__aiter__`` (an
 async generator or iterator) is iterated on the worker's event loop
-(aio.sync_iter); any other result is a TypeError: a list is not streamed,
-use Call for it.
+(aio.sync_iter); any other result is refused with the code not_an_iterator
+(a TypeError that names what the function returned, without a traceback):
+a list is not streamed, use Call for it.
 
 Items travel in ITEMS frames. A frame goes when it holds BATCH_ITEMS items
 or about BATCH_BYTES, or LINGER_SECONDS after its first item: a fast
@@ -33,7 +34,7 @@ except ImportError:  # pragma: no cover - not CPython
     import signal  # type: ignore[no-redef]
 
 from . import ITEMS, RESULT, channel, shm
-from .errors import not_encodable_detail, type_name
+from .errors import not_encodable, type_name
 from .frames import ProtocolViolation
 from .interrupt import STATE
 
@@ -71,27 +72,55 @@ class StreamState:
         self.name = ""
 
 
+class NotAnIterator(TypeError):
+    """What a STREAM call's function returned cannot be streamed: Go gets
+    the refusal not_an_iterator, with a hint and without a traceback (the
+    function returned normally; the only frames would be the runtime's)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
 def iterator_of(result: Any, name: str) -> Any:
     """The iterator a STREAM call's result gives, by the module's rule. An
     awaitable (an async def function's coroutine) is awaited first, on the
-    worker's event loop, as a call's is: its value is what streams."""
+    worker's event loop, as a call's is: its value is what streams. Any
+    other result raises NotAnIterator."""
     cls = type(result)
+    awaited = False
     if not hasattr(cls, "__next__") and not hasattr(cls, "__aiter__") and hasattr(cls, "__await__"):
         from . import aio
 
         if aio.is_awaitable(result):
             result = aio.run(result)
             cls = type(result)
+            awaited = True
     if hasattr(cls, "__next__"):
         return result
     if hasattr(cls, "__aiter__"):
         from .aio import sync_iter
 
         return sync_iter(result)
-    raise TypeError(
-        "%s() returned %s, not an iterator: Stream needs a generator function (one that uses yield) "
-        "or a function that returns an iterator; use Call for other results" % (name, cls.__name__)
+    what = "%s() returned %s" % (name, _a_value_of(result))
+    if awaited:
+        what = "%s() returned a coroutine, which returned %s" % (name, _a_value_of(result))
+    raise NotAnIterator(
+        "%s, not an iterator: Stream iterates a generator or an iterator" % what,
+        "call it with Call or CallAs to get its result in one piece, or make it a generator function "
+        "(one that uses yield, or async def with yield) to stream its items",
     )
+
+
+def _a_value_of(value: Any) -> str:
+    """'None', 'a list', 'an int', 'an instance of module.Class'."""
+    if value is None:
+        return "None"
+    cls = type(value)
+    module = getattr(cls, "__module__", None)
+    if module in (None, "builtins"):
+        return ("an " if cls.__name__[:1] in "aeiou" else "a ") + cls.__name__
+    return "an instance of %s.%s" % (module, cls.__qualname__)
 
 
 def run(worker: Channel, call_id: int, name: str, args: List[Any], kwargs: Dict[str, Any], window: Any) -> None:
@@ -105,6 +134,9 @@ def run(worker: Channel, call_id: int, name: str, args: List[Any], kwargs: Dict[
     try:
         result = STATE.call_user(function, args, kwargs)
         iterator = iterator_of(result, name)
+    except NotAnIterator as exc:
+        worker.send_error(call_id, "not_an_iterator", "TypeError", str(exc), hint=exc.hint)
+        return
     except BaseException as exc:
         worker.send_exception(call_id, exc)
         return
@@ -244,16 +276,16 @@ def _flush(worker: Channel, state: StreamState, iterator: Any) -> bool:
         return False
     except _NotEncodable as exc:
         _close_quietly(iterator)
-        worker.send_error(state.call_id, exc.code, exc.type_name, exc.message)
+        worker.send_error(state.call_id, exc.code, exc.type_name, exc.message, hint=exc.hint)
         return False
     _closed(worker, state, iterator)
     return False
 
 
 class _NotEncodable(Exception):
-    def __init__(self, code: str, type_name: str, message: str) -> None:
+    def __init__(self, code: str, type_name: str, message: str, hint: str = "") -> None:
         super().__init__(message)
-        self.code, self.type_name, self.message = code, type_name, message
+        self.code, self.type_name, self.message, self.hint = code, type_name, message, hint
 
 
 def _send(worker: Channel, state: StreamState, batch: List[Any], name: str, sent: int) -> bool:
@@ -273,10 +305,10 @@ def _send(worker: Channel, state: StreamState, batch: List[Any], name: str, sent
             except Exception as item_exc:
                 if index:
                     _send(worker, state, batch[:index], name, sent)
-                detail = not_encodable_detail(item, item_exc)
+                detail, hint = not_encodable(item, item_exc, "item")
                 raise _NotEncodable(
                     "result_not_encodable", type_name(item_exc),
-                    "cannot encode item %d of %s() for Go: %s" % (sent + index, name, detail),
+                    "cannot encode item %d of %s() for Go: %s" % (sent + index, name, detail), hint,
                 ) from None  # fmt: skip
         raise _NotEncodable("result_not_encodable", type_name(exc), "cannot encode items of %s(): %s" % (name, exc)) from None
     if len(body) > worker.max_message:

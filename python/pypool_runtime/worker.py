@@ -14,9 +14,10 @@ big-endian length, then a msgpack array whose first element is the kind:
     HELLO  (to Go, first)  [1, protocol_version, pid, python_version, codec, error|nil, executable, setup_seconds]
     CALL   (from Go)       [2, id, function, args, kwargs|nil]
     RESULT (to Go)         [3, id, value]
-    ERROR  (to Go)         [4, id, code, type, message, traceback]
+    ERROR  (to Go)         [4, id, code, type, message, traceback(, hint)]
 
-where the HELLO error is nil or [code, type, message, traceback]. While a
+where the HELLO error is nil or [code, type, message, traceback(, hint)];
+hint, sent when the runtime has one, says how to fix the error. While a
 call runs (stream.py, callback.py):
 
     STREAM    (from Go)    [5, id, function, args, kwargs|nil, window]

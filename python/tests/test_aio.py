@@ -554,7 +554,7 @@ class AsyncWorkerTest(WorkerTestBase):
     def test_a_failing_async_setup_is_a_start_failure(self) -> None:
         worker = self.start("sample_async", "--setup", "async_set_up_fails")
         code, type_, message, tb = worker.read()[5]
-        self.assertEqual((code, type_, message), ("setup_failed", "ValueError", "sample_async.async_set_up_fails(): no connection"))  # fmt: skip
+        self.assertEqual((code, type_, message), ("setup_failed", "ValueError", "no connection"))  # fmt: skip
         self.assertIn('raise ValueError("no connection")', tb)
         self.assertNotIn("pypool_runtime", tb)
         self.assertNotIn("asyncio", tb)

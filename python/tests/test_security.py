@@ -151,7 +151,8 @@ class OffPathHintTest(WorkerTestBase):
         w = self.start("sample_missing_dependency", **options)
         hello = w.read()
         self.assertEqual(hello[5][1], "ModuleNotFoundError", hello)
-        return hello[5][2]
+        self.assertEqual(hello[5][2], "No module named 'pypool_no_such_dependency'", "str(exception)")
+        return hello[5][4]  # the hint
 
     def test_in_the_working_directory(self) -> None:
         with tempfile.TemporaryDirectory() as cwd:
@@ -178,7 +179,7 @@ class OffPathHintTest(WorkerTestBase):
         self.assertIn("is in the user's site-packages %s, which is not on" % user_site, message)
 
     def test_nowhere(self) -> None:
-        self.assertEqual(self.failed_hello_message(), "No module named 'pypool_no_such_dependency'")
+        self.assertNotIn("which is not on the workers' sys.path", self.failed_hello_message())
 
 
 @unittest.skipUnless(os.path.isdir("/proc/self/fd"), "needs /proc/self/fd to list a worker's descriptors")

@@ -103,8 +103,11 @@ class StreamTest(WorkerTestBase):
         worker = self.start_ready("sample_stream")
         worker.send(stream_frame(1, "a_list", []))
         end = worker.read()
-        self.assertError(end, 1, "exception", "TypeError")
-        self.assertIn("not an iterator", end[4])
+        self.assertError(end, 1, "not_an_iterator", "TypeError",
+                         "a_list() returned a list, not an iterator: Stream iterates a generator or an iterator",
+                         "call it with Call or CallAs to get its result in one piece, or make it a generator function "
+                         "(one that uses yield, or async def with yield) to stream its items")  # fmt: skip
+        self.assertEqual(end[5], "", "no traceback: the function returned; the frames would be the runtime's")
         worker.send(stream_frame(2, "missing", []))
         self.assertError(worker.read(), 2, "function_not_found", "AttributeError")
 

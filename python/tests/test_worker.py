@@ -157,12 +157,21 @@ class WorkerTestBase(unittest.TestCase):
         if worker.proc.returncode is None:
             worker.close()
 
-    def assertError(self, reply: Any, call_id: int, code: str, type_: str, message: Optional[str] = None) -> None:
+    def assertError(self, reply: Any, call_id: int, code: str, type_: str, message: Optional[str] = None,
+                    hint: Optional[str] = None) -> None:  # fmt: skip
+        """reply is the ERROR of call_id, with message (and hint) if given:
+        [ERROR, id, code, type, message, traceback] and, when the runtime
+        has a hint, the hint, never empty."""
         self.assertEqual(reply[:4], [ERROR, call_id, code, type_], reply)
-        self.assertEqual(len(reply), 6)
+        self.assertIn(len(reply), (6, 7))
         self.assertIsInstance(reply[5], str)
+        if len(reply) == 7:
+            self.assertIsInstance(reply[6], str)
+            self.assertNotEqual(reply[6], "", "an empty hint is not sent")
         if message is not None:
             self.assertEqual(reply[4], message)
+        if hint is not None:
+            self.assertEqual(reply[6] if len(reply) == 7 else "", hint)
 
     def assertAlive(self, worker: WorkerProcess) -> None:
         self.assertEqual(worker.call("echo", "still here", call_id=99), [RESULT, 99, "still here"])
@@ -196,9 +205,9 @@ class WorkerTest(WorkerTestBase):
     def test_a_failing_setup_is_a_start_failure(self) -> None:
         worker = self.start("sample_setup", "--setup", "set_up_fails")
         hello = worker.read()
-        code, type_, message, tb = hello[5]
+        code, type_, message, tb = hello[5]  # no hint
         self.assertEqual((code, type_), ("setup_failed", "ValueError"))
-        self.assertEqual(message, "sample_setup.set_up_fails(): no model file")
+        self.assertEqual(message, "no model file", "str(exception): Go names the set-up")
         self.assertIn('raise ValueError("no model file")', tb)
         self.assertEqual(worker.close()[0], 1)
 
@@ -206,7 +215,7 @@ class WorkerTest(WorkerTestBase):
         worker = self.start("sample_setup", "--setup", "no_such_function")
         code, type_, message, _ = worker.read()[5]
         self.assertEqual((code, type_), ("setup_failed", "AttributeError"))
-        self.assertIn("no function 'no_such_function'", message)
+        self.assertEqual(message, "module 'sample_setup' has no function 'no_such_function'")
 
     def test_call(self) -> None:
         worker = self.start_ready()
@@ -339,7 +348,8 @@ class WorkerTest(WorkerTestBase):
         hello = worker.read()
         worker.close()
         self.assertEqual(hello[5][:2], ["import_failed", "RuntimeError"])
-        self.assertEqual(hello[5][2], "module 'sample_broken': sample_broken is broken on purpose")
+        self.assertEqual(hello[5][2], "sample_broken is broken on purpose", "str(exception)")
+        self.assertEqual(hello[5][4], "it is module 'sample_broken' that failed", "the hint names the module")
 
     def test_bad_arguments(self) -> None:
         worker = self.start_ready()
@@ -372,16 +382,20 @@ class WorkerTest(WorkerTestBase):
     def test_result_not_encodable(self) -> None:
         worker = self.start_ready()
         self.assertError(worker.call("unencodable", call_id=5), 5, "result_not_encodable", "TypeError",
-                         "cannot encode the result of unencodable() for Go: result: set (can not serialize 'set' object)")  # fmt: skip
+                         "cannot encode the result of unencodable() for Go: result: set (can not serialize 'set' object)",
+                         "convert it to sorted(value) or list(value) before returning it; or have the worker encode it: "
+                         "pypool_runtime.set_default(function) converts every value nothing else encodes, "
+                         "pypool_runtime.register_ext(set, code, encode=..., decode=...) sends it as a msgpack extension "
+                         "that Go decodes with a pypool.Ext in Config.Extensions (docs/types.md)")  # fmt: skip
         self.assertError(worker.call("naive_time", call_id=6), 6, "result_not_encodable", "ValueError",
                          "cannot encode the result of naive_time() for Go: result: datetime.datetime "
                          "(can not serialize 'datetime.datetime' object where tzinfo=None)")  # fmt: skip
         self.assertError(worker.call("nested_unencodable", call_id=7), 7, "result_not_encodable", "TypeError",
                          "cannot encode the result of nested_unencodable() for Go: "
                          "result['items'][1]['score']: set (can not serialize 'set' object)")  # fmt: skip
-        # Too deep: the codecs' own message, without a place.
+        # Too deep: the codecs' own message, without a place or a hint.
         self.assertError(worker.call("deep", 1024, call_id=9), 9, "result_not_encodable", "ValueError",
-                         "cannot encode the result of deep() for Go: recursion limit exceeded.")  # fmt: skip
+                         "cannot encode the result of deep() for Go: recursion limit exceeded.", "")  # fmt: skip
         self.assertAlive(worker)
 
     def test_nesting_limit(self) -> None:
@@ -560,6 +574,7 @@ class ExtensionsWorkerTest(WorkerTestBase):
         self.assertError(worker.call("refused", call_id=2), 2, "result_not_encodable", "TypeError",
                          "cannot encode the result of refused() for Go: "
                          "result['bad'][0]: object (sample_ext cannot encode object)")  # fmt: skip
+        self.assertIn("pypool_runtime.register_ext(object, code", worker.call("refused", call_id=3)[6])
         self.assertAlive(worker)
 
 
@@ -603,15 +618,31 @@ class ImportFailureTest(WorkerTestBase):
     def test_missing_module(self) -> None:
         error, _ = self.failed_hello("no_such_module_here")
         self.assertEqual(error[1], "ModuleNotFoundError")
-        self.assertIn("No module named 'no_such_module_here'", error[2])
-        self.assertIn(repr(TESTS_DIR), error[2])  # where it looked
+        self.assertEqual(error[2], "No module named 'no_such_module_here'", "str(exception)")
+        self.assertTrue(error[4].startswith("looked in sys.path: " + repr(TESTS_DIR)), error[4])  # where it looked
         self.assertNotIn("pypool_runtime", error[3])
 
     def test_missing_dependency(self) -> None:
+        """A module the user's module imports, not installed: the hint names
+        the interpreter that did not find it and the fix."""
         error, _ = self.failed_hello("sample_missing_dependency")
         self.assertEqual(error[1], "ModuleNotFoundError")
         self.assertEqual(error[2], "No module named 'pypool_no_such_dependency'")
         self.assertIn("sample_missing_dependency.py", error[3])
+        self.assertEqual(error[4], "install pypool_no_such_dependency for %s (%s), or set Config.Python to an interpreter that "
+                         "has it" % (sys.executable, sys.version.split()[0]))  # fmt: skip
+
+    def test_namespace_package(self) -> None:
+        """A directory without __init__.py (//go:embed without all: makes
+        one) has no functions: the worker refuses it at start."""
+        with tempfile.TemporaryDirectory() as top:
+            os.makedirs(os.path.join(top, "pypool_initless", "sub"))
+            worker = self.start("pypool_initless", paths=[top])
+            hello = worker.read()
+            worker.close()
+        self.assertEqual(hello[5][:2], ["import_failed", "ImportError"])
+        self.assertEqual(hello[5][2], "module 'pypool_initless' is a directory without __init__.py (a namespace package: "
+                         "%r), which has no functions to call" % os.path.join(top, "pypool_initless"))  # fmt: skip
 
     def test_module_raising(self) -> None:
         error, _ = self.failed_hello("sample_broken")
@@ -646,6 +677,43 @@ class NotEncodableDetailTest(unittest.TestCase):
                     with self.assertRaises(Exception) as caught:
                         c.result_frame(1, value)
                     self.assertEqual(worker.not_encodable_detail(value, caught.exception), detail)
+
+
+class UnsupportedHintTest(unittest.TestCase):
+    """errors.not_encodable's hint: what to convert the value to, then the
+    runtime's hooks; none for a value too deep or cyclic."""
+
+    def test_hints(self) -> None:
+        import dataclasses
+
+        from pypool_runtime import errors
+
+        @dataclasses.dataclass
+        class Pair:
+            left: int
+
+        class Plain:
+            pass
+
+        hooks = "; or have the worker encode it: pypool_runtime.set_default(function)"
+        cases = [
+            ({"s": {1}}, "convert it to sorted(value) or list(value) before returning it" + hooks),
+            ([Pair(1)], "convert it to dataclasses.asdict(value) before returning it" + hooks),
+            ([Plain()], "convert it to a dict (vars(value)) or a tuple of its fields before returning it" + hooks),
+            ([2**64], "convert it: str(value), or float(value) if precision may be lost"),
+            ([datetime.datetime(2024, 1, 2)], "give it a time zone: value.replace(tzinfo=datetime.timezone.utc), "
+                                              "or value.astimezone() for local time"),  # fmt: skip
+        ]
+        for value, hint in cases:
+            with self.subTest(hint=hint):
+                with self.assertRaises(Exception) as caught:
+                    codec.PURE.result_frame(1, value)
+                self.assertTrue(errors.not_encodable(value, caught.exception)[1].startswith(hint))
+        deep: List[Any] = []
+        deep.append(deep)
+        with self.assertRaises(Exception) as caught:
+            codec.PURE.result_frame(1, deep)
+        self.assertEqual(errors.not_encodable(deep, caught.exception)[1], "")
 
 
 class BadCommandLineTest(unittest.TestCase):
