@@ -53,6 +53,11 @@ func main() {
 	newOnce := flag.Bool("new-once", false, "internal: print the nanoseconds from pypool.New until its first result")
 	newStart := flag.String("new-start", "exec", "internal: the start method of -new-once, exec or forkserver")
 	noPin := flag.Bool("no-pin", false, "skip the runs pinned to one CPU")
+	profile := flag.String("profile", "", "instead of the scenarios, make -profile-calls sequential calls of this contender (floor, floor-readv, pypool, pypool-pipes) and print their Go allocations and CPU per call (README.md, the per-call budget)")
+	profilePayload := flag.String("profile-payload", "trivial", "with -profile: trivial (duplicate_text of 7 bytes) or 1KiB (a bytes echo)")
+	profileCallCount := flag.Int("profile-calls", 20000, "with -profile: the calls measured, after 1000 of warm-up")
+	cpuProfile := flag.String("cpuprofile", "", "with -profile: write Go's CPU profile of the calls to this file")
+	memProfile := flag.String("memprofile", "", "with -profile: write Go's allocation profile of the calls to this file (every allocation sampled)")
 	floorPipe := flag.Int("floor-pipe", 1<<20, "the floor's pipe size in bytes (F_SETPIPE_SZ): by default pypool's own, so that the floor uses the same pipes (DESIGN.md); 0: Linux's default, 64 KiB")
 	flag.Usage = usage
 	flag.Parse()
@@ -64,6 +69,10 @@ func main() {
 			method = pypool.StartForkServer
 		}
 		fmt.Println(timeNew(ctx, *python, sourceDir(), method).Nanoseconds())
+		return
+	}
+	if *profile != "" {
+		profileCalls(ctx, resolve(strings.Split(*python, ",")[0]), *profile, *profilePayload, *profileCallCount, *cpuProfile, *memProfile)
 		return
 	}
 	selected := strings.Split(*only, ",")
