@@ -257,6 +257,7 @@ def _main() -> None:
     parser.add_argument("--runtime", help="the directory holding the pypool_runtime to measure (default: this one's)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender; the best is shown (default 3)")
     parser.add_argument("--phases", action="store_true", help="time the Python work of a call phase by phase, floor against worker (ns/call)")
+    parser.add_argument("--importtime", action="store_true", help="the worker's start-up budget: python -X importtime of its start, by share, and its wall time against python -c 'import m'")
     parser.add_argument("--cprofile", action="store_true", help="count the Python function calls of one trivial call under cProfile, floor against worker")
     options = parser.parse_args()
     runtime = os.path.abspath(options.runtime) if options.runtime else here
@@ -362,6 +363,10 @@ def _main() -> None:
                 subprocess.run([python, "-E", "-c", _PHASES, runtime, here, codec_name], check=True)
         return
 
+    if options.importtime:
+        _importtime(pythons, runtime, here, options.repeat)
+        return
+
     if options.cprofile:
         import pstats
         import tempfile
@@ -432,6 +437,101 @@ def _main() -> None:
                 print("%-20s %-11s %-12s %12.2f %12.2f %10s %9.2fx" % (
                     "%s (%s)" % (os.path.basename(python), version), name, label, cpu * 1e6, wall * 1e6, mbps, cpu / floor_cpu[label]))
                 sys.stdout.flush()
+
+
+# The worker's bootstrap exactly as Go's runtime.go passes it (python -I -c).
+_GO_BOOTSTRAP = (
+    "import sys\n"
+    "if sys.version_info<(3,8):sys.stderr.write('pypool needs Python 3.8 or newer, this is Python '+sys.version.split()[0]+'\\n');sys.exit(86)\n"
+    "sys.path[:]=[p for p in sys.path if p]\n"
+    "sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])"
+)
+
+
+def _importtime(pythons: list, runtime: str, here: str, repeat: int) -> None:
+    """--importtime: for each interpreter, the wall time of a worker's start
+    (python -I -c bootstrap, as Go starts it, until it exits at the end of
+    its input, HELLO sent) against python -E -c 'import bench_module' and
+    python -I -c pass, medians of 2*repeat+1 runs; then python -X importtime
+    of the worker's start, the modules' own (self) import times summed by
+    who imports them, as shares of the total."""
+    import os
+    import re
+    import statistics
+    import subprocess
+    import sys
+    import time
+
+    bench_dir = os.path.join(os.path.dirname(here), "bench")
+    worker_args = [runtime, "--module", "bench_module", "--max-message", str(64 << 20), "--path", bench_dir]
+    for python in pythons:
+        commands = {
+            "python -I -c pass": [python, "-I", "-c", "pass"],
+            "python -E -c 'import bench_module'": [python, "-E", "-c", "import sys;sys.path.insert(0,%r);import bench_module" % bench_dir],
+            "worker start (pure codec), to HELLO": [python, "-I", "-c", _GO_BOOTSTRAP] + worker_args + ["--codec", "pure"],
+            "worker start (auto codec), to HELLO": [python, "-I", "-c", _GO_BOOTSTRAP] + worker_args,
+        }
+        with open(os.devnull, "wb") as null:
+            def run(argv: list, stderr=null) -> float:
+                t = time.perf_counter()
+                # fd 3, the log stream Go gives a worker: /dev/null here
+                subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=null, stderr=stderr, pass_fds=(), check=True,
+                               preexec_fn=lambda: os.dup2(null.fileno(), 3))
+                return time.perf_counter() - t
+
+            walls = {name: [] for name in commands}
+            for name, argv in commands.items():
+                run(argv)  # warm-up: page cache, .pyc files
+            for _ in range(2 * repeat + 1):
+                for name, argv in commands.items():  # interleaved
+                    walls[name].append(run(argv))
+            version = subprocess.run([python, "-c", "import sys;print(sys.version.split()[0])"], capture_output=True, text=True).stdout.strip()
+            print("%s (%s): wall time, median of %d interleaved runs (min-max), load average %s" % (
+                python, version, 2 * repeat + 1, " ".join(open("/proc/loadavg").read().split()[:3])))
+            base = statistics.median(walls["python -E -c 'import bench_module'"])
+            for name, xs in walls.items():
+                print("    %-40s %6.1f ms (%.1f-%.1f)  %.2fx import" % (name, statistics.median(xs) * 1e3, min(xs) * 1e3, max(xs) * 1e3, statistics.median(xs) / base))
+            for codec_name in ("pure", "auto"):
+                argv = [python, "-X", "importtime", "-I", "-c", _GO_BOOTSTRAP] + worker_args + (["--codec", "pure"] if codec_name == "pure" else [])
+                # Each line's cumulative time, the least of several runs
+                # (the order of the imports is the same in each).
+                best: dict = {}
+                for _ in range(2 * repeat + 1):
+                    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=null, stderr=subprocess.PIPE, text=True,
+                                          preexec_fn=lambda: os.dup2(null.fileno(), 3))
+                    index = 0
+                    for line in proc.stderr.splitlines():
+                        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)", line)
+                        if m:
+                            key = (index, len(m.group(3)) // 2, m.group(4))
+                            best[key] = min(best.get(key, 1 << 62), int(m.group(2)))
+                            index += 1
+                lines = [(level, name, us) for (index, level, name), us in sorted(best.items())]
+                top = [(name, us) for level, name, us in lines if level == 0]
+                total = sum(us for _, us in top)
+                print("  -X importtime of the worker's start, codec %s: %.1f ms of imports; each top-level import's cumulative time" % (codec_name, total / 1e3))
+                print("  (the least of %d runs) and its share, in the order of the start:" % (2 * repeat + 1))
+                for name, us in top:
+                    if us >= total / 200:
+                        print("    %-36s %6.1f ms  %4.1f%%" % (name, us / 1e3, 100 * us / total))
+                print("    (the %d other top-level imports: %.1f ms)" % (
+                    sum(1 for _, us in top if us < total / 200), sum(us for _, us in top if us < total / 200) / 1e3))
+                print("  what pypool_runtime.worker imports, its direct imports' cumulative times:")
+                children = []
+                for i, (level, name, us) in enumerate(lines):
+                    if level == 0 and name == "pypool_runtime.worker":
+                        j = i - 1
+                        while j >= 0 and lines[j][0] > 0:
+                            if lines[j][0] == 1:
+                                children.append((lines[j][1], lines[j][2]))
+                            j -= 1
+                for name, us in sorted(children, key=lambda item: -item[1]):
+                    print("    %-36s %6.1f ms" % (name, us / 1e3))
+                after_site = [i for i, (level, name, _) in enumerate(lines) if level == 0 and name == "site"]
+                rest = lines[after_site[0] + 1 :] if after_site else lines
+                heavy = sorted(((us, name) for level, name, us in rest if level >= 1 and not name.startswith("pypool_runtime")), reverse=True)[:10]
+                print("  the largest standard or msgpack modules the runtime and its preloads import (cumulative): " + ", ".join("%s %.1f ms" % (name, us / 1e3) for us, name in heavy))
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":
