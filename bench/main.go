@@ -162,6 +162,7 @@ func eachPython(pythons []string) report {
 		var r report
 		must(0, json.Unmarshal(must(cmd.Output()), &r))
 		label := r.Machine.label()
+		r.Machine.LoadStart, r.Machine.LoadEnd = r.LoadStart, r.LoadEnd
 		for i := range r.Results {
 			r.Results[i].Python = label
 		}
@@ -234,6 +235,10 @@ type machine struct {
 	PyCodec    string `json:"python_codec"`
 	GoCodec    string `json:"go_codec"`
 	FloorPipe  int    `json:"floor_pipe_size,omitempty"` // -floor-pipe, when set
+	// LoadStart and LoadEnd are the load averages around this
+	// interpreter's run, when several ran one after the other.
+	LoadStart string `json:"loadavg_start,omitempty"`
+	LoadEnd   string `json:"loadavg_end,omitempty"`
 }
 
 // label names the interpreter and its codec, as "pure 3.11.7".

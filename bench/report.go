@@ -133,6 +133,9 @@ func (r report) runs() []report {
 	var out []report
 	for _, m := range r.Machines {
 		one := report{Machine: m, LoadStart: r.LoadStart, LoadEnd: r.LoadEnd}
+		if m.LoadStart != "" {
+			one.LoadStart, one.LoadEnd = m.LoadStart, m.LoadEnd
+		}
 		for _, x := range r.Results {
 			if x.Python == m.label() {
 				one.Results = append(one.Results, x)

@@ -98,11 +98,16 @@ func (t target) met(r spread, pinned bool) bool {
 // minRounds is the fewest rounds behind a ratio for a verdict on a target.
 const minRounds = 5
 
-// verdict is one target's row: "met" or "MISSED", or why there is none.
+// verdict is one target's row: "met" or "MISSED" when the whole min–max
+// range of the rounds' ratios is on one side of the goal, else why there
+// is none (too few rounds, or the goal within the spread).
 func (t target) verdict(r spread, pinned bool) string {
+	goal := t.goalFor(pinned)
 	switch {
 	case r.Rounds < minRounds:
 		return fmt.Sprintf("(%d rounds: no verdict)", r.Rounds)
+	case r.Min <= goal && goal <= r.Max:
+		return "undecided (goal within min–max)"
 	case t.met(r, pinned):
 		return "met"
 	}
@@ -111,7 +116,8 @@ func (t target) verdict(r spread, pinned bool) string {
 
 // printTargets prints every target for which the results hold a figure,
 // by interpreter and pinning, with its ratio's median and min–max over the
-// rounds, the verdict, a WARNING where the spread is wider than the effect,
+// rounds, the verdict (met or MISSED by the whole min–max range, else
+// undecided), a WARNING where the spread is wider than the effect,
 // and the same ratio against the variant floor (floor_readv.py).
 func printTargets(results []result) {
 	type row struct {
