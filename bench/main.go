@@ -42,23 +42,42 @@ import (
 	"github.com/pypool/pypool"
 )
 
+// options are the bench's flags.
+type options struct {
+	quick, asJSON, pinned, newOnce, noPin                                   *bool
+	python, only, plot, newStart, profile, profilePayload, cpuProf, memProf *string
+	n, profileCalls, floorPipe                                              *int
+}
+
+// defineFlags defines the bench's flags on fs. A flag whose usage starts
+// with "internal:" is for the bench's own child processes; README.md names
+// every other one (TestREADMENamesEveryFlag).
+func defineFlags(fs *flag.FlagSet) *options {
+	return &options{
+		quick:          fs.Bool("quick", false, "run every scenario with small counts (5 rounds, short windows)"),
+		asJSON:         fs.Bool("json", false, "print JSON instead of a table"),
+		python:         fs.String("python", defaultPythons, "Python interpreter(s), comma-separated: each runs the scenarios in its own process of the bench, and the targets table has rows for each; a missing one is skipped"),
+		n:              fs.Int("n", 10000, "sequential calls in the latency scenario"),
+		only:           fs.String("scenario", "latency,throughput,payload,start,new,recovery,sweep,array,stream", "scenarios to run, comma-separated"),
+		plot:           fs.String("plot", "", "write the sweep's MB/s by payload size to this SVG file (needs the sweep scenario; the first interpreter's)"),
+		pinned:         fs.Bool("pinned", false, "internal: this run is already pinned to one CPU"),
+		newOnce:        fs.Bool("new-once", false, "internal: print the nanoseconds from pypool.New until its first result"),
+		newStart:       fs.String("new-start", "exec", "internal: the start method of -new-once, exec or forkserver"),
+		noPin:          fs.Bool("no-pin", false, "skip the runs pinned to one CPU"),
+		profile:        fs.String("profile", "", "instead of the scenarios, make -profile-calls sequential calls of this contender (floor, floor-readv, pypool, pypool-pipes) and print their Go allocations and CPU per call (README.md, the per-call budget)"),
+		profilePayload: fs.String("profile-payload", "trivial", "with -profile: trivial (duplicate_text of 7 bytes) or 1KiB (a bytes echo)"),
+		profileCalls:   fs.Int("profile-calls", 20000, "with -profile: the calls measured, after 1000 of warm-up"),
+		cpuProf:        fs.String("cpuprofile", "", "with -profile: write Go's CPU profile of the calls to this file"),
+		memProf:        fs.String("memprofile", "", "with -profile: write Go's allocation profile of the calls to this file (every allocation sampled)"),
+		floorPipe:      fs.Int("floor-pipe", 1<<20, "the floor's pipe size in bytes (F_SETPIPE_SZ): by default pypool's own, so that the floor uses the same pipes (DESIGN.md); 0: Linux's default, 64 KiB"),
+	}
+}
+
 func main() {
-	quick := flag.Bool("quick", false, "run every scenario with small counts (5 rounds, short windows)")
-	asJSON := flag.Bool("json", false, "print JSON instead of a table")
-	python := flag.String("python", defaultPythons, "Python interpreter(s), comma-separated: each runs the scenarios in its own process of the bench, and the targets table has rows for each; a missing one is skipped")
-	n := flag.Int("n", 10000, "sequential calls in the latency scenario")
-	only := flag.String("scenario", "latency,throughput,payload,start,new,recovery,sweep,array,stream", "scenarios to run, comma-separated")
-	plot := flag.String("plot", "", "write the sweep's MB/s by payload size to this SVG file (needs the sweep scenario; the first interpreter's)")
-	pinned := flag.Bool("pinned", false, "internal: this run is already pinned to one CPU")
-	newOnce := flag.Bool("new-once", false, "internal: print the nanoseconds from pypool.New until its first result")
-	newStart := flag.String("new-start", "exec", "internal: the start method of -new-once, exec or forkserver")
-	noPin := flag.Bool("no-pin", false, "skip the runs pinned to one CPU")
-	profile := flag.String("profile", "", "instead of the scenarios, make -profile-calls sequential calls of this contender (floor, floor-readv, pypool, pypool-pipes) and print their Go allocations and CPU per call (README.md, the per-call budget)")
-	profilePayload := flag.String("profile-payload", "trivial", "with -profile: trivial (duplicate_text of 7 bytes) or 1KiB (a bytes echo)")
-	profileCallCount := flag.Int("profile-calls", 20000, "with -profile: the calls measured, after 1000 of warm-up")
-	cpuProfile := flag.String("cpuprofile", "", "with -profile: write Go's CPU profile of the calls to this file")
-	memProfile := flag.String("memprofile", "", "with -profile: write Go's allocation profile of the calls to this file (every allocation sampled)")
-	floorPipe := flag.Int("floor-pipe", 1<<20, "the floor's pipe size in bytes (F_SETPIPE_SZ): by default pypool's own, so that the floor uses the same pipes (DESIGN.md); 0: Linux's default, 64 KiB")
+	o := defineFlags(flag.CommandLine)
+	quick, asJSON, python, n, only, plot := o.quick, o.asJSON, o.python, o.n, o.only, o.plot
+	pinned, newOnce, newStart, noPin, floorPipe := o.pinned, o.newOnce, o.newStart, o.noPin, o.floorPipe
+	profile, profilePayload, profileCallCount, cpuProfile, memProfile := o.profile, o.profilePayload, o.profileCalls, o.cpuProf, o.memProf
 	flag.Usage = usage
 	flag.Parse()
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"io"
 	"os"
 	"strings"
@@ -101,4 +102,24 @@ func TestReportRunsByInterpreter(t *testing.T) {
 	if one := (report{Machine: a, Results: r.Results}).runs(); len(one) != 1 || len(one[0].Results) != 3 {
 		t.Errorf("a report of one interpreter split into %v", one)
 	}
+}
+
+// TestREADMENamesEveryFlag checks that README.md documents every flag but
+// the internal ones (those of the bench's own child processes), each as
+// `-name`.
+func TestREADMENamesEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	defineFlags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Usage, "internal:") {
+			return
+		}
+		if !strings.Contains(string(readme), "`-"+f.Name+"`") {
+			t.Errorf("README.md does not name the flag -%s", f.Name)
+		}
+	})
 }
