@@ -36,7 +36,7 @@ func runSizes(quick bool, n int) sizes {
 	if quick {
 		return sizes{rounds: 5, window: 100 * time.Millisecond, latencyCalls: 300, execCalls: 3, startRounds: 5,
 			payloadCalls: map[int]int{1 << 10: 200, 1 << 20: 10, 16 << 20: 2},
-			sweep:        sweepPlan{rounds: 3, divisor: 10, largest: 16 << 20, warmCalls: 0}, arrayCalls: 1}
+			sweep:        sweepPlan{rounds: 5, divisor: 10, largest: 16 << 20, warmCalls: 0}, arrayCalls: 1}
 	}
 	return sizes{rounds: 5, window: time.Second, latencyCalls: n, execCalls: 20, startRounds: 10,
 		payloadCalls: map[int]int{1 << 10: 1000, 1 << 20: 40, 16 << 20: 4},
