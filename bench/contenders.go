@@ -22,6 +22,14 @@ import (
 //go:embed floor.py
 var floorScript string
 
+//go:embed floor_readv.py
+var floorReadvScript string
+
+// The floors' Python loops, by contender name: floor.py is the floor every
+// ratio is taken against, floor_readv.py the bench's floor until issue 21,
+// kept as a variant (README.md says what each does).
+const floorName, floorReadvName = "floor", "floor readv"
+
 //go:embed httpserver.py
 var httpScript string
 
@@ -39,8 +47,10 @@ type measured interface {
 }
 
 // floor is a Go program and a minimal Python loop echoing 4-byte-length-
-// prefixed frames over pipes: no codec, no pool. Several callers share it
-// under a mutex.
+// prefixed frames over pipes: no codec, no pool. The Go side is as plain
+// as the Python one: one write of the length and the payload, a buffered
+// reader, io.ReadFull of the length and of the payload into one reused
+// buffer. Several callers share it under a mutex.
 type floor struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -70,14 +80,24 @@ func startScript(python, script string, args ...string) (*exec.Cmd, io.WriteClos
 	return cmd, in, out, nil
 }
 
-// startFloor starts the floor's Python loop on pipes of pipeSize bytes, or
-// of Linux's default size (64 KiB) when pipeSize is 0.
+// startFloor starts the floor's Python loop (floor.py) on pipes of
+// pipeSize bytes, or of Linux's default size (64 KiB) when pipeSize is 0.
 func startFloor(python string, pipeSize int) (*floor, error) {
+	return startFloorScript(python, floorScript, pipeSize)
+}
+
+// startFloorReadv starts the variant floor_readv.py as startFloor does.
+func startFloorReadv(python string, pipeSize int) (*floor, error) {
+	return startFloorScript(python, floorReadvScript, pipeSize)
+}
+
+// startFloorScript starts one of the floors' Python loops.
+func startFloorScript(python, script string, pipeSize int) (*floor, error) {
 	var args []string
 	if pipeSize > 0 {
 		args = append(args, strconv.Itoa(pipeSize))
 	}
-	cmd, in, out, err := startScript(python, floorScript, args...)
+	cmd, in, out, err := startScript(python, script, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +148,17 @@ func startPoolLimit(ctx context.Context, python, dir string, workers, overflow, 
 		Size: workers, MaxOverflow: overflow, MaxMessageSize: maxMessage,
 	})
 	return &pool{p, workers}, err
+}
+
+// startPoolPipes starts one pypool worker with the shared memory off
+// (a negative SharedMemoryThreshold): every payload takes the pipes, as
+// the floor's do.
+func startPoolPipes(ctx context.Context, python, dir string) (*pool, error) {
+	p, err := pypool.New(ctx, pypool.Config{
+		Module: "bench_module", PythonPath: []string{dir}, Python: python,
+		Size: 1, SharedMemoryThreshold: -1,
+	})
+	return &pool{p, 1}, err
 }
 
 func (p *pool) call(ctx context.Context, fn string, arg []byte) (int, error) {

@@ -1,33 +1,18 @@
-# The floor: echo 4-byte-length-prefixed frames on stdin/stdout, no codec.
-# An optional argument asks Linux for pipes of that many bytes
-# (F_SETPIPE_SZ), as pypool does for its workers' pipes.
-import os
-import struct
+# The floor: the simplest loop a careful user would write to echo
+# 4-byte-big-endian-length-prefixed frames on stdin/stdout, no codec: read
+# the length and the payload from sys.stdin.buffer, write both back in one
+# write and flush. An optional argument asks Linux for pipes of that many
+# bytes (F_SETPIPE_SZ), as pypool does for its workers' pipes.
 import sys
-
-inp, out = 0, 1
-hdr = struct.Struct(">I")
 
 if len(sys.argv) > 1:
     import fcntl
 
-    for fd in (inp, out):
+    for fd in (0, 1):
         fcntl.fcntl(fd, 1031, int(sys.argv[1]))  # F_SETPIPE_SZ
 
-
-def read_exactly(n):
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = os.readv(inp, [view[got:]])
-        if k == 0:
-            raise SystemExit(0)
-        got += k
-    return buf
-
-
-while True:
-    (size,) = hdr.unpack(read_exactly(4))
-    body = read_exactly(size)
-    os.write(out, hdr.pack(size) + body) if size < 65536 else os.writev(out, [hdr.pack(size), body])
+stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+while header := stdin.read(4):
+    body = stdin.read(int.from_bytes(header, "big"))
+    stdout.write(header + body)
+    stdout.flush()

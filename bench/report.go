@@ -76,6 +76,23 @@ type result struct {
 	Bytes   int      `json:"bytes,omitempty"`    // the payload's size, in the sweep
 	VsFloor *spread  `json:"vs_floor,omitempty"` // per-round Value / the floor's Value
 	CPU     *cpuCost `json:"cpu,omitempty"`
+	// VsFloorReadv and CPUVsFloorReadv are the same ratios against the
+	// variant floor_readv.py, the bench's floor until issue 21, measured in
+	// the same rounds: what the change of floor did to the ratios.
+	VsFloorReadv    *spread  `json:"vs_floor_readv,omitempty"`
+	CPUVsFloorReadv *cpuCost `json:"cpu_vs_floor_readv,omitempty"`
+	// Python names the interpreter and codec of the run, as "pure 3.11.7",
+	// when the bench runs several (-python with a comma).
+	Python string `json:"python,omitempty"`
+}
+
+// against sets r's ratios to the variant floor from the same rounds'
+// figures: readv's and r's own, and their CPU times when cpu is not nil.
+func (r *result) against(readv, xs []float64, cpu, readvCPU *cpuRounds) {
+	r.VsFloorReadv = vsFloor(xs, readv)
+	if cpu != nil && cpu.goSide != nil && readvCPU.goSide != nil {
+		r.CPUVsFloorReadv = cpu.cost(readvCPU)
+	}
 }
 
 // figure makes a result from one value per round and, when floor is not
@@ -101,26 +118,66 @@ func loadAvg() string {
 }
 
 type report struct {
-	Machine   machine  `json:"machine"`
-	LoadStart string   `json:"loadavg_start"`
-	LoadEnd   string   `json:"loadavg_end"`
-	Results   []result `json:"results"`
+	Machine   machine   `json:"machine"`            // the (first) interpreter's
+	Machines  []machine `json:"machines,omitempty"` // each interpreter's, when several ran
+	LoadStart string    `json:"loadavg_start"`
+	LoadEnd   string    `json:"loadavg_end"`
+	Results   []result  `json:"results"`
 }
 
+// runs splits a report of several interpreters into one per interpreter.
+func (r report) runs() []report {
+	if len(r.Machines) == 0 {
+		return []report{r}
+	}
+	var out []report
+	for _, m := range r.Machines {
+		one := report{Machine: m, LoadStart: r.LoadStart, LoadEnd: r.LoadEnd}
+		if m.LoadStart != "" {
+			one.LoadStart, one.LoadEnd = m.LoadStart, m.LoadEnd
+		}
+		for _, x := range r.Results {
+			if x.Python == m.label() {
+				one.Results = append(one.Results, x)
+			}
+		}
+		out = append(out, one)
+	}
+	return out
+}
+
+// first is the report of the first interpreter alone.
+func (r report) first() report { return r.runs()[0] }
+
+// printTable prints each interpreter's figures, then issue 21's targets.
 func printTable(r report) {
+	for i, one := range r.runs() {
+		if i > 0 {
+			fmt.Println()
+		}
+		printRun(one)
+	}
+	printTargets(r.Results)
+}
+
+// printRun prints one interpreter's figures, CPU times and warnings.
+func printRun(r report) {
 	m := r.Machine
 	fmt.Printf("machine: %s (%d CPUs), %s; Python %s at %s, codec %s; Go codec %s%s\n",
 		m.CPU, m.CPUs, m.Go, m.Python, m.PythonPath, m.PyCodec, m.GoCodec, floorPipeNote(m))
 	fmt.Printf("load average (1, 5, 15 min): %s at start, %s at end\n\n", r.LoadStart, r.LoadEnd)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "scenario\tcontender\tpinned\tmetric\tmedian\tmin–max\tunit\trounds\tvs floor\tmin–max\t")
+	fmt.Fprintln(w, "scenario\tcontender\tpinned\tmetric\tmedian\tmin–max\tunit\trounds\tvs floor\tmin–max\tvs floor readv\t")
 	for _, x := range r.Results {
-		vs, vsRange := "", ""
+		vs, vsRange, vsReadv := "", "", ""
 		if x.VsFloor != nil {
 			vs, vsRange = fmt.Sprintf("%.2f×", x.VsFloor.Median), fmt.Sprintf("%.2f–%.2f", x.VsFloor.Min, x.VsFloor.Max)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%v\t%s\t%s\t%s–%s\t%s\t%d\t%s\t%s\t\n", x.Scenario, x.Contender, x.Pinned, x.Metric,
-			num(x.Median), num(x.Min), num(x.Max), x.Unit, x.Rounds, vs, vsRange)
+		if x.VsFloorReadv != nil {
+			vsReadv = fmt.Sprintf("%.2f×", x.VsFloorReadv.Median)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%v\t%s\t%s\t%s–%s\t%s\t%d\t%s\t%s\t%s\t\n", x.Scenario, x.Contender, x.Pinned, x.Metric,
+			num(x.Median), num(x.Min), num(x.Max), x.Unit, x.Rounds, vs, vsRange, vsReadv)
 	}
 	w.Flush()
 	printCPU(r.Results)

@@ -34,9 +34,9 @@ type sizes struct {
 
 func runSizes(quick bool, n int) sizes {
 	if quick {
-		return sizes{rounds: 3, window: 150 * time.Millisecond, latencyCalls: 300, execCalls: 5, startRounds: 3,
-			payloadCalls: map[int]int{1 << 10: 50, 1 << 20: 5, 16 << 20: 1},
-			sweep:        sweepPlan{rounds: 3, divisor: 10, largest: 16 << 20, warmCalls: 0}, arrayCalls: 1}
+		return sizes{rounds: 5, window: 100 * time.Millisecond, latencyCalls: 300, execCalls: 3, startRounds: 5,
+			payloadCalls: map[int]int{1 << 10: 200, 1 << 20: 10, 16 << 20: 2},
+			sweep:        sweepPlan{rounds: 5, divisor: 10, largest: 16 << 20, warmCalls: 0}, arrayCalls: 1}
 	}
 	return sizes{rounds: 5, window: time.Second, latencyCalls: n, execCalls: 20, startRounds: 10,
 		payloadCalls: map[int]int{1 << 10: 1000, 1 << 20: 40, 16 << 20: 4},
@@ -116,7 +116,8 @@ func (e *entrant) metered(ctx context.Context, fn func() int) {
 func (b *bench) latency(ctx context.Context) {
 	n, w := b.sizes.latencyCalls, b.sizes.window
 	es := []*entrant{
-		{name: "floor", cs: []contender{must(startFloor(b.python, b.floorPipe))}, calls: n, atLeast: w},
+		{name: floorName, cs: []contender{must(startFloor(b.python, b.floorPipe))}, calls: n, atLeast: w},
+		{name: floorReadvName, cs: []contender{must(startFloorReadv(b.python, b.floorPipe))}, calls: n, atLeast: w},
 		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, 1, 0))}, calls: n, atLeast: w},
 		{name: "http", cs: []contender{must(startHTTP(b.python, b.dir, 1))}, calls: n, atLeast: w},
 		{name: "exec-per-call", cs: []contender{execPerCall{b.python, b.dir}}, calls: b.sizes.execCalls},
@@ -132,14 +133,19 @@ func (b *bench) latency(ctx context.Context) {
 			b.latencyRound(ctx, e)
 		}
 	}
-	floor := es[0]
+	floor, readv := es[0], es[1]
 	for _, e := range es {
 		p50 := figure("latency", e.name, "p50", "µs", e.xs, floor.xs)
 		if e.cpu.goSide != nil {
 			p50.CPU = e.cpu.cost(&floor.cpu)
 		}
+		p99 := figure("latency", e.name, "p99", "µs", e.more, floor.more)
+		if e != floor && e != readv {
+			p50.against(readv.xs, e.xs, &e.cpu, &readv.cpu)
+			p99.against(readv.more, e.more, nil, nil)
+		}
 		b.add(p50)
-		b.add(figure("latency", e.name, "p99", "µs", e.more, floor.more))
+		b.add(p99)
 	}
 }
 
@@ -179,12 +185,14 @@ func (b *bench) throughput(ctx context.Context) {
 }
 
 func (b *bench) throughputWith(ctx context.Context, w int) {
-	floors := make([]contender, w)
+	floors, readvs := make([]contender, w), make([]contender, w)
 	for i := range floors {
 		floors[i] = must(startFloor(b.python, b.floorPipe))
+		readvs[i] = must(startFloorReadv(b.python, b.floorPipe))
 	}
 	es := []*entrant{
-		{name: "floor", cs: floors},
+		{name: floorName, cs: floors},
+		{name: floorReadvName, cs: readvs},
 		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, w, 0))}},
 		{name: "http", cs: []contender{must(startHTTP(b.python, b.dir, 4*w))}},
 	}
@@ -199,9 +207,12 @@ func (b *bench) throughputWith(ctx context.Context, w int) {
 			e.xs = append(e.xs, b.window(ctx, e, 4*w))
 		}
 	}
-	for _, e := range es {
+	for i, e := range es {
 		r := figure("throughput", e.name, fmt.Sprintf("%d workers", w), "calls/s", e.xs, es[0].xs)
 		r.CPU = e.cpu.cost(&es[0].cpu)
+		if i > 1 {
+			r.against(es[1].xs, e.xs, &e.cpu, &es[1].cpu)
+		}
 		b.add(r)
 	}
 }
@@ -237,11 +248,14 @@ func (b *bench) window(ctx context.Context, e *entrant, callers int) float64 {
 
 // payload measures the echo of 1 KiB, 1 MiB and 16 MiB of bytes through one
 // process, pypool against the floor: MB/s as the payload's size over the
-// median round trip of each round.
+// median round trip of each round. "pypool pipes" is pypool with the
+// shared memory off, every payload through the pipes, as the floor's.
 func (b *bench) payload(ctx context.Context) {
 	es := []*entrant{
-		{name: "floor", cs: []contender{must(startFloor(b.python, b.floorPipe))}},
+		{name: floorName, cs: []contender{must(startFloor(b.python, b.floorPipe))}},
+		{name: floorReadvName, cs: []contender{must(startFloorReadv(b.python, b.floorPipe))}},
 		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, 1, 0))}},
+		{name: "pypool pipes", cs: []contender{must(startPoolPipes(ctx, b.python, b.dir))}},
 		{name: "pypool CallBytes", cs: []contender{must(startPooledBuffer(ctx, b.python, b.dir, pypool.DefaultMaxMessageSize))}},
 	}
 	for _, e := range es {
@@ -258,8 +272,12 @@ func (b *bench) payload(ctx context.Context) {
 				e.xs = append(e.xs, payloadRound(ctx, e, data, b.sizes.payloadCalls[size]))
 			}
 		}
-		for _, e := range es {
-			b.add(figure("payload", e.name, sizeName(size), "MB/s", e.xs, es[0].xs))
+		for i, e := range es {
+			r := figure("payload", e.name, sizeName(size), "MB/s", e.xs, es[0].xs)
+			if i > 1 {
+				r.against(es[1].xs, e.xs, nil, nil)
+			}
+			b.add(r)
 		}
 	}
 }
@@ -325,28 +343,33 @@ func (b *bench) start(ctx context.Context) {
 // pypool.New with Size 1 until the first Call returns, against the command
 // the user gave with -python (through the same PATH lookup: a shim such as
 // pyenv's included) importing the module. pypool.New runs in a fresh
-// process of this program each round, as at a program's start, and again
-// in this process, where the pool may reuse what an earlier New learned.
+// process of this program each round, as at a program's start, with each
+// start method (exec, then the fork server), and again in this process
+// with exec, where the pool may reuse what an earlier New learned.
 func (b *bench) newPool(ctx context.Context) {
-	var bare, fresh, again []float64
+	var bare, fresh, fork, again []float64
 	b.timeImport(b.given) // warm-up: page cache, .pyc files
-	newInChild(b.given)
-	timeNew(ctx, b.given, b.dir)
+	newInChild(b.given, pypool.StartExec)
+	newInChild(b.given, pypool.StartForkServer)
+	timeNew(ctx, b.given, b.dir, pypool.StartExec)
 	for range b.sizes.startRounds {
 		bare = append(bare, millis(b.timeImport(b.given)))
-		fresh = append(fresh, millis(newInChild(b.given)))
-		again = append(again, millis(timeNew(ctx, b.given, b.dir)))
+		fresh = append(fresh, millis(newInChild(b.given, pypool.StartExec)))
+		fork = append(fork, millis(newInChild(b.given, pypool.StartForkServer)))
+		again = append(again, millis(timeNew(ctx, b.given, b.dir, pypool.StartExec)))
 	}
 	b.add(figure("new", "python -c import", "median", "ms", bare, bare))
 	b.add(figure("new", "pypool", "fresh process", "ms", fresh, bare))
 	b.add(figure("new", "pypool", "same process", "ms", again, bare))
+	b.add(figure("new", "pypool forkserver", "fresh process", "ms", fork, bare))
+	b.add(figure("new", "pypool forkserver", "fresh, vs exec", "ms", fork, fresh))
 }
 
-// timeNew returns the time from pypool.New (Size 1) until its first Call
-// returns. Closing the pool is not timed.
-func timeNew(ctx context.Context, python, dir string) time.Duration {
+// timeNew returns the time from pypool.New (Size 1, started with method)
+// until its first Call returns. Closing the pool is not timed.
+func timeNew(ctx context.Context, python, dir string, method pypool.StartMethod) time.Duration {
 	t := time.Now()
-	p := must(pypool.New(ctx, pypool.Config{Module: "bench_module", PythonPath: []string{dir}, Python: python, Size: 1}))
+	p := must(pypool.New(ctx, pypool.Config{Module: "bench_module", PythonPath: []string{dir}, Python: python, Size: 1, StartMethod: method}))
 	_, err := p.Call(ctx, "duplicate_text", "x")
 	d := time.Since(t)
 	must(0, err)
@@ -354,10 +377,10 @@ func timeNew(ctx context.Context, python, dir string) time.Duration {
 	return d
 }
 
-// newInChild runs timeNew in a new process of this program (-new-once) and
-// returns the time it reports.
-func newInChild(python string) time.Duration {
-	cmd := exec.Command(os.Args[0], "-new-once", "-python", python)
+// newInChild runs timeNew in a new process of this program (-new-once)
+// and returns the time it reports.
+func newInChild(python string, method pypool.StartMethod) time.Duration {
+	cmd := exec.Command(os.Args[0], "-new-once", "-new-start", method.String(), "-python", python)
 	cmd.Stderr = os.Stderr
 	ns := must(strconv.ParseInt(strings.TrimSpace(string(must(cmd.Output()))), 10, 64))
 	return time.Duration(ns)

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"time"
+)
+
+// profileCalls makes calls sequential calls of one contender (floor, floor
+// readv, pypool, pypool pipes) with the trivial call (payload "trivial") or
+// a bytes echo of payload "1KiB", after a warm-up, and prints what one
+// call costs the Go side in allocations and bytes (runtime.MemStats,
+// exact) and in wall and CPU time (with the conditions of the run). With
+// cpuProfile or memProfile it writes Go's profiles of the calls alone.
+// Run it under strace -f -c to count the system calls of both sides per
+// call, or with a Python worker profiled (README.md, "The per-call budget").
+func profileCalls(ctx context.Context, python, contenderName, payload string, calls int, cpuProfile, memProfile string) {
+	var c contender
+	switch contenderName {
+	case floorName:
+		c = must(startFloor(python, 1<<20))
+	case "floor-readv", floorReadvName:
+		c = must(startFloorReadv(python, 1<<20))
+	case "pypool":
+		c = must(startPool(ctx, python, sourceDir(), 1, 0))
+	case "pypool-pipes", "pypool pipes":
+		c = must(startPoolPipes(ctx, python, sourceDir()))
+	default:
+		must(0, fmt.Errorf("-profile: unknown contender %q (floor, floor-readv, pypool, pypool-pipes)", contenderName))
+	}
+	defer c.close()
+	fn, arg := "duplicate_text", trivialArg
+	switch payload {
+	case "trivial":
+	case "1KiB":
+		fn, arg = "echo", make([]byte, 1<<10)
+	default:
+		must(0, fmt.Errorf("-profile-payload: %q is neither trivial nor 1KiB", payload))
+	}
+	for range 1000 {
+		must(c.call(ctx, fn, arg))
+	}
+	if memProfile != "" {
+		runtime.MemProfileRate = 1
+	}
+	if cpuProfile != "" {
+		f := must(os.Create(cpuProfile))
+		must(0, pprof.StartCPUProfile(f))
+		defer f.Close()
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	cpu0 := sampleCPU(nil)
+	start := time.Now()
+	for range calls {
+		must(c.call(ctx, fn, arg))
+	}
+	wall := time.Since(start)
+	cpu := sampleCPU(nil).goSide - cpu0.goSide
+	runtime.ReadMemStats(&after)
+	if cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if memProfile != "" {
+		f := must(os.Create(memProfile))
+		must(0, pprof.Lookup("allocs").WriteTo(f, 0))
+		must(0, f.Close())
+	}
+	n := float64(calls)
+	fmt.Printf("%s %s, %d calls: %.2f allocs/call, %.0f B/call; Go CPU %.1f µs/call, wall %.1f µs/call (load average %s)\n",
+		contenderName, payload, calls, float64(after.Mallocs-before.Mallocs)/n, float64(after.TotalAlloc-before.TotalAlloc)/n,
+		micros(cpu)/n, micros(wall)/n, loadAvg())
+}
