@@ -5,9 +5,13 @@
 //     per-request deadline (-request-timeout; a client that goes away
 //     cancels the call too) and answers "abab". delay_ms=N makes Python
 //     sleep N ms first, to try deadlines and saturation by hand.
-//   - The call is made with TryCall: when every worker is busy the request
-//     is answered 503 with Retry-After at once, instead of queueing behind
-//     the others until its deadline (load shedding). A deadline hit while
+//   - The call is made with CallAs and pypool.NoWait, the option with which
+//     any call form sheds load: when every worker is busy the request is
+//     answered 503 with Retry-After at once, instead of queueing behind the
+//     others until its deadline. Every request of this service sheds, so
+//     none waits ahead of another (docs/operating.md, "Deadlines and
+//     shedding in a service", says why mixing the two on one pool starves
+//     the ones that shed). A deadline hit while
 //     Python runs gives 504, a Python exception 500.
 //   - GET /readyz answers from Pool.Ping: 200 when a worker answers a round
 //     trip in time, 503 otherwise (and from the start of shutdown on).
@@ -160,7 +164,7 @@ func (s *service) duplicate(w http.ResponseWriter, r *http.Request) {
 	// bounds the call. Either one interrupts Python.
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	out, err := s.pool.TryCall(ctx, "duplicate", r.URL.Query().Get("text"), delay)
+	out, err := pypool.CallAs[string](pypool.NoWait(ctx), s.pool, "duplicate", r.URL.Query().Get("text"), delay)
 	if err != nil {
 		status, msg := httpError(err)
 		if status == http.StatusServiceUnavailable {

@@ -107,7 +107,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 // TestService drives the service with real HTTP requests: a call, the
 // readiness probe, the metrics, a per-request deadline (504), load shedding
-// with TryCall when both workers are busy (503 with Retry-After), and a
+// with NoWait when both workers are busy (503 with Retry-After), and a
 // graceful shutdown that lets the request in flight finish.
 func TestService(t *testing.T) {
 	base, stop := startService(t, config{
