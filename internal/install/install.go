@@ -269,6 +269,7 @@ func usableBase(dir string) (string, error) {
 // user (checkParents, privateEntry).
 type unsafeError struct{ reason string }
 
+// Error is the reason.
 func (e *unsafeError) Error() string { return e.reason }
 
 // unsafef formats an unsafeError.
