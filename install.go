@@ -25,8 +25,8 @@ var ErrUnsafeInstallDir = install.ErrUnsafeDir
 
 // msgInstallFallback is the record of a default install base that is not
 // the user cache directory's, once per process: Warn when that directory
-// could be written by another user, Info when it cannot be written, Debug
-// when there is none (no HOME).
+// could be written by another user, Debug when there is none (no HOME) or
+// it cannot be written (a read-only home).
 const msgInstallFallback = "pypool: not installing in the user cache directory; using the temp directory"
 
 // installFix is what the record of a fallback advises.
@@ -40,12 +40,9 @@ func logInstallFallback(log *slog.Logger) {
 	if !ok {
 		return
 	}
-	level := slog.LevelInfo // a cache directory that cannot be written
-	switch {
-	case f.Unsafe:
+	level := slog.LevelDebug // no HOME, or a read-only one: the documented defaults of a service
+	if f.Unsafe {
 		level = slog.LevelWarn
-	case f.Wanted == "":
-		level = slog.LevelDebug // no HOME: the documented default of a service without one
 	}
 	attrs := []any{"install_dir", f.Used}
 	if f.Wanted != "" {
