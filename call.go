@@ -301,8 +301,9 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 // exchange runs x, fn with args, on proc (process.call or process.stream, the process
 // side) and counts it as sent (Stats.CallsSent; not Ping's probe); sizes (nil: not traced)
 // receives a call's encoded sizes (a stream's are not counted). A success
-// ends the start backoff (the workers work); a crash caused by Close is
-// ErrPoolClosed.
+// ends the start backoff (the workers work); the end of a worker that Close
+// stopped under the exchange is no crash: it is a *closedError, which
+// wraps ErrPoolClosed only.
 func (p *Pool) exchange(ctx context.Context, proc *process, fn string, args []any, x exchange, sizes *callSizes) error {
 	var err error
 	args, kwargs := splitKwargs(args)
@@ -318,7 +319,7 @@ func (p *Pool) exchange(ctx context.Context, proc *process, fn string, args []an
 	case err == nil:
 		p.backoff.callSucceeded()
 	case errors.Is(err, ErrWorkerCrashed) && proc.askedToEnd() && p.isClosed():
-		return fmt.Errorf("%w: the worker was stopped while the %s ran: %w", ErrPoolClosed, x.kind(), err)
+		return &closedError{pid: proc.pid, fn: fn, kind: x.kind(), probe: x.probe}
 	}
 	return err
 }

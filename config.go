@@ -207,8 +207,10 @@ type Config struct {
 	// so must be its parents (a sticky directory such as /tmp excepted).
 	// A relative path is relative to the Go program's working directory.
 	// Default: the user cache directory's pypool (~/.cache/pypool), or,
-	// when there is none or it is read-only, pypool-<uid> in the temp
-	// directory.
+	// when there is none, it is read-only or another user could write it
+	// (a HOME of another user: nothing is created there), pypool-<uid> in
+	// the temp directory, logged once per process. An InstallDir that is
+	// unsafe is ErrUnsafeInstallDir, never a fallback (docs/security.md).
 	InstallDir string
 
 	// SetUp names a function of Module (of Modules[0] when Module is

@@ -15,7 +15,8 @@ import (
 // package wrap them with the details of the case.
 var (
 	// ErrPoolClosed is returned by calls made after Close began, and by calls
-	// whose worker Close had to stop.
+	// whose worker Close had to stop because its context ended first: those
+	// do not match ErrWorkerCrashed (the pool stopped the worker).
 	ErrPoolClosed = errors.New("pypool: pool closed")
 
 	// ErrWorkerCrashed is returned when the worker process died during the
@@ -205,6 +206,33 @@ func (e *WorkerExitError) signalText() string {
 
 // Unwrap returns ErrWorkerCrashed or ErrWorkerStart.
 func (e *WorkerExitError) Unwrap() error { return e.cause }
+
+// closedError is the error of a call whose worker Close stopped while the
+// call ran, because Close's context ended before the call did (Pool.Close
+// lets calls in flight finish until then). It wraps ErrPoolClosed only:
+// the pool stopped the worker, it did not crash.
+type closedError struct {
+	pid   int
+	fn    string
+	kind  string // what ran: "call" or "stream" (exchange.kind)
+	probe bool   // Pool.Ping's
+}
+
+// Error says what Close did and how to let running calls finish, once.
+func (e *closedError) Error() string {
+	what := e.fn + "()"
+	switch {
+	case e.probe:
+		what = "a Ping"
+	case e.kind == "stream":
+		what = "the stream " + what
+	}
+	return fmt.Sprintf("%v: Close stopped worker %d while it ran %s (Close's context ended first); to let running calls finish, give Close a longer context",
+		ErrPoolClosed, e.pid, what)
+}
+
+// Unwrap returns ErrPoolClosed.
+func (e *closedError) Unwrap() error { return ErrPoolClosed }
 
 // importError is the start error of a worker whose module failed to import,
 // or whose set-up function (Config.SetUp) raised:

@@ -80,6 +80,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	logInstallFallback(cfg.Logger)
 	python, err := newInterpreter(cfg.Python, cfg.env(), cfg.Dir)
 	if err != nil {
 		return nil, err

@@ -7,7 +7,12 @@
 //     path without symlinks, and every component of it is checked: owned by
 //     root or by this process's user, and writable by no one else unless it
 //     is a sticky directory (such as /tmp); the base itself must be owned by
-//     this user and not writable by group or others.
+//     this user and not writable by group or others. The part of the path
+//     that exists is checked before anything is created: nothing is ever
+//     created in a directory of another user (a HOME that is not this
+//     user's). A user cache directory that is missing, unsafe or not
+//     writable is not used: the temp directory's is, and Install records
+//     why once (TakeFallback). Config.InstallDir never falls back.
 //   - Each tree is named by the SHA-256 of its files (content-addressed),
 //     so processes of the same content share it. An existing tree is used
 //     only once every file in it has been compared with the binary's copy,
@@ -120,7 +125,37 @@ var installs = struct {
 	dirs  map[string]string   // base + "\x00" + dirName → tree directory
 	locks map[string]*os.File // the same key → the tree's flock, held until exit
 	bases map[string]string   // Config.InstallDir → the checked base
+
+	fallback *Fallback // why the default base is the temp directory's, until TakeFallback takes it
 }{dirs: map[string]string{}, locks: map[string]*os.File{}, bases: map[string]string{}}
+
+// Fallback says why the default install base, the user cache directory's
+// pypool, was not used, and which base was used instead.
+type Fallback struct {
+	Wanted string // the user cache directory's pypool; "" when there is no user cache directory
+	Used   string // the base used instead: pypool-<uid> in the temp directory
+	Reason string // why Wanted was not used
+	// Unsafe is set when Wanted, or a directory above it, could be written
+	// by another user (a HOME of another user, say): nothing was created
+	// there. Otherwise there is no user cache directory, or it cannot be
+	// written.
+	Unsafe bool
+}
+
+// TakeFallback returns the Fallback that the choice of the default install
+// base made, once per process: the caller logs it. It returns false when
+// the default base is the user cache directory's, when no default base was
+// chosen yet, and after the first call that returned it.
+func TakeFallback() (Fallback, bool) {
+	installs.Lock()
+	defer installs.Unlock()
+	f := installs.fallback
+	if f == nil {
+		return Fallback{}, false
+	}
+	installs.fallback = nil
+	return *f, true
+}
 
 // Install returns the directory that holds t, under the base chosen for
 // configured (Config.InstallDir), verifying or writing it once per process.
@@ -130,10 +165,12 @@ func Install(configured string, t *Tree) (string, error) {
 	base, ok := installs.bases[configured]
 	if !ok {
 		var err error
-		if base, err = installBase(configured); err != nil {
+		var fallback *Fallback
+		if base, fallback, err = installBase(configured); err != nil {
 			return "", err
 		}
 		installs.bases[configured] = base
+		installs.fallback = fallback // once: the base is chosen once per process
 	}
 	key := base + "\x00" + t.dirName()
 	if dir, ok := installs.dirs[key]; ok {
@@ -160,45 +197,59 @@ func Install(configured string, t *Tree) (string, error) {
 // as /tmp excepted). The root package exports it as ErrUnsafeDir.
 var ErrUnsafeDir = errors.New("pypool: unsafe install directory")
 
-// installBase chooses and checks the install base: configured when set,
-// else the user cache directory's pypool, else (no home, or a read-only
-// one) the temp directory's pypool-<uid>.
-func installBase(configured string) (string, error) {
+// installBase chooses and checks the install base: configured when set
+// (an error if it is unsafe or cannot be made, never a fallback), else the
+// user cache directory's pypool, else (no user cache directory, or one that
+// is unsafe or not writable) the temp directory's pypool-<uid>, with the
+// Fallback that says why.
+func installBase(configured string) (string, *Fallback, error) {
 	if configured != "" {
 		dir, err := filepath.Abs(configured)
+		if err == nil {
+			err = checkAncestors(dir)
+		}
 		if err == nil {
 			err = makeDir(dir)
 		}
 		if err != nil {
-			return "", fmt.Errorf("pypool: Config.InstallDir %q: %w", configured, err)
+			if isUnsafe(err) {
+				return "", nil, fmt.Errorf("%w (Config.InstallDir): %v", ErrUnsafeDir, err)
+			}
+			return "", nil, fmt.Errorf("pypool: Config.InstallDir %q: %w", configured, err)
 		}
 		checked, err := checkBase(dir)
 		if err != nil {
-			return "", fmt.Errorf("%w (Config.InstallDir): %v", ErrUnsafeDir, err)
+			return "", nil, fmt.Errorf("%w (Config.InstallDir): %v", ErrUnsafeDir, err)
 		}
-		return checked, nil
+		return checked, nil, nil
 	}
-	var tried []string
-	if cache, err := os.UserCacheDir(); err == nil {
+	var fallback Fallback
+	if cache, err := os.UserCacheDir(); err != nil {
+		fallback.Reason = "no user cache directory: " + err.Error()
+	} else {
 		dir := filepath.Join(cache, "pypool")
 		checked, err := usableBase(dir)
 		if err == nil {
-			return checked, nil
+			return checked, nil, nil
 		}
-		tried = append(tried, err.Error())
+		fallback = Fallback{Wanted: dir, Reason: err.Error(), Unsafe: isUnsafe(err)}
 	}
 	dir := filepath.Join(os.TempDir(), "pypool-"+strconv.Itoa(os.Geteuid()))
 	checked, err := usableBase(dir)
-	if err == nil {
-		return checked, nil
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %s; %s; set Config.InstallDir to a directory only this user can write", ErrUnsafeDir, fallback.Reason, err)
 	}
-	tried = append(tried, err.Error())
-	return "", fmt.Errorf("%w: %s; set Config.InstallDir to a directory only this user can write", ErrUnsafeDir, strings.Join(tried, "; "))
+	fallback.Used = checked
+	return checked, &fallback, nil
 }
 
-// usableBase creates dir if needed, checks it and that this process can
-// write in it (a read-only home cannot hold new installs).
+// usableBase checks the part of dir that exists, creates the rest, checks
+// dir and that this process can write in it (a read-only home cannot hold
+// new installs).
 func usableBase(dir string) (string, error) {
+	if err := checkAncestors(dir); err != nil {
+		return "", err
+	}
 	if err := makeDir(dir); err != nil {
 		return "", err
 	}
@@ -212,6 +263,49 @@ func usableBase(dir string) (string, error) {
 	}
 	_ = os.Remove(probe)
 	return checked, nil
+}
+
+// unsafeError is a reason why a directory could be written by another
+// user (checkParents, privateEntry).
+type unsafeError struct{ reason string }
+
+// Error is the reason.
+func (e *unsafeError) Error() string { return e.reason }
+
+// unsafef formats an unsafeError.
+func unsafef(format string, args ...any) error {
+	return &unsafeError{fmt.Sprintf(format, args...)}
+}
+
+// isUnsafe reports whether err says that a directory could be written by
+// another user, rather than that it is missing or cannot be written.
+func isUnsafe(err error) bool {
+	var u *unsafeError
+	return errors.As(err, &u)
+}
+
+// checkAncestors checks, before anything of dir is created, the deepest
+// part of its path that exists (symlinks resolved) and every directory
+// above it, as checkBase checks the parents of a base: so that no
+// directory is created where another user could move it, such as in a
+// HOME that is not this user's.
+func checkAncestors(dir string) error {
+	existing := dir
+	for {
+		_, err := os.Lstat(existing)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || existing == filepath.Dir(existing) {
+			return err
+		}
+		existing = filepath.Dir(existing)
+	}
+	resolved, err := filepath.EvalSymlinks(existing)
+	if err != nil {
+		return err
+	}
+	return checkParents(resolved, uint32(os.Geteuid()))
 }
 
 // makeDir creates dir (and its parents) unless it exists; dir itself gets
@@ -247,22 +341,32 @@ func checkBase(dir string) (string, error) {
 	if err := privateEntry(resolved, info, uid); err != nil {
 		return "", err
 	}
-	for parent := filepath.Dir(resolved); ; parent = filepath.Dir(parent) {
+	if err := checkParents(filepath.Dir(resolved), uid); err != nil {
+		return "", err
+	}
+	return resolved, nil
+}
+
+// checkParents checks dir, a path without symlinks, and every directory
+// above it: a directory, owned by root or uid, and writable by group or
+// others only when sticky.
+func checkParents(dir string, uid uint32) error {
+	for parent := dir; ; parent = filepath.Dir(parent) {
 		info, err := os.Lstat(parent)
 		if err != nil {
-			return "", err
+			return err
 		}
 		owner := ownerOf(info)
 		switch {
 		case !info.IsDir():
-			return "", fmt.Errorf("%s is not a directory", parent)
+			return fmt.Errorf("%s is not a directory", parent)
 		case owner != 0 && owner != uid:
-			return "", fmt.Errorf("%s is owned by uid %d, neither root nor this user (uid %d)", parent, owner, uid)
+			return unsafef("%s is owned by uid %d, neither root nor this user (uid %d)", parent, owner, uid)
 		case info.Mode().Perm()&0o022 != 0 && info.Mode()&fs.ModeSticky == 0:
-			return "", fmt.Errorf("%s is writable by group or others (mode %v) and not sticky", parent, info.Mode())
+			return unsafef("%s is writable by group or others (mode %v) and not sticky", parent, info.Mode())
 		}
 		if parent == filepath.Dir(parent) {
-			return resolved, nil
+			return nil
 		}
 	}
 }
@@ -272,11 +376,11 @@ func checkBase(dir string) (string, error) {
 func privateEntry(name string, info fs.FileInfo, uid uint32) error {
 	switch owner := ownerOf(info); {
 	case info.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("%s is a symlink", name)
+		return unsafef("%s is a symlink", name)
 	case owner != uid:
-		return fmt.Errorf("%s is owned by uid %d, not by this user (uid %d)", name, owner, uid)
+		return unsafef("%s is owned by uid %d, not by this user (uid %d)", name, owner, uid)
 	case info.Mode().Perm()&0o022 != 0:
-		return fmt.Errorf("%s is writable by group or others (mode %v)", name, info.Mode())
+		return unsafef("%s is writable by group or others (mode %v)", name, info.Mode())
 	}
 	return nil
 }

@@ -138,7 +138,7 @@ func TestInstallDefaultBaseIsPerUser(t *testing.T) {
 	t.Setenv("TMPDIR", tmp)
 	t.Setenv("HOME", "")
 	t.Setenv("XDG_CACHE_HOME", "")
-	base, err := installBase("")
+	base, _, err := installBase("")
 	require.NoError(t, err)
 	assert.Equal(t, filepath.Join(tmp, "pypool-"+strconv.Itoa(os.Geteuid())), base)
 	info, err := os.Stat(base)
@@ -146,7 +146,7 @@ func TestInstallDefaultBaseIsPerUser(t *testing.T) {
 	assert.Equal(t, 0o755|fs.ModeDir, info.Mode())
 
 	require.NoError(t, skipIfNotPermitted(t, os.Chown(base, otherUID, otherUID)))
-	_, err = installBase("")
+	_, _, err = installBase("")
 	require.ErrorIs(t, err, ErrUnsafeDir)
 	assert.Contains(t, err.Error(), "owned by uid 12345")
 	assert.Contains(t, err.Error(), "Config.InstallDir")
