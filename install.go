@@ -25,8 +25,8 @@ var ErrUnsafeInstallDir = install.ErrUnsafeDir
 
 // msgInstallFallback is the record of a default install base that is not
 // the user cache directory's, once per process: Warn when that directory
-// could be written by another user, Debug when there is none (no HOME) or
-// it cannot be written (a read-only home).
+// could be written by another user, Info when it cannot be written (a
+// read-only home), Debug when there is none (no HOME).
 const msgInstallFallback = "pypool: not installing in the user cache directory; using the temp directory"
 
 // installFix is what the record of a fallback advises.
@@ -40,9 +40,12 @@ func logInstallFallback(log *slog.Logger) {
 	if !ok {
 		return
 	}
-	level := slog.LevelDebug // no HOME, or a read-only one: the documented defaults of a service
-	if f.Unsafe {
+	level := slog.LevelDebug // no user cache directory at all: the default of many services
+	switch {
+	case f.Unsafe:
 		level = slog.LevelWarn
+	case f.Wanted != "":
+		level = slog.LevelInfo // a home that cannot be written: said at the default level, never silent
 	}
 	attrs := []any{"install_dir", f.Used}
 	if f.Wanted != "" {

@@ -28,8 +28,8 @@ const nobodyUID = 65534
 // default install base that cannot be the user cache directory's is the
 // temp directory's, said once per process in the first pool's log, with
 // the reason and the fix: at Warn when the home is another user's (and
-// then nothing is created in it), at Debug when the cache directory cannot
-// be made or there is no home. Before, pypool created a root-owned .cache/pypool in the home of
+// then nothing is created in it), at Info when the cache directory cannot
+// be made, at Debug when there is no home. Before, pypool created a root-owned .cache/pypool in the home of
 // another user and fell back without a word; a home where the cache
 // directory could not be made fell back without a word too.
 func TestInstallFallbackLoggedOnce(t *testing.T) {
@@ -64,7 +64,7 @@ func TestInstallFallbackLoggedOnce(t *testing.T) {
 				require.NoError(t, os.WriteFile(filepath.Join(home, ".cache"), nil, 0o644))
 				return home
 			},
-			level:  "DEBUG",
+			level:  "INFO",
 			reason: "not a directory",
 			left:   []string{".cache"},
 		},
