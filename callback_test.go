@@ -244,6 +244,43 @@ func TestCallbackNestedDeadline(t *testing.T) {
 	require.Zero(t, pool.Stats().Crashes)
 }
 
+// TestDrainReadsTheRepliesOfNestedCalls: a nested call that Python had
+// not read when the interrupt reached call_go is served after the outer
+// call's reply (testdata/fakeworker.py does what the runtime does then).
+// The drain reads that reply too, so the next call gets its own reply.
+// Before, the drain ended at the outer call's reply, the worker went back
+// to the pool, and its next call failed with "protocol violation: message
+// of kind 3 for call 2 while waiting for the reply to 3" (seen about once
+// in seven runs of TestDeadlineInvariant, behave_nested then CallBytes).
+func TestDrainReadsTheRepliesOfNestedCalls(t *testing.T) {
+	cfg := testConfig(t)
+	var pool *Pool
+	nestedErr := make(chan error, 1)
+	cfg.Callbacks = map[string]Callback{
+		"nested": func(ctx context.Context, args []any) (any, error) {
+			_, err := pool.Call(ctx, "echo", args...) // the fake worker reads it only after the interrupt
+			nestedErr <- err
+			return nil, err
+		},
+	}
+	pool, err := fakePoolConfig(t, cfg, "ok", 1)
+	require.NoError(t, err)
+	pid := workerPids(pool)[0]
+
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	_, err = pool.Call(ctx, "interrupted_in_call_go")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorIs(t, <-nestedErr, context.DeadlineExceeded)
+	awaitPool(t, pool, "the worker back after its drain", func(s Stats) bool { return atRest(s, 1) })
+
+	v, err := pool.Call(testCtx(t), "echo", "after")
+	require.NoError(t, err, "the next call's reply, not the nested call's")
+	require.Equal(t, "after", v)
+	require.Equal(t, []int{pid}, workerPids(pool), "the same worker, drained, not replaced")
+	require.Zero(t, pool.Stats().Crashes)
+}
+
 // TestCallbackFromAsync: an async def function calls Go.
 func TestCallbackFromAsync(t *testing.T) {
 	pool := callbackPool(t, map[string]Callback{

@@ -50,6 +50,7 @@ func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs 
 		return err
 	}
 	defer stop()
+	p.owe(id, nested)
 	l := replyLoop{wait: waitCall, id: id, into: into, sizes: sizes}
 	return p.readReplies(ctx, fn, &l, nil)
 }
@@ -85,6 +86,7 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 		return err
 	}
 	defer stop()
+	p.owe(id, nested)
 	codec := p.codec
 	codec.shared = nil // items cross inline
 	running := true    // Python is still iterating: leaving the loop closes the stream
@@ -266,10 +268,11 @@ const (
 // name and a stream's items are passed apart), so that a call's into and
 // sizes stay on their caller's stack.
 type replyLoop struct {
-	wait  replyWait
-	id    uint64
-	into  decodeFunc // waitCall: decodes the RESULT's value
-	sizes *callSizes // waitCall: receives the reply's size; nil: not traced
+	wait    replyWait
+	id      uint64
+	into    decodeFunc // waitCall: decodes the RESULT's value
+	sizes   *callSizes // waitCall: receives the reply's size; nil: not traced
+	replied bool       // waitDrain: the cut-off call's reply was read; nested replies may still be owed
 }
 
 // streamItems is what a stream's reply loop does with its items.
@@ -371,14 +374,16 @@ func (p *process) onItems(ctx context.Context, fn string, l *replyLoop, st *stre
 }
 
 // onReply handles the RESULT or ERROR that ends a call, which ends the loop.
-// While draining, the reply of a nested call of the cut-off one is dropped.
+// A drain ends with the cut-off call's reply and the replies of its nested
+// calls that were owed (onDrainReply).
 func (p *process) onReply(ctx context.Context, fn string, l *replyLoop, r reply, owned bool) (done bool, err error) {
+	if l.wait == waitDrain {
+		return p.onDrainReply(ctx, fn, l, r)
+	}
 	if r.id != l.id {
-		if l.wait == waitDrain && r.id > l.id {
-			return false, nil // the reply of a nested call
-		}
 		return false, p.unexpected(ctx, fn, l, r)
 	}
+	p.paid(r.id)
 	switch l.wait {
 	case waitCall:
 		return true, p.replied(ctx, fn, r, owned, l.into)
@@ -390,8 +395,47 @@ func (p *process) onReply(ctx context.Context, fn string, l *replyLoop, r reply,
 		p.replied(ctx, fn, r, false, nil)
 		return true, nil
 	}
+	panic("unreachable: a drain's replies go to onDrainReply")
+}
+
+// onDrainReply handles a reply read while a cut-off call drains: the
+// call's own, and those of its nested calls, which are dropped. The drain
+// ends once the call's reply has come and no nested call's is owed: a
+// nested call that Python had not read when the interrupt came is served
+// after the call's reply, and its reply must not reach the next call.
+func (p *process) onDrainReply(ctx context.Context, fn string, l *replyLoop, r reply) (done bool, err error) {
+	switch {
+	case r.id == l.id:
+		l.replied = true
+	case r.id > l.id:
+		p.paid(r.id) // the reply of a nested call
+	default:
+		return false, p.unexpected(ctx, fn, l, r)
+	}
+	if !l.replied || len(p.owed) > 0 {
+		return false, nil
+	}
 	p.setState(evDrained, nil)
 	return true, nil
+}
+
+// owe records that the reply of the nested call id, just sent, is owed
+// until its loop (or a drain) reads it. A call that is not nested owes
+// nothing here: its own loop or the drain waits for it by its id.
+func (p *process) owe(id uint64, nested bool) {
+	if nested {
+		p.owed = append(p.owed, id)
+	}
+}
+
+// paid records that the reply of call id was read.
+func (p *process) paid(id uint64) {
+	for i, o := range p.owed {
+		if o == id {
+			p.owed = append(p.owed[:i], p.owed[i+1:]...)
+			return
+		}
+	}
 }
 
 // unexpected is the protocol error of a message l does not wait for.

@@ -115,10 +115,16 @@ type process struct {
 	outerID uint64 // id of the call that holds mu (the outermost of nested ones)
 	// The callbacks read and not yet answered, innermost last (callback.go).
 	pendingCallbacks []uint64
-	streamErr        error         // why the stream broke (streamBroken); written by setState
-	afterFired       chan struct{} // see watchContext
-	deadline         time.Time     // both pipes' deadline, when deadlineSet
-	deadlineSet      bool          // false: the pipes' deadlines are not known
+	// The nested calls sent whose replies have not been read (a call made
+	// inside a callback that was cut off): Python may answer them after
+	// the outer call's reply (it had not read them when the interrupt came,
+	// and serves them once the outer call is over), so a drain reads them
+	// too (owe, paid).
+	owed        []uint64
+	streamErr   error         // why the stream broke (streamBroken); written by setState
+	afterFired  chan struct{} // see watchContext
+	deadline    time.Time     // both pipes' deadline, when deadlineSet
+	deadlineSet bool          // false: the pipes' deadlines are not known
 
 	served atomic.Int64 // calls answered
 
@@ -715,7 +721,7 @@ type streamState uint8
 
 const (
 	streamRunning     streamState = iota // serving calls, or ready for one
-	streamInterrupted                    // the call p.outerID was cut off (p.cutOff says why): its reply is pending
+	streamInterrupted                    // the call p.outerID was cut off (p.cutOff says why): its reply is pending, and those of p.owed
 	streamBroken                         // the stream is in an unknown state (p.streamErr says why)
 )
 

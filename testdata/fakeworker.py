@@ -8,6 +8,7 @@ protocol in its own way.
 """
 
 import os
+import signal
 import struct
 import sys
 import time
@@ -103,9 +104,27 @@ def shm_reply(call_id, name):
     send(b"\x93\x03" + purecodec.packb(call_id) + value)
 
 
+def interrupted_in_call_go(call_id):
+    """A CALLBACK, then, as the runtime does when SIGINT lands in call_go
+    before it has read what Go sent meanwhile (a nested CALL): the call
+    ends with ERROR interrupted, and the frames Go sent are left for the
+    loop, which serves the nested call after the outer one's reply."""
+    # Go's interrupt raises here even when the test runs with SIGINT
+    # ignored (a background job), as the runtime's own handler does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    send(purecodec.packb([9, 1, "nested", ["inner"]]))
+    try:
+        time.sleep(60)  # reads nothing until the interrupt
+    except KeyboardInterrupt:
+        pass
+    send(purecodec.packb([4, call_id, "interrupted", "KeyboardInterrupt", "", ""]))
+
+
 while True:
     msg = read_message()
     if msg[0] in (7, 8):  # CREDIT, CLOSE: streams here end at once
+        continue
+    if msg[0] in (10, 11):  # CB_RESULT, CB_ERROR of a callback nobody waits for
         continue
     if msg[0] == 5:
         stream(msg[1], msg[2], msg[3])
@@ -123,6 +142,8 @@ while True:
         send(purecodec.packb([3, call_id, callback_answer()]))
     elif name == "echo":
         send(reply)
+    elif name == "interrupted_in_call_go":
+        interrupted_in_call_go(call_id)
     elif name == "garbage":
         send(b"\xc1")
     elif name == "truncated":
