@@ -131,6 +131,19 @@ def run_protected(function: Any, *args: Any) -> Any:
             _protected.discard(ident)
 
 
+def runtime_module(name: str) -> Any:
+    """The runtime's own module pypool_runtime.<name>, imported at its first
+    use with run_protected: the standard modules it imports (the pure
+    codec's datetime, say) come from the interpreter's own entries even
+    after the user's paths are on sys.path."""
+    full = __package__ + "." + name
+    module = sys.modules.get(full)
+    if module is None:
+        run_protected(__import__, full)
+        module = sys.modules[full]
+    return module
+
+
 def _check_origin(name: str, module: Any) -> None:
     path: Optional[str] = getattr(module, "__file__", None)
     if path is None or not _OWN_PATH:

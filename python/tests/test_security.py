@@ -10,7 +10,7 @@ import unittest
 from typing import Any, List
 
 from pypool_runtime import errors, stdlib, worker
-from test_worker import ERROR, RESULT, TESTS_DIR, WorkerTestBase
+from test_worker import ERROR, RESULT, TESTS_DIR, WorkerProcess, WorkerTestBase
 
 # Standard modules the runtime uses, some lazily, and msgpack and
 # sitecustomize: a file of that name must never be imported. From "asyncio"
@@ -159,6 +159,23 @@ class LazyTracebackTest(WorkerTestBase):
         self.assertNotIn("the user's own", reply[5])
         self.assertEqual(w.call("loaded_from", "traceback", call_id=4)[2], os.path.join(self.user, "traceback.py"))
         self.assertAlive(w)
+
+
+class LazyCodecImportsTest(WorkerTestBase):
+    """Issue 21: a worker imports the pure codec's module only when it runs
+    the pure codec, msgpack only when it runs the C codec, and mmap only
+    when Go gives it shared memory."""
+
+    def test_at_start(self) -> None:
+        for codec_name in ("auto", "pure"):
+            with self.subTest(codec=codec_name):
+                w = WorkerProcess("sample_security", codec_name=codec_name)
+                self.addCleanup(self._stop, w)
+                hello = w.read()
+                self.assertIsNone(hello[5], hello)
+                loaded = w.call("modules_loaded", ["pypool_runtime.purecodec", "msgpack", "mmap"])[2]
+                self.assertEqual(loaded, ["pypool_runtime.purecodec"] if hello[4] == "pure" else ["msgpack"], hello[4])
+                self.assertEqual(w.close()[:2], (0, ""))
 
 
 class StdlibImportTest(unittest.TestCase):
