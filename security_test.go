@@ -569,3 +569,52 @@ func TestWorkerHoldsOnlyItsDescriptors(t *testing.T) {
 		})
 	}
 }
+
+// TestLazyTracebackIsTheStandardOne (issue 21): a worker imports the
+// traceback module (and ast, which formats its carets) at its first
+// exception, not at its start, and then from the interpreter's own
+// entries only: a traceback.py and an ast.py in a PythonPath directory are
+// never imported by the runtime, and the traceback Go gets is the standard
+// module's (the source line; the carets on 3.11+), on both start methods.
+func TestLazyTracebackIsTheStandardOne(t *testing.T) {
+	for _, method := range []StartMethod{StartExec, StartForkServer} {
+		t.Run(method.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			for _, name := range []string{"traceback", "ast"} {
+				src := "import os\n" +
+					"open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'imported-' + __name__), 'w').close()\n" +
+					"def format_exception(*args, **kwargs):\n    return ['the user\\'s own ' + __name__ + '\\n']\n" +
+					"def parse(*args, **kwargs):\n    raise RuntimeError('the user\\'s own ast')\n"
+				require.NoError(t, os.WriteFile(filepath.Join(dir, name+".py"), []byte(src), 0o644))
+			}
+			mod := "import sys\n\n" +
+				"def loaded(names):\n    return [n for n in names if n in sys.modules]\n\n" +
+				"def carets():\n    return sys.version_info >= (3, 11)\n\n" +
+				"def fail(table):\n    return table['missing'] + 1\n"
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "pypool_lazytb.py"), []byte(mod), 0o644))
+			cfg := testConfig(t)
+			cfg.Module, cfg.StartMethod, cfg.PythonPath, cfg.Size = "pypool_lazytb", method, []string{dir}, 1
+			pool := newTestPool(t, cfg)
+			ctx := testCtx(t)
+
+			names := []any{"traceback", "ast"}
+			out, err := pool.Call(ctx, "loaded", names)
+			require.NoError(t, err)
+			require.Empty(t, out, "imported at the worker's start")
+			_, err = pool.Call(ctx, "fail", map[string]any{})
+			var pyErr *PythonError
+			require.ErrorAs(t, err, &pyErr)
+			require.Equal(t, "KeyError", pyErr.Type)
+			require.Contains(t, pyErr.Traceback, "    return table['missing'] + 1\n", "the source line: the standard module's")
+			require.NotContains(t, pyErr.Traceback, "the user's own")
+			if carets, err := pool.Call(ctx, "carets"); err == nil && carets == true {
+				require.Contains(t, pyErr.Traceback, "^^^^", "the carets: the standard ast's")
+			}
+			out, err = pool.Call(ctx, "loaded", names)
+			require.NoError(t, err)
+			require.Equal(t, names, out)
+			require.NoError(t, pool.Close(ctx))
+			require.Empty(t, importedShadows(t, dir), "modules imported from %s", dir)
+		})
+	}
+}

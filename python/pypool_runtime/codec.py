@@ -6,8 +6,14 @@ user's default hook), and both accept values nested as deep as msgpack
 >= 1.2 does: with msgpack 1.0, whose C packer stops at 511 levels, values
 nested deeper are packed by the pure codec (on that error path only).
 
-The module-level names are the automatic choice; load() gives a codec by name,
-so the worker can be forced to the pure codec (``--codec pure``).
+The module-level names (NAME, packb, unpackb, Unpacker, ExtType, PURE) are
+the automatic choice, made at their first use; load() gives a codec by
+name, so the worker can be forced to the pure codec (``--codec pure``).
+Neither codec is imported with this module: the worker loads the one it
+runs before the user's paths are on sys.path, and the pure codec's module
+(purecodec.py, with datetime) is imported only when it runs, or, with the C
+codec, at the first value only it encodes (nested deeper than msgpack 1.0
+packs) or the first unencodable value's detail (pure_module).
 
 Below them are the byte-level shortcuts the worker takes on its hot paths,
 the same whichever codec is chosen: parse_call_head reads the head of a CALL
@@ -19,14 +25,14 @@ from __future__ import annotations
 
 import struct
 
-from . import CALL, RESULT, ext, purecodec
+from . import CALL, RESULT, ext, stdlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
     from typing import Any, Callable, List, Optional, Tuple, Union
 
 C_NAME = "msgpack-c"
-PURE_NAME = purecodec.NAME
+PURE_NAME = "pure"  # purecodec.NAME
 
 
 class Codec:
@@ -68,7 +74,7 @@ class Codec:
         self.result_frame = result_frame
 
 
-JOIN_LIMIT = purecodec.JOIN_LIMIT
+JOIN_LIMIT = 64 << 10  # purecodec.JOIN_LIMIT (test_codec checks they agree)
 _unpack_I = struct.Struct(">I").unpack_from
 _unpack_Q = struct.Struct(">Q").unpack_from
 _pack_I = struct.Struct(">I").pack
@@ -126,18 +132,40 @@ def _call_decoder(unpack_args: Callable[[bytes, int], Any], unpack_args_view: Ca
     return decode_call
 
 
-# The pure codec takes the hooks the C one takes in _load_c, built for its own ExtType.
-purecodec.set_hooks(ext.default_for(purecodec.ExtType), ext.ext_hook_for(purecodec.ExtType))
+# The pure codec's module, configured by pure_module; msgpack's ExtType and
+# Timestamp once the C codec is loaded.
+_purecodec: Any = None
+_msgpack_types: Any = None
 
-PURE = Codec(
-    PURE_NAME,
-    purecodec.packb,
-    purecodec.unpackb,
-    purecodec.Unpacker,
-    purecodec.ExtType,
-    _call_decoder(purecodec.unpack_args, purecodec.unpack_args_view),
-    purecodec.result_frame,
-)
+
+def pure_module() -> Any:
+    """The pure codec's module (purecodec.py), imported at its first use
+    (stdlib.runtime_module: its own imports, datetime, come from the
+    interpreter's entries) and given the hooks the C codec takes in _load_c,
+    built for its own ExtType, and, when the C codec is loaded, msgpack's
+    own ext classes to encode as the C packer does."""
+    global _purecodec
+    if _purecodec is None:
+        module = stdlib.runtime_module("purecodec")
+        module.set_hooks(ext.default_for(module.ExtType), ext.ext_hook_for(module.ExtType))
+        if _msgpack_types is not None:
+            module.pack_msgpack_types(*_msgpack_types)
+        _purecodec = module
+    return _purecodec
+
+
+_pure: Any = None
+
+
+def _pure_codec() -> Codec:
+    """The pure codec (PURE), made at its first use."""
+    global _pure
+    if _pure is None:
+        m = pure_module()
+        _pure = Codec(
+            PURE_NAME, m.packb, m.unpackb, m.Unpacker, m.ExtType, _call_decoder(m.unpack_args, m.unpack_args_view), m.result_frame,
+        )  # fmt: skip
+    return _pure
 
 
 # What the C packer raises for values nested deeper than its limit.
@@ -150,7 +178,8 @@ def _too_deep(exc: ValueError) -> bool:
 
 def _load_c() -> Codec:
     """The msgpack C extension, or ImportError when it is missing or too old."""
-    import msgpack
+    global _msgpack_types
+    msgpack = stdlib.import_module("msgpack")  # as usual before the user's paths are on sys.path
 
     if msgpack.version < (1, 0, 0):
         raise ImportError("msgpack %s is older than 1.0" % (msgpack.version,))
@@ -161,7 +190,9 @@ def _load_c() -> Codec:
     default = ext.default_for(msgpack.ExtType)
     # The pure packer, which takes the values too deep for msgpack 1.0, must
     # encode msgpack's own ext classes as the C packer does.
-    purecodec.pack_msgpack_types(msgpack.ExtType, msgpack.Timestamp)
+    _msgpack_types = (msgpack.ExtType, msgpack.Timestamp)
+    if _purecodec is not None:
+        _purecodec.pack_msgpack_types(*_msgpack_types)
 
     def packb(obj: Any) -> bytes:
         # A Packer per call, as msgpack.packb does: Packers hold a buffer and
@@ -171,7 +202,7 @@ def _load_c() -> Codec:
         except ValueError as exc:
             if not _too_deep(exc):
                 raise
-        return purecodec.packb(obj)
+        return pure_module().packb(obj)
 
     unpack_options = dict(
         raw=False, strict_map_key=False, timestamp=3, use_list=True, ext_hook=ext.ext_hook_for(msgpack.ExtType)
@@ -201,7 +232,7 @@ def _load_c() -> Codec:
         except ValueError as exc:
             if not _too_deep(exc):
                 raise
-            return purecodec.result_frame(call_id, value)
+            return pure_module().result_frame(call_id, value)
         if len(body) <= JOIN_LIMIT:
             return _pack_I(len(body)) + body
         return _pack_I(len(body)), body
@@ -213,23 +244,32 @@ def load(name: str = "auto") -> Codec:
     """Return the codec called name: "auto" (C extension if importable, else
     pure), "pure", or "msgpack-c" (ImportError when unavailable)."""
     if name == PURE_NAME:
-        return PURE
+        return _pure_codec()
     if name == C_NAME:
         return _load_c()
     if name == "auto":
         try:
             return _load_c()
         except Exception:  # missing, too old, or broken: the pure codec always works
-            return PURE
+            return _pure_codec()
     raise ValueError("unknown codec %r: use auto, %s or %s" % (name, PURE_NAME, C_NAME))
 
 
-_default = load()
-NAME = _default.name
-packb = _default.packb
-unpackb = _default.unpackb
-Unpacker = _default.Unpacker
-ExtType = _default.ExtType
+_default: Any = None
+_DEFAULT_NAMES = {"NAME": "name", "packb": "packb", "unpackb": "unpackb", "Unpacker": "Unpacker", "ExtType": "ExtType"}
+
+
+def __getattr__(name: str) -> Any:
+    # NAME, packb, ... of the automatic choice, and PURE, made at their
+    # first use (PEP 562): importing this module imports no codec.
+    global _default
+    if name == "PURE":
+        return _pure_codec()
+    if name in _DEFAULT_NAMES:
+        if _default is None:
+            _default = load()
+        return getattr(_default, _DEFAULT_NAMES[name])
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 # -- Byte-level shortcuts -----------------------------------------------------
@@ -302,8 +342,28 @@ def bytes_result_head(call_id: int, size: int) -> bytes:
     """The encoding of [RESULT, call_id, data] up to the bytes of data, a
     bytes value of size bytes: followed by data, it is exactly what packb
     writes for the whole message, so data can be sent without a copy."""
-    # Both codecs encode alike; the pure one is always loaded.
-    return purecodec.packb([RESULT, call_id, b""])[:-2] + bin_header(size)  # without the empty bin 8
+    # [RESULT, call_id, as packb writes them: a fixarray of 3, RESULT (a
+    # positive fixint), call_id as the smallest uint.
+    if 0 <= call_id <= 0x7F:
+        head = _pack_B_B_B(0x93, RESULT, call_id)
+    elif 0 <= call_id <= 0xFF:
+        head = _pack_B_B_B_B(0x93, RESULT, 0xCC, call_id)
+    elif 0 <= call_id <= 0xFFFF:
+        head = _pack_B_B_B_H(0x93, RESULT, 0xCD, call_id)
+    elif 0 <= call_id <= 0xFFFFFFFF:
+        head = _pack_B_B_B_I(0x93, RESULT, 0xCE, call_id)
+    elif 0 <= call_id <= 0xFFFFFFFFFFFFFFFF:
+        head = _pack_B_B_B_Q(0x93, RESULT, 0xCF, call_id)
+    else:  # not a call id Go sends
+        head = pure_module().packb([RESULT, call_id, b""])[:-2]  # without the empty bin 8
+    return head + bin_header(size)
+
+
+_pack_B_B_B = struct.Struct(">BBB").pack
+_pack_B_B_B_B = struct.Struct(">BBBB").pack
+_pack_B_B_B_H = struct.Struct(">BBBH").pack
+_pack_B_B_B_I = struct.Struct(">BBBI").pack
+_pack_B_B_B_Q = struct.Struct(">BBBQ").pack
 
 
 # -- Where a value cannot be encoded (error path only) ---------------------------
@@ -319,6 +379,7 @@ def find_unencodable(value: Any, root: str = "result") -> Optional[Tuple[str, An
     is encodable on its own (the value is then too deep, or cyclic: depth
     limits are not looked at). root names value in the path ("args" for
     call_go's arguments). For the error path: it walks the whole value."""
+    purecodec = pure_module()
     ext_type = purecodec.ExtType
     seen = set()
     stack = [iter(((root, value),))]

@@ -4,8 +4,12 @@ and the detail of a value the codec refused.
 format_traceback hides the runtime's own frames (those of the modules that
 serve a call: worker, serve, interrupt, startup; aio's and asyncio's above
 an async function) and the SIGINT handler's frame at the end of an
-interrupt's traceback. preload_traceback imports the traceback module (and
-what it imports on first use) before the user's paths are on sys.path.
+interrupt's traceback. The traceback module (and what it imports on its
+first use: linecache, tokenize, re, ast) is imported at the first
+exception formatted, not at every start (12 to 16 ms), from the
+interpreter's own sys.path entries only (stdlib.own_module): a module of
+the same name in a --path directory can neither replace it for the
+runtime nor break its error replies.
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ from __future__ import annotations
 import sys
 
 from . import codec as codecs
+from . import stdlib
 from .interrupt import Interrupts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
     from typing import Any, Dict, Tuple
 
-# The traceback module, imported by preload_traceback before the user's
-# paths are on sys.path.
+# The traceback module, imported by traceback_module at the first exception.
 _traceback: Any = None
 
 # The modules whose frames sit between Go's call and the user's function (as
@@ -29,15 +33,23 @@ _RUNTIME_MODULES = frozenset(__package__ + "." + name for name in ("worker", "se
 _AIO_MODULE = __package__ + ".aio"
 
 
-def preload_traceback() -> None:
-    """Import the traceback module and, by formatting one exception, what it
+def traceback_module() -> Any:
+    """The traceback module, imported at the first call from the
+    interpreter's own entries (stdlib.own_module: a private copy of it if
+    the user's code imported a traceback.py of its own first), and, by
+    formatting one exception while the imports are guarded, what it
     imports on its first use (linecache, tokenize, ast for the carets of
-    3.11+), so that a module of the same name in a --path directory can
-    neither replace them for the runtime nor break its error replies."""
+    3.11+): a module of the same name in a --path directory can neither
+    replace them for the runtime nor break its error replies."""
     global _traceback
-    import traceback
+    if _traceback is None:
+        traceback = stdlib.own_module("traceback")
+        stdlib.run_protected(_warm_up, traceback)
+        _traceback = traceback
+    return _traceback
 
-    _traceback = traceback
+
+def _warm_up(traceback: Any) -> None:
     try:
         _warm_up_traceback()
     except Exception as exc:  # formatted whole: format_traceback would skip the runtime's frames
@@ -85,9 +97,7 @@ def format_traceback(exc: BaseException) -> str:
         else:
             node = node.tb_next
     try:
-        traceback = _traceback
-        if traceback is None:  # the runtime's functions used on their own, as in its tests
-            import traceback
+        traceback = _traceback if _traceback is not None else traceback_module()
         return "".join(traceback.format_exception(type(exc), exc, tb))
     except Exception:
         return _plain_traceback(exc, tb)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import struct
 import sys
 
-from . import purecodec, shm
+from . import shm, stdlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -184,8 +184,15 @@ def _element_view(code: str, shape: Tuple[int, ...], data: bytes) -> memoryview:
 # -- NDARRAY ------------------------------------------------------------------------
 
 
+def _pure() -> Any:
+    """The pure codec's module, imported at its first use (an array's
+    head): it packs and parses the small plain values of NDARRAY and
+    SHM_NDARRAY payloads, with either codec."""
+    return stdlib.runtime_module("purecodec")
+
+
 def _header(code: str, shape: Tuple[int, ...]) -> bytes:
-    return purecodec.packb([code, list(shape)])
+    return _pure().packb([code, list(shape)])
 
 
 def _ndarray_payload(numpy: Any, array: Any) -> Optional[bytes]:
@@ -217,7 +224,7 @@ def _parse_ndarray(payload: bytes) -> Tuple[str, Tuple[int, ...], int]:
     ValueError for anything but [dtype, shape] and exactly the data they
     call for."""
     try:
-        head, start = purecodec.unpack_head(payload)
+        head, start = _pure().unpack_head(payload)
     except Exception as exc:
         raise ValueError("bad NDARRAY: its [dtype, shape] head does not decode (%s)" % exc) from None
     if type(head) is not list or len(head) != 2 or type(head[0]) is not str or type(head[1]) is not list:
@@ -273,7 +280,7 @@ def _active_shared_memory() -> Any:
 
 def _unpack_ref(payload: bytes, fields: int, shape: str) -> List[Any]:
     try:
-        ref = purecodec.unpackb(payload)
+        ref = _pure().unpackb(payload)
     except Exception as exc:
         raise ValueError("bad shared-memory reference: %s" % exc) from None
     if type(ref) is not list or len(ref) != fields or any(type(n) is not int or n < 0 for n in ref[-2:]):
@@ -286,7 +293,7 @@ def _shared_ndarray_ref(ext_type: type, memory: Any, numpy: Any, array: Any) -> 
     data is copied into the shared memory."""
     data = numpy.ascontiguousarray(array)
     offset = memory.put(data)
-    return ext_type(SHM_NDARRAY, purecodec.packb([array.dtype.str, list(array.shape), offset, data.nbytes]))
+    return ext_type(SHM_NDARRAY, _pure().packb([array.dtype.str, list(array.shape), offset, data.nbytes]))
 
 
 _numpy_module: Any = None  # None: not tried yet; False: not importable; else numpy

@@ -61,7 +61,7 @@ except ImportError:  # pragma: no cover - not CPython
     import signal  # type: ignore[no-redef]
 
 from . import codec as codecs
-from . import startup, worker
+from . import errors, startup, worker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -165,6 +165,7 @@ class Template:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
+        self.forked = False
 
     def serve(self) -> None:
         """Fork on request until the control socket ends. In a child it
@@ -231,6 +232,9 @@ class Template:
             self.control.sendmsg([b"P %d" % pid], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", pidfd))])
         finally:
             os.close(pidfd)
+        if not self.forked:
+            self.forked = True
+            _warm_error_path()
 
     def _reap(self) -> None:
         """Reap the children that exited, each after killing what is left
@@ -279,6 +283,17 @@ class Template:
         if os.getppid() != template:  # it died before the signal was set
             _on_template_death(self.host_fd)
         _reseed()
+
+
+def _warm_error_path() -> None:
+    """Import the traceback module (errors.traceback_module) in the template,
+    once, after its first fork: the template is idle then and the first
+    worker on its way (a worker imports it at its first exception, not at
+    its start), and every later child inherits it."""
+    try:
+        errors.traceback_module()
+    except Exception:  # the children then import it themselves, if they can
+        pass
 
 
 _LIBC: Any = None

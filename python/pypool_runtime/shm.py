@@ -16,15 +16,14 @@ so nothing the user keeps changes under it at the next call.
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 
-from . import RESULT, purecodec
+from . import RESULT, stdlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
-    from typing import Dict, Optional, Tuple, Union
+    from typing import Any, Dict, Optional, Tuple, Union
 
     Buffer = Union[bytes, bytearray, memoryview]
 
@@ -59,7 +58,7 @@ class SharedMemory:
         self.limit = limit
         # The most one reply may carry in it, as in its frame (--max-message).
         self.max_message = max_message or limit
-        self._map: Optional[mmap.mmap] = None
+        self._map: Any = None  # an mmap.mmap
         self._view: Optional[memoryview] = None
         self._size = 0
         self._args_end = 0  # end of the current call's values from Go
@@ -131,6 +130,9 @@ class SharedMemory:
         # The old mapping is dropped, not closed: a view of it may still be
         # referenced, and closing an exported mmap raises BufferError.
         self._view = None
+        # mmap is imported at the first mapping (only a worker with shared
+        # memory maps), from the interpreter's own entries.
+        mmap = stdlib.import_module("mmap")
         self._map = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         self._view = memoryview(self._map)
         self._size = size
@@ -143,8 +145,8 @@ class SharedMemory:
         reply), else where put copies it."""
         received = self._received.get(id(data))
         if received is not None and received[0] is data:
-            return purecodec.packb([received[1], received[2]])
-        return purecodec.packb([self.put(data), memoryview(data).nbytes])
+            return _pure().packb([received[1], received[2]])
+        return _pure().packb([self.put(data), memoryview(data).nbytes])
 
     def reply_bytes(self) -> int:
         """How many bytes of shared memory the reply uses so far."""
@@ -154,8 +156,15 @@ class SharedMemory:
 def bytes_result_frame(mem: SharedMemory, call_id: int, data: Buffer) -> bytes:
     """The whole frame (length included) of a RESULT whose value is the
     large bytes-like data, which goes into the shared memory."""
+    purecodec = _pure()
     body = purecodec.packb([RESULT, call_id, purecodec.ExtType(EXT_SHM_BYTES, mem.bytes_ref(data))])
     return _pack_I(len(body)) + body
+
+
+def _pure() -> Any:
+    """The pure codec's module, imported at its first use: it packs the
+    small plain values of SHM_BYTES references, with either codec."""
+    return stdlib.runtime_module("purecodec")
 
 
 # The worker's shared memory, when Go gave it one (set by startup.open_shared_memory).

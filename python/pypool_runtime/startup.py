@@ -2,10 +2,9 @@
 
 In order (worker.startup, worker.main, worker.serve_process call these):
 close the descriptors it inherited but was not given (close_inherited_fds),
-apply Config.Limits (apply_limits), import what the runtime would otherwise
-import lazily (preload_stdlib), load the codec, put the --path entries
+apply Config.Limits (apply_limits), load the codec, put the --path entries
 ahead of the interpreter's own on sys.path (fix_sys_path, with stdlib.py
-guarding the standard modules imported later), move the protocol's pipes
+guarding the standard modules imported later: asyncio, traceback), move the protocol's pipes
 away from fds 0 and 1 (isolate_stdio), import the configured modules
 (load_modules), open the shared memory and the stack dumps, run the
 set-up (run_setup) and send HELLO (hello_frame). A fork server's template
@@ -31,7 +30,7 @@ except ImportError:  # pragma: no cover - not CPython
 
 from . import HELLO, PROTOCOL_VERSION, shm, stdlib
 from . import codec as codecs
-from .errors import exception_message, format_traceback, missing_module_hint, preload_traceback, type_name, utf8_safe
+from .errors import exception_message, format_traceback, missing_module_hint, type_name, utf8_safe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -124,9 +123,9 @@ def fix_sys_path(paths: List[str]) -> None:
     (standard library, site-packages), without the runtime's directory and
     without '' (the working directory, which -c puts first): the working
     directory is on it only if it is one of the --path entries. Every module
-    the runtime uses must be imported before this (preload_stdlib), or
-    later through stdlib.import_module: otherwise a module of the same name
-    in a --path directory would win."""
+    the runtime uses must be imported before this, or later through
+    stdlib.import_module (or own_module): otherwise a module of the same
+    name in a --path directory would win."""
     runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rest = [p for p in sys.path if p != "" and os.path.abspath(p) != runtime_dir]
     stdlib.protect(rest)
@@ -153,16 +152,6 @@ def apply_limits(limits: Dict[str, int]) -> None:
             resource.setrlimit(which, (soft, hard))
         except (OSError, ValueError) as exc:
             exit_now(EXIT_PROTOCOL, "cannot set %s to %d (Config.Limits): %s" % (name, value, exc))
-
-
-def preload_stdlib() -> None:
-    """Import the standard modules that the runtime would otherwise import
-    lazily, while sys.path holds only the interpreter's own entries: the
-    traceback module and what it imports on its first use
-    (errors.preload_traceback). A module of the same name in a --path
-    directory can then neither replace them for the runtime nor break its
-    error replies."""
-    preload_traceback()
 
 
 def given_fds(options: Options) -> List[int]:
@@ -206,7 +195,6 @@ def prepare(options: Options, keep: Optional[List[int]] = None) -> None:
     given_fds, are closed), the limits, the codec, sys.path and sys.argv."""
     close_inherited_fds(given_fds(options) if keep is None else keep)  # before any code that is not the runtime's
     apply_limits(options.limits)  # before the user's module (a fork server's children inherit them)
-    preload_stdlib()
     global _CODEC
     _CODEC = codecs.load(options.codec)  # msgpack from site-packages, not from a --path
     fix_sys_path(options.paths)

@@ -1,7 +1,8 @@
 """Standard modules that the runtime imports lazily, after the user's paths
-are on sys.path (asyncio, at the first awaitable: importing it at every
-start would cost milliseconds), found among the interpreter's own sys.path
-entries only, never in a PythonPath directory.
+are on sys.path (asyncio, at the first awaitable; traceback, at the first
+exception: importing them at every start would cost milliseconds), found
+among the interpreter's own sys.path entries only, never in a PythonPath
+directory.
 
 startup.fix_sys_path calls protect() with the interpreter's own entries
 (standard library, site-packages) before it puts the user's paths first.
@@ -13,9 +14,17 @@ rather than taken from the user's paths. Submodules are found through their
 package's __path__, as always. Other threads import as usual meanwhile.
 
 A module of that name that the user's code imported first from outside
-those entries is refused with an ImportError that names its file. What
-such a module imports itself, and what the standard module imports later,
-at first use and from the user's code, is out of this module's reach.
+those entries is refused with an ImportError that names its file; or, by
+own_module, which the error path uses, replaced for the runtime by a
+private copy of the standard one (not in sys.modules). run_protected runs
+a function with the same finder, so that what it imports at its first use
+(the traceback module's ast, say) comes from those entries too. What such
+a module imports itself, and what the standard module imports later, at
+first use and from the user's code, is out of this module's reach.
+
+Before protect() (the start, while sys.path holds the interpreter's own
+entries only, and the runtime's functions used on their own, as in its
+tests) these import as usual.
 """
 
 from __future__ import annotations
@@ -82,15 +91,57 @@ def import_module(name: str) -> Any:
     if module is not None:
         _check_origin(name, module)
         return module
+    run_protected(__import__, name)
+    return sys.modules[name]
+
+
+def own_module(name: str) -> Any:
+    """As import_module, but when the user's code imported a module of that
+    name from elsewhere first, a private copy of the standard one, loaded
+    from the interpreter's own entries and left out of sys.modules: the
+    error path needs the real module whatever the user's code did."""
+    try:
+        return import_module(name)
+    except ImportError:
+        if not _OWN_PATH or name not in sys.modules:
+            raise
+    spec = _path_finder().find_spec(name, _OWN_PATH)
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError("No module named %r among the interpreter's own modules" % name, name=name)
+    import _frozen_importlib  # importlib's bootstrap, always loaded: module_from_spec without importing importlib.util
+
+    module = _frozen_importlib.module_from_spec(spec)
+    run_protected(spec.loader.exec_module, module)
+    return module
+
+
+def run_protected(function: Any, *args: Any) -> Any:
+    """function(*args), while this thread's imports of top-level modules not
+    imported yet look among the interpreter's own entries only (as
+    import_module's); as usual before protect()."""
+    if not _OWN_PATH:
+        return function(*args)
     ident = _thread.get_ident()
     nested = ident in _protected
     _protected.add(ident)
     try:
-        __import__(name)
+        return function(*args)
     finally:
         if not nested:
             _protected.discard(ident)
-    return sys.modules[name]
+
+
+def runtime_module(name: str) -> Any:
+    """The runtime's own module pypool_runtime.<name>, imported at its first
+    use with run_protected: the standard modules it imports (the pure
+    codec's datetime, say) come from the interpreter's own entries even
+    after the user's paths are on sys.path."""
+    full = __package__ + "." + name
+    module = sys.modules.get(full)
+    if module is None:
+        run_protected(__import__, full)
+        module = sys.modules[full]
+    return module
 
 
 def _check_origin(name: str, module: Any) -> None:

@@ -69,3 +69,13 @@ def import_shadow(name):
     """Import name as the user's code would (from a PythonPath directory first)."""
     __import__(name)
     return sys.modules[name].__file__
+
+
+def fail_subscript(table):
+    """A KeyError on a line whose traceback has carets (3.11+: the ast module's work)."""
+    return table["missing"] + 1
+
+
+def modules_loaded(names):
+    """Which of names are in sys.modules."""
+    return [name for name in names if name in sys.modules]

@@ -15,6 +15,10 @@ from typing import Any, Callable, List, Tuple
 
 from pypool_runtime import codec, purecodec
 
+# purecodec as the workers run it, with ext.py's hooks (numpy scalars,
+# user extensions): codec.py gives them at its first use, not at import.
+assert codec.pure_module() is purecodec
+
 UTC = datetime.timezone.utc
 
 
@@ -387,6 +391,8 @@ class PureCodecTest(unittest.TestCase):
     def test_codec_selection(self) -> None:
         self.assertIs(codec.load("pure"), codec.PURE)
         self.assertEqual(codec.load("pure").name, "pure")
+        # codec.py names them without importing purecodec (issue 21).
+        self.assertEqual((codec.PURE_NAME, codec.JOIN_LIMIT), (purecodec.NAME, purecodec.JOIN_LIMIT))
         self.assertRaises(ValueError, codec.load, "fast")
         self.assertIn(codec.NAME, ("pure", "msgpack-c"))
         self.assertEqual(codec.unpackb(codec.packb([3, 7, "testingtesting"])), [3, 7, "testingtesting"])

@@ -40,12 +40,16 @@ class ParseArgsTest(unittest.TestCase):
 
 
 @unittest.skipUnless(SUPPORTED, "the fork server needs Linux and os.pidfd_open (Python 3.9+)")
-class TemplateTest(unittest.TestCase):
+class TemplateBase(unittest.TestCase):
+    """A template started as Go starts it, with its control socket."""
+
+    module = "sample_module"  # the template's
+
     def setUp(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.control = ours
         args = [sys.executable, "-E", "-c", BOOTSTRAP, RUNTIME_DIR, "--host-pid", str(os.getpid()),
-                "--worker-fds", "5", "--module", "sample_module", "--path", TESTS_DIR, "--codec", "pure",
+                "--worker-fds", "5", "--module", self.module, "--path", TESTS_DIR, "--codec", "pure",
                 "--dump-fd", "4"]  # fmt: skip
         fd = theirs.fileno()
 
@@ -104,6 +108,14 @@ class TemplateTest(unittest.TestCase):
         (size,) = struct.unpack(">I", exactly(4))
         return purecodec.unpackb(exactly(size))
 
+    def _call(self, to_worker: int, from_worker: int, call_id: int, name: str, *args: Any) -> Any:
+        body = purecodec.packb([CALL, call_id, name, list(args), None])
+        os.write(to_worker, struct.pack(">I", len(body)) + body)
+        return self._read_frame(from_worker)
+
+
+@unittest.skipUnless(SUPPORTED, "the fork server needs Linux and os.pidfd_open (Python 3.9+)")
+class TemplateTest(TemplateBase):
     def test_forks_workers_that_serve_and_reports_their_exit(self) -> None:
         hello = purecodec.unpackb(self._recv()[0])
         self.assertEqual(hello[0], HELLO)
@@ -146,3 +158,28 @@ class TemplateTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(SUPPORTED, "the fork server needs Linux and os.pidfd_open (Python 3.9+)")
+class TemplateTracebackTest(TemplateBase):
+    """Issue 21: workers import the traceback module at their first
+    exception; the template imports it after its first fork, so that the
+    later children inherit it (and the first does not wait for it)."""
+
+    module = "sample_security"
+
+    def test_first_child_without_later_ones_with(self) -> None:
+        self._recv()  # HELLO
+        lazy = ["traceback", "ast"]
+        _, _, to_first, from_first = self._fork()
+        self._read_frame(from_first)  # HELLO
+        self.assertEqual(self._call(to_first, from_first, 1, "modules_loaded", lazy), [RESULT, 1, []])
+        _, _, to_second, from_second = self._fork()
+        self._read_frame(from_second)  # HELLO
+        self.assertEqual(self._call(to_second, from_second, 1, "modules_loaded", lazy), [RESULT, 1, lazy])
+        for to_worker, from_worker in ((to_first, from_first), (to_second, from_second)):
+            reply = self._call(to_worker, from_worker, 2, "fail_subscript", {})
+            self.assertEqual(reply[:5], [4, 2, "exception", "KeyError", "'missing'"])
+            self.assertIn('    return table["missing"] + 1\n', reply[5])
+            os.close(to_worker)
+            os.close(from_worker)

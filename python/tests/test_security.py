@@ -10,7 +10,7 @@ import unittest
 from typing import Any, List
 
 from pypool_runtime import errors, stdlib, worker
-from test_worker import ERROR, RESULT, TESTS_DIR, WorkerTestBase
+from test_worker import ERROR, RESULT, TESTS_DIR, WorkerProcess, WorkerTestBase
 
 # Standard modules the runtime uses, some lazily, and msgpack and
 # sitecustomize: a file of that name must never be imported. From "asyncio"
@@ -99,6 +99,83 @@ class ShadowedByUserCodeTest(WorkerTestBase):
             self.assertIn("needs the standard module 'asyncio', but %s was imported" % shadow, reply[4])
             self.assertIn("rename it", reply[4])
             self.assertAlive(w)
+
+
+class LazyTracebackTest(WorkerTestBase):
+    """Issue 21: the traceback module (and ast, linecache, tokenize) is not
+    imported at a worker's start but at its first exception, and then from
+    the interpreter's own entries only: the user's traceback.py and ast.py
+    on the path are never imported by the runtime, and the traceback is
+    still the real module's (source lines, and carets on 3.11+)."""
+
+    LAZY = ["traceback", "ast", "linecache", "tokenize"]
+
+    def setUp(self) -> None:
+        self.user = tempfile.mkdtemp(prefix="pypool-user-")
+        self.addCleanup(shutil.rmtree, self.user)
+        for name in ("traceback", "ast"):
+            with open(os.path.join(self.user, name + ".py"), "w") as f:
+                f.write(
+                    "import os\n"
+                    "open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'imported-' + __name__), 'w').close()\n"
+                    "def format_exception(*args, **kwargs):\n"
+                    "    return ['the user\\'s own ' + __name__ + '\\n']\n"
+                    "def parse(*args, **kwargs):\n"
+                    "    raise RuntimeError('the user\\'s own ast')\n"
+                )
+
+    def check_real_traceback(self, reply: Any, call_id: int) -> None:
+        self.assertError(reply, call_id, "exception", "KeyError", "'missing'")
+        text = reply[5]
+        self.assertIn("in fail_subscript\n", text)
+        self.assertIn('    return table["missing"] + 1\n', text, "the source line: linecache's work")
+        if sys.version_info >= (3, 11):
+            self.assertIn("^^^^", text, "the carets: ast's work")
+        self.assertNotIn("the user's own", text)
+
+    def test_not_imported_at_start(self) -> None:
+        w = self.start_ready("sample_security", paths=[self.user, TESTS_DIR])
+        self.assertEqual(w.call("modules_loaded", self.LAZY, call_id=1), [RESULT, 1, []])
+        self.check_real_traceback(w.call("fail_subscript", {}, call_id=2), 2)
+        self.assertEqual(w.call("modules_loaded", self.LAZY, call_id=3), [RESULT, 3, self.LAZY])
+        origin = w.call("loaded_from", "traceback", call_id=4)[2]
+        self.assertNotIn(self.user, origin)
+        self.assertEqual(w.call("import_shadow", "ast", call_id=5)[2], w.call("loaded_from", "ast", call_id=6)[2])
+        self.assertNotIn(self.user, w.call("loaded_from", "ast", call_id=7)[2])
+        status, stderr, _ = w.close()
+        self.assertEqual((status, stderr), (0, ""))
+        self.assertEqual(imported(self.user), [])
+
+    def test_the_users_own_traceback_imported_first(self) -> None:
+        w = self.start_ready("sample_security", paths=[self.user, TESTS_DIR])
+        for call_id, name in enumerate(("traceback", "ast"), 1):
+            self.assertEqual(w.call("import_shadow", name, call_id=call_id), [RESULT, call_id, os.path.join(self.user, name + ".py")])
+        self.assertEqual(imported(self.user), ["ast", "traceback"])
+        reply = w.call("fail_subscript", {}, call_id=3)
+        self.assertError(reply, 3, "exception", "KeyError", "'missing'")
+        # The runtime's private copy of the real traceback module formats
+        # it; the user's ast (in sys.modules) breaks its carets only.
+        self.assertIn('    return table["missing"] + 1\n', reply[5])
+        self.assertNotIn("the user's own", reply[5])
+        self.assertEqual(w.call("loaded_from", "traceback", call_id=4)[2], os.path.join(self.user, "traceback.py"))
+        self.assertAlive(w)
+
+
+class LazyCodecImportsTest(WorkerTestBase):
+    """Issue 21: a worker imports the pure codec's module only when it runs
+    the pure codec, msgpack only when it runs the C codec, and mmap only
+    when Go gives it shared memory."""
+
+    def test_at_start(self) -> None:
+        for codec_name in ("auto", "pure"):
+            with self.subTest(codec=codec_name):
+                w = WorkerProcess("sample_security", codec_name=codec_name)
+                self.addCleanup(self._stop, w)
+                hello = w.read()
+                self.assertIsNone(hello[5], hello)
+                loaded = w.call("modules_loaded", ["pypool_runtime.purecodec", "msgpack", "mmap"])[2]
+                self.assertEqual(loaded, ["pypool_runtime.purecodec"] if hello[4] == "pure" else ["msgpack"], hello[4])
+                self.assertEqual(w.close()[:2], (0, ""))
 
 
 class StdlibImportTest(unittest.TestCase):

@@ -3,7 +3,7 @@
 import os
 import unittest
 
-from pypool_runtime import shm
+from pypool_runtime import purecodec, shm
 
 
 @unittest.skipUnless(hasattr(os, "memfd_create"), "os.memfd_create is Linux-only")
@@ -59,11 +59,11 @@ class SharedMemoryTest(unittest.TestCase):
         os.pwrite(self.fd, b"payload", 0)
         self.mem.begin_call()
         data = self.mem.read_bytes(0, 7)
-        self.assertEqual(self.mem.bytes_ref(data), shm.purecodec.packb([0, 7]), "where it already is")
+        self.assertEqual(self.mem.bytes_ref(data), purecodec.packb([0, 7]), "where it already is")
         equal = bytes(bytearray(data))  # the same bytes, another object: copied
-        self.assertEqual(self.mem.bytes_ref(equal), shm.purecodec.packb([64, 7]))
+        self.assertEqual(self.mem.bytes_ref(equal), purecodec.packb([64, 7]))
         self.mem.begin_call()
-        self.assertEqual(self.mem.bytes_ref(data), shm.purecodec.packb([0, 7]), "a new call copies it again")
+        self.assertEqual(self.mem.bytes_ref(data), purecodec.packb([0, 7]), "a new call copies it again")
 
     def test_accepts_arrays(self) -> None:
         import array
