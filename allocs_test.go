@@ -1,0 +1,65 @@
+//go:build !race
+
+// The race detector changes allocation counts (sync.Pool drops items), so
+// these counts are pinned without it.
+
+package pypool
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// Allocations of a trivial call's Go side (bench/README.md, "The per-call
+// budget"), as BenchmarkCall and BenchmarkCallWithDeadline count them.
+// They are upper bounds: a change that adds one fails here, not silently
+// in a benchmark nobody reads.
+const (
+	// maxAllocsCall: the result (the string and its any box), the
+	// go-commons-pool deque's node at checkin, and what is left in
+	// Pool.Call and setCurrent.
+	maxAllocsCall = 6
+	// maxAllocsCallWithDeadline: maxAllocsCall, the caller's own
+	// context.WithTimeout (4), and the deadline's watch (context.AfterFunc,
+	// the context's Done channel, watchContext's closures).
+	maxAllocsCallWithDeadline = 17
+)
+
+// TestTrivialCallAllocations (issue 21): pins the allocations of a trivial
+// call, so that the cuts of the per-call budget cannot come back unseen.
+// Allocations are counted, not timed: the count does not depend on the
+// machine's load.
+func TestTrivialCallAllocations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	cfg := testConfig(t)
+	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	pool := newTestPool(t, cfg)
+	call := func(ctx context.Context) {
+		if _, err := pool.Call(ctx, "duplicate_text", "testing"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call(context.Background()) // the first call's one-time allocations
+
+	t.Run("Background", func(t *testing.T) {
+		got := testing.AllocsPerRun(2000, func() { call(context.Background()) })
+		t.Logf("%v allocations a call", got)
+		if got > maxAllocsCall {
+			t.Errorf("a trivial call allocates %v times, more than %d", got, maxAllocsCall)
+		}
+	})
+	t.Run("WithDeadline", func(t *testing.T) {
+		got := testing.AllocsPerRun(2000, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			call(ctx)
+			cancel()
+		})
+		t.Logf("%v allocations a call", got)
+		if got > maxAllocsCallWithDeadline {
+			t.Errorf("a trivial call with a deadline allocates %v times, more than %d", got, maxAllocsCallWithDeadline)
+		}
+	})
+}
