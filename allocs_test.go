@@ -17,13 +17,12 @@ import (
 // in a benchmark nobody reads.
 const (
 	// maxAllocsCall: the result (the string and its any box), the
-	// go-commons-pool deque's node at checkin, and what is left in
-	// Pool.Call and setCurrent.
-	maxAllocsCall = 6
+	// go-commons-pool deque's node at checkin, and setCurrent's.
+	maxAllocsCall = 4
 	// maxAllocsCallWithDeadline: maxAllocsCall, the caller's own
 	// context.WithTimeout (4), and the deadline's watch (context.AfterFunc,
 	// the context's Done channel, watchContext's closures).
-	maxAllocsCallWithDeadline = 17
+	maxAllocsCallWithDeadline = 15
 )
 
 // TestTrivialCallAllocations (issue 21): pins the allocations of a trivial
