@@ -20,9 +20,9 @@ const (
 	// go-commons-pool deque's node at checkin, and setCurrent's.
 	maxAllocsCall = 4
 	// maxAllocsCallWithDeadline: maxAllocsCall, the caller's own
-	// context.WithTimeout (4), and the deadline's watch (context.AfterFunc,
-	// the context's Done channel, watchContext's closures).
-	maxAllocsCallWithDeadline = 15
+	// context.WithTimeout (4), and the deadline's watch: context.AfterFunc's
+	// (4) and the context's Done channel, made because the watch asks for it.
+	maxAllocsCallWithDeadline = 13
 )
 
 // TestTrivialCallAllocations (issue 21): pins the allocations of a trivial
