@@ -16,13 +16,13 @@ import (
 // They are upper bounds: a change that adds one fails here, not silently
 // in a benchmark nobody reads.
 const (
-	// maxAllocsCall: the result (the string and its any box), the
-	// go-commons-pool deque's node at checkin, and setCurrent's.
-	maxAllocsCall = 4
+	// maxAllocsCall: the result (the string and its any box) and the
+	// go-commons-pool deque's node at checkin.
+	maxAllocsCall = 3
 	// maxAllocsCallWithDeadline: maxAllocsCall, the caller's own
 	// context.WithTimeout (4), and the deadline's watch: context.AfterFunc's
 	// (4) and the context's Done channel, made because the watch asks for it.
-	maxAllocsCallWithDeadline = 13
+	maxAllocsCallWithDeadline = 12
 )
 
 // TestTrivialCallAllocations (issue 21): pins the allocations of a trivial

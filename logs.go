@@ -45,11 +45,18 @@ const (
 	msgGuardianStuck   = "pypool: guardian does not read; killing it" // Warn: guardian (pid), error; it is restarted
 )
 
-// setCurrent records fn as the function of the call in progress.
+// setCurrent records fn as the function of the call in progress. A
+// worker mostly runs the same function again: the last call's name is
+// reused then, so that a call allocates none (a *string is only compared
+// by its text).
 func (p *process) setCurrent(fn string) {
-	f := &fn
+	f := p.last.Load()
+	if f == nil || *f != fn {
+		f = new(string)
+		*f = fn
+		p.last.Store(f)
+	}
 	p.current.Store(f)
-	p.last.Store(f)
 }
 
 // endCall ends the call in progress, with p.mu held. The function stays
