@@ -87,16 +87,14 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 	}
 	defer stop()
 	p.owe(id, nested)
-	codec := p.codec
-	codec.shared = nil // items cross inline
-	running := true    // Python is still iterating: leaving the loop closes the stream
+	running := true // Python is still iterating: leaving the loop closes the stream
 	defer func() {
 		if running {
 			p.closeStream(ctx, fn, id)
 		}
 	}()
 	l := replyLoop{wait: waitStream, id: id}
-	st := streamItems{each: each, codec: &codec}
+	st := streamItems{each: each}
 	err = p.readReplies(ctx, fn, &l, &st)
 	running = st.stopped // each stopped the loop: the deferred close ends the stream
 	return err
@@ -275,12 +273,15 @@ type replyLoop struct {
 	replied bool       // waitDrain: the cut-off call's reply was read; nested replies may still be owed
 }
 
-// streamItems is what a stream's reply loop does with its items.
+// streamItems is what a stream's reply loop does with its items. It holds
+// no pointer that each is given (the items' codec is the spec's, without
+// shared memory: items cross inline), so that it does not escape, and
+// neither does an exchange (Pool.call), whose stream's each it carries
+// beside a call's into.
 type streamItems struct {
-	each     itemFunc    // takes each item
-	codec    *valueCodec // the items' codec
-	consumed int         // items taken since the last credit
-	stopped  bool        // each stopped the loop; Python still iterates
+	each     itemFunc // takes each item
+	consumed int      // items taken since the last credit
+	stopped  bool     // each stopped the loop; Python still iterates
 }
 
 // readReplies reads frames from the worker until the reply that ends l
@@ -356,7 +357,7 @@ func (p *process) onItems(ctx context.Context, fn string, l *replyLoop, st *stre
 	if l.wait == waitClose {
 		return false, nil
 	}
-	more, err := eachItem(r.value, st.codec, st.each)
+	more, err := eachItem(r.value, &p.spec.codec, st.each)
 	if err != nil {
 		return false, p.lost(ctx, fn, l, err)
 	}

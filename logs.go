@@ -45,11 +45,18 @@ const (
 	msgGuardianStuck   = "pypool: guardian does not read; killing it" // Warn: guardian (pid), error; it is restarted
 )
 
-// setCurrent records fn as the function of the call in progress.
+// setCurrent records fn as the function of the call in progress. A
+// worker mostly runs the same function again: the last call's name is
+// reused then, so that a call allocates none (a *string is only compared
+// by its text).
 func (p *process) setCurrent(fn string) {
-	f := &fn
+	f := p.last.Load()
+	if f == nil || *f != fn {
+		f = new(string)
+		*f = fn
+		p.last.Store(f)
+	}
 	p.current.Store(f)
-	p.last.Store(f)
 }
 
 // endCall ends the call in progress, with p.mu held. The function stays
@@ -173,9 +180,13 @@ type outputCalls struct {
 	raw  syscall.RawConn
 	read atomic.Int64 // bytes read from the pipe
 
+	// logged is the bytes of the stream logged (up to a line's end),
+	// written with mu held; callEnded reads it without, to skip mu when
+	// everything read is logged.
+	logged atomic.Int64
+
 	mu      sync.Mutex
 	ended   []endedCall // calls with output not yet logged, oldest first
-	logged  int64       // bytes of the stream logged (up to a line's end)
 	pending int64       // osproc.PendingBytes' answer, set inside raw.Control
 	probe   func(fd uintptr)
 	fd      uintptr // the pipe's descriptor, for the poll before probes
@@ -199,8 +210,13 @@ func (o *outputCalls) init(f *os.File) {
 }
 
 // callEnded marks the stream's bytes so far as fn's; waiting says the
-// pipe may hold bytes not read yet.
+// pipe may hold bytes not read yet. When it holds none and every byte read
+// is logged (most calls print nothing), no byte can be fn's: it returns
+// without taking mu.
 func (o *outputCalls) callEnded(fn *string, waiting bool) {
+	if !waiting && o.read.Load() <= o.logged.Load() {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.pending = 0
@@ -209,10 +225,11 @@ func (o *outputCalls) callEnded(fn *string, waiting bool) {
 		_ = o.raw.Control(o.probe)
 	}
 	end := o.read.Load() + o.pending
-	for len(o.ended) > 0 && o.ended[0].end <= o.logged {
+	logged := o.logged.Load()
+	for len(o.ended) > 0 && o.ended[0].end <= logged {
 		o.ended = o.ended[1:]
 	}
-	if end > o.logged {
+	if end > logged {
 		if len(o.ended) == maxEndedCalls {
 			// A line that never ends (a write without newline) holds
 			// them back: forget the oldest.
@@ -227,7 +244,7 @@ func (o *outputCalls) callEnded(fn *string, waiting bool) {
 func (o *outputCalls) lineFunction(end int64, current *string) *string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.logged = end
+	o.logged.Store(end)
 	for len(o.ended) > 0 && o.ended[0].end < end {
 		o.ended = o.ended[1:]
 	}

@@ -123,6 +123,9 @@ type process struct {
 	owed        []uint64
 	streamErr   error         // why the stream broke (streamBroken); written by setState
 	afterFired  chan struct{} // see watchContext
+	watchStop   func() bool   // the watch's context.AfterFunc stop (watchContext), nil when none
+	watchFired  func()        // p.deadlineFired, bound once: no closure per call
+	watchEnd    func()        // p.endWatch, bound once
 	deadline    time.Time     // both pipes' deadline, when deadlineSet
 	deadlineSet bool          // false: the pipes' deadlines are not known
 
@@ -152,6 +155,7 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 		afterFired: make(chan struct{}, 1),
 		encoder:    newCallEncoder(spec.maxMessageSize, &spec.codec),
 	}
+	p.watchFired, p.watchEnd = p.deadlineFired, p.endWatch
 	if err := p.start(ctx); err != nil {
 		onExit(p)
 		return nil, err
@@ -511,25 +515,36 @@ func (p *process) send(ctx context.Context, fn string, frame []byte) error {
 // watchContext makes the pipes' deadlines follow ctx. The returned function
 // stops the watch; after it returns no deadline change is pending. A
 // context without a deadline or a Done channel (context.Background) costs
-// nothing once the pipes have no deadline.
+// nothing once the pipes have no deadline. One watch at a time: the
+// outermost call's, with p.mu held until it stops (a nested call's is
+// watch's own); so its functions are the process's, bound once, and
+// a watch allocates only what context.AfterFunc does.
 func (p *process) watchContext(ctx context.Context) (stop func()) {
 	deadline, _ := ctx.Deadline() // zero: no deadline
 	p.setDeadline(deadline)
 	if ctx.Done() == nil {
 		return func() {}
 	}
-	stopAfter := context.AfterFunc(ctx, func() {
-		now := time.Now()
-		p.toWorker.SetWriteDeadline(now)
-		p.fromWorker.SetReadDeadline(now)
-		p.afterFired <- struct{}{}
-	})
-	return func() {
-		if !stopAfter() {
-			<-p.afterFired // the deadline change has happened
-			p.deadlineSet = false
-		}
+	p.watchStop = context.AfterFunc(ctx, p.watchFired)
+	return p.watchEnd
+}
+
+// deadlineFired is the watched context's end (watchContext): both pipes'
+// deadlines pass now.
+func (p *process) deadlineFired() {
+	now := time.Now()
+	p.toWorker.SetWriteDeadline(now)
+	p.fromWorker.SetReadDeadline(now)
+	p.afterFired <- struct{}{}
+}
+
+// endWatch stops watchContext's watch.
+func (p *process) endWatch() {
+	if !p.watchStop() {
+		<-p.afterFired // the deadline change has happened
+		p.deadlineSet = false
 	}
+	p.watchStop = nil
 }
 
 // setDeadline sets both pipes' deadline to t, unless they have it already.
