@@ -19,8 +19,9 @@ package pypool
 // hold the caller: the call is cut off as any call past its deadline (the
 // worker is interrupted, then drained or killed by the pool, and the drain
 // answers the callback's CALLBACK with "not_answered"). A nested call that
-// Python had not read when the interrupt reached call_go is served after
-// the outer call's reply: the drain reads its reply too (process.owed). The callback's
+// Python had not read when the interrupt reached call_go is answered
+// "interrupted" without running; the drain reads its reply too, in any
+// order (process.owed). The callback's
 // goroutine runs on until the Go function returns; its result is dropped,
 // its context has ended, and calls made with that context fail. Neither the
 // caller nor Pool.Close waits for it.

@@ -245,13 +245,15 @@ func TestCallbackNestedDeadline(t *testing.T) {
 }
 
 // TestDrainReadsTheRepliesOfNestedCalls: a nested call that Python had
-// not read when the interrupt reached call_go is served after the outer
-// call's reply (testdata/fakeworker.py does what the runtime does then).
-// The drain reads that reply too, so the next call gets its own reply.
-// Before, the drain ended at the outer call's reply, the worker went back
-// to the pool, and its next call failed with "protocol violation: message
-// of kind 3 for call 2 while waiting for the reply to 3" (seen about once
-// in seven runs of TestDeadlineInvariant, behave_nested then CallBytes).
+// not read when the interrupt reached call_go is answered after the outer
+// call's reply (testdata/fakeworker.py answers in that order, as the
+// runtime did before it learned to refuse such calls first). The drain
+// reads that reply too, so the next call gets its own reply. Before, the
+// drain ended at the outer call's reply, the worker went back to the
+// pool, and its next call failed with "protocol violation: message of
+// kind 3 for call 2 while waiting for the reply to 3" (one run of
+// TestDeadlineInvariant in 30 on a busy machine: behave_nested, then
+// CallBytes on the same worker).
 func TestDrainReadsTheRepliesOfNestedCalls(t *testing.T) {
 	cfg := testConfig(t)
 	var pool *Pool

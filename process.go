@@ -116,10 +116,11 @@ type process struct {
 	// The callbacks read and not yet answered, innermost last (callback.go).
 	pendingCallbacks []uint64
 	// The nested calls sent whose replies have not been read (a call made
-	// inside a callback that was cut off): Python may answer them after
-	// the outer call's reply (it had not read them when the interrupt came,
-	// and serves them once the outer call is over), so a drain reads them
-	// too (owe, paid).
+	// inside a callback that was cut off): a drain reads them too (owe,
+	// paid), in whatever order they come with the outer call's. (The
+	// runtime answers a nested call it had not read when the interrupt
+	// came, without running it, before the outer call's reply; the drain
+	// does not rely on that order.)
 	owed        []uint64
 	streamErr   error         // why the stream broke (streamBroken); written by setState
 	afterFired  chan struct{} // see watchContext

@@ -105,10 +105,11 @@ def shm_reply(call_id, name):
 
 
 def interrupted_in_call_go(call_id):
-    """A CALLBACK, then, as the runtime does when SIGINT lands in call_go
-    before it has read what Go sent meanwhile (a nested CALL): the call
+    """A CALLBACK, then, as the runtime did when SIGINT landed in call_go
+    before it had read what Go sent meanwhile (a nested CALL): the call
     ends with ERROR interrupted, and the frames Go sent are left for the
-    loop, which serves the nested call after the outer one's reply."""
+    loop, which serves the nested call after the outer one's reply. The
+    drain must not depend on the order of the two replies."""
     # Go's interrupt raises here even when the test runs with SIGINT
     # ignored (a background job), as the runtime's own handler does.
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -18,7 +18,8 @@ off while the Go function ran).
 While it waits, Go may send a CALL or a STREAM: a call that the Go function
 makes with its context (nested callbacks), which runs here and is answered
 before call_go returns. SIGINT (the call cut off) interrupts the wait with
-KeyboardInterrupt.
+KeyboardInterrupt; the nested calls Go sent that were not read yet are then
+answered "interrupted" without running (_refuse_unread_calls).
 
 call_go works in the worker's main thread while a call from Go runs (the
 function Go called, a generator it streams, or code they call); elsewhere
@@ -118,7 +119,11 @@ def _wait(worker: Channel, name: str, args: List[Any]) -> Any:
 def _answer(worker: Channel, seq: int) -> Any:
     """Wait for the answer to callback seq, serving nested calls meanwhile."""
     while True:
-        worker.wait_input()
+        try:
+            worker.wait_input()
+        except KeyboardInterrupt:
+            _refuse_unread_calls(worker)
+            raise
         body = worker.read_message()
         kind = body[1] if len(body) > 1 and 0x90 <= body[0] <= 0x9F else -1
         if kind == CALL or kind == STREAM:
@@ -134,3 +139,38 @@ def _answer(worker: Channel, seq: int) -> Any:
                 raise GoError(text, code, go_type)
             raise ProtocolViolation("a callback answer has %d fields" % len(message))
         worker.control(message)  # credit for a stream in progress, or a late answer
+
+
+def _refuse_unread_calls(worker: Channel) -> None:
+    """The call was cut off while call_go waited: answer the nested calls Go
+    made meanwhile and this worker has not read, without running them. Go
+    sends its interrupt only after such a call's frame is written, so every
+    one is in the input now; left there, the serve loop would run it after
+    this call's reply, as a new call, for a caller that has given up (Go's
+    drain reads its reply either way). Other frames (a late answer, credit)
+    go to control, as anywhere else."""
+    while worker.input_waiting():
+        body = worker.read_message()
+        head = _head(worker, body)
+        if head[0] == CALL or head[0] == STREAM:
+            worker.send_error(
+                head[1], "interrupted", "KeyboardInterrupt",
+                "not run: the call whose Go callback made it was cut off before this worker read it",
+            )  # fmt: skip
+        else:
+            worker.control(worker.decode(body))
+
+
+def _head(worker: Channel, body: Any) -> List[Any]:
+    """A frame's kind and call id, read without decoding its arguments
+    (they may not decode: the call is not run anyway)."""
+    unpacker = worker.codec.Unpacker()
+    unpacker.feed(bytes(body))
+    try:
+        length = unpacker.read_array_header()
+        head = [unpacker.unpack() for _ in range(min(length, 2))]
+    except Exception:
+        raise ProtocolViolation("a frame is not an array that starts with an integer kind") from None
+    if len(head) < 2 or type(head[0]) is not int:
+        raise ProtocolViolation("a frame is not an array that starts with an integer kind")
+    return head

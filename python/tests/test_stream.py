@@ -197,6 +197,26 @@ class CallbackTest(WorkerTestBase):
         worker.send(control(CB_ERROR, 1, "not_answered", "", "late"))
         self.assertAlive(worker)
 
+    def test_unread_nested_call_is_not_run_after_an_interrupt(self) -> None:
+        """The interrupt reaches call_go before the worker has read a nested
+        call Go sent: that call is answered "interrupted", not run. Before,
+        the serve loop ran it after the outer call's reply, as a new call
+        (RESULT 2 after ERROR 1), for a caller that had given up."""
+        worker = self.start_ready("sample_stream")
+        worker.send(call_frame(1, "nested", []))
+        self.assertEqual(worker.read(), [CALLBACK, 1, "inner", []])
+        # Stopped, the worker cannot read the nested call before the
+        # interrupt reaches it: both are pending when it continues.
+        os.kill(worker.proc.pid, signal.SIGSTOP)
+        try:
+            worker.send(call_frame(2, "inner_value", []))
+            os.kill(worker.proc.pid, signal.SIGINT)
+        finally:
+            os.kill(worker.proc.pid, signal.SIGCONT)
+        self.assertError(worker.read(), 2, "interrupted", "KeyboardInterrupt")
+        self.assertError(worker.read(), 1, "interrupted", "KeyboardInterrupt")
+        self.assertAlive(worker)
+
     def test_outside_a_call(self) -> None:
         worker = self.start_ready("sample_stream")
         reply = worker.call("at_import", call_id=1)
