@@ -22,13 +22,7 @@ func starts(t *testing.T, c *Collector, cause string) float64 {
 // value, from one scrape of c.
 func counterValue(t *testing.T, c *Collector, name, key, value string) float64 {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
+	for _, f := range gather(t, c) {
 		if f.GetName() != name {
 			continue
 		}

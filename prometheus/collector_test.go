@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/pypool/pypool"
 )
@@ -115,8 +116,9 @@ pypool_worker_starts_total{cause="resize",pool="test"} 0
 	}
 }
 
-// histogram gathers c and returns the one series of the histogram name.
-func histogram(t *testing.T, c prometheus.Collector, name string) interface{ GetSampleCount() uint64 } {
+// gather is one scrape of c, in a registry of its own that checks it
+// (pedantic).
+func gather(t *testing.T, c prometheus.Collector) []*dto.MetricFamily {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
@@ -124,7 +126,13 @@ func histogram(t *testing.T, c prometheus.Collector, name string) interface{ Get
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range families {
+	return families
+}
+
+// histogram gathers c and returns the one series of the histogram name.
+func histogram(t *testing.T, c prometheus.Collector, name string) interface{ GetSampleCount() uint64 } {
+	t.Helper()
+	for _, f := range gather(t, c) {
 		if f.GetName() == name && len(f.GetMetric()) == 1 {
 			return f.GetMetric()[0].GetHistogram()
 		}
