@@ -151,7 +151,10 @@ def _refuse_unread_calls(worker: Channel) -> None:
     go to control, as anywhere else."""
     while worker.input_waiting():
         body = worker.read_message()
-        head = _head(worker, body)
+        found = worker.frame_head(body, 2)  # its arguments may not decode: it is not run anyway
+        if found is None or len(found[1]) < 2:
+            raise ProtocolViolation("a frame is not an array that starts with an integer kind")
+        head = found[1]
         if head[0] == CALL or head[0] == STREAM:
             worker.send_error(
                 head[1], "interrupted", "KeyboardInterrupt",
@@ -160,17 +163,3 @@ def _refuse_unread_calls(worker: Channel) -> None:
         else:
             worker.control(worker.decode(body))
 
-
-def _head(worker: Channel, body: Any) -> List[Any]:
-    """A frame's kind and call id, read without decoding its arguments
-    (they may not decode: the call is not run anyway)."""
-    unpacker = worker.codec.Unpacker()
-    unpacker.feed(bytes(body))
-    try:
-        length = unpacker.read_array_header()
-        head = [unpacker.unpack() for _ in range(min(length, 2))]
-    except Exception:
-        raise ProtocolViolation("a frame is not an array that starts with an integer kind") from None
-    if len(head) < 2 or type(head[0]) is not int:
-        raise ProtocolViolation("a frame is not an array that starts with an integer kind")
-    return head

@@ -27,7 +27,7 @@ from .interrupt import STATE, Interrupts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
-    from typing import Any, Callable, List, Optional, Union
+    from typing import Any, Callable, List, Optional, Tuple, Union
 
     from .codec import Codec
 
@@ -78,6 +78,21 @@ class Channel:
         if type(message) is not list or not message or type(message[0]) is not int:
             raise ProtocolViolation("a frame is not an array that starts with an integer kind")
         return message
+
+    def frame_head(self, body: Union[bytes, bytearray, memoryview], count: int) -> Optional[Tuple[int, List[Any]]]:
+        """The length of a frame's array and its first count values, decoded
+        without the rest (which may not decode); None when even those do
+        not decode. ProtocolViolation unless the first is an integer kind."""
+        unpacker = self.codec.Unpacker()
+        unpacker.feed(bytes(body))
+        try:
+            length = unpacker.read_array_header()
+            head = [unpacker.unpack() for _ in range(min(length, count))]
+        except Exception:
+            return None
+        if not head or type(head[0]) is not int:
+            raise ProtocolViolation("a frame is not an array that starts with an integer kind")
+        return length, head
 
     def wait_input(self) -> None:
         """Wait until a frame can be read; SIGINT interrupts the wait

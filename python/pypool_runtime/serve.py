@@ -80,7 +80,6 @@ class Worker(Channel):
         self._module_name = module_name
         self._modules = modules or [module_name]
         self._functions = functions
-        self._unpacker = codec.Unpacker
         self._decode_call = codec.decode_call
         self._result_frame = codec.result_frame
 
@@ -196,15 +195,10 @@ class Worker(Channel):
     def _answer_undecodable(self, body: Union[bytes, bytearray], exc: Exception) -> None:
         """The frame did not decode: answer bad_arguments if its head [kind,
         id, name] still does (invalid UTF-8 in an argument, say)."""
-        unpacker = self._unpacker()
-        unpacker.feed(body)
-        try:
-            length = unpacker.read_array_header()
-            head = [unpacker.unpack() for _ in range(min(length, 3))]
-        except Exception:
-            raise ProtocolViolation("undecodable frame (%s: %s)" % (type_name(exc), exception_message(exc))) from None
-        if not head or type(head[0]) is not int:
-            raise ProtocolViolation("a frame is not an array that starts with an integer kind")
+        found = self.frame_head(body, 3)
+        if found is None:
+            raise ProtocolViolation("undecodable frame (%s: %s)" % (type_name(exc), exception_message(exc)))
+        length, head = found
         check_call_head(head[0], length, head[1:])
         call_id, name = head[1], head[2]
         self.send_error(
