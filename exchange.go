@@ -378,32 +378,27 @@ func (p *process) onItems(ctx context.Context, fn string, l *replyLoop, st *stre
 // A drain ends with the cut-off call's reply and the replies of its nested
 // calls that were owed (onDrainReply).
 func (p *process) onReply(ctx context.Context, fn string, l *replyLoop, r reply, owned bool) (done bool, err error) {
-	if l.wait == waitDrain {
+	switch {
+	case l.wait == waitDrain:
 		return p.onDrainReply(ctx, fn, l, r)
-	}
-	if r.id != l.id {
+	case r.id != l.id:
 		return false, p.unexpected(ctx, fn, l, r)
 	}
 	p.paid(r.id)
-	switch l.wait {
-	case waitCall:
-		return true, p.replied(ctx, fn, r, owned, l.into)
-	case waitStream:
-		return true, p.replied(ctx, fn, r, owned, nil)
-	case waitClose:
+	if l.wait == waitClose {
 		// Closed: an exception raised by the generator's clean-up has no
 		// one to go to any more.
 		p.replied(ctx, fn, r, false, nil)
 		return true, nil
 	}
-	panic("unreachable: a drain's replies go to onDrainReply")
+	return true, p.replied(ctx, fn, r, owned, l.into) // a stream's into is nil: its reply has no value
 }
 
 // onDrainReply handles a reply read while a cut-off call drains: the
 // call's own, and those of its nested calls, which are dropped. The drain
-// ends once the call's reply has come and no nested call's is owed: a
-// nested call that Python had not read when the interrupt came is served
-// after the call's reply, and its reply must not reach the next call.
+// ends once the call's reply has come and no nested call's is owed, in
+// whatever order they come: a nested call's reply must not reach the next
+// call.
 func (p *process) onDrainReply(ctx context.Context, fn string, l *replyLoop, r reply) (done bool, err error) {
 	switch {
 	case r.id == l.id:
