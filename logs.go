@@ -180,13 +180,9 @@ type outputCalls struct {
 	raw  syscall.RawConn
 	read atomic.Int64 // bytes read from the pipe
 
-	// logged is the bytes of the stream logged (up to a line's end),
-	// written with mu held; callEnded reads it without, to skip mu when
-	// everything read is logged.
-	logged atomic.Int64
-
 	mu      sync.Mutex
 	ended   []endedCall // calls with output not yet logged, oldest first
+	logged  int64       // bytes of the stream logged (up to a line's end)
 	pending int64       // osproc.PendingBytes' answer, set inside raw.Control
 	probe   func(fd uintptr)
 	fd      uintptr // the pipe's descriptor, for the poll before probes
@@ -210,13 +206,8 @@ func (o *outputCalls) init(f *os.File) {
 }
 
 // callEnded marks the stream's bytes so far as fn's; waiting says the
-// pipe may hold bytes not read yet. When it holds none and every byte read
-// is logged (most calls print nothing), no byte can be fn's: it returns
-// without taking mu.
+// pipe may hold bytes not read yet.
 func (o *outputCalls) callEnded(fn *string, waiting bool) {
-	if !waiting && o.read.Load() <= o.logged.Load() {
-		return
-	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.pending = 0
@@ -225,11 +216,10 @@ func (o *outputCalls) callEnded(fn *string, waiting bool) {
 		_ = o.raw.Control(o.probe)
 	}
 	end := o.read.Load() + o.pending
-	logged := o.logged.Load()
-	for len(o.ended) > 0 && o.ended[0].end <= logged {
+	for len(o.ended) > 0 && o.ended[0].end <= o.logged {
 		o.ended = o.ended[1:]
 	}
-	if end > logged {
+	if end > o.logged {
 		if len(o.ended) == maxEndedCalls {
 			// A line that never ends (a write without newline) holds
 			// them back: forget the oldest.
@@ -244,7 +234,7 @@ func (o *outputCalls) callEnded(fn *string, waiting bool) {
 func (o *outputCalls) lineFunction(end int64, current *string) *string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.logged.Store(end)
+	o.logged = end
 	for len(o.ended) > 0 && o.ended[0].end < end {
 		o.ended = o.ended[1:]
 	}

@@ -451,31 +451,3 @@ func TestKilledStartLogsOnceAtWarn(t *testing.T) {
 		assert.NotContains(t, fmt.Sprint(r.attrs), "signal killed")
 	}
 }
-
-// TestCallEndedWithoutOutputSkipsTheLock (issue 21): a call that printed
-// nothing (its pipe empty, every byte read logged) ends without taking
-// the stream's lock, which the forwarder holds while it logs; a call with
-// output read but not yet logged still records it, as
-// TestOutputCallsBounded says.
-func TestCallEndedWithoutOutputSkipsTheLock(t *testing.T) {
-	var o outputCalls
-	a := "a"
-	o.mu.Lock() // as a forwarder logging a line
-	done := make(chan struct{})
-	go func() {
-		o.callEnded(&a, false)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		o.mu.Unlock()
-		t.Fatal("callEnded took the lock for a call without output")
-	}
-	o.mu.Unlock()
-	assert.Empty(t, o.ended, "no byte is the call's")
-
-	o.read.Store(10) // read, not yet logged
-	o.callEnded(&a, false)
-	assert.Equal(t, &a, o.lineFunction(10, nil))
-}
