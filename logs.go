@@ -6,6 +6,7 @@ package pypool
 // Records that concern a call carry its function ("function").
 
 import (
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -71,13 +72,16 @@ func (p *process) endCall() {
 // callOver clears the call in progress; the output it wrote keeps its
 // function (outputCalls).
 func (p *process) callOver() {
-	fn := p.current.Swap(nil)
+	fn := p.current.Load()
 	// One poll tells which streams have bytes in their pipe: the others
 	// need no probe (most calls write nothing).
 	waiting := osproc.Readable([2]uintptr{p.output[0].fd, p.output[1].fd})
 	for i := range p.output {
 		p.output[i].callEnded(fn, waiting[i])
 	}
+	// Cleared only now: a forwarder that logs a line of the call before
+	// callEnded marked its stream finds it still in progress.
+	p.current.Store(nil)
 }
 
 // function is the attribute naming the call in progress, or the last call
@@ -176,9 +180,14 @@ func (p *process) streamError() error {
 // bytes written so far (read, plus still in the pipe) are marked as its
 // own; lines that end within them name its function, later lines the
 // call in progress, if any.
+//
+// The forwarder reads the pipe through outputReader: the read system call
+// and its count are one step under mu, and callEnded takes mu, so no byte
+// is ever out of the pipe and not yet counted when a call's end is
+// marked.
 type outputCalls struct {
 	raw  syscall.RawConn
-	read atomic.Int64 // bytes read from the pipe
+	read atomic.Int64 // bytes read from the pipe; written with mu held
 
 	mu      sync.Mutex
 	ended   []endedCall // calls with output not yet logged, oldest first
@@ -186,6 +195,12 @@ type outputCalls struct {
 	pending int64       // osproc.PendingBytes' answer, set inside raw.Control
 	probe   func(fd uintptr)
 	fd      uintptr // the pipe's descriptor, for the poll before probes
+
+	// testHookRead, nil but in tests, runs between a read that took
+	// bytes and their count, with mu held.
+	testHookRead func()
+	// testHookCallEnded, nil but in tests, runs as callEnded begins.
+	testHookCallEnded func()
 }
 
 // maxEndedCalls bounds the calls whose output an outputCalls remembers.
@@ -206,8 +221,16 @@ func (o *outputCalls) init(f *os.File) {
 }
 
 // callEnded marks the stream's bytes so far as fn's; waiting says the
-// pipe may hold bytes not read yet.
+// pipe may hold bytes not read yet (osproc.Readable, asked after the
+// worker's reply was read: every byte the call wrote was in the pipe
+// then, or taken out by the forwarder). A read in flight holds mu until
+// it has counted, so no byte is out of the pipe and uncounted here; the
+// bytes still in the pipe are probed under mu, where the forwarder
+// cannot take them.
 func (o *outputCalls) callEnded(fn *string, waiting bool) {
+	if o.testHookCallEnded != nil {
+		o.testHookCallEnded()
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.pending = 0
@@ -230,7 +253,8 @@ func (o *outputCalls) callEnded(fn *string, waiting bool) {
 }
 
 // lineFunction returns the function of the call that wrote the line
-// ending at byte end of the stream, or nil.
+// ending at byte end of the stream, or nil; current is the call in
+// progress.
 func (o *outputCalls) lineFunction(end int64, current *string) *string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -244,17 +268,51 @@ func (o *outputCalls) lineFunction(end int64, current *string) *string {
 	return current
 }
 
-// countingReader counts the bytes read through it.
-type countingReader struct {
+// reader is what the forwarder of f reads the pipe through.
+func (o *outputCalls) reader(f *os.File) io.Reader { return outputReader{o, f} }
+
+// outputReader reads an output pipe and counts the bytes read, the read
+// system call and the count as one step under the stream's mu (see
+// outputCalls). It parks in the netpoller while the pipe is empty, as
+// f.Read does.
+type outputReader struct {
+	o *outputCalls
 	f *os.File
-	n *atomic.Int64
 }
 
 // Read reads from the pipe and counts the bytes read.
-func (r countingReader) Read(b []byte) (int, error) {
-	n, err := r.f.Read(b)
-	r.n.Add(int64(n))
-	return n, err
+func (r outputReader) Read(b []byte) (int, error) {
+	o := r.o
+	if o.raw == nil { // no descriptor (init had none): not the forwarders' case
+		n, err := r.f.Read(b)
+		o.mu.Lock()
+		o.read.Add(int64(n))
+		o.mu.Unlock()
+		return n, err
+	}
+	var n int
+	var rerr error
+	err := o.raw.Read(func(fd uintptr) bool {
+		o.mu.Lock()
+		n, rerr = osproc.Read(fd, b)
+		if n > 0 {
+			if o.testHookRead != nil {
+				o.testHookRead()
+			}
+			o.read.Add(int64(n))
+		}
+		o.mu.Unlock()
+		return rerr != syscall.EAGAIN
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, &os.PathError{Op: "read", Path: r.f.Name(), Err: rerr}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // signalNames are the C names of the signals that end workers most often.

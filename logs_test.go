@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pypool/pypool/internal/osproc"
 )
 
 // TestLifecycleLogs follows one worker slot through its life in the log:
@@ -450,4 +453,89 @@ func TestKilledStartLogsOnceAtWarn(t *testing.T) {
 		assert.Less(t, r.level, slog.LevelError, "nothing at Error: %s %v", r.msg, r.attrs)
 		assert.NotContains(t, fmt.Sprint(r.attrs), "signal killed")
 	}
+}
+
+// TestOutputReadInFlightIsTheCallsOwn (issue 21): a line the output
+// forwarder has taken from the pipe but not yet counted when the call
+// ends is still the call's own. Before the fix the forwarder read with
+// f.Read and then counted: between the two the poll found the pipe empty
+// and callEnded found nothing uncounted, so the line was logged without
+// its function (TestLifecycleLogs failed so, rarely). Now the read and
+// its count are one step under outputCalls.mu, which callEnded takes.
+// The hook holds the forwarder between its read and its count for as
+// long as callEnded may take: the outcome does not depend on timing.
+func TestOutputReadInFlightIsTheCallsOwn(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	var o outputCalls
+	o.init(r)
+	taken, release := make(chan struct{}), make(chan struct{})
+	o.testHookRead = func() {
+		close(taken)
+		<-release
+	}
+	read := make(chan int64, 1)
+	go func() {
+		n, _ := o.reader(r).Read(make([]byte, 64))
+		read <- int64(n)
+	}()
+	line := "printed during the call\n"
+	_, err = w.Write([]byte(line))
+	require.NoError(t, err)
+	<-taken // the line is out of the pipe, not yet counted
+
+	fn := "chatty"
+	ended := make(chan struct{})
+	go func() { // as process.callOver does
+		waiting := osproc.Readable([2]uintptr{o.fd, o.fd})
+		o.callEnded(&fn, waiting[0])
+		close(ended)
+	}()
+	select {
+	case <-ended: // it did not wait for the read in flight
+	case <-time.After(200 * time.Millisecond): // it waits: let the read count
+	}
+	close(release)
+	n := <-read
+	<-ended
+	require.Equal(t, int64(len(line)), n)
+	assert.Equal(t, &fn, o.lineFunction(n, nil), "a line read during the call names its function")
+}
+
+// TestOutputLoggedAsItsCallEnds (issue 21): a line of a call that its
+// forwarder logs while the call ends, after callEnded marked the other
+// stream but before it marked the line's, names the call. Before the fix
+// process.callOver cleared the call in progress first: the forwarder
+// found no call in progress and no call's end marked, and logged the
+// line without its function (TestLifecycleLogs failed so, 1 run in
+// about 100: "line from print" without "chatty", stdout being marked
+// after stderr). The hook runs the forwarder's steps at that moment.
+func TestOutputLoggedAsItsCallEnds(t *testing.T) {
+	p := &process{}
+	var files []*os.File
+	for i := range p.output {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		files = append(files, r, w)
+		p.output[i].init(r)
+	}
+	defer osproc.CloseFiles(files...)
+	stdout, w := files[2], files[3]
+	p.setCurrent("chatty")
+	line := "line from print\n"
+	_, err := w.Write([]byte(line))
+	require.NoError(t, err)
+	n, err := p.output[1].reader(stdout).Read(make([]byte, 64)) // read and counted, not yet logged
+	require.NoError(t, err)
+
+	var logged *string
+	p.output[1].testHookCallEnded = func() { // the forwarder logs the line now
+		logged = p.output[1].lineFunction(int64(n), p.current.Load())
+	}
+	p.callOver()
+	require.NotNil(t, logged, "a line of the call, logged as the call ends, names it")
+	assert.Equal(t, "chatty", *logged)
+	assert.Nil(t, p.current.Load(), "no call in progress after callOver")
 }

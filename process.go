@@ -976,7 +976,7 @@ func (p *process) startForwarders(stderr, stdout, dumps *os.File) {
 func (p *process) forward(f *os.File, calls *outputCalls, stream string, level slog.Level, keep bool) {
 	defer func() { p.stderr.done <- struct{}{} }()
 	defer f.Close()
-	r := bufio.NewReaderSize(countingReader{f, &calls.read}, 4096)
+	r := bufio.NewReaderSize(calls.reader(f), 4096)
 	attrs := []slog.Attr{slog.Int("worker", p.pid), slog.String("stream", stream), {}}
 	var line []byte
 	for {
