@@ -182,16 +182,22 @@ func (p *process) streamError() error {
 // call in progress, if any.
 //
 // The forwarder reads the pipe through outputReader: the read system call
-// and its count are one step under mu, and callEnded takes mu, so no byte
-// is ever out of the pipe and not yet counted when a call's end is
-// marked.
+// and its count are one step under mu, and callEnded takes mu (or, to
+// skip it, sees no read in flight), so no byte is ever out of the pipe and
+// not yet counted when a call's end is marked.
 type outputCalls struct {
 	raw  syscall.RawConn
 	read atomic.Int64 // bytes read from the pipe; written with mu held
 
+	// reading is true from before the forwarder's read system call until
+	// after its count; logged is the bytes of the stream logged (up to a
+	// line's end), written with mu held. callEnded reads both without mu,
+	// to skip it when no byte can be the call's.
+	reading atomic.Bool
+	logged  atomic.Int64
+
 	mu      sync.Mutex
 	ended   []endedCall // calls with output not yet logged, oldest first
-	logged  int64       // bytes of the stream logged (up to a line's end)
 	pending int64       // osproc.PendingBytes' answer, set inside raw.Control
 	probe   func(fd uintptr)
 	fd      uintptr // the pipe's descriptor, for the poll before probes
@@ -223,13 +229,32 @@ func (o *outputCalls) init(f *os.File) {
 // callEnded marks the stream's bytes so far as fn's; waiting says the
 // pipe may hold bytes not read yet (osproc.Readable, asked after the
 // worker's reply was read: every byte the call wrote was in the pipe
-// then, or taken out by the forwarder). A read in flight holds mu until
-// it has counted, so no byte is out of the pipe and uncounted here; the
-// bytes still in the pipe are probed under mu, where the forwarder
-// cannot take them.
+// then, or taken out by the forwarder).
+//
+// It returns without taking mu when no byte can be fn's (most calls print
+// nothing): the pipe was empty at the poll, no read is in flight, every
+// byte read is logged. The argument: a byte fn wrote was written before
+// its reply, so at the poll it was in the pipe (waiting is true) or taken
+// out by a read system call of the forwarder. That read runs between the
+// forwarder's reading.Store(true) and its reading.Store(false), which
+// follows its count (outputReader.Read), and it took the byte before the
+// poll (the pipe's own lock orders them), which comes before the loads
+// below: reading.Load sees true, or the false stored after the count, and
+// then read.Load sees the byte counted. Counted and logged (read <=
+// logged) means the line that holds it was logged already: its forwarder
+// loaded the call in progress (after reading the byte, so after fn's
+// setCurrent) before lineFunction stored logged, and process.callOver
+// clears the call in progress only after callEnded, so that line named
+// fn. In every other case mu is taken: a read in flight holds mu until it
+// has counted, so no byte is out of the pipe and uncounted under mu; the
+// bytes still in the pipe are probed under mu, where the forwarder cannot
+// take them.
 func (o *outputCalls) callEnded(fn *string, waiting bool) {
 	if o.testHookCallEnded != nil {
 		o.testHookCallEnded()
+	}
+	if !waiting && !o.reading.Load() && o.read.Load() <= o.logged.Load() {
+		return
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -239,10 +264,11 @@ func (o *outputCalls) callEnded(fn *string, waiting bool) {
 		_ = o.raw.Control(o.probe)
 	}
 	end := o.read.Load() + o.pending
-	for len(o.ended) > 0 && o.ended[0].end <= o.logged {
+	logged := o.logged.Load()
+	for len(o.ended) > 0 && o.ended[0].end <= logged {
 		o.ended = o.ended[1:]
 	}
-	if end > o.logged {
+	if end > logged {
 		if len(o.ended) == maxEndedCalls {
 			// A line that never ends (a write without newline) holds
 			// them back: forget the oldest.
@@ -254,11 +280,11 @@ func (o *outputCalls) callEnded(fn *string, waiting bool) {
 
 // lineFunction returns the function of the call that wrote the line
 // ending at byte end of the stream, or nil; current is the call in
-// progress.
+// progress, loaded before (see callEnded).
 func (o *outputCalls) lineFunction(end int64, current *string) *string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.logged = end
+	o.logged.Store(end)
 	for len(o.ended) > 0 && o.ended[0].end < end {
 		o.ended = o.ended[1:]
 	}
@@ -293,6 +319,7 @@ func (r outputReader) Read(b []byte) (int, error) {
 	var n int
 	var rerr error
 	err := o.raw.Read(func(fd uintptr) bool {
+		o.reading.Store(true)
 		o.mu.Lock()
 		n, rerr = osproc.Read(fd, b)
 		if n > 0 {
@@ -302,6 +329,7 @@ func (r outputReader) Read(b []byte) (int, error) {
 			o.read.Add(int64(n))
 		}
 		o.mu.Unlock()
+		o.reading.Store(false)
 		return rerr != syscall.EAGAIN
 	})
 	switch {

@@ -539,3 +539,31 @@ func TestOutputLoggedAsItsCallEnds(t *testing.T) {
 	assert.Equal(t, "chatty", *logged)
 	assert.Nil(t, p.current.Load(), "no call in progress after callOver")
 }
+
+// TestCallEndedWithoutOutputSkipsTheLock (issue 21): a call that printed
+// nothing (its pipe empty, no read in flight, every byte read logged)
+// ends without taking the stream's lock, which the forwarder holds while
+// it reads and logs; output read but not yet logged, or a read in flight
+// (TestOutputReadInFlightIsTheCallsOwn), still takes it and is the call's.
+func TestCallEndedWithoutOutputSkipsTheLock(t *testing.T) {
+	var o outputCalls
+	a := "a"
+	o.mu.Lock() // as a forwarder logging a line
+	done := make(chan struct{})
+	go func() {
+		o.callEnded(&a, false)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		o.mu.Unlock()
+		t.Fatal("callEnded took the lock for a call without output")
+	}
+	o.mu.Unlock()
+	assert.Empty(t, o.ended, "no byte is the call's")
+
+	o.read.Store(10) // read, not yet logged
+	o.callEnded(&a, false)
+	assert.Equal(t, &a, o.lineFunction(10, nil))
+}
