@@ -2,6 +2,7 @@ package pypool
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -18,6 +19,12 @@ const (
 	// context.WithTimeout (4), and the deadline's watch: context.AfterFunc's
 	// (4) and the context's Done channel, made because the watch asks for it.
 	maxAllocsCallWithDeadline = 12
+	// maxAllocsWaitingCall: an empty Transaction and a call that waits
+	// for its worker (TestTrivialCallAllocations/Waiting): the call's
+	// maxAllocsCall, the transaction's Worker, and what the test itself
+	// allocates (a channel, two closures). The waiting checkout allocates
+	// no waiter (3 allocations before: the waiter and its channel).
+	maxAllocsWaitingCall = maxAllocsCall + 4
 )
 
 // TestTrivialCallAllocations (issue 21): pins the allocations of a trivial
@@ -50,6 +57,29 @@ func TestTrivialCallAllocations(t *testing.T) {
 			t.Errorf("a trivial call allocates %v times, more than %d", got, maxAllocsCall)
 		}
 	})
+	t.Run("Waiting", func(t *testing.T) {
+		// A call that waits for the one worker, held by a transaction
+		// until the call is queued: its checkout allocates nothing (the
+		// waiter is reused). The rest is the call's own and the test's.
+		got := allocs(func() {
+			done := make(chan struct{})
+			_ = pool.Transaction(context.Background(), func(*Worker) error {
+				go func() {
+					call(context.Background())
+					close(done)
+				}()
+				for pool.Stats().Waiting == 0 {
+					runtime.Gosched()
+				}
+				return nil
+			})
+			<-done
+		})
+		t.Logf("%v allocations for a transaction and a call that waits for it", got)
+		if got > maxAllocsWaitingCall {
+			t.Errorf("a transaction and a call that waits for it allocate %v times, more than %d", got, maxAllocsWaitingCall)
+		}
+	})
 	t.Run("WithDeadline", func(t *testing.T) {
 		got := allocs(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -61,4 +91,46 @@ func TestTrivialCallAllocations(t *testing.T) {
 			t.Errorf("a trivial call with a deadline allocates %v times, more than %d", got, maxAllocsCallWithDeadline)
 		}
 	})
+}
+
+// BenchmarkCallParallel is the throughput scenario's shape (bench/README.md):
+// 2 workers and 8 callers making trivial calls, so that most checkouts
+// wait for a check-in. Its allocations a call (-benchmem) include the
+// waiters'.
+func BenchmarkCallParallel(b *testing.B) {
+	cfg := testConfig(b)
+	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	cfg.Size = 2
+	pool := newTestPool(b, cfg)
+	ctx := context.Background()
+	b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := pool.Call(ctx, "duplicate_text", "testing"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// TestWaiterWithStartIsNotReused (issue 21): a waiter is reused once its
+// checkout is over, but not one a start was ordered for (a NoWait
+// checkout's): the start reads it when it ends, and a reused one would
+// hand that start's worker or error to another caller.
+func TestWaiterWithStartIsNotReused(t *testing.T) {
+	wt := newWaiter()
+	wt.decided, wt.started = true, true
+	wt.release()
+	if !wt.decided {
+		t.Fatal("a waiter a start was ordered for was reset for reuse")
+	}
+	wt = newWaiter()
+	wt.decided, wt.queued, wt.deadline = true, false, time.Now()
+	wt.release()
+	if wt.decided || !wt.deadline.IsZero() || wt.granted == nil {
+		t.Fatalf("a released waiter is reset, its channel kept: %+v", wt)
+	}
 }

@@ -207,6 +207,7 @@ func (p *Pool) checkout(ctx context.Context) (*pooledWorker, time.Duration, erro
 	case <-ctx.Done():
 		err = p.abandon(ctx, wt)
 	}
+	wt.release()
 	waited := time.Since(start)
 	p.waited(waited)
 	return pw, waited, err

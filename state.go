@@ -30,6 +30,7 @@ package pypool
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -81,6 +82,7 @@ type waiter struct {
 	decided  bool      // granted, or gave up
 	queued   bool      // in Pool.waiters
 	deadline time.Time // its caller's deadline; zero: none
+	started  bool      // a start was ordered for it (startOrder.startedFor)
 }
 
 // grant is what a waiter receives: a checked-out worker or an error.
@@ -89,7 +91,26 @@ type grant struct {
 	err error
 }
 
-func newWaiter() *waiter { return &waiter{granted: make(chan grant, 1)} }
+// waiterPool holds waiters for reuse (release): a checkout that waits
+// allocates no waiter and no channel.
+var waiterPool = sync.Pool{New: func() any { return &waiter{granted: make(chan grant, 1)} }}
+
+func newWaiter() *waiter { return waiterPool.Get().(*waiter) }
+
+// release gives wt back for reuse, when its checkout is over (granted or
+// given up). Nothing refers to it any more then, unless a start was
+// ordered for it: decided, it left Pool.waiters (grantLocked, next,
+// abandonLocked); its one grant, if one was sent, was received (checkout,
+// abandon), so its channel is empty. A start ordered for it keeps it
+// (startOrder.startedFor reads decided and deadline when the start ends):
+// such a waiter is left to the garbage collector.
+func (wt *waiter) release() {
+	if wt.started {
+		return
+	}
+	*wt = waiter{granted: wt.granted}
+	waiterPool.Put(wt)
+}
 
 // setStateLocked moves pw to state s. It is the one place where the
 // counts and the idle set change.
@@ -145,9 +166,11 @@ func (p *Pool) checkoutLocked(noWait bool) (*waiter, *pooledWorker, error) {
 	if p.closed {
 		return nil, nil, ErrPoolClosed
 	}
-	if pw := p.idle.peek(); pw != nil {
-		p.setStateLocked(pw, stateCheckedOut)
-		return nil, pw, nil
+	if p.counts[stateIdle] > 0 { // else the idle set is empty: no deque lock
+		if pw := p.idle.peek(); pw != nil {
+			p.setStateLocked(pw, stateCheckedOut)
+			return nil, pw, nil
+		}
 	}
 	if err := p.backoff.refusal(); err != nil {
 		return nil, nil, err // a fatal start failure: a start would fail again
@@ -160,6 +183,7 @@ func (p *Pool) checkoutLocked(noWait bool) (*waiter, *pooledWorker, error) {
 	case shed:
 		p.waiters.add(wt) // served by its own start, or by any worker checked in first
 		if p.roomLocked() > 0 {
+			wt.started = true
 			p.startLocked(wt)
 		} // else a worker being stopped holds the slot: reconcileLocked starts one at its exit
 	case limit > 0 && p.waiters.len() >= limit:
@@ -374,8 +398,12 @@ func (s idleSet) all() []*pooledWorker {
 }
 
 // waitQueue holds the callers waiting for a worker, first come first served.
+// n is the deque's size, kept here (under Pool.mu, as every use of the
+// deque): an empty queue, which every check-in and reconcileLocked of a
+// pool without waiters asks, costs no deque lock.
 type waitQueue struct {
 	deque *collections.LinkedBlockingDeque
+	n     int
 }
 
 func newWaitQueue() waitQueue {
@@ -387,34 +415,45 @@ func newWaitQueue() waitQueue {
 const maxQueued = 1<<31 - 1
 
 // add puts a waiter at the end of the queue.
-func (q waitQueue) add(wt *waiter) {
-	_ = q.deque.AddLast(wt)
+func (q *waitQueue) add(wt *waiter) {
+	if q.deque.AddLast(wt) == nil {
+		q.n++
+	}
 	wt.queued = true
 }
 
 // next removes and returns the longest waiting caller, or nil.
-func (q waitQueue) next() *waiter {
+func (q *waitQueue) next() *waiter {
+	if q.n == 0 {
+		return nil
+	}
 	wt, _ := q.deque.PollFirst().(*waiter)
 	if wt != nil {
 		wt.queued = false
+		q.n--
 	}
 	return wt
 }
 
 // first returns the longest waiting caller, leaving it in the queue, or nil.
-func (q waitQueue) first() *waiter {
+func (q *waitQueue) first() *waiter {
+	if q.n == 0 {
+		return nil
+	}
 	wt, _ := q.deque.PeekFirst().(*waiter)
 	return wt
 }
 
 // drop removes a waiter from the queue if it is still there (a search, so
 // only when it is: a long queue must not make every hand-off slow).
-func (q waitQueue) drop(wt *waiter) {
+func (q *waitQueue) drop(wt *waiter) {
 	if wt.queued {
-		q.deque.RemoveFirstOccurrence(wt)
+		if q.deque.RemoveFirstOccurrence(wt) {
+			q.n--
+		}
 		wt.queued = false
 	}
 }
 
 // len returns the number of waiting callers.
-func (q waitQueue) len() int { return q.deque.Size() }
+func (q *waitQueue) len() int { return q.n }
