@@ -66,6 +66,7 @@ type pooledWorker struct {
 	// Guarded by Pool.mu.
 	state     workerState
 	idleSince time.Time
+	inIdle    bool // in Pool.idle's deque (idleSet)
 
 	// Set by the sweeper, read at check-in.
 	overMemory atomic.Bool
@@ -167,8 +168,8 @@ func (p *Pool) checkoutLocked(noWait bool) (*waiter, *pooledWorker, error) {
 		return nil, nil, ErrPoolClosed
 	}
 	if p.counts[stateIdle] > 0 { // else the idle set is empty: no deque lock
-		if pw := p.idle.peek(); pw != nil {
-			p.setStateLocked(pw, stateCheckedOut)
+		if pw := p.idle.take(); pw != nil {
+			p.setStateLocked(pw, stateCheckedOut) // its drop is a no-op
 			return nil, pw, nil
 		}
 	}
@@ -352,8 +353,10 @@ func (p *Pool) notifyLocked() {
 // when its one-slot channel is full, so a waiter could sleep while an object
 // is idle.
 
-// idleSet holds the idle workers. put adds at the back; peek and drop take
-// from the back (LIFO) or the front (FIFO).
+// idleSet holds the idle workers. put adds at the back; take and drop take
+// from the back (LIFO) or the front (FIFO). A worker's inIdle says whether
+// it is in the deque, so that the drop of setStateLocked after a take
+// costs no deque lock.
 type idleSet struct {
 	deque *collections.LinkedBlockingDeque
 	lifo  bool
@@ -364,23 +367,31 @@ func newIdleSet(strategy Strategy) idleSet {
 }
 
 // put adds an idle worker.
-func (s idleSet) put(w *pooledWorker) { _ = s.deque.AddLast(w) }
+func (s idleSet) put(w *pooledWorker) { w.inIdle = s.deque.AddLast(w) == nil }
 
-// peek returns the worker the Strategy picks, or nil; drop takes it out.
-func (s idleSet) peek() *pooledWorker {
+// take removes and returns the worker the Strategy picks, or nil; the
+// caller moves it out of stateIdle at once (setStateLocked).
+func (s idleSet) take() *pooledWorker {
 	var item any
 	if s.lifo {
-		item = s.deque.PeekLast()
+		item = s.deque.PollLast()
 	} else {
-		item = s.deque.PeekFirst()
+		item = s.deque.PollFirst()
 	}
 	w, _ := item.(*pooledWorker)
+	if w != nil {
+		w.inIdle = false
+	}
 	return w
 }
 
-// drop removes w and reports whether it was idle. It searches from the end
-// peek takes from, so that dropping the worker peek returned is O(1).
+// drop removes w, unless take did, and reports whether it was there. It
+// searches from the end take takes from.
 func (s idleSet) drop(w *pooledWorker) bool {
+	if !w.inIdle {
+		return false
+	}
+	w.inIdle = false
 	if s.lifo {
 		return s.deque.RemoveLastOccurrence(w)
 	}
