@@ -2,16 +2,16 @@
 // knows nothing of the pool: starting a command on a locked OS thread (so
 // that its parent-death signal holds), the pipes it is given, its process
 // attributes and process group, waiting for its exit without reaping it,
-// how many bytes wait in its output pipes, and, for the fork server, the
-// descriptors passed over its control socket (SCM_RIGHTS), pidfds, and the
-// processes that hold a lost request's descriptors.
+// how many bytes wait in its output pipes and their read system call, and,
+// for the fork server, the descriptors passed over its control socket
+// (SCM_RIGHTS), pidfds, and the processes that hold a lost request's
+// descriptors.
 package osproc
 
 import (
 	"os"
 	"os/exec"
 	"runtime"
-	"syscall"
 )
 
 // StartOnLockedThread starts cmd from a goroutine locked to its OS thread.
@@ -47,21 +47,5 @@ func CloseFiles(files ...*os.File) {
 		if f != nil {
 			f.Close()
 		}
-	}
-}
-
-// Read is the read system call on fd, retried when a signal interrupts it:
-// for a descriptor in non-blocking mode, syscall.EAGAIN says it holds no
-// bytes yet. It never returns a negative count.
-func Read(fd uintptr, b []byte) (int, error) {
-	for {
-		n, err := syscall.Read(int(fd), b)
-		if err == syscall.EINTR {
-			continue
-		}
-		if n < 0 {
-			n = 0
-		}
-		return n, err
 	}
 }
