@@ -209,6 +209,14 @@ func startPooledBuffer(ctx context.Context, python, dir string, maxMessage int) 
 	return &pooledBuffer{pool: p}, err
 }
 
+// startPooledBufferPipes is startPooledBuffer with the shared memory off:
+// CallBytes into one reused buffer through the pipes, the floor's own
+// conditions (a reused buffer, the same pipes).
+func startPooledBufferPipes(ctx context.Context, python, dir string) (*pooledBuffer, error) {
+	p, err := startPoolPipes(ctx, python, dir)
+	return &pooledBuffer{pool: p}, err
+}
+
 func (p *pooledBuffer) call(ctx context.Context, fn string, arg []byte) (int, error) {
 	var err error
 	p.buf, err = pypool.CallBytes(ctx, p.p, p.buf[:0], fn, arg)
