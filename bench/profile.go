@@ -10,7 +10,8 @@ import (
 )
 
 // profileCalls makes calls sequential calls of one contender (floor, floor
-// readv, pypool, pypool pipes, pypool pipes with CallBytes into a reused buffer) with the trivial call (payload "trivial") or
+// fresh (a new slice for each result, as Call returns), floor readv,
+// pypool, pypool pipes, pypool pipes with CallBytes into a reused buffer) with the trivial call (payload "trivial") or
 // a bytes echo of payload "1KiB", "1MiB" or "16MiB", after a warm-up, and prints what one
 // call costs the Go side in allocations and bytes (runtime.MemStats,
 // exact) and in wall and CPU time (with the conditions of the run). With
@@ -22,6 +23,10 @@ func profileCalls(ctx context.Context, python, contenderName, payload string, ca
 	switch contenderName {
 	case floorName:
 		c = must(startFloor(python, 1<<20))
+	case "floor-fresh":
+		f := must(startFloor(python, 1<<20))
+		f.fresh = true
+		c = f
 	case "floor-readv", floorReadvName:
 		c = must(startFloorReadv(python, 1<<20))
 	case "pypool":
@@ -31,7 +36,7 @@ func profileCalls(ctx context.Context, python, contenderName, payload string, ca
 	case "pypool-pipes-callbytes":
 		c = must(startPooledBufferPipes(ctx, python, sourceDir()))
 	default:
-		must(0, fmt.Errorf("-profile: unknown contender %q (floor, floor-readv, pypool, pypool-pipes, pypool-pipes-callbytes)", contenderName))
+		must(0, fmt.Errorf("-profile: unknown contender %q (floor, floor-fresh, floor-readv, pypool, pypool-pipes, pypool-pipes-callbytes)", contenderName))
 	}
 	defer c.close()
 	fn, arg := "duplicate_text", trivialArg
