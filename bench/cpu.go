@@ -50,6 +50,8 @@ func sampleCPU(pythonPids []int) cpuSample {
 // some Python processes, so far.
 type faultCount struct{ goSide, python int64 }
 
+// pageFaults counts the minor page faults of this process and of the
+// Python processes pythonPids so far (/proc/<pid>/stat's minflt).
 func pageFaults(pythonPids []int) faultCount {
 	var ru syscall.Rusage
 	must(0, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
@@ -63,6 +65,7 @@ func pageFaults(pythonPids []int) faultCount {
 	return f
 }
 
+// minus is f - g, side by side.
 func (f faultCount) minus(g faultCount) faultCount {
 	return faultCount{f.goSide - g.goSide, f.python - g.python}
 }

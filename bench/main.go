@@ -66,7 +66,7 @@ func defineFlags(fs *flag.FlagSet) *options {
 		newTimeline:    fs.Int("new-timeline", 0, "instead of the scenarios, this many interleaved rounds of python -E -c 'import bench_module' and of pypool.New (Size 1) to its first result in a fresh process, and the medians of New's phases (README.md, the start-up budget); the first -python only"),
 		newStart:       fs.String("new-start", "exec", "internal: the start method of -new-once, exec or forkserver"),
 		noPin:          fs.Bool("no-pin", false, "skip the runs pinned to one CPU"),
-		profile:        fs.String("profile", "", "instead of the scenarios, make -profile-calls sequential calls of this contender (floor, floor-fresh, floor-readv, pypool, pypool-pipes, pypool-pipes-callbytes) and print their Go allocations and CPU per call (README.md, the per-call budget)"),
+		profile:        fs.String("profile", "", "instead of the scenarios, make -profile-calls sequential calls of this contender (floor, floor-fresh, floor-readv, pypool, pypool-pipes, pypool-pipes-callbytes) and print their Go allocations, both sides' CPU and page faults per call (README.md, the per-call budget)"),
 		profilePayload: fs.String("profile-payload", "trivial", "with -profile: trivial (duplicate_text of 7 bytes), or a bytes echo of 1KiB, 1MiB or 16MiB"),
 		profileCalls:   fs.Int("profile-calls", 20000, "with -profile: the calls measured, after a warm-up of 1000 (20 from 1MiB)"),
 		cpuProf:        fs.String("cpuprofile", "", "with -profile: write Go's CPU profile of the calls to this file"),

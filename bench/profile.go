@@ -11,10 +11,12 @@ import (
 
 // profileCalls makes calls sequential calls of one contender (floor, floor
 // fresh (a new slice for each result, as Call returns), floor readv,
-// pypool, pypool pipes, pypool pipes with CallBytes into a reused buffer) with the trivial call (payload "trivial") or
-// a bytes echo of payload "1KiB", "1MiB" or "16MiB", after a warm-up, and prints what one
-// call costs the Go side in allocations and bytes (runtime.MemStats,
-// exact) and in wall and CPU time (with the conditions of the run). With
+// pypool, pypool pipes, pypool pipes with CallBytes into a reused buffer)
+// with the trivial call (payload "trivial") or a bytes echo of payload
+// "1KiB", "1MiB" or "16MiB", after a warm-up, and prints what one call
+// costs the Go side in allocations and bytes (runtime.MemStats, exact),
+// both sides in CPU time and minor page faults, and the wall time (with
+// the conditions of the run). With
 // cpuProfile or memProfile it writes Go's profiles of the calls alone.
 // Run it under strace -f -c to count the system calls of both sides per
 // call, or with a Python worker profiled (README.md, "The per-call budget").
