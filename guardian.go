@@ -93,7 +93,9 @@ func (g *guardian) start(onExit func(*guardianProcess)) error {
 		osproc.CloseFiles(inR, inW)
 		return fmt.Errorf("pypool: starting the pool's guardian: creating pipes: %w", err)
 	}
-	// Isolated (-I) and without site (-S): it imports only os, signal, sys.
+	// Isolated (-I) and without site (-S): it imports only posix, _signal
+	// and sys, built into the interpreter (it starts beside the first
+	// worker, on the CPU that worker needs).
 	cmd := exec.Command(g.python.path(), "-I", "-S", g.script)
 	cmd.Stdin, cmd.Stderr = inR, errW
 	cmd.Env, cmd.Dir = g.env, g.dir

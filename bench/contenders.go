@@ -59,6 +59,10 @@ type floor struct {
 	hdr  [4]byte
 	send []byte
 	buf  []byte
+	// fresh: each result is read into a new slice, as pypool's Call
+	// returns one (the floor-fresh variant of -profile), instead of the
+	// one buffer reused.
+	fresh bool
 }
 
 // startScript runs an embedded Python program with pipes to its stdin and
@@ -116,6 +120,9 @@ func (f *floor) call(_ context.Context, _ string, arg []byte) (int, error) {
 		return 0, err
 	}
 	n := int(binary.BigEndian.Uint32(f.hdr[:]))
+	if f.fresh {
+		f.buf = nil
+	}
 	if cap(f.buf) < n {
 		f.buf = make([]byte, n)
 	}
@@ -206,6 +213,14 @@ type pooledBuffer struct {
 
 func startPooledBuffer(ctx context.Context, python, dir string, maxMessage int) (*pooledBuffer, error) {
 	p, err := startPoolLimit(ctx, python, dir, 1, 0, maxMessage)
+	return &pooledBuffer{pool: p}, err
+}
+
+// startPooledBufferPipes is startPooledBuffer with the shared memory off:
+// CallBytes into one reused buffer through the pipes, the floor's own
+// conditions (a reused buffer, the same pipes).
+func startPooledBufferPipes(ctx context.Context, python, dir string) (*pooledBuffer, error) {
+	p, err := startPoolPipes(ctx, python, dir)
 	return &pooledBuffer{pool: p}, err
 }
 

@@ -45,6 +45,31 @@ func sampleCPU(pythonPids []int) cpuSample {
 	return s
 }
 
+// faultCount is the minor page faults (memory touched for the first time,
+// or given back to the kernel and touched again) of this process and of
+// some Python processes, so far.
+type faultCount struct{ goSide, python int64 }
+
+// pageFaults counts the minor page faults of this process and of the
+// Python processes pythonPids so far (/proc/<pid>/stat's minflt).
+func pageFaults(pythonPids []int) faultCount {
+	var ru syscall.Rusage
+	must(0, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	f := faultCount{goSide: ru.Minflt}
+	for _, pid := range pythonPids {
+		if fields, err := procStat(pid); err == nil && len(fields) > 7 {
+			n, _ := strconv.ParseInt(fields[7], 10, 64) // minflt, field 10 of proc(5)
+			f.python += n
+		}
+	}
+	return f
+}
+
+// minus is f - g, side by side.
+func (f faultCount) minus(g faultCount) faultCount {
+	return faultCount{f.goSide - g.goSide, f.python - g.python}
+}
+
 // processCPU is utime+stime of one process from /proc/<pid>/stat.
 func processCPU(pid int) (time.Duration, error) {
 	fields, err := procStat(pid)

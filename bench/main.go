@@ -44,9 +44,9 @@ import (
 
 // options are the bench's flags.
 type options struct {
-	quick, asJSON, pinned, newOnce, noPin                                   *bool
+	quick, asJSON, pinned, newOnce, newPhases, noPin                        *bool
 	python, only, plot, newStart, profile, profilePayload, cpuProf, memProf *string
-	n, profileCalls, floorPipe                                              *int
+	n, profileCalls, floorPipe, newTimeline                                 *int
 }
 
 // defineFlags defines the bench's flags on fs. A flag whose usage starts
@@ -62,11 +62,13 @@ func defineFlags(fs *flag.FlagSet) *options {
 		plot:           fs.String("plot", "", "write the sweep's MB/s by payload size to this SVG file (needs the sweep scenario; the first interpreter's)"),
 		pinned:         fs.Bool("pinned", false, "internal: this run is already pinned to one CPU"),
 		newOnce:        fs.Bool("new-once", false, "internal: print the nanoseconds from pypool.New until its first result"),
+		newPhases:      fs.Bool("new-phases", false, "internal: with -new-once, print the phases of -new-timeline after the total"),
+		newTimeline:    fs.Int("new-timeline", 0, "instead of the scenarios, this many interleaved rounds of python -E -c 'import bench_module' and of pypool.New (Size 1) to its first result in a fresh process, and the medians of New's phases (README.md, the start-up budget); the first -python only"),
 		newStart:       fs.String("new-start", "exec", "internal: the start method of -new-once, exec or forkserver"),
 		noPin:          fs.Bool("no-pin", false, "skip the runs pinned to one CPU"),
-		profile:        fs.String("profile", "", "instead of the scenarios, make -profile-calls sequential calls of this contender (floor, floor-readv, pypool, pypool-pipes) and print their Go allocations and CPU per call (README.md, the per-call budget)"),
-		profilePayload: fs.String("profile-payload", "trivial", "with -profile: trivial (duplicate_text of 7 bytes) or 1KiB (a bytes echo)"),
-		profileCalls:   fs.Int("profile-calls", 20000, "with -profile: the calls measured, after 1000 of warm-up"),
+		profile:        fs.String("profile", "", "instead of the scenarios, make -profile-calls sequential calls of this contender (floor, floor-fresh, floor-readv, pypool, pypool-pipes, pypool-pipes-callbytes) and print their Go allocations, both sides' CPU and page faults per call (README.md, the per-call budget)"),
+		profilePayload: fs.String("profile-payload", "trivial", "with -profile: trivial (duplicate_text of 7 bytes), or a bytes echo of 1KiB, 1MiB or 16MiB"),
+		profileCalls:   fs.Int("profile-calls", 20000, "with -profile: the calls measured, after a warm-up of 1000 (20 from 1MiB)"),
 		cpuProf:        fs.String("cpuprofile", "", "with -profile: write Go's CPU profile of the calls to this file"),
 		memProf:        fs.String("memprofile", "", "with -profile: write Go's allocation profile of the calls to this file (every allocation sampled)"),
 		floorPipe:      fs.Int("floor-pipe", 1<<20, "the floor's pipe size in bytes (F_SETPIPE_SZ): by default pypool's own, so that the floor uses the same pipes (DESIGN.md); 0: Linux's default, 64 KiB"),
@@ -87,7 +89,18 @@ func main() {
 		if *newStart == pypool.StartForkServer.String() {
 			method = pypool.StartForkServer
 		}
+		if *o.newPhases {
+			for _, ns := range timeNewPhases(ctx, *python, sourceDir(), method) {
+				fmt.Print(ns, " ")
+			}
+			fmt.Println()
+			return
+		}
 		fmt.Println(timeNew(ctx, *python, sourceDir(), method).Nanoseconds())
+		return
+	}
+	if *o.newTimeline > 0 {
+		newTimeline(strings.Split(*python, ",")[0], *o.newTimeline)
 		return
 	}
 	if *profile != "" {

@@ -12,11 +12,16 @@ the guardian sends SIGKILL to every group it still knows, then exits.
 
 It never waits for a worker: a worker stuck in C code, whose Python-level
 signal handlers cannot run, is killed all the same. Standard library only,
-and as little of it as possible: it is imported by nothing else.
+and as little of it as possible: it is imported by nothing else. It starts
+beside a pool's first worker and competes with it for a CPU, so it imports
+only modules built into the interpreter: ``posix`` and ``_signal``, the
+modules under ``os`` and ``signal`` (``signal`` alone imports ``enum``,
+``functools`` and ``collections``: it took 10 ms of the guardian's start on
+Debian's Python 3.11, two thirds of what its own code costs).
 """
 
-import os
-import signal
+import _signal
+import posix
 import sys
 
 
@@ -24,14 +29,14 @@ def _close_inherited():
     """Close every descriptor but 0, 1 and 2: the guardian holds nothing
     of the Go process's (a descriptor it inherited without close-on-exec)."""
     try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+        fds = [int(name) for name in posix.listdir("/proc/self/fd")]
     except OSError:
-        os.closerange(3, 256)
+        posix.closerange(3, 256)
         return
     for fd in fds:
         if fd > 2:
             try:
-                os.close(fd)
+                posix.close(fd)
             except OSError:
                 pass  # the listing's own descriptor, closed already
 
@@ -58,7 +63,7 @@ def kill_all(groups):
     skipped."""
     for pgid in sorted(groups):
         try:
-            os.killpg(pgid, signal.SIGKILL)
+            posix.killpg(pgid, _signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 
@@ -70,7 +75,7 @@ def serve(fd=0):
     pending = b""
     while True:
         try:
-            chunk = os.read(fd, 65536)
+            chunk = posix.read(fd, 65536)
         except InterruptedError:  # pragma: no cover - retried by Python
             continue
         except OSError:
@@ -87,7 +92,7 @@ def serve(fd=0):
 def main():
     # A Ctrl-C is for the Go program to handle: the guardian ends at the
     # end of its input (or by a signal that ends the Go program too).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     _close_inherited()
     kill_all(serve())
     sys.exit(0)

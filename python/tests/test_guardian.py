@@ -51,6 +51,28 @@ class GuardianProcessTest(unittest.TestCase):
         self.assertEqual(owned.wait(TIMEOUT), -9)
         self.assertIsNone(released.poll(), "a released group is left alone")
 
+    def test_imports_only_built_in_modules(self) -> None:
+        # It starts beside a pool's first worker, competing with it for a
+        # CPU: no module that runs Python code at import (signal imports
+        # enum, functools and collections; os, posixpath and stat), only
+        # what the interpreter itself starts with.
+        out = subprocess.run(
+            [sys.executable, "-I", "-S", "-X", "importtime", SCRIPT],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT, check=True,
+        )  # fmt: skip
+        started = subprocess.run(
+            [sys.executable, "-I", "-S", "-X", "importtime", "-c", "pass"],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT, check=True,
+        )  # fmt: skip
+
+        def modules(stderr: bytes) -> set:
+            return {line.rsplit(b"|", 1)[1].strip().decode() for line in stderr.splitlines() if line.startswith(b"import time:") and b"|" in line} - {"package"}
+
+        own = modules(out.stderr) - modules(started.stderr)
+        self.assertLessEqual(own, {"_signal", "posix"} | set(sys.builtin_module_names), "the guardian imported %s" % sorted(own))
+        self.assertNotIn("enum", own)
+        self.assertNotIn("os", own)
+
     def test_a_group_gone_already_is_skipped(self) -> None:
         gone = self.sleeper()
         gone.kill()
