@@ -114,7 +114,10 @@ class Worker(Channel):
                 self._handle_general(body)
                 continue
             call_id, name, args = call
-            function = functions.get(name)
+            try:
+                function = functions[name]  # not functions.get: one call less
+            except KeyError:
+                function = None
             if function is None:
                 self._call(call_id, name, args, {})
                 continue
@@ -136,14 +139,14 @@ class Worker(Channel):
                 frame = result_frame(call_id, result)
             except Exception as exc:
                 frame = exc  # sent below, outside the except block: it may be an awaitable's
-            if type(frame) is not bytes or len(frame) > max_frame or (shared is not None and shared.used):
+            if type(frame) is not bytes or (size := len(frame)) > max_frame or (shared is not None and shared.used):
                 if isinstance(frame, Exception):
                     self._send_refused(call_id, name, result, frame)
                 else:
                     self._send_frame(call_id, name, frame)
                 continue
             written = write(out_fd, frame)
-            if written < len(frame):  # a signal cut the write short
+            if written < size:  # a signal cut the write short
                 write_all(out_fd, [memoryview(frame)[written:]])
 
     def function(self, name: str) -> Optional[Callable[..., Any]]:
