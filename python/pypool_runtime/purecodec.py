@@ -20,13 +20,20 @@ first byte for the frequent fix* formats and uses a table for the others.
 Both recurse as deep as the data nests; data that the C extension accepts but
 that is too deep for the interpreter's recursion limit at the point of the
 call is retried with more headroom (see _with_headroom).
+
+The datetime module is imported at the first datetime packed or timestamp
+unpacked (_datetime_module), not with this module: it costs 2 to 3 ms of
+every pure-codec worker's start, for values few calls carry. It comes from
+the interpreter's own entries then (stdlib.own_module), even after the
+user's paths are on sys.path.
 """
 
 from __future__ import annotations
 
-import datetime
 import struct
 import sys
+
+from . import stdlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -112,9 +119,33 @@ _UNPACK_STACK_SIZE = 1024
 # Largest length msgpack can express.
 _ITEM_LIMIT = 0xFFFFFFFF
 
-_UTC = datetime.timezone.utc
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
-_timedelta = datetime.timedelta
+# The datetime module, its class datetime, the epoch and timedelta, set by
+# _datetime_module at their first use.
+_datetime: Any = None
+_EPOCH: Any = None
+_timedelta: Any = None
+
+
+def _datetime_module() -> Any:
+    """The standard datetime module, imported at its first use from the
+    interpreter's own entries (a private copy if the user's code imported a
+    datetime of its own first); its datetime class is then packed as a
+    timestamp (_PACKERS)."""
+    global _datetime, _EPOCH, _timedelta
+    if _datetime is None:
+        module = stdlib.own_module("datetime")
+        _EPOCH = module.datetime(1970, 1, 1, tzinfo=module.timezone.utc)
+        _timedelta = module.timedelta
+        _PACKERS[module.datetime] = _pack_datetime
+        _datetime = module
+    return _datetime
+
+
+def _is_datetime(cls: type) -> bool:
+    """Whether cls is the standard datetime.datetime (not a subclass: the C
+    extension refuses those), for values met before _datetime_module ran:
+    a datetime exists only once something imported datetime."""
+    return cls.__name__ == "datetime" and cls.__module__ == "datetime" and cls is _datetime_module().datetime
 
 # -- Packing ------------------------------------------------------------------
 
@@ -334,7 +365,7 @@ def _pack_ext(obj: ExtType, buf: bytearray, limit: int) -> None:
     buf += data
 
 
-def _pack_datetime(obj: datetime.datetime, buf: bytearray, limit: int) -> None:
+def _pack_datetime(obj: Any, buf: bytearray, limit: int) -> None:
     if obj.tzinfo is None:
         _pack_default(obj, buf, limit)  # naive: the C packer calls its default= hook
         return
@@ -355,7 +386,8 @@ def _pack_timestamp(seconds: int, nanoseconds: int, buf: bytearray) -> None:
         buf += _pack_ts96(0xC7, 12, -1, nanoseconds, seconds)
 
 
-# Exact types. datetime.datetime is exact-only: the C extension refuses subclasses.
+# Exact types. datetime.datetime, added by _datetime_module, is exact-only:
+# the C extension refuses subclasses.
 _PACKERS: Dict[type, Packer] = {
     type(None): _pack_nil,
     bool: _pack_bool,
@@ -369,7 +401,6 @@ _PACKERS: Dict[type, Packer] = {
     tuple: _pack_array,
     dict: _pack_map,
     ExtType: _pack_ext,
-    datetime.datetime: _pack_datetime,
 }
 
 # Subclasses are tested in the order of the C extension's checks: ExtType, a
@@ -390,6 +421,8 @@ def _subclass_packer(obj: Any) -> Optional[Packer]:
     for types, pack in _SUBCLASS_PACKERS:
         if isinstance(obj, types):
             return pack
+    if _datetime is None and _is_datetime(type(obj)):
+        return _pack_datetime
     return None
 
 
@@ -601,6 +634,8 @@ def _ext_value(code: int, payload: bytes) -> Any:
         days = -days
     rest = seconds - days * 86400
     days = (days + 0x80000000 & 0xFFFFFFFF) - 0x80000000
+    if _datetime is None:
+        _datetime_module()
     return _EPOCH + _timedelta(days, rest, nanoseconds // 1000)
 
 
