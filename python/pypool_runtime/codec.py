@@ -183,7 +183,27 @@ def _load_c() -> Codec:
 
     def result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Any]]:
         cls = type(value)
-        if (cls is bytes or cls is bytearray) and len(value) > JOIN_LIMIT:
+        if cls is bytes and call_id <= 0xFFFFFFFF:
+            # The frame's start, then the bytes in one copy (through the
+            # Packer they were copied three times: into its buffer, out of
+            # it, behind the length).
+            n = len(value)
+            if n <= 0xFF:
+                head, size = _pack_B_B(0xC4, n), n + 2
+            elif n <= 0xFFFF:
+                head, size = _pack_B_H(0xC5, n), n + 3
+            elif n > JOIN_LIMIT:
+                return _bytes_result_parts(call_id, value)
+            else:
+                head, size = _pack_B_I(0xC6, n), n + 5
+            if call_id < 0x80:
+                return _pack_frame_fixint(size + 3, 0x93, RESULT, call_id) + head + value
+            if call_id <= 0xFF:
+                return _pack_frame_u8(size + 4, 0x93, RESULT, 0xCC, call_id) + head + value
+            if call_id <= 0xFFFF:
+                return _pack_frame_u16(size + 5, 0x93, RESULT, 0xCD, call_id) + head + value
+            return _pack_frame_u32(size + 7, 0x93, RESULT, 0xCE, call_id) + head + value
+        if cls is bytearray and len(value) > JOIN_LIMIT:
             return _bytes_result_parts(call_id, value)
         try:
             body = pack_reply([RESULT, call_id, value])
@@ -236,6 +256,11 @@ def __getattr__(name: str) -> Any:
 _pack_B_B = struct.Struct(">BB").pack
 _pack_B_H = struct.Struct(">BH").pack
 _pack_B_I = struct.Struct(">BI").pack
+# A RESULT frame's start up to its value, by the id's encoding (as purecodec's).
+_pack_frame_fixint = struct.Struct(">IBBB").pack  # frame length, fixarray 3, RESULT, id < 0x80
+_pack_frame_u8 = struct.Struct(">IBBBB").pack  # ... 0xcc, id
+_pack_frame_u16 = struct.Struct(">IBBBH").pack  # ... 0xcd, id
+_pack_frame_u32 = struct.Struct(">IBBBI").pack  # ... 0xce, id
 
 
 def bin_header(size: int) -> bytes:
