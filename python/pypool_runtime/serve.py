@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from . import CALL, ERROR, STREAM, channel, shm
+from . import CALL, ERROR, STREAM, channel, ext, shm
 from .channel import Channel
 from .errors import clip_utf8, exception_message, format_traceback, missing_module_hint, not_encodable, type_name, utf8_safe
 from .frames import HEADER, FrameReader, ProtocolViolation, write_all, write_frame, write_frame_bytes
@@ -107,7 +107,8 @@ class Worker(Channel):
             body = read()
             if body is None:
                 return
-            if shared is not None:
+            if shared is not None and (shared.used or ext.SHARED_READ):  # the last call used it
+                ext.SHARED_READ = False
                 shared.begin_call()
             call = decode_call(body)
             if call is None:
