@@ -34,7 +34,8 @@ lookup, the interrupt flag, the call) and result_frame, for the trivial call
 figure is the best of several repeats of a tight loop (ns per call).
 
 --cprofile runs the floor and the worker (each codec) under cProfile for -n
-trivial calls and for none, and prints the difference per call: the Python
+calls and for none, the trivial call and the 1 KiB echo, and prints the
+difference per call: the Python
 function calls (built-in ones included) that one call costs, by function, a
 count that the machine's load does not change. The child measures itself
 through a function of this very module, mark(), which returns its CPU time:
@@ -258,7 +259,7 @@ def _main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender; the best is shown (default 3)")
     parser.add_argument("--phases", action="store_true", help="time the Python work of a call phase by phase, floor against worker (ns/call)")
     parser.add_argument("--importtime", action="store_true", help="the worker's start-up budget: python -X importtime of its start, by share, and its wall time against python -c 'import m'")
-    parser.add_argument("--cprofile", action="store_true", help="count the Python function calls of one trivial call under cProfile, floor against worker")
+    parser.add_argument("--cprofile", action="store_true", help="count the Python function calls of one trivial call and of one 1 KiB echo under cProfile, floor against worker")
     options = parser.parse_args()
     runtime = os.path.abspath(options.runtime) if options.runtime else here
     pythons = options.python or [sys.executable] + (
@@ -371,14 +372,18 @@ def _main() -> None:
         import pstats
         import tempfile
 
-        trivial = frame(purecodec.packb([2, 12345, "duplicate_text", ["testing"], None]))
-        for python in pythons:
+        kilo = bytes(range(256)) * 4
+        calls = [
+            ("trivial call", frame(b"testing"), frame(purecodec.packb([2, 12345, "duplicate_text", ["testing"], None]))),
+            ("1 KiB echo", frame(kilo), frame(purecodec.packb([2, 12345, "echo", [kilo], None]))),
+        ]
+        for python, (call, floor_frame, worker_frame) in ((p, c) for p in pythons for c in calls):
             version, has_c = versions(python)
             worker = [_BOOTSTRAP, runtime, "--module", "bench_runtime", "--path", here]
-            runs = [("floor", [_FLOOR], frame(b"testing"))]
-            runs.append(("worker, pure codec", worker + ["--codec", "pure"], trivial))
+            runs = [("floor", [_FLOOR], floor_frame)]
+            runs.append(("worker, pure codec", worker + ["--codec", "pure"], worker_frame))
             if has_c:
-                runs.append(("worker, msgpack-c", worker, trivial))
+                runs.append(("worker, msgpack-c", worker, worker_frame))
             for name, script, framed in runs:
                 counts = []
                 for calls in (options.n, 0):
@@ -394,7 +399,7 @@ def _main() -> None:
                 many, none = counts
                 per = {f: (many.get(f, 0) - none.get(f, 0)) / options.n for f in many}
                 per = {f: c for f, c in per.items() if c >= 0.01}
-                print("%s (%s), %s: %.2f Python function calls per trivial call" % (os.path.basename(python), version, name, sum(per.values())))
+                print("%s (%s), %s: %.2f Python function calls per %s" % (os.path.basename(python), version, name, sum(per.values()), call))
                 for f, c in sorted(per.items(), key=lambda item: -item[1]):
                     print("    %6.2f  %s" % (c, f))
                 sys.stdout.flush()

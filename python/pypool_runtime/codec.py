@@ -16,9 +16,9 @@ codec, at the first value only it encodes (nested deeper than msgpack 1.0
 packs) or the first unencodable value's detail (pure_module).
 
 Below them are the byte-level shortcuts the worker takes on its hot paths,
-the same whichever codec is chosen: parse_call_head reads the head of a CALL
-frame without decoding it, and bytes_result_head (with bin_header) encodes a
-RESULT around a bytes value that is then written without being copied.
+the same whichever codec is chosen: bytes_result_head (with bin_header)
+encodes a RESULT around a bytes value that is then written without being
+copied.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Codec:
 
     The worker's hot paths: decode_call(body) -> (id, name, args) of an
     ordinary CALL frame (no keyword arguments), or None for any other frame,
-    which then takes the general path (see _call_decoder);
+    which then takes the general path (purecodec.decode_call, _load_c's);
     result_frame(id, value) -> the whole frame of [RESULT, id, value],
     length included, as bytes or, when large, as two parts to write in turn
     (see purecodec.result_frame).
@@ -75,61 +75,7 @@ class Codec:
 
 
 JOIN_LIMIT = 64 << 10  # purecodec.JOIN_LIMIT (test_codec checks they agree)
-_unpack_I = struct.Struct(">I").unpack_from
-_unpack_Q = struct.Struct(">Q").unpack_from
 _pack_I = struct.Struct(">I").pack
-
-
-def _call_decoder(unpack_args: Callable[[bytes, int], Any], unpack_args_view: Callable[[memoryview, int], Any]) -> Callable[[Union[bytes, memoryview]], Optional[Tuple[int, str, List[Any]]]]:
-    """decode_call for a codec whose unpack_args(body, offset) decodes the
-    arguments at offset in a bytes body, which must end just before the
-    body's last byte (else it returns None or raises), and unpack_args_view
-    the same in a memoryview (large frames)."""
-
-    def decode_call(body: Union[bytes, memoryview]) -> Optional[Tuple[int, str, List[Any]]]:
-        # The head as parse_call_head reads it, inline for bytes.
-        if type(body) is not bytes:
-            head = parse_call_head(body)
-            if head is None:
-                return None
-            call_id, name, pos = head
-            try:
-                args = unpack_args_view(body, pos)
-            except Exception:
-                return None
-            return (call_id, name, args) if type(args) is list else None
-        try:
-            if body[0] != 0x95 or body[1] != CALL or body[-1] != 0xC0:
-                return None
-            code = body[2]
-            if code < 0x80:
-                call_id, pos = code, 3
-            elif code == 0xCD:
-                call_id, pos = body[3] << 8 | body[4], 5
-            elif code == 0xCE:
-                call_id, pos = _unpack_I(body, 3)[0], 7
-            elif code == 0xCC:
-                call_id, pos = body[3], 4
-            elif code == 0xCF:
-                call_id, pos = _unpack_Q(body, 3)[0], 11
-            else:
-                return None
-            code = body[pos]
-            if 0xA0 <= code < 0xC0:
-                start = pos + 1
-                pos = start + (code & 0x1F)
-            elif code == 0xD9:
-                start = pos + 2
-                pos = start + body[pos + 1]
-            else:
-                return None
-            name = body[start:pos].decode()
-            args = unpack_args(body, pos)
-        except Exception:  # short, undecodable: the general path tells what is wrong
-            return None
-        return (call_id, name, args) if type(args) is list else None
-
-    return decode_call
 
 
 # The pure codec's module, configured by pure_module; msgpack's ExtType and
@@ -163,7 +109,7 @@ def _pure_codec() -> Codec:
     if _pure is None:
         m = pure_module()
         _pure = Codec(
-            PURE_NAME, m.packb, m.unpackb, m.Unpacker, m.ExtType, _call_decoder(m.unpack_args, m.unpack_args_view), m.result_frame,
+            PURE_NAME, m.packb, m.unpackb, m.Unpacker, m.ExtType, m.decode_call, m.result_frame,
         )  # fmt: skip
     return _pure
 
@@ -204,9 +150,9 @@ def _load_c() -> Codec:
                 raise
         return pure_module().packb(obj)
 
-    unpack_options = dict(
-        raw=False, strict_map_key=False, timestamp=3, use_list=True, ext_hook=ext.ext_hook_for(msgpack.ExtType)
-    )
+    # The options fixed by the protocol that are not the C Unpacker's defaults
+    # (raw=False and use_list=True are).
+    unpack_options = dict(strict_map_key=False, timestamp=3, ext_hook=ext.ext_hook_for(msgpack.ExtType))
     c_unpackb, c_unpacker = _cmsgpack.unpackb, _cmsgpack.Unpacker
 
     def unpackb(data: Any) -> Any:
@@ -216,8 +162,20 @@ def _load_c() -> Codec:
         # max_buffer_size=0 lifts the 100 MiB default: a frame is bounded by --max-message.
         return c_unpacker(max_buffer_size=0, **unpack_options, **options)
 
-    def unpack_args(body: Union[bytes, memoryview], pos: int) -> Any:
-        return unpackb(body[pos:-1])
+    def decode_call(body: Union[bytes, memoryview]) -> Optional[Tuple[int, str, List[Any]]]:
+        # The whole frame in one call of the C unpacker (a trivial call's
+        # head parsed in Python, then its arguments unpacked, took twice as
+        # long); its first and last bytes first, so that the frames of the
+        # general path (keyword arguments, a STREAM) are not decoded twice.
+        try:
+            if body[0] != 0x95 or body[1] != CALL or body[-1] != 0xC0:
+                return None
+            _, call_id, name, args, kwargs = c_unpackb(body, **unpack_options)
+        except Exception:  # short, undecodable: the general path tells what is wrong
+            return None
+        if kwargs is None and type(args) is list and type(name) is str and type(call_id) is int and call_id >= 0:
+            return (call_id, name, args)
+        return None
 
     # One Packer for the replies: only the worker's main thread uses it.
     # Packer.pack resets the Packer's buffer on errors too.
@@ -225,7 +183,27 @@ def _load_c() -> Codec:
 
     def result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Any]]:
         cls = type(value)
-        if (cls is bytes or cls is bytearray) and len(value) > JOIN_LIMIT:
+        if cls is bytes and call_id <= 0xFFFFFFFF:
+            # The frame's start, then the bytes in one copy (through the
+            # Packer they were copied three times: into its buffer, out of
+            # it, behind the length).
+            n = len(value)
+            if n <= 0xFF:
+                head, size = _pack_B_B(0xC4, n), n + 2
+            elif n <= 0xFFFF:
+                head, size = _pack_B_H(0xC5, n), n + 3
+            elif n > JOIN_LIMIT:
+                return _bytes_result_parts(call_id, value)
+            else:
+                head, size = _pack_B_I(0xC6, n), n + 5
+            if call_id < 0x80:
+                return _pack_frame_fixint(size + 3, 0x93, RESULT, call_id) + head + value
+            if call_id <= 0xFF:
+                return _pack_frame_u8(size + 4, 0x93, RESULT, 0xCC, call_id) + head + value
+            if call_id <= 0xFFFF:
+                return _pack_frame_u16(size + 5, 0x93, RESULT, 0xCD, call_id) + head + value
+            return _pack_frame_u32(size + 7, 0x93, RESULT, 0xCE, call_id) + head + value
+        if cls is bytearray and len(value) > JOIN_LIMIT:
             return _bytes_result_parts(call_id, value)
         try:
             body = pack_reply([RESULT, call_id, value])
@@ -233,11 +211,12 @@ def _load_c() -> Codec:
             if not _too_deep(exc):
                 raise
             return pure_module().result_frame(call_id, value)
-        if len(body) <= JOIN_LIMIT:
-            return _pack_I(len(body)) + body
-        return _pack_I(len(body)), body
+        size = len(body)
+        if size <= JOIN_LIMIT:
+            return _pack_I(size) + body
+        return _pack_I(size), body
 
-    return Codec(C_NAME, packb, unpackb, unpacker, msgpack.ExtType, _call_decoder(unpack_args, unpack_args), result_frame)
+    return Codec(C_NAME, packb, unpackb, unpacker, msgpack.ExtType, decode_call, result_frame)
 
 
 def load(name: str = "auto") -> Codec:
@@ -274,50 +253,14 @@ def __getattr__(name: str) -> Any:
 
 # -- Byte-level shortcuts -----------------------------------------------------
 
-_UINT_WIDTHS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
-
-
-def parse_call_head(body: Union[bytes, memoryview]) -> Optional[Tuple[int, str, int]]:
-    """(id, function name, offset of the arguments) of a CALL frame as the Go
-    side writes it when there are no keyword arguments: fixarray 5, kind 2,
-    an unsigned id, a str name, the arguments, then nil. None for any other
-    shape; such frames take the general path. If the last byte is the end of
-    a map rather than a nil kwargs, the arguments fail to decode alone
-    (extra data) and the frame takes the general path too."""
-    try:
-        return _parse_call_head(body)
-    except IndexError:  # a frame shorter than its head claims
-        return None
-
-
-def _parse_call_head(body: Union[bytes, memoryview]) -> Optional[Tuple[int, str, int]]:
-    if len(body) < 5 or body[0] != 0x95 or body[1] != CALL or body[-1] != 0xC0:
-        return None
-    code = body[2]
-    if code < 0x80:
-        call_id, pos = code, 3
-    else:
-        width = _UINT_WIDTHS.get(code)
-        if width is None:
-            return None
-        call_id, pos = int.from_bytes(body[3 : 3 + width], "big"), 3 + width
-    code = body[pos]
-    if 0xA0 <= code <= 0xBF:
-        size, pos = code & 0x1F, pos + 1
-    elif code == 0xD9:
-        size, pos = body[pos + 1], pos + 2
-    else:
-        return None
-    try:
-        name = bytes(body[pos : pos + size]).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return call_id, name, pos + size
-
-
 _pack_B_B = struct.Struct(">BB").pack
 _pack_B_H = struct.Struct(">BH").pack
 _pack_B_I = struct.Struct(">BI").pack
+# A RESULT frame's start up to its value, by the id's encoding (as purecodec's).
+_pack_frame_fixint = struct.Struct(">IBBB").pack  # frame length, fixarray 3, RESULT, id < 0x80
+_pack_frame_u8 = struct.Struct(">IBBBB").pack  # ... 0xcc, id
+_pack_frame_u16 = struct.Struct(">IBBBH").pack  # ... 0xcd, id
+_pack_frame_u32 = struct.Struct(">IBBBI").pack  # ... 0xce, id
 
 
 def bin_header(size: int) -> bytes:

@@ -271,10 +271,19 @@ def _shared_ndarray(payload: bytes) -> Any:
     return numpy.frombuffer(view, numpy.dtype(code), _count(shape)).reshape(shape).copy()
 
 
+# Whether a value was read from the shared memory since the serve loop last
+# called its begin_call: a call that neither read from it nor put anything
+# in it (shm.SharedMemory.used) leaves nothing to forget, and the serve loop
+# then does without that call (serve.py).
+SHARED_READ = False
+
+
 def _active_shared_memory() -> Any:
+    global SHARED_READ
     memory = shm.ACTIVE
     if memory is None:
         raise ValueError("shared-memory reference with no shared memory")
+    SHARED_READ = True
     return memory
 
 

@@ -20,13 +20,20 @@ first byte for the frequent fix* formats and uses a table for the others.
 Both recurse as deep as the data nests; data that the C extension accepts but
 that is too deep for the interpreter's recursion limit at the point of the
 call is retried with more headroom (see _with_headroom).
+
+The datetime module is imported at the first datetime packed or timestamp
+unpacked (_datetime_module), not with this module: it costs 2 to 3 ms of
+every pure-codec worker's start, for values few calls carry. It comes from
+the interpreter's own entries then (stdlib.own_module), even after the
+user's paths are on sys.path.
 """
 
 from __future__ import annotations
 
-import datetime
 import struct
 import sys
+
+from . import stdlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -112,9 +119,33 @@ _UNPACK_STACK_SIZE = 1024
 # Largest length msgpack can express.
 _ITEM_LIMIT = 0xFFFFFFFF
 
-_UTC = datetime.timezone.utc
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
-_timedelta = datetime.timedelta
+# The datetime module, its class datetime, the epoch and timedelta, set by
+# _datetime_module at their first use.
+_datetime: Any = None
+_EPOCH: Any = None
+_timedelta: Any = None
+
+
+def _datetime_module() -> Any:
+    """The standard datetime module, imported at its first use from the
+    interpreter's own entries (a private copy if the user's code imported a
+    datetime of its own first); its datetime class is then packed as a
+    timestamp (_PACKERS)."""
+    global _datetime, _EPOCH, _timedelta
+    if _datetime is None:
+        module = stdlib.own_module("datetime")
+        _EPOCH = module.datetime(1970, 1, 1, tzinfo=module.timezone.utc)
+        _timedelta = module.timedelta
+        _PACKERS[module.datetime] = _pack_datetime
+        _datetime = module
+    return _datetime
+
+
+def _is_datetime(cls: type) -> bool:
+    """Whether cls is the standard datetime.datetime (not a subclass: the C
+    extension refuses those), for values met before _datetime_module ran:
+    a datetime exists only once something imported datetime."""
+    return cls.__name__ == "datetime" and cls.__module__ == "datetime" and cls is _datetime_module().datetime
 
 # -- Packing ------------------------------------------------------------------
 
@@ -334,7 +365,7 @@ def _pack_ext(obj: ExtType, buf: bytearray, limit: int) -> None:
     buf += data
 
 
-def _pack_datetime(obj: datetime.datetime, buf: bytearray, limit: int) -> None:
+def _pack_datetime(obj: Any, buf: bytearray, limit: int) -> None:
     if obj.tzinfo is None:
         _pack_default(obj, buf, limit)  # naive: the C packer calls its default= hook
         return
@@ -355,7 +386,8 @@ def _pack_timestamp(seconds: int, nanoseconds: int, buf: bytearray) -> None:
         buf += _pack_ts96(0xC7, 12, -1, nanoseconds, seconds)
 
 
-# Exact types. datetime.datetime is exact-only: the C extension refuses subclasses.
+# Exact types. datetime.datetime, added by _datetime_module, is exact-only:
+# the C extension refuses subclasses.
 _PACKERS: Dict[type, Packer] = {
     type(None): _pack_nil,
     bool: _pack_bool,
@@ -369,7 +401,6 @@ _PACKERS: Dict[type, Packer] = {
     tuple: _pack_array,
     dict: _pack_map,
     ExtType: _pack_ext,
-    datetime.datetime: _pack_datetime,
 }
 
 # Subclasses are tested in the order of the C extension's checks: ExtType, a
@@ -390,6 +421,8 @@ def _subclass_packer(obj: Any) -> Optional[Packer]:
     for types, pack in _SUBCLASS_PACKERS:
         if isinstance(obj, types):
             return pack
+    if _datetime is None and _is_datetime(type(obj)):
+        return _pack_datetime
     return None
 
 
@@ -601,6 +634,8 @@ def _ext_value(code: int, payload: bytes) -> Any:
         days = -days
     rest = seconds - days * 86400
     days = (days + 0x80000000 & 0xFFFFFFFF) - 0x80000000
+    if _datetime is None:
+        _datetime_module()
     return _EPOCH + _timedelta(days, rest, nanoseconds // 1000)
 
 
@@ -940,43 +975,57 @@ def result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Buffer]]
     the same exceptions when value cannot be encoded. A large frame may come
     as a pair of parts to be written one after the other. call_id must be in
     0..2**64 - 1."""
+    # The usual values: their header (head) and payload (data, b"" for the
+    # scalars) are joined to the frame's start in one copy of the payload.
     cls = type(value)
     if cls is str:
         data = value.encode()
         n = len(data)
         if n < 0x20:
-            encoded = _FIXSTR_HEADS[n] + data
+            head = _FIXSTR_HEADS[n]
+            n += 1
         elif n <= JOIN_LIMIT:
-            encoded = _str_header(n) + data
+            head = _str_header(n)
+            n += len(head)
         else:
             return _result_frame_parts(call_id, _str_header(n), data)
-    elif cls is int and 0 <= value < 0x80:
-        encoded = _FIXINTS[value]
-    elif value is None:
-        encoded = b"\xc0"
-    elif cls is bool:
-        encoded = b"\xc3" if value else b"\xc2"
-    elif cls is float:
-        encoded = _pack_B_d(0xCB, value)
-    elif cls is bytes and len(value) <= 0xFF:
-        encoded = _pack_B_B(0xC4, len(value)) + value
+    elif cls is bytes and (n := len(value)) <= 0xFFFF:
+        data = value
+        if n <= 0xFF:
+            head = _pack_B_B(0xC4, n)
+            n += 2
+        else:
+            head = _pack_B_H(0xC5, n)
+            n += 3
     else:
-        try:
-            return _result_frame(call_id, value)
-        except RecursionError:
-            return _with_headroom(lambda v: _result_frame(call_id, v), value)
-    n = len(encoded)
+        data = b""
+        n = 1
+        if cls is int and 0 <= value < 0x80:
+            head = _FIXINTS[value]
+        elif value is None:
+            head = b"\xc0"
+        elif cls is bool:
+            head = b"\xc3" if value else b"\xc2"
+        elif cls is float:
+            head = _pack_B_d(0xCB, value)
+            n = 9
+        else:
+            try:
+                return _result_frame(call_id, value)
+            except RecursionError:
+                return _with_headroom(lambda v: _result_frame(call_id, v), value)
     if call_id < 0x80:
-        return _pack_frame_fixint(n + 3, 0x93, 3, call_id) + encoded
+        return _pack_frame_fixint(n + 3, 0x93, 3, call_id) + head + data
     if call_id <= 0xFFFF:
         if call_id <= 0xFF:
-            return _pack_frame_u8(n + 4, 0x93, 3, 0xCC, call_id) + encoded
-        return _pack_frame_u16(n + 5, 0x93, 3, 0xCD, call_id) + encoded
+            return _pack_frame_u8(n + 4, 0x93, 3, 0xCC, call_id) + head + data
+        return _pack_frame_u16(n + 5, 0x93, 3, 0xCD, call_id) + head + data
     if call_id <= 0xFFFFFFFF:
-        return _pack_frame_u32(n + 7, 0x93, 3, 0xCE, call_id) + encoded
+        return _pack_frame_u32(n + 7, 0x93, 3, 0xCE, call_id) + head + data
     buf = bytearray(b"\0\0\0\0\x93\x03")
     _pack_int(call_id, buf, 0)
-    buf += encoded
+    buf += head
+    buf += data
     _pack_I_into(buf, 0, len(buf) - 4)
     return bytes(buf)
 
@@ -1009,47 +1058,101 @@ def _result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Buffer]
     return bytes(buf)
 
 
-def unpack_args(data: bytes, pos: int) -> Any:
-    """The arguments of a CALL frame, an array at data[pos] that must end
-    where the last byte of data (the nil of no keyword arguments) begins:
-    what unpackb(data) would give as the message's fourth element, or None
-    when the array does not end there or is not a fixarray. Data that does
-    not decode raises; the caller then takes the general path, which
-    reproduces the C extension's errors."""
-    b = data[pos]
-    if b & 0xF0 != 0x90:
+def decode_call(body: Union[bytes, memoryview]) -> Optional[Tuple[int, str, List[Any]]]:
+    """(id, name, args) of a CALL frame's body as the Go side writes it when
+    there are no keyword arguments: fixarray 5, kind 2, an unsigned id, a
+    fixstr or str 8 name, a fixarray of arguments, then nil, exactly what
+    unpackb(body)[1:4] gives. None for any other frame, and for one that
+    does not decode: the caller takes the general path, which reproduces
+    the C extension's errors. The worker's hot path, in one Python frame:
+    the usual arguments (short strs, small ints, bins up to 64 KiB) are
+    decoded inline, the others by _unpack; a memoryview body (a large
+    frame) by unpack_args_view."""
+    try:
+        if body[0] != 0x95 or body[1] != 2 or body[-1] != 0xC0:
+            return None
+        code = body[2]
+        if code < 0x80:
+            call_id, pos = code, 3
+        elif code == 0xCD:
+            call_id, pos = body[3] << 8 | body[4], 5
+        elif code == 0xCE:
+            call_id, pos = _unpack_I(body, 3)[0], 7
+        elif code == 0xCC:
+            call_id, pos = body[3], 4
+        elif code == 0xCF:
+            call_id, pos = _unpack_Q(body, 3)[0], 11
+        else:
+            return None
+        code = body[pos]
+        if 0xA0 <= code < 0xC0:
+            start = pos + 1
+            pos = start + (code & 0x1F)
+        elif code == 0xD9:
+            start = pos + 2
+            pos = start + body[pos + 1]
+        else:
+            return None
+        if type(body) is not bytes:
+            name = str(body[start:pos], "utf-8")
+            args = unpack_args_view(body, pos)
+            return None if args is None else (call_id, name, args)
+        name = body[start:pos].decode()
+        # The arguments: a fixarray that must end where the last byte (the
+        # nil of no keyword arguments) begins.
+        b = body[pos]
+        if b & 0xF0 != 0x90:
+            return None
+        end = len(body) - 1
+        count = b & 0x0F
+        args: List[Any] = [None] * count
+        pos += 1
+        i = 0
+        while i < count:
+            b = body[pos]
+            if 0xA0 <= b < 0xC0:  # fixstr
+                stop = pos + (b - 0x9F)
+                if stop > end:
+                    return None
+                args[i] = body[pos + 1 : stop].decode()
+                pos = stop
+            elif b < 0x80:  # positive fixint
+                args[i] = b
+                pos += 1
+            elif b == 0xC4:  # bin 8
+                stop = pos + 2 + body[pos + 1]
+                if stop > end:
+                    return None
+                args[i] = body[pos + 2 : stop]
+                pos = stop
+            elif b == 0xD9:  # str 8
+                stop = pos + 2 + body[pos + 1]
+                if stop > end:
+                    return None
+                args[i] = body[pos + 2 : stop].decode()
+                pos = stop
+            elif b == 0xC5:  # bin 16
+                stop = pos + 3 + (body[pos + 1] << 8 | body[pos + 2])
+                if stop > end:
+                    return None
+                args[i] = body[pos + 3 : stop]
+                pos = stop
+            else:  # depth 2: inside the message's array and the arguments' array
+                args[i], pos = _unpack(body, pos, 2)
+            i += 1
+        if pos != end:
+            return None
+    except Exception:  # short, undecodable: the general path tells what is wrong
         return None
-    end = len(data) - 1
-    pos += 1
-    args: List[Any] = []
-    append = args.append
-    for _ in range(b & 0x0F):
-        b = data[pos]
-        if 0xA0 <= b < 0xC0:  # fixstr
-            stop = pos + (b - 0x9F)
-            if stop > end:
-                return None
-            append(data[pos + 1 : stop].decode())
-            pos = stop
-        elif b < 0x80:  # positive fixint
-            append(b)
-            pos += 1
-        elif b == 0xD9:  # str 8
-            stop = pos + 2 + data[pos + 1]
-            if stop > end:
-                return None
-            append(data[pos + 2 : stop].decode())
-            pos = stop
-        else:  # depth 2: inside the message's array and the arguments' array
-            value, pos = _unpack(data, pos, 2)
-            append(value)
-    return args if pos == end else None
+    return (call_id, name, args)
 
 
 def unpack_args_view(data: memoryview, pos: int) -> Any:
-    """unpack_args for a frame read into a memoryview (a large one): only
-    strs and bins are decoded here, copying each payload once; None for
-    anything else (the caller takes the general path)."""
+    """The arguments of a CALL frame read into a memoryview (a large one),
+    an array at data[pos] that must end where the last byte of data (the
+    nil of no keyword arguments) begins: only strs and bins are decoded
+    here, copying each payload once; None for anything else (the caller
+    takes the general path)."""
     b = data[pos]
     if b & 0xF0 != 0x90:
         return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from . import CALL, ERROR, STREAM, channel, shm
+from . import CALL, ERROR, STREAM, channel, ext, shm
 from .channel import Channel
 from .errors import clip_utf8, exception_message, format_traceback, missing_module_hint, not_encodable, type_name, utf8_safe
 from .frames import HEADER, FrameReader, ProtocolViolation, write_all, write_frame, write_frame_bytes
@@ -107,14 +107,18 @@ class Worker(Channel):
             body = read()
             if body is None:
                 return
-            if shared is not None:
+            if shared is not None and (shared.used or ext.SHARED_READ):  # the last call used it
+                ext.SHARED_READ = False
                 shared.begin_call()
             call = decode_call(body)
             if call is None:
                 self._handle_general(body)
                 continue
             call_id, name, args = call
-            function = functions.get(name)
+            try:
+                function = functions[name]  # not functions.get: one call less
+            except KeyError:
+                function = None
             if function is None:
                 self._call(call_id, name, args, {})
                 continue
@@ -136,14 +140,14 @@ class Worker(Channel):
                 frame = result_frame(call_id, result)
             except Exception as exc:
                 frame = exc  # sent below, outside the except block: it may be an awaitable's
-            if type(frame) is not bytes or len(frame) > max_frame or (shared is not None and shared.used):
+            if type(frame) is not bytes or (size := len(frame)) > max_frame or (shared is not None and shared.used):
                 if isinstance(frame, Exception):
                     self._send_refused(call_id, name, result, frame)
                 else:
                     self._send_frame(call_id, name, frame)
                 continue
             written = write(out_fd, frame)
-            if written < len(frame):  # a signal cut the write short
+            if written < size:  # a signal cut the write short
                 write_all(out_fd, [memoryview(frame)[written:]])
 
     def function(self, name: str) -> Optional[Callable[..., Any]]:

@@ -523,49 +523,6 @@ class ByteShortcutsTest(unittest.TestCase):
 
     CALL, RESULT = 2, 3
 
-    def test_parse_call_head(self) -> None:
-        names = ["", "echo", "f" * 31, "g" * 32, "h" * 255, "héllo"]
-        for call_id in [i for i in edge_ints() if i >= 0]:
-            for name in names:
-                args = [1, "two", [3.0], {"four": b"4"}]
-                body = purecodec.packb([self.CALL, call_id, name, args, None])
-                with self.subTest(call_id=call_id, name=name[:8]):
-                    for data in (body, memoryview(body), memoryview(bytearray(body))):
-                        head = codec.parse_call_head(data)
-                        self.assertIsNotNone(head)
-                        assert head is not None
-                        self.assertEqual(head[:2], (call_id, name))
-                        self.assertEqual(purecodec.unpackb(data[head[2] : -1]), args)
-
-    def test_parse_call_head_leaves_other_frames_to_the_general_path(self) -> None:
-        cases = {
-            "kwargs": purecodec.packb([self.CALL, 1, "echo", [], {"a": 1}]),
-            "str16 name": purecodec.packb([self.CALL, 1, "n" * 256, [], None]),
-            "negative id": purecodec.packb([self.CALL, -1, "echo", [], None]),
-            "name not a str": purecodec.packb([self.CALL, 1, b"echo", [], None]),
-            "other kind": purecodec.packb([self.RESULT, 1, "echo", [], None]),
-            "4 fields": purecodec.packb([self.CALL, 1, "echo", None]),
-            "array16": b"\xdc\x00\x05" + purecodec.packb([self.CALL, 1, "echo", [], None])[1:],
-            "invalid UTF-8 name": purecodec.packb([self.CALL, 1, "ab", [], None]).replace(b"\xa2ab", b"\xa2\xff\xfe"),
-            "short": b"\x95\x02\x01\xc0",
-            "id cut off": b"\x95\x02\xcf\x00\xc0",
-            "name cut off": b"\x95\x02\x01\xd9",
-            "empty": b"",
-        }
-        for what, body in cases.items():
-            with self.subTest(what=what):
-                self.assertIsNone(codec.parse_call_head(body))
-
-    def test_parse_call_head_of_kwargs_ending_in_nil(self) -> None:
-        # The head parses, but the arguments alone do not: the worker then
-        # takes the general path (see parse_call_head).
-        body = purecodec.packb([self.CALL, 7, "echo", [1], {"a": None}])
-        head = codec.parse_call_head(body)
-        self.assertIsNotNone(head)
-        assert head is not None
-        self.assertEqual(head[:2], (7, "echo"))
-        self.assertRaises(ValueError, purecodec.unpackb, body[head[2] : -1])
-
     def test_bin_header(self) -> None:
         for size in (0, 1, 255, 256, 65535, 65536, 70000):
             with self.subTest(size=size):
