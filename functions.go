@@ -62,11 +62,11 @@ type ParamKind string
 
 // The kinds of parameters.
 const (
-	ParamPositionalOnly       ParamKind = "positional_only"       // before a / in the signature
-	ParamPositionalOrKeyword  ParamKind = "positional_or_keyword" // the usual kind
-	ParamVarPositional        ParamKind = "var_positional"        // *args
-	ParamKeywordOnly          ParamKind = "keyword_only"          // after * or *args
-	ParamVarKeyword           ParamKind = "var_keyword"           // **kwargs
+	ParamPositionalOnly      ParamKind = "positional_only"       // before a / in the signature
+	ParamPositionalOrKeyword ParamKind = "positional_or_keyword" // the usual kind
+	ParamVarPositional       ParamKind = "var_positional"        // *args
+	ParamKeywordOnly         ParamKind = "keyword_only"          // after * or *args
+	ParamVarKeyword          ParamKind = "var_keyword"           // **kwargs
 )
 
 // Hint is a Python type hint as a structured description: its Kind, and
