@@ -84,7 +84,14 @@ func declarations(src []byte) (map[string]*decl, error) {
 				}
 			}
 			if d.Type.Results != nil {
-				x.result = text(d.Type.Results)
+				var results []string
+				for _, f := range d.Type.Results.List {
+					results = append(results, text(f.Type))
+				}
+				x.result = strings.Join(results, ", ")
+				if len(results) > 1 {
+					x.result = "(" + x.result + ")"
+				}
 			}
 			out[d.Name.Name] = x
 		case *ast.GenDecl:
@@ -206,13 +213,14 @@ func changes(old, new map[string]*decl) []string {
 				what, paramWord = "function "+fn, "optional parameter"
 			}
 		}
-		out = append(out, fieldChanges(what, paramWord, o.params, n.params)...)
+		found := fieldChanges(what, paramWord, o.params, n.params)
 		if o.result != n.result {
-			out = append(out, fmt.Sprintf("%s: result %s -> %s", what, o.result, n.result))
+			found = append(found, fmt.Sprintf("%s: result %s -> %s", what, o.result, n.result))
 		}
-		if !strings.HasPrefix(name, "type ") && o.python != n.python && len(out) == 0 {
-			out = append(out, fmt.Sprintf("%s: Python signature %s -> %s", what, o.python, n.python))
+		if !strings.HasPrefix(name, "type ") && o.python != n.python && len(found) == 0 {
+			found = append(found, fmt.Sprintf("%s: Python signature %s -> %s", what, o.python, n.python))
 		}
+		out = append(out, found...)
 	}
 	return out
 }
@@ -288,12 +296,12 @@ func lineDiff(name, old, new string) string {
 		case i < n && j < m && a[i] == b[j]:
 			ops = append(ops, op{' ', a[i]})
 			i, j = i+1, j+1
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			ops = append(ops, op{'+', b[j]})
-			j++
-		default:
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
 			ops = append(ops, op{'-', a[i]})
 			i++
+		default:
+			ops = append(ops, op{'+', b[j]})
+			j++
 		}
 	}
 	var out strings.Builder
