@@ -17,9 +17,10 @@ import (
 )
 
 // compare returns "" when old and new are the same bindings (the
-// interpreter line of their headers aside), else a report of what changed.
+// interpreter and command lines of their headers aside), else a report of
+// what changed.
 func compare(name string, old, new []byte) string {
-	if bytes.Equal(withoutInterpreter(old), withoutInterpreter(new)) {
+	if bytes.Equal(withoutEnvironment(old), withoutEnvironment(new)) {
 		return ""
 	}
 	var b strings.Builder
@@ -36,10 +37,10 @@ func compare(name string, old, new []byte) string {
 	return b.String()
 }
 
-func withoutInterpreter(src []byte) []byte {
+func withoutEnvironment(src []byte) []byte {
 	var out [][]byte
 	for _, line := range bytes.Split(src, []byte("\n")) {
-		if !bytes.HasPrefix(line, []byte(interpreterLine)) {
+		if !bytes.HasPrefix(line, []byte(interpreterLine)) && !bytes.HasPrefix(line, []byte(regenerateLine)) {
 			out = append(out, line)
 		}
 	}
@@ -118,19 +119,20 @@ func declarations(src []byte) (map[string]*decl, error) {
 }
 
 // pythonOf is the Python signature that a generated function's doc
-// comment names ("F calls the Python function f(x: int) -> str.").
+// comment shows ("def f(x: int) -> str", in a code block).
 func pythonOf(doc string) string {
-	first, _, _ := strings.Cut(doc, "\n")
-	_, sig, ok := strings.Cut(first, "calls the Python function ")
-	if !ok {
-		return ""
+	for _, line := range strings.Split(doc, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "def ") || strings.HasPrefix(line, "async def ") {
+			return line
+		}
 	}
-	return strings.TrimSuffix(sig, ".")
+	return ""
 }
 
 // pythonName is the function's name in a Python signature.
 func pythonName(sig string) string {
-	sig = strings.TrimPrefix(sig, "async def ")
+	sig = strings.TrimPrefix(strings.TrimPrefix(sig, "async "), "def ")
 	name, _, _ := strings.Cut(sig, "(")
 	return name
 }

@@ -15,19 +15,25 @@ import (
 	"github.com/pypool/pypool"
 )
 
-// DuplicateText calls the Python function duplicate_text(text: str) -> str.
+// DuplicateText calls the Python function duplicate_text:
+//
+//	def duplicate_text(text: str) -> str
 //
 // Return text twice.
 func DuplicateText(ctx context.Context, c pypool.Caller, text string) (string, error) {
 	return pypool.CallAs[string](ctx, c, "duplicate_text", text)
 }
 
-// Add calls the Python function add(a: int, b: int) -> int.
+// Add calls the Python function add:
+//
+//	def add(a: int, b: int) -> int
 func Add(ctx context.Context, c pypool.Caller, a int64, b int64) (int64, error) {
 	return pypool.CallAs[int64](ctx, c, "add", a, b)
 }
 
-// Scale calls the Python function scale(values: list[float], factor: float = 2.0, *, offset: float = 0.0) -> list[float].
+// Scale calls the Python function scale:
+//
+//	def scale(values: list[float], factor: float = 2.0, *, offset: float = 0.0) -> list[float]
 //
 // Every value times factor, plus offset.
 func Scale(ctx context.Context, c pypool.Caller, values []float64, opts *ScaleOptions) ([]float64, error) {
@@ -53,7 +59,9 @@ type ScaleOptions struct {
 	Offset *float64 // offset: float = 0.0 (keyword-only)
 }
 
-// Greet calls the Python function greet(name: str, *, greeting: str, punctuation: str = '!') -> str.
+// Greet calls the Python function greet:
+//
+//	def greet(name: str, *, greeting: str, punctuation: str = '!') -> str
 func Greet(ctx context.Context, c pypool.Caller, name string, greeting string, opts *GreetOptions) (string, error) {
 	args := []any{name}
 	kw := pypool.Kwargs{"greeting": greeting}
@@ -73,12 +81,16 @@ type GreetOptions struct {
 	Punctuation *string // punctuation: str = '!' (keyword-only)
 }
 
-// Maybe calls the Python function maybe(n: Optional[int]) -> Optional[str].
+// Maybe calls the Python function maybe:
+//
+//	def maybe(n: Optional[int]) -> Optional[str]
 func Maybe(ctx context.Context, c pypool.Caller, n *int64) (*string, error) {
 	return pypool.CallAs[*string](ctx, c, "maybe", n)
 }
 
-// NewStyle calls the Python function new_style(n: Optional[int] = None) -> Optional[dict[str, int]].
+// NewStyle calls the Python function new_style:
+//
+//	def new_style(n: Optional[int] = None) -> Optional[dict[str, int]]
 //
 // Result (map[string]int64): nil for None.
 func NewStyle(ctx context.Context, c pypool.Caller, opts *NewStyleOptions) (map[string]int64, error) {
@@ -100,46 +112,62 @@ type NewStyleOptions struct {
 	N *int64 // n: Optional[int] = None
 }
 
-// Checksum calls the Python function checksum(data: bytes) -> bytes.
+// Checksum calls the Python function checksum:
+//
+//	def checksum(data: bytes) -> bytes
 func Checksum(ctx context.Context, c pypool.Caller, data []byte) ([]byte, error) {
 	return pypool.CallAs[[]byte](ctx, c, "checksum", data)
 }
 
-// Flags calls the Python function flags(on: bool) -> bool.
+// Flags calls the Python function flags:
+//
+//	def flags(on: bool) -> bool
 func Flags(ctx context.Context, c pypool.Caller, on bool) (bool, error) {
 	return pypool.CallAs[bool](ctx, c, "flags", on)
 }
 
-// Counts calls the Python function counts(words: list[str]) -> dict[str, int].
+// Counts calls the Python function counts:
+//
+//	def counts(words: list[str]) -> dict[str, int]
 func Counts(ctx context.Context, c pypool.Caller, words []string) (map[string]int64, error) {
 	return pypool.CallAs[map[string]int64](ctx, c, "counts", words)
 }
 
-// Pair calls the Python function pair(a: int) -> tuple[int, int].
+// Pair calls the Python function pair:
+//
+//	def pair(a: int) -> tuple[int, int]
 //
 // Result ([]int64): 2 items.
 func Pair(ctx context.Context, c pypool.Caller, a int64) ([]int64, error) {
 	return pypool.CallAs[[]int64](ctx, c, "pair", a)
 }
 
-// Mixed calls the Python function mixed(a: int) -> tuple[int, str].
+// Mixed calls the Python function mixed:
+//
+//	def mixed(a: int) -> tuple[int, str]
 //
 // Result ([]any): tuple[int, str]: items of several types.
 func Mixed(ctx context.Context, c pypool.Caller, a int64) ([]any, error) {
 	return pypool.CallAs[[]any](ctx, c, "mixed", a)
 }
 
-// Many calls the Python function many(a: int) -> tuple[int, ...].
+// Many calls the Python function many:
+//
+//	def many(a: int) -> tuple[int, ...]
 func Many(ctx context.Context, c pypool.Caller, a int64) ([]int64, error) {
 	return pypool.CallAs[[]int64](ctx, c, "many", a)
 }
 
-// When calls the Python function when(t: datetime) -> datetime.
+// When calls the Python function when:
+//
+//	def when(t: datetime) -> datetime
 func When(ctx context.Context, c pypool.Caller, t time.Time) (time.Time, error) {
 	return pypool.CallAs[time.Time](ctx, c, "when", t)
 }
 
-// Either calls the Python function either(v: Union[int, str]) -> Union[int, str].
+// Either calls the Python function either:
+//
+//	def either(v: Union[int, str]) -> Union[int, str]
 //
 // Parameter v (any): Union[int, str]: a union has no Go form.
 // Result (any): Union[int, str]: a union has no Go form.
@@ -147,7 +175,9 @@ func Either(ctx context.Context, c pypool.Caller, v any) (any, error) {
 	return pypool.CallAs[any](ctx, c, "either", v)
 }
 
-// Mode calls the Python function mode(m: Literal["fast", "slow"]) -> Literal[1, 2].
+// Mode calls the Python function mode:
+//
+//	def mode(m: Literal["fast", "slow"]) -> Literal[1, 2]
 //
 // Parameter m (string): one of "fast", "slow".
 // Result (int64): one of 1, 2.
@@ -155,7 +185,9 @@ func Mode(ctx context.Context, c pypool.Caller, m string) (int64, error) {
 	return pypool.CallAs[int64](ctx, c, "mode", m)
 }
 
-// MakeItem calls the Python function make_item(sku: str, count: int = 1) -> Item.
+// MakeItem calls the Python function make_item:
+//
+//	def make_item(sku: str, count: int = 1) -> Item
 func MakeItem(ctx context.Context, c pypool.Caller, sku string, opts *MakeItemOptions) (Item, error) {
 	args := []any{sku}
 	kw := pypool.Kwargs{}
@@ -175,48 +207,64 @@ type MakeItemOptions struct {
 	Count *int64 // count: int = 1
 }
 
-// Total calls the Python function total(items: list[Item]) -> int.
+// Total calls the Python function total:
+//
+//	def total(items: list[Item]) -> int
 func Total(ctx context.Context, c pypool.Caller, items []Item) (int64, error) {
 	return pypool.CallAs[int64](ctx, c, "total", items)
 }
 
-// Origin calls the Python function origin() -> Point.
+// Origin calls the Python function origin:
+//
+//	def origin() -> Point
 func Origin(ctx context.Context, c pypool.Caller) (Point, error) {
 	return pypool.CallAs[Point](ctx, c, "origin")
 }
 
-// BoxWeight calls the Python function box_weight(box: Box) -> float.
+// BoxWeight calls the Python function box_weight:
+//
+//	def box_weight(box: Box) -> float
 func BoxWeight(ctx context.Context, c pypool.Caller, box Box) (float64, error) {
 	return pypool.CallAs[float64](ctx, c, "box_weight", box)
 }
 
-// Tree calls the Python function tree(depth: int) -> Node.
+// Tree calls the Python function tree:
+//
+//	def tree(depth: int) -> Node
 func Tree(ctx context.Context, c pypool.Caller, depth int64) (Node, error) {
 	return pypool.CallAs[Node](ctx, c, "tree", depth)
 }
 
-// CountUp calls the Python function count_up(n: int) -> Iterator[int].
+// CountUp calls the Python function count_up:
+//
+//	def count_up(n: int) -> Iterator[int]
 //
 // It is a generator: its items arrive one by one (StreamAs); breaking out of the loop closes it.
 func CountUp(ctx context.Context, c pypool.Caller, n int64) iter.Seq2[int64, error] {
 	return pypool.StreamAs[int64](ctx, c, "count_up", n)
 }
 
-// Words calls the Python function words(text: str) -> Iterator[str].
+// Words calls the Python function words:
+//
+//	def words(text: str) -> Iterator[str]
 //
 // It is a generator: its items arrive one by one (StreamAs); breaking out of the loop closes it.
 func Words(ctx context.Context, c pypool.Caller, text string) iter.Seq2[string, error] {
 	return pypool.StreamAs[string](ctx, c, "words", text)
 }
 
-// SlowDouble calls the Python function async def slow_double(x: int) -> int.
+// SlowDouble calls the Python function slow_double:
+//
+//	async def slow_double(x: int) -> int
 //
 // It is an async function: the worker awaits it.
 func SlowDouble(ctx context.Context, c pypool.Caller, x int64) (int64, error) {
 	return pypool.CallAs[int64](ctx, c, "slow_double", x)
 }
 
-// Ticks calls the Python function async def ticks(n: int) -> Iterator[int].
+// Ticks calls the Python function ticks:
+//
+//	async def ticks(n: int) -> Iterator[int]
 //
 // It is an async function: the worker awaits it.
 // It is a generator: its items arrive one by one (StreamAs); breaking out of the loop closes it.
@@ -224,7 +272,9 @@ func Ticks(ctx context.Context, c pypool.Caller, n int64) iter.Seq2[int64, error
 	return pypool.StreamAs[int64](ctx, c, "ticks", n)
 }
 
-// Untyped calls the Python function untyped(x, y=3).
+// Untyped calls the Python function untyped:
+//
+//	def untyped(x, y=3)
 //
 // Parameter x (any): no type hint.
 // Parameter y (any): no type hint.
@@ -248,25 +298,33 @@ type UntypedOptions struct {
 	Y any // y = 3; no type hint
 }
 
-// NoResult calls the Python function no_result(x: int).
+// NoResult calls the Python function no_result:
+//
+//	def no_result(x: int)
 //
 // Result (any): no type hint.
 func NoResult(ctx context.Context, c pypool.Caller, x int64) (any, error) {
 	return pypool.CallAs[any](ctx, c, "no_result", x)
 }
 
-// Nothing calls the Python function nothing() -> None.
+// Nothing calls the Python function nothing:
+//
+//	def nothing() -> None
 func Nothing(ctx context.Context, c pypool.Caller) error {
 	_, err := pypool.CallAs[any](ctx, c, "nothing")
 	return err
 }
 
-// Anything calls the Python function anything(x: Any) -> Any.
+// Anything calls the Python function anything:
+//
+//	def anything(x: Any) -> Any
 func Anything(ctx context.Context, c pypool.Caller, x any) (any, error) {
 	return pypool.CallAs[any](ctx, c, "anything", x)
 }
 
-// Odd calls the Python function odd(s: set[int]) -> frozenset[int].
+// Odd calls the Python function odd:
+//
+//	def odd(s: set[int]) -> frozenset[int]
 //
 // Parameter s (any): set[int]: no Go form.
 // Result (any): frozenset[int]: no Go form.
@@ -274,7 +332,9 @@ func Odd(ctx context.Context, c pypool.Caller, s any) (any, error) {
 	return pypool.CallAs[any](ctx, c, "odd", s)
 }
 
-// Variadic calls the Python function variadic(first: str, *rest: int, **options: float) -> list[Any].
+// Variadic calls the Python function variadic:
+//
+//	def variadic(first: str, *rest: int, **options: float) -> list[Any]
 func Variadic(ctx context.Context, c pypool.Caller, first string, opts *VariadicOptions, rest ...int64) ([]any, error) {
 	args := []any{first}
 	for _, v := range rest {
@@ -297,31 +357,41 @@ type VariadicOptions struct {
 	Options map[string]float64 // **options: float: more keyword arguments
 }
 
-// Positional calls the Python function positional(a: int, b: int = 2, /) -> int.
+// Positional calls the Python function positional:
+//
+//	def positional(a: int, b: int = 2, /) -> int
 func Positional(ctx context.Context, c pypool.Caller, a int64, b int64) (int64, error) {
 	return pypool.CallAs[int64](ctx, c, "positional", a, b)
 }
 
-// Unresolved calls the Python function unresolved(x: NoSuchType) -> int.
+// Unresolved calls the Python function unresolved:
+//
+//	def unresolved(x: NoSuchType) -> int
 //
 // Parameter x (any): NoSuchType: no Go form.
 func Unresolved(ctx context.Context, c pypool.Caller, x any) (int64, error) {
 	return pypool.CallAs[int64](ctx, c, "unresolved", x)
 }
 
-// Matrix calls the Python function matrix(m: numpy.ndarray) -> numpy.ndarray.
+// Matrix calls the Python function matrix:
+//
+//	def matrix(m: numpy.ndarray) -> numpy.ndarray
 func Matrix(ctx context.Context, c pypool.Caller, m pypool.Array) (pypool.Array, error) {
 	return pypool.CallAs[pypool.Array](ctx, c, "matrix", m)
 }
 
-// Sometimes calls the Python function sometimes(a: int) -> Union[int, None, str].
+// Sometimes calls the Python function sometimes:
+//
+//	def sometimes(a: int) -> Union[int, None, str]
 //
 // Result (any): Union[int, None, str]: a union has no Go form.
 func Sometimes(ctx context.Context, c pypool.Caller, a int64) (any, error) {
 	return pypool.CallAs[any](ctx, c, "sometimes", a)
 }
 
-// Configure calls the Python function configure(name: str, opts: Opts) -> Opts.
+// Configure calls the Python function configure:
+//
+//	def configure(name: str, opts: Opts) -> Opts
 func Configure(ctx context.Context, c pypool.Caller, name string, opts_ Opts) (Opts, error) {
 	return pypool.CallAs[Opts](ctx, c, "configure", name, opts_)
 }
