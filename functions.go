@@ -75,9 +75,10 @@ const (
 // Repr (an unknown hint as Python prints it).
 type Hint struct {
 	Kind HintKind `msgpack:"kind"`
-	// Args are a generic's arguments: list [item], dict [key, value], tuple
-	// its items (a tuple[X, ...] has [X, {Kind: HintEllipsis}]), optional
-	// [X], union its members, iterator [item].
+	// Args are a generic's arguments: a list's item, a dict's key and
+	// value, a tuple's items (tuple[int, ...]: the int's, then one of kind
+	// HintEllipsis), an optional's one type, a union's members, an
+	// iterator's item.
 	Args []Hint `msgpack:"args"`
 	// Name and Module name a TypedDict, dataclass or NamedTuple class.
 	Name   string `msgpack:"name"`
@@ -114,22 +115,22 @@ const (
 	HintStr        HintKind = "str"        // str
 	HintBytes      HintKind = "bytes"      // bytes, bytearray
 	HintDatetime   HintKind = "datetime"   // datetime.datetime
-	HintList       HintKind = "list"       // list[X], typing.List[X]
-	HintDict       HintKind = "dict"       // dict[K, V], typing.Dict[K, V]
-	HintTuple      HintKind = "tuple"      // tuple[X, Y], tuple[X, ...]
-	HintEllipsis   HintKind = "ellipsis"   // the ... of tuple[X, ...]
-	HintOptional   HintKind = "optional"   // Optional[X], X | None
-	HintUnion      HintKind = "union"      // Union[X, Y], X | Y
+	HintList       HintKind = "list"       // list[int], typing.List[int]
+	HintDict       HintKind = "dict"       // dict[str, int], typing.Dict[str, int]
+	HintTuple      HintKind = "tuple"      // tuple[int, str], tuple[int, ...]
+	HintEllipsis   HintKind = "ellipsis"   // the ... of tuple[int, ...]
+	HintOptional   HintKind = "optional"   // Optional[int], int | None
+	HintUnion      HintKind = "union"      // Union[int, str], int | str
 	HintLiteral    HintKind = "literal"    // Literal["a", "b"]
 	HintNDArray    HintKind = "ndarray"    // numpy.ndarray, numpy.typing.NDArray[...]
-	HintIterator   HintKind = "iterator"   // Iterator[X], Generator[X, ...], AsyncIterator[X], AsyncGenerator[X, ...]
+	HintIterator   HintKind = "iterator"   // Iterator[int], Generator[int, None, None], and their async forms
 	HintTypedDict  HintKind = "typeddict"  // a TypedDict class
 	HintDataclass  HintKind = "dataclass"  // a dataclass
 	HintNamedTuple HintKind = "namedtuple" // a NamedTuple class
 	HintUnknown    HintKind = "unknown"    // anything else (set[int], a class of the module): see Repr
 )
 
-// String returns the hint as Python would write it (list[str],
+// String returns the hint as Python would write it (list[int],
 // Optional[int], Item): for messages and comments.
 func (h *Hint) String() string {
 	if h == nil {
