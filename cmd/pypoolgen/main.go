@@ -22,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"go/parser"
 	"go/token"
 	"io"
 	"log/slog"
@@ -106,7 +107,7 @@ func parseFlags(argv []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.module, "module", "", "the Python module (required)")
 	fs.StringVar(&cfg.out, "out", "", "the Go file to write (default: <module>_gen.go)")
-	fs.StringVar(&cfg.pkg, "package", "", "the Go package name (default: $GOPACKAGE, as go generate sets it, else the output directory's name)")
+	fs.StringVar(&cfg.pkg, "package", "", "the Go package name (default: $GOPACKAGE, as go generate sets it, else the package of the file -out names, else its directory's name)")
 	fs.StringVar(&cfg.python, "python", "", "the Python interpreter (Config.Python; default python3)")
 	fs.Var((*stringList)(&cfg.pythonPath), "pythonpath", "directories to put first on sys.path (Config.PythonPath), separated by commas; may be repeated")
 	fs.BoolVar(&cfg.check, "check", false, "write nothing; exit 1, printing what changed, if -out differs from what would be written")
@@ -131,6 +132,9 @@ func parseFlags(argv []string, stderr io.Writer) (config, error) {
 		cfg.pkg = os.Getenv("GOPACKAGE")
 	}
 	if cfg.pkg == "" {
+		cfg.pkg = packageOf(cfg.out)
+	}
+	if cfg.pkg == "" {
 		abs, err := filepath.Abs(filepath.Dir(cfg.out))
 		if err != nil {
 			return cfg, err
@@ -141,6 +145,16 @@ func parseFlags(argv []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("%q is not a Go package name: set -package", cfg.pkg)
 	}
 	return cfg, nil
+}
+
+// packageOf is the package clause of the Go file path, or "" if it
+// cannot be read.
+func packageOf(path string) string {
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.PackageClauseOnly)
+	if err != nil {
+		return ""
+	}
+	return f.Name.Name
 }
 
 // command is the command line that regenerates the file, for its header:
