@@ -128,6 +128,14 @@ func newGenFunc(m *mapper, f *pypool.Function) *genFunc {
 			hasVarArgs = true
 		}
 	}
+	taken := map[string]bool{}
+	unique := func(name string) string { // two Python names may give one Go name
+		for taken[name] {
+			name += "_"
+		}
+		taken[name] = true
+		return name
+	}
 	for _, p := range f.Params {
 		gp := genParam{py: p, typ: m.goType(p.Hint)}
 		switch p.Kind {
@@ -135,26 +143,26 @@ func newGenFunc(m *mapper, f *pypool.Function) *genFunc {
 			// A parameter passed by position (positional-only, or
 			// before *args) is the Go function's even with a default.
 			if !p.HasDefault || p.Kind == pypool.ParamPositionalOnly || hasVarArgs {
-				gp.goName = local(p.Name)
+				gp.goName = unique(local(p.Name))
 				g.params = append(g.params, gp)
 				continue
 			}
-			gp.goName = exported(p.Name)
+			gp.goName = unique(exported(p.Name))
 			g.opts = append(g.opts, gp)
 		case pypool.ParamKeywordOnly:
 			if !p.HasDefault {
-				gp.goName = local(p.Name)
+				gp.goName = unique(local(p.Name))
 				g.params = append(g.params, gp)
 				g.kwOnly = append(g.kwOnly, gp)
 				continue
 			}
-			gp.goName = exported(p.Name)
+			gp.goName = unique(exported(p.Name))
 			g.opts = append(g.opts, gp)
 		case pypool.ParamVarPositional:
-			gp.goName = local(p.Name)
+			gp.goName = unique(local(p.Name))
 			g.variadic = &gp
 		case pypool.ParamVarKeyword:
-			gp.goName = exported(p.Name)
+			gp.goName = unique(exported(p.Name))
 			g.extra = &gp
 		}
 	}

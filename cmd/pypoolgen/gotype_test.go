@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/pypool/pypool"
@@ -92,5 +93,31 @@ func TestNames(t *testing.T) {
 		if got := local(in); got != want {
 			t.Errorf("local(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestGenerateCompiles: a function whose parameters' Go names would
+// collide, with every parameter kind, generates code that parses; and
+// generate refuses two functions with one Go name.
+func TestGenerateCompiles(t *testing.T) {
+	integer := h(pypool.HintInt)
+	f := pypool.Function{Name: "f", Params: []pypool.Param{
+		{Name: "user_id", Kind: pypool.ParamPositionalOrKeyword, Hint: &integer},
+		{Name: "userID", Kind: pypool.ParamPositionalOrKeyword, Hint: &integer},
+		{Name: "x_y", Kind: pypool.ParamKeywordOnly, HasDefault: true, Default: "1", Hint: &integer},
+		{Name: "xY", Kind: pypool.ParamKeywordOnly, HasDefault: true, Default: "2"},
+	}, Result: &integer}
+	src, err := generate(source{module: "m", pkg: "m", python: "python3", version: "3", command: "pypoolgen"}, []pypool.Function{f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"func F(ctx context.Context, c pypool.Caller, userID int64, userID_ int64, opts *FOptions) (int64, error)", "\tXY_ any"} {
+		if !strings.Contains(string(src), want) {
+			t.Errorf("no %q in\n%s", want, src)
+		}
+	}
+	_, err = generate(source{module: "m", pkg: "m"}, []pypool.Function{{Name: "get_url"}, {Name: "GetURL"}})
+	if err == nil || !strings.Contains(err.Error(), "would both be the Go name GetURL") {
+		t.Errorf("two functions named GetURL: %v", err)
 	}
 }

@@ -83,7 +83,13 @@ def describe(modules: List[Any]) -> List[Dict[str, Any]]:
     out = []
     for i, module in enumerate(modules):
         for name, function in public_functions(module).items():
-            out.append(describe_function(name if i == 0 else module.__name__ + "." + name, module.__name__, function))
+            name = name if i == 0 else module.__name__ + "." + name
+            try:
+                out.append(describe_function(name, module.__name__, function))
+            except Exception as exc:  # an object whose inspection fails: said, not fatal to the others
+                out.append({"name": name, "module": module.__name__, "class": False, "async": False,
+                            "generator": False, "doc": "", "params": [], "result": None,
+                            "error": "not described (%s: %s)" % (type(exc).__name__, exc)})  # fmt: skip
     return out
 
 
