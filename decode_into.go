@@ -34,9 +34,11 @@ func decodeValueInto(b []byte, v any, codec *valueCodec) error {
 		codec = &valueCodec{}
 	}
 	if p, ok := v.(*any); ok { // CallAs[any], StreamAs[any]: as Call decodes (int64, UTC times)
-		var err error
-		*p, err = decodeValue(b, false, codec)
-		return err
+		if value, err := decodeValue(b, false, codec); err == nil {
+			*p = value
+			return nil
+		}
+		// The error as the steps below tell it: with where in the result.
 	}
 	if done, err := decodeArrayInto(b, v, codec.shared); done {
 		return err
