@@ -27,10 +27,18 @@ import (
 
 // decodeValueInto decodes a msgpack value into the value v points to, with
 // msgpack's rules for typed targets (struct fields by their msgpack tags,
-// else by codec's struct tag, else by name) and the steps above.
+// else by codec's struct tag, else by name) and the steps above; a *any
+// (CallAs[any]) gets what Call would return.
 func decodeValueInto(b []byte, v any, codec *valueCodec) error {
 	if codec == nil {
 		codec = &valueCodec{}
+	}
+	if p, ok := v.(*any); ok { // CallAs[any], StreamAs[any]: as Call decodes (int64, UTC times)
+		if value, err := decodeValue(b, false, codec); err == nil {
+			*p = value
+			return nil
+		}
+		// The error as the steps below tell it: with where in the result.
 	}
 	if done, err := decodeArrayInto(b, v, codec.shared); done {
 		return err

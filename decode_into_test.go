@@ -8,6 +8,7 @@ import (
 	"math"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/assert"
@@ -260,4 +261,20 @@ func TestDeepRepliesEveryDecoder(t *testing.T) {
 		assert.Equal(t, "ok", answer)
 	})
 	assert.Equal(t, pids, workerPids(pool), "the worker stays")
+}
+
+// TestCallAsAnyDecodesAsCall: CallAs[any] (and so StreamAs[any]) gives what
+// Call gives (int64, times in UTC), not msgpack's own decoding of an
+// interface (int8, time.Local): pypoolgen's bindings return an any where a
+// hint has no Go form. Before, CallAs[any] of 2 was an int8.
+func TestCallAsAnyDecodesAsCall(t *testing.T) {
+	pool := newTestPool(t, testConfig(t))
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	in := []any{int64(2), "x", at, map[string]any{"k": int64(-3)}}
+	want, err := pool.Call(testCtx(t), "echo", in)
+	require.NoError(t, err)
+	got, err := CallAs[any](testCtx(t), pool, "echo", in)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.Equal(t, in, got)
 }

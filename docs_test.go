@@ -524,6 +524,8 @@ var commentNamesElsewhere = map[string]string{
 	"GeneratorExit": "Python exception", "CancelledError": "Python (asyncio) exception",
 	"GoError":        "the Python runtime's exception for a Go error (callback.py)",
 	"pypool_runtime": "the Python runtime's package (python/pypool_runtime)",
+	"TypedDict":      "Python (typing) class", "NamedTuple": "Python (typing) class", "NotRequired": "Python (typing) name",
+	"typing": "Python's typing module",
 	// Other Go code the comments compare with or describe.
 	"AcquireFunc": "pgx's Pool.AcquireFunc", "QueryTracer": "pgx's tracer",
 	"driverConn": "database/sql's driverConn", "ExitError": "os/exec's ExitError",

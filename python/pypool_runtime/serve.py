@@ -62,6 +62,23 @@ def ping() -> None:
     return None
 
 
+# FUNCTIONS_FUNCTION is the runtime's own description of the modules' public
+# functions (introspect.py), which Go's Pool.Functions calls.
+FUNCTIONS_FUNCTION = "_pypool_functions"
+
+
+def functions_of(modules: List[Any]) -> Callable[[], List[Dict[str, Any]]]:
+    """The function FUNCTIONS_FUNCTION names for modules: introspect.describe,
+    imported at its first call (no worker start pays for inspect and typing)."""
+
+    def functions() -> List[Dict[str, Any]]:
+        from . import stdlib
+
+        return stdlib.runtime_module("introspect").describe(modules)
+
+    return functions
+
+
 class Worker(Channel):
     """Serves the functions of the configured modules (functions: the names
     Go may call, as callable_functions gives them) to Go."""

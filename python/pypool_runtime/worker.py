@@ -77,7 +77,7 @@ from . import codec as codecs
 from . import startup as _startup
 from .frames import FrameReader, ProtocolViolation, write_frame
 from .interrupt import STATE
-from .serve import PING_FUNCTION, Worker, callable_functions, ping
+from .serve import FUNCTIONS_FUNCTION, PING_FUNCTION, Worker, callable_functions, functions_of, ping
 from .startup import (
     DUMP_SIGNAL,  # noqa: F401  # as worker's too: the tests send it
     EXIT_IMPORT_FAILED,
@@ -249,6 +249,7 @@ def serve_process(
         reader = FrameReader(proto_in, options.max_message)
         functions = callable_functions(modules)
         functions[PING_FUNCTION] = ping
+        functions[FUNCTIONS_FUNCTION] = functions_of(modules)
         Worker(options.module, functions, codec, reader, proto_out, options.max_message, options.modules).serve()
     except ProtocolViolation as exc:
         _startup.exit_now(EXIT_PROTOCOL, "protocol violation: %s" % exc)

@@ -1,0 +1,217 @@
+package main
+
+// gotype.go: the Go form of a Python type hint. Pure: it knows nothing of
+// Python processes or files, so that its tests need no interpreter.
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/pypool/pypool"
+)
+
+// goType is a hint's Go form.
+type goType struct {
+	expr string // the Go type expression
+	// note says why expr is any where the hint has no exact Go form, or
+	// what to know about it; "" when there is nothing to say.
+	note string
+	// nilable is true for a Go type whose nil crosses as None (slice, map,
+	// interface, pointer): an Optional of it needs no pointer.
+	nilable bool
+}
+
+// namedType is a Go struct generated for a Python class (TypedDict,
+// dataclass, NamedTuple).
+type namedType struct {
+	goName string
+	hint   pypool.Hint // with its fields
+}
+
+// mapper maps hints to Go types, collecting the named types they use and
+// the packages the generated code imports.
+type mapper struct {
+	named   map[string]*namedType // by Go name
+	imports map[string]bool       // "time", "iter"
+	errs    []string
+}
+
+func newMapper() *mapper {
+	return &mapper{named: map[string]*namedType{}, imports: map[string]bool{}}
+}
+
+// noHint is the Go form of a missing hint.
+var noHint = goType{expr: "any", note: "no type hint", nilable: true}
+
+// goType returns the Go form of h (nil: no hint).
+func (m *mapper) goType(h *pypool.Hint) goType {
+	if h == nil {
+		return noHint
+	}
+	switch h.Kind {
+	case pypool.HintAny:
+		return goType{expr: "any", nilable: true}
+	case pypool.HintNone:
+		return goType{expr: "any", note: "always None", nilable: true}
+	case pypool.HintBool:
+		return goType{expr: "bool"}
+	case pypool.HintInt:
+		return goType{expr: "int64"}
+	case pypool.HintFloat:
+		return goType{expr: "float64"}
+	case pypool.HintStr:
+		return goType{expr: "string"}
+	case pypool.HintBytes:
+		return goType{expr: "[]byte", nilable: true}
+	case pypool.HintDatetime:
+		m.imports["time"] = true
+		return goType{expr: "time.Time"}
+	case pypool.HintNDArray:
+		return goType{expr: "pypool.Array"}
+	case pypool.HintList:
+		if len(h.Args) != 1 {
+			return goType{expr: "[]any", nilable: true}
+		}
+		item := m.goType(&h.Args[0])
+		return goType{expr: "[]" + item.expr, note: item.note, nilable: true}
+	case pypool.HintDict:
+		if len(h.Args) != 2 {
+			return goType{expr: "map[string]any", note: h.String() + ": a dict with keys of any type crosses as map[string]any only if they are strings", nilable: true}
+		}
+		key := m.goType(&h.Args[0])
+		switch key.expr {
+		case "string", "int64", "float64", "bool":
+		default:
+			return goType{expr: "any", note: h.String() + ": no Go map key for " + h.Args[0].String(), nilable: true}
+		}
+		value := m.goType(&h.Args[1])
+		return goType{expr: "map[" + key.expr + "]" + value.expr, note: value.note, nilable: true}
+	case pypool.HintTuple:
+		return m.tuple(h)
+	case pypool.HintOptional:
+		if len(h.Args) != 1 {
+			return goType{expr: "any", note: h.String(), nilable: true}
+		}
+		inner := m.goType(&h.Args[0])
+		if inner.nilable {
+			return goType{expr: inner.expr, note: joinNotes(inner.note, "nil for None"), nilable: true}
+		}
+		return goType{expr: "*" + inner.expr, note: inner.note, nilable: true}
+	case pypool.HintUnion:
+		return goType{expr: "any", note: h.String() + ": a union has no Go form", nilable: true}
+	case pypool.HintLiteral:
+		return m.literal(h)
+	case pypool.HintIterator:
+		return goType{expr: "any", note: h.String() + ": an iterator crosses only as a generator's result (a stream)", nilable: true}
+	case pypool.HintTypedDict, pypool.HintDataclass, pypool.HintNamedTuple:
+		return goType{expr: m.class(h)}
+	case pypool.HintUnknown:
+		return goType{expr: "any", note: h.Repr + ": no Go form", nilable: true}
+	}
+	return goType{expr: "any", note: h.String() + ": no Go form", nilable: true}
+}
+
+// tuple: a tuple[X, ...] or a tuple of items of one type is a []X; a
+// tuple of items of several types is a []any.
+func (m *mapper) tuple(h *pypool.Hint) goType {
+	if len(h.Args) == 0 {
+		return goType{expr: "[]any", nilable: true}
+	}
+	if len(h.Args) == 2 && h.Args[1].Kind == pypool.HintEllipsis {
+		item := m.goType(&h.Args[0])
+		return goType{expr: "[]" + item.expr, note: item.note, nilable: true}
+	}
+	first := m.goType(&h.Args[0])
+	for i := 1; i < len(h.Args); i++ {
+		if m.goType(&h.Args[i]).expr != first.expr {
+			return goType{expr: "[]any", note: h.String() + ": items of several types", nilable: true}
+		}
+	}
+	return goType{expr: "[]" + first.expr, note: joinNotes(first.note, fmt.Sprintf("%d items", len(h.Args))), nilable: true}
+}
+
+// literal: a Literal of strings is a string, of ints an int64.
+func (m *mapper) literal(h *pypool.Hint) goType {
+	expr := ""
+	for _, v := range h.Values {
+		var e string
+		switch v.(type) {
+		case string:
+			e = "string"
+		case int8, int16, int32, int64, uint8, uint16, uint32, uint64:
+			e = "int64"
+		default:
+			e = "any"
+		}
+		if expr != "" && e != expr {
+			e = "any"
+		}
+		expr = e
+	}
+	if expr == "" || expr == "any" {
+		return goType{expr: "any", note: h.String() + ": values of several types", nilable: true}
+	}
+	return goType{expr: expr, note: "one of " + strings.TrimSuffix(strings.TrimPrefix(h.String(), "Literal["), "]")}
+}
+
+// class registers the Go struct of a TypedDict, dataclass or NamedTuple and
+// returns its name.
+func (m *mapper) class(h *pypool.Hint) string {
+	name := exported(h.Name)
+	if t, ok := m.named[name]; ok {
+		if t.hint.Module != h.Module || t.hint.Name != h.Name || t.hint.Kind != h.Kind {
+			m.errs = append(m.errs, fmt.Sprintf("two classes give the Go type %s: %s.%s and %s.%s", name, t.hint.Module, t.hint.Name, h.Module, h.Name))
+		}
+		if t.hint.Fields == nil && h.Fields != nil {
+			t.hint = *h
+			m.fieldTypes(h)
+		}
+		return name
+	}
+	m.named[name] = &namedType{goName: name, hint: *h}
+	m.fieldTypes(h)
+	return name
+}
+
+// fieldTypes maps a class's fields, registering the classes they use.
+func (m *mapper) fieldTypes(h *pypool.Hint) {
+	for _, f := range h.Fields {
+		m.goType(f.Hint)
+	}
+}
+
+// namedTypes returns the registered classes sorted by Go name.
+func (m *mapper) namedTypes() []*namedType {
+	out := make([]*namedType, 0, len(m.named))
+	for _, t := range m.named {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].goName < out[j].goName })
+	return out
+}
+
+// fieldType is a class field's Go form: a key a TypedDict may leave out is
+// a pointer (or a nilable type) with omitempty, so that Go leaves it out
+// too when it is nil.
+func (m *mapper) fieldType(f pypool.HintField) (goType, string) {
+	t := m.goType(f.Hint)
+	if f.Required {
+		return t, ""
+	}
+	if !t.nilable {
+		t.expr = "*" + t.expr
+		t.nilable = true
+	}
+	return t, ",omitempty"
+}
+
+func joinNotes(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}
