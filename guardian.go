@@ -44,7 +44,7 @@ var guardianSource string
 var guardianScript = stripShellComments(guardianSource)
 
 // guardianShell runs the guardian: POSIX requires a sh, and /bin/sh is where
-// every Unix has it (dash on Debian, bash on macOS, busybox ash). Without
+// every Unix has it (dash on Debian, bash elsewhere, busybox ash). Without
 // it New fails, saying so: there is no fallback to a python3 guardian, a
 // second implementation to keep and test for a system that lacks what
 // system(3) itself runs.
@@ -139,7 +139,7 @@ func (g *guardian) start(onExit func(*guardianProcess)) error {
 	// leaked there is held until the guardian exits (Close, or the host's
 	// death). It runs no code but its own, as the host's user: it holds such
 	// a descriptor, it never uses one. The workers close them all
-	// (startup.close_inherited_fds).
+	// (close_inherited_fds in startup.py).
 	cmd := exec.Command(g.shell, "-c", guardianScript, guardianName)
 	cmd.Stdin, cmd.Stderr = inR, errW
 	cmd.Env, cmd.Dir = guardianEnv, "/"
