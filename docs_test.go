@@ -680,7 +680,7 @@ func (n pkgNames) missing(r commentRef) string {
 	if _, ok := commentNamesElsewhere[ref]; ok {
 		return ""
 	}
-	if ext := filepath.Ext(ref); ext == ".go" || ext == ".py" {
+	if ext := filepath.Ext(ref); ext == ".go" || ext == ".py" || ext == ".sh" {
 		return missingFile(ref)
 	}
 	parts := strings.Split(ref, ".")

@@ -1,8 +1,7 @@
 package pypool
 
-// guardian.go is the Go side of a pool's guardian
-// (python/pypool_runtime/guardian.py): a small python3 process, one per
-// pool, that owns the process groups of the pool's workers and of its fork
+// guardian.go is the Go side of a pool's guardian (guardian.sh, run by
+// /bin/sh): a small shell process, one per pool, that owns the process groups of the pool's workers and of its fork
 // server's template, and SIGKILLs them all when the Go process is gone. It
 // covers what a worker's own parent-death signal cannot: a worker's
 // children (its process group), and a forked worker whose parent is its
@@ -22,17 +21,43 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	_ "embed"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/pypool/pypool/internal/osproc"
 )
+
+// guardianSource is the guardian's script, comments included.
+//
+//go:embed guardian.sh
+var guardianSource string
+
+// guardianScript is guardianSource without its comment lines: what the
+// shell runs (-c), and what ps shows of it.
+var guardianScript = stripShellComments(guardianSource)
+
+// guardianShell runs the guardian: POSIX requires a sh, and /bin/sh is where
+// every Unix has it (dash on Debian, bash elsewhere, busybox ash). Without
+// it New fails, saying so: there is no fallback to a python3 guardian, a
+// second implementation to keep and test for a system that lacks what
+// system(3) itself runs.
+const guardianShell = "/bin/sh"
+
+// guardianName is the guardian's $0: how ps and the tests tell it.
+const guardianName = "pypool-guardian"
+
+// guardianEnv is the guardian's whole environment: nothing of the host's
+// (no ENV, BASH_ENV, exported shell functions or IFS), only what a POSIX
+// shell's built-ins need. So bash as sh needs no -p, and dash ignores ENV
+// anyway when not interactive.
+var guardianEnv = []string{"PATH=/bin:/usr/bin", "LC_ALL=C"}
 
 // guardianWriteTimeout bounds a write to the guardian: one that does not
 // read its input is of no use and is killed (and restarted).
@@ -42,10 +67,7 @@ const guardianWriteTimeout = time.Second
 // that owns them now. Its methods are safe for concurrent use, and a nil
 // *guardian (a spec built without a pool, in tests) does nothing.
 type guardian struct {
-	python *interpreter
-	script string // guardian.py in the installed runtime
-	env    []string
-	dir    string // the workers' working directory: a relative Config.Python is found from it
+	shell  string // guardianShell; another in tests
 	logger *slog.Logger
 
 	mu     sync.Mutex
@@ -66,16 +88,27 @@ type guardianProcess struct {
 }
 
 // newGuardian returns the guardian of a pool whose workers run spec; it
-// starts no process (start does).
-func newGuardian(spec *workerSpec, runtimeDir string) *guardian {
+// starts no process (start does). The runtime's directory (the second
+// argument) is no longer used: the script is embedded.
+func newGuardian(spec *workerSpec, _ string) *guardian {
 	return &guardian{
-		python: spec.python,
-		script: filepath.Join(runtimeDir, "pypool_runtime", "guardian.py"),
-		env:    spec.env,
-		dir:    spec.dir,
+		shell:  guardianShell,
 		logger: spec.logger,
 		groups: make(map[int]struct{}),
 	}
+}
+
+// stripShellComments returns script without its comment lines (a line
+// whose first non-blank character is #) and blank lines.
+func stripShellComments(script string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(script, "\n") {
+		if trimmed := strings.TrimSpace(line); trimmed != "" && !strings.HasPrefix(trimmed, "#") {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 // start starts a guardian process and hands it every group owned so far.
@@ -93,12 +126,23 @@ func (g *guardian) start(onExit func(*guardianProcess)) error {
 		osproc.CloseFiles(inR, inW)
 		return fmt.Errorf("pypool: starting the pool's guardian: creating pipes: %w", err)
 	}
-	// Isolated (-I) and without site (-S): it imports only posix, _signal
-	// and sys, built into the interpreter (it starts beside the first
-	// worker, on the CPU that worker needs).
-	cmd := exec.Command(g.python.path(), "-I", "-S", g.script)
+	// A shell, not an interpreter: it starts beside the first worker, on
+	// the CPU that worker needs. Its environment is its own, its directory
+	// / (it holds none of the host's busy).
+	//
+	// Descriptors: Go passes only stdin, stdout (none: /dev/null) and
+	// stderr, but a descriptor the host opened without close-on-exec (C
+	// code, or one a wrapper script passed) reaches every child. The
+	// python3 guardian closed them all (/proc/self/fd), so that it never
+	// held, say, the write end of another pipe whose reader waits for its
+	// end. The script closes 3 to 9; dash cannot name 10 and above, so one
+	// leaked there is held until the guardian exits (Close, or the host's
+	// death). It runs no code but its own, as the host's user: it holds such
+	// a descriptor, it never uses one. The workers close them all
+	// (close_inherited_fds in startup.py).
+	cmd := exec.Command(g.shell, "-c", guardianScript, guardianName)
 	cmd.Stdin, cmd.Stderr = inR, errW
-	cmd.Env, cmd.Dir = g.env, g.dir
+	cmd.Env, cmd.Dir = guardianEnv, "/"
 	// Its own group, so that a terminal's Ctrl-C does not reach it; no
 	// parent-death signal: it must outlive the Go process to do its job.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -106,7 +150,7 @@ func (g *guardian) start(onExit func(*guardianProcess)) error {
 	osproc.CloseFiles(inR, errW)
 	if err != nil {
 		osproc.CloseFiles(inW, errR)
-		return fmt.Errorf("pypool: starting the pool's guardian: running %s: %w", cmd.Path, err)
+		return fmt.Errorf("pypool: starting the pool's guardian: running %s (a POSIX shell, which the guardian needs): %w", g.shell, err)
 	}
 	gp := &guardianProcess{cmd: cmd, pid: cmd.Process.Pid, started: time.Now(), stdin: inW, done: make(chan struct{})}
 	go gp.watch(errR, g.logger, onExit)

@@ -905,7 +905,7 @@ func guardians() []int {
 // isGuardian reports whether pid runs a pool's guardian.
 func isGuardian(pid int) bool {
 	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-	return err == nil && strings.Contains(string(cmdline), "pypool_runtime/guardian.py")
+	return err == nil && strings.HasSuffix(string(cmdline), "\x00"+guardianName+"\x00")
 }
 
 // isForkServerTemplate reports whether pid is a template of this process (a
