@@ -156,10 +156,6 @@ class TemplateTest(TemplateBase):
         self.assertTrue(data.startswith(b"E bad request"), data)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 @unittest.skipUnless(SUPPORTED, "the fork server needs Linux and os.pidfd_open (Python 3.9+)")
 class TemplateTracebackTest(TemplateBase):
     """Issue 21: workers import the traceback module at their first
@@ -183,3 +179,73 @@ class TemplateTracebackTest(TemplateBase):
             self.assertIn('    return table["missing"] + 1\n', reply[5])
             os.close(to_worker)
             os.close(from_worker)
+
+
+@unittest.skipUnless(SUPPORTED, "the fork server needs Linux and os.pidfd_open (Python 3.9+)")
+class FirstWorkerTest(TemplateBase):
+    """Issue 21: with --first-worker the template is given the first worker's
+    descriptors at its start (fds 4..8) and forks that worker right after its
+    HELLO, without a request; the template imports neither socket nor ctypes
+    (nor resource) before that fork."""
+
+    module = "sample_security"
+
+    def setUp(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.control = ours
+        pipes = [os.pipe() for _ in range(5)]
+        child = [pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1], pipes[4][1]]
+        for r, _ in pipes[2:]:
+            self.addCleanup(os.close, r)
+        self.to_first, self.from_first = pipes[0][1], pipes[1][0]
+        args = [sys.executable, "-E", "-c", BOOTSTRAP, RUNTIME_DIR, "--host-pid", str(os.getpid()),
+                "--worker-fds", "5", "--first-worker", "--module", self.module, "--path", TESTS_DIR, "--codec", "pure",
+                "--dump-fd", "4"]  # fmt: skip
+        given = [theirs.fileno()] + child
+
+        def arrange_fds() -> None:
+            high = [os.dup(fd) for fd in given]  # out of the way of 3..8 first
+            for target, fd in enumerate(high, start=3):
+                os.dup2(fd, target)
+
+        self.template = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=False,
+                                         preexec_fn=arrange_fds)  # fmt: skip
+        theirs.close()
+        for fd in child:
+            os.close(fd)
+        self.addCleanup(self._stop)
+
+    def test_forks_the_first_worker_without_a_request(self) -> None:
+        hello = purecodec.unpackb(self._recv()[0])
+        self.assertEqual(hello[0], HELLO)
+        self.assertIsNone(hello[5], "the module imported")
+        data, fds = self._recv()  # no request was sent
+        kind, pid = data.split()
+        self.assertEqual(kind, b"P", data)
+        self.assertEqual(len(fds), 1, "one pidfd with the pid")
+        self.addCleanup(os.close, fds[0])
+        first = int(pid)
+        worker_hello = self._read_frame(self.from_first)
+        self.assertEqual(worker_hello[0], HELLO)
+        self.assertEqual(worker_hello[2], first, "the first worker says its own pid")
+        self.assertEqual(os.getpgid(first), first, "it leads its own process group")
+        with open("/proc/%d/status" % first) as status:
+            ppid = [line.split()[1] for line in status if line.startswith("PPid:")]
+        self.assertEqual(ppid, [str(self.template.pid)], "forked by the template")
+
+        # socket and resource are never imported; ctypes only for the prctl
+        # (by the first worker itself), after the template's HELLO.
+        lazy = ["socket", "resource", "ctypes"]
+        self.assertEqual(self._call(self.to_first, self.from_first, 1, "modules_loaded", lazy), [RESULT, 1, ["ctypes"]])
+        # A later worker is forked on request, as before; it inherits ctypes
+        # from the template, which loaded it after its first fork.
+        _, _, to_second, from_second = self._fork()
+        self._read_frame(from_second)  # HELLO
+        self.assertEqual(self._call(to_second, from_second, 1, "modules_loaded", lazy), [RESULT, 1, ["ctypes"]])
+        for to_worker, from_worker in ((self.to_first, self.from_first), (to_second, from_second)):
+            os.close(to_worker)
+            os.close(from_worker)
+
+
+if __name__ == "__main__":
+    unittest.main()
