@@ -24,6 +24,11 @@ request's round trip. On the control socket:
                    b"E <message>" when the fork failed; one per b"F", in order
     to Go          b"X <pid> <wait status>" when a child exited (the
                    template kills the child's process group, then reaps it)
+    to Go          b"W" once, when the template has warmed up: after its
+                   first fork, once no request came for _WARM_IDLE
+                   seconds, it imports what its children would otherwise
+                   import themselves (warm_up); children forked later
+                   inherit it
 
 The end of the control socket ends the template; its children live on.
 
@@ -45,10 +50,10 @@ from __future__ import annotations
 # Imported here, before worker.startup() puts the user's paths ahead of the
 # standard library, so that no module on those paths can stand in for them.
 # _socket, not socket (6-7 ms: selectors, enum, array...): the template needs
-# one socket's recvmsg and sendmsg. ctypes (3 ms), for one prctl in each
-# child, and resource, for an error message, are imported at their first use
-# from the interpreter's own entries (stdlib.own_module), after the first
-# worker was forked.
+# one socket's recvmsg and sendmsg. _ctypes (not the ctypes package: 2 ms
+# instead of 4), for one prctl in each child, and resource, for an error
+# message, are imported at their first use from the interpreter's own
+# entries (stdlib.own_module), after the first worker was forked.
 import _socket
 import fcntl
 import os
@@ -77,6 +82,11 @@ TEMPLATE_DEATH_SIGNAL = signal.SIGUSR2
 # How long a child whose template died waits for the Go process's exit to
 # show before deciding that Go lives on.
 _HOST_DEATH_WAIT = 0.2
+# How long the template waits, after its first fork, for no request to come
+# before it warms up (warm_up): New's other first workers are forked
+# without waiting for it, and the first worker's start has the CPU to
+# itself meanwhile.
+_WARM_IDLE = 0.1
 _PR_SET_PDEATHSIG = 1
 
 _USAGE = "usage: main(['--host-pid', PID, ('--preload', MODULE)..., ('--preload-setup'), ('--worker-fds', N), ('--first-worker'), WORKER ARGS...])"
@@ -174,15 +184,25 @@ class Template:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.forked = False
+        self.warm = False
+        # Before any fork: a child that exits at once is reaped too, and the
+        # template is told from its children by its SIGCHLD handler (as the
+        # Go tests do) from its first fork on.
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, _noop)
 
     def serve(self) -> None:
         """Fork on request until the control socket ends. In a child it
         raises _BecomeWorker instead of returning."""
-        signal.set_wakeup_fd(self.wake_w)
-        signal.signal(signal.SIGCHLD, _noop)
-        self._reap()  # children that exited before the handler was set
+        self._reap()  # children that exited before the select
         while True:
-            ready, _, _ = select.select([self.control, self.wake_r], [], [])
+            idle = _WARM_IDLE if self.forked and not self.warm else None
+            ready, _, _ = select.select([self.control, self.wake_r], [], [], idle)
+            if not ready:
+                self.warm = True
+                warm_up()
+                self._send(b"W")
+                continue
             if self.wake_r in ready:
                 try:
                     while os.read(self.wake_r, 512):
@@ -240,9 +260,7 @@ class Template:
             self.control.sendmsg([b"P %d" % pid], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", pidfd))])
         finally:
             os.close(pidfd)
-        if not self.forked:
-            self.forked = True
-            _warm_after_first_fork()
+        self.forked = True
 
     def _reap(self) -> None:
         """Reap the children that exited, each after killing what is left
@@ -293,15 +311,15 @@ class Template:
         _reseed()
 
 
-def _warm_after_first_fork() -> None:
-    """Import in the template, once, after its first fork, what its
-    children need later or at once but the first worker must not wait for:
-    libc through ctypes (each child's prctl; the first child loads it
-    itself) and the traceback module (errors.traceback_module; a worker
-    imports it at its first exception). The template is idle then and the
-    first worker on its way; every later child inherits them."""
+def warm_up() -> None:
+    """Import in the template, once it is idle after its first fork, what
+    its children need but the first worker (and New's others, forked
+    meanwhile) must not wait for: libc's prctl through _ctypes (each child
+    sets its parent-death signal; a child forked before loads it itself)
+    and the traceback module (errors.traceback_module; a worker imports it
+    at its first exception). Every later child inherits them."""
     try:
-        _libc()
+        _libc_prctl()
     except Exception:  # each child then tries again, and fails its start
         pass
     try:
@@ -310,24 +328,38 @@ def _warm_after_first_fork() -> None:
         pass
 
 
-_LIBC: Any = None
+_PRCTL: Any = None
 # The template's sys.stdin, sys.stdout and sys.stderr.
 _STREAMS: List[Any] = [None, None, None]
 
 
-def _libc() -> Any:
-    """libc through ctypes, loaded at the first call from the interpreter's
-    own entries (stdlib.own_module: no ctypes of a PythonPath directory)."""
-    global _LIBC
-    if _LIBC is None:
-        ctypes = stdlib.own_module("ctypes")
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    return _LIBC
+def _libc_prctl() -> Any:
+    """libc's prctl, through _ctypes alone (the ctypes package would import
+    types, struct and build dozens of classes: twice the time), loaded at
+    the first call from the interpreter's own entries (stdlib.own_module:
+    no _ctypes of a PythonPath directory). Its arguments are C ints, its
+    result too, errno kept (as ctypes.CDLL(None, use_errno=True) gives)."""
+    global _PRCTL
+    if _PRCTL is None:
+        _ctypes = stdlib.own_module("_ctypes")
+
+        class CInt(_ctypes._SimpleCData):  # ctypes.c_int
+            _type_ = "i"
+
+        class Function(_ctypes.CFuncPtr):  # a function of ctypes.CDLL(None, use_errno=True)
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = CInt
+
+        class Libc:  # what CFuncPtr((name, library)) reads of a library
+            _handle = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)
+
+        _PRCTL = Function(("prctl", Libc))
+    return _PRCTL
 
 
 def _has_ctypes() -> bool:
-    """Whether ctypes can be loaded, without loading it: its C part is built
-    in or found on sys.path (the interpreter's own entries, at the start)."""
+    """Whether _ctypes can be loaded, without loading it: it is built in or
+    found on sys.path (the interpreter's own entries, at the start)."""
     if "_ctypes" in sys.builtin_module_names:
         return True
     try:
@@ -338,7 +370,7 @@ def _has_ctypes() -> bool:
 
 def _set_parent_death_signal(host_fd: int) -> None:
     signal.signal(TEMPLATE_DEATH_SIGNAL, lambda signum, frame: _on_template_death(host_fd))
-    _libc().prctl(_PR_SET_PDEATHSIG, int(TEMPLATE_DEATH_SIGNAL), 0, 0, 0)
+    _libc_prctl()(_PR_SET_PDEATHSIG, int(TEMPLATE_DEATH_SIGNAL), 0, 0, 0)
 
 
 def _on_template_death(host_fd: int) -> None:
@@ -425,7 +457,7 @@ def main(argv: List[str]) -> None:
     except OSError as exc:
         _fail(control, codec, _unsupported(_nofile_message(exc)))
     if not _has_ctypes():
-        _fail(control, codec, _unsupported("the fork server cannot watch the Go process: ctypes is not available (its children need prctl)"))
+        _fail(control, codec, _unsupported("the fork server cannot watch the Go process: _ctypes is not available (its children need prctl)"))
     modules, error = startup.load_modules(options)
     for name in server.preload:
         if error is None:
@@ -446,8 +478,8 @@ def main(argv: List[str]) -> None:
         pass
     gc.collect()
     gc.freeze()
-    control.send(startup.hello_frame(codec, None, setup_seconds))
     template = Template(control, host_fd, server.worker_fds)
+    control.send(startup.hello_frame(codec, None, setup_seconds))
     try:
         if first:
             template._fork(first)  # the pool's first worker: no request comes for it

@@ -72,11 +72,20 @@ class TemplateBase(unittest.TestCase):
             if self.template.stderr is not None:
                 self.template.stderr.close()
 
-    def _recv(self) -> Tuple[bytes, List[int]]:
-        ready, _, _ = select.select([self.control], [], [], TIMEOUT)
-        self.assertTrue(ready, "no message from the template within %ss" % TIMEOUT)
-        data, ancdata, _, _ = self.control.recvmsg(256, socket.CMSG_SPACE(4))
-        return data, forkserver._received_fds(ancdata)
+    def _recv(self, warm: bool = False) -> Tuple[bytes, List[int]]:
+        """The template's next message; its b"W" (warmed up) is skipped
+        unless warm."""
+        while True:
+            ready, _, _ = select.select([self.control], [], [], TIMEOUT)
+            self.assertTrue(ready, "no message from the template within %ss" % TIMEOUT)
+            data, ancdata, _, _ = self.control.recvmsg(256, socket.CMSG_SPACE(4))
+            if data != b"W" or warm:
+                return data, forkserver._received_fds(ancdata)
+
+    def _await_warm(self) -> None:
+        """Wait for the template's b"W": it has warmed up (forkserver.warm_up)."""
+        while self._recv(warm=True)[0] != b"W":
+            pass
 
     def _fork(self) -> Tuple[int, int, int, int]:
         """Fork a worker: (pid, pidfd, its stdin's write end, its stdout's read end)."""
@@ -159,8 +168,9 @@ class TemplateTest(TemplateBase):
 @unittest.skipUnless(SUPPORTED, "the fork server needs Linux and os.pidfd_open (Python 3.9+)")
 class TemplateTracebackTest(TemplateBase):
     """Issue 21: workers import the traceback module at their first
-    exception; the template imports it after its first fork, so that the
-    later children inherit it (and the first does not wait for it)."""
+    exception; the template imports it once idle after its first fork (its
+    b"W"), so that the later children inherit it (and the first does not
+    wait for it)."""
 
     module = "sample_security"
 
@@ -170,6 +180,7 @@ class TemplateTracebackTest(TemplateBase):
         _, _, to_first, from_first = self._fork()
         self._read_frame(from_first)  # HELLO
         self.assertEqual(self._call(to_first, from_first, 1, "modules_loaded", lazy), [RESULT, 1, []])
+        self._await_warm()
         _, _, to_second, from_second = self._fork()
         self._read_frame(from_second)  # HELLO
         self.assertEqual(self._call(to_second, from_second, 1, "modules_loaded", lazy), [RESULT, 1, lazy])
@@ -233,15 +244,17 @@ class FirstWorkerTest(TemplateBase):
             ppid = [line.split()[1] for line in status if line.startswith("PPid:")]
         self.assertEqual(ppid, [str(self.template.pid)], "forked by the template")
 
-        # socket and resource are never imported; ctypes only for the prctl
-        # (by the first worker itself), after the template's HELLO.
-        lazy = ["socket", "resource", "ctypes"]
-        self.assertEqual(self._call(self.to_first, self.from_first, 1, "modules_loaded", lazy), [RESULT, 1, ["ctypes"]])
-        # A later worker is forked on request, as before; it inherits ctypes
-        # from the template, which loaded it after its first fork.
+        # socket, resource and the ctypes package are never imported; _ctypes
+        # only for the prctl (by the first worker itself, after the
+        # template's HELLO), traceback at a worker's first exception.
+        lazy = ["socket", "resource", "ctypes", "_ctypes", "traceback"]
+        self.assertEqual(self._call(self.to_first, self.from_first, 1, "modules_loaded", lazy), [RESULT, 1, ["_ctypes"]])
+        # A later worker is forked on request, as before; forked once the
+        # template has warmed up, it inherits _ctypes and traceback.
+        self._await_warm()
         _, _, to_second, from_second = self._fork()
         self._read_frame(from_second)  # HELLO
-        self.assertEqual(self._call(to_second, from_second, 1, "modules_loaded", lazy), [RESULT, 1, ["ctypes"]])
+        self.assertEqual(self._call(to_second, from_second, 1, "modules_loaded", lazy), [RESULT, 1, ["_ctypes", "traceback"]])
         for to_worker, from_worker in ((self.to_first, self.from_first), (to_second, from_second)):
             os.close(to_worker)
             os.close(from_worker)
