@@ -320,6 +320,10 @@ func (fs *forkServer) message(msg, oob []byte) {
 		fs.replies <- forkReply{pid: pid, pidfd: pidfd}
 	case "E":
 		fs.replies <- forkReply{err: fmt.Errorf("%w: fork server %d: %s", ErrWorkerStart, fs.pid, rest)}
+	case "W":
+		// It warmed up (forkserver.py's warm_up): its later children inherit
+		// what it imported. Nothing to do; the tests of forkserver.py wait
+		// for it.
 	case "X":
 		pidText, statusText, _ := bytes.Cut(rest, []byte(" "))
 		pid, _ := strconv.Atoi(string(pidText))
