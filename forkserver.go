@@ -79,21 +79,22 @@ type forkServer struct {
 	guard   *guardian // owns the groups of the template and its workers
 	nfds    int       // descriptors per fork request
 
+	spec    *workerSpec
+	onExit  func(*forkServer)        // called once by its watcher, after it exited
+	settled func(*forkServer, error) // told once how a start by launch went; may be nil
+
 	mu   sync.Mutex // one fork request at a time
 	lost bool       // a request went unanswered: it was killed; guarded by mu
-	// A template started with the pool's first worker (newForkServer,
-	// launch): unstarted until the first fork request starts it, failed
-	// once that start failed. Guarded by mu.
+	// A template made by newForkServer: unstarted until the first fork
+	// request starts it (launch), failed once that start failed. Guarded
+	// by mu.
 	unstarted bool
 	failed    bool
-	spec      *workerSpec
-	onExit    func(*forkServer)
-	settled   func(*forkServer, error) // told once how the first fork's start went
-	replies   chan forkReply           // the template's answers to requests, in order
-	done      chan struct{}            // closed once the template exited and was reaped
-	status    exitStatus               // how it ended; set before done is closed
-	output    sync.WaitGroup           // its stdout and stderr forwarders
-	stopOne   sync.Once                // the end of the control socket is sent once
+	replies   chan forkReply // the template's answers to requests, in order
+	done      chan struct{}  // closed once the template exited and was reaped
+	status    exitStatus     // how it ended; set before done is closed
+	output    sync.WaitGroup // its stdout and stderr forwarders
+	stopOne   sync.Once      // the end of the control socket is sent once
 
 	exitsMu sync.Mutex
 	exits   map[int]chan exitStatus // children's exit statuses, by pid
