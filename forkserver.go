@@ -79,13 +79,22 @@ type forkServer struct {
 	guard   *guardian // owns the groups of the template and its workers
 	nfds    int       // descriptors per fork request
 
-	mu      sync.Mutex     // one fork request at a time
-	lost    bool           // a request went unanswered: it was killed; guarded by mu
-	replies chan forkReply // the template's answers to requests, in order
-	done    chan struct{}  // closed once the template exited and was reaped
-	status  exitStatus     // how it ended; set before done is closed
-	output  sync.WaitGroup // its stdout and stderr forwarders
-	stopOne sync.Once      // the end of the control socket is sent once
+	spec    *workerSpec
+	onExit  func(*forkServer)        // called once by its watcher, after it exited
+	settled func(*forkServer, error) // told once how a start by launch went; may be nil
+
+	mu   sync.Mutex // one fork request at a time
+	lost bool       // a request went unanswered: it was killed; guarded by mu
+	// A template made by newForkServer: unstarted until the first fork
+	// request starts it (launch), failed once that start failed. Guarded
+	// by mu.
+	unstarted bool
+	failed    bool
+	replies   chan forkReply // the template's answers to requests, in order
+	done      chan struct{}  // closed once the template exited and was reaped
+	status    exitStatus     // how it ended; set before done is closed
+	output    sync.WaitGroup // its stdout and stderr forwarders
+	stopOne   sync.Once      // the end of the control socket is sent once
 
 	exitsMu sync.Mutex
 	exits   map[int]chan exitStatus // children's exit statuses, by pid
@@ -99,8 +108,9 @@ type forkReply struct {
 }
 
 // forkServerArgs are the template's command line: the worker's, with the
-// fork server's entry point and its own flags first.
-func (spec *workerSpec) forkServerArgs(nfds int) ([]string, error) {
+// fork server's entry point and its own flags first; --first-worker when
+// the template is given the first worker's descriptors (fds 4..3+nfds).
+func (spec *workerSpec) forkServerArgs(nfds int, first bool) ([]string, error) {
 	args := append([]string(nil), spec.args...)
 	at := slices.Index(args, bootstrap) // python's options, "-c", bootstrap, runtimeDir, the worker's
 	if at < 0 || at+1 >= len(args) {
@@ -114,6 +124,9 @@ func (spec *workerSpec) forkServerArgs(nfds int) ([]string, error) {
 	if spec.preloadSetUp {
 		own = append(own, "--preload-setup")
 	}
+	if first {
+		own = append(own, "--first-worker")
+	}
 	args = slices.Insert(args, at+2, own...)
 	return append(args, "--dump-fd", strconv.Itoa(nfds-1)), nil
 }
@@ -122,45 +135,70 @@ func (spec *workerSpec) forkServerArgs(nfds int) ([]string, error) {
 // module (within StartTimeout and ctx). onExit is called once, from the
 // template's watcher, after it exited; not when startForkServer fails.
 func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkServer)) (*forkServer, error) {
+	fs := newForkServer(spec, onExit)
+	fs.unstarted = false
+	if err := fs.start(ctx, nil); err != nil {
+		return nil, err
+	}
+	return fs, nil
+}
+
+// newForkServer returns a template not started yet: the first fork request
+// starts it with that request's descriptors (launch), and it forks that
+// worker as soon as it has imported the module, without a request. So the
+// pool's first worker waits for one interpreter's start, as a worker
+// started by exec does, not for the template's start and then a fork.
+// settled, if not nil, is told once (with mu held) how that start went:
+// nil, or why it failed (the request then fails with a *forkDownError and
+// later ones at once, so that their workers are started by exec).
+func newForkServer(spec *workerSpec, onExit func(*forkServer)) *forkServer {
 	nfds := 5 // 0, 1, 2, the log stream, the dump fd
 	if spec.sharedThreshold > 0 {
 		nfds++
 	}
-	args, err := spec.forkServerArgs(nfds)
+	return &forkServer{
+		logger: spec.logger, guard: spec.guard, nfds: nfds, spec: spec, onExit: onExit, unstarted: true,
+		replies: make(chan forkReply, 1), done: make(chan struct{}),
+		exits: make(map[int]chan exitStatus),
+	}
+}
+
+// start starts the template and waits for its HELLO. With first not nil
+// (the first worker's descriptors), the template forks that worker right
+// after its HELLO; its answer comes as a fork request's.
+func (fs *forkServer) start(ctx context.Context, first []*os.File) error {
+	spec := fs.spec
+	args, err := spec.forkServerArgs(fs.nfds, first != nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	pair, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: fork server: creating its control socket: %v", ErrWorkerStart, err)
+		return fmt.Errorf("%w: fork server: creating its control socket: %v", ErrWorkerStart, err)
 	}
 	ours, theirs := os.NewFile(uintptr(pair[0]), "fork server control"), os.NewFile(uintptr(pair[1]), "fork server control")
 	fc, err := net.FileConn(ours)
 	ours.Close()
 	if err != nil {
 		theirs.Close()
-		return nil, fmt.Errorf("%w: fork server: %v", ErrWorkerStart, err)
+		return fmt.Errorf("%w: fork server: %v", ErrWorkerStart, err)
 	}
-	fs := &forkServer{
-		conn: fc.(*net.UnixConn), logger: spec.logger, guard: spec.guard, nfds: nfds,
-		replies: make(chan forkReply, 1), done: make(chan struct{}),
-		exits: make(map[int]chan exitStatus),
-	}
+	fs.conn = fc.(*net.UnixConn)
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		osproc.CloseFiles(theirs)
 		fs.conn.Close()
-		return nil, fmt.Errorf("%w: fork server: creating pipes: %v", ErrWorkerStart, err)
+		return fmt.Errorf("%w: fork server: creating pipes: %v", ErrWorkerStart, err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		osproc.CloseFiles(outR, outW, theirs)
 		fs.conn.Close()
-		return nil, fmt.Errorf("%w: fork server: creating pipes: %v", ErrWorkerStart, err)
+		return fmt.Errorf("%w: fork server: creating pipes: %v", ErrWorkerStart, err)
 	}
 	cmd := exec.Command(spec.python.path(), args...)
 	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.ExtraFiles = []*os.File{theirs} // fd 3: the control socket
+	cmd.ExtraFiles = append([]*os.File{theirs}, first...) // fd 3: the control socket; then the first worker's
 	cmd.Env, cmd.Dir = spec.env, spec.dir
 	cmd.SysProcAttr = osproc.SysProcAttr(spec.credential.sysProcCredential()) // its forks run as that user too
 	err = osproc.StartOnLockedThread(cmd)
@@ -168,7 +206,7 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 	if err != nil {
 		osproc.CloseFiles(outR, errR)
 		fs.conn.Close()
-		return nil, fmt.Errorf("%w: fork server: running %s: %v", ErrWorkerStart, cmd.Path, err)
+		return fmt.Errorf("%w: fork server: running %s: %v", ErrWorkerStart, cmd.Path, err)
 	}
 	fs.cmd, fs.pid, fs.started = cmd, cmd.Process.Pid, time.Now()
 	fs.guard.own(fs.pid) // a worker forked before it left the template's group is in it
@@ -180,10 +218,10 @@ func startForkServer(ctx context.Context, spec *workerSpec, onExit func(*forkSer
 		fs.conn.Close()
 		fs.output.Wait()
 		_ = execProcess{cmd: cmd, guard: fs.guard}.wait()
-		return nil, err
+		return err
 	}
-	go fs.watch(onExit)
-	return fs, nil
+	go fs.watch(fs.onExit)
+	return nil
 }
 
 // handshake reads the template's HELLO (readHello) and checks it
@@ -283,6 +321,10 @@ func (fs *forkServer) message(msg, oob []byte) {
 		fs.replies <- forkReply{pid: pid, pidfd: pidfd}
 	case "E":
 		fs.replies <- forkReply{err: fmt.Errorf("%w: fork server %d: %s", ErrWorkerStart, fs.pid, rest)}
+	case "W":
+		// It warmed up (forkserver.py's warm_up): its later children inherit
+		// what it imported. Nothing to do; the tests of forkserver.py wait
+		// for it.
 	case "X":
 		pidText, statusText, _ := bytes.Cut(rest, []byte(" "))
 		pid, _ := strconv.Atoi(string(pidText))
@@ -309,6 +351,12 @@ func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, er
 	}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
+	if fs.unstarted {
+		return fs.launch(ctx, child)
+	}
+	if fs.failed {
+		return nil, &forkDownError{}
+	}
 	select {
 	case <-fs.done:
 		return nil, &forkDownError{}
@@ -320,6 +368,35 @@ func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, er
 	if err := osproc.SendFiles(fs.conn, []byte("F"), child); err != nil {
 		return nil, &forkDownError{}
 	}
+	return fs.await(ctx, child)
+}
+
+// launch starts a template made by newForkServer, with child, the first
+// worker's descriptors, and waits for the template's answer for it, with
+// fs.mu held. If the template fails to start, no later request is sent to
+// it, and the template, given child at its exec, may have forked that
+// worker before it failed: whatever holds child is killed (as abandon
+// does), and the worker is started on new descriptors (*forkDownError,
+// sent).
+func (fs *forkServer) launch(ctx context.Context, child []*os.File) (osProcess, error) {
+	fs.unstarted = false
+	err := fs.start(ctx, child)
+	if fs.settled != nil {
+		fs.settled(fs, err)
+	}
+	if err == nil {
+		return fs.await(ctx, child)
+	}
+	fs.failed = true
+	if n, err := osproc.KillHolders(child, orphanWait); err != nil || n > 0 {
+		fs.logger.Warn(msgForkOrphanKilled, "forkserver", fs.pid, "killed", n, "error", err)
+	}
+	return nil, &forkDownError{sent: true}
+}
+
+// await waits for the template's answer to the request for child, sent,
+// with fs.mu held.
+func (fs *forkServer) await(ctx context.Context, child []*os.File) (osProcess, error) {
 	timer := time.NewTimer(forkTimeout)
 	defer timer.Stop()
 	select {
@@ -361,8 +438,16 @@ func (fs *forkServer) abandon(child []*os.File) error {
 
 // stop ends the template: the end of its control socket makes it exit; it
 // is killed if it has not after grace. Its children live on. stop returns
-// once it was reaped.
+// once it was reaped. A template that was never started (newForkServer)
+// or failed to start will not be started.
 func (fs *forkServer) stop(grace time.Duration) {
+	fs.mu.Lock()
+	idle := fs.unstarted || fs.failed
+	fs.unstarted, fs.failed = false, fs.failed || fs.unstarted
+	fs.mu.Unlock()
+	if idle {
+		return
+	}
 	fs.stopOne.Do(func() { fs.conn.CloseWrite() })
 	timer := time.NewTimer(grace)
 	defer timer.Stop()

@@ -6,24 +6,39 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"time"
 )
 
 // errForkServerDown is a fork request's error when there is no template.
 var errForkServerDown = errors.New("pypool: the fork server is not running")
 
+// errForkServerUnsupported is why a template never starts outside Linux.
+var errForkServerUnsupported = errors.New("pypool: Config.StartForkServer needs Linux (pidfds and SCM_RIGHTS); using StartExec")
+
 // forkServer is never started outside Linux: the pool uses StartExec.
 type forkServer struct {
 	pid     int
 	started time.Time
 	status  exitStatus
+	settled func(*forkServer, error) // told at the first fork request that it cannot start
+	once    sync.Once
 }
+
+// newForkServer returns a template that never starts: its first fork
+// request tells settled why.
+func newForkServer(*workerSpec, func(*forkServer)) *forkServer { return &forkServer{} }
 
 func startForkServer(context.Context, *workerSpec, func(*forkServer)) (*forkServer, error) {
-	return nil, errors.New("pypool: Config.StartForkServer needs Linux (pidfds and SCM_RIGHTS); using StartExec")
+	return nil, errForkServerUnsupported
 }
 
-func (*forkServer) fork(context.Context, []*os.File) (osProcess, error) {
+func (fs *forkServer) fork(context.Context, []*os.File) (osProcess, error) {
+	fs.once.Do(func() {
+		if fs.settled != nil {
+			fs.settled(fs, errForkServerUnsupported)
+		}
+	})
 	return nil, errForkServerDown
 }
 func (*forkServer) stop(time.Duration) {}

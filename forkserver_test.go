@@ -246,3 +246,31 @@ func TestForkServerUnderLowOpenFilesLimit(t *testing.T) {
 		require.Equal(t, "lowlow", got)
 	}
 }
+
+// TestForkServerFirstWorkerNeedsNoRequest (issue 21): New's first worker
+// does not wait for the template's start and then for a fork request: the
+// template is started with that worker's descriptors and forks it as soon
+// as it has imported the module. Its template drops every fork request
+// here (pypool_forkmute), so the first worker is forked by it only if no
+// request was needed (before: the request went unanswered, the template
+// was killed after forkTimeout and the worker started by exec).
+func TestForkServerFirstWorkerNeedsNoRequest(t *testing.T) {
+	saved := forkTimeout
+	forkTimeout = 300 * time.Millisecond // an unanswered request is given up on soon
+	t.Cleanup(func() { forkTimeout = saved })
+	cfg := forkConfig(t)
+	cfg.Size = 1
+	cfg.Preload = []string{"pypool_forkmute"}
+	logs := newLogRecorder()
+	cfg.Logger = slogNew(logs)
+	pool := newTestPool(t, cfg)
+	fs := pool.forks.Load()
+	require.NotNil(t, fs, "the template started")
+	pid := workerPids(pool)[0]
+	require.Equal(t, fs.pid, parentPid(pid), "the first worker was forked by the template")
+	got, err := pool.Call(testCtx(t), "duplicate_text", "first")
+	require.NoError(t, err)
+	require.Equal(t, "firstfirst", got)
+	require.Empty(t, logs.matching(msgForkServerStuck), "a fork request was sent for the first worker")
+	require.Same(t, fs, pool.forks.Load(), "the template was not replaced")
+}

@@ -597,15 +597,28 @@ func (e *fatalStart) Unwrap() error { return e.err }
 // are started as their own python3 (process.go's launch), and the workers
 // it forked keep serving.
 
-// startForkServer starts the pool's template for New. If it cannot start,
-// the pool logs why and starts its workers as their own python3.
-func (p *Pool) startForkServer(ctx context.Context) {
-	fs, err := startForkServer(ctx, p.spec, p.forkServerExited)
+// startForkServer sets up the pool's template for New. It does not start
+// it: the first worker's start does (newForkServer), on that start's
+// goroutine and context, so that New's first worker is ready as soon as
+// it would be by exec, forked by the template as soon as the template has
+// imported the module; New's other first workers are forked after it, as
+// later workers are. If the template cannot start, the pool logs why and
+// starts its workers as their own python3, that first one included.
+func (p *Pool) startForkServer(context.Context) {
+	fs := newForkServer(p.spec, p.forkServerExited)
+	fs.settled = p.forkServerSettled
+	p.forks.Store(fs)
+}
+
+// forkServerSettled is told how the start of New's template went (on the
+// goroutine of the first worker's start, with the template's mu held).
+func (p *Pool) forkServerSettled(fs *forkServer, err error) {
 	if err != nil {
+		p.forks.CompareAndSwap(fs, nil)
 		p.log.Warn(msgForkServerFallback, "module", p.cfg.Module, "error", err)
 		return
 	}
-	p.forkServerStarted(fs)
+	p.log.Debug(msgForkServerStarted, "forkserver", fs.pid, "module", p.cfg.Module)
 }
 
 // forkServerStarted makes fs the pool's template.

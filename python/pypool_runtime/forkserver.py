@@ -4,11 +4,16 @@ then forks a new worker whenever Go asks (Config.StartMethod = StartForkServer).
 Go starts it as a worker is started (worker.py's command line), with this
 module's main instead of the worker's and these arguments first::
 
-    --host-pid PID [--preload MODULE]... [--preload-setup] [--worker-fds N]
+    --host-pid PID [--preload MODULE]... [--preload-setup] [--worker-fds N] [--first-worker]
 
 Its descriptors: 0 /dev/null, 1 and 2 pipes that Go logs (what the module
 prints while it imports), 3 the control socket (AF_UNIX, SOCK_SEQPACKET:
-one message per datagram). On the control socket:
+one message per datagram), and with --first-worker 4..3+N: the
+descriptors of the pool's first worker, which the template forks as soon
+as it has sent its HELLO, without waiting for a request (its b"P" comes
+as if Go had sent b"F" with them right after the HELLO): the first worker
+then waits for one interpreter start, not for the template's and a fork
+request's round trip. On the control socket:
 
     to Go, first   the body of a HELLO frame (worker.py), its error field
                    set when the module (or a preloaded one, or a preloaded
@@ -19,6 +24,11 @@ one message per datagram). On the control socket:
                    b"E <message>" when the fork failed; one per b"F", in order
     to Go          b"X <pid> <wait status>" when a child exited (the
                    template kills the child's process group, then reaps it)
+    to Go          b"W" once, when the template has warmed up: after its
+                   first fork, once no request came for _WARM_IDLE
+                   seconds, it imports what its children would otherwise
+                   import themselves (warm_up); children forked later
+                   inherit it
 
 The end of the control socket ends the template; its children live on.
 
@@ -39,19 +49,15 @@ from __future__ import annotations
 
 # Imported here, before worker.startup() puts the user's paths ahead of the
 # standard library, so that no module on those paths can stand in for them.
+# _socket, not socket (6-7 ms: selectors, enum, array...): the template needs
+# one socket's recvmsg and sendmsg. _ctypes (not the ctypes package: 2 ms
+# instead of 4), for one prctl in each child, and resource, for an error
+# message, are imported at their first use from the interpreter's own
+# entries (stdlib.own_module), after the first worker was forked.
+import _socket
 import fcntl
-
-try:
-    import ctypes
-except ImportError:  # pragma: no cover - an interpreter built without it
-    ctypes = None  # type: ignore[assignment]
-try:
-    import resource  # names the descriptor limit when it is too low
-except ImportError:  # pragma: no cover - not on this platform
-    resource = None  # type: ignore[assignment]
 import os
 import select
-import socket
 import struct
 import sys
 
@@ -61,7 +67,7 @@ except ImportError:  # pragma: no cover - not CPython
     import signal  # type: ignore[no-redef]
 
 from . import codec as codecs
-from . import errors, startup, worker
+from . import errors, startup, stdlib, worker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,29 +82,38 @@ TEMPLATE_DEATH_SIGNAL = signal.SIGUSR2
 # How long a child whose template died waits for the Go process's exit to
 # show before deciding that Go lives on.
 _HOST_DEATH_WAIT = 0.2
+# How long the template waits, after its first fork, for no request to come
+# before it warms up (warm_up): New's other first workers are forked
+# without waiting for it, and the first worker's start has the CPU to
+# itself meanwhile.
+_WARM_IDLE = 0.1
 _PR_SET_PDEATHSIG = 1
 
-_USAGE = "usage: main(['--host-pid', PID, ('--preload', MODULE)..., ('--preload-setup'), ('--worker-fds', N), WORKER ARGS...])"
+_USAGE = "usage: main(['--host-pid', PID, ('--preload', MODULE)..., ('--preload-setup'), ('--worker-fds', N), ('--first-worker'), WORKER ARGS...])"
 
 
 class ServerOptions:
-    __slots__ = ("host_pid", "preload", "preload_setup", "worker_fds")
+    __slots__ = ("host_pid", "preload", "preload_setup", "worker_fds", "first_worker")
 
     def __init__(self) -> None:
         self.host_pid = 0
         self.preload: List[str] = []
         self.preload_setup = False
         self.worker_fds = 5
+        self.first_worker = False
 
 
 def parse_server_args(argv: List[str]) -> Tuple[ServerOptions, List[str]]:
     """Split the template's own leading flags from the worker's command line."""
     options = ServerOptions()
     i = 0
-    while i < len(argv) and argv[i] in ("--host-pid", "--preload", "--preload-setup", "--worker-fds"):
+    while i < len(argv) and argv[i] in ("--host-pid", "--preload", "--preload-setup", "--worker-fds", "--first-worker"):
         flag = argv[i]
-        if flag == "--preload-setup":
-            options.preload_setup = True
+        if flag in ("--preload-setup", "--first-worker"):
+            if flag == "--preload-setup":
+                options.preload_setup = True
+            else:
+                options.first_worker = True
             i += 1
             continue
         if i + 1 >= len(argv):
@@ -148,8 +163,11 @@ def _high(fd: int, floor: int) -> int:
 def _nofile_message(exc: OSError) -> str:
     """Why the descriptors could not be arranged, naming the limit."""
     soft = "unknown"
-    if resource is not None:
+    try:
+        resource = stdlib.own_module("resource")
         soft = str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    except Exception:  # not on this platform: the message goes without the number
+        pass
     return ("the fork server cannot arrange its descriptors under RLIMIT_NOFILE %s: %s; "
             "raise the limit (ulimit -n, Config.Limits.OpenFiles) or use StartExec" % (soft, exc))
 
@@ -158,7 +176,7 @@ class Template:
     """The fork loop: no threads, one select over the control socket and the
     SIGCHLD wake-up pipe."""
 
-    def __init__(self, control: socket.socket, host_fd: int, worker_fds: int) -> None:
+    def __init__(self, control: _socket.socket, host_fd: int, worker_fds: int) -> None:
         self.control = control
         self.host_fd = host_fd
         self.worker_fds = worker_fds
@@ -166,15 +184,25 @@ class Template:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.forked = False
+        self.warm = False
+        # Before any fork: a child that exits at once is reaped too, and the
+        # template is told from its children by its SIGCHLD handler (as the
+        # Go tests do) from its first fork on.
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, _noop)
 
     def serve(self) -> None:
         """Fork on request until the control socket ends. In a child it
         raises _BecomeWorker instead of returning."""
-        signal.set_wakeup_fd(self.wake_w)
-        signal.signal(signal.SIGCHLD, _noop)
-        self._reap()  # children that exited before the handler was set
+        self._reap()  # children that exited before the select
         while True:
-            ready, _, _ = select.select([self.control, self.wake_r], [], [])
+            idle = _WARM_IDLE if self.forked and not self.warm else None
+            ready, _, _ = select.select([self.control, self.wake_r], [], [], idle)
+            if not ready:
+                self.warm = True
+                warm_up()
+                self._send(b"W")
+                continue
             if self.wake_r in ready:
                 try:
                     while os.read(self.wake_r, 512):
@@ -187,7 +215,7 @@ class Template:
 
     def _request(self) -> bool:
         """Serve one request; False at the end of the control socket."""
-        space = socket.CMSG_SPACE(self.worker_fds * struct.calcsize("i"))
+        space = _socket.CMSG_SPACE(self.worker_fds * struct.calcsize("i"))
         try:
             data, ancdata, flags, _ = self.control.recvmsg(16, space)
         except ConnectionResetError:
@@ -196,7 +224,7 @@ class Template:
         if not data:
             _close_all(fds)
             return False
-        if flags & socket.MSG_CTRUNC:  # the kernel could not give it every descriptor
+        if flags & _socket.MSG_CTRUNC:  # the kernel could not give it every descriptor
             _close_all(fds)
             self._send(b"E " + _nofile_message(OSError("%d of %d descriptors received" % (len(fds), self.worker_fds))).encode())
             return True
@@ -229,12 +257,10 @@ class Template:
             self._send(("E pidfd_open: %s" % exc).encode("utf-8", "backslashreplace"))
             return
         try:
-            self.control.sendmsg([b"P %d" % pid], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", pidfd))])
+            self.control.sendmsg([b"P %d" % pid], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", pidfd))])
         finally:
             os.close(pidfd)
-        if not self.forked:
-            self.forked = True
-            _warm_error_path()
+        self.forked = True
 
     def _reap(self) -> None:
         """Reap the children that exited, each after killing what is left
@@ -285,26 +311,66 @@ class Template:
         _reseed()
 
 
-def _warm_error_path() -> None:
-    """Import the traceback module (errors.traceback_module) in the template,
-    once, after its first fork: the template is idle then and the first
-    worker on its way (a worker imports it at its first exception, not at
-    its start), and every later child inherits it."""
+def warm_up() -> None:
+    """Import in the template, once it is idle after its first fork, what
+    its children need but the first worker (and New's others, forked
+    meanwhile) must not wait for: libc's prctl through _ctypes (each child
+    sets its parent-death signal; a child forked before loads it itself)
+    and the traceback module (errors.traceback_module; a worker imports it
+    at its first exception). Every later child inherits them."""
+    try:
+        _libc_prctl()
+    except Exception:  # each child then tries again, and fails its start
+        pass
     try:
         errors.traceback_module()
     except Exception:  # the children then import it themselves, if they can
         pass
 
 
-_LIBC: Any = None
+_PRCTL: Any = None
 # The template's sys.stdin, sys.stdout and sys.stderr.
 _STREAMS: List[Any] = [None, None, None]
 
 
+def _libc_prctl() -> Any:
+    """libc's prctl, through _ctypes alone (the ctypes package would import
+    types, struct and build dozens of classes: twice the time), loaded at
+    the first call from the interpreter's own entries (stdlib.own_module:
+    no _ctypes of a PythonPath directory). Its arguments are C ints, its
+    result too, errno kept (as ctypes.CDLL(None, use_errno=True) gives)."""
+    global _PRCTL
+    if _PRCTL is None:
+        _ctypes = stdlib.own_module("_ctypes")
+
+        class CInt(_ctypes._SimpleCData):  # ctypes.c_int
+            _type_ = "i"
+
+        class Function(_ctypes.CFuncPtr):  # a function of ctypes.CDLL(None, use_errno=True)
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = CInt
+
+        class Libc:  # what CFuncPtr((name, library)) reads of a library
+            _handle = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)
+
+        _PRCTL = Function(("prctl", Libc))
+    return _PRCTL
+
+
+def _has_ctypes() -> bool:
+    """Whether _ctypes can be loaded, without loading it: it is built in or
+    found on sys.path (the interpreter's own entries, at the start)."""
+    if "_ctypes" in sys.builtin_module_names:
+        return True
+    try:
+        return stdlib._path_finder().find_spec("_ctypes") is not None
+    except ImportError:
+        return False
+
+
 def _set_parent_death_signal(host_fd: int) -> None:
     signal.signal(TEMPLATE_DEATH_SIGNAL, lambda signum, frame: _on_template_death(host_fd))
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, int(TEMPLATE_DEATH_SIGNAL), 0, 0, 0)
+    _libc_prctl()(_PR_SET_PDEATHSIG, int(TEMPLATE_DEATH_SIGNAL), 0, 0, 0)
 
 
 def _on_template_death(host_fd: int) -> None:
@@ -336,7 +402,7 @@ def _received_fds(ancdata: List[Tuple[int, int, bytes]]) -> List[int]:
     fds: List[int] = []
     size = struct.calcsize("i")
     for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             count = len(data) // size
             fds.extend(struct.unpack("%di" % count, data[: count * size]))
     return fds
@@ -350,7 +416,7 @@ def _close_all(fds: List[int]) -> None:
             pass
 
 
-def _fail(control: socket.socket, codec: codecs.Codec, error: List[str]) -> NoReturn:
+def _fail(control: _socket.socket, codec: codecs.Codec, error: List[str]) -> NoReturn:
     try:
         control.send(startup.hello_frame(codec, error))
     finally:
@@ -363,18 +429,18 @@ def _unsupported(message: str) -> List[str]:
 
 def main(argv: List[str]) -> None:
     """Run the template; in each child, run the worker until its end of input."""
-    global _LIBC
     try:
         server, worker_argv = parse_server_args(argv)
     except ValueError as exc:
         startup.exit_now(startup.EXIT_PROTOCOL, str(exc))
     # The worker's --shm-fd and --dump-fd are its children's, not the
     # template's: it keeps only what it was given.
-    options = worker.startup(worker_argv, keep=[0, 1, 2, CONTROL_FD])
+    first = list(range(CONTROL_FD + 1, CONTROL_FD + 1 + server.worker_fds)) if server.first_worker else []
+    options = worker.startup(worker_argv, keep=[0, 1, 2, CONTROL_FD] + first)
     try:
-        control = socket.socket(fileno=_high(CONTROL_FD, server.worker_fds))
+        control = _socket.socket(fileno=_high(CONTROL_FD, server.worker_fds))
     except OSError as exc:
-        _fail(socket.socket(fileno=CONTROL_FD), startup.startup_codec(options), _unsupported(_nofile_message(exc)))
+        _fail(_socket.socket(fileno=CONTROL_FD), startup.startup_codec(options), _unsupported(_nofile_message(exc)))
     sys.stdin = sys.__stdin__ = startup.text_stream(0, write=False)
     sys.stdout = sys.__stdout__ = startup.text_stream(1, write=True)
     sys.stderr = sys.__stderr__ = startup.text_stream(2, write=True)
@@ -390,12 +456,8 @@ def main(argv: List[str]) -> None:
         host_fd = _high(host_fd, server.worker_fds)
     except OSError as exc:
         _fail(control, codec, _unsupported(_nofile_message(exc)))
-    try:
-        if ctypes is None:
-            raise ImportError("ctypes is not available")
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    except (OSError, ImportError) as exc:
-        _fail(control, codec, _unsupported("the fork server cannot watch the Go process: %s" % exc))
+    if not _has_ctypes():
+        _fail(control, codec, _unsupported("the fork server cannot watch the Go process: _ctypes is not available (its children need prctl)"))
     modules, error = startup.load_modules(options)
     for name in server.preload:
         if error is None:
@@ -407,18 +469,23 @@ def main(argv: List[str]) -> None:
         _fail(control, codec, error)
     # What the import built goes to the collector's permanent generation:
     # a child's collections then never walk (and so never copy) the
-    # template's objects, which stay shared.
+    # template's objects, which stay shared. Without a full collection
+    # first (Python's own recipe for a fork without exec): it took 0.7-1.6
+    # ms of the first worker's start with a small module, more with a large
+    # one, and the garbage it would free (what the import left in cycles
+    # that the collections during the import did not reach) stays shared.
     import gc
 
     try:  # each child registers its stack dumps: import it once, here
         import faulthandler  # noqa: F401
     except ImportError:  # pragma: no cover - an interpreter without it
         pass
-    gc.collect()
     gc.freeze()
-    control.send(startup.hello_frame(codec, None, setup_seconds))
     template = Template(control, host_fd, server.worker_fds)
+    control.send(startup.hello_frame(codec, None, setup_seconds))
     try:
+        if first:
+            template._fork(first)  # the pool's first worker: no request comes for it
         template.serve()
     except _BecomeWorker as child:
         fds = child.fds  # outside this block, so that no exception of the

@@ -72,11 +72,20 @@ class TemplateBase(unittest.TestCase):
             if self.template.stderr is not None:
                 self.template.stderr.close()
 
-    def _recv(self) -> Tuple[bytes, List[int]]:
-        ready, _, _ = select.select([self.control], [], [], TIMEOUT)
-        self.assertTrue(ready, "no message from the template within %ss" % TIMEOUT)
-        data, ancdata, _, _ = self.control.recvmsg(256, socket.CMSG_SPACE(4))
-        return data, forkserver._received_fds(ancdata)
+    def _recv(self, warm: bool = False) -> Tuple[bytes, List[int]]:
+        """The template's next message; its b"W" (warmed up) is skipped
+        unless warm."""
+        while True:
+            ready, _, _ = select.select([self.control], [], [], TIMEOUT)
+            self.assertTrue(ready, "no message from the template within %ss" % TIMEOUT)
+            data, ancdata, _, _ = self.control.recvmsg(256, socket.CMSG_SPACE(4))
+            if data != b"W" or warm:
+                return data, forkserver._received_fds(ancdata)
+
+    def _await_warm(self) -> None:
+        """Wait for the template's b"W": it has warmed up (forkserver.warm_up)."""
+        while self._recv(warm=True)[0] != b"W":
+            pass
 
     def _fork(self) -> Tuple[int, int, int, int]:
         """Fork a worker: (pid, pidfd, its stdin's write end, its stdout's read end)."""
@@ -156,15 +165,12 @@ class TemplateTest(TemplateBase):
         self.assertTrue(data.startswith(b"E bad request"), data)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 @unittest.skipUnless(SUPPORTED, "the fork server needs Linux and os.pidfd_open (Python 3.9+)")
 class TemplateTracebackTest(TemplateBase):
     """Issue 21: workers import the traceback module at their first
-    exception; the template imports it after its first fork, so that the
-    later children inherit it (and the first does not wait for it)."""
+    exception; the template imports it once idle after its first fork (its
+    b"W"), so that the later children inherit it (and the first does not
+    wait for it)."""
 
     module = "sample_security"
 
@@ -174,6 +180,7 @@ class TemplateTracebackTest(TemplateBase):
         _, _, to_first, from_first = self._fork()
         self._read_frame(from_first)  # HELLO
         self.assertEqual(self._call(to_first, from_first, 1, "modules_loaded", lazy), [RESULT, 1, []])
+        self._await_warm()
         _, _, to_second, from_second = self._fork()
         self._read_frame(from_second)  # HELLO
         self.assertEqual(self._call(to_second, from_second, 1, "modules_loaded", lazy), [RESULT, 1, lazy])
@@ -183,3 +190,75 @@ class TemplateTracebackTest(TemplateBase):
             self.assertIn('    return table["missing"] + 1\n', reply[5])
             os.close(to_worker)
             os.close(from_worker)
+
+
+@unittest.skipUnless(SUPPORTED, "the fork server needs Linux and os.pidfd_open (Python 3.9+)")
+class FirstWorkerTest(TemplateBase):
+    """Issue 21: with --first-worker the template is given the first worker's
+    descriptors at its start (fds 4..8) and forks that worker right after its
+    HELLO, without a request; the template imports neither socket nor ctypes
+    (nor resource) before that fork."""
+
+    module = "sample_security"
+
+    def setUp(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.control = ours
+        pipes = [os.pipe() for _ in range(5)]
+        child = [pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1], pipes[4][1]]
+        for r, _ in pipes[2:]:
+            self.addCleanup(os.close, r)
+        self.to_first, self.from_first = pipes[0][1], pipes[1][0]
+        args = [sys.executable, "-E", "-c", BOOTSTRAP, RUNTIME_DIR, "--host-pid", str(os.getpid()),
+                "--worker-fds", "5", "--first-worker", "--module", self.module, "--path", TESTS_DIR, "--codec", "pure",
+                "--dump-fd", "4"]  # fmt: skip
+        given = [theirs.fileno()] + child
+
+        def arrange_fds() -> None:
+            high = [os.dup(fd) for fd in given]  # out of the way of 3..8 first
+            for target, fd in enumerate(high, start=3):
+                os.dup2(fd, target)
+
+        self.template = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=False,
+                                         preexec_fn=arrange_fds)  # fmt: skip
+        theirs.close()
+        for fd in child:
+            os.close(fd)
+        self.addCleanup(self._stop)
+
+    def test_forks_the_first_worker_without_a_request(self) -> None:
+        hello = purecodec.unpackb(self._recv()[0])
+        self.assertEqual(hello[0], HELLO)
+        self.assertIsNone(hello[5], "the module imported")
+        data, fds = self._recv()  # no request was sent
+        kind, pid = data.split()
+        self.assertEqual(kind, b"P", data)
+        self.assertEqual(len(fds), 1, "one pidfd with the pid")
+        self.addCleanup(os.close, fds[0])
+        first = int(pid)
+        worker_hello = self._read_frame(self.from_first)
+        self.assertEqual(worker_hello[0], HELLO)
+        self.assertEqual(worker_hello[2], first, "the first worker says its own pid")
+        self.assertEqual(os.getpgid(first), first, "it leads its own process group")
+        with open("/proc/%d/status" % first) as status:
+            ppid = [line.split()[1] for line in status if line.startswith("PPid:")]
+        self.assertEqual(ppid, [str(self.template.pid)], "forked by the template")
+
+        # socket, resource and the ctypes package are never imported; _ctypes
+        # only for the prctl (by the first worker itself, after the
+        # template's HELLO), traceback at a worker's first exception.
+        lazy = ["socket", "resource", "ctypes", "_ctypes", "traceback"]
+        self.assertEqual(self._call(self.to_first, self.from_first, 1, "modules_loaded", lazy), [RESULT, 1, ["_ctypes"]])
+        # A later worker is forked on request, as before; forked once the
+        # template has warmed up, it inherits _ctypes and traceback.
+        self._await_warm()
+        _, _, to_second, from_second = self._fork()
+        self._read_frame(from_second)  # HELLO
+        self.assertEqual(self._call(to_second, from_second, 1, "modules_loaded", lazy), [RESULT, 1, ["_ctypes", "traceback"]])
+        for to_worker, from_worker in ((self.to_first, self.from_first), (to_second, from_second)):
+            os.close(to_worker)
+            os.close(from_worker)
+
+
+if __name__ == "__main__":
+    unittest.main()
