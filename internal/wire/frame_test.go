@@ -77,3 +77,84 @@ func TestFrameReaderTruncatedFrame(t *testing.T) {
 	_, _, err = fr.Next()
 	assert.ErrorIs(t, err, io.EOF)
 }
+
+// splitAt is a Split that takes the first headLen bytes as the head and
+// reads the rest into a new slice, kept in *tail.
+func splitAt(headLen int, tail *[]byte) Split {
+	return func(head []byte, size int) (int, []byte) {
+		*tail = make([]byte, size-headLen)
+		return headLen, *tail
+	}
+}
+
+// TestNextSplitReadsTheTailStraightIntoItsSlice (issue 21): a large body
+// split reads its tail into the Split's slice, not into the reader's own
+// buffer; a small one, or one Split declines, is read as Next reads it.
+func TestNextSplitReadsTheTailStraightIntoItsSlice(t *testing.T) {
+	large := bytes.Repeat([]byte("0123456789abcdef"), MinSplit/16+1)
+	small := []byte("a small frame")
+	var stream []byte
+	for _, b := range [][]byte{large, small, large} {
+		stream = append(append(stream, frameHeader(b)...), b...)
+	}
+	fr := NewFrameReader(bytes.NewReader(stream), 1<<20)
+	var tail []byte
+	head, owned, intoTail, err := fr.NextSplit(splitAt(5, &tail))
+	require.NoError(t, err)
+	assert.True(t, intoTail)
+	assert.False(t, owned)
+	assert.Equal(t, large[:5], head)
+	assert.Equal(t, large[5:], tail)
+	assert.Nil(t, fr.body, "the reader allocated nothing for the body")
+
+	body, _, intoTail, err := fr.NextSplit(func([]byte, int) (int, []byte) { panic("asked for a small frame") })
+	require.NoError(t, err)
+	assert.False(t, intoTail)
+	assert.Equal(t, small, body)
+
+	body, _, intoTail, err = fr.NextSplit(func([]byte, int) (int, []byte) { return 0, nil })
+	require.NoError(t, err)
+	assert.False(t, intoTail, "declined")
+	assert.Equal(t, large, body)
+}
+
+// TestNextSplitCutOffResumesUnsplit (issue 21): a read cut off by a
+// deadline in the head or in the tail of a split frame leaves the tail
+// alone from then on (what it read moves into the reader's buffer), and
+// the next read returns the whole body, as if never split.
+func TestNextSplitCutOffResumesUnsplit(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789abcdef"), MinSplit/16+1)
+	msg := append(frameHeader(body), body...)
+	for _, cut := range []int{HeaderSize + 3, HeaderSize + HeadSize + 1000} {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		fr := NewFrameReader(r, 1<<20)
+		var tail []byte
+		go w.Write(msg[:cut])
+		r.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _, intoTail, err := fr.NextSplit(splitAt(7, &tail))
+		require.ErrorIs(t, err, os.ErrDeadlineExceeded, "cut at %d", cut)
+		assert.False(t, intoTail)
+		for i := range tail {
+			tail[i] = 'x' // the caller's again: the reader must not read it back
+		}
+		go w.Write(msg[cut:])
+		r.SetReadDeadline(time.Time{})
+		got, _, intoTail, err := fr.NextSplit(splitAt(7, &tail))
+		require.NoError(t, err, "cut at %d", cut)
+		assert.False(t, intoTail, "a resumed frame is not split again")
+		assert.True(t, bytes.Equal(body, got), "cut at %d: the whole body", cut)
+		r.Close()
+		w.Close()
+	}
+}
+
+func TestNextSplitTruncated(t *testing.T) {
+	body := bytes.Repeat([]byte{1}, MinSplit)
+	for _, n := range []int{HeaderSize + 3, HeaderSize + HeadSize + 10} {
+		fr := NewFrameReader(bytes.NewReader(append(frameHeader(body), body...)[:n]), 1<<20)
+		var tail []byte
+		_, _, _, err := fr.NextSplit(splitAt(2, &tail))
+		assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "%d bytes", n)
+	}
+}
