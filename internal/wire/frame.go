@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // HeaderSize is the size of the length prefix of every frame: the length
@@ -25,12 +26,13 @@ const MinSplit = 64 << 10
 // the frame's head in.
 const HeadSize = 32
 
-// Split says where the body of a large frame goes. Given the first
-// HeadSize bytes of the body and the body's size, it returns how many of
-// them are the frame's head, and the slice, of exactly size-headLen bytes,
-// that the rest of the body is read into; or a nil tail, for the body to
-// be read as Next reads it.
-type Split func(head []byte, size int) (headLen int, tail []byte)
+// Split says whether the body of a large frame is split, and where. Given
+// the first HeadSize bytes of the body, the body's size and the key given
+// to NextSplit, it returns how many of them are the frame's head (less
+// than size), or -1 for the body to be read whole, as Next reads it. It
+// is a function of its arguments only (a plain function, not a closure),
+// so that what the caller splits into is not seen by an indirect call.
+type Split func(head []byte, size int, key uint64) (headLen int)
 
 // PutHeader writes into the first HeaderSize bytes of frame the length of
 // the rest of it, its body.
@@ -83,19 +85,21 @@ func (f *FrameReader) Buffered() int { return f.r.Buffered() }
 // limit is a *SizeError. An error other than a timeout leaves the reader
 // unusable.
 func (f *FrameReader) Next() (body []byte, owned bool, err error) {
-	body, owned, _, err = f.NextSplit(nil)
+	body, owned, _, err = f.NextSplit(nil, 0, nil)
 	return body, owned, err
 }
 
-// NextSplit is Next, with split (nil: none) asked where the body of a
-// frame of MinSplit bytes or more goes. When split gives a tail, the rest
-// of the body is read straight into it, body is the frame's head only
-// (valid until the next call) and intoTail is true. A read cut off before
-// the body is complete (a timeout, or any other error) first moves what
-// it read into the reader's own buffer, so that the tail is never written
-// after NextSplit returns: the next call resumes the frame as if it had
-// never been split, and returns its whole body.
-func (f *FrameReader) NextSplit(split Split) (body []byte, owned, intoTail bool, err error) {
+// NextSplit is Next, with split (nil: none) asked whether the body of a
+// frame of MinSplit bytes or more is split after its head. When it is, the
+// rest of the body is read straight into buf's spare capacity (grown as
+// append grows it), body is the frame's head only (valid until the next
+// call), and out is buf extended by the rest of the body (nil when the
+// frame was not split). A read cut off before the body is complete (a
+// timeout, or any other error) first moves what it read into the reader's
+// own buffer, so that buf is never written after NextSplit returns (its
+// contents up to its length never are): the next call resumes the frame
+// as if it had never been split, and returns its whole body.
+func (f *FrameReader) NextSplit(split Split, key uint64, buf []byte) (body []byte, owned bool, out []byte, err error) {
 	for f.headerN < HeaderSize {
 		n, err := f.r.Read(f.header[f.headerN:])
 		f.headerN += n
@@ -103,19 +107,19 @@ func (f *FrameReader) NextSplit(split Split) (body []byte, owned, intoTail bool,
 			if err == io.EOF && f.headerN > 0 {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, false, false, err
+			return nil, false, nil, err
 		}
 	}
 	if f.bodyLen < 0 {
 		size := binary.BigEndian.Uint32(f.header[:])
 		if uint64(size) > uint64(f.maxSize) {
-			return nil, false, false, &SizeError{Size: size, Limit: f.maxSize}
+			return nil, false, nil, &SizeError{Size: size, Limit: f.maxSize}
 		}
 		f.bodyLen = int(size)
 		if split != nil && f.bodyLen >= max(f.minSplit, HeadSize) {
-			head, ok, err := f.split(split)
-			if err != nil || ok {
-				return head, false, ok, err
+			head, out, err := f.split(split, key, buf)
+			if err != nil || out != nil {
+				return head, false, out, err
 			}
 		} else {
 			f.ensureBody()
@@ -128,7 +132,7 @@ func (f *FrameReader) NextSplit(split Split) (body []byte, owned, intoTail bool,
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, false, false, err
+			return nil, false, nil, err
 		}
 	}
 	body = f.body
@@ -136,7 +140,7 @@ func (f *FrameReader) NextSplit(split Split) (body []byte, owned, intoTail bool,
 	if cap(f.body) > LargeFrame {
 		f.body, owned = nil, true // do not pin a large buffer to an idle worker
 	}
-	return body, owned, false, nil
+	return body, owned, nil, nil
 }
 
 // ensureBody makes f.body the current frame's length.
@@ -148,33 +152,36 @@ func (f *FrameReader) ensureBody() {
 }
 
 // split reads the current frame's body, whose length is known and none of
-// it read, as split says: the head, then the tail straight into split's
-// slice. It returns the head and true, or false without an error when
-// split gave no tail: then the head is in f.body (f.bodyN), for Next's
-// loop to read the rest. On an error, what was read is in f.body, as if
-// Next had read it.
-func (f *FrameReader) split(split Split) ([]byte, bool, error) {
+// it read, as split says: the head, then the rest straight into buf's
+// spare capacity. It returns the head and buf extended by the rest, or a
+// nil out without an error when split declined: then the head is in
+// f.body (f.bodyN), for Next's loop to read the rest. On an error, what
+// was read is in f.body, as if Next had read it.
+func (f *FrameReader) split(split Split, key uint64, buf []byte) (head, out []byte, err error) {
 	n, err := io.ReadFull(f.r, f.head[:])
 	if err != nil {
 		f.unsplit(f.head[:n], nil)
-		return nil, false, eofInFrame(err)
+		return nil, nil, eofInFrame(err)
 	}
-	headLen, tail := split(f.head[:], f.bodyLen)
-	if tail == nil {
+	headLen := split(f.head[:], f.bodyLen, key)
+	if headLen < 0 {
 		f.unsplit(f.head[:], nil)
-		return nil, false, nil
+		return nil, nil, nil
 	}
-	if headLen < 0 || headLen > HeadSize || len(tail) != f.bodyLen-headLen {
-		panic(fmt.Sprintf("wire: Split gave a head of %d bytes and a tail of %d for a %d-byte body", headLen, len(tail), f.bodyLen))
+	if headLen > HeadSize || headLen >= f.bodyLen {
+		panic(fmt.Sprintf("wire: Split gave a head of %d bytes for a %d-byte body", headLen, f.bodyLen))
 	}
+	rest := f.bodyLen - headLen
+	buf = slices.Grow(buf, rest)
+	tail := buf[len(buf) : len(buf)+rest]
 	k := copy(tail, f.head[headLen:])
 	n, err = io.ReadFull(f.r, tail[k:])
 	if err != nil {
 		f.unsplit(f.head[:headLen], tail[:k+n])
-		return nil, false, eofInFrame(err)
+		return nil, nil, eofInFrame(err)
 	}
 	f.headerN, f.bodyLen = 0, -1
-	return f.head[:headLen], true, nil
+	return f.head[:headLen], buf[:len(buf)+rest], nil
 }
 
 // unsplit puts the head and tail read so far of a frame being split into
