@@ -184,7 +184,8 @@ func CallBytes(ctx context.Context, c Caller, buf []byte, fn string, args ...any
 
 // bytesResult is CallBytes's result: the buffer a bytes result is appended
 // to. The reply loop reads a large RESULT's bytes from the pipe straight
-// into its spare capacity (tail); decode then only extends buf over them.
+// into its spare capacity (readFrame); decode then only extends buf over
+// them.
 type bytesResult struct {
 	buf  []byte
 	read int // bytes of the result the reply loop read after buf (readReplies), not yet taken
@@ -198,10 +199,11 @@ type bytesResult struct {
 // (wire.FrameReader.NextSplit), whatever the drain reads later.
 func (r *bytesResult) readFrame(f *frameReader, id uint64) (body []byte, owned bool, elsewhere int, err error) {
 	body, owned, out, err := f.nextSplit(resultBytesHead, id, r.buf)
-	if out != nil {
-		r.read = len(out) - len(r.buf)
-		r.buf = out[:len(r.buf)]
+	if out == nil {
+		return body, owned, 0, err
 	}
+	r.read = len(out) - len(r.buf)
+	r.buf = out[:len(r.buf)]
 	return body, owned, r.read, err
 }
 
@@ -263,9 +265,9 @@ func (w *Worker) streamInto(ctx context.Context, fn string, args []any, each ite
 
 // An exchange says what one attempt runs on a worker's process (see
 // Pool.exchange): a call, whose result goes to into, or a stream (each
-// set), whose items go to each. It holds only these two functions (and
-// CallBytes's way of reading), which the process side does not keep, so that it
-// costs no allocation: the function's name and arguments travel beside it
+// set), whose items go to each. It holds only these functions (a call's
+// into and, for CallBytes, read; a stream's each), which the process side
+// does not keep, so that it costs no allocation: the function's name and arguments travel beside it
 // (escape analysis does not tell a struct's fields apart, and arguments
 // do escape).
 type exchange struct {

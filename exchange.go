@@ -23,8 +23,8 @@ import (
 // call sends one call and waits for its reply. into decodes a RESULT's value;
 // it runs before the read buffer is reused. read (nil: frameReader.next)
 // reads the reply loop's frames: CallBytes's reads a large bytes result
-// straight from the pipe into the caller's buffer (bytesResult.readFrame). A *PythonError is returned for
-// an ERROR reply. Any other error from a call that reached the worker leaves
+// straight from the pipe into the caller's buffer (bytesResult.readFrame).
+// A *PythonError is returned for an ERROR reply. Any other error from a call that reached the worker leaves
 // the process interrupted or broken (procState). A call made
 // with the context of one of this process's callbacks is sent on the
 // stream of the call that waits for the callback (callback.go).
