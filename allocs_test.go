@@ -1,6 +1,7 @@
 package pypool
 
 import (
+	"bytes"
 	"context"
 	"runtime"
 	"testing"
@@ -132,5 +133,67 @@ func TestWaiterWithStartIsNotReused(t *testing.T) {
 	wt.release()
 	if wt.decided || !wt.deadline.IsZero() || wt.granted == nil {
 		t.Fatalf("a released waiter is reset, its channel kept: %+v", wt)
+	}
+}
+
+// Allocations of CallBytes echoing 1 MiB through the pipes into one reused
+// buffer (BenchmarkEcho's pipes-reused-buffer; bench/README.md, "The pipe
+// path's large payloads"), upper bounds as above.
+const (
+	// maxAllocsCallBytesPipes: the caller's variadic argument (its []any
+	// and the []byte's box), CallBytes's result and its two method values
+	// (decode, readFrame), and the go-commons-pool deque's node at
+	// checkin: 136 bytes in all. Before issue 21 it was 6 as well, one of
+	// them the 1 MiB body.
+	maxAllocsCallBytesPipes = 6
+	// maxBytesCallBytesPipes: bytes allocated a call. Before issue 21 the
+	// frame reader handed every body above wire.LargeFrame over, and
+	// CallBytes copied it into the buffer: 1 MiB a call. Now the bytes are
+	// read from the pipe straight into the buffer.
+	maxBytesCallBytesPipes = 4 << 10
+)
+
+// TestCallBytesPipesAllocations (issue 21): CallBytes of a 1 MiB bytes
+// result through the pipes (the shared memory off) allocates no body: its
+// count and its bytes are pinned, so that a fresh 1 MiB a call cannot
+// come back unseen.
+func TestCallBytesPipesAllocations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	cfg := testConfig(t)
+	cfg.Size = 1
+	cfg.SharedMemoryThreshold = -1
+	pool := newTestPool(t, cfg)
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	var buf []byte
+	call := func() {
+		var err error
+		if buf, err = CallBytes(context.Background(), pool, buf[:0], "echo", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call() // the buffer's and the encoder's first growth
+	const runs = 200
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		call()
+	}
+	runtime.ReadMemStats(&after)
+	if !bytes.Equal(buf, data) {
+		t.Fatal("the result is not the argument")
+	}
+	got := min(testing.AllocsPerRun(runs, call), testing.AllocsPerRun(runs, call))
+	perCall := (after.TotalAlloc - before.TotalAlloc) / runs
+	t.Logf("%v allocations, %d bytes a call", got, perCall)
+	if got > maxAllocsCallBytesPipes {
+		t.Errorf("CallBytes of 1 MiB through the pipes allocates %v times, more than %d", got, maxAllocsCallBytesPipes)
+	}
+	if perCall > maxBytesCallBytesPipes {
+		t.Errorf("CallBytes of 1 MiB through the pipes allocates %d bytes a call, more than %d", perCall, maxBytesCallBytesPipes)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,12 +93,12 @@ func BenchmarkCallWithDeadline(b *testing.B) {
 // bench program does.
 func BenchmarkEcho(b *testing.B) {
 	for _, size := range []int{1 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 16 << 20} {
-		for _, transport := range []string{"pipes", "shm", "shm-reused-buffer"} {
+		for _, transport := range []string{"pipes", "pipes-reused-buffer", "shm", "shm-reused-buffer"} {
 			b.Run(fmt.Sprintf("%s/%dKiB", transport, size>>10), func(b *testing.B) {
 				cfg := testConfig(b)
 				cfg.Size = 1
 				cfg.SharedMemoryThreshold = -1
-				if transport != "pipes" {
+				if !strings.HasPrefix(transport, "pipes") {
 					cfg.SharedMemoryThreshold = 1
 				}
 				pool := newTestPool(b, cfg)
@@ -108,7 +109,7 @@ func BenchmarkEcho(b *testing.B) {
 				var buf []byte
 				for i := 0; i < b.N; i++ {
 					var err error
-					if transport == "shm-reused-buffer" {
+					if strings.HasSuffix(transport, "reused-buffer") {
 						buf, err = CallBytes(ctx, pool, buf[:0], "echo", data)
 					} else {
 						_, err = pool.Call(ctx, "echo", data)

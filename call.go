@@ -41,6 +41,12 @@ func splitKwargs(args []any) ([]any, Kwargs) {
 // pool's struct tag and extensions.
 type decodeFunc func(b []byte, owned bool, codec *valueCodec) error
 
+// readFunc reads a call's next frame from f, as frameReader.next does,
+// for the call id; elsewhere counts the bytes of the frame it put
+// somewhere other than body (bytesResult.readFrame: into CallBytes's
+// buffer), for the Tracer's sizes.
+type readFunc func(f *frameReader, id uint64) (body []byte, owned bool, elsewhere int, err error)
+
 // Call runs the public function fn of the pool's module with args and returns
 // its result, decoded as the type table of docs/types.md says: a numpy.ndarray
 // becomes an Array, a value of Config.Extensions its Go type. A Kwargs
@@ -127,7 +133,7 @@ func (r *valueResult) decode(b []byte, owned bool, codec *valueCodec) (err error
 // Caller is what CallAs and StreamAs call through: a *Pool, or a *Worker inside a
 // transaction.
 type Caller interface {
-	callInto(ctx context.Context, fn string, args []any, into decodeFunc) error
+	callInto(ctx context.Context, fn string, args []any, x exchange) error
 	streamInto(ctx context.Context, fn string, args []any, each itemFunc) error
 }
 
@@ -152,9 +158,9 @@ type Caller interface {
 //	pt, err := pypool.CallAs[Point](ctx, pool, "centroid", points)
 func CallAs[T any](ctx context.Context, c Caller, fn string, args ...any) (T, error) {
 	var out T
-	err := c.callInto(ctx, fn, args, func(b []byte, _ bool, codec *valueCodec) error {
+	err := c.callInto(ctx, fn, args, exchange{into: func(b []byte, _ bool, codec *valueCodec) error {
 		return decodeValueInto(b, &out, codec)
-	})
+	}})
 	return out, err
 }
 
@@ -167,13 +173,54 @@ func CallAs[T any](ctx context.Context, c Caller, fn string, args ...any) (T, er
 // ErrResultNotDecodable.
 //
 //	buf, err = pypool.CallBytes(ctx, pool, buf[:0], "render_png", scene)
+//
+// Through the pipes, a large result is read from the pipe straight into
+// buf's spare capacity (grown as append grows it), with no copy.
 func CallBytes(ctx context.Context, c Caller, buf []byte, fn string, args ...any) ([]byte, error) {
-	err := c.callInto(ctx, fn, args, func(b []byte, _ bool, codec *valueCodec) error {
-		var err error
-		buf, err = appendBytesResult(buf, b, codec)
-		return err
-	})
-	return buf, err
+	r := &bytesResult{buf: buf}
+	err := c.callInto(ctx, fn, args, exchange{into: r.decode, read: r.readFrame})
+	return r.buf, err
+}
+
+// bytesResult is CallBytes's result: the buffer a bytes result is appended
+// to. The reply loop reads a large RESULT's bytes from the pipe straight
+// into its spare capacity (readFrame); decode then only extends buf over
+// them.
+type bytesResult struct {
+	buf  []byte
+	read int // bytes of the result the reply loop read after buf (readReplies), not yet taken
+}
+
+// readFrame is the readFunc of a CallBytes call's reply loop: the
+// call's RESULT (call id), when its value is bytes, has them read from the
+// pipe straight into the spare capacity of the caller's buffer, with no
+// copy and no body of the reader's (resultBytesHead). A read cut off on
+// the way leaves the buffer alone from then on
+// (wire.FrameReader.NextSplit), whatever the drain reads later.
+func (r *bytesResult) readFrame(f *frameReader, id uint64) (body []byte, owned bool, elsewhere int, err error) {
+	body, owned, out, err := f.nextSplit(resultBytesHead, id, r.buf)
+	if out == nil {
+		return body, owned, 0, err
+	}
+	r.read = len(out) - len(r.buf)
+	r.buf = out[:len(r.buf)]
+	return body, owned, r.read, err
+}
+
+// decode is bytesResult's decodeFunc: b is the whole value, or, when the
+// bytes were read after buf (readFrame), the header of the bin only.
+func (r *bytesResult) decode(b []byte, _ bool, codec *valueCodec) error {
+	if n := r.read; n > 0 {
+		r.read = 0
+		if binHeaderOf(b) != n {
+			return fmt.Errorf("%w: a RESULT read into the buffer does not hold its %d bytes", ErrProtocol, n)
+		}
+		r.buf = r.buf[:len(r.buf)+n]
+		return nil
+	}
+	var err error
+	r.buf, err = appendBytesResult(r.buf, b, codec)
+	return err
 }
 
 // appendBytesResult appends the bytes that the msgpack value b holds (a
@@ -200,16 +247,16 @@ func appendBytesResult(buf, b []byte, codec *valueCodec) ([]byte, error) {
 	return buf, fmt.Errorf("%w: the result is a Python %s, not bytes", ErrResultNotDecodable, pythonType(got))
 }
 
-func (p *Pool) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
-	return p.call(ctx, nil, fn, args, exchange{into: into})
+func (p *Pool) callInto(ctx context.Context, fn string, args []any, x exchange) error {
+	return p.call(ctx, nil, fn, args, x)
 }
 
 func (p *Pool) streamInto(ctx context.Context, fn string, args []any, each itemFunc) error {
 	return p.call(ctx, nil, fn, args, exchange{each: each})
 }
 
-func (w *Worker) callInto(ctx context.Context, fn string, args []any, into decodeFunc) error {
-	return w.pool.call(ctx, w, fn, args, exchange{into: into})
+func (w *Worker) callInto(ctx context.Context, fn string, args []any, x exchange) error {
+	return w.pool.call(ctx, w, fn, args, x)
 }
 
 func (w *Worker) streamInto(ctx context.Context, fn string, args []any, each itemFunc) error {
@@ -218,12 +265,14 @@ func (w *Worker) streamInto(ctx context.Context, fn string, args []any, each ite
 
 // An exchange says what one attempt runs on a worker's process (see
 // Pool.exchange): a call, whose result goes to into, or a stream (each
-// set), whose items go to each. It holds only these two functions, which
-// the process side does not keep, so that it costs no allocation: the
-// function's name and arguments travel beside it (escape analysis does
-// not tell a struct's fields apart, and arguments do escape).
+// set), whose items go to each. It holds only these functions (a call's
+// into and, for CallBytes, read; a stream's each), which the process side
+// does not keep, so that it costs no allocation: the function's name and arguments travel beside it
+// (escape analysis does not tell a struct's fields apart, and arguments
+// do escape).
 type exchange struct {
 	into  decodeFunc // a call's
+	read  readFunc   // a call's way of reading its frames (CallBytes's); nil: the reader's
 	each  itemFunc   // a stream's
 	probe bool       // a readiness probe (Pool.Ping), not a call of the module
 }
@@ -310,7 +359,7 @@ func (p *Pool) exchange(ctx context.Context, proc *process, fn string, args []an
 	if x.each != nil {
 		err = proc.stream(ctx, fn, args, kwargs, x.each)
 	} else {
-		err = proc.call(ctx, fn, args, kwargs, x.into, sizes)
+		err = proc.call(ctx, fn, args, kwargs, x.into, x.read, sizes)
 	}
 	if !x.probe {
 		p.calls.Add(1)

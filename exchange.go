@@ -21,25 +21,27 @@ import (
 // A call's exchange: begin, send, the reply loop, end.
 
 // call sends one call and waits for its reply. into decodes a RESULT's value;
-// it runs before the read buffer is reused. A *PythonError is returned for
-// an ERROR reply. Any other error from a call that reached the worker leaves
+// it runs before the read buffer is reused. read (nil: frameReader.next)
+// reads the reply loop's frames: CallBytes's reads a large bytes result
+// straight from the pipe into the caller's buffer (bytesResult.readFrame).
+// A *PythonError is returned for an ERROR reply. Any other error from a call that reached the worker leaves
 // the process interrupted or broken (procState). A call made
 // with the context of one of this process's callbacks is sent on the
 // stream of the call that waits for the callback (callback.go).
-func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes) error {
+func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, read readFunc, sizes *callSizes) error {
 	if p.spec.callbacks != nil {
 		if s := scopeOf(ctx); s != nil && s.proc == p {
-			return s.call(ctx, fn, args, kwargs, into, sizes)
+			return s.call(ctx, fn, args, kwargs, into, read, sizes)
 		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.callLocked(ctx, fn, args, kwargs, into, sizes, false)
+	return p.callLocked(ctx, fn, args, kwargs, into, read, sizes, false)
 }
 
 // callLocked is call with p.mu held by this call, or (nested) by the call
 // whose callback makes this one.
-func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, sizes *callSizes, nested bool) error {
+func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, read readFunc, sizes *callSizes, nested bool) error {
 	id, cf, err := p.begin(ctx, fn, nested)
 	if err != nil {
 		return err
@@ -52,7 +54,7 @@ func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs 
 	defer stop()
 	p.owe(id, nested)
 	l := replyLoop{wait: waitCall, id: id, into: into, sizes: sizes}
-	return p.readReplies(ctx, fn, &l, nil)
+	return p.readReplies(ctx, fn, &l, nil, read)
 }
 
 // stream runs the stream call fn and gives each item to each, on this
@@ -95,7 +97,7 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 	}()
 	l := replyLoop{wait: waitStream, id: id}
 	st := streamItems{each: each}
-	err = p.readReplies(ctx, fn, &l, &st)
+	err = p.readReplies(ctx, fn, &l, &st, nil)
 	running = st.stopped // each stopped the loop: the deferred close ends the stream
 	return err
 }
@@ -245,7 +247,7 @@ func (p *process) closeStream(ctx context.Context, fn string, id uint64) {
 	p.fromWorker.SetReadDeadline(limit)
 	p.deadlineSet = false
 	l := replyLoop{wait: waitClose, id: id}
-	p.readReplies(ctx, fn, &l, nil)
+	p.readReplies(ctx, fn, &l, nil, nil)
 }
 
 // The one reply loop.
@@ -285,21 +287,30 @@ type streamItems struct {
 }
 
 // readReplies reads frames from the worker until the reply that ends l
-// (of a call to fn; st: a stream's items, else nil) and dispatches each message by its kind: CALLBACK (onCallback), ITEMS
+// (of a call to fn; st: a stream's items, else nil; read: how a call
+// reads its frames, nil: frameReader.next) and dispatches each message by its kind: CALLBACK (onCallback), ITEMS
 // (onItems), and the RESULT or ERROR of a call (onReply). It returns the
 // call's outcome, or the first error, which has already recorded the
 // process's new state (lost).
-func (p *process) readReplies(ctx context.Context, fn string, l *replyLoop, st *streamItems) error {
+func (p *process) readReplies(ctx context.Context, fn string, l *replyLoop, st *streamItems, read readFunc) error {
 	for {
 		if l.wait == waitStream && ctx.Err() != nil {
 			return p.failed(ctx, fn, os.ErrDeadlineExceeded, true)
 		}
-		body, owned, err := p.reader.next()
+		var body []byte
+		var owned bool
+		var elsewhere int
+		var err error
+		if read != nil {
+			body, owned, elsewhere, err = read(p.reader, l.id)
+		} else {
+			body, owned, err = p.reader.next()
+		}
 		if err != nil {
 			return p.readFailed(ctx, fn, l, err)
 		}
 		if l.sizes != nil {
-			l.sizes.reply = len(body)
+			l.sizes.reply = len(body) + elsewhere
 		}
 		r, err := decodeReply(body)
 		if err != nil {

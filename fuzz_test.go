@@ -213,8 +213,8 @@ func sharedBytesIn(v any) int {
 // drive CallAs and StreamAs themselves, without a worker.
 type bytesCaller []byte
 
-func (c bytesCaller) callInto(_ context.Context, _ string, _ []any, into decodeFunc) error {
-	return into(c, false, nil)
+func (c bytesCaller) callInto(_ context.Context, _ string, _ []any, x exchange) error {
+	return x.into(c, false, nil)
 }
 
 func (c bytesCaller) streamInto(_ context.Context, _ string, _ []any, each itemFunc) error {

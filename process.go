@@ -695,7 +695,7 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 	}
 	if p.state.stream == streamInterrupted {
 		l := replyLoop{wait: waitDrain, id: p.outerID}
-		if p.readReplies(context.Background(), "", &l, nil) != nil {
+		if p.readReplies(context.Background(), "", &l, nil, nil) != nil {
 			return false
 		}
 	}

@@ -321,12 +321,69 @@ func newFrameReader(r io.Reader, maxSize int) *frameReader {
 // call, unless owned is true: then the reader dropped it and the caller may
 // keep it. An error other than a timeout leaves the reader unusable.
 func (f *frameReader) next() (body []byte, owned bool, err error) {
-	body, owned, err = f.r.Next()
+	body, owned, _, err = f.nextSplit(nil, 0, nil)
+	return body, owned, err
+}
+
+// nextSplit is next, with split asked whether a large frame is split
+// after its head (wire.FrameReader.NextSplit): when out is not nil, body
+// is the frame's head and out is buf extended by the rest of the body.
+func (f *frameReader) nextSplit(split wire.Split, key uint64, buf []byte) (body []byte, owned bool, out []byte, err error) {
+	body, owned, out, err = f.r.NextSplit(split, key, buf)
 	if tooLarge, ok := err.(*wire.SizeError); ok {
 		err = fmt.Errorf("%w: the worker sent a %d-byte message, the limit is %d (Config.MaxMessageSize)",
 			ErrMessageTooLarge, tooLarge.Size, tooLarge.Limit)
 	}
-	return body, owned, err
+	return body, owned, out, err
+}
+
+// resultBytesHead is the wire.Split of a CallBytes call: it reads head,
+// the first bytes of a body of size bytes, as the head of the RESULT of
+// call id whose value is a bin filling the rest of the body, and returns
+// the head's length (the bin's header included); -1 for any other
+// message.
+func resultBytesHead(head []byte, size int, id uint64) (headLen int) {
+	d := wire.NewReader(head)
+	if d.ArrayLen() != 3 || d.Int() != kindResult {
+		return -1
+	}
+	if got, big, isInt := d.Integer(); !isInt || big || got != id || d.Err() != nil {
+		return -1
+	}
+	rest := d.Rest()
+	w := 0 // the bin header's length
+	switch {
+	case len(rest) == 0:
+	case rest[0] == 0xc4:
+		w = 2
+	case rest[0] == 0xc5:
+		w = 3
+	case rest[0] == 0xc6:
+		w = 5
+	}
+	if w == 0 || len(rest) < w {
+		return -1
+	}
+	headLen = len(head) - len(rest) + w
+	if n := binHeaderOf(rest[:w]); n <= 0 || n != size-headLen {
+		return -1
+	}
+	return headLen
+}
+
+// binHeaderOf returns the length that b, the header of a msgpack bin and
+// nothing else, declares; -1 when b is not that.
+func binHeaderOf(b []byte) int {
+	d := wire.NewReader(b)
+	c := d.Byte()
+	if c < 0xc4 || c > 0xc6 {
+		return -1
+	}
+	n := d.Size(1 << (c - 0xc4))
+	if d.Err() != nil || d.Len() != 0 {
+		return -1
+	}
+	return n
 }
 
 // hello is the worker's handshake (wire.Hello), its error a *PythonError.

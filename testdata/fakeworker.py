@@ -121,6 +121,26 @@ def interrupted_in_call_go(call_id):
     send(purecodec.packb([4, call_id, "interrupted", "KeyboardInterrupt", "", ""]))
 
 
+def half_reply(call_id, size):
+    """A RESULT of size bytes sent half, then, once Go's interrupt (its
+    call was cut off) has come, the other half: the drain reads the frame
+    to its end."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    body = b"\x93\x03" + purecodec.packb(call_id) + purecodec.packb(b"y" * size)
+    data = struct.pack(">I", len(body)) + body
+    half = len(data) // 2
+    view = memoryview(data)
+    sent = 0
+    while sent < half:
+        sent += os.write(proto_out, view[sent:half])
+    try:
+        time.sleep(60)  # until the interrupt
+    except KeyboardInterrupt:
+        pass
+    while sent < len(data):
+        sent += os.write(proto_out, view[sent:])
+
+
 while True:
     msg = read_message()
     if msg[0] in (7, 8):  # CREDIT, CLOSE: streams here end at once
@@ -143,6 +163,8 @@ while True:
         send(purecodec.packb([3, call_id, callback_answer()]))
     elif name == "echo":
         send(reply)
+    elif name == "half_reply":
+        half_reply(call_id, args[0])
     elif name == "interrupted_in_call_go":
         interrupted_in_call_go(call_id)
     elif name == "garbage":

@@ -108,3 +108,47 @@ func FuzzDecodeHello(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFrameReaderSplit reads arbitrary bytes with NextSplit, splitting
+// every frame it may at a head length taken from the data, and with Next:
+// both see the same frames and errors, and a split frame's head and the
+// rest appended to the buffer together are Next's body.
+func FuzzFrameReaderSplit(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 3, 0x93, 0x03, 0x01})
+	f.Add(append([]byte{0, 0, 0, 40}, bytes.Repeat([]byte{5}, 40)...))
+	f.Add(append([]byte{0, 0, 0, 40}, bytes.Repeat([]byte{33}, 30)...))
+	f.Add(append([]byte{0, 0, 0, 32}, bytes.Repeat([]byte{32}, 64)...))
+	f.Add(append([]byte{0, 0, 0, 33}, bytes.Repeat([]byte{0xff}, 64)...))
+	const limit = 1 << 16
+	split := func(head []byte, size int, _ uint64) int {
+		n := int(head[0]) % (HeadSize + 1)
+		if head[0] == 0xff || n >= size {
+			return -1 // declined
+		}
+		return n
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		plain := NewFrameReader(bytes.NewReader(data), limit)
+		splitting := NewFrameReader(bytes.NewReader(data), limit)
+		splitting.minSplit = HeadSize
+		for {
+			want, _, werr := plain.Next()
+			got, _, out, err := splitting.NextSplit(split, 0, []byte("prefix"))
+			if out != nil {
+				if string(out[:6]) != "prefix" {
+					t.Fatalf("the buffer's contents changed: %q", out[:6])
+				}
+				got = append(append([]byte(nil), got...), out[6:]...)
+			}
+			if (err == nil) != (werr == nil) || err != nil && err.Error() != werr.Error() {
+				t.Fatalf("NextSplit's error %v, Next's %v", err, werr)
+			}
+			if err != nil {
+				return
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("NextSplit read %x, Next %x", got, want)
+			}
+		}
+	})
+}
