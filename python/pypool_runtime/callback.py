@@ -64,6 +64,11 @@ class GoError(Exception):
 GoError.__module__ = "pypool"
 
 
+# What call_go runs instead of calling Go, set by testing.fake_callbacks
+# (a unit test outside a worker): fake(name, args); None in a worker.
+_fake: Any = None
+
+
 def call_go(name: str, *args: Any) -> Any:
     """Call the Go function registered as name in Config.Callbacks with args
     and return its result; GoError when it fails."""
@@ -71,6 +76,8 @@ def call_go(name: str, *args: Any) -> Any:
 
     if type(name) is not str:
         raise TypeError("call_go() takes the Go callback's name as a str first, not %s" % type(name).__name__)
+    if _fake is not None:  # pypool_runtime.testing.fake_callbacks: a unit test, no Go
+        return _fake(name, args)
     worker = channel.CURRENT
     if _thread.get_ident() != MAIN_THREAD:
         raise RuntimeError("call_go(%r) from a thread other than the worker's main thread: only the call Go made can call back" % name)

@@ -1,0 +1,157 @@
+"""A test kit for the Python side: unit-test a module that imports pypool
+with plain unittest or pytest, without Go (docs/testing-python.md).
+
+Put the repository's python/ directory on sys.path (PYTHONPATH), for
+example ``PYTHONPATH="$(go list -m -f '{{.Dir}}' github.com/pypool/pypool)/python"``:
+``import pypool`` is then this runtime package, as in a worker (python/pypool.py),
+and importing this module registers the ``pypool`` name too.
+
+    from pypool import testing
+    import my_module
+
+    def test_greet():
+        with testing.fake_callbacks({"lookup_user": lambda user_id: {"name": "Ada"}}):
+            assert testing.call(my_module.greet, 7) == "Hello, Ada"
+
+fake_callbacks(fakes) makes call_go(name, *args) call fakes[name](*args)
+instead of Go, with the checks of a real callback: the arguments must
+encode (TypeError, as call_go's), the fake's result crosses the codec (a
+tuple comes back a list), and an unknown name raises GoError with code
+"not_found" and the message Go gives. A fake raises GoError to act as a Go
+function that returns an error; other exceptions are bugs of the fake and
+propagate unchanged.
+
+call(function, *args, **kwargs) runs function as a call from Go does: the
+arguments cross the codec first, a coroutine function is awaited, and the
+result is encoded with the worker's codec and hooks (register_ext,
+set_default, numpy): one that cannot cross raises NotEncodable with the
+message and hint Go's *PythonError has (code "result_not_encodable").
+check_crosses(value) does the same check for any value.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import callback, codec
+from .errors import not_encodable, type_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional
+
+__all__ = ["NotEncodable", "call", "check_crosses", "fake_callbacks"]
+
+# As in a worker (startup.prepare): user code imports the runtime as pypool.
+sys.modules.setdefault("pypool", sys.modules[__package__])
+sys.modules.setdefault("pypool.testing", sys.modules[__name__])
+
+
+class NotEncodable(TypeError):
+    """A value cannot cross to Go: message and hint are those of the
+    *PythonError a real call gives (code "result_not_encodable"), type_ the
+    encoder's exception type as that error's Type."""
+
+    code = "result_not_encodable"
+
+    def __init__(self, message: str, hint: str, type_: str) -> None:
+        super().__init__(message + ("; " + hint if hint else ""))
+        self.message = message
+        self.hint = hint
+        self.type = type_
+
+
+def _codec() -> codec.Codec:
+    return codec.load()  # the worker's default choice: msgpack's C extension, else the pure codec
+
+
+def check_crosses(value: Any, name: str = "function") -> Any:
+    """Encode value as a call's result is encoded for Go, and return it as it
+    decodes again (tuples become lists); NotEncodable, with the real
+    error's message and hint, when it cannot cross. name is the function
+    that returned it, as the message names it."""
+    c = _codec()
+    cls = type(value)
+    try:
+        data = c.packb(value)
+    except Exception as exc:
+        detail, hint = not_encodable(value, exc)
+        if hasattr(cls, "__next__") or hasattr(cls, "__aiter__"):
+            hint = "it returned an iterator: iterate it from Go with Pool.Stream"
+        raise NotEncodable("cannot encode the result of %s() for Go: %s" % (name, detail), hint, type_name(exc)) from None
+    return c.unpackb(data)
+
+
+def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run function(*args, **kwargs) as a call from Go runs it, and return
+    its result as check_crosses does: the arguments must cross (TypeError),
+    an awaitable result is awaited (asyncio.run), and a result that cannot
+    cross raises NotEncodable."""
+    c = _codec()
+    try:
+        args, kwargs = c.unpackb(c.packb([list(args), kwargs]))
+    except Exception as exc:
+        detail = not_encodable([list(args), kwargs], exc, "arguments")[0]
+        raise TypeError("call(%s): an argument cannot cross between Go and Python: %s" % (getattr(function, "__name__", "function"), detail)) from None
+    result = function(*args, **kwargs)
+    if hasattr(type(result), "__await__"):
+        import asyncio
+
+        result = asyncio.run(_awaited(result))
+    return check_crosses(result, getattr(function, "__name__", "function"))
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class fake_callbacks:
+    """A context manager (and decorator) under which call_go(name, *args)
+    calls fakes[name](*args) instead of a Go function of Config.Callbacks
+    (see the module's docstring). calls lists the (name, args) call_go was
+    given, in order. Nested ones replace the outer fakes until they exit."""
+
+    def __init__(self, fakes: Dict[str, Callable[..., Any]]) -> None:
+        self.fakes = dict(fakes)
+        self.calls: List[tuple] = []
+        self._outer: Optional[Callable[[str, List[Any]], Any]] = None
+
+    def __enter__(self) -> fake_callbacks:
+        self._outer = callback._fake
+        callback._fake = self._call
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        callback._fake = self._outer
+
+    def __call__(self, test: Callable[..., Any]) -> Callable[..., Any]:
+        import functools
+
+        @functools.wraps(test)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return test(*args, **kwargs)
+
+        return run
+
+    def _call(self, name: str, args: List[Any]) -> Any:
+        c = _codec()
+        try:
+            args = c.unpackb(c.packb(args))
+        except Exception as exc:  # as callback._wait says it
+            detail, hint = not_encodable(args, exc, "args")
+            raise TypeError("call_go(%r): an argument cannot be encoded for Go: %s%s" % (name, detail, "; " + hint if hint else "")) from None
+        self.calls.append((name, args))
+        fake = self.fakes.get(name)
+        if fake is None:
+            registered = ", ".join(sorted(self.fakes)) or "(none)"
+            raise callback.GoError(
+                'no Go callback named "%s"; registered (Config.Callbacks): %s' % (name, registered), "not_found"
+            )
+        result = fake(*args)
+        try:
+            return c.unpackb(c.packb(result))
+        except Exception as exc:
+            detail, hint = not_encodable(result, exc)
+            raise TypeError("the fake callback %r returned a value Go could not send: %s%s" % (name, detail, "; " + hint if hint else "")) from None
+
