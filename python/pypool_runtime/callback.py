@@ -24,7 +24,8 @@ answered "interrupted" without running (_refuse_unread_calls).
 call_go works in the worker's main thread while a call from Go runs (the
 function Go called, a generator it streams, or code they call); elsewhere
 (at import, in Config.SetUp, in another thread, between calls) it raises
-RuntimeError: there is no Go caller to run the function for.
+RuntimeError: there is no Go caller to run the function for. In a unit
+test, under testing.fake_callbacks, Python fakes answer instead (_fake).
 """
 
 from __future__ import annotations
