@@ -350,22 +350,16 @@ func resultBytesHead(head []byte, size int, id uint64) (headLen int) {
 	if got, big, isInt := d.Integer(); !isInt || big || got != id || d.Err() != nil {
 		return -1
 	}
-	rest := d.Rest()
-	w := 0 // the bin header's length
-	switch {
-	case len(rest) == 0:
-	case rest[0] == 0xc4:
-		w = 2
-	case rest[0] == 0xc5:
-		w = 3
-	case rest[0] == 0xc6:
-		w = 5
-	}
-	if w == 0 || len(rest) < w {
+	c := d.Byte() // the bin's header, read on from the id
+	if c < 0xc4 || c > 0xc6 {
 		return -1
 	}
-	headLen = len(head) - len(rest) + w
-	if n := binHeaderOf(rest[:w]); n <= 0 || n != size-headLen {
+	n := d.Size(1 << (c - 0xc4))
+	if d.Err() != nil {
+		return -1
+	}
+	headLen = len(head) - d.Len()
+	if n <= 0 || n != size-headLen {
 		return -1
 	}
 	return headLen
