@@ -37,6 +37,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Callback is a Go function that Python code can call during a call, with
@@ -93,8 +94,8 @@ func convertValue(v any, out any, codec *valueCodec) error {
 type callbackScope struct {
 	proc  *process
 	ctx   context.Context // the callback's: a nested call ends with it
-	mu    sync.Mutex      // held by the one nested call in flight (TryLock)
-	ended bool            // the callback returned, or its call gave up on it; guarded by mu
+	mu    sync.Mutex      // held by the one nested call in flight (TryLock), and by end
+	ended atomic.Bool     // the callback returned, or its call gave up on it; set before end takes mu
 }
 
 type scopeKey struct{}
@@ -120,11 +121,14 @@ func callbackCodec(ctx context.Context) *valueCodec {
 // (end), and must not wait past its own deadline.
 func (s *callbackScope) enter(ctx context.Context) (context.Context, func(), error) {
 	if !s.mu.TryLock() {
+		if s.ended.Load() { // end holds mu, or waits for the call in flight
+			return nil, nil, errScopeEnded
+		}
 		return nil, nil, fmt.Errorf("%w: a call with a callback's context while another call with it is in flight", ErrWorkerBusy)
 	}
-	if s.ended {
+	if s.ended.Load() {
 		s.mu.Unlock()
-		return nil, nil, fmt.Errorf("%w: the callback whose context this is has returned", ErrWorkerReleased)
+		return nil, nil, errScopeEnded
 	}
 	cancelDeadline := context.CancelFunc(func() {})
 	if d, ok := s.ctx.Deadline(); ok {
@@ -144,13 +148,25 @@ func (s *callbackScope) enter(ctx context.Context) (context.Context, func(), err
 	}, nil
 }
 
-// end marks the scope ended, once the nested call in flight, if any, has
-// left it: later calls with the callback's context are refused.
+// errScopeEnded refuses a call made with the context of a callback that
+// has returned.
+var errScopeEnded = fmt.Errorf("%w: the callback whose context this is has returned", ErrWorkerReleased)
+
+// end marks the scope ended, then waits for the nested call in flight, if
+// any, to leave it: later calls with the callback's context are refused.
+// ended is set first, so that enter tells end's hold on mu apart from a
+// nested call's.
 func (s *callbackScope) end() {
+	s.ended.Store(true)
 	s.mu.Lock()
-	s.ended = true
+	if scopeEndHook != nil {
+		scopeEndHook(s)
+	}
 	s.mu.Unlock()
 }
+
+// scopeEndHook, when set by a test, runs while end holds the scope.
+var scopeEndHook func(*callbackScope)
 
 // call makes a call with a callback's context on the process that waits
 // for the callback.

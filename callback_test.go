@@ -402,3 +402,35 @@ func TestCloseDoesNotWaitForACallbackPastItsCall(t *testing.T) {
 	default:
 	}
 }
+
+// TestCallbackScopeEndIsNotBusy: a nested call made with a callback's
+// context while the scope is ending is refused as released
+// (ErrWorkerReleased); it is never told that another nested call is in
+// flight (ErrWorkerBusy) when none is. enter used to TryLock the mutex that
+// end holds for an instant, and took end's instant for a call in flight:
+// the full suite saw ErrWorkerBusy in
+// TestCallbackDetachedNestedCallDoesNotMakeTheCallerLate. The hook holds
+// that instant open; a loop of ends racing enters checks the same without it.
+func TestCallbackScopeEndIsNotBusy(t *testing.T) {
+	ctx := testCtx(t)
+	s := &callbackScope{ctx: ctx}
+	var during error
+	scopeEndHook = func(s *callbackScope) { _, _, during = s.enter(ctx) }
+	s.end()
+	scopeEndHook = nil
+	require.ErrorIs(t, during, ErrWorkerReleased, "a nested call while the scope ends")
+
+	for i := range 5000 {
+		s := &callbackScope{ctx: ctx}
+		ended := make(chan struct{})
+		go func() { s.end(); close(ended) }()
+		_, leave, err := s.enter(ctx)
+		if err == nil {
+			leave()
+		}
+		<-ended
+		if err != nil && !errors.Is(err, ErrWorkerReleased) {
+			t.Fatalf("round %d: enter as the scope ended: %v, want nil or ErrWorkerReleased", i, err)
+		}
+	}
+}
