@@ -131,6 +131,14 @@ def from_wire(function: str, context: Any, received: float) -> CallContext:
     time.monotonic() value received."""
     if context is None:
         return CallContext(function)
+    if type(context) is bytes:  # still encoded (purecodec.decode_call_context)
+        worker = channel.CURRENT
+        try:
+            context = (worker.unpackb if worker is not None else _pure_unpackb())(context)
+        except Exception as exc:
+            raise ProtocolViolation("a call's context does not decode: %s" % exc) from None
+        if type(context) is not dict:
+            raise ProtocolViolation("a call's context is not a map")
     left = context.get("r")
     deadline = None
     if left is not None:
@@ -158,20 +166,40 @@ def from_wire(function: str, context: Any, received: float) -> CallContext:
 _FUNCTION, _CONTEXT, _RECEIVED, _MADE, _ENDED = range(5)
 
 
-def run(worker: channel.Channel, function: str, context: Any, call: Any, *args: Any) -> None:
-    """call(*args) as the call to function whose frame carried context:
-    current_call() gives its CallContext until it returns."""
-    if context is not None and type(context) is not dict:
+def _pure_unpackb() -> Any:
+    from . import codec
+
+    return codec.pure_module().unpackb
+
+
+def enter(worker: Any, function: str, context: Any) -> Any:
+    """Make the call to function whose frame carried context (None: none;
+    a dict, or its msgpack bytes, decoded when asked for) the one
+    current_call() tells of, until leave(worker, what enter returned).
+    worker (serve.Worker) counts the calls entered."""
+    if context is not None and type(context) is not dict and type(context) is not bytes:
         raise ProtocolViolation("a call's context is not a map")
     record = [function, context, _monotonic(), None, False]
     worker.contexts += 1
-    token = _CURRENT.set(record)
+    return record, _CURRENT.set(record)
+
+
+def leave(worker: Any, entered: Any) -> None:
+    """The end of the call enter began: a task it started sees no call."""
+    record, token = entered
+    record[_ENDED] = True
+    _CURRENT.reset(token)
+    worker.contexts -= 1
+
+
+def run(worker: Any, function: str, context: Any, call: Any, *args: Any) -> None:
+    """call(*args) as the call to function whose frame carried context:
+    current_call() gives its CallContext until it returns."""
+    entered = enter(worker, function, context)
     try:
         call(*args)
     finally:
-        record[_ENDED] = True
-        _CURRENT.reset(token)
-        worker.contexts -= 1
+        leave(worker, entered)
 
 
 _monotonic = time.monotonic
@@ -197,7 +225,7 @@ def current_call() -> Optional[CallContext]:
     worker = channel.CURRENT
     if worker is None or _thread.get_ident() != MAIN_THREAD or not (STATE.in_user_code or _awaiting()):
         return None
-    return CallContext(worker.call_name)
+    return CallContext(getattr(worker, "call_name", ""))
 
 
 def _awaiting() -> bool:

@@ -110,7 +110,9 @@ class Worker(Channel):
 
         The common call (no keyword arguments, a function that exists and
         returns an encodable value of ordinary size) is handled inline with
-        local names; everything else goes through the methods below."""
+        local names, with or without the call's context (callctx.py: set
+        for the call, left before the next frame is read); everything else
+        goes through the methods below."""
         channel.CURRENT = self
         interrupts = self.interrupts
         read = self.reader.read
@@ -122,7 +124,12 @@ class Worker(Channel):
         write = os.write
         shared = shm.ACTIVE
         shared_from = shared.threshold if shared is not None else 1 << 64
+        decode_call_context = self.codec.decode_call_context
+        entered = None  # the last call's context (callctx.enter)
         while True:
+            if entered is not None:
+                _callctx.leave(self, entered)
+                entered = None
             # Let go of the last call's values before the next call's arrive:
             # large ones could otherwise not reuse their memory.
             body = call = args = result = frame = None
@@ -134,9 +141,14 @@ class Worker(Channel):
                 shared.begin_call()
             call = decode_call(body)
             if call is None:
-                self._handle_general(body)
-                continue
-            call_id, name, args = call
+                call = decode_call_context(body)
+                if call is None:
+                    self._handle_general(body)
+                    continue
+                call_id, name, args, context = call
+                entered = self._enter_context(name, context)
+            else:
+                call_id, name, args = call
             try:
                 function = functions[name]  # not functions.get: one call less
             except KeyError:
@@ -196,12 +208,11 @@ class Worker(Channel):
             finally:
                 self.call_name = outer
             return
-        global _callctx
-        if _callctx is None:
-            from . import callctx  # only a worker sent a context (or a nested call) imports it
+        _load_callctx().run(self, name, context, call, *args)
 
-            _callctx = callctx
-        _callctx.run(self, name, context, call, *args)
+    def _enter_context(self, name: str, context: Any) -> Any:
+        """callctx.enter for the call to name whose frame carried context."""
+        return _load_callctx().enter(self, name, context)
 
     def _handle_general(self, body: Union[bytes, memoryview]) -> None:
         try:
@@ -398,8 +409,19 @@ class Worker(Channel):
         write_frame(self.out_fd, reply)
 
 
-# callctx, once a call with a context came (Worker._in_context).
+# callctx, once a call with a context came (_load_callctx).
 _callctx: Any = None
+
+
+def _load_callctx() -> Any:
+    """callctx, imported by the first call that needs it: a worker that is
+    never sent a context (nor a nested call) does not import it."""
+    global _callctx
+    if _callctx is None:
+        from . import callctx
+
+        _callctx = callctx
+    return _callctx
 
 
 def check_call_head(kind: int, length: int, rest: List[Any]) -> None:
