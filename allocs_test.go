@@ -197,3 +197,29 @@ func TestCallBytesPipesAllocations(t *testing.T) {
 		t.Errorf("CallBytes of 1 MiB through the pipes allocates %d bytes a call, more than %d", perCall, maxBytesCallBytesPipes)
 	}
 }
+
+// TestCallContextAllocations (issue 23): a call whose context carries
+// metadata and a trace context allocates no more than a trivial call: the
+// metadata is checked and encoded once, when it is attached
+// (WithMetadata), and the call copies those bytes into its frame.
+func TestCallContextAllocations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	cfg := testConfig(t)
+	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	pool := newTestPool(t, cfg)
+	ctx := WithTraceContext(WithMetadata(context.Background(), map[string]string{"tenant": "acme", "request_id": "r-1"}),
+		"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "")
+	call := func() {
+		if _, err := pool.Call(ctx, "duplicate_text", "testing"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call()
+	got := min(testing.AllocsPerRun(2000, call), testing.AllocsPerRun(2000, call))
+	t.Logf("%v allocations a call with metadata", got)
+	if got > maxAllocsCall {
+		t.Errorf("a trivial call with metadata allocates %v times, more than %d", got, maxAllocsCall)
+	}
+}

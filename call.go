@@ -300,9 +300,13 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 	defer func() { p.callEnd(&rec, err) }()
 	ctx, cancel := p.withCallTimeout(ctx)
 	defer cancel()
+	if m := metaOf(ctx); m != nil && m.err != nil {
+		return m.err // before any worker is used
+	}
 	if w == nil && p.spec.callbacks != nil {
 		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec {
-			return p.exchange(ctx, s.proc, fn, args, x, nil)
+			cc, _ := callContextOf(ctx, nil, 0)
+			return p.exchange(ctx, s.proc, fn, args, x, cc, nil)
 		}
 	}
 	for attempt := 0; ; attempt++ {
@@ -317,10 +321,16 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 // attempt is one attempt of the call rec: it gets a worker (checked out, or the
 // transaction's w), runs x on it between the tracer's hooks (Config.Tracer
 // and Pool.AddTracer's; without one they do nothing) and checks the worker
-// back in before the attempt's trace ends.
+// back in before the attempt's trace ends. The attempt's number (attempt+1)
+// and the metadata and trace context of its ctx (or of the Tracer's
+// context of the attempt: callContextOf) travel with the call to Python.
 func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []any, x exchange, attempt int) (err error) {
 	ct := p.startTrace(ctx, rec, args, attempt, w != nil)
 	defer func() { ct.end(err, err != nil && p.mayRetry(w, x, err, attempt)) }() // after the check-in
+	cc, err := callContextOf(ctx, ct.ctx, attempt)
+	if err != nil {
+		return err // before any worker is used
+	}
 	var pw *pooledWorker
 	if w == nil {
 		pw, _, err = p.checkout(ctx)
@@ -344,22 +354,22 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 			defer w.streaming.Store(false)
 		}
 	}
-	return p.exchange(ctx, pw.proc, rec.fn, args, x, ct.callSizes())
+	return p.exchange(ctx, pw.proc, rec.fn, args, x, cc, ct.callSizes())
 }
 
-// exchange runs x, fn with args, on proc (process.call or process.stream, the process
-// side) and counts it as sent (Stats.CallsSent; not Ping's probe); sizes (nil: not traced)
+// exchange runs x, fn with args and the call's context cc, on proc
+// (process.call or process.stream, the process side) and counts it as sent (Stats.CallsSent; not Ping's probe); sizes (nil: not traced)
 // receives a call's encoded sizes (a stream's are not counted). A success
 // ends the start backoff (the workers work); the end of a worker that Close
 // stopped under the exchange is no crash: it is a *closedError, which
 // wraps ErrPoolClosed only.
-func (p *Pool) exchange(ctx context.Context, proc *process, fn string, args []any, x exchange, sizes *callSizes) error {
+func (p *Pool) exchange(ctx context.Context, proc *process, fn string, args []any, x exchange, cc callContext, sizes *callSizes) error {
 	var err error
 	args, kwargs := splitKwargs(args)
 	if x.each != nil {
-		err = proc.stream(ctx, fn, args, kwargs, x.each)
+		err = proc.stream(ctx, fn, args, kwargs, cc, x.each)
 	} else {
-		err = proc.call(ctx, fn, args, kwargs, x.into, x.read, sizes)
+		err = proc.call(ctx, fn, args, kwargs, cc, x.into, x.read, sizes)
 	}
 	if !x.probe {
 		p.calls.Add(1)

@@ -170,13 +170,13 @@ var scopeEndHook func(*callbackScope)
 
 // call makes a call with a callback's context on the process that waits
 // for the callback.
-func (s *callbackScope) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, read readFunc, sizes *callSizes) error {
+func (s *callbackScope) call(ctx context.Context, fn string, args []any, kwargs Kwargs, cc callContext, into decodeFunc, read readFunc, sizes *callSizes) error {
 	ctx, leave, err := s.enter(ctx)
 	if err != nil {
 		return err
 	}
 	defer leave()
-	return s.proc.callLocked(ctx, fn, args, kwargs, into, read, sizes, true)
+	return s.proc.callLocked(ctx, fn, args, kwargs, cc, into, read, sizes, true)
 }
 
 // Callback error codes, the GoError.code seen in Python.

@@ -525,7 +525,9 @@ var commentNamesElsewhere = map[string]string{
 	"GoError":        "the Python runtime's exception for a Go error (callback.py)",
 	"pypool_runtime": "the Python runtime's package (python/pypool_runtime)",
 	"TypedDict":      "Python (typing) class", "NamedTuple": "Python (typing) class", "NotRequired": "Python (typing) name",
-	"typing": "Python's typing module",
+	"typing":       "Python's typing module",
+	"current_call": "the Python runtime's call context (callctx.py)", "trace_context": "the Python runtime's call context (callctx.py)",
+	"W3C": "a standards body (its Trace Context: traceparent, tracestate)",
 	// Other Go code the comments compare with or describe.
 	"AcquireFunc": "pgx's Pool.AcquireFunc", "QueryTracer": "pgx's tracer",
 	"driverConn": "database/sql's driverConn", "ExitError": "os/exec's ExitError",

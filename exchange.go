@@ -28,26 +28,26 @@ import (
 // the process interrupted or broken (procState). A call made
 // with the context of one of this process's callbacks is sent on the
 // stream of the call that waits for the callback (callback.go).
-func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, read readFunc, sizes *callSizes) error {
+func (p *process) call(ctx context.Context, fn string, args []any, kwargs Kwargs, cc callContext, into decodeFunc, read readFunc, sizes *callSizes) error {
 	if p.spec.callbacks != nil {
 		if s := scopeOf(ctx); s != nil && s.proc == p {
-			return s.call(ctx, fn, args, kwargs, into, read, sizes)
+			return s.call(ctx, fn, args, kwargs, cc, into, read, sizes)
 		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.callLocked(ctx, fn, args, kwargs, into, read, sizes, false)
+	return p.callLocked(ctx, fn, args, kwargs, cc, into, read, sizes, false)
 }
 
 // callLocked is call with p.mu held by this call, or (nested) by the call
 // whose callback makes this one.
-func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc, read readFunc, sizes *callSizes, nested bool) error {
+func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs Kwargs, cc callContext, into decodeFunc, read readFunc, sizes *callSizes, nested bool) error {
 	id, cf, err := p.begin(ctx, fn, nested)
 	if err != nil {
 		return err
 	}
 	defer p.end(cf)
-	stop, err := p.sendCall(ctx, id, fn, args, kwargs, 0, sizes, nested)
+	stop, err := p.sendCall(ctx, id, fn, args, kwargs, 0, cc, sizes, nested)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func (p *process) callLocked(ctx context.Context, fn string, args []any, kwargs 
 // goroutine, until the stream ends or each returns false. As with call, a
 // callback's context sends it on the stream of the call that waits for the
 // callback.
-func (p *process) stream(ctx context.Context, fn string, args []any, kwargs Kwargs, each itemFunc) error {
+func (p *process) stream(ctx context.Context, fn string, args []any, kwargs Kwargs, cc callContext, each itemFunc) error {
 	if p.spec.callbacks != nil {
 		if s := scopeOf(ctx); s != nil && s.proc == p {
 			ctx, leave, err := s.enter(ctx)
@@ -69,21 +69,21 @@ func (p *process) stream(ctx context.Context, fn string, args []any, kwargs Kwar
 				return err
 			}
 			defer leave()
-			return p.streamLocked(ctx, fn, args, kwargs, each, true)
+			return p.streamLocked(ctx, fn, args, kwargs, cc, each, true)
 		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.streamLocked(ctx, fn, args, kwargs, each, false)
+	return p.streamLocked(ctx, fn, args, kwargs, cc, each, false)
 }
 
-func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwargs Kwargs, each itemFunc, nested bool) error {
+func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwargs Kwargs, cc callContext, each itemFunc, nested bool) error {
 	id, cf, err := p.begin(ctx, fn, nested)
 	if err != nil {
 		return err
 	}
 	defer p.end(cf)
-	stop, err := p.sendCall(ctx, id, fn, args, kwargs, streamWindow, nil, nested)
+	stop, err := p.sendCall(ctx, id, fn, args, kwargs, streamWindow, cc, nil, nested)
 	if err != nil {
 		return err
 	}
@@ -103,13 +103,15 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 }
 
 // sendCall encodes the call id of fn (a CALL frame; a STREAM frame when
-// window > 0) and writes it, the pipes' deadlines following ctx (watch):
+// window > 0), with the call's context cc and the time left before ctx's
+// deadline, and writes it, the pipes' deadlines following ctx (watch):
 // the one send of callLocked and streamLocked. sizes (nil: not traced)
 // receives the request's size. On success the caller defers stop, which
 // ends the watch; a failure returns the call's error, with the process's
 // new state recorded when the worker is not as it was.
-func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any, kwargs Kwargs, window int, sizes *callSizes, nested bool) (stop func(), err error) {
-	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, window)
+func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any, kwargs Kwargs, window int, cc callContext, sizes *callSizes, nested bool) (stop func(), err error) {
+	deadline, _ := ctx.Deadline()
+	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, window, cc, deadline)
 	switch {
 	case errors.Is(err, errSharedClosed):
 		// The worker exited before the call: its shared memory went

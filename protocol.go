@@ -12,9 +12,17 @@ package pypool
 // is a msgpack array whose first element is the message kind:
 //
 //	HELLO  (Python->Go, first frame) [1, version, pid, python_version, codec, error|nil, executable, setup_seconds]
-//	CALL   (Go->Python)              [2, id, function, args, kwargs|nil]
+//	CALL   (Go->Python)              [2, id, function, args, kwargs|nil, context]
 //	RESULT (Python->Go)              [3, id, value]
 //	ERROR  (Python->Go)              [4, id, code, type, message, traceback, hint]
+//
+// A CALL's context (and a STREAM's, after its window) is there only when
+// the call has something to say of it (callctx.go): a map of the entries
+// that apply, "r" the seconds left before the caller's deadline (a float,
+// measured as the frame is written), "a" the attempt (an int, 2 and up:
+// a retry under Config.CrashRetries), "m" the metadata (a map of str to
+// str), "tp" and "ts" the W3C traceparent and tracestate. A call without a
+// deadline, a retry, metadata or a trace context has the frame without it.
 //
 // HELLO's executable (sys.executable, "" when unknown) and setup_seconds
 // (how long Config.SetUp took, a float) may be missing. ERROR's hint (how
@@ -23,7 +31,7 @@ package pypool
 //
 // Messages that flow while a call runs (stream.go, callback.go):
 //
-//	STREAM   (Go->Python) [5, id, function, args, kwargs|nil, window]  a call whose result is iterated
+//	STREAM   (Go->Python) [5, id, function, args, kwargs|nil, window, context]  a call whose result is iterated
 //	ITEMS    (Python->Go) [6, id, [item, ...]]                         the next items of stream id
 //	CREDIT   (Go->Python) [7, id, n]                                   n more ITEMS frames may be sent
 //	CLOSE    (Go->Python) [8, id]                                      stop stream id (generator.close())
@@ -112,12 +120,14 @@ func newCallEncoder(maxSize int, codec *valueCodec) *callEncoder {
 // encode returns the complete frame (length prefix included) for a call. The
 // returned slice is valid until the next call of encode.
 func (e *callEncoder) encode(id uint64, fn string, args []any, kwargs Kwargs) ([]byte, error) {
-	return e.encodeCall(id, fn, args, kwargs, 0)
+	return e.encodeCall(id, fn, args, kwargs, 0, callContext{}, time.Time{})
 }
 
 // encodeCall is encode for a CALL (window 0) or a STREAM frame (window > 0,
-// the ITEMS frames Python may send before it waits for CREDIT).
-func (e *callEncoder) encodeCall(id uint64, fn string, args []any, kwargs Kwargs, window int) ([]byte, error) {
+// the ITEMS frames Python may send before it waits for CREDIT), with the
+// call's context cc and deadline (zero: none) as its last element when
+// there is something to send of them (encodeContext).
+func (e *callEncoder) encodeCall(id uint64, fn string, args []any, kwargs Kwargs, window int, cc callContext, deadline time.Time) ([]byte, error) {
 	// The buffer is kept between calls, also after a large one: allocating
 	// (and faulting in) a fresh one costs more than the copy it serves.
 	e.buf.Reset()
@@ -128,6 +138,10 @@ func (e *callEncoder) encodeCall(id uint64, fn string, args []any, kwargs Kwargs
 	fields, kind := 5, uint64(kindCall)
 	if window > 0 {
 		fields, kind = 6, kindStream
+	}
+	hasContext := !deadline.IsZero() || cc.attempt > 1 || cc.meta != nil
+	if hasContext {
+		fields++
 	}
 	if err := errors.Join(
 		enc.EncodeArrayLen(fields), enc.EncodeUint(kind), enc.EncodeUint(id),
@@ -155,6 +169,9 @@ func (e *callEncoder) encodeCall(id uint64, fn string, args []any, kwargs Kwargs
 	if window > 0 {
 		_ = enc.EncodeUint(uint64(window))
 	}
+	if hasContext {
+		e.encodeContext(cc, deadline)
+	}
 	frame := e.buf.Bytes()
 	bodySize := len(frame) - frameHeaderSize
 	if bodySize+e.sharedBytes > e.maxSize {
@@ -163,6 +180,34 @@ func (e *callEncoder) encodeCall(id uint64, fn string, args []any, kwargs Kwargs
 	}
 	wire.PutHeader(frame)
 	return frame, nil
+}
+
+// encodeContext writes a call's context, the frame's last element (see
+// the file's comment): the time left until deadline is measured here, as
+// the frame is made, just before it is written.
+func (e *callEncoder) encodeContext(cc callContext, deadline time.Time) {
+	n := 0
+	if !deadline.IsZero() {
+		n++
+	}
+	if cc.attempt > 1 {
+		n++
+	}
+	if cc.meta != nil {
+		n += cc.meta.entries
+	}
+	_ = e.enc.EncodeMapLen(n)
+	if !deadline.IsZero() {
+		_ = e.enc.EncodeString("r")
+		_ = e.enc.EncodeFloat64(remainingSeconds(deadline))
+	}
+	if cc.attempt > 1 {
+		_ = e.enc.EncodeString("a")
+		_ = e.enc.EncodeUint(uint64(cc.attempt))
+	}
+	if cc.meta != nil {
+		e.buf.Write(cc.meta.encoded)
+	}
 }
 
 // encodeControl returns the frame of a message that flows while a call

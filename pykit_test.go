@@ -38,7 +38,7 @@ func TestPythonTestKitRunsSampleTests(t *testing.T) {
 			}
 			out, err := kitCommand(t, python, "-m", "unittest", "discover", "-s", "testdata/pykit", "-v").CombinedOutput()
 			require.NoError(t, err, "%s", out)
-			assert.Contains(t, string(out), "Ran 7 tests")
+			assert.Contains(t, string(out), "Ran 8 tests")
 			assert.Contains(t, string(out), "\nOK")
 		})
 	}

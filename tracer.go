@@ -218,7 +218,8 @@ func (p *Pool) tracer() Tracer {
 
 // tracerList is several tracers told as one, in order. Each hook after
 // TraceCallStart gives each tracer the context its own TraceCallStart
-// returned, kept in the context the list returns.
+// returned, kept in the context the list returns, which also carries the
+// first trace context one of them set (WithTraceContext).
 type tracerList []Tracer
 
 // tracerContexts is the key of the contexts of a tracerList's tracers.
@@ -227,10 +228,17 @@ type tracerContexts struct{}
 // TraceCallStart implements Tracer.
 func (l tracerList) TraceCallStart(ctx context.Context, pool *Pool, data TraceCallStartData) context.Context {
 	ctxs := make([]context.Context, len(l))
+	caller := metaOf(ctx)
+	meta := caller
 	for i, t := range l {
 		if ctxs[i] = t.TraceCallStart(ctx, pool, data); ctxs[i] == nil {
 			ctxs[i] = ctx
+		} else if meta == caller {
+			meta = metaOf(ctxs[i]) // the first trace context a tracer set (WithTraceContext) travels with the call
 		}
+	}
+	if meta != caller {
+		ctx = context.WithValue(ctx, callMetaKey{}, meta)
 	}
 	return context.WithValue(ctx, tracerContexts{}, ctxs)
 }

@@ -27,6 +27,12 @@
 //	error.type             on failure: the Python exception's type, else the outcome
 //
 // plus an event "pypool.worker.acquired" when the attempt gets its worker.
+//
+// The span's W3C trace context (traceparent, and tracestate when there is
+// one) travels with the call (pypool.WithTraceContext): Python code reads
+// it with pypool.trace_context(), a carrier for
+// opentelemetry.propagate.extract, so that its spans are children of the
+// attempt's span (docs/call-context.md).
 // A failed attempt has the status Error with the error's text and an
 // "exception" event; for a Python exception, that event carries its Python
 // type, message and traceback (exception.type, exception.message,
@@ -92,9 +98,18 @@ func (t *Tracer) TraceCallStart(ctx context.Context, _ *pypool.Pool, data pypool
 	if data.Transaction {
 		attrs = append(attrs, TransactionKey.Bool(true))
 	}
-	ctx, _ = t.tracer.Start(ctx, "pypool.call "+data.Function,
+	ctx, span := t.tracer.Start(ctx, "pypool.call "+data.Function,
 		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	if sc := span.SpanContext(); sc.IsValid() {
+		// The span travels with the call: Python's spans can be its children.
+		ctx = pypool.WithTraceContext(ctx, traceparent(sc), sc.TraceState().String())
+	}
 	return ctx
+}
+
+// traceparent is sc as a W3C traceparent header (version 00).
+func traceparent(sc trace.SpanContext) string {
+	return "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + sc.TraceFlags().String()
 }
 
 // TraceCallWorker records the worker and the wait on the span.

@@ -150,7 +150,7 @@ while True:
     if msg[0] == 5:
         stream(msg[1], msg[2], msg[3])
         continue
-    _, call_id, name, args, _ = msg
+    call_id, name, args = msg[1:4]  # a CALL, with or without its context (a sixth element)
     reply = purecodec.packb([3, call_id, args[0] if args else None])
     if name.startswith("shm_"):
         shm_reply(call_id, name)

@@ -8,7 +8,9 @@ Array (an n-dimensional array received while numpy is not importable),
 register_ext / ext_type (classes that cross as msgpack ext types, both ways)
 and set_default (a hook for results of other types). See ext.py.
 call_go(name, *args) calls a Go function of Config.Callbacks during a call
-and GoError is what it raises (callback.py). The worker registers this
+and GoError is what it raises (callback.py). current_call(), remaining()
+and trace_context() tell the call's context: the Go caller's deadline,
+metadata, attempt and trace context (callctx.py). The worker registers this
 package as ``pypool`` too, so that user code writes
 ``from pypool import call_go``.
 """
@@ -26,7 +28,18 @@ STREAM, ITEMS, CREDIT, CLOSE, CALLBACK, CB_RESULT, CB_ERROR = 5, 6, 7, 8, 9, 10,
 # Imported last, so that the names above exist for the submodules.
 from .ext import Array, ext_type, register_ext, set_default  # noqa: E402
 
-__all__ = ["Array", "GoError", "call_go", "ext_type", "register_ext", "set_default"]
+__all__ = [
+    "Array",
+    "CallContext",
+    "GoError",
+    "call_go",
+    "current_call",
+    "ext_type",
+    "register_ext",
+    "remaining",
+    "set_default",
+    "trace_context",
+]
 
 
 def __getattr__(name: str) -> object:
@@ -36,4 +49,9 @@ def __getattr__(name: str) -> object:
         from . import callback
 
         return getattr(callback, name)
+    if name in ("current_call", "remaining", "trace_context", "CallContext"):
+        # As call_go: imported on first use.
+        from . import callctx
+
+        return getattr(callctx, name)
     raise AttributeError("module %r has no attribute %r" % (__name__, name))

@@ -29,7 +29,7 @@ from . import CALL, RESULT, ext, stdlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
-    from typing import Any, Callable, List, Optional, Tuple, Union
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 C_NAME = "msgpack-c"
 PURE_NAME = "pure"  # purecodec.NAME
@@ -46,6 +46,10 @@ class Codec:
     The worker's hot paths: decode_call(body) -> (id, name, args) of an
     ordinary CALL frame (no keyword arguments), or None for any other frame,
     which then takes the general path (purecodec.decode_call, _load_c's);
+    decode_call_context(body) -> (id, name, args, context) of an ordinary
+    CALL frame that carries the call's context (its sixth element, a map:
+    callctx.py; decoded, or its bytes for callctx to decode when asked),
+    or None, as decode_call does for the others;
     result_frame(id, value) -> the whole frame of [RESULT, id, value],
     length included, as bytes or, when large, as two parts to write in turn
     (see purecodec.result_frame).
@@ -53,7 +57,7 @@ class Codec:
     A plain class: collections.namedtuple would cost a few ms of import at
     every worker start."""
 
-    __slots__ = ("name", "packb", "unpackb", "Unpacker", "ExtType", "decode_call", "result_frame")
+    __slots__ = ("name", "packb", "unpackb", "Unpacker", "ExtType", "decode_call", "result_frame", "decode_call_context")
 
     def __init__(
         self,
@@ -64,6 +68,7 @@ class Codec:
         ExtType: Any,
         decode_call: Callable[[Any], Any],
         result_frame: Callable[[int, Any], Any],
+        decode_call_context: Optional[Callable[[Any], Any]] = None,
     ) -> None:
         self.name = name
         self.packb = packb
@@ -72,6 +77,26 @@ class Codec:
         self.ExtType = ExtType
         self.decode_call = decode_call
         self.result_frame = result_frame
+        self.decode_call_context = decode_call_context or _call_with_context(unpackb)
+
+
+def _call_with_context(unpackb: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The decode_call_context of a codec whose unpackb is unpackb: the whole
+    frame decoded at once, as the general path would, then checked as
+    decode_call checks a CALL without one."""
+
+    def decode_call_context(body: Union[bytes, memoryview]) -> Optional[Tuple[int, str, List[Any], Dict[str, Any]]]:
+        try:
+            if body[0] != 0x96 or body[1] != CALL:
+                return None
+            _, call_id, name, args, kwargs, context = unpackb(body)
+        except Exception:  # undecodable: the general path tells what is wrong
+            return None
+        if kwargs is None and type(args) is list and type(name) is str and type(call_id) is int and call_id >= 0 and type(context) is dict:
+            return (call_id, name, args, context)
+        return None
+
+    return decode_call_context
 
 
 JOIN_LIMIT = 64 << 10  # purecodec.JOIN_LIMIT (test_codec checks they agree)
@@ -109,7 +134,7 @@ def _pure_codec() -> Codec:
     if _pure is None:
         m = pure_module()
         _pure = Codec(
-            PURE_NAME, m.packb, m.unpackb, m.Unpacker, m.ExtType, m.decode_call, m.result_frame,
+            PURE_NAME, m.packb, m.unpackb, m.Unpacker, m.ExtType, m.decode_call, m.result_frame, m.decode_call_context,
         )  # fmt: skip
     return _pure
 

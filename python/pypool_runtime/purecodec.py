@@ -1147,6 +1147,31 @@ def decode_call(body: Union[bytes, memoryview]) -> Optional[Tuple[int, str, List
     return (call_id, name, args)
 
 
+def decode_call_context(body: Union[bytes, memoryview]) -> Optional[Tuple[int, str, List[Any], bytes]]:
+    """(id, name, args, context) of a CALL frame's body that carries the
+    call's context (callctx.py): fixarray 6, kind 2, then the values of
+    decode_call's frame and a map, what unpackb(body)[1:4] gives, with
+    the map still encoded (its bytes: callctx decodes them if the function
+    asks for its context, most never do); None for any other frame (and a
+    memoryview body: a large frame), which takes the general path. Each
+    value is decoded where it starts (_unpack), without the whole frame's
+    entry point."""
+    try:
+        if type(body) is not bytes or body[0] != 0x96 or body[1] != 2:
+            return None
+        call_id, pos = _unpack(body, 2, 1)
+        name, pos = _unpack(body, pos, 1)
+        args, pos = _unpack(body, pos, 1)
+        if body[pos] != 0xC0:
+            return None
+        b = body[pos + 1]
+    except Exception:  # short, undecodable: the general path tells what is wrong
+        return None
+    if not (0x80 <= b <= 0x8F or b == 0xDE or b == 0xDF) or type(args) is not list or type(name) is not str or type(call_id) is not int or call_id < 0:
+        return None
+    return (call_id, name, args, body[pos + 1 :])
+
+
 def unpack_args_view(data: memoryview, pos: int) -> Any:
     """The arguments of a CALL frame read into a memoryview (a large one),
     an array at data[pos] that must end where the last byte of data (the

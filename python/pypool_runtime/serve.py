@@ -99,13 +99,20 @@ class Worker(Channel):
         self._functions = functions
         self._decode_call = codec.decode_call
         self._result_frame = codec.result_frame
+        # The call context (callctx.py): the name of the call of the fast
+        # path that runs, which sets no CallContext; the calls running
+        # with one (callctx.run).
+        self.call_name = ""
+        self.contexts = 0
 
     def serve(self) -> None:
         """Answer calls until the end of input.
 
         The common call (no keyword arguments, a function that exists and
         returns an encodable value of ordinary size) is handled inline with
-        local names; everything else goes through the methods below."""
+        local names, with or without the call's context (callctx.py: set
+        for the call, left before the next frame is read); everything else
+        goes through the methods below."""
         channel.CURRENT = self
         interrupts = self.interrupts
         read = self.reader.read
@@ -117,7 +124,12 @@ class Worker(Channel):
         write = os.write
         shared = shm.ACTIVE
         shared_from = shared.threshold if shared is not None else 1 << 64
+        decode_call_context = self.codec.decode_call_context
+        entered = None  # the last call's context (callctx.enter)
         while True:
+            if entered is not None:
+                _callctx.leave(self, entered)
+                entered = None
             # Let go of the last call's values before the next call's arrive:
             # large ones could otherwise not reuse their memory.
             body = call = args = result = frame = None
@@ -129,9 +141,14 @@ class Worker(Channel):
                 shared.begin_call()
             call = decode_call(body)
             if call is None:
-                self._handle_general(body)
-                continue
-            call_id, name, args = call
+                call = decode_call_context(body)
+                if call is None:
+                    self._handle_general(body)
+                    continue
+                call_id, name, args, context = call
+                entered = self._enter_context(name, context)
+            else:
+                call_id, name, args = call
             try:
                 function = functions[name]  # not functions.get: one call less
             except KeyError:
@@ -140,6 +157,7 @@ class Worker(Channel):
                 self._call(call_id, name, args, {})
                 continue
             # As interrupts.call_user does, inline.
+            self.call_name = name  # for callctx.current_call: Go sent no context
             try:
                 try:
                     interrupts.in_user_code = True
@@ -177,7 +195,24 @@ class Worker(Channel):
         if call is None:
             self._handle_general(body)
         else:
-            self._call(call[0], call[1], call[2], {})
+            self._in_context(call[1], None, self._call, call[0], call[1], call[2], {})
+
+    def _in_context(self, name: str, context: Any, call: Callable[..., None], *args: Any) -> None:
+        """call(*args), the call to name whose frame carried context (None:
+        none): callctx.current_call() tells its context meanwhile. A call
+        without one, when no call with one runs, only records its name."""
+        if context is None and not self.contexts:
+            outer, self.call_name = self.call_name, name
+            try:
+                call(*args)
+            finally:
+                self.call_name = outer
+            return
+        _load_callctx().run(self, name, context, call, *args)
+
+    def _enter_context(self, name: str, context: Any) -> Any:
+        """callctx.enter for the call to name whose frame carried context."""
+        return _load_callctx().enter(self, name, context)
 
     def _handle_general(self, body: Union[bytes, memoryview]) -> None:
         try:
@@ -192,6 +227,7 @@ class Worker(Channel):
             return
         check_call_head(message[0], len(message), message[1:3])
         call_id, name, args, kwargs = message[1:5]
+        context = message[-1] if len(message) == (6 if message[0] == CALL else 7) else None
         if type(args) is not list:
             self.send_error(call_id, "bad_arguments", "TypeError", "the arguments of %s() are not an array" % name)
         elif kwargs is not None and type(kwargs) is not dict:
@@ -209,9 +245,9 @@ class Worker(Channel):
         elif message[0] == STREAM:
             from . import stream  # only a worker that streams needs it
 
-            stream.run(self, call_id, name, args, kwargs or {}, message[5])
+            self._in_context(name, context, stream.run, self, call_id, name, args, kwargs or {}, message[5])
         else:
-            self._call(call_id, name, args, kwargs or {})
+            self._in_context(name, context, self._call, call_id, name, args, kwargs or {})
 
     def _answer_undecodable(self, body: Union[bytes, bytearray], exc: Exception) -> None:
         """The frame did not decode: answer bad_arguments if its head [kind,
@@ -373,6 +409,21 @@ class Worker(Channel):
         write_frame(self.out_fd, reply)
 
 
+# callctx, once a call with a context came (_load_callctx).
+_callctx: Any = None
+
+
+def _load_callctx() -> Any:
+    """callctx, imported by the first call that needs it: a worker that is
+    never sent a context (nor a nested call) does not import it."""
+    global _callctx
+    if _callctx is None:
+        from . import callctx
+
+        _callctx = callctx
+    return _callctx
+
+
 def check_call_head(kind: int, length: int, rest: List[Any]) -> None:
     """Raise ProtocolViolation unless kind, length and [id, name] start a CALL
     or a STREAM."""
@@ -380,8 +431,9 @@ def check_call_head(kind: int, length: int, rest: List[Any]) -> None:
         raise ProtocolViolation(
             "unexpected message kind %d (a call starts with CALL, kind %d, or STREAM, kind %d)" % (kind, CALL, STREAM)
         )
-    if length != (5 if kind == CALL else 6):
-        raise ProtocolViolation("a %s frame has %d fields, not %d" % ("CALL" if kind == CALL else "STREAM", length, 5 if kind == CALL else 6))
+    fields = 5 if kind == CALL else 6  # and one more: the call's context (callctx.py)
+    if length != fields and length != fields + 1:
+        raise ProtocolViolation("a %s frame has %d fields, not %d or %d" % ("CALL" if kind == CALL else "STREAM", length, fields, fields + 1))
     call_id, name = rest
     if type(call_id) is not int or call_id < 0 or type(name) is not str:
         raise ProtocolViolation("a CALL frame's id is not an unsigned integer or its function name is not a string")

@@ -26,21 +26,35 @@ arguments cross the codec first, a coroutine function is awaited, and the
 result is encoded with the worker's codec and hooks (register_ext,
 set_default, numpy): one that cannot cross raises NotEncodable with the
 message and hint Go's *PythonError has (code "result_not_encodable").
-check_crosses(value) does the same check for any value.
+check_crosses(value) does the same check for any value. It runs function
+in a call context as a worker would (pypool.current_call() gives its name,
+attempt 1), unless a call_context is active: then in that one.
+
+call_context(remaining=None, metadata=None, attempt=1, function="function",
+traceparent="", tracestate="") fixes the call context for the code under
+it, as a call from Go with that deadline (seconds from now), metadata and
+attempt would: pypool.remaining(), pypool.current_call() and
+pypool.trace_context() answer as in a worker. Outside one (and outside
+call()), current_call() is None and remaining() is None, as at a worker's
+import.
+
+    def test_fetch_uses_the_deadline():
+        with testing.call_context(remaining=2.0, metadata={"tenant": "acme"}):
+            assert testing.call(my_module.fetch, "/items") == ...
 """
 
 from __future__ import annotations
 
 import sys
 
-from . import callback, codec
+from . import callback, callctx, codec
 from .errors import not_encodable, type_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional
 
-__all__ = ["NotEncodable", "call", "check_crosses", "fake_callbacks"]
+__all__ = ["NotEncodable", "call", "call_context", "check_crosses", "fake_callbacks"]
 
 # As in a worker (startup.prepare): user code imports the runtime as pypool.
 sys.modules.setdefault("pypool", sys.modules[__package__])
@@ -93,16 +107,76 @@ def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     except Exception as exc:
         detail = not_encodable([list(args), kwargs], exc, "arguments")[0]
         raise TypeError("call(%s): an argument cannot cross between Go and Python: %s" % (getattr(function, "__name__", "function"), detail)) from None
-    result = function(*args, **kwargs)
-    if hasattr(type(result), "__await__"):
-        import asyncio
+    name = getattr(function, "__name__", "function")
+    context = None
+    if callctx.current_call() is None:  # as a worker runs a call: in one
+        context = call_context(function=name)
+        context.__enter__()
+    try:
+        result = function(*args, **kwargs)
+        if hasattr(type(result), "__await__"):
+            import asyncio
 
-        result = asyncio.run(_awaited(result))
-    return check_crosses(result, getattr(function, "__name__", "function"))
+            result = asyncio.run(_awaited(result))  # the task copies the call context
+    finally:
+        if context is not None:
+            context.__exit__(None, None, None)
+    return check_crosses(result, name)
 
 
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
+
+
+class call_context:
+    """A context manager (and decorator) that fixes the call context (see
+    the module's docstring): under it, pypool.current_call() is a
+    CallContext with these values, remaining() counts down from remaining
+    seconds (None: no deadline), and the metadata must be a map of str to
+    str, as pypool.WithMetadata's in Go (TypeError otherwise). context is
+    the CallContext, for assertions. Nested ones replace the outer one
+    until they exit."""
+
+    def __init__(
+        self,
+        remaining: Optional[float] = None,
+        metadata: Optional[Dict[str, str]] = None,
+        attempt: int = 1,
+        function: str = "function",
+        traceparent: str = "",
+        tracestate: str = "",
+    ) -> None:
+        metadata = dict(metadata or {})
+        for key, value in metadata.items():
+            if type(key) is not str or type(value) is not str or not key:
+                raise TypeError("call_context: metadata maps non-empty str keys to str values, as Go's WithMetadata; got %r: %r" % (key, value))
+        if type(attempt) is not int or attempt < 1:
+            raise TypeError("call_context: attempt is an int from 1, not %r" % (attempt,))
+        self._values = (remaining, metadata, attempt, function, traceparent, tracestate)
+        self.context: Optional[callctx.CallContext] = None
+        self._tokens: List[Any] = []
+
+    def __enter__(self) -> callctx.CallContext:
+        import time
+
+        remaining, metadata, attempt, function, traceparent, tracestate = self._values
+        deadline = None if remaining is None else time.monotonic() + remaining
+        self.context = callctx.CallContext(function, attempt, metadata, deadline, traceparent, tracestate)
+        self._tokens.append(callctx._CURRENT.set(callctx.fixed(self.context)))
+        return self.context
+
+    def __exit__(self, *exc_info: Any) -> None:
+        callctx._CURRENT.reset(self._tokens.pop())
+
+    def __call__(self, test: Callable[..., Any]) -> Callable[..., Any]:
+        import functools
+
+        @functools.wraps(test)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return test(*args, **kwargs)
+
+        return run
 
 
 class fake_callbacks:

@@ -2,6 +2,7 @@
 calls Go, registers an extension, and has one function whose result cannot
 cross (tag_set returns a set), which its unit tests catch without Go."""
 
+import pypool
 from pypool import GoError, call_go, register_ext
 
 
@@ -49,3 +50,13 @@ def tag_set(item):
 
 def basket():
     return {"items": [Basket()]}  # a bug: Basket has no extension
+
+
+def quote(sku):
+    """A quote for the caller's tenant (the call's metadata); refused when
+    less than 50 ms of the Go caller's deadline is left."""
+    left = pypool.remaining()  # None without a deadline
+    if left is not None and left < 0.05:
+        raise TimeoutError("no time left to quote %s" % sku)
+    tenant = pypool.current_call().metadata.get("tenant", "public")
+    return {"sku": sku, "tenant": tenant, "cents": call_go("price_cents", sku)}

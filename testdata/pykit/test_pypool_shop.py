@@ -44,6 +44,15 @@ class ShopTest(unittest.TestCase):
         self.assertIn("result['items'][0]: pypool_shop.Basket", caught.exception.message)
         self.assertIn("register_ext(Basket", caught.exception.hint)
 
+    @testing.fake_callbacks({"price_cents": lambda sku: 990})
+    def test_quote_reads_the_call_context(self):
+        with testing.call_context(remaining=2.0, metadata={"tenant": "acme"}):
+            self.assertEqual(testing.call(pypool_shop.quote, "A-1"), {"sku": "A-1", "tenant": "acme", "cents": 990})
+        self.assertEqual(testing.call(pypool_shop.quote, "A-1")["tenant"], "public")
+        with testing.call_context(remaining=0.01):
+            with self.assertRaises(TimeoutError):
+                testing.call(pypool_shop.quote, "A-1")
+
 
 if __name__ == "__main__":
     unittest.main()
