@@ -529,3 +529,12 @@ func orphaned(proc osProcess) bool {
 		return false
 	}
 }
+
+// forkedBy returns the template that forked proc, nil for a worker started
+// by exec.
+func forkedBy(proc osProcess) *forkServer {
+	if f, ok := proc.(*forkedProcess); ok {
+		return f.server
+	}
+	return nil
+}

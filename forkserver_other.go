@@ -45,3 +45,6 @@ func (*forkServer) stop(time.Duration) {}
 
 // orphaned is false: there are no forked workers outside Linux.
 func orphaned(osProcess) bool { return false }
+
+// forkedBy is nil: there are no forked workers outside Linux.
+func forkedBy(osProcess) *forkServer { return nil }

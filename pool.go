@@ -63,6 +63,22 @@ type Pool struct {
 	tracers     atomic.Pointer[Tracer] // set by Pool.AddTracer: Config.Tracer and the added ones; nil: Config.Tracer alone
 
 	guardBackoff startBackoff // the guardian's restarts (supervise.go)
+
+	// Pool.Reload (reload.go). gen is the generation workers are started
+	// in and below which a worker is retired at check-in; read without mu
+	// by recycleReason, written under mu.
+	gen atomic.Uint64
+	// Guarded by mu: the last generation a reload took (gen's successor
+	// is taken from it), the reload running (nil: none), in-flight starts
+	// by generation, the fork servers replaced by a reload that still have
+	// workers, and the reloads' counters.
+	lastGen        uint64
+	reload         *reloadRun
+	startingGen    map[uint64]int
+	oldForks       []*forkServer
+	reloads        uint64
+	reloadsDone    uint64
+	reloadFailures uint64
 }
 
 // New starts a pool of cfg.Size workers and returns when all of them have
@@ -114,7 +130,11 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 		waiters:   newWaitQueue(),
 		changed:   make(chan struct{}),
 		closeDone: make(chan struct{}),
+
+		lastGen:     1,
+		startingGen: make(map[uint64]int),
 	}
+	p.gen.Store(1)
 	p.lifetime, p.endLife = context.WithCancel(context.Background())
 	p.spec.onBroken = p.processBroken
 	if err := p.spec.guard.start(p.guardianExited); err != nil {
@@ -310,6 +330,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 	// After the workers, so that their exit statuses were still reported.
 	p.stopForkServer()
+	p.stopOldForkServers()
 	// Last: it owns the groups of all of the above until they are reaped.
 	p.spec.guard.stop(p.cfg.StopTimeout)
 	return err
