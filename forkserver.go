@@ -538,3 +538,13 @@ func forkedBy(proc osProcess) *forkServer {
 	}
 	return nil
 }
+
+// exited reports whether the template has exited and was reaped.
+func (fs *forkServer) exited() bool {
+	select {
+	case <-fs.done:
+		return true
+	default:
+		return false
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"time"
 )
 
@@ -49,10 +50,19 @@ type reloadRun struct {
 	prevGen uint64 // the pool's generation before it
 	began   time.Time
 
+	// ctx bounds its own starts: the pool's lifetime, and cut short when
+	// it ends with an error (a start of a reload given up holds a slot).
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	rolling  bool       // its first worker was proven: the pool's generation is gen
 	proof    chan error // receives its first worker's start: nil once it serves, or the start's error
 	starting int        // its own starts in flight
 	failed   error      // a start of its own failed while it rolled
+
+	// With the fork server: the template it started and the one that
+	// one replaced, put back if the reload fails (restoreForkServerLocked).
+	newFork, oldFork *forkServer
 }
 
 // Reload replaces every worker of the pool by a new one started from the
@@ -95,6 +105,7 @@ func (p *Pool) Reload(ctx context.Context) error {
 	if r == nil {
 		p.lastGen++
 		r = &reloadRun{done: make(chan struct{}), gen: p.lastGen, prevGen: p.gen.Load(), began: time.Now(), proof: make(chan error, 1)}
+		r.ctx, r.cancel = context.WithCancel(p.lifetime)
 		p.reload = r
 		p.reloads++
 		p.wg.Add(1)
@@ -128,9 +139,14 @@ func (p *Pool) runReload(ctx context.Context, r *reloadRun) {
 	r.err = err
 	if err == nil {
 		p.reloadsDone++
+		if r.starting == 0 {
+			r.cancel()
+		} // else its last start does (reloadStartedLocked)
 		p.stopIdleBeyondSizeLocked()
 	} else {
 		p.reloadFailures++
+		r.cancel() // its starts in flight: it no longer needs them
+		p.restoreForkServerLocked(r)
 	}
 	p.stopOldForkServersLocked()
 	p.reconcileLocked()
@@ -147,7 +163,7 @@ func (p *Pool) runReload(ctx context.Context, r *reloadRun) {
 // reloadSteps runs the reload's three steps (the file's comment).
 func (p *Pool) reloadSteps(ctx context.Context, r *reloadRun) error {
 	if p.cfg.StartMethod == StartForkServer && runtime.GOOS == "linux" {
-		if err := p.reloadForkServer(ctx); err != nil {
+		if err := p.reloadForkServer(ctx, r); err != nil {
 			return err
 		}
 	}
@@ -157,7 +173,7 @@ func (p *Pool) reloadSteps(ctx context.Context, r *reloadRun) error {
 		return ErrPoolClosed
 	}
 	r.starting++
-	p.orderLocked(startOrder{why: p.reloadCauseLocked(), ctx: p.lifetime, gen: r.gen, reload: r})
+	p.orderLocked(startOrder{why: p.reloadCauseLocked(), ctx: r.ctx, gen: r.gen, reload: r})
 	p.mu.Unlock()
 	select {
 	case err := <-r.proof:
@@ -194,7 +210,7 @@ func (p *Pool) reloadSteps(ctx context.Context, r *reloadRun) error {
 
 // reloadForkServer starts a new template from the code on disk and makes it
 // the pool's; the one it replaces forks nothing more.
-func (p *Pool) reloadForkServer(ctx context.Context) error {
+func (p *Pool) reloadForkServer(ctx context.Context, r *reloadRun) error {
 	fs, err := startForkServer(ctx, p.spec, p.forkServerExited)
 	if err != nil {
 		return fmt.Errorf("pypool: Reload: the new fork server did not start, the workers serve on: %w", err)
@@ -205,12 +221,27 @@ func (p *Pool) reloadForkServer(ctx context.Context) error {
 		fs.stop(p.cfg.StopTimeout)
 		return ErrPoolClosed
 	}
-	if old := p.forks.Swap(fs); old != nil {
+	old := p.forks.Swap(fs)
+	if old != nil {
 		p.oldForks = append(p.oldForks, old)
 	}
+	r.newFork, r.oldFork = fs, old
 	p.mu.Unlock()
 	p.log.Info(msgForkServerStarted, "forkserver", fs.pid, "module", p.cfg.Module, "reload", true)
 	return nil
+}
+
+// restoreForkServerLocked puts back, after the reload r failed, the
+// template its own replaced, if that one still runs, so that the workers
+// started until the next reload are forked from the code they were
+// proven with; r's template is stopped once its workers are gone.
+func (p *Pool) restoreForkServerLocked(r *reloadRun) {
+	old := r.oldFork
+	at := slices.Index(p.oldForks, old)
+	if r.newFork == nil || old == nil || at < 0 || old.exited() || !p.forks.CompareAndSwap(r.newFork, old) {
+		return
+	}
+	p.oldForks[at] = r.newFork
 }
 
 // reloadCauseLocked is the cause of a reload's own start: it replaces a
@@ -226,7 +257,9 @@ func (p *Pool) reloadCauseLocked() cause {
 // is the proof: the pool's generation becomes r's, and the reload rolls.
 // A worker of a reload that ended meanwhile is placed as any other.
 func (p *Pool) reloadStartedLocked(r *reloadRun, pw *pooledWorker) {
-	r.starting--
+	if r.starting--; r.starting == 0 && p.reload != r {
+		r.cancel()
+	}
 	if p.reload == r && !r.rolling && r.failed == nil {
 		r.rolling = true
 		p.gen.Store(r.gen)
@@ -241,10 +274,11 @@ func (p *Pool) reloadStartedLocked(r *reloadRun, pw *pooledWorker) {
 // serve, old and new, all serve on.
 func (p *Pool) reloadStartFailedLocked(r *reloadRun, err error) {
 	r.starting--
-	p.logStartFailed(err, isFatalStart(err))
 	if p.reload != r || r.failed != nil {
-		return
+		return // it ended, and cut its starts short
 	}
+	p.startFails++
+	p.logStartFailed(err, isFatalStart(err))
 	r.failed = fmt.Errorf("pypool: Reload: a worker of the new code did not start, the workers serve on: %w", err)
 	if r.rolling {
 		p.gen.Store(r.prevGen)
@@ -272,7 +306,7 @@ func (p *Pool) reloadStartsLocked() {
 	n := min(old-spare-r.starting, surge-r.starting, p.cfg.Size+p.cfg.MaxOverflow+surge-p.slotsUsedLocked())
 	for range max(0, n) {
 		r.starting++
-		p.orderLocked(startOrder{why: p.reloadCauseLocked(), ctx: p.lifetime, gen: r.gen, reload: r})
+		p.orderLocked(startOrder{why: p.reloadCauseLocked(), ctx: r.ctx, gen: r.gen, reload: r})
 	}
 }
 

@@ -135,7 +135,6 @@ func (p *Pool) started(o startOrder, proc *process, err error, begun time.Time) 
 		// A reload's start: its failure is the reload's, which ends and
 		// returns it. The pool's backoff, its waiting callers and its
 		// workers of the generation that serves are not touched.
-		p.startFails++
 		p.reloadStartFailedLocked(o.reload, err)
 		p.reconcileLocked()
 	case o.reload != nil:
