@@ -131,10 +131,8 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 		changed:   make(chan struct{}),
 		closeDone: make(chan struct{}),
 
-		lastGen:     1,
 		startingGen: make(map[uint64]int),
 	}
-	p.gen.Store(1)
 	p.lifetime, p.endLife = context.WithCancel(context.Background())
 	p.spec.onBroken = p.processBroken
 	if err := p.spec.guard.start(p.guardianExited); err != nil {

@@ -377,7 +377,7 @@ func (p *Pool) generationsLocked() (old, oldIdle, newIdle int) {
 // oldGenerationLocked is Stats.OldGeneration: the workers of an older
 // generation than the pool's that serve or start.
 func (p *Pool) oldGenerationLocked() int {
-	if p.gen.Load() == 1 && p.reload == nil {
+	if p.gen.Load() == 0 && p.reload == nil {
 		return 0 // no reload ever rolled
 	}
 	old, _, _ := p.generationsLocked()

@@ -95,8 +95,8 @@ type Stats struct {
 	Recycled          uint64 // healthy workers stopped on purpose: StopsMaxCalls + StopsMaxMemory + StopsMaxLifetime + StopsOverflowIdle + StopsReload
 
 	// Generations (Pool.Reload). Every worker is started in the pool's
-	// generation of the moment: 1 from New on, and the number a reload
-	// takes once its first new worker is proven. A reload that fails
+	// generation of the moment: 0 from New on, and the number a reload
+	// takes (the next one) once its first new worker is proven. A reload that fails
 	// leaves Generation as it was; its number is not used again.
 	Generation    uint64 // the generation new workers start in
 	OldGeneration int    // gauge: workers of an older generation still serving or starting, which a reload replaces (its progress: it ends at 0)

@@ -56,7 +56,7 @@ type startOrder struct {
 	startedFor *waiter         // the waiter it is for; nil: for the pool
 	ctx        context.Context // bounds the start: the pool's lifetime, or New's ctx
 	report     chan<- error    // New's first workers only: receives the start's error, nil on success
-	gen        uint64          // the generation of the worker; 0: the pool's now (orderLocked)
+	gen        uint64          // the generation of the worker: a reload's, else the pool's now (orderLocked)
 	reload     *reloadRun      // the reload that ordered it (reload.go); nil: not a reload's
 }
 
@@ -68,7 +68,7 @@ func (p *Pool) startLocked(startedFor *waiter) {
 // orderLocked runs the start o in a goroutine of the supervisor. It counts
 // as in flight (Pool.starting) until started takes its result.
 func (p *Pool) orderLocked(o startOrder) {
-	if o.gen == 0 {
+	if o.reload == nil {
 		o.gen = p.gen.Load()
 	}
 	p.startingGen[o.gen]++
