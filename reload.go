@@ -273,8 +273,10 @@ func (p *Pool) reloadStartedLocked(r *reloadRun, pw *pooledWorker) {
 // generation goes back to the one before it, so that the workers that
 // serve, old and new, all serve on.
 func (p *Pool) reloadStartFailedLocked(r *reloadRun, err error) {
-	r.starting--
-	if p.reload != r || r.failed != nil {
+	if r.starting--; p.reload != r || r.failed != nil {
+		if r.starting == 0 && p.reload != r {
+			r.cancel()
+		}
 		return // it ended, and cut its starts short
 	}
 	p.startFails++
