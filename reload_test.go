@@ -456,3 +456,13 @@ func TestReloadForkServerReplacesTheTemplate(t *testing.T) {
 	require.Eventually(t, old.exited, 30*time.Second, 10*time.Millisecond,
 		"the old template was not stopped once its workers were gone")
 }
+
+func TestReloadAtRestStartsOneWorkerPerOldOne(t *testing.T) {
+	f := newReloadFixture(t, 2, func(c *Config) { c.MaxOverflow = 1 })
+	require.NoError(t, f.pool.Reload(testCtx(t)))
+	awaitPool(t, f.pool, "at rest", func(s Stats) bool { return atRest(s, 2) })
+	s := f.pool.Stats()
+	assert.Equal(t, uint64(2), s.StartsReload, "one new worker for each old one")
+	assert.Equal(t, uint64(2), s.StopsReload)
+	assert.Zero(t, s.StopsOverflow, "no new worker stopped as not needed")
+}

@@ -253,11 +253,11 @@ func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 	if pw.gen < p.gen.Load() && p.offerOldLocked(pw, startedFor) {
 		return
 	}
-	others := p.readyLocked()
+	oldServing := p.replacedByLocked(pw) // first: it may retire an idle old worker
+	others := p.readyLocked() - oldServing
 	if pw.state.serving() {
 		others--
 	}
-	others -= p.replacedByLocked(pw)
 	if others >= p.cfg.Size+p.cfg.MaxOverflow {
 		// Beyond Size+MaxOverflow: only after Resize shrank the pool. It
 		// goes even when callers wait (the others serve them), whatever
