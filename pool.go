@@ -19,7 +19,8 @@ import (
 //
 // Its semantics are poolboy's: at rest exactly Config.Size workers run, all
 // idle; under load up to Size+MaxOverflow, worker processes being stopped
-// included (a stopped worker holds its slot until it has exited); a worker
+// included (a stopped worker holds its slot until it has exited), and
+// Config.ReloadSurge more while Reload runs; a worker
 // checked in while overflow workers exist and nobody waits is stopped; no
 // caller waits while a worker is idle; a worker that dies frees its slot at
 // once and is replaced without a caller having to ask.

@@ -23,7 +23,8 @@ type Stats struct {
 	MaxOverflow int // Config.MaxOverflow (as Resize last set it): workers allowed beyond Size under load
 
 	// Workers by state, and callers waiting (gauges).
-	// Workers+Starting+Stopping never exceeds Size+MaxOverflow.
+	// Workers+Starting+Stopping never exceeds Size+MaxOverflow, but for
+	// Config.ReloadSurge more while Pool.Reload runs (Reloading).
 	Workers       int // workers that hold a slot and serve: Idle + InUse
 	Idle          int // workers waiting for a call
 	InUse         int // workers checked out by callers, or finishing a call whose caller gave up (being interrupted)
