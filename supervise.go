@@ -339,10 +339,17 @@ func (p *Pool) limits(pw *pooledWorker) {
 // recycleReason says why a healthy worker must be replaced; the zero
 // recycling if it need not.
 func (p *Pool) recycleReason(pw *pooledWorker) recycling {
+	if gen := p.gen.Load(); pw.gen < gen {
+		return recycling{causeReload, fmt.Sprintf("replaced by Pool.Reload (generation %d, the pool's is now %d)", pw.gen, gen)}
+	}
+	return p.limitReason(pw)
+}
+
+// limitReason is recycleReason but for a reload: why a healthy worker must
+// be replaced whatever its generation.
+func (p *Pool) limitReason(pw *pooledWorker) recycling {
 	proc := pw.proc
 	switch {
-	case pw.gen < p.gen.Load():
-		return recycling{causeReload, fmt.Sprintf("replaced by Pool.Reload (generation %d, the pool's is now %d)", pw.gen, p.gen.Load())}
 	case pw.maxCalls > 0 && proc.served.Load() >= pw.maxCalls:
 		return recycling{causeMaxCalls, fmt.Sprintf("served %d calls (Config.MaxCallsPerWorker)", proc.served.Load())}
 	case pw.lifetime > 0 && time.Since(proc.started) >= pw.lifetime:
@@ -402,12 +409,12 @@ func (p *Pool) sweepOnce() {
 }
 
 // recycleIdleLocked replaces the idle workers that have a reason to go
-// (recycleReason); busy ones go at their check-in. An idle worker of an
-// older generation is left to the reload, which retires it once a new one
-// takes its place (reload.go).
+// (recycleReason); busy ones go at their check-in. That an idle worker is
+// of an older generation is not reason enough: the reload retires it once
+// a new one takes its place (reload.go), so that it serves until then.
 func (p *Pool) recycleIdleLocked() {
 	for _, pw := range p.idle.all() {
-		if reason := p.recycleReason(pw); reason.cause != causeNone && reason.cause != causeReload {
+		if reason := p.limitReason(pw); reason.cause != causeNone {
 			p.recycleLocked(pw, reason)
 		}
 	}

@@ -79,7 +79,7 @@ def install(paths: List[str]) -> None:
     if not roots:
         return
     make: Callable[[str], Any] = _bx.FileFinder.path_hook(
-        (_bx.ExtensionFileLoader, _bx.EXTENSION_SUFFIXES),
+        (_bx.ExtensionFileLoader, _imp.extension_suffixes()),
         (FreshSourceLoader, _bx.SOURCE_SUFFIXES),
         (_bx.SourcelessFileLoader, _bx.BYTECODE_SUFFIXES),
     )
