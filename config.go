@@ -132,6 +132,14 @@ type Config struct {
 	// keeps it. Default 0.
 	MaxOverflow int
 
+	// ReloadSurge is how many workers Pool.Reload may run beyond
+	// Size+MaxOverflow while it replaces the workers: each new worker is
+	// started and proven (module imported, SetUp done) before the old one
+	// it replaces is retired, and the surge is where it starts. It is also
+	// how many new workers a reload starts at a time. Default
+	// DefaultReloadSurge (1); it must not be negative (0 means the default).
+	ReloadSurge int
+
 	// Python is the interpreter to run: a name looked up in PATH or a path.
 	// Default "python3". It is resolved once, by New, to the real executable
 	// (sys.executable), so that launcher shims such as pyenv's are not paid
@@ -352,6 +360,10 @@ type Config struct {
 	PreloadSetUp bool
 }
 
+// DefaultReloadSurge is Config.ReloadSurge's default: the new workers a
+// reload may run beyond Size+MaxOverflow.
+const DefaultReloadSurge = 1
+
 // Defaults of Config's durations.
 const (
 	DefaultStartTimeout      = 60 * time.Second
@@ -417,6 +429,9 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("pypool: Config.Size is %d: it must be positive (0 means the number of CPUs)", c.Size)
 	case c.MaxOverflow < 0:
 		return c, fmt.Errorf("pypool: Config.MaxOverflow is %d: it can not be negative", c.MaxOverflow)
+	case c.ReloadSurge < 0:
+		return c, fmt.Errorf("pypool: Config.ReloadSurge is %d: it can not be negative (0 means the default, %d: "+
+			"the workers Pool.Reload may start beyond Size+MaxOverflow)", c.ReloadSurge, DefaultReloadSurge)
 	case c.Strategy != LIFO && c.Strategy != FIFO:
 		return c, fmt.Errorf("pypool: Config.Strategy is %v: use pypool.LIFO or pypool.FIFO", c.Strategy)
 	case c.StartTimeout < 0, c.InterruptGrace < 0, c.StopTimeout < 0, c.CallTimeout < 0,
@@ -472,6 +487,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.Python = orDefault(c.Python, "python3")
 	c.Size = orDefault(c.Size, runtime.NumCPU())
 	c.StartTimeout = orDefault(c.StartTimeout, DefaultStartTimeout)
+	c.ReloadSurge = orDefault(c.ReloadSurge, DefaultReloadSurge)
 	c.InterruptGrace = orDefault(c.InterruptGrace, DefaultInterruptGrace)
 	c.StopTimeout = orDefault(c.StopTimeout, DefaultStopTimeout)
 	c.StackDumpInterval = orDefault(c.StackDumpInterval, DefaultStackDumpInterval)

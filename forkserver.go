@@ -529,3 +529,22 @@ func orphaned(proc osProcess) bool {
 		return false
 	}
 }
+
+// forkedBy returns the template that forked proc, nil for a worker started
+// by exec.
+func forkedBy(proc osProcess) *forkServer {
+	if f, ok := proc.(*forkedProcess); ok {
+		return f.server
+	}
+	return nil
+}
+
+// exited reports whether the template has exited and was reaped.
+func (fs *forkServer) exited() bool {
+	select {
+	case <-fs.done:
+		return true
+	default:
+		return false
+	}
+}

@@ -45,3 +45,9 @@ func (*forkServer) stop(time.Duration) {}
 
 // orphaned is false: there are no forked workers outside Linux.
 func orphaned(osProcess) bool { return false }
+
+// forkedBy is nil: there are no forked workers outside Linux.
+func forkedBy(osProcess) *forkServer { return nil }
+
+// exited is true: a template never runs outside Linux.
+func (*forkServer) exited() bool { return true }

@@ -137,6 +137,7 @@ func TestPoolModel(t *testing.T) {
 			"killHeld":         m.killHeld,
 			"killIdle":         m.killIdle,
 			"tinyCall":         m.tinyCall,
+			"reload":           m.reload,
 		})
 		passed = true
 	})
@@ -159,6 +160,7 @@ type poolModel struct {
 	restartsMax uint64        // plus starts that may have happened (checkouts that gave up)
 	kills       int
 	pids        map[int]bool // every worker pid seen in this pool
+	reloads     int          // Pool.Reload calls, each of which completed
 }
 
 // heldWorker is a transaction held open in its own goroutine.
@@ -471,6 +473,32 @@ func (m *poolModel) tinyCall(rt *rapid.T) {
 		m.restartsMax++
 	case err != nil && noIdle && !full:
 		m.restartsMax++ // it may have asked for an overflow worker before giving up
+	}
+}
+
+// reload replaces every worker (Pool.Reload) while none is checked out: it
+// completes, every worker that served is gone, and Restarts grows by Size
+// (one new worker for each old one).
+func (m *poolModel) reload(rt *rapid.T) {
+	if m.pool != nil && m.k() > 0 {
+		rt.Skip("workers checked out") // Reload would wait for their check-in
+	}
+	if !m.busy(rt) {
+		return
+	}
+	old := workerPids(m.pool)
+	ctx, cancel := context.WithTimeout(context.Background(), holdTimeout)
+	defer cancel()
+	if err := m.pool.Reload(ctx); err != nil {
+		rt.Fatalf("Reload: %v", err)
+	}
+	m.reloads++
+	m.restartsMin += uint64(m.size)
+	m.restartsMax += uint64(m.size)
+	m.vanished = append(m.vanished, old...)
+	rt.Logf("reloaded: workers %v replaced", old)
+	if s := m.pool.Stats(); s.Generation != uint64(m.reloads) || s.OldGeneration != 0 || s.ReloadsDone != uint64(m.reloads) {
+		rt.Fatalf("after %d reloads: Generation %d, OldGeneration %d, ReloadsDone %d", m.reloads, s.Generation, s.OldGeneration, s.ReloadsDone)
 	}
 }
 

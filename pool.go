@@ -19,7 +19,8 @@ import (
 //
 // Its semantics are poolboy's: at rest exactly Config.Size workers run, all
 // idle; under load up to Size+MaxOverflow, worker processes being stopped
-// included (a stopped worker holds its slot until it has exited); a worker
+// included (a stopped worker holds its slot until it has exited), and
+// Config.ReloadSurge more while Reload runs; a worker
 // checked in while overflow workers exist and nobody waits is stopped; no
 // caller waits while a worker is idle; a worker that dies frees its slot at
 // once and is replaced without a caller having to ask.
@@ -63,6 +64,22 @@ type Pool struct {
 	tracers     atomic.Pointer[Tracer] // set by Pool.AddTracer: Config.Tracer and the added ones; nil: Config.Tracer alone
 
 	guardBackoff startBackoff // the guardian's restarts (supervise.go)
+
+	// Pool.Reload (reload.go). gen is the generation workers are started
+	// in and below which a worker is retired at check-in; read without mu
+	// by recycleReason, written under mu.
+	gen atomic.Uint64
+	// Guarded by mu: the last generation a reload took (gen's successor
+	// is taken from it), the reload running (nil: none), in-flight starts
+	// by generation, the fork servers replaced by a reload that still have
+	// workers, and the reloads' counters.
+	lastGen        uint64
+	reload         *reloadRun
+	startingGen    map[uint64]int
+	oldForks       []*forkServer
+	reloads        uint64
+	reloadsDone    uint64
+	reloadFailures uint64
 }
 
 // New starts a pool of cfg.Size workers and returns when all of them have
@@ -114,6 +131,8 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 		waiters:   newWaitQueue(),
 		changed:   make(chan struct{}),
 		closeDone: make(chan struct{}),
+
+		startingGen: make(map[uint64]int),
 	}
 	p.lifetime, p.endLife = context.WithCancel(context.Background())
 	p.spec.onBroken = p.processBroken
@@ -310,6 +329,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 	// After the workers, so that their exit statuses were still reported.
 	p.stopForkServer()
+	p.stopOldForkServers()
 	// Last: it owns the groups of all of the above until they are reaped.
 	p.spec.guard.stop(p.cfg.StopTimeout)
 	return err

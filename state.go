@@ -62,6 +62,9 @@ type pooledWorker struct {
 	// recycling limits (supervise.go).
 	maxCalls int64
 	lifetime time.Duration
+	// gen is the generation it was started in (Pool.Reload): it is
+	// retired at check-in once the pool's generation is higher.
+	gen uint64
 
 	// Guarded by Pool.mu.
 	state     workerState
@@ -237,12 +240,21 @@ func (p *Pool) grantLocked(wt *waiter, g grant) bool {
 // for is stopped (poolboy's rule), unless Config.OverflowIdleTimeout keeps
 // it idle a while, and a worker beyond Size+MaxOverflow (after Resize shrank
 // the pool) is stopped even when callers wait.
+//
+// During a reload (reload.go) the workers of an older generation do not
+// count: a new worker takes the place of an idle old one, which is retired,
+// or waits idle for a busy old one to be checked in and retired; and a
+// worker of an older generation is handed only to a waiting caller.
 func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 	if p.closed {
 		p.stopLocked(pw, causeClose)
 		return
 	}
-	others := p.readyLocked()
+	if pw.gen < p.gen.Load() && p.offerOldLocked(pw, startedFor) {
+		return
+	}
+	oldServing := p.replacedByLocked(pw) // first: it may retire an idle old worker
+	others := p.readyLocked() - oldServing
 	if pw.state.serving() {
 		others--
 	}

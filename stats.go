@@ -23,7 +23,8 @@ type Stats struct {
 	MaxOverflow int // Config.MaxOverflow (as Resize last set it): workers allowed beyond Size under load
 
 	// Workers by state, and callers waiting (gauges).
-	// Workers+Starting+Stopping never exceeds Size+MaxOverflow.
+	// Workers+Starting+Stopping never exceeds Size+MaxOverflow, but for
+	// Config.ReloadSurge more while Pool.Reload runs (Reloading).
 	Workers       int // workers that hold a slot and serve: Idle + InUse
 	Idle          int // workers waiting for a call
 	InUse         int // workers checked out by callers, or finishing a call whose caller gave up (being interrupted)
@@ -75,7 +76,8 @@ type Stats struct {
 	StartsRecycle  uint64 // replacements of workers recycled (StopsMaxCalls, StopsMaxMemory, StopsMaxLifetime)
 	StartsOverflow uint64 // workers started beyond Size for waiting callers or calls with NoWait (TryCall), replacing no worker
 	StartsResize   uint64 // workers started because Resize grew the pool
-	Restarts       uint64 // workers started after New: StartsCrash + StartsRecycle + StartsOverflow + StartsResize
+	StartsReload   uint64 // workers started by Pool.Reload, or to replace a worker it retired
+	Restarts       uint64 // workers started after New: StartsCrash + StartsRecycle + StartsOverflow + StartsResize + StartsReload
 	StartFailures  uint64 // worker starts that failed, fatal or transient (the interpreter, the module's import, the handshake, no descriptors, processes or memory)
 
 	// Worker ends by cause (counters): a crash, or a stop the pool decided
@@ -90,7 +92,19 @@ type Stats struct {
 	StopsOverflowIdle uint64 // overflow workers stopped after Config.OverflowIdleTimeout idle
 	StopsResize       uint64 // workers stopped because Resize shrank the pool: idle ones at once, busy ones beyond Size+MaxOverflow at their check-in
 	StopsClose        uint64 // workers stopped by Close
-	Recycled          uint64 // healthy workers stopped on purpose: StopsMaxCalls + StopsMaxMemory + StopsMaxLifetime + StopsOverflowIdle
+	StopsReload       uint64 // workers of an older generation retired by Pool.Reload: idle ones as new ones took their place, busy ones at their check-in
+	Recycled          uint64 // healthy workers stopped on purpose: StopsMaxCalls + StopsMaxMemory + StopsMaxLifetime + StopsOverflowIdle + StopsReload
+
+	// Generations (Pool.Reload). Every worker is started in the pool's
+	// generation of the moment: 0 from New on, and the number a reload
+	// takes (the next one) once its first new worker is proven. A reload that fails
+	// leaves Generation as it was; its number is not used again.
+	Generation    uint64 // the generation new workers start in
+	OldGeneration int    // gauge: workers of an older generation still serving or starting, which a reload replaces (its progress: it ends at 0)
+	Reloading     bool   // a reload runs (Pool.Reload)
+	Reloads       uint64 // reloads begun (a Reload joining a running one begins none)
+	ReloadsDone   uint64 // reloads that replaced every worker: Reload returned nil
+	ReloadsFailed uint64 // reloads that ended with an error: the new code did not start, their context ended, or Close ended them
 }
 
 // cause is why a worker started or stopped: the index of Pool.starts,
@@ -109,6 +123,7 @@ const (
 	causeClose              // stopped by Close
 	causeResize             // started or stopped by Resize
 	causeOverflowIdle       // an overflow worker stopped after Config.OverflowIdleTimeout
+	causeReload             // started by Pool.Reload, or retired by it (an older generation)
 	numCauses
 )
 
@@ -129,6 +144,8 @@ func replacementClass(c cause) cause {
 		return causeCrash
 	case causeMaxCalls, causeMaxMemory, causeMaxLifetime:
 		return causeMaxCalls // counted as StartsRecycle
+	case causeReload:
+		return causeReload
 	}
 	return causeNone
 }
@@ -164,7 +181,7 @@ func (p *Pool) endCauseLocked(crashed bool) cause {
 // start is owed, whatever the pool's size; else overflow beyond Size, or
 // below Size a start of New's that died.
 func (p *Pool) startCauseLocked() cause {
-	for _, c := range []cause{causeResize, causeCrash, causeMaxCalls} {
+	for _, c := range []cause{causeResize, causeCrash, causeMaxCalls, causeReload} {
 		if p.owed[c] > 0 {
 			p.owed[c]--
 			return c
@@ -241,6 +258,7 @@ func (p *Pool) Stats() Stats {
 		StartsRecycle:  p.starts[causeMaxCalls],
 		StartsOverflow: p.starts[causeOverflow],
 		StartsResize:   p.starts[causeResize],
+		StartsReload:   p.starts[causeReload],
 		StartFailures:  p.startFails,
 
 		Crashes:           p.crashes,
@@ -252,10 +270,18 @@ func (p *Pool) Stats() Stats {
 		StopsOverflowIdle: p.stops[causeOverflowIdle],
 		StopsResize:       p.stops[causeResize],
 		StopsClose:        p.stops[causeClose],
+		StopsReload:       p.stops[causeReload],
 		Recycled:          p.recycled,
+
+		Generation:    p.gen.Load(),
+		OldGeneration: p.oldGenerationLocked(),
+		Reloading:     p.reload != nil,
+		Reloads:       p.reloads,
+		ReloadsDone:   p.reloadsDone,
+		ReloadsFailed: p.reloadFailures,
 	}
 	p.mu.Unlock()
-	s.Restarts = s.StartsCrash + s.StartsRecycle + s.StartsOverflow + s.StartsResize
+	s.Restarts = s.StartsCrash + s.StartsRecycle + s.StartsOverflow + s.StartsResize + s.StartsReload
 	c := &p.callStats
 	// finished before started: a snapshot never shows more calls
 	// finished than started.

@@ -44,6 +44,9 @@ func (p *Pool) reconcileLocked() {
 		p.startLocked(nil)
 	}
 	p.settleOwedLocked(n - started)
+	if p.reload != nil {
+		p.reloadStartsLocked() // a reload's own starts, in its surge (reload.go)
+	}
 }
 
 // startOrder is one worker start the supervisor decided: why, for whom,
@@ -53,6 +56,8 @@ type startOrder struct {
 	startedFor *waiter         // the waiter it is for; nil: for the pool
 	ctx        context.Context // bounds the start: the pool's lifetime, or New's ctx
 	report     chan<- error    // New's first workers only: receives the start's error, nil on success
+	gen        uint64          // the generation of the worker: a reload's, else the pool's now (orderLocked)
+	reload     *reloadRun      // the reload that ordered it (reload.go); nil: not a reload's
 }
 
 // startLocked has a worker started, for the waiter startedFor if not nil.
@@ -63,6 +68,10 @@ func (p *Pool) startLocked(startedFor *waiter) {
 // orderLocked runs the start o in a goroutine of the supervisor. It counts
 // as in flight (Pool.starting) until started takes its result.
 func (p *Pool) orderLocked(o startOrder) {
+	if o.reload == nil {
+		o.gen = p.gen.Load()
+	}
+	p.startingGen[o.gen]++
 	p.starting++
 	p.wg.Add(1)
 	go p.startWorker(o)
@@ -108,14 +117,27 @@ func (p *Pool) started(o startOrder, proc *process, err error, begun time.Time) 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.starting--
+	if p.startingGen[o.gen]--; p.startingGen[o.gen] <= 0 {
+		delete(p.startingGen, o.gen)
+	}
 	p.notifyLocked()
 	if err == nil {
-		err = p.joinLocked(proc)
+		err = p.joinLocked(proc, o.gen)
 	}
 	switch {
+	case err == nil && o.reload != nil:
+		p.starts[o.why]++
+		p.reloadStartedLocked(o.reload, p.workers[proc])
 	case err == nil:
 		p.starts[o.why]++
 		p.offerLocked(p.workers[proc], o.startedFor)
+	case o.reload != nil && !p.closed:
+		// A reload's start: its failure is the reload's, which ends and
+		// returns it. The pool's backoff, its waiting callers and its
+		// workers of the generation that serves are not touched.
+		p.reloadStartFailedLocked(o.reload, err)
+		p.reconcileLocked()
+	case o.reload != nil:
 	case o.report != nil:
 		// One of New's first workers: New logs the failure and closes
 		// the pool, so no retry.
@@ -134,7 +156,7 @@ func (p *Pool) started(o startOrder, proc *process, err error, begun time.Time) 
 // joinLocked records a started process as a pooled worker (state new, for
 // offerLocked to place), or stops it when the pool closed or the process
 // died since its handshake.
-func (p *Pool) joinLocked(proc *process) error {
+func (p *Pool) joinLocked(proc *process, gen uint64) error {
 	if p.closed {
 		proc.kill()
 		return ErrPoolClosed
@@ -146,7 +168,7 @@ func (p *Pool) joinLocked(proc *process) error {
 		exitErr.cause = ErrWorkerStart
 		return &exitErr
 	}
-	pw := &pooledWorker{proc: proc, state: stateStarting}
+	pw := &pooledWorker{proc: proc, state: stateStarting, gen: gen}
 	p.limits(pw)
 	p.counts[stateStarting]++
 	p.workers[proc] = pw
@@ -216,6 +238,7 @@ func (p *Pool) processExited(proc *process) {
 	p.leftLocked(pw, p.endCauseLocked(proc.crashed()))
 	p.setStateLocked(pw, stateExited)
 	p.reconcileLocked()
+	p.stopOldForkServersLocked() // once the last worker a replaced template forked has exited
 	cause := p.stopCauseLocked(pw)
 	p.mu.Unlock()
 	proc.logExit(cause)
@@ -316,6 +339,15 @@ func (p *Pool) limits(pw *pooledWorker) {
 // recycleReason says why a healthy worker must be replaced; the zero
 // recycling if it need not.
 func (p *Pool) recycleReason(pw *pooledWorker) recycling {
+	if gen := p.gen.Load(); pw.gen < gen {
+		return recycling{causeReload, fmt.Sprintf("replaced by Pool.Reload (generation %d, the pool's is now %d)", pw.gen, gen)}
+	}
+	return p.limitReason(pw)
+}
+
+// limitReason is recycleReason but for a reload: why a healthy worker must
+// be replaced whatever its generation.
+func (p *Pool) limitReason(pw *pooledWorker) recycling {
 	proc := pw.proc
 	switch {
 	case pw.maxCalls > 0 && proc.served.Load() >= pw.maxCalls:
@@ -377,10 +409,12 @@ func (p *Pool) sweepOnce() {
 }
 
 // recycleIdleLocked replaces the idle workers that have a reason to go
-// (recycleReason); busy ones go at their check-in.
+// (recycleReason); busy ones go at their check-in. That an idle worker is
+// of an older generation is not reason enough: the reload retires it once
+// a new one takes its place (reload.go), so that it serves until then.
 func (p *Pool) recycleIdleLocked() {
 	for _, pw := range p.idle.all() {
-		if reason := p.recycleReason(pw); reason.cause != causeNone {
+		if reason := p.limitReason(pw); reason.cause != causeNone {
 			p.recycleLocked(pw, reason)
 		}
 	}
@@ -621,9 +655,14 @@ func (p *Pool) forkServerSettled(fs *forkServer, err error) {
 	p.log.Debug(msgForkServerStarted, "forkserver", fs.pid, "module", p.cfg.Module)
 }
 
-// forkServerStarted makes fs the pool's template.
+// forkServerStarted makes fs the pool's template. A template it replaces
+// (one a reload started meanwhile) is stopped once its workers are gone.
 func (p *Pool) forkServerStarted(fs *forkServer) {
-	p.forks.Store(fs)
+	p.mu.Lock()
+	if old := p.forks.Swap(fs); old != nil && old != fs {
+		p.oldForks = append(p.oldForks, old)
+	}
+	p.mu.Unlock()
 	p.log.Debug(msgForkServerStarted, "forkserver", fs.pid, "module", p.cfg.Module)
 }
 

@@ -194,6 +194,7 @@ type descs struct {
 	callsStarted, callsFinished, callsSent, python, rejections, deadlines, canceled *prometheus.Desc
 	interrupts, waits, waitSeconds, crashes, startFailures, starts, stops           *prometheus.Desc
 	pings, pingFailures                                                             *prometheus.Desc
+	generation, oldGeneration, reloads                                              *prometheus.Desc
 }
 
 func newDescs(pool string) descs {
@@ -223,6 +224,9 @@ func newDescs(pool string) descs {
 		crashes:       desc("pypool_crashes_total", "Workers that died without being asked to."),
 		startFailures: desc("pypool_start_failures_total", "Worker starts that failed."),
 		starts:        desc("pypool_worker_starts_total", "Workers started, by cause: initial, crash (replacing a crashed or killed worker), recycle (replacing a recycled one), overflow, resize.", "cause"),
+		generation:    desc("pypool_generation", "The generation new workers start in: 0 from New on, one more for each Pool.Reload that got a new worker running (Stats.Generation)."),
+		oldGeneration: desc("pypool_old_generation_workers", "Workers of an older generation still serving or starting: a reload's progress (Stats.OldGeneration)."),
+		reloads:       desc("pypool_reloads_total", "Pool.Reload runs that ended, by outcome: done (every worker replaced), failed (the new code did not start, a context ended, or Close).", "outcome"),
 		stops:         desc("pypool_worker_stops_total", "Workers stopped, by cause: overflow (at check-in, nobody waiting), overflow_idle (after Config.OverflowIdleTimeout), max_calls, max_memory, max_lifetime, killed (unknown state), close, resize. Crashes are pypool_crashes_total.", "cause"),
 	}
 }
@@ -235,6 +239,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		d.callsStarted, d.callsFinished, d.callsSent, d.python, d.rejections,
 		d.deadlines, d.canceled, d.interrupts, d.waits, d.waitSeconds,
 		d.crashes, d.startFailures, d.starts, d.stops, d.pings, d.pingFailures,
+		d.generation, d.oldGeneration, d.reloads,
 	} {
 		ch <- d
 	}
@@ -290,6 +295,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.stops, s.StopsKilled, "killed")
 	counter(d.stops, s.StopsClose, "close")
 	counter(d.stops, s.StopsResize, "resize")
+	gauge(d.generation, int(s.Generation))
+	gauge(d.oldGeneration, s.OldGeneration)
+	counter(d.reloads, s.ReloadsDone, "done")
+	counter(d.reloads, s.ReloadsFailed, "failed")
 
 	c.callDuration.Collect(ch)
 	c.waitDuration.Collect(ch)

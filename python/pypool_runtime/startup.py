@@ -28,7 +28,7 @@ try:  # _signal is signal without its enum wrappers, a few ms cheaper to import
 except ImportError:  # pragma: no cover - not CPython
     import signal  # type: ignore[no-redef]
 
-from . import HELLO, PROTOCOL_VERSION, shm, stdlib
+from . import HELLO, PROTOCOL_VERSION, freshcode, shm, stdlib
 from . import codec as codecs
 from .errors import exception_message, format_traceback, missing_module_hint, type_name, utf8_safe
 
@@ -198,6 +198,7 @@ def prepare(options: Options, keep: Optional[List[int]] = None) -> None:
     global _CODEC
     _CODEC = codecs.load(options.codec)  # msgpack from site-packages, not from a --path
     fix_sys_path(options.paths)
+    freshcode.install(options.paths)  # a module rewritten in the same second is read again (freshcode.py)
     del sys.argv[1:]  # the runtime's arguments are not the user module's
     # User code imports the runtime's public API as "pypool" (from pypool
     # import call_go): the package itself under a second name, no import;
