@@ -321,6 +321,9 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []any, x exchange, attempt int) (err error) {
 	ct := p.startTrace(ctx, rec, args, attempt, w != nil)
 	defer func() { ct.end(err, err != nil && p.mayRetry(w, x, err, attempt)) }() // after the check-in
+	if w == nil && x.each == nil && !x.probe && p.cfg.AsyncCalls > 0 && p.spec.isAsync(rec.fn) {
+		return p.attemptShared(ctx, &ct, rec, args, x) // Config.AsyncCalls: async.go
+	}
 	var pw *pooledWorker
 	if w == nil {
 		pw, _, err = p.checkout(ctx)

@@ -63,6 +63,8 @@ type Pool struct {
 	tracers     atomic.Pointer[Tracer] // set by Pool.AddTracer: Config.Tracer and the added ones; nil: Config.Tracer alone
 
 	guardBackoff startBackoff // the guardian's restarts (supervise.go)
+
+	async asyncCalls // Config.AsyncCalls: the workers serving async calls (async.go); guarded by mu
 }
 
 // New starts a pool of cfg.Size workers and returns when all of them have

@@ -31,9 +31,42 @@ def get_ticks():
     return ticks
 
 
+inflight = 0
+most_inflight = 0
+
+
 async def sleep_echo(seconds, value):
-    await asyncio.sleep(seconds)
+    """Sleep, then return value; counts the calls in flight."""
+    global inflight, most_inflight
+    inflight += 1
+    most_inflight = max(most_inflight, inflight)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        inflight -= 1
     return value
+
+
+def sync_inflight():
+    """The calls of sleep_echo in flight, and the most there were at once."""
+    return [inflight, most_inflight]
+
+
+_arrived = 0
+_all_arrived = None
+
+
+async def barrier(n, timeout):
+    """Return once n calls of barrier are in flight at once (TimeoutError
+    after timeout seconds)."""
+    global _arrived, _all_arrived
+    if _all_arrived is None:
+        _all_arrived = asyncio.Event()
+    _arrived += 1
+    if _arrived >= n:
+        _all_arrived.set()
+    await asyncio.wait_for(_all_arrived.wait(), timeout)
+    return _arrived
 
 
 async def trivial():

@@ -1,0 +1,320 @@
+package pypool
+
+// Tests of Config.AsyncCalls (async.go, mux.go; the Python side is
+// python/pypool_runtime/aio.py's AsyncServer): calls of async functions
+// many at once on one worker, a loop that runs between calls, deadlines
+// that cancel one task, crashes that fail every call in flight.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// asyncCallsPool is a pool of testdata/pymod/pypool_asynccalls.py with
+// Config.AsyncCalls n.
+func asyncCallsPool(t *testing.T, n int, configure func(*Config)) *Pool {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.Module = "pypool_asynccalls"
+	cfg.AsyncCalls = n
+	if configure != nil {
+		configure(&cfg)
+	}
+	return newTestPool(t, cfg)
+}
+
+// TestAsyncCallsRunAtOnce: 50 calls that each return only once all 50 are
+// in flight succeed on one worker.
+func TestAsyncCallsRunAtOnce(t *testing.T) {
+	pool := asyncCallsPool(t, 50, nil)
+	var wg sync.WaitGroup
+	errs := make([]error, 50)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = pool.Call(testCtx(t), "barrier", 50, 30)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	s := pool.Stats()
+	assert.Equal(t, 0, s.AsyncCalls)
+	assert.Equal(t, 0, s.AsyncWorkers)
+	assert.Equal(t, 1, s.Idle)
+	assert.Equal(t, uint64(50), s.CallsSent)
+}
+
+// TestAsyncCallsValuesAndErrors: results, keyword arguments, exceptions,
+// CallAs and CallBytes through the calls in flight.
+func TestAsyncCallsValuesAndErrors(t *testing.T) {
+	pool := asyncCallsPool(t, 8, func(c *Config) { c.Size = 2 })
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch i % 4 {
+			case 0:
+				out, err := pool.Call(testCtx(t), "sleep_echo", 0.01, i)
+				assert.NoError(t, err)
+				assert.Equal(t, int64(i), out)
+			case 1:
+				out, err := CallAs[string](testCtx(t), pool, "greet", "ada", Kwargs{"greeting": fmt.Sprint(i)})
+				assert.NoError(t, err)
+				assert.Equal(t, fmt.Sprint(i)+" ada", out)
+			case 2:
+				_, err := pool.Call(testCtx(t), "fail", "bad")
+				var pe *PythonError
+				if assert.ErrorAs(t, err, &pe) {
+					assert.Equal(t, "ValueError", pe.Type)
+				}
+			default:
+				buf, err := CallBytes(testCtx(t), pool, nil, "sleep_echo", 0, []byte("xyz"))
+				assert.NoError(t, err)
+				assert.Equal(t, []byte("xyz"), buf)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestAsyncCallsAtMostN: with AsyncCalls 2 on one worker, 10 calls run two
+// at a time, never more; the others wait and are served as places free.
+func TestAsyncCallsAtMostN(t *testing.T) {
+	pool := asyncCallsPool(t, 2, nil)
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := pool.Call(testCtx(t), "sleep_echo", 0.02, i)
+			assert.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	got, err := CallAs[[]int](testCtx(t), pool, "sync_inflight")
+	require.NoError(t, err)
+	assert.Equal(t, []int{0, 2}, got)
+}
+
+// TestAsyncCallsLoopRunsBetweenCalls: a background task started by a call
+// runs while no call is in flight.
+func TestAsyncCallsLoopRunsBetweenCalls(t *testing.T) {
+	pool := asyncCallsPool(t, 4, nil)
+	_, err := pool.Call(testCtx(t), "start_ticker")
+	require.NoError(t, err)
+	first, err := CallAs[int](testCtx(t), pool, "get_ticks")
+	require.NoError(t, err)
+	for {
+		time.Sleep(50 * time.Millisecond) // no call in flight
+		now, err := CallAs[int](testCtx(t), pool, "get_ticks")
+		require.NoError(t, err)
+		if now > first+3 {
+			return
+		}
+		require.NoError(t, testCtx(t).Err())
+	}
+}
+
+// TestAsyncCallsSyncFunctionsHaveTheWorkerAlone: a sync function's call
+// waits until the async calls in flight on the only worker have ended;
+// streams, Ping and a Transaction's calls work in the mode.
+func TestAsyncCallsSyncFunctionsHaveTheWorkerAlone(t *testing.T) {
+	pool := asyncCallsPool(t, 20, nil)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := pool.Call(testCtx(t), "sleep_echo", 0.3, i)
+			assert.NoError(t, err)
+		}()
+	}
+	awaitPool(t, pool, "20 async calls in flight", func(s Stats) bool { return s.AsyncCalls == 20 })
+	got, err := CallAs[[]int](testCtx(t), pool, "sync_inflight")
+	require.NoError(t, err)
+	assert.Equal(t, []int{0, 20}, got, "the sync call ran while async calls were in flight")
+	wg.Wait()
+
+	var items []int64
+	for v, err := range pool.Stream(testCtx(t), "numbers", 3) {
+		require.NoError(t, err)
+		items = append(items, v.(int64))
+	}
+	assert.Equal(t, []int64{0, 1, 2}, items)
+	require.NoError(t, pool.Ping(testCtx(t)))
+	require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+		out, err := w.Call(testCtx(t), "sleep_echo", 0, "tx")
+		assert.Equal(t, "tx", out)
+		return err
+	}))
+	out, err := pool.Call(testCtx(t), "returns_coroutine", "c")
+	require.NoError(t, err)
+	assert.Equal(t, "c", out)
+}
+
+// TestAsyncCallsDeadlineCancelsOnlyItsTask: among 20 calls in flight on
+// one worker, the one whose deadline passes gets its context's error at
+// once and its task a CancelledError; the others end normally, on the
+// same worker.
+func TestAsyncCallsDeadlineCancelsOnlyItsTask(t *testing.T) {
+	pool := asyncCallsPool(t, 50, nil)
+	pid := workerPids(pool)[0]
+	var wg sync.WaitGroup
+	for range 19 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := pool.Call(testCtx(t), "wait_cancel", 1.0)
+			assert.NoError(t, err)
+			assert.Equal(t, "slept", out)
+		}()
+	}
+	awaitPool(t, pool, "19 async calls in flight", func(s Stats) bool { return s.AsyncCalls == 19 })
+	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	_, err := pool.Call(ctx, "wait_cancel", 1.0)
+	late := time.Since(began)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, late, 800*time.Millisecond, "the call returned at its deadline, not with its neighbours")
+	wg.Wait()
+	n, err := CallAs[int](testCtx(t), pool, "cancelled_count")
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	s := pool.Stats()
+	assert.Equal(t, uint64(0), s.Crashes+s.StopsKilled)
+	assert.Equal(t, uint64(1), s.Interrupts)
+	assert.Equal(t, uint64(1), s.DeadlineExceeded)
+	assert.Equal(t, []int{pid}, workerPids(pool))
+}
+
+// TestAsyncCallsIgnoredCancelKillsTheWorker: a task that ignores its
+// cancellation past Config.InterruptGrace gets its worker killed, and the
+// calls in flight beside it fail with ErrWorkerCrashed; the pool replaces
+// the worker.
+func TestAsyncCallsIgnoredCancelKillsTheWorker(t *testing.T) {
+	pool := asyncCallsPool(t, 50, func(c *Config) { c.InterruptGrace = 200 * time.Millisecond })
+	pid := workerPids(pool)[0]
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := pool.Call(testCtx(t), "sleep_echo", 10, 0)
+			assert.ErrorIs(t, err, ErrWorkerCrashed)
+		}()
+	}
+	awaitPool(t, pool, "10 async calls in flight", func(s Stats) bool { return s.AsyncCalls == 10 })
+	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "ignore_cancel", 10)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	wg.Wait()
+	awaitPool(t, pool, "a new worker", func(s Stats) bool { return s.Idle == 1 && s.StopsKilled == 1 })
+	out, err := pool.Call(testCtx(t), "sleep_echo", 0, "again")
+	require.NoError(t, err)
+	assert.Equal(t, "again", out)
+	assert.NotEqual(t, []int{pid}, workerPids(pool))
+}
+
+// TestAsyncCallsCrashFailsEveryCallInFlight: a worker killed with 50 calls
+// in flight fails each of them with ErrWorkerCrashed, once; with
+// CrashRetries they succeed on the replacement.
+func TestAsyncCallsCrashFailsEveryCallInFlight(t *testing.T) {
+	for _, retries := range []int{0, 1} {
+		t.Run(fmt.Sprint("CrashRetries=", retries), func(t *testing.T) {
+			pool := asyncCallsPool(t, 50, func(c *Config) { c.CrashRetries = retries })
+			pid := workerPids(pool)[0]
+			var wg sync.WaitGroup
+			errs := make([]error, 50)
+			for i := range errs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, errs[i] = pool.Call(testCtx(t), "sleep_echo", 0.5, i)
+				}()
+			}
+			awaitPool(t, pool, "50 async calls in flight", func(s Stats) bool { return s.AsyncCalls == 50 })
+			require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+			wg.Wait()
+			for _, err := range errs {
+				if retries == 0 {
+					assert.ErrorIs(t, err, ErrWorkerCrashed)
+					var exit *WorkerExitError
+					if assert.ErrorAs(t, err, &exit) {
+						assert.Equal(t, pid, exit.Pid)
+					}
+				} else {
+					assert.NoError(t, err)
+				}
+			}
+			awaitPool(t, pool, "a new idle worker", func(s Stats) bool { return s.Idle == 1 && s.AsyncCalls == 0 })
+			s := pool.Stats()
+			assert.Equal(t, uint64(1), s.Crashes)
+			assert.Equal(t, s.CallsStarted, s.CallsFinished)
+			_, err := pool.Call(testCtx(t), "sleep_echo", 0, 1)
+			require.NoError(t, err)
+		})
+	}
+}
+
+// TestAsyncCallsRefusals: Go callbacks from a task are refused with an
+// error that names the mode; shared memory cannot be asked for with it.
+func TestAsyncCallsRefusals(t *testing.T) {
+	pool := asyncCallsPool(t, 4, func(c *Config) {
+		c.Callbacks = map[string]Callback{"hello": func(context.Context, []any) (any, error) { return "hi", nil }}
+	})
+	_, err := pool.Call(testCtx(t), "calls_go")
+	var pe *PythonError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "RuntimeError", pe.Type)
+	assert.Contains(t, pe.Message, "Config.AsyncCalls")
+
+	for _, c := range []Config{
+		{Module: "m", AsyncCalls: -1},
+		{Module: "m", AsyncCalls: 2, SharedMemoryThreshold: 1 << 20},
+	} {
+		_, err := c.withDefaults()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "Config.")
+	}
+	c, err := Config{Module: "m", AsyncCalls: 2}.withDefaults()
+	require.NoError(t, err)
+	assert.Negative(t, c.SharedMemoryThreshold, "no shared memory in async mode")
+}
+
+// TestAsyncCallsClose: Close with calls in flight waits for them.
+func TestAsyncCallsClose(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Module = "pypool_asynccalls"
+	cfg.AsyncCalls = 10
+	pool, err := New(testCtx(t), cfg)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := pool.Call(testCtx(t), "sleep_echo", 0.2, i)
+			if !errors.Is(err, ErrPoolClosed) {
+				assert.NoError(t, err)
+				assert.Equal(t, int64(i), out)
+			}
+		}()
+	}
+	awaitPool(t, pool, "10 async calls in flight", func(s Stats) bool { return s.AsyncCalls == 10 })
+	require.NoError(t, pool.Close(testCtx(t)))
+	wg.Wait()
+}
