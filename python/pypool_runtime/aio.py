@@ -287,18 +287,22 @@ def _shutdown() -> None:
 # With --async-calls N (Config.AsyncCalls), the worker's loop runs all the
 # time, in a thread of its own (the loop thread), from the end of the
 # set-up to the end of input: the module's background tasks run between
-# calls and during them. The main thread reads Go's frames (AsyncServer.serve)
-# and hands each CALL of an ``async def`` function (async_functions) to the
-# loop thread, which runs it as a task; Go may send up to N of them before
-# the first reply, and each task's RESULT or ERROR goes out, tagged with its
-# call id, when the task ends. CANCEL [12, id] cancels the task of call id
-# (CancelledError in it; its reply is then ERROR "interrupted"). Every other
-# frame (a sync function's CALL, a STREAM, a runtime function) is served by
-# the main thread as without the mode: Go sends such a frame only when no
-# task of a call is in flight, so that main thread and loop thread never
-# write at once. An awaitable that the main thread awaits (a sync function's
-# result, an async generator's items) runs on the loop thread too (run),
-# SIGINT cancelling it. The runtime does not bound the tasks: Go does.
+# calls and during them. The loop thread reads Go's frames (add_reader on
+# the protocol's input, AsyncServer._readable): each CALL of an ``async def``
+# function (async_functions) starts a task there, with no thread between
+# the frame and the task; Go may send up to N of them before the first
+# reply, and each task's RESULT or ERROR goes out, tagged with its call id,
+# when the task ends. CANCEL [12, id] cancels the task of call id
+# (CancelledError in it; its reply is then ERROR "interrupted"). Any other
+# frame (a sync function's CALL, a STREAM, a runtime function) is handed to
+# the main thread with the input itself: the main thread serves it as
+# without the mode (a stream's CREDIT, a callback's answer are its to
+# read), with SIGINT as its interrupt, then gives the input back. Go sends
+# such a frame only when no task of a call is in flight, so that the two
+# threads never write at once. An awaitable that the main thread awaits (a
+# sync function's result, an async generator's items) runs on the loop
+# thread too (AsyncServer.run), SIGINT cancelling it. The runtime does not
+# bound the tasks: Go does.
 
 # The server of an async-mode worker, while it serves (None otherwise).
 _server: Any = None
@@ -336,52 +340,98 @@ class AsyncServer:
         self.stopping = False
 
     def serve(self) -> None:
-        """Start the loop thread, then read frames until the end of input,
-        handing the calls of async functions to the loop thread and serving
-        everything else on this thread; stop the loop thread at the end."""
+        """Start the loop thread, which reads Go's frames (_readable), then
+        serve on this thread the frames it hands over (those that are not
+        calls of async functions), until the end of input; stop the loop
+        thread at the end."""
+        import queue
         import threading
 
         global _server
+        self.handed = queue.SimpleQueue()  # frames for this thread; None: the end; an exception: raise it
         self.thread = threading.Thread(target=self._run_loop, name="pypool-loop", daemon=True)
-        self.thread.start()
         _server = self
+        self.loop.call_soon(self._resume)
+        self.thread.start()
         try:
-            self._read_frames()
+            self._serve_handed()
         finally:
             _server = None
             self.loop.call_soon_threadsafe(self._stop)
             self.thread.join()
 
-    def _read_frames(self) -> None:
-        worker = self.worker
-        read = worker.reader.read
-        decode_call = worker._decode_call
-        names = self.names
+    def _serve_handed(self) -> None:
+        """The main thread: serve each frame the loop thread hands over as
+        without the mode (worker.handle: a sync function's call, a stream,
+        a runtime function, a refusal), then give the input back."""
+        get = self.handed.get
+        handle = self.worker.handle
+        resume = self._resume
         call_soon = self.loop.call_soon_threadsafe
-        start = self._start
         while True:
-            body = call = None
-            body = read()
+            body = None
+            body = get()
             if body is None:
                 return
-            call = decode_call(body)
-            if call is not None:
-                if call[1] in names:
-                    call_soon(start, call[0], call[1], call[2], None)
-                else:
-                    worker.handle(body)
-                continue
-            try:
-                message = worker.unpackb(body)
-            except Exception:
-                worker.handle(body)  # it answers, or explains the violation
-                continue
-            if type(message) is list and len(message) == 2 and message[0] == CANCEL and type(message[1]) is int:
-                call_soon(self._cancel, message[1])
-            elif _is_task_call(message, names):
-                call_soon(start, message[1], message[2], message[3], message[4])
-            else:
-                worker.handle(body)
+            if isinstance(body, BaseException):
+                raise body
+            handle(body)
+            call_soon(resume)
+
+    def _resume(self) -> None:
+        """On the loop thread: read Go's frames again, starting with those
+        read already."""
+        self.loop.add_reader(self.worker.reader.fileno(), self._readable)
+        if self.worker.reader.buffered():
+            self._readable()
+
+    def _readable(self) -> None:
+        """On the loop thread, when the input is readable: take the frames
+        that have come. A call of an async function starts its task here,
+        a CANCEL cancels one; any other frame goes to the main thread with
+        the input, which this thread stops reading until it is given back
+        (a stream's or a callback's frames are the main thread's to read)."""
+        worker = self.worker
+        reader = worker.reader
+        try:
+            while True:
+                body = None
+                body = reader.read()
+                if body is None:  # the end of input
+                    self.loop.remove_reader(reader.fileno())
+                    self.handed.put(None)
+                    return
+                if not self._take(body):
+                    self.loop.remove_reader(reader.fileno())
+                    self.handed.put(body)
+                    return
+                if not reader.buffered():
+                    return
+        except BaseException as exc:  # a protocol violation: the main thread raises it
+            self.loop.remove_reader(reader.fileno())
+            self.handed.put(exc)
+
+    def _take(self, body: Any) -> bool:
+        """Start the task of a call of an async function, or act on a
+        CANCEL; False for any other frame."""
+        worker = self.worker
+        call = worker._decode_call(body)
+        if call is not None:
+            if call[1] not in self.names:
+                return False
+            self._start(call[0], call[1], call[2], None)
+            return True
+        try:
+            message = worker.unpackb(body)
+        except Exception:
+            return False  # the main thread answers, or explains the violation
+        if type(message) is list and len(message) == 2 and message[0] == CANCEL and type(message[1]) is int:
+            self._cancel(message[1])
+            return True
+        if _is_task_call(message, self.names):
+            self._start(message[1], message[2], message[3], message[4])
+            return True
+        return False
 
     def _run_loop(self) -> None:
         """The loop thread: the loop runs until _stop. A task that raises
