@@ -282,7 +282,7 @@ type Config struct {
 	// that ignores the cancellation for Config.InterruptGrace gets its
 	// worker killed, and the other calls on it fail with
 	// ErrWorkerCrashed. In this mode async functions cannot call Go
-	// (Config.Callbacks: RuntimeError in Python), and values never cross
+	// (Config.Callbacks: a Python exception), and values never cross
 	// through shared memory (SharedMemoryThreshold must be left 0).
 	// Default 0: one call per worker, async or not.
 	AsyncCalls int

@@ -30,7 +30,7 @@ import (
 )
 
 // asyncFunctionsFunction is the runtime's own list of the modules' async
-// functions (aio.async_functions), which a worker started with
+// functions (async_functions in the runtime's aio.py), which a worker started with
 // Config.AsyncCalls is asked for after its handshake.
 const asyncFunctionsFunction = "_pypool_async_functions"
 
