@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -164,7 +166,7 @@ func TestAsyncCallsSyncFunctionsHaveTheWorkerAlone(t *testing.T) {
 	assert.Equal(t, "c", out)
 }
 
-// TestAsyncCallsDeadlineCancelsOnlyItsTask: among 20 calls in flight on
+// TestAsyncCallsDeadlineCancelsOnlyItsTask: among 50 calls in flight on
 // one worker, the one whose deadline passes gets its context's error at
 // once and its task a CancelledError; the others end normally, on the
 // same worker.
@@ -172,7 +174,7 @@ func TestAsyncCallsDeadlineCancelsOnlyItsTask(t *testing.T) {
 	pool := asyncCallsPool(t, 50, nil)
 	pid := workerPids(pool)[0]
 	var wg sync.WaitGroup
-	for range 19 {
+	for range 49 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -181,7 +183,7 @@ func TestAsyncCallsDeadlineCancelsOnlyItsTask(t *testing.T) {
 			assert.Equal(t, "slept", out)
 		}()
 	}
-	awaitPool(t, pool, "19 async calls in flight", func(s Stats) bool { return s.AsyncCalls == 19 })
+	awaitPool(t, pool, "49 async calls in flight", func(s Stats) bool { return s.AsyncCalls == 49 })
 	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
 	defer cancel()
 	began := time.Now()
@@ -317,4 +319,142 @@ func TestAsyncCallsClose(t *testing.T) {
 	awaitPool(t, pool, "10 async calls in flight", func(s Stats) bool { return s.AsyncCalls == 10 })
 	require.NoError(t, pool.Close(testCtx(t)))
 	wg.Wait()
+}
+
+// TestAsyncCallsChaos is TestChaos in async mode: 32 callers make calls of
+// async functions (results, exceptions, deadlines that cancel their task,
+// a task that ignores its cancellation), sync calls, streams and
+// transactions on a pool with overflow and retries, while workers are
+// SIGKILLed every 60 ms. Every call ends with its expected result or a
+// typed error, none hangs, the pool's limits hold throughout, and
+// afterwards the pool is back at Size with no stray process.
+func TestAsyncCallsChaos(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Module = "pypool_asynccalls"
+	cfg.AsyncCalls = 8
+	cfg.Size, cfg.MaxOverflow = 2, 2
+	cfg.OverflowIdleTimeout = 200 * time.Millisecond
+	cfg.CrashRetries = 50
+	cfg.InterruptGrace = 200 * time.Millisecond
+	cfg.Logger = slogNew(newLogRecorder())
+	pool := newTestPool(t, cfg)
+	defer watchInvariants(t, pool)()
+
+	var next, kills atomic.Int64
+	var killed []*process // the killer's until killerDone
+	outcomes := newTally()
+	stopKiller, killerDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(killerDone)
+		ticker := time.NewTicker(3 * chaosKillEvery) // 2 workers: fewer kills, so that calls are in flight together
+		defer ticker.Stop()
+		for {
+			select {
+			case <-stopKiller:
+				return
+			case <-ticker.C:
+				if pool.Stats().Workers < cfg.Size/2 {
+					continue
+				}
+				if ws := pool.serving(); len(ws) > 0 {
+					proc := ws[rand.IntN(len(ws))].proc
+					if syscall.Kill(proc.pid, syscall.SIGKILL) == nil {
+						kills.Add(1)
+						killed = append(killed, proc)
+					}
+				}
+			}
+		}
+	}()
+	limit, until := int64(5000), time.Now().Add(5*time.Second)
+	var callers sync.WaitGroup
+	for range chaosConcurrency {
+		callers.Add(1)
+		go func() {
+			defer callers.Done()
+			for i := next.Add(1); i <= limit && time.Now().Before(until); i = next.Add(1) {
+				kind, err := asyncChaosCall(pool, int(i))
+				outcomes.add(kind, err)
+			}
+		}()
+	}
+	callers.Wait()
+	close(stopKiller)
+	<-killerDone
+	t.Logf("async chaos: %d calls, %d workers killed; stats %+v\n%s", outcomes.total(), kills.Load(), pool.Stats(), outcomes)
+	assert.Empty(t, outcomes.unexpected, "calls that ended in an unexpected way")
+	assert.Positive(t, kills.Load())
+	awaitPool(t, pool, "back at Size, at rest, every killed worker gone", func(s Stats) bool {
+		return atRest(s, cfg.Size) && s.AsyncCalls == 0 && s.AsyncWorkers == 0 && !pool.holdsAny(killed)
+	})
+	assert.ElementsMatch(t, workerPids(pool), childProcesses(), "no zombie or orphan: the only children are the workers")
+	s := pool.Stats()
+	assert.Equal(t, s.CallsStarted, s.CallsFinished)
+	assert.NoError(t, pool.Close(context.Background()))
+}
+
+// asyncChaosCall makes call i of TestAsyncCallsChaos and checks its
+// outcome; it returns the kind of call and nil, or what was wrong.
+func asyncChaosCall(pool *Pool, i int) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang fails the call
+	defer cancel()
+	switch kind := i % 100; {
+	case kind < 10:
+		_, err := pool.Call(ctx, "fail", "boom")
+		var pyErr *PythonError
+		if errors.As(err, &pyErr) && pyErr.Type == "ValueError" {
+			return "async raises", nil
+		}
+		return "async raises", fmt.Errorf("want a ValueError, got %v", err)
+	case kind < 20 || kind == 99:
+		fn := "wait_cancel"
+		if kind == 99 {
+			fn = "ignore_cancel" // its worker is killed after the grace
+		}
+		short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+		defer cancel()
+		_, err := pool.Call(short, fn, 5)
+		// Killed before its deadline, its retry may find the deadline gone.
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrWorkerCrashed) {
+			return "async past its deadline", nil
+		}
+		return "async past its deadline", fmt.Errorf("want DeadlineExceeded, got %v", err)
+	case kind < 25:
+		out, err := pool.Call(ctx, "sync_echo", i)
+		if err == nil && out == int64(i) {
+			return "sync echo", nil
+		}
+		return "sync echo", fmt.Errorf("want %d, got %v, %v", i, out, err)
+	case kind < 28:
+		var items []any
+		var err error
+		for v, e := range pool.Stream(ctx, "numbers", 3) {
+			if err = e; e != nil {
+				break
+			}
+			items = append(items, v)
+		}
+		if (err == nil && fmt.Sprint(items) == "[0 1 2]") || errors.Is(err, ErrWorkerCrashed) {
+			return "async generator streamed", nil
+		}
+		return "async generator streamed", fmt.Errorf("want [0 1 2] or a crash, got %v, %v", items, err)
+	case kind == 28:
+		err := pool.Transaction(ctx, func(w *Worker) error {
+			out, err := w.Call(ctx, "sleep_echo", 0.001, i)
+			if err == nil && out != int64(i) {
+				return fmt.Errorf("want %d, got %v", i, out)
+			}
+			return err
+		})
+		if err == nil || errors.Is(err, ErrWorkerCrashed) {
+			return "async in a transaction", nil
+		}
+		return "async in a transaction", fmt.Errorf("want %d or a crash, got %v", i, err)
+	default:
+		out, err := pool.Call(ctx, "sleep_echo", float64(i%20)/1000, i)
+		if err == nil && out == int64(i) {
+			return "async echo", nil
+		}
+		return "async echo", fmt.Errorf("want %d, got %v, %v", i, out, err)
+	}
 }

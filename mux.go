@@ -107,9 +107,9 @@ func (p *process) beginShared() {
 // callShared runs fn, an async function, as one of the calls in flight on
 // the process: it sends the call and waits for its reply, which into
 // decodes (sizes, nil: not traced, receives the sizes). When ctx ends
-// first, it cancels the call's task and returns ctx's error at once with
-// abandoned set: release is then called once the call's reply has been
-// read, or the process is gone, and not by the caller. A stream lost on
+// first, it returns ctx's error at once with abandoned set, and cancels
+// the call's task (cancelShared): release is then called once the call's
+// reply has been read, or the process is gone, and not by the caller. A stream lost on
 // the way fails the call with the error of every call in flight.
 func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs Kwargs, into decodeFunc,
 	sizes *callSizes, release func()) (err error, abandoned bool) {
@@ -133,7 +133,11 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 	}
 	m.mu.Unlock()
 
-	if err, sent := p.sendShared(ctx, fn, id, args, kwargs, sizes); !sent {
+	err, sent, lost := p.sendShared(ctx, fn, id, args, kwargs, sizes)
+	if lost != nil {
+		p.loseShared(lost)
+	}
+	if !sent {
 		m.mu.Lock()
 		if m.calls[id] == c {
 			delete(m.calls, id)
@@ -144,17 +148,10 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 	select {
 	case <-c.done:
 	case <-ctx.Done():
-		m.mu.Lock()
-		select {
-		case <-c.done: // the reply came meanwhile
-			m.mu.Unlock()
-		default:
-			c.abandoned, c.release = true, release
-			c.timer = time.AfterFunc(p.spec.interruptGrace, func() { p.cancelExpired(fn, id) })
-			m.mu.Unlock()
-			p.sendCancel(id)
-			return fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx)), true
-		}
+		// The caller goes at once; its place is released later
+		// (cancelShared), whether the reply came meanwhile or not.
+		go p.cancelShared(fn, id, c, release)
+		return fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx)), true
 	}
 	if c.err != nil {
 		return p.sharedError(ctx, fn, c.err), false
@@ -175,15 +172,16 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 // sendShared encodes and writes the CALL of id, its write bounded by ctx.
 // sent is false when the call did not reach the worker: err says why (an
 // argument not encodable, ctx), and the worker is as it was; a frame cut
-// in the middle loses the stream, and the call waits for its reply like
-// the others, which fail (sent true).
-func (p *process) sendShared(ctx context.Context, fn string, id uint64, args []any, kwargs Kwargs, sizes *callSizes) (err error, sent bool) {
+// in the middle, or a worker gone, loses the stream (lost, for the caller
+// to record with loseShared once the writes are let go), and the call
+// waits for its reply like the others, which fail (sent true).
+func (p *process) sendShared(ctx context.Context, fn string, id uint64, args []any, kwargs Kwargs, sizes *callSizes) (err error, sent bool, lost error) {
 	m := p.mux
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
 	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, 0)
 	if err != nil {
-		return err, false
+		return err, false, nil
 	}
 	if sizes != nil {
 		sizes.request = len(frame) - frameHeaderSize
@@ -202,20 +200,43 @@ func (p *process) sendShared(ctx context.Context, fn string, id uint64, args []a
 	p.toWorker.SetWriteDeadline(time.Time{})
 	switch {
 	case werr == nil:
-		return nil, true
+		return nil, true, nil
 	case n == 0 && errors.Is(werr, os.ErrDeadlineExceeded):
-		return fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx)), false
+		return fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx)), false, nil
+	case isEOF(werr):
+		return nil, true, werr
 	}
-	p.loseShared(fmt.Errorf("sending the call: %w", werr))
-	return nil, true
+	return nil, true, fmt.Errorf("sending the call: %w", werr)
 }
 
-// sendCancel sends CANCEL for the call id, whose caller gave up; a write
-// that fails is left to the grace timer (cancelExpired).
-func (p *process) sendCancel(id uint64) {
+// cancelShared cancels the call id, c, whose caller gave up: unless its
+// reply has come (then release is called at once), it is marked abandoned
+// and CANCEL is written, with the writes held from before the mark, so that
+// its release (readShared, loseShared, which wait for the writes) never
+// hands the worker on while this frame is being written.
+func (p *process) cancelShared(fn string, id uint64, c *muxCall, release func()) {
 	m := p.mux
 	m.wmu.Lock()
-	defer m.wmu.Unlock()
+	m.mu.Lock()
+	select {
+	case <-c.done: // the reply came, or the stream was lost, meanwhile
+		m.mu.Unlock()
+		m.wmu.Unlock()
+		release()
+		return
+	default:
+	}
+	c.abandoned, c.release = true, release
+	c.timer = time.AfterFunc(p.spec.interruptGrace, func() { p.cancelExpired(fn, id) })
+	m.mu.Unlock()
+	p.writeCancel(id)
+	m.wmu.Unlock()
+}
+
+// writeCancel writes CANCEL for the call id, whose caller gave up, with
+// mux.wmu held; a write that fails is left to the grace timer
+// (cancelExpired).
+func (p *process) writeCancel(id uint64) {
 	frame, err := p.encoder.encodeControl(kindCancel, 2, func(e *callEncoder) error { return e.enc.EncodeUint(id) })
 	if err != nil {
 		return
@@ -289,6 +310,8 @@ func (p *process) readShared() {
 		}
 		m.mu.Unlock()
 		if release != nil {
+			m.wmu.Lock() // its CANCEL is written (callShared)
+			m.wmu.Unlock()
 			release()
 		}
 	}
@@ -321,6 +344,10 @@ func (p *process) loseShared(err error) {
 		}
 	}
 	m.mu.Unlock()
+	if len(releases) > 0 {
+		m.wmu.Lock() // their CANCELs are written (callShared)
+		m.wmu.Unlock()
+	}
 	for _, release := range releases {
 		release()
 	}
