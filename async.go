@@ -37,11 +37,15 @@ type asyncCalls struct {
 // frees the place; a call whose caller gave up frees it once its task has
 // answered the cancellation (or its worker is gone).
 func (p *Pool) attemptShared(ctx context.Context, ct *callTrace, rec *callRecord, args []any, x exchange) error {
-	pw, err := p.checkoutShared(ctx, rec.fn)
+	pw, alone, err := p.checkoutShared(ctx, rec.fn)
 	if err != nil {
 		return err
 	}
 	ct.gotWorker(pw)
+	if alone {
+		defer p.checkin(pw)
+		return p.exchange(ctx, pw.proc, rec.fn, args, x, ct.callSizes())
+	}
 	proc := pw.proc
 	release := func() { p.releaseShared(pw) }
 	pos, kwargs := splitKwargs(args)
@@ -62,18 +66,21 @@ func (p *Pool) attemptShared(ctx context.Context, ct *callTrace, rec *callRecord
 }
 
 // checkoutShared gives the caller of the async function fn a place on a
-// worker: see the file's comment for which.
-func (p *Pool) checkoutShared(ctx context.Context, fn string) (*pooledWorker, error) {
+// worker: see the file's comment for which. alone: the worker is the
+// caller's alone, as for a sync call, because it does not name fn among
+// its async functions (a worker of other code than the pool's first).
+func (p *Pool) checkoutShared(ctx context.Context, fn string) (pw *pooledWorker, alone bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("pypool: waiting for a worker: %w", err)
+		return nil, false, fmt.Errorf("pypool: waiting for a worker: %w", err)
 	}
 	p.mu.Lock()
 	if pw := p.sharedRoomLocked(fn); pw != nil {
 		p.takePlaceLocked(pw)
 		p.mu.Unlock()
-		return pw, nil
+		return pw, false, nil
 	}
-	wt, pw, err := p.checkoutLocked(noWait(ctx))
+	var wt *waiter
+	wt, pw, err = p.checkoutLocked(noWait(ctx))
 	if wt != nil {
 		wt.deadline, _ = ctx.Deadline() // before a failed start can read it
 		wt.async = true
@@ -91,13 +98,16 @@ func (p *Pool) checkoutShared(ctx context.Context, fn string) (*pooledWorker, er
 		p.waited(time.Since(start))
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	p.mu.Lock()
 	_, shared := p.async.shared[pw] // granted a place by fillLocked
 	p.mu.Unlock()
 	if shared {
-		return pw, nil
+		return pw, false, nil
+	}
+	if !pw.proc.asyncFns[fn] {
+		return pw, true, nil
 	}
 	// A worker of its own: it serves async calls from now on, and the
 	// async callers first in the queue join it.
@@ -109,7 +119,7 @@ func (p *Pool) checkoutShared(ctx context.Context, fn string) (*pooledWorker, er
 	p.takePlaceLocked(pw)
 	p.fillLocked(pw)
 	p.mu.Unlock()
-	return pw, nil
+	return pw, false, nil
 }
 
 // sharedRoomLocked is the worker serving async calls that takes one more,

@@ -458,3 +458,26 @@ func asyncChaosCall(pool *Pool, i int) (string, error) {
 		return "async echo", fmt.Errorf("want %d, got %v, %v", i, out, err)
 	}
 }
+
+// TestAsyncCallsOnAWorkerThatDoesNotNameTheFunction: a worker that does
+// not name the function among its async functions (one of other code than
+// the pool's first worker) serves its calls one at a time, as a sync
+// function's.
+func TestAsyncCallsOnAWorkerThatDoesNotNameTheFunction(t *testing.T) {
+	pool := asyncCallsPool(t, 10, nil)
+	pool.serving()[0].proc.asyncFns = map[string]bool{} // before any call: nothing reads it yet
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := pool.Call(testCtx(t), "sleep_echo", 0.05, i)
+			assert.NoError(t, err)
+			assert.Equal(t, int64(i), out)
+		}()
+	}
+	wg.Wait()
+	got, err := CallAs[[]int](testCtx(t), pool, "sync_inflight")
+	require.NoError(t, err)
+	assert.Equal(t, []int{0, 1}, got)
+}
