@@ -205,3 +205,17 @@ func (p *Pool) abandonShared(ctx context.Context, wt *waiter) error {
 	}
 	return err
 }
+
+// AsyncCallsByWorker returns the calls of async functions in flight on
+// each worker that serves them (Config.AsyncCalls), by the worker's pid,
+// those being cancelled included: Stats.AsyncCalls worker by worker. It
+// is empty without the mode, and when no such call is in flight.
+func (p *Pool) AsyncCallsByWorker() map[int]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := make(map[int]int, len(p.async.shared))
+	for pw, n := range p.async.shared {
+		m[pw.proc.pid] = n
+	}
+	return m
+}

@@ -144,10 +144,12 @@ func TestAsyncCallsSyncFunctionsHaveTheWorkerAlone(t *testing.T) {
 		}()
 	}
 	awaitPool(t, pool, "20 async calls in flight", func(s Stats) bool { return s.AsyncCalls == 20 })
+	assert.Equal(t, map[int]int{workerPids(pool)[0]: 20}, pool.AsyncCallsByWorker())
 	got, err := CallAs[[]int](testCtx(t), pool, "sync_inflight")
 	require.NoError(t, err)
 	assert.Equal(t, []int{0, 20}, got, "the sync call ran while async calls were in flight")
 	wg.Wait()
+	assert.Empty(t, pool.AsyncCallsByWorker())
 
 	var items []int64
 	for v, err := range pool.Stream(testCtx(t), "numbers", 3) {
