@@ -331,6 +331,9 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 	if err != nil {
 		return err // before any worker is used
 	}
+	if w == nil && x.each == nil && !x.probe && p.cfg.AsyncCalls > 0 && p.spec.isAsync(rec.fn) {
+		return p.attemptShared(ctx, &ct, rec, args, x, cc) // Config.AsyncCalls: async.go
+	}
 	var pw *pooledWorker
 	if w == nil {
 		pw, _, err = p.checkout(ctx)

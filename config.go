@@ -281,6 +281,20 @@ type Config struct {
 	// that waits for the callback, so callbacks may nest. Default: none.
 	Callbacks map[string]Callback
 
+	// AsyncCalls, above 0, lets one worker serve up to AsyncCalls calls of
+	// the module's `async def` functions at once, as tasks on its event
+	// loop, which then runs all the time (background tasks run between
+	// calls): docs/async.md. Calls of other functions, streams, Ping and
+	// a Transaction's calls keep a worker to themselves, as without it. A
+	// call's deadline cancels its task only (CancelledError in it); a task
+	// that ignores the cancellation for Config.InterruptGrace gets its
+	// worker killed, and the other calls on it fail with
+	// ErrWorkerCrashed. In this mode async functions cannot call Go
+	// (Config.Callbacks: a Python exception), and values never cross
+	// through shared memory (SharedMemoryThreshold must be left 0).
+	// Default 0: one call per worker, async or not.
+	AsyncCalls int
+
 	// --- Security (docs/security.md) ---
 	//
 	// InheritEnv, when not nil, is the allow-list of the Go program's
@@ -445,6 +459,11 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("pypool: Config.MaxWaiting is %d: use a limit above 0, 0 (no limit) or pypool.NoWaiting (-1: no call waits)", c.MaxWaiting)
 	case c.CrashRetries < 0, c.MaxCallsPerWorker < 0, c.MaxCallsJitter < 0, c.MaxWorkerMemory < 0:
 		return c, fmt.Errorf("pypool: Config.CrashRetries, MaxCallsPerWorker, MaxCallsJitter and MaxWorkerMemory can not be negative")
+	case c.AsyncCalls < 0:
+		return c, fmt.Errorf("pypool: Config.AsyncCalls is %d: it can not be negative (0: one call per worker)", c.AsyncCalls)
+	case c.AsyncCalls > 0 && c.SharedMemoryThreshold > 0:
+		return c, fmt.Errorf("pypool: Config.SharedMemoryThreshold is %d with Config.AsyncCalls: a worker's shared memory serves one call at a time, "+
+			"so in async mode values always cross through the pipes; leave SharedMemoryThreshold 0", c.SharedMemoryThreshold)
 	case c.MaxMessageSize < 0 || c.MaxMessageSize > 1<<32-1:
 		return c, fmt.Errorf("pypool: Config.MaxMessageSize is %d: it must be between 0 (the default, 64 MiB) and 4 GiB", c.MaxMessageSize)
 	}
@@ -492,6 +511,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.StopTimeout = orDefault(c.StopTimeout, DefaultStopTimeout)
 	c.StackDumpInterval = orDefault(c.StackDumpInterval, DefaultStackDumpInterval)
 	c.MaxMessageSize = orDefault(c.MaxMessageSize, DefaultMaxMessageSize)
+	if c.AsyncCalls > 0 {
+		c.SharedMemoryThreshold = -1 // never: see AsyncCalls
+	}
 	c.SharedMemoryThreshold = orDefault(c.SharedMemoryThreshold, DefaultSharedMemoryThreshold)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -583,6 +605,9 @@ func (c Config) spec(python *interpreter, runtimeDir, codeDir string) (*workerSp
 			"--shm-limit", strconv.Itoa(sharedLimit(c.MaxMessageSize)))
 	}
 	args = append(args, c.Limits.args()...)
+	if c.AsyncCalls > 0 {
+		args = append(args, "--async-calls", strconv.Itoa(c.AsyncCalls))
+	}
 	if codeDir != "" {
 		args = append(args, "--path", codeDir)
 	}
@@ -611,6 +636,7 @@ func (c Config) spec(python *interpreter, runtimeDir, codeDir string) (*workerSp
 		stacks:          newStackLimiter(c.StackDumps, c.StackDumpInterval),
 		preload:         c.Preload,
 		preloadSetUp:    c.PreloadSetUp,
+		asyncCalls:      c.AsyncCalls,
 	}, nil
 }
 

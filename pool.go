@@ -80,6 +80,8 @@ type Pool struct {
 	reloads        uint64
 	reloadsDone    uint64
 	reloadFailures uint64
+
+	async asyncCalls // Config.AsyncCalls: the workers serving async calls (async.go); guarded by mu
 }
 
 // New starts a pool of cfg.Size workers and returns when all of them have

@@ -78,6 +78,11 @@ type workerSpec struct {
 	// guard owns the workers' process groups should the Go process die
 	// (guardian.go); nil outside a pool.
 	guard *guardian
+	// asyncCalls is Config.AsyncCalls: above 0, a process learns its
+	// async functions after its handshake (learnAsync) and serves their
+	// calls many at once (mux.go).
+	asyncCalls int
+	asyncFns   atomic.Pointer[map[string]bool] // the async functions the workers named (mux.go); nil: none yet
 	// onBroken receives a process's report that it can no longer serve
 	// (process.broke): its supervisor decides what to do with it. Set by
 	// the pool (Pool.processBroken) before its first start.
@@ -140,6 +145,12 @@ type process struct {
 	cutOff  error          // why the interrupted call was cut off (streamInterrupted); guarded by mu, written by setState
 	dumps   stackDumper    // the Python stack dumps (stackdump.go)
 	output  [2]outputCalls // which call wrote the lines of stderr, stdout
+
+	// Config.AsyncCalls (mux.go): the module's async functions, as the
+	// worker named them after its handshake, read-only then; and the
+	// calls of them in flight. nil without the mode.
+	asyncFns map[string]bool
+	mux      *mux
 }
 
 // startProcess starts a worker and waits for its handshake. onExit is called
@@ -166,6 +177,13 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 		p.broke() // its supervisor kills it
 		<-p.exited
 		return nil, err
+	}
+	if spec.asyncCalls > 0 {
+		if err := p.learnAsync(ctx); err != nil {
+			p.broke()
+			<-p.exited
+			return nil, err
+		}
 	}
 	p.logStarted()
 	return p, nil

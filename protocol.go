@@ -69,6 +69,8 @@ const (
 	kindCallback       = 9
 	kindCallbackResult = 10
 	kindCallbackError  = 11
+
+	kindCancel = 12 // [12, id]: cancel the task of call id (Config.AsyncCalls, mux.go)
 )
 
 // frameHeaderSize is the size of the length prefix of every frame.

@@ -87,6 +87,7 @@ type waiter struct {
 	queued   bool      // in Pool.waiters
 	deadline time.Time // its caller's deadline; zero: none
 	started  bool      // a start was ordered for it (startOrder.startedFor)
+	async    bool      // a call of an async function: a place on a worker serving such calls will do (async.go)
 }
 
 // grant is what a waiter receives: a checked-out worker or an error.

@@ -34,6 +34,12 @@ type Stats struct {
 	OverflowInUse int // callers served beyond Size: max(0, InUse-Size)
 	Waiting       int // callers waiting to check a worker out (Call, Transaction; a call with NoWait or TryCall awaiting its start)
 
+	// Config.AsyncCalls (gauges): the workers in use by calls of async
+	// functions (they are in InUse too), and the calls in flight on them,
+	// those being cancelled included; at most AsyncWorkers*AsyncCalls.
+	AsyncWorkers int
+	AsyncCalls   int
+
 	// Waits for a worker (counters), as DBStats: every checkout that could
 	// not take an idle worker at once (a call's attempt or a Transaction),
 	// whether it was served in the end or gave up.
@@ -252,6 +258,8 @@ func (p *Pool) Stats() Stats {
 		Overflow:      max(0, idle+inUse-p.cfg.Size),
 		OverflowInUse: max(0, inUse-p.cfg.Size),
 		Waiting:       p.waiters.len(),
+		AsyncWorkers:  len(p.async.shared),
+		AsyncCalls:    p.async.inFlight,
 
 		StartsInitial:  p.starts[causeInitial],
 		StartsCrash:    p.starts[causeCrash],

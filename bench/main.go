@@ -164,6 +164,7 @@ func run(ctx context.Context, python string, selected []string, sz sizes, pinned
 		"start": b.start, "new": b.newPool, "recovery": b.recovery, "sweep": b.sweep,
 		"array": b.array, "stream": b.stream, "forkstart": b.forkStart, "forkrecovery": b.forkRecovery,
 		"forkmemory": b.forkMemory, "forkchaos": b.forkChaos,
+		"async": b.asyncCalls, // async.go: Config.AsyncCalls
 	}
 	for _, name := range selected {
 		if _, ok := scenarios[name]; !ok {

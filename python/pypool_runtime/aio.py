@@ -54,7 +54,7 @@ from .interrupt import STATE
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds.
     import asyncio
-    from typing import Any, AsyncIterable, Awaitable, Dict, Iterator, Optional
+    from typing import Any, AsyncIterable, Awaitable, Dict, Iterator, List, Optional
 
 # co_flags of a generator decorated with types.coroutine (inspect.CO_ITERABLE_COROUTINE).
 _CO_ITERABLE_COROUTINE = 0x100
@@ -114,6 +114,8 @@ def run(awaitable: Awaitable[Any]) -> Any:
     running: an async call nested in another) is closed, so that Python does
     not warn that it was never awaited."""
     global _task, _interrupted
+    if _server is not None:  # async mode: the loop runs in its thread
+        return _server.run(awaitable)
     loaded = stdlib.import_module("asyncio") if "asyncio" in sys.modules else None  # the standard one, if any
     if loaded is not None and loaded._get_running_loop() is not None:
         # Checked before the state of the run in progress is touched.
@@ -278,3 +280,331 @@ def _shutdown() -> None:
             loop.run_until_complete(loop.shutdown_default_executor())
     finally:
         loop.close()
+
+
+# -- Config.AsyncCalls: a loop that runs all the time ------------------------
+#
+# With --async-calls N (Config.AsyncCalls), the worker's loop runs all the
+# time, in a thread of its own (the loop thread), from the end of the
+# set-up to the end of input: the module's background tasks run between
+# calls and during them. The loop thread reads Go's frames (add_reader on
+# the protocol's input, AsyncServer._readable): each CALL of an ``async def``
+# function (async_functions) starts a task there, with no thread between
+# the frame and the task; Go may send up to N of them before the first
+# reply, and each task's RESULT or ERROR goes out, tagged with its call id,
+# when the task ends. CANCEL [12, id] cancels the task of call id
+# (CancelledError in it; its reply is then ERROR "interrupted"). Any other
+# frame (a sync function's CALL, a STREAM, a runtime function) is handed to
+# the main thread with the input itself: the main thread serves it as
+# without the mode (a stream's CREDIT, a callback's answer are its to
+# read), with SIGINT as its interrupt, then gives the input back. Go sends
+# such a frame only when no task of a call is in flight, so that the two
+# threads never write at once. An awaitable that the main thread awaits (a
+# sync function's result, an async generator's items) runs on the loop
+# thread too (AsyncServer.run), SIGINT cancelling it. The runtime does not
+# bound the tasks: Go does.
+
+# The server of an async-mode worker, while it serves (None otherwise).
+_server: Any = None
+
+# co_flags of an ``async def`` function's code (inspect.CO_COROUTINE).
+_CO_COROUTINE = 0x80
+
+# The kind of Go's CANCEL message.
+CANCEL = 12
+
+
+def async_functions(functions: Dict[str, Any]) -> List[str]:
+    """The names among functions whose function is an ``async def``
+    function: the calls Go sends in async mode without waiting for the
+    calls in flight on the worker."""
+    names = []
+    for name, function in functions.items():
+        code = getattr(function, "__code__", None)
+        if code is not None and code.co_flags & _CO_COROUTINE:
+            names.append(name)
+    return sorted(names)
+
+
+class AsyncServer:
+    """An async-mode worker's serve loop (see above): worker is the
+    serve.Worker, names the functions whose calls run as tasks."""
+
+    def __init__(self, worker: Any, names: List[str]) -> None:
+        self.worker = worker
+        self.names = frozenset(names)
+        self.loop = get_loop()
+        self.tasks: Dict[int, Any] = {}  # the tasks of the calls in flight, by call id
+        self.cancelled: set = set()  # the ids of the calls Go cancelled
+        self.thread: Any = None
+        self.stopping = False
+
+    def serve(self) -> None:
+        """Start the loop thread, which reads Go's frames (_readable), then
+        serve on this thread the frames it hands over (those that are not
+        calls of async functions), until the end of input; stop the loop
+        thread at the end."""
+        import queue
+        import threading
+
+        global _server
+        self.handed = queue.SimpleQueue()  # frames for this thread; None: the end; an exception: raise it
+        self.thread = threading.Thread(target=self._run_loop, name="pypool-loop", daemon=True)
+        _server = self
+        self.loop.call_soon(self._resume)
+        self.thread.start()
+        try:
+            self._serve_handed()
+        finally:
+            _server = None
+            self.loop.call_soon_threadsafe(self._stop)
+            self.thread.join()
+
+    def _serve_handed(self) -> None:
+        """The main thread: serve each frame the loop thread hands over as
+        without the mode (worker.handle: a sync function's call, a stream,
+        a runtime function, a refusal), then give the input back."""
+        get = self.handed.get
+        handle = self.worker.handle
+        resume = self._resume
+        call_soon = self.loop.call_soon_threadsafe
+        while True:
+            body = None
+            body = get()
+            if body is None:
+                return
+            if isinstance(body, BaseException):
+                raise body
+            handle(body)
+            call_soon(resume)
+
+    def _resume(self) -> None:
+        """On the loop thread: read Go's frames again, starting with those
+        read already."""
+        self.loop.add_reader(self.worker.reader.fileno(), self._readable)
+        if self.worker.reader.buffered():
+            self._readable()
+
+    def _readable(self) -> None:
+        """On the loop thread, when the input is readable: take the frames
+        that have come. A call of an async function starts its task here,
+        a CANCEL cancels one; any other frame goes to the main thread with
+        the input, which this thread stops reading until it is given back
+        (a stream's or a callback's frames are the main thread's to read)."""
+        worker = self.worker
+        reader = worker.reader
+        try:
+            while True:
+                body = None
+                body = reader.read()
+                if body is None:  # the end of input
+                    self.loop.remove_reader(reader.fileno())
+                    self.handed.put(None)
+                    return
+                if not self._take(body):
+                    self.loop.remove_reader(reader.fileno())
+                    self.handed.put(body)
+                    return
+                if not reader.buffered():
+                    return
+        except BaseException as exc:  # a protocol violation: the main thread raises it
+            self.loop.remove_reader(reader.fileno())
+            self.handed.put(exc)
+
+    def _take(self, body: Any) -> bool:
+        """Start the task of a call of an async function, or act on a
+        CANCEL; False for any other frame."""
+        worker = self.worker
+        call = worker._decode_call(body)
+        if call is not None:
+            if call[1] not in self.names:
+                return False
+            self._start(call[0], call[1], call[2], None, None)
+            return True
+        try:
+            message = worker.unpackb(body)
+        except Exception:
+            return False  # the main thread answers, or explains the violation
+        if type(message) is list and len(message) == 2 and message[0] == CANCEL and type(message[1]) is int:
+            self._cancel(message[1])
+            return True
+        if _is_task_call(message, self.names):
+            self._start(message[1], message[2], message[3], message[4], message[5] if len(message) == 6 else None)
+            return True
+        return False
+
+    def _run_loop(self) -> None:
+        """The loop thread: the loop runs until _stop. A task that raises
+        KeyboardInterrupt or SystemExit makes run_forever raise it (asyncio
+        lets them through): its call is answered as any exception, and the
+        loop goes on."""
+        import asyncio
+
+        asyncio.set_event_loop(self.loop)
+        while not self.stopping:
+            try:
+                self.loop.run_forever()
+            except BaseException:  # pragma: no cover - a task's KeyboardInterrupt or SystemExit
+                pass
+
+    def _stop(self) -> None:
+        self.stopping = True
+        self.loop.stop()
+
+    def _start(self, call_id: int, name: str, args: List[Any], kwargs: Optional[Dict[str, Any]], context: Any) -> None:
+        """On the loop thread: call name and run what it returns as the task
+        of call call_id, in the call's context (callctx: the frame's
+        context, None when Go sent none), which the task inherits."""
+        callctx = self.worker.call_contexts()
+        entered = callctx.enter_task(name, context)
+        try:
+            task = self._create(call_id, name, args, kwargs)
+        finally:
+            callctx.detach_task(entered)
+        if task is None:
+            callctx.end_task(entered)
+            return
+        self.tasks[call_id] = task
+        task.add_done_callback(lambda task: self._finished(call_id, name, task, entered))
+
+    def _create(self, call_id: int, name: str, args: List[Any], kwargs: Optional[Dict[str, Any]]) -> Any:
+        """Call name and return the task of what it returns; None when the
+        call has been answered already (no such function, an exception, a
+        value that is not awaitable)."""
+        worker = self.worker
+        function = worker.function(name)
+        if function is None:
+            worker.send_error(call_id, "function_not_found", "AttributeError", worker.not_found(name))
+            return None
+        try:
+            awaitable = function(*args, **kwargs) if kwargs else function(*args)
+        except BaseException as exc:
+            worker.send_exception(call_id, exc)
+            return None
+        if not is_awaitable(awaitable):
+            worker._send_result(call_id, name, awaitable)
+            return None
+        import asyncio
+
+        try:
+            return asyncio.ensure_future(awaitable, loop=self.loop)
+        except BaseException as exc:
+            _close(awaitable)
+            worker.send_exception(call_id, exc)
+            return None
+
+    def _finished(self, call_id: int, name: str, task: Any, entered: Any) -> None:
+        """On the loop thread: answer the call whose task ended."""
+        self.worker.call_contexts().end_task(entered)
+        self.tasks.pop(call_id, None)
+        by_go = call_id in self.cancelled
+        self.cancelled.discard(call_id)
+        worker = self.worker
+        try:
+            if task.cancelled():
+                if by_go:
+                    exc: BaseException = KeyboardInterrupt("cancelled: the call's context ended (CANCEL)")
+                else:
+                    import asyncio
+
+                    exc = asyncio.CancelledError("the task was cancelled by the module's own code")
+                worker.send_exception(call_id, exc)
+                return
+            error = task.exception()
+            if error is not None:
+                worker.send_exception(call_id, error)
+                return
+            worker._send_result(call_id, name, task.result())
+        except OSError:
+            pass  # Go closed its end: nobody waits for the answer
+
+    def _cancel(self, call_id: int) -> None:
+        """On the loop thread: Go's CANCEL of call call_id; late (the task
+        has ended and its reply gone) it is ignored."""
+        task = self.tasks.get(call_id)
+        if task is not None and not task.done():
+            self.cancelled.add(call_id)
+            task.cancel()
+
+    def on_loop_thread(self) -> bool:
+        import threading
+
+        return threading.current_thread() is self.thread
+
+    def run(self, awaitable: Awaitable[Any]) -> Any:
+        """run() in async mode, from the main thread: await awaitable as a
+        task on the loop thread, SIGINT cancelling it (KeyboardInterrupt
+        once it ended, as run does)."""
+        if self.on_loop_thread():
+            _close(awaitable)
+            raise RuntimeError(
+                "cannot await %r synchronously on the worker's event loop (Config.AsyncCalls): await it instead"
+                % (awaitable,)
+            )
+        import asyncio
+        import threading
+
+        loop = self.loop
+        done = threading.Event()
+        box: List[Any] = []
+        interrupted = [False]
+
+        def start() -> None:
+            try:
+                task = asyncio.ensure_future(awaitable, loop=loop)
+            except BaseException as exc:
+                _close(awaitable)
+                box.append(exc)
+                done.set()
+                return
+            box.append(task)
+            if interrupted[0]:
+                task.cancel()
+            task.add_done_callback(lambda _: done.set())
+
+        def cancel() -> None:
+            if box and not isinstance(box[0], BaseException):
+                box[0].cancel()
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            interrupted[0] = True
+            loop.call_soon_threadsafe(cancel)
+
+        try:
+            previous = signal.signal(signal.SIGINT, on_sigint)
+        except ValueError:
+            previous = None
+        try:
+            loop.call_soon_threadsafe(start)
+            done.wait()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        item = box[0]
+        if isinstance(item, BaseException):
+            raise item
+        try:
+            return item.result()
+        except asyncio.CancelledError as exc:
+            if not interrupted[0]:
+                raise
+            raise KeyboardInterrupt("cancelled by an interrupt").with_traceback(exc.__traceback__) from None
+
+
+def _is_task_call(message: List[Any], names: Any) -> bool:
+    """Whether message is a well-formed CALL of one of names (kwargs a map
+    of str keys, or nil; the call's context, when there is one, a map), for
+    the loop thread."""
+    if type(message) is not list or len(message) not in (5, 6) or message[0] != 2:
+        return False
+    call_id, name, args, kwargs = message[1:5]
+    if len(message) == 6 and type(message[5]) is not dict:
+        return False
+    if type(call_id) is not int or call_id < 0 or type(name) is not str or name not in names or type(args) is not list:
+        return False
+    return kwargs is None or (type(kwargs) is dict and all(type(key) is str for key in kwargs))
+
+
+def serve_async(worker: Any) -> None:
+    """Serve in async mode (--async-calls) until the end of input."""
+    AsyncServer(worker, async_functions(worker._functions)).serve()

@@ -81,6 +81,13 @@ def call_go(name: str, *args: Any) -> Any:
         return _fake(name, args)
     worker = channel.CURRENT
     if _thread.get_ident() != MAIN_THREAD:
+        aio = sys.modules.get(__package__ + ".aio")
+        if aio is not None and aio._server is not None and aio._server.on_loop_thread():
+            raise RuntimeError(
+                "call_go(%r) from a task on the worker's event loop: with Config.AsyncCalls, Go functions cannot be"
+                " called from async functions (their calls run at once on the loop, which Go does not pause);"
+                " call them from a sync function" % name
+            )
         raise RuntimeError("call_go(%r) from a thread other than the worker's main thread: only the call Go made can call back" % name)
     if worker is None or not (STATE.in_user_code or _awaiting()):
         raise RuntimeError("call_go(%r) outside a call from Go: Go functions can only be called while Go waits for a call" % name)

@@ -205,6 +205,28 @@ def run(worker: Any, function: str, context: Any, call: Any, *args: Any) -> None
 _monotonic = time.monotonic
 
 
+def enter_task(function: str, context: Any) -> Any:
+    """For the task of an async function in async mode (aio.AsyncServer,
+    on its loop thread): make the call to function whose frame carried
+    context (None: none) current, so that a task created now inherits it.
+    detach_task(what this returns) once the task is created; end_task when
+    the call has ended (the task, and those it started, then see None)."""
+    if context is not None and type(context) is not dict and type(context) is not bytes:
+        raise ProtocolViolation("a call's context is not a map")
+    record = [function, context, _monotonic(), None, False]
+    return record, _CURRENT.set(record)
+
+
+def detach_task(entered: Any) -> None:
+    """The loop thread's own context no longer names the call; its task keeps it."""
+    _CURRENT.reset(entered[1])
+
+
+def end_task(entered: Any) -> None:
+    """The end of the call enter_task began."""
+    entered[0][_ENDED] = True
+
+
 def fixed(cc: CallContext) -> Any:
     """What _CURRENT holds for a fixed CallContext (testing.call_context)."""
     return [cc.function, None, 0.0, cc, False]

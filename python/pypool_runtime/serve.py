@@ -67,6 +67,12 @@ def ping() -> None:
 FUNCTIONS_FUNCTION = "_pypool_functions"
 
 
+# ASYNC_FUNCTIONS_FUNCTION is the runtime's list of the async functions among
+# the modules' public ones, in async mode (--async-calls, aio.AsyncServer):
+# the calls Go may send to a worker that runs others.
+ASYNC_FUNCTIONS_FUNCTION = "_pypool_async_functions"
+
+
 def functions_of(modules: List[Any]) -> Callable[[], List[Dict[str, Any]]]:
     """The function FUNCTIONS_FUNCTION names for modules: introspect.describe,
     imported at its first call (no worker start pays for inspect and typing)."""
@@ -185,6 +191,15 @@ class Worker(Channel):
             if written < size:  # a signal cut the write short
                 write_all(out_fd, [memoryview(frame)[written:]])
 
+    def serve_async(self) -> None:
+        """serve in async mode (--async-calls): aio.AsyncServer reads the
+        frames, runs the calls of async functions as tasks on the loop
+        thread and gives every other frame to handle."""
+        channel.CURRENT = self
+        from . import aio
+
+        aio.serve_async(self)
+
     def function(self, name: str) -> Optional[Callable[..., Any]]:
         """The function Go may call as name, or None."""
         return self._functions.get(name)
@@ -209,6 +224,11 @@ class Worker(Channel):
                 self.call_name = outer
             return
         _load_callctx().run(self, name, context, call, *args)
+
+    def call_contexts(self) -> Any:
+        """The callctx module, imported at its first use (for aio's async
+        mode, whose tasks enter their calls' contexts themselves)."""
+        return _load_callctx()
 
     def _enter_context(self, name: str, context: Any) -> Any:
         """callctx.enter for the call to name whose frame carried context."""

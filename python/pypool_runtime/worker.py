@@ -6,7 +6,7 @@ Go starts it as::
                         from pypool_runtime.worker import main;main(sys.argv[2:])" \\
         RUNTIME_DIR --module MODULE [--module MODULE]... [--path DIR]... [--max-message BYTES] [--codec auto|pure] \\
         [--shm-fd FD --shm-threshold BYTES --shm-limit BYTES] [--dump-fd FD] \\
-        [--limit-as BYTES] [--limit-cpu SECONDS] [--limit-nofile COUNT]
+        [--limit-as BYTES] [--limit-cpu SECONDS] [--limit-nofile COUNT] [--async-calls N]
 
 and talks to it over the original stdin/stdout with frames: a 4-byte
 big-endian length, then a msgpack array whose first element is the kind:
@@ -33,7 +33,12 @@ at most `window` of them ahead of Go's CREDIT, and RESULT nil (or ERROR)
 ends it; CLOSE asks for its end (generator.close()). While Python waits in
 call_go for CB_RESULT or CB_ERROR, Go may send a CALL or STREAM (a nested
 call), answered first. CREDIT, CLOSE, CB_RESULT and CB_ERROR for a stream
-or callback that is over are late and ignored. Kinds 12..15 are reserved.
+or callback that is over are late and ignored. Kinds 13..15 are reserved.
+With --async-calls N (Config.AsyncCalls, aio.py's AsyncServer), Go may send
+the CALLs of async functions without waiting for the replies of the calls
+in flight, and:
+
+    CANCEL    (from Go)    [12, id]   cancel the task of call id
 Anything else Go sends is a protocol violation: the worker explains it in
 one line on stderr and exits with status 2.
 
@@ -77,7 +82,7 @@ from . import codec as codecs
 from . import startup as _startup
 from .frames import FrameReader, ProtocolViolation, write_frame
 from .interrupt import STATE
-from .serve import FUNCTIONS_FUNCTION, PING_FUNCTION, Worker, callable_functions, functions_of, ping
+from .serve import ASYNC_FUNCTIONS_FUNCTION, FUNCTIONS_FUNCTION, PING_FUNCTION, Worker, callable_functions, functions_of, ping
 from .startup import (
     DUMP_SIGNAL,  # noqa: F401  # as worker's too: the tests send it
     EXIT_IMPORT_FAILED,
@@ -103,7 +108,7 @@ DEFAULT_MAX_MESSAGE = 64 << 20
 _USAGE = (
     "usage: main(['--module', NAME, ('--module', NAME)..., ('--path', DIR)..., ('--max-message', BYTES), ('--codec', 'auto'|'pure'),"
     " ('--shm-fd', FD, '--shm-threshold', BYTES, '--shm-limit', BYTES), ('--dump-fd', FD),"
-    " ('--setup', FUNCTION, ('--setup-args', BASE64)), ('--limit-as'|'--limit-cpu'|'--limit-nofile', N)...])"
+    " ('--setup', FUNCTION, ('--setup-args', BASE64)), ('--limit-as'|'--limit-cpu'|'--limit-nofile', N)..., ('--async-calls', N)])"
 )
 
 
@@ -113,7 +118,7 @@ class Options:
 
     __slots__ = (
         "module", "modules", "paths", "max_message", "codec", "shm_fd", "shm_threshold", "shm_limit", "dump_fd", "setup", "setup_args",
-        "limits",
+        "limits", "async_calls",
     )  # fmt: skip
 
     def __init__(self, module: str, paths: List[str], max_message: int, codec: str) -> None:
@@ -135,6 +140,9 @@ class Options:
         self.setup_args = ""
         # Resource limits to apply (apply_limits): resource's RLIMIT_* name -> value.
         self.limits: Dict[str, int] = {}
+        # Config.AsyncCalls: above 0, the loop runs all the time and the
+        # calls of async functions run as tasks (aio.AsyncServer).
+        self.async_calls = 0
 
 
 def parse_args(argv: List[str]) -> Options:
@@ -147,10 +155,11 @@ def parse_args(argv: List[str]) -> Options:
     dump_fd = -1
     setup = {"--setup": "", "--setup-args": ""}
     limits: Dict[str, int] = {}
+    async_calls = 0
     args = iter(argv)
     for flag in args:
         value = next(args, None)
-        if value is None or flag not in ("--module", "--path", "--max-message", "--codec", "--dump-fd") + _SHM_FLAGS + tuple(
+        if value is None or flag not in ("--module", "--path", "--max-message", "--codec", "--dump-fd", "--async-calls") + _SHM_FLAGS + tuple(
             setup
         ) + tuple(_LIMIT_FLAGS):
             raise ValueError("bad argument %r; %s" % (flag, _USAGE))
@@ -158,6 +167,8 @@ def parse_args(argv: List[str]) -> Options:
             limits[_LIMIT_FLAGS[flag]] = _non_negative(flag, value)
         elif flag == "--dump-fd":
             dump_fd = _non_negative(flag, value)
+        elif flag == "--async-calls":
+            async_calls = _non_negative(flag, value)
         elif flag in setup:
             setup[flag] = value
         elif flag in _SHM_FLAGS:
@@ -183,6 +194,7 @@ def parse_args(argv: List[str]) -> Options:
     options.modules = modules
     options.dump_fd = dump_fd
     options.limits = limits
+    options.async_calls = async_calls
     options.setup, options.setup_args = setup["--setup"], setup["--setup-args"]
     if options.setup_args and not options.setup:
         raise ValueError("--setup-args needs --setup")
@@ -250,7 +262,15 @@ def serve_process(
         functions = callable_functions(modules)
         functions[PING_FUNCTION] = ping
         functions[FUNCTIONS_FUNCTION] = functions_of(modules)
-        Worker(options.module, functions, codec, reader, proto_out, options.max_message, options.modules).serve()
+        worker = Worker(options.module, functions, codec, reader, proto_out, options.max_message, options.modules)
+        if options.async_calls > 0:
+            from . import aio
+
+            names = aio.async_functions(functions)
+            functions[ASYNC_FUNCTIONS_FUNCTION] = lambda: names
+            worker.serve_async()
+        else:
+            worker.serve()
     except ProtocolViolation as exc:
         _startup.exit_now(EXIT_PROTOCOL, "protocol violation: %s" % exc)
     except BrokenPipeError:

@@ -1,0 +1,221 @@
+package pypool
+
+// async.go is the pool's side of Config.AsyncCalls: a worker is idle, in
+// use by one caller (a sync function's call, a stream, a Transaction, a
+// Ping), or in use by 1 to AsyncCalls calls of async functions at once,
+// which run as tasks on its event loop (the process's side is mux.go).
+// Such a worker is checked out (stateCheckedOut) for as long as any of
+// those calls is in flight, and goes through the one check-in
+// (Pool.checkin) when the last one ends; asyncCalls counts its calls.
+//
+// A call of an async function (attemptShared) takes, in this order: an
+// idle worker; a place on a worker that serves such calls and has room,
+// unless callers wait (they are served first); else it waits in the queue
+// of checkout like any caller, marked as async (waiter.async), so that a
+// place freed on such a worker goes to it (fillLocked) when it is first in
+// the queue. A worker serving async calls takes no newcomer while callers
+// wait: one waiting for a worker of its own (a sync call) gets it once
+// the calls in flight end.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// asyncCalls is the accounting of the workers serving calls of async
+// functions, guarded by Pool.mu.
+type asyncCalls struct {
+	shared   map[*pooledWorker]int // the calls in flight on each such worker, those being cancelled included
+	inFlight int                   // their sum
+}
+
+// attemptShared is attempt for a call of an async function on the pool
+// (Config.AsyncCalls): it takes a place on a worker (checkoutShared), runs
+// the call among the others in flight there (process.callShared), and
+// frees the place; a call whose caller gave up frees it once its task has
+// answered the cancellation (or its worker is gone).
+func (p *Pool) attemptShared(ctx context.Context, ct *callTrace, rec *callRecord, args []any, x exchange, cc callContext) error {
+	pw, alone, err := p.checkoutShared(ctx, rec.fn)
+	if err != nil {
+		return err
+	}
+	ct.gotWorker(pw)
+	if alone {
+		defer p.checkin(pw)
+		return p.exchange(ctx, pw.proc, rec.fn, args, x, cc, ct.callSizes())
+	}
+	proc := pw.proc
+	release := func() { p.releaseShared(pw) }
+	pos, kwargs := splitKwargs(args)
+	err, abandoned := proc.callShared(ctx, rec.fn, pos, kwargs, cc, x.into, ct.callSizes(), release)
+	p.calls.Add(1)
+	if abandoned {
+		p.callStats.interrupts.Add(1)
+	} else {
+		release()
+	}
+	switch {
+	case err == nil:
+		p.backoff.callSucceeded()
+	case errors.Is(err, ErrWorkerCrashed) && proc.askedToEnd() && p.isClosed():
+		return &closedError{pid: proc.pid, fn: rec.fn, kind: x.kind()}
+	}
+	return err
+}
+
+// checkoutShared gives the caller of the async function fn a place on a
+// worker: see the file's comment for which. alone: the worker is the
+// caller's alone, as for a sync call, because it does not name fn among
+// its async functions (a worker of other code than the pool's first).
+func (p *Pool) checkoutShared(ctx context.Context, fn string) (pw *pooledWorker, alone bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("pypool: waiting for a worker: %w", err)
+	}
+	p.mu.Lock()
+	if pw := p.sharedRoomLocked(fn); pw != nil {
+		p.takePlaceLocked(pw)
+		p.mu.Unlock()
+		return pw, false, nil
+	}
+	var wt *waiter
+	wt, pw, err = p.checkoutLocked(noWait(ctx))
+	if wt != nil {
+		wt.deadline, _ = ctx.Deadline() // before a failed start can read it
+		wt.async = true
+	}
+	p.mu.Unlock()
+	if wt != nil {
+		start := time.Now()
+		select {
+		case g := <-wt.granted:
+			pw, err = g.pw, g.err
+		case <-ctx.Done():
+			err = p.abandonShared(ctx, wt)
+		}
+		wt.release()
+		p.waited(time.Since(start))
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	p.mu.Lock()
+	_, shared := p.async.shared[pw] // granted a place by fillLocked
+	p.mu.Unlock()
+	if shared {
+		return pw, false, nil
+	}
+	if !pw.proc.asyncFns[fn] {
+		return pw, true, nil
+	}
+	// A worker of its own: it serves async calls from now on, and the
+	// async callers first in the queue join it.
+	pw.proc.beginShared()
+	p.mu.Lock()
+	if p.async.shared == nil {
+		p.async.shared = make(map[*pooledWorker]int)
+	}
+	p.takePlaceLocked(pw)
+	p.fillLocked(pw)
+	p.mu.Unlock()
+	return pw, false, nil
+}
+
+// sharedRoomLocked is the worker serving async calls that takes one more,
+// the one with the fewest in flight; nil when a worker is idle (it is
+// taken first), when callers wait (they are served first), or when none
+// has room for fn.
+func (p *Pool) sharedRoomLocked(fn string) *pooledWorker {
+	if p.closed || p.counts[stateIdle] > 0 || p.waiters.len() > 0 {
+		return nil
+	}
+	var best *pooledWorker
+	for pw, n := range p.async.shared {
+		if n < p.cfg.AsyncCalls && pw.state == stateCheckedOut && pw.proc.asyncFns[fn] && !pw.proc.sharedLost() &&
+			(best == nil || n < p.async.shared[best]) {
+			best = pw
+		}
+	}
+	return best
+}
+
+// takePlaceLocked counts one more call in flight on pw.
+func (p *Pool) takePlaceLocked(pw *pooledWorker) {
+	p.async.shared[pw]++
+	p.async.inFlight++
+	p.notifyLocked()
+}
+
+// fillLocked gives the places left on pw to the async callers first in
+// the queue.
+func (p *Pool) fillLocked(pw *pooledWorker) {
+	for p.async.shared[pw] < p.cfg.AsyncCalls && pw.state == stateCheckedOut && !p.closed {
+		wt := p.waiters.first()
+		if wt == nil || !wt.async {
+			return
+		}
+		p.waiters.next()
+		p.takePlaceLocked(pw)
+		p.grantLocked(wt, grant{pw: pw})
+	}
+}
+
+// releaseShared frees a place on pw: given to an async caller first in the
+// queue, or, when it was the last call in flight, the worker goes through
+// the check-in (Pool.checkin) as after any call.
+func (p *Pool) releaseShared(pw *pooledWorker) {
+	p.mu.Lock()
+	p.async.inFlight--
+	n := p.async.shared[pw] - 1
+	if n > 0 {
+		p.async.shared[pw] = n
+		p.fillLocked(pw)
+		p.notifyLocked()
+		p.mu.Unlock()
+		return
+	}
+	delete(p.async.shared, pw)
+	p.notifyLocked()
+	p.mu.Unlock()
+	p.checkin(pw)
+}
+
+// abandonShared is abandon for an async caller: a place granted to it in
+// the meantime is freed (releaseShared), a worker of its own checked in.
+func (p *Pool) abandonShared(ctx context.Context, wt *waiter) error {
+	err := fmt.Errorf("pypool: waiting for a worker: %w", ctx.Err())
+	p.mu.Lock()
+	gone := p.abandonLocked(wt)
+	p.mu.Unlock()
+	if gone {
+		return err
+	}
+	g := <-wt.granted
+	if g.pw == nil {
+		return err
+	}
+	p.mu.Lock()
+	_, shared := p.async.shared[g.pw]
+	p.mu.Unlock()
+	if shared {
+		p.releaseShared(g.pw)
+	} else {
+		p.checkin(g.pw)
+	}
+	return err
+}
+
+// AsyncCallsByWorker returns the calls of async functions in flight on
+// each worker that serves them (Config.AsyncCalls), by the worker's pid,
+// those being cancelled included: Stats.AsyncCalls worker by worker. It
+// is empty without the mode, and when no such call is in flight.
+func (p *Pool) AsyncCallsByWorker() map[int]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := make(map[int]int, len(p.async.shared))
+	for pw, n := range p.async.shared {
+		m[pw.proc.pid] = n
+	}
+	return m
+}

@@ -1,0 +1,373 @@
+package pypool
+
+// mux.go is a process's side of Config.AsyncCalls: the calls of the
+// module's async functions, many in flight at once on one worker, whose
+// replies come back tagged by their ids in the order their tasks end.
+// While a worker serves such calls (the pool's side is async.go), each
+// caller writes its CALL frame (callShared: the writes one at a time,
+// under mux.wmu), and one reader goroutine (readShared) reads every reply
+// and hands it to the caller that waits for its id. The reader runs only
+// while calls are in flight: once the last reply is read it ends, and the
+// worker may go back to serving one call at a time on the one reply loop
+// (exchange.go), which reads the same pipe.
+//
+// A caller whose context ends returns its context's error at once: its
+// call's task is cancelled (CANCEL), the reply it still owes is read and
+// dropped by the reader, and only then is its place on the worker freed
+// (release). A reply not come within Config.InterruptGrace gets the worker
+// reported to its supervisor (broke), which kills it. A lost stream (the
+// worker died, or broke the protocol) fails every call in flight, each
+// with the same error.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// asyncFunctionsFunction is the runtime's own list of the modules' async
+// functions (async_functions in the runtime's aio.py), which a worker started with
+// Config.AsyncCalls is asked for after its handshake.
+const asyncFunctionsFunction = "_pypool_async_functions"
+
+// mux is the state of a process's calls of async functions in flight.
+type mux struct {
+	wmu sync.Mutex // held for each frame written, and for the encoder
+
+	mu      sync.Mutex
+	calls   map[uint64]*muxCall // in flight, by id
+	nextID  uint64
+	reading bool  // readShared runs
+	lost    error // the stream broke: every call fails with it
+}
+
+// muxCall is one call of an async function in flight.
+type muxCall struct {
+	done chan struct{} // closed, under mux.mu, once r or err is set
+	r    reply         // its reply; r.value owned by the call
+	size int           // the reply's size, for the Tracer
+	err  error         // the stream was lost first
+
+	// Set when its caller gave up (ctx ended), under mux.mu: the grace
+	// timer and the release of its caller's place, once the reply came.
+	abandoned bool
+	timer     *time.Timer
+	release   func()
+}
+
+// learnAsync asks a worker started with Config.AsyncCalls for its async
+// functions (asyncFunctionsFunction), right after its handshake.
+func (p *process) learnAsync(ctx context.Context) error {
+	var names []string
+	err := p.call(ctx, asyncFunctionsFunction, nil, nil, callContext{}, func(b []byte, _ bool, codec *valueCodec) error {
+		return decodeValueInto(b, &names, codec)
+	}, nil, nil)
+	if err != nil {
+		return fmt.Errorf("%w: worker %d did not list its async functions (Config.AsyncCalls): %w", ErrWorkerStart, p.pid, err)
+	}
+	p.served.Add(-1) // a call of the runtime's own, not the module's
+	p.asyncFns = make(map[string]bool, len(names))
+	for _, name := range names {
+		p.asyncFns[name] = true
+	}
+	p.mux = &mux{calls: make(map[uint64]*muxCall)}
+	p.spec.learnAsync(p.asyncFns)
+	return nil
+}
+
+// learnAsync records a worker's async functions as the pool's (isAsync):
+// every worker of a pool runs the same modules.
+func (spec *workerSpec) learnAsync(fns map[string]bool) {
+	spec.asyncFns.Store(&fns)
+}
+
+// isAsync reports whether the pool's workers named fn as an async
+// function (Config.AsyncCalls); false before the first one did.
+func (spec *workerSpec) isAsync(fn string) bool {
+	fns := spec.asyncFns.Load()
+	return fns != nil && (*fns)[fn]
+}
+
+// beginShared readies the process for calls of async functions, from
+// calls one at a time: the pipes' deadlines, which the reply loop of the
+// last call may have left, are cleared (the reader of readShared has
+// none; each write sets its own). No call runs on the process.
+func (p *process) beginShared() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.deadlineSet = false
+	p.fromWorker.SetReadDeadline(time.Time{})
+	p.toWorker.SetWriteDeadline(time.Time{})
+}
+
+// callShared runs fn, an async function, as one of the calls in flight on
+// the process: it sends the call and waits for its reply, which into
+// decodes (sizes, nil: not traced, receives the sizes). When ctx ends
+// first, it returns ctx's error at once with abandoned set, and cancels
+// the call's task (cancelShared): release is then called once the call's
+// reply has been read, or the process is gone, and not by the caller. A stream lost on
+// the way fails the call with the error of every call in flight.
+func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs Kwargs, cc callContext, into decodeFunc,
+	sizes *callSizes, release func()) (err error, abandoned bool) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pypool: call to %s: %w", fn, err), false
+	}
+	m := p.mux
+	m.mu.Lock()
+	if m.lost != nil {
+		lost := m.lost
+		m.mu.Unlock()
+		return p.sharedError(ctx, fn, lost), false
+	}
+	m.nextID++
+	id := m.nextID
+	c := &muxCall{done: make(chan struct{})}
+	m.calls[id] = c
+	if !m.reading {
+		m.reading = true
+		go p.readShared()
+	}
+	m.mu.Unlock()
+
+	err, sent, lost := p.sendShared(ctx, fn, id, args, kwargs, cc, sizes)
+	if lost != nil {
+		p.loseShared(lost)
+	}
+	if !sent {
+		m.mu.Lock()
+		if m.calls[id] == c {
+			delete(m.calls, id)
+		}
+		m.mu.Unlock()
+		return err, false
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		// The caller goes at once; its place is released later
+		// (cancelShared), whether the reply came meanwhile or not.
+		go p.cancelShared(fn, id, c, release)
+		return fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx)), true
+	}
+	if c.err != nil {
+		return p.sharedError(ctx, fn, c.err), false
+	}
+	if sizes != nil {
+		sizes.reply = c.size
+	}
+	p.served.Add(1)
+	if c.r.err != nil {
+		return c.r.err, false
+	}
+	if into == nil {
+		return nil, false
+	}
+	return into(c.r.value, true, &p.codec), false
+}
+
+// sendShared encodes and writes the CALL of id, its write bounded by ctx.
+// sent is false when the call did not reach the worker: err says why (an
+// argument not encodable, ctx), and the worker is as it was; a frame cut
+// in the middle, or a worker gone, loses the stream (lost, for the caller
+// to record with loseShared once the writes are let go), and the call
+// waits for its reply like the others, which fail (sent true).
+func (p *process) sendShared(ctx context.Context, fn string, id uint64, args []any, kwargs Kwargs, cc callContext, sizes *callSizes) (err error, sent bool, lost error) {
+	m := p.mux
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	deadline, _ := ctx.Deadline()
+	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, 0, cc, deadline)
+	if err != nil {
+		return err, false, nil
+	}
+	if sizes != nil {
+		sizes.request = len(frame) - frameHeaderSize
+	}
+	p.toWorker.SetWriteDeadline(deadline)
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		p.toWorker.SetWriteDeadline(time.Now())
+		close(fired)
+	})
+	n, werr := p.toWorker.Write(frame)
+	if !stop() {
+		<-fired
+	}
+	p.toWorker.SetWriteDeadline(time.Time{})
+	switch {
+	case werr == nil:
+		return nil, true, nil
+	case n == 0 && errors.Is(werr, os.ErrDeadlineExceeded):
+		return fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx)), false, nil
+	case isEOF(werr):
+		return nil, true, werr
+	}
+	return nil, true, fmt.Errorf("sending the call: %w", werr)
+}
+
+// cancelShared cancels the call id, c, whose caller gave up: unless its
+// reply has come (then release is called at once), it is marked abandoned
+// and CANCEL is written, with the writes held from before the mark, so that
+// its release (readShared, loseShared, which wait for the writes) never
+// hands the worker on while this frame is being written.
+func (p *process) cancelShared(fn string, id uint64, c *muxCall, release func()) {
+	m := p.mux
+	m.wmu.Lock()
+	m.mu.Lock()
+	select {
+	case <-c.done: // the reply came, or the stream was lost, meanwhile
+		m.mu.Unlock()
+		m.wmu.Unlock()
+		release()
+		return
+	default:
+	}
+	c.abandoned, c.release = true, release
+	c.timer = time.AfterFunc(p.spec.interruptGrace, func() { p.cancelExpired(fn, id) })
+	m.mu.Unlock()
+	p.writeCancel(id)
+	m.wmu.Unlock()
+}
+
+// writeCancel writes CANCEL for the call id, whose caller gave up, with
+// mux.wmu held; a write that fails is left to the grace timer
+// (cancelExpired).
+func (p *process) writeCancel(id uint64) {
+	frame, err := p.encoder.encodeControl(kindCancel, 2, func(e *callEncoder) error { return e.enc.EncodeUint(id) })
+	if err != nil {
+		return
+	}
+	p.toWorker.SetWriteDeadline(time.Now().Add(p.spec.interruptGrace))
+	p.toWorker.Write(frame)
+	p.toWorker.SetWriteDeadline(time.Time{})
+}
+
+// cancelExpired runs when the call id, cancelled, did not answer within
+// Config.InterruptGrace: its task ignores the cancellation (or the loop is
+// stuck in synchronous code). The worker is reported to its supervisor,
+// which kills it; the calls in flight on it fail as a crash.
+func (p *process) cancelExpired(fn string, id uint64) {
+	m := p.mux
+	m.mu.Lock()
+	c := m.calls[id]
+	late := c != nil && c.abandoned
+	m.mu.Unlock()
+	if !late {
+		return
+	}
+	p.spec.logger.Warn(msgWorkerKilled, "worker", p.pid, "function", fn,
+		"cause", "its task did not end within Config.InterruptGrace after it was cancelled", "grace", p.spec.interruptGrace)
+	p.broke()
+}
+
+// readShared is the reader of the replies of the calls in flight: it
+// hands each to the call of its id, and ends once no call is in flight,
+// or the stream is lost (loseShared).
+func (p *process) readShared() {
+	m := p.mux
+	for {
+		m.mu.Lock()
+		if len(m.calls) == 0 {
+			m.reading = false
+			m.mu.Unlock()
+			return
+		}
+		m.mu.Unlock()
+		body, owned, err := p.reader.next()
+		if err != nil {
+			p.loseShared(err)
+			return
+		}
+		r, err := decodeReply(body)
+		if err == nil && r.kind != kindResult && r.kind != kindError {
+			err = fmt.Errorf("%w: message of kind %d for call %d from a worker serving async calls (Config.AsyncCalls)", ErrProtocol, r.kind, r.id)
+		}
+		if err != nil {
+			p.loseShared(err)
+			return
+		}
+		if !owned {
+			r.value = bytes.Clone(r.value) // the reader's buffer is reused at the next read
+		}
+		m.mu.Lock()
+		c := m.calls[r.id]
+		if c == nil {
+			m.mu.Unlock()
+			p.loseShared(fmt.Errorf("%w: a reply for call %d, which is not in flight", ErrProtocol, r.id))
+			return
+		}
+		delete(m.calls, r.id)
+		c.r, c.size = r, len(body)
+		close(c.done)
+		var release func()
+		if c.abandoned {
+			c.timer.Stop()
+			release = c.release
+		}
+		m.mu.Unlock()
+		if release != nil {
+			m.wmu.Lock() // its CANCEL is written (callShared)
+			m.wmu.Unlock()
+			release()
+		}
+	}
+}
+
+// loseShared records that the stream of the calls in flight is lost with
+// err, and fails each of them with it; the releases of the calls whose
+// callers gave up are called. A protocol error is reported to the
+// supervisor (broke), which kills the worker; end of file means it died.
+func (p *process) loseShared(err error) {
+	p.mu.Lock()
+	p.setState(evLost, err)
+	p.mu.Unlock()
+	if !isEOF(err) {
+		p.broke()
+	}
+	m := p.mux
+	var releases []func()
+	m.mu.Lock()
+	if m.lost == nil {
+		m.lost = err
+	}
+	for id, c := range m.calls {
+		delete(m.calls, id)
+		c.err = err
+		close(c.done)
+		if c.abandoned {
+			c.timer.Stop()
+			releases = append(releases, c.release)
+		}
+	}
+	m.mu.Unlock()
+	if len(releases) > 0 {
+		m.wmu.Lock() // their CANCELs are written (callShared)
+		m.wmu.Unlock()
+	}
+	for _, release := range releases {
+		release()
+	}
+}
+
+// sharedError is the caller's error of a call whose stream was lost with
+// err: the worker's exit (ErrWorkerCrashed) when it died, else the
+// protocol error.
+func (p *process) sharedError(ctx context.Context, fn string, err error) error {
+	if isEOF(err) {
+		return p.exitError(ctx)
+	}
+	return fmt.Errorf("pypool: call to %s on worker %d: %w", fn, p.pid, err)
+}
+
+// sharedLost reports whether the stream of the calls in flight is lost:
+// the worker takes no more of them.
+func (p *process) sharedLost() bool {
+	m := p.mux
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lost != nil
+}
