@@ -133,11 +133,21 @@ func (p *Pool) sharedRoomLocked(fn string) *pooledWorker {
 	var best *pooledWorker
 	for pw, n := range p.async.shared {
 		if n < p.cfg.AsyncCalls && pw.state == stateCheckedOut && pw.proc.asyncFns[fn] && !pw.proc.sharedLost() &&
-			(best == nil || n < p.async.shared[best]) {
+			!p.retiringLocked(pw) && (best == nil || n < p.async.shared[best]) {
 			best = pw
 		}
 	}
 	return best
+}
+
+// retiringLocked reports whether pw is to be retired at its check-in
+// (recycleReason: a reload's newer generation, or a limit such as
+// Config.MaxWorkerLifetime): it takes no more async calls, so that those in
+// flight end and it is checked in. Without it a worker whose async calls
+// never all end at once was never retired, and Reload never ended
+// (TestReloadOfAsyncCallsUnderLoad).
+func (p *Pool) retiringLocked(pw *pooledWorker) bool {
+	return p.recycleReason(pw).cause != causeNone
 }
 
 // takePlaceLocked counts one more call in flight on pw.
@@ -150,7 +160,7 @@ func (p *Pool) takePlaceLocked(pw *pooledWorker) {
 // fillLocked gives the places left on pw to the async callers first in
 // the queue.
 func (p *Pool) fillLocked(pw *pooledWorker) {
-	for p.async.shared[pw] < p.cfg.AsyncCalls && pw.state == stateCheckedOut && !p.closed {
+	for p.async.shared[pw] < p.cfg.AsyncCalls && pw.state == stateCheckedOut && !p.closed && !p.retiringLocked(pw) {
 		wt := p.waiters.first()
 		if wt == nil || !wt.async {
 			return

@@ -466,3 +466,92 @@ func TestReloadAtRestStartsOneWorkerPerOldOne(t *testing.T) {
 	assert.Equal(t, uint64(2), s.StopsReload)
 	assert.Zero(t, s.StopsOverflow, "no new worker stopped as not needed")
 }
+
+// TestReloadOfAsyncCallsUnderLoad: with Config.AsyncCalls, a worker
+// shared by async calls that keep coming is retired too: no new call is
+// placed on an old-generation worker once a reload has proven a new one,
+// so its calls in flight end and it is checked in; no call fails, and the
+// calls begun after Reload returned are answered by the new code.
+func TestReloadOfAsyncCallsUnderLoad(t *testing.T) {
+	const top = "import asyncio\nasync def aversion(ms):\n    await asyncio.sleep(ms / 1000)\n    return VERSION"
+	dir := t.TempDir()
+	f := &reloadFixture{path: filepath.Join(dir, "reloadmod.py")}
+	f.writeTop(t, "v1", top, "pass")
+	cfg := testConfig(t)
+	cfg.Module, cfg.PythonPath, cfg.SetUp, cfg.Size, cfg.AsyncCalls = "reloadmod", []string{dir}, "setup", 1, 8
+	f.pool = newTestPool(t, cfg)
+
+	type outcome struct {
+		began   time.Time
+		version string
+		err     error
+	}
+	outcomes := make(chan outcome, 64)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				o := outcome{began: time.Now()}
+				got, err := f.pool.Call(ctx, "aversion", 5)
+				cancel()
+				o.err = err
+				if err == nil {
+					o.version = got.(string)
+				}
+				select {
+				case outcomes <- o:
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+	var all []outcome
+	for range 40 { // the calls run on v1's worker
+		all = append(all, <-outcomes)
+	}
+	f.writeTop(t, "v2", top, "pass")
+	reloaded := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(testCtx(t), 30*time.Second)
+		defer cancel()
+		reloaded <- f.pool.Reload(ctx)
+	}()
+	var err error
+	for waiting := true; waiting; {
+		select {
+		case o := <-outcomes:
+			all = append(all, o)
+		case err = <-reloaded:
+			waiting = false
+		}
+	}
+	now := time.Now()
+	for after := 0; after < 40; {
+		o := <-outcomes
+		all = append(all, o)
+		if o.began.After(now) {
+			after++
+		}
+	}
+	close(done)
+	wg.Wait()
+	require.NoError(t, err, "Reload with async calls in flight all the time")
+	var failed, old int
+	for _, o := range all {
+		switch {
+		case o.err != nil:
+			failed++
+			t.Errorf("a call failed: %v", o.err)
+		case o.began.After(now) && o.version != "v2":
+			old++
+		}
+	}
+	assert.Zero(t, failed, "failed calls")
+	assert.Zero(t, old, "calls begun after Reload returned answered by old code")
+	assert.Equal(t, uint64(1), f.pool.Stats().StopsReload, "the old worker retired")
+}
