@@ -144,8 +144,7 @@ func (p *Pool) sharedRoomLocked(fn string) *pooledWorker {
 // (recycleReason: a reload's newer generation, or a limit such as
 // Config.MaxWorkerLifetime): it takes no more async calls, so that those in
 // flight end and it is checked in. Without it a worker whose async calls
-// never all end at once was never retired, and Reload never ended
-// (TestReloadOfAsyncCallsUnderLoad).
+// never all end at once was never retired, and Reload never ended.
 func (p *Pool) retiringLocked(pw *pooledWorker) bool {
 	return p.recycleReason(pw).cause != causeNone
 }
