@@ -96,6 +96,8 @@ type callbackScope struct {
 	ctx   context.Context // the callback's: a nested call ends with it
 	mu    sync.Mutex      // held by the one nested call in flight (TryLock), and by end
 	ended atomic.Bool     // the callback returned, or its call gave up on it; set before end takes mu
+
+	endHook func(*callbackScope) // set by a test: runs while end holds mu
 }
 
 type scopeKey struct{}
@@ -159,14 +161,11 @@ var errScopeEnded = fmt.Errorf("%w: the callback whose context this is has retur
 func (s *callbackScope) end() {
 	s.ended.Store(true)
 	s.mu.Lock()
-	if scopeEndHook != nil {
-		scopeEndHook(s)
+	if s.endHook != nil {
+		s.endHook(s)
 	}
 	s.mu.Unlock()
 }
-
-// scopeEndHook, when set by a test, runs while end holds the scope.
-var scopeEndHook func(*callbackScope)
 
 // call makes a call with a callback's context on the process that waits
 // for the callback.

@@ -413,11 +413,9 @@ func TestCloseDoesNotWaitForACallbackPastItsCall(t *testing.T) {
 // that instant open; a loop of ends racing enters checks the same without it.
 func TestCallbackScopeEndIsNotBusy(t *testing.T) {
 	ctx := testCtx(t)
-	s := &callbackScope{ctx: ctx}
 	var during error
-	scopeEndHook = func(s *callbackScope) { _, _, during = s.enter(ctx) }
+	s := &callbackScope{ctx: ctx, endHook: func(s *callbackScope) { _, _, during = s.enter(ctx) }}
 	s.end()
-	scopeEndHook = nil
 	require.ErrorIs(t, during, ErrWorkerReleased, "a nested call while the scope ends")
 
 	for i := range 5000 {
