@@ -13,6 +13,7 @@ through the Worker as a channel.Channel.
 from __future__ import annotations
 
 import os
+import select  # imported before the user's paths (channel.py's too)
 
 from . import CALL, ERROR, STREAM, channel, ext, shm
 from .channel import Channel
@@ -24,6 +25,12 @@ if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds t
     from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
     from .codec import Codec
+
+
+# How long a worker whose codec is not loaded yet waits for its first call
+# before it loads it (Worker._serve_until_loaded): the first call of New
+# comes at once; a worker started ahead of its calls loads it meanwhile.
+FIRST_CALL_WAIT = 0.1
 
 
 def public_functions(module: Any) -> Dict[str, Callable[..., Any]]:
@@ -107,6 +114,11 @@ class Worker(Channel):
         returns an encodable value of ordinary size) is handled inline with
         local names; everything else goes through the methods below."""
         channel.CURRENT = self
+        if self.codec.finish is not None and self._serve_until_loaded():
+            return
+        codec = self.codec  # loaded now: its own entry points, not those that forwarded to them
+        self.packb, self.unpackb = codec.packb, codec.unpackb
+        self._decode_call, self._result_frame = codec.decode_call, codec.result_frame
         interrupts = self.interrupts
         read = self.reader.read
         decode_call = self._decode_call
@@ -166,6 +178,29 @@ class Worker(Channel):
             written = write(out_fd, frame)
             if written < size:  # a signal cut the write short
                 write_all(out_fd, [memoryview(frame)[written:]])
+
+    def _serve_until_loaded(self) -> bool:
+        """Serve with a codec that is not loaded yet (codec.deferred) until
+        it is: load it once no frame waits, after the first call (or
+        FIRST_CALL_WAIT without one), so that the first result does not wait
+        for msgpack's import. True at the end of input."""
+        codec = self.codec
+        reader = self.reader
+        wait = FIRST_CALL_WAIT
+        while codec.finish is not None:
+            if not reader.buffered() and not select.select([reader.fileno()], [], [], wait)[0]:
+                codec.finish()
+                break
+            wait = 0.0
+            body = reader.read()
+            if body is None:
+                return True
+            shared = shm.ACTIVE
+            if shared is not None and (shared.used or ext.SHARED_READ):  # as serve does
+                ext.SHARED_READ = False
+                shared.begin_call()
+            self.handle(body)
+        return False
 
     def function(self, name: str) -> Optional[Callable[..., Any]]:
         """The function Go may call as name, or None."""

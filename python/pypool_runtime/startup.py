@@ -2,7 +2,7 @@
 
 In order (worker.startup, worker.main, worker.serve_process call these):
 close the descriptors it inherited but was not given (close_inherited_fds),
-apply Config.Limits (apply_limits), load the codec, put the --path entries
+apply Config.Limits (apply_limits), find the codec (loaded later: codec.deferred), put the --path entries
 ahead of the interpreter's own on sys.path (fix_sys_path, with stdlib.py
 guarding the standard modules imported later: asyncio, traceback), move the protocol's pipes
 away from fds 0 and 1 (isolate_stdio), import the configured modules
@@ -196,7 +196,10 @@ def prepare(options: Options, keep: Optional[List[int]] = None) -> None:
     close_inherited_fds(given_fds(options) if keep is None else keep)  # before any code that is not the runtime's
     apply_limits(options.limits)  # before the user's module (a fork server's children inherit them)
     global _CODEC
-    _CODEC = codecs.load(options.codec)  # msgpack from site-packages, not from a --path
+    # Found (not imported) before the user's paths are on sys.path, loaded
+    # once the worker is idle or at the first value that needs it, through
+    # stdlib's guarded import: msgpack from site-packages, not from a --path.
+    _CODEC = codecs.load(options.codec, defer=True)
     fix_sys_path(options.paths)
     del sys.argv[1:]  # the runtime's arguments are not the user module's
     # User code imports the runtime's public API as "pypool" (from pypool

@@ -65,6 +65,11 @@ def loaded_from(name):
     return getattr(module, "__file__", None)
 
 
+def imported_by(module, name):
+    """Where the module that the loaded module refers to as name comes from."""
+    return getattr(getattr(sys.modules.get(module), name, None), "__file__", None)
+
+
 def import_shadow(name):
     """Import name as the user's code would (from a PythonPath directory first)."""
     __import__(name)

@@ -878,3 +878,135 @@ class CompareWithCExtensionTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DeferredCodecTest(unittest.TestCase):
+    """Issue 21: a worker's codec is loaded later (codec.load with
+    defer=True, codec.deferred): until then its entry points encode and
+    decode the plain values by hand, byte for byte as the codec does, and
+    load the codec for any other value, then answer as it does: the same
+    bytes, values and errors as the loaded codec, whichever runs."""
+
+    def loaded_codecs(self) -> List[codec.Codec]:
+        try:
+            return [codec.PURE, codec.load(codec.C_NAME)]
+        except ImportError:
+            return [codec.PURE]
+
+    def fresh(self, loaded: codec.Codec) -> codec.Codec:
+        """A deferred codec that loads the codec named like loaded."""
+        return codec.deferred(loaded.name, lambda: codec.load(loaded.name))
+
+    @staticmethod
+    def plain(value: Any, depth: int = 0) -> bool:
+        """Whether the hand encoding takes value: plain, 64 levels deep at most."""
+        cls = type(value)
+        if cls in (list, tuple, dict) and depth >= 64:
+            return False
+        if cls in (list, tuple):
+            return all(DeferredCodecTest.plain(v, depth + 1) for v in value)
+        if cls is dict:
+            return all(DeferredCodecTest.plain(k, depth + 1) and DeferredCodecTest.plain(v, depth + 1) for k, v in value.items())
+        return value is None or cls in (bool, int, float, str, bytes, bytearray)
+
+    def test_packing_and_result_frames(self) -> None:
+        cyclic: List[Any] = []
+        cyclic.append(cyclic)
+        bad = [{1}, object(), 2**64, -2**63 - 1, "\ud800", ["ok", "\udfff"], {"\ud800": 1}, ["x", {2}], cyclic]
+        for loaded in self.loaded_codecs():
+            values = value_corpus(loaded.ExtType) + bad + [b"x" * 70000, bytearray(b"y" * 70000), "z" * 70000, nested_lists(64), nested_lists(63)]
+            for value in values:
+                with self.subTest(codec=loaded.name, value=short(value, 60)):
+                    d = self.fresh(loaded)
+                    self.assertEqual(outcome(d.packb, value), outcome(loaded.packb, value))
+                    by_hand = self.plain(value) and outcome(loaded.packb, value)[0] == "ok"
+                    self.assertEqual(d.finish is not None, by_hand, "loaded only for a value not plain")
+                    d = self.fresh(loaded)
+                    for call_id in (0, 200, 70000, 2**32):
+                        self.assertEqual(outcome(lambda v: joined(d.result_frame(call_id, v)), value),
+                                         outcome(lambda v: joined(loaded.result_frame(call_id, v)), value))  # fmt: skip
+                    in_frame = self.plain([3, 0, value]) and by_hand  # one level deeper
+                    self.assertEqual(d.finish is not None, in_frame or type(value) in (bytes, bytearray) and len(value) > codec.JOIN_LIMIT)
+
+    def test_unpacking(self) -> None:
+        for loaded in self.loaded_codecs():
+            blobs = encoded_corpus() + [purecodec.packb(v) for v in value_corpus(purecodec.ExtType) if not isinstance(v, memoryview)]
+            for data in blobs:
+                with self.subTest(codec=loaded.name, data=data[:30].hex()):
+                    d = self.fresh(loaded)
+                    got, expected = outcome(d.unpackb, data), outcome(loaded.unpackb, data)
+                    self.assertEqual(got[0], expected[0], (got, expected))
+                    if expected[0] == "ok":
+                        SameValue.check(self, got[1], expected[1])
+                        if d.finish is not None:  # decoded by hand: plain values only
+                            self.assertTrue(self.plain(got[1]), short(got[1]))
+                    else:
+                        self.assertEqual(got, expected)
+                        self.assertIsNone(d.finish, "an error comes from the loaded codec")
+
+    def test_decode_call(self) -> None:
+        rng = random.Random(21)
+        args_values = [v for v in value_corpus(purecodec.ExtType) if not isinstance(v, (purecodec.ExtType, memoryview))]
+        bodies = call_bodies(rng, args_values + ["s" * 70000, b"b" * 70000])
+        corrupted = []
+        for _ in range(1000):
+            data = bytearray(rng.choice(bodies[:40]))
+            data[rng.randrange(len(data))] = rng.getrandbits(8)
+            corrupted.append(bytes(data[: rng.randint(1, len(data))] if rng.random() < 0.3 else data))
+        for loaded in self.loaded_codecs():
+            for body in bodies + corrupted + [purecodec.packb([2, 1, "echo", [], {"a": None}]), b""]:
+                with self.subTest(codec=loaded.name, body=body[:30].hex()):
+                    d = self.fresh(loaded)
+                    got, expected = outcome(d.decode_call, body), outcome(loaded.decode_call, body)
+                    self.assertEqual(got[0], expected[0])
+                    SameValue.check(self, got[1] and list(got[1]), expected[1] and list(expected[1]))
+        d = self.fresh(codec.PURE)
+        self.assertEqual(d.decode_call(purecodec.packb([2, 7, "echo", ["x", 1, None, [1.5, {"k": b"v"}]], None])),
+                         (7, "echo", ["x", 1, None, [1.5, {"k": b"v"}]]))  # fmt: skip
+        self.assertIsNotNone(d.finish, "a plain call is decoded by hand")
+
+    def test_finish_binds_the_loaded_codec(self) -> None:
+        for loaded in self.loaded_codecs():
+            d = self.fresh(loaded)
+            self.assertEqual(d.name, loaded.name)
+            self.assertIsNone(d.ExtType)
+            packb = d.packb
+            self.assertEqual(packb(datetime.datetime(2020, 1, 1, tzinfo=UTC)), loaded.packb(datetime.datetime(2020, 1, 1, tzinfo=UTC)))
+            self.assertIsNone(d.finish)
+            self.assertIs(d.ExtType, loaded.ExtType)
+            self.assertIsNot(d.packb, packb, "the loaded codec's own entry point")
+            self.assertEqual(packb("still works"), loaded.packb("still works"), "bound before: forwards")
+            d = self.fresh(loaded)
+            d.Unpacker()  # no hand-made incremental decoder: the codec's
+            self.assertIsNone(d.finish)
+
+    def test_a_codec_that_does_not_load_gives_the_pure_codec(self) -> None:
+        import contextlib
+        import io
+
+        def broken() -> codec.Codec:
+            raise ImportError("a broken extension")
+
+        d = codec.deferred(codec.C_NAME, broken)
+        self.assertEqual(d.packb([1, "x"]), b"\x92\x01\xa1x")
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            self.assertEqual(d.packb(datetime.datetime(2020, 1, 1, tzinfo=UTC)), purecodec.packb(datetime.datetime(2020, 1, 1, tzinfo=UTC)))
+        self.assertEqual(d.name, codec.PURE_NAME)
+        self.assertIn("the msgpack-c codec did not load (ImportError: a broken extension): the pure codec runs instead", err.getvalue())
+
+    def test_load_deferred_imports_no_codec(self) -> None:
+        # In a fresh interpreter: the name the worker's HELLO says, and no
+        # codec imported for it.
+        try:
+            from msgpack import _cmsgpack  # noqa: F401
+
+            has_c = True
+        except ImportError:
+            has_c = False
+        script = ("import sys; sys.path.insert(0, %r); from pypool_runtime import codec; "
+                  "names = [codec.load(n, defer=True).name for n in ('auto', 'pure')]; "
+                  "print(names, sorted(m for m in ('msgpack', 'pypool_runtime.purecodec') if m in sys.modules))"
+                  % os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # fmt: skip
+        out = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, check=True).stdout
+        self.assertEqual(out.strip(), "%s []" % [codec.C_NAME if has_c else codec.PURE_NAME, codec.PURE_NAME])
