@@ -124,6 +124,22 @@ class HotPathCallsTest(unittest.TestCase):
                     self.assertIsNone(d.finish)
                 self.assertLessEqual((counts[0] - counts[1]) / n, self.LIMITS[c.name, "trivial"])
 
+    def test_a_busy_worker_loads_its_codec_after_a_few_frames(self) -> None:
+        # Calls that keep coming (every frame waits in the pipe here) do not
+        # keep a worker on the slower hand decoding: it loads its codec after
+        # serve.BY_HAND_FRAMES frames, idle or not.
+        body = purecodec.packb([CALL, 70000, "duplicate_text", ["testing"], None])
+        framed = len(body).to_bytes(4, "big") + body
+        n = 20
+        for c in codecs():
+            with self.subTest(codec=c.name):
+                counts = []
+                for calls in (2 * n, n):
+                    d = codec.deferred(c.name, lambda c=c: c)  # type: ignore[misc]
+                    counts.append(calls_while_serving(d, framed * calls))
+                    self.assertIsNone(d.finish)
+                self.assertLessEqual((counts[0] - counts[1]) / n, self.LIMITS[c.name, "trivial"])
+
     def test_replies_are_the_codecs(self) -> None:
         # What the counted loop sends is what packb sends, length included.
         for c in codecs():
