@@ -63,8 +63,9 @@ class Codec:
     is None, and the other entry points encode and decode by hand the
     values that decode to the same Python values whichever codec runs
     (nil, booleans, integers, floats, str, bytes, and arrays and maps of
-    them; as msgpack-c writes them, byte for byte), and load the codec for
-    any other (then answer with it). finish then sets every entry point to
+    them, up to 64 levels deep and about a thousand elements; as msgpack-c
+    writes them, byte for byte), and load the codec for any other (then
+    answer with it). finish then sets every entry point to
     the loaded codec's, in place; what bound them before keeps working, one
     call deeper, until it binds them again.
 
@@ -443,8 +444,11 @@ def _c_extension_found() -> bool:
     return False
 
 
-# Values nested deeper are left to the loaded codec.
+# Values nested deeper, or with more elements in all, are left to the
+# loaded codec: the hand encoding and decoding, in Python, would take longer
+# than loading it (a list of a million floats: half a second by hand).
 _PLAIN_DEPTH = 64
+_PLAIN_ITEMS = 1024
 
 
 class _NotPlain(Exception):
@@ -454,7 +458,8 @@ class _NotPlain(Exception):
 def _pack_plain(obj: Any) -> bytes:
     """obj encoded as msgpack-c (and the pure codec) encode it, for nil,
     booleans, integers, floats, str, bytes, bytearray, and lists, tuples and
-    dicts of them (their exact classes); _NotPlain, or the error of str's
+    dicts of them (their exact classes, _PLAIN_DEPTH deep and about
+    _PLAIN_ITEMS elements at most); _NotPlain, or the error of str's
     encoding, for any other."""
     out: List[bytes] = []
     _pack_into(obj, out, 0)
@@ -518,6 +523,8 @@ def _pack_into(obj: Any, out: List[Any], depth: int) -> None:
         out.append(obj)
     elif (cls is list or cls is tuple or cls is dict) and depth < _PLAIN_DEPTH:
         n = len(obj)
+        if len(out) + n > _PLAIN_ITEMS:
+            raise _NotPlain
         if n < 16:
             out.append(_pack_B((0x80 if cls is dict else 0x90) | n))
         elif n <= 0xFFFF:
@@ -540,18 +547,20 @@ def _pack_into(obj: Any, out: List[Any], depth: int) -> None:
 
 def _unpack_plain(data: Any) -> Any:
     """The value data (bytes) encodes, as both codecs decode it, when it is
-    made of nil, booleans, integers, floats, str, bin, arrays and maps only;
-    _NotPlain or another exception for any other data (ext values, a
+    made of nil, booleans, integers, floats, str, bin, arrays and maps only
+    (_PLAIN_DEPTH deep, _PLAIN_ITEMS elements at most); _NotPlain or another
+    exception for any other data (ext values, a
     timestamp, bytes left over, data that does not decode)."""
     if type(data) is not bytes:
         raise _NotPlain
-    value, end = _unpack_from(data, 0, 0)
+    value, end = _unpack_from(data, 0, [_PLAIN_ITEMS])
     if end != len(data):
         raise _NotPlain
     return value
 
 
-def _unpack_from(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+def _unpack_from(data: bytes, pos: int, budget: List[int], depth: int = 0) -> Tuple[Any, int]:
+    # budget[0]: how many more array and map elements may be decoded.
     b = data[pos]
     pos += 1
     if b < 0x80:
@@ -577,18 +586,19 @@ def _unpack_from(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
             n = (_unpack_H_from if b in (0xDC, 0xDE) else _unpack_I_from)(data, pos)[0]
             pos += 2 if b in (0xDC, 0xDE) else 4
             is_map = b >= 0xDE
-        if n > len(data) - pos:
+        budget[0] -= n
+        if n > len(data) - pos or budget[0] < 0:
             raise _NotPlain
         depth += 1
         if is_map:
             mapping = {}
             for _ in range(n):
-                key, pos = _unpack_from(data, pos, depth)
-                mapping[key], pos = _unpack_from(data, pos, depth)
+                key, pos = _unpack_from(data, pos, budget, depth)
+                mapping[key], pos = _unpack_from(data, pos, budget, depth)
             return mapping, pos
         items = []
         for _ in range(n):
-            item, pos = _unpack_from(data, pos, depth)
+            item, pos = _unpack_from(data, pos, budget, depth)
             items.append(item)
         return items, pos
     if b == 0xC0:
