@@ -2,7 +2,8 @@
 
 In order (worker.startup, worker.main, worker.serve_process call these):
 close the descriptors it inherited but was not given (close_inherited_fds),
-apply Config.Limits (apply_limits), find the codec (loaded later: codec.deferred), put the --path entries
+apply Config.Limits (apply_limits), find the codec (loaded later, once the
+worker is idle: codec.deferred), put the --path entries
 ahead of the interpreter's own on sys.path (fix_sys_path, with stdlib.py
 guarding the standard modules imported later: asyncio, traceback), move the protocol's pipes
 away from fds 0 and 1 (isolate_stdio), import the configured modules

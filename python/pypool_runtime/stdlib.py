@@ -19,8 +19,7 @@ own_module, which the error path uses, replaced for the runtime by a
 private copy of the standard one (not in sys.modules); import_set_aside
 sets such modules aside while it imports a module (the C codec's
 msgpack, loaded after the user's module), so that it gets the standard
-ones. run_protected runs
-a function with the same finder, so that what it imports at its first use
+ones. run_protected runs a function with the same finder, so that what it imports at its first use
 (the traceback module's ast, say) comes from those entries too. What such
 a module imports itself, and what the standard module imports later, at
 first use and from the user's code, is out of this module's reach.
