@@ -344,6 +344,10 @@ _pack_B_B_B_Q = struct.Struct(">BBBQ").pack
 
 # -- A codec loaded later (load with defer=True) ------------------------------
 
+# The most CALL frames a deferred codec decodes by hand: it loads the codec
+# at the next one, whatever serve loop calls it (serve.py's loads it sooner).
+BY_HAND_CALLS = 16
+
 # The entry points finish sets to the loaded codec's.
 _ENTRY_POINTS = ("name", "packb", "unpackb", "Unpacker", "ExtType", "decode_call", "result_frame")
 
@@ -388,8 +392,14 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
         finish()
         return codec.Unpacker(**options)
 
+    calls = [0]
+
     def decode_call(body: Any) -> Optional[Tuple[int, str, List[Any]]]:
         if codec.finish is not None:
+            calls[0] += 1
+            if calls[0] > BY_HAND_CALLS:  # a serve loop that never calls finish
+                finish()
+                return codec.decode_call(body)
             try:
                 if body[0] != 0x95 or body[1] != CALL or body[-1] != 0xC0:
                     return None  # not an ordinary CALL: the general path

@@ -926,6 +926,18 @@ class DeferredCodecTest(unittest.TestCase):
         elif self.elements(value) <= 300:
             self.assertIsNotNone(d.finish, "a small plain value by hand")
 
+    def test_a_few_calls_by_hand_at_most(self) -> None:
+        # Whatever serve loop uses it (serve.py's loads it sooner, when idle):
+        # the hand decoding, slower than the codec's, does not last.
+        body = purecodec.packb([2, 1, "echo", ["x"], None])
+        for loaded in self.loaded_codecs():
+            d = self.fresh(loaded)
+            for _ in range(codec.BY_HAND_CALLS):
+                self.assertEqual(d.decode_call(body), (1, "echo", ["x"]))
+            self.assertIsNotNone(d.finish)
+            self.assertEqual(d.decode_call(body), (1, "echo", ["x"]))
+            self.assertIsNone(d.finish)
+
     def test_large_values_load_the_codec(self) -> None:
         # By hand, in Python, a large list would take longer than loading
         # the codec: about a thousand elements at most.
