@@ -10,15 +10,17 @@ The module-level names (NAME, packb, unpackb, Unpacker, ExtType, PURE) are
 the automatic choice, made at their first use; load() gives a codec by
 name, so the worker can be forced to the pure codec (``--codec pure``).
 Neither codec is imported with this module. The worker finds the one it
-runs before the user's paths are on sys.path but loads it later (load with
-defer=True, deferred): its HELLO and its first calls of plain values are
-encoded and decoded by hand, byte for byte as the codecs do, and the codec
-is loaded once the worker is idle, or at the first value that needs it,
-through stdlib's guarded import (msgpack, with collections and datetime,
-took 5-6 ms of every start). The pure codec's module (purecodec.py, with
-datetime) is imported only when it runs, or, with the C codec, at the first
-value only it encodes (nested deeper than msgpack 1.0 packs) or the first
-unencodable value's detail (pure_module).
+runs before the user's paths are on sys.path; the C codec it loads later
+(load with defer=True, deferred): its HELLO and its first calls are encoded
+and decoded by the pure codec (purecodec.py, 1 ms to import), which puts
+the same bytes on the wire, and msgpack (with collections and datetime, 5-6
+ms of every start) is loaded once the worker is idle, after a few frames,
+or at the first value the pure codec would decode otherwise, through
+stdlib's guarded import. Without the C codec, the pure codec is the codec
+from the start. The pure codec's module (datetime at its first use) is
+imported otherwise only when it runs, or, with the C codec loaded at once,
+at the first value only it encodes (nested deeper than msgpack 1.0 packs)
+or the first unencodable value's detail (pure_module).
 
 Below them are the byte-level shortcuts the worker takes on its hot paths,
 the same whichever codec is chosen: bytes_result_head (with bin_header)
@@ -57,17 +59,14 @@ class Codec:
     length included, as bytes or, when large, as two parts to write in turn
     (see purecodec.result_frame).
 
-    finish is None for a codec that is loaded. A worker's codec is loaded
-    later (load with defer=True): until then, finish is the function that
-    loads it (at once, when called), name is already the codec's, ExtType
-    is None, and the other entry points encode and decode by hand the
-    values that decode to the same Python values whichever codec runs
-    (nil, booleans, integers, floats, str, bytes, and arrays and maps of
-    them, up to 64 levels deep and about a thousand elements; as msgpack-c
-    writes them, byte for byte), and load the codec for any other (then
-    answer with it). finish then sets every entry point to
-    the loaded codec's, in place; what bound them before keeps working, one
-    call deeper, until it binds them again.
+    finish is None for a codec that is loaded. A worker's C codec is
+    loaded later (load with defer=True, deferred): until then, finish is
+    the function that loads it (at once, when called), name is already the
+    codec's, ExtType is None, and the other entry points are the pure
+    codec's, which load the codec for the values where the two would differ
+    (then answer with it). finish then sets every entry point to the loaded
+    codec's, in place; what bound them before keeps working, one call
+    deeper, until it binds them again.
 
     A plain class: collections.namedtuple would cost a few ms of import at
     every worker start."""
@@ -114,7 +113,13 @@ def pure_module() -> Any:
     global _purecodec
     if _purecodec is None:
         module = stdlib.runtime_module("purecodec")
-        module.set_hooks(ext.default_for(module.ExtType), ext.ext_hook_for(module.ExtType))
+
+        def unknown_ext(code: int, data: bytes) -> Any:
+            if _standing_in:  # for a deferred codec (deferred): its own ExtType
+                raise _NeedsLoadedCodec
+            return module.ExtType(code, data)
+
+        module.set_hooks(ext.default_for(module.ExtType), ext.ext_hook_for(unknown_ext))  # type: ignore[arg-type]
         if _msgpack_types is not None:
             module.pack_msgpack_types(*_msgpack_types)
         _purecodec = module
@@ -245,16 +250,14 @@ def _load_c() -> Codec:
 def load(name: str = "auto", defer: bool = False) -> Codec:
     """Return the codec called name: "auto" (C extension if importable, else
     pure), "pure", or "msgpack-c" (ImportError when unavailable). With
-    defer, "auto" and "pure" give a codec loaded later (see Codec: the
-    worker's start, which then sends HELLO and serves its first calls
-    without importing msgpack, 5-6 ms, or the pure codec's module, 1 ms):
-    "auto" names the C codec when msgpack's C extension is found among
-    sys.path's entries, without importing it (so, before the user's paths
-    are on sys.path: the interpreter's own), the pure codec otherwise."""
-    if defer and name in ("auto", PURE_NAME):
-        if name == "auto" and _c_extension_found():
-            return deferred(C_NAME, _load_c)
-        return deferred(PURE_NAME, _pure_codec)
+    defer (the worker's start), "auto" gives the C codec loaded later, when
+    msgpack's C extension is found among sys.path's entries, without
+    importing it (so, before the user's paths are on sys.path: the
+    interpreter's own): the pure codec stands in for it until then
+    (deferred), so that HELLO and the first calls do not wait for msgpack's
+    import (5-6 ms); the pure codec otherwise."""
+    if defer and name == "auto":
+        return deferred(C_NAME, _load_c) if _c_extension_found() else _pure_codec()
     if name == PURE_NAME:
         return _pure_codec()
     if name == C_NAME:
@@ -342,23 +345,49 @@ _pack_B_B_B_I = struct.Struct(">BBBI").pack
 _pack_B_B_B_Q = struct.Struct(">BBBQ").pack
 
 
-# -- A codec loaded later (load with defer=True) ------------------------------
+# -- The C codec loaded later (load with defer=True) --------------------------
 
-# The most CALL frames a deferred codec decodes by hand: it loads the codec
-# at the next one, whatever serve loop calls it (serve.py's loads it sooner).
-BY_HAND_CALLS = 16
+# The most CALL frames the pure codec decodes for a deferred codec: it loads
+# the codec at the next one, whatever serve loop calls it (serve.py's loads
+# it sooner).
+INTERIM_CALLS = 16
 
 # The entry points finish sets to the loaded codec's.
 _ENTRY_POINTS = ("name", "packb", "unpackb", "Unpacker", "ExtType", "decode_call", "result_frame")
 
 
+class _NeedsLoadedCodec(Exception):
+    """An ext value of a code that no extension decodes, met by the pure
+    codec while it stands in for a codec not loaded yet: that codec's own
+    ExtType class is what it decodes to."""
+
+
+# True while the pure codec decodes for a deferred codec (_standing_in_for).
+_standing_in = False
+
+
+def _standing_in_for(decode: Callable[[Any], Any], data: Any) -> Any:
+    global _standing_in
+    outer = _standing_in
+    _standing_in = True
+    try:
+        return decode(data)
+    finally:
+        _standing_in = outer
+
+
 def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
-    """The codec name, loaded by loader() at the first value the hand
-    encoding and decoding below do not take, or when codec.finish() is
-    called (a worker calls it once idle; a fork server's template as it
-    warms up). Should loader fail (a C extension that was found but does
-    not load), the pure codec is loaded instead, which puts the same bytes
-    on the wire, and a line on stderr says so."""
+    """The codec name, loaded by loader() when codec.finish() is called (a
+    worker calls it once idle or after a few frames; a fork server's
+    template as it warms up). Until then the pure codec, which puts the
+    same bytes on the wire, encodes and decodes for it, and loads it for a
+    value it refuses (then the loaded codec answers, with its own error, or
+    encodes msgpack's own ExtType and Timestamp of a user's msgpack) or
+    decodes to another class (an ext value of a code no extension decodes:
+    the loaded codec's ExtType), and at the INTERIM_CALLS + 1st CALL frame.
+    Should loader fail (a C extension that was found but does not load),
+    the pure codec stays, with name "pure", and a line on stderr says so."""
+    pure = _pure_codec()
 
     def finish() -> None:
         if codec.finish is None:
@@ -366,7 +395,7 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
         try:
             loaded = loader()
         except Exception as exc:
-            loaded = _pure_codec()
+            loaded = pure
             sys.stderr.write("pypool worker: the %s codec did not load (%s: %s): the pure codec runs instead\n" % (name, type(exc).__name__, exc))
         for entry in _ENTRY_POINTS:
             setattr(codec, entry, getattr(loaded, entry))
@@ -375,7 +404,7 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
     def packb(obj: Any) -> bytes:
         if codec.finish is not None:
             try:
-                return _pack_plain(obj)
+                return pure.packb(obj)
             except Exception:
                 finish()
         return codec.packb(obj)
@@ -383,7 +412,7 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
     def unpackb(data: Any) -> Any:
         if codec.finish is not None:
             try:
-                return _unpack_plain(data)
+                return _standing_in_for(pure.unpackb, data)
             except Exception:
                 finish()
         return codec.unpackb(data)
@@ -397,38 +426,19 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
     def decode_call(body: Any) -> Optional[Tuple[int, str, List[Any]]]:
         if codec.finish is not None:
             calls[0] += 1
-            if calls[0] > BY_HAND_CALLS:  # a serve loop that never calls finish
-                finish()
-                return codec.decode_call(body)
-            try:
-                if body[0] != 0x95 or body[1] != CALL or body[-1] != 0xC0:
-                    return None  # not an ordinary CALL: the general path
-            except Exception:
-                return None
-            try:
-                _, call_id, name, args, kwargs = _unpack_plain(body)
-            except Exception:
-                finish()
-                return codec.decode_call(body)
-            if kwargs is None and type(args) is list and type(name) is str and type(call_id) is int and call_id >= 0:
-                return (call_id, name, args)
-            return None
+            if calls[0] <= INTERIM_CALLS:
+                # None for what it does not decode (unknown ext values too):
+                # the general path (unpackb) then loads the codec.
+                return _standing_in_for(pure.decode_call, body)
+            finish()  # a serve loop that never calls finish
         return codec.decode_call(body)
 
     def result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Any]]:
         if codec.finish is not None:
-            cls = type(value)
-            if (cls is bytes or cls is bytearray) and len(value) > JOIN_LIMIT:
-                return _bytes_result_parts(call_id, value)
             try:
-                body = _pack_plain([RESULT, call_id, value])
+                return pure.result_frame(call_id, value)
             except Exception:
                 finish()
-            else:
-                size = len(body)
-                if size <= JOIN_LIMIT:
-                    return _pack_I(size) + body
-                return _pack_I(size), body
         return codec.result_frame(call_id, value)
 
     codec = Codec(name, packb, unpackb, unpacker, None, decode_call, result_frame, finish)
@@ -452,201 +462,6 @@ def _c_extension_found() -> bool:
             except OSError:
                 pass
     return False
-
-
-# Values nested deeper, or with more elements in all, are left to the
-# loaded codec: the hand encoding and decoding, in Python, would take longer
-# than loading it (a list of a million floats: half a second by hand).
-_PLAIN_DEPTH = 64
-_PLAIN_ITEMS = 1024
-
-
-class _NotPlain(Exception):
-    """A value the hand encoding or decoding does not take."""
-
-
-def _pack_plain(obj: Any) -> bytes:
-    """obj encoded as msgpack-c (and the pure codec) encode it, for nil,
-    booleans, integers, floats, str, bytes, bytearray, and lists, tuples and
-    dicts of them (their exact classes, _PLAIN_DEPTH deep and about
-    _PLAIN_ITEMS elements at most); _NotPlain, or the error of str's
-    encoding, for any other."""
-    out: List[bytes] = []
-    _pack_into(obj, out, 0)
-    return b"".join(out)
-
-
-def _pack_into(obj: Any, out: List[Any], depth: int) -> None:
-    cls = type(obj)
-    if cls is str:
-        data = obj.encode("utf-8")
-        n = len(data)
-        if n < 32:
-            out.append(_pack_B(0xA0 | n))
-        elif n <= 0xFF:
-            out.append(_pack_B_B(0xD9, n))
-        elif n <= 0xFFFF:
-            out.append(_pack_B_H(0xDA, n))
-        elif n <= 0xFFFFFFFF:
-            out.append(_pack_B_I(0xDB, n))
-        else:
-            raise _NotPlain
-        out.append(data)
-    elif cls is int:
-        if obj >= 0:
-            if obj < 0x80:
-                out.append(_pack_B(obj))
-            elif obj <= 0xFF:
-                out.append(_pack_B_B(0xCC, obj))
-            elif obj <= 0xFFFF:
-                out.append(_pack_B_H(0xCD, obj))
-            elif obj <= 0xFFFFFFFF:
-                out.append(_pack_B_I(0xCE, obj))
-            elif obj <= 0xFFFFFFFFFFFFFFFF:
-                out.append(_pack_B_Q(0xCF, obj))
-            else:
-                raise _NotPlain
-        elif obj >= -32:
-            out.append(_pack_B(obj & 0xFF))
-        elif obj >= -0x80:
-            out.append(_pack_B_b(0xD0, obj))
-        elif obj >= -0x8000:
-            out.append(_pack_B_h(0xD1, obj))
-        elif obj >= -0x80000000:
-            out.append(_pack_B_i(0xD2, obj))
-        elif obj >= -0x8000000000000000:
-            out.append(_pack_B_q(0xD3, obj))
-        else:
-            raise _NotPlain
-    elif obj is None:
-        out.append(b"\xc0")
-    elif obj is True:
-        out.append(b"\xc3")
-    elif obj is False:
-        out.append(b"\xc2")
-    elif cls is float:
-        out.append(_pack_B_d(0xCB, obj))
-    elif cls is bytes or cls is bytearray:
-        if len(obj) > 0xFFFFFFFF:
-            raise _NotPlain
-        out.append(bin_header(len(obj)))
-        out.append(obj)
-    elif (cls is list or cls is tuple or cls is dict) and depth < _PLAIN_DEPTH:
-        n = len(obj)
-        if len(out) + n > _PLAIN_ITEMS:
-            raise _NotPlain
-        if n < 16:
-            out.append(_pack_B((0x80 if cls is dict else 0x90) | n))
-        elif n <= 0xFFFF:
-            out.append(_pack_B_H(0xDE if cls is dict else 0xDC, n))
-        elif n <= 0xFFFFFFFF:
-            out.append(_pack_B_I(0xDF if cls is dict else 0xDD, n))
-        else:
-            raise _NotPlain
-        depth += 1
-        if cls is dict:
-            for key, item in obj.items():
-                _pack_into(key, out, depth)
-                _pack_into(item, out, depth)
-        else:
-            for item in obj:
-                _pack_into(item, out, depth)
-    else:
-        raise _NotPlain
-
-
-def _unpack_plain(data: Any) -> Any:
-    """The value data (bytes) encodes, as both codecs decode it, when it is
-    made of nil, booleans, integers, floats, str, bin, arrays and maps only
-    (_PLAIN_DEPTH deep, _PLAIN_ITEMS elements at most); _NotPlain or another
-    exception for any other data (ext values, a
-    timestamp, bytes left over, data that does not decode)."""
-    if type(data) is not bytes:
-        raise _NotPlain
-    value, end = _unpack_from(data, 0, [_PLAIN_ITEMS])
-    if end != len(data):
-        raise _NotPlain
-    return value
-
-
-def _unpack_from(data: bytes, pos: int, budget: List[int], depth: int = 0) -> Tuple[Any, int]:
-    # budget[0]: how many more array and map elements may be decoded.
-    b = data[pos]
-    pos += 1
-    if b < 0x80:
-        return b, pos
-    if b >= 0xE0:
-        return b - 0x100, pos
-    if 0xA0 <= b <= 0xBF or 0xD9 <= b <= 0xDB:  # str
-        if b <= 0xBF:
-            n = b & 0x1F
-        else:
-            n = _unpack_uint_from[b - 0xD9](data, pos)[0]
-            pos += 1 << (b - 0xD9)
-        end = pos + n
-        if end > len(data):
-            raise _NotPlain
-        return data[pos:end].decode("utf-8"), end
-    if b <= 0x9F or b in (0xDC, 0xDD, 0xDE, 0xDF):  # array or map
-        if depth >= _PLAIN_DEPTH:
-            raise _NotPlain
-        if b <= 0x9F:
-            n, is_map = b & 0x0F, b < 0x90
-        else:
-            n = (_unpack_H_from if b in (0xDC, 0xDE) else _unpack_I_from)(data, pos)[0]
-            pos += 2 if b in (0xDC, 0xDE) else 4
-            is_map = b >= 0xDE
-        budget[0] -= n
-        if n > len(data) - pos or budget[0] < 0:
-            raise _NotPlain
-        depth += 1
-        if is_map:
-            mapping = {}
-            for _ in range(n):
-                key, pos = _unpack_from(data, pos, budget, depth)
-                mapping[key], pos = _unpack_from(data, pos, budget, depth)
-            return mapping, pos
-        items = []
-        for _ in range(n):
-            item, pos = _unpack_from(data, pos, budget, depth)
-            items.append(item)
-        return items, pos
-    if b == 0xC0:
-        return None, pos
-    if b == 0xC2:
-        return False, pos
-    if b == 0xC3:
-        return True, pos
-    if 0xC4 <= b <= 0xC6:  # bin
-        n = _unpack_uint_from[b - 0xC4](data, pos)[0]
-        pos += 1 << (b - 0xC4)
-        end = pos + n
-        if end > len(data):
-            raise _NotPlain
-        return data[pos:end], end
-    fixed = _FIXED.get(b)
-    if fixed is None:  # ext, a timestamp, 0xc1
-        raise _NotPlain
-    unpack_from, size = fixed
-    return unpack_from(data, pos)[0], pos + size
-
-
-_pack_B = struct.Struct(">B").pack
-_pack_B_Q = struct.Struct(">BQ").pack
-_pack_B_b = struct.Struct(">Bb").pack
-_pack_B_h = struct.Struct(">Bh").pack
-_pack_B_i = struct.Struct(">Bi").pack
-_pack_B_q = struct.Struct(">Bq").pack
-_pack_B_d = struct.Struct(">Bd").pack
-_unpack_H_from = struct.Struct(">H").unpack_from
-_unpack_I_from = struct.Struct(">I").unpack_from
-# The lengths of str 8/16/32 and bin 8/16/32, by the code's offset.
-_unpack_uint_from = (struct.Struct(">B").unpack_from, _unpack_H_from, _unpack_I_from)
-# The codes of floats and integers: (unpack_from, size).
-_FIXED = {
-    code: (struct.Struct(">" + fmt).unpack_from, struct.calcsize(">" + fmt))
-    for code, fmt in ((0xCA, "f"), (0xCB, "d"), (0xCC, "B"), (0xCD, "H"), (0xCE, "I"), (0xCF, "Q"), (0xD0, "b"), (0xD1, "h"), (0xD2, "i"), (0xD3, "q"))
-}
 
 
 # -- Where a value cannot be encoded (error path only) ---------------------------

@@ -31,8 +31,9 @@ if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds t
 # before it loads it (Worker._serve_until_loaded): the first call of New
 # comes at once; a worker started ahead of its calls loads it meanwhile.
 FIRST_CALL_WAIT = 0.1
-# The most frames it serves before it loads its codec, idle or not.
-BY_HAND_FRAMES = 8
+# The most frames it serves (with the pure codec standing in) before it
+# loads its codec, idle or not.
+INTERIM_FRAMES = 8
 
 
 def public_functions(module: Any) -> Dict[str, Callable[..., Any]]:
@@ -185,15 +186,15 @@ class Worker(Channel):
         """Serve with a codec that is not loaded yet (codec.deferred) until
         it is: load it once no frame waits, after the first call (or
         FIRST_CALL_WAIT without one), so that the first result does not wait
-        for msgpack's import, or after BY_HAND_FRAMES frames when calls keep
-        coming (the hand decoding is slower than the codec's). True at the
-        end of input."""
+        for msgpack's import, or after INTERIM_FRAMES frames when calls keep
+        coming (the pure codec, which stands in for it meanwhile, is slower).
+        True at the end of input."""
         codec = self.codec
         reader = self.reader
         wait = FIRST_CALL_WAIT
         served = 0
         while codec.finish is not None:
-            if served >= BY_HAND_FRAMES or not reader.buffered() and not select.select([reader.fileno()], [], [], wait)[0]:
+            if served >= INTERIM_FRAMES or not reader.buffered() and not select.select([reader.fileno()], [], [], wait)[0]:
                 codec.finish()
                 break
             wait = 0.0

@@ -84,3 +84,8 @@ def fail_subscript(table):
 def modules_loaded(names):
     """Which of names are in sys.modules."""
     return [name for name in names if name in sys.modules]
+
+
+def class_of(value):
+    """The module and name of value's class."""
+    return "%s.%s" % (type(value).__module__, type(value).__qualname__)

@@ -185,8 +185,9 @@ class TemplateTracebackTest(TemplateBase):
         self._await_warm()
         _, _, to_second, from_second = self._fork()
         self._read_frame(from_second)  # HELLO
-        # The codec, which the template's start found but did not load
-        # (issue 21), is loaded by its warm-up too: later children inherit it.
+        # The C codec, which the template's start found but did not load
+        # (issue 21), is loaded by its warm-up too: later children inherit
+        # it (the pure codec, the start loaded).
         codec_module = "pypool_runtime.purecodec"
         if self.codec_name == "auto" and importlib.util.find_spec("msgpack") is not None:
             codec_module = "msgpack"

@@ -126,8 +126,8 @@ class HotPathCallsTest(unittest.TestCase):
 
     def test_a_busy_worker_loads_its_codec_after_a_few_frames(self) -> None:
         # Calls that keep coming (every frame waits in the pipe here) do not
-        # keep a worker on the slower hand decoding: it loads its codec after
-        # serve.BY_HAND_FRAMES frames, idle or not.
+        # keep a worker on the slower pure codec: it loads its C codec after
+        # serve.INTERIM_FRAMES frames, idle or not.
         body = purecodec.packb([CALL, 70000, "duplicate_text", ["testing"], None])
         framed = len(body).to_bytes(4, "big") + body
         n = 20
@@ -208,7 +208,7 @@ class SharedMemoryStateTest(unittest.TestCase):
             with self.subTest(codec=c.name), shared_memory():
                 d = codec.deferred(c.name, lambda c=c: c)  # type: ignore[misc]
                 replies = self.replies(d, [[CALL, 1, "big", [2000], None], [CALL, 2, "echo", ["x"], None], [CALL, 3, "big", [3000], None]])
-                self.assertIsNotNone(d.finish, "served by hand")
+                self.assertIsNotNone(d.finish, "served by the pure codec")
                 self.assertEqual(replies[1], purecodec.packb([3, 2, "x"]))
                 for reply, call_id, size in ((replies[0], 1, 2000), (replies[2], 3, 3000)):
                     ref = purecodec.ExtType(shm.EXT_SHM_BYTES, purecodec.packb([0, size]))

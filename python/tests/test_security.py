@@ -11,7 +11,7 @@ import time
 import unittest
 from typing import Any, List
 
-from pypool_runtime import errors, stdlib, worker
+from pypool_runtime import errors, purecodec, stdlib, worker
 from test_worker import ERROR, RESULT, TESTS_DIR, WorkerProcess, WorkerTestBase, call_frame
 
 # Standard modules the runtime uses, some lazily, and msgpack and
@@ -166,11 +166,13 @@ class LazyTracebackTest(WorkerTestBase):
 
 
 class LazyCodecImportsTest(WorkerTestBase):
-    """Issue 21: a worker imports no codec at start: its HELLO names the
-    codec it found (msgpack-c when msgpack's C extension is among the
-    interpreter's own entries, else pure), its first calls of plain values
-    are answered by hand, and it loads the codec once idle, or at the first
-    value that needs it; and mmap only when Go gives it shared memory."""
+    """Issue 21: a worker imports msgpack only after its first result: its
+    HELLO names the codec it runs (msgpack-c when msgpack's C extension is
+    among the interpreter's own entries, else pure), it starts on the pure
+    codec, which puts the same bytes on the wire, and loads the C codec once
+    idle, after a few frames, or at the first value the pure codec would
+    decode to another class (an ext value of a code no extension decodes);
+    and mmap only when Go gives it shared memory."""
 
     CODEC_MODULES = ["pypool_runtime.purecodec", "msgpack", "mmap", "datetime"]
 
@@ -183,9 +185,14 @@ class LazyCodecImportsTest(WorkerTestBase):
             return "pure"
         return "msgpack-c"
 
+    @staticmethod
+    def loaded_modules(codec_name: str) -> List[str]:
+        """The codecs' modules a worker of codec_name has loaded once its codec is."""
+        return ["pypool_runtime.purecodec", "msgpack"] if codec_name == "msgpack-c" else ["pypool_runtime.purecodec"]
+
     def await_loaded(self, w: WorkerProcess, codec_name: str, call_id: int) -> None:
         """Call until the worker, idle between calls, has loaded its codec."""
-        wanted = ["msgpack"] if codec_name == "msgpack-c" else ["pypool_runtime.purecodec"]
+        wanted = self.loaded_modules(codec_name)
         deadline = time.monotonic() + 20
         while True:
             reply = w.call("modules_loaded", ["pypool_runtime.purecodec", "msgpack"], call_id=call_id)
@@ -204,31 +211,40 @@ class LazyCodecImportsTest(WorkerTestBase):
                 hello = w.read()
                 self.assertIsNone(hello[5], hello)
                 self.assertEqual(hello[4], self.expected_codec(codec_name))
-                self.assertEqual(w.read(), [RESULT, 1, []], "no codec imported for the first call")
+                self.assertEqual(w.read(), [RESULT, 1, ["pypool_runtime.purecodec"]], "the pure codec, without datetime, for the first call")
                 self.await_loaded(w, hello[4], 2)
                 self.assertEqual(w.close()[:2], (0, ""))
 
     def test_first_value_that_needs_it(self) -> None:
+        # An ext value of a code no extension decodes is the C codec's
+        # msgpack.ExtType, as it always was with msgpack installed: the
+        # pure codec (whose ExtType is its own) loads the C codec for it.
+        # Plain values and timestamps the pure codec decodes as the C codec.
         stamp = datetime.datetime(2026, 12, 6, 0, 30, 0, 1000, tzinfo=datetime.timezone.utc)
+        modules = ["pypool_runtime.purecodec", "msgpack"]
         for codec_name in ("auto", "pure"):
             with self.subTest(codec=codec_name):
                 w = WorkerProcess("sample_security", codec_name=codec_name)
                 self.addCleanup(self._stop, w)
-                w.send(call_frame(1, "echo", [["plain", 1, None]]))
-                w.send(call_frame(2, "echo", [stamp]))  # a timestamp: the codec decodes it
-                w.send(call_frame(3, "modules_loaded", [["pypool_runtime.purecodec", "msgpack"]]))
+                # One write: all five in the pipe together, so that the worker is not idle in between.
+                w.send(b"".join([call_frame(1, "echo", [["plain", 1, None]]), call_frame(2, "echo", [stamp]),
+                                 call_frame(3, "modules_loaded", [modules]),
+                                 call_frame(4, "class_of", [purecodec.ExtType(5, b"x")]),
+                                 call_frame(5, "modules_loaded", [modules])]))  # fmt: skip
                 hello = w.read()
                 self.assertEqual(hello[4], self.expected_codec(codec_name))
                 self.assertEqual(w.read(), [RESULT, 1, ["plain", 1, None]])
                 self.assertEqual(w.read(), [RESULT, 2, stamp])
-                loaded = ["msgpack"] if hello[4] == "msgpack-c" else ["pypool_runtime.purecodec"]
-                self.assertEqual(w.read(), [RESULT, 3, loaded])
+                self.assertEqual(w.read(), [RESULT, 3, ["pypool_runtime.purecodec"]], "the pure codec so far")
+                ext_class = "msgpack.ext.ExtType" if hello[4] == "msgpack-c" else "pypool_runtime.purecodec.ExtType"
+                self.assertEqual(w.read(), [RESULT, 4, ext_class])
+                self.assertEqual(w.read(), [RESULT, 5, self.loaded_modules(hello[4])])
                 self.assertEqual(w.close()[:2], (0, ""))
 
     def test_the_users_own_datetime_imported_first(self) -> None:
-        # The user's code imports a datetime.py of its own before the codec
-        # is loaded: msgpack (and the pure codec) still get the standard
-        # one; the user's code keeps its own.
+        # The user's code imports a datetime.py of its own before the C
+        # codec is loaded: msgpack (and the pure codec) still get the
+        # standard one; the user's code keeps its own.
         user = tempfile.mkdtemp(prefix="pypool-user-")
         self.addCleanup(shutil.rmtree, user)
         with open(os.path.join(user, "datetime.py"), "w") as f:
@@ -245,8 +261,11 @@ class LazyCodecImportsTest(WorkerTestBase):
                 self.assertEqual(w.read(), [RESULT, 1, own])
                 self.assertEqual(w.call("echo", stamp, call_id=2), [RESULT, 2, stamp])
                 self.assertEqual(w.call("loaded_from", "datetime", call_id=3), [RESULT, 3, own], "the user's code keeps its own")
+                self.await_loaded(w, hello[4], 4)
+                self.assertEqual(w.call("echo", stamp, call_id=5), [RESULT, 5, stamp])
+                self.assertEqual(w.call("loaded_from", "datetime", call_id=6), [RESULT, 6, own], "the user's code keeps its own")
                 if hello[4] == "msgpack-c":
-                    codec_datetime = w.call("imported_by", "msgpack.ext", "datetime", call_id=4)[2]
+                    codec_datetime = w.call("imported_by", "msgpack.ext", "datetime", call_id=7)[2]
                     self.assertIsNotNone(codec_datetime)
                     self.assertNotEqual(codec_datetime, own)
                 self.assertEqual(w.close()[:2], (0, ""))
