@@ -30,6 +30,7 @@ copied.
 
 from __future__ import annotations
 
+import _thread  # built in
 import os
 import struct
 import sys
@@ -38,7 +39,7 @@ from . import CALL, RESULT, ext, stdlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
-    from typing import Any, Callable, List, Optional, Tuple, Union
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 C_NAME = "msgpack-c"
 PURE_NAME = "pure"  # purecodec.NAME
@@ -115,7 +116,7 @@ def pure_module() -> Any:
         module = stdlib.runtime_module("purecodec")
 
         def unknown_ext(code: int, data: bytes) -> Any:
-            if _standing_in:  # for a deferred codec (deferred): its own ExtType
+            if _standing_in and _thread.get_ident() in _standing_in:  # for a deferred codec: its own ExtType
                 raise _NeedsLoadedCodec
             return module.ExtType(code, data)
 
@@ -362,18 +363,21 @@ class _NeedsLoadedCodec(Exception):
     ExtType class is what it decodes to."""
 
 
-# True while the pure codec decodes for a deferred codec (_standing_in_for).
-_standing_in = False
+# The threads (by id) in which the pure codec decodes for a deferred codec
+# (_standing_in_for): a thread of the user's that decodes meanwhile gets
+# what it asked for.
+_standing_in: Dict[int, bool] = {}
 
 
 def _standing_in_for(decode: Callable[[Any], Any], data: Any) -> Any:
-    global _standing_in
-    outer = _standing_in
-    _standing_in = True
+    thread = _thread.get_ident()
+    if thread in _standing_in:  # nested: an extension's decoder that decodes
+        return decode(data)
+    _standing_in[thread] = True
     try:
         return decode(data)
     finally:
-        _standing_in = outer
+        del _standing_in[thread]
 
 
 def deferred(name: str, loader: Callable[[], Codec]) -> Codec:

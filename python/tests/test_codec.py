@@ -976,6 +976,24 @@ class DeferredCodecTest(unittest.TestCase):
                 # The pure codec decodes its own ExtType again, outside a deferred codec.
                 self.assertIs(type(codec.PURE.unpackb(b"\xd4\x05\x00")), purecodec.ExtType)
 
+    def test_other_threads_decode_as_they_asked(self) -> None:
+        # While the pure codec decodes for a deferred codec in one thread,
+        # another thread's own use of the pure codec gets its own ExtType.
+        import threading
+
+        def in_another_thread(data: bytes) -> Any:
+            got: List[Any] = []
+            thread = threading.Thread(target=lambda: got.append(codec.PURE.unpackb(data)))
+            thread.start()
+            thread.join()
+            return got[0]
+
+        value = codec._standing_in_for(in_another_thread, b"\xd4\x05\x00")
+        self.assertIs(type(value), purecodec.ExtType)
+        with self.assertRaises(codec._NeedsLoadedCodec):
+            codec._standing_in_for(codec.PURE.unpackb, b"\xd4\x05\x00")
+        self.assertEqual(codec._standing_in, {})
+
     def test_decode_call(self) -> None:
         rng = random.Random(21)
         args_values = [v for v in value_corpus(purecodec.ExtType) if not isinstance(v, (purecodec.ExtType, memoryview))]
