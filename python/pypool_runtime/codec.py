@@ -385,8 +385,9 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
     worker calls it once idle or after a few frames; a fork server's
     template as it warms up). Until then the pure codec, which puts the
     same bytes on the wire, encodes and decodes for it, and loads it for a
-    value it refuses (then the loaded codec answers, with its own error, or
-    encodes msgpack's own ExtType and Timestamp of a user's msgpack) or
+    value it refuses (then the loaded codec answers, with its own error),
+    for a value to encode once the user's code imported msgpack (its
+    ExtType and Timestamp are the C codec's to encode), or for one it
     decodes to another class (an ext value of a code no extension decodes:
     the loaded codec's ExtType), and at the INTERIM_CALLS + 1st CALL frame.
     Should loader fail (a C extension that was found but does not load),
@@ -406,7 +407,7 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
         codec.finish = None
 
     def packb(obj: Any) -> bytes:
-        if codec.finish is not None:
+        if codec.finish is not None and not _users_msgpack():
             try:
                 return pure.packb(obj)
             except Exception:
@@ -438,12 +439,21 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
         return codec.decode_call(body)
 
     def result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Any]]:
-        if codec.finish is not None:
+        if codec.finish is not None and not _users_msgpack():
             try:
                 return pure.result_frame(call_id, value)
             except Exception:
                 finish()
         return codec.result_frame(call_id, value)
+
+    def _users_msgpack() -> bool:
+        # The user's code imported msgpack: its ExtType, a tuple, would be an
+        # array to the pure packer until msgpack's classes are known to it
+        # (pack_msgpack_types, as the C codec loads). Then finish, first.
+        if _msgpack_types is None and "msgpack" in sys.modules:
+            finish()
+            return True
+        return False
 
     codec = Codec(name, packb, unpackb, unpacker, None, decode_call, result_frame, finish)
     return codec

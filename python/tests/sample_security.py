@@ -89,3 +89,10 @@ def modules_loaded(names):
 def class_of(value):
     """The module and name of value's class."""
     return "%s.%s" % (type(value).__module__, type(value).__qualname__)
+
+
+def msgpack_ext(code, data):
+    """A msgpack.ExtType of the user's own import of msgpack (site-packages)."""
+    import msgpack
+
+    return msgpack.ExtType(code, data)

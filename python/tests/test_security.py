@@ -3,6 +3,7 @@ each test starts python3 as Go does (test_worker.WorkerProcess)."""
 
 import datetime
 import fcntl
+import importlib.util
 import os
 import shutil
 import sys
@@ -239,6 +240,24 @@ class LazyCodecImportsTest(WorkerTestBase):
                 ext_class = "msgpack.ext.ExtType" if hello[4] == "msgpack-c" else "pypool_runtime.purecodec.ExtType"
                 self.assertEqual(w.read(), [RESULT, 4, ext_class])
                 self.assertEqual(w.read(), [RESULT, 5, self.loaded_modules(hello[4])])
+                self.assertEqual(w.close()[:2], (0, ""))
+
+    @unittest.skipUnless(importlib.util.find_spec("msgpack") is not None, "msgpack is not installed")
+    def test_a_users_own_msgpack_ext_type(self) -> None:
+        # The user's code imports msgpack (site-packages) and returns its
+        # ExtType before the C codec is loaded: the pure codec, which knows
+        # msgpack's classes only once msgpack is loaded, would pack that
+        # tuple as an array; the C codec is loaded first.
+        for codec_name in ("auto", "pure"):
+            with self.subTest(codec=codec_name):
+                w = WorkerProcess("sample_security", codec_name=codec_name)
+                self.addCleanup(self._stop, w)
+                w.send(call_frame(1, "msgpack_ext", [5, b"x"]))
+                hello = w.read()
+                reply = w.read()
+                if hello[4] == "msgpack-c":
+                    self.assertEqual(reply, [RESULT, 1, purecodec.ExtType(5, b"x")])
+                    self.assertIs(type(reply[2]), purecodec.ExtType, "an ext value, not an array")
                 self.assertEqual(w.close()[:2], (0, ""))
 
     def test_the_users_own_datetime_imported_first(self) -> None:
