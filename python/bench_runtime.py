@@ -391,6 +391,10 @@ def _main() -> None:
                         child = Child([python, "-E", "-c", _PROFILED, out.name] + script)
                         if name != "floor":
                             child.read_exactly(header.unpack(child.read_exactly(4))[0])  # HELLO
+                            # An ext value: the worker loads its codec now
+                            # (it does once idle after its first call, or
+                            # never in the run of no calls; issue 21).
+                            child.roundtrip(frame(purecodec.packb([2, 1, "echo", [purecodec.ExtType(5, b"x")], None])))
                         for _ in range(calls):
                             child.roundtrip(framed)
                         child.close()

@@ -9,11 +9,18 @@ nested deeper are packed by the pure codec (on that error path only).
 The module-level names (NAME, packb, unpackb, Unpacker, ExtType, PURE) are
 the automatic choice, made at their first use; load() gives a codec by
 name, so the worker can be forced to the pure codec (``--codec pure``).
-Neither codec is imported with this module: the worker loads the one it
-runs before the user's paths are on sys.path, and the pure codec's module
-(purecodec.py, with datetime) is imported only when it runs, or, with the C
-codec, at the first value only it encodes (nested deeper than msgpack 1.0
-packs) or the first unencodable value's detail (pure_module).
+Neither codec is imported with this module. The worker finds the one it
+runs before the user's paths are on sys.path; the C codec it loads later
+(load with defer=True, deferred): its HELLO and its first calls are encoded
+and decoded by the pure codec (purecodec.py, 1 ms to import), which puts
+the same bytes on the wire, and msgpack (with collections and datetime, 5-6
+ms of every start) is loaded once the worker is idle, after a few frames,
+or at the first value the pure codec would decode otherwise, through
+stdlib's guarded import. Without the C codec, the pure codec is the codec
+from the start. The pure codec's module (datetime at its first use) is
+imported otherwise only when it runs, or, with the C codec loaded at once,
+at the first value only it encodes (nested deeper than msgpack 1.0 packs)
+or the first unencodable value's detail (pure_module).
 
 Below them are the byte-level shortcuts the worker takes on its hot paths,
 the same whichever codec is chosen: bytes_result_head (with bin_header)
@@ -23,7 +30,10 @@ copied.
 
 from __future__ import annotations
 
+import _thread  # built in
+import os
 import struct
+import sys
 
 from . import CALL, RESULT, ext, stdlib
 
@@ -54,10 +64,19 @@ class Codec:
     length included, as bytes or, when large, as two parts to write in turn
     (see purecodec.result_frame).
 
+    finish is None for a codec that is loaded. A worker's C codec is
+    loaded later (load with defer=True, deferred): until then, finish is
+    the function that loads it (at once, when called), name is already the
+    codec's, ExtType is None, and the other entry points are the pure
+    codec's, which load the codec for the values where the two would differ
+    (then answer with it). finish then sets every entry point to the loaded
+    codec's, in place; what bound them before keeps working, one call
+    deeper, until it binds them again.
+
     A plain class: collections.namedtuple would cost a few ms of import at
     every worker start."""
 
-    __slots__ = ("name", "packb", "unpackb", "Unpacker", "ExtType", "decode_call", "result_frame", "decode_call_context")
+    __slots__ = ("name", "packb", "unpackb", "Unpacker", "ExtType", "decode_call", "result_frame", "decode_call_context", "finish")
 
     def __init__(
         self,
@@ -69,8 +88,10 @@ class Codec:
         decode_call: Callable[[Any], Any],
         result_frame: Callable[[int, Any], Any],
         decode_call_context: Optional[Callable[[Any], Any]] = None,
+        finish: Optional[Callable[[], None]] = None,
     ) -> None:
         self.name = name
+        self.finish = finish
         self.packb = packb
         self.unpackb = unpackb
         self.Unpacker = Unpacker
@@ -118,7 +139,13 @@ def pure_module() -> Any:
     global _purecodec
     if _purecodec is None:
         module = stdlib.runtime_module("purecodec")
-        module.set_hooks(ext.default_for(module.ExtType), ext.ext_hook_for(module.ExtType))
+
+        def unknown_ext(code: int, data: bytes) -> Any:
+            if _standing_in and _thread.get_ident() in _standing_in:  # for a deferred codec: its own ExtType
+                raise _NeedsLoadedCodec
+            return module.ExtType(code, data)
+
+        module.set_hooks(ext.default_for(module.ExtType), ext.ext_hook_for(unknown_ext))  # type: ignore[arg-type]
         if _msgpack_types is not None:
             module.pack_msgpack_types(*_msgpack_types)
         _purecodec = module
@@ -150,7 +177,9 @@ def _too_deep(exc: ValueError) -> bool:
 def _load_c() -> Codec:
     """The msgpack C extension, or ImportError when it is missing or too old."""
     global _msgpack_types
-    msgpack = stdlib.import_module("msgpack")  # as usual before the user's paths are on sys.path
+    # The standard msgpack, with the standard modules it imports, also after
+    # the user's paths are on sys.path and the user's code ran (deferred).
+    msgpack = stdlib.import_set_aside("msgpack")
 
     if msgpack.version < (1, 0, 0):
         raise ImportError("msgpack %s is older than 1.0" % (msgpack.version,))
@@ -244,9 +273,17 @@ def _load_c() -> Codec:
     return Codec(C_NAME, packb, unpackb, unpacker, msgpack.ExtType, decode_call, result_frame)
 
 
-def load(name: str = "auto") -> Codec:
+def load(name: str = "auto", defer: bool = False) -> Codec:
     """Return the codec called name: "auto" (C extension if importable, else
-    pure), "pure", or "msgpack-c" (ImportError when unavailable)."""
+    pure), "pure", or "msgpack-c" (ImportError when unavailable). With
+    defer (the worker's start), "auto" gives the C codec loaded later, when
+    msgpack's C extension is found among sys.path's entries, without
+    importing it (so, before the user's paths are on sys.path: the
+    interpreter's own): the pure codec stands in for it until then
+    (deferred), so that HELLO and the first calls do not wait for msgpack's
+    import (5-6 ms); the pure codec otherwise."""
+    if defer and name == "auto":
+        return deferred(C_NAME, _load_c) if _c_extension_found() else _pure_codec()
     if name == PURE_NAME:
         return _pure_codec()
     if name == C_NAME:
@@ -332,6 +369,174 @@ _pack_B_B_B_B = struct.Struct(">BBBB").pack
 _pack_B_B_B_H = struct.Struct(">BBBH").pack
 _pack_B_B_B_I = struct.Struct(">BBBI").pack
 _pack_B_B_B_Q = struct.Struct(">BBBQ").pack
+
+
+# -- The C codec loaded later (load with defer=True) --------------------------
+
+# The most CALL frames the pure codec decodes for a deferred codec: it loads
+# the codec at the next one, whatever serve loop calls it (serve.py's loads
+# it sooner).
+INTERIM_CALLS = 16
+
+# The entry points finish sets to the loaded codec's.
+_ENTRY_POINTS = ("name", "packb", "unpackb", "Unpacker", "ExtType", "decode_call", "result_frame", "decode_call_context")
+
+
+class _NeedsLoadedCodec(Exception):
+    """An ext value of a code that no extension decodes, met by the pure
+    codec while it stands in for a codec not loaded yet: that codec's own
+    ExtType class is what it decodes to."""
+
+
+# The threads (by id) in which the pure codec decodes for a deferred codec
+# (_standing_in_for): a thread of the user's that decodes meanwhile gets
+# what it asked for.
+_standing_in: Dict[int, bool] = {}
+
+
+def _standing_in_for(decode: Callable[[Any], Any], data: Any) -> Any:
+    thread = _thread.get_ident()
+    if thread in _standing_in:  # nested: an extension's decoder that decodes
+        return decode(data)
+    _standing_in[thread] = True
+    try:
+        return decode(data)
+    finally:
+        del _standing_in[thread]
+
+
+def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
+    """The codec name, loaded by loader() when codec.finish() is called (a
+    worker calls it once idle or after a few frames; a fork server's
+    template as it warms up). Until then the pure codec, which puts the
+    same bytes on the wire, encodes and decodes for it, and loads it for a
+    value it refuses (then the loaded codec answers, with its own error),
+    for a value to encode once the user's code imported msgpack (its
+    ExtType and Timestamp are the C codec's to encode), or for one it
+    decodes to another class (an ext value of a code no extension decodes:
+    the loaded codec's ExtType), and at the INTERIM_CALLS + 1st CALL frame.
+    Should loader fail (a C extension that was found but does not load),
+    the pure codec stays, with name "pure", and a line on stderr says so."""
+    pure = _pure_codec()
+
+    def finish() -> None:
+        if codec.finish is None:
+            return
+        try:
+            loaded = loader()
+        except Exception as exc:
+            loaded = pure
+            sys.stderr.write("pypool worker: the %s codec did not load (%s: %s): the pure codec runs instead\n" % (name, type(exc).__name__, exc))
+        for entry in _ENTRY_POINTS:
+            setattr(codec, entry, getattr(loaded, entry))
+        codec.finish = None
+
+    def packb(obj: Any) -> bytes:
+        if codec.finish is not None and _large(obj):
+            finish()
+        if codec.finish is not None and not _users_msgpack():
+            try:
+                return pure.packb(obj)
+            except Exception:
+                finish()
+        return codec.packb(obj)
+
+    def unpackb(data: Any) -> Any:
+        if codec.finish is not None and len(data) > INTERIM_MAX_FRAME:
+            finish()
+        if codec.finish is not None:
+            try:
+                return _standing_in_for(pure.unpackb, data)
+            except Exception:
+                finish()
+        return codec.unpackb(data)
+
+    def unpacker(**options: Any) -> Any:
+        finish()
+        return codec.Unpacker(**options)
+
+    calls = [0]
+
+    def decode_call(body: Any) -> Optional[Tuple[int, str, List[Any]]]:
+        if interim_call(body):
+            # None for what it does not decode (unknown ext values too):
+            # the general path (unpackb) then loads the codec.
+            return _standing_in_for(pure.decode_call, body)
+        return codec.decode_call(body)
+
+    def decode_call_context(body: Any) -> Optional[Tuple[int, str, List[Any], Any]]:
+        if interim_call(body):
+            return _standing_in_for(pure.decode_call_context, body)
+        return codec.decode_call_context(body)
+
+    def interim_call(body: Any) -> bool:
+        # Whether the pure codec decodes this CALL frame for the codec: not
+        # after INTERIM_CALLS of them (a serve loop that never calls
+        # finish), nor a large one (the pure codec decodes a list of a
+        # million floats in about 0.4 s, msgpack-c in 0.1 plus its 6 ms of
+        # import).
+        if codec.finish is None:
+            return False
+        calls[0] += 1
+        if calls[0] > INTERIM_CALLS or len(body) > INTERIM_MAX_FRAME:
+            finish()
+            return False
+        return True
+
+    def result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Any]]:
+        if codec.finish is not None and _large(value):
+            finish()
+        if codec.finish is not None and not _users_msgpack():
+            try:
+                return pure.result_frame(call_id, value)
+            except Exception:
+                finish()
+        return codec.result_frame(call_id, value)
+
+    def _users_msgpack() -> bool:
+        # The user's code imported msgpack: its ExtType, a tuple, would be an
+        # array to the pure packer until msgpack's classes are known to it
+        # (pack_msgpack_types, as the C codec loads). Then finish, first.
+        if _msgpack_types is None and "msgpack" in sys.modules:
+            finish()
+            return True
+        return False
+
+    codec = Codec(name, packb, unpackb, unpacker, None, decode_call, result_frame, decode_call_context, finish)
+    return codec
+
+
+# The largest frame the pure codec decodes for a deferred codec, and the
+# most elements of a list, tuple or dict it encodes for one: larger ones
+# load the codec first, whose import (about 6 ms) is then the smaller cost.
+INTERIM_MAX_FRAME = 64 << 10
+INTERIM_MAX_ITEMS = 1024
+
+
+def _large(value: Any) -> bool:
+    """Whether value is a container too large for the pure codec to encode
+    while it stands in (INTERIM_MAX_ITEMS)."""
+    cls = type(value)
+    return (cls is list or cls is tuple or cls is dict) and len(value) > INTERIM_MAX_ITEMS
+
+
+def _c_extension_found() -> bool:
+    """Whether msgpack's C extension (msgpack/_cmsgpack, which msgpack >= 1.0
+    has) is among sys.path's entries, looked up without importing msgpack."""
+    import _imp  # built in, loaded by the interpreter's start
+
+    spec = stdlib._path_finder().find_spec("msgpack", [p for p in sys.path if p])
+    locations = getattr(spec, "submodule_search_locations", None) if spec is not None else None
+    if not locations:
+        return False
+    for location in locations:
+        for suffix in _imp.extension_suffixes():
+            try:
+                os.stat(os.path.join(location, "_cmsgpack" + suffix))
+                return True
+            except OSError:
+                pass
+    return False
 
 
 # -- Where a value cannot be encoded (error path only) ---------------------------

@@ -317,7 +317,9 @@ def warm_up() -> None:
     meanwhile) must not wait for: libc's prctl through _ctypes (each child
     sets its parent-death signal; a child forked before loads it itself)
     and the traceback module (errors.traceback_module; a worker imports it
-    at its first exception). Every later child inherits them."""
+    at its first exception), and the C codec, which the start found but did
+    not load (codec.deferred; a child forked before loads it once idle).
+    Every later child inherits them."""
     try:
         _libc_prctl()
     except Exception:  # each child then tries again, and fails its start
@@ -326,6 +328,9 @@ def warm_up() -> None:
         errors.traceback_module()
     except Exception:  # the children then import it themselves, if they can
         pass
+    codec = startup._CODEC
+    if codec is not None and codec.finish is not None:  # msgpack, deferred by the start
+        codec.finish()
 
 
 _PRCTL: Any = None

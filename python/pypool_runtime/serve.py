@@ -13,6 +13,7 @@ through the Worker as a channel.Channel.
 from __future__ import annotations
 
 import os
+import select  # imported before the user's paths (channel.py's too)
 
 from . import CALL, ERROR, STREAM, channel, ext, shm
 from .channel import Channel
@@ -24,6 +25,15 @@ if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds t
     from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
     from .codec import Codec
+
+
+# How long a worker whose codec is not loaded yet waits for its first call
+# before it loads it (Worker._serve_until_loaded): the first call of New
+# comes at once; a worker started ahead of its calls loads it meanwhile.
+FIRST_CALL_WAIT = 0.1
+# The most frames it serves (with the pure codec standing in) before it
+# loads its codec, idle or not.
+INTERIM_FRAMES = 8
 
 
 def public_functions(module: Any) -> Dict[str, Callable[..., Any]]:
@@ -120,6 +130,11 @@ class Worker(Channel):
         for the call, left before the next frame is read); everything else
         goes through the methods below."""
         channel.CURRENT = self
+        if self.codec.finish is not None and self._serve_until_loaded():
+            return
+        codec = self.codec  # loaded now: its own entry points, not those that forwarded to them
+        self.packb, self.unpackb = codec.packb, codec.unpackb
+        self._decode_call, self._result_frame = codec.decode_call, codec.result_frame
         interrupts = self.interrupts
         read = self.reader.read
         decode_call = self._decode_call
@@ -196,9 +211,40 @@ class Worker(Channel):
         frames, runs the calls of async functions as tasks on the loop
         thread and gives every other frame to handle."""
         channel.CURRENT = self
+        if self.codec.finish is not None:
+            self.codec.finish()  # the loop thread binds the codec's entry points now
+            self._decode_call, self._result_frame = self.codec.decode_call, self.codec.result_frame
+            self.packb, self.unpackb = self.codec.packb, self.codec.unpackb
         from . import aio
 
         aio.serve_async(self)
+
+    def _serve_until_loaded(self) -> bool:
+        """Serve with a codec that is not loaded yet (codec.deferred) until
+        it is: load it once no frame waits, after the first call (or
+        FIRST_CALL_WAIT without one), so that the first result does not wait
+        for msgpack's import, or after INTERIM_FRAMES frames when calls keep
+        coming (the pure codec, which stands in for it meanwhile, is slower).
+        True at the end of input."""
+        codec = self.codec
+        reader = self.reader
+        wait = FIRST_CALL_WAIT
+        served = 0
+        while codec.finish is not None:
+            if served >= INTERIM_FRAMES or not reader.buffered() and not select.select([reader.fileno()], [], [], wait)[0]:
+                codec.finish()
+                break
+            wait = 0.0
+            served += 1
+            body = reader.read()
+            if body is None:
+                return True
+            shared = shm.ACTIVE
+            if shared is not None and (shared.used or ext.SHARED_READ):  # as serve does
+                ext.SHARED_READ = False
+                shared.begin_call()
+            self.handle(body)
+        return False
 
     def function(self, name: str) -> Optional[Callable[..., Any]]:
         """The function Go may call as name, or None."""

@@ -2,7 +2,8 @@
 
 In order (worker.startup, worker.main, worker.serve_process call these):
 close the descriptors it inherited but was not given (close_inherited_fds),
-apply Config.Limits (apply_limits), load the codec, put the --path entries
+apply Config.Limits (apply_limits), find the codec (the C codec loaded later,
+once the worker is idle: codec.deferred), put the --path entries
 ahead of the interpreter's own on sys.path (fix_sys_path, with stdlib.py
 guarding the standard modules imported later: asyncio, traceback), move the protocol's pipes
 away from fds 0 and 1 (isolate_stdio), import the configured modules
@@ -196,7 +197,11 @@ def prepare(options: Options, keep: Optional[List[int]] = None) -> None:
     close_inherited_fds(given_fds(options) if keep is None else keep)  # before any code that is not the runtime's
     apply_limits(options.limits)  # before the user's module (a fork server's children inherit them)
     global _CODEC
-    _CODEC = codecs.load(options.codec)  # msgpack from site-packages, not from a --path
+    # Found before the user's paths are on sys.path; the C codec (msgpack)
+    # is loaded once the worker is idle or after a few frames (the pure
+    # codec stands in meanwhile), through stdlib's guarded import: msgpack
+    # from site-packages, not from a --path.
+    _CODEC = codecs.load(options.codec, defer=True)
     fix_sys_path(options.paths)
     freshcode.install(options.paths)  # a module rewritten in the same second is read again (freshcode.py)
     del sys.argv[1:]  # the runtime's arguments are not the user module's

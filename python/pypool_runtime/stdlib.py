@@ -16,8 +16,10 @@ package's __path__, as always. Other threads import as usual meanwhile.
 A module of that name that the user's code imported first from outside
 those entries is refused with an ImportError that names its file; or, by
 own_module, which the error path uses, replaced for the runtime by a
-private copy of the standard one (not in sys.modules). run_protected runs
-a function with the same finder, so that what it imports at its first use
+private copy of the standard one (not in sys.modules); import_set_aside
+sets such modules aside while it imports a module (the C codec's
+msgpack, loaded after the user's module), so that it gets the standard
+ones. run_protected runs a function with the same finder, so that what it imports at its first use
 (the traceback module's ast, say) comes from those entries too. What such
 a module imports itself, and what the standard module imports later, at
 first use and from the user's code, is out of this module's reach.
@@ -113,6 +115,36 @@ def own_module(name: str) -> Any:
     module = _frozen_importlib.module_from_spec(spec)
     run_protected(spec.loader.exec_module, module)
     return module
+
+
+def import_set_aside(name: str) -> Any:
+    """As import_module, for a module the runtime loads after the user's
+    code ran (msgpack, codec.deferred): the modules the user's code
+    imported from outside the interpreter's own entries under a name those
+    entries hold too (a datetime.py of a PythonPath directory, with its
+    submodules) are out of sys.modules while name is imported, so that
+    name gets the standard ones, and put back after: the user's code keeps
+    its own."""
+    if not _OWN_PATH or name in sys.modules:
+        return import_module(name)
+    aside = {}
+    finder = _path_finder()
+    shadowing: dict = {}
+    for key, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path is None or any(os.path.abspath(path).startswith(entry + os.sep) for entry in _OWN_PATH):
+            continue
+        top = key.partition(".")[0]
+        if top not in shadowing:
+            shadowing[top] = finder.find_spec(top, _OWN_PATH) is not None
+        if shadowing[top]:
+            aside[key] = module
+    for key in aside:
+        del sys.modules[key]
+    try:
+        return import_module(name)
+    finally:
+        sys.modules.update(aside)
 
 
 def run_protected(function: Any, *args: Any) -> Any:

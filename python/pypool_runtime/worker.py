@@ -52,8 +52,9 @@ directory ('') off sys.path (the bootstrap would drop it before it imports
 anything that is not built in), and every module the runtime uses is
 imported before startup.fix_sys_path puts the --path entries ahead of the
 standard library, or, when that would slow every start down (asyncio,
-traceback), later by stdlib.import_module (errors.traceback_module), from
-the interpreter's own entries only. sys.path is then the --path
+traceback, the C codec), later by stdlib.import_module
+(errors.traceback_module; stdlib.import_set_aside for msgpack), from the
+interpreter's own entries only. sys.path is then the --path
 entries, then the interpreter's own entries; the working directory only if
 it is a --path. --limit-* are Config.Limits (startup.apply_limits).
 

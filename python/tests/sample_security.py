@@ -65,6 +65,11 @@ def loaded_from(name):
     return getattr(module, "__file__", None)
 
 
+def imported_by(module, name):
+    """Where the module that the loaded module refers to as name comes from."""
+    return getattr(getattr(sys.modules.get(module), name, None), "__file__", None)
+
+
 def import_shadow(name):
     """Import name as the user's code would (from a PythonPath directory first)."""
     __import__(name)
@@ -79,3 +84,15 @@ def fail_subscript(table):
 def modules_loaded(names):
     """Which of names are in sys.modules."""
     return [name for name in names if name in sys.modules]
+
+
+def class_of(value):
+    """The module and name of value's class."""
+    return "%s.%s" % (type(value).__module__, type(value).__qualname__)
+
+
+def msgpack_ext(code, data):
+    """A msgpack.ExtType of the user's own import of msgpack (site-packages)."""
+    import msgpack
+
+    return msgpack.ExtType(code, data)

@@ -878,3 +878,231 @@ class CompareWithCExtensionTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DeferredCodecTest(unittest.TestCase):
+    """Issue 21: a worker's C codec is loaded later (codec.load with
+    defer=True, codec.deferred): until then the pure codec encodes and
+    decodes for it, and loads it for the values where the two would differ
+    (an error: the loaded codec's own; an ext value of a code no extension
+    decodes: the loaded codec's ExtType class), then answers as it does:
+    the same bytes, values, classes and errors as the loaded codec."""
+
+    def loaded_codecs(self) -> List[codec.Codec]:
+        try:
+            return [codec.PURE, codec.load(codec.C_NAME)]
+        except ImportError:
+            return [codec.PURE]
+
+    def fresh(self, loaded: codec.Codec) -> codec.Codec:
+        """A deferred codec that loads the codec named like loaded."""
+        return codec.deferred(loaded.name, lambda: codec.load(loaded.name))
+
+    @staticmethod
+    def ext_classes(value: Any) -> set:
+        """The classes of the ExtType values in value, all levels."""
+        found = set()
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if type(item).__name__ == "ExtType":
+                found.add(type(item))
+            elif isinstance(item, (list, tuple)):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+        return found
+
+    def test_large_values_load_the_codec_first(self) -> None:
+        # The pure codec stands in for small values only: a CALL frame of
+        # more than INTERIM_MAX_FRAME bytes, or a container of more than
+        # INTERIM_MAX_ITEMS elements to encode, loads the codec first (the
+        # pure codec decodes a million floats in about 0.4 s).
+        floats = [float(i) for i in range(codec.INTERIM_MAX_ITEMS + 1)] * 8
+        call = purecodec.packb([2, 1, "echo", [floats], None])
+        self.assertGreater(len(call), codec.INTERIM_MAX_FRAME)
+        context_call = purecodec.packb([2, 1, "echo", [floats], None, {"r": 1.0}])
+        for loaded in self.loaded_codecs():
+            for name, use in (
+                ("decode_call", lambda d: d.decode_call(call)),
+                ("decode_call_context", lambda d: d.decode_call_context(context_call)),
+                ("unpackb", lambda d: d.unpackb(call)),
+                ("packb", lambda d: d.packb(floats)),
+                ("result_frame", lambda d: d.result_frame(1, floats)),
+            ):
+                with self.subTest(codec=loaded.name, entry=name):
+                    d = self.fresh(loaded)
+                    use(d)
+                    self.assertIsNone(d.finish, "the codec was not loaded first")
+            d = self.fresh(loaded)
+            d.packb([1.5] * codec.INTERIM_MAX_ITEMS)
+            d.decode_call(purecodec.packb([2, 1, "echo", ["x"], None]))
+            self.assertIsNotNone(d.finish, "a small value loaded the codec")
+
+    def test_a_few_calls_before_it_loads_at_most(self) -> None:
+        # Whatever serve loop uses it (serve.py's loads it sooner, when idle):
+        # the pure codec, slower than the C codec, does not stand in for long.
+        body = purecodec.packb([2, 1, "echo", ["x"], None])
+        for loaded in self.loaded_codecs():
+            d = self.fresh(loaded)
+            for _ in range(codec.INTERIM_CALLS):
+                self.assertEqual(d.decode_call(body), (1, "echo", ["x"]))
+            self.assertIsNotNone(d.finish)
+            self.assertEqual(d.decode_call(body), (1, "echo", ["x"]))
+            self.assertIsNone(d.finish)
+
+    def test_packing_and_result_frames(self) -> None:
+        cyclic: List[Any] = []
+        cyclic.append(cyclic)
+        bad = [{1}, object(), 2**64, -2**63 - 1, "\ud800", ["ok", "\udfff"], {"\ud800": 1}, ["x", {2}], cyclic]
+        for loaded in self.loaded_codecs():
+            values = value_corpus(loaded.ExtType) + bad + [b"x" * 70000, bytearray(b"y" * 70000), "z" * 70000, list(range(5000)), nested_lists(64)]
+            for value in values:
+                with self.subTest(codec=loaded.name, value=short(value, 60)):
+                    expected = outcome(loaded.packb, value)
+                    by_pure = outcome(codec.PURE.packb, value)[0] == "ok"
+                    d = self.fresh(loaded)
+                    self.assertEqual(outcome(d.packb, value), expected)
+                    self.assertEqual(d.finish is None, not by_pure or codec._large(value), "loaded for what the pure codec refuses, or a large container, only")
+                    d = self.fresh(loaded)
+                    for call_id in (0, 200, 70000, 2**32):
+                        self.assertEqual(outcome(lambda v: joined(d.result_frame(call_id, v)), value),
+                                         outcome(lambda v: joined(loaded.result_frame(call_id, v)), value))  # fmt: skip
+                    self.assertEqual(d.finish is None, outcome(lambda v: codec.PURE.result_frame(0, v), value)[0] != "ok" or codec._large(value))
+
+    def test_unpacking(self) -> None:
+        for loaded in self.loaded_codecs():
+            blobs = encoded_corpus() + [purecodec.packb(v) for v in value_corpus(purecodec.ExtType) if not isinstance(v, memoryview)]
+            for data in blobs:
+                with self.subTest(codec=loaded.name, data=data[:30].hex()):
+                    d = self.fresh(loaded)
+                    got, expected = outcome(d.unpackb, data), outcome(loaded.unpackb, data)
+                    self.assertEqual(got[0], expected[0], (got, expected))
+                    if expected[0] == "ok":
+                        SameValue.check(self, got[1], expected[1])
+                        classes = self.ext_classes(got[1])
+                        self.assertLessEqual(classes, {loaded.ExtType}, "the loaded codec's ExtType")
+                        self.assertEqual(d.finish is None, bool(classes) or len(data) > codec.INTERIM_MAX_FRAME, "loaded for an unknown ext value, or a large frame, only")
+                    else:
+                        self.assertEqual(got, expected)
+                        self.assertIsNone(d.finish, "an error comes from the loaded codec")
+
+    def test_an_unknown_ext_value_is_the_loaded_codecs(self) -> None:
+        for loaded in self.loaded_codecs():
+            with self.subTest(codec=loaded.name):
+                d = self.fresh(loaded)
+                data = purecodec.packb(["plain", 1, None])
+                self.assertEqual(d.unpackb(data), ["plain", 1, None])
+                self.assertIsNotNone(d.finish, "the pure codec decodes it")
+                value = d.unpackb(purecodec.packb(["x", purecodec.ExtType(5, b"data")]))
+                self.assertIs(type(value[1]), loaded.ExtType)
+                self.assertEqual(tuple(value[1]), (5, b"data"))
+                self.assertIsNone(d.finish)
+                # The pure codec decodes its own ExtType again, outside a deferred codec.
+                self.assertIs(type(codec.PURE.unpackb(b"\xd4\x05\x00")), purecodec.ExtType)
+
+    def test_other_threads_decode_as_they_asked(self) -> None:
+        # While the pure codec decodes for a deferred codec in one thread,
+        # another thread's own use of the pure codec gets its own ExtType.
+        import threading
+
+        def in_another_thread(data: bytes) -> Any:
+            got: List[Any] = []
+            thread = threading.Thread(target=lambda: got.append(codec.PURE.unpackb(data)))
+            thread.start()
+            thread.join()
+            return got[0]
+
+        value = codec._standing_in_for(in_another_thread, b"\xd4\x05\x00")
+        self.assertIs(type(value), purecodec.ExtType)
+        with self.assertRaises(codec._NeedsLoadedCodec):
+            codec._standing_in_for(codec.PURE.unpackb, b"\xd4\x05\x00")
+        self.assertEqual(codec._standing_in, {})
+
+    def test_decode_call(self) -> None:
+        rng = random.Random(21)
+        args_values = [v for v in value_corpus(purecodec.ExtType) if not isinstance(v, (purecodec.ExtType, memoryview))]
+        bodies = call_bodies(rng, args_values + ["s" * 70000, b"b" * 70000])
+        bodies.append(purecodec.packb([2, 9, "echo", [purecodec.ExtType(5, b"x")], None]))
+        corrupted = []
+        for _ in range(1000):
+            data = bytearray(rng.choice(bodies[:40]))
+            data[rng.randrange(len(data))] = rng.getrandbits(8)
+            corrupted.append(bytes(data[: rng.randint(1, len(data))] if rng.random() < 0.3 else data))
+        for loaded in self.loaded_codecs():
+            for body in bodies + corrupted + [purecodec.packb([2, 1, "echo", [], {"a": None}]), b""]:
+                with self.subTest(codec=loaded.name, body=body[:30].hex()):
+                    d = self.fresh(loaded)
+                    got, expected = outcome(d.decode_call, body), outcome(loaded.decode_call, body)
+                    self.assertEqual(got[0], expected[0])
+                    if got == ("ok", None) and expected[1] is not None:
+                        # Left to the general path (an unknown ext value among
+                        # them, or a head the pure codec's hot path does not
+                        # take): it decodes them as the loaded codec does.
+                        message = d.unpackb(body)
+                        got = ("ok", (message[1], message[2], message[3]))
+                        classes = self.ext_classes(got[1])
+                        self.assertLessEqual(classes, {loaded.ExtType})
+                        self.assertEqual(d.finish is None, bool(classes) or len(body) > codec.INTERIM_MAX_FRAME)
+                    SameValue.check(self, got[1] and list(got[1]), expected[1] and list(expected[1]))
+        d = self.fresh(codec.PURE)
+        self.assertEqual(d.decode_call(purecodec.packb([2, 7, "echo", ["x", 1, None, [1.5, {"k": b"v"}]], None])),
+                         (7, "echo", ["x", 1, None, [1.5, {"k": b"v"}]]))  # fmt: skip
+        self.assertIsNotNone(d.finish, "decoded by the pure codec")
+
+    def test_finish_binds_the_loaded_codec(self) -> None:
+        for loaded in self.loaded_codecs():
+            d = self.fresh(loaded)
+            self.assertEqual(d.name, loaded.name)
+            self.assertIsNone(d.ExtType)
+            packb = d.packb
+            stamp = datetime.datetime(2020, 1, 1, tzinfo=UTC)
+            self.assertEqual(packb(stamp), loaded.packb(stamp))
+            self.assertIsNotNone(d.finish, "a timestamp: the pure codec's bytes are the codec's")
+            d.finish()
+            self.assertIsNone(d.finish)
+            self.assertIs(d.ExtType, loaded.ExtType)
+            self.assertIsNot(d.packb, packb, "the loaded codec's own entry point")
+            self.assertEqual(packb("still works"), loaded.packb("still works"), "bound before: forwards")
+            d = self.fresh(loaded)
+            d.Unpacker()  # the loaded codec's incremental decoder
+            self.assertIsNone(d.finish)
+
+    def test_a_codec_that_does_not_load_leaves_the_pure_codec(self) -> None:
+        import contextlib
+        import io
+
+        def broken() -> codec.Codec:
+            raise ImportError("a broken extension")
+
+        d = codec.deferred(codec.C_NAME, broken)
+        self.assertEqual(d.packb([1, "x"]), b"\x92\x01\xa1x")
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            value = d.unpackb(purecodec.packb(purecodec.ExtType(5, b"x")))
+        self.assertIs(type(value), purecodec.ExtType)
+        self.assertIsNone(d.finish)
+        self.assertEqual(d.name, codec.PURE_NAME, "it does not claim the C codec any more")
+        self.assertIs(d.packb, codec.PURE.packb)
+        self.assertIn("the msgpack-c codec did not load (ImportError: a broken extension): the pure codec runs instead", err.getvalue())
+
+    def test_the_pure_codec_is_not_deferred(self) -> None:
+        self.assertIs(codec.load(codec.PURE_NAME, defer=True), codec.PURE)
+        self.assertIsNone(codec.PURE.finish)
+
+    def test_load_deferred_imports_the_pure_codec_only(self) -> None:
+        # In a fresh interpreter: the name the worker's HELLO says, and only
+        # the pure codec imported for it.
+        try:
+            from msgpack import _cmsgpack  # noqa: F401
+
+            has_c = True
+        except ImportError:
+            has_c = False
+        script = ("import sys; sys.path.insert(0, %r); from pypool_runtime import codec; "
+                  "names = [codec.load(n, defer=True).name for n in ('auto', 'pure')]; "
+                  "print(names, sorted(m for m in ('msgpack', 'pypool_runtime.purecodec', 'datetime') if m in sys.modules))"
+                  % os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # fmt: skip
+        out = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, check=True).stdout
+        self.assertEqual(out.strip(), "%s ['pypool_runtime.purecodec']" % [codec.C_NAME if has_c else codec.PURE_NAME, codec.PURE_NAME])

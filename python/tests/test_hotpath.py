@@ -105,6 +105,41 @@ class HotPathCallsTest(unittest.TestCase):
                 with self.subTest(codec=c.name):
                     self.assertLessEqual(per_call(c, "duplicate_text", "testing"), self.LIMITS[c.name, "trivial"])
 
+    def test_calls_per_call_once_a_deferred_codec_loaded(self) -> None:
+        # A worker's codec is loaded later (codec.deferred): once it is, a
+        # call costs what it costs with that codec, not one call more for
+        # the entry points that forwarded to it. The first frame's argument
+        # (an ext value) makes the worker load it.
+        loading = purecodec.packb([CALL, 1, "echo", [purecodec.ExtType(5, b"x")], None])
+        loading = len(loading).to_bytes(4, "big") + loading
+        body = purecodec.packb([CALL, 70000, "duplicate_text", ["testing"], None])
+        framed = len(body).to_bytes(4, "big") + body
+        n = 20
+        for c in codecs():
+            with self.subTest(codec=c.name):
+                counts = []
+                for calls in (2 * n, n):
+                    d = codec.deferred(c.name, lambda c=c: c)  # type: ignore[misc]
+                    counts.append(calls_while_serving(d, loading + framed * calls))
+                    self.assertIsNone(d.finish)
+                self.assertLessEqual((counts[0] - counts[1]) / n, self.LIMITS[c.name, "trivial"])
+
+    def test_a_busy_worker_loads_its_codec_after_a_few_frames(self) -> None:
+        # Calls that keep coming (every frame waits in the pipe here) do not
+        # keep a worker on the slower pure codec: it loads its C codec after
+        # serve.INTERIM_FRAMES frames, idle or not.
+        body = purecodec.packb([CALL, 70000, "duplicate_text", ["testing"], None])
+        framed = len(body).to_bytes(4, "big") + body
+        n = 20
+        for c in codecs():
+            with self.subTest(codec=c.name):
+                counts = []
+                for calls in (2 * n, n):
+                    d = codec.deferred(c.name, lambda c=c: c)  # type: ignore[misc]
+                    counts.append(calls_while_serving(d, framed * calls))
+                    self.assertIsNone(d.finish)
+                self.assertLessEqual((counts[0] - counts[1]) / n, self.LIMITS[c.name, "trivial"])
+
     def test_replies_are_the_codecs(self) -> None:
         # What the counted loop sends is what packb sends, length included.
         for c in codecs():
@@ -165,6 +200,19 @@ class SharedMemoryStateTest(unittest.TestCase):
             replies.append(data[4 : 4 + size])
             data = data[4 + size :]
         return replies
+
+    def test_before_the_codec_is_loaded(self) -> None:
+        # The calls a worker serves before it loads its codec (codec.deferred)
+        # forget their values in the shared memory as serve does.
+        for c in codecs():
+            with self.subTest(codec=c.name), shared_memory():
+                d = codec.deferred(c.name, lambda c=c: c)  # type: ignore[misc]
+                replies = self.replies(d, [[CALL, 1, "big", [2000], None], [CALL, 2, "echo", ["x"], None], [CALL, 3, "big", [3000], None]])
+                self.assertIsNotNone(d.finish, "served by the pure codec")
+                self.assertEqual(replies[1], purecodec.packb([3, 2, "x"]))
+                for reply, call_id, size in ((replies[0], 1, 2000), (replies[2], 3, 3000)):
+                    ref = purecodec.ExtType(shm.EXT_SHM_BYTES, purecodec.packb([0, size]))
+                    self.assertEqual(reply, purecodec.packb([3, call_id, ref]))
 
     def test_a_call_that_only_read_from_it(self) -> None:
         for c in codecs():

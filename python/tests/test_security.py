@@ -3,15 +3,17 @@ each test starts python3 as Go does (test_worker.WorkerProcess)."""
 
 import datetime
 import fcntl
+import importlib.util
 import os
 import shutil
 import sys
 import tempfile
+import time
 import unittest
 from typing import Any, List
 
-from pypool_runtime import errors, stdlib, worker
-from test_worker import ERROR, RESULT, TESTS_DIR, WorkerProcess, WorkerTestBase
+from pypool_runtime import errors, purecodec, stdlib, worker
+from test_worker import ERROR, RESULT, TESTS_DIR, WorkerProcess, WorkerTestBase, call_frame
 
 # Standard modules the runtime uses, some lazily, and msgpack and
 # sitecustomize: a file of that name must never be imported. From "asyncio"
@@ -22,6 +24,8 @@ SHADOWED = [
     "resource", "faulthandler", "msgpack", "sitecustomize", "signal", "mmap",
     "asyncio", "selectors", "socket", "ssl", "subprocess", "concurrent", "logging", "inspect", "contextvars",
     "heapq", "base64", "dis", "opcode", "locale", "string", "textwrap", "array", "select", "weakref", "typing",
+    # msgpack's own imports, now that the C codec is loaded after the user's paths are on sys.path (issue 21)
+    "collections", "keyword", "operator", "reprlib",
 ]  # fmt: skip
 
 SHADOW_SOURCE = (
@@ -163,21 +167,126 @@ class LazyTracebackTest(WorkerTestBase):
 
 
 class LazyCodecImportsTest(WorkerTestBase):
-    """Issue 21: a worker imports the pure codec's module only when it runs
-    the pure codec, msgpack only when it runs the C codec, and mmap only
-    when Go gives it shared memory."""
+    """Issue 21: a worker imports msgpack only after its first result: its
+    HELLO names the codec it runs (msgpack-c when msgpack's C extension is
+    among the interpreter's own entries, else pure), it starts on the pure
+    codec, which puts the same bytes on the wire, and loads the C codec once
+    idle, after a few frames, or at the first value the pure codec would
+    decode to another class (an ext value of a code no extension decodes);
+    and mmap only when Go gives it shared memory."""
+
+    CODEC_MODULES = ["pypool_runtime.purecodec", "msgpack", "mmap", "datetime"]
+
+    def expected_codec(self, codec_name: str) -> str:
+        if codec_name == "pure":
+            return "pure"
+        try:
+            from msgpack import _cmsgpack  # noqa: F401
+        except ImportError:
+            return "pure"
+        return "msgpack-c"
+
+    @staticmethod
+    def loaded_modules(codec_name: str) -> List[str]:
+        """The codecs' modules a worker of codec_name has loaded once its codec is."""
+        return ["pypool_runtime.purecodec", "msgpack"] if codec_name == "msgpack-c" else ["pypool_runtime.purecodec"]
+
+    def await_loaded(self, w: WorkerProcess, codec_name: str, call_id: int) -> None:
+        """Call until the worker, idle between calls, has loaded its codec."""
+        wanted = self.loaded_modules(codec_name)
+        deadline = time.monotonic() + 20
+        while True:
+            reply = w.call("modules_loaded", ["pypool_runtime.purecodec", "msgpack"], call_id=call_id)
+            if reply[2] == wanted or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        self.assertEqual(reply, [RESULT, call_id, wanted])
 
     def test_at_start(self) -> None:
         for codec_name in ("auto", "pure"):
             with self.subTest(codec=codec_name):
                 w = WorkerProcess("sample_security", codec_name=codec_name)
                 self.addCleanup(self._stop, w)
+                # In the pipe before the worker serves: answered before it is idle.
+                w.send(call_frame(1, "modules_loaded", [self.CODEC_MODULES]))
                 hello = w.read()
                 self.assertIsNone(hello[5], hello)
-                loaded = w.call("modules_loaded", ["pypool_runtime.purecodec", "msgpack", "mmap"])[2]
-                self.assertEqual(loaded, ["pypool_runtime.purecodec"] if hello[4] == "pure" else ["msgpack"], hello[4])
-                if hello[4] == "pure":  # msgpack imports datetime itself
-                    self.assertEqual(w.call("modules_loaded", ["datetime"], call_id=2), [RESULT, 2, []])
+                self.assertEqual(hello[4], self.expected_codec(codec_name))
+                self.assertEqual(w.read(), [RESULT, 1, ["pypool_runtime.purecodec"]], "the pure codec, without datetime, for the first call")
+                self.await_loaded(w, hello[4], 2)
+                self.assertEqual(w.close()[:2], (0, ""))
+
+    def test_first_value_that_needs_it(self) -> None:
+        # An ext value of a code no extension decodes is the C codec's
+        # msgpack.ExtType, as it always was with msgpack installed: the
+        # pure codec (whose ExtType is its own) loads the C codec for it.
+        # Plain values and timestamps the pure codec decodes as the C codec.
+        stamp = datetime.datetime(2026, 12, 6, 0, 30, 0, 1000, tzinfo=datetime.timezone.utc)
+        modules = ["pypool_runtime.purecodec", "msgpack"]
+        for codec_name in ("auto", "pure"):
+            with self.subTest(codec=codec_name):
+                w = WorkerProcess("sample_security", codec_name=codec_name)
+                self.addCleanup(self._stop, w)
+                # One write: all five in the pipe together, so that the worker is not idle in between.
+                w.send(b"".join([call_frame(1, "echo", [["plain", 1, None]]), call_frame(2, "echo", [stamp]),
+                                 call_frame(3, "modules_loaded", [modules]),
+                                 call_frame(4, "class_of", [purecodec.ExtType(5, b"x")]),
+                                 call_frame(5, "modules_loaded", [modules])]))  # fmt: skip
+                hello = w.read()
+                self.assertEqual(hello[4], self.expected_codec(codec_name))
+                self.assertEqual(w.read(), [RESULT, 1, ["plain", 1, None]])
+                self.assertEqual(w.read(), [RESULT, 2, stamp])
+                self.assertEqual(w.read(), [RESULT, 3, ["pypool_runtime.purecodec"]], "the pure codec so far")
+                ext_class = "msgpack.ext.ExtType" if hello[4] == "msgpack-c" else "pypool_runtime.purecodec.ExtType"
+                self.assertEqual(w.read(), [RESULT, 4, ext_class])
+                self.assertEqual(w.read(), [RESULT, 5, self.loaded_modules(hello[4])])
+                self.assertEqual(w.close()[:2], (0, ""))
+
+    @unittest.skipUnless(importlib.util.find_spec("msgpack") is not None, "msgpack is not installed")
+    def test_a_users_own_msgpack_ext_type(self) -> None:
+        # The user's code imports msgpack (site-packages) and returns its
+        # ExtType before the C codec is loaded: the pure codec, which knows
+        # msgpack's classes only once msgpack is loaded, would pack that
+        # tuple as an array; the C codec is loaded first.
+        for codec_name in ("auto", "pure"):
+            with self.subTest(codec=codec_name):
+                w = WorkerProcess("sample_security", codec_name=codec_name)
+                self.addCleanup(self._stop, w)
+                w.send(call_frame(1, "msgpack_ext", [5, b"x"]))
+                hello = w.read()
+                reply = w.read()
+                if hello[4] == "msgpack-c":
+                    self.assertEqual(reply, [RESULT, 1, purecodec.ExtType(5, b"x")])
+                    self.assertIs(type(reply[2]), purecodec.ExtType, "an ext value, not an array")
+                self.assertEqual(w.close()[:2], (0, ""))
+
+    def test_the_users_own_datetime_imported_first(self) -> None:
+        # The user's code imports a datetime.py of its own before the C
+        # codec is loaded: msgpack (and the pure codec) still get the
+        # standard one; the user's code keeps its own.
+        user = tempfile.mkdtemp(prefix="pypool-user-")
+        self.addCleanup(shutil.rmtree, user)
+        with open(os.path.join(user, "datetime.py"), "w") as f:
+            f.write("SHADOW = True\n")
+        stamp = datetime.datetime(2026, 12, 6, 0, 30, 0, 1000, tzinfo=datetime.timezone.utc)
+        own = os.path.join(user, "datetime.py")
+        for codec_name in ("auto", "pure"):
+            with self.subTest(codec=codec_name):
+                w = WorkerProcess("sample_security", codec_name=codec_name, paths=[user, TESTS_DIR])
+                self.addCleanup(self._stop, w)
+                w.send(call_frame(1, "import_shadow", ["datetime"]))
+                hello = w.read()
+                self.assertIsNone(hello[5], hello)
+                self.assertEqual(w.read(), [RESULT, 1, own])
+                self.assertEqual(w.call("echo", stamp, call_id=2), [RESULT, 2, stamp])
+                self.assertEqual(w.call("loaded_from", "datetime", call_id=3), [RESULT, 3, own], "the user's code keeps its own")
+                self.await_loaded(w, hello[4], 4)
+                self.assertEqual(w.call("echo", stamp, call_id=5), [RESULT, 5, stamp])
+                self.assertEqual(w.call("loaded_from", "datetime", call_id=6), [RESULT, 6, own], "the user's code keeps its own")
+                if hello[4] == "msgpack-c":
+                    codec_datetime = w.call("imported_by", "msgpack.ext", "datetime", call_id=7)[2]
+                    self.assertIsNotNone(codec_datetime)
+                    self.assertNotEqual(codec_datetime, own)
                 self.assertEqual(w.close()[:2], (0, ""))
 
     def test_datetime_at_first_use_is_the_standard_one(self) -> None:
