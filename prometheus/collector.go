@@ -195,6 +195,7 @@ type descs struct {
 	interrupts, waits, waitSeconds, crashes, startFailures, starts, stops           *prometheus.Desc
 	pings, pingFailures                                                             *prometheus.Desc
 	generation, oldGeneration, reloads                                              *prometheus.Desc
+	asyncWorkers, asyncCalls                                                        *prometheus.Desc
 }
 
 func newDescs(pool string) descs {
@@ -227,6 +228,8 @@ func newDescs(pool string) descs {
 		generation:    desc("pypool_generation", "The generation new workers start in: 0 from New on, one more for each Pool.Reload that got a new worker running (Stats.Generation)."),
 		oldGeneration: desc("pypool_old_generation_workers", "Workers of an older generation still serving or starting: a reload's progress (Stats.OldGeneration)."),
 		reloads:       desc("pypool_reloads_total", "Pool.Reload runs that ended, by outcome: done (every worker replaced), failed (the new code did not start, a context ended, or Close).", "outcome"),
+		asyncWorkers:  desc("pypool_async_workers", "Workers in use by calls of async functions, many at once (Config.AsyncCalls; they count in pypool_workers{state=\"in_use\"} too) (Stats.AsyncWorkers)."),
+		asyncCalls:    desc("pypool_async_calls", "Calls of async functions in flight on those workers, those being cancelled included; at most pypool_async_workers times Config.AsyncCalls (Stats.AsyncCalls)."),
 		stops:         desc("pypool_worker_stops_total", "Workers stopped, by cause: overflow (at check-in, nobody waiting), overflow_idle (after Config.OverflowIdleTimeout), max_calls, max_memory, max_lifetime, killed (unknown state), close, resize. Crashes are pypool_crashes_total.", "cause"),
 	}
 }
@@ -239,7 +242,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		d.callsStarted, d.callsFinished, d.callsSent, d.python, d.rejections,
 		d.deadlines, d.canceled, d.interrupts, d.waits, d.waitSeconds,
 		d.crashes, d.startFailures, d.starts, d.stops, d.pings, d.pingFailures,
-		d.generation, d.oldGeneration, d.reloads,
+		d.generation, d.oldGeneration, d.reloads, d.asyncWorkers, d.asyncCalls,
 	} {
 		ch <- d
 	}
@@ -267,6 +270,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(d.overflow, s.Overflow)
 	gauge(d.overflowInUse, s.OverflowInUse)
 	gauge(d.waiting, s.Waiting)
+	gauge(d.asyncWorkers, s.AsyncWorkers)
+	gauge(d.asyncCalls, s.AsyncCalls)
 
 	counter(d.callsStarted, s.CallsStarted)
 	counter(d.callsFinished, s.CallsFinished)

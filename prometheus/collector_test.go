@@ -3,6 +3,8 @@ package prometheus
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -95,10 +97,17 @@ pypool_worker_starts_total{cause="initial",pool="test"} 1
 pypool_worker_starts_total{cause="overflow",pool="test"} 0
 pypool_worker_starts_total{cause="recycle",pool="test"} 0
 pypool_worker_starts_total{cause="resize",pool="test"} 0
+# HELP pypool_async_calls Calls of async functions in flight on those workers, those being cancelled included; at most pypool_async_workers times Config.AsyncCalls (Stats.AsyncCalls).
+# TYPE pypool_async_calls gauge
+pypool_async_calls{pool="test"} 0
+# HELP pypool_async_workers Workers in use by calls of async functions, many at once (Config.AsyncCalls; they count in pypool_workers{state="in_use"} too) (Stats.AsyncWorkers).
+# TYPE pypool_async_workers gauge
+pypool_async_workers{pool="test"} 0
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(expected),
 		"pypool_calls_total", "pypool_calls_started_total", "pypool_python_exceptions_total",
-		"pypool_rejections_total", "pypool_size", "pypool_workers", "pypool_worker_starts_total"); err != nil {
+		"pypool_rejections_total", "pypool_size", "pypool_workers", "pypool_worker_starts_total",
+		"pypool_async_calls", "pypool_async_workers"); err != nil {
 		t.Error(err)
 	}
 
@@ -111,6 +120,65 @@ pypool_worker_starts_total{cause="resize",pool="test"} 0
 	if got := h.GetSampleCount(); got != 5 {
 		t.Errorf("pypool_wait_duration_seconds counted %d calls, want 5", got)
 	}
+	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %+v", err, problems)
+	}
+}
+
+// TestAsyncGauges: with Config.AsyncCalls, pypool_async_workers and
+// pypool_async_calls are Stats.AsyncWorkers and AsyncCalls: 3 calls held in
+// flight on 2 workers (each takes an idle worker first, the third joins one
+// of them), then none once they are cancelled.
+func TestAsyncGauges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := pypool.New(ctx, pypool.Config{
+		Module:     "pypool_asynccalls",
+		PythonPath: []string{"../testdata/pymod"},
+		Size:       2,
+		AsyncCalls: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close(context.Background())
+	c := NewCollector(pool, Opts{Pool: "fetch"})
+	held, release := context.WithCancel(ctx)
+	ended := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, err := pool.Call(held, "wait_cancel", 60)
+			ended <- err
+		}()
+	}
+	settle := func(calls, workers int) {
+		t.Helper()
+		for s := pool.Stats(); s.AsyncCalls != calls || s.AsyncWorkers != workers || s.InUse != workers; s = pool.Stats() {
+			if ctx.Err() != nil {
+				t.Fatalf("the pool never had %d async calls on %d workers: %+v", calls, workers, s)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		expected := fmt.Sprintf(`
+# HELP pypool_async_calls Calls of async functions in flight on those workers, those being cancelled included; at most pypool_async_workers times Config.AsyncCalls (Stats.AsyncCalls).
+# TYPE pypool_async_calls gauge
+pypool_async_calls{pool="fetch"} %d
+# HELP pypool_async_workers Workers in use by calls of async functions, many at once (Config.AsyncCalls; they count in pypool_workers{state="in_use"} too) (Stats.AsyncWorkers).
+# TYPE pypool_async_workers gauge
+pypool_async_workers{pool="fetch"} %d
+`, calls, workers)
+		if err := testutil.CollectAndCompare(c, strings.NewReader(expected), "pypool_async_calls", "pypool_async_workers"); err != nil {
+			t.Error(err)
+		}
+	}
+	settle(3, 2)
+	release()
+	for range 3 {
+		if err := <-ended; !errors.Is(err, context.Canceled) {
+			t.Errorf("a held call returned %v, want context.Canceled", err)
+		}
+	}
+	settle(0, 0)
 	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %+v", err, problems)
 	}
