@@ -1,23 +1,9 @@
 package pypool
 
-// TestAsyncCallsModel is the model-based test of Config.AsyncCalls'
-// accounting (async.go), in the manner of TestPoolModel: rapid draws
-// sequences of commands on a pool of Size 1..2, MaxOverflow 0..1 and
-// AsyncCalls 1..3, and after each command, once the pool has settled,
-// its Stats and AsyncCallsByWorker must be what the model says. Commands:
-//
-//	asyncStart  a call of an async function held in flight (wait_cancel),
-//	            drawn only when it would not wait: on an idle worker, else
-//	            on the worker serving async calls with the fewest, if it has
-//	            room, else on a new overflow worker; the worker the pool
-//	            chose (told by a Tracer) must be the one the model says.
-//	asyncEnd    the context of a held call is cancelled: its task is
-//	            cancelled, and its place freed once it answered; a worker
-//	            left with none is checked in (an overflow one stopped).
-//	txStart     a Transaction held (a worker to itself), when it would not wait.
-//	txEnd       the Transaction ends.
-//	kill        SIGKILL of a worker serving async calls: each of its calls
-//	            fails with ErrWorkerCrashed; the pool returns to Size.
+// async_model_test.go is TestPoolModel's part for Config.AsyncCalls
+// (TestPoolModel/AsyncCalls, model_test.go's comment): the commands of the
+// mode (asyncHold, asyncCancel, asyncCall, asyncKill) and the model's
+// checks of it, methods of poolModel beside poolboy's commands.
 
 import (
 	"context"
@@ -25,248 +11,224 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"syscall"
-	"testing"
 	"time"
 
 	"pgregory.net/rapid"
 )
 
-func TestAsyncCallsModel(t *testing.T) {
-	var budget time.Time
-	if !flagGiven("rapid.checks") {
-		setFlag(t, "rapid.checks", "15")
-		budget = time.Now().Add(20 * time.Second)
-	}
-	ran := 0
-	defer func() { t.Logf("%d command sequences ran", ran) }()
-	rapid.Check(t, func(rt *rapid.T) {
-		if !budget.IsZero() && time.Now().After(budget) && !rt.Failed() {
-			return
-		}
-		ran++
-		m := newAsyncModel(t, rt)
-		rt.Cleanup(m.teardown)
-		steps := 0
-		rt.Repeat(map[string]func(*rapid.T){
-			"": m.check,
-			"asyncStart": func(rt *rapid.T) {
-				if steps++; steps <= 20 {
-					m.asyncStart(rt)
-				}
-			},
-			"asyncStartToo": func(rt *rapid.T) { // twice as likely as the others: the workers fill
-				if steps++; steps <= 20 {
-					m.asyncStart(rt)
-				}
-			},
-			"asyncEnd": m.asyncEnd,
-			"txStart": func(rt *rapid.T) {
-				if steps++; steps <= 20 {
-					m.txStart(rt)
-				}
-			},
-			"txEnd": m.txEnd,
-			"kill":  m.kill,
-		})
-	})
-}
-
-// asyncModel is one sequence's pool and its model: the workers by what
-// they do.
-type asyncModel struct {
-	t              *testing.T
-	rt             *rapid.T
-	pool           *Pool
-	size, over, n  int
-	idle           int              // idle workers
-	shared         map[int]int      // pid -> calls in flight (the pool's AsyncCallsByWorker)
-	tx             map[int]*heldTx  // pid -> its held Transaction
-	calls          []*heldAsyncCall // in flight
-	pidOf          chan int         // the Tracer's: the worker of the last call started
-	crashes, kills int
+// addAsyncCommands adds the mode's commands to a sequence's.
+func (m *poolModel) addAsyncCommands(commands map[string]func(*rapid.T)) {
+	commands["asyncHold"] = m.asyncHold
+	commands["asyncHoldToo"] = m.asyncHold // twice as likely as the others: the workers fill
+	commands["asyncCancel"] = m.asyncCancel
+	commands["asyncCall"] = m.asyncCall
+	commands["asyncKill"] = m.asyncKill
 }
 
 // heldAsyncCall is a call of wait_cancel in flight in its goroutine.
 type heldAsyncCall struct {
-	pid    int
+	pid    int // 0 until the Tracer told it
 	cancel context.CancelFunc
 	done   chan error
 }
 
-// heldTx is a Transaction held open in its goroutine.
-type heldTx struct {
-	release chan struct{}
-	done    chan error
-}
+// pidReportKey is the key of the context value of a call of the model: a
+// chan int to which pidTracer sends the pid of the worker the call got.
+type pidReportKey struct{}
 
-// pidTracer tells the model which worker each call of the model got.
-type pidTracer struct{ pids chan int }
+// pidTracer tells the model which worker each of its calls of async
+// functions got (Config.Tracer of the pools with AsyncCalls).
+type pidTracer struct{}
 
-func (pt pidTracer) TraceCallStart(ctx context.Context, _ *Pool, _ TraceCallStartData) context.Context {
+func (pidTracer) TraceCallStart(ctx context.Context, _ *Pool, _ TraceCallStartData) context.Context {
 	return ctx
 }
 
-func (pt pidTracer) TraceCallWorker(_ context.Context, _ *Pool, d TraceCallWorkerData) {
-	pt.pids <- d.Pid // the model's only calls are its asyncStart's, one at a time
-}
-
-func (pt pidTracer) TraceCallEnd(context.Context, *Pool, TraceCallEndData) {}
-
-func newAsyncModel(t *testing.T, rt *rapid.T) *asyncModel {
-	m := &asyncModel{t: t, rt: rt, shared: map[int]int{}, tx: map[int]*heldTx{}, pidOf: make(chan int, 1)}
-	m.size = rapid.IntRange(1, 2).Draw(rt, "size")
-	m.over = rapid.IntRange(0, 1).Draw(rt, "maxOverflow")
-	m.n = rapid.IntRange(1, 3).Draw(rt, "asyncCalls")
-	cfg := testConfig(t)
-	cfg.Module = "pypool_asynccalls"
-	cfg.Size, cfg.MaxOverflow, cfg.AsyncCalls = m.size, m.over, m.n
-	cfg.InterruptGrace = 5 * time.Second // a loaded machine must not turn a cancellation into a kill
-	cfg.Tracer = pidTracer{m.pidOf}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	pool, err := New(ctx, cfg)
-	if err != nil {
-		rt.Fatalf("New: %v", err)
-	}
-	m.pool, m.idle = pool, m.size
-	return m
-}
-
-func (m *asyncModel) workers() int { return m.idle + len(m.shared) + len(m.tx) }
-
-// room is the worker serving async calls with the fewest in flight, if it
-// has room for one more; 0: none.
-func (m *asyncModel) room() (pid int, least int) {
-	least = m.n
-	for p, k := range m.shared {
-		if k < least {
-			pid, least = p, k
+func (pidTracer) TraceCallWorker(ctx context.Context, _ *Pool, d TraceCallWorkerData) {
+	if pids, ok := ctx.Value(pidReportKey{}).(chan int); ok {
+		select {
+		case pids <- d.Pid:
+		default:
 		}
 	}
-	return pid, least
 }
 
-func (m *asyncModel) asyncStart(rt *rapid.T) {
-	_, least := m.room()
-	newWorker := m.idle == 0 && least >= m.n
-	if newWorker && m.workers() >= m.size+m.over {
+func (pidTracer) TraceCallEnd(context.Context, *Pool, TraceCallEndData) {}
+
+// Where the next call of an async function goes, as the model says.
+const (
+	placeIdle   = "an idle worker"
+	placeShared = "the worker serving async calls with the fewest"
+	placeNew    = "a new overflow worker"
+	placeNone   = "nowhere: it waits"
+)
+
+// asyncPlace is where the next call of an async function goes: an idle
+// worker first, else a place on the worker serving async calls with the
+// fewest in flight (least of them) if it has room, else a worker started
+// for it if the pool may grow, else it waits.
+func (m *poolModel) asyncPlace() (where string, least int) {
+	if m.k() < m.size {
+		return placeIdle, 0
+	}
+	least = m.n
+	for _, calls := range m.shared {
+		least = min(least, calls)
+	}
+	switch {
+	case least < m.n:
+		return placeShared, least
+	case !m.full():
+		return placeNew, 0
+	}
+	return placeNone, 0
+}
+
+// placed fails the sequence unless the call went to pid as where says.
+func (m *poolModel) placed(rt *rapid.T, what, where string, least, pid int) {
+	calls, shared := m.shared[pid]
+	held := slices.ContainsFunc(m.held, func(h *heldWorker) bool { return h.pid == pid })
+	switch {
+	case where == placeShared && (!shared || calls != least):
+		rt.Fatalf("the %s went to worker %d (async calls %v), not to %s (%d calls)", what, pid, m.shared, where, least)
+	case where != placeShared && (shared || held):
+		rt.Fatalf("the %s went to busy worker %d (async calls %v), not to %s", what, pid, m.shared, where)
+	case where == placeIdle && !m.pids[pid]:
+		rt.Fatalf("the %s went to new worker %d, not to %s", what, pid, where)
+	case where == placeNew && m.pids[pid]:
+		rt.Fatalf("the %s went to worker %d, which served before, not to %s", what, pid, where)
+	}
+}
+
+// asyncHold holds a call of an async function in flight, when it would
+// not wait; it must go where asyncPlace says.
+func (m *poolModel) asyncHold(rt *rapid.T) {
+	if m.pool == nil {
+		rt.Skip("no pool")
+	}
+	where, least := m.asyncPlace()
+	if where == placeNone {
 		rt.Skip("it would wait")
+	}
+	if !m.busy(rt) {
+		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &heldAsyncCall{cancel: cancel, done: make(chan error, 1)}
+	m.calls = append(m.calls, c) // before any verdict: teardown must end it
+	pids := make(chan int, 1)
 	go func() {
-		_, err := m.pool.Call(ctx, "wait_cancel", 60)
+		_, err := m.pool.Call(context.WithValue(ctx, pidReportKey{}, pids), "wait_cancel", 60)
 		c.done <- err
 	}()
 	select {
-	case c.pid = <-m.pidOf:
+	case c.pid = <-pids:
 	case err := <-c.done:
 		rt.Fatalf("the held async call ended: %v", err)
-	case <-time.After(time.Minute):
-		rt.Fatalf("the async call got no worker")
+	case <-time.After(holdTimeout):
+		rt.Fatalf("the async call got no worker within %v", holdTimeout)
 	}
-	m.calls = append(m.calls, c)
-	k, isShared := m.shared[c.pid]
-	switch {
-	case m.idle > 0:
-		if isShared || m.tx[c.pid] != nil {
-			rt.Fatalf("the call went to busy worker %d while %d were idle (model %v)", c.pid, m.idle, m.shared)
-		}
-		m.idle--
-	case !newWorker:
-		if !isShared || k != least {
-			rt.Fatalf("the call went to worker %d (%d calls, shared %v), not one with the fewest (%d)", c.pid, k, isShared, least)
-		}
-	default:
-		if isShared || m.tx[c.pid] != nil {
-			rt.Fatalf("the call went to busy worker %d, not a new one", c.pid)
-		}
-	}
+	rt.Logf("async call held on worker %d (%s; async calls were %v)", c.pid, where, m.shared)
+	m.placed(rt, "held async call", where, least, c.pid)
 	m.shared[c.pid]++
-}
-
-// checkedIn is the model of a worker's check-in: an overflow worker is
-// stopped, another goes idle.
-func (m *asyncModel) checkedIn() {
-	if m.workers() >= m.size { // the others are Size already
-		return
+	m.pids[c.pid] = true
+	if where == placeNew {
+		m.restartsMin++
+		m.restartsMax++
 	}
-	m.idle++
 }
 
-func (m *asyncModel) asyncEnd(rt *rapid.T) {
+// asyncCancel cancels the context of a held call: it returns at once with
+// context.Canceled; its place is freed once its task has answered.
+func (m *poolModel) asyncCancel(rt *rapid.T) {
 	if len(m.calls) == 0 {
-		rt.Skip("no call in flight")
+		rt.Skip("no async call held")
+	}
+	if !m.busy(rt) {
+		return
 	}
 	i := rapid.IntRange(0, len(m.calls)-1).Draw(rt, "call")
 	c := m.calls[i]
 	m.calls = slices.Delete(m.calls, i, i+1)
 	c.cancel()
-	if err := <-c.done; !errors.Is(err, context.Canceled) {
-		rt.Fatalf("a cancelled call returned %v", err)
+	select {
+	case err := <-c.done:
+		rt.Logf("cancelled an async call on worker %d: %v", c.pid, err)
+		if !errors.Is(err, context.Canceled) {
+			rt.Fatalf("a cancelled async call on worker %d returned %v, want context.Canceled", c.pid, err)
+		}
+	case <-time.After(holdTimeout):
+		rt.Fatalf("a cancelled async call on worker %d did not return", c.pid)
 	}
 	if m.shared[c.pid]--; m.shared[c.pid] == 0 {
 		delete(m.shared, c.pid)
-		m.checkedIn()
 	}
 }
 
-func (m *asyncModel) txStart(rt *rapid.T) {
-	if m.idle == 0 && m.workers() >= m.size+m.over {
-		rt.Skip("it would wait")
+// asyncCall makes a call of an async function that runs to its end, with a
+// deadline drawn as checkoutBlock's: with room it must return its value
+// (given 2s), from where asyncPlace says; without, it must fail with
+// context.DeadlineExceeded.
+func (m *poolModel) asyncCall(rt *rapid.T) {
+	if !m.busy(rt) {
+		return
 	}
-	h := &heldTx{release: make(chan struct{}), done: make(chan error, 1)}
+	d := rapid.SampledFrom(checkoutDeadlines).Draw(rt, "deadline")
+	where, least := m.asyncPlace()
 	pids := make(chan int, 1)
-	go func() {
-		h.done <- m.pool.Transaction(context.Background(), func(w *Worker) error {
-			pids <- w.Pid()
-			<-h.release
-			return nil
-		})
-	}()
-	var pid int
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), pidReportKey{}, pids), d)
+	defer cancel()
+	out, err := m.pool.Call(ctx, "sleep_echo", 0, "finished")
+	pid := 0
 	select {
 	case pid = <-pids:
-	case err := <-h.done:
-		rt.Fatalf("the Transaction ended: %v", err)
-	case <-time.After(time.Minute):
-		rt.Fatalf("the Transaction got no worker")
+	default:
 	}
-	if _, busy := m.shared[pid]; busy || m.tx[pid] != nil {
-		rt.Fatalf("the Transaction got busy worker %d", pid)
+	rt.Logf("async call (deadline %v, %s; async calls %v): worker %d, %v, %v", d, where, m.shared, pid, out, err)
+	switch {
+	case err == nil && out != "finished":
+		rt.Fatalf("sleep_echo returned %v", out)
+	case err != nil && !errors.Is(err, context.DeadlineExceeded):
+		rt.Fatalf("async call failed with %v, want success or context.DeadlineExceeded", err)
+	case err == nil && where == placeNone:
+		rt.Fatalf("an async call ran on worker %d with no room (async calls %v of at most %d, %d of %d+%d out)", pid, m.shared, m.n, m.k(), m.size, m.over)
+	case err == nil && d == 0:
+		rt.Fatalf("an async call whose context is already done ran (worker %d)", pid)
+	case err != nil && d >= 2*time.Second && (where == placeIdle || where == placeShared):
+		rt.Fatalf("an async call with room on %s failed: %v", where, err)
 	}
-	if m.idle > 0 {
-		m.idle--
+	if pid != 0 {
+		m.placed(rt, "async call", where, least, pid)
 	}
-	m.tx[pid] = h
+	if where != placeNew {
+		return
+	}
+	switch { // as checkoutBlock's
+	case err == nil || d >= 2*time.Second:
+		m.restartsMin++
+		m.restartsMax++
+	case d > 0:
+		m.restartsMax++
+	}
 }
 
-func (m *asyncModel) txEnd(rt *rapid.T) {
-	if len(m.tx) == 0 {
-		rt.Skip("no Transaction")
-	}
-	pids := slices.Sorted(maps.Keys(m.tx))
-	pid := rapid.SampledFrom(pids).Draw(rt, "transaction")
-	h := m.tx[pid]
-	delete(m.tx, pid)
-	close(h.release)
-	if err := <-h.done; err != nil {
-		rt.Fatalf("Transaction: %v", err)
-	}
-	m.checkedIn()
-}
-
-func (m *asyncModel) kill(rt *rapid.T) {
+// asyncKill kills a worker serving async calls: each of its calls fails
+// with ErrWorkerCrashed.
+func (m *poolModel) asyncKill(rt *rapid.T) {
 	if len(m.shared) == 0 {
 		rt.Skip("no worker serves async calls")
 	}
-	pid := rapid.SampledFrom(slices.Sorted(maps.Keys(m.shared))).Draw(rt, "worker")
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		rt.Fatalf("kill %d: %v", pid, err)
+	if !m.busy(rt) {
+		return
 	}
-	m.kills++
+	pid := rapid.SampledFrom(slices.Sorted(maps.Keys(m.shared))).Draw(rt, "async worker")
+	if m.k() <= m.size { // without it fewer than Size workers would be left
+		m.restartsMin++
+		m.restartsMax++
+	}
 	delete(m.shared, pid)
+	m.kill(pid)
+	rt.Logf("killed worker %d serving async calls", pid)
 	kept := m.calls[:0]
 	for _, c := range m.calls {
 		if c.pid != pid {
@@ -276,56 +238,64 @@ func (m *asyncModel) kill(rt *rapid.T) {
 		select {
 		case err := <-c.done:
 			if !errors.Is(err, ErrWorkerCrashed) {
-				rt.Fatalf("a call on killed worker %d returned %v", pid, err)
+				rt.Fatalf("an async call on killed worker %d returned %v, want ErrWorkerCrashed", pid, err)
 			}
-		case <-time.After(time.Minute):
-			rt.Fatalf("a call on killed worker %d did not end", pid)
+		case <-time.After(holdTimeout):
+			rt.Fatalf("an async call on killed worker %d did not end", pid)
 		}
 	}
 	m.calls = kept
-	for m.workers() < m.size {
-		m.idle++ // its replacement
-	}
 }
 
-// check awaits the pool's settling and compares it with the model.
-func (m *asyncModel) check(rt *rapid.T) {
-	total := 0
-	for _, k := range m.shared {
-		total += k
-	}
-	want := fmt.Sprintf("workers %d idle %d inUse %d asyncWorkers %d asyncCalls %d byWorker %v",
-		m.workers(), m.idle, len(m.shared)+len(m.tx), len(m.shared), total, m.shared)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		changed := m.pool.awaitChange()
-		s := m.pool.Stats()
-		got := fmt.Sprintf("workers %d idle %d inUse %d asyncWorkers %d asyncCalls %d byWorker %v",
-			s.Workers, s.Idle, s.InUse, s.AsyncWorkers, s.AsyncCalls, m.pool.AsyncCallsByWorker())
-		if got == want && s.Starting == 0 && s.Stopping == 0 && s.Waiting == 0 {
-			return
-		}
-		select {
-		case <-changed:
-		case <-time.After(time.Until(deadline)):
-			rt.Fatalf("the pool never settled as the model says:\n got %s (stats %+v)\nwant %s", got, s, want)
-		}
-	}
-}
-
-// teardown ends every held call and Transaction, then closes the pool.
-func (m *asyncModel) teardown() {
+// endAsyncCalls cancels every held call, at the sequence's end.
+func (m *poolModel) endAsyncCalls() (errs []error) {
 	for _, c := range m.calls {
 		c.cancel()
-		<-c.done
+		select {
+		case err := <-c.done:
+			if c.pid != 0 && !errors.Is(err, context.Canceled) {
+				errs = append(errs, fmt.Errorf("a held async call on worker %d returned %w at stop, want context.Canceled", c.pid, err))
+			}
+		case <-time.After(holdTimeout):
+			errs = append(errs, fmt.Errorf("a held async call on worker %d did not end at stop", c.pid))
+		}
 	}
-	for _, h := range m.tx {
-		close(h.release)
-		<-h.done
+	m.calls, m.shared = nil, nil
+	return errs
+}
+
+// compareAsync lists the differences between the pool's async calls
+// (Stats.AsyncWorkers, AsyncCalls, Pool.AsyncCallsByWorker) and the
+// model's; none without the mode.
+func (m *poolModel) compareAsync(s Stats) (problems []string) {
+	total := 0
+	for _, calls := range m.shared {
+		total += calls
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := m.pool.Close(ctx); err != nil && !m.rt.Failed() {
-		m.rt.Error("Close: ", err)
+	if s.AsyncWorkers != len(m.shared) {
+		problems = append(problems, fmt.Sprintf("AsyncWorkers = %d, model says %d", s.AsyncWorkers, len(m.shared)))
+	}
+	if s.AsyncCalls != total {
+		problems = append(problems, fmt.Sprintf("AsyncCalls = %d, model says %d", s.AsyncCalls, total))
+	}
+	if by := m.pool.AsyncCallsByWorker(); !maps.Equal(by, m.shared) {
+		problems = append(problems, fmt.Sprintf("AsyncCallsByWorker = %v, model says %v", by, m.shared))
+	}
+	return problems
+}
+
+// asyncSettled reports whether the pool's async calls are the model's: a
+// cancelled call keeps its place until its task answered.
+func (m *poolModel) asyncSettled(s Stats) bool { return len(m.compareAsync(s)) == 0 }
+
+// checkHeldCalls fails the sequence if a held call has ended: none ends
+// but by asyncCancel or asyncKill.
+func (m *poolModel) checkHeldCalls(rt *rapid.T) {
+	for _, c := range m.calls {
+		select {
+		case err := <-c.done:
+			rt.Fatalf("the async call held on worker %d ended: %v", c.pid, err)
+		default:
+		}
 	}
 }

@@ -8,7 +8,9 @@ package pypool
 //
 // Commands and how they map onto pypool:
 //
-//	start_poolboy       New with Size 1..3 and MaxOverflow 0..2 (drawn).
+//	start_poolboy       New with Size 1..3 and MaxOverflow 0..2 (drawn). With
+//	                    no pool it is the only command that applies: every
+//	                    other but stop_poolboy is start_poolboy then.
 //	stop_poolboy        the held transactions are ended, then Close; no child
 //	                    process of the test binary may be left.
 //	checkout_block      Transaction with a deadline drawn from {0, 1ms, 20ms,
@@ -38,6 +40,34 @@ package pypool
 // poolboy's spurious_exit (a process linked to the pool dies) has no pypool
 // counterpart.
 //
+// TestPoolModel runs twice: as above (TestPoolModel/OneCallPerWorker), and
+// with Config.AsyncCalls (TestPoolModel/AsyncCalls: async_model_test.go),
+// where start also draws AsyncCalls 1..3 and the module is
+// pypool_asynccalls (the sync function sync_echo in place of echo), and
+// where the commands above run beside those of the mode:
+//
+//	asyncHold    a call of an async function held in flight (wait_cancel),
+//	             drawn only when it would not wait; the worker it got (told
+//	             by a Tracer) must be the one the mode's rule says: an idle
+//	             worker, else the one serving async calls with the fewest
+//	             in flight if it has room, else a new overflow worker.
+//	asyncCancel  the context of a held call is cancelled: it returns
+//	             context.Canceled, its place is freed once its task answered,
+//	             and a worker left with none is checked in.
+//	asyncCall    a call of an async function that runs to its end
+//	             (sleep_echo), with a deadline drawn as checkoutBlock's: with
+//	             room it returns its value from the worker the rule says;
+//	             without room (every worker busy, none to start) it fails
+//	             with context.DeadlineExceeded.
+//	asyncKill    SIGKILL of a worker serving async calls: each of its calls
+//	             fails with ErrWorkerCrashed, the others go on.
+//
+// There a worker serving async calls counts as checked out (k counts the
+// Transactions held and the workers serving async calls), so every check
+// above stands, and Stats.AsyncWorkers, AsyncCalls and
+// Pool.AsyncCallsByWorker must be the model's after each command, with
+// every held async call still in flight.
+//
 // Postconditions, as poolboy's: with k workers checked out, a checkout
 // succeeds iff k < Size+MaxOverflow; a blocking one on a full pool fails with
 // context.DeadlineExceeded, and so does one with deadline 0 (a Transaction
@@ -58,8 +88,9 @@ package pypool
 // while it may have asked for an overflow worker): no restart without a
 // cause. Crashes == kills at every step and after Close; StartFailures == 0.
 //
-// By default at most modelChecks sequences of at most modelSteps commands
-// run, within modelBudget. Run long with: go test -run TestPoolModel
+// By default each variant runs at most modelChecks sequences of at most
+// modelSteps commands (asyncModelSteps with AsyncCalls), within
+// modelBudget. Run long with: go test -run TestPoolModel
 // -rapid.checks=1000 (no time budget), and -rapid.steps=N to lift the cap
 // of modelSteps commands per sequence (N on average, as rapid draws them).
 
@@ -84,12 +115,15 @@ const (
 	// so rapid's default of 100 would not fit a short test run.
 	modelChecks = 25
 	// modelBudget is the time after which, without -rapid.checks, further
-	// sequences are skipped.
-	modelBudget = 20 * time.Second
+	// sequences of a variant are skipped.
+	modelBudget = 15 * time.Second
 	// modelSteps caps the commands per sequence when -rapid.steps is not
 	// given (rapid draws 30 on average); the commands past the cap do
 	// nothing.
 	modelSteps = 12
+	// asyncModelSteps is modelSteps with AsyncCalls, which has more
+	// commands.
+	asyncModelSteps = 16
 	// modelGrace is Config.InterruptGrace: generous, so that a loaded
 	// machine does not turn an interrupted tiny call into a restart.
 	modelGrace = 5 * time.Second
@@ -101,7 +135,17 @@ const (
 var checkoutDeadlines = []time.Duration{0, time.Millisecond, 20 * time.Millisecond, 200 * time.Millisecond, 2 * time.Second}
 
 func TestPoolModel(t *testing.T) {
+	t.Run("OneCallPerWorker", func(t *testing.T) { runPoolModel(t, 0) })
+	t.Run("AsyncCalls", func(t *testing.T) { runPoolModel(t, 3) })
+}
+
+// runPoolModel runs the model's sequences; asyncCalls > 0: with
+// Config.AsyncCalls drawn up to it, and the mode's commands.
+func runPoolModel(t *testing.T, asyncCalls int) {
 	maxSteps := modelSteps
+	if asyncCalls > 0 {
+		maxSteps = asyncModelSteps
+	}
 	if flagGiven("rapid.steps") {
 		maxSteps = -1
 	}
@@ -116,18 +160,21 @@ func TestPoolModel(t *testing.T) {
 	}
 	failed := false
 	ran, skipped := 0, 0
-	defer func() { t.Logf("%d command sequences ran, %d skipped past the time budget", ran, skipped) }()
+	done := map[string]int{} // the commands that ran, by name
+	defer func() {
+		t.Logf("%d command sequences ran, %d skipped past the time budget; commands run: %v", ran, skipped, done)
+	}()
 	rapid.Check(t, func(rt *rapid.T) {
 		if !budget.IsZero() && !failed && time.Now().After(budget) {
 			skipped++
 			return
 		}
 		ran++
-		m := &poolModel{t: rapidTB{TB: t, rt: rt}, rt: rt, maxSteps: maxSteps}
+		m := &poolModel{t: rapidTB{TB: t, rt: rt}, rt: rt, maxSteps: maxSteps, asyncMax: asyncCalls}
 		rt.Cleanup(m.teardown)
 		passed := false
 		defer func() { failed = failed || !passed }()
-		rt.Repeat(map[string]func(*rapid.T){
+		commands := map[string]func(*rapid.T){
 			"":                 m.check,
 			"start":            m.start,
 			"stop":             m.stop,
@@ -138,7 +185,32 @@ func TestPoolModel(t *testing.T) {
 			"killIdle":         m.killIdle,
 			"tinyCall":         m.tinyCall,
 			"reload":           m.reload,
-		})
+		}
+		if asyncCalls > 0 {
+			m.addAsyncCommands(commands)
+		}
+		for name, command := range commands {
+			if name == "" {
+				continue
+			}
+			commands[name] = func(rt *rapid.T) {
+				name, command := name, command
+				if m.pool == nil && name != "stop" {
+					// Without a pool only start applies, as poolboy's
+					// preconditions say; rapid gives up after 100 skipped
+					// draws in a row (it did: 100 draws of asyncCall), so
+					// every command but stop is start there.
+					name, command = "start", m.start
+				}
+				steps := m.steps
+				command(rt)
+				if name == "start" || name == "stop" { // not counted as steps
+					steps--
+				}
+				done[strings.TrimSuffix(name, "Too")] += m.steps - steps
+			}
+		}
+		rt.Repeat(commands)
 		passed = true
 	})
 }
@@ -161,6 +233,13 @@ type poolModel struct {
 	kills       int
 	pids        map[int]bool // every worker pid seen in this pool
 	reloads     int          // Pool.Reload calls, each of which completed
+
+	// Config.AsyncCalls (async_model_test.go): asyncMax > 0 in the variant
+	// with the mode, whose pools have AsyncCalls n (1..asyncMax).
+	asyncMax, n int
+	echo        string           // the sync function of the tiny calls and TryCall
+	shared      map[int]int      // pid -> async calls in flight (the pool's AsyncCallsByWorker)
+	calls       []*heldAsyncCall // held in flight
 }
 
 // heldWorker is a transaction held open in its own goroutine.
@@ -184,7 +263,7 @@ func (m *poolModel) busy(rt *rapid.T) bool {
 	return true
 }
 
-func (m *poolModel) k() int       { return len(m.held) }
+func (m *poolModel) k() int       { return len(m.held) + len(m.shared) }
 func (m *poolModel) limit() int   { return m.size + m.over }
 func (m *poolModel) full() bool   { return m.k() >= m.limit() }
 func (m *poolModel) noIdle() bool { return m.k() >= m.size }
@@ -197,14 +276,20 @@ func (m *poolModel) start(rt *rapid.T) {
 	over := rapid.IntRange(0, 2).Draw(rt, "maxOverflow")
 	cfg := testConfig(m.t)
 	cfg.Size, cfg.MaxOverflow, cfg.InterruptGrace = size, over, modelGrace
+	n, echo := 0, "echo"
+	if m.asyncMax > 0 {
+		n, echo = rapid.IntRange(1, m.asyncMax).Draw(rt, "asyncCalls"), "sync_echo"
+		cfg.Module, cfg.AsyncCalls, cfg.Tracer = "pypool_asynccalls", n, pidTracer{}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), holdTimeout)
 	defer cancel()
 	pool, err := New(ctx, cfg)
 	if err != nil {
-		rt.Fatalf("New(Size %d, MaxOverflow %d): %v", size, over, err)
+		rt.Fatalf("New(Size %d, MaxOverflow %d, AsyncCalls %d): %v", size, over, n, err)
 	}
 	*m = poolModel{t: m.t, rt: m.rt, maxSteps: m.maxSteps, steps: m.steps,
-		pool: pool, size: size, over: over, pids: map[int]bool{}}
+		pool: pool, size: size, over: over, pids: map[int]bool{},
+		asyncMax: m.asyncMax, n: n, echo: echo, shared: map[int]int{}}
 }
 
 func (m *poolModel) stop(rt *rapid.T) {
@@ -225,7 +310,7 @@ func (m *poolModel) stop(rt *rapid.T) {
 
 // shutdown ends every held transaction, then closes the pool.
 func (m *poolModel) shutdown() error {
-	var errs []error
+	errs := m.endAsyncCalls()
 	for _, h := range m.held {
 		if err := h.end(); err != nil {
 			errs = append(errs, fmt.Errorf("checkin of worker %d at stop: %w", h.pid, err))
@@ -344,7 +429,7 @@ func (m *poolModel) checkoutNonblock(rt *rapid.T) {
 	full, noIdle := m.full(), m.noIdle()
 	ctx, cancel := context.WithTimeout(context.Background(), holdTimeout)
 	defer cancel()
-	out, err := m.pool.TryCall(ctx, "echo", "try")
+	out, err := m.pool.TryCall(ctx, m.echo, "try")
 	rt.Logf("TryCall with %d of %d+%d out: %v, %v", m.k(), m.size, m.over, out, err)
 	if full {
 		if !errors.Is(err, ErrPoolExhausted) {
@@ -426,7 +511,7 @@ func (m *poolModel) killIdle(rt *rapid.T) {
 	}
 	var idle []int
 	for _, pid := range workerPids(m.pool) {
-		if !slices.ContainsFunc(m.held, func(h *heldWorker) bool { return h.pid == pid }) {
+		if _, async := m.shared[pid]; !async && !slices.ContainsFunc(m.held, func(h *heldWorker) bool { return h.pid == pid }) {
 			idle = append(idle, pid)
 		}
 	}
@@ -457,8 +542,8 @@ func (m *poolModel) tinyCall(rt *rapid.T) {
 	full, noIdle := m.full(), m.noIdle()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	out, err := m.pool.Call(ctx, "echo", "tiny")
-	rt.Logf("Call(echo) with deadline %v, %d of %d+%d out: %v, %v", d, m.k(), m.size, m.over, out, err)
+	out, err := m.pool.Call(ctx, m.echo, "tiny")
+	rt.Logf("Call(%s) with deadline %v, %d of %d+%d out: %v, %v", m.echo, d, m.k(), m.size, m.over, out, err)
 	switch {
 	case err == nil && out != "tiny":
 		rt.Fatalf("echo returned %v", out)
@@ -505,7 +590,7 @@ func (m *poolModel) reload(rt *rapid.T) {
 // settled is the pool at rest for the model: no start, stop or waiter in
 // flight, the model's workers checked out and every killed worker gone.
 func (m *poolModel) settled(s Stats) bool {
-	if s.Starting != 0 || s.Stopping != 0 || s.Waiting != 0 || s.InUse != m.k() {
+	if s.Starting != 0 || s.Stopping != 0 || s.Waiting != 0 || s.InUse != m.k() || !m.asyncSettled(s) {
 		return false
 	}
 	pids := workerPids(m.pool)
@@ -528,9 +613,10 @@ func (m *poolModel) check(rt *rapid.T) {
 		rt.FailNow()
 	}
 	m.vanished = nil
+	m.checkHeldCalls(rt)
 	if problems, seen := m.compare(); len(problems) > 0 {
-		rt.Fatalf("model: %d of Size %d + MaxOverflow %d checked out, %d kills, Restarts %d..%d\npool:  %s\n%s\n%s",
-			m.k(), m.size, m.over, m.kills, m.restartsMin, m.restartsMax, seen, strings.Join(problems, "\n"), m.awaitModel(2*time.Second))
+		rt.Fatalf("model: %d of Size %d + MaxOverflow %d checked out (async calls %v of at most %d a worker), %d kills, Restarts %d..%d\npool:  %s\n%s\n%s",
+			m.k(), m.size, m.over, m.shared, m.n, m.kills, m.restartsMin, m.restartsMax, seen, strings.Join(problems, "\n"), m.awaitModel(2*time.Second))
 	}
 	for _, pid := range workerPids(m.pool) {
 		m.pids[pid] = true
@@ -585,6 +671,7 @@ func (m *poolModel) compare() (problems []string, seen string) {
 	if s.StartFailures != 0 {
 		problems = append(problems, fmt.Sprintf("StartFailures = %d", s.StartFailures))
 	}
+	problems = append(problems, m.compareAsync(s)...)
 	return problems, fmt.Sprintf("%+v status %q, workers %v, child processes %v", s, s.Status(), pids, kids)
 }
 
