@@ -51,6 +51,7 @@ type muxCall struct {
 	r    reply         // its reply; r.value owned by the call
 	size int           // the reply's size, for the Tracer
 	err  error         // the stream was lost first
+	sent bool          // its CALL was written: its reply is awaited
 
 	// Set when its caller gave up (ctx ended), under mux.mu: the grace
 	// timer and the release of its caller's place, once the reply came.
@@ -127,15 +128,24 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 	id := m.nextID
 	c := &muxCall{done: make(chan struct{})}
 	m.calls[id] = c
-	if !m.reading {
-		m.reading = true
-		go p.readShared()
-	}
 	m.mu.Unlock()
 
 	err, sent, lost := p.sendShared(ctx, fn, id, args, kwargs, cc, sizes)
 	if lost != nil {
 		p.loseShared(lost)
+	}
+	if sent {
+		// The reader reads only while a sent call awaits its reply: one
+		// started for a call that was never sent stayed blocked on the
+		// pipe after the worker was checked in, beside its next user's
+		// reads (the race detector in TestPoolModel/AsyncCalls).
+		m.mu.Lock()
+		c.sent = true
+		if !m.reading {
+			m.reading = true
+			go p.readShared()
+		}
+		m.mu.Unlock()
 	}
 	if !sent {
 		m.mu.Lock()
@@ -265,13 +275,13 @@ func (p *process) cancelExpired(fn string, id uint64) {
 }
 
 // readShared is the reader of the replies of the calls in flight: it
-// hands each to the call of its id, and ends once no call is in flight,
-// or the stream is lost (loseShared).
+// hands each to the call of its id, and ends once no sent call awaits its
+// reply, or the stream is lost (loseShared).
 func (p *process) readShared() {
 	m := p.mux
 	for {
 		m.mu.Lock()
-		if len(m.calls) == 0 {
+		if !m.awaitingLocked() {
 			m.reading = false
 			m.mu.Unlock()
 			return
@@ -315,6 +325,17 @@ func (p *process) readShared() {
 			release()
 		}
 	}
+}
+
+// awaitingLocked reports whether a call in flight was sent and awaits its
+// reply: the reader reads only then.
+func (m *mux) awaitingLocked() bool {
+	for _, c := range m.calls {
+		if c.sent {
+			return true
+		}
+	}
+	return false
 }
 
 // loseShared records that the stream of the calls in flight is lost with
