@@ -138,7 +138,7 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 		// The reader reads only while a sent call awaits its reply: one
 		// started for a call that was never sent stayed blocked on the
 		// pipe after the worker was checked in, beside its next user's
-		// reads (the race detector in TestPoolModel/AsyncCalls).
+		// reads (the race detector saw it in the pool model test).
 		m.mu.Lock()
 		c.sent = true
 		if !m.reading {
