@@ -527,3 +527,30 @@ func TestAsyncCallsCarryTheirContext(t *testing.T) {
 	assert.Nil(t, got["remaining"])
 	assert.Empty(t, got["metadata"])
 }
+
+// TestAsyncCallCutOffBeforeItsFrameLeavesNoReader: an async call whose
+// context ends before its CALL is written (nothing sent) leaves the worker
+// to its next user alone. The reader of async replies used to be started
+// before the write and stayed blocked on the pipe once the worker was
+// checked in: it read beside the next Transaction's call (a data race on
+// the reader, and a reply taken from its caller). Found by
+// TestPoolModel/AsyncCalls in the full suite.
+func TestAsyncCallCutOffBeforeItsFrameLeavesNoReader(t *testing.T) {
+	pool := asyncCallsPool(t, 4, nil)
+	for i := range 300 {
+		ctx, cancel := context.WithTimeout(testCtx(t), time.Duration(i%40)*time.Microsecond)
+		_, err := pool.Call(ctx, "trivial")
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("round %d: the async call: %v, want nil or DeadlineExceeded", i, err)
+		}
+		err = pool.Transaction(testCtx(t), func(w *Worker) error {
+			got, err := w.Call(testCtx(t), "sync_echo", i)
+			if err == nil && got != int64(i) {
+				err = fmt.Errorf("got %v", got)
+			}
+			return err
+		})
+		require.NoError(t, err, "round %d: a Transaction's call after an async call cut off", i)
+	}
+}
