@@ -232,3 +232,27 @@ pypool_calls_total{function="echo",outcome="ok",pool="reloaded"} 2
 		t.Error(err)
 	}
 }
+
+// TestReloadCauses: a reload's starts and retirements are counted under
+// cause="reload" in pypool_worker_starts_total and
+// pypool_worker_stops_total (Stats.StartsReload, StopsReload), beside the
+// reload's own metrics; before, they were in no series, and the starts by
+// cause did not add up to the workers started.
+func TestReloadCauses(t *testing.T) {
+	pool := newPool(t, 2, 0)
+	c := NewCollector(pool, Opts{Pool: "test"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := pool.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := starts(t, c, "reload"); got != 2 {
+		t.Errorf(`pypool_worker_starts_total{cause="reload"} = %v, want 2`, got)
+	}
+	if got := counterValue(t, c, "pypool_worker_stops_total", "cause", "reload"); got != 2 {
+		t.Errorf(`pypool_worker_stops_total{cause="reload"} = %v, want 2`, got)
+	}
+	if got := counterValue(t, c, "pypool_reloads_total", "outcome", "done"); got != 1 {
+		t.Errorf(`pypool_reloads_total{outcome="done"} = %v, want 1`, got)
+	}
+}

@@ -90,12 +90,13 @@ pypool_workers{pool="test",state="idle"} 1
 pypool_workers{pool="test",state="in_use"} 0
 pypool_workers{pool="test",state="starting"} 0
 pypool_workers{pool="test",state="stopping"} 0
-# HELP pypool_worker_starts_total Workers started, by cause: initial, crash (replacing a crashed or killed worker), recycle (replacing a recycled one), overflow, resize.
+# HELP pypool_worker_starts_total Workers started, by cause: initial, crash (replacing a crashed or killed worker), recycle (replacing a recycled one), overflow, resize, reload (Pool.Reload's new workers).
 # TYPE pypool_worker_starts_total counter
 pypool_worker_starts_total{cause="crash",pool="test"} 0
 pypool_worker_starts_total{cause="initial",pool="test"} 1
 pypool_worker_starts_total{cause="overflow",pool="test"} 0
 pypool_worker_starts_total{cause="recycle",pool="test"} 0
+pypool_worker_starts_total{cause="reload",pool="test"} 0
 pypool_worker_starts_total{cause="resize",pool="test"} 0
 # HELP pypool_async_calls Calls of async functions in flight on those workers, those being cancelled included; at most pypool_async_workers times Config.AsyncCalls (Stats.AsyncCalls).
 # TYPE pypool_async_calls gauge
