@@ -132,9 +132,7 @@ class Worker(Channel):
         channel.CURRENT = self
         if self.codec.finish is not None and self._serve_until_loaded():
             return
-        codec = self.codec  # loaded now: its own entry points, not those that forwarded to them
-        self.packb, self.unpackb = codec.packb, codec.unpackb
-        self._decode_call, self._result_frame = codec.decode_call, codec.result_frame
+        self._bind_codec()
         interrupts = self.interrupts
         read = self.reader.read
         decode_call = self._decode_call
@@ -212,12 +210,18 @@ class Worker(Channel):
         thread and gives every other frame to handle."""
         channel.CURRENT = self
         if self.codec.finish is not None:
-            self.codec.finish()  # the loop thread binds the codec's entry points now
-            self._decode_call, self._result_frame = self.codec.decode_call, self.codec.result_frame
-            self.packb, self.unpackb = self.codec.packb, self.codec.unpackb
+            self.codec.finish()  # before the loop thread binds the codec's entry points
+        self._bind_codec()
         from . import aio
 
         aio.serve_async(self)
+
+    def _bind_codec(self) -> None:
+        """Bind the loaded codec's own entry points, not those of a deferred
+        codec that forwarded to them (codec.deferred)."""
+        codec = self.codec
+        self.packb, self.unpackb = codec.packb, codec.unpackb
+        self._decode_call, self._result_frame = codec.decode_call, codec.result_frame
 
     def _serve_until_loaded(self) -> bool:
         """Serve with a codec that is not loaded yet (codec.deferred) until
