@@ -249,13 +249,16 @@ func (b *bench) window(ctx context.Context, e *entrant, callers int) float64 {
 // payload measures the echo of 1 KiB, 1 MiB and 16 MiB of bytes through one
 // process, pypool against the floor: MB/s as the payload's size over the
 // median round trip of each round. "pypool pipes" is pypool with the
-// shared memory off, every payload through the pipes, as the floor's.
+// shared memory off, every payload through the pipes, as the floor's;
+// "pypool pipes CallBytes" the same with CallBytes into one reused buffer,
+// as the floor reads its results: the floor's own conditions.
 func (b *bench) payload(ctx context.Context) {
 	es := []*entrant{
 		{name: floorName, cs: []contender{must(startFloor(b.python, b.floorPipe))}},
 		{name: floorReadvName, cs: []contender{must(startFloorReadv(b.python, b.floorPipe))}},
 		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, 1, 0))}},
 		{name: "pypool pipes", cs: []contender{must(startPoolPipes(ctx, b.python, b.dir))}},
+		{name: "pypool pipes CallBytes", cs: []contender{must(startPooledBufferPipes(ctx, b.python, b.dir))}},
 		{name: "pypool CallBytes", cs: []contender{must(startPooledBuffer(ctx, b.python, b.dir, pypool.DefaultMaxMessageSize))}},
 	}
 	for _, e := range es {
