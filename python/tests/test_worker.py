@@ -49,8 +49,15 @@ class WorkerProcess:
     """A worker started as Go starts it, with fd 3 as its stdout log pipe."""
 
     def __init__(self, module: str, *extra: str, codec_name: str = "auto", log_fd: bool = True,
-                 paths: Optional[List[str]] = None, cwd: Optional[str] = None) -> None:  # fmt: skip
-        args = [sys.executable, "-I", "-c", BOOTSTRAP, RUNTIME_DIR, "--module", module]
+                 paths: Optional[List[str]] = None, cwd: Optional[str] = None,
+                 exit_grace: Optional[float] = None) -> None:  # fmt: skip
+        bootstrap = BOOTSTRAP
+        if exit_grace is not None:  # startup.EXIT_GRACE_SECONDS, set before main runs
+            bootstrap = BOOTSTRAP.replace("from pypool_runtime.worker import main;",
+                                          "import pypool_runtime.startup as s;s.EXIT_GRACE_SECONDS=%r;"
+                                          "from pypool_runtime.worker import main;" % exit_grace)  # fmt: skip
+            assert bootstrap != BOOTSTRAP
+        args = [sys.executable, "-I", "-c", bootstrap, RUNTIME_DIR, "--module", module]
         for path in [TESTS_DIR] if paths is None else paths:
             args += ["--path", path]
         args += ["--codec", codec_name, *extra]
@@ -520,7 +527,11 @@ class WorkerTest(WorkerTestBase):
     def test_user_threads_do_not_outlive_the_input(self) -> None:
         if self.codec_name != "auto":
             self.skipTest("codec-independent; run once")
-        worker = self.start_ready()
+        # The grace the interpreter's exit may wait for the thread is
+        # startup.EXIT_GRACE_SECONDS (10 s); shortened here, so that the
+        # test does not wait 10 s for what it proves: the thread (an hour
+        # of sleep) does not keep the process.
+        worker = self.start_ready(exit_grace=0.5)
         self.assertEqual(worker.call("start_lingering_thread"), [RESULT, 1, None])
         started = time.monotonic()
         self.assertEqual(worker.close(), (0, "", ""))
