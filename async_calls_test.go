@@ -195,9 +195,17 @@ func TestAsyncCallsDeadlineCancelsOnlyItsTask(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Less(t, late, 800*time.Millisecond, "the call returned at its deadline, not with its neighbours")
 	wg.Wait()
+	// Its task got CancelledError, unless its deadline came before the
+	// event loop first ran it (a loaded machine): then its body never ran.
+	started, err := CallAs[int](testCtx(t), pool, "started_count")
+	require.NoError(t, err)
+	require.Contains(t, []int{49, 50}, started, "wait_cancel tasks that began to run")
+	if started == 49 {
+		t.Log("the cut-off call's task was cancelled before it began to run")
+	}
 	n, err := CallAs[int](testCtx(t), pool, "cancelled_count")
 	require.NoError(t, err)
-	assert.Equal(t, 1, n)
+	assert.Equal(t, started-49, n, "cancelled tasks")
 	s := pool.Stats()
 	assert.Equal(t, uint64(0), s.Crashes+s.StopsKilled)
 	assert.Equal(t, uint64(1), s.Interrupts)

@@ -8,6 +8,7 @@ import time
 
 ticks = 0
 cancelled = 0
+started = 0  # wait_cancel's tasks that began to run
 _ticker = None
 _gate = None
 
@@ -74,8 +75,10 @@ async def trivial():
 
 
 async def wait_cancel(seconds):
-    """Sleep; count a cancellation."""
-    global cancelled
+    """Sleep; count a cancellation. A task cancelled before it began to
+    run never enters this body: started tells the two apart."""
+    global cancelled, started
+    started += 1
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
@@ -86,6 +89,10 @@ async def wait_cancel(seconds):
 
 def cancelled_count():
     return cancelled
+
+
+def started_count():
+    return started
 
 
 async def ignore_cancel(seconds):
