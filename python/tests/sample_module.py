@@ -42,6 +42,14 @@ def sleep(seconds):
     return "slept"
 
 
+def sleep_announced(seconds):
+    """Write "sleeping" to stderr, then sleep: a test waits for that line
+    (read_stderr_until) instead of guessing when the call began."""
+    os.write(2, b"sleeping\n")
+    time.sleep(seconds)  # sleep_announced's sleep
+    return "slept"
+
+
 def chatty():
     print("line from print")
     os.write(1, b"line from os.write\n")

@@ -17,7 +17,8 @@ from unittest import mock
 from typing import Any, List
 
 from pypool_runtime import aio, purecodec
-from test_worker import BOOTSTRAP, ERROR, RESULT, RUNTIME_DIR, TIMEOUT, WorkerProcess, WorkerTestBase, call_frame
+from test_worker import (BOOTSTRAP, ERROR, RESULT, RUNTIME_DIR, TIMEOUT, WorkerProcess, WorkerTestBase, call_frame,
+                         read_stderr_until)
 
 
 def interrupt_soon() -> None:
@@ -418,22 +419,6 @@ class ImportCostTest(unittest.TestCase):
         code = "import sys; sys.path.insert(0, sys.argv[1]); import pypool_runtime.aio; print('asyncio' in sys.modules)"
         out = subprocess.run([sys.executable, "-E", "-c", code, RUNTIME_DIR], capture_output=True, timeout=TIMEOUT)
         self.assertEqual(out.stdout.strip(), b"False", out.stderr)
-
-
-def read_stderr_until(worker: WorkerProcess, text: str) -> str:
-    """What the worker wrote to stderr, up to and including text."""
-    assert worker.proc.stderr is not None
-    fd = worker.proc.stderr.fileno()
-    seen = b""
-    while text.encode() not in seen:
-        ready, _, _ = select.select([fd], [], [], TIMEOUT)
-        if not ready:
-            raise AssertionError("no %r on the worker's stderr within %ss; got %r" % (text, TIMEOUT, seen))
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            raise AssertionError("the worker closed stderr before %r; got %r" % (text, seen))
-        seen += chunk
-    return seen.decode()
 
 
 class AsyncWorkerTest(WorkerTestBase):

@@ -135,6 +135,22 @@ class WorkerProcess:
         return status, stderr, log
 
 
+def read_stderr_until(worker: WorkerProcess, text: str) -> str:
+    """What the worker wrote to stderr, up to and including text."""
+    assert worker.proc.stderr is not None
+    fd = worker.proc.stderr.fileno()
+    seen = b""
+    while text.encode() not in seen:
+        ready, _, _ = select.select([fd], [], [], TIMEOUT)
+        if not ready:
+            raise AssertionError("no %r on the worker's stderr within %ss; got %r" % (text, TIMEOUT, seen))
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise AssertionError("the worker closed stderr before %r; got %r" % (text, seen))
+        seen += chunk
+    return seen.decode()
+
+
 def _read_available(fd: int) -> bytes:
     chunks = []
     while select.select([fd], [], [], 0.05)[0]:
@@ -299,7 +315,7 @@ class WorkerTest(WorkerTestBase):
         worker = self.start_ready()
         public = ["CustomError", "argv", "big", "chatty", "deep", "describe", "describe_array", "duplicate_text", "echo",
                   "exit_call", "fail", "fail_custom", "naive_time", "nested_unencodable", "numpy_array", "numpy_loaded",
-                  "numpy_scalars", "numpy_unsupported", "path", "sleep", "start_lingering_thread", "surrogate_error",
+                  "numpy_scalars", "numpy_unsupported", "path", "sleep", "sleep_announced", "start_lingering_thread", "surrogate_error",
                   "unencodable"]  # fmt: skip
         available = "; available: " + ", ".join(public)
         cases = {
@@ -501,12 +517,12 @@ class WorkerTest(WorkerTestBase):
         worker = self.start_ready()
         worker.proc.send_signal(signal.SIGINT)  # idle: ignored
         self.assertAlive(worker)
-        worker.send(call_frame(12, "sleep", [30]))
-        time.sleep(0.3)
+        worker.send(call_frame(12, "sleep_announced", [30]))
+        read_stderr_until(worker, "sleeping")
         worker.proc.send_signal(signal.SIGINT)
         reply = worker.read()
         self.assertError(reply, 12, "interrupted", "KeyboardInterrupt")
-        self.assertIn("in sleep\n", reply[5])
+        self.assertIn("in sleep_announced\n", reply[5])
         self.assertNotIn("pypool_runtime", reply[5])
         self.assertAlive(worker)
 
