@@ -310,7 +310,7 @@ func TestCallbacksConfig(t *testing.T) {
 // TestCallbackIgnoringContextDoesNotMakeTheCallerLate (issue 18, finding 9):
 // a Go callback that blocks past the call's deadline without looking at its
 // context does not hold the caller: the call returns at its deadline, as
-// late as a bare timer started with it (plus stormSlack), with
+// late as lateBound of a bare timer started with it, with
 // context.DeadlineExceeded; the worker is drained (or replaced) and serves
 // the next call; the callback runs on until it returns.
 func TestCallbackIgnoringContextDoesNotMakeTheCallerLate(t *testing.T) {
@@ -333,7 +333,7 @@ func TestCallbackIgnoringContextDoesNotMakeTheCallerLate(t *testing.T) {
 	timerLate := bare()
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	t.Logf("the call returned %v after its deadline, a bare timer %v", late, timerLate)
-	require.LessOrEqual(t, late, timerLate+stormSlack,
+	require.LessOrEqual(t, late, lateBound(timerLate),
 		"the call returned %v after its deadline; a bare timer due then was %v late", late, timerLate)
 	awaitPool(t, pool, "the worker back after its drain", func(s Stats) bool { return atRest(s, 1) })
 	v, err := pool.Call(testCtx(t), "pid")
@@ -365,7 +365,7 @@ func TestCallbackDetachedNestedCallDoesNotMakeTheCallerLate(t *testing.T) {
 	_, err := pool.Call(ctx, "asks_go", "detached")
 	late, timerLate := time.Since(due), bare()
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.LessOrEqual(t, late, timerLate+stormSlack,
+	require.LessOrEqual(t, late, lateBound(timerLate),
 		"the call returned %v after its deadline; a bare timer due then was %v late", late, timerLate)
 	nested := <-nestedErr
 	require.True(t, errors.Is(nested, context.DeadlineExceeded) || errors.Is(nested, ErrWorkerReleased),

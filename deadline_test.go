@@ -156,9 +156,9 @@ type deadlineTally struct {
 // random workers. Every call ends with a result, a *PythonError, or an
 // error that is context.DeadlineExceeded, ErrWorkerCrashed or (TryCall)
 // ErrPoolExhausted, no later after its deadline than a bare timer started
-// with it, or any of the bare timers of the run, was late, plus stormSlack
-// (the documented kill grace: the hand-off from the goroutine that notices
-// the deadline or the kill to the caller). Then the pool is back at Size
+// with it, or any of the bare timers of the run, was late, by each of
+// lateHops wake-ups, plus stormSlack (lateBound: the hand-off from the
+// goroutine that notices the deadline or the kill to the caller). Then the pool is back at Size
 // by itself and serves a call.
 func TestDeadlineInvariant(t *testing.T) {
 	rec := newLogRecorder()
@@ -271,7 +271,7 @@ var errWrongResult = errors.New("wrong result")
 // tallyDeadlineCalls counts the calls by form and lists, for each form,
 // the outcomes the invariant does not allow: an error of another kind, a
 // wrong result, a return later than the call's bare timer, or any bare
-// timer of the run (runLate), plus stormSlack.
+// timer of the run (runLate), by lateBound.
 func tallyDeadlineCalls(all []deadlineCall, runLate time.Duration) map[string]*deadlineTally {
 	tallies := map[string]*deadlineTally{}
 	for _, f := range deadlineForms {
@@ -302,9 +302,9 @@ func tallyDeadlineCalls(all []deadlineCall, runLate time.Duration) map[string]*d
 		default:
 			tally.bad = append(tally.bad, fmt.Sprintf("kind %s, deadline %v: unexpected error %v", c.kind, c.d, c.err))
 		}
-		if bound := max(c.timerLate, runLate) + stormSlack; c.late > bound {
-			tally.bad = append(tally.bad, fmt.Sprintf("kind %s, deadline %v, %.3fs of Python: returned %v after its deadline, more than %v (its bare timer %v late, the run's %v, plus %v); error %v",
-				c.kind, c.d, c.seconds, c.late, bound, c.timerLate, runLate, stormSlack, c.err))
+		if bound := lateBound(max(c.timerLate, runLate)); c.late > bound {
+			tally.bad = append(tally.bad, fmt.Sprintf("kind %s, deadline %v, %.3fs of Python: returned %v after its deadline, more than %v (%d × the later of its bare timer, %v late, and the run's, %v, plus %v); error %v",
+				c.kind, c.d, c.seconds, c.late, bound, lateHops, c.timerLate, runLate, stormSlack, c.err))
 		}
 	}
 	return tallies

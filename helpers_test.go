@@ -726,6 +726,21 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // waits this test was written against were 2.4s and 3.6s.
 const stormSlack = 100 * time.Millisecond
 
+// lateHops is how many goroutine wake-ups a call cut off by its deadline
+// takes to return, each of which can be as late as a bare timer: the
+// context's timer, the AfterFunc that sets the pipe's deadline, and the
+// caller parked on the pipe in the netpoller. On a quiet machine a bare
+// timer is late by microseconds and lateBound is stormSlack; under load
+// (one failure seen: a Stream 202ms late, its bare timer 41ms, at load 6)
+// each hop can wait as long.
+const lateHops = 3
+
+// lateBound is how late after its deadline a call may return when a bare
+// timer due at the same time was timerLate late.
+func lateBound(timerLate time.Duration) time.Duration {
+	return lateHops*timerLate + stormSlack
+}
+
 // timerLateness is how late bare timers fired.
 type timerLateness struct {
 	n       int

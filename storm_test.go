@@ -39,7 +39,7 @@ const (
 
 // TestDeadlineStorm: 64 callers call sleep with short deadlines on a pool of
 // 4+2 workers. Every call ends in success or context.DeadlineExceeded, no
-// later after its deadline than a bare timer is late (plus stormSlack), and
+// later after its deadline than lateBound of a bare timer's lateness, and
 // afterwards the pool is at rest with no worker lost, crashed or replaced.
 func TestDeadlineStorm(t *testing.T) {
 	rec := newLogRecorder()
@@ -86,7 +86,7 @@ func TestDeadlineStorm(t *testing.T) {
 	for _, err := range total.bad {
 		t.Errorf("a call failed with %v: want success or context.DeadlineExceeded", err)
 	}
-	assert.LessOrEqual(t, total.maxLate, bare.max+stormSlack,
+	assert.LessOrEqual(t, total.maxLate, lateBound(bare.max),
 		"a call returned %v after its deadline; bare timers were at most %v late", total.maxLate, bare.max)
 
 	awaitPool(t, pool, "at rest with Size workers", func(s Stats) bool {
