@@ -322,9 +322,10 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 // checked out, or a place among the async calls in flight on one; or the
 // transaction's w), runs x on it between the tracer's hooks (Config.Tracer
 // and Pool.AddTracer's; without one they do nothing) and gives the worker
-// back (leave) before the attempt's trace ends. The attempt's number (attempt+1)
-// and the metadata and trace context of its ctx (or of the Tracer's
-// context of the attempt: callContextOf) travel with the call to Python.
+// back (leave) before the attempt's trace ends. The attempt's number
+// (attempt+1) and the metadata and trace context of its ctx (or of the
+// Tracer's context of the attempt: callContextOf) travel with the call to
+// Python.
 func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []any, x exchange, attempt int) (err error) {
 	ct := p.startTrace(ctx, rec, args, attempt, w != nil)
 	defer func() { ct.end(err, err != nil && p.mayRetry(w, x, err, attempt)) }() // after the check-in
@@ -367,6 +368,21 @@ type place struct {
 	shared  bool
 	release placeRelease // shared: who frees the place, once process.callShared has returned
 }
+
+// placeRelease says who frees the place of a call of an async function
+// on its worker once process.callShared has returned (Pool.leave).
+type placeRelease bool
+
+const (
+	// releaseNow: the caller, now; the call has ended on the worker, or
+	// never reached it.
+	releaseNow placeRelease = false
+	// releaseLater: the process, through the release it was given, once
+	// the call's reply has been read or the worker is gone; the caller
+	// gave up (its context ended) and the call's task is being cancelled
+	// (cancelShared).
+	releaseLater placeRelease = true
+)
 
 // checkoutPlace gets an attempt of x (fn with its arguments) its worker:
 // a call of an async function on a pool with Config.AsyncCalls, a place

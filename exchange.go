@@ -186,6 +186,24 @@ func (p *process) writeCall(ctx context.Context, id uint64, fn string, args []an
 	return nil, true, err
 }
 
+// watchWrite bounds the next write to the worker by ctx: the pipe's write
+// deadline follows ctx until stop, which clears it. The read deadline is
+// left alone: the reader of the calls in flight (readShared) has none.
+func (p *process) watchWrite(ctx context.Context, deadline time.Time) (stop func()) {
+	p.toWorker.SetWriteDeadline(deadline)
+	fired := make(chan struct{})
+	stopAfter := context.AfterFunc(ctx, func() {
+		p.toWorker.SetWriteDeadline(time.Now())
+		close(fired)
+	})
+	return func() {
+		if !stopAfter() {
+			<-fired
+		}
+		p.toWorker.SetWriteDeadline(time.Time{})
+	}
+}
+
 // callFrame is what begin set up for one call, for end to undo.
 type callFrame struct {
 	nested bool

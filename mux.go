@@ -103,21 +103,6 @@ func (p *process) beginShared() {
 	p.toWorker.SetWriteDeadline(time.Time{})
 }
 
-// placeRelease says who frees the place of a call of an async function
-// on its worker once process.callShared has returned (Pool.leave).
-type placeRelease bool
-
-const (
-	// releaseNow: the caller, now; the call has ended on the worker, or
-	// never reached it.
-	releaseNow placeRelease = false
-	// releaseLater: the process, through the release it was given, once
-	// the call's reply has been read or the worker is gone; the caller
-	// gave up (its context ended) and the call's task is being cancelled
-	// (cancelShared).
-	releaseLater placeRelease = true
-)
-
 // callShared runs fn, an async function, as one of the calls in flight on
 // the process: it sends the call and waits for its reply, which into
 // decodes (sizes, nil: not traced, receives the sizes). When ctx ends
@@ -207,24 +192,6 @@ func (p *process) sendShared(ctx context.Context, id uint64, fn string, args []a
 		return sent, err
 	}
 	return true, fmt.Errorf("sending the call: %w", err)
-}
-
-// watchWrite bounds the next write to the worker by ctx: the pipe's write
-// deadline follows ctx until stop, which clears it. The read deadline is
-// left alone: the reader of the calls in flight (readShared) has none.
-func (p *process) watchWrite(ctx context.Context, deadline time.Time) (stop func()) {
-	p.toWorker.SetWriteDeadline(deadline)
-	fired := make(chan struct{})
-	stopAfter := context.AfterFunc(ctx, func() {
-		p.toWorker.SetWriteDeadline(time.Now())
-		close(fired)
-	})
-	return func() {
-		if !stopAfter() {
-			<-fired
-		}
-		p.toWorker.SetWriteDeadline(time.Time{})
-	}
 }
 
 // cancelShared cancels the call id, c, whose caller gave up: unless its
