@@ -139,7 +139,7 @@ type callBound uint8
 const (
 	boundCall   callBound = iota // both pipes, for the whole exchange (watch)
 	boundNested                  // likewise, for a call made inside a callback (watch)
-	boundWrite                   // the write alone, for a call among the async calls in flight (watchWrite)
+	boundWrite                   // the write alone, for a call among the async calls in flight (writeAlone)
 )
 
 // writeCall encodes the call id of fn (a CALL frame; a STREAM frame when
@@ -162,20 +162,20 @@ func (p *process) writeCall(ctx context.Context, id uint64, fn string, args []an
 	if sizes != nil {
 		sizes.request = len(frame) - frameHeaderSize + p.encoder.sharedBytes
 	}
+	var n int
 	if bound == boundWrite {
-		stop = p.watchWrite(ctx, deadline)
+		n, err = p.writeAlone(ctx, deadline, frame)
 	} else {
 		stop = p.watch(ctx, bound == boundNested)
+		n, err = p.toWorker.Write(frame)
 	}
-	n, err := p.toWorker.Write(frame)
-	if err == nil && bound != boundWrite {
+	if err == nil {
 		return stop, true, nil
 	}
-	stop()
-	switch {
-	case err == nil:
-		return nil, true, nil
-	case n == 0 && errors.Is(err, os.ErrDeadlineExceeded):
+	if stop != nil {
+		stop()
+	}
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 		// Nothing reached the worker: it is as healthy as before.
 		what := "call to"
 		if window > 0 {
@@ -186,22 +186,23 @@ func (p *process) writeCall(ctx context.Context, id uint64, fn string, args []an
 	return nil, true, err
 }
 
-// watchWrite bounds the next write to the worker by ctx: the pipe's write
-// deadline follows ctx until stop, which clears it. The read deadline is
-// left alone: the reader of the calls in flight (readShared) has none.
-func (p *process) watchWrite(ctx context.Context, deadline time.Time) (stop func()) {
+// writeAlone writes frame, the write alone bounded by ctx (deadline is
+// its): the pipe's write deadline follows ctx until the write ends, and is
+// cleared then. The read deadline is left alone: the reader of the async
+// calls in flight (readShared) has none.
+func (p *process) writeAlone(ctx context.Context, deadline time.Time, frame []byte) (int, error) {
 	p.toWorker.SetWriteDeadline(deadline)
 	fired := make(chan struct{})
-	stopAfter := context.AfterFunc(ctx, func() {
+	stop := context.AfterFunc(ctx, func() {
 		p.toWorker.SetWriteDeadline(time.Now())
 		close(fired)
 	})
-	return func() {
-		if !stopAfter() {
-			<-fired
-		}
-		p.toWorker.SetWriteDeadline(time.Time{})
+	n, err := p.toWorker.Write(frame)
+	if !stop() {
+		<-fired
 	}
+	p.toWorker.SetWriteDeadline(time.Time{})
+	return n, err
 }
 
 // callFrame is what begin set up for one call, for end to undo.
