@@ -104,11 +104,11 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 
 // sendCall encodes the call id of fn (a CALL frame; a STREAM frame when
 // window > 0), with the call's context cc and the time left before ctx's
-// deadline, and writes it, the pipes' deadlines following ctx (watch):
-// the one send of callLocked and streamLocked (writeCall). sizes (nil: not traced)
-// receives the request's size. On success the caller defers stop, which
-// ends the watch; a failure returns the call's error, with the process's
-// new state recorded when the worker is not as it was.
+// deadline, and writes it (writeCall), the pipes' deadlines following ctx
+// (watch): the one send of callLocked and streamLocked. sizes (nil: not
+// traced) receives the request's size. On success the caller defers stop,
+// which ends the watch; a failure returns the call's error, with the
+// process's new state recorded when the worker is not as it was.
 func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any, kwargs Kwargs, window int, cc callContext, sizes *callSizes, nested bool) (stop func(), err error) {
 	bound := boundCall
 	if nested {

@@ -4,8 +4,9 @@ package pypool
 // module's async functions, many in flight at once on one worker, whose
 // replies come back tagged by their ids in the order their tasks end.
 // While a worker serves such calls (the pool's side is async.go), each
-// caller writes its CALL frame (callShared: the writes one at a time,
-// under mux.wmu), and one reader goroutine (readShared) reads every reply
+// caller writes its CALL frame (callShared, through sendShared: the one
+// write of a call, writeCall, one at a time under mux.wmu, bounded by the
+// caller's context), and one reader goroutine (readShared) reads every reply
 // and hands it to the caller that waits for its id. The reader runs only
 // while calls are in flight: once the last reply is read it ends, and the
 // worker may go back to serving one call at a time on the one reply loop
@@ -14,7 +15,7 @@ package pypool
 // A caller whose context ends returns its context's error at once: its
 // call's task is cancelled (CANCEL), the reply it still owes is read and
 // dropped by the reader, and only then is its place on the worker freed
-// (release). A reply not come within Config.InterruptGrace gets the worker
+// (release, releaseLater). A reply not come within Config.InterruptGrace gets the worker
 // reported to its supervisor (broke), which kills it. A lost stream (the
 // worker died, or broke the protocol) fails every call in flight, each
 // with the same error.
