@@ -8,7 +8,8 @@ package pypool
 // those calls is in flight, and goes through the one check-in
 // (Pool.checkin) when the last one ends; asyncCalls counts its calls.
 //
-// A call of an async function (attemptShared) takes, in this order: an
+// A call of an async function goes through the one attempt (Pool.attempt)
+// like any call; its checkout (checkoutShared) takes, in this order: an
 // idle worker; a place on a worker that serves such calls and has room,
 // unless callers wait (they are served first); else it waits in the queue
 // of checkout like any caller, marked as async (waiter.async), so that a
@@ -19,7 +20,6 @@ package pypool
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -31,56 +31,22 @@ type asyncCalls struct {
 	inFlight int                   // their sum
 }
 
-// attemptShared is attempt for a call of an async function on the pool
-// (Config.AsyncCalls): it takes a place on a worker (checkoutShared), runs
-// the call among the others in flight there (process.callShared), and
-// frees the place; a call whose caller gave up frees it once its task has
-// answered the cancellation (or its worker is gone).
-func (p *Pool) attemptShared(ctx context.Context, ct *callTrace, rec *callRecord, args []any, x exchange, cc callContext) error {
-	pw, alone, err := p.checkoutShared(ctx, rec.fn)
-	if err != nil {
-		return err
-	}
-	ct.gotWorker(pw)
-	if alone {
-		defer p.checkin(pw)
-		return p.exchange(ctx, pw.proc, rec.fn, args, x, cc, ct.callSizes())
-	}
-	proc := pw.proc
-	release := func() { p.releaseShared(pw) }
-	pos, kwargs := splitKwargs(args)
-	err, abandoned := proc.callShared(ctx, rec.fn, pos, kwargs, cc, x.into, ct.callSizes(), release)
-	p.calls.Add(1)
-	if abandoned {
-		p.callStats.interrupts.Add(1)
-	} else {
-		release()
-	}
-	switch {
-	case err == nil:
-		p.backoff.callSucceeded()
-	case errors.Is(err, ErrWorkerCrashed) && proc.askedToEnd() && p.isClosed():
-		return &closedError{pid: proc.pid, fn: rec.fn, kind: x.kind()}
-	}
-	return err
-}
-
 // checkoutShared gives the caller of the async function fn a place on a
-// worker: see the file's comment for which. alone: the worker is the
-// caller's alone, as for a sync call, because it does not name fn among
-// its async functions (a worker of other code than the pool's first).
-func (p *Pool) checkoutShared(ctx context.Context, fn string) (pw *pooledWorker, alone bool, err error) {
+// worker (shared): see the file's comment for which. The place is not
+// shared, the worker being the caller's alone as for a sync call, when the
+// worker does not name fn among its async functions (a worker of other
+// code than the pool's first).
+func (p *Pool) checkoutShared(ctx context.Context, fn string) (place, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, false, fmt.Errorf("pypool: waiting for a worker: %w", err)
+		return place{}, fmt.Errorf("pypool: waiting for a worker: %w", err)
 	}
 	p.mu.Lock()
 	if pw := p.sharedRoomLocked(fn); pw != nil {
 		p.takePlaceLocked(pw)
 		p.mu.Unlock()
-		return pw, false, nil
+		return place{pw: pw, shared: true}, nil
 	}
-	var wt *waiter
-	wt, pw, err = p.checkoutLocked(noWait(ctx))
+	wt, pw, err := p.checkoutLocked(noWait(ctx))
 	if wt != nil {
 		wt.deadline, _ = ctx.Deadline() // before a failed start can read it
 		wt.async = true
@@ -98,16 +64,13 @@ func (p *Pool) checkoutShared(ctx context.Context, fn string) (pw *pooledWorker,
 		p.waited(time.Since(start))
 	}
 	if err != nil {
-		return nil, false, err
+		return place{}, err
 	}
 	p.mu.Lock()
 	_, shared := p.async.shared[pw] // granted a place by fillLocked
 	p.mu.Unlock()
-	if shared {
-		return pw, false, nil
-	}
-	if !pw.proc.asyncFns[fn] {
-		return pw, true, nil
+	if shared || !pw.proc.asyncFns[fn] {
+		return place{pw: pw, shared: shared}, nil
 	}
 	// A worker of its own: it serves async calls from now on, and the
 	// async callers first in the queue join it.
@@ -119,7 +82,7 @@ func (p *Pool) checkoutShared(ctx context.Context, fn string) (pw *pooledWorker,
 	p.takePlaceLocked(pw)
 	p.fillLocked(pw)
 	p.mu.Unlock()
-	return pw, false, nil
+	return place{pw: pw, shared: true}, nil
 }
 
 // sharedRoomLocked is the worker serving async calls that takes one more,

@@ -9,10 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -340,63 +338,20 @@ func TestAsyncCallsClose(t *testing.T) {
 // typed error, none hangs, the pool's limits hold throughout, and
 // afterwards the pool is back at Size with no stray process.
 func TestAsyncCallsChaos(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := chaosConfig(t, 2)
 	cfg.Module = "pypool_asynccalls"
 	cfg.AsyncCalls = 8
-	cfg.Size, cfg.MaxOverflow = 2, 2
-	cfg.OverflowIdleTimeout = 200 * time.Millisecond
-	cfg.CrashRetries = 50
-	cfg.InterruptGrace = 200 * time.Millisecond
 	cfg.Logger = slogNew(newLogRecorder())
 	pool := newTestPool(t, cfg)
 	defer watchInvariants(t, pool)()
 
-	var next, kills atomic.Int64
-	var killed []*process // the killer's until killerDone
-	outcomes := newTally()
-	stopKiller, killerDone := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(killerDone)
-		ticker := time.NewTicker(3 * chaosKillEvery) // 2 workers: fewer kills, so that calls are in flight together
-		defer ticker.Stop()
-		for {
-			select {
-			case <-stopKiller:
-				return
-			case <-ticker.C:
-				if pool.Stats().Workers < cfg.Size/2 {
-					continue
-				}
-				if ws := pool.serving(); len(ws) > 0 {
-					proc := ws[rand.IntN(len(ws))].proc
-					if syscall.Kill(proc.pid, syscall.SIGKILL) == nil {
-						kills.Add(1)
-						killed = append(killed, proc)
-					}
-				}
-			}
-		}
-	}()
-	limit, until := int64(5000), time.Now().Add(5*time.Second)
-	var callers sync.WaitGroup
-	for range chaosConcurrency {
-		callers.Add(1)
-		go func() {
-			defer callers.Done()
-			for i := next.Add(1); i <= limit && time.Now().Before(until); i = next.Add(1) {
-				kind, err := asyncChaosCall(pool, int(i))
-				outcomes.add(kind, err)
-			}
-		}()
-	}
-	callers.Wait()
-	close(stopKiller)
-	<-killerDone
-	t.Logf("async chaos: %d calls, %d workers killed; stats %+v\n%s", outcomes.total(), kills.Load(), pool.Stats(), outcomes)
-	assert.Empty(t, outcomes.unexpected, "calls that ended in an unexpected way")
-	assert.Positive(t, kills.Load())
+	// 2 workers: fewer kills, so that calls are in flight together.
+	r := runChaos(pool, cfg.Size, chaosRun{calls: 5000, duration: 5 * time.Second, killEvery: 3 * chaosKillEvery, call: asyncChaosCall})
+	t.Logf("async chaos: %d calls, %d workers killed; stats %+v\n%s", r.outcomes.total(), r.kills.Load(), pool.Stats(), r.outcomes)
+	assert.Empty(t, r.outcomes.unexpected, "calls that ended in an unexpected way")
+	assert.Positive(t, r.kills.Load())
 	awaitPool(t, pool, "back at Size, at rest, every killed worker gone", func(s Stats) bool {
-		return atRest(s, cfg.Size) && s.AsyncCalls == 0 && s.AsyncWorkers == 0 && !pool.holdsAny(killed)
+		return atRest(s, cfg.Size) && s.AsyncCalls == 0 && s.AsyncWorkers == 0 && !pool.holdsAny(r.killed)
 	})
 	assert.ElementsMatch(t, workerPids(pool), childProcesses(), "no zombie or orphan: the only children are the workers")
 	s := pool.Stats()

@@ -306,7 +306,7 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 	if w == nil && p.spec.callbacks != nil {
 		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec {
 			cc, _ := callContextOf(ctx, nil, 0)
-			return p.exchange(ctx, s.proc, fn, args, x, cc, nil)
+			return p.exchange(ctx, s.proc, nil, fn, args, x, cc, nil)
 		}
 	}
 	for attempt := 0; ; attempt++ {
@@ -318,12 +318,14 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 	}
 }
 
-// attempt is one attempt of the call rec: it gets a worker (checked out, or the
+// attempt is one attempt of the call rec: it gets a worker (checkoutPlace:
+// checked out, or a place among the async calls in flight on one; or the
 // transaction's w), runs x on it between the tracer's hooks (Config.Tracer
-// and Pool.AddTracer's; without one they do nothing) and checks the worker
-// back in before the attempt's trace ends. The attempt's number (attempt+1)
-// and the metadata and trace context of its ctx (or of the Tracer's
-// context of the attempt: callContextOf) travel with the call to Python.
+// and Pool.AddTracer's; without one they do nothing) and gives the worker
+// back (leave) before the attempt's trace ends. The attempt's number
+// (attempt+1) and the metadata and trace context of its ctx (or of the
+// Tracer's context of the attempt: callContextOf) travel with the call to
+// Python.
 func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []any, x exchange, attempt int) (err error) {
 	ct := p.startTrace(ctx, rec, args, attempt, w != nil)
 	defer func() { ct.end(err, err != nil && p.mayRetry(w, x, err, attempt)) }() // after the check-in
@@ -331,23 +333,20 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 	if err != nil {
 		return err // before any worker is used
 	}
-	if w == nil && x.each == nil && !x.probe && p.cfg.AsyncCalls > 0 && p.spec.isAsync(rec.fn) {
-		return p.attemptShared(ctx, &ct, rec, args, x, cc) // Config.AsyncCalls: async.go
-	}
-	var pw *pooledWorker
+	var pl place
 	if w == nil {
-		pw, _, err = p.checkout(ctx)
+		pl, err = p.checkoutPlace(ctx, rec.fn, x)
 		if err != nil {
 			return err
 		}
-		defer p.checkin(pw)
-		ct.gotWorker(pw)
+		defer p.leave(&pl)
+		ct.gotWorker(pl.pw)
 	} else {
 		if w.released.Load() {
 			return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
 		}
-		pw = w.pw
-		ct.gotWorker(pw)
+		pl.pw = w.pw
+		ct.gotWorker(pl.pw)
 		switch {
 		case x.each == nil && w.streaming.Load():
 			return fmt.Errorf("%w: worker %d: a call from the body of a loop over its Stream", ErrWorkerBusy, w.Pid())
@@ -357,21 +356,82 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 			defer w.streaming.Store(false)
 		}
 	}
-	return p.exchange(ctx, pw.proc, rec.fn, args, x, cc, ct.callSizes())
+	return p.exchange(ctx, pl.pw.proc, &pl, rec.fn, args, x, cc, ct.callSizes())
 }
 
-// exchange runs x, fn with args and the call's context cc, on proc
-// (process.call or process.stream, the process side) and counts it as sent (Stats.CallsSent; not Ping's probe); sizes (nil: not traced)
-// receives a call's encoded sizes (a stream's are not counted). A success
-// ends the start backoff (the workers work); the end of a worker that Close
-// stopped under the exchange is no crash: it is a *closedError, which
-// wraps ErrPoolClosed only.
-func (p *Pool) exchange(ctx context.Context, proc *process, fn string, args []any, x exchange, cc callContext, sizes *callSizes) error {
+// A place is what one attempt holds of its worker: the worker to itself
+// (checked out, or a transaction's), or, for a call of an async function
+// with Config.AsyncCalls, one place among the calls in flight on it
+// (shared; async.go).
+type place struct {
+	pw      *pooledWorker
+	shared  bool
+	release placeRelease // shared: who frees the place, once process.callShared has returned
+}
+
+// placeRelease says who frees the place of a call of an async function
+// on its worker once process.callShared has returned (Pool.leave).
+type placeRelease bool
+
+const (
+	// releaseNow: the caller, now; the call has ended on the worker, or
+	// never reached it.
+	releaseNow placeRelease = false
+	// releaseLater: the process, through the release it was given, once
+	// the call's reply has been read or the worker is gone; the caller
+	// gave up (its context ended) and the call's task is being cancelled
+	// (cancelShared).
+	releaseLater placeRelease = true
+)
+
+// checkoutPlace gets an attempt of x (fn with its arguments) its worker:
+// a call of an async function on a pool with Config.AsyncCalls, a place
+// on one (checkoutShared); any other exchange, a worker of its own
+// (checkout).
+func (p *Pool) checkoutPlace(ctx context.Context, fn string, x exchange) (place, error) {
+	if x.each == nil && !x.probe && p.cfg.AsyncCalls > 0 && p.spec.isAsync(fn) {
+		return p.checkoutShared(ctx, fn)
+	}
+	pw, _, err := p.checkout(ctx)
+	return place{pw: pw}, err
+}
+
+// leave gives back what an attempt got from checkoutPlace: a worker of its
+// own goes through the one check-in (Pool.checkin); a shared place is
+// freed (releaseShared), unless the caller gave up on its call, whose
+// place is then freed once its task has answered the cancellation
+// (releaseLater), and counted in Stats.Interrupts as checkin counts an
+// interrupted call.
+func (p *Pool) leave(pl *place) {
+	switch {
+	case !pl.shared:
+		p.checkin(pl.pw)
+	case pl.release == releaseLater:
+		p.callStats.interrupts.Add(1)
+	default:
+		p.releaseShared(pl.pw)
+	}
+}
+
+// exchange runs x, fn with args and the call's context cc, on proc (the
+// process side: process.call, process.stream, or process.callShared for a
+// shared place pl, which learns who frees it; pl is nil for a call made
+// with a callback's context) and counts it as sent (Stats.CallsSent; not
+// Ping's probe); sizes (nil: not traced) receives a call's encoded sizes
+// (a stream's are not counted). A success ends the start backoff (the
+// workers work); the end of a worker that Close stopped under the
+// exchange is no crash: it is a *closedError, which wraps ErrPoolClosed
+// only.
+func (p *Pool) exchange(ctx context.Context, proc *process, pl *place, fn string, args []any, x exchange, cc callContext, sizes *callSizes) error {
 	var err error
 	args, kwargs := splitKwargs(args)
-	if x.each != nil {
+	switch {
+	case x.each != nil:
 		err = proc.stream(ctx, fn, args, kwargs, cc, x.each)
-	} else {
+	case pl != nil && pl.shared:
+		pw := pl.pw
+		pl.release, err = proc.callShared(ctx, fn, args, kwargs, cc, x.into, sizes, func() { p.releaseShared(pw) })
+	default:
 		err = proc.call(ctx, fn, args, kwargs, cc, x.into, x.read, sizes)
 	}
 	if !x.probe {

@@ -37,24 +37,85 @@ const (
 // call must end with its expected result or a typed error, none may hang, and
 // afterwards the pool is back at Size with no stray process.
 func TestChaos(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.Size, cfg.MaxOverflow = 4, 4
-	cfg.OverflowIdleTimeout = 200 * time.Millisecond
-	cfg.CrashRetries = 50
-	cfg.InterruptGrace = 200 * time.Millisecond
+	cfg := chaosConfig(t, 4)
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	pool := newTestPool(t, cfg)
 	defer watchInvariants(t, pool)()
 
-	var next, kills atomic.Int64
-	var killed []*process // the killer's until killerDone
-	outcomes := newTally()
+	limit, duration := int64(chaosCalls), chaosDuration
+	if *soak > 0 {
+		limit, duration = math.MaxInt64, *soak
+	}
+	r := runChaos(pool, cfg.Size, chaosRun{calls: limit, duration: duration, killEvery: chaosKillEvery, call: chaosCall})
+
+	t.Logf("chaos: %d calls at concurrency %d in %v, %d workers killed; stats %+v",
+		r.outcomes.total(), chaosConcurrency, r.elapsed.Round(time.Millisecond), r.kills.Load(), pool.Stats())
+	t.Logf("chaos outcomes:\n%s", r.outcomes)
+	assert.Empty(t, r.outcomes.unexpected, "calls that ended in an unexpected way")
+	assert.Positive(t, r.outcomes.total())
+	assert.Positive(t, r.kills.Load())
+
+	// A worker killed in the killer's last ticks is dead before the pool
+	// knows it (its reaper drains its output first; a forked worker's exit
+	// status comes from its template): until then the pool counts it among
+	// its idle workers, and its shared memory is open. Await the pool's
+	// handling of every kill before counting processes and files.
+	awaitPool(t, pool, "back at Size, at rest, every killed worker gone", func(s Stats) bool {
+		return atRest(s, cfg.Size) && !pool.holdsAny(r.killed)
+	})
+	kids := childProcesses()
+	assert.ElementsMatch(t, workerPids(pool), kids, "no zombie or orphan: the only children are the workers")
+	files, mappings := sharedMemoryInUse(t)
+	assert.Equal(t, len(kids), files, "one shared memory per live worker, none from killed ones")
+	assert.LessOrEqual(t, mappings, files, "no mapping outlives its shared memory")
+	assert.NoError(t, pool.Close(context.Background()))
+	files, mappings = sharedMemoryInUse(t)
+	assert.Zero(t, files+mappings, "no shared memory left after Close")
+}
+
+// chaosConfig is the configuration of a chaos run's pool: Size size and
+// as many overflow workers (stopped 200 ms after their last call), 50
+// retries of a call whose worker crashed, and 200 ms of grace for an
+// interrupted call.
+func chaosConfig(t *testing.T, size int) Config {
+	cfg := testConfig(t)
+	cfg.Size, cfg.MaxOverflow = size, size
+	cfg.OverflowIdleTimeout = 200 * time.Millisecond
+	cfg.CrashRetries = 50
+	cfg.InterruptGrace = 200 * time.Millisecond
+	return cfg
+}
+
+// chaosRun is the shape of one chaos run (runChaos): its calls and its
+// killer.
+type chaosRun struct {
+	calls     int64         // made at most
+	duration  time.Duration // after which no call begins
+	killEvery time.Duration // the killer's interval
+	call      func(pool *Pool, i int) (kind string, err error)
+}
+
+// chaosResult is what a chaos run saw.
+type chaosResult struct {
+	outcomes *tally
+	kills    atomic.Int64
+	killed   []*process // every worker killed
+	elapsed  time.Duration
+}
+
+// runChaos is the run of TestChaos and TestAsyncCallsChaos: chaosConcurrency
+// goroutines make calls through pool (r.call, numbered from 1) until
+// r.calls were made or r.duration has passed, while another SIGKILLs a
+// random worker every r.killEvery (holding off while fewer than half of
+// size are up). It returns once the callers and the killer have ended.
+func runChaos(pool *Pool, size int, r chaosRun) *chaosResult {
+	res := &chaosResult{outcomes: newTally()}
 	start := time.Now()
 	stopKiller := make(chan struct{})
 	killerDone := make(chan struct{})
 	go func() {
 		defer close(killerDone)
-		ticker := time.NewTicker(chaosKillEvery)
+		ticker := time.NewTicker(r.killEvery)
 		defer ticker.Stop()
 		for {
 			select {
@@ -66,63 +127,38 @@ func TestChaos(t *testing.T) {
 				// are up, so that the callers meet killed workers, not
 				// only dead ones, and CrashRetries is not exhausted by
 				// starvation alone.
-				if pool.Stats().Workers < cfg.Size/2 {
+				if pool.Stats().Workers < size/2 {
 					continue
 				}
 				if ws := pool.serving(); len(ws) > 0 {
 					proc := ws[rand.IntN(len(ws))].proc
 					if syscall.Kill(proc.pid, syscall.SIGKILL) == nil {
-						kills.Add(1)
-						killed = append(killed, proc)
+						res.kills.Add(1)
+						res.killed = append(res.killed, proc)
 					}
 				}
 			}
 		}
 	}()
 
-	limit, until := int64(chaosCalls), start.Add(chaosDuration)
-	if *soak > 0 {
-		limit, until = math.MaxInt64, start.Add(*soak)
-	}
+	var next atomic.Int64
+	until := start.Add(r.duration)
 	var callers sync.WaitGroup
 	for range chaosConcurrency {
 		callers.Add(1)
 		go func() {
 			defer callers.Done()
-			for i := next.Add(1); i <= limit && time.Now().Before(until); i = next.Add(1) {
-				kind, err := chaosCall(pool, int(i))
-				outcomes.add(kind, err)
+			for i := next.Add(1); i <= r.calls && time.Now().Before(until); i = next.Add(1) {
+				kind, err := r.call(pool, int(i))
+				res.outcomes.add(kind, err)
 			}
 		}()
 	}
 	callers.Wait()
 	close(stopKiller)
 	<-killerDone
-	elapsed := time.Since(start)
-
-	t.Logf("chaos: %d calls at concurrency %d in %v, %d workers killed; stats %+v",
-		outcomes.total(), chaosConcurrency, elapsed.Round(time.Millisecond), kills.Load(), pool.Stats())
-	t.Logf("chaos outcomes:\n%s", outcomes)
-	assert.Empty(t, outcomes.unexpected, "calls that ended in an unexpected way")
-	assert.Positive(t, outcomes.total())
-	assert.Positive(t, kills.Load())
-
-	// A worker killed in the killer's last ticks is dead before the pool
-	// knows it (its reaper drains its output first; a forked worker's exit
-	// status comes from its template): until then the pool counts it among
-	// its idle workers, and its shared memory is open. Await the pool's
-	// handling of every kill before counting processes and files.
-	awaitPool(t, pool, "back at Size, at rest, every killed worker gone", func(s Stats) bool {
-		return atRest(s, cfg.Size) && !pool.holdsAny(killed)
-	})
-	kids := childProcesses()
-	assert.ElementsMatch(t, workerPids(pool), kids, "no zombie or orphan: the only children are the workers")
-	files, mappings := sharedMemoryInUse(t)
-	assert.Equal(t, len(kids), files, "one shared memory per live worker, none from killed ones")
-	assert.LessOrEqual(t, mappings, files, "no mapping outlives its shared memory")
-	assert.NoError(t, pool.Close(context.Background()))
-	files, mappings = sharedMemoryInUse(t)
-	assert.Zero(t, files+mappings, "no shared memory left after Close")
+	res.elapsed = time.Since(start)
+	return res
 }
 
 // chaosCall makes call i and checks its outcome; it returns the kind of call

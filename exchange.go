@@ -104,15 +104,22 @@ func (p *process) streamLocked(ctx context.Context, fn string, args []any, kwarg
 
 // sendCall encodes the call id of fn (a CALL frame; a STREAM frame when
 // window > 0), with the call's context cc and the time left before ctx's
-// deadline, and writes it, the pipes' deadlines following ctx (watch):
-// the one send of callLocked and streamLocked. sizes (nil: not traced)
-// receives the request's size. On success the caller defers stop, which
-// ends the watch; a failure returns the call's error, with the process's
-// new state recorded when the worker is not as it was.
+// deadline, and writes it (writeCall), the pipes' deadlines following ctx
+// (watch): the one send of callLocked and streamLocked. sizes (nil: not
+// traced) receives the request's size. On success the caller defers stop,
+// which ends the watch; a failure returns the call's error, with the
+// process's new state recorded when the worker is not as it was.
 func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any, kwargs Kwargs, window int, cc callContext, sizes *callSizes, nested bool) (stop func(), err error) {
-	deadline, _ := ctx.Deadline()
-	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, window, cc, deadline)
+	bound := boundCall
+	if nested {
+		bound = boundNested
+	}
+	stop, sent, err := p.writeCall(ctx, id, fn, args, kwargs, window, cc, sizes, bound)
 	switch {
+	case err == nil:
+		return stop, nil
+	case sent:
+		return nil, p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
 	case errors.Is(err, errSharedClosed):
 		// The worker exited before the call: its shared memory went
 		// with it. A crash, as if the call had been sent.
@@ -121,28 +128,81 @@ func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any
 	case isSharedFault(err):
 		// Nothing was sent, but the worker's shared memory is broken.
 		return nil, p.failed(ctx, fn, err, false)
-	case err != nil:
-		return nil, err // nothing was sent: the worker is fine
+	}
+	return nil, err // nothing was sent: the worker is fine
+}
+
+// A callBound says how far the pipes' deadlines follow a call's context
+// (writeCall).
+type callBound uint8
+
+const (
+	boundCall   callBound = iota // both pipes, for the whole exchange (watch)
+	boundNested                  // likewise, for a call made inside a callback (watch)
+	boundWrite                   // the write alone, for a call among the async calls in flight (writeAlone)
+)
+
+// writeCall encodes the call id of fn (a CALL frame; a STREAM frame when
+// window > 0), with the call's context cc and the time left before ctx's
+// deadline, and writes it, bounded by ctx as bound says: the one write of
+// a call, for sendCall and the async calls' sendShared. sizes (nil: not
+// traced) receives the request's size. On success stop ends the watch of
+// boundCall and boundNested (nil with boundWrite, whose watch has ended).
+// On failure nothing is watched any more. sent is false when the call did
+// not reach the worker, which is as it was: err is the caller's error (an
+// argument not encodable, the shared memory's, ctx's cause when the write
+// could not begin); else err is the write's (a frame cut in the middle, a
+// worker gone), and the stream is lost.
+func (p *process) writeCall(ctx context.Context, id uint64, fn string, args []any, kwargs Kwargs, window int, cc callContext, sizes *callSizes, bound callBound) (stop func(), sent bool, err error) {
+	deadline, _ := ctx.Deadline()
+	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, window, cc, deadline)
+	if err != nil {
+		return nil, false, err
 	}
 	if sizes != nil {
 		sizes.request = len(frame) - frameHeaderSize + p.encoder.sharedBytes
 	}
-	stop = p.watch(ctx, nested)
-	if n, err := p.toWorker.Write(frame); err != nil {
-		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-			// Nothing reached the worker: it is as healthy as before.
-			what := "call to"
-			if window > 0 {
-				what = "stream of"
-			}
-			err = fmt.Errorf("pypool: %s %s: %w", what, fn, contextCause(ctx))
-		} else {
-			err = p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
-		}
-		stop()
-		return nil, err
+	var n int
+	if bound == boundWrite {
+		n, err = p.writeAlone(ctx, deadline, frame)
+	} else {
+		stop = p.watch(ctx, bound == boundNested)
+		n, err = p.toWorker.Write(frame)
 	}
-	return stop, nil
+	if err == nil {
+		return stop, true, nil
+	}
+	if stop != nil {
+		stop()
+	}
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		// Nothing reached the worker: it is as healthy as before.
+		what := "call to"
+		if window > 0 {
+			what = "stream of"
+		}
+		return nil, false, fmt.Errorf("pypool: %s %s: %w", what, fn, contextCause(ctx))
+	}
+	return nil, true, err
+}
+
+// writeAlone writes frame, the write alone bounded by ctx (deadline is
+// its): the pipe's write deadline follows ctx until the write ends, and is
+// cleared then. The read deadline is left alone: the reader of the async
+// calls in flight (readShared) has none.
+func (p *process) writeAlone(ctx context.Context, deadline time.Time, frame []byte) (int, error) {
+	p.toWorker.SetWriteDeadline(deadline)
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		p.toWorker.SetWriteDeadline(time.Now())
+		close(fired)
+	})
+	n, err := p.toWorker.Write(frame)
+	if !stop() {
+		<-fired
+	}
+	p.toWorker.SetWriteDeadline(time.Time{})
+	return n, err
 }
 
 // callFrame is what begin set up for one call, for end to undo.

@@ -76,9 +76,10 @@ package pypool
 // deadline (python3 can take seconds to start on a loaded machine), so
 // either outcome is accepted and the model follows the actual one.
 //
-// Invariant, after every command: the pool is first awaited (awaitPool, no
-// polling) until nothing starts, stops or waits, InUse is k and the killed
-// workers are gone; then, exactly: Workers = max(Size, k), Idle =
+// Invariant, after every command: the pool is first awaited
+// (awaitUntil, no polling, bounded by settleBound) until nothing
+// starts, stops or waits, InUse is k and the killed workers are gone;
+// then, exactly: Workers = max(Size, k), Idle =
 // max(0, Size-k), Overflow = max(0, k-Size), InUse = k, Status() as
 // poolboy's model, workerPids has Workers pids and equals the child
 // processes of the test binary; Restarts lies between the starts the model
@@ -161,6 +162,7 @@ func runPoolModel(t *testing.T, asyncCalls int) {
 	failed := false
 	ran, skipped := 0, 0
 	done := map[string]int{} // the commands that ran, by name
+	settle := newSettleBound(t)
 	defer func() {
 		t.Logf("%d command sequences ran, %d skipped past the time budget; commands run: %v", ran, skipped, done)
 	}()
@@ -170,7 +172,7 @@ func runPoolModel(t *testing.T, asyncCalls int) {
 			return
 		}
 		ran++
-		m := &poolModel{t: rapidTB{TB: t, rt: rt}, rt: rt, maxSteps: maxSteps, asyncMax: asyncCalls}
+		m := &poolModel{t: rapidTB{TB: t, rt: rt}, rt: rt, maxSteps: maxSteps, asyncMax: asyncCalls, settle: settle}
 		rt.Cleanup(m.teardown)
 		passed := false
 		defer func() { failed = failed || !passed }()
@@ -222,6 +224,7 @@ type poolModel struct {
 	rt       *rapid.T
 	maxSteps int // -1: no cap
 	steps    int
+	settle   *settleBound // the test's, shared by its sequences
 
 	pool        *Pool
 	size, over  int
@@ -287,7 +290,7 @@ func (m *poolModel) start(rt *rapid.T) {
 	if err != nil {
 		rt.Fatalf("New(Size %d, MaxOverflow %d, AsyncCalls %d): %v", size, over, n, err)
 	}
-	*m = poolModel{t: m.t, rt: m.rt, maxSteps: m.maxSteps, steps: m.steps,
+	*m = poolModel{t: m.t, rt: m.rt, maxSteps: m.maxSteps, steps: m.steps, settle: m.settle,
 		pool: pool, size: size, over: over, pids: map[int]bool{},
 		asyncMax: m.asyncMax, n: n, echo: echo, shared: map[int]int{}}
 }
@@ -602,15 +605,62 @@ func (m *poolModel) settled(s Stats) bool {
 	return true
 }
 
+// settleBound bounds check's waits for the pool to settle, so that a pool
+// that never settles fails its sequence with the pool's Stats rather than
+// hang: each wait ends after holdTimeout, and at the latest settleMargin
+// before the test's own deadline (go test -timeout), which would end the
+// binary with a stack dump and no word of the pool. Once a wait has
+// failed, rapid shrinks the sequence by running shorter ones, each of
+// which fails the same way: their waits end after settleRetry, so that
+// the failure is reported in about rapid's shrink time.
+type settleBound struct {
+	deadline time.Time // the test's deadline less settleMargin; zero: none
+	failed   bool      // a wait has failed: the sequences run are shrinking
+}
+
+const (
+	settleMargin = 30 * time.Second
+	settleRetry  = 5 * time.Second
+)
+
+// newSettleBound is the settleBound of a test (the TestPoolModel variant).
+func newSettleBound(t *testing.T) *settleBound {
+	b := &settleBound{}
+	if d, ok := t.Deadline(); ok {
+		b.deadline = d.Add(-settleMargin)
+	}
+	return b
+}
+
+// context is the context of one wait.
+func (b *settleBound) context() (context.Context, context.CancelFunc) {
+	wait := holdTimeout
+	if b.failed {
+		wait = settleRetry
+	}
+	until := time.Now().Add(wait)
+	if !b.deadline.IsZero() && b.deadline.Before(until) {
+		until = b.deadline
+	}
+	return context.WithDeadline(context.Background(), until)
+}
+
 // check is the invariant, run after every command: once the pool settles,
 // Stats, status/1, the worker processes and Restarts are what the model says.
 func (m *poolModel) check(rt *rapid.T) {
 	if m.pool == nil {
 		return
 	}
-	awaitPool(m.t, m.pool, fmt.Sprintf("settled with %d checked out, killed %v gone", m.k(), m.vanished), m.settled)
-	if rt.Failed() {
-		rt.FailNow()
+	ctx, cancel := m.settle.context()
+	defer cancel()
+	start := time.Now()
+	if !awaitUntil(m.pool, ctx.Done(), m.settled) {
+		m.settle.failed = true
+		problems, seen := m.compare()
+		rt.Fatalf("the pool never settled in %v (nothing starting, stopping or waiting, InUse %d, killed workers %v gone): stats %+v, async calls by worker %v\n"+
+			"model: %d of Size %d + MaxOverflow %d checked out (async calls %v of at most %d a worker), %d kills\npool:  %s\n%s",
+			time.Since(start).Round(time.Millisecond), m.k(), m.vanished, m.pool.Stats(), m.pool.AsyncCallsByWorker(),
+			m.k(), m.size, m.over, m.shared, m.n, m.kills, seen, strings.Join(problems, "\n"))
 	}
 	m.vanished = nil
 	m.checkHeldCalls(rt)

@@ -4,8 +4,9 @@ package pypool
 // module's async functions, many in flight at once on one worker, whose
 // replies come back tagged by their ids in the order their tasks end.
 // While a worker serves such calls (the pool's side is async.go), each
-// caller writes its CALL frame (callShared: the writes one at a time,
-// under mux.wmu), and one reader goroutine (readShared) reads every reply
+// caller writes its CALL frame (callShared, through sendShared: the one
+// write of a call, writeCall, one at a time under mux.wmu, bounded by the
+// caller's context), and one reader goroutine (readShared) reads every reply
 // and hands it to the caller that waits for its id. The reader runs only
 // while calls are in flight: once the last reply is read it ends, and the
 // worker may go back to serving one call at a time on the one reply loop
@@ -14,7 +15,7 @@ package pypool
 // A caller whose context ends returns its context's error at once: its
 // call's task is cancelled (CANCEL), the reply it still owes is read and
 // dropped by the reader, and only then is its place on the worker freed
-// (release). A reply not come within Config.InterruptGrace gets the worker
+// (release, releaseLater). A reply not come within Config.InterruptGrace gets the worker
 // reported to its supervisor (broke), which kills it. A lost stream (the
 // worker died, or broke the protocol) fails every call in flight, each
 // with the same error.
@@ -22,9 +23,7 @@ package pypool
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 )
@@ -108,21 +107,22 @@ func (p *process) beginShared() {
 // callShared runs fn, an async function, as one of the calls in flight on
 // the process: it sends the call and waits for its reply, which into
 // decodes (sizes, nil: not traced, receives the sizes). When ctx ends
-// first, it returns ctx's error at once with abandoned set, and cancels
-// the call's task (cancelShared): release is then called once the call's
-// reply has been read, or the process is gone, and not by the caller. A stream lost on
-// the way fails the call with the error of every call in flight.
+// first, it returns ctx's error at once with releaseLater, and cancels
+// the call's task (cancelShared), which calls release once the call's
+// reply has been read, or the process is gone; otherwise the caller frees
+// the place (releaseNow). A stream lost on the way fails the call with
+// the error of every call in flight.
 func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs Kwargs, cc callContext, into decodeFunc,
-	sizes *callSizes, release func()) (err error, abandoned bool) {
+	sizes *callSizes, release func()) (placeRelease, error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("pypool: call to %s: %w", fn, err), false
+		return releaseNow, fmt.Errorf("pypool: call to %s: %w", fn, err)
 	}
 	m := p.mux
 	m.mu.Lock()
 	if m.lost != nil {
 		lost := m.lost
 		m.mu.Unlock()
-		return p.sharedError(ctx, fn, lost), false
+		return releaseNow, p.sharedError(ctx, fn, lost)
 	}
 	m.nextID++
 	id := m.nextID
@@ -130,93 +130,69 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 	m.calls[id] = c
 	m.mu.Unlock()
 
-	err, sent, lost := p.sendShared(ctx, fn, id, args, kwargs, cc, sizes)
-	if lost != nil {
-		p.loseShared(lost)
-	}
-	if sent {
-		// The reader reads only while a sent call awaits its reply: one
-		// started for a call that was never sent stayed blocked on the
-		// pipe after the worker was checked in, beside its next user's
-		// reads (the race detector saw it in the pool model test).
-		m.mu.Lock()
-		c.sent = true
-		if !m.reading {
-			m.reading = true
-			go p.readShared()
-		}
-		m.mu.Unlock()
-	}
+	sent, err := p.sendShared(ctx, id, fn, args, kwargs, cc, sizes)
 	if !sent {
 		m.mu.Lock()
 		if m.calls[id] == c {
 			delete(m.calls, id)
 		}
 		m.mu.Unlock()
-		return err, false
+		return releaseNow, err
 	}
+	if err != nil {
+		p.loseShared(err)
+	}
+	// The reader reads only while a sent call awaits its reply: one
+	// started for a call that was never sent stayed blocked on the pipe
+	// after the worker was checked in, beside its next user's reads (the
+	// race detector saw it in the pool model test).
+	m.mu.Lock()
+	c.sent = true
+	if !m.reading {
+		m.reading = true
+		go p.readShared()
+	}
+	m.mu.Unlock()
 	select {
 	case <-c.done:
 	case <-ctx.Done():
 		// The caller goes at once; its place is released later
 		// (cancelShared), whether the reply came meanwhile or not.
 		go p.cancelShared(fn, id, c, release)
-		return fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx)), true
+		return releaseLater, fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx))
 	}
 	if c.err != nil {
-		return p.sharedError(ctx, fn, c.err), false
+		return releaseNow, p.sharedError(ctx, fn, c.err)
 	}
 	if sizes != nil {
 		sizes.reply = c.size
 	}
 	p.served.Add(1)
 	if c.r.err != nil {
-		return c.r.err, false
+		return releaseNow, c.r.err
 	}
 	if into == nil {
-		return nil, false
+		return releaseNow, nil
 	}
-	return into(c.r.value, true, &p.codec), false
+	return releaseNow, into(c.r.value, true, &p.codec)
 }
 
-// sendShared encodes and writes the CALL of id, its write bounded by ctx.
-// sent is false when the call did not reach the worker: err says why (an
-// argument not encodable, ctx), and the worker is as it was; a frame cut
-// in the middle, or a worker gone, loses the stream (lost, for the caller
-// to record with loseShared once the writes are let go), and the call
-// waits for its reply like the others, which fail (sent true).
-func (p *process) sendShared(ctx context.Context, fn string, id uint64, args []any, kwargs Kwargs, cc callContext, sizes *callSizes) (err error, sent bool, lost error) {
-	m := p.mux
-	m.wmu.Lock()
-	defer m.wmu.Unlock()
-	deadline, _ := ctx.Deadline()
-	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, 0, cc, deadline)
-	if err != nil {
-		return err, false, nil
+// sendShared writes the CALL of id as writeCall does, its write alone
+// bounded by ctx (the reader of the calls in flight has no deadline), one
+// frame at a time (mux.wmu). sent is false when the call did not reach
+// the worker: err says why (an argument not encodable, ctx), and the
+// worker is as it was. With sent, err is the loss of the stream (a frame
+// cut in the middle, a worker gone), for the caller to record with
+// loseShared once the writes are let go; the call then waits for its
+// reply like the others, which fail.
+func (p *process) sendShared(ctx context.Context, id uint64, fn string, args []any, kwargs Kwargs, cc callContext, sizes *callSizes) (sent bool, err error) {
+	p.mux.wmu.Lock()
+	defer p.mux.wmu.Unlock()
+	_, sent, err = p.writeCall(ctx, id, fn, args, kwargs, 0, cc, sizes, boundWrite)
+	if err == nil || !sent || isEOF(err) {
+		return sent, err
 	}
-	if sizes != nil {
-		sizes.request = len(frame) - frameHeaderSize
-	}
-	p.toWorker.SetWriteDeadline(deadline)
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		p.toWorker.SetWriteDeadline(time.Now())
-		close(fired)
-	})
-	n, werr := p.toWorker.Write(frame)
-	if !stop() {
-		<-fired
-	}
-	p.toWorker.SetWriteDeadline(time.Time{})
-	switch {
-	case werr == nil:
-		return nil, true, nil
-	case n == 0 && errors.Is(werr, os.ErrDeadlineExceeded):
-		return fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx)), false, nil
-	case isEOF(werr):
-		return nil, true, werr
-	}
-	return nil, true, fmt.Errorf("sending the call: %w", werr)
+	return true, fmt.Errorf("sending the call: %w", err)
 }
 
 // cancelShared cancels the call id, c, whose caller gave up: unless its
@@ -320,7 +296,7 @@ func (p *process) readShared() {
 		}
 		m.mu.Unlock()
 		if release != nil {
-			m.wmu.Lock() // its CANCEL is written (callShared)
+			m.wmu.Lock() // its CANCEL is written (cancelShared)
 			m.wmu.Unlock()
 			release()
 		}
@@ -366,7 +342,7 @@ func (p *process) loseShared(err error) {
 	}
 	m.mu.Unlock()
 	if len(releases) > 0 {
-		m.wmu.Lock() // their CANCELs are written (callShared)
+		m.wmu.Lock() // their CANCELs are written (cancelShared)
 		m.wmu.Unlock()
 	}
 	for _, release := range releases {
