@@ -223,3 +223,81 @@ func TestCallContextAllocations(t *testing.T) {
 		t.Errorf("a trivial call with metadata allocates %v times, more than %d", got, maxAllocsCall)
 	}
 }
+
+// TestWaitingCheckoutParksOnItsChannel (issue 21): a checkout that waits
+// for a worker with a context that never ends (context.Background) parks
+// on its waiter's channel alone, a plain receive ("chan receive"), not a
+// select of it and a nil Done channel, which costs a runtime.selectgo a
+// waiting call in the throughput scenario's shape (bench/README.md, the
+// per-call budget); with a context that can end it selects on both.
+func TestWaitingCheckoutParksOnItsChannel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	cfg := testConfig(t)
+	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	pool := newTestPool(t, cfg)
+	for _, c := range []struct {
+		name, wait string
+		ctx        func() (context.Context, context.CancelFunc)
+	}{
+		{"Background", "chan receive", func() (context.Context, context.CancelFunc) { return context.Background(), func() {} }},
+		{"WithCancel", "select", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := c.ctx()
+			defer cancel()
+			var state string
+			done := make(chan error, 1)
+			err := pool.Transaction(context.Background(), func(*Worker) error {
+				go func() {
+					_, err := pool.Call(ctx, "duplicate_text", "testing")
+					done <- err
+				}()
+				for pool.Stats().Waiting == 0 {
+					runtime.Gosched()
+				}
+				state = waitingCheckoutState(t)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if state != c.wait {
+				t.Errorf("the waiting checkout is parked in [%s], want [%s]", state, c.wait)
+			}
+		})
+	}
+}
+
+// waitingCheckoutState returns the wait reason of the goroutine parked in
+// Pool.checkout, as the goroutine dump names it ("chan receive",
+// "select"), once it is parked there.
+func waitingCheckoutState(t *testing.T) string {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range bytes.Split(buf, []byte("\n\n")) {
+			if !bytes.Contains(g, []byte("pypool.(*Pool).checkout(")) {
+				continue
+			}
+			head, _, _ := bytes.Cut(g, []byte("\n"))
+			_, reason, ok := bytes.Cut(head, []byte(" ["))
+			if !ok {
+				continue
+			}
+			reason, _, _ = bytes.Cut(reason, []byte("]"))
+			reason, _, _ = bytes.Cut(reason, []byte(","))
+			if s := string(reason); s != "running" && s != "runnable" {
+				return s
+			}
+		}
+		runtime.Gosched()
+	}
+	t.Fatal("no goroutine parked in Pool.checkout")
+	return ""
+}

@@ -221,18 +221,34 @@ func (p *Pool) checkout(ctx context.Context) (*pooledWorker, time.Duration, erro
 	if wt == nil {
 		return pw, 0, err
 	}
-	start := time.Now()
-	select {
-	case g := <-wt.granted:
+	start := monoNow()
+	if done := ctx.Done(); done == nil {
+		// A context that never ends (context.Background): a plain
+		// receive, not a select.
+		g := <-wt.granted
 		pw, err = g.pw, g.err
-	case <-ctx.Done():
-		err = p.abandon(ctx, wt)
+	} else {
+		select {
+		case g := <-wt.granted:
+			pw, err = g.pw, g.err
+		case <-done:
+			err = p.abandon(ctx, wt)
+		}
 	}
 	wt.release()
-	waited := time.Since(start)
+	waited := monoNow() - start
 	p.waited(waited)
 	return pw, waited, err
 }
+
+// monoBase is monoNow's origin.
+var monoBase = time.Now()
+
+// monoNow is the time on the monotonic clock, as a duration since monoBase:
+// one clock reading, where time.Now takes two (the wall clock's too), for
+// the times the call path measures and compares only (a checkout's wait, a
+// worker's idle start).
+func monoNow() time.Duration { return time.Since(monoBase) }
 
 // abandon takes a waiter whose context ended out of the queue. A worker
 // granted to it in the meantime goes back, untouched.

@@ -68,8 +68,8 @@ type pooledWorker struct {
 
 	// Guarded by Pool.mu.
 	state     workerState
-	idleSince time.Time
-	inIdle    bool // in Pool.idle's deque (idleSet)
+	idleSince time.Duration // monoNow when it became idle
+	inIdle    bool          // in Pool.idle's deque (idleSet)
 
 	// Set by the sweeper, read at check-in.
 	overMemory atomic.Bool
@@ -128,7 +128,7 @@ func (p *Pool) setStateLocked(pw *pooledWorker, s workerState) {
 		p.idle.drop(pw)
 	}
 	if s == stateIdle {
-		pw.idleSince = time.Now()
+		pw.idleSince = monoNow()
 		p.idle.put(pw)
 	}
 	p.counts[from]--

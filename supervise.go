@@ -428,9 +428,9 @@ func (p *Pool) stopIdleOverflowLocked() {
 	if timeout <= 0 {
 		return
 	}
-	cutoff := time.Now().Add(-timeout)
+	cutoff := monoNow() - timeout
 	for _, pw := range p.idle.all() { // longest idle first
-		if excess <= 0 || pw.idleSince.After(cutoff) {
+		if excess <= 0 || pw.idleSince > cutoff {
 			return
 		}
 		excess--

@@ -44,9 +44,9 @@ import (
 
 // options are the bench's flags.
 type options struct {
-	quick, asJSON, pinned, newOnce, newPhases, noPin                        *bool
-	python, only, plot, newStart, profile, profilePayload, cpuProf, memProf *string
-	n, profileCalls, floorPipe, newTimeline                                 *int
+	quick, asJSON, pinned, newOnce, newPhases, noPin                               *bool
+	python, only, plot, newStart, profile, profilePayload, cpuProf, memProf, trace *string
+	n, profileCalls, profileWorkers, floorPipe, newTimeline                        *int
 }
 
 // defineFlags defines the bench's flags on fs. A flag whose usage starts
@@ -69,8 +69,10 @@ func defineFlags(fs *flag.FlagSet) *options {
 		profile:        fs.String("profile", "", "instead of the scenarios, make -profile-calls sequential calls of this contender (floor, floor-fresh, floor-readv, pypool, pypool-pipes, pypool-pipes-callbytes) and print their Go allocations, both sides' CPU and page faults per call (README.md, the per-call budget)"),
 		profilePayload: fs.String("profile-payload", "trivial", "with -profile: trivial (duplicate_text of 7 bytes), or a bytes echo of 1KiB, 1MiB or 16MiB"),
 		profileCalls:   fs.Int("profile-calls", 20000, "with -profile: the calls measured, after a warm-up of 1000 (20 from 1MiB)"),
+		profileWorkers: fs.Int("profile-workers", 0, "with -profile: 0, sequential calls from one caller; else the throughput scenario's shape, this many workers (pypool) or floors and 4 callers each"),
 		cpuProf:        fs.String("cpuprofile", "", "with -profile: write Go's CPU profile of the calls to this file"),
 		memProf:        fs.String("memprofile", "", "with -profile: write Go's allocation profile of the calls to this file (every allocation sampled)"),
+		trace:          fs.String("trace", "", "with -profile: write Go's execution trace of the calls to this file (go tool trace; the goroutine switches and system calls of a call)"),
 		floorPipe:      fs.Int("floor-pipe", 1<<20, "the floor's pipe size in bytes (F_SETPIPE_SZ): by default pypool's own, so that the floor uses the same pipes (DESIGN.md); 0: Linux's default, 64 KiB"),
 	}
 }
@@ -104,7 +106,7 @@ func main() {
 		return
 	}
 	if *profile != "" {
-		profileCalls(ctx, resolve(strings.Split(*python, ",")[0]), *profile, *profilePayload, *profileCallCount, *cpuProfile, *memProfile)
+		profileCalls(ctx, resolve(strings.Split(*python, ",")[0]), *profile, *profilePayload, *profileCallCount, *o.profileWorkers, *cpuProfile, *memProfile, *o.trace)
 		return
 	}
 	selected := strings.Split(*only, ",")

@@ -6,6 +6,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
+	"sync"
 	"time"
 )
 
@@ -20,19 +22,34 @@ import (
 // cpuProfile or memProfile it writes Go's profiles of the calls alone.
 // Run it under strace -f -c to count the system calls of both sides per
 // call, or with a Python worker profiled (README.md, "The per-call budget").
-func profileCalls(ctx context.Context, python, contenderName, payload string, calls int, cpuProfile, memProfile string) {
+//
+// With workers > 0 the calls are made as the throughput scenario makes
+// them: 4 callers a worker, each making its share of the calls, through
+// one pool of that many workers (pypool) or as many floors (floor,
+// floor-readv), the callers spread over them.
+func profileCalls(ctx context.Context, python, contenderName, payload string, calls, workers int, cpuProfile, memProfile, traceFile string) {
 	var c contender
+	callers := 1
+	if workers > 0 {
+		callers = 4 * workers
+	}
 	switch contenderName {
-	case floorName:
-		c = must(startFloor(python, 1<<20))
+	case floorName, "floor-readv", floorReadvName:
+		start := startFloor
+		if contenderName != floorName {
+			start = startFloorReadv
+		}
+		fs := floors{}
+		for range max(workers, 1) {
+			fs = append(fs, must(start(python, 1<<20)))
+		}
+		c = fs
 	case "floor-fresh":
 		f := must(startFloor(python, 1<<20))
 		f.fresh = true
 		c = f
-	case "floor-readv", floorReadvName:
-		c = must(startFloorReadv(python, 1<<20))
 	case "pypool":
-		c = must(startPool(ctx, python, sourceDir(), 1, 0))
+		c = must(startPool(ctx, python, sourceDir(), max(workers, 1), 0))
 	case "pypool-pipes", "pypool pipes":
 		c = must(startPoolPipes(ctx, python, sourceDir()))
 	case "pypool-pipes-callbytes":
@@ -68,6 +85,12 @@ func profileCalls(ctx context.Context, python, contenderName, payload string, ca
 		must(0, pprof.StartCPUProfile(f))
 		defer f.Close()
 	}
+	if traceFile != "" {
+		f := must(os.Create(traceFile))
+		must(0, trace.Start(f))
+		defer f.Close()
+		defer trace.Stop()
+	}
 	var pids []int
 	if m, ok := c.(measured); ok {
 		pids = m.pythonPids(ctx)
@@ -78,9 +101,21 @@ func profileCalls(ctx context.Context, python, contenderName, payload string, ca
 	faults0 := pageFaults(pids)
 	cpu0 := sampleCPU(pids)
 	start := time.Now()
-	for range calls {
-		must(c.call(ctx, fn, arg))
+	var wg sync.WaitGroup
+	for i := range callers {
+		ci := c
+		if fs, ok := c.(floors); ok {
+			ci = fs.at(i)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range calls/callers + btoi(i < calls%callers) {
+				must(ci.call(ctx, fn, arg))
+			}
+		}()
 	}
+	wg.Wait()
 	wall := time.Since(start)
 	cpu1 := sampleCPU(pids)
 	faults := pageFaults(pids).minus(faults0)
@@ -95,7 +130,42 @@ func profileCalls(ctx context.Context, python, contenderName, payload string, ca
 		must(0, f.Close())
 	}
 	n := float64(calls)
-	fmt.Printf("%s %s, %d calls: %.2f allocs/call, %.0f B/call; Go CPU %.1f µs/call, Python CPU %.0f µs/call (10 ms ticks), wall %.1f µs/call; minor page faults/call Go %.1f, Python %.1f (load average %s)\n",
-		contenderName, payload, calls, float64(after.Mallocs-before.Mallocs)/n, float64(after.TotalAlloc-before.TotalAlloc)/n,
+	fmt.Printf("%s %s, %d calls from %d callers: %.2f allocs/call, %.0f B/call; Go CPU %.1f µs/call, Python CPU %.0f µs/call (10 ms ticks), wall %.1f µs/call; minor page faults/call Go %.1f, Python %.1f (load average %s)\n",
+		contenderName, payload, calls, callers, float64(after.Mallocs-before.Mallocs)/n, float64(after.TotalAlloc-before.TotalAlloc)/n,
 		micros(cpu)/n, micros(cpu1.python-cpu0.python)/n, micros(wall)/n, float64(faults.goSide)/n, float64(faults.python)/n, loadAvg())
+}
+
+// btoi is 1 for true, 0 for false.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// floors are floor processes, one a worker: the callers of a parallel
+// -profile spread over them as the throughput scenario spreads its
+// callers, caller i on floor i % len(fs) (at).
+type floors []*floor
+
+// at is the floor of caller i.
+func (fs floors) at(i int) contender { return fs[i%len(fs)] }
+
+// call is the first floor's call (the sequential -profile's).
+func (fs floors) call(ctx context.Context, fn string, arg []byte) (int, error) {
+	return fs[0].call(ctx, fn, arg)
+}
+
+func (fs floors) pythonPids(context.Context) []int {
+	var pids []int
+	for _, f := range fs {
+		pids = append(pids, f.cmd.Process.Pid)
+	}
+	return pids
+}
+
+func (fs floors) close() {
+	for _, f := range fs {
+		f.close()
+	}
 }

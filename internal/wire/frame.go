@@ -81,7 +81,9 @@ func (f *FrameReader) Buffered() int { return f.r.Buffered() }
 
 // Next returns the body of the next frame. The slice is valid until the
 // next call, unless owned is true (a body above LargeFrame): then the
-// reader dropped it and the caller may keep it. A body larger than the
+// reader dropped it and the caller may keep it. A body that the read of
+// its header brought in whole is not copied: it is a slice of the read
+// buffer. A body larger than the
 // limit is a *SizeError. An error other than a timeout leaves the reader
 // unusable.
 func (f *FrameReader) Next() (body []byte, owned bool, err error) {
@@ -121,6 +123,15 @@ func (f *FrameReader) NextSplit(split Split, key uint64, buf []byte) (body []byt
 			if err != nil || out != nil {
 				return head, false, out, err
 			}
+		} else if f.r.Buffered() >= f.bodyLen {
+			// The whole body came with its header's read: it is returned
+			// where it lies in the read buffer, not copied (valid as
+			// long, until the next call), capped so that an append to it
+			// cannot write over the bytes after it.
+			body, _ = f.r.Peek(f.bodyLen)
+			_, _ = f.r.Discard(f.bodyLen)
+			f.headerN, f.bodyLen = 0, -1
+			return body[:len(body):len(body)], false, nil, nil
 		} else {
 			f.ensureBody()
 		}

@@ -160,3 +160,28 @@ func TestNextSplitTruncated(t *testing.T) {
 		assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "%d bytes", n)
 	}
 }
+
+// TestBufferedBodyIsNotCopied (issue 21): a body that the read of its
+// header brought in whole is returned from the read buffer, with no copy
+// into the reader's own body buffer (which stays unmade: before, every
+// frame was copied into it); it is capped, so that an append to it cannot
+// write over the next frame.
+func TestBufferedBodyIsNotCopied(t *testing.T) {
+	first, second := bytes.Repeat([]byte{1}, 1<<10), []byte("the next frame")
+	var stream []byte
+	for _, b := range [][]byte{first, second} {
+		stream = append(append(stream, frameHeader(b)...), b...)
+	}
+	fr := NewFrameReader(bytes.NewReader(stream), 1<<20)
+	got, owned, err := fr.Next()
+	require.NoError(t, err)
+	assert.False(t, owned)
+	assert.Equal(t, first, got)
+	assert.True(t, fr.body == nil, "the body was copied into the reader's body buffer")
+	assert.Equal(t, len(got), cap(got))
+	_ = append(got, "overwrite"...)
+	got, _, err = fr.Next()
+	require.NoError(t, err)
+	assert.Equal(t, second, got)
+	assert.True(t, fr.body == nil, "the body was copied into the reader's body buffer")
+}
