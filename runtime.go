@@ -32,21 +32,18 @@ const bootstrap = "import sys\n" +
 	"sys.path[:]=[p for p in sys.path if p]\n" +
 	"sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])"
 
-// runtimeTree is the embedded runtime as files to install, read once.
+// runtimeTree is the embedded runtime as files to install, hashed once and
+// read in place (install.FromEmbed).
 var runtimeTree = sync.OnceValues(func() (*install.Tree, error) {
 	names, err := fs.Glob(runtimeFiles, "python/pypool_runtime/*.py")
 	if err != nil {
 		return nil, err
 	}
-	files := make(map[string][]byte, len(names))
+	files := make(map[string]string, len(names))
 	for _, name := range names {
-		data, err := runtimeFiles.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		files["pypool_runtime/"+path.Base(name)] = data
+		files["pypool_runtime/"+path.Base(name)] = name
 	}
-	return install.NewTree("runtime", files), nil
+	return install.FromEmbed("runtime", runtimeFiles, files)
 })
 
 // runtimeDir returns a directory that holds the pypool_runtime package,
