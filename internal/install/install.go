@@ -239,6 +239,15 @@ func TakeFallback() (Fallback, bool) {
 // Install returns the directory that holds t, under the base chosen for
 // configured (Config.InstallDir), verifying or writing it once per process.
 func Install(configured string, t *Tree) (string, error) {
+	dir, _, err := Check(configured, t)
+	return dir, err
+}
+
+// Check is Install, and also reports whether this call checked the
+// directory (verified or wrote it: the first call of the process for t
+// and this base, or one that found it replaced) rather than using the
+// one the process holds already.
+func Check(configured string, t *Tree) (dir string, checked bool, err error) {
 	installs.Lock()
 	defer installs.Unlock()
 	base, ok := installs.bases[configured]
@@ -246,7 +255,7 @@ func Install(configured string, t *Tree) (string, error) {
 		var err error
 		var fallback *Fallback
 		if base, fallback, err = installBase(configured); err != nil {
-			return "", err
+			return "", false, err
 		}
 		installs.bases[configured] = base
 		installs.fallback = fallback // once: the base is chosen once per process
@@ -254,7 +263,7 @@ func Install(configured string, t *Tree) (string, error) {
 	key := base + "\x00" + t.dirName()
 	if dir, ok := installs.dirs[key]; ok {
 		if sameFile(installs.locks[key], dir) {
-			return dir, nil
+			return dir, false, nil
 		}
 		// Moved away or replaced since (by another process that found it
 		// damaged): verify what is there now.
@@ -263,11 +272,11 @@ func Install(configured string, t *Tree) (string, error) {
 	}
 	dir, lock, err := materialise(base, t)
 	if err != nil {
-		return "", fmt.Errorf("pypool: installing the %s files in %s: %w", t.kind, base, err)
+		return "", false, fmt.Errorf("pypool: installing the %s files in %s: %w", t.kind, base, err)
 	}
 	installs.dirs[key], installs.locks[key] = dir, lock
 	sweep(base, t)
-	return dir, nil
+	return dir, true, nil
 }
 
 // ErrUnsafeDir is returned by Install when the install base could be
