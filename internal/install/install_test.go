@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -311,4 +313,62 @@ func TestVerifyReadsThroughSmallBuffers(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(again, "big.bin"))
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(big, got), "rewritten through the buffer whole")
+}
+
+// concurrentChildEnv makes TestInstallConcurrentProcesses, in the test
+// binary it starts, install testTree and a 1 MiB file in the base it names.
+const concurrentChildEnv = "PYPOOL_TEST_INSTALL_BASE"
+
+// bigTree is a tree with a file larger than the copy buffers.
+func bigTree() *Tree {
+	return NewTree("python", map[string][]byte{
+		"pkg/__init__.py": []byte("X = 1\n"),
+		"pkg/big.bin":     bytes.Repeat([]byte("0123456789abcdef"), 1<<16),
+	})
+}
+
+// TestInstallConcurrentProcesses: processes that start at once on an
+// empty base (and one with a truncated copy of the tree) each get the
+// one verified directory, and leave nothing else behind.
+func TestInstallConcurrentProcesses(t *testing.T) {
+	if base := os.Getenv(concurrentChildEnv); base != "" {
+		dir, err := Install(base, bigTree())
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println(dir)
+		return
+	}
+	for _, damaged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("damaged=%v", damaged), func(t *testing.T) {
+			base, tr := t.TempDir(), bigTree()
+			if damaged {
+				dir := materialiseOnce(t, base, tr)
+				require.NoError(t, os.Truncate(filepath.Join(dir, "pkg/big.bin"), 100))
+			}
+			const processes = 6
+			outs, errs := make([][]byte, processes), make([]error, processes)
+			var wg sync.WaitGroup
+			for i := range processes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cmd := exec.Command(os.Args[0], "-test.run=^TestInstallConcurrentProcesses$")
+					cmd.Env = append(os.Environ(), concurrentChildEnv+"="+base)
+					outs[i], errs[i] = cmd.CombinedOutput()
+				}()
+			}
+			wg.Wait()
+			want := filepath.Join(base, tr.dirName())
+			for i := range processes {
+				require.NoError(t, errs[i], "%s", outs[i])
+				assert.Equal(t, want, strings.SplitN(string(outs[i]), "\n", 2)[0])
+			}
+			require.NoError(t, verifyTree(want, tr))
+			entries, err := os.ReadDir(base)
+			require.NoError(t, err)
+			assert.Len(t, entries, 1, "only the tree: %v", entries)
+		})
+	}
 }
