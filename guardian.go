@@ -63,6 +63,10 @@ var guardianEnv = []string{"PATH=/bin:/usr/bin", "LC_ALL=C"}
 // read its input is of no use and is killed (and restarted).
 const guardianWriteTimeout = time.Second
 
+// guardianForking, when set (by tests, while no pool starts), runs before
+// each guardian's fork: a slow one shows what waits for it.
+var guardianForking func()
+
 // guardian is a pool's guardian: the groups it must own and the process
 // that owns them now. Its methods are safe for concurrent use, and a nil
 // *guardian (a spec built without a pool, in tests) does nothing.
@@ -87,15 +91,69 @@ type guardianProcess struct {
 	status  exitStatus    // how it ended; set before done is closed
 }
 
-// newGuardian returns the guardian of a pool whose workers run spec; it
-// starts no process (start does). The runtime's directory (the second
-// argument) is no longer used: the script is embedded.
-func newGuardian(spec *workerSpec, _ string) *guardian {
+// newGuardian returns the guardian of a pool that logs to logger; it
+// starts no process (start, or startEarly, does).
+func newGuardian(logger *slog.Logger) *guardian {
 	return &guardian{
 		shell:  guardianShell,
-		logger: spec.logger,
+		logger: logger,
 		groups: make(map[int]struct{}),
 	}
+}
+
+// earlyStart is a pool's first guardian start, begun by New before its
+// install check so that the guardian's fork and exec (which Go waits for)
+// run beside that check rather than after it; the pool awaits it before it
+// starts any worker or template, so the guardian exists before a worker's
+// exec (invariant 10).
+type earlyStart struct {
+	g      *guardian
+	done   chan struct{} // closed once start returned
+	err    error         // start's, set before done is closed
+	bound  chan struct{} // closed by await or abandon: the guardian's exit may be handled
+	onExit func(*guardianProcess)
+}
+
+// startEarly begins the guardian's first start in a goroutine. A nil
+// *guardian gives a nil *earlyStart, whose await does nothing.
+func (g *guardian) startEarly() *earlyStart {
+	if g == nil {
+		return nil
+	}
+	s := &earlyStart{g: g, done: make(chan struct{}), bound: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.err = g.start(func(gp *guardianProcess) {
+			<-s.bound // a guardian that exits before its pool exists is handled once the pool does
+			if s.onExit != nil {
+				s.onExit(gp)
+			}
+		})
+	}()
+	return s
+}
+
+// await waits for the start and returns its error; once it returned nil,
+// the guardian's exit goes to onExit (the pool's guardianExited).
+func (s *earlyStart) await(onExit func(*guardianProcess)) error {
+	if s == nil {
+		return nil
+	}
+	<-s.done
+	s.onExit = onExit
+	close(s.bound)
+	return s.err
+}
+
+// abandon ends the guardian of a New that failed before its pool was
+// made: it waits for the start and stops what it started.
+func (s *earlyStart) abandon() {
+	if s == nil {
+		return
+	}
+	<-s.done
+	close(s.bound)
+	s.g.stop(0)
 }
 
 // stripShellComments returns script without its comment lines (a line
@@ -146,6 +204,9 @@ func (g *guardian) start(onExit func(*guardianProcess)) error {
 	// Its own group, so that a terminal's Ctrl-C does not reach it; no
 	// parent-death signal: it must outlive the Go process to do its job.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if guardianForking != nil {
+		guardianForking()
+	}
 	err = cmd.Start()
 	osproc.CloseFiles(inR, errW)
 	if err != nil {

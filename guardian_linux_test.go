@@ -4,12 +4,16 @@ package pypool
 // does not exist on linux/arm64, Dup3 not on macOS).
 
 import (
+	"context"
 	"errors"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -84,4 +88,105 @@ func fcntlGetfd(fd int) (uintptr, error) {
 		return 0, errno
 	}
 	return v, nil
+}
+
+// guardianAtImport is a module that, as it is imported (a worker's start,
+// before its handshake), lists the live guardians of the Go process that
+// HOST_PID names, from /proc.
+const guardianAtImport = `import os
+
+def _guardians(host):
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                stat = f.read()
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[1]) == host and cmdline.endswith(b"\0pypool-guardian\0"):
+            found.append(int(name))
+    return found
+
+AT_IMPORT = _guardians(int(os.environ["HOST_PID"]))
+
+def at_import():
+    return AT_IMPORT
+`
+
+// TestGuardianRunsBeforeTheWorkersStart: New starts the guardian beside its
+// install check, and waits for it before any worker starts: the pool's
+// guardian is running when the worker imports the module (invariant 10: a
+// module that starts a process at import is covered should the host die
+// then), on both start methods, even when the guardian's fork comes 1 s
+// late (without that wait, the worker found none).
+func TestGuardianRunsBeforeTheWorkersStart(t *testing.T) {
+	guardianForking = func() { time.Sleep(time.Second) }
+	t.Cleanup(func() { guardianForking = nil })
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "guardian_at_import.py"), []byte(guardianAtImport), 0o644))
+	for _, method := range []StartMethod{StartExec, StartForkServer} {
+		t.Run(method.String(), func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Module, cfg.PythonPath, cfg.StartMethod = "guardian_at_import", []string{dir}, method
+			cfg.Env = []string{"HOST_PID=" + strconv.Itoa(os.Getpid())}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			pool, err := New(ctx, cfg)
+			require.NoError(t, err)
+			defer pool.Close(ctx)
+			found, err := CallAs[[]int](ctx, pool, "at_import")
+			require.NoError(t, err)
+			pool.spec.guard.mu.Lock()
+			guardian := pool.spec.guard.proc.pid
+			pool.spec.guard.mu.Unlock()
+			require.Contains(t, found, guardian, "the pool's guardian runs when the worker imports the module")
+		})
+	}
+}
+
+// guardianRecords keeps the pids of the "guardian started" records.
+type guardianRecords struct {
+	mu   sync.Mutex
+	pids []int
+}
+
+func (h *guardianRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (h *guardianRecords) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *guardianRecords) WithGroup(string) slog.Handler            { return h }
+func (h *guardianRecords) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != msgGuardianStarted {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "guardian" {
+			h.mu.Lock()
+			h.pids = append(h.pids, int(a.Value.Int64()))
+			h.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+// TestFailedNewLeavesNoGuardian: a New that fails after it began its
+// guardian's start (here: no such interpreter, found after the install
+// check) stops and reaps that guardian before it returns.
+func TestFailedNewLeavesNoGuardian(t *testing.T) {
+	records := &guardianRecords{}
+	cfg := testConfig(t)
+	cfg.Python = "/nonexistent/python3"
+	cfg.Logger = slog.New(records)
+	_, err := New(context.Background(), cfg)
+	require.ErrorIs(t, err, ErrWorkerStart)
+	records.mu.Lock()
+	defer records.mu.Unlock()
+	require.Len(t, records.pids, 1, "New started its guardian beside the install check")
+	pid := records.pids[0]
+	_, err = os.Stat(filepath.Join("/proc", strconv.Itoa(pid)))
+	require.True(t, errors.Is(err, fs.ErrNotExist), "guardian %d is gone, reaped (not a zombie): %v", pid, err)
 }

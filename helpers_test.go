@@ -303,7 +303,7 @@ func fakePoolConfig(t *testing.T, cfg Config, hello string, size int) (*Pool, er
 	script, err := filepath.Abs("testdata/fakeworker.py")
 	require.NoError(t, err)
 	spec.args = []string{"-E", script}
-	pool, err := newPool(testCtx(t), cfg, spec)
+	pool, err := newPool(testCtx(t), cfg, spec, nil)
 	if err == nil {
 		t.Cleanup(func() { require.NoError(t, pool.Close(testCtx(t))) })
 	}

@@ -95,7 +95,24 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := runtimeDir(cfg.InstallDir)
+	// The guardian needs nothing of what follows: its start (a fork and an
+	// exec that Go waits for) runs beside the install check; newPool waits
+	// for it before any worker starts.
+	guard := newGuardian(cfg.Logger)
+	early := guard.startEarly()
+	spec, err := cfg.newSpec()
+	if err != nil {
+		early.abandon()
+		return nil, err
+	}
+	spec.guard = guard
+	return newPool(ctx, cfg, spec, early)
+}
+
+// newSpec installs the runtime and Config.PythonFS, finds the interpreter
+// and returns what a worker start runs (without its guardian).
+func (cfg Config) newSpec() (*workerSpec, error) {
+	dir, err := runtimeDir(cfg.InstallDir, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -113,17 +130,13 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 			return nil, err
 		}
 	}
-	spec, err := cfg.spec(python, dir, codeDir)
-	if err != nil {
-		return nil, err
-	}
-	spec.guard = newGuardian(spec, dir)
-	return newPool(ctx, cfg, spec)
+	return cfg.spec(python, dir, codeDir)
 }
 
-// newPool starts a pool whose workers run spec: its guardian, its fork
-// server if configured, and its first workers.
-func newPool(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
+// newPool starts a pool whose workers run spec: its guardian (whose start
+// New began: early; nil to start it here), its fork server if configured,
+// and its first workers.
+func newPool(ctx context.Context, cfg Config, spec *workerSpec, early *earlyStart) (*Pool, error) {
 	p := &Pool{
 		cfg:       cfg,
 		spec:      spec,
@@ -138,7 +151,10 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec) (*Pool, error) {
 	}
 	p.lifetime, p.endLife = context.WithCancel(context.Background())
 	p.spec.onBroken = p.processBroken
-	if err := p.spec.guard.start(p.guardianExited); err != nil {
+	if early == nil {
+		early = p.spec.guard.startEarly()
+	}
+	if err := early.await(p.guardianExited); err != nil {
 		p.endLife()
 		return nil, fmt.Errorf("%w: %w", ErrWorkerStart, err)
 	}

@@ -7,11 +7,13 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os/exec"
 	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pypool/pypool/internal/install"
 )
@@ -32,34 +34,45 @@ const bootstrap = "import sys\n" +
 	"sys.path[:]=[p for p in sys.path if p]\n" +
 	"sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])"
 
-// runtimeTree is the embedded runtime as files to install, read once.
-var runtimeTree = sync.OnceValues(func() (*install.Tree, error) {
+// runtimeTree is the embedded runtime as files to install, hashed once and
+// read in place (install.FromEmbed).
+var runtimeTree = sync.OnceValues(loadRuntimeTree)
+
+// loadRuntimeTree names the embedded runtime's files and hashes them.
+func loadRuntimeTree() (*install.Tree, error) {
 	names, err := fs.Glob(runtimeFiles, "python/pypool_runtime/*.py")
 	if err != nil {
 		return nil, err
 	}
-	files := make(map[string][]byte, len(names))
+	files := make(map[string]string, len(names))
 	for _, name := range names {
-		data, err := runtimeFiles.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		files["pypool_runtime/"+path.Base(name)] = data
+		files["pypool_runtime/"+path.Base(name)] = name
 	}
-	return install.NewTree("runtime", files), nil
-})
+	return install.FromEmbed("runtime", runtimeFiles, files)
+}
 
 // runtimeDir returns a directory that holds the pypool_runtime package,
 // exactly as embedded, under the install base chosen for installDir
 // (Config.InstallDir): see internal/install for how it is verified, written and
-// cleaned up.
-func runtimeDir(installDir string) (string, error) {
+// cleaned up. The first call of a process for a base checks the directory,
+// and logs to log how long that took (msgRuntimeInstalled).
+func runtimeDir(installDir string, log *slog.Logger) (string, error) {
+	begun := time.Now()
 	t, err := runtimeTree()
 	if err != nil {
 		return "", err
 	}
-	return install.Install(installDir, t)
+	dir, checked, err := install.Check(installDir, t)
+	if checked && log != nil {
+		log.Debug(msgRuntimeInstalled, "runtime", dir, "took", time.Since(begun).Round(time.Microsecond))
+	}
+	return dir, err
 }
+
+// msgRuntimeInstalled is the Debug record of a runtime directory checked
+// (verified, or written) by this process: once per process and install
+// directory, in its first New.
+const msgRuntimeInstalled = "pypool: runtime installed"
 
 // exitUnsupportedPython is the exit status of the bootstrap on a Python
 // older than 3.8, which cannot even parse the runtime.

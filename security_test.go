@@ -503,7 +503,7 @@ func TestCredentialUnreadableRuntime(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to configure a Credential")
 	}
-	dir, err := runtimeDir("")
+	dir, err := runtimeDir("", nil)
 	require.NoError(t, err)
 	nobody := &Credential{UID: 65534, GID: 65534}
 	if checkAccess(dir, nobody, "", 5) == nil {

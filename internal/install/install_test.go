@@ -1,11 +1,20 @@
 package install
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -216,4 +225,150 @@ func TestInstallConcurrentWriters(t *testing.T) {
 	entries, err := os.ReadDir(base)
 	require.NoError(t, err)
 	assert.Len(t, entries, 1, "only the tree: %v", entries)
+}
+
+// embeddedFiles is a small tree held as the runtime is: an embed.FS.
+//
+//go:embed all:testdata/embedded
+var embeddedFiles embed.FS
+
+// oldDirName is a tree's directory name as pypool computed it from copies
+// of its files until FromEmbed: the SHA-256 of each name, length and
+// content, in name order.
+func oldDirName(kind string, files map[string][]byte) string {
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, name := range names {
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(files[name]))
+		h.Write(files[name])
+	}
+	return kind + "-" + hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// TestFromEmbedReadsInPlace: a tree of an embed.FS (FromEmbed, and FromFS
+// given one, with a root) has the name its copies had (the directories
+// that earlier versions wrote are used, not rewritten), installs and
+// verifies, and a damaged copy of it is still seen and rewritten.
+func TestFromEmbedReadsInPlace(t *testing.T) {
+	copies := map[string][]byte{}
+	paths := map[string]string{}
+	for _, name := range []string{"pkg/__init__.py", "pkg/data.txt"} {
+		data, err := embeddedFiles.ReadFile("testdata/embedded/" + name)
+		require.NoError(t, err)
+		copies[name], paths[name] = data, "testdata/embedded/"+name
+	}
+	tr, err := FromEmbed("python", embeddedFiles, paths)
+	require.NoError(t, err)
+	assert.Equal(t, oldDirName("python", copies), tr.dirName())
+	assert.Equal(t, NewTree("python", copies).dirName(), tr.dirName())
+	viaFS, err := FromFS("python", embeddedFiles, "testdata/embedded")
+	require.NoError(t, err)
+	assert.Equal(t, tr.dirName(), viaFS.dirName())
+
+	base := t.TempDir()
+	dir := materialiseOnce(t, base, viaFS)
+	require.NoError(t, verifyTree(dir, tr))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pkg/__init__.py"), []byte("X = 2\n"), 0o644))
+	require.ErrorContains(t, verifyTree(dir, tr), "differs from the copy in the Go binary")
+	again := materialiseOnce(t, base, tr)
+	require.NoError(t, verifyTree(again, tr), "rewritten")
+	got, err := os.ReadFile(filepath.Join(again, "pkg/__init__.py"))
+	require.NoError(t, err)
+	assert.Equal(t, "X = 1\n", string(got))
+}
+
+// bytesAllocated is how many bytes of heap f allocates.
+func bytesAllocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestVerifyReadsThroughSmallBuffers: checking an installed tree reads its
+// files through two 32 KiB buffers, whatever their size (before, it read
+// each file whole, as large as the tree: in a fresh process every 4 KiB of
+// it a page fault); a byte changed past the first buffer is still seen.
+func TestVerifyReadsThroughSmallBuffers(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	tr := NewTree("python", map[string][]byte{"big.bin": big, "pkg/__init__.py": []byte("X = 1\n")})
+	base := t.TempDir()
+	dir := materialiseOnce(t, base, tr)
+	var err error
+	allocated := bytesAllocated(func() { err = verifyTree(dir, tr) })
+	require.NoError(t, err)
+	t.Logf("verifying a 1 MiB tree allocated %d bytes", allocated)
+	assert.Less(t, allocated, uint64(len(big)/8), "bytes allocated to verify a 1 MiB tree")
+
+	changed := bytes.Clone(big)
+	changed[3*copyBuffer+5] ^= 1
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "big.bin"), changed, 0o644))
+	require.ErrorContains(t, verifyTree(dir, tr), "big.bin differs from the copy in the Go binary")
+	again := materialiseOnce(t, base, tr)
+	got, err := os.ReadFile(filepath.Join(again, "big.bin"))
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(big, got), "rewritten through the buffer whole")
+}
+
+// concurrentChildEnv makes TestInstallConcurrentProcesses, in the test
+// binary it starts, install testTree and a 1 MiB file in the base it names.
+const concurrentChildEnv = "PYPOOL_TEST_INSTALL_BASE"
+
+// bigTree is a tree with a file larger than the copy buffers.
+func bigTree() *Tree {
+	return NewTree("python", map[string][]byte{
+		"pkg/__init__.py": []byte("X = 1\n"),
+		"pkg/big.bin":     bytes.Repeat([]byte("0123456789abcdef"), 1<<16),
+	})
+}
+
+// TestInstallConcurrentProcesses: processes that start at once on an
+// empty base (and one with a truncated copy of the tree) each get the
+// one verified directory, and leave nothing else behind.
+func TestInstallConcurrentProcesses(t *testing.T) {
+	if base := os.Getenv(concurrentChildEnv); base != "" {
+		dir, err := Install(base, bigTree())
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println(dir)
+		return
+	}
+	for _, damaged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("damaged=%v", damaged), func(t *testing.T) {
+			base, tr := t.TempDir(), bigTree()
+			if damaged {
+				dir := materialiseOnce(t, base, tr)
+				require.NoError(t, os.Truncate(filepath.Join(dir, "pkg/big.bin"), 100))
+			}
+			const processes = 6
+			outs, errs := make([][]byte, processes), make([]error, processes)
+			var wg sync.WaitGroup
+			for i := range processes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cmd := exec.Command(os.Args[0], "-test.run=^TestInstallConcurrentProcesses$")
+					cmd.Env = append(os.Environ(), concurrentChildEnv+"="+base)
+					outs[i], errs[i] = cmd.CombinedOutput()
+				}()
+			}
+			wg.Wait()
+			want := filepath.Join(base, tr.dirName())
+			for i := range processes {
+				require.NoError(t, errs[i], "%s", outs[i])
+				assert.Equal(t, want, strings.SplitN(string(outs[i]), "\n", 2)[0])
+			}
+			require.NoError(t, verifyTree(want, tr))
+			entries, err := os.ReadDir(base)
+			require.NoError(t, err)
+			assert.Len(t, entries, 1, "only the tree: %v", entries)
+		})
+	}
 }
