@@ -80,6 +80,7 @@ func newTestPool(t testing.TB, cfg Config) *Pool {
 		defer cancel()
 		require.NoError(t, pool.Close(ctx))
 	})
+	settleHandover(t, pool)
 	return pool
 }
 
@@ -1035,4 +1036,45 @@ func sharedMemoryInUse(t *testing.T) (files, mappings int) {
 		}
 	}
 	return files, mappings
+}
+
+// settleHandover brings a pool of the fork server with Size 1 to its
+// steady state before a test uses it: its first worker, started by exec
+// beside the template (the stand-in), is handed over to a forked worker
+// once the template runs, as its first check-in would, and the pool is
+// awaited at rest. Tests written against a pool whose workers are all
+// forked (most of them predate the stand-in) get one; the stand-in itself
+// is tested on pools made with New (forkserver_test.go). A template that
+// could not start leaves the stand-in serving.
+func settleHandover(t testing.TB, pool *Pool) {
+	t.Helper()
+	if !pool.standInFirst {
+		return
+	}
+	ctx := testCtx(t)
+	for {
+		fs := pool.forks.Load()
+		if fs != nil && fs.ready() {
+			break
+		}
+		if fs == nil && !pool.forkPending.Load() {
+			return // it fell back to exec: the stand-in serves on
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the fork server neither started nor failed: %+v", pool.Stats())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	pool.mu.Lock()
+	for _, pw := range pool.idle.all() {
+		if why := pool.recycleReason(pw); why.cause == causeHandover {
+			pool.recycleLocked(pw, why)
+		}
+	}
+	pool.reconcileLocked()
+	pool.mu.Unlock()
+	awaitPool(t, pool, "the stand-in handed over", func(s Stats) bool {
+		return s.Starting == 0 && s.Stopping == 0 && s.Waiting == 0 && s.Idle == s.Workers
+	})
 }
