@@ -4,7 +4,8 @@ package pypool
 //   - pools: testConfig, newTestPool and testStartMethod (the -pypool.start
 //     flag), testCtx, awaitPool (Pool.awaitChange), workerPids, atRest,
 //     Pool.holdsAny, holdWorkers, heldStarts (worker starts held in flight),
-//     watchInvariants, assertGone;
+//     watchInvariants, assertGone, settleHandover (newTestPool's, for the
+//     fork server's first worker);
 //   - fixtures: fakePool (testdata/fakeworker.py), forkConfig and
 //     awaitForkServer, streamConfig and collect, interpreters and
 //     interpreterPool, writeScript, testmodLine; the data pools of

@@ -86,11 +86,12 @@ type Stats struct {
 	Restarts       uint64 // workers started after New: StartsCrash + StartsRecycle + StartsOverflow + StartsResize + StartsReload
 	StartFailures  uint64 // worker starts that failed, fatal or transient (the interpreter, the module's import, the handshake, no descriptors, processes or memory)
 	// StartsHandover counts the forked workers that took the place of the
-	// fork server's first worker (StopsHandover): with Config.StartForkServer
-	// and Size 1, New starts its worker by exec beside the template, and
-	// hands it over to a forked one at its first check-in once the template
-	// runs (docs/forkserver.md). Not in Restarts: it replaces no lost or
-	// recycled worker, and happens once per pool at most.
+	// fork server's first worker (StopsHandover): with StartForkServer and
+	// Size 1, New starts its worker by exec beside the template (and so
+	// any worker started before the template runs), and hands it over to a
+	// forked one at its first check-in once the template runs
+	// (docs/forkserver.md). Not in Restarts: it replaces no lost or
+	// recycled worker.
 	StartsHandover uint64
 
 	// Worker ends by cause (counters): a crash, or a stop the pool decided

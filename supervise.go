@@ -690,9 +690,9 @@ func (p *Pool) startForkServer(context.Context) {
 	}()
 }
 
-// The log record of a handover (Debug), instead of the stand-in's
-// "worker stopped": the fork server's first worker, started by exec, has
-// exited so that a forked worker takes its place.
+// msgHandedOver is the log record of a handover (Debug), instead of the
+// stand-in's "worker stopped": the fork server's first worker, started by
+// exec, has exited so that a forked worker takes its place.
 const msgHandedOver = "pypool: first worker handed over to the fork server"
 
 // handOverCause begins the stop cause of a stand-in handed over.
