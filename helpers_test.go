@@ -913,10 +913,16 @@ func isGuardian(pid int) bool {
 // isForkServerTemplate reports whether pid is a template of this process (a
 // child with the fork server's command line that serves: it catches SIGCHLD,
 // which the workers it forks do not). An orphaned forked worker is a child
-// of this process too, with the same command line.
+// of this process too, with the same command line. A template still
+// starting (beside the pool's first worker, started by exec) does not catch
+// SIGCHLD before its main function runs: until then its fd 3 is its
+// control socket, where a worker has its log stream, a pipe.
 func isForkServerTemplate(pid int) bool {
 	if !isForkServerProcess(pid) || parentPid(pid) != os.Getpid() {
 		return false
+	}
+	if fd3, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "fd", "3")); err == nil && strings.HasPrefix(fd3, "socket:") {
+		return true
 	}
 	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
