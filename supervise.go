@@ -158,6 +158,9 @@ func (p *Pool) started(o startOrder, proc *process, err error, begun time.Time) 
 		p.startFailedLocked(o.startedFor, err, begun)
 		p.reconcileLocked() // try again, after the backoff
 	}
+	if o.report != nil && o.standIn {
+		p.standInStartedLocked(err)
+	}
 	if o.report != nil {
 		o.report <- err
 	}
@@ -656,9 +659,9 @@ func (e *fatalStart) Unwrap() error { return e.err }
 // startForkServer sets up the pool's template for New.
 //
 // With Size 1, New's worker is the stand-in: it is started by exec, and the
-// template is started beside it (begin), in a goroutine of the pool on its
-// lifetime, so that New and the first call wait for one interpreter's
-// start, not for the template's and then a fork. At the stand-in's first
+// template right after it (standInStartedLocked, begin), in a goroutine of
+// the pool on its lifetime, so that New and the first call wait for one
+// interpreter's start, not for the template's and then a fork. At the stand-in's first
 // check-in once the template runs, it is handed over (recycleReason,
 // handOverLocked): stopped as a recycled worker is, and replaced by a
 // forked worker, so that every worker shares the template's memory from
@@ -679,10 +682,30 @@ func (p *Pool) startForkServer(context.Context) {
 		p.forks.Store(fs)
 		return
 	}
-	// The template becomes the pool's once it runs (forkServerSettled):
-	// until then, starts are by exec (stand-ins all).
+	// The template is started once the stand-in has started (standInStartedLocked)
+	// and becomes the pool's once it runs (forkServerSettled): until then,
+	// starts are by exec (stand-ins all).
 	p.standInFirst = true
+	p.pendingFork = fs
 	p.forkPending.Store(true)
+}
+
+// standInStartedLocked starts the template of New's stand-in, now that the
+// stand-in has started (err nil), in a goroutine of the pool on its
+// lifetime. Not at once beside it: on a machine without a free CPU for
+// each, the two starts took turns, and the stand-in was as late as the
+// template's fork (bench/README.md). If the stand-in failed, New fails,
+// and no template is started.
+func (p *Pool) standInStartedLocked(err error) {
+	fs := p.pendingFork
+	if fs == nil {
+		return
+	}
+	p.pendingFork = nil
+	if err != nil {
+		p.forkPending.Store(false)
+		return
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
