@@ -54,7 +54,7 @@ const (
 	// the runtime, Module and Config.Preload once; each worker is then
 	// forked from it, ready in about a millisecond and sharing the
 	// template's memory until it writes to it. With Size 1, New's worker
-	// is started by exec beside the template, so that New waits for one
+	// is started by exec before the template, so that New waits for one
 	// interpreter's start only, and is replaced by a forked one at its
 	// first check-in once the template runs. Linux only (5.3 or newer,
 	// Python 3.9 or newer); elsewhere, and when the template cannot start,

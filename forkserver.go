@@ -376,7 +376,7 @@ func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, er
 
 // begin starts a template made by newForkServer without a first worker,
 // unless a fork request started it already (then it waits for that start):
-// the pool's first worker is then started by exec beside it
+// the pool's first worker is then started by exec before it
 // (Pool.startForkServer). settled is told how the start went.
 func (fs *forkServer) begin(ctx context.Context) {
 	fs.mu.Lock()

@@ -3,7 +3,7 @@
 package pypool
 
 // The fork server's first worker with Size 1 (issue 21): started by exec
-// beside the template (the stand-in), handed over to a forked worker at its
+// before the template (the stand-in), handed over to a forked worker at its
 // first check-in once the template runs. These pools are made with New, not
 // newTestPool, which hands the stand-in over before a test begins.
 

@@ -1047,7 +1047,7 @@ func sharedMemoryInUse(t *testing.T) (files, mappings int) {
 
 // settleHandover brings a pool of the fork server with Size 1 to its
 // steady state before a test uses it: its first worker, started by exec
-// beside the template (the stand-in), is handed over to a forked worker
+// before the template (the stand-in), is handed over to a forked worker
 // once the template runs, as its first check-in would, and the pool is
 // awaited at rest. Tests written against a pool whose workers are all
 // forked (most of them predate the stand-in) get one; the stand-in itself

@@ -87,7 +87,7 @@ type Stats struct {
 	StartFailures  uint64 // worker starts that failed, fatal or transient (the interpreter, the module's import, the handshake, no descriptors, processes or memory)
 	// StartsHandover counts the forked workers that took the place of the
 	// fork server's first worker (StopsHandover): with StartForkServer and
-	// Size 1, New starts its worker by exec beside the template (and so
+	// Size 1, New starts its worker by exec before the template (and so
 	// any worker started before the template runs), and hands it over to a
 	// forked one at its first check-in once the template runs
 	// (docs/forkserver.md). Not in Restarts: it replaces no lost or

@@ -52,7 +52,7 @@ func (p *Pool) reconcileLocked() {
 // startOrder is one worker start the supervisor decided: why, for whom,
 // what bounds it and, for New's first workers, where its result goes.
 type startOrder struct {
-	standIn    bool // the fork server's first worker: started by exec beside the template (startForkServer)
+	standIn    bool // the fork server's first worker: started by exec before the template (startForkServer)
 	why        cause
 	startedFor *waiter         // the waiter it is for; nil: for the pool
 	ctx        context.Context // bounds the start: the pool's lifetime, or New's ctx
@@ -763,7 +763,7 @@ func (p *Pool) handOnLocked(o startOrder, pw *pooledWorker) {
 // forkServerSettled is told how the start of New's template went (on the
 // goroutine of the first worker's start, with the template's mu held).
 //
-// A template started beside New's stand-in (startForkServer) becomes the
+// A template started after New's stand-in (startForkServer) becomes the
 // pool's here. Close ending its start is not a failure to report.
 func (p *Pool) forkServerSettled(fs *forkServer, err error) {
 	defer p.forkPending.Store(false)
