@@ -107,9 +107,12 @@ func (p *Pool) sharedRoomLocked(fn string) *pooledWorker {
 // (recycleReason: a reload's newer generation, or a limit such as
 // Config.MaxWorkerLifetime): it takes no more async calls, so that those in
 // flight end and it is checked in. Without it a worker whose async calls
-// never all end at once was never retired, and Reload never ended.
+// never all end at once was never retired, and Reload never ended. The
+// fork server's stand-in is not retiring: it is handed over whenever it is
+// checked in, which nothing waits for.
 func (p *Pool) retiringLocked(pw *pooledWorker) bool {
-	return p.recycleReason(pw).cause != causeNone
+	why := p.recycleReason(pw).cause
+	return why != causeNone && why != causeHandover
 }
 
 // takePlaceLocked counts one more call in flight on pw.

@@ -53,7 +53,10 @@ const (
 	// StartForkServer starts one template process per pool that imports
 	// the runtime, Module and Config.Preload once; each worker is then
 	// forked from it, ready in about a millisecond and sharing the
-	// template's memory until it writes to it. Linux only (5.3 or newer,
+	// template's memory until it writes to it. With Size 1, New's worker
+	// is started by exec before the template, so that New waits for one
+	// interpreter's start only, and is replaced by a forked one at its
+	// first check-in once the template runs. Linux only (5.3 or newer,
 	// Python 3.9 or newer); elsewhere, and when the template cannot start,
 	// the pool logs why and uses StartExec. See docs/forkserver.md for what a
 	// module must not do at import time.

@@ -13,7 +13,9 @@ import (
 // ExampleStartMethod starts the workers from a fork server: one template
 // process imports the module (and Config.Preload) once, and every worker,
 // the first ones as well as replacements and overflow workers, is forked
-// from it, ready in about a millisecond whatever the module's import costs.
+// from it, ready in about a millisecond whatever the module's import costs
+// (with Size 1, New's worker is started by exec before the template, and
+// replaced by a forked one after its first call).
 // Outside Linux the pool logs why and starts each worker as its own python3.
 func ExampleStartMethod() {
 	ctx := context.Background()

@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,6 +91,7 @@ type forkServer struct {
 	// by mu.
 	unstarted bool
 	failed    bool
+	up        atomic.Bool    // it started and sent its HELLO: read without mu (ready)
 	replies   chan forkReply // the template's answers to requests, in order
 	done      chan struct{}  // closed once the template exited and was reaped
 	status    exitStatus     // how it ended; set before done is closed
@@ -220,6 +222,7 @@ func (fs *forkServer) start(ctx context.Context, first []*os.File) error {
 		_ = execProcess{cmd: cmd, guard: fs.guard}.wait()
 		return err
 	}
+	fs.up.Store(true)
 	go fs.watch(fs.onExit)
 	return nil
 }
@@ -371,6 +374,32 @@ func (fs *forkServer) fork(ctx context.Context, child []*os.File) (osProcess, er
 	return fs.await(ctx, child)
 }
 
+// begin starts a template made by newForkServer without a first worker,
+// unless a fork request started it already (then it waits for that start):
+// the pool's first worker is then started by exec before it
+// (Pool.startForkServer). settled is told how the start went.
+func (fs *forkServer) begin(ctx context.Context) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if !fs.unstarted {
+		return
+	}
+	fs.unstarted = false
+	err := fs.start(ctx, nil)
+	if fs.settled != nil {
+		fs.settled(fs, err)
+	}
+	if err != nil {
+		fs.failed = true
+	}
+}
+
+// ready reports whether the template runs and forks: it started, and has
+// neither exited nor been killed after a lost request. It never blocks.
+func (fs *forkServer) ready() bool {
+	return fs.up.Load() && !fs.exited()
+}
+
 // launch starts a template made by newForkServer, with child, the first
 // worker's descriptors, and waits for the template's answer for it, with
 // fs.mu held. If the template fails to start, no later request is sent to
@@ -429,6 +458,7 @@ func (fs *forkServer) await(ctx context.Context, child []*os.File) (osProcess, e
 // to exit.
 func (fs *forkServer) abandon(child []*os.File) error {
 	fs.lost = true
+	fs.up.Store(false)
 	fs.kill()
 	if n, err := osproc.KillHolders(child, orphanWait); err != nil || n > 0 {
 		fs.logger.Warn(msgForkOrphanKilled, "forkserver", fs.pid, "killed", n, "error", err)

@@ -43,6 +43,18 @@ func (fs *forkServer) fork(context.Context, []*os.File) (osProcess, error) {
 }
 func (*forkServer) stop(time.Duration) {}
 
+// begin tells settled that the template cannot start.
+func (fs *forkServer) begin(context.Context) {
+	fs.once.Do(func() {
+		if fs.settled != nil {
+			fs.settled(fs, errForkServerUnsupported)
+		}
+	})
+}
+
+// ready is false: a template never runs outside Linux.
+func (*forkServer) ready() bool { return false }
+
 // orphaned is false: there are no forked workers outside Linux.
 func orphaned(osProcess) bool { return false }
 

@@ -247,30 +247,37 @@ func TestForkServerUnderLowOpenFilesLimit(t *testing.T) {
 	}
 }
 
-// TestForkServerFirstWorkerNeedsNoRequest (issue 21): New's first worker
-// does not wait for the template's start and then for a fork request: the
-// template is started with that worker's descriptors and forks it as soon
-// as it has imported the module. Its template drops every fork request
-// here (pypool_forkmute), so the first worker is forked by it only if no
-// request was needed (before: the request went unanswered, the template
-// was killed after forkTimeout and the worker started by exec).
+// TestForkServerFirstWorkerNeedsNoRequest (issue 21): a template started
+// by a worker's start (newForkServer: New's first worker when Size is more
+// than 1) is given that worker's descriptors and forks it as soon as it
+// has imported the module, without a fork request. Its template drops
+// every fork request here (pypool_forkmute), so the worker is forked by it
+// only if no request was needed (before: the request went unanswered, the
+// template was killed after forkTimeout and the worker started by exec).
+// The pool (of the default method) only lends its spec.
 func TestForkServerFirstWorkerNeedsNoRequest(t *testing.T) {
 	saved := forkTimeout
 	forkTimeout = 300 * time.Millisecond // an unanswered request is given up on soon
 	t.Cleanup(func() { forkTimeout = saved })
-	cfg := forkConfig(t)
-	cfg.Size = 1
+	cfg := testConfig(t)
+	cfg.StartMethod = StartExec
 	cfg.Preload = []string{"pypool_forkmute"}
 	logs := newLogRecorder()
 	cfg.Logger = slogNew(logs)
-	pool := newTestPool(t, cfg)
-	fs := pool.forks.Load()
-	require.NotNil(t, fs, "the template started")
-	pid := workerPids(pool)[0]
-	require.Equal(t, fs.pid, parentPid(pid), "the first worker was forked by the template")
-	got, err := pool.Call(testCtx(t), "duplicate_text", "first")
+	pool, err := New(testCtx(t), cfg)
 	require.NoError(t, err)
-	require.Equal(t, "firstfirst", got)
-	require.Empty(t, logs.matching(msgForkServerStuck), "a fork request was sent for the first worker")
-	require.Same(t, fs, pool.forks.Load(), "the template was not replaced")
+	t.Cleanup(func() { require.NoError(t, pool.Close(testCtx(t))) })
+	pool.spec.logger = cfg.Logger
+
+	fs := newForkServer(pool.spec, func(*forkServer) {})
+	proc, err := startProcess(testCtx(t), pool.spec, fs, func(*process) {})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		proc.kill()
+		<-proc.exited
+		fs.stop(time.Second)
+	})
+	require.True(t, fs.ready(), "the template started")
+	require.Equal(t, fs.pid, parentPid(proc.pid), "the worker was forked by the template")
+	require.Empty(t, logs.matching(msgForkServerStuck), "a fork request was sent for the worker")
 }

@@ -4,7 +4,8 @@ package pypool
 //   - pools: testConfig, newTestPool and testStartMethod (the -pypool.start
 //     flag), testCtx, awaitPool (Pool.awaitChange), workerPids, atRest,
 //     Pool.holdsAny, holdWorkers, heldStarts (worker starts held in flight),
-//     watchInvariants, assertGone;
+//     watchInvariants, assertGone, settleHandover (newTestPool's, for the
+//     fork server's first worker);
 //   - fixtures: fakePool (testdata/fakeworker.py), forkConfig and
 //     awaitForkServer, streamConfig and collect, interpreters and
 //     interpreterPool, writeScript, testmodLine; the data pools of
@@ -80,6 +81,7 @@ func newTestPool(t testing.TB, cfg Config) *Pool {
 		defer cancel()
 		require.NoError(t, pool.Close(ctx))
 	})
+	settleHandover(t, pool)
 	return pool
 }
 
@@ -926,10 +928,16 @@ func isGuardian(pid int) bool {
 // isForkServerTemplate reports whether pid is a template of this process (a
 // child with the fork server's command line that serves: it catches SIGCHLD,
 // which the workers it forks do not). An orphaned forked worker is a child
-// of this process too, with the same command line.
+// of this process too, with the same command line. A template still
+// starting (beside the pool's first worker, started by exec) does not catch
+// SIGCHLD before its main function runs: until then its fd 3 is its
+// control socket, where a worker has its log stream, a pipe.
 func isForkServerTemplate(pid int) bool {
 	if !isForkServerProcess(pid) || parentPid(pid) != os.Getpid() {
 		return false
+	}
+	if fd3, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "fd", "3")); err == nil && strings.HasPrefix(fd3, "socket:") {
+		return true
 	}
 	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
@@ -1050,4 +1058,45 @@ func sharedMemoryInUse(t *testing.T) (files, mappings int) {
 		}
 	}
 	return files, mappings
+}
+
+// settleHandover brings a pool of the fork server with Size 1 to its
+// steady state before a test uses it: its first worker, started by exec
+// before the template (the stand-in), is handed over to a forked worker
+// once the template runs, as its first check-in would, and the pool is
+// awaited at rest. Tests written against a pool whose workers are all
+// forked (most of them predate the stand-in) get one; the stand-in itself
+// is tested on pools made with New (forkserver_test.go). A template that
+// could not start leaves the stand-in serving.
+func settleHandover(t testing.TB, pool *Pool) {
+	t.Helper()
+	if !pool.standInFirst {
+		return
+	}
+	ctx := testCtx(t)
+	for {
+		fs := pool.forks.Load()
+		if fs != nil && fs.ready() {
+			break
+		}
+		if fs == nil && !pool.forkPending.Load() {
+			return // it fell back to exec: the stand-in serves on
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the fork server neither started nor failed: %+v", pool.Stats())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	pool.mu.Lock()
+	for _, pw := range pool.idle.all() {
+		if why := pool.recycleReason(pw); why.cause == causeHandover {
+			pool.recycleLocked(pw, why)
+		}
+	}
+	pool.reconcileLocked()
+	pool.mu.Unlock()
+	awaitPool(t, pool, "the stand-in handed over", func(s Stats) bool {
+		return s.Starting == 0 && s.Stopping == 0 && s.Waiting == 0 && s.Idle == s.Workers
+	})
 }

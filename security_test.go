@@ -550,6 +550,7 @@ func TestWorkerHoldsOnlyItsDescriptors(t *testing.T) {
 			require.NoError(t, err)
 			defer func() { require.NoError(t, pool.Close(testCtx(t))) }()
 			if method == StartForkServer {
+				settleHandover(t, pool) // Size 1: New's worker is started by exec
 				fs := pool.forks.Load()
 				require.NotNil(t, fs, "the fork server did not start")
 				for _, pid := range workerPids(pool) {

@@ -65,6 +65,13 @@ type pooledWorker struct {
 	// gen is the generation it was started in (Pool.Reload): it is
 	// retired at check-in once the pool's generation is higher.
 	gen uint64
+	// standIn: the fork server's first worker, started by exec before the
+	// template; handed over to a forked worker at its first check-in once
+	// the template runs (recycleReason). carried: the calls its
+	// predecessor served, for a worker that took a stand-in's place
+	// (MaxCallsPerWorker counts them).
+	standIn bool
+	carried int64
 
 	// Guarded by Pool.mu.
 	state     workerState

@@ -85,6 +85,14 @@ type Stats struct {
 	StartsReload   uint64 // workers started by Pool.Reload, or to replace a worker it retired
 	Restarts       uint64 // workers started after New: StartsCrash + StartsRecycle + StartsOverflow + StartsResize + StartsReload
 	StartFailures  uint64 // worker starts that failed, fatal or transient (the interpreter, the module's import, the handshake, no descriptors, processes or memory)
+	// StartsHandover counts the forked workers that took the place of the
+	// fork server's first worker (StopsHandover): with StartForkServer and
+	// Size 1, New starts its worker by exec before the template (and so
+	// any worker started before the template runs), and hands it over to a
+	// forked one at its first check-in once the template runs
+	// (docs/forkserver.md). Not in Restarts: it replaces no lost or
+	// recycled worker.
+	StartsHandover uint64
 
 	// Worker ends by cause (counters): a crash, or a stop the pool decided
 	// and why. At rest, the starts above less these ends (Recycled aside,
@@ -100,6 +108,11 @@ type Stats struct {
 	StopsClose        uint64 // workers stopped by Close
 	StopsReload       uint64 // workers of an older generation retired by Pool.Reload: idle ones as new ones took their place, busy ones at their check-in
 	Recycled          uint64 // healthy workers stopped on purpose: StopsMaxCalls + StopsMaxMemory + StopsMaxLifetime + StopsOverflowIdle + StopsReload
+	// StopsHandover counts the fork server's first workers, started by exec,
+	// stopped once a forked worker could take their place (StartsHandover).
+	// Not in Recycled. At rest, StartsInitial + Restarts + StartsHandover
+	// less Crashes and the stops above (Recycled aside) are Workers.
+	StopsHandover uint64
 
 	// Generations (Pool.Reload). Every worker is started in the pool's
 	// generation of the moment: 0 from New on, and the number a reload
@@ -130,6 +143,7 @@ const (
 	causeResize             // started or stopped by Resize
 	causeOverflowIdle       // an overflow worker stopped after Config.OverflowIdleTimeout
 	causeReload             // started by Pool.Reload, or retired by it (an older generation)
+	causeHandover           // the fork server's first worker, started by exec, handed over to a forked one
 	numCauses
 )
 
@@ -152,6 +166,8 @@ func replacementClass(c cause) cause {
 		return causeMaxCalls // counted as StartsRecycle
 	case causeReload:
 		return causeReload
+	case causeHandover:
+		return causeHandover
 	}
 	return causeNone
 }
@@ -187,7 +203,7 @@ func (p *Pool) endCauseLocked(crashed bool) cause {
 // start is owed, whatever the pool's size; else overflow beyond Size, or
 // below Size a start of New's that died.
 func (p *Pool) startCauseLocked() cause {
-	for _, c := range []cause{causeResize, causeCrash, causeMaxCalls, causeReload} {
+	for _, c := range []cause{causeResize, causeCrash, causeMaxCalls, causeReload, causeHandover} {
 		if p.owed[c] > 0 {
 			p.owed[c]--
 			return c
@@ -268,6 +284,7 @@ func (p *Pool) Stats() Stats {
 		StartsResize:   p.starts[causeResize],
 		StartsReload:   p.starts[causeReload],
 		StartFailures:  p.startFails,
+		StartsHandover: p.starts[causeHandover],
 
 		Crashes:           p.crashes,
 		StopsKilled:       p.stops[causeKilled],
@@ -280,6 +297,7 @@ func (p *Pool) Stats() Stats {
 		StopsClose:        p.stops[causeClose],
 		StopsReload:       p.stops[causeReload],
 		Recycled:          p.recycled,
+		StopsHandover:     p.stops[causeHandover],
 
 		Generation:    p.gen.Load(),
 		OldGeneration: p.oldGenerationLocked(),

@@ -52,6 +52,7 @@ func (p *Pool) reconcileLocked() {
 // startOrder is one worker start the supervisor decided: why, for whom,
 // what bounds it and, for New's first workers, where its result goes.
 type startOrder struct {
+	standIn    bool // the fork server's first worker: started by exec before the template (startForkServer)
 	why        cause
 	startedFor *waiter         // the waiter it is for; nil: for the pool
 	ctx        context.Context // bounds the start: the pool's lifetime, or New's ctx
@@ -83,8 +84,8 @@ func (p *Pool) orderLocked(o startOrder) {
 func (p *Pool) startFirst(ctx context.Context) error {
 	report := make(chan error, p.cfg.Size)
 	p.mu.Lock()
-	for range p.cfg.Size {
-		p.orderLocked(startOrder{why: causeInitial, ctx: ctx, report: report})
+	for i := range p.cfg.Size {
+		p.orderLocked(startOrder{why: causeInitial, ctx: ctx, report: report, standIn: i == 0 && p.standInFirst})
 	}
 	p.mu.Unlock()
 	var first error
@@ -106,7 +107,13 @@ func (p *Pool) startWorker(o startOrder) {
 	}
 	begun := time.Now()
 	p.wg.Add(1) // for the exit watcher, which ends in processExited
-	proc, err := startProcess(o.ctx, p.spec, p.forks.Load(), p.processExited)
+	forks := p.forks.Load()
+	if o.standIn {
+		forks = nil // started by exec while the template starts
+	} else if forks == nil && p.forkPending.Load() {
+		o.standIn = true // by exec too, and handed over likewise
+	}
+	proc, err := startProcess(o.ctx, p.spec, forks, p.processExited)
 	p.started(o, proc, err, begun)
 }
 
@@ -123,6 +130,9 @@ func (p *Pool) started(o startOrder, proc *process, err error, begun time.Time) 
 	p.notifyLocked()
 	if err == nil {
 		err = p.joinLocked(proc, o.gen)
+	}
+	if err == nil {
+		p.handOnLocked(o, p.workers[proc])
 	}
 	switch {
 	case err == nil && o.reload != nil:
@@ -147,6 +157,9 @@ func (p *Pool) started(o startOrder, proc *process, err error, begun time.Time) 
 		p.startFailedCauseLocked(o.why)
 		p.startFailedLocked(o.startedFor, err, begun)
 		p.reconcileLocked() // try again, after the backoff
+	}
+	if o.report != nil && o.standIn {
+		p.standInStartedLocked(err)
 	}
 	if o.report != nil {
 		o.report <- err
@@ -241,7 +254,12 @@ func (p *Pool) processExited(proc *process) {
 	p.stopOldForkServersLocked() // once the last worker a replaced template forked has exited
 	cause := p.stopCauseLocked(pw)
 	p.mu.Unlock()
-	proc.logExit(cause)
+	if strings.HasPrefix(cause, handOverCause) {
+		p.log.Debug(msgHandedOver, "worker", proc.pid, "served", proc.served.Load(),
+			"uptime", time.Since(proc.started).Round(time.Millisecond))
+	} else {
+		proc.logExit(cause)
+	}
 	if proc.crashed() {
 		if time.Since(proc.started) < quickDeath && proc.served.Load() == 0 && !killedFromOutside(proc.exitErr) {
 			p.backoff.diedYoung()
@@ -342,7 +360,10 @@ func (p *Pool) recycleReason(pw *pooledWorker) recycling {
 	if gen := p.gen.Load(); pw.gen < gen {
 		return recycling{causeReload, fmt.Sprintf("replaced by Pool.Reload (generation %d, the pool's is now %d)", pw.gen, gen)}
 	}
-	return p.limitReason(pw)
+	if why := p.limitReason(pw); why.cause != causeNone || !pw.standIn {
+		return why
+	}
+	return p.handOverReason(pw)
 }
 
 // limitReason is recycleReason but for a reload: why a healthy worker must
@@ -350,8 +371,8 @@ func (p *Pool) recycleReason(pw *pooledWorker) recycling {
 func (p *Pool) limitReason(pw *pooledWorker) recycling {
 	proc := pw.proc
 	switch {
-	case pw.maxCalls > 0 && proc.served.Load() >= pw.maxCalls:
-		return recycling{causeMaxCalls, fmt.Sprintf("served %d calls (Config.MaxCallsPerWorker)", proc.served.Load())}
+	case pw.maxCalls > 0 && proc.served.Load()+pw.carried >= pw.maxCalls:
+		return recycling{causeMaxCalls, fmt.Sprintf("served %d calls (Config.MaxCallsPerWorker)", proc.served.Load()+pw.carried)}
 	case pw.lifetime > 0 && time.Since(proc.started) >= pw.lifetime:
 		return recycling{causeMaxLifetime, fmt.Sprintf("ran for %v (Config.MaxWorkerLifetime)", time.Since(proc.started).Round(time.Millisecond))}
 	case pw.overMemory.Load():
@@ -441,6 +462,10 @@ func (p *Pool) stopIdleOverflowLocked() {
 // recycleLocked stops a healthy worker on purpose; reconcileLocked starts
 // its replacement if the pool needs one.
 func (p *Pool) recycleLocked(pw *pooledWorker, why recycling) {
+	if why.cause == causeHandover {
+		p.handOverLocked(pw, why)
+		return
+	}
 	p.recycled++
 	p.log.Info(msgWorkerRecycled, "worker", pw.proc.pid, "reason", why.reason)
 	pw.stopCause = "recycled: " + why.reason
@@ -631,25 +656,132 @@ func (e *fatalStart) Unwrap() error { return e.err }
 // are started as their own python3 (process.go's launch), and the workers
 // it forked keep serving.
 
-// startForkServer sets up the pool's template for New. It does not start
-// it: the first worker's start does (newForkServer), on that start's
-// goroutine and context, so that New's first worker is ready as soon as
-// it would be by exec, forked by the template as soon as the template has
-// imported the module; New's other first workers are forked after it, as
-// later workers are. If the template cannot start, the pool logs why and
-// starts its workers as their own python3, that first one included.
+// startForkServer sets up the pool's template for New.
+//
+// With Size 1, New's worker is the stand-in: it is started by exec, and the
+// template right after it (standInStartedLocked, begin), in a goroutine of
+// the pool on its lifetime, so that New and the first call wait for one
+// interpreter's start, not for the template's and then a fork. At the stand-in's first
+// check-in once the template runs, it is handed over (recycleReason,
+// handOverLocked): stopped as a recycled worker is, and replaced by a
+// forked worker, so that every worker shares the template's memory from
+// then on.
+//
+// With a larger Size, New waits for all its workers, and the others would
+// wait for the template anyway: the first worker's start starts the
+// template (newForkServer, given that worker's descriptors), on that
+// start's goroutine and context, and the template forks it as soon as it
+// has imported the module; New's other first workers are forked after it.
+//
+// If the template cannot start, the pool logs why and starts its workers
+// as their own python3, and a stand-in serves on.
 func (p *Pool) startForkServer(context.Context) {
 	fs := newForkServer(p.spec, p.forkServerExited)
 	fs.settled = p.forkServerSettled
-	p.forks.Store(fs)
+	if p.cfg.Size != 1 {
+		p.forks.Store(fs)
+		return
+	}
+	// The template is started once the stand-in has started (standInStartedLocked)
+	// and becomes the pool's once it runs (forkServerSettled): until then,
+	// starts are by exec (stand-ins all).
+	p.standInFirst = true
+	p.pendingFork = fs
+	p.forkPending.Store(true)
+}
+
+// standInStartedLocked starts the template of New's stand-in, now that the
+// stand-in has started (err nil), in a goroutine of the pool on its
+// lifetime. Not at once beside it: on a machine without a free CPU for
+// each, the two starts took turns, and the stand-in was as late as the
+// template's fork (bench/README.md). If the stand-in failed, New fails,
+// and no template is started.
+func (p *Pool) standInStartedLocked(err error) {
+	fs := p.pendingFork
+	if fs == nil {
+		return
+	}
+	p.pendingFork = nil
+	if err != nil {
+		p.forkPending.Store(false)
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		fs.begin(p.lifetime)
+	}()
+}
+
+// msgHandedOver is the log record of a handover (Debug), instead of the
+// stand-in's "worker stopped": the fork server's first worker, started by
+// exec, has exited so that a forked worker takes its place.
+const msgHandedOver = "pypool: first worker handed over to the fork server"
+
+// handOverCause begins the stop cause of a stand-in handed over.
+const handOverCause = "handed over: "
+
+// handOverReason is recycleReason's for the stand-in (startForkServer),
+// which no limit retires: it is handed over once the pool's template runs.
+// Over Config.MaxWorkerMemory it is recycled as such instead: its resident
+// set is read here, as the sweeper would (it may not have run yet).
+func (p *Pool) handOverReason(pw *pooledWorker) recycling {
+	if fs := p.forks.Load(); fs == nil || !fs.ready() {
+		return recycling{} // none runs yet, or it could not start: it serves on
+	}
+	if limit := p.cfg.MaxWorkerMemory; limit > 0 {
+		if rss, err := residentBytes(pw.proc.pid); err == nil && rss > limit {
+			pw.overMemory.Store(true)
+			return p.limitReason(pw)
+		}
+	}
+	return recycling{causeHandover, "started by exec while the fork server started; a forked worker takes its place (Config.StartForkServer)"}
+}
+
+// handOverLocked stops the stand-in as recycleLocked stops a recycled
+// worker (counted in Stats.StopsHandover, not in Recycled); its
+// replacement, a forked worker started by reconcileLocked as for any
+// worker that left, takes on the calls it served (handOnLocked).
+func (p *Pool) handOverLocked(pw *pooledWorker, why recycling) {
+	p.handedCalls = pw.proc.served.Load() + pw.carried
+	pw.stopCause = handOverCause + why.reason
+	p.stopLocked(pw, why.cause)
+}
+
+// handOnLocked marks a worker that just joined the pool: New's stand-in as
+// such, and a stand-in's successor with the calls the stand-in served, so
+// that Config.MaxCallsPerWorker counts from the pool's first call.
+func (p *Pool) handOnLocked(o startOrder, pw *pooledWorker) {
+	switch {
+	case o.standIn:
+		pw.standIn = true
+	case o.why == causeHandover:
+		pw.carried, p.handedCalls = p.handedCalls, 0
+	}
 }
 
 // forkServerSettled is told how the start of New's template went (on the
 // goroutine of the first worker's start, with the template's mu held).
+//
+// A template started after New's stand-in (startForkServer) becomes the
+// pool's here. Close ending its start is not a failure to report.
 func (p *Pool) forkServerSettled(fs *forkServer, err error) {
+	defer p.forkPending.Store(false)
 	if err != nil {
 		p.forks.CompareAndSwap(fs, nil)
-		p.log.Warn(msgForkServerFallback, "module", p.cfg.Module, "error", err)
+		if p.lifetime.Err() == nil {
+			p.log.Warn(msgForkServerFallback, "module", p.cfg.Module, "error", err)
+		}
+		return
+	}
+	if !p.forks.CompareAndSwap(nil, fs) && p.forks.Load() != fs {
+		// A reload's template became the pool's meanwhile: this one
+		// forked nothing, and is stopped (not here: fs.mu is held).
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			fs.stop(p.cfg.StopTimeout)
+		}()
 		return
 	}
 	p.log.Debug(msgForkServerStarted, "forkserver", fs.pid, "module", p.cfg.Module)

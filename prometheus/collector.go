@@ -224,13 +224,13 @@ func newDescs(pool string) descs {
 		waitSeconds:   desc("pypool_wait_seconds_total", "Total time checkouts waited for a worker."),
 		crashes:       desc("pypool_crashes_total", "Workers that died without being asked to."),
 		startFailures: desc("pypool_start_failures_total", "Worker starts that failed."),
-		starts:        desc("pypool_worker_starts_total", "Workers started, by cause: initial, crash (replacing a crashed or killed worker), recycle (replacing a recycled one), overflow, resize, reload (Pool.Reload's new workers).", "cause"),
+		starts:        desc("pypool_worker_starts_total", "Workers started, by cause: initial, crash (replacing a crashed or killed worker), recycle (replacing a recycled one), overflow, resize, reload (Pool.Reload's new workers), handover (a forked worker in place of the fork server's first worker, started by exec; not a restart).", "cause"),
 		generation:    desc("pypool_generation", "The generation new workers start in: 0 from New on, one more for each Pool.Reload that got a new worker running (Stats.Generation)."),
 		oldGeneration: desc("pypool_old_generation_workers", "Workers of an older generation still serving or starting: a reload's progress (Stats.OldGeneration)."),
 		reloads:       desc("pypool_reloads_total", "Pool.Reload runs that ended, by outcome: done (every worker replaced), failed (the new code did not start, a context ended, or Close).", "outcome"),
 		asyncWorkers:  desc("pypool_async_workers", "Workers in use by calls of async functions, many at once (Config.AsyncCalls; they count in pypool_workers{state=\"in_use\"} too) (Stats.AsyncWorkers)."),
 		asyncCalls:    desc("pypool_async_calls", "Calls of async functions in flight on those workers, those being cancelled included; at most pypool_async_workers times Config.AsyncCalls (Stats.AsyncCalls)."),
-		stops:         desc("pypool_worker_stops_total", "Workers stopped, by cause: overflow (at check-in, nobody waiting), overflow_idle (after Config.OverflowIdleTimeout), max_calls, max_memory, max_lifetime, killed (unknown state), close, resize, reload (retired by Pool.Reload). Crashes are pypool_crashes_total.", "cause"),
+		stops:         desc("pypool_worker_stops_total", "Workers stopped, by cause: overflow (at check-in, nobody waiting), overflow_idle (after Config.OverflowIdleTimeout), max_calls, max_memory, max_lifetime, killed (unknown state), close, resize, reload (retired by Pool.Reload), handover (the fork server's first worker, started by exec, once a forked one could take its place). Crashes are pypool_crashes_total.", "cause"),
 	}
 }
 
@@ -293,6 +293,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.starts, s.StartsOverflow, "overflow")
 	counter(d.starts, s.StartsResize, "resize")
 	counter(d.starts, s.StartsReload, "reload")
+	counter(d.starts, s.StartsHandover, "handover")
 	counter(d.stops, s.StopsOverflow, "overflow")
 	counter(d.stops, s.StopsOverflowIdle, "overflow_idle")
 	counter(d.stops, s.StopsMaxCalls, "max_calls")
@@ -302,6 +303,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.stops, s.StopsClose, "close")
 	counter(d.stops, s.StopsResize, "resize")
 	counter(d.stops, s.StopsReload, "reload")
+	counter(d.stops, s.StopsHandover, "handover")
 	gauge(d.generation, int(s.Generation))
 	gauge(d.oldGeneration, s.OldGeneration)
 	counter(d.reloads, s.ReloadsDone, "done")

@@ -90,9 +90,10 @@ pypool_workers{pool="test",state="idle"} 1
 pypool_workers{pool="test",state="in_use"} 0
 pypool_workers{pool="test",state="starting"} 0
 pypool_workers{pool="test",state="stopping"} 0
-# HELP pypool_worker_starts_total Workers started, by cause: initial, crash (replacing a crashed or killed worker), recycle (replacing a recycled one), overflow, resize, reload (Pool.Reload's new workers).
+# HELP pypool_worker_starts_total Workers started, by cause: initial, crash (replacing a crashed or killed worker), recycle (replacing a recycled one), overflow, resize, reload (Pool.Reload's new workers), handover (a forked worker in place of the fork server's first worker, started by exec; not a restart).
 # TYPE pypool_worker_starts_total counter
 pypool_worker_starts_total{cause="crash",pool="test"} 0
+pypool_worker_starts_total{cause="handover",pool="test"} 0
 pypool_worker_starts_total{cause="initial",pool="test"} 1
 pypool_worker_starts_total{cause="overflow",pool="test"} 0
 pypool_worker_starts_total{cause="recycle",pool="test"} 0

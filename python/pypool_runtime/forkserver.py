@@ -434,6 +434,10 @@ def _unsupported(message: str) -> List[str]:
 
 def main(argv: List[str]) -> None:
     """Run the template; in each child, run the worker until its end of input."""
+    # First: the template is told from a worker by its SIGCHLD handler (as
+    # the Go tests do) while it starts too, beside the pool's first worker
+    # started by exec. No child exists yet for it to reap (Template reaps).
+    signal.signal(signal.SIGCHLD, _noop)
     try:
         server, worker_argv = parse_server_args(argv)
     except ValueError as exc:
