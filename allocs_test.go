@@ -36,8 +36,7 @@ func TestTrivialCallAllocations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a worker")
 	}
-	cfg := testConfig(t)
-	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	cfg := duplicateConfig(t)
 	pool := newTestPool(t, cfg)
 	call := func(ctx context.Context) {
 		if _, err := pool.Call(ctx, "duplicate_text", "testing"); err != nil {
@@ -99,8 +98,7 @@ func TestTrivialCallAllocations(t *testing.T) {
 // wait for a check-in. Its allocations a call (-benchmem) include the
 // waiters'.
 func BenchmarkCallParallel(b *testing.B) {
-	cfg := testConfig(b)
-	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	cfg := duplicateConfig(b)
 	cfg.Size = 2
 	pool := newTestPool(b, cfg)
 	ctx := context.Background()
@@ -206,8 +204,7 @@ func TestCallContextAllocations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a worker")
 	}
-	cfg := testConfig(t)
-	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	cfg := duplicateConfig(t)
 	pool := newTestPool(t, cfg)
 	ctx := WithTraceContext(WithMetadata(context.Background(), map[string]string{"tenant": "acme", "request_id": "r-1"}),
 		"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "")
@@ -234,8 +231,7 @@ func TestWaitingCheckoutParksOnItsChannel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a worker")
 	}
-	cfg := testConfig(t)
-	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	cfg := duplicateConfig(t)
 	pool := newTestPool(t, cfg)
 	for _, c := range []struct {
 		name, wait string

@@ -57,8 +57,7 @@ func BenchmarkCheckoutCheckin(b *testing.B) {
 
 // BenchmarkCall is a whole trivial call, Python included.
 func BenchmarkCall(b *testing.B) {
-	cfg := testConfig(b)
-	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	cfg := duplicateConfig(b)
 	pool := newTestPool(b, cfg)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -73,8 +72,7 @@ func BenchmarkCall(b *testing.B) {
 // BenchmarkCallWithDeadline is BenchmarkCall with a deadline on every call,
 // as a service's request context has.
 func BenchmarkCallWithDeadline(b *testing.B) {
-	cfg := testConfig(b)
-	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	cfg := duplicateConfig(b)
 	pool := newTestPool(b, cfg)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -1100,3 +1100,12 @@ func settleHandover(t testing.TB, pool *Pool) {
 		return s.Starting == 0 && s.Stopping == 0 && s.Waiting == 0 && s.Idle == s.Workers
 	})
 }
+
+// duplicateConfig is testConfig for the example's module (my_module in
+// examples/duplicate, duplicate_text): the trivial call of the benchmarks
+// and of the allocation counts.
+func duplicateConfig(tb testing.TB) Config {
+	cfg := testConfig(tb)
+	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	return cfg
+}

@@ -408,8 +408,7 @@ func (nopTracer) TraceCallEnd(context.Context, *Pool, TraceCallEndData)       {}
 
 // BenchmarkCallTraced is BenchmarkCall with a Tracer that does nothing.
 func BenchmarkCallTraced(b *testing.B) {
-	cfg := testConfig(b)
-	cfg.Module, cfg.PythonPath = "my_module", []string{"examples/duplicate"}
+	cfg := duplicateConfig(b)
 	cfg.Tracer = nopTracer{}
 	pool := newTestPool(b, cfg)
 	ctx := context.Background()
