@@ -1,7 +1,7 @@
 package pypool
 
 // helpers_test.go holds the helpers the root package's test files share:
-//   - pools: testConfig, newTestPool and testStartMethod (the -pypool.start
+//   - pools: testConfig, duplicateConfig, newTestPool and testStartMethod (the -pypool.start
 //     flag), testCtx, awaitPool (Pool.awaitChange), workerPids, atRest,
 //     Pool.holdsAny, holdWorkers, heldStarts (worker starts held in flight),
 //     watchInvariants, assertGone, settleHandover (newTestPool's, for the
@@ -14,7 +14,8 @@ package pypool
 //     assertSameArray) and the point extension type (pointCodec, pointValue);
 //   - logs: logRecorder (await, awaitMatch, matching, all), testLogger,
 //     slogNew, itoa;
-//   - timers: bareTimer, measureTimers, stormSlack, dumpLogOnFailure;
+//   - timers: bareTimer, measureTimers, stormSlack, lateHops and lateBound,
+//     dumpLogOnFailure;
 //   - leaks and process trees: checkLeaks (run by TestMain), childProcesses,
 //     allPids, parentPid, isZombie, isGuardian, isForkServerProcess,
 //     openPidfd, pidfdExited, requireExited, sharedMemoryInUse.
