@@ -251,16 +251,31 @@ func (b *bench) window(ctx context.Context, e *entrant, callers int) float64 {
 // median round trip of each round. "pypool pipes" is pypool with the
 // shared memory off, every payload through the pipes, as the floor's;
 // "pypool pipes CallBytes" the same with CallBytes into one reused buffer,
-// as the floor reads its results: the floor's own conditions.
+// as the floor reads its results: the floor's own conditions. That one
+// runs in rounds of its own, beside floors of its own, once the others'
+// pools are closed: beside them, its 16 MiB buffer, kept between calls,
+// made the rounds of the contenders that return a new 16 MiB slice a call
+// (pypool, pypool pipes) 3 to 6 times slower, and bimodal (three runs
+// each with and without it, 2026-12-06), in this process only.
 func (b *bench) payload(ctx context.Context) {
-	es := []*entrant{
+	b.payloadRounds(ctx, []*entrant{
 		{name: floorName, cs: []contender{must(startFloor(b.python, b.floorPipe))}},
 		{name: floorReadvName, cs: []contender{must(startFloorReadv(b.python, b.floorPipe))}},
 		{name: "pypool", cs: []contender{must(startPool(ctx, b.python, b.dir, 1, 0))}},
 		{name: "pypool pipes", cs: []contender{must(startPoolPipes(ctx, b.python, b.dir))}},
-		{name: "pypool pipes CallBytes", cs: []contender{must(startPooledBufferPipes(ctx, b.python, b.dir))}},
 		{name: "pypool CallBytes", cs: []contender{must(startPooledBuffer(ctx, b.python, b.dir, pypool.DefaultMaxMessageSize))}},
-	}
+	}, true)
+	b.payloadRounds(ctx, []*entrant{
+		{name: floorName, cs: []contender{must(startFloor(b.python, b.floorPipe))}},
+		{name: floorReadvName, cs: []contender{must(startFloorReadv(b.python, b.floorPipe))}},
+		{name: "pypool pipes CallBytes", cs: []contender{must(startPooledBufferPipes(ctx, b.python, b.dir))}},
+	}, false)
+}
+
+// payloadRounds runs the payload scenario's rounds of es, whose first two
+// are the floor and its readv variant, and adds their figures (the floors'
+// only if withFloors), each against the floors of its own rounds.
+func (b *bench) payloadRounds(ctx context.Context, es []*entrant, withFloors bool) {
 	for _, e := range es {
 		defer e.close()
 	}
@@ -276,6 +291,9 @@ func (b *bench) payload(ctx context.Context) {
 			}
 		}
 		for i, e := range es {
+			if i <= 1 && !withFloors {
+				continue
+			}
 			r := figure("payload", e.name, sizeName(size), "MB/s", e.xs, es[0].xs)
 			if i > 1 {
 				r.against(es[1].xs, e.xs, nil, nil)
