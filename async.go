@@ -123,9 +123,10 @@ func (p *Pool) takePlaceLocked(pw *pooledWorker) {
 }
 
 // fillLocked gives the places left on pw to the async callers first in
-// the queue.
+// the queue; none on a worker whose stream is lost (process.sharedLost),
+// whose calls in flight are failing: the callers wait for the next worker.
 func (p *Pool) fillLocked(pw *pooledWorker) {
-	for p.async.shared[pw] < p.cfg.AsyncCalls && pw.state == stateCheckedOut && !p.closed && !p.retiringLocked(pw) {
+	for p.async.shared[pw] < p.cfg.AsyncCalls && pw.state == stateCheckedOut && !p.closed && !pw.proc.sharedLost() && !p.retiringLocked(pw) {
 		wt := p.waiters.first()
 		if wt == nil || !wt.async {
 			return

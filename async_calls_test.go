@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"syscall"
@@ -516,4 +517,37 @@ func TestAsyncCallCutOffBeforeItsFrameLeavesNoReader(t *testing.T) {
 		})
 		require.NoError(t, err, "round %d: a Transaction's call after an async call cut off", i)
 	}
+}
+
+// TestAsyncPlaceIsNotGivenOnALostWorker: when the stream of a worker's
+// async calls is lost (its output ended: process.loseShared, as the reader
+// calls it), a place freed there by one of the failed calls is not given to
+// an async caller waiting in the queue; that caller, which never reached
+// the lost worker, is served by the next one. Before, fillLocked gave it
+// the place, and the call failed with the lost worker's error (with
+// CrashRetries 1, a retry could fail so: a flake of
+// TestAsyncCallsCrashFailsEveryCallInFlight under load).
+func TestAsyncPlaceIsNotGivenOnALostWorker(t *testing.T) {
+	pool := asyncCallsPool(t, 2, func(c *Config) { c.Size, c.MaxOverflow, c.CrashRetries = 1, 0, 0 })
+	proc := workerProcess(pool)
+	held := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := pool.Call(testCtx(t), "wait_cancel", 60.0)
+			held <- err
+		}()
+	}
+	awaitPool(t, pool, "2 async calls in flight", func(s Stats) bool { return s.AsyncCalls == 2 })
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := pool.Call(testCtx(t), "sleep_echo", 0, 1)
+		waiting <- err
+	}()
+	awaitPool(t, pool, "a caller waiting", func(s Stats) bool { return s.Waiting == 1 })
+	proc.loseShared(io.EOF) // the stream ends: the worker's output closed
+	for range 2 {
+		assert.Error(t, <-held, "a call in flight on the lost worker")
+	}
+	require.NoError(t, <-waiting, "the caller that waited for a place, served by the next worker")
+	awaitPool(t, pool, "at rest", func(s Stats) bool { return atRest(s, 1) })
 }
