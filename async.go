@@ -21,7 +21,6 @@ package pypool
 import (
 	"context"
 	"fmt"
-	"time"
 )
 
 // asyncCalls is the accounting of the workers serving calls of async
@@ -53,15 +52,7 @@ func (p *Pool) checkoutShared(ctx context.Context, fn string) (place, error) {
 	}
 	p.mu.Unlock()
 	if wt != nil {
-		start := time.Now()
-		select {
-		case g := <-wt.granted:
-			pw, err = g.pw, g.err
-		case <-ctx.Done():
-			err = p.abandonShared(ctx, wt)
-		}
-		wt.release()
-		p.waited(time.Since(start))
+		pw, _, err = p.awaitGrant(ctx, wt)
 	}
 	if err != nil {
 		return place{}, err
@@ -155,31 +146,6 @@ func (p *Pool) releaseShared(pw *pooledWorker) {
 	p.notifyLocked()
 	p.mu.Unlock()
 	p.checkin(pw)
-}
-
-// abandonShared is abandon for an async caller: a place granted to it in
-// the meantime is freed (releaseShared), a worker of its own checked in.
-func (p *Pool) abandonShared(ctx context.Context, wt *waiter) error {
-	err := fmt.Errorf("pypool: waiting for a worker: %w", ctx.Err())
-	p.mu.Lock()
-	gone := p.abandonLocked(wt)
-	p.mu.Unlock()
-	if gone {
-		return err
-	}
-	g := <-wt.granted
-	if g.pw == nil {
-		return err
-	}
-	p.mu.Lock()
-	_, shared := p.async.shared[g.pw]
-	p.mu.Unlock()
-	if shared {
-		p.releaseShared(g.pw)
-	} else {
-		p.checkin(g.pw)
-	}
-	return err
 }
 
 // AsyncCallsByWorker returns the calls of async functions in flight on

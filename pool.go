@@ -248,6 +248,14 @@ func (p *Pool) checkout(ctx context.Context) (*pooledWorker, time.Duration, erro
 	if wt == nil {
 		return pw, 0, err
 	}
+	return p.awaitGrant(ctx, wt)
+}
+
+// awaitGrant waits until wt, a caller queued by checkoutLocked (checkout,
+// and checkoutShared for a call of an async function), is granted a worker
+// (or a place on one) or an error, or until ctx ends (abandon). It records
+// and returns how long the caller waited.
+func (p *Pool) awaitGrant(ctx context.Context, wt *waiter) (pw *pooledWorker, waited time.Duration, err error) {
 	start := monoNow()
 	if done := ctx.Done(); done == nil {
 		// A context that never ends (context.Background): a plain
@@ -263,7 +271,7 @@ func (p *Pool) checkout(ctx context.Context) (*pooledWorker, time.Duration, erro
 		}
 	}
 	wt.release()
-	waited := monoNow() - start
+	waited = monoNow() - start
 	p.waited(waited)
 	return pw, waited, err
 }
@@ -278,16 +286,28 @@ var monoBase = time.Now()
 func monoNow() time.Duration { return time.Since(monoBase) }
 
 // abandon takes a waiter whose context ended out of the queue. A worker
-// granted to it in the meantime goes back, untouched.
+// granted to it in the meantime goes back, untouched: checked in, or, for
+// a place on a worker serving async calls (fillLocked grants those to an
+// async caller), the place freed (releaseShared).
 func (p *Pool) abandon(ctx context.Context, wt *waiter) error {
 	err := fmt.Errorf("pypool: waiting for a worker: %w", ctx.Err())
 	p.mu.Lock()
 	gone := p.abandonLocked(wt)
 	p.mu.Unlock()
-	if !gone {
-		if g := <-wt.granted; g.pw != nil {
-			p.checkin(g.pw)
-		}
+	if gone {
+		return err
+	}
+	g := <-wt.granted
+	if g.pw == nil {
+		return err
+	}
+	p.mu.Lock()
+	_, shared := p.async.shared[g.pw]
+	p.mu.Unlock()
+	if shared {
+		p.releaseShared(g.pw)
+	} else {
+		p.checkin(g.pw)
 	}
 	return err
 }
