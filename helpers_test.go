@@ -1071,8 +1071,8 @@ func sharedMemoryInUse(t *testing.T) (files, mappings int) {
 // could not start leaves the stand-in serving.
 func settleHandover(t testing.TB, pool *Pool) {
 	t.Helper()
-	if !pool.standInFirst {
-		return
+	if pool.cfg.StartMethod != StartForkServer || pool.cfg.Size != 1 {
+		return // no stand-in: startForkServer's condition
 	}
 	ctx := testCtx(t)
 	for {

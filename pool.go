@@ -66,15 +66,14 @@ type Pool struct {
 	guardBackoff startBackoff // the guardian's restarts (supervise.go)
 
 	// The fork server's first worker (supervise.go's startForkServer):
-	// whether New starts it by exec (set before startFirst); whether the
-	// template's start is pending or in flight (it is not the pool's,
-	// forks, until it runs); and, guarded by mu, that template until the
-	// stand-in has started, and the calls the stand-in had served when it
-	// was handed over, which its forked successor takes on.
-	standInFirst bool
-	forkPending  atomic.Bool
-	pendingFork  *forkServer
-	handedCalls  int64
+	// whether the template's start is pending or in flight (it is not the
+	// pool's, forks, until it runs: workers started meanwhile, New's
+	// first, are started by exec); and, guarded by mu, that template until
+	// the stand-in has started, and the calls the stand-in had served when
+	// it was handed over, which its forked successor takes on.
+	forkPending atomic.Bool
+	pendingFork *forkServer
+	handedCalls int64
 
 	// Pool.Reload (reload.go). gen is the generation workers are started
 	// in and below which a worker is retired at check-in; read without mu

@@ -52,7 +52,7 @@ func (p *Pool) reconcileLocked() {
 // startOrder is one worker start the supervisor decided: why, for whom,
 // what bounds it and, for New's first workers, where its result goes.
 type startOrder struct {
-	standIn    bool // the fork server's first worker: started by exec before the template (startForkServer)
+	standIn    bool // started by exec while the fork server's template starts (startWorker, startForkServer)
 	why        cause
 	startedFor *waiter         // the waiter it is for; nil: for the pool
 	ctx        context.Context // bounds the start: the pool's lifetime, or New's ctx
@@ -84,8 +84,8 @@ func (p *Pool) orderLocked(o startOrder) {
 func (p *Pool) startFirst(ctx context.Context) error {
 	report := make(chan error, p.cfg.Size)
 	p.mu.Lock()
-	for i := range p.cfg.Size {
-		p.orderLocked(startOrder{why: causeInitial, ctx: ctx, report: report, standIn: i == 0 && p.standInFirst})
+	for range p.cfg.Size {
+		p.orderLocked(startOrder{why: causeInitial, ctx: ctx, report: report})
 	}
 	p.mu.Unlock()
 	var first error
@@ -108,10 +108,8 @@ func (p *Pool) startWorker(o startOrder) {
 	begun := time.Now()
 	p.wg.Add(1) // for the exit watcher, which ends in processExited
 	forks := p.forks.Load()
-	if o.standIn {
-		forks = nil // started by exec while the template starts
-	} else if forks == nil && p.forkPending.Load() {
-		o.standIn = true // by exec too, and handed over likewise
+	if forks == nil && p.forkPending.Load() {
+		o.standIn = true // by exec while the template starts, and handed over once it runs
 	}
 	proc, err := startProcess(o.ctx, p.spec, forks, p.processExited)
 	p.started(o, proc, err, begun)
@@ -685,7 +683,6 @@ func (p *Pool) startForkServer(context.Context) {
 	// The template is started once the stand-in has started (standInStartedLocked)
 	// and becomes the pool's once it runs (forkServerSettled): until then,
 	// starts are by exec (stand-ins all).
-	p.standInFirst = true
 	p.pendingFork = fs
 	p.forkPending.Store(true)
 }
