@@ -119,7 +119,7 @@ func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any
 	case err == nil:
 		return stop, nil
 	case sent:
-		return nil, p.failed(ctx, fn, fmt.Errorf("sending the call: %w", err), false)
+		return nil, p.failed(ctx, fn, err, false)
 	case errors.Is(err, errSharedClosed):
 		// The worker exited before the call: its shared memory went
 		// with it. A crash, as if the call had been sent.
@@ -151,8 +151,8 @@ const (
 // On failure nothing is watched any more. sent is false when the call did
 // not reach the worker, which is as it was: err is the caller's error (an
 // argument not encodable, the shared memory's, ctx's cause when the write
-// could not begin); else err is the write's (a frame cut in the middle, a
-// worker gone), and the stream is lost.
+// could not begin); else err is the write's, wrapped (a frame cut in the
+// middle, a worker gone: isEOF still tells it), and the stream is lost.
 func (p *process) writeCall(ctx context.Context, id uint64, fn string, args []any, kwargs Kwargs, window int, cc callContext, sizes *callSizes, bound callBound) (stop func(), sent bool, err error) {
 	deadline, _ := ctx.Deadline()
 	frame, err := p.encoder.encodeCall(id, fn, args, kwargs, window, cc, deadline)
@@ -183,7 +183,7 @@ func (p *process) writeCall(ctx context.Context, id uint64, fn string, args []an
 		}
 		return nil, false, fmt.Errorf("pypool: %s %s: %w", what, fn, contextCause(ctx))
 	}
-	return nil, true, err
+	return nil, true, fmt.Errorf("sending the call: %w", err)
 }
 
 // writeAlone writes frame, the write alone bounded by ctx (deadline is

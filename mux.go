@@ -189,10 +189,7 @@ func (p *process) sendShared(ctx context.Context, id uint64, fn string, args []a
 	p.mux.wmu.Lock()
 	defer p.mux.wmu.Unlock()
 	_, sent, err = p.writeCall(ctx, id, fn, args, kwargs, 0, cc, sizes, boundWrite)
-	if err == nil || !sent || isEOF(err) {
-		return sent, err
-	}
-	return true, fmt.Errorf("sending the call: %w", err)
+	return sent, err
 }
 
 // cancelShared cancels the call id, c, whose caller gave up: unless its
