@@ -638,10 +638,9 @@ func sameContent(name string, t *Tree, rel string, got, want []byte) error {
 				return err
 			}
 		}
-		if errGot != nil || errWant != nil {
-			if (errGot == nil) != (errWant == nil) {
-				return fmt.Errorf("%s differs from the copy in the Go binary", name)
-			}
+		if errGot != nil {
+			// Equal lengths short of the buffers' (ReadFull fails exactly
+			// then, on both sides): both are at their ends.
 			return nil
 		}
 	}
