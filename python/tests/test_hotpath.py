@@ -111,32 +111,26 @@ class HotPathCallsTest(unittest.TestCase):
         # the entry points that forwarded to it. The first frame's argument
         # (an ext value) makes the worker load it.
         loading = purecodec.packb([CALL, 1, "echo", [purecodec.ExtType(5, b"x")], None])
-        loading = len(loading).to_bytes(4, "big") + loading
-        body = purecodec.packb([CALL, 70000, "duplicate_text", ["testing"], None])
-        framed = len(body).to_bytes(4, "big") + body
-        n = 20
-        for c in codecs():
-            with self.subTest(codec=c.name):
-                counts = []
-                for calls in (2 * n, n):
-                    d = codec.deferred(c.name, lambda c=c: c)  # type: ignore[misc]
-                    counts.append(calls_while_serving(d, loading + framed * calls))
-                    self.assertIsNone(d.finish)
-                self.assertLessEqual((counts[0] - counts[1]) / n, self.LIMITS[c.name, "trivial"])
+        self.assert_trivial_calls_once_loaded(len(loading).to_bytes(4, "big") + loading)
 
     def test_a_busy_worker_loads_its_codec_after_a_few_frames(self) -> None:
         # Calls that keep coming (every frame waits in the pipe here) do not
         # keep a worker on the slower pure codec: it loads its C codec after
         # serve.INTERIM_FRAMES frames, idle or not.
+        self.assert_trivial_calls_once_loaded(b"")
+
+    def assert_trivial_calls_once_loaded(self, first: bytes, n: int = 20) -> None:
+        """Serve first, then 2n and n trivial calls, with each codec
+        deferred (codec.deferred): it is loaded by the end, and a call then
+        costs what it costs with that codec (as per_call)."""
         body = purecodec.packb([CALL, 70000, "duplicate_text", ["testing"], None])
         framed = len(body).to_bytes(4, "big") + body
-        n = 20
         for c in codecs():
             with self.subTest(codec=c.name):
                 counts = []
                 for calls in (2 * n, n):
                     d = codec.deferred(c.name, lambda c=c: c)  # type: ignore[misc]
-                    counts.append(calls_while_serving(d, framed * calls))
+                    counts.append(calls_while_serving(d, first + framed * calls))
                     self.assertIsNone(d.finish)
                 self.assertLessEqual((counts[0] - counts[1]) / n, self.LIMITS[c.name, "trivial"])
 
