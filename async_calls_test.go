@@ -367,12 +367,7 @@ func asyncChaosCall(pool *Pool, i int) (string, error) {
 	defer cancel()
 	switch kind := i % 100; {
 	case kind < 10:
-		_, err := pool.Call(ctx, "fail", "boom")
-		var pyErr *PythonError
-		if errors.As(err, &pyErr) && pyErr.Type == "ValueError" {
-			return "async raises", nil
-		}
-		return "async raises", fmt.Errorf("want a ValueError, got %v", err)
+		return "async raises", callRaises(ctx, pool)
 	case kind < 20 || kind == 99:
 		fn := "wait_cancel"
 		if kind == 99 {

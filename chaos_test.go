@@ -161,6 +161,18 @@ func runChaos(pool *Pool, size int, r chaosRun) *chaosResult {
 	return res
 }
 
+// callRaises calls the module's fail, which raises ValueError (the sync
+// function's in pypool_testmod, the async one's in pypool_asynccalls), and
+// returns nil when the caller gets that *PythonError, else what it got.
+func callRaises(ctx context.Context, pool *Pool) error {
+	_, err := pool.Call(ctx, "fail", "boom")
+	var pyErr *PythonError
+	if errors.As(err, &pyErr) && pyErr.Type == "ValueError" {
+		return nil
+	}
+	return fmt.Errorf("want a ValueError, got %v", err)
+}
+
 // chaosCall makes call i and checks its outcome; it returns the kind of call
 // and nil, or an error describing what was wrong.
 func chaosCall(pool *Pool, i int) (string, error) {
@@ -168,12 +180,7 @@ func chaosCall(pool *Pool, i int) (string, error) {
 	defer cancel()
 	switch kind := i % 100; {
 	case kind < 10:
-		_, err := pool.Call(ctx, "fail", "boom")
-		var pyErr *PythonError
-		if errors.As(err, &pyErr) && pyErr.Type == "ValueError" {
-			return "raises", nil
-		}
-		return "raises", fmt.Errorf("want a ValueError, got %v", err)
+		return "raises", callRaises(ctx, pool)
 	case kind < 15:
 		short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 		defer cancel()
