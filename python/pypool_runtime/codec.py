@@ -431,15 +431,21 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
             setattr(codec, entry, getattr(loaded, entry))
         codec.finish = None
 
-    def packb(obj: Any) -> bytes:
-        if codec.finish is not None and _large(obj):
-            finish()
-        if codec.finish is not None and not _users_msgpack():
-            try:
-                return pure.packb(obj)
-            except Exception:
+    def encoder(pure_encode: Callable[..., Any], entry: str) -> Callable[..., Any]:
+        # packb and result_frame (their value last): the pure codec's, but
+        # for a value it refuses, a container too large for it, or once the
+        # user's code imported msgpack; then the loaded codec's.
+        def encode(*args: Any) -> Any:
+            if codec.finish is not None and _large(args[-1]):
                 finish()
-        return codec.packb(obj)
+            if codec.finish is not None and not _users_msgpack():
+                try:
+                    return pure_encode(*args)
+                except Exception:
+                    finish()
+            return getattr(codec, entry)(*args)
+
+        return encode
 
     def unpackb(data: Any) -> Any:
         if codec.finish is not None and len(data) > INTERIM_MAX_FRAME:
@@ -483,16 +489,6 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
             return False
         return True
 
-    def result_frame(call_id: int, value: Any) -> Union[bytes, Tuple[bytes, Any]]:
-        if codec.finish is not None and _large(value):
-            finish()
-        if codec.finish is not None and not _users_msgpack():
-            try:
-                return pure.result_frame(call_id, value)
-            except Exception:
-                finish()
-        return codec.result_frame(call_id, value)
-
     def _users_msgpack() -> bool:
         # The user's code imported msgpack: its ExtType, a tuple, would be an
         # array to the pure packer until msgpack's classes are known to it
@@ -502,7 +498,8 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
             return True
         return False
 
-    codec = Codec(name, packb, unpackb, unpacker, None, decode_call, result_frame, decode_call_context, finish)
+    codec = Codec(name, encoder(pure.packb, "packb"), unpackb, unpacker, None, decode_call, encoder(pure.result_frame, "result_frame"),
+                  decode_call_context, finish)  # fmt: skip
     return codec
 
 
