@@ -605,6 +605,7 @@ def _is_task_call(message: List[Any], names: Any) -> bool:
     return kwargs is None or (type(kwargs) is dict and all(type(key) is str for key in kwargs))
 
 
-def serve_async(worker: Any) -> None:
-    """Serve in async mode (--async-calls) until the end of input."""
-    AsyncServer(worker, async_functions(worker._functions)).serve()
+def serve_async(worker: Any, names: List[str]) -> None:
+    """Serve in async mode (--async-calls) until the end of input; names are
+    the async functions (async_functions), whose calls run as tasks."""
+    AsyncServer(worker, names).serve()

@@ -204,17 +204,17 @@ class Worker(Channel):
             if written < size:  # a signal cut the write short
                 write_all(out_fd, [memoryview(frame)[written:]])
 
-    def serve_async(self) -> None:
+    def serve_async(self, names: List[str]) -> None:
         """serve in async mode (--async-calls): aio.AsyncServer reads the
-        frames, runs the calls of async functions as tasks on the loop
-        thread and gives every other frame to handle."""
+        frames, runs the calls of the async functions names as tasks on
+        the loop thread and gives every other frame to handle."""
         channel.CURRENT = self
         if self.codec.finish is not None:
             self.codec.finish()  # before the loop thread binds the codec's entry points
         self._bind_codec()
         from . import aio
 
-        aio.serve_async(self)
+        aio.serve_async(self, names)
 
     def _bind_codec(self) -> None:
         """Bind the loaded codec's own entry points, not those of a deferred

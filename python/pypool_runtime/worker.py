@@ -269,7 +269,7 @@ def serve_process(
 
             names = aio.async_functions(functions)
             functions[ASYNC_FUNCTIONS_FUNCTION] = lambda: names
-            worker.serve_async()
+            worker.serve_async(names)
         else:
             worker.serve()
     except ProtocolViolation as exc:
