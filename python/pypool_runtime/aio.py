@@ -48,7 +48,7 @@ try:  # as in startup.py
 except ImportError:  # pragma: no cover - not CPython
     import signal  # type: ignore[no-redef]
 
-from . import stdlib
+from . import CALL, stdlib
 from .interrupt import STATE
 
 TYPE_CHECKING = False
@@ -595,7 +595,7 @@ def _is_task_call(message: List[Any], names: Any) -> bool:
     """Whether message is a well-formed CALL of one of names (kwargs a map
     of str keys, or nil; the call's context, when there is one, a map), for
     the loop thread."""
-    if type(message) is not list or len(message) not in (5, 6) or message[0] != 2:
+    if type(message) is not list or len(message) not in (5, 6) or message[0] != CALL:
         return False
     call_id, name, args, kwargs = message[1:5]
     if len(message) == 6 and type(message[5]) is not dict:
