@@ -33,6 +33,23 @@ func asyncCallsPool(t *testing.T, n int, configure func(*Config)) *Pool {
 	return newTestPool(t, cfg)
 }
 
+// sleepEchoes makes n calls of pypool_asynccalls's sleep_echo(seconds, i)
+// at once, each checked to answer i, and returns the wait for all of them.
+func sleepEchoes(t *testing.T, pool *Pool, n int, seconds float64) (wait func()) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := pool.Call(testCtx(t), "sleep_echo", seconds, i)
+			assert.NoError(t, err)
+			assert.Equal(t, int64(i), out)
+		}()
+	}
+	return wg.Wait
+}
+
 // TestAsyncCallsRunAtOnce: 50 calls that each return only once all 50 are
 // in flight succeed on one worker.
 func TestAsyncCallsRunAtOnce(t *testing.T) {
@@ -95,16 +112,7 @@ func TestAsyncCallsValuesAndErrors(t *testing.T) {
 // at a time, never more; the others wait and are served as places free.
 func TestAsyncCallsAtMostN(t *testing.T) {
 	pool := asyncCallsPool(t, 2, nil)
-	var wg sync.WaitGroup
-	for i := range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := pool.Call(testCtx(t), "sleep_echo", 0.02, i)
-			assert.NoError(t, err)
-		}()
-	}
-	wg.Wait()
+	sleepEchoes(t, pool, 10, 0.02)()
 	got, err := CallAs[[]int](testCtx(t), pool, "sync_inflight")
 	require.NoError(t, err)
 	assert.Equal(t, []int{0, 2}, got)
@@ -134,21 +142,13 @@ func TestAsyncCallsLoopRunsBetweenCalls(t *testing.T) {
 // streams, Ping and a Transaction's calls work in the mode.
 func TestAsyncCallsSyncFunctionsHaveTheWorkerAlone(t *testing.T) {
 	pool := asyncCallsPool(t, 20, nil)
-	var wg sync.WaitGroup
-	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := pool.Call(testCtx(t), "sleep_echo", 0.3, i)
-			assert.NoError(t, err)
-		}()
-	}
+	wait := sleepEchoes(t, pool, 20, 0.3)
 	awaitPool(t, pool, "20 async calls in flight", func(s Stats) bool { return s.AsyncCalls == 20 })
 	assert.Equal(t, map[int]int{workerPids(pool)[0]: 20}, pool.AsyncCallsByWorker())
 	got, err := CallAs[[]int](testCtx(t), pool, "sync_inflight")
 	require.NoError(t, err)
 	assert.Equal(t, []int{0, 20}, got, "the sync call ran while async calls were in flight")
-	wg.Wait()
+	wait()
 	assert.Empty(t, pool.AsyncCallsByWorker())
 
 	var items []int64
@@ -428,17 +428,7 @@ func asyncChaosCall(pool *Pool, i int) (string, error) {
 func TestAsyncCallsOnAWorkerThatDoesNotNameTheFunction(t *testing.T) {
 	pool := asyncCallsPool(t, 10, nil)
 	pool.serving()[0].proc.asyncFns = map[string]bool{} // before any call: nothing reads it yet
-	var wg sync.WaitGroup
-	for i := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out, err := pool.Call(testCtx(t), "sleep_echo", 0.05, i)
-			assert.NoError(t, err)
-			assert.Equal(t, int64(i), out)
-		}()
-	}
-	wg.Wait()
+	sleepEchoes(t, pool, 3, 0.05)()
 	got, err := CallAs[[]int](testCtx(t), pool, "sync_inflight")
 	require.NoError(t, err)
 	assert.Equal(t, []int{0, 1}, got)
