@@ -96,6 +96,7 @@ type forkServer struct {
 	done      chan struct{}  // closed once the template exited and was reaped
 	status    exitStatus     // how it ended; set before done is closed
 	output    sync.WaitGroup // its stdout and stderr forwarders
+	outputs   []*os.File     // the pipes they read (reaped closes them: drainOutput)
 	stopOne   sync.Once      // the end of the control socket is sent once
 
 	exitsMu sync.Mutex
@@ -212,14 +213,14 @@ func (fs *forkServer) start(ctx context.Context, first []*os.File) error {
 	}
 	fs.cmd, fs.pid, fs.started = cmd, cmd.Process.Pid, time.Now()
 	fs.guard.own(fs.pid) // a worker forked before it left the template's group is in it
+	fs.outputs = []*os.File{outR, errR}
 	fs.output.Add(2)
 	go fs.forward(outR, "stdout", slog.LevelInfo)
 	go fs.forward(errR, "stderr", slog.LevelWarn)
 	if err := fs.handshake(ctx, spec); err != nil {
 		fs.kill()
 		fs.conn.Close()
-		fs.output.Wait()
-		_ = execProcess{cmd: cmd, guard: fs.guard}.wait()
+		_ = fs.reaped()
 		return err
 	}
 	fs.up.Store(true)
@@ -285,8 +286,7 @@ func (fs *forkServer) watch(onExit func(*forkServer)) {
 	}
 	fs.kill() // it closed its end: of no use any more
 	fs.conn.Close()
-	fs.output.Wait()
-	fs.status = execProcess{cmd: fs.cmd, guard: fs.guard}.wait()
+	fs.status = fs.reaped()
 	close(fs.done)
 	fs.exitsMu.Lock()
 	for pid, ch := range fs.exits {
@@ -302,6 +302,28 @@ func (fs *forkServer) watch(onExit func(*forkServer)) {
 	default:
 	}
 	onExit(fs)
+}
+
+// reaped reaps the killed template, its process group killed first (what
+// its module started at import, which holds its stdout and stderr), then
+// waits for its output to be logged: up to outputDrainTimeout, since a
+// process that left the group may hold the pipes for ever.
+func (fs *forkServer) reaped() exitStatus {
+	status := execProcess{cmd: fs.cmd, guard: fs.guard}.wait()
+	drained := make(chan struct{})
+	go func() {
+		fs.output.Wait()
+		close(drained)
+	}()
+	timer := time.NewTimer(outputDrainTimeout)
+	defer timer.Stop()
+	select {
+	case <-drained:
+	case <-timer.C:
+		osproc.CloseFiles(fs.outputs...)
+		<-drained
+	}
+	return status
 }
 
 // message handles one message from the template.
