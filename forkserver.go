@@ -96,7 +96,7 @@ type forkServer struct {
 	done      chan struct{}  // closed once the template exited and was reaped
 	status    exitStatus     // how it ended; set before done is closed
 	output    sync.WaitGroup // its stdout and stderr forwarders
-	outputs   []*os.File     // the pipes they read (reaped closes them: drainOutput)
+	outputs   []*os.File     // the pipes they read (reaped closes them if need be)
 	stopOne   sync.Once      // the end of the control socket is sent once
 
 	exitsMu sync.Mutex
