@@ -8,7 +8,11 @@ package pypool
 // and 12 with StartForkServer; docs/forkserver.md, docs/reloading.md).
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"os/exec"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -115,5 +119,214 @@ func TestAuditForkTemplateDaemonDoesNotHoldClose(t *testing.T) {
 		_ = syscall.Kill(child, syscall.SIGKILL)
 		<-closed
 		t.Fatalf("Close still ran %v after it began: the template's daemon %d holds it", ownedExitBound, child)
+	}
+}
+
+// echoCallers runs n callers of echo (each at most a few hundred calls)
+// until the returned function is called, which stops them and returns
+// their call count and first error.
+func echoCallers(t *testing.T, pool *Pool, n int) (stopAndCheck func() (int, error)) {
+	t.Helper()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	calls := 0
+	for c := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				got, err := pool.Call(ctx, "echo", c*1000+i)
+				cancel()
+				mu.Lock()
+				calls++
+				if err == nil && got != int64(c*1000+i) {
+					err = fmt.Errorf("echo %d answered %v", c*1000+i, got)
+				}
+				if err != nil && first == nil {
+					first = err
+				}
+				mu.Unlock()
+				if i >= 300 { // bounded work
+					<-stop
+					return
+				}
+			}
+		}()
+	}
+	return func() (int, error) {
+		close(stop)
+		wg.Wait()
+		return calls, first
+	}
+}
+
+// awaitNewTemplate waits until the pool's template is a ready one other
+// than old.
+func awaitNewTemplate(t *testing.T, pool *Pool, old *forkServer) *forkServer {
+	t.Helper()
+	ctx := testCtx(t)
+	for {
+		if fs := pool.forks.Load(); fs != nil && fs != old && fs.ready() {
+			return fs
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no new template ran: %+v", pool.Stats())
+		case <-time.After(2 * time.Millisecond): // a template's start has no event of its own
+		}
+	}
+}
+
+// requireNothingLeftAfterClose closes pool and checks that none of its
+// processes is left.
+func requireNothingLeftAfterClose(t *testing.T, pool *Pool) {
+	t.Helper()
+	require.NoError(t, pool.Close(testCtx(t)))
+	require.Empty(t, forkServerLeftovers(), "processes of the pool's templates left after Close")
+	require.Empty(t, childProcesses(), "workers left after Close")
+}
+
+// TestAuditForkReloadWhileTemplatesDie: a Reload under busy callers while
+// the reload's new template, or the old one, is SIGKILLed as soon as the
+// reload swapped them: no call fails ("No call fails", docs/reloading.md;
+// invariant 11: a template that dies costs no caller's answer), Reload
+// returns nil with no old worker left, the pool is back at Size, and
+// Close leaves nothing.
+func TestAuditForkReloadWhileTemplatesDie(t *testing.T) {
+	for _, victim := range []string{"new", "old"} {
+		t.Run(victim, func(t *testing.T) {
+			cfg := forkConfig(t)
+			cfg.Size = 2
+			pool, err := New(testCtx(t), cfg)
+			require.NoError(t, err)
+			old := awaitNewTemplate(t, pool, nil)
+			check := echoCallers(t, pool, 3)
+			reloaded := make(chan error, 1)
+			go func() { reloaded <- pool.Reload(testCtx(t)) }()
+			fresh := awaitNewTemplate(t, pool, old)
+			kill := map[string]*forkServer{"new": fresh, "old": old}[victim]
+			require.NoError(t, kill.cmd.Process.Kill())
+			require.NoError(t, <-reloaded)
+			calls, err := check()
+			require.NoError(t, err, "a call failed during the reload (%d calls)", calls)
+			awaitPool(t, pool, "at rest, all new", func(s Stats) bool { return atRest(s, 2) && s.OldGeneration == 0 })
+			require.Zero(t, pool.Stats().Crashes)
+			requireNothingLeftAfterClose(t, pool)
+		})
+	}
+}
+
+// TestAuditForkRecyclingWhileTheTemplateRestarts: MaxCallsPerWorker
+// recycles a worker every other call while the template is SIGKILLed three
+// times: no call fails, nothing crashes, and the pool ends at Size with a
+// template that runs.
+func TestAuditForkRecyclingWhileTheTemplateRestarts(t *testing.T) {
+	cfg := forkConfig(t)
+	cfg.Size, cfg.MaxCallsPerWorker, cfg.MaxCallsJitter = 2, 2, 0
+	pool, err := New(testCtx(t), cfg)
+	require.NoError(t, err)
+	fs := awaitNewTemplate(t, pool, nil)
+	check := echoCallers(t, pool, 3)
+	for range 3 {
+		require.NoError(t, fs.cmd.Process.Kill())
+		fs = awaitNewTemplate(t, pool, fs)
+	}
+	calls, err := check()
+	require.NoError(t, err, "a call failed (%d calls)", calls)
+	awaitPool(t, pool, "at rest", func(s Stats) bool { return atRest(s, 2) })
+	require.Zero(t, pool.Stats().Crashes)
+	requireNothingLeftAfterClose(t, pool)
+}
+
+// TestAuditForkResizeDuringReload: Resize down and up while a Reload waits
+// for busy old workers: the Reload completes once they are checked in,
+// with no old worker left and the pool at its last Size.
+func TestAuditForkResizeDuringReload(t *testing.T) {
+	cfg := forkConfig(t)
+	cfg.Size = 2
+	pool, err := New(testCtx(t), cfg)
+	require.NoError(t, err)
+	release := holdWorkers(t, pool, 2)
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- pool.Reload(testCtx(t)) }()
+	awaitPool(t, pool, "the reload rolls", func(s Stats) bool { return s.Reloading && s.Generation == 1 })
+	require.NoError(t, pool.Resize(1, 0))
+	require.NoError(t, pool.Resize(3, 1))
+	release()
+	require.NoError(t, <-reloaded)
+	awaitPool(t, pool, "at rest at the new size", func(s Stats) bool { return atRest(s, 3) && s.OldGeneration == 0 })
+	requireNothingLeftAfterClose(t, pool)
+}
+
+// TestAuditForkReloadDuringHandover: a Reload right as New's stand-in is
+// handed over (its first check-in once the template runs) retires it and
+// its successor: Reload returns nil, one worker forked by the running
+// template serves, and one template is left.
+func TestAuditForkReloadDuringHandover(t *testing.T) {
+	pool, standIn := newStandInPool(t, testConfig(t))
+	awaitTemplate(t, pool)
+	_, err := pool.Call(testCtx(t), "echo", 1) // its check-in hands it over
+	require.NoError(t, err)
+	require.NoError(t, pool.Reload(testCtx(t)))
+	awaitPool(t, pool, "at rest, all new", func(s Stats) bool { return atRest(s, 1) && s.OldGeneration == 0 })
+	fs := awaitTemplate(t, pool)
+	pids := workerPids(pool)
+	require.Len(t, pids, 1)
+	require.NotEqual(t, standIn, pids[0])
+	require.Equal(t, fs.pid, parentPid(pids[0]), "the worker is the running template's")
+	ctx := testCtx(t)
+	for len(forkServerTemplates()) > 1 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("templates left: %v", forkServerTemplates())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	require.Zero(t, pool.Stats().Crashes)
+}
+
+// pythonWithoutPidfd is an interpreter of this machine that the fork
+// server cannot run on (Python 3.8: no os.pidfd_open), "" if none.
+func pythonWithoutPidfd(t *testing.T) string {
+	for _, python := range otherPythons(t) {
+		if exec.Command(python, "-c", "import os, sys; sys.exit(hasattr(os, 'pidfd_open'))").Run() == nil {
+			return python
+		}
+	}
+	return ""
+}
+
+// TestAuditForkReloadWhereTheForkServerCannotRun: with an interpreter the
+// fork server does not support, the pool starts its workers by exec
+// ("elsewhere the pool logs why and starts workers by exec",
+// docs/forkserver.md), and Reload replaces them as it does with
+// StartExec: it must not fail for ever on the template that can never
+// start ("every worker is replaced", docs/reloading.md).
+func TestAuditForkReloadWhereTheForkServerCannotRun(t *testing.T) {
+	python := pythonWithoutPidfd(t)
+	if python == "" {
+		t.Skip("no Python without os.pidfd_open (3.8) under ~/.pyenv/versions")
+	}
+	cfg := forkConfig(t)
+	cfg.Python, cfg.Size = python, 2
+	logs := newLogRecorder()
+	cfg.Logger = slogNew(logs)
+	pool := newTestPool(t, cfg)
+	require.Contains(t, logs.await(t, msgForkServerFallback)["error"], "pidfd_open")
+	before := workerPids(pool)
+	require.NoError(t, pool.Reload(testCtx(t)))
+	s := pool.Stats()
+	require.Zero(t, s.OldGeneration)
+	require.Equal(t, uint64(1), s.Generation)
+	for _, pid := range workerPids(pool) {
+		require.NotContains(t, before, pid, "an old worker serves on")
 	}
 }

@@ -29,6 +29,7 @@ package pypool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -77,7 +78,7 @@ type reloadRun struct {
 // and a Transaction finishes on the worker it holds. Meanwhile the pool
 // may run up to Config.ReloadSurge workers beyond Size+MaxOverflow. With
 // the fork server, a new template is started first, and the new workers
-// are forked from it.
+// are forked from it (started by exec where the fork server cannot run).
 //
 // If the new code cannot start (the module fails to import, SetUp raises,
 // the new fork server's template fails), the reload stops and Reload
@@ -212,23 +213,41 @@ func (p *Pool) reloadSteps(ctx context.Context, r *reloadRun) error {
 // the pool's; the one it replaces forks nothing more.
 func (p *Pool) reloadForkServer(ctx context.Context, r *reloadRun) error {
 	fs, err := startForkServer(ctx, p.spec, p.forkServerExited)
-	if err != nil {
+	unsupported := forkServerUnsupported(err)
+	if err != nil && !unsupported {
 		return fmt.Errorf("pypool: Reload: the new fork server did not start, the workers serve on: %w", err)
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		fs.stop(p.cfg.StopTimeout)
+		if fs != nil {
+			fs.stop(p.cfg.StopTimeout)
+		}
 		return ErrPoolClosed
 	}
+	// Where the fork server cannot run, the new workers are started by
+	// exec, as New's were: no template of the old code forks them.
 	old := p.forks.Swap(fs)
 	if old != nil {
 		p.oldForks = append(p.oldForks, old)
 	}
 	r.newFork, r.oldFork = fs, old
 	p.mu.Unlock()
+	if unsupported {
+		p.log.Warn(msgForkServerFallback, "module", p.cfg.Module, "error", err, "reload", true)
+		return nil
+	}
 	p.log.Info(msgForkServerStarted, "forkserver", fs.pid, "module", p.cfg.Module, "reload", true)
 	return nil
+}
+
+// forkServerUnsupported reports whether err is a template's refusal to run
+// with this interpreter or system (forkserver.py's _unsupported: no
+// os.pidfd_open, no _ctypes, RLIMIT_NOFILE too low), not a failure of the
+// Python code: the pool then starts its workers by exec.
+func forkServerUnsupported(err error) bool {
+	var pyErr *PythonError
+	return errors.As(err, &pyErr) && pyErr.Code == "fork_server_unsupported"
 }
 
 // restoreForkServerLocked puts back, after the reload r failed, the
@@ -238,7 +257,11 @@ func (p *Pool) reloadForkServer(ctx context.Context, r *reloadRun) error {
 func (p *Pool) restoreForkServerLocked(r *reloadRun) {
 	old := r.oldFork
 	at := slices.Index(p.oldForks, old)
-	if r.newFork == nil || old == nil || at < 0 || old.exited() || !p.forks.CompareAndSwap(r.newFork, old) {
+	if old == nil || at < 0 || old.exited() || !p.forks.CompareAndSwap(r.newFork, old) {
+		return
+	}
+	if r.newFork == nil { // none could start (forkServerUnsupported)
+		p.oldForks = slices.Delete(p.oldForks, at, at+1)
 		return
 	}
 	p.oldForks[at] = r.newFork
