@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -329,4 +330,55 @@ func TestAuditForkReloadWhereTheForkServerCannotRun(t *testing.T) {
 	for _, pid := range workerPids(pool) {
 		require.NotContains(t, before, pid, "an old worker serves on")
 	}
+}
+
+// TestAuditForkReloadContextEndingWhileRolling: the ctx of a Reload ends
+// once it rolls (a new worker serves, an old one is held by a
+// Transaction). "The pool serves on ... old ones are still retired as they
+// are checked in and replaced by new ones" (docs/reloading.md): the held
+// worker's replacement must run the new code, not be forked by the old
+// template (which the failed reload put back) under the new generation.
+func TestAuditForkReloadContextEndingWhileRolling(t *testing.T) {
+	f := newReloadFixture(t, 2, func(c *Config) { c.StartMethod = StartForkServer })
+	f.write(t, "v2", "pass")
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	reloaded := make(chan error, 1)
+	err := f.pool.Transaction(testCtx(t), func(w *Worker) error {
+		go func() { reloaded <- f.pool.Reload(ctx) }()
+		awaitPool(t, f.pool, "the reload rolls, the held worker left", func(s Stats) bool {
+			return s.Generation == 1 && s.OldGeneration == 1 && s.Starting == 0 && s.Idle == 1
+		})
+		cancel()
+		require.ErrorIs(t, <-reloaded, context.Canceled)
+		awaitPool(t, f.pool, "the reload stopped", func(s Stats) bool { return !s.Reloading && s.ReloadsFailed == 1 })
+		return nil
+	})
+	require.NoError(t, err)
+	awaitPool(t, f.pool, "no old worker left", func(s Stats) bool { return atRest(s, 2) && s.OldGeneration == 0 })
+	var versions []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	both := make(chan struct{})
+	var held sync.WaitGroup
+	held.Add(2)
+	for range 2 { // one call on each worker
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.NoError(t, f.pool.Transaction(testCtx(t), func(w *Worker) error {
+				held.Done()
+				<-both
+				v, err := w.Call(testCtx(t), "version")
+				mu.Lock()
+				versions = append(versions, fmt.Sprint(v))
+				mu.Unlock()
+				return err
+			}))
+		}()
+	}
+	held.Wait()
+	close(both)
+	wg.Wait()
+	require.Equal(t, []string{"v2", "v2"}, versions, "every worker of generation 1 runs the new code")
 }

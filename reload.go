@@ -253,11 +253,14 @@ func forkServerUnsupported(err error) bool {
 // restoreForkServerLocked puts back, after the reload r failed, the
 // template its own replaced, if that one still runs, so that the workers
 // started until the next reload are forked from the code they were
-// proven with; r's template is stopped once its workers are gone.
+// proven with; r's template is stopped once its workers are gone. A
+// reload that rolled and stopped with the pool in its generation (its
+// ctx ended) keeps its template: the workers that replace old ones are
+// of its generation, and must run its code.
 func (p *Pool) restoreForkServerLocked(r *reloadRun) {
 	old := r.oldFork
 	at := slices.Index(p.oldForks, old)
-	if old == nil || at < 0 || old.exited() || !p.forks.CompareAndSwap(r.newFork, old) {
+	if p.gen.Load() == r.gen || old == nil || at < 0 || old.exited() || !p.forks.CompareAndSwap(r.newFork, old) {
 		return
 	}
 	if r.newFork == nil { // none could start (forkServerUnsupported)
