@@ -382,3 +382,49 @@ func TestAuditForkReloadContextEndingWhileRolling(t *testing.T) {
 	wg.Wait()
 	require.Equal(t, []string{"v2", "v2"}, versions, "every worker of generation 1 runs the new code")
 }
+
+// slowSecondForkTop is reloadModule's TOP for the tests whose new
+// template must be in the middle of a fork when something happens: in a
+// template, its second fork is answered 3 s late, after it logs
+// "audit: second fork answered late".
+const slowSecondForkTop = `import sys
+_fs = sys.modules.get("pypool_runtime.forkserver")
+if _fs is not None:
+    _open, _n = os.pidfd_open, [0]
+    def _slow(pid, *flags):
+        _n[0] += 1
+        if _n[0] == 2:
+            print("audit: second fork answered late", flush=True)
+            time.sleep(3)
+        return _open(pid, *flags)
+    os.pidfd_open = _slow`
+
+// TestAuditForkReloadContextEndingMidForkKeepsTheTemplate: the ctx of a
+// Reload ends once it rolled, while its template is forking one of its
+// workers. The reload stops (docs/reloading.md); its template, which the
+// pool keeps, is healthy and must not be killed for it (invariant 9: a
+// caller's deadline never kills a start, nor anything but the calls it
+// touched): no fork server exit, no lost request, and the pool serves on.
+func TestAuditForkReloadContextEndingMidForkKeepsTheTemplate(t *testing.T) {
+	logs := newLogRecorder()
+	f := newReloadFixture(t, 2, func(c *Config) {
+		c.StartMethod = StartForkServer
+		c.Logger = slogNew(logs)
+	})
+	f.writeTop(t, "v2", slowSecondForkTop, "pass")
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- f.pool.Reload(ctx) }()
+	logs.await(t, "audit: second fork answered late")
+	fs := f.pool.forks.Load()
+	cancel()
+	require.ErrorIs(t, <-reloaded, context.Canceled)
+	awaitPool(t, f.pool, "the reload stopped, the pool at rest", func(s Stats) bool {
+		return !s.Reloading && s.ReloadsFailed == 1 && atRest(s, 2)
+	})
+	require.Same(t, fs, f.pool.forks.Load(), "the reload's template is the pool's")
+	require.False(t, fs.exited(), "the reload's template was killed")
+	require.Empty(t, logs.matching(msgForkServerExited))
+	require.Empty(t, logs.matching(msgForkOrphanKilled))
+}

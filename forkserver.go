@@ -455,7 +455,7 @@ func (fs *forkServer) await(ctx context.Context, child []*os.File) (osProcess, e
 		fs.logger.Warn(msgForkServerStuck, "forkserver", fs.pid, "timeout", forkTimeout)
 		return nil, fs.abandon(child)
 	case <-ctx.Done():
-		return nil, fs.abandon(child)
+		return nil, fs.unwanted(ctx, child, timer.C)
 	case r := <-fs.replies:
 		if r.err != nil {
 			return nil, r.err
@@ -468,6 +468,28 @@ func (fs *forkServer) await(ctx context.Context, child []*os.File) (osProcess, e
 	case <-fs.done:
 		return nil, fs.abandon(child)
 	}
+}
+
+// unwanted ends a fork request that was sent and is no longer wanted (its
+// ctx ended: a reload stopped, or Close), with fs.mu held. The template is
+// healthy: its answer is awaited (within forkTimeout of the request, as
+// any), and the child it forked is killed (the template kills its group
+// and reaps it); the template serves on. Should it not answer, it is
+// abandoned.
+func (fs *forkServer) unwanted(ctx context.Context, child []*os.File, timeout <-chan time.Time) error {
+	select {
+	case r := <-fs.replies:
+		if r.err != nil {
+			return r.err
+		}
+		osproc.SignalPidfd(r.pidfd, syscall.SIGKILL)
+		r.pidfd.Close()
+		return fmt.Errorf("%w: %w", ErrWorkerStart, ctx.Err())
+	case <-timeout:
+		fs.logger.Warn(msgForkServerStuck, "forkserver", fs.pid, "timeout", forkTimeout)
+	case <-fs.done:
+	}
+	return fs.abandon(child)
 }
 
 // abandon gives up a fork request that was sent and not answered, with
