@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -427,4 +428,40 @@ func TestAuditForkReloadContextEndingMidForkKeepsTheTemplate(t *testing.T) {
 	require.False(t, fs.exited(), "the reload's template was killed")
 	require.Empty(t, logs.matching(msgForkServerExited))
 	require.Empty(t, logs.matching(msgForkOrphanKilled))
+}
+
+// TestAuditForkFailedReloadBeforeTheFirstTemplate: with Size 1, a Reload
+// of broken code (its SetUp raises) while New's template is still
+// importing the old code (slowly), and the reload's template, quicker,
+// starts first. "A broken deploy never takes capacity away ... the old
+// template and workers stay" (docs/reloading.md): the failed reload's
+// template must not stay the pool's, or the stand-in's handover forks a
+// worker of the broken code and the pool loses its only worker.
+func TestAuditForkFailedReloadBeforeTheFirstTemplate(t *testing.T) {
+	dir := t.TempDir()
+	f := &reloadFixture{path: filepath.Join(dir, "reloadmod.py")}
+	f.writeTop(t, "v1", `import sys
+if "pypool_runtime.forkserver" in sys.modules:
+    print("audit: the template imports v1", flush=True)
+    time.sleep(1)`, "pass")
+	logs := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Module, cfg.PythonPath, cfg.SetUp, cfg.Logger = "reloadmod", []string{dir}, "setup", slogNew(logs)
+	f.pool, _ = newStandInPool(t, cfg)
+	logs.await(t, "audit: the template imports v1")
+
+	f.write(t, "v2", "raise RuntimeError('broken set-up')")
+	var pyErr *PythonError
+	require.ErrorAs(t, f.pool.Reload(testCtx(t)), &pyErr)
+	require.Contains(t, pyErr.Traceback, "broken set-up")
+
+	awaitTemplate(t, f.pool)
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(testCtx(t), 10*time.Second)
+		v, err := f.pool.Call(ctx, "version")
+		cancel()
+		require.NoError(t, err, "call %d after the failed reload", i)
+		require.Equal(t, "v1", v)
+	}
+	require.Equal(t, uint64(1), f.pool.Stats().StartFailures, "no start failed but the reload's")
 }

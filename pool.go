@@ -71,9 +71,13 @@ type Pool struct {
 	// first, are started by exec); and, guarded by mu, that template until
 	// the stand-in has started, and the calls the stand-in had served when
 	// it was handed over, which its forked successor takes on.
+	// forkSettled is closed once New's template started or failed (or
+	// will never start): a Reload waits for it (reloadForkServer).
 	forkPending atomic.Bool
 	pendingFork *forkServer
 	handedCalls int64
+	forkSettled chan struct{}
+	settleOnce  sync.Once
 
 	// Pool.Reload (reload.go). gen is the generation workers are started
 	// in and below which a worker is retired at check-in; read without mu

@@ -212,6 +212,16 @@ func (p *Pool) reloadSteps(ctx context.Context, r *reloadRun) error {
 // reloadForkServer starts a new template from the code on disk and makes it
 // the pool's; the one it replaces forks nothing more.
 func (p *Pool) reloadForkServer(ctx context.Context, r *reloadRun) error {
+	// New's template first, if it still starts (the stand-in's, with Size
+	// 1): it is then the pool's, the one put back should this reload fail,
+	// not one that becomes the pool's after this reload's broken one.
+	if p.forkSettled != nil {
+		select {
+		case <-p.forkSettled:
+		case <-ctx.Done():
+			return fmt.Errorf("pypool: Reload: %w", ctx.Err())
+		}
+	}
 	fs, err := startForkServer(ctx, p.spec, p.forkServerExited)
 	unsupported := forkServerUnsupported(err)
 	if err != nil && !unsupported {

@@ -676,6 +676,7 @@ func (e *fatalStart) Unwrap() error { return e.err }
 func (p *Pool) startForkServer(context.Context) {
 	fs := newForkServer(p.spec, p.forkServerExited)
 	fs.settled = p.forkServerSettled
+	p.forkSettled = make(chan struct{})
 	if p.cfg.Size != 1 {
 		p.forks.Store(fs)
 		return
@@ -701,6 +702,7 @@ func (p *Pool) standInStartedLocked(err error) {
 	p.pendingFork = nil
 	if err != nil {
 		p.forkPending.Store(false)
+		p.settleFork()
 		return
 	}
 	p.wg.Add(1)
@@ -763,6 +765,7 @@ func (p *Pool) handOnLocked(o startOrder, pw *pooledWorker) {
 // A template started after New's stand-in (startForkServer) becomes the
 // pool's here. Close ending its start is not a failure to report.
 func (p *Pool) forkServerSettled(fs *forkServer, err error) {
+	defer p.settleFork()
 	defer p.forkPending.Store(false)
 	if err != nil {
 		p.forks.CompareAndSwap(fs, nil)
@@ -782,6 +785,12 @@ func (p *Pool) forkServerSettled(fs *forkServer, err error) {
 		return
 	}
 	p.log.Debug(msgForkServerStarted, "forkserver", fs.pid, "module", p.cfg.Module)
+}
+
+// settleFork tells a Reload that New's template has started or failed, or
+// will never start.
+func (p *Pool) settleFork() {
+	p.settleOnce.Do(func() { close(p.forkSettled) })
 }
 
 // forkServerStarted makes fs the pool's template. A template it replaces
