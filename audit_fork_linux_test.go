@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -464,4 +465,71 @@ if "pypool_runtime.forkserver" in sys.modules:
 		require.Equal(t, "v1", v)
 	}
 	require.Equal(t, uint64(1), f.pool.Stats().StartFailures, "no start failed but the reload's")
+}
+
+// descriptorKinds counts a worker's descriptors by kind (pipe, socket,
+// pidfd, memfd, a file's path).
+func descriptorKinds(t *testing.T, w *Worker) map[string]int {
+	t.Helper()
+	out, err := w.Call(testCtx(t), "descriptors", 0)
+	require.NoError(t, err)
+	kinds := map[string]int{}
+	for _, target := range out.([]any)[0].(map[any]any) {
+		kind := target.(string)
+		if before, _, ok := strings.Cut(kind, ":["); ok {
+			kind = before
+		}
+		if strings.HasPrefix(kind, "/memfd:") {
+			kind = "memfd"
+		}
+		kinds[kind]++
+	}
+	return kinds
+}
+
+// TestAuditForkWorkerHoldsExactlyItsDescriptors (invariant 12 on the fork
+// server path): a forked worker holds what a worker started by exec holds,
+// plus the template's pidfd of the Go process, nothing else of the
+// template's (its control socket, its wake-up pipe, its output pipes, the
+// pidfds of its children, the descriptors of its other children): workers
+// forked at once, one after the template warmed up, and one forked by a
+// restarted template.
+func TestAuditForkWorkerHoldsExactlyItsDescriptors(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Module, cfg.StartMethod = "pypool_secmod", StartExec
+	exec, err := New(testCtx(t), cfg)
+	require.NoError(t, err)
+	var want map[string]int
+	require.NoError(t, exec.Transaction(testCtx(t), func(w *Worker) error { want = descriptorKinds(t, w); return nil }))
+	require.NoError(t, exec.Close(testCtx(t)))
+	want["anon_inode"]++ // the pidfd of the Go process
+
+	cfg.StartMethod, cfg.Size, cfg.MaxOverflow = StartForkServer, 2, 1
+	pool := newTestPool(t, cfg)
+	fs := awaitNewTemplate(t, pool, nil)
+	check := func(w *Worker) {
+		require.Equal(t, want, descriptorKinds(t, w), "the descriptors of worker %d", w.Pid())
+	}
+	// Three workers at once: the third, an overflow worker, is forked
+	// after the others, once the template warmed up.
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+				<-release
+				check(w)
+				return nil
+			}))
+		}()
+	}
+	awaitPool(t, pool, "three checked out", func(s Stats) bool { return s.InUse == 3 })
+	close(release)
+	wg.Wait()
+	require.NoError(t, fs.cmd.Process.Kill())
+	awaitNewTemplate(t, pool, fs)
+	awaitPool(t, pool, "the orphans replaced", func(s Stats) bool { return atRest(s, 2) && s.Recycled >= 2 })
+	require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error { check(w); return nil }))
 }
