@@ -10,6 +10,7 @@ package pypool
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -532,4 +533,52 @@ func TestAuditForkWorkerHoldsExactlyItsDescriptors(t *testing.T) {
 	awaitNewTemplate(t, pool, fs)
 	awaitPool(t, pool, "the orphans replaced", func(s Stats) bool { return atRest(s, 2) && s.Recycled >= 2 })
 	require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error { check(w); return nil }))
+}
+
+// TestAuditForkTemplateKilledDuringNew: with Size 2, New's first worker's
+// start starts the template with that worker's pipes; the template is
+// SIGKILLed at a random moment of New (before, during or after its import
+// and its first forks). New must succeed all the same, its workers
+// started by exec where the template could not fork them ("the caller it
+// was for sees no error", docs/forkserver.md), with no two processes on
+// one worker's pipes, and Close must leave nothing.
+func TestAuditForkTemplateKilledDuringNew(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for round := range 6 {
+		cfg := forkConfig(t)
+		cfg.Size = 2
+		delay := time.Duration(rng.Int64N(int64(150 * time.Millisecond)))
+		killed := make(chan int, 1)
+		stop := make(chan struct{})
+		go func() { // kill the first template that appears, delay after it does
+			defer close(killed)
+			for {
+				for _, pid := range allPids() {
+					if isForkServerProcess(pid) && parentPid(pid) == os.Getpid() {
+						time.Sleep(delay) // the fault's random moment, not a synchronisation
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+						killed <- pid
+						return
+					}
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Millisecond):
+				}
+			}
+		}()
+		pool, err := New(testCtx(t), cfg)
+		close(stop)
+		pid := <-killed
+		require.NoError(t, err, "round %d: template %d killed %v after it appeared", round, pid, delay)
+		for i := range 4 {
+			_, err := pool.Call(testCtx(t), "echo", i)
+			require.NoError(t, err, "round %d", round)
+		}
+		awaitPool(t, pool, "at rest", func(s Stats) bool { return atRest(s, 2) })
+		requireNothingLeftAfterClose(t, pool)
+	}
 }
