@@ -582,3 +582,30 @@ func TestAuditForkTemplateKilledDuringNew(t *testing.T) {
 		requireNothingLeftAfterClose(t, pool)
 	}
 }
+
+// TestAuditForkChildOfAWorkerThatCrashedWhileItsTemplateWasStopped: a
+// forked worker with a child of its own crashes while its template is
+// stopped (SIGSTOP: it can neither kill the worker's group nor reap it);
+// the pool then gives up on the stopped template (its next fork request
+// goes unanswered) and kills it. "When a worker ends, however it ends
+// (crash ...), nothing of its process group is left, on every start
+// method" (invariant 10): the child must not outlive it.
+func TestAuditForkChildOfAWorkerThatCrashedWhileItsTemplateWasStopped(t *testing.T) {
+	saved := forkTimeout
+	forkTimeout = 300 * time.Millisecond // the stopped template is given up on soon
+	t.Cleanup(func() { forkTimeout = saved })
+	pool := newTestPool(t, forkConfig(t))
+	fs := awaitNewTemplate(t, pool, nil)
+	res, err := pool.Call(testCtx(t), "spawn_sleeping_child")
+	require.NoError(t, err)
+	child := int(res.(int64))
+	worker := workerPids(pool)[0]
+	require.Equal(t, fs.pid, parentPid(worker))
+	pidfds := map[int]*os.File{child: openPidfd(t, child)}
+
+	require.NoError(t, syscall.Kill(fs.pid, syscall.SIGSTOP))
+	defer func() { _ = syscall.Kill(fs.pid, syscall.SIGCONT) }()
+	require.NoError(t, syscall.Kill(worker, syscall.SIGKILL))
+	awaitPool(t, pool, "the crash seen, the pool back at Size", func(s Stats) bool { return s.Crashes == 1 && atRest(s, 1) })
+	requireExited(t, pidfds, "the child of a worker that crashed while its template was stopped")
+}

@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -585,8 +586,30 @@ func (f *forkedProcess) wait() exitStatus {
 			return st
 		}
 	case <-timer.C:
+		// The template does not answer (stopped, or stuck): it has
+		// neither killed the worker's group nor reaped it. Its zombie pins
+		// the group's number, so the group is killed here, as the template
+		// would have before the reap: should the template be killed now,
+		// someone else reaps the zombie and the group is out of reach.
+		killGroupOfZombie(f.id, f.server.pid)
 	}
 	return unknown
+}
+
+// killGroupOfZombie kills the process group of pid if pid is an exited,
+// unreaped child of parent (its zombie keeps the group's number from
+// naming another group).
+func killGroupOfZombie(pid, parent int) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // the command name may hold spaces
+	if len(fields) < 2 || fields[0] != "Z" || fields[1] != strconv.Itoa(parent) {
+		return
+	}
+	osproc.KillGroup(pid)
 }
 
 // orphaned reports whether proc was forked by a template that has exited
