@@ -609,3 +609,43 @@ func TestAuditForkChildOfAWorkerThatCrashedWhileItsTemplateWasStopped(t *testing
 	awaitPool(t, pool, "the crash seen, the pool back at Size", func(s Stats) bool { return s.Crashes == 1 && atRest(s, 1) })
 	requireExited(t, pidfds, "the child of a worker that crashed while its template was stopped")
 }
+
+// TestAuditForkTemplateForkedChildDoesNotHoldItsEnd: a module whose import
+// forks a child without exec (multiprocessing's fork method does): the
+// child holds every descriptor of the template, its control socket
+// included. Close must end the template all the same, and a SIGKILLed
+// template must be seen and restarted, its child gone with its group.
+func TestAuditForkTemplateForkedChildDoesNotHoldItsEnd(t *testing.T) {
+	for _, end := range []string{"close", "kill"} {
+		t.Run(end, func(t *testing.T) {
+			cfg := importChildConfig(t)
+			cfg.Env = append(cfg.Env, "PYPOOL_IMPORTCHILD_FORK=1")
+			pool, err := New(testCtx(t), cfg)
+			require.NoError(t, err)
+			fs := pool.forks.Load()
+			require.NotNil(t, fs)
+			res, err := pool.Call(testCtx(t), "forked_child")
+			require.NoError(t, err)
+			child := int(res.(int64))
+			require.Equal(t, fs.pid, parentPid(child))
+			pidfds := map[int]*os.File{child: openPidfd(t, child)}
+			defer func() { _ = syscall.Kill(child, syscall.SIGKILL) }()
+			if end == "kill" {
+				require.NoError(t, fs.cmd.Process.Kill())
+				requireExited(t, pidfds, "the forked child of a killed template")
+				awaitNewTemplate(t, pool, fs)
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- pool.Close(testCtx(t)) }()
+			select {
+			case err := <-closed:
+				require.NoError(t, err)
+			case <-time.After(ownedExitBound):
+				_ = syscall.Kill(child, syscall.SIGKILL)
+				<-closed
+				t.Fatalf("Close still ran %v after it began: the template's forked child %d holds it", ownedExitBound, child)
+			}
+			requireExited(t, pidfds, "the forked child of the template after Close")
+		})
+	}
+}

@@ -98,6 +98,7 @@ type forkServer struct {
 	status    exitStatus     // how it ended; set before done is closed
 	output    sync.WaitGroup // its stdout and stderr forwarders
 	outputs   []*os.File     // the pipes they read (reaped closes them if need be)
+	gone      chan struct{}  // closed once watchExit saw it exit (or could not wait)
 	stopOne   sync.Once      // the end of the control socket is sent once
 
 	exitsMu sync.Mutex
@@ -214,6 +215,8 @@ func (fs *forkServer) start(ctx context.Context, first []*os.File) error {
 	}
 	fs.cmd, fs.pid, fs.started = cmd, cmd.Process.Pid, time.Now()
 	fs.guard.own(fs.pid) // a worker forked before it left the template's group is in it
+	fs.gone = make(chan struct{})
+	go fs.watchExit()
 	fs.outputs = []*os.File{outR, errR}
 	fs.output.Add(2)
 	go fs.forward(outR, "stdout", slog.LevelInfo)
@@ -305,11 +308,37 @@ func (fs *forkServer) watch(onExit func(*forkServer)) {
 	onExit(fs)
 }
 
+// watchExit kills the template's process group as soon as it exits: a
+// process its module forked at import holds the template's end of the
+// control socket (and its stdout and stderr), and would keep watch's read
+// from ever ending. One that left the group is cut off after
+// outputDrainTimeout: the control socket is closed. The template is
+// reaped (reaped) only once gone is closed, so that its pid, and its
+// group's number, name it while this waits.
+func (fs *forkServer) watchExit() {
+	exited := osproc.AwaitExitKeepZombie(fs.pid)
+	if exited {
+		osproc.KillGroup(fs.pid)
+	}
+	close(fs.gone)
+	if !exited {
+		return
+	}
+	timer := time.NewTimer(outputDrainTimeout)
+	defer timer.Stop()
+	select {
+	case <-fs.done:
+	case <-timer.C:
+		fs.conn.Close()
+	}
+}
+
 // reaped reaps the killed template, its process group killed first (what
 // its module started at import, which holds its stdout and stderr), then
 // waits for its output to be logged: up to outputDrainTimeout, since a
 // process that left the group may hold the pipes for ever.
 func (fs *forkServer) reaped() exitStatus {
+	<-fs.gone
 	status := execProcess{cmd: fs.cmd, guard: fs.guard}.wait()
 	drained := make(chan struct{})
 	go func() {
