@@ -359,30 +359,7 @@ func TestAuditForkReloadContextEndingWhileRolling(t *testing.T) {
 	})
 	require.NoError(t, err)
 	awaitPool(t, f.pool, "no old worker left", func(s Stats) bool { return atRest(s, 2) && s.OldGeneration == 0 })
-	var versions []string
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	both := make(chan struct{})
-	var held sync.WaitGroup
-	held.Add(2)
-	for range 2 { // one call on each worker
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			assert.NoError(t, f.pool.Transaction(testCtx(t), func(w *Worker) error {
-				held.Done()
-				<-both
-				v, err := w.Call(testCtx(t), "version")
-				mu.Lock()
-				versions = append(versions, fmt.Sprint(v))
-				mu.Unlock()
-				return err
-			}))
-		}()
-	}
-	held.Wait()
-	close(both)
-	wg.Wait()
+	versions := workerVersions(t, f.pool, 2)
 	require.Equal(t, []string{"v2", "v2"}, versions, "every worker of generation 1 runs the new code")
 }
 
@@ -648,4 +625,65 @@ func TestAuditForkTemplateForkedChildDoesNotHoldItsEnd(t *testing.T) {
 			requireExited(t, pidfds, "the forked child of the template after Close")
 		})
 	}
+}
+
+// TestAuditForkReloadWhileTheTemplateRestarts: the template dies and its
+// restart is importing the old code (slowly) when the files change and
+// Reload starts its own template of the new code. "When Reload returns
+// nil, every worker runs the new code" (docs/reloading.md): the restarted
+// template, older, must not replace the reload's and fork its workers.
+func TestAuditForkReloadWhileTheTemplateRestarts(t *testing.T) {
+	logs := newLogRecorder()
+	f := newReloadFixture(t, 2, func(c *Config) {
+		c.StartMethod = StartForkServer
+		c.Logger = slogNew(logs)
+	})
+	f.writeTop(t, "v1", `import sys
+if "pypool_runtime.forkserver" in sys.modules:
+    print("audit: a template imports v1", flush=True)
+    time.sleep(1)`, "pass")
+	fs := awaitNewTemplate(t, f.pool, nil)
+	release := holdWorkers(t, f.pool, 1) // an old worker, retired once the restarted template runs
+	require.NoError(t, fs.cmd.Process.Kill())
+	logs.await(t, "audit: a template imports v1") // the restart imports v1
+
+	f.write(t, "v2", "pass")
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- f.pool.Reload(testCtx(t)) }()
+	logs.awaitCount(t, msgForkServerStarted, 3) // New's, the reload's, the restarted one
+	release()
+	require.NoError(t, <-reloaded)
+	awaitPool(t, f.pool, "at rest", func(s Stats) bool { return atRest(s, 2) && s.OldGeneration == 0 })
+	versions := workerVersions(t, f.pool, 2)
+	require.Equal(t, []string{"v2", "v2"}, versions, "every worker runs the new code once Reload returned nil")
+}
+
+// workerVersions is the version each of a pool's n workers answers with
+// (reloadModule's version()): n Transactions hold every worker at once.
+func workerVersions(t *testing.T, pool *Pool, n int) []string {
+	t.Helper()
+	var versions []string
+	var mu sync.Mutex
+	var wg, held sync.WaitGroup
+	all := make(chan struct{})
+	held.Add(n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+				held.Done()
+				<-all
+				v, err := w.Call(testCtx(t), "version")
+				mu.Lock()
+				versions = append(versions, fmt.Sprint(v))
+				mu.Unlock()
+				return err
+			}))
+		}()
+	}
+	held.Wait()
+	close(all)
+	wg.Wait()
+	return versions
 }

@@ -793,15 +793,32 @@ func (p *Pool) settleFork() {
 	p.settleOnce.Do(func() { close(p.forkSettled) })
 }
 
-// forkServerStarted makes fs the pool's template. A template it replaces
-// (one a reload started meanwhile) is stopped once its workers are gone.
-func (p *Pool) forkServerStarted(fs *forkServer) {
+// forkServerStarted makes fs, a restarted template, the pool's, and
+// reports whether it did. If a reload's template became the pool's
+// meanwhile, that one stays: it imported the code on disk as the reload
+// began, fs maybe before (issue 21d: fs replaced it, and the
+// reload's workers were forked from the old code). fs then forks nothing:
+// it is the template a running reload puts back should it fail, else it
+// is stopped.
+func (p *Pool) forkServerStarted(fs *forkServer) bool {
 	p.mu.Lock()
-	if old := p.forks.Swap(fs); old != nil && old != fs {
-		p.oldForks = append(p.oldForks, old)
+	installed := !p.closed && p.forks.CompareAndSwap(nil, fs)
+	if !installed && !p.closed {
+		p.oldForks = append(p.oldForks, fs)
+		if r := p.reload; r != nil && r.oldFork == nil {
+			r.oldFork = fs
+		} else {
+			p.stopOldForkServersLocked()
+		}
 	}
+	closed := p.closed
 	p.mu.Unlock()
+	if closed {
+		fs.stop(p.cfg.StopTimeout)
+		return false
+	}
 	p.log.Debug(msgForkServerStarted, "forkserver", fs.pid, "module", p.cfg.Module)
+	return installed
 }
 
 // forkServerExited runs in the template's watcher once it was reaped. Unless
@@ -844,7 +861,9 @@ func (p *Pool) restartForkServer() {
 		}
 		fs, err := startForkServer(p.lifetime, p.spec, p.forkServerExited)
 		if err == nil {
-			p.forkServerStarted(fs)
+			if !p.forkServerStarted(fs) {
+				return
+			}
 			if p.lifetime.Err() != nil {
 				p.stopForkServer() // Close began meanwhile
 				return
