@@ -687,3 +687,40 @@ func workerVersions(t *testing.T, pool *Pool, n int) []string {
 	wg.Wait()
 	return versions
 }
+
+// TestAuditForkTemplateKilledBeforeItsChildLeftItsGroup: the template
+// forks New's first worker, answers for it, and is SIGKILLed before the
+// child has taken a process group of its own (pypool_slowchild delays
+// the child). The child's start must not fail for it ("a fault costs at
+// most the calls it touched", invariant 11): the pool's kill of the dead
+// template's group must not take the child with it, and New succeeds.
+// Found by TestAuditForkTemplateKilledDuringNew (1 round in about 30).
+func TestAuditForkTemplateKilledBeforeItsChildLeftItsGroup(t *testing.T) {
+	cfg := forkConfig(t)
+	cfg.Size, cfg.Preload = 2, []string{"pypool_slowchild"}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // kill the template as soon as it has a child
+		for {
+			for _, pid := range allPids() {
+				if template := parentPid(pid); isForkServerProcess(pid) && template != os.Getpid() {
+					time.Sleep(200 * time.Millisecond) // its answer sent; the child waits 1 s
+					_ = syscall.Kill(template, syscall.SIGKILL)
+					return
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	pool, err := New(testCtx(t), cfg)
+	require.NoError(t, err)
+	for i := range 3 {
+		_, err := pool.Call(testCtx(t), "echo", i)
+		require.NoError(t, err)
+	}
+	requireNothingLeftAfterClose(t, pool)
+}

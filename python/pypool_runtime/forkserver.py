@@ -250,6 +250,10 @@ class Template:
         if pid == 0:
             raise _BecomeWorker(fds)
         _close_all(fds)
+        try:  # as the child does: it is out of the template's group before Go hears of it
+            os.setpgid(pid, pid)
+        except OSError:
+            pass  # it exited already
         try:
             pidfd = os.pidfd_open(pid)
         except OSError as exc:
