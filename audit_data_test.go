@@ -1,0 +1,85 @@
+package pypool
+
+// audit_data_test.go: a hostile tester's attacks on the codec, the shared
+// memory, Config.MaxMessageSize, a worker that breaks its own protocol
+// descriptors or shared memory, and the worker's output
+// (testdata/pymod/pypool_auditdata.py holds the Python side).
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// auditConfig is a one-worker pool of pypool_auditdata with a small
+// shared-memory threshold and the callbacks its functions call.
+func auditConfig(t testing.TB) Config {
+	cfg := testConfig(t)
+	cfg.Module = "pypool_auditdata"
+	cfg.SharedMemoryThreshold = smallThreshold
+	cfg.Callbacks = map[string]Callback{
+		"echo": func(_ context.Context, args []any) (any, error) { return args[0], nil },
+	}
+	return cfg
+}
+
+// TestAuditSharedBytesResultAtTheMessageLimit: docs/errors.md, "call or
+// reply over MaxMessageSize: ErrMessageTooLarge ... Python sends the error
+// instead of the reply", and docs/types.md, "MaxMessageSize counts the
+// shared bytes of a message too". A bytes result that takes the shared
+// memory, of a size within a frame's few bytes of the limit, either
+// arrives whole or is ErrMessageTooLarge refused by Python (the worker
+// stays), whichever call form reads it, on both codecs; never
+// ErrResultNotDecodable (Python counted the bytes alone, Go the frame too).
+func TestAuditSharedBytesResultAtTheMessageLimit(t *testing.T) {
+	const limit = 64 << 10
+	forms := map[string]func(ctx context.Context, pool *Pool, n int) (int, error){
+		"Call": func(ctx context.Context, pool *Pool, n int) (int, error) {
+			out, err := pool.Call(ctx, "make_bytes", n)
+			b, _ := out.([]byte)
+			return len(b), err
+		},
+		"CallBytes": func(ctx context.Context, pool *Pool, n int) (int, error) {
+			b, err := CallBytes(ctx, pool, nil, "make_bytes", n)
+			return len(b), err
+		},
+		"CallAs": func(ctx context.Context, pool *Pool, n int) (int, error) {
+			b, err := CallAs[[]byte](ctx, pool, "make_bytes", n)
+			return len(b), err
+		},
+		"Call bytearray": func(ctx context.Context, pool *Pool, n int) (int, error) {
+			out, err := pool.Call(ctx, "make_bytearray", n)
+			b, _ := out.([]byte)
+			return len(b), err
+		},
+	}
+	for name, python := range interpreters(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := auditConfig(t)
+			cfg.Python = python
+			cfg.MaxMessageSize = limit
+			pool := newTestPool(t, cfg)
+			pids := workerPids(pool)
+			for form, call := range forms {
+				fits, refused := 0, 0
+				for n := limit - 32; n <= limit+1; n++ {
+					got, err := call(testCtx(t), pool, n)
+					if err == nil {
+						require.Equal(t, n, got, "%s of %d bytes", form, n)
+						require.Zero(t, refused, "%s of %d bytes fits, a smaller one did not", form, n)
+						fits++
+						continue
+					}
+					require.ErrorIs(t, err, ErrMessageTooLarge, "%s of %d bytes", form, n)
+					require.NotErrorIs(t, err, ErrResultNotDecodable, "%s of %d bytes", form, n)
+					refused++
+				}
+				assert.Positive(t, fits, form)
+				assert.Positive(t, refused, form)
+			}
+			assert.Equal(t, pids, workerPids(pool), "a result Python refused cost the worker")
+		})
+	}
+}

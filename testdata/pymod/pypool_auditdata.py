@@ -1,0 +1,256 @@
+"""Hostile functions for audit_data_test.go: code that breaks the real
+runtime's protocol descriptors or its shared memory, output that is not
+text, and values around the limits of MaxMessageSize and the shared
+memory's threshold."""
+
+import fcntl
+import os
+import struct
+import sys
+
+import pypool_runtime
+from pypool_runtime import channel as _channel
+from pypool_runtime import shm as _shm
+
+from pypool import call_go
+
+
+def echo(value):
+    return value
+
+
+def pid():
+    return os.getpid()
+
+
+def _proto():
+    """The protocol's (input, output) descriptors of this worker."""
+    ch = _channel.CURRENT
+    return ch.reader.fileno(), ch.out_fd
+
+
+# -- The protocol's descriptors -------------------------------------------------
+
+
+def write_garbage(value):
+    """Writes a frame that is no message, then returns value."""
+    os.write(_proto()[1], b"\x00\x00\x00\x03abc")
+    return value
+
+
+def write_half_header(value):
+    """Writes half a frame's length, then returns value: the real reply
+    follows those two bytes."""
+    os.write(_proto()[1], b"\x7f\xff")
+    return value
+
+
+def close_output(value):
+    os.close(_proto()[1])
+    return value
+
+
+def close_input(value):
+    os.close(_proto()[0])
+    return value
+
+
+def devnull_over_output(value):
+    fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, _proto()[1])
+    os.close(fd)
+    return value
+
+
+def stdout_over_output(value):
+    """The protocol's output becomes the log stream: the replies go to the
+    logger, the protocol pipe has no writer left."""
+    os.dup2(1, _proto()[1])
+    return value
+
+
+def devnull_over_input(value):
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(fd, _proto()[0])
+    os.close(fd)
+    return value
+
+
+def stream_then_garbage(n):
+    for i in range(n):
+        yield i
+    os.write(_proto()[1], b"\x00\x00\x00\x02\x91\xc1")
+    yield n
+
+
+def callback_then_garbage(value):
+    call_go("echo", value)
+    os.write(_proto()[1], b"\x00\x00\x00\x03abc")
+    return value
+
+
+# -- The shared memory ------------------------------------------------------------
+
+F_ADD_SEALS = 1033
+F_GET_SEALS = 1034
+F_SEAL_SEAL = 0x1
+F_SEAL_SHRINK = 0x2
+F_SEAL_GROW = 0x4
+F_SEAL_WRITE = 0x8
+F_SEAL_FUTURE_WRITE = 0x10
+
+
+def _shm_fd():
+    return _shm.ACTIVE.fd
+
+
+def shm_seals():
+    return fcntl.fcntl(_shm_fd(), F_GET_SEALS)
+
+
+def shm_truncate(size):
+    """Tries to set the shared memory's size; the errno's name, or ''."""
+    try:
+        os.ftruncate(_shm_fd(), size)
+    except OSError as exc:
+        return os.strerror(exc.errno)
+    return ""
+
+
+def shm_add_seal(seal):
+    """Adds a seal to the shared memory; the errno's text, or ''."""
+    try:
+        fcntl.fcntl(_shm_fd(), F_ADD_SEALS, seal)
+    except OSError as exc:
+        return os.strerror(exc.errno)
+    return ""
+
+
+def shm_replace(size):
+    """Puts another memory file, of size bytes, where the shared memory's
+    descriptor was."""
+    fd = os.memfd_create("other")
+    os.ftruncate(fd, size)
+    os.dup2(fd, _shm_fd())
+    os.close(fd)
+    return ""
+
+
+def shm_scribble_then(value):
+    """Overwrites all of the shared memory this worker has mapped, then
+    returns value."""
+    mem = _shm.ACTIVE
+    size = os.fstat(mem.fd).st_size
+    if size:
+        import mmap
+
+        m = mmap.mmap(mem.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        m[:] = b"\xee" * size
+        m.close()
+    return value
+
+
+# -- Sizes --------------------------------------------------------------------------
+
+
+def lengths(*args, **kwargs):
+    """The lengths of the bytes arguments, positional then by keyword."""
+    out = [len(a) for a in args]
+    for k in sorted(kwargs):
+        out.append(len(kwargs[k]))
+    return out
+
+
+def make_bytes(n):
+    return b"b" * n
+
+
+def make_bytearray(n):
+    return bytearray(b"a" * n)
+
+
+def make_memoryview(n):
+    return memoryview(b"m" * n)
+
+
+def make_nested(n, count):
+    """count bytes values of n bytes each inside a list and a dict."""
+    return {"list": [b"l" * n for _ in range(count)], "one": b"o" * n}
+
+
+def make_items(n, count):
+    for _ in range(count):
+        yield b"i" * n
+
+
+def callback_with(name, n):
+    """call_go(name, n bytes); the length of what it answered."""
+    out = call_go(name, b"c" * n)
+    return len(out) if isinstance(out, (bytes, bytearray)) else out
+
+
+# -- Output --------------------------------------------------------------------------
+
+
+def print_binary():
+    os.write(1, bytes(range(256)) + b"\n")
+    os.write(2, b"\xff\xfe\x00junk\n")
+    return 1
+
+
+def print_huge_line(n):
+    sys.stdout.write("h" * n + "\n")
+    sys.stdout.flush()
+    return n
+
+
+def print_partial(text):
+    """Prints text without a newline."""
+    sys.stdout.write(text)
+    return 1
+
+
+def print_partial_raw(text):
+    """Writes text to fd 1 without a newline (C-level output)."""
+    os.write(1, text.encode())
+    return 1
+
+
+def print_line(text):
+    print(text)
+    return 1
+
+
+# -- Types and their errors ------------------------------------------------------------
+
+
+def tuple_key():
+    return {(1, 2): "x"}
+
+
+def bytes_key():
+    return {b"k": 1}
+
+
+def nested_tuple_key():
+    return {"outer": [{(1, (2, 3)): "x"}]}
+
+
+def float_key():
+    return {1.5: "x", float("nan"): "y"}
+
+
+def none_key():
+    return {None: 1}
+
+
+def callback_unencodable():
+    return call_go("echo", {"a": [1, {2, 3}]})
+
+
+def item_unencodable():
+    yield {"k": [1, {2}]}
+
+
+def key_unencodable():
+    return {"a": {frozenset([1]): 1}}
