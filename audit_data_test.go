@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // auditConfig is a one-worker pool of pypool_auditdata with a small
@@ -82,4 +83,36 @@ func TestAuditSharedBytesResultAtTheMessageLimit(t *testing.T) {
 			assert.Equal(t, pids, workerPids(pool), "a result Python refused cost the worker")
 		})
 	}
+}
+
+// TestAuditSharedReferencesOverTheLimit: docs/errors.md, "a worker that
+// still sends an oversized frame is replaced". A reply whose shared-memory
+// references add up to more than MaxMessageSize (which the runtime never
+// sends: only a broken or hostile worker) is ErrMessageTooLarge, not
+// ErrResultNotDecodable, and a fault of the shared memory, so that the
+// worker is killed and replaced (process.replied), on each decoder: Call's
+// and CallAs's rewriting.
+func TestAuditSharedReferencesOverTheLimit(t *testing.T) {
+	mem, err := newSharedMem(4 << 10)
+	if err != nil {
+		t.Skipf("no shared memory on this platform: %v", err)
+	}
+	defer mem.retire()
+	mem.acquire()
+	_, err = mem.put(make([]byte, 8<<10))
+	require.NoError(t, err)
+	payload, err := msgpack.Marshal([]any{0, 3 << 10})
+	require.NoError(t, err)
+	ref := extValue(t, extShmBytes, payload)
+	reply := append([]byte{0x92}, append(ref, ref...)...) // two references of 3 KiB: 6 KiB in all
+	codec := &valueCodec{shared: mem}
+	_, err = decodeValue(reply, false, codec)
+	require.ErrorIs(t, err, ErrMessageTooLarge, "Call's decoder")
+	assert.NotErrorIs(t, err, ErrResultNotDecodable, "Call's decoder")
+	assert.True(t, isSharedFault(err), "Call's decoder: the worker is kept")
+	var into [][]byte
+	err = decodeValueInto(reply, &into, codec)
+	require.ErrorIs(t, err, ErrMessageTooLarge, "CallAs's rewriting")
+	assert.NotErrorIs(t, err, ErrResultNotDecodable, "CallAs's rewriting")
+	assert.True(t, isSharedFault(err), "CallAs's rewriting: the worker is kept")
 }
