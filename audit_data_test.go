@@ -116,3 +116,24 @@ func TestAuditSharedReferencesOverTheLimit(t *testing.T) {
 	assert.NotErrorIs(t, err, ErrResultNotDecodable, "CallAs's rewriting")
 	assert.True(t, isSharedFault(err), "CallAs's rewriting: the worker is kept")
 }
+
+// TestAuditCallAsNamesWhereAKeyDoesNotFit: docs/types.md, "A result that
+// does not fit says where and what". A dict whose key is a tuple or bytes
+// (no Go map key), nested in a result that CallAs decodes into a typed
+// target, is an error that names where the dict is and what its key is,
+// not msgpack's bare "invalid code=92 decoding string/bytes length".
+func TestAuditCallAsNamesWhereAKeyDoesNotFit(t *testing.T) {
+	pool := newTestPool(t, auditConfig(t))
+	_, err := CallAs[map[string]any](testCtx(t), pool, "nested_tuple_key")
+	require.ErrorIs(t, err, ErrResultNotDecodable)
+	assert.Contains(t, err.Error(), `result["outer"][0]: a Python dict with keys that are not str`)
+	_, err = CallAs[map[string][]map[string]string](testCtx(t), pool, "nested_tuple_key")
+	require.ErrorIs(t, err, ErrResultNotDecodable)
+	assert.Contains(t, err.Error(), `result["outer"][0]: a Python dict key [1 [2 3]] (list) does not fit Go string`)
+	_, err = CallAs[map[int64]int](testCtx(t), pool, "bytes_key")
+	require.ErrorIs(t, err, ErrResultNotDecodable)
+	assert.Contains(t, err.Error(), `result: a Python dict key [107] (bytes) does not fit Go int64`)
+	out, err := CallAs[map[[2]any]string](testCtx(t), pool, "tuple_key")
+	require.NoError(t, err, "a tuple key into a Go array key, as msgpack decodes it")
+	assert.Equal(t, map[[2]any]string{{int8(1), int8(2)}: "x"}, out)
+}

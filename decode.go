@@ -208,6 +208,12 @@ func (d *valueDecoder) mapBody(n, depth int) any {
 	}
 	m := make(map[any]any, n)
 	for i, k := range keys {
+		if !hashable(k) && d.lenient {
+			// Described, not decoded: the key stands in for itself, so
+			// that the walk can say where it is (describeMismatch).
+			m[&unhashableKey{k}] = values[i]
+			continue
+		}
 		if !hashable(k) {
 			d.Fail("a map key of Go type %T can not be a key of a Go map; decode into a typed target with CallAs", k)
 			return nil
@@ -227,6 +233,14 @@ func hashable(k any) bool {
 	}
 	return reflect.ValueOf(k).Comparable()
 }
+
+// unhashableKey stands for a dict key that can not be a Go map key (a
+// list, bytes, a dict) in a value decoded leniently; its String is the
+// key's.
+type unhashableKey struct{ key any }
+
+// String is the key as fmt prints it.
+func (u *unhashableKey) String() string { return fmt.Sprint(u.key) }
 
 // ext decodes an extension value of n bytes.
 func (d *valueDecoder) ext(n int) any {
