@@ -97,8 +97,8 @@ func TestAuditSharedReferencesOverTheLimit(t *testing.T) {
 	if err != nil {
 		t.Skipf("no shared memory on this platform: %v", err)
 	}
-	defer mem.retire()
 	mem.acquire()
+	defer func() { mem.releaseCall(); mem.retire() }() // closed: TestChaos counts what is left
 	_, err = mem.put(make([]byte, 8<<10))
 	require.NoError(t, err)
 	payload, err := msgpack.Marshal([]any{0, 3 << 10})
@@ -136,4 +136,27 @@ func TestAuditCallAsNamesWhereAKeyDoesNotFit(t *testing.T) {
 	out, err := CallAs[map[[2]any]string](testCtx(t), pool, "tuple_key")
 	require.NoError(t, err, "a tuple key into a Go array key, as msgpack decodes it")
 	assert.Equal(t, map[[2]any]string{{int8(1), int8(2)}: "x"}, out)
+}
+
+// TestAuditWorkerThatClosedItsInputCostsNoOtherCall: DESIGN.md invariant
+// 11, "a fault costs at most the calls it touched, never a healthy
+// caller's answer", and 9, "a call that never reached Python ...". A
+// function closes (or replaces) its worker's protocol input and returns:
+// its own call succeeds, and the next call, which no byte of reached that
+// worker (the pipe has no reader: EPIPE before a byte was written), is
+// answered by another worker instead of failing with ErrWorkerCrashed.
+func TestAuditWorkerThatClosedItsInputCostsNoOtherCall(t *testing.T) {
+	pool := newTestPool(t, auditConfig(t))
+	for _, fn := range []string{"close_input", "devnull_over_input"} {
+		for i := range 5 {
+			before := workerPids(pool)
+			out, err := pool.Call(testCtx(t), fn, "x")
+			require.NoError(t, err, fn)
+			assert.Equal(t, "x", out, fn)
+			out, err = pool.Call(testCtx(t), "echo", i)
+			require.NoError(t, err, "the call after %s, round %d", fn, i)
+			assert.Equal(t, int64(i), out)
+			assert.NotEqual(t, before, workerPids(pool), "%s: the deaf worker serves", fn)
+		}
+	}
 }
