@@ -8,6 +8,7 @@ package pypool
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -158,5 +159,80 @@ func TestAuditWorkerThatClosedItsInputCostsNoOtherCall(t *testing.T) {
 			assert.Equal(t, int64(i), out)
 			assert.NotEqual(t, before, workerPids(pool), "%s: the deaf worker serves", fn)
 		}
+	}
+}
+
+// TestAuditHostileWritesToTheRealProtocol: DESIGN.md invariants 2 and 11
+// against the real runtime (TestBadWorkerOutput uses a fake worker): a
+// function that writes garbage or half a frame header to its worker's
+// protocol output, closes it, or puts another file in its place (the log
+// stream, /dev/null), in a plain call, a stream or after a callback, gets
+// a typed error (before its deadline; at it, when the replies vanish), its worker
+// is replaced, and the calls that a second worker serves meanwhile are
+// undisturbed.
+func TestAuditHostileWritesToTheRealProtocol(t *testing.T) {
+	cfg := auditConfig(t)
+	cfg.Size = 2
+	cfg.InterruptGrace = 500 * time.Millisecond
+	pool := newTestPool(t, cfg)
+	stop := make(chan struct{})
+	wait := steadyCalls(pool, "echo", stop)
+	const deadline = 2 * time.Second
+	cases := []struct {
+		fn   string
+		want error
+	}{
+		{"write_garbage", ErrProtocol},
+		{"write_half_header", ErrMessageTooLarge}, // declares 2 GiB: nothing allocated
+		{"close_output", ErrWorkerCrashed},
+		{"devnull_over_output", ErrWorkerCrashed},
+		{"stdout_over_output", ErrWorkerCrashed},
+		{"callback_then_garbage", ErrProtocol},
+		{"hide_output", context.DeadlineExceeded}, // the replies vanish: the deadline, then the kill
+		{"stream_then_garbage", ErrProtocol},
+	}
+	for _, tc := range cases {
+		t.Run(tc.fn, func(t *testing.T) {
+			stats := pool.Stats()
+			ctx, cancel := context.WithTimeout(context.Background(), deadline)
+			defer cancel()
+			var err error
+			if tc.fn == "stream_then_garbage" {
+				_, err = collect(t, pool.Stream(ctx, tc.fn, 3))
+			} else {
+				_, err = pool.Call(ctx, tc.fn, "x")
+			}
+			require.ErrorIs(t, err, tc.want) // any other error came before the deadline
+			awaitPool(t, pool, "the worker replaced", func(s Stats) bool {
+				return s.StartsCrash > stats.StartsCrash && atRest(s, cfg.Size)
+			})
+		})
+	}
+	close(stop)
+	ok, failed := wait()
+	assert.Zero(t, failed, "steady calls disturbed")
+	assert.Positive(t, ok)
+}
+
+// TestAuditHostileWriteInAsyncMode: with Config.AsyncCalls, an async
+// function that writes garbage to its worker's protocol output fails the
+// calls in flight on that worker (ErrProtocol, or ErrWorkerCrashed for
+// those the loss caught), and only them: the worker is replaced and later
+// calls are answered.
+func TestAuditHostileWriteInAsyncMode(t *testing.T) {
+	cfg := auditConfig(t)
+	cfg.SharedMemoryThreshold = 0
+	cfg.AsyncCalls = 4
+	pool := newTestPool(t, cfg)
+	for i := range 3 {
+		stats := pool.Stats()
+		_, err := pool.Call(testCtx(t), "async_garbage", "x")
+		require.ErrorIs(t, err, ErrProtocol, "round %d", i)
+		awaitPool(t, pool, "the worker replaced", func(s Stats) bool {
+			return s.StartsCrash > stats.StartsCrash && atRest(s, 1)
+		})
+		out, err := pool.Call(testCtx(t), "async_echo", i)
+		require.NoError(t, err)
+		assert.Equal(t, int64(i), out)
 	}
 }

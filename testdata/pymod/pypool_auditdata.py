@@ -254,3 +254,27 @@ def item_unencodable():
 
 def key_unencodable():
     return {"a": {frozenset([1]): 1}}
+
+
+def hide_output(value):
+    """Keeps a copy of the protocol's output and puts /dev/null in its place:
+    the replies vanish, the pipe stays open."""
+    _, out = _proto()
+    global _hidden
+    _hidden = os.dup(out)
+    fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, out)
+    os.close(fd)
+    return value
+
+
+_hidden = None
+
+
+async def async_echo(value):
+    return value
+
+
+async def async_garbage(value):
+    os.write(_proto()[1], b"\x00\x00\x00\x03abc")
+    return value
