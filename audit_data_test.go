@@ -7,6 +7,7 @@ package pypool
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -234,5 +235,60 @@ func TestAuditHostileWriteInAsyncMode(t *testing.T) {
 		out, err := pool.Call(testCtx(t), "async_echo", i)
 		require.NoError(t, err)
 		assert.Equal(t, int64(i), out)
+	}
+}
+
+// TestAuditSharedMemoryAroundNestedCalls: docs/types.md's shared memory
+// ("What a function receives is a copy ... A bytes result that is one of
+// the call's own arguments goes back as a reference to where it already
+// is") with a callback in the middle: a function holding a large argument
+// calls Go, whose callback makes nested calls on the same worker with
+// large arguments and results (which cross inline); the function then
+// returns its argument, or bytes made from it, and Go gets them intact,
+// through Call, CallAs and CallBytes, on both codecs, around the
+// threshold.
+func TestAuditSharedMemoryAroundNestedCalls(t *testing.T) {
+	for name, python := range interpreters(t) {
+		t.Run(name, func(t *testing.T) {
+			var pool *Pool
+			cfg := auditConfig(t)
+			cfg.Python = python
+			cfg.Callbacks["nested"] = func(ctx context.Context, args []any) (any, error) {
+				n := int(args[0].(int64))
+				made, err := pool.Call(ctx, "make_bytes", n)
+				if err != nil {
+					return nil, err
+				}
+				lengths, err := pool.Call(ctx, "lengths", patternBytes(n))
+				if err != nil {
+					return nil, err
+				}
+				return []any{len(made.([]byte)), lengths}, nil
+			}
+			pool = newTestPool(t, cfg)
+			for _, size := range []int{smallThreshold - 1, smallThreshold, 256 << 10} {
+				data := patternBytes(size)
+				reversed := make([]byte, size)
+				for i, b := range data {
+					reversed[size-1-i] = b
+				}
+				for _, fresh := range []bool{false, true} {
+					want := data
+					if fresh {
+						want = reversed
+					}
+					what := fmt.Sprintf("%d bytes, fresh %v", size, fresh)
+					out, err := pool.Call(testCtx(t), "through_callback", data, size, fresh)
+					require.NoError(t, err, what)
+					requireSameBytes(t, want, out, what+": Call")
+					typed, err := CallAs[[]byte](testCtx(t), pool, "through_callback", data, size, fresh)
+					require.NoError(t, err, what)
+					requireSameBytes(t, want, typed, what+": CallAs")
+					buf, err := CallBytes(testCtx(t), pool, make([]byte, 0, 8), "through_callback", data, size, fresh)
+					require.NoError(t, err, what)
+					requireSameBytes(t, want, buf, what+": CallBytes")
+				}
+			}
+		})
 	}
 }

@@ -278,3 +278,16 @@ async def async_echo(value):
 async def async_garbage(value):
     os.write(_proto()[1], b"\x00\x00\x00\x03abc")
     return value
+
+
+def through_callback(data, n, fresh):
+    """Calls Go's "nested" callback (which makes nested calls with values of
+    n bytes) while data, a large argument, is held; returns data itself (a
+    reference to where it already is in the shared memory) or, with fresh,
+    a new bytes object made from it."""
+    got = call_go("nested", n)
+    if got != [n, [n]]:
+        raise ValueError("the nested calls saw %r" % (got,))
+    if fresh:
+        return data[::-1]
+    return data
