@@ -8,6 +8,7 @@ package pypool
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -289,6 +290,54 @@ func TestAuditSharedMemoryAroundNestedCalls(t *testing.T) {
 					requireSameBytes(t, want, buf, what+": CallBytes")
 				}
 			}
+		})
+	}
+}
+
+// TestAuditWorkerSealsItsSharedMemory: docs/types.md, "a worker ... whose
+// memory Go fails to size or map (the error wraps the system's)" is killed
+// and replaced. A function adds a seal to its worker's shared memory
+// (F_SEAL_GROW: Go cannot grow it; F_SEAL_FUTURE_WRITE: Go cannot map it
+// writable again); the next call that needs more of the memory fails with
+// an error that wraps EPERM, neither ErrArgNotEncodable nor
+// ErrResultNotDecodable; the worker is replaced and large calls succeed on
+// the new one. F_SEAL_WRITE is refused while the memory is mapped.
+func TestAuditWorkerSealsItsSharedMemory(t *testing.T) {
+	const fSealGrow, fSealWrite, fSealFutureWrite = 0x4, 0x8, 0x10
+	pool := newTestPool(t, auditConfig(t))
+	ctx := testCtx(t)
+	small := patternBytes(64 << 10)
+	out, err := pool.Call(ctx, "echo", small) // maps 1 MiB on both sides
+	require.NoError(t, err)
+	requireSameBytes(t, small, out, "before")
+	refused, err := pool.Call(ctx, "shm_add_seal", fSealWrite)
+	require.NoError(t, err)
+	assert.NotEmpty(t, refused, "F_SEAL_WRITE on a memory mapped writable")
+	for _, tc := range []struct {
+		name       string
+		seal, size int // size: more than the memory holds so far
+	}{
+		{"F_SEAL_GROW", fSealGrow, 2 << 20},
+		{"F_SEAL_FUTURE_WRITE", fSealFutureWrite, 8 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stats, before := pool.Stats(), workerPids(pool)
+			out, err := pool.Call(ctx, "shm_add_seal", tc.seal)
+			require.NoError(t, err)
+			require.Equal(t, "", out, "the seal was added")
+			large := patternBytes(tc.size) // Go grows the memory for it
+			_, err = pool.Call(ctx, "echo", large)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, syscall.EPERM)
+			assert.NotErrorIs(t, err, ErrArgNotEncodable)
+			assert.NotErrorIs(t, err, ErrResultNotDecodable)
+			awaitPool(t, pool, "the worker replaced", func(s Stats) bool {
+				return s.StopsKilled > stats.StopsKilled && atRest(s, 1)
+			})
+			assert.NotEqual(t, before, workerPids(pool))
+			out, err = pool.Call(ctx, "echo", large)
+			require.NoError(t, err, "on the new worker")
+			requireSameBytes(t, large, out, "on the new worker")
 		})
 	}
 }
