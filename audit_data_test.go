@@ -8,6 +8,8 @@ package pypool
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -340,4 +342,93 @@ func TestAuditWorkerSealsItsSharedMemory(t *testing.T) {
 			requireSameBytes(t, large, out, "on the new worker")
 		})
 	}
+}
+
+// TestAuditOutputThatIsNotText: docs/observability.md, "What a worker
+// prints to stdout or stderr goes to Config.Logger ..., one record per
+// line, with attributes worker, stream and, for a line written during a
+// call, function". Bytes that are no UTF-8 (and NUL, and a lone \r)
+// arrive as they were, one record per line, naming the call; a line of
+// 200,000 bytes is split into records of at most 64 KiB, each naming the
+// call; a line without a newline written at the end of a call (to fd 1,
+// or print(..., end="", flush=True)) is logged when the worker exits and
+// names that call. Without flush, print(..., end="") stays in Python's
+// buffer until the worker's exit, and names no call (as documented).
+func TestAuditOutputThatIsNotText(t *testing.T) {
+	lines := outputRecords(t, []auditCall{
+		{"print_binary", nil},
+		{"print_huge_line", []any{200000}},
+		{"print_partial_raw", []any{"raw-at-exit"}}, // last: nothing follows its line
+	})
+	var huge int
+	for msg, attrs := range lines {
+		if strings.Trim(msg, "h") == "" {
+			assert.LessOrEqual(t, len(msg), maxLogLine)
+			assert.Equal(t, "print_huge_line", attrs["function"], "a piece of the huge line")
+			huge += len(msg) * atoi(t, attrs["count"])
+			delete(lines, msg)
+		}
+	}
+	assert.Equal(t, 200000, huge, "the huge line, in pieces")
+	binary := string(seq(256, func(i int) byte { return byte(i) }))
+	head, tail, _ := strings.Cut(binary, "\n")
+	tail = strings.TrimSuffix(tail, "\n")
+	assert.Equal(t, map[string]map[string]string{
+		head:               {"stream": "stdout", "function": "print_binary", "count": "1"},
+		tail:               {"stream": "stdout", "function": "print_binary", "count": "1"},
+		"\xff\xfe\x00junk": {"stream": "stderr", "function": "print_binary", "count": "1"},
+		"raw-at-exit":      {"stream": "stdout", "function": "print_partial_raw", "count": "1"},
+	}, lines)
+
+	lines = outputRecords(t, []auditCall{{"print_partial", []any{"py-flushed", true}}})
+	assert.Equal(t, map[string]map[string]string{
+		"py-flushed": {"stream": "stdout", "function": "print_partial", "count": "1"},
+	}, lines)
+	lines = outputRecords(t, []auditCall{{"print_partial", []any{"py-buffered", false}}})
+	assert.Equal(t, map[string]map[string]string{
+		"py-buffered": {"stream": "stdout", "count": "1"},
+	}, lines)
+}
+
+// auditCall is a function to call and its arguments.
+type auditCall struct {
+	fn   string
+	args []any
+}
+
+// outputRecords makes the calls, in order, on a pool of its own, closes it, and returns the records of what its worker wrote, by
+// message: their stream, function and how many records had that message.
+func outputRecords(t *testing.T, calls []auditCall) map[string]map[string]string {
+	t.Helper()
+	rec := newLogRecorder()
+	cfg := auditConfig(t)
+	cfg.Logger = slogNew(rec)
+	pool, err := New(testCtx(t), cfg)
+	require.NoError(t, err)
+	for _, c := range calls {
+		_, err := pool.Call(testCtx(t), c.fn, c.args...)
+		require.NoError(t, err, c.fn)
+	}
+	require.NoError(t, pool.Close(testCtx(t)))
+	lines := map[string]map[string]string{}
+	for _, r := range rec.all() {
+		if r.attrs["stream"] == "" {
+			continue // the pool's own records
+		}
+		if seen, ok := lines[r.msg]; ok {
+			seen["count"] = itoa(atoi(t, seen["count"]) + 1)
+			continue
+		}
+		lines[r.msg] = map[string]string{"stream": r.attrs["stream"], "function": r.attrs["function"], "count": "1"}
+		if r.attrs["function"] == "" {
+			delete(lines[r.msg], "function")
+		}
+	}
+	return lines
+}
+
+func atoi(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
+	require.NoError(t, err)
+	return n
 }

@@ -204,9 +204,9 @@ def print_huge_line(n):
     return n
 
 
-def print_partial(text):
-    """Prints text without a newline."""
-    sys.stdout.write(text)
+def print_partial(text, flush):
+    """Prints text without a newline, flushed or left in Python's buffer."""
+    print(text, end="", flush=flush)
     return 1
 
 
