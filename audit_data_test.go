@@ -7,6 +7,7 @@ package pypool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -431,4 +432,112 @@ func atoi(t *testing.T, s string) int {
 	n, err := strconv.Atoi(s)
 	require.NoError(t, err)
 	return n
+}
+
+// TestAuditMessageLimitOnEveryForm: docs/errors.md, "call or reply over
+// MaxMessageSize: ErrMessageTooLarge, nothing was sent / Python sends the
+// error instead of the reply", on every call form and in both directions,
+// through the pipes and the shared memory: arguments of Call, TryCall,
+// CallAs, CallBytes, Worker.Call, Stream, StreamAs, a nested call and an
+// async call; results, stream items and async results from Python. Go's
+// answer to a callback that is too large reaches Python as a GoError that
+// names the limit, and call_go's arguments as a ValueError. No refusal
+// costs the worker.
+func TestAuditMessageLimitOnEveryForm(t *testing.T) {
+	const limit = 64 << 10
+	over := patternBytes(limit + 1)
+	for _, tc := range []struct {
+		name      string
+		threshold int
+		async     int
+	}{{"shm", smallThreshold, 0}, {"pipes", -1, 0}, {"async", 0, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var pool *Pool
+			cfg := auditConfig(t)
+			cfg.MaxMessageSize = limit
+			cfg.SharedMemoryThreshold = tc.threshold
+			cfg.AsyncCalls = tc.async
+			cfg.Callbacks["big"] = func(context.Context, []any) (any, error) { return over, nil }
+			cfg.Callbacks["nested"] = func(ctx context.Context, args []any) (any, error) {
+				_, err := pool.Call(ctx, "lengths", over)
+				if !errors.Is(err, ErrMessageTooLarge) {
+					return nil, fmt.Errorf("the nested call: %v", err)
+				}
+				return []any{int64(1), []any{int64(1)}}, nil
+			}
+			pool = newTestPool(t, cfg)
+			pids := workerPids(pool)
+			ctx := testCtx(t)
+			tooLarge := func(what string, err error) {
+				t.Helper()
+				require.ErrorIs(t, err, ErrMessageTooLarge, what)
+			}
+			if tc.async > 0 {
+				_, err := pool.Call(ctx, "async_lengths", over)
+				tooLarge("an async call's argument", err)
+				_, err = pool.Call(ctx, "async_make_bytes", limit+1)
+				tooLarge("an async call's result", err)
+				out, err := pool.Call(ctx, "async_make_bytes", 10)
+				require.NoError(t, err)
+				assert.Equal(t, []byte("aaaaaaaaaa"), out)
+				assert.Equal(t, pids, workerPids(pool), "a refusal cost the worker")
+				return
+			}
+			_, err := pool.Call(ctx, "lengths", over)
+			tooLarge("Call's argument", err)
+			_, err = pool.TryCall(ctx, "lengths", over)
+			tooLarge("TryCall's argument", err)
+			_, err = CallAs[[]int](ctx, pool, "lengths", Kwargs{"k": over})
+			tooLarge("CallAs's keyword argument", err)
+			_, err = CallBytes(ctx, pool, nil, "echo", over)
+			tooLarge("CallBytes's argument", err)
+			_, err = collect(t, pool.Stream(ctx, "make_items", over, 1))
+			tooLarge("Stream's argument", err)
+			for _, err := range StreamAs[[]byte](ctx, pool, "make_items", over, 1) {
+				tooLarge("StreamAs's argument", err)
+			}
+			require.NoError(t, pool.Transaction(ctx, func(w *Worker) error {
+				_, err := w.Call(ctx, "lengths", []any{over})
+				tooLarge("Worker.Call's argument in a list", err)
+				return nil
+			}))
+
+			_, err = pool.Call(ctx, "make_bytes", limit+1)
+			tooLarge("Call's result", err)
+			_, err = CallAs[[]byte](ctx, pool, "make_bytearray", limit+1)
+			tooLarge("CallAs's result", err)
+			_, err = CallBytes(ctx, pool, nil, "make_bytes", limit+1)
+			tooLarge("CallBytes's result", err)
+			_, err = pool.Call(ctx, "make_nested", limit/2, 2)
+			tooLarge("bytes in a list", err)
+			items, err := collect(t, pool.Stream(ctx, "make_items", limit+1, 2))
+			tooLarge("a stream's item", err)
+			assert.Empty(t, items)
+			n := 0
+			for item, err := range StreamAs[[]byte](ctx, pool, "make_items", limit/2, 3) {
+				require.NoError(t, err, "items that fit one by one")
+				assert.Len(t, item, limit/2)
+				n++
+			}
+			assert.Equal(t, 3, n)
+
+			_, err = pool.Call(ctx, "callback_reply_length", "big", 1)
+			var perr *PythonError
+			require.ErrorAs(t, err, &perr, "Go's answer to a callback")
+			assert.Equal(t, "pypool.GoError", perr.Type)
+			assert.Contains(t, perr.Message, "MaxMessageSize")
+			_, err = pool.Call(ctx, "callback_with", "echo", limit+1)
+			require.ErrorAs(t, err, &perr, "call_go's arguments")
+			assert.Equal(t, "ValueError", perr.Type)
+			assert.Contains(t, perr.Message, "--max-message")
+			out, err := pool.Call(ctx, "callback_reply_length", "nested", 1)
+			require.NoError(t, err, "a nested call's argument")
+			assert.Equal(t, int64(2), out)
+
+			assert.Equal(t, pids, workerPids(pool), "a refusal cost the worker")
+			out, err = pool.Call(ctx, "echo", "still serving")
+			require.NoError(t, err)
+			assert.Equal(t, "still serving", out)
+		})
+	}
 }

@@ -291,3 +291,16 @@ def through_callback(data, n, fresh):
     if fresh:
         return data[::-1]
     return data
+
+
+def callback_reply_length(name, n):
+    """call_go(name, n) (small arguments); the length of its answer."""
+    return len(call_go(name, n))
+
+
+async def async_make_bytes(n):
+    return b"a" * n
+
+
+async def async_lengths(*args):
+    return [len(a) for a in args]
