@@ -541,3 +541,42 @@ func TestAuditMessageLimitOnEveryForm(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditTimesAtTheEnds: docs/types.md's time rows ("aware datetime ->
+// time.Time in UTC"; "nanoseconds are truncated") at the ends of Python's
+// range, before 1970 and in another zone, on both codecs; a Go time that
+// Python's datetime cannot hold (year 10000, year 0) is ErrBadArguments
+// and keeps the worker.
+func TestAuditTimesAtTheEnds(t *testing.T) {
+	for name, python := range interpreters(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := auditConfig(t)
+			cfg.Python = python
+			pool := newTestPool(t, cfg)
+			out, err := pool.Call(testCtx(t), "times")
+			require.NoError(t, err)
+			assert.Equal(t, map[string]any{
+				"min":                time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+				"max":                time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+				"epoch":              time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC),
+				"before_epoch_micro": time.Date(1969, 12, 31, 23, 59, 59, 999999000, time.UTC),
+				"zone":               time.Date(2024, 1, 1, 0, 0, 0, 1000, time.UTC),
+			}, out)
+			for in, want := range map[time.Time]time.Time{
+				{}: {},
+				time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC):         time.Date(1969, 12, 31, 23, 59, 59, 999999000, time.UTC),
+				time.Date(2024, 1, 1, 0, 0, 0, 1500, time.FixedZone("W", -3600)): time.Date(2024, 1, 1, 1, 0, 0, 1000, time.UTC),
+			} {
+				out, err := pool.Call(testCtx(t), "echo", in)
+				require.NoError(t, err, "%v", in)
+				assert.Equal(t, want, out, "%v", in)
+			}
+			pids := workerPids(pool)
+			for _, in := range []time.Time{time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC)} {
+				_, err := pool.Call(testCtx(t), "echo", in)
+				require.ErrorIs(t, err, ErrBadArguments, "%v", in)
+			}
+			assert.Equal(t, pids, workerPids(pool), "a bad argument cost the worker")
+		})
+	}
+}

@@ -304,3 +304,18 @@ async def async_make_bytes(n):
 
 async def async_lengths(*args):
     return [len(a) for a in args]
+
+
+def times():
+    """Aware datetimes at the ends of Python's range and in other zones."""
+    import datetime
+
+    utc = datetime.timezone.utc
+    plus5 = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+    return {
+        "min": datetime.datetime.min.replace(tzinfo=utc),
+        "max": datetime.datetime.max.replace(tzinfo=utc),
+        "epoch": datetime.datetime(1970, 1, 1, tzinfo=utc),
+        "before_epoch_micro": datetime.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=utc),
+        "zone": datetime.datetime(2024, 1, 1, 5, 30, 0, 1, tzinfo=plus5),
+    }
