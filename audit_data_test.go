@@ -580,3 +580,51 @@ func TestAuditTimesAtTheEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditSharedReferenceWithoutSharedMemory: docs/errors.md, "a worker
+// breaks the protocol (... a shared-memory reference malformed or out of
+// range ...): ErrProtocol (never ErrArgNotEncodable or
+// ErrResultNotDecodable); kills and replaces it". With the shared memory
+// off (SharedMemoryThreshold -1), a worker that sends a shared-memory
+// reference all the same breaks the protocol the same way, on each path
+// that reads references (Call's decoder, CallAs's, CallBytes).
+func TestAuditSharedReferenceWithoutSharedMemory(t *testing.T) {
+	calls := map[string]func(context.Context, *Worker) error{
+		"Call": func(ctx context.Context, w *Worker) error {
+			_, err := w.Call(ctx, "shm_beyond_file")
+			return err
+		},
+		"CallAs": func(ctx context.Context, w *Worker) error {
+			_, err := CallAs[[]byte](ctx, w, "shm_beyond_file")
+			return err
+		},
+		"CallAs Array": func(ctx context.Context, w *Worker) error {
+			_, err := CallAs[Array](ctx, w, "shm_array_mismatch")
+			return err
+		},
+		"CallBytes": func(ctx context.Context, w *Worker) error {
+			_, err := CallBytes(ctx, w, nil, "shm_beyond_file")
+			return err
+		},
+	}
+	cfg := testConfig(t)
+	cfg.SharedMemoryThreshold = -1
+	pool, err := fakePoolConfig(t, cfg, "ok", 1)
+	require.NoError(t, err)
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			stats := pool.Stats()
+			var pid int
+			err := pool.Transaction(testCtx(t), func(w *Worker) error {
+				pid = w.Pid()
+				return call(testCtx(t), w)
+			})
+			require.ErrorIs(t, err, ErrProtocol)
+			assert.NotErrorIs(t, err, ErrResultNotDecodable)
+			awaitPool(t, pool, "the worker replaced", func(s Stats) bool {
+				return s.StopsKilled > stats.StopsKilled && atRest(s, 1)
+			})
+			assert.NotContains(t, workerPids(pool), pid)
+		})
+	}
+}

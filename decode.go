@@ -253,7 +253,7 @@ func (d *valueDecoder) ext(n int) any {
 	switch {
 	case err == nil:
 		return v
-	case d.lenient:
+	case d.lenient && !isSharedFault(err): // a fault is the worker's, not the value's
 		return badExt{code: code, err: err}
 	}
 	d.Fail("%w", err)
@@ -278,7 +278,8 @@ func (d *valueDecoder) extValue(code int8, data []byte) (any, error) {
 		return a, nil
 	case extShmBytes, extShmNDArray:
 		if d.codec == nil || d.codec.shared == nil {
-			return nil, fmt.Errorf("extension %d: shared-memory reference with no shared memory", code)
+			// Only a worker that breaks the protocol sends one.
+			return nil, brokenByWorker("extension %d: a shared-memory reference from a worker that has no shared memory", code)
 		}
 		if d.shm == nil {
 			d.shm = newSharedReader(d.codec.shared, d.size0)
