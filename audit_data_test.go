@@ -628,3 +628,37 @@ func TestAuditSharedReferenceWithoutSharedMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditSharedReferenceInItemsAndCallbacks: docs/errors.md's protocol
+// row again ("a shared-memory reference malformed or out of range:
+// ErrProtocol; kills and replaces it"), where the runtime never puts a
+// reference: a stream's ITEMS and a CALLBACK's arguments (both cross
+// inline). A worker that sends one there is killed and replaced, and the
+// call ends with ErrProtocol (at once: not at its deadline).
+func TestAuditSharedReferenceInItemsAndCallbacks(t *testing.T) {
+	pool := newTestPool(t, auditConfig(t))
+	cases := map[string]func(ctx context.Context) error{
+		"stream item": func(ctx context.Context) error {
+			_, err := collect(t, pool.Stream(ctx, "stream_bad_reference"))
+			return err
+		},
+		"callback argument": func(ctx context.Context) error {
+			_, err := pool.Call(ctx, "callback_bad_reference", 30)
+			return err
+		},
+	}
+	for name, call := range cases {
+		t.Run(name, func(t *testing.T) {
+			stats, before := pool.Stats(), workerPids(pool)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err := call(ctx)
+			require.ErrorIs(t, err, ErrProtocol) // not the deadline
+			assert.NotErrorIs(t, err, ErrResultNotDecodable)
+			awaitPool(t, pool, "the worker replaced", func(s Stats) bool {
+				return s.StopsKilled > stats.StopsKilled && atRest(s, 1)
+			})
+			assert.NotEqual(t, before, workerPids(pool))
+		})
+	}
+}

@@ -290,8 +290,8 @@ func eachItem(items []byte, codec *valueCodec, each itemFunc) (bool, error) {
 		if d.Err() != nil {
 			break
 		}
-		if !each(item, codec) {
-			return false, nil
+		if more, fault := each(item, codec); !more {
+			return false, fault
 		}
 	}
 	if d.Err() == nil && d.Len() != 0 {

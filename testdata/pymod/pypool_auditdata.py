@@ -319,3 +319,39 @@ def times():
         "before_epoch_micro": datetime.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=utc),
         "zone": datetime.datetime(2024, 1, 1, 5, 30, 0, 1, tzinfo=plus5),
     }
+
+
+# -- Shared-memory references where the runtime never puts them ------------------
+
+
+def _bad_ref():
+    from pypool_runtime import purecodec
+
+    return purecodec.ExtType(_shm.EXT_SHM_BYTES, purecodec.packb([1 << 40, 16]))
+
+
+def _send_raw(message):
+    from pypool_runtime import purecodec
+
+    body = purecodec.packb(message)
+    os.write(_proto()[1], struct.pack(">I", len(body)) + body)
+
+
+def stream_bad_reference():
+    """An ITEMS frame of this stream whose item is a reference beyond any
+    limit, then ordinary items."""
+    _send_raw([6, _channel.CURRENT.streams[-1].call_id, [_bad_ref()]])
+    yield 1
+    yield 2
+
+
+def callback_bad_reference(seconds):
+    """A CALLBACK frame whose argument is a reference beyond any limit; then
+    the function waits, as if for Go's answer."""
+    ch = _channel.CURRENT
+    ch.callback_seq += 1
+    _send_raw([9, ch.callback_seq, "echo", [_bad_ref()]])
+    import time
+
+    time.sleep(seconds)
+    return "not killed"
