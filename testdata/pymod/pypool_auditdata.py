@@ -8,7 +8,6 @@ import os
 import struct
 import sys
 
-import pypool_runtime
 from pypool_runtime import channel as _channel
 from pypool_runtime import shm as _shm
 
@@ -17,10 +16,6 @@ from pypool import call_go
 
 def echo(value):
     return value
-
-
-def pid():
-    return os.getpid()
 
 
 def _proto():
@@ -92,29 +87,10 @@ def callback_then_garbage(value):
 # -- The shared memory ------------------------------------------------------------
 
 F_ADD_SEALS = 1033
-F_GET_SEALS = 1034
-F_SEAL_SEAL = 0x1
-F_SEAL_SHRINK = 0x2
-F_SEAL_GROW = 0x4
-F_SEAL_WRITE = 0x8
-F_SEAL_FUTURE_WRITE = 0x10
 
 
 def _shm_fd():
     return _shm.ACTIVE.fd
-
-
-def shm_seals():
-    return fcntl.fcntl(_shm_fd(), F_GET_SEALS)
-
-
-def shm_truncate(size):
-    """Tries to set the shared memory's size; the errno's name, or ''."""
-    try:
-        os.ftruncate(_shm_fd(), size)
-    except OSError as exc:
-        return os.strerror(exc.errno)
-    return ""
 
 
 def shm_add_seal(seal):
@@ -124,30 +100,6 @@ def shm_add_seal(seal):
     except OSError as exc:
         return os.strerror(exc.errno)
     return ""
-
-
-def shm_replace(size):
-    """Puts another memory file, of size bytes, where the shared memory's
-    descriptor was."""
-    fd = os.memfd_create("other")
-    os.ftruncate(fd, size)
-    os.dup2(fd, _shm_fd())
-    os.close(fd)
-    return ""
-
-
-def shm_scribble_then(value):
-    """Overwrites all of the shared memory this worker has mapped, then
-    returns value."""
-    mem = _shm.ACTIVE
-    size = os.fstat(mem.fd).st_size
-    if size:
-        import mmap
-
-        m = mmap.mmap(mem.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        m[:] = b"\xee" * size
-        m.close()
-    return value
 
 
 # -- Sizes --------------------------------------------------------------------------
@@ -167,10 +119,6 @@ def make_bytes(n):
 
 def make_bytearray(n):
     return bytearray(b"a" * n)
-
-
-def make_memoryview(n):
-    return memoryview(b"m" * n)
 
 
 def make_nested(n, count):
@@ -216,11 +164,6 @@ def print_partial_raw(text):
     return 1
 
 
-def print_line(text):
-    print(text)
-    return 1
-
-
 # -- Types and their errors ------------------------------------------------------------
 
 
@@ -236,24 +179,7 @@ def nested_tuple_key():
     return {"outer": [{(1, (2, 3)): "x"}]}
 
 
-def float_key():
-    return {1.5: "x", float("nan"): "y"}
-
-
-def none_key():
-    return {None: 1}
-
-
-def callback_unencodable():
-    return call_go("echo", {"a": [1, {2, 3}]})
-
-
-def item_unencodable():
-    yield {"k": [1, {2}]}
-
-
-def key_unencodable():
-    return {"a": {frozenset([1]): 1}}
+# -- More of the protocol's descriptors, async functions, callbacks, times ---------
 
 
 def hide_output(value):
