@@ -573,10 +573,19 @@ func (ct *callTrace) callSizes() *callSizes {
 
 // mayRetry reports whether attempt of x, which failed with err, is tried
 // again (Config.CrashRetries): only a call on the pool, not a stream nor a
-// call inside a transaction.
+// call inside a transaction. A call or stream on the pool that never
+// reached its worker (errUndelivered: the worker was gone) is tried again
+// on another one whatever CrashRetries says, undeliveredRetries times more.
 func (p *Pool) mayRetry(w *Worker, x exchange, err error, attempt int) bool {
+	if w == nil && attempt < p.cfg.CrashRetries+undeliveredRetries && errors.Is(err, errUndelivered) {
+		return true
+	}
 	return w == nil && x.each == nil && attempt < p.cfg.CrashRetries && retryable(err)
 }
+
+// undeliveredRetries bounds the attempts of a call that found its worker
+// gone each time, beyond Config.CrashRetries.
+const undeliveredRetries = 2
 
 // retryable reports whether a call may be tried again on another worker
 // (Config.CrashRetries): its worker crashed or failed to start for a reason

@@ -233,8 +233,11 @@ type callbackOutcome struct {
 // outcome is dropped and the error is the call's: the worker is
 // interrupted (ctx ended), or the call failed as a crash.
 func (p *process) awaitCallback(ctx context.Context, fn string, r reply) (any, *callbackError, error) {
-	cb, args, cbErr := p.findCallback(ctx, r)
-	if cbErr != nil {
+	cb, args, cbErr, fault := p.findCallback(ctx, r)
+	switch {
+	case fault != nil:
+		return nil, nil, p.failed(ctx, fn, fault, true) // the worker broke the protocol: it is lost
+	case cbErr != nil:
 		return nil, cbErr, nil
 	}
 	scope := &callbackScope{proc: p}
@@ -267,25 +270,29 @@ func (p *process) awaitCallback(ctx context.Context, fn string, r reply) (any, *
 }
 
 // findCallback finds the Go function of a CALLBACK and decodes its
-// arguments; a callbackError says why it cannot run.
-func (p *process) findCallback(ctx context.Context, r reply) (Callback, []any, *callbackError) {
+// arguments; a callbackError says why it cannot run, and fault that the
+// worker broke the protocol (a shared-memory reference among them).
+func (p *process) findCallback(ctx context.Context, r reply) (Callback, []any, *callbackError, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, &callbackError{callbackCallEnded, fmt.Sprintf("%T", err),
-			fmt.Sprintf("Go callback %s: the call's context ended: %v", r.name, err)}
+			fmt.Sprintf("Go callback %s: the call's context ended: %v", r.name, err)}, nil
 	}
 	cb, ok := p.spec.callbacks[r.name]
 	if !ok {
-		return nil, nil, &callbackError{callbackNotFound, "", p.unknownCallback(r.name)}
+		return nil, nil, &callbackError{callbackNotFound, "", p.unknownCallback(r.name)}, nil
 	}
 	codec := p.codec
 	codec.shared = nil // Python sends call_go's arguments inline
 	decoded, err := decodeValue(r.value, false, &codec)
 	args, _ := decoded.([]any)
-	if err != nil {
+	switch {
+	case isSharedFault(err):
+		return nil, nil, nil, err // a shared-memory reference: the runtime never sends one here
+	case err != nil:
 		return nil, nil, &callbackError{callbackBadArgs, fmt.Sprintf("%T", err),
-			fmt.Sprintf("Go callback %s: its arguments do not decode: %v", r.name, err)}
+			fmt.Sprintf("Go callback %s: its arguments do not decode: %v", r.name, err)}, nil
 	}
-	return cb, args, nil
+	return cb, args, nil, nil
 }
 
 // runCallback runs the Go function cb with the callback's context ctx. A

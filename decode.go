@@ -208,6 +208,12 @@ func (d *valueDecoder) mapBody(n, depth int) any {
 	}
 	m := make(map[any]any, n)
 	for i, k := range keys {
+		if !hashable(k) && d.lenient {
+			// Described, not decoded: the key stands in for itself, so
+			// that the walk can say where it is (describeMismatch).
+			m[&unhashableKey{k}] = values[i]
+			continue
+		}
 		if !hashable(k) {
 			d.Fail("a map key of Go type %T can not be a key of a Go map; decode into a typed target with CallAs", k)
 			return nil
@@ -228,6 +234,14 @@ func hashable(k any) bool {
 	return reflect.ValueOf(k).Comparable()
 }
 
+// unhashableKey stands for a dict key that can not be a Go map key (a
+// list, bytes, a dict) in a value decoded leniently; its String is the
+// key's.
+type unhashableKey struct{ key any }
+
+// String is the key as fmt prints it.
+func (u *unhashableKey) String() string { return fmt.Sprint(u.key) }
+
 // ext decodes an extension value of n bytes.
 func (d *valueDecoder) ext(n int) any {
 	code := int8(d.Byte())
@@ -239,7 +253,7 @@ func (d *valueDecoder) ext(n int) any {
 	switch {
 	case err == nil:
 		return v
-	case d.lenient:
+	case d.lenient && !isSharedFault(err): // a fault is the worker's, not the value's
 		return badExt{code: code, err: err}
 	}
 	d.Fail("%w", err)
@@ -264,7 +278,8 @@ func (d *valueDecoder) extValue(code int8, data []byte) (any, error) {
 		return a, nil
 	case extShmBytes, extShmNDArray:
 		if d.codec == nil || d.codec.shared == nil {
-			return nil, fmt.Errorf("extension %d: shared-memory reference with no shared memory", code)
+			// Only a worker that breaks the protocol sends one.
+			return nil, brokenByWorker("extension %d: a shared-memory reference from a worker that has no shared memory", code)
 		}
 		if d.shm == nil {
 			d.shm = newSharedReader(d.codec.shared, d.size0)

@@ -34,9 +34,13 @@ func decodeValueInto(b []byte, v any, codec *valueCodec) error {
 		codec = &valueCodec{}
 	}
 	if p, ok := v.(*any); ok { // CallAs[any], StreamAs[any]: as Call decodes (int64, UTC times)
-		if value, err := decodeValue(b, false, codec); err == nil {
+		value, err := decodeValue(b, false, codec)
+		switch {
+		case err == nil:
 			*p = value
 			return nil
+		case isSharedFault(err):
+			return err
 		}
 		// The error as the steps below tell it: with where in the result.
 	}
@@ -100,6 +104,9 @@ func describeMismatch(b []byte, v any, codec *valueCodec, cause error) error {
 	d := valueDecoder{codec: codec, lenient: true}
 	d.Reset(b)
 	value := d.value(0)
+	if isSharedFault(d.Err()) {
+		return resultError(d.Err()) // the worker broke the shared memory's protocol
+	}
 	if d.Err() == nil {
 		if m := findMismatch(value, reflect.TypeOf(v).Elem(), codec.structTag); m != nil {
 			return fmt.Errorf("%w: %s", ErrResultNotDecodable, m)

@@ -118,6 +118,10 @@ func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any
 	switch {
 	case err == nil:
 		return stop, nil
+	case sent && errors.Is(err, errUndelivered):
+		// The worker no longer reads (it closed its input, or died):
+		// it is lost, but the call never reached it.
+		return nil, undelivered{p.failed(ctx, fn, err, false)}
 	case sent:
 		return nil, p.failed(ctx, fn, err, false)
 	case errors.Is(err, errSharedClosed):
@@ -183,8 +187,29 @@ func (p *process) writeCall(ctx context.Context, id uint64, fn string, args []an
 		}
 		return nil, false, fmt.Errorf("pypool: %s %s: %w", what, fn, contextCause(ctx))
 	}
+	if n == 0 && errors.Is(err, syscall.EPIPE) {
+		// The pipe has no reader left: not a byte reached the worker.
+		return nil, true, fmt.Errorf("sending the call: %w (%w)", err, errUndelivered)
+	}
 	return nil, true, fmt.Errorf("sending the call: %w", err)
 }
+
+// errUndelivered marks the error of a call whose worker was gone before
+// any byte of it was written (its input pipe had no reader): the call
+// never reached Python, so Pool.call tries it on another worker
+// (Pool.mayRetry), as if its checkout had found that worker dead.
+var errUndelivered = errors.New("no byte of the call reached the worker")
+
+// undelivered is the caller's error (the worker's exit, most often) for a
+// call that never reached its worker: its text is the error's, and it
+// also is errUndelivered.
+type undelivered struct{ err error }
+
+// Error is the wrapped error's text.
+func (u undelivered) Error() string { return u.err.Error() }
+
+// Unwrap gives the wrapped error and errUndelivered.
+func (u undelivered) Unwrap() []error { return []error{u.err, errUndelivered} }
 
 // writeAlone writes frame, the write alone bounded by ctx (deadline is
 // its): the pipe's write deadline follows ctx until the write ends, and is
@@ -265,8 +290,8 @@ func eachItem(items []byte, codec *valueCodec, each itemFunc) (bool, error) {
 		if d.Err() != nil {
 			break
 		}
-		if !each(item, codec) {
-			return false, nil
+		if more, fault := each(item, codec); !more {
+			return false, fault
 		}
 	}
 	if d.Err() == nil && d.Len() != 0 {

@@ -121,11 +121,17 @@ func TestUnknownExtensionErrors(t *testing.T) {
 		119:           "msgpack extension type 119 is not registered",
 		120:           "extension type 120 is reserved by pypool and unknown to this version",
 		-5:            "msgpack extension type -5 is reserved by msgpack",
-		extShmBytes:   "extension 126: shared-memory reference with no shared memory",
-		extShmNDArray: "extension 125: shared-memory reference with no shared memory",
+		extShmBytes:   "extension 126: a shared-memory reference from a worker that has no shared memory",
+		extShmNDArray: "extension 125: a shared-memory reference from a worker that has no shared memory",
 	} {
 		_, err := decodeValue(extValue(t, code, []byte{0x92, 0, 0}), false, pointCodec(""))
-		require.ErrorIs(t, err, ErrResultNotDecodable)
+		if code == extShmBytes || code == extShmNDArray {
+			// The worker broke the protocol (docs/errors.md): its error, not the value's.
+			require.ErrorIs(t, err, ErrProtocol)
+			assert.True(t, isSharedFault(err), "the worker is replaced")
+		} else {
+			require.ErrorIs(t, err, ErrResultNotDecodable)
+		}
 		assert.Contains(t, err.Error(), want)
 	}
 }

@@ -51,12 +51,12 @@ func FuzzDecodeReply(f *testing.F) {
 			// Each item's bytes lie inside the frame and decode on their own
 			// (or fail), whatever the frame holds.
 			total := 0
-			_, err := eachItem(r.value, nil, func(b []byte, codec *valueCodec) bool {
+			_, err := eachItem(r.value, nil, func(b []byte, codec *valueCodec) (bool, error) {
 				total += len(b)
 				_, _ = decodeValue(b, false, codec)
 				var out any
 				_ = decodeValueInto(b, &out, codec)
-				return true
+				return true, nil
 			})
 			if err == nil && total > len(r.value) {
 				t.Fatalf("items of %d bytes in all from %d bytes", total, len(r.value))
@@ -300,9 +300,9 @@ func FuzzStreamAs(f *testing.F) {
 	f.Add(marshalSeed(f, []any{1, map[string]any{"A": "x"}, []any{}}))
 	f.Fuzz(func(t *testing.T, items []byte) {
 		var each [][]byte // the bytes of the items StreamAs gets
-		_, _ = eachItem(items, nil, func(b []byte, _ *valueCodec) bool {
+		_, _ = eachItem(items, nil, func(b []byte, _ *valueCodec) (bool, error) {
 			each = append(each, b)
-			return true
+			return true, nil
 		})
 		checkStreamAs[any](t, items, each)
 		checkStreamAs[fuzzTarget](t, items, each)

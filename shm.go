@@ -36,8 +36,9 @@ var errSharedClosed = shm.ErrClosed
 // sharedFault is a failure of a worker's shared memory itself, not of a
 // value that does not fit in it: the worker broke it (it grew the file
 // beyond the limit, or sent a reference that is malformed or points
-// outside it; the error then wraps ErrProtocol), or the system could not
-// size or map it. Neither side can trust the memory any more, so the
+// outside it: the error then wraps ErrProtocol; or references that add up
+// to more than Config.MaxMessageSize: ErrMessageTooLarge), or the system
+// could not size or map it. Neither side can trust the memory any more, so the
 // worker that shares it is killed and replaced: its replacement gets
 // memory of its own.
 type sharedFault struct{ err error }
@@ -45,7 +46,8 @@ type sharedFault struct{ err error }
 // Error is the wrapped error's text.
 func (e *sharedFault) Error() string { return e.err.Error() }
 
-// Unwrap gives the wrapped error (ErrProtocol, or a start or size error).
+// Unwrap gives the wrapped error (ErrProtocol, ErrMessageTooLarge, or a
+// start or size error).
 func (e *sharedFault) Unwrap() error { return e.err }
 
 // isSharedFault reports whether err is, or wraps, a sharedFault. A nil

@@ -180,9 +180,13 @@ func (r *sharedReader) read(offset, length uint64, aligned bool) ([]byte, error)
 	return p, nil
 }
 
+// overBudget is the error of a reply whose references add up to more than
+// Config.MaxMessageSize: ErrMessageTooLarge, and a sharedFault, since only
+// a worker that broke the protocol sends one (the runtime refuses such a
+// reply itself): it is replaced, as one that sends an oversized frame.
 func (r *sharedReader) overBudget() error {
-	return fmt.Errorf("shared-memory references add up to more than the message limit of %d bytes (Config.MaxMessageSize)",
-		r.mem.maxMessage)
+	return &sharedFault{fmt.Errorf("%w: the worker's shared-memory references add up to more than the limit of %d bytes (Config.MaxMessageSize)",
+		ErrMessageTooLarge, r.mem.maxMessage)}
 }
 
 // rewriteShared returns b with its shared-memory references replaced by

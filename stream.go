@@ -23,7 +23,9 @@ const streamWindow = 8
 
 // itemFunc receives each streamed item's msgpack encoding (valid during
 // the call only) and the codec to decode it with; false stops the stream.
-type itemFunc func(b []byte, codec *valueCodec) bool
+// A fault (a sharedFault: the item held a shared-memory reference, which
+// the runtime never sends in an item) stops it too, and loses the worker.
+type itemFunc func(b []byte, codec *valueCodec) (more bool, fault error)
 
 // Stream calls fn, a Python generator function (or any function that
 // returns an iterator: an object with __next__, or an async iterator), and
@@ -92,16 +94,19 @@ func streamValues(ctx context.Context, c Caller, fn string, args []any) iter.Seq
 func yieldItems[T any](ctx context.Context, c Caller, fn string, args []any, decode func([]byte, *valueCodec) (T, error)) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		stopped := false
-		err := c.streamInto(ctx, fn, args, func(b []byte, codec *valueCodec) bool {
+		err := c.streamInto(ctx, fn, args, func(b []byte, codec *valueCodec) (bool, error) {
 			item, err := decode(b, codec)
 			if err != nil || !yield(item, nil) {
 				if err != nil {
 					yield(item, err)
 				}
 				stopped = true
-				return false
+				if isSharedFault(err) {
+					return false, err
+				}
+				return false, nil
 			}
-			return true
+			return true, nil
 		})
 		if err != nil && !stopped {
 			var zero T

@@ -160,8 +160,12 @@ func (f *mismatchFinder) mapTarget(v any, t reflect.Type) *typeMismatch {
 		return f.mismatch(v, t)
 	}
 	for _, k := range sortedMapKeys(dict) {
-		if (&mismatchFinder{structTag: f.structTag}).walk(k, t.Key()) != nil {
-			return f.at(fmt.Sprintf("a Python dict key %s (%s) does not fit Go %s", repr(k), pythonType(k), typeName(t.Key())))
+		key := k
+		if u, ok := k.(*unhashableKey); ok {
+			key = u.key
+		}
+		if (&mismatchFinder{structTag: f.structTag}).walk(key, t.Key()) != nil {
+			return f.at(fmt.Sprintf("a Python dict key %s (%s) does not fit Go %s", repr(key), pythonType(key), typeName(t.Key())))
 		}
 		if m := f.in(k, func() *typeMismatch { return f.walk(dict[k], t.Elem()) }); m != nil {
 			return m

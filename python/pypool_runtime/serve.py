@@ -374,6 +374,13 @@ class Worker(Channel):
         except shm.ReplyTooLarge as exc:
             self.send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc))
             return
+        # Go counts the message as its frame plus the shared bytes it
+        # refers to (as _send_frame does): the bytes alone may fit and the
+        # message not.
+        size = len(frame) - HEADER.size + len(data)
+        if size > self.max_message:
+            self._send_too_large(call_id, name, size)
+            return
         write_frame_bytes(self.out_fd, frame)
 
     def _send_too_large(self, call_id: int, name: str, size: int) -> None:
