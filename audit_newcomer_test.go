@@ -7,9 +7,13 @@ package pypool
 // that it works, or that its error names the cause and the fix.
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -99,4 +103,78 @@ func TestNewcomerCredentialErrorsNameTheField(t *testing.T) {
 	require.ErrorContains(t, err, "the Python runtime ")
 	assert.ErrorContains(t, err, "put it where that user can read it")
 	assert.ErrorContains(t, err, "set Config.InstallDir to a directory that user can enter")
+}
+
+// pypoolgenModule makes a user's module, as docs/bindings.md's reader has
+// one, in a directory whose name has spaces: a main package (main.go) and
+// the Python module the page shows (inventory.py). It returns its
+// directory and the go command.
+func pypoolgenModule(t *testing.T) (dir, gobin string) {
+	gobin = goCommand(t)
+	repo, err := filepath.Abs(".")
+	require.NoError(t, err)
+	dir = filepath.Join(t.TempDir(), "my service")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), userGoMod(t, repo), 0o644))
+	sum, err := os.ReadFile("go.sum")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644))
+	var module string
+	for _, b := range mdBlocks(t, "docs/bindings.md") {
+		if b.lang == "python" && strings.Contains(b.code, "def lookup(") {
+			module = b.code
+			break
+		}
+	}
+	require.NotEmpty(t, module, "docs/bindings.md: the inventory module")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "inventory.py"), []byte(module), 0o644))
+	return dir, gobin
+}
+
+// TestNewcomerPypoolgenAsDocumented runs docs/bindings.md's commands as
+// written, beside the page's inventory.py and a main.go, then builds the
+// package. Before: the first command failed ("No module named 'inventory'":
+// it had no -pythonpath), its error named Config.PythonPath, not the flag,
+// and the bindings were written in package "my_service" (the directory's
+// name) beside main.go's package main, which does not build.
+func TestNewcomerPypoolgenAsDocumented(t *testing.T) {
+	dir, gobin := pypoolgenModule(t)
+	var commands []string
+	for _, b := range mdBlocks(t, "docs/bindings.md") {
+		if b.lang == "sh" {
+			commands = append(commands, strings.TrimSpace(b.code))
+		}
+	}
+	require.Len(t, commands, 2, "docs/bindings.md: the command and its -check")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The workers install in a directory of the test's, and go keeps its
+	// build cache, which XDG_CACHE_HOME would move.
+	gocache, err := exec.CommandContext(ctx, gobin, "env", "GOCACHE").Output()
+	require.NoError(t, err)
+	env := append(os.Environ(), "XDG_CACHE_HOME="+t.TempDir(), "GOCACHE="+strings.TrimSpace(string(gocache)))
+	run := func(command string) (string, error) {
+		fields := strings.Fields(command)
+		require.Equal(t, "go", fields[0], command)
+		cmd := exec.CommandContext(ctx, gobin, fields[1:]...)
+		cmd.Dir = dir
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, command := range commands {
+		out, err := run(command)
+		require.NoError(t, err, "%s:\n%s", command, out)
+	}
+	build := exec.CommandContext(ctx, gobin, "vet", ".")
+	build.Dir, build.Env = dir, env
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "the bindings beside main.go:\n%s", out)
+
+	// Without -pythonpath, the error names the flag to use.
+	text, err := run(strings.Replace(commands[0], " -pythonpath .", "", 1))
+	require.Error(t, err)
+	assert.Contains(t, text, "'inventory' is in the working directory")
+	assert.Contains(t, text, "pypoolgen: -pythonpath sets Config.PythonPath")
 }
