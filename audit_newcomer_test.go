@@ -178,3 +178,28 @@ func TestNewcomerPypoolgenAsDocumented(t *testing.T) {
 	assert.Contains(t, text, "'inventory' is in the working directory")
 	assert.Contains(t, text, "pypoolgen: -pythonpath sets Config.PythonPath")
 }
+
+// TestNewcomerDockerfiles: a Dockerfile has no comments after an
+// instruction: docs/operating.md's `CMD ["/app/service"]   # Config{...}`
+// is not JSON, so Docker ran it as a shell command line,
+// `/bin/sh -c '["/app/service"]   # ...'`, which fails ("not found"), and
+// the image never started its service.
+func TestNewcomerDockerfiles(t *testing.T) {
+	found := 0
+	for _, file := range docFiles(t) {
+		for _, b := range mdBlocks(t, file) {
+			if !strings.EqualFold(b.lang, "dockerfile") {
+				continue
+			}
+			found++
+			for i, line := range strings.Split(b.code, "\n") {
+				line = strings.TrimSpace(line)
+				if line == "" || strings.HasPrefix(line, "#") {
+					continue
+				}
+				assert.NotContains(t, line, " #", "%s:%d: a Dockerfile comment must be a line of its own", file, b.line+i)
+			}
+		}
+	}
+	require.NotZero(t, found, "the documentation's Dockerfiles")
+}
