@@ -203,3 +203,24 @@ func TestNewcomerDockerfiles(t *testing.T) {
 	}
 	require.NotZero(t, found, "the documentation's Dockerfiles")
 }
+
+// TestNewcomerInterpreterThatCannotRun: a Config.Python that exists but is
+// not a program (a directory, a file without x) was reported "not found:
+// install Python 3", which sends the reader to install what is there.
+func TestNewcomerInterpreterThatCannotRun(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "python3")
+	require.NoError(t, os.WriteFile(file, []byte("#!/bin/sh\n"), 0o644))
+	for python, cause := range map[string]string{dir: "is a directory", file: "permission denied"} {
+		cfg := testConfig(t)
+		cfg.Python = python
+		_, err := New(testCtx(t), cfg)
+		require.ErrorIs(t, err, ErrWorkerStart)
+		assert.ErrorContains(t, err, `Python interpreter "`+python+`" cannot be run: set Config.Python to a python3 executable (`)
+		assert.ErrorContains(t, err, cause)
+	}
+	cfg := testConfig(t)
+	cfg.Python = filepath.Join(dir, "missing")
+	_, err := New(testCtx(t), cfg)
+	assert.ErrorContains(t, err, "not found: install Python 3 or set Config.Python to its path")
+}
