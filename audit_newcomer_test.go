@@ -224,3 +224,75 @@ func TestNewcomerInterpreterThatCannotRun(t *testing.T) {
 	_, err := New(testCtx(t), cfg)
 	assert.ErrorContains(t, err, "not found: install Python 3 or set Config.Python to its path")
 }
+
+// TestNewcomerFirstProgramFromAClone follows README.md's "A first program"
+// as written, with a clone of this repository beside the new module (no
+// download: GOPROXY=off), in a directory whose path has spaces; builds the
+// program with -trimpath and runs it with HOME unset, with the python3 of
+// PATH and with Debian's /usr/bin/python3. Before, the README had only
+// `go get github.com/pypool/pypool`, which a clone cannot serve (with a
+// replace directive and no version, go get still asks the proxy).
+func TestNewcomerFirstProgramFromAClone(t *testing.T) {
+	gobin := goCommand(t)
+	repo, err := filepath.Abs(".")
+	require.NoError(t, err)
+	var shell []string
+	var program, module mdBlock
+	for _, b := range mdBlocks(t, "README.md") {
+		switch {
+		case b.lang == "sh" && (strings.Contains(b.code, "go mod init hello") || strings.Contains(b.code, "-replace")):
+			shell = append(shell, b.code)
+		case b.lang == "go" && program.code == "" && strings.HasPrefix(b.code, "package main"):
+			program = b
+		case b.lang == "python" && pythonFileName(b) == "my_module.py":
+			module = b
+		}
+	}
+	require.Len(t, shell, 2, "README.md: the new module's commands, and a clone's")
+	require.NotEmpty(t, program.code, "README.md: the first program")
+	require.NotEmpty(t, module.code, "README.md: my_module.py")
+	// The clone's commands replace the download.
+	script := strings.Replace(shell[0], "go get github.com/pypool/pypool\n", shell[1], 1)
+	require.NotEqual(t, shell[0], script)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	base := filepath.Join(t.TempDir(), "new comer")
+	require.NoError(t, os.Mkdir(base, 0o755))
+	require.NoError(t, os.Symlink(repo, filepath.Join(base, "pypool")))
+	// The go commands with the test's environment, without the network;
+	// the program as a service often runs: no HOME.
+	goEnv := append(os.Environ(), "GOFLAGS=", "GOPROXY=off")
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "HOME" && k != "XDG_CACHE_HOME" && k != "TMPDIR" {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "TMPDIR="+t.TempDir())
+	sh := exec.CommandContext(ctx, "sh", "-e", "-c", "PATH=\"$(dirname \"$0\"):$PATH\"\n"+script, gobin)
+	sh.Dir, sh.Env = base, goEnv
+	out, err := sh.CombinedOutput()
+	require.NoError(t, err, "%s\n%s", script, out)
+
+	hello := filepath.Join(base, "hello")
+	require.NoError(t, os.WriteFile(filepath.Join(hello, "my_module.py"), []byte(module.code), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(hello, "main.go"), []byte(program.code), 0o644))
+	bin := filepath.Join(base, "hello bin")
+	build := exec.CommandContext(ctx, gobin, "build", "-trimpath", "-o", bin, ".")
+	build.Dir, build.Env = hello, goEnv
+	out, err = build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	paths := map[string]string{"python3 of PATH": os.Getenv("PATH")}
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		paths["/usr/bin/python3"] = "/usr/bin:" + os.Getenv("PATH")
+	}
+	for name, path := range paths {
+		run := exec.CommandContext(ctx, bin)
+		run.Dir, run.Env = hello, append(env, "PATH="+path) // the last PATH counts
+		out, err := run.CombinedOutput()
+		require.NoError(t, err, "%s: %s", name, out)
+		assert.Equal(t, "testingtesting\n", string(out), name)
+	}
+}
