@@ -296,3 +296,16 @@ func TestNewcomerFirstProgramFromAClone(t *testing.T) {
 		assert.Equal(t, "testingtesting\n", string(out), name)
 	}
 }
+
+// TestNewcomerModuleFileName: Config.Module "my_module.py" (the file, not
+// the module) failed with Python's "No module named 'my_module.py';
+// 'my_module' is not a package", which does not say what to write.
+func TestNewcomerModuleFileName(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Module = "pypool_testmod.py"
+	_, err := New(testCtx(t), cfg)
+	require.ErrorIs(t, err, ErrWorkerStart)
+	var pyErr *PythonError
+	require.ErrorAs(t, err, &pyErr)
+	assert.Contains(t, pyErr.Hint, `Config.Module names a module, not its file: write 'pypool_testmod'`)
+}

@@ -303,6 +303,8 @@ def _import_error(module_name: str, exc: BaseException, several: bool = False) -
     if several:  # say which of the configured modules failed
         hints.append("it is module %r that failed" % module_name)
     missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if missing and module_name == missing and module_name.endswith(".py"):  # "my_module.py"
+        hints.append("Config.Module names a module, not its file: write %r" % module_name[:-3])
     if missing and (module_name == missing or module_name.startswith(missing + ".")):
         hints.append("looked in sys.path: " + ", ".join(repr(p) for p in sys.path))
     elif missing:  # a module the user's module imports: not installed for this interpreter
