@@ -309,3 +309,19 @@ func TestNewcomerModuleFileName(t *testing.T) {
 	require.ErrorAs(t, err, &pyErr)
 	assert.Contains(t, pyErr.Hint, `Config.Module names a module, not its file: write 'pypool_testmod'`)
 }
+
+// TestNewcomerPythonPathFile: Config.PythonPath naming the module's file
+// ("testdata/pymod/pypool_testmod.py") instead of its directory failed with
+// "No module named 'pypool_testmod'" and, from the directory of the file,
+// the hint to list the working directory in Config.PythonPath, which the
+// reader believes done.
+func TestNewcomerPythonPathFile(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PythonPath = []string{"testdata/pymod/pypool_testmod.py"}
+	_, err := New(testCtx(t), cfg)
+	var pyErr *PythonError
+	require.ErrorAs(t, err, &pyErr)
+	abs, err := filepath.Abs("testdata/pymod")
+	require.NoError(t, err)
+	assert.Contains(t, pyErr.Hint, "Config.PythonPath lists directories, not files: '"+abs+"/pypool_testmod.py'; list '"+abs+"'")
+}
