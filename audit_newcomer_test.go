@@ -64,7 +64,10 @@ func TestNewcomerCredentialPythonPathOutOfReach(t *testing.T) {
 	src, err := os.ReadFile("testdata/pymod/pypool_secmod.py")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(closed, "pypool_secmod.py"), src, 0o644))
-	cfg.PythonPath = []string{closed, filepath.Join(closed, "..", "does not exist")}
+	// A zip archive beside it, readable: sys.path entries may be files.
+	archive := filepath.Join(closed, "..", "lib.zip")
+	require.NoError(t, os.WriteFile(archive, nil, 0o644))
+	cfg.PythonPath = []string{archive, closed, filepath.Join(closed, "..", "does not exist")}
 	_, err = New(testCtx(t), cfg)
 	require.ErrorContains(t, err, "pypool: Config.Credential: Config.PythonPath's directory "+closed+" is out of reach of uid 65534 gid 65534: "+closed+" is mode -rwx------")
 	assert.NotContains(t, err.Error(), "No module named")

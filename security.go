@@ -145,10 +145,15 @@ func checkCredential(cred *Credential, python, runtime, code string, paths []str
 		}
 	}
 	for _, path := range paths {
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		info, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue // not on sys.path, as for any user
 		}
-		if err := checkAccess(path, cred, "Config.PythonPath's directory", 5); err != nil {
+		need := os.FileMode(5)
+		if err == nil && !info.IsDir() {
+			need = 4 // a zip archive: read, not entered
+		}
+		if err := checkAccess(path, cred, "Config.PythonPath's directory", need); err != nil {
 			return err
 		}
 	}
