@@ -328,3 +328,33 @@ func TestNewcomerPythonPathFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, pyErr.Hint, "Config.PythonPath lists directories, not files: '"+abs+"/pypool_testmod.py'; list '"+abs+"'")
 }
+
+// TestNewcomerRelativeHome: with HOME a relative path (a unit's
+// Environment=HOME=app, an image's ENV HOME=app), the install went to
+// <working directory>/app/.cache/pypool: into whatever directory the
+// service was started in (/ for many). A relative home is no user cache
+// directory: the temp directory's is used, and the record says why.
+func TestNewcomerRelativeHome(t *testing.T) {
+	bin, err := exampleBinary()
+	require.NoError(t, err, "building examples/duplicate")
+	wd, tmp := t.TempDir(), t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Dir = wd
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "HOME" && k != "XDG_CACHE_HOME" && k != "TMPDIR" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "HOME=app", "TMPDIR="+tmp)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "testingtesting\n")
+	assert.Contains(t, string(out), "INFO "+msgInstallFallback)
+	assert.Contains(t, string(out), "is relative: HOME is not an absolute path")
+	entries, err := os.ReadDir(wd)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "the working directory")
+	installed(t, tmp, "runtime-*")
+}
