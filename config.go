@@ -236,7 +236,8 @@ type Config struct {
 	SetUp     string
 	SetUpArgs []any
 
-	// Dir is the workers' working directory. Default: the Go program's.
+	// Dir is the workers' working directory; New fails, wrapping
+	// ErrWorkerStart, if it is not a directory. Default: the Go program's.
 	Dir string
 
 	// Env holds "KEY=value" entries added to the workers' environment
@@ -320,9 +321,8 @@ type Config struct {
 	// Credential, when not nil, runs the workers as this user and group;
 	// the Go program must run as root. The interpreter, the Python runtime
 	// pypool installs, PythonPath and Dir must be within that user's reach:
-	// New checks the interpreter and the runtime (by permission bits; the
-	// default install under root's home is not). Default nil: the Go
-	// program's user.
+	// New checks them all (by permission bits; the default install under
+	// root's home is not). Default nil: the Go program's user.
 	Credential *Credential
 
 	// --- Observability (docs/observability.md) ---
@@ -575,8 +575,13 @@ func (c Config) env() []string {
 	return append(inheritedEnv(os.Environ(), c.InheritEnv), c.Env...)
 }
 
-// spec builds the worker specification from a validated Config.
-func (c Config) spec(python *interpreter, runtimeDir, codeDir string) (*workerSpec, error) {
+// pythonPathDirs returns PythonPath's directories, the relative ones made
+// absolute from Dir (or, when Dir is empty, the Go program's working
+// directory), as the workers get them.
+func (c Config) pythonPathDirs() ([]string, error) {
+	if len(c.PythonPath) == 0 {
+		return nil, nil
+	}
 	base := c.Dir
 	if base == "" {
 		wd, err := os.Getwd()
@@ -584,6 +589,39 @@ func (c Config) spec(python *interpreter, runtimeDir, codeDir string) (*workerSp
 			return nil, fmt.Errorf("pypool: resolving Config.PythonPath: %w", err)
 		}
 		base = wd
+	}
+	dirs := make([]string, len(c.PythonPath))
+	for i, dir := range c.PythonPath {
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(base, dir)
+		}
+		dirs[i] = dir
+	}
+	return dirs, nil
+}
+
+// checkDir returns an error, wrapping ErrWorkerStart, unless Dir is empty
+// or an existing directory: a worker started in a missing one fails with
+// an error of exec's that names only the interpreter.
+func (c Config) checkDir() error {
+	if c.Dir == "" {
+		return nil
+	}
+	info, err := os.Stat(c.Dir)
+	if err == nil && !info.IsDir() {
+		err = fmt.Errorf("%s is not a directory", c.Dir)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: Config.Dir %q, the workers' working directory: %w; create it, or set Config.Dir to an existing directory (empty: the Go program's)", ErrWorkerStart, c.Dir, err)
+	}
+	return nil
+}
+
+// spec builds the worker specification from a validated Config.
+func (c Config) spec(python *interpreter, runtimeDir, codeDir string) (*workerSpec, error) {
+	paths, err := c.pythonPathDirs()
+	if err != nil {
+		return nil, err
 	}
 	modules := c.modules()
 	args := []string{"-I", "-c", bootstrap, runtimeDir}
@@ -614,10 +652,7 @@ func (c Config) spec(python *interpreter, runtimeDir, codeDir string) (*workerSp
 	if codeDir != "" {
 		args = append(args, "--path", codeDir)
 	}
-	for _, dir := range c.PythonPath {
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(base, dir)
-		}
+	for _, dir := range paths {
 		args = append(args, "--path", dir)
 	}
 	return &workerSpec{

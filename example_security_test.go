@@ -78,8 +78,9 @@ func ExampleCredential() {
 	ctx := context.Background()
 	pool, err := pypool.New(ctx, pypool.Config{
 		Module:     "my_module",
-		PythonPath: []string{"/srv/app/python"}, // 0755 down from /
-		Python:     "/usr/bin/python3",
+		PythonPath: []string{"/srv/app/python"},                // 0755 down from /
+		Python:     "/usr/bin/python3",                         // not pyenv's, under /root
+		InstallDir: "/var/lib/pypool",                          // not root's 0700 home: the runtime must be readable by nobody
 		Credential: &pypool.Credential{UID: 65534, GID: 65534}, // nobody:nogroup, no supplementary groups
 		InheritEnv: []string{"LANG", "LC_*", "TZ"},             // and not root's HOME or secrets
 	})

@@ -126,6 +126,9 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 // newSpec installs the runtime and Config.PythonFS, finds the interpreter
 // and returns what a worker start runs (without its guardian).
 func (cfg Config) newSpec() (*workerSpec, error) {
+	if err := cfg.checkDir(); err != nil {
+		return nil, err
+	}
 	dir, err := runtimeDir(cfg.InstallDir, cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -140,7 +143,11 @@ func (cfg Config) newSpec() (*workerSpec, error) {
 		return nil, err
 	}
 	if cfg.Credential != nil {
-		if err := checkCredential(cfg.Credential, python.path(), dir, codeDir); err != nil {
+		paths, err := cfg.pythonPathDirs()
+		if err != nil {
+			return nil, err
+		}
+		if err := checkCredential(cfg.Credential, python.path(), dir, codeDir, paths, cfg.Dir); err != nil {
 			return nil, err
 		}
 	}

@@ -5,6 +5,7 @@ package pypool
 
 import (
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -97,8 +98,12 @@ var knownExecutables sync.Map
 // which Python it is.
 func newInterpreter(python string, env []string, dir string) (*interpreter, error) {
 	path, err := exec.LookPath(python)
-	if err != nil {
+	if err != nil && (errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist)) {
 		return nil, fmt.Errorf("%w: Python interpreter %q not found: install Python 3 or set Config.Python to its path (%v)",
+			ErrWorkerStart, python, err)
+	}
+	if err != nil { // there, but not a program this user can run: a directory, a file without x
+		return nil, fmt.Errorf("%w: Python interpreter %q cannot be run: set Config.Python to a python3 executable (%v)",
 			ErrWorkerStart, python, err)
 	}
 	in := &interpreter{key: path + "\x00" + dir + "\x00" + strings.Join(env, "\x00")}

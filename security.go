@@ -6,7 +6,9 @@ package pypool
 // docs/security.md for the threat model.
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -124,20 +126,43 @@ func (cred *Credential) sysProcCredential() *syscall.Credential {
 }
 
 // checkCredential returns an error unless the user cred can run the
-// interpreter and read the runtime and Config.PythonFS's directory (code,
-// "" when there is none): New's check, so that a worker that could not
-// start says why.
-func checkCredential(cred *Credential, python, runtime, code string) error {
+// interpreter, read the runtime, Config.PythonFS's directory (code, ""
+// when there is none) and the directories of Config.PythonPath that exist
+// (paths, made absolute), and enter Config.Dir (dir, "" for the Go
+// program's): New's check, so that a worker that could not start, or
+// could not read the module, says why and what to change.
+func checkCredential(cred *Credential, python, runtime, code string, paths []string, dir string) error {
+	const installFix = "or set Config.InstallDir to a directory that user can enter (0755 from / down, owned by root)"
 	if err := checkAccess(python, cred, "the Python interpreter", 1); err != nil {
-		return err
+		return fmt.Errorf("%w; or set Config.Python to an interpreter outside it, such as /usr/bin/python3 or a virtualenv's bin/python3", err)
 	}
 	if err := checkAccess(runtime, cred, "the Python runtime", 5); err != nil {
-		return err
+		return fmt.Errorf("%w; %s", err, installFix)
 	}
-	if code == "" {
-		return nil
+	if code != "" {
+		if err := checkAccess(code, cred, "Config.PythonFS's directory", 5); err != nil {
+			return fmt.Errorf("%w; %s", err, installFix)
+		}
 	}
-	return checkAccess(code, cred, "Config.PythonFS's directory", 5)
+	for _, path := range paths {
+		info, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // not on sys.path, as for any user
+		}
+		need := os.FileMode(5)
+		if err == nil && !info.IsDir() {
+			need = 4 // a zip archive: read, not entered
+		}
+		if err := checkAccess(path, cred, "Config.PythonPath's directory", need); err != nil {
+			return err
+		}
+	}
+	if dir != "" {
+		if err := checkAccess(dir, cred, "Config.Dir (the workers' working directory)", 1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkAccess returns an error unless the user cred has the access need

@@ -135,6 +135,9 @@ func parseFlags(argv []string, stderr io.Writer) (config, error) {
 		cfg.pkg = packageOf(cfg.out)
 	}
 	if cfg.pkg == "" {
+		cfg.pkg = packageIn(filepath.Dir(cfg.out))
+	}
+	if cfg.pkg == "" {
 		abs, err := filepath.Abs(filepath.Dir(cfg.out))
 		if err != nil {
 			return cfg, err
@@ -155,6 +158,23 @@ func packageOf(path string) string {
 		return ""
 	}
 	return f.Name.Name
+}
+
+// packageIn is the package of the Go files (tests left out) in the
+// directory dir, or "" if it holds none that can be read: run by hand
+// beside main.go, the bindings belong to package main, not to one named
+// after the directory.
+func packageIn(dir string) string {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		if pkg := packageOf(file); pkg != "" {
+			return pkg
+		}
+	}
+	return ""
 }
 
 // command is the command line that regenerates the file, for its header:
@@ -179,6 +199,10 @@ func bindings(ctx context.Context, cfg config) ([]byte, error) {
 		Size:       1,
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
+	if errors.Is(err, pypool.ErrWorkerStart) {
+		// The error's fixes name Config's fields: say which flags set them.
+		return nil, fmt.Errorf("%w (pypoolgen: -pythonpath sets Config.PythonPath, -python Config.Python)", err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -314,6 +314,9 @@ func installBase(configured string) (string, *Fallback, error) {
 	var fallback Fallback
 	if cache, err := os.UserCacheDir(); err != nil {
 		fallback.Reason = "no user cache directory: " + err.Error()
+	} else if !filepath.IsAbs(cache) { // a relative HOME names no place but the working directory
+		fallback.Wanted = filepath.Join(cache, "pypool")
+		fallback.Reason = fmt.Sprintf("%s is relative: HOME is not an absolute path", cache)
 	} else {
 		dir := filepath.Join(cache, "pypool")
 		checked, err := usableBase(dir)

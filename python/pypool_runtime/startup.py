@@ -303,8 +303,16 @@ def _import_error(module_name: str, exc: BaseException, several: bool = False) -
     if several:  # say which of the configured modules failed
         hints.append("it is module %r that failed" % module_name)
     missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if missing and module_name == missing and module_name.endswith(".py"):  # "my_module.py"
+        hints.append("Config.Module names a module, not its file: write %r" % module_name[:-3])
     if missing and (module_name == missing or module_name.startswith(missing + ".")):
         hints.append("looked in sys.path: " + ", ".join(repr(p) for p in sys.path))
+        files = [p for p in sys.path if p.endswith(".py") and os.path.isfile(p)]
+        if files:  # PythonPath: ["my_module.py"]
+            hints.append(
+                "Config.PythonPath lists directories, not files: %s; list %s"
+                % (", ".join(repr(p) for p in files), ", ".join(repr(os.path.dirname(p)) for p in files))
+            )
     elif missing:  # a module the user's module imports: not installed for this interpreter
         hints.append(missing_module_hint(exc))
     if missing:
