@@ -18,6 +18,7 @@ package pypool
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"reflect"
 
@@ -60,21 +61,47 @@ func decodeValueInto(b []byte, v any, codec *valueCodec) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrResultNotDecodable, err)
 	}
-	err = unmarshal(b, v, codec.structTag)
-	if err != nil && wire.ContainsExt(b, extNDArray) {
+	err = unmarshalFitted(b, v, codec.structTag)
+	if err != nil && !errors.Is(err, errNumberFit) && wire.ContainsExt(b, extNDArray) {
 		lists, rerr := rewriteNDArrays(b)
 		if rerr != nil {
 			err = rerr // the reason there was no retry
 		} else {
 			reflect.ValueOf(v).Elem().SetZero()
-			err = unmarshal(lists, v, codec.structTag)
+			err = unmarshalFitted(lists, v, codec.structTag)
 		}
+	}
+	if errors.Is(err, errNumberFit) {
+		return fmt.Errorf("%w: %w", ErrResultNotDecodable, err)
 	}
 	if err != nil {
 		return describeMismatch(b, v, codec, err)
 	}
 	return nil
 }
+
+// unmarshalFitted is unmarshal of b with its numbers fitted to v's type
+// first (numfit.go); a number that does not fit is a *numberFitError.
+func unmarshalFitted(b []byte, v any, structTag string) error {
+	fitted, m := fitNumbers(b, reflect.TypeOf(v).Elem(), structTag)
+	if m != nil {
+		return &numberFitError{m}
+	}
+	return unmarshal(fitted, v, structTag)
+}
+
+// numberFitError is a number of a result that does not fit its CallAs
+// target (fitNumbers): it says where, and is errNumberFit.
+type numberFitError struct{ m *typeMismatch }
+
+// Error says where the number is and why it does not fit.
+func (e *numberFitError) Error() string { return e.m.String() }
+
+// Is reports whether target is errNumberFit.
+func (e *numberFitError) Is(target error) bool { return target == errNumberFit }
+
+// errNumberFit is what every numberFitError is (errors.Is).
+var errNumberFit = errors.New("pypool: a number does not fit its Go type")
 
 // unmarshal is msgpack's decoding with Config.StructTag.
 func unmarshal(b []byte, v any, structTag string) error {

@@ -275,6 +275,8 @@ func FuzzCallAs(f *testing.F) {
 	}
 	f.Add(marshalSeed(f, map[string]any{"A": []any{1, "x", nil}, "B": []int{1, 2}, "C": map[string]any{"k": 1.5}}))
 	f.Add([]byte{0xde, 0xff, 0xff})
+	f.Add(marshalSeed(f, map[string]any{"I": []any{1, 300}, "U": map[string]any{"k": -1}, "F": []any{0.5, 1e300},
+		"N": map[string]any{"F": []any{2.5}, "N": []any{nil, nil, nil, nil}}}))
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := bytesCaller(b)
@@ -286,8 +288,18 @@ func FuzzCallAs(f *testing.F) {
 		checkDepthAgrees(t, b, err)
 		_, err = CallAs[fuzzTarget](ctx, c, "f")
 		checkDepthAgrees(t, b, err)
+		_, err = CallAs[fuzzNumbers](ctx, c, "f")
+		checkDepthAgrees(t, b, err)
 		_, _ = CallAs[Array](ctx, c, "f")
 	})
+}
+
+// fuzzNumbers is a CallAs target whose numbers are fitted (numfit.go).
+type fuzzNumbers struct {
+	I []int8
+	U map[string]uint16
+	F []float32
+	N *fuzzNumbers
 }
 
 // FuzzStreamAs gives arbitrary ITEMS arrays to StreamAs, into an any and a

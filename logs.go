@@ -22,17 +22,18 @@ import (
 // The messages of the pool's own records. Each record also carries the
 // worker's pid ("worker"), but for the start failures.
 const (
-	msgWorkerStarted   = "pypool: worker started"         // Debug: pid, start duration, python, codec
-	msgWorkerStopped   = "pypool: worker stopped"         // Debug: cause, calls served, uptime
-	msgWorkerRecycled  = "pypool: worker recycled"        // Info: reason; a "stopped" record follows
-	msgWorkerCrashed   = "pypool: worker crashed"         // Warn: exit status or signal, stderr tail, function
-	msgCallInterrupted = "pypool: call interrupted"       // Debug, Warn if answered after half of InterruptGrace (rate-limited): function, cause, answered_in
-	msgWorkerKilled    = "pypool: worker killed"          // Warn (rate-limited, else Debug): function, cause, grace: it ignored its interrupt
-	msgPythonStack     = "pypool: python stack"           // Warn (Config.StackDumps, rate-limited): function, event, stack (all threads), suppressed
-	msgStartFailed     = "pypool: worker failed to start" // Error if fatal, else Warn: error, fatal, retry_in
-	msgStartKilled     = "pypool: worker start killed"    // Warn: signal, stderr, retry_in: it is retried
-	msgNewFailed       = "pypool: pool failed to start"   // Error: module, size, error; once per failed New
-	msgCallbackPanic   = "pypool: Go callback panicked"   // Error: callback, panic, stack; Python gets a GoError
+	msgWorkerStarted   = "pypool: worker started"                                                       // Debug: pid, start duration, python, codec
+	msgWorkerStopped   = "pypool: worker stopped"                                                       // Debug: cause, calls served, uptime
+	msgWorkerRecycled  = "pypool: worker recycled"                                                      // Info: reason; a "stopped" record follows
+	msgWorkerCrashed   = "pypool: worker crashed"                                                       // Warn: exit status or signal, stderr tail, function
+	msgCallInterrupted = "pypool: call interrupted"                                                     // Debug, Warn if answered after half of InterruptGrace (rate-limited): function, cause, answered_in
+	msgWorkerKilled    = "pypool: worker killed"                                                        // Warn (rate-limited, else Debug): function, cause, grace: it ignored its interrupt
+	msgPythonStack     = "pypool: python stack"                                                         // Warn (Config.StackDumps, rate-limited): function, event, stack (all threads), suppressed
+	msgStartFailed     = "pypool: worker failed to start"                                               // Error if fatal, else Warn: error, fatal, retry_in
+	msgStartKilled     = "pypool: worker start killed"                                                  // Warn: signal, stderr, retry_in: it is retried
+	msgNewFailed       = "pypool: pool failed to start"                                                 // Error: module, size, error; once per failed New
+	msgCallbackPanic   = "pypool: Go callback panicked"                                                 // Error: callback, panic, stack; Python gets a GoError
+	msgPreloadUnused   = "pypool: Config.Preload and Config.PreloadSetUp need StartForkServer; ignored" // Warn: preload, preload_setup; once per New
 
 	msgForkServerStarted  = "pypool: fork server started"                                   // Debug: forkserver (pid), module
 	msgForkServerExited   = "pypool: fork server exited"                                    // Warn: exit status; it is restarted after retry_in

@@ -109,6 +109,11 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.StartMethod == StartExec && (len(cfg.Preload) > 0 || cfg.PreloadSetUp) {
+		// Only a template preloads: each worker started by exec imports
+		// the module (and runs SetUp) itself.
+		cfg.Logger.Warn(msgPreloadUnused, "preload", cfg.Preload, "preload_setup", cfg.PreloadSetUp)
+	}
 	// The guardian needs nothing of what follows: its start (a fork and an
 	// exec that Go waits for) runs beside the install check; newPool waits
 	// for it before any worker starts.

@@ -35,6 +35,12 @@ func (w *Worker) Pid() int { return w.pw.proc.pid }
 // PythonVersion returns the worker's Python version, such as "3.11.7".
 func (w *Worker) PythonVersion() string { return w.pw.proc.hello.pythonVersion }
 
-// Codec returns the msgpack codec the worker uses: "msgpack-c" when the
-// msgpack C extension is importable, "pure" otherwise.
+// Codec returns the msgpack codec the worker named in its handshake:
+// "msgpack-c" when msgpack's C extension is found among the interpreter's
+// own paths, "pure" otherwise. The C extension is imported when the
+// worker first waits idle, or after its first few calls at the latest (the
+// pure codec, which puts the same bytes on the wire, serves until then);
+// should that import fail, the
+// worker says so on its stderr (logged as a Warn record) and runs on with
+// the pure codec, and Codec still returns "msgpack-c".
 func (w *Worker) Codec() string { return w.pw.proc.hello.codec }

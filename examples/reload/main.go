@@ -10,12 +10,15 @@
 //     reported with its traceback and the workers that serve keep serving.
 //   - On SIGTERM (or Ctrl-C) it stops, closing the pool.
 //
-// Run it from this directory, edit GREETING and reload:
+// Build it, run it from this directory, edit GREETING and reload (built
+// first: the job of "go run ." is go run itself, which a SIGHUP ends,
+// leaving the service running without it):
 //
-//	cd examples/reload && go run . -addr localhost:8081 &
+//	cd examples/reload && go build -o /tmp/reload-demo .
+//	/tmp/reload-demo -addr localhost:8081 &
 //	curl 'localhost:8081/greet?name=ada'     # Hello, ada!
 //	sed -i 's/"Hello"/"Bonjour"/' reload_module.py
-//	kill -HUP %1                              # or: kill -HUP <pid>
+//	kill -HUP %1                              # or: kill -HUP <the pid it logs>
 //	curl 'localhost:8081/greet?name=ada'     # Bonjour, ada!
 package main
 

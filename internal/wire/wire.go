@@ -112,6 +112,21 @@ func (d *Reader) ArrayLen() int {
 	return 0
 }
 
+// MapLen reads the header of a map and returns its number of pairs.
+func (d *Reader) MapLen() int {
+	c := d.Byte()
+	switch {
+	case c >= 0x80 && c <= 0x8f:
+		return int(c & 0x0f)
+	case c == 0xde:
+		return d.Size(2)
+	case c == 0xdf:
+		return d.Size(4)
+	}
+	d.Fail("expected a map, got code 0x%02x", c)
+	return 0
+}
+
 // Int reads an integer of 64 bits.
 func (d *Reader) Int() int64 {
 	v, big, ok := d.Integer()
