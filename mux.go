@@ -25,6 +25,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,6 +43,11 @@ type mux struct {
 	nextID  uint64
 	reading bool  // readShared runs
 	lost    error // the stream broke: every call fails with it
+
+	// cutOff counts the calls whose caller gave up (callShared returned
+	// releaseLater) and whose place is not released yet: Pool.Close does
+	// not count a worker holding only those as a call it cut off.
+	cutOff atomic.Int64
 }
 
 // muxCall is one call of an async function in flight.
@@ -158,7 +164,11 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 	case <-ctx.Done():
 		// The caller goes at once; its place is released later
 		// (cancelShared), whether the reply came meanwhile or not.
-		go p.cancelShared(fn, id, c, release)
+		m.cutOff.Add(1)
+		go p.cancelShared(fn, id, c, func() {
+			release()
+			m.cutOff.Add(-1) // after: the place is never counted as a call's in between
+		})
 		return releaseLater, fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx))
 	}
 	if c.err != nil {
@@ -355,6 +365,16 @@ func (p *process) sharedError(ctx context.Context, fn string, err error) error {
 		return p.exitError(ctx)
 	}
 	return fmt.Errorf("pypool: call to %s on worker %d: %w", fn, p.pid, err)
+}
+
+// sharedCutOff is how many of the calls in flight on the process were
+// given up by their callers and are being cancelled (mux.cutOff); 0
+// without Config.AsyncCalls.
+func (p *process) sharedCutOff() int64 {
+	if p.mux == nil {
+		return 0
+	}
+	return p.mux.cutOff.Load()
 }
 
 // sharedLost reports whether the stream of the calls in flight is lost:

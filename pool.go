@@ -400,13 +400,16 @@ func (p *Pool) Close(ctx context.Context) error {
 }
 
 // killAll kills the workers whose state matches, and returns how many of
-// them were checked out.
+// them were checked out: a worker serving async calls (Config.AsyncCalls)
+// counts only if one of its calls still has its caller, since a call
+// already cut off by its caller does not count (Close).
 func (p *Pool) killAll(match func(workerState) bool) (checkedOut int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, pw := range p.workers {
 		if match(pw.state) {
-			if pw.state == stateCheckedOut {
+			n, shared := p.async.shared[pw]
+			if pw.state == stateCheckedOut && (!shared || int64(n) > pw.proc.sharedCutOff()) {
 				checkedOut++
 			}
 			p.killLocked(pw, false)
