@@ -256,3 +256,154 @@ func TestAuditCloseDoesNotCountAnAsyncCallCutOffByItsCaller(t *testing.T) {
 	defer ccancel()
 	require.NoError(t, pool.Close(cctx), "no call was running: its caller had cut it off")
 }
+
+// outcomeTally counts the outcomes of calls as OutcomeOf classifies them.
+type outcomeTally struct {
+	mu  sync.Mutex
+	n   map[Outcome]uint64
+	all uint64
+}
+
+func (o *outcomeTally) add(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n == nil {
+		o.n = make(map[Outcome]uint64)
+	}
+	o.n[OutcomeOf(err)]++
+	o.all++
+}
+
+// Every call form, with faults (deadlines, cancellations, exceptions,
+// crashes, shedding, broken-out streams, nested calls), from several
+// goroutines at once: Stats counts exactly the calls the callers saw, by
+// outcome, and the pool is back at rest.
+func TestAuditStatsCountEveryCallFormThroughFaults(t *testing.T) {
+	var tally outcomeTally
+	var callbacks sync.WaitGroup
+	var pool *Pool
+	cfg := auditCallsConfig(t, map[string]Callback{
+		"nest": func(ctx context.Context, args []any) (any, error) {
+			callbacks.Add(1)
+			defer callbacks.Done()
+			v, err := pool.Call(ctx, "sleep", args[0])
+			tally.add(err)
+			return v, err
+		},
+	})
+	cfg.Size = 2
+	cfg.MaxOverflow = 1
+	cfg.InterruptGrace = 2 * time.Second
+	pool = newTestPool(t, cfg)
+	before := pool.Stats()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(g)))
+			for range 30 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(5+rng.Intn(60))*time.Millisecond)
+				var err error
+				switch rng.Intn(10) {
+				case 0:
+					_, err = pool.Call(ctx, "sleep", rng.Float64()/20)
+				case 1:
+					_, err = pool.TryCall(context.Background(), "echo", 1)
+				case 2:
+					_, err = CallAs[string](ctx, pool, "fail", "no")
+				case 3:
+					_, err = CallBytes(ctx, pool, nil, "echo", []byte("abc"))
+				case 4:
+					n := rng.Intn(5)
+					for _, e := range pool.Stream(ctx, "numbers", 100) {
+						if err = e; e != nil || n == 0 {
+							break
+						}
+						n--
+					}
+				case 5:
+					for _, e := range StreamAs[int](ctx, pool, "ask_each", "nosuch", 3) {
+						err = e
+					}
+				case 6:
+					_, err = pool.Call(ctx, "ask", "nest", rng.Float64()/20)
+				case 7:
+					if rng.Intn(3) == 0 {
+						_, err = pool.Call(context.Background(), "crash")
+					} else {
+						_, err = pool.Call(ctx, "echo", 2)
+					}
+				case 8:
+					cctx, ccancel := context.WithCancel(context.Background())
+					time.AfterFunc(time.Duration(rng.Intn(20))*time.Millisecond, ccancel)
+					_, err = pool.Call(cctx, "sleep", 0.05)
+					ccancel()
+				case 9:
+					terr := pool.Transaction(ctx, func(w *Worker) error {
+						_, err := w.Call(ctx, "sleep", rng.Float64()/50)
+						tally.add(err)
+						return nil
+					})
+					cancel()
+					if terr != nil {
+						require.ErrorIs(t, terr, context.DeadlineExceeded)
+					}
+					continue // the transaction is not a call; its Worker.Call is
+				}
+				cancel()
+				tally.add(err)
+			}
+		}()
+	}
+	wg.Wait()
+	callbacks.Wait()
+	settled(t, pool, 2)
+	s := pool.Stats()
+	tally.mu.Lock()
+	defer tally.mu.Unlock()
+	assert.Equal(t, tally.all, s.CallsStarted-before.CallsStarted, "calls begun")
+	assert.Equal(t, tally.all, s.CallsFinished-before.CallsFinished, "calls ended")
+	assert.Equal(t, tally.n[OutcomePythonError], s.PythonExceptions-before.PythonExceptions, "Python errors")
+	assert.Equal(t, tally.n[OutcomeRejected], s.Rejections-before.Rejections, "rejections")
+	assert.Equal(t, tally.n[OutcomeDeadline], s.DeadlineExceeded-before.DeadlineExceeded, "deadlines")
+	assert.Equal(t, tally.n[OutcomeCanceled], s.Canceled-before.Canceled, "cancellations")
+	assert.Zero(t, tally.n[OutcomeError], "no call ended with an unclassified error")
+	t.Logf("outcomes %v", tally.n)
+}
+
+// With Config.AsyncCalls, a call whose frame is cut in the middle by its
+// own context (the worker stopped reading: SIGSTOP) loses the worker's
+// stream. The caller whose context ended gets its context's error, as a
+// call one at a time does; the other call in flight on the worker, whose
+// context is fine, gets ErrWorkerCrashed (the pool kills the worker), as
+// docs/async.md says of every call in flight on a worker the pool kills.
+// Before the fix both got the write's error, "sending the call: ... i/o
+// timeout", which errors.Is tells as neither (OutcomeError).
+func TestAuditAsyncCallCutMidFrameFailsTheOthersAsACrash(t *testing.T) {
+	cfg := auditCallsConfig(t, nil)
+	cfg.AsyncCalls = 4
+	pool := newTestPool(t, cfg)
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	other := make(chan error, 1)
+	go func() {
+		_, err := pool.Call(testCtx(t), "async_sleep", 30, "other")
+		other <- err
+	}()
+	awaitPool(t, pool, "the other call in flight", func(s Stats) bool { return s.AsyncCalls == 1 })
+	require.NoError(t, syscall.Kill(int(pid.(int64)), syscall.SIGSTOP))
+	defer syscall.Kill(int(pid.(int64)), syscall.SIGCONT)
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	_, err = pool.Call(ctx, "async_echo", make([]byte, 3*pipeSize)) // more than the pipe holds
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the caller whose context ended")
+	select {
+	case err := <-other:
+		require.ErrorIs(t, err, ErrWorkerCrashed, "the other call in flight")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the other call in flight was not failed")
+	}
+	syscall.Kill(int(pid.(int64)), syscall.SIGCONT)
+	settled(t, pool, 1)
+}

@@ -23,7 +23,9 @@ package pypool
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,6 +149,11 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 	}
 	if err != nil {
 		p.loseShared(err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// ctx cut the frame in the middle: its caller gets ctx's
+			// error, as a call one at a time does (process.failed).
+			return releaseNow, fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx))
+		}
 	}
 	// The reader reads only while a sent call awaits its reply: one
 	// started for a call that was never sent stayed blocked on the pipe
@@ -358,10 +365,11 @@ func (p *process) loseShared(err error) {
 }
 
 // sharedError is the caller's error of a call whose stream was lost with
-// err: the worker's exit (ErrWorkerCrashed) when it died, else the
-// protocol error.
+// err: the worker's exit (ErrWorkerCrashed) when it died, or when another
+// call's frame was cut in the middle by that call's context (the pool
+// kills the worker: loseShared), else the protocol error.
 func (p *process) sharedError(ctx context.Context, fn string, err error) error {
-	if isEOF(err) {
+	if isEOF(err) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return p.exitError(ctx)
 	}
 	return fmt.Errorf("pypool: call to %s on worker %d: %w", fn, p.pid, err)

@@ -68,3 +68,16 @@ async def slow_to_cancel(seconds):
     except asyncio.CancelledError:
         await asyncio.sleep(seconds)
         raise
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+def crash():
+    os._exit(3)
