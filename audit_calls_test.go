@@ -407,3 +407,108 @@ func TestAuditAsyncCallCutMidFrameFailsTheOthersAsACrash(t *testing.T) {
 	syscall.Kill(int(pid.(int64)), syscall.SIGCONT)
 	settled(t, pool, 1)
 }
+
+// Config.AsyncCalls with MaxWaiting: two calls fill the one worker, one
+// caller waits, the next is refused at once; then the worker is killed:
+// the two in flight fail with ErrWorkerCrashed, the waiting caller is
+// served by the replacement, and the pool's accounting is back at rest.
+func TestAuditAsyncCallsExhaustedThenKilled(t *testing.T) {
+	cfg := auditCallsConfig(t, nil)
+	cfg.AsyncCalls = 2
+	cfg.MaxWaiting = 1
+	pool := newTestPool(t, cfg)
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	inFlight := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := pool.Call(testCtx(t), "async_sleep", 30, nil)
+			inFlight <- err
+		}()
+	}
+	awaitPool(t, pool, "two calls in flight", func(s Stats) bool { return s.AsyncCalls == 2 })
+	waiting := make(chan error, 1)
+	go func() {
+		v, err := pool.Call(testCtx(t), "async_echo", "served")
+		if err == nil && v != "served" {
+			err = errors.New("wrong answer")
+		}
+		waiting <- err
+	}()
+	awaitPool(t, pool, "a caller waiting", func(s Stats) bool { return s.Waiting == 1 })
+	_, err = pool.Call(testCtx(t), "async_echo", 1)
+	require.ErrorIs(t, err, ErrPoolExhausted, "MaxWaiting callers wait")
+	_, err = pool.TryCall(testCtx(t), "async_echo", 1)
+	require.ErrorIs(t, err, ErrPoolExhausted, "TryCall")
+	require.NoError(t, syscall.Kill(int(pid.(int64)), syscall.SIGKILL))
+	for range 2 {
+		require.ErrorIs(t, <-inFlight, ErrWorkerCrashed)
+	}
+	require.NoError(t, <-waiting)
+	settled(t, pool, 1)
+	assert.Empty(t, pool.AsyncCallsByWorker())
+}
+
+// Go calls Python calls Go calls Python calls Go, cancelled at random
+// points of the round trips: each call ends with its answer or
+// context.Canceled, never another error, the one worker serves the next
+// call at once, and it is never killed: Python answers every interrupt.
+// Before the fix (the runtime's callback.py), the drain's answer to the
+// outer callback was read by the nested call's call_go, which dropped it
+// as late; the outer call_go then waited until the pool killed the worker
+// after Config.InterruptGrace (in most runs, a few of the 100 calls).
+func TestAuditNestedRoundTripsCancelledAnywhere(t *testing.T) {
+	var pool *Pool
+	pool = newTestPool(t, auditCallsConfig(t, map[string]Callback{
+		"nest": func(ctx context.Context, args []any) (any, error) {
+			return pool.Call(ctx, "ask", "leaf", args[0])
+		},
+		"leaf": func(_ context.Context, args []any) (any, error) { return args[0], nil },
+	}))
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	answered := 0
+	for i := range 100 {
+		ctx, cancel := context.WithCancel(testCtx(t))
+		time.AfterFunc(time.Duration(rand.Intn(3000))*time.Microsecond, cancel)
+		v, err := pool.Call(ctx, "ask", "nest", i)
+		cancel()
+		if err == nil {
+			answered++
+			require.EqualValues(t, i, v)
+		} else {
+			require.ErrorIs(t, err, context.Canceled, "iteration %d", i)
+		}
+		v, err = pool.Call(testCtx(t), "echo", i)
+		require.NoError(t, err, "the call after iteration %d", i)
+		require.EqualValues(t, i, v)
+	}
+	t.Logf("%d of 100 answered", answered)
+	settled(t, pool, 1)
+	assert.Zero(t, pool.Stats().StopsKilled, "workers killed for not answering their interrupt")
+	now, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Equal(t, pid, now, "the worker")
+}
+
+// A callback that panics in the body of a loop over a nested Stream: the
+// stream is closed on the way out, Python gets a GoError with code
+// "panic", and the worker serves the next call.
+func TestAuditCallbackPanicsInsideANestedStream(t *testing.T) {
+	var pool *Pool
+	pool = newTestPool(t, auditCallsConfig(t, map[string]Callback{
+		"boom": func(ctx context.Context, _ []any) (any, error) {
+			for range pool.Stream(ctx, "numbers", 100000) {
+				panic("in the loop")
+			}
+			return nil, nil
+		},
+	}))
+	v, err := pool.Call(testCtx(t), "ask_code", "boom")
+	require.NoError(t, err)
+	require.Equal(t, "panic", v)
+	v, err = pool.Call(testCtx(t), "echo", "next")
+	require.NoError(t, err)
+	require.Equal(t, "next", v)
+	settled(t, pool, 1)
+}
