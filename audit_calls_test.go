@@ -512,3 +512,76 @@ func TestAuditCallbackPanicsInsideANestedStream(t *testing.T) {
 	require.Equal(t, "next", v)
 	settled(t, pool, 1)
 }
+
+// With Config.AsyncCalls, a Transaction's call of an async function cut
+// off by its context: it ends with the context's error, the Worker then
+// refuses calls (ErrWorkerReleased), and once the transaction ends the
+// worker is drained and serves async calls again, several at once.
+func TestAuditAsyncModeTransactionCallCutOff(t *testing.T) {
+	cfg := auditCallsConfig(t, nil)
+	cfg.AsyncCalls = 4
+	pool := newTestPool(t, cfg)
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+		ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+		defer cancel()
+		_, err := w.Call(ctx, "async_sleep", 30, nil)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		_, err = w.Call(testCtx(t), "async_echo", 1)
+		require.ErrorIs(t, err, ErrWorkerReleased)
+		return nil
+	}))
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := pool.Call(testCtx(t), "async_sleep", 0.2, i)
+			assert.NoError(t, err)
+			assert.EqualValues(t, i, v)
+		}()
+	}
+	wg.Wait()
+	now, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Equal(t, pid, now, "the worker answered its cancellation and was kept")
+	settled(t, pool, 1)
+}
+
+// A Stream of callbacks in a Transaction, left by a break or cut off by
+// its context at random points: the Worker's next call gets its answer,
+// or ErrWorkerReleased once a cut-off left the worker being interrupted;
+// never another error, and the pool ends at rest.
+func TestAuditWorkerStreamBrokenOrCutAnywhere(t *testing.T) {
+	pool := newTestPool(t, auditCallsConfig(t, map[string]Callback{
+		"double": func(_ context.Context, args []any) (any, error) { return args[0].(int64) * 2, nil },
+	}))
+	for i := range 30 {
+		require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+			ctx, cancel := context.WithCancel(testCtx(t))
+			defer cancel()
+			time.AfterFunc(time.Duration(rand.Intn(3000))*time.Microsecond, cancel)
+			stop := rand.Intn(40)
+			n := 0
+			for v, err := range StreamAs[int64](ctx, w, "ask_each", "double", 1000) {
+				if err != nil {
+					require.ErrorIs(t, err, context.Canceled, "iteration %d", i)
+					break
+				}
+				require.EqualValues(t, 2*n, v)
+				if n++; n == stop {
+					break
+				}
+			}
+			v, err := w.Call(testCtx(t), "echo", i)
+			if err != nil {
+				require.ErrorIs(t, err, ErrWorkerReleased, "iteration %d", i)
+			} else {
+				require.EqualValues(t, i, v)
+			}
+			return nil
+		}))
+	}
+	settled(t, pool, 1)
+}
