@@ -38,10 +38,9 @@ func signalCallback(ch chan<- struct{}) Callback {
 }
 
 // A call on a Transaction's Worker that is still in flight when fn returns
-// (made from a goroutine of fn) must not leave the worker in the pool
-// under it: before, the worker was checked in at once, the next caller
-// got it, waited for the straggler, and then failed with
-// ErrWorkerReleased when the straggler was cut off.
+// (made from a goroutine of fn), then cut off by its context, costs the
+// next caller nothing: the transaction's end waits for it (and the
+// check-in drains the worker) before the worker goes back to the pool.
 func TestAuditTransactionStragglerCostsNoHealthyCaller(t *testing.T) {
 	started := make(chan struct{}, 1)
 	pool := newTestPool(t, auditCallsConfig(t, map[string]Callback{"started": signalCallback(started)}))
@@ -57,12 +56,7 @@ func TestAuditTransactionStragglerCostsNoHealthyCaller(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
-	select {
-	case err := <-straggler:
-		require.ErrorIs(t, err, context.DeadlineExceeded)
-	default:
-		t.Error("Transaction returned while a call on its Worker was in flight")
-	}
+	require.ErrorIs(t, <-straggler, context.DeadlineExceeded)
 	v, err := pool.Call(testCtx(t), "echo", 7)
 	require.NoError(t, err, "a healthy caller after the transaction")
 	require.EqualValues(t, 7, v)
@@ -583,5 +577,113 @@ func TestAuditWorkerStreamBrokenOrCutAnywhere(t *testing.T) {
 			return nil
 		}))
 	}
+	settled(t, pool, 1)
+}
+
+// With Config.AsyncCalls, a sync function's callback calls an async
+// function with its context, and the outer call's context ends while it
+// runs: the caller gets the context's error, the worker answers its
+// interrupt (the nested task is cancelled) and is kept.
+func TestAuditAsyncModeNestedAsyncCallCutOff(t *testing.T) {
+	var pool *Pool
+	started := make(chan struct{}, 1)
+	cfg := auditCallsConfig(t, map[string]Callback{
+		"nest": func(ctx context.Context, _ []any) (any, error) {
+			started <- struct{}{}
+			return pool.Call(ctx, "async_sleep", 30, nil)
+		},
+	})
+	cfg.AsyncCalls = 4
+	pool = newTestPool(t, cfg)
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	go func() {
+		<-started
+		time.Sleep(50 * time.Millisecond) // the nested call is sent; no event says Python awaits it
+		cancel()
+	}()
+	_, err = pool.Call(ctx, "ask", "nest")
+	require.ErrorIs(t, err, context.Canceled)
+	now, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Equal(t, pid, now, "the worker answered its interrupt and was kept")
+	settled(t, pool, 1)
+}
+
+// hookTracer runs onWorker when an attempt has its worker (the Tracer's
+// TraceCallWorker: after a Worker's released check, before the exchange).
+type hookTracer struct{ onWorker func(TraceCallWorkerData) }
+
+func (h hookTracer) TraceCallStart(ctx context.Context, _ *Pool, _ TraceCallStartData) context.Context {
+	return ctx
+}
+func (h hookTracer) TraceCallWorker(_ context.Context, _ *Pool, d TraceCallWorkerData) { h.onWorker(d) }
+func (h hookTracer) TraceCallEnd(context.Context, *Pool, TraceCallEndData)             {}
+
+// A Worker's call that begins as its transaction ends (from a goroutine
+// of fn) either runs before the worker is checked in or is refused with
+// ErrWorkerReleased: never on the worker once it is back in the pool, or
+// in another caller's hands. Before the fix, a call that had passed the
+// released check when fn returned went on to run on the checked-in
+// worker, here inside another caller's transaction.
+func TestAuditWorkerCallRacingItsTransactionsEnd(t *testing.T) {
+	pool := newTestPool(t, auditCallsConfig(t, nil))
+	var straggler *Worker
+	inHook, goOn := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	remove := pool.AddTracer(hookTracer{onWorker: func(TraceCallWorkerData) {
+		once.Do(func() {
+			close(inHook)
+			<-goOn
+		})
+	}})
+	defer remove()
+	result := make(chan error, 1)
+	transactionEnded := make(chan struct{})
+	go func() {
+		require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+			straggler = w
+			go func() {
+				_, err := w.Call(testCtx(t), "echo", "straggler")
+				result <- err
+			}()
+			<-inHook // the straggler passed the released check
+			return nil
+		}))
+		close(transactionEnded)
+	}()
+	<-inHook
+	select {
+	case <-transactionEnded:
+	case <-time.After(200 * time.Millisecond): // the fix holds the transaction's end until the call is over
+	}
+	// Another caller holds the worker meanwhile, if it is back in the pool.
+	holder := make(chan struct{})
+	held := make(chan struct{})
+	go func() {
+		pool.Transaction(testCtx(t), func(w *Worker) error {
+			close(held)
+			<-holder
+			return nil
+		})
+	}()
+	heldMeanwhile := false
+	select {
+	case <-held:
+		heldMeanwhile = true
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(goOn)
+	err := <-result
+	close(holder)
+	if heldMeanwhile {
+		require.ErrorIs(t, err, ErrWorkerReleased, "the straggler ran on a worker checked out by another caller")
+	} else {
+		require.NoError(t, err, "the straggler ran before its worker was checked in")
+	}
+	<-transactionEnded
+	_, err = straggler.Call(testCtx(t), "echo", 1)
+	require.ErrorIs(t, err, ErrWorkerReleased)
 	settled(t, pool, 1)
 }

@@ -342,9 +342,10 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 		defer p.leave(&pl)
 		ct.gotWorker(pl.pw)
 	} else {
-		if w.released.Load() {
-			return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
+		if err := w.enter(); err != nil {
+			return err
 		}
+		defer w.leave()
 		pl.pw = w.pw
 		ct.gotWorker(pl.pw)
 		switch {

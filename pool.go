@@ -205,7 +205,9 @@ const pingFunction = "_pypool_ping"
 // Transaction checks a worker out, runs fn with it and checks it back in,
 // also when fn returns an error or panics (the panic goes on after the
 // check-in). All calls made through the Worker run in the same Python process,
-// one after the other. The Worker must not be used after fn returns.
+// one after the other. The Worker must not be used after fn returns: a call
+// still in flight on it then (from a goroutine of fn) holds the check-in
+// until it returns, and later calls return ErrWorkerReleased.
 //
 // ctx bounds the checkout only, as with pgx's AcquireFunc and database/sql's
 // DB.Conn: when it ends before a worker is free, fn does not run and
@@ -222,7 +224,7 @@ func (p *Pool) Transaction(ctx context.Context, fn func(w *Worker) error) error 
 	}
 	w := &Worker{pool: p, pw: pw}
 	defer func() {
-		w.released.Store(true)
+		w.release()
 		p.checkin(pw)
 	}()
 	return fn(w)
