@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"math/rand"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -685,5 +686,111 @@ func TestAuditWorkerCallRacingItsTransactionsEnd(t *testing.T) {
 	<-transactionEnded
 	_, err = straggler.Call(testCtx(t), "echo", 1)
 	require.ErrorIs(t, err, ErrWorkerReleased)
+	settled(t, pool, 1)
+}
+
+// Every call form tells the documented errors apart with errors.Is and
+// errors.As (docs/errors.md): a function that is not found, an argument
+// Go cannot encode, an exception (*PythonError), a result Python cannot
+// encode, an argument Python cannot decode; on the pool, in a
+// transaction, nested in a callback, and as an async call. Each keeps
+// the worker.
+func TestAuditEveryFormTellsTheErrorsApart(t *testing.T) {
+	type form struct {
+		name string
+		call func(ctx context.Context, c Caller, fn string, args ...any) error
+	}
+	forms := []form{
+		{"Call", func(ctx context.Context, c Caller, fn string, args ...any) error {
+			return c.callInto(ctx, fn, args, exchange{into: discardResult})
+		}},
+		{"CallAs", func(ctx context.Context, c Caller, fn string, args ...any) error {
+			_, err := CallAs[any](ctx, c, fn, args...)
+			return err
+		}},
+		{"CallBytes", func(ctx context.Context, c Caller, fn string, args ...any) error {
+			_, err := CallBytes(ctx, c, nil, fn, args...)
+			if errors.Is(err, ErrResultNotDecodable) {
+				return nil // a result, not bytes: the call itself went through
+			}
+			return err
+		}},
+		{"StreamAs", func(ctx context.Context, c Caller, fn string, args ...any) error {
+			for _, err := range StreamAs[any](ctx, c, fn, args...) {
+				if err != nil {
+					var pe *PythonError
+					if errors.As(err, &pe) && pe.Code == "not_an_iterator" {
+						return nil // a result, not an iterator: the call itself went through
+					}
+					return err
+				}
+			}
+			return nil
+		}},
+	}
+	type want struct {
+		fn     string
+		args   []any
+		is     error
+		python bool // a *PythonError too
+	}
+	sync_ := []want{
+		{"nosuch", nil, ErrFunctionNotFound, true},
+		{"_private", nil, ErrFunctionNotFound, true},
+		{"echo", []any{make(chan int)}, ErrArgNotEncodable, false},
+		{"fail", []any{"no"}, nil, true},
+		{"unencodable", nil, ErrResultNotEncodable, true},
+		{"echo", []any{"\xff"}, ErrBadArguments, true},
+	}
+	async := []want{
+		{"async_fail", []any{"no"}, nil, true},
+		{"async_unencodable", nil, ErrResultNotEncodable, true},
+		{"async_echo", []any{make(chan int)}, ErrArgNotEncodable, false},
+		{"async_echo", []any{"\xff"}, ErrBadArguments, true},
+	}
+	check := func(t *testing.T, err error, w want, what string) {
+		t.Helper()
+		if err == nil && w.is == ErrResultNotEncodable && strings.HasPrefix(what, "StreamAs") {
+			return // a set is not an iterator: nothing to encode (not_an_iterator)
+		}
+		require.Error(t, err, what)
+		if w.is != nil {
+			assert.ErrorIs(t, err, w.is, what)
+		}
+		var pe *PythonError
+		assert.Equal(t, w.python, errors.As(err, &pe), "%s: a *PythonError: %v", what, err)
+		assert.NotErrorIs(t, err, ErrWorkerCrashed, what)
+	}
+	var pool *Pool
+	var current struct {
+		form form
+		w    want
+	}
+	cfg := auditCallsConfig(t, map[string]Callback{
+		"nest": func(ctx context.Context, _ []any) (any, error) {
+			check(t, current.form.call(ctx, pool, current.w.fn, current.w.args...), current.w, current.form.name+" "+current.w.fn+" nested")
+			return nil, nil
+		},
+	})
+	cfg.AsyncCalls = 2
+	pool = newTestPool(t, cfg)
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	for _, f := range forms {
+		for _, w := range append(sync_, async...) {
+			what := f.name + " " + w.fn
+			check(t, f.call(testCtx(t), pool, w.fn, w.args...), w, what)
+			require.NoError(t, pool.Transaction(testCtx(t), func(wk *Worker) error {
+				check(t, f.call(testCtx(t), wk, w.fn, w.args...), w, what+" on a Worker")
+				return nil
+			}))
+			current.form, current.w = f, w
+			_, err := pool.Call(testCtx(t), "ask", "nest")
+			require.NoError(t, err, "the call whose callback made the nested call")
+		}
+	}
+	now, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Equal(t, pid, now, "the worker was kept")
 	settled(t, pool, 1)
 }

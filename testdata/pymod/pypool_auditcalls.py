@@ -81,3 +81,19 @@ def fail(message):
 
 def crash():
     os._exit(3)
+
+
+def unencodable():
+    return {1, 2, 3}
+
+
+async def async_unencodable():
+    return {1, 2, 3}
+
+
+async def async_fail(message):
+    raise ValueError(message)
+
+
+def _private():
+    return "never"
