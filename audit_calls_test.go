@@ -794,3 +794,86 @@ func TestAuditEveryFormTellsTheErrorsApart(t *testing.T) {
 	require.Equal(t, pid, now, "the worker was kept")
 	settled(t, pool, 1)
 }
+
+// With Config.AsyncCalls, a Stream of an async generator (a call of its
+// own, on the main thread) broken out of, and one cut off by its
+// context: both end as documented, and the worker is kept.
+func TestAuditAsyncModeAsyncGeneratorStreamBrokenAndCut(t *testing.T) {
+	cfg := auditCallsConfig(t, nil)
+	cfg.AsyncCalls = 4
+	pool := newTestPool(t, cfg)
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	for v, err := range pool.Stream(testCtx(t), "async_ticks", 1000, 0.01) {
+		require.NoError(t, err)
+		require.EqualValues(t, 0, v)
+		break
+	}
+	ctx, cancel := context.WithTimeout(testCtx(t), 150*time.Millisecond)
+	defer cancel()
+	n := 0
+	for _, err := range pool.Stream(ctx, "async_ticks", 1000, 0.05) {
+		if err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			break
+		}
+		n++
+	}
+	require.Less(t, n, 1000)
+	v, err := pool.Call(testCtx(t), "async_echo", "after")
+	require.NoError(t, err)
+	require.Equal(t, "after", v)
+	now, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Equal(t, pid, now, "the worker was kept")
+	settled(t, pool, 1)
+}
+
+// A Worker's Stream whose generator calls Go, whose callback calls the
+// Worker with its context: the call runs on the worker that waits for the
+// callback, as it does during the Worker's Call, and as Pool.Call with
+// that context does (docs/streaming-and-callbacks.md, "Nesting"). Only
+// the body of the loop may not call the Worker (ErrWorkerBusy). Before the
+// fix the callback's call was refused as one from the body of the loop.
+func TestAuditWorkerStreamCallbackCallsTheWorker(t *testing.T) {
+	var current *Worker
+	pool := newTestPool(t, auditCallsConfig(t, map[string]Callback{
+		"via_worker": func(ctx context.Context, args []any) (any, error) {
+			return CallAs[int64](ctx, current, "echo", args[0].(int64)*2)
+		},
+		"stream_via_worker": func(ctx context.Context, args []any) (any, error) {
+			var items []int64
+			for v, err := range StreamAs[int64](ctx, current, "numbers", args[0]) {
+				if err != nil {
+					return nil, err
+				}
+				items = append(items, v)
+			}
+			return items, nil
+		},
+	}))
+	require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+		current = w
+		v, err := w.Call(testCtx(t), "ask", "via_worker", 4)
+		require.NoError(t, err, "during the Worker's Call")
+		require.EqualValues(t, 8, v)
+		var got []int64
+		for v, err := range StreamAs[int64](testCtx(t), w, "ask_each", "via_worker", 3) {
+			require.NoError(t, err, "during the Worker's Stream")
+			got = append(got, v)
+		}
+		require.Equal(t, []int64{0, 2, 4}, got)
+		var lists [][]int64
+		for v, err := range StreamAs[[]int64](testCtx(t), w, "ask_each", "stream_via_worker", 3) {
+			require.NoError(t, err, "a Stream during the Worker's Stream")
+			lists = append(lists, v)
+		}
+		require.Equal(t, [][]int64{nil, {0}, {0, 1}}, lists)
+		for range w.Stream(testCtx(t), "numbers", 3) {
+			_, err := w.Call(testCtx(t), "echo", 1)
+			require.ErrorIs(t, err, ErrWorkerBusy, "from the body of the loop")
+		}
+		return nil
+	}))
+	settled(t, pool, 1)
+}

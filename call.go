@@ -349,6 +349,10 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 		pl.pw = w.pw
 		ct.gotWorker(pl.pw)
 		switch {
+		case w.pw.proc.waitsForCallback(ctx):
+			// Made with the context of a callback that the worker waits
+			// for (from a Call or a Stream on it): it runs nested, as the
+			// pool's calls with that context do (callbackScope).
 		case x.each == nil && w.streaming.Load():
 			return fmt.Errorf("%w: worker %d: a call from the body of a loop over its Stream", ErrWorkerBusy, w.Pid())
 		case x.each != nil && !w.streaming.CompareAndSwap(false, true):

@@ -97,3 +97,12 @@ async def async_fail(message):
 
 def _private():
     return "never"
+
+
+async def async_ticks(n, seconds):
+    """An async generator that awaits between its items."""
+    import asyncio
+
+    for i in range(n):
+        await asyncio.sleep(seconds)
+        yield i
