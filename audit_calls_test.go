@@ -877,3 +877,41 @@ func TestAuditWorkerStreamCallbackCallsTheWorker(t *testing.T) {
 	}))
 	settled(t, pool, 1)
 }
+
+// A Stream whose items each come from a callback that makes a nested call
+// (which calls Go again), cancelled at random points: each loop ends with
+// its items in order and at most context.Canceled, and the one worker
+// answers every interrupt: it is kept, and serves the next call.
+func TestAuditStreamOfNestedCallsCancelledAnywhere(t *testing.T) {
+	var pool *Pool
+	pool = newTestPool(t, auditCallsConfig(t, map[string]Callback{
+		"nest": func(ctx context.Context, args []any) (any, error) {
+			return pool.Call(ctx, "ask", "leaf", args[0])
+		},
+		"leaf": func(_ context.Context, args []any) (any, error) { return args[0], nil },
+	}))
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	for i := range 50 {
+		ctx, cancel := context.WithCancel(testCtx(t))
+		time.AfterFunc(time.Duration(rand.Intn(5000))*time.Microsecond, cancel)
+		next := int64(0)
+		for v, err := range StreamAs[int64](ctx, pool, "ask_each", "nest", 1000) {
+			if err != nil {
+				require.ErrorIs(t, err, context.Canceled, "iteration %d", i)
+				break
+			}
+			require.Equal(t, next, v, "iteration %d", i)
+			next++
+		}
+		cancel()
+		v, err := pool.Call(testCtx(t), "echo", i)
+		require.NoError(t, err, "the call after iteration %d", i)
+		require.EqualValues(t, i, v)
+	}
+	settled(t, pool, 1)
+	assert.Zero(t, pool.Stats().StopsKilled, "workers killed for not answering their interrupt")
+	now, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Equal(t, pid, now, "the worker")
+}
