@@ -613,10 +613,17 @@ func TestAuditAsyncModeNestedAsyncCallCutOff(t *testing.T) {
 }
 
 // hookTracer runs onWorker when an attempt has its worker (the Tracer's
-// TraceCallWorker: after a Worker's released check, before the exchange).
-type hookTracer struct{ onWorker func(TraceCallWorkerData) }
+// TraceCallWorker: after a Worker's released check, before the exchange),
+// and onStart when an attempt starts.
+type hookTracer struct {
+	onWorker func(TraceCallWorkerData)
+	onStart  func(TraceCallStartData) // nil: nothing
+}
 
-func (h hookTracer) TraceCallStart(ctx context.Context, _ *Pool, _ TraceCallStartData) context.Context {
+func (h hookTracer) TraceCallStart(ctx context.Context, _ *Pool, d TraceCallStartData) context.Context {
+	if h.onStart != nil {
+		h.onStart(d)
+	}
 	return ctx
 }
 func (h hookTracer) TraceCallWorker(_ context.Context, _ *Pool, d TraceCallWorkerData) { h.onWorker(d) }
@@ -914,4 +921,70 @@ func TestAuditStreamOfNestedCallsCancelledAnywhere(t *testing.T) {
 	now, err := pool.Call(testCtx(t), "pid")
 	require.NoError(t, err)
 	require.Equal(t, pid, now, "the worker")
+}
+
+// Breaking out of a Stream at its last item, when Python has finished the
+// generator and its reply is on the way (or has come): the CLOSE reaches
+// a worker between calls, which must not take it for the next call's.
+func TestAuditStreamBrokenAtItsLastItem(t *testing.T) {
+	pool := newTestPool(t, auditCallsConfig(t, nil))
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	for n := 1; n <= 40; n++ {
+		for v, err := range StreamAs[int](testCtx(t), pool, "numbers", n) {
+			require.NoError(t, err)
+			if v == n-1 {
+				break
+			}
+		}
+		for v, err := range StreamAs[int](testCtx(t), pool, "numbers", 2) {
+			require.NoError(t, err)
+			require.Less(t, v, 2)
+		}
+		v, err := pool.Call(testCtx(t), "echo", n)
+		require.NoError(t, err)
+		require.EqualValues(t, n, v)
+	}
+	now, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Equal(t, pid, now)
+	settled(t, pool, 1)
+}
+
+// Calls nested in callbacks are counted in Stats but not traced
+// (docs/streaming-and-callbacks.md): a Worker's nested calls as the
+// pool's. Before the fix a Worker's were traced, each as a call of its
+// own, inside the traced call that made them.
+func TestAuditWorkerNestedCallsAreNotTraced(t *testing.T) {
+	var current *Worker
+	var pool *Pool
+	pool = newTestPool(t, auditCallsConfig(t, map[string]Callback{
+		"via_worker": func(ctx context.Context, args []any) (any, error) { return current.Call(ctx, "echo", args[0]) },
+		"via_pool":   func(ctx context.Context, args []any) (any, error) { return pool.Call(ctx, "echo", args[0]) },
+	}))
+	var mu sync.Mutex
+	traced := map[string]int{}
+	defer pool.AddTracer(hookTracer{onWorker: func(TraceCallWorkerData) {}, onStart: func(d TraceCallStartData) {
+		mu.Lock()
+		traced[d.Function]++
+		mu.Unlock()
+	}})()
+	before := pool.Stats().CallsStarted
+	require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+		current = w
+		for _, cb := range []string{"via_worker", "via_pool"} {
+			v, err := w.Call(testCtx(t), "ask", cb, cb)
+			require.NoError(t, err)
+			require.Equal(t, cb, v)
+			for v, err := range w.Stream(testCtx(t), "ask_each", cb, 2) {
+				require.NoError(t, err)
+				require.NotNil(t, v)
+			}
+		}
+		return nil
+	}))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, map[string]int{"ask": 2, "ask_each": 2}, traced, "the calls traced")
+	assert.EqualValues(t, 4+6, pool.Stats().CallsStarted-before, "the calls counted, nested ones included")
 }

@@ -294,7 +294,9 @@ func (x exchange) kind() string {
 // or Config.MaxWaiting is NoWaiting: Pool.checkout). A call on
 // the pool made with the context of one of its workers' callbacks runs on
 // that worker, which waits for the callback, without a checkout, a trace
-// or a retry (the worker is the outer call's).
+// or a retry (the worker is the outer call's); so does a call on a
+// transaction's w made with the context of a callback that w waits for
+// (from a Call or a Stream on it: not a call from the loop's body).
 func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exchange) (err error) {
 	rec := p.callBegin(fn, x.probe)
 	defer func() { p.callEnd(&rec, err) }()
@@ -303,8 +305,8 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 	if m := metaOf(ctx); m != nil && m.err != nil {
 		return m.err // before any worker is used
 	}
-	if w == nil && p.spec.callbacks != nil {
-		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec {
+	if p.spec.callbacks != nil {
+		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec && (w == nil || s.proc == w.pw.proc) {
 			cc, _ := callContextOf(ctx, nil, 0)
 			return p.exchange(ctx, s.proc, nil, fn, args, x, cc, nil)
 		}
@@ -349,10 +351,6 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 		pl.pw = w.pw
 		ct.gotWorker(pl.pw)
 		switch {
-		case w.pw.proc.waitsForCallback(ctx):
-			// Made with the context of a callback that the worker waits
-			// for (from a Call or a Stream on it): it runs nested, as the
-			// pool's calls with that context do (callbackScope).
 		case x.each == nil && w.streaming.Load():
 			return fmt.Errorf("%w: worker %d: a call from the body of a loop over its Stream", ErrWorkerBusy, w.Pid())
 		case x.each != nil && !w.streaming.CompareAndSwap(false, true):

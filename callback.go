@@ -108,17 +108,6 @@ func scopeOf(ctx context.Context) *callbackScope {
 	return s
 }
 
-// waitsForCallback reports whether ctx is the context of one of p's
-// callbacks: a call made with it runs on p nested, on the stream of the
-// call that waits for the callback (process.call, process.stream).
-func (p *process) waitsForCallback(ctx context.Context) bool {
-	if p.spec.callbacks == nil {
-		return false
-	}
-	s := scopeOf(ctx)
-	return s != nil && s.proc == p
-}
-
 // callbackCodec is the codec of the pool whose callback ctx belongs to.
 func callbackCodec(ctx context.Context) *valueCodec {
 	if s := scopeOf(ctx); s != nil {
