@@ -988,3 +988,51 @@ func TestAuditWorkerNestedCallsAreNotTraced(t *testing.T) {
 	assert.Equal(t, map[string]int{"ask": 2, "ask_each": 2}, traced, "the calls traced")
 	assert.EqualValues(t, 4+6, pool.Stats().CallsStarted-before, "the calls counted, nested ones included")
 }
+
+// With Config.AsyncCalls, a call whose frame waits for another call's
+// write in progress (a large argument, a worker that stopped reading) is
+// still answered at its own deadline (invariant 2), not when the other
+// write ends. Before the fix it waited for the other caller's context
+// (4.8 s past its own deadline when that context had 5 s).
+func TestAuditAsyncCallBehindABlockedWriteIsAnsweredAtItsDeadline(t *testing.T) {
+	cfg := auditCallsConfig(t, nil)
+	cfg.AsyncCalls = 4
+	pool := newTestPool(t, cfg)
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	proc := workerProcs(pool)[0]
+	require.NoError(t, syscall.Kill(int(pid.(int64)), syscall.SIGSTOP))
+	defer syscall.Kill(int(pid.(int64)), syscall.SIGCONT)
+	big := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(testCtx(t), 2*time.Second)
+		defer cancel()
+		_, err := pool.Call(ctx, "async_echo", make([]byte, 3*pipeSize)) // more than the pipe holds
+		big <- err
+	}()
+	// Its write is in progress once it holds the writes (nothing to await).
+	for proc.mux.wmu.TryLock() {
+		proc.mux.wmu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	due := time.Now().Add(200 * time.Millisecond)
+	timerLate := bareTimer(due)
+	ctx, cancel := context.WithDeadline(testCtx(t), due)
+	defer cancel()
+	_, err = pool.Call(ctx, "async_echo", "small")
+	late := time.Since(due)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.LessOrEqual(t, late, lateBound(timerLate()), "answered past its deadline")
+	require.ErrorIs(t, <-big, context.DeadlineExceeded)
+	syscall.Kill(int(pid.(int64)), syscall.SIGCONT)
+	settled(t, pool, 1)
+}
+
+// workerProcs returns the processes of the pool's serving workers.
+func workerProcs(p *Pool) []*process {
+	var procs []*process
+	for _, pw := range p.serving() {
+		procs = append(procs, pw.proc)
+	}
+	return procs
+}

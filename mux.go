@@ -38,7 +38,7 @@ const asyncFunctionsFunction = "_pypool_async_functions"
 
 // mux is the state of a process's calls of async functions in flight.
 type mux struct {
-	wmu sync.Mutex // held for each frame written, and for the encoder
+	wmu writeLock // held for each frame written, and for the encoder
 
 	mu      sync.Mutex
 	calls   map[uint64]*muxCall // in flight, by id
@@ -50,6 +50,33 @@ type mux struct {
 	// releaseLater) and whose place is not released yet: Pool.Close does
 	// not count a worker holding only those as a call it cut off.
 	cutOff atomic.Int64
+}
+
+// writeLock is mux's lock of the writes: a mutex whose wait a caller can
+// give up when its context ends (lockBy).
+type writeLock chan struct{}
+
+func (l writeLock) Lock()   { l <- struct{}{} }
+func (l writeLock) Unlock() { <-l }
+
+// TryLock takes the lock if it is free.
+func (l writeLock) TryLock() bool {
+	select {
+	case l <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// lockBy takes the lock, unless ctx ends first (false).
+func (l writeLock) lockBy(ctx context.Context) bool {
+	select {
+	case l <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // muxCall is one call of an async function in flight.
@@ -82,7 +109,7 @@ func (p *process) learnAsync(ctx context.Context) error {
 	for _, name := range names {
 		p.asyncFns[name] = true
 	}
-	p.mux = &mux{calls: make(map[uint64]*muxCall)}
+	p.mux = &mux{calls: make(map[uint64]*muxCall), wmu: make(writeLock, 1)}
 	p.spec.learnAsync(p.asyncFns)
 	return nil
 }
@@ -203,7 +230,11 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 // loseShared once the writes are let go; the call then waits for its
 // reply like the others, which fail.
 func (p *process) sendShared(ctx context.Context, id uint64, fn string, args []any, kwargs Kwargs, cc callContext, sizes *callSizes) (sent bool, err error) {
-	p.mux.wmu.Lock()
+	// Behind another call's write in progress (a large argument, a worker
+	// that stopped reading), the caller waits no longer than ctx.
+	if !p.mux.wmu.lockBy(ctx) {
+		return false, fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx))
+	}
 	defer p.mux.wmu.Unlock()
 	_, sent, err = p.writeCall(ctx, id, fn, args, kwargs, 0, cc, sizes, boundWrite)
 	return sent, err
