@@ -1036,3 +1036,34 @@ func workerProcs(p *Pool) []*process {
 	}
 	return procs
 }
+
+// A Worker's call made while another goroutine's call runs on it waits
+// its turn no longer than its own context (invariant 2, for Worker.Call):
+// before the fix it waited for the other call to end, here 2 s past its
+// deadline.
+func TestAuditWorkerCallWaitingItsTurnIsAnsweredAtItsDeadline(t *testing.T) {
+	started := make(chan struct{}, 1)
+	pool := newTestPool(t, auditCallsConfig(t, map[string]Callback{"started": signalCallback(started)}))
+	require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+		first := make(chan error, 1)
+		go func() {
+			_, err := w.Call(testCtx(t), "signal_then_sleep", "started", 2)
+			first <- err
+		}()
+		<-started
+		due := time.Now().Add(200 * time.Millisecond)
+		timerLate := bareTimer(due)
+		ctx, cancel := context.WithDeadline(testCtx(t), due)
+		defer cancel()
+		_, err := w.Call(ctx, "echo", 1)
+		late := time.Since(due)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.LessOrEqual(t, late, lateBound(timerLate()), "answered past its deadline")
+		require.NoError(t, <-first, "the call that had the worker")
+		v, err := w.Call(testCtx(t), "echo", 2)
+		require.NoError(t, err, "the worker is the transaction's still")
+		require.EqualValues(t, 2, v)
+		return nil
+	}))
+	settled(t, pool, 1)
+}

@@ -38,7 +38,7 @@ const asyncFunctionsFunction = "_pypool_async_functions"
 
 // mux is the state of a process's calls of async functions in flight.
 type mux struct {
-	wmu writeLock // held for each frame written, and for the encoder
+	wmu ctxMutex // held for each frame written, and for the encoder
 
 	mu      sync.Mutex
 	calls   map[uint64]*muxCall // in flight, by id
@@ -52,15 +52,15 @@ type mux struct {
 	cutOff atomic.Int64
 }
 
-// writeLock is mux's lock of the writes: a mutex whose wait a caller can
-// give up when its context ends (lockBy).
-type writeLock chan struct{}
+// ctxMutex is a mutex whose wait a caller can give up when its context
+// ends (lockBy): mux's lock of the writes, a Worker's turn.
+type ctxMutex chan struct{}
 
-func (l writeLock) Lock()   { l <- struct{}{} }
-func (l writeLock) Unlock() { <-l }
+func (l ctxMutex) Lock()   { l <- struct{}{} }
+func (l ctxMutex) Unlock() { <-l }
 
 // TryLock takes the lock if it is free.
-func (l writeLock) TryLock() bool {
+func (l ctxMutex) TryLock() bool {
 	select {
 	case l <- struct{}{}:
 		return true
@@ -70,7 +70,7 @@ func (l writeLock) TryLock() bool {
 }
 
 // lockBy takes the lock, unless ctx ends first (false).
-func (l writeLock) lockBy(ctx context.Context) bool {
+func (l ctxMutex) lockBy(ctx context.Context) bool {
 	select {
 	case l <- struct{}{}:
 		return true
@@ -109,7 +109,7 @@ func (p *process) learnAsync(ctx context.Context) error {
 	for _, name := range names {
 		p.asyncFns[name] = true
 	}
-	p.mux = &mux{calls: make(map[uint64]*muxCall), wmu: make(writeLock, 1)}
+	p.mux = &mux{calls: make(map[uint64]*muxCall), wmu: make(ctxMutex, 1)}
 	p.spec.learnAsync(p.asyncFns)
 	return nil
 }

@@ -11,12 +11,14 @@ import (
 )
 
 // Worker is a worker checked out by Pool.Transaction. Its calls all run in
-// the same Python process, one at a time. It is valid only inside its
+// the same Python process, one at a time (a call made while another runs,
+// from another goroutine, waits its turn until its context ends). It is valid only inside its
 // transaction: afterwards every method that calls returns ErrWorkerReleased.
 type Worker struct {
 	pool      *Pool
 	pw        *pooledWorker
 	life      sync.RWMutex // read-held by each call on it; its transaction's end takes it to set released
+	turn      ctxMutex     // held by the call that runs on it: another waits its turn within its context
 	released  atomic.Bool
 	streaming atomic.Bool // a loop over its Stream runs
 }
