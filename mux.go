@@ -56,7 +56,10 @@ type mux struct {
 // ends (lockBy): mux's lock of the writes, a Worker's turn.
 type ctxMutex chan struct{}
 
-func (l ctxMutex) Lock()   { l <- struct{}{} }
+// Lock takes the lock, waiting as long as it takes.
+func (l ctxMutex) Lock() { l <- struct{}{} }
+
+// Unlock gives the lock back.
 func (l ctxMutex) Unlock() { <-l }
 
 // TryLock takes the lock if it is free.
