@@ -1067,3 +1067,85 @@ func TestAuditWorkerCallWaitingItsTurnIsAnsweredAtItsDeadline(t *testing.T) {
 	}))
 	settled(t, pool, 1)
 }
+
+// A Stream whose generator calls a Go callback that ignores its context:
+// the loop ends at its deadline with the context's error (invariant 2 for
+// a stream's callback), and the worker, whose call_go is answered by the
+// drain, is kept.
+func TestAuditStreamCallbackIgnoringItsContext(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	pool := newTestPool(t, auditCallsConfig(t, map[string]Callback{
+		"stuck": func(_ context.Context, args []any) (any, error) {
+			if args[0].(int64) == 2 {
+				<-release // ignores its context
+			}
+			return args[0], nil
+		},
+	}))
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	due := time.Now().Add(300 * time.Millisecond)
+	timerLate := bareTimer(due)
+	ctx, cancel := context.WithDeadline(testCtx(t), due)
+	defer cancel()
+	var items []int64
+	var end error
+	for v, err := range StreamAs[int64](ctx, pool, "ask_each", "stuck", 5) {
+		if err != nil {
+			end = err
+			break
+		}
+		items = append(items, v)
+	}
+	late := time.Since(due)
+	require.ErrorIs(t, end, context.DeadlineExceeded)
+	require.Equal(t, []int64{0, 1}, items)
+	require.LessOrEqual(t, late, lateBound(timerLate()), "the loop ended past its deadline")
+	now, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Equal(t, pid, now, "the worker was drained and kept")
+	settled(t, pool, 1)
+}
+
+// With Config.AsyncCalls, a Transaction's calls of async functions cut
+// off at random points (before Python reads the call, while its task
+// awaits, as it replies), each followed by shared async calls: every call
+// ends with its answer or the context's error, and the worker answers
+// every cancellation: it is kept.
+func TestAuditAsyncModeTransactionCallsCutAnywhere(t *testing.T) {
+	cfg := auditCallsConfig(t, nil)
+	cfg.AsyncCalls = 4
+	pool := newTestPool(t, cfg)
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	for i := range 40 {
+		require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+			ctx, cancel := context.WithTimeout(testCtx(t), time.Duration(rand.Intn(4000))*time.Microsecond)
+			defer cancel()
+			v, err := w.Call(ctx, "async_sleep", 0.002, i)
+			if err != nil {
+				require.ErrorIs(t, err, context.DeadlineExceeded, "iteration %d", i)
+			} else {
+				require.EqualValues(t, i, v)
+			}
+			return nil
+		}))
+		var wg sync.WaitGroup
+		for j := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v, err := pool.Call(testCtx(t), "async_echo", j)
+				assert.NoError(t, err)
+				assert.EqualValues(t, j, v)
+			}()
+		}
+		wg.Wait()
+	}
+	settled(t, pool, 1)
+	assert.Zero(t, pool.Stats().StopsKilled, "workers killed for not answering their cancellation")
+	now, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	require.Equal(t, pid, now, "the worker")
+}
