@@ -358,10 +358,10 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 		case x.each != nil:
 			defer w.streaming.Store(false)
 		}
-		if !w.turn.lockBy(ctx) { // another goroutine's call runs on it
+		if !pl.pw.proc.turn.lockBy(ctx) { // another goroutine's call runs on it
 			return fmt.Errorf("pypool: call to %s: waiting for worker %d: %w", rec.fn, w.Pid(), contextCause(ctx))
 		}
-		defer w.turn.Unlock()
+		defer pl.pw.proc.turn.Unlock()
 	}
 	return p.exchange(ctx, pl.pw.proc, &pl, rec.fn, args, x, cc, ct.callSizes())
 }

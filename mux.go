@@ -53,7 +53,8 @@ type mux struct {
 }
 
 // ctxMutex is a mutex whose wait a caller can give up when its context
-// ends (lockBy): mux's lock of the writes, a Worker's turn.
+// ends (lockBy): mux's lock of the writes, a process's turn among the
+// calls of the Worker that holds it.
 type ctxMutex chan struct{}
 
 // Lock takes the lock, waiting as long as it takes.

@@ -222,7 +222,7 @@ func (p *Pool) Transaction(ctx context.Context, fn func(w *Worker) error) error 
 	if err != nil {
 		return err
 	}
-	w := &Worker{pool: p, pw: pw, turn: make(ctxMutex, 1)}
+	w := &Worker{pool: p, pw: pw}
 	defer func() {
 		w.release()
 		p.checkin(pw)

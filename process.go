@@ -98,6 +98,8 @@ type process struct {
 	hello   hello
 	started time.Time
 
+	turn ctxMutex // held by the Worker call that runs on it: another waits its turn within its context (Worker)
+
 	toWorker   *os.File // frames to Python (its stdin)
 	fromWorker *os.File // frames from Python (its stdout)
 	reader     *frameReader
@@ -165,6 +167,7 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 		forks:      forks,
 		exited:     make(chan struct{}),
 		afterFired: make(chan struct{}, 1),
+		turn:       make(ctxMutex, 1),
 		encoder:    newCallEncoder(spec.maxMessageSize, &spec.codec),
 	}
 	p.watchFired, p.watchEnd = p.deadlineFired, p.endWatch

@@ -18,7 +18,6 @@ type Worker struct {
 	pool      *Pool
 	pw        *pooledWorker
 	life      sync.RWMutex // read-held by each call on it; its transaction's end takes it to set released
-	turn      ctxMutex     // held by the call that runs on it: another waits its turn within its context
 	released  atomic.Bool
 	streaming atomic.Bool // a loop over its Stream runs
 }
