@@ -294,7 +294,9 @@ func (x exchange) kind() string {
 // or Config.MaxWaiting is NoWaiting: Pool.checkout). A call on
 // the pool made with the context of one of its workers' callbacks runs on
 // that worker, which waits for the callback, without a checkout, a trace
-// or a retry (the worker is the outer call's).
+// or a retry (the worker is the outer call's); so does a call on a
+// transaction's w made with the context of a callback that w waits for
+// (from a Call or a Stream on it: not a call from the loop's body).
 func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exchange) (err error) {
 	rec := p.callBegin(fn, x.probe)
 	defer func() { p.callEnd(&rec, err) }()
@@ -303,8 +305,8 @@ func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exc
 	if m := metaOf(ctx); m != nil && m.err != nil {
 		return m.err // before any worker is used
 	}
-	if w == nil && p.spec.callbacks != nil {
-		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec {
+	if p.spec.callbacks != nil {
+		if s := scopeOf(ctx); s != nil && s.proc.spec == p.spec && (w == nil || s.proc == w.pw.proc) {
 			cc, _ := callContextOf(ctx, nil, 0)
 			return p.exchange(ctx, s.proc, nil, fn, args, x, cc, nil)
 		}
@@ -342,9 +344,10 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 		defer p.leave(&pl)
 		ct.gotWorker(pl.pw)
 	} else {
-		if w.released.Load() {
-			return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
+		if err := w.enter(); err != nil {
+			return err
 		}
+		defer w.leave()
 		pl.pw = w.pw
 		ct.gotWorker(pl.pw)
 		switch {
@@ -355,6 +358,10 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 		case x.each != nil:
 			defer w.streaming.Store(false)
 		}
+		if !pl.pw.proc.turn.lockBy(ctx) { // another goroutine's call runs on it
+			return fmt.Errorf("pypool: call to %s: waiting for worker %d: %w", rec.fn, w.Pid(), contextCause(ctx))
+		}
+		defer pl.pw.proc.turn.Unlock()
 	}
 	return p.exchange(ctx, pl.pw.proc, &pl, rec.fn, args, x, cc, ct.callSizes())
 }

@@ -23,8 +23,11 @@ package pypool
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,13 +38,49 @@ const asyncFunctionsFunction = "_pypool_async_functions"
 
 // mux is the state of a process's calls of async functions in flight.
 type mux struct {
-	wmu sync.Mutex // held for each frame written, and for the encoder
+	wmu ctxMutex // held for each frame written, and for the encoder
 
 	mu      sync.Mutex
 	calls   map[uint64]*muxCall // in flight, by id
 	nextID  uint64
 	reading bool  // readShared runs
 	lost    error // the stream broke: every call fails with it
+
+	// cutOff counts the calls whose caller gave up (callShared returned
+	// releaseLater) and whose place is not released yet: Pool.Close does
+	// not count a worker holding only those as a call it cut off.
+	cutOff atomic.Int64
+}
+
+// ctxMutex is a mutex whose wait a caller can give up when its context
+// ends (lockBy): mux's lock of the writes, a process's turn among the
+// calls of the Worker that holds it.
+type ctxMutex chan struct{}
+
+// Lock takes the lock, waiting as long as it takes.
+func (l ctxMutex) Lock() { l <- struct{}{} }
+
+// Unlock gives the lock back.
+func (l ctxMutex) Unlock() { <-l }
+
+// TryLock takes the lock if it is free.
+func (l ctxMutex) TryLock() bool {
+	select {
+	case l <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// lockBy takes the lock, unless ctx ends first (false).
+func (l ctxMutex) lockBy(ctx context.Context) bool {
+	select {
+	case l <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // muxCall is one call of an async function in flight.
@@ -74,7 +113,7 @@ func (p *process) learnAsync(ctx context.Context) error {
 	for _, name := range names {
 		p.asyncFns[name] = true
 	}
-	p.mux = &mux{calls: make(map[uint64]*muxCall)}
+	p.mux = &mux{calls: make(map[uint64]*muxCall), wmu: make(ctxMutex, 1)}
 	p.spec.learnAsync(p.asyncFns)
 	return nil
 }
@@ -141,6 +180,11 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 	}
 	if err != nil {
 		p.loseShared(err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// ctx cut the frame in the middle: its caller gets ctx's
+			// error, as a call one at a time does (process.failed).
+			return releaseNow, fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx))
+		}
 	}
 	// The reader reads only while a sent call awaits its reply: one
 	// started for a call that was never sent stayed blocked on the pipe
@@ -158,7 +202,11 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 	case <-ctx.Done():
 		// The caller goes at once; its place is released later
 		// (cancelShared), whether the reply came meanwhile or not.
-		go p.cancelShared(fn, id, c, release)
+		m.cutOff.Add(1)
+		go p.cancelShared(fn, id, c, func() {
+			release()
+			m.cutOff.Add(-1) // after: the place is never counted as a call's in between
+		})
 		return releaseLater, fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx))
 	}
 	if c.err != nil {
@@ -186,7 +234,11 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 // loseShared once the writes are let go; the call then waits for its
 // reply like the others, which fail.
 func (p *process) sendShared(ctx context.Context, id uint64, fn string, args []any, kwargs Kwargs, cc callContext, sizes *callSizes) (sent bool, err error) {
-	p.mux.wmu.Lock()
+	// Behind another call's write in progress (a large argument, a worker
+	// that stopped reading), the caller waits no longer than ctx.
+	if !p.mux.wmu.lockBy(ctx) {
+		return false, fmt.Errorf("pypool: call to %s: %w", fn, contextCause(ctx))
+	}
 	defer p.mux.wmu.Unlock()
 	_, sent, err = p.writeCall(ctx, id, fn, args, kwargs, 0, cc, sizes, boundWrite)
 	return sent, err
@@ -348,13 +400,24 @@ func (p *process) loseShared(err error) {
 }
 
 // sharedError is the caller's error of a call whose stream was lost with
-// err: the worker's exit (ErrWorkerCrashed) when it died, else the
-// protocol error.
+// err: the worker's exit (ErrWorkerCrashed) when it died, or when another
+// call's frame was cut in the middle by that call's context (the pool
+// kills the worker: loseShared), else the protocol error.
 func (p *process) sharedError(ctx context.Context, fn string, err error) error {
-	if isEOF(err) {
+	if isEOF(err) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return p.exitError(ctx)
 	}
 	return fmt.Errorf("pypool: call to %s on worker %d: %w", fn, p.pid, err)
+}
+
+// sharedCutOff is how many of the calls in flight on the process were
+// given up by their callers and are being cancelled (mux.cutOff); 0
+// without Config.AsyncCalls.
+func (p *process) sharedCutOff() int64 {
+	if p.mux == nil {
+		return 0
+	}
+	return p.mux.cutOff.Load()
 }
 
 // sharedLost reports whether the stream of the calls in flight is lost:

@@ -221,7 +221,9 @@ const pingFunction = "_pypool_ping"
 // Transaction checks a worker out, runs fn with it and checks it back in,
 // also when fn returns an error or panics (the panic goes on after the
 // check-in). All calls made through the Worker run in the same Python process,
-// one after the other. The Worker must not be used after fn returns.
+// one after the other. The Worker must not be used after fn returns: a call
+// still in flight on it then (from a goroutine of fn) holds the check-in
+// until it returns, and later calls return ErrWorkerReleased.
 //
 // ctx bounds the checkout only, as with pgx's AcquireFunc and database/sql's
 // DB.Conn: when it ends before a worker is free, fn does not run and
@@ -238,7 +240,7 @@ func (p *Pool) Transaction(ctx context.Context, fn func(w *Worker) error) error 
 	}
 	w := &Worker{pool: p, pw: pw}
 	defer func() {
-		w.released.Store(true)
+		w.release()
 		p.checkin(pw)
 	}()
 	return fn(w)
@@ -416,13 +418,16 @@ func (p *Pool) Close(ctx context.Context) error {
 }
 
 // killAll kills the workers whose state matches, and returns how many of
-// them were checked out.
+// them were checked out: a worker serving async calls (Config.AsyncCalls)
+// counts only if one of its calls still has its caller, since a call
+// already cut off by its caller does not count (Close).
 func (p *Pool) killAll(match func(workerState) bool) (checkedOut int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, pw := range p.workers {
 		if match(pw.state) {
-			if pw.state == stateCheckedOut {
+			n, shared := p.async.shared[pw]
+			if pw.state == stateCheckedOut && (!shared || int64(n) > pw.proc.sharedCutOff()) {
 				checkedOut++
 			}
 			p.killLocked(pw, false)

@@ -98,6 +98,8 @@ type process struct {
 	hello   hello
 	started time.Time
 
+	turn ctxMutex // held by the Worker call that runs on it: another waits its turn within its context (Worker)
+
 	toWorker   *os.File // frames to Python (its stdin)
 	fromWorker *os.File // frames from Python (its stdout)
 	reader     *frameReader
@@ -165,6 +167,7 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 		forks:      forks,
 		exited:     make(chan struct{}),
 		afterFired: make(chan struct{}, 1),
+		turn:       make(ctxMutex, 1),
 		encoder:    newCallEncoder(spec.maxMessageSize, &spec.codec),
 	}
 	p.watchFired, p.watchEnd = p.deadlineFired, p.endWatch
@@ -711,6 +714,10 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 		p.setState(evLost, err)
 		return false
 	}
+	if err := p.cancelTask(); err != nil {
+		p.setState(evLost, err)
+		return false
+	}
 	if p.state.stream == streamInterrupted {
 		l := replyLoop{wait: waitDrain, id: p.outerID}
 		if p.readReplies(context.Background(), "", &l, nil, nil) != nil {
@@ -720,6 +727,22 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 	p.callOver()
 	p.fromWorker.SetReadDeadline(time.Time{})
 	return true
+}
+
+// cancelTask sends CANCEL for the cut-off call when the worker runs it as
+// a task on its event loop: with Config.AsyncCalls, the worker's loop
+// takes every CALL of an async function, also one sent on its own (a
+// Transaction's), where SIGINT does not reach it. Part of a drain, as
+// answerPending.
+func (p *process) cancelTask() error {
+	if p.mux == nil || p.state.stream != streamInterrupted || !p.asyncFns[p.currentFunction()] {
+		return nil
+	}
+	frame, err := p.encoder.encodeControl(kindCancel, 2, func(e *callEncoder) error { return e.enc.EncodeUint(p.outerID) })
+	if err == nil {
+		_, err = p.toWorker.Write(frame)
+	}
+	return err
 }
 
 // procState is the one state of a process: what the calls made on it left

@@ -5,17 +5,47 @@ package pypool
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"sync/atomic"
 )
 
 // Worker is a worker checked out by Pool.Transaction. Its calls all run in
-// the same Python process, one at a time. It is valid only inside its
+// the same Python process, one at a time (a call made while another runs,
+// from another goroutine, waits its turn until its context ends). It is valid only inside its
 // transaction: afterwards every method that calls returns ErrWorkerReleased.
 type Worker struct {
 	pool      *Pool
 	pw        *pooledWorker
+	life      sync.RWMutex // read-held by each call on it; its transaction's end takes it to set released
 	released  atomic.Bool
 	streaming atomic.Bool // a loop over its Stream runs
+}
+
+// enter admits one call on the Worker until leave, or refuses it once its
+// transaction has ended or is ending (TryRLock fails while the end waits
+// for the calls in flight): a call never runs on the worker after it is
+// checked in.
+func (w *Worker) enter() error {
+	if !w.life.TryRLock() {
+		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
+	}
+	if w.released.Load() {
+		w.life.RUnlock()
+		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
+	}
+	return nil
+}
+
+// leave ends a call that enter admitted.
+func (w *Worker) leave() { w.life.RUnlock() }
+
+// release ends the Worker's transaction: it waits for the calls in
+// flight on it (from goroutines that outlive fn), then refuses any more.
+func (w *Worker) release() {
+	w.life.Lock()
+	w.released.Store(true)
+	w.life.Unlock()
 }
 
 // Call runs fn in this worker, like Pool.Call. After a call cut off by its

@@ -120,10 +120,13 @@ def _wait(worker: Channel, name: str, args: List[Any]) -> Any:
         # Back in the user's code that called call_go when it returns.
         was_user = STATE.enter_runtime()
         worker.callbacks_waiting += 1
+        worker.awaited.add(seq)
         try:
             worker.send(body)
             return _answer(worker, seq)
         finally:
+            worker.awaited.discard(seq)
+            worker.answered.pop(seq, None)
             worker.callbacks_waiting -= 1
             shm.ACTIVE = shared  # before the user's code is interruptible again
             STATE.leave_runtime(was_user)
@@ -132,19 +135,23 @@ def _wait(worker: Channel, name: str, args: List[Any]) -> Any:
 
 
 def _answer(worker: Channel, seq: int) -> Any:
-    """Wait for the answer to callback seq, serving nested calls meanwhile."""
+    """Wait for the answer to callback seq, serving nested calls meanwhile.
+    The answer may have been read already, by a wait nested in this one
+    (Channel.control kept it)."""
     while True:
-        try:
-            worker.wait_input()
-        except KeyboardInterrupt:
-            _refuse_unread_calls(worker)
-            raise
-        body = worker.read_message()
-        kind = body[1] if len(body) > 1 and 0x90 <= body[0] <= 0x9F else -1
-        if kind == CALL or kind == STREAM:
-            worker.handle(body)  # a call made inside the Go callback
-            continue
-        message = worker.decode(body)
+        message = worker.answered.pop(seq, None)
+        if message is None:
+            try:
+                worker.wait_input()
+            except KeyboardInterrupt:
+                _refuse_unread_calls(worker)
+                raise
+            body = worker.read_message()
+            kind = body[1] if len(body) > 1 and 0x90 <= body[0] <= 0x9F else -1
+            if kind == CALL or kind == STREAM:
+                worker.handle(body)  # a call made inside the Go callback
+                continue
+            message = worker.decode(body)
         kind = message[0]
         if (kind == CB_RESULT or kind == CB_ERROR) and len(message) >= 2 and message[1] == seq:
             if kind == CB_RESULT and len(message) == 3:

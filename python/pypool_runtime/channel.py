@@ -27,7 +27,7 @@ from .interrupt import STATE, Interrupts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
-    from typing import Any, Callable, List, Optional, Tuple, Union
+    from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
     from .codec import Codec
 
@@ -40,7 +40,9 @@ class Channel:
     interrupts: the process's interrupt state (interrupt.STATE).
     streams: the streams in progress, innermost last (stream.StreamState).
     callback_seq: the last call_go's sequence number; callbacks_waiting: the
-    call_go calls waiting for Go's answer."""
+    call_go calls waiting for Go's answer, awaited their sequence numbers;
+    answered: the answers to those calls that a wait nested in them read
+    (control), by sequence number, for their own wait to take."""
 
     def __init__(self, codec: Codec, reader: FrameReader, out_fd: int, max_message: int) -> None:
         self.codec = codec
@@ -53,6 +55,8 @@ class Channel:
         self.streams: List[Any] = []
         self.callback_seq = 0
         self.callbacks_waiting = 0
+        self.awaited: Set[int] = set()
+        self.answered: Dict[int, List[Any]] = {}
 
     # -- Frames --------------------------------------------------------------
 
@@ -109,8 +113,11 @@ class Channel:
 
     def control(self, message: List[Any]) -> None:
         """Take a message that flows while a call runs, outside of the wait
-        that expects it: credit or a close for a stream in progress, else a
-        late answer (its stream or callback is over), which is dropped."""
+        that expects it: credit or a close for a stream in progress; the
+        answer to a call_go that still waits, below the one that read it
+        (Go answers them as it pleases when it cuts a call off), kept for
+        it; else a late answer (its stream or callback is over), which is
+        dropped."""
         kind = message[0]
         if kind == CREDIT or kind == CLOSE:
             if len(message) != (3 if kind == CREDIT else 2):
@@ -125,6 +132,8 @@ class Channel:
                         raise ProtocolViolation("a CREDIT frame's count is not a positive integer")
             return
         if kind == CB_RESULT or kind == CB_ERROR:
+            if len(message) >= 2 and message[1] in self.awaited:
+                self.answered[message[1]] = message
             return
         raise ProtocolViolation("unexpected message kind %d" % kind)
 
