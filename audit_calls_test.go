@@ -379,8 +379,8 @@ func TestAuditAsyncCallCutMidFrameFailsTheOthersAsACrash(t *testing.T) {
 	cfg := auditCallsConfig(t, nil)
 	cfg.AsyncCalls = 4
 	pool := newTestPool(t, cfg)
-	pid, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
+	pid := pythonPid(t, pool)
+	var err error
 	other := make(chan error, 1)
 	go func() {
 		_, err := pool.Call(testCtx(t), "async_sleep", 30, "other")
@@ -412,8 +412,8 @@ func TestAuditAsyncCallsExhaustedThenKilled(t *testing.T) {
 	cfg.AsyncCalls = 2
 	cfg.MaxWaiting = 1
 	pool := newTestPool(t, cfg)
-	pid, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
+	pid := pythonPid(t, pool)
+	var err error
 	inFlight := make(chan error, 2)
 	for range 2 {
 		go func() {
@@ -460,8 +460,7 @@ func TestAuditNestedRoundTripsCancelledAnywhere(t *testing.T) {
 		},
 		"leaf": func(_ context.Context, args []any) (any, error) { return args[0], nil },
 	}))
-	pid, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
+	pid := pythonPid(t, pool)
 	answered := 0
 	for i := range 100 {
 		ctx, cancel := context.WithCancel(testCtx(t))
@@ -481,9 +480,7 @@ func TestAuditNestedRoundTripsCancelledAnywhere(t *testing.T) {
 	t.Logf("%d of 100 answered", answered)
 	settled(t, pool, 1)
 	assert.Zero(t, pool.Stats().StopsKilled, "workers killed for not answering their interrupt")
-	now, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
-	require.Equal(t, pid, now, "the worker")
+	require.Equal(t, pid, pythonPid(t, pool), "the worker")
 }
 
 // A callback that panics in the body of a loop over a nested Stream: the
@@ -516,8 +513,7 @@ func TestAuditAsyncModeTransactionCallCutOff(t *testing.T) {
 	cfg := auditCallsConfig(t, nil)
 	cfg.AsyncCalls = 4
 	pool := newTestPool(t, cfg)
-	pid, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
+	pid := pythonPid(t, pool)
 	require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
 		ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
 		defer cancel()
@@ -538,9 +534,7 @@ func TestAuditAsyncModeTransactionCallCutOff(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	now, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
-	require.Equal(t, pid, now, "the worker answered its cancellation and was kept")
+	require.Equal(t, pid, pythonPid(t, pool), "the worker answered its cancellation and was kept")
 	settled(t, pool, 1)
 }
 
@@ -596,8 +590,8 @@ func TestAuditAsyncModeNestedAsyncCallCutOff(t *testing.T) {
 	})
 	cfg.AsyncCalls = 4
 	pool = newTestPool(t, cfg)
-	pid, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
+	pid := pythonPid(t, pool)
+	var err error
 	ctx, cancel := context.WithCancel(testCtx(t))
 	go func() {
 		<-started
@@ -606,9 +600,7 @@ func TestAuditAsyncModeNestedAsyncCallCutOff(t *testing.T) {
 	}()
 	_, err = pool.Call(ctx, "ask", "nest")
 	require.ErrorIs(t, err, context.Canceled)
-	now, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
-	require.Equal(t, pid, now, "the worker answered its interrupt and was kept")
+	require.Equal(t, pid, pythonPid(t, pool), "the worker answered its interrupt and was kept")
 	settled(t, pool, 1)
 }
 
@@ -781,8 +773,7 @@ func TestAuditEveryFormTellsTheErrorsApart(t *testing.T) {
 	})
 	cfg.AsyncCalls = 2
 	pool = newTestPool(t, cfg)
-	pid, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
+	pid := pythonPid(t, pool)
 	for _, f := range forms {
 		for _, w := range append(sync_, async...) {
 			what := f.name + " " + w.fn
@@ -796,9 +787,7 @@ func TestAuditEveryFormTellsTheErrorsApart(t *testing.T) {
 			require.NoError(t, err, "the call whose callback made the nested call")
 		}
 	}
-	now, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
-	require.Equal(t, pid, now, "the worker was kept")
+	require.Equal(t, pid, pythonPid(t, pool), "the worker was kept")
 	settled(t, pool, 1)
 }
 
@@ -809,8 +798,7 @@ func TestAuditAsyncModeAsyncGeneratorStreamBrokenAndCut(t *testing.T) {
 	cfg := auditCallsConfig(t, nil)
 	cfg.AsyncCalls = 4
 	pool := newTestPool(t, cfg)
-	pid, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
+	pid := pythonPid(t, pool)
 	for v, err := range pool.Stream(testCtx(t), "async_ticks", 1000, 0.01) {
 		require.NoError(t, err)
 		require.EqualValues(t, 0, v)
@@ -830,9 +818,7 @@ func TestAuditAsyncModeAsyncGeneratorStreamBrokenAndCut(t *testing.T) {
 	v, err := pool.Call(testCtx(t), "async_echo", "after")
 	require.NoError(t, err)
 	require.Equal(t, "after", v)
-	now, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
-	require.Equal(t, pid, now, "the worker was kept")
+	require.Equal(t, pid, pythonPid(t, pool), "the worker was kept")
 	settled(t, pool, 1)
 }
 
@@ -897,8 +883,7 @@ func TestAuditStreamOfNestedCallsCancelledAnywhere(t *testing.T) {
 		},
 		"leaf": func(_ context.Context, args []any) (any, error) { return args[0], nil },
 	}))
-	pid, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
+	pid := pythonPid(t, pool)
 	for i := range 50 {
 		ctx, cancel := context.WithCancel(testCtx(t))
 		time.AfterFunc(time.Duration(rand.Intn(5000))*time.Microsecond, cancel)
@@ -918,9 +903,7 @@ func TestAuditStreamOfNestedCallsCancelledAnywhere(t *testing.T) {
 	}
 	settled(t, pool, 1)
 	assert.Zero(t, pool.Stats().StopsKilled, "workers killed for not answering their interrupt")
-	now, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
-	require.Equal(t, pid, now, "the worker")
+	require.Equal(t, pid, pythonPid(t, pool), "the worker")
 }
 
 // Breaking out of a Stream at its last item, when Python has finished the
@@ -928,8 +911,7 @@ func TestAuditStreamOfNestedCallsCancelledAnywhere(t *testing.T) {
 // a worker between calls, which must not take it for the next call's.
 func TestAuditStreamBrokenAtItsLastItem(t *testing.T) {
 	pool := newTestPool(t, auditCallsConfig(t, nil))
-	pid, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
+	pid := pythonPid(t, pool)
 	for n := 1; n <= 40; n++ {
 		for v, err := range StreamAs[int](testCtx(t), pool, "numbers", n) {
 			require.NoError(t, err)
@@ -945,9 +927,7 @@ func TestAuditStreamBrokenAtItsLastItem(t *testing.T) {
 		require.NoError(t, err)
 		require.EqualValues(t, n, v)
 	}
-	now, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
-	require.Equal(t, pid, now)
+	require.Equal(t, pid, pythonPid(t, pool))
 	settled(t, pool, 1)
 }
 
@@ -998,8 +978,8 @@ func TestAuditAsyncCallBehindABlockedWriteIsAnsweredAtItsDeadline(t *testing.T) 
 	cfg := auditCallsConfig(t, nil)
 	cfg.AsyncCalls = 4
 	pool := newTestPool(t, cfg)
-	pid, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
+	pid := pythonPid(t, pool)
+	var err error
 	proc := workerProcs(pool)[0]
 	require.NoError(t, syscall.Kill(int(pid.(int64)), syscall.SIGSTOP))
 	defer syscall.Kill(int(pid.(int64)), syscall.SIGCONT)
@@ -1083,8 +1063,7 @@ func TestAuditStreamCallbackIgnoringItsContext(t *testing.T) {
 			return args[0], nil
 		},
 	}))
-	pid, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
+	pid := pythonPid(t, pool)
 	due := time.Now().Add(300 * time.Millisecond)
 	timerLate := bareTimer(due)
 	ctx, cancel := context.WithDeadline(testCtx(t), due)
@@ -1102,9 +1081,7 @@ func TestAuditStreamCallbackIgnoringItsContext(t *testing.T) {
 	require.ErrorIs(t, end, context.DeadlineExceeded)
 	require.Equal(t, []int64{0, 1}, items)
 	require.LessOrEqual(t, late, lateBound(timerLate()), "the loop ended past its deadline")
-	now, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
-	require.Equal(t, pid, now, "the worker was drained and kept")
+	require.Equal(t, pid, pythonPid(t, pool), "the worker was drained and kept")
 	settled(t, pool, 1)
 }
 
@@ -1117,8 +1094,7 @@ func TestAuditAsyncModeTransactionCallsCutAnywhere(t *testing.T) {
 	cfg := auditCallsConfig(t, nil)
 	cfg.AsyncCalls = 4
 	pool := newTestPool(t, cfg)
-	pid, err := pool.Call(testCtx(t), "pid")
-	require.NoError(t, err)
+	pid := pythonPid(t, pool)
 	for i := range 40 {
 		require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
 			ctx, cancel := context.WithTimeout(testCtx(t), time.Duration(rand.Intn(4000))*time.Microsecond)
@@ -1145,7 +1121,14 @@ func TestAuditAsyncModeTransactionCallsCutAnywhere(t *testing.T) {
 	}
 	settled(t, pool, 1)
 	assert.Zero(t, pool.Stats().StopsKilled, "workers killed for not answering their cancellation")
-	now, err := pool.Call(testCtx(t), "pid")
+	require.Equal(t, pid, pythonPid(t, pool), "the worker")
+}
+
+// pythonPid asks the pool's worker for its process id (the module's pid()),
+// so that a test can tell whether the worker it met later is the same.
+func pythonPid(t *testing.T, pool *Pool) any {
+	t.Helper()
+	pid, err := pool.Call(testCtx(t), "pid")
 	require.NoError(t, err)
-	require.Equal(t, pid, now, "the worker")
+	return pid
 }
