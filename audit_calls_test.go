@@ -457,10 +457,6 @@ func TestAuditAsyncCallsExhaustedThenKilled(t *testing.T) {
 // as late; the outer call_go then waited until the pool killed the worker
 // after Config.InterruptGrace (in most runs, a few of the 100 calls).
 func TestAuditNestedRoundTripsCancelledAnywhere(t *testing.T) {
-	t.Skip("known open finding (issue 21's session-5 note): in about 1 run in 4, a nested call made from a callback " +
-		"meets an expired pipe deadline while its own context is still live, so it is cut off as " +
-		"'context deadline exceeded' instead of the caller's context.Canceled, and at times its worker is killed " +
-		"instead of drained; run with -run this test and -count=8 to see it. Not yet fixed.")
 	var pool *Pool
 	pool = newTestPool(t, auditCallsConfig(t, map[string]Callback{
 		"nest": func(ctx context.Context, args []any) (any, error) {
@@ -884,10 +880,6 @@ func TestAuditWorkerStreamCallbackCallsTheWorker(t *testing.T) {
 // its items in order and at most context.Canceled, and the one worker
 // answers every interrupt: it is kept, and serves the next call.
 func TestAuditStreamOfNestedCallsCancelledAnywhere(t *testing.T) {
-	t.Skip("known open finding (issue 21's session-5 note): in about 1 run in 4, a nested call made from a callback " +
-		"meets an expired pipe deadline while its own context is still live, so it is cut off as " +
-		"'context deadline exceeded' instead of the caller's context.Canceled, and at times its worker is killed " +
-		"instead of drained; run with -run this test and -count=8 to see it. Not yet fixed.")
 	var pool *Pool
 	pool = newTestPool(t, auditCallsConfig(t, map[string]Callback{
 		"nest": func(ctx context.Context, args []any) (any, error) {

@@ -185,7 +185,7 @@ func (p *process) writeCall(ctx context.Context, id uint64, fn string, args []an
 		if window > 0 {
 			what = "stream of"
 		}
-		return nil, false, fmt.Errorf("pypool: %s %s: %w", what, fn, contextCause(ctx))
+		return nil, false, fmt.Errorf("pypool: %s %s: %w", what, fn, p.cutCause(ctx))
 	}
 	if n == 0 && errors.Is(err, syscall.EPIPE) {
 		// The pipe has no reader left: not a byte reached the worker.

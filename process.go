@@ -136,6 +136,10 @@ type process struct {
 	watchEnd    func()        // p.endWatch, bound once
 	deadline    time.Time     // both pipes' deadline, when deadlineSet
 	deadlineSet bool          // false: the pipes' deadlines are not known
+	// watched is the context of the outermost call's watch (watchContext),
+	// until it ends: its end moves the pipes' deadline for the calls nested
+	// in that call's callbacks too (cutCause).
+	watched context.Context
 
 	served atomic.Int64 // calls answered
 
@@ -547,6 +551,7 @@ func (p *process) watchContext(ctx context.Context) (stop func()) {
 	if ctx.Done() == nil {
 		return func() {}
 	}
+	p.watched = ctx
 	p.watchStop = context.AfterFunc(ctx, p.watchFired)
 	return p.watchEnd
 }
@@ -566,7 +571,7 @@ func (p *process) endWatch() {
 		<-p.afterFired // the deadline change has happened
 		p.deadlineSet = false
 	}
-	p.watchStop = nil
+	p.watchStop, p.watched = nil, nil
 }
 
 // setDeadline sets both pipes' deadline to t, unless they have it already.
@@ -586,7 +591,7 @@ func (p *process) setDeadline(t time.Time) {
 func (p *process) failed(ctx context.Context, fn string, err error, sent bool) error {
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		cause := contextCause(ctx)
+		cause := p.cutCause(ctx)
 		if sent {
 			// Python is still running the call: interrupt it. The pool
 			// decides, after a grace period, whether the worker is usable.
@@ -627,6 +632,18 @@ func (p *process) exitError(ctx context.Context) error {
 	p.setState(evQuit, nil)
 	p.broke() // its supervisor kills it: the error says so
 	return &WorkerExitError{Pid: p.pid, ExitCode: -1, Signal: "SIGKILL (it closed its output)", cause: ErrWorkerCrashed}
+}
+
+// cutCause is why the pipes' deadline passed during a call made with ctx:
+// ctx's end, or, for a call nested in a callback whose context has not
+// ended yet, the end of the outer call's context, whose watch moved the
+// pipes' deadline (the caller cancelled: the nested call is cut off as
+// cancelled too, not as a deadline); else the deadline itself.
+func (p *process) cutCause(ctx context.Context) error {
+	if ctx.Err() == nil && p.watched != nil && p.watched.Err() != nil {
+		return p.watched.Err()
+	}
+	return contextCause(ctx)
 }
 
 // contextCause is ctx's error, or DeadlineExceeded when a pipe deadline set
