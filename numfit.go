@@ -233,7 +233,7 @@ func (f *numberFitter) key(start int) any {
 }
 
 func (f *numberFitter) structure(t reflect.Type, depth int) *numberMiss {
-	fields := fitFields(t, f.structTag)
+	fields := keyedFields(t, f.structTag)
 	if c := f.peek(); c >= 0x90 && c <= 0x9f || c == 0xdc || c == 0xdd {
 		n, _ := f.items(1)
 		for i := 0; i < n && f.r.Err() == nil; i++ {
@@ -266,37 +266,6 @@ func (f *numberFitter) structure(t reflect.Type, depth int) *numberMiss {
 		}
 	}
 	return nil
-}
-
-// structFitFields are a struct type's fields as msgpack matches them, in
-// order and by key (the first field of a key wins, as in typeerr.go).
-type structFitFields struct {
-	list  []structField
-	byKey map[string]structField
-}
-
-// fitFieldCache holds structFitFields by struct type and struct tag.
-var fitFieldCache sync.Map
-
-type fitFieldKey struct {
-	t   reflect.Type
-	tag string
-}
-
-func fitFields(t reflect.Type, structTag string) *structFitFields {
-	key := fitFieldKey{t, structTag}
-	if v, ok := fitFieldCache.Load(key); ok {
-		return v.(*structFitFields)
-	}
-	list := structFields(t, structTag, 0)
-	fields := &structFitFields{list: list, byKey: make(map[string]structField, len(list))}
-	for _, field := range list {
-		if _, dup := fields.byKey[field.key]; !dup {
-			fields.byKey[field.key] = field
-		}
-	}
-	v, _ := fitFieldCache.LoadOrStore(key, fields)
-	return v.(*structFitFields)
 }
 
 // numberHolders caches holdsNumbers by type.

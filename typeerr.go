@@ -18,6 +18,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -178,17 +179,12 @@ func (f *mismatchFinder) mapTarget(v any, t reflect.Type) *typeMismatch {
 // from a dict by field names (unknown keys are skipped), or from a list of
 // exactly one item per field.
 func (f *mismatchFinder) structTarget(v any, t reflect.Type) *typeMismatch {
-	fields := structFields(t, f.structTag, 0)
+	keyed := keyedFields(t, f.structTag)
+	fields := keyed.list
 	switch v := v.(type) {
 	case map[string]any:
-		byName := make(map[string]structField, len(fields))
-		for _, field := range fields {
-			if _, dup := byName[field.key]; !dup {
-				byName[field.key] = field
-			}
-		}
 		for _, k := range sortedMapKeys(v) {
-			if field, ok := byName[k]; ok {
+			if field, ok := keyed.byKey[k]; ok {
 				if m := f.inField(k, field, v[k]); m != nil {
 					return m
 				}
@@ -336,6 +332,39 @@ func structFields(t reflect.Type, structTag string, depth int) []structField {
 		fields = append(fields, structField{key: key, name: typeName(t) + "." + sf.Name, typ: sf.Type})
 	}
 	return fields
+}
+
+// fieldsByKey are a struct type's fields as msgpack matches them, in
+// order and by dict key (the first field of a key wins).
+type fieldsByKey struct {
+	list  []structField
+	byKey map[string]structField
+}
+
+// keyedFieldCache holds fieldsByKey by struct type and struct tag.
+var keyedFieldCache sync.Map
+
+type keyedFieldKey struct {
+	t   reflect.Type
+	tag string
+}
+
+// keyedFields returns the fields of struct type t with structTag, once
+// worked out per type and tag (typeerr.go and numfit.go walk them per value).
+func keyedFields(t reflect.Type, structTag string) *fieldsByKey {
+	key := keyedFieldKey{t, structTag}
+	if v, ok := keyedFieldCache.Load(key); ok {
+		return v.(*fieldsByKey)
+	}
+	list := structFields(t, structTag, 0)
+	fields := &fieldsByKey{list: list, byKey: make(map[string]structField, len(list))}
+	for _, field := range list {
+		if _, dup := fields.byKey[field.key]; !dup {
+			fields.byKey[field.key] = field
+		}
+	}
+	v, _ := keyedFieldCache.LoadOrStore(key, fields)
+	return v.(*fieldsByKey)
 }
 
 // inlined returns the struct type whose fields an embedded field lends to

@@ -27,14 +27,13 @@ type Worker struct {
 // for the calls in flight): a call never runs on the worker after it is
 // checked in.
 func (w *Worker) enter() error {
-	if !w.life.TryRLock() {
-		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
-	}
-	if w.released.Load() {
+	if w.life.TryRLock() {
+		if !w.released.Load() {
+			return nil
+		}
 		w.life.RUnlock()
-		return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
 	}
-	return nil
+	return fmt.Errorf("%w: the transaction of worker %d has ended", ErrWorkerReleased, w.Pid())
 }
 
 // leave ends a call that enter admitted.
