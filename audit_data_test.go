@@ -662,3 +662,31 @@ func TestAuditSharedReferenceInItemsAndCallbacks(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditCallNamesWhereAKeyIsNoGoMapKey: docs/types.md, "A result that
+// does not fit says where and what", for Call itself. A dict whose key is
+// a tuple or bytes decodes to no Go map; Call's error names where the dict
+// is, the key and its Python type, and what to decode it into instead,
+// as CallAs's does, rather than only the Go type of the key.
+func TestAuditCallNamesWhereAKeyIsNoGoMapKey(t *testing.T) {
+	pool := newTestPool(t, auditConfig(t))
+	for fn, want := range map[string]string{
+		"nested_tuple_key": `result["outer"][0]: a Python dict key [1 [2 3]] (list) can not be a key of a Go map`,
+		"tuple_key":        `result: a Python dict key [1 2] (list) can not be a key of a Go map`,
+		"bytes_key":        `result: a Python dict key [107] (bytes) can not be a key of a Go map`,
+	} {
+		_, err := pool.Call(testCtx(t), fn)
+		require.ErrorIs(t, err, ErrResultNotDecodable, fn)
+		assert.Contains(t, err.Error(), want, fn)
+		assert.Contains(t, err.Error(), "CallAs", fn)
+		for item, err := range pool.Stream(testCtx(t), "stream_of", fn) {
+			require.Nil(t, item, fn)
+			require.ErrorIs(t, err, ErrResultNotDecodable, fn)
+			assert.Contains(t, err.Error(), want, fn)
+			break
+		}
+	}
+	out, err := CallAs[map[string]int](testCtx(t), pool, "bytes_key")
+	require.NoError(t, err, "the hint's bytes key into a Go string key")
+	assert.Equal(t, map[string]int{"k": 1}, out)
+}

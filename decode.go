@@ -12,6 +12,7 @@ package pypool
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -38,11 +39,19 @@ func decodeValue(b []byte, owned bool, codec *valueCodec) (any, error) {
 	if d.Err() == nil && d.Len() != 0 {
 		d.Fail("%d trailing bytes after the value", d.Len())
 	}
-	if d.Err() != nil {
+	switch {
+	case errors.Is(d.Err(), errUnhashableKey):
+		return nil, fmt.Errorf("%w: %s", ErrResultNotDecodable, unhashableKeyAt(b, codec))
+	case d.Err() != nil:
 		return nil, resultError(d.Err())
 	}
 	return v, nil
 }
+
+// errUnhashableKey is a dict key that can not be a key of a Go map (a
+// list, bytes, a dict): decodeValue then decodes the value again, leniently,
+// to say where it is.
+var errUnhashableKey = errors.New("a Python dict key can not be a key of a Go map")
 
 // resultError is the error of a result that does not decode: it wraps
 // ErrResultNotDecodable, unless the shared memory failed (a sharedFault,
@@ -215,7 +224,7 @@ func (d *valueDecoder) mapBody(n, depth int) any {
 			continue
 		}
 		if !hashable(k) {
-			d.Fail("a map key of Go type %T can not be a key of a Go map; decode into a typed target with CallAs", k)
+			d.Fail("%w", errUnhashableKey) // decodeValue says where (unhashableKeyAt)
 			return nil
 		}
 		m[k] = values[i]

@@ -241,6 +241,56 @@ func (f *mismatchFinder) arrayValue(a Array, t reflect.Type) *typeMismatch {
 	return f.at(fmt.Sprintf("a Python ndarray of %s with shape %v does not fit Go %s", a.DType, a.Shape, typeName(t)))
 }
 
+// unhashableKeyAt says where the value b holds the first dict key (in the
+// walk's order) that can not be a key of a Go map, what it is and what to
+// do; decodeValue's error when it met one. It decodes b again, leniently:
+// only on that error's way.
+func unhashableKeyAt(b []byte, codec *valueCodec) string {
+	d := valueDecoder{codec: codec, lenient: true}
+	d.Reset(b)
+	v := d.value(0)
+	if d.Err() == nil {
+		if m := (&mismatchFinder{}).unhashableKey(v); m != nil {
+			return m.String()
+		}
+	}
+	return errUnhashableKey.Error() + "; decode the result with CallAs into a map whose key type fits it"
+}
+
+// unhashableKey walks v, as decodeValue (lenient) gives it, to the first
+// dict key that stands in for itself (an *unhashableKey).
+func (f *mismatchFinder) unhashableKey(v any) *typeMismatch {
+	switch v := v.(type) {
+	case []any:
+		for i, item := range v {
+			if m := f.in(i, func() *typeMismatch { return f.unhashableKey(item) }); m != nil {
+				return m
+			}
+		}
+	case map[string]any:
+		for _, k := range sortedMapKeys(v) {
+			if m := f.in(k, func() *typeMismatch { return f.unhashableKey(v[k]) }); m != nil {
+				return m
+			}
+		}
+	case map[any]any:
+		keys := sortedMapKeys(v)
+		for _, k := range keys {
+			if u, ok := k.(*unhashableKey); ok {
+				return f.at(fmt.Sprintf("a Python dict key %s (%s) can not be a key of a Go map (Call gives map[any]any): "+
+					"decode the result with CallAs into a map whose key type fits it (a Go array for a tuple, a string for bytes), "+
+					"or make the key a str or an int in Python", repr(u.key), pythonType(u.key)))
+			}
+		}
+		for _, k := range keys {
+			if m := f.in(k, func() *typeMismatch { return f.unhashableKey(v[k]) }); m != nil {
+				return m
+			}
+		}
+	}
+	return nil
+}
+
 // in walks one step down the path.
 func (f *mismatchFinder) in(step any, walk func() *typeMismatch) *typeMismatch {
 	f.path = append(f.path, step)
