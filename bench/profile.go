@@ -54,8 +54,10 @@ func profileCalls(ctx context.Context, python, contenderName, payload string, ca
 		c = must(startPoolPipes(ctx, python, sourceDir()))
 	case "pypool-pipes-callbytes":
 		c = must(startPooledBufferPipes(ctx, python, sourceDir()))
+	case "pypool-callbytes":
+		c = must(startPooledBuffer(ctx, python, sourceDir(), 64<<20))
 	default:
-		must(0, fmt.Errorf("-profile: unknown contender %q (floor, floor-fresh, floor-readv, pypool, pypool-pipes, pypool-pipes-callbytes)", contenderName))
+		must(0, fmt.Errorf("-profile: unknown contender %q (floor, floor-fresh, floor-readv, pypool, pypool-callbytes, pypool-pipes, pypool-pipes-callbytes)", contenderName))
 	}
 	defer c.close()
 	fn, arg := "duplicate_text", trivialArg
