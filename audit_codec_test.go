@@ -550,6 +550,10 @@ func TestAuditCodecBoundariesThroughPython(t *testing.T) {
 			}
 			back, err := pool.Call(testCtx(t), "echo", values)
 			require.NoError(t, err)
+			// A datetime is no map (TestAuditCodecCallAsExtensionIsNoMap).
+			_, err = CallAs[map[string]int](testCtx(t), pool, "echo", time.Unix(1<<31, 0))
+			require.ErrorIs(t, err, ErrResultNotDecodable)
+			assert.Contains(t, err.Error(), "a Python datetime does not fit Go map[string]int")
 			e := newCallEncoder(1<<30, nil)
 			for i, got := range back.([]any) {
 				want, err := decodeValue(encodedArg(t, e, values[i]), false, nil)
@@ -657,4 +661,52 @@ func TestAuditCodecFarTimesStayFar(t *testing.T) {
 			assert.Equal(t, when.Unix(), int64(binary.BigEndian.Uint64(frame[i+7:])), "%v is written as it is", when)
 		}
 	}
+}
+
+// TestAuditCodecCallAsExtensionIsNoMap: docs/types.md, "An unregistered
+// code is an error that names it", and "A result that does not fit says
+// where and what". msgpack, decoding into a map, skips an extension
+// value's header (its DecodeMapLen) and reads the payload as the map: an
+// unregistered code whose payload is a map filled a Go map, and a
+// timestamp of 2^31 seconds (its payload starts with 0x80, an empty
+// fixmap) gave an empty map, with no error. Into a map, at any depth, an
+// extension value (other than a registered one, which is its Go value by
+// then) is an error that says where.
+func TestAuditCodecCallAsExtensionIsNoMap(t *testing.T) {
+	unregistered := hx("d6 05 81a16101") // ext 5 (not registered), payload {"a": 1}
+	strPayload := hx("d6 05 81a161a162") // ext 5, payload {"a": "b"}
+	when := hx("d6ff 80000000")          // 2038-01-19 03:14:08 UTC, payload 0x80...
+	whenAt := func(prefix string) []byte { return cat(hx(prefix), when) }
+	cases := []struct {
+		b      []byte
+		target any
+		want   string
+	}{
+		{unregistered, new(map[string]int), "result: msgpack extension type 5 is not registered"},
+		{strPayload, new(map[string]string), "result: msgpack extension type 5 is not registered"},
+		{cat(hx("91"), unregistered), new([]map[string]int), "result[0]: msgpack extension type 5 is not registered"},
+		{cat(hx("81 a16d"), unregistered), new(struct {
+			M map[string]int `msgpack:"m"`
+		}), `result["m"]: msgpack extension type 5 is not registered`},
+		{when, new(map[string]int), "result: a Python datetime does not fit Go map[string]int"},
+		{whenAt("81 a16b"), new(map[string]map[string]any), `result["k"]: a Python datetime does not fit Go map[string]interface {}`},
+		{whenAt("91"), new([]*map[string]bool), "result[0]: a Python datetime does not fit Go map[string]bool"},
+	}
+	for _, tc := range cases {
+		err := decodeValueInto(tc.b, tc.target, nil)
+		if assert.ErrorIs(t, err, ErrResultNotDecodable, "% x into %T gave %v", tc.b, tc.target, reflect.ValueOf(tc.target).Elem()) {
+			assert.Contains(t, err.Error(), tc.want)
+		}
+	}
+	// What msgpack decodes into those types is kept: a time into a time
+	// or an interface, a map into a map.
+	var at struct {
+		T time.Time      `msgpack:"t"`
+		A any            `msgpack:"a"`
+		M map[string]int `msgpack:"m"`
+	}
+	require.NoError(t, decodeValueInto(cat(hx("83 a174"), when, hx("a161"), when, hx("a16d 81a16101")), &at, nil))
+	assert.Equal(t, time.Unix(1<<31, 0).UTC(), at.T.UTC())
+	assert.Equal(t, time.Unix(1<<31, 0).UTC(), at.A.(time.Time).UTC())
+	assert.Equal(t, map[string]int{"a": 1}, at.M)
 }
