@@ -12,6 +12,7 @@ package pypool
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -620,8 +621,8 @@ func TestAuditCodecFarTimesAreRefusedNotMisread(t *testing.T) {
 // without Python: each far time's timestamp is written with a day count
 // that fits in 32 bits and is still beyond datetime's year 9999 (and
 // before its year 1), on the path of every frame Go writes (a call, its
-// keyword arguments, a callback's answer); nearer times are written as
-// they are.
+// keyword arguments, a callback's answer) and in Config.SetUpArgs; nearer
+// times are written as they are.
 func TestAuditCodecFarTimesStayFar(t *testing.T) {
 	const datetimeMaxDays = 2932896 // 9999-12-31 from 1970-01-01
 	const datetimeMinDays = -719162 // 0001-01-01
@@ -651,6 +652,11 @@ func TestAuditCodecFarTimesStayFar(t *testing.T) {
 				return errors.Join(e.enc.EncodeUint(1), e.value(when))
 			})
 			require.NoError(t, err, name)
+			check(frame, when)
+			args, err := setUpArgs(Config{SetUpArgs: []any{when}})
+			require.NoError(t, err)
+			frame, err = base64.StdEncoding.DecodeString(args)
+			require.NoError(t, err)
 			check(frame, when)
 		}
 		for _, when := range []time.Time{time.Unix(-1, 0), time.Unix(86400*math.MaxInt32, 0), time.Unix(86400*math.MinInt32, 5)} {
