@@ -709,6 +709,7 @@ func setUpArgs(c Config) (string, error) {
 	if err := enc.Encode([]any{args, kw}); err != nil {
 		return "", fmt.Errorf("pypool: Config.SetUpArgs: %w: %v", ErrArgNotEncodable, err)
 	}
+	boundFarTimes(buf.Bytes())
 	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
 }
 

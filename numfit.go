@@ -15,7 +15,13 @@ package pypool
 //   - a float64 bound for a float32 is rewritten as the float32 nearest to
 //     it, as a Go conversion rounds.
 //
-// Only targets that can hold an integer or a float32 are walked
+//   - an extension value where the target is a map is a mismatch too:
+//     msgpack, decoding a map, skips an extension's header and reads its
+//     payload as the map (an unregistered code's payload, or a timestamp's
+//     seconds, would fill it). Registered extensions are their Go values'
+//     encodings by then (decode_into.go).
+//
+// Only targets that can hold an integer, a float32 or a map are walked
 // (holdsNumbers); values the walk does not model (extension values, times,
 // types that decode themselves, interfaces) are skipped, left to msgpack.
 
@@ -211,6 +217,15 @@ func (f *numberFitter) list(t reflect.Type, depth int) *numberMiss {
 }
 
 func (f *numberFitter) mapping(t reflect.Type, depth int) *numberMiss {
+	if wire.IsExt(f.peek()) {
+		return &numberMiss{problem: f.extProblem(t)}
+	}
+	if !holdsNumbers(t.Key()) && !holdsNumbers(t.Elem()) {
+		if depth > 0 { // at the top, nothing follows: no need to read past it
+			f.r.Skip() // nothing to fit inside
+		}
+		return nil
+	}
 	n, ok := f.items(2)
 	for i := 0; ok && i < n && f.r.Err() == nil; i++ {
 		start := f.pos()
@@ -223,6 +238,19 @@ func (f *numberFitter) mapping(t reflect.Type, depth int) *numberMiss {
 		}
 	}
 	return nil
+}
+
+// extProblem says why the extension value that comes next does not fit
+// the map type t: its code is not registered (decode.go's error), or what
+// it is in Python does not fit a map.
+func (f *numberFitter) extProblem(t reflect.Type) string {
+	d := valueDecoder{codec: &valueCodec{}, lenient: true}
+	d.Reset(f.in[f.pos():])
+	v := d.value(0)
+	if bad, ok := v.(badExt); ok {
+		return bad.err.Error()
+	}
+	return fmt.Sprintf("a Python %s does not fit Go %s", pythonType(v), typeName(t))
 }
 
 // key decodes, for a path, the dict key that starts at start.
@@ -272,9 +300,9 @@ func (f *numberFitter) structure(t reflect.Type, depth int) *numberMiss {
 var numberHolders sync.Map
 
 // holdsNumbers reports whether msgpack, decoding into t, can store a number
-// into an integer or a float32 that fitNumbers walks to: t is one, or holds
-// one in its elements, keys or fields (not behind an interface, a time, an
-// Array or a type that decodes itself).
+// into an integer or a float32, or read a map, that fitNumbers walks to: t
+// is one, or holds one in its elements, keys or fields (not behind an
+// interface, a time, an Array or a type that decodes itself).
 func holdsNumbers(t reflect.Type) bool {
 	if v, ok := numberHolders.Load(t); ok {
 		return v.(bool)
@@ -298,7 +326,7 @@ func numbersIn(t reflect.Type, seen map[reflect.Type]bool) bool {
 	case k == reflect.Slice, k == reflect.Array:
 		return numbersIn(t.Elem(), seen)
 	case k == reflect.Map:
-		return numbersIn(t.Key(), seen) || numbersIn(t.Elem(), seen)
+		return true
 	case k == reflect.Struct:
 		for i := range t.NumField() {
 			if sf := t.Field(i); (sf.IsExported() || sf.Anonymous) && numbersIn(sf.Type, seen) {

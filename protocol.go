@@ -46,9 +46,11 @@ package pypool
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/pypool/pypool/internal/wire"
@@ -175,6 +177,7 @@ func (e *callEncoder) encodeCall(id uint64, fn string, args []any, kwargs Kwargs
 		e.encodeContext(cc, deadline)
 	}
 	frame := e.buf.Bytes()
+	boundFarTimes(frame[frameHeaderSize:])
 	bodySize := len(frame) - frameHeaderSize
 	if bodySize+e.sharedBytes > e.maxSize {
 		return nil, fmt.Errorf("%w: the call to %s encodes to %d bytes, the limit is %d (Config.MaxMessageSize)",
@@ -230,6 +233,7 @@ func (e *callEncoder) encodeControl(kind uint64, fields int, rest func(e *callEn
 		return nil, err
 	}
 	frame := e.buf.Bytes()
+	boundFarTimes(frame[frameHeaderSize:])
 	bodySize := len(frame) - frameHeaderSize
 	if bodySize > e.maxSize {
 		return nil, fmt.Errorf("%w: the message encodes to %d bytes, the limit is %d (Config.MaxMessageSize)",
@@ -352,6 +356,46 @@ func (e *callEncoder) inlineSize(size int) int {
 		return 0
 	}
 	return size
+}
+
+// timestamp96 starts each timestamp of 12 bytes (ext 8 of length 12, type
+// -1): the only form whose seconds reach beyond what boundFarTimes allows.
+var timestamp96 = []byte{0xc7, 12, 0xff}
+
+// farDays is the day count from 1970 that boundFarTimes writes a far time
+// with (signed as its own): timedelta's largest, which fits a C int and
+// lies beyond datetime's range on either side of 1970.
+const farDays = 999_999_999
+
+// boundFarTimes rewrites, in place, each timestamp in the msgpack data b
+// whose day count from 1970 does not fit in 32 bits (a time.Time more than
+// about 5.8 million years from 1970) with farDays days, its nanoseconds
+// kept. msgpack's C extension, with which a worker decodes timestamps as
+// datetimes, passes the day count through a C int: such a time would wrap
+// into datetime's range and arrive as another date (2^32 days and 5
+// seconds as 1970-01-01 00:00:05), as it would with the pure codec, which
+// reads the bytes as the C extension does. Bound, it is refused as any
+// time beyond datetime's years 1 to 9999 is ("date value out of range",
+// ErrBadArguments). Nearer times, and frames without a 12-byte timestamp
+// (nearly all: a search of the frame for its first bytes), are untouched.
+func boundFarTimes(b []byte) {
+	if !bytes.Contains(b, timestamp96) {
+		return
+	}
+	_ = wire.EachExt(b, func(code int8, payload []byte) {
+		if code != -1 || len(payload) != 12 {
+			return
+		}
+		seconds := int64(binary.BigEndian.Uint64(payload[4:]))
+		if days := seconds / 86400; days >= math.MinInt32 && days <= math.MaxInt32 {
+			return
+		}
+		far := int64(farDays * 86400)
+		if seconds < 0 {
+			far = -far
+		}
+		binary.BigEndian.PutUint64(payload[4:], uint64(far))
+	})
 }
 
 // frameReader reads the worker's frames (wire.FrameReader); a frame above

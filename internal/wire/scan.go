@@ -123,6 +123,16 @@ func ContainsExt(b []byte, code int8) bool {
 	return found
 }
 
+// EachExt calls fn with the code and the payload of each extension value
+// in the msgpack data b, not looking into payloads. The payload is a part
+// of b, which fn may change in place.
+func EachExt(b []byte, fn func(code int8, payload []byte)) error {
+	return scanExts(b, func(_, _ int, code int8, payload []byte) error {
+		fn(code, payload)
+		return nil
+	})
+}
+
 // scalarSizes holds the bytes after the code of the msgpack formats 0xca
 // (float 32) to 0xd3 (int 64).
 var scalarSizes = [...]int{4, 8, 1, 2, 4, 8, 1, 2, 4, 8}

@@ -616,7 +616,9 @@ def _ext_value(code: int, payload: bytes) -> Any:
             raise _HookFailed(exc) from None
     # A timestamp, converted as the C extension does with timestamp=3:
     # epoch + timedelta(days, seconds, microseconds), with C's truncating
-    # division and the day count passed through a C int.
+    # division and the day count passed through a C int (which wraps a
+    # time more than about 5.8 million years from 1970 into datetime's
+    # range: Go never writes one, see protocol.go's boundFarTimes).
     n = len(payload)
     if n == 4:
         (seconds,) = _unpack_I(payload)
