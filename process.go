@@ -18,6 +18,7 @@ package pypool
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/pypool/pypool/internal/osproc"
+	"github.com/pypool/pypool/internal/wire"
 )
 
 // stderrTailLines is how many of the last stderr lines a crash error quotes.
@@ -387,11 +389,17 @@ func (e execProcess) wait() exitStatus {
 // handshake reads the worker's HELLO (readHello) and checks it (welcome),
 // whether the worker was started as its own python3 or forked.
 func (p *process) handshake(ctx context.Context) error {
+	// A HELLO is small: a larger first frame is text that something wrote
+	// to the worker's stdout before the runtime took it (helloHint), not
+	// a frame to wait for (with MaxMessageSize raised, up to StartTimeout).
+	p.reader.r.SetMaxSize(min(p.spec.maxMessageSize, maxHelloSize))
 	body, readErr, err := p.spec.readHello(ctx, "a worker", fmt.Sprintf("worker %d", p.pid), p.fromWorker.SetReadDeadline,
 		func() ([]byte, error) {
-			body, _, err := p.reader.next()
+			body, _, err := p.reader.r.Next()
 			return body, err
 		})
+	p.reader.r.SetMaxSize(p.spec.maxMessageSize)
+	var tooLarge *wire.SizeError
 	switch {
 	case err != nil:
 		return err
@@ -408,6 +416,11 @@ func (p *process) handshake(ctx context.Context) error {
 			return &fatalStart{fmt.Errorf("%w: %s: %s (set Config.Python)", ErrWorkerStart, p.os.path(), exitErr.Stderr[len(exitErr.Stderr)-1])}
 		}
 		return &exitErr
+	case errors.As(readErr, &tooLarge):
+		var header [wire.HeaderSize]byte
+		binary.BigEndian.PutUint32(header[:], tooLarge.Size)
+		return &fatalStart{fmt.Errorf("%w: %w: worker %d began with %q where its handshake should be: %s",
+			ErrWorkerStart, ErrProtocol, p.pid, header[:], p.helloHint())}
 	default:
 		return fmt.Errorf("%w: reading the handshake of worker %d: %w", ErrWorkerStart, p.pid, readErr)
 	}
@@ -415,7 +428,7 @@ func (p *process) handshake(ctx context.Context) error {
 	if err != nil {
 		// Its first words are not a handshake this package speaks: it does
 		// not run this runtime, and will not next time either.
-		return &fatalStart{fmt.Errorf("%w: %w", ErrWorkerStart, err)}
+		return &fatalStart{fmt.Errorf("%w: %w; %s", ErrWorkerStart, err, p.helloHint())}
 	}
 	if err := p.spec.welcome(h); err != nil {
 		return err
@@ -427,6 +440,18 @@ func (p *process) handshake(ctx context.Context) error {
 	p.hello = h
 	p.fromWorker.SetReadDeadline(time.Time{})
 	return nil
+}
+
+// maxHelloSize bounds a worker's first frame, its HELLO (an import error's
+// traceback included). Text (any first byte from 0x01 up) read as a frame's
+// length is larger.
+const maxHelloSize = 16 << 20
+
+// helloHint says what writes where a worker's HELLO should be.
+func (p *process) helloHint() string {
+	return fmt.Sprintf("something wrote to the worker's stdout before Python ran pypool's runtime "+
+		"(a wrapper script that echoes, a sitecustomize or .pth file that prints): "+
+		"set Config.Python to the interpreter itself (%q runs), or make it write to stderr", p.os.path())
 }
 
 // readHello is the one handshake read of a starting python3, a worker's
