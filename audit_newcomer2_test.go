@@ -50,4 +50,3 @@ func TestNewcomer2WrapperInterpreter(t *testing.T) {
 
 // orPython is the configured interpreter, or the default.
 func (c Config) orPython() string { return orDefault(c.Python, "python3") }
-
