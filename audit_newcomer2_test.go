@@ -9,6 +9,8 @@ package pypool
 // that it holds, or that the error names the cause and the fix.
 
 import (
+	"context"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -50,3 +52,42 @@ func TestNewcomer2WrapperInterpreter(t *testing.T) {
 
 // orPython is the configured interpreter, or the default.
 func (c Config) orPython() string { return orDefault(c.Python, "python3") }
+
+// TestNewcomer2CloseDuringAnInterrupt: docs/operating.md's shutdown on
+// SIGTERM (http.Server.Shutdown, then pool.Close) in a service whose
+// client went away a moment before: its call was cut off, and its worker
+// was still finishing the interrupt (Python's clean-up after the
+// KeyboardInterrupt) when Close stopped it. The log said "pypool: worker
+// killed ... grace=30s" at Warn, the record of a worker that ignored its
+// interrupt for all of Config.InterruptGrace, with a Python stack, and
+// its "worker stopped" record's cause was "did not answer its interrupt
+// within Config.InterruptGrace": Close had stopped it after milliseconds.
+// Now the interrupt's record says Close stopped it (Debug), and the stop's
+// cause is the pool's close.
+func TestNewcomer2CloseDuringAnInterrupt(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Module, cfg.Logger, cfg.InterruptGrace = "pypool_newcomer2", slogNew(rec), 30*time.Second
+	pool, err := New(testCtx(t), cfg)
+	require.NoError(t, err)
+	request, clientGone := context.WithCancel(testCtx(t))
+	result := make(chan error, 1)
+	go func() {
+		_, err := pool.Call(request, "held", 60)
+		result <- err
+	}()
+	rec.await(t, "newcomer2: held")
+	clientGone()
+	require.ErrorIs(t, <-result, context.Canceled)
+	rec.await(t, "newcomer2: cleaning up")
+	require.NoError(t, pool.Close(testCtx(t)))
+
+	for _, l := range rec.all() {
+		assert.Less(t, l.level, slog.LevelWarn, "%s %v", l.msg, l.attrs)
+	}
+	interrupted := rec.await(t, msgCallInterrupted)
+	assert.Equal(t, "DEBUG", interrupted["level"])
+	assert.NotEmpty(t, interrupted["stopped_by_pool_after"])
+	assert.Equal(t, "pool closed", rec.await(t, msgWorkerStopped)["cause"])
+}

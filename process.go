@@ -686,7 +686,8 @@ func contextCause(ctx context.Context) error {
 // routine, logged at Debug. One answered later is logged at Warn, with
 // the Python stack taken at that half (Config.StackDumps); one not
 // answered ("worker killed") at Warn, with the stack taken now, before
-// its supervisor kills it (bounded by dumpKillWait). Both warnings are
+// its supervisor kills it (bounded by dumpKillWait); one its pool stopped
+// meanwhile (Close) at Debug. Both warnings are
 // rate-limited per function (stackLimiter); those suppressed are logged
 // at Debug.
 func (p *process) drainInterrupted(grace time.Duration) bool {
@@ -717,6 +718,10 @@ func (p *process) drainInterrupted(grace time.Duration) bool {
 			attrs = append(attrs, "suppressed", n)
 		}
 		p.spec.logger.Warn(msgCallInterrupted, attrs...)
+	case p.askedToEnd():
+		// Its pool stopped it meanwhile (Close): it did not ignore its
+		// interrupt, it was not given the time to answer it.
+		p.spec.logger.Debug(msgCallInterrupted, append(attrs, "stopped_by_pool_after", answered)...)
 	case !p.hasExited():
 		allowed, n := p.spec.stacks.allow(fn, dumpKilled)
 		attrs = append(attrs, "grace", grace)
