@@ -11,6 +11,7 @@ package pypool
 import (
 	"context"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -90,4 +91,28 @@ func TestNewcomer2CloseDuringAnInterrupt(t *testing.T) {
 	assert.Equal(t, "DEBUG", interrupted["level"])
 	assert.NotEmpty(t, interrupted["stopped_by_pool_after"])
 	assert.Equal(t, "pool closed", rec.await(t, msgWorkerStopped)["cause"])
+}
+
+// TestNewcomer2PythonPathInTheEnvironment: docs/migrating-from-poolboy.md
+// maps ErlPort's {env, [...]} to Config.Env, and images often set
+// ENV PYTHONPATH; the workers run with -I, which ignores it. A module found
+// only there failed with "No module named 'pypool_envmod'; looked in
+// sys.path: <the standard library>", which does not say that the
+// directory was given, nor that PYTHONPATH is not read; the hint now says
+// so and names the field to use, under both interpreters.
+func TestNewcomer2PythonPathInTheEnvironment(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "lib")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pypool_envmod.py"), []byte("def f():\n    return 1\n"), 0o644))
+	for name, python := range interpreters(t) {
+		cfg := testConfig(t)
+		cfg.Module, cfg.Python, cfg.PythonPath = "pypool_envmod", python, nil
+		cfg.Env = []string{"PYTHONPATH=" + filepath.Join(t.TempDir(), "elsewhere") + ":" + dir}
+		_, err := New(testCtx(t), cfg)
+		var pyErr *PythonError
+		require.ErrorAs(t, err, &pyErr, name)
+		assert.Contains(t, pyErr.Hint, "'pypool_envmod' is in "+dir+", on PYTHONPATH, which is not on the workers' sys.path: "+
+			"the workers ignore PYTHONPATH (python -I): list it in Config.PythonPath", name)
+	}
 }
