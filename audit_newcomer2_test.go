@@ -116,3 +116,30 @@ func TestNewcomer2PythonPathInTheEnvironment(t *testing.T) {
 			"the workers ignore PYTHONPATH (python -I): list it in Config.PythonPath", name)
 	}
 }
+
+// TestNewcomer2NegativeFieldNamed: docs/configuration.md, "Invalid values
+// make New fail with an error that names the field". A negative
+// StopTimeout was "Config.StartTimeout, InterruptGrace, StopTimeout,
+// CallTimeout, MaxWorkerLifetime and OverflowIdleTimeout can not be
+// negative", a negative MaxCallsJitter the same for four counts: six or
+// four fields to search. The error now names the one, with its value.
+func TestNewcomer2NegativeFieldNamed(t *testing.T) {
+	t.Parallel()
+	for name, set := range map[string]func(*Config){
+		"StartTimeout is -1s":          func(c *Config) { c.StartTimeout = -time.Second },
+		"InterruptGrace is -1ms":       func(c *Config) { c.InterruptGrace = -time.Millisecond },
+		"StopTimeout is -5s":           func(c *Config) { c.StopTimeout = -5 * time.Second },
+		"CallTimeout is -1ns":          func(c *Config) { c.CallTimeout = -1 },
+		"MaxWorkerLifetime is -1h0m0s": func(c *Config) { c.MaxWorkerLifetime = -time.Hour },
+		"OverflowIdleTimeout is -2s":   func(c *Config) { c.OverflowIdleTimeout = -2 * time.Second },
+		"CrashRetries is -1":           func(c *Config) { c.CrashRetries = -1 },
+		"MaxCallsPerWorker is -3":      func(c *Config) { c.MaxCallsPerWorker = -3 },
+		"MaxCallsJitter is -1":         func(c *Config) { c.MaxCallsJitter = -1 },
+		"MaxWorkerMemory is -1":        func(c *Config) { c.MaxWorkerMemory = -1 },
+	} {
+		cfg := testConfig(t)
+		set(&cfg)
+		_, err := New(testCtx(t), cfg)
+		require.EqualError(t, err, "pypool: Config."+name+": it can not be negative (0 means the default)")
+	}
+}
