@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,4 +144,51 @@ func TestNewcomer2NegativeFieldNamed(t *testing.T) {
 		_, err := New(testCtx(t), cfg)
 		require.EqualError(t, err, "pypool: Config."+name+": it can not be negative (0 means the default)")
 	}
+}
+
+// TestNewcomer2NestedModulesFromAClone: README.md's "A first program" uses
+// a clone beside the new module through a replace directive, and
+// docs/observability.md then said `go get github.com/pypool/pypool/otel`
+// (and nothing for the Prometheus module), which a clone cannot serve:
+// "module github.com/pypool/pypool@upgrade found (v0.0.0, replaced by
+// ../pypool), but does not contain package github.com/pypool/pypool/otel"
+// (a nested module is not covered by the root's replace). The page now
+// gives each nested module's own replace; they are run as written, after
+// the README's commands, without the network.
+func TestNewcomer2NestedModulesFromAClone(t *testing.T) {
+	t.Parallel()
+	gobin := goCommand(t)
+	repo, err := filepath.Abs(".")
+	require.NoError(t, err)
+	var setup []string
+	for _, b := range mdBlocks(t, "README.md") {
+		if b.lang == "sh" && (strings.Contains(b.code, "go mod init hello") || strings.Contains(b.code, "-replace")) {
+			setup = append(setup, b.code)
+		}
+	}
+	require.Len(t, setup, 2, "README.md: the new module's commands, and a clone's")
+	script := strings.Replace(setup[0], "go get github.com/pypool/pypool\n", setup[1], 1)
+	text, err := os.ReadFile("docs/observability.md")
+	require.NoError(t, err)
+	for _, m := range regexp.MustCompile("`(go (?:mod edit -replace|get) github\\.com/pypool/pypool/(?:otel|prometheus)[^`]*)`").FindAllStringSubmatch(string(text), -1) {
+		script += m[1] + "\n"
+	}
+	require.Equal(t, 4, strings.Count(script, "/pypool/pypool/"), "docs/observability.md: a replace and a go get for each nested module:\n%s", script)
+
+	base := filepath.Join(t.TempDir(), "new comer")
+	require.NoError(t, os.Mkdir(base, 0o755))
+	require.NoError(t, os.Symlink(repo, filepath.Join(base, "pypool")))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sh := exec.CommandContext(ctx, "sh", "-e", "-c", "PATH=\"$(dirname \"$0\"):$PATH\"\n"+script, gobin)
+	sh.Dir, sh.Env = base, append(os.Environ(), "GOFLAGS=", "GOPROXY=off", "GOSUMDB=off")
+	out, err := sh.CombinedOutput()
+	if err != nil && strings.Contains(string(out), "module lookup disabled by GOPROXY=off") {
+		t.Skipf("the module cache lacks the nested modules' dependencies (go mod download in otel/ and prometheus/):\n%s", out)
+	}
+	require.NoError(t, err, "%s\n%s", script, out)
+	mod, err := os.ReadFile(filepath.Join(base, "hello", "go.mod"))
+	require.NoError(t, err)
+	assert.Contains(t, string(mod), "github.com/pypool/pypool/otel v0.0.0")
+	assert.Contains(t, string(mod), "github.com/pypool/pypool/prometheus v0.0.0")
 }
