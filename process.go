@@ -464,7 +464,9 @@ func (p *process) helloHint() string {
 func (spec *workerSpec) readHello(ctx context.Context, what, who string, setDeadline func(time.Time) error,
 	read func() ([]byte, error)) (body []byte, readErr, err error) {
 	deadline := time.Now().Add(spec.startTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+	d, ok := ctx.Deadline()
+	ctxFirst := ok && d.Before(deadline) // then the pipe's deadline is ctx's, and may fire a moment before ctx ends
+	if ctxFirst {
 		deadline = d
 	}
 	setDeadline(deadline)
@@ -474,8 +476,8 @@ func (spec *workerSpec) readHello(ctx context.Context, what, who string, setDead
 	switch {
 	case readErr == nil:
 		return body, nil, nil
-	case errors.Is(readErr, os.ErrDeadlineExceeded) && ctx.Err() != nil:
-		return nil, nil, fmt.Errorf("pypool: starting %s: %w", what, ctx.Err())
+	case errors.Is(readErr, os.ErrDeadlineExceeded) && (ctx.Err() != nil || ctxFirst):
+		return nil, nil, fmt.Errorf("pypool: starting %s: %w", what, contextCause(ctx))
 	case errors.Is(readErr, os.ErrDeadlineExceeded):
 		return nil, nil, fmt.Errorf("%w: %s did not finish importing %q within %v (Config.StartTimeout): %w",
 			ErrWorkerStart, who, spec.module, spec.startTimeout, context.DeadlineExceeded)
