@@ -192,3 +192,59 @@ func TestNewcomer2NestedModulesFromAClone(t *testing.T) {
 	assert.Contains(t, string(mod), "github.com/pypool/pypool/otel v0.0.0")
 	assert.Contains(t, string(mod), "github.com/pypool/pypool/prometheus v0.0.0")
 }
+
+// TestNewcomer2PypoolgenTimeout: docs/bindings.md's -timeout is "how long
+// to wait for the worker" (default 2m), but the worker's start was bounded
+// by Config.StartTimeout's default, 60 s, which pypoolgen has no flag for:
+// a module that loads a model for 90 s failed with -timeout 5m. And the
+// error of a start that ran out of time, "pypool: starting a worker:
+// context deadline exceeded", did not name the flag. -timeout now bounds
+// the start too, and its error names it.
+func TestNewcomer2PypoolgenTimeout(t *testing.T) {
+	t.Parallel()
+	gobin := goCommand(t)
+	hold := filepath.Join(t.TempDir(), "hold")
+	require.NoError(t, os.WriteFile(hold, nil, 0o644))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gobin, "run", "./cmd/pypoolgen", "-module", "pypool_slowstart", "-pythonpath", "testdata/pymod",
+		"-out", filepath.Join(t.TempDir(), "slow_gen.go"), "-package", "slow", "-timeout", "2s")
+	// The worker installs in a directory of the test's; go keeps its build
+	// cache, which XDG_CACHE_HOME would move.
+	gocache, err := exec.CommandContext(ctx, gobin, "env", "GOCACHE").Output()
+	require.NoError(t, err)
+	cmd.Env = append(os.Environ(), "PYPOOL_HOLD_FLAG="+hold, "XDG_CACHE_HOME="+t.TempDir(), "GOCACHE="+strings.TrimSpace(string(gocache)))
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "pypoolgen: -timeout 2s bounds the module's import (Config.StartTimeout) and the whole run: raise it for a module slow to import", "%s", out)
+}
+
+// TestNewcomer2NewDeadlineNamed: New(ctx) with a deadline shorter than
+// Config.StartTimeout, on a module slow to import (a model loaded at
+// start), failed after ctx's 1 s with "worker N did not finish importing
+// ... within 1m0s (Config.StartTimeout)" whenever the pipe's deadline,
+// set to ctx's, fired a moment before ctx's own timer: it blamed a limit
+// that had not passed, and sent the reader to raise it. The error is now
+// ctx's, every time (six starts at once).
+func TestNewcomer2NewDeadlineNamed(t *testing.T) {
+	t.Parallel()
+	hold := filepath.Join(t.TempDir(), "hold")
+	require.NoError(t, os.WriteFile(hold, nil, 0o644))
+	cfg := testConfig(t)
+	cfg.Module, cfg.Env, cfg.StartMethod = "pypool_slowstart", []string{"PYPOOL_HOLD_FLAG=" + hold}, StartExec
+	errs := make(chan error, 6)
+	for range cap(errs) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_, err := New(ctx, cfg)
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		err := <-errs
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.NotContains(t, err.Error(), "Config.StartTimeout")
+		assert.EqualError(t, err, "pypool: starting a worker: context deadline exceeded")
+	}
+}
