@@ -248,3 +248,29 @@ func TestNewcomer2NewDeadlineNamed(t *testing.T) {
 		assert.EqualError(t, err, "pypool: starting a worker: context deadline exceeded")
 	}
 }
+
+// TestNewcomer2SeveralModulesImportError: docs/configuration.md, "Several
+// modules", quotes the error of a module that fails to import among
+// several. The quote was "... failed: python ModuleNotFoundError: module
+// 'images': No module named 'PIL'", which is not what New says (the module
+// is named in the hint). Its layout (service, text.tools, images importing
+// PIL) is built here and the quote checked against New's error.
+func TestNewcomer2SeveralModulesImportError(t *testing.T) {
+	t.Parallel()
+	text, err := os.ReadFile("docs/configuration.md")
+	require.NoError(t, err)
+	m := regexp.MustCompile("\\(`(importing modules service, text\\.tools, images failed:[^`]*?)(?: …)?`\\)").FindSubmatch(text)
+	require.NotNil(t, m, "docs/configuration.md: the quoted error of several modules")
+	quote := strings.Join(strings.Fields(string(m[1])), " ")
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "text"), 0o755))
+	for name, src := range map[string]string{"service.py": "def health():\n    return 'ok'\n", "text/__init__.py": "",
+		"text/tools.py": "def slugify(s):\n    return s\n", "images.py": "import PIL\n"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644))
+	}
+	cfg := testConfig(t)
+	cfg.Module, cfg.Modules, cfg.PythonPath = "service", []string{"text.tools", "images"}, []string{dir}
+	_, err = New(testCtx(t), cfg)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), quote)
+}
