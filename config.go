@@ -441,6 +441,12 @@ func (c Config) withDefaults() (Config, error) {
 	if err := validateModules(c.Module, c.Modules); err != nil {
 		return c, err
 	}
+	negative := firstNegative([]numField{{"StartTimeout", int64(c.StartTimeout), true},
+		{"InterruptGrace", int64(c.InterruptGrace), true}, {"StopTimeout", int64(c.StopTimeout), true},
+		{"CallTimeout", int64(c.CallTimeout), true}, {"MaxWorkerLifetime", int64(c.MaxWorkerLifetime), true},
+		{"OverflowIdleTimeout", int64(c.OverflowIdleTimeout), true}, {"CrashRetries", int64(c.CrashRetries), false},
+		{"MaxCallsPerWorker", int64(c.MaxCallsPerWorker), false}, {"MaxCallsJitter", int64(c.MaxCallsJitter), false},
+		{"MaxWorkerMemory", c.MaxWorkerMemory, false}})
 	switch {
 	case c.Size < 0:
 		return c, fmt.Errorf("pypool: Config.Size is %d: it must be positive (0 means the number of CPUs)", c.Size)
@@ -451,17 +457,14 @@ func (c Config) withDefaults() (Config, error) {
 			"the workers Pool.Reload may start beyond Size+MaxOverflow)", c.ReloadSurge, DefaultReloadSurge)
 	case c.Strategy != LIFO && c.Strategy != FIFO:
 		return c, fmt.Errorf("pypool: Config.Strategy is %v: use pypool.LIFO or pypool.FIFO", c.Strategy)
-	case c.StartTimeout < 0, c.InterruptGrace < 0, c.StopTimeout < 0, c.CallTimeout < 0,
-		c.MaxWorkerLifetime < 0, c.OverflowIdleTimeout < 0:
-		return c, fmt.Errorf("pypool: Config.StartTimeout, InterruptGrace, StopTimeout, CallTimeout, MaxWorkerLifetime and OverflowIdleTimeout can not be negative")
+	case negative != "":
+		return c, fmt.Errorf("pypool: Config.%s: it can not be negative (0 means the default)", negative)
 	case c.StackDumps < StackDumpsSlow || c.StackDumps > StackDumpsAll:
 		return c, fmt.Errorf("pypool: Config.StackDumps is %v: use pypool.StackDumpsSlow, StackDumpsOff or StackDumpsAll", c.StackDumps)
 	case c.StackDumpInterval < 0:
 		return c, fmt.Errorf("pypool: Config.StackDumpInterval is %v: it can not be negative", c.StackDumpInterval)
 	case c.MaxWaiting < NoWaiting:
 		return c, fmt.Errorf("pypool: Config.MaxWaiting is %d: use a limit above 0, 0 (no limit) or pypool.NoWaiting (-1: no call waits)", c.MaxWaiting)
-	case c.CrashRetries < 0, c.MaxCallsPerWorker < 0, c.MaxCallsJitter < 0, c.MaxWorkerMemory < 0:
-		return c, fmt.Errorf("pypool: Config.CrashRetries, MaxCallsPerWorker, MaxCallsJitter and MaxWorkerMemory can not be negative")
 	case c.AsyncCalls < 0:
 		return c, fmt.Errorf("pypool: Config.AsyncCalls is %d: it can not be negative (0: one call per worker)", c.AsyncCalls)
 	case c.AsyncCalls > 0 && c.SharedMemoryThreshold > 0:
@@ -522,6 +525,28 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.Default()
 	}
 	return c, nil
+}
+
+// numField is a numeric field of Config, for firstNegative.
+type numField struct {
+	name     string
+	value    int64
+	duration bool
+}
+
+// firstNegative names the first of fields whose value is negative, with
+// its value ("StopTimeout is -1s"), or returns "".
+func firstNegative(fields []numField) string {
+	for _, f := range fields {
+		switch {
+		case f.value >= 0:
+		case f.duration:
+			return fmt.Sprintf("%s is %v", f.name, time.Duration(f.value))
+		default:
+			return fmt.Sprintf("%s is %d", f.name, f.value)
+		}
+	}
+	return ""
 }
 
 // validateModules checks Config.Module and Config.Modules.

@@ -26,7 +26,7 @@ const (
 	msgWorkerStopped   = "pypool: worker stopped"                                                       // Debug: cause, calls served, uptime
 	msgWorkerRecycled  = "pypool: worker recycled"                                                      // Info: reason; a "stopped" record follows
 	msgWorkerCrashed   = "pypool: worker crashed"                                                       // Warn: exit status or signal, stderr tail, function
-	msgCallInterrupted = "pypool: call interrupted"                                                     // Debug, Warn if answered after half of InterruptGrace (rate-limited): function, cause, answered_in
+	msgCallInterrupted = "pypool: call interrupted"                                                     // Debug, Warn if answered after half of InterruptGrace (rate-limited): function, cause, answered_in; Debug with stopped_by_pool_after when Close stopped it first
 	msgWorkerKilled    = "pypool: worker killed"                                                        // Warn (rate-limited, else Debug): function, cause, grace: it ignored its interrupt
 	msgPythonStack     = "pypool: python stack"                                                         // Warn (Config.StackDumps, rate-limited): function, event, stack (all threads), suppressed
 	msgStartFailed     = "pypool: worker failed to start"                                               // Error if fatal, else Warn: error, fatal, retry_in

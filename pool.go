@@ -364,7 +364,8 @@ func (s Stats) Status() string {
 // or by force, and Close returns when all have exited. Close returns ctx's
 // error only if it had to cut off a worker still checked out (a call or a
 // Transaction); a call already cut off by its own caller (being
-// interrupted) does not count. Calling Close again waits for the first.
+// interrupted) does not count, and its worker is killed at once. Calling
+// Close again waits for the first.
 func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {

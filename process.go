@@ -18,6 +18,7 @@ package pypool
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/pypool/pypool/internal/osproc"
+	"github.com/pypool/pypool/internal/wire"
 )
 
 // stderrTailLines is how many of the last stderr lines a crash error quotes.
@@ -387,11 +389,17 @@ func (e execProcess) wait() exitStatus {
 // handshake reads the worker's HELLO (readHello) and checks it (welcome),
 // whether the worker was started as its own python3 or forked.
 func (p *process) handshake(ctx context.Context) error {
+	// A HELLO is small: a larger first frame is text that something wrote
+	// to the worker's stdout before the runtime took it (helloHint), not
+	// a frame to wait for (with MaxMessageSize raised, up to StartTimeout).
+	p.reader.r.SetMaxSize(min(p.spec.maxMessageSize, maxHelloSize))
 	body, readErr, err := p.spec.readHello(ctx, "a worker", fmt.Sprintf("worker %d", p.pid), p.fromWorker.SetReadDeadline,
 		func() ([]byte, error) {
-			body, _, err := p.reader.next()
+			body, _, err := p.reader.r.Next()
 			return body, err
 		})
+	p.reader.r.SetMaxSize(p.spec.maxMessageSize)
+	var tooLarge *wire.SizeError
 	switch {
 	case err != nil:
 		return err
@@ -408,6 +416,11 @@ func (p *process) handshake(ctx context.Context) error {
 			return &fatalStart{fmt.Errorf("%w: %s: %s (set Config.Python)", ErrWorkerStart, p.os.path(), exitErr.Stderr[len(exitErr.Stderr)-1])}
 		}
 		return &exitErr
+	case errors.As(readErr, &tooLarge):
+		var header [wire.HeaderSize]byte
+		binary.BigEndian.PutUint32(header[:], tooLarge.Size)
+		return &fatalStart{fmt.Errorf("%w: %w: worker %d began with %q where its handshake should be: %s",
+			ErrWorkerStart, ErrProtocol, p.pid, header[:], p.helloHint())}
 	default:
 		return fmt.Errorf("%w: reading the handshake of worker %d: %w", ErrWorkerStart, p.pid, readErr)
 	}
@@ -415,7 +428,7 @@ func (p *process) handshake(ctx context.Context) error {
 	if err != nil {
 		// Its first words are not a handshake this package speaks: it does
 		// not run this runtime, and will not next time either.
-		return &fatalStart{fmt.Errorf("%w: %w", ErrWorkerStart, err)}
+		return &fatalStart{fmt.Errorf("%w: %w; %s", ErrWorkerStart, err, p.helloHint())}
 	}
 	if err := p.spec.welcome(h); err != nil {
 		return err
@@ -429,6 +442,18 @@ func (p *process) handshake(ctx context.Context) error {
 	return nil
 }
 
+// maxHelloSize bounds a worker's first frame, its HELLO (an import error's
+// traceback included). Text (any first byte from 0x01 up) read as a frame's
+// length is larger.
+const maxHelloSize = 16 << 20
+
+// helloHint says what writes where a worker's HELLO should be.
+func (p *process) helloHint() string {
+	return fmt.Sprintf("something wrote to the worker's stdout before Python ran pypool's runtime "+
+		"(a wrapper script that echoes, a sitecustomize or .pth file that prints): "+
+		"set Config.Python to the interpreter itself (%q runs), or make it write to stderr", p.os.path())
+}
+
 // readHello is the one handshake read of a starting python3, a worker's
 // (handshake) or a fork server template's (forkserver.go): it reads the
 // HELLO with read, bounded by Config.StartTimeout and ctx through
@@ -439,7 +464,9 @@ func (p *process) handshake(ctx context.Context) error {
 func (spec *workerSpec) readHello(ctx context.Context, what, who string, setDeadline func(time.Time) error,
 	read func() ([]byte, error)) (body []byte, readErr, err error) {
 	deadline := time.Now().Add(spec.startTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+	d, ok := ctx.Deadline()
+	ctxFirst := ok && d.Before(deadline) // then the pipe's deadline is ctx's, and may fire a moment before ctx ends
+	if ctxFirst {
 		deadline = d
 	}
 	setDeadline(deadline)
@@ -449,8 +476,8 @@ func (spec *workerSpec) readHello(ctx context.Context, what, who string, setDead
 	switch {
 	case readErr == nil:
 		return body, nil, nil
-	case errors.Is(readErr, os.ErrDeadlineExceeded) && ctx.Err() != nil:
-		return nil, nil, fmt.Errorf("pypool: starting %s: %w", what, ctx.Err())
+	case errors.Is(readErr, os.ErrDeadlineExceeded) && (ctx.Err() != nil || ctxFirst):
+		return nil, nil, fmt.Errorf("pypool: starting %s: %w", what, contextCause(ctx))
 	case errors.Is(readErr, os.ErrDeadlineExceeded):
 		return nil, nil, fmt.Errorf("%w: %s did not finish importing %q within %v (Config.StartTimeout): %w",
 			ErrWorkerStart, who, spec.module, spec.startTimeout, context.DeadlineExceeded)
@@ -661,7 +688,8 @@ func contextCause(ctx context.Context) error {
 // routine, logged at Debug. One answered later is logged at Warn, with
 // the Python stack taken at that half (Config.StackDumps); one not
 // answered ("worker killed") at Warn, with the stack taken now, before
-// its supervisor kills it (bounded by dumpKillWait). Both warnings are
+// its supervisor kills it (bounded by dumpKillWait); one its pool stopped
+// meanwhile (Close) at Debug. Both warnings are
 // rate-limited per function (stackLimiter); those suppressed are logged
 // at Debug.
 func (p *process) drainInterrupted(grace time.Duration) bool {
@@ -692,6 +720,10 @@ func (p *process) drainInterrupted(grace time.Duration) bool {
 			attrs = append(attrs, "suppressed", n)
 		}
 		p.spec.logger.Warn(msgCallInterrupted, attrs...)
+	case p.askedToEnd():
+		// Its pool stopped it meanwhile (Close): it did not ignore its
+		// interrupt, it was not given the time to answer it.
+		p.spec.logger.Debug(msgCallInterrupted, append(attrs, "stopped_by_pool_after", answered)...)
 	case !p.hasExited():
 		allowed, n := p.spec.stacks.allow(fn, dumpKilled)
 		attrs = append(attrs, "grace", grace)

@@ -315,7 +315,7 @@ func (p *Pool) goDrain(pw *pooledWorker) {
 			recycle = p.recycleReason(pw)
 		}
 		p.mu.Lock()
-		if !ok {
+		if !ok && pw.state == stateDraining { // else Close stopped it first, and says so
 			pw.stopCause = "did not answer its interrupt within Config.InterruptGrace"
 		}
 		defer p.mu.Unlock()

@@ -111,7 +111,7 @@ func parseFlags(argv []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.python, "python", "", "the Python interpreter (Config.Python; default python3)")
 	fs.Var((*stringList)(&cfg.pythonPath), "pythonpath", "directories to put first on sys.path (Config.PythonPath), separated by commas; may be repeated")
 	fs.BoolVar(&cfg.check, "check", false, "write nothing; exit 1, printing what changed, if -out differs from what would be written")
-	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "how long to wait for the worker")
+	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "how long to wait for the worker: its start (the module's import) and the whole run")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: pypoolgen -module name [-out file.go] [-package name] [-python interpreter] [-pythonpath dirs] [-check]")
 		fs.PrintDefaults()
@@ -198,7 +198,14 @@ func bindings(ctx context.Context, cfg config) ([]byte, error) {
 		PythonPath: cfg.pythonPath,
 		Size:       1,
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// -timeout bounds the start too: StartTimeout's default (60 s)
+		// would cut off a module slower to import than that.
+		StartTimeout: cfg.timeout,
 	})
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("%w (pypoolgen: -timeout %v bounds the module's import (Config.StartTimeout) and the whole run: "+
+			"raise it for a module slow to import)", err, cfg.timeout)
+	}
 	if errors.Is(err, pypool.ErrWorkerStart) {
 		// The error's fixes name Config's fields: say which flags set them.
 		return nil, fmt.Errorf("%w (pypoolgen: -pythonpath sets Config.PythonPath, -python Config.Python)", err)

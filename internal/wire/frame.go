@@ -75,6 +75,10 @@ func NewFrameReader(r io.Reader, maxSize int) *FrameReader {
 	return &FrameReader{r: bufio.NewReaderSize(r, 64<<10), maxSize: maxSize, bodyLen: -1, minSplit: MinSplit}
 }
 
+// SetMaxSize changes the largest body the reader accepts from the next
+// frame on.
+func (f *FrameReader) SetMaxSize(maxSize int) { f.maxSize = maxSize }
+
 // Buffered returns how many bytes the reader has read from its source but
 // not yet put into a frame.
 func (f *FrameReader) Buffered() int { return f.r.Buffered() }

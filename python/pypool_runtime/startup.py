@@ -343,22 +343,26 @@ def _namespace_error(name: str, module: Any) -> ImportError:
 
 def _off_path_hint(missing: str) -> str:
     """Where a module that did not import is, if it is in one of the places
-    that are not on sys.path any more: the working directory, the user's
-    site-packages (python -I)."""
+    that are not on sys.path any more: PYTHONPATH's directories, the
+    working directory, the user's site-packages (python -I)."""
     top = missing.partition(".")[0]
     site = sys.modules.get("site")  # imported at the interpreter's start, unless -S
     try:  # a hint only: the working directory may be gone, HOME unknown
-        places = [("the working directory", os.getcwd(), "list it in Config.PythonPath (\".\" is Config.Dir)")]
+        ignored = "the workers ignore PYTHONPATH (python -I): list it in Config.PythonPath"
+        places = [(p, "%s, on PYTHONPATH" % p, ignored) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        cwd = os.getcwd()
+        places.append((cwd, "the working directory " + cwd, "list it in Config.PythonPath (\".\" is Config.Dir)"))
         if site is not None:
-            places.append(("the user's site-packages", site.getusersitepackages(), "add it to Config.PythonPath"))
+            user_site = site.getusersitepackages()
+            places.append((user_site, "the user's site-packages " + user_site, "add it to Config.PythonPath"))
     except Exception:
         return ""
-    for label, place, fix in places:
+    for place, where, fix in places:
         if place in sys.path:
             continue
         for name in (top, top + ".py"):
             if os.path.exists(os.path.join(place, name)):
-                return "%r is in %s %s, which is not on the workers' sys.path: %s" % (top, label, place, fix)
+                return "%r is in %s, which is not on the workers' sys.path: %s" % (top, where, fix)
     return ""
 
 
