@@ -653,6 +653,9 @@ func TestAuditCodecFarTimesStayFar(t *testing.T) {
 			})
 			require.NoError(t, err, name)
 			check(frame, when)
+			frame, err = e.encode(1, "f", []any{make([]byte, 2*farTimesSearch), when}, nil)
+			require.NoError(t, err, name)
+			check(frame, when) // a frame large enough to be scanned without the search
 			args, err := setUpArgs(Config{SetUpArgs: []any{when}})
 			require.NoError(t, err)
 			frame, err = base64.StdEncoding.DecodeString(args)
@@ -715,4 +718,24 @@ func TestAuditCodecCallAsExtensionIsNoMap(t *testing.T) {
 	assert.Equal(t, time.Unix(1<<31, 0).UTC(), at.T.UTC())
 	assert.Equal(t, time.Unix(1<<31, 0).UTC(), at.A.(time.Time).UTC())
 	assert.Equal(t, map[string]int{"a": 1}, at.M)
+}
+
+// BenchmarkBoundFarTimes: what the far times' check costs a frame with a
+// time, a small frame without one, and one with a 1 MiB bytes argument.
+func BenchmarkBoundFarTimes(b *testing.B) {
+	e := newCallEncoder(64<<20, nil)
+	for name, args := range map[string][]any{
+		"trivial": {"testing"},
+		"time":    {time.Unix(1, 0)},
+		"1MiB":    {make([]byte, 1<<20)},
+	} {
+		frame, err := e.encode(1, "f", args, nil)
+		require.NoError(b, err)
+		frame = bytes.Clone(frame[frameHeaderSize:])
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				boundFarTimes(frame)
+			}
+		})
+	}
 }
