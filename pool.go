@@ -48,9 +48,8 @@ type Pool struct {
 
 	// Also guarded by mu: the counters of worker starts and stops (stats.go).
 	starts     [numCauses]uint64 // successful starts by cause
-	stops      [numCauses]uint64 // workers that left their slot, by cause
+	stops      [numCauses]uint64 // workers that left their slot, by cause (causeCrash: Stats.Crashes)
 	owed       [numCauses]uint64 // replacements due, by the class of what left
-	crashes    uint64
 	startFails uint64
 	recycled   uint64
 

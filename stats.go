@@ -173,7 +173,9 @@ func replacementClass(c cause) cause {
 }
 
 // leftLocked records that pw left its slot (it was serving or just
-// started) for cause c. The next start the pool decides while it still
+// started) for cause c, once: a crash too (Stats.Crashes) is counted here,
+// when the dead worker is checked in or reaped, whichever comes first, so
+// that a caller who sees the worker gone sees its crash counted. The next start the pool decides while it still
 // needs one (reconcileLocked) is owed to c's class, whatever the pool's
 // size: a replacement counts as the cause that made it.
 func (p *Pool) leftLocked(pw *pooledWorker, c cause) {
@@ -286,7 +288,7 @@ func (p *Pool) Stats() Stats {
 		StartFailures:  p.startFails,
 		StartsHandover: p.starts[causeHandover],
 
-		Crashes:           p.crashes,
+		Crashes:           p.stops[causeCrash],
 		StopsKilled:       p.stops[causeKilled],
 		StopsMaxCalls:     p.stops[causeMaxCalls],
 		StopsMaxMemory:    p.stops[causeMaxMemory],

@@ -243,9 +243,6 @@ func (p *Pool) processExited(proc *process) {
 		return // it never joined the pool: its start reports why
 	}
 	delete(p.workers, proc)
-	if proc.crashed() {
-		p.crashes++ // before anyone can see the worker gone
-	}
 	p.leftLocked(pw, p.endCauseLocked(proc.crashed()))
 	p.setStateLocked(pw, stateExited)
 	p.reconcileLocked()
