@@ -8,8 +8,11 @@ package pypool
 // semantics.
 
 import (
+	"context"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -49,4 +52,73 @@ func TestAuditLifeCrashIsCountedWhenItsCallerSeesIt(t *testing.T) {
 		require.Equal(t, int64(s.Workers), ledger(s), "crash %d: %+v", i, s)
 		awaitPool(t, pool, "back at size", func(s Stats) bool { return atRest(s, 1) })
 	}
+}
+
+// watchLedger checks, on a snapshot taken at every change of the pool's
+// state until the returned function is called, that Stats' counters
+// agree with its gauges at every instant: the starts less the ends are
+// the workers that serve, and the totals are their parts' sums.
+func watchLedger(t *testing.T, p *Pool) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			changed := p.awaitChange()
+			s := p.Stats()
+			if ledger(s) != int64(s.Workers) {
+				t.Errorf("starts less ends (%d) are not Workers: %+v", ledger(s), s)
+			}
+			if s.Recycled != s.StopsMaxCalls+s.StopsMaxMemory+s.StopsMaxLifetime+s.StopsOverflowIdle+s.StopsReload {
+				t.Errorf("Recycled is not the sum of its parts: %+v", s)
+			}
+			if s.CallsFinished > s.CallsStarted {
+				t.Errorf("more calls finished than started: %+v", s)
+			}
+			select {
+			case <-changed:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// Stats' counters agree with its gauges at every instant while workers
+// are killed from outside, recycled, stopped as idle overflow and resized
+// away under load.
+func TestAuditLifeStatsLedgerHoldsUnderFaults(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Size, cfg.MaxOverflow = 2, 2
+	cfg.MaxCallsPerWorker = 4
+	cfg.OverflowIdleTimeout = 100 * time.Millisecond
+	pool := newTestPool(t, cfg)
+	stop := watchLedger(t, pool)
+	defer stop()
+
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				ctx, cancel := context.WithTimeout(testCtx(t), time.Duration(20+(g*7+i)%60)*time.Millisecond)
+				_, _ = pool.Call(ctx, "sleep", 0.01*float64((g+i)%5))
+				cancel()
+			}
+		}()
+	}
+	for i, size := range []int{3, 1, 2, 1, 2} {
+		if pids := workerPids(pool); len(pids) > 0 {
+			_ = syscall.Kill(pids[i%len(pids)], syscall.SIGKILL)
+		}
+		require.NoError(t, pool.Resize(size, 2))
+		awaitPool(t, pool, "a worker serving", func(s Stats) bool { return s.Workers > 0 })
+	}
+	wg.Wait()
+	awaitPool(t, pool, "at rest", func(s Stats) bool { return atRest(s, 2) })
+	s := pool.Stats()
+	require.Equal(t, int64(2), ledger(s), "%+v", s)
 }
