@@ -9,6 +9,8 @@ package pypool
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -121,4 +123,74 @@ func TestAuditLifeStatsLedgerHoldsUnderFaults(t *testing.T) {
 	awaitPool(t, pool, "at rest", func(s Stats) bool { return atRest(s, 2) })
 	s := pool.Stats()
 	require.Equal(t, int64(2), ledger(s), "%+v", s)
+}
+
+// lifeFlagConfig is a pool of pypool_lifeflag, whose import raises while
+// the file flag exists.
+func lifeFlagConfig(t *testing.T) (cfg Config, flag string) {
+	flag = filepath.Join(t.TempDir(), "broken")
+	cfg = testConfig(t)
+	cfg.Module = "pypool_lifeflag"
+	cfg.Env = []string{"PYPOOL_BREAK_FLAG=" + flag}
+	return cfg, flag
+}
+
+// RoadRunner's TestSupervisedPool_ExecTTL_WorkerRestarted: a worker that
+// passes Config.MaxWorkerLifetime during a call finishes the call (no
+// interrupt: a busy worker is only replaced at its check-in), and is
+// replaced then, round after round.
+func TestAuditLifeBusyWorkerPastItsLifetimeFinishesItsCall(t *testing.T) {
+	t.Parallel()
+	cfg, _ := lifeFlagConfig(t)
+	cfg.MaxWorkerLifetime = 300 * time.Millisecond // at most 330 ms with its jitter
+	pool := newTestPool(t, cfg)
+	for round := range 2 {
+		before, err := pool.Call(testCtx(t), "pid")
+		require.NoError(t, err)
+		out, err := pool.Call(testCtx(t), "sleep", 0.5)
+		require.NoError(t, err, "round %d: the call that outlives its worker's lifetime completes", round)
+		require.Equal(t, 0.5, out)
+		awaitPool(t, pool, "the worker replaced", func(s Stats) bool {
+			return s.StopsMaxLifetime >= uint64(round+1) && atRest(s, 1)
+		})
+		after, err := pool.Call(testCtx(t), "pid")
+		require.NoError(t, err)
+		require.NotEqual(t, before, after, "round %d", round)
+		s := pool.Stats()
+		require.Zero(t, s.Interrupts+s.Crashes+s.StopsKilled, "%+v", s)
+	}
+}
+
+// RoadRunner's TestSupervisedPool_AllocateFailedOK, with Ping: the module
+// breaks on disk while Config.MaxWorkerLifetime recycles its worker, so
+// the replacement cannot start. Ping and calls fail with the import's
+// error (not a timeout: Ping's doc promises the start error while the
+// module cannot be imported), and once the module is mended, the pool
+// heals by itself.
+func TestAuditLifeRecyclingWhileTheModuleIsBrokenHeals(t *testing.T) {
+	t.Parallel()
+	cfg, flag := lifeFlagConfig(t)
+	cfg.MaxWorkerLifetime = 200 * time.Millisecond
+	pool := newTestPool(t, cfg)
+	require.NoError(t, os.WriteFile(flag, nil, 0o644))
+	awaitPool(t, pool, "the replacement failing", func(s Stats) bool { return s.StartFailures >= 1 && s.Workers == 0 })
+
+	var pyErr *PythonError
+	err := pool.Ping(testCtx(t))
+	require.ErrorAs(t, err, &pyErr, "Ping: %v", err)
+	require.Contains(t, pyErr.Message, "broken while its flag file exists")
+	require.ErrorIs(t, err, ErrWorkerStart)
+	_, err = pool.Call(testCtx(t), "echo", 1)
+	require.ErrorAs(t, err, &pyErr, "Call: %v", err)
+	require.ErrorIs(t, err, ErrWorkerStart)
+
+	require.NoError(t, os.Remove(flag))
+	awaitPool(t, pool, "healed", func(s Stats) bool { return s.Workers == 1 })
+	require.NoError(t, pool.Ping(testCtx(t)))
+	_, err = pool.Call(testCtx(t), "echo", 1)
+	require.NoError(t, err)
+	s := pool.Stats()
+	require.GreaterOrEqual(t, s.PingFailures, uint64(1), "%+v", s)
+	require.GreaterOrEqual(t, s.StopsMaxLifetime, uint64(1), "%+v", s)
+	require.Zero(t, s.Crashes, "%+v", s)
 }
