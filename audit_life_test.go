@@ -194,3 +194,39 @@ func TestAuditLifeRecyclingWhileTheModuleIsBrokenHeals(t *testing.T) {
 	require.GreaterOrEqual(t, s.StopsMaxLifetime, uint64(1), "%+v", s)
 	require.Zero(t, s.Crashes, "%+v", s)
 }
+
+// New whose context ends while its worker imports fails with an error
+// that wraps ErrWorkerStart and ctx's error, as New's doc promises ("the
+// first start error, transient or not, wrapping ErrWorkerStart"), and
+// names that context, not Config.StartTimeout. Before the fix, a
+// cancelled New gave "pypool: starting a worker: context canceled"
+// (no ErrWorkerStart), and a New whose deadline passed, when the pipe's
+// timer fired before ctx's, blamed StartTimeout ("did not finish
+// importing within 1m0s (Config.StartTimeout)").
+func TestAuditLifeNewWhoseContextEndsFailsWithErrWorkerStart(t *testing.T) {
+	t.Parallel()
+	flag := filepath.Join(t.TempDir(), "hold")
+	require.NoError(t, os.WriteFile(flag, nil, 0o644)) // every import waits
+	cfg := testConfig(t)
+	cfg.Module = "pypool_slowstart"
+	cfg.Env = []string{"PYPOOL_HOLD_FLAG=" + flag}
+	cfg.StartTimeout = time.Minute
+	check := func(err, want error) {
+		t.Helper()
+		require.ErrorIs(t, err, ErrWorkerStart)
+		require.ErrorIs(t, err, want)
+		require.NotContains(t, err.Error(), "StartTimeout")
+	}
+	for range 3 {
+		ctx, cancel := context.WithTimeout(testCtx(t), 150*time.Millisecond)
+		pool, err := New(ctx, cfg)
+		cancel()
+		require.Nil(t, pool)
+		check(err, context.DeadlineExceeded)
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	time.AfterFunc(150*time.Millisecond, cancel)
+	pool, err := New(ctx, cfg)
+	require.Nil(t, pool)
+	check(err, context.Canceled)
+}
