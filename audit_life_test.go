@@ -230,3 +230,54 @@ func TestAuditLifeNewWhoseContextEndsFailsWithErrWorkerStart(t *testing.T) {
 	require.Nil(t, pool)
 	check(err, context.Canceled)
 }
+
+// Ping's probe is not a call of the module (Ping's doc): a readiness
+// probe does not use up Config.MaxCallsPerWorker, so that probes alone
+// never recycle a worker. Before the fix, every probe counted as a call
+// served: 3 pings recycled a worker of MaxCallsPerWorker 3.
+func TestAuditLifePingsDoNotUseUpMaxCallsPerWorker(t *testing.T) {
+	t.Parallel()
+	cfg, _ := lifeFlagConfig(t)
+	cfg.MaxCallsPerWorker = 3
+	pool := newTestPool(t, cfg)
+	first := workerPids(pool)[0]
+	for range 6 {
+		require.NoError(t, pool.Ping(testCtx(t)))
+	}
+	for range 2 {
+		_, err := pool.Call(testCtx(t), "echo", 1)
+		require.NoError(t, err)
+	}
+	s := pool.Stats()
+	require.Zero(t, s.StopsMaxCalls, "%+v", s)
+	require.Equal(t, []int{first}, workerPids(pool))
+	_, err := pool.Call(testCtx(t), "echo", 1) // the third call of the module
+	require.NoError(t, err)
+	awaitPool(t, pool, "recycled after its third call", func(s Stats) bool { return s.StopsMaxCalls == 1 && atRest(s, 1) })
+}
+
+// A worker that dies by itself soon after its start is a crash loop that
+// backs off (invariant 3), even while a readiness probe pings it: a probe
+// runs none of the module's code, so it neither ends the backoff nor
+// makes the worker's death that of a worker that served. Before the fix,
+// each ping that succeeded started the delays over and each death counted
+// as that of a worker that served: the streak never grew past 1.
+func TestAuditLifePingsDoNotEndACrashLoopsBackoff(t *testing.T) {
+	t.Parallel()
+	cfg, _ := lifeFlagConfig(t)
+	cfg.Env = append(cfg.Env, "PYPOOL_DIE_AFTER=0.3")
+	pool := newTestPool(t, cfg)
+	streak := func() int {
+		pool.backoff.mu.Lock()
+		defer pool.backoff.mu.Unlock()
+		return pool.backoff.streak
+	}
+	for streak() < 3 && pool.Stats().Crashes < 6 {
+		ctx, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
+		_ = pool.Ping(ctx)
+		cancel()
+	}
+	s := pool.Stats()
+	require.GreaterOrEqual(t, streak(), 3, "the backoff of a crash loop pinged all along: %+v", s)
+	require.NotZero(t, s.Pings-s.PingFailures, "some pings reached a worker: %+v", s)
+}

@@ -426,11 +426,17 @@ func (p *Pool) leave(pl *place) {
 // with a callback's context) and counts it as sent (Stats.CallsSent; not
 // Ping's probe); sizes (nil: not traced) receives a call's encoded sizes
 // (a stream's are not counted). A success ends the start backoff (the
-// workers work); the end of a worker that Close stopped under the
-// exchange is no crash: it is a *closedError, which wraps ErrPoolClosed
-// only.
+// workers work); a probe, which runs none of the module's code, neither
+// ends it nor counts as a call the worker served (MaxCallsPerWorker, and
+// a worker that dies young: supervise.go's processExited). The end of a
+// worker that Close stopped under the exchange is no crash: it is a
+// *closedError, which wraps ErrPoolClosed only.
 func (p *Pool) exchange(ctx context.Context, proc *process, pl *place, fn string, args []any, x exchange, cc callContext, sizes *callSizes) error {
 	var err error
+	var served int64
+	if x.probe {
+		served = proc.served.Load()
+	}
 	args, kwargs := splitKwargs(args)
 	switch {
 	case x.each != nil:
@@ -443,9 +449,11 @@ func (p *Pool) exchange(ctx context.Context, proc *process, pl *place, fn string
 	}
 	if !x.probe {
 		p.calls.Add(1)
+	} else if proc.served.Load() > served {
+		proc.served.Add(-1) // the runtime's no-op: not one of MaxCallsPerWorker's calls
 	}
 	switch {
-	case err == nil:
+	case err == nil && !x.probe:
 		p.backoff.callSucceeded()
 	case errors.Is(err, ErrWorkerCrashed) && proc.askedToEnd() && p.isClosed():
 		return &closedError{pid: proc.pid, fn: fn, kind: x.kind(), probe: x.probe}

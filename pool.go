@@ -207,7 +207,9 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec, early *earlyStar
 // ctx's error when no worker is free in time, with ErrPoolClosed after
 // Close, and with the start error while the module cannot be imported.
 // A probe is not a call of the module: it counts in Stats.Pings and
-// Stats.PingFailures, not in the call counters, and a Tracer is told of it
+// Stats.PingFailures, not in the call counters nor towards
+// Config.MaxCallsPerWorker, it does not end the backoff of a crash loop
+// (a worker that dies soon after its start), and a Tracer is told of it
 // with TraceCallStartData.Probe set (the prometheus subpackage's collector
 // leaves it out of its call metrics).
 func (p *Pool) Ping(ctx context.Context) error {

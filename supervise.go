@@ -245,6 +245,9 @@ func (p *Pool) processExited(proc *process) {
 	delete(p.workers, proc)
 	p.leftLocked(pw, p.endCauseLocked(proc.crashed()))
 	p.setStateLocked(pw, stateExited)
+	if proc.crashed() && time.Since(proc.started) < quickDeath && proc.served.Load() == 0 && !killedFromOutside(proc.exitErr) {
+		p.backoff.diedYoung() // before its replacement's start reads the delay
+	}
 	p.reconcileLocked()
 	p.stopOldForkServersLocked() // once the last worker a replaced template forked has exited
 	cause := p.stopCauseLocked(pw)
@@ -254,11 +257,6 @@ func (p *Pool) processExited(proc *process) {
 			"uptime", time.Since(proc.started).Round(time.Millisecond))
 	} else {
 		proc.logExit(cause)
-	}
-	if proc.crashed() {
-		if time.Since(proc.started) < quickDeath && proc.served.Load() == 0 && !killedFromOutside(proc.exitErr) {
-			p.backoff.diedYoung()
-		}
 	}
 }
 
