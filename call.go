@@ -489,6 +489,9 @@ func (p *Pool) callEnd(rec *callRecord, err error) {
 		}
 		return
 	}
+	// finished before its outcome, which Stats reads first: a snapshot
+	// never shows more outcomes than calls finished.
+	c.finished.Add(1)
 	outcome := OutcomeOf(err)
 	switch outcome {
 	case OutcomePythonError:
@@ -500,7 +503,6 @@ func (p *Pool) callEnd(rec *callRecord, err error) {
 	case OutcomeCanceled:
 		c.byOutcome[countCanceled].Add(1)
 	}
-	c.finished.Add(1)
 }
 
 // ping is Pool.Ping's probe: the runtime's no-op through the one attempt

@@ -311,16 +311,18 @@ func (p *Pool) Stats() Stats {
 	p.mu.Unlock()
 	s.Restarts = s.StartsCrash + s.StartsRecycle + s.StartsOverflow + s.StartsResize + s.StartsReload
 	c := &p.callStats
-	// finished before started: a snapshot never shows more calls
-	// finished than started.
-	s.CallsFinished = c.finished.Load()
-	s.CallsStarted = c.started.Load()
-	s.CallsSent = p.calls.Load()
-	s.Calls = s.CallsSent
+	// The outcomes, then finished, then started, the reverse of the order
+	// a call counts them in (callBegin, callEnd): a snapshot never shows
+	// more outcomes than calls finished, nor more calls finished than
+	// started.
 	s.PythonExceptions = c.byOutcome[countPython].Load()
 	s.Rejections = c.byOutcome[countRejected].Load()
 	s.DeadlineExceeded = c.byOutcome[countDeadline].Load()
 	s.Canceled = c.byOutcome[countCanceled].Load()
+	s.CallsFinished = c.finished.Load()
+	s.CallsStarted = c.started.Load()
+	s.CallsSent = p.calls.Load()
+	s.Calls = s.CallsSent
 	s.Interrupts = c.interrupts.Load()
 	s.PingFailures = c.pingFailures.Load()
 	s.Pings = c.pings.Load()
