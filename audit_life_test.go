@@ -386,3 +386,39 @@ func TestAuditLifeStatsOutcomesNeverExceedCallsFinished(t *testing.T) {
 		}
 	}
 }
+
+// A Stats snapshot never shows an interrupt whose call's outcome it does
+// not show: every call cut off while Python ran it (Interrupts) ended
+// with its context (DeadlineExceeded or Canceled). Before the fix, the
+// check-in counted the interrupt before the call counted its outcome,
+// and snapshots taken between them showed Interrupts 2 with
+// DeadlineExceeded 1.
+func TestAuditLifeStatsInterruptsNeverExceedTheirOutcomes(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Size = 2
+	pool := newTestPool(t, cfg)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 40 {
+				ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Millisecond)
+				_, _ = pool.Call(ctx, "sleep", 0.05)
+				cancel()
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	for {
+		s := pool.Stats()
+		require.LessOrEqual(t, s.Interrupts, s.DeadlineExceeded+s.Canceled, "%+v", s)
+		select {
+		case <-done:
+			return
+		default:
+		}
+	}
+}

@@ -330,19 +330,27 @@ func (p *Pool) abandon(ctx context.Context, wt *waiter) error {
 	return err
 }
 
-// checkin takes a worker back from a caller.
+// checkin takes a worker back from a caller, and counts the interrupt of
+// a call cut off on it in Stats.Interrupts.
 func (p *Pool) checkin(pw *pooledWorker) {
+	if p.checkinCut(pw) {
+		p.callStats.interrupts.Add(1)
+	}
+}
+
+// checkinCut is checkin, but reports whether the worker's last call was
+// cut off (it is being interrupted) instead of counting it: the one
+// attempt path counts it after the call's outcome (callEnd).
+func (p *Pool) checkinCut(pw *pooledWorker) (interrupted bool) {
 	cond := pw.proc.condition()
 	var recycle recycling
-	switch cond {
-	case condHealthy:
+	if cond == condHealthy {
 		recycle = p.recycleReason(pw)
-	case condInterrupted:
-		p.callStats.interrupts.Add(1)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.checkinLocked(pw, cond, recycle)
+	return cond == condInterrupted
 }
 
 // Status names the pool's state as poolboy's status/1 does: "full" when

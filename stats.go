@@ -311,10 +311,11 @@ func (p *Pool) Stats() Stats {
 	p.mu.Unlock()
 	s.Restarts = s.StartsCrash + s.StartsRecycle + s.StartsOverflow + s.StartsResize + s.StartsReload
 	c := &p.callStats
-	// The outcomes, then finished, then started, the reverse of the order
-	// a call counts them in (callBegin, callEnd): a snapshot never shows
-	// more outcomes than calls finished, nor more calls finished than
-	// started.
+	// Interrupts, the outcomes, then finished, then started, the reverse
+	// of the order a call counts them in (callBegin, callEnd): a snapshot
+	// never shows an interrupt without its call's outcome, more outcomes
+	// than calls finished, nor more calls finished than started.
+	s.Interrupts = c.interrupts.Load()
 	s.PythonExceptions = c.byOutcome[countPython].Load()
 	s.Rejections = c.byOutcome[countRejected].Load()
 	s.DeadlineExceeded = c.byOutcome[countDeadline].Load()
@@ -323,7 +324,6 @@ func (p *Pool) Stats() Stats {
 	s.CallsStarted = c.started.Load()
 	s.CallsSent = p.calls.Load()
 	s.Calls = s.CallsSent
-	s.Interrupts = c.interrupts.Load()
 	s.PingFailures = c.pingFailures.Load()
 	s.Pings = c.pings.Load()
 	s.WaitCount = c.waitCount.Load()
