@@ -175,9 +175,10 @@ func replacementClass(c cause) cause {
 // leftLocked records that pw left its slot (it was serving or just
 // started) for cause c, once: a crash too (Stats.Crashes) is counted here,
 // when the dead worker is checked in or reaped, whichever comes first, so
-// that a caller who sees the worker gone sees its crash counted. The next start the pool decides while it still
-// needs one (reconcileLocked) is owed to c's class, whatever the pool's
-// size: a replacement counts as the cause that made it.
+// that a caller who sees the worker gone sees its crash counted. The next
+// start the pool decides while it still needs one (reconcileLocked) is
+// owed to c's class, whatever the pool's size: a replacement counts as
+// the cause that made it.
 func (p *Pool) leftLocked(pw *pooledWorker, c cause) {
 	if pw.state != stateStarting && !pw.state.serving() {
 		return // it left already, and was counted then
