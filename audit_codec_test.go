@@ -733,7 +733,7 @@ func BenchmarkBoundFarTimes(b *testing.B) {
 		require.NoError(b, err)
 		frame = bytes.Clone(frame[frameHeaderSize:])
 		b.Run(name, func(b *testing.B) {
-			for b.Loop() {
+			for range b.N {
 				boundFarTimes(frame)
 			}
 		})

@@ -341,7 +341,7 @@ func (p *Pool) attempt(ctx context.Context, rec *callRecord, w *Worker, args []a
 		if err != nil {
 			return err
 		}
-		defer p.leave(&pl)
+		defer p.leave(&pl, rec)
 		ct.gotWorker(pl.pw)
 	} else {
 		if err := w.enter(); err != nil {
@@ -407,14 +407,17 @@ func (p *Pool) checkoutPlace(ctx context.Context, fn string, x exchange) (place,
 // own goes through the one check-in (Pool.checkin); a shared place is
 // freed (releaseShared), unless the caller gave up on its call, whose
 // place is then freed once its task has answered the cancellation
-// (releaseLater), and counted in Stats.Interrupts as checkin counts an
-// interrupted call.
-func (p *Pool) leave(pl *place) {
+// (releaseLater). A call cut off while Python ran it (its worker is being
+// interrupted, or its task cancelled) is recorded in rec, for callEnd to
+// count in Stats.Interrupts after its outcome.
+func (p *Pool) leave(pl *place, rec *callRecord) {
 	switch {
 	case !pl.shared:
-		p.checkin(pl.pw)
+		if p.checkinCut(pl.pw) {
+			rec.interrupts++
+		}
 	case pl.release == releaseLater:
-		p.callStats.interrupts.Add(1)
+		rec.interrupts++
 	default:
 		p.releaseShared(pl.pw)
 	}
@@ -426,11 +429,17 @@ func (p *Pool) leave(pl *place) {
 // with a callback's context) and counts it as sent (Stats.CallsSent; not
 // Ping's probe); sizes (nil: not traced) receives a call's encoded sizes
 // (a stream's are not counted). A success ends the start backoff (the
-// workers work); the end of a worker that Close stopped under the
-// exchange is no crash: it is a *closedError, which wraps ErrPoolClosed
-// only.
+// workers work); a probe, which runs none of the module's code, neither
+// ends it nor counts as a call the worker served (MaxCallsPerWorker, and
+// a worker that dies young: supervise.go's processExited). The end of a
+// worker that Close stopped under the exchange is no crash: it is a
+// *closedError, which wraps ErrPoolClosed only.
 func (p *Pool) exchange(ctx context.Context, proc *process, pl *place, fn string, args []any, x exchange, cc callContext, sizes *callSizes) error {
 	var err error
+	var served int64
+	if x.probe {
+		served = proc.served.Load()
+	}
 	args, kwargs := splitKwargs(args)
 	switch {
 	case x.each != nil:
@@ -443,9 +452,11 @@ func (p *Pool) exchange(ctx context.Context, proc *process, pl *place, fn string
 	}
 	if !x.probe {
 		p.calls.Add(1)
+	} else if proc.served.Load() > served {
+		proc.served.Add(-1) // the runtime's no-op: not one of MaxCallsPerWorker's calls
 	}
 	switch {
-	case err == nil:
+	case err == nil && !x.probe:
 		p.backoff.callSucceeded()
 	case errors.Is(err, ErrWorkerCrashed) && proc.askedToEnd() && p.isClosed():
 		return &closedError{pid: proc.pid, fn: fn, kind: x.kind(), probe: x.probe}
@@ -457,8 +468,9 @@ func (p *Pool) exchange(ctx context.Context, proc *process, pl *place, fn string
 // callEnd (one of each per call). It is the one internal hook of the call
 // path: the counters of Stats and any other per-call instrument read it.
 type callRecord struct {
-	fn    string
-	probe bool // Pool.Ping's: counted in Stats.Pings, not as a call
+	fn         string
+	probe      bool   // Pool.Ping's: counted in Stats.Pings, not as a call
+	interrupts uint64 // its attempts cut off while Python ran them (leave)
 }
 
 // callBegin records a call's start (a probe's in Stats.Pings).
@@ -481,6 +493,11 @@ func (p *Pool) callEnd(rec *callRecord, err error) {
 		}
 		return
 	}
+	// finished before its outcome, and its outcome before its interrupt,
+	// the reverse of the order Stats reads them in: a snapshot never
+	// shows more outcomes than calls finished, nor an interrupt whose
+	// call's outcome (its context's end) it does not show.
+	c.finished.Add(1)
 	outcome := OutcomeOf(err)
 	switch outcome {
 	case OutcomePythonError:
@@ -492,7 +509,9 @@ func (p *Pool) callEnd(rec *callRecord, err error) {
 	case OutcomeCanceled:
 		c.byOutcome[countCanceled].Add(1)
 	}
-	c.finished.Add(1)
+	if rec.interrupts > 0 {
+		c.interrupts.Add(rec.interrupts)
+	}
 }
 
 // ping is Pool.Ping's probe: the runtime's no-op through the one attempt

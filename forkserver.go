@@ -236,7 +236,7 @@ func (fs *forkServer) start(ctx context.Context, first []*os.File) error {
 // (welcome): it has imported the module.
 func (fs *forkServer) handshake(ctx context.Context, spec *workerSpec) error {
 	buf := make([]byte, 64<<10)
-	body, readErr, err := spec.readHello(ctx, "the fork server", fmt.Sprintf("the fork server %d", fs.pid), fs.conn.SetReadDeadline,
+	body, readErr, err := spec.readHello(ctx, fmt.Sprintf("the fork server %d", fs.pid), fs.conn.SetReadDeadline,
 		func() ([]byte, error) {
 			n, err := fs.conn.Read(buf)
 			if err == nil && n == 0 {

@@ -48,9 +48,8 @@ type Pool struct {
 
 	// Also guarded by mu: the counters of worker starts and stops (stats.go).
 	starts     [numCauses]uint64 // successful starts by cause
-	stops      [numCauses]uint64 // workers that left their slot, by cause
+	stops      [numCauses]uint64 // workers that left their slot, by cause (causeCrash: Stats.Crashes)
 	owed       [numCauses]uint64 // replacements due, by the class of what left
-	crashes    uint64
 	startFails uint64
 	recycled   uint64
 
@@ -208,7 +207,9 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec, early *earlyStar
 // ctx's error when no worker is free in time, with ErrPoolClosed after
 // Close, and with the start error while the module cannot be imported.
 // A probe is not a call of the module: it counts in Stats.Pings and
-// Stats.PingFailures, not in the call counters, and a Tracer is told of it
+// Stats.PingFailures, not in the call counters nor towards
+// Config.MaxCallsPerWorker, it does not end the backoff of a crash loop
+// (a worker that dies soon after its start), and a Tracer is told of it
 // with TraceCallStartData.Probe set (the prometheus subpackage's collector
 // leaves it out of its call metrics).
 func (p *Pool) Ping(ctx context.Context) error {
@@ -329,19 +330,27 @@ func (p *Pool) abandon(ctx context.Context, wt *waiter) error {
 	return err
 }
 
-// checkin takes a worker back from a caller.
+// checkin takes a worker back from a caller, and counts the interrupt of
+// a call cut off on it in Stats.Interrupts.
 func (p *Pool) checkin(pw *pooledWorker) {
+	if p.checkinCut(pw) {
+		p.callStats.interrupts.Add(1)
+	}
+}
+
+// checkinCut is checkin, but reports whether the worker's last call was
+// cut off (it is being interrupted) instead of counting it: the one
+// attempt path counts it after the call's outcome (callEnd).
+func (p *Pool) checkinCut(pw *pooledWorker) (interrupted bool) {
 	cond := pw.proc.condition()
 	var recycle recycling
-	switch cond {
-	case condHealthy:
+	if cond == condHealthy {
 		recycle = p.recycleReason(pw)
-	case condInterrupted:
-		p.callStats.interrupts.Add(1)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.checkinLocked(pw, cond, recycle)
+	return cond == condInterrupted
 }
 
 // Status names the pool's state as poolboy's status/1 does: "full" when

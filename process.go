@@ -393,7 +393,7 @@ func (p *process) handshake(ctx context.Context) error {
 	// to the worker's stdout before the runtime took it (helloHint), not
 	// a frame to wait for (with MaxMessageSize raised, up to StartTimeout).
 	p.reader.r.SetMaxSize(min(p.spec.maxMessageSize, maxHelloSize))
-	body, readErr, err := p.spec.readHello(ctx, "a worker", fmt.Sprintf("worker %d", p.pid), p.fromWorker.SetReadDeadline,
+	body, readErr, err := p.spec.readHello(ctx, fmt.Sprintf("worker %d", p.pid), p.fromWorker.SetReadDeadline,
 		func() ([]byte, error) {
 			body, _, err := p.reader.r.Next()
 			return body, err
@@ -457,17 +457,16 @@ func (p *process) helloHint() string {
 // readHello is the one handshake read of a starting python3, a worker's
 // (handshake) or a fork server template's (forkserver.go): it reads the
 // HELLO with read, bounded by Config.StartTimeout and ctx through
-// setDeadline. what names the start in ctx's error ("a worker"), who the
-// process in the time-out's ("worker 12"). It returns the HELLO's body;
+// setDeadline. who names the process in its errors ("worker 12"): ctx's
+// end and the time-out wrap ErrWorkerStart. It returns the HELLO's body;
 // or err, the handshake's error when ctx or the time-out ended the read;
 // or readErr, the read's own error, for the caller to say what it means.
-func (spec *workerSpec) readHello(ctx context.Context, what, who string, setDeadline func(time.Time) error,
+func (spec *workerSpec) readHello(ctx context.Context, who string, setDeadline func(time.Time) error,
 	read func() ([]byte, error)) (body []byte, readErr, err error) {
 	deadline := time.Now().Add(spec.startTimeout)
-	d, ok := ctx.Deadline()
-	ctxFirst := ok && d.Before(deadline) // then the pipe's deadline is ctx's, and may fire a moment before ctx ends
-	if ctxFirst {
-		deadline = d
+	ctxDeadline, byCtx := ctx.Deadline()
+	if byCtx = byCtx && ctxDeadline.Before(deadline); byCtx {
+		deadline = ctxDeadline
 	}
 	setDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { setDeadline(time.Now()) })
@@ -476,8 +475,11 @@ func (spec *workerSpec) readHello(ctx context.Context, what, who string, setDead
 	switch {
 	case readErr == nil:
 		return body, nil, nil
-	case errors.Is(readErr, os.ErrDeadlineExceeded) && (ctx.Err() != nil || ctxFirst):
-		return nil, nil, fmt.Errorf("pypool: starting %s: %w", what, contextCause(ctx))
+	case errors.Is(readErr, os.ErrDeadlineExceeded) && (ctx.Err() != nil || byCtx):
+		// ctx ended, or its deadline, the read's, passed (the pipe's
+		// timer may fire before ctx's): not Config.StartTimeout.
+		return nil, nil, fmt.Errorf("%w: %s had not finished importing %q when the context of its start ended: %w",
+			ErrWorkerStart, who, spec.module, contextCause(ctx))
 	case errors.Is(readErr, os.ErrDeadlineExceeded):
 		return nil, nil, fmt.Errorf("%w: %s did not finish importing %q within %v (Config.StartTimeout): %w",
 			ErrWorkerStart, who, spec.module, spec.startTimeout, context.DeadlineExceeded)

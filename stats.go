@@ -173,9 +173,12 @@ func replacementClass(c cause) cause {
 }
 
 // leftLocked records that pw left its slot (it was serving or just
-// started) for cause c. The next start the pool decides while it still
-// needs one (reconcileLocked) is owed to c's class, whatever the pool's
-// size: a replacement counts as the cause that made it.
+// started) for cause c, once: a crash too (Stats.Crashes) is counted here,
+// when the dead worker is checked in or reaped, whichever comes first, so
+// that a caller who sees the worker gone sees its crash counted. The next
+// start the pool decides while it still needs one (reconcileLocked) is
+// owed to c's class, whatever the pool's size: a replacement counts as
+// the cause that made it.
 func (p *Pool) leftLocked(pw *pooledWorker, c cause) {
 	if pw.state != stateStarting && !pw.state.serving() {
 		return // it left already, and was counted then
@@ -286,7 +289,7 @@ func (p *Pool) Stats() Stats {
 		StartFailures:  p.startFails,
 		StartsHandover: p.starts[causeHandover],
 
-		Crashes:           p.crashes,
+		Crashes:           p.stops[causeCrash],
 		StopsKilled:       p.stops[causeKilled],
 		StopsMaxCalls:     p.stops[causeMaxCalls],
 		StopsMaxMemory:    p.stops[causeMaxMemory],
@@ -309,17 +312,19 @@ func (p *Pool) Stats() Stats {
 	p.mu.Unlock()
 	s.Restarts = s.StartsCrash + s.StartsRecycle + s.StartsOverflow + s.StartsResize + s.StartsReload
 	c := &p.callStats
-	// finished before started: a snapshot never shows more calls
-	// finished than started.
-	s.CallsFinished = c.finished.Load()
-	s.CallsStarted = c.started.Load()
-	s.CallsSent = p.calls.Load()
-	s.Calls = s.CallsSent
+	// Interrupts, the outcomes, then finished, then started, the reverse
+	// of the order a call counts them in (callBegin, callEnd): a snapshot
+	// never shows an interrupt without its call's outcome, more outcomes
+	// than calls finished, nor more calls finished than started.
+	s.Interrupts = c.interrupts.Load()
 	s.PythonExceptions = c.byOutcome[countPython].Load()
 	s.Rejections = c.byOutcome[countRejected].Load()
 	s.DeadlineExceeded = c.byOutcome[countDeadline].Load()
 	s.Canceled = c.byOutcome[countCanceled].Load()
-	s.Interrupts = c.interrupts.Load()
+	s.CallsFinished = c.finished.Load()
+	s.CallsStarted = c.started.Load()
+	s.CallsSent = p.calls.Load()
+	s.Calls = s.CallsSent
 	s.PingFailures = c.pingFailures.Load()
 	s.Pings = c.pings.Load()
 	s.WaitCount = c.waitCount.Load()

@@ -243,11 +243,11 @@ func (p *Pool) processExited(proc *process) {
 		return // it never joined the pool: its start reports why
 	}
 	delete(p.workers, proc)
-	if proc.crashed() {
-		p.crashes++ // before anyone can see the worker gone
-	}
 	p.leftLocked(pw, p.endCauseLocked(proc.crashed()))
 	p.setStateLocked(pw, stateExited)
+	if proc.crashed() && time.Since(proc.started) < quickDeath && proc.served.Load() == 0 && !killedFromOutside(proc.exitErr) {
+		p.backoff.diedYoung() // before its replacement's start reads the delay
+	}
 	p.reconcileLocked()
 	p.stopOldForkServersLocked() // once the last worker a replaced template forked has exited
 	cause := p.stopCauseLocked(pw)
@@ -257,11 +257,6 @@ func (p *Pool) processExited(proc *process) {
 			"uptime", time.Since(proc.started).Round(time.Millisecond))
 	} else {
 		proc.logExit(cause)
-	}
-	if proc.crashed() {
-		if time.Since(proc.started) < quickDeath && proc.served.Load() == 0 && !killedFromOutside(proc.exitErr) {
-			p.backoff.diedYoung()
-		}
 	}
 }
 
