@@ -245,7 +245,8 @@ func TestNewcomer2NewDeadlineNamed(t *testing.T) {
 		err := <-errs
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.NotContains(t, err.Error(), "Config.StartTimeout")
-		assert.EqualError(t, err, "pypool: starting a worker: context deadline exceeded")
+		require.ErrorIs(t, err, ErrWorkerStart)
+		assert.Contains(t, err.Error(), "when the context of its start ended: context deadline exceeded")
 	}
 }
 
