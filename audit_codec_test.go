@@ -308,7 +308,7 @@ func TestAuditCodecWhereMsgpackDiffers(t *testing.T) {
 	} {
 		_, err := decodeValue(b, false, nil)
 		require.ErrorIs(t, err, ErrResultNotDecodable, name)
-		assert.Contains(t, err.Error(), "can not be a key of a Go map; decode into a typed target with CallAs", name)
+		assert.Contains(t, err.Error(), "can not be a key of a Go map (Call gives map[any]any): decode the result with CallAs", name)
 		assert.Panics(t, func() { _, _ = msgpackDecode(b) }, "msgpack: %s", name)
 	}
 	deep := cat(bytes.Repeat([]byte{0x91}, maxDecodeDepth+1), hx("c0"))
