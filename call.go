@@ -436,10 +436,6 @@ func (p *Pool) leave(pl *place, rec *callRecord) {
 // *closedError, which wraps ErrPoolClosed only.
 func (p *Pool) exchange(ctx context.Context, proc *process, pl *place, fn string, args []any, x exchange, cc callContext, sizes *callSizes) error {
 	var err error
-	var served int64
-	if x.probe {
-		served = proc.served.Load()
-	}
 	args, kwargs := splitKwargs(args)
 	switch {
 	case x.each != nil:
@@ -452,8 +448,12 @@ func (p *Pool) exchange(ctx context.Context, proc *process, pl *place, fn string
 	}
 	if !x.probe {
 		p.calls.Add(1)
-	} else if proc.served.Load() > served {
-		proc.served.Add(-1) // the runtime's no-op: not one of MaxCallsPerWorker's calls
+	} else if err == nil {
+		// Its reply counted it as served (process.replied), as the
+		// runtime's no-op: not one of MaxCallsPerWorker's calls. Read
+		// before and after, served would also count another call's
+		// reply in the async mode, where calls share the worker.
+		proc.served.Add(-1)
 	}
 	switch {
 	case err == nil && !x.probe:
