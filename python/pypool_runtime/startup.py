@@ -100,7 +100,8 @@ def isolate_stdio(new_streams: bool = True) -> Tuple[int, int]:
     protocol's (input fd, output fd), which child processes do not inherit.
     With new_streams False, sys.stdin, sys.stdout and sys.stderr are kept:
     they already are text_stream()s of fds 0, 1 and 2 (a fork server's
-    child inherits its template's)."""
+    child inherits its template's). The children that user code forks
+    leave the protocol (leave_protocol_in_children)."""
     log_fd_open = _fd_is_open(3)  # tested first: the dups below may take fd 3
     proto_in = os.dup(0)  # os.dup makes non-inheritable descriptors
     proto_out = os.dup(1)
@@ -116,7 +117,33 @@ def isolate_stdio(new_streams: bool = True) -> Tuple[int, int]:
         sys.stdin = sys.__stdin__ = text_stream(0, write=False)
         sys.stdout = sys.__stdout__ = text_stream(1, write=True)
         sys.stderr = sys.__stderr__ = text_stream(2, write=True)
+    leave_protocol_in_children((proto_in, proto_out))
     return proto_in, proto_out
+
+
+def leave_protocol_in_children(proto: Tuple[int, int]) -> None:
+    """Make every child that this worker's Python code forks without exec
+    (os.fork, multiprocessing's fork) leave the worker's channel: in the
+    child, the protocol's descriptors become /dev/null and the shared
+    memory is not used. A child that returns into the serve loop (one that
+    forgot os._exit) then answers nobody, reads the end of input and exits,
+    instead of replying on the worker's pipes, reading the next calls'
+    requests and writing into the worker's shared memory. exec'd children
+    (subprocess) never held them: they are close-on-exec."""
+
+    def after_in_child() -> None:
+        shm.ACTIVE = None
+        try:
+            devnull = os.open(os.devnull, os.O_RDWR)
+        except OSError:  # no descriptor left: closed is as good as /dev/null
+            for fd in proto:
+                os.close(fd)
+            return
+        for fd in proto:
+            os.dup2(devnull, fd, inheritable=False)
+        os.close(devnull)
+
+    os.register_at_fork(after_in_child=after_in_child)
 
 
 def fix_sys_path(paths: List[str]) -> None:

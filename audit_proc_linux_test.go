@@ -1,0 +1,60 @@
+//go:build linux
+
+package pypool
+
+// audit_proc_linux_test.go holds the hostile audit of the processes on the
+// exec start path (issue 21e): what a worker's Python code starts (forks
+// that return, children in sessions of their own, multiprocessing), a
+// worker that exits 0 mid-call, closes its output or stops itself,
+// Config.Limits and Config.Credential as docs/security.md promises them
+// (DESIGN invariants 10, 11 and 12; docs/security.md, docs/operating.md).
+// audit_fork_linux_test.go holds the fork server's.
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// procConfig is a pool of pypool_procmod with one worker started by exec.
+func procConfig(t *testing.T) Config {
+	cfg := testConfig(t)
+	cfg.Module, cfg.StartMethod = "pypool_procmod", StartExec
+	return cfg
+}
+
+// TestAuditProcForkedChildThatReturnsLeavesTheChannel: user code forks
+// (os.fork) and its child forgets os._exit: it returns from the function
+// into the runtime's serve loop, as the worker does. "User Python code
+// cannot corrupt the channel" (invariant 5), and a fault costs at most the
+// calls it touched (invariant 11): the child must not answer on the
+// worker's pipes (a second reply; a reader of the next calls' requests)
+// nor write into its shared memory; it must end, and the worker serve on.
+func TestAuditProcForkedChildThatReturnsLeavesTheChannel(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t, procConfig(t))
+	for round := range 3 {
+		size := []int{8, DefaultSharedMemoryThreshold * 4, 1}[round] // inline, shared memory, inline
+		res, err := pool.Call(testCtx(t), "fork_returns", size)
+		require.NoError(t, err, "round %d", round)
+		child := int(res.([]any)[0].(int64))
+		require.NotZero(t, child)
+		got := res.([]any)[1].([]byte)
+		require.Equal(t, bytes.Repeat([]byte{byte(child)}, size), got, "round %d: the worker's result", round)
+		exited := openPidfd(t, child)
+		for i := range 8 {
+			ctx, cancel := context.WithTimeout(testCtx(t), 10*time.Second)
+			v, err := pool.Call(ctx, "echo", i)
+			cancel()
+			require.NoError(t, err, "round %d, call %d after the fork", round, i)
+			require.Equal(t, int64(i), v)
+		}
+		requireExited(t, map[int]*os.File{child: exited}, "the forked child that returned into the serve loop")
+	}
+	s := pool.Stats()
+	require.Zero(t, s.StopsKilled+s.Crashes, "the worker was lost: %+v", s)
+}
