@@ -58,3 +58,56 @@ func TestAuditProcForkedChildThatReturnsLeavesTheChannel(t *testing.T) {
 	s := pool.Stats()
 	require.Zero(t, s.StopsKilled+s.Crashes, "the worker was lost: %+v", s)
 }
+
+// TestAuditProcDescriptorShortageCostsTheCallNotTheWorker: a worker whose
+// Python code holds every descriptor Limits.OpenFiles allows. "When it is
+// exceeded: OSError (EMFILE, "Too many open files")" (docs/security.md);
+// "a descriptor shortage ... costs at most the calls it touched"
+// (invariant 11): the runtime's first stream, first awaitable and first
+// result it cannot encode (which load a module of the runtime then) must
+// each fail with that OSError as a *PythonError, not end the worker; once
+// the descriptors are released, the same worker serves them.
+func TestAuditProcDescriptorShortageCostsTheCallNotTheWorker(t *testing.T) {
+	t.Parallel()
+	cfg := procConfig(t)
+	cfg.Limits.OpenFiles = 32
+	pool := newTestPool(t, cfg)
+	_, err := pool.Call(testCtx(t), "echo", 1)
+	require.NoError(t, err)
+	pid := workerPids(pool)
+	_, err = pool.Call(testCtx(t), "hold_fds_quietly")
+	require.NoError(t, err)
+	kinds := []struct {
+		name string
+		call func(ctx context.Context) (any, error)
+	}{
+		{"async", func(ctx context.Context) (any, error) { return pool.Call(ctx, "async_echo", 3) }},
+		{"stream", func(ctx context.Context) (any, error) {
+			var items []any
+			for v, err := range pool.Stream(ctx, "numbers", 3) {
+				if err != nil {
+					return nil, err
+				}
+				items = append(items, v)
+			}
+			return items, nil
+		}},
+		{"unencodable", func(ctx context.Context) (any, error) { return pool.Call(ctx, "unencodable") }},
+	}
+	for _, kind := range kinds {
+		_, err := kind.call(testCtx(t))
+		var pyErr *PythonError
+		require.ErrorAs(t, err, &pyErr, "%s: with no descriptor left", kind.name)
+		require.Contains(t, pyErr.Message, "Too many open files", kind.name)
+	}
+	require.Equal(t, pid, workerPids(pool), "the worker was replaced: %+v", pool.Stats())
+	_, err = pool.Call(testCtx(t), "release_fds")
+	require.NoError(t, err)
+	v, err := kinds[0].call(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, int64(3), v)
+	v, err = kinds[1].call(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(0), int64(1), int64(2)}, v)
+	require.Zero(t, pool.Stats().Crashes)
+}

@@ -111,3 +111,33 @@ def read_file(path):
             return f.read(64)
     except OSError as exc:
         return exc.errno
+
+
+def hold_fds_quietly():
+    """hold_all_fds, without raising: returns how many it took."""
+    try:
+        hold_all_fds()
+    except OSError:
+        return len(_kept)
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+async def async_echo(value):
+    return value
+
+
+def numbers(n):
+    yield from range(n)
+
+
+def ask_go(value):
+    from pypool import call_go
+
+    return call_go("double", value)
+
+
+def unencodable():
+    return {1, 2}
