@@ -14,6 +14,9 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,4 +113,39 @@ func TestAuditProcDescriptorShortageCostsTheCallNotTheWorker(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []any{int64(0), int64(1), int64(2)}, v)
 	require.Zero(t, pool.Stats().Crashes)
+}
+
+// TestAuditProcCredentialWorkerCannotReachTheHost: with Credential, a
+// worker is "an unprivileged user that owns nothing and cannot read the
+// service's files or /proc/<pid> of the Go process", and its Limits are
+// set "both soft and hard (so that the Python code cannot raise them
+// again)" (docs/security.md): as nobody, the worker can neither signal
+// the Go process nor the pool's guardian (both root's), nor read the Go
+// process's environment, nor raise its limit. Nothing tested these.
+func TestAuditProcCredentialWorkerCannotReachTheHost(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	if whyNot := runAsNobody(t, &cfg); whyNot != "" {
+		t.Skip(whyNot)
+	}
+	src, err := os.ReadFile("testdata/pymod/pypool_procmod.py")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(cfg.PythonPath[0], "pypool_procmod.py"), src, 0o644))
+	cfg.Module, cfg.StartMethod, cfg.Limits.OpenFiles = "pypool_procmod", StartExec, 64
+	pool := newTestPool(t, cfg)
+	guardian := runningGuardian(pool)
+	require.NotNil(t, guardian)
+	for what, pid := range map[string]int{"the Go process": os.Getpid(), "the guardian": guardian.pid} {
+		errno, err := pool.Call(testCtx(t), "signal_pid", pid, 0)
+		require.NoError(t, err)
+		require.Equal(t, int64(syscall.EPERM), errno, "the worker may signal %s", what)
+	}
+	environ := "/proc/" + strconv.Itoa(os.Getpid()) + "/environ"
+	read, err := pool.Call(testCtx(t), "read_file", environ)
+	require.NoError(t, err)
+	require.Equal(t, int64(syscall.EACCES), read, "the worker read %s", environ)
+	res, err := pool.Call(testCtx(t), "raise_limit")
+	require.NoError(t, err)
+	require.Equal(t, int64(64), res.([]any)[0])
+	require.NotEmpty(t, res.([]any)[1], "the worker raised its hard limit of open files")
 }

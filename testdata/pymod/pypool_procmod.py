@@ -141,3 +141,21 @@ def ask_go(value):
 
 def unencodable():
     return {1, 2}
+
+
+def now():
+    import datetime
+
+    return datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone.utc)
+
+
+def raise_limit():
+    """Try to raise RLIMIT_NOFILE's hard limit: the error's errno, or 0."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard + 1, hard + 1))
+    except (OSError, ValueError) as exc:
+        return [hard, str(exc)]
+    return [hard, ""]
