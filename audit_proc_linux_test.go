@@ -149,3 +149,46 @@ func TestAuditProcCredentialWorkerCannotReachTheHost(t *testing.T) {
 	require.Equal(t, int64(64), res.([]any)[0])
 	require.NotEmpty(t, res.([]any)[1], "the worker raised its hard limit of open files")
 }
+
+// maskedPython writes an interpreter wrapper that starts python3 with sigs
+// blocked, as every worker starts when the Go process inherited them
+// blocked (a service started from a thread that blocks them: the signal
+// mask passes through fork and exec, Go's own children included).
+func maskedPython(t *testing.T, sigs string) string {
+	python, err := realPython()
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "python3")
+	require.NoError(t, os.WriteFile(path, []byte("#!"+python+` -I
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {`+sigs+`})
+os.execv(`+strconv.Quote(python)+`, [sys.argv[0]] + sys.argv[1:])
+`), 0o755))
+	return path
+}
+
+// TestAuditProcInheritedSignalMaskDoesNotReachTheWorker: a worker "holds
+// only what it was given ... Nothing the host inherited reaches it"
+// (invariant 12), and a deadline "interrupts Python (KeyboardInterrupt)
+// and frees the worker" (docs/operating.md). With SIGINT and SIGUSR1
+// blocked in the process that starts the worker, the call past its
+// deadline must be interrupted, and the worker serve on, not be killed
+// after InterruptGrace with its SIGINT pending for ever.
+func TestAuditProcInheritedSignalMaskDoesNotReachTheWorker(t *testing.T) {
+	t.Parallel()
+	cfg := procConfig(t)
+	cfg.Python = maskedPython(t, "signal.SIGINT, signal.SIGUSR1")
+	cfg.InterruptGrace = 2 * time.Second
+	pool := newTestPool(t, cfg)
+	pid := workerPids(pool)
+	ctx, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "slow_echo", 1, 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	awaitPool(t, pool, "the call's worker back", func(s Stats) bool { return atRest(s, 1) })
+	s := pool.Stats()
+	require.Zero(t, s.StopsKilled, "the worker was killed, not interrupted: %+v", s)
+	require.Equal(t, pid, workerPids(pool), "the worker was replaced")
+	v, err := pool.Call(testCtx(t), "echo", 2)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), v)
+}

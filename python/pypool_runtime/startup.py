@@ -205,6 +205,16 @@ def close_inherited_fds(keep: List[int]) -> None:
             pass  # the listing's own descriptor, closed since
 
 
+def unblock_signals() -> None:
+    """Unblock every signal: the signal mask passes through fork and exec,
+    so a Go process started with signals blocked would hand them on
+    blocked, and Go's interrupt of a call (SIGINT) and its stack dumps
+    (SIGUSR1) would never arrive. The worker starts with no signal blocked,
+    as a process started afresh does."""
+    if hasattr(signal, "pthread_sigmask"):  # POSIX
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
 def _open_fds() -> List[int]:
     for listing in ("/proc/self/fd", "/dev/fd"):
         try:
@@ -222,6 +232,7 @@ def prepare(options: Options, keep: Optional[List[int]] = None) -> None:
     command line is parsed: the descriptors (those not in keep, by default
     given_fds, are closed), the limits, the codec, sys.path and sys.argv."""
     close_inherited_fds(given_fds(options) if keep is None else keep)  # before any code that is not the runtime's
+    unblock_signals()
     apply_limits(options.limits)  # before the user's module (a fork server's children inherit them)
     global _CODEC
     # Found before the user's paths are on sys.path; the C codec (msgpack)

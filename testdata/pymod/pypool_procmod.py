@@ -159,3 +159,29 @@ def raise_limit():
     except (OSError, ValueError) as exc:
         return [hard, str(exc)]
     return [hard, ""]
+
+
+def self_interrupt(how):
+    if how == "raise":
+        raise KeyboardInterrupt("by the function itself")
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)
+    return "not interrupted"
+
+
+def exit_soon(delay):
+    """Make the worker exit (status 0) delay seconds from now, from a
+    thread: between calls, or in the middle of the next one."""
+    import threading
+
+    def leave():
+        time.sleep(delay)
+        os._exit(0)
+
+    threading.Thread(target=leave, daemon=True).start()
+    return os.getpid()
+
+
+def slow_echo(value, seconds):
+    time.sleep(seconds)
+    return value
