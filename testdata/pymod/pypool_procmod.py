@@ -185,3 +185,12 @@ def exit_soon(delay):
 def slow_echo(value, seconds):
     time.sleep(seconds)
     return value
+
+
+def busy_thread():
+    """Start a thread that is not a daemon and never ends (a library's
+    background loop): the interpreter's exit waits for it."""
+    import threading
+
+    threading.Thread(target=time.sleep, args=(600,), name="audit-busy").start()
+    return os.getpid()
