@@ -13,6 +13,7 @@ package pypool
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -191,4 +192,22 @@ func TestAuditProcInheritedSignalMaskDoesNotReachTheWorker(t *testing.T) {
 	v, err := pool.Call(testCtx(t), "echo", 2)
 	require.NoError(t, err)
 	require.Equal(t, int64(2), v)
+}
+
+// TestAuditProcOpenFilesTooLowToStartSaysSo: Limits.OpenFiles below what
+// the runtime needs before it imports the module (a handful). "New returns
+// ... with the import's traceback if it fails" (docs/operating.md), and
+// an error names its cause and fix: New must fail with a *PythonError
+// that says "Too many open files" and names Config.Limits.OpenFiles, not
+// with a bare "exited with status 1" whose reason is only in the log.
+func TestAuditProcOpenFilesTooLowToStartSaysSo(t *testing.T) {
+	t.Parallel()
+	cfg := procConfig(t)
+	cfg.Limits.OpenFiles = 4
+	_, err := New(testCtx(t), cfg)
+	require.ErrorIs(t, err, ErrWorkerStart)
+	var pyErr *PythonError
+	require.True(t, errors.As(err, &pyErr), "New's error has no *PythonError: %v", err)
+	require.Contains(t, err.Error(), "Too many open files")
+	require.Contains(t, err.Error(), "Config.Limits.OpenFiles")
 }

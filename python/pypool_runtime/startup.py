@@ -233,13 +233,16 @@ def prepare(options: Options, keep: Optional[List[int]] = None) -> None:
     given_fds, are closed), the limits, the codec, sys.path and sys.argv."""
     close_inherited_fds(given_fds(options) if keep is None else keep)  # before any code that is not the runtime's
     unblock_signals()
-    apply_limits(options.limits)  # before the user's module (a fork server's children inherit them)
     global _CODEC
     # Found before the user's paths are on sys.path; the C codec (msgpack)
     # is loaded once the worker is idle or after a few frames (the pure
     # codec stands in meanwhile), through stdlib's guarded import: msgpack
     # from site-packages, not from a --path.
     _CODEC = codecs.load(options.codec, defer=True)
+    # After the codec (the HELLO that reports a limit too low needs it),
+    # before the user's paths (resource) and module (a fork server's
+    # children inherit them).
+    apply_limits(options.limits)
     fix_sys_path(options.paths)
     freshcode.install(options.paths)  # a module rewritten in the same second is read again (freshcode.py)
     del sys.argv[1:]  # the runtime's arguments are not the user module's
@@ -356,6 +359,15 @@ def _import_error(module_name: str, exc: BaseException, several: bool = False) -
     if missing:
         hints.append(_off_path_hint(missing))
     return _hello_error("import_failed", exc, hints)
+
+
+def no_descriptors_error(exc: OSError) -> List[str]:
+    """The HELLO error of a worker that ran out of descriptors (RLIMIT_NOFILE)
+    before it could import its module, naming the limit to raise."""
+    return _hello_error("import_failed", exc, [
+        "the worker ran out of descriptors before it imported its module: raise Config.Limits.OpenFiles"
+        " (or the RLIMIT_NOFILE the Go process passes on, ulimit -n)"
+    ])
 
 
 def _hello_error(code: str, exc: BaseException, hints: List[str]) -> List[str]:
