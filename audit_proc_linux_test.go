@@ -211,3 +211,97 @@ func TestAuditProcOpenFilesTooLowToStartSaysSo(t *testing.T) {
 	require.Contains(t, err.Error(), "Too many open files")
 	require.Contains(t, err.Error(), "Config.Limits.OpenFiles")
 }
+
+// descendantsOf lists the processes below pid (its children, theirs...).
+func descendantsOf(pid int) []int {
+	parents := parentPids()
+	var found []int
+	for child := range parents {
+		for p, depth := child, 0; depth < 64 && p > 1; p, depth = parents[p], depth+1 {
+			if parents[p] == pid {
+				found = append(found, child)
+				break
+			}
+		}
+	}
+	return found
+}
+
+// TestAuditProcMultiprocessingHelpersDieWithTheWorker: multiprocessing
+// inside a worker (its fork, spawn and forkserver methods) works, and
+// leaves processes the user never started by name: the resource tracker
+// and multiprocessing's own fork server, which outlive the call. "Every
+// process a worker makes is owned: when a worker ends, however it ends
+// ... nothing of its process group is left" (invariant 10): after the
+// worker exits 0 in the middle of a call (ErrWorkerCrashed), none is left.
+func TestAuditProcMultiprocessingHelpersDieWithTheWorker(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t, procConfig(t))
+	pidfds := map[int]*os.File{}
+	err := pool.Transaction(testCtx(t), func(w *Worker) error {
+		for _, method := range []string{"fork", "spawn", "forkserver"} {
+			v, err := w.Call(testCtx(t), "mp_map", method, 3)
+			require.NoError(t, err, method)
+			require.Equal(t, []any{int64(3), int64(2), int64(1)}, v, method)
+		}
+		helpers := descendantsOf(w.Pid())
+		require.GreaterOrEqual(t, len(helpers), 2, "multiprocessing's resource tracker and fork server")
+		for _, pid := range helpers {
+			pidfds[pid] = openPidfd(t, pid)
+		}
+		_, err := w.Call(testCtx(t), "exit_now", 0)
+		require.ErrorIs(t, err, ErrWorkerCrashed)
+		return nil
+	})
+	require.NoError(t, err)
+	requireExited(t, pidfds, "multiprocessing's helpers of a worker that exited")
+	awaitPool(t, pool, "the worker replaced", func(s Stats) bool { return s.Crashes == 1 && atRest(s, 1) })
+}
+
+// TestAuditProcDaemonChildDoesNotHoldTheWorker: a child that the worker's
+// Python code started in a session of its own (out of the pool's reach,
+// docs/errors.md's limits) holds the worker's stdout and stderr (spawn:
+// subprocess), or every descriptor a forked child keeps (fork). The
+// worker's crash must still end its call with ErrWorkerCrashed and be
+// replaced, and Close must return ("Close returns once every worker was
+// reaped"), on the exec start path (audit_fork_linux_test.go tried the
+// template's import children only).
+func TestAuditProcDaemonChildDoesNotHoldTheWorker(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"spawn", "fork"} {
+		pool, err := New(testCtx(t), procConfig(t))
+		require.NoError(t, err)
+		var daemons []int
+		for range 2 {
+			res, err := pool.Call(testCtx(t), "daemon_child", how)
+			require.NoError(t, err, how)
+			daemons = append(daemons, int(res.(int64)))
+		}
+		pidfds := map[int]*os.File{}
+		for _, pid := range daemons {
+			pidfds[pid] = openPidfd(t, pid)
+		}
+		_, err = pool.Call(testCtx(t), "exit_now", 3)
+		require.ErrorIs(t, err, ErrWorkerCrashed, how)
+		res, err := pool.Call(testCtx(t), "daemon_child", how) // on the replacement
+		require.NoError(t, err, how)
+		daemons = append(daemons, int(res.(int64)))
+		pidfds[daemons[2]] = openPidfd(t, daemons[2])
+		closed := make(chan error, 1)
+		go func() { closed <- pool.Close(testCtx(t)) }()
+		select {
+		case err := <-closed:
+			require.NoError(t, err)
+		case <-time.After(ownedExitBound):
+			for _, pid := range daemons {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			<-closed
+			t.Fatalf("%s: Close still ran %v after it began: the daemons %v hold it", how, ownedExitBound, daemons)
+		}
+		for _, pid := range daemons { // out of the pool's reach: the test's to end
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		requireExited(t, pidfds, "the daemons, killed by the test")
+	}
+}
