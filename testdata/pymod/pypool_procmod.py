@@ -14,10 +14,6 @@ def echo(value):
     return value
 
 
-def pid():
-    return os.getpid()
-
-
 def fork_returns(size):
     """os.fork() whose child forgets os._exit: it returns too, into the
     runtime's serve loop, as the worker does, with size bytes (a large
@@ -56,19 +52,6 @@ def exit_now(status):
     os._exit(status)
 
 
-def close_stdio():
-    os.close(1)
-    os.close(2)
-    return "closed"
-
-
-def say(text):
-    print(text, flush=True)
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-    return text
-
-
 def hold_all_fds():
     """Open descriptors until the limit (EMFILE), keep them, and raise."""
     while True:
@@ -90,11 +73,6 @@ def mp_map(method, n):
 
     with multiprocessing.get_context(method).Pool(2) as p:
         return p.map(abs, range(-n, 0))
-
-
-def stop_self():
-    os.kill(os.getpid(), signal.SIGSTOP)
-    return "resumed"
 
 
 def signal_pid(target, sig):
@@ -121,10 +99,6 @@ def hold_fds_quietly():
         return len(_kept)
 
 
-def fail(message):
-    raise ValueError(message)
-
-
 async def async_echo(value):
     return value
 
@@ -133,20 +107,8 @@ def numbers(n):
     yield from range(n)
 
 
-def ask_go(value):
-    from pypool import call_go
-
-    return call_go("double", value)
-
-
 def unencodable():
     return {1, 2}
-
-
-def now():
-    import datetime
-
-    return datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone.utc)
 
 
 def raise_limit():
@@ -161,36 +123,6 @@ def raise_limit():
     return [hard, ""]
 
 
-def self_interrupt(how):
-    if how == "raise":
-        raise KeyboardInterrupt("by the function itself")
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(1)
-    return "not interrupted"
-
-
-def exit_soon(delay):
-    """Make the worker exit (status 0) delay seconds from now, from a
-    thread: between calls, or in the middle of the next one."""
-    import threading
-
-    def leave():
-        time.sleep(delay)
-        os._exit(0)
-
-    threading.Thread(target=leave, daemon=True).start()
-    return os.getpid()
-
-
 def slow_echo(value, seconds):
     time.sleep(seconds)
     return value
-
-
-def busy_thread():
-    """Start a thread that is not a daemon and never ends (a library's
-    background loop): the interpreter's exit waits for it."""
-    import threading
-
-    threading.Thread(target=time.sleep, args=(600,), name="audit-busy").start()
-    return os.getpid()
