@@ -2,7 +2,6 @@
 children, threads, signals and descriptors of a worker's Python code."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
