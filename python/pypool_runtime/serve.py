@@ -313,8 +313,11 @@ class Worker(Channel):
                 "keyword argument names of %s() must be strings, not %s" % (name, type(bad).__name__),
             )
         elif message[0] == STREAM:
-            from . import stream  # only a worker that streams needs it
-
+            try:
+                from . import stream  # only a worker that streams needs it
+            except Exception as exc:  # out of descriptors or memory (Config.Limits): this call's error
+                self.send_exception(call_id, exc)
+                return
             self._in_context(name, context, stream.run, self, call_id, name, args, kwargs or {}, message[5])
         else:
             self._in_context(name, context, self._call, call_id, name, args, kwargs or {})
@@ -400,9 +403,14 @@ class Worker(Channel):
         an async function returns) is refused too: it is awaited here, off the
         hot path, which tries to encode every result first, and outside the
         except block, so that the coroutine does not see exc as the
-        exception being handled."""
-        from . import aio
-
+        exception being handled. A runtime module that cannot be imported
+        (out of descriptors or memory: Config.Limits) fails the call, not
+        the worker."""
+        try:
+            from . import aio
+        except Exception as error:
+            self.send_exception(call_id, error)
+            return
         if not aio.is_awaitable(result):
             self._send_not_encodable(call_id, name, result, exc)
             return

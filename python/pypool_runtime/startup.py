@@ -100,7 +100,8 @@ def isolate_stdio(new_streams: bool = True) -> Tuple[int, int]:
     protocol's (input fd, output fd), which child processes do not inherit.
     With new_streams False, sys.stdin, sys.stdout and sys.stderr are kept:
     they already are text_stream()s of fds 0, 1 and 2 (a fork server's
-    child inherits its template's)."""
+    child inherits its template's). The children that user code forks
+    leave the protocol (leave_protocol_in_children)."""
     log_fd_open = _fd_is_open(3)  # tested first: the dups below may take fd 3
     proto_in = os.dup(0)  # os.dup makes non-inheritable descriptors
     proto_out = os.dup(1)
@@ -116,7 +117,33 @@ def isolate_stdio(new_streams: bool = True) -> Tuple[int, int]:
         sys.stdin = sys.__stdin__ = text_stream(0, write=False)
         sys.stdout = sys.__stdout__ = text_stream(1, write=True)
         sys.stderr = sys.__stderr__ = text_stream(2, write=True)
+    leave_protocol_in_children((proto_in, proto_out))
     return proto_in, proto_out
+
+
+def leave_protocol_in_children(proto: Tuple[int, int]) -> None:
+    """Make every child that this worker's Python code forks without exec
+    (os.fork, multiprocessing's fork) leave the worker's channel: in the
+    child, the protocol's descriptors become /dev/null and the shared
+    memory is not used. A child that returns into the serve loop (one that
+    forgot os._exit) then answers nobody, reads the end of input and exits,
+    instead of replying on the worker's pipes, reading the next calls'
+    requests and writing into the worker's shared memory. exec'd children
+    (subprocess) never held them: they are close-on-exec."""
+
+    def after_in_child() -> None:
+        shm.ACTIVE = None
+        try:
+            devnull = os.open(os.devnull, os.O_RDWR)
+        except OSError:  # no descriptor left: closed is as good as /dev/null
+            for fd in proto:
+                os.close(fd)
+            return
+        for fd in proto:
+            os.dup2(devnull, fd, inheritable=False)
+        os.close(devnull)
+
+    os.register_at_fork(after_in_child=after_in_child)
 
 
 def fix_sys_path(paths: List[str]) -> None:
@@ -178,6 +205,16 @@ def close_inherited_fds(keep: List[int]) -> None:
             pass  # the listing's own descriptor, closed since
 
 
+def unblock_signals() -> None:
+    """Unblock every signal: the signal mask passes through fork and exec,
+    so a Go process started with signals blocked would hand them on
+    blocked, and Go's interrupt of a call (SIGINT) and its stack dumps
+    (SIGUSR1) would never arrive. The worker starts with no signal blocked,
+    as a process started afresh does."""
+    if hasattr(signal, "pthread_sigmask"):  # POSIX
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
 def _open_fds() -> List[int]:
     for listing in ("/proc/self/fd", "/dev/fd"):
         try:
@@ -195,13 +232,17 @@ def prepare(options: Options, keep: Optional[List[int]] = None) -> None:
     command line is parsed: the descriptors (those not in keep, by default
     given_fds, are closed), the limits, the codec, sys.path and sys.argv."""
     close_inherited_fds(given_fds(options) if keep is None else keep)  # before any code that is not the runtime's
-    apply_limits(options.limits)  # before the user's module (a fork server's children inherit them)
+    unblock_signals()
     global _CODEC
     # Found before the user's paths are on sys.path; the C codec (msgpack)
     # is loaded once the worker is idle or after a few frames (the pure
     # codec stands in meanwhile), through stdlib's guarded import: msgpack
     # from site-packages, not from a --path.
     _CODEC = codecs.load(options.codec, defer=True)
+    # After the codec (the HELLO that reports a limit too low needs it),
+    # before the user's paths (resource) and module (a fork server's
+    # children inherit them).
+    apply_limits(options.limits)
     fix_sys_path(options.paths)
     freshcode.install(options.paths)  # a module rewritten in the same second is read again (freshcode.py)
     del sys.argv[1:]  # the runtime's arguments are not the user module's
@@ -318,6 +359,15 @@ def _import_error(module_name: str, exc: BaseException, several: bool = False) -
     if missing:
         hints.append(_off_path_hint(missing))
     return _hello_error("import_failed", exc, hints)
+
+
+def no_descriptors_error(exc: OSError) -> List[str]:
+    """The HELLO error of a worker that ran out of descriptors (RLIMIT_NOFILE)
+    before it could import its module, naming the limit to raise."""
+    return _hello_error("import_failed", exc, [
+        "the worker ran out of descriptors before it imported its module: raise Config.Limits.OpenFiles"
+        " (or the RLIMIT_NOFILE the Go process passes on, ulimit -n)"
+    ])
 
 
 def _hello_error(code: str, exc: BaseException, hints: List[str]) -> List[str]:

@@ -284,7 +284,13 @@ def main(argv: List[str]) -> None:
     options = startup(argv)
     # Before the import: what the module prints while it imports must not
     # reach the protocol.
-    proto = isolate_stdio()
+    try:
+        proto = isolate_stdio()
+    except OSError as exc:  # out of descriptors: fd 1 is still the protocol's output
+        try:
+            write_frame(1, hello_frame(startup_codec(options), _startup.no_descriptors_error(exc)))
+        finally:
+            _startup.exit_now(EXIT_IMPORT_FAILED)
     codec = startup_codec(options)
     modules, error = load_modules(options)
     if error is not None:
