@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"runtime"
 	"testing"
 	"time"
 
@@ -1135,4 +1136,42 @@ func pythonPid(t *testing.T, pool *Pool) any {
 	pid, err := pool.Call(testCtx(t), "pid")
 	require.NoError(t, err)
 	return pid
+}
+
+// TestAuditNestedCallAfterTheOuterGaveUpIsCanceled: docs/errors.md, a call
+// whose context ends is context.Canceled or DeadlineExceeded (OutcomeOf),
+// and docs/streaming-and-callbacks.md, a callback's context ends with the
+// call that waits for it. A callback that goes on after its call gave up
+// (the caller cancelled) and then makes a nested call with its context is
+// refused with that context's end, Canceled: before, once the scope had
+// ended, the refusal was ErrWorkerReleased's "the callback whose context
+// this is has returned", which OutcomeOf counts as an error of its own
+// although the callback had not returned (a flaky count in
+// Stats.Canceled).
+func TestAuditNestedCallAfterTheOuterGaveUpIsCanceled(t *testing.T) {
+	nested := make(chan error, 1)
+	running := make(chan struct{}, 1)
+	var pool *Pool
+	pool = newTestPool(t, auditCallsConfig(t, map[string]Callback{
+		"late": func(ctx context.Context, _ []any) (any, error) {
+			running <- struct{}{}
+			<-ctx.Done()
+			for !scopeOf(ctx).ended.Load() { // the outer call has ended the scope
+				runtime.Gosched()
+			}
+			_, err := pool.Call(ctx, "echo", 1)
+			nested <- err
+			return nil, err
+		},
+	}))
+	ctx, cancel := context.WithCancel(testCtx(t))
+	go func() {
+		<-running
+		cancel()
+	}()
+	_, err := pool.Call(ctx, "ask", "late")
+	require.ErrorIs(t, err, context.Canceled)
+	err = <-nested
+	require.ErrorIs(t, err, context.Canceled, "the nested call is refused with its context's end")
+	assert.Equal(t, OutcomeCanceled, OutcomeOf(err))
 }

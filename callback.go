@@ -92,10 +92,11 @@ func convertValue(v any, out any, codec *valueCodec) error {
 // callbackScope is what a callback's context carries: the process whose
 // call runs the callback. Calls made with the context go to that process.
 type callbackScope struct {
-	proc  *process
-	ctx   context.Context // the callback's: a nested call ends with it
-	mu    sync.Mutex      // held by the one nested call in flight (TryLock), and by end
-	ended atomic.Bool     // the callback returned, or its call gave up on it; set before end takes mu
+	proc   *process
+	ctx    context.Context       // the callback's: a nested call ends with it
+	mu     sync.Mutex            // held by the one nested call in flight (TryLock), and by end
+	ended  atomic.Bool           // the callback returned, or its call gave up on it; set before end takes mu
+	gaveUp atomic.Pointer[error] // why its call gave up on it (a context's end), if it did; stored before ended
 
 	endHook func(*callbackScope) // set by a test: runs while end holds mu
 }
@@ -124,13 +125,13 @@ func callbackCodec(ctx context.Context) *valueCodec {
 func (s *callbackScope) enter(ctx context.Context) (context.Context, func(), error) {
 	if !s.mu.TryLock() {
 		if s.ended.Load() { // end holds mu, or waits for the call in flight
-			return nil, nil, errScopeEnded
+			return nil, nil, s.endedError()
 		}
 		return nil, nil, fmt.Errorf("%w: a call with a callback's context while another call with it is in flight", ErrWorkerBusy)
 	}
 	if s.ended.Load() {
 		s.mu.Unlock()
-		return nil, nil, errScopeEnded
+		return nil, nil, s.endedError()
 	}
 	cancelDeadline := context.CancelFunc(func() {})
 	if d, ok := s.ctx.Deadline(); ok {
@@ -153,6 +154,17 @@ func (s *callbackScope) enter(ctx context.Context) (context.Context, func(), err
 // errScopeEnded refuses a call made with the context of a callback that
 // has returned.
 var errScopeEnded = fmt.Errorf("%w: the callback whose context this is has returned", ErrWorkerReleased)
+
+// endedError refuses a call made with the scope's context once it ended:
+// errScopeEnded if the callback returned; if its call gave up on it first,
+// that call's end (its context's error), as the callback's own context
+// says, so that OutcomeOf counts the refusal as the cancellation it is.
+func (s *callbackScope) endedError() error {
+	if cause := s.gaveUp.Load(); cause != nil {
+		return fmt.Errorf("pypool: a nested call from a callback whose call gave up on it: %w", *cause)
+	}
+	return errScopeEnded
+}
 
 // end marks the scope ended, then waits for the nested call in flight, if
 // any, to leave it: later calls with the callback's context are refused.
@@ -260,6 +272,11 @@ func (p *process) awaitCallback(ctx context.Context, fn string, r reply) (any, *
 		gaveUp = io.EOF
 	}
 	cancel()
+	cause := ctx.Err()
+	if cause == nil {
+		cause = context.Canceled // the worker is gone: the callback's context is cancelled
+	}
+	scope.gaveUp.Store(&cause)
 	scope.end() // waits for a nested call in flight: its context has just ended
 	if p.state.stream != streamRunning {
 		return nil, nil, p.cutOffInside(ctx, fn, r.name)
