@@ -11,10 +11,10 @@ import (
 	"context"
 	"errors"
 	"math/rand"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
-	"runtime"
 	"testing"
 	"time"
 

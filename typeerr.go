@@ -121,20 +121,28 @@ func (f *mismatchFinder) anyTarget(v any) *typeMismatch {
 	switch v := v.(type) {
 	case badExt:
 		return f.at(v.err.Error())
+	case map[any]any:
+		return f.at("a Python dict with keys that are not str does not fit a Go interface (msgpack makes map[string]any): use a map type with those keys, or Call")
+	}
+	return f.inItems(v, f.anyTarget)
+}
+
+// inItems walks visit into each item of a list, or each value of a dict
+// with str keys, in order, and returns the first mismatch it finds.
+func (f *mismatchFinder) inItems(v any, visit func(any) *typeMismatch) *typeMismatch {
+	switch v := v.(type) {
 	case []any:
 		for i, item := range v {
-			if m := f.in(i, func() *typeMismatch { return f.anyTarget(item) }); m != nil {
+			if m := f.in(i, func() *typeMismatch { return visit(item) }); m != nil {
 				return m
 			}
 		}
 	case map[string]any:
 		for _, k := range sortedMapKeys(v) {
-			if m := f.in(k, func() *typeMismatch { return f.anyTarget(v[k]) }); m != nil {
+			if m := f.in(k, func() *typeMismatch { return visit(v[k]) }); m != nil {
 				return m
 			}
 		}
-	case map[any]any:
-		return f.at("a Python dict with keys that are not str does not fit a Go interface (msgpack makes map[string]any): use a map type with those keys, or Call")
 	}
 	return nil
 }
@@ -260,32 +268,21 @@ func unhashableKeyAt(b []byte, codec *valueCodec) string {
 // unhashableKey walks v, as decodeValue (lenient) gives it, to the first
 // dict key that stands in for itself (an *unhashableKey).
 func (f *mismatchFinder) unhashableKey(v any) *typeMismatch {
-	switch v := v.(type) {
-	case []any:
-		for i, item := range v {
-			if m := f.in(i, func() *typeMismatch { return f.unhashableKey(item) }); m != nil {
-				return m
-			}
+	dict, ok := v.(map[any]any)
+	if !ok {
+		return f.inItems(v, f.unhashableKey)
+	}
+	keys := sortedMapKeys(dict)
+	for _, k := range keys {
+		if u, ok := k.(*unhashableKey); ok {
+			return f.at(fmt.Sprintf("a Python dict key %s (%s) can not be a key of a Go map (Call gives map[any]any): "+
+				"decode the result with CallAs into a map whose key type fits it (a Go array for a tuple, a string for bytes), "+
+				"or make the key a str or an int in Python", repr(u.key), pythonType(u.key)))
 		}
-	case map[string]any:
-		for _, k := range sortedMapKeys(v) {
-			if m := f.in(k, func() *typeMismatch { return f.unhashableKey(v[k]) }); m != nil {
-				return m
-			}
-		}
-	case map[any]any:
-		keys := sortedMapKeys(v)
-		for _, k := range keys {
-			if u, ok := k.(*unhashableKey); ok {
-				return f.at(fmt.Sprintf("a Python dict key %s (%s) can not be a key of a Go map (Call gives map[any]any): "+
-					"decode the result with CallAs into a map whose key type fits it (a Go array for a tuple, a string for bytes), "+
-					"or make the key a str or an int in Python", repr(u.key), pythonType(u.key)))
-			}
-		}
-		for _, k := range keys {
-			if m := f.in(k, func() *typeMismatch { return f.unhashableKey(v[k]) }); m != nil {
-				return m
-			}
+	}
+	for _, k := range keys {
+		if m := f.in(k, func() *typeMismatch { return f.unhashableKey(dict[k]) }); m != nil {
+			return m
 		}
 	}
 	return nil
