@@ -150,7 +150,7 @@ func TestExtensionMapKeys(t *testing.T) {
 	b = append(b, 0x01)
 	_, err = decodeValue(b, false, codec)
 	require.ErrorIs(t, err, ErrResultNotDecodable)
-	assert.Contains(t, err.Error(), "a map key of Go type pypool.Array")
+	assert.Contains(t, err.Error(), "result: a Python dict key (ndarray of uint8) can not be a key of a Go map")
 }
 
 // TestExtensionCallAs: CallAs fills fields of the registered type, also

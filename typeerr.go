@@ -275,9 +275,13 @@ func (f *mismatchFinder) unhashableKey(v any) *typeMismatch {
 	keys := sortedMapKeys(dict)
 	for _, k := range keys {
 		if u, ok := k.(*unhashableKey); ok {
-			return f.at(fmt.Sprintf("a Python dict key %s (%s) can not be a key of a Go map (Call gives map[any]any): "+
+			key := repr(u.key) + " "
+			if _, isArray := u.key.(Array); isArray {
+				key = "" // its Go struct says nothing to a reader of Python
+			}
+			return f.at(fmt.Sprintf("a Python dict key %s(%s) can not be a key of a Go map (Call gives map[any]any): "+
 				"decode the result with CallAs into a map whose key type fits it (a Go array for a tuple, a string for bytes), "+
-				"or make the key a str or an int in Python", repr(u.key), pythonType(u.key)))
+				"or make the key a str or an int in Python", key, pythonType(u.key)))
 		}
 	}
 	for _, k := range keys {
