@@ -35,18 +35,21 @@ func ledger(s Stats) int64 {
 // so the crash that took it must be counted too (before the fix, the
 // check-in of the dead worker freed its slot and the count waited for
 // the exit watcher: Workers 0, Stopping 1, Crashes 0). The worker is
-// SIGKILLed from outside, so that no crash-loop backoff slows the loop.
+// SIGKILLed from outside, so that no crash-loop backoff slows the loop,
+// once Python runs the call (a worker killed before the call reached it
+// would be retried on another: ErrWorkerCrashed is for a call it ran).
 func TestAuditLifeCrashIsCountedWhenItsCallerSeesIt(t *testing.T) {
 	t.Parallel()
-	pool := newTestPool(t, testConfig(t))
+	running := make(chan struct{})
+	pool := newTestPool(t, auditCallsConfig(t, map[string]Callback{"running": signalCallback(running)}))
 	for i := range 12 {
 		pid := workerPids(pool)[0]
 		errc := make(chan error, 1)
 		go func() {
-			_, err := pool.Call(testCtx(t), "sleep", 30)
+			_, err := pool.Call(testCtx(t), "signal_then_sleep", "running", 30)
 			errc <- err
 		}()
-		awaitPool(t, pool, "the call running", func(s Stats) bool { return s.InUse == 1 })
+		<-running
 		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 		require.ErrorIs(t, <-errc, ErrWorkerCrashed)
 		s := pool.Stats()
