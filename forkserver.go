@@ -25,7 +25,6 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -629,13 +628,8 @@ func (f *forkedProcess) wait() exitStatus {
 // unreaped child of parent (its zombie keeps the group's number from
 // naming another group).
 func killGroupOfZombie(pid, parent int) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return
-	}
-	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // the command name may hold spaces
-	if len(fields) < 2 || fields[0] != "Z" || fields[1] != strconv.Itoa(parent) {
+	fields, err := osproc.StatFields(pid)
+	if err != nil || len(fields) < 2 || fields[0] != "Z" || fields[1] != strconv.Itoa(parent) {
 		return
 	}
 	osproc.KillGroup(pid)

@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pypool/pypool/internal/osproc"
 )
 
 // cpuCost is the CPU time per call on each side of the pipes, in µs, over
@@ -57,7 +57,7 @@ func pageFaults(pythonPids []int) faultCount {
 	must(0, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
 	f := faultCount{goSide: ru.Minflt}
 	for _, pid := range pythonPids {
-		if fields, err := procStat(pid); err == nil && len(fields) > 7 {
+		if fields, err := osproc.StatFields(pid); err == nil && len(fields) > 7 {
 			n, _ := strconv.ParseInt(fields[7], 10, 64) // minflt, field 10 of proc(5)
 			f.python += n
 		}
@@ -72,7 +72,7 @@ func (f faultCount) minus(g faultCount) faultCount {
 
 // processCPU is utime+stime of one process from /proc/<pid>/stat.
 func processCPU(pid int) (time.Duration, error) {
-	fields, err := procStat(pid)
+	fields, err := osproc.StatFields(pid)
 	if err != nil {
 		return 0, err
 	}
@@ -85,18 +85,6 @@ func processCPU(pid int) (time.Duration, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: bad utime or stime", pid)
 	}
 	return time.Duration(utime+stime) * time.Second / userHZ, nil
-}
-
-// procStat returns the fields of /proc/<pid>/stat after the command name:
-// fields[0] is the state (field 3 in proc(5)), fields[1] the parent's pid,
-// fields[11] and [12] utime and stime.
-func procStat(pid int) ([]string, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil, err
-	}
-	s := string(data)
-	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:]), nil
 }
 
 // cpuRounds collects the CPU time per call of one contender, round by round.

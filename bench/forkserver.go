@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pypool/pypool"
+	"github.com/pypool/pypool/internal/osproc"
 )
 
 var startMethods = []pypool.StartMethod{pypool.StartExec, pypool.StartForkServer}
@@ -146,9 +147,7 @@ func pssBytes(pid int) int64 {
 
 // templatePid is a forked worker's parent.
 func templatePid(pid int) int {
-	data := must(os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"))
-	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	fields := must(osproc.StatFields(pid))
 	return must(strconv.Atoi(fields[1]))
 }
 
@@ -223,11 +222,8 @@ func workerPidsOf(*pypool.Pool) []int {
 	parents := map[int]int{}
 	for _, e := range entries {
 		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			if data, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
-				s := string(data)
-				if fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(fields) > 1 && fields[0] != "Z" {
-					parents[pid], _ = strconv.Atoi(fields[1])
-				}
+			if fields, err := osproc.StatFields(pid); err == nil && len(fields) > 1 && fields[0] != "Z" {
+				parents[pid], _ = strconv.Atoi(fields[1])
 			}
 		}
 	}

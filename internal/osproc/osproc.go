@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 )
 
 // StartOnLockedThread starts cmd from a goroutine locked to its OS thread.
@@ -48,4 +50,17 @@ func CloseFiles(files ...*os.File) {
 			f.Close()
 		}
 	}
+}
+
+// StatFields returns the fields of /proc/<pid>/stat after the command name
+// (which may hold spaces and parentheses): fields[0] is the state (field 3
+// in proc(5)), fields[1] the parent's pid, fields[11] and [12] utime and
+// stime. Where there is no /proc (not Linux), it returns the read's error.
+func StatFields(pid int) ([]string, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	s := string(data)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:]), nil
 }

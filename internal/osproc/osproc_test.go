@@ -3,6 +3,7 @@ package osproc
 import (
 	"errors"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -28,5 +29,17 @@ func TestOpenPipesClosesWhatItOpenedOnFailure(t *testing.T) {
 	require.ErrorIs(t, err, failure)
 	for _, f := range opened {
 		assert.ErrorIs(t, f.Close(), os.ErrClosed, "closed by OpenPipes")
+	}
+}
+
+// TestStatFields reads this process's own state and parent, with a command
+// name that may hold spaces or parentheses before them.
+func TestStatFields(t *testing.T) {
+	fields, err := StatFields(os.Getpid())
+	if err != nil {
+		t.Skipf("no /proc here (%v): StatFields is for Linux", err)
+	}
+	if len(fields) < 13 || fields[0] != "R" || fields[1] != strconv.Itoa(os.Getppid()) {
+		t.Fatalf("fields %q: want state R and parent %d", fields[:min(len(fields), 2)], os.Getppid())
 	}
 }
