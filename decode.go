@@ -217,17 +217,17 @@ func (d *valueDecoder) mapBody(n, depth int) any {
 	}
 	m := make(map[any]any, n)
 	for i, k := range keys {
-		if !hashable(k) && d.lenient {
+		switch {
+		case hashable(k):
+			m[k] = values[i]
+		case d.lenient:
 			// Described, not decoded: the key stands in for itself, so
 			// that the walk can say where it is (describeMismatch).
 			m[&unhashableKey{k}] = values[i]
-			continue
-		}
-		if !hashable(k) {
+		default:
 			d.Fail("%w", errUnhashableKey) // decodeValue says where (unhashableKeyAt)
 			return nil
 		}
-		m[k] = values[i]
 	}
 	return m
 }

@@ -791,8 +791,8 @@ func (p *Pool) settleFork() {
 // forkServerStarted makes fs, a restarted template, the pool's, and
 // reports whether it did. If a reload's template became the pool's
 // meanwhile, that one stays: it imported the code on disk as the reload
-// began, fs maybe before (issue 21d: fs replaced it, and the
-// reload's workers were forked from the old code). fs then forks nothing:
+// began, fs maybe before (replacing it would fork the reload's workers
+// from the old code). fs then forks nothing:
 // it is the template a running reload puts back should it fail, else it
 // is stopped.
 func (p *Pool) forkServerStarted(fs *forkServer) bool {
