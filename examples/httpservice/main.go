@@ -96,7 +96,8 @@ func main() {
 
 // run starts the pool and the HTTP server, calls started with the address
 // it listens on, serves until ctx ends, then shuts down gracefully: the
-// server first (requests in flight finish), the pool last.
+// server first (requests in flight finish), the pool last. A ctx that ends
+// while the pool starts is a stop, not a failure: run returns nil.
 func run(ctx context.Context, cfg config, started func(addr string)) error {
 	pool, err := pypool.New(ctx, pypool.Config{
 		Module:       "service_module",
@@ -110,6 +111,9 @@ func run(ctx context.Context, cfg config, started func(addr string)) error {
 		Logger:              cfg.Logger,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped (SIGTERM) while the workers started: nothing to shut down
+		}
 		return err
 	}
 	defer pool.Close(context.Background()) // on early returns; the shutdown below closes it first

@@ -212,6 +212,18 @@ func TestSIGTERM(t *testing.T) {
 	svc.terminate(t)
 }
 
+// TestStoppedWhileStarting: a SIGTERM while the workers start (run's ctx
+// ended) is a stop, not a failure: run returns nil without serving.
+func TestStoppedWhileStarting(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := run(ctx, config{Addr: "127.0.0.1:0", Size: 1, RequestTimeout: time.Second, ShutdownTimeout: time.Second},
+		func(string) { t.Error("the service served after its stop") })
+	if err != nil {
+		t.Fatalf("run stopped while starting: %v, want nil", err)
+	}
+}
+
 // TestDeployedBinary builds the service as it is deployed (go build
 // -trimpath), copies the binary alone to an empty directory and runs it
 // from there: its Python module travels inside it (Config.PythonFS). It
