@@ -205,13 +205,42 @@ def interpreter() -> str:
     return "%s (%s)" % (sys.executable or "python3", sys.version.split()[0])
 
 
+# DISTRIBUTIONS names the package to install for the modules whose package
+# has another name, among those most often met (pip install PIL fails; the
+# package is Pillow).
+DISTRIBUTIONS = {
+    "PIL": "Pillow",
+    "sklearn": "scikit-learn",
+    "skimage": "scikit-image",
+    "cv2": "opencv-python",
+    "yaml": "PyYAML",
+    "bs4": "beautifulsoup4",
+    "dateutil": "python-dateutil",
+    "dotenv": "python-dotenv",
+    "jwt": "PyJWT",
+    "Crypto": "pycryptodome",
+    "OpenSSL": "pyOpenSSL",
+    "serial": "pyserial",
+    "zmq": "pyzmq",
+    "fitz": "PyMuPDF",
+    "docx": "python-docx",
+    "pptx": "python-pptx",
+    "magic": "python-magic",
+    "attr": "attrs",
+    "gi": "PyGObject",
+}
+
+
 def missing_module_hint(exc: BaseException) -> str:
     """For a ModuleNotFoundError (numpy not installed, say): the interpreter
-    that did not find it and the fix; "" for any other exception."""
+    that did not find it and the fix, naming the package to install where
+    its name is not the module's (sklearn: scikit-learn); "" for any other
+    exception."""
     missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
     if not missing:
         return ""
-    return "install %s for %s, or set Config.Python to an interpreter that has it" % (
-        missing.partition(".")[0],
-        interpreter(),
-    )
+    top = missing.partition(".")[0]
+    package = top
+    if top in DISTRIBUTIONS:
+        package = "%s (the package that provides %s)" % (DISTRIBUTIONS[top], top)
+    return "install %s for %s, or set Config.Python to an interpreter that has it" % (package, interpreter())

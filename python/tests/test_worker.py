@@ -659,6 +659,18 @@ class ImportFailureTest(WorkerTestBase):
         self.assertEqual(error[4], "install pypool_no_such_dependency for %s (%s), or set Config.Python to an interpreter that "
                          "has it" % (sys.executable, sys.version.split()[0]))  # fmt: skip
 
+    def test_missing_dependency_names_its_package(self) -> None:
+        """A module whose package has another name (sklearn, PIL): the hint
+        names the package to install, not the module."""
+        from pypool_runtime import errors
+
+        for module, package in (("sklearn.linear_model", "scikit-learn"), ("PIL", "Pillow"), ("yaml", "PyYAML")):
+            hint = errors.missing_module_hint(ModuleNotFoundError("No module named %r" % module, name=module))
+            top = module.partition(".")[0]
+            self.assertTrue(hint.startswith("install %s (the package that provides %s) for " % (package, top)), hint)
+        hint = errors.missing_module_hint(ModuleNotFoundError("No module named 'numpy'", name="numpy"))
+        self.assertTrue(hint.startswith("install numpy for "), hint)
+
     def test_namespace_package(self) -> None:
         """A directory without __init__.py (//go:embed without all: makes
         one) has no functions: the worker refuses it at start."""
