@@ -95,8 +95,7 @@ type forkServer struct {
 	replies   chan forkReply // the template's answers to requests, in order
 	done      chan struct{}  // closed once the template exited and was reaped
 	status    exitStatus     // how it ended; set before done is closed
-	output    sync.WaitGroup // its stdout and stderr forwarders
-	outputs   []*os.File     // the pipes they read (reaped closes them if need be)
+	output    forwarders     // its stdout and stderr forwarders
 	gone      chan struct{}  // closed once watchExit saw it exit (or could not wait)
 	stopOne   sync.Once      // the end of the control socket is sent once
 
@@ -216,8 +215,7 @@ func (fs *forkServer) start(ctx context.Context, first []*os.File) error {
 	fs.guard.own(fs.pid) // a worker forked before it left the template's group is in it
 	fs.gone = make(chan struct{})
 	go fs.watchExit()
-	fs.outputs = []*os.File{outR, errR}
-	fs.output.Add(2)
+	fs.output.add(outR, errR)
 	go fs.forward(outR, "stdout", slog.LevelInfo)
 	go fs.forward(errR, "stderr", slog.LevelWarn)
 	if err := fs.handshake(ctx, spec); err != nil {
@@ -266,7 +264,7 @@ func (fs *forkServer) handshake(ctx context.Context, spec *workerSpec) error {
 
 // forward logs what the template writes (what the module prints at import).
 func (fs *forkServer) forward(f *os.File, stream string, level slog.Level) {
-	defer fs.output.Done()
+	defer fs.output.done()
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	s.Buffer(make([]byte, 4096), maxLogLine)
@@ -339,19 +337,7 @@ func (fs *forkServer) watchExit() {
 func (fs *forkServer) reaped() exitStatus {
 	<-fs.gone
 	status := execProcess{cmd: fs.cmd, guard: fs.guard}.wait()
-	drained := make(chan struct{})
-	go func() {
-		fs.output.Wait()
-		close(drained)
-	}()
-	timer := time.NewTimer(outputDrainTimeout)
-	defer timer.Stop()
-	select {
-	case <-drained:
-	case <-timer.C:
-		osproc.CloseFiles(fs.outputs...)
-		<-drained
-	}
+	fs.output.drained(outputDrainTimeout)
 	return status
 }
 

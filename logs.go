@@ -360,3 +360,35 @@ func signalName(sig syscall.Signal) string {
 	}
 	return "signal " + strconv.Itoa(int(sig))
 }
+
+// forwarders counts the goroutines that log a process's output pipes (a
+// worker's or a fork server's), so that its end can wait for its last lines.
+type forwarders struct {
+	files []*os.File    // the pipes they read
+	ended chan struct{} // one token per forwarder that reached its pipe's end
+}
+
+// add records the pipes of forwarders about to start, one each.
+func (f *forwarders) add(files ...*os.File) {
+	f.files = files
+	f.ended = make(chan struct{}, len(files))
+}
+
+// done is a forwarder's last call.
+func (f *forwarders) done() { f.ended <- struct{}{} }
+
+// drained waits until every forwarder reached the end of its pipe, or
+// closes the pipes after timeout so that they end anyway: a process that
+// left the group may hold a pipe for ever.
+func (f *forwarders) drained(timeout time.Duration) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for range len(f.files) {
+		select {
+		case <-f.ended:
+		case <-timer.C:
+			osproc.CloseFiles(f.files...)
+			<-f.ended
+		}
+	}
+}

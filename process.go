@@ -112,11 +112,12 @@ type process struct {
 	// The process's state (procState), written by setState only. stateMu
 	// guards it; its stream part (and cutOff, streamErr) is written with
 	// mu held too, so that a call, which holds mu, reads it without stateMu.
-	stateMu sync.Mutex
-	state   procState
-	exited  chan struct{}    // closed by setState once the process is reaped
-	exitErr *WorkerExitError // how it exited; set by setState before exited is closed
-	stderr  tail
+	stateMu    sync.Mutex
+	state      procState
+	exited     chan struct{}    // closed by setState once the process is reaped
+	exitErr    *WorkerExitError // how it exited; set by setState before exited is closed
+	stderr     tail             // its last stderr lines, for a crash's error
+	forwarders forwarders       // of its stderr, stdout and stack dumps
 
 	// Guarded by mu, which is held for the whole of a call.
 	mu      sync.Mutex
@@ -1041,7 +1042,7 @@ func (p *process) watchExit(onExit func(*process)) {
 	if p.askedToEnd() {
 		ev = evExited
 	}
-	p.stderr.drained(outputDrainTimeout)
+	p.forwarders.drained(outputDrainTimeout)
 	exitErr := &WorkerExitError{Pid: p.pid, ExitCode: status.code, Signal: status.signal, Stderr: p.stderr.last(),
 		sig: status.sig, cause: ErrWorkerCrashed}
 	p.toWorker.Close()
@@ -1056,8 +1057,7 @@ func (p *process) watchExit(onExit func(*process)) {
 // startForwarders copies the worker's stderr and stdout to the logger, line
 // by line, and keeps the last stderr lines for crash errors.
 func (p *process) startForwarders(stderr, stdout, dumps *os.File) {
-	p.stderr.done = make(chan struct{}, 3)
-	p.stderr.files = []*os.File{stderr, stdout, dumps}
+	p.forwarders.add(stderr, stdout, dumps)
 	p.output[0].init(stderr)
 	p.output[1].init(stdout)
 	go p.forward(stderr, &p.output[0], "stderr", slog.LevelWarn, true)
@@ -1066,7 +1066,7 @@ func (p *process) startForwarders(stderr, stdout, dumps *os.File) {
 }
 
 func (p *process) forward(f *os.File, calls *outputCalls, stream string, level slog.Level, keep bool) {
-	defer func() { p.stderr.done <- struct{}{} }()
+	defer p.forwarders.done()
 	defer f.Close()
 	r := bufio.NewReaderSize(calls.reader(f), 4096)
 	attrs := []slog.Attr{slog.Int("worker", p.pid), slog.String("stream", stream), {}}
@@ -1108,8 +1108,6 @@ func (p *process) logLine(level slog.Level, line string, attrs []slog.Attr, fn *
 type tail struct {
 	mu    sync.Mutex
 	lines []string
-	done  chan struct{} // one token per finished forwarder
-	files []*os.File
 }
 
 func (t *tail) add(line string) {
@@ -1126,21 +1124,6 @@ func (t *tail) last() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return append([]string(nil), t.lines...)
-}
-
-// drained waits until both forwarders reached the end of their stream, or
-// closes the streams after timeout so that the forwarders end anyway.
-func (t *tail) drained(timeout time.Duration) {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for range len(t.files) {
-		select {
-		case <-t.done:
-		case <-timer.C:
-			osproc.CloseFiles(t.files...)
-			<-t.done
-		}
-	}
 }
 
 // hasExited reports whether the process has been reaped.

@@ -136,7 +136,7 @@ func (d *stackDumper) await(p *process, seq uint64, timeout time.Duration) {
 // forward reads the dump pipe until the worker's end closes and logs each
 // dump as one record.
 func (d *stackDumper) forward(p *process, f *os.File) {
-	defer func() { p.stderr.done <- struct{}{} }()
+	defer p.forwarders.done()
 	defer f.Close()
 	var (
 		buf       []byte
