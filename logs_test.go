@@ -167,6 +167,8 @@ func TestObeyedInterruptIsQuiet(t *testing.T) {
 // TestInterruptLogsStackWithStackDumpsAll: with Config.StackDumps set to
 // StackDumpsAll, a call cut off by its deadline logs the worker's Python
 // stack at that moment, naming the function and the line it was stuck on.
+// The deadline passes once Python says it sleeps (expiringCtx): a fixed one
+// could pass first on a busy machine, and the stack then showed no sleep.
 func TestInterruptLogsStackWithStackDumpsAll(t *testing.T) {
 	rec := newLogRecorder()
 	cfg := testConfig(t)
@@ -175,17 +177,18 @@ func TestInterruptLogsStackWithStackDumpsAll(t *testing.T) {
 	pool := newTestPool(t, cfg)
 	pid := itoa(workerPids(pool)[0])
 
-	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
-	defer cancel()
-	_, err := pool.Call(ctx, "sleep", 30)
+	ctx, expire := expiringCtx(testCtx(t))
+	defer expire()
+	go cancelOnRecord(ctx, expire, rec, "sleeping")
+	_, err := pool.Call(ctx, "announced_sleep", 30)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
 	stack := rec.awaitMatch(t, msgPythonStack, "event", dumpInterrupted)
 	t.Logf("stack:\n%s", stack["stack"])
 	assert.Equal(t, "WARN", stack["level"])
-	assert.Equal(t, "sleep", stack["function"])
+	assert.Equal(t, "announced_sleep", stack["function"])
 	assert.Equal(t, pid, stack["worker"])
-	assert.Contains(t, stack["stack"], testmodLine(t, "sleep", "time.sleep(seconds)"))
+	assert.Contains(t, stack["stack"], testmodLine(t, "announced_sleep", "time.sleep(seconds)"))
 	assert.Contains(t, stack["stack"], "most recent call first", "faulthandler's format")
 
 	out, err := pool.Call(testCtx(t), "echo", "next")
@@ -195,15 +198,17 @@ func TestInterruptLogsStackWithStackDumpsAll(t *testing.T) {
 }
 
 // TestManyThreadsDumpIsOneRecord: a worker with several threads dumps them
-// all in one record.
+// all in one record. The deadline passes once Python says its threads
+// sleep (expiringCtx): a fixed one could pass before they had started.
 func TestManyThreadsDumpIsOneRecord(t *testing.T) {
 	rec := newLogRecorder()
 	cfg := testConfig(t)
 	cfg.Logger = slogNew(rec)
 	cfg.StackDumps = StackDumpsAll
 	pool := newTestPool(t, cfg)
-	ctx, cancel := context.WithTimeout(testCtx(t), 500*time.Millisecond)
-	defer cancel()
+	ctx, expire := expiringCtx(testCtx(t))
+	defer expire()
+	go cancelOnRecord(ctx, expire, rec, "threads asleep")
 	_, err := pool.Call(ctx, "sleep_in_threads", 8, 30)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	stack := rec.awaitMatch(t, msgPythonStack, "event", dumpInterrupted)

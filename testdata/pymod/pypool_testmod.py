@@ -33,6 +33,14 @@ def sleep(seconds):
     return "slept"
 
 
+def announced_sleep(seconds):
+    """sleep, once it has said so on stderr: the line and the sleep are one
+    line of source, so that a stack dump taken once the test has the line
+    shows that line."""
+    print("sleeping", file=sys.stderr, flush=True) or time.sleep(seconds)
+    return "slept"
+
+
 def swallow_interrupt(seconds):
     """Ignore KeyboardInterrupt: the pool must kill this worker. The line on
     stderr tells the test that the interrupt can come: it is written inside
@@ -217,7 +225,12 @@ def sleep_in_threads(count, seconds):
 
     for _ in range(count):
         threading.Thread(target=_sleeper, args=(seconds,), daemon=True).start()
-    time.sleep(seconds)
+    # The line on stderr tells the test that every thread is in its sleep
+    # (no event says so: its frame's line is looked at until it is there).
+    line = _sleeper.__code__.co_firstlineno + 1
+    while sum(f.f_code is _sleeper.__code__ and f.f_lineno == line for f in sys._current_frames().values()) < count:
+        time.sleep(0.001)
+    print("threads asleep", file=sys.stderr, flush=True) or time.sleep(seconds)
     return "slept"
 
 
