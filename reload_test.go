@@ -165,7 +165,8 @@ func TestReloadUnderLoadServesNewCodeWithoutFailedCalls(t *testing.T) {
 	assert.Equal(t, "v1", f.version(t))
 	firstPids := workerPids(f.pool)
 	unwatch := watchSurge(t, f.pool)
-	stop := busyCallers(t, f.pool, 16, 5, 20*time.Second)
+	const callers = 16
+	stop := busyCallers(t, f.pool, callers, 5, 20*time.Second)
 	time.Sleep(100 * time.Millisecond)
 
 	// Same length, same modification time: Python's own .pyc check would
@@ -173,7 +174,12 @@ func TestReloadUnderLoadServesNewCodeWithoutFailedCalls(t *testing.T) {
 	f.rewriteSameStat(t, "v2")
 	require.NoError(t, f.pool.Reload(testCtx(t)))
 	returned := time.Now()
-	time.Sleep(200 * time.Millisecond)
+	// Until a call begun after returned has ended, not for 200 ms (on a busy
+	// machine the new workers may answer none by then): of the calls
+	// finished, at most those started by now and one per caller (between
+	// its began and the count) began before returned.
+	begunBefore := f.pool.Stats().CallsStarted + callers
+	awaitPool(t, f.pool, "a call begun after Reload returned ended", func(s Stats) bool { return s.CallsFinished > begunBefore })
 	outcomes := stop()
 	unwatch()
 
