@@ -1131,3 +1131,15 @@ func (c expiringContext) Err() error {
 	}
 	return context.Cause(c.Context)
 }
+
+// stacksOf returns the attributes of rec's Python stack records of event
+// (dumpInterrupted, dumpSlow, dumpKilled).
+func stacksOf(rec *logRecorder, event string) []map[string]string {
+	var out []map[string]string
+	for _, attrs := range rec.matching(msgPythonStack) {
+		if attrs["event"] == event {
+			out = append(out, attrs)
+		}
+	}
+	return out
+}

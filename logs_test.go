@@ -194,7 +194,10 @@ func TestInterruptLogsStackWithStackDumpsAll(t *testing.T) {
 	out, err := pool.Call(testCtx(t), "echo", "next")
 	require.NoError(t, err)
 	assert.Equal(t, "next", out)
-	assert.Len(t, rec.matching(msgPythonStack), 1, "one dump, one record")
+	// Of the interrupt's dump: on a busy machine, the answer to the
+	// interrupt may come after half of InterruptGrace, with a slow dump
+	// of its own.
+	assert.Len(t, stacksOf(rec, dumpInterrupted), 1, "one dump, one record")
 }
 
 // TestManyThreadsDumpIsOneRecord: a worker with several threads dumps them
@@ -216,7 +219,10 @@ func TestManyThreadsDumpIsOneRecord(t *testing.T) {
 	assert.Equal(t, 9, strings.Count(stack["stack"], "hread 0x"), "the main thread and 8 others:\n%s", stack["stack"])
 	assert.Contains(t, stack["stack"], testmodLine(t, "_sleeper", "time.sleep(seconds)"))
 	time.Sleep(2 * dumpQuiet)
-	assert.Len(t, rec.matching(msgPythonStack), 1, "one dump, one record")
+	// Of the interrupt's dump: on a busy machine, the answer to the
+	// interrupt may come after half of InterruptGrace, with a slow dump
+	// of its own.
+	assert.Len(t, stacksOf(rec, dumpInterrupted), 1, "one dump, one record")
 }
 
 // TestSlowInterruptLogsStack (issue 20): a call that answers its
