@@ -1111,27 +1111,6 @@ func duplicateConfig(tb testing.TB) Config {
 	return cfg
 }
 
-// expiringCtx is a context with parent's deadline that ends as a passed
-// deadline ends one (Err and context.Cause: context.DeadlineExceeded)
-// when expire is called: the deadline of a test whose assertion needs
-// Python to have got somewhere first (a stack, an item), which a fixed
-// deadline does not wait for on a busy machine. The pool cuts the call
-// off as at a deadline: its pipes' deadline moves to now (watchContext)
-// and the cause is DeadlineExceeded.
-func expiringCtx(parent context.Context) (ctx context.Context, expire func()) {
-	inner, cancel := context.WithCancelCause(parent)
-	return expiringContext{inner}, func() { cancel(context.DeadlineExceeded) }
-}
-
-type expiringContext struct{ context.Context }
-
-func (c expiringContext) Err() error {
-	if c.Context.Err() == nil {
-		return nil
-	}
-	return context.Cause(c.Context)
-}
-
 // stacksOf returns the attributes of rec's Python stack records of event
 // (dumpInterrupted, dumpSlow, dumpKilled).
 func stacksOf(rec *logRecorder, event string) []map[string]string {
