@@ -88,3 +88,49 @@ func TestNewcomer3StreamEndsAtTheItemAfterItsContext(t *testing.T) {
 	require.NoError(t, pool.Ping(testCtx(t)))
 	assert.Zero(t, pool.Stats().Crashes, "a cut-off stream's worker is interrupted, not lost")
 }
+
+// TestNewcomer3CallBytesNamesTheFix: CallBytes "whose result must be bytes
+// (or a bytearray)" (call.go). A batch job that renders each record calls
+// it on a function that returns a str, or a numpy array: the error said
+// "the result is a Python str, not bytes" and no fix. It now says what
+// CallBytes takes and how to get there from either side.
+func TestNewcomer3CallBytesNamesTheFix(t *testing.T) {
+	t.Parallel()
+	pool := dataPool(t, "python3", 0)
+	ctx := testCtx(t)
+	buf := []byte("kept")
+	buf, err := CallBytes(ctx, pool, buf, "echo", "text")
+	assert.ErrorIs(t, err, ErrResultNotDecodable)
+	assert.ErrorContains(t, err, "the result is a Python str, not bytes: CallBytes takes a bytes, bytearray or memoryview result: return text.encode() from Python, or call the function with CallAs[string]")
+	assert.Equal(t, "kept", string(buf))
+	_, err = CallBytes(ctx, pool, nil, "echo", ArrayOf([]uint8{1, 2, 3}))
+	assert.ErrorIs(t, err, ErrResultNotDecodable)
+	assert.ErrorContains(t, err, "the result is a Python ndarray of uint8, not bytes: CallBytes takes a bytes, bytearray or memoryview result: return array.tobytes() from Python, or call the function with CallAs[pypool.Array]")
+	_, err = CallBytes(ctx, pool, nil, "echo", nil)
+	assert.ErrorContains(t, err, "the result is a Python None, not bytes: CallBytes takes a bytes, bytearray or memoryview result: return one from Python, or call the function with Call or CallAs")
+	out, err := CallBytes(ctx, pool, nil, "echo", []byte("ok"))
+	require.NoError(t, err)
+	assert.Equal(t, "ok", string(out))
+}
+
+// TestNewcomer3ArrayDTypeNamesTheFix: docs/types.md's
+// `CallAs[[]float32](ctx, pool, "embed", ...)` "takes a 1-d ndarray of
+// that dtype directly". numpy makes float64 unless told otherwise
+// (np.arange(n) / 2), and the newcomer's embedding came back as
+// "an ndarray of float64 does not fit Go []float32, which takes float32",
+// with no fix. It now names both: convert it in Python, or ask Go for the
+// array's own element type.
+func TestNewcomer3ArrayDTypeNamesTheFix(t *testing.T) {
+	t.Parallel()
+	pool := dataPool(t, "python3", 0) // an array echoed without numpy: the same dtype comes back
+	ctx := testCtx(t)
+	_, err := CallAs[[]float32](ctx, pool, "echo", ArrayOf([]float64{0, 0.5}))
+	assert.ErrorIs(t, err, ErrResultNotDecodable)
+	assert.ErrorIs(t, err, ErrDType)
+	assert.ErrorContains(t, err, `an ndarray of float64 does not fit Go []float32, which takes float32: return array.astype("float32") from Python, or decode into []float64`)
+	_, err = CallAs[[]int64](ctx, pool, "echo", ArrayOf([]int32{1, 2}))
+	assert.ErrorContains(t, err, `an ndarray of int32 does not fit Go []int64, which takes int64: return array.astype("int64") from Python, or decode into []int32`)
+	got, err := CallAs[[]float64](ctx, pool, "echo", ArrayOf([]float64{0, 0.5}))
+	require.NoError(t, err)
+	assert.Equal(t, []float64{0, 0.5}, got)
+}

@@ -244,7 +244,20 @@ func appendBytesResult(buf, b []byte, codec *valueCodec) ([]byte, error) {
 	if err != nil {
 		return buf, err
 	}
-	return buf, fmt.Errorf("%w: the result is a Python %s, not bytes", ErrResultNotDecodable, pythonType(got))
+	return buf, fmt.Errorf("%w: the result is a Python %s, not bytes: %s", ErrResultNotDecodable, pythonType(got), bytesFix(got))
+}
+
+// bytesFix says how to fix a CallBytes whose function returned got, which
+// is not bytes.
+func bytesFix(got any) string {
+	const use = "CallBytes takes a bytes, bytearray or memoryview result"
+	switch got.(type) {
+	case string:
+		return use + ": return text.encode() from Python, or call the function with CallAs[string]"
+	case Array:
+		return use + ": return array.tobytes() from Python, or call the function with CallAs[pypool.Array]"
+	}
+	return use + ": return one from Python, or call the function with Call or CallAs"
 }
 
 func (p *Pool) callInto(ctx context.Context, fn string, args []any, x exchange) error {
