@@ -134,3 +134,45 @@ func TestNewcomer3ArrayDTypeNamesTheFix(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []float64{0, 0.5}, got)
 }
+
+// TestNewcomer3TooLargeNamesTheFix: docs/errors.md, "call or reply over
+// MaxMessageSize: ErrMessageTooLarge". A batch job whose renders outgrew
+// the limit got "the result of render() encodes to 2097160 bytes, more
+// than --max-message 1048576": a flag of the worker's command line, which
+// a Go program never sets, and no fix. The result, a stream's item and
+// call_go's arguments now name Config.MaxMessageSize and what to do, on
+// the pipes and through the shared memory.
+func TestNewcomer3TooLargeNamesTheFix(t *testing.T) {
+	t.Parallel()
+	for _, threshold := range []int{-1, 0} {
+		cfg := testConfig(t)
+		cfg.Module = "pypool_newcomer3"
+		cfg.MaxMessageSize = 256 << 10
+		cfg.SharedMemoryThreshold = threshold
+		cfg.Callbacks = map[string]Callback{"take": func(context.Context, []any) (any, error) { return nil, nil }}
+		pool := newTestPool(t, cfg)
+		ctx := testCtx(t)
+		what := map[int]string{-1: "pipes", 0: "shared memory"}[threshold]
+
+		_, err := CallBytes(ctx, pool, nil, "render", 512<<10)
+		assert.ErrorIs(t, err, ErrMessageTooLarge, what)
+		assert.ErrorContains(t, err, "the limit is 262144 (Config.MaxMessageSize); raise Config.MaxMessageSize, or return less: yield the result in pieces from a generator and iterate them with Pool.Stream", what)
+		assert.NotContains(t, err.Error(), "--max-message", what)
+
+		n := 0
+		for _, err := range pool.Stream(ctx, "rendered", 512<<10, 2) {
+			n++
+			assert.ErrorIs(t, err, ErrMessageTooLarge, what)
+			assert.ErrorContains(t, err, "item 0 of rendered() encodes to 524297 bytes, the limit is 262144 (Config.MaxMessageSize); raise Config.MaxMessageSize, or yield smaller items", what)
+		}
+		assert.Equal(t, 1, n, what)
+
+		_, err = pool.Call(ctx, "send_go", 512<<10)
+		assert.ErrorContains(t, err, "the limit is 262144 (Config.MaxMessageSize, the worker's --max-message); raise it, or pass less", what)
+
+		out, err := CallBytes(ctx, pool, nil, "render", 100<<10)
+		require.NoError(t, err, what)
+		assert.Len(t, out, 100<<10, what)
+		assert.Zero(t, pool.Stats().Crashes, what)
+	}
+}
