@@ -176,3 +176,42 @@ func TestNewcomer3TooLargeNamesTheFix(t *testing.T) {
 		assert.Zero(t, pool.Stats().Crashes, what)
 	}
 }
+
+// TestNewcomer3CallTimeoutNamed: Config.CallTimeout "bounds calls whose
+// context has no deadline", and a stream's whole loop (docs/configuration.md,
+// stream.go). A batch job that set it for its calls and ran its stream
+// over the file with context.Background() had the stream cut off with
+// "pypool: call to records: context deadline exceeded": a deadline its
+// code never set. The error now names CallTimeout and the fix, and is
+// still context.DeadlineExceeded; a call with a deadline of its own says
+// nothing of it.
+func TestNewcomer3CallTimeoutNamed(t *testing.T) {
+	t.Parallel()
+	cfg := streamConfig(t)
+	cfg.CallTimeout = 300 * time.Millisecond
+	pool := newTestPool(t, cfg)
+	const named = "(Config.CallTimeout, 300ms, bounds a call, or a stream's whole loop, whose context has no deadline: raise it, or give the call a context with a deadline of its own)"
+
+	n := 0
+	var err error
+	for _, err = range pool.Stream(context.Background(), "slow", 1000, 0.01) {
+		if err != nil {
+			break
+		}
+		n++
+	}
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorContains(t, err, "pypool: call to slow: context deadline exceeded "+named)
+	assert.Less(t, n, 1000)
+
+	_, err = pool.Call(context.Background(), "sleep", 30)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorContains(t, err, named)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = pool.Call(ctx, "sleep", 30)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.NotContains(t, err.Error(), "CallTimeout", "the caller's own deadline")
+	require.NoError(t, pool.Ping(testCtx(t)))
+}
