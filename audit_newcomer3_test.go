@@ -11,6 +11,8 @@ package pypool
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,4 +216,59 @@ func TestNewcomer3CallTimeoutNamed(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.NotContains(t, err.Error(), "CallTimeout", "the caller's own deadline")
 	require.NoError(t, pool.Ping(testCtx(t)))
+}
+
+// TestNewcomer3StreamTracebackIsTheGenerators: a *PythonError's traceback
+// is the user's code's, "without the runtime's frames" (docs/how-it-works.md,
+// errors.py), as for a Call. A batch job whose generator raised on a bad
+// line printed (%+v) a traceback that began in pypool_runtime/stream.py's
+// _pump and _next_item and interrupt.py's call_user, three frames of
+// pypool's own before the line that raised.
+func TestNewcomer3StreamTracebackIsTheGenerators(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t, streamConfig(t))
+	var err error
+	n := 0
+	for _, err = range pool.Stream(testCtx(t), "raises_after", 2) {
+		if err != nil {
+			break
+		}
+		n++
+	}
+	assert.Equal(t, 2, n)
+	var pyErr *PythonError
+	require.ErrorAs(t, err, &pyErr)
+	assert.True(t, strings.HasPrefix(pyErr.Traceback, "Traceback (most recent call last):\n  File \""), pyErr.Traceback)
+	assert.Contains(t, pyErr.Traceback, ", in raises_after\n")
+	assert.NotContains(t, pyErr.Traceback, "pypool_runtime", "the runtime's frames are hidden")
+	assert.Equal(t, 1, strings.Count(pyErr.Traceback, "  File "), "one frame, the generator's: %s", pyErr.Traceback)
+}
+
+// TestNewcomer3NewErrorPrintsTheTraceback: docs/errors.md, for New's error
+// "the set-up ... failed (Config.SetUp): ... (the traceback is in the
+// *PythonError)": "%+v prints its traceback". A batch job that printed
+// New's error with %+v, as it prints a call's, got the one line only: the
+// start error wrapping the *PythonError printed no traceback. It now
+// does, for an import and for a set-up; %v stays one line.
+func TestNewcomer3NewErrorPrintsTheTraceback(t *testing.T) {
+	t.Parallel()
+	for _, setUp := range []bool{false, true} {
+		cfg := testConfig(t)
+		cfg.Module, cfg.Logger = "pypool_broken", testLogger(t)
+		line := `raise RuntimeError("pypool_broken is broken on purpose")`
+		if setUp {
+			cfg.Module, cfg.SetUp = "pypool_newcomer3", "broken_set_up"
+			line = `raise RuntimeError("the model file is missing")`
+		}
+		_, err := New(testCtx(t), cfg)
+		require.ErrorIs(t, err, ErrWorkerStart)
+		var pyErr *PythonError
+		require.ErrorAs(t, err, &pyErr)
+		plus := fmt.Sprintf("%+v", err)
+		assert.Equal(t, err.Error()+"\n"+strings.TrimRight(pyErr.Traceback, "\n"), plus)
+		assert.Contains(t, plus, "\nTraceback (most recent call last):\n")
+		assert.Contains(t, plus, line)
+		assert.Equal(t, err.Error(), fmt.Sprintf("%v", err))
+		assert.NotContains(t, fmt.Sprint(err), "\n")
+	}
 }

@@ -28,3 +28,8 @@ def send_go(n):
     from pypool import call_go
 
     return call_go("take", b"g" * n)
+
+
+def broken_set_up():
+    """A Config.SetUp that fails, as a model's loader whose file is missing."""
+    raise RuntimeError("the model file is missing")
