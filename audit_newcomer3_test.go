@@ -10,9 +10,17 @@ package pypool
 // the cause and the fix.
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -271,4 +279,110 @@ func TestNewcomer3NewErrorPrintsTheTraceback(t *testing.T) {
 		assert.Equal(t, err.Error(), fmt.Sprintf("%v", err))
 		assert.NotContains(t, fmt.Sprint(err), "\n")
 	}
+}
+
+// TestNewcomer3BatchJobAsDocumented builds docs/operating.md's batch job
+// ("A batch job or command-line program") as a user would, in a module of
+// its own, and runs it on files as a shell would: the records rendered
+// (exit 0), a bad line (exit 2 with the Python error and its traceback,
+// which is the generator's), and a Ctrl-C mid-run: SIGINT to the
+// program's process group, as a terminal sends it; the program says
+// "interrupted", exits 130, and leaves no worker behind.
+func TestNewcomer3BatchJobAsDocumented(t *testing.T) {
+	t.Parallel()
+	withNumpy := numpyPython(t)
+	gobin := goCommand(t)
+	var program, module mdBlock
+	for _, b := range mdBlocks(t, "docs/operating.md") {
+		switch {
+		case b.lang == "go" && strings.HasPrefix(b.code, "package main") && strings.Contains(b.code, `"records"`):
+			program = b
+		case b.lang == "python" && pythonFileName(b) == "batch.py":
+			module = b
+		}
+	}
+	require.NotEmpty(t, program.code, "docs/operating.md: the batch job")
+	require.NotEmpty(t, module.code, "docs/operating.md: batch.py")
+	repo, err := filepath.Abs(".")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	sum, err := os.ReadFile("go.sum")
+	require.NoError(t, err)
+	for name, data := range map[string][]byte{
+		"main.go": []byte(program.code), "go.mod": userGoMod(t, repo), "go.sum": sum, "batch.py": []byte(module.code),
+		"records.csv": []byte("ab,1\ncd,2.5\n"), "bad.csv": []byte("ab,1\ncd,x\n"),
+		"long.csv": []byte(strings.Repeat("ef,3\n", 200_000)),
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o644))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, gobin, "build", "-o", "batch", ".")
+	build.Dir, build.Env = dir, append(os.Environ(), "GOFLAGS=", "GOPROXY=off")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	env := append(os.Environ(), "XDG_CACHE_HOME="+t.TempDir(), "PATH="+filepath.Dir(withNumpy)+":"+os.Getenv("PATH"))
+	command := func(args ...string) (*exec.Cmd, *strings.Builder) {
+		cmd := exec.CommandContext(ctx, filepath.Join(dir, "batch"), args...)
+		cmd.Dir, cmd.Env = dir, env
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		return cmd, &stderr
+	}
+	exitCode := func(err error) int {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode()
+		}
+		require.NoError(t, err)
+		return 0
+	}
+
+	cmd, stderr := command("records.csv")
+	stdout, err := cmd.Output()
+	assert.Equal(t, 0, exitCode(err), "%s", stderr)
+	assert.Equal(t, "2 ab: 1.0\n2 cd: 2.5\n", string(stdout))
+
+	cmd, stderr = command("bad.csv")
+	stdout, err = cmd.Output()
+	assert.Equal(t, 2, exitCode(err), "%s", stderr)
+	assert.Equal(t, "2 ab: 1.0\n", string(stdout), "the records before the bad line")
+	assert.Contains(t, stderr.String(), "pypool: python ValueError: could not convert string to float: 'x'\nTraceback (most recent call last):\n  File \""+filepath.Join(dir, "batch.py"))
+	assert.NotContains(t, stderr.String(), "pypool_runtime")
+
+	// Ctrl-C once the records flow.
+	cmd, stderr = command("long.csv")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pipe, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	lines := bufio.NewReader(pipe)
+	_, err = lines.ReadString('\n')
+	require.NoError(t, err, "%s", stderr)
+	require.NoError(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGINT))
+	_, _ = io.Copy(io.Discard, lines)
+	err = cmd.Wait()
+	assert.Equal(t, 130, exitCode(err), "%s", stderr)
+	assert.True(t, strings.HasSuffix(stderr.String(), "interrupted\n"), "%s", stderr)
+	assert.Empty(t, processesIn(t, dir), "workers left behind")
+}
+
+// processesIn returns the pids of the processes whose working directory
+// is dir.
+func processesIn(t *testing.T, dir string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd")); err == nil && cwd == dir {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
