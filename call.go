@@ -164,13 +164,13 @@ func CallAs[T any](ctx context.Context, c Caller, fn string, args ...any) (T, er
 	return out, err
 }
 
-// CallBytes calls fn, whose result must be bytes (or a bytearray), and
-// appends the result to buf, returning the extended slice: like
-// strconv.AppendInt, it lets a loop of calls with large results reuse one
-// buffer (pass buf[:0]) instead of allocating one per call, which for
-// results of a MiB or more costs Go's allocator and collector more than the
-// call itself. A result of another type gives an error wrapping
-// ErrResultNotDecodable.
+// CallBytes calls fn, whose result must be bytes (or a bytearray or a
+// memoryview), and appends the result to buf, returning the extended
+// slice: like strconv.AppendInt, it lets a loop of calls with large
+// results reuse one buffer (pass buf[:0]) instead of allocating one per
+// call, which for results of a MiB or more costs Go's allocator and
+// collector more than the call itself. A result of another type gives an
+// error wrapping ErrResultNotDecodable that says how to fix it.
 //
 //	buf, err = pypool.CallBytes(ctx, pool, buf[:0], "render_png", scene)
 //
