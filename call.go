@@ -164,13 +164,13 @@ func CallAs[T any](ctx context.Context, c Caller, fn string, args ...any) (T, er
 	return out, err
 }
 
-// CallBytes calls fn, whose result must be bytes (or a bytearray), and
-// appends the result to buf, returning the extended slice: like
-// strconv.AppendInt, it lets a loop of calls with large results reuse one
-// buffer (pass buf[:0]) instead of allocating one per call, which for
-// results of a MiB or more costs Go's allocator and collector more than the
-// call itself. A result of another type gives an error wrapping
-// ErrResultNotDecodable.
+// CallBytes calls fn, whose result must be bytes (or a bytearray or a
+// memoryview), and appends the result to buf, returning the extended
+// slice: like strconv.AppendInt, it lets a loop of calls with large
+// results reuse one buffer (pass buf[:0]) instead of allocating one per
+// call, which for results of a MiB or more costs Go's allocator and
+// collector more than the call itself. A result of another type gives an
+// error wrapping ErrResultNotDecodable that says how to fix it.
 //
 //	buf, err = pypool.CallBytes(ctx, pool, buf[:0], "render_png", scene)
 //
@@ -244,7 +244,20 @@ func appendBytesResult(buf, b []byte, codec *valueCodec) ([]byte, error) {
 	if err != nil {
 		return buf, err
 	}
-	return buf, fmt.Errorf("%w: the result is a Python %s, not bytes", ErrResultNotDecodable, pythonType(got))
+	return buf, fmt.Errorf("%w: the result is a Python %s, not bytes: %s", ErrResultNotDecodable, pythonType(got), bytesFix(got))
+}
+
+// bytesFix says how to fix a CallBytes whose function returned got, which
+// is not bytes.
+func bytesFix(got any) string {
+	const use = "CallBytes takes a bytes, bytearray or memoryview result"
+	switch got.(type) {
+	case string:
+		return use + ": return text.encode() from Python, or call the function with CallAs[string]"
+	case Array:
+		return use + ": return array.tobytes() from Python, or call the function with CallAs[pypool.Array]"
+	}
+	return use + ": return one from Python, or call the function with Call or CallAs"
 }
 
 func (p *Pool) callInto(ctx context.Context, fn string, args []any, x exchange) error {
@@ -300,8 +313,11 @@ func (x exchange) kind() string {
 func (p *Pool) call(ctx context.Context, w *Worker, fn string, args []any, x exchange) (err error) {
 	rec := p.callBegin(fn, x.probe)
 	defer func() { p.callEnd(&rec, err) }()
-	ctx, cancel := p.withCallTimeout(ctx)
+	ctx, cancel, timed := p.withCallTimeout(ctx)
 	defer cancel()
+	if timed {
+		defer func() { err = p.callTimedOut(ctx, err) }() // before callEnd: what its caller sees
+	}
 	if m := metaOf(ctx); m != nil && m.err != nil {
 		return m.err // before any worker is used
 	}
@@ -628,12 +644,29 @@ func retryable(err error) bool {
 	return false
 }
 
-// withCallTimeout applies Config.CallTimeout to a context without deadline.
-func (p *Pool) withCallTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+// withCallTimeout applies Config.CallTimeout to a context without deadline
+// (timed: it did).
+func (p *Pool) withCallTimeout(ctx context.Context) (_ context.Context, _ context.CancelFunc, timed bool) {
 	if p.cfg.CallTimeout > 0 {
 		if _, ok := ctx.Deadline(); !ok {
-			return context.WithTimeout(ctx, p.cfg.CallTimeout)
+			ctx, cancel := context.WithTimeout(ctx, p.cfg.CallTimeout)
+			return ctx, cancel, true
 		}
 	}
-	return ctx, func() {}
+	return ctx, func() {}, false
+}
+
+// callTimedOut is err, the error of a call whose context was given
+// Config.CallTimeout (ctx), saying so when that deadline ended the call:
+// its caller's context has no deadline, so that "context deadline
+// exceeded" alone names none it knows of. A stream's whole loop counts.
+// The deadline is read from the clock: a pipe's deadline set from ctx's
+// may fire a moment before ctx itself ends (contextCause).
+func (p *Pool) callTimedOut(ctx context.Context, err error) error {
+	deadline, _ := ctx.Deadline()
+	if err == nil || time.Until(deadline) > 0 || !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrWorkerStart) {
+		return err
+	}
+	return fmt.Errorf("%w (Config.CallTimeout, %v, bounds a call, or a stream's whole loop, whose context has no deadline: "+
+		"raise it, or give the call a context with a deadline of its own)", err, p.cfg.CallTimeout)
 }

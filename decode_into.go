@@ -210,6 +210,17 @@ func singleArray(b []byte, shared *sharedMem) (a Array, ok bool, err error) {
 	return a, true, nil
 }
 
+// dtypeFix says how to take an ndarray of got where a Go slice of want's
+// elements was asked for: convert it in Python, or ask for got's slice
+// (each DType is named as its Go element type).
+func dtypeFix(got, want DType) string {
+	fix := fmt.Sprintf("return array.astype(%q) from Python", want)
+	if got.Size() != 0 {
+		fix += fmt.Sprintf(", or decode into []%s", got)
+	}
+	return fix
+}
+
 // sliceInto sets out to a view of a, a 1-d array of dtype.
 func sliceInto[E Element](a Array, out *[]E, dtype DType) error {
 	switch {
@@ -217,8 +228,8 @@ func sliceInto[E Element](a Array, out *[]E, dtype DType) error {
 		return fmt.Errorf("%w: result: a %d-d ndarray (shape %v) does not fit Go %T, which takes a 1-d one: decode into a pypool.Array",
 			ErrResultNotDecodable, len(a.Shape), a.Shape, *out)
 	case a.DType != dtype:
-		return fmt.Errorf("%w: result: %w: an ndarray of %s does not fit Go %T, which takes %s",
-			ErrResultNotDecodable, ErrDType, a.DType, *out, dtype)
+		return fmt.Errorf("%w: result: %w: an ndarray of %s does not fit Go %T, which takes %s: %s",
+			ErrResultNotDecodable, ErrDType, a.DType, *out, dtype, dtypeFix(a.DType, dtype))
 	}
 	var err error
 	*out, err = view[E](a, dtype)

@@ -266,6 +266,20 @@ func (e *importError) Error() string {
 		ErrWorkerStart, e.module, e.err.Type, text)
 }
 
+// Format prints Error() for %v and %s, and Error() followed by the Python
+// traceback for %+v, as a *PythonError does: the error New returns prints
+// the import's or the set-up's traceback without an errors.As first.
+func (e *importError) Format(s fmt.State, verb rune) {
+	switch {
+	case verb == 'v' && s.Flag('+') && e.err.Traceback != "":
+		fmt.Fprintf(s, "%s\n%s", e.Error(), strings.TrimRight(e.err.Traceback, "\n"))
+	case verb == 'q':
+		fmt.Fprintf(s, "%q", e.Error())
+	default:
+		io.WriteString(s, e.Error())
+	}
+}
+
 // Unwrap gives ErrWorkerStart and the Python error, for errors.Is/As.
 func (e *importError) Unwrap() []error { return []error{ErrWorkerStart, e.err} }
 

@@ -283,6 +283,14 @@ func (p *process) end(cf callFrame) {
 // eachItem gives the items of an ITEMS frame to each; false when each
 // stopped.
 func eachItem(items []byte, codec *valueCodec, each itemFunc) (bool, error) {
+	more, _, err := eachItemUntil(context.Background(), items, codec, each)
+	return more, err
+}
+
+// eachItemUntil is eachItem that gives no item once ctx has ended (cut:
+// the frame's other items are dropped): a stream's loop ends with ctx's
+// error at its next item, not at its next frame, which may hold 256 more.
+func eachItemUntil(ctx context.Context, items []byte, codec *valueCodec, each itemFunc) (more, cut bool, err error) {
 	d := wire.NewReader(items)
 	n := d.ArrayLen()
 	for range n {
@@ -290,17 +298,20 @@ func eachItem(items []byte, codec *valueCodec, each itemFunc) (bool, error) {
 		if d.Err() != nil {
 			break
 		}
+		if ctx.Err() != nil {
+			return false, true, nil
+		}
 		if more, fault := each(item, codec); !more {
-			return false, fault
+			return false, false, fault
 		}
 	}
 	if d.Err() == nil && d.Len() != 0 {
 		d.Fail("%d bytes after the items", d.Len())
 	}
 	if d.Err() != nil {
-		return false, fmt.Errorf("%w: bad ITEMS frame: %v", ErrProtocol, d.Err())
+		return false, false, fmt.Errorf("%w: bad ITEMS frame: %v", ErrProtocol, d.Err())
 	}
-	return true, nil
+	return true, false, nil
 }
 
 // creditFrame encodes a CREDIT of n frames for stream id.
@@ -455,9 +466,13 @@ func (p *process) onItems(ctx context.Context, fn string, l *replyLoop, st *stre
 	if l.wait == waitClose {
 		return false, nil
 	}
-	more, err := eachItem(r.value, &p.spec.codec, st.each)
-	if err != nil {
+	more, cut, err := eachItemUntil(ctx, r.value, &p.spec.codec, st.each)
+	switch {
+	case err != nil:
 		return false, p.lost(ctx, fn, l, err)
+	case cut:
+		// As readReplies's check before each frame: Python still runs.
+		return false, p.failed(ctx, fn, os.ErrDeadlineExceeded, true)
 	}
 	if !more {
 		st.stopped = true

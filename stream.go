@@ -51,8 +51,8 @@ type itemFunc func(b []byte, codec *valueCodec) (more bool, fault error)
 // back to the pool. An exception in the generator ends the loop with a
 // *PythonError after the items before it. ctx bounds the whole loop as it
 // bounds a call (Config.CallTimeout when it has no deadline): when it ends,
-// the loop ends with ctx's error and the worker is interrupted as a cut-off
-// call's. A worker that dies gives an error wrapping ErrWorkerCrashed.
+// the loop ends with ctx's error at its next item (no item is given after
+// it) and the worker is interrupted as a cut-off call's. A worker that dies gives an error wrapping ErrWorkerCrashed.
 //
 // The body of the loop must not wait for the same pool's workers when all
 // are busy (the stream holds one). With a callback's context (Callback),

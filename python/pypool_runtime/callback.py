@@ -116,7 +116,10 @@ def _wait(worker: Channel, name: str, args: List[Any]) -> Any:
             detail, hint = not_encodable(args, exc, "args")
             raise TypeError("call_go(%r): an argument cannot be encoded for Go: %s%s" % (name, detail, "; " + hint if hint else "")) from None
         if len(body) > worker.max_message:
-            raise ValueError("call_go(%r): the arguments encode to %d bytes, more than --max-message %d" % (name, len(body), worker.max_message))
+            raise ValueError(
+                "call_go(%r): the arguments encode to %d bytes, the limit is %d (Config.MaxMessageSize, the worker's --max-message); "
+                "raise it, or pass less" % (name, len(body), worker.max_message)
+            )  # fmt: skip
         # Back in the user's code that called call_go when it returns.
         was_user = STATE.enter_runtime()
         worker.callbacks_waiting += 1

@@ -28,8 +28,9 @@ if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds t
 _traceback: Any = None
 
 # The modules whose frames sit between Go's call and the user's function (as
-# worker.py's did before the runtime was split in modules): hidden.
-_RUNTIME_MODULES = frozenset(__package__ + "." + name for name in ("worker", "serve", "interrupt", "startup"))
+# worker.py's did before the runtime was split in modules), or its
+# generator's (stream): hidden.
+_RUNTIME_MODULES = frozenset(__package__ + "." + name for name in ("worker", "serve", "interrupt", "startup", "stream"))
 _AIO_MODULE = __package__ + ".aio"
 
 

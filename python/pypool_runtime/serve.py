@@ -62,6 +62,10 @@ def callable_functions(modules: List[Any]) -> Dict[str, Callable[..., Any]]:
     return functions
 
 
+# TOO_LARGE_HINT is the hint of a result that encodes to more than
+# Config.MaxMessageSize: a generator's items each cross on their own.
+TOO_LARGE_HINT = "raise Config.MaxMessageSize, or return less: yield the result in pieces from a generator and iterate them with Pool.Stream"
+
 # PING_FUNCTION is the runtime's own no-op, which Go's Pool.Ping calls. Its
 # name is private, so no function of the user's module can take it.
 PING_FUNCTION = "_pypool_ping"
@@ -375,7 +379,7 @@ class Worker(Channel):
         try:
             frame = shm.bytes_result_frame(shm.ACTIVE, call_id, data)
         except shm.ReplyTooLarge as exc:
-            self.send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc))
+            self.send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc), hint=TOO_LARGE_HINT)
             return
         # Go counts the message as its frame plus the shared bytes it
         # refers to (as _send_frame does): the bytes alone may fit and the
@@ -391,7 +395,8 @@ class Worker(Channel):
             call_id,
             "message_too_large",
             "ValueError",
-            "the result of %s() encodes to %d bytes, more than --max-message %d" % (name, size, self.max_message),
+            "the result of %s() encodes to %d bytes, the limit is %d (Config.MaxMessageSize)" % (name, size, self.max_message),
+            hint=TOO_LARGE_HINT,
         )
 
     def send_exception(self, call_id: int, exc: BaseException) -> None:
@@ -424,7 +429,7 @@ class Worker(Channel):
 
     def _send_not_encodable(self, call_id: int, name: str, result: Any, exc: Exception) -> None:
         if isinstance(exc, shm.ReplyTooLarge):  # arrays put in the shared memory did not fit
-            self.send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc))
+            self.send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc), hint=TOO_LARGE_HINT)
             return
         detail, hint = not_encodable(result, exc)
         cls = type(result)

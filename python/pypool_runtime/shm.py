@@ -105,10 +105,10 @@ class SharedMemory:
         n = memoryview(data).nbytes
         end = start + n
         if end - _align(self._args_end, ALIGN) > self.max_message:
-            raise ReplyTooLarge("the reply's values take more than --max-message %d bytes" % self.max_message)
+            raise ReplyTooLarge("the reply's values take more than %d bytes (Config.MaxMessageSize)" % self.max_message)
         if end > self.limit:
             raise ReplyTooLarge(
-                "the reply needs %d bytes of shared memory, more than its limit of %d (twice --max-message)" % (end, self.limit)
+                "the reply needs %d bytes of shared memory, more than its limit of %d (twice Config.MaxMessageSize)" % (end, self.limit)
             )
         if end > self._size:
             self._grow(end)

@@ -315,7 +315,8 @@ def _send(worker: Channel, state: StreamState, batch: List[Any], name: str, sent
         if len(batch) == 1:
             raise _NotEncodable(
                 "message_too_large", "ValueError",
-                "item %d of %s() encodes to %d bytes, more than --max-message %d" % (sent, name, len(body), worker.max_message),
+                "item %d of %s() encodes to %d bytes, the limit is %d (Config.MaxMessageSize)" % (sent, name, len(body), worker.max_message),
+                "raise Config.MaxMessageSize, or yield smaller items",
             )  # fmt: skip
         half = len(batch) // 2
         return _send(worker, state, batch[:half], name, sent) and _send(worker, state, batch[half:], name, sent + half)
