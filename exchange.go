@@ -254,6 +254,7 @@ func (p *process) begin(ctx context.Context, fn string, nested bool) (uint64, ca
 	if nested {
 		cf := callFrame{nested: true, outer: p.current.Load(), shared: p.encoder.shared}
 		p.encoder.shared = nil
+		p.outputWritten() // the outer call's, up to here
 		p.setCurrent(fn)
 		return id, cf, nil
 	}
@@ -269,6 +270,7 @@ func (p *process) begin(ctx context.Context, fn string, nested bool) (uint64, ca
 func (p *process) end(cf callFrame) {
 	if cf.nested {
 		p.encoder.shared = cf.shared
+		p.outputWritten() // the nested call's
 		p.current.Store(cf.outer)
 		return
 	}

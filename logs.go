@@ -73,6 +73,17 @@ func (p *process) endCall() {
 // callOver clears the call in progress; the output it wrote keeps its
 // function (outputCalls).
 func (p *process) callOver() {
+	p.outputWritten()
+	// Cleared only now: a forwarder that logs a line of the call before
+	// callEnded marked its stream finds it still in progress.
+	p.current.Store(nil)
+}
+
+// outputWritten marks the output written so far as the call in progress's
+// (outputCalls.callEnded), before that call ends or, for a call made from
+// one of its callbacks (a nested call), before another call takes its
+// place in p.current: a line read later still names the call that wrote it.
+func (p *process) outputWritten() {
 	fn := p.current.Load()
 	// One poll tells which streams have bytes in their pipe: the others
 	// need no probe (most calls write nothing).
@@ -80,9 +91,6 @@ func (p *process) callOver() {
 	for i := range p.output {
 		p.output[i].callEnded(fn, waiting[i])
 	}
-	// Cleared only now: a forwarder that logs a line of the call before
-	// callEnded marked its stream finds it still in progress.
-	p.current.Store(nil)
 }
 
 // function is the attribute naming the call in progress, or the last call

@@ -1,0 +1,353 @@
+package pypool
+
+// audit_obs_test.go: the observability audit (round 3): a hostile tester's
+// attacks on what docs/observability.md and the doc comments of
+// Config.Logger, Tracer and Stats promise, on the paths the earlier audits
+// did not take.
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// obsConfig is a pool of the observability audit's module, its records
+// kept by rec.
+func obsConfig(t testing.TB, rec *logRecorder) Config {
+	cfg := testConfig(t)
+	cfg.Module = "pypool_auditobs"
+	cfg.Logger = slogNew(rec)
+	return cfg
+}
+
+// outputLines returns the records of the worker's output (those with a
+// stream attribute) whose message contains s.
+func outputLines(rec *logRecorder, s string) []logged {
+	var out []logged
+	for _, l := range rec.all() {
+		if l.attrs["stream"] != "" && strings.Contains(l.msg, s) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// Promise (docs/observability.md, Logs): "one that a call leaves without a
+// newline is logged at the worker's exit", naming the call; the crash
+// record names the call's function, its exit code and stderr's last lines.
+// The attack: a call writes a line without a newline (to fd 1, then fd 2)
+// and the worker dies at once. (Passed: the earlier audit covered a
+// partial line at a clean exit, not at a crash.)
+func TestAuditObsPartialLineAtACrash(t *testing.T) {
+	t.Parallel()
+	for _, fd := range []int{1, 2} {
+		rec := newLogRecorder()
+		pool := newTestPool(t, obsConfig(t, rec))
+		_, err := pool.Call(testCtx(t), "partial_then_crash", fd, "last-words", 7)
+		require.ErrorIs(t, err, ErrWorkerCrashed)
+		crash := rec.await(t, msgWorkerCrashed)
+		assert.Equal(t, "partial_then_crash", crash["function"])
+		assert.Equal(t, "7", crash["exit_code"])
+		lines := outputLines(rec, "last-words")
+		require.Len(t, lines, 1, "fd %d: %v", fd, rec.all())
+		assert.Equal(t, "partial_then_crash", lines[0].attrs["function"], "fd %d", fd)
+		if fd == 2 {
+			assert.Contains(t, crash["stderr"], "last-words")
+		}
+	}
+}
+
+// Promise (docs/observability.md, Logs): what a worker prints is logged,
+// naming the call that wrote it; here a process the worker started writes
+// to the worker's stdout and stderr during the call. (Passed; not covered
+// before.)
+func TestAuditObsOutputOfAChildProcess(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	pool := newTestPool(t, obsConfig(t, rec))
+	_, err := pool.Call(testCtx(t), "child_prints", "from-child")
+	require.NoError(t, err)
+	out := rec.awaitMatch(t, "from-child", "stream", "stdout")
+	assert.Equal(t, "child_prints", out["function"])
+	errl := rec.awaitMatch(t, "from-child-err", "stream", "stderr")
+	assert.Equal(t, "child_prints", errl["function"])
+}
+
+// Promise (docs/observability.md, Logs): output written at the module's
+// import (no call: no function) and at the worker's exit during Close (an
+// atexit handler) is logged, the latter before Close returns. (Passed; not
+// covered before.)
+func TestAuditObsOutputAtStartAndClose(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	cfg := obsConfig(t, rec)
+	pool, err := New(testCtx(t), cfg)
+	require.NoError(t, err)
+	pid := workerPids(pool)[0]
+	_, err = pool.Call(testCtx(t), "at_exit_prints", "bye-from-atexit")
+	require.NoError(t, err)
+	require.NoError(t, pool.Close(testCtx(t)))
+	imp := outputLines(rec, "auditobs imported on stdout")
+	require.NotEmpty(t, imp)
+	assert.Empty(t, imp[0].attrs["function"])
+	bye := outputLines(rec, "bye-from-atexit")
+	require.Len(t, bye, 1, "logged before Close returned")
+	assert.Equal(t, itoa(pid), bye[0].attrs["worker"])
+}
+
+// Promise (docs/observability.md, Logs): the lines of a call whose worker
+// is killed for ignoring its interrupt still name that call, as does its
+// "worker killed" record. (Passed; not covered before.)
+func TestAuditObsOutputOfAKilledWorker(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	cfg := obsConfig(t, rec)
+	cfg.InterruptGrace = 200 * time.Millisecond
+	pool := newTestPool(t, cfg)
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "prints_then_ignores_interrupt", "before-the-kill", 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	killed := rec.await(t, msgWorkerKilled)
+	assert.Equal(t, "prints_then_ignores_interrupt", killed["function"])
+	l := rec.awaitMatch(t, "before-the-kill", "stream", "stdout")
+	assert.Equal(t, "prints_then_ignores_interrupt", l["function"])
+}
+
+// Promise (Tracer's doc comment): "Pool.Stream ... as one call that lasts
+// the whole loop", with TraceCallEnd told exactly once and the Outcome of
+// its error (OutcomeOf): a stream Python breaks, one the caller leaves
+// early, one whose worker dies. (Passed; no test traced a stream before.)
+func TestAuditObsStreamTraced(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	pool, tr := tracedPool(t, obsConfig(t, rec))
+	ctx := testCtx(t)
+	// Broken by Python mid-way.
+	var got []any
+	var serr error
+	for v, err := range pool.Stream(ctx, "items", 5, 2) {
+		if err != nil {
+			serr = err
+			break
+		}
+		got = append(got, v)
+	}
+	var pe *PythonError
+	require.ErrorAs(t, serr, &pe)
+	ev := tr.take()
+	t.Log(hooks(ev))
+	require.Len(t, ev, 3)
+	checkEnd(t, ev[2])
+	assert.Equal(t, OutcomePythonError, ev[2].end.Outcome)
+	assert.Equal(t, "items", ev[2].end.Function)
+	assert.NotZero(t, ev[2].end.Pid)
+
+	// Left early by the caller.
+	for range pool.Stream(ctx, "items", 5, -1) {
+		break
+	}
+	ev = tr.take()
+	require.Len(t, ev, 3)
+	checkEnd(t, ev[2])
+	assert.Equal(t, OutcomeOK, ev[2].end.Outcome)
+
+	// The worker dies in the stream.
+	_, err := collect(t, pool.Stream(ctx, "items_then_crash", 3))
+	require.ErrorIs(t, err, ErrWorkerCrashed)
+	ev = tr.take()
+	require.Len(t, ev, 3)
+	checkEnd(t, ev[2])
+	assert.Equal(t, OutcomeCrashed, ev[2].end.Outcome)
+}
+
+// Promise (Tracer's doc comment, docs/async.md): calls of async functions
+// (Config.AsyncCalls) are traced as any call (worker, sizes, outcome; a
+// crash as OutcomeCrashed), and their output is logged without a function.
+// (Passed; the async tests did not check the hooks' data.)
+func TestAuditObsAsyncTraced(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	cfg := obsConfig(t, rec)
+	cfg.AsyncCalls = 4
+	pool, tr := tracedPool(t, cfg)
+	ctx := testCtx(t)
+	tr.take()
+	_, err := pool.Call(ctx, "async_print", "async-line", 0.01)
+	require.NoError(t, err)
+	_, err = pool.Call(ctx, "async_fail", "async-boom")
+	var pe *PythonError
+	require.ErrorAs(t, err, &pe)
+	ev := tr.take()
+	t.Log(hooks(ev))
+	require.Len(t, ev, 6)
+	assert.NotZero(t, ev[1].worker.Pid)
+	checkEnd(t, ev[2])
+	assert.Equal(t, OutcomeOK, ev[2].end.Outcome)
+	assert.NotZero(t, ev[2].end.Pid)
+	assert.NotZero(t, ev[2].end.RequestBytes)
+	assert.NotZero(t, ev[2].end.ReplyBytes)
+	checkEnd(t, ev[5])
+	assert.Equal(t, OutcomePythonError, ev[5].end.Outcome)
+	l := rec.awaitMatch(t, "async-line", "stream", "stdout")
+	assert.Empty(t, l["function"])
+
+	_, err = pool.Call(ctx, "async_crash", 5)
+	require.ErrorIs(t, err, ErrWorkerCrashed)
+	ev = tr.take()
+	require.Len(t, ev, 3)
+	checkEnd(t, ev[2])
+	assert.Equal(t, OutcomeCrashed, ev[2].end.Outcome)
+	crash := rec.await(t, msgWorkerCrashed)
+	assert.Equal(t, "5", crash["exit_code"])
+}
+
+// Promise (docs/observability.md, Logs): a panicking callback is logged at
+// Error as "pypool: Go callback panicked" with function, callback, panic
+// and stack; the call made inside a callback is not traced. (Passed; no
+// test read that record before.)
+func TestAuditObsCallbackNestedTraced(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	cfg := obsConfig(t, rec)
+	var pool *Pool
+	cfg.Callbacks = map[string]Callback{
+		"echo": func(ctx context.Context, args []any) (any, error) {
+			return pool.Call(ctx, "print_nested", "nested-line")
+		},
+		"boom": func(ctx context.Context, args []any) (any, error) {
+			panic("callback-panic")
+		},
+	}
+	var tr *recordingTracer
+	pool, tr = tracedPool(t, cfg)
+	ctx := testCtx(t)
+	tr.take()
+	out, err := pool.Call(ctx, "call_go_echo", 1)
+	require.NoError(t, err)
+	assert.Equal(t, "nested-line", out)
+	ev := tr.take()
+	require.Len(t, ev, 3, "the nested call is not traced")
+	_, err = pool.Call(ctx, "call_go_named", "boom")
+	require.ErrorAs(t, err, new(*PythonError))
+	p := rec.await(t, msgCallbackPanic)
+	assert.Equal(t, "call_go_named", p["function"])
+	assert.Equal(t, "boom", p["callback"])
+	assert.Contains(t, p["panic"], "callback-panic")
+	assert.NotEmpty(t, p["stack"])
+	assert.Equal(t, "ERROR", p["level"])
+}
+
+// idleAtEnd is a Tracer that records, at each TraceCallEnd, whether the
+// pool had its worker back (Stats().InUse == 0).
+type idleAtEnd struct {
+	recordingTracer
+	inUse []int
+}
+
+func (r *idleAtEnd) TraceCallEnd(ctx context.Context, pool *Pool, data TraceCallEndData) {
+	s := pool.Stats()
+	r.mu.Lock()
+	r.inUse = append(r.inUse, s.InUse)
+	r.mu.Unlock()
+	r.recordingTracer.TraceCallEnd(ctx, pool, data)
+}
+
+// Promise (Tracer.TraceCallEnd's doc comment): "outside a Transaction,
+// after its worker (if any) went back to the pool", for every call form,
+// with and without Config.AsyncCalls. (Passed; not covered before.)
+func TestAuditObsTraceEndAfterCheckIn(t *testing.T) {
+	t.Parallel()
+	for _, async := range []bool{false, true} {
+		rec := newLogRecorder()
+		cfg := obsConfig(t, rec)
+		if async {
+			cfg.AsyncCalls = 2
+		}
+		tr := &idleAtEnd{}
+		cfg.Tracer = tr
+		pool := newTestPool(t, cfg)
+		ctx := testCtx(t)
+		_, _ = pool.Call(ctx, "echo", 1)
+		_, _ = pool.Call(ctx, "fail", "x")
+		_, _ = CallBytes(ctx, pool, nil, "echo", []byte("abc"))
+		_, _ = CallAs[int](ctx, pool, "echo", 1)
+		_, _ = collect(t, pool.Stream(ctx, "items", 3, -1))
+		_, _ = collect(t, pool.Stream(ctx, "items", 3, 1))
+		for range pool.Stream(ctx, "items", 3, -1) {
+			break
+		}
+		if async {
+			_, _ = pool.Call(ctx, "async_print", "a", 0.0)
+			_, _ = pool.Call(ctx, "async_fail", "a")
+		}
+		tr.mu.Lock()
+		t.Log(async, tr.inUse)
+		for i, n := range tr.inUse {
+			assert.Zero(t, n, "async %v: call %d ended while its worker was in use", async, i)
+		}
+		tr.mu.Unlock()
+	}
+}
+
+// heldHandler passes records on to next, but holds the forwarder that
+// logs the message held until release is closed.
+type heldHandler struct {
+	next    slog.Handler
+	held    string
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (h *heldHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+func (h *heldHandler) WithAttrs([]slog.Attr) slog.Handler             { return h }
+func (h *heldHandler) WithGroup(string) slog.Handler                  { return h }
+
+func (h *heldHandler) Handle(ctx context.Context, r slog.Record) error {
+	err := h.next.Handle(ctx, r)
+	if r.Message == h.held {
+		close(h.reached)
+		<-h.release
+	}
+	return err
+}
+
+// Promise (docs/observability.md, Logs): lines a worker writes are logged
+// "with stream and, when a call wrote them, its function, even if they are
+// read after the call returned". A call made from a callback (a nested
+// call, on the waiting worker) is a call of its own: its lines name it,
+// and the lines of the call around it name that one, whenever the
+// forwarder reads them. The attack holds the stdout forwarder on a line
+// written before all the others, until the outer call has returned, so
+// that every other line is read after both calls ended.
+func TestAuditObsNestedCallOutputNamesItsCall(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	h := &heldHandler{next: rec, held: "held-line", reached: make(chan struct{}), release: make(chan struct{})}
+	cfg := obsConfig(t, rec)
+	cfg.Logger = slogNew(h)
+	var pool *Pool
+	cfg.Callbacks = map[string]Callback{
+		"nested": func(ctx context.Context, _ []any) (any, error) {
+			return pool.Call(ctx, "print_nested", "nested-line")
+		},
+	}
+	pool = newTestPool(t, cfg)
+	_, err := pool.Call(testCtx(t), "prints_around_a_callback", "nested")
+	require.NoError(t, err)
+	<-h.reached
+	close(h.release)
+	for line, fn := range map[string]string{
+		"held-line":    "prints_around_a_callback",
+		"outer-before": "prints_around_a_callback",
+		"nested-line":  "print_nested",
+		"outer-after":  "prints_around_a_callback",
+	} {
+		assert.Equal(t, fn, rec.awaitMatch(t, line, "stream", "stdout")["function"], line)
+	}
+}
