@@ -351,3 +351,56 @@ func TestAuditObsNestedCallOutputNamesItsCall(t *testing.T) {
 		assert.Equal(t, fn, rec.awaitMatch(t, line, "stream", "stdout")["function"], line)
 	}
 }
+
+// Promise (docs/async.md, What it refuses): "The output a task writes
+// (print) reaches the logger without the function attribute". The attack:
+// a worker of a pool with Config.AsyncCalls runs an async function that
+// prints, then a sync function's call; the stdout forwarder is held on the
+// task's first line until the sync call has ended, so that the task's
+// second line is read after it.
+func TestAuditObsAsyncOutputNamesNoLaterCall(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	h := &heldHandler{next: rec, held: "held-line", reached: make(chan struct{}), release: make(chan struct{})}
+	cfg := obsConfig(t, rec)
+	cfg.Logger = slogNew(h)
+	cfg.AsyncCalls = 2
+	pool := newTestPool(t, cfg)
+	ctx := testCtx(t)
+	_, err := pool.Call(ctx, "async_prints", "held-line", "task-line")
+	require.NoError(t, err)
+	<-h.reached
+	_, err = pool.Call(ctx, "echo", 1)
+	require.NoError(t, err)
+	close(h.release)
+	for _, line := range []string{"held-line", "task-line"} {
+		assert.Empty(t, rec.awaitMatch(t, line, "stream", "stdout")["function"], line)
+	}
+}
+
+// Promise (docs/observability.md, Logs): a line is logged "with ... for a
+// line written during a call, function": what a worker writes as it
+// starts (its module's import) names no call, even when the forwarder
+// reads it after the first call ended. The attack holds the stdout
+// forwarder on the import's first line until a call has ended.
+func TestAuditObsStartOutputNamesNoCall(t *testing.T) {
+	t.Parallel()
+	for _, async := range []bool{false, true} {
+		rec := newLogRecorder()
+		h := &heldHandler{next: rec, held: "auditobs imported on stdout", reached: make(chan struct{}), release: make(chan struct{})}
+		cfg := obsConfig(t, rec)
+		cfg.Logger = slogNew(h)
+		cfg.StartMethod = StartExec // the fork server's template imports the module: its worker writes nothing
+		if async {
+			cfg.AsyncCalls = 2 // the worker is asked for its async functions first
+		}
+		pool, err := New(testCtx(t), cfg)
+		require.NoError(t, err)
+		<-h.reached
+		_, err = pool.Call(testCtx(t), "echo", 1)
+		require.NoError(t, err)
+		close(h.release)
+		assert.Empty(t, rec.awaitMatch(t, "auditobs import's second line", "stream", "stdout")["function"], "async %v", async)
+		require.NoError(t, pool.Close(testCtx(t)))
+	}
+}

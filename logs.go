@@ -73,18 +73,20 @@ func (p *process) endCall() {
 // callOver clears the call in progress; the output it wrote keeps its
 // function (outputCalls).
 func (p *process) callOver() {
-	p.outputWritten()
+	p.outputWritten(p.current.Load())
 	// Cleared only now: a forwarder that logs a line of the call before
 	// callEnded marked its stream finds it still in progress.
 	p.current.Store(nil)
 }
 
-// outputWritten marks the output written so far as the call in progress's
-// (outputCalls.callEnded), before that call ends or, for a call made from
-// one of its callbacks (a nested call), before another call takes its
-// place in p.current: a line read later still names the call that wrote it.
-func (p *process) outputWritten() {
-	fn := p.current.Load()
+// outputWritten marks the output written so far as fn's
+// (outputCalls.callEnded): the call in progress's before that call ends
+// or, for a call made from one of its callbacks (a nested call), before
+// another call takes its place in p.current; nil's (no call's) once the
+// worker started, and before a call one at a time follows calls of async
+// functions (sharedOutput). A
+// line read later still names the call that wrote it, or none.
+func (p *process) outputWritten(fn *string) {
 	// One poll tells which streams have bytes in their pipe: the others
 	// need no probe (most calls write nothing).
 	waiting := osproc.Readable([2]uintptr{p.output[0].fd, p.output[1].fd})

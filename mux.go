@@ -138,6 +138,7 @@ func (spec *workerSpec) isAsync(fn string) bool {
 func (p *process) beginShared() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.sharedOutput = true
 	p.deadlineSet = false
 	p.fromWorker.SetReadDeadline(time.Time{})
 	p.toWorker.SetWriteDeadline(time.Time{})

@@ -150,9 +150,13 @@ type process struct {
 	// by the output forwarders and the life-cycle log records.
 	current atomic.Pointer[string]
 	last    atomic.Pointer[string]
-	cutOff  error          // why the interrupted call was cut off (streamInterrupted); guarded by mu, written by setState
-	dumps   stackDumper    // the Python stack dumps (stackdump.go)
-	output  [2]outputCalls // which call wrote the lines of stderr, stdout
+	cutOff  error // why the interrupted call was cut off (streamInterrupted); guarded by mu, written by setState
+	// sharedOutput, guarded by mu, says calls of async functions ran
+	// (beginShared) since the last call one at a time began: that call
+	// marks their output as no call's first (outputWritten).
+	sharedOutput bool
+	dumps        stackDumper    // the Python stack dumps (stackdump.go)
+	output       [2]outputCalls // which call wrote the lines of stderr, stdout
 
 	// Config.AsyncCalls (mux.go): the module's async functions, as the
 	// worker named them after its handshake, read-only then; and the
@@ -187,6 +191,9 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 		<-p.exited
 		return nil, err
 	}
+	// What it wrote as it started (its module's import, Config.SetUp)
+	// names no call, however late the forwarders read it.
+	p.outputWritten(nil)
 	if spec.asyncCalls > 0 {
 		if err := p.learnAsync(ctx); err != nil {
 			p.broke()

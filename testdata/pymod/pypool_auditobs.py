@@ -11,6 +11,7 @@ import time
 import pypool
 
 print("auditobs imported on stdout", flush=True)
+print("auditobs import's second line", flush=True)
 print("auditobs imported on stderr", file=sys.stderr, flush=True)
 
 
@@ -106,3 +107,9 @@ def prints_around_a_callback(name):
     pypool.call_go(name)
     print("outer-after", flush=True)
     return "ok"
+
+
+async def async_prints(*lines):
+    for line in lines:
+        print(line, flush=True)
+    return len(lines)
