@@ -404,3 +404,44 @@ func TestAuditObsStartOutputNamesNoCall(t *testing.T) {
 		require.NoError(t, pool.Close(testCtx(t)))
 	}
 }
+
+// Promise (docs/observability.md, Logs and Rate limits): a worker killed
+// because it did not answer its interrupt within InterruptGrace is logged
+// as "pypool: worker killed" at Warn, "rate-limited per function": the
+// first is logged, the others within Config.StackDumpInterval at Debug;
+// and before the kill the pool asks the worker for its Python stacks
+// (event=killed). The attack: in the async mode (Config.AsyncCalls), where
+// the interrupt is the task's cancellation, three calls of a function that
+// ignores it, each of which has its worker killed.
+func TestAuditObsAsyncKillsRateLimitedWithStack(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	cfg := obsConfig(t, rec)
+	cfg.AsyncCalls = 2
+	cfg.InterruptGrace = 100 * time.Millisecond
+	pool := newTestPool(t, cfg)
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(testCtx(t), 20*time.Millisecond)
+		_, err := pool.Call(ctx, "async_ignore_cancel", 30)
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		awaitPool(t, pool, "the worker killed and replaced", func(s Stats) bool {
+			return s.StopsKilled == uint64(i+1) && atRest(s, 1)
+		})
+	}
+	var warned, debug int
+	for _, r := range rec.matching(msgWorkerKilled) {
+		assert.Equal(t, "async_ignore_cancel", r["function"])
+		switch r["level"] {
+		case "WARN":
+			warned++
+		case "DEBUG":
+			debug++
+		}
+	}
+	assert.Equal(t, 1, warned, "Warn records of kills: %v", rec.matching(msgWorkerKilled))
+	assert.Equal(t, 2, debug, "Debug records of kills")
+	stack := rec.awaitMatch(t, msgPythonStack, "event", "killed")
+	assert.Equal(t, "async_ignore_cancel", stack["function"])
+	assert.Contains(t, stack["stack"], "most recent call first", "the stacks of its threads")
+}

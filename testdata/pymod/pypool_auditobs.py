@@ -113,3 +113,23 @@ async def async_prints(*lines):
     for line in lines:
         print(line, flush=True)
     return len(lines)
+
+
+def kill_self(signum):
+    """Die of signal signum, sent by the worker to itself."""
+    print("dying of %d" % signum, file=sys.stderr, flush=True)
+    import signal
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    time.sleep(10)
+
+
+async def async_ignore_cancel(seconds):
+    """Ignore the task's cancellation: the pool kills the worker."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            await asyncio.sleep(max(deadline - time.monotonic(), 0))
+        except asyncio.CancelledError:
+            pass
+    return "ignored"
