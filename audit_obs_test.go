@@ -7,7 +7,14 @@ package pypool
 
 import (
 	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -444,4 +451,103 @@ func TestAuditObsAsyncKillsRateLimitedWithStack(t *testing.T) {
 	stack := rec.awaitMatch(t, msgPythonStack, "event", "killed")
 	assert.Equal(t, "async_ignore_cancel", stack["function"])
 	assert.Contains(t, stack["stack"], "most recent call first", "the stacks of its threads")
+}
+
+// Promise (docs/observability.md): its Stats table says what each field of
+// Stats means, and its Logs table lists the records the pool logs ("The
+// pool logs each change in a worker's life to Config.Logger, one record
+// per event"), with their levels and attributes. The attack reads the
+// package's source for every record it logs (a message passed to a
+// logger's Debug, Info, Warn, Error, Log or LogAttrs: a constant or a
+// literal; the constants msg...) and Stats' fields, and looks each up in
+// that page. Before the fix 3 fields and 13 records were missing: the
+// handover's counters, the fork server's records, those of Resize, Reload,
+// a retry and Config.SetUp.
+func TestAuditObsDocsNameEveryRecordAndStat(t *testing.T) {
+	doc, err := os.ReadFile("docs/observability.md")
+	require.NoError(t, err)
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[Stats]()) {
+		assert.Contains(t, string(doc), "`"+f.Name+"`", "Stats.%s is not in docs/observability.md", f.Name)
+	}
+	for _, msg := range loggedMessages(t) {
+		assert.Contains(t, string(doc), "`"+msg+"`", "the record %q is not in docs/observability.md's Logs table", msg)
+	}
+}
+
+// loggedMessages returns the messages of the records the package's
+// (non-test) source logs.
+func loggedMessages(t *testing.T) []string {
+	files, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	fset := token.NewFileSet()
+	consts := map[string]string{}
+	var parsed []*ast.File
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		require.NoError(t, err)
+		parsed = append(parsed, f)
+		for _, d := range f.Decls {
+			if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.CONST {
+				for _, spec := range g.Specs {
+					vs := spec.(*ast.ValueSpec)
+					for i, n := range vs.Names {
+						if i < len(vs.Values) {
+							if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+								consts[n.Name], _ = strconv.Unquote(lit.Value)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	seen := map[string]bool{}
+	var msgs []string
+	// The messages named msg... (some reach the logger through a variable,
+	// as restartAfter's), then the literals passed to a logger.
+	for name, msg := range consts {
+		if strings.HasPrefix(name, "msg") && strings.HasPrefix(msg, "pypool: ") {
+			seen[msg] = true
+			msgs = append(msgs, msg)
+		}
+	}
+	for _, f := range parsed {
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			arg := -1
+			switch sel.Sel.Name {
+			case "Debug", "Info", "Warn", "Error":
+				arg = 0
+			case "Log", "LogAttrs":
+				arg = 2
+			}
+			if arg < 0 || len(call.Args) <= arg {
+				return true
+			}
+			var msg string
+			switch a := call.Args[arg].(type) {
+			case *ast.BasicLit:
+				msg, _ = strconv.Unquote(a.Value)
+			case *ast.Ident:
+				msg = consts[a.Name]
+			}
+			if strings.HasPrefix(msg, "pypool: ") && !seen[msg] {
+				seen[msg] = true
+				msgs = append(msgs, msg)
+			}
+			return true
+		})
+	}
+	require.NotEmpty(t, msgs)
+	return msgs
 }
