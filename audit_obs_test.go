@@ -551,3 +551,37 @@ func loggedMessages(t *testing.T) []string {
 	require.NotEmpty(t, msgs)
 	return msgs
 }
+
+// Promise (docs/observability.md, Logs): a line names the call that wrote
+// it "even if they are read after the call returned". The attack: a logger
+// that blocks (held on the first line) while 100 calls of two functions
+// in turn each print a line; once it lets go, every line is logged after
+// its call ended, and must name its own function or, where the pool could
+// not remember that many calls, none: never the other one.
+func TestAuditObsSlowLoggerNeverNamesAnotherCall(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	h := &heldHandler{next: rec, held: "a-0", reached: make(chan struct{}), release: make(chan struct{})}
+	cfg := obsConfig(t, rec)
+	cfg.Logger = slogNew(h)
+	pool := newTestPool(t, cfg)
+	const calls = 100
+	for i := range calls {
+		_, err := pool.Call(testCtx(t), []string{"print_a", "print_b"}[i%2], i)
+		require.NoError(t, err)
+	}
+	close(h.release)
+	last := []string{"a", "b"}[(calls-1)%2] + "-" + itoa(calls-1)
+	rec.awaitMatch(t, last, "stream", "stdout")
+	named := 0
+	for i := range calls {
+		tag := []string{"a", "b"}[i%2]
+		lines := rec.matching(tag + "-" + itoa(i))
+		require.Len(t, lines, 1, "%s-%d", tag, i)
+		if fn := lines[0]["function"]; fn != "" {
+			assert.Equal(t, "print_"+tag, fn, "line %s-%d", tag, i)
+			named++
+		}
+	}
+	assert.GreaterOrEqual(t, named, maxEndedCalls, "the lines of the last calls remembered name their call")
+}

@@ -133,3 +133,11 @@ async def async_ignore_cancel(seconds):
         except asyncio.CancelledError:
             pass
     return "ignored"
+
+
+def print_a(i):
+    print("a-%d" % i, flush=True)
+
+
+def print_b(i):
+    print("b-%d" % i, flush=True)
