@@ -585,3 +585,38 @@ func TestAuditObsSlowLoggerNeverNamesAnotherCall(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, named, maxEndedCalls, "the lines of the last calls remembered name their call")
 }
+
+// Promise (docs/observability.md, Logs): what the module prints is logged,
+// a line longer than 64 KiB "split into records of 64 KiB". The attack: a
+// module that prints a line of 100,000 bytes at import, then more short
+// lines than a pipe holds, imported by the fork server's template
+// (StartForkServer) as by a worker. Before the fix the template's
+// forwarder stopped at the long line and closed the pipe: the template's
+// next write raised BrokenPipeError, its import failed, and the pool fell
+// back to starting workers by exec ("fork server failed to start").
+func TestAuditObsLongLineAtImport(t *testing.T) {
+	t.Parallel()
+	for _, method := range []StartMethod{StartExec, StartForkServer} {
+		rec := newLogRecorder()
+		cfg := obsConfig(t, rec)
+		cfg.Module = "pypool_auditobs_loud"
+		cfg.StartMethod = method
+		cfg.Size = 2
+		pool := newTestPool(t, cfg)
+		_, err := pool.Call(testCtx(t), "echo", 1)
+		require.NoError(t, err)
+		done := rec.awaitMatch(t, "loud import done", "stream", "stdout")
+		if method == StartForkServer {
+			assert.NotEmpty(t, done["forkserver"], "the template's output")
+			assert.Empty(t, rec.matching(msgForkServerFallback), "the template imported the module")
+		}
+		long := 0
+		for _, l := range rec.all() {
+			if strings.Trim(l.msg, "W") == "" && l.attrs["stream"] == "stdout" {
+				assert.LessOrEqual(t, len(l.msg), maxLogLine)
+				long += len(l.msg)
+			}
+		}
+		assert.GreaterOrEqual(t, long, 100000, "%v: the long line, in pieces", method)
+	}
+}

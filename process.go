@@ -1079,20 +1079,31 @@ func (p *process) forward(f *os.File, calls *outputCalls, stream string, level s
 	attrs := []slog.Attr{slog.Int("worker", p.pid), slog.String("stream", stream), {}}
 	var line []byte
 	for {
-		chunk, isPrefix, err := r.ReadLine()
-		line = append(line, chunk...)
+		var err error
+		line, err = nextLogLine(r, line)
 		if err != nil {
 			if len(line) > 0 {
 				p.logLine(level, string(line), attrs, calls.lineFunction(calls.read.Load(), p.current.Load()), keep)
 			}
 			return
 		}
-		if isPrefix && len(line) < maxLogLine {
-			continue
-		}
 		end := calls.read.Load() - int64(r.Buffered())
 		p.logLine(level, string(line), attrs, calls.lineFunction(end, p.current.Load()), keep)
-		line = line[:0]
+	}
+}
+
+// nextLogLine reads the next line of r into line[:0], without its
+// newline: a whole line, or a piece of maxLogLine bytes of a longer one.
+// At the end of r it returns what is left (a last line without newline,
+// or nothing) with the error.
+func nextLogLine(r *bufio.Reader, line []byte) ([]byte, error) {
+	line = line[:0]
+	for {
+		chunk, isPrefix, err := r.ReadLine()
+		line = append(line, chunk...)
+		if err != nil || !isPrefix || len(line) >= maxLogLine {
+			return line, err
+		}
 	}
 }
 
