@@ -620,3 +620,24 @@ func TestAuditObsLongLineAtImport(t *testing.T) {
 		assert.GreaterOrEqual(t, long, 100000, "%v: the long line, in pieces", method)
 	}
 }
+
+// Promise (docs/observability.md, Where was it stuck?): with
+// StackDumpsAll, "every call cut off by its context" has its stacks
+// logged, taken at that moment (event=interrupted). The attack: a call of
+// an async function (Config.AsyncCalls) cut off by its deadline, whose
+// task is cancelled rather than interrupted.
+func TestAuditObsAsyncCutOffDumpsWithStackDumpsAll(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	cfg := obsConfig(t, rec)
+	cfg.AsyncCalls = 2
+	cfg.StackDumps = StackDumpsAll
+	pool := newTestPool(t, cfg)
+	ctx, cancel := context.WithTimeout(testCtx(t), 20*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "async_print", "cut-off", 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	stack := rec.awaitMatch(t, msgPythonStack, "event", dumpInterrupted)
+	assert.Equal(t, "async_print", stack["function"])
+	assert.Contains(t, stack["stack"], "most recent call first")
+}

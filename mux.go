@@ -201,6 +201,9 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 	select {
 	case <-c.done:
 	case <-ctx.Done():
+		if p.spec.stacks.policy == StackDumpsAll {
+			p.dumps.requestLimited(p, fn, dumpInterrupted) // before the cancellation changes the stacks
+		}
 		// The caller goes at once; its place is released later
 		// (cancelShared), whether the reply came meanwhile or not.
 		m.cutOff.Add(1)
