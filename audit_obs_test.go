@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,13 +114,14 @@ func TestAuditObsOutputAtStartAndClose(t *testing.T) {
 func TestAuditObsOutputOfAKilledWorker(t *testing.T) {
 	t.Parallel()
 	rec := newLogRecorder()
+	lines := &lineSignals{next: rec}
 	cfg := obsConfig(t, rec)
+	cfg.Logger = slogNew(lines)
 	cfg.InterruptGrace = 200 * time.Millisecond
 	pool := newTestPool(t, cfg)
-	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
-	defer cancel()
+	ctx := lines.cancelOn(t, "before-the-kill")
 	_, err := pool.Call(ctx, "prints_then_ignores_interrupt", "before-the-kill", 30)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorIs(t, err, context.Canceled)
 	killed := rec.await(t, msgWorkerKilled)
 	assert.Equal(t, "prints_then_ignores_interrupt", killed["function"])
 	l := rec.awaitMatch(t, "before-the-kill", "stream", "stdout")
@@ -426,12 +428,13 @@ func TestAuditObsAsyncKillsRateLimitedWithStack(t *testing.T) {
 	cfg := obsConfig(t, rec)
 	cfg.AsyncCalls = 2
 	cfg.InterruptGrace = 100 * time.Millisecond
+	lines := &lineSignals{next: rec}
+	cfg.Logger = slogNew(lines)
 	pool := newTestPool(t, cfg)
 	for i := range 3 {
-		ctx, cancel := context.WithTimeout(testCtx(t), 20*time.Millisecond)
-		_, err := pool.Call(ctx, "async_ignore_cancel", 30)
-		cancel()
-		require.ErrorIs(t, err, context.DeadlineExceeded)
+		ctx := lines.cancelOn(t, "ignoring-"+itoa(i))
+		_, err := pool.Call(ctx, "async_ignore_cancel", "ignoring-"+itoa(i), 30)
+		require.ErrorIs(t, err, context.Canceled)
 		awaitPool(t, pool, "the worker killed and replaced", func(s Stats) bool {
 			return s.StopsKilled == uint64(i+1) && atRest(s, 1)
 		})
@@ -624,7 +627,7 @@ func TestAuditObsLongLineAtImport(t *testing.T) {
 // Promise (docs/observability.md, Where was it stuck?): with
 // StackDumpsAll, "every call cut off by its context" has its stacks
 // logged, taken at that moment (event=interrupted). The attack: a call of
-// an async function (Config.AsyncCalls) cut off by its deadline, whose
+// an async function (Config.AsyncCalls) cut off by its context, whose
 // task is cancelled rather than interrupted.
 func TestAuditObsAsyncCutOffDumpsWithStackDumpsAll(t *testing.T) {
 	t.Parallel()
@@ -632,12 +635,49 @@ func TestAuditObsAsyncCutOffDumpsWithStackDumpsAll(t *testing.T) {
 	cfg := obsConfig(t, rec)
 	cfg.AsyncCalls = 2
 	cfg.StackDumps = StackDumpsAll
+	lines := &lineSignals{next: rec}
+	cfg.Logger = slogNew(lines)
 	pool := newTestPool(t, cfg)
-	ctx, cancel := context.WithTimeout(testCtx(t), 20*time.Millisecond)
-	defer cancel()
+	ctx := lines.cancelOn(t, "cut-off")
 	_, err := pool.Call(ctx, "async_print", "cut-off", 30)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorIs(t, err, context.Canceled)
 	stack := rec.awaitMatch(t, msgPythonStack, "event", dumpInterrupted)
 	assert.Equal(t, "async_print", stack["function"])
 	assert.Contains(t, stack["stack"], "most recent call first")
+}
+
+// lineSignals passes records on to next, and cancels the context
+// cancelOn returned for a message once a record of it is handled.
+type lineSignals struct {
+	next    slog.Handler
+	mu      sync.Mutex
+	cancels map[string]context.CancelFunc
+}
+
+func (h *lineSignals) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+func (h *lineSignals) WithAttrs([]slog.Attr) slog.Handler             { return h }
+func (h *lineSignals) WithGroup(string) slog.Handler                  { return h }
+
+func (h *lineSignals) Handle(ctx context.Context, r slog.Record) error {
+	err := h.next.Handle(ctx, r)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if cancel, ok := h.cancels[r.Message]; ok {
+		cancel()
+	}
+	return err
+}
+
+// cancelOn returns a context that is canceled once msg is logged: a call
+// made with it is cut off once Python wrote msg.
+func (h *lineSignals) cancelOn(t *testing.T, msg string) context.Context {
+	ctx, cancel := context.WithCancel(testCtx(t))
+	t.Cleanup(cancel)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cancels == nil {
+		h.cancels = map[string]context.CancelFunc{}
+	}
+	h.cancels[msg] = cancel
+	return ctx
 }

@@ -6,6 +6,7 @@ package pypoolotel_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -108,17 +109,20 @@ func TestAuditStreamSpans(t *testing.T) {
 
 // Promise (the package documentation, docs/async.md): calls of async
 // functions (Config.AsyncCalls) get their spans as any call: a Python
-// exception, a deadline (the task cancelled), a crash of the worker.
+// exception, a call cut off by its context (the task cancelled), a crash
+// of the worker.
 // (Passed; the async mode's spans were not checked before.)
 func TestAuditAsyncSpans(t *testing.T) {
-	pool, exp, ctx, parent := auditSetup(t, pypool.Config{AsyncCalls: 4})
+	cutOff, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The call below is cut off once its task printed its line.
+	logger := slog.New(cancelOn{"cut-off", cancel})
+	pool, exp, ctx, parent := auditSetup(t, pypool.Config{AsyncCalls: 4, Logger: logger})
 	if _, err := pool.Call(ctx, "async_fail", "boom"); err == nil {
 		t.Fatal("no error")
 	}
-	dl, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
-	if _, err := pool.Call(dl, "async_print", "x", 30); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("deadline: %v", err)
+	if _, err := pool.Call(joinCancel(ctx, cutOff), "async_print", "cut-off", 30); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cut off: %v", err)
 	}
 	if _, err := pool.Call(ctx, "async_crash", 3); !errors.Is(err, pypool.ErrWorkerCrashed) {
 		t.Fatalf("crash: %v", err)
@@ -128,11 +132,36 @@ func TestAuditAsyncSpans(t *testing.T) {
 		t.Fatalf("%d spans, want 3", len(spans))
 	}
 	checkFailed(t, spans[0], "python_error", "ValueError")
-	checkFailed(t, spans[1], "deadline", "deadline")
+	checkFailed(t, spans[1], "canceled", "canceled")
 	checkFailed(t, spans[2], "crashed", "crashed")
 	for _, s := range spans {
 		if s.Parent.SpanID() != parent.SpanContext().SpanID() {
 			t.Errorf("%s: not a child of the caller's span", s.Name)
 		}
 	}
+}
+
+// cancelOn is a slog.Handler that calls cancel when a record's message is
+// msg, and drops every record.
+type cancelOn struct {
+	msg    string
+	cancel context.CancelFunc
+}
+
+func (h cancelOn) Enabled(context.Context, slog.Level) bool { return true }
+func (h cancelOn) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h cancelOn) WithGroup(string) slog.Handler            { return h }
+
+func (h cancelOn) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.cancel()
+	}
+	return nil
+}
+
+// joinCancel returns ctx, also canceled when other is.
+func joinCancel(ctx, other context.Context) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(other, cancel)
+	return ctx
 }

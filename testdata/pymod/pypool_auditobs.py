@@ -34,11 +34,16 @@ def at_exit_prints(text):
 
 
 def prints_then_ignores_interrupt(text, seconds):
-    """Print, then ignore KeyboardInterrupt: the pool kills the worker."""
-    print(text, flush=True)
+    """Print text, then ignore KeyboardInterrupt: the pool kills the
+    worker. The line is written inside the try block: once it is seen,
+    the interrupt can come."""
     deadline = time.monotonic() + seconds
+    announced = False
     while time.monotonic() < deadline:
         try:
+            if not announced:
+                announced = True
+                print(text, flush=True)
             time.sleep(max(deadline - time.monotonic(), 0))
         except KeyboardInterrupt:
             pass
@@ -124,8 +129,10 @@ def kill_self(signum):
     time.sleep(10)
 
 
-async def async_ignore_cancel(seconds):
-    """Ignore the task's cancellation: the pool kills the worker."""
+async def async_ignore_cancel(text, seconds):
+    """Print text, then ignore the task's cancellation: the pool kills
+    the worker."""
+    print(text, flush=True)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
