@@ -54,6 +54,15 @@ func outputLines(rec *logRecorder, s string) []logged {
 func TestAuditObsPartialLineAtACrash(t *testing.T) {
 	t.Parallel()
 	for _, fd := range []int{1, 2} {
+		t.Run("fd"+itoa(fd), func(t *testing.T) {
+			t.Parallel()
+			partialLineAtACrash(t, fd)
+		})
+	}
+}
+
+func partialLineAtACrash(t *testing.T, fd int) {
+	{
 		rec := newLogRecorder()
 		pool := newTestPool(t, obsConfig(t, rec))
 		_, err := pool.Call(testCtx(t), "partial_then_crash", fd, "last-words", 7)
@@ -395,6 +404,15 @@ func TestAuditObsAsyncOutputNamesNoLaterCall(t *testing.T) {
 func TestAuditObsStartOutputNamesNoCall(t *testing.T) {
 	t.Parallel()
 	for _, async := range []bool{false, true} {
+		t.Run("async="+strconv.FormatBool(async), func(t *testing.T) {
+			t.Parallel()
+			startOutputNamesNoCall(t, async)
+		})
+	}
+}
+
+func startOutputNamesNoCall(t *testing.T, async bool) {
+	{
 		rec := newLogRecorder()
 		h := &heldHandler{next: rec, held: "auditobs imported on stdout", reached: make(chan struct{}), release: make(chan struct{})}
 		cfg := obsConfig(t, rec)

@@ -1,10 +1,7 @@
 """Functions of the observability audit (audit_obs_test.go): output written
 at awkward moments, by the worker or by a process it started."""
 
-import atexit
-import asyncio
 import os
-import subprocess
 import sys
 import time
 
@@ -23,12 +20,16 @@ def partial_then_crash(fd, text, status):
 
 def child_prints(text):
     """A process the worker starts writes to the worker's stdout and stderr."""
+    import subprocess
+
     subprocess.run(["/bin/sh", "-c", 'echo "$0"; echo "$0-err" >&2', text], check=True)
     return "ok"
 
 
 def at_exit_prints(text):
     """Print text to stderr when the worker exits (Close)."""
+    import atexit
+
     atexit.register(lambda: print(text, file=sys.stderr, flush=True))
     return "ok"
 
@@ -91,6 +92,8 @@ def print_nested(text):
 
 
 async def async_print(text, seconds):
+    import asyncio
+
     print(text, flush=True)
     await asyncio.sleep(seconds)
     return text
@@ -132,6 +135,8 @@ def kill_self(signum):
 async def async_ignore_cancel(text, seconds):
     """Print text, then ignore the task's cancellation: the pool kills
     the worker."""
+    import asyncio
+
     print(text, flush=True)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
