@@ -84,8 +84,8 @@ func (p *process) callOver() {
 // or, for a call made from one of its callbacks (a nested call), before
 // another call takes its place in p.current; nil's (no call's) once the
 // worker started, and before a call one at a time follows calls of async
-// functions (sharedOutput). A
-// line read later still names the call that wrote it, or none.
+// functions (sharedOutput). A line read later still names the call that
+// wrote it, or none.
 func (p *process) outputWritten(fn *string) {
 	// One poll tells which streams have bytes in their pipe: the others
 	// need no probe (most calls write nothing).
