@@ -254,10 +254,17 @@ func (p *process) begin(ctx context.Context, fn string, nested bool) (uint64, ca
 	if nested {
 		cf := callFrame{nested: true, outer: p.current.Load(), shared: p.encoder.shared}
 		p.encoder.shared = nil
+		p.outputWritten(cf.outer) // the outer call's, up to here
 		p.setCurrent(fn)
 		return id, cf, nil
 	}
 	p.outerID = id
+	if p.sharedOutput {
+		// The output of the async calls before names none of them
+		// (docs/async.md), nor this call.
+		p.sharedOutput = false
+		p.outputWritten(nil)
+	}
 	p.setCurrent(fn)
 	if p.shm != nil {
 		p.shm.acquire()
@@ -269,6 +276,7 @@ func (p *process) begin(ctx context.Context, fn string, nested bool) (uint64, ca
 func (p *process) end(cf callFrame) {
 	if cf.nested {
 		p.encoder.shared = cf.shared
+		p.outputWritten(p.current.Load()) // the nested call's
 		p.current.Store(cf.outer)
 		return
 	}

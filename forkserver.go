@@ -262,15 +262,24 @@ func (fs *forkServer) handshake(ctx context.Context, spec *workerSpec) error {
 	return nil
 }
 
-// forward logs what the template writes (what the module prints at import).
+// forward logs what the template writes (what the module prints at
+// import), line by line, as a worker's (a line longer than maxLogLine in
+// pieces), until the template's end closes the pipe.
 func (fs *forkServer) forward(f *os.File, stream string, level slog.Level) {
 	defer fs.output.done()
 	defer f.Close()
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 4096), maxLogLine)
-	for s.Scan() {
-		fs.logger.Log(context.Background(), level, string(bytes.TrimRight(s.Bytes(), "\r")),
-			slog.Int("forkserver", fs.pid), slog.String("stream", stream))
+	r := bufio.NewReaderSize(f, 4096)
+	var line []byte
+	for {
+		var err error
+		line, err = nextLogLine(r, line)
+		if err == nil || len(line) > 0 {
+			fs.logger.Log(context.Background(), level, string(bytes.TrimRight(line, "\r")),
+				slog.Int("forkserver", fs.pid), slog.String("stream", stream))
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 

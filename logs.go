@@ -73,16 +73,26 @@ func (p *process) endCall() {
 // callOver clears the call in progress; the output it wrote keeps its
 // function (outputCalls).
 func (p *process) callOver() {
-	fn := p.current.Load()
+	p.outputWritten(p.current.Load())
+	// Cleared only now: a forwarder that logs a line of the call before
+	// callEnded marked its stream finds it still in progress.
+	p.current.Store(nil)
+}
+
+// outputWritten marks the output written so far as fn's
+// (outputCalls.callEnded): the call in progress's before that call ends
+// or, for a call made from one of its callbacks (a nested call), before
+// another call takes its place in p.current; nil's (no call's) once the
+// worker started, and before a call one at a time follows calls of async
+// functions (sharedOutput). A line read later still names the call that
+// wrote it, or none.
+func (p *process) outputWritten(fn *string) {
 	// One poll tells which streams have bytes in their pipe: the others
 	// need no probe (most calls write nothing).
 	waiting := osproc.Readable([2]uintptr{p.output[0].fd, p.output[1].fd})
 	for i := range p.output {
 		p.output[i].callEnded(fn, waiting[i])
 	}
-	// Cleared only now: a forwarder that logs a line of the call before
-	// callEnded marked its stream finds it still in progress.
-	p.current.Store(nil)
 }
 
 // function is the attribute naming the call in progress, or the last call
@@ -197,11 +207,15 @@ type outputCalls struct {
 	reading atomic.Bool
 	logged  atomic.Int64
 
-	mu      sync.Mutex
-	ended   []endedCall // calls with output not yet logged, oldest first
-	pending int64       // osproc.PendingBytes' answer, set inside raw.Control
-	probe   func(fd uintptr)
-	fd      uintptr // the pipe's descriptor, for the poll before probes
+	mu    sync.Mutex
+	ended []endedCall // calls with output not yet logged, oldest first
+	// forgotten is the end of the last call dropped from ended (more
+	// than maxEndedCalls calls ended with output not yet logged): a line
+	// that ends there or before names no call, rather than a later one.
+	forgotten int64
+	pending   int64 // osproc.PendingBytes' answer, set inside raw.Control
+	probe     func(fd uintptr)
+	fd        uintptr // the pipe's descriptor, for the poll before probes
 
 	// testHookRead, nil but in tests, runs between a read that took
 	// bytes and their count, with mu held.
@@ -271,8 +285,9 @@ func (o *outputCalls) callEnded(fn *string, waiting bool) {
 	}
 	if end > logged {
 		if len(o.ended) == maxEndedCalls {
-			// A line that never ends (a write without newline) holds
-			// them back: forget the oldest.
+			// A line that never ends (a write without newline), or a
+			// logger that blocks, holds them back: forget the oldest.
+			o.forgotten = o.ended[0].end
 			o.ended = append(o.ended[:0], o.ended[1:]...)
 		}
 		o.ended = append(o.ended, endedCall{end, fn})
@@ -280,14 +295,17 @@ func (o *outputCalls) callEnded(fn *string, waiting bool) {
 }
 
 // lineFunction returns the function of the call that wrote the line
-// ending at byte end of the stream, or nil; current is the call in
-// progress, loaded before (see callEnded).
+// ending at byte end of the stream, or nil (none, or a call forgotten);
+// current is the call in progress, loaded before (see callEnded).
 func (o *outputCalls) lineFunction(end int64, current *string) *string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.logged.Store(end)
 	for len(o.ended) > 0 && o.ended[0].end < end {
 		o.ended = o.ended[1:]
+	}
+	if end <= o.forgotten {
+		return nil
 	}
 	if len(o.ended) > 0 {
 		return o.ended[0].fn

@@ -138,6 +138,7 @@ func (spec *workerSpec) isAsync(fn string) bool {
 func (p *process) beginShared() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.sharedOutput = true
 	p.deadlineSet = false
 	p.fromWorker.SetReadDeadline(time.Time{})
 	p.toWorker.SetWriteDeadline(time.Time{})
@@ -200,6 +201,9 @@ func (p *process) callShared(ctx context.Context, fn string, args []any, kwargs 
 	select {
 	case <-c.done:
 	case <-ctx.Done():
+		if p.spec.stacks.policy == StackDumpsAll {
+			p.dumps.requestLimited(p, fn, dumpInterrupted) // before the cancellation changes the stacks
+		}
 		// The caller goes at once; its place is released later
 		// (cancelShared), whether the reply came meanwhile or not.
 		m.cutOff.Add(1)
@@ -284,7 +288,8 @@ func (p *process) writeCancel(id uint64) {
 // cancelExpired runs when the call id, cancelled, did not answer within
 // Config.InterruptGrace: its task ignores the cancellation (or the loop is
 // stuck in synchronous code). The worker is reported to its supervisor,
-// which kills it; the calls in flight on it fail as a crash.
+// which kills it; the calls in flight on it fail as a crash. Its record
+// and stacks are those of a worker that ignored its interrupt.
 func (p *process) cancelExpired(fn string, id uint64) {
 	m := p.mux
 	m.mu.Lock()
@@ -294,8 +299,23 @@ func (p *process) cancelExpired(fn string, id uint64) {
 	if !late {
 		return
 	}
-	p.spec.logger.Warn(msgWorkerKilled, "worker", p.pid, "function", fn,
-		"cause", "its task did not end within Config.InterruptGrace after it was cancelled", "grace", p.spec.interruptGrace)
+	// Logged as process.drainInterrupted logs a worker that ignored its
+	// interrupt: at Warn with its stacks, rate-limited per function, else
+	// at Debug.
+	attrs := []any{"worker", p.pid, "function", fn,
+		"cause", "its task did not end within Config.InterruptGrace after it was cancelled", "grace", p.spec.interruptGrace}
+	allowed, n := p.spec.stacks.allow(fn, dumpKilled)
+	if !allowed {
+		p.spec.logger.Debug(msgWorkerKilled, attrs...)
+	} else {
+		if n > 0 {
+			attrs = append(attrs, "suppressed", n)
+		}
+		p.spec.logger.Warn(msgWorkerKilled, attrs...)
+		// Where its threads are (the event loop's, stuck or not), before
+		// the kill ends it; bounded.
+		p.dumps.await(p, p.dumps.requestCounted(p, fn, dumpKilled, n), dumpKillWait)
+	}
 	p.broke()
 }
 

@@ -151,9 +151,13 @@ type process struct {
 	// by the output forwarders and the life-cycle log records.
 	current atomic.Pointer[string]
 	last    atomic.Pointer[string]
-	cutOff  error          // why the interrupted call was cut off (streamInterrupted); guarded by mu, written by setState
-	dumps   stackDumper    // the Python stack dumps (stackdump.go)
-	output  [2]outputCalls // which call wrote the lines of stderr, stdout
+	cutOff  error // why the interrupted call was cut off (streamInterrupted); guarded by mu, written by setState
+	// sharedOutput, guarded by mu, says calls of async functions ran
+	// (beginShared) since the last call one at a time began: that call
+	// marks their output as no call's first (outputWritten).
+	sharedOutput bool
+	dumps        stackDumper    // the Python stack dumps (stackdump.go)
+	output       [2]outputCalls // which call wrote the lines of stderr, stdout
 
 	// Config.AsyncCalls (mux.go): the module's async functions, as the
 	// worker named them after its handshake, read-only then; and the
@@ -188,6 +192,9 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 		<-p.exited
 		return nil, err
 	}
+	// What it wrote as it started (its module's import, Config.SetUp)
+	// names no call, however late the forwarders read it.
+	p.outputWritten(nil)
 	if spec.asyncCalls > 0 {
 		if err := p.learnAsync(ctx); err != nil {
 			p.broke()
@@ -1072,20 +1079,31 @@ func (p *process) forward(f *os.File, calls *outputCalls, stream string, level s
 	attrs := []slog.Attr{slog.Int("worker", p.pid), slog.String("stream", stream), {}}
 	var line []byte
 	for {
-		chunk, isPrefix, err := r.ReadLine()
-		line = append(line, chunk...)
+		var err error
+		line, err = nextLogLine(r, line)
 		if err != nil {
 			if len(line) > 0 {
 				p.logLine(level, string(line), attrs, calls.lineFunction(calls.read.Load(), p.current.Load()), keep)
 			}
 			return
 		}
-		if isPrefix && len(line) < maxLogLine {
-			continue
-		}
 		end := calls.read.Load() - int64(r.Buffered())
 		p.logLine(level, string(line), attrs, calls.lineFunction(end, p.current.Load()), keep)
-		line = line[:0]
+	}
+}
+
+// nextLogLine reads the next line of r into line[:0], without its
+// newline: a whole line, or a piece of maxLogLine bytes of a longer one.
+// At the end of r it returns what is left (a last line without newline,
+// or nothing) with the error.
+func nextLogLine(r *bufio.Reader, line []byte) ([]byte, error) {
+	line = line[:0]
+	for {
+		chunk, isPrefix, err := r.ReadLine()
+		line = append(line, chunk...)
+		if err != nil || !isPrefix || len(line) >= maxLogLine {
+			return line, err
+		}
 	}
 }
 

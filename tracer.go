@@ -44,7 +44,8 @@ import (
 // Retries (Config.CrashRetries): each attempt is traced on its own, from
 // TraceCallStart to TraceCallEnd, with TraceCallStartData.Attempt counting
 // from 0, so that every attempt has its own worker, wait and outcome (as
-// Stats counts attempts as calls). An attempt after which the pool tries
+// Stats.CallsSent counts every attempt; CallsStarted counts the call
+// once). An attempt after which the pool tries
 // again ends with TraceCallEndData.Retry set. The later attempts start from
 // the caller's context, not from the context an earlier attempt's
 // TraceCallStart returned: their spans are siblings.
