@@ -1,0 +1,107 @@
+package pypool
+
+// audit_modes_test.go: the third audit's attacks on the documented promises
+// of the non-default modes: the fork server's start method, Config.AsyncCalls,
+// shared memory on and off, Limits and Credential, against recycling,
+// deadlines, Close, Resize, Reload, backoff, MaxWaiting and the overflow's
+// idle timeout. Its Python module is testdata/pymod/pypool_auditmodes.py.
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// auditModesConfig is a pool of pypool_auditmodes with one worker.
+func auditModesConfig(t testing.TB) Config {
+	cfg := testConfig(t)
+	cfg.Module = "pypool_auditmodes"
+	return cfg
+}
+
+// TestAuditModesAsyncMaxCallsPerWorker: MaxCallsPerWorker ("replace a worker
+// after it served this many calls") holds with Config.AsyncCalls: calls of
+// async functions placed at once on one worker count before they are
+// answered, so that no worker serves more than its limit.
+func TestAuditModesAsyncMaxCallsPerWorker(t *testing.T) {
+	t.Parallel()
+	cfg := auditModesConfig(t)
+	cfg.AsyncCalls, cfg.MaxCallsPerWorker = 8, 2
+	pool := newTestPool(t, cfg)
+	const calls = 8
+	pids := make([]int64, calls)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := pool.Call(testCtx(t), "apid", 0.2)
+			if assert.NoError(t, err) {
+				pids[i] = out.(int64)
+			}
+		}()
+	}
+	wg.Wait()
+	served := map[int64]int{}
+	for _, pid := range pids {
+		served[pid]++
+	}
+	for pid, n := range served {
+		assert.LessOrEqual(t, n, 2, "worker %d served %d calls with MaxCallsPerWorker 2", pid, n)
+	}
+}
+
+// TestAuditModesAsyncResizeShrinksUnderSustainedLoad: Resize stops busy
+// workers beyond the new size as their callers check them in; with
+// Config.AsyncCalls a worker serving async calls under sustained load is
+// never checked in unless it stops taking new calls.
+func TestAuditModesAsyncResizeShrinksUnderSustainedLoad(t *testing.T) {
+	t.Parallel()
+	cfg := auditModesConfig(t)
+	cfg.Size, cfg.AsyncCalls = 2, 4
+	pool := newTestPool(t, cfg)
+	ctx, stop := context.WithCancel(testCtx(t))
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				_, err := pool.Call(ctx, "apid", 0.05)
+				if ctx.Err() == nil {
+					assert.NoError(t, err)
+				}
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer stop()
+	awaitPool(t, pool, "both workers serving async calls", func(s Stats) bool { return s.AsyncWorkers == 2 })
+	require.NoError(t, pool.Resize(1, 0))
+	awaitPoolWithin(t, pool, 15*time.Second, "one worker left under load", func(s Stats) bool { return s.Workers == 1 && s.Stopping == 0 })
+}
+
+// awaitPoolWithin is awaitPool with a bound of its own, for a condition
+// that a broken promise never reaches: the test fails at d instead of
+// testCtx's minute.
+func awaitPoolWithin(t testing.TB, p *Pool, d time.Duration, what string, cond func(Stats) bool) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		changed := p.awaitChange()
+		if cond(p.Stats()) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			t.Errorf("pool never reached in %v: %s (last stats %+v)", d, what, p.Stats())
+			return
+		}
+	}
+}

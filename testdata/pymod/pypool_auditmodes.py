@@ -1,0 +1,33 @@
+"""Functions for audit_modes_test.go: the documented promises attacked on
+the non-default modes (the fork server, Config.AsyncCalls, shared memory,
+Limits and Credential)."""
+
+import asyncio
+import os
+import time
+
+
+async def apid(seconds):
+    """Sleep seconds on the loop, then return the worker's pid."""
+    await asyncio.sleep(seconds)
+    return os.getpid()
+
+
+def pid():
+    return os.getpid()
+
+
+def size(value):
+    """The length of a bytes value (one that may cross through shared memory)."""
+    return len(value)
+
+
+def echo(value):
+    return value
+
+
+def spin():
+    """Burn CPU until killed (RLIMIT_CPU)."""
+    n = 0
+    while True:
+        n += 1
