@@ -10,8 +10,8 @@ package pypool
 //
 // A call of an async function goes through the one attempt (Pool.attempt)
 // like any call; its checkout (checkoutShared) takes, in this order: an
-// idle worker; a place on a worker that serves such calls and has room,
-// unless callers wait (they are served first); else it waits in the queue
+// idle worker (but while overflow workers run: a place first); a place on
+// a worker that serves such calls and has room, unless callers wait (they are served first); else it waits in the queue
 // of checkout like any caller, marked as async (waiter.async), so that a
 // place freed on such a worker goes to it (fillLocked) when it is first in
 // the queue. A worker serving async calls takes no newcomer while callers
@@ -89,14 +89,23 @@ func (p *Pool) checkoutShared(ctx context.Context, fn string) (place, error) {
 // the one with the fewest in flight; nil when a worker is idle (it is
 // taken first), when callers wait (they are served first), or when none
 // has room for fn.
+//
+// While overflow workers run (more ready workers than Size), it is the one
+// with the most in flight that has room, even when a worker is idle: the
+// calls gather on as few workers as hold them, so that the others' calls
+// end and they are checked in and stopped (Config.MaxOverflow), or stay
+// idle until Config.OverflowIdleTimeout stops them. Spread over every
+// worker, a load that one worker holds kept the overflow workers for as
+// long as it lasted.
 func (p *Pool) sharedRoomLocked(fn string) *pooledWorker {
-	if p.closed || p.counts[stateIdle] > 0 || p.waiters.len() > 0 {
+	overflow := p.readyLocked() > p.cfg.Size
+	if p.closed || p.counts[stateIdle] > 0 && !overflow || p.waiters.len() > 0 {
 		return nil
 	}
 	var best *pooledWorker
 	for pw, n := range p.async.shared {
 		if n < p.cfg.AsyncCalls && pw.state == stateCheckedOut && pw.proc.asyncFns[fn] && !pw.proc.sharedLost() &&
-			!p.retiringLocked(pw) && (best == nil || n < p.async.shared[best]) {
+			!p.retiringLocked(pw) && (best == nil || overflow != (n < p.async.shared[best])) {
 			best = pw
 		}
 	}

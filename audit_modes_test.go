@@ -105,3 +105,45 @@ func awaitPoolWithin(t testing.TB, p *Pool, d time.Duration, what string, cond f
 		}
 	}
 }
+
+// TestAuditModesAsyncOverflowStopsOnceNotNeeded: "a worker checked in while
+// overflow workers exist and no caller waits is stopped" (Config.MaxOverflow),
+// or stopped once idle for Config.OverflowIdleTimeout, holds with
+// Config.AsyncCalls: after a burst, a steady load that one worker holds
+// lets the overflow worker's calls end, so that it is checked in and
+// stopped, instead of spreading onto it for as long as the load lasts.
+func TestAuditModesAsyncOverflowStopsOnceNotNeeded(t *testing.T) {
+	t.Parallel()
+	for _, idle := range []time.Duration{0, 200 * time.Millisecond} {
+		t.Run("OverflowIdleTimeout="+idle.String(), func(t *testing.T) {
+			t.Parallel()
+			cfg := auditModesConfig(t)
+			cfg.Size, cfg.MaxOverflow, cfg.AsyncCalls, cfg.OverflowIdleTimeout = 1, 1, 8, idle
+			pool := newTestPool(t, cfg)
+			ctx, stop := context.WithCancel(testCtx(t))
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			defer stop()
+			for i := range 14 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if i >= 6 { // the burst
+						_, err := pool.Call(testCtx(t), "apid", 0.5)
+						assert.NoError(t, err)
+						return
+					}
+					for ctx.Err() == nil { // the steady load: 6 calls at most, one worker holds 8
+						_, err := pool.Call(ctx, "apid", 0.02*float64(i+1))
+						if ctx.Err() == nil {
+							assert.NoError(t, err)
+						}
+					}
+				}()
+			}
+			awaitPool(t, pool, "the overflow worker started", func(s Stats) bool { return s.StartsOverflow == 1 })
+			awaitPoolWithin(t, pool, 15*time.Second, "the overflow worker stopped under the steady load",
+				func(s Stats) bool { return s.Workers == 1 && s.StopsOverflow+s.StopsOverflowIdle == 1 })
+		})
+	}
+}
