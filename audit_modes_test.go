@@ -147,3 +147,33 @@ func TestAuditModesAsyncOverflowStopsOnceNotNeeded(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditModesSharedMemoryBeyondTheAddressSpaceLimit: under
+// Limits.AddressSpace, a value too large to map is "MemoryError in Python, a
+// *PythonError for the caller; the worker serves on" (docs/security.md) with
+// shared memory too: the worker's later calls through the shared memory
+// still work.
+func TestAuditModesSharedMemoryBeyondTheAddressSpaceLimit(t *testing.T) {
+	t.Parallel()
+	if !sharedMemorySupported() {
+		t.Skip("no shared memory on this platform")
+	}
+	cfg := auditModesConfig(t)
+	cfg.Limits.AddressSpace = 64 << 20 // a worker maps about 30 MiB
+	pool := newTestPool(t, cfg)
+	ctx := testCtx(t)
+	small := make([]byte, 1<<20)
+	out, err := pool.Call(ctx, "size", small)
+	require.NoError(t, err)
+	require.EqualValues(t, len(small), out)
+	_, err = pool.Call(ctx, "size", make([]byte, 48<<20))
+	var pyErr *PythonError
+	require.ErrorAs(t, err, &pyErr)
+	require.Equal(t, "MemoryError", pyErr.Type, "the large value: %v", err)
+	for range 3 {
+		out, err = pool.Call(ctx, "size", small)
+		require.NoError(t, err, "a call after the one that did not fit")
+		require.EqualValues(t, len(small), out)
+	}
+	require.Zero(t, pool.Stats().Crashes)
+}
