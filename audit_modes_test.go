@@ -177,3 +177,58 @@ func TestAuditModesSharedMemoryBeyondTheAddressSpaceLimit(t *testing.T) {
 	}
 	require.Zero(t, pool.Stats().Crashes)
 }
+
+// TestAuditModesForkServerLimits: Limits are "applied in each worker" on
+// the fork server's start method too: a forked worker holds them, and one
+// past Limits.CPUTime is killed by the kernel and replaced.
+func TestAuditModesForkServerLimits(t *testing.T) {
+	t.Parallel()
+	cfg := auditModesConfig(t)
+	cfg.StartMethod, cfg.Size = StartForkServer, 2
+	cfg.Limits = Limits{AddressSpace: 1 << 30, CPUTime: time.Second, OpenFiles: 64}
+	pool := newTestPool(t, cfg)
+	if pool.forks.Load() == nil {
+		t.Skip("the fork server does not run here")
+	}
+	ctx := testCtx(t)
+	out, err := pool.Call(ctx, "rlimits")
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(1 << 30), int64(1), int64(64)}, out)
+	_, err = pool.Call(ctx, "spin")
+	require.ErrorIs(t, err, ErrWorkerCrashed)
+	awaitPool(t, pool, "the worker replaced", func(s Stats) bool { return s.Idle == 2 && s.StartsCrash == 1 })
+	out, err = pool.Call(ctx, "echo", "again")
+	require.NoError(t, err)
+	require.Equal(t, "again", out)
+}
+
+// TestAuditModesAsyncSyncCallPastItsDeadline: with Config.AsyncCalls, a sync
+// function's call "runs on the worker's main thread (where SIGINT
+// interrupts it, as without the mode)": past its deadline it is
+// interrupted and the worker kept; one that ignores the interrupt for
+// InterruptGrace gets its worker killed and replaced.
+func TestAuditModesAsyncSyncCallPastItsDeadline(t *testing.T) {
+	t.Parallel()
+	cfg := auditModesConfig(t)
+	cfg.AsyncCalls, cfg.InterruptGrace = 4, 300*time.Millisecond
+	pool := newTestPool(t, cfg)
+	before := workerPids(pool)
+	ctx, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "sleep", 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	awaitPool(t, pool, "the worker back", func(s Stats) bool { return s.Idle == 1 && s.Interrupts == 1 })
+	require.Equal(t, before, workerPids(pool), "a worker that took its interrupt is kept")
+	out, err := pool.Call(testCtx(t), "apid", 0)
+	require.NoError(t, err)
+	require.EqualValues(t, before[0], out)
+
+	ctx, cancel = context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancel()
+	_, err = pool.Call(ctx, "swallow", 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	awaitPool(t, pool, "the worker killed and replaced", func(s Stats) bool { return s.Idle == 1 && s.StopsKilled == 1 })
+	out, err = pool.Call(testCtx(t), "apid", 0)
+	require.NoError(t, err)
+	require.NotEqualValues(t, before[0], out)
+}

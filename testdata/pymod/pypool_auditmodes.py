@@ -31,3 +31,26 @@ def spin():
     n = 0
     while True:
         n += 1
+
+
+def rlimits():
+    """The soft limits of RLIMIT_AS, RLIMIT_CPU and RLIMIT_NOFILE."""
+    import resource
+
+    return [resource.getrlimit(r)[0] for r in (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_NOFILE)]
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return "slept"
+
+
+def swallow(seconds):
+    """Ignore KeyboardInterrupt for seconds."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(max(end - time.monotonic(), 0))
+        except KeyboardInterrupt:
+            pass
+    return "ignored"
