@@ -232,3 +232,56 @@ func TestAuditModesAsyncSyncCallPastItsDeadline(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEqualValues(t, before[0], out)
 }
+
+// TestAuditModesAsyncLoopStuckInSyncCode: "a task that ignores the
+// cancellation (or a loop stuck in synchronous code) for
+// Config.InterruptGrace gets its worker killed by the pool; the other calls
+// in flight on it fail with ErrWorkerCrashed" (docs/async.md): a task that
+// holds the loop in time.sleep, whose CANCEL the worker cannot even read.
+func TestAuditModesAsyncLoopStuckInSyncCode(t *testing.T) {
+	t.Parallel()
+	cfg := auditModesConfig(t)
+	cfg.AsyncCalls, cfg.InterruptGrace = 4, 300*time.Millisecond
+	pool := newTestPool(t, cfg)
+	before := workerPids(pool)
+	other := make(chan error, 1)
+	go func() {
+		_, err := pool.Call(testCtx(t), "apid", 30)
+		other <- err
+	}()
+	awaitPool(t, pool, "the other call in flight", func(s Stats) bool { return s.AsyncCalls == 1 })
+	ctx, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "block_loop", 30)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorIs(t, <-other, ErrWorkerCrashed)
+	awaitPool(t, pool, "the worker killed and replaced", func(s Stats) bool { return s.Idle == 1 && s.StopsKilled == 1 })
+	out, err := pool.Call(testCtx(t), "apid", 0)
+	require.NoError(t, err)
+	require.NotEqualValues(t, before[0], out)
+}
+
+// TestAuditModesPreloadedAsyncSetUpTasksAreNamed: "an async Config.SetUp
+// runs before, on the same loop, and the tasks it starts keep running"
+// (docs/async.md) cannot hold when the fork server's template runs the
+// set-up (PreloadSetUp): its loop never runs again, and each forked worker
+// runs one of its own. The template says so in the log instead of the
+// tasks silently never running.
+func TestAuditModesPreloadedAsyncSetUpTasksAreNamed(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Module, cfg.AsyncCalls, cfg.SetUp, cfg.Logger = "pypool_asynccalls", 4, "start_ticker", slogNew(rec)
+	cfg.StartMethod, cfg.PreloadSetUp, cfg.Size = StartForkServer, true, 2
+	pool := newTestPool(t, cfg)
+	if pool.forks.Load() == nil {
+		t.Skip("the fork server does not run here")
+	}
+	const warning = "pypool: the set-up run once in the fork server's template (Config.PreloadSetUp) left 1 asyncio task(s) " +
+		"that no worker runs: each forked worker runs an event loop of its own; start background tasks in a " +
+		"set-up that each worker runs (PreloadSetUp false)"
+	logged := rec.await(t, warning)
+	assert.Equal(t, "WARN", logged["level"])
+	assert.Equal(t, "stderr", logged["stream"])
+	assert.NotEmpty(t, logged["forkserver"])
+}

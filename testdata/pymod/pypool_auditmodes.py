@@ -54,3 +54,9 @@ def swallow(seconds):
         except KeyboardInterrupt:
             pass
     return "ignored"
+
+
+async def block_loop(seconds):
+    """Hold the event loop in synchronous code for seconds."""
+    time.sleep(seconds)
+    return "blocked"
