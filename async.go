@@ -10,8 +10,8 @@ package pypool
 //
 // A call of an async function goes through the one attempt (Pool.attempt)
 // like any call; its checkout (checkoutShared) takes, in this order: an
-// idle worker; a place on a worker that serves such calls and has room,
-// unless callers wait (they are served first); else it waits in the queue
+// idle worker (but while overflow workers run: a place first); a place on
+// a worker that serves such calls and has room, unless callers wait (they are served first); else it waits in the queue
 // of checkout like any caller, marked as async (waiter.async), so that a
 // place freed on such a worker goes to it (fillLocked) when it is first in
 // the queue. A worker serving async calls takes no newcomer while callers
@@ -21,6 +21,7 @@ package pypool
 import (
 	"context"
 	"fmt"
+	"slices"
 )
 
 // asyncCalls is the accounting of the workers serving calls of async
@@ -28,6 +29,14 @@ import (
 type asyncCalls struct {
 	shared   map[*pooledWorker]int // the calls in flight on each such worker, those being cancelled included
 	inFlight int                   // their sum
+	// shrinking holds the workers serving async calls that Resize found
+	// beyond the new Size+MaxOverflow (markShrinkingLocked): they take no
+	// more calls, so that those in flight end and the check-in decides
+	// (offerLocked stops the ones still beyond). Without it a worker whose
+	// async calls never all end at once was never checked in, and the
+	// pool never shrank under load. A mark ends with the worker's last
+	// call in flight.
+	shrinking map[*pooledWorker]bool
 }
 
 // checkoutShared gives the caller of the async function fn a place on a
@@ -80,14 +89,23 @@ func (p *Pool) checkoutShared(ctx context.Context, fn string) (place, error) {
 // the one with the fewest in flight; nil when a worker is idle (it is
 // taken first), when callers wait (they are served first), or when none
 // has room for fn.
+//
+// While overflow workers run (more ready workers than Size), it is the one
+// with the most in flight that has room, even when a worker is idle: the
+// calls gather on as few workers as hold them, so that the others' calls
+// end and they are checked in and stopped (Config.MaxOverflow), or stay
+// idle until Config.OverflowIdleTimeout stops them. Spread over every
+// worker, a load that one worker holds kept the overflow workers for as
+// long as it lasted.
 func (p *Pool) sharedRoomLocked(fn string) *pooledWorker {
-	if p.closed || p.counts[stateIdle] > 0 || p.waiters.len() > 0 {
+	overflow := p.readyLocked() > p.cfg.Size
+	if p.closed || p.counts[stateIdle] > 0 && !overflow || p.waiters.len() > 0 {
 		return nil
 	}
 	var best *pooledWorker
 	for pw, n := range p.async.shared {
 		if n < p.cfg.AsyncCalls && pw.state == stateCheckedOut && pw.proc.asyncFns[fn] && !pw.proc.sharedLost() &&
-			!p.retiringLocked(pw) && (best == nil || n < p.async.shared[best]) {
+			!p.retiringLocked(pw) && (best == nil || overflow != (n < p.async.shared[best])) {
 			best = pw
 		}
 	}
@@ -96,14 +114,47 @@ func (p *Pool) sharedRoomLocked(fn string) *pooledWorker {
 
 // retiringLocked reports whether pw is to be retired at its check-in
 // (recycleReason: a reload's newer generation, or a limit such as
-// Config.MaxWorkerLifetime): it takes no more async calls, so that those in
+// Config.MaxWorkerLifetime), or may be stopped then (Resize shrank the pool
+// below it), or whether the calls in flight on it reach its
+// Config.MaxCallsPerWorker: it takes no more async calls, so that those in
 // flight end and it is checked in. Without it a worker whose async calls
-// never all end at once was never retired, and Reload never ended. The
-// fork server's stand-in is not retiring: it is handed over whenever it is
-// checked in, which nothing waits for.
+// never all end at once was never retired, and Reload never ended; and a
+// worker took up to AsyncCalls calls at once whatever its MaxCallsPerWorker,
+// which counted a call only once answered. The fork server's stand-in is
+// not retiring: it is handed over whenever it is checked in, which
+// nothing waits for.
 func (p *Pool) retiringLocked(pw *pooledWorker) bool {
+	if pw.maxCalls > 0 && pw.proc.served.Load()+pw.carried+int64(p.async.shared[pw]) >= pw.maxCalls {
+		return true
+	}
+	if p.async.shrinking[pw] {
+		return true
+	}
 	why := p.recycleReason(pw).cause
 	return why != causeNone && why != causeHandover
+}
+
+// markShrinkingLocked marks, after Resize, as many workers serving async
+// calls as there are ready workers beyond the new Size+MaxOverflow, those
+// with the fewest calls in flight first (asyncCalls.shrinking). A mark is
+// a hint: the check-in decides, and a worker no longer beyond serves on.
+func (p *Pool) markShrinkingLocked() {
+	clear(p.async.shrinking)
+	excess := p.readyLocked() - p.cfg.Size - p.cfg.MaxOverflow
+	if excess <= 0 || len(p.async.shared) == 0 {
+		return
+	}
+	ws := make([]*pooledWorker, 0, len(p.async.shared))
+	for pw := range p.async.shared {
+		ws = append(ws, pw)
+	}
+	slices.SortFunc(ws, func(a, b *pooledWorker) int { return p.async.shared[a] - p.async.shared[b] })
+	if p.async.shrinking == nil {
+		p.async.shrinking = make(map[*pooledWorker]bool)
+	}
+	for _, pw := range ws[:min(excess, len(ws))] {
+		p.async.shrinking[pw] = true
+	}
 }
 
 // takePlaceLocked counts one more call in flight on pw.
@@ -143,6 +194,7 @@ func (p *Pool) releaseShared(pw *pooledWorker) {
 		return
 	}
 	delete(p.async.shared, pw)
+	delete(p.async.shrinking, pw)
 	p.notifyLocked()
 	p.mu.Unlock()
 	p.checkin(pw)

@@ -474,7 +474,10 @@ func (p *Pool) serving() []*pooledWorker {
 // Size+MaxOverflow as their callers check them in, even while other callers
 // wait (the remaining workers serve them): it never interrupts a call, so
 // until they come back the pool may run more workers than the new
-// Size+MaxOverflow, and no worker is started until it runs fewer.
+// Size+MaxOverflow, and no worker is started until it runs fewer. With
+// Config.AsyncCalls, a worker serving calls of async functions that is
+// beyond the new Size+MaxOverflow takes no more of them, so that it is
+// checked in once those in flight have ended.
 //
 // size must be at least 1 and maxOverflow at least 0. After Close, Resize
 // returns ErrPoolClosed.
@@ -493,6 +496,7 @@ func (p *Pool) Resize(size, maxOverflow int) error {
 	p.cfg.Size, p.cfg.MaxOverflow = size, maxOverflow
 	p.log.Info("pypool: resized", "size", size, "max_overflow", maxOverflow)
 	p.shrinkIdleLocked()
+	p.markShrinkingLocked()
 	p.reconcileLocked()
 	p.notifyLocked()
 	return nil

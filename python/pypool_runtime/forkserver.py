@@ -366,6 +366,28 @@ def _libc_prctl() -> Any:
     return _PRCTL
 
 
+def _warn_tasks_left() -> None:
+    """Say so, on stderr (logged tagged forkserver=PID), when the set-up run
+    in the template (Config.PreloadSetUp) left asyncio tasks pending: they
+    belong to the template's event loop, which never runs again, and a
+    forked worker runs a loop of its own (aio.get_loop), so no worker runs
+    them. Without it a background task an async set-up started (a client's
+    keep-alive) silently never ran with the fork server."""
+    aio = sys.modules.get(__package__ + ".aio")
+    loop = getattr(aio, "_loop", None)
+    if loop is None or loop.is_closed():
+        return  # the set-up ran no async code
+    left = sum(1 for task in sys.modules["asyncio"].all_tasks(loop) if not task.done())
+    if left:
+        print(
+            "pypool: the set-up run once in the fork server's template (Config.PreloadSetUp) left %d asyncio task(s) "
+            "that no worker runs: each forked worker runs an event loop of its own; start background tasks in a "
+            "set-up that each worker runs (PreloadSetUp false)" % left,
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _has_ctypes() -> bool:
     """Whether _ctypes can be loaded, without loading it: it is built in or
     found on sys.path (the interpreter's own entries, at the start)."""
@@ -478,6 +500,8 @@ def main(argv: List[str]) -> None:
     setup_seconds = 0.0
     if error is None and server.preload_setup:
         setup_seconds, error = startup.run_setup(modules[0], options, codec)
+        if error is None:
+            _warn_tasks_left()
     if error is not None:
         _fail(control, codec, error)
     # What the import built goes to the collector's permanent generation:

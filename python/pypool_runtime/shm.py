@@ -86,7 +86,7 @@ class SharedMemory:
             size = os.fstat(self.fd).st_size
             if end > size:
                 raise ValueError("a shared-memory reference ends at %d, beyond the memory's %d bytes" % (end, size))
-            self._remap(size)
+            self._remap(size, end)
         if end > self._args_end:
             self._args_end = end
         assert self._view is not None
@@ -124,18 +124,37 @@ class SharedMemory:
             os.ftruncate(self.fd, size)
         else:
             size = current  # Go grew it already: map all of it
-        self._remap(size)
+        self._remap(size, need)
 
-    def _remap(self, size: int) -> None:
+    def _remap(self, size: int, need: int) -> None:
+        """Map size bytes of the file, or, when the address space has no
+        room for them (Config.Limits.AddressSpace), the need bytes the
+        value at hand takes; MemoryError when not even those fit. A failed
+        mapping leaves none: the next use maps again, where before it kept
+        the old size without a mapping, and every later call through the
+        shared memory failed (an AssertionError) until the worker ended."""
         # The old mapping is dropped, not closed: a view of it may still be
         # referenced, and closing an exported mmap raises BufferError.
         self._view = None
+        self._map = None
+        self._size = 0
         # mmap is imported at the first mapping (only a worker with shared
         # memory maps), from the interpreter's own entries.
         mmap = stdlib.import_module("mmap")
-        self._map = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        lengths = [size]
+        if _align(need, GROW_STEP) < size:
+            lengths.append(_align(need, GROW_STEP))
+        for length in lengths:
+            try:
+                self._map = mmap.mmap(self.fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+                break
+            except OSError as exc:
+                if exc.errno != stdlib.import_module("errno").ENOMEM:
+                    raise
+                if length == lengths[-1]:
+                    raise MemoryError("cannot map %d bytes of the memory shared with Go: %s" % (length, exc)) from None
         self._view = memoryview(self._map)
-        self._size = size
+        self._size = length
 
 
     def bytes_ref(self, data: Buffer) -> bytes:
