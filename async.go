@@ -105,11 +105,21 @@ func (p *Pool) sharedRoomLocked(fn string) *pooledWorker {
 	var best *pooledWorker
 	for pw, n := range p.async.shared {
 		if n < p.cfg.AsyncCalls && pw.state == stateCheckedOut && pw.proc.asyncFns[fn] && !pw.proc.sharedLost() &&
-			!p.retiringLocked(pw) && (best == nil || overflow != (n < p.async.shared[best])) {
+			!p.retiringLocked(pw) && (best == nil || preferPlace(n, p.async.shared[best], overflow)) {
 			best = pw
 		}
 	}
 	return best
+}
+
+// preferPlace reports whether a worker with n calls in flight is a better
+// place for an async call than one with best: fewer in flight, or, while
+// overflow workers run, more.
+func preferPlace(n, best int, overflow bool) bool {
+	if overflow {
+		return n > best
+	}
+	return n < best
 }
 
 // retiringLocked reports whether pw is to be retired at its check-in
