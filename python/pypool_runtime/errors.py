@@ -18,7 +18,7 @@ import sys
 
 from . import codec as codecs
 from . import stdlib
-from .interrupt import Interrupts
+from .interrupt import STATE, Interrupts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -73,10 +73,12 @@ def type_name(exc: BaseException) -> str:
 
 
 def exception_message(exc: BaseException) -> str:
-    """str(exc), or a placeholder when that raises."""
+    """str(exc), or a placeholder when that raises, whatever it raises
+    (a SystemExit or a BaseException of the module's own from __str__ too:
+    the call's error must still reach Go)."""
     try:
         return str(exc)
-    except Exception:
+    except BaseException:
         return "<exception str() failed>"
 
 
@@ -99,7 +101,7 @@ def format_traceback(exc: BaseException) -> str:
     try:
         traceback = _traceback if _traceback is not None else traceback_module()
         return "".join(traceback.format_exception(type(exc), exc, tb))
-    except Exception:
+    except BaseException:  # an exception's __str__ that raises SystemExit, say
         return _plain_traceback(exc, tb)
 
 
@@ -135,7 +137,7 @@ def clip_utf8(text: str, size: int, keep_end: bool) -> str:
     return data.decode("utf-8", "ignore")  # drops a character cut in two
 
 
-def not_encodable_detail(result: Any, exc: Exception, root: str = "result") -> str:
+def not_encodable_detail(result: Any, exc: BaseException, root: str = "result") -> str:
     """What the encoder's exc says about result, led by where in result the
     value it refused is and that value's type: "result['items'][1]['score']:
     set (can not serialize 'set' object)". Just exc's message when the place
@@ -144,24 +146,29 @@ def not_encodable_detail(result: Any, exc: Exception, root: str = "result") -> s
     return not_encodable(result, exc, root)[0]
 
 
-def not_encodable(result: Any, exc: Exception, root: str = "result") -> Tuple[str, str]:
+def not_encodable(result: Any, exc: BaseException, root: str = "result") -> Tuple[str, str]:
     """(not_encodable_detail, the hint that says how to make the value
     encodable: convert it, or register its type; "" when the value is too
     deep or cyclic). root names result in the detail's path."""
     message = exception_message(exc)
     try:
         found = codecs.find_unencodable(result, root)
-    except Exception:  # a container whose items() or repr() of a key raise
+        if found is None:
+            return message, ""
+        path, item, item_exc = found
+        if type(item_exc) is not type(exc) or exception_message(item_exc) != message:
+            return message, ""
+        cls = type(item)
+        module = getattr(cls, "__module__", None)
+        label = cls.__name__ if module in (None, "builtins") else "%s.%s" % (module, cls.__name__)
+        return "%s: %s (%s)" % (path, label, message), unsupported_hint(item)
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt) and STATE.in_user_code:
+            raise  # Go's interrupt, in call_go (whose arguments are described in the user's code)
+        # A container whose items() or repr() of a key raise, a value whose
+        # __getattr__ or __class__ raise (a proxy, a lazy object), a hook's
+        # SystemExit: the encoder's message alone.
         return message, ""
-    if found is None:
-        return message, ""
-    path, item, item_exc = found
-    if type(item_exc) is not type(exc) or exception_message(item_exc) != message:
-        return message, ""
-    cls = type(item)
-    module = getattr(cls, "__module__", None)
-    label = cls.__name__ if module in (None, "builtins") else "%s.%s" % (module, cls.__name__)
-    return "%s: %s (%s)" % (path, label, message), unsupported_hint(item)
 
 
 def unsupported_hint(value: Any) -> str:
@@ -237,7 +244,7 @@ def missing_module_hint(exc: BaseException) -> str:
     its name is not the module's (sklearn: scikit-learn); "" for any other
     exception."""
     missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
-    if not missing:
+    if not missing or type(missing) is not str:  # name=42 is the module's own doing
         return ""
     top = missing.partition(".")[0]
     package = top
