@@ -9,8 +9,8 @@ pure one."""
 import unittest
 from typing import Any, List
 
-from pypool_runtime import purecodec
-from test_worker import ERROR, RESULT, WorkerTestBase, call_frame, frame
+from pypool_runtime import codec, purecodec
+from test_worker import ERROR, RESULT, WorkerTestBase, call_frame, frame, read_stderr_until
 
 STREAM, ITEMS = 5, 6
 
@@ -106,6 +106,22 @@ class HostileTest(WorkerTestBase):
         self.assertError(reply, 1, "exception", "ValueError", "a")
         self.assertIn("ValueError: b", reply[5])
         self.assertAlive(worker)
+
+
+    def test_a_codec_that_does_not_load_with_sys_stderr_gone(self) -> None:
+        """The module set sys.stderr to None and a recursion limit under
+        what msgpack's import needs: the C codec, loaded after the first
+        call, fails, and the runtime says so on fd 2 and serves on with the
+        pure one. Before, its sys.stderr.write raised AttributeError and
+        the worker exited once idle (with /usr/bin/python3, where the C
+        codec is found): every worker served one call and died."""
+        worker = self.start_ready("sample_hostile_stderr", log_fd=False)
+        self.assertEqual(worker.call("echo", 1), [RESULT, 1, 1])
+        if self.codec_name == "auto" and codec._c_extension_found():
+            read_stderr_until(worker, "the pure codec runs instead")
+        self.assertAlive(worker)
+        status, _, _ = worker.close()
+        self.assertEqual(status, 0)
 
 
 class PureCodecHostileTest(HostileTest):
