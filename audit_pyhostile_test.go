@@ -8,8 +8,10 @@ package pypool
 // must be the import failure that surfaces the traceback.
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -82,4 +84,69 @@ func TestAuditPyHostileImportWhoseErrorStrExits(t *testing.T) {
 	assert.Equal(t, "<exception str() failed>", pyErr.Message)
 	assert.Contains(t, pyErr.Traceback, "raise StrExits()")
 	assert.True(t, isFatalStart(err), "an import error is fatal: %v", err)
+}
+
+// An exception whose str() never ends is interrupted at the call's
+// deadline like the rest of the module's code (docs/errors.md: SIGINT,
+// KeyboardInterrupt in your code, the worker back in the pool if it
+// answers within InterruptGrace), from a function and a stream. Before,
+// the runtime called str() where a SIGINT is ignored: the worker never
+// answered and was killed after InterruptGrace (StopsKilled 1, a new pid).
+func TestAuditPyHostileExceptionStrNeverEndsIsInterrupted(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Module = "pypool_hostile"
+	pool := newTestPool(t, cfg)
+	pid, err := CallAs[int](testCtx(t), pool, "pid")
+	require.NoError(t, err)
+	for _, stream := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+		if stream {
+			_, err = collect(t, pool.Stream(ctx, "stream_str_never_ends"))
+		} else {
+			_, err = pool.Call(ctx, "raise_str_never_ends")
+		}
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded, "stream %v", stream)
+		after, err := CallAs[int](testCtx(t), pool, "pid")
+		require.NoError(t, err)
+		require.Equal(t, pid, after, "stream %v: the worker was replaced: %+v", stream, pool.Stats())
+	}
+	assert.Zero(t, pool.Stats().StopsKilled)
+}
+
+// A module that replaces the SIGINT handler takes Go's interrupts over, as
+// docs/errors.md says: ignored (SIG_IGN), the worker is killed after
+// InterruptGrace; the default action, SIGINT ends the worker (replaced); a
+// handler that raises, its exception ends the call and the worker is kept.
+// Whatever it does, the caller is answered at its deadline and the pool
+// serves the next call. (Passed before: kept as no test replaced the
+// handler.)
+func TestAuditPyHostileSigintHandlerReplaced(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Module = "pypool_hostile"
+	cfg.InterruptGrace = 300 * time.Millisecond
+	pool := newTestPool(t, cfg)
+	for _, tc := range []struct {
+		handler string
+		same    bool
+		stat    func(Stats) uint64
+	}{
+		{"ignore", false, func(s Stats) uint64 { return s.StopsKilled }},
+		{"default", false, func(s Stats) uint64 { return s.StopsKilled + s.Crashes }},
+		{"raise", true, func(s Stats) uint64 { return s.Interrupts }},
+	} {
+		pid, err := CallAs[int](testCtx(t), pool, "pid")
+		require.NoError(t, err)
+		before := tc.stat(pool.Stats())
+		ctx, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+		_, err = pool.Call(ctx, "sleep_with_sigint", tc.handler, 30)
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded, tc.handler)
+		after, err := CallAs[int](testCtx(t), pool, "pid")
+		require.NoError(t, err, tc.handler)
+		assert.Equal(t, tc.same, pid == after, "%s: same worker", tc.handler)
+		awaitPool(t, pool, tc.handler+" counted", func(s Stats) bool { return tc.stat(s) == before+1 })
+	}
 }

@@ -17,7 +17,7 @@ import select  # imported before the user's paths (channel.py's too)
 
 from . import CALL, ERROR, STREAM, channel, ext, shm
 from .channel import Channel
-from .errors import clip_utf8, exception_message, format_traceback, missing_module_hint, not_encodable, type_name, utf8_safe
+from .errors import clip_utf8, describe_exception, exception_message, not_encodable, type_name, utf8_safe
 from .frames import HEADER, FrameReader, ProtocolViolation, write_all, write_frame, write_frame_bytes
 
 TYPE_CHECKING = False
@@ -397,7 +397,7 @@ class Worker(Channel):
     def send_exception(self, call_id: int, exc: BaseException) -> None:
         try:
             code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
-            described = (type_name(exc), exception_message(exc), format_traceback(exc), missing_module_hint(exc))
+            described = describe_exception(exc)
         except BaseException:  # an exception whose __class__ raises, say: the worker stays alive
             code, described = "exception", (type_name(exc), "<exception could not be described>", "", "")
         self.send_error(call_id, code, *described)

@@ -4,6 +4,7 @@ function is something a hostile (or careless) module does to the runtime."""
 import os
 import sys
 import threading
+import time
 
 
 class Custom(BaseException):
@@ -129,3 +130,21 @@ def call_go_class_raises():
     from pypool import call_go
 
     return call_go("echo", ClassRaises())
+
+
+class StrNeverEnds(Exception):
+    def __str__(self):
+        os.write(2, b"in __str__\n")
+        while True:
+            time.sleep(0.05)
+
+
+def raise_str_never_ends():
+    raise StrNeverEnds()
+
+
+def ask(name):
+    """call_go(name): Go's callback may make nested calls meanwhile."""
+    from pypool import call_go
+
+    return call_go(name)

@@ -6,13 +6,14 @@ worker serving, as docs/errors.md says. Every test runs with the automatic
 codec (the msgpack C extension where the interpreter has it) and with the
 pure one."""
 
+import signal
 import unittest
 from typing import Any, List
 
 from pypool_runtime import codec, purecodec
 from test_worker import ERROR, RESULT, WorkerTestBase, call_frame, frame, read_stderr_until
 
-STREAM, ITEMS = 5, 6
+STREAM, ITEMS, CALLBACK, CB_RESULT = 5, 6, 9, 10
 
 
 class HostileTest(WorkerTestBase):
@@ -98,6 +99,26 @@ class HostileTest(WorkerTestBase):
                     self.assertError(reply, 1, code, type_)
                     self.assertAlive(worker)
 
+    def test_base_exceptions_from_nested_calls(self) -> None:
+        """While a call waits in call_go, Go's nested calls raise each
+        BaseException, and one whose str() raises: each nested call gets
+        its ERROR, then the outer call its callback's answer. (Passed
+        before the fix for the plain ones: kept as no test raised them from
+        a nested call.)"""
+        worker = self.start_ready("sample_hostile")
+        worker.send(call_frame(1, "ask", ["cb"]))
+        callback = worker.read()
+        self.assertEqual(callback[:3], [CALLBACK, 1, "cb"])
+        for call_id, raised in enumerate(("SystemExit", "KeyboardInterrupt", "GeneratorExit", "Custom"), 2):
+            worker.send(call_frame(call_id, "raise_base", [raised]))
+            reply = worker.read()
+            self.assertEqual(reply[:2], [ERROR, call_id], reply)
+            worker.send(call_frame(call_id + 10, "raise_str_raises", [raised if raised != "GeneratorExit" else "ValueError"]))
+            self.assertError(worker.read(), call_id + 10, "exception", "sample_hostile.StrRaises", "<exception str() failed>")
+        worker.send(frame(purecodec.packb([CB_RESULT, callback[1], "answer"])))
+        self.assertEqual(worker.read(), [RESULT, 1, "answer"])
+        self.assertAlive(worker)
+
     def test_an_exception_cycle(self) -> None:
         """a.__cause__ is b and b.__cause__ is a: the ERROR, with both in the
         traceback. (Passed before.)"""
@@ -107,6 +128,22 @@ class HostileTest(WorkerTestBase):
         self.assertIn("ValueError: b", reply[5])
         self.assertAlive(worker)
 
+
+    def test_an_exception_whose_str_never_ends_is_interrupted(self) -> None:
+        """The exception's __str__ never ends: Go's interrupt (SIGINT) ends
+        it as the user's code it is, and the call gets its ERROR, the
+        placeholder for the message, the traceback without a second str().
+        Before, str() ran as the runtime's code, where SIGINT is ignored: no
+        answer, and the pool killed the worker after InterruptGrace."""
+        worker = self.start_ready("sample_hostile")
+        worker.send(call_frame(1, "raise_str_never_ends", []))
+        read_stderr_until(worker, "in __str__")
+        worker.proc.send_signal(signal.SIGINT)
+        reply = worker.read()
+        self.assertError(reply, 1, "exception", "sample_hostile.StrNeverEnds", "<exception str() failed>")
+        self.assertIn("raise StrNeverEnds()", reply[5])
+        self.assertTrue(reply[5].endswith("sample_hostile.StrNeverEnds: <exception str() failed>\n"), reply[5])
+        self.assertAlive(worker)
 
     def test_a_codec_that_does_not_load_with_sys_stderr_gone(self) -> None:
         """The module set sys.stderr to None and a recursion limit under
