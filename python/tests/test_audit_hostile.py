@@ -81,6 +81,16 @@ class HostileTest(WorkerTestBase):
                 self.assertIn("in __class__", reply[4])
                 self.assertAlive(worker)
 
+    def test_a_default_hook_that_exits(self) -> None:
+        """pypool_runtime.set_default's hook calls sys.exit for a value:
+        result_not_encodable, of type SystemExit. Before, the SystemExit
+        left the serve loop: the worker exited with the hook's status."""
+        worker = self.start_ready("sample_hostile")
+        reply = worker.call("set_default_exit")
+        self.assertError(reply, 1, "result_not_encodable", "SystemExit")
+        self.assertIn("from the hook", reply[4])
+        self.assertAlive(worker)
+
     def test_base_exceptions_from_every_call_form(self) -> None:
         """SystemExit, KeyboardInterrupt, GeneratorExit and a BaseException
         of the module's, raised by a function, a generator mid-stream and an
