@@ -58,6 +58,8 @@ if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds.
 
 # co_flags of a generator decorated with types.coroutine (inspect.CO_ITERABLE_COROUTINE).
 _CO_ITERABLE_COROUTINE = 0x100
+# The class of generators (types.GeneratorType, without importing types).
+_GENERATOR = type((lambda: (yield))())
 
 # The worker's loop (None until the first awaitable), the task run() awaits
 # (None between runs), and whether SIGINT came during the current run.
@@ -80,8 +82,9 @@ def is_awaitable(value: Any) -> bool:
     cls = type(value)
     if hasattr(cls, "__await__"):
         return True
-    code = getattr(value, "gi_code", None)
-    return code is not None and cls.__name__ == "generator" and bool(code.co_flags & _CO_ITERABLE_COROUTINE)
+    # Only a generator's gi_code: another value's __getattr__ may raise
+    # anything (a proxy, a lazy object), which would end the worker.
+    return cls is _GENERATOR and bool(value.gi_code.co_flags & _CO_ITERABLE_COROUTINE)
 
 
 def get_loop() -> asyncio.AbstractEventLoop:

@@ -426,7 +426,14 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
             loaded = loader()
         except Exception as exc:
             loaded = pure
-            sys.stderr.write("pypool worker: the %s codec did not load (%s: %s): the pure codec runs instead\n" % (name, type(exc).__name__, exc))
+            line = "pypool worker: the %s codec did not load (%s: %s): the pure codec runs instead\n" % (name, type(exc).__name__, exc)
+            try:
+                sys.stderr.write(line)
+            except Exception:  # the module replaced it (None, a closed file): fd 2 itself
+                try:
+                    os.write(2, line.encode("utf-8", "backslashreplace"))
+                except OSError:
+                    pass
         for entry in _ENTRY_POINTS:
             setattr(codec, entry, getattr(loaded, entry))
         codec.finish = None

@@ -14,11 +14,12 @@ runtime nor break its error replies.
 
 from __future__ import annotations
 
+import _thread  # built in
 import sys
 
 from . import codec as codecs
 from . import stdlib
-from .interrupt import Interrupts
+from .interrupt import MAIN_THREAD, STATE, Interrupts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -61,7 +62,10 @@ def _warm_up_traceback() -> None:
     table: Dict[str, int] = {}
     try:
         table["key"] + 1  # a subscript and an operator: the carets' code runs
-    except KeyError:
+    except KeyError as error:
+        # Not chained to the exception the runtime is describing (the
+        # user's: its str() must not run once more, here).
+        error.__context__ = None
         table.no_such_name  # type: ignore[attr-defined]  # chained, with a suggestion (3.10+)
 
 
@@ -73,18 +77,46 @@ def type_name(exc: BaseException) -> str:
     return "%s.%s" % (cls.__module__, cls.__qualname__)
 
 
+# The message of an exception whose str() raised.
+STR_FAILED = "<exception str() failed>"
+
+
 def exception_message(exc: BaseException) -> str:
-    """str(exc), or a placeholder when that raises."""
+    """str(exc), or STR_FAILED when that raises, whatever it raises
+    (a SystemExit or a BaseException of the module's own from __str__ too:
+    the call's error must still reach Go)."""
     try:
         return str(exc)
-    except Exception:
-        return "<exception str() failed>"
+    except BaseException:
+        return STR_FAILED
 
 
-def format_traceback(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> Tuple[str, str, str, str]:
+    """(type name, message, traceback, hint) of exc, an exception of the
+    user's code, for its ERROR. Its __str__ is the user's code too: it runs
+    interruptibly (Go's interrupt of a call whose exception's str() never
+    ends gives STR_FAILED, and the call its ERROR), and once: when it
+    failed, the traceback is told without calling it again. (On the main
+    thread only: async mode's loop thread answers its tasks' calls while
+    the main thread reads Go's frames, where SIGINT must not raise.)"""
+    was_user = STATE.in_user_code
+    try:
+        STATE.in_user_code = was_user or _thread.get_ident() == MAIN_THREAD
+        message = str(exc)
+    except BaseException:
+        message = None
+    finally:
+        STATE.in_user_code = was_user
+    if message is None:
+        return type_name(exc), STR_FAILED, format_traceback(exc, False), ""
+    return type_name(exc), message, format_traceback(exc), missing_module_hint(exc)
+
+
+def format_traceback(exc: BaseException, with_str: bool = True) -> str:
     """The traceback as Python prints it, starting below the runtime's frames.
     Should the traceback module fail (a user replaced what it imports), a
-    plain one, so that the error still reaches Go."""
+    plain one, so that the error still reaches Go. Without with_str, str(exc)
+    is not called: the last line says STR_FAILED."""
     tb = exc.__traceback__
     while tb is not None and (tb.tb_frame.f_globals.get("__name__") in _RUNTIME_MODULES or _awaiting_frame(tb.tb_frame)):
         tb = tb.tb_next
@@ -99,18 +131,20 @@ def format_traceback(exc: BaseException) -> str:
             node = node.tb_next
     try:
         traceback = _traceback if _traceback is not None else traceback_module()
+        if not with_str:
+            return "".join(["Traceback (most recent call last):\n"] + traceback.format_tb(tb) + ["%s: %s\n" % (type_name(exc), STR_FAILED)])
         return "".join(traceback.format_exception(type(exc), exc, tb))
-    except Exception:
-        return _plain_traceback(exc, tb)
+    except BaseException:  # an exception's __str__ that raises SystemExit, say
+        return _plain_traceback(exc, tb, exception_message(exc) if with_str else STR_FAILED)
 
 
-def _plain_traceback(exc: BaseException, tb: Any) -> str:
+def _plain_traceback(exc: BaseException, tb: Any, message: str) -> str:
     lines = ["Traceback (most recent call last):\n"]
     while tb is not None:
         code = tb.tb_frame.f_code
         lines.append('  File "%s", line %d, in %s\n' % (code.co_filename, tb.tb_lineno, code.co_name))
         tb = tb.tb_next
-    lines.append("%s: %s\n" % (type_name(exc), exception_message(exc)))
+    lines.append("%s: %s\n" % (type_name(exc), message))
     return "".join(lines)
 
 
@@ -136,7 +170,7 @@ def clip_utf8(text: str, size: int, keep_end: bool) -> str:
     return data.decode("utf-8", "ignore")  # drops a character cut in two
 
 
-def not_encodable_detail(result: Any, exc: Exception, root: str = "result") -> str:
+def not_encodable_detail(result: Any, exc: BaseException, root: str = "result") -> str:
     """What the encoder's exc says about result, led by where in result the
     value it refused is and that value's type: "result['items'][1]['score']:
     set (can not serialize 'set' object)". Just exc's message when the place
@@ -145,24 +179,29 @@ def not_encodable_detail(result: Any, exc: Exception, root: str = "result") -> s
     return not_encodable(result, exc, root)[0]
 
 
-def not_encodable(result: Any, exc: Exception, root: str = "result") -> Tuple[str, str]:
+def not_encodable(result: Any, exc: BaseException, root: str = "result") -> Tuple[str, str]:
     """(not_encodable_detail, the hint that says how to make the value
     encodable: convert it, or register its type; "" when the value is too
     deep or cyclic). root names result in the detail's path."""
     message = exception_message(exc)
     try:
         found = codecs.find_unencodable(result, root)
-    except Exception:  # a container whose items() or repr() of a key raise
+        if found is None:
+            return message, ""
+        path, item, item_exc = found
+        if type(item_exc) is not type(exc) or exception_message(item_exc) != message:
+            return message, ""
+        cls = type(item)
+        module = getattr(cls, "__module__", None)
+        label = cls.__name__ if module in (None, "builtins") else "%s.%s" % (module, cls.__name__)
+        return "%s: %s (%s)" % (path, label, message), unsupported_hint(item)
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt) and STATE.in_user_code:
+            raise  # Go's interrupt, in call_go (whose arguments are described in the user's code)
+        # A container whose items() or repr() of a key raise, a value whose
+        # __getattr__ or __class__ raise (a proxy, a lazy object), a hook's
+        # SystemExit: the encoder's message alone.
         return message, ""
-    if found is None:
-        return message, ""
-    path, item, item_exc = found
-    if type(item_exc) is not type(exc) or exception_message(item_exc) != message:
-        return message, ""
-    cls = type(item)
-    module = getattr(cls, "__module__", None)
-    label = cls.__name__ if module in (None, "builtins") else "%s.%s" % (module, cls.__name__)
-    return "%s: %s (%s)" % (path, label, message), unsupported_hint(item)
 
 
 def unsupported_hint(value: Any) -> str:
@@ -238,7 +277,7 @@ def missing_module_hint(exc: BaseException) -> str:
     its name is not the module's (sklearn: scikit-learn); "" for any other
     exception."""
     missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
-    if not missing:
+    if not missing or type(missing) is not str:  # name=42 is the module's own doing
         return ""
     top = missing.partition(".")[0]
     package = top

@@ -17,7 +17,7 @@ import select  # imported before the user's paths (channel.py's too)
 
 from . import CALL, ERROR, STREAM, channel, ext, shm
 from .channel import Channel
-from .errors import clip_utf8, exception_message, format_traceback, missing_module_hint, not_encodable, type_name, utf8_safe
+from .errors import clip_utf8, describe_exception, exception_message, not_encodable, type_name, utf8_safe
 from .frames import HEADER, FrameReader, ProtocolViolation, write_all, write_frame, write_frame_bytes
 
 TYPE_CHECKING = False
@@ -196,10 +196,10 @@ class Worker(Channel):
                 continue
             try:
                 frame = result_frame(call_id, result)
-            except Exception as exc:
+            except BaseException as exc:  # a hook's SystemExit too (set_default, register_ext)
                 frame = exc  # sent below, outside the except block: it may be an awaitable's
             if type(frame) is not bytes or (size := len(frame)) > max_frame or (shared is not None and shared.used):
-                if isinstance(frame, Exception):
+                if isinstance(frame, BaseException):
                     self._send_refused(call_id, name, result, frame)
                 else:
                     self._send_frame(call_id, name, frame)
@@ -363,9 +363,9 @@ class Worker(Channel):
             return
         try:
             frame = self._result_frame(call_id, result)
-        except Exception as exc:
+        except BaseException as exc:  # as in serve
             frame = exc  # sent below, outside the except block, as in serve
-        if isinstance(frame, Exception):
+        if isinstance(frame, BaseException):
             self._send_refused(call_id, name, result, frame)
         else:
             self._send_frame(call_id, name, frame)
@@ -400,10 +400,14 @@ class Worker(Channel):
         )
 
     def send_exception(self, call_id: int, exc: BaseException) -> None:
-        code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
-        self.send_error(call_id, code, type_name(exc), exception_message(exc), format_traceback(exc), missing_module_hint(exc))
+        try:
+            code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
+            described = describe_exception(exc)
+        except BaseException:  # an exception whose __class__ raises, say: the worker stays alive
+            code, described = "exception", (type_name(exc), "<exception could not be described>", "", "")
+        self.send_error(call_id, code, *described)
 
-    def _send_refused(self, call_id: int, name: str, result: Any, exc: Exception) -> None:
+    def _send_refused(self, call_id: int, name: str, result: Any, exc: BaseException) -> None:
         """Answer for a result the codec refused with exc. An awaitable (what
         an async function returns) is refused too: it is awaited here, off the
         hot path, which tries to encode every result first, and outside the
@@ -427,7 +431,7 @@ class Worker(Channel):
             return
         self._send_result(call_id, name, result)
 
-    def _send_not_encodable(self, call_id: int, name: str, result: Any, exc: Exception) -> None:
+    def _send_not_encodable(self, call_id: int, name: str, result: Any, exc: BaseException) -> None:
         if isinstance(exc, shm.ReplyTooLarge):  # arrays put in the shared memory did not fit
             self.send_error(call_id, "message_too_large", "ValueError", "the result of %s(): %s" % (name, exc), hint=TOO_LARGE_HINT)
             return

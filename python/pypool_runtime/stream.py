@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - not CPython
     import signal  # type: ignore[no-redef]
 
 from . import ITEMS, RESULT, channel, shm
-from .errors import not_encodable, type_name
+from .errors import exception_message, not_encodable, type_name
 from .frames import ProtocolViolation
 from .interrupt import STATE
 
@@ -211,7 +211,7 @@ def send_pending(worker: Channel) -> bool:
             return False
         try:
             body = worker.packb([ITEMS, state.call_id, state.batch])
-        except Exception:
+        except BaseException:  # a hook's SystemExit too
             return False  # the loop finds the item and reports it
         if len(body) > worker.max_message:
             return False
@@ -297,12 +297,12 @@ def _send(worker: Channel, state: StreamState, batch: List[Any], name: str, sent
         return False
     try:
         body = worker.packb([ITEMS, state.call_id, batch])
-    except Exception as exc:
+    except BaseException as exc:  # a hook's SystemExit too (set_default, register_ext, an item's __class__)
         # Send the items before the one that does not encode, then say which.
         for index, item in enumerate(batch):
             try:
                 worker.packb(item)
-            except Exception as item_exc:
+            except BaseException as item_exc:
                 if index:
                     _send(worker, state, batch[:index], name, sent)
                 detail, hint = not_encodable(item, item_exc, "item")
@@ -310,7 +310,7 @@ def _send(worker: Channel, state: StreamState, batch: List[Any], name: str, sent
                     "result_not_encodable", type_name(item_exc),
                     "cannot encode item %d of %s() for Go: %s" % (sent + index, name, detail), hint,
                 ) from None  # fmt: skip
-        raise _NotEncodable("result_not_encodable", type_name(exc), "cannot encode items of %s(): %s" % (name, exc)) from None
+        raise _NotEncodable("result_not_encodable", type_name(exc), "cannot encode items of %s(): %s" % (name, exception_message(exc))) from None
     if len(body) > worker.max_message:
         if len(batch) == 1:
             raise _NotEncodable(
