@@ -58,26 +58,31 @@ func (pidTracer) TraceCallEnd(context.Context, *Pool, TraceCallEndData) {}
 // Where the next call of an async function goes, as the model says.
 const (
 	placeIdle   = "an idle worker"
-	placeShared = "the worker serving async calls with the fewest"
+	placeShared = "the worker serving async calls the rule picks, with"
 	placeNew    = "a new overflow worker"
 	placeNone   = "nowhere: it waits"
 )
 
 // asyncPlace is where the next call of an async function goes: an idle
-// worker first, else a place on the worker serving async calls with the
-// fewest in flight (least of them) if it has room, else a worker started
-// for it if the pool may grow, else it waits.
-func (m *poolModel) asyncPlace() (where string, least int) {
+// worker first, else a place on a worker serving async calls that has room
+// (want: its calls in flight), the one with the fewest, or, while overflow
+// workers run (more workers than Size, all busy), the one with the most,
+// so that the others drain (sharedRoomLocked's preferPlace); else a worker
+// started for it if the pool may grow, else it waits.
+func (m *poolModel) asyncPlace() (where string, want int) {
 	if m.k() < m.size {
 		return placeIdle, 0
 	}
-	least = m.n
+	overflow := m.k() > m.size
+	want = -1
 	for _, calls := range m.shared {
-		least = min(least, calls)
+		if calls < m.n && (want < 0 || preferPlace(calls, want, overflow)) {
+			want = calls
+		}
 	}
 	switch {
-	case least < m.n:
-		return placeShared, least
+	case want >= 0:
+		return placeShared, want
 	case !m.full():
 		return placeNew, 0
 	}
@@ -85,12 +90,12 @@ func (m *poolModel) asyncPlace() (where string, least int) {
 }
 
 // placed fails the sequence unless the call went to pid as where says.
-func (m *poolModel) placed(rt *rapid.T, what, where string, least, pid int) {
+func (m *poolModel) placed(rt *rapid.T, what, where string, want, pid int) {
 	calls, shared := m.shared[pid]
 	held := slices.ContainsFunc(m.held, func(h *heldWorker) bool { return h.pid == pid })
 	switch {
-	case where == placeShared && (!shared || calls != least):
-		rt.Fatalf("the %s went to worker %d (async calls %v), not to %s (%d calls)", what, pid, m.shared, where, least)
+	case where == placeShared && (!shared || calls != want):
+		rt.Fatalf("the %s went to worker %d (async calls %v), not to %s %d calls", what, pid, m.shared, where, want)
 	case where != placeShared && (shared || held):
 		rt.Fatalf("the %s went to busy worker %d (async calls %v), not to %s", what, pid, m.shared, where)
 	case where == placeIdle && !m.pids[pid]:
@@ -106,7 +111,7 @@ func (m *poolModel) asyncHold(rt *rapid.T) {
 	if m.pool == nil {
 		rt.Skip("no pool")
 	}
-	where, least := m.asyncPlace()
+	where, want := m.asyncPlace()
 	if where == placeNone {
 		rt.Skip("it would wait")
 	}
@@ -129,7 +134,7 @@ func (m *poolModel) asyncHold(rt *rapid.T) {
 		rt.Fatalf("the async call got no worker within %v", holdTimeout)
 	}
 	rt.Logf("async call held on worker %d (%s; async calls were %v)", c.pid, where, m.shared)
-	m.placed(rt, "held async call", where, least, c.pid)
+	m.placed(rt, "held async call", where, want, c.pid)
 	m.shared[c.pid]++
 	m.pids[c.pid] = true
 	if where == placeNew {
@@ -174,7 +179,7 @@ func (m *poolModel) asyncCall(rt *rapid.T) {
 		return
 	}
 	d := rapid.SampledFrom(checkoutDeadlines).Draw(rt, "deadline")
-	where, least := m.asyncPlace()
+	where, want := m.asyncPlace()
 	pids := make(chan int, 1)
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), pidReportKey{}, pids), d)
 	defer cancel()
@@ -198,7 +203,7 @@ func (m *poolModel) asyncCall(rt *rapid.T) {
 		rt.Fatalf("an async call with room on %s failed: %v", where, err)
 	}
 	if pid != 0 {
-		m.placed(rt, "async call", where, least, pid)
+		m.placed(rt, "async call", where, want, pid)
 	}
 	if where != placeNew {
 		return

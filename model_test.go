@@ -50,7 +50,8 @@ package pypool
 //	             drawn only when it would not wait; the worker it got (told
 //	             by a Tracer) must be the one the mode's rule says: an idle
 //	             worker, else the one serving async calls with the fewest
-//	             in flight if it has room, else a new overflow worker.
+//	             in flight if it has room (while overflow workers run, the
+//	             one with the most that has room), else a new overflow worker.
 //	asyncCancel  the context of a held call is cancelled: it returns
 //	             context.Canceled, its place is freed once its task answered,
 //	             and a worker left with none is checked in.

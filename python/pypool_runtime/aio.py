@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover - not CPython
     import signal  # type: ignore[no-redef]
 
 from . import CALL, stdlib
-from .interrupt import STATE
+from .interrupt import STATE, Interrupted
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds.
@@ -164,7 +164,7 @@ def _await(task: asyncio.Future[Any]) -> Any:
     except asyncio.CancelledError as exc:
         if not _interrupted:
             raise  # cancelled by the module's own code: an exception like another
-        raise KeyboardInterrupt("cancelled by an interrupt").with_traceback(exc.__traceback__) from None
+        raise Interrupted("cancelled by an interrupt").with_traceback(exc.__traceback__) from None
     finally:
         if task.done() and not task.cancelled():
             task.exception()  # retrieved: asyncio must not log it as "never retrieved"
@@ -201,7 +201,7 @@ def _on_sigint(signum: int, frame: Any) -> None:
         # The coroutine runs synchronous code (time.sleep, a blocking
         # client): a cancellation would wait for its next await. Interrupt it
         # as a sync function is; asyncio lets KeyboardInterrupt through.
-        raise KeyboardInterrupt
+        raise Interrupted
     # As asyncio.Runner does on Ctrl-C: cancel the task, and wake the loop
     # in case it sleeps in its selector.
     task.cancel()
@@ -506,7 +506,7 @@ class AsyncServer:
         try:
             if task.cancelled():
                 if by_go:
-                    exc: BaseException = KeyboardInterrupt("cancelled: the call's context ended (CANCEL)")
+                    exc: BaseException = Interrupted("cancelled: the call's context ended (CANCEL)")
                 else:
                     import asyncio
 
@@ -591,7 +591,7 @@ class AsyncServer:
         except asyncio.CancelledError as exc:
             if not interrupted[0]:
                 raise
-            raise KeyboardInterrupt("cancelled by an interrupt").with_traceback(exc.__traceback__) from None
+            raise Interrupted("cancelled by an interrupt").with_traceback(exc.__traceback__) from None
 
 
 def _is_task_call(message: List[Any], names: Any) -> bool:

@@ -34,6 +34,15 @@ WAIT_SLICE_SECONDS = 0.05
 _NO_KWARGS: Mapping[str, Any] = {}  # never changed
 
 
+class Interrupted(KeyboardInterrupt):
+    """Go's interrupt of the call in progress (SIGINT, or CANCEL in the
+    async mode), as it rises in the user's code. Go's drain reads the reply
+    of an interrupted call and drops it, so it is sent without a traceback
+    (serve.send_exception): formatting a worker's first traceback imports
+    traceback, linecache and ast, which on a busy host took longer than
+    Config.InterruptGrace, and the worker was killed for not answering."""
+
+
 class Interrupts:
     """The interrupt state of the worker's main thread.
 
@@ -52,7 +61,7 @@ class Interrupts:
     def on_sigint(self, signum: int, frame: Any) -> None:
         """The SIGINT handler (serve_process installs it)."""
         if self.in_user_code:
-            raise KeyboardInterrupt
+            raise Interrupted
         if self.busy:
             self.pending = True
         # Otherwise ignored: between calls there is nothing to interrupt.
@@ -97,7 +106,7 @@ class Interrupts:
         try:
             self.in_user_code = True
             if self.take_pending():
-                raise KeyboardInterrupt
+                raise Interrupted
             # In slices: a SIGINT that lands after the check above but before
             # select() enters the kernel does not interrupt select(); its
             # handler runs (and raises) when the slice ends.

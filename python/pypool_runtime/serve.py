@@ -19,6 +19,7 @@ from . import CALL, ERROR, STREAM, channel, ext, shm
 from .channel import Channel
 from .errors import clip_utf8, describe_exception, exception_message, not_encodable, type_name, utf8_safe
 from .frames import HEADER, FrameReader, ProtocolViolation, write_all, write_frame, write_frame_bytes
+from .interrupt import Interrupted
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -400,6 +401,9 @@ class Worker(Channel):
         )
 
     def send_exception(self, call_id: int, exc: BaseException) -> None:
+        if isinstance(exc, Interrupted):  # Go drops the reply: no traceback to format
+            self.send_error(call_id, "interrupted", "KeyboardInterrupt", exception_message(exc))
+            return
         try:
             code = "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"
             described = describe_exception(exc)

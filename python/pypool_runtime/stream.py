@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - not CPython
 from . import ITEMS, RESULT, channel, shm
 from .errors import exception_message, not_encodable, type_name
 from .frames import ProtocolViolation
-from .interrupt import STATE
+from .interrupt import STATE, Interrupted
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -237,7 +237,7 @@ def _pump(worker: Channel, state: StreamState, iterator: Iterator[Any], name: st
             finally:
                 state.in_next = False
             if STATE.pending and STATE.take_pending():
-                raise KeyboardInterrupt
+                raise Interrupted
         except StopIteration:
             if not state.batch or _flush(worker, state, iterator):
                 worker.send_message([RESULT, state.call_id, None])

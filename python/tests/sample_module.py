@@ -107,6 +107,14 @@ def numpy_loaded():
     return "numpy" in sys.modules
 
 
+def loaded(name):
+    return name in sys.modules
+
+
+def keyboard_interrupt():
+    raise KeyboardInterrupt("raised by the function itself")
+
+
 def naive_time():
     import datetime
 
