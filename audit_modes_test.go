@@ -8,6 +8,7 @@ package pypool
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -90,20 +91,9 @@ func TestAuditModesAsyncResizeShrinksUnderSustainedLoad(t *testing.T) {
 // testCtx's minute.
 func awaitPoolWithin(t testing.TB, p *Pool, d time.Duration, what string, cond func(Stats) bool) {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		changed := p.awaitChange()
-		if cond(p.Stats()) {
-			return
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			t.Errorf("pool never reached in %v: %s (last stats %+v)", d, what, p.Stats())
-			return
-		}
-	}
+	ctx, cancel := context.WithTimeout(testCtx(t), d)
+	defer cancel()
+	awaitPoolUntil(t, ctx, p, fmt.Sprintf("%s (within %v)", what, d), cond)
 }
 
 // TestAuditModesAsyncOverflowStopsOnceNotNeeded: "a worker checked in while

@@ -99,7 +99,12 @@ func testCtx(t testing.TB) context.Context {
 // a goroutine of the test: a timeout is reported with Errorf.
 func awaitPool(t testing.TB, p *Pool, what string, cond func(Stats) bool) {
 	t.Helper()
-	ctx := testCtx(t)
+	awaitPoolUntil(t, testCtx(t), p, what, cond)
+}
+
+// awaitPoolUntil is awaitPool until ctx ends.
+func awaitPoolUntil(t testing.TB, ctx context.Context, p *Pool, what string, cond func(Stats) bool) {
+	t.Helper()
 	for {
 		changed := p.awaitChange()
 		if cond(p.Stats()) {

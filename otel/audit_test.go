@@ -7,14 +7,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/pypool/pypool"
 	pypoolotel "github.com/pypool/pypool/otel"
 	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -23,22 +20,8 @@ import (
 // other fields.
 func auditSetup(t *testing.T, cfg pypool.Config) (*pypool.Pool, *tracetest.InMemoryExporter, context.Context, trace.Span) {
 	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	cfg.Module = "pypool_auditobs"
-	cfg.PythonPath = []string{filepath.Join("..", "testdata", "pymod")}
-	cfg.Size = 1
-	cfg.Tracer = pypoolotel.NewTracer(tp)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	pool, err := pypool.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pool.Close(context.Background()) })
-	ctx, parent := tp.Tracer("test").Start(ctx, "request")
-	return pool, exp, ctx, parent
+	return setup(t, cfg)
 }
 
 // checkFailed checks the span of a failed attempt: outcome, error.type,

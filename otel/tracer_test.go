@@ -17,15 +17,18 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// setup starts a pool of the parent module's test module, traced into an
-// in-memory exporter, and a parent span for the test's calls.
+// setup starts a pool of the parent module's test module (or of
+// cfg.Module, from the same directory), traced into an in-memory exporter,
+// and a parent span for the test's calls.
 func setup(t *testing.T, cfg pypool.Config) (*pypool.Pool, *tracetest.InMemoryExporter, context.Context, trace.Span) {
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 
-	cfg.Module = "pypool_testmod"
+	if cfg.Module == "" {
+		cfg.Module = "pypool_testmod"
+	}
 	cfg.PythonPath = []string{filepath.Join("..", "testdata", "pymod")}
 	cfg.Size = 1
 	cfg.Tracer = pypoolotel.NewTracer(tp)
