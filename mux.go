@@ -299,23 +299,9 @@ func (p *process) cancelExpired(fn string, id uint64) {
 	if !late {
 		return
 	}
-	// Logged as process.drainInterrupted logs a worker that ignored its
-	// interrupt: at Warn with its stacks, rate-limited per function, else
-	// at Debug.
-	attrs := []any{"worker", p.pid, "function", fn,
-		"cause", "its task did not end within Config.InterruptGrace after it was cancelled", "grace", p.spec.interruptGrace}
-	allowed, n := p.spec.stacks.allow(fn, dumpKilled)
-	if !allowed {
-		p.spec.logger.Debug(msgWorkerKilled, attrs...)
-	} else {
-		if n > 0 {
-			attrs = append(attrs, "suppressed", n)
-		}
-		p.spec.logger.Warn(msgWorkerKilled, attrs...)
-		// Where its threads are (the event loop's, stuck or not), before
-		// the kill ends it; bounded.
-		p.dumps.await(p, p.dumps.requestCounted(p, fn, dumpKilled, n), dumpKillWait)
-	}
+	// Logged as a worker that ignored its interrupt (drainInterrupted).
+	p.logKilled(fn, []any{"worker", p.pid, "function", fn,
+		"cause", "its task did not end within Config.InterruptGrace after it was cancelled", "grace", p.spec.interruptGrace}, 0)
 	p.broke()
 }
 

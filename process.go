@@ -735,25 +735,31 @@ func (p *process) drainInterrupted(grace time.Duration) bool {
 		// interrupt, it was not given the time to answer it.
 		p.spec.logger.Debug(msgCallInterrupted, append(attrs, "stopped_by_pool_after", answered)...)
 	case !p.hasExited():
-		allowed, n := p.spec.stacks.allow(fn, dumpKilled)
-		attrs = append(attrs, "grace", grace)
-		if !allowed {
-			p.spec.logger.Debug(msgWorkerKilled, attrs...)
-			break
-		}
-		if n > 0 {
-			attrs = append(attrs, "suppressed", n)
-		}
-		p.spec.logger.Warn(msgWorkerKilled, attrs...)
-		// Where it is stuck, before the kill ends it; bounded, and no
-		// caller waits for it. The slow stack's request, if one is still
-		// awaited, would hold this one back.
-		if seq := slowDump.Load(); seq != 0 {
-			p.dumps.await(p, seq, dumpKillWait)
-		}
-		p.dumps.await(p, p.dumps.requestCounted(p, fn, dumpKilled, n), dumpKillWait)
+		p.logKilled(fn, append(attrs, "grace", grace), slowDump.Load())
 	}
 	return ok
+}
+
+// logKilled logs that the worker, running fn, is killed for not answering
+// its interrupt (attrs): at Warn with its stacks, taken now, before its
+// supervisor kills it (bounded by dumpKillWait; no caller waits for it),
+// rate-limited per function (stackLimiter), else at Debug. pending is a
+// stack request still awaited (the slow one's), which would hold this one
+// back; 0 for none.
+func (p *process) logKilled(fn string, attrs []any, pending uint64) {
+	allowed, n := p.spec.stacks.allow(fn, dumpKilled)
+	if !allowed {
+		p.spec.logger.Debug(msgWorkerKilled, attrs...)
+		return
+	}
+	if n > 0 {
+		attrs = append(attrs, "suppressed", n)
+	}
+	p.spec.logger.Warn(msgWorkerKilled, attrs...)
+	if pending != 0 {
+		p.dumps.await(p, pending, dumpKillWait)
+	}
+	p.dumps.await(p, p.dumps.requestCounted(p, fn, dumpKilled, n), dumpKillWait)
 }
 
 // awaitInterrupted waits up to grace for the reply to the call that was cut
