@@ -8,6 +8,7 @@ package pypool
 // must be the import failure that surfaces the traceback.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -148,5 +149,45 @@ func TestAuditPyHostileSigintHandlerReplaced(t *testing.T) {
 		require.NoError(t, err, tc.handler)
 		assert.Equal(t, tc.same, pid == after, "%s: same worker", tc.handler)
 		awaitPool(t, pool, tc.handler+" counted", func(s Stats) bool { return tc.stat(s) == before+1 })
+	}
+}
+
+// A module that replaces os.write, os.writev, os.read, os.readv,
+// select.select and select.poll at import with functions that raise
+// (testdata/pymod/pypool_hostile_io.py) leaves its worker serving every
+// call form, on both start methods and both interpreters: the runtime
+// bound what it writes and waits with before the module ran. Before, New
+// failed: the worker's HELLO went through the module's os.write.
+func TestAuditPyHostileReplacedIOFunctions(t *testing.T) {
+	t.Parallel()
+	for label, python := range interpreters(t) {
+		for _, start := range []StartMethod{StartExec, StartForkServer} {
+			t.Run(label+"/"+start.String(), func(t *testing.T) {
+				t.Parallel()
+				cfg := testConfig(t)
+				cfg.Module = "pypool_hostile_io"
+				cfg.Python = python
+				cfg.StartMethod = start
+				pool := newTestPool(t, cfg)
+				ctx := testCtx(t)
+				pid, err := CallAs[int](ctx, pool, "pid")
+				require.NoError(t, err)
+				for i := 0; i < 20; i++ { // past the C codec's deferred load
+					got, err := pool.Call(ctx, "duplicate_text", "ab")
+					require.NoError(t, err)
+					require.Equal(t, "abab", got)
+				}
+				big := bytes.Repeat([]byte("x"), 1<<20) // through the shared memory
+				got, err := CallBytes(ctx, pool, nil, "echo_bytes", big)
+				require.NoError(t, err)
+				assert.Equal(t, big, got)
+				items, err := collect(t, pool.Stream(ctx, "stream_items", 3))
+				require.NoError(t, err)
+				assert.Equal(t, []any{int64(0), int64(1), int64(2)}, items)
+				after, err := CallAs[int](ctx, pool, "pid")
+				require.NoError(t, err)
+				assert.Equal(t, pid, after, "the worker was replaced")
+			})
+		}
 	}
 }

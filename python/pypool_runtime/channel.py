@@ -19,7 +19,7 @@ way round.
 
 from __future__ import annotations
 
-import select  # imported before the user's paths
+from select import select  # bound before the user's module runs (as frames.py's os_write)
 
 from . import CB_ERROR, CB_RESULT, CLOSE, CREDIT
 from .frames import FrameReader, ProtocolViolation, write_frame
@@ -109,7 +109,7 @@ class Channel:
         """Whether a frame from Go waits to be read, without blocking."""
         if self.reader.buffered():
             return True
-        return bool(select.select([self.reader.fileno()], [], [], 0)[0])
+        return bool(select([self.reader.fileno()], [], [], 0)[0])
 
     def control(self, message: List[Any]) -> None:
         """Take a message that flows while a call runs, outside of the wait

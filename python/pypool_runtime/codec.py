@@ -34,6 +34,7 @@ import _thread  # built in
 import os
 import struct
 import sys
+from os import write as os_write  # bound before the user's module runs (as frames.py's)
 
 from . import CALL, RESULT, ext, stdlib
 
@@ -431,7 +432,7 @@ def deferred(name: str, loader: Callable[[], Codec]) -> Codec:
                 sys.stderr.write(line)
             except Exception:  # the module replaced it (None, a closed file): fd 2 itself
                 try:
-                    os.write(2, line.encode("utf-8", "backslashreplace"))
+                    os_write(2, line.encode("utf-8", "backslashreplace"))
                 except OSError:
                     pass
         for entry in _ENTRY_POINTS:

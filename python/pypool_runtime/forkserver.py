@@ -57,7 +57,9 @@ from __future__ import annotations
 import _socket
 import fcntl
 import os
-import select
+from os import _exit as os_exit  # bound before the user's module runs (as frames.py's os_write)
+from os import read as os_read
+from select import select  # bound before the user's module runs (as frames.py's os_write)
 import struct
 import sys
 
@@ -197,7 +199,7 @@ class Template:
         self._reap()  # children that exited before the select
         while True:
             idle = _WARM_IDLE if self.forked and not self.warm else None
-            ready, _, _ = select.select([self.control, self.wake_r], [], [], idle)
+            ready, _, _ = select([self.control, self.wake_r], [], [], idle)
             if not ready:
                 self.warm = True
                 warm_up()
@@ -205,7 +207,7 @@ class Template:
                 continue
             if self.wake_r in ready:
                 try:
-                    while os.read(self.wake_r, 512):
+                    while os_read(self.wake_r, 512):
                         pass
                 except BlockingIOError:
                     pass
@@ -408,11 +410,11 @@ def _on_template_death(host_fd: int) -> None:
     """The template died. If the Go process died too (it takes the template
     with it), end this worker now; otherwise keep serving."""
     try:
-        ready, _, _ = select.select([host_fd], [], [], _HOST_DEATH_WAIT)
+        ready, _, _ = select([host_fd], [], [], _HOST_DEATH_WAIT)
     except OSError:
         ready = [host_fd]
     if ready:
-        os._exit(1)
+        os_exit(1)
 
 
 def _reseed() -> None:

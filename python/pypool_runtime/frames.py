@@ -11,8 +11,13 @@ allow. This module knows nothing of the messages inside the frames.
 from __future__ import annotations
 
 import io
-import os
 import struct
+
+# Bound here, at the runtime's import, not looked up at each write: a module
+# that replaces os.write or os.writev (a test double, a sandbox) must not
+# take the protocol's replies with it.
+from os import write as os_write
+from os import writev as os_writev
 
 from .codec import JOIN_LIMIT
 
@@ -129,7 +134,7 @@ def write_frame(fd: int, body: bytes) -> None:
     header = HEADER.pack(len(body))
     if len(body) <= JOIN_LIMIT:
         data = header + body
-        written = os.write(fd, data)
+        written = os_write(fd, data)
         if written < len(data):
             write_all(fd, [memoryview(data)[written:]])
     else:
@@ -138,7 +143,7 @@ def write_frame(fd: int, body: bytes) -> None:
 
 def write_frame_bytes(fd: int, frame: bytes) -> None:
     """Write a whole frame, length included."""
-    written = os.write(fd, frame)
+    written = os_write(fd, frame)
     if written < len(frame):  # a signal cut the write short
         write_all(fd, [memoryview(frame)[written:]])
 
@@ -146,7 +151,7 @@ def write_frame_bytes(fd: int, frame: bytes) -> None:
 def write_all(fd: int, parts: List[memoryview]) -> None:
     """Write parts in order with writev(), looping over partial writes."""
     while parts:
-        written = os.writev(fd, parts)
+        written = os_writev(fd, parts)
         while parts and written >= len(parts[0]):
             written -= len(parts[0])
             parts.pop(0)

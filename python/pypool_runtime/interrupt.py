@@ -19,7 +19,7 @@ whether its own SIGINT handler hands an interrupt on to STATE.on_sigint.
 from __future__ import annotations
 
 import _thread  # built in: without importing threading
-import select  # imported before the user's paths
+from select import select  # bound before the user's module runs (as frames.py's os_write)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -110,7 +110,7 @@ class Interrupts:
             # In slices: a SIGINT that lands after the check above but before
             # select() enters the kernel does not interrupt select(); its
             # handler runs (and raises) when the slice ends.
-            while not select.select([fd], [], [], WAIT_SLICE_SECONDS)[0]:
+            while not select([fd], [], [], WAIT_SLICE_SECONDS)[0]:
                 pass
         finally:
             self.in_user_code = False

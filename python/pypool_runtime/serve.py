@@ -13,12 +13,12 @@ through the Worker as a channel.Channel.
 from __future__ import annotations
 
 import os
-import select  # imported before the user's paths (channel.py's too)
+from select import select  # bound before the user's module runs (as frames.py's os_write)
 
 from . import CALL, ERROR, STREAM, channel, ext, shm
 from .channel import Channel
 from .errors import clip_utf8, describe_exception, exception_message, not_encodable, type_name, utf8_safe
-from .frames import HEADER, FrameReader, ProtocolViolation, write_all, write_frame, write_frame_bytes
+from .frames import HEADER, FrameReader, ProtocolViolation, os_write, write_all, write_frame, write_frame_bytes
 from .interrupt import Interrupted
 
 TYPE_CHECKING = False
@@ -145,7 +145,7 @@ class Worker(Channel):
         functions = self._functions
         out_fd = self.out_fd
         max_frame = self.max_message + HEADER.size
-        write = os.write
+        write = os_write
         shared = shm.ACTIVE
         shared_from = shared.threshold if shared is not None else 1 << 64
         decode_call_context = self.codec.decode_call_context
@@ -240,7 +240,7 @@ class Worker(Channel):
         wait = FIRST_CALL_WAIT
         served = 0
         while codec.finish is not None:
-            if served >= INTERIM_FRAMES or not reader.buffered() and not select.select([reader.fileno()], [], [], wait)[0]:
+            if served >= INTERIM_FRAMES or not reader.buffered() and not select([reader.fileno()], [], [], wait)[0]:
                 codec.finish()
                 break
             wait = 0.0

@@ -24,6 +24,12 @@ import os
 import sys
 import time
 
+# Bound at import, before the user's module runs (as frames.py's os_write):
+# the worker's last line and exit must not depend on what the module left
+# in os.
+from os import _exit as os_exit
+from os import write as os_write
+
 try:  # _signal is signal without its enum wrappers, a few ms cheaper to import
     import _signal as signal
 except ImportError:  # pragma: no cover - not CPython
@@ -57,8 +63,8 @@ def exit_now(status: int, line: str = "") -> NoReturn:
         except Exception:
             pass
     if line:
-        os.write(2, ("pypool worker: %s\n" % line).encode("utf-8", "backslashreplace"))
-    os._exit(status)
+        os_write(2, ("pypool worker: %s\n" % line).encode("utf-8", "backslashreplace"))
+    os_exit(status)
 
 
 def exit_soon() -> None:
@@ -67,7 +73,7 @@ def exit_soon() -> None:
 
     def force() -> None:
         time.sleep(EXIT_GRACE_SECONDS)
-        os._exit(0)
+        os_exit(0)
 
     # A bare thread, which the interpreter's exit does not wait for (as a
     # daemon thread); threading would be imported from the user's paths.

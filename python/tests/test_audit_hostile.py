@@ -177,3 +177,34 @@ class PureCodecHostileTest(HostileTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TamperedIOTest(WorkerTestBase):
+    """A module that replaces os.write, os.writev, os.read, os.readv,
+    select.select and select.poll at import with functions that raise
+    (sample_hostile_io.py). The runtime bound what it uses before the
+    module ran, so the worker answers every call form as before. Before,
+    the first reply's os.write raised in the serve loop (and, with the C
+    codec, its deferred load's select.select) and the worker exited."""
+
+    def test_calls_are_answered(self) -> None:
+        worker = self.start_ready("sample_hostile_io")
+        for call_id in range(1, 20):  # past the C codec's deferred load (serve.INTERIM_FRAMES)
+            self.assertEqual(worker.call("duplicate_text", "ab", call_id=call_id), [RESULT, call_id, "abab"])
+        big = b"x" * (200 * 1024)  # a large reply: written with writev
+        reply = worker.call("echo_bytes", big, call_id=20)
+        self.assertEqual(reply[:2], [RESULT, 20])
+        self.assertEqual(reply[2], big)
+        worker.send(frame(purecodec.packb([STREAM, 21, "stream_items", [3], None, 10])))
+        items = []
+        while True:
+            reply = worker.read()
+            if reply[0] != ITEMS:
+                break
+            items.extend(reply[2])
+        self.assertEqual((items, reply[:2]), ([0, 1, 2], [RESULT, 21]))
+        self.assertAlive(worker)
+
+
+class TamperedIOPureTest(TamperedIOTest):
+    codec_name = "pure"
