@@ -239,10 +239,13 @@ func checkMetadata(md map[string]string) error {
 // deadline, which the encoder reads from the ctx it sends with (so that
 // the time left is measured when the frame is written): the attempt (1,
 // 2, ... under Config.CrashRetries; 0 is 1) and the metadata and trace
-// context. Its zero value sends nothing: the frame is as without.
+// context; and the worker's late interrupts (process.lateInterrupts), set
+// as the call is sent. Its zero value sends nothing: the frame is as
+// without.
 type callContext struct {
-	attempt int
-	meta    *callMeta
+	attempt        int
+	meta           *callMeta
+	lateInterrupts uint64
 }
 
 // callContextOf returns the callContext of attempt (0-based) of a call

@@ -114,7 +114,11 @@ func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any
 	if nested {
 		bound = boundNested
 	}
+	cc.lateInterrupts = p.lateInterrupts
 	stop, sent, err := p.writeCall(ctx, id, fn, args, kwargs, window, cc, sizes, bound)
+	if sent {
+		p.lateInterrupts = 0 // Python has them now
+	}
 	switch {
 	case err == nil:
 		return stop, nil
@@ -524,6 +528,10 @@ func (p *process) onDrainReply(ctx context.Context, fn string, l *replyLoop, r r
 	switch {
 	case r.id == l.id:
 		l.replied = true
+		if p.signalled && (r.err == nil || r.err.Code != "interrupted") {
+			p.lateInterrupts++ // the SIGINT came after the reply, or was swallowed
+		}
+		p.signalled = false
 	case r.id > l.id:
 		p.paid(r.id) // the reply of a nested call
 	default:
@@ -578,7 +586,7 @@ func (p *process) readFailed(ctx context.Context, fn string, l *replyLoop, err e
 	if l.wait == waitClose && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 		cause := fmt.Errorf("the generator did not close within Config.InterruptGrace (%v) after the loop ended", p.spec.interruptGrace)
 		p.setState(evCutOff, cause)
-		p.signal(syscall.SIGINT)
+		p.interrupt()
 		return cause
 	}
 	return p.lost(ctx, fn, l, err)

@@ -131,14 +131,22 @@ type process struct {
 	// runtime answers a nested call it had not read when the interrupt
 	// came, without running it, before the outer call's reply; the drain
 	// does not rely on that order.)
-	owed        []uint64
-	streamErr   error         // why the stream broke (streamBroken); written by setState
-	afterFired  chan struct{} // see watchContext
-	watchStop   func() bool   // the watch's context.AfterFunc stop (watchContext), nil when none
-	watchFired  func()        // p.deadlineFired, bound once: no closure per call
-	watchEnd    func()        // p.endWatch, bound once
-	deadline    time.Time     // both pipes' deadline, when deadlineSet
-	deadlineSet bool          // false: the pipes' deadlines are not known
+	owed []uint64
+	// signalled: a SIGINT went to the cut-off call (interrupt), until its
+	// drain read its reply. lateInterrupts: SIGINTs sent to calls that were
+	// answered without being interrupted (the signal came after the reply,
+	// between calls), counted by the drain and sent with the next call
+	// frame ("i", protocol.go), which resets it: Python then tells an early
+	// SIGINT, for a call it has not begun, from a late one.
+	signalled      bool
+	lateInterrupts uint64
+	streamErr      error         // why the stream broke (streamBroken); written by setState
+	afterFired     chan struct{} // see watchContext
+	watchStop      func() bool   // the watch's context.AfterFunc stop (watchContext), nil when none
+	watchFired     func()        // p.deadlineFired, bound once: no closure per call
+	watchEnd       func()        // p.endWatch, bound once
+	deadline       time.Time     // both pipes' deadline, when deadlineSet
+	deadlineSet    bool          // false: the pipes' deadlines are not known
 	// watched is the context of the outermost call's watch (watchContext),
 	// until it ends: its end moves the pipes' deadline for the calls nested
 	// in that call's callbacks too (cutCause).
@@ -636,7 +644,7 @@ func (p *process) failed(ctx context.Context, fn string, err error, sent bool) e
 			if p.spec.stacks.policy == StackDumpsAll {
 				p.dumps.requestLimited(p, fn, dumpInterrupted) // before the interrupt changes the stack
 			}
-			p.signal(syscall.SIGINT)
+			p.interrupt()
 		} else {
 			p.setState(evLost, cause) // a frame was cut in half: the stream is lost
 		}
@@ -972,6 +980,20 @@ func (p *process) askedToEnd() bool {
 // known once exited is closed.
 func (p *process) crashed() bool {
 	return p.stateNow().life == lifeCrashed
+}
+
+// interrupt sends SIGINT to the cut-off call, with p.mu held: its drain
+// then counts it as late if the call's reply is not "interrupted"
+// (onDrainReply). A call of an async function in Config.AsyncCalls runs
+// as a task on the worker's loop thread, which SIGINT does not reach: the
+// drain cancels it (cancelTask), and no SIGINT is sent, which the worker
+// would take, between calls, for the next call's.
+func (p *process) interrupt() {
+	if p.mux != nil && p.asyncFns[p.currentFunction()] {
+		return
+	}
+	p.signalled = true
+	p.signal(syscall.SIGINT)
 }
 
 // signal sends sig to the worker (not to its process group).

@@ -20,9 +20,13 @@ package pypool
 // the call has something to say of it (callctx.go): a map of the entries
 // that apply, "r" the seconds left before the caller's deadline (a float,
 // measured as the frame is written), "a" the attempt (an int, 2 and up:
-// a retry under Config.CrashRetries), "m" the metadata (a map of str to
-// str), "tp" and "ts" the W3C traceparent and tracestate. A call without a
-// deadline, a retry, metadata or a trace context has the frame without it.
+// a retry under Config.CrashRetries), "i" the SIGINTs Go sent to calls
+// that were answered without being interrupted since the last call frame
+// (an int, 1 and up: process.lateInterrupts; the worker tells by it an
+// interrupt that came before the call began from one that came after the
+// last reply), "m" the metadata (a map of str to str), "tp" and "ts" the
+// W3C traceparent and tracestate. A call without a deadline, a retry, late
+// interrupts, metadata or a trace context has the frame without it.
 //
 // HELLO's executable (sys.executable, "" when unknown) and setup_seconds
 // (how long Config.SetUp took, a float) may be missing. ERROR's hint (how
@@ -143,7 +147,7 @@ func (e *callEncoder) encodeCall(id uint64, fn string, args []any, kwargs Kwargs
 	if window > 0 {
 		fields, kind = 6, kindStream
 	}
-	hasContext := !deadline.IsZero() || cc.attempt > 1 || cc.meta != nil
+	hasContext := !deadline.IsZero() || cc.attempt > 1 || cc.meta != nil || cc.lateInterrupts > 0
 	if hasContext {
 		fields++
 	}
@@ -198,6 +202,9 @@ func (e *callEncoder) encodeContext(cc callContext, deadline time.Time) {
 	if cc.attempt > 1 {
 		n++
 	}
+	if cc.lateInterrupts > 0 {
+		n++
+	}
 	if cc.meta != nil {
 		n += cc.meta.entries
 	}
@@ -209,6 +216,10 @@ func (e *callEncoder) encodeContext(cc callContext, deadline time.Time) {
 	if cc.attempt > 1 {
 		_ = e.enc.EncodeString("a")
 		_ = e.enc.EncodeUint(uint64(cc.attempt))
+	}
+	if cc.lateInterrupts > 0 {
+		_ = e.enc.EncodeString("i")
+		_ = e.enc.EncodeUint(cc.lateInterrupts)
 	}
 	if cc.meta != nil {
 		e.buf.Write(cc.meta.encoded)

@@ -131,14 +131,7 @@ def from_wire(function: str, context: Any, received: float) -> CallContext:
     time.monotonic() value received."""
     if context is None:
         return CallContext(function)
-    if type(context) is bytes:  # still encoded (purecodec.decode_call_context)
-        worker = channel.CURRENT
-        try:
-            context = (worker.unpackb if worker is not None else _pure_unpackb())(context)
-        except Exception as exc:
-            raise ProtocolViolation("a call's context does not decode: %s" % exc) from None
-        if type(context) is not dict:
-            raise ProtocolViolation("a call's context is not a map")
+    context = decoded(context)
     left = context.get("r")
     deadline = None
     if left is not None:
@@ -157,6 +150,32 @@ def from_wire(function: str, context: Any, received: float) -> CallContext:
     if metadata:
         cc.metadata = _readonly(metadata)  # a fresh dict of the decoder's
     return cc
+
+
+def decoded(context: Any) -> Dict[str, Any]:
+    """A call's context (not None) as a dict: decoded if the frame's codec
+    left it encoded (purecodec.decode_call_context)."""
+    if type(context) is bytes:
+        worker = channel.CURRENT
+        try:
+            context = (worker.unpackb if worker is not None else _pure_unpackb())(context)
+        except Exception as exc:
+            raise ProtocolViolation("a call's context does not decode: %s" % exc) from None
+    if type(context) is not dict:
+        raise ProtocolViolation("a call's context is not a map")
+    return context
+
+
+def late_interrupts(context: Any) -> int:
+    """The frame's count of interrupts that came after their call's reply
+    ("i", protocol.go; interrupt.Interrupts.begins_interrupted), 0 without a
+    context or without the entry."""
+    if context is None:
+        return 0
+    late = decoded(context).get("i", 0)
+    if type(late) is not int or late < 0:
+        raise ProtocolViolation("a call's count of late interrupts is not a non-negative int")
+    return late
 
 
 # What _CURRENT holds for a call: [function, context from the frame,

@@ -8,7 +8,15 @@ main thread is then decides what it does:
 - in the runtime's own code for a call in progress (it sends a stream's
   items, it encodes a callback): the interrupt is kept (pending), and the
   runtime acts on it at its next safe point (take_pending, wait_readable);
-- between calls: it is ignored, there is nothing to interrupt.
+- between calls (neither of the above): it is counted (idle). Such a
+  SIGINT is either late, for the call just answered (Go's context ended as
+  the reply came), or early, for the call whose frame Go has sent and
+  Python not yet begun (a worker not scheduled in time on a busy host).
+  Go tells them apart in the next call's frame: its context's "i" is the
+  number of interrupts Go sent for calls that were answered without being
+  interrupted since the last frame (protocol.go). At the call's begin,
+  begins_interrupted compares the two: more idle SIGINTs than late ones,
+  and the call is answered as interrupted without running.
 
 STATE, the one Interrupts of the process, holds that state; its methods are
 the only code that changes it, but for the serve loop's inline copy of
@@ -49,14 +57,17 @@ class Interrupts:
     in_user_code: True while user code runs; only then does SIGINT raise.
     busy: above 0 while the runtime works for a call in progress (streams its
     items, waits in call_go); a SIGINT then sets pending.
-    pending: a SIGINT came while busy, for the runtime to act on."""
+    pending: a SIGINT came while busy, for the runtime to act on.
+    idle: SIGINTs that came between calls, not yet accounted for by a
+    call's begin (begins_interrupted)."""
 
-    __slots__ = ("in_user_code", "busy", "pending")
+    __slots__ = ("in_user_code", "busy", "pending", "idle")
 
     def __init__(self) -> None:
         self.in_user_code = False
         self.busy = 0
         self.pending = False
+        self.idle = 0
 
     def on_sigint(self, signum: int, frame: Any) -> None:
         """The SIGINT handler (serve_process installs it)."""
@@ -64,7 +75,18 @@ class Interrupts:
             raise Interrupted
         if self.busy:
             self.pending = True
-        # Otherwise ignored: between calls there is nothing to interrupt.
+        else:
+            self.idle += 1  # late for the last call, or early for the next
+
+    def begins_interrupted(self, late: int) -> bool:
+        """Whether the call that begins now was interrupted before it began,
+        given late, the interrupts Go counts as having come after their
+        call's reply (the frame's "i"; 0 without it). The idle SIGINTs are
+        accounted for either way: at most one call is answered for them.
+        The serve loop calls it only when idle is above 0."""
+        early = self.idle > late
+        self.idle = 0
+        return early
 
     def call_user(self, function: Callable[..., Any], args: Sequence[Any] = (), kwargs: Mapping[str, Any] = _NO_KWARGS) -> Any:
         """function(*args, **kwargs), interruptible: the user's code."""

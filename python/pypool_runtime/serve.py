@@ -171,8 +171,12 @@ class Worker(Channel):
                     continue
                 call_id, name, args, context = call
                 entered = self._enter_context(name, context)
+                if interrupts.idle and self._interrupted_before(call_id, context):
+                    continue
             else:
                 call_id, name, args = call
+                if interrupts.idle and self._interrupted_before(call_id, None):
+                    continue
             try:
                 function = functions[name]  # not functions.get: one call less
             except KeyError:
@@ -264,8 +268,20 @@ class Worker(Channel):
         call = self._decode_call(body)
         if call is None:
             self._handle_general(body)
-        else:
+        elif not (self.interrupts.idle and self._interrupted_before(call[0], None)):
             self._in_context(call[1], None, self._call, call[0], call[1], call[2], {})
+
+    def _interrupted_before(self, call_id: int, context: Any) -> bool:
+        """Whether the call call_id, whose frame carried context (None:
+        none), was interrupted before it began (interrupt.py: an idle SIGINT
+        that its frame does not count as late); if so it is answered as
+        interrupted, without running. For a call frame read while
+        interrupts.idle is above 0."""
+        late = _load_callctx().late_interrupts(context) if context is not None else 0
+        if not self.interrupts.begins_interrupted(late):
+            return False
+        self.send_exception(call_id, Interrupted("interrupted before the call began"))
+        return True
 
     def _in_context(self, name: str, context: Any, call: Callable[..., None], *args: Any) -> None:
         """call(*args), the call to name whose frame carried context (None:
@@ -303,6 +319,8 @@ class Worker(Channel):
         check_call_head(message[0], len(message), message[1:3])
         call_id, name, args, kwargs = message[1:5]
         context = message[-1] if len(message) == (6 if message[0] == CALL else 7) else None
+        if self.interrupts.idle and self._interrupted_before(call_id, context):
+            return
         if type(args) is not list:
             self.send_error(call_id, "bad_arguments", "TypeError", "the arguments of %s() are not an array" % name)
         elif kwargs is not None and type(kwargs) is not dict:
@@ -336,6 +354,8 @@ class Worker(Channel):
         length, head = found
         check_call_head(head[0], length, head[1:])
         call_id, name = head[1], head[2]
+        if self.interrupts.idle:  # the call is answered now, interrupted or not
+            self.interrupts.begins_interrupted(0)
         self.send_error(
             call_id,
             "bad_arguments",

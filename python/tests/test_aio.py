@@ -18,7 +18,7 @@ from typing import Any, List
 
 from pypool_runtime import aio, purecodec
 from test_worker import (BOOTSTRAP, ERROR, RESULT, RUNTIME_DIR, TIMEOUT, WorkerProcess, WorkerTestBase, call_frame,
-                         read_stderr_until)
+                         read_stderr_until, sigint_between_calls)
 
 
 def interrupt_soon() -> None:
@@ -471,9 +471,10 @@ class AsyncWorkerTest(WorkerTestBase):
         self.assertError(reply, 5, "interrupted", "KeyboardInterrupt")
         self.assertEqual(reply[5], "")  # Go's drain drops the reply: no traceback formatted
         self.assertEqual(worker.call("state", call_id=6), [RESULT, 6, {"cancelled": True, "finally": True}])
-        # The handler is the worker's again: idle SIGINTs are ignored, sync calls interrupted.
-        worker.proc.send_signal(signal.SIGINT)
-        self.assertEqual(worker.call("double", 1, call_id=7), [RESULT, 7, 2])
+        # The handler is the worker's again: a SIGINT between calls is the
+        # next call's (interrupt.py), sync calls are interrupted.
+        sigint_between_calls(worker)
+        self.assertError(worker.call("double", 1, call_id=7), 7, "interrupted", "KeyboardInterrupt", "interrupted before the call began")
         worker.send(call_frame(8, "sleep_sync", [30]))
         read_stderr_until(worker, "sleeping")
         worker.proc.send_signal(signal.SIGINT)

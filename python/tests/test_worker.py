@@ -151,6 +151,30 @@ def read_stderr_until(worker: WorkerProcess, text: str) -> str:
     return seen.decode()
 
 
+def sigint_between_calls(worker: WorkerProcess) -> None:
+    """SIGINT to the worker between calls, returned once it took it: the
+    signal is no longer pending, so its handler ran, or runs before the
+    next frame's call begins (PEP 475: the read it waits in runs it).
+    Without a frame that counts it as late, the next call is answered
+    interrupted (interrupt.py)."""
+    worker.proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + TIMEOUT
+    while _sigint_pending(worker.proc.pid):
+        if time.monotonic() > deadline:
+            raise AssertionError("the worker did not take its SIGINT within %ss" % TIMEOUT)
+        time.sleep(0.001)  # polled: a signal's delivery has no event to wait on
+
+
+def _sigint_pending(pid: int) -> bool:
+    """Whether SIGINT is pending for process pid (its shared or its main
+    thread's pending set, /proc/<pid>/status)."""
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)):
+                return True
+    return False
+
+
 def _read_available(fd: int) -> bytes:
     chunks = []
     while select.select([fd], [], [], 0.05)[0]:
@@ -515,7 +539,10 @@ class WorkerTest(WorkerTestBase):
 
     def test_sigint_interrupts_only_calls(self) -> None:
         worker = self.start_ready()
-        worker.proc.send_signal(signal.SIGINT)  # idle: ignored
+        # Between calls, with no frame that counts it as late (Go's, after
+        # a call's reply): the next call's, come before it began.
+        sigint_between_calls(worker)
+        self.assertError(worker.call("echo", "x", call_id=11), 11, "interrupted", "KeyboardInterrupt", "interrupted before the call began")
         self.assertAlive(worker)
         worker.send(call_frame(12, "sleep_announced", [30]))
         read_stderr_until(worker, "sleeping")

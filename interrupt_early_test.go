@@ -1,0 +1,124 @@
+//go:build unix
+
+package pypool
+
+// interrupt_early_test.go: an interrupt that reaches the worker before
+// Python began the call it is for (docs/errors.md). Python tells it from
+// a late one, for the call just answered, by the late interrupts Go counts
+// and sends with the next call frame (protocol.go's "i";
+// python/tests/test_interrupt_early.py tests the runtime's side at the
+// protocol).
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// earlyInterruptGrace is Config.InterruptGrace in these tests: long enough
+// that a busy machine answers an interrupt within it, so that a worker
+// killed after it is one that never saw its interrupt.
+const earlyInterruptGrace = 10 * time.Second
+
+// A call whose deadline passes while its worker cannot run (SIGSTOP
+// stands for a worker not scheduled on a busy host): the frame is in the
+// pipe, the SIGINT pending, when the worker resumes. The worker answers
+// the call as interrupted without running it and is kept: no kill, no
+// replacement, the next call on the same process. Before, the SIGINT was
+// handled before the call began and ignored as between calls; the call
+// slept its 30 s and the worker was killed after InterruptGrace.
+func TestInterruptBeforeTheCallBeganKeepsTheWorker(t *testing.T) {
+	for _, form := range []string{"call", "call with a deadline", "stream", "keyword arguments"} {
+		t.Run(form, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig(t)
+			cfg.Module = "pypool_deadlinemod"
+			cfg.InterruptGrace = earlyInterruptGrace
+			pool := newTestPool(t, cfg)
+			ctx := testCtx(t)
+			pid := soleWorkerPid(t, pool)
+
+			require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+			cutCtx, cancel := context.WithCancel(ctx)
+			if form == "call with a deadline" {
+				cutCtx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
+			}
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				var err error
+				switch form {
+				case "stream":
+					_, err = collect(t, pool.Stream(cutCtx, "behave_gen", "c_sleep", 30))
+				case "keyword arguments":
+					_, err = pool.Call(cutCtx, "behave", Kwargs{"kind": "c_sleep", "seconds": 30})
+				default:
+					_, err = pool.Call(cutCtx, "behave", "c_sleep", 30)
+				}
+				done <- err
+			}()
+			awaitPool(t, pool, "the call sent", func(s Stats) bool { return s.CallsStarted == 1 && s.InUse == 1 })
+			cancel()
+			err := <-done
+			require.Error(t, err)
+			assert.ErrorIs(t, err, cutCtx.Err())
+			awaitPool(t, pool, "the interrupt sent", func(s Stats) bool { return s.Interrupts == 1 })
+			require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+
+			got, err := pool.Call(ctx, "behave", "quick", 0)
+			require.NoError(t, err)
+			assert.Equal(t, "quick", got)
+			assert.Equal(t, pid, soleWorkerPid(t, pool), "the worker was replaced")
+			s := pool.Stats()
+			assert.Zero(t, s.StopsKilled, "workers killed")
+			assert.Zero(t, s.Restarts, "workers started after New")
+		})
+	}
+}
+
+// soleWorkerPid is the pid of the one worker of pool.
+func soleWorkerPid(t *testing.T, pool *Pool) int {
+	t.Helper()
+	var pid int
+	require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+		pid = w.Pid()
+		return nil
+	}))
+	return pid
+}
+
+// A SIGINT that its call did not answer as interrupted (swallowed here; or
+// one that came after the reply) is counted as late by the drain and sent
+// with the next call frame, once: that call and the next run as usual.
+func TestLateInterruptIsCountedOnce(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Module = "pypool_deadlinemod"
+	cfg.InterruptGrace = earlyInterruptGrace
+	pool := newTestPool(t, cfg)
+	ctx := testCtx(t)
+	proc := workerProcs(pool)[0]
+	late := func() uint64 {
+		proc.mu.Lock()
+		defer proc.mu.Unlock()
+		return proc.lateInterrupts
+	}
+
+	cutCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(cutCtx, "behave", "ignore_interrupt", 1)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	awaitPool(t, pool, "the swallowed interrupt drained", func(s Stats) bool { return s.Interrupts == 1 && s.InUse == 0 })
+	assert.Equal(t, uint64(1), late(), "late interrupts after the drain")
+	for i := 0; i < 2; i++ {
+		got, err := pool.Call(ctx, "behave", "quick", 0)
+		require.NoError(t, err)
+		assert.Equal(t, "quick", got)
+		assert.Zero(t, late(), "late interrupts once a call was sent")
+	}
+	assert.Zero(t, pool.Stats().StopsKilled, "workers killed")
+}
