@@ -101,14 +101,16 @@ type PythonError struct {
 	// otherwise the runtime's reason ("function_not_found",
 	// "bad_arguments", "result_not_encodable", "not_an_iterator",
 	// "message_too_large", "import_failed", "setup_failed",
+	// "loop_failed" (the event loop of Config.AsyncCalls did not start),
 	// "interrupted").
 	Code string
 	// Type is the exception class: "ValueError", or "package.module.Class".
 	Type string
 	// Message is str(exception) for an exception of the user's code, of
-	// its import or of its set-up (Codes "exception", "interrupted",
-	// "import_failed", "setup_failed"); for a refusal of the runtime, what
-	// it refused and why.
+	// its import, of its set-up or of its event loop's start (Codes
+	// "exception", "interrupted", "import_failed", "setup_failed",
+	// "loop_failed"); for a refusal of the runtime, what it refused and
+	// why.
 	Message string
 	// Traceback is the formatted Python traceback, without the runtime's own
 	// frames; empty for a refusal of the runtime.
@@ -116,7 +118,8 @@ type PythonError struct {
 	// Hint is what the runtime adds to say how to fix the error, empty
 	// when it has nothing to add: the interpreter that ran and what to
 	// install for a module not found, where the import looked, how to
-	// return a value of an unsupported type, what Stream needs.
+	// return a value of an unsupported type, what Stream needs, which
+	// limit (Config.Limits) to raise.
 	Hint string
 }
 
@@ -127,10 +130,14 @@ func (e *PythonError) Error() string {
 	return fmt.Sprintf("pypool: python %s: %s", e.Type, e.text())
 }
 
-// text is the message, followed by the hint if there is one.
+// text is the message, followed by the hint if there is one (the hint
+// alone after an empty message).
 func (e *PythonError) text() string {
-	if e.Hint == "" {
+	switch {
+	case e.Hint == "":
 		return e.Message
+	case e.Message == "": // a MemoryError's
+		return e.Hint
 	}
 	return e.Message + "; " + e.Hint
 }
@@ -235,7 +242,8 @@ func (e *closedError) Error() string {
 func (e *closedError) Unwrap() error { return ErrPoolClosed }
 
 // importError is the start error of a worker whose module failed to import,
-// or whose set-up function (Config.SetUp) raised:
+// whose set-up function (Config.SetUp) raised, or whose event loop
+// (Config.AsyncCalls) did not start:
 // one line that says so once, wrapping ErrWorkerStart and the *PythonError
 // that holds the traceback.
 type importError struct {
@@ -254,9 +262,13 @@ func (e *importError) Error() string {
 	if e.fsHint != "" {
 		text += "; " + e.fsHint
 	}
-	if e.err.Code == "setup_failed" {
+	switch e.err.Code {
+	case "setup_failed":
 		return fmt.Sprintf("%v: the set-up %s.%s failed (Config.SetUp): python %s: %s (the traceback is in the *PythonError)",
 			ErrWorkerStart, e.module, e.setUp, e.err.Type, text)
+	case "loop_failed":
+		return fmt.Sprintf("%v: the worker could not start its event loop's thread (Config.AsyncCalls): python %s: %s (the traceback is in the *PythonError)",
+			ErrWorkerStart, e.err.Type, text)
 	}
 	if strings.Contains(e.module, ", ") { // Config.Modules: the hint names the module that failed
 		return fmt.Sprintf("%v: importing modules %s failed: python %s: %s (the traceback is in the *PythonError)",

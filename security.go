@@ -32,7 +32,10 @@ type Limits struct {
 	// arenas (64 MiB), numpy and BLAS libraries map hundreds of MiB, and
 	// the shared memory of large values (SharedMemoryThreshold) counts too.
 	// Set it well above the worker's VmPeak (/proc/<pid>/status) under
-	// load. MaxWorkerMemory is the gentler, resident-memory bound.
+	// load. A worker whose start does not fit (its module's import,
+	// Config.SetUp, the event loop's thread of Config.AsyncCalls) fails
+	// to start with an error that names the limit. MaxWorkerMemory is the
+	// gentler, resident-memory bound.
 	AddressSpace int64
 
 	// CPUTime limits the CPU time a worker may use in its whole life

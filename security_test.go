@@ -385,8 +385,8 @@ func TestCheckAccess(t *testing.T) {
 }
 
 // TestLimitAddressSpace: an allocation above Limits.AddressSpace is a
-// MemoryError in Python, a *PythonError for the caller, and the worker
-// serves on.
+// MemoryError in Python, a *PythonError for the caller whose hint names
+// the limit, and the worker serves on.
 func TestLimitAddressSpace(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Module, cfg.Limits.AddressSpace = "pypool_secmod", 1<<30
@@ -396,6 +396,7 @@ func TestLimitAddressSpace(t *testing.T) {
 	var pyErr *PythonError
 	require.ErrorAs(t, err, &pyErr)
 	require.Equal(t, "MemoryError", pyErr.Type)
+	require.Regexp(t, `^pypool: python MemoryError: the worker ran out of address space: Config.Limits.AddressSpace is 1073741824 bytes \(1024 MiB\), of which it had \d+ MiB mapped: raise Config.Limits.AddressSpace$`, err.Error())
 	out, err := pool.Call(ctx, "allocate", 16<<20) // below the limit
 	require.NoError(t, err)
 	require.EqualValues(t, 16<<20, out)

@@ -309,12 +309,47 @@ def _shutdown() -> None:
 
 # The server of an async-mode worker, while it serves (None otherwise).
 _server: Any = None
+# The thread that runs the worker's loop in async mode (start_loop_thread),
+# from before HELLO to the end of serve; and whether it is to stop.
+_loop_thread: Any = None
+_loop_stopping = False
 
 # co_flags of an ``async def`` function's code (inspect.CO_COROUTINE).
 _CO_COROUTINE = 0x80
 
 # The kind of Go's CANCEL message.
 CANCEL = 12
+
+
+def start_loop_thread() -> None:
+    """Make the worker's loop and start the thread that runs it, before the
+    worker's HELLO (startup.start_event_loop), so that a worker whose
+    address space has no room for them (Config.Limits.AddressSpace) fails
+    its start saying so, rather than its first exchange. The loop runs
+    nothing until AsyncServer.serve gives it Go's input."""
+    global _loop_thread, _loop_stopping
+    import threading
+
+    loop = get_loop()
+    thread = threading.Thread(target=_run_loop, args=(loop,), name="pypool-loop", daemon=True)
+    _loop_stopping = False
+    thread.start()
+    _loop_thread = thread
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The loop thread: the loop runs until AsyncServer._stop. A task that
+    raises KeyboardInterrupt or SystemExit makes run_forever raise it
+    (asyncio lets them through): its call is answered as any exception, and
+    the loop goes on."""
+    import asyncio
+
+    asyncio.set_event_loop(loop)
+    while not _loop_stopping:
+        try:
+            loop.run_forever()
+        except BaseException:  # pragma: no cover - a task's KeyboardInterrupt or SystemExit
+            pass
 
 
 def async_functions(functions: Dict[str, Any]) -> List[str]:
@@ -340,28 +375,28 @@ class AsyncServer:
         self.tasks: Dict[int, Any] = {}  # the tasks of the calls in flight, by call id
         self.cancelled: set = set()  # the ids of the calls Go cancelled
         self.thread: Any = None
-        self.stopping = False
 
     def serve(self) -> None:
-        """Start the loop thread, which reads Go's frames (_readable), then
-        serve on this thread the frames it hands over (those that are not
-        calls of async functions), until the end of input; stop the loop
-        thread at the end."""
+        """Have the loop thread (started before HELLO, or now) read Go's
+        frames (_readable), then serve on this thread the frames it hands
+        over (those that are not calls of async functions), until the end
+        of input; stop the loop thread at the end."""
         import queue
-        import threading
 
-        global _server
+        global _server, _loop_thread
         self.handed = queue.SimpleQueue()  # frames for this thread; None: the end; an exception: raise it
-        self.thread = threading.Thread(target=self._run_loop, name="pypool-loop", daemon=True)
+        if _loop_thread is None or not _loop_thread.is_alive():
+            start_loop_thread()
+        self.thread = _loop_thread
         _server = self
-        self.loop.call_soon(self._resume)
-        self.thread.start()
+        self.loop.call_soon_threadsafe(self._resume)
         try:
             self._serve_handed()
         finally:
             _server = None
             self.loop.call_soon_threadsafe(self._stop)
             self.thread.join()
+            _loop_thread = None
 
     def _serve_handed(self) -> None:
         """The main thread: serve each frame the loop thread hands over as
@@ -436,22 +471,9 @@ class AsyncServer:
             return True
         return False
 
-    def _run_loop(self) -> None:
-        """The loop thread: the loop runs until _stop. A task that raises
-        KeyboardInterrupt or SystemExit makes run_forever raise it (asyncio
-        lets them through): its call is answered as any exception, and the
-        loop goes on."""
-        import asyncio
-
-        asyncio.set_event_loop(self.loop)
-        while not self.stopping:
-            try:
-                self.loop.run_forever()
-            except BaseException:  # pragma: no cover - a task's KeyboardInterrupt or SystemExit
-                pass
-
     def _stop(self) -> None:
-        self.stopping = True
+        global _loop_stopping
+        _loop_stopping = True
         self.loop.stop()
 
     def _start(self, call_id: int, name: str, args: List[Any], kwargs: Optional[Dict[str, Any]], context: Any) -> None:

@@ -109,7 +109,7 @@ def describe_exception(exc: BaseException) -> Tuple[str, str, str, str]:
         STATE.in_user_code = was_user
     if message is None:
         return type_name(exc), STR_FAILED, format_traceback(exc, False), ""
-    return type_name(exc), message, format_traceback(exc), missing_module_hint(exc)
+    return type_name(exc), message, format_traceback(exc), missing_module_hint(exc) or address_space_hint(exc)
 
 
 def format_traceback(exc: BaseException, with_str: bool = True) -> str:
@@ -284,3 +284,96 @@ def missing_module_hint(exc: BaseException) -> str:
     if top in DISTRIBUTIONS:
         package = "%s (the package that provides %s)" % (DISTRIBUTIONS[top], top)
     return "install %s for %s, or set Config.Python to an interpreter that has it" % (package, interpreter())
+
+
+# Config.Limits.AddressSpace as startup.apply_limits set it: (the bytes
+# configured, the soft limit set, lower when the Go process passes on a
+# lower hard limit); 0, 0 without.
+_address_space = (0, 0)
+# The start of address_space_hint's text, made when the limit is set: an
+# error found with no memory left still names the limit and the fix.
+_address_space_text = ""
+
+_MIB = 1 << 20
+
+# What an extension module that could not be mapped says (dlopen's errors
+# when mmap fails), in an ImportError or OSError: not "cannot allocate
+# memory in static TLS block", which is not the address space's.
+_MAP_FAILED = ("failed to map segment", "cannot map zero-fill pages", "Cannot allocate memory")
+
+
+def limit_address_space(configured: int, applied: int) -> None:
+    """Record Config.Limits.AddressSpace, configured bytes, set as applied
+    (the soft limit), for address_space_hint."""
+    global _address_space, _address_space_text
+    _address_space = (configured, applied)
+    text = "the worker ran out of address space: Config.Limits.AddressSpace is %d bytes (%s)" % (configured, _mib(configured))
+    if applied < configured:
+        text += ", lowered to %d bytes by the RLIMIT_AS hard limit the Go process passes on (ulimit -v)" % applied
+    _address_space_text = text
+
+
+def address_space_hint(exc: BaseException, thread: bool = False) -> str:
+    """For an exception that says the worker's address space ran out under
+    Config.Limits.AddressSpace: a MemoryError, an extension module that
+    could not be mapped (ImportError, OSError), or, with thread, the
+    RuntimeError of a thread that could not start because its stack did
+    not fit: the limit, what the worker had mapped, and the fix. "" without
+    the limit, or for another exception (a thread refused with room left
+    for its stack: a limit on processes, for the moment)."""
+    configured, applied = _address_space
+    if not configured:
+        return ""
+    if thread:
+        if not isinstance(exc, RuntimeError):
+            return address_space_hint(exc)  # asyncio's import, the loop's making
+    elif not isinstance(exc, MemoryError):
+        message = exception_message(exc) if isinstance(exc, (ImportError, OSError)) else ""
+        if not any(marker in message for marker in _MAP_FAILED) or "static TLS" in message:
+            return ""
+    try:
+        mapped = _mapped_bytes()
+        stack = _thread_stack_bytes() if thread else 0
+    except Exception:  # out of memory here too, or no /proc: the limit and the fix
+        return _address_space_text + ": raise Config.Limits.AddressSpace"
+    if thread and mapped and stack:
+        if mapped + stack <= applied:
+            return ""  # it had room for the stack: not the address space
+        return "%s, of which it had %s mapped, and the thread's stack needs %s more: raise Config.Limits.AddressSpace above %s" % (
+            _address_space_text, _mib(mapped), _mib(stack), _mib(mapped + stack))
+    if mapped:
+        return "%s, of which it had %s mapped: raise Config.Limits.AddressSpace" % (_address_space_text, _mib(mapped))
+    return _address_space_text + ": raise Config.Limits.AddressSpace"
+
+
+def _mib(size: int) -> str:
+    """size in MiB, rounded up: "256 MiB"."""
+    return "%d MiB" % -(-size // _MIB)
+
+
+def _mapped_bytes() -> int:
+    """The process's virtual memory (VmSize), or 0 where /proc does not
+    tell it."""
+    try:
+        status = open("/proc/self/status", "rb")
+    except OSError:
+        return 0
+    with status:
+        for line in status:
+            if line.startswith(b"VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _thread_stack_bytes() -> int:
+    """What a new thread's stack reserves: _thread.stack_size's (the
+    module's threading.stack_size), or the default, RLIMIT_STACK's soft limit (glibc's); 0 when it cannot be told."""
+    size = _thread.stack_size()  # which sets it to 0 as it reads it: set it back
+    if size:
+        _thread.stack_size(size)
+        return size
+    resource = sys.modules.get("resource")  # apply_limits imported it
+    if resource is None:
+        return 0
+    soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    return 0 if soft == resource.RLIM_INFINITY else soft

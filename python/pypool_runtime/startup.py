@@ -8,7 +8,8 @@ ahead of the interpreter's own on sys.path (fix_sys_path, with stdlib.py
 guarding the standard modules imported later: asyncio, traceback), move the protocol's pipes
 away from fds 0 and 1 (isolate_stdio), import the configured modules
 (load_modules), open the shared memory and the stack dumps, run the
-set-up (run_setup) and send HELLO (hello_frame). A fork server's template
+set-up (run_setup), start the event loop's thread in async mode
+(start_event_loop) and send HELLO (hello_frame). A fork server's template
 does the first part once, each child the rest.
 
 exit_now and exit_soon end the process: at once, or after a grace that
@@ -37,7 +38,15 @@ except ImportError:  # pragma: no cover - not CPython
 
 from . import HELLO, PROTOCOL_VERSION, freshcode, shm, stdlib
 from . import codec as codecs
-from .errors import exception_message, format_traceback, missing_module_hint, type_name, utf8_safe
+from .errors import (
+    address_space_hint,
+    exception_message,
+    format_traceback,
+    limit_address_space,
+    missing_module_hint,
+    type_name,
+    utf8_safe,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
@@ -186,6 +195,8 @@ def apply_limits(limits: Dict[str, int]) -> None:
             resource.setrlimit(which, (soft, hard))
         except (OSError, ValueError) as exc:
             exit_now(EXIT_PROTOCOL, "cannot set %s to %d (Config.Limits): %s" % (name, value, exc))
+        if name == "RLIMIT_AS":
+            limit_address_space(value, soft)  # for the errors of what does not fit in it
 
 
 def given_fds(options: Options) -> List[int]:
@@ -338,7 +349,7 @@ def _run_setup(module: Any, options: Options, codec: codecs.Codec) -> None:
 def _setup_error(module_name: str, setup: str, exc: BaseException) -> List[str]:
     """The HELLO error of a set-up that raised: its message is str(exc) (Go
     names the set-up)."""
-    return _hello_error("setup_failed", exc, [missing_module_hint(exc)])
+    return _hello_error("setup_failed", exc, [missing_module_hint(exc), address_space_hint(exc)])
 
 
 def _import_error(module_name: str, exc: BaseException, several: bool = False) -> List[str]:
@@ -364,7 +375,28 @@ def _import_error(module_name: str, exc: BaseException, several: bool = False) -
         hints.append(missing_module_hint(exc))
     if missing:
         hints.append(_off_path_hint(missing))
+    hints.append(address_space_hint(exc))
     return _hello_error("import_failed", exc, hints)
+
+
+def start_event_loop() -> Optional[List[str]]:
+    """Async mode (--async-calls), after the set-up and before HELLO: make
+    the worker's event loop and start the thread it runs on
+    (aio.start_loop_thread); None, or the HELLO error of a worker whose
+    address space has no room for them (Config.Limits.AddressSpace:
+    asyncio's import, the thread's stack), which names the limit. Any other
+    failure (no thread for the moment: a limit on processes) is raised: the
+    worker ends, and Go starts another after its backoff."""
+    try:
+        from . import aio
+
+        aio.start_loop_thread()
+    except BaseException as exc:
+        hint = address_space_hint(exc, thread=True)
+        if not hint:
+            raise
+        return _hello_error("loop_failed", exc, [hint])
+    return None
 
 
 def no_descriptors_error(exc: OSError) -> List[str]:

@@ -243,8 +243,8 @@ def serve_process(
     """Phase 3, what each worker process does for itself once its modules
     are imported (and its stdio isolated, proto being the protocol's fds):
     its shared memory, its stack dumps, its SIGINT handler, the set-up
-    (unless setup is False: a fork server ran it once for all), HELLO, then
-    calls until the end of input."""
+    (unless setup is False: a fork server ran it once for all), in async
+    mode its event loop's thread, HELLO, then calls until the end of input."""
     proto_in, proto_out = proto
     if options.shm_fd >= 0:
         _startup.open_shared_memory(options)
@@ -253,6 +253,8 @@ def serve_process(
     signal.signal(signal.SIGINT, STATE.on_sigint)
     try:
         setup_seconds, error = run_setup(modules[0], options, codec) if setup else (0.0, None)
+        if error is None and options.async_calls > 0:
+            error = _startup.start_event_loop()  # its failure, too, is the start's
         if error is not None:
             try:
                 write_frame(proto_out, hello_frame(codec, error))

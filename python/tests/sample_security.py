@@ -27,6 +27,11 @@ def open_files(count):
     return count
 
 
+def allocate(size):
+    """Allocate size bytes: a MemoryError under RLIMIT_AS."""
+    return len(bytearray(size))
+
+
 def limits():
     import resource
 

@@ -36,6 +36,27 @@ class AsyncFunctionsTest(unittest.TestCase):
         self.assertEqual(aio.async_functions({"b": b, "a": a, "gen": gen, "x": 1}), ["a"])
 
 
+class LoopStartTest(unittest.TestCase):
+    def test_a_loop_thread_beyond_the_address_space_is_a_start_error(self) -> None:
+        """The loop's thread starts before HELLO: one whose stack does not
+        fit in --limit-as (Config.Limits.AddressSpace) fails the start, in
+        HELLO's error, which names the limit and what the stack needs."""
+        os.environ["PYPOOL_ASLIMIT"] = "thread"  # its thread stacks as large as the limit
+        self.addCleanup(os.environ.pop, "PYPOOL_ASLIMIT")
+        worker = WorkerProcess("pypool_aslimit", "--async-calls", "4", "--limit-as", str(256 << 20), paths=[MODULE_DIR])
+        hello = worker.read()
+        status, stderr, _ = worker.close()
+        self.assertEqual(status, 1, stderr)
+        code, type_name, message, _, hint = hello[5]
+        self.assertEqual((code, type_name), ("loop_failed", "RuntimeError"), hello)
+        self.assertIn("can't start new thread", message)
+        self.assertRegex(
+            hint,
+            r"^the worker ran out of address space: Config.Limits.AddressSpace is 268435456 bytes \(256 MiB\), of which it had \d+ MiB"
+            r" mapped, and the thread's stack needs 256 MiB more: raise Config.Limits.AddressSpace above \d+ MiB$",
+        )
+
+
 class AsyncModeTest(unittest.TestCase):
     codec_name = "auto"
 

@@ -429,12 +429,83 @@ class LimitsTest(WorkerTestBase):
         self.assertIn("Too many open files", reply[4])
         self.assertEqual(w.call("open_files", 10, call_id=4), [RESULT, 4, 10])
 
+    def test_memory_error_names_the_address_space_limit(self) -> None:
+        w = self.start_ready("sample_security", "--limit-as", str(1 << 30))
+        reply = w.call("allocate", 2 << 30, call_id=3)
+        self.assertError(reply, 3, "exception", "MemoryError")
+        self.assertRegex(
+            reply[6],
+            r"^the worker ran out of address space: Config.Limits.AddressSpace is 1073741824 bytes \(1024 MiB\),"
+            r" of which it had \d+ MiB mapped: raise Config.Limits.AddressSpace$",
+        )
+        self.assertEqual(w.call("allocate", 1 << 20, call_id=4), [RESULT, 4, 1 << 20])
+
     def test_parse_args(self) -> None:
         options = worker.parse_args(["--module", "m", "--limit-as", "100", "--limit-cpu", "2", "--limit-nofile", "9"])
         self.assertEqual(options.limits, {"RLIMIT_AS": 100, "RLIMIT_CPU": 2, "RLIMIT_NOFILE": 9})
         self.assertEqual(worker.parse_args(["--module", "m"]).limits, {})
         with self.assertRaisesRegex(ValueError, "--limit-as '-1' is not a non-negative integer"):
             worker.parse_args(["--module", "m", "--limit-as", "-1"])
+
+
+class AddressSpaceHintTest(unittest.TestCase):
+    """errors.address_space_hint, in this process: which exceptions it
+    explains under Config.Limits.AddressSpace, and what it says."""
+
+    def setUp(self) -> None:
+        saved = errors._address_space, errors._address_space_text
+        self.addCleanup(lambda: setattr(errors, "_address_space", saved[0]))
+        self.addCleanup(lambda: setattr(errors, "_address_space_text", saved[1]))
+
+    def test_without_the_limit(self) -> None:
+        errors._address_space, errors._address_space_text = (0, 0), ""
+        self.assertEqual(errors.address_space_hint(MemoryError()), "")
+
+    def test_what_it_explains(self) -> None:
+        errors.limit_address_space(8 << 20, 8 << 20)
+        start = "the worker ran out of address space: Config.Limits.AddressSpace is 8388608 bytes (8 MiB), of which it had "
+        for exc in (
+            MemoryError(),
+            ImportError("/usr/lib/python3.11/lib-dynload/_decimal.so: failed to map segment from shared object"),
+            OSError(12, "Cannot allocate memory"),
+        ):
+            hint = errors.address_space_hint(exc)
+            self.assertTrue(hint.startswith(start), (exc, hint))
+            self.assertTrue(hint.endswith(" MiB mapped: raise Config.Limits.AddressSpace"), (exc, hint))
+        for exc in (
+            ImportError("libfoo.so: cannot allocate memory in static TLS block"),
+            ImportError("No module named 'numpy'"),
+            ValueError("failed to map segment"),
+            RuntimeError("can't start new thread"),
+        ):
+            self.assertEqual(errors.address_space_hint(exc), "", exc)
+
+    def test_a_thread_whose_stack_does_not_fit(self) -> None:
+        import _thread
+
+        errors.limit_address_space(8 << 20, 8 << 20)
+        before = _thread.stack_size(64 << 20)
+        self.addCleanup(_thread.stack_size, before)
+        hint = errors.address_space_hint(RuntimeError("can't start new thread"), thread=True)
+        self.assertRegex(hint, r", of which it had (\d+) MiB mapped, and the thread's stack needs 64 MiB more: raise Config.Limits.AddressSpace above \d+ MiB$")
+        self.assertEqual(_thread.stack_size(), 64 << 20, "the stack size read is set back")
+        _thread.stack_size(64 << 20)
+        # Asyncio's import or the loop's making: as any MemoryError.
+        self.assertTrue(errors.address_space_hint(MemoryError(), thread=True).endswith("mapped: raise Config.Limits.AddressSpace"))
+
+    def test_a_thread_refused_with_room_for_its_stack(self) -> None:
+        import _thread
+
+        errors.limit_address_space(1 << 50, 1 << 50)  # a limit on processes refused it: weather, not the limit
+        self.addCleanup(_thread.stack_size, _thread.stack_size(8 << 20))
+        self.assertEqual(errors.address_space_hint(RuntimeError("can't start new thread"), thread=True), "")
+
+    def test_a_hard_limit_passed_on(self) -> None:
+        errors.limit_address_space(1 << 30, 512 << 20)
+        self.assertIn(
+            "is 1073741824 bytes (1024 MiB), lowered to 536870912 bytes by the RLIMIT_AS hard limit the Go process passes on (ulimit -v)",
+            errors.address_space_hint(MemoryError()),
+        )
 
 
 class TracebackFallbackTest(unittest.TestCase):
