@@ -984,12 +984,14 @@ func (p *process) crashed() bool {
 
 // interrupt sends SIGINT to the cut-off call, with p.mu held: its drain
 // then counts it as late if the call's reply is not "interrupted"
-// (onDrainReply). A call of an async function in Config.AsyncCalls runs
-// as a task on the worker's loop thread, which SIGINT does not reach: the
-// drain cancels it (cancelTask), and no SIGINT is sent, which the worker
-// would take, between calls, for the next call's.
+// (onDrainReply). With Config.AsyncCalls, a call of an async function
+// sent on its own (a Transaction's, not one nested in a callback, which
+// the main thread reads and runs) is a task on the worker's loop thread,
+// which SIGINT does not reach: the drain cancels it (cancelTask), and no
+// SIGINT is sent, which the worker would take, between calls, for the
+// next call's.
 func (p *process) interrupt() {
-	if p.mux != nil && p.asyncFns[p.currentFunction()] {
+	if p.mux != nil && len(p.pendingCallbacks) == 0 && p.asyncFns[p.currentFunction()] {
 		return
 	}
 	p.signalled = true
