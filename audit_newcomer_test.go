@@ -263,9 +263,12 @@ func TestNewcomerFirstProgramFromAClone(t *testing.T) {
 	base := filepath.Join(t.TempDir(), "new comer")
 	require.NoError(t, os.Mkdir(base, 0o755))
 	require.NoError(t, os.Symlink(repo, filepath.Join(base, "pypool")))
-	// The go commands with the test's environment, without the network;
+	// The go commands with the test's environment, without the network
+	// (no proxy, no checksum database: the modules come from the module
+	// cache, which the repository's go.sum verified when they were
+	// downloaded; a fresh machine has no cached answer of sum.golang.org);
 	// the program as a service often runs: no HOME.
-	goEnv := append(os.Environ(), "GOFLAGS=", "GOPROXY=off")
+	goEnv := append(os.Environ(), "GOFLAGS=", "GOPROXY=off", "GOSUMDB=off")
 	var env []string
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); k != "HOME" && k != "XDG_CACHE_HOME" && k != "TMPDIR" {

@@ -178,6 +178,9 @@ func (p *process) writeCall(ctx context.Context, id uint64, fn string, args []an
 		n, err = p.toWorker.Write(frame)
 	}
 	if err == nil {
+		if p.testHookWritten != nil {
+			p.testHookWritten()
+		}
 		return stop, true, nil
 	}
 	if stop != nil {

@@ -41,6 +41,13 @@ func TestInterruptBeforeTheCallBeganKeepsTheWorker(t *testing.T) {
 			pool := newTestPool(t, cfg)
 			ctx := testCtx(t)
 			pid := soleWorkerPid(t, pool)
+			written := make(chan struct{}, 1)
+			workerProcs(pool)[0].testHookWritten = func() {
+				select {
+				case written <- struct{}{}:
+				default: // a later call's
+				}
+			}
 
 			require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
 			cutCtx, cancel := context.WithCancel(ctx)
@@ -61,7 +68,7 @@ func TestInterruptBeforeTheCallBeganKeepsTheWorker(t *testing.T) {
 				}
 				done <- err
 			}()
-			awaitPool(t, pool, "the call sent", func(s Stats) bool { return s.CallsStarted == 1 && s.InUse == 1 })
+			<-written // the frame is in the pipe, the worker stopped
 			cancel()
 			err := <-done
 			require.Error(t, err)
@@ -96,9 +103,10 @@ func soleWorkerPid(t *testing.T, pool *Pool) int {
 // with the next call frame, once: that call and the next run as usual.
 func TestLateInterruptIsCountedOnce(t *testing.T) {
 	t.Parallel()
+	rec := newLogRecorder()
 	cfg := testConfig(t)
-	cfg.Module = "pypool_deadlinemod"
 	cfg.InterruptGrace = earlyInterruptGrace
+	cfg.Logger = slogNew(rec)
 	pool := newTestPool(t, cfg)
 	ctx := testCtx(t)
 	proc := workerProcs(pool)[0]
@@ -108,16 +116,20 @@ func TestLateInterruptIsCountedOnce(t *testing.T) {
 		return proc.lateInterrupts
 	}
 
-	cutCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	cutCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	_, err := pool.Call(cutCtx, "behave", "ignore_interrupt", 1)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
+	go func() {
+		rec.await(t, "swallowing interrupts") // inside its try block
+		cancel()
+	}()
+	_, err := pool.Call(cutCtx, "swallow_interrupt", 1)
+	require.ErrorIs(t, err, context.Canceled)
 	awaitPool(t, pool, "the swallowed interrupt drained", func(s Stats) bool { return s.Interrupts == 1 && s.InUse == 0 })
 	assert.Equal(t, uint64(1), late(), "late interrupts after the drain")
 	for i := 0; i < 2; i++ {
-		got, err := pool.Call(ctx, "behave", "quick", 0)
+		got, err := pool.Call(ctx, "echo", i)
 		require.NoError(t, err)
-		assert.Equal(t, "quick", got)
+		assert.EqualValues(t, i, got)
 		assert.Zero(t, late(), "late interrupts once a call was sent")
 	}
 	assert.Zero(t, pool.Stats().StopsKilled, "workers killed")

@@ -172,6 +172,10 @@ type process struct {
 	// calls of them in flight. nil without the mode.
 	asyncFns map[string]bool
 	mux      *mux
+
+	// testHookWritten, nil but in tests, runs once a call's frame was
+	// written whole (writeCall), with the call's p.mu held.
+	testHookWritten func()
 }
 
 // startProcess starts a worker and waits for its handshake. onExit is called
