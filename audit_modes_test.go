@@ -141,8 +141,8 @@ func TestAuditModesAsyncOverflowStopsOnceNotNeeded(t *testing.T) {
 // TestAuditModesSharedMemoryBeyondTheAddressSpaceLimit: under
 // Limits.AddressSpace, a value too large to map is "MemoryError in Python, a
 // *PythonError for the caller; the worker serves on" (docs/security.md) with
-// shared memory too: the worker's later calls through the shared memory
-// still work.
+// shared memory too: its hint names the limit, and the worker's later
+// calls through the shared memory still work.
 func TestAuditModesSharedMemoryBeyondTheAddressSpaceLimit(t *testing.T) {
 	t.Parallel()
 	if !sharedMemorySupported() {
@@ -160,6 +160,7 @@ func TestAuditModesSharedMemoryBeyondTheAddressSpaceLimit(t *testing.T) {
 	var pyErr *PythonError
 	require.ErrorAs(t, err, &pyErr)
 	require.Equal(t, "MemoryError", pyErr.Type, "the large value: %v", err)
+	assert.Contains(t, pyErr.Hint, "Config.Limits.AddressSpace is 67108864 bytes", "the hint names the limit")
 	for range 3 {
 		out, err = pool.Call(ctx, "size", small)
 		require.NoError(t, err, "a call after the one that did not fit")

@@ -17,7 +17,7 @@ from select import select  # bound before the user's module runs (as frames.py's
 
 from . import CALL, ERROR, STREAM, channel, ext, shm
 from .channel import Channel
-from .errors import clip_utf8, describe_exception, exception_message, not_encodable, type_name, utf8_safe
+from .errors import address_space_hint, clip_utf8, describe_exception, exception_message, not_encodable, type_name, utf8_safe
 from .frames import HEADER, FrameReader, ProtocolViolation, os_write, write_all, write_frame, write_frame_bytes
 from .interrupt import Interrupted
 
@@ -361,6 +361,7 @@ class Worker(Channel):
             "bad_arguments",
             type_name(exc),
             "cannot decode the arguments of %s(): %s" % (name, exception_message(exc)),
+            hint=address_space_hint(exc),  # the shared memory's MemoryError under Config.Limits
         )
 
     def _call(self, call_id: int, name: str, args: List[Any], kwargs: Dict[str, Any]) -> None:
