@@ -132,9 +132,25 @@ func profileCalls(ctx context.Context, python, contenderName, payload string, ca
 		must(0, f.Close())
 	}
 	n := float64(calls)
-	fmt.Printf("%s %s, %d calls from %d callers: %.2f allocs/call, %.0f B/call; Go CPU %.1f µs/call, Python CPU %.0f µs/call (10 ms ticks), wall %.1f µs/call; minor page faults/call Go %.1f, Python %.1f (load average %s)\n",
+	fmt.Printf("%s %s, %d calls from %d callers: %.2f allocs/call, %.0f B/call; Go CPU %.1f µs/call, Python CPU %.*f µs/call%s, wall %.1f µs/call; minor page faults/call Go %.1f, Python %.1f (load average %s)\n",
 		contenderName, payload, calls, callers, float64(after.Mallocs-before.Mallocs)/n, float64(after.TotalAlloc-before.TotalAlloc)/n,
-		micros(cpu)/n, micros(cpu1.python-cpu0.python)/n, micros(wall)/n, float64(faults.goSide)/n, float64(faults.python)/n, loadAvg())
+		micros(cpu)/n, pythonDigits(cpu1), micros(cpu1.python-cpu0.python)/n, pythonUnit(cpu1), micros(wall)/n, float64(faults.goSide)/n, float64(faults.python)/n, loadAvg())
+}
+
+// pythonDigits and pythonUnit say how precise a sample's Python times
+// are: the scheduler's nanoseconds, or clock ticks of 10 ms.
+func pythonDigits(s cpuSample) int {
+	if s.precise {
+		return 2
+	}
+	return 0
+}
+
+func pythonUnit(s cpuSample) string {
+	if s.precise {
+		return ""
+	}
+	return " (10 ms ticks)"
 }
 
 // btoi is 1 for true, 0 for false.
