@@ -6,12 +6,15 @@ worker serving, as docs/errors.md says. Every test runs with the automatic
 codec (the msgpack C extension where the interpreter has it) and with the
 pure one."""
 
+import os
 import signal
 import unittest
 from typing import Any, List
 
 from pypool_runtime import codec, purecodec
 from test_worker import ERROR, RESULT, WorkerTestBase, call_frame, frame, read_stderr_until
+
+MODULE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "testdata", "pymod")
 
 STREAM, ITEMS, CALLBACK, CB_RESULT = 5, 6, 9, 10
 
@@ -182,13 +185,13 @@ if __name__ == "__main__":
 class TamperedIOTest(WorkerTestBase):
     """A module that replaces os.write, os.writev, os.read, os.readv,
     select.select and select.poll at import with functions that raise
-    (sample_hostile_io.py). The runtime bound what it uses before the
-    module ran, so the worker answers every call form as before. Before,
-    the first reply's os.write raised in the serve loop (and, with the C
-    codec, its deferred load's select.select) and the worker exited."""
+    (testdata/pymod/pypool_hostile_io.py, audit_pyhostile_test.go's too).
+    The runtime bound what it uses before the module ran, so the worker
+    answers every call form as before. Before, the HELLO's os.write raised
+    and the worker exited."""
 
     def test_calls_are_answered(self) -> None:
-        worker = self.start_ready("sample_hostile_io")
+        worker = self.start_ready("pypool_hostile_io", paths=[MODULE_DIR])
         for call_id in range(1, 20):  # past the C codec's deferred load (serve.INTERIM_FRAMES)
             self.assertEqual(worker.call("duplicate_text", "ab", call_id=call_id), [RESULT, call_id, "abab"])
         big = b"x" * (200 * 1024)  # a large reply: written with writev

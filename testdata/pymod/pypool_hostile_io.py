@@ -1,8 +1,7 @@
 """A module that replaces, at import, the os and select functions the
-runtime writes replies and waits with (audit_pyhostile_test.go; its twin
-for the runtime's own tests is python/tests/sample_hostile_io.py): every
-one of them raises once replaced. The module's own functions keep
-working."""
+runtime writes replies and waits with (audit_pyhostile_test.go,
+python/tests/test_audit_hostile.py's TamperedIOTest): every one of them
+raises once replaced. The module's own functions keep working."""
 
 import os
 import select
