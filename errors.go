@@ -102,6 +102,7 @@ type PythonError struct {
 	// "bad_arguments", "result_not_encodable", "not_an_iterator",
 	// "message_too_large", "import_failed", "setup_failed",
 	// "loop_failed" (the event loop of Config.AsyncCalls did not start),
+	// "start_failed" (the runtime's own start did not fit in memory),
 	// "interrupted").
 	Code string
 	// Type is the exception class: "ValueError", or "package.module.Class".
@@ -268,6 +269,9 @@ func (e *importError) Error() string {
 			ErrWorkerStart, e.module, e.setUp, e.err.Type, text)
 	case "loop_failed":
 		return fmt.Sprintf("%v: the worker could not start its event loop's thread (Config.AsyncCalls): python %s: %s (the traceback is in the *PythonError)",
+			ErrWorkerStart, e.err.Type, text)
+	case "start_failed":
+		return fmt.Sprintf("%v: the worker ran out of memory in the runtime's own start, after its module's import: python %s: %s",
 			ErrWorkerStart, e.err.Type, text)
 	}
 	if strings.Contains(e.module, ", ") { // Config.Modules: the hint names the module that failed

@@ -89,3 +89,41 @@ func TestLimitsImportBeyondAddressSpace(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitsRuntimeStartBeyondAddressSpace: a limit below what a worker
+// needs to start fails New with an error that names the limit, on both
+// interpreters, whichever step of the start runs out first: the module's
+// import ("import_failed") or the runtime's own start after it, its stack
+// dumps' signal stack or its read buffer ("start_failed"; where this
+// happens depends on the interpreter's memory layout). Before, the
+// runtime's own start let its MemoryError go uncaught before the HELLO
+// ("python worker N exited with status 1", pyenv's 3.11.7 in a small
+// program), or made its read buffer after the HELLO and died at every
+// call (Debian's 3.11.2): a pool that started, then crashed its workers in
+// a loop. python/tests/test_security.py's RuntimeStartOutOfMemoryTest
+// makes the second step fail every time.
+func TestLimitsRuntimeStartBeyondAddressSpace(t *testing.T) {
+	for label, python := range interpreters(t) {
+		t.Run(label, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Python = python
+			cfg.Limits.AddressSpace = 8 << 20 // below what python3 has mapped by then
+			err := newFails(t, cfg)
+			require.ErrorIs(t, err, ErrWorkerStart)
+			var pyErr *PythonError
+			require.ErrorAs(t, err, &pyErr, "%v", err)
+			require.Contains(t, []string{"start_failed", "import_failed"}, pyErr.Code, "%v", err)
+			require.Contains(t, err.Error(), "Config.Limits.AddressSpace is 8388608 bytes (8 MiB)")
+			require.True(t, isFatalStart(err))
+		})
+	}
+}
+
+// The error of a start that ran out of memory in the runtime's own steps
+// says so, with the hint.
+func TestStartFailedErrorText(t *testing.T) {
+	err := &importError{module: "m", err: &PythonError{Code: "start_failed", Type: "MemoryError",
+		Hint: "the worker ran out of address space: Config.Limits.AddressSpace is 8388608 bytes (8 MiB): raise Config.Limits.AddressSpace"}}
+	require.Equal(t, "pypool: worker failed to start: the worker ran out of memory in the runtime's own start, after its module's import: python MemoryError: the worker ran out of address space: Config.Limits.AddressSpace is 8388608 bytes (8 MiB): raise Config.Limits.AddressSpace", err.Error())
+	require.True(t, isFatalStart(err))
+}

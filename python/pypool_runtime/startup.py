@@ -379,6 +379,13 @@ def _import_error(module_name: str, exc: BaseException, several: bool = False) -
     return _hello_error("import_failed", exc, hints)
 
 
+def start_error(exc: MemoryError) -> List[str]:
+    """The HELLO error of a worker whose own start (its shared memory, its
+    stack dumps, its read buffer) did not fit in memory: under
+    Config.Limits.AddressSpace, the hint names the limit."""
+    return _hello_error("start_failed", exc, [address_space_hint(exc)])
+
+
 def start_event_loop() -> Optional[List[str]]:
     """Async mode (--async-calls), after the set-up and before HELLO: make
     the worker's event loop and start the thread it runs on

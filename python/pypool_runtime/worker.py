@@ -246,10 +246,20 @@ def serve_process(
     (unless setup is False: a fork server ran it once for all), in async
     mode its event loop's thread, HELLO, then calls until the end of input."""
     proto_in, proto_out = proto
-    if options.shm_fd >= 0:
-        _startup.open_shared_memory(options)
-    if options.dump_fd >= 0:
-        enable_stack_dumps(options.dump_fd)
+    try:
+        # The runtime's own needs, before HELLO: a worker whose address space
+        # has no room for them (Config.Limits.AddressSpace) says so at its
+        # start, rather than dying at its first call.
+        if options.shm_fd >= 0:
+            _startup.open_shared_memory(options)
+        if options.dump_fd >= 0:
+            enable_stack_dumps(options.dump_fd)
+        reader = FrameReader(proto_in, options.max_message)
+    except MemoryError as exc:
+        try:
+            write_frame(proto_out, hello_frame(codec, _startup.start_error(exc)))
+        finally:
+            _startup.exit_now(EXIT_IMPORT_FAILED)
     signal.signal(signal.SIGINT, STATE.on_sigint)
     try:
         setup_seconds, error = run_setup(modules[0], options, codec) if setup else (0.0, None)
@@ -261,7 +271,6 @@ def serve_process(
             finally:
                 _startup.exit_now(EXIT_IMPORT_FAILED)
         write_frame(proto_out, hello_frame(codec, None, setup_seconds))
-        reader = FrameReader(proto_in, options.max_message)
         functions = callable_functions(modules)
         functions[PING_FUNCTION] = ping
         functions[FUNCTIONS_FUNCTION] = functions_of(modules)

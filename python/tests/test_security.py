@@ -531,3 +531,21 @@ class TracebackFallbackTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RuntimeStartOutOfMemoryTest(WorkerTestBase):
+    """The runtime's own start (its shared memory, its stack dumps, its read
+    buffer), after the import, runs out of memory: the HELLO says so
+    ("start_failed"), with the hint that names Config.Limits.AddressSpace,
+    and the worker exits. Before, the MemoryError went uncaught before the
+    HELLO (the worker exited with status 1 and only its stderr said why),
+    or, for the read buffer, made after the HELLO, at the first call."""
+
+    def test_hello_names_the_limit(self) -> None:
+        worker = self.start("sample_start_memory", "--limit-as", str(1 << 40))
+        hello = worker.read()
+        error = hello[5]
+        self.assertEqual(error[:2], ["start_failed", "MemoryError"], error)
+        self.assertIn("Config.Limits.AddressSpace is 1099511627776 bytes", error[4])
+        status, _, _ = worker.close()
+        self.assertEqual(status, 1)
