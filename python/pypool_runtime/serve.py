@@ -170,6 +170,8 @@ class Worker(Channel):
                     self._handle_general(body)
                     continue
                 call_id, name, args, context = call
+                if _callctx is None and not self._contexts_loaded(call_id):
+                    continue
                 entered = self._enter_context(name, context)
                 if interrupts.idle and self._interrupted_before(call_id, context):
                     continue
@@ -301,6 +303,17 @@ class Worker(Channel):
         mode, whose tasks enter their calls' contexts themselves)."""
         return _load_callctx()
 
+    def _contexts_loaded(self, call_id: int) -> bool:
+        """Import callctx for the first call with a context, call_id;
+        whether it could be: an import that fails (out of memory or of
+        descriptors under Config.Limits) fails that call, not the worker."""
+        try:
+            _load_callctx()
+        except (ImportError, MemoryError, OSError) as exc:
+            self.send_exception(call_id, exc)
+            return False
+        return True
+
     def _enter_context(self, name: str, context: Any) -> Any:
         """callctx.enter for the call to name whose frame carried context."""
         return _load_callctx().enter(self, name, context)
@@ -319,6 +332,8 @@ class Worker(Channel):
         check_call_head(message[0], len(message), message[1:3])
         call_id, name, args, kwargs = message[1:5]
         context = message[-1] if len(message) == (6 if message[0] == CALL else 7) else None
+        if context is not None and _callctx is None and not self._contexts_loaded(call_id):
+            return
         if self.interrupts.idle and self._interrupted_before(call_id, context):
             return
         if type(args) is not list:

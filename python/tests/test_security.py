@@ -13,7 +13,7 @@ import unittest
 from typing import Any, List
 
 from pypool_runtime import errors, purecodec, stdlib, worker
-from test_worker import ERROR, RESULT, TESTS_DIR, WorkerProcess, WorkerTestBase, call_frame
+from test_worker import ERROR, RESULT, TESTS_DIR, WorkerProcess, WorkerTestBase, call_frame, frame
 
 # Standard modules the runtime uses, some lazily, and msgpack and
 # sitecustomize: a file of that name must never be imported. From "asyncio"
@@ -549,3 +549,21 @@ class RuntimeStartOutOfMemoryTest(WorkerTestBase):
         self.assertIn("Config.Limits.AddressSpace is 1099511627776 bytes", error[4])
         status, _, _ = worker.close()
         self.assertEqual(status, 1)
+
+
+class LazyRuntimeImportTest(WorkerTestBase):
+    """The runtime imports its call context module at the first call with
+    a context (a deadline, metadata); when that import fails, as it does
+    out of memory under Config.Limits.AddressSpace, the call fails with
+    the ImportError and the worker serves on. Before, the ImportError left
+    the serve loop and the worker exited."""
+
+    def test_a_call_with_a_context(self) -> None:
+        worker = self.start_ready("sample_no_callctx")
+        for call_id, message in ((1, [2, 1, "echo", ["x"], None, {"r": 30.0}]),
+                                 (2, [2, 2, "echo", ["x"], {}, {"r": 30.0}])):  # fmt: skip
+            worker.send(frame(purecodec.packb(message)))
+            reply = worker.read()
+            self.assertEqual(reply[:3], [ERROR, call_id, "exception"], reply)
+            self.assertIn(reply[3], ("ImportError", "ModuleNotFoundError"), reply)
+        self.assertEqual(worker.call("echo", "still here", call_id=3), [RESULT, 3, "still here"])
