@@ -1,0 +1,207 @@
+//go:build unix
+
+package pypool
+
+// audit_interrupt_test.go: the audit of the early interrupt (an interrupt
+// that reaches the worker before its call began, interrupt_early_test.go):
+// the late interrupts Go counts and the SIGINTs the worker counts between
+// calls must match, or a call Go never interrupted is answered
+// "interrupted", or an early interrupt is lost and its worker killed.
+// The functions are testdata/pymod/pypool_auditinterrupt.py's.
+
+import (
+	"context"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// auditInterruptPool is a pool of one worker of pypool_auditinterrupt,
+// its log recorded, with earlyInterruptGrace; async: Config.AsyncCalls 2.
+func auditInterruptPool(t *testing.T, async bool, callbacks map[string]Callback) (*Pool, *logRecorder) {
+	t.Helper()
+	rec := newLogRecorder()
+	cfg := testConfig(t)
+	cfg.Module = "pypool_auditinterrupt"
+	cfg.InterruptGrace = earlyInterruptGrace
+	cfg.Logger = slogNew(rec)
+	cfg.Callbacks = callbacks
+	if async {
+		cfg.AsyncCalls = 2
+	}
+	return newTestPool(t, cfg), rec
+}
+
+// lateInterruptsOf is proc's count of late interrupts not sent yet.
+func lateInterruptsOf(proc *process) uint64 {
+	proc.mu.Lock()
+	defer proc.mu.Unlock()
+	return proc.lateInterrupts
+}
+
+// cancelOn cancels once the worker wrote line on its stderr.
+func cancelOn(t *testing.T, rec *logRecorder, line string, cancel func()) {
+	go func() {
+		rec.await(t, line)
+		cancel()
+	}()
+}
+
+// A call whose context ends while the runtime encodes its result (the
+// SIGINT lands after the function returned: the worker counts it between
+// calls) is answered with its result, which Go's drain counts as a late
+// interrupt and sends with the next call frame; the next calls run. In
+// the async mode (Config.AsyncCalls) a Transaction's call of an async
+// function comes between: its frame goes to the worker's loop thread,
+// which does not look at the count. Before the fix, Go sent the count on
+// that frame and reset it, the worker kept its SIGINT, and the next call,
+// which Go never interrupted, was answered "interrupted before the call
+// began".
+func TestAuditInterruptLateThenATaskCall(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		name := "one call at a time"
+		if async {
+			name = "async mode"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			pool, rec := auditInterruptPool(t, async, nil)
+			ctx := testCtx(t)
+			pid := soleWorkerPid(t, pool)
+			proc := workerProcs(pool)[0]
+
+			cutCtx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			cancelOn(t, rec, "encoding the late reply", cancel)
+			_, err := pool.Call(cutCtx, "late_reply")
+			require.ErrorIs(t, err, context.Canceled)
+			awaitPool(t, pool, "the late interrupt drained", func(s Stats) bool { return s.Interrupts == 1 && s.InUse == 0 })
+			require.Equal(t, uint64(1), lateInterruptsOf(proc), "late interrupts after the drain")
+
+			require.NoError(t, pool.Transaction(ctx, func(w *Worker) error {
+				got, err := w.Call(ctx, "aecho", "task")
+				if err == nil {
+					assert.Equal(t, "task", got)
+				}
+				return err
+			}))
+			for i := range 2 {
+				got, err := pool.Call(ctx, "echo", i)
+				require.NoError(t, err, "call %d after the late interrupt", i)
+				assert.EqualValues(t, i, got)
+			}
+			assert.Equal(t, pid, soleWorkerPid(t, pool), "the worker was replaced")
+			assert.Zero(t, pool.Stats().StopsKilled, "workers killed")
+		})
+	}
+}
+
+// With Config.AsyncCalls, a Stream of an async function (its coroutine
+// awaited by the main thread, then its async generator iterated there):
+// its context ends while an item is awaited. The worker must be
+// interrupted (SIGINT cancels the awaited item) and kept. Before the fix,
+// Go took the stream for a task on the worker's loop thread (its function
+// is async): it sent no SIGINT, only a CANCEL that the loop thread, which
+// had handed the input to the main thread, never read, and the worker was
+// killed after Config.InterruptGrace.
+func TestAuditInterruptStreamOfAnAsyncFunctionInAsyncMode(t *testing.T) {
+	t.Parallel()
+	pool, rec := auditInterruptPool(t, true, nil)
+	ctx := testCtx(t)
+	pid := soleWorkerPid(t, pool)
+
+	cutCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cancelOn(t, rec, "awaiting the second item", cancel)
+	var streamErr error
+	for _, err := range pool.Stream(cutCtx, "slow_items") {
+		if err != nil {
+			streamErr = err
+			break
+		}
+	}
+	require.ErrorIs(t, streamErr, context.Canceled)
+	awaitPool(t, pool, "the stream drained", func(s Stats) bool { return s.Interrupts == 1 && s.InUse == 0 })
+
+	got, err := pool.Call(ctx, "echo", "next")
+	require.NoError(t, err)
+	assert.Equal(t, "next", got)
+	assert.Equal(t, pid, soleWorkerPid(t, pool), "the worker was replaced")
+	assert.Zero(t, pool.Stats().StopsKilled, "workers killed")
+}
+
+// A nested call (in a callback) cut off by its outer call's context:
+// its SIGINT interrupts the nested call, whose reply is "interrupted",
+// and the outer call's reply is the callback's GoError. The SIGINT was
+// the nested call's, not late: the next call's early interrupt (its
+// worker stopped when its context ended, as in interrupt_early_test.go)
+// must still answer it and keep the worker. Before the fix, the drain
+// counted a late interrupt from the outer reply alone, sent it with the
+// next call, which then took its own early SIGINT for that late one: it
+// ran its 30 s and the worker was killed after Config.InterruptGrace.
+func TestAuditInterruptNestedCutOffThenAnEarlyInterrupt(t *testing.T) {
+	t.Parallel()
+	var pool *Pool
+	pool, rec := auditInterruptPool(t, false, map[string]Callback{
+		"nest": func(ctx context.Context, args []any) (any, error) {
+			return pool.Call(ctx, "nested_sleep", 30)
+		},
+	})
+	ctx := testCtx(t)
+	pid := soleWorkerPid(t, pool)
+	proc := workerProcs(pool)[0]
+
+	cutCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cancelOn(t, rec, "nested call sleeping", cancel)
+	_, err := pool.Call(cutCtx, "ask", "nest")
+	require.ErrorIs(t, err, context.Canceled)
+	awaitPool(t, pool, "the nested call drained", func(s Stats) bool { return s.Interrupts == 1 && s.InUse == 0 })
+	assert.Zero(t, lateInterruptsOf(proc), "late interrupts after the drain")
+
+	earlyInterruptKeepsTheWorker(t, pool, pid, 2)
+}
+
+// earlyInterruptKeepsTheWorker cuts off a call of sleep(30) on pool's one
+// worker, pid, while the worker is stopped (SIGSTOP) with the frame in its
+// pipe, as TestInterruptBeforeTheCallBeganKeepsTheWorker does: the call
+// must be answered, the worker kept (interrupts: Stats.Interrupts then).
+func earlyInterruptKeepsTheWorker(t *testing.T, pool *Pool, pid int, interrupts uint64) {
+	t.Helper()
+	ctx := testCtx(t)
+	written := make(chan struct{}, 1)
+	proc := workerProcs(pool)[0]
+	setHook := func(hook func()) {
+		proc.mu.Lock()
+		defer proc.mu.Unlock()
+		proc.testHookWritten = hook
+	}
+	setHook(func() {
+		select {
+		case written <- struct{}{}:
+		default:
+		}
+	})
+	defer setHook(nil)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	cutCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := pool.Call(cutCtx, "sleep", 30)
+		done <- err
+	}()
+	<-written
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	awaitPool(t, pool, "the early interrupt sent", func(s Stats) bool { return s.Interrupts == interrupts })
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+
+	got, err := pool.Call(ctx, "echo", "after")
+	require.NoError(t, err)
+	assert.Equal(t, "after", got)
+	assert.Equal(t, pid, soleWorkerPid(t, pool), "the worker was replaced")
+	assert.Zero(t, pool.Stats().StopsKilled, "workers killed")
+}
