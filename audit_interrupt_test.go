@@ -205,3 +205,34 @@ func earlyInterruptKeepsTheWorker(t *testing.T, pool *Pool, pid int, interrupts 
 	assert.Equal(t, pid, soleWorkerPid(t, pool), "the worker was replaced")
 	assert.Zero(t, pool.Stats().StopsKilled, "workers killed")
 }
+
+// A stream whose context ends while the runtime sends its last items (its
+// SIGINT kept pending, Interrupts.busy) and that then ends: the reply is
+// not "interrupted", so Go counts the SIGINT as late; the worker must
+// count it too, or the next call's early interrupt is taken for that late
+// one. Before the fix, the runtime dropped the pending SIGINT without
+// counting it: the next call ran its 30 s and its worker was killed after
+// Config.InterruptGrace.
+func TestAuditInterruptPendingAtAStreamsEndThenAnEarlyInterrupt(t *testing.T) {
+	t.Parallel()
+	pool, rec := auditInterruptPool(t, false, nil)
+	ctx := testCtx(t)
+	pid := soleWorkerPid(t, pool)
+	proc := workerProcs(pool)[0]
+
+	cutCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cancelOn(t, rec, "encoding the late item", cancel)
+	var streamErr error
+	for _, err := range pool.Stream(cutCtx, "late_items") {
+		if err != nil {
+			streamErr = err
+			break
+		}
+	}
+	require.ErrorIs(t, streamErr, context.Canceled)
+	awaitPool(t, pool, "the stream drained", func(s Stats) bool { return s.Interrupts == 1 && s.InUse == 0 })
+	require.Equal(t, uint64(1), lateInterruptsOf(proc), "late interrupts after the drain")
+
+	earlyInterruptKeepsTheWorker(t, pool, pid, 2)
+}

@@ -8,6 +8,8 @@ main thread is then decides what it does:
 - in the runtime's own code for a call in progress (it sends a stream's
   items, it encodes a callback): the interrupt is kept (pending), and the
   runtime acts on it at its next safe point (take_pending, wait_readable);
+  one the call ends without acting on (leave_runtime), and one that comes
+  while another is pending, count as between calls (below);
 - between calls (neither of the above): it is counted (idle). Such a
   SIGINT is either late, for the call just answered (Go's context ended as
   the reply came), or early, for the call whose frame Go has sent and
@@ -73,10 +75,13 @@ class Interrupts:
         """The SIGINT handler (serve_process installs it)."""
         if self.in_user_code:
             raise Interrupted
-        if self.busy:
+        if self.busy and not self.pending:
             self.pending = True
         else:
-            self.idle += 1  # late for the last call, or early for the next
+            # Late for the last call, or early for the next; or, while one
+            # is pending, the next call's early one (a worker not scheduled
+            # in the runtime's tail of a call: Go sends one per call).
+            self.idle += 1
 
     def begins_interrupted(self, late: int) -> bool:
         """Whether the call that begins now was interrupted before it began,
@@ -109,10 +114,15 @@ class Interrupts:
     def leave_runtime(self, was_user: bool, keep_pending: bool = False) -> None:
         """The end of the work enter_runtime began. When no such work is left,
         a pending interrupt is dropped (the call it was for is over), unless
-        keep_pending: the call goes on, and its loop acts on it (take_pending)."""
+        keep_pending: the call goes on, and its loop acts on it (take_pending).
+        A dropped one is counted as idle: its call's reply is not
+        "interrupted", so Go counts it as late, and the next call's frame
+        says so ("i"); uncounted, that frame would take the next call's own
+        early SIGINT for it."""
         self.busy -= 1
-        if not self.busy and not keep_pending:
+        if not self.busy and not keep_pending and self.pending:
             self.pending = False
+            self.idle += 1
         self.in_user_code = was_user
 
     def take_pending(self) -> bool:

@@ -11,18 +11,22 @@ from pypool_runtime.interrupt import STATE
 
 
 class LateReply:
-    """A result whose encoding (set_default's hook, the runtime's code, not
-    the user's) waits for the SIGINT of its call: the interrupt lands after
-    the call's code returned, before its reply is written (a late one)."""
+    """A value whose encoding (set_default's hook, the runtime's code, not
+    the user's) announces itself as what, then waits for the SIGINT of its
+    call: the interrupt lands after the user's code returned (a result) or
+    yielded (a stream's item), before the runtime wrote it."""
+
+    def __init__(self, what):
+        self.what = what
 
 
 def _default(value):
     if isinstance(value, LateReply):
-        print("encoding the late reply", file=sys.stderr, flush=True)
+        print("encoding the late " + value.what, file=sys.stderr, flush=True)
         deadline = time.monotonic() + 30
-        while not STATE.idle and time.monotonic() < deadline:
+        while not (STATE.idle or STATE.pending) and time.monotonic() < deadline:
             time.sleep(0.01)
-        return "late reply"
+        return "late " + value.what
     raise TypeError("not encodable: %r" % (value,))
 
 
@@ -30,7 +34,14 @@ pypool_runtime.set_default(_default)
 
 
 def late_reply():
-    return LateReply()
+    return LateReply("reply")
+
+
+def late_items():
+    """A stream whose last item's encoding waits for its SIGINT, which the
+    runtime keeps pending: the stream then ends, not interrupted."""
+    yield 1
+    yield LateReply("item")
 
 
 def echo(value):

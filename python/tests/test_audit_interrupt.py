@@ -1,0 +1,77 @@
+"""The audit of the early interrupt (interrupt.py, serve.py): the SIGINTs
+the worker counts between calls (Interrupts.idle) must match the late ones
+Go counts (a SIGINT sent to a call whose replies were not "interrupted"),
+which it sends with the next call frame (protocol.go's "i").
+audit_interrupt_test.go is the Go side."""
+
+import unittest
+
+from pypool_runtime.interrupt import Interrupted, Interrupts
+
+
+class PendingInterruptTest(unittest.TestCase):
+    def test_a_pending_interrupt_dropped_at_the_calls_end_is_counted(self) -> None:
+        """A SIGINT that came while the runtime worked for the call (it sent
+        a stream's last items) and that the call ended without acting on:
+        the call's reply is not "interrupted", so Go counts it as late. The
+        worker counts it between calls too, or the next call's early SIGINT
+        would be matched against it (before the fix: idle stayed 0)."""
+        state = Interrupts()
+        was_user = state.enter_runtime()
+        state.on_sigint(2, None)
+        self.assertTrue(state.pending)
+        state.leave_runtime(was_user)
+        self.assertFalse(state.pending)
+        self.assertEqual(state.idle, 1)
+        self.assertFalse(state.begins_interrupted(1), "the next frame counts it as late")
+        self.assertEqual(state.idle, 0)
+
+    def test_a_second_interrupt_while_one_is_pending_is_counted(self) -> None:
+        """The call's reply is written, and the worker, not scheduled, is
+        still in the runtime's tail of the call (a stream's, busy) when its
+        late SIGINT and the next call's early one both come: pending holds
+        one of them, the other is counted between calls. Together with the
+        late one that the next frame counts ("i" 1), the next call finds
+        more SIGINTs than late ones: it begins interrupted. Before the fix
+        both made one pending interrupt, and the early one was lost (its
+        worker killed after Config.InterruptGrace)."""
+        state = Interrupts()
+        was_user = state.enter_runtime()
+        state.on_sigint(2, None)
+        state.on_sigint(2, None)
+        state.leave_runtime(was_user)
+        self.assertEqual(state.idle, 2)
+        self.assertTrue(state.begins_interrupted(1))
+
+    def test_a_pending_interrupt_kept_for_the_loop_is_not_counted(self) -> None:
+        """keep_pending (a stream's batch sent from the generator's code):
+        the call goes on and acts on it; nothing is counted."""
+        state = Interrupts()
+        was_user = state.enter_runtime()
+        state.on_sigint(2, None)
+        state.leave_runtime(was_user, keep_pending=True)
+        self.assertTrue(state.take_pending())
+        self.assertEqual(state.idle, 0)
+
+    def test_a_pending_interrupt_taken_is_not_counted(self) -> None:
+        """call_go's wait takes it (take_pending): the call is interrupted."""
+        state = Interrupts()
+        was_user = state.enter_runtime()
+        state.on_sigint(2, None)
+        self.assertTrue(state.take_pending())
+        state.leave_runtime(was_user)
+        self.assertEqual(state.idle, 0)
+
+    def test_an_interrupt_of_user_code_is_not_counted(self) -> None:
+        state = Interrupts()
+
+        def interrupted() -> None:
+            state.on_sigint(2, None)
+
+        with self.assertRaises(Interrupted):
+            state.call_user(interrupted)
+        self.assertEqual(state.idle, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
