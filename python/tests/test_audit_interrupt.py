@@ -5,8 +5,17 @@ which it sends with the next call frame (protocol.go's "i").
 audit_interrupt_test.go is the Go side."""
 
 import unittest
+from typing import Any
 
+from pypool_runtime import purecodec
 from pypool_runtime.interrupt import Interrupted, Interrupts
+from test_worker import ERROR, RESULT, WorkerTestBase, call_frame, frame
+
+CALLBACK, CB_ERROR = 9, 11
+
+
+def control(*fields: Any) -> bytes:
+    return frame(purecodec.packb(list(fields)))
 
 
 class PendingInterruptTest(unittest.TestCase):
@@ -71,6 +80,31 @@ class PendingInterruptTest(unittest.TestCase):
         with self.assertRaises(Interrupted):
             state.call_user(interrupted)
         self.assertEqual(state.idle, 0)
+
+
+class NestedCallInterruptedAsItIsReadTest(WorkerTestBase):
+    def test_a_nested_call_whose_interrupt_came_as_its_frame_was_read(self) -> None:
+        """Go made a call in a callback and cut it off before the worker
+        read it: its SIGINT came while the runtime read the frame (busy:
+        kept pending). The nested call is answered as interrupted without
+        running, the outer one gets its callback's answer. Before the fix
+        the nested call ran (its 5 s here; a real one, until the pool
+        killed the worker after Config.InterruptGrace) and the pending
+        interrupt went to the outer call_go afterwards."""
+        worker = self.start_ready("sample_audit_interrupt")
+        worker.send(call_frame(1, "ask_interrupted_at_the_read", ["nest"]))
+        self.assertEqual(worker.read(), [CALLBACK, 1, "nest", []])
+        worker.send(call_frame(2, "sleep", [5]))
+        self.assertError(worker.read(), 2, "interrupted", "KeyboardInterrupt", "interrupted before the call began")
+        worker.send(control(CB_ERROR, 1, "not_answered", "", "cut off"))
+        reply = worker.read()
+        self.assertEqual(reply[:4], [ERROR, 1, "exception", "pypool.GoError"], reply)
+        self.assertEqual(worker.call("sleep", 0, call_id=3), [RESULT, 3, "slept"])
+        self.assertAlive(worker)
+
+
+class NestedCallInterruptedAsItIsReadPureTest(NestedCallInterruptedAsItIsReadTest):
+    codec_name = "pure"
 
 
 if __name__ == "__main__":

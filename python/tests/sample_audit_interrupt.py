@@ -1,0 +1,39 @@
+"""For test_audit_interrupt.py: a SIGINT made to come where the runtime,
+inside a call, reads the frame of a call Go made in a callback (Channel's
+read_message, wrapped at import): a worker not scheduled between its wait
+for input and that read, when Go cut the nested call off."""
+
+import os
+import signal
+import time
+
+from pypool_runtime import call_go
+from pypool_runtime.channel import Channel
+
+_read_message = Channel.read_message
+_armed = [False]
+
+
+def _read_message_interrupted(self):  # type: ignore[no-untyped-def]
+    if _armed[0]:
+        _armed[0] = False
+        os.kill(os.getpid(), signal.SIGINT)  # its handler runs here, in the runtime's code
+    return _read_message(self)
+
+
+Channel.read_message = _read_message_interrupted  # type: ignore[method-assign]
+
+
+def ask_interrupted_at_the_read(name):
+    """call_go(name), the SIGINT coming as the runtime reads the next frame."""
+    _armed[0] = True
+    return call_go(name)
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return "slept"
+
+
+def echo(value):
+    return value
