@@ -61,19 +61,27 @@ class Interrupts:
     items, waits in call_go); a SIGINT then sets pending.
     pending: a SIGINT came while busy, for the runtime to act on.
     idle: SIGINTs that came between calls, not yet accounted for by a
-    call's begin (begins_interrupted)."""
+    call's begin (begins_interrupted); and those raised in the user's code
+    (raised) whose call's reply is not "interrupted" (swallowed, or ended
+    in another exception): Go counts those as late too.
+    raised: SIGINTs raised in the user's code since the call's begin that
+    no reply "interrupted" accounted for (answered_interrupted); each is
+    counted in idle meanwhile."""
 
-    __slots__ = ("in_user_code", "busy", "pending", "idle")
+    __slots__ = ("in_user_code", "busy", "pending", "idle", "raised")
 
     def __init__(self) -> None:
         self.in_user_code = False
         self.busy = 0
         self.pending = False
         self.idle = 0
+        self.raised = 0
 
     def on_sigint(self, signum: int, frame: Any) -> None:
         """The SIGINT handler (serve_process installs it)."""
         if self.in_user_code:
+            self.idle += 1  # until the call's reply says "interrupted"
+            self.raised += 1
             raise Interrupted
         if self.busy and not self.pending:
             self.pending = True
@@ -90,8 +98,17 @@ class Interrupts:
         accounted for either way: at most one call is answered for them.
         The serve loop calls it only when idle is above 0."""
         early = self.idle > late
-        self.idle = 0
+        self.idle = self.raised = 0
         return early
+
+    def answered_interrupted(self) -> None:
+        """A reply "interrupted" goes to Go: a SIGINT raised in the user's
+        code (raised) was not swallowed, and Go does not count it as late;
+        neither does idle any more."""
+        if self.raised:
+            self.raised -= 1
+            if self.idle:
+                self.idle -= 1
 
     def call_user(self, function: Callable[..., Any], args: Sequence[Any] = (), kwargs: Mapping[str, Any] = _NO_KWARGS) -> Any:
         """function(*args, **kwargs), interruptible: the user's code."""
@@ -138,6 +155,8 @@ class Interrupts:
         try:
             self.in_user_code = True
             if self.take_pending():
+                self.idle += 1  # as on_sigint's raise
+                self.raised += 1
                 raise Interrupted
             # In slices: a SIGINT that lands after the check above but before
             # select() enters the kernel does not interrupt select(); its

@@ -429,6 +429,8 @@ class Worker(Channel):
 
     def send_exception(self, call_id: int, exc: BaseException) -> None:
         if isinstance(exc, Interrupted):  # Go drops the reply: no traceback to format
+            if self.interrupts.raised:
+                self.interrupts.answered_interrupted()
             self.send_error(call_id, "interrupted", "KeyboardInterrupt", exception_message(exc))
             return
         try:
@@ -436,6 +438,8 @@ class Worker(Channel):
             described = describe_exception(exc)
         except BaseException:  # an exception whose __class__ raises, say: the worker stays alive
             code, described = "exception", (type_name(exc), "<exception could not be described>", "", "")
+        if code == "interrupted" and self.interrupts.raised:
+            self.interrupts.answered_interrupted()
         self.send_error(call_id, code, *described)
 
     def _send_refused(self, call_id: int, name: str, result: Any, exc: BaseException) -> None:

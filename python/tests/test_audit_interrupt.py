@@ -71,7 +71,7 @@ class PendingInterruptTest(unittest.TestCase):
         state.leave_runtime(was_user)
         self.assertEqual(state.idle, 0)
 
-    def test_an_interrupt_of_user_code_is_not_counted(self) -> None:
+    def test_an_interrupt_of_user_code_answered_interrupted_is_not_counted(self) -> None:
         state = Interrupts()
 
         def interrupted() -> None:
@@ -79,7 +79,42 @@ class PendingInterruptTest(unittest.TestCase):
 
         with self.assertRaises(Interrupted):
             state.call_user(interrupted)
+        state.answered_interrupted()  # serve.send_exception, for its reply
         self.assertEqual(state.idle, 0)
+        state.answered_interrupted()  # another reply "interrupted" (its nested calls'): nothing more
+        self.assertEqual((state.idle, state.raised), (0, 0))
+
+    def test_an_interrupt_the_users_code_swallowed_is_counted(self) -> None:
+        """The call's code caught KeyboardInterrupt and returned: its reply
+        is not "interrupted", and Go counts the SIGINT as late. The worker
+        counts it too, so that the next call's early SIGINT is still one
+        more than the late ones (before the fix: idle 0, and that early
+        one was taken for the late one)."""
+        state = Interrupts()
+
+        def swallowing() -> str:
+            try:
+                state.on_sigint(2, None)
+            except KeyboardInterrupt:
+                pass
+            return "swallowed"
+
+        self.assertEqual(state.call_user(swallowing), "swallowed")
+        self.assertEqual(state.idle, 1)
+        state.on_sigint(2, None)  # the next call's early one
+        self.assertTrue(state.begins_interrupted(1))
+        self.assertEqual((state.idle, state.raised), (0, 0))
+
+    def test_an_interrupt_raised_from_call_gos_wait_and_swallowed_is_counted(self) -> None:
+        """One kept pending while the runtime worked for call_go, raised by
+        its wait (wait_readable), then swallowed: counted as on_sigint's."""
+        state = Interrupts()
+        was_user = state.enter_runtime()
+        state.on_sigint(2, None)
+        with self.assertRaises(Interrupted):
+            state.wait_readable(0)
+        state.leave_runtime(was_user)
+        self.assertEqual((state.idle, state.raised), (1, 1))
 
 
 class NestedCallInterruptedAsItIsReadTest(WorkerTestBase):

@@ -84,3 +84,13 @@ def nested_sleep(seconds):
 def sleep(seconds):
     time.sleep(seconds)
     return "slept"
+
+
+def swallow():
+    """Swallow the interrupt (a bare except, say) and return at once."""
+    try:
+        print("swallowing the interrupt", file=sys.stderr, flush=True)
+        time.sleep(30)
+    except KeyboardInterrupt:
+        pass
+    return "swallowed"
