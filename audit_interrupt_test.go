@@ -11,8 +11,10 @@ package pypool
 
 import (
 	"context"
+	"math/rand"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -259,4 +261,69 @@ func TestAuditInterruptSwallowedThenAnEarlyInterrupt(t *testing.T) {
 	require.Equal(t, uint64(1), lateInterruptsOf(proc), "late interrupts after the drain")
 
 	earlyInterruptKeepsTheWorker(t, pool, pid, 2)
+}
+
+// Every call form cut off at random instants, one after another on one
+// worker, with and without Config.AsyncCalls: a call, a call whose
+// callback calls the worker (its interrupt swallowed, or not), a
+// Transaction's call of an async function, a stream, a call that swallows
+// its interrupt. A call fails only with its context's error, the call
+// after each, never cut off, always runs (no spurious "interrupted before
+// the call began"), and no worker is killed: the two counts stay matched
+// through their combinations (written after the fixes above; it held).
+func TestAuditInterruptMixedCutOffs(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		name := "one call at a time"
+		if async {
+			name = "async mode"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var pool *Pool
+			pool, _ = auditInterruptPool(t, async, map[string]Callback{
+				"nest": func(ctx context.Context, _ []any) (any, error) {
+					return pool.Call(ctx, "echo", "nested")
+				},
+			})
+			for i := range 280 {
+				ctx, cancel := context.WithCancel(testCtx(t))
+				time.AfterFunc(time.Duration(rand.Intn(2000))*time.Microsecond, cancel)
+				var err error
+				kind := i % 7
+				switch kind {
+				case 0:
+					_, err = pool.Call(ctx, "echo", i)
+				case 1:
+					_, err = pool.Call(ctx, "ask", "nest")
+				case 2:
+					_, err = pool.Call(ctx, "ask_swallowing", "nest")
+				case 3:
+					err = pool.Transaction(ctx, func(w *Worker) error {
+						_, err := w.Call(ctx, "aecho", i)
+						return err
+					})
+				case 4:
+					for _, e := range pool.Stream(ctx, "two_items") {
+						if e != nil {
+							err = e
+							break
+						}
+					}
+				case 5:
+					_, err = pool.Call(ctx, "sleep", 0.001)
+				case 6:
+					_, err = pool.Call(ctx, "swallow_quick")
+				}
+				if err != nil && ctx.Err() == nil {
+					t.Fatalf("iteration %d (form %d): %v, its context alive", i, kind, err)
+				}
+				cancel()
+				v, err := pool.Call(testCtx(t), "echo", i)
+				require.NoError(t, err, "the call after iteration %d (form %d)", i, kind)
+				require.EqualValues(t, i, v)
+			}
+			t.Logf("%d calls cut off", pool.Stats().Interrupts)
+			assert.Zero(t, pool.Stats().StopsKilled, "workers killed")
+		})
+	}
 }

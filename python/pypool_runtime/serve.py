@@ -429,8 +429,6 @@ class Worker(Channel):
 
     def send_exception(self, call_id: int, exc: BaseException) -> None:
         if isinstance(exc, Interrupted):  # Go drops the reply: no traceback to format
-            if self.interrupts.raised:
-                self.interrupts.answered_interrupted()
             self.send_error(call_id, "interrupted", "KeyboardInterrupt", exception_message(exc))
             return
         try:
@@ -438,8 +436,6 @@ class Worker(Channel):
             described = describe_exception(exc)
         except BaseException:  # an exception whose __class__ raises, say: the worker stays alive
             code, described = "exception", (type_name(exc), "<exception could not be described>", "", "")
-        if code == "interrupted" and self.interrupts.raised:
-            self.interrupts.answered_interrupted()
         self.send_error(call_id, code, *described)
 
     def _send_refused(self, call_id: int, name: str, result: Any, exc: BaseException) -> None:
@@ -523,6 +519,10 @@ class Worker(Channel):
         return "%s has no public function %r; available: %s" % (module, function, available)
 
     def send_error(self, call_id: int, code: str, type_: str, message: str, tb: str = "", hint: str = "") -> None:
+        if code == "interrupted" and self.interrupts.raised:
+            # Go's drain takes any reply "interrupted" (a nested call's
+            # too: callback._refuse_unread_calls) for its SIGINT taken.
+            self.interrupts.answered_interrupted()
         message, tb, hint = utf8_safe(message), utf8_safe(tb), utf8_safe(hint)
         tail = [hint] if hint else []  # the hint field only when there is one
         reply = self.packb([ERROR, call_id, code, type_, message, tb] + tail)

@@ -4,6 +4,7 @@ Go counts (a SIGINT sent to a call whose replies were not "interrupted"),
 which it sends with the next call frame (protocol.go's "i").
 audit_interrupt_test.go is the Go side."""
 
+import signal
 import unittest
 from typing import Any
 
@@ -135,6 +136,30 @@ class NestedCallInterruptedAsItIsReadTest(WorkerTestBase):
         reply = worker.read()
         self.assertEqual(reply[:4], [ERROR, 1, "exception", "pypool.GoError"], reply)
         self.assertEqual(worker.call("sleep", 0, call_id=3), [RESULT, 3, "slept"])
+        self.assertAlive(worker)
+
+    def test_a_swallowed_interrupt_of_call_gos_wait_that_refused_a_nested_call(self) -> None:
+        """Go made a call in a callback, then cut the outer call off before
+        the worker read it: the SIGINT interrupts call_go's wait, the
+        unread nested call is answered "interrupted" (which tells Go the
+        SIGINT was taken: no late interrupt), and the outer call's code
+        swallows the KeyboardInterrupt and returns. The next frame, which
+        counts no late interrupt, must run. Before the fix the worker
+        counted the swallowed SIGINT as late, and that call was answered
+        "interrupted before the call began"."""
+        worker = self.start_ready("sample_audit_interrupt")
+        worker.send(call_frame(1, "ask_swallowing", ["nest"]))
+        self.assertEqual(worker.read(), [CALLBACK, 1, "nest", []])
+        worker.proc.send_signal(signal.SIGSTOP)  # the frame and the SIGINT come before the worker runs again
+        try:
+            worker.send(call_frame(2, "sleep", [5]))
+            worker.proc.send_signal(signal.SIGINT)
+        finally:
+            worker.proc.send_signal(signal.SIGCONT)
+        self.assertError(worker.read(), 2, "interrupted", "KeyboardInterrupt")
+        self.assertEqual(worker.read(), [RESULT, 1, "swallowed"])
+        worker.send(control(CB_ERROR, 1, "not_answered", "", "cut off"))  # the drain's answer, late: dropped
+        self.assertEqual(worker.call("echo", "next", call_id=3), [RESULT, 3, "next"])
         self.assertAlive(worker)
 
 

@@ -94,3 +94,27 @@ def swallow():
     except KeyboardInterrupt:
         pass
     return "swallowed"
+
+
+def two_items():
+    yield 1
+    yield 2
+
+
+def ask_swallowing(name):
+    """call_go(name), its interrupt swallowed."""
+    from pypool_runtime import call_go
+
+    try:
+        return call_go(name)
+    except KeyboardInterrupt:
+        return "swallowed"
+
+
+def swallow_quick():
+    """A short sleep that swallows its interrupt."""
+    try:
+        time.sleep(0.001)
+    except KeyboardInterrupt:
+        pass
+    return "swallowed"
