@@ -45,3 +45,31 @@ def ask_swallowing(name):
         return call_go(name)
     except KeyboardInterrupt:
         return "swallowed"
+
+
+from pypool_runtime import stream as _stream  # noqa: E402
+
+_stream_run = _stream.run
+_stream_armed = [False]
+
+
+def _stream_run_interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+    if _stream_armed[0]:
+        _stream_armed[0] = False
+        os.kill(os.getpid(), signal.SIGINT)  # after the stream's frame was read, before its function runs
+    return _stream_run(*args, **kwargs)
+
+
+_stream.run = _stream_run_interrupted
+
+
+def arm_stream():
+    """The next stream's SIGINT comes after its frame was read, before its
+    function is called (the runtime's code, between the two)."""
+    _stream_armed[0] = True
+
+
+def slow_numbers(n, seconds):
+    for i in range(n):
+        time.sleep(seconds)
+        yield i

@@ -12,7 +12,7 @@ from pypool_runtime import purecodec
 from pypool_runtime.interrupt import Interrupted, Interrupts
 from test_worker import ERROR, RESULT, WorkerTestBase, call_frame, frame
 
-CALLBACK, CB_ERROR = 9, 11
+STREAM, CALLBACK, CB_ERROR = 5, 9, 11
 
 
 def control(*fields: Any) -> bytes:
@@ -159,6 +159,21 @@ class NestedCallInterruptedAsItIsReadTest(WorkerTestBase):
         self.assertError(worker.read(), 2, "interrupted", "KeyboardInterrupt")
         self.assertEqual(worker.read(), [RESULT, 1, "swallowed"])
         worker.send(control(CB_ERROR, 1, "not_answered", "", "cut off"))  # the drain's answer, late: dropped
+        self.assertEqual(worker.call("echo", "next", call_id=3), [RESULT, 3, "next"])
+        self.assertAlive(worker)
+
+    def test_an_interrupt_after_the_calls_begin_before_its_code(self) -> None:
+        """The SIGINT comes once the worker has begun the call (its frame
+        read, no interrupt counted then) but before the call's function
+        runs (the runtime's code: importing stream.py, say): counted
+        between calls, it is the call's, which is answered interrupted as
+        its code starts. Before the fix the stream ran (its 5 s here; a
+        real one, until the pool killed the worker after
+        Config.InterruptGrace)."""
+        worker = self.start_ready("sample_audit_interrupt")
+        self.assertEqual(worker.call("arm_stream", call_id=1), [RESULT, 1, None])
+        worker.send(frame(purecodec.packb([STREAM, 2, "slow_numbers", [1, 5], None, 10])))
+        self.assertError(worker.read(), 2, "interrupted", "KeyboardInterrupt")
         self.assertEqual(worker.call("echo", "next", call_id=3), [RESULT, 3, "next"])
         self.assertAlive(worker)
 
