@@ -327,3 +327,62 @@ func TestAuditInterruptMixedCutOffs(t *testing.T) {
 		})
 	}
 }
+
+// The early interrupt's outcome as the pool tells it (docs/observability.md):
+// a call cut off by its deadline, then one cancelled, each while the
+// worker could not run: Stats counts each once (DeadlineExceeded, then
+// Canceled; Interrupts; no StopsKilled), and each has its Debug record
+// "call interrupted" with its cause, none "worker killed". It held; the
+// early interrupt's tests checked neither the outcome counters nor the
+// records.
+func TestAuditInterruptEarlyOutcomeInStatsAndLogs(t *testing.T) {
+	t.Parallel()
+	pool, rec := auditInterruptPool(t, false, nil)
+	ctx := testCtx(t)
+	pid := soleWorkerPid(t, pool)
+	proc := workerProcs(pool)[0]
+	written := make(chan struct{}, 1)
+	proc.mu.Lock()
+	proc.testHookWritten = func() {
+		select {
+		case written <- struct{}{}:
+		default:
+		}
+	}
+	proc.mu.Unlock()
+
+	for i, cause := range []error{context.DeadlineExceeded, context.Canceled} {
+		require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+		cutCtx, cancel := context.WithCancel(ctx)
+		if cause == context.DeadlineExceeded {
+			cutCtx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := pool.Call(cutCtx, "sleep", 30)
+			done <- err
+		}()
+		<-written
+		if cause == context.Canceled {
+			cancel()
+		}
+		require.ErrorIs(t, <-done, cause)
+		cancel()
+		awaitPool(t, pool, "the interrupt sent", func(s Stats) bool { return s.Interrupts == uint64(i+1) })
+		require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+		awaitPool(t, pool, "the worker back", func(s Stats) bool { return s.InUse == 0 && s.Idle == 1 })
+		rec.awaitMatch(t, msgCallInterrupted, "cause", cause.Error())
+	}
+	s := pool.Stats()
+	assert.Equal(t, uint64(1), s.DeadlineExceeded, "DeadlineExceeded")
+	assert.Equal(t, uint64(1), s.Canceled, "Canceled")
+	assert.Equal(t, uint64(2), s.Interrupts, "Interrupts")
+	assert.Zero(t, s.StopsKilled, "StopsKilled")
+	assert.Empty(t, rec.matching(msgWorkerKilled), "worker killed records")
+	for _, attrs := range rec.matching(msgCallInterrupted) {
+		assert.Equal(t, "DEBUG", attrs["level"], attrs)
+		assert.Equal(t, "sleep", attrs["function"], attrs)
+		assert.NotEmpty(t, attrs["answered_in"], attrs)
+	}
+	assert.Equal(t, pid, soleWorkerPid(t, pool), "the worker was replaced")
+}
