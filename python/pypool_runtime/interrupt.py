@@ -4,7 +4,9 @@ Go sends SIGINT when a call's deadline passes or its context ends. Where the
 main thread is then decides what it does:
 
 - in the user's code (a function Go called, a generator's next item, the
-  wait for Go's answer in call_go): KeyboardInterrupt is raised there;
+  wait for Go's answer in call_go): KeyboardInterrupt is raised there, and
+  counted as between calls (below) until a reply "interrupted" goes to Go
+  (answered_interrupted): one the code swallowed is late for Go too;
 - in the runtime's own code for a call in progress (it sends a stream's
   items, it encodes a callback): the interrupt is kept (pending), and the
   runtime acts on it at its next safe point (take_pending, wait_readable);
@@ -18,7 +20,10 @@ main thread is then decides what it does:
   number of interrupts Go sent for calls that were answered without being
   interrupted since the last frame (protocol.go). At the call's begin,
   begins_interrupted compares the two: more idle SIGINTs than late ones,
-  and the call is answered as interrupted without running.
+  and the call is answered as interrupted without running. One that comes
+  after the begin, before the call's function runs, is that call's
+  (call_user); one pending when a call made in a callback begins is its
+  (serve.Worker._interrupted_before).
 
 STATE, the one Interrupts of the process, holds that state; its methods are
 the only code that changes it, but for the serve loop's inline copy of
