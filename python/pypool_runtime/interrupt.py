@@ -147,11 +147,17 @@ class Interrupts:
         A dropped one is counted as idle: its call's reply is not
         "interrupted", so Go counts it as late, and the next call's frame
         says so ("i"); uncounted, that frame would take the next call's own
-        early SIGINT for it."""
+        early SIGINT for it. Back in the user's code (was_user: call_go,
+        the answer read), the call goes on: it is raised there instead,
+        counted as on_sigint's."""
         self.busy -= 1
         if not self.busy and not keep_pending and self.pending:
             self.pending = False
             self.idle += 1
+            if was_user:
+                self.raised += 1
+                self.in_user_code = True
+                raise Interrupted
         self.in_user_code = was_user
 
     def take_pending(self) -> bool:

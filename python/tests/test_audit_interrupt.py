@@ -177,6 +177,22 @@ class NestedCallInterruptedAsItIsReadTest(WorkerTestBase):
         self.assertEqual(worker.call("echo", "next", call_id=3), [RESULT, 3, "next"])
         self.assertAlive(worker)
 
+    def test_an_interrupt_as_call_go_reads_its_answer_reaches_the_code_after(self) -> None:
+        """The SIGINT comes as call_go's wait has read Go's answer (the
+        runtime's code: kept pending) and the call goes on in the user's
+        code: call_go raises KeyboardInterrupt there. Before the fix the
+        pending interrupt was dropped as call_go returned, the call ran
+        on (its 5 s here; a real one, until the pool killed the worker
+        after Config.InterruptGrace)."""
+        CB_RESULT = 10
+        worker = self.start_ready("sample_audit_interrupt")
+        worker.send(call_frame(1, "ask_then_sleep", ["cb", 5]))
+        self.assertEqual(worker.read(), [CALLBACK, 1, "cb", []])
+        worker.send(control(CB_RESULT, 1, "answer"))
+        self.assertError(worker.read(), 1, "interrupted", "KeyboardInterrupt")
+        self.assertEqual(worker.call("echo", "next", call_id=2), [RESULT, 2, "next"])
+        self.assertAlive(worker)
+
 
 class NestedCallInterruptedAsItIsReadPureTest(NestedCallInterruptedAsItIsReadTest):
     codec_name = "pure"
