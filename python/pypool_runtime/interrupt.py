@@ -123,7 +123,7 @@ class Interrupts:
         inline path, whose window between the two is a few bytecodes.)"""
         try:
             self.in_user_code = True
-            if self.idle > self.raised:
+            if self.idle and self.idle > self.raised:  # one test when none came
                 self.idle -= 1
                 raise Interrupted
             return function(*args, **kwargs)
