@@ -114,9 +114,18 @@ func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any
 	if nested {
 		bound = boundNested
 	}
-	cc.lateInterrupts = p.lateInterrupts
+	if !nested {
+		// A task on the worker's loop (Config.AsyncCalls): its thread
+		// does not read the late interrupts, the main thread's next
+		// call frame carries them.
+		p.outerTask = p.mux != nil && window == 0 && p.asyncFns[fn]
+	}
+	task := p.outerTask && !nested
+	if !task {
+		cc.lateInterrupts = p.lateInterrupts
+	}
 	stop, sent, err := p.writeCall(ctx, id, fn, args, kwargs, window, cc, sizes, bound)
-	if sent {
+	if sent && !task {
 		p.lateInterrupts = 0 // Python has them now
 	}
 	switch {
@@ -531,17 +540,23 @@ func (p *process) onDrainReply(ctx context.Context, fn string, l *replyLoop, r r
 	switch {
 	case r.id == l.id:
 		l.replied = true
-		if p.signalled && (r.err == nil || r.err.Code != "interrupted") {
-			p.lateInterrupts++ // the SIGINT came after the reply, or was swallowed
-		}
-		p.signalled = false
 	case r.id > l.id:
 		p.paid(r.id) // the reply of a nested call
 	default:
 		return false, p.unexpected(ctx, fn, l, r)
 	}
+	if r.err != nil && r.err.Code == "interrupted" {
+		// The SIGINT was taken: by the cut-off call, or by the nested
+		// call it was sent to (the outer call's reply is then its
+		// callback's error), in whatever order their replies come.
+		p.signalled = false
+	}
 	if !l.replied || len(p.owed) > 0 {
 		return false, nil
+	}
+	if p.signalled {
+		p.lateInterrupts++ // the SIGINT came after the replies, or was swallowed
+		p.signalled = false
 	}
 	p.setState(evDrained, nil)
 	return true, nil

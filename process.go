@@ -123,6 +123,12 @@ type process struct {
 	mu      sync.Mutex
 	nextID  uint64
 	outerID uint64 // id of the call that holds mu (the outermost of nested ones)
+	// outerTask: the call outerID is a task on the worker's event loop
+	// (Config.AsyncCalls: a CALL of an async function sent on its own, a
+	// Transaction's), which the loop's thread takes, not the main thread:
+	// SIGINT does not reach it, and the runtime does not read its frame's
+	// count of late interrupts (sendCall). Set by sendCall.
+	outerTask bool
 	// The callbacks read and not yet answered, innermost last (callback.go).
 	pendingCallbacks []uint64
 	// The nested calls sent whose replies have not been read (a call made
@@ -133,11 +139,14 @@ type process struct {
 	// does not rely on that order.)
 	owed []uint64
 	// signalled: a SIGINT went to the cut-off call (interrupt), until its
-	// drain read its reply. lateInterrupts: SIGINTs sent to calls that were
-	// answered without being interrupted (the signal came after the reply,
-	// between calls), counted by the drain and sent with the next call
-	// frame ("i", protocol.go), which resets it: Python then tells an early
-	// SIGINT, for a call it has not begun, from a late one.
+	// drain read a reply "interrupted" (the call's, or a nested call's,
+	// which took the SIGINT) or ended. lateInterrupts: SIGINTs sent to
+	// calls whose drain read no reply "interrupted" (the signal came after
+	// the replies, between calls; or the user's code swallowed it),
+	// counted by the drain and sent with the next call frame that the
+	// worker's main thread reads ("i", protocol.go; not a task's,
+	// outerTask), which resets it: Python then tells an early SIGINT, for
+	// a call it has not begun, from a late one.
 	signalled      bool
 	lateInterrupts uint64
 	streamErr      error         // why the stream broke (streamBroken); written by setState
@@ -812,7 +821,7 @@ func (p *process) awaitInterrupted(grace time.Duration) bool {
 // Transaction's), where SIGINT does not reach it. Part of a drain, as
 // answerPending.
 func (p *process) cancelTask() error {
-	if p.mux == nil || p.state.stream != streamInterrupted || !p.asyncFns[p.currentFunction()] {
+	if !p.outerTask || p.state.stream != streamInterrupted {
 		return nil
 	}
 	frame, err := p.encoder.encodeControl(kindCancel, 2, func(e *callEncoder) error { return e.enc.EncodeUint(p.outerID) })
@@ -987,15 +996,16 @@ func (p *process) crashed() bool {
 }
 
 // interrupt sends SIGINT to the cut-off call, with p.mu held: its drain
-// then counts it as late if the call's reply is not "interrupted"
+// then counts it as late if no reply it reads is "interrupted"
 // (onDrainReply). With Config.AsyncCalls, a call of an async function
-// sent on its own (a Transaction's, not one nested in a callback, which
-// the main thread reads and runs) is a task on the worker's loop thread,
+// sent on its own (a Transaction's CALL, not a Stream, which the main
+// thread awaits, nor a call nested in a callback, which the main thread
+// reads and runs) is a task on the worker's loop thread (outerTask),
 // which SIGINT does not reach: the drain cancels it (cancelTask), and no
 // SIGINT is sent, which the worker would take, between calls, for the
 // next call's.
 func (p *process) interrupt() {
-	if p.mux != nil && len(p.pendingCallbacks) == 0 && p.asyncFns[p.currentFunction()] {
+	if p.outerTask {
 		return
 	}
 	p.signalled = true

@@ -22,9 +22,11 @@ package pypool
 // measured as the frame is written), "a" the attempt (an int, 2 and up:
 // a retry under Config.CrashRetries), "i" the SIGINTs Go sent to calls
 // that were answered without being interrupted since the last call frame
-// (an int, 1 and up: process.lateInterrupts; the worker tells by it an
-// interrupt that came before the call began from one that came after the
-// last reply), "m" the metadata (a map of str to str), "tp" and "ts" the
+// that carried them (an int, 1 and up: process.lateInterrupts; the worker
+// tells by it an interrupt that came before the call began from one that
+// came after the last reply; not on the frame of a task of
+// Config.AsyncCalls, whose thread does not read it: the next frame the
+// worker's main thread reads carries it), "m" the metadata (a map of str to str), "tp" and "ts" the
 // W3C traceparent and tracestate. A call without a deadline, a retry, late
 // interrupts, metadata or a trace context has the frame without it.
 //

@@ -4,10 +4,14 @@ Go sends SIGINT when a call's deadline passes or its context ends. Where the
 main thread is then decides what it does:
 
 - in the user's code (a function Go called, a generator's next item, the
-  wait for Go's answer in call_go): KeyboardInterrupt is raised there;
+  wait for Go's answer in call_go): KeyboardInterrupt is raised there, and
+  counted as between calls (below) until a reply "interrupted" goes to Go
+  (answered_interrupted): one the code swallowed is late for Go too;
 - in the runtime's own code for a call in progress (it sends a stream's
   items, it encodes a callback): the interrupt is kept (pending), and the
   runtime acts on it at its next safe point (take_pending, wait_readable);
+  one the call ends without acting on (leave_runtime), and one that comes
+  while another is pending, count as between calls (below);
 - between calls (neither of the above): it is counted (idle). Such a
   SIGINT is either late, for the call just answered (Go's context ended as
   the reply came), or early, for the call whose frame Go has sent and
@@ -16,7 +20,10 @@ main thread is then decides what it does:
   number of interrupts Go sent for calls that were answered without being
   interrupted since the last frame (protocol.go). At the call's begin,
   begins_interrupted compares the two: more idle SIGINTs than late ones,
-  and the call is answered as interrupted without running.
+  and the call is answered as interrupted without running. One that comes
+  after the begin, before the call's function runs, is that call's
+  (call_user); one pending when a call made in a callback begins is its
+  (serve.Worker._interrupted_before).
 
 STATE, the one Interrupts of the process, holds that state; its methods are
 the only code that changes it, but for the serve loop's inline copy of
@@ -59,24 +66,35 @@ class Interrupts:
     items, waits in call_go); a SIGINT then sets pending.
     pending: a SIGINT came while busy, for the runtime to act on.
     idle: SIGINTs that came between calls, not yet accounted for by a
-    call's begin (begins_interrupted)."""
+    call's begin (begins_interrupted); and those raised in the user's code
+    (raised) whose call's reply is not "interrupted" (swallowed, or ended
+    in another exception): Go counts those as late too.
+    raised: SIGINTs raised in the user's code since the call's begin that
+    no reply "interrupted" accounted for (answered_interrupted); each is
+    counted in idle meanwhile."""
 
-    __slots__ = ("in_user_code", "busy", "pending", "idle")
+    __slots__ = ("in_user_code", "busy", "pending", "idle", "raised")
 
     def __init__(self) -> None:
         self.in_user_code = False
         self.busy = 0
         self.pending = False
         self.idle = 0
+        self.raised = 0
 
     def on_sigint(self, signum: int, frame: Any) -> None:
         """The SIGINT handler (serve_process installs it)."""
         if self.in_user_code:
+            self.idle += 1  # until the call's reply says "interrupted"
+            self.raised += 1
             raise Interrupted
-        if self.busy:
+        if self.busy and not self.pending:
             self.pending = True
         else:
-            self.idle += 1  # late for the last call, or early for the next
+            # Late for the last call, or early for the next; or, while one
+            # is pending, the next call's early one (a worker not scheduled
+            # in the runtime's tail of a call: Go sends one per call).
+            self.idle += 1
 
     def begins_interrupted(self, late: int) -> bool:
         """Whether the call that begins now was interrupted before it began,
@@ -85,13 +103,29 @@ class Interrupts:
         accounted for either way: at most one call is answered for them.
         The serve loop calls it only when idle is above 0."""
         early = self.idle > late
-        self.idle = 0
+        self.idle = self.raised = 0
         return early
 
+    def answered_interrupted(self) -> None:
+        """A reply "interrupted" goes to Go: a SIGINT raised in the user's
+        code (raised) was not swallowed, and Go does not count it as late;
+        neither does idle any more."""
+        if self.raised:
+            self.raised -= 1
+            if self.idle:
+                self.idle -= 1
+
     def call_user(self, function: Callable[..., Any], args: Sequence[Any] = (), kwargs: Mapping[str, Any] = _NO_KWARGS) -> Any:
-        """function(*args, **kwargs), interruptible: the user's code."""
+        """function(*args, **kwargs), interruptible: the user's code. A
+        SIGINT counted between calls that no raise accounts for (idle above
+        raised) came after the call's begin (begins_interrupted): it is this
+        call's, which is interrupted as its code starts. (Not so on serve's
+        inline path, whose window between the two is a few bytecodes.)"""
         try:
             self.in_user_code = True
+            if self.idle and self.idle > self.raised:  # one test when none came
+                self.idle -= 1
+                raise Interrupted
             return function(*args, **kwargs)
         finally:
             self.in_user_code = False
@@ -109,10 +143,21 @@ class Interrupts:
     def leave_runtime(self, was_user: bool, keep_pending: bool = False) -> None:
         """The end of the work enter_runtime began. When no such work is left,
         a pending interrupt is dropped (the call it was for is over), unless
-        keep_pending: the call goes on, and its loop acts on it (take_pending)."""
+        keep_pending: the call goes on, and its loop acts on it (take_pending).
+        A dropped one is counted as idle: its call's reply is not
+        "interrupted", so Go counts it as late, and the next call's frame
+        says so ("i"); uncounted, that frame would take the next call's own
+        early SIGINT for it. Back in the user's code (was_user: call_go,
+        the answer read), the call goes on: it is raised there instead,
+        counted as on_sigint's."""
         self.busy -= 1
-        if not self.busy and not keep_pending:
+        if not self.busy and not keep_pending and self.pending:
             self.pending = False
+            self.idle += 1
+            if was_user:
+                self.raised += 1
+                self.in_user_code = True
+                raise Interrupted
         self.in_user_code = was_user
 
     def take_pending(self) -> bool:
@@ -128,6 +173,8 @@ class Interrupts:
         try:
             self.in_user_code = True
             if self.take_pending():
+                self.idle += 1  # as on_sigint's raise
+                self.raised += 1
                 raise Interrupted
             # In slices: a SIGINT that lands after the check above but before
             # select() enters the kernel does not interrupt select(); its

@@ -270,7 +270,7 @@ class Worker(Channel):
         call = self._decode_call(body)
         if call is None:
             self._handle_general(body)
-        elif not (self.interrupts.idle and self._interrupted_before(call[0], None)):
+        elif not ((self.interrupts.idle or self.interrupts.pending) and self._interrupted_before(call[0], None)):
             self._in_context(call[1], None, self._call, call[0], call[1], call[2], {})
 
     def _interrupted_before(self, call_id: int, context: Any) -> bool:
@@ -278,7 +278,13 @@ class Worker(Channel):
         none), was interrupted before it began (interrupt.py: an idle SIGINT
         that its frame does not count as late); if so it is answered as
         interrupted, without running. For a call frame read while
-        interrupts.idle is above 0."""
+        interrupts.idle is above 0, or (a call made in a callback, read
+        while the runtime works for the call that waits in call_go) while
+        an interrupt is pending: Go sends one only once the call tree is
+        cut off, after this frame, and the frame's call must not run."""
+        if self.interrupts.take_pending():
+            self.send_exception(call_id, Interrupted("interrupted before the call began"))
+            return True
         late = _load_callctx().late_interrupts(context) if context is not None else 0
         if not self.interrupts.begins_interrupted(late):
             return False
@@ -334,7 +340,7 @@ class Worker(Channel):
         context = message[-1] if len(message) == (6 if message[0] == CALL else 7) else None
         if context is not None and _callctx is None and not self._contexts_loaded(call_id):
             return
-        if self.interrupts.idle and self._interrupted_before(call_id, context):
+        if (self.interrupts.idle or self.interrupts.pending) and self._interrupted_before(call_id, context):
             return
         if type(args) is not list:
             self.send_error(call_id, "bad_arguments", "TypeError", "the arguments of %s() are not an array" % name)
@@ -528,6 +534,10 @@ class Worker(Channel):
         return "%s has no public function %r; available: %s" % (module, function, available)
 
     def send_error(self, call_id: int, code: str, type_: str, message: str, tb: str = "", hint: str = "") -> None:
+        if code == "interrupted" and self.interrupts.raised:
+            # Go's drain takes any reply "interrupted" (a nested call's
+            # too: callback._refuse_unread_calls) for its SIGINT taken.
+            self.interrupts.answered_interrupted()
         message, tb, hint = utf8_safe(message), utf8_safe(tb), utf8_safe(hint)
         tail = [hint] if hint else []  # the hint field only when there is one
         reply = self.packb([ERROR, call_id, code, type_, message, tb] + tail)

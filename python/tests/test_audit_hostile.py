@@ -12,7 +12,7 @@ import unittest
 from typing import Any, List
 
 from pypool_runtime import codec, purecodec
-from test_worker import ERROR, RESULT, WorkerTestBase, call_frame, frame, read_stderr_until
+from test_worker import CALL, ERROR, RESULT, WorkerTestBase, call_frame, frame, read_stderr_until
 
 MODULE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "testdata", "pymod")
 
@@ -156,6 +156,10 @@ class HostileTest(WorkerTestBase):
         self.assertError(reply, 1, "exception", "sample_hostile.StrNeverEnds", "<exception str() failed>")
         self.assertIn("raise StrNeverEnds()", reply[5])
         self.assertTrue(reply[5].endswith("sample_hostile.StrNeverEnds: <exception str() failed>\n"), reply[5])
+        # The reply is not "interrupted": Go counts that SIGINT as late and
+        # says so in the next call's frame ("i", interrupt.py), which runs.
+        worker.send(frame(purecodec.packb([CALL, 2, "echo", ["still here"], None, {"i": 1}])))
+        self.assertEqual(worker.read(), [RESULT, 2, "still here"])
         self.assertAlive(worker)
 
     def test_a_codec_that_does_not_load_with_sys_stderr_gone(self) -> None:
