@@ -106,6 +106,15 @@ class Interrupts:
         self.idle = self.raised = 0
         return early
 
+    def absorbed(self) -> None:
+        """A SIGINT that another handler took for the call in progress
+        (aio's, which cancels the awaited task): counted as on_sigint's
+        raise, until the call's reply says "interrupted". A coroutine that
+        swallows its cancellation answers otherwise, and Go counts the
+        SIGINT as late."""
+        self.idle += 1
+        self.raised += 1
+
     def answered_interrupted(self) -> None:
         """A reply "interrupted" goes to Go: a SIGINT raised in the user's
         code (raised) was not swallowed, and Go does not count it as late;

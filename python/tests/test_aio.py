@@ -17,6 +17,7 @@ from unittest import mock
 from typing import Any, List
 
 from pypool_runtime import aio, purecodec
+from pypool_runtime.interrupt import STATE
 from test_worker import (BOOTSTRAP, ERROR, RESULT, RUNTIME_DIR, TIMEOUT, WorkerProcess, WorkerTestBase, call_frame,
                          read_stderr_until, sigint_between_calls)
 
@@ -27,19 +28,29 @@ def interrupt_soon() -> None:
 
 
 class NoUnawaitedWarnings(unittest.TestCase):
-    """Fails a test if Python warned that a coroutine was never awaited."""
+    """Fails a test if Python warned that a coroutine was never awaited.
+    Its tests run aio.run in this process, whose SIGINTs count in the
+    process's interrupt state (interrupt.STATE) as a worker's would, until
+    its next call: the state is reset after each, for the tests that serve
+    calls in this process next (test_hotpath.py)."""
 
     def setUp(self) -> None:
         catcher = warnings.catch_warnings(record=True)
         self.caught = catcher.__enter__()
         warnings.simplefilter("always")
         self.addCleanup(self._check_warnings, catcher)
+        self.addCleanup(_reset_interrupt_state)
 
     def _check_warnings(self, catcher: Any) -> None:
         gc.collect()  # a coroutine dropped unawaited warns when it is freed
         catcher.__exit__(None, None, None)
         messages = [str(w.message) for w in self.caught if issubclass(w.category, RuntimeWarning)]
         self.assertEqual(messages, [])
+
+
+def _reset_interrupt_state() -> None:
+    STATE.idle = STATE.raised = 0
+    STATE.pending = False
 
 
 class IsAwaitableTest(unittest.TestCase):

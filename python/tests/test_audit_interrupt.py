@@ -200,3 +200,33 @@ class NestedCallInterruptedAsItIsReadPureTest(NestedCallInterruptedAsItIsReadTes
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class AwaitedCoroutineInterruptTest(WorkerTestBase):
+    """An async function called without Config.AsyncCalls: aio.run awaits
+    its coroutine with a SIGINT handler of its own, which cancels the task.
+    A coroutine that swallows the cancellation answers with its result, so
+    Go counts that SIGINT as late; the worker must count it too, or the
+    next call's early SIGINT is matched against it and lost (before the
+    fix: the next call ran its 5 s, and Go would have killed the worker)."""
+
+    def test_a_swallowed_cancellation_counts_as_late(self) -> None:
+        from test_worker import read_stderr_until, sigint_between_calls
+
+        worker = self.start_ready("sample_async")
+        worker.send(call_frame(1, "swallow_cancellation", [0.5]))
+        read_stderr_until(worker, "awaiting")
+        worker.proc.send_signal(signal.SIGINT)
+        read_stderr_until(worker, "swallowed")
+        self.assertEqual(worker.read(), [RESULT, 1, "ignored"])
+        # Go's drain read "ignored": one late interrupt, sent with the next
+        # frame; and before it, that call's own early SIGINT.
+        sigint_between_calls(worker)
+        worker.send(frame(purecodec.packb([2, 2, "sleep_sync", [5], None, {"i": 1}])))
+        reply = worker.read()
+        self.assertEqual(reply[:4], [ERROR, 2, "interrupted", "KeyboardInterrupt"], reply)
+        self.assertEqual(worker.call("echo", "next", call_id=3), [RESULT, 3, "next"])
+
+
+class AwaitedCoroutineInterruptPureTest(AwaitedCoroutineInterruptTest):
+    codec_name = "pure"
