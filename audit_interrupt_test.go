@@ -63,23 +63,14 @@ func cancelOn(t *testing.T, rec *logRecorder, line string, cancel func()) {
 // began".
 func TestAuditInterruptLateThenATaskCall(t *testing.T) {
 	for _, async := range []bool{false, true} {
-		name := "one call at a time"
-		if async {
-			name = "async mode"
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(modeName(async), func(t *testing.T) {
 			t.Parallel()
 			pool, rec := auditInterruptPool(t, async, nil)
 			ctx := testCtx(t)
 			pid := soleWorkerPid(t, pool)
 			proc := workerProcs(pool)[0]
 
-			cutCtx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			cancelOn(t, rec, "encoding the late reply", cancel)
-			_, err := pool.Call(cutCtx, "late_reply")
-			require.ErrorIs(t, err, context.Canceled)
-			awaitPool(t, pool, "the late interrupt drained", func(s Stats) bool { return s.Interrupts == 1 && s.InUse == 0 })
+			callCutOff(t, pool, rec, "late_reply", "encoding the late reply")
 			require.Equal(t, uint64(1), lateInterruptsOf(proc), "late interrupts after the drain")
 
 			require.NoError(t, pool.Transaction(ctx, func(w *Worker) error {
@@ -94,8 +85,7 @@ func TestAuditInterruptLateThenATaskCall(t *testing.T) {
 				require.NoError(t, err, "call %d after the late interrupt", i)
 				assert.EqualValues(t, i, got)
 			}
-			assert.Equal(t, pid, soleWorkerPid(t, pool), "the worker was replaced")
-			assert.Zero(t, pool.Stats().StopsKilled, "workers killed")
+			requireWorkerKept(t, pool, pid)
 		})
 	}
 }
@@ -114,24 +104,12 @@ func TestAuditInterruptStreamOfAnAsyncFunctionInAsyncMode(t *testing.T) {
 	ctx := testCtx(t)
 	pid := soleWorkerPid(t, pool)
 
-	cutCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cancelOn(t, rec, "awaiting the second item", cancel)
-	var streamErr error
-	for _, err := range pool.Stream(cutCtx, "slow_items") {
-		if err != nil {
-			streamErr = err
-			break
-		}
-	}
-	require.ErrorIs(t, streamErr, context.Canceled)
-	awaitPool(t, pool, "the stream drained", func(s Stats) bool { return s.Interrupts == 1 && s.InUse == 0 })
+	streamCutOff(t, pool, rec, "slow_items", "awaiting the second item")
 
 	got, err := pool.Call(ctx, "echo", "next")
 	require.NoError(t, err)
 	assert.Equal(t, "next", got)
-	assert.Equal(t, pid, soleWorkerPid(t, pool), "the worker was replaced")
-	assert.Zero(t, pool.Stats().StopsKilled, "workers killed")
+	requireWorkerKept(t, pool, pid)
 }
 
 // A nested call (in a callback) cut off by its outer call's context:
@@ -172,95 +150,44 @@ func TestAuditInterruptNestedCutOffThenAnEarlyInterrupt(t *testing.T) {
 // must be answered, the worker kept (interrupts: Stats.Interrupts then).
 func earlyInterruptKeepsTheWorker(t *testing.T, pool *Pool, pid int, interrupts uint64) {
 	t.Helper()
-	ctx := testCtx(t)
-	written := make(chan struct{}, 1)
-	proc := workerProcs(pool)[0]
-	setHook := func(hook func()) {
-		proc.mu.Lock()
-		defer proc.mu.Unlock()
-		proc.testHookWritten = hook
-	}
-	setHook(func() {
-		select {
-		case written <- struct{}{}:
-		default:
-		}
+	interruptWhileStopped(t, pool, pid, interrupts, func(ctx context.Context) error {
+		_, err := pool.Call(ctx, "sleep", 30)
+		return err
 	})
-	defer setHook(nil)
-	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
-	cutCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := pool.Call(cutCtx, "sleep", 30)
-		done <- err
-	}()
-	<-written
-	cancel()
-	require.ErrorIs(t, <-done, context.Canceled)
-	awaitPool(t, pool, "the early interrupt sent", func(s Stats) bool { return s.Interrupts == interrupts })
-	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
-
-	got, err := pool.Call(ctx, "echo", "after")
+	got, err := pool.Call(testCtx(t), "echo", "after")
 	require.NoError(t, err)
 	assert.Equal(t, "after", got)
-	assert.Equal(t, pid, soleWorkerPid(t, pool), "the worker was replaced")
-	assert.Zero(t, pool.Stats().StopsKilled, "workers killed")
+	requireWorkerKept(t, pool, pid)
 }
 
-// A stream whose context ends while the runtime sends its last items (its
-// SIGINT kept pending, Interrupts.busy) and that then ends: the reply is
-// not "interrupted", so Go counts the SIGINT as late; the worker must
-// count it too, or the next call's early interrupt is taken for that late
-// one. Before the fix, the runtime dropped the pending SIGINT without
-// counting it: the next call ran its 30 s and its worker was killed after
-// Config.InterruptGrace.
-func TestAuditInterruptPendingAtAStreamsEndThenAnEarlyInterrupt(t *testing.T) {
-	t.Parallel()
-	pool, rec := auditInterruptPool(t, false, nil)
-	ctx := testCtx(t)
-	pid := soleWorkerPid(t, pool)
-	proc := workerProcs(pool)[0]
-
-	cutCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cancelOn(t, rec, "encoding the late item", cancel)
-	var streamErr error
-	for _, err := range pool.Stream(cutCtx, "late_items") {
-		if err != nil {
-			streamErr = err
-			break
-		}
+// A late interrupt, then the next call's early one. The late one is
+// either a SIGINT that came while the runtime sent a stream's last items
+// (kept pending, Interrupts.busy) and that the stream ended without acting
+// on, or one the user's code swallowed (KeyboardInterrupt caught, and it
+// returned within Config.InterruptGrace). Its call's reply is not
+// "interrupted", so Go counts it as late; the worker must count it too, or
+// the next call's early interrupt is taken for it. Before the fixes, the
+// runtime dropped the pending SIGINT without counting it, and did not
+// count a swallowed one (docs/errors.md named that as a limit): the next
+// call ran its 30 s and its worker was killed after InterruptGrace.
+func TestAuditInterruptLateThenAnEarlyInterrupt(t *testing.T) {
+	for name, cutOff := range map[string]func(*testing.T, *Pool, *logRecorder){
+		"pending at a stream's end": func(t *testing.T, pool *Pool, rec *logRecorder) {
+			streamCutOff(t, pool, rec, "late_items", "encoding the late item")
+		},
+		"swallowed": func(t *testing.T, pool *Pool, rec *logRecorder) {
+			callCutOff(t, pool, rec, "swallow", "swallowing the interrupt")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			pool, rec := auditInterruptPool(t, false, nil)
+			pid := soleWorkerPid(t, pool)
+			cutOff(t, pool, rec)
+			require.Equal(t, uint64(1), lateInterruptsOf(workerProcs(pool)[0]), "late interrupts after the drain")
+			earlyInterruptKeepsTheWorker(t, pool, pid, 2)
+		})
 	}
-	require.ErrorIs(t, streamErr, context.Canceled)
-	awaitPool(t, pool, "the stream drained", func(s Stats) bool { return s.Interrupts == 1 && s.InUse == 0 })
-	require.Equal(t, uint64(1), lateInterruptsOf(proc), "late interrupts after the drain")
-
-	earlyInterruptKeepsTheWorker(t, pool, pid, 2)
-}
-
-// A call whose code swallows its interrupt (KeyboardInterrupt caught, and
-// it returns within Config.InterruptGrace): Go counts the SIGINT as late,
-// as it cannot tell it from one that came after the reply. The worker must
-// count it too, or the next call's early interrupt is taken for it. Before
-// the fix (docs/errors.md named it as a limit), that call ran its 30 s and
-// its worker was killed after Config.InterruptGrace.
-func TestAuditInterruptSwallowedThenAnEarlyInterrupt(t *testing.T) {
-	t.Parallel()
-	pool, rec := auditInterruptPool(t, false, nil)
-	ctx := testCtx(t)
-	pid := soleWorkerPid(t, pool)
-	proc := workerProcs(pool)[0]
-
-	cutCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cancelOn(t, rec, "swallowing the interrupt", cancel)
-	_, err := pool.Call(cutCtx, "swallow")
-	require.ErrorIs(t, err, context.Canceled)
-	awaitPool(t, pool, "the call drained", func(s Stats) bool { return s.Interrupts == 1 && s.InUse == 0 })
-	require.Equal(t, uint64(1), lateInterruptsOf(proc), "late interrupts after the drain")
-
-	earlyInterruptKeepsTheWorker(t, pool, pid, 2)
 }
 
 // Every call form cut off at random instants, one after another on one
@@ -273,11 +200,7 @@ func TestAuditInterruptSwallowedThenAnEarlyInterrupt(t *testing.T) {
 // through their combinations (written after the fixes above; it held).
 func TestAuditInterruptMixedCutOffs(t *testing.T) {
 	for _, async := range []bool{false, true} {
-		name := "one call at a time"
-		if async {
-			name = "async mode"
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(modeName(async), func(t *testing.T) {
 			t.Parallel()
 			var pool *Pool
 			pool, _ = auditInterruptPool(t, async, map[string]Callback{
@@ -385,4 +308,43 @@ func TestAuditInterruptEarlyOutcomeInStatsAndLogs(t *testing.T) {
 		assert.NotEmpty(t, attrs["answered_in"], attrs)
 	}
 	assert.Equal(t, pid, soleWorkerPid(t, pool), "the worker was replaced")
+}
+
+// cutOffOn runs call, which makes one call with the context it is given,
+// cancels that context when the worker logs line, and waits until the
+// cut-off call drained: its one interrupt answered, its worker back in the
+// pool.
+func cutOffOn(t *testing.T, pool *Pool, rec *logRecorder, line string, call func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	cancelOn(t, rec, line, cancel)
+	require.ErrorIs(t, call(ctx), context.Canceled)
+	awaitPool(t, pool, "the cut-off call drained", func(s Stats) bool { return s.Interrupts == 1 && s.InUse == 0 })
+}
+
+// streamCutOff is cutOffOn for a Stream of fn.
+func streamCutOff(t *testing.T, pool *Pool, rec *logRecorder, fn, line string) {
+	t.Helper()
+	cutOffOn(t, pool, rec, line, func(ctx context.Context) error {
+		_, err := collect(t, pool.Stream(ctx, fn))
+		return err
+	})
+}
+
+// callCutOff is cutOffOn for a Call of fn.
+func callCutOff(t *testing.T, pool *Pool, rec *logRecorder, fn, line string) {
+	t.Helper()
+	cutOffOn(t, pool, rec, line, func(ctx context.Context) error {
+		_, err := pool.Call(ctx, fn)
+		return err
+	})
+}
+
+// modeName names a subtest by Config.AsyncCalls (async) or without.
+func modeName(async bool) string {
+	if async {
+		return "async mode"
+	}
+	return "one call at a time"
 }

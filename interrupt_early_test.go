@@ -11,6 +11,7 @@ package pypool
 
 import (
 	"context"
+	"errors"
 	"syscall"
 	"testing"
 	"time"
@@ -39,52 +40,80 @@ func TestInterruptBeforeTheCallBeganKeepsTheWorker(t *testing.T) {
 			cfg.Module = "pypool_deadlinemod"
 			cfg.InterruptGrace = earlyInterruptGrace
 			pool := newTestPool(t, cfg)
-			ctx := testCtx(t)
 			pid := soleWorkerPid(t, pool)
-			written := make(chan struct{}, 1)
-			workerProcs(pool)[0].testHookWritten = func() {
-				select {
-				case written <- struct{}{}:
-				default: // a later call's
+			interruptWhileStopped(t, pool, pid, 1, func(ctx context.Context) error {
+				if form == "call with a deadline" {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, time.Minute) // a frame with the time left; cancelled first
+					defer cancel()
 				}
-			}
-
-			require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
-			cutCtx, cancel := context.WithCancel(ctx)
-			if form == "call with a deadline" {
-				cutCtx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
-			}
-			defer cancel()
-			done := make(chan error, 1)
-			go func() {
 				var err error
 				switch form {
 				case "stream":
-					_, err = collect(t, pool.Stream(cutCtx, "behave_gen", "c_sleep", 30))
+					_, err = collect(t, pool.Stream(ctx, "behave_gen", "c_sleep", 30))
 				case "keyword arguments":
-					_, err = pool.Call(cutCtx, "behave", Kwargs{"kind": "c_sleep", "seconds": 30})
+					_, err = pool.Call(ctx, "behave", Kwargs{"kind": "c_sleep", "seconds": 30})
 				default:
-					_, err = pool.Call(cutCtx, "behave", "c_sleep", 30)
+					_, err = pool.Call(ctx, "behave", "c_sleep", 30)
 				}
-				done <- err
-			}()
-			<-written // the frame is in the pipe, the worker stopped
-			cancel()
-			err := <-done
-			require.Error(t, err)
-			assert.ErrorIs(t, err, cutCtx.Err())
-			awaitPool(t, pool, "the interrupt sent", func(s Stats) bool { return s.Interrupts == 1 })
-			require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
-
-			got, err := pool.Call(ctx, "behave", "quick", 0)
+				return err
+			})
+			got, err := pool.Call(testCtx(t), "behave", "quick", 0)
 			require.NoError(t, err)
 			assert.Equal(t, "quick", got)
-			assert.Equal(t, pid, soleWorkerPid(t, pool), "the worker was replaced")
-			s := pool.Stats()
-			assert.Zero(t, s.StopsKilled, "workers killed")
-			assert.Zero(t, s.Restarts, "workers started after New")
+			requireWorkerKept(t, pool, pid)
+			assert.Zero(t, pool.Stats().Restarts, "workers started after New")
 		})
 	}
+}
+
+// interruptWhileStopped runs call, which makes one call with the context
+// it is given, while pool's one worker, pid, is stopped (SIGSTOP): once
+// the call's frame is written whole (process.testHookWritten) the context
+// is cancelled; once the pool sent its interrupt (Stats.Interrupts reaches
+// interrupts) the worker resumes (SIGCONT), to find the frame and the
+// SIGINT both waiting. call must return the context's error.
+func interruptWhileStopped(t *testing.T, pool *Pool, pid int, interrupts uint64, call func(ctx context.Context) error) {
+	t.Helper()
+	written := make(chan struct{}, 1)
+	proc := workerProcs(pool)[0]
+	setHook := func(hook func()) {
+		proc.mu.Lock()
+		defer proc.mu.Unlock()
+		proc.testHookWritten = hook
+	}
+	setHook(func() {
+		select {
+		case written <- struct{}{}:
+		default: // a later call's
+		}
+	})
+	defer setHook(nil)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- call(ctx) }()
+	select {
+	case <-written: // the frame is in the pipe, the worker stopped
+	case err := <-done:
+		require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+		t.Fatalf("the call ended before its frame was written: %v", err)
+	}
+	cancel()
+	err := <-done
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded), "%v", err)
+	awaitPool(t, pool, "the interrupt sent", func(s Stats) bool { return s.Interrupts == interrupts })
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+}
+
+// requireWorkerKept checks that pool's one worker is still pid and that
+// no worker was killed.
+func requireWorkerKept(t *testing.T, pool *Pool, pid int) {
+	t.Helper()
+	assert.Equal(t, pid, soleWorkerPid(t, pool), "the worker was replaced")
+	assert.Zero(t, pool.Stats().StopsKilled, "workers killed")
 }
 
 // soleWorkerPid is the pid of the one worker of pool.
