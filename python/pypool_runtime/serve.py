@@ -12,7 +12,6 @@ through the Worker as a channel.Channel.
 
 from __future__ import annotations
 
-import os
 from select import select  # bound before the user's module runs (as frames.py's os_write)
 
 from . import CALL, ERROR, STREAM, channel, ext, shm
