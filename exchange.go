@@ -114,13 +114,14 @@ func (p *process) sendCall(ctx context.Context, id uint64, fn string, args []any
 	if nested {
 		bound = boundNested
 	}
+	// A task on the worker's loop (Config.AsyncCalls; never a nested
+	// call): its thread does not read the late interrupts, the main
+	// thread's next call frame carries them.
+	task := false
 	if !nested {
-		// A task on the worker's loop (Config.AsyncCalls): its thread
-		// does not read the late interrupts, the main thread's next
-		// call frame carries them.
-		p.outerTask = p.mux != nil && window == 0 && p.asyncFns[fn]
+		task = p.mux != nil && window == 0 && p.asyncFns[fn]
+		p.outerTask = task
 	}
-	task := p.outerTask && !nested
 	if !task {
 		cc.lateInterrupts = p.lateInterrupts
 	}

@@ -26,9 +26,10 @@ package pypool
 // tells by it an interrupt that came before the call began from one that
 // came after the last reply; not on the frame of a task of
 // Config.AsyncCalls, whose thread does not read it: the next frame the
-// worker's main thread reads carries it), "m" the metadata (a map of str to str), "tp" and "ts" the
-// W3C traceparent and tracestate. A call without a deadline, a retry, late
-// interrupts, metadata or a trace context has the frame without it.
+// worker's main thread reads carries it), "m" the metadata (a map of str
+// to str), "tp" and "ts" the W3C traceparent and tracestate. A call
+// without a deadline, a retry, late interrupts, metadata or a trace
+// context has the frame without it.
 //
 // HELLO's executable (sys.executable, "" when unknown) and setup_seconds
 // (how long Config.SetUp took, a float) may be missing. ERROR's hint (how

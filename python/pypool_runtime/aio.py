@@ -184,7 +184,7 @@ def _on_sigint(signum: int, frame: Any) -> None:
     _interrupted = True
     task, loop = _task, _loop
     if task is None or task.done() or loop is None:
-        STATE.absorbed()
+        STATE.count_raised()
         return
     import asyncio
 
@@ -198,7 +198,7 @@ def _on_sigint(signum: int, frame: Any) -> None:
         if callable(outer):
             outer(signum, frame)
         return
-    STATE.absorbed()  # the worker's handler, which counts it, is not called
+    STATE.count_raised()  # the worker's handler, which counts it, is not called
     if asyncio.current_task(loop) is task:
         # The coroutine runs synchronous code (time.sleep, a blocking
         # client): a cancellation would wait for its next await. Interrupt it
@@ -595,7 +595,7 @@ class AsyncServer:
 
         def on_sigint(signum: int, frame: Any) -> None:
             interrupted[0] = True
-            STATE.absorbed()  # as _on_sigint's
+            STATE.count_raised()  # as _on_sigint's
             loop.call_soon_threadsafe(cancel)
 
         try:

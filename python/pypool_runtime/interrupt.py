@@ -85,8 +85,7 @@ class Interrupts:
     def on_sigint(self, signum: int, frame: Any) -> None:
         """The SIGINT handler (serve_process installs it)."""
         if self.in_user_code:
-            self.idle += 1  # until the call's reply says "interrupted"
-            self.raised += 1
+            self.count_raised()
             raise Interrupted
         if self.busy and not self.pending:
             self.pending = True
@@ -106,12 +105,12 @@ class Interrupts:
         self.idle = self.raised = 0
         return early
 
-    def absorbed(self) -> None:
-        """A SIGINT that another handler took for the call in progress
-        (aio's, which cancels the awaited task): counted as on_sigint's
-        raise, until the call's reply says "interrupted". A coroutine that
-        swallows its cancellation answers otherwise, and Go counts the
-        SIGINT as late."""
+    def count_raised(self) -> None:
+        """Count a SIGINT raised in the call in progress, or taken for it by
+        another handler (aio's, which cancels the awaited task): between
+        calls (idle) until the call's reply says "interrupted"
+        (answered_interrupted). Code that swallows it answers otherwise,
+        and Go counts the SIGINT as late."""
         self.idle += 1
         self.raised += 1
 
@@ -162,11 +161,11 @@ class Interrupts:
         self.busy -= 1
         if not self.busy and not keep_pending and self.pending:
             self.pending = False
-            self.idle += 1
             if was_user:
-                self.raised += 1
+                self.count_raised()
                 self.in_user_code = True
                 raise Interrupted
+            self.idle += 1
         self.in_user_code = was_user
 
     def take_pending(self) -> bool:
@@ -182,8 +181,7 @@ class Interrupts:
         try:
             self.in_user_code = True
             if self.take_pending():
-                self.idle += 1  # as on_sigint's raise
-                self.raised += 1
+                self.count_raised()
                 raise Interrupted
             # In slices: a SIGINT that lands after the check above but before
             # select() enters the kernel does not interrupt select(); its

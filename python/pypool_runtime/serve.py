@@ -281,12 +281,10 @@ class Worker(Channel):
         while the runtime works for the call that waits in call_go) while
         an interrupt is pending: Go sends one only once the call tree is
         cut off, after this frame, and the frame's call must not run."""
-        if self.interrupts.take_pending():
-            self.send_exception(call_id, Interrupted("interrupted before the call began"))
-            return True
-        late = _load_callctx().late_interrupts(context) if context is not None else 0
-        if not self.interrupts.begins_interrupted(late):
-            return False
+        if not self.interrupts.take_pending():
+            late = _load_callctx().late_interrupts(context) if context is not None else 0
+            if not self.interrupts.begins_interrupted(late):
+                return False
         self.send_exception(call_id, Interrupted("interrupted before the call began"))
         return True
 
