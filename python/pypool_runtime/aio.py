@@ -181,9 +181,12 @@ def _catch_sigint() -> Any:
 
 def _on_sigint(signum: int, frame: Any) -> None:
     global _interrupted
-    _interrupted = True
     task, loop = _task, _loop
-    if task is None or task.done() or loop is None:
+    if task is not None and task.done():
+        _to_outer_handler(_outer_handler, signum, frame)
+        return
+    _interrupted = True
+    if task is None or loop is None:
         STATE.count_raised()
         return
     import asyncio
@@ -194,9 +197,7 @@ def _on_sigint(signum: int, frame: Any) -> None:
         # the cancellation (a flag while the task runs) takes effect at the
         # coroutine's next await if that handler only defers the interrupt.
         task.cancel()
-        outer = _outer_handler
-        if callable(outer):
-            outer(signum, frame)
+        _to_outer_handler(_outer_handler, signum, frame)
         return
     STATE.count_raised()  # the worker's handler, which counts it, is not called
     if asyncio.current_task(loop) is task:
@@ -208,6 +209,15 @@ def _on_sigint(signum: int, frame: Any) -> None:
     # in case it sleeps in its selector.
     task.cancel()
     loop.call_soon_threadsafe(_wake)
+
+
+def _to_outer_handler(outer: Any, signum: int, frame: Any) -> None:
+    """Hand a SIGINT to the handler run() replaced (the worker's). For one
+    that came after the awaited task ended, before that handler was put
+    back, it decides as if the signal had come a moment later: no
+    cancellation can reach a task that has ended."""
+    if callable(outer):
+        outer(signum, frame)
 
 
 def _wake() -> None:
@@ -594,12 +604,16 @@ class AsyncServer:
                 box[0].cancel()
 
         def on_sigint(signum: int, frame: Any) -> None:
+            if box and not isinstance(box[0], BaseException) and box[0].done():
+                _to_outer_handler(outer[0], signum, frame)  # as _on_sigint's
+                return
             interrupted[0] = True
             STATE.count_raised()  # as _on_sigint's
             loop.call_soon_threadsafe(cancel)
 
+        outer: List[Any] = [None]
         try:
-            previous = signal.signal(signal.SIGINT, on_sigint)
+            previous = outer[0] = signal.signal(signal.SIGINT, on_sigint)
         except ValueError:
             previous = None
         try:

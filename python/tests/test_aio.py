@@ -253,6 +253,27 @@ class RunTest(NoUnawaitedWarnings):
         with self.assertRaises(KeyboardInterrupt):
             aio.run(answer())
 
+    def test_an_interrupt_after_the_task_ended_goes_to_the_workers_handler(self) -> None:
+        """SIGINT after the awaited task ended, before run() put the worker's
+        handler back: that handler decides, as if the signal had come a
+        moment later (in a Stream's loop of items, it interrupts the
+        stream). Before, run's handler dropped it: no cancellation could
+        reach a task that had ended, and a stream of an async generator cut
+        off in that window ran on until its worker was killed."""
+        seen: List[str] = []
+
+        def workers_handler(signum: int, frame: Any) -> None:
+            seen.append("worker's handler")
+
+        async def answer() -> str:
+            asyncio.current_task().add_done_callback(lambda _: os.kill(os.getpid(), signal.SIGINT))  # type: ignore[union-attr]
+            return "answer"
+
+        previous = signal.signal(signal.SIGINT, workers_handler)
+        self.addCleanup(signal.signal, signal.SIGINT, previous)
+        self.assertEqual(aio.run(answer()), "answer")
+        self.assertEqual(seen, ["worker's handler"])
+
     def test_own_cancellation_is_not_an_interrupt(self) -> None:
         async def cancel_itself() -> None:
             asyncio.current_task().cancel()  # type: ignore[union-attr]
