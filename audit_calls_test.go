@@ -81,7 +81,10 @@ func TestAuditWorkerCallAfterTransactionIsReleased(t *testing.T) {
 }
 
 // settled waits for the pool at rest with size workers and checks that
-// every call begun has ended (Stats stays honest after the faults).
+// every call begun has ended (Stats stays honest after the faults). A
+// callback whose call gave up on it (the call's context ended) runs on in
+// its own goroutine, and a call it makes is in progress until it returns:
+// a test whose callbacks call awaits them first.
 func settled(t *testing.T, pool *Pool, size int) {
 	t.Helper()
 	awaitPool(t, pool, "at rest", func(s Stats) bool { return atRest(s, size) })
@@ -459,8 +462,11 @@ func TestAuditAsyncCallsExhaustedThenKilled(t *testing.T) {
 // after Config.InterruptGrace (in most runs, a few of the 100 calls).
 func TestAuditNestedRoundTripsCancelledAnywhere(t *testing.T) {
 	var pool *Pool
+	var callbacks sync.WaitGroup // the nest that a cut-off call gave up on runs on
 	pool = newTestPool(t, auditCallsConfig(t, map[string]Callback{
 		"nest": func(ctx context.Context, args []any) (any, error) {
+			callbacks.Add(1)
+			defer callbacks.Done()
 			return pool.Call(ctx, "ask", "leaf", args[0])
 		},
 		"leaf": func(_ context.Context, args []any) (any, error) { return args[0], nil },
@@ -483,6 +489,7 @@ func TestAuditNestedRoundTripsCancelledAnywhere(t *testing.T) {
 		require.EqualValues(t, i, v)
 	}
 	t.Logf("%d of 100 answered", answered)
+	callbacks.Wait()
 	settled(t, pool, 1)
 	assert.Zero(t, pool.Stats().StopsKilled, "workers killed for not answering their interrupt")
 	require.Equal(t, pid, pythonPid(t, pool), "the worker")
@@ -587,8 +594,11 @@ func TestAuditWorkerStreamBrokenOrCutAnywhere(t *testing.T) {
 func TestAuditAsyncModeNestedAsyncCallCutOff(t *testing.T) {
 	var pool *Pool
 	started := make(chan struct{}, 1)
+	var callbacks sync.WaitGroup // the nest that a cut-off call gave up on runs on
 	cfg := auditCallsConfig(t, map[string]Callback{
 		"nest": func(ctx context.Context, _ []any) (any, error) {
+			callbacks.Add(1)
+			defer callbacks.Done()
 			started <- struct{}{}
 			return pool.Call(ctx, "async_sleep", 30, nil)
 		},
@@ -606,6 +616,7 @@ func TestAuditAsyncModeNestedAsyncCallCutOff(t *testing.T) {
 	_, err = pool.Call(ctx, "ask", "nest")
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, pid, pythonPid(t, pool), "the worker answered its interrupt and was kept")
+	callbacks.Wait()
 	settled(t, pool, 1)
 }
 
@@ -882,8 +893,11 @@ func TestAuditWorkerStreamCallbackCallsTheWorker(t *testing.T) {
 // answers every interrupt: it is kept, and serves the next call.
 func TestAuditStreamOfNestedCallsCancelledAnywhere(t *testing.T) {
 	var pool *Pool
+	var callbacks sync.WaitGroup // the nest that a cut-off call gave up on runs on
 	pool = newTestPool(t, auditCallsConfig(t, map[string]Callback{
 		"nest": func(ctx context.Context, args []any) (any, error) {
+			callbacks.Add(1)
+			defer callbacks.Done()
 			return pool.Call(ctx, "ask", "leaf", args[0])
 		},
 		"leaf": func(_ context.Context, args []any) (any, error) { return args[0], nil },
@@ -906,6 +920,7 @@ func TestAuditStreamOfNestedCallsCancelledAnywhere(t *testing.T) {
 		require.NoError(t, err, "the call after iteration %d", i)
 		require.EqualValues(t, i, v)
 	}
+	callbacks.Wait()
 	settled(t, pool, 1)
 	assert.Zero(t, pool.Stats().StopsKilled, "workers killed for not answering their interrupt")
 	require.Equal(t, pid, pythonPid(t, pool), "the worker")
