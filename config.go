@@ -643,13 +643,13 @@ func (c Config) checkDir() error {
 }
 
 // spec builds the worker specification from a validated Config.
-func (c Config) spec(python *interpreter, runtimeDir, codeDir string) (*workerSpec, error) {
+func (c Config) spec(python *interpreter, codeDir string) (*workerSpec, error) {
 	paths, err := c.pythonPathDirs()
 	if err != nil {
 		return nil, err
 	}
 	modules := c.modules()
-	args := []string{"-I", "-c", bootstrap, runtimeDir}
+	args := []string{"-I", "-c", bootstrap} // the runtime's directory comes on stdin (release)
 	for _, module := range modules {
 		args = append(args, "--module", module)
 	}

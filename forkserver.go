@@ -115,12 +115,12 @@ type forkReply struct {
 // the template is given the first worker's descriptors (fds 4..3+nfds).
 func (spec *workerSpec) forkServerArgs(nfds int, first bool) ([]string, error) {
 	args := append([]string(nil), spec.args...)
-	at := slices.Index(args, bootstrap) // python's options, "-c", bootstrap, runtimeDir, the worker's
-	if at < 0 || at+1 >= len(args) {
+	at := slices.Index(args, bootstrap) // python's options, "-c", bootstrap, the worker's
+	if at < 0 {
 		return nil, fmt.Errorf("%w: fork server: the workers do not run pypool's runtime bootstrap", ErrWorkerStart)
 	}
 	args[at] = forkBootstrap
-	own := []string{"--host-pid", strconv.Itoa(os.Getpid()), "--worker-fds", strconv.Itoa(nfds)}
+	own := []string{spec.runtimeDir, "--host-pid", strconv.Itoa(os.Getpid()), "--worker-fds", strconv.Itoa(nfds)}
 	for _, m := range spec.preload {
 		own = append(own, "--preload", m)
 	}
@@ -130,7 +130,7 @@ func (spec *workerSpec) forkServerArgs(nfds int, first bool) ([]string, error) {
 	if first {
 		own = append(own, "--first-worker")
 	}
-	args = slices.Insert(args, at+2, own...)
+	args = slices.Insert(args, at+1, own...)
 	return append(args, "--dump-fd", strconv.Itoa(nfds-1)), nil
 }
 
@@ -171,6 +171,9 @@ func newForkServer(spec *workerSpec, onExit func(*forkServer)) *forkServer {
 // after its HELLO; its answer comes as a fork request's.
 func (fs *forkServer) start(ctx context.Context, first []*os.File) error {
 	spec := fs.spec
+	if err := spec.ready.await(ctx); err != nil { // its bootstrap does not hold: it imports at once
+		return err
+	}
 	args, err := spec.forkServerArgs(fs.nfds, first != nil)
 	if err != nil {
 		return err

@@ -92,68 +92,13 @@ type guardianProcess struct {
 }
 
 // newGuardian returns the guardian of a pool that logs to logger; it
-// starts no process (start, or startEarly, does).
+// starts no process (start does).
 func newGuardian(logger *slog.Logger) *guardian {
 	return &guardian{
 		shell:  guardianShell,
 		logger: logger,
 		groups: make(map[int]struct{}),
 	}
-}
-
-// earlyStart is a pool's first guardian start, begun by New before its
-// install check so that the guardian's fork and exec (which Go waits for)
-// run beside that check rather than after it; the pool awaits it before it
-// starts any worker or template, so the guardian exists before a worker's
-// exec (invariant 10).
-type earlyStart struct {
-	g      *guardian
-	done   chan struct{} // closed once start returned
-	err    error         // start's, set before done is closed
-	bound  chan struct{} // closed by await or abandon: the guardian's exit may be handled
-	onExit func(*guardianProcess)
-}
-
-// startEarly begins the guardian's first start in a goroutine. A nil
-// *guardian gives a nil *earlyStart, whose await does nothing.
-func (g *guardian) startEarly() *earlyStart {
-	if g == nil {
-		return nil
-	}
-	s := &earlyStart{g: g, done: make(chan struct{}), bound: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		s.err = g.start(func(gp *guardianProcess) {
-			<-s.bound // a guardian that exits before its pool exists is handled once the pool does
-			if s.onExit != nil {
-				s.onExit(gp)
-			}
-		})
-	}()
-	return s
-}
-
-// await waits for the start and returns its error; once it returned nil,
-// the guardian's exit goes to onExit (the pool's guardianExited).
-func (s *earlyStart) await(onExit func(*guardianProcess)) error {
-	if s == nil {
-		return nil
-	}
-	<-s.done
-	s.onExit = onExit
-	close(s.bound)
-	return s.err
-}
-
-// abandon ends the guardian of a New that failed before its pool was
-// made: it waits for the start and stops what it started.
-func (s *earlyStart) abandon() {
-	if s == nil {
-		return
-	}
-	<-s.done
-	close(s.bound)
-	s.g.stop(0)
 }
 
 // stripShellComments returns script without its comment lines (a line

@@ -306,7 +306,7 @@ func fakePoolConfig(t *testing.T, cfg Config, hello string, size int) (*Pool, er
 	cfg.Env = []string{"FAKE_HELLO=" + hello}
 	python, err := newInterpreter("python3", cfg.env(), cfg.Dir)
 	require.NoError(t, err)
-	spec, err := cfg.spec(python, "unused", "")
+	spec, err := cfg.spec(python, "")
 	require.NoError(t, err)
 	script, err := filepath.Abs("testdata/fakeworker.py")
 	require.NoError(t, err)

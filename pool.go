@@ -113,55 +113,66 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		// the module (and runs SetUp) itself.
 		cfg.Logger.Warn(msgPreloadUnused, "preload", cfg.Preload, "preload_setup", cfg.PreloadSetUp)
 	}
-	// The guardian needs nothing of what follows: its start (a fork and an
-	// exec that Go waits for) runs beside the install check; newPool waits
-	// for it before any worker starts.
-	guard := newGuardian(cfg.Logger)
-	early := guard.startEarly()
-	spec, err := cfg.newSpec()
+	// The first workers' interpreters start first, held until the
+	// install check and the guardian's start are done (newPool).
+	spec, check, err := cfg.newSpec()
 	if err != nil {
-		early.abandon()
 		return nil, err
 	}
-	spec.guard = guard
-	return newPool(ctx, cfg, spec, early)
+	spec.guard = newGuardian(cfg.Logger)
+	spec.ready = newStartGate()
+	return newPool(ctx, cfg, spec, check)
 }
 
-// newSpec installs the runtime and Config.PythonFS, finds the interpreter
-// and returns what a worker start runs (without its guardian).
-func (cfg Config) newSpec() (*workerSpec, error) {
+// newSpec finds the interpreter, installs Config.PythonFS and returns what
+// a worker start runs (without its guardian), and the runtime's install
+// to check before a worker reads it: check verifies (or writes) it and
+// sets the spec's runtimeDir (nil when done already: with a Credential,
+// which is checked against the installed files).
+func (cfg Config) newSpec() (spec *workerSpec, check func() error, err error) {
 	if err := cfg.checkDir(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	dir, err := runtimeDir(cfg.InstallDir, cfg.Logger)
-	if err != nil {
-		return nil, err
-	}
-	logInstallFallback(cfg.Logger)
 	python, err := newInterpreter(cfg.Python, cfg.env(), cfg.Dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	codeDir, err := cfg.installPythonFS()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if cfg.Credential != nil {
-		paths, err := cfg.pythonPathDirs()
-		if err != nil {
-			return nil, err
-		}
-		if err := checkCredential(cfg.Credential, python.path(), dir, codeDir, paths, cfg.Dir); err != nil {
-			return nil, err
-		}
+	if spec, err = cfg.spec(python, codeDir); err != nil {
+		return nil, nil, err
 	}
-	return cfg.spec(python, dir, codeDir)
+	check = func() error {
+		dir, err := runtimeDir(cfg.InstallDir, cfg.Logger)
+		logInstallFallback(cfg.Logger)
+		spec.runtimeDir = dir
+		return err
+	}
+	if cfg.Credential == nil {
+		return spec, check, nil
+	}
+	if err := check(); err != nil {
+		return nil, nil, err
+	}
+	paths, err := cfg.pythonPathDirs()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkCredential(cfg.Credential, python.path(), spec.runtimeDir, codeDir, paths, cfg.Dir); err != nil {
+		return nil, nil, err
+	}
+	return spec, nil, nil
 }
 
-// newPool starts a pool whose workers run spec: its guardian (whose start
-// New began: early; nil to start it here), its fork server if configured,
-// and its first workers.
-func newPool(ctx context.Context, cfg Config, spec *workerSpec, early *earlyStart) (*Pool, error) {
+// newPool starts a pool whose workers run spec: its first workers, held
+// at spec.ready until check (nil: none) has passed and the guardian runs,
+// then its guardian, and its fork server if configured. The workers'
+// interpreters start first: the check and the guardian's start run while
+// the interpreters do theirs, and a fork of the guardian's would delay the
+// workers' (Go forks one child at a time).
+func newPool(ctx context.Context, cfg Config, spec *workerSpec, check func() error) (*Pool, error) {
 	p := &Pool{
 		cfg:       cfg,
 		spec:      spec,
@@ -176,17 +187,15 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec, early *earlyStar
 	}
 	p.lifetime, p.endLife = context.WithCancel(context.Background())
 	p.spec.onBroken = p.processBroken
-	if early == nil {
-		early = p.spec.guard.startEarly()
-	}
-	if err := early.await(p.guardianExited); err != nil {
-		p.endLife()
-		return nil, fmt.Errorf("%w: %w", ErrWorkerStart, err)
-	}
 	if cfg.StartMethod == StartForkServer {
 		p.startForkServer(ctx)
 	}
-	if err := p.startFirst(ctx); err != nil {
+	report := p.orderFirst(ctx)
+	held := p.startChecks(check)
+	if p.spec.ready != nil {
+		p.spec.ready.settle(held)
+	}
+	if err := p.firstStarted(report, held); err != nil {
 		p.log.Error(msgNewFailed, "module", strings.Join(cfg.modules(), ", "), "size", cfg.Size, "error", err)
 		p.Close(context.Background())
 		return nil, err
@@ -199,6 +208,20 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec, early *earlyStar
 		}()
 	}
 	return p, nil
+}
+
+// startChecks runs what New's first starts wait for at the pool's
+// startGate: the runtime install's check (check, nil: none), then the
+// guardian's start, and returns why the starts may not go on.
+func (p *Pool) startChecks(check func() error) error {
+	var checked error
+	if check != nil {
+		checked = check()
+	}
+	if err := p.spec.guard.start(p.guardianExited); err != nil && checked == nil {
+		checked = fmt.Errorf("%w: %w", ErrWorkerStart, err)
+	}
+	return checked
 }
 
 // Ping checks that the pool serves: it takes a worker as Call does and

@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,6 +90,57 @@ type workerSpec struct {
 	// (process.broke): its supervisor decides what to do with it. Set by
 	// the pool (Pool.processBroken) before its first start.
 	onBroken func(*process)
+	// ready holds the starts until New has checked what they read (its
+	// startGate); nil: open.
+	ready *startGate
+	// runtimeDir is the runtime's install, which a held bootstrap is
+	// given (release) and the fork server's template is run with. Set
+	// before ready opens.
+	runtimeDir string
+}
+
+// startGate holds a pool's starts until New has checked the runtime's
+// install (which the workers import) and started the guardian (which
+// must own a worker's group before the module can start children):
+// meanwhile, a worker started by exec runs its interpreter's own start,
+// its bootstrap held (bootstrapHold), and the fork server's template
+// waits to be exec'd. Settled once: open for good, or failed for good
+// (New then fails, and ends what waits).
+type startGate struct {
+	done chan struct{}
+	err  error // why the starts may not go on; set before done is closed
+}
+
+// newStartGate returns a gate that holds until settle.
+func newStartGate() *startGate {
+	return &startGate{done: make(chan struct{})}
+}
+
+// settle opens the gate (err nil) or fails what waits and will wait at it
+// with err.
+func (g *startGate) settle(err error) {
+	g.err = err
+	close(g.done)
+}
+
+// await waits until the gate is settled, or ctx ends, and returns why the
+// start may not go on (nil: it may). A nil gate is open.
+func (g *startGate) await(ctx context.Context) error {
+	if g == nil {
+		return nil
+	}
+	select {
+	case <-g.done:
+		return g.err
+	default:
+	}
+	select {
+	case <-g.done:
+		return g.err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: the start was waiting for the pool's install check and guardian when its context ended: %w",
+			ErrWorkerStart, contextCause(ctx))
+	}
 }
 
 // process is one running python3 worker.
@@ -99,6 +151,7 @@ type process struct {
 	pid     int
 	hello   hello
 	started time.Time
+	held    bool // started by exec: its bootstrap waits for release
 
 	turn ctxMutex // held by the Worker call that runs on it: another waits its turn within its context (Worker)
 
@@ -208,6 +261,11 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 		return nil, err
 	}
 	go p.watchExit(onExit)
+	if err := p.release(ctx); err != nil {
+		p.broke() // its supervisor kills it
+		<-p.exited
+		return nil, err
+	}
 	if err := p.handshake(ctx); err != nil {
 		p.broke() // its supervisor kills it
 		<-p.exited
@@ -288,6 +346,7 @@ func (p *process) startOn(ctx context.Context, forks *forkServer) error {
 		return err
 	}
 	p.os, p.pid, p.started = proc, proc.pid(), time.Now()
+	p.held = forks == nil && slices.Contains(p.spec.args, bootstrap) // its bootstrap waits for its runtime's directory
 	p.toWorker, p.fromWorker = inW, outR
 	p.reader = newFrameReader(outR, p.spec.maxMessageSize)
 	p.stderr.lines = make([]string, 0, stderrTailLines)
@@ -318,8 +377,15 @@ func (spec *workerSpec) execWorker(child []*os.File) (osProcess, error) {
 		return nil, execFailed(cmd.Path, err)
 	}
 	spec.guard.own(cmd.Process.Pid)
+	if workerExecuted != nil {
+		workerExecuted(cmd.Process.Pid)
+	}
 	return execProcess{cmd: cmd, guard: spec.guard}, nil
 }
+
+// workerExecuted, nil but in tests (while no other pool starts), is told
+// the pid of each worker started by exec, as its start returns.
+var workerExecuted func(pid int)
 
 // execFailed is the start error of a worker whose interpreter, path, could
 // not be run. It is fatal when the cause will not go away by itself: the
@@ -413,6 +479,21 @@ func (e execProcess) wait() exitStatus {
 		return waitStatus(ws)
 	}
 	return exitStatus{code: e.cmd.ProcessState.ExitCode()}
+}
+
+// release lets the bootstrap of a worker started by exec go on once the
+// pool's startGate opens: it writes the runtime's directory to it
+// (runtimeDirFrame). A forked worker runs no bootstrap. A write that finds
+// the worker gone is left to the handshake, which reads its exit.
+func (p *process) release(ctx context.Context) error {
+	if !p.held {
+		return nil
+	}
+	if err := p.spec.ready.await(ctx); err != nil {
+		return err
+	}
+	_, _ = p.toWorker.Write(runtimeDirFrame(p.spec.runtimeDir))
+	return nil
 }
 
 // handshake reads the worker's HELLO (readHello) and checks it (welcome),

@@ -5,6 +5,7 @@ package pypool
 
 import (
 	"embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -23,17 +24,46 @@ import (
 var runtimeFiles embed.FS
 
 // bootstrap is the -c program that imports the runtime from the directory
-// given as its first argument. Its first line, which even Python 2 parses,
-// refuses interpreters too old for the runtime. The interpreter runs it with
-// -I (isolated mode), which keeps the working directory off sys.path from
-// the interpreter's start on every version (-c would put it first, as "",
-// and Python 3.13 imports linecache from there before running the command);
-// should an interpreter put it there anyway, the bootstrap removes it before
-// it imports anything that is not built in (sys is).
-const bootstrap = "import sys\n" +
+// its starter hands it on stdin (bootstrapHold). Its first line, which
+// even Python 2 parses, refuses interpreters too old for the runtime. The
+// interpreter runs it with -I (isolated mode), which keeps the working
+// directory off sys.path from the interpreter's start on every version
+// (-c would put it first, as "", and Python 3.13 imports linecache from
+// there before running the command); should an interpreter put it there
+// anyway, the bootstrap removes it before it imports anything that is not
+// built in (sys is).
+const bootstrap = bootstrapHead + bootstrapHold + "from pypool_runtime.worker import main;main(sys.argv[1:])"
+
+// bootstrapHead is the part of bootstrap that the fork server's template
+// runs too: the version check, the working directory off sys.path.
+const bootstrapHead = "import sys\n" +
 	"if sys.version_info<(3,8):sys.stderr.write('pypool needs Python 3.8 or newer, this is Python '+sys.version.split()[0]+'\\n');sys.exit(86)\n" +
-	"sys.path[:]=[p for p in sys.path if p]\n" +
-	"sys.path.insert(0,sys.argv[1]);from pypool_runtime.worker import main;main(sys.argv[2:])"
+	"sys.path[:]=[p for p in sys.path if p]\n"
+
+// bootstrapHold holds the bootstrap until its starter writes the
+// runtime's directory on its stdin (runtimeDirFrame): it reads nothing of
+// that directory, nor of any user path, before then, so that New can
+// start the interpreter while it checks the install and starts its
+// guardian (startGate). It reads exactly the frame, never a byte of the
+// protocol after it; an end of stdin instead (the pool gave up the start,
+// or the Go process is gone) ends the interpreter, having run nothing. os
+// is the interpreter's own, imported as it started.
+const bootstrapHold = "import os\n" +
+	"def _take(n):\n" +
+	" b=b''\n" +
+	" while len(b)<n:\n" +
+	"  c=os.read(0,n-len(b))\n" +
+	"  if not c:sys.exit(0)\n" +
+	"  b+=c\n" +
+	" return b\n" +
+	"sys.path.insert(0,os.fsdecode(_take(int.from_bytes(_take(4),'big'))));del _take\n"
+
+// runtimeDirFrame is what releases a held bootstrap: dir, behind its
+// length (4 bytes, big-endian).
+func runtimeDirFrame(dir string) []byte {
+	frame := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(dir)), uint32(len(dir))) // a path is far shorter than 1<<32
+	return append(frame, dir...)
+}
 
 // runtimeTree is the embedded runtime as files to install, hashed once and
 // read in place (install.FromEmbed).
@@ -127,6 +157,8 @@ func (in *interpreter) learn(executable string) {
 	knownExecutables.Store(in.key, executable)
 }
 
-// forkBootstrap is bootstrap for the fork server's template
-// (python/pypool_runtime/forkserver.py).
-var forkBootstrap = strings.Replace(bootstrap, "pypool_runtime.worker import", "pypool_runtime.forkserver import", 1)
+// forkBootstrap is the fork server template's bootstrap
+// (python/pypool_runtime/forkserver.py): the runtime's directory is its
+// first argument. It does not hold: its stdin is /dev/null, and its exec
+// waits for the pool's startGate.
+const forkBootstrap = bootstrapHead + "sys.path.insert(0,sys.argv[1]);from pypool_runtime.forkserver import main;main(sys.argv[2:])"

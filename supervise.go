@@ -32,7 +32,7 @@ import (
 // towards Size (it is not coming back), but its slot is not free until it
 // has exited: processExited calls reconcileLocked again then, and the
 // replacement starts. It is the one place that decides starts, but for
-// TryCall's own (checkoutLocked) and New's first workers (startFirst).
+// TryCall's own (checkoutLocked) and New's first workers (orderFirst).
 func (p *Pool) reconcileLocked() {
 	if p.closed {
 		return
@@ -79,16 +79,23 @@ func (p *Pool) orderLocked(o startOrder) {
 	p.notifyLocked()
 }
 
-// startFirst has New's first Size workers started, in parallel and bounded
-// by New's ctx, and waits for them. It returns the first start's error.
-func (p *Pool) startFirst(ctx context.Context) error {
+// orderFirst has New's first Size workers started, in parallel and
+// bounded by New's ctx; each start's outcome comes on the channel it
+// returns (firstStarted).
+func (p *Pool) orderFirst(ctx context.Context) <-chan error {
 	report := make(chan error, p.cfg.Size)
 	p.mu.Lock()
 	for range p.cfg.Size {
 		p.orderLocked(startOrder{why: causeInitial, ctx: ctx, report: report})
 	}
 	p.mu.Unlock()
-	var first error
+	return report
+}
+
+// firstStarted waits for the starts of orderFirst and returns New's error:
+// held, why the pool's startGate failed them, else the first start's.
+func (p *Pool) firstStarted(report <-chan error, held error) error {
+	first := held
 	for range p.cfg.Size {
 		if err := <-report; err != nil && first == nil {
 			first = err
@@ -889,8 +896,9 @@ func (p *Pool) recycleOrphans() {
 	p.reconcileLocked()
 }
 
-// The guardian (guardian.go) is supervised here too: started by New before
-// the first worker, restarted with its own backoff when it dies while the
+// The guardian (guardian.go) is supervised here too: started by New while
+// its first workers' interpreters start, before any of them runs the
+// runtime (startGate), restarted with its own backoff when it dies while the
 // pool runs (the new one is handed every live group), stopped by Close
 // after everything else.
 

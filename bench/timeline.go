@@ -19,14 +19,15 @@ import (
 // from pypool.New (Size 1) to its first result goes, phase by phase, from
 // the pool's own Debug records, each timed as it is logged.
 
-// phaseNames are the timeline's phases, in order. The first two run side
-// by side (New starts the guardian beside its install check); the third
-// starts at the later of their ends.
+// phaseNames are the timeline's phases, in order. The first three run
+// side by side: New starts its worker's interpreter beside its install
+// check and its guardian's start, and the interpreter holds until both
+// are done (bootstrapHold in runtime.go).
 var phaseNames = []string{
-	"New to the runtime installed (install check: base, verify, sweep; beside the guardian)",
-	"New to the guardian started (its fork and exec; beside the install check)",
-	"the later of those to the worker's exec done (spec, pipes, shared memory, fork, exec)",
-	"the worker's exec to its HELLO (interpreter, runtime, codec, module)",
+	"New to the worker's exec done (interpreter found, spec, pipes, shared memory, fork, exec)",
+	"New to the runtime installed (install check: base, verify, sweep; beside the others)",
+	"New to the guardian started (its fork and exec; beside the others)",
+	"the worker's exec to its HELLO (interpreter, held for the above, runtime, codec, module)",
 	"HELLO to the first result (handshake, first call)",
 }
 
@@ -78,15 +79,7 @@ func timeNewPhases(ctx context.Context, python, dir string, method pypool.StartM
 		installed = t
 	}
 	exec := worker.Add(-h.start)
-	return []int64{int64(end.Sub(t)), int64(installed.Sub(t)), int64(guard.Sub(t)), int64(exec.Sub(later(installed, guard))), int64(h.start), int64(end.Sub(worker))}
-}
-
-// later is the later of two times.
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
+	return []int64{int64(end.Sub(t)), int64(exec.Sub(t)), int64(installed.Sub(t)), int64(guard.Sub(t)), int64(h.start), int64(end.Sub(worker))}
 }
 
 // newTimeline runs rounds of python -E -c 'import bench_module' and, in a

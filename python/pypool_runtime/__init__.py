@@ -1,6 +1,7 @@
 """The Python side of pypool: a worker that runs functions of one module for Go.
 
-Go starts ``python3 -I -c ... RUNTIME_DIR --module NAME ...`` and talks to
+Go starts ``python3 -I -c ... --module NAME ...`` (giving it RUNTIME_DIR on
+stdin: runtime.go's bootstrap) and talks to
 pypool_runtime.worker.main over length-prefixed msgpack frames on stdin/stdout.
 
 The user's module may import this package to extend what crosses:

@@ -2,13 +2,15 @@
 
 Go starts it as::
 
-    python3 -I -c "import sys;sys.path[:]=[p for p in sys.path if p];sys.path.insert(0,sys.argv[1]);
-                        from pypool_runtime.worker import main;main(sys.argv[2:])" \\
-        RUNTIME_DIR --module MODULE [--module MODULE]... [--path DIR]... [--max-message BYTES] [--codec auto|pure] \\
+    python3 -I -c "import sys;sys.path[:]=[p for p in sys.path if p];<read RUNTIME_DIR from stdin>;
+                        sys.path.insert(0,RUNTIME_DIR);from pypool_runtime.worker import main;main(sys.argv[1:])" \\
+        --module MODULE [--module MODULE]... [--path DIR]... [--max-message BYTES] [--codec auto|pure] \\
         [--shm-fd FD --shm-threshold BYTES --shm-limit BYTES] [--dump-fd FD] \\
         [--limit-as BYTES] [--limit-cpu SECONDS] [--limit-nofile COUNT] [--async-calls N]
 
-and talks to it over the original stdin/stdout with frames: a 4-byte
+(the bootstrap, runtime.go's, waits for RUNTIME_DIR on its stdin, a 4-byte
+big-endian length and the path: Go writes it once the directory is
+verified, so that the interpreter starts meanwhile), and talks to it over the original stdin/stdout with frames: a 4-byte
 big-endian length, then a msgpack array whose first element is the kind:
 
     HELLO  (to Go, first)  [1, protocol_version, pid, python_version, codec, error|nil, executable, setup_seconds]

@@ -1,0 +1,146 @@
+package pypool
+
+// startgate_test.go: New starts its first workers' interpreters beside its
+// install check and its guardian's start, their bootstraps held until
+// both are done (startGate, bootstrapHold), and a held worker runs
+// nothing of the runtime or the module before then.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// heldModule records each import of it in the file PYPOOL_TEST_MARK names.
+const heldModule = `import os
+with open(os.environ["PYPOOL_TEST_MARK"], "a") as f:
+    f.write("imported\n")
+
+def one():
+    return 1
+`
+
+// The bootstrap reads nothing of the runtime's directory until it is
+// given that directory on its stdin (runtimeDirFrame), and then no byte
+// past the frame: an end of stdin first, even within the frame, ends the
+// interpreter having imported nothing.
+func TestHeldBootstrapImportsNothingBeforeItsDirectory(t *testing.T) {
+	runtime := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(runtime, "pypool_runtime"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(runtime, "pypool_runtime", "__init__.py"), nil, 0o644))
+	// The stand-in runtime records its arguments and what is left on stdin.
+	require.NoError(t, os.WriteFile(filepath.Join(runtime, "pypool_runtime", "worker.py"), []byte(`import os, sys
+def main(args):
+    with open(os.environ["PYPOOL_TEST_MARK"], "w") as f:
+        f.write(repr((args, sys.stdin.buffer.read())))
+`), 0o644))
+	frame := runtimeDirFrame(runtime)
+	for _, tc := range []struct {
+		name  string
+		stdin []byte
+		want  string // what the runtime recorded; "": not imported
+	}{
+		{"end of stdin", nil, ""},
+		{"within the length", frame[:2], ""},
+		{"within the directory", frame[:len(frame)-1], ""},
+		{"the directory", frame, "(['--flag'], b'')"},
+		{"the directory, then the protocol", append(frame, "\x00\x00\x00\x01x"...), "(['--flag'], b'\\x00\\x00\\x00\\x01x')"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mark := filepath.Join(t.TempDir(), "mark")
+			cmd := exec.Command("python3", "-I", "-c", bootstrap, "--flag")
+			cmd.Env = append(os.Environ(), "PYPOOL_TEST_MARK="+mark)
+			cmd.Stdin = bytes.NewReader(tc.stdin)
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			got, err := os.ReadFile(mark)
+			if tc.want == "" {
+				require.ErrorIs(t, err, fs.ErrNotExist, "the runtime was imported")
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, string(got))
+		})
+	}
+}
+
+// New execs its first workers before its install check has returned, and
+// they import the runtime and the module only once it has and the
+// guardian runs. When the
+// check or the guardian fails, or New's context ends, while they wait, New
+// fails with that error and ends them, the module never imported.
+func TestNewStartsItsWorkersBesideTheInstallCheck(t *testing.T) {
+	checkFailed := errors.New("the install check failed")
+	for _, tc := range []struct {
+		name     string
+		guardian string // the guardian's shell: "" is the real one
+		check    func(cancel context.CancelFunc, real func() error) error
+		want     error // nil: New succeeds
+	}{
+		{name: "checked", check: func(_ context.CancelFunc, real func() error) error { return real() }},
+		{name: "check failed", check: func(context.CancelFunc, func() error) error { return checkFailed }, want: checkFailed},
+		{name: "guardian failed", guardian: "/nonexistent/sh",
+			check: func(_ context.CancelFunc, real func() error) error { return real() }, want: ErrWorkerStart},
+		{name: "context ended", want: context.Canceled, check: func(cancel context.CancelFunc, real func() error) error {
+			cancel()
+			return real()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			mark := filepath.Join(dir, "mark")
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "held_module.py"), []byte(heldModule), 0o644))
+			cfg := testConfig(t)
+			cfg.Size, cfg.Module, cfg.PythonPath = 2, "held_module", []string{dir}
+			cfg.Env = []string{"PYPOOL_TEST_MARK=" + mark}
+			cfg, err := cfg.withDefaults()
+			require.NoError(t, err)
+			execd := make(chan int, cfg.Size)
+			workerExecuted = func(pid int) { execd <- pid }
+			t.Cleanup(func() { workerExecuted = nil })
+
+			spec, real, err := cfg.newSpec()
+			require.NoError(t, err)
+			spec.guard = newGuardian(cfg.Logger)
+			if tc.guardian != "" {
+				spec.guard.shell = tc.guardian
+			}
+			spec.ready = newStartGate()
+			ctx, cancel := context.WithCancel(testCtx(t))
+			defer cancel()
+			var pids []int
+			pool, err := newPool(ctx, cfg, spec, func() error {
+				for range cfg.Size {
+					pids = append(pids, <-execd) // started before the check returned
+				}
+				_, statErr := os.Stat(mark)
+				require.ErrorIs(t, statErr, fs.ErrNotExist, "the module was imported before the check returned")
+				return tc.check(cancel, real)
+			})
+			if tc.want == nil {
+				require.NoError(t, err)
+				defer pool.Close(testCtx(t))
+				require.ElementsMatch(t, pids, workerPids(pool), "the workers started beside the check serve")
+				v, err := CallAs[int](testCtx(t), pool, "one")
+				require.NoError(t, err)
+				require.Equal(t, 1, v)
+				return
+			}
+			require.ErrorIs(t, err, tc.want)
+			for _, pid := range pids {
+				_, statErr := os.Stat(filepath.Join("/proc", strconv.Itoa(pid)))
+				require.ErrorIs(t, statErr, fs.ErrNotExist, "worker %d is gone, reaped", pid)
+			}
+			_, statErr := os.Stat(mark)
+			require.ErrorIs(t, statErr, fs.ErrNotExist, "a held worker imported the module")
+		})
+	}
+}
