@@ -118,9 +118,10 @@ def at_import():
     return AT_IMPORT
 `
 
-// TestGuardianRunsBeforeTheWorkersStart: New starts the guardian beside its
-// install check, and waits for it before any worker starts: the pool's
-// guardian is running when the worker imports the module (invariant 10: a
+// TestGuardianRunsBeforeTheWorkersStart: New starts the guardian while its
+// first workers' interpreters start, and holds them until it runs (its
+// startGate): the pool's guardian is running when the worker imports the
+// module (invariant 10: a
 // module that starts a process at import is covered should the host die
 // then), on both start methods, even when the guardian's fork comes 1 s
 // late (without that wait, the worker found none).
@@ -173,20 +174,33 @@ func (h *guardianRecords) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// TestFailedNewLeavesNoGuardian: a New that fails after it began its
-// guardian's start (here: no such interpreter, found after the install
-// check) stops and reaps that guardian before it returns.
+// TestFailedNewLeavesNoGuardian: a New that fails after it started its
+// guardian (here: the module does not import) stops and reaps that
+// guardian before it returns; one that fails before its first worker's
+// start (no such interpreter) starts none.
 func TestFailedNewLeavesNoGuardian(t *testing.T) {
-	records := &guardianRecords{}
-	cfg := testConfig(t)
-	cfg.Python = "/nonexistent/python3"
-	cfg.Logger = slog.New(records)
-	_, err := New(context.Background(), cfg)
-	require.ErrorIs(t, err, ErrWorkerStart)
-	records.mu.Lock()
-	defer records.mu.Unlock()
-	require.Len(t, records.pids, 1, "New started its guardian beside the install check")
-	pid := records.pids[0]
-	_, err = os.Stat(filepath.Join("/proc", strconv.Itoa(pid)))
-	require.True(t, errors.Is(err, fs.ErrNotExist), "guardian %d is gone, reaped (not a zombie): %v", pid, err)
+	for _, tc := range []struct {
+		name      string
+		configure func(*Config)
+		guardians int
+	}{
+		{"the module does not import", func(cfg *Config) { cfg.Module = "pypool_no_such_module" }, 1},
+		{"no such interpreter", func(cfg *Config) { cfg.Python = "/nonexistent/python3" }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			records := &guardianRecords{}
+			cfg := testConfig(t)
+			tc.configure(&cfg)
+			cfg.Logger = slog.New(records)
+			_, err := New(context.Background(), cfg)
+			require.ErrorIs(t, err, ErrWorkerStart)
+			records.mu.Lock()
+			defer records.mu.Unlock()
+			require.Len(t, records.pids, tc.guardians, "guardians started")
+			for _, pid := range records.pids {
+				_, err = os.Stat(filepath.Join("/proc", strconv.Itoa(pid)))
+				require.True(t, errors.Is(err, fs.ErrNotExist), "guardian %d is gone, reaped (not a zombie): %v", pid, err)
+			}
+		})
+	}
 }

@@ -152,17 +152,42 @@ def read_stderr_until(worker: WorkerProcess, text: str) -> str:
 
 
 def sigint_between_calls(worker: WorkerProcess) -> None:
-    """SIGINT to the worker between calls, returned once it took it: the
-    signal is no longer pending, so its handler ran, or runs before the
-    next frame's call begins (PEP 475: the read it waits in runs it).
-    Without a frame that counts it as late, the next call is answered
-    interrupted (interrupt.py)."""
+    """SIGINT to the worker between calls, returned once its Python-level
+    handler ran: the signal is no longer pending, and the worker waits for
+    input again (PEP 475: the read the signal interrupted runs the handler
+    before it is retried). Without a frame that counts it as late, the next
+    call is answered interrupted (interrupt.py). Returning once the signal
+    is no longer pending was not enough for two in a row: the C-level
+    handler only sets a flag, and a second SIGINT that came before the
+    Python-level handler ran was the same one (test_more_interrupts_than_late_ones,
+    once under load)."""
     worker.proc.send_signal(signal.SIGINT)
     deadline = time.monotonic() + TIMEOUT
-    while _sigint_pending(worker.proc.pid):
+    while _sigint_pending(worker.proc.pid) or not _waiting_for_input(worker.proc.pid):
         if time.monotonic() > deadline:
             raise AssertionError("the worker did not take its SIGINT within %ss" % TIMEOUT)
-        time.sleep(0.001)  # polled: a signal's delivery has no event to wait on
+        time.sleep(0.001)  # polled: a signal's handling has no event to wait on
+
+
+# The system calls a worker waits for its input in (read, readv, select,
+# poll and their p-forms), by machine; elsewhere the wait is not checked.
+_INPUT_WAITS = {
+    "x86_64": {0, 7, 19, 23, 270, 271},
+    "aarch64": {63, 65, 72, 73},
+}.get(os.uname().machine)
+
+
+def _waiting_for_input(pid: int) -> bool:
+    """Whether process pid's main thread sleeps in a system call that waits
+    for input (/proc/<pid>/task/<pid>/syscall and stat)."""
+    if _INPUT_WAITS is None:
+        return True
+    task = "/proc/%d/task/%d/" % (pid, pid)
+    with open(task + "syscall") as f:
+        number = f.read().split()[0]
+    with open(task + "stat") as f:
+        state = f.read().rsplit(")", 1)[1].split()[0]
+    return state == "S" and number.isdigit() and int(number) in _INPUT_WAITS
 
 
 def _sigint_pending(pid: int) -> bool:
