@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -74,16 +75,18 @@ def main(args):
 
 // New execs its first workers before its install check has returned, and
 // they import the runtime and the module only once it has and the
-// guardian runs. When the
-// check or the guardian fails, or New's context ends, while they wait, New
-// fails with that error and ends them, the module never imported.
+// guardian runs. When the check or the guardian fails, or New's context
+// ends, while they wait, New fails with that error and ends them, the
+// module never imported; a worker killed while it waits fails New with
+// its exit.
 func TestNewStartsItsWorkersBesideTheInstallCheck(t *testing.T) {
 	checkFailed := errors.New("the install check failed")
 	for _, tc := range []struct {
-		name     string
-		guardian string // the guardian's shell: "" is the real one
-		check    func(cancel context.CancelFunc, real func() error) error
-		want     error // nil: New succeeds
+		name      string
+		guardian  string // the guardian's shell: "" is the real one
+		check     func(cancel context.CancelFunc, real func() error) error
+		want      error // nil: New succeeds
+		killFirst bool  // SIGKILL the first worker before the check
 	}{
 		{name: "checked", check: func(_ context.CancelFunc, real func() error) error { return real() }},
 		{name: "check failed", check: func(context.CancelFunc, func() error) error { return checkFailed }, want: checkFailed},
@@ -93,6 +96,8 @@ func TestNewStartsItsWorkersBesideTheInstallCheck(t *testing.T) {
 			cancel()
 			return real()
 		}},
+		{name: "a worker killed while held", want: ErrWorkerStart, killFirst: true,
+			check: func(_ context.CancelFunc, real func() error) error { return real() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -123,6 +128,9 @@ func TestNewStartsItsWorkersBesideTheInstallCheck(t *testing.T) {
 				}
 				_, statErr := os.Stat(mark)
 				require.ErrorIs(t, statErr, fs.ErrNotExist, "the module was imported before the check returned")
+				if tc.killFirst {
+					require.NoError(t, syscall.Kill(pids[0], syscall.SIGKILL))
+				}
 				return tc.check(cancel, real)
 			})
 			if tc.want == nil {
@@ -135,12 +143,18 @@ func TestNewStartsItsWorkersBesideTheInstallCheck(t *testing.T) {
 				return
 			}
 			require.ErrorIs(t, err, tc.want)
+			if tc.killFirst {
+				var exitErr *WorkerExitError
+				require.ErrorAs(t, err, &exitErr, "the killed worker's exit is New's error")
+			}
 			for _, pid := range pids {
 				_, statErr := os.Stat(filepath.Join("/proc", strconv.Itoa(pid)))
 				require.ErrorIs(t, statErr, fs.ErrNotExist, "worker %d is gone, reaped", pid)
 			}
-			_, statErr := os.Stat(mark)
-			require.ErrorIs(t, statErr, fs.ErrNotExist, "a held worker imported the module")
+			if !tc.killFirst { // there, the other worker was let go, and imported it
+				_, statErr := os.Stat(mark)
+				require.ErrorIs(t, statErr, fs.ErrNotExist, "a held worker imported the module")
+			}
 		})
 	}
 }
