@@ -158,3 +158,58 @@ func TestNewStartsItsWorkersBesideTheInstallCheck(t *testing.T) {
 		})
 	}
 }
+
+// A New whose install check fails starts no process after it: no
+// guardian, and, with the fork server, no worker by exec in place of the
+// template that never ran, and it logs no fallback to exec (with Size
+// above 1 the template's exec is what waited at the gate).
+func TestFailedGateStartsNothingMore(t *testing.T) {
+	checkFailed := errors.New("the install check failed")
+	for _, tc := range []struct {
+		name   string
+		method StartMethod
+		size   int
+	}{
+		{"exec", StartExec, 2},
+		{"fork server, stand-in", StartForkServer, 1},
+		{"fork server, all forked", StartForkServer, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			mark := filepath.Join(dir, "mark")
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "held_module.py"), []byte(heldModule), 0o644))
+			cfg := testConfig(t)
+			rec := newLogRecorder()
+			cfg.Logger = slogNew(rec)
+			cfg.StartMethod, cfg.Size = tc.method, tc.size
+			cfg.Module, cfg.PythonPath = "held_module", []string{dir}
+			cfg.Env = []string{"PYPOOL_TEST_MARK=" + mark}
+			cfg, err := cfg.withDefaults()
+			require.NoError(t, err)
+			spec, _, err := cfg.newSpec()
+			require.NoError(t, err)
+			spec.guard = newGuardian(cfg.Logger)
+			spec.ready = newStartGate()
+			execd := make(chan int, 2*cfg.Size) // the workers started by exec once the gate had failed
+			workerExecuted = func(pid int) {
+				select {
+				case <-spec.ready.done:
+					execd <- pid
+				default:
+				}
+			}
+			t.Cleanup(func() { workerExecuted = nil })
+			_, err = newPool(testCtx(t), cfg, spec, func() error { return checkFailed })
+			require.ErrorIs(t, err, checkFailed)
+			if tc.method == StartForkServer && tc.size > 1 {
+				// No worker was started by exec before the gate: the
+				// first's start waited there to start the template.
+				require.Empty(t, execd, "workers were started by exec after the install check failed")
+			}
+			require.Empty(t, rec.matching(msgGuardianStarted), "a guardian was started after the install check failed")
+			require.Empty(t, rec.matching(msgForkServerFallback), "a template that never ran was logged as failed, and workers as started by exec")
+			_, statErr := os.Stat(mark)
+			require.ErrorIs(t, statErr, os.ErrNotExist, "the module was imported")
+		})
+	}
+}
