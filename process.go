@@ -138,23 +138,25 @@ func (g *startGate) failure() error {
 }
 
 // await waits until the gate is settled, or ctx ends, and returns why the
-// start may not go on (nil: it may). A nil gate is open.
+// start may not go on (nil: it may): the gate's failure, else an ended
+// ctx, even at an open gate (a held worker of a start given up is not
+// released to import the module). A nil gate is open.
 func (g *startGate) await(ctx context.Context) error {
 	if g == nil {
 		return nil
 	}
 	select {
 	case <-g.done:
-		return g.err
-	default:
-	}
-	select {
-	case <-g.done:
-		return g.err
+		if g.err != nil {
+			return g.err
+		}
 	case <-ctx.Done():
-		return fmt.Errorf("%w: the start was waiting for the pool's install check and guardian when its context ended: %w",
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: the start's context ended before it went on past the pool's install check and guardian: %w",
 			ErrWorkerStart, contextCause(ctx))
 	}
+	return nil
 }
 
 // process is one running python3 worker.

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -212,4 +213,25 @@ func TestFailedGateStartsNothingMore(t *testing.T) {
 			require.ErrorIs(t, statErr, os.ErrNotExist, "the module was imported")
 		})
 	}
+}
+
+// A held worker whose start's context has ended is not released, even at
+// an open gate: it would import the runtime and the module for a start
+// that is given up (New's context ended as its check returned).
+func TestHeldWorkerOfAnEndedStartIsNotReleased(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	gate := newStartGate()
+	spec := &workerSpec{ready: gate, runtimeDir: t.TempDir()}
+	gate.settle(nil)
+	p := &process{spec: spec, held: true, toWorker: w}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	cancel()
+	err = p.release(ctx)
+	w.Close()
+	require.ErrorIs(t, err, context.Canceled)
+	written, readErr := io.ReadAll(r)
+	require.NoError(t, readErr)
+	require.Empty(t, written, "the worker was given the runtime's directory")
 }
