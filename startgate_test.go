@@ -105,6 +105,9 @@ func TestNewStartsItsWorkersBesideTheInstallCheck(t *testing.T) {
 			mark := filepath.Join(dir, "mark")
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "held_module.py"), []byte(heldModule), 0o644))
 			cfg := testConfig(t)
+			// Workers started by exec, whatever -pypool.start says: with the
+			// fork server none is, and the check would wait for them forever.
+			cfg.StartMethod = StartExec
 			cfg.Size, cfg.Module, cfg.PythonPath = 2, "held_module", []string{dir}
 			cfg.Env = []string{"PYPOOL_TEST_MARK=" + mark}
 			cfg, err := cfg.withDefaults()
