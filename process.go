@@ -147,10 +147,10 @@ func (g *startGate) await(ctx context.Context) error {
 	}
 	select {
 	case <-g.done:
-		if g.err != nil {
-			return g.err
-		}
 	case <-ctx.Done():
+	}
+	if err := g.failure(); err != nil {
+		return err
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: the start's context ended before it went on past the pool's install check and guardian: %w",
