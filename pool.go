@@ -212,16 +212,18 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec, check func() err
 
 // startChecks runs what New's first starts wait for at the pool's
 // startGate: the runtime install's check (check, nil: none), then the
-// guardian's start, and returns why the starts may not go on.
+// guardian's start, and returns why the starts may not go on. A failed
+// check starts no guardian: New fails, and nothing is left to guard.
 func (p *Pool) startChecks(check func() error) error {
-	var checked error
 	if check != nil {
-		checked = check()
+		if err := check(); err != nil {
+			return err
+		}
 	}
-	if err := p.spec.guard.start(p.guardianExited); err != nil && checked == nil {
-		checked = fmt.Errorf("%w: %w", ErrWorkerStart, err)
+	if err := p.spec.guard.start(p.guardianExited); err != nil {
+		return fmt.Errorf("%w: %w", ErrWorkerStart, err)
 	}
-	return checked
+	return nil
 }
 
 // Ping checks that the pool serves: it takes a worker as Call does and

@@ -123,9 +123,9 @@ func (g *startGate) settle(err error) {
 	close(g.done)
 }
 
-// await waits until the gate is settled, or ctx ends, and returns why the
-// start may not go on (nil: it may). A nil gate is open.
-func (g *startGate) await(ctx context.Context) error {
+// failure returns why the gate failed the starts, once it has (nil while
+// it holds, or once it opened), without waiting.
+func (g *startGate) failure() error {
 	if g == nil {
 		return nil
 	}
@@ -133,14 +133,30 @@ func (g *startGate) await(ctx context.Context) error {
 	case <-g.done:
 		return g.err
 	default:
+		return nil
+	}
+}
+
+// await waits until the gate is settled, or ctx ends, and returns why the
+// start may not go on (nil: it may): the gate's failure, else an ended
+// ctx, even at an open gate (a held worker of a start given up is not
+// released to import the module). A nil gate is open.
+func (g *startGate) await(ctx context.Context) error {
+	if g == nil {
+		return nil
 	}
 	select {
 	case <-g.done:
-		return g.err
 	case <-ctx.Done():
-		return fmt.Errorf("%w: the start was waiting for the pool's install check and guardian when its context ended: %w",
+	}
+	if err := g.failure(); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: the start's context ended before it went on past the pool's install check and guardian: %w",
 			ErrWorkerStart, contextCause(ctx))
 	}
+	return nil
 }
 
 // process is one running python3 worker.
@@ -290,13 +306,22 @@ func startProcess(ctx context.Context, spec *workerSpec, forks *forkServer, onEx
 // (errForkServerDown), as its own python3. That fallback is the one retry,
 // on new pipes and new shared memory: a fork request that reached the
 // template may have given the first ones to a child (see forkDownError).
+// Neither runs once the pool's startGate has failed (the template's exec
+// waited there, and its failure took it from the pool): New fails, and a
+// worker would only be killed at the gate.
 func (p *process) start(ctx context.Context) error {
+	if err := p.spec.ready.failure(); err != nil {
+		return err
+	}
 	err := p.startOn(ctx, p.forks)
 	switch {
 	case !errors.Is(err, errForkServerDown):
 		return err
 	case ctx.Err() != nil:
 		return fmt.Errorf("pypool: starting a worker: %w", ctx.Err())
+	}
+	if err := p.spec.ready.failure(); err != nil {
+		return err
 	}
 	return p.startOn(ctx, nil)
 }

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -104,6 +105,9 @@ func TestNewStartsItsWorkersBesideTheInstallCheck(t *testing.T) {
 			mark := filepath.Join(dir, "mark")
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "held_module.py"), []byte(heldModule), 0o644))
 			cfg := testConfig(t)
+			// Workers started by exec, whatever -pypool.start says: with the
+			// fork server none is, and the check would wait for them forever.
+			cfg.StartMethod = StartExec
 			cfg.Size, cfg.Module, cfg.PythonPath = 2, "held_module", []string{dir}
 			cfg.Env = []string{"PYPOOL_TEST_MARK=" + mark}
 			cfg, err := cfg.withDefaults()
@@ -157,4 +161,80 @@ func TestNewStartsItsWorkersBesideTheInstallCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A New whose install check fails starts no process after it: no
+// guardian, and, with the fork server, no worker by exec in place of the
+// template that never ran, and it logs no fallback to exec (with Size
+// above 1 the template's exec is what waited at the gate).
+func TestFailedGateStartsNothingMore(t *testing.T) {
+	checkFailed := errors.New("the install check failed")
+	for _, tc := range []struct {
+		name   string
+		method StartMethod
+		size   int
+	}{
+		{"exec", StartExec, 2},
+		{"fork server, stand-in", StartForkServer, 1},
+		{"fork server, all forked", StartForkServer, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			mark := filepath.Join(dir, "mark")
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "held_module.py"), []byte(heldModule), 0o644))
+			cfg := testConfig(t)
+			rec := newLogRecorder()
+			cfg.Logger = slogNew(rec)
+			cfg.StartMethod, cfg.Size = tc.method, tc.size
+			cfg.Module, cfg.PythonPath = "held_module", []string{dir}
+			cfg.Env = []string{"PYPOOL_TEST_MARK=" + mark}
+			cfg, err := cfg.withDefaults()
+			require.NoError(t, err)
+			spec, _, err := cfg.newSpec()
+			require.NoError(t, err)
+			spec.guard = newGuardian(cfg.Logger)
+			spec.ready = newStartGate()
+			execd := make(chan int, 2*cfg.Size) // the workers started by exec once the gate had failed
+			workerExecuted = func(pid int) {
+				select {
+				case <-spec.ready.done:
+					execd <- pid
+				default:
+				}
+			}
+			t.Cleanup(func() { workerExecuted = nil })
+			_, err = newPool(testCtx(t), cfg, spec, func() error { return checkFailed })
+			require.ErrorIs(t, err, checkFailed)
+			if tc.method == StartForkServer && tc.size > 1 {
+				// No worker was started by exec before the gate: the
+				// first's start waited there to start the template.
+				require.Empty(t, execd, "workers were started by exec after the install check failed")
+			}
+			require.Empty(t, rec.matching(msgGuardianStarted), "a guardian was started after the install check failed")
+			require.Empty(t, rec.matching(msgForkServerFallback), "a template that never ran was logged as failed, and workers as started by exec")
+			_, statErr := os.Stat(mark)
+			require.ErrorIs(t, statErr, os.ErrNotExist, "the module was imported")
+		})
+	}
+}
+
+// A held worker whose start's context has ended is not released, even at
+// an open gate: it would import the runtime and the module for a start
+// that is given up (New's context ended as its check returned).
+func TestHeldWorkerOfAnEndedStartIsNotReleased(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	gate := newStartGate()
+	spec := &workerSpec{ready: gate, runtimeDir: t.TempDir()}
+	gate.settle(nil)
+	p := &process{spec: spec, held: true, toWorker: w}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	cancel()
+	err = p.release(ctx)
+	w.Close()
+	require.ErrorIs(t, err, context.Canceled)
+	written, readErr := io.ReadAll(r)
+	require.NoError(t, readErr)
+	require.Empty(t, written, "the worker was given the runtime's directory")
 }

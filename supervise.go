@@ -765,13 +765,15 @@ func (p *Pool) handOnLocked(o startOrder, pw *pooledWorker) {
 // goroutine of the first worker's start, with the template's mu held).
 //
 // A template started after New's stand-in (startForkServer) becomes the
-// pool's here. Close ending its start is not a failure to report.
+// pool's here. Close ending its start is not a failure to report, nor is
+// New's failed startGate, where its exec waited: New reports why, and no
+// worker is started by exec instead (process.start).
 func (p *Pool) forkServerSettled(fs *forkServer, err error) {
 	defer p.settleFork()
 	defer p.forkPending.Store(false)
 	if err != nil {
 		p.forks.CompareAndSwap(fs, nil)
-		if p.lifetime.Err() == nil {
+		if p.lifetime.Err() == nil && p.spec.ready.failure() == nil {
 			p.log.Warn(msgForkServerFallback, "module", p.cfg.Module, "error", err)
 		}
 		return
