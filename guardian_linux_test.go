@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -146,6 +147,49 @@ func TestGuardianRunsBeforeTheWorkersStart(t *testing.T) {
 			guardian := pool.spec.guard.proc.pid
 			pool.spec.guard.mu.Unlock()
 			require.Contains(t, found, guardian, "the pool's guardian runs when the worker imports the module")
+		})
+	}
+}
+
+// TestGuardianRunsBeforeTheInterpretersOwnStart: the pool's guardian is
+// running already when the interpreter's own start runs code of its
+// installation (a .pth file in its site-packages, here a venv's), which
+// may start a process before the bootstrap runs: should the host die
+// then, the guardian kills it. Before the guardian started before the
+// first workers' exec again, that code ran while no guardian existed.
+func TestGuardianRunsBeforeTheInterpretersOwnStart(t *testing.T) {
+	venv := filepath.Join(t.TempDir(), "venv")
+	out, err := exec.Command("python3", "-m", "venv", "--without-pip", venv).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	sitePackages, err := filepath.Glob(filepath.Join(venv, "lib", "python3*", "site-packages"))
+	require.NoError(t, err)
+	require.Len(t, sitePackages, 1)
+	probe := guardianAtImport + `
+if os.environ.get("PYPOOL_TEST_MARK"):
+    with open(os.environ["PYPOOL_TEST_MARK"], "w") as f:
+        f.write(" ".join(str(pid) for pid in AT_IMPORT) + "\n")
+`
+	require.NoError(t, os.WriteFile(filepath.Join(sitePackages[0], "guardian_probe.py"), []byte(probe), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(sitePackages[0], "guardian_probe.pth"), []byte("import guardian_probe\n"), 0o644))
+	guardianForking = func() { time.Sleep(time.Second) } // a late guardian: the window is wide
+	t.Cleanup(func() { guardianForking = nil })
+	for _, method := range []StartMethod{StartExec, StartForkServer} {
+		t.Run(method.String(), func(t *testing.T) {
+			mark := filepath.Join(t.TempDir(), "mark")
+			cfg := testConfig(t)
+			cfg.Python, cfg.StartMethod = filepath.Join(venv, "bin", "python3"), method
+			cfg.Env = []string{"HOST_PID=" + strconv.Itoa(os.Getpid()), "PYPOOL_TEST_MARK=" + mark}
+			ctx := testCtx(t)
+			pool, err := New(ctx, cfg)
+			require.NoError(t, err)
+			defer pool.Close(ctx)
+			found, err := os.ReadFile(mark)
+			require.NoError(t, err, "the .pth file ran")
+			pool.spec.guard.mu.Lock()
+			guardian := pool.spec.guard.proc.pid
+			pool.spec.guard.mu.Unlock()
+			require.Contains(t, strings.Fields(string(found)), strconv.Itoa(guardian),
+				"the pool's guardian runs when the interpreter's own start runs its installation's code")
 		})
 	}
 }

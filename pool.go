@@ -113,14 +113,13 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		// the module (and runs SetUp) itself.
 		cfg.Logger.Warn(msgPreloadUnused, "preload", cfg.Preload, "preload_setup", cfg.PreloadSetUp)
 	}
-	// The first workers' interpreters start first, held until the
-	// install check and the guardian's start are done (newPool).
+	// The first workers' interpreters start before the runtime's install
+	// is checked, held until it has been (newPool, startGate).
 	spec, check, err := cfg.newSpec()
 	if err != nil {
 		return nil, err
 	}
 	spec.guard = newGuardian(cfg.Logger)
-	spec.ready = newStartGate()
 	return newPool(ctx, cfg, spec, check)
 }
 
@@ -166,12 +165,10 @@ func (cfg Config) newSpec() (spec *workerSpec, check func() error, err error) {
 	return spec, nil, nil
 }
 
-// newPool starts a pool whose workers run spec: its first workers, held
-// at spec.ready until check (nil: none) has passed and the guardian runs,
-// then its guardian, and its fork server if configured. The workers'
-// interpreters start first: the check and the guardian's start run while
-// the interpreters do theirs, and a fork of the guardian's would delay the
-// workers' (Go forks one child at a time).
+// newPool starts a pool whose workers run spec: its guardian, its fork
+// server if configured, and its first workers, held until check (nil:
+// none) has passed, which the first of them runs after its exec (the
+// pool's startGate), while its interpreter starts.
 func newPool(ctx context.Context, cfg Config, spec *workerSpec, check func() error) (*Pool, error) {
 	p := &Pool{
 		cfg:       cfg,
@@ -187,15 +184,18 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec, check func() err
 	}
 	p.lifetime, p.endLife = context.WithCancel(context.Background())
 	p.spec.onBroken = p.processBroken
+	// The guardian first: the interpreter's own start runs code of its
+	// installation (a .pth file, sitecustomize) before the bootstrap
+	// holds, and a process that code starts must be owned too.
+	if err := p.spec.guard.start(p.guardianExited); err != nil {
+		p.endLife()
+		return nil, fmt.Errorf("%w: %w", ErrWorkerStart, err)
+	}
+	p.spec.ready = newStartGate(check)
 	if cfg.StartMethod == StartForkServer {
 		p.startForkServer(ctx)
 	}
-	report := p.orderFirst(ctx)
-	held := p.startChecks(check)
-	if p.spec.ready != nil {
-		p.spec.ready.settle(held)
-	}
-	if err := p.firstStarted(report, held); err != nil {
+	if err := p.firstStarted(p.orderFirst(ctx)); err != nil {
 		p.log.Error(msgNewFailed, "module", strings.Join(cfg.modules(), ", "), "size", cfg.Size, "error", err)
 		p.Close(context.Background())
 		return nil, err
@@ -208,22 +208,6 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec, check func() err
 		}()
 	}
 	return p, nil
-}
-
-// startChecks runs what New's first starts wait for at the pool's
-// startGate: the runtime install's check (check, nil: none), then the
-// guardian's start, and returns why the starts may not go on. A failed
-// check starts no guardian: New fails, and nothing is left to guard.
-func (p *Pool) startChecks(check func() error) error {
-	if check != nil {
-		if err := check(); err != nil {
-			return err
-		}
-	}
-	if err := p.spec.guard.start(p.guardianExited); err != nil {
-		return fmt.Errorf("%w: %w", ErrWorkerStart, err)
-	}
-	return nil
 }
 
 // Ping checks that the pool serves: it takes a worker as Call does and

@@ -90,37 +90,38 @@ type workerSpec struct {
 	// (process.broke): its supervisor decides what to do with it. Set by
 	// the pool (Pool.processBroken) before its first start.
 	onBroken func(*process)
-	// ready holds the starts until New has checked what they read (its
+	// ready holds the starts until the runtime's install is checked (its
 	// startGate); nil: open.
 	ready *startGate
 	// runtimeDir is the runtime's install, which a held bootstrap is
 	// given (release) and the fork server's template is run with. Set
-	// before ready opens.
+	// by ready's check.
 	runtimeDir string
 }
 
-// startGate holds a pool's starts until New has checked the runtime's
-// install (which the workers import) and started the guardian (which
-// must own a worker's group before the module can start children):
-// meanwhile, a worker started by exec runs its interpreter's own start,
-// its bootstrap held (bootstrapHold), and the fork server's template
-// waits to be exec'd. Settled once: open for good, or failed for good
-// (New then fails, and ends what waits).
+// startGate holds a pool's starts until the runtime's install (which the
+// workers import) has been checked: meanwhile, a worker started by exec
+// runs its interpreter's own start, its bootstrap held (bootstrapHold),
+// and the fork server's template waits to be exec'd. The first start to
+// reach the gate runs the check, after its own exec, so that the check
+// runs while that interpreter starts; the others wait for it. Settled
+// once: open for good, or failed for good (New then fails, and ends what
+// waits).
 type startGate struct {
-	done chan struct{}
-	err  error // why the starts may not go on; set before done is closed
+	check   func() error  // the install's check (Config.newSpec's)
+	claimed atomic.Bool   // a start runs check
+	done    chan struct{} // closed once check returned
+	err     error         // check's error: why the starts may not go on; set before done is closed
 }
 
-// newStartGate returns a gate that holds until settle.
-func newStartGate() *startGate {
-	return &startGate{done: make(chan struct{})}
-}
-
-// settle opens the gate (err nil) or fails what waits and will wait at it
-// with err.
-func (g *startGate) settle(err error) {
-	g.err = err
-	close(g.done)
+// newStartGate returns a gate that holds the starts until check has
+// passed (nil: open at once).
+func newStartGate(check func() error) *startGate {
+	g := &startGate{check: check, done: make(chan struct{})}
+	if check == nil {
+		close(g.done)
+	}
+	return g
 }
 
 // failure returns why the gate failed the starts, once it has (nil while
@@ -137,13 +138,18 @@ func (g *startGate) failure() error {
 	}
 }
 
-// await waits until the gate is settled, or ctx ends, and returns why the
-// start may not go on (nil: it may): the gate's failure, else an ended
-// ctx, even at an open gate (a held worker of a start given up is not
-// released to import the module). A nil gate is open.
+// await runs the gate's check if no start has claimed it yet, else waits
+// for it, or for ctx's end, and returns why the start may not go on (nil:
+// it may): the check's failure, else an ended ctx, even at an open gate
+// (a held worker of a start given up is not released to import the
+// module). A nil gate is open.
 func (g *startGate) await(ctx context.Context) error {
 	if g == nil {
 		return nil
+	}
+	if g.check != nil && g.claimed.CompareAndSwap(false, true) {
+		g.err = g.check()
+		close(g.done)
 	}
 	select {
 	case <-g.done:
@@ -153,7 +159,7 @@ func (g *startGate) await(ctx context.Context) error {
 		return err
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("%w: the start's context ended before it went on past the pool's install check and guardian: %w",
+		return fmt.Errorf("%w: the start's context ended before it went on past the pool's install check: %w",
 			ErrWorkerStart, contextCause(ctx))
 	}
 	return nil

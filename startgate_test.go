@@ -1,8 +1,8 @@
 package pypool
 
 // startgate_test.go: New starts its first workers' interpreters beside its
-// install check and its guardian's start, their bootstraps held until
-// both are done (startGate, bootstrapHold), and a held worker runs
+// install check (after its guardian), their bootstraps held until the
+// check is done (startGate, bootstrapHold), and a held worker runs
 // nothing of the runtime or the module before then.
 
 import (
@@ -75,11 +75,11 @@ def main(args):
 }
 
 // New execs its first workers before its install check has returned, and
-// they import the runtime and the module only once it has and the
-// guardian runs. When the check or the guardian fails, or New's context
-// ends, while they wait, New fails with that error and ends them, the
-// module never imported; a worker killed while it waits fails New with
-// its exit.
+// they import the runtime and the module only once it has. When the check
+// fails, or New's context ends, while they wait, New fails with that
+// error and ends them, the module never imported; a worker killed while
+// it waits fails New with its exit; a guardian that cannot start fails
+// New before any worker starts.
 func TestNewStartsItsWorkersBesideTheInstallCheck(t *testing.T) {
 	checkFailed := errors.New("the install check failed")
 	for _, tc := range []struct {
@@ -122,7 +122,6 @@ func TestNewStartsItsWorkersBesideTheInstallCheck(t *testing.T) {
 			if tc.guardian != "" {
 				spec.guard.shell = tc.guardian
 			}
-			spec.ready = newStartGate()
 			ctx, cancel := context.WithCancel(testCtx(t))
 			defer cancel()
 			var pids []int
@@ -163,10 +162,11 @@ func TestNewStartsItsWorkersBesideTheInstallCheck(t *testing.T) {
 	}
 }
 
-// A New whose install check fails starts no process after it: no
-// guardian, and, with the fork server, no worker by exec in place of the
-// template that never ran, and it logs no fallback to exec (with Size
-// above 1 the template's exec is what waited at the gate).
+// A New whose install check fails starts no process after it (its one
+// guardian started before its workers), and, with the fork server, no
+// worker by exec in place of the template that never ran, and it logs no
+// fallback to exec (with Size above 1 the template's exec is what waited
+// at the gate).
 func TestFailedGateStartsNothingMore(t *testing.T) {
 	checkFailed := errors.New("the install check failed")
 	for _, tc := range []struct {
@@ -193,7 +193,6 @@ func TestFailedGateStartsNothingMore(t *testing.T) {
 			spec, _, err := cfg.newSpec()
 			require.NoError(t, err)
 			spec.guard = newGuardian(cfg.Logger)
-			spec.ready = newStartGate()
 			execd := make(chan int, 2*cfg.Size) // the workers started by exec once the gate had failed
 			workerExecuted = func(pid int) {
 				select {
@@ -210,7 +209,7 @@ func TestFailedGateStartsNothingMore(t *testing.T) {
 				// first's start waited there to start the template.
 				require.Empty(t, execd, "workers were started by exec after the install check failed")
 			}
-			require.Empty(t, rec.matching(msgGuardianStarted), "a guardian was started after the install check failed")
+			require.Len(t, rec.matching(msgGuardianStarted), 1, "guardians started: the one before the workers")
 			require.Empty(t, rec.matching(msgForkServerFallback), "a template that never ran was logged as failed, and workers as started by exec")
 			_, statErr := os.Stat(mark)
 			require.ErrorIs(t, statErr, os.ErrNotExist, "the module was imported")
@@ -225,9 +224,7 @@ func TestHeldWorkerOfAnEndedStartIsNotReleased(t *testing.T) {
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer r.Close()
-	gate := newStartGate()
-	spec := &workerSpec{ready: gate, runtimeDir: t.TempDir()}
-	gate.settle(nil)
+	spec := &workerSpec{ready: newStartGate(nil), runtimeDir: t.TempDir()} // open
 	p := &process{spec: spec, held: true, toWorker: w}
 	ctx, cancel := context.WithCancel(testCtx(t))
 	cancel()

@@ -92,10 +92,11 @@ func (p *Pool) orderFirst(ctx context.Context) <-chan error {
 	return report
 }
 
-// firstStarted waits for the starts of orderFirst and returns New's error:
-// held, why the pool's startGate failed them, else the first start's.
-func (p *Pool) firstStarted(report <-chan error, held error) error {
-	first := held
+// firstStarted waits for the starts of orderFirst and returns the first
+// start's error (the install check's, should it fail: the pool's
+// startGate fails every start with it).
+func (p *Pool) firstStarted(report <-chan error) error {
+	var first error
 	for range p.cfg.Size {
 		if err := <-report; err != nil && first == nil {
 			first = err
@@ -898,9 +899,9 @@ func (p *Pool) recycleOrphans() {
 	p.reconcileLocked()
 }
 
-// The guardian (guardian.go) is supervised here too: started by New while
-// its first workers' interpreters start, before any of them runs the
-// runtime (startGate), restarted with its own backoff when it dies while the
+// The guardian (guardian.go) is supervised here too: started by New before
+// its first workers (whose interpreters' own start may run code of their
+// installation, a .pth file), restarted with its own backoff when it dies while the
 // pool runs (the new one is handed every live group), stopped by Close
 // after everything else.
 

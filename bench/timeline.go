@@ -19,15 +19,15 @@ import (
 // from pypool.New (Size 1) to its first result goes, phase by phase, from
 // the pool's own Debug records, each timed as it is logged.
 
-// phaseNames are the timeline's phases, in order. The first three run
-// side by side: New starts its worker's interpreter beside its install
-// check and its guardian's start, and the interpreter holds until both
-// are done (bootstrapHold in runtime.go).
+// phaseNames are the timeline's phases, in order. New starts its guardian,
+// then its worker's interpreter, and checks the runtime's install while
+// the interpreter starts; the interpreter holds until the check is done
+// (bootstrapHold in runtime.go).
 var phaseNames = []string{
-	"New to the worker's exec done (interpreter found, spec, pipes, shared memory, fork, exec)",
-	"New to the runtime installed (install check: base, verify, sweep; beside the others)",
-	"New to the guardian started (its fork and exec; beside the others)",
-	"the worker's exec to its HELLO (interpreter, held for the above, runtime, codec, module)",
+	"New to the worker's exec done (interpreter found, spec, guardian, pipes, shared memory, fork, exec)",
+	"New to the runtime installed (install check: base, verify, sweep; beside the interpreter's start)",
+	"New to the guardian started (its fork and exec; before the worker's)",
+	"the worker's exec to its HELLO (interpreter, held for the check, runtime, codec, module)",
 	"HELLO to the first result (handshake, first call)",
 }
 
