@@ -42,12 +42,12 @@ const bootstrapHead = "import sys\n" +
 
 // bootstrapHold holds the bootstrap until its starter writes the
 // runtime's directory on its stdin (runtimeDirFrame): it reads nothing of
-// that directory, nor of any user path, before then, so that New can
-// start the interpreter while it checks the install and starts its
-// guardian (startGate). It reads exactly the frame, never a byte of the
-// protocol after it; an end of stdin instead (the pool gave up the start,
-// or the Go process is gone) ends the interpreter, having run nothing. os
-// is the interpreter's own, imported as it started.
+// that directory, nor of any user path, before then, so that the
+// interpreter can start while the install is checked (startGate). It
+// reads exactly the frame, never a byte of the protocol after it; an end
+// of stdin instead (the pool gave up the start, or the Go process is
+// gone) ends the interpreter, having run nothing of the runtime. os is
+// the interpreter's own, imported as it started.
 const bootstrapHold = "import os\n" +
 	"def _take(n):\n" +
 	" b=b''\n" +
