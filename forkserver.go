@@ -81,8 +81,8 @@ type forkServer struct {
 	nfds    int       // descriptors per fork request
 
 	spec    *workerSpec
-	onExit  func(*forkServer)        // called once by its watcher, after it exited
-	settled func(*forkServer, error) // told once how a start by launch went; may be nil
+	onExit  func(*forkServer)                             // called once by its watcher, after it exited
+	settled func(fs *forkServer, err error, givenUp bool) // told once how a start by launch went (givenUp: it ended because its context did); may be nil
 
 	mu   sync.Mutex // one fork request at a time
 	lost bool       // a request went unanswered: it was killed; guarded by mu
@@ -436,7 +436,7 @@ func (fs *forkServer) begin(ctx context.Context) {
 	fs.unstarted = false
 	err := fs.start(ctx, nil)
 	if fs.settled != nil {
-		fs.settled(fs, err)
+		fs.settled(fs, err, err != nil && ctx.Err() != nil)
 	}
 	if err != nil {
 		fs.failed = true
@@ -460,7 +460,7 @@ func (fs *forkServer) launch(ctx context.Context, child []*os.File) (osProcess, 
 	fs.unstarted = false
 	err := fs.start(ctx, child)
 	if fs.settled != nil {
-		fs.settled(fs, err)
+		fs.settled(fs, err, err != nil && ctx.Err() != nil)
 	}
 	if err == nil {
 		return fs.await(ctx, child)

@@ -235,3 +235,27 @@ func TestHeldWorkerOfAnEndedStartIsNotReleased(t *testing.T) {
 	require.NoError(t, readErr)
 	require.Empty(t, written, "the worker was given the runtime's directory")
 }
+
+// A New whose context ends while its fork server's template waits at the
+// gate (Size above 1: the template forks every worker) fails with the
+// context's error, and logs no fallback to exec: no worker is started by
+// exec, New fails.
+func TestEndedNewLogsNoForkServerFallback(t *testing.T) {
+	cfg := testConfig(t)
+	rec := newLogRecorder()
+	cfg.Logger = slogNew(rec)
+	cfg.StartMethod, cfg.Size = StartForkServer, 2
+	cfg, err := cfg.withDefaults()
+	require.NoError(t, err)
+	spec, real, err := cfg.newSpec()
+	require.NoError(t, err)
+	spec.guard = newGuardian(cfg.Logger)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	_, err = newPool(ctx, cfg, spec, func() error {
+		cancel() // New's context ends as the install check runs
+		return real()
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Empty(t, rec.matching(msgForkServerFallback), "a template given up with New was logged as failed, and workers as started by exec")
+}

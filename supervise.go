@@ -767,14 +767,15 @@ func (p *Pool) handOnLocked(o startOrder, pw *pooledWorker) {
 //
 // A template started after New's stand-in (startForkServer) becomes the
 // pool's here. Close ending its start is not a failure to report, nor is
-// New's failed startGate, where its exec waited: New reports why, and no
-// worker is started by exec instead (process.start).
-func (p *Pool) forkServerSettled(fs *forkServer, err error) {
+// New's failed startGate, where its exec waited, nor the end of its
+// start's context (givenUp: New's, which then fails): New reports why,
+// and no worker is started by exec instead (process.start).
+func (p *Pool) forkServerSettled(fs *forkServer, err error, givenUp bool) {
 	defer p.settleFork()
 	defer p.forkPending.Store(false)
 	if err != nil {
 		p.forks.CompareAndSwap(fs, nil)
-		if p.lifetime.Err() == nil && p.spec.ready.failure() == nil {
+		if !givenUp && p.lifetime.Err() == nil && p.spec.ready.failure() == nil {
 			p.log.Warn(msgForkServerFallback, "module", p.cfg.Module, "error", err)
 		}
 		return
