@@ -21,7 +21,7 @@ type forkServer struct {
 	pid     int
 	started time.Time
 	status  exitStatus
-	settled func(*forkServer, error) // told at the first fork request that it cannot start
+	settled func(fs *forkServer, err error, givenUp bool) // told at the first fork request that it cannot start (givenUp: never)
 	once    sync.Once
 }
 
@@ -36,7 +36,7 @@ func startForkServer(context.Context, *workerSpec, func(*forkServer)) (*forkServ
 func (fs *forkServer) fork(context.Context, []*os.File) (osProcess, error) {
 	fs.once.Do(func() {
 		if fs.settled != nil {
-			fs.settled(fs, errForkServerUnsupported)
+			fs.settled(fs, errForkServerUnsupported, false)
 		}
 	})
 	return nil, errForkServerDown
@@ -47,7 +47,7 @@ func (*forkServer) stop(time.Duration) {}
 func (fs *forkServer) begin(context.Context) {
 	fs.once.Do(func() {
 		if fs.settled != nil {
-			fs.settled(fs, errForkServerUnsupported)
+			fs.settled(fs, errForkServerUnsupported, false)
 		}
 	})
 }
