@@ -5,7 +5,6 @@ package pypool
 
 import (
 	"embed"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pypool/pypool/internal/install"
+	"github.com/pypool/pypool/internal/wire"
 )
 
 //go:embed python/pypool_runtime/*.py
@@ -58,11 +58,12 @@ const bootstrapHold = "import os\n" +
 	" return b\n" +
 	"sys.path.insert(0,os.fsdecode(_take(int.from_bytes(_take(4),'big'))));del _take\n"
 
-// runtimeDirFrame is what releases a held bootstrap: dir, behind its
-// length (4 bytes, big-endian).
+// runtimeDirFrame is what releases a held bootstrap: dir as a frame of
+// the protocol's (its length, 4 bytes big-endian, then its bytes).
 func runtimeDirFrame(dir string) []byte {
-	frame := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(dir)), uint32(len(dir))) // a path is far shorter than 1<<32
-	return append(frame, dir...)
+	frame := append(make([]byte, wire.HeaderSize, wire.HeaderSize+len(dir)), dir...)
+	wire.PutHeader(frame)
+	return frame
 }
 
 // runtimeTree is the embedded runtime as files to install, hashed once and
