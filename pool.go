@@ -195,7 +195,7 @@ func newPool(ctx context.Context, cfg Config, spec *workerSpec, check func() err
 	if cfg.StartMethod == StartForkServer {
 		p.startForkServer(ctx)
 	}
-	if err := p.firstStarted(p.orderFirst(ctx)); err != nil {
+	if err := p.startFirst(ctx); err != nil {
 		p.log.Error(msgNewFailed, "module", strings.Join(cfg.modules(), ", "), "size", cfg.Size, "error", err)
 		p.Close(context.Background())
 		return nil, err

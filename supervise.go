@@ -32,7 +32,7 @@ import (
 // towards Size (it is not coming back), but its slot is not free until it
 // has exited: processExited calls reconcileLocked again then, and the
 // replacement starts. It is the one place that decides starts, but for
-// TryCall's own (checkoutLocked) and New's first workers (orderFirst).
+// TryCall's own (checkoutLocked) and New's first workers (startFirst).
 func (p *Pool) reconcileLocked() {
 	if p.closed {
 		return
@@ -79,23 +79,17 @@ func (p *Pool) orderLocked(o startOrder) {
 	p.notifyLocked()
 }
 
-// orderFirst has New's first Size workers started, in parallel and
-// bounded by New's ctx; each start's outcome comes on the channel it
-// returns (firstStarted).
-func (p *Pool) orderFirst(ctx context.Context) <-chan error {
+// startFirst has New's first Size workers started, in parallel and bounded
+// by New's ctx, and waits for them. It returns the first start's error
+// (the install check's, should it fail: the pool's startGate fails every
+// start with it).
+func (p *Pool) startFirst(ctx context.Context) error {
 	report := make(chan error, p.cfg.Size)
 	p.mu.Lock()
 	for range p.cfg.Size {
 		p.orderLocked(startOrder{why: causeInitial, ctx: ctx, report: report})
 	}
 	p.mu.Unlock()
-	return report
-}
-
-// firstStarted waits for the starts of orderFirst and returns the first
-// start's error (the install check's, should it fail: the pool's
-// startGate fails every start with it).
-func (p *Pool) firstStarted(report <-chan error) error {
 	var first error
 	for range p.cfg.Size {
 		if err := <-report; err != nil && first == nil {
