@@ -435,11 +435,17 @@ func (fs *forkServer) begin(ctx context.Context) {
 	}
 	fs.unstarted = false
 	err := fs.start(ctx, nil)
-	if fs.settled != nil {
-		fs.settled(fs, err, err != nil && ctx.Err() != nil)
-	}
+	fs.settle(ctx, err)
 	if err != nil {
 		fs.failed = true
+	}
+}
+
+// settle tells settled, if set, how the start by begin or launch went:
+// err, and whether the start ended because its ctx did.
+func (fs *forkServer) settle(ctx context.Context, err error) {
+	if fs.settled != nil {
+		fs.settled(fs, err, err != nil && ctx.Err() != nil)
 	}
 }
 
@@ -459,9 +465,7 @@ func (fs *forkServer) ready() bool {
 func (fs *forkServer) launch(ctx context.Context, child []*os.File) (osProcess, error) {
 	fs.unstarted = false
 	err := fs.start(ctx, child)
-	if fs.settled != nil {
-		fs.settled(fs, err, err != nil && ctx.Err() != nil)
-	}
+	fs.settle(ctx, err)
 	if err == nil {
 		return fs.await(ctx, child)
 	}
