@@ -269,18 +269,21 @@ class Worker(Channel):
         call = self._decode_call(body)
         if call is None:
             self._handle_general(body)
-        elif not ((self.interrupts.idle or self.interrupts.pending) and self._interrupted_before(call[0], None)):
+        elif not self._interrupted_before(call[0], None):
             self._in_context(call[1], None, self._call, call[0], call[1], call[2], {})
 
     def _interrupted_before(self, call_id: int, context: Any) -> bool:
         """Whether the call call_id, whose frame carried context (None:
         none), was interrupted before it began (interrupt.py: an idle SIGINT
         that its frame does not count as late); if so it is answered as
-        interrupted, without running. For a call frame read while
+        interrupted, without running. Only for a call frame read while
         interrupts.idle is above 0, or (a call made in a callback, read
         while the runtime works for the call that waits in call_go) while
         an interrupt is pending: Go sends one only once the call tree is
-        cut off, after this frame, and the frame's call must not run."""
+        cut off, after this frame, and the frame's call must not run. (The
+        inline path tests idle itself, to spare the common call this one.)"""
+        if not (self.interrupts.idle or self.interrupts.pending):
+            return False
         if not self.interrupts.take_pending():
             late = _load_callctx().late_interrupts(context) if context is not None else 0
             if not self.interrupts.begins_interrupted(late):
@@ -337,7 +340,7 @@ class Worker(Channel):
         context = message[-1] if len(message) == (6 if message[0] == CALL else 7) else None
         if context is not None and _callctx is None and not self._contexts_loaded(call_id):
             return
-        if (self.interrupts.idle or self.interrupts.pending) and self._interrupted_before(call_id, context):
+        if self._interrupted_before(call_id, context):
             return
         if type(args) is not list:
             self.send_error(call_id, "bad_arguments", "TypeError", "the arguments of %s() are not an array" % name)
