@@ -11,12 +11,14 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -258,4 +260,61 @@ func TestEndedNewLogsNoForkServerFallback(t *testing.T) {
 	})
 	require.ErrorIs(t, err, context.Canceled)
 	require.Empty(t, rec.matching(msgForkServerFallback), "a template given up with New was logged as failed, and workers as started by exec")
+}
+
+// New's first worker SIGKILLed, or SIGSTOPped, at a random point of its
+// start (before its hold, held, as it imports, after its HELLO): New
+// returns a start error, or a pool that serves (a worker killed after its
+// HELLO replaced); either way nothing of it is left once the pool is
+// closed (TestMain's leak check), and a stopped worker costs New no more
+// than Config.StartTimeout.
+func TestNewFirstWorkerKilledOrStoppedAnywhere(t *testing.T) {
+	for round := range 12 {
+		sig := syscall.SIGKILL
+		if round%4 == 3 {
+			sig = syscall.SIGSTOP
+		}
+		cfg := testConfig(t)
+		cfg.Size, cfg.StartMethod = 2, StartExec // whatever -pypool.start says: its workers are exec'd
+		cfg.StartTimeout = time.Second
+		execd := make(chan int, 2*cfg.Size)
+		workerExecuted = func(pid int) { execd <- pid }
+		at := time.Duration(rand.Intn(30_000)) * time.Microsecond // New takes about 10–30 ms here
+		type strike struct {
+			pid   int
+			timer *time.Timer
+			fired chan struct{} // closed once the signal was sent
+		}
+		struck := make(chan strike, 1)
+		go func() {
+			s := strike{pid: <-execd, fired: make(chan struct{})}
+			s.timer = time.AfterFunc(at, func() {
+				_ = syscall.Kill(s.pid, sig)
+				close(s.fired)
+			})
+			struck <- s
+		}()
+		pool, err := New(testCtx(t), cfg)
+		workerExecuted = nil
+		s := <-struck
+		fired := !s.timer.Stop()
+		if fired {
+			<-s.fired
+		}
+		t.Logf("round %d: %v after %v: sent %v, New: %v", round, sig, at, fired, err)
+		if err != nil {
+			require.ErrorIs(t, err, ErrWorkerStart, "round %d: %v after %v", round, sig, at)
+			continue
+		}
+		switch {
+		case fired && sig == syscall.SIGSTOP: // after its HELLO: let it serve
+			require.NoError(t, syscall.Kill(s.pid, syscall.SIGCONT))
+		case fired: // after its HELLO: the pool replaces it
+			awaitPool(t, pool, "the killed worker replaced", func(st Stats) bool { return st.Restarts >= 1 && atRest(st, cfg.Size) })
+		}
+		v, err := pool.Call(testCtx(t), "echo", round)
+		require.NoError(t, err, "round %d: %v after %v: the pool serves", round, sig, at)
+		require.EqualValues(t, round, v)
+		require.NoError(t, pool.Close(testCtx(t)))
+	}
 }
