@@ -104,7 +104,7 @@ from .errors import format_traceback, not_encodable_detail  # noqa: F401, E402
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # Annotations only: importing typing would add milliseconds to every worker start.
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
 DEFAULT_MAX_MESSAGE = 64 << 20
 
@@ -239,6 +239,16 @@ def startup(argv: List[str], keep: Optional[List[int]] = None) -> Options:
     return options
 
 
+def refuse_start(fd: int, codec: codecs.Codec, error: List[str]) -> NoReturn:
+    """End a start that failed: the HELLO that carries error, written on the
+    protocol's output fd, then exit with EXIT_IMPORT_FAILED, also when that
+    write fails (Go then reports the exit and the stderr tail instead)."""
+    try:
+        write_frame(fd, hello_frame(codec, error))
+    finally:
+        _startup.exit_now(EXIT_IMPORT_FAILED)
+
+
 def serve_process(
     options: Options, codec: codecs.Codec, modules: List[Any], proto: Tuple[int, int], setup: bool = True
 ) -> None:
@@ -258,20 +268,14 @@ def serve_process(
             enable_stack_dumps(options.dump_fd)
         reader = FrameReader(proto_in, options.max_message)
     except MemoryError as exc:
-        try:
-            write_frame(proto_out, hello_frame(codec, _startup.start_error(exc)))
-        finally:
-            _startup.exit_now(EXIT_IMPORT_FAILED)
+        refuse_start(proto_out, codec, _startup.start_error(exc))
     signal.signal(signal.SIGINT, STATE.on_sigint)
     try:
         setup_seconds, error = run_setup(modules[0], options, codec) if setup else (0.0, None)
         if error is None and options.async_calls > 0:
             error = _startup.start_event_loop()  # its failure, too, is the start's
         if error is not None:
-            try:
-                write_frame(proto_out, hello_frame(codec, error))
-            finally:
-                _startup.exit_now(EXIT_IMPORT_FAILED)
+            refuse_start(proto_out, codec, error)
         write_frame(proto_out, hello_frame(codec, None, setup_seconds))
         functions = callable_functions(modules)
         functions[PING_FUNCTION] = ping
@@ -300,15 +304,9 @@ def main(argv: List[str]) -> None:
     try:
         proto = isolate_stdio()
     except OSError as exc:  # out of descriptors: fd 1 is still the protocol's output
-        try:
-            write_frame(1, hello_frame(startup_codec(options), _startup.no_descriptors_error(exc)))
-        finally:
-            _startup.exit_now(EXIT_IMPORT_FAILED)
+        refuse_start(1, startup_codec(options), _startup.no_descriptors_error(exc))
     codec = startup_codec(options)
     modules, error = load_modules(options)
     if error is not None:
-        try:
-            write_frame(proto[1], hello_frame(codec, error))
-        finally:
-            _startup.exit_now(EXIT_IMPORT_FAILED)
+        refuse_start(proto[1], codec, error)
     serve_process(options, codec, modules, proto)
