@@ -18,12 +18,26 @@ var initialisms = map[string]bool{
 
 // exported turns a Python name (snake_case, or already CamelCase) into an
 // exported Go identifier: duplicate_text -> DuplicateText, user_id -> UserID.
+// A name that would not start with an upper-case letter (a digit, a letter
+// without case: 名前) gets an X in front, so that it is exported: a struct
+// field msgpack would not see, or a function the package's users could not
+// call, would be silently wrong.
 func exported(name string) string {
+	s := camel(name)
+	if s == "" || !unicode.IsUpper([]rune(s)[0]) {
+		s = "X" + s
+	}
+	return s
+}
+
+// camel joins the words of name, each with a capital: the words are
+// separated by '_' and by any character Go does not allow in a name (a
+// combining mark, a middle dot, which Python allows; a '-' or a space, in
+// an __all__ name or a TypedDict key).
+func camel(name string) string {
 	var b strings.Builder
-	for _, part := range strings.Split(name, "_") {
-		if part == "" {
-			continue
-		}
+	parts := strings.FieldsFunc(name, func(r rune) bool { return r == '_' || !(unicode.IsLetter(r) || unicode.IsDigit(r)) })
+	for _, part := range parts {
 		if initialisms[strings.ToLower(part)] {
 			b.WriteString(strings.ToUpper(part))
 			continue
@@ -32,11 +46,7 @@ func exported(name string) string {
 		r[0] = unicode.ToUpper(r[0])
 		b.WriteString(string(r))
 	}
-	s := b.String()
-	if s == "" || !unicode.IsLetter([]rune(s)[0]) {
-		s = "X" + s
-	}
-	return s
+	return b.String()
 }
 
 // reserved are the names a generated function's parameters may not take:
@@ -53,7 +63,10 @@ var reserved = map[string]bool{
 // lowerCamelCase, with a trailing underscore when it would be a keyword or
 // a name the generated code uses.
 func local(name string) string {
-	s := exported(name)
+	s := camel(name)
+	if s == "" || !unicode.IsLetter([]rune(s)[0]) {
+		s = "X" + s
+	}
 	r := []rune(s)
 	// Lower the leading initialism or letter: ID -> id, URLPath -> urlPath.
 	n := 0

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"testing"
+
+	"github.com/pypool/pypool"
+)
+
+// generateFor generates the bindings of functions and parses them: the
+// generated file must be Go, whatever the Python names.
+func generateFor(t *testing.T, functions ...pypool.Function) (string, *ast.File) {
+	t.Helper()
+	src, err := generate(source{module: "m", pkg: "m", python: "python3", version: "3", command: "pypoolgen"}, functions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := parser.ParseFile(token.NewFileSet(), "", src, 0)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, src)
+	}
+	return string(src), file
+}
+
+// TestNamesGoCannotSpell: Python identifiers (and __all__ names) with
+// characters Go does not allow in a name, or that start with a letter
+// without case, give valid Go names, exported where they must be (a
+// function, an options field, a struct field msgpack must see).
+func TestNamesGoCannotSpell(t *testing.T) {
+	for _, name := range []string{"名前", "नमस्ते", "x\u00b7y", "a-b", "with space", "Ⅻ_roman", "_", "__", "9lives", "é"} {
+		if got := exported(name); !token.IsIdentifier(got) || !token.IsExported(got) {
+			t.Errorf("exported(%q) = %q: not an exported Go identifier", name, got)
+		}
+		if got := local(name); !token.IsIdentifier(got) {
+			t.Errorf("local(%q) = %q: not a Go identifier", name, got)
+		}
+	}
+	integer := h(pypool.HintInt)
+	str := h(pypool.HintStr)
+	class := pypool.Hint{Kind: pypool.HintTypedDict, Name: "クラス", Module: "m", Fields: []pypool.HintField{
+		{Name: "名前", Hint: &str, Required: true},
+		{Name: "नमस्ते", Hint: &integer, Required: true},
+	}}
+	_, file := generateFor(t,
+		pypool.Function{Name: "名前", Params: []pypool.Param{{Name: "नमस्ते", Kind: pypool.ParamPositionalOrKeyword, Hint: &integer}}, Result: &class},
+		pypool.Function{Name: "a-b", Params: []pypool.Param{{Name: "名前", Kind: pypool.ParamKeywordOnly, HasDefault: true, Default: "1", Hint: &integer}}},
+	)
+	for _, d := range file.Decls {
+		switch d := d.(type) {
+		case *ast.FuncDecl:
+			if !d.Name.IsExported() {
+				t.Errorf("function %s is not exported", d.Name.Name)
+			}
+		case *ast.GenDecl:
+			for _, s := range d.Specs {
+				if ts, ok := s.(*ast.TypeSpec); ok {
+					if !ts.Name.IsExported() {
+						t.Errorf("type %s is not exported", ts.Name.Name)
+					}
+					for _, f := range ts.Type.(*ast.StructType).Fields.List {
+						for _, n := range f.Names {
+							if !n.IsExported() && n.Name != "_msgpack" {
+								t.Errorf("field %s.%s is not exported (msgpack would leave it out)", ts.Name.Name, n.Name)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
