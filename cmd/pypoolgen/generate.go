@@ -72,7 +72,7 @@ func generate(src source, functions []pypool.Function) ([]byte, error) {
 		}
 	}
 	if len(m.errs) > 0 {
-		return nil, fmt.Errorf("%s", strings.Join(m.errs, "; "))
+		return nil, fmt.Errorf("%s", strings.Join(m.errs, "\n"))
 	}
 
 	var out bytes.Buffer

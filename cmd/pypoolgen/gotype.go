@@ -6,7 +6,9 @@ package main
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/pypool/pypool"
 )
@@ -177,8 +179,31 @@ func (m *mapper) class(h *pypool.Hint) string {
 // fieldTypes maps a class's fields, registering the classes they use.
 func (m *mapper) fieldTypes(h *pypool.Hint) {
 	for _, f := range h.Fields {
+		if !taggable(f.Name) {
+			m.errs = append(m.errs, fmt.Sprintf("Python class %s.%s: key %s cannot be the msgpack tag of a Go struct's field "+
+				"(a tag cannot be \"\" or \"-\", hold a , : ' \" ` \\ or a control character, or start or end with a space): rename the key",
+				h.Module, h.Name, strconv.Quote(f.Name)))
+			continue
+		}
 		m.goType(f.Hint)
 	}
+}
+
+// taggable says whether a msgpack struct tag names the key: msgpack reads
+// a tag up to its first ',' (options follow), as name:value at a ':', a
+// quoted name at a single quote, trims its spaces, and leaves out a field tagged
+// "-" (a field tagged "" takes its Go name); a quote, a backslash, a
+// backtick or a control character breaks the tag itself.
+func taggable(key string) bool {
+	if key == "" || key == "-" || key != strings.TrimSpace(key) || strings.ContainsAny(key, ",:'\"`\\") {
+		return false
+	}
+	for _, r := range key {
+		if !unicode.IsGraphic(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // namedTypes returns the registered classes sorted by Go name.

@@ -4,6 +4,8 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/pypool/pypool"
@@ -69,5 +71,28 @@ func TestNamesGoCannotSpell(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestKeysNoTagCanName: a TypedDict key (the functional form takes any
+// string) that a msgpack struct tag cannot name is an error naming the
+// class and the key; one it can name (a space inside) crosses under its
+// own name.
+func TestKeysNoTagCanName(t *testing.T) {
+	integer := h(pypool.HintInt)
+	for _, key := range []string{"a,b", "-", "", "x:y", "it's", `q"`, "back`tick", `back\slash`, " padded", "new\nline"} {
+		class := pypool.Hint{Kind: pypool.HintTypedDict, Name: "T", Module: "m", Fields: []pypool.HintField{
+			{Name: "ok", Hint: &integer, Required: true},
+			{Name: key, Hint: &integer, Required: true},
+		}}
+		_, err := generate(source{module: "m", pkg: "m"}, []pypool.Function{{Name: "f", Result: &class}})
+		if err == nil || !strings.Contains(err.Error(), "m.T") || !strings.Contains(err.Error(), strconv.Quote(key)) || !strings.Contains(err.Error(), "rename") {
+			t.Errorf("key %q: error %v, want one naming m.T, the key and the fix", key, err)
+		}
+	}
+	class := pypool.Hint{Kind: pypool.HintTypedDict, Name: "T", Module: "m", Fields: []pypool.HintField{{Name: "first name", Hint: &integer, Required: true}}}
+	src, _ := generateFor(t, pypool.Function{Name: "f", Result: &class})
+	if !strings.Contains(src, "FirstName int64 `msgpack:\"first name\"`") {
+		t.Errorf("no field FirstName tagged \"first name\" in\n%s", src)
 	}
 }
