@@ -32,6 +32,12 @@ const (
 	regenerateLine  = "// Regenerate: "
 )
 
+// hintsNotResolved starts a Function.Error that says only that some hints
+// did not resolve (introspect.py): the parameters are all there, those
+// hints are of kind HintUnknown. Any other error means the signature
+// itself could not be read.
+const hintsNotResolved = "type hints not resolved"
+
 // generate returns the gofmt'ed Go source of the bindings of functions.
 func generate(src source, functions []pypool.Function) ([]byte, error) {
 	m := newMapper()
@@ -53,6 +59,14 @@ func generate(src source, functions []pypool.Function) ([]byte, error) {
 		}
 		if strings.Contains(f.Name, ".") {
 			continue // another configured module's: not this module's bindings
+		}
+		if f.Error != "" && !strings.HasPrefix(f.Error, hintsNotResolved) {
+			// Its parameters are unknown (Params is empty): a binding
+			// of none would be wrong.
+			m.errs = append(m.errs, fmt.Sprintf("Python function %s: its signature could not be read (%s): "+
+				"give it one Python's inspect.signature can read (a def, or a __signature__), "+
+				"or leave it out of the module's public functions (__all__, or a name starting with _)", f.Name, f.Error))
+			continue
 		}
 		g := newGenFunc(m, f)
 		if err := claim(g.goName, "Python function "+f.Name); err != nil {

@@ -96,3 +96,23 @@ func TestKeysNoTagCanName(t *testing.T) {
 		t.Errorf("no field FirstName tagged \"first name\" in\n%s", src)
 	}
 }
+
+// TestUnreadableSignature: a function whose signature Python could not
+// read (a callable whose __signature__ raises, a builtin without one) has
+// no parameters in its description: binding it as a function of none
+// would be wrong, so it is an error naming it, why, and the fix. A
+// function whose hints did not all resolve is bound (those hints are any).
+func TestUnreadableSignature(t *testing.T) {
+	for _, why := range []string{"no signature: no signature found for builtin <built-in function print>", "not described (RuntimeError: signature explodes)"} {
+		_, err := generate(source{module: "m", pkg: "m"}, []pypool.Function{{Name: "raiser", Module: "m", Error: why}})
+		if err == nil || !strings.Contains(err.Error(), "raiser") || !strings.Contains(err.Error(), why) || !strings.Contains(err.Error(), "__all__") {
+			t.Errorf("%s: error %v", why, err)
+		}
+	}
+	integer := h(pypool.HintInt)
+	src, _ := generateFor(t, pypool.Function{Name: "f", Module: "m", Error: "type hints not resolved (NameError: name 'Nope' is not defined)",
+		Params: []pypool.Param{{Name: "x", Kind: pypool.ParamPositionalOrKeyword, Hint: &pypool.Hint{Kind: pypool.HintUnknown, Repr: "Nope"}}, {Name: "y", Kind: pypool.ParamPositionalOrKeyword, Hint: &integer}}})
+	if !strings.Contains(src, "func F(ctx context.Context, c pypool.Caller, x any, y int64) (any, error)") {
+		t.Errorf("f not bound with its parameters:\n%s", src)
+	}
+}

@@ -162,6 +162,8 @@ def _hints(function: Any) -> Any:
     try:
         return _typing.get_type_hints(function), ""
     except Exception as exc:
+        # cmd/pypoolgen tells this error (the parameters are all there) from
+        # the others (no signature: no parameters) by its first words.
         error = "type hints not resolved (%s: %s)" % (type(exc).__name__, exc)
     hints = {}
     annotations = getattr(function, "__annotations__", None) or {}
