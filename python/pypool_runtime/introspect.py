@@ -84,13 +84,49 @@ def describe(modules: List[Any]) -> List[Dict[str, Any]]:
     for i, module in enumerate(modules):
         for name, function in public_functions(module).items():
             name = name if i == 0 else module.__name__ + "." + name
+            if _unencodable(name) is not None:
+                continue  # not UTF-8 (a lone surrogate set through __all__): Go cannot name it
             try:
-                out.append(describe_function(name, module.__name__, function))
+                info = describe_function(name, module.__name__, function)
+                where = _unencodable(info)
+                if where is not None:
+                    raise ValueError("%s cannot cross to Go" % where)
+                out.append(info)
             except Exception as exc:  # an object whose inspection fails: said, not fatal to the others
                 out.append({"name": name, "module": module.__name__, "class": False, "async": False,
                             "generator": False, "doc": "", "params": [], "result": None,
-                            "error": "not described (%s: %s)" % (type(exc).__name__, exc)})  # fmt: skip
+                            "error": _text("not described (%s: %s)" % (type(exc).__name__, exc))})  # fmt: skip
     return out
+
+
+def _text(text: str) -> str:
+    """text as UTF-8 can carry it: a lone surrogate as its escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unencodable(value: Any, path: str = "") -> Optional[str]:
+    """Where in a description is a value msgpack cannot carry to Go (a str
+    that is not UTF-8, an int beyond 64 bits), or None: one such value
+    would fail the whole Pool.Functions call."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "%s %s" % (path or "its name", ascii(value))
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**64:
+            return "%s %d" % (path, value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            where = _unencodable(k, path + "[key]") or _unencodable(v, "%s[%r]" % (path, k))
+            if where is not None:
+                return where
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            where = _unencodable(v, "%s[%d]" % (path, i))
+            if where is not None:
+                return where
+    return None
 
 
 def describe_function(name: str, module: str, function: Any) -> Dict[str, Any]:
@@ -100,7 +136,7 @@ def describe_function(name: str, module: str, function: Any) -> Dict[str, Any]:
     unwrapped = inspect.unwrap(function)
     is_async = inspect.iscoroutinefunction(unwrapped) or inspect.isasyncgenfunction(unwrapped)
     generator = inspect.isgeneratorfunction(unwrapped) or inspect.isasyncgenfunction(unwrapped)
-    doc = inspect.getdoc(function) or ""
+    doc = _text(inspect.getdoc(function) or "")
     info: Dict[str, Any] = {
         "name": name,
         "module": module,
@@ -184,7 +220,7 @@ def _qualified(obj: Any) -> str:
 
 def _repr(value: Any) -> str:
     try:
-        text = repr(value)
+        text = _text(repr(value))
     except Exception:
         text = "<%s>" % type(value).__name__
     return text if len(text) <= 200 else text[:197] + "..."
@@ -194,7 +230,7 @@ def _hint_repr(hint: Any) -> str:
     if isinstance(hint, type):
         return hint.__qualname__ if hint.__module__ == "builtins" else _qualified(hint)
     if isinstance(hint, str):
-        return hint
+        return _text(hint)
     return _repr(hint)
 
 
@@ -227,7 +263,10 @@ def describe_hint(hint: Any, seen: Optional[List[Any]] = None) -> Dict[str, Any]
             described = [describe_hint(a, seen) for a in args]
             return {"kind": "union", "args": described}
         if origin is typing.Literal:
+            # Values Go can hold: no int beyond int64, no str UTF-8
+            # cannot carry.
             values = [a for a in args if type(a) in (bool, int, float, str, bytes) or a is None]
+            values = [a for a in values if (type(a) is not int or -(2**63) <= a < 2**63) and _unencodable(a) is None]
             if len(values) == len(args):
                 return {"kind": "literal", "values": list(values)}
             return {"kind": "unknown", "repr": _hint_repr(hint)}

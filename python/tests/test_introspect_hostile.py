@@ -1,0 +1,67 @@
+"""introspect.py on hostile modules (cmd/pypoolgen's audit): whatever a
+module's functions hold, the description crosses to Go (one function that
+cannot be described does not take Pool.Functions down for the others), and
+it is the same from one run of the interpreter to the next (-check compares
+the bindings written on two machines)."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import types
+import unittest
+from typing import Any, Dict, List, Literal
+
+from pypool_runtime import introspect, purecodec
+
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def module_of(**functions: Any) -> types.ModuleType:
+    module = types.ModuleType("hostile_mod")
+    for name, function in functions.items():
+        setattr(module, name, function)
+    module.__all__ = list(functions)
+    return module
+
+
+def by_name(functions: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    return {f["name"]: f for f in functions}
+
+
+class CrossesTest(unittest.TestCase):
+    def test_values_msgpack_cannot_carry(self) -> None:
+        def big(x: Literal[2**70]) -> Literal[2**63]:  # beyond Go's int64
+            return 0
+
+        def surrogate(x: Literal["\ud800"]) -> int:
+            return 0
+
+        def doc(x: int) -> int:
+            return 0
+
+        doc.__doc__ = "a lone \ud800 surrogate"
+
+        def fine(x: Literal[-(2**63), 2**63 - 1]) -> int:
+            return 0
+
+        functions = introspect.describe([module_of(big=big, surrogate=surrogate, doc=doc, fine=fine)])
+        purecodec.packb(functions)  # raised: Pool.Functions failed for every function
+        described = by_name(functions)
+        self.assertEqual(described["big"]["params"][0]["hint"]["kind"], "unknown")
+        self.assertEqual(described["big"]["result"]["kind"], "unknown")
+        self.assertEqual(described["surrogate"]["params"][0]["hint"]["kind"], "unknown")
+        self.assertIn("\\ud800", described["doc"]["doc"])
+        self.assertEqual(described["fine"]["params"][0]["hint"], {"kind": "literal", "values": [-(2**63), 2**63 - 1]})
+
+    def test_name_go_cannot_call(self) -> None:
+        def f(x: int) -> int:
+            return x
+
+        functions = introspect.describe([module_of(**{"\ud800": f, "ok": f})])
+        purecodec.packb(functions)
+        self.assertEqual([d["name"] for d in functions], ["ok"])
+
+
+if __name__ == "__main__":
+    unittest.main()
