@@ -219,11 +219,50 @@ def _qualified(obj: Any) -> str:
 
 
 def _repr(value: Any) -> str:
+    """repr(value) as the same text in every run: the Go bindings written
+    from it are compared byte for byte (pypoolgen -check)."""
     try:
-        text = _text(repr(value))
+        text = _text(_stable_repr(value, 0))
     except Exception:
         text = "<%s>" % type(value).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _stable_repr(value: Any, depth: int) -> str:
+    """repr(value) without what changes from one run to the next: a set's
+    items (in an order PYTHONHASHSEED changes) are sorted, and an object's
+    address (" at 0x7f...": a sentinel object(), a lambda) is left out."""
+    cls = type(value)
+    if depth < 8:
+        if cls is set or cls is frozenset:
+            if not value:
+                return cls.__name__ + "()"
+            text = "{" + ", ".join(sorted(_stable_repr(v, depth + 1) for v in value)) + "}"
+            return text if cls is set else "frozenset(" + text + ")"
+        if cls is list:
+            return "[" + ", ".join(_stable_repr(v, depth + 1) for v in value) + "]"
+        if cls is tuple:
+            return "(" + ", ".join(_stable_repr(v, depth + 1) for v in value) + ("," if len(value) == 1 else "") + ")"
+        if cls is dict:
+            return "{" + ", ".join("%s: %s" % (_stable_repr(k, depth + 1), _stable_repr(v, depth + 1)) for k, v in value.items()) + "}"
+    return _ADDRESS.sub("", repr(value))
+
+
+class _Address:
+    """re.compile(" at 0x[0-9A-Fa-f]+") compiled at its first use (re from
+    the interpreter's own modules, as inspect and typing)."""
+
+    pattern: Any = None
+
+    def sub(self, repl: str, text: str) -> str:
+        if " at 0x" not in text:
+            return text
+        if self.pattern is None:
+            self.pattern = stdlib.own_module("re").compile(" at 0x[0-9A-Fa-f]+")
+        return self.pattern.sub(repl, text)
+
+
+_ADDRESS = _Address()
 
 
 def _hint_repr(hint: Any) -> str:

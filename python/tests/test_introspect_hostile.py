@@ -63,5 +63,39 @@ class CrossesTest(unittest.TestCase):
         self.assertEqual([d["name"] for d in functions], ["ok"])
 
 
+DETERMINISM_MODULE = """
+_MISSING = object()
+class _Sentinel:
+    pass
+def get(key, default=_MISSING, s=_Sentinel(), tags=frozenset({"alpha", "beta", "gamma", "delta"}),
+        nested=[{"x", "y", "z"}, set()], cb=lambda x: x, t=("one",), d={"k": frozenset()}):
+    return key
+"""
+
+DESCRIBE = "import sys; sys.path[:0] = sys.argv[1:3]; import det_mod; from pypool_runtime import introspect; print(introspect.describe([det_mod]))"
+
+
+class DeterminismTest(unittest.TestCase):
+    def test_defaults_same_in_every_run(self) -> None:
+        """A default's repr holds no address (a sentinel object(), a lambda)
+        and no set order (which PYTHONHASHSEED changes): -check would fail
+        on every run."""
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "det_mod.py"), "w") as f:
+                f.write(DETERMINISM_MODULE)
+            outputs = set()
+            for seed in ("1", "2", "3"):
+                env = dict(os.environ, PYTHONHASHSEED=seed)
+                run = subprocess.run([sys.executable, "-c", DESCRIBE, tmp, PYTHON_DIR], env=env, capture_output=True, text=True, check=True)
+                outputs.add(run.stdout)
+        self.assertEqual(len(outputs), 1, "\n".join(sorted(outputs)))
+        defaults = {p["name"]: p["default"] for p in eval(outputs.pop())[0]["params"] if p["has_default"]}
+        self.assertEqual(defaults["default"], "<object object>")
+        self.assertEqual(defaults["tags"], "frozenset({'alpha', 'beta', 'delta', 'gamma'})")
+        self.assertEqual(defaults["nested"], "[{'x', 'y', 'z'}, set()]")
+        self.assertEqual(defaults["t"], "('one',)")
+        self.assertEqual(defaults["d"], "{'k': frozenset()}")
+
+
 if __name__ == "__main__":
     unittest.main()
