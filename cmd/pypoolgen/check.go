@@ -268,43 +268,68 @@ func fieldChanges(what, word string, old, new []field) []string {
 }
 
 // lineDiff is a unified diff of old and new, by lines, with two lines of
-// context: the files are small, so a plain longest-common-subsequence
-// table does.
+// context. The lines the files start and end with in common are set aside
+// first; those between are compared with a plain longest-common-subsequence
+// table when it is small (a module of thousands of functions, one of them
+// changed, would ask for gigabytes), else shown as removed, then added.
 func lineDiff(name, old, new string) string {
 	a := strings.Split(strings.TrimSuffix(old, "\n"), "\n")
 	b := strings.Split(strings.TrimSuffix(new, "\n"), "\n")
-	n, m := len(a), len(b)
-	lcs := make([][]int, n+1)
-	for i := range lcs {
-		lcs[i] = make([]int, m+1)
-	}
-	for i := n - 1; i >= 0; i-- {
-		for j := m - 1; j >= 0; j-- {
-			if a[i] == b[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
 	type op struct {
 		kind byte // ' ', '-', '+'
 		text string
 	}
 	var ops []op
-	i, j := 0, 0
-	for i < n || j < m {
-		switch {
-		case i < n && j < m && a[i] == b[j]:
-			ops = append(ops, op{' ', a[i]})
-			i, j = i+1, j+1
-		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
-			ops = append(ops, op{'-', a[i]})
-			i++
-		default:
-			ops = append(ops, op{'+', b[j]})
-			j++
+	prefix := 0
+	for prefix < len(a) && prefix < len(b) && a[prefix] == b[prefix] {
+		ops = append(ops, op{' ', a[prefix]})
+		prefix++
+	}
+	suffix := 0
+	for suffix < len(a)-prefix && suffix < len(b)-prefix && a[len(a)-1-suffix] == b[len(b)-1-suffix] {
+		suffix++
+	}
+	a, b, common := a[prefix:len(a)-suffix], b[prefix:len(b)-suffix], a[len(a)-suffix:]
+	n, m := len(a), len(b)
+	const maxTable = 1 << 22 // cells: 32 MB
+	if n*m > maxTable {
+		for _, line := range a {
+			ops = append(ops, op{'-', line})
 		}
+		for _, line := range b {
+			ops = append(ops, op{'+', line})
+		}
+	} else {
+		lcs := make([][]int, n+1)
+		for i := range lcs {
+			lcs[i] = make([]int, m+1)
+		}
+		for i := n - 1; i >= 0; i-- {
+			for j := m - 1; j >= 0; j-- {
+				if a[i] == b[j] {
+					lcs[i][j] = lcs[i+1][j+1] + 1
+				} else {
+					lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+				}
+			}
+		}
+		i, j := 0, 0
+		for i < n || j < m {
+			switch {
+			case i < n && j < m && a[i] == b[j]:
+				ops = append(ops, op{' ', a[i]})
+				i, j = i+1, j+1
+			case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
+				ops = append(ops, op{'-', a[i]})
+				i++
+			default:
+				ops = append(ops, op{'+', b[j]})
+				j++
+			}
+		}
+	}
+	for _, line := range common {
+		ops = append(ops, op{' ', line})
 	}
 	var out strings.Builder
 	fmt.Fprintf(&out, "--- %s (on disk)\n+++ %s (as generated now)\n", name, name)
