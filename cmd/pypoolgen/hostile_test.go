@@ -116,3 +116,34 @@ func TestUnreadableSignature(t *testing.T) {
 		t.Errorf("f not bound with its parameters:\n%s", src)
 	}
 }
+
+// TestNoCodeFromPython: text from Python that ends up in comments (a
+// default's repr, which numpy writes on several lines; a class's or an
+// __all__ name's) cannot end a comment and write Go code of its own.
+func TestNoCodeFromPython(t *testing.T) {
+	injected := "1\nfunc init() { panic(\"injected\") }\n//"
+	str := h(pypool.HintStr)
+	class := pypool.Hint{Kind: pypool.HintTypedDict, Name: "C\nfunc init() { panic(1) }\n//", Module: "m\nfunc init() {}\n//", Fields: []pypool.HintField{{Name: "k", Hint: &str, Required: true}}}
+	functions := []pypool.Function{
+		{Name: "f", Params: []pypool.Param{
+			{Name: "m", Kind: pypool.ParamPositionalOrKeyword, HasDefault: true, Default: "array([[1., 0.],\n       [0., 1.]])"},
+			{Name: "e", Kind: pypool.ParamPositionalOrKeyword, HasDefault: true, Default: injected, Hint: &str},
+			{Name: "p", Kind: pypool.ParamPositionalOnly, HasDefault: true, Default: injected},
+		}, Result: &class},
+		{Name: "g\nfunc init() { panic(2) }\n//"},
+		{Name: "K\nfunc init() { panic(3) }\n//", Class: true},
+	}
+	src, err := generate(source{module: "m", pkg: "m", python: "python3", version: "3", command: "pypoolgen"}, functions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := parser.ParseFile(token.NewFileSet(), "", src, 0)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, src)
+	}
+	for _, d := range file.Decls {
+		if f, ok := d.(*ast.FuncDecl); ok && f.Name.Name == "init" {
+			t.Errorf("Python text wrote a func init:\n%s", src)
+		}
+	}
+}
