@@ -432,7 +432,7 @@ func writeType(w *bytes.Buffer, m *mapper, t *namedType) {
 			name += "_"
 		}
 		seen[name] = true
-		typ, tag := m.fieldType(f)
+		typ, tag := m.fieldType(t.goName, f)
 		comment := ""
 		if f.Hint != nil {
 			comment = f.Hint.String()

@@ -216,12 +216,43 @@ func (m *mapper) namedTypes() []*namedType {
 	return out
 }
 
+// isClass says whether h is a class's hint (a Go struct).
+func isClass(h *pypool.Hint) bool {
+	return h != nil && (h.Kind == pypool.HintTypedDict || h.Kind == pypool.HintDataclass || h.Kind == pypool.HintNamedTuple)
+}
+
+// holds says whether the struct named from holds, by value (a field of
+// its type, not in a slice, map or pointer), the struct named to, itself
+// or through others: a field that closes such a circle must be a pointer,
+// or Go refuses the type.
+func (m *mapper) holds(from, to string, seen map[string]bool) bool {
+	t, ok := m.named[from]
+	if !ok || seen[from] {
+		return false
+	}
+	seen[from] = true
+	for _, f := range t.hint.Fields {
+		if f.Required && isClass(f.Hint) {
+			name := exported(f.Hint.Name)
+			if name == to || m.holds(name, to, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // fieldType is a class field's Go form: a key a TypedDict may leave out is
 // a pointer (or a nilable type) with omitempty, so that Go leaves it out
 // too when it is nil.
-func (m *mapper) fieldType(f pypool.HintField) (goType, string) {
+func (m *mapper) fieldType(class string, f pypool.HintField) (goType, string) {
 	t := m.goType(f.Hint)
 	if f.Required {
+		if isClass(f.Hint) && m.holds(t.expr, class, map[string]bool{}) {
+			t.note = joinNotes(t.note, "a pointer, as "+t.expr+" holds "+class+" (a Go struct cannot hold itself)")
+			t.expr = "*" + t.expr
+			t.nilable = true
+		}
 		return t, ""
 	}
 	if !t.nilable {

@@ -147,3 +147,32 @@ func TestNoCodeFromPython(t *testing.T) {
 		}
 	}
 }
+
+// TestClassHoldsItself: a class whose field is the class itself, or a
+// class that holds it (A's field is a B, B's an A), is a Go struct whose
+// field is a pointer: by value, Go refuses the type ("invalid recursive
+// type").
+func TestClassHoldsItself(t *testing.T) {
+	integer := h(pypool.HintInt)
+	node := pypool.Hint{Kind: pypool.HintTypedDict, Name: "Node", Module: "m", Fields: []pypool.HintField{
+		{Name: "value", Hint: &integer, Required: true},
+		{Name: "next", Hint: &pypool.Hint{Kind: pypool.HintTypedDict, Name: "Node", Module: "m"}, Required: true},
+	}}
+	a := pypool.Hint{Kind: pypool.HintTypedDict, Name: "A", Module: "m", Fields: []pypool.HintField{
+		{Name: "b", Hint: &pypool.Hint{Kind: pypool.HintDataclass, Name: "B", Module: "m", Fields: []pypool.HintField{
+			{Name: "a", Hint: &pypool.Hint{Kind: pypool.HintTypedDict, Name: "A", Module: "m"}, Required: true},
+		}}, Required: true},
+	}}
+	leaf := pypool.Hint{Kind: pypool.HintNamedTuple, Name: "Leaf", Module: "m", Fields: []pypool.HintField{{Name: "x", Hint: &integer, Required: true}}}
+	holder := pypool.Hint{Kind: pypool.HintNamedTuple, Name: "Holder", Module: "m", Fields: []pypool.HintField{{Name: "leaf", Hint: &leaf, Required: true}}}
+	src, _ := generateFor(t, pypool.Function{Name: "f", Params: []pypool.Param{
+		{Name: "n", Kind: pypool.ParamPositionalOrKeyword, Hint: &node},
+		{Name: "a", Kind: pypool.ParamPositionalOrKeyword, Hint: &a},
+		{Name: "h", Kind: pypool.ParamPositionalOrKeyword, Hint: &holder},
+	}})
+	for _, want := range []string{"\tNext  *Node `msgpack:\"next\"`", "\tB *B `msgpack:\"b\"`", "\tA *A `msgpack:\"a\"`", "\tLeaf     Leaf     `msgpack:\"leaf\"`"} {
+		if !strings.Contains(src, want) {
+			t.Errorf("no %q in\n%s", want, src)
+		}
+	}
+}
