@@ -155,10 +155,11 @@ def describe_function(name: str, module: str, function: Any) -> Dict[str, Any]:
     hints, error = _hints(function)
     if error:
         info["error"] = error
+    namespace = _namespace(function)
     for param in signature.parameters.values():
         hint = hints.get(param.name, _MISSING)
         if hint is _MISSING and param.annotation is not param.empty:
-            hint = param.annotation  # unresolved: described as unknown
+            hint = _resolved(param.annotation, namespace)  # unresolved: described as unknown
         described: Dict[str, Any] = {
             "name": param.name,
             "kind": _KINDS[param.kind],
@@ -170,7 +171,7 @@ def describe_function(name: str, module: str, function: Any) -> Dict[str, Any]:
         info["params"].append(described)
     result = hints.get("return", _MISSING)
     if result is _MISSING and signature.return_annotation is not signature.empty:
-        result = signature.return_annotation
+        result = _resolved(signature.return_annotation, namespace)
     if result is not _MISSING:
         info["result"] = describe_hint(result)
     return info
@@ -203,15 +204,38 @@ def _hints(function: Any) -> Any:
         error = "type hints not resolved (%s: %s)" % (type(exc).__name__, exc)
     hints = {}
     annotations = getattr(function, "__annotations__", None) or {}
-    namespace = getattr(_inspect.unwrap(function), "__globals__", {})
+    namespace = _namespace(function)
     for name, annotation in annotations.items():
-        if isinstance(annotation, str):
-            try:
-                annotation = eval(annotation, namespace)  # what get_type_hints does, one at a time
-            except Exception:
-                pass
-        hints[name] = annotation
+        hints[name] = _resolved(annotation, namespace)
     return hints, error
+
+
+def _resolved(annotation: Any, namespace: Dict[str, Any]) -> Any:
+    """A string annotation evaluated in namespace, as get_type_hints does
+    (one at a time); the string itself if it does not evaluate."""
+    if isinstance(annotation, str):
+        try:
+            return eval(annotation, namespace)
+        except Exception:
+            pass
+    return annotation
+
+
+def _namespace(function: Any) -> Dict[str, Any]:
+    """The globals a callable's string annotations are evaluated in: its
+    function's module's, for a def, a functools.partial of one (which
+    typing.get_type_hints refuses) and a callable object (its class's
+    __call__)."""
+    target = _inspect.unwrap(function)
+    for _ in range(100):  # a partial of a partial...
+        inner = getattr(target, "func", None)
+        if inner is None or not hasattr(target, "keywords"):
+            break
+        target = _inspect.unwrap(inner)
+    if not hasattr(target, "__globals__") and not _inspect.isclass(target):
+        target = getattr(type(target), "__call__", target)
+    namespace = getattr(target, "__globals__", None)
+    return namespace if isinstance(namespace, dict) else {}
 
 
 def _qualified(obj: Any) -> str:

@@ -97,5 +97,47 @@ class DeterminismTest(unittest.TestCase):
         self.assertEqual(defaults["d"], "{'k': frozenset()}")
 
 
+STRING_HINTS_MODULE = """
+from __future__ import annotations
+import functools
+from typing import Optional
+
+def _base(a: int, b: Optional[str], c: float = 1.0) -> list[int]:
+    return [a]
+
+partial = functools.partial(_base, 1)
+__all__ = ["partial", "instance"]
+
+class _Callable:
+    def __call__(self, x: float) -> dict[str, int]:
+        return {}
+
+instance = _Callable()
+"""
+
+
+class StringHintsTest(unittest.TestCase):
+    def test_partial_and_callable_instance(self) -> None:
+        """Under `from __future__ import annotations` every hint is a string:
+        those of a functools.partial and of a callable object resolve in
+        their function's module, as a def's do (they read "int: no Go
+        form")."""
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "strhints_mod.py"), "w") as f:
+                f.write(STRING_HINTS_MODULE)
+            sys.path.insert(0, tmp)
+            try:
+                import strhints_mod
+            finally:
+                sys.path.remove(tmp)
+        described = by_name(introspect.describe([strhints_mod]))
+        partial = described["partial"]
+        self.assertEqual([p["hint"] for p in partial["params"]], [{"kind": "optional", "args": [{"kind": "str"}]}, {"kind": "float"}])
+        self.assertEqual(partial["result"], {"kind": "list", "args": [{"kind": "int"}]})
+        instance = described["instance"]
+        self.assertEqual(instance["params"][0]["hint"], {"kind": "float"})
+        self.assertEqual(instance["result"], {"kind": "dict", "args": [{"kind": "str"}, {"kind": "int"}]})
+
+
 if __name__ == "__main__":
     unittest.main()
