@@ -10,32 +10,44 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite internal/hinted/hinted_gen.go, the golden bindings")
+var update = flag.Bool("update", false, "rewrite internal/hinted/hinted_gen.go and internal/hostile/hostile_gen.go, the golden bindings")
 
-// goldenArgs are internal/hinted's go:generate arguments (doc.go).
-var goldenArgs = []string{"-module", "pypool_hinted", "-out", "hinted_gen.go", "-pythonpath", "../../../../testdata/pypoolgen"}
+// goldens are the golden bindings' packages and their go:generate
+// arguments (doc.go).
+var goldens = []struct {
+	dir  string
+	args []string
+}{
+	{"internal/hinted", []string{"-module", "pypool_hinted", "-out", "hinted_gen.go", "-pythonpath", "../../../../testdata/pypoolgen"}},
+	{"internal/hostile", []string{"-module", "pypool_hostile", "-out", "hostile_gen.go", "-pythonpath", "../../testdata"}},
+}
 
 // TestGolden: the bindings of testdata/pypoolgen/pypool_hinted.py (every
-// hint pypoolgen supports) are internal/hinted/hinted_gen.go, on both
-// interpreters (-check leaves the interpreter line out). Run with -update
-// to rewrite them.
+// hint pypoolgen supports) are internal/hinted/hinted_gen.go, and those of
+// testdata/pypool_hostile.py (names, signatures and classes that push the
+// generator) internal/hostile/hostile_gen.go, on both interpreters (-check
+// leaves the interpreter line out). Run with -update to rewrite them.
 func TestGolden(t *testing.T) {
-	chdir(t, "internal/hinted")
-	if *update {
-		var stderr bytes.Buffer
-		if status := run(goldenArgs, os.Stdout, &stderr); status != 0 {
-			t.Fatalf("status %d: %s", status, stderr.String())
-		}
-	}
-	for _, python := range []string{"python3", "/usr/bin/python3"} {
-		t.Run(filepath.Base(filepath.Dir(python))+"_"+filepath.Base(python), func(t *testing.T) {
-			if _, err := exec.LookPath(python); err != nil {
-				t.Skip(err)
+	for _, golden := range goldens {
+		t.Run(filepath.Base(golden.dir), func(t *testing.T) {
+			chdir(t, golden.dir)
+			if *update {
+				var stderr bytes.Buffer
+				if status := run(golden.args, os.Stdout, &stderr); status != 0 {
+					t.Fatalf("status %d: %s", status, stderr.String())
+				}
 			}
-			var stdout, stderr bytes.Buffer
-			args := append(append([]string{}, goldenArgs...), "-check", "-python", python)
-			if status := run(args, &stdout, &stderr); status != 0 {
-				t.Fatalf("status %d (run the test with -update if the change is meant):\n%s%s", status, stdout.String(), stderr.String())
+			for _, python := range []string{"python3", "/usr/bin/python3"} {
+				t.Run(filepath.Base(filepath.Dir(python))+"_"+filepath.Base(python), func(t *testing.T) {
+					if _, err := exec.LookPath(python); err != nil {
+						t.Skip(err)
+					}
+					var stdout, stderr bytes.Buffer
+					args := append(append([]string{}, golden.args...), "-check", "-python", python)
+					if status := run(args, &stdout, &stderr); status != 0 {
+						t.Fatalf("status %d (run the test with -update if the change is meant):\n%s%s", status, stdout.String(), stderr.String())
+					}
+				})
 			}
 		})
 	}
