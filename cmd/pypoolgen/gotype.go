@@ -133,7 +133,8 @@ func (m *mapper) tuple(h *pypool.Hint) goType {
 	return goType{expr: "[]" + first.expr, note: joinNotes(first.note, fmt.Sprintf("%d items", len(h.Args))), nilable: true}
 }
 
-// literal: a Literal of strings is a string, of ints an int64.
+// literal: a Literal of strings is a string, of ints an int64, of bools
+// a bool, of floats a float64.
 func (m *mapper) literal(h *pypool.Hint) goType {
 	expr := ""
 	for _, v := range h.Values {
@@ -143,6 +144,10 @@ func (m *mapper) literal(h *pypool.Hint) goType {
 			e = "string"
 		case int8, int16, int32, int64, uint8, uint16, uint32, uint64:
 			e = "int64"
+		case bool:
+			e = "bool"
+		case float32, float64:
+			e = "float64"
 		default:
 			e = "any"
 		}
@@ -150,6 +155,9 @@ func (m *mapper) literal(h *pypool.Hint) goType {
 			e = "any"
 		}
 		expr = e
+	}
+	if len(h.Values) == 1 && h.Values[0] == nil {
+		return goType{expr: "any", note: h.String() + ": None is its only value", nilable: true}
 	}
 	if expr == "" || expr == "any" {
 		return goType{expr: "any", note: h.String() + ": values of several types", nilable: true}

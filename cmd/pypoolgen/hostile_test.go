@@ -176,3 +176,26 @@ func TestClassHoldsItself(t *testing.T) {
 		}
 	}
 }
+
+// TestLiteralOfOneType: a Literal of bools is a bool and one of floats a
+// float64, as one of strs is a string; one of several types, or of None,
+// is an any whose note says so (it said "several types" of Literal[True,
+// False]).
+func TestLiteralOfOneType(t *testing.T) {
+	for _, c := range []struct {
+		values   []any
+		want     string
+		wantNote string
+	}{
+		{[]any{true, false}, "bool", "one of true, false"},
+		{[]any{1.5, 2.5}, "float64", "one of 1.5, 2.5"},
+		{[]any{"a", int8(1)}, "any", "values of several types"},
+		{[]any{"a", nil}, "any", "values of several types"},
+		{[]any{nil}, "any", "None is its only value"},
+	} {
+		got := newMapper().goType(&pypool.Hint{Kind: pypool.HintLiteral, Values: c.values})
+		if got.expr != c.want || !strings.Contains(got.note, c.wantNote) {
+			t.Errorf("Literal%v: %s (%q), want %s (%q)", c.values, got.expr, got.note, c.want, c.wantNote)
+		}
+	}
+}
