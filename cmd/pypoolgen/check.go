@@ -37,10 +37,17 @@ func compare(name string, old, new []byte) string {
 	return b.String()
 }
 
+// withoutEnvironment is src without its header's interpreter and command
+// lines: those before the package clause only, so that a docstring line
+// that reads the same ("Regenerate: ...") is compared as any other.
 func withoutEnvironment(src []byte) []byte {
 	var out [][]byte
+	header := true
 	for _, line := range bytes.Split(src, []byte("\n")) {
-		if !bytes.HasPrefix(line, []byte(interpreterLine)) && !bytes.HasPrefix(line, []byte(regenerateLine)) {
+		if bytes.HasPrefix(line, []byte("package ")) {
+			header = false
+		}
+		if !header || (!bytes.HasPrefix(line, []byte(interpreterLine)) && !bytes.HasPrefix(line, []byte(regenerateLine))) {
 			out = append(out, line)
 		}
 	}
