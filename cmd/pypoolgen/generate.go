@@ -79,6 +79,14 @@ func generate(src source, functions []pypool.Function) ([]byte, error) {
 		}
 		g.write(&body)
 	}
+	if body.Len() == 0 && len(m.errs) == 0 {
+		classes := ""
+		if len(skipped) > 0 {
+			classes = " (its classes, which are types here, are " + oneLine(strings.Join(skipped, ", ")) + ")"
+		}
+		return nil, fmt.Errorf("the Python module %s has no public functions%s: nothing to bind; check -module, "+
+			"and the module's __all__ if it has one (its functions are those it defines whose names do not start with _)", src.module, classes)
+	}
 	types := m.namedTypes()
 	for _, t := range types {
 		if err := claim(t.goName, "Python class "+t.hint.Name); err != nil {

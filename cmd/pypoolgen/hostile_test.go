@@ -199,3 +199,15 @@ func TestLiteralOfOneType(t *testing.T) {
 		}
 	}
 }
+
+// TestNoFunctions: a module without public functions (a wrong -module, an
+// empty __all__, classes only) is an error that says so: the file it gave
+// imported context and pypool without using them, and did not compile.
+func TestNoFunctions(t *testing.T) {
+	for _, functions := range [][]pypool.Function{nil, {{Name: "T", Class: true}}, {{Name: "other.f", Module: "other"}}} {
+		_, err := generate(source{module: "m", pkg: "m"}, functions)
+		if err == nil || !strings.Contains(err.Error(), "no public functions") || !strings.Contains(err.Error(), "__all__") {
+			t.Errorf("%v: error %v", functions, err)
+		}
+	}
+}
