@@ -10,6 +10,8 @@ import (
 	"go/format"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/pypool/pypool"
 )
@@ -460,7 +462,7 @@ func writeType(w *bytes.Buffer, m *mapper, t *namedType) {
 // writeComment writes text as // lines (blank lines as //).
 func writeComment(w *bytes.Buffer, indent, text string) {
 	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
-		line = strings.TrimRight(line, " \t")
+		line = commentSafe(strings.TrimRight(line, " \t\r"))
 		if line == "" {
 			fmt.Fprintf(w, "%s//\n", indent)
 			continue
@@ -469,6 +471,33 @@ func writeComment(w *bytes.Buffer, indent, text string) {
 	}
 }
 
+// oneLine is Python's text on one line of a comment: a line break would
+// end the comment, and what follows it would be Go code.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return commentSafe(strings.Join(strings.Fields(s), " "))
+}
+
+// commentSafe escapes, in Python's text bound for a comment, what Go
+// refuses in a source file (NUL and other control characters, a byte
+// order mark, bytes that are not UTF-8) and what would make the comment
+// read otherwise than it is (bidi controls): \x00, \ufeff, \u202e.
+func commentSafe(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r == '\t':
+			b.WriteRune(r)
+		case unicode.IsControl(r) && r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case unicode.IsControl(r) || r == '\ufeff' || unicode.Is(unicode.Bidi_Control, r):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+		i += size
+	}
+	return b.String()
 }

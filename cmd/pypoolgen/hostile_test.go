@@ -211,3 +211,22 @@ func TestNoFunctions(t *testing.T) {
 		}
 	}
 }
+
+// TestCommentsGoAccepts: a docstring (or a name, a hint's repr) with
+// characters Go refuses in a source file (NUL, a byte order mark, bytes
+// that are not UTF-8) or that reorder how it reads (bidi overrides) is
+// written escaped: the bindings parse, and read as they are.
+func TestCommentsGoAccepts(t *testing.T) {
+	hostile := "nul \x00 bom \ufeff bidi \u202e rlo \u2066 cr \r bad \xff end"
+	src, _ := generateFor(t, pypool.Function{Name: "f", Doc: hostile, Params: []pypool.Param{
+		{Name: "x", Kind: pypool.ParamPositionalOrKeyword, HasDefault: true, Default: hostile, Hint: &pypool.Hint{Kind: pypool.HintUnknown, Repr: hostile}},
+	}})
+	for _, r := range []string{"\x00", "\ufeff", "\u202e", "\u2066", "\r", "\xff"} {
+		if strings.Contains(src, r) {
+			t.Errorf("%q written as it is", r)
+		}
+	}
+	if !strings.Contains(src, `nul \x00 bom \ufeff bidi \u202e`) {
+		t.Errorf("the docstring is not written escaped:\n%s", src)
+	}
+}
