@@ -17,9 +17,12 @@ import (
 )
 
 // compare returns "" when old and new are the same bindings (the
-// interpreter and command lines of their headers aside), else a report of
-// what changed.
+// interpreter and command lines of their headers, and CRLF line ends,
+// aside), else a report of what changed.
 func compare(name string, old, new []byte) string {
+	// A file checked out with CRLF line ends (git's autocrlf) is the same
+	// file.
+	old = bytes.ReplaceAll(old, []byte("\r\n"), []byte("\n"))
 	if bytes.Equal(withoutEnvironment(old), withoutEnvironment(new)) {
 		return ""
 	}
