@@ -34,11 +34,14 @@ const (
 	regenerateLine  = "// Regenerate: "
 )
 
-// hintsNotResolved starts a Function.Error that says only that some hints
-// did not resolve (introspect.py): the parameters are all there, those
-// hints are of kind HintUnknown. Any other error means the signature
-// itself could not be read.
-const hintsNotResolved = "type hints not resolved"
+// unreadable says whether a Function.Error means that its parameters are
+// unknown (introspect.py: "no signature: ..." when Python could not read
+// its signature, "not described (...)" when inspecting it failed). Other
+// errors say that some hints did not resolve or could not be looked at:
+// the parameters are all there, those hints are of kind HintUnknown.
+func unreadable(f *pypool.Function) bool {
+	return strings.HasPrefix(f.Error, "no signature") || strings.HasPrefix(f.Error, "not described")
+}
 
 // generate returns the gofmt'ed Go source of the bindings of functions.
 func generate(src source, functions []pypool.Function) ([]byte, error) {
@@ -62,7 +65,7 @@ func generate(src source, functions []pypool.Function) ([]byte, error) {
 		if strings.Contains(f.Name, ".") {
 			continue // another configured module's: not this module's bindings
 		}
-		if f.Error != "" && !strings.HasPrefix(f.Error, hintsNotResolved) {
+		if unreadable(f) {
 			// Its parameters are unknown (Params is empty): a binding
 			// of none would be wrong.
 			m.errs = append(m.errs, fmt.Sprintf("Python function %s: its signature could not be read (%s): "+

@@ -164,7 +164,7 @@ def describe_function(name: str, module: str, function: Any) -> Dict[str, Any]:
             "name": param.name,
             "kind": _KINDS[param.kind],
             "has_default": param.default is not param.empty,
-            "hint": None if hint is _MISSING else describe_hint(hint),
+            "hint": None if hint is _MISSING else _described_hint(hint, "parameter " + param.name, info),
         }
         if param.default is not param.empty:
             described["default"] = _repr(param.default)
@@ -173,8 +173,20 @@ def describe_function(name: str, module: str, function: Any) -> Dict[str, Any]:
     if result is _MISSING and signature.return_annotation is not signature.empty:
         result = _resolved(signature.return_annotation, namespace)
     if result is not _MISSING:
-        info["result"] = describe_hint(result)
+        info["result"] = _described_hint(result, "the result", info)
     return info
+
+
+def _described_hint(hint: Any, what: str, info: Dict[str, Any]) -> Dict[str, Any]:
+    """describe_hint(hint), or, when looking at the hint raises (an object
+    whose attributes raise), an unknown hint and why in info's error: one
+    hint's failure does not hide the function's parameters."""
+    try:
+        return describe_hint(hint)
+    except Exception as exc:
+        why = "the hint of %s not described (%s: %s)" % (what, type(exc).__name__, _text(str(exc)))
+        info["error"] = info["error"] + "; " + why if info.get("error") else why
+        return {"kind": "unknown", "repr": _repr(hint)}
 
 
 class _Missing:
@@ -199,8 +211,9 @@ def _hints(function: Any) -> Any:
     try:
         return _typing.get_type_hints(function), ""
     except Exception as exc:
-        # cmd/pypoolgen tells this error (the parameters are all there) from
-        # the others (no signature: no parameters) by its first words.
+        # cmd/pypoolgen binds a function with this error (its parameters
+        # are all there); one whose error starts "no signature" or "not
+        # described" it refuses (its parameters are unknown).
         error = "type hints not resolved (%s: %s)" % (type(exc).__name__, exc)
     hints = {}
     annotations = getattr(function, "__annotations__", None) or {}

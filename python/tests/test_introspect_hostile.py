@@ -97,6 +97,41 @@ class DeterminismTest(unittest.TestCase):
         self.assertEqual(defaults["d"], "{'k': frozenset()}")
 
 
+class _Weird:
+    """An annotation that raises at every look: its attributes, repr, ==."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("no attribute for you: " + name)
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr either")
+
+    def __eq__(self, other: Any) -> bool:
+        raise RuntimeError("no eq")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class HintRaisesTest(unittest.TestCase):
+    def test_hint_that_raises(self) -> None:
+        """A hint that raises when looked at is that parameter's unknown
+        hint, not the whole function's failure (pypoolgen refuses a
+        function it cannot know the parameters of)."""
+
+        def f(x: _Weird(), y: int) -> _Weird():  # type: ignore[valid-type]
+            return y
+
+        described = introspect.describe([module_of(f=f)])
+        purecodec.packb(described)
+        f_ = described[0]
+        self.assertEqual([p["name"] for p in f_["params"]], ["x", "y"])
+        self.assertEqual(f_["params"][0]["hint"]["kind"], "unknown")
+        self.assertEqual(f_["params"][1]["hint"], {"kind": "int"})
+        self.assertEqual(f_["result"]["kind"], "unknown")
+        self.assertIn("no attribute for you", f_["error"])
+        self.assertFalse(f_["error"].startswith(("no signature", "not described")), f_["error"])
+
+
 STRING_HINTS_MODULE = """
 from __future__ import annotations
 import functools
