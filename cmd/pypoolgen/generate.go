@@ -7,7 +7,10 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"go/ast"
 	"go/format"
+	"go/parser"
+	"go/token"
 	"strconv"
 	"strings"
 	"unicode"
@@ -109,22 +112,47 @@ func generate(src source, functions []pypool.Function) ([]byte, error) {
 	if len(skipped) > 0 {
 		fmt.Fprintf(&out, "//\n// Classes left out (they are types here, not functions): %s.\n", oneLine(strings.Join(skipped, ", ")))
 	}
+	for _, t := range types {
+		writeType(&body, m, t)
+	}
+	used, err := packagesUsed(body.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("the generated code does not parse (a bug in pypoolgen): %v\n%s", err, body.Bytes())
+	}
 	fmt.Fprintf(&out, "\npackage %s\n\nimport (\n\t\"context\"\n", src.pkg)
 	for _, p := range []string{"iter", "time"} {
-		if m.imports[p] {
+		if used[p] {
 			fmt.Fprintf(&out, "\t%q\n", p)
 		}
 	}
 	out.WriteString("\n\t\"github.com/pypool/pypool\"\n)\n\n")
 	out.Write(body.Bytes())
-	for _, t := range types {
-		writeType(&out, m, t)
-	}
 	formatted, err := format.Source(out.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("the generated code does not parse (a bug in pypoolgen): %v\n%s", err, out.Bytes())
 	}
 	return formatted, nil
+}
+
+// packagesUsed returns the names that the declarations decls use as a
+// package (the X of an X.Y): the imports are those the code uses, not
+// those of every hint met (a dict[datetime, int] is an any, and imported
+// time unused).
+func packagesUsed(decls []byte) (map[string]bool, error) {
+	file, err := parser.ParseFile(token.NewFileSet(), "", append([]byte("package p\n\n"), decls...), 0)
+	if err != nil {
+		return nil, err
+	}
+	used := map[string]bool{}
+	ast.Inspect(file, func(n ast.Node) bool {
+		if sel, ok := n.(*ast.SelectorExpr); ok {
+			if id, ok := sel.X.(*ast.Ident); ok {
+				used[id.Name] = true
+			}
+		}
+		return true
+	})
+	return used, nil
 }
 
 // genParam is a Python parameter as the Go function takes it.
@@ -213,9 +241,6 @@ func newGenFunc(m *mapper, f *pypool.Function) *genFunc {
 		g.result = goType{}
 	default:
 		g.result = m.goType(f.Result)
-	}
-	if g.stream {
-		m.imports["iter"] = true
 	}
 	return g
 }

@@ -32,15 +32,14 @@ type namedType struct {
 }
 
 // mapper maps hints to Go types, collecting the named types they use and
-// the packages the generated code imports.
+// the errors of those it cannot write.
 type mapper struct {
-	named   map[string]*namedType // by Go name
-	imports map[string]bool       // "time", "iter"
-	errs    []string
+	named map[string]*namedType // by Go name
+	errs  []string
 }
 
 func newMapper() *mapper {
-	return &mapper{named: map[string]*namedType{}, imports: map[string]bool{}}
+	return &mapper{named: map[string]*namedType{}}
 }
 
 // noHint is the Go form of a missing hint.
@@ -67,7 +66,6 @@ func (m *mapper) goType(h *pypool.Hint) goType {
 	case pypool.HintBytes:
 		return goType{expr: "[]byte", nilable: true}
 	case pypool.HintDatetime:
-		m.imports["time"] = true
 		return goType{expr: "time.Time"}
 	case pypool.HintNDArray:
 		return goType{expr: "pypool.Array"}

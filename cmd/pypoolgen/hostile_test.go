@@ -230,3 +230,32 @@ func TestCommentsGoAccepts(t *testing.T) {
 		t.Errorf("the docstring is not written escaped:\n%s", src)
 	}
 }
+
+// TestImportsUsed: a hint whose Go form is an any though a part of it has
+// a Go form of its own (dict[datetime, int]: no Go map key for a
+// time.Time; tuple[datetime, int]: items of several types) imported time
+// unused, and the bindings did not compile; likewise a docstring naming
+// time.Time does not import it.
+func TestImportsUsed(t *testing.T) {
+	dt, integer := h(pypool.HintDatetime), h(pypool.HintInt)
+	_, file := generateFor(t,
+		pypool.Function{Name: "f", Doc: "Returns a time.Time, and an iter.Seq2.", Params: []pypool.Param{
+			{Name: "d", Kind: pypool.ParamPositionalOrKeyword, Hint: ptr(h(pypool.HintDict, dt, integer))},
+			{Name: "t", Kind: pypool.ParamPositionalOrKeyword, Hint: ptr(h(pypool.HintTuple, dt, integer))},
+		}})
+	used := map[string]bool{}
+	ast.Inspect(file, func(n ast.Node) bool {
+		if sel, ok := n.(*ast.SelectorExpr); ok {
+			if id, ok := sel.X.(*ast.Ident); ok {
+				used[id.Name] = true
+			}
+		}
+		return true
+	})
+	for _, imp := range file.Imports {
+		path, _ := strconv.Unquote(imp.Path.Value)
+		if name := path[strings.LastIndex(path, "/")+1:]; !used[name] {
+			t.Errorf("%s imported and not used", path)
+		}
+	}
+}
