@@ -437,7 +437,7 @@ func (g *genFunc) write(w *bytes.Buffer) {
 		if g.extra.py.Hint != nil {
 			comment += ": " + g.extra.py.Hint.String()
 		}
-		fmt.Fprintf(w, "\t%s map[string]%s // %s: more keyword arguments\n", g.extra.goName, g.extra.typ.expr, comment)
+		fmt.Fprintf(w, "\t%s map[string]%s // %s: more keyword arguments\n", g.extra.goName, g.extra.typ.expr, oneLine(comment))
 	}
 	w.WriteString("}\n\n")
 }
