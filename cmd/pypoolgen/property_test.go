@@ -17,7 +17,7 @@ import (
 // hostileName draws a Python-ish name from pieces that push the Go name
 // rules: keywords, the generated code's own names, unicode, separators.
 func hostileName(t *rapid.T, label string) string {
-	pieces := []string{"type", "func", "ctx", "c", "opts", "args", "kw", "err", "v", "k", "len", "nil", "time", "iter", "pypool",
+	pieces := []string{"type", "func", "f", "node", "item", "Options", "ctx", "c", "opts", "args", "kw", "err", "v", "k", "len", "nil", "time", "iter", "pypool",
 		"_", "__", "x", "X", "id", "url", "名前", "café", "नमस्ते", "a-b", "x·y", "9", "Options", "user", "ID", "ǅ", "ß"}
 	n := rapid.IntRange(1, 3).Draw(t, label+"_len")
 	var b strings.Builder
@@ -57,7 +57,7 @@ func hostileHint(t *rapid.T, depth int) *pypool.Hint {
 		return &pypool.Hint{Kind: pypool.HintLiteral, Values: []any{"a", int8(1), true, nil}[:rapid.IntRange(1, 4).Draw(t, "values")]}
 	default:
 		kind := rapid.SampledFrom([]pypool.HintKind{pypool.HintTypedDict, pypool.HintDataclass, pypool.HintNamedTuple}).Draw(t, "class")
-		name := rapid.SampledFrom([]string{"Node", "Item", "名前"}).Draw(t, "className")
+		name := rapid.SampledFrom([]string{"Node", "Item", "名前", "node", "F", "FOptions", "type", "a-b"}).Draw(t, "className")
 		h := &pypool.Hint{Kind: kind, Name: name, Module: "m"}
 		if rapid.Bool().Draw(t, "fields") {
 			for i := rapid.IntRange(0, 3).Draw(t, "nfields"); i > 0; i-- {
