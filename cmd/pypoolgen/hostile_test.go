@@ -259,3 +259,12 @@ func TestImportsUsed(t *testing.T) {
 		}
 	}
 }
+
+// TestPackageBlank: -package _ (or a directory named so) is refused as
+// any name that is not a Go package's: "package _" does not compile.
+func TestPackageBlank(t *testing.T) {
+	var stderr strings.Builder
+	if _, err := parseFlags([]string{"-module", "m", "-package", "_"}, &stderr); err == nil || !strings.Contains(err.Error(), "set -package") {
+		t.Errorf("-package _: %v", err)
+	}
+}

@@ -144,7 +144,7 @@ func parseFlags(argv []string, stderr io.Writer) (config, error) {
 		}
 		cfg.pkg = strings.ReplaceAll(filepath.Base(abs), "-", "_")
 	}
-	if !token.IsIdentifier(cfg.pkg) {
+	if !token.IsIdentifier(cfg.pkg) || cfg.pkg == "_" {
 		return cfg, fmt.Errorf("%q is not a Go package name: set -package", cfg.pkg)
 	}
 	return cfg, nil
