@@ -62,7 +62,7 @@ def shapes(a: int, b: int = 2, /, c: int = 3, *rest: int, d: int, e: Optional[in
     return [a, b, c, list(rest), d, e, kw]
 
 
-def sentinel(key: str, default: Any = _MISSING, m: Any = _Matrix()) -> bool:
+def sentinel(key: str, default: Any = _MISSING, m: Any = _Matrix(), tags: frozenset = frozenset({"alpha", "beta", "gamma", "delta"})) -> bool:
     return default is _MISSING
 
 

@@ -129,7 +129,9 @@ type ShapesOptions struct {
 
 // Sentinel calls the Python function sentinel:
 //
-//	def sentinel(key: str, default: Any = <object object>, m: Any = array([[1., 0.], [0., 1.]])) -> bool
+//	def sentinel(key: str, default: Any = <object object>, m: Any = array([[1., 0.], [0., 1.]]), tags: frozenset = frozenset({'alpha', 'beta', 'delta', 'gamma'})) -> bool
+//
+// Parameter tags (any): frozenset: no Go form.
 func Sentinel(ctx context.Context, c pypool.Caller, key string, opts *SentinelOptions) (bool, error) {
 	args := []any{key}
 	kw := pypool.Kwargs{}
@@ -139,6 +141,9 @@ func Sentinel(ctx context.Context, c pypool.Caller, key string, opts *SentinelOp
 		}
 		if opts.M != nil {
 			kw["m"] = opts.M
+		}
+		if opts.Tags != nil {
+			kw["tags"] = opts.Tags
 		}
 	}
 	if len(kw) > 0 {
@@ -151,6 +156,7 @@ func Sentinel(ctx context.Context, c pypool.Caller, key string, opts *SentinelOp
 type SentinelOptions struct {
 	Default any // default: Any = <object object>
 	M       any // m: Any = array([[1., 0.], [0., 1.]])
+	Tags    any // tags: frozenset = frozenset({'alpha', 'beta', 'delta', 'gamma'}); frozenset: no Go form
 }
 
 // Nested calls the Python function nested:
