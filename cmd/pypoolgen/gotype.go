@@ -170,6 +170,12 @@ func (m *mapper) class(h *pypool.Hint) string {
 	if t, ok := m.named[name]; ok {
 		if t.hint.Module != h.Module || t.hint.Name != h.Name || t.hint.Kind != h.Kind {
 			m.errs = append(m.errs, fmt.Sprintf("two classes give the Go type %s: %s.%s and %s.%s", name, t.hint.Module, t.hint.Name, h.Module, h.Name))
+		} else if t.hint.Fields != nil && h.Fields != nil && fieldsText(t.hint.Fields) != fieldsText(h.Fields) {
+			// Two classes of one name in one module (nested in two
+			// classes, made by one factory): one struct would be wrong
+			// for the other.
+			m.errs = append(m.errs, fmt.Sprintf("two classes named %s.%s, of other fields (%s and %s), would both be the Go type %s: "+
+				"give them names of their own", h.Module, h.Name, fieldsText(t.hint.Fields), fieldsText(h.Fields), name))
 		}
 		if t.hint.Fields == nil && h.Fields != nil {
 			t.hint = *h
@@ -180,6 +186,22 @@ func (m *mapper) class(h *pypool.Hint) string {
 	m.named[name] = &namedType{goName: name, hint: *h}
 	m.fieldTypes(h)
 	return name
+}
+
+// fieldsText is a class's fields as Python would write them: "x: int, y: str".
+func fieldsText(fields []pypool.HintField) string {
+	var parts []string
+	for _, f := range fields {
+		part := f.Name
+		if f.Hint != nil {
+			part += ": " + f.Hint.String()
+		}
+		if !f.Required {
+			part += " (may be left out)"
+		}
+		parts = append(parts, part)
+	}
+	return oneLine(strings.Join(parts, ", "))
 }
 
 // fieldTypes maps a class's fields, registering the classes they use.

@@ -268,3 +268,23 @@ func TestPackageBlank(t *testing.T) {
 		t.Errorf("-package _: %v", err)
 	}
 }
+
+// TestClassesOneNameOtherFields: two classes of one module with one name
+// (nested in two classes, made by one factory) but other fields were one
+// Go struct, that of the first met: the second function's binding sent
+// and read the wrong keys. It is an error naming the class.
+func TestClassesOneNameOtherFields(t *testing.T) {
+	integer, str := h(pypool.HintInt), h(pypool.HintStr)
+	a := pypool.Hint{Kind: pypool.HintTypedDict, Name: "Item", Module: "m", Fields: []pypool.HintField{{Name: "x", Hint: &integer, Required: true}}}
+	b := pypool.Hint{Kind: pypool.HintTypedDict, Name: "Item", Module: "m", Fields: []pypool.HintField{{Name: "y", Hint: &str, Required: true}}}
+	_, err := generate(source{module: "m", pkg: "m"}, []pypool.Function{{Name: "fa", Result: &a}, {Name: "fb", Result: &b}})
+	if err == nil || !strings.Contains(err.Error(), "m.Item") {
+		t.Errorf("two classes m.Item of other fields: error %v", err)
+	}
+	// The same class met twice, or met again inside itself (no fields),
+	// is one.
+	ref := pypool.Hint{Kind: pypool.HintTypedDict, Name: "Item", Module: "m"}
+	if _, err := generate(source{module: "m", pkg: "m"}, []pypool.Function{{Name: "fa", Result: &a}, {Name: "fb", Result: &a}, {Name: "fc", Result: &ref}}); err != nil {
+		t.Error(err)
+	}
+}
