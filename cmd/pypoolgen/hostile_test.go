@@ -4,6 +4,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -286,5 +287,31 @@ func TestClassesOneNameOtherFields(t *testing.T) {
 	ref := pypool.Hint{Kind: pypool.HintTypedDict, Name: "Item", Module: "m"}
 	if _, err := generate(source{module: "m", pkg: "m"}, []pypool.Function{{Name: "fa", Result: &a}, {Name: "fb", Result: &a}, {Name: "fc", Result: &ref}}); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestRegenerateCommand: the header's command is run from the file's
+// directory (go generate runs there; -out names the file alone), so a
+// relative -pythonpath is written relative to that directory too: run
+// from the repository's root (as CI's -check is), it said "-out
+// inventory_gen.go -pythonpath examples/typed", right from no directory.
+func TestRegenerateCommand(t *testing.T) {
+	abs, err := filepath.Abs("/opt/py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		out  string
+		path []string
+		want string
+	}{
+		{"examples/typed/inventory_gen.go", []string{"examples/typed"}, "pypoolgen -module m -out inventory_gen.go -pythonpath ."},
+		{"examples/typed/inventory_gen.go", []string{"examples/typed/py", abs}, "pypoolgen -module m -out inventory_gen.go -pythonpath py," + abs},
+		{"inventory_gen.go", []string{"../../testdata"}, "pypoolgen -module m -out inventory_gen.go -pythonpath ../../testdata"},
+		{"a/b_gen.go", []string{"."}, "pypoolgen -module m -out b_gen.go -pythonpath .."},
+	} {
+		if got := command(config{module: "m", out: c.out, pythonPath: c.path}); got != c.want {
+			t.Errorf("-out %s -pythonpath %v: %q, want %q", c.out, c.path, got, c.want)
+		}
 	}
 }

@@ -74,7 +74,7 @@ func run(argv []string, stdout, stderr io.Writer) int {
 		}
 		if report := compare(cfg.out, old, src); report != "" {
 			fmt.Fprint(stdout, report)
-			fmt.Fprintf(stdout, "pypoolgen: %s is out of date: regenerate it with %s\n", cfg.out, command(cfg))
+			fmt.Fprintf(stdout, "pypoolgen: %s is out of date: regenerate it with %s (in %s)\n", cfg.out, command(cfg), filepath.Dir(cfg.out))
 			return 1
 		}
 		return 0
@@ -178,13 +178,24 @@ func packageIn(dir string) string {
 }
 
 // command is the command line that regenerates the file, for its header:
-// the flags that change what is written, -check left out.
+// the flags that change what is written, -check left out. It is run from
+// the file's directory (as go generate runs it: -out names the file
+// alone), so a relative -pythonpath is written relative to that directory.
 func command(cfg config) string {
 	// -python is left out: the interpreter line names it, and CI may
 	// check with another interpreter.
 	parts := []string{"pypoolgen", "-module", cfg.module, "-out", filepath.Base(cfg.out)}
 	if len(cfg.pythonPath) > 0 {
-		parts = append(parts, "-pythonpath", strings.Join(cfg.pythonPath, ","))
+		paths := make([]string, len(cfg.pythonPath))
+		for i, p := range cfg.pythonPath {
+			paths[i] = p
+			if !filepath.IsAbs(p) {
+				if rel, err := filepath.Rel(filepath.Dir(cfg.out), p); err == nil {
+					paths[i] = filepath.ToSlash(rel)
+				}
+			}
+		}
+		parts = append(parts, "-pythonpath", strings.Join(paths, ","))
 	}
 	return strings.Join(parts, " ")
 }
