@@ -174,5 +174,52 @@ class StringHintsTest(unittest.TestCase):
         self.assertEqual(instance["result"], {"kind": "dict", "args": [{"kind": "str"}, {"kind": "int"}]})
 
 
+class ManyHintsTest(unittest.TestCase):
+    def test_every_kind_of_hint_crosses(self) -> None:
+        """Hints of every sort Python allows as annotations (ParamSpecs,
+        enums, generics of a user's class, NewTypes, Unpack, forward
+        references that do not resolve, plain values): each function is
+        described with its parameters, and the whole crosses."""
+        import array
+        import collections.abc
+        import decimal
+        import enum
+        import typing
+
+        T = typing.TypeVar("T")
+        P = typing.ParamSpec("P")
+
+        class Color(enum.Enum):
+            RED = 1
+
+        class Gen(typing.Generic[T]):
+            pass
+
+        class TD(typing.TypedDict):
+            a: "NotDefinedAnywhere"  # type: ignore[name-defined]  # noqa: F821
+
+        hints = [
+            typing.Callable[P, int], typing.Type[int], type[int], typing.Annotated[List[int], "meta"], Color, Gen[int],
+            typing.NewType("NT", List[int]), typing.Literal[Color.RED], typing.Literal[b"\xff"], decimal.Decimal,
+            array.array, typing.Tuple[()], typing.Union[int, typing.Union[str, None]], "list[", "1+", 42, ..., [int, str],
+            {"a": int}, typing.Iterator, collections.abc.Iterator[int], typing.Dict[str, typing.Dict[str, Any]], TD,
+            memoryview, complex, object, type, typing.ForwardRef("X"), typing.Optional["Undefined"], List["Undefined"],
+        ]  # fmt: skip
+        if hasattr(typing, "Unpack"):
+            hints.append(typing.Unpack[TD])
+        functions = {}
+        for i, hint in enumerate(hints):
+            def f(x=None, *a, **k):  # type: ignore[no-untyped-def]
+                return x
+
+            f.__annotations__ = {"x": hint, "return": hint, "a": hint, "k": hint}
+            functions["f%d" % i] = f
+        described = introspect.describe([module_of(**functions)])
+        purecodec.packb(described)
+        for d in described:
+            self.assertEqual([p["name"] for p in d["params"]], ["x", "a", "k"], d)
+            self.assertFalse(d.get("error", "").startswith(("no signature", "not described")), d)
+
+
 if __name__ == "__main__":
     unittest.main()
