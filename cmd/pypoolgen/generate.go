@@ -71,7 +71,7 @@ func generate(src source, functions []pypool.Function) ([]byte, error) {
 		if unreadable(f) {
 			// Its parameters are unknown (Params is empty): a binding
 			// of none would be wrong.
-			m.errs = append(m.errs, fmt.Sprintf("Python function %s: its signature could not be read (%s): "+
+			m.errs = append(m.errs, fmt.Sprintf("Python function %s: pypoolgen cannot know its parameters (%s): "+
 				"give it one Python's inspect.signature can read (a def, or a __signature__), "+
 				"or leave it out of the module's public functions (__all__, or a name starting with _)", f.Name, f.Error))
 			continue
