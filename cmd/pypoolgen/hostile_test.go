@@ -4,6 +4,8 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -313,5 +315,27 @@ func TestRegenerateCommand(t *testing.T) {
 		if got := command(config{module: "m", out: c.out, pythonPath: c.path}); got != c.want {
 			t.Errorf("-out %s -pythonpath %v: %q, want %q", c.out, c.path, got, c.want)
 		}
+	}
+}
+
+// TestPackageOfDirectory: the package of -out's directory is that of the
+// files the build takes: a generator script beside them (//go:build
+// ignore, package main, first by name) made the bindings package main in
+// a directory of package lib, which does not build.
+func TestPackageOfDirectory(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"aaa_gen_script.go": "//go:build ignore\n\npackage main\n\nfunc main() {}\n",
+		"lib.go":            "package lib\n",
+		"lib_test.go":       "package lib_test\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("GOPACKAGE", "")
+	cfg, err := parseFlags([]string{"-module", "m", "-out", filepath.Join(dir, "m_gen.go")}, io.Discard)
+	if err != nil || cfg.pkg != "lib" {
+		t.Errorf("package %q (%v), want lib", cfg.pkg, err)
 	}
 }

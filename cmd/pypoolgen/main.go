@@ -22,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"go/build"
 	"go/parser"
 	"go/token"
 	"io"
@@ -163,11 +164,20 @@ func packageOf(path string) string {
 // packageIn is the package of the Go files (tests left out) in the
 // directory dir, or "" if it holds none that can be read: run by hand
 // beside main.go, the bindings belong to package main, not to one named
-// after the directory.
+// after the directory. The files are those the build takes: a generator
+// script beside them (//go:build ignore, package main) is not the
+// package's.
 func packageIn(dir string) string {
+	if pkg, err := build.Default.ImportDir(dir, 0); err == nil && pkg.Name != "" {
+		return pkg.Name
+	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+	ctx := build.Default
 	for _, file := range files {
 		if strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		if ok, err := ctx.MatchFile(dir, filepath.Base(file)); err != nil || !ok {
 			continue
 		}
 		if pkg := packageOf(file); pkg != "" {
