@@ -78,11 +78,17 @@ def _load() -> None:
 def describe(modules: List[Any]) -> List[Dict[str, Any]]:
     """The public functions of modules as Go may call them: those of the
     first module by their plain names, the others' as "module.function"
-    (serve.callable_functions's names), each module's in source order."""
+    (serve.callable_functions's names), each module's in source order (in
+    __all__'s, if it has one; by name if that is a set)."""
     _load()
     out = []
     for i, module in enumerate(modules):
-        for name, function in public_functions(module).items():
+        functions = public_functions(module).items()
+        if isinstance(getattr(module, "__all__", None), (set, frozenset)):
+            # In an order PYTHONHASHSEED changes: the bindings written
+            # from it would change from run to run.
+            functions = sorted(functions)
+        for name, function in functions:
             name = name if i == 0 else module.__name__ + "." + name
             if _unencodable(name) is not None:
                 continue  # not UTF-8 (a lone surrogate set through __all__): Go cannot name it

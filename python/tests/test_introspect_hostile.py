@@ -72,10 +72,27 @@ def get(key, default=_MISSING, s=_Sentinel(), tags=frozenset({"alpha", "beta", "
     return key
 """
 
+NAMES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+
 DESCRIBE = "import sys; sys.path[:0] = sys.argv[1:3]; import det_mod; from pypool_runtime import introspect; print(introspect.describe([det_mod]))"
 
 
 class DeterminismTest(unittest.TestCase):
+    def test_all_a_set(self) -> None:
+        """An __all__ that is a set lists the functions in an order of
+        PYTHONHASHSEED's: they are described in the order of their names."""
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "det_mod.py"), "w") as f:
+                f.write("__all__ = {%s}\n" % ", ".join(repr(n) for n in NAMES))
+                for name in NAMES:
+                    f.write("def %s(): pass\n" % name)
+            orders = set()
+            for seed in ("1", "2", "3", "4"):
+                env = dict(os.environ, PYTHONHASHSEED=seed)
+                run = subprocess.run([sys.executable, "-c", DESCRIBE, tmp, PYTHON_DIR], env=env, capture_output=True, text=True, check=True)
+                orders.add(tuple(d["name"] for d in eval(run.stdout)))
+        self.assertEqual(orders, {tuple(sorted(NAMES))})
+
     def test_defaults_same_in_every_run(self) -> None:
         """A default's repr holds no address (a sentinel object(), a lambda)
         and no set order (which PYTHONHASHSEED changes): -check would fail
