@@ -339,3 +339,16 @@ func TestPackageOfDirectory(t *testing.T) {
 		t.Errorf("package %q (%v), want lib", cfg.pkg, err)
 	}
 }
+
+// TestKeyWithJoiner: a key with a zero-width non-joiner (which Persian
+// words hold: the functional TypedDict takes any string) is a key a tag
+// can name: it was refused with the control characters.
+func TestKeyWithJoiner(t *testing.T) {
+	integer := h(pypool.HintInt)
+	key := "می\u200cخواهم"
+	class := pypool.Hint{Kind: pypool.HintTypedDict, Name: "T", Module: "m", Fields: []pypool.HintField{{Name: key, Hint: &integer, Required: true}}}
+	src, err := generate(source{module: "m", pkg: "m"}, []pypool.Function{{Name: "f", Result: &class}})
+	if err != nil || !strings.Contains(string(src), "`msgpack:\""+key+"\"`") {
+		t.Errorf("key %q: %v\n%s", key, err, src)
+	}
+}
