@@ -209,7 +209,7 @@ func (m *mapper) fieldTypes(h *pypool.Hint) {
 	for _, f := range h.Fields {
 		if !taggable(f.Name) {
 			m.errs = append(m.errs, fmt.Sprintf("Python class %s.%s: key %s cannot be the msgpack tag of a Go struct's field "+
-				"(a tag cannot be \"\" or \"-\", hold a , : ' \" ` \\ a control character or a bidi control, or start or end with a space): rename the key",
+				"(a tag cannot be \"\" or \"-\", hold a , : ' \" ` \\, a control character or a bidi control, or start or end with a space): rename the key",
 				h.Module, h.Name, strconv.Quote(f.Name)))
 			continue
 		}
