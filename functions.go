@@ -50,7 +50,8 @@ type Param struct {
 	Name string    `msgpack:"name"`
 	Kind ParamKind `msgpack:"kind"`
 	// HasDefault is true when the parameter has a default value, whose
-	// Python repr is Default.
+	// Python repr is Default: the same text in every run (no object's
+	// address, a set's items sorted), at most 200 characters.
 	HasDefault bool   `msgpack:"has_default"`
 	Default    string `msgpack:"default"`
 	// Hint is its type hint, nil when it has none.
