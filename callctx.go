@@ -115,13 +115,15 @@ func Metadata(ctx context.Context) map[string]string {
 // A Tracer's TraceCallStart sets it on the context it returns (the otel
 // adapter does), so that Python's spans are children of the attempt's
 // span. A traceparent that is not of the W3C form
-// (version-traceid-parentid-flags, lowercase hex) is not sent, nor is a
-// tracestate longer than 512 bytes; neither ever fails a call.
+// (version-traceid-parentid-flags, lowercase hex; a later version's
+// fields after those printable ASCII) is not sent, nor is a traceparent
+// or a tracestate longer than 512 bytes or with bytes that are not
+// printable ASCII; neither ever fails a call.
 func WithTraceContext(ctx context.Context, traceparent, tracestate string) context.Context {
 	if !validTraceparent(traceparent) {
 		return ctx
 	}
-	if len(tracestate) > 512 || !printableASCII(tracestate) {
+	if len(tracestate) > maxTraceHeader || !printableASCII(tracestate) {
 		tracestate = ""
 	}
 	outer := metaOf(ctx)
@@ -133,11 +135,16 @@ func WithTraceContext(ctx context.Context, traceparent, tracestate string) conte
 	return context.WithValue(ctx, callMetaKey{}, m)
 }
 
-// validTraceparent reports whether s is a W3C traceparent of version 00 or
-// a later one's first 55 bytes: 2-32-16-2 lowercase hex digits, an id not
-// all zeros.
+// validTraceparent reports whether s is a W3C traceparent of version 00,
+// or of a later version whose first 55 bytes are of version 00's form
+// and whose rest (after a '-') is printable ASCII, at most
+// maxTraceHeader bytes in all: 2-32-16-2 lowercase hex digits, an id not
+// all zeros. (What follows the 55 bytes goes to Python as it is: bytes
+// that are not UTF-8 would not decode there, and a long one would make
+// the frame too large.)
 func validTraceparent(s string) bool {
-	if len(s) < 55 || (len(s) > 55 && (s[:2] == "00" || s[55] != '-')) || s[:2] == "ff" {
+	if len(s) < 55 || (len(s) > 55 && (s[:2] == "00" || s[55] != '-')) || s[:2] == "ff" ||
+		len(s) > maxTraceHeader || !printableASCII(s[55:]) {
 		return false
 	}
 	for i := range 55 {
@@ -156,6 +163,10 @@ func validTraceparent(s string) bool {
 	return s[3:35] != "00000000000000000000000000000000" && s[36:52] != "0000000000000000"
 }
 
+// maxTraceHeader is the longest traceparent and tracestate sent.
+const maxTraceHeader = 512
+
+// printableASCII reports whether s is all printable ASCII (space to '~').
 func printableASCII(s string) bool {
 	for i := range len(s) {
 		if s[i] < 0x20 || s[i] > 0x7e {

@@ -1,0 +1,159 @@
+"""Functions for audit_callctx_test.go: hostile uses of the call's context."""
+
+import asyncio
+import contextvars
+import threading
+
+import pypool
+from pypool import call_go
+
+
+def _describe(cc):
+    if cc is None:
+        return None
+    return {
+        "function": cc.function,
+        "attempt": cc.attempt,
+        "metadata": dict(cc.metadata),
+        "has_deadline": cc.deadline is not None,
+        "remaining": cc.remaining(),
+        "traceparent": cc.traceparent,
+        "tracestate": cc.tracestate,
+    }
+
+
+def context(*args, **kwargs):
+    return _describe(pypool.current_call())
+
+
+def mutate():
+    """Tries to change its own context; returns what it could change."""
+    cc = pypool.current_call()
+    changed = []
+    for name, value in (("metadata", {"leak": "yes"}), ("attempt", 99), ("deadline", 1.0), ("function", "leak"), ("traceparent", "leak")):
+        try:
+            setattr(cc, name, value)
+            changed.append(name)
+        except (AttributeError, TypeError):
+            pass
+    try:
+        cc.metadata["leak"] = "yes"
+        changed.append("metadata[]")
+    except TypeError:
+        pass
+    return changed
+
+
+def in_thread(copy):
+    """current_call() in a thread the call starts, in a copy of the
+    context or not."""
+    out = {}
+
+    def read():
+        out["cc"] = _describe(pypool.current_call())
+
+    target = contextvars.copy_context().run if copy else (lambda f: f())
+    t = threading.Thread(target=target, args=(read,))
+    t.start()
+    t.join()
+    return out["cc"]
+
+
+_LATER = {}
+_STARTED = threading.Event()
+_GO = threading.Event()
+_DONE = threading.Event()
+
+
+def start_late_thread(copy):
+    """Starts a thread (in a copy of the context, or not) that reads the
+    context once this call is over (when read_late_thread lets it)."""
+    _STARTED.clear(), _GO.clear(), _DONE.clear()
+
+    def read():
+        _GO.wait(60)
+        _LATER["cc"] = _describe(pypool.current_call())
+        _LATER["remaining"] = pypool.remaining()
+        _LATER["trace_context"] = pypool.trace_context()
+        _DONE.set()
+
+    target = contextvars.copy_context().run if copy else (lambda f: f())
+    threading.Thread(target=target, args=(read,), daemon=True).start()
+    return _describe(pypool.current_call())
+
+
+def read_late_thread():
+    """Lets the thread start_late_thread started read, from within this
+    (another) call, and returns what it read."""
+    _GO.set()
+    _DONE.wait(60)
+    return {"late": _LATER, "now": _describe(pypool.current_call())}
+
+
+def stream_closed(n):
+    """A stream whose clean-up records the context it runs in."""
+    try:
+        for i in range(n):
+            yield _describe(pypool.current_call())
+    finally:
+        _LATER["closed"] = _describe(pypool.current_call())
+
+
+def last_closed():
+    return _LATER.get("closed", "missing")
+
+
+def nested(callback):
+    inner = call_go(callback)
+    return {"inner": inner, "outer": _describe(pypool.current_call())}
+
+
+_BG = {}
+
+
+async def start_task():
+    """Starts a background task that outlives the call, and returns."""
+    ev = asyncio.Event()
+    _BG["event"] = ev
+
+    async def later():
+        await ev.wait()
+        _BG["cc"] = _describe(pypool.current_call())
+        _BG["done"].set()
+
+    _BG["done"] = asyncio.Event()
+    _BG["task"] = asyncio.ensure_future(later())
+    await asyncio.sleep(0)
+    return _describe(pypool.current_call())
+
+
+async def read_task():
+    """Releases start_task's background task and returns what it read,
+    and this call's own context."""
+    _BG["event"].set()
+    await _BG["done"].wait()
+    return {"late": _BG["cc"], "now": _describe(pypool.current_call())}
+
+
+_ARRIVED = {}
+
+
+async def wait_all(n, key):
+    """Async mode: waits until n calls are in (each with its own key), then
+    returns its own context, read after the others started."""
+    loop = asyncio.get_running_loop()
+    gate = _ARRIVED.setdefault(n, {"count": 0, "event": asyncio.Event()})
+    gate["count"] += 1
+    if gate["count"] >= n:
+        gate["event"].set()
+    before = _describe(pypool.current_call())
+    await asyncio.wait_for(gate["event"].wait(), 60)
+    await asyncio.sleep(0)
+    after = _describe(pypool.current_call())
+    if gate["count"] >= n:
+        pass
+    return {"key": key, "before": before, "after": after}
+
+
+def reset_gates():
+    _ARRIVED.clear()
