@@ -32,7 +32,8 @@ const (
 
 // MetadataError is why a context's metadata cannot travel with a call (see
 // WithMetadata): Key is the offending key ("" when the whole is too
-// large), Limit names the limit broken ("MaxMetadataEntries",
+// large; a key longer than MaxMetadataKeySize is cut to its first 32 bytes
+// or fewer, whole runes, and "..."), Limit names the limit broken ("MaxMetadataEntries",
 // "MaxMetadataKeySize", "MaxMetadataSize", "empty key", "UTF-8"). It wraps
 // ErrArgNotEncodable: nothing was sent, no worker was used.
 type MetadataError struct {
@@ -230,7 +231,7 @@ func checkMetadata(md map[string]string) error {
 		case k == "":
 			return &MetadataError{Limit: "empty key", Detail: "a key is empty"}
 		case len(k) > MaxMetadataKeySize:
-			return &MetadataError{Key: k[:32] + "...", Limit: "MaxMetadataKeySize",
+			return &MetadataError{Key: keyHead(k) + "...", Limit: "MaxMetadataKeySize",
 				Detail: fmt.Sprintf("the key is %d bytes, at most %d", len(k), MaxMetadataKeySize)}
 		case !utf8.ValidString(k):
 			return &MetadataError{Key: k, Limit: "UTF-8", Detail: "the key is not valid UTF-8"}
@@ -244,6 +245,16 @@ func checkMetadata(md map[string]string) error {
 			Detail: fmt.Sprintf("keys and values are %d bytes, at most %d", size, MaxMetadataSize)}
 	}
 	return nil
+}
+
+// keyHead is the first 32 bytes of the over-long key k, or fewer: not a
+// partial rune of a valid key.
+func keyHead(k string) string {
+	n := 32
+	for n > 0 && !utf8.RuneStart(k[n]) {
+		n--
+	}
+	return k[:n]
 }
 
 // callContext is what one attempt sends of its context besides the

@@ -30,17 +30,17 @@ def mutate():
     """Tries to change its own context; returns what it could change."""
     cc = pypool.current_call()
     changed = []
+    try:
+        cc.metadata["leak"] = "yes"
+        changed.append("metadata[]")
+    except TypeError:
+        pass
     for name, value in (("metadata", {"leak": "yes"}), ("attempt", 99), ("deadline", 1.0), ("function", "leak"), ("traceparent", "leak")):
         try:
             setattr(cc, name, value)
             changed.append(name)
         except (AttributeError, TypeError):
             pass
-    try:
-        cc.metadata["leak"] = "yes"
-        changed.append("metadata[]")
-    except TypeError:
-        pass
     return changed
 
 
@@ -157,3 +157,17 @@ async def wait_all(n, key):
 
 def reset_gates():
     _ARRIVED.clear()
+
+
+def crash_once(flag_path):
+    """Exits the worker on the first attempt (while flag_path exists)."""
+    import os
+
+    if os.path.exists(flag_path):
+        os.remove(flag_path)
+        os._exit(3)
+    return _describe(pypool.current_call())
+
+
+def with_kwargs(**kwargs):
+    return _describe(pypool.current_call())
