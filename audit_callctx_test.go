@@ -7,8 +7,12 @@ package pypool
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 
@@ -166,4 +170,203 @@ func TestAuditCallCtxNoLeakBetweenCalls(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, map[string]any{"b": "2"}, got["metadata"])
 	})
+}
+
+// TestAuditCallCtxThreads: a thread the call starts sees no call, unless
+// it runs in a copy of the call's context (docs: "unless it runs the
+// thread in a copy of the context"); once the call is over, neither sees
+// it, nor the call that runs then.
+func TestAuditCallCtxThreads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	pool := newTestPool(t, auditCtxConfig(t))
+	md := func(t *testing.T, v string) context.Context {
+		return WithMetadata(testCtx(t), map[string]string{"k": v})
+	}
+	t.Run("PlainThread", func(t *testing.T) {
+		for _, ctx := range []context.Context{md(t, "1"), context.Background()} {
+			got, err := pool.Call(ctx, "in_thread", false)
+			require.NoError(t, err)
+			assert.Nil(t, got)
+		}
+	})
+	t.Run("CopiedContext", func(t *testing.T) {
+		got, err := CallAs[map[string]any](md(t, "1"), pool, "in_thread", true)
+		require.NoError(t, err)
+		assert.Equal(t, "in_thread", got["function"])
+		assert.Equal(t, map[string]any{"k": "1"}, got["metadata"])
+	})
+	t.Run("CopiedContextOfACallWithout", func(t *testing.T) {
+		// No deadline, no metadata: the worker's fast path, which sets no
+		// ContextVar: as outside a call (docs/call-context.md).
+		got, err := CallAs[map[string]any](context.Background(), pool, "in_thread", true)
+		require.NoError(t, err)
+		assert.Nil(t, got)
+	})
+	for _, copied := range []bool{false, true} {
+		for _, laterCtx := range []bool{false, true} {
+			t.Run(fmt.Sprintf("AfterTheCall/copied=%v/later=%v", copied, laterCtx), func(t *testing.T) {
+				_, err := pool.Call(md(t, "first"), "start_late_thread", copied)
+				require.NoError(t, err)
+				ctx := context.Background()
+				if laterCtx {
+					ctx = md(t, "second")
+				}
+				got, err := CallAs[map[string]map[string]any](ctx, pool, "read_late_thread")
+				require.NoError(t, err)
+				assert.Equal(t, map[string]any{"cc": nil, "remaining": nil, "trace_context": map[string]any{}}, got["late"])
+				assert.Equal(t, "read_late_thread", got["now"]["function"])
+			})
+		}
+	}
+}
+
+// TestAuditCallCtxStreamClosedEarly: a stream's generator, closed when Go
+// stops reading, runs its clean-up in the stream's context.
+func TestAuditCallCtxStreamClosedEarly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	pool := newTestPool(t, auditCtxConfig(t))
+	for _, ctx := range []context.Context{WithMetadata(testCtx(t), map[string]string{"s": "1"}), context.Background()} {
+		for range pool.Stream(ctx, "stream_closed", 1000) {
+			break
+		}
+		got, err := CallAs[map[string]any](context.Background(), pool, "last_closed")
+		require.NoError(t, err)
+		assert.Equal(t, "stream_closed", got["function"])
+		assert.Equal(t, Metadata(ctx), func() map[string]string {
+			if len(got["metadata"].(map[string]any)) == 0 {
+				return nil
+			}
+			return map[string]string{"s": got["metadata"].(map[string]any)["s"].(string)}
+		}())
+	}
+	// A stream whose ctx is cancelled while Python makes items.
+	ctx, cancel := context.WithCancel(WithMetadata(testCtx(t), map[string]string{"s": "2"}))
+	n := 0
+	for _, err := range pool.Stream(ctx, "stream_closed", 1000) {
+		if err != nil {
+			break
+		}
+		if n++; n == 1 {
+			cancel()
+		}
+	}
+	got, err := CallAs[map[string]any](context.Background(), pool, "last_closed")
+	require.NoError(t, err)
+	if got["function"] != nil { // the worker may have been interrupted: then it did not record
+		assert.Equal(t, "stream_closed", got["function"])
+	}
+	got, err = CallAs[map[string]any](context.Background(), pool, "context")
+	require.NoError(t, err)
+	assert.Empty(t, got["metadata"])
+}
+
+// TestAuditCallCtxBackgroundTask: an async function's task that outlives
+// its call sees no call afterwards, not the call that runs then.
+func TestAuditCallCtxBackgroundTask(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	for _, async := range []int{0, 4} {
+		t.Run(fmt.Sprintf("AsyncCalls=%d", async), func(t *testing.T) {
+			cfg := auditCtxConfig(t)
+			cfg.AsyncCalls = async
+			pool := newTestPool(t, cfg)
+			got, err := CallAs[map[string]any](WithMetadata(testCtx(t), map[string]string{"k": "1"}), pool, "start_task")
+			require.NoError(t, err)
+			assert.Equal(t, "start_task", got["function"])
+			read, err := CallAs[map[string]map[string]any](WithMetadata(testCtx(t), map[string]string{"k": "2"}), pool, "read_task")
+			require.NoError(t, err)
+			assert.Nil(t, read["late"], "the task's call is over")
+			assert.Equal(t, map[string]any{"k": "2"}, read["now"]["metadata"])
+		})
+	}
+}
+
+// TestAuditCallCtxAsyncCallsEachTheirOwn: with Config.AsyncCalls, calls in
+// flight at once on one worker each see their own context, with or
+// without one, before and after they all started.
+func TestAuditCallCtxAsyncCallsEachTheirOwn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	const n = 16
+	cfg := auditCtxConfig(t)
+	cfg.AsyncCalls = n
+	pool := newTestPool(t, cfg)
+	var wg sync.WaitGroup
+	results := make([]map[string]map[string]any, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			if i%2 == 0 {
+				ctx = WithMetadata(testCtx(t), map[string]string{"i": itoa(i)})
+			}
+			results[i], errs[i] = CallAs[map[string]map[string]any](ctx, pool, "wait_all", n, i)
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		require.NoError(t, errs[i])
+		for _, when := range []string{"before", "after"} {
+			got := results[i][when]
+			require.NotNil(t, got, "%d %s", i, when)
+			assert.Equal(t, "wait_all", got["function"])
+			if i%2 == 0 {
+				assert.Equal(t, map[string]any{"i": itoa(i)}, got["metadata"], "%d %s", i, when)
+				assert.Equal(t, true, got["has_deadline"])
+			} else {
+				assert.Empty(t, got["metadata"], "%d %s", i, when)
+				assert.Equal(t, false, got["has_deadline"])
+			}
+		}
+	}
+}
+
+// TestAuditCallCtxRetryKeepsMetadata: the retry of a call whose worker
+// crashed carries the same metadata and deadline, attempt 2.
+func TestAuditCallCtxRetryKeepsMetadata(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	cfg := auditCtxConfig(t)
+	cfg.CrashRetries = 1
+	pool := newTestPool(t, cfg)
+	flag := filepath.Join(t.TempDir(), "crash")
+	require.NoError(t, os.WriteFile(flag, nil, 0o644))
+	ctx := WithTraceContext(WithMetadata(testCtx(t), map[string]string{"k": "v"}), testTraceparent, "")
+	got, err := CallAs[map[string]any](ctx, pool, "crash_once", flag)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, got["attempt"])
+	assert.Equal(t, map[string]any{"k": "v"}, got["metadata"])
+	assert.Equal(t, true, got["has_deadline"])
+	assert.Equal(t, testTraceparent, got["traceparent"])
+	got, err = CallAs[map[string]any](context.Background(), pool, "context")
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, got["attempt"])
+	assert.Empty(t, got["metadata"])
+}
+
+// TestAuditCallCtxForkServer: the fork server's workers read the context.
+func TestAuditCallCtxForkServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	cfg := auditCtxConfig(t)
+	cfg.StartMethod = StartForkServer
+	pool := newTestPool(t, cfg)
+	got, err := CallAs[map[string]any](WithMetadata(testCtx(t), map[string]string{"fork": "yes"}), pool, "context")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"fork": "yes"}, got["metadata"])
+	assert.Equal(t, true, got["has_deadline"])
+	got, err = CallAs[map[string]any](context.Background(), pool, "context")
+	require.NoError(t, err)
+	assert.Empty(t, got["metadata"])
+	assert.Equal(t, false, got["has_deadline"])
 }

@@ -152,7 +152,7 @@ async def wait_all(n, key):
     after = _describe(pypool.current_call())
     if gate["count"] >= n:
         pass
-    return {"key": key, "before": before, "after": after}
+    return {"before": before, "after": after}
 
 
 def reset_gates():
