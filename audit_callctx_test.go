@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
@@ -369,4 +370,149 @@ func TestAuditCallCtxForkServer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, got["metadata"])
 	assert.Equal(t, false, got["has_deadline"])
+}
+
+// TestAuditCallCtxNestedChains: nested calls that drop the deadline
+// (context.WithoutCancel: a frame without a context, inside a call with
+// one), add metadata, or break a limit; each call sees its own context
+// before and after its own nested calls, from a plain function, a stream's
+// generator and an async function.
+func TestAuditCallCtxNestedChains(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	var pool *Pool
+	var mu sync.Mutex
+	var seen []map[string]string
+	cfg := auditCtxConfig(t)
+	cfg.Callbacks = map[string]Callback{
+		"drop": func(ctx context.Context, _ []any) (any, error) {
+			return pool.Call(context.WithoutCancel(ctx), "nest2", "add")
+		},
+		"add": func(ctx context.Context, _ []any) (any, error) {
+			mu.Lock()
+			seen = append(seen, Metadata(ctx))
+			mu.Unlock()
+			return pool.Call(WithMetadata(ctx, map[string]string{"b": "2"}), "context")
+		},
+		"bad": func(ctx context.Context, _ []any) (any, error) {
+			return pool.Call(WithMetadata(ctx, map[string]string{"": "x"}), "context")
+		},
+	}
+	pool = newTestPool(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	got, err := CallAs[map[string]any](ctx, pool, "nest2", "drop")
+	require.NoError(t, err)
+	for _, when := range []string{"before", "after"} {
+		outer := got[when].(map[string]any)
+		assert.Equal(t, "nest2", outer["function"], when)
+		assert.Equal(t, true, outer["has_deadline"], when)
+		assert.Empty(t, outer["metadata"], when)
+	}
+	mid := got["inner"].(map[string]any)
+	for _, when := range []string{"before", "after"} {
+		m := mid[when].(map[string]any)
+		assert.Equal(t, "nest2", m["function"], when)
+		assert.Equal(t, true, m["has_deadline"], "WithoutCancel: still the callback's deadline, %s", when)
+		assert.Empty(t, m["metadata"], when)
+	}
+	innermost := mid["inner"].(map[string]any)
+	assert.Equal(t, "context", innermost["function"])
+	assert.Equal(t, map[string]any{"b": "2"}, innermost["metadata"])
+	assert.Equal(t, true, innermost["has_deadline"])
+
+	got, err = CallAs[map[string]any](WithMetadata(ctx, map[string]string{"a": "1"}), pool, "nest2", "bad")
+	require.NoError(t, err)
+	assert.Contains(t, got["inner"].(map[string]any)["error"], "empty key")
+	assert.Equal(t, map[string]any{"a": "1"}, got["after"].(map[string]any)["metadata"])
+
+	t.Run("TracedOuterFastInner", func(t *testing.T) {
+		// The outer frame carries only the Tracer's trace context; nested
+		// frames without a deadline or metadata come inside it.
+		cfg := auditCtxConfig(t)
+		cfg.Tracer = traceContextTracer{}
+		var traced *Pool
+		cfg.Callbacks = map[string]Callback{
+			"plain": func(ctx context.Context, _ []any) (any, error) { return traced.Call(ctx, "nest2", "plain2") },
+			"plain2": func(ctx context.Context, _ []any) (any, error) {
+				return traced.Call(WithMetadata(ctx, map[string]string{"deep": "1"}), "context")
+			},
+		}
+		traced = newTestPool(t, cfg)
+		got, err := CallAs[map[string]any](context.Background(), traced, "nest2", "plain")
+		require.NoError(t, err)
+		for _, when := range []string{"before", "after"} {
+			outer := got[when].(map[string]any)
+			assert.Equal(t, "nest2", outer["function"], when)
+			assert.Equal(t, testTraceparent, outer["traceparent"], when)
+			mid := got["inner"].(map[string]any)[when].(map[string]any)
+			assert.Equal(t, "nest2", mid["function"], when)
+			assert.Empty(t, mid["metadata"], when)
+			assert.Equal(t, false, mid["has_deadline"], when)
+		}
+		deep := got["inner"].(map[string]any)["inner"].(map[string]any)
+		assert.Equal(t, "context", deep["function"])
+		assert.Equal(t, map[string]any{"deep": "1"}, deep["metadata"])
+	})
+	t.Run("Stream", func(t *testing.T) {
+		items, err := collect(t, pool.Stream(WithMetadata(ctx, map[string]string{"a": "s"}), "stream_nest", "add", 2))
+		require.NoError(t, err)
+		require.Len(t, items, 3)
+		for i, item := range items {
+			m := item.(map[string]any)
+			own := m["item"].(map[string]any)
+			assert.Equal(t, "stream_nest", own["function"], i)
+			assert.Equal(t, map[string]any{"a": "s"}, own["metadata"], i)
+			if inner, _ := m["inner"].(map[string]any); inner != nil {
+				assert.Equal(t, map[string]any{"a": "s", "b": "2"}, inner["metadata"], i)
+			}
+		}
+	})
+	t.Run("Async", func(t *testing.T) {
+		for _, c := range []context.Context{context.Background(), WithMetadata(ctx, map[string]string{"a": "x"})} {
+			got, err := CallAs[map[string]any](c, pool, "async_nest", "add")
+			require.NoError(t, err)
+			for _, when := range []string{"before", "after"} {
+				m := got[when].(map[string]any)
+				assert.Equal(t, "async_nest", m["function"], when)
+				assert.Equal(t, len(Metadata(c)), len(m["metadata"].(map[string]any)), when)
+			}
+			assert.Equal(t, "context", got["inner"].(map[string]any)["function"])
+		}
+	})
+}
+
+// TestAuditCallCtxDeadlines: a deadline years away, one already passed,
+// none; and a call after a call that ran out of time.
+func TestAuditCallCtxDeadlines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	pool := newTestPool(t, auditCtxConfig(t))
+	far, cancel := context.WithDeadline(context.Background(), time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))
+	defer cancel()
+	got, err := CallAs[map[string]any](far, pool, "context")
+	require.NoError(t, err)
+	left, ok := got["remaining"].(float64)
+	require.True(t, ok, "%v", got["remaining"])
+	assert.Greater(t, left, 100*365*24*3600.0, "years left")
+
+	sent := pool.Stats().CallsSent
+	past, cancel2 := context.WithDeadline(WithMetadata(context.Background(), map[string]string{"k": "v"}), time.Now().Add(-time.Hour))
+	defer cancel2()
+	_, err = pool.Call(past, "context")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, sent, pool.Stats().CallsSent, "nothing sent")
+
+	cancelled, cancel3 := context.WithCancel(WithMetadata(context.Background(), map[string]string{"": "bad"}))
+	cancel3()
+	_, err = pool.Call(cancelled, "context")
+	var me *MetadataError
+	assert.ErrorAs(t, err, &me, "the metadata's error, before anything else")
+
+	got, err = CallAs[map[string]any](context.Background(), pool, "context")
+	require.NoError(t, err)
+	assert.Nil(t, got["remaining"])
 }

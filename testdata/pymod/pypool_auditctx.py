@@ -171,3 +171,30 @@ def crash_once(flag_path):
 
 def with_kwargs(**kwargs):
     return _describe(pypool.current_call())
+
+
+def nest2(callback):
+    """The context before, during (what the Go callback returns) and after
+    a call_go."""
+    before = _describe(pypool.current_call())
+    try:
+        inner = call_go(callback)
+    except Exception as exc:
+        inner = {"error": str(exc)}
+    return {"before": before, "inner": inner, "after": _describe(pypool.current_call())}
+
+
+def stream_nest(callback, n):
+    """A stream that calls the Go callback between its items."""
+    for _ in range(n):
+        yield {"item": _describe(pypool.current_call()), "inner": call_go(callback)}
+    yield {"item": _describe(pypool.current_call()), "inner": None}
+
+
+async def async_nest(callback):
+    """An async function (not Config.AsyncCalls) that calls Go."""
+    await asyncio.sleep(0)
+    before = _describe(pypool.current_call())
+    inner = call_go(callback)
+    await asyncio.sleep(0)
+    return {"before": before, "inner": inner, "after": _describe(pypool.current_call())}
