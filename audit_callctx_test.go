@@ -246,6 +246,7 @@ func TestAuditCallCtxStreamClosedEarly(t *testing.T) {
 	}
 	// A stream whose ctx is cancelled while Python makes items.
 	ctx, cancel := context.WithCancel(WithMetadata(testCtx(t), map[string]string{"s": "2"}))
+	defer cancel()
 	n := 0
 	for _, err := range pool.Stream(ctx, "stream_closed", 1000) {
 		if err != nil {
@@ -515,4 +516,44 @@ func TestAuditCallCtxDeadlines(t *testing.T) {
 	got, err = CallAs[map[string]any](context.Background(), pool, "context")
 	require.NoError(t, err)
 	assert.Nil(t, got["remaining"])
+}
+
+// TestAuditCallCtxConcurrentContexts: contexts derived from one parent by
+// many goroutines at once, each calling with its own metadata on a pool
+// of two workers, each call seeing its own (go test -race).
+func TestAuditCallCtxConcurrentContexts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts workers")
+	}
+	cfg := auditCtxConfig(t)
+	cfg.Size = 2
+	pool := newTestPool(t, cfg)
+	parent := WithTraceContext(WithMetadata(testCtx(t), map[string]string{"p": "1"}), testTraceparent, "")
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := WithMetadata(parent, map[string]string{"i": itoa(i)})
+			if i%3 == 0 {
+				ctx = WithTraceContext(ctx, testTraceparent, "g="+itoa(i))
+			}
+			for range 5 {
+				got, err := CallAs[map[string]any](ctx, pool, "context")
+				if !assert.NoError(t, err) {
+					return
+				}
+				assert.Equal(t, map[string]any{"p": "1", "i": itoa(i)}, got["metadata"])
+				assert.Equal(t, testTraceparent, got["traceparent"])
+				if i%3 == 0 {
+					assert.Equal(t, "g="+itoa(i), got["tracestate"])
+				} else {
+					assert.Equal(t, "", got["tracestate"])
+				}
+			}
+			assert.Equal(t, map[string]string{"p": "1", "i": itoa(i)}, Metadata(ctx))
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, map[string]string{"p": "1"}, Metadata(parent))
 }

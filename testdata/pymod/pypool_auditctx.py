@@ -198,3 +198,12 @@ async def async_nest(callback):
     inner = call_go(callback)
     await asyncio.sleep(0)
     return {"before": before, "inner": inner, "after": _describe(pypool.current_call())}
+
+
+def hold(callback):
+    """Tells Go its pid (the callback), then waits until it is killed or
+    interrupted."""
+    import os
+
+    call_go(callback, os.getpid())
+    threading.Event().wait()
