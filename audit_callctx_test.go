@@ -557,3 +557,56 @@ func TestAuditCallCtxConcurrentContexts(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, map[string]string{"p": "1"}, Metadata(parent))
 }
+
+// TestAuditCallCtxMoreForms: TryCall, an async generator's stream, and a
+// Worker's Call and Stream in a transaction, with good and with bad
+// metadata (refused before anything is sent, the transaction's worker
+// still serving); with Config.AsyncCalls and the fork server too.
+func TestAuditCallCtxMoreForms(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts workers")
+	}
+	for _, mode := range []string{"Plain", "AsyncCalls", "ForkServerAsyncCalls"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := auditCtxConfig(t)
+			if mode != "Plain" {
+				cfg.AsyncCalls = 4
+			}
+			if mode == "ForkServerAsyncCalls" {
+				cfg.StartMethod = StartForkServer
+			}
+			pool := newTestPool(t, cfg)
+			good := WithMetadata(testCtx(t), map[string]string{"g": "1"})
+			bad := WithMetadata(testCtx(t), map[string]string{"g": "\xff"})
+			got, err := pool.TryCall(good, "context")
+			require.NoError(t, err)
+			assert.Equal(t, map[string]any{"g": "1"}, got.(map[string]any)["metadata"])
+			_, err = pool.TryCall(bad, "context")
+			assert.ErrorAs(t, err, new(*MetadataError))
+
+			items, err := collect(t, pool.Stream(good, "async_stream", 3))
+			require.NoError(t, err)
+			require.Len(t, items, 3)
+			for _, item := range items {
+				assert.Equal(t, map[string]any{"g": "1"}, item.(map[string]any)["metadata"])
+				assert.Equal(t, "async_stream", item.(map[string]any)["function"])
+			}
+
+			sent := pool.Stats().CallsSent
+			require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+				_, err := w.Call(bad, "context")
+				assert.ErrorAs(t, err, new(*MetadataError))
+				_, err = collect(t, w.Stream(bad, "stream_closed", 1))
+				assert.ErrorAs(t, err, new(*MetadataError))
+				_, err = CallBytes(bad, w, nil, "context")
+				assert.ErrorAs(t, err, new(*MetadataError))
+				got, err := CallAs[map[string]any](good, w, "context")
+				require.NoError(t, err)
+				assert.Equal(t, map[string]any{"g": "1"}, got["metadata"])
+				return nil
+			}))
+			assert.Equal(t, sent+1, pool.Stats().CallsSent, "only the good call was sent")
+
+		})
+	}
+}

@@ -207,3 +207,10 @@ def hold(callback):
 
     call_go(callback, os.getpid())
     threading.Event().wait()
+
+
+async def async_stream(n):
+    """An async generator stream whose items report the context."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+        yield _describe(pypool.current_call())
