@@ -610,3 +610,51 @@ func TestAuditCallCtxMoreForms(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditCallCtxAsyncFastPath: an async function, an async generator
+// or a sync function's coroutine called without any context (the fast
+// path) still sees its name, as every call does, in every form.
+func TestAuditCallCtxAsyncFastPath(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts workers")
+	}
+	for _, async := range []int{0} {
+		t.Run(fmt.Sprintf("AsyncCalls=%d", async), func(t *testing.T) {
+			cfg := auditCtxConfig(t)
+			cfg.AsyncCalls = async
+			pool := newTestPool(t, cfg)
+			for _, ctx := range []context.Context{context.Background(), WithMetadata(context.Background(), map[string]string{"k": "v"})} {
+				items, err := collect(t, pool.Stream(ctx, "async_stream", 2))
+				require.NoError(t, err)
+				for _, item := range items {
+					require.NotNil(t, item, "stream item")
+					assert.Equal(t, "async_stream", item.(map[string]any)["function"])
+				}
+				items, err = collect(t, pool.Stream(ctx, "async_items", 2))
+				require.NoError(t, err)
+				for _, item := range items {
+					require.NotNil(t, item, "an async function's streamed value")
+					assert.Equal(t, "async_items", item.(map[string]any)["function"])
+				}
+				got, err := CallAs[map[string]any](ctx, pool, "returns_coroutine")
+				require.NoError(t, err)
+				require.NotNil(t, got, "a sync function's coroutine")
+				assert.Equal(t, "returns_coroutine", got["function"])
+				got, err = CallAs[map[string]any](ctx, pool, "start_task")
+				require.NoError(t, err)
+				require.NotNil(t, got, "async call")
+				assert.Equal(t, "start_task", got["function"])
+				_, err = pool.Call(ctx, "read_task")
+				require.NoError(t, err)
+				require.NoError(t, pool.Transaction(testCtx(t), func(w *Worker) error {
+					got, err := CallAs[map[string]any](ctx, w, "start_task")
+					require.NoError(t, err)
+					require.NotNil(t, got, "async call in a transaction")
+					assert.Equal(t, "start_task", got["function"])
+					_, err = w.Call(ctx, "read_task")
+					return err
+				}))
+			}
+		})
+	}
+}

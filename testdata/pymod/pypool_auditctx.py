@@ -214,3 +214,19 @@ async def async_stream(n):
     for _ in range(n):
         await asyncio.sleep(0)
         yield _describe(pypool.current_call())
+
+
+async def _describe_later():
+    await asyncio.sleep(0)
+    return _describe(pypool.current_call())
+
+
+def returns_coroutine():
+    """A sync function that returns a coroutine (the runtime awaits it)."""
+    return _describe_later()
+
+
+async def async_items(n):
+    """An async function whose value (a list) streams."""
+    await asyncio.sleep(0)
+    return iter([_describe(pypool.current_call()) for _ in range(n)])
