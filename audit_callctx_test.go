@@ -658,3 +658,27 @@ func TestAuditCallCtxAsyncFastPath(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditCallCtxSetUp: Config.SetUp runs outside any call (docs: "in
+// Config.SetUp"), with every start method and with Config.AsyncCalls.
+func TestAuditCallCtxSetUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts workers")
+	}
+	for name, configure := range map[string]func(*Config){
+		"Exec":         func(*Config) {},
+		"AsyncCalls":   func(c *Config) { c.AsyncCalls = 2 },
+		"ForkServer":   func(c *Config) { c.StartMethod = StartForkServer },
+		"PreloadSetUp": func(c *Config) { c.StartMethod, c.PreloadSetUp = StartForkServer, true },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := auditCtxConfig(t)
+			cfg.SetUp = "setup"
+			configure(&cfg)
+			pool := newTestPool(t, cfg)
+			got, err := CallAs[map[string]any](WithMetadata(testCtx(t), map[string]string{"k": "v"}), pool, "setup_saw")
+			require.NoError(t, err)
+			assert.Equal(t, map[string]any{"sync": nil, "remaining": nil, "async": nil}, got)
+		})
+	}
+}

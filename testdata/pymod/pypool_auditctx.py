@@ -230,3 +230,22 @@ async def async_items(n):
     """An async function whose value (a list) streams."""
     await asyncio.sleep(0)
     return iter([_describe(pypool.current_call()) for _ in range(n)])
+
+
+_SETUP = {}
+
+
+def setup():
+    """Config.SetUp: records what it sees of the call context, from its
+    own code and from an async task it runs."""
+    _SETUP["sync"] = _describe(pypool.current_call())
+    _SETUP["remaining"] = pypool.remaining()
+
+    async def in_task():
+        return _describe(pypool.current_call())
+
+    _SETUP["async"] = asyncio.run(in_task())
+
+
+def setup_saw():
+    return _SETUP
