@@ -249,3 +249,9 @@ def setup():
 
 def setup_saw():
     return _SETUP
+
+
+def pid():
+    import os
+
+    return os.getpid()
