@@ -682,3 +682,37 @@ func TestAuditCallCtxSetUp(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditCallCtxTransactionContexts: in a transaction, each call
+// carries its own ctx's context, not the transaction's; a callback of a
+// call on w reads that call's metadata, and a nested call on w with the
+// callback's context carries it merged.
+func TestAuditCallCtxTransactionContexts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	var seen map[string]string
+	var w0 *Worker
+	cfg := auditCtxConfig(t)
+	cfg.Callbacks = map[string]Callback{
+		"add": func(ctx context.Context, _ []any) (any, error) {
+			seen = Metadata(ctx)
+			return w0.Call(WithMetadata(ctx, map[string]string{"n": "1"}), "context")
+		},
+	}
+	pool := newTestPool(t, cfg)
+	txCtx := WithMetadata(testCtx(t), map[string]string{"tx": "1"})
+	require.NoError(t, pool.Transaction(txCtx, func(w *Worker) error {
+		w0 = w
+		got, err := CallAs[map[string]any](context.Background(), w, "context")
+		require.NoError(t, err)
+		assert.Empty(t, got["metadata"], "not the transaction's ctx")
+		assert.Equal(t, false, got["has_deadline"])
+		got, err = CallAs[map[string]any](WithMetadata(context.Background(), map[string]string{"c": "1"}), w, "nest2", "add")
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"c": "1", "n": "1"}, got["inner"].(map[string]any)["metadata"])
+		assert.Equal(t, map[string]any{"c": "1"}, got["after"].(map[string]any)["metadata"])
+		return nil
+	}))
+	assert.Equal(t, map[string]string{"c": "1"}, seen)
+}
