@@ -716,3 +716,26 @@ func TestAuditCallCtxTransactionContexts(t *testing.T) {
 	}))
 	assert.Equal(t, map[string]string{"c": "1"}, seen)
 }
+
+// TestAuditCallCtxMergeCannotRemove: a refused key stays in every derived
+// context; a refused value can be replaced; an empty value is a value.
+func TestAuditCallCtxMergeCannotRemove(t *testing.T) {
+	badKey := WithMetadata(context.Background(), map[string]string{"": "x"})
+	_, err := callContextOf(WithMetadata(badKey, map[string]string{"ok": "1"}), nil, 0)
+	assert.ErrorAs(t, err, new(*MetadataError))
+	_, err = callContextOf(WithTraceContext(badKey, testTraceparent, ""), nil, 0)
+	assert.ErrorAs(t, err, new(*MetadataError), "a trace context keeps the refused metadata")
+
+	badValue := WithMetadata(context.Background(), map[string]string{"k": "\xff"})
+	fixed := WithMetadata(badValue, map[string]string{"k": "ok"})
+	cc, err := callContextOf(fixed, nil, 0)
+	require.NoError(t, err)
+	assert.NotNil(t, cc.meta)
+	assert.Equal(t, map[string]string{"k": "ok"}, Metadata(fixed))
+
+	empty := WithMetadata(fixed, map[string]string{"k": ""})
+	assert.Equal(t, map[string]string{"k": ""}, Metadata(empty))
+	cc, err = callContextOf(empty, nil, 0)
+	require.NoError(t, err)
+	assert.NotNil(t, cc.meta, "an empty value is sent")
+}
