@@ -739,3 +739,67 @@ func TestAuditCallCtxMergeCannotRemove(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotNil(t, cc.meta, "an empty value is sent")
 }
+
+// TestAuditCallCtxAsyncCancelAndThreads: with Config.AsyncCalls, a task
+// that Go cancels runs its clean-up in its own context; a thread of
+// asyncio.to_thread sees its call's.
+func TestAuditCallCtxAsyncCancelAndThreads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	cfg := auditCtxConfig(t)
+	cfg.AsyncCalls = 4
+	pool := newTestPool(t, cfg)
+	for i := range 2 {
+		ctx, cancel := context.WithCancel(WithMetadata(testCtx(t), map[string]string{"c": itoa(i)}))
+		done := make(chan error, 1)
+		go func() {
+			_, err := pool.Call(ctx, "wait_cancel", itoa(i))
+			done <- err
+		}()
+		awaitPool(t, pool, "the call in flight", func(s Stats) bool { return s.AsyncCalls == 1 })
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+		awaitPool(t, pool, "the call over", func(s Stats) bool { return s.AsyncCalls == 0 })
+	}
+	for i := range 2 {
+		got, err := CallAs[map[string]any](testCtx(t), pool, "cancelled", itoa(i))
+		require.NoError(t, err)
+		assert.Equal(t, "wait_cancel", got["function"])
+		assert.Equal(t, map[string]any{"c": itoa(i)}, got["metadata"])
+	}
+	for _, ctx := range []context.Context{WithMetadata(testCtx(t), map[string]string{"t": "1"}), context.Background()} {
+		got, err := CallAs[map[string]any](ctx, pool, "to_thread")
+		require.NoError(t, err)
+		require.NotNil(t, got)
+		assert.Equal(t, "to_thread", got["function"])
+		assert.Equal(t, len(Metadata(ctx)), len(got["metadata"].(map[string]any)))
+	}
+}
+
+// TestAuditCallCtxDeepNesting: nested calls 20 deep, each adding a key:
+// each level sees its own keys after its nested call returned.
+func TestAuditCallCtxDeepNesting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	const depth = 20
+	var pool *Pool
+	cfg := auditCtxConfig(t)
+	cfg.Callbacks = map[string]Callback{
+		"down": func(ctx context.Context, args []any) (any, error) {
+			d := int(args[0].(int64))
+			return pool.Call(WithMetadata(ctx, map[string]string{"d" + itoa(d-1): "x"}), "recurse", d-1)
+		},
+	}
+	pool = newTestPool(t, cfg)
+	levels, err := CallAs[[]map[string]any](WithMetadata(testCtx(t), map[string]string{"d" + itoa(depth): "x"}), pool, "recurse", depth)
+	require.NoError(t, err)
+	require.Len(t, levels, depth+1)
+	for i, level := range levels { // the deepest first
+		md := level["metadata"].(map[string]any)
+		assert.Len(t, md, depth+1-i, "level %d", i)
+		assert.Contains(t, md, "d"+itoa(i), "level %d", i)
+		assert.NotContains(t, md, "d"+itoa(i-1), "level %d", i)
+	}
+}

@@ -255,3 +255,31 @@ def pid():
     import os
 
     return os.getpid()
+
+
+_CANCELLED = {}
+
+
+async def wait_cancel(key):
+    """Waits until Go cancels it; records its context in its clean-up."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        _CANCELLED[key] = _describe(pypool.current_call())
+
+
+def cancelled(key):
+    return _CANCELLED.get(key, "missing")
+
+
+async def to_thread():
+    """asyncio.to_thread runs in a copy of the task's context."""
+    return await asyncio.to_thread(lambda: _describe(pypool.current_call()))
+
+
+def recurse(depth):
+    """Calls Go's "down" callback (which calls recurse(depth - 1) with one
+    more metadata key) until depth is 0; returns each level's context,
+    read after its nested call returned."""
+    below = call_go("down", depth) if depth > 0 else []
+    return below + [_describe(pypool.current_call())]
