@@ -803,3 +803,25 @@ func TestAuditCallCtxDeepNesting(t *testing.T) {
 		assert.NotContains(t, md, "d"+itoa(i-1), "level %d", i)
 	}
 }
+
+// TestAuditCallCtxDeadlineWhileQueued: a call with metadata whose deadline
+// passes while it waits for the pool's only worker fails with its
+// context's error and sends nothing; the calls after it see their own.
+func TestAuditCallCtxDeadlineWhileQueued(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	pool := newTestPool(t, auditCtxConfig(t))
+	sent := pool.Stats().CallsSent
+	release := holdWorkers(t, pool, 1)
+	ctx, cancel := context.WithTimeout(WithMetadata(context.Background(), map[string]string{"q": "1"}), 100*time.Millisecond)
+	defer cancel()
+	_, err := pool.Call(ctx, "context")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	release()
+	assert.Equal(t, sent, pool.Stats().CallsSent, "nothing sent")
+	got, err := CallAs[map[string]any](context.Background(), pool, "context")
+	require.NoError(t, err)
+	assert.Empty(t, got["metadata"])
+	assert.Equal(t, false, got["has_deadline"])
+}
