@@ -757,7 +757,8 @@ func TestAuditCallCtxAsyncCancelAndThreads(t *testing.T) {
 			_, err := pool.Call(ctx, "wait_cancel", itoa(i))
 			done <- err
 		}()
-		awaitPool(t, pool, "the call in flight", func(s Stats) bool { return s.AsyncCalls == 1 })
+		_, err := pool.Call(testCtx(t), "waiting", itoa(i)) // in its try block: its finally will run
+		require.NoError(t, err)
 		cancel()
 		require.ErrorIs(t, <-done, context.Canceled)
 		awaitPool(t, pool, "the call over", func(s Stats) bool { return s.AsyncCalls == 0 })

@@ -260,16 +260,30 @@ def pid():
 _CANCELLED = {}
 
 
+_WAITING = set()
+
+
 async def wait_cancel(key):
     """Waits until Go cancels it; records its context in its clean-up."""
     try:
+        _WAITING.add(key)
         await asyncio.Event().wait()
     finally:
         _CANCELLED[key] = _describe(pypool.current_call())
 
 
-def cancelled(key):
-    return _CANCELLED.get(key, "missing")
+async def waiting(key):
+    """Returns once wait_cancel(key) waits in its try block."""
+    while key not in _WAITING:
+        await asyncio.sleep(0)
+
+
+async def cancelled(key):
+    """What wait_cancel(key) saw in its clean-up, once it ran (Go's CANCEL
+    came before this call's frame)."""
+    while key not in _CANCELLED:
+        await asyncio.sleep(0)
+    return _CANCELLED[key]
 
 
 async def to_thread():
