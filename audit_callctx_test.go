@@ -337,22 +337,31 @@ func TestAuditCallCtxRetryKeepsMetadata(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a worker")
 	}
-	cfg := auditCtxConfig(t)
-	cfg.CrashRetries = 1
-	pool := newTestPool(t, cfg)
-	flag := filepath.Join(t.TempDir(), "crash")
-	require.NoError(t, os.WriteFile(flag, nil, 0o644))
-	ctx := WithTraceContext(WithMetadata(testCtx(t), map[string]string{"k": "v"}), testTraceparent, "")
-	got, err := CallAs[map[string]any](ctx, pool, "crash_once", flag)
-	require.NoError(t, err)
-	assert.EqualValues(t, 2, got["attempt"])
-	assert.Equal(t, map[string]any{"k": "v"}, got["metadata"])
-	assert.Equal(t, true, got["has_deadline"])
-	assert.Equal(t, testTraceparent, got["traceparent"])
-	got, err = CallAs[map[string]any](context.Background(), pool, "context")
-	require.NoError(t, err)
-	assert.EqualValues(t, 1, got["attempt"])
-	assert.Empty(t, got["metadata"])
+	for _, async := range []int{0, 4} {
+		t.Run(fmt.Sprintf("AsyncCalls=%d", async), func(t *testing.T) {
+			cfg := auditCtxConfig(t)
+			cfg.CrashRetries = 1
+			cfg.AsyncCalls = async
+			pool := newTestPool(t, cfg)
+			flag := filepath.Join(t.TempDir(), "crash")
+			require.NoError(t, os.WriteFile(flag, nil, 0o644))
+			fn := "crash_once"
+			if async > 0 {
+				fn = "async_crash_once"
+			}
+			ctx := WithTraceContext(WithMetadata(testCtx(t), map[string]string{"k": "v"}), testTraceparent, "")
+			got, err := CallAs[map[string]any](ctx, pool, fn, flag)
+			require.NoError(t, err)
+			assert.EqualValues(t, 2, got["attempt"])
+			assert.Equal(t, map[string]any{"k": "v"}, got["metadata"])
+			assert.Equal(t, true, got["has_deadline"])
+			assert.Equal(t, testTraceparent, got["traceparent"])
+			got, err = CallAs[map[string]any](context.Background(), pool, "context")
+			require.NoError(t, err)
+			assert.EqualValues(t, 1, got["attempt"])
+			assert.Empty(t, got["metadata"])
+		})
+	}
 }
 
 // TestAuditCallCtxForkServer: the fork server's workers read the context.
@@ -825,4 +834,26 @@ func TestAuditCallCtxDeadlineWhileQueued(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, got["metadata"])
 	assert.Equal(t, false, got["has_deadline"])
+}
+
+// TestAuditCallCtxMetadataBeyondMaxMessageSize: metadata within its own
+// limits in a frame above Config.MaxMessageSize fails that call with
+// ErrMessageTooLarge, as a large argument does; the worker serves on.
+func TestAuditCallCtxMetadataBeyondMaxMessageSize(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	cfg := auditCtxConfig(t)
+	cfg.MaxMessageSize = 4 << 10
+	pool := newTestPool(t, cfg)
+	pid, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	_, err = pool.Call(WithMetadata(testCtx(t), map[string]string{"big": strings.Repeat("x", MaxMetadataSize-3)}), "context")
+	require.ErrorIs(t, err, ErrMessageTooLarge)
+	again, err := pool.Call(testCtx(t), "pid")
+	require.NoError(t, err)
+	assert.Equal(t, pid, again, "the same worker")
+	got, err := CallAs[map[string]any](WithMetadata(testCtx(t), map[string]string{"k": "v"}), pool, "context")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"k": "v"}, got["metadata"])
 }

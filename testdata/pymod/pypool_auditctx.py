@@ -297,3 +297,9 @@ def recurse(depth):
     read after its nested call returned."""
     below = call_go("down", depth) if depth > 0 else []
     return below + [_describe(pypool.current_call())]
+
+
+async def async_crash_once(flag_path):
+    """crash_once, as an async function (a task with Config.AsyncCalls)."""
+    await asyncio.sleep(0)
+    return crash_once(flag_path)
