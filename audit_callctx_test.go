@@ -77,7 +77,7 @@ func TestAuditCallCtxLimitsAtBounds(t *testing.T) {
 		"KeySizeMB": {strings.Repeat("é", MaxMetadataKeySize/2): "v"},
 		"Size":      size,
 		"NUL":       {"a\x00b": "\x00", "empty": ""},
-		"Unicode":   {"ключ": "值🙂", "\u2028": "\ufeff"},
+		"Unicode":   {"ключ": "值🙂", "\u2028": "\ufeff", "\uffff": "\U0010ffff"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := CallAs[map[string]any](WithMetadata(testCtx(t), md), pool, "context")
@@ -97,13 +97,17 @@ func TestAuditCallCtxLimitsAtBounds(t *testing.T) {
 		"KeySize":   {map[string]string{longKey + "k": "v"}, "MaxMetadataKeySize"},
 		"KeySizeMB": {map[string]string{"k" + strings.Repeat("é", MaxMetadataKeySize/2): "v"}, "MaxMetadataKeySize"},
 		"Size":      {map[string]string{"ab": size["a"]}, "MaxMetadataSize"},
+		"Surrogate": {map[string]string{"k": "\xed\xa0\x80"}, "UTF-8"},
+		"Overlong":  {map[string]string{"\xc0\x80": "v"}, "UTF-8"},
 	} {
 		t.Run("Past"+name, func(t *testing.T) {
 			_, err := pool.Call(WithMetadata(testCtx(t), c.md), "context")
 			var me *MetadataError
 			require.ErrorAs(t, err, &me)
 			assert.Equal(t, c.limit, me.Limit)
-			assert.True(t, utf8.ValidString(me.Key), "the error's Key is valid UTF-8: %q", me.Key)
+			if c.limit != "UTF-8" { // there Key is the refused key itself
+				assert.True(t, utf8.ValidString(me.Key), "the error's Key is valid UTF-8: %q", me.Key)
+			}
 			assert.True(t, utf8.ValidString(err.Error()))
 		})
 	}
