@@ -303,3 +303,7 @@ async def async_crash_once(flag_path):
     """crash_once, as an async function (a task with Config.AsyncCalls)."""
     await asyncio.sleep(0)
     return crash_once(flag_path)
+
+
+def reset_closed():
+    _LATER.pop("closed", None)
