@@ -869,3 +869,44 @@ func TestAuditCallCtxMetadataBeyondMaxMessageSize(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{"k": "v"}, got["metadata"])
 }
+
+// attemptTracer gives each attempt a span id of its own (its attempt's
+// number), and puts a tracestate on the first only.
+type attemptTracer struct{ nopTracer }
+
+func (attemptTracer) TraceCallStart(ctx context.Context, _ *Pool, data TraceCallStartData) context.Context {
+	state := ""
+	if data.Attempt == 0 {
+		state = "first=1"
+	}
+	return WithTraceContext(ctx, attemptTraceparent(data.Attempt), state)
+}
+
+func attemptTraceparent(attempt int) string {
+	return fmt.Sprintf("00-0af7651916cd43dd8448eb211c80319c-%016x-01", attempt+1)
+}
+
+// TestAuditCallCtxTraceOfEachAttempt: a retried call's second attempt
+// carries its own span's trace context, not the first's (nor its
+// tracestate), with the caller's metadata.
+func TestAuditCallCtxTraceOfEachAttempt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	cfg := auditCtxConfig(t)
+	cfg.CrashRetries = 1
+	cfg.Tracer = attemptTracer{}
+	pool := newTestPool(t, cfg)
+	flag := filepath.Join(t.TempDir(), "crash")
+	require.NoError(t, os.WriteFile(flag, nil, 0o644))
+	got, err := CallAs[map[string]any](WithMetadata(testCtx(t), map[string]string{"k": "v"}), pool, "crash_once", flag)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, got["attempt"])
+	assert.Equal(t, attemptTraceparent(1), got["traceparent"])
+	assert.Equal(t, "", got["tracestate"])
+	assert.Equal(t, map[string]any{"k": "v"}, got["metadata"])
+	got, err = CallAs[map[string]any](context.Background(), pool, "context")
+	require.NoError(t, err)
+	assert.Equal(t, attemptTraceparent(0), got["traceparent"])
+	assert.Equal(t, "first=1", got["tracestate"])
+}

@@ -73,11 +73,12 @@ func metaOf(ctx context.Context) *callMeta {
 	return m
 }
 
-// WithMetadata returns a context whose calls (every form: Call, CallAs,
-// CallBytes, Stream, StreamAs, Worker.Call, calls made with a callback's
-// context) carry md to Python, where pypool.current_call().metadata reads
-// it. md is merged over the metadata ctx already carries: its keys replace
-// the outer ones, the others stay. md is copied.
+// WithMetadata returns a context whose calls (every form: Call, TryCall,
+// CallAs, CallBytes, Stream, StreamAs, Worker.Call, Worker.Stream, calls
+// made with a callback's context) carry md to Python, where
+// pypool.current_call().metadata reads it. md is merged over the metadata
+// ctx already carries: its keys replace the outer ones, the others stay
+// (none is removed: an empty value is sent as ""). md is copied.
 //
 // Keys must be non-empty, keys and values valid UTF-8, and the merged
 // metadata within MaxMetadataEntries, MaxMetadataKeySize and
