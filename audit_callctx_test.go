@@ -910,3 +910,26 @@ func TestAuditCallCtxTraceOfEachAttempt(t *testing.T) {
 	assert.Equal(t, attemptTraceparent(0), got["traceparent"])
 	assert.Equal(t, "first=1", got["tracestate"])
 }
+
+// TestAuditCallCtxTraceparentBounds: a later version's traceparent up to
+// 512 bytes of printable ASCII is sent, one byte more or any other byte is
+// not; a tracestate likewise.
+func TestAuditCallCtxTraceparentBounds(t *testing.T) {
+	head := "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-"
+	for s, want := range map[string]bool{
+		head + strings.Repeat("a", maxTraceHeader-len(head)):   true,
+		head + strings.Repeat("a", maxTraceHeader-len(head)+1): false,
+		head + "a\tb":            false,
+		head + "\x7f":            false,
+		head + "é":               false,
+		head[:len(head)-1]:       true,
+		head[:len(head)-1] + " ": false,
+	} {
+		assert.Equal(t, want, validTraceparent(s), "%q", s)
+	}
+	ctx := WithTraceContext(context.Background(), testTraceparent, strings.Repeat("s", maxTraceHeader))
+	assert.Equal(t, strings.Repeat("s", maxTraceHeader), metaOf(ctx).tracestate)
+	ctx = WithTraceContext(context.Background(), testTraceparent, strings.Repeat("s", maxTraceHeader+1))
+	assert.Equal(t, "", metaOf(ctx).tracestate)
+	assert.Equal(t, testTraceparent, metaOf(ctx).traceparent, "the traceparent goes without it")
+}
