@@ -933,3 +933,18 @@ func TestAuditCallCtxTraceparentBounds(t *testing.T) {
 	assert.Equal(t, "", metaOf(ctx).tracestate)
 	assert.Equal(t, testTraceparent, metaOf(ctx).traceparent, "the traceparent goes without it")
 }
+
+// TestAuditCallCtxMetadataMappingIsNotEncodable: the metadata mapping
+// itself is not a result (docs: copy it with dict()); the worker serves on.
+func TestAuditCallCtxMetadataMappingIsNotEncodable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	pool := newTestPool(t, auditCtxConfig(t))
+	_, err := pool.Call(WithMetadata(testCtx(t), map[string]string{"k": "v"}), "own_metadata")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "mappingproxy")
+	got, err := CallAs[map[string]any](WithMetadata(testCtx(t), map[string]string{"k": "w"}), pool, "context")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"k": "w"}, got["metadata"])
+}

@@ -307,3 +307,8 @@ async def async_crash_once(flag_path):
 
 def reset_closed():
     _LATER.pop("closed", None)
+
+
+def own_metadata():
+    """Returns the metadata mapping itself."""
+    return pypool.current_call().metadata
