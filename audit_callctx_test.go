@@ -948,3 +948,29 @@ func TestAuditCallCtxMetadataMappingIsNotEncodable(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{"k": "w"}, got["metadata"])
 }
+
+// TestAuditCallCtxAsyncCallsNested: with Config.AsyncCalls, a sync
+// function's callback calls an async function on the same worker (its
+// coroutine awaited on the loop for the main thread): the nested call
+// sees its own context, the outer call its own after it.
+func TestAuditCallCtxAsyncCallsNested(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	var pool *Pool
+	cfg := auditCtxConfig(t)
+	cfg.AsyncCalls = 2
+	cfg.Callbacks = map[string]Callback{
+		"add": func(ctx context.Context, _ []any) (any, error) {
+			return pool.Call(WithMetadata(ctx, map[string]string{"n": "1"}), "async_context")
+		},
+	}
+	pool = newTestPool(t, cfg)
+	got, err := CallAs[map[string]any](WithMetadata(testCtx(t), map[string]string{"o": "1"}), pool, "nest2", "add")
+	require.NoError(t, err)
+	inner := got["inner"].(map[string]any)
+	assert.Equal(t, "async_context", inner["function"])
+	assert.Equal(t, map[string]any{"o": "1", "n": "1"}, inner["metadata"])
+	assert.Equal(t, map[string]any{"o": "1"}, got["after"].(map[string]any)["metadata"])
+	assert.Equal(t, "nest2", got["after"].(map[string]any)["function"])
+}

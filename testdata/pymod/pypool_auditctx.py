@@ -312,3 +312,8 @@ def reset_closed():
 def own_metadata():
     """Returns the metadata mapping itself."""
     return pypool.current_call().metadata
+
+
+async def async_context():
+    await asyncio.sleep(0)
+    return _describe(pypool.current_call())
