@@ -974,3 +974,29 @@ func TestAuditCallCtxAsyncCallsNested(t *testing.T) {
 	assert.Equal(t, map[string]any{"o": "1"}, got["after"].(map[string]any)["metadata"])
 	assert.Equal(t, "nest2", got["after"].(map[string]any)["function"])
 }
+
+// TestAuditCallCtxAllLimitsAtOnce: 64 keys of 128 bytes with empty values
+// are 8 KiB exactly, every limit at its bound: sent whole; one value byte
+// more is refused.
+func TestAuditCallCtxAllLimitsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	md := map[string]string{}
+	for i := range MaxMetadataEntries {
+		k := fmt.Sprintf("%03d", i)
+		md[k+strings.Repeat("k", MaxMetadataKeySize-len(k))] = ""
+	}
+	pool := newTestPool(t, auditCtxConfig(t))
+	got, err := CallAs[map[string]any](WithMetadata(testCtx(t), md), pool, "context")
+	require.NoError(t, err)
+	assert.Len(t, got["metadata"], MaxMetadataEntries)
+	for k := range md {
+		md[k] = "v"
+		break
+	}
+	_, err = pool.Call(WithMetadata(testCtx(t), md), "context")
+	var me *MetadataError
+	require.ErrorAs(t, err, &me)
+	assert.Equal(t, "MaxMetadataSize", me.Limit)
+}
