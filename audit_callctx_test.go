@@ -1000,3 +1000,30 @@ func TestAuditCallCtxAllLimitsAtOnce(t *testing.T) {
 	require.ErrorAs(t, err, &me)
 	assert.Equal(t, "MaxMetadataSize", me.Limit)
 }
+
+// TestAuditCallCtxEncodingHook: a set_default hook that reads the call's
+// context while the worker encodes a result or a stream's items sees the
+// call whose frame carried a context, on every path (docs: a call of the
+// fast path's is None there).
+func TestAuditCallCtxEncodingHook(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	cfg := auditCtxConfig(t)
+	cfg.Module = "pypool_auditctx_hook"
+	pool := newTestPool(t, cfg)
+	ctx := WithMetadata(testCtx(t), map[string]string{"k": "v"})
+	want := map[string]any{"function": "marker", "metadata": map[string]any{"k": "v"}}
+	got, err := pool.Call(ctx, "marker")
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	got, err = pool.Call(ctx, "marker", Kwargs{})
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	items, err := collect(t, pool.Stream(ctx, "marker_item", 1))
+	require.NoError(t, err)
+	assert.Equal(t, []any{map[string]any{"function": "marker_item", "metadata": map[string]any{"k": "v"}}}, items)
+	got, err = pool.Call(context.Background(), "marker")
+	require.NoError(t, err)
+	assert.Nil(t, got, "the fast path: as between calls")
+}
