@@ -1027,3 +1027,18 @@ func TestAuditCallCtxEncodingHook(t *testing.T) {
 	require.NoError(t, err)
 	assert.Nil(t, got, "the fast path: as between calls")
 }
+
+// TestAuditCallCtxExceptionStr: an exception's __str__, as the worker
+// describes it, sees its call, with a context or on the fast path.
+func TestAuditCallCtxExceptionStr(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	cfg := auditCtxConfig(t)
+	cfg.Module = "pypool_auditctx_hook"
+	pool := newTestPool(t, cfg)
+	_, err := pool.Call(WithMetadata(testCtx(t), map[string]string{"k": "v"}), "raises")
+	assert.ErrorContains(t, err, "seen raises")
+	_, err = pool.Call(context.Background(), "raises")
+	assert.ErrorContains(t, err, "seen raises")
+}

@@ -25,3 +25,13 @@ def marker():
 def marker_item(n):
     for _ in range(n):
         yield Marker()
+
+
+class Telling(Exception):
+    def __str__(self):
+        cc = pypool.current_call()
+        return "seen %s" % (None if cc is None else cc.function)
+
+
+def raises():
+    raise Telling()
