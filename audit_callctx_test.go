@@ -1042,3 +1042,23 @@ func TestAuditCallCtxExceptionStr(t *testing.T) {
 	_, err = pool.Call(context.Background(), "raises")
 	assert.ErrorContains(t, err, "seen raises")
 }
+
+// TestAuditCallCtxQualifiedName: with Config.Modules, current_call().function
+// is the name as Go wrote it, "module.function", on both paths.
+func TestAuditCallCtxQualifiedName(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a worker")
+	}
+	cfg := auditCtxConfig(t)
+	cfg.Module = ""
+	cfg.Modules = []string{"pypool_auditctx", "pypool_ctxmod"}
+	pool := newTestPool(t, cfg)
+	for _, ctx := range []context.Context{context.Background(), WithMetadata(testCtx(t), map[string]string{"k": "v"})} {
+		got, err := CallAs[map[string]any](ctx, pool, "pypool_ctxmod.context")
+		require.NoError(t, err)
+		assert.Equal(t, "pypool_ctxmod.context", got["function"])
+		got, err = CallAs[map[string]any](ctx, pool, "pypool_auditctx.context")
+		require.NoError(t, err)
+		assert.Equal(t, "pypool_auditctx.context", got["function"])
+	}
+}
