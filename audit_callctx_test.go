@@ -319,13 +319,19 @@ func TestAuditCallCtxAsyncCallsEachTheirOwn(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			ctx := context.Background()
-			if i%2 == 0 {
-				ctx = WithMetadata(testCtx(t), map[string]string{"i": itoa(i)})
+			if i%2 == 0 { // deadlines 1000 s apart: each task's remaining() is its own
+				c, cancel := context.WithTimeout(context.Background(), time.Duration(i+1)*1000*time.Second)
+				defer cancel()
+				ctx = WithMetadata(c, map[string]string{"i": itoa(i)})
 			}
 			results[i], errs[i] = CallAs[map[string]map[string]any](ctx, pool, "wait_all", n, i)
 		}()
 	}
 	wg.Wait()
+	for i := 2; i < n; i += 2 {
+		assert.Less(t, results[i-2]["after"]["remaining"], results[i]["after"]["remaining"], "%d", i)
+		assert.Less(t, results[i]["after"]["remaining"], float64((i+1)*1000)+1, "%d", i)
+	}
 	for i := range n {
 		require.NoError(t, errs[i])
 		for _, when := range []string{"before", "after"} {
