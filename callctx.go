@@ -32,7 +32,8 @@ const (
 
 // MetadataError is why a context's metadata cannot travel with a call (see
 // WithMetadata): Key is the offending key ("" when the whole is too
-// large), Limit names the limit broken ("MaxMetadataEntries",
+// large; a key longer than MaxMetadataKeySize is cut to its first 32 bytes
+// or fewer, whole runes, and "..."), Limit names the limit broken ("MaxMetadataEntries",
 // "MaxMetadataKeySize", "MaxMetadataSize", "empty key", "UTF-8"). It wraps
 // ErrArgNotEncodable: nothing was sent, no worker was used.
 type MetadataError struct {
@@ -72,11 +73,12 @@ func metaOf(ctx context.Context) *callMeta {
 	return m
 }
 
-// WithMetadata returns a context whose calls (every form: Call, CallAs,
-// CallBytes, Stream, StreamAs, Worker.Call, calls made with a callback's
-// context) carry md to Python, where pypool.current_call().metadata reads
-// it. md is merged over the metadata ctx already carries: its keys replace
-// the outer ones, the others stay. md is copied.
+// WithMetadata returns a context whose calls (every form: Call, TryCall,
+// CallAs, CallBytes, Stream, StreamAs, Worker.Call, Worker.Stream, calls
+// made with a callback's context) carry md to Python, where
+// pypool.current_call().metadata reads it. md is merged over the metadata
+// ctx already carries: its keys replace the outer ones, the others stay
+// (none is removed: an empty value is sent as ""). md is copied.
 //
 // Keys must be non-empty, keys and values valid UTF-8, and the merged
 // metadata within MaxMetadataEntries, MaxMetadataKeySize and
@@ -115,13 +117,15 @@ func Metadata(ctx context.Context) map[string]string {
 // A Tracer's TraceCallStart sets it on the context it returns (the otel
 // adapter does), so that Python's spans are children of the attempt's
 // span. A traceparent that is not of the W3C form
-// (version-traceid-parentid-flags, lowercase hex) is not sent, nor is a
-// tracestate longer than 512 bytes; neither ever fails a call.
+// (version-traceid-parentid-flags, lowercase hex; a later version's
+// fields after those printable ASCII) is not sent, nor is a traceparent
+// or a tracestate longer than 512 bytes or with bytes that are not
+// printable ASCII; neither ever fails a call.
 func WithTraceContext(ctx context.Context, traceparent, tracestate string) context.Context {
 	if !validTraceparent(traceparent) {
 		return ctx
 	}
-	if len(tracestate) > 512 || !printableASCII(tracestate) {
+	if len(tracestate) > maxTraceHeader || !printableASCII(tracestate) {
 		tracestate = ""
 	}
 	outer := metaOf(ctx)
@@ -133,11 +137,16 @@ func WithTraceContext(ctx context.Context, traceparent, tracestate string) conte
 	return context.WithValue(ctx, callMetaKey{}, m)
 }
 
-// validTraceparent reports whether s is a W3C traceparent of version 00 or
-// a later one's first 55 bytes: 2-32-16-2 lowercase hex digits, an id not
-// all zeros.
+// validTraceparent reports whether s is a W3C traceparent of version 00,
+// or of a later version whose first 55 bytes are of version 00's form
+// and whose rest (after a '-') is printable ASCII, at most
+// maxTraceHeader bytes in all: 2-32-16-2 lowercase hex digits, an id not
+// all zeros. (What follows the 55 bytes goes to Python as it is: bytes
+// that are not UTF-8 would not decode there, and a long one would make
+// the frame too large.)
 func validTraceparent(s string) bool {
-	if len(s) < 55 || (len(s) > 55 && (s[:2] == "00" || s[55] != '-')) || s[:2] == "ff" {
+	if len(s) < 55 || (len(s) > 55 && (s[:2] == "00" || s[55] != '-')) || s[:2] == "ff" ||
+		len(s) > maxTraceHeader || !printableASCII(s[55:]) {
 		return false
 	}
 	for i := range 55 {
@@ -156,6 +165,10 @@ func validTraceparent(s string) bool {
 	return s[3:35] != "00000000000000000000000000000000" && s[36:52] != "0000000000000000"
 }
 
+// maxTraceHeader is the longest traceparent and tracestate sent.
+const maxTraceHeader = 512
+
+// printableASCII reports whether s is all printable ASCII (space to '~').
 func printableASCII(s string) bool {
 	for i := range len(s) {
 		if s[i] < 0x20 || s[i] > 0x7e {
@@ -219,7 +232,7 @@ func checkMetadata(md map[string]string) error {
 		case k == "":
 			return &MetadataError{Limit: "empty key", Detail: "a key is empty"}
 		case len(k) > MaxMetadataKeySize:
-			return &MetadataError{Key: k[:32] + "...", Limit: "MaxMetadataKeySize",
+			return &MetadataError{Key: keyHead(k) + "...", Limit: "MaxMetadataKeySize",
 				Detail: fmt.Sprintf("the key is %d bytes, at most %d", len(k), MaxMetadataKeySize)}
 		case !utf8.ValidString(k):
 			return &MetadataError{Key: k, Limit: "UTF-8", Detail: "the key is not valid UTF-8"}
@@ -233,6 +246,16 @@ func checkMetadata(md map[string]string) error {
 			Detail: fmt.Sprintf("keys and values are %d bytes, at most %d", size, MaxMetadataSize)}
 	}
 	return nil
+}
+
+// keyHead is the first 32 bytes of the over-long key k, or fewer: not a
+// partial rune of a valid key.
+func keyHead(k string) string {
+	n := 32
+	for n > 0 && !utf8.RuneStart(k[n]) {
+		n--
+	}
+	return k[:n]
 }
 
 // callContext is what one attempt sends of its context besides the

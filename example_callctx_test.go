@@ -2,6 +2,7 @@ package pypool_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"time"
@@ -37,4 +38,27 @@ func ExampleWithMetadata() {
 	}
 	fmt.Println(got["tenant"], got["timeout_ok"])
 	// Output: acme true
+}
+
+// Metadata that breaks a limit fails the call before any worker is used,
+// with a *MetadataError that names the key and the limit.
+func ExampleMetadataError() {
+	ctx := context.Background()
+	pool, err := pypool.New(ctx, pypool.Config{
+		Module:     "pypool_ctxmod",
+		PythonPath: []string{"testdata/pymod"},
+		Size:       1,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close(ctx)
+
+	ctx = pypool.WithMetadata(ctx, map[string]string{"request_id": "r-\xff"})
+	_, err = pool.Call(ctx, "context")
+	var me *pypool.MetadataError
+	if errors.As(err, &me) {
+		fmt.Println(me.Key, me.Limit, errors.Is(err, pypool.ErrArgNotEncodable))
+	}
+	// Output: request_id UTF-8 true
 }

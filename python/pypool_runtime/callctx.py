@@ -10,7 +10,8 @@
 current_call() is the CallContext of the call that runs (the innermost
 one: a call Go makes from a callback while call_go waits has its own),
 None outside a call (at import, in Config.SetUp, between calls, in a
-thread the call did not start with contextvars.copy_context()). remaining()
+thread the call did not start with contextvars.copy_context(), or did
+but Go sent no context: the fast path below sets no ContextVar). remaining()
 is current_call().remaining(), None outside a call or without a deadline.
 trace_context() is the W3C trace context of the Go caller's span as a
 carrier dict ({"traceparent": ..., "tracestate": ...}, {} without one), for
