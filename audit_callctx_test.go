@@ -645,7 +645,7 @@ func TestAuditCallCtxAsyncFastPath(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts workers")
 	}
-	for _, async := range []int{0} {
+	for _, async := range []int{0, 4} {
 		t.Run(fmt.Sprintf("AsyncCalls=%d", async), func(t *testing.T) {
 			cfg := auditCtxConfig(t)
 			cfg.AsyncCalls = async

@@ -387,6 +387,10 @@ class AsyncServer:
         self.tasks: Dict[int, Any] = {}  # the tasks of the calls in flight, by call id
         self.cancelled: set = set()  # the ids of the calls Go cancelled
         self.thread: Any = None
+        # How many run()s of the main thread are in progress: while one is,
+        # the loop thread runs a coroutine of the main thread's call
+        # (callctx.current_call tells that call there).
+        self.awaiting = 0
 
     def serve(self) -> None:
         """Have the loop thread (started before HELLO, or now) read Go's
@@ -616,10 +620,12 @@ class AsyncServer:
             previous = outer[0] = signal.signal(signal.SIGINT, on_sigint)
         except ValueError:
             previous = None
+        self.awaiting += 1
         try:
             loop.call_soon_threadsafe(start)
             done.wait()
         finally:
+            self.awaiting -= 1
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
         item = box[0]

@@ -263,16 +263,31 @@ def current_call() -> Optional[CallContext]:
             cc = record[_MADE] = from_wire(record[_FUNCTION], record[_CONTEXT], record[_RECEIVED])
         return cc
     # A call of the serve loop's fast path (Go sent no context), if one
-    # runs: its function's code, or the coroutine it returned.
+    # runs: its function's code, or the coroutine it returned, awaited on
+    # the main thread or, in async mode, on the loop thread.
     worker = channel.CURRENT
-    if worker is None or _thread.get_ident() != MAIN_THREAD or not (STATE.in_user_code or _awaiting()):
+    if worker is None:
+        return None
+    if _thread.get_ident() == MAIN_THREAD:
+        if not (STATE.in_user_code or _awaiting()):
+            return None
+    elif not _main_awaits():
         return None
     return CallContext(getattr(worker, "call_name", ""))
 
 
 def _awaiting() -> bool:
+    """Whether the main thread awaits a coroutine of its call (aio.run)."""
     aio = sys.modules.get(__package__ + ".aio")
     return aio is not None and getattr(aio, "_task", None) is not None
+
+
+def _main_awaits() -> bool:
+    """Async mode: whether this is the loop thread while the main thread
+    awaits there a coroutine of its call (AsyncServer.run)."""
+    aio = sys.modules.get(__package__ + ".aio")
+    server = getattr(aio, "_server", None) if aio is not None else None
+    return server is not None and server.awaiting > 0 and server.on_loop_thread()
 
 
 def remaining() -> Optional[float]:
