@@ -45,6 +45,7 @@ import.
 
 from __future__ import annotations
 
+import _contextvars
 import sys
 
 from . import callback, callctx, codec
@@ -128,6 +129,10 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
+# call_context's outer values, innermost last, in each context.
+_OUTER: Any = _contextvars.ContextVar("pypool_call_context_outer", default=())
+
+
 class call_context:
     """A context manager (and decorator) that fixes the call context (see
     the module's docstring): under it, pypool.current_call() is a
@@ -154,7 +159,6 @@ class call_context:
             raise TypeError("call_context: attempt is an int from 1, not %r" % (attempt,))
         self._values = (remaining, metadata, attempt, function, traceparent, tracestate)
         self.context: Optional[callctx.CallContext] = None
-        self._tokens: List[Any] = []
 
     def __enter__(self) -> callctx.CallContext:
         import time
@@ -162,21 +166,44 @@ class call_context:
         remaining, metadata, attempt, function, traceparent, tracestate = self._values
         deadline = None if remaining is None else time.monotonic() + remaining
         self.context = callctx.CallContext(function, attempt, metadata, deadline, traceparent, tracestate)
-        self._tokens.append(callctx._CURRENT.set(callctx.fixed(self.context)))
+        # What to restore is kept in the context it was changed in, not on
+        # the instance: one instance may be entered in several threads (or
+        # tasks) at once, each leaving in its own order.
+        _OUTER.set(_OUTER.get() + (callctx._CURRENT.get(),))
+        callctx._CURRENT.set(callctx.fixed(self.context))
         return self.context
 
     def __exit__(self, *exc_info: Any) -> None:
-        callctx._CURRENT.reset(self._tokens.pop())
+        outer = _OUTER.get()
+        callctx._CURRENT.set(outer[-1])
+        _OUTER.set(outer[:-1])
 
     def __call__(self, test: Callable[..., Any]) -> Callable[..., Any]:
-        import functools
+        return _decorated(self, test)
+
+
+def _decorated(manager: Any, test: Callable[..., Any]) -> Callable[..., Any]:
+    """test run under the context manager manager: an async def test is
+    run under it while it is awaited, not while its coroutine is made."""
+    import functools
+    import inspect
+
+    if inspect.iscoroutinefunction(test):
 
         @functools.wraps(test)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return test(*args, **kwargs)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            with manager:
+                return await test(*args, **kwargs)
 
-        return run
+        return run_async
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with manager:
+            return test(*args, **kwargs)
+
+    return run
+
 
 
 class fake_callbacks:
@@ -199,14 +226,7 @@ class fake_callbacks:
         callback._fake = self._outer
 
     def __call__(self, test: Callable[..., Any]) -> Callable[..., Any]:
-        import functools
-
-        @functools.wraps(test)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return test(*args, **kwargs)
-
-        return run
+        return _decorated(self, test)
 
     def _call(self, name: str, args: List[Any]) -> Any:
         c = _codec()

@@ -2,6 +2,7 @@
 CALL or STREAM frame's context, and the test kit's fixed call context."""
 
 import asyncio
+import threading
 import os
 import sys
 import time
@@ -175,6 +176,49 @@ class CallContextKitTest(unittest.TestCase):
             self.assertIsNone(pypool_runtime.remaining(), "no deadline")
 
         check()
+
+    def test_decorates_an_async_test(self):
+        # The wrapper returned the coroutine before it ran, the context gone.
+        @testing.call_context(metadata={"k": "v"}, function="aio")
+        async def check():
+            await asyncio.sleep(0)
+            return pypool_runtime.current_call()
+
+        cc = asyncio.run(check())
+        self.assertIsNotNone(cc)
+        self.assertEqual((cc.function, dict(cc.metadata)), ("aio", {"k": "v"}))
+        self.assertIsNone(pypool_runtime.current_call())
+
+    def test_one_instance_in_two_threads(self):
+        # Its tokens were kept on the instance: the first thread in, leaving
+        # first, reset the second one's token (ValueError: created in a
+        # different Context) and left the call's context on in its own.
+        fixed = testing.call_context(function="shared")
+        first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+        seen, errors = {}, []
+
+        def use(name, entered, go_out, left):
+            try:
+                with fixed:
+                    entered.set()
+                    go_out.wait(timeout=30)
+                    seen[name] = pypool_runtime.current_call().function
+                seen[name + " after"] = pypool_runtime.current_call()
+            except BaseException as exc:  # the thread's error, for the test
+                errors.append(exc)
+            finally:
+                if left is not None:
+                    left.set()
+
+        first = threading.Thread(target=use, args=("first", first_in, second_in, first_out))
+        second = threading.Thread(target=use, args=("second", second_in, first_out, None))
+        first.start()
+        first_in.wait(timeout=30)
+        second.start()
+        first.join()
+        second.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(seen, {"first": "shared", "first after": None, "second": "shared", "second after": None})
 
     def test_call_runs_in_a_context(self):
         def report():

@@ -1,6 +1,7 @@
 """The test kit (pypool_runtime/testing.py): pypool importable outside a
 worker, fake callbacks for call_go, and the encoding checks of a real call."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -65,6 +66,16 @@ class FakeCallbacksTest(unittest.TestCase):
         with testing.fake_callbacks({"f": lambda: {1}}):
             with self.assertRaisesRegex(TypeError, "the fake callback 'f' returned a value Go could not send: result: set"):
                 pypool_runtime.call_go("f")
+
+    def test_decorates_an_async_test(self):
+        # The wrapper returned the coroutine before it ran, the fakes gone.
+        @testing.fake_callbacks({"double": lambda x: 2 * x})
+        async def check():
+            await asyncio.sleep(0)
+            return pypool_runtime.call_go("double", 21)
+
+        self.assertEqual(asyncio.run(check()), 42)
+        self.assertIsNone(callback._fake)
 
     def test_nested_and_decorator(self):
         outer = testing.fake_callbacks({"n": lambda: "outer"})
