@@ -115,19 +115,8 @@ func TestGenerateProperty(t *testing.T) {
 		if _, err := conf.Check("m", fset, []*ast.File{file}, nil); err != nil {
 			t.Fatalf("%v\n%s", err, src)
 		}
-		used := map[string]bool{}
-		ast.Inspect(file, func(n ast.Node) bool {
-			if sel, ok := n.(*ast.SelectorExpr); ok {
-				if id, ok := sel.X.(*ast.Ident); ok {
-					used[id.Name] = true
-				}
-			}
-			return true
-		})
-		for _, imp := range file.Imports {
-			if name := strings.Trim(imp.Path.Value, `"`); !used[name[strings.LastIndex(name, "/")+1:]] {
-				t.Fatalf("%s imported and not used:\n%s", name, src)
-			}
+		if unused := importsUnused(file); len(unused) > 0 {
+			t.Fatalf("%s imported and not used:\n%s", unused[0], src)
 		}
 		for _, d := range file.Decls {
 			if f, ok := d.(*ast.FuncDecl); ok && !f.Name.IsExported() {
