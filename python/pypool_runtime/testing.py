@@ -46,6 +46,7 @@ import.
 from __future__ import annotations
 
 import _contextvars
+import _thread
 import sys
 
 from . import callback, callctx, codec
@@ -182,6 +183,25 @@ class call_context:
         return _decorated(self, test)
 
 
+# fake_callbacks' managers entered in each thread (_fakes.stack, innermost
+# last), and how many in all: while any is, call_go calls _dispatch.
+_fakes = _thread._local()
+_fakes_lock = _thread.allocate_lock()
+_active = 0
+
+
+def _dispatch(name: str, args: Any) -> Any:
+    """call_go(name, *args) under fake_callbacks: the innermost manager of
+    this thread answers; in a thread with none, the worker's refusal."""
+    stack = getattr(_fakes, "stack", None)
+    if not stack:
+        raise RuntimeError(
+            "call_go(%r) from a thread other than the worker's main thread: only the call Go made can call back"
+            " (testing.fake_callbacks answers the thread that entered it)" % name
+        )
+    return stack[-1]._call(name, list(args))
+
+
 def _decorated(manager: Any, test: Callable[..., Any]) -> Callable[..., Any]:
     """test run under the context manager manager: an async def test is
     run under it while it is awaited, not while its coroutine is made."""
@@ -210,20 +230,34 @@ class fake_callbacks:
     """A context manager (and decorator) under which call_go(name, *args)
     calls fakes[name](*args) instead of a Go function of Config.Callbacks
     (see the module's docstring). calls lists the (name, args) call_go was
-    given, in order. Nested ones replace the outer fakes until they exit."""
+    given, in order. Nested ones replace the outer fakes until they exit.
+    The fakes answer the thread that entered the manager (and its async
+    tasks) only: a worker refuses call_go from a thread a call started,
+    and a manager entered in two threads gives each its own fakes."""
 
     def __init__(self, fakes: Dict[str, Callable[..., Any]]) -> None:
         self.fakes = dict(fakes)
         self.calls: List[tuple] = []
-        self._outer: Optional[Callable[[str, List[Any]], Any]] = None
 
     def __enter__(self) -> fake_callbacks:
-        self._outer = callback._fake
-        callback._fake = self._call
+        global _active
+        with _fakes_lock:
+            _fakes.__dict__.setdefault("stack", []).append(self)
+            _active += 1
+            callback._fake = _dispatch
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        callback._fake = self._outer
+        global _active
+        with _fakes_lock:
+            stack = _fakes.__dict__.get("stack", [])
+            for i in range(len(stack) - 1, -1, -1):  # the innermost entry of self in this thread
+                if stack[i] is self:
+                    del stack[i]
+                    _active -= 1
+                    break
+            if _active == 0:
+                callback._fake = None
 
     def __call__(self, test: Callable[..., Any]) -> Callable[..., Any]:
         return _decorated(self, test)

@@ -1,0 +1,189 @@
+"""Hostile cases of the test kit (pypool_runtime/testing.py): what a real
+worker or Go does, and what the kit must do alike (docs/testing-python.md)."""
+
+import asyncio
+import threading
+import unittest
+
+import pypool_runtime
+from pypool_runtime import callback, testing
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class CrossingTest(unittest.TestCase):
+    def test_tuple_key_says_what_go_says(self):
+        # Before: a bare TypeError "unhashable type: 'list'" from the decoder.
+        # Go's Call: "result not decodable: result: a Python dict key [1 2]
+        # (list) can not be a key of a Go map (Call gives map[any]any) ...".
+        with self.assertRaises(TypeError) as caught:
+            testing.call(lambda: {(1, 2): "pair"})
+        self.assertNotIsInstance(caught.exception, testing.NotEncodable)  # it encodes: CallAs can decode it
+        self.assertIn("can not be a key of a Go map (Call gives map[any]any)", str(caught.exception))
+        with self.assertRaisesRegex(TypeError, "can not be a key of a Go map"):
+            testing.call(lambda m: m, {(1,): 1})
+
+
+class NestedCallTest(unittest.TestCase):
+    def test_nested_call_has_its_own_name(self):
+        # Before: ['outer', 'outer']: the inner call saw the outer call's context.
+        def inner():
+            return pypool_runtime.current_call().function
+
+        def outer():
+            return [pypool_runtime.current_call().function, testing.call(inner), pypool_runtime.current_call().function]
+
+        self.assertEqual(testing.call(outer), ["outer", "inner", "outer"])
+
+    def test_call_in_a_fake_callback(self):
+        def inner():
+            return pypool_runtime.current_call().function
+
+        def outer():
+            return pypool_runtime.call_go("cb")
+
+        with testing.fake_callbacks({"cb": lambda: testing.call(inner)}):
+            self.assertEqual(testing.call(outer), "inner")
+
+    def test_call_context_values_still_win(self):
+        with testing.call_context(function="set", metadata={"k": "v"}):
+            self.assertEqual(testing.call(lambda: testing.call(lambda: pypool_runtime.current_call().function)), "set")
+
+
+class FakeManagerTest(unittest.TestCase):
+    def tearDown(self):
+        callback._fake = None
+
+    def test_same_instance_entered_twice(self):
+        # Before: the inner exit restored the instance's own fakes, which stayed after both exits.
+        fakes = testing.fake_callbacks({"a": lambda: 1})
+        with fakes:
+            with fakes:
+                self.assertEqual(pypool_runtime.call_go("a"), 1)
+            self.assertEqual(pypool_runtime.call_go("a"), 1)
+        self.assertIsNone(callback._fake)
+        with self.assertRaisesRegex(RuntimeError, "outside a call from Go"):
+            pypool_runtime.call_go("a")
+
+    def test_two_threads_each_their_fakes(self):
+        # Before: one global: a thread saw the other's fakes, and exits out
+        # of order left a manager's fakes active after it exited.
+        entered = threading.Barrier(2)
+        first_left = threading.Event()
+        seen = {}
+
+        def run(value):
+            with testing.fake_callbacks({"v": lambda: value}):
+                entered.wait()
+                seen[value] = pypool_runtime.call_go("v")
+                entered.wait()  # both asked before either leaves
+                if value == 2:
+                    first_left.wait()
+                    seen["after"] = pypool_runtime.call_go("v")
+            if value == 1:
+                first_left.set()
+
+        threads = [threading.Thread(target=run, args=(value,)) for value in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(seen, {1: 1, 2: 2, "after": 2})
+        self.assertIsNone(callback._fake)
+
+    def test_thread_of_the_call_is_refused(self):
+        # A worker refuses call_go from a thread the call started:
+        # "call_go('a') from a thread other than the worker's main thread".
+        # Before: the kit's fake answered it, and the test passed.
+        errors = []
+
+        def work():
+            def in_thread():
+                try:
+                    pypool_runtime.call_go("a")
+                except RuntimeError as exc:
+                    errors.append(str(exc))
+
+            thread = threading.Thread(target=in_thread)
+            thread.start()
+            thread.join()
+            return len(errors)
+
+        with testing.fake_callbacks({"a": lambda: 1}):
+            self.assertEqual(testing.call(work), 1)
+        self.assertIn("call_go('a') from a thread other than the worker's main thread", errors[0])
+
+    def test_async_function_of_call_sees_the_fakes(self):
+        async def work():
+            await asyncio.sleep(0)
+            return pypool_runtime.call_go("a")
+
+        with testing.fake_callbacks({"a": lambda: 7}):
+            self.assertEqual(testing.call(work), 7)
+
+    def test_decorates_a_test_class(self):
+        # Before: the class became a function (unittest found no tests in it).
+        @testing.fake_callbacks({"a": lambda: 3})
+        class Case:
+            def test_one(self):
+                return pypool_runtime.call_go("a")
+
+            def helper(self):
+                return callback._fake
+
+        self.assertIsInstance(Case, type)
+        self.assertEqual(Case().test_one(), 3)
+        self.assertIsNone(Case().helper())
+
+
+class CallContextLimitsTest(unittest.TestCase):
+    def test_invalid_traceparent_is_dropped_as_go_does(self):
+        # Go's WithTraceContext ignores a traceparent not of the W3C form
+        # (and its tracestate): Python gets "". Before: the kit passed it on.
+        with testing.call_context(traceparent="hello", tracestate="a=b") as cc:
+            self.assertEqual((cc.traceparent, cc.tracestate, pypool_runtime.trace_context()), ("", "", {}))
+        with testing.call_context(traceparent=TRACEPARENT.upper()) as cc:
+            self.assertEqual(cc.traceparent, "")
+        with testing.call_context(traceparent=TRACEPARENT, tracestate="bad\x01") as cc:
+            self.assertEqual((cc.traceparent, cc.tracestate), (TRACEPARENT, ""))
+        with testing.call_context(traceparent=TRACEPARENT, tracestate="a=b") as cc:
+            self.assertEqual(pypool_runtime.trace_context(), {"traceparent": TRACEPARENT, "tracestate": "a=b"})
+
+    def test_metadata_limits_as_go(self):
+        # Go: a *MetadataError, the call is not made. Before: accepted.
+        for metadata, limit in (
+            ({str(i): "" for i in range(65)}, "MaxMetadataEntries"),
+            ({"k" * 129: "v"}, "MaxMetadataKeySize"),
+            ({"k": "v" * (8 << 10)}, "MaxMetadataSize"),
+            ({"k": "\udc80"}, "UTF-8"),
+        ):
+            with self.assertRaisesRegex(ValueError, limit):
+                testing.call_context(metadata=metadata)
+        testing.call_context(metadata={str(i): "" for i in range(64)})
+        testing.call_context(metadata={"k" * 128: "v" * (8192 - 128)})
+
+    def test_remaining_must_be_a_number(self):
+        with self.assertRaisesRegex(TypeError, "remaining"):
+            testing.call_context(remaining="2")
+
+
+class RunningLoopTest(unittest.TestCase):
+    def test_call_of_an_async_function_in_a_running_loop(self):
+        # Before: asyncio.run's "cannot be called from a running event loop"
+        # and RuntimeWarnings of two coroutines never awaited.
+        async def work():
+            return 1
+
+        async def test():
+            with self.assertRaisesRegex(RuntimeError, r"call\(work\).*running event loop.*await"):
+                testing.call(work)
+
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            asyncio.run(test())
+
+
+if __name__ == "__main__":
+    unittest.main()
