@@ -111,9 +111,10 @@ def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise TypeError("call(%s): an argument cannot cross between Go and Python: %s" % (getattr(function, "__name__", "function"), detail)) from None
     name = getattr(function, "__name__", "function")
     context = None
-    if callctx.current_call() is None:  # as a worker runs a call: in one
+    current = callctx.current_call()
+    if current is None or current is _AUTOMATIC.get():  # as a worker runs a call: in one of its own
         context = call_context(function=name)
-        context.__enter__()
+        token = _AUTOMATIC.set(context.__enter__())
     try:
         result = function(*args, **kwargs)
         if hasattr(type(result), "__await__"):
@@ -123,7 +124,14 @@ def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     finally:
         if context is not None:
             context.__exit__(None, None, None)
+            _AUTOMATIC.reset(token)
     return check_crosses(result, name)
+
+
+# The CallContext that call made for the call it runs (not a call_context
+# of the test's): a call nested in it (in a fake callback, say) gets one of
+# its own, as a call Go makes does.
+_AUTOMATIC: Any = _contextvars.ContextVar("pypool_testing_automatic", default=None)
 
 
 async def _awaited(awaitable: Any) -> Any:
