@@ -164,8 +164,19 @@ class call_context:
         for key, value in metadata.items():
             if type(key) is not str or type(value) is not str or not key:
                 raise TypeError("call_context: metadata maps non-empty str keys to str values, as Go's WithMetadata; got %r: %r" % (key, value))
+        _check_metadata(metadata)
         if type(attempt) is not int or attempt < 1:
             raise TypeError("call_context: attempt is an int from 1, not %r" % (attempt,))
+        if remaining is not None and (type(remaining) not in (int, float) or remaining != remaining):
+            raise TypeError("call_context: remaining is the seconds left (an int or float) or None, not %r" % (remaining,))
+        if type(traceparent) is not str or type(tracestate) is not str:
+            raise TypeError("call_context: traceparent and tracestate are str")
+        # As Go's WithTraceContext: a traceparent not of the W3C form is not
+        # sent (nor its tracestate), an invalid tracestate is not sent.
+        if not _valid_traceparent(traceparent):
+            traceparent = tracestate = ""
+        elif len(tracestate) > _MAX_TRACE_HEADER or not _printable_ascii(tracestate):
+            tracestate = ""
         self._values = (remaining, metadata, attempt, function, traceparent, tracestate)
         self.context: Optional[callctx.CallContext] = None
 
@@ -208,6 +219,64 @@ def _dispatch(name: str, args: Any) -> Any:
             " (testing.fake_callbacks answers the thread that entered it)" % name
         )
     return stack[-1]._call(name, list(args))
+
+
+# Go's limits (callctx.go): MaxMetadataEntries, MaxMetadataKeySize,
+# MaxMetadataSize, and maxTraceHeader.
+_MAX_METADATA_ENTRIES = 64
+_MAX_METADATA_KEY_SIZE = 128
+_MAX_METADATA_SIZE = 8 << 10
+_MAX_TRACE_HEADER = 512
+
+
+def _check_metadata(metadata: Dict[str, str]) -> None:
+    """ValueError, naming the limit as Go's *MetadataError does, for
+    metadata a call from Go cannot carry (Go fails the call before it
+    reaches a worker)."""
+    if len(metadata) > _MAX_METADATA_ENTRIES:
+        raise ValueError("call_context: metadata: %d keys, at most %d (MaxMetadataEntries)" % (len(metadata), _MAX_METADATA_ENTRIES))
+    size = 0
+    for key in sorted(metadata):
+        value = metadata[key]
+        try:
+            encoded_key = key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("call_context: metadata key %r: the key is not valid UTF-8 (UTF-8)" % key) from None
+        if len(encoded_key) > _MAX_METADATA_KEY_SIZE:
+            raise ValueError(
+                "call_context: metadata key %r...: the key is %d bytes, at most %d (MaxMetadataKeySize)" % (key[:32], len(encoded_key), _MAX_METADATA_KEY_SIZE)
+            )
+        try:
+            size += len(encoded_key) + len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError("call_context: metadata key %r: the value is not valid UTF-8 (UTF-8)" % key) from None
+    if size > _MAX_METADATA_SIZE:
+        raise ValueError("call_context: metadata: keys and values are %d bytes, at most %d (MaxMetadataSize)" % (size, _MAX_METADATA_SIZE))
+
+
+def _printable_ascii(text: str) -> bool:
+    return all(" " <= c <= "~" for c in text)
+
+
+def _valid_traceparent(text: str) -> bool:
+    """Whether Go's WithTraceContext sends text (validTraceparent): a W3C
+    traceparent of version 00, or of a later version whose first 55
+    characters are of version 00's form."""
+    if (
+        len(text) < 55
+        or (len(text) > 55 and (text[:2] == "00" or text[55] != "-"))
+        or text[:2] == "ff"
+        or len(text) > _MAX_TRACE_HEADER
+        or not _printable_ascii(text[55:])
+    ):
+        return False
+    for i in range(55):
+        if i in (2, 35, 52):
+            if text[i] != "-":
+                return False
+        elif text[i] not in "0123456789abcdef":
+            return False
+    return text[3:35] != "0" * 32 and text[36:52] != "0" * 16
 
 
 def _decorated(manager: Any, test: Callable[..., Any]) -> Callable[..., Any]:

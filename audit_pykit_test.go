@@ -1,0 +1,167 @@
+package pypool
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestAuditPykitMatchesRealErrors: for results that cannot cross (odd map
+// keys, cycles, depth, big ints, naive datetimes, objects whose repr and
+// eq raise, generators), the kit's testing.call raises NotEncodable with
+// the Code, Type, Message and Hint of the real call's *PythonError, under
+// both interpreters (pure codec and msgpack's C extension).
+func TestAuditPykitMatchesRealErrors(t *testing.T) {
+	names := []string{"cyclic", "deep", "big_int", "naive_datetime", "opaque", "opaque_key", "frozen", "generator"}
+	for _, python := range []string{"python3", debianPython} {
+		t.Run(map[string]string{"python3": "python3", debianPython: "debian"}[python], func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Python = python
+			cfg.Module = "pypool_audit"
+			cfg.PythonPath = []string{"testdata/pykit"}
+			pool := newTestPool(t, cfg)
+			const script = `
+import json, sys
+from pypool import testing
+import pypool_audit
+out = {}
+for name in sys.argv[1:]:
+    try:
+        testing.call(getattr(pypool_audit, name))
+        out[name] = {"Code": "none"}
+    except testing.NotEncodable as exc:
+        out[name] = {"Code": exc.code, "Type": exc.type, "Message": exc.message, "Hint": exc.hint}
+    except Exception as exc:
+        out[name] = {"Code": "other", "Type": type(exc).__name__, "Message": str(exc)}
+json.dump(out, sys.stdout)
+`
+			cmd := kitCommand(t, python, append([]string{"-c", script}, names...)...)
+			cmd.Dir = "testdata/pykit"
+			out, err := cmd.Output()
+			require.NoError(t, err)
+			var kit map[string]map[string]string
+			require.NoError(t, json.Unmarshal(out, &kit))
+			for _, name := range names {
+				_, err := pool.Call(context.Background(), name)
+				require.Error(t, err, name)
+				pe := asPythonError(t, err)
+				assert.Equal(t, map[string]string{"Code": pe.Code, "Type": pe.Type, "Message": pe.Message, "Hint": pe.Hint}, kit[name], name)
+			}
+		})
+	}
+}
+
+// TestAuditPykitTraceContextAsGo: testing.call_context keeps the
+// traceparent and tracestate that Go's WithTraceContext sends, and drops
+// those it drops (the kit passed any string on).
+func TestAuditPykitTraceContextAsGo(t *testing.T) {
+	const valid = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	cases := [][2]string{
+		{valid, "a=b"},
+		{valid, "bad\x01"},
+		{"hello", "a=b"},
+		{"00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01", ""},
+		{"00-00000000000000000000000000000000-b7ad6b7169203331-01", ""},
+		{"00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", ""},
+		{"ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", ""},
+		{"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra", "x=y"},
+		{"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01extra", ""},
+		{valid + "-x", ""},
+		{valid, string(make([]byte, 513))},
+	}
+	cfg := testConfig(t)
+	cfg.Module = "pypool_audit"
+	cfg.PythonPath = []string{"testdata/pykit"}
+	pool := newTestPool(t, cfg)
+	const script = `
+import json, sys
+from pypool import testing
+import pypool_audit
+out = []
+for tp, ts in json.load(sys.stdin):
+    with testing.call_context(traceparent=tp, tracestate=ts):
+        out.append(testing.call(pypool_audit.trace)[:2])
+json.dump(out, sys.stdout)
+`
+	in, err := json.Marshal(cases)
+	require.NoError(t, err)
+	cmd := kitCommand(t, "python3", "-c", script)
+	cmd.Dir = "testdata/pykit"
+	cmd.Stdin = bytes.NewReader(in)
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	var kit [][]string
+	require.NoError(t, json.Unmarshal(out, &kit))
+	require.Len(t, kit, len(cases))
+	for i, c := range cases {
+		got, err := pool.Call(WithTraceContext(context.Background(), c[0], c[1]), "trace")
+		require.NoError(t, err)
+		real := got.([]any)
+		assert.Equal(t, []string{real[0].(string), real[1].(string)}, kit[i], "%q %q", c[0], c[1])
+	}
+}
+
+// TestAuditPykitMetadataLimitsAsGo: testing.call_context refuses the
+// metadata that Go's calls refuse (a *MetadataError), naming the same
+// limit, and takes what Go sends (the kit took any size).
+func TestAuditPykitMetadataLimitsAsGo(t *testing.T) {
+	many, fit := map[string]string{}, map[string]string{}
+	for i := range 65 {
+		many[strconv.Itoa(i)] = ""
+		if i < 64 {
+			fit[strconv.Itoa(i)] = ""
+		}
+	}
+	cases := []map[string]string{
+		many, fit,
+		{strings.Repeat("k", 129): "v"},
+		{strings.Repeat("k", 128): strings.Repeat("v", 8192-128)},
+		{"k": strings.Repeat("v", 8192)},
+		{"é": "v"},
+	}
+	cfg := testConfig(t)
+	cfg.Module = "pypool_audit"
+	cfg.PythonPath = []string{"testdata/pykit"}
+	pool := newTestPool(t, cfg)
+	const script = `
+import json, re, sys
+from pypool import testing
+import pypool_audit
+out = []
+for metadata in json.load(sys.stdin):
+    try:
+        with testing.call_context(metadata=metadata):
+            out.append("" if testing.call(pypool_audit.trace)[2] == metadata else "changed")
+    except ValueError as exc:
+        out.append(re.search(r"\((\w+)\)$", str(exc)).group(1))
+json.dump(out, sys.stdout)
+`
+	in, err := json.Marshal(cases)
+	require.NoError(t, err)
+	cmd := kitCommand(t, "python3", "-c", script)
+	cmd.Dir = "testdata/pykit"
+	cmd.Stdin = bytes.NewReader(in)
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	var kit []string
+	require.NoError(t, json.Unmarshal(out, &kit))
+	require.Len(t, kit, len(cases))
+	for i, md := range cases {
+		_, err := pool.Call(WithMetadata(context.Background(), md), "trace")
+		limit := ""
+		var me *MetadataError
+		if errors.As(err, &me) {
+			limit = me.Limit
+		} else {
+			require.NoError(t, err)
+		}
+		assert.Equal(t, limit, kit[i], "case %d", i)
+	}
+}

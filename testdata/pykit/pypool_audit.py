@@ -1,0 +1,62 @@
+"""Results that cannot cross, for audit_pykit_test.go: each is called by a
+real worker and through pypool.testing, whose errors must be the same."""
+
+import datetime
+
+
+class Opaque:
+    def __repr__(self):
+        raise ValueError("no repr")
+
+    def __eq__(self, other):
+        raise ValueError("no eq")
+
+    __hash__ = object.__hash__
+
+
+def tuple_key():
+    return {(1, 2): "pair"}
+
+
+def cyclic():
+    items = []
+    items.append(items)
+    return items
+
+
+def deep():
+    value = []
+    for _ in range(5000):
+        value = [value]
+    return value
+
+
+def big_int():
+    return {"n": [2**64]}
+
+
+def naive_datetime():
+    return [datetime.datetime(2026, 12, 6, 20, 0)]
+
+
+def opaque():
+    return {"x": Opaque()}
+
+
+def opaque_key():
+    return {Opaque(): 1}
+
+
+def frozen():
+    return frozenset([1])
+
+
+def generator():
+    yield 1
+
+
+def trace():
+    import pypool
+
+    call = pypool.current_call()
+    return [call.traceparent, call.tracestate, dict(call.metadata)]
