@@ -42,7 +42,7 @@ for name in sys.argv[1:]:
         out[name] = {"Code": "other", "Type": type(exc).__name__, "Message": str(exc)}
 json.dump(out, sys.stdout)
 `
-			cmd := kitCommand(t, python, append([]string{"-c", script}, names...)...)
+			cmd := kitCommand(t, python, append([]string{"-c", script, "tuple_key"}, names...)...)
 			cmd.Dir = "testdata/pykit"
 			out, err := cmd.Output()
 			require.NoError(t, err)
@@ -54,6 +54,15 @@ json.dump(out, sys.stdout)
 				pe := asPythonError(t, err)
 				assert.Equal(t, map[string]string{"Code": pe.Code, "Type": pe.Type, "Message": pe.Message, "Hint": pe.Hint}, kit[name], name)
 			}
+			// A tuple dict key encodes, but Go's Call cannot decode it (nor
+			// Python: it comes back a list): the kit says what Go says. (It
+			// raised a bare "unhashable type: 'list'".)
+			const gone = "can not be a key of a Go map (Call gives map[any]any)"
+			_, err = pool.Call(context.Background(), "tuple_key")
+			require.ErrorIs(t, err, ErrResultNotDecodable)
+			assert.Contains(t, err.Error(), gone)
+			assert.Equal(t, "other", kit["tuple_key"]["Code"])
+			assert.Contains(t, kit["tuple_key"]["Message"], gone)
 		})
 	}
 }

@@ -95,7 +95,14 @@ def check_crosses(value: Any, name: str = "function") -> Any:
         if hasattr(cls, "__next__") or hasattr(cls, "__aiter__"):
             hint = "it returned an iterator: iterate it from Go with Pool.Stream"
         raise NotEncodable("cannot encode the result of %s() for Go: %s" % (name, detail), hint, type_name(exc)) from None
-    return c.unpackb(data)
+    try:
+        return c.unpackb(data)
+    except TypeError:  # unhashable: a dict key that is a tuple (or list) decodes as a list
+        raise TypeError(
+            "the result of %s() encodes, but does not decode: a Python dict key (list: a tuple or a list) can not be a key of a"
+            " Go map (Call gives map[any]any): decode the result with CallAs into a map whose key type fits it (a Go array"
+            " for a tuple), or make the key a str or an int in Python" % name
+        ) from None
 
 
 def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -105,10 +112,17 @@ def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     cross raises NotEncodable."""
     c = _codec()
     try:
-        args, kwargs = c.unpackb(c.packb([list(args), kwargs]))
+        data = c.packb([list(args), kwargs])
     except Exception as exc:
         detail = not_encodable([list(args), kwargs], exc, "arguments")[0]
         raise TypeError("call(%s): an argument cannot cross between Go and Python: %s" % (getattr(function, "__name__", "function"), detail)) from None
+    try:
+        args, kwargs = c.unpackb(data)
+    except TypeError:  # unhashable: a dict key that is a tuple (or list) decodes as a list
+        raise TypeError(
+            "call(%s): an argument cannot cross between Go and Python: a dict key that is a tuple or a list decodes"
+            " in Python as a list, which can not be a dict key (a worker answers bad_arguments)" % getattr(function, "__name__", "function")
+        ) from None
     name = getattr(function, "__name__", "function")
     context = None
     current = callctx.current_call()
