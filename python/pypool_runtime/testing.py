@@ -295,10 +295,16 @@ def _valid_traceparent(text: str) -> bool:
 
 def _decorated(manager: Any, test: Callable[..., Any]) -> Callable[..., Any]:
     """test run under the context manager manager: an async def test is
-    run under it while it is awaited, not while its coroutine is made."""
+    run under it while it is awaited, not while its coroutine is made; a
+    class has each of its methods whose name starts with "test" run so."""
     import functools
     import inspect
 
+    if isinstance(test, type):  # a test class: each of its test methods, as unittest.mock.patch does
+        for attr, value in list(vars(test).items()):
+            if attr.startswith("test") and inspect.isfunction(value):
+                setattr(test, attr, _decorated(manager, value))
+        return test
     if inspect.iscoroutinefunction(test):
 
         @functools.wraps(test)
