@@ -134,6 +134,15 @@ def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if hasattr(type(result), "__await__"):
             import asyncio
 
+            if asyncio._get_running_loop() is not None:  # an async test: asyncio.run would refuse, obscurely
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()  # no "never awaited" warning
+                raise RuntimeError(
+                    "call(%s): %s() returned an awaitable, which call cannot run to its end inside a running event loop"
+                    " (an async test): await %s(...) in the test, under call_context if it reads the call context, and"
+                    " pass its result to check_crosses; or call it from a sync test" % (name, name, name)
+                )
             result = asyncio.run(_awaited(result))  # the task copies the call context
     finally:
         if context is not None:
