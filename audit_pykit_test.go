@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +23,10 @@ func TestAuditPykitMatchesRealErrors(t *testing.T) {
 	names := []string{"cyclic", "deep", "big_int", "naive_datetime", "opaque", "opaque_key", "frozen", "generator"}
 	for _, python := range []string{"python3", debianPython} {
 		t.Run(map[string]string{"python3": "python3", debianPython: "debian"}[python], func(t *testing.T) {
+			names := names
+			if exec.Command(python, "-c", "import numpy").Run() == nil {
+				names = append(names, "numpy_objects", "numpy_complex")
+			}
 			cfg := testConfig(t)
 			cfg.Python = python
 			cfg.Module = "pypool_audit"

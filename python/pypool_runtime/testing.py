@@ -105,7 +105,7 @@ def check_crosses(value: Any, name: str = "function") -> Any:
         ) from None
 
 
-def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def call(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Run function(*args, **kwargs) as a call from Go runs it, and return
     its result as check_crosses does: the arguments must cross (TypeError),
     an awaitable result is awaited (asyncio.run), and a result that cannot

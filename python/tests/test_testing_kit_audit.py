@@ -24,6 +24,13 @@ class CrossingTest(unittest.TestCase):
             testing.call(lambda m: m, {(1,): 1})
 
 
+class KeywordTest(unittest.TestCase):
+    def test_keyword_named_function(self):
+        # Before: "call() got multiple values for argument 'function'".
+        self.assertEqual(testing.call(lambda function: function, function=1), 1)
+        self.assertEqual(testing.check_crosses({"name": 1}), {"name": 1})
+
+
 class NestedCallTest(unittest.TestCase):
     def test_nested_call_has_its_own_name(self):
         # Before: ['outer', 'outer']: the inner call saw the outer call's context.

@@ -60,3 +60,15 @@ def trace():
 
     call = pypool.current_call()
     return [call.traceparent, call.tracestate, dict(call.metadata)]
+
+
+def numpy_objects():
+    import numpy
+
+    return {"a": numpy.array([{1}], dtype=object)}
+
+
+def numpy_complex():
+    import numpy
+
+    return [numpy.complex128(1j)]
