@@ -179,3 +179,42 @@ json.dump(out, sys.stdout)
 		assert.Equal(t, limit, kit[i], "case %d", i)
 	}
 }
+
+// TestAuditPykitTooLarge: a result beyond Config.MaxMessageSize fails a
+// real call (message_too_large); with testing.MAX_MESSAGE_SIZE set to the
+// same limit the kit raises MessageTooLarge with the same code, type,
+// message and hint (it returned the result).
+func TestAuditPykitTooLarge(t *testing.T) {
+	names := []string{"large_bytes", "large_map"}
+	cfg := testConfig(t)
+	cfg.Module = "pypool_audit"
+	cfg.PythonPath = []string{"testdata/pykit"}
+	cfg.MaxMessageSize = 1 << 16
+	pool := newTestPool(t, cfg)
+	const script = `
+import json, sys
+from pypool import testing
+import pypool_audit
+testing.MAX_MESSAGE_SIZE = 1 << 16
+out = {}
+for name in sys.argv[1:]:
+    try:
+        testing.call(getattr(pypool_audit, name))
+        out[name] = {"Code": "none"}
+    except Exception as exc:
+        out[name] = {"Code": getattr(exc, "code", type(exc).__name__), "Type": getattr(exc, "type", ""), "Message": getattr(exc, "message", str(exc)), "Hint": getattr(exc, "hint", "")}
+json.dump(out, sys.stdout)
+`
+	cmd := kitCommand(t, "python3", append([]string{"-c", script}, names...)...)
+	cmd.Dir = "testdata/pykit"
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	var kit map[string]map[string]string
+	require.NoError(t, json.Unmarshal(out, &kit))
+	for _, name := range names {
+		_, err := pool.Call(context.Background(), name)
+		require.Error(t, err, name)
+		pe := asPythonError(t, err)
+		assert.Equal(t, map[string]string{"Code": pe.Code, "Type": pe.Type, "Message": pe.Message, "Hint": pe.Hint}, kit[name], name)
+	}
+}

@@ -56,7 +56,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional
 
-__all__ = ["NotEncodable", "call", "call_context", "check_crosses", "fake_callbacks"]
+__all__ = ["MAX_MESSAGE_SIZE", "MessageTooLarge", "NotEncodable", "call", "call_context", "check_crosses", "fake_callbacks"]
 
 # As in a worker (startup.prepare): user code imports the runtime as pypool.
 sys.modules.setdefault("pypool", sys.modules[__package__])
@@ -77,6 +77,38 @@ class NotEncodable(TypeError):
         self.type = type_
 
 
+class MessageTooLarge(ValueError):
+    """A value crosses, but encodes to more than MAX_MESSAGE_SIZE bytes: a
+    real call fails with this message and hint (code "message_too_large")."""
+
+    code = "message_too_large"
+    type = "ValueError"
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message + "; " + hint)
+        self.message = message
+        self.hint = hint
+
+
+# Config.MaxMessageSize of the pool the module runs in (Go's default,
+# DefaultMaxMessageSize: 64 MiB); 0: no limit checked. Set it to your
+# Config's value when it is not the default.
+MAX_MESSAGE_SIZE = 64 << 20
+
+# A bytes result from this size crosses through the shared memory
+# (DefaultSharedMemoryThreshold): a worker then counts its bytes alone.
+_SHARED_THRESHOLD = 64 << 10
+
+
+def _result_size(value: Any, data: bytes) -> int:
+    """How many bytes a worker counts for a result that encodes to data,
+    as its default Config does: the bytes of a large bytes value (through
+    the shared memory), or the RESULT frame's body of a call id < 128."""
+    if type(value) in (bytes, bytearray) and len(value) >= _SHARED_THRESHOLD:
+        return len(value)
+    return len(data) + 3
+
+
 def _codec() -> codec.Codec:
     return codec.load()  # the worker's default choice: msgpack's C extension, else the pure codec
 
@@ -95,6 +127,13 @@ def check_crosses(value: Any, name: str = "function") -> Any:
         if hasattr(cls, "__next__") or hasattr(cls, "__aiter__"):
             hint = "it returned an iterator: iterate it from Go with Pool.Stream"
         raise NotEncodable("cannot encode the result of %s() for Go: %s" % (name, detail), hint, type_name(exc)) from None
+    size = _result_size(value, data)
+    if MAX_MESSAGE_SIZE and size > MAX_MESSAGE_SIZE:
+        from .serve import TOO_LARGE_HINT
+
+        raise MessageTooLarge(
+            "the result of %s() encodes to %d bytes, the limit is %d (Config.MaxMessageSize)" % (name, size, MAX_MESSAGE_SIZE), TOO_LARGE_HINT
+        )
     try:
         return c.unpackb(data)
     except TypeError:  # unhashable: a dict key that is a tuple (or list) decodes as a list
@@ -375,6 +414,12 @@ class fake_callbacks:
         except Exception as exc:  # as callback._wait says it
             detail, hint = not_encodable(args, exc, "args")
             raise TypeError("call_go(%r): an argument cannot be encoded for Go: %s%s" % (name, detail, "; " + hint if hint else "")) from None
+        size = len(c.packb([0, 1, name, args]))  # the CALLBACK frame's body, as callback._wait measures it
+        if MAX_MESSAGE_SIZE and size > MAX_MESSAGE_SIZE:
+            raise ValueError(
+                "call_go(%r): the arguments encode to %d bytes, the limit is %d (Config.MaxMessageSize, the worker's --max-message); "
+                "raise it, or pass less" % (name, size, MAX_MESSAGE_SIZE)
+            )  # fmt: skip
         self.calls.append((name, args))
         fake = self.fakes.get(name)
         if fake is None:

@@ -24,6 +24,35 @@ class CrossingTest(unittest.TestCase):
             testing.call(lambda m: m, {(1,): 1})
 
 
+class TooLargeTest(unittest.TestCase):
+    def tearDown(self):
+        testing.MAX_MESSAGE_SIZE = 64 << 20
+
+    def test_result_beyond_the_limit(self):
+        # A worker: message_too_large. Before: the kit returned the value.
+        testing.MAX_MESSAGE_SIZE = 1000
+
+        def big():
+            return ["y" * 2000]
+
+        with self.assertRaises(testing.MessageTooLarge) as caught:
+            testing.call(big)
+        exc = caught.exception
+        self.assertIsInstance(exc, ValueError)
+        self.assertEqual((exc.code, exc.type), ("message_too_large", "ValueError"))
+        self.assertEqual(exc.message, "the result of big() encodes to 2007 bytes, the limit is 1000 (Config.MaxMessageSize)")
+        self.assertTrue(exc.hint.startswith("raise Config.MaxMessageSize"), exc.hint)
+        testing.MAX_MESSAGE_SIZE = 0
+        self.assertEqual(len(testing.call(big)[0]), 2000)
+
+    def test_callback_arguments_beyond_the_limit(self):
+        testing.MAX_MESSAGE_SIZE = 1000
+        with testing.fake_callbacks({"f": len}) as go:
+            with self.assertRaisesRegex(ValueError, r"call_go\('f'\): the arguments encode to 2009 bytes, the limit is 1000 \(Config.MaxMessageSize"):
+                pypool_runtime.call_go("f", "y" * 2000)
+        self.assertEqual(go.calls, [])
+
+
 class KeywordTest(unittest.TestCase):
     def test_keyword_named_function(self):
         # Before: "call() got multiple values for argument 'function'".

@@ -72,3 +72,11 @@ def numpy_complex():
     import numpy
 
     return [numpy.complex128(1j)]
+
+
+def large_bytes():
+    return b"x" * 100000
+
+
+def large_map():
+    return {"a": "y" * 100000, "b": [1, 2, 3]}
