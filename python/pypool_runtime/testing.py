@@ -163,6 +163,14 @@ def call(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
             " in Python as a list, which can not be a dict key (a worker answers bad_arguments)" % getattr(function, "__name__", "function")
         ) from None
     name = getattr(function, "__name__", "function")
+    _fakes.calls = getattr(_fakes, "calls", 0) + 1
+    try:
+        return _call(function, name, args, kwargs)
+    finally:
+        _fakes.calls -= 1
+
+
+def _call(function: Callable[..., Any], name: str, args: Any, kwargs: Any) -> Any:
     context = None
     current = callctx.current_call()
     if current is None or current is _AUTOMATIC.get():  # as a worker runs a call: in one of its own
@@ -265,16 +273,30 @@ class call_context:
 
 
 # fake_callbacks' managers entered in each thread (_fakes.stack, innermost
-# last), and how many in all: while any is, call_go calls _dispatch.
+# last), and in all threads (_entered, last entered last): while any is,
+# call_go calls _dispatch. _fakes.calls counts the testing.call calls that
+# run in a thread.
 _fakes = _thread._local()
 _fakes_lock = _thread.allocate_lock()
-_active = 0
+_entered: List[fake_callbacks] = []
+
+
+def _remove_last(managers: List[Any], manager: Any) -> None:
+    for i in range(len(managers) - 1, -1, -1):
+        if managers[i] is manager:
+            del managers[i]
+            return
 
 
 def _dispatch(name: str, args: Any) -> Any:
     """call_go(name, *args) under fake_callbacks: the innermost manager of
-    this thread answers; in a thread with none, the worker's refusal."""
+    this thread answers; in a thread with none, that runs a testing.call
+    (a test's thread), the manager entered last; in another (one the code
+    under test started), the worker's refusal."""
     stack = getattr(_fakes, "stack", None)
+    if not stack and getattr(_fakes, "calls", 0):
+        with _fakes_lock:
+            stack = _entered[-1:]
     if not stack:
         raise RuntimeError(
             "call_go(%r) from a thread other than the worker's main thread: only the call Go made can call back"
@@ -385,23 +407,17 @@ class fake_callbacks:
         self.calls: List[tuple] = []
 
     def __enter__(self) -> fake_callbacks:
-        global _active
         with _fakes_lock:
             _fakes.__dict__.setdefault("stack", []).append(self)
-            _active += 1
+            _entered.append(self)
             callback._fake = _dispatch
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        global _active
         with _fakes_lock:
-            stack = _fakes.__dict__.get("stack", [])
-            for i in range(len(stack) - 1, -1, -1):  # the innermost entry of self in this thread
-                if stack[i] is self:
-                    del stack[i]
-                    _active -= 1
-                    break
-            if _active == 0:
+            _remove_last(_fakes.__dict__.get("stack", []), self)  # the innermost entry of self in this thread
+            _remove_last(_entered, self)
+            if not _entered:
                 callback._fake = None
 
     def __call__(self, test: Callable[..., Any]) -> Callable[..., Any]:

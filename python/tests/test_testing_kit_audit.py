@@ -149,6 +149,16 @@ class FakeManagerTest(unittest.TestCase):
             self.assertEqual(testing.call(work), 1)
         self.assertIn("call_go('a') from a thread other than the worker's main thread", errors[0])
 
+    def test_call_in_a_thread_of_the_test_sees_the_fakes(self):
+        # A test that runs calls in threads (as several workers would run
+        # them): each call is one Go made, and may call back.
+        out = []
+        with testing.fake_callbacks({"a": lambda: 5}):
+            thread = threading.Thread(target=lambda: out.append(testing.call(lambda: pypool_runtime.call_go("a"))))
+            thread.start()
+            thread.join()
+        self.assertEqual(out, [5])
+
     def test_async_function_of_call_sees_the_fakes(self):
         async def work():
             await asyncio.sleep(0)
