@@ -59,7 +59,18 @@ if TYPE_CHECKING:
 __all__ = ["MAX_MESSAGE_SIZE", "MessageTooLarge", "NotEncodable", "call", "call_context", "check_crosses", "fake_callbacks"]
 
 # As in a worker (startup.prepare): user code imports the runtime as pypool.
-sys.modules.setdefault("pypool", sys.modules[__package__])
+_pypool = sys.modules.setdefault("pypool", sys.modules[__package__])
+if _pypool is not sys.modules[__package__]:
+    import os as _os
+
+    _shim = _os.path.join(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))), "pypool.py")
+    _file = getattr(_pypool, "__file__", None)
+    if _file is None or _os.path.abspath(_file) != _shim:  # not python/pypool.py, which is importing this module
+        raise ImportError(
+            "pypool.testing: the module named pypool is %r, not pypool's runtime (%s): the code under test would call"
+            " it; put pypool's python/ directory first on sys.path (PYTHONPATH), or import pypool.testing before it"
+            % (_file, _os.path.dirname(_os.path.abspath(__file__)))
+        )
 sys.modules.setdefault("pypool.testing", sys.modules[__name__])
 
 

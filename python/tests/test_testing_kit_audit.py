@@ -53,6 +53,27 @@ class TooLargeTest(unittest.TestCase):
         self.assertEqual(go.calls, [])
 
 
+class ImportClashTest(unittest.TestCase):
+    def test_another_pypool_imported_first(self):
+        # Before: the kit imported, and the module under test's
+        # "from pypool import call_go" failed later, or pypool.call_go was
+        # someone else's.
+        import os
+        import subprocess
+        import sys
+        import tempfile
+
+        python_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with tempfile.TemporaryDirectory() as other:
+            with open(os.path.join(other, "pypool.py"), "w") as f:
+                f.write("NAME = 'another'\n")
+            env = dict(os.environ, PYTHONPATH=other + os.pathsep + python_dir)
+            code = "import pypool\nfrom pypool_runtime import testing"
+            out = subprocess.run([sys.executable, "-c", code], env=env, cwd=other, capture_output=True, text=True)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("ImportError: pypool.testing: the module named pypool is " + repr(os.path.join(other, "pypool.py")), out.stderr)
+
+
 class KeywordTest(unittest.TestCase):
     def test_keyword_named_function(self):
         # Before: "call() got multiple values for argument 'function'".
