@@ -415,6 +415,9 @@ class fake_callbacks:
 
     def __init__(self, fakes: Dict[str, Callable[..., Any]]) -> None:
         self.fakes = dict(fakes)
+        for name in self.fakes:
+            if type(name) is not str:
+                raise TypeError("fake_callbacks: the names are str, as Config.Callbacks' keys; got %r" % (name,))
         self.calls: List[tuple] = []
 
     def __enter__(self) -> fake_callbacks:

@@ -188,6 +188,13 @@ class FakeManagerTest(unittest.TestCase):
         with testing.fake_callbacks({"a": lambda: 7}):
             self.assertEqual(testing.call(work), 7)
 
+    def test_names_are_str(self):
+        # Config.Callbacks is a map[string]...: before, a non-str name was
+        # taken, and an unknown name's GoError failed to be made
+        # ("'<' not supported between instances of 'str' and 'int'").
+        with self.assertRaisesRegex(TypeError, r"fake_callbacks: the names are str, as Config.Callbacks' keys; got 1"):
+            testing.fake_callbacks({1: len, "a": len})
+
     def test_decorates_a_test_class(self):
         # Before: the class became a function (unittest found no tests in it).
         @testing.fake_callbacks({"a": lambda: 3})
