@@ -19,14 +19,18 @@ encode (TypeError, as call_go's), the fake's result crosses the codec (a
 tuple comes back a list), and an unknown name raises GoError with code
 "not_found" and the message Go gives. A fake raises GoError to act as a Go
 function that returns an error; other exceptions are bugs of the fake and
-propagate unchanged.
+propagate unchanged. The fakes answer the thread that entered the manager
+(and a testing.call a test runs in a thread of its own), not threads the
+code under test starts: a worker refuses call_go from those.
 
 call(function, *args, **kwargs) runs function as a call from Go does: the
 arguments cross the codec first, a coroutine function is awaited, and the
 result is encoded with the worker's codec and hooks (register_ext,
 set_default, numpy): one that cannot cross raises NotEncodable with the
-message and hint Go's *PythonError has (code "result_not_encodable").
-check_crosses(value) does the same check for any value. It runs function
+message and hint Go's *PythonError has (code "result_not_encodable"),
+one that encodes to more than MAX_MESSAGE_SIZE bytes MessageTooLarge
+(code "message_too_large"). check_crosses(value) does the same checks for
+any value. It runs function
 in a call context as a worker would (pypool.current_call() gives its name,
 attempt 1), unless a call_context is active: then in that one.
 
@@ -34,7 +38,8 @@ call_context(remaining=None, metadata=None, attempt=1, function="function",
 traceparent="", tracestate="") fixes the call context for the code under
 it, as a call from Go with that deadline (seconds from now), metadata and
 attempt would: pypool.remaining(), pypool.current_call() and
-pypool.trace_context() answer as in a worker. Outside one (and outside
+pypool.trace_context() answer as in a worker. Metadata beyond Go's limits
+is refused (ValueError), a trace context Go would not send is dropped. Outside one (and outside
 call()), current_call() is None and remaining() is None, as at a worker's
 import.
 
