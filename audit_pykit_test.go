@@ -218,3 +218,46 @@ json.dump(out, sys.stdout)
 		assert.Equal(t, map[string]string{"Code": pe.Code, "Type": pe.Type, "Message": pe.Message, "Hint": pe.Hint}, kit[name], name)
 	}
 }
+
+// TestAuditPykitUnknownCallbackAsGo: the kit's GoError for a name with no
+// fake has the code, message (the name quoted as Go's %q quotes it) and
+// Go type of a real worker's, for names with quotes, backslashes, control
+// and non-ASCII characters (the kit wrapped the name in bare quotes).
+func TestAuditPykitUnknownCallbackAsGo(t *testing.T) {
+	names := []string{"plain", `a"b`, `back\slash`, "new\nline\ttab\x01\x7f", "café ✓", "zero\u200bwidth", "\u00a0nbsp", "tag\U000e0001"}
+	cfg := testConfig(t)
+	cfg.Module = "pypool_audit"
+	cfg.PythonPath = []string{"testdata/pykit"}
+	noop := func(context.Context, []any) (any, error) { return nil, nil }
+	cfg.Callbacks = map[string]Callback{"zeta": noop, "Alpha": noop, "é": noop}
+	pool := newTestPool(t, cfg)
+	const script = `
+import json, sys
+from pypool import testing
+import pypool_audit
+out = []
+with testing.fake_callbacks({"zeta": len, "Alpha": len, "é": len}):
+    for name in json.load(sys.stdin):
+        out.append(testing.call(pypool_audit.unknown_callback, name))
+json.dump(out, sys.stdout)
+`
+	in, err := json.Marshal(names)
+	require.NoError(t, err)
+	cmd := kitCommand(t, "python3", "-c", script)
+	cmd.Dir = "testdata/pykit"
+	cmd.Stdin = bytes.NewReader(in)
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	var kit [][]string
+	require.NoError(t, json.Unmarshal(out, &kit))
+	require.Len(t, kit, len(names))
+	for i, name := range names {
+		got, err := pool.Call(context.Background(), "unknown_callback", name)
+		require.NoError(t, err)
+		var real []string
+		for _, v := range got.([]any) {
+			real = append(real, v.(string))
+		}
+		assert.Equal(t, real, kit[i], "%q", name)
+	}
+}

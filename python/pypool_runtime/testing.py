@@ -379,6 +379,31 @@ def _valid_traceparent(text: str) -> bool:
     return text[3:35] != "0" * 32 and text[36:52] != "0" * 16
 
 
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v", '"': '\\"', "\\": "\\\\"}
+
+
+def _go_quote(text: str) -> str:
+    """text quoted as Go's %q (strconv.Quote) quotes it: printable
+    characters as they are (unicode.IsPrint: letters, marks, numbers,
+    punctuation, symbols, the ASCII space), others escaped."""
+    import unicodedata
+
+    out = ['"']
+    for c in text:
+        if c in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[c])
+        elif c == " " or unicodedata.category(c)[0] in "LMNPS":
+            out.append(c)
+        elif c < " " or c == "\x7f":
+            out.append("\\x%02x" % ord(c))
+        elif ord(c) < 0x10000:
+            out.append("\\u%04x" % ord(c))
+        else:
+            out.append("\\U%08x" % ord(c))
+    out.append('"')
+    return "".join(out)
+
+
 def _decorated(manager: Any, test: Callable[..., Any]) -> Callable[..., Any]:
     """test run under the context manager manager: an async def test is
     run under it while it is awaited, not while its coroutine is made; a
@@ -460,7 +485,7 @@ class fake_callbacks:
         if fake is None:
             registered = ", ".join(sorted(self.fakes)) or "(none)"
             raise callback.GoError(
-                'no Go callback named "%s"; registered (Config.Callbacks): %s' % (name, registered), "not_found"
+                "no Go callback named %s; registered (Config.Callbacks): %s" % (_go_quote(name), registered), "not_found"
             )
         result = fake(*args)
         try:

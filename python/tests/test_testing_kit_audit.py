@@ -188,6 +188,13 @@ class FakeManagerTest(unittest.TestCase):
         with testing.fake_callbacks({"a": lambda: 7}):
             self.assertEqual(testing.call(work), 7)
 
+    def test_unknown_name_quoted_as_go(self):
+        # Go's %q; before, bare quotes: 'no Go callback named "a"b\n"'.
+        with testing.fake_callbacks({}):
+            with self.assertRaises(pypool_runtime.GoError) as caught:
+                pypool_runtime.call_go('a"b\n\u200b')
+        self.assertEqual(caught.exception.message, 'no Go callback named "a\\"b\\n\\u200b"; registered (Config.Callbacks): (none)')
+
     def test_names_are_str(self):
         # Config.Callbacks is a map[string]...: before, a non-str name was
         # taken, and an unknown name's GoError failed to be made

@@ -80,3 +80,13 @@ def large_bytes():
 
 def large_map():
     return {"a": "y" * 100000, "b": [1, 2, 3]}
+
+
+def unknown_callback(name):
+    import pypool
+
+    try:
+        pypool.call_go(name)
+    except pypool.GoError as exc:
+        return [exc.code, exc.message, exc.go_type, str(exc)]
+    return None
