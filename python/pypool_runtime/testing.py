@@ -152,12 +152,30 @@ def check_crosses(value: Any, name: str = "function") -> Any:
         )
     try:
         return c.unpackb(data)
-    except TypeError:  # unhashable: a dict key that is a tuple (or list) decodes as a list
+    except TypeError:
+        if not _tuple_key(value):  # a decode hook's own error (register_ext)
+            raise
         raise TypeError(
             "the result of %s() encodes, but does not decode: a Python dict key (list: a tuple or a list) can not be a key of a"
             " Go map (Call gives map[any]any): decode the result with CallAs into a map whose key type fits it (a Go array"
             " for a tuple), or make the key a str or an int in Python" % name
         ) from None
+
+
+def _tuple_key(value: Any) -> bool:
+    """Whether value (which encodes) holds a dict whose key is a tuple:
+    it decodes as a list, which can be no dict's key."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, tuple):
+                    return True
+                todo.append(child)
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
+    return False
 
 
 def call(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -173,7 +191,9 @@ def call(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("call(%s): an argument cannot cross between Go and Python: %s" % (getattr(function, "__name__", "function"), detail)) from None
     try:
         args, kwargs = c.unpackb(data)
-    except TypeError:  # unhashable: a dict key that is a tuple (or list) decodes as a list
+    except TypeError:
+        if not _tuple_key([args, kwargs]):  # a decode hook's own error (register_ext)
+            raise
         raise TypeError(
             "call(%s): an argument cannot cross between Go and Python: a dict key that is a tuple or a list decodes"
             " in Python as a list, which can not be a dict key (a worker answers bad_arguments)" % getattr(function, "__name__", "function")

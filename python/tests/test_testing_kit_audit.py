@@ -81,6 +81,24 @@ class KeywordTest(unittest.TestCase):
         self.assertEqual(testing.check_crosses({"name": 1}), {"name": 1})
 
 
+class DecodeHookTest(unittest.TestCase):
+    def test_decode_hook_type_error_is_not_a_tuple_key(self):
+        # A register_ext decode that raises TypeError was reported as a
+        # tuple dict key. It propagates as it is.
+        class Point:
+            pass
+
+        def decode(data):
+            raise TypeError("decode bug")
+
+        pypool_runtime.register_ext(Point, 101, encode=lambda p: b"p", decode=decode)
+        try:
+            with self.assertRaisesRegex(TypeError, "^decode bug$"):
+                testing.check_crosses({"p": Point()})
+        finally:
+            pypool_runtime.ext.unregister_ext(101)
+
+
 class NestedCallTest(unittest.TestCase):
     def test_nested_call_has_its_own_name(self):
         # Before: ['outer', 'outer']: the inner call saw the outer call's context.
