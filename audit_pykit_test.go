@@ -178,6 +178,11 @@ json.dump(out, sys.stdout)
 		}
 		assert.Equal(t, limit, kit[i], "case %d", i)
 	}
+	// A worker's metadata iterates in Go's order, by key (the kit's in the
+	// test's, before): python/tests/test_testing_kit_audit.py checks the kit.
+	keys, err := pool.Call(WithMetadata(context.Background(), map[string]string{"b": "1", "a": "2", "é": "3", "Z": "4"}), "metadata_keys")
+	require.NoError(t, err)
+	assert.Equal(t, []any{"Z", "a", "b", "é"}, keys)
 }
 
 // TestAuditPykitTooLarge: a result beyond Config.MaxMessageSize fails a

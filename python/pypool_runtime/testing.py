@@ -271,6 +271,9 @@ class call_context:
             if type(key) is not str or type(value) is not str or not key:
                 raise TypeError("call_context: metadata maps non-empty str keys to str values, as Go's WithMetadata; got %r: %r" % (key, value))
         _check_metadata(metadata)
+        metadata = {key: metadata[key] for key in sorted(metadata)}  # in Go's order: a worker's iterates so
+        if type(function) is not str:
+            raise TypeError("call_context: function is the name Go called, a str, not %r" % (function,))
         if type(attempt) is not int or attempt < 1:
             raise TypeError("call_context: attempt is an int from 1, not %r" % (attempt,))
         if remaining is not None and (type(remaining) not in (int, float) or remaining != remaining):

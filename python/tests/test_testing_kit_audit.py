@@ -261,6 +261,18 @@ class CallContextLimitsTest(unittest.TestCase):
         testing.call_context(metadata={str(i): "" for i in range(64)})
         testing.call_context(metadata={"k" * 128: "v" * (8192 - 128)})
 
+    def test_metadata_in_go_order(self):
+        # Go sends the metadata sorted by key: a worker's
+        # current_call().metadata iterates in that order. Before: the
+        # test's order.
+        with testing.call_context(metadata={"b": "1", "a": "2", "é": "3", "Z": "4"}) as cc:
+            self.assertEqual(list(cc.metadata), ["Z", "a", "b", "é"])
+            self.assertEqual(list(pypool_runtime.current_call().metadata.items())[0], ("Z", "4"))
+
+    def test_function_is_a_str(self):
+        with self.assertRaisesRegex(TypeError, "function"):
+            testing.call_context(function=5)
+
     def test_remaining_must_be_a_number(self):
         with self.assertRaisesRegex(TypeError, "remaining"):
             testing.call_context(remaining="2")

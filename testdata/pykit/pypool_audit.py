@@ -90,3 +90,9 @@ def unknown_callback(name):
     except pypool.GoError as exc:
         return [exc.code, exc.message, exc.go_type, str(exc)]
     return None
+
+
+def metadata_keys():
+    import pypool
+
+    return list(pypool.current_call().metadata)
