@@ -430,12 +430,14 @@ def _go_quote(text: str) -> str:
 def _decorated(manager: Any, test: Callable[..., Any]) -> Callable[..., Any]:
     """test run under the context manager manager: an async def test is
     run under it while it is awaited, not while its coroutine is made; a
-    class has each of its methods whose name starts with "test" run so."""
+    class has each of its methods (inherited ones too) whose name starts
+    with "test" run so."""
     import functools
     import inspect
 
     if isinstance(test, type):  # a test class: each of its test methods, as unittest.mock.patch does
-        for attr, value in list(vars(test).items()):
+        for attr in dir(test):  # inherited ones too, set on test (its bases are left as they are)
+            value = inspect.getattr_static(test, attr)
             if attr.startswith("test") and inspect.isfunction(value):
                 setattr(test, attr, _decorated(manager, value))
         return test

@@ -234,6 +234,20 @@ class FakeManagerTest(unittest.TestCase):
         self.assertEqual(Case().test_one(), 3)
         self.assertIsNone(Case().helper())
 
+    def test_decorates_inherited_test_methods(self):
+        # As unittest.mock.patch: a mixin's tests run under the manager too.
+        class Mixin:
+            def test_inherited(self):
+                return pypool_runtime.call_go("a")
+
+        @testing.fake_callbacks({"a": lambda: 4})
+        class Case(Mixin):
+            pass
+
+        self.assertEqual(Case().test_inherited(), 4)
+        with self.assertRaises(RuntimeError):
+            Mixin().test_inherited()  # the base class is left as it was
+
 
 class CallContextLimitsTest(unittest.TestCase):
     def test_invalid_traceparent_is_dropped_as_go_does(self):
