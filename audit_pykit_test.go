@@ -20,7 +20,7 @@ import (
 // the Code, Type, Message and Hint of the real call's *PythonError, under
 // both interpreters (pure codec and msgpack's C extension).
 func TestAuditPykitMatchesRealErrors(t *testing.T) {
-	names := []string{"cyclic", "deep", "big_int", "naive_datetime", "opaque", "opaque_key", "frozen", "generator"}
+	names := []string{"surrogate", "strided_view", "complex_number", "cyclic", "deep", "big_int", "naive_datetime", "opaque", "opaque_key", "frozen", "generator"}
 	for _, python := range []string{"python3", debianPython} {
 		t.Run(map[string]string{"python3": "python3", debianPython: "debian"}[python], func(t *testing.T) {
 			names := names

@@ -96,3 +96,15 @@ def metadata_keys():
     import pypool
 
     return list(pypool.current_call().metadata)
+
+
+def surrogate():
+    return {"name": "\udc80"}
+
+
+def strided_view():
+    return [memoryview(b"abcdef")[::2]]
+
+
+def complex_number():
+    return 1j
