@@ -199,11 +199,18 @@ def call(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
             " in Python as a list, which can not be a dict key (a worker answers bad_arguments)" % getattr(function, "__name__", "function")
         ) from None
     name = getattr(function, "__name__", "function")
+    global _running
+    with _fakes_lock:
+        _running += 1
+        callback._fake = _dispatch
     _fakes.calls = getattr(_fakes, "calls", 0) + 1
     try:
         return _call(function, name, args, kwargs)
     finally:
         _fakes.calls -= 1
+        with _fakes_lock:
+            _running -= 1
+            _release()
 
 
 def _call(function: Callable[..., Any], name: str, args: Any, kwargs: Any) -> Any:
@@ -312,9 +319,9 @@ class call_context:
 
 
 # fake_callbacks' managers entered in each thread (_fakes.stack, innermost
-# last), and in all threads (_entered, last entered last): while any is,
-# call_go calls _dispatch. _fakes.calls counts the testing.call calls that
-# run in a thread.
+# last), and in all threads (_entered, last entered last): while any is
+# (or a testing.call runs), call_go calls _dispatch. _fakes.calls counts
+# the testing.call calls that run in a thread.
 _fakes = _thread._local()
 _fakes_lock = _thread.allocate_lock()
 _entered: List[fake_callbacks] = []
@@ -327,6 +334,18 @@ def _remove_last(managers: List[Any], manager: Any) -> None:
             return
 
 
+# How many testing.call calls run, in all threads: while any does (or a
+# fake_callbacks is entered), call_go calls _dispatch.
+_running = 0
+
+
+def _release() -> None:
+    """call_go back to the runtime's own when nothing needs _dispatch
+    (under _fakes_lock)."""
+    if not _entered and not _running:
+        callback._fake = None
+
+
 def _dispatch(name: str, args: Any) -> Any:
     """call_go(name, *args) under fake_callbacks: the innermost manager of
     this thread answers; in a thread with none, that runs a testing.call
@@ -336,6 +355,11 @@ def _dispatch(name: str, args: Any) -> Any:
     if not stack and getattr(_fakes, "calls", 0):
         with _fakes_lock:
             stack = _entered[-1:]
+        if not stack:
+            raise RuntimeError(
+                "call_go(%r) in testing.call with no testing.fake_callbacks active: give the Go function a fake"
+                " (a worker would call Config.Callbacks[%r])" % (name, name)
+            )
     if not stack:
         raise RuntimeError(
             "call_go(%r) from a thread other than the worker's main thread: only the call Go made can call back"
@@ -486,8 +510,7 @@ class fake_callbacks:
         with _fakes_lock:
             _remove_last(_fakes.__dict__.get("stack", []), self)  # the innermost entry of self in this thread
             _remove_last(_entered, self)
-            if not _entered:
-                callback._fake = None
+            _release()
 
     def __call__(self, test: Callable[..., Any]) -> Callable[..., Any]:
         return _decorated(self, test)

@@ -213,6 +213,14 @@ class FakeManagerTest(unittest.TestCase):
                 pypool_runtime.call_go('a"b\n\u200b')
         self.assertEqual(caught.exception.message, 'no Go callback named "a\\"b\\n\\u200b"; registered (Config.Callbacks): (none)')
 
+    def test_call_go_in_a_call_without_fakes(self):
+        # Before: "call_go('x') outside a call from Go", in a call.
+        with self.assertRaisesRegex(RuntimeError, r"call_go\('x'\) in testing.call with no testing.fake_callbacks active"):
+            testing.call(lambda: pypool_runtime.call_go("x"))
+        self.assertIsNone(callback._fake)
+        with self.assertRaisesRegex(RuntimeError, "outside a call from Go"):
+            pypool_runtime.call_go("x")
+
     def test_names_are_str(self):
         # Config.Callbacks is a map[string]...: before, a non-str name was
         # taken, and an unknown name's GoError failed to be made
