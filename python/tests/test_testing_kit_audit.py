@@ -318,5 +318,28 @@ class RunningLoopTest(unittest.TestCase):
             asyncio.run(test())
 
 
+async def _fetch(x):
+    await asyncio.sleep(0)
+    return [pypool_runtime.call_go("get", x), pypool_runtime.current_call().metadata.get("t")]
+
+
+@testing.fake_callbacks({"get": lambda x: x * 2})
+class IsolatedAsyncTest(unittest.IsolatedAsyncioTestCase):
+    """An async test framework: the fakes (a class decorator) and a
+    call_context entered in asyncSetUp reach the async tests."""
+
+    async def asyncSetUp(self):
+        context = testing.call_context(metadata={"t": "acme"})
+        context.__enter__()
+        self.addCleanup(context.__exit__, None, None, None)
+
+    async def test_await_and_check(self):
+        self.assertEqual(testing.check_crosses(await _fetch(2)), [4, "acme"])
+
+    async def test_call_says_to_await(self):
+        with self.assertRaisesRegex(RuntimeError, r"call\(_fetch\).*await _fetch"):
+            testing.call(_fetch, 1)
+
+
 if __name__ == "__main__":
     unittest.main()
