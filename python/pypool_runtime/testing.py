@@ -536,9 +536,22 @@ class fake_callbacks:
                 "no Go callback named %s; registered (Config.Callbacks): %s" % (_go_quote(name), registered), "not_found"
             )
         result = fake(*args)
+        if hasattr(type(result), "__await__"):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # no "never awaited" warning
+            raise TypeError(
+                "the fake callback %r returned a %s: a fake stands for a Go function, which returns its value; make it a plain def"
+                % (name, type(result).__name__)
+            )
         try:
             return c.unpackb(c.packb(result))
         except Exception as exc:
-            detail, hint = not_encodable(result, exc)
-            raise TypeError("the fake callback %r returned a value Go could not send: %s%s" % (name, detail, "; " + hint if hint else "")) from None
+            # Not the worker's hint (set_default, register_ext): those
+            # encode Python's values for Go, not what Go sends.
+            detail = not_encodable(result, exc)[0]
+            raise TypeError(
+                "the fake callback %r returned a value Go could not send: %s; return what the Go function would: None, a"
+                " bool, number, str, bytes, list, dict, an aware datetime or a value of a registered extension" % (name, detail)
+            ) from None
 

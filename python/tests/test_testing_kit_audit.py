@@ -221,6 +221,38 @@ class FakeManagerTest(unittest.TestCase):
         with self.assertRaisesRegex(RuntimeError, "outside a call from Go"):
             pypool_runtime.call_go("x")
 
+    def test_async_fake(self):
+        # A Go function returns its value: an async def fake is a mistake of
+        # the test. Before: the worker's hint (set_default, register_ext of
+        # "coroutine") and a RuntimeWarning "coroutine 'fake' was never awaited".
+        async def fake():
+            return 1
+
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with testing.fake_callbacks({"f": fake}):
+                with self.assertRaises(TypeError) as caught:
+                    pypool_runtime.call_go("f")
+        self.assertEqual(
+            str(caught.exception),
+            "the fake callback 'f' returned a coroutine: a fake stands for a Go function, which returns its value; make it a plain def",
+        )
+
+    def test_fake_result_hint_is_not_the_workers(self):
+        # set_default and register_ext encode Python's values for Go, not
+        # what Go sends: a fake must return what a Go function could.
+        with testing.fake_callbacks({"f": lambda: {1}}):
+            with self.assertRaises(TypeError) as caught:
+                pypool_runtime.call_go("f")
+        self.assertEqual(
+            str(caught.exception),
+            "the fake callback 'f' returned a value Go could not send: result: set (can not serialize 'set' object);"
+            " return what the Go function would: None, a bool, number, str, bytes, list, dict, an aware datetime"
+            " or a value of a registered extension",
+        )
+
     def test_names_are_str(self):
         # Config.Callbacks is a map[string]...: before, a non-str name was
         # taken, and an unknown name's GoError failed to be made
