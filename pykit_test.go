@@ -28,8 +28,9 @@ func kitCommand(t *testing.T, python string, args ...string) *exec.Cmd {
 
 // TestPythonTestKitRunsSampleTests runs testdata/pykit's unit tests (fake
 // callbacks, an extension, results that cannot cross) with plain unittest
-// under both interpreters: python3 and Debian's /usr/bin/python3, which has
-// no msgpack by default, so that the pure codec's checks are run too.
+// under both interpreters, python3 and Debian's /usr/bin/python3: one with
+// msgpack's C extension, one without (as .ci/run installs them), so that
+// both codecs' checks run.
 func TestPythonTestKitRunsSampleTests(t *testing.T) {
 	for _, python := range []string{"python3", debianPython} {
 		t.Run(map[string]string{"python3": "python3", debianPython: "debian"}[python], func(t *testing.T) {
