@@ -64,6 +64,7 @@ func TestAuditReloadOfHostileImports(t *testing.T) {
 		{"hang", "time.sleep(600)"},
 		{"sigstop", "import signal; os.kill(os.getpid(), signal.SIGSTOP)"},
 		{"exit", "os._exit(3)"},
+		{"killpg", "import signal; os.killpg(0, signal.SIGKILL)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newReloadFixture(t, 2, func(c *Config) { c.StartTimeout = 2 * time.Second })
@@ -72,7 +73,7 @@ func TestAuditReloadOfHostileImports(t *testing.T) {
 			err := f.pool.Reload(testCtx(t))
 			require.Error(t, err)
 			assert.ErrorIs(t, err, ErrWorkerStart)
-			if tc.name != "exit" {
+			if tc.name == "hang" || tc.name == "sigstop" {
 				// A start that hangs past StartTimeout wraps
 				// context.DeadlineExceeded (docs/errors.md), as the
 				// Reload's own ctx ending does: ErrWorkerStart tells them
@@ -404,4 +405,37 @@ func TestAuditReloadJoinerOutlivesTheStartersContext(t *testing.T) {
 	s := f.pool.Stats()
 	assert.Zero(t, s.OldGeneration)
 	assert.Equal(t, "v2", f.version(t))
+}
+
+// TestAuditReloadContextEndedBeforeOrWhileStarting: a Reload whose ctx
+// has ended already, or ends while its first new worker (or, with the
+// fork server, its new template) starts, returns ctx's error, and the old
+// workers serve on; nothing is left running of the stopped reload.
+func TestAuditReloadContextEndedBeforeOrWhileStarting(t *testing.T) {
+	f := newReloadFixture(t, 1, nil)
+	f.write(t, "v2", "pass")
+	for range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		err := f.pool.Reload(ctx)
+		assert.ErrorIs(t, err, context.Canceled, "ctx ended before")
+		awaitPool(t, f.pool, "the reload ended", func(s Stats) bool { return !s.Reloading })
+	}
+	pids := filepath.Join(t.TempDir(), "pids")
+	f.writeTop(t, "v3", pidFileTop(pids, "time.sleep(0.5)"), "pass")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := f.pool.Reload(ctx)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "ctx ended while starting")
+	assert.NotErrorIs(t, err, ErrWorkerStart)
+	awaitPool(t, f.pool, "the reload ended", func(s Stats) bool { return !s.Reloading && s.Starting == 0 })
+	assert.Equal(t, "v1", f.version(t))
+	if _, err := os.Stat(pids); err == nil {
+		for _, pid := range importedPids(t, pids) {
+			assert.True(t, pidfdExited(openPidfd(t, pid), 10*time.Second), "process %d of the stopped reload left", pid)
+		}
+	}
+	s := f.pool.Stats()
+	assert.Zero(t, s.Generation)
+	assert.Equal(t, uint64(6), s.ReloadsFailed)
 }
