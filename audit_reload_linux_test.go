@@ -439,3 +439,90 @@ func TestAuditReloadContextEndedBeforeOrWhileStarting(t *testing.T) {
 	assert.Zero(t, s.Generation)
 	assert.Equal(t, uint64(6), s.ReloadsFailed)
 }
+
+// TestAuditReloadBoundedByALongTransaction: with AsyncCalls, a Transaction
+// that holds an old worker past the Reload's ctx makes Reload return ctx's
+// error; once the Transaction ends its worker is retired and replaced by
+// one of the new code, without another Reload.
+func TestAuditReloadBoundedByALongTransaction(t *testing.T) {
+	f := newReloadFixture(t, 2, func(c *Config) { c.AsyncCalls = 4 })
+	f.write(t, "v2", "pass")
+	held, release := make(chan int, 1), make(chan struct{})
+	txDone := make(chan error, 1)
+	go func() {
+		txDone <- f.pool.Transaction(testCtx(t), func(w *Worker) error {
+			held <- w.Pid()
+			<-release
+			got, err := w.Call(testCtx(t), "version")
+			assert.Equal(t, "v1", got, "the Transaction runs on its old worker to its end")
+			return err
+		})
+	}()
+	pid := <-held
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer cancel()
+		awaitPool(t, f.pool, "only the held worker old", func(s Stats) bool { return s.Generation == 1 && s.OldGeneration == 1 })
+	}()
+	err := f.pool.Reload(ctx)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, "v2", f.version(t), "callers get new workers")
+	close(release)
+	require.NoError(t, <-txDone)
+	awaitPool(t, f.pool, "the held worker retired", func(s Stats) bool { return s.OldGeneration == 0 && atRest(s, 2) })
+	assert.NotContains(t, workerPids(f.pool), pid)
+	for range 4 {
+		assert.Equal(t, "v2", f.version(t))
+	}
+}
+
+// TestAuditReloadOldWorkerStopped: an old worker stopped (SIGSTOP) in the
+// middle of a call during a reload: its caller's deadline ends the call,
+// the worker is killed when it does not answer its interrupt, and the
+// reload completes.
+func TestAuditReloadOldWorkerStopped(t *testing.T) {
+	f := newReloadFixture(t, 2, func(c *Config) { c.InterruptGrace = 500 * time.Millisecond })
+	f.write(t, "v2", "pass")
+	called := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := f.pool.Call(ctx, "work", 60000)
+		called <- err
+	}()
+	awaitPool(t, f.pool, "the call in flight", func(s Stats) bool { return s.InUse == 1 })
+	f.pool.mu.Lock()
+	var victim int
+	for _, pw := range f.pool.workers {
+		if pw.state == stateCheckedOut {
+			victim = pw.proc.pid
+		}
+	}
+	f.pool.mu.Unlock()
+	require.NotZero(t, victim)
+	require.NoError(t, syscall.Kill(victim, syscall.SIGSTOP))
+	require.NoError(t, f.pool.Reload(testCtx(t)))
+	assert.ErrorIs(t, <-called, context.DeadlineExceeded)
+	assert.Equal(t, "v2", f.version(t))
+	awaitPool(t, f.pool, "at rest", func(s Stats) bool { return atRest(s, 2) && s.OldGeneration == 0 })
+	assert.True(t, pidfdExited(openPidfd(t, victim), 10*time.Second), "the stopped worker was killed")
+}
+
+// TestAuditReloadOutOfACrashLoop: the old code crashes its worker at every
+// call (the pool's backoff grows); a Reload of fixed code completes, and
+// the calls work again.
+func TestAuditReloadOutOfACrashLoop(t *testing.T) {
+	f := newReloadFixture(t, 2, nil)
+	f.writeTop(t, "v1", "def crash():\n    os._exit(1)", "pass")
+	require.NoError(t, f.pool.Reload(testCtx(t)))
+	for range 6 {
+		_, err := f.pool.Call(testCtx(t), "crash")
+		require.ErrorIs(t, err, ErrWorkerCrashed)
+	}
+	f.writeTop(t, "v2", "def crash():\n    return VERSION", "pass")
+	require.NoError(t, f.pool.Reload(testCtx(t)))
+	got, err := f.pool.Call(testCtx(t), "crash")
+	require.NoError(t, err)
+	assert.Equal(t, "v2", got)
+	awaitPool(t, f.pool, "at rest", func(s Stats) bool { return atRest(s, 2) && s.OldGeneration == 0 })
+}
