@@ -526,3 +526,36 @@ func TestAuditReloadOutOfACrashLoop(t *testing.T) {
 	assert.Equal(t, "v2", got)
 	awaitPool(t, f.pool, "at rest", func(s Stats) bool { return atRest(s, 2) && s.OldGeneration == 0 })
 }
+
+// TestAuditReloadFailingMidRollAtRest: in a pool at rest, the reload's
+// first new worker is proven and a later one's SetUp raises: Reload
+// returns that error, the pool's generation goes back to the one before
+// (docs/reloading.md), the pool serves at Size with old and new workers,
+// and the next Reload of fixed code completes.
+func TestAuditReloadFailingMidRollAtRest(t *testing.T) {
+	f := newReloadFixture(t, 3, nil)
+	count := filepath.Join(t.TempDir(), "setups")
+	top := "def _setup2():\n" +
+		"    n = os.path.getsize(" + strconv.Quote(count) + ") if os.path.exists(" + strconv.Quote(count) + ") else 0\n" +
+		"    with open(" + strconv.Quote(count) + ", 'a') as _f: _f.write('x')\n" +
+		"    if n >= 1: raise RuntimeError('a later worker is broken')"
+	f.writeTop(t, "v2", top, "_setup2()")
+	err := f.pool.Reload(testCtx(t))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrWorkerStart)
+	var pyErr *PythonError
+	require.ErrorAs(t, err, &pyErr)
+	assert.Contains(t, pyErr.Traceback, "a later worker is broken")
+	awaitPool(t, f.pool, "at Size", func(s Stats) bool { return atRest(s, 3) })
+	s := f.pool.Stats()
+	assert.Zero(t, s.Generation, "back to the generation before")
+	assert.Zero(t, s.OldGeneration)
+	assert.Equal(t, uint64(1), s.ReloadsFailed)
+	assert.Equal(t, uint64(1), s.StartsReload, "its first worker")
+	assert.Equal(t, uint64(1), s.StopsReload, "the idle old worker it replaced")
+	f.write(t, "v3", "pass")
+	require.NoError(t, f.pool.Reload(testCtx(t)))
+	assert.Equal(t, "v3", f.version(t))
+	awaitPool(t, f.pool, "at rest", func(s Stats) bool { return atRest(s, 3) && s.OldGeneration == 0 })
+	assert.Equal(t, uint64(2), f.pool.Stats().Generation)
+}
