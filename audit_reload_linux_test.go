@@ -13,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -558,4 +559,81 @@ func TestAuditReloadFailingMidRollAtRest(t *testing.T) {
 	assert.Equal(t, "v3", f.version(t))
 	awaitPool(t, f.pool, "at rest", func(s Stats) bool { return atRest(s, 3) && s.OldGeneration == 0 })
 	assert.Equal(t, uint64(2), f.pool.Stats().Generation)
+}
+
+// TestAuditReloadChaos: rounds of reloads under load, each stopped by its
+// ctx at a random step or not, with a random worker (old or new) killed at
+// a random step; after every round a Reload with a live ctx completes,
+// every worker runs its code, and no call failed but by a kill.
+func TestAuditReloadChaos(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	f := newReloadFixture(t, 3, func(c *Config) { c.MaxOverflow = 1; c.ReloadSurge = 2 })
+	stop := busyCallers(t, f.pool, 5, 5, 20*time.Second)
+	steps := []func(Stats) bool{
+		func(Stats) bool { return true },
+		func(s Stats) bool { return s.Reloading },
+		func(s Stats) bool { return s.StartsReload > 0 },
+		func(s Stats) bool { return s.StopsReload > 0 },
+		nil, // never
+	}
+	for round := range 5 {
+		v := "v" + strconv.Itoa(round+2)
+		f.write(t, v, "time.sleep(0.05)")
+		base := f.pool.Stats()
+		at := func(step func(Stats) bool) func(Stats) bool {
+			return func(s Stats) bool {
+				s.StartsReload -= base.StartsReload
+				s.StopsReload -= base.StopsReload
+				return step(s)
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if step := steps[rng.IntN(len(steps))]; step != nil {
+			go func() {
+				defer cancel()
+				awaitQuietly(ctx, f.pool, at(step))
+			}()
+		}
+		if step, pick := steps[rng.IntN(len(steps)-1)], rng.IntN(1<<20); rng.IntN(2) == 0 {
+			go func() {
+				if !awaitQuietly(ctx, f.pool, at(step)) {
+					return
+				}
+				pids := workerPids(f.pool)
+				if len(pids) > 0 {
+					syscall.Kill(pids[pick%len(pids)], syscall.SIGKILL)
+				}
+			}()
+		}
+		err := f.pool.Reload(ctx)
+		cancel()
+		t.Logf("round %d: %v", round, err)
+		require.NoError(t, f.pool.Reload(testCtx(t)), "round %d", round)
+		assert.Zero(t, f.pool.Stats().OldGeneration)
+		assert.Equal(t, v, f.version(t), "round %d", round)
+	}
+	for _, o := range stop() {
+		if o.err != nil {
+			assert.ErrorIs(t, o.err, ErrWorkerCrashed)
+		}
+	}
+	awaitPool(t, f.pool, "at rest", func(s Stats) bool { return atRest(s, 3) && s.OldGeneration == 0 })
+}
+
+// awaitQuietly waits until cond holds for the pool or ctx ends, and
+// reports whether cond held.
+func awaitQuietly(ctx context.Context, p *Pool, cond func(Stats) bool) bool {
+	for {
+		changed := p.awaitChange()
+		if cond(p.Stats()) {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
