@@ -21,6 +21,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -635,5 +636,33 @@ func awaitQuietly(ctx context.Context, p *Pool, cond func(Stats) bool) bool {
 		case <-ctx.Done():
 			return false
 		}
+	}
+}
+
+// TestAuditReloadOfPythonFSReloadsItsData: a pool of code embedded with
+// Config.PythonFS re-imports the same code at a reload, and re-runs SetUp,
+// which loads its data anew (docs/reloading.md).
+func TestAuditReloadOfPythonFSReloadsItsData(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "model.txt")
+	require.NoError(t, os.WriteFile(data, []byte("model-1"), 0o644))
+	code := "MODEL = None\n" +
+		"def setup():\n" +
+		"    global MODEL\n" +
+		"    with open(" + strconv.Quote(data) + ") as f: MODEL = f.read()\n" +
+		"def model():\n" +
+		"    return MODEL\n"
+	cfg := testConfig(t)
+	cfg.Module, cfg.PythonPath, cfg.SetUp, cfg.Size = "auditfsmod", nil, "setup", 2
+	cfg.PythonFS = fstest.MapFS{"auditfsmod.py": {Data: []byte(code)}}
+	pool := newTestPool(t, cfg)
+	got, err := pool.Call(testCtx(t), "model")
+	require.NoError(t, err)
+	assert.Equal(t, "model-1", got)
+	require.NoError(t, os.WriteFile(data, []byte("model-2"), 0o644))
+	require.NoError(t, pool.Reload(testCtx(t)))
+	for range 3 {
+		got, err = pool.Call(testCtx(t), "model")
+		require.NoError(t, err)
+		assert.Equal(t, "model-2", got)
 	}
 }
