@@ -666,3 +666,39 @@ func TestAuditReloadOfPythonFSReloadsItsData(t *testing.T) {
 		assert.Equal(t, "model-2", got)
 	}
 }
+
+// TestAuditReloadRacingClose: Reload and Close at once, at several points
+// of a reload: Reload returns nil or ErrPoolClosed, Close returns, and no
+// worker, template or goroutine is left (TestMain checks the goroutines).
+func TestAuditReloadRacingClose(t *testing.T) {
+	for i := range 4 {
+		dir := t.TempDir()
+		f := &reloadFixture{path: filepath.Join(dir, "reloadmod.py")}
+		f.write(t, "v1", "pass")
+		cfg := testConfig(t)
+		cfg.Module, cfg.PythonPath, cfg.SetUp, cfg.Size = "reloadmod", []string{dir}, "setup", 2
+		pool, err := New(testCtx(t), cfg)
+		require.NoError(t, err)
+		f.write(t, "v2", "pass")
+		reloaded := make(chan error, 2)
+		go func() { reloaded <- pool.Reload(testCtx(t)) }()
+		go func() { reloaded <- pool.Reload(testCtx(t)) }()
+		switch i {
+		case 1:
+			awaitPool(t, pool, "rolling", func(s Stats) bool { return s.Generation == 1 })
+		case 2:
+			awaitPool(t, pool, "a retirement", func(s Stats) bool { return s.StopsReload > 0 })
+		case 3:
+			awaitPool(t, pool, "a reload running", func(s Stats) bool { return s.Reloading })
+		}
+		pids := workerPids(pool)
+		require.NoError(t, pool.Close(testCtx(t)))
+		for range 2 {
+			if err := <-reloaded; err != nil {
+				assert.ErrorIs(t, err, ErrPoolClosed, "round %d", i)
+			}
+		}
+		assertGone(t, pids)
+		assert.Zero(t, pool.Stats().Reloading)
+	}
+}
