@@ -11,6 +11,7 @@ package pypool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -152,9 +153,13 @@ func TestAuditReloadRemovesAFunctionMidCall(t *testing.T) {
 // until it ends, consumed to its end or abandoned; Reload returns after
 // it, and the next stream is the new code's.
 func TestAuditReloadWaitsForAnOpenStream(t *testing.T) {
-	for _, abandon := range []bool{false, true} {
-		t.Run("abandon="+strconv.FormatBool(abandon), func(t *testing.T) {
-			f := newReloadFixture(t, 1, nil)
+	for _, tc := range []struct {
+		abandon bool
+		async   int
+	}{{false, 0}, {true, 0}, {false, 4}, {true, 4}} {
+		abandon := tc.abandon
+		t.Run(fmt.Sprintf("abandon=%v,async=%d", abandon, tc.async), func(t *testing.T) {
+			f := newReloadFixture(t, 1, func(c *Config) { c.AsyncCalls = tc.async })
 			f.writeTop(t, "v1", auditReloadTop, "pass")
 			require.NoError(t, f.pool.Reload(testCtx(t)))
 			f.writeTop(t, "v2", auditReloadTop, "pass")
