@@ -45,11 +45,14 @@ const (
 // reloadRun is one reload in progress. Its fields but done are guarded by
 // Pool.mu.
 type reloadRun struct {
-	done    chan struct{} // closed when it ended; err is set then
-	err     error
-	gen     uint64 // the generation it brings
-	prevGen uint64 // the pool's generation before it
-	began   time.Time
+	done chan struct{} // closed when it ended; err is set then
+	err  error
+	// ctxEnded: it stopped because the ctx of the Reload that began it
+	// ended (set with err); a Reload that joined it carries on.
+	ctxEnded bool
+	gen      uint64 // the generation it brings
+	prevGen  uint64 // the pool's generation before it
+	began    time.Time
 
 	// ctx bounds its own starts: the pool's lifetime, and cut short when
 	// it ends with an error (a start of a reload given up holds a slot).
@@ -94,31 +97,40 @@ type reloadRun struct {
 // Reload that began it ends, the reload stops where it is and Reload
 // returns ctx's error: the pool serves on with old and new workers (old
 // ones are still retired at check-in, and replaced by new ones), and the
-// next Reload completes it. Close ends a reload: Reload then returns
+// next Reload completes it; a Reload that had joined it, its own ctx
+// still live, goes on with a reload of its own. Close ends a reload: Reload then returns
 // ErrPoolClosed, as it does after Close.
 func (p *Pool) Reload(ctx context.Context) error {
-	p.mu.Lock()
-	if p.closed {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return ErrPoolClosed
+		}
+		r, mine := p.reload, false
+		if r == nil {
+			p.lastGen++
+			r = &reloadRun{done: make(chan struct{}), gen: p.lastGen, prevGen: p.gen.Load(), began: time.Now(), proof: make(chan error, 1)}
+			r.ctx, r.cancel = context.WithCancel(p.lifetime)
+			p.reload, mine = r, true
+			p.reloads++
+			p.wg.Add(1)
+			go p.runReload(ctx, r)
+			p.notifyLocked()
+		}
 		p.mu.Unlock()
-		return ErrPoolClosed
-	}
-	r := p.reload
-	if r == nil {
-		p.lastGen++
-		r = &reloadRun{done: make(chan struct{}), gen: p.lastGen, prevGen: p.gen.Load(), began: time.Now(), proof: make(chan error, 1)}
-		r.ctx, r.cancel = context.WithCancel(p.lifetime)
-		p.reload = r
-		p.reloads++
-		p.wg.Add(1)
-		go p.runReload(ctx, r)
-		p.notifyLocked()
-	}
-	p.mu.Unlock()
-	select {
-	case <-r.done:
-		return r.err
-	case <-ctx.Done():
-		return fmt.Errorf("pypool: Reload: %w", ctx.Err())
+		select {
+		case <-r.done:
+			if r.ctxEnded && !mine && ctx.Err() == nil {
+				// The reload this one joined was stopped by the ctx of
+				// the Reload that began it, not by this one's: carry
+				// the replacement through with a reload of its own.
+				continue
+			}
+			return r.err
+		case <-ctx.Done():
+			return fmt.Errorf("pypool: Reload: %w", ctx.Err())
+		}
 	}
 }
 
@@ -138,6 +150,7 @@ func (p *Pool) runReload(ctx context.Context, r *reloadRun) {
 	p.mu.Lock()
 	p.reload = nil
 	r.err = err
+	r.ctxEnded = err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err())
 	if err == nil {
 		p.reloadsDone++
 		if r.starting == 0 {

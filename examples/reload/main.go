@@ -77,9 +77,21 @@ func run(ctx context.Context, ln net.Listener, dir string, reloads <-chan os.Sig
 	}
 	defer pool.Close(context.Background())
 
+	// The reloads end with run (a reload under way is stopped): a SIGHUP
+	// after it would reload a closed pool, and the goroutine would
+	// outlive the pool.
+	ctx, cancel := context.WithCancel(ctx)
+	reloader := make(chan struct{})
+	defer func() { cancel(); <-reloader }()
 	go func() {
-		for range reloads {
-			reload(ctx, pool, logger)
+		defer close(reloader)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-reloads:
+				reload(ctx, pool, logger)
+			}
 		}
 	}()
 

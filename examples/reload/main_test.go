@@ -103,4 +103,10 @@ func TestReloadOnSignal(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	// Nothing takes a reload once run returned: its pool is closed.
+	select {
+	case reloads <- os.Signal(nil):
+		t.Error("a reload was taken after run returned")
+	default:
+	}
 }
