@@ -17,8 +17,10 @@ package pypool
 //  3. Once it is proven the pool's generation becomes the reload's, and
 //     the reload rolls: every worker of an older generation is retired,
 //     an idle one as soon as a new one takes its place (offerLocked,
-//     replacedByLocked), a busy one when it is checked in (recycleReason),
-//     never during a call or a Transaction. The reload's own starts
+//     replacedByLocked), a busy one when it is checked in if the pool keeps
+//     the workers it needs without it, else it serves a waiting caller or
+//     waits idle for its replacement (offerOldLocked), never during a call
+//     or a Transaction. The reload's own starts
 //     (reloadStartsLocked) run at most Config.ReloadSurge at a time and
 //     within Size+MaxOverflow+ReloadSurge workers. The reload ends once no
 //     worker of an older generation serves or starts.
@@ -361,11 +363,30 @@ func (p *Pool) reloadStartsLocked() {
 	}
 }
 
-// offerOldLocked places a worker of an older generation that is offered
-// (its start was in flight when a reload rolled, or it was checked in as
-// the generation changed): to a waiting caller if one waits, for that one
-// call; else it is retired. It reports whether it placed pw.
+// offerOldLocked places a worker of an older generation that is offered:
+// checked in (or back from a drain) during or after a reload, or started
+// while a reload rolled. It is retired if the pool keeps, without it, the
+// ready workers it needs: Size, or as many as its callers use and wait
+// for, within Size+MaxOverflow; or if no reload runs (one stopped by its
+// ctx: the replacement is an ordinary start). Else it is not retired
+// before a new worker is proven to take its place: it serves the caller
+// waiting longest, or waits idle until a new worker retires it
+// (replacedByLocked). It reports whether it placed pw.
 func (p *Pool) offerOldLocked(pw *pooledWorker, startedFor *waiter) bool {
+	others := p.readyLocked()
+	if pw.state.serving() {
+		others--
+	}
+	busy := others - p.counts[stateIdle]
+	needed := min(p.cfg.Size+p.cfg.MaxOverflow, max(p.cfg.Size, busy+p.waiters.len()))
+	if why := p.limitReason(pw); why.cause != causeNone {
+		p.recycleLocked(pw, why) // it must go anyway
+		return true
+	}
+	if r := p.reload; r == nil || !r.rolling || others >= needed {
+		p.recycleLocked(pw, p.recycleReason(pw))
+		return true
+	}
 	wt := startedFor
 	if wt == nil || wt.decided {
 		wt = p.waiters.next()
@@ -375,7 +396,7 @@ func (p *Pool) offerOldLocked(pw *pooledWorker, startedFor *waiter) bool {
 		p.grantLocked(wt, grant{pw: pw})
 		return true
 	}
-	p.recycleLocked(pw, p.recycleReason(pw))
+	p.setStateLocked(pw, stateIdle)
 	return true
 }
 

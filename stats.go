@@ -106,7 +106,7 @@ type Stats struct {
 	StopsOverflowIdle uint64 // overflow workers stopped after Config.OverflowIdleTimeout idle
 	StopsResize       uint64 // workers stopped because Resize shrank the pool: idle ones at once, busy ones beyond Size+MaxOverflow at their check-in
 	StopsClose        uint64 // workers stopped by Close
-	StopsReload       uint64 // workers of an older generation retired by Pool.Reload: idle ones as new ones took their place, busy ones at their check-in
+	StopsReload       uint64 // workers of an older generation retired by Pool.Reload: idle ones as new ones took their place, busy ones at their check-in once the pool keeps enough workers without them
 	Recycled          uint64 // healthy workers stopped on purpose: StopsMaxCalls + StopsMaxMemory + StopsMaxLifetime + StopsOverflowIdle + StopsReload
 	// StopsHandover counts the fork server's first workers, started by exec,
 	// stopped once a forked worker could take their place (StartsHandover).
