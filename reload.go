@@ -100,9 +100,13 @@ type reloadRun struct {
 // returns ctx's error: the pool serves on with old and new workers (old
 // ones are still retired at check-in, and replaced by new ones), and the
 // next Reload completes it; a Reload that had joined it, its own ctx
-// still live, goes on with a reload of its own. Close ends a reload: Reload then returns
+// still live, goes on with a reload of its own. A ctx already ended begins
+// nothing: Reload returns its error. Close ends a reload: Reload then returns
 // ErrPoolClosed, as it does after Close.
 func (p *Pool) Reload(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pypool: Reload: %w", err) // as it would once begun, but nothing begun
+	}
 	for {
 		p.mu.Lock()
 		if p.closed {

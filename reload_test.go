@@ -561,3 +561,20 @@ func TestReloadOfAsyncCallsUnderLoad(t *testing.T) {
 	assert.Zero(t, old, "calls begun after Reload returned answered by old code")
 	assert.Equal(t, uint64(1), f.pool.Stats().StopsReload, "the old worker retired")
 }
+
+// TestReloadWithAnEndedContextBeginsNothing: a Reload whose ctx has ended
+// returns its error at once, as the other blocking calls do; it began a
+// reload that failed, logged it and, with the fork server, started a
+// template for nothing.
+func TestReloadWithAnEndedContextBeginsNothing(t *testing.T) {
+	f := newReloadFixture(t, 1, nil)
+	before := f.pool.Stats()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := f.pool.Reload(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	after := f.pool.Stats()
+	assert.Equal(t, before.Reloads, after.Reloads, "no reload begun")
+	assert.Equal(t, before.ReloadsFailed, after.ReloadsFailed, "none failed")
+	assert.Equal(t, before.Generation, after.Generation)
+}
