@@ -601,6 +601,7 @@ func (f *forkedProcess) wait() exitStatus {
 	defer f.pidfd.Close()
 	defer f.server.guard.release(f.id)
 	unknown := exitStatus{code: -1, signal: "unknown (its fork server had exited)"}
+	late := exitStatus{code: -1, signal: "unknown (its fork server did not report it within " + forkStatusWait.String() + ")"}
 	if !osproc.AwaitPidfd(f.pidfd) {
 		// No poller for the pidfd: the template's report is the watch.
 		if st, ok := <-f.status; ok {
@@ -622,6 +623,7 @@ func (f *forkedProcess) wait() exitStatus {
 		// would have before the reap: should the template be killed now,
 		// someone else reaps the zombie and the group is out of reach.
 		killGroupOfZombie(f.id, f.server.pid)
+		return late
 	}
 	return unknown
 }

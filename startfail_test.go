@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -258,9 +259,18 @@ func TestWorkersThatExitAtStartBackOff(t *testing.T) {
 	for range callers {
 		require.NoError(t, <-errs)
 	}
-	attrs := rec.awaitMatch(t, msgStartFailed, "fatal", "false")
-	assert.Equal(t, "WARN", attrs["level"])
-	assert.Contains(t, attrs["error"], "exited with status 3")
+	rec.awaitMatch(t, msgStartFailed, "fatal", "false")
+	// Each failed start is a warning; their exit status is 3, but for a
+	// forked one whose template was too busy to report it within
+	// forkStatusWait (a loaded machine), which is then unknown.
+	var statuses []string
+	for _, attrs := range rec.matching(msgStartFailed) {
+		if attrs["fatal"] == "false" {
+			assert.Equal(t, "WARN", attrs["level"])
+			statuses = append(statuses, attrs["error"])
+		}
+	}
+	assert.True(t, slices.ContainsFunc(statuses, func(s string) bool { return strings.Contains(s, "exited with status 3") }), "%q", statuses)
 	assert.Empty(t, rec.matching(msgStartKilled))
 }
 
