@@ -104,15 +104,8 @@ for tp, ts in json.load(sys.stdin):
         out.append(testing.call(pypool_audit.trace)[:2])
 json.dump(out, sys.stdout)
 `
-	in, err := json.Marshal(cases)
-	require.NoError(t, err)
-	cmd := kitCommand(t, "python3", "-c", script)
-	cmd.Dir = "testdata/pykit"
-	cmd.Stdin = bytes.NewReader(in)
-	out, err := cmd.Output()
-	require.NoError(t, err)
 	var kit [][]string
-	require.NoError(t, json.Unmarshal(out, &kit))
+	runKitScript(t, script, cases, &kit)
 	require.Len(t, kit, len(cases))
 	for i, c := range cases {
 		got, err := pool.Call(WithTraceContext(context.Background(), c[0], c[1]), "trace")
@@ -157,15 +150,8 @@ for metadata in json.load(sys.stdin):
         out.append(re.search(r"\((\w+)\)$", str(exc)).group(1))
 json.dump(out, sys.stdout)
 `
-	in, err := json.Marshal(cases)
-	require.NoError(t, err)
-	cmd := kitCommand(t, "python3", "-c", script)
-	cmd.Dir = "testdata/pykit"
-	cmd.Stdin = bytes.NewReader(in)
-	out, err := cmd.Output()
-	require.NoError(t, err)
 	var kit []string
-	require.NoError(t, json.Unmarshal(out, &kit))
+	runKitScript(t, script, cases, &kit)
 	require.Len(t, kit, len(cases))
 	for i, md := range cases {
 		_, err := pool.Call(WithMetadata(context.Background(), md), "trace")
@@ -246,15 +232,8 @@ with testing.fake_callbacks({"zeta": len, "Alpha": len, "é": len}):
         out.append(testing.call(pypool_audit.unknown_callback, name))
 json.dump(out, sys.stdout)
 `
-	in, err := json.Marshal(names)
-	require.NoError(t, err)
-	cmd := kitCommand(t, "python3", "-c", script)
-	cmd.Dir = "testdata/pykit"
-	cmd.Stdin = bytes.NewReader(in)
-	out, err := cmd.Output()
-	require.NoError(t, err)
 	var kit [][]string
-	require.NoError(t, json.Unmarshal(out, &kit))
+	runKitScript(t, script, names, &kit)
 	require.Len(t, kit, len(names))
 	for i, name := range names {
 		got, err := pool.Call(context.Background(), "unknown_callback", name)
@@ -265,4 +244,19 @@ json.dump(out, sys.stdout)
 		}
 		assert.Equal(t, real, kit[i], "%q", name)
 	}
+}
+
+// runKitScript runs the Python script with the test kit, in testdata/pykit,
+// under python3: in is its stdin as JSON, and its stdout, JSON, is decoded
+// into out.
+func runKitScript(t *testing.T, script string, in, out any) {
+	t.Helper()
+	data, err := json.Marshal(in)
+	require.NoError(t, err)
+	cmd := kitCommand(t, "python3", "-c", script)
+	cmd.Dir = "testdata/pykit"
+	cmd.Stdin = bytes.NewReader(data)
+	stdout, err := cmd.Output()
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(stdout, out))
 }

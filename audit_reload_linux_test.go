@@ -92,9 +92,7 @@ func TestAuditReloadOfHostileImports(t *testing.T) {
 			for _, pid := range importedPids(t, pids) {
 				assert.True(t, pidfdExited(openPidfd(t, pid), 10*time.Second), "process %d of the new code left", pid)
 			}
-			f.write(t, "v3", "pass")
-			require.NoError(t, f.pool.Reload(testCtx(t)))
-			assert.Equal(t, "v3", f.version(t))
+			f.reloadTo(t, "v3")
 		})
 	}
 }
@@ -242,9 +240,7 @@ func TestAuditReloadContextEndingAtEachStep(t *testing.T) {
 			for _, o := range stop() {
 				assert.NoError(t, o.err)
 			}
-			f.write(t, "v3", "pass")
-			require.NoError(t, f.pool.Reload(testCtx(t)))
-			assert.Equal(t, "v3", f.version(t))
+			f.reloadTo(t, "v3")
 			awaitPool(t, f.pool, "at rest", func(s Stats) bool { return atRest(s, 3) && s.OldGeneration == 0 })
 			for _, v := range []string{"v1", "v2"} {
 				assert.NotEqual(t, v, f.version(t))
@@ -562,9 +558,7 @@ func TestAuditReloadFailingMidRollAtRest(t *testing.T) {
 	assert.Equal(t, uint64(1), s.ReloadsFailed)
 	assert.Equal(t, uint64(1), s.StartsReload, "its first worker")
 	assert.Equal(t, uint64(1), s.StopsReload, "the idle old worker it replaced")
-	f.write(t, "v3", "pass")
-	require.NoError(t, f.pool.Reload(testCtx(t)))
-	assert.Equal(t, "v3", f.version(t))
+	f.reloadTo(t, "v3")
 	awaitPool(t, f.pool, "at rest", func(s Stats) bool { return atRest(s, 3) && s.OldGeneration == 0 })
 	assert.Equal(t, uint64(2), f.pool.Stats().Generation)
 }

@@ -41,9 +41,7 @@ func TestAuditReloadFailingMidRoll(t *testing.T) {
 	for _, o := range stop() {
 		assert.NoError(t, o.err)
 	}
-	f.write(t, "v3", "pass")
-	require.NoError(t, f.pool.Reload(testCtx(t)))
-	assert.Equal(t, "v3", f.version(t))
+	f.reloadTo(t, "v3")
 	awaitPool(t, f.pool, "at rest", func(s Stats) bool { return atRest(s, 3) && s.OldGeneration == 0 })
 	assert.Equal(t, uint64(2), f.pool.Stats().Generation)
 }

@@ -80,6 +80,15 @@ func (f *reloadFixture) rewriteSameStat(t *testing.T, v string) {
 }
 
 // version is the version a call of the pool answers with.
+// reloadTo writes version v of the module (its set-up a pass), reloads
+// the pool and checks that a call now runs v.
+func (f *reloadFixture) reloadTo(t *testing.T, v string) {
+	t.Helper()
+	f.write(t, v, "pass")
+	require.NoError(t, f.pool.Reload(testCtx(t)))
+	assert.Equal(t, v, f.version(t))
+}
+
 func (f *reloadFixture) version(t *testing.T) string {
 	t.Helper()
 	got, err := f.pool.Call(testCtx(t), "version")
@@ -265,9 +274,7 @@ func TestReloadOfBrokenCodeKeepsTheOldWorkers(t *testing.T) {
 			assert.NoError(t, err)
 
 			// Fixed, the next reload completes.
-			f.write(t, "v3", "pass")
-			require.NoError(t, f.pool.Reload(testCtx(t)))
-			assert.Equal(t, "v3", f.version(t))
+			f.reloadTo(t, "v3")
 			assert.Equal(t, uint64(2), f.pool.Stats().Generation, "the failed reload's number is not used again")
 		})
 	}
@@ -327,9 +334,7 @@ func TestReloadContextEndingLeavesAServingPool(t *testing.T) {
 	awaitPool(t, f.pool, "the reload stopped", func(s Stats) bool { return !s.Reloading && s.ReloadsFailed == 1 })
 	assert.Equal(t, "v1", f.version(t), "the old workers serve on")
 
-	f.write(t, "v3", "pass")
-	require.NoError(t, f.pool.Reload(testCtx(t)))
-	assert.Equal(t, "v3", f.version(t))
+	f.reloadTo(t, "v3")
 	awaitPool(t, f.pool, "at rest", func(s Stats) bool { return atRest(s, 2) && s.OldGeneration == 0 })
 }
 
