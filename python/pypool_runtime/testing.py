@@ -183,12 +183,13 @@ def call(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     its result as check_crosses does: the arguments must cross (TypeError),
     an awaitable result is awaited (asyncio.run), and a result that cannot
     cross raises NotEncodable."""
+    name = getattr(function, "__name__", "function")
     c = _codec()
     try:
         data = c.packb([list(args), kwargs])
     except Exception as exc:
         detail = not_encodable([list(args), kwargs], exc, "arguments")[0]
-        raise TypeError("call(%s): an argument cannot cross between Go and Python: %s" % (getattr(function, "__name__", "function"), detail)) from None
+        raise TypeError("call(%s): an argument cannot cross between Go and Python: %s" % (name, detail)) from None
     try:
         args, kwargs = c.unpackb(data)
     except TypeError:
@@ -196,9 +197,8 @@ def call(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
             raise
         raise TypeError(
             "call(%s): an argument cannot cross between Go and Python: a dict key that is a tuple or a list decodes"
-            " in Python as a list, which can not be a dict key (a worker answers bad_arguments)" % getattr(function, "__name__", "function")
+            " in Python as a list, which can not be a dict key (a worker answers bad_arguments)" % name
         ) from None
-    name = getattr(function, "__name__", "function")
     global _running
     with _fakes_lock:
         _running += 1
@@ -480,7 +480,6 @@ def _decorated(manager: Any, test: Callable[..., Any]) -> Callable[..., Any]:
             return test(*args, **kwargs)
 
     return run
-
 
 
 class fake_callbacks:
