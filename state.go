@@ -304,10 +304,10 @@ func (p *Pool) checkinLocked(pw *pooledWorker, cond condition, recycle recycling
 		p.goDrain(pw)
 	case cond != condHealthy:
 		p.killLocked(pw, cond == condDiedByItself)
-	case recycle.cause != causeNone && recycle.cause != causeReload:
+	case recycle.now():
 		p.recycleLocked(pw, recycle)
 	default:
-		p.offerLocked(pw, nil) // of an older generation: offerOldLocked
+		p.offerLocked(pw, nil)
 	}
 	p.reconcileLocked()
 }
@@ -321,7 +321,7 @@ func (p *Pool) drainedLocked(pw *pooledWorker, ok bool, recycle recycling) {
 		return // it died, or Close killed it
 	case !ok:
 		p.killLocked(pw, false)
-	case recycle.cause != causeNone && recycle.cause != causeReload:
+	case recycle.now():
 		p.recycleLocked(pw, recycle)
 	default:
 		p.offerLocked(pw, nil)

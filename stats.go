@@ -154,6 +154,14 @@ type recycling struct {
 	reason string
 }
 
+// now reports whether a worker checked in (or back from a drain) for
+// this reason is recycled at once. A reload's is not: the worker is
+// offered, and offerLocked hands it to offerOldLocked, which retires it
+// only once the pool keeps the workers it needs without it.
+func (r recycling) now() bool {
+	return r.cause != causeNone && r.cause != causeReload
+}
+
 // replacementClass is the start cause of a worker replacing one that left
 // for c: a crash's for a crash or a kill, a recycle's for a recycle;
 // causeNone when a worker that left for c is not replaced for that reason
