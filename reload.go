@@ -377,10 +377,7 @@ func (p *Pool) reloadStartsLocked() {
 // waiting longest, or waits idle until a new worker retires it
 // (replacedByLocked). It reports whether it placed pw.
 func (p *Pool) offerOldLocked(pw *pooledWorker, startedFor *waiter) bool {
-	others := p.readyLocked()
-	if pw.state.serving() {
-		others--
-	}
+	others := p.othersReadyLocked(pw)
 	busy := others - p.counts[stateIdle]
 	needed := min(p.cfg.Size+p.cfg.MaxOverflow, max(p.cfg.Size, busy+p.waiters.len()))
 	if why := p.limitReason(pw); why.cause != causeNone {

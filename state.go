@@ -154,6 +154,16 @@ func (p *Pool) readyLocked() int {
 	return p.counts[stateIdle] + p.counts[stateCheckedOut] + p.counts[stateDraining]
 }
 
+// othersReadyLocked is readyLocked without pw, which is being placed
+// (offered after its start, its check-in or its drain).
+func (p *Pool) othersReadyLocked(pw *pooledWorker) int {
+	n := p.readyLocked()
+	if pw.state.serving() {
+		n--
+	}
+	return n
+}
+
 // slotsUsedLocked is the number of worker processes that hold a slot of
 // Size+MaxOverflow: starts in flight, started workers not yet placed,
 // ready workers, and workers being stopped, which hold their slot until
@@ -262,10 +272,7 @@ func (p *Pool) offerLocked(pw *pooledWorker, startedFor *waiter) {
 		return
 	}
 	oldServing := p.replacedByLocked(pw) // first: it may retire an idle old worker
-	others := p.readyLocked() - oldServing
-	if pw.state.serving() {
-		others--
-	}
+	others := p.othersReadyLocked(pw) - oldServing
 	if others >= p.cfg.Size+p.cfg.MaxOverflow {
 		// Beyond Size+MaxOverflow: only after Resize shrank the pool. It
 		// goes even when callers wait (the others serve them), whatever
