@@ -47,12 +47,8 @@ for name in sys.argv[1:]:
         out[name] = {"Code": "other", "Type": type(exc).__name__, "Message": str(exc)}
 json.dump(out, sys.stdout)
 `
-			cmd := kitCommand(t, python, append([]string{"-c", script, "tuple_key"}, names...)...)
-			cmd.Dir = "testdata/pykit"
-			out, err := cmd.Output()
-			require.NoError(t, err)
 			var kit map[string]map[string]string
-			require.NoError(t, json.Unmarshal(out, &kit))
+			runKitScript(t, python, script, append([]string{"tuple_key"}, names...), nil, &kit)
 			for _, name := range names {
 				_, err := pool.Call(context.Background(), name)
 				require.Error(t, err, name)
@@ -63,7 +59,7 @@ json.dump(out, sys.stdout)
 			// Python: it comes back a list): the kit says what Go says. (It
 			// raised a bare "unhashable type: 'list'".)
 			const gone = "can not be a key of a Go map (Call gives map[any]any)"
-			_, err = pool.Call(context.Background(), "tuple_key")
+			_, err := pool.Call(context.Background(), "tuple_key")
 			require.ErrorIs(t, err, ErrResultNotDecodable)
 			assert.Contains(t, err.Error(), gone)
 			assert.Equal(t, "other", kit["tuple_key"]["Code"])
@@ -105,7 +101,7 @@ for tp, ts in json.load(sys.stdin):
 json.dump(out, sys.stdout)
 `
 	var kit [][]string
-	runKitScript(t, script, cases, &kit)
+	runKitScript(t, "python3", script, nil, cases, &kit)
 	require.Len(t, kit, len(cases))
 	for i, c := range cases {
 		got, err := pool.Call(WithTraceContext(context.Background(), c[0], c[1]), "trace")
@@ -151,7 +147,7 @@ for metadata in json.load(sys.stdin):
 json.dump(out, sys.stdout)
 `
 	var kit []string
-	runKitScript(t, script, cases, &kit)
+	runKitScript(t, "python3", script, nil, cases, &kit)
 	require.Len(t, kit, len(cases))
 	for i, md := range cases {
 		_, err := pool.Call(WithMetadata(context.Background(), md), "trace")
@@ -196,12 +192,8 @@ for name in sys.argv[1:]:
         out[name] = {"Code": getattr(exc, "code", type(exc).__name__), "Type": getattr(exc, "type", ""), "Message": getattr(exc, "message", str(exc)), "Hint": getattr(exc, "hint", "")}
 json.dump(out, sys.stdout)
 `
-	cmd := kitCommand(t, "python3", append([]string{"-c", script}, names...)...)
-	cmd.Dir = "testdata/pykit"
-	out, err := cmd.Output()
-	require.NoError(t, err)
 	var kit map[string]map[string]string
-	require.NoError(t, json.Unmarshal(out, &kit))
+	runKitScript(t, "python3", script, names, nil, &kit)
 	for _, name := range names {
 		_, err := pool.Call(context.Background(), name)
 		require.Error(t, err, name)
@@ -233,7 +225,7 @@ with testing.fake_callbacks({"zeta": len, "Alpha": len, "é": len}):
 json.dump(out, sys.stdout)
 `
 	var kit [][]string
-	runKitScript(t, script, names, &kit)
+	runKitScript(t, "python3", script, nil, names, &kit)
 	require.Len(t, kit, len(names))
 	for i, name := range names {
 		got, err := pool.Call(context.Background(), "unknown_callback", name)
@@ -247,15 +239,17 @@ json.dump(out, sys.stdout)
 }
 
 // runKitScript runs the Python script with the test kit, in testdata/pykit,
-// under python3: in is its stdin as JSON, and its stdout, JSON, is decoded
-// into out.
-func runKitScript(t *testing.T, script string, in, out any) {
+// under python with args as its sys.argv[1:]: in, unless nil, is its stdin
+// as JSON, and its stdout, JSON, is decoded into out.
+func runKitScript(t *testing.T, python, script string, args []string, in, out any) {
 	t.Helper()
-	data, err := json.Marshal(in)
-	require.NoError(t, err)
-	cmd := kitCommand(t, "python3", "-c", script)
+	cmd := kitCommand(t, python, append([]string{"-c", script}, args...)...)
 	cmd.Dir = "testdata/pykit"
-	cmd.Stdin = bytes.NewReader(data)
+	if in != nil {
+		data, err := json.Marshal(in)
+		require.NoError(t, err)
+		cmd.Stdin = bytes.NewReader(data)
+	}
 	stdout, err := cmd.Output()
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(stdout, out))
