@@ -539,11 +539,7 @@ func TestAuditReloadOutOfACrashLoop(t *testing.T) {
 // and the next Reload of fixed code completes.
 func TestAuditReloadFailingMidRollAtRest(t *testing.T) {
 	f := newReloadFixture(t, 3, nil)
-	count := filepath.Join(t.TempDir(), "setups")
-	top := "def _setup2():\n" +
-		"    n = os.path.getsize(" + strconv.Quote(count) + ") if os.path.exists(" + strconv.Quote(count) + ") else 0\n" +
-		"    with open(" + strconv.Quote(count) + ", 'a') as _f: _f.write('x')\n" +
-		"    if n >= 1: raise RuntimeError('a later worker is broken')"
+	top := brokenAfterFirstSetUp(t)
 	f.writeTop(t, "v2", top, "_setup2()")
 	err := f.pool.Reload(testCtx(t))
 	require.Error(t, err)
@@ -702,4 +698,16 @@ func TestAuditReloadRacingClose(t *testing.T) {
 		assertGone(t, pids)
 		assert.Zero(t, pool.Stats().Reloading)
 	}
+}
+
+// brokenAfterFirstSetUp is module code (for reloadFixture.writeTop, with
+// the set-up "_setup2()") whose set-up passes in the first worker that
+// runs it and raises in every later one: a reload whose first new worker
+// is proven and a later one breaks (the files changed again mid-reload).
+func brokenAfterFirstSetUp(t *testing.T) string {
+	count := strconv.Quote(filepath.Join(t.TempDir(), "setups"))
+	return "def _setup2():\n" +
+		"    n = os.path.getsize(" + count + ") if os.path.exists(" + count + ") else 0\n" +
+		"    with open(" + count + ", 'a') as _f: _f.write('x')\n" +
+		"    if n >= 1: raise RuntimeError('a later worker is broken')"
 }

@@ -6,8 +6,6 @@ package pypool
 // fails mid-roll is the reload's failure, not the pool's.
 
 import (
-	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -21,11 +19,7 @@ import (
 // Size, and the next Reload of fixed code completes.
 func TestAuditReloadFailingMidRoll(t *testing.T) {
 	f := newReloadFixture(t, 3, nil)
-	count := filepath.Join(t.TempDir(), "setups")
-	top := "def _setup2():\n" +
-		"    n = os.path.getsize(" + strconv.Quote(count) + ") if os.path.exists(" + strconv.Quote(count) + ") else 0\n" +
-		"    with open(" + strconv.Quote(count) + ", 'a') as _f: _f.write('x')\n" +
-		"    if n >= 1: raise RuntimeError('a later worker is broken')"
+	top := brokenAfterFirstSetUp(t)
 	stop := busyCallers(t, f.pool, 4, 5, 20*time.Second)
 	f.writeTop(t, "v2", top, "_setup2()")
 	err := f.pool.Reload(testCtx(t))
