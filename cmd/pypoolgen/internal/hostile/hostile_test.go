@@ -3,8 +3,8 @@ package hostile
 import (
 	"context"
 	"io"
-	"os"
 	"log/slog"
+	"os"
 	"reflect"
 	"testing"
 	"time"
